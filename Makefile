@@ -1,0 +1,38 @@
+# The two commands: `make run` and `make test`. Both install what they need
+# (scripts/bootstrap.sh), then build. JOBS stays at 2 for the 2-core machine.
+JOBS ?= 2
+PRESET ?= release
+BUILD_DIR := $(if $(filter release,$(PRESET)),build,build-$(PRESET))
+PYTHON := /usr/bin/python3
+
+.PHONY: bootstrap build run test unit e2e bench format check-asan clean
+
+bootstrap:
+	@bash scripts/bootstrap.sh
+
+build: bootstrap
+	@cmake --preset $(PRESET) >/dev/null
+	@cmake --build --preset $(PRESET) -j $(JOBS)
+
+run: build
+	./$(BUILD_DIR)/silo serve
+
+unit: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+
+e2e: build
+	SILO_BIN=$(CURDIR)/$(BUILD_DIR)/silo $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
+
+test: unit e2e
+
+bench: build
+	bash bench/http_bench.sh $(BUILD_DIR)/silo
+
+check-asan:
+	$(MAKE) PRESET=asan test
+
+format:
+	clang-format -i $$(git ls-files 'src/*.cc' 'src/*.h')
+
+clean:
+	rm -rf build build-debug build-asan

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs exactly the Debian bookworm packages that building and testing Silo need.
+# Idempotent: when every package is already installed it changes nothing and never
+# runs `apt-get update`. Must run as root (or with sudo available) on a fresh machine.
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  g++ cmake ninja-build pkg-config make clang clang-format
+  # libraries (DESIGN.md section 9)
+  libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
+  libssl-dev libsodium-dev libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev
+  libcurl4-openssl-dev libgtest-dev
+  # black-box tests and benchmarks
+  python3 python3-pytest python3-requests openssl sqlite3 wrk procps
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "bootstrap: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,140 @@
+#include <boost/json.hpp>
+
+#include "api/handlers.h"
+#include "base/log.h"
+#include "platform/security_log.h"
+
+namespace silo::api {
+namespace {
+
+namespace json = boost::json;
+
+json::object TenantJson(const tenant::TenantInfo& t) {
+  json::object o;
+  o["id"] = t.id;
+  o["slug"] = t.slug;
+  o["name"] = t.name;
+  o["owner_email"] = t.owner_email;
+  o["state"] = tenant::TenantStateName(t.state);
+  o["created_at"] = t.created_at;
+  return o;
+}
+
+void Record(Services& s, const RequestContext& ctx, const std::string& type,
+            const std::string& detail) {
+  Status st = s.security_log->Append(
+      {type, "operator", ctx.request.client_ip, detail});
+  if (!st.ok()) {
+    log::Error("security log append failed", {{"request_id", ctx.request.request_id}});
+  }
+}
+
+bool IsJson(const http::Request& req) {
+  auto ct = req.Header("content-type");
+  return ct && ct->substr(0, ct->find(';')) == "application/json";
+}
+
+}  // namespace
+
+http::Response ErrorResponse(const Status& status, const http::Request& req) {
+  int code = 500;
+  std::string detail = status.message();
+  switch (status.code()) {
+    case StatusCode::kInvalidArgument: code = 422; break;
+    case StatusCode::kNotFound: code = 404; break;
+    case StatusCode::kAlreadyExists: code = 409; break;
+    case StatusCode::kFailedPrecondition: code = 409; break;
+    case StatusCode::kPermissionDenied: code = 403; break;
+    case StatusCode::kUnauthenticated: code = 401; break;
+    case StatusCode::kResourceExhausted: code = 429; break;
+    case StatusCode::kUnavailable: code = 503; break;
+    default:
+      // Internals go to the log with the request id, never to the caller.
+      log::Error("request failed", {{"request_id", req.request_id},
+                                    {"cause", status.ToString()}});
+      code = 500;
+      detail = "internal error";
+  }
+  return http::Problem(code, detail, req.request_id);
+}
+
+http::Response CreateTenant(Services& s, RequestContext& ctx) {
+  const auto& req = ctx.request;
+  if (!IsJson(req)) {
+    return http::Problem(415, "Content-Type must be application/json", req.request_id);
+  }
+  boost::system::error_code ec;
+  json::parse_options opts;
+  opts.max_depth = 8;
+  json::value body = json::parse(req.body, ec, {}, opts);
+  if (ec || !body.is_object()) {
+    return http::Problem(400, "body must be a JSON object", req.request_id);
+  }
+  std::string fields[3];
+  const char* names[3] = {"slug", "name", "owner_email"};
+  for (const auto& kv : body.as_object()) {
+    int idx = -1;
+    for (int i = 0; i < 3; ++i) {
+      if (kv.key() == names[i]) idx = i;
+    }
+    // Why: unknown fields are refused, not ignored (no mass assignment, and
+    // a typo in "owner_email" must not silently create a tenant without one).
+    if (idx < 0) {
+      return http::Problem(422, "unknown field: " + std::string(kv.key()), req.request_id);
+    }
+    if (!kv.value().is_string()) {
+      return http::Problem(422, std::string(names[idx]) + " must be a string", req.request_id);
+    }
+    fields[idx] = std::string(kv.value().as_string());
+  }
+  if (fields[0].empty()) return http::Problem(422, "slug is required", req.request_id);
+  auto created = s.tenants->Create(fields[0], fields[1], fields[2]);
+  if (!created.ok()) return ErrorResponse(created.status(), req);
+  Record(s, ctx, "tenant.created", created->slug);
+  json::object o = TenantJson(*created);
+  return http::Json(201, json::serialize(o));
+}
+
+http::Response ListTenants(Services& s, RequestContext&) {
+  json::array arr;
+  for (const auto& t : s.tenants->List()) arr.push_back(TenantJson(t));
+  json::object o;
+  o["tenants"] = std::move(arr);
+  return http::Json(200, json::serialize(o));
+}
+
+namespace {
+
+http::Response SetState(Services& s, RequestContext& ctx,
+                        tenant::TenantState state, const char* event) {
+  const std::string& slug = ctx.params["slug"];
+  Status st = s.tenants->SetState(slug, state);
+  if (!st.ok()) return ErrorResponse(st, ctx.request);
+  Record(s, ctx, event, slug);
+  auto t = s.tenants->Find(slug);
+  if (!t) return http::Problem(404, "no such tenant", ctx.request.request_id);
+  return http::Json(200, json::serialize(TenantJson(*t)));
+}
+
+}  // namespace
+
+http::Response SuspendTenant(Services& s, RequestContext& ctx) {
+  return SetState(s, ctx, tenant::TenantState::kSuspended, "tenant.suspended");
+}
+
+http::Response ResumeTenant(Services& s, RequestContext& ctx) {
+  return SetState(s, ctx, tenant::TenantState::kActive, "tenant.resumed");
+}
+
+http::Response DeleteTenant(Services& s, RequestContext& ctx) {
+  const std::string& slug = ctx.params["slug"];
+  Status st = s.tenants->Delete(slug);
+  if (!st.ok()) return ErrorResponse(st, ctx.request);
+  Record(s, ctx, "tenant.deleted", slug);
+  json::object o;
+  o["slug"] = slug;
+  o["deleted"] = true;
+  return http::Json(200, json::serialize(o));
+}
+
+}  // namespace silo::api

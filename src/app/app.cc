@@ -1,0 +1,154 @@
+#include "app/app.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/json.hpp>
+#include <cstdio>
+#include <memory>
+
+#include "api/dispatchers.h"
+#include "api/services.h"
+#include "app/data_dir_lock.h"
+#include "app/dev_secrets.h"
+#include "base/file_util.h"
+#include "base/log.h"
+#include "crypto/keyring.h"
+#include "http/metrics.h"
+#include "http/server.h"
+#include "platform/security_log.h"
+#include "tenant/registry.h"
+
+namespace silo::app {
+namespace {
+
+int Refuse(const std::string& why) {
+  std::fprintf(stderr, "silo: refusing to start: %s\n", why.c_str());
+  return 1;
+}
+
+http::ServerOptions OptionsFor(const config::Config& c, const std::string& name,
+                               const config::HostPort& at, bool tls) {
+  http::ServerOptions o;
+  o.name = name;
+  o.host = at.host;
+  o.port = at.port;
+  o.tls = tls;
+  o.tls_cert_file = c.tls_cert_file;
+  o.tls_key_file = c.tls_key_file;
+  o.max_header_bytes = c.limits.max_header_bytes;
+  o.read_timeout = c.limits.read_timeout;
+  o.idle_timeout = c.limits.idle_timeout;
+  o.drain_timeout = c.limits.drain_timeout;
+  o.max_connections = c.limits.max_connections;
+  o.io_threads = c.limits.io_threads;
+  o.handler_threads = c.limits.handler_threads;
+  o.handler_queue = c.limits.handler_queue;
+  return o;
+}
+
+}  // namespace
+
+std::string ServerInfoPath(const std::string& data_dir) {
+  return data_dir + "/platform/server.json";
+}
+
+int Serve(const config::GetEnv& getenv) {
+  config::LoadResult loaded = config::Load(getenv);
+  if (!loaded.problems.empty()) {
+    std::fprintf(stderr, "silo: refusing to start (%s):\n",
+                 config::EnvironmentName(loaded.config.env));
+    for (const auto& p : loaded.problems) std::fprintf(stderr, "  - %s\n", p.c_str());
+    return 1;
+  }
+  config::Config c = std::move(loaded.config);
+
+  if (c.env == config::Environment::kDevelopment) {
+    if (Status s = MakeDirs(c.data_dir, 0700); !s.ok()) return Refuse(s.message());
+  }
+  auto lock = DataDirLock::Acquire(c.data_dir);
+  if (!lock.ok()) return Refuse(lock.status().message());
+  if (c.env == config::Environment::kDevelopment) {
+    if (Status s = EnsureDevSecrets(c); !s.ok()) return Refuse(s.message());
+  }
+  if (Status s = MakeDirs(c.data_dir + "/platform", 0700); !s.ok()) return Refuse(s.message());
+
+  auto keyring = crypto::Keyring::Open(c.data_dir + "/platform/keyring", std::move(*c.master_key));
+  c.master_key.reset();
+  if (!keyring.ok()) return Refuse(keyring.status().message());
+  auto registry = tenant::TenantRegistry::Open(c.data_dir, keyring->get());
+  if (!registry.ok()) return Refuse(registry.status().message());
+  auto security_log = platform::SecurityLog::Open(c.data_dir + "/platform/security.log");
+  if (!security_log.ok()) return Refuse(security_log.status().message());
+
+  http::Metrics metrics;
+  std::atomic<bool> ready{false};
+  api::Services services;
+  services.tenants = registry->get();
+  services.security_log = security_log->get();
+  services.metrics = &metrics;
+  services.ready = &ready;
+
+  api::PublicDispatcher public_dispatcher(services, c.base_domain, c.limits.max_body_bytes);
+  api::OperatorDispatcher operator_dispatcher(services, c.operator_token);
+  http::Server public_server(OptionsFor(c, "public", c.listen, true), &public_dispatcher, &metrics);
+  // The operator listener is plain HTTP on loopback only (config enforces
+  // loopback): no route there reads tenant data, and the token never leaves
+  // this host.
+  http::Server operator_server(OptionsFor(c, "operator", c.operator_listen, false),
+                               &operator_dispatcher, &metrics);
+  metrics.AddGaugeSource([&] {
+    return std::vector<std::pair<std::string, double>>{
+        {"silo_tenants", static_cast<double>(services.tenants->size())},
+        {"silo_open_tenants", 0.0},  // tenant databases arrive with the storage module
+        {"silo_open_connections", static_cast<double>(public_server.open_connections())},
+    };
+  });
+
+  auto public_port = public_server.Start();
+  if (!public_port.ok()) return Refuse(public_port.status().message());
+  auto operator_port = operator_server.Start();
+  if (!operator_port.ok()) {
+    public_server.Stop();
+    return Refuse(operator_port.status().message());
+  }
+  config::HostPort pub{c.listen.host, *public_port};
+  config::HostPort op{c.operator_listen.host, *operator_port};
+  boost::json::object info;
+  info["listen"] = pub.ToString();
+  info["operator_listen"] = op.ToString();
+  info["pid"] = static_cast<int64_t>(::getpid());
+  WriteFileAtomic(ServerInfoPath(c.data_dir), boost::json::serialize(info) + "\n", 0600);
+  ready = true;
+  log::Info("silo serving", {{"env", config::EnvironmentName(c.env)},
+                             {"listen", "https://" + pub.ToString()},
+                             {"operator_listen", "http://" + op.ToString()},
+                             {"tenants", static_cast<long long>(services.tenants->size())}});
+
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&set, &sig) != 0) continue;
+    if (sig == SIGHUP) {
+      Status s = public_server.ReloadTls();
+      if (s.ok()) log::Info("TLS certificate reloaded");
+      else log::Error("TLS reload failed; keeping the old certificate", {{"cause", s.message()}});
+      continue;
+    }
+    break;
+  }
+  log::Info("shutting down: draining in-flight requests");
+  ready = false;
+  public_server.Stop();
+  operator_server.Stop();
+  ::unlink(ServerInfoPath(c.data_dir).c_str());
+  log::Info("stopped");
+  return 0;
+}
+
+}  // namespace silo::app

@@ -1,0 +1,23 @@
+// The composition root: builds every service from Config, owns them, wires the
+// api dispatchers to the two servers, and runs until SIGTERM/SIGINT.
+// No globals: everything lives in App and dies with it.
+#ifndef SILO_APP_APP_H_
+#define SILO_APP_APP_H_
+
+#include "config/config.h"
+
+namespace silo::app {
+
+// `silo serve`. Returns the process exit code: 0 after a clean shutdown,
+// 1 when refused (configuration problems, lock held, bad keys).
+// REQUIRES: SIGTERM, SIGINT and SIGHUP are blocked in every thread (main
+// does this first), so that this thread can sigwait for them.
+int Serve(const config::GetEnv& getenv);
+
+// <data>/platform/server.json: the addresses a running server bound, so that
+// the CLI (and tests using port 0) can find it.
+std::string ServerInfoPath(const std::string& data_dir);
+
+}  // namespace silo::app
+
+#endif  // SILO_APP_APP_H_

@@ -1,0 +1,35 @@
+// Small, careful file helpers. Every write that must survive a crash goes through
+// WriteFileAtomic: temp file in the same directory, fsync, rename, fsync of the
+// directory. Files are created with the mode given (0600 for anything secret).
+#ifndef SILO_BASE_FILE_UTIL_H_
+#define SILO_BASE_FILE_UTIL_H_
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "base/status.h"
+
+namespace silo {
+
+Result<std::string> ReadFile(const std::string& path);
+
+// Replaces `path` atomically with `contents`, created with `mode`.
+Status WriteFileAtomic(const std::string& path, const std::string& contents,
+                       mode_t mode = 0600);
+
+// Creates `path` and missing parents with `mode` (existing directories keep
+// their mode).
+Status MakeDirs(const std::string& path, mode_t mode = 0700);
+
+// fsyncs a directory so that a rename or unlink inside it is durable.
+Status SyncDir(const std::string& path);
+
+// Removes a directory tree. Missing is not an error.
+Status RemoveTree(const std::string& path);
+
+bool PathExists(const std::string& path);
+
+}  // namespace silo
+
+#endif  // SILO_BASE_FILE_UTIL_H_

@@ -1,0 +1,258 @@
+#include "config/config.h"
+
+#include <arpa/inet.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <charconv>
+
+#include "base/file_util.h"
+#include "crypto/crypto.h"
+
+namespace silo::config {
+namespace {
+
+std::string Get(const GetEnv& getenv, const char* name) {
+  const char* v = getenv(name);
+  return v == nullptr ? std::string() : std::string(v);
+}
+
+bool IsIp(const std::string& s) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, s.c_str(), buf) == 1 ||
+         inet_pton(AF_INET6, s.c_str(), buf) == 1;
+}
+
+std::string Trim(std::string s) {
+  auto not_space = [](unsigned char c) { return !std::isspace(c); };
+  s.erase(s.begin(), std::find_if(s.begin(), s.end(), not_space));
+  s.erase(std::find_if(s.rbegin(), s.rend(), not_space).base(), s.end());
+  return s;
+}
+
+// Parses a positive integer variable into `out`; records a problem otherwise.
+template <typename T>
+void ReadNumber(const GetEnv& getenv, const char* name, T min, T max, T* out,
+                std::vector<std::string>* problems) {
+  std::string v = Get(getenv, name);
+  if (v.empty()) return;
+  unsigned long long n = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc() || p != v.data() + v.size() ||
+      n < static_cast<unsigned long long>(min) ||
+      n > static_cast<unsigned long long>(max)) {
+    problems->push_back(std::string(name) + " must be a whole number from " +
+                        std::to_string(min) + " to " + std::to_string(max));
+    return;
+  }
+  *out = static_cast<T>(n);
+}
+
+void ReadMillis(const GetEnv& getenv, const char* name,
+                std::chrono::milliseconds* out,
+                std::vector<std::string>* problems) {
+  long long ms = out->count();
+  ReadNumber<long long>(getenv, name, 1, 3'600'000, &ms, problems);
+  *out = std::chrono::milliseconds(ms);
+}
+
+void ReadMasterKey(const GetEnv& getenv, Config* c,
+                   std::vector<std::string>* problems) {
+  std::string inline_key = Get(getenv, "SILO_MASTER_KEY");
+  std::string key_file = Get(getenv, "SILO_MASTER_KEY_FILE");
+  if (!inline_key.empty() && !key_file.empty()) {
+    problems->push_back(
+        "set only one of SILO_MASTER_KEY and SILO_MASTER_KEY_FILE");
+    return;
+  }
+  std::string text = inline_key;
+  if (!key_file.empty()) {
+    auto contents = ReadFile(key_file);
+    if (!contents.ok()) {
+      problems->push_back("SILO_MASTER_KEY_FILE cannot be read");
+      return;
+    }
+    text = Trim(*contents);
+    crypto::WipeString(*contents);
+  }
+  if (text.empty()) return;
+  auto raw = crypto::Base64Decode(text);
+  crypto::WipeString(text);
+  if (!raw.ok() || raw->size() != crypto::SecretKey::kSize) {
+    problems->push_back("the master key must be base64 of exactly 32 bytes");
+    if (raw.ok()) crypto::WipeString(*raw);
+    return;
+  }
+  auto key = crypto::SecretKey::FromBytes(*raw);
+  crypto::WipeString(*raw);
+  c->master_key.emplace(std::move(*key));
+}
+
+}  // namespace
+
+const char* EnvironmentName(Environment env) {
+  switch (env) {
+    case Environment::kDevelopment: return "development";
+    case Environment::kStaging: return "staging";
+    case Environment::kProduction: return "production";
+  }
+  return "unknown";
+}
+
+std::string HostPort::ToString() const {
+  bool v6 = host.find(':') != std::string::npos;
+  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+std::optional<HostPort> ParseHostPort(const std::string& text) {
+  std::string host, port;
+  if (!text.empty() && text[0] == '[') {
+    size_t close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() ||
+        text[close + 1] != ':') {
+      return std::nullopt;
+    }
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    size_t colon = text.rfind(':');
+    if (colon == std::string::npos) return std::nullopt;
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  if (!IsIp(host)) return std::nullopt;
+  unsigned int n = 0;
+  auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), n);
+  if (port.empty() || ec != std::errc() || p != port.data() + port.size() ||
+      n > 65535) {
+    return std::nullopt;
+  }
+  return HostPort{host, static_cast<unsigned short>(n)};
+}
+
+bool IsLoopback(const std::string& ip) {
+  in_addr v4;
+  if (inet_pton(AF_INET, ip.c_str(), &v4) == 1) {
+    return (ntohl(v4.s_addr) >> 24) == 127;
+  }
+  return ip == "::1";
+}
+
+LoadResult Load(const GetEnv& getenv) {
+  LoadResult r;
+  Config& c = r.config;
+  auto& problems = r.problems;
+
+  std::string env = Get(getenv, "SILO_ENV");
+  if (env.empty() || env == "development") {
+    c.env = Environment::kDevelopment;
+  } else if (env == "staging") {
+    c.env = Environment::kStaging;
+  } else if (env == "production") {
+    c.env = Environment::kProduction;
+  } else {
+    problems.push_back(
+        "SILO_ENV must be development, staging or production");
+  }
+
+  if (std::string d = Get(getenv, "SILO_DATA_DIR"); !d.empty()) c.data_dir = d;
+
+  if (std::string l = Get(getenv, "SILO_LISTEN"); !l.empty()) {
+    auto hp = ParseHostPort(l);
+    if (hp) c.listen = *hp;
+    else problems.push_back("SILO_LISTEN must be <ip>:<port>");
+  }
+  if (std::string l = Get(getenv, "SILO_OPERATOR_LISTEN"); !l.empty()) {
+    auto hp = ParseHostPort(l);
+    if (hp) c.operator_listen = *hp;
+    else problems.push_back("SILO_OPERATOR_LISTEN must be <ip>:<port>");
+  }
+  // Why: the operator API manages every tenant; exposing it beyond this host
+  // would put the whole platform one stolen token away from the internet.
+  if (!IsLoopback(c.operator_listen.host)) {
+    problems.push_back("SILO_OPERATOR_LISTEN must be a loopback address");
+  }
+
+  ReadMasterKey(getenv, &c, &problems);
+  c.operator_token = Get(getenv, "SILO_OPERATOR_TOKEN");
+  c.tls_cert_file = Get(getenv, "SILO_TLS_CERT");
+  c.tls_key_file = Get(getenv, "SILO_TLS_KEY");
+  if (c.tls_cert_file.empty() != c.tls_key_file.empty()) {
+    problems.push_back("set both SILO_TLS_CERT and SILO_TLS_KEY, or neither");
+  }
+
+  c.base_domain = Get(getenv, "SILO_BASE_DOMAIN");
+  std::transform(c.base_domain.begin(), c.base_domain.end(),
+                 c.base_domain.begin(),
+                 [](unsigned char ch) { return std::tolower(ch); });
+  if (!c.base_domain.empty() &&
+      (c.base_domain.front() == '.' || c.base_domain.back() == '.' ||
+       c.base_domain.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-.") !=
+           std::string::npos)) {
+    problems.push_back("SILO_BASE_DOMAIN must be a domain name like example.com");
+  }
+
+  std::string proxies = Get(getenv, "SILO_TRUSTED_PROXIES");
+  size_t start = 0;
+  while (start <= proxies.size() && !proxies.empty()) {
+    size_t comma = proxies.find(',', start);
+    std::string item = Trim(proxies.substr(start, comma - start));
+    if (!item.empty()) {
+      if (IsIp(item)) c.trusted_proxies.push_back(item);
+      else problems.push_back("SILO_TRUSTED_PROXIES: not an IP address: " + item);
+    }
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+
+  Limits& l = c.limits;
+  ReadNumber<size_t>(getenv, "SILO_MAX_HEADER_BYTES", 1024, 1 << 20,
+                     &l.max_header_bytes, &problems);
+  ReadNumber<size_t>(getenv, "SILO_MAX_BODY_BYTES", 1024, 1 << 30,
+                     &l.max_body_bytes, &problems);
+  ReadMillis(getenv, "SILO_READ_TIMEOUT_MS", &l.read_timeout, &problems);
+  ReadMillis(getenv, "SILO_IDLE_TIMEOUT_MS", &l.idle_timeout, &problems);
+  ReadMillis(getenv, "SILO_DRAIN_TIMEOUT_MS", &l.drain_timeout, &problems);
+  ReadNumber<size_t>(getenv, "SILO_MAX_CONNECTIONS", 1, 1'000'000,
+                     &l.max_connections, &problems);
+  ReadNumber<unsigned>(getenv, "SILO_IO_THREADS", 1, 64, &l.io_threads,
+                       &problems);
+  ReadNumber<unsigned>(getenv, "SILO_HANDLER_THREADS", 1, 256,
+                       &l.handler_threads, &problems);
+  ReadNumber<size_t>(getenv, "SILO_HANDLER_QUEUE", 1, 1'000'000,
+                     &l.handler_queue, &problems);
+
+  if (c.env != Environment::kDevelopment) {
+    auto more = ProductionProblems(c);
+    problems.insert(problems.end(), more.begin(), more.end());
+  }
+  return r;
+}
+
+std::vector<std::string> ProductionProblems(const Config& c) {
+  std::vector<std::string> problems;
+  if (!c.master_key) {
+    problems.push_back(
+        "SILO_MASTER_KEY or SILO_MASTER_KEY_FILE is required outside development");
+  }
+  if (c.operator_token.empty()) {
+    problems.push_back("SILO_OPERATOR_TOKEN is required outside development");
+  } else if (c.operator_token.size() < kMinOperatorTokenBytes) {
+    problems.push_back("SILO_OPERATOR_TOKEN must be at least 32 bytes long");
+  }
+  if (c.tls_cert_file.empty() || c.tls_key_file.empty()) {
+    problems.push_back("SILO_TLS_CERT and SILO_TLS_KEY are required outside development");
+  } else {
+    if (!PathExists(c.tls_cert_file)) problems.push_back("SILO_TLS_CERT: file not found");
+    if (!PathExists(c.tls_key_file)) problems.push_back("SILO_TLS_KEY: file not found");
+  }
+  struct stat st;
+  if (::stat(c.data_dir.c_str(), &st) != 0) {
+    problems.push_back("SILO_DATA_DIR does not exist: create it with mode 0700");
+  } else if ((st.st_mode & S_IRWXO) != 0) {
+    problems.push_back("SILO_DATA_DIR is accessible by other users: chmod o-rwx");
+  }
+  return problems;
+}
+
+}  // namespace silo::config

@@ -1,0 +1,132 @@
+#include "config/config.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <map>
+
+#include "base/file_util.h"
+
+namespace silo::config {
+namespace {
+
+using Env = std::map<std::string, std::string>;
+
+GetEnv From(const Env& env) {
+  return [env](const char* name) -> const char* {
+    auto it = env.find(name);
+    return it == env.end() ? nullptr : it->second.c_str();
+  };
+}
+
+bool Mentions(const std::vector<std::string>& problems, const std::string& word) {
+  for (const auto& p : problems) {
+    if (p.find(word) != std::string::npos) return true;
+  }
+  return false;
+}
+
+const char kKey[] = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";  // bytes 0..31
+
+TEST(ConfigTest, DevelopmentDefaults) {
+  auto r = Load(From({}));
+  EXPECT_TRUE(r.problems.empty());
+  EXPECT_EQ(r.config.env, Environment::kDevelopment);
+  EXPECT_EQ(r.config.data_dir, "./silo-data");
+  EXPECT_EQ(r.config.listen.ToString(), "127.0.0.1:8443");
+  EXPECT_EQ(r.config.operator_listen.ToString(), "127.0.0.1:8444");
+  EXPECT_FALSE(r.config.master_key.has_value());
+}
+
+TEST(ConfigTest, ParsesEveryVariable) {
+  auto r = Load(From({{"SILO_LISTEN", "[::1]:9000"},
+                      {"SILO_OPERATOR_LISTEN", "127.0.0.2:9001"},
+                      {"SILO_MASTER_KEY", kKey},
+                      {"SILO_BASE_DOMAIN", "Example.COM"},
+                      {"SILO_TRUSTED_PROXIES", "10.0.0.1, ::1"},
+                      {"SILO_MAX_HEADER_BYTES", "4096"},
+                      {"SILO_READ_TIMEOUT_MS", "1500"}}));
+  ASSERT_TRUE(r.problems.empty()) << r.problems[0];
+  EXPECT_EQ(r.config.listen.host, "::1");
+  EXPECT_EQ(r.config.listen.port, 9000);
+  EXPECT_EQ(r.config.base_domain, "example.com");
+  EXPECT_EQ(r.config.trusted_proxies.size(), 2u);
+  EXPECT_EQ(r.config.limits.max_header_bytes, 4096u);
+  EXPECT_EQ(r.config.limits.read_timeout.count(), 1500);
+  ASSERT_TRUE(r.config.master_key.has_value());
+  EXPECT_EQ(r.config.master_key->data()[31], 31);
+}
+
+TEST(ConfigTest, BadValuesAreAllReported) {
+  auto r = Load(From({{"SILO_ENV", "prod"},
+                      {"SILO_LISTEN", "localhost:8443"},
+                      {"SILO_OPERATOR_LISTEN", "0.0.0.0:8444"},
+                      {"SILO_MASTER_KEY", "c2hvcnQ="},
+                      {"SILO_MAX_BODY_BYTES", "-5"},
+                      {"SILO_TRUSTED_PROXIES", "evil.example"}}));
+  EXPECT_TRUE(Mentions(r.problems, "SILO_ENV"));
+  EXPECT_TRUE(Mentions(r.problems, "SILO_LISTEN must"));
+  EXPECT_TRUE(Mentions(r.problems, "loopback"));
+  EXPECT_TRUE(Mentions(r.problems, "32 bytes"));
+  EXPECT_TRUE(Mentions(r.problems, "SILO_MAX_BODY_BYTES"));
+  EXPECT_TRUE(Mentions(r.problems, "SILO_TRUSTED_PROXIES"));
+}
+
+TEST(ConfigTest, ProductionRefusesMissingSecretsListingEveryProblem) {
+  auto r = Load(From({{"SILO_ENV", "production"}, {"SILO_DATA_DIR", "/nonexistent/silo"}}));
+  EXPECT_TRUE(Mentions(r.problems, "SILO_MASTER_KEY"));
+  EXPECT_TRUE(Mentions(r.problems, "SILO_OPERATOR_TOKEN"));
+  EXPECT_TRUE(Mentions(r.problems, "SILO_TLS_CERT"));
+  EXPECT_TRUE(Mentions(r.problems, "SILO_DATA_DIR"));
+}
+
+TEST(ConfigTest, ProductionChecksTokenLengthTlsFilesAndDirMode) {
+  char tmpl[] = "/tmp/silo-config-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  chmod(dir.c_str(), 0755);
+  Env env = {{"SILO_ENV", "production"},
+             {"SILO_DATA_DIR", dir},
+             {"SILO_MASTER_KEY", kKey},
+             {"SILO_OPERATOR_TOKEN", "short"},
+             {"SILO_TLS_CERT", dir + "/missing.crt"},
+             {"SILO_TLS_KEY", dir + "/missing.key"}};
+  auto r = Load(From(env));
+  EXPECT_TRUE(Mentions(r.problems, "at least 32 bytes"));
+  EXPECT_TRUE(Mentions(r.problems, "SILO_TLS_CERT: file not found"));
+  EXPECT_TRUE(Mentions(r.problems, "other users"));
+  EXPECT_FALSE(Mentions(r.problems, "SILO_MASTER_KEY"));
+
+  chmod(dir.c_str(), 0700);
+  WriteFileAtomic(dir + "/missing.crt", "x");
+  WriteFileAtomic(dir + "/missing.key", "x");
+  env["SILO_OPERATOR_TOKEN"] = std::string(32, 'x');
+  r = Load(From(env));
+  EXPECT_TRUE(r.problems.empty()) << r.problems[0];
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ConfigTest, MasterKeyFromFileAndNotBoth) {
+  char tmpl[] = "/tmp/silo-config-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  WriteFileAtomic(dir + "/mk", std::string(kKey) + "\n");
+  auto r = Load(From({{"SILO_MASTER_KEY_FILE", dir + "/mk"}}));
+  EXPECT_TRUE(r.problems.empty());
+  EXPECT_TRUE(r.config.master_key.has_value());
+  r = Load(From({{"SILO_MASTER_KEY_FILE", dir + "/mk"}, {"SILO_MASTER_KEY", kKey}}));
+  EXPECT_TRUE(Mentions(r.problems, "only one"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(HostPortTest, Parsing) {
+  EXPECT_TRUE(ParseHostPort("127.0.0.1:0").has_value());
+  EXPECT_FALSE(ParseHostPort("127.0.0.1").has_value());
+  EXPECT_FALSE(ParseHostPort("127.0.0.1:65536").has_value());
+  EXPECT_FALSE(ParseHostPort("[::1:80").has_value());
+  EXPECT_TRUE(IsLoopback("127.5.5.5"));
+  EXPECT_TRUE(IsLoopback("::1"));
+  EXPECT_FALSE(IsLoopback("10.0.0.1"));
+}
+
+}  // namespace
+}  // namespace silo::config

@@ -1,0 +1,73 @@
+// The crypto front door: AEAD sealing, sub-key derivation, randomness, hashing,
+// encodings and constant-time comparison, all on libsodium.
+//
+// Sealed format (Seal/Open): nonce (24 bytes) || ciphertext || tag (16 bytes),
+// XChaCha20-Poly1305-IETF. A fresh random nonce per call; with 192-bit nonces
+// random choice is safe for any realistic number of messages per key.
+// All functions are thread-safe.
+#ifndef SILO_CRYPTO_CRYPTO_H_
+#define SILO_CRYPTO_CRYPTO_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "base/status.h"
+#include "crypto/secret_key.h"
+
+namespace silo::crypto {
+
+inline constexpr size_t kNonceSize = 24;
+inline constexpr size_t kTagSize = 16;
+inline constexpr size_t kSealOverhead = kNonceSize + kTagSize;
+
+// Seals `plaintext` under `key`, binding `associated_data`.
+std::string Seal(const SecretKey& key, std::string_view plaintext,
+                 std::string_view associated_data);
+
+// Opens a Seal() output. DataLoss when the key, the associated data or any
+// byte of `sealed` is wrong; never returns unauthenticated bytes.
+Result<std::string> Open(const SecretKey& key, std::string_view sealed,
+                         std::string_view associated_data);
+
+// Purposes of per-tenant sub-keys (DESIGN section 3). The numeric values are
+// part of the on-disk format: never renumber.
+enum class KeyPurpose : uint64_t {
+  kDatabasePages = 1,
+  kFiles = 2,
+  kSecretFields = 3,
+  kBackups = 4,
+  kMetadata = 5,
+};
+
+// Derives the sub-key for `purpose` from a tenant data key (BLAKE2b KDF,
+// context "silo-dek"), so one leaked sub-key exposes one purpose only.
+SecretKey DeriveSubkey(const SecretKey& dek, KeyPurpose purpose);
+
+// Key-encryption key derived from the master key (context "silo-kek").
+SecretKey DeriveKek(const SecretKey& master);
+
+// 16 hex characters identifying a key without revealing it (keyed BLAKE2b of
+// a constant). Safe to store and print.
+std::string KeyFingerprint(const SecretKey& key);
+
+std::string RandomBytes(size_t n);
+// `n` random bytes as URL-safe base64 without padding.
+std::string RandomToken(size_t n);
+
+std::string Sha256Hex(std::string_view data);
+
+// Constant-time equality; lengths are compared first (length is not secret).
+bool ConstantTimeEquals(std::string_view a, std::string_view b);
+
+std::string Base64Encode(std::string_view bytes);
+// Accepts standard base64 with or without padding.
+Result<std::string> Base64Decode(std::string_view text);
+std::string HexEncode(std::string_view bytes);
+
+// Overwrites a string's bytes with zeros (for plaintext key copies).
+void WipeString(std::string& s);
+
+}  // namespace silo::crypto
+
+#endif  // SILO_CRYPTO_CRYPTO_H_

@@ -1,0 +1,78 @@
+#include "crypto/crypto.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+namespace silo::crypto {
+namespace {
+
+TEST(SealTest, RoundTripsAndUsesFreshNonces) {
+  SecretKey k = SecretKey::Random();
+  std::string a = Seal(k, "attack at dawn", "ad");
+  std::string b = Seal(k, "attack at dawn", "ad");
+  EXPECT_NE(a, b);  // fresh nonce per seal
+  EXPECT_EQ(a.find("attack"), std::string::npos);
+  auto opened = Open(k, a, "ad");
+  ASSERT_TRUE(opened.ok());
+  EXPECT_EQ(*opened, "attack at dawn");
+}
+
+TEST(SealTest, EveryFlippedByteIsDetected) {
+  SecretKey k = SecretKey::Random();
+  std::string sealed = Seal(k, "0123456789abcdef", "ad");
+  for (size_t i = 0; i < sealed.size(); ++i) {
+    std::string bad = sealed;
+    bad[i] ^= 0x01;
+    auto r = Open(k, bad, "ad");
+    ASSERT_FALSE(r.ok()) << "byte " << i;
+    EXPECT_EQ(r.status().code(), StatusCode::kDataLoss);
+  }
+}
+
+TEST(SealTest, WrongKeyWrongAdAndTruncationFail) {
+  SecretKey k = SecretKey::Random();
+  std::string sealed = Seal(k, "secret", "tenant-a");
+  EXPECT_FALSE(Open(SecretKey::Random(), sealed, "tenant-a").ok());
+  EXPECT_FALSE(Open(k, sealed, "tenant-b").ok());
+  EXPECT_FALSE(Open(k, sealed.substr(0, sealed.size() - 1), "tenant-a").ok());
+  EXPECT_FALSE(Open(k, "", "tenant-a").ok());
+}
+
+TEST(KdfTest, SubkeysDifferPerPurposeAndAreDeterministic) {
+  SecretKey dek = SecretKey::Random();
+  SecretKey pages = DeriveSubkey(dek, KeyPurpose::kDatabasePages);
+  SecretKey pages2 = DeriveSubkey(dek, KeyPurpose::kDatabasePages);
+  SecretKey files = DeriveSubkey(dek, KeyPurpose::kFiles);
+  EXPECT_EQ(KeyFingerprint(pages), KeyFingerprint(pages2));
+  EXPECT_NE(KeyFingerprint(pages), KeyFingerprint(files));
+  EXPECT_NE(KeyFingerprint(pages), KeyFingerprint(dek));
+}
+
+TEST(EncodingTest, Base64RoundTripAndRejectsGarbage) {
+  std::string raw = RandomBytes(32);
+  auto back = Base64Decode(Base64Encode(raw));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(*back, raw);
+  EXPECT_FALSE(Base64Decode("not base64 !!").ok());
+  EXPECT_EQ(HexEncode("\x01\xff"), "01ff");
+}
+
+TEST(ConstantTimeEqualsTest, ComparesContentAndLength) {
+  EXPECT_TRUE(ConstantTimeEquals("abc", "abc"));
+  EXPECT_FALSE(ConstantTimeEquals("abc", "abd"));
+  EXPECT_FALSE(ConstantTimeEquals("abc", "abcd"));
+  EXPECT_FALSE(ConstantTimeEquals("", "a"));
+}
+
+TEST(RandomTokenTest, UniqueAndFullLength) {
+  std::set<std::string> seen;
+  for (int i = 0; i < 1000; ++i) {
+    std::string t = RandomToken(32);
+    EXPECT_EQ(t.size(), 43u);  // 256 bits, base64url without padding
+    EXPECT_TRUE(seen.insert(t).second);
+  }
+}
+
+}  // namespace
+}  // namespace silo::crypto

@@ -1,0 +1,121 @@
+#include "crypto/keyring.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "base/file_util.h"
+#include "crypto/crypto.h"
+
+namespace silo::crypto {
+namespace {
+
+class KeyringTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/silo-keyring-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    path_ = dir_ + "/keyring";
+    master_ = std::make_unique<SecretKey>(SecretKey::Random());
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::unique_ptr<Keyring> OpenOk() {
+    auto r = Keyring::Open(path_, master_->Clone());
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return std::move(r).value();
+  }
+  std::string dir_, path_;
+  std::unique_ptr<SecretKey> master_;
+};
+
+TEST_F(KeyringTest, KeysSurviveReopenAndFileIsPrivate) {
+  std::string fp;
+  {
+    auto ring = OpenOk();
+    auto k = ring->CreateKey("t1");
+    ASSERT_TRUE(k.ok());
+    fp = KeyFingerprint(*k);
+  }
+  auto ring = OpenOk();
+  auto k = ring->GetKey("t1");
+  ASSERT_TRUE(k.ok());
+  EXPECT_EQ(KeyFingerprint(*k), fp);
+  struct stat st;
+  ASSERT_EQ(stat(path_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+TEST_F(KeyringTest, RawKeyNeverOnDisk) {
+  auto ring = OpenOk();
+  auto k = ring->CreateKey("t1");
+  ASSERT_TRUE(k.ok());
+  std::string raw(reinterpret_cast<const char*>(k->data()), k->size());
+  auto file = ReadFile(path_);
+  ASSERT_TRUE(file.ok());
+  EXPECT_EQ(file->find(raw), std::string::npos);
+  EXPECT_EQ(file->find(Base64Encode(raw)), std::string::npos);
+  EXPECT_EQ(file->find(HexEncode(raw)), std::string::npos);
+}
+
+TEST_F(KeyringTest, WrongMasterKeyFailsCleanly) {
+  OpenOk()->CreateKey("t1");
+  auto r = Keyring::Open(path_, SecretKey::Random());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(r.status().message().find("wrong master key"), std::string::npos);
+}
+
+TEST_F(KeyringTest, TamperedWrappedKeyFailsCleanly) {
+  OpenOk()->CreateKey("t1");
+  auto text = ReadFile(path_);
+  ASSERT_TRUE(text.ok());
+  // Flip one character inside the wrapped key's base64.
+  size_t pos = text->find("\"t1\":\"") + 10;
+  (*text)[pos] = (*text)[pos] == 'A' ? 'B' : 'A';
+  ASSERT_TRUE(WriteFileAtomic(path_, *text).ok());
+  auto ring = OpenOk();
+  auto k = ring->GetKey("t1");
+  ASSERT_FALSE(k.ok());
+  EXPECT_EQ(k.status().code(), StatusCode::kDataLoss);
+}
+
+TEST_F(KeyringTest, WrappedKeyMovedToAnotherTenantFails) {
+  {
+    auto ring = OpenOk();
+    ring->CreateKey("aaaa");
+    ring->CreateKey("bbbb");
+  }
+  auto text = ReadFile(path_);
+  ASSERT_TRUE(text.ok());
+  auto grab = [&](const std::string& id) {
+    size_t s = text->find("\"" + id + "\":\"") + id.size() + 4;
+    return text->substr(s, text->find('"', s) - s);
+  };
+  std::string a = grab("aaaa"), b = grab("bbbb");
+  std::string swapped = *text;
+  swapped.replace(swapped.find(b), b.size(), a);  // b's slot now holds a's key
+  ASSERT_TRUE(WriteFileAtomic(path_, swapped).ok());
+  auto ring = OpenOk();
+  EXPECT_TRUE(ring->GetKey("aaaa").ok());
+  EXPECT_EQ(ring->GetKey("bbbb").status().code(), StatusCode::kDataLoss);
+}
+
+TEST_F(KeyringTest, DestroyRemovesKeyForGood) {
+  auto ring = OpenOk();
+  ring->CreateKey("t1");
+  EXPECT_EQ(ring->CreateKey("t1").status().code(), StatusCode::kAlreadyExists);
+  ASSERT_TRUE(ring->DestroyKey("t1").ok());
+  EXPECT_EQ(ring->GetKey("t1").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(OpenOk()->GetKey("t1").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(KeyringTest, GarbageFileIsDataLoss) {
+  ASSERT_TRUE(WriteFileAtomic(path_, "{not json").ok());
+  auto r = Keyring::Open(path_, master_->Clone());
+  EXPECT_EQ(r.status().code(), StatusCode::kDataLoss);
+}
+
+}  // namespace
+}  // namespace silo::crypto

@@ -1,0 +1,63 @@
+#include "http/router.h"
+
+#include <gtest/gtest.h>
+
+namespace silo::http {
+namespace {
+
+struct Ctx {};
+Response Ok(Ctx&) { return Json(200, "{}"); }
+
+TEST(MatchPatternTest, LiteralsAndCaptures) {
+  PathParams p;
+  EXPECT_TRUE(MatchPattern("/v1/tenants/{slug}/suspend", "/v1/tenants/acme/suspend", &p));
+  EXPECT_EQ(p["slug"], "acme");
+  p.clear();
+  EXPECT_FALSE(MatchPattern("/v1/tenants/{slug}", "/v1/tenants/", &p));
+  EXPECT_FALSE(MatchPattern("/v1/tenants/{slug}", "/v1/tenants/a/b", &p));
+  EXPECT_FALSE(MatchPattern("/api/", "/api", &p));
+  EXPECT_TRUE(MatchPattern("/api/", "/api/", &p));
+  EXPECT_FALSE(MatchPattern("/healthz", "healthz", &p));
+}
+
+TEST(RouterTest, FindsRouteAndReports405) {
+  Router<Ctx> r;
+  r.Add({"GET", "/things/{id}", Access::Public(), 0, "", Ok});
+  r.Add({"DELETE", "/things/{id}", Access::Operator(), 0, "", Ok});
+  auto m = r.Find("GET", "/things/7");
+  ASSERT_NE(m.route, nullptr);
+  EXPECT_EQ(m.params["id"], "7");
+  auto wrong = r.Find("PUT", "/things/7");
+  EXPECT_EQ(wrong.route, nullptr);
+  EXPECT_TRUE(wrong.path_known);
+  EXPECT_EQ(wrong.allow, "GET, DELETE");
+  auto none = r.Find("GET", "/other");
+  EXPECT_FALSE(none.path_known);
+}
+
+TEST(RouterTest, UnguardedRoutesAreListed) {
+  Router<Ctx> r;
+  r.Add({"GET", "/ok", Access::Public(), 0, "", Ok});
+  Route<Ctx> bad;
+  bad.method = "POST";
+  bad.pattern = "/forgot-guard";
+  bad.handler = Ok;
+  r.Add(bad);
+  r.Add({"GET", "/empty-perm", Access::Permission(""), 0, "", Ok});
+  auto unguarded = r.UnguardedRoutes();
+  ASSERT_EQ(unguarded.size(), 2u);
+  EXPECT_EQ(unguarded[0], "POST /forgot-guard");
+  EXPECT_EQ(unguarded[1], "GET /empty-perm");
+}
+
+TEST(ProblemTest, IsProblemJsonWithRequestIdAndEscapes) {
+  Response r = Problem(404, "no \"such\" thing\n", "rid-1");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(r.content_type, "application/problem+json");
+  EXPECT_NE(r.body.find("\"request_id\":\"rid-1\""), std::string::npos);
+  EXPECT_NE(r.body.find("no \\\"such\\\" thing\\n"), std::string::npos);
+  EXPECT_NE(r.body.find("\"title\":\"Not Found\""), std::string::npos);
+}
+
+}  // namespace
+}  // namespace silo::http

@@ -1,0 +1,89 @@
+// Server: HTTP/1.1 over TLS (or plain TCP for the loopback operator listener)
+// on Boost.Beast + Asio C++20 coroutines.
+//
+// Lifecycle: construct, Start() (binds; returns the bound port), then Stop()
+// from any thread. Stop() stops accepting, closes idle keep-alive connections,
+// waits up to `drain_timeout` for in-flight requests to be answered, then
+// cancels what is left and joins every thread.
+//
+// Every connection runs on its own strand; every network wait has a deadline
+// (handshake and request: read_timeout; between keep-alive requests:
+// idle_timeout). Handlers run on a separate bounded pool, never on a network
+// thread; when `handler_queue` requests already wait, the answer is 503.
+// Every response gets the standard security headers and X-Request-Id, and one
+// JSON access-log line (method, path without query, status, bytes, time,
+// client, request id; no bodies, no header values).
+#ifndef SILO_HTTP_SERVER_H_
+#define SILO_HTTP_SERVER_H_
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "base/status.h"
+#include "http/message.h"
+
+namespace silo::http {
+
+class Metrics;
+
+// What the application gives the transport. Implementations must be
+// thread-safe: both methods are called concurrently.
+class Dispatcher {
+ public:
+  virtual ~Dispatcher() = default;
+  // Largest body accepted for this request, decided from the request line
+  // before the body is read (a larger Content-Length is refused with 413
+  // without reading it).
+  virtual size_t BodyLimit(std::string_view method,
+                           std::string_view target) const = 0;
+  // Answers one request; runs on the handler pool. May throw: the server then
+  // answers 500 without details.
+  virtual Response Handle(const Request& request) = 0;
+};
+
+struct ServerOptions {
+  std::string name;  // "public" or "operator": metrics label and log field
+  std::string host;
+  unsigned short port = 0;
+  bool tls = true;
+  std::string tls_cert_file;  // PEM chain; with tls
+  std::string tls_key_file;   // PEM key; with tls
+  size_t max_header_bytes = 16 * 1024;
+  std::chrono::milliseconds read_timeout{10'000};
+  std::chrono::milliseconds idle_timeout{30'000};
+  std::chrono::milliseconds drain_timeout{10'000};
+  size_t max_connections = 1024;
+  unsigned io_threads = 2;
+  unsigned handler_threads = 4;
+  size_t handler_queue = 512;
+  bool access_log = true;
+};
+
+class Server {
+ public:
+  // `dispatcher` and `metrics` are not owned and must outlive the Server.
+  Server(ServerOptions options, Dispatcher* dispatcher, Metrics* metrics);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Loads TLS material, binds, starts the threads. Returns the bound port.
+  Result<unsigned short> Start();
+  // Re-reads the certificate and key; new connections use them, open ones
+  // keep theirs. On failure the old material stays in use.
+  Status ReloadTls();
+  // Graceful, then forced shutdown (see above). Idempotent. Blocks.
+  void Stop();
+  size_t open_connections() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace silo::http
+
+#endif  // SILO_HTTP_SERVER_H_

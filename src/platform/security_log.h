@@ -1,0 +1,50 @@
+// SecurityLog: the platform's append-only, hash-chained record of security
+// events that belong to no tenant (operator actions, operator auth failures;
+// later honeypot hits and bans). <data>/platform/security.log, mode 0600.
+//
+// One JSON object per line:
+//   {"seq":N,"ts":"<RFC 3339 UTC>","type":"...","actor":"...","client":"...",
+//    "detail":"...","prev":"<hex>","hash":"<hex>"}
+// hash = SHA-256(prev || body) where body is the line serialised without the
+// "hash" field; the first entry's prev is 64 zeros. Editing, removing or
+// reordering a line breaks every hash after it (Verify names the first).
+// Thread-safe.
+#ifndef SILO_PLATFORM_SECURITY_LOG_H_
+#define SILO_PLATFORM_SECURITY_LOG_H_
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "base/status.h"
+
+namespace silo::platform {
+
+struct SecurityEvent {
+  std::string type;    // e.g. "tenant.created", "operator.auth_failed"
+  std::string actor;   // "operator" or "anonymous"
+  std::string client;  // peer IP
+  std::string detail;  // short, no secrets
+};
+
+class SecurityLog {
+ public:
+  // Opens (or creates) the log and verifies the chain to find its head.
+  static Result<std::unique_ptr<SecurityLog>> Open(const std::string& path);
+  Status Append(const SecurityEvent& event);
+  // Ok, or DataLoss naming the first line (1-based) whose hash does not hold.
+  static Status Verify(const std::string& path);
+
+ private:
+  SecurityLog(std::string path, uint64_t seq, std::string head)
+      : path_(std::move(path)), seq_(seq), head_(std::move(head)) {}
+  const std::string path_;
+  std::mutex mutex_;
+  uint64_t seq_;      // GUARDED_BY(mutex_): last sequence number written
+  std::string head_;  // GUARDED_BY(mutex_): hash of the last line
+};
+
+}  // namespace silo::platform
+
+#endif  // SILO_PLATFORM_SECURITY_LOG_H_

@@ -1,0 +1,237 @@
+#include "tenant/registry.h"
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+
+#include "base/file_util.h"
+#include "crypto/crypto.h"
+#include "tenant/slug.h"
+
+namespace silo::tenant {
+namespace {
+
+namespace json = boost::json;
+namespace fs = std::filesystem;
+
+constexpr char kDeletingPrefix[] = ".deleting-";
+
+std::string NowRfc3339() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string MetaAd(const std::string& id) { return "silo-tenant-meta-v1:" + id; }
+
+bool HasControlChars(const std::string& s) {
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) return true;
+  }
+  return false;
+}
+
+Status ValidateName(const std::string& name) {
+  if (name.size() > 200) return InvalidArgument("name must be at most 200 bytes");
+  if (HasControlChars(name)) return InvalidArgument("name must not contain control characters");
+  return Status::Ok();
+}
+
+Status ValidateEmail(const std::string& email) {
+  if (email.empty()) return Status::Ok();
+  size_t at = email.find('@');
+  if (email.size() > 254 || at == std::string::npos || at == 0 ||
+      at + 1 >= email.size() || email.find('@', at + 1) != std::string::npos ||
+      email.find_first_of(" \t\r\n<>,;\"") != std::string::npos ||
+      HasControlChars(email)) {
+    return InvalidArgument("owner_email is not a valid e-mail address");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+const char* TenantStateName(TenantState s) {
+  return s == TenantState::kActive ? "active" : "suspended";
+}
+
+TenantRegistry::TenantRegistry(std::string data_dir, crypto::Keyring* keyring)
+    : data_dir_(std::move(data_dir)), keyring_(keyring) {}
+
+std::string TenantRegistry::TenantDir(const std::string& id) const {
+  return data_dir_ + "/tenants/" + id;
+}
+
+Result<std::unique_ptr<TenantRegistry>> TenantRegistry::Open(
+    const std::string& data_dir, crypto::Keyring* keyring) {
+  std::unique_ptr<TenantRegistry> reg(new TenantRegistry(data_dir, keyring));
+  Status s = MakeDirs(data_dir + "/tenants", 0700);
+  if (!s.ok()) return s;
+  s = reg->LoadAll();
+  if (!s.ok()) return s;
+  return reg;
+}
+
+Status TenantRegistry::LoadAll() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(data_dir_ + "/tenants", ec)) {
+    std::string dirname = entry.path().filename().string();
+    if (dirname.rfind(kDeletingPrefix, 0) == 0) {
+      // A delete was interrupted after the rename: finish it.
+      std::string id = dirname.substr(sizeof kDeletingPrefix - 1);
+      keyring_->DestroyKey(id);  // NotFound is fine: already destroyed
+      Status s = RemoveTree(entry.path().string());
+      if (!s.ok()) return s;
+      continue;
+    }
+    if (!entry.is_directory()) continue;
+    auto text = ReadFile(entry.path().string() + "/tenant.meta");
+    if (!text.ok()) continue;  // not a tenant directory (e.g. half-created)
+    boost::system::error_code jec;
+    json::value doc = json::parse(*text, jec);
+    if (jec || !doc.is_object()) {
+      return DataLoss("tenant.meta unreadable in " + dirname);
+    }
+    const json::object& o = doc.as_object();
+    TenantInfo info;
+    try {
+      info.id = std::string(o.at("id").as_string());
+      info.slug = std::string(o.at("slug").as_string());
+      info.state = o.at("state").as_string() == "suspended"
+                       ? TenantState::kSuspended
+                       : TenantState::kActive;
+      info.created_at = std::string(o.at("created_at").as_string());
+      auto sealed = crypto::Base64Decode(std::string(o.at("sealed").as_string()));
+      if (!sealed.ok()) return DataLoss("tenant.meta damaged in " + dirname);
+      auto dek = keyring_->GetKey(info.id);
+      if (!dek.ok()) return DataLoss("no usable key for tenant " + info.slug);
+      auto meta_key = crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kMetadata);
+      auto plain = crypto::Open(meta_key, *sealed, MetaAd(info.id));
+      if (!plain.ok()) return DataLoss("tenant.meta failed authentication for " + info.slug);
+      json::value inner = json::parse(*plain, jec);
+      crypto::WipeString(*plain);
+      if (jec || !inner.is_object()) return DataLoss("tenant.meta damaged in " + dirname);
+      info.name = std::string(inner.as_object().at("name").as_string());
+      info.owner_email = std::string(inner.as_object().at("owner_email").as_string());
+    } catch (const std::exception&) {
+      return DataLoss("tenant.meta has missing fields in " + dirname);
+    }
+    if (info.id != dirname) return DataLoss("tenant.meta id mismatch in " + dirname);
+    by_slug_[info.slug] = std::move(info);
+  }
+  if (ec) return Internal("cannot list tenants: " + ec.message());
+  return Status::Ok();
+}
+
+Status TenantRegistry::WriteMetaLocked(const TenantInfo& info) {
+  auto dek = keyring_->GetKey(info.id);
+  if (!dek.ok()) return dek.status();
+  auto meta_key = crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kMetadata);
+  json::object inner;
+  inner["name"] = info.name;
+  inner["owner_email"] = info.owner_email;
+  std::string plain = json::serialize(inner);
+  std::string sealed = crypto::Seal(meta_key, plain, MetaAd(info.id));
+  crypto::WipeString(plain);
+  json::object doc;
+  doc["format"] = 1;
+  doc["id"] = info.id;
+  doc["slug"] = info.slug;
+  doc["state"] = TenantStateName(info.state);
+  doc["created_at"] = info.created_at;
+  doc["sealed"] = crypto::Base64Encode(sealed);
+  return WriteFileAtomic(TenantDir(info.id) + "/tenant.meta",
+                         json::serialize(doc) + "\n", 0600);
+}
+
+Result<TenantInfo> TenantRegistry::Create(const std::string& slug,
+                                          const std::string& name,
+                                          const std::string& owner_email) {
+  if (Status s = ValidateSlug(slug); !s.ok()) return s;
+  if (Status s = ValidateName(name); !s.ok()) return s;
+  if (Status s = ValidateEmail(owner_email); !s.ok()) return s;
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (by_slug_.count(slug) != 0) return AlreadyExists("slug is taken");
+  TenantInfo info;
+  info.id = crypto::HexEncode(crypto::RandomBytes(16));
+  info.slug = slug;
+  info.created_at = NowRfc3339();
+  info.name = name.empty() ? slug : name;
+  info.owner_email = owner_email;
+  std::string dir = TenantDir(info.id);
+  if (Status s = MakeDirs(dir + "/files", 0700); !s.ok()) return s;
+  auto dek = keyring_->CreateKey(info.id);
+  if (!dek.ok()) {
+    RemoveTree(dir);
+    return dek.status();
+  }
+  if (Status s = WriteMetaLocked(info); !s.ok()) {
+    keyring_->DestroyKey(info.id);
+    RemoveTree(dir);
+    return s;
+  }
+  by_slug_[slug] = info;
+  return info;
+}
+
+std::vector<TenantInfo> TenantRegistry::List() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<TenantInfo> out;
+  for (const auto& kv : by_slug_) out.push_back(kv.second);
+  return out;
+}
+
+std::optional<TenantInfo> TenantRegistry::Find(const std::string& slug) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = by_slug_.find(slug);
+  if (it == by_slug_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::optional<TenantInfo> TenantRegistry::FindActive(
+    const std::string& slug) const {
+  auto t = Find(slug);
+  if (!t || t->state != TenantState::kActive) return std::nullopt;
+  return t;
+}
+
+Status TenantRegistry::SetState(const std::string& slug, TenantState state) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = by_slug_.find(slug);
+  if (it == by_slug_.end()) return NotFound("no such tenant");
+  TenantInfo updated = it->second;
+  updated.state = state;
+  if (Status s = WriteMetaLocked(updated); !s.ok()) return s;
+  it->second = std::move(updated);
+  return Status::Ok();
+}
+
+Status TenantRegistry::Delete(const std::string& slug) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = by_slug_.find(slug);
+  if (it == by_slug_.end()) return NotFound("no such tenant");
+  const std::string id = it->second.id;
+  // Rename first so that a crash part-way leaves a marked directory that the
+  // next start finishes deleting, never a half-present tenant.
+  std::string doomed = data_dir_ + "/tenants/" + kDeletingPrefix + id;
+  std::error_code ec;
+  fs::rename(TenantDir(id), doomed, ec);
+  if (ec) return Internal("cannot remove tenant directory: " + ec.message());
+  by_slug_.erase(it);
+  SyncDir(data_dir_ + "/tenants");
+  Status s = keyring_->DestroyKey(id);
+  if (!s.ok() && s.code() != StatusCode::kNotFound) return s;
+  return RemoveTree(doomed);
+}
+
+size_t TenantRegistry::size() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return by_slug_.size();
+}
+
+}  // namespace silo::tenant

@@ -1,0 +1,73 @@
+// TenantRegistry: the set of tenants, which is the set of tenant directories
+// (DESIGN section 1: there is no shared database).
+//
+// On disk, per tenant:  <data>/tenants/<id>/tenant.meta   (mode 0600)
+//   {"format":1,"id":"<32 hex>","slug":"acme","state":"active|suspended",
+//    "created_at":"<RFC 3339>","sealed":"<base64>"}
+// `sealed` holds {"name","owner_email"} sealed with the tenant's metadata
+// sub-key (AD = "silo-tenant-meta-v1:" + id): the slug and lifecycle state are
+// routing facts and stay readable; what the customer told us does not.
+// The tenant's data key lives wrapped in the keyring.
+//
+// Thread-safe: every method takes mutex_.
+#ifndef SILO_TENANT_REGISTRY_H_
+#define SILO_TENANT_REGISTRY_H_
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "crypto/keyring.h"
+
+namespace silo::tenant {
+
+enum class TenantState { kActive, kSuspended };
+const char* TenantStateName(TenantState s);
+
+struct TenantInfo {
+  std::string id;
+  std::string slug;
+  TenantState state = TenantState::kActive;
+  std::string created_at;
+  std::string name;         // decrypted on load
+  std::string owner_email;  // decrypted on load
+};
+
+class TenantRegistry {
+ public:
+  // Loads every tenant under <data_dir>/tenants and finishes interrupted
+  // deletions. DataLoss when a tenant's metadata fails authentication.
+  static Result<std::unique_ptr<TenantRegistry>> Open(
+      const std::string& data_dir, crypto::Keyring* keyring);
+
+  // InvalidArgument (bad slug, name or e-mail), AlreadyExists (slug taken).
+  Result<TenantInfo> Create(const std::string& slug, const std::string& name,
+                            const std::string& owner_email);
+  std::vector<TenantInfo> List() const;
+  std::optional<TenantInfo> Find(const std::string& slug) const;
+  // Only an active tenant: what request routing uses.
+  std::optional<TenantInfo> FindActive(const std::string& slug) const;
+  Status SetState(const std::string& slug, TenantState state);
+  // Removes the directory and destroys the wrapped key. NotFound if absent.
+  Status Delete(const std::string& slug);
+  size_t size() const;
+
+ private:
+  TenantRegistry(std::string data_dir, crypto::Keyring* keyring);
+  Status LoadAll();
+  Status WriteMetaLocked(const TenantInfo& info);
+  std::string TenantDir(const std::string& id) const;
+
+  const std::string data_dir_;
+  crypto::Keyring* const keyring_;  // not owned; outlives this
+  mutable std::mutex mutex_;
+  std::map<std::string, TenantInfo> by_slug_;  // GUARDED_BY(mutex_)
+};
+
+}  // namespace silo::tenant
+
+#endif  // SILO_TENANT_REGISTRY_H_

@@ -1,0 +1,132 @@
+#include "tenant/registry.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "base/file_util.h"
+
+namespace silo::tenant {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string Slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class RegistryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/silo-registry-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    master_ = std::make_unique<crypto::SecretKey>(crypto::SecretKey::Random());
+    Reopen();
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  void Reopen() {
+    registry_.reset();
+    auto ring = crypto::Keyring::Open(dir_ + "/keyring", master_->Clone());
+    ASSERT_TRUE(ring.ok());
+    keyring_ = std::move(ring).value();
+    auto reg = TenantRegistry::Open(dir_, keyring_.get());
+    ASSERT_TRUE(reg.ok()) << reg.status().ToString();
+    registry_ = std::move(reg).value();
+  }
+  std::string dir_;
+  std::unique_ptr<crypto::SecretKey> master_;
+  std::unique_ptr<crypto::Keyring> keyring_;
+  std::unique_ptr<TenantRegistry> registry_;
+};
+
+TEST_F(RegistryTest, CreateFindListSurviveRestart) {
+  auto t = registry_->Create("acme", "Acme Corp", "owner@acme.test");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->id.size(), 32u);
+  Reopen();
+  auto found = registry_->Find("acme");
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->id, t->id);
+  EXPECT_EQ(found->name, "Acme Corp");
+  EXPECT_EQ(found->owner_email, "owner@acme.test");
+  EXPECT_EQ(registry_->List().size(), 1u);
+}
+
+TEST_F(RegistryTest, NameAndEmailNeverPlaintextOnDisk) {
+  ASSERT_TRUE(registry_->Create("acme", "CANARY-NAME-7731", "canary-7731@acme.test").ok());
+  for (const auto& e : fs::recursive_directory_iterator(dir_)) {
+    if (!e.is_regular_file()) continue;
+    std::string data = Slurp(e.path());
+    EXPECT_EQ(data.find("CANARY-NAME-7731"), std::string::npos) << e.path();
+    EXPECT_EQ(data.find("canary-7731"), std::string::npos) << e.path();
+  }
+}
+
+TEST_F(RegistryTest, DuplicateAndInvalidRefused) {
+  ASSERT_TRUE(registry_->Create("acme", "", "").ok());
+  EXPECT_EQ(registry_->Create("acme", "", "").status().code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(registry_->Create("Bad_Slug", "", "").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(registry_->Create("good", "", "not-an-email").status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(registry_->Create("good", "line\nbreak", "").status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(registry_->List().size(), 1u);  // nothing half-created
+}
+
+TEST_F(RegistryTest, SuspendResumeAndActiveLookup) {
+  ASSERT_TRUE(registry_->Create("acme", "", "").ok());
+  ASSERT_TRUE(registry_->SetState("acme", TenantState::kSuspended).ok());
+  EXPECT_FALSE(registry_->FindActive("acme").has_value());
+  Reopen();
+  EXPECT_FALSE(registry_->FindActive("acme").has_value());
+  ASSERT_TRUE(registry_->SetState("acme", TenantState::kActive).ok());
+  EXPECT_TRUE(registry_->FindActive("acme").has_value());
+  EXPECT_EQ(registry_->SetState("nope", TenantState::kActive).code(), StatusCode::kNotFound);
+}
+
+TEST_F(RegistryTest, DeleteRemovesDirectoryAndKey) {
+  auto t = registry_->Create("acme", "", "");
+  ASSERT_TRUE(t.ok());
+  ASSERT_TRUE(registry_->Delete("acme").ok());
+  EXPECT_FALSE(fs::exists(dir_ + "/tenants/" + t->id));
+  EXPECT_EQ(keyring_->GetKey(t->id).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(registry_->Delete("acme").code(), StatusCode::kNotFound);
+  Reopen();
+  EXPECT_FALSE(registry_->Find("acme").has_value());
+  // The slug can be reused, with a new id and key.
+  auto again = registry_->Create("acme", "", "");
+  ASSERT_TRUE(again.ok());
+  EXPECT_NE(again->id, t->id);
+}
+
+TEST_F(RegistryTest, InterruptedDeleteIsFinishedOnOpen) {
+  auto t = registry_->Create("acme", "", "");
+  ASSERT_TRUE(t.ok());
+  fs::rename(dir_ + "/tenants/" + t->id, dir_ + "/tenants/.deleting-" + t->id);
+  Reopen();
+  EXPECT_FALSE(registry_->Find("acme").has_value());
+  EXPECT_FALSE(fs::exists(dir_ + "/tenants/.deleting-" + t->id));
+  EXPECT_EQ(keyring_->GetKey(t->id).status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(RegistryTest, TamperedMetadataRefusesToLoad) {
+  auto t = registry_->Create("acme", "Acme", "");
+  ASSERT_TRUE(t.ok());
+  std::string meta_path = dir_ + "/tenants/" + t->id + "/tenant.meta";
+  std::string meta = Slurp(meta_path);
+  size_t pos = meta.find("\"sealed\":\"") + 14;
+  meta[pos] = meta[pos] == 'A' ? 'B' : 'A';
+  ASSERT_TRUE(WriteFileAtomic(meta_path, meta).ok());
+  registry_.reset();
+  auto reg = TenantRegistry::Open(dir_, keyring_.get());
+  ASSERT_FALSE(reg.ok());
+  EXPECT_EQ(reg.status().code(), StatusCode::kDataLoss);
+}
+
+}  // namespace
+}  // namespace silo::tenant

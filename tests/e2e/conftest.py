@@ -1,0 +1,193 @@
+"""Black-box harness: runs the real `silo` binary over real TLS on 127.0.0.1.
+
+Every server gets a fresh data directory, port 0 for both listeners (the bound
+ports are read back from <data>/platform/server.json), short timeouts, and is
+stopped (SIGTERM, then SIGKILL) when the test ends.
+"""
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+
+import pytest
+import requests
+import urllib3
+
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+
+SILO_BIN = os.environ.get("SILO_BIN") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "build", "silo")
+
+
+class Silo:
+    def __init__(self, data_dir, extra_env=None):
+        self.data_dir = data_dir
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "SILO_DATA_DIR": data_dir,
+            "SILO_LISTEN": "127.0.0.1:0",
+            "SILO_OPERATOR_LISTEN": "127.0.0.1:0",
+            "SILO_READ_TIMEOUT_MS": "1500",
+            "SILO_IDLE_TIMEOUT_MS": "3000",
+            "SILO_DRAIN_TIMEOUT_MS": "5000",
+        }
+        if extra_env:
+            self.env.update(extra_env)
+        self.proc = None
+        self.log_path = os.path.join(tempfile.mkdtemp(prefix="silo-log-"), "server.log")
+
+    def start(self, wait=True):
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([SILO_BIN, "serve"], env=self.env,
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=20):
+        info_path = os.path.join(self.data_dir, "platform", "server.json")
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("silo exited early:\n" + self.output())
+            if os.path.exists(info_path):
+                with open(info_path) as f:
+                    try:
+                        info = json.load(f)
+                    except ValueError:
+                        info = None
+                if info and info.get("pid") == self.proc.pid:
+                    self.listen = info["listen"]
+                    self.operator_listen = info["operator_listen"]
+                    self.port = int(self.listen.rsplit(":", 1)[1])
+                    self.operator_port = int(self.operator_listen.rsplit(":", 1)[1])
+                    return
+            time.sleep(0.05)
+        raise RuntimeError("silo did not become ready:\n" + self.output())
+
+    def output(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    @property
+    def url(self):
+        return "https://127.0.0.1:%d" % self.port
+
+    @property
+    def operator_url(self):
+        return "http://127.0.0.1:%d" % self.operator_port
+
+    def get(self, path, **kw):
+        kw.setdefault("verify", False)
+        kw.setdefault("timeout", 10)
+        return requests.get(self.url + path, **kw)
+
+    def operator_token(self):
+        with open(os.path.join(self.data_dir, "dev", "operator.token")) as f:
+            return f.read().strip()
+
+    def cli(self, *args, env=None):
+        e = dict(self.env)
+        if env:
+            e.update(env)
+        return subprocess.run([SILO_BIN, *args], env=e, capture_output=True,
+                              text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+    def tls_socket(self, timeout=10, **ctx_kw):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        raw = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        return ctx.wrap_socket(raw)
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+
+@pytest.fixture
+def data_dir():
+    d = tempfile.mkdtemp(prefix="silo-e2e-")
+    yield d
+    subprocess.run(["rm", "-rf", d])
+
+
+@pytest.fixture
+def make_silo(data_dir):
+    started = []
+
+    def make(extra_env=None, data=None, wait=True):
+        s = Silo(data or data_dir, extra_env)
+        started.append(s)
+        return s.start(wait=wait)
+
+    yield make
+    for s in started:
+        try:
+            s.stop()
+        except Exception:
+            pass
+
+
+@pytest.fixture
+def silo(make_silo):
+    return make_silo()
+
+
+def raw_exchange(silo, payload, read_timeout=5):
+    """Sends raw bytes over TLS; returns what came back until close or timeout."""
+    s = silo.tls_socket(timeout=read_timeout)
+    try:
+        s.sendall(payload)
+        chunks = []
+        while True:
+            try:
+                data = s.recv(65536)
+            except (socket.timeout, ssl.SSLError, ConnectionResetError):
+                break
+            if not data:
+                break
+            chunks.append(data)
+            if b"\r\n\r\n" in b"".join(chunks) and _complete(b"".join(chunks)):
+                break
+        return b"".join(chunks)
+    finally:
+        s.close()
+
+
+def _complete(buf):
+    head, _, body = buf.partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return len(body) >= int(line.split(b":", 1)[1])
+    return True
+
+
+def parse_status(raw):
+    line = raw.split(b"\r\n", 1)[0]
+    parts = line.split(b" ")
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+
+
+def parse_headers(raw):
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    out = {}
+    for line in head.split("\r\n")[1:]:
+        k, _, v = line.partition(":")
+        out[k.strip().lower()] = v.strip()
+    return out
