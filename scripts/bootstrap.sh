@@ -9,7 +9,7 @@ PACKAGES=(
   g++ cmake ninja-build pkg-config make clang clang-format
   # libraries (DESIGN.md section 9)
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
-  libssl-dev libsodium-dev libsqlite3-dev libspdlog-dev libfmt-dev libcli11-dev
+  libssl-dev libsodium-dev libsqlite3-dev libcli11-dev
   libcurl4-openssl-dev libgtest-dev
   # black-box tests and benchmarks
   python3 python3-pytest python3-requests openssl sqlite3 wrk procps

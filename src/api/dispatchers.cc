@@ -18,12 +18,9 @@ std::string Lower(std::string_view s) {
   return out;
 }
 
-std::string_view PathOf(std::string_view target) {
-  return target.substr(0, target.find('?'));
-}
+std::string_view PathOf(std::string_view target) { return target.substr(0, target.find('?')); }
 
-size_t LimitFor(const Router& r, std::string_view method, std::string_view path,
-                size_t fallback) {
+size_t LimitFor(const Router& r, std::string_view method, std::string_view path, size_t fallback) {
   auto m = r.Find(method, path);
   if (m.route != nullptr) return std::min(m.route->body_limit, fallback);
   return m.path_known ? 0 : fallback;
@@ -35,8 +32,8 @@ http::Response NotFound(const http::Request& req) {
 
 // Runs a matched route after enforcing its Access. `operator_ok` says whether
 // the caller proved the operator token.
-http::Response RunRoute(const Router::Match& m, RequestContext& ctx,
-                        const std::string& route_label, bool operator_ok) {
+http::Response RunRoute(const Router::Match& m, RequestContext& ctx, const std::string& route_label,
+                        bool operator_ok) {
   const auto& req = ctx.request;
   if (m.route == nullptr) {
     if (!m.path_known) return NotFound(req);
@@ -73,8 +70,8 @@ http::Response RunRoute(const Router::Match& m, RequestContext& ctx,
 
 }  // namespace
 
-TenantTarget ResolveTenant(const std::string& base_domain,
-                           std::string_view host, std::string_view path) {
+TenantTarget ResolveTenant(const std::string& base_domain, std::string_view host,
+                           std::string_view path) {
   TenantTarget t;
   std::string host_slug;
   if (!base_domain.empty() && !host.empty()) {
@@ -115,8 +112,7 @@ PublicDispatcher::PublicDispatcher(Services& services, std::string base_domain,
       platform_(BuildPlatformRouter(services)),
       tenant_(BuildTenantRouter(services)) {}
 
-size_t PublicDispatcher::BodyLimit(std::string_view method,
-                                   std::string_view target) const {
+size_t PublicDispatcher::BodyLimit(std::string_view method, std::string_view target) const {
   std::string_view path = PathOf(target);
   if (platform_.Find(method, path).path_known) {
     return LimitFor(platform_, method, path, max_body_bytes_);
@@ -144,18 +140,15 @@ http::Response PublicDispatcher::Handle(const http::Request& req) {
   if (!tenant) return NotFound(req);
   auto m = tenant_.Find(req.method, t.path);
   RequestContext ctx{req, m.params, &*tenant};
-  return RunRoute(m, ctx, m.route ? "/t/{tenant}" + m.route->pattern : "unmatched",
-                  false);
+  return RunRoute(m, ctx, m.route ? "/t/{tenant}" + m.route->pattern : "unmatched", false);
 }
 
-OperatorDispatcher::OperatorDispatcher(Services& services,
-                                       std::string operator_token)
+OperatorDispatcher::OperatorDispatcher(Services& services, std::string operator_token)
     : services_(services),
       token_(std::move(operator_token)),
       router_(BuildOperatorRouter(services)) {}
 
-size_t OperatorDispatcher::BodyLimit(std::string_view method,
-                                     std::string_view target) const {
+size_t OperatorDispatcher::BodyLimit(std::string_view method, std::string_view target) const {
   return LimitFor(router_, method, PathOf(target), 64 * 1024);
 }
 
@@ -165,8 +158,7 @@ http::Response OperatorDispatcher::Handle(const http::Request& req) {
   if (auto auth = req.Header("authorization"); auth && auth->substr(0, 7) == "Bearer ") {
     operator_ok = crypto::ConstantTimeEquals(auth->substr(7), token_);
   }
-  if (m.route != nullptr && m.route->access.kind == Access::Kind::kOperator &&
-      !operator_ok) {
+  if (m.route != nullptr && m.route->access.kind == Access::Kind::kOperator && !operator_ok) {
     services_.security_log->Append(
         {"operator.auth_failed", "anonymous", req.client_ip, req.method + " " + m.route->pattern});
   }

@@ -24,13 +24,12 @@ struct TenantTarget {
 // Host: <slug>.<base_domain> (port ignored, case-insensitive) or path
 // /t/<slug>/...; both present and different -> kMismatch (never silently
 // choose one).
-TenantTarget ResolveTenant(const std::string& base_domain,
-                           std::string_view host, std::string_view path);
+TenantTarget ResolveTenant(const std::string& base_domain, std::string_view host,
+                           std::string_view path);
 
 class PublicDispatcher : public http::Dispatcher {
  public:
-  PublicDispatcher(Services& services, std::string base_domain,
-                   size_t max_body_bytes);
+  PublicDispatcher(Services& services, std::string base_domain, size_t max_body_bytes);
   size_t BodyLimit(std::string_view method, std::string_view target) const override;
   http::Response Handle(const http::Request& request) override;
 

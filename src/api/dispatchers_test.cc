@@ -31,10 +31,8 @@ TEST(ResolveTenantTest, PathAndHostForms) {
 }
 
 TEST(ResolveTenantTest, DisagreementIsNeverSilent) {
-  EXPECT_EQ(ResolveTenant("example.com", "acme.example.com", "/t/beta/api/").kind,
-            Kind::kMismatch);
-  EXPECT_EQ(ResolveTenant("example.com", "acme.example.com", "/t/acme/api/").kind,
-            Kind::kTenant);
+  EXPECT_EQ(ResolveTenant("example.com", "acme.example.com", "/t/beta/api/").kind, Kind::kMismatch);
+  EXPECT_EQ(ResolveTenant("example.com", "acme.example.com", "/t/acme/api/").kind, Kind::kTenant);
 }
 
 class DispatcherTest : public ::testing::Test {
@@ -42,7 +40,8 @@ class DispatcherTest : public ::testing::Test {
   void SetUp() override {
     char tmpl[] = "/tmp/silo-dispatch-XXXXXX";
     dir_ = mkdtemp(tmpl);
-    keyring_ = std::move(crypto::Keyring::Open(dir_ + "/keyring", crypto::SecretKey::Random())).value();
+    keyring_ =
+        std::move(crypto::Keyring::Open(dir_ + "/keyring", crypto::SecretKey::Random())).value();
     registry_ = std::move(tenant::TenantRegistry::Open(dir_, keyring_.get())).value();
     seclog_ = std::move(platform::SecurityLog::Open(dir_ + "/security.log")).value();
     services_.tenants = registry_.get();

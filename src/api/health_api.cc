@@ -4,9 +4,7 @@
 namespace silo::api {
 
 // Reveals nothing but liveness to anonymous callers: no version, no counts.
-http::Response Healthz(RequestContext&) {
-  return http::Json(200, R"({"status":"ok"})");
-}
+http::Response Healthz(RequestContext&) { return http::Json(200, R"({"status":"ok"})"); }
 
 http::Response Readyz(Services& s, RequestContext& ctx) {
   if (s.ready == nullptr || !s.ready->load()) {

@@ -6,9 +6,15 @@
 #include <atomic>
 #include <string>
 
-namespace silo::http { class Metrics; }
-namespace silo::tenant { class TenantRegistry; }
-namespace silo::platform { class SecurityLog; }
+namespace silo::http {
+class Metrics;
+}
+namespace silo::tenant {
+class TenantRegistry;
+}
+namespace silo::platform {
+class SecurityLog;
+}
 
 namespace silo::api {
 

@@ -22,8 +22,7 @@ json::object TenantJson(const tenant::TenantInfo& t) {
 
 void Record(Services& s, const RequestContext& ctx, const std::string& type,
             const std::string& detail) {
-  Status st = s.security_log->Append(
-      {type, "operator", ctx.request.client_ip, detail});
+  Status st = s.security_log->Append({type, "operator", ctx.request.client_ip, detail});
   if (!st.ok()) {
     log::Error("security log append failed", {{"request_id", ctx.request.request_id}});
   }
@@ -40,18 +39,33 @@ http::Response ErrorResponse(const Status& status, const http::Request& req) {
   int code = 500;
   std::string detail = status.message();
   switch (status.code()) {
-    case StatusCode::kInvalidArgument: code = 422; break;
-    case StatusCode::kNotFound: code = 404; break;
-    case StatusCode::kAlreadyExists: code = 409; break;
-    case StatusCode::kFailedPrecondition: code = 409; break;
-    case StatusCode::kPermissionDenied: code = 403; break;
-    case StatusCode::kUnauthenticated: code = 401; break;
-    case StatusCode::kResourceExhausted: code = 429; break;
-    case StatusCode::kUnavailable: code = 503; break;
+    case StatusCode::kInvalidArgument:
+      code = 422;
+      break;
+    case StatusCode::kNotFound:
+      code = 404;
+      break;
+    case StatusCode::kAlreadyExists:
+      code = 409;
+      break;
+    case StatusCode::kFailedPrecondition:
+      code = 409;
+      break;
+    case StatusCode::kPermissionDenied:
+      code = 403;
+      break;
+    case StatusCode::kUnauthenticated:
+      code = 401;
+      break;
+    case StatusCode::kResourceExhausted:
+      code = 429;
+      break;
+    case StatusCode::kUnavailable:
+      code = 503;
+      break;
     default:
       // Internals go to the log with the request id, never to the caller.
-      log::Error("request failed", {{"request_id", req.request_id},
-                                    {"cause", status.ToString()}});
+      log::Error("request failed", {{"request_id", req.request_id}, {"cause", status.ToString()}});
       code = 500;
       detail = "internal error";
   }
@@ -105,8 +119,8 @@ http::Response ListTenants(Services& s, RequestContext&) {
 
 namespace {
 
-http::Response SetState(Services& s, RequestContext& ctx,
-                        tenant::TenantState state, const char* event) {
+http::Response SetState(Services& s, RequestContext& ctx, tenant::TenantState state,
+                        const char* event) {
   const std::string& slug = ctx.params["slug"];
   Status st = s.tenants->SetState(slug, state);
   if (!st.ok()) return ErrorResponse(st, ctx.request);

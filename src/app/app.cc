@@ -136,8 +136,10 @@ int Serve(const config::GetEnv& getenv) {
     if (sigwait(&set, &sig) != 0) continue;
     if (sig == SIGHUP) {
       Status s = public_server.ReloadTls();
-      if (s.ok()) log::Info("TLS certificate reloaded");
-      else log::Error("TLS reload failed; keeping the old certificate", {{"cause", s.message()}});
+      if (s.ok())
+        log::Info("TLS certificate reloaded");
+      else
+        log::Error("TLS reload failed; keeping the old certificate", {{"cause", s.message()}});
       continue;
     }
     break;

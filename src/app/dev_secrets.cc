@@ -17,15 +17,16 @@ Status EnsureDevSecrets(config::Config& c) {
     const std::string path = dir + "/master.key";
     if (!PathExists(path)) {
       crypto::SecretKey k = crypto::SecretKey::Random();
-      std::string text = crypto::Base64Encode(std::string_view(
-          reinterpret_cast<const char*>(k.data()), k.size()));
+      std::string text =
+          crypto::Base64Encode(std::string_view(reinterpret_cast<const char*>(k.data()), k.size()));
       Status s = WriteFileAtomic(path, text + "\n", 0600);
       crypto::WipeString(text);
       if (!s.ok()) return s;
     }
     auto text = ReadFile(path);
     if (!text.ok()) return text.status();
-    while (!text->empty() && std::isspace(static_cast<unsigned char>(text->back()))) text->pop_back();
+    while (!text->empty() && std::isspace(static_cast<unsigned char>(text->back())))
+      text->pop_back();
     auto raw = crypto::Base64Decode(*text);
     crypto::WipeString(*text);
     if (!raw.ok()) return FailedPrecondition("dev master key file is damaged");
@@ -33,9 +34,10 @@ Status EnsureDevSecrets(config::Config& c) {
     crypto::WipeString(*raw);
     if (!key.ok()) return key.status();
     c.master_key.emplace(std::move(*key));
-    log::Warn("DEVELOPMENT MODE: using a generated master key stored in the data directory; "
-              "never run production like this",
-              {{"file", path}});
+    log::Warn(
+        "DEVELOPMENT MODE: using a generated master key stored in the data directory; "
+        "never run production like this",
+        {{"file", path}});
   }
 
   if (c.operator_token.empty()) {
@@ -45,7 +47,8 @@ Status EnsureDevSecrets(config::Config& c) {
     }
     auto text = ReadFile(path);
     if (!text.ok()) return text.status();
-    while (!text->empty() && std::isspace(static_cast<unsigned char>(text->back()))) text->pop_back();
+    while (!text->empty() && std::isspace(static_cast<unsigned char>(text->back())))
+      text->pop_back();
     c.operator_token = *text;
     log::Warn("DEVELOPMENT MODE: using a generated operator token", {{"file", path}});
   }
@@ -59,8 +62,7 @@ Status EnsureDevSecrets(config::Config& c) {
       if (Status s = WriteFileAtomic(c.tls_key_file, pem->key_pem, 0600); !s.ok()) return s;
       if (Status s = WriteFileAtomic(c.tls_cert_file, pem->cert_pem, 0600); !s.ok()) return s;
     }
-    log::Warn("DEVELOPMENT MODE: using a self-signed TLS certificate",
-              {{"file", c.tls_cert_file}});
+    log::Warn("DEVELOPMENT MODE: using a self-signed TLS certificate", {{"file", c.tls_cert_file}});
   }
   return Status::Ok();
 }

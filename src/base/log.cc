@@ -21,9 +21,9 @@ std::string NowRfc3339() {
   std::tm tm{};
   gmtime_r(&secs, &tm);
   char buf[96];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ",
-                tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                tm.tm_min, tm.tm_sec, static_cast<long long>(us % 1000000));
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<long long>(us % 1000000));
   return buf;
 }
 
@@ -34,11 +34,21 @@ std::string JsonEscape(std::string_view s) {
   out.reserve(s.size() + 8);
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20 || c == 0x7f) {
           char buf[8];
@@ -52,11 +62,9 @@ std::string JsonEscape(std::string_view s) {
   return out;
 }
 
-void Write(std::string_view level, std::string_view msg,
-           std::initializer_list<Field> fields) {
-  std::string line = "{\"ts\":\"" + NowRfc3339() + "\",\"level\":\"" +
-                     std::string(level) + "\",\"msg\":\"" + JsonEscape(msg) +
-                     "\"";
+void Write(std::string_view level, std::string_view msg, std::initializer_list<Field> fields) {
+  std::string line = "{\"ts\":\"" + NowRfc3339() + "\",\"level\":\"" + std::string(level) +
+                     "\",\"msg\":\"" + JsonEscape(msg) + "\"";
   for (const Field& f : fields) {
     line += ",\"" + JsonEscape(f.key) + "\":";
     if (f.is_num) {

@@ -34,8 +34,7 @@ struct Field {
 };
 
 // Writes {"ts":...,"level":...,"msg":...,<fields>} as one line.
-void Write(std::string_view level, std::string_view msg,
-           std::initializer_list<Field> fields = {});
+void Write(std::string_view level, std::string_view msg, std::initializer_list<Field> fields = {});
 
 inline void Info(std::string_view msg, std::initializer_list<Field> f = {}) {
   Write("info", msg, f);

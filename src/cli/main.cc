@@ -34,8 +34,7 @@ std::string ProblemDetail(const std::string& body) {
 }
 
 // Calls the operator API; prints JSON (--json) or `human(answer)`.
-int Call(bool as_json, const std::string& method, const std::string& path,
-         const std::string& body,
+int Call(bool as_json, const std::string& method, const std::string& path, const std::string& body,
          const std::function<void(const json::value&)>& human) {
   auto client = OperatorClient::FromEnvironment(Env);
   if (!client.ok()) {
@@ -67,8 +66,8 @@ int Call(bool as_json, const std::string& method, const std::string& path,
 // Slugs go into URL paths: anything outside [a-z0-9-] could change the path
 // or query the request means, so it is a usage error before any request.
 bool SlugIsPathSafe(const std::string& s) {
-  return !s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") ==
-                           std::string::npos;
+  return !s.empty() &&
+         s.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") == std::string::npos;
 }
 
 std::string Str(const json::value& v, const char* key) {
@@ -118,11 +117,9 @@ int main(int argc, char** argv) {
     body["slug"] = slug;
     if (!name.empty()) body["name"] = name;
     if (!owner_email.empty()) body["owner_email"] = owner_email;
-    code = Call(as_json, "POST", "/v1/tenants", json::serialize(body),
-                [](const json::value& v) {
-                  std::printf("created tenant %s (id %s)\n", Str(v, "slug").c_str(),
-                              Str(v, "id").c_str());
-                });
+    code = Call(as_json, "POST", "/v1/tenants", json::serialize(body), [](const json::value& v) {
+      std::printf("created tenant %s (id %s)\n", Str(v, "slug").c_str(), Str(v, "id").c_str());
+    });
   });
 
   auto* list = tenant->add_subcommand("list", "list tenants");

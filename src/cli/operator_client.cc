@@ -52,8 +52,7 @@ Result<OperatorClient> OperatorClient::FromEnvironment(const config::GetEnv& get
   return OperatorClient(address, token);
 }
 
-Result<HttpAnswer> OperatorClient::Call(const std::string& method,
-                                        const std::string& path,
+Result<HttpAnswer> OperatorClient::Call(const std::string& method, const std::string& path,
                                         const std::string& json_body) const {
   CURL* curl = curl_easy_init();
   if (curl == nullptr) return Internal("libcurl init failed");

@@ -19,8 +19,7 @@ std::string Get(const GetEnv& getenv, const char* name) {
 
 bool IsIp(const std::string& s) {
   unsigned char buf[16];
-  return inet_pton(AF_INET, s.c_str(), buf) == 1 ||
-         inet_pton(AF_INET6, s.c_str(), buf) == 1;
+  return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
 }
 
 std::string Trim(std::string s) {
@@ -38,31 +37,27 @@ void ReadNumber(const GetEnv& getenv, const char* name, T min, T max, T* out,
   if (v.empty()) return;
   unsigned long long n = 0;
   auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-  if (ec != std::errc() || p != v.data() + v.size() ||
-      n < static_cast<unsigned long long>(min) ||
+  if (ec != std::errc() || p != v.data() + v.size() || n < static_cast<unsigned long long>(min) ||
       n > static_cast<unsigned long long>(max)) {
-    problems->push_back(std::string(name) + " must be a whole number from " +
-                        std::to_string(min) + " to " + std::to_string(max));
+    problems->push_back(std::string(name) + " must be a whole number from " + std::to_string(min) +
+                        " to " + std::to_string(max));
     return;
   }
   *out = static_cast<T>(n);
 }
 
-void ReadMillis(const GetEnv& getenv, const char* name,
-                std::chrono::milliseconds* out,
+void ReadMillis(const GetEnv& getenv, const char* name, std::chrono::milliseconds* out,
                 std::vector<std::string>* problems) {
   long long ms = out->count();
   ReadNumber<long long>(getenv, name, 1, 3'600'000, &ms, problems);
   *out = std::chrono::milliseconds(ms);
 }
 
-void ReadMasterKey(const GetEnv& getenv, Config* c,
-                   std::vector<std::string>* problems) {
+void ReadMasterKey(const GetEnv& getenv, Config* c, std::vector<std::string>* problems) {
   std::string inline_key = Get(getenv, "SILO_MASTER_KEY");
   std::string key_file = Get(getenv, "SILO_MASTER_KEY_FILE");
   if (!inline_key.empty() && !key_file.empty()) {
-    problems->push_back(
-        "set only one of SILO_MASTER_KEY and SILO_MASTER_KEY_FILE");
+    problems->push_back("set only one of SILO_MASTER_KEY and SILO_MASTER_KEY_FILE");
     return;
   }
   std::string text = inline_key;
@@ -92,9 +87,12 @@ void ReadMasterKey(const GetEnv& getenv, Config* c,
 
 const char* EnvironmentName(Environment env) {
   switch (env) {
-    case Environment::kDevelopment: return "development";
-    case Environment::kStaging: return "staging";
-    case Environment::kProduction: return "production";
+    case Environment::kDevelopment:
+      return "development";
+    case Environment::kStaging:
+      return "staging";
+    case Environment::kProduction:
+      return "production";
   }
   return "unknown";
 }
@@ -108,8 +106,7 @@ std::optional<HostPort> ParseHostPort(const std::string& text) {
   std::string host, port;
   if (!text.empty() && text[0] == '[') {
     size_t close = text.find(']');
-    if (close == std::string::npos || close + 1 >= text.size() ||
-        text[close + 1] != ':') {
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
       return std::nullopt;
     }
     host = text.substr(1, close - 1);
@@ -123,8 +120,7 @@ std::optional<HostPort> ParseHostPort(const std::string& text) {
   if (!IsIp(host)) return std::nullopt;
   unsigned int n = 0;
   auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), n);
-  if (port.empty() || ec != std::errc() || p != port.data() + port.size() ||
-      n > 65535) {
+  if (port.empty() || ec != std::errc() || p != port.data() + port.size() || n > 65535) {
     return std::nullopt;
   }
   return HostPort{host, static_cast<unsigned short>(n)};
@@ -151,21 +147,24 @@ LoadResult Load(const GetEnv& getenv) {
   } else if (env == "production") {
     c.env = Environment::kProduction;
   } else {
-    problems.push_back(
-        "SILO_ENV must be development, staging or production");
+    problems.push_back("SILO_ENV must be development, staging or production");
   }
 
   if (std::string d = Get(getenv, "SILO_DATA_DIR"); !d.empty()) c.data_dir = d;
 
   if (std::string l = Get(getenv, "SILO_LISTEN"); !l.empty()) {
     auto hp = ParseHostPort(l);
-    if (hp) c.listen = *hp;
-    else problems.push_back("SILO_LISTEN must be <ip>:<port>");
+    if (hp)
+      c.listen = *hp;
+    else
+      problems.push_back("SILO_LISTEN must be <ip>:<port>");
   }
   if (std::string l = Get(getenv, "SILO_OPERATOR_LISTEN"); !l.empty()) {
     auto hp = ParseHostPort(l);
-    if (hp) c.operator_listen = *hp;
-    else problems.push_back("SILO_OPERATOR_LISTEN must be <ip>:<port>");
+    if (hp)
+      c.operator_listen = *hp;
+    else
+      problems.push_back("SILO_OPERATOR_LISTEN must be <ip>:<port>");
   }
   // Why: the operator API manages every tenant; exposing it beyond this host
   // would put the whole platform one stolen token away from the internet.
@@ -182,8 +181,7 @@ LoadResult Load(const GetEnv& getenv) {
   }
 
   c.base_domain = Get(getenv, "SILO_BASE_DOMAIN");
-  std::transform(c.base_domain.begin(), c.base_domain.end(),
-                 c.base_domain.begin(),
+  std::transform(c.base_domain.begin(), c.base_domain.end(), c.base_domain.begin(),
                  [](unsigned char ch) { return std::tolower(ch); });
   if (!c.base_domain.empty() &&
       (c.base_domain.front() == '.' || c.base_domain.back() == '.' ||
@@ -198,29 +196,26 @@ LoadResult Load(const GetEnv& getenv) {
     size_t comma = proxies.find(',', start);
     std::string item = Trim(proxies.substr(start, comma - start));
     if (!item.empty()) {
-      if (IsIp(item)) c.trusted_proxies.push_back(item);
-      else problems.push_back("SILO_TRUSTED_PROXIES: not an IP address: " + item);
+      if (IsIp(item))
+        c.trusted_proxies.push_back(item);
+      else
+        problems.push_back("SILO_TRUSTED_PROXIES: not an IP address: " + item);
     }
     if (comma == std::string::npos) break;
     start = comma + 1;
   }
 
   Limits& l = c.limits;
-  ReadNumber<size_t>(getenv, "SILO_MAX_HEADER_BYTES", 1024, 1 << 20,
-                     &l.max_header_bytes, &problems);
-  ReadNumber<size_t>(getenv, "SILO_MAX_BODY_BYTES", 1024, 1 << 30,
-                     &l.max_body_bytes, &problems);
+  ReadNumber<size_t>(getenv, "SILO_MAX_HEADER_BYTES", 1024, 1 << 20, &l.max_header_bytes,
+                     &problems);
+  ReadNumber<size_t>(getenv, "SILO_MAX_BODY_BYTES", 1024, 1 << 30, &l.max_body_bytes, &problems);
   ReadMillis(getenv, "SILO_READ_TIMEOUT_MS", &l.read_timeout, &problems);
   ReadMillis(getenv, "SILO_IDLE_TIMEOUT_MS", &l.idle_timeout, &problems);
   ReadMillis(getenv, "SILO_DRAIN_TIMEOUT_MS", &l.drain_timeout, &problems);
-  ReadNumber<size_t>(getenv, "SILO_MAX_CONNECTIONS", 1, 1'000'000,
-                     &l.max_connections, &problems);
-  ReadNumber<unsigned>(getenv, "SILO_IO_THREADS", 1, 64, &l.io_threads,
-                       &problems);
-  ReadNumber<unsigned>(getenv, "SILO_HANDLER_THREADS", 1, 256,
-                       &l.handler_threads, &problems);
-  ReadNumber<size_t>(getenv, "SILO_HANDLER_QUEUE", 1, 1'000'000,
-                     &l.handler_queue, &problems);
+  ReadNumber<size_t>(getenv, "SILO_MAX_CONNECTIONS", 1, 1'000'000, &l.max_connections, &problems);
+  ReadNumber<unsigned>(getenv, "SILO_IO_THREADS", 1, 64, &l.io_threads, &problems);
+  ReadNumber<unsigned>(getenv, "SILO_HANDLER_THREADS", 1, 256, &l.handler_threads, &problems);
+  ReadNumber<size_t>(getenv, "SILO_HANDLER_QUEUE", 1, 1'000'000, &l.handler_queue, &problems);
 
   if (c.env != Environment::kDevelopment) {
     auto more = ProductionProblems(c);
@@ -232,8 +227,7 @@ LoadResult Load(const GetEnv& getenv) {
 std::vector<std::string> ProductionProblems(const Config& c) {
   std::vector<std::string> problems;
   if (!c.master_key) {
-    problems.push_back(
-        "SILO_MASTER_KEY or SILO_MASTER_KEY_FILE is required outside development");
+    problems.push_back("SILO_MASTER_KEY or SILO_MASTER_KEY_FILE is required outside development");
   }
   if (c.operator_token.empty()) {
     problems.push_back("SILO_OPERATOR_TOKEN is required outside development");

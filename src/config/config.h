@@ -22,22 +22,25 @@ enum class Environment { kDevelopment, kStaging, kProduction };
 const char* EnvironmentName(Environment env);
 
 struct HostPort {
-  std::string host;  // literal IP address (v4 or v6, without brackets)
+  std::string host;         // literal IP address (v4 or v6, without brackets)
   unsigned short port = 0;  // 0: any free port (tests)
   std::string ToString() const;
 };
 
 // Limits on every input and lifetime at the edge (style rule 8).
 struct Limits {
-  size_t max_header_bytes = 16 * 1024;     // SILO_MAX_HEADER_BYTES; over: 431
-  size_t max_body_bytes = 1024 * 1024;     // SILO_MAX_BODY_BYTES; routes may set less; over: 413
-  std::chrono::milliseconds read_timeout{10'000};  // SILO_READ_TIMEOUT_MS: whole request must arrive
-  std::chrono::milliseconds idle_timeout{30'000};  // SILO_IDLE_TIMEOUT_MS: keep-alive wait for next request
-  std::chrono::milliseconds drain_timeout{10'000}; // SILO_DRAIN_TIMEOUT_MS: SIGTERM grace for in-flight requests
-  size_t max_connections = 1024;           // SILO_MAX_CONNECTIONS, per listener
-  unsigned io_threads = 2;                 // SILO_IO_THREADS: network threads
-  unsigned handler_threads = 4;            // SILO_HANDLER_THREADS: request handlers run here
-  size_t handler_queue = 512;              // SILO_HANDLER_QUEUE: waiting requests beyond this get 503
+  size_t max_header_bytes = 16 * 1024;  // SILO_MAX_HEADER_BYTES; over: 431
+  size_t max_body_bytes = 1024 * 1024;  // SILO_MAX_BODY_BYTES; routes may set less; over: 413
+  std::chrono::milliseconds read_timeout{
+      10'000};  // SILO_READ_TIMEOUT_MS: whole request must arrive
+  std::chrono::milliseconds idle_timeout{
+      30'000};  // SILO_IDLE_TIMEOUT_MS: keep-alive wait for next request
+  std::chrono::milliseconds drain_timeout{
+      10'000};                    // SILO_DRAIN_TIMEOUT_MS: SIGTERM grace for in-flight requests
+  size_t max_connections = 1024;  // SILO_MAX_CONNECTIONS, per listener
+  unsigned io_threads = 2;        // SILO_IO_THREADS: network threads
+  unsigned handler_threads = 4;   // SILO_HANDLER_THREADS: request handlers run here
+  size_t handler_queue = 512;     // SILO_HANDLER_QUEUE: waiting requests beyond this get 503
 };
 
 struct Config {
@@ -48,10 +51,10 @@ struct Config {
   // SILO_MASTER_KEY (base64 of 32 bytes) or SILO_MASTER_KEY_FILE (a file
   // holding the same base64 text). Empty when neither is set.
   std::optional<crypto::SecretKey> master_key;
-  std::string operator_token;   // SILO_OPERATOR_TOKEN; secret, never logged
-  std::string tls_cert_file;    // SILO_TLS_CERT (PEM)
-  std::string tls_key_file;     // SILO_TLS_KEY (PEM)
-  std::string base_domain;      // SILO_BASE_DOMAIN; empty: path prefix /t/<slug>/ only
+  std::string operator_token;                // SILO_OPERATOR_TOKEN; secret, never logged
+  std::string tls_cert_file;                 // SILO_TLS_CERT (PEM)
+  std::string tls_key_file;                  // SILO_TLS_KEY (PEM)
+  std::string base_domain;                   // SILO_BASE_DOMAIN; empty: path prefix /t/<slug>/ only
   std::vector<std::string> trusted_proxies;  // SILO_TRUSTED_PROXIES: comma-separated IPs
   Limits limits;
 };

@@ -16,10 +16,8 @@ std::string Seal(const SecretKey& key, std::string_view plaintext,
   randombytes_buf(nonce, kNonceSize);
   unsigned long long clen = 0;
   crypto_aead_xchacha20poly1305_ietf_encrypt(
-      nonce + kNonceSize, &clen,
-      reinterpret_cast<const unsigned char*>(plaintext.data()),
-      plaintext.size(),
-      reinterpret_cast<const unsigned char*>(associated_data.data()),
+      nonce + kNonceSize, &clen, reinterpret_cast<const unsigned char*>(plaintext.data()),
+      plaintext.size(), reinterpret_cast<const unsigned char*>(associated_data.data()),
       associated_data.size(), nullptr, nonce, key.data());
   return out;
 }
@@ -32,9 +30,8 @@ Result<std::string> Open(const SecretKey& key, std::string_view sealed,
   auto* nonce = reinterpret_cast<const unsigned char*>(sealed.data());
   unsigned long long mlen = 0;
   int rc = crypto_aead_xchacha20poly1305_ietf_decrypt(
-      reinterpret_cast<unsigned char*>(out.data()), &mlen, nullptr,
-      nonce + kNonceSize, sealed.size() - kNonceSize,
-      reinterpret_cast<const unsigned char*>(associated_data.data()),
+      reinterpret_cast<unsigned char*>(out.data()), &mlen, nullptr, nonce + kNonceSize,
+      sealed.size() - kNonceSize, reinterpret_cast<const unsigned char*>(associated_data.data()),
       associated_data.size(), nonce, key.data());
   if (rc != 0) {
     sodium_memzero(out.data(), out.size());
@@ -48,8 +45,7 @@ namespace {
 SecretKey Derive(const SecretKey& parent, uint64_t id, const char ctx[8]) {
   static_assert(crypto_kdf_CONTEXTBYTES == 8);
   SecretKey out = SecretKey::Random();
-  crypto_kdf_derive_from_key(out.mutable_data(), SecretKey::kSize, id, ctx,
-                             parent.data());
+  crypto_kdf_derive_from_key(out.mutable_data(), SecretKey::kSize, id, ctx, parent.data());
   return out;
 }
 
@@ -59,16 +55,13 @@ SecretKey DeriveSubkey(const SecretKey& dek, KeyPurpose purpose) {
   return Derive(dek, static_cast<uint64_t>(purpose), "silo-dek");
 }
 
-SecretKey DeriveKek(const SecretKey& master) {
-  return Derive(master, 1, "silo-kek");
-}
+SecretKey DeriveKek(const SecretKey& master) { return Derive(master, 1, "silo-kek"); }
 
 std::string KeyFingerprint(const SecretKey& key) {
   EnsureSodium();
   static const char kLabel[] = "silo key fingerprint v1";
   unsigned char out[8];
-  crypto_generichash(out, sizeof out,
-                     reinterpret_cast<const unsigned char*>(kLabel),
+  crypto_generichash(out, sizeof out, reinterpret_cast<const unsigned char*>(kLabel),
                      sizeof kLabel - 1, key.data(), SecretKey::kSize);
   return HexEncode(std::string_view(reinterpret_cast<char*>(out), sizeof out));
 }
@@ -83,8 +76,7 @@ std::string RandomBytes(size_t n) {
 std::string RandomToken(size_t n) {
   std::string raw = RandomBytes(n);
   std::string out(sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_URLSAFE_NO_PADDING), '\0');
-  sodium_bin2base64(out.data(), out.size(),
-                    reinterpret_cast<const unsigned char*>(raw.data()), n,
+  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(raw.data()), n,
                     sodium_base64_VARIANT_URLSAFE_NO_PADDING);
   out.resize(std::strlen(out.c_str()));
   sodium_memzero(raw.data(), raw.size());
@@ -94,8 +86,7 @@ std::string RandomToken(size_t n) {
 std::string Sha256Hex(std::string_view data) {
   EnsureSodium();
   unsigned char out[crypto_hash_sha256_BYTES];
-  crypto_hash_sha256(out, reinterpret_cast<const unsigned char*>(data.data()),
-                     data.size());
+  crypto_hash_sha256(out, reinterpret_cast<const unsigned char*>(data.data()), data.size());
   return HexEncode(std::string_view(reinterpret_cast<char*>(out), sizeof out));
 }
 
@@ -108,11 +99,8 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b) {
 
 std::string Base64Encode(std::string_view bytes) {
   EnsureSodium();
-  std::string out(
-      sodium_base64_ENCODED_LEN(bytes.size(), sodium_base64_VARIANT_ORIGINAL),
-      '\0');
-  sodium_bin2base64(out.data(), out.size(),
-                    reinterpret_cast<const unsigned char*>(bytes.data()),
+  std::string out(sodium_base64_ENCODED_LEN(bytes.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
+  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bytes.data()),
                     bytes.size(), sodium_base64_VARIANT_ORIGINAL);
   out.resize(std::strlen(out.c_str()));
   return out;
@@ -123,12 +111,10 @@ Result<std::string> Base64Decode(std::string_view text) {
   std::string out(text.size(), '\0');
   size_t len = 0;
   const char* end = nullptr;
-  int variant = (!text.empty() && text.back() == '=')
-                    ? sodium_base64_VARIANT_ORIGINAL
-                    : sodium_base64_VARIANT_ORIGINAL_NO_PADDING;
-  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()),
-                        out.size(), text.data(), text.size(), " \n\r\t", &len,
-                        &end, variant) != 0 ||
+  int variant = (!text.empty() && text.back() == '=') ? sodium_base64_VARIANT_ORIGINAL
+                                                      : sodium_base64_VARIANT_ORIGINAL_NO_PADDING;
+  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), text.data(),
+                        text.size(), " \n\r\t", &len, &end, variant) != 0 ||
       end != text.data() + text.size()) {
     return InvalidArgument("not valid base64");
   }
@@ -139,8 +125,7 @@ Result<std::string> Base64Decode(std::string_view text) {
 std::string HexEncode(std::string_view bytes) {
   EnsureSodium();
   std::string out(bytes.size() * 2 + 1, '\0');
-  sodium_bin2hex(out.data(), out.size(),
-                 reinterpret_cast<const unsigned char*>(bytes.data()),
+  sodium_bin2hex(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bytes.data()),
                  bytes.size());
   out.pop_back();
   return out;

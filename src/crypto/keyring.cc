@@ -10,9 +10,7 @@ namespace {
 
 namespace json = boost::json;
 
-std::string WrapAd(const std::string& tenant_id) {
-  return "silo-dek-v1:" + tenant_id;
-}
+std::string WrapAd(const std::string& tenant_id) { return "silo-dek-v1:" + tenant_id; }
 
 }  // namespace
 
@@ -21,8 +19,7 @@ Keyring::Keyring(std::string path, SecretKey master)
       kek_(DeriveKek(master)),
       master_fingerprint_(KeyFingerprint(master)) {}
 
-Result<std::unique_ptr<Keyring>> Keyring::Open(const std::string& path,
-                                               SecretKey master) {
+Result<std::unique_ptr<Keyring>> Keyring::Open(const std::string& path, SecretKey master) {
   std::unique_ptr<Keyring> ring(new Keyring(path, std::move(master)));
   if (!PathExists(path)) {
     std::lock_guard<std::mutex> lock(ring->mutex_);
@@ -39,15 +36,12 @@ Result<std::unique_ptr<Keyring>> Keyring::Open(const std::string& path,
   const json::value* fmt = obj.if_contains("format");
   const json::value* fp = obj.if_contains("master_fingerprint");
   const json::value* keys = obj.if_contains("keys");
-  if (fmt == nullptr || !fmt->is_int64() || fmt->as_int64() != 1 ||
-      fp == nullptr || !fp->is_string() || keys == nullptr ||
-      !keys->is_object()) {
+  if (fmt == nullptr || !fmt->is_int64() || fmt->as_int64() != 1 || fp == nullptr ||
+      !fp->is_string() || keys == nullptr || !keys->is_object()) {
     return DataLoss("keyring has an unknown format");
   }
-  if (!ConstantTimeEquals(std::string(fp->as_string()),
-                          ring->master_fingerprint_)) {
-    return FailedPrecondition(
-        "wrong master key: it does not match this data directory's keyring");
+  if (!ConstantTimeEquals(std::string(fp->as_string()), ring->master_fingerprint_)) {
+    return FailedPrecondition("wrong master key: it does not match this data directory's keyring");
   }
   for (const auto& kv : keys->as_object()) {
     if (!kv.value().is_string()) return DataLoss("keyring entry malformed");

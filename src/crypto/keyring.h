@@ -26,8 +26,7 @@ class Keyring {
   // Opens the keyring at `path`, creating an empty one if the file is missing.
   // FailedPrecondition when the file was written under another master key
   // ("wrong master key"), DataLoss when it cannot be parsed.
-  static Result<std::unique_ptr<Keyring>> Open(const std::string& path,
-                                               SecretKey master);
+  static Result<std::unique_ptr<Keyring>> Open(const std::string& path, SecretKey master);
 
   // Generates, wraps and persists a new DEK. AlreadyExists if present.
   Result<SecretKey> CreateKey(const std::string& tenant_id);

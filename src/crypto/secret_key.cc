@@ -31,9 +31,7 @@ Result<SecretKey> SecretKey::FromBytes(std::string_view bytes) {
   return k;
 }
 
-SecretKey::SecretKey(SecretKey&& other) noexcept : bytes_(other.bytes_) {
-  other.bytes_ = nullptr;
-}
+SecretKey::SecretKey(SecretKey&& other) noexcept : bytes_(other.bytes_) { other.bytes_ = nullptr; }
 
 SecretKey& SecretKey::operator=(SecretKey&& other) noexcept {
   if (this != &other) {

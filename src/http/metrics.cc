@@ -5,8 +5,7 @@
 
 namespace silo::http {
 
-void Metrics::RecordRequest(const std::string& listener,
-                            const std::string& route, int status,
+void Metrics::RecordRequest(const std::string& listener, const std::string& route, int status,
                             double seconds) {
   std::lock_guard<std::mutex> lock(mutex_);
   ++requests_[{listener, route, status}];
@@ -35,15 +34,13 @@ std::string Metrics::Render() const {
   out += "# TYPE silo_http_requests_total counter\n";
   for (const auto& [key, n] : requests_) {
     const auto& [listener, route, status] = key;
-    out += "silo_http_requests_total{listener=\"" + listener + "\",route=\"" +
-           route + "\",status=\"" + std::to_string(status) + "\"} " +
-           std::to_string(n) + "\n";
+    out += "silo_http_requests_total{listener=\"" + listener + "\",route=\"" + route +
+           "\",status=\"" + std::to_string(status) + "\"} " + std::to_string(n) + "\n";
   }
   out += "# HELP silo_http_request_duration_seconds Time from request read to response written.\n";
   out += "# TYPE silo_http_request_duration_seconds histogram\n";
   for (size_t i = 0; i < kBuckets.size(); ++i) {
-    std::snprintf(buf, sizeof buf,
-                  "silo_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+    std::snprintf(buf, sizeof buf, "silo_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
                   kBuckets[i], static_cast<unsigned long long>(bucket_counts_[i]));
     out += buf;
   }
@@ -57,13 +54,11 @@ std::string Metrics::Render() const {
   out += "# HELP silo_http_rejections_total Connections or requests refused by a limit.\n";
   out += "# TYPE silo_http_rejections_total counter\n";
   for (const auto& [reason, n] : rejections_) {
-    out += "silo_http_rejections_total{reason=\"" + reason + "\"} " +
-           std::to_string(n) + "\n";
+    out += "silo_http_rejections_total{reason=\"" + reason + "\"} " + std::to_string(n) + "\n";
   }
   for (const auto& source : gauges_) {
     for (const auto& [name, value] : source()) {
-      std::snprintf(buf, sizeof buf, "# TYPE %s gauge\n%s %g\n", name.c_str(),
-                    name.c_str(), value);
+      std::snprintf(buf, sizeof buf, "# TYPE %s gauge\n%s %g\n", name.c_str(), name.c_str(), value);
       out += buf;
     }
   }

@@ -20,17 +20,16 @@ class Metrics {
  public:
   using GaugeSource = std::function<std::vector<std::pair<std::string, double>>()>;
 
-  void RecordRequest(const std::string& listener, const std::string& route,
-                     int status, double seconds);
+  void RecordRequest(const std::string& listener, const std::string& route, int status,
+                     double seconds);
   // reason: header_too_large, body_too_large, malformed, timeout,
   // overloaded, connection_limit, tls_handshake.
   void RecordRejection(const std::string& reason);
   void AddGaugeSource(GaugeSource source);
   std::string Render() const;
 
-  static constexpr std::array<double, 12> kBuckets = {
-      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-      0.05,   0.1,   0.25,   0.5,   1.0,  5.0};
+  static constexpr std::array<double, 12> kBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                      0.05,   0.1,   0.25,   0.5,   1.0,  5.0};
 
  private:
   mutable std::mutex mutex_;

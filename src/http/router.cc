@@ -4,10 +4,14 @@ namespace silo::http {
 
 std::string Access::ToString() const {
   switch (kind) {
-    case Kind::kUnset: return "UNSET";
-    case Kind::kPublic: return "public";
-    case Kind::kOperator: return "operator";
-    case Kind::kPermission: return permission;
+    case Kind::kUnset:
+      return "UNSET";
+    case Kind::kPublic:
+      return "public";
+    case Kind::kOperator:
+      return "operator";
+    case Kind::kPermission:
+      return permission;
   }
   return "UNSET";
 }
@@ -25,8 +29,7 @@ std::vector<std::string_view> SplitPath(std::string_view path) {
   return out;
 }
 
-bool MatchPattern(std::string_view pattern, std::string_view path,
-                  PathParams* params) {
+bool MatchPattern(std::string_view pattern, std::string_view path, PathParams* params) {
   auto ps = SplitPath(pattern);
   auto xs = SplitPath(path);
   if (ps.empty() || ps.size() != xs.size()) return false;

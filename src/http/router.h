@@ -39,8 +39,7 @@ using PathParams = std::map<std::string, std::string>;
 
 std::vector<std::string_view> SplitPath(std::string_view path);
 // True when `path` matches `pattern`; fills captures into `params`.
-bool MatchPattern(std::string_view pattern, std::string_view path,
-                  PathParams* params);
+bool MatchPattern(std::string_view pattern, std::string_view path, PathParams* params);
 
 template <typename Ctx>
 struct Route {

@@ -55,8 +55,7 @@ constexpr std::pair<const char*, const char*> kSecurityHeaders[] = {
 std::string NewRequestId() {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   char buf[33];
-  std::snprintf(buf, sizeof buf, "%016llx%016llx",
-                static_cast<unsigned long long>(rng()),
+  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(rng()),
                 static_cast<unsigned long long>(rng()));
   return buf;
 }
@@ -65,17 +64,16 @@ Result<std::shared_ptr<ssl::context>> MakeTlsContext(const std::string& cert,
                                                      const std::string& key) {
   auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
   ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
-                   ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
-                   ssl::context::no_tlsv1_1 | ssl::context::single_dh_use |
-                   ssl::context::no_compression);
+                   ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                   ssl::context::single_dh_use | ssl::context::no_compression);
   SSL_CTX* native = ctx->native_handle();
   SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
   if (SSL_CTX_set_cipher_list(native, kTls12Ciphers) != 1) {
     return Internal("TLS cipher list rejected");
   }
   // Why no tickets: a long-lived ticket key would undo forward secrecy.
-  SSL_CTX_set_options(native, SSL_OP_CIPHER_SERVER_PREFERENCE |
-                                  SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION);
+  SSL_CTX_set_options(native,
+                      SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION);
   boost::system::error_code ec;
   ctx->use_certificate_chain_file(cert, ec);
   if (ec) return FailedPrecondition("cannot load TLS certificate " + cert);
@@ -93,7 +91,7 @@ struct Connection {
   explicit Connection(asio::any_io_executor ex) : executor(std::move(ex)) {}
   asio::any_io_executor executor;
   beast::tcp_stream* tcp = nullptr;  // null once the connection has ended
-  bool busy = false;  // a request is being read, handled or answered
+  bool busy = false;                 // a request is being read, handled or answered
 };
 
 }  // namespace
@@ -125,8 +123,8 @@ class Server::Impl {
     if (!ec) acceptor_.bind(ep, ec);
     if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) {
-      return Unavailable("cannot listen on " + opts_.host + ":" +
-                         std::to_string(opts_.port) + ": " + ec.message());
+      return Unavailable("cannot listen on " + opts_.host + ":" + std::to_string(opts_.port) +
+                         ": " + ec.message());
     }
     unsigned short port = acceptor_.local_endpoint().port();
     asio::co_spawn(accept_strand_, AcceptLoop(), asio::detached);
@@ -189,8 +187,7 @@ class Server::Impl {
 
   awaitable<void> AcceptLoop() {
     for (;;) {
-      auto [ec, socket] =
-          co_await acceptor_.async_accept(asio::make_strand(ioc_), kTuple);
+      auto [ec, socket] = co_await acceptor_.async_accept(asio::make_strand(ioc_), kTuple);
       if (stopping_) co_return;
       if (ec) {
         if (ec == asio::error::operation_aborted) co_return;
@@ -217,27 +214,26 @@ class Server::Impl {
         tls = tls_;
       }
       auto ex = socket.get_executor();
-      asio::co_spawn(ex, RunConnection(std::move(socket), std::move(tls), conn),
-                     [this, conn](std::exception_ptr e) {
-                       if (e) {
-                         try {
-                           std::rethrow_exception(e);
-                         } catch (const std::exception& ex) {
-                           log::Error("connection failed", {{"listener", opts_.name},
-                                                            {"cause", ex.what()}});
-                         }
-                       }
-                       {
-                         std::lock_guard<std::mutex> lock(conns_mutex_);
-                         conns_.erase(conn);
-                       }
-                       --open_;
-                     });
+      asio::co_spawn(
+          ex, RunConnection(std::move(socket), std::move(tls), conn),
+          [this, conn](std::exception_ptr e) {
+            if (e) {
+              try {
+                std::rethrow_exception(e);
+              } catch (const std::exception& ex) {
+                log::Error("connection failed", {{"listener", opts_.name}, {"cause", ex.what()}});
+              }
+            }
+            {
+              std::lock_guard<std::mutex> lock(conns_mutex_);
+              conns_.erase(conn);
+            }
+            --open_;
+          });
     }
   }
 
-  awaitable<void> RunConnection(tcp::socket socket,
-                                std::shared_ptr<ssl::context> tls,
+  awaitable<void> RunConnection(tcp::socket socket, std::shared_ptr<ssl::context> tls,
                                 std::shared_ptr<Connection> conn) {
     boost::system::error_code ec;
     std::string client_ip = socket.remote_endpoint(ec).address().to_string();
@@ -270,8 +266,7 @@ class Server::Impl {
 
   template <class Stream>
   awaitable<void> ServeRequests(Stream& stream, beast::tcp_stream& tcp_layer,
-                                std::shared_ptr<Connection> conn,
-                                const std::string& client_ip) {
+                                std::shared_ptr<Connection> conn, const std::string& client_ip) {
     beast::flat_buffer buffer;
     bool first = true;
     for (;;) {
@@ -296,16 +291,16 @@ class Server::Impl {
         }
         if (ec == bhttp::error::header_limit) {
           metrics_->RecordRejection("header_too_large");
-          co_await WriteError(stream, tcp_layer, 431, "request header fields too large",
-                              request_id, client_ip, start);
+          co_await WriteError(stream, tcp_layer, 431, "request header fields too large", request_id,
+                              client_ip, start);
         } else if (ec == bhttp::error::body_limit) {
           metrics_->RecordRejection("body_too_large");
-          co_await WriteError(stream, tcp_layer, 413, "request body too large",
-                              request_id, client_ip, start);
+          co_await WriteError(stream, tcp_layer, 413, "request body too large", request_id,
+                              client_ip, start);
         } else {
           metrics_->RecordRejection("malformed");
-          co_await WriteError(stream, tcp_layer, 400, "malformed request",
-                              request_id, client_ip, start);
+          co_await WriteError(stream, tcp_layer, 400, "malformed request", request_id, client_ip,
+                              start);
         }
         co_return;
       }
@@ -317,8 +312,8 @@ class Server::Impl {
       auto content_length = parser.content_length();
       if (content_length && *content_length > limit) {
         metrics_->RecordRejection("body_too_large");
-        co_await WriteError(stream, tcp_layer, 413, "request body too large",
-                            request_id, client_ip, start);
+        co_await WriteError(stream, tcp_layer, 413, "request body too large", request_id, client_ip,
+                            start);
         co_return;
       }
       parser.body_limit(limit);
@@ -327,16 +322,15 @@ class Server::Impl {
       if (bec) {
         if (bec == bhttp::error::body_limit) {
           metrics_->RecordRejection("body_too_large");
-          co_await WriteError(stream, tcp_layer, 413, "request body too large",
-                              request_id, client_ip, start);
+          co_await WriteError(stream, tcp_layer, 413, "request body too large", request_id,
+                              client_ip, start);
         } else if (bec == beast::error::timeout) {
           metrics_->RecordRejection("timeout");
         } else if (bec != asio::error::operation_aborted && bec != asio::error::eof &&
-                   bec != bhttp::error::end_of_stream &&
-                   bec != bhttp::error::partial_message) {
+                   bec != bhttp::error::end_of_stream && bec != bhttp::error::partial_message) {
           metrics_->RecordRejection("malformed");
-          co_await WriteError(stream, tcp_layer, 400, "malformed request",
-                              request_id, client_ip, start);
+          co_await WriteError(stream, tcp_layer, 400, "malformed request", request_id, client_ip,
+                              start);
         }
         co_return;
       }
@@ -345,8 +339,8 @@ class Server::Impl {
       bool keep_alive = msg.keep_alive();
       Response res = co_await Dispatch(std::move(req));
       keep_alive = keep_alive && !stopping_;
-      bool ok = co_await WriteResponse(stream, tcp_layer, res, request_id,
-                                       keep_alive, msg, client_ip, start);
+      bool ok = co_await WriteResponse(stream, tcp_layer, res, request_id, keep_alive, msg,
+                                       client_ip, start);
       conn->busy = false;
       if (!ok || !keep_alive) co_return;
     }
@@ -357,8 +351,7 @@ class Server::Impl {
     return std::numeric_limits<std::uint32_t>::max();
   }
 
-  static Request ToRequest(bhttp::request<bhttp::string_body>& msg,
-                           const std::string& client_ip,
+  static Request ToRequest(bhttp::request<bhttp::string_body>& msg, const std::string& client_ip,
                            const std::string& request_id) {
     Request req;
     req.method = std::string(msg.method_string());
@@ -394,8 +387,7 @@ class Server::Impl {
           try {
             r = dispatcher_->Handle(req);
           } catch (const std::exception& e) {
-            log::Error("handler threw", {{"request_id", req.request_id},
-                                         {"cause", e.what()}});
+            log::Error("handler threw", {{"request_id", req.request_id}, {"cause", e.what()}});
             r = Problem(500, "internal error", req.request_id);
           }
           co_return r;
@@ -406,27 +398,21 @@ class Server::Impl {
   }
 
   template <class Stream>
-  awaitable<void> WriteError(Stream& stream, beast::tcp_stream& tcp_layer,
-                             int status, std::string_view detail,
-                             const std::string& request_id,
-                             const std::string& client_ip,
-                             Clock::time_point start) {
+  awaitable<void> WriteError(Stream& stream, beast::tcp_stream& tcp_layer, int status,
+                             std::string_view detail, const std::string& request_id,
+                             const std::string& client_ip, Clock::time_point start) {
     bhttp::request<bhttp::string_body> none;
     none.method_string("-");
     Response res = Problem(status, detail, request_id);
-    co_await WriteResponse(stream, tcp_layer, res, request_id, false, none,
-                           client_ip, start);
+    co_await WriteResponse(stream, tcp_layer, res, request_id, false, none, client_ip, start);
   }
 
   template <class Stream>
-  awaitable<bool> WriteResponse(Stream& stream, beast::tcp_stream& tcp_layer,
-                                const Response& r, const std::string& request_id,
-                                bool keep_alive,
+  awaitable<bool> WriteResponse(Stream& stream, beast::tcp_stream& tcp_layer, const Response& r,
+                                const std::string& request_id, bool keep_alive,
                                 const bhttp::request<bhttp::string_body>& req,
-                                const std::string& client_ip,
-                                Clock::time_point start) {
-    bhttp::response<bhttp::string_body> res{
-        static_cast<bhttp::status>(r.status), 11};
+                                const std::string& client_ip, Clock::time_point start) {
+    bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), 11};
     std::string ctype = r.content_type;
     if (ctype.find("charset") == std::string::npos &&
         (ctype.find("json") != std::string::npos || ctype.rfind("text/", 0) == 0)) {

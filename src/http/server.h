@@ -37,8 +37,7 @@ class Dispatcher {
   // Largest body accepted for this request, decided from the request line
   // before the body is read (a larger Content-Length is refused with 413
   // without reading it).
-  virtual size_t BodyLimit(std::string_view method,
-                           std::string_view target) const = 0;
+  virtual size_t BodyLimit(std::string_view method, std::string_view target) const = 0;
   // Answers one request; runs on the handler pool. May throw: the server then
   // answers 500 without details.
   virtual Response Handle(const Request& request) = 0;

@@ -36,13 +36,14 @@ Status Scan(const std::string& path, uint64_t* seq, std::string* head) {
     ++lineno;
     boost::system::error_code ec;
     json::value v = json::parse(line, ec);
-    if (ec || !v.is_object()) return DataLoss("security log line " + std::to_string(lineno) + " is not JSON");
+    if (ec || !v.is_object())
+      return DataLoss("security log line " + std::to_string(lineno) + " is not JSON");
     json::object o = v.as_object();
     const json::value* hash = o.if_contains("hash");
     const json::value* prev = o.if_contains("prev");
     const json::value* s = o.if_contains("seq");
-    if (hash == nullptr || !hash->is_string() || prev == nullptr ||
-        !prev->is_string() || s == nullptr || !s->is_int64()) {
+    if (hash == nullptr || !hash->is_string() || prev == nullptr || !prev->is_string() ||
+        s == nullptr || !s->is_int64()) {
       return DataLoss("security log line " + std::to_string(lineno) + " lacks chain fields");
     }
     std::string claimed(hash->as_string());

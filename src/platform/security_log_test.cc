@@ -36,7 +36,8 @@ TEST_F(SecurityLogTest, ChainVerifiesAndContinuesAcrossReopen) {
 TEST_F(SecurityLogTest, EditedLineIsNamed) {
   auto log = SecurityLog::Open(path_);
   ASSERT_TRUE(log.ok());
-  for (int i = 0; i < 3; ++i) (*log)->Append({"x", "operator", "127.0.0.1", "d" + std::to_string(i)});
+  for (int i = 0; i < 3; ++i)
+    (*log)->Append({"x", "operator", "127.0.0.1", "d" + std::to_string(i)});
   auto text = ReadFile(path_);
   ASSERT_TRUE(text.ok());
   size_t pos = text->find("\"d1\"");

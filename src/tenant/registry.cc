@@ -44,10 +44,9 @@ Status ValidateName(const std::string& name) {
 Status ValidateEmail(const std::string& email) {
   if (email.empty()) return Status::Ok();
   size_t at = email.find('@');
-  if (email.size() > 254 || at == std::string::npos || at == 0 ||
-      at + 1 >= email.size() || email.find('@', at + 1) != std::string::npos ||
-      email.find_first_of(" \t\r\n<>,;\"") != std::string::npos ||
-      HasControlChars(email)) {
+  if (email.size() > 254 || at == std::string::npos || at == 0 || at + 1 >= email.size() ||
+      email.find('@', at + 1) != std::string::npos ||
+      email.find_first_of(" \t\r\n<>,;\"") != std::string::npos || HasControlChars(email)) {
     return InvalidArgument("owner_email is not a valid e-mail address");
   }
   return Status::Ok();
@@ -66,8 +65,8 @@ std::string TenantRegistry::TenantDir(const std::string& id) const {
   return data_dir_ + "/tenants/" + id;
 }
 
-Result<std::unique_ptr<TenantRegistry>> TenantRegistry::Open(
-    const std::string& data_dir, crypto::Keyring* keyring) {
+Result<std::unique_ptr<TenantRegistry>> TenantRegistry::Open(const std::string& data_dir,
+                                                             crypto::Keyring* keyring) {
   std::unique_ptr<TenantRegistry> reg(new TenantRegistry(data_dir, keyring));
   Status s = MakeDirs(data_dir + "/tenants", 0700);
   if (!s.ok()) return s;
@@ -102,9 +101,8 @@ Status TenantRegistry::LoadAll() {
     try {
       info.id = std::string(o.at("id").as_string());
       info.slug = std::string(o.at("slug").as_string());
-      info.state = o.at("state").as_string() == "suspended"
-                       ? TenantState::kSuspended
-                       : TenantState::kActive;
+      info.state =
+          o.at("state").as_string() == "suspended" ? TenantState::kSuspended : TenantState::kActive;
       info.created_at = std::string(o.at("created_at").as_string());
       auto sealed = crypto::Base64Decode(std::string(o.at("sealed").as_string()));
       if (!sealed.ok()) return DataLoss("tenant.meta damaged in " + dirname);
@@ -145,12 +143,10 @@ Status TenantRegistry::WriteMetaLocked(const TenantInfo& info) {
   doc["state"] = TenantStateName(info.state);
   doc["created_at"] = info.created_at;
   doc["sealed"] = crypto::Base64Encode(sealed);
-  return WriteFileAtomic(TenantDir(info.id) + "/tenant.meta",
-                         json::serialize(doc) + "\n", 0600);
+  return WriteFileAtomic(TenantDir(info.id) + "/tenant.meta", json::serialize(doc) + "\n", 0600);
 }
 
-Result<TenantInfo> TenantRegistry::Create(const std::string& slug,
-                                          const std::string& name,
+Result<TenantInfo> TenantRegistry::Create(const std::string& slug, const std::string& name,
                                           const std::string& owner_email) {
   if (Status s = ValidateSlug(slug); !s.ok()) return s;
   if (Status s = ValidateName(name); !s.ok()) return s;
@@ -193,8 +189,7 @@ std::optional<TenantInfo> TenantRegistry::Find(const std::string& slug) const {
   return it->second;
 }
 
-std::optional<TenantInfo> TenantRegistry::FindActive(
-    const std::string& slug) const {
+std::optional<TenantInfo> TenantRegistry::FindActive(const std::string& slug) const {
   auto t = Find(slug);
   if (!t || t->state != TenantState::kActive) return std::nullopt;
   return t;

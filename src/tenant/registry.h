@@ -41,8 +41,8 @@ class TenantRegistry {
  public:
   // Loads every tenant under <data_dir>/tenants and finishes interrupted
   // deletions. DataLoss when a tenant's metadata fails authentication.
-  static Result<std::unique_ptr<TenantRegistry>> Open(
-      const std::string& data_dir, crypto::Keyring* keyring);
+  static Result<std::unique_ptr<TenantRegistry>> Open(const std::string& data_dir,
+                                                      crypto::Keyring* keyring);
 
   // InvalidArgument (bad slug, name or e-mail), AlreadyExists (slug taken).
   Result<TenantInfo> Create(const std::string& slug, const std::string& name,

@@ -10,12 +10,12 @@ namespace {
 // Why: a tenant called "admin" or "login" on a shared base domain is a ready
 // phishing page for the platform itself; these are refused outright.
 constexpr std::array<std::string_view, 36> kReserved = {
-    "www",     "api",     "app",     "admin",   "administrator", "root",
-    "silo",    "system",  "operator", "mail",   "smtp",    "imap",
-    "pop",     "ftp",     "static",  "assets",  "cdn",     "status",
-    "docs",    "help",    "support", "security", "login",  "auth",
-    "account", "accounts", "billing", "dashboard", "console", "localhost",
-    "test",    "dev",     "staging", "internal", "metrics", "health"};
+    "www",     "api",      "app",      "admin",     "administrator", "root",
+    "silo",    "system",   "operator", "mail",      "smtp",          "imap",
+    "pop",     "ftp",      "static",   "assets",    "cdn",           "status",
+    "docs",    "help",     "support",  "security",  "login",         "auth",
+    "account", "accounts", "billing",  "dashboard", "console",       "localhost",
+    "test",    "dev",      "staging",  "internal",  "metrics",       "health"};
 
 }  // namespace
 
@@ -30,8 +30,7 @@ Status ValidateSlug(std::string_view slug) {
   for (char c : slug) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
     if (!ok) {
-      return InvalidArgument(
-          "slug may contain only lowercase letters, digits and hyphens");
+      return InvalidArgument("slug may contain only lowercase letters, digits and hyphens");
     }
   }
   if (slug.front() == '-' || slug.back() == '-') {

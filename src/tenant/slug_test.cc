@@ -13,10 +13,21 @@ TEST(SlugTest, Valid) {
 }
 
 TEST(SlugTest, Invalid) {
-  const char* bad[] = {"", "ab", "ACME", "acme_co", "-acme", "acme-", "ac.me",
-                       "a cme", "acme/x", "../etc", "xn--80ak6aa92e", "é-co",
+  const char* bad[] = {"",
+                       "ab",
+                       "ACME",
+                       "acme_co",
+                       "-acme",
+                       "acme-",
+                       "ac.me",
+                       "a cme",
+                       "acme/x",
+                       "../etc",
+                       "xn--80ak6aa92e",
+                       "é-co",
                        "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijkl",
-                       "acme\n", "acme%2f"};
+                       "acme\n",
+                       "acme%2f"};
   for (const char* s : bad) {
     auto st = ValidateSlug(s);
     EXPECT_FALSE(st.ok()) << s;

@@ -23,6 +23,19 @@ SILO_BIN = os.environ.get("SILO_BIN") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build", "silo")
 
 
+def insecure_client_context():
+    """A TLS client context that accepts the development self-signed certificate."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def tls_connect(port, timeout=10):
+    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    return insecure_client_context().wrap_socket(raw)
+
+
 class Silo:
     def __init__(self, data_dir, extra_env=None):
         self.data_dir = data_dir
@@ -101,12 +114,8 @@ class Silo:
         return subprocess.run([SILO_BIN, *args], env=e, capture_output=True,
                               text=True, timeout=60, stdin=subprocess.DEVNULL)
 
-    def tls_socket(self, timeout=10, **ctx_kw):
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        raw = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
-        return ctx.wrap_socket(raw)
+    def tls_socket(self, timeout=10):
+        return tls_connect(self.port, timeout)
 
     def stop(self, sig=signal.SIGTERM, timeout=15):
         if self.proc is None or self.proc.poll() is not None:

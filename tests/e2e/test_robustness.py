@@ -5,7 +5,7 @@ import socket
 import ssl
 import threading
 
-from conftest import parse_status
+from conftest import parse_status, tls_connect
 
 METHODS = [b"GET", b"POST", b"PUT", b"DELETE", b"PATCH", b"TRACE", b"CONNECT", b"G\x00T",
            b"", b"\xff\xfe", b"GET GET", b"get"]
@@ -36,11 +36,7 @@ def make_case(rng):
 
 
 def send(port, payload):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
-    s = ctx.wrap_socket(raw)
+    s = tls_connect(port, timeout=5)
     try:
         s.sendall(payload)
         s.settimeout(3)
@@ -90,10 +86,7 @@ def test_generated_bad_requests(silo):
 def test_stalled_client_is_dropped(silo):
     # A client that sends half a request line and then nothing must be cut off
     # after the read timeout (1.5 s in tests), freeing its connection.
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", silo.port), timeout=10))
+    s = silo.tls_socket()
     s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
     import time
     start = time.time()
