@@ -5,7 +5,7 @@ PRESET ?= release
 BUILD_DIR := $(if $(filter release,$(PRESET)),build,build-$(PRESET))
 PYTHON := /usr/bin/python3
 
-.PHONY: bootstrap build run test unit e2e bench format check-asan clean
+.PHONY: bootstrap build run test unit e2e bench format check-asan fuzz clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -31,8 +31,17 @@ bench: build
 check-asan:
 	$(MAKE) PRESET=asan test
 
+# libFuzzer targets with clang; FUZZ_SECONDS each (the seed corpus lives in tests/fuzz/corpus/<target>).
+FUZZ_SECONDS ?= 60
+fuzz: bootstrap
+	@cmake --preset fuzz >/dev/null
+	@cmake --build --preset fuzz -j $(JOBS)
+	mkdir -p build-fuzz/corpus/page_open
+	./build-fuzz/page_open_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4097 \
+	    build-fuzz/corpus/page_open tests/fuzz/corpus/page_open
+
 format:
 	clang-format -i $$(git ls-files 'src/*.cc' 'src/*.h')
 
 clean:
-	rm -rf build build-debug build-asan
+	rm -rf build build-debug build-asan build-fuzz
