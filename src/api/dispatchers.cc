@@ -44,9 +44,7 @@ http::Response RunRoute(const Router::Match& m, RequestContext& ctx, const std::
   }
   http::Response res;
   switch (m.route->access.kind) {
-    case Access::Kind::kPublic:
-      res = m.route->handler(ctx);
-      break;
+    case Access::Kind::kPublic: res = m.route->handler(ctx); break;
     case Access::Kind::kOperator:
       if (!operator_ok) {
         res = http::Problem(401, "operator token required", req.request_id);
@@ -60,9 +58,7 @@ http::Response RunRoute(const Router::Match& m, RequestContext& ctx, const std::
       // deny by default.
       res = http::Problem(401, "authentication required", req.request_id);
       break;
-    case Access::Kind::kUnset:
-      res = http::Problem(500, "internal error", req.request_id);
-      break;
+    case Access::Kind::kUnset: res = http::Problem(500, "internal error", req.request_id); break;
   }
   res.route = route_label;
   return res;

@@ -35,43 +35,6 @@ bool IsJson(const http::Request& req) {
 
 }  // namespace
 
-http::Response ErrorResponse(const Status& status, const http::Request& req) {
-  int code = 500;
-  std::string detail = status.message();
-  switch (status.code()) {
-    case StatusCode::kInvalidArgument:
-      code = 422;
-      break;
-    case StatusCode::kNotFound:
-      code = 404;
-      break;
-    case StatusCode::kAlreadyExists:
-      code = 409;
-      break;
-    case StatusCode::kFailedPrecondition:
-      code = 409;
-      break;
-    case StatusCode::kPermissionDenied:
-      code = 403;
-      break;
-    case StatusCode::kUnauthenticated:
-      code = 401;
-      break;
-    case StatusCode::kResourceExhausted:
-      code = 429;
-      break;
-    case StatusCode::kUnavailable:
-      code = 503;
-      break;
-    default:
-      // Internals go to the log with the request id, never to the caller.
-      log::Error("request failed", {{"request_id", req.request_id}, {"cause", status.ToString()}});
-      code = 500;
-      detail = "internal error";
-  }
-  return http::Problem(code, detail, req.request_id);
-}
-
 http::Response CreateTenant(Services& s, RequestContext& ctx) {
   const auto& req = ctx.request;
   if (!IsJson(req)) {

@@ -4,28 +4,17 @@ namespace silo {
 
 const char* StatusCodeName(StatusCode code) {
   switch (code) {
-    case StatusCode::kOk:
-      return "ok";
-    case StatusCode::kInvalidArgument:
-      return "invalid_argument";
-    case StatusCode::kNotFound:
-      return "not_found";
-    case StatusCode::kAlreadyExists:
-      return "already_exists";
-    case StatusCode::kPermissionDenied:
-      return "permission_denied";
-    case StatusCode::kUnauthenticated:
-      return "unauthenticated";
-    case StatusCode::kFailedPrecondition:
-      return "failed_precondition";
-    case StatusCode::kResourceExhausted:
-      return "resource_exhausted";
-    case StatusCode::kDataLoss:
-      return "data_loss";
-    case StatusCode::kUnavailable:
-      return "unavailable";
-    case StatusCode::kInternal:
-      return "internal";
+    case StatusCode::kOk: return "ok";
+    case StatusCode::kInvalidArgument: return "invalid_argument";
+    case StatusCode::kNotFound: return "not_found";
+    case StatusCode::kAlreadyExists: return "already_exists";
+    case StatusCode::kPermissionDenied: return "permission_denied";
+    case StatusCode::kUnauthenticated: return "unauthenticated";
+    case StatusCode::kFailedPrecondition: return "failed_precondition";
+    case StatusCode::kResourceExhausted: return "resource_exhausted";
+    case StatusCode::kDataLoss: return "data_loss";
+    case StatusCode::kUnavailable: return "unavailable";
+    case StatusCode::kInternal: return "internal";
   }
   return "unknown";
 }

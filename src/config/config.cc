@@ -87,12 +87,9 @@ void ReadMasterKey(const GetEnv& getenv, Config* c, std::vector<std::string>* pr
 
 const char* EnvironmentName(Environment env) {
   switch (env) {
-    case Environment::kDevelopment:
-      return "development";
-    case Environment::kStaging:
-      return "staging";
-    case Environment::kProduction:
-      return "production";
+    case Environment::kDevelopment: return "development";
+    case Environment::kStaging: return "staging";
+    case Environment::kProduction: return "production";
   }
   return "unknown";
 }

@@ -4,14 +4,10 @@ namespace silo::http {
 
 std::string Access::ToString() const {
   switch (kind) {
-    case Kind::kUnset:
-      return "UNSET";
-    case Kind::kPublic:
-      return "public";
-    case Kind::kOperator:
-      return "operator";
-    case Kind::kPermission:
-      return permission;
+    case Kind::kUnset: return "UNSET";
+    case Kind::kPublic: return "public";
+    case Kind::kOperator: return "operator";
+    case Kind::kPermission: return permission;
   }
   return "UNSET";
 }

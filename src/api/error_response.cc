@@ -1,0 +1,33 @@
+#include "api/handlers.h"
+#include "base/log.h"
+
+namespace silo::api {
+namespace {
+
+// 0: not an expected outcome; answered 500 without details.
+int HttpStatusFor(StatusCode code) {
+  switch (code) {
+    case StatusCode::kInvalidArgument: return 422;
+    case StatusCode::kNotFound: return 404;
+    case StatusCode::kAlreadyExists:
+    case StatusCode::kFailedPrecondition: return 409;
+    case StatusCode::kPermissionDenied: return 403;
+    case StatusCode::kUnauthenticated: return 401;
+    case StatusCode::kResourceExhausted: return 429;
+    case StatusCode::kUnavailable: return 503;
+    default: return 0;
+  }
+}
+
+}  // namespace
+
+http::Response ErrorResponse(const Status& status, const http::Request& req) {
+  if (int code = HttpStatusFor(status.code()); code != 0) {
+    return http::Problem(code, status.message(), req.request_id);
+  }
+  // Internals go to the log with the request id, never to the caller.
+  log::Error("request failed", {{"request_id", req.request_id}, {"cause", status.ToString()}});
+  return http::Problem(500, "internal error", req.request_id);
+}
+
+}  // namespace silo::api
