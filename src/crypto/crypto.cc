@@ -2,6 +2,7 @@
 
 #include <sodium.h>
 
+#include <cstdlib>
 #include <cstring>
 
 #include "crypto/sodium_init.h"
@@ -57,13 +58,19 @@ SecretKey DeriveSubkey(const SecretKey& dek, KeyPurpose purpose) {
 
 SecretKey DeriveKek(const SecretKey& master) { return Derive(master, 1, "silo-kek"); }
 
-std::string KeyFingerprint(const SecretKey& key) {
+std::string KeyedHash(const SecretKey& key, std::string_view label, size_t out_len) {
   EnsureSodium();
-  static const char kLabel[] = "silo key fingerprint v1";
-  unsigned char out[8];
-  crypto_generichash(out, sizeof out, reinterpret_cast<const unsigned char*>(kLabel),
-                     sizeof kLabel - 1, key.data(), SecretKey::kSize);
-  return HexEncode(std::string_view(reinterpret_cast<char*>(out), sizeof out));
+  std::string out(out_len, '\0');
+  if (out_len == 0 || crypto_generichash(reinterpret_cast<unsigned char*>(out.data()), out.size(),
+                                         reinterpret_cast<const unsigned char*>(label.data()),
+                                         label.size(), key.data(), SecretKey::kSize) != 0) {
+    std::abort();  // a programming error: an identifier of the wrong length
+  }
+  return out;
+}
+
+std::string KeyFingerprint(const SecretKey& key) {
+  return HexEncode(KeyedHash(key, "silo key fingerprint v1", 8));
 }
 
 std::string RandomBytes(size_t n) {

@@ -51,6 +51,11 @@ SecretKey DeriveKek(const SecretKey& master);
 // a constant). Safe to store and print.
 std::string KeyFingerprint(const SecretKey& key);
 
+// `out_len` raw bytes of BLAKE2b keyed with `key` over `label`: a one-way,
+// per-label identifier of a key. Distinct labels give unrelated values.
+// REQUIRES: 1 <= out_len <= 64 (BLAKE2b's range; aborts otherwise).
+std::string KeyedHash(const SecretKey& key, std::string_view label, size_t out_len);
+
 std::string RandomBytes(size_t n);
 // `n` random bytes as URL-safe base64 without padding.
 std::string RandomToken(size_t n);

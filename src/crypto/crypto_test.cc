@@ -49,6 +49,16 @@ TEST(KdfTest, SubkeysDifferPerPurposeAndAreDeterministic) {
   EXPECT_NE(KeyFingerprint(pages), KeyFingerprint(dek));
 }
 
+TEST(KeyedHashTest, DeterministicPerKeyAndLabel) {
+  SecretKey a = SecretKey::Random();
+  SecretKey b = SecretKey::Random();
+  EXPECT_EQ(KeyedHash(a, "label", 8), KeyedHash(a.Clone(), "label", 8));
+  EXPECT_NE(KeyedHash(a, "label", 8), KeyedHash(b, "label", 8));
+  EXPECT_NE(KeyedHash(a, "label", 8), KeyedHash(a, "other", 8));
+  EXPECT_EQ(KeyedHash(a, "label", 8).size(), 8u);
+  EXPECT_EQ(KeyFingerprint(a), HexEncode(KeyedHash(a, "silo key fingerprint v1", 8)));
+}
+
 TEST(EncodingTest, Base64RoundTripAndRejectsGarbage) {
   std::string raw = RandomBytes(32);
   auto back = Base64Decode(Base64Encode(raw));

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <string>
 
+#include "crypto/crypto.h"
 #include "crypto/sodium_init.h"
 
 namespace silo::storage {
@@ -29,12 +30,7 @@ std::string FullAd(std::string_view ad, uint8_t version, uint8_t epoch, const ui
 }  // namespace
 
 std::string PageKeyFingerprint(const crypto::SecretKey& key) {
-  crypto::EnsureSodium();
-  static const char kLabel[] = "silo page key fingerprint v1";
-  unsigned char out[kFingerprintSize];
-  crypto_generichash(out, sizeof out, reinterpret_cast<const unsigned char*>(kLabel),
-                     sizeof kLabel - 1, key.data(), crypto::SecretKey::kSize);
-  return std::string(reinterpret_cast<char*>(out), sizeof out);
+  return crypto::KeyedHash(key, "silo page key fingerprint v1", kFingerprintSize);
 }
 
 Status SealPage(const crypto::SecretKey& key, std::string_view fingerprint, bool page_one,
