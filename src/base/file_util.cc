@@ -76,6 +76,15 @@ Status MakeDirs(const std::string& path, mode_t mode) {
   return Status::Ok();
 }
 
+Status SyncFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Internal(ErrnoText("open", path));
+  int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) return Internal(ErrnoText("fsync", path));
+  return Status::Ok();
+}
+
 Status SyncDir(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return Internal(ErrnoText("open", path));

@@ -24,6 +24,9 @@ Status MakeDirs(const std::string& path, mode_t mode = 0700);
 // fsyncs a directory so that a rename or unlink inside it is durable.
 Status SyncDir(const std::string& path);
 
+// fsync()s an existing file's contents.
+Status SyncFile(const std::string& path);
+
 // Removes a directory tree. Missing is not an error.
 Status RemoveTree(const std::string& path);
 

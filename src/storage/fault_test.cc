@@ -1,0 +1,220 @@
+// Crashes, power loss and what reaches the disk, seen from below the cipher.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <random>
+
+#include "storage/database.h"
+#include "storage/fault_vfs.h"
+#include "storage/test_util.h"
+
+namespace silo::storage {
+namespace {
+
+namespace fs = std::filesystem;
+
+using testing::FaultVfs;
+using testing::FilesContaining;
+
+constexpr char kMarker[] = "FAULT-MARKER-c0ffee-plaintext";
+
+class FaultTest : public testing::TempDirTest {
+ protected:
+  void SetUp() override {
+    TempDirTest::SetUp();
+    key_ = std::make_unique<crypto::SecretKey>(crypto::SecretKey::Random());
+    FaultVfs::Get().Reset();
+  }
+  void TearDown() override {
+    FaultVfs::Get().Reset();
+    TempDirTest::TearDown();
+  }
+  OpenOptions Faulty() { return {.vfs = testing::kFaultCipherVfs}; }
+
+  // The ids of table t, in order.
+  std::vector<int64_t> Ids(Database& db) {
+    std::vector<int64_t> ids;
+    auto stmt = db.Prepare("SELECT id FROM t ORDER BY id");
+    EXPECT_TRUE(stmt.ok());
+    while (true) {
+      auto row = stmt->Step();
+      EXPECT_TRUE(row.ok()) << row.status().ToString();
+      if (!row.ok() || !*row) break;
+      ids.push_back(stmt->ColumnInt(0));
+    }
+    return ids;
+  }
+
+  std::unique_ptr<crypto::SecretKey> key_;
+};
+
+// Every byte handed to the disk, through every path (WAL, checkpoint, the
+// journal that converts a VACUUM INTO copy to WAL, VACUUM), is scanned.
+TEST_F(FaultTest, NoWriteOnAnyPathCarriesPlaintext) {
+  FaultVfs::Get().AddNeedle(kMarker);
+  {
+    auto db = MustOpen(Path("a.db"), *key_, Faulty());
+    ASSERT_TRUE(db->Exec("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)").ok());
+    for (int i = 0; i < 50; ++i) {
+      ASSERT_TRUE(db->Exec(std::string("INSERT INTO t (body) VALUES ('") + kMarker +
+                           std::string(300, 'y') + "')")
+                      .ok());
+    }
+    ASSERT_TRUE(db->Checkpoint().ok());
+    ASSERT_TRUE(db->Exec("DELETE FROM t WHERE id < 10; VACUUM").ok());
+    // VACUUM INTO through the faulty VFS too, then open the copy (rollback
+    // journal for page 1 while it is switched to WAL).
+    auto copy_key = RegisterKey(*key_);
+    std::string uri = CipherUri(Path("copy.db"), *copy_key, testing::kFaultCipherVfs);
+    ASSERT_TRUE(db->Exec("VACUUM INTO '" + uri + "'").ok());
+  }
+  auto copy = MustOpen(Path("copy.db"), *key_, Faulty());
+  EXPECT_EQ(Ids(*copy).size(), 41u);
+  copy.reset();
+  testing::FaultStats stats = FaultVfs::Get().stats();
+  EXPECT_GT(stats.db_writes, 0);
+  EXPECT_GT(stats.wal_writes, 0);
+  EXPECT_GT(stats.journal_writes, 0) << "the journal path was exercised";
+  EXPECT_EQ(stats.needle_hits, 0) << stats.needle_files.front();
+  EXPECT_EQ(FilesContaining(dir_, kMarker), "");
+}
+
+// The control for the test above: the same recorder sees plaintext when it
+// is written (so a zero count means something).
+TEST_F(FaultTest, TheRecorderSeesPlaintextWhenItIsThere) {
+  FaultVfs::Get().AddNeedle(kMarker);
+  sqlite3* db = nullptr;
+  FaultVfs::Get();
+  ASSERT_EQ(sqlite3_open_v2(Path("plain.db").c_str(), &db,
+                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "fault-lower"),
+            SQLITE_OK);
+  std::string sql = std::string("CREATE TABLE t(b); INSERT INTO t VALUES ('") + kMarker + "')";
+  ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  EXPECT_GT(FaultVfs::Get().stats().needle_hits, 0);
+}
+
+// Power loss: writes not yet synced are thrown away. With synchronous=FULL
+// every transaction whose commit returned must survive, at every cut point.
+TEST_F(FaultTest, PowerLossKeepsEveryCommittedTransaction) {
+  std::mt19937 rng(20261124);
+  int cuts_inside_commit = 0;
+  for (int round = 0; round < 40; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    std::string path = Path("p" + std::to_string(round) + ".db");
+    {
+      auto db = MustOpen(path, *key_, Faulty());
+      ASSERT_TRUE(db->Exec("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)").ok());
+    }
+    FaultVfs::Get().Reset();
+    int64_t committed = 0;
+    {
+      auto db = MustOpen(path, *key_, Faulty());
+      FaultVfs::Get().CutPowerAfterWrites(std::uniform_int_distribution<int>(1, 400)(rng));
+      auto insert = db->Prepare("INSERT INTO t (id, body) VALUES (?, ?)");
+      for (int64_t id = 1; id <= 1000; ++id) {
+        insert->Bind(1, id).Bind(2, std::string(id % 7 == 0 ? 5000 : 200, 'p'));
+        Status s = insert->Run();
+        insert->Reset();
+        if (!s.ok()) {
+          cuts_inside_commit += FaultVfs::Get().power_cut() ? 1 : 0;
+          break;
+        }
+        committed = id;
+        if (id % 50 == 0) db->Checkpoint();  // cuts also land inside checkpoints
+      }
+    }
+    ASSERT_TRUE(FaultVfs::Get().power_cut());
+    FaultVfs::Get().RestorePower();
+    auto db = MustOpen(path, *key_);
+    ASSERT_NE(db, nullptr);
+    EXPECT_EQ(*db->IntegrityCheck(), "ok");
+    std::vector<int64_t> ids = Ids(*db);
+    ASSERT_GE(static_cast<int64_t>(ids.size()), committed) << "a committed transaction vanished";
+    for (size_t i = 0; i < ids.size(); ++i) ASSERT_EQ(ids[i], static_cast<int64_t>(i + 1));
+    EXPECT_LE(static_cast<int64_t>(ids.size()), committed + 1);
+  }
+  EXPECT_GT(cuts_inside_commit, 30);
+}
+
+// The control: with synchronous=OFF (no syncs at all) the same power loss
+// does lose committed transactions, so the test above can fail.
+TEST_F(FaultTest, WithoutSyncsPowerLossLosesCommits) {
+  std::string path = Path("off.db");
+  {
+    auto db = MustOpen(path, *key_, Faulty());
+    ASSERT_TRUE(db->Exec("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)").ok());
+  }
+  FaultVfs::Get().Reset();
+  int64_t committed = 0;
+  {
+    auto db = MustOpen(path, *key_, Faulty());
+    ASSERT_TRUE(db->Exec("PRAGMA synchronous=OFF").ok());
+    FaultVfs::Get().CutPowerAfterWrites(300);
+    for (int64_t id = 1; id <= 1000; ++id) {
+      if (!db->Exec("INSERT INTO t (id, body) VALUES (" + std::to_string(id) + ", 'x')").ok()) {
+        break;
+      }
+      committed = id;
+    }
+  }
+  FaultVfs::Get().RestorePower();
+  auto db = MustOpen(path, *key_);
+  EXPECT_LT(static_cast<int64_t>(Ids(*db).size()), committed);
+}
+
+// A child process commits in a loop and reports each id whose commit
+// returned; it is killed with SIGKILL at a random moment, 50 times. The
+// parent reopens: integrity_check passes and every reported id is there.
+TEST_F(FaultTest, SigkillAtRandomMomentsLosesNoCommittedTransaction) {
+  std::string path = Path("crash.db");
+  {
+    auto db = MustOpen(path, *key_);
+    ASSERT_TRUE(db->Exec("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)").ok());
+  }
+  std::mt19937 rng(42);
+  int64_t next_id = 1;
+  for (int round = 0; round < 50; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      close(fds[0]);
+      auto db = Database::Open(path, *key_);
+      if (!db.ok()) _exit(3);
+      for (int64_t id = next_id;; ++id) {
+        std::string body = std::string(kMarker) + std::string(id % 5 == 0 ? 6000 : 100, 'k');
+        auto insert = (*db)->Prepare("INSERT INTO t (id, body) VALUES (?, ?)");
+        insert->Bind(1, id).Bind(2, body);
+        if (!insert->Run().ok()) _exit(4);
+        if (write(fds[1], &id, sizeof id) != sizeof id) _exit(5);
+      }
+    }
+    close(fds[1]);
+    usleep(std::uniform_int_distribution<int>(2000, 40000)(rng));
+    kill(pid, SIGKILL);
+    int64_t id = 0, last_reported = next_id - 1;
+    while (read(fds[0], &id, sizeof id) == sizeof id) last_reported = id;
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFSIGNALED(status)) << "the child failed on its own: " << WEXITSTATUS(status);
+    auto db = MustOpen(path, *key_);
+    ASSERT_NE(db, nullptr);
+    ASSERT_EQ(*db->IntegrityCheck(), "ok");
+    std::vector<int64_t> ids = Ids(*db);
+    ASSERT_GE(static_cast<int64_t>(ids.size()), last_reported);
+    for (size_t i = 0; i < ids.size(); ++i) ASSERT_EQ(ids[i], static_cast<int64_t>(i + 1));
+    next_id = static_cast<int64_t>(ids.size()) + 1;
+  }
+  EXPECT_GT(next_id, 100) << "the children committed something";
+  EXPECT_EQ(FilesContaining(dir_, kMarker), "") << "after crashes";
+}
+
+}  // namespace
+}  // namespace silo::storage

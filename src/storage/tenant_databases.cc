@@ -1,0 +1,121 @@
+#include "storage/tenant_databases.h"
+
+#include "base/log.h"
+
+namespace silo::storage {
+
+TenantDatabase::TenantDatabase(std::string path, crypto::SecretKey key, OpenOptions options,
+                               size_t max_readers, std::unique_ptr<Database> writer)
+    : path_(std::move(path)),
+      key_(std::move(key)),
+      options_(std::move(options)),
+      max_readers_(max_readers == 0 ? 1 : max_readers),
+      writer_(std::move(writer)) {}
+
+Status TenantDatabase::Write(const std::function<Status(Database&)>& fn) {
+  std::lock_guard lock(write_mu_);
+  return fn(*writer_);
+}
+
+Status TenantDatabase::Read(const std::function<Status(Database&)>& fn) {
+  std::unique_ptr<Database> reader;
+  {
+    std::unique_lock lock(read_mu_);
+    read_cv_.wait(lock, [&] { return !idle_readers_.empty() || readers_open_ < max_readers_; });
+    if (!idle_readers_.empty()) {
+      reader = std::move(idle_readers_.back());
+      idle_readers_.pop_back();
+    } else {
+      ++readers_open_;  // reserve the slot, open outside the lock
+    }
+  }
+  if (reader == nullptr) {
+    OpenOptions options = options_;
+    options.create = false;
+    auto opened = Database::Open(path_, key_, options);
+    if (!opened.ok()) {
+      std::lock_guard lock(read_mu_);
+      --readers_open_;
+      read_cv_.notify_one();
+      return opened.status();
+    }
+    reader = std::move(opened).value();
+  }
+  Status s = fn(*reader);
+  {
+    std::lock_guard lock(read_mu_);
+    idle_readers_.push_back(std::move(reader));
+  }
+  read_cv_.notify_one();
+  return s;
+}
+
+TenantDatabases::TenantDatabases(KeyFn key_fn, PathFn path_fn,
+                                 std::span<const Migration> migrations,
+                                 TenantDatabasesOptions options)
+    : key_fn_(std::move(key_fn)),
+      path_fn_(std::move(path_fn)),
+      migrations_(migrations),
+      options_(std::move(options)) {}
+
+bool TenantDatabases::MakeRoomLocked() {
+  for (auto it = lru_.end(); open_.size() >= options_.max_open_tenants && it != lru_.begin();) {
+    --it;
+    auto entry = open_.find(*it);
+    if (entry->second.db.use_count() == 1) {  // only the cache holds it: idle
+      open_.erase(entry);
+      it = lru_.erase(it);
+    }
+  }
+  return open_.size() < options_.max_open_tenants;
+}
+
+Result<std::shared_ptr<TenantDatabase>> TenantDatabases::Acquire(const std::string& tenant_id) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = open_.find(tenant_id);
+    if (it != open_.end()) {
+      lru_.splice(lru_.begin(), lru_, it->second.lru);
+      return it->second.db;
+    }
+  }
+  // Opening takes milliseconds (key derivation, page 1, migrations): not
+  // under mu_, so hits on other tenants are not held up.
+  std::lock_guard opening(open_mu_);
+  {
+    std::lock_guard lock(mu_);
+    auto it = open_.find(tenant_id);  // opened while we waited
+    if (it != open_.end()) return it->second.db;
+    if (!MakeRoomLocked()) {
+      return Unavailable("too many tenants open; retry shortly");
+    }
+  }
+  auto key = key_fn_(tenant_id);
+  if (!key.ok()) return key.status();
+  std::string path = path_fn_(tenant_id);
+  auto writer = Database::Open(path, *key, options_.open);
+  if (!writer.ok()) return writer.status();
+  if (Status s = Migrate(**writer, migrations_); !s.ok()) return s;
+  auto db =
+      std::make_shared<TenantDatabase>(path, std::move(key).value(), options_.open,
+                                       options_.readers_per_tenant, std::move(writer).value());
+  std::lock_guard lock(mu_);
+  lru_.push_front(tenant_id);
+  open_[tenant_id] = Entry{db, lru_.begin()};
+  return db;
+}
+
+void TenantDatabases::Close(const std::string& tenant_id) {
+  std::lock_guard lock(mu_);
+  auto it = open_.find(tenant_id);
+  if (it == open_.end()) return;
+  lru_.erase(it->second.lru);
+  open_.erase(it);
+}
+
+size_t TenantDatabases::open_count() const {
+  std::lock_guard lock(mu_);
+  return open_.size();
+}
+
+}  // namespace silo::storage

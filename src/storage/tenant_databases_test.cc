@@ -1,0 +1,166 @@
+#include "storage/tenant_databases.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "crypto/crypto.h"
+#include "storage/tenant_store.h"
+#include "storage/test_util.h"
+
+namespace silo::storage {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr Migration kSchema[] = {
+    {1, "items", "CREATE TABLE items (id INTEGER PRIMARY KEY, body TEXT NOT NULL)"},
+};
+
+class TenantDatabasesTest : public testing::TempDirTest {
+ protected:
+  void SetUp() override {
+    TempDirTest::SetUp();
+    for (const char* id : {"a", "b", "c"}) {
+      std::string bytes = crypto::RandomBytes(32);
+      keys_[id] = bytes;
+    }
+  }
+  TenantDatabases Make(size_t max_open) {
+    return TenantDatabases(
+        [this](const std::string& id) -> Result<crypto::SecretKey> {
+          if (!keys_.count(id)) return NotFound("no key for " + id);
+          return crypto::SecretKey::FromBytes(keys_[id]);
+        },
+        [this](const std::string& id) { return Path(id + ".db"); }, kSchema,
+        {.max_open_tenants = max_open, .readers_per_tenant = 2, .open = {}});
+  }
+  static Status Insert(TenantDatabase& db, const std::string& body) {
+    return db.Write([&](Database& d) {
+      auto stmt = d.Prepare("INSERT INTO items (body) VALUES (?)");
+      if (!stmt.ok()) return stmt.status();
+      stmt->Bind(1, body);
+      return stmt->Run();
+    });
+  }
+  static int64_t Count(TenantDatabase& db, const std::string& body = "") {
+    int64_t n = -1;
+    Status s = db.Read([&](Database& d) {
+      auto stmt = d.Prepare("SELECT count(*) FROM items WHERE ?1 = '' OR body = ?1");
+      if (!stmt.ok()) return stmt.status();
+      stmt->Bind(1, body);
+      auto row = stmt->Step();
+      if (!row.ok()) return row.status();
+      n = stmt->ColumnInt(0);
+      return Status::Ok();
+    });
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return n;
+  }
+  std::map<std::string, std::string> keys_;
+};
+
+TEST_F(TenantDatabasesTest, EachTenantSeesOnlyItsOwnData) {
+  auto dbs = Make(8);
+  auto a = dbs.Acquire("a");
+  auto b = dbs.Acquire("b");
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(Insert(**a, "secret-of-tenant-a").ok());
+  EXPECT_EQ(Count(**a, "secret-of-tenant-a"), 1);
+  EXPECT_EQ(Count(**b, "secret-of-tenant-a"), 0);
+  EXPECT_EQ(Count(**b), 0);
+  a = Result<std::shared_ptr<TenantDatabase>>(nullptr);
+  dbs.Close("a");
+  EXPECT_EQ(testing::FilesContaining(dir_, "secret-of-tenant-a"), "");
+}
+
+TEST_F(TenantDatabasesTest, FullCacheClosesTheLeastRecentlyUsedIdleTenant) {
+  auto dbs = Make(2);
+  ASSERT_TRUE(dbs.Acquire("a").ok());
+  ASSERT_TRUE(dbs.Acquire("b").ok());
+  ASSERT_TRUE(dbs.Acquire("a").ok());  // a is now the most recent
+  EXPECT_EQ(dbs.open_count(), 2u);
+  auto c = dbs.Acquire("c");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(dbs.open_count(), 2u);
+  // b went, a stayed: a second Acquire of a finds the same object.
+  auto a1 = dbs.Acquire("a");
+  auto a2 = dbs.Acquire("a");
+  EXPECT_EQ(a1->get(), a2->get());
+}
+
+TEST_F(TenantDatabasesTest, TenantsInUseAreNeverClosedUnderTheirUsers) {
+  auto dbs = Make(2);
+  auto a = dbs.Acquire("a");
+  auto b = dbs.Acquire("b");
+  auto c = dbs.Acquire("c");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), StatusCode::kUnavailable);
+  EXPECT_TRUE(Insert(**a, "still works").ok());
+  b = Result<std::shared_ptr<TenantDatabase>>(nullptr);  // release b
+  EXPECT_TRUE(dbs.Acquire("c").ok());
+}
+
+TEST_F(TenantDatabasesTest, ReadersReadWhileTheWriterWrites) {
+  auto dbs = Make(4);
+  auto a = dbs.Acquire("a");
+  ASSERT_TRUE(a.ok());
+  std::shared_ptr<TenantDatabase> db = *a;
+  std::atomic<bool> done{false};
+  std::atomic<int> reads{0}, bad{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 3; ++t) {
+    readers.emplace_back([&] {
+      int64_t last = 0;
+      while (!done) {
+        int64_t n = Count(*db);
+        if (n < last) ++bad;  // a reader never goes back in time
+        last = n;
+        ++reads;
+      }
+    });
+  }
+  for (int i = 0; i < 300; ++i) ASSERT_TRUE(Insert(*db, "row").ok());
+  done = true;
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(bad, 0);
+  EXPECT_GT(reads, 3);
+  EXPECT_EQ(Count(*db), 300);
+}
+
+TEST_F(TenantDatabasesTest, AFileFromAnotherTenantIsRefused) {
+  auto dbs = Make(4);
+  ASSERT_TRUE(dbs.Acquire("a").ok());
+  ASSERT_TRUE(dbs.Acquire("b").ok());
+  dbs.Close("a");
+  dbs.Close("b");
+  fs::copy_file(Path("b.db"), Path("a.db"), fs::copy_options::overwrite_existing);
+  auto a = dbs.Acquire("a");
+  ASSERT_FALSE(a.ok());
+  EXPECT_EQ(a.status().message(), "wrong key or not a silo database");
+  EXPECT_TRUE(dbs.Acquire("b").ok());
+  EXPECT_EQ(dbs.Acquire("zzz").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(TenantDatabasesTest, StoresCreateAndDescribeATenant) {
+  auto stores = NewSqliteTenantStores(
+      [this](const std::string& id) { return crypto::SecretKey::FromBytes(keys_[id]); },
+      [this](const std::string& id) { return Path(id + ".db"); },
+      {.max_open_tenants = 4, .readers_per_tenant = 4});
+  ASSERT_TRUE(stores->Create("a").ok());
+  ASSERT_TRUE(stores->Create("a").ok());  // idempotent
+  auto store = stores->Open("a");
+  ASSERT_TRUE(store.ok());
+  auto info = (*store)->Info();
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(info->schema_version, 1);
+  EXPECT_EQ(info->created_at.size(), 20u) << info->created_at;
+  EXPECT_EQ(stores->open_count(), 1u);
+  store = Result<std::unique_ptr<TenantStore>>(nullptr);
+  stores->Close("a");
+  EXPECT_EQ(stores->open_count(), 0u);
+}
+
+}  // namespace
+}  // namespace silo::storage
