@@ -5,7 +5,7 @@ PRESET ?= release
 BUILD_DIR := $(if $(filter release,$(PRESET)),build,build-$(PRESET))
 PYTHON := /usr/bin/python3
 
-.PHONY: bootstrap build run test unit e2e bench format check-asan fuzz clean
+.PHONY: bootstrap build run test unit e2e bench bench-storage format check-asan fuzz clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -27,6 +27,10 @@ test: unit e2e
 
 bench: build
 	bash bench/http_bench.sh $(BUILD_DIR)/silo
+
+# Plain unix VFS against the cipher VFS, interleaved; RUNS runs (default 5).
+bench-storage: build
+	./$(BUILD_DIR)/storage_bench
 
 check-asan:
 	$(MAKE) PRESET=asan test

@@ -1,6 +1,7 @@
 #include "storage/page_cipher.h"
 
 #include <gtest/gtest.h>
+#include <sodium.h>
 
 #include <array>
 #include <cstring>
@@ -128,6 +129,33 @@ TEST(PageOneTest, NewerFormatVersionIsReported) {
   ASSERT_TRUE(SealPage(key, fp, true, "D:1", p.data(), sealed.data()).ok());
   sealed[7] = kFormatVersion + 1;
   EXPECT_EQ(OpenPage(key, fp, true, "D:1", sealed.data(), out.data()), PageOpenError::kBadVersion);
+}
+
+// The format is XChaCha20-Poly1305-IETF as libsodium defines it, whichever
+// library computes it: a page sealed here opens with libsodium's own call,
+// and a page libsodium seals opens here.
+TEST(PageCipherFormat, IsLibsodiumXChaCha20Poly1305) {
+  crypto::SecretKey key = crypto::SecretKey::Random();
+  std::string fp = PageKeyFingerprint(key);
+  Page in = PlainPage(false, "interop");
+  Page sealed{};
+  ASSERT_TRUE(SealPage(key, fp, false, "D:9", in.data(), sealed.data()).ok());
+  const uint8_t ad[] = {'D', ':', '9', kFormatVersion, 0};
+  Page out{};
+  ASSERT_EQ(crypto_aead_xchacha20poly1305_ietf_decrypt_detached(
+                out.data(), nullptr, sealed.data(), kUsableSize, sealed.data() + kUsableSize + 24,
+                ad, sizeof ad, sealed.data() + kUsableSize, key.data()),
+            0);
+  EXPECT_EQ(std::memcmp(out.data(), in.data(), kUsableSize), 0);
+
+  Page theirs{};
+  randombytes_buf(theirs.data() + kUsableSize, 24);
+  theirs[kUsableSize + 40] = kFormatVersion;
+  crypto_aead_xchacha20poly1305_ietf_encrypt_detached(
+      theirs.data(), theirs.data() + kUsableSize + 24, nullptr, in.data(), kUsableSize, ad,
+      sizeof ad, nullptr, theirs.data() + kUsableSize, key.data());
+  ASSERT_EQ(OpenPage(key, fp, false, "D:9", theirs.data(), out.data()), PageOpenError::kOk);
+  EXPECT_EQ(std::memcmp(out.data(), in.data(), kUsableSize), 0);
 }
 
 }  // namespace
