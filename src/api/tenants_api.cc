@@ -3,6 +3,7 @@
 #include "api/handlers.h"
 #include "base/log.h"
 #include "platform/security_log.h"
+#include "storage/tenant_store.h"
 
 namespace silo::api {
 namespace {
@@ -67,6 +68,12 @@ http::Response CreateTenant(Services& s, RequestContext& ctx) {
   if (fields[0].empty()) return http::Problem(422, "slug is required", req.request_id);
   auto created = s.tenants->Create(fields[0], fields[1], fields[2]);
   if (!created.ok()) return ErrorResponse(created.status(), req);
+  // A tenant exists with its database or not at all.
+  if (Status st = s.stores->Create(created->id); !st.ok()) {
+    s.stores->Close(created->id);
+    s.tenants->Delete(created->slug);
+    return ErrorResponse(st, req);
+  }
   Record(s, ctx, "tenant.created", created->slug);
   json::object o = TenantJson(*created);
   return http::Json(201, json::serialize(o));
@@ -87,6 +94,9 @@ http::Response SetState(Services& s, RequestContext& ctx, tenant::TenantState st
   const std::string& slug = ctx.params["slug"];
   Status st = s.tenants->SetState(slug, state);
   if (!st.ok()) return ErrorResponse(st, ctx.request);
+  if (state == tenant::TenantState::kSuspended) {
+    if (auto t = s.tenants->Find(slug)) s.stores->Close(t->id);
+  }
   Record(s, ctx, event, slug);
   auto t = s.tenants->Find(slug);
   if (!t) return http::Problem(404, "no such tenant", ctx.request.request_id);
@@ -105,6 +115,7 @@ http::Response ResumeTenant(Services& s, RequestContext& ctx) {
 
 http::Response DeleteTenant(Services& s, RequestContext& ctx) {
   const std::string& slug = ctx.params["slug"];
+  if (auto t = s.tenants->Find(slug)) s.stores->Close(t->id);
   Status st = s.tenants->Delete(slug);
   if (!st.ok()) return ErrorResponse(st, ctx.request);
   Record(s, ctx, "tenant.deleted", slug);

@@ -14,10 +14,12 @@
 #include "app/dev_secrets.h"
 #include "base/file_util.h"
 #include "base/log.h"
+#include "crypto/crypto.h"
 #include "crypto/keyring.h"
 #include "http/metrics.h"
 #include "http/server.h"
 #include "platform/security_log.h"
+#include "storage/tenant_store.h"
 #include "tenant/registry.h"
 
 namespace silo::app {
@@ -79,6 +81,16 @@ int Serve(const config::GetEnv& getenv) {
   if (!keyring.ok()) return Refuse(keyring.status().message());
   auto registry = tenant::TenantRegistry::Open(c.data_dir, keyring->get());
   if (!registry.ok()) return Refuse(registry.status().message());
+  // Each tenant's database key is the kDatabasePages sub-key of its data key.
+  crypto::Keyring* ring = keyring->get();
+  auto stores = storage::NewSqliteTenantStores(
+      [ring](const std::string& id) -> Result<crypto::SecretKey> {
+        auto dek = ring->GetKey(id);
+        if (!dek.ok()) return dek.status();
+        return crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kDatabasePages);
+      },
+      [dir = c.data_dir](const std::string& id) { return dir + "/tenants/" + id + "/tenant.db"; },
+      {.max_open_tenants = c.limits.max_open_tenants, .readers_per_tenant = 4});
   auto security_log = platform::SecurityLog::Open(c.data_dir + "/platform/security.log");
   if (!security_log.ok()) return Refuse(security_log.status().message());
 
@@ -86,6 +98,7 @@ int Serve(const config::GetEnv& getenv) {
   std::atomic<bool> ready{false};
   api::Services services;
   services.tenants = registry->get();
+  services.stores = stores.get();
   services.security_log = security_log->get();
   services.metrics = &metrics;
   services.ready = &ready;
@@ -101,7 +114,7 @@ int Serve(const config::GetEnv& getenv) {
   metrics.AddGaugeSource([&] {
     return std::vector<std::pair<std::string, double>>{
         {"silo_tenants", static_cast<double>(services.tenants->size())},
-        {"silo_open_tenants", 0.0},  // tenant databases arrive with the storage module
+        {"silo_open_tenants", static_cast<double>(services.stores->open_count())},
         {"silo_open_connections", static_cast<double>(public_server.open_connections())},
     };
   });

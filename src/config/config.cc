@@ -213,6 +213,7 @@ LoadResult Load(const GetEnv& getenv) {
   ReadNumber<unsigned>(getenv, "SILO_IO_THREADS", 1, 64, &l.io_threads, &problems);
   ReadNumber<unsigned>(getenv, "SILO_HANDLER_THREADS", 1, 256, &l.handler_threads, &problems);
   ReadNumber<size_t>(getenv, "SILO_HANDLER_QUEUE", 1, 1'000'000, &l.handler_queue, &problems);
+  ReadNumber<size_t>(getenv, "SILO_MAX_OPEN_TENANTS", 1, 100'000, &l.max_open_tenants, &problems);
 
   if (c.env != Environment::kDevelopment) {
     auto more = ProductionProblems(c);

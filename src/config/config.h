@@ -41,6 +41,7 @@ struct Limits {
   unsigned io_threads = 2;        // SILO_IO_THREADS: network threads
   unsigned handler_threads = 4;   // SILO_HANDLER_THREADS: request handlers run here
   size_t handler_queue = 512;     // SILO_HANDLER_QUEUE: waiting requests beyond this get 503
+  size_t max_open_tenants = 256;  // SILO_MAX_OPEN_TENANTS: tenant databases kept open (LRU)
 };
 
 struct Config {

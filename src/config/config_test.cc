@@ -46,8 +46,10 @@ TEST(ConfigTest, ParsesEveryVariable) {
                       {"SILO_BASE_DOMAIN", "Example.COM"},
                       {"SILO_TRUSTED_PROXIES", "10.0.0.1, ::1"},
                       {"SILO_MAX_HEADER_BYTES", "4096"},
-                      {"SILO_READ_TIMEOUT_MS", "1500"}}));
+                      {"SILO_READ_TIMEOUT_MS", "1500"},
+                      {"SILO_MAX_OPEN_TENANTS", "12"}}));
   ASSERT_TRUE(r.problems.empty()) << r.problems[0];
+  EXPECT_EQ(r.config.limits.max_open_tenants, 12u);
   EXPECT_EQ(r.config.listen.host, "::1");
   EXPECT_EQ(r.config.listen.port, 9000);
   EXPECT_EQ(r.config.base_domain, "example.com");
@@ -64,7 +66,9 @@ TEST(ConfigTest, BadValuesAreAllReported) {
                       {"SILO_OPERATOR_LISTEN", "0.0.0.0:8444"},
                       {"SILO_MASTER_KEY", "c2hvcnQ="},
                       {"SILO_MAX_BODY_BYTES", "-5"},
+                      {"SILO_MAX_OPEN_TENANTS", "0"},
                       {"SILO_TRUSTED_PROXIES", "evil.example"}}));
+  EXPECT_TRUE(Mentions(r.problems, "SILO_MAX_OPEN_TENANTS"));
   EXPECT_TRUE(Mentions(r.problems, "SILO_ENV"));
   EXPECT_TRUE(Mentions(r.problems, "SILO_LISTEN must"));
   EXPECT_TRUE(Mentions(r.problems, "loopback"));
