@@ -6,6 +6,7 @@
 
 #include <array>
 #include <atomic>
+#include <cstddef>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -15,6 +16,7 @@
 #include "crypto/crypto.h"
 #include "crypto/sodium_init.h"
 #include "storage/page_cipher.h"
+#include "storage/vfs_shim.h"
 
 namespace silo::storage {
 namespace {
@@ -133,8 +135,7 @@ struct PendingHeader {
 
 struct VfsInfo {
   sqlite3_vfs vfs;
-  sqlite3_vfs* lower;
-  std::string name;
+  std::string name;  // vfs.zName points here
 };
 
 // Lives in the memory SQLite allocates (szOsFile); the lower file follows it.
@@ -149,7 +150,8 @@ struct SiloFile {
   uint8_t disk[kFrameSize];
   uint8_t plain[kPageSize];
 };
-constexpr size_t kSiloFileSize = (sizeof(SiloFile) + 15) & ~size_t{15};
+constexpr int kSiloFileSize = shim::AlignedSize(sizeof(SiloFile));
+static_assert(offsetof(SiloFile, lower) == offsetof(shim::ShimFile, lower));
 
 const CipherKeys& Keys(SiloFile* f) { return **f->keys; }
 
@@ -525,25 +527,6 @@ int XTruncate(sqlite3_file* file, sqlite3_int64 size) {
   f->last = LastOp{};
   return f->lower->pMethods->xTruncate(f->lower, size);
 }
-int XSync(sqlite3_file* file, int flags) {
-  return AsSilo(file)->lower->pMethods->xSync(AsSilo(file)->lower, flags);
-}
-int XFileSize(sqlite3_file* file, sqlite3_int64* size) {
-  return AsSilo(file)->lower->pMethods->xFileSize(AsSilo(file)->lower, size);
-}
-int XLock(sqlite3_file* file, int level) {
-  return AsSilo(file)->lower->pMethods->xLock(AsSilo(file)->lower, level);
-}
-int XUnlock(sqlite3_file* file, int level) {
-  return AsSilo(file)->lower->pMethods->xUnlock(AsSilo(file)->lower, level);
-}
-int XCheckReservedLock(sqlite3_file* file, int* out) {
-  return AsSilo(file)->lower->pMethods->xCheckReservedLock(AsSilo(file)->lower, out);
-}
-int XSectorSize(sqlite3_file* file) {
-  return AsSilo(file)->lower->pMethods->xSectorSize(AsSilo(file)->lower);
-}
-
 int XDeviceCharacteristics(sqlite3_file* file) {
   int caps = AsSilo(file)->lower->pMethods->xDeviceCharacteristics(AsSilo(file)->lower);
   // Power-safe overwrite: no WAL padding frames and no page writes split at
@@ -594,48 +577,26 @@ int XFileControl(sqlite3_file* file, int op, void* arg) {
   return rc;
 }
 
-int XShmMap(sqlite3_file* file, int region, int size, int extend, void volatile** out) {
-  return AsSilo(file)->lower->pMethods->xShmMap(AsSilo(file)->lower, region, size, extend, out);
+// iVersion 2 (from the shim plumbing): no xFetch, so the pager never
+// memory-maps ciphertext.
+const sqlite3_io_methods* Methods() {
+  static const sqlite3_io_methods methods = [] {
+    sqlite3_io_methods m = shim::PassThroughMethods();
+    m.xClose = XClose;
+    m.xRead = XRead;
+    m.xWrite = XWrite;
+    m.xTruncate = XTruncate;
+    m.xFileControl = XFileControl;
+    m.xDeviceCharacteristics = XDeviceCharacteristics;
+    return m;
+  }();
+  return &methods;
 }
-int XShmLock(sqlite3_file* file, int offset, int n, int flags) {
-  return AsSilo(file)->lower->pMethods->xShmLock(AsSilo(file)->lower, offset, n, flags);
-}
-void XShmBarrier(sqlite3_file* file) {
-  AsSilo(file)->lower->pMethods->xShmBarrier(AsSilo(file)->lower);
-}
-int XShmUnmap(sqlite3_file* file, int delete_flag) {
-  return AsSilo(file)->lower->pMethods->xShmUnmap(AsSilo(file)->lower, delete_flag);
-}
-
-// iVersion 2: no xFetch, so the pager never memory-maps ciphertext.
-const sqlite3_io_methods kMethods = {
-    2,
-    XClose,
-    XRead,
-    XWrite,
-    XTruncate,
-    XSync,
-    XFileSize,
-    XLock,
-    XUnlock,
-    XCheckReservedLock,
-    XFileControl,
-    XSectorSize,
-    XDeviceCharacteristics,
-    XShmMap,
-    XShmLock,
-    XShmBarrier,
-    XShmUnmap,
-    nullptr,
-    nullptr,
-};
 
 // ---- the VFS ----------------------------------------------------------------
 
-VfsInfo* Info(sqlite3_vfs* vfs) { return static_cast<VfsInfo*>(vfs->pAppData); }
-
 int XOpen(sqlite3_vfs* vfs, const char* name, sqlite3_file* file, int flags, int* out_flags) {
-  sqlite3_vfs* lower = Info(vfs)->lower;
+  auto* lower = static_cast<sqlite3_vfs*>(vfs->pAppData);
   SiloFile* f = AsSilo(file);
   std::memset(static_cast<void*>(f), 0, sizeof(SiloFile));
   f->lower = reinterpret_cast<sqlite3_file*>(reinterpret_cast<char*>(file) + kSiloFileSize);
@@ -654,7 +615,7 @@ int XOpen(sqlite3_vfs* vfs, const char* name, sqlite3_file* file, int flags, int
   } else if (flags & (SQLITE_OPEN_WAL | SQLITE_OPEN_MAIN_JOURNAL)) {
     f->kind = (flags & SQLITE_OPEN_WAL) ? FileKind::kWal : FileKind::kJournal;
     sqlite3_file* main = sqlite3_database_file_object(name);
-    if (main != nullptr && main->pMethods == &kMethods && AsSilo(main)->keys != nullptr) {
+    if (main != nullptr && main->pMethods == Methods() && AsSilo(main)->keys != nullptr) {
       keys = *AsSilo(main)->keys;
     }
   } else if (flags & SQLITE_OPEN_SUPER_JOURNAL) {
@@ -669,45 +630,8 @@ int XOpen(sqlite3_vfs* vfs, const char* name, sqlite3_file* file, int flags, int
   int rc = lower->xOpen(lower, name, f->lower, flags, out_flags);
   if (rc != SQLITE_OK) return rc;
   if (keys != nullptr) f->keys = new std::shared_ptr<const CipherKeys>(std::move(keys));
-  f->base.pMethods = &kMethods;
+  f->base.pMethods = Methods();
   return SQLITE_OK;
-}
-
-int XDelete(sqlite3_vfs* vfs, const char* name, int sync_dir) {
-  return Info(vfs)->lower->xDelete(Info(vfs)->lower, name, sync_dir);
-}
-int XAccess(sqlite3_vfs* vfs, const char* name, int flags, int* out) {
-  return Info(vfs)->lower->xAccess(Info(vfs)->lower, name, flags, out);
-}
-int XFullPathname(sqlite3_vfs* vfs, const char* name, int n, char* out) {
-  return Info(vfs)->lower->xFullPathname(Info(vfs)->lower, name, n, out);
-}
-void* XDlOpen(sqlite3_vfs* vfs, const char* name) {
-  return Info(vfs)->lower->xDlOpen(Info(vfs)->lower, name);
-}
-void XDlError(sqlite3_vfs* vfs, int n, char* out) {
-  Info(vfs)->lower->xDlError(Info(vfs)->lower, n, out);
-}
-void (*XDlSym(sqlite3_vfs* vfs, void* handle, const char* symbol))(void) {
-  return Info(vfs)->lower->xDlSym(Info(vfs)->lower, handle, symbol);
-}
-void XDlClose(sqlite3_vfs* vfs, void* handle) {
-  Info(vfs)->lower->xDlClose(Info(vfs)->lower, handle);
-}
-int XRandomness(sqlite3_vfs* vfs, int n, char* out) {
-  return Info(vfs)->lower->xRandomness(Info(vfs)->lower, n, out);
-}
-int XSleep(sqlite3_vfs* vfs, int micros) {
-  return Info(vfs)->lower->xSleep(Info(vfs)->lower, micros);
-}
-int XCurrentTime(sqlite3_vfs* vfs, double* out) {
-  return Info(vfs)->lower->xCurrentTime(Info(vfs)->lower, out);
-}
-int XGetLastError(sqlite3_vfs* vfs, int n, char* out) {
-  return Info(vfs)->lower->xGetLastError(Info(vfs)->lower, n, out);
-}
-int XCurrentTimeInt64(sqlite3_vfs* vfs, sqlite3_int64* out) {
-  return Info(vfs)->lower->xCurrentTimeInt64(Info(vfs)->lower, out);
 }
 
 std::mutex g_vfs_mu;
@@ -722,27 +646,12 @@ Status RegisterCipherVfs(const std::string& name, const std::string& lower_name)
   if (lower == nullptr) return NotFound("no SQLite VFS named " + lower_name);
   if (lower->iVersion < 2) return InvalidArgument("lower VFS too old: " + lower_name);
   auto* info = new VfsInfo{};  // registered for the life of the process
-  info->lower = lower;
   info->name = name;
   sqlite3_vfs& v = info->vfs;
-  v.iVersion = 2;
-  v.szOsFile = static_cast<int>(kSiloFileSize) + lower->szOsFile;
-  v.mxPathname = lower->mxPathname;
+  shim::PassThroughVfs(&v, lower);
+  v.szOsFile = kSiloFileSize + lower->szOsFile;
   v.zName = info->name.c_str();
-  v.pAppData = info;
   v.xOpen = XOpen;
-  v.xDelete = XDelete;
-  v.xAccess = XAccess;
-  v.xFullPathname = XFullPathname;
-  v.xDlOpen = XDlOpen;
-  v.xDlError = XDlError;
-  v.xDlSym = XDlSym;
-  v.xDlClose = XDlClose;
-  v.xRandomness = XRandomness;
-  v.xSleep = XSleep;
-  v.xCurrentTime = XCurrentTime;
-  v.xGetLastError = XGetLastError;
-  v.xCurrentTimeInt64 = XCurrentTimeInt64;
   int rc = sqlite3_vfs_register(&v, 0);
   if (rc != SQLITE_OK) return Internal("sqlite3_vfs_register failed");
   return Status::Ok();

@@ -4,11 +4,13 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstring>
 #include <map>
 #include <mutex>
 
 #include "storage/cipher_vfs.h"
+#include "storage/vfs_shim.h"
 
 namespace silo::storage::testing {
 namespace {
@@ -49,7 +51,8 @@ struct FaultFile {
   Kind kind;
   std::string* path;
 };
-constexpr size_t kFaultFileSize = (sizeof(FaultFile) + 15) & ~size_t{15};
+constexpr int kFaultFileSize = shim::AlignedSize(sizeof(FaultFile));
+static_assert(offsetof(FaultFile, lower) == offsetof(shim::ShimFile, lower));
 
 FaultFile* AsFault(sqlite3_file* f) { return reinterpret_cast<FaultFile*>(f); }
 
@@ -78,9 +81,6 @@ int XClose(sqlite3_file* file) {
   int rc = f->lower->pMethods->xClose(f->lower);
   delete f->path;
   return rc;
-}
-int XRead(sqlite3_file* file, void* buf, int amount, sqlite3_int64 offset) {
-  return AsFault(file)->lower->pMethods->xRead(AsFault(file)->lower, buf, amount, offset);
 }
 int XWrite(sqlite3_file* file, const void* buf, int amount, sqlite3_int64 offset) {
   FaultFile* f = AsFault(file);
@@ -126,61 +126,17 @@ int XSync(sqlite3_file* file, int flags) {
   if (rc == SQLITE_OK) S().undo.erase(*f->path);  // now durable
   return rc;
 }
-int XFileSize(sqlite3_file* file, sqlite3_int64* size) {
-  return AsFault(file)->lower->pMethods->xFileSize(AsFault(file)->lower, size);
+const sqlite3_io_methods* Methods() {
+  static const sqlite3_io_methods methods = [] {
+    sqlite3_io_methods m = shim::PassThroughMethods();
+    m.xClose = XClose;
+    m.xWrite = XWrite;
+    m.xTruncate = XTruncate;
+    m.xSync = XSync;
+    return m;
+  }();
+  return &methods;
 }
-int XLock(sqlite3_file* file, int level) {
-  return AsFault(file)->lower->pMethods->xLock(AsFault(file)->lower, level);
-}
-int XUnlock(sqlite3_file* file, int level) {
-  return AsFault(file)->lower->pMethods->xUnlock(AsFault(file)->lower, level);
-}
-int XCheckReservedLock(sqlite3_file* file, int* out) {
-  return AsFault(file)->lower->pMethods->xCheckReservedLock(AsFault(file)->lower, out);
-}
-int XFileControl(sqlite3_file* file, int op, void* arg) {
-  return AsFault(file)->lower->pMethods->xFileControl(AsFault(file)->lower, op, arg);
-}
-int XSectorSize(sqlite3_file* file) {
-  return AsFault(file)->lower->pMethods->xSectorSize(AsFault(file)->lower);
-}
-int XDeviceCharacteristics(sqlite3_file* file) {
-  return AsFault(file)->lower->pMethods->xDeviceCharacteristics(AsFault(file)->lower);
-}
-int XShmMap(sqlite3_file* file, int region, int size, int extend, void volatile** out) {
-  return AsFault(file)->lower->pMethods->xShmMap(AsFault(file)->lower, region, size, extend, out);
-}
-int XShmLock(sqlite3_file* file, int offset, int n, int flags) {
-  return AsFault(file)->lower->pMethods->xShmLock(AsFault(file)->lower, offset, n, flags);
-}
-void XShmBarrier(sqlite3_file* file) {
-  AsFault(file)->lower->pMethods->xShmBarrier(AsFault(file)->lower);
-}
-int XShmUnmap(sqlite3_file* file, int delete_flag) {
-  return AsFault(file)->lower->pMethods->xShmUnmap(AsFault(file)->lower, delete_flag);
-}
-
-const sqlite3_io_methods kMethods = {
-    2,
-    XClose,
-    XRead,
-    XWrite,
-    XTruncate,
-    XSync,
-    XFileSize,
-    XLock,
-    XUnlock,
-    XCheckReservedLock,
-    XFileControl,
-    XSectorSize,
-    XDeviceCharacteristics,
-    XShmMap,
-    XShmLock,
-    XShmBarrier,
-    XShmUnmap,
-    nullptr,
-    nullptr,
-};
 
 int XOpen(sqlite3_vfs*, const char* name, sqlite3_file* file, int flags, int* out_flags) {
   FaultFile* f = AsFault(file);
@@ -193,7 +149,7 @@ int XOpen(sqlite3_vfs*, const char* name, sqlite3_file* file, int flags, int* ou
             : (flags & SQLITE_OPEN_MAIN_JOURNAL) ? Kind::kJournal
                                                  : Kind::kOther;
   f->path = new std::string(name != nullptr ? name : "");
-  f->base.pMethods = &kMethods;
+  f->base.pMethods = Methods();
   return SQLITE_OK;
 }
 int XDelete(sqlite3_vfs*, const char* name, int sync_dir) {
@@ -204,41 +160,17 @@ int XDelete(sqlite3_vfs*, const char* name, int sync_dir) {
   }
   return g_lower->xDelete(g_lower, name, sync_dir);
 }
-int XAccess(sqlite3_vfs*, const char* name, int flags, int* out) {
-  return g_lower->xAccess(g_lower, name, flags, out);
-}
-int XFullPathname(sqlite3_vfs*, const char* name, int n, char* out) {
-  return g_lower->xFullPathname(g_lower, name, n, out);
-}
-int XRandomness(sqlite3_vfs*, int n, char* out) { return g_lower->xRandomness(g_lower, n, out); }
-int XSleep(sqlite3_vfs*, int micros) { return g_lower->xSleep(g_lower, micros); }
-int XCurrentTime(sqlite3_vfs*, double* out) { return g_lower->xCurrentTime(g_lower, out); }
-int XGetLastError(sqlite3_vfs*, int n, char* out) {
-  return g_lower->xGetLastError(g_lower, n, out);
-}
-int XCurrentTimeInt64(sqlite3_vfs*, sqlite3_int64* out) {
-  return g_lower->xCurrentTimeInt64(g_lower, out);
-}
-
 }  // namespace
 
 FaultVfs& FaultVfs::Get() {
   static FaultVfs* instance = [] {
     g_lower = sqlite3_vfs_find("unix-excl");
     static sqlite3_vfs vfs{};
-    vfs.iVersion = 2;
-    vfs.szOsFile = static_cast<int>(kFaultFileSize) + g_lower->szOsFile;
-    vfs.mxPathname = g_lower->mxPathname;
+    shim::PassThroughVfs(&vfs, g_lower);
+    vfs.szOsFile = kFaultFileSize + g_lower->szOsFile;
     vfs.zName = "fault-lower";
     vfs.xOpen = XOpen;
     vfs.xDelete = XDelete;
-    vfs.xAccess = XAccess;
-    vfs.xFullPathname = XFullPathname;
-    vfs.xRandomness = XRandomness;
-    vfs.xSleep = XSleep;
-    vfs.xCurrentTime = XCurrentTime;
-    vfs.xGetLastError = XGetLastError;
-    vfs.xCurrentTimeInt64 = XCurrentTimeInt64;
     sqlite3_vfs_register(&vfs, 0);
     Status s = RegisterCipherVfs(kFaultCipherVfs, "fault-lower");
     if (!s.ok()) std::abort();
