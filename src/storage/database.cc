@@ -116,6 +116,7 @@ Result<Statement> Database::Prepare(std::string_view sql) {
 
 int64_t Database::LastInsertRowId() const { return sqlite3_last_insert_rowid(db_); }
 int Database::Changes() const { return sqlite3_changes(db_); }
+bool Database::InTransaction() const { return !sqlite3_get_autocommit(db_); }
 
 Status Database::VacuumInto(const std::string& target_path, const crypto::SecretKey& target_key) {
   if (PathExists(target_path)) return AlreadyExists(target_path + " exists");
@@ -262,7 +263,7 @@ Result<Transaction> Transaction::Begin(Database& db) {
 }
 
 Transaction::~Transaction() {
-  if (db_ != nullptr && !sqlite3_get_autocommit(db_->handle())) {
+  if (db_ != nullptr && db_->InTransaction()) {
     if (Status s = db_->Exec("ROLLBACK"); !s.ok()) {
       log::Warn("rollback failed", {{"file", db_->path()}, {"error", s.message()}});
     }

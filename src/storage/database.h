@@ -57,6 +57,8 @@ class Database {
 
   int64_t LastInsertRowId() const;
   int Changes() const;
+  // True between BEGIN and COMMIT/ROLLBACK.
+  bool InTransaction() const;
   const std::string& path() const { return path_; }
 
   // Writes a compacted copy to `target_path` under `target_key` (VACUUM

@@ -1,0 +1,88 @@
+// A tenant's append-only event log (DESIGN section 5): one row per change,
+// hash-chained. Each row keeps the hash of its body, so retention can drop
+// an old body (PurgeBodies) and the chain still verifies.
+//
+//   body      = canonical JSON of the event, its sequence number included
+//   body_hash = SHA-256(body), hex
+//   hash      = SHA-256(previous hash || body_hash), hex; the first event
+//               chains from 64 zeros
+//
+// Secrets never enter a body: a change marked `secret` is recorded as
+// {"field": f, "changed": true}, without values.
+#ifndef SILO_EVENTS_EVENT_LOG_H_
+#define SILO_EVENTS_EVENT_LOG_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+#include "storage/database.h"
+
+namespace silo::events {
+
+struct Actor {
+  std::string kind;  // "user", "token", "operator" or "system"
+  std::string id;
+};
+
+struct Change {
+  std::string field;
+  std::optional<std::string> old_json;  // JSON text; nullopt = absent before
+  std::optional<std::string> new_json;  // JSON text; nullopt = absent after
+  bool secret = false;                  // record that it changed, never the values
+};
+
+struct Event {
+  int64_t at_us = 0;  // UTC, microseconds since the epoch
+  Actor actor;
+  std::string request_id;
+  std::string client;  // client address
+  std::string subject_kind;
+  std::string subject_id;
+  std::string type;
+  std::vector<Change> changes;
+};
+
+struct StoredEvent {
+  int64_t seq = 0;
+  int64_t at_us = 0;
+  std::string type;
+  std::string subject_kind;
+  std::string subject_id;
+  std::optional<std::string> body;  // nullopt once purged
+  std::string body_hash;
+  std::string hash;
+};
+
+// The tables, as one migration's SQL for the tenant schema.
+extern const std::string_view kEventLogSchema;
+
+// Appends `event`; returns its sequence number. InvalidArgument for a
+// change whose JSON text does not parse.
+// REQUIRES: db.InTransaction() (the event and the projections it changes
+// commit together or not at all).
+Result<int64_t> Append(storage::Database& db, const Event& event);
+
+// Events with seq > `after`, in order, at most `limit`.
+Result<std::vector<StoredEvent>> ReadAfter(storage::Database& db, int64_t after, int limit);
+
+struct VerifyResult {
+  int64_t checked = 0;
+  std::optional<int64_t> first_broken;  // seq of the first entry that fails
+  std::string reason;
+};
+
+// Recomputes the whole chain: sequence without gaps, body hashes, column
+// values against the body, and every link.
+Result<VerifyResult> Verify(storage::Database& db);
+
+// Drops the bodies of events with seq <= `up_to` (retention, erasure);
+// hashes stay, so Verify still passes. Returns how many were purged.
+Result<int64_t> PurgeBodies(storage::Database& db, int64_t up_to);
+
+}  // namespace silo::events
+
+#endif  // SILO_EVENTS_EVENT_LOG_H_

@@ -1,0 +1,131 @@
+#include "events/event_log.h"
+
+#include <gtest/gtest.h>
+
+#include "storage/migrator.h"
+#include "storage/test_util.h"
+
+namespace silo::events {
+namespace {
+
+class EventLogTest : public storage::testing::TempDirTest {
+ protected:
+  void SetUp() override {
+    TempDirTest::SetUp();
+    key_ = std::make_unique<crypto::SecretKey>(crypto::SecretKey::Random());
+    db_ = MustOpen(Path("t.db"), *key_);
+    const storage::Migration schema[] = {{1, "events", kEventLogSchema}};
+    ASSERT_TRUE(storage::Migrate(*db_, schema).ok());
+  }
+
+  Event Make(int i) {
+    Event e;
+    e.at_us = 1'700'000'000'000'000 + i;
+    e.actor = {"user", "u1"};
+    e.request_id = "req-" + std::to_string(i);
+    e.client = "127.0.0.1";
+    e.subject_kind = "record";
+    e.subject_id = "r" + std::to_string(i % 7);
+    e.type = i % 3 == 0 ? "record.created" : "record.updated";
+    e.changes = {
+        {"title", "\"old " + std::to_string(i) + "\"", "\"new " + std::to_string(i) + "\""}};
+    return e;
+  }
+
+  void AppendMany(int n) {
+    auto txn = storage::Transaction::Begin(*db_);
+    ASSERT_TRUE(txn.ok());
+    for (int i = 1; i <= n; ++i) {
+      auto seq = Append(*db_, Make(i));
+      ASSERT_TRUE(seq.ok()) << seq.status().ToString();
+      ASSERT_EQ(*seq, i);
+    }
+    ASSERT_TRUE(txn->Commit().ok());
+  }
+
+  VerifyResult MustVerify() {
+    auto r = Verify(*db_);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : VerifyResult{};
+  }
+
+  std::unique_ptr<crypto::SecretKey> key_;
+  std::unique_ptr<storage::Database> db_;
+};
+
+TEST_F(EventLogTest, AppendsInOrderAndVerifies) {
+  AppendMany(50);
+  VerifyResult r = MustVerify();
+  EXPECT_EQ(r.checked, 50);
+  EXPECT_FALSE(r.first_broken.has_value());
+  auto events = ReadAfter(*db_, 45, 100);
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), 5u);
+  EXPECT_EQ(events->front().seq, 46);
+  EXPECT_NE(events->front().body->find("\"new 46\""), std::string::npos);
+}
+
+TEST_F(EventLogTest, AppendOutsideATransactionIsRefused) {
+  EXPECT_EQ(Append(*db_, Make(1)).status().code(), StatusCode::kFailedPrecondition);
+  auto txn = storage::Transaction::Begin(*db_);
+  Event bad = Make(1);
+  bad.changes[0].new_json = "{not json";
+  EXPECT_EQ(Append(*db_, bad).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(EventLogTest, SecretsAreRecordedAsChangedNeverValued) {
+  auto txn = storage::Transaction::Begin(*db_);
+  Event e = Make(1);
+  e.changes = {{"password", "\"hunter2-old\"", "\"hunter2-new\"", true}};
+  ASSERT_TRUE(Append(*db_, e).ok());
+  ASSERT_TRUE(txn->Commit().ok());
+  auto events = ReadAfter(*db_, 0, 10);
+  EXPECT_EQ(events->front().body->find("hunter2"), std::string::npos);
+  EXPECT_NE(events->front().body->find("\"changed\":true"), std::string::npos);
+}
+
+// A test-only connection holds the key and edits the log behind its back:
+// verify names the first broken entry.
+TEST_F(EventLogTest, VerifyNamesTheFirstTamperedEntry) {
+  AppendMany(30);
+  struct Case {
+    const char* name;
+    const char* sql;
+    int64_t expect;
+  } cases[] = {
+      {"body altered", "UPDATE events SET body = replace(body, 'new 12', 'NEW 12') WHERE seq = 12",
+       12},
+      {"column altered", "UPDATE events SET type = 'record.deleted' WHERE seq = 17", 17},
+      {"row deleted", "DELETE FROM events WHERE seq = 9", 10},
+      {"hash rewritten", "UPDATE events SET hash = body_hash WHERE seq = 21", 21},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    ASSERT_TRUE(db_->Exec("SAVEPOINT tamper").ok());
+    ASSERT_TRUE(db_->Exec(c.sql).ok());
+    VerifyResult r = MustVerify();
+    ASSERT_TRUE(r.first_broken.has_value());
+    EXPECT_EQ(*r.first_broken, c.expect) << r.reason;
+    ASSERT_TRUE(db_->Exec("ROLLBACK TO tamper; RELEASE tamper").ok());
+  }
+  EXPECT_FALSE(MustVerify().first_broken.has_value());
+}
+
+TEST_F(EventLogTest, PurgedBodiesKeepTheChainVerifiable) {
+  AppendMany(20);
+  auto purged = PurgeBodies(*db_, 10);
+  ASSERT_TRUE(purged.ok());
+  EXPECT_EQ(*purged, 10);
+  VerifyResult r = MustVerify();
+  EXPECT_EQ(r.checked, 20);
+  EXPECT_FALSE(r.first_broken.has_value()) << r.reason;
+  auto events = ReadAfter(*db_, 0, 100);
+  EXPECT_FALSE((*events)[9].body.has_value());
+  EXPECT_TRUE((*events)[10].body.has_value());
+  // Purging does not make tampering invisible: a purged entry's hash still chains.
+  ASSERT_TRUE(db_->Exec("UPDATE events SET body_hash = hash WHERE seq = 5").ok());
+  EXPECT_EQ(MustVerify().first_broken.value_or(0), 5);
+}
+
+}  // namespace
+}  // namespace silo::events
