@@ -71,7 +71,10 @@ http::Response CreateTenant(Services& s, RequestContext& ctx) {
   // A tenant exists with its database or not at all.
   if (Status st = s.stores->Create(created->id); !st.ok()) {
     s.stores->Close(created->id);
-    s.tenants->Delete(created->slug);
+    if (Status undo = s.tenants->Delete(created->slug); !undo.ok()) {
+      log::Error("tenant left without a database",
+                 {{"slug", created->slug}, {"error", undo.message()}});
+    }
     return ErrorResponse(st, req);
   }
   Record(s, ctx, "tenant.created", created->slug);

@@ -87,7 +87,6 @@ TEST_F(FaultTest, NoWriteOnAnyPathCarriesPlaintext) {
 TEST_F(FaultTest, TheRecorderSeesPlaintextWhenItIsThere) {
   FaultVfs::Get().AddNeedle(kMarker);
   sqlite3* db = nullptr;
-  FaultVfs::Get();
   ASSERT_EQ(sqlite3_open_v2(Path("plain.db").c_str(), &db,
                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "fault-lower"),
             SQLITE_OK);
