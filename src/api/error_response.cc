@@ -1,3 +1,5 @@
+#include <boost/json.hpp>
+
 #include "api/handlers.h"
 #include "base/log.h"
 
@@ -14,6 +16,7 @@ int HttpStatusFor(StatusCode code) {
     case StatusCode::kPermissionDenied: return 403;
     case StatusCode::kUnauthenticated: return 401;
     case StatusCode::kResourceExhausted: return 429;
+    case StatusCode::kVersionMismatch: return 412;
     case StatusCode::kUnavailable: return 503;
     default: return 0;
   }
@@ -23,7 +26,17 @@ int HttpStatusFor(StatusCode code) {
 
 http::Response ErrorResponse(const Status& status, const http::Request& req) {
   if (int code = HttpStatusFor(status.code()); code != 0) {
-    return http::Problem(code, status.message(), req.request_id);
+    http::Response r = http::Problem(code, status.message(), req.request_id);
+    if (!status.fields().empty()) {
+      boost::json::object body = boost::json::parse(r.body).as_object();
+      boost::json::array errors;
+      for (const FieldError& f : status.fields()) {
+        errors.push_back(boost::json::object{{"field", f.field}, {"message", f.message}});
+      }
+      body["errors"] = std::move(errors);
+      r.body = boost::json::serialize(body);
+    }
+    return r;
   }
   // Internals go to the log with the request id, never to the caller.
   log::Error("request failed", {{"request_id", req.request_id}, {"cause", status.ToString()}});

@@ -15,7 +15,7 @@ class TenantRegistry;
 namespace silo::platform {
 class SecurityLog;
 }
-namespace silo::storage {
+namespace silo::records {
 class TenantStores;
 }
 
@@ -23,7 +23,7 @@ namespace silo::api {
 
 struct Services {
   tenant::TenantRegistry* tenants = nullptr;
-  storage::TenantStores* stores = nullptr;  // each tenant's encrypted database
+  records::TenantStores* stores = nullptr;  // each tenant's encrypted database
   platform::SecurityLog* security_log = nullptr;
   http::Metrics* metrics = nullptr;
   const std::atomic<bool>* ready = nullptr;  // false until started, and while draining

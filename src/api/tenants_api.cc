@@ -3,7 +3,7 @@
 #include "api/handlers.h"
 #include "base/log.h"
 #include "platform/security_log.h"
-#include "storage/tenant_store.h"
+#include "records/tenant_store.h"
 
 namespace silo::api {
 namespace {

@@ -19,7 +19,7 @@
 #include "http/metrics.h"
 #include "http/server.h"
 #include "platform/security_log.h"
-#include "storage/tenant_store.h"
+#include "records/tenant_store.h"
 #include "tenant/registry.h"
 
 namespace silo::app {
@@ -83,7 +83,7 @@ int Serve(const config::GetEnv& getenv) {
   if (!registry.ok()) return Refuse(registry.status().message());
   // Each tenant's database key is the kDatabasePages sub-key of its data key.
   crypto::Keyring* ring = keyring->get();
-  auto stores = storage::NewSqliteTenantStores(
+  auto stores = records::NewSqliteTenantStores(
       [ring](const std::string& id) -> Result<crypto::SecretKey> {
         auto dek = ring->GetKey(id);
         if (!dek.ok()) return dek.status();

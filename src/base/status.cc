@@ -12,6 +12,7 @@ const char* StatusCodeName(StatusCode code) {
     case StatusCode::kUnauthenticated: return "unauthenticated";
     case StatusCode::kFailedPrecondition: return "failed_precondition";
     case StatusCode::kResourceExhausted: return "resource_exhausted";
+    case StatusCode::kVersionMismatch: return "version_mismatch";
     case StatusCode::kDataLoss: return "data_loss";
     case StatusCode::kUnavailable: return "unavailable";
     case StatusCode::kInternal: return "internal";

@@ -9,6 +9,7 @@
 #include <string>
 #include <utility>
 #include <variant>
+#include <vector>
 
 namespace silo {
 
@@ -21,9 +22,16 @@ enum class StatusCode {
   kUnauthenticated,
   kFailedPrecondition,
   kResourceExhausted,
-  kDataLoss,  // authentication of stored data failed (tampering or wrong key)
+  kVersionMismatch,  // the caller's expected version is not the current one
+  kDataLoss,         // authentication of stored data failed (tampering or wrong key)
   kUnavailable,
   kInternal,
+};
+
+// One invalid input field and why, for answers that name each field.
+struct FieldError {
+  std::string field;
+  std::string message;
 };
 
 class Status {
@@ -38,9 +46,17 @@ class Status {
   const std::string& message() const { return message_; }
   std::string ToString() const;
 
+  // Per-field details (validation errors), same safety rule as the message.
+  const std::vector<FieldError>& fields() const { return fields_; }
+  Status WithFields(std::vector<FieldError> fields) && {
+    fields_ = std::move(fields);
+    return std::move(*this);
+  }
+
  private:
   StatusCode code_ = StatusCode::kOk;
   std::string message_;
+  std::vector<FieldError> fields_;
 };
 
 const char* StatusCodeName(StatusCode code);
@@ -57,6 +73,9 @@ inline Status FailedPrecondition(std::string m) {
 }
 inline Status DataLoss(std::string m) { return Status(StatusCode::kDataLoss, std::move(m)); }
 inline Status Internal(std::string m) { return Status(StatusCode::kInternal, std::move(m)); }
+inline Status VersionMismatch(std::string m) {
+  return Status(StatusCode::kVersionMismatch, std::move(m));
+}
 inline Status Unavailable(std::string m) { return Status(StatusCode::kUnavailable, std::move(m)); }
 
 // Result<T>: either a value or a non-ok Status.

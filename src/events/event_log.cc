@@ -7,19 +7,32 @@
 namespace silo::events {
 namespace json = boost::json;
 
+#define SILO_LOG_TABLE(name)           \
+  "CREATE TABLE " name                 \
+  " ("                                 \
+  " seq INTEGER PRIMARY KEY,"          \
+  " at_us INTEGER NOT NULL,"           \
+  " actor TEXT NOT NULL,"              \
+  " type TEXT NOT NULL,"               \
+  " subject_kind TEXT NOT NULL,"       \
+  " subject_id TEXT NOT NULL,"         \
+  " body TEXT," /* NULL once purged */ \
+  " body_hash TEXT NOT NULL,"          \
+  " hash TEXT NOT NULL) STRICT;"
+
 const std::string_view kEventLogSchema =
-    "CREATE TABLE events ("
-    " seq INTEGER PRIMARY KEY,"
-    " at_us INTEGER NOT NULL,"
-    " type TEXT NOT NULL,"
-    " subject_kind TEXT NOT NULL,"
-    " subject_id TEXT NOT NULL,"
-    " body TEXT,"  // NULL once purged
-    " body_hash TEXT NOT NULL,"
-    " hash TEXT NOT NULL) STRICT;"
-    "CREATE INDEX events_subject ON events (subject_kind, subject_id, seq);";
+    SILO_LOG_TABLE("events")
+    "CREATE INDEX events_subject ON events (subject_kind, subject_id, seq);"
+    SILO_LOG_TABLE("audit")
+    "CREATE INDEX audit_at ON audit (at_us);";
+
+#undef SILO_LOG_TABLE
 
 namespace {
+
+const char* Table(Log log) { return log == Log::kAudit ? "audit" : "events"; }
+
+std::string ActorText(const Actor& a) { return a.kind + ":" + a.id; }
 
 const std::string kGenesis(64, '0');
 
@@ -59,8 +72,9 @@ Result<std::string> Body(int64_t seq, const Event& e) {
   return json::serialize(o);
 }
 
-Result<std::string> LastHash(storage::Database& db, int64_t* last_seq) {
-  auto stmt = db.Prepare("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1");
+Result<std::string> LastHash(storage::Database& db, Log log, int64_t* last_seq) {
+  auto stmt =
+      db.Prepare(std::string("SELECT seq, hash FROM ") + Table(log) + " ORDER BY seq DESC LIMIT 1");
   if (!stmt.ok()) return stmt.status();
   auto row = stmt->Step();
   if (!row.ok()) return row.status();
@@ -88,24 +102,26 @@ bool ColumnsMatchBody(const StoredEvent& e) {
     const json::value* n = o.if_contains(key);
     return n != nullptr && n->is_int64() ? n->as_int64() : -1;
   };
+  const json::value* actor = o.if_contains("actor");
   return num("seq") == e.seq && num("at_us") == e.at_us && str(&v, "type") == e.type &&
+         str(actor, "kind") + ":" + str(actor, "id") == e.actor &&
          str(subject, "kind") == e.subject_kind && str(subject, "id") == e.subject_id;
 }
 
 }  // namespace
 
-Result<int64_t> Append(storage::Database& db, const Event& event) {
+Result<int64_t> Append(storage::Database& db, const Event& event, Log log) {
   if (!db.InTransaction()) return FailedPrecondition("events are appended inside a transaction");
   int64_t last = 0;
-  auto prev = LastHash(db, &last);
+  auto prev = LastHash(db, log, &last);
   if (!prev.ok()) return prev.status();
   int64_t seq = last + 1;
   auto body = Body(seq, event);
   if (!body.ok()) return body.status();
   std::string body_hash = crypto::Sha256Hex(*body);
-  auto insert = db.Prepare(
-      "INSERT INTO events (seq, at_us, type, subject_kind, subject_id, body, body_hash, hash)"
-      " VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+  auto insert = db.Prepare(std::string("INSERT INTO ") + Table(log) +
+                           " (seq, at_us, type, subject_kind, subject_id, body, body_hash, hash,"
+                           " actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
   if (!insert.ok()) return insert.status();
   insert->Bind(1, seq)
       .Bind(2, event.at_us)
@@ -114,17 +130,26 @@ Result<int64_t> Append(storage::Database& db, const Event& event) {
       .Bind(5, event.subject_id)
       .Bind(6, *body)
       .Bind(7, body_hash)
-      .Bind(8, ChainHash(*prev, body_hash));
+      .Bind(8, ChainHash(*prev, body_hash))
+      .Bind(9, ActorText(event.actor));
   if (Status s = insert->Run(); !s.ok()) return s;
   return seq;
 }
 
-Result<std::vector<StoredEvent>> ReadAfter(storage::Database& db, int64_t after, int limit) {
+Result<std::vector<StoredEvent>> ReadAfter(storage::Database& db, int64_t after, int limit,
+                                           Log log) {
+  return Query(db, log, "seq > ?1 ORDER BY seq LIMIT ?2",
+               [&](storage::Statement& s) { s.Bind(1, after).Bind(2, int64_t{limit}); });
+}
+
+Result<std::vector<StoredEvent>> Query(storage::Database& db, Log log, std::string_view where,
+                                       const std::function<void(storage::Statement&)>& bind) {
   auto stmt = db.Prepare(
-      "SELECT seq, at_us, type, subject_kind, subject_id, body, body_hash, hash FROM events"
-      " WHERE seq > ? ORDER BY seq LIMIT ?");
+      std::string("SELECT seq, at_us, type, subject_kind, subject_id, body, body_hash, hash, actor"
+                  " FROM ") +
+      Table(log) + " WHERE " + std::string(where));
   if (!stmt.ok()) return stmt.status();
-  stmt->Bind(1, after).Bind(2, int64_t{limit});
+  bind(*stmt);
   std::vector<StoredEvent> out;
   while (true) {
     auto row = stmt->Step();
@@ -139,16 +164,17 @@ Result<std::vector<StoredEvent>> ReadAfter(storage::Database& db, int64_t after,
     if (!stmt->ColumnIsNull(5)) e.body = stmt->ColumnText(5);
     e.body_hash = stmt->ColumnText(6);
     e.hash = stmt->ColumnText(7);
+    e.actor = stmt->ColumnText(8);
     out.push_back(std::move(e));
   }
 }
 
-Result<VerifyResult> Verify(storage::Database& db) {
+Result<VerifyResult> Verify(storage::Database& db, Log log) {
   VerifyResult result;
   std::string prev = kGenesis;
   int64_t after = 0;
   while (true) {
-    auto batch = ReadAfter(db, after, 1000);
+    auto batch = ReadAfter(db, after, 1000, log);
     if (!batch.ok()) return batch.status();
     if (batch->empty()) return result;
     for (const StoredEvent& e : *batch) {
@@ -168,12 +194,22 @@ Result<VerifyResult> Verify(storage::Database& db) {
   }
 }
 
-Result<int64_t> PurgeBodies(storage::Database& db, int64_t up_to) {
-  auto stmt = db.Prepare("UPDATE events SET body = NULL WHERE seq <= ? AND body IS NOT NULL");
+Result<int64_t> PurgeBodies(storage::Database& db, int64_t up_to, Log log) {
+  auto stmt = db.Prepare(std::string("UPDATE ") + Table(log) +
+                         " SET body = NULL WHERE seq <= ? AND body IS NOT NULL");
   if (!stmt.ok()) return stmt.status();
   stmt->Bind(1, up_to);
   if (Status s = stmt->Run(); !s.ok()) return s;
   return int64_t{db.Changes()};
+}
+
+Result<int64_t> LastTime(storage::Database& db, Log log) {
+  auto stmt =
+      db.Prepare(std::string("SELECT at_us FROM ") + Table(log) + " ORDER BY seq DESC LIMIT 1");
+  if (!stmt.ok()) return stmt.status();
+  auto row = stmt->Step();
+  if (!row.ok()) return row.status();
+  return *row ? stmt->ColumnInt(0) : int64_t{0};
 }
 
 }  // namespace silo::events

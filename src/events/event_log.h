@@ -13,6 +13,7 @@
 #define SILO_EVENTS_EVENT_LOG_H_
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -49,6 +50,7 @@ struct Event {
 struct StoredEvent {
   int64_t seq = 0;
   int64_t at_us = 0;
+  std::string actor;  // "<kind>:<id>"
   std::string type;
   std::string subject_kind;
   std::string subject_id;
@@ -57,17 +59,31 @@ struct StoredEvent {
   std::string hash;
 };
 
-// The tables, as one migration's SQL for the tenant schema.
+// Two logs share the format: the event log (changes to data, the source of
+// the projections) and the audit log (security events), each its own chain.
+enum class Log { kEvents, kAudit };
+
+// The tables of both logs, as one migration's SQL for the tenant schema.
 extern const std::string_view kEventLogSchema;
 
 // Appends `event`; returns its sequence number. InvalidArgument for a
 // change whose JSON text does not parse.
 // REQUIRES: db.InTransaction() (the event and the projections it changes
 // commit together or not at all).
-Result<int64_t> Append(storage::Database& db, const Event& event);
+Result<int64_t> Append(storage::Database& db, const Event& event, Log log = Log::kEvents);
 
 // Events with seq > `after`, in order, at most `limit`.
-Result<std::vector<StoredEvent>> ReadAfter(storage::Database& db, int64_t after, int limit);
+Result<std::vector<StoredEvent>> ReadAfter(storage::Database& db, int64_t after, int limit,
+                                           Log log = Log::kEvents);
+
+// Entries matching `where`, SQL over the log's columns (seq, at_us, actor,
+// type, subject_kind, subject_id) with placeholders that `bind` fills.
+// `where` is the caller's constant text, never request input.
+Result<std::vector<StoredEvent>> Query(storage::Database& db, Log log, std::string_view where,
+                                       const std::function<void(storage::Statement&)>& bind);
+
+// The time of the last entry, 0 when the log is empty.
+Result<int64_t> LastTime(storage::Database& db, Log log = Log::kEvents);
 
 struct VerifyResult {
   int64_t checked = 0;
@@ -77,11 +93,11 @@ struct VerifyResult {
 
 // Recomputes the whole chain: sequence without gaps, body hashes, column
 // values against the body, and every link.
-Result<VerifyResult> Verify(storage::Database& db);
+Result<VerifyResult> Verify(storage::Database& db, Log log = Log::kEvents);
 
 // Drops the bodies of events with seq <= `up_to` (retention, erasure);
 // hashes stay, so Verify still passes. Returns how many were purged.
-Result<int64_t> PurgeBodies(storage::Database& db, int64_t up_to);
+Result<int64_t> PurgeBodies(storage::Database& db, int64_t up_to, Log log = Log::kEvents);
 
 }  // namespace silo::events
 

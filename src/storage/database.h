@@ -98,6 +98,7 @@ class Statement {
   Statement& Bind(int index, std::string_view text);
   Statement& BindBlob(int index, std::string_view bytes);
   Statement& BindNull(int index);
+  Statement& BindDouble(int index, double value);
 
   // true while a row is available; false when done.
   Result<bool> Step();
@@ -109,6 +110,9 @@ class Statement {
   std::string ColumnText(int column) const;
   std::string ColumnBlob(int column) const;
   bool ColumnIsNull(int column) const;
+  double ColumnDouble(int column) const;
+  enum class Type { kInteger, kReal, kText, kBlob, kNull };
+  Type ColumnType(int column) const;
 
  private:
   friend class Database;

@@ -6,7 +6,6 @@
 #include <thread>
 
 #include "crypto/crypto.h"
-#include "storage/tenant_store.h"
 #include "storage/test_util.h"
 
 namespace silo::storage {
@@ -141,25 +140,6 @@ TEST_F(TenantDatabasesTest, AFileFromAnotherTenantIsRefused) {
   EXPECT_EQ(a.status().message(), "wrong key or not a silo database");
   EXPECT_TRUE(dbs.Acquire("b").ok());
   EXPECT_EQ(dbs.Acquire("zzz").status().code(), StatusCode::kNotFound);
-}
-
-TEST_F(TenantDatabasesTest, StoresCreateAndDescribeATenant) {
-  auto stores = NewSqliteTenantStores(
-      [this](const std::string& id) { return crypto::SecretKey::FromBytes(keys_[id]); },
-      [this](const std::string& id) { return Path(id + ".db"); },
-      {.max_open_tenants = 4, .readers_per_tenant = 4});
-  ASSERT_TRUE(stores->Create("a").ok());
-  ASSERT_TRUE(stores->Create("a").ok());  // idempotent
-  auto store = stores->Open("a");
-  ASSERT_TRUE(store.ok());
-  auto info = (*store)->Info();
-  ASSERT_TRUE(info.ok()) << info.status().ToString();
-  EXPECT_EQ(info->schema_version, 1);
-  EXPECT_EQ(info->created_at.size(), 20u) << info->created_at;
-  EXPECT_EQ(stores->open_count(), 1u);
-  store = Result<std::unique_ptr<TenantStore>>(nullptr);
-  stores->Close("a");
-  EXPECT_EQ(stores->open_count(), 0u);
 }
 
 }  // namespace

@@ -1,0 +1,160 @@
+#include "records/query.h"
+
+#include <boost/json.hpp>
+#include <charconv>
+
+#include "base/time_util.h"
+#include "crypto/crypto.h"
+
+namespace silo::records {
+namespace json = boost::json;
+namespace {
+
+constexpr size_t kMaxInValues = 100;
+constexpr size_t kMaxFilters = 16;
+
+constexpr std::pair<std::string_view, FilterOp> kOps[] = {
+    {"eq", FilterOp::kEq},   {"ne", FilterOp::kNe},        {"lt", FilterOp::kLt},
+    {"lte", FilterOp::kLte}, {"gt", FilterOp::kGt},        {"gte", FilterOp::kGte},
+    {"in", FilterOp::kIn},   {"prefix", FilterOp::kPrefix}};
+
+Result<Filter> ParseFilter(const CollectionSchema& schema, std::string_view text) {
+  size_t c1 = text.find(':');
+  size_t c2 = c1 == text.npos ? text.npos : text.find(':', c1 + 1);
+  if (c2 == text.npos) return InvalidArgument("filter must be <field>:<op>:<value>");
+  std::string_view name = text.substr(0, c1);
+  std::string_view op = text.substr(c1 + 1, c2 - c1 - 1);
+  std::string_view value = text.substr(c2 + 1);
+  const FieldDef* f = schema.Find(name);
+  if (f == nullptr) return InvalidArgument("filter on an unknown field");
+  Filter filter;
+  filter.field = *f;
+  bool known = false;
+  for (const auto& [n, o] : kOps) {
+    if (n == op) {
+      filter.op = o;
+      known = true;
+    }
+  }
+  if (!known)
+    return InvalidArgument("filter operator must be one of eq ne lt lte gt gte in prefix");
+  if (f->type == FieldType::kJson)
+    return InvalidArgument(f->name + ": json fields cannot be filtered");
+  if (filter.op == FilterOp::kPrefix &&
+      !(f->type == FieldType::kString || f->type == FieldType::kText ||
+        f->type == FieldType::kEmail || f->type == FieldType::kEnum)) {
+    return InvalidArgument(f->name + ": prefix applies to text fields only");
+  }
+  std::vector<std::string_view> parts;
+  if (filter.op == FilterOp::kIn) {
+    size_t start = 0;
+    while (true) {
+      size_t comma = value.find(',', start);
+      parts.push_back(value.substr(start, comma == value.npos ? value.npos : comma - start));
+      if (comma == value.npos) break;
+      start = comma + 1;
+    }
+    if (parts.size() > kMaxInValues) return InvalidArgument("at most 100 values in an in filter");
+  } else {
+    parts.push_back(value);
+  }
+  for (std::string_view p : parts) {
+    auto v = ParseFieldValue(*f, p);
+    if (!v.ok()) return v.status();
+    filter.values.push_back(std::move(*v));
+  }
+  return filter;
+}
+
+std::string ToBase64Url(std::string s) {
+  for (char& c : s) c = c == '+' ? '-' : c == '/' ? '_' : c;
+  while (!s.empty() && s.back() == '=') s.pop_back();
+  return s;
+}
+
+}  // namespace
+
+std::string EncodeCursor(const Cursor& cursor) {
+  json::array a{cursor.sort_value, json::string(cursor.id)};
+  return ToBase64Url(crypto::Base64Encode(json::serialize(a)));
+}
+
+Result<Cursor> DecodeCursor(std::string_view text) {
+  auto bad = [] { return InvalidArgument("cursor is not one this server issued"); };
+  if (text.size() > 4096) return bad();
+  std::string b64(text);
+  for (char& c : b64) {
+    if (c == '+' || c == '/' || c == '=') return bad();
+    c = c == '-' ? '+' : c == '_' ? '/' : c;
+  }
+  auto raw = crypto::Base64Decode(b64);
+  if (!raw.ok()) return bad();
+  boost::system::error_code ec;
+  json::value v = json::parse(*raw, ec);
+  if (ec || !v.is_array() || v.as_array().size() != 2 || !v.as_array()[1].is_string()) {
+    return bad();
+  }
+  const json::value& sv = v.as_array()[0];
+  if (!(sv.is_null() || sv.is_string() || sv.is_int64() || sv.is_uint64() || sv.is_double() ||
+        sv.is_bool())) {
+    return bad();
+  }
+  Cursor c{sv, std::string(v.as_array()[1].as_string())};
+  if (!ValidRecordId(c.id)) return bad();
+  return c;
+}
+
+Result<ListQuery> ParseListQuery(const CollectionSchema& schema,
+                                 const std::vector<std::pair<std::string, std::string>>& params) {
+  ListQuery q;
+  bool seen_sort = false, seen_limit = false, seen_cursor = false, seen_at = false;
+  auto once = [](bool* seen, const std::string& key) -> Status {
+    if (*seen) return InvalidArgument(key + " given twice");
+    *seen = true;
+    return Status::Ok();
+  };
+  for (const auto& [key, value] : params) {
+    if (key == "filter") {
+      if (q.filters.size() == kMaxFilters) return InvalidArgument("at most 16 filters");
+      auto f = ParseFilter(schema, value);
+      if (!f.ok()) return f.status();
+      q.filters.push_back(std::move(*f));
+    } else if (key == "sort") {
+      if (Status s = once(&seen_sort, key); !s.ok()) return s;
+      std::string_view name = value;
+      if (!name.empty() && name[0] == '-') {
+        q.descending = true;
+        name.remove_prefix(1);
+      }
+      if (name == "id") continue;
+      const FieldDef* f = schema.Find(name);
+      if (f == nullptr) return InvalidArgument("sort on an unknown field");
+      if (f->type == FieldType::kJson)
+        return InvalidArgument(f->name + ": json fields cannot be sorted");
+      q.sort = *f;
+    } else if (key == "limit") {
+      if (Status s = once(&seen_limit, key); !s.ok()) return s;
+      int n = 0;
+      auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+      if (ec != std::errc() || p != value.data() + value.size() || n < 1 || n > kMaxPageSize) {
+        return InvalidArgument("limit must be an integer from 1 to 200");
+      }
+      q.limit = n;
+    } else if (key == "cursor") {
+      if (Status s = once(&seen_cursor, key); !s.ok()) return s;
+      auto c = DecodeCursor(value);
+      if (!c.ok()) return c.status();
+      q.after = std::move(*c);
+    } else if (key == "at") {
+      if (Status s = once(&seen_at, key); !s.ok()) return s;
+      auto us = ParseRfc3339(value);
+      if (!us.ok()) return InvalidArgument("at must be an RFC 3339 date-time");
+      q.at_us = *us;
+    } else {
+      return InvalidArgument("unknown query parameter");
+    }
+  }
+  return q;
+}
+
+}  // namespace silo::records

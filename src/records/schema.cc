@@ -1,0 +1,356 @@
+#include "records/schema.h"
+
+#include <boost/json.hpp>
+#include <charconv>
+#include <cmath>
+#include <limits>
+#include <set>
+
+#include "base/time_util.h"
+
+namespace silo::records {
+namespace json = boost::json;
+namespace {
+
+constexpr size_t kDefaultStringBytes = 1024;
+constexpr size_t kDefaultLongBytes = 64 * 1024;  // text and json
+constexpr size_t kMaxEnumValues = 256;
+
+constexpr std::string_view kReserved[] = {"id",         "version",    "created_at",
+                                          "created_by", "updated_at", "updated_by"};
+
+constexpr std::pair<std::string_view, FieldType> kTypes[] = {
+    {"string", FieldType::kString},   {"text", FieldType::kText},
+    {"integer", FieldType::kInteger}, {"number", FieldType::kNumber},
+    {"boolean", FieldType::kBoolean}, {"datetime", FieldType::kDateTime},
+    {"email", FieldType::kEmail},     {"enum", FieldType::kEnum},
+    {"json", FieldType::kJson}};
+
+int Depth(const json::value& v) {
+  int deepest = 0;
+  if (v.is_object()) {
+    for (const auto& kv : v.as_object()) deepest = std::max(deepest, Depth(kv.value()));
+    return deepest + 1;
+  }
+  if (v.is_array()) {
+    for (const auto& e : v.as_array()) deepest = std::max(deepest, Depth(e));
+    return deepest + 1;
+  }
+  return 0;
+}
+
+bool ValidEmail(std::string_view s) {
+  if (s.size() > 254) return false;
+  size_t at = s.find('@');
+  if (at == 0 || at == std::string_view::npos || at > 64 || s.find('@', at + 1) != s.npos) {
+    return false;
+  }
+  for (char c : s.substr(0, at)) {
+    if (c <= ' ' || c >= 0x7f) return false;
+  }
+  std::string_view domain = s.substr(at + 1);
+  if (domain.empty() || domain.find('.') == domain.npos || domain.front() == '.' ||
+      domain.back() == '.' || domain.find("..") != domain.npos) {
+    return false;
+  }
+  for (char c : domain) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '.';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+size_t DefaultMax(FieldType t) {
+  switch (t) {
+    case FieldType::kString: return kDefaultStringBytes;
+    case FieldType::kText:
+    case FieldType::kJson: return kDefaultLongBytes;
+    default: return 0;
+  }
+}
+
+// An empty string when `v` is a valid value of `f` (normalised into *out).
+std::string CheckValue(const FieldDef& f, const json::value& v, json::value* out) {
+  *out = v;
+  switch (f.type) {
+    case FieldType::kString:
+    case FieldType::kText:
+    case FieldType::kEmail:
+    case FieldType::kEnum: {
+      if (!v.is_string()) return "must be a string";
+      std::string_view s = v.as_string();
+      if (f.type == FieldType::kEmail) return ValidEmail(s) ? "" : "must be an e-mail address";
+      if (f.type == FieldType::kEnum) {
+        for (const auto& allowed : f.values) {
+          if (allowed == s) return "";
+        }
+        return "must be one of the declared values";
+      }
+      if (s.size() > f.max_bytes) return "longer than " + std::to_string(f.max_bytes) + " bytes";
+      return "";
+    }
+    case FieldType::kInteger:
+      if (v.is_int64()) return "";
+      if (v.is_uint64() && v.as_uint64() <= uint64_t(std::numeric_limits<int64_t>::max())) {
+        *out = static_cast<int64_t>(v.as_uint64());
+        return "";
+      }
+      return "must be an integer";
+    case FieldType::kNumber:
+      if (v.is_int64() || v.is_uint64()) return "";
+      if (v.is_double() && std::isfinite(v.as_double())) return "";
+      return "must be a number";
+    case FieldType::kBoolean: return v.is_bool() ? "" : "must be true or false";
+    case FieldType::kDateTime: {
+      if (!v.is_string()) return "must be an RFC 3339 date-time";
+      auto us = ParseRfc3339(v.as_string());
+      if (!us.ok()) return "must be an RFC 3339 date-time";
+      *out = json::string(FormatRfc3339Micros(*us));
+      return "";
+    }
+    case FieldType::kJson:
+      if (Depth(v) > kMaxJsonDepth) {
+        return "nested deeper than " + std::to_string(kMaxJsonDepth) + " levels";
+      }
+      if (json::serialize(v).size() > f.max_bytes) {
+        return "longer than " + std::to_string(f.max_bytes) + " bytes";
+      }
+      return "";
+  }
+  return "unsupported type";
+}
+
+}  // namespace
+
+std::string_view FieldTypeName(FieldType type) {
+  for (const auto& [name, t] : kTypes) {
+    if (t == type) return name;
+  }
+  return "?";
+}
+
+bool ValidName(std::string_view name) {
+  if (name.empty() || name.size() > 63 || name[0] < 'a' || name[0] > 'z') return false;
+  for (char c : name) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
+  }
+  return true;
+}
+
+bool ValidRecordId(std::string_view id) {
+  if (id.empty() || id.size() > 64) return false;
+  for (char c : id) {
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+          c == '-')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+const FieldDef* CollectionSchema::Find(std::string_view field) const {
+  for (const auto& f : fields) {
+    if (f.name == field) return &f;
+  }
+  return nullptr;
+}
+
+json::object CollectionSchema::ToJson() const {
+  json::array out;
+  for (const auto& f : fields) {
+    json::object o;
+    o["name"] = f.name;
+    o["type"] = FieldTypeName(f.type);
+    o["required"] = f.required;
+    o["unique"] = f.unique;
+    o["indexed"] = f.indexed;
+    if (f.max_bytes != 0) o["max"] = static_cast<int64_t>(f.max_bytes);
+    if (f.type == FieldType::kEnum) {
+      json::array values;
+      for (const auto& v : f.values) values.push_back(json::string(v));
+      o["values"] = std::move(values);
+    }
+    out.push_back(std::move(o));
+  }
+  return json::object{{"name", name}, {"fields", std::move(out)}};
+}
+
+Result<CollectionSchema> ParseCollection(const json::value& value) {
+  if (!value.is_object()) return InvalidArgument("a collection must be a JSON object");
+  const json::object& o = value.as_object();
+  std::vector<FieldError> errors;
+  CollectionSchema schema;
+  for (const auto& kv : o) {
+    if (kv.key() != "name" && kv.key() != "fields") {
+      errors.push_back({std::string(kv.key()), "unknown member"});
+    }
+  }
+  const json::value* name = o.if_contains("name");
+  if (name == nullptr || !name->is_string() || !ValidName(name->as_string())) {
+    errors.push_back({"name", "must match [a-z][a-z0-9_]{0,62}"});
+  } else {
+    schema.name = name->as_string();
+  }
+  const json::value* fields = o.if_contains("fields");
+  if (fields == nullptr || !fields->is_array()) {
+    errors.push_back({"fields", "must be an array"});
+  } else if (fields->as_array().size() > kMaxFields) {
+    errors.push_back({"fields", "at most " + std::to_string(kMaxFields) + " fields"});
+  } else {
+    std::set<std::string> seen;
+    size_t i = 0;
+    for (const json::value& fv : fields->as_array()) {
+      std::string where = "fields[" + std::to_string(i++) + "]";
+      if (!fv.is_object()) {
+        errors.push_back({where, "must be an object"});
+        continue;
+      }
+      const json::object& fo = fv.as_object();
+      FieldDef f;
+      bool ok = true;
+      auto fail = [&](std::string message) {
+        errors.push_back({where, std::move(message)});
+        ok = false;
+      };
+      for (const auto& kv : fo) {
+        static const std::set<std::string_view> kKnown = {"name",    "type", "required", "unique",
+                                                          "indexed", "max",  "values"};
+        if (!kKnown.count(kv.key())) fail("unknown member " + std::string(kv.key()));
+      }
+      const json::value* fname = fo.if_contains("name");
+      if (fname == nullptr || !fname->is_string() || !ValidName(fname->as_string())) {
+        fail("name must match [a-z][a-z0-9_]{0,62}");
+      } else {
+        f.name = fname->as_string();
+        where = "fields." + f.name;
+        for (auto r : kReserved) {
+          if (f.name == r) fail("name is reserved");
+        }
+        if (!seen.insert(f.name).second) fail("name used twice");
+      }
+      const json::value* ftype = fo.if_contains("type");
+      bool typed = false;
+      if (ftype != nullptr && ftype->is_string()) {
+        for (const auto& [tn, t] : kTypes) {
+          if (ftype->as_string() == tn) {
+            f.type = t;
+            typed = true;
+          }
+        }
+      }
+      if (!typed)
+        fail(
+            "type must be one of string, text, integer, number, boolean, datetime, "
+            "email, enum, json");
+      for (auto [key, flag] : {std::pair{"required", &f.required}, std::pair{"unique", &f.unique},
+                               std::pair{"indexed", &f.indexed}}) {
+        if (const json::value* b = fo.if_contains(key)) {
+          if (!b->is_bool()) {
+            fail(std::string(key) + " must be true or false");
+          } else {
+            *flag = b->as_bool();
+          }
+        }
+      }
+      if (typed && f.unique && f.type == FieldType::kJson) fail("a json field cannot be unique");
+      if (typed && f.indexed && f.type == FieldType::kJson) fail("a json field cannot be indexed");
+      f.max_bytes = DefaultMax(f.type);
+      if (const json::value* m = fo.if_contains("max")) {
+        if (f.max_bytes == 0) {
+          fail("max applies to string, text and json fields only");
+        } else if (!m->is_int64() || m->as_int64() < 1 ||
+                   m->as_int64() > int64_t(kDefaultLongBytes)) {
+          fail("max must be an integer from 1 to " + std::to_string(kDefaultLongBytes));
+        } else {
+          f.max_bytes = static_cast<size_t>(m->as_int64());
+        }
+      }
+      const json::value* values = fo.if_contains("values");
+      if (typed && f.type == FieldType::kEnum) {
+        if (values == nullptr || !values->is_array() || values->as_array().empty() ||
+            values->as_array().size() > kMaxEnumValues) {
+          fail("values must be a non-empty array of at most 256 strings");
+        } else {
+          std::set<std::string> distinct;
+          for (const auto& v : values->as_array()) {
+            if (!v.is_string() || v.as_string().empty() || v.as_string().size() > 255 ||
+                !distinct.insert(std::string(v.as_string())).second) {
+              fail("values must be distinct non-empty strings of at most 255 bytes");
+              break;
+            }
+            f.values.emplace_back(v.as_string());
+          }
+        }
+      } else if (values != nullptr) {
+        fail("values applies to enum fields only");
+      }
+      if (ok) schema.fields.push_back(std::move(f));
+    }
+  }
+  if (!errors.empty()) return InvalidArgument("invalid collection").WithFields(std::move(errors));
+  return schema;
+}
+
+Result<json::object> ValidateRecord(const CollectionSchema& schema, const json::object& data) {
+  std::vector<FieldError> errors;
+  json::object out;
+  for (const auto& kv : data) {
+    const FieldDef* f = schema.Find(kv.key());
+    if (f == nullptr) {
+      errors.push_back({std::string(kv.key()), "unknown field"});
+      continue;
+    }
+    json::value normalised;
+    std::string problem = CheckValue(*f, kv.value(), &normalised);
+    if (!problem.empty()) {
+      errors.push_back({f->name, problem});
+    } else {
+      out[f->name] = std::move(normalised);
+    }
+  }
+  for (const auto& f : schema.fields) {
+    if (f.required && !data.contains(f.name)) errors.push_back({f.name, "is required"});
+  }
+  if (!errors.empty()) return InvalidArgument("invalid record").WithFields(std::move(errors));
+  return out;
+}
+
+Result<json::value> ParseFieldValue(const FieldDef& f, std::string_view text) {
+  auto bad = [&] {
+    return InvalidArgument(f.name + ": not a valid " + std::string(FieldTypeName(f.type)));
+  };
+  switch (f.type) {
+    case FieldType::kString:
+    case FieldType::kText:
+    case FieldType::kEmail:
+    case FieldType::kEnum:
+      if (text.size() > kDefaultLongBytes) return bad();
+      return json::value(json::string(text));
+    case FieldType::kInteger: {
+      int64_t v = 0;
+      auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+      if (ec != std::errc() || p != text.data() + text.size()) return bad();
+      return json::value(v);
+    }
+    case FieldType::kNumber: {
+      double v = 0;
+      auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+      if (ec != std::errc() || p != text.data() + text.size() || !std::isfinite(v)) return bad();
+      return json::value(v);
+    }
+    case FieldType::kBoolean:
+      if (text == "true") return json::value(true);
+      if (text == "false") return json::value(false);
+      return bad();
+    case FieldType::kDateTime: {
+      auto us = ParseRfc3339(text);
+      if (!us.ok()) return bad();
+      return json::value(json::string(FormatRfc3339Micros(*us)));
+    }
+    case FieldType::kJson: return InvalidArgument(f.name + ": json fields cannot be compared");
+  }
+  return bad();
+}
+
+}  // namespace silo::records

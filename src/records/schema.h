@@ -1,0 +1,83 @@
+// Collections and their typed fields, and the validation of record data
+// against them. Pure functions over JSON values: no storage here.
+//
+// A collection as JSON (the API's body and the event log's value):
+//   {"name": "tickets", "fields": [
+//     {"name": "title", "type": "string", "required": true, "max": 200},
+//     {"name": "state", "type": "enum", "values": ["open", "closed"], "indexed": true},
+//     {"name": "ref", "type": "string", "unique": true}]}
+// Names (collections and fields) match [a-z][a-z0-9_]{0,62}; the record
+// metadata names (id, version, created_at, ...) are reserved.
+#ifndef SILO_RECORDS_SCHEMA_H_
+#define SILO_RECORDS_SCHEMA_H_
+
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+
+namespace silo::records {
+
+enum class FieldType {
+  kString,
+  kText,
+  kInteger,
+  kNumber,
+  kBoolean,
+  kDateTime,
+  kEmail,
+  kEnum,
+  kJson
+};
+
+std::string_view FieldTypeName(FieldType type);
+
+struct FieldDef {
+  std::string name;
+  FieldType type = FieldType::kString;
+  bool required = false;
+  bool unique = false;
+  bool indexed = false;
+  size_t max_bytes = 0;             // string, text, json: the limit in bytes
+  std::vector<std::string> values;  // enum only
+};
+
+struct CollectionSchema {
+  std::string name;
+  std::vector<FieldDef> fields;
+
+  const FieldDef* Find(std::string_view field) const;
+  boost::json::object ToJson() const;
+};
+
+inline constexpr size_t kMaxFields = 64;
+inline constexpr int kMaxJsonDepth = 16;
+
+// [a-z][a-z0-9_]{0,62}
+bool ValidName(std::string_view name);
+// A record id: [A-Za-z0-9_-]{1,64}.
+bool ValidRecordId(std::string_view id);
+
+// Parses and checks a collection definition. InvalidArgument naming each
+// bad field definition.
+Result<CollectionSchema> ParseCollection(const boost::json::value& json);
+
+// Checks a record's whole data (every field it has) against the schema and
+// returns it normalised (date-times in UTC with six fraction digits).
+// InvalidArgument naming each bad field: unknown fields, wrong types,
+// missing required fields, values over their limits.
+Result<boost::json::object> ValidateRecord(const CollectionSchema& schema,
+                                           const boost::json::object& data);
+
+// Parses one query-string value as the field's type (for filters and
+// cursors), normalised like stored values. InvalidArgument when it does not
+// parse.
+Result<boost::json::value> ParseFieldValue(const FieldDef& field, std::string_view text);
+
+}  // namespace silo::records
+
+#endif  // SILO_RECORDS_SCHEMA_H_

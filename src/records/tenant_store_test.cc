@@ -1,0 +1,608 @@
+#include "records/tenant_store.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <map>
+#include <random>
+
+#include "crypto/crypto.h"
+#include "storage/test_util.h"
+
+namespace silo::records {
+namespace {
+namespace json = boost::json;
+
+constexpr int64_t kT0 = 1'780'000'000'000'000;  // 2026-05-28, simulated time
+
+class TenantStoreTest : public storage::testing::TempDirTest {
+ protected:
+  void SetUp() override {
+    TempDirTest::SetUp();
+    keys_["a"] = crypto::RandomBytes(crypto::SecretKey::kSize);
+    keys_["b"] = crypto::RandomBytes(crypto::SecretKey::kSize);
+    stores_ = NewSqliteTenantStores(
+        [this](const std::string& id) { return crypto::SecretKey::FromBytes(keys_[id]); },
+        [this](const std::string& id) { return Path(id + ".db"); },
+        {.max_open_tenants = 4, .readers_per_tenant = 2, .synchronous_full = false});
+    ASSERT_TRUE(stores_->Create("a").ok());
+    ASSERT_TRUE(stores_->Create("b").ok());
+    a_ = std::move(stores_->Open("a")).value();
+    b_ = std::move(stores_->Open("b")).value();
+  }
+
+  WriteContext Ctx(int64_t now, std::string user = "u1") {
+    return {{"user", std::move(user)}, "req-" + std::to_string(now), "127.0.0.1", now};
+  }
+
+  static CollectionSchema Schema(const std::string& text) {
+    auto s = ParseCollection(json::parse(text));
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return *s;
+  }
+
+  static CollectionSchema Tickets() {
+    return Schema(R"({"name":"tickets","fields":[
+        {"name":"title","type":"string","required":true},
+        {"name":"score","type":"number","indexed":true},
+        {"name":"state","type":"enum","values":["open","closed"]},
+        {"name":"code","type":"string","unique":true}]})");
+  }
+
+  std::unique_ptr<storage::Database> RawConnection(const std::string& tenant) {
+    return MustOpen(Path(tenant + ".db"), *crypto::SecretKey::FromBytes(keys_[tenant]));
+  }
+
+  std::map<std::string, std::string> keys_;
+  std::unique_ptr<TenantStores> stores_;
+  std::unique_ptr<TenantStore> a_, b_;
+};
+
+TEST_F(TenantStoreTest, InfoReportsTheSchemaVersion) {
+  auto info = a_->Info();
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->schema_version, 3);
+  EXPECT_EQ(info->created_at.size(), 20u);
+}
+
+TEST_F(TenantStoreTest, RecordLifecycleWithHistoryAndTimeTravel) {
+  ASSERT_TRUE(a_->CreateCollection(Ctx(kT0), Tickets()).ok());
+  auto r = a_->CreateRecord(Ctx(kT0 + 10), "tickets",
+                            json::parse(R"({"id":"t1","title":"first","score":1})").as_object());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->version, 1);
+  EXPECT_EQ(r->created_by, "user:u1");
+  auto u = a_->UpdateRecord(Ctx(kT0 + 20, "u2"), "tickets", "t1",
+                            json::parse(R"({"title":"second","score":null})").as_object(), 1);
+  ASSERT_TRUE(u.ok()) << u.status().ToString();
+  EXPECT_EQ(u->version, 2);
+  EXPECT_EQ(u->updated_by, "user:u2");
+  EXPECT_EQ(u->created_by, "user:u1");
+  EXPECT_FALSE(u->data.contains("score"));
+
+  // A stale If-Match is refused and changes nothing.
+  auto stale = a_->UpdateRecord(Ctx(kT0 + 30), "tickets", "t1",
+                                json::parse(R"({"title":"third"})").as_object(), 1);
+  EXPECT_EQ(stale.status().code(), StatusCode::kVersionMismatch);
+  EXPECT_EQ(a_->GetRecord("tickets", "t1", std::nullopt)->data.at("title"), "second");
+
+  EXPECT_EQ(a_->GetRecord("tickets", "t1", kT0 + 15)->data.at("title"), "first");
+  EXPECT_EQ(a_->GetRecord("tickets", "t1", kT0 + 9).status().code(), StatusCode::kNotFound);
+
+  ASSERT_TRUE(a_->DeleteRecord(Ctx(kT0 + 40), "tickets", "t1", 2).ok());
+  EXPECT_EQ(a_->GetRecord("tickets", "t1", std::nullopt).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(a_->GetRecord("tickets", "t1", kT0 + 39)->version, 2);
+  // The id stays taken.
+  EXPECT_EQ(a_->CreateRecord(Ctx(kT0 + 50), "tickets",
+                             json::parse(R"({"id":"t1","title":"again"})").as_object())
+                .status()
+                .code(),
+            StatusCode::kAlreadyExists);
+
+  auto back = a_->RevertRecord(Ctx(kT0 + 60), "tickets", "t1",
+                               {.version = 1, .at_us = std::nullopt}, std::nullopt);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->version, 4);
+  EXPECT_EQ(back->data.at("title"), "first");
+  EXPECT_EQ(back->data.at("score").as_int64(), 1);
+
+  auto history = a_->History("tickets", "t1");
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->size(), 4u);
+  EXPECT_EQ((*history)[1].type, "record.updated");
+  EXPECT_EQ((*history)[1].actor.id, "u2");
+  EXPECT_EQ((*history)[1].request_id, "req-" + std::to_string(kT0 + 20));
+  EXPECT_EQ(json::serialize((*history)[1].changes),
+            R"({"title":["first","second"],"score":[1,null]})");
+  EXPECT_EQ((*history)[2].type, "record.deleted");
+  EXPECT_EQ((*history)[3].type, "record.reverted");
+}
+
+TEST_F(TenantStoreTest, WritesAtTheSameInstantGetDistinctIncreasingTimes) {
+  ASSERT_TRUE(a_->CreateCollection(Ctx(kT0), Tickets()).ok());
+  auto x = a_->CreateRecord(Ctx(kT0), "tickets", json::parse(R"({"title":"x"})").as_object());
+  auto y = a_->CreateRecord(Ctx(kT0 - 5), "tickets", json::parse(R"({"title":"y"})").as_object());
+  ASSERT_TRUE(x.ok() && y.ok());
+  EXPECT_EQ(x->created_at_us, kT0 + 1);
+  EXPECT_EQ(y->created_at_us, kT0 + 2);
+}
+
+TEST_F(TenantStoreTest, UniqueValuesAndBadInputWriteNothing) {
+  ASSERT_TRUE(a_->CreateCollection(Ctx(kT0), Tickets()).ok());
+  ASSERT_TRUE(a_->CreateRecord(Ctx(kT0 + 1), "tickets",
+                               json::parse(R"({"id":"a","title":"a","code":"X"})").as_object())
+                  .ok());
+  auto events_before = a_->Events(0, 1000)->size();
+  const char* bad[] = {
+      R"({"id":"b","title":"b","code":"X"})",         // duplicate unique value
+      R"({"id":"c","title":7})",                      // wrong type
+      R"({"id":"d"})",                                // required missing
+      R"({"id":"e/../f","title":"e"})",               // bad id
+      R"({"id":"g","title":"g","nope":1})",           // unknown field
+      R"({"id":"h","title":"h","state":"pending"})",  // not in the enum
+  };
+  for (const char* body : bad) {
+    auto r = a_->CreateRecord(Ctx(kT0 + 2), "tickets", json::parse(body).as_object());
+    EXPECT_FALSE(r.ok()) << body;
+    EXPECT_FALSE(r.status().fields().empty()) << body;
+  }
+  EXPECT_EQ(a_->Events(0, 1000)->size(), events_before);
+  EXPECT_EQ(a_->ListRecords("tickets", {})->records.size(), 1u);
+  EXPECT_EQ(a_->CreateRecord(Ctx(kT0 + 3), "nope", {}).status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(TenantStoreTest, SchemaChangesThatRecordsViolateAreRefusedWithTheirIds) {
+  ASSERT_TRUE(a_->CreateCollection(Ctx(kT0), Tickets()).ok());
+  for (const char* body :
+       {R"({"id":"r1","title":"a","state":"open"})", R"({"id":"r2","title":"b"})",
+        R"({"id":"r3","title":"c","state":"closed"})"}) {
+    ASSERT_TRUE(a_->CreateRecord(Ctx(kT0 + 1), "tickets", json::parse(body).as_object()).ok());
+  }
+  // state becomes required and loses "closed": r2 lacks it, r3 holds "closed".
+  auto narrower = Schema(R"({"name":"tickets","fields":[
+      {"name":"title","type":"string","required":true},
+      {"name":"score","type":"number","indexed":true},
+      {"name":"state","type":"enum","values":["open"],"required":true},
+      {"name":"code","type":"string","unique":true}]})");
+  auto refused = a_->UpdateCollection(Ctx(kT0 + 2), narrower);
+  ASSERT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+  ASSERT_EQ(refused.status().fields().size(), 2u);
+  EXPECT_EQ(refused.status().fields()[0].field, "r2");
+  EXPECT_EQ(refused.status().fields()[1].field, "r3");
+  EXPECT_EQ(a_->GetCollection("tickets")->version, 1);
+
+  // Making title unique while two records share it is refused as well.
+  ASSERT_TRUE(a_->UpdateRecord(Ctx(kT0 + 3), "tickets", "r2",
+                               json::parse(R"({"title":"a"})").as_object(), std::nullopt)
+                  .ok());
+  auto unique_title = Schema(R"({"name":"tickets","fields":[
+      {"name":"title","type":"string","required":true,"unique":true},
+      {"name":"score","type":"number","indexed":true},
+      {"name":"state","type":"enum","values":["open","closed"]},
+      {"name":"code","type":"string","unique":true}]})");
+  refused = a_->UpdateCollection(Ctx(kT0 + 4), unique_title);
+  ASSERT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(refused.status().fields()[0].field, "r2");
+
+  // An accepted change is an event and bumps the version.
+  auto wider = Schema(R"({"name":"tickets","fields":[
+      {"name":"title","type":"string","required":true},
+      {"name":"score","type":"number"},
+      {"name":"state","type":"enum","values":["open","closed","parked"]},
+      {"name":"code","type":"string","unique":true},
+      {"name":"note","type":"text"}]})");
+  auto ok = a_->UpdateCollection(Ctx(kT0 + 5), wider);
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->version, 2);
+  EXPECT_EQ(a_->DeleteCollection(Ctx(kT0 + 6), "tickets").code(), StatusCode::kFailedPrecondition);
+  auto audit = a_->QueryAudit({});
+  ASSERT_TRUE(audit.ok());
+  ASSERT_EQ(audit->size(), 2u);  // created, updated
+  EXPECT_EQ((*audit)[1].type, "collection.updated");
+}
+
+TEST_F(TenantStoreTest, TwoTenantsWithTheSameNamesNeverSeeEachOther) {
+  for (auto* s : {a_.get(), b_.get()}) {
+    ASSERT_TRUE(s->CreateCollection(Ctx(kT0), Tickets()).ok());
+  }
+  ASSERT_TRUE(a_->CreateRecord(Ctx(kT0 + 1), "tickets",
+                               json::parse(R"({"id":"same","title":"secret of a"})").as_object())
+                  .ok());
+  ASSERT_TRUE(b_->CreateRecord(Ctx(kT0 + 1), "tickets",
+                               json::parse(R"({"id":"same","title":"secret of b"})").as_object())
+                  .ok());
+  EXPECT_EQ(a_->GetRecord("tickets", "same", std::nullopt)->data.at("title"), "secret of a");
+  EXPECT_EQ(b_->GetRecord("tickets", "same", std::nullopt)->data.at("title"), "secret of b");
+  ASSERT_TRUE(b_->DeleteRecord(Ctx(kT0 + 2), "tickets", "same", std::nullopt).ok());
+  EXPECT_TRUE(a_->GetRecord("tickets", "same", std::nullopt).ok());
+  EXPECT_EQ(a_->History("tickets", "same")->size(), 1u);
+  auto events = a_->Events(0, 100);
+  ASSERT_TRUE(events.ok());
+  for (const auto& e : *events) {
+    EXPECT_EQ(e.body->find("secret of b"), std::string::npos);
+  }
+  // Neither file holds either tenant's plaintext.
+  EXPECT_EQ(storage::testing::FilesContaining(dir_, "secret of"), "");
+}
+
+TEST_F(TenantStoreTest, AFailedProjectionWriteLeavesNoEvent) {
+  ASSERT_TRUE(a_->CreateCollection(Ctx(kT0), Tickets()).ok());
+  auto raw = RawConnection("a");
+  ASSERT_TRUE(raw->Exec("CREATE TRIGGER refuse BEFORE INSERT ON records"
+                        " BEGIN SELECT RAISE(ABORT, 'refused'); END")
+                  .ok());
+  auto before = a_->Events(0, 1000)->size();
+  EXPECT_FALSE(
+      a_->CreateRecord(Ctx(kT0 + 1), "tickets", json::parse(R"({"title":"x"})").as_object()).ok());
+  EXPECT_EQ(a_->Events(0, 1000)->size(), before);
+  ASSERT_TRUE(raw->Exec("DROP TRIGGER refuse").ok());
+  EXPECT_TRUE(
+      a_->CreateRecord(Ctx(kT0 + 2), "tickets", json::parse(R"({"title":"x"})").as_object()).ok());
+}
+
+TEST_F(TenantStoreTest, TamperedEventBodyIsNamedByVerifyAndStopsRebuild) {
+  ASSERT_TRUE(a_->CreateCollection(Ctx(kT0), Tickets()).ok());
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(a_->CreateRecord(Ctx(kT0 + 1 + i), "tickets",
+                                 json::object{{"title", "t" + std::to_string(i)}})
+                    .ok());
+  }
+  auto clean = a_->VerifyChains();
+  ASSERT_TRUE(clean.ok());
+  EXPECT_TRUE(clean->ok());
+  EXPECT_EQ(clean->events_checked, 6);
+  EXPECT_EQ(clean->audit_checked, 1);
+
+  auto raw = RawConnection("a");
+  ASSERT_TRUE(
+      raw->Exec("UPDATE events SET body = replace(body, '\"t2\"', '\"tX\"') WHERE seq = 4").ok());
+  auto report = a_->VerifyChains();
+  ASSERT_TRUE(report.ok());
+  EXPECT_FALSE(report->ok());
+  EXPECT_EQ(report->events_first_broken, 4);
+  EXPECT_EQ(report->reason, "body altered");
+  auto rebuild = a_->Rebuild();
+  EXPECT_EQ(rebuild.status().code(), StatusCode::kDataLoss);
+
+  ASSERT_TRUE(raw->Exec("UPDATE audit SET actor = 'user:mallory' WHERE seq = 1").ok());
+  // Repair the event body; the audit entry stays forged.
+  ASSERT_TRUE(
+      raw->Exec("UPDATE events SET body = replace(body, '\"tX\"', '\"t2\"') WHERE seq = 4").ok());
+  report = a_->VerifyChains();
+  EXPECT_FALSE(report->events_first_broken.has_value());
+  EXPECT_EQ(report->audit_first_broken, 1);
+}
+
+AuditQuery Range(int64_t from, int64_t to) {
+  AuditQuery q;
+  q.from_us = from;
+  q.to_us = to;
+  return q;
+}
+
+AuditQuery ByActor(std::string actor) {
+  AuditQuery q;
+  q.actor = std::move(actor);
+  return q;
+}
+
+AuditQuery OfType(std::string type) {
+  AuditQuery q;
+  q.type = std::move(type);
+  return q;
+}
+
+TEST_F(TenantStoreTest, AuditPurgeKeepsTheChainAndFiltersWork) {
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(a_->Audit(Ctx(kT0 + i * 1000, i % 2 ? "odd" : "even"),
+                          {"tenant.exported", "tenant", "a", {{"at", "now"}}})
+                    .ok());
+  }
+  EXPECT_EQ(a_->QueryAudit(ByActor("user:odd"))->size(), 3u);
+  EXPECT_EQ(a_->QueryAudit(Range(kT0 + 2000, kT0 + 3000))->size(), 2u);
+  EXPECT_EQ(a_->QueryAudit(OfType("nothing"))->size(), 0u);
+  auto purged = a_->PurgeAudit(kT0 + 2500);
+  ASSERT_TRUE(purged.ok());
+  EXPECT_EQ(*purged, 3);
+  auto all = a_->QueryAudit({});
+  EXPECT_FALSE((*all)[2].body.has_value());
+  EXPECT_TRUE((*all)[3].body.has_value());
+  EXPECT_TRUE(a_->VerifyChains()->ok());
+}
+
+TEST_F(TenantStoreTest, RebuildReproducesTheProjectionsExactly) {
+  ASSERT_TRUE(a_->CreateCollection(Ctx(kT0), Tickets()).ok());
+  for (int i = 0; i < 30; ++i) {
+    std::string id = "r" + std::to_string(i % 10);
+    if (i < 10) {
+      ASSERT_TRUE(a_->CreateRecord(Ctx(kT0 + i), "tickets",
+                                   json::object{{"id", id}, {"title", "t"}, {"code", id}})
+                      .ok());
+    } else if (i % 3 == 0) {
+      (void)a_->DeleteRecord(Ctx(kT0 + i), "tickets", id, std::nullopt);
+    } else {
+      (void)a_->UpdateRecord(Ctx(kT0 + i), "tickets", id, json::object{{"score", i}}, std::nullopt);
+    }
+  }
+  auto report = a_->Rebuild();
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_TRUE(report->equal());
+  EXPECT_EQ(report->events, 28);  // 1 + 10 creates + 6 deletes + 11 updates of live records
+
+  // A projection row changed behind the log's back: rebuild sees the
+  // difference, reports it and leaves the tampered state for inspection.
+  auto raw = RawConnection("a");
+  ASSERT_TRUE(raw->Exec("UPDATE records SET data = '{\"title\":\"forged\"}' WHERE id = 'r3'").ok());
+  report = a_->Rebuild();
+  ASSERT_TRUE(report.ok());
+  EXPECT_FALSE(report->equal());
+}
+
+// ---------------------------------------------------------------------------
+// A seeded random sequence of writes over simulated time, checked against a
+// naive model: every version of every record kept in a list and replayed.
+
+struct ModelVersion {
+  int64_t at = 0;
+  bool deleted = false;
+  json::object data;
+  std::string type;
+  std::string user;
+};
+
+class Model {
+ public:
+  std::map<std::string, std::vector<ModelVersion>> records;
+
+  const ModelVersion* At(const std::string& id, int64_t t) const {
+    auto it = records.find(id);
+    if (it == records.end()) return nullptr;
+    const ModelVersion* found = nullptr;
+    for (const auto& v : it->second) {
+      if (v.at <= t) found = &v;
+    }
+    return found != nullptr && !found->deleted ? found : nullptr;
+  }
+  const ModelVersion* Now(const std::string& id) const { return At(id, INT64_MAX); }
+
+  // Live records at t whose state is "open", by score ascending (absent
+  // first), then id.
+  std::vector<std::string> OpenByScore(int64_t t) const {
+    std::vector<std::pair<json::value, std::string>> rows;
+    for (const auto& [id, versions] : records) {
+      const ModelVersion* v = At(id, t);
+      if (v == nullptr) continue;
+      const json::value* state = v->data.if_contains("state");
+      if (state == nullptr || *state != "open") continue;
+      const json::value* score = v->data.if_contains("score");
+      rows.push_back({score ? *score : json::value(nullptr), id});
+    }
+    std::sort(rows.begin(), rows.end(), [](const auto& x, const auto& y) {
+      if (x.first.is_null() != y.first.is_null()) return x.first.is_null();
+      if (!x.first.is_null()) {
+        double a = x.first.template to_number<double>(), b = y.first.template to_number<double>();
+        if (a != b) return a < b;
+      }
+      return x.second < y.second;
+    });
+    std::vector<std::string> ids;
+    for (auto& r : rows) ids.push_back(r.second);
+    return ids;
+  }
+
+  bool CodeTaken(const json::object& data, const std::string& self) const {
+    const json::value* code = data.if_contains("code");
+    if (code == nullptr) return false;
+    for (const auto& [id, versions] : records) {
+      if (id == self) continue;
+      const ModelVersion* v = Now(id);
+      if (v != nullptr && v->data.if_contains("code") && v->data.at("code") == *code) return true;
+    }
+    return false;
+  }
+};
+
+json::object RandomData(std::mt19937_64& rng) {
+  json::object d;
+  d["title"] = "title " + std::to_string(rng() % 1000);
+  if (rng() % 3) d["score"] = static_cast<double>(rng() % 20) / 4;
+  if (rng() % 4) d["state"] = rng() % 2 ? "open" : "closed";
+  if (rng() % 2) d["code"] = "c" + std::to_string(rng() % 12);
+  return d;
+}
+
+json::object ChangesBetween(const json::object& before, const json::object& after) {
+  json::object out;
+  for (const char* f : {"title", "score", "state", "code"}) {
+    const json::value* a = before.if_contains(f);
+    const json::value* b = after.if_contains(f);
+    if ((a == nullptr && b == nullptr) || (a && b && *a == *b)) continue;
+    out[f] = json::array{a ? *a : json::value(nullptr), b ? *b : json::value(nullptr)};
+  }
+  return out;
+}
+
+TEST_F(TenantStoreTest, RandomWritesMatchANaiveReplayModel) {
+  const uint64_t seed = 20261124;
+  std::mt19937_64 rng(seed);
+  ASSERT_TRUE(a_->CreateCollection(Ctx(kT0), Tickets()).ok());
+  Model model;
+  int64_t now = kT0;
+  std::vector<std::string> ids;
+  std::map<std::string, int> outcomes;  // proof that each path ran
+  for (int step = 0; step < 600; ++step) {
+    now += 1 + static_cast<int64_t>(rng() % 5000);
+    std::string user = "u" + std::to_string(rng() % 3);
+    int op = static_cast<int>(rng() % 10);
+    SCOPED_TRACE("seed " + std::to_string(seed) + " step " + std::to_string(step));
+    if (ids.empty() || op < 3) {
+      std::string id = "r" + std::to_string(ids.size());
+      json::object data = RandomData(rng);
+      json::object input = data;
+      input["id"] = id;
+      auto r = a_->CreateRecord(Ctx(now, user), "tickets", input);
+      if (model.CodeTaken(data, id)) {
+        ASSERT_EQ(r.status().code(), StatusCode::kAlreadyExists);
+        ++outcomes["create refused: unique"];
+        continue;
+      }
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      ++outcomes["created"];
+      ids.push_back(id);
+      model.records[id].push_back({now, false, data, "record.created", user});
+      continue;
+    }
+    const std::string& id = ids[rng() % ids.size()];
+    auto& versions = model.records[id];
+    const ModelVersion& last = versions.back();
+    int64_t version = static_cast<int64_t>(versions.size());
+    if (op < 6) {  // update
+      json::object patch = RandomData(rng);
+      if (rng() % 3 == 0) patch["score"] = nullptr;
+      if (rng() % 3 == 0) patch.erase("title");
+      std::optional<int64_t> if_match;
+      if (rng() % 4 == 0) if_match = rng() % 2 ? version : version + 1;
+      auto r = a_->UpdateRecord(Ctx(now, user), "tickets", id, patch, if_match);
+      if (last.deleted) {
+        ASSERT_EQ(r.status().code(), StatusCode::kNotFound);
+        ++outcomes["update refused: deleted"];
+        continue;
+      }
+      if (if_match && *if_match != version) {
+        ASSERT_EQ(r.status().code(), StatusCode::kVersionMismatch);
+        ++outcomes["update refused: version"];
+        continue;
+      }
+      json::object next = last.data;
+      for (const auto& kv : patch) {
+        if (kv.value().is_null()) {
+          next.erase(kv.key());
+        } else {
+          next[kv.key()] = kv.value();
+        }
+      }
+      if (model.CodeTaken(next, id)) {
+        ASSERT_EQ(r.status().code(), StatusCode::kAlreadyExists);
+        ++outcomes["update refused: unique"];
+        continue;
+      }
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      ++outcomes["updated"];
+      if (next == last.data) continue;  // no change, no version
+      versions.push_back({now, false, next, "record.updated", user});
+    } else if (op < 8) {  // delete
+      auto s = a_->DeleteRecord(Ctx(now, user), "tickets", id, std::nullopt);
+      if (last.deleted) {
+        ASSERT_EQ(s.code(), StatusCode::kNotFound);
+        ++outcomes["delete refused: deleted"];
+        continue;
+      }
+      ASSERT_TRUE(s.ok()) << s.ToString();
+      ++outcomes["deleted"];
+      versions.push_back({now, true, {}, "record.deleted", user});
+    } else {  // revert to a random version or a random past time
+      RevertTarget target;
+      const ModelVersion* old = nullptr;
+      if (rng() % 2) {
+        target.version = 1 + static_cast<int64_t>(rng() % versions.size());
+        old = &versions[*target.version - 1];
+        if (old->deleted) old = nullptr;
+      } else {
+        target.at_us =
+            versions.front().at + static_cast<int64_t>(rng() % (now - versions.front().at));
+        old = model.At(id, *target.at_us);
+      }
+      auto r = a_->RevertRecord(Ctx(now, user), "tickets", id, target, std::nullopt);
+      if (old == nullptr) {
+        ASSERT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+        ++outcomes["revert refused: no state"];
+        continue;
+      }
+      if (model.CodeTaken(old->data, id)) {
+        ASSERT_EQ(r.status().code(), StatusCode::kAlreadyExists);
+        ++outcomes["revert refused: unique"];
+        continue;
+      }
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      ++outcomes[last.deleted ? "restored" : "reverted"];
+      if (!last.deleted && old->data == last.data) continue;
+      json::object data = old->data;
+      versions.push_back({now, false, data, "record.reverted", user});
+    }
+  }
+
+  for (const char* path :
+       {"created", "create refused: unique", "updated", "update refused: deleted",
+        "update refused: version", "update refused: unique", "deleted", "delete refused: deleted",
+        "reverted", "restored", "revert refused: no state"}) {
+    EXPECT_GE(outcomes[path], 3) << path;
+  }
+
+  // Every record at many times, including each version's first microsecond
+  // and the one before it.
+  std::vector<int64_t> times = {kT0, now};
+  for (const auto& [id, versions] : model.records) {
+    for (const auto& v : versions) {
+      if (rng() % 4 == 0) {
+        times.push_back(v.at);
+        times.push_back(v.at - 1);
+      }
+    }
+  }
+  for (int64_t t : times) {
+    for (const auto& id : ids) {
+      auto got = a_->GetRecord("tickets", id, t);
+      const ModelVersion* want = model.At(id, t);
+      if (want == nullptr) {
+        ASSERT_EQ(got.status().code(), StatusCode::kNotFound) << id << " at " << t;
+      } else {
+        ASSERT_TRUE(got.ok()) << id << " at " << t;
+        ASSERT_EQ(got->data, want->data) << id << " at " << t;
+      }
+    }
+  }
+  // Listings with a filter, a sort and small pages.
+  for (size_t i = 0; i < times.size(); i += 7) {
+    std::optional<int64_t> t = times[i] == now ? std::nullopt : std::optional(times[i]);
+    std::vector<std::string> got;
+    std::optional<std::string> cursor;
+    do {
+      std::vector<std::pair<std::string, std::string>> params = {
+          {"filter", "state:eq:open"}, {"sort", "score"}, {"limit", "7"}};
+      if (cursor) params.push_back({"cursor", *cursor});
+      auto q = ParseListQuery(Tickets(), params);
+      ASSERT_TRUE(q.ok());
+      q->at_us = t;
+      auto page = a_->ListRecords("tickets", *q);
+      ASSERT_TRUE(page.ok()) << page.status().ToString();
+      for (const auto& r : page->records) got.push_back(r.id);
+      cursor = page->next_cursor;
+    } while (cursor);
+    ASSERT_EQ(got, model.OpenByScore(t ? *t : INT64_MAX)) << "listing at " << times[i];
+  }
+  // Histories.
+  for (const auto& id : ids) {
+    auto history = a_->History("tickets", id);
+    ASSERT_TRUE(history.ok());
+    const auto& versions = model.records[id];
+    ASSERT_EQ(history->size(), versions.size()) << id;
+    json::object before;
+    for (size_t v = 0; v < versions.size(); ++v) {
+      const HistoryEntry& h = (*history)[v];
+      EXPECT_EQ(h.version, static_cast<int64_t>(v + 1));
+      EXPECT_EQ(h.type, versions[v].type);
+      EXPECT_EQ(h.at_us, versions[v].at);
+      EXPECT_EQ(h.actor.id, versions[v].user);
+      EXPECT_EQ(h.changes, json::value(ChangesBetween(before, versions[v].data)))
+          << id << " v" << v + 1;
+      before = versions[v].data;
+    }
+  }
+  auto rebuild = a_->Rebuild();
+  ASSERT_TRUE(rebuild.ok());
+  EXPECT_TRUE(rebuild->equal());
+  EXPECT_TRUE(a_->VerifyChains()->ok());
+}
+
+}  // namespace
+}  // namespace silo::records
