@@ -8,12 +8,21 @@
 #include "http/router.h"
 #include "tenant/registry.h"
 
+namespace silo::records {
+class TenantStore;
+struct Principal;
+}  // namespace silo::records
+
 namespace silo::api {
 
 struct RequestContext {
   const http::Request& request;
   http::PathParams params;
   const tenant::TenantInfo* tenant = nullptr;  // set on tenant routes only
+  // Set on tenant routes that require a permission, once it was proven: the
+  // bound tenant's store and the caller.
+  records::TenantStore* store = nullptr;
+  const records::Principal* principal = nullptr;
 };
 
 using Router = http::Router<RequestContext>;

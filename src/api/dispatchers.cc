@@ -2,9 +2,12 @@
 
 #include <algorithm>
 
+#include "api/handlers.h"
 #include "api/routes.h"
+#include "base/time_util.h"
 #include "crypto/crypto.h"
 #include "platform/security_log.h"
+#include "records/tenant_store.h"
 
 namespace silo::api {
 namespace {
@@ -54,14 +57,79 @@ http::Response RunRoute(const Router::Match& m, RequestContext& ctx, const std::
       }
       break;
     case Access::Kind::kPermission:
-      // No principal can hold a permission until the identity layer lands:
-      // deny by default.
-      res = http::Problem(401, "authentication required", req.request_id);
+      // Only tenant routes declare permissions; the tenant dispatcher proves
+      // them (RunTenantRoute) before calling here with ctx.principal set.
+      if (ctx.principal == nullptr) {
+        res = http::Problem(401, "authentication required", req.request_id);
+      } else {
+        res = m.route->handler(ctx);
+      }
       break;
     case Access::Kind::kUnset: res = http::Problem(500, "internal error", req.request_id); break;
   }
   res.route = route_label;
   return res;
+}
+
+// "records.{name}.read" with the route's captures filled in.
+std::string ResolvePermission(const std::string& pattern, const http::PathParams& params) {
+  std::string out;
+  for (size_t i = 0; i < pattern.size();) {
+    if (pattern[i] == '{') {
+      size_t close = pattern.find('}', i);
+      auto it = params.find(pattern.substr(i + 1, close - i - 1));
+      out += it == params.end() ? "" : it->second;
+      i = close + 1;
+    } else {
+      out += pattern[i++];
+    }
+  }
+  return out;
+}
+
+// Proves a permission route's access with the tenant's API token, then runs
+// it with the store and principal in the context.
+http::Response RunTenantRoute(Services& s, const Router::Match& m, RequestContext& ctx,
+                              const std::string& label) {
+  const auto& req = ctx.request;
+  if (m.route == nullptr || m.route->access.kind != Access::Kind::kPermission) {
+    return RunRoute(m, ctx, label, false);
+  }
+  auto deny = [&](int status, std::string_view detail) {
+    auto r = http::Problem(status, detail, req.request_id);
+    if (status == 401) r.headers.emplace_back("WWW-Authenticate", "Bearer");
+    r.route = label;
+    return r;
+  };
+  auto auth = req.Header("authorization");
+  if (!auth || auth->substr(0, 7) != "Bearer ") return deny(401, "authentication required");
+  auto store = s.stores->Open(ctx.tenant->id);
+  if (!store.ok()) {
+    auto r = ErrorResponse(store.status(), req);
+    r.route = label;
+    return r;
+  }
+  auto principal = (*store)->Authenticate(auth->substr(7), NowMicros());
+  if (!principal.ok()) {
+    if (principal.status().code() == StatusCode::kUnauthenticated) {
+      return deny(401, "invalid or expired token");
+    }
+    auto r = ErrorResponse(principal.status(), req);
+    r.route = label;
+    return r;
+  }
+  // Path parameters are checked before they are named in a permission.
+  auto name = m.params.find("name");
+  if (name != m.params.end() && !records::ValidName(name->second)) {
+    return deny(404, "not found");
+  }
+  std::string wanted = ResolvePermission(m.route->access.permission, m.params);
+  if (!records::Grants(principal->permissions, wanted)) {
+    return deny(403, "the token lacks permission " + wanted);
+  }
+  ctx.store = store->get();
+  ctx.principal = &*principal;
+  return RunRoute(m, ctx, label, false);
 }
 
 }  // namespace
@@ -136,7 +204,8 @@ http::Response PublicDispatcher::Handle(const http::Request& req) {
   if (!tenant) return NotFound(req);
   auto m = tenant_.Find(req.method, t.path);
   RequestContext ctx{req, m.params, &*tenant};
-  return RunRoute(m, ctx, m.route ? "/t/{tenant}" + m.route->pattern : "unmatched", false);
+  return RunTenantRoute(services_, m, ctx,
+                        m.route ? "/t/{tenant}" + m.route->pattern : "unmatched");
 }
 
 OperatorDispatcher::OperatorDispatcher(Services& services, std::string operator_token)

@@ -20,6 +20,29 @@ http::Response SuspendTenant(Services& s, RequestContext& ctx);
 http::Response ResumeTenant(Services& s, RequestContext& ctx);
 http::Response DeleteTenant(Services& s, RequestContext& ctx);
 
+// Tenant operator actions (tenant_ops_api.cc).
+http::Response IssueToken(Services& s, RequestContext& ctx);
+http::Response RebuildTenant(Services& s, RequestContext& ctx);
+http::Response ExportTenant(Services& s, RequestContext& ctx);
+http::Response VerifyTenants(Services& s, RequestContext& ctx);
+
+// Tenant data (records_api.cc); ctx.store and ctx.principal are set.
+http::Response ListCollections(RequestContext& ctx);
+http::Response CreateCollection(RequestContext& ctx);
+http::Response GetCollection(RequestContext& ctx);
+http::Response UpdateCollection(RequestContext& ctx);
+http::Response DeleteCollection(RequestContext& ctx);
+http::Response ListRecords(RequestContext& ctx);
+http::Response CreateRecord(RequestContext& ctx);
+http::Response GetRecord(RequestContext& ctx);
+http::Response UpdateRecord(RequestContext& ctx);
+http::Response DeleteRecord(RequestContext& ctx);
+http::Response RecordHistory(RequestContext& ctx);
+http::Response RevertRecord(RequestContext& ctx);
+http::Response ListEvents(RequestContext& ctx);
+http::Response ListAudit(RequestContext& ctx);
+http::Response VerifyAudit(RequestContext& ctx);
+
 // Status -> problem response: the one place where domain errors become HTTP.
 http::Response ErrorResponse(const Status& status, const http::Request& req);
 

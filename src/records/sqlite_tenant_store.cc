@@ -27,7 +27,17 @@ const storage::Migration kTenantMigrations[] = {
      "CREATE TABLE tenant_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT"},
     {2, "event_and_audit_logs", events::kEventLogSchema},
     {3, "record_projections", proj::kSchema},
+    {4, "api_tokens",
+     "CREATE TABLE api_tokens ("
+     " id TEXT PRIMARY KEY,"
+     " name TEXT NOT NULL,"
+     " hash TEXT NOT NULL UNIQUE,"  // SHA-256 of the token (256 random bits)
+     " permissions TEXT NOT NULL,"
+     " created_at_us INTEGER NOT NULL,"
+     " expires_at_us INTEGER NOT NULL) STRICT"},
 };
+
+constexpr std::string_view kTokenPrefix = "silo_";
 
 constexpr size_t kMaxOffendingIds = 100;
 constexpr int kMaxEventsPage = 1000;
@@ -149,6 +159,85 @@ class SqliteTenantStore : public TenantStore {
     });
     if (!s.ok()) return s;
     return info;
+  }
+
+  // --- API tokens ---
+
+  Result<IssuedToken> CreateToken(const WriteContext& ctx, const TokenSpec& spec) override {
+    std::vector<FieldError> errors;
+    if (spec.name.empty() || spec.name.size() > 100) {
+      errors.push_back({"name", "must be 1 to 100 bytes"});
+    }
+    if (spec.permissions.empty() || spec.permissions.size() > 100) {
+      errors.push_back({"permissions", "must list 1 to 100 permissions"});
+    }
+    for (const auto& p : spec.permissions) {
+      if (!ValidPermission(p)) errors.push_back({"permissions", "unknown permission " + p});
+    }
+    if (spec.expires_at_us <= ctx.now_us) errors.push_back({"expires_at", "must be in the future"});
+    if (!errors.empty()) return InvalidArgument("invalid token").WithFields(std::move(errors));
+    IssuedToken issued{NewRecordId(), std::string(kTokenPrefix) + crypto::RandomToken(32)};
+    json::array perms;
+    for (const auto& p : spec.permissions) perms.push_back(json::string(p));
+    std::string perms_text = json::serialize(perms);
+    Status s = WriteEvent(
+        ctx,
+        [&](Database& db, events::Event& e) -> Status {
+          auto ins = db.Prepare(
+              "INSERT INTO api_tokens (id, name, hash, permissions, created_at_us, expires_at_us)"
+              " VALUES (?, ?, ?, ?, ?, ?)");
+          if (!ins.ok()) return ins.status();
+          ins->Bind(1, issued.id)
+              .Bind(2, spec.name)
+              .Bind(3, crypto::Sha256Hex(issued.token))
+              .Bind(4, perms_text)
+              .Bind(5, ctx.now_us)
+              .Bind(6, spec.expires_at_us);
+          if (Status r = ins->Run(); !r.ok()) return r;
+          e.type = "token.created";
+          e.subject_kind = "token";
+          e.subject_id = issued.id;
+          e.changes = {
+              {"name", std::nullopt, json::serialize(json::string(spec.name)), false},
+              {"permissions", std::nullopt, perms_text, false},
+              {"expires_at", std::nullopt,
+               json::serialize(json::string(FormatRfc3339Micros(spec.expires_at_us))), false},
+              {"secret", std::nullopt, std::nullopt, true}};
+          return Status::Ok();
+        },
+        nullptr);
+    if (!s.ok()) return s;
+    return issued;
+  }
+
+  Result<Principal> Authenticate(std::string_view token, int64_t now_us) override {
+    auto refused = [] { return Status(StatusCode::kUnauthenticated, "invalid or expired token"); };
+    if (token.size() != kTokenPrefix.size() + 43 ||
+        token.substr(0, kTokenPrefix.size()) != kTokenPrefix) {
+      return refused();
+    }
+    std::optional<Principal> out;
+    Status s = db_->Read([&](Database& db) -> Status {
+      auto stmt =
+          db.Prepare("SELECT id, permissions, expires_at_us FROM api_tokens WHERE hash = ?");
+      if (!stmt.ok()) return stmt.status();
+      stmt->Bind(1, crypto::Sha256Hex(token));
+      auto row = stmt->Step();
+      if (!row.ok()) return row.status();
+      if (!*row || stmt->ColumnInt(2) <= now_us) return refused();
+      Principal p;
+      p.token_id = stmt->ColumnText(0);
+      boost::system::error_code ec;
+      json::value perms = json::parse(stmt->ColumnText(1), ec);
+      if (ec || !perms.is_array()) return DataLoss("token with malformed permissions");
+      for (const auto& v : perms.as_array()) {
+        if (v.is_string()) p.permissions.emplace_back(v.as_string());
+      }
+      out = std::move(p);
+      return Status::Ok();
+    });
+    if (!s.ok()) return s;
+    return std::move(*out);
   }
 
   // --- collections ---
@@ -627,7 +716,7 @@ class SqliteTenantStore : public TenantStore {
         auto seq = events::Append(db, e);
         if (!seq.ok()) return seq.status();
         if (Status s = proj::Apply(db, *seq, e); !s.ok()) return s;
-        if (e.subject_kind == proj::kCollectionSubject) {
+        if (e.subject_kind == proj::kCollectionSubject || e.subject_kind == "token") {
           // Schema changes are security relevant: also in the audit log.
           AuditEntry audit{e.type, std::string(proj::kCollectionSubject), e.subject_id, {}};
           if (Status s = AppendAudit(db, ctx, audit); !s.ok()) return s;
@@ -860,6 +949,37 @@ class SqliteTenantStores : public TenantStores {
 };
 
 }  // namespace
+
+bool ValidPermission(std::string_view p) {
+  for (std::string_view fixed :
+       {"collections.read", "collections.manage", "events.read", "audit.read", "audit.verify"}) {
+    if (p == fixed) return true;
+  }
+  if (p.substr(0, 8) != "records.") return false;
+  std::string_view rest = p.substr(8);
+  size_t dot = rest.rfind('.');
+  if (dot == std::string_view::npos) return false;
+  std::string_view collection = rest.substr(0, dot);
+  std::string_view action = rest.substr(dot + 1);
+  if (collection != "*" && !ValidName(collection)) return false;
+  for (std::string_view a : {"create", "read", "update", "delete", "history", "export"}) {
+    if (action == a) return true;
+  }
+  return false;
+}
+
+bool Grants(const std::vector<std::string>& permissions, std::string_view wanted) {
+  for (const auto& p : permissions) {
+    if (p == wanted) return true;
+    // records.*.<action> grants records.<any collection>.<action>.
+    if (p.substr(0, 10) == "records.*." && wanted.substr(0, 8) == "records.") {
+      std::string_view action = std::string_view(p).substr(10);
+      size_t dot = wanted.rfind('.');
+      if (dot != std::string_view::npos && wanted.substr(dot + 1) == action) return true;
+    }
+  }
+  return false;
+}
 
 std::unique_ptr<TenantStores> NewSqliteTenantStores(
     std::function<Result<crypto::SecretKey>(const std::string&)> key_fn,

@@ -113,11 +113,41 @@ struct RebuildReport {
   bool equal() const { return checksum_before == checksum_after; }
 };
 
+// An API token's holder, as proven by the token.
+struct Principal {
+  std::string token_id;
+  std::vector<std::string> permissions;
+};
+
+struct TokenSpec {
+  std::string name;
+  std::vector<std::string> permissions;  // each valid per ValidPermission()
+  int64_t expires_at_us = 0;
+};
+
+struct IssuedToken {
+  std::string id;
+  std::string token;  // "silo_" + 43 characters; shown once, stored hashed
+};
+
+// The permission catalogue: collections.read, collections.manage,
+// events.read, audit.read, audit.verify and
+// records.<collection or *>.create|read|update|delete|history|export.
+bool ValidPermission(std::string_view permission);
+// Whether `permissions` grant `wanted` (a `*` collection grants every one).
+bool Grants(const std::vector<std::string>& permissions, std::string_view wanted);
+
 // One tenant's storage, for the duration of a request.
 class TenantStore {
  public:
   virtual ~TenantStore() = default;
   virtual Result<TenantStoreInfo> Info() = 0;
+
+  // Issues an API token (an event and an audit entry; the secret in
+  // neither). InvalidArgument for an unknown permission or a past expiry.
+  virtual Result<IssuedToken> CreateToken(const WriteContext& ctx, const TokenSpec& spec) = 0;
+  // Unauthenticated for an unknown, expired or malformed token.
+  virtual Result<Principal> Authenticate(std::string_view token, int64_t now_us) = 0;
 
   virtual Result<std::vector<Collection>> ListCollections() = 0;
   virtual Result<Collection> GetCollection(const std::string& name) = 0;

@@ -61,7 +61,7 @@ class TenantStoreTest : public storage::testing::TempDirTest {
 TEST_F(TenantStoreTest, InfoReportsTheSchemaVersion) {
   auto info = a_->Info();
   ASSERT_TRUE(info.ok());
-  EXPECT_EQ(info->schema_version, 3);
+  EXPECT_EQ(info->schema_version, 4);
   EXPECT_EQ(info->created_at.size(), 20u);
 }
 

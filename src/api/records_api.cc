@@ -1,0 +1,401 @@
+// Collections, records, history, the change feed and the audit log under
+// the tenant prefix. Handlers parse and answer; the tenant store (ctx.store,
+// already bound to the request's tenant) does the work.
+#include <boost/json.hpp>
+#include <boost/url/parse_query.hpp>
+#include <charconv>
+
+#include "api/handlers.h"
+#include "base/time_util.h"
+#include "records/tenant_store.h"
+
+namespace silo::api {
+namespace {
+
+namespace json = boost::json;
+using Params = std::vector<std::pair<std::string, std::string>>;
+
+constexpr int kMaxBodyDepth = 20;  // a record's json field may nest 16 levels
+
+records::WriteContext Writer(const RequestContext& ctx) {
+  return {{"token", ctx.principal->token_id},
+          ctx.request.request_id,
+          ctx.request.client_ip,
+          NowMicros()};
+}
+
+Result<Params> QueryParams(const http::Request& req) {
+  Params out;
+  if (req.query.empty()) return out;
+  auto parsed = boost::urls::parse_query(req.query);
+  if (!parsed) return InvalidArgument("malformed query string");
+  for (auto p : *parsed) {
+    out.emplace_back(p.key, p.value);
+  }
+  return out;
+}
+
+// The one value of `key`, if given. InvalidArgument when given twice.
+Result<std::optional<std::string>> Single(const Params& params, std::string_view key) {
+  std::optional<std::string> value;
+  for (const auto& [k, v] : params) {
+    if (k != key) continue;
+    if (value) return InvalidArgument(std::string(key) + " given twice");
+    value = v;
+  }
+  return value;
+}
+
+// Only the listed parameters are accepted.
+Status OnlyParams(const Params& params, std::initializer_list<std::string_view> allowed) {
+  for (const auto& [k, v] : params) {
+    if (std::find(allowed.begin(), allowed.end(), k) == allowed.end()) {
+      return InvalidArgument("unknown query parameter");
+    }
+  }
+  return Status::Ok();
+}
+
+Result<std::optional<int64_t>> AtParam(const Params& params) {
+  auto at = Single(params, "at");
+  if (!at.ok()) return at.status();
+  if (!*at) return std::optional<int64_t>();
+  auto us = ParseRfc3339(**at);
+  if (!us.ok()) return InvalidArgument("at must be an RFC 3339 date-time");
+  return std::optional<int64_t>(*us);
+}
+
+// The body as a JSON object; on failure *error holds the answer: 415 for
+// another content type, 400 for malformed JSON (syntax, UTF-8, nesting).
+std::optional<json::object> JsonObjectBody(const http::Request& req, http::Response* error) {
+  auto ct = req.Header("content-type");
+  if (!ct || ct->substr(0, ct->find(';')) != "application/json") {
+    *error = http::Problem(415, "Content-Type must be application/json", req.request_id);
+    return std::nullopt;
+  }
+  boost::system::error_code ec;
+  json::parse_options opts;
+  opts.max_depth = kMaxBodyDepth;
+  json::value v = json::parse(req.body, ec, {}, opts);
+  if (ec || !v.is_object()) {
+    *error = http::Problem(400, "body must be a JSON object in UTF-8", req.request_id);
+    return std::nullopt;
+  }
+  return std::move(v.as_object());
+}
+
+// If-Match: "<version>". InvalidArgument for any other form.
+Result<std::optional<int64_t>> IfMatch(const http::Request& req) {
+  auto h = req.Header("if-match");
+  if (!h) return std::optional<int64_t>();
+  std::string_view v = *h;
+  if (v.size() < 3 || v.size() > 21 || v.front() != '"' || v.back() != '"') {
+    return InvalidArgument("If-Match must be \"<version>\"");
+  }
+  int64_t n = 0;
+  for (char c : v.substr(1, v.size() - 2)) {
+    if (c < '0' || c > '9') return InvalidArgument("If-Match must be \"<version>\"");
+    n = n * 10 + (c - '0');
+  }
+  return std::optional<int64_t>(n);
+}
+
+json::object CollectionJson(const records::Collection& c) {
+  json::object o = c.schema.ToJson();
+  o["version"] = c.version;
+  o["created_at"] = FormatRfc3339Micros(c.created_at_us);
+  o["updated_at"] = FormatRfc3339Micros(c.updated_at_us);
+  return o;
+}
+
+json::object RecordJson(const records::Record& r) {
+  json::object o;
+  o["id"] = r.id;
+  o["version"] = r.version;
+  o["created_at"] = FormatRfc3339Micros(r.created_at_us);
+  o["created_by"] = r.created_by;
+  o["updated_at"] = FormatRfc3339Micros(r.updated_at_us);
+  o["updated_by"] = r.updated_by;
+  for (const auto& kv : r.data) o[kv.key()] = kv.value();
+  return o;
+}
+
+json::object EventJson(const events::StoredEvent& e) {
+  json::object o;
+  o["seq"] = e.seq;
+  o["at"] = FormatRfc3339Micros(e.at_us);
+  o["actor"] = e.actor;
+  o["type"] = e.type;
+  o["subject"] = json::object{{"kind", e.subject_kind}, {"id", e.subject_id}};
+  if (e.body) {
+    boost::system::error_code ec;
+    json::value body = json::parse(*e.body, ec);
+    if (!ec && body.is_object()) {
+      if (auto* rid = body.as_object().if_contains("request_id")) o["request_id"] = *rid;
+      if (auto* changes = body.as_object().if_contains("changes")) o["changes"] = *changes;
+    }
+  } else {
+    o["changes"] = nullptr;  // purged
+  }
+  o["hash"] = e.hash;
+  return o;
+}
+
+// A decimal integer in [min, max], nothing else.
+std::optional<int64_t> ParseInt(std::string_view text, int64_t min, int64_t max) {
+  int64_t n = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc() || p != text.data() + text.size() || n < min || n > max) {
+    return std::nullopt;
+  }
+  return n;
+}
+
+http::Response WithEtag(http::Response r, int64_t version) {
+  r.headers.emplace_back("ETag", "\"" + std::to_string(version) + "\"");
+  return r;
+}
+
+std::string Name(const RequestContext& ctx) { return ctx.params.at("name"); }
+
+}  // namespace
+
+http::Response ListCollections(RequestContext& ctx) {
+  auto list = ctx.store->ListCollections();
+  if (!list.ok()) return ErrorResponse(list.status(), ctx.request);
+  json::array items;
+  for (const auto& c : *list) items.push_back(CollectionJson(c));
+  return http::Json(200, json::serialize(json::object{{"items", std::move(items)}}));
+}
+
+http::Response CreateCollection(RequestContext& ctx) {
+  http::Response error;
+  auto body = JsonObjectBody(ctx.request, &error);
+  if (!body) return error;
+  auto schema = records::ParseCollection(*body);
+  if (!schema.ok()) return ErrorResponse(schema.status(), ctx.request);
+  auto c = ctx.store->CreateCollection(Writer(ctx), *schema);
+  if (!c.ok()) return ErrorResponse(c.status(), ctx.request);
+  return http::Json(201, json::serialize(CollectionJson(*c)));
+}
+
+http::Response GetCollection(RequestContext& ctx) {
+  auto c = ctx.store->GetCollection(Name(ctx));
+  if (!c.ok()) return ErrorResponse(c.status(), ctx.request);
+  return http::Json(200, json::serialize(CollectionJson(*c)));
+}
+
+http::Response UpdateCollection(RequestContext& ctx) {
+  http::Response error;
+  auto body = JsonObjectBody(ctx.request, &error);
+  if (!body) return error;
+  // The name is the path's; a body may repeat it but not change it.
+  if (auto* n = body->if_contains("name"); n != nullptr && *n != json::value(Name(ctx))) {
+    return ErrorResponse(
+        InvalidArgument("invalid collection").WithFields({{"name", "cannot be changed"}}),
+        ctx.request);
+  }
+  (*body)["name"] = Name(ctx);
+  auto schema = records::ParseCollection(*body);
+  if (!schema.ok()) return ErrorResponse(schema.status(), ctx.request);
+  auto c = ctx.store->UpdateCollection(Writer(ctx), *schema);
+  if (!c.ok()) {
+    http::Response r = ErrorResponse(c.status(), ctx.request);
+    if (c.status().code() == StatusCode::kFailedPrecondition && !c.status().fields().empty()) {
+      json::object problem = json::parse(r.body).as_object();
+      json::array ids;
+      Status status = c.status();
+      for (const auto& f : status.fields()) ids.push_back(json::string(f.field));
+      problem["offending_ids"] = std::move(ids);
+      r.body = json::serialize(problem);
+    }
+    return r;
+  }
+  return http::Json(200, json::serialize(CollectionJson(*c)));
+}
+
+http::Response DeleteCollection(RequestContext& ctx) {
+  Status s = ctx.store->DeleteCollection(Writer(ctx), Name(ctx));
+  if (!s.ok()) return ErrorResponse(s, ctx.request);
+  return http::Json(204, "");
+}
+
+http::Response ListRecords(RequestContext& ctx) {
+  auto params = QueryParams(ctx.request);
+  if (!params.ok()) return ErrorResponse(params.status(), ctx.request);
+  auto c = ctx.store->GetCollection(Name(ctx));
+  if (!c.ok()) return ErrorResponse(c.status(), ctx.request);
+  auto q = records::ParseListQuery(c->schema, *params);
+  if (!q.ok()) return ErrorResponse(q.status(), ctx.request);
+  auto page = ctx.store->ListRecords(Name(ctx), *q);
+  if (!page.ok()) return ErrorResponse(page.status(), ctx.request);
+  json::array items;
+  for (const auto& r : page->records) items.push_back(RecordJson(r));
+  json::object o{{"items", std::move(items)}};
+  o["next_cursor"] = page->next_cursor ? json::value(*page->next_cursor) : json::value(nullptr);
+  return http::Json(200, json::serialize(o));
+}
+
+http::Response CreateRecord(RequestContext& ctx) {
+  http::Response error;
+  auto body = JsonObjectBody(ctx.request, &error);
+  if (!body) return error;
+  auto r = ctx.store->CreateRecord(Writer(ctx), Name(ctx), *body);
+  if (!r.ok()) return ErrorResponse(r.status(), ctx.request);
+  return WithEtag(http::Json(201, json::serialize(RecordJson(*r))), r->version);
+}
+
+http::Response GetRecord(RequestContext& ctx) {
+  auto params = QueryParams(ctx.request);
+  if (!params.ok()) return ErrorResponse(params.status(), ctx.request);
+  if (Status s = OnlyParams(*params, {"at"}); !s.ok()) return ErrorResponse(s, ctx.request);
+  auto at = AtParam(*params);
+  if (!at.ok()) return ErrorResponse(at.status(), ctx.request);
+  auto r = ctx.store->GetRecord(Name(ctx), ctx.params.at("id"), *at);
+  if (!r.ok()) return ErrorResponse(r.status(), ctx.request);
+  return WithEtag(http::Json(200, json::serialize(RecordJson(*r))), r->version);
+}
+
+http::Response UpdateRecord(RequestContext& ctx) {
+  auto if_match = IfMatch(ctx.request);
+  if (!if_match.ok())
+    return http::Problem(400, if_match.status().message(), ctx.request.request_id);
+  http::Response error;
+  auto body = JsonObjectBody(ctx.request, &error);
+  if (!body) return error;
+  auto r = ctx.store->UpdateRecord(Writer(ctx), Name(ctx), ctx.params.at("id"), *body, *if_match);
+  if (!r.ok()) return ErrorResponse(r.status(), ctx.request);
+  return WithEtag(http::Json(200, json::serialize(RecordJson(*r))), r->version);
+}
+
+http::Response DeleteRecord(RequestContext& ctx) {
+  auto if_match = IfMatch(ctx.request);
+  if (!if_match.ok())
+    return http::Problem(400, if_match.status().message(), ctx.request.request_id);
+  Status s = ctx.store->DeleteRecord(Writer(ctx), Name(ctx), ctx.params.at("id"), *if_match);
+  if (!s.ok()) return ErrorResponse(s, ctx.request);
+  return http::Json(204, "");
+}
+
+http::Response RecordHistory(RequestContext& ctx) {
+  auto h = ctx.store->History(Name(ctx), ctx.params.at("id"));
+  if (!h.ok()) return ErrorResponse(h.status(), ctx.request);
+  json::array items;
+  for (const auto& e : *h) {
+    items.push_back(json::object{{"version", e.version},
+                                 {"seq", e.seq},
+                                 {"at", FormatRfc3339Micros(e.at_us)},
+                                 {"type", e.type},
+                                 {"actor", e.actor.kind + ":" + e.actor.id},
+                                 {"request_id", e.request_id},
+                                 {"changes", e.changes}});
+  }
+  return http::Json(200, json::serialize(json::object{{"items", std::move(items)}}));
+}
+
+http::Response RevertRecord(RequestContext& ctx) {
+  auto if_match = IfMatch(ctx.request);
+  if (!if_match.ok())
+    return http::Problem(400, if_match.status().message(), ctx.request.request_id);
+  http::Response error;
+  auto body = JsonObjectBody(ctx.request, &error);
+  if (!body) return error;
+  records::RevertTarget target;
+  const json::value* version = body->if_contains("version");
+  const json::value* at = body->if_contains("at");
+  if (body->size() != 1 || (version == nullptr && at == nullptr)) {
+    return ErrorResponse(InvalidArgument("body must be {\"version\": n} or {\"at\": time}"),
+                         ctx.request);
+  }
+  if (version != nullptr) {
+    if (!version->is_int64() || version->as_int64() < 1) {
+      return ErrorResponse(
+          InvalidArgument("invalid revert").WithFields({{"version", "must be a positive integer"}}),
+          ctx.request);
+    }
+    target.version = version->as_int64();
+  } else {
+    auto us =
+        at->is_string() ? ParseRfc3339(at->as_string()) : Result<int64_t>(InvalidArgument(""));
+    if (!us.ok()) {
+      return ErrorResponse(
+          InvalidArgument("invalid revert").WithFields({{"at", "must be an RFC 3339 date-time"}}),
+          ctx.request);
+    }
+    target.at_us = *us;
+  }
+  auto r = ctx.store->RevertRecord(Writer(ctx), Name(ctx), ctx.params.at("id"), target, *if_match);
+  if (!r.ok()) return ErrorResponse(r.status(), ctx.request);
+  return WithEtag(http::Json(200, json::serialize(RecordJson(*r))), r->version);
+}
+
+http::Response ListEvents(RequestContext& ctx) {
+  auto params = QueryParams(ctx.request);
+  if (!params.ok()) return ErrorResponse(params.status(), ctx.request);
+  if (Status s = OnlyParams(*params, {"after", "limit"}); !s.ok())
+    return ErrorResponse(s, ctx.request);
+  std::optional<int64_t> after = 0, limit = 100;
+  for (const auto& [k, v] : *params) {
+    (k == "after" ? after : limit) =
+        ParseInt(v, k == "after" ? 0 : 1, k == "after" ? INT64_MAX : 1000);
+    if (!(k == "after" ? after : limit)) {
+      return ErrorResponse(InvalidArgument("after must be a sequence number, limit 1 to 1000"),
+                           ctx.request);
+    }
+  }
+  auto evs = ctx.store->Events(*after, static_cast<int>(*limit));
+  if (!evs.ok()) return ErrorResponse(evs.status(), ctx.request);
+  json::array items;
+  for (const auto& e : *evs) items.push_back(EventJson(e));
+  return http::Json(200, json::serialize(json::object{{"items", std::move(items)}}));
+}
+
+http::Response ListAudit(RequestContext& ctx) {
+  auto params = QueryParams(ctx.request);
+  if (!params.ok()) return ErrorResponse(params.status(), ctx.request);
+  if (Status s = OnlyParams(*params, {"actor", "type", "from", "to", "after", "limit"}); !s.ok()) {
+    return ErrorResponse(s, ctx.request);
+  }
+  records::AuditQuery q;
+  for (const auto& [k, v] : *params) {
+    if (k == "actor") q.actor = v;
+    if (k == "type") q.type = v;
+    if (k == "from" || k == "to") {
+      auto us = ParseRfc3339(v);
+      if (!us.ok())
+        return ErrorResponse(InvalidArgument(k + " must be an RFC 3339 date-time"), ctx.request);
+      (k == "from" ? q.from_us : q.to_us) = *us;
+    }
+    if (k == "after" || k == "limit") {
+      auto n = ParseInt(v, k == "after" ? 0 : 1, k == "after" ? INT64_MAX : 1000);
+      if (!n) return ErrorResponse(InvalidArgument(k + " is out of range"), ctx.request);
+      if (k == "after") {
+        q.after = *n;
+      } else {
+        q.limit = static_cast<int>(*n);
+      }
+    }
+  }
+  auto entries = ctx.store->QueryAudit(q);
+  if (!entries.ok()) return ErrorResponse(entries.status(), ctx.request);
+  json::array items;
+  for (const auto& e : *entries) items.push_back(EventJson(e));
+  return http::Json(200, json::serialize(json::object{{"items", std::move(items)}}));
+}
+
+http::Response VerifyAudit(RequestContext& ctx) {
+  auto report = ctx.store->VerifyChains();
+  if (!report.ok()) return ErrorResponse(report.status(), ctx.request);
+  json::object o;
+  o["ok"] = report->ok();
+  o["events_checked"] = report->events_checked;
+  o["audit_checked"] = report->audit_checked;
+  o["events_first_broken"] = report->events_first_broken ? json::value(*report->events_first_broken)
+                                                         : json::value(nullptr);
+  o["audit_first_broken"] =
+      report->audit_first_broken ? json::value(*report->audit_first_broken) : json::value(nullptr);
+  if (!report->ok()) o["reason"] = report->reason;
+  return http::Json(200, json::serialize(o));
+}
+
+}  // namespace silo::api

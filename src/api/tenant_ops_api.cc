@@ -1,0 +1,190 @@
+// Operator actions on one tenant's data: issue an API token, rebuild the
+// projections, export the records, verify the chains. Each is written to the
+// platform security log and to the tenant's audit log.
+#include <boost/json.hpp>
+#include <boost/url/parse_query.hpp>
+
+#include "api/handlers.h"
+#include "base/log.h"
+#include "base/time_util.h"
+#include "platform/security_log.h"
+#include "records/tenant_store.h"
+
+namespace silo::api {
+namespace {
+
+namespace json = boost::json;
+
+struct OpenTenant {
+  tenant::TenantInfo info;
+  std::unique_ptr<records::TenantStore> store;
+};
+
+Result<OpenTenant> Open(Services& s, const std::string& slug) {
+  auto t = s.tenants->Find(slug);
+  if (!t) return NotFound("no such tenant");
+  auto store = s.stores->Open(t->id);
+  if (!store.ok()) return store.status();
+  return OpenTenant{*t, std::move(*store)};
+}
+
+records::WriteContext OperatorWriter(const RequestContext& ctx) {
+  return {{"operator", "operator"}, ctx.request.request_id, ctx.request.client_ip, NowMicros()};
+}
+
+void Note(Services& s, const RequestContext& ctx, OpenTenant& t, const std::string& type,
+          json::object details) {
+  if (Status st = s.security_log->Append({type, "operator", ctx.request.client_ip, t.info.slug});
+      !st.ok()) {
+    log::Error("security log append failed", {{"request_id", ctx.request.request_id}});
+  }
+  if (Status st = t.store->Audit(OperatorWriter(ctx), {type, "tenant", t.info.slug, details});
+      !st.ok()) {
+    log::Error("audit append failed", {{"request_id", ctx.request.request_id}});
+  }
+}
+
+json::object ChainJson(const std::string& slug, const records::ChainReport& r) {
+  json::object o;
+  o["tenant"] = slug;
+  o["ok"] = r.ok();
+  o["events_checked"] = r.events_checked;
+  o["audit_checked"] = r.audit_checked;
+  o["events_first_broken"] =
+      r.events_first_broken ? json::value(*r.events_first_broken) : json::value(nullptr);
+  o["audit_first_broken"] =
+      r.audit_first_broken ? json::value(*r.audit_first_broken) : json::value(nullptr);
+  if (!r.ok()) o["reason"] = r.reason;
+  return o;
+}
+
+}  // namespace
+
+http::Response IssueToken(Services& s, RequestContext& ctx) {
+  const auto& req = ctx.request;
+  boost::system::error_code ec;
+  json::value body = json::parse(req.body, ec);
+  if (ec || !body.is_object())
+    return http::Problem(400, "body must be a JSON object", req.request_id);
+  records::TokenSpec spec;
+  std::vector<FieldError> errors;
+  for (const auto& kv : body.as_object()) {
+    if (kv.key() == "name" && kv.value().is_string()) {
+      spec.name = kv.value().as_string();
+    } else if (kv.key() == "permissions" && kv.value().is_array()) {
+      for (const auto& p : kv.value().as_array()) {
+        if (p.is_string())
+          spec.permissions.emplace_back(p.as_string());
+        else
+          errors.push_back({"permissions", "must be strings"});
+      }
+    } else if (kv.key() == "expires_at" && kv.value().is_string()) {
+      auto us = ParseRfc3339(kv.value().as_string());
+      if (us.ok())
+        spec.expires_at_us = *us;
+      else
+        errors.push_back({"expires_at", "must be an RFC 3339 date-time"});
+    } else {
+      errors.push_back({std::string(kv.key()), "unknown member or wrong type"});
+    }
+  }
+  if (!errors.empty()) {
+    return ErrorResponse(InvalidArgument("invalid token").WithFields(std::move(errors)), req);
+  }
+  auto t = Open(s, ctx.params["slug"]);
+  if (!t.ok()) return ErrorResponse(t.status(), req);
+  auto issued = t->store->CreateToken(OperatorWriter(ctx), spec);
+  if (!issued.ok()) return ErrorResponse(issued.status(), req);
+  if (Status st = s.security_log->Append({"token.issued", "operator", req.client_ip, t->info.slug});
+      !st.ok()) {
+    log::Error("security log append failed", {{"request_id", req.request_id}});
+  }
+  return http::Json(201,
+                    json::serialize(json::object{{"id", issued->id}, {"token", issued->token}}));
+}
+
+http::Response RebuildTenant(Services& s, RequestContext& ctx) {
+  auto t = Open(s, ctx.params["slug"]);
+  if (!t.ok()) return ErrorResponse(t.status(), ctx.request);
+  int64_t started = NowMicros();
+  auto report = t->store->Rebuild();
+  if (!report.ok()) return ErrorResponse(report.status(), ctx.request);
+  int64_t micros = std::max<int64_t>(1, NowMicros() - started);
+  json::object o;
+  o["tenant"] = t->info.slug;
+  o["events"] = report->events;
+  o["equal"] = report->equal();
+  o["checksum_before"] = report->checksum_before;
+  o["checksum_after"] = report->checksum_after;
+  o["seconds"] = static_cast<double>(micros) / 1e6;
+  o["events_per_second"] = static_cast<double>(report->events) * 1e6 / static_cast<double>(micros);
+  Note(s, ctx, *t, "tenant.rebuilt", {{"equal", report->equal()}, {"events", report->events}});
+  return http::Json(report->equal() ? 200 : 409, json::serialize(o));
+}
+
+http::Response ExportTenant(Services& s, RequestContext& ctx) {
+  const auto& req = ctx.request;
+  std::optional<int64_t> at;
+  if (!req.query.empty()) {
+    auto parsed = boost::urls::parse_query(req.query);
+    if (!parsed) return http::Problem(400, "malformed query string", req.request_id);
+    for (auto p : *parsed) {
+      auto us = p.key == "at" ? ParseRfc3339(p.value) : Result<int64_t>(InvalidArgument(""));
+      if (!us.ok()) return http::Problem(422, "only at=<RFC 3339> is accepted", req.request_id);
+      at = *us;
+    }
+  }
+  auto t = Open(s, ctx.params["slug"]);
+  if (!t.ok()) return ErrorResponse(t.status(), req);
+  std::string lines;
+  int64_t count = 0;
+  Status st = t->store->Export(at, [&](const std::string& collection, const records::Record& r) {
+    json::object o;
+    o["collection"] = collection;
+    o["id"] = r.id;
+    o["version"] = r.version;
+    o["created_at"] = FormatRfc3339Micros(r.created_at_us);
+    o["created_by"] = r.created_by;
+    o["updated_at"] = FormatRfc3339Micros(r.updated_at_us);
+    o["updated_by"] = r.updated_by;
+    o["data"] = r.data;
+    lines += json::serialize(o);
+    lines += '\n';
+    ++count;
+    return Status::Ok();
+  });
+  if (!st.ok()) return ErrorResponse(st, req);
+  json::object details{{"records", count}};
+  if (at) details["at"] = FormatRfc3339Micros(*at);
+  Note(s, ctx, *t, "tenant.exported", details);
+  http::Response r = http::Json(200, std::move(lines));
+  r.content_type = "application/x-ndjson";
+  return r;
+}
+
+http::Response VerifyTenants(Services& s, RequestContext& ctx) {
+  std::vector<tenant::TenantInfo> targets;
+  if (auto slug = ctx.params.find("slug"); slug != ctx.params.end()) {
+    auto t = s.tenants->Find(slug->second);
+    if (!t) return http::Problem(404, "no such tenant", ctx.request.request_id);
+    targets.push_back(*t);
+  } else {
+    targets = s.tenants->List();
+  }
+  json::array results;
+  bool all_ok = true;
+  for (const auto& info : targets) {
+    auto store = s.stores->Open(info.id);
+    if (!store.ok()) return ErrorResponse(store.status(), ctx.request);
+    auto report = (*store)->VerifyChains();
+    if (!report.ok()) return ErrorResponse(report.status(), ctx.request);
+    all_ok = all_ok && report->ok();
+    results.push_back(ChainJson(info.slug, *report));
+    OpenTenant t{info, std::move(*store)};
+    Note(s, ctx, t, "audit.verified", {{"ok", report->ok()}});
+  }
+  return http::Json(200,
+                    json::serialize(json::object{{"ok", all_ok}, {"tenants", std::move(results)}}));
+}
+
+}  // namespace silo::api
