@@ -5,7 +5,7 @@ PRESET ?= release
 BUILD_DIR := $(if $(filter release,$(PRESET)),build,build-$(PRESET))
 PYTHON := /usr/bin/python3
 
-.PHONY: bootstrap build run test unit e2e bench bench-storage format check-asan fuzz clean
+.PHONY: bootstrap build run test unit e2e bench bench-storage bench-api format check-asan fuzz clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -29,6 +29,9 @@ bench: build
 	bash bench/http_bench.sh $(BUILD_DIR)/silo
 
 # Plain unix VFS against the cipher VFS, interleaved; RUNS runs (default 5).
+bench-api: build
+	bash bench/api_bench.sh $(BUILD_DIR)
+
 bench-storage: build
 	./$(BUILD_DIR)/storage_bench
 

@@ -5,8 +5,11 @@
 
 #include <atomic>
 #include <boost/json.hpp>
+#include <condition_variable>
 #include <cstdio>
 #include <memory>
+#include <mutex>
+#include <thread>
 
 #include "api/dispatchers.h"
 #include "api/services.h"
@@ -14,6 +17,7 @@
 #include "app/dev_secrets.h"
 #include "base/file_util.h"
 #include "base/log.h"
+#include "base/time_util.h"
 #include "crypto/crypto.h"
 #include "crypto/keyring.h"
 #include "http/metrics.h"
@@ -49,6 +53,64 @@ http::ServerOptions OptionsFor(const config::Config& c, const std::string& name,
   o.handler_queue = c.limits.handler_queue;
   return o;
 }
+
+// Audit retention: an hour after start and then daily, drops the bodies of
+// audit entries older than the configured months in every active tenant (the
+// chain and its hashes stay, so verification still passes). Not at start:
+// tenants open lazily, and a restart should not open them all.
+class RetentionJob {
+ public:
+  RetentionJob(api::Services& services, int months)
+      : services_(services), months_(months), thread_([this] { Run(); }) {}
+  ~RetentionJob() { Stop(); }
+
+  void Stop() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void Run() {
+    std::unique_lock lock(mu_);
+    auto wait = std::chrono::hours(1);
+    while (!cv_.wait_for(lock, wait, [this] { return stop_; })) {
+      lock.unlock();
+      PurgeAll();
+      lock.lock();
+      wait = std::chrono::hours(24);
+    }
+  }
+
+  void PurgeAll() {
+    // A month here is 31 days: retention errs on keeping longer.
+    const int64_t cutoff = NowMicros() - int64_t{months_} * 31 * 86'400 * 1'000'000;
+    int64_t purged = 0;
+    for (const auto& t : services_.tenants->List()) {
+      if (t.state != tenant::TenantState::kActive) continue;
+      auto store = services_.stores->Open(t.id);
+      if (!store.ok()) continue;  // busy or gone; the next pass retries
+      auto n = (*store)->PurgeAudit(cutoff);
+      if (!n.ok()) {
+        log::Error("audit retention failed", {{"tenant", t.slug}, {"cause", n.status().message()}});
+      } else {
+        purged += *n;
+      }
+    }
+    if (purged > 0)
+      log::Info("audit retention", {{"purged_bodies", static_cast<long long>(purged)}});
+  }
+
+  api::Services& services_;
+  const int months_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;  // last: starts after the members it uses
+};
 
 }  // namespace
 
@@ -90,7 +152,9 @@ int Serve(const config::GetEnv& getenv) {
         return crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kDatabasePages);
       },
       [dir = c.data_dir](const std::string& id) { return dir + "/tenants/" + id + "/tenant.db"; },
-      {.max_open_tenants = c.limits.max_open_tenants, .readers_per_tenant = 4});
+      {.max_open_tenants = c.limits.max_open_tenants,
+       .readers_per_tenant = 4,
+       .synchronous_full = c.synchronous_full});
   auto security_log = platform::SecurityLog::Open(c.data_dir + "/platform/security.log");
   if (!security_log.ok()) return Refuse(security_log.status().message());
 
@@ -107,8 +171,8 @@ int Serve(const config::GetEnv& getenv) {
   api::OperatorDispatcher operator_dispatcher(services, c.operator_token);
   http::Server public_server(OptionsFor(c, "public", c.listen, true), &public_dispatcher, &metrics);
   // The operator listener is plain HTTP on loopback only (config enforces
-  // loopback): no route there reads tenant data, and the token never leaves
-  // this host.
+  // loopback): the token and any export never leave this host; every
+  // operator action on a tenant's data lands in that tenant's audit log.
   http::Server operator_server(OptionsFor(c, "operator", c.operator_listen, false),
                                &operator_dispatcher, &metrics);
   metrics.AddGaugeSource([&] {
@@ -139,6 +203,8 @@ int Serve(const config::GetEnv& getenv) {
                              {"operator_listen", "http://" + op.ToString()},
                              {"tenants", static_cast<long long>(services.tenants->size())}});
 
+  RetentionJob retention(services, c.audit_retention_months);
+
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
@@ -159,6 +225,7 @@ int Serve(const config::GetEnv& getenv) {
   }
   log::Info("shutting down: draining in-flight requests");
   ready = false;
+  retention.Stop();
   public_server.Stop();
   operator_server.Stop();
   ::unlink(ServerInfoPath(c.data_dir).c_str());

@@ -202,6 +202,18 @@ LoadResult Load(const GetEnv& getenv) {
     start = comma + 1;
   }
 
+  if (std::string sync = Get(getenv, "SILO_SYNCHRONOUS"); !sync.empty()) {
+    if (sync == "full") {
+      c.synchronous_full = true;
+    } else if (sync == "normal") {
+      c.synchronous_full = false;
+    } else {
+      problems.push_back("SILO_SYNCHRONOUS must be full or normal");
+    }
+  }
+  ReadNumber<int>(getenv, "SILO_AUDIT_RETENTION_MONTHS", 1, 1200, &c.audit_retention_months,
+                  &problems);
+
   Limits& l = c.limits;
   ReadNumber<size_t>(getenv, "SILO_MAX_HEADER_BYTES", 1024, 1 << 20, &l.max_header_bytes,
                      &problems);
@@ -224,6 +236,9 @@ LoadResult Load(const GetEnv& getenv) {
 
 std::vector<std::string> ProductionProblems(const Config& c) {
   std::vector<std::string> problems;
+  if (c.audit_retention_months < kMinAuditRetentionMonths) {
+    problems.push_back("SILO_AUDIT_RETENTION_MONTHS must be at least 24 outside development");
+  }
   if (!c.master_key) {
     problems.push_back("SILO_MASTER_KEY or SILO_MASTER_KEY_FILE is required outside development");
   }

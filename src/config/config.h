@@ -57,6 +57,13 @@ struct Config {
   std::string tls_key_file;                  // SILO_TLS_KEY (PEM)
   std::string base_domain;                   // SILO_BASE_DOMAIN; empty: path prefix /t/<slug>/ only
   std::vector<std::string> trusted_proxies;  // SILO_TRUSTED_PROXIES: comma-separated IPs
+  // SILO_SYNCHRONOUS: "full" (default; a returned commit survives power
+  // loss) or "normal" (WAL; a power cut may lose the last commits, never
+  // corrupts). See docs/storage_format.md.
+  bool synchronous_full = true;
+  // SILO_AUDIT_RETENTION_MONTHS: audit entry bodies older than this are
+  // purged (hashes stay). At least 24 outside development.
+  int audit_retention_months = 24;
   Limits limits;
 };
 
@@ -80,6 +87,7 @@ std::optional<HostPort> ParseHostPort(const std::string& text);
 bool IsLoopback(const std::string& ip);
 
 inline constexpr size_t kMinOperatorTokenBytes = 32;
+inline constexpr int kMinAuditRetentionMonths = 24;
 
 }  // namespace silo::config
 

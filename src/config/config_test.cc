@@ -47,8 +47,12 @@ TEST(ConfigTest, ParsesEveryVariable) {
                       {"SILO_TRUSTED_PROXIES", "10.0.0.1, ::1"},
                       {"SILO_MAX_HEADER_BYTES", "4096"},
                       {"SILO_READ_TIMEOUT_MS", "1500"},
-                      {"SILO_MAX_OPEN_TENANTS", "12"}}));
+                      {"SILO_MAX_OPEN_TENANTS", "12"},
+                      {"SILO_SYNCHRONOUS", "normal"},
+                      {"SILO_AUDIT_RETENTION_MONTHS", "36"}}));
   ASSERT_TRUE(r.problems.empty()) << r.problems[0];
+  EXPECT_FALSE(r.config.synchronous_full);
+  EXPECT_EQ(r.config.audit_retention_months, 36);
   EXPECT_EQ(r.config.limits.max_open_tenants, 12u);
   EXPECT_EQ(r.config.listen.host, "::1");
   EXPECT_EQ(r.config.listen.port, 9000);
@@ -67,7 +71,9 @@ TEST(ConfigTest, BadValuesAreAllReported) {
                       {"SILO_MASTER_KEY", "c2hvcnQ="},
                       {"SILO_MAX_BODY_BYTES", "-5"},
                       {"SILO_MAX_OPEN_TENANTS", "0"},
+                      {"SILO_SYNCHRONOUS", "off"},
                       {"SILO_TRUSTED_PROXIES", "evil.example"}}));
+  EXPECT_TRUE(Mentions(r.problems, "SILO_SYNCHRONOUS"));
   EXPECT_TRUE(Mentions(r.problems, "SILO_MAX_OPEN_TENANTS"));
   EXPECT_TRUE(Mentions(r.problems, "SILO_ENV"));
   EXPECT_TRUE(Mentions(r.problems, "SILO_LISTEN must"));
@@ -78,7 +84,11 @@ TEST(ConfigTest, BadValuesAreAllReported) {
 }
 
 TEST(ConfigTest, ProductionRefusesMissingSecretsListingEveryProblem) {
-  auto r = Load(From({{"SILO_ENV", "production"}, {"SILO_DATA_DIR", "/nonexistent/silo"}}));
+  auto r = Load(From({{"SILO_ENV", "production"},
+                      {"SILO_DATA_DIR", "/nonexistent/silo"},
+                      {"SILO_AUDIT_RETENTION_MONTHS", "23"}}));
+  // Production never keeps audit entries for less than 24 months.
+  EXPECT_TRUE(Mentions(r.problems, "SILO_AUDIT_RETENTION_MONTHS must be at least 24"));
   EXPECT_TRUE(Mentions(r.problems, "SILO_MASTER_KEY"));
   EXPECT_TRUE(Mentions(r.problems, "SILO_OPERATOR_TOKEN"));
   EXPECT_TRUE(Mentions(r.problems, "SILO_TLS_CERT"));

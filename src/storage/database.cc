@@ -90,6 +90,8 @@ Result<std::unique_ptr<Database>> Database::Open(const std::string& path,
 }
 
 Database::~Database() {
+  for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
+  cache_.clear();
   if (sqlite3_close(db_) != SQLITE_OK) {
     log::Error("database closed with statements open", {{"file", path_}});
     sqlite3_close_v2(db_);
@@ -108,10 +110,27 @@ Status Database::Exec(std::string_view sql) {
 }
 
 Result<Statement> Database::Prepare(std::string_view sql) {
+  std::string text(sql);
+  if (auto it = cache_.find(text); it != cache_.end()) {
+    sqlite3_stmt* stmt = it->second;
+    cache_.erase(it);
+    return Statement(db_, stmt, this, std::move(text));
+  }
   sqlite3_stmt* stmt = nullptr;
-  int rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr);
+  int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
+                              SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
   if (rc != SQLITE_OK) return SqliteStatus(rc, sqlite3_errmsg(db_));
-  return Statement(db_, stmt);
+  return Statement(db_, stmt, this, std::move(text));
+}
+
+void Database::Return(std::string sql, sqlite3_stmt* stmt) {
+  sqlite3_reset(stmt);
+  sqlite3_clear_bindings(stmt);
+  if (cache_.size() >= kMaxCachedStatements || cache_.count(sql)) {
+    sqlite3_finalize(stmt);
+    return;
+  }
+  cache_.emplace(std::move(sql), stmt);
 }
 
 int64_t Database::LastInsertRowId() const { return sqlite3_last_insert_rowid(db_); }
@@ -169,22 +188,38 @@ Status Database::Checkpoint() {
 // ---- Statement --------------------------------------------------------------
 
 Statement::Statement(Statement&& other) noexcept
-    : db_(other.db_), stmt_(other.stmt_), bind_rc_(other.bind_rc_) {
+    : db_(other.db_),
+      stmt_(other.stmt_),
+      owner_(other.owner_),
+      sql_(std::move(other.sql_)),
+      bind_rc_(other.bind_rc_) {
   other.stmt_ = nullptr;
 }
 
 Statement& Statement::operator=(Statement&& other) noexcept {
   if (this != &other) {
-    sqlite3_finalize(stmt_);
+    Release();
     db_ = other.db_;
     stmt_ = other.stmt_;
+    owner_ = other.owner_;
+    sql_ = std::move(other.sql_);
     bind_rc_ = other.bind_rc_;
     other.stmt_ = nullptr;
   }
   return *this;
 }
 
-Statement::~Statement() { sqlite3_finalize(stmt_); }
+Statement::~Statement() { Release(); }
+
+void Statement::Release() {
+  if (stmt_ == nullptr) return;
+  if (owner_ != nullptr) {
+    owner_->Return(std::move(sql_), stmt_);
+  } else {
+    sqlite3_finalize(stmt_);
+  }
+  stmt_ = nullptr;
+}
 
 Statement& Statement::Bind(int index, int64_t value) {
   int rc = sqlite3_bind_int64(stmt_, index, value);

@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "base/status.h"
 #include "crypto/secret_key.h"
@@ -53,7 +54,12 @@ class Database {
 
   // Runs one or more statements that return no rows.
   Status Exec(std::string_view sql);
+  // Prepared statements are cached per connection by their SQL text (up to
+  // kMaxCachedStatements): preparing the same text again reuses the compiled
+  // statement, reset and unbound. REQUIRES: the Statement is destroyed before
+  // this Database.
   Result<Statement> Prepare(std::string_view sql);
+  static constexpr size_t kMaxCachedStatements = 64;
 
   int64_t LastInsertRowId() const;
   int Changes() const;
@@ -80,11 +86,15 @@ class Database {
   sqlite3* handle() { return db_; }
 
  private:
+  friend class Statement;
   Database(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
   Result<std::string> CheckPragma(const char* pragma);
+  // Takes back a statement that is done (reset, unbound) or finalizes it.
+  void Return(std::string sql, sqlite3_stmt* stmt);
 
   sqlite3* db_;
   std::string path_;
+  std::unordered_map<std::string, sqlite3_stmt*> cache_;  // idle compiled statements
 };
 
 // A prepared statement. Bind indexes are 1-based, column indexes 0-based.
@@ -116,10 +126,14 @@ class Statement {
 
  private:
   friend class Database;
-  Statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  Statement(sqlite3* db, sqlite3_stmt* stmt, Database* owner, std::string sql)
+      : db_(db), stmt_(stmt), owner_(owner), sql_(std::move(sql)) {}
   Status BindError();
+  void Release();
   sqlite3* db_;
   sqlite3_stmt* stmt_;
+  Database* owner_;  // the cache to return to
+  std::string sql_;
   int bind_rc_ = 0;  // first bind failure, reported by Step()
 };
 
