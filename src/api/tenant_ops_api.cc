@@ -119,7 +119,16 @@ http::Response RebuildTenant(Services& s, RequestContext& ctx) {
   o["seconds"] = static_cast<double>(micros) / 1e6;
   o["events_per_second"] = static_cast<double>(report->events) * 1e6 / static_cast<double>(micros);
   Note(s, ctx, *t, "tenant.rebuilt", {{"equal", report->equal()}, {"events", report->events}});
-  return http::Json(report->equal() ? 200 : 409, json::serialize(o));
+  if (!report->equal()) {
+    // The stored projections differ from what the log says: nothing was
+    // replaced, so the evidence stays for inspection.
+    http::Response r = http::Problem(
+        409, "projections differ from the event log (checksum " + report->checksum_before +
+                 " stored, " + report->checksum_after + " rebuilt); nothing was changed",
+        ctx.request.request_id);
+    return r;
+  }
+  return http::Json(200, json::serialize(o));
 }
 
 http::Response ExportTenant(Services& s, RequestContext& ctx) {

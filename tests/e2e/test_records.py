@@ -89,8 +89,13 @@ def test_records_need_a_token_with_the_permission(silo):
     r = silo.cli("tenant", "token", "acme", "--name", "t", "--permission", "events.read",
                  "--expires", "2000-01-01T00:00:00Z")
     assert r.returncode == 1
-    # Token secrets never reach the server's output.
+    # Token secrets never reach the server's output nor the event log, which
+    # records that a secret was set without its value.
     assert reader not in silo.output() and other not in silo.output()
+    created = [e for e in api.events() if e["type"] == "token.created"]
+    assert len(created) == 2
+    assert {"field": "secret", "changed": True} in created[1]["changes"]
+    assert reader not in json.dumps(api.events())
 
 
 def test_record_lifecycle_history_time_travel_and_revert(silo):
