@@ -11,6 +11,7 @@
 namespace silo::records {
 class TenantStore;
 struct Principal;
+struct Record;
 }  // namespace silo::records
 
 namespace silo::api {

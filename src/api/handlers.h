@@ -3,6 +3,8 @@
 #ifndef SILO_API_HANDLERS_H_
 #define SILO_API_HANDLERS_H_
 
+#include <boost/json/object.hpp>
+
 #include "api/context.h"
 #include "api/services.h"
 
@@ -42,6 +44,9 @@ http::Response RevertRecord(RequestContext& ctx);
 http::Response ListEvents(RequestContext& ctx);
 http::Response ListAudit(RequestContext& ctx);
 http::Response VerifyAudit(RequestContext& ctx);
+
+// A record's metadata members (id, version, created_at/by, updated_at/by).
+boost::json::object RecordMetaJson(const records::Record& record);
 
 // Status -> problem response: the one place where domain errors become HTTP.
 http::Response ErrorResponse(const Status& status, const http::Request& req);

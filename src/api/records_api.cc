@@ -1,6 +1,7 @@
 // Collections, records, history, the change feed and the audit log under
 // the tenant prefix. Handlers parse and answer; the tenant store (ctx.store,
 // already bound to the request's tenant) does the work.
+#include <algorithm>
 #include <boost/json.hpp>
 #include <boost/url/parse_query.hpp>
 #include <charconv>
@@ -109,13 +110,7 @@ json::object CollectionJson(const records::Collection& c) {
 }
 
 json::object RecordJson(const records::Record& r) {
-  json::object o;
-  o["id"] = r.id;
-  o["version"] = r.version;
-  o["created_at"] = FormatRfc3339Micros(r.created_at_us);
-  o["created_by"] = r.created_by;
-  o["updated_at"] = FormatRfc3339Micros(r.updated_at_us);
-  o["updated_by"] = r.updated_by;
+  json::object o = RecordMetaJson(r);
   for (const auto& kv : r.data) o[kv.key()] = kv.value();
   return o;
 }
@@ -149,6 +144,10 @@ std::optional<int64_t> ParseInt(std::string_view text, int64_t min, int64_t max)
     return std::nullopt;
   }
   return n;
+}
+
+http::Response BadIfMatch(const RequestContext& ctx, const Status& status) {
+  return http::Problem(400, status.message(), ctx.request.request_id);
 }
 
 http::Response WithEtag(http::Response r, int64_t version) {
@@ -258,8 +257,7 @@ http::Response GetRecord(RequestContext& ctx) {
 
 http::Response UpdateRecord(RequestContext& ctx) {
   auto if_match = IfMatch(ctx.request);
-  if (!if_match.ok())
-    return http::Problem(400, if_match.status().message(), ctx.request.request_id);
+  if (!if_match.ok()) return BadIfMatch(ctx, if_match.status());
   http::Response error;
   auto body = JsonObjectBody(ctx.request, &error);
   if (!body) return error;
@@ -270,8 +268,7 @@ http::Response UpdateRecord(RequestContext& ctx) {
 
 http::Response DeleteRecord(RequestContext& ctx) {
   auto if_match = IfMatch(ctx.request);
-  if (!if_match.ok())
-    return http::Problem(400, if_match.status().message(), ctx.request.request_id);
+  if (!if_match.ok()) return BadIfMatch(ctx, if_match.status());
   Status s = ctx.store->DeleteRecord(Writer(ctx), Name(ctx), ctx.params.at("id"), *if_match);
   if (!s.ok()) return ErrorResponse(s, ctx.request);
   return http::Json(204, "");
@@ -295,8 +292,7 @@ http::Response RecordHistory(RequestContext& ctx) {
 
 http::Response RevertRecord(RequestContext& ctx) {
   auto if_match = IfMatch(ctx.request);
-  if (!if_match.ok())
-    return http::Problem(400, if_match.status().message(), ctx.request.request_id);
+  if (!if_match.ok()) return BadIfMatch(ctx, if_match.status());
   http::Response error;
   auto body = JsonObjectBody(ctx.request, &error);
   if (!body) return error;
@@ -396,6 +392,17 @@ http::Response VerifyAudit(RequestContext& ctx) {
       report->audit_first_broken ? json::value(*report->audit_first_broken) : json::value(nullptr);
   if (!report->ok()) o["reason"] = report->reason;
   return http::Json(200, json::serialize(o));
+}
+
+json::object RecordMetaJson(const records::Record& r) {
+  json::object o;
+  o["id"] = r.id;
+  o["version"] = r.version;
+  o["created_at"] = FormatRfc3339Micros(r.created_at_us);
+  o["created_by"] = r.created_by;
+  o["updated_at"] = FormatRfc3339Micros(r.updated_at_us);
+  o["updated_by"] = r.updated_by;
+  return o;
 }
 
 }  // namespace silo::api

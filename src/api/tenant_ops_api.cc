@@ -122,10 +122,11 @@ http::Response RebuildTenant(Services& s, RequestContext& ctx) {
   if (!report->equal()) {
     // The stored projections differ from what the log says: nothing was
     // replaced, so the evidence stays for inspection.
-    http::Response r = http::Problem(
-        409, "projections differ from the event log (checksum " + report->checksum_before +
-                 " stored, " + report->checksum_after + " rebuilt); nothing was changed",
-        ctx.request.request_id);
+    http::Response r =
+        http::Problem(409,
+                      "projections differ from the event log (checksum " + report->checksum_before +
+                          " stored, " + report->checksum_after + " rebuilt); nothing was changed",
+                      ctx.request.request_id);
     return r;
   }
   return http::Json(200, json::serialize(o));
@@ -148,14 +149,8 @@ http::Response ExportTenant(Services& s, RequestContext& ctx) {
   std::string lines;
   int64_t count = 0;
   Status st = t->store->Export(at, [&](const std::string& collection, const records::Record& r) {
-    json::object o;
-    o["collection"] = collection;
-    o["id"] = r.id;
-    o["version"] = r.version;
-    o["created_at"] = FormatRfc3339Micros(r.created_at_us);
-    o["created_by"] = r.created_by;
-    o["updated_at"] = FormatRfc3339Micros(r.updated_at_us);
-    o["updated_by"] = r.updated_by;
+    json::object o{{"collection", collection}};
+    for (auto& kv : RecordMetaJson(r)) o[kv.key()] = kv.value();
     o["data"] = r.data;
     lines += json::serialize(o);
     lines += '\n';
