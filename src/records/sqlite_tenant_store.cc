@@ -262,16 +262,9 @@ class SqliteTenantStore : public TenantStore {
   Result<std::vector<Collection>> ListCollections() override {
     std::vector<Collection> out;
     Status s = db_->Read([&](Database& db) -> Status {
-      auto stmt = db.Prepare("SELECT name FROM collections ORDER BY name");
-      if (!stmt.ok()) return stmt.status();
-      std::vector<std::string> names;
-      while (true) {
-        auto row = stmt->Step();
-        if (!row.ok()) return row.status();
-        if (!*row) break;
-        names.push_back(stmt->ColumnText(0));
-      }
-      for (const auto& name : names) {
+      auto names = CollectionNames(db);
+      if (!names.ok()) return names.status();
+      for (const auto& name : *names) {
         auto c = proj::LoadCollection(db, name);
         if (!c.ok()) return c.status();
         out.push_back(ToCollection(std::move(*c)));
@@ -750,6 +743,18 @@ class SqliteTenantStore : public TenantStore {
     return seq.status();
   }
 
+  static Result<std::vector<std::string>> CollectionNames(Database& db) {
+    auto stmt = db.Prepare("SELECT name FROM collections ORDER BY name");
+    if (!stmt.ok()) return stmt.status();
+    std::vector<std::string> names;
+    while (true) {
+      auto row = stmt->Step();
+      if (!row.ok()) return row.status();
+      if (!*row) return names;
+      names.push_back(stmt->ColumnText(0));
+    }
+  }
+
   static Status LoadCollectionInto(Database& db, const std::string& name,
                                    std::optional<Collection>* out) {
     auto c = proj::LoadCollection(db, name);
@@ -895,16 +900,9 @@ class SqliteTenantStore : public TenantStore {
 
   static Status ExportIn(Database& db, std::optional<int64_t> at_us,
                          const std::function<Status(const std::string&, const Record&)>& sink) {
-    auto names = db.Prepare("SELECT name FROM collections ORDER BY name");
+    auto names = CollectionNames(db);
     if (!names.ok()) return names.status();
-    std::vector<std::string> collections;
-    while (true) {
-      auto row = names->Step();
-      if (!row.ok()) return row.status();
-      if (!*row) break;
-      collections.push_back(names->ColumnText(0));
-    }
-    for (const auto& name : collections) {
+    for (const auto& name : *names) {
       ListQuery q;
       q.at_us = at_us;
       q.limit = kMaxPageSize;
