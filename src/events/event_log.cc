@@ -1,5 +1,6 @@
 #include "events/event_log.h"
 
+#include <algorithm>
 #include <boost/json.hpp>
 
 #include "crypto/crypto.h"
@@ -72,18 +73,22 @@ Result<std::string> Body(int64_t seq, const Event& e) {
   return json::serialize(o);
 }
 
-Result<std::string> LastHash(storage::Database& db, Log log, int64_t* last_seq) {
-  auto stmt =
-      db.Prepare(std::string("SELECT seq, hash FROM ") + Table(log) + " ORDER BY seq DESC LIMIT 1");
+// The last entry's seq, time and hash; 0, 0 and the genesis hash when empty.
+Result<std::string> LastEntry(storage::Database& db, Log log, int64_t* last_seq,
+                              int64_t* last_at_us) {
+  auto stmt = db.Prepare(std::string("SELECT seq, at_us, hash FROM ") + Table(log) +
+                         " ORDER BY seq DESC LIMIT 1");
   if (!stmt.ok()) return stmt.status();
   auto row = stmt->Step();
   if (!row.ok()) return row.status();
   if (!*row) {
     *last_seq = 0;
+    *last_at_us = 0;
     return kGenesis;
   }
   *last_seq = stmt->ColumnInt(0);
-  return stmt->ColumnText(1);
+  *last_at_us = stmt->ColumnInt(1);
+  return stmt->ColumnText(2);
 }
 
 // Whether the indexed columns say what the body says.
@@ -110,11 +115,12 @@ bool ColumnsMatchBody(const StoredEvent& e) {
 
 }  // namespace
 
-Result<int64_t> Append(storage::Database& db, const Event& event, Log log) {
+Result<int64_t> Append(storage::Database& db, Event& event, Log log) {
   if (!db.InTransaction()) return FailedPrecondition("events are appended inside a transaction");
-  int64_t last = 0;
-  auto prev = LastHash(db, log, &last);
+  int64_t last = 0, last_at = 0;
+  auto prev = LastEntry(db, log, &last, &last_at);
   if (!prev.ok()) return prev.status();
+  event.at_us = std::max(event.at_us, last_at + 1);
   int64_t seq = last + 1;
   auto body = Body(seq, event);
   if (!body.ok()) return body.status();
@@ -201,15 +207,6 @@ Result<int64_t> PurgeBodies(storage::Database& db, int64_t up_to, Log log) {
   stmt->Bind(1, up_to);
   if (Status s = stmt->Run(); !s.ok()) return s;
   return int64_t{db.Changes()};
-}
-
-Result<int64_t> LastTime(storage::Database& db, Log log) {
-  auto stmt =
-      db.Prepare(std::string("SELECT at_us FROM ") + Table(log) + " ORDER BY seq DESC LIMIT 1");
-  if (!stmt.ok()) return stmt.status();
-  auto row = stmt->Step();
-  if (!row.ok()) return row.status();
-  return *row ? stmt->ColumnInt(0) : int64_t{0};
 }
 
 }  // namespace silo::events

@@ -66,11 +66,14 @@ enum class Log { kEvents, kAudit };
 // The tables of both logs, as one migration's SQL for the tenant schema.
 extern const std::string_view kEventLogSchema;
 
-// Appends `event`; returns its sequence number. InvalidArgument for a
-// change whose JSON text does not parse.
+// Appends `event`; returns its sequence number. Times are strictly
+// increasing per log: `event.at_us` is raised to one microsecond after the
+// last entry's when it is not later (so "as of T" is always well defined),
+// and the caller sees the stamped time. InvalidArgument for a change whose
+// JSON text does not parse.
 // REQUIRES: db.InTransaction() (the event and the projections it changes
 // commit together or not at all).
-Result<int64_t> Append(storage::Database& db, const Event& event, Log log = Log::kEvents);
+Result<int64_t> Append(storage::Database& db, Event& event, Log log = Log::kEvents);
 
 // Events with seq > `after`, in order, at most `limit`.
 Result<std::vector<StoredEvent>> ReadAfter(storage::Database& db, int64_t after, int limit,
@@ -81,9 +84,6 @@ Result<std::vector<StoredEvent>> ReadAfter(storage::Database& db, int64_t after,
 // `where` is the caller's constant text, never request input.
 Result<std::vector<StoredEvent>> Query(storage::Database& db, Log log, std::string_view where,
                                        const std::function<void(storage::Statement&)>& bind);
-
-// The time of the last entry, 0 when the log is empty.
-Result<int64_t> LastTime(storage::Database& db, Log log = Log::kEvents);
 
 struct VerifyResult {
   int64_t checked = 0;

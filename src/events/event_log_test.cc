@@ -36,7 +36,8 @@ class EventLogTest : public storage::testing::TempDirTest {
     auto txn = storage::Transaction::Begin(*db_);
     ASSERT_TRUE(txn.ok());
     for (int i = 1; i <= n; ++i) {
-      auto seq = Append(*db_, Make(i));
+      Event e = Make(i);
+      auto seq = Append(*db_, e);
       ASSERT_TRUE(seq.ok()) << seq.status().ToString();
       ASSERT_EQ(*seq, i);
     }
@@ -66,11 +67,35 @@ TEST_F(EventLogTest, AppendsInOrderAndVerifies) {
 }
 
 TEST_F(EventLogTest, AppendOutsideATransactionIsRefused) {
-  EXPECT_EQ(Append(*db_, Make(1)).status().code(), StatusCode::kFailedPrecondition);
+  Event outside = Make(1);
+  EXPECT_EQ(Append(*db_, outside).status().code(), StatusCode::kFailedPrecondition);
   auto txn = storage::Transaction::Begin(*db_);
   Event bad = Make(1);
   bad.changes[0].new_json = "{not json";
   EXPECT_EQ(Append(*db_, bad).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(EventLogTest, TimesAreStrictlyIncreasingPerLog) {
+  auto txn = storage::Transaction::Begin(*db_);
+  Event first = Make(10);
+  ASSERT_TRUE(Append(*db_, first).ok());
+  EXPECT_EQ(first.at_us, Make(10).at_us);  // later than the empty log: kept
+  Event same = Make(10), earlier = Make(3), later = Make(50);
+  ASSERT_TRUE(Append(*db_, same).ok());
+  ASSERT_TRUE(Append(*db_, earlier).ok());
+  ASSERT_TRUE(Append(*db_, later).ok());
+  EXPECT_EQ(same.at_us, first.at_us + 1);
+  EXPECT_EQ(earlier.at_us, first.at_us + 2);
+  EXPECT_EQ(later.at_us, Make(50).at_us);
+  // The audit log keeps its own clock.
+  Event audit = Make(1);
+  ASSERT_TRUE(Append(*db_, audit, Log::kAudit).ok());
+  EXPECT_EQ(audit.at_us, Make(1).at_us);
+  ASSERT_TRUE(txn->Commit().ok());
+  auto stored = ReadAfter(*db_, 0, 10);
+  ASSERT_EQ(stored->size(), 4u);
+  EXPECT_EQ((*stored)[2].at_us, earlier.at_us);  // the stamped time is what is stored
+  EXPECT_TRUE(Verify(*db_)->first_broken == std::nullopt);
 }
 
 TEST_F(EventLogTest, SecretsAreRecordedAsChangedNeverValued) {

@@ -89,12 +89,6 @@ std::vector<events::Change> Diff(const CollectionSchema& schema, const json::obj
     if (a != nullptr && b != nullptr && *a == *b) continue;
     out.push_back({f.name, Text(a), Text(b), false});
   }
-  // Fields no longer in the schema (only possible for old data): removed.
-  for (const auto& kv : before) {
-    if (schema.Find(kv.key()) == nullptr && !after.contains(kv.key())) {
-      out.push_back({std::string(kv.key()), Text(&kv.value()), std::nullopt, false});
-    }
-  }
   return out;
 }
 
@@ -702,9 +696,7 @@ class SqliteTenantStore : public TenantStore {
       events::Event e;
       if (Status s = prepare(db, e); !s.ok()) return s;
       if (!e.type.empty()) {
-        auto last = events::LastTime(db);
-        if (!last.ok()) return last.status();
-        e.at_us = std::max(ctx.now_us, *last + 1);
+        e.at_us = ctx.now_us;  // Append moves it past the last event's time
         e.actor = ctx.actor;
         e.request_id = ctx.request_id;
         e.client = ctx.client;
@@ -712,8 +704,9 @@ class SqliteTenantStore : public TenantStore {
         if (!seq.ok()) return seq.status();
         if (Status s = proj::Apply(db, *seq, e); !s.ok()) return s;
         if (e.subject_kind == proj::kCollectionSubject || e.subject_kind == "token") {
-          // Schema changes are security relevant: also in the audit log.
-          AuditEntry audit{e.type, std::string(proj::kCollectionSubject), e.subject_id, {}};
+          // Schema changes and token issues are security relevant: also in
+          // the audit log.
+          AuditEntry audit{e.type, e.subject_kind, e.subject_id, {}};
           if (Status s = AppendAudit(db, ctx, audit); !s.ok()) return s;
         }
       }
@@ -725,10 +718,8 @@ class SqliteTenantStore : public TenantStore {
   }
 
   Status AppendAudit(Database& db, const WriteContext& ctx, const AuditEntry& entry) {
-    auto last = events::LastTime(db, events::Log::kAudit);
-    if (!last.ok()) return last.status();
     events::Event e;
-    e.at_us = std::max(ctx.now_us, *last + 1);
+    e.at_us = ctx.now_us;
     e.actor = ctx.actor;
     e.request_id = ctx.request_id;
     e.client = ctx.client;

@@ -65,6 +65,40 @@ TEST_F(TenantStoreTest, InfoReportsTheSchemaVersion) {
   EXPECT_EQ(info->created_at.size(), 20u);
 }
 
+TEST_F(TenantStoreTest, TokensAuthenticateUntilTheyExpireAndOnlyInTheirTenant) {
+  TokenSpec spec{"ci", {"records.*.read", "events.read"}, kT0 + 1000};
+  auto issued = a_->CreateToken(Ctx(kT0), spec);
+  ASSERT_TRUE(issued.ok()) << issued.status().ToString();
+  auto p = a_->Authenticate(issued->token, kT0 + 999);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->token_id, issued->id);
+  EXPECT_TRUE(Grants(p->permissions, "records.tickets.read"));
+  EXPECT_FALSE(Grants(p->permissions, "records.tickets.update"));
+  EXPECT_FALSE(Grants(p->permissions, "collections.manage"));
+  auto code = [](const Result<Principal>& r) { return r.status().code(); };
+  EXPECT_EQ(code(a_->Authenticate(issued->token, kT0 + 1000)), StatusCode::kUnauthenticated);
+  EXPECT_EQ(code(b_->Authenticate(issued->token, kT0)), StatusCode::kUnauthenticated);
+  std::string forged = issued->token;
+  forged.back() = forged.back() == 'A' ? 'B' : 'A';
+  EXPECT_EQ(code(a_->Authenticate(forged, kT0)), StatusCode::kUnauthenticated);
+  EXPECT_EQ(code(a_->Authenticate("silo_", kT0)), StatusCode::kUnauthenticated);
+
+  // Refused specs write nothing.
+  EXPECT_FALSE(a_->CreateToken(Ctx(kT0), {"x", {"records.tickets.drop"}, kT0 + 10}).ok());
+  EXPECT_FALSE(a_->CreateToken(Ctx(kT0), {"x", {"events.read"}, kT0}).ok());
+  EXPECT_FALSE(a_->CreateToken(Ctx(kT0), {"", {"events.read"}, kT0 + 10}).ok());
+  auto evs = a_->Events(0, 100);
+  ASSERT_EQ(evs->size(), 1u);
+  EXPECT_EQ((*evs)[0].type, "token.created");
+  EXPECT_EQ((*evs)[0].body->find(issued->token.substr(5)), std::string::npos);
+  EXPECT_NE((*evs)[0].body->find(R"({"field":"secret","changed":true})"), std::string::npos);
+  auto audit = a_->QueryAudit({});
+  ASSERT_EQ(audit->size(), 1u);
+  EXPECT_EQ((*audit)[0].subject_kind, "token");
+  EXPECT_EQ((*audit)[0].subject_id, issued->id);
+  EXPECT_EQ(storage::testing::FilesContaining(dir_, issued->token.substr(5)), "");
+}
+
 TEST_F(TenantStoreTest, RecordLifecycleWithHistoryAndTimeTravel) {
   ASSERT_TRUE(a_->CreateCollection(Ctx(kT0), Tickets()).ok());
   auto r = a_->CreateRecord(Ctx(kT0 + 10), "tickets",
