@@ -10,9 +10,9 @@ PACKAGES=(
   # libraries (DESIGN.md section 9)
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libssl-dev libsodium-dev libsqlite3-dev libcli11-dev
-  libcurl4-openssl-dev libgtest-dev
+  libcurl4-openssl-dev libgtest-dev liboath-dev libqrencode-dev
   # black-box tests and benchmarks
-  python3 python3-pytest python3-requests openssl sqlite3 wrk procps
+  python3 python3-pytest python3-requests python3-aiosmtpd oathtool openssl sqlite3 wrk procps
 )
 
 missing=()

@@ -7,6 +7,7 @@
 #include "base/time_util.h"
 #include "crypto/crypto.h"
 #include "platform/security_log.h"
+#include "rbac/rbac.h"
 #include "records/tenant_store.h"
 
 namespace silo::api {
@@ -124,7 +125,7 @@ http::Response RunTenantRoute(Services& s, const Router::Match& m, RequestContex
     return deny(404, "not found");
   }
   std::string wanted = ResolvePermission(m.route->access.permission, m.params);
-  if (!records::Grants(principal->permissions, wanted)) {
+  if (!rbac::Grants(principal->permissions, wanted)) {
     return deny(403, "the token lacks permission " + wanted);
   }
   ctx.store = store->get();

@@ -7,6 +7,7 @@
 
 #include "base/time_util.h"
 #include "crypto/crypto.h"
+#include "rbac/rbac.h"
 #include "records/projection.h"
 #include "records/tenant_store.h"
 #include "storage/migrator.h"
@@ -183,7 +184,7 @@ class SqliteTenantStore : public TenantStore {
       errors.push_back({"permissions", "must list 1 to 100 permissions"});
     }
     for (const auto& p : spec.permissions) {
-      if (!ValidPermission(p)) errors.push_back({"permissions", "unknown permission " + p});
+      if (!rbac::ValidPermission(p)) errors.push_back({"permissions", "unknown permission " + p});
     }
     if (spec.expires_at_us <= ctx.now_us) errors.push_back({"expires_at", "must be in the future"});
     if (!errors.empty()) return InvalidArgument("invalid token").WithFields(std::move(errors));
@@ -948,37 +949,6 @@ class SqliteTenantStores : public TenantStores {
 };
 
 }  // namespace
-
-bool ValidPermission(std::string_view p) {
-  for (std::string_view fixed :
-       {"collections.read", "collections.manage", "events.read", "audit.read", "audit.verify"}) {
-    if (p == fixed) return true;
-  }
-  if (p.substr(0, 8) != "records.") return false;
-  std::string_view rest = p.substr(8);
-  size_t dot = rest.rfind('.');
-  if (dot == std::string_view::npos) return false;
-  std::string_view collection = rest.substr(0, dot);
-  std::string_view action = rest.substr(dot + 1);
-  if (collection != "*" && !ValidName(collection)) return false;
-  for (std::string_view a : {"create", "read", "update", "delete", "history", "export"}) {
-    if (action == a) return true;
-  }
-  return false;
-}
-
-bool Grants(const std::vector<std::string>& permissions, std::string_view wanted) {
-  for (const auto& p : permissions) {
-    if (p == wanted) return true;
-    // records.*.<action> grants records.<any collection>.<action>.
-    if (p.substr(0, 10) == "records.*." && wanted.substr(0, 8) == "records.") {
-      std::string_view action = std::string_view(p).substr(10);
-      size_t dot = wanted.rfind('.');
-      if (dot != std::string_view::npos && wanted.substr(dot + 1) == action) return true;
-    }
-  }
-  return false;
-}
 
 std::unique_ptr<TenantStores> NewSqliteTenantStores(
     std::function<Result<crypto::SecretKey>(const std::string&)> key_fn,

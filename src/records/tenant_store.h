@@ -130,13 +130,6 @@ struct IssuedToken {
   std::string token;  // "silo_" + 43 characters; shown once, stored hashed
 };
 
-// The permission catalogue: collections.read, collections.manage,
-// events.read, audit.read, audit.verify and
-// records.<collection or *>.create|read|update|delete|history|export.
-bool ValidPermission(std::string_view permission);
-// Whether `permissions` grant `wanted` (a `*` collection grants every one).
-bool Grants(const std::vector<std::string>& permissions, std::string_view wanted);
-
 // One tenant's storage, for the duration of a request.
 class TenantStore {
  public:

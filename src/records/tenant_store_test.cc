@@ -7,6 +7,7 @@
 #include <random>
 
 #include "crypto/crypto.h"
+#include "rbac/rbac.h"
 #include "storage/test_util.h"
 
 namespace silo::records {
@@ -72,9 +73,9 @@ TEST_F(TenantStoreTest, TokensAuthenticateUntilTheyExpireAndOnlyInTheirTenant) {
   auto p = a_->Authenticate(issued->token, kT0 + 999);
   ASSERT_TRUE(p.ok());
   EXPECT_EQ(p->token_id, issued->id);
-  EXPECT_TRUE(Grants(p->permissions, "records.tickets.read"));
-  EXPECT_FALSE(Grants(p->permissions, "records.tickets.update"));
-  EXPECT_FALSE(Grants(p->permissions, "collections.manage"));
+  EXPECT_TRUE(rbac::Grants(p->permissions, "records.tickets.read"));
+  EXPECT_FALSE(rbac::Grants(p->permissions, "records.tickets.update"));
+  EXPECT_FALSE(rbac::Grants(p->permissions, "collections.manage"));
   auto code = [](const Result<Principal>& r) { return r.status().code(); };
   EXPECT_EQ(code(a_->Authenticate(issued->token, kT0 + 1000)), StatusCode::kUnauthenticated);
   EXPECT_EQ(code(b_->Authenticate(issued->token, kT0)), StatusCode::kUnauthenticated);
