@@ -11,6 +11,8 @@ PACKAGES=(
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libssl-dev libsodium-dev libsqlite3-dev libcli11-dev
   libcurl4-openssl-dev libgtest-dev liboath-dev libqrencode-dev
+  # the common-password list screened at every password change (ASVS 2.1.7)
+  john-data
   # black-box tests and benchmarks
   python3 python3-pytest python3-requests python3-aiosmtpd oathtool openssl sqlite3 wrk procps
 )

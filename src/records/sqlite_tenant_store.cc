@@ -36,6 +36,10 @@ const storage::Migration kTenantMigrations[] = {
      " permissions TEXT NOT NULL,"
      " created_at_us INTEGER NOT NULL,"
      " expires_at_us INTEGER NOT NULL) STRICT"},
+    {5, "api_token_owners",
+     // Who issued the token: "operator" or "user:<id>" (whose permissions
+     // then bound the token's for as long as it lives).
+     "ALTER TABLE api_tokens ADD COLUMN owner TEXT NOT NULL DEFAULT 'operator'"},
 };
 
 constexpr std::string_view kTokenPrefix = "silo_";
@@ -196,15 +200,16 @@ class SqliteTenantStore : public TenantStore {
         ctx,
         [&](Database& db, events::Event& e) -> Status {
           auto ins = db.Prepare(
-              "INSERT INTO api_tokens (id, name, hash, permissions, created_at_us, expires_at_us)"
-              " VALUES (?, ?, ?, ?, ?, ?)");
+              "INSERT INTO api_tokens (id, name, hash, permissions, created_at_us, expires_at_us,"
+              " owner) VALUES (?, ?, ?, ?, ?, ?, ?)");
           if (!ins.ok()) return ins.status();
           ins->Bind(1, issued.id)
               .Bind(2, spec.name)
               .Bind(3, crypto::Sha256Hex(issued.token))
               .Bind(4, perms_text)
               .Bind(5, ctx.now_us)
-              .Bind(6, spec.expires_at_us);
+              .Bind(6, spec.expires_at_us)
+              .Bind(7, spec.owner);
           if (Status r = ins->Run(); !r.ok()) return r;
           e.type = "token.created";
           e.subject_kind = "token";
@@ -231,7 +236,7 @@ class SqliteTenantStore : public TenantStore {
     std::optional<Principal> out;
     Status s = db_->Read([&](Database& db) -> Status {
       auto stmt =
-          db.Prepare("SELECT id, permissions, expires_at_us FROM api_tokens WHERE hash = ?");
+          db.Prepare("SELECT id, permissions, expires_at_us, owner FROM api_tokens WHERE hash = ?");
       if (!stmt.ok()) return stmt.status();
       stmt->Bind(1, crypto::Sha256Hex(token));
       auto row = stmt->Step();
@@ -239,6 +244,7 @@ class SqliteTenantStore : public TenantStore {
       if (!*row || stmt->ColumnInt(2) <= now_us) return refused();
       Principal p;
       p.token_id = stmt->ColumnText(0);
+      p.owner = stmt->ColumnText(3);
       boost::system::error_code ec;
       json::value perms = json::parse(stmt->ColumnText(1), ec);
       if (ec || !perms.is_array()) return DataLoss("token with malformed permissions");
@@ -250,6 +256,66 @@ class SqliteTenantStore : public TenantStore {
     });
     if (!s.ok()) return s;
     return std::move(*out);
+  }
+
+  Result<std::vector<TokenInfo>> ListTokens(std::optional<std::string> owner) override {
+    std::vector<TokenInfo> out;
+    Status s = db_->Read([&](Database& db) -> Status {
+      auto stmt = db.Prepare(
+          "SELECT id, name, permissions, created_at_us, expires_at_us, owner FROM api_tokens"
+          " WHERE ?1 IS NULL OR owner = ?1 ORDER BY created_at_us, id");
+      if (!stmt.ok()) return stmt.status();
+      if (owner)
+        stmt->Bind(1, *owner);
+      else
+        stmt->BindNull(1);
+      while (true) {
+        auto row = stmt->Step();
+        if (!row.ok()) return row.status();
+        if (!*row) return Status::Ok();
+        TokenInfo t;
+        t.id = stmt->ColumnText(0);
+        t.name = stmt->ColumnText(1);
+        boost::system::error_code ec;
+        json::value perms = json::parse(stmt->ColumnText(2), ec);
+        if (ec || !perms.is_array()) return DataLoss("token with malformed permissions");
+        for (const auto& v : perms.as_array()) {
+          if (v.is_string()) t.permissions.emplace_back(v.as_string());
+        }
+        t.created_at_us = stmt->ColumnInt(3);
+        t.expires_at_us = stmt->ColumnInt(4);
+        t.owner = stmt->ColumnText(5);
+        out.push_back(std::move(t));
+      }
+    });
+    if (!s.ok()) return s;
+    return out;
+  }
+
+  Status RevokeToken(const WriteContext& ctx, const std::string& id,
+                     std::optional<std::string> owner) override {
+    bool found = false;
+    Status s = WriteEvent(
+        ctx,
+        [&](Database& db, events::Event& e) -> Status {
+          auto del =
+              db.Prepare("DELETE FROM api_tokens WHERE id = ?1 AND (?2 IS NULL OR owner = ?2)");
+          if (!del.ok()) return del.status();
+          del->Bind(1, id);
+          if (owner)
+            del->Bind(2, *owner);
+          else
+            del->BindNull(2);
+          if (Status r = del->Run(); !r.ok()) return r;
+          found = db.Changes() > 0;
+          if (!found) return NotFound("no such token");
+          e.type = "token.revoked";
+          e.subject_kind = "token";
+          e.subject_id = id;
+          return Status::Ok();
+        },
+        nullptr);
+    return s;
   }
 
   // --- collections ---
@@ -916,17 +982,11 @@ class SqliteTenantStore : public TenantStore {
 
 class SqliteTenantStores : public TenantStores {
  public:
-  SqliteTenantStores(storage::TenantDatabases::KeyFn key_fn,
-                     storage::TenantDatabases::PathFn path_fn, SqliteStoresOptions options)
-      : databases_(
-            std::move(key_fn), std::move(path_fn), kTenantMigrations,
-            {.max_open_tenants = options.max_open_tenants,
-             .readers_per_tenant = options.readers_per_tenant,
-             .open = {.synchronous = options.synchronous_full ? storage::Synchronous::kFull
-                                                              : storage::Synchronous::kNormal}}) {}
+  explicit SqliteTenantStores(std::shared_ptr<storage::TenantDatabases> databases)
+      : databases_(std::move(databases)) {}
 
   Status Create(const std::string& tenant_id) override {
-    auto db = databases_.Acquire(tenant_id);
+    auto db = databases_->Acquire(tenant_id);
     if (!db.ok()) return db.status();
     return (*db)->Write([](Database& d) {
       return d.Exec(
@@ -936,24 +996,39 @@ class SqliteTenantStores : public TenantStores {
   }
 
   Result<std::unique_ptr<TenantStore>> Open(const std::string& tenant_id) override {
-    auto db = databases_.Acquire(tenant_id);
+    auto db = databases_->Acquire(tenant_id);
     if (!db.ok()) return db.status();
     return std::unique_ptr<TenantStore>(new SqliteTenantStore(std::move(db).value()));
   }
 
-  void Close(const std::string& tenant_id) override { databases_.Close(tenant_id); }
-  size_t open_count() const override { return databases_.open_count(); }
+  void Close(const std::string& tenant_id) override { databases_->Close(tenant_id); }
+  size_t open_count() const override { return databases_->open_count(); }
 
  private:
-  storage::TenantDatabases databases_;
+  std::shared_ptr<storage::TenantDatabases> databases_;
 };
 
+storage::TenantDatabasesOptions DatabaseOptions(const SqliteStoresOptions& o) {
+  return {.max_open_tenants = o.max_open_tenants,
+          .readers_per_tenant = o.readers_per_tenant,
+          .open = {.synchronous = o.synchronous_full ? storage::Synchronous::kFull
+                                                     : storage::Synchronous::kNormal}};
+}
+
 }  // namespace
+
+std::span<const storage::Migration> TenantMigrations() { return kTenantMigrations; }
+
+std::unique_ptr<TenantStores> NewSqliteTenantStores(
+    std::shared_ptr<storage::TenantDatabases> databases) {
+  return std::make_unique<SqliteTenantStores>(std::move(databases));
+}
 
 std::unique_ptr<TenantStores> NewSqliteTenantStores(
     std::function<Result<crypto::SecretKey>(const std::string&)> key_fn,
     std::function<std::string(const std::string&)> path_fn, SqliteStoresOptions options) {
-  return std::make_unique<SqliteTenantStores>(std::move(key_fn), std::move(path_fn), options);
+  return NewSqliteTenantStores(std::make_shared<storage::TenantDatabases>(
+      std::move(key_fn), std::move(path_fn), kTenantMigrations, DatabaseOptions(options)));
 }
 
 }  // namespace silo::records

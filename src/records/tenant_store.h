@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,8 @@
 #include "events/event_log.h"
 #include "records/query.h"
 #include "records/schema.h"
+#include "storage/migrator.h"
+#include "storage/tenant_databases.h"
 
 namespace silo::records {
 
@@ -117,12 +120,24 @@ struct RebuildReport {
 struct Principal {
   std::string token_id;
   std::vector<std::string> permissions;
+  std::string owner;  // "operator" or "user:<id>"
 };
 
 struct TokenSpec {
   std::string name;
   std::vector<std::string> permissions;  // each valid per ValidPermission()
   int64_t expires_at_us = 0;
+  std::string owner = "operator";  // or "user:<id>"
+};
+
+// A token as listed (never its secret).
+struct TokenInfo {
+  std::string id;
+  std::string name;
+  std::vector<std::string> permissions;
+  int64_t created_at_us = 0;
+  int64_t expires_at_us = 0;
+  std::string owner;
 };
 
 struct IssuedToken {
@@ -141,6 +156,12 @@ class TenantStore {
   virtual Result<IssuedToken> CreateToken(const WriteContext& ctx, const TokenSpec& spec) = 0;
   // Unauthenticated for an unknown, expired or malformed token.
   virtual Result<Principal> Authenticate(std::string_view token, int64_t now_us) = 0;
+  // Tokens of one owner (every token when nullopt), oldest first.
+  virtual Result<std::vector<TokenInfo>> ListTokens(std::optional<std::string> owner) = 0;
+  // Deletes a token (an event); NotFound when it does not exist or, with
+  // `owner`, belongs to someone else.
+  virtual Status RevokeToken(const WriteContext& ctx, const std::string& id,
+                             std::optional<std::string> owner) = 0;
 
   virtual Result<std::vector<Collection>> ListCollections() = 0;
   virtual Result<Collection> GetCollection(const std::string& name) = 0;
@@ -217,8 +238,17 @@ struct SqliteStoresOptions {
       true;  // false: synchronous=NORMAL (WAL; a power cut may lose the last commits)
 };
 
+// The records module's migrations of the tenant schema (1..5). Other modules
+// that keep tables in the tenant database append theirs after these.
+std::span<const storage::Migration> TenantMigrations();
+
+// Over databases opened by the caller (with TenantMigrations() first in
+// their migration list).
+std::unique_ptr<TenantStores> NewSqliteTenantStores(
+    std::shared_ptr<storage::TenantDatabases> databases);
+
 // Encrypted SQLite per tenant, at path_fn(id), under key_fn(id) (the
-// tenant's KeyPurpose::kDatabasePages sub-key).
+// tenant's KeyPurpose::kDatabasePages sub-key), with records' migrations only.
 std::unique_ptr<TenantStores> NewSqliteTenantStores(
     std::function<Result<crypto::SecretKey>(const std::string&)> key_fn,
     std::function<std::string(const std::string&)> path_fn, SqliteStoresOptions options);

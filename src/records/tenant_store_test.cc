@@ -62,7 +62,7 @@ class TenantStoreTest : public storage::testing::TempDirTest {
 TEST_F(TenantStoreTest, InfoReportsTheSchemaVersion) {
   auto info = a_->Info();
   ASSERT_TRUE(info.ok());
-  EXPECT_EQ(info->schema_version, 4);
+  EXPECT_EQ(info->schema_version, static_cast<int>(TenantMigrations().size()));
   EXPECT_EQ(info->created_at.size(), 20u);
 }
 
@@ -98,6 +98,27 @@ TEST_F(TenantStoreTest, TokensAuthenticateUntilTheyExpireAndOnlyInTheirTenant) {
   EXPECT_EQ((*audit)[0].subject_kind, "token");
   EXPECT_EQ((*audit)[0].subject_id, issued->id);
   EXPECT_EQ(storage::testing::FilesContaining(dir_, issued->token.substr(5)), "");
+}
+
+TEST_F(TenantStoreTest, TokensAreListedByOwnerAndRevokedOnlyByTheirOwner) {
+  records::TokenSpec mine{"mine", {"records.*.read"}, kT0 + 3'600'000'000LL, "user:u1"};
+  records::TokenSpec theirs{"theirs", {"records.*.read"}, kT0 + 3'600'000'000LL, "user:u2"};
+  auto a = a_->CreateToken(Ctx(kT0), mine);
+  auto b = a_->CreateToken(Ctx(kT0), theirs);
+  ASSERT_TRUE(a.ok() && b.ok());
+  auto listed = a_->ListTokens(std::string("user:u1"));
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].id, a->id);
+  EXPECT_EQ((*listed)[0].owner, "user:u1");
+  EXPECT_EQ(a_->ListTokens(std::nullopt)->size(), 2u);
+  // u1 cannot revoke u2's token; the token still works.
+  EXPECT_EQ(a_->RevokeToken(Ctx(kT0 + 1), b->id, std::string("user:u1")).code(),
+            StatusCode::kNotFound);
+  EXPECT_TRUE(a_->Authenticate(b->token, kT0 + 2).ok());
+  ASSERT_TRUE(a_->RevokeToken(Ctx(kT0 + 1), a->id, std::string("user:u1")).ok());
+  EXPECT_EQ(a_->Authenticate(a->token, kT0 + 2).status().code(), StatusCode::kUnauthenticated);
+  EXPECT_EQ(a_->Authenticate(b->token, kT0 + 2)->owner, "user:u2");
 }
 
 TEST_F(TenantStoreTest, RecordLifecycleWithHistoryAndTimeTravel) {

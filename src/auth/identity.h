@@ -1,0 +1,200 @@
+// A tenant's users, roles, sessions, second factors, one-time tokens and
+// outgoing mail, in the tenant's own encrypted database (DESIGN section 6).
+//
+// Secrets are never stored as given: session, setup, reset and MFA tokens as
+// SHA-256 (256 random bits each, so a fast hash suffices), recovery codes as
+// a keyed hash under the tenant's secret-field key, TOTP secrets sealed with
+// that key, passwords as Argon2id strings made by the caller (hashing is the
+// caller's, on the password pool). Every change is an entry in the tenant's
+// hash-chained audit log with old and new values (secrets as "changed").
+//
+// Thread-safe as far as the database is: writes are serialised by it.
+#ifndef SILO_AUTH_IDENTITY_H_
+#define SILO_AUTH_IDENTITY_H_
+
+#include <boost/json/object.hpp>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "crypto/secret_key.h"
+#include "events/event_log.h"
+#include "rbac/rbac.h"
+#include "storage/migrator.h"
+#include "storage/tenant_databases.h"
+
+namespace silo::auth {
+
+// The identity tables, numbered from `first_version` (they follow the
+// records module's migrations in the tenant schema).
+std::span<const storage::Migration> IdentityMigrations();
+
+struct Context {
+  events::Actor actor;
+  std::string request_id;
+  std::string client;
+  int64_t now_us = 0;
+};
+
+struct User {
+  std::string id;
+  std::string email;
+  std::string status;  // "invited", "active" or "disabled"
+  std::vector<std::string> roles;
+  bool totp_enabled = false;
+  int64_t created_at_us = 0;
+  int64_t updated_at_us = 0;
+};
+
+struct Session {
+  std::string id;  // public handle, for listing and revoking
+  std::string user_id;
+  bool mfa_passed = false;
+  int64_t created_at_us = 0;
+  int64_t last_seen_us = 0;
+  int64_t expires_at_us = 0;  // absolute
+  std::string client;
+  std::string user_agent;
+};
+
+struct IssuedSession {
+  Session session;
+  std::string token;       // for the cookie; shown once
+  std::string csrf_token;  // for X-CSRF-Token; shown once
+};
+
+struct SessionAuth {
+  Session session;
+  User user;
+  std::string csrf_hash;  // SHA-256 hex of the session's CSRF token
+};
+
+struct Mail {
+  int64_t id = 0;
+  std::string recipient;
+  std::string subject;
+  std::string body;
+  int attempts = 0;
+};
+
+struct Timeouts {
+  int64_t session_idle_us = 30LL * 60 * 1'000'000;
+  int64_t session_absolute_us = 12LL * 3600 * 1'000'000;
+  int64_t setup_token_us = 72LL * 3600 * 1'000'000;
+  int64_t reset_token_us = 30LL * 60 * 1'000'000;
+  int64_t mfa_challenge_us = 5LL * 60 * 1'000'000;
+};
+
+inline constexpr int kRecoveryCodes = 10;
+inline constexpr int kMaxMfaAttempts = 5;
+
+class Identity {
+ public:
+  Identity(std::shared_ptr<storage::TenantDatabase> db, crypto::SecretKey secret_fields,
+           Timeouts timeouts);
+
+  // --- users ---
+  // A new user with `roles`, and its one-time setup token. AlreadyExists for
+  // a used e-mail; InvalidArgument for a bad e-mail or unknown role.
+  Result<std::pair<User, std::string>> InviteUser(const Context& ctx, const std::string& email,
+                                                  const std::vector<std::string>& roles);
+  Result<std::vector<User>> ListUsers();
+  Result<User> GetUser(const std::string& id);
+  // The user and its password hash ("" before setup). NotFound.
+  Result<std::pair<User, std::string>> FindLogin(const std::string& email);
+  // Sets the first password with a setup token (single use). Unauthenticated
+  // for an unknown, used or expired token.
+  Result<User> CompleteSetup(const Context& ctx, const std::string& token,
+                             const std::string& password_hash);
+  // Replaces the roles. `by_owner` says whether the caller holds the owner
+  // role: only an owner grants or removes it. FailedPrecondition when the
+  // tenant would be left without an active owner.
+  Status SetUserRoles(const Context& ctx, const std::string& user_id,
+                      const std::vector<std::string>& roles, bool by_owner);
+  // Disabling revokes every session of the user; the last owner cannot be.
+  Status SetUserDisabled(const Context& ctx, const std::string& user_id, bool disabled,
+                         bool by_owner);
+  // A new hash for the same password (parameter upgrade), not a change.
+  Status ReplacePasswordHash(const std::string& user_id, const std::string& password_hash);
+  // A password change: revokes every session of the user.
+  Status ChangePassword(const Context& ctx, const std::string& user_id,
+                        const std::string& password_hash);
+
+  // --- roles (built-in ones first, then the tenant's, by name) ---
+  Result<std::vector<rbac::Role>> ListRoles();
+  Result<rbac::Role> GetRole(const std::string& name);
+  Result<std::vector<rbac::Role>> RolesOf(const User& user);
+  Result<rbac::Role> CreateRole(const Context& ctx, const rbac::Role& role);
+  Result<rbac::Role> UpdateRole(const Context& ctx, const rbac::Role& role);
+  // FailedPrecondition while a user holds it; built-in roles are immutable.
+  Status DeleteRole(const Context& ctx, const std::string& name);
+
+  // --- sessions ---
+  Result<IssuedSession> CreateSession(const Context& ctx, const std::string& user_id,
+                                      bool mfa_passed, const std::string& user_agent);
+  // Unauthenticated for an unknown, idle, expired or disabled user's session.
+  // Refreshes the idle clock (at most once a minute: one write per minute).
+  Result<SessionAuth> AuthenticateSession(const std::string& token, int64_t now_us);
+  Result<std::vector<Session>> ListSessions(const std::string& user_id);
+  Status RevokeSession(const Context& ctx, const std::string& user_id,
+                       const std::string& session_id);
+  // Every session of the user except `keep` (a session id, or "").
+  Status RevokeSessions(const Context& ctx, const std::string& user_id, const std::string& keep);
+
+  // --- second factor ---
+  // A single-use token naming the user who passed the password step.
+  Result<std::string> CreateMfaChallenge(const std::string& user_id, int64_t now_us);
+  // The challenge's user; counts an attempt (at most kMaxMfaAttempts, then
+  // the challenge is gone). Unauthenticated when unknown or expired.
+  Result<std::string> AttemptMfaChallenge(const std::string& token, int64_t now_us);
+  Status EndMfaChallenge(const std::string& token);
+  // Starts (or restarts) enrolment: a new secret, kept pending until confirmed.
+  Result<std::string> StartTotp(const Context& ctx, const std::string& user_id);
+  // Confirms the pending secret with a code: TOTP on, ten new recovery codes.
+  Result<std::vector<std::string>> ConfirmTotp(const Context& ctx, const std::string& user_id,
+                                               const std::string& code);
+  // Checks a code (each step accepted once). Unauthenticated.
+  Status CheckTotp(const Context& ctx, const std::string& user_id, const std::string& code);
+  // Uses up one recovery code. Unauthenticated.
+  Status UseRecoveryCode(const Context& ctx, const std::string& user_id, const std::string& code);
+  Status DisableTotp(const Context& ctx, const std::string& user_id);
+
+  // --- password reset ---
+  // For an active user with this e-mail: a reset token and a mail in the
+  // outbox, made by `compose(token)` -> {subject, body}. Either way one audit
+  // entry, so known and unknown addresses cost the same write.
+  Status RequestReset(
+      const Context& ctx, const std::string& email,
+      const std::function<std::pair<std::string, std::string>(const std::string& token)>& compose);
+  // Sets the password (single-use token, reset_token_us), revokes every
+  // session. Returns the user. Unauthenticated for a bad token.
+  Result<User> ConfirmReset(const Context& ctx, const std::string& token,
+                            const std::string& password_hash);
+
+  // --- outbox ---
+  Result<std::vector<Mail>> DueMail(int64_t now_us, int limit);
+  // Sent: the body (which may hold a token) is erased.
+  Status MarkMailSent(int64_t id, int64_t now_us);
+  Status MarkMailFailed(int64_t id, const std::string& error, int64_t retry_at_us);
+
+  // --- audit ---
+  Status Audit(const Context& ctx, const std::string& type, const std::string& subject_kind,
+               const std::string& subject_id, const boost::json::object& details);
+
+ private:
+  std::shared_ptr<storage::TenantDatabase> db_;
+  const crypto::SecretKey secret_fields_;
+  const Timeouts timeouts_;
+};
+
+// A syntactically plausible e-mail address (one '@', no spaces or control
+// characters, at most 254 bytes), lowercased. InvalidArgument otherwise.
+Result<std::string> NormaliseEmail(std::string_view email);
+
+}  // namespace silo::auth
+
+#endif  // SILO_AUTH_IDENTITY_H_

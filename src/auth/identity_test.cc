@@ -1,0 +1,231 @@
+#include "auth/identity.h"
+
+#include <gtest/gtest.h>
+
+#include "auth/totp.h"
+#include "crypto/crypto.h"
+#include "records/tenant_store.h"
+#include "storage/test_util.h"
+
+namespace silo::auth {
+namespace {
+
+constexpr int64_t kT0 = 1'780'000'000'000'000;  // simulated time
+constexpr int64_t kMin = 60'000'000;
+
+std::vector<storage::Migration> AllMigrations() {
+  std::vector<storage::Migration> all;
+  for (const auto& m : records::TenantMigrations()) all.push_back(m);
+  for (const auto& m : IdentityMigrations()) all.push_back(m);
+  return all;
+}
+
+class IdentityTest : public storage::testing::TempDirTest {
+ protected:
+  void SetUp() override {
+    TempDirTest::SetUp();
+    migrations_ = AllMigrations();
+    key_ = crypto::RandomBytes(crypto::SecretKey::kSize);
+    dbs_ = std::make_unique<storage::TenantDatabases>(
+        [this](const std::string&) { return crypto::SecretKey::FromBytes(key_); },
+        [this](const std::string& id) { return Path(id + ".db"); }, migrations_,
+        storage::TenantDatabasesOptions{});
+    auto db = dbs_->Acquire("t");
+    ASSERT_TRUE(db.ok());
+    id_ = std::make_unique<Identity>(*db, crypto::SecretKey::Random(), Timeouts{});
+  }
+
+  Context Ctx(int64_t now, std::string actor = "op") {
+    return {{"operator", std::move(actor)}, "req", "127.0.0.1", now};
+  }
+
+  // An active user with `roles` and password hash "h".
+  User Active(const std::string& email, std::vector<std::string> roles) {
+    auto inv = id_->InviteUser(Ctx(kT0), email, roles);
+    EXPECT_TRUE(inv.ok()) << inv.status().ToString();
+    auto u = id_->CompleteSetup(Ctx(kT0), inv->second, "h");
+    EXPECT_TRUE(u.ok()) << u.status().ToString();
+    return *u;
+  }
+
+  std::vector<storage::Migration> migrations_;
+  std::string key_;
+  std::unique_ptr<storage::TenantDatabases> dbs_;
+  std::unique_ptr<Identity> id_;
+};
+
+TEST_F(IdentityTest, SetupTokenIsSingleUseAndExpires) {
+  auto inv = id_->InviteUser(Ctx(kT0), "Ann@Example.com", {"owner"});
+  ASSERT_TRUE(inv.ok());
+  EXPECT_EQ(inv->first.email, "ann@example.com");
+  EXPECT_EQ(inv->first.status, "invited");
+  EXPECT_EQ(id_->InviteUser(Ctx(kT0), "ann@example.com", {}).status().code(),
+            StatusCode::kAlreadyExists);
+  EXPECT_EQ(id_->InviteUser(Ctx(kT0), "bob@example.com", {"nope"}).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(id_->InviteUser(Ctx(kT0), "not-an-email", {}).status().code(),
+            StatusCode::kInvalidArgument);
+  auto u = id_->CompleteSetup(Ctx(kT0 + 1), inv->second, "hash1");
+  ASSERT_TRUE(u.ok());
+  EXPECT_EQ(u->status, "active");
+  EXPECT_EQ(id_->CompleteSetup(Ctx(kT0 + 2), inv->second, "hash2").status().code(),
+            StatusCode::kUnauthenticated);
+  EXPECT_EQ(id_->FindLogin("ANN@example.com")->second, "hash1");
+  auto late = id_->InviteUser(Ctx(kT0), "late@example.com", {});
+  EXPECT_EQ(id_->CompleteSetup(Ctx(kT0 + 73LL * 60 * kMin), late->second, "h").status().code(),
+            StatusCode::kUnauthenticated);
+  // The token is not in the database file in clear.
+  EXPECT_EQ(storage::testing::FilesContaining(dir_, late->second), "");
+}
+
+TEST_F(IdentityTest, SessionsTimeOutAndAreRevoked) {
+  User ann = Active("ann@example.com", {"viewer"});
+  auto s = id_->CreateSession(Ctx(kT0), ann.id, false, "test agent");
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->token.size(), 43u);
+  EXPECT_NE(s->token, s->csrf_token);
+  auto a = id_->AuthenticateSession(s->token, kT0 + 29 * kMin);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->user.id, ann.id);
+  EXPECT_EQ(a->csrf_hash, crypto::Sha256Hex(s->csrf_token));
+  // Used at 29 min, so still alive at 58 min; idle 30 min -> gone.
+  EXPECT_TRUE(id_->AuthenticateSession(s->token, kT0 + 58 * kMin).ok());
+  EXPECT_FALSE(id_->AuthenticateSession(s->token, kT0 + 89 * kMin).ok());
+  // Absolute limit, however active.
+  auto s2 = id_->CreateSession(Ctx(kT0), ann.id, false, "");
+  for (int64_t t = kT0; t < kT0 + 12 * 60 * kMin; t += 20 * kMin) {
+    ASSERT_TRUE(id_->AuthenticateSession(s2->token, t).ok()) << (t - kT0) / kMin;
+  }
+  EXPECT_FALSE(id_->AuthenticateSession(s2->token, kT0 + 12 * 60 * kMin).ok());
+  // Revocation, and a password change ends every session.
+  auto s3 = id_->CreateSession(Ctx(kT0), ann.id, false, "");
+  auto s4 = id_->CreateSession(Ctx(kT0), ann.id, false, "");
+  ASSERT_TRUE(id_->RevokeSession(Ctx(kT0), ann.id, s3->session.id).ok());
+  EXPECT_FALSE(id_->AuthenticateSession(s3->token, kT0 + 1).ok());
+  EXPECT_TRUE(id_->AuthenticateSession(s4->token, kT0 + 1).ok());
+  ASSERT_TRUE(id_->ChangePassword(Ctx(kT0), ann.id, "new").ok());
+  EXPECT_FALSE(id_->AuthenticateSession(s4->token, kT0 + 1).ok());
+  EXPECT_FALSE(id_->AuthenticateSession("garbage", kT0).ok());
+  EXPECT_EQ(storage::testing::FilesContaining(dir_, s4->token), "");
+}
+
+TEST_F(IdentityTest, DisablingEndsSessionsAndTheLastOwnerStays) {
+  User owner = Active("owner@example.com", {"owner"});
+  User ed = Active("ed@example.com", {"editor"});
+  auto s = id_->CreateSession(Ctx(kT0), ed.id, false, "");
+  ASSERT_TRUE(id_->SetUserDisabled(Ctx(kT0), ed.id, true, false).ok());
+  EXPECT_FALSE(id_->AuthenticateSession(s->token, kT0 + 1).ok());
+  EXPECT_EQ(id_->GetUser(ed.id)->status, "disabled");
+  // The last owner can be neither demoted nor disabled.
+  EXPECT_EQ(id_->SetUserRoles(Ctx(kT0), owner.id, {"admin"}, true).code(),
+            StatusCode::kFailedPrecondition);
+  EXPECT_EQ(id_->SetUserDisabled(Ctx(kT0), owner.id, true, true).code(),
+            StatusCode::kFailedPrecondition);
+  EXPECT_EQ(id_->GetUser(owner.id)->roles, std::vector<std::string>{"owner"});
+  // Only an owner grants the owner role.
+  EXPECT_EQ(id_->SetUserRoles(Ctx(kT0), ed.id, {"owner"}, false).code(),
+            StatusCode::kPermissionDenied);
+  ASSERT_TRUE(id_->SetUserRoles(Ctx(kT0), ed.id, {"owner"}, true).ok());
+  ASSERT_TRUE(id_->SetUserDisabled(Ctx(kT0), ed.id, false, true).ok());
+  EXPECT_TRUE(id_->SetUserRoles(Ctx(kT0), owner.id, {"admin"}, true).ok());
+}
+
+TEST_F(IdentityTest, TotpEnrolmentCodesOnceAndRecoveryCodesOnce) {
+  User ann = Active("ann@example.com", {"owner"});
+  auto secret = id_->StartTotp(Ctx(kT0), ann.id);
+  ASSERT_TRUE(secret.ok());
+  int64_t t = kT0 / 1'000'000;
+  EXPECT_FALSE(id_->ConfirmTotp(Ctx(kT0), ann.id, "000000").ok() &&
+               TotpCode(*secret, t) != "000000");
+  auto codes = id_->ConfirmTotp(Ctx(kT0), ann.id, TotpCode(*secret, t));
+  ASSERT_TRUE(codes.ok()) << codes.status().ToString();
+  EXPECT_EQ(codes->size(), 10u);
+  EXPECT_TRUE(id_->GetUser(ann.id)->totp_enabled);
+  // The code used to confirm cannot log in; the next step's can, once.
+  EXPECT_FALSE(id_->CheckTotp(Ctx(kT0), ann.id, TotpCode(*secret, t)).ok());
+  int64_t later = kT0 + 30'000'000;
+  EXPECT_TRUE(id_->CheckTotp(Ctx(later), ann.id, TotpCode(*secret, t + 30)).ok());
+  EXPECT_FALSE(id_->CheckTotp(Ctx(later), ann.id, TotpCode(*secret, t + 30)).ok());
+  // Recovery codes: each once, dashes and case ignored.
+  std::string upper = (*codes)[3];
+  for (auto& c : upper) c = static_cast<char>(std::toupper(c));
+  EXPECT_TRUE(id_->UseRecoveryCode(Ctx(kT0), ann.id, upper).ok());
+  EXPECT_FALSE(id_->UseRecoveryCode(Ctx(kT0), ann.id, (*codes)[3]).ok());
+  EXPECT_TRUE(id_->UseRecoveryCode(Ctx(kT0), ann.id, (*codes)[4]).ok());
+  // Neither the secret nor a code is stored in clear.
+  EXPECT_EQ(storage::testing::FilesContaining(dir_, *secret), "");
+  EXPECT_EQ(storage::testing::FilesContaining(dir_, (*codes)[5]), "");
+  ASSERT_TRUE(id_->DisableTotp(Ctx(kT0), ann.id).ok());
+  EXPECT_FALSE(id_->GetUser(ann.id)->totp_enabled);
+  EXPECT_FALSE(id_->UseRecoveryCode(Ctx(kT0), ann.id, (*codes)[5]).ok());
+}
+
+TEST_F(IdentityTest, ResetIsSingleUseShortLivedAndEndsSessions) {
+  User ann = Active("ann@example.com", {"viewer"});
+  auto s = id_->CreateSession(Ctx(kT0), ann.id, false, "");
+  std::string token;
+  auto compose = [&](const std::string& t) {
+    token = t;
+    return std::make_pair(std::string("reset"), "code " + t);
+  };
+  ASSERT_TRUE(id_->RequestReset(Ctx(kT0), "ann@example.com", compose).ok());
+  ASSERT_FALSE(token.empty());
+  std::string unused = token;
+  token.clear();
+  ASSERT_TRUE(id_->RequestReset(Ctx(kT0), "nobody@example.com", compose).ok());
+  EXPECT_TRUE(token.empty());  // no mail for an unknown address
+  auto mail = id_->DueMail(kT0, 10);
+  ASSERT_EQ(mail->size(), 1u);
+  EXPECT_EQ((*mail)[0].recipient, "ann@example.com");
+  // Expired after 30 minutes.
+  EXPECT_FALSE(id_->ConfirmReset(Ctx(kT0 + 31 * kMin), unused, "x").ok());
+  ASSERT_TRUE(id_->RequestReset(Ctx(kT0), "ann@example.com", compose).ok());
+  auto u = id_->ConfirmReset(Ctx(kT0 + kMin), token, "new-hash");
+  ASSERT_TRUE(u.ok());
+  EXPECT_EQ(id_->FindLogin("ann@example.com")->second, "new-hash");
+  EXPECT_FALSE(id_->ConfirmReset(Ctx(kT0 + kMin), token, "again").ok());
+  EXPECT_FALSE(id_->AuthenticateSession(s->token, kT0 + kMin).ok());
+  // Sending erases the body that held the token.
+  auto due = id_->DueMail(kT0 + kMin, 10);
+  ASSERT_TRUE(due.ok());
+  std::vector<Mail> pending = std::move(due).value();
+  for (const auto& m : pending) ASSERT_TRUE(id_->MarkMailSent(m.id, kT0).ok());
+  EXPECT_TRUE(id_->DueMail(kT0 + kMin, 10)->empty());
+}
+
+TEST_F(IdentityTest, TenantRolesAreValidatedAndGuarded) {
+  rbac::Role support{
+      "support", "Support desk", {"records.tickets.read", "records.tickets.update"}, false, false};
+  ASSERT_TRUE(id_->CreateRole(Ctx(kT0), support).ok());
+  EXPECT_EQ(id_->CreateRole(Ctx(kT0), support).status().code(), StatusCode::kAlreadyExists);
+  rbac::Role bad = support;
+  bad.name = "bad";
+  bad.permissions = {"records.tickets.drop"};
+  EXPECT_EQ(id_->CreateRole(Ctx(kT0), bad).status().code(), StatusCode::kInvalidArgument);
+  bad.name = "owner";
+  EXPECT_FALSE(id_->CreateRole(Ctx(kT0), bad).ok());
+  EXPECT_FALSE(id_->UpdateRole(Ctx(kT0), *rbac::FindBuiltIn("viewer")).ok());
+  User sam = Active("sam@example.com", {"support"});
+  EXPECT_EQ(id_->DeleteRole(Ctx(kT0), "support").code(), StatusCode::kFailedPrecondition);
+  auto roles = id_->RolesOf(sam);
+  ASSERT_EQ(roles->size(), 1u);
+  EXPECT_EQ((*roles)[0].permissions, support.permissions);
+  EXPECT_EQ(id_->ListRoles()->size(), rbac::BuiltInRoles().size() + 1);
+  ASSERT_TRUE(id_->SetUserRoles(Ctx(kT0), sam.id, {}, false).ok());
+  EXPECT_TRUE(id_->DeleteRole(Ctx(kT0), "support").ok());
+}
+
+TEST_F(IdentityTest, MfaChallengesAllowFiveAttempts) {
+  User ann = Active("ann@example.com", {"owner"});
+  auto c = id_->CreateMfaChallenge(ann.id, kT0);
+  ASSERT_TRUE(c.ok());
+  for (int i = 0; i < kMaxMfaAttempts; ++i) {
+    EXPECT_EQ(*id_->AttemptMfaChallenge(*c, kT0), ann.id) << i;
+  }
+  EXPECT_FALSE(id_->AttemptMfaChallenge(*c, kT0).ok());
+  auto d = id_->CreateMfaChallenge(ann.id, kT0);
+  EXPECT_FALSE(id_->AttemptMfaChallenge(*d, kT0 + 6 * kMin).ok());
+}
+
+}  // namespace
+}  // namespace silo::auth
