@@ -4,15 +4,22 @@
 #ifndef SILO_API_CONTEXT_H_
 #define SILO_API_CONTEXT_H_
 
+#include <string>
+#include <vector>
+
+#include "events/event_log.h"
 #include "http/message.h"
 #include "http/router.h"
 #include "tenant/registry.h"
 
 namespace silo::records {
 class TenantStore;
-struct Principal;
 struct Record;
 }  // namespace silo::records
+namespace silo::auth {
+class Identity;
+struct SessionAuth;
+}  // namespace silo::auth
 
 namespace silo::api {
 
@@ -20,10 +27,19 @@ struct RequestContext {
   const http::Request& request;
   http::PathParams params;
   const tenant::TenantInfo* tenant = nullptr;  // set on tenant routes only
-  // Set on tenant routes that require a permission, once it was proven: the
-  // bound tenant's store and the caller.
+  // The client's address: the TCP peer, or the forwarded-for address when
+  // the peer is a trusted proxy. What rate limits and audit entries use.
+  std::string client;
+  // Set on tenant routes once the caller was proven (session or token): the
+  // bound tenant's store and identity store, who the caller is, and what it
+  // may do. Public tenant routes get `store` and `identity` only.
   records::TenantStore* store = nullptr;
-  const records::Principal* principal = nullptr;
+  auth::Identity* identity = nullptr;
+  bool authenticated = false;
+  events::Actor actor = {};                    // {"user", id} or {"token", id}
+  std::vector<std::string> permissions = {};   // effective (token: within its owner's)
+  bool mfa_enrolment_pending = false;          // may only enrol TOTP
+  const auth::SessionAuth* session = nullptr;  // when the caller used the cookie
 };
 
 using Router = http::Router<RequestContext>;

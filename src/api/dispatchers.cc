@@ -1,11 +1,16 @@
 #include "api/dispatchers.h"
 
 #include <algorithm>
+#include <mutex>
+#include <unordered_map>
 
 #include "api/handlers.h"
 #include "api/routes.h"
+#include "auth/identity.h"
 #include "base/time_util.h"
 #include "crypto/crypto.h"
+#include "guard/client_address.h"
+#include "guard/rate_limiter.h"
 #include "platform/security_log.h"
 #include "rbac/rbac.h"
 #include "records/tenant_store.h"
@@ -57,10 +62,11 @@ http::Response RunRoute(const Router::Match& m, RequestContext& ctx, const std::
         res = m.route->handler(ctx);
       }
       break;
+    case Access::Kind::kSession:
     case Access::Kind::kPermission:
-      // Only tenant routes declare permissions; the tenant dispatcher proves
-      // them (RunTenantRoute) before calling here with ctx.principal set.
-      if (ctx.principal == nullptr) {
+      // Only tenant routes declare these; the tenant dispatcher proves them
+      // (RunTenantRoute) before calling here with ctx.authenticated set.
+      if (!ctx.authenticated) {
         res = http::Problem(401, "authentication required", req.request_id);
       } else {
         res = m.route->handler(ctx);
@@ -88,49 +94,208 @@ std::string ResolvePermission(const std::string& pattern, const http::PathParams
   return out;
 }
 
-// Proves a permission route's access with the tenant's API token, then runs
-// it with the store and principal in the context.
+constexpr std::string_view kSessionCookie = "__Host-silo_session";
+
+// The value of cookie `name` in the Cookie header, if any.
+std::optional<std::string> CookieValue(const http::Request& req, std::string_view name) {
+  auto header = req.Header("cookie");
+  if (!header) return std::nullopt;
+  std::string_view rest = *header;
+  while (!rest.empty()) {
+    size_t semi = rest.find(';');
+    std::string_view pair = rest.substr(0, semi);
+    while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
+    size_t eq = pair.find('=');
+    if (eq != std::string_view::npos && pair.substr(0, eq) == name) {
+      return std::string(pair.substr(eq + 1));
+    }
+    if (semi == std::string_view::npos) break;
+    rest.remove_prefix(semi + 1);
+  }
+  return std::nullopt;
+}
+
+bool SafeMethod(std::string_view m) { return m == "GET" || m == "HEAD" || m == "OPTIONS"; }
+
+// Fetch Metadata first, Origin as the fallback (CSRF cheat sheet): a
+// cross-site or same-site (sibling subdomain) request never changes state
+// with the cookie; a request without either header (not a browser) passes
+// on the CSRF token alone.
+bool SameOriginRequest(const http::Request& req) {
+  if (auto site = req.Header("sec-fetch-site")) return *site == "same-origin" || *site == "none";
+  if (auto origin = req.Header("origin")) {
+    auto host = req.Header("host");
+    return host && *origin == "https://" + std::string(*host);
+  }
+  return true;
+}
+
+// Token uses are audited once per token per hour (an entry per request
+// would double the writes of every API read).
+class UseAudit {
+ public:
+  bool Due(const std::string& token_id, int64_t now_us) {
+    std::lock_guard lock(mu_);
+    if (last_.size() > 100'000) last_.clear();
+    int64_t& last = last_[token_id];
+    if (last != 0 && now_us - last < 3600LL * 1'000'000) return false;
+    last = now_us;
+    return true;
+  }
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<std::string, int64_t> last_;
+};
+
+UseAudit& TokenUseAudit() {
+  static UseAudit* audit = new UseAudit;
+  return *audit;
+}
+
+guard::RateLimit LimitFor(const Services& s, const std::string& label) {
+  double per_minute =
+      label == "public_form" ? s.security->public_form_per_minute : s.security->login_per_minute;
+  return {per_minute, per_minute / 60.0, 15LL * 60 * 1'000'000};
+}
+
+http::Response TooMany(const http::Request& req, int64_t retry_after_us, const std::string& label) {
+  auto r = http::Problem(429, "too many attempts; retry later", req.request_id);
+  r.headers.emplace_back("Retry-After", std::to_string(guard::RetryAfterSeconds(retry_after_us)));
+  r.route = label;
+  return r;
+}
+
+auth::Context AuthContext(const RequestContext& ctx, int64_t now_us) {
+  return {ctx.actor, ctx.request.request_id, ctx.client, now_us};
+}
+
+// Proves who calls a tenant route (API token or cookie session), what it may
+// do, and runs the route. Public routes get the store and identity store
+// only. Every refusal is a problem answer; denials are audit entries.
 http::Response RunTenantRoute(Services& s, const Router::Match& m, RequestContext& ctx,
                               const std::string& label) {
   const auto& req = ctx.request;
-  if (m.route == nullptr || m.route->access.kind != Access::Kind::kPermission) {
+  if (m.route == nullptr || m.route->access.kind == Access::Kind::kOperator ||
+      m.route->access.kind == Access::Kind::kUnset) {
     return RunRoute(m, ctx, label, false);
   }
+  const int64_t now = NowMicros();
+  auto fail = [&](const Status& st) {
+    auto r = ErrorResponse(st, req);
+    r.route = label;
+    return r;
+  };
   auto deny = [&](int status, std::string_view detail) {
     auto r = http::Problem(status, detail, req.request_id);
     if (status == 401) r.headers.emplace_back("WWW-Authenticate", "Bearer");
     r.route = label;
     return r;
   };
-  auto auth = req.Header("authorization");
-  if (!auth || auth->substr(0, 7) != "Bearer ") return deny(401, "authentication required");
-  auto store = s.stores->Open(ctx.tenant->id);
-  if (!store.ok()) {
-    auto r = ErrorResponse(store.status(), req);
-    r.route = label;
-    return r;
+  if (!m.route->rate_label.empty()) {
+    auto v = s.limiter->Take(m.route->rate_label + ":ip:" + ctx.client,
+                             LimitFor(s, m.route->rate_label), now);
+    if (!v.allowed) return TooMany(req, v.retry_after_us, label);
   }
-  auto principal = (*store)->Authenticate(auth->substr(7), NowMicros());
-  if (!principal.ok()) {
-    if (principal.status().code() == StatusCode::kUnauthenticated) {
-      return deny(401, "invalid or expired token");
-    }
-    auto r = ErrorResponse(principal.status(), req);
-    r.route = label;
-    return r;
-  }
-  // Path parameters are checked before they are named in a permission.
+  // Path parameters are checked before they reach a permission or a store.
   auto name = m.params.find("name");
-  if (name != m.params.end() && !records::ValidName(name->second)) {
+  if (name != m.params.end() && m.route->pattern.find("/collections/") != std::string::npos &&
+      !records::ValidName(name->second)) {
     return deny(404, "not found");
   }
-  std::string wanted = ResolvePermission(m.route->access.permission, m.params);
-  if (!rbac::Grants(principal->permissions, wanted)) {
-    return deny(403, "the token lacks permission " + wanted);
+  // Anonymous routes without a rate limit touch no tenant data (the tenant
+  // root); every other route gets the tenant's stores.
+  if (m.route->access.kind == Access::Kind::kPublic && m.route->rate_label.empty()) {
+    return RunRoute(m, ctx, label, false);
   }
+  auto store = s.stores->Open(ctx.tenant->id);
+  if (!store.ok()) return fail(store.status());
+  auto identity = s.identities->Open(ctx.tenant->id);
+  if (!identity.ok()) return fail(identity.status());
   ctx.store = store->get();
-  ctx.principal = &*principal;
+  ctx.identity = identity->get();
+  if (m.route->access.kind == Access::Kind::kPublic) {
+    ctx.actor = {"anonymous", ctx.client};
+    return RunRoute(m, ctx, label, false);
+  }
+
+  std::optional<auth::SessionAuth> session;
+  std::vector<rbac::Role> roles;
+  auto bearer = req.Header("authorization");
+  if (bearer && bearer->substr(0, 7) == "Bearer ") {
+    auto principal = (*store)->Authenticate(bearer->substr(7), now);
+    if (!principal.ok()) {
+      if (principal.status().code() == StatusCode::kUnauthenticated) {
+        return deny(401, "invalid or expired token");
+      }
+      return fail(principal.status());
+    }
+    ctx.actor = {"token", principal->token_id};
+    ctx.permissions = principal->permissions;
+    if (principal->owner.rfind("user:", 0) == 0) {
+      // A user's token never does more than its owner may do now.
+      auto owner = (*identity)->GetUser(principal->owner.substr(5));
+      if (!owner.ok() || owner->status != "active") return deny(401, "invalid or expired token");
+      auto owner_roles = (*identity)->RolesOf(*owner);
+      if (!owner_roles.ok()) return fail(owner_roles.status());
+      auto held = rbac::PermissionsOf(*owner_roles);
+      std::erase_if(ctx.permissions, [&](const std::string& p) { return !rbac::Grants(held, p); });
+    }
+    if (TokenUseAudit().Due(principal->token_id, now)) {
+      (void)(*identity)->Audit(AuthContext(ctx, now), "token.used", "token", principal->token_id,
+                               {{"route", req.method + " " + m.route->pattern}});
+    }
+  } else if (auto cookie = CookieValue(req, kSessionCookie)) {
+    auto sa = (*identity)->AuthenticateSession(*cookie, now);
+    if (!sa.ok()) {
+      if (sa.status().code() == StatusCode::kUnauthenticated) {
+        return deny(401, "invalid or expired session");
+      }
+      return fail(sa.status());
+    }
+    session = std::move(*sa);
+    if (!SafeMethod(req.method)) {
+      auto csrf = req.Header("x-csrf-token");
+      if (!SameOriginRequest(req)) return deny(403, "cross-site request refused");
+      if (!csrf || !crypto::ConstantTimeEquals(crypto::Sha256Hex(*csrf), session->csrf_hash)) {
+        return deny(403, "missing or wrong X-CSRF-Token");
+      }
+    }
+    auto user_roles = (*identity)->RolesOf(session->user);
+    if (!user_roles.ok()) return fail(user_roles.status());
+    roles = std::move(*user_roles);
+    ctx.actor = {"user", session->user.id};
+    ctx.permissions = rbac::PermissionsOf(roles);
+    ctx.mfa_enrolment_pending = rbac::AnyRequiresMfa(roles) && !session->user.totp_enabled;
+    ctx.session = &*session;
+  } else {
+    return deny(401, "authentication required");
+  }
+  ctx.authenticated = true;
+
+  if (m.route->access.kind == Access::Kind::kSession) {
+    if (ctx.session == nullptr) return deny(403, "this route needs a signed-in session");
+    return RunRoute(m, ctx, label, false);
+  }
+  std::string wanted = ResolvePermission(m.route->access.permission, m.params);
+  rbac::Decision d = rbac::Authorize({ctx.permissions, ctx.mfa_enrolment_pending}, wanted);
+  if (d != rbac::Decision::kAllow) {
+    (void)(*identity)->Audit(AuthContext(ctx, now), "access.denied", "route",
+                             req.method + " " + m.route->pattern, {{"permission", wanted}});
+    return deny(403, d == rbac::Decision::kDenyMfaEnrolmentRequired
+                         ? "enrol a second factor first (POST /api/auth/totp/enroll)"
+                         : "missing permission " + wanted);
+  }
   return RunRoute(m, ctx, label, false);
+}
+
+bool IsHoneypot(const std::vector<std::string>& paths, std::string_view path) {
+  for (const auto& p : paths) {
+    if (path == p) return true;
+    // "/phpmyadmin/" also catches everything under it.
+    if (!p.empty() && p.back() == '/' && path.substr(0, p.size()) == p) return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -187,10 +352,24 @@ size_t PublicDispatcher::BodyLimit(std::string_view method, std::string_view tar
                   max_body_bytes_);
 }
 
+bool PublicDispatcher::Slow(std::string_view method, std::string_view target) const {
+  std::string_view path = PathOf(target);
+  auto t = ResolveTenant("", "", path);
+  auto m = tenant_.Find(method, t.kind == TenantTarget::Kind::kTenant ? t.path : path);
+  return m.route != nullptr && m.route->slow;
+}
+
 http::Response PublicDispatcher::Handle(const http::Request& req) {
+  const int64_t now = NowMicros();
+  std::string client = services_.proxies->ClientOf(req.client_ip, req.Header("x-forwarded-for"));
+  if (services_.bans->Banned(client, now)) {
+    auto r = http::Problem(403, "forbidden", req.request_id);
+    r.route = "banned";
+    return r;
+  }
   auto pm = platform_.Find(req.method, req.path);
   if (pm.path_known) {
-    RequestContext ctx{req, pm.params, nullptr};
+    RequestContext ctx{req, pm.params, nullptr, client};
     return RunRoute(pm, ctx, pm.route ? pm.route->pattern : "unmatched", false);
   }
   auto host = req.Header("host");
@@ -198,13 +377,24 @@ http::Response PublicDispatcher::Handle(const http::Request& req) {
   if (t.kind == TenantTarget::Kind::kMismatch) {
     return http::Problem(400, "tenant in Host and path disagree", req.request_id);
   }
+  // Honeypot paths answer like any unknown path, and ban the client.
+  if (IsHoneypot(services_.security->honeypot_paths, req.path) ||
+      (t.kind == TenantTarget::Kind::kTenant &&
+       IsHoneypot(services_.security->honeypot_paths, t.path))) {
+    services_.bans->Ban(client, now + services_.security->ban_us, now);
+    services_.security_log->Append(
+        {"honeypot.hit", "anonymous", client, req.method + " " + req.path});
+    auto r = NotFound(req);
+    r.route = "honeypot";
+    return r;
+  }
   if (t.kind == TenantTarget::Kind::kNone) return NotFound(req);
   // Unknown and suspended tenants get the same answer as an unknown path, so
   // the public cannot tell which tenants exist.
   auto tenant = services_.tenants->FindActive(t.slug);
   if (!tenant) return NotFound(req);
   auto m = tenant_.Find(req.method, t.path);
-  RequestContext ctx{req, m.params, &*tenant};
+  RequestContext ctx{req, m.params, &*tenant, client};
   return RunTenantRoute(services_, m, ctx,
                         m.route ? "/t/{tenant}" + m.route->pattern : "unmatched");
 }
@@ -228,7 +418,7 @@ http::Response OperatorDispatcher::Handle(const http::Request& req) {
     services_.security_log->Append(
         {"operator.auth_failed", "anonymous", req.client_ip, req.method + " " + m.route->pattern});
   }
-  RequestContext ctx{req, m.params, nullptr};
+  RequestContext ctx{req, m.params, nullptr, req.client_ip};
   return RunRoute(m, ctx, m.route ? m.route->pattern : "unmatched", operator_ok);
 }
 

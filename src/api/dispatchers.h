@@ -32,6 +32,7 @@ class PublicDispatcher : public http::Dispatcher {
   PublicDispatcher(Services& services, std::string base_domain, size_t max_body_bytes);
   size_t BodyLimit(std::string_view method, std::string_view target) const override;
   http::Response Handle(const http::Request& request) override;
+  bool Slow(std::string_view method, std::string_view target) const override;
 
  private:
   Services& services_;

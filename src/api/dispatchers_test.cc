@@ -6,6 +6,8 @@
 
 #include "base/file_util.h"
 #include "crypto/keyring.h"
+#include "guard/client_address.h"
+#include "guard/rate_limiter.h"
 #include "http/metrics.h"
 #include "platform/security_log.h"
 
@@ -48,6 +50,12 @@ class DispatcherTest : public ::testing::Test {
     services_.security_log = seclog_.get();
     services_.metrics = &metrics_;
     services_.ready = &ready_;
+    proxies_ = std::move(guard::TrustedProxies::Parse("10.0.0.1")).value();
+    services_.proxies = &proxies_;
+    services_.bans = &bans_;
+    services_.limiter = &limiter_;
+    security_.honeypot_paths = {"/.env", "/phpmyadmin/"};
+    services_.security = &security_;
     ASSERT_TRUE(registry_->Create("acme", "", "").ok());
     ASSERT_TRUE(registry_->Create("sleepy", "", "").ok());
     ASSERT_TRUE(registry_->SetState("sleepy", tenant::TenantState::kSuspended).ok());
@@ -69,8 +77,48 @@ class DispatcherTest : public ::testing::Test {
   std::unique_ptr<platform::SecurityLog> seclog_;
   http::Metrics metrics_;
   std::atomic<bool> ready_{true};
+  guard::TrustedProxies proxies_;
+  guard::BanList bans_;
+  guard::RateLimiter limiter_;
+  SecurityOptions security_;
   Services services_;
 };
+
+TEST_F(DispatcherTest, AHoneypotHitBansThatClientAndNoOther) {
+  PublicDispatcher d(services_, "", 1 << 20);
+  auto from = [&](std::string ip, std::string path) {
+    auto r = Req("GET", std::move(path));
+    r.client_ip = std::move(ip);
+    return d.Handle(r);
+  };
+  auto probe = from("192.0.2.9", "/.env");
+  auto unknown = from("192.0.2.8", "/no-such-thing");
+  EXPECT_EQ(probe.status, 404);
+  EXPECT_EQ(probe.body.substr(0, 40), unknown.body.substr(0, 40));  // answers like any unknown path
+  EXPECT_EQ(from("192.0.2.9", "/t/acme/api/").status, 403);
+  EXPECT_EQ(from("192.0.2.8", "/t/acme/api/").status, 200);
+  // Under a directory and under a tenant prefix too.
+  EXPECT_EQ(from("192.0.2.7", "/t/acme/phpmyadmin/index.php").status, 404);
+  EXPECT_EQ(from("192.0.2.7", "/healthz").status, 403);
+  // A spoofed X-Forwarded-For from an untrusted peer neither escapes the ban
+  // nor pins it on someone else.
+  auto spoof = Req("GET", "/.env");
+  spoof.client_ip = "192.0.2.20";
+  spoof.headers.emplace_back("x-forwarded-for", "198.51.100.1");
+  d.Handle(spoof);
+  EXPECT_EQ(from("198.51.100.1", "/healthz").status, 200);
+  EXPECT_EQ(from("192.0.2.20", "/healthz").status, 403);
+  // Through the trusted proxy, the forwarded address is the client.
+  auto via = Req("GET", "/.env");
+  via.client_ip = "10.0.0.1";
+  via.headers.emplace_back("x-forwarded-for", "203.0.113.4");
+  d.Handle(via);
+  EXPECT_EQ(from("10.0.0.1", "/healthz").status, 200);
+  auto banned = Req("GET", "/healthz");
+  banned.client_ip = "10.0.0.1";
+  banned.headers.emplace_back("x-forwarded-for", "203.0.113.4");
+  EXPECT_EQ(d.Handle(banned).status, 403);
+}
 
 TEST_F(DispatcherTest, TenantRootAndUnknownOrSuspendedLookTheSame) {
   PublicDispatcher d(services_, "example.com", 1 << 20);

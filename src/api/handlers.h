@@ -4,6 +4,7 @@
 #define SILO_API_HANDLERS_H_
 
 #include <boost/json/object.hpp>
+#include <optional>
 
 #include "api/context.h"
 #include "api/services.h"
@@ -44,6 +45,10 @@ http::Response RevertRecord(RequestContext& ctx);
 http::Response ListEvents(RequestContext& ctx);
 http::Response ListAudit(RequestContext& ctx);
 http::Response VerifyAudit(RequestContext& ctx);
+
+// The body as a JSON object; on failure *error holds the answer: 415 for
+// another content type, 400 for malformed JSON (syntax, UTF-8, nesting).
+std::optional<boost::json::object> JsonObjectBody(const http::Request& req, http::Response* error);
 
 // A record's metadata members (id, version, created_at/by, updated_at/by).
 boost::json::object RecordMetaJson(const records::Record& record);

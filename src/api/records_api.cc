@@ -19,10 +19,7 @@ using Params = std::vector<std::pair<std::string, std::string>>;
 constexpr int kMaxBodyDepth = 20;  // a record's json field may nest 16 levels
 
 records::WriteContext Writer(const RequestContext& ctx) {
-  return {{"token", ctx.principal->token_id},
-          ctx.request.request_id,
-          ctx.request.client_ip,
-          NowMicros()};
+  return {ctx.actor, ctx.request.request_id, ctx.client, NowMicros()};
 }
 
 Result<Params> QueryParams(const http::Request& req) {
@@ -64,25 +61,6 @@ Result<std::optional<int64_t>> AtParam(const Params& params) {
   auto us = ParseRfc3339(**at);
   if (!us.ok()) return InvalidArgument("at must be an RFC 3339 date-time");
   return std::optional<int64_t>(*us);
-}
-
-// The body as a JSON object; on failure *error holds the answer: 415 for
-// another content type, 400 for malformed JSON (syntax, UTF-8, nesting).
-std::optional<json::object> JsonObjectBody(const http::Request& req, http::Response* error) {
-  auto ct = req.Header("content-type");
-  if (!ct || ct->substr(0, ct->find(';')) != "application/json") {
-    *error = http::Problem(415, "Content-Type must be application/json", req.request_id);
-    return std::nullopt;
-  }
-  boost::system::error_code ec;
-  json::parse_options opts;
-  opts.max_depth = kMaxBodyDepth;
-  json::value v = json::parse(req.body, ec, {}, opts);
-  if (ec || !v.is_object()) {
-    *error = http::Problem(400, "body must be a JSON object in UTF-8", req.request_id);
-    return std::nullopt;
-  }
-  return std::move(v.as_object());
 }
 
 // If-Match: "<version>". InvalidArgument for any other form.
@@ -158,6 +136,25 @@ http::Response WithEtag(http::Response r, int64_t version) {
 std::string Name(const RequestContext& ctx) { return ctx.params.at("name"); }
 
 }  // namespace
+
+// The body as a JSON object; on failure *error holds the answer: 415 for
+// another content type, 400 for malformed JSON (syntax, UTF-8, nesting).
+std::optional<json::object> JsonObjectBody(const http::Request& req, http::Response* error) {
+  auto ct = req.Header("content-type");
+  if (!ct || ct->substr(0, ct->find(';')) != "application/json") {
+    *error = http::Problem(415, "Content-Type must be application/json", req.request_id);
+    return std::nullopt;
+  }
+  boost::system::error_code ec;
+  json::parse_options opts;
+  opts.max_depth = kMaxBodyDepth;
+  json::value v = json::parse(req.body, ec, {}, opts);
+  if (ec || !v.is_object()) {
+    *error = http::Problem(400, "body must be a JSON object in UTF-8", req.request_id);
+    return std::nullopt;
+  }
+  return std::move(v.as_object());
+}
 
 http::Response ListCollections(RequestContext& ctx) {
   auto list = ctx.store->ListCollections();

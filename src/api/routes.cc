@@ -1,5 +1,6 @@
 #include "api/routes.h"
 
+#include "api/auth_handlers.h"
 #include "api/handlers.h"
 
 namespace silo::api {
@@ -17,14 +18,59 @@ Router BuildPlatformRouter(Services& s) {
   r.Add({"GET", "/healthz", Access::Public(), kNoBody, "", Healthz});
   r.Add({"GET", "/readyz", Access::Public(), kNoBody, "",
          [&s](RequestContext& c) { return Readyz(s, c); }});
+  r.Add({"GET", "/.well-known/security.txt", Access::Public(), kNoBody, "",
+         [&s](RequestContext& c) { return SecurityTxt(s, c); }});
   return r;
 }
 
 Router BuildTenantRouter(Services& s) {
-  (void)s;
   using P = Access;
   Router r;
+  auto with = [&s](http::Response (*h)(Services&, RequestContext&)) {
+    return [&s, h](RequestContext& c) { return h(s, c); };
+  };
+  constexpr bool kSlow = true;  // hashes a password: the slow pool
   r.Add({"GET", "/api/", Access::Public(), kNoBody, "", TenantRoot});
+
+  // Sign-in and the signed-in user's own account.
+  r.Add({"POST", "/api/auth/setup", P::Public(), kSmallJson, "login", with(AuthSetup), kSlow});
+  r.Add({"POST", "/api/auth/login", P::Public(), kSmallJson, "login", with(AuthLogin), kSlow});
+  r.Add({"POST", "/api/auth/mfa", P::Public(), kSmallJson, "mfa", with(AuthMfa)});
+  r.Add({"POST", "/api/auth/logout", P::Session(), kNoBody, "", AuthLogout});
+  r.Add({"GET", "/api/auth/me", P::Session(), kNoBody, "", AuthMe});
+  r.Add({"POST", "/api/auth/password/change", P::Session(), kSmallJson, "login",
+         with(AuthChangePassword), kSlow});
+  r.Add(
+      {"POST", "/api/auth/password-reset", P::Public(), kSmallJson, "reset", with(PasswordReset)});
+  r.Add({"POST", "/api/auth/password-reset/confirm", P::Public(), kSmallJson, "login",
+         with(PasswordResetConfirm), kSlow});
+  r.Add({"GET", "/api/auth/sessions", P::Session(), kNoBody, "", AuthListSessions});
+  r.Add({"DELETE", "/api/auth/sessions/{id}", P::Session(), kNoBody, "", AuthRevokeSession});
+  r.Add({"POST", "/api/auth/totp/enroll", P::Session(), kNoBody, "", with(TotpEnroll)});
+  r.Add({"POST", "/api/auth/totp/confirm", P::Session(), kSmallJson, "mfa", with(TotpConfirm)});
+  r.Add({"DELETE", "/api/auth/totp", P::Session(), kSmallJson, "mfa", with(TotpDisable)});
+  r.Add({"GET", "/api/tokens", P::Session(), kNoBody, "", ListApiTokens});
+  r.Add({"POST", "/api/tokens", P::Session(), kSmallJson, "", CreateApiToken});
+  r.Add({"DELETE", "/api/tokens/{id}", P::Session(), kNoBody, "", RevokeApiToken});
+
+  // Users, roles and the permission catalogue.
+  r.Add({"GET", "/api/permissions", P::Permission("roles.read"), kNoBody, "", ListPermissions});
+  r.Add({"GET", "/api/roles", P::Permission("roles.read"), kNoBody, "", ListRoles});
+  r.Add({"POST", "/api/roles", P::Permission("roles.manage"), kSmallJson, "", CreateRole});
+  r.Add({"GET", "/api/roles/{name}", P::Permission("roles.read"), kNoBody, "", GetRole});
+  r.Add({"PATCH", "/api/roles/{name}", P::Permission("roles.manage"), kSmallJson, "", UpdateRole});
+  r.Add({"DELETE", "/api/roles/{name}", P::Permission("roles.manage"), kNoBody, "", DeleteRole});
+  r.Add({"GET", "/api/users", P::Permission("users.read"), kNoBody, "", ListUsers});
+  r.Add({"POST", "/api/users", P::Permission("users.manage"), kSmallJson, "", InviteUser});
+  r.Add({"GET", "/api/users/{id}", P::Permission("users.read"), kNoBody, "", GetUser});
+  r.Add({"PATCH", "/api/users/{id}", P::Permission("users.manage"), kSmallJson, "", UpdateUser});
+  r.Add({"PUT", "/api/users/{id}/roles", P::Permission("users.manage"), kSmallJson, "",
+         SetUserRoles});
+
+  // Anonymous contact forms (collections marked public).
+  r.Add(
+      {"POST", "/api/public/{name}", P::Public(), kRecordJson, "public_form", with(PublicSubmit)});
+
   r.Add(
       {"GET", "/api/collections", P::Permission("collections.read"), kNoBody, "", ListCollections});
   r.Add({"POST", "/api/collections", P::Permission("collections.manage"), kSmallJson, "",

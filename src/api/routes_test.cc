@@ -36,6 +36,25 @@ TEST(RoutesTest, PublicListenerHasNoOperatorRoutes) {
   }
 }
 
+TEST(RoutesTest, AnonymousTenantRoutesAreRateLimitedAndPasswordWorkIsSlow) {
+  Services s;
+  Router t = BuildTenantRouter(s);
+  int slow = 0;
+  for (const auto& route : t.routes()) {
+    if (route.access.kind == Access::Kind::kPublic && route.pattern != "/api/") {
+      EXPECT_FALSE(route.rate_label.empty()) << route.method << " " << route.pattern;
+    }
+    // Every route that hashes a password runs on the slow pool.
+    bool hashes = route.pattern.find("/auth/login") != std::string::npos ||
+                  route.pattern.find("/auth/setup") != std::string::npos ||
+                  route.pattern.find("/password/change") != std::string::npos ||
+                  route.pattern.find("/password-reset/confirm") != std::string::npos;
+    EXPECT_EQ(route.slow, hashes) << route.pattern;
+    slow += route.slow;
+  }
+  EXPECT_EQ(slow, 4);
+}
+
 TEST(RoutesTest, OperatorRoutesAllNeedTheTokenExceptHealth) {
   Services s;
   const Router op = BuildOperatorRouter(s);

@@ -4,7 +4,10 @@
 #define SILO_API_SERVICES_H_
 
 #include <atomic>
+#include <cstdint>
+#include <functional>
 #include <string>
+#include <vector>
 
 namespace silo::http {
 class Metrics;
@@ -18,8 +21,29 @@ class SecurityLog;
 namespace silo::records {
 class TenantStores;
 }
+namespace silo::auth {
+class IdentityStores;
+}
+namespace silo::guard {
+class RateLimiter;
+class BanList;
+class TrustedProxies;
+}  // namespace silo::guard
 
 namespace silo::api {
+
+// What the identity and abuse-protection handlers are configured with.
+struct SecurityOptions {
+  uint64_t password_memory_kib = 19456;
+  uint64_t password_iterations = 2;
+  int login_per_minute = 10;
+  int public_form_per_minute = 5;
+  std::vector<std::string> honeypot_paths;
+  int64_t ban_us = 3600LL * 1'000'000;
+  std::string security_contact;  // empty: no security.txt
+  std::string security_policy;
+  std::string public_url;  // base of links in mail
+};
 
 struct Services {
   tenant::TenantRegistry* tenants = nullptr;
@@ -27,6 +51,16 @@ struct Services {
   platform::SecurityLog* security_log = nullptr;
   http::Metrics* metrics = nullptr;
   const std::atomic<bool>* ready = nullptr;  // false until started, and while draining
+  auth::IdentityStores* identities = nullptr;
+  guard::RateLimiter* limiter = nullptr;
+  guard::BanList* bans = nullptr;
+  const guard::TrustedProxies* proxies = nullptr;
+  const SecurityOptions* security = nullptr;
+  // An Argon2id hash of a random password at the configured cost: checked
+  // against when the e-mail is unknown, so that both cost the same time.
+  std::string dummy_password_hash;
+  // Called after a request put mail in a tenant's outbox (wakes the mailer).
+  std::function<void(const std::string& tenant_id)> mail_queued;
 };
 
 }  // namespace silo::api

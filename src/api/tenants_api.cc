@@ -1,7 +1,9 @@
 #include <boost/json.hpp>
 
 #include "api/handlers.h"
+#include "auth/identity.h"
 #include "base/log.h"
+#include "base/time_util.h"
 #include "platform/security_log.h"
 #include "records/tenant_store.h"
 
@@ -66,6 +68,9 @@ http::Response CreateTenant(Services& s, RequestContext& ctx) {
     fields[idx] = std::string(kv.value().as_string());
   }
   if (fields[0].empty()) return http::Problem(422, "slug is required", req.request_id);
+  if (!fields[2].empty() && !auth::NormaliseEmail(fields[2]).ok()) {
+    return http::Problem(422, "owner_email is not an e-mail address", req.request_id);
+  }
   auto created = s.tenants->Create(fields[0], fields[1], fields[2]);
   if (!created.ok()) return ErrorResponse(created.status(), req);
   // A tenant exists with its database or not at all.
@@ -79,6 +84,15 @@ http::Response CreateTenant(Services& s, RequestContext& ctx) {
   }
   Record(s, ctx, "tenant.created", created->slug);
   json::object o = TenantJson(*created);
+  if (!fields[2].empty()) {
+    // The owner account, and its one-time setup token (shown here only).
+    auto identity = s.identities->Open(created->id);
+    if (!identity.ok()) return ErrorResponse(identity.status(), req);
+    auto invited = (*identity)->InviteUser(
+        {{"operator", "operator"}, req.request_id, ctx.client, NowMicros()}, fields[2], {"owner"});
+    if (!invited.ok()) return ErrorResponse(invited.status(), req);
+    o["owner_setup_token"] = invited->second;
+  }
   return http::Json(201, json::serialize(o));
 }
 

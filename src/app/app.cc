@@ -15,11 +15,16 @@
 #include "api/services.h"
 #include "app/data_dir_lock.h"
 #include "app/dev_secrets.h"
+#include "app/mailer.h"
+#include "auth/identity.h"
+#include "auth/password.h"
 #include "base/file_util.h"
 #include "base/log.h"
 #include "base/time_util.h"
 #include "crypto/crypto.h"
 #include "crypto/keyring.h"
+#include "guard/client_address.h"
+#include "guard/rate_limiter.h"
 #include "http/metrics.h"
 #include "http/server.h"
 #include "platform/security_log.h"
@@ -51,7 +56,20 @@ http::ServerOptions OptionsFor(const config::Config& c, const std::string& name,
   o.io_threads = c.limits.io_threads;
   o.handler_threads = c.limits.handler_threads;
   o.handler_queue = c.limits.handler_queue;
+  o.slow_threads = c.security.password_threads;
+  o.slow_queue = c.security.password_queue;
   return o;
+}
+
+// The tenant schema: the records module's migrations, then identity's.
+std::span<const storage::Migration> TenantSchema() {
+  static const std::vector<storage::Migration>* all = [] {
+    auto* v = new std::vector<storage::Migration>;
+    for (const auto& m : records::TenantMigrations()) v->push_back(m);
+    for (const auto& m : auth::IdentityMigrations()) v->push_back(m);
+    return v;
+  }();
+  return *all;
 }
 
 // Audit retention: an hour after start and then daily, drops the bodies of
@@ -143,18 +161,52 @@ int Serve(const config::GetEnv& getenv) {
   if (!keyring.ok()) return Refuse(keyring.status().message());
   auto registry = tenant::TenantRegistry::Open(c.data_dir, keyring->get());
   if (!registry.ok()) return Refuse(registry.status().message());
-  // Each tenant's database key is the kDatabasePages sub-key of its data key.
+  // Each tenant's database key is the kDatabasePages sub-key of its data key;
+  // secret fields (TOTP secrets) are sealed with its kSecretFields sub-key.
   crypto::Keyring* ring = keyring->get();
-  auto stores = records::NewSqliteTenantStores(
-      [ring](const std::string& id) -> Result<crypto::SecretKey> {
-        auto dek = ring->GetKey(id);
-        if (!dek.ok()) return dek.status();
-        return crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kDatabasePages);
-      },
+  auto subkey = [ring](crypto::KeyPurpose purpose) {
+    return [ring, purpose](const std::string& id) -> Result<crypto::SecretKey> {
+      auto dek = ring->GetKey(id);
+      if (!dek.ok()) return dek.status();
+      return crypto::DeriveSubkey(*dek, purpose);
+    };
+  };
+  auto databases = std::make_shared<storage::TenantDatabases>(
+      subkey(crypto::KeyPurpose::kDatabasePages),
       [dir = c.data_dir](const std::string& id) { return dir + "/tenants/" + id + "/tenant.db"; },
-      {.max_open_tenants = c.limits.max_open_tenants,
-       .readers_per_tenant = 4,
-       .synchronous_full = c.synchronous_full});
+      TenantSchema(),
+      storage::TenantDatabasesOptions{
+          .max_open_tenants = c.limits.max_open_tenants,
+          .readers_per_tenant = 4,
+          .open = {.synchronous = c.synchronous_full ? storage::Synchronous::kFull
+                                                     : storage::Synchronous::kNormal}});
+  auto stores = records::NewSqliteTenantStores(databases);
+  auth::Timeouts timeouts;
+  timeouts.session_idle_us = int64_t{c.security.session_idle_minutes} * 60 * 1'000'000;
+  timeouts.session_absolute_us = int64_t{c.security.session_absolute_hours} * 3600 * 1'000'000;
+  auth::IdentityStores identities(databases, subkey(crypto::KeyPurpose::kSecretFields), timeouts);
+  auto proxies = guard::TrustedProxies::Parse([&] {
+    std::string list;
+    for (const auto& p : c.trusted_proxies) list += (list.empty() ? "" : ",") + p;
+    return list;
+  }());
+  if (!proxies.ok()) return Refuse(proxies.status().message());
+  guard::RateLimiter limiter;
+  guard::BanList bans;
+  api::SecurityOptions security;
+  security.password_memory_kib = c.security.password_memory_kib;
+  security.password_iterations = c.security.password_iterations;
+  security.login_per_minute = c.security.login_per_minute;
+  security.public_form_per_minute = c.security.public_form_per_minute;
+  security.honeypot_paths = c.security.honeypot_paths;
+  security.ban_us = int64_t{c.security.ban_seconds} * 1'000'000;
+  security.security_contact = c.security.security_contact;
+  security.security_policy = c.security.security_policy;
+  security.public_url = c.security.public_url;
+  // Unknown e-mails are checked against this, so they cost what known ones do.
+  auto dummy_hash = auth::HashPassword(
+      crypto::RandomToken(24), {security.password_memory_kib, security.password_iterations});
+  if (!dummy_hash.ok()) return Refuse(dummy_hash.status().message());
   auto security_log = platform::SecurityLog::Open(c.data_dir + "/platform/security.log");
   if (!security_log.ok()) return Refuse(security_log.status().message());
 
@@ -166,6 +218,14 @@ int Serve(const config::GetEnv& getenv) {
   services.security_log = security_log->get();
   services.metrics = &metrics;
   services.ready = &ready;
+  services.identities = &identities;
+  services.limiter = &limiter;
+  services.bans = &bans;
+  services.proxies = &*proxies;
+  services.security = &security;
+  services.dummy_password_hash = *dummy_hash;
+  Mailer mailer(services, c.security.smtp_url, c.security.smtp_from);
+  services.mail_queued = [&mailer](const std::string& id) { mailer.Queued(id); };
 
   api::PublicDispatcher public_dispatcher(services, c.base_domain, c.limits.max_body_bytes);
   api::OperatorDispatcher operator_dispatcher(services, c.operator_token);
@@ -180,6 +240,9 @@ int Serve(const config::GetEnv& getenv) {
         {"silo_tenants", static_cast<double>(services.tenants->size())},
         {"silo_open_tenants", static_cast<double>(services.stores->open_count())},
         {"silo_open_connections", static_cast<double>(public_server.open_connections())},
+        {"silo_mail_sent_total", static_cast<double>(mailer.sent())},
+        {"silo_mail_failed_total", static_cast<double>(mailer.failed())},
+        {"silo_banned_clients", static_cast<double>(bans.size())},
     };
   });
 
@@ -226,6 +289,7 @@ int Serve(const config::GetEnv& getenv) {
   log::Info("shutting down: draining in-flight requests");
   ready = false;
   retention.Stop();
+  mailer.Stop();
   public_server.Stop();
   operator_server.Stop();
   ::unlink(ServerInfoPath(c.data_dir).c_str());

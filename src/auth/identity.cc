@@ -256,6 +256,14 @@ Result<std::string> NormaliseEmail(std::string_view email) {
   return out;
 }
 
+Result<std::unique_ptr<Identity>> IdentityStores::Open(const std::string& tenant_id) {
+  auto db = databases_->Acquire(tenant_id);
+  if (!db.ok()) return db.status();
+  auto key = secret_key_fn_(tenant_id);
+  if (!key.ok()) return key.status();
+  return std::make_unique<Identity>(std::move(db).value(), std::move(key).value(), timeouts_);
+}
+
 Identity::Identity(std::shared_ptr<storage::TenantDatabase> db, crypto::SecretKey secret_fields,
                    Timeouts timeouts)
     : db_(std::move(db)), secret_fields_(std::move(secret_fields)), timeouts_(timeouts) {}

@@ -14,6 +14,7 @@
 
 #include <boost/json/object.hpp>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -189,6 +190,26 @@ class Identity {
   std::shared_ptr<storage::TenantDatabase> db_;
   const crypto::SecretKey secret_fields_;
   const Timeouts timeouts_;
+};
+
+// Every tenant's identity store, over the same open databases as the tenant
+// stores. Thread-safe.
+class IdentityStores {
+ public:
+  using KeyFn = std::function<Result<crypto::SecretKey>(const std::string& tenant_id)>;
+  // `secret_key_fn` gives a tenant's KeyPurpose::kSecretFields sub-key.
+  IdentityStores(std::shared_ptr<storage::TenantDatabases> databases, KeyFn secret_key_fn,
+                 Timeouts timeouts)
+      : databases_(std::move(databases)),
+        secret_key_fn_(std::move(secret_key_fn)),
+        timeouts_(timeouts) {}
+  Result<std::unique_ptr<Identity>> Open(const std::string& tenant_id);
+  const Timeouts& timeouts() const { return timeouts_; }
+
+ private:
+  std::shared_ptr<storage::TenantDatabases> databases_;
+  KeyFn secret_key_fn_;
+  Timeouts timeouts_;
 };
 
 // A syntactically plausible e-mail address (one '@', no spaces or control

@@ -121,6 +121,9 @@ int main(int argc, char** argv) {
     if (!owner_email.empty()) body["owner_email"] = owner_email;
     code = Call(as_json, "POST", "/v1/tenants", json::serialize(body), [](const json::value& v) {
       std::printf("created tenant %s (id %s)\n", Str(v, "slug").c_str(), Str(v, "id").c_str());
+      if (std::string t = Str(v, "owner_setup_token"); !t.empty()) {
+        std::printf("owner setup token (shown once; POST /api/auth/setup): %s\n", t.c_str());
+      }
     });
   });
 

@@ -214,6 +214,58 @@ LoadResult Load(const GetEnv& getenv) {
   ReadNumber<int>(getenv, "SILO_AUDIT_RETENTION_MONTHS", 1, 1200, &c.audit_retention_months,
                   &problems);
 
+  Security& sec = c.security;
+  ReadNumber<int>(getenv, "SILO_SESSION_IDLE_MINUTES", 1, 24 * 60, &sec.session_idle_minutes,
+                  &problems);
+  ReadNumber<int>(getenv, "SILO_SESSION_ABSOLUTE_HOURS", 1, 24 * 30, &sec.session_absolute_hours,
+                  &problems);
+  ReadNumber<uint64_t>(getenv, "SILO_PASSWORD_MEMORY_KIB", 19456, 4 * 1024 * 1024,
+                       &sec.password_memory_kib, &problems);
+  ReadNumber<uint64_t>(getenv, "SILO_PASSWORD_ITERATIONS", 2, 100, &sec.password_iterations,
+                       &problems);
+  ReadNumber<unsigned>(getenv, "SILO_PASSWORD_THREADS", 1, 64, &sec.password_threads, &problems);
+  ReadNumber<size_t>(getenv, "SILO_PASSWORD_QUEUE", 0, 100'000, &sec.password_queue, &problems);
+  ReadNumber<int>(getenv, "SILO_LOGIN_RATE_PER_MINUTE", 1, 1'000'000, &sec.login_per_minute,
+                  &problems);
+  ReadNumber<int>(getenv, "SILO_PUBLIC_FORM_RATE_PER_MINUTE", 1, 1'000'000,
+                  &sec.public_form_per_minute, &problems);
+  ReadNumber<int>(getenv, "SILO_BAN_SECONDS", 1, 30 * 24 * 3600, &sec.ban_seconds, &problems);
+  if (const char* paths = getenv("SILO_HONEYPOT_PATHS"); paths != nullptr) {
+    sec.honeypot_paths.clear();
+    std::string list = paths;
+    size_t from = 0;
+    while (from <= list.size()) {
+      size_t comma = list.find(',', from);
+      std::string item = Trim(list.substr(from, comma - from));
+      if (!item.empty()) {
+        if (item[0] != '/') problems.push_back("SILO_HONEYPOT_PATHS: must start with /: " + item);
+        sec.honeypot_paths.push_back(item);
+      }
+      if (comma == std::string::npos) break;
+      from = comma + 1;
+    }
+  }
+  sec.security_contact = Get(getenv, "SILO_SECURITY_CONTACT");
+  if (!sec.security_contact.empty() && sec.security_contact.rfind("mailto:", 0) != 0 &&
+      sec.security_contact.rfind("https://", 0) != 0 &&
+      sec.security_contact.rfind("tel:", 0) != 0) {
+    problems.push_back("SILO_SECURITY_CONTACT must be a mailto:, tel: or https:// URI");
+  }
+  sec.security_policy = Get(getenv, "SILO_SECURITY_POLICY");
+  if (!sec.security_policy.empty() && sec.security_policy.rfind("https://", 0) != 0) {
+    problems.push_back("SILO_SECURITY_POLICY must be an https:// URI");
+  }
+  sec.smtp_url = Get(getenv, "SILO_SMTP_URL");
+  if (!sec.smtp_url.empty() && sec.smtp_url.rfind("smtp://", 0) != 0 &&
+      sec.smtp_url.rfind("smtps://", 0) != 0) {
+    problems.push_back("SILO_SMTP_URL must start with smtp:// or smtps://");
+  }
+  if (std::string from = Get(getenv, "SILO_SMTP_FROM"); !from.empty()) sec.smtp_from = from;
+  sec.public_url = Get(getenv, "SILO_PUBLIC_URL");
+  if (!sec.public_url.empty() && sec.public_url.rfind("https://", 0) != 0) {
+    problems.push_back("SILO_PUBLIC_URL must start with https://");
+  }
+
   Limits& l = c.limits;
   ReadNumber<size_t>(getenv, "SILO_MAX_HEADER_BYTES", 1024, 1 << 20, &l.max_header_bytes,
                      &problems);

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -44,6 +45,29 @@ struct Limits {
   size_t max_open_tenants = 256;  // SILO_MAX_OPEN_TENANTS: tenant databases kept open (LRU)
 };
 
+// Identity, sessions and abuse protection (DESIGN sections 6 and 7).
+struct Security {
+  int session_idle_minutes = 30;         // SILO_SESSION_IDLE_MINUTES
+  int session_absolute_hours = 12;       // SILO_SESSION_ABSOLUTE_HOURS
+  uint64_t password_memory_kib = 19456;  // SILO_PASSWORD_MEMORY_KIB (Argon2id m; OWASP floor)
+  uint64_t password_iterations = 2;      // SILO_PASSWORD_ITERATIONS (Argon2id t; floor 2)
+  unsigned password_threads = 1;         // SILO_PASSWORD_THREADS: the password-hashing pool
+  size_t password_queue = 32;            // SILO_PASSWORD_QUEUE: waiting beyond this get 503
+  int login_per_minute = 10;             // SILO_LOGIN_RATE_PER_MINUTE: per client and per account
+  int public_form_per_minute = 5;        // SILO_PUBLIC_FORM_RATE_PER_MINUTE: per client
+  // SILO_HONEYPOT_PATHS: comma-separated paths; a request for one bans its
+  // client for SILO_BAN_SECONDS.
+  std::vector<std::string> honeypot_paths = {
+      "/.env",      "/wp-login.php", "/.git/config",      "/phpmyadmin/",
+      "/wp-admin/", "/xmlrpc.php",   "/.aws/credentials", "/server-status"};
+  int ban_seconds = 3600;        // SILO_BAN_SECONDS
+  std::string security_contact;  // SILO_SECURITY_CONTACT: security.txt Contact (URI)
+  std::string security_policy;   // SILO_SECURITY_POLICY: security.txt Policy (https URI)
+  std::string smtp_url;          // SILO_SMTP_URL: smtp:// or smtps:// of the mail relay
+  std::string smtp_from = "silo@localhost";  // SILO_SMTP_FROM
+  std::string public_url;                    // SILO_PUBLIC_URL: base of links in mail (never Host)
+};
+
 struct Config {
   Environment env = Environment::kDevelopment;  // SILO_ENV
   std::string data_dir = "./silo-data";         // SILO_DATA_DIR
@@ -65,6 +89,7 @@ struct Config {
   // purged (hashes stay). At least 24 outside development.
   int audit_retention_months = 24;
   Limits limits;
+  Security security;
 };
 
 using GetEnv = std::function<const char*(const char*)>;

@@ -7,6 +7,7 @@ std::string Access::ToString() const {
     case Kind::kUnset: return "UNSET";
     case Kind::kPublic: return "public";
     case Kind::kOperator: return "operator";
+    case Kind::kSession: return "session";
     case Kind::kPermission: return permission;
   }
   return "UNSET";

@@ -25,12 +25,15 @@
 namespace silo::http {
 
 struct Access {
-  enum class Kind { kUnset, kPublic, kOperator, kPermission };
+  // kSession: any signed-in user of the tenant, by cookie session only (a
+  // user's own account actions); kPermission: a named permission.
+  enum class Kind { kUnset, kPublic, kOperator, kSession, kPermission };
   Kind kind = Kind::kUnset;
   std::string permission;  // for kPermission
 
   static Access Public() { return {Kind::kPublic, {}}; }
   static Access Operator() { return {Kind::kOperator, {}}; }
+  static Access Session() { return {Kind::kSession, {}}; }
   static Access Permission(std::string p) { return {Kind::kPermission, std::move(p)}; }
   std::string ToString() const;
 };
@@ -49,6 +52,7 @@ struct Route {
   size_t body_limit = 0;   // bytes; 0 = no body accepted
   std::string rate_label;  // rate-limit bucket name ("" = none)
   std::function<Response(Ctx&)> handler;
+  bool slow = false;  // hashes passwords: runs on the server's slow pool
 };
 
 template <typename Ctx>

@@ -2,6 +2,8 @@
 #include "http/server.h"
 
 #include <openssl/ssl.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -10,6 +12,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <latch>
 #include <mutex>
 #include <random>
 #include <set>
@@ -104,10 +107,24 @@ class Server::Impl {
         metrics_(m),
         ioc_(static_cast<int>(opts_.io_threads)),
         pool_(opts_.handler_threads),
+        slow_pool_(opts_.slow_threads),
         accept_strand_(asio::make_strand(ioc_)),
         acceptor_(accept_strand_) {}
 
   ~Impl() { Stop(); }
+
+  // Each slow-pool thread lowers its own CPU priority (Linux nice is per
+  // thread), so password hashing yields the cores to other requests. The
+  // latch holds every task until all have started: one per thread.
+  void LowerSlowPoolPriority() {
+    auto all_started = std::make_shared<std::latch>(opts_.slow_threads);
+    for (unsigned i = 0; i < opts_.slow_threads; ++i) {
+      asio::post(slow_pool_, [all_started, nice = opts_.slow_nice] {
+        all_started->arrive_and_wait();
+        (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), nice);
+      });
+    }
+  }
 
   Result<unsigned short> Start() {
     if (opts_.tls) {
@@ -131,6 +148,7 @@ class Server::Impl {
     for (unsigned i = 0; i < opts_.io_threads; ++i) {
       threads_.emplace_back([this] { ioc_.run(); });
     }
+    LowerSlowPoolPriority();
     started_ = true;
     return port;
   }
@@ -163,6 +181,7 @@ class Server::Impl {
     for (auto& t : threads_) t.join();
     threads_.clear();
     pool_.join();
+    slow_pool_.join();
   }
 
   size_t open_connections() const { return open_.load(); }
@@ -372,16 +391,19 @@ class Server::Impl {
   }
 
   awaitable<Response> Dispatch(Request req) {
-    const size_t capacity = opts_.handler_threads + opts_.handler_queue;
-    if (queued_.fetch_add(1) >= capacity) {
-      --queued_;
+    const bool slow = dispatcher_->Slow(req.method, req.target);
+    std::atomic<size_t>& queued = slow ? slow_queued_ : queued_;
+    const size_t capacity =
+        slow ? opts_.slow_threads + opts_.slow_queue : opts_.handler_threads + opts_.handler_queue;
+    if (queued.fetch_add(1) >= capacity) {
+      --queued;
       metrics_->RecordRejection("overloaded");
       Response busy = Problem(503, "server busy, retry later", req.request_id);
       busy.headers.emplace_back("Retry-After", "1");
       co_return busy;
     }
     Response res = co_await asio::co_spawn(
-        pool_.get_executor(),
+        slow ? slow_pool_.get_executor() : pool_.get_executor(),
         [this, &req]() -> awaitable<Response> {
           Response r;
           try {
@@ -393,7 +415,7 @@ class Server::Impl {
           co_return r;
         },
         use_awaitable);
-    --queued_;
+    --queued;
     co_return res;
   }
 
@@ -450,6 +472,7 @@ class Server::Impl {
   Metrics* const metrics_;
   asio::io_context ioc_;
   asio::thread_pool pool_;
+  asio::thread_pool slow_pool_;
   asio::strand<asio::io_context::executor_type> accept_strand_;
   tcp::acceptor acceptor_;  // used only on accept_strand_
   std::vector<std::thread> threads_;
@@ -458,6 +481,7 @@ class Server::Impl {
   std::atomic<bool> stopping_{false};
   std::atomic<size_t> open_{0};
   std::atomic<size_t> queued_{0};
+  std::atomic<size_t> slow_queued_{0};
   std::mutex tls_mutex_;
   std::shared_ptr<ssl::context> tls_;  // GUARDED_BY(tls_mutex_)
   std::mutex conns_mutex_;

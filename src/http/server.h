@@ -10,6 +10,7 @@
 // (handshake and request: read_timeout; between keep-alive requests:
 // idle_timeout). Handlers run on a separate bounded pool, never on a network
 // thread; when `handler_queue` requests already wait, the answer is 503.
+// Requests the dispatcher calls Slow() run on a second, smaller pool.
 // Every response gets the standard security headers and X-Request-Id, and one
 // JSON access-log line (method, path without query, status, bytes, time,
 // client, request id; no bodies, no header values).
@@ -41,6 +42,10 @@ class Dispatcher {
   // Answers one request; runs on the handler pool. May throw: the server then
   // answers 500 without details.
   virtual Response Handle(const Request& request) = 0;
+  // Whether this request runs on the slow pool (password hashing) instead of
+  // the handler pool, so that a flood of such requests cannot starve the
+  // others. Decided from the request line.
+  virtual bool Slow(std::string_view method, std::string_view target) const { return false; }
 };
 
 struct ServerOptions {
@@ -58,6 +63,11 @@ struct ServerOptions {
   unsigned io_threads = 2;
   unsigned handler_threads = 4;
   size_t handler_queue = 512;
+  // The slow pool: its threads run at a lower CPU priority (nice
+  // `slow_nice`); when `slow_queue` requests already wait, the answer is 503.
+  unsigned slow_threads = 1;
+  size_t slow_queue = 32;
+  int slow_nice = 10;
   bool access_log = true;
 };
 

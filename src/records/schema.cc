@@ -173,7 +173,13 @@ json::object CollectionSchema::ToJson() const {
     }
     out.push_back(std::move(o));
   }
-  return json::object{{"name", name}, {"fields", std::move(out)}};
+  json::object o{{"name", name}, {"fields", std::move(out)}};
+  if (public_create) {
+    json::object pub{{"create", true}};
+    if (!honeypot_field.empty()) pub["honeypot"] = honeypot_field;
+    o["public"] = std::move(pub);
+  }
+  return o;
 }
 
 Result<CollectionSchema> ParseCollection(const json::value& value) {
@@ -182,7 +188,7 @@ Result<CollectionSchema> ParseCollection(const json::value& value) {
   std::vector<FieldError> errors;
   CollectionSchema schema;
   for (const auto& kv : o) {
-    if (kv.key() != "name" && kv.key() != "fields") {
+    if (kv.key() != "name" && kv.key() != "fields" && kv.key() != "public") {
       errors.push_back({std::string(kv.key()), "unknown member"});
     }
   }
@@ -286,6 +292,27 @@ Result<CollectionSchema> ParseCollection(const json::value& value) {
         fail("values applies to enum fields only");
       }
       if (ok) schema.fields.push_back(std::move(f));
+    }
+  }
+  if (const json::value* pub = o.if_contains("public")) {
+    const json::object* po = pub->if_object();
+    const json::value* create = po ? po->if_contains("create") : nullptr;
+    const json::value* honeypot = po ? po->if_contains("honeypot") : nullptr;
+    bool ok = po != nullptr && create != nullptr && create->is_bool();
+    for (const auto& kv : po ? *po : json::object()) {
+      if (kv.key() != "create" && kv.key() != "honeypot") ok = false;
+    }
+    if (honeypot != nullptr && (!honeypot->is_string() || !ValidName(honeypot->as_string()) ||
+                                schema.Find(honeypot->as_string()) != nullptr)) {
+      ok = false;
+    }
+    if (!ok) {
+      errors.push_back(
+          {"public",
+           "must be {\"create\": true|false, \"honeypot\": <a name that is not a field>}"});
+    } else {
+      schema.public_create = create->as_bool();
+      if (honeypot != nullptr) schema.honeypot_field = honeypot->as_string();
     }
   }
   if (!errors.empty()) return InvalidArgument("invalid collection").WithFields(std::move(errors));

@@ -49,6 +49,11 @@ struct FieldDef {
 struct CollectionSchema {
   std::string name;
   std::vector<FieldDef> fields;
+  // "public": {"create": true, "honeypot": "<name>"}: anonymous creates
+  // through POST /api/public/<name> (a contact form); a submission that fills
+  // the honeypot field (hidden from people, not a declared field) is dropped.
+  bool public_create = false;
+  std::string honeypot_field;
 
   const FieldDef* Find(std::string_view field) const;
   boost::json::object ToJson() const;

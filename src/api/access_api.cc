@@ -1,0 +1,337 @@
+// Users, roles, the permission catalogue and API tokens under the tenant
+// prefix. Nobody hands out more than they hold: roles granted or defined,
+// and tokens issued, must lie within the caller's own permissions.
+#include <boost/json.hpp>
+
+#include "api/auth_handlers.h"
+#include "api/handlers.h"
+#include "auth/identity.h"
+#include "base/time_util.h"
+#include "rbac/rbac.h"
+#include "records/tenant_store.h"
+
+namespace silo::api {
+namespace {
+
+namespace json = boost::json;
+
+auth::Context Ctx(const RequestContext& ctx) {
+  return {ctx.actor, ctx.request.request_id, ctx.client, NowMicros()};
+}
+
+http::Response Fail(const Status& st, const RequestContext& ctx) {
+  return ErrorResponse(st, ctx.request);
+}
+
+http::Response NoContent() {
+  http::Response r;
+  r.status = 204;
+  return r;
+}
+
+json::array Strings(const std::vector<std::string>& v) {
+  json::array a;
+  for (const auto& s : v) a.emplace_back(s);
+  return a;
+}
+
+// A list of strings in member `name`; InvalidArgument naming it otherwise.
+Result<std::vector<std::string>> StringList(const json::object& body, std::string_view name,
+                                            bool required) {
+  const json::value* v = body.if_contains(name);
+  if (v == nullptr && !required) return std::vector<std::string>();
+  auto bad = [&] {
+    return InvalidArgument("invalid request")
+        .WithFields({{std::string(name), "must be an array of at most 200 strings"}});
+  };
+  if (v == nullptr || !v->is_array() || v->as_array().size() > 200) return bad();
+  std::vector<std::string> out;
+  for (const auto& e : v->as_array()) {
+    if (!e.is_string()) return bad();
+    out.emplace_back(e.as_string());
+  }
+  return out;
+}
+
+bool Holds(const RequestContext& ctx, std::string_view role) {
+  if (ctx.session == nullptr) return false;
+  const auto& r = ctx.session->user.roles;
+  return std::find(r.begin(), r.end(), role) != r.end();
+}
+
+json::object RoleJson(const rbac::Role& r) {
+  return {{"name", r.name},
+          {"description", r.description},
+          {"permissions", Strings(r.permissions)},
+          {"require_mfa", r.require_mfa},
+          {"built_in", r.built_in}};
+}
+
+Result<rbac::Role> ParseRole(const json::object& body, std::string name) {
+  rbac::Role r;
+  r.name = std::move(name);
+  for (const auto& kv : body) {
+    if (kv.key() != "name" && kv.key() != "description" && kv.key() != "permissions" &&
+        kv.key() != "require_mfa") {
+      return InvalidArgument("invalid role")
+          .WithFields({{std::string(kv.key()), "unknown member"}});
+    }
+  }
+  if (const json::value* d = body.if_contains("description")) {
+    if (!d->is_string())
+      return InvalidArgument("invalid role").WithFields({{"description", "must be a string"}});
+    r.description = d->as_string();
+  }
+  auto perms = StringList(body, "permissions", true);
+  if (!perms.ok()) return perms.status();
+  r.permissions = std::move(*perms);
+  if (const json::value* m = body.if_contains("require_mfa")) {
+    if (!m->is_bool())
+      return InvalidArgument("invalid role").WithFields({{"require_mfa", "must be true or false"}});
+    r.require_mfa = m->as_bool();
+  }
+  return r;
+}
+
+// Refuses to hand out permissions the caller lacks (privilege escalation).
+Status WithinCaller(const RequestContext& ctx, const std::vector<std::string>& perms) {
+  if (Holds(ctx, rbac::kOwnerRole)) return Status::Ok();
+  if (!rbac::IsSubset(perms, ctx.permissions)) {
+    return PermissionDenied("you cannot hand out permissions you do not hold");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+http::Response ListPermissions(RequestContext& ctx) {
+  json::array collections;
+  auto list = ctx.store->ListCollections();
+  if (!list.ok()) return Fail(list.status(), ctx);
+  json::array all = Strings(rbac::SystemPermissions());
+  for (const auto& c : *list) {
+    collections.emplace_back(c.schema.name);
+    for (const auto& a : rbac::RecordActions())
+      all.emplace_back("records." + c.schema.name + "." + a);
+  }
+  for (const auto& a : rbac::RecordActions()) all.emplace_back("records.*." + a);
+  return http::Json(200,
+                    json::serialize(json::object{{"system", Strings(rbac::SystemPermissions())},
+                                                 {"record_actions", Strings(rbac::RecordActions())},
+                                                 {"collections", std::move(collections)},
+                                                 {"permissions", std::move(all)}}));
+}
+
+http::Response ListRoles(RequestContext& ctx) {
+  auto roles = ctx.identity->ListRoles();
+  if (!roles.ok()) return Fail(roles.status(), ctx);
+  json::array out;
+  for (const auto& r : *roles) out.push_back(RoleJson(r));
+  return http::Json(200, json::serialize(json::object{{"roles", std::move(out)}}));
+}
+
+http::Response CreateRole(RequestContext& ctx) {
+  http::Response error;
+  auto body = JsonObjectBody(ctx.request, &error);
+  if (!body) return error;
+  const json::value* name = body->if_contains("name");
+  if (name == nullptr || !name->is_string()) {
+    return Fail(InvalidArgument("invalid role").WithFields({{"name", "must be a string"}}), ctx);
+  }
+  auto role = ParseRole(*body, std::string(name->as_string()));
+  if (!role.ok()) return Fail(role.status(), ctx);
+  if (Status w = WithinCaller(ctx, role->permissions); !w.ok()) return Fail(w, ctx);
+  auto made = ctx.identity->CreateRole(Ctx(ctx), *role);
+  if (!made.ok()) return Fail(made.status(), ctx);
+  return http::Json(201, json::serialize(RoleJson(*made)));
+}
+
+http::Response GetRole(RequestContext& ctx) {
+  auto role = ctx.identity->GetRole(ctx.params.at("name"));
+  if (!role.ok()) return Fail(role.status(), ctx);
+  return http::Json(200, json::serialize(RoleJson(*role)));
+}
+
+http::Response UpdateRole(RequestContext& ctx) {
+  http::Response error;
+  auto body = JsonObjectBody(ctx.request, &error);
+  if (!body) return error;
+  auto current = ctx.identity->GetRole(ctx.params.at("name"));
+  if (!current.ok()) return Fail(current.status(), ctx);
+  json::object merged = *body;
+  if (!merged.contains("permissions")) merged["permissions"] = Strings(current->permissions);
+  if (!merged.contains("description")) merged["description"] = current->description;
+  if (!merged.contains("require_mfa")) merged["require_mfa"] = current->require_mfa;
+  merged.erase("name");
+  auto role = ParseRole(merged, current->name);
+  if (!role.ok()) return Fail(role.status(), ctx);
+  if (Status w = WithinCaller(ctx, role->permissions); !w.ok()) return Fail(w, ctx);
+  auto updated = ctx.identity->UpdateRole(Ctx(ctx), *role);
+  if (!updated.ok()) return Fail(updated.status(), ctx);
+  return http::Json(200, json::serialize(RoleJson(*updated)));
+}
+
+http::Response DeleteRole(RequestContext& ctx) {
+  if (Status d = ctx.identity->DeleteRole(Ctx(ctx), ctx.params.at("name")); !d.ok()) {
+    return Fail(d, ctx);
+  }
+  return NoContent();
+}
+
+http::Response ListUsers(RequestContext& ctx) {
+  auto users = ctx.identity->ListUsers();
+  if (!users.ok()) return Fail(users.status(), ctx);
+  json::array out;
+  for (const auto& u : *users) out.push_back(UserJson(u));
+  return http::Json(200, json::serialize(json::object{{"users", std::move(out)}}));
+}
+
+// Every permission of the named roles (unknown names are left to the store).
+Result<std::vector<std::string>> PermissionsOfRoles(RequestContext& ctx,
+                                                    const std::vector<std::string>& names) {
+  std::vector<rbac::Role> roles;
+  for (const auto& n : names) {
+    auto r = ctx.identity->GetRole(n);
+    if (r.ok()) roles.push_back(std::move(*r));
+  }
+  return rbac::PermissionsOf(roles);
+}
+
+http::Response InviteUser(RequestContext& ctx) {
+  http::Response error;
+  auto body = JsonObjectBody(ctx.request, &error);
+  if (!body) return error;
+  const json::value* email = body->if_contains("email");
+  if (email == nullptr || !email->is_string()) {
+    return Fail(InvalidArgument("invalid user").WithFields({{"email", "must be a string"}}), ctx);
+  }
+  auto roles = StringList(*body, "roles", false);
+  if (!roles.ok()) return Fail(roles.status(), ctx);
+  auto perms = PermissionsOfRoles(ctx, *roles);
+  if (Status w = WithinCaller(ctx, *perms); !w.ok()) return Fail(w, ctx);
+  bool grants_owner = std::find(roles->begin(), roles->end(), rbac::kOwnerRole) != roles->end();
+  if (grants_owner && !Holds(ctx, rbac::kOwnerRole)) {
+    return Fail(PermissionDenied("only an owner grants the owner role"), ctx);
+  }
+  auto made = ctx.identity->InviteUser(Ctx(ctx), std::string(email->as_string()), *roles);
+  if (!made.ok()) return Fail(made.status(), ctx);
+  return http::Json(201, json::serialize(json::object{{"user", UserJson(made->first)},
+                                                      {"setup_token", made->second}}));
+}
+
+http::Response GetUser(RequestContext& ctx) {
+  auto u = ctx.identity->GetUser(ctx.params.at("id"));
+  if (!u.ok()) return Fail(u.status(), ctx);
+  return http::Json(200, json::serialize(UserJson(*u)));
+}
+
+http::Response UpdateUser(RequestContext& ctx) {
+  http::Response error;
+  auto body = JsonObjectBody(ctx.request, &error);
+  if (!body) return error;
+  const json::value* disabled = body->if_contains("disabled");
+  if (body->size() != 1 || disabled == nullptr || !disabled->is_bool()) {
+    return Fail(InvalidArgument("invalid user")
+                    .WithFields({{"disabled", "must be true or false (the only member)"}}),
+                ctx);
+  }
+  const std::string& id = ctx.params.at("id");
+  auto target = ctx.identity->GetUser(id);
+  if (!target.ok()) return Fail(target.status(), ctx);
+  auto perms = PermissionsOfRoles(ctx, target->roles);
+  if (Status w = WithinCaller(ctx, *perms); !w.ok()) return Fail(w, ctx);
+  Status st = ctx.identity->SetUserDisabled(Ctx(ctx), id, disabled->as_bool(),
+                                            Holds(ctx, rbac::kOwnerRole));
+  if (!st.ok()) return Fail(st, ctx);
+  auto u = ctx.identity->GetUser(id);
+  if (!u.ok()) return Fail(u.status(), ctx);
+  return http::Json(200, json::serialize(UserJson(*u)));
+}
+
+http::Response SetUserRoles(RequestContext& ctx) {
+  http::Response error;
+  auto body = JsonObjectBody(ctx.request, &error);
+  if (!body) return error;
+  auto roles = StringList(*body, "roles", true);
+  if (!roles.ok()) return Fail(roles.status(), ctx);
+  const std::string& id = ctx.params.at("id");
+  auto target = ctx.identity->GetUser(id);
+  if (!target.ok()) return Fail(target.status(), ctx);
+  // Both what is granted and what is taken away must lie within the caller.
+  auto granted = PermissionsOfRoles(ctx, *roles);
+  auto before = PermissionsOfRoles(ctx, target->roles);
+  if (Status w = WithinCaller(ctx, *granted); !w.ok()) return Fail(w, ctx);
+  if (Status w = WithinCaller(ctx, *before); !w.ok()) return Fail(w, ctx);
+  Status st = ctx.identity->SetUserRoles(Ctx(ctx), id, *roles, Holds(ctx, rbac::kOwnerRole));
+  if (!st.ok()) return Fail(st, ctx);
+  auto u = ctx.identity->GetUser(id);
+  if (!u.ok()) return Fail(u.status(), ctx);
+  return http::Json(200, json::serialize(UserJson(*u)));
+}
+
+http::Response ListApiTokens(RequestContext& ctx) {
+  std::optional<std::string> owner = "user:" + ctx.session->user.id;
+  if (rbac::Grants(ctx.permissions, "tokens.read") && !ctx.mfa_enrolment_pending) owner.reset();
+  auto tokens = ctx.store->ListTokens(owner);
+  if (!tokens.ok()) return Fail(tokens.status(), ctx);
+  json::array out;
+  for (const auto& t : *tokens) {
+    out.push_back(json::object{{"id", t.id},
+                               {"name", t.name},
+                               {"permissions", Strings(t.permissions)},
+                               {"owner", t.owner},
+                               {"created_at", FormatRfc3339Micros(t.created_at_us)},
+                               {"expires_at", FormatRfc3339Micros(t.expires_at_us)}});
+  }
+  return http::Json(200, json::serialize(json::object{{"tokens", std::move(out)}}));
+}
+
+http::Response CreateApiToken(RequestContext& ctx) {
+  if (ctx.mfa_enrolment_pending) {
+    return http::Problem(403, "enrol a second factor first (POST /api/auth/totp/enroll)",
+                         ctx.request.request_id);
+  }
+  http::Response error;
+  auto body = JsonObjectBody(ctx.request, &error);
+  if (!body) return error;
+  records::TokenSpec spec;
+  spec.owner = "user:" + ctx.session->user.id;
+  std::vector<FieldError> errors;
+  const json::value* name = body->if_contains("name");
+  if (name == nullptr || !name->is_string())
+    errors.push_back({"name", "must be a string"});
+  else
+    spec.name = name->as_string();
+  auto perms = StringList(*body, "permissions", true);
+  if (!perms.ok())
+    errors.push_back({"permissions", "must be an array of strings"});
+  else
+    spec.permissions = *perms;
+  const json::value* exp = body->if_contains("expires_at");
+  if (exp == nullptr || !exp->is_string() || !ParseRfc3339(exp->as_string()).ok()) {
+    errors.push_back({"expires_at", "must be an RFC 3339 date-time"});
+  } else {
+    spec.expires_at_us = *ParseRfc3339(exp->as_string());
+  }
+  if (!errors.empty())
+    return Fail(InvalidArgument("invalid token").WithFields(std::move(errors)), ctx);
+  if (!rbac::IsSubset(spec.permissions, ctx.permissions)) {
+    return Fail(PermissionDenied("a token cannot hold permissions you do not hold"), ctx);
+  }
+  auto issued =
+      ctx.store->CreateToken({ctx.actor, ctx.request.request_id, ctx.client, NowMicros()}, spec);
+  if (!issued.ok()) return Fail(issued.status(), ctx);
+  return http::Json(201,
+                    json::serialize(json::object{{"id", issued->id}, {"token", issued->token}}));
+}
+
+http::Response RevokeApiToken(RequestContext& ctx) {
+  std::optional<std::string> owner = "user:" + ctx.session->user.id;
+  if (rbac::Grants(ctx.permissions, "tokens.manage") && !ctx.mfa_enrolment_pending) owner.reset();
+  Status st = ctx.store->RevokeToken({ctx.actor, ctx.request.request_id, ctx.client, NowMicros()},
+                                     ctx.params.at("id"), owner);
+  if (!st.ok()) return Fail(st, ctx);
+  return NoContent();
+}
+
+}  // namespace silo::api

@@ -1,0 +1,394 @@
+// Sign-in and the signed-in user's own account under the tenant prefix:
+// setup, login, MFA, logout, password change and reset, sessions, TOTP.
+// Password hashing happens here, on the slow pool (routes marked slow).
+#include <boost/json.hpp>
+
+#include "api/auth_handlers.h"
+#include "api/handlers.h"
+#include "auth/identity.h"
+#include "auth/password.h"
+#include "auth/totp.h"
+#include "base/time_util.h"
+#include "crypto/crypto.h"
+#include "guard/rate_limiter.h"
+#include "platform/security_log.h"
+
+namespace silo::api {
+namespace {
+
+namespace json = boost::json;
+
+constexpr std::string_view kCookie = "__Host-silo_session";
+
+auth::PasswordCost Cost(const Services& s) {
+  return {s.security->password_memory_kib, s.security->password_iterations};
+}
+
+auth::Context Ctx(const RequestContext& ctx) {
+  return {ctx.actor, ctx.request.request_id, ctx.client, NowMicros()};
+}
+
+http::Response Fail(const Status& st, const RequestContext& ctx) {
+  return ErrorResponse(st, ctx.request);
+}
+
+// A string member of the body; InvalidArgument naming it when absent.
+Result<std::string> Member(const json::object& body, std::string_view name) {
+  const json::value* v = body.if_contains(name);
+  if (v == nullptr || !v->is_string()) {
+    return InvalidArgument("invalid request").WithFields({{std::string(name), "must be a string"}});
+  }
+  return std::string(v->as_string());
+}
+
+std::string SessionCookie(const std::string& token) {
+  return std::string(kCookie) + "=" + token + "; Path=/; Secure; HttpOnly; SameSite=Strict";
+}
+
+http::Response WithSession(int status, json::object body, const auth::IssuedSession& s) {
+  body["csrf_token"] = s.csrf_token;
+  auto r = http::Json(status, json::serialize(body));
+  r.headers.emplace_back("Set-Cookie", SessionCookie(s.token));
+  return r;
+}
+
+std::string UserAgent(const http::Request& req) {
+  return std::string(req.Header("user-agent").value_or(""));
+}
+
+bool RequiresMfa(auth::Identity& id, const auth::User& u) {
+  auto roles = id.RolesOf(u);
+  return roles.ok() && rbac::AnyRequiresMfa(*roles);
+}
+
+// A fresh session for `user` and the answer carrying it.
+http::Response StartSession(RequestContext& ctx, const auth::User& user, bool mfa_passed) {
+  auth::Context c = Ctx(ctx);
+  c.actor = {"user", user.id};
+  auto session = ctx.identity->CreateSession(c, user.id, mfa_passed, UserAgent(ctx.request));
+  if (!session.ok()) return Fail(session.status(), ctx);
+  json::object body{
+      {"user", UserJson(user)},
+      {"mfa_enrolment_required", !user.totp_enabled && RequiresMfa(*ctx.identity, user)}};
+  return WithSession(200, std::move(body), *session);
+}
+
+std::string EmailTag(const std::string& email) {
+  return crypto::Sha256Hex("email:" + email).substr(0, 16);
+}
+
+}  // namespace
+
+json::object UserJson(const auth::User& u) {
+  json::array roles;
+  for (const auto& r : u.roles) roles.emplace_back(r);
+  return {{"id", u.id},
+          {"email", u.email},
+          {"status", u.status},
+          {"roles", std::move(roles)},
+          {"totp_enabled", u.totp_enabled},
+          {"created_at", FormatRfc3339Micros(u.created_at_us)}};
+}
+
+http::Response AuthSetup(Services& s, RequestContext& ctx) {
+  http::Response error;
+  auto body = JsonObjectBody(ctx.request, &error);
+  if (!body) return error;
+  auto token = Member(*body, "token");
+  auto password = Member(*body, "password");
+  if (!token.ok()) return Fail(token.status(), ctx);
+  if (!password.ok()) return Fail(password.status(), ctx);
+  if (Status p = auth::CheckPasswordPolicy(*password, ""); !p.ok()) return Fail(p, ctx);
+  auto hash = auth::HashPassword(*password, Cost(s));
+  if (!hash.ok()) return Fail(hash.status(), ctx);
+  auto user = ctx.identity->CompleteSetup(Ctx(ctx), *token, *hash);
+  if (!user.ok()) return Fail(user.status(), ctx);
+  return http::Json(200, json::serialize(json::object{{"user", UserJson(*user)}}));
+}
+
+http::Response AuthLogin(Services& s, RequestContext& ctx) {
+  http::Response error;
+  auto body = JsonObjectBody(ctx.request, &error);
+  if (!body) return error;
+  auto email = Member(*body, "email");
+  auto password = Member(*body, "password");
+  if (!email.ok()) return Fail(email.status(), ctx);
+  if (!password.ok()) return Fail(password.status(), ctx);
+  if (password->size() > auth::kMaxPasswordBytes) {
+    return http::Problem(401, "invalid e-mail or password", ctx.request.request_id);
+  }
+  auto normalised = auth::NormaliseEmail(*email);
+  std::string normal = normalised.ok() ? *normalised : *email;
+  const int64_t now = NowMicros();
+  // Per account as well as per client: many addresses cannot be spread over
+  // one account, and one address cannot rotate through many accounts.
+  double per_minute = s.security->login_per_minute;
+  auto v = s.limiter->Take("login:acct:" + ctx.tenant->id + ":" + normal,
+                           {per_minute, per_minute / 60.0, 15LL * 60 * 1'000'000}, now);
+  if (!v.allowed) {
+    auto r = http::Problem(429, "too many attempts; retry later", ctx.request.request_id);
+    r.headers.emplace_back("Retry-After",
+                           std::to_string(guard::RetryAfterSeconds(v.retry_after_us)));
+    return r;
+  }
+  auto found = ctx.identity->FindLogin(normal);
+  if (!found.ok() && found.status().code() != StatusCode::kNotFound)
+    return Fail(found.status(), ctx);
+  // The same work whether or not the account exists: one Argon2id check and
+  // one audit entry.
+  const std::string& hash =
+      found.ok() && !found->second.empty() ? found->second : s.dummy_password_hash;
+  bool ok = auth::VerifyPassword(hash, *password);
+  bool usable = found.ok() && found->first.status == "active" && !found->second.empty();
+  auth::Context c = Ctx(ctx);
+  if (!ok || !usable) {
+    (void)ctx.identity->Audit(c, "login.failed", usable ? "user" : "email",
+                              usable ? found->first.id : EmailTag(normal), {});
+    return http::Problem(401, "invalid e-mail or password", ctx.request.request_id);
+  }
+  const auth::User& user = found->first;
+  if (auth::NeedsRehash(found->second, Cost(s))) {
+    if (auto rehash = auth::HashPassword(*password, Cost(s)); rehash.ok()) {
+      (void)ctx.identity->ReplacePasswordHash(user.id, *rehash);
+    }
+  }
+  if (user.totp_enabled) {
+    auto challenge = ctx.identity->CreateMfaChallenge(user.id, now);
+    if (!challenge.ok()) return Fail(challenge.status(), ctx);
+    c.actor = {"user", user.id};
+    (void)ctx.identity->Audit(c, "login.password_passed", "user", user.id, {});
+    return http::Json(
+        200, json::serialize(json::object{{"mfa_required", true}, {"mfa_token", *challenge}}));
+  }
+  return StartSession(ctx, user, false);
+}
+
+http::Response AuthMfa(Services& s, RequestContext& ctx) {
+  http::Response error;
+  auto body = JsonObjectBody(ctx.request, &error);
+  if (!body) return error;
+  auto token = Member(*body, "mfa_token");
+  if (!token.ok()) return Fail(token.status(), ctx);
+  auto code = Member(*body, "code");
+  auto recovery = Member(*body, "recovery_code");
+  if (code.ok() == recovery.ok()) {
+    return Fail(InvalidArgument("invalid request")
+                    .WithFields({{"code", "give either code or recovery_code"}}),
+                ctx);
+  }
+  auto user_id = ctx.identity->AttemptMfaChallenge(*token, NowMicros());
+  if (!user_id.ok()) return Fail(user_id.status(), ctx);
+  auth::Context c = Ctx(ctx);
+  c.actor = {"user", *user_id};
+  Status checked = code.ok() ? ctx.identity->CheckTotp(c, *user_id, *code)
+                             : ctx.identity->UseRecoveryCode(c, *user_id, *recovery);
+  if (!checked.ok()) return Fail(checked, ctx);
+  (void)ctx.identity->EndMfaChallenge(*token);
+  auto user = ctx.identity->GetUser(*user_id);
+  if (!user.ok() || user->status != "active") {
+    return http::Problem(401, "invalid or expired MFA token", ctx.request.request_id);
+  }
+  return StartSession(ctx, *user, true);
+}
+
+http::Response AuthLogout(RequestContext& ctx) {
+  Status st = ctx.identity->RevokeSession(Ctx(ctx), ctx.session->user.id, ctx.session->session.id);
+  if (!st.ok()) return Fail(st, ctx);
+  http::Response r;
+  r.status = 204;
+  r.headers.emplace_back(
+      "Set-Cookie",
+      std::string(kCookie) + "=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
+  r.headers.emplace_back("Clear-Site-Data", "\"cookies\"");
+  return r;
+}
+
+http::Response AuthMe(RequestContext& ctx) {
+  json::array perms;
+  for (const auto& p : ctx.permissions) perms.emplace_back(p);
+  const auth::Session& se = ctx.session->session;
+  json::object body{{"user", UserJson(ctx.session->user)},
+                    {"permissions", std::move(perms)},
+                    {"mfa_enrolment_required", ctx.mfa_enrolment_pending},
+                    {"session",
+                     {{"id", se.id},
+                      {"mfa", se.mfa_passed},
+                      {"created_at", FormatRfc3339Micros(se.created_at_us)},
+                      {"expires_at", FormatRfc3339Micros(se.expires_at_us)}}}};
+  return http::Json(200, json::serialize(body));
+}
+
+http::Response AuthChangePassword(Services& s, RequestContext& ctx) {
+  if (ctx.mfa_enrolment_pending) {
+    return http::Problem(403, "enrol a second factor first (POST /api/auth/totp/enroll)",
+                         ctx.request.request_id);
+  }
+  http::Response error;
+  auto body = JsonObjectBody(ctx.request, &error);
+  if (!body) return error;
+  auto current = Member(*body, "current_password");
+  auto next = Member(*body, "new_password");
+  if (!current.ok()) return Fail(current.status(), ctx);
+  if (!next.ok()) return Fail(next.status(), ctx);
+  const auth::User& user = ctx.session->user;
+  auto login = ctx.identity->FindLogin(user.email);
+  if (!login.ok()) return Fail(login.status(), ctx);
+  if (current->size() > auth::kMaxPasswordBytes || !auth::VerifyPassword(login->second, *current)) {
+    (void)ctx.identity->Audit(Ctx(ctx), "password.change_failed", "user", user.id, {});
+    return Fail(InvalidArgument("the current password is wrong")
+                    .WithFields({{"current_password", "is wrong"}}),
+                ctx);
+  }
+  if (Status p = auth::CheckPasswordPolicy(*next, user.email, "new_password"); !p.ok()) {
+    return Fail(p, ctx);
+  }
+  auto hash = auth::HashPassword(*next, Cost(s));
+  if (!hash.ok()) return Fail(hash.status(), ctx);
+  // Every session ends, this one too; the caller gets a fresh one.
+  if (Status c = ctx.identity->ChangePassword(Ctx(ctx), user.id, *hash); !c.ok())
+    return Fail(c, ctx);
+  return StartSession(ctx, user, ctx.session->session.mfa_passed);
+}
+
+http::Response AuthListSessions(RequestContext& ctx) {
+  auto sessions = ctx.identity->ListSessions(ctx.session->user.id);
+  if (!sessions.ok()) return Fail(sessions.status(), ctx);
+  json::array out;
+  for (const auto& se : *sessions) {
+    out.push_back(json::object{{"id", se.id},
+                               {"current", se.id == ctx.session->session.id},
+                               {"mfa", se.mfa_passed},
+                               {"client", se.client},
+                               {"user_agent", se.user_agent},
+                               {"created_at", FormatRfc3339Micros(se.created_at_us)},
+                               {"last_seen_at", FormatRfc3339Micros(se.last_seen_us)},
+                               {"expires_at", FormatRfc3339Micros(se.expires_at_us)}});
+  }
+  return http::Json(200, json::serialize(json::object{{"sessions", std::move(out)}}));
+}
+
+http::Response AuthRevokeSession(RequestContext& ctx) {
+  Status st = ctx.identity->RevokeSession(Ctx(ctx), ctx.session->user.id, ctx.params.at("id"));
+  if (!st.ok()) return Fail(st, ctx);
+  http::Response r;
+  r.status = 204;
+  return r;
+}
+
+http::Response TotpEnroll(Services& s, RequestContext& ctx) {
+  const auth::User& user = ctx.session->user;
+  if (user.totp_enabled) {
+    return Fail(FailedPrecondition("TOTP is already on; remove it first (DELETE /api/auth/totp)"),
+                ctx);
+  }
+  auto secret = ctx.identity->StartTotp(Ctx(ctx), user.id);
+  if (!secret.ok()) return Fail(secret.status(), ctx);
+  std::string uri = auth::OtpauthUri("Silo " + ctx.tenant->slug, user.email, *secret);
+  auto svg = auth::QrSvg(uri);
+  if (!svg.ok()) return Fail(svg.status(), ctx);
+  return http::Json(
+      200, json::serialize(json::object{
+               {"secret", auth::Base32(*secret)}, {"otpauth_uri", uri}, {"qr_svg", *svg}}));
+}
+
+http::Response TotpConfirm(Services& s, RequestContext& ctx) {
+  http::Response error;
+  auto body = JsonObjectBody(ctx.request, &error);
+  if (!body) return error;
+  auto code = Member(*body, "code");
+  if (!code.ok()) return Fail(code.status(), ctx);
+  const auth::User& user = ctx.session->user;
+  auto codes = ctx.identity->ConfirmTotp(Ctx(ctx), user.id, *code);
+  if (!codes.ok()) return Fail(codes.status(), ctx);
+  // The factor changed: a new session that passed MFA replaces this one.
+  (void)ctx.identity->RevokeSession(Ctx(ctx), user.id, ctx.session->session.id);
+  auth::User now_on = user;
+  now_on.totp_enabled = true;
+  auth::Context c = Ctx(ctx);
+  auto session = ctx.identity->CreateSession(c, user.id, true, UserAgent(ctx.request));
+  if (!session.ok()) return Fail(session.status(), ctx);
+  json::array list;
+  for (const auto& rc : *codes) list.emplace_back(rc);
+  return WithSession(
+      200, json::object{{"recovery_codes", std::move(list)}, {"user", UserJson(now_on)}}, *session);
+}
+
+http::Response TotpDisable(Services& s, RequestContext& ctx) {
+  // Removing a factor needs the factor (or a recovery code), never the
+  // password alone.
+  http::Response error;
+  auto body = JsonObjectBody(ctx.request, &error);
+  if (!body) return error;
+  auto code = Member(*body, "code");
+  auto recovery = Member(*body, "recovery_code");
+  if (code.ok() == recovery.ok()) {
+    return Fail(InvalidArgument("invalid request")
+                    .WithFields({{"code", "give either code or recovery_code"}}),
+                ctx);
+  }
+  const auth::User& user = ctx.session->user;
+  Status checked = code.ok() ? ctx.identity->CheckTotp(Ctx(ctx), user.id, *code)
+                             : ctx.identity->UseRecoveryCode(Ctx(ctx), user.id, *recovery);
+  if (!checked.ok()) return Fail(checked, ctx);
+  if (Status d = ctx.identity->DisableTotp(Ctx(ctx), user.id); !d.ok()) return Fail(d, ctx);
+  http::Response r;
+  r.status = 204;
+  return r;
+}
+
+http::Response PasswordReset(Services& s, RequestContext& ctx) {
+  http::Response error;
+  auto body = JsonObjectBody(ctx.request, &error);
+  if (!body) return error;
+  auto email = Member(*body, "email");
+  if (!email.ok()) return Fail(email.status(), ctx);
+  auto normalised = auth::NormaliseEmail(*email);
+  std::string normal = normalised.ok() ? *normalised : "";
+  const int64_t now = NowMicros();
+  double per_hour = 5;
+  auto v = s.limiter->Take("reset:acct:" + ctx.tenant->id + ":" + normal,
+                           {per_hour, per_hour / 3600.0, 3600LL * 1'000'000}, now);
+  // Over the limit the answer is the same; only no mail leaves (no mailbox
+  // flooding, no hint that the account exists).
+  if (v.allowed) {
+    std::string base = s.security->public_url.empty() ? "" : s.security->public_url;
+    std::string slug = ctx.tenant->slug;
+    auto compose = [&](const std::string& token) {
+      std::string body_text =
+          "Someone asked to reset the password of this account on " + slug + ".\r\n\r\n";
+      if (!base.empty()) {
+        body_text += "Open " + base + "/t/" + slug + "/reset#token=" + token + "\r\n";
+      }
+      body_text += "Reset code: " + token +
+                   "\r\n\r\nIt works once, within 30 minutes. If it was not you, ignore this mail;"
+                   " your password is unchanged.\r\n";
+      return std::make_pair(std::string("Password reset"), body_text);
+    };
+    Status st = ctx.identity->RequestReset(Ctx(ctx), normal, compose);
+    if (!st.ok()) return Fail(st, ctx);
+    if (s.mail_queued) s.mail_queued(ctx.tenant->id);
+  }
+  return http::Json(
+      202, R"({"status":"if the address belongs to an account, a reset mail is on its way"})");
+}
+
+http::Response PasswordResetConfirm(Services& s, RequestContext& ctx) {
+  http::Response error;
+  auto body = JsonObjectBody(ctx.request, &error);
+  if (!body) return error;
+  auto token = Member(*body, "token");
+  auto password = Member(*body, "new_password");
+  if (!token.ok()) return Fail(token.status(), ctx);
+  if (!password.ok()) return Fail(password.status(), ctx);
+  if (Status p = auth::CheckPasswordPolicy(*password, "", "new_password"); !p.ok()) {
+    return Fail(p, ctx);
+  }
+  auto hash = auth::HashPassword(*password, Cost(s));
+  if (!hash.ok()) return Fail(hash.status(), ctx);
+  // Not signed in afterwards, and MFA still applies at the next login.
+  auto user = ctx.identity->ConfirmReset(Ctx(ctx), *token, *hash);
+  if (!user.ok()) return Fail(user.status(), ctx);
+  return http::Json(200, R"({"status":"password changed; sign in again"})");
+}
+
+}  // namespace silo::api

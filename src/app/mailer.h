@@ -1,0 +1,48 @@
+// The outbox sender: a thread that sends the mail tenants put in their
+// outboxes (password resets) through SMTP, and retries failures with a
+// growing delay (1, 2, 4 … minutes, at most an hour; given up after 10
+// tries). Bodies are erased once sent. Without SILO_SMTP_URL the mail stays
+// queued and one warning is logged.
+#ifndef SILO_APP_MAILER_H_
+#define SILO_APP_MAILER_H_
+
+#include <condition_variable>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "api/services.h"
+
+namespace silo::app {
+
+class Mailer {
+ public:
+  Mailer(api::Services& services, std::string smtp_url, std::string from);
+  ~Mailer() { Stop(); }
+  // Wakes the sender for this tenant. Thread-safe; never blocks on I/O.
+  void Queued(const std::string& tenant_id);
+  void Stop();
+  int64_t sent() const { return sent_; }
+  int64_t failed() const { return failed_; }
+
+ private:
+  void Run();
+  // Sends what is due in one tenant; true when mail is left for later.
+  bool Drain(const std::string& tenant_id);
+
+  api::Services& services_;
+  const std::string smtp_url_;  // secret when it carries credentials: never logged
+  const std::string from_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::set<std::string> pending_;  // GUARDED_BY(mu_)
+  bool stop_ = false;              // GUARDED_BY(mu_)
+  std::atomic<int64_t> sent_{0};
+  std::atomic<int64_t> failed_{0};
+  std::thread thread_;  // last: starts after the members it uses
+};
+
+}  // namespace silo::app
+
+#endif  // SILO_APP_MAILER_H_
