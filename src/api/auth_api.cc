@@ -367,6 +367,11 @@ http::Response PasswordReset(Services& s, RequestContext& ctx) {
     Status st = ctx.identity->RequestReset(Ctx(ctx), normal, compose);
     if (!st.ok()) return Fail(st, ctx);
     if (s.mail_queued) s.mail_queued(ctx.tenant->id);
+  } else {
+    // One audit write here too, so a throttled request costs what another does.
+    Status st = ctx.identity->Audit(Ctx(ctx), "password.reset_throttled", "email",
+                                    crypto::Sha256Hex("email:" + normal).substr(0, 16), {});
+    if (!st.ok()) return Fail(st, ctx);
   }
   return http::Json(
       202, R"({"status":"if the address belongs to an account, a reset mail is on its way"})");

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "api/dispatchers.h"
+#include "api/routes.h"
 #include "api/services.h"
 #include "app/data_dir_lock.h"
 #include "app/dev_secrets.h"
@@ -131,6 +132,20 @@ class RetentionJob {
 };
 
 }  // namespace
+
+std::string TenantRouteTable() {
+  api::Services none;
+  boost::json::array out;
+  const api::Router router = api::BuildTenantRouter(none);
+  for (const auto& r : router.routes()) {
+    out.push_back(boost::json::object{{"method", r.method},
+                                      {"pattern", r.pattern},
+                                      {"access", r.access.ToString()},
+                                      {"rate_limit", r.rate_label},
+                                      {"slow", r.slow}});
+  }
+  return boost::json::serialize(out);
+}
 
 std::string ServerInfoPath(const std::string& data_dir) {
   return data_dir + "/platform/server.json";

@@ -18,6 +18,12 @@ int Serve(const config::GetEnv& getenv);
 // the CLI (and tests using port 0) can find it.
 std::string ServerInfoPath(const std::string& data_dir);
 
+// The tenant route table as a JSON array of {method, pattern, access,
+// rate_limit, slow} (`access` is "public", "session" or a permission pattern
+// like "records.{name}.read"): what `silo routes` prints, and what the
+// black-box role x route matrix is generated from.
+std::string TenantRouteTable();
+
 }  // namespace silo::app
 
 #endif  // SILO_APP_APP_H_

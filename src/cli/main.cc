@@ -105,6 +105,9 @@ int main(int argc, char** argv) {
   auto* serve = app.add_subcommand("serve", "run the server (configuration from SILO_* variables)");
   serve->callback([&] { code = silo::app::Serve(Env); });
 
+  auto* routes = app.add_subcommand("routes", "print the tenant route table (JSON)");
+  routes->callback([&] { std::printf("%s\n", silo::app::TenantRouteTable().c_str()); });
+
   auto* tenant = app.add_subcommand("tenant", "manage tenants through the operator API");
   tenant->require_subcommand(1);
   tenant->fallthrough();
