@@ -142,6 +142,7 @@ std::string TenantRouteTable() {
                                       {"pattern", r.pattern},
                                       {"access", r.access.ToString()},
                                       {"rate_limit", r.rate_label},
+                                      {"body_limit", static_cast<int64_t>(r.body_limit)},
                                       {"slow", r.slow}});
   }
   return boost::json::serialize(out);

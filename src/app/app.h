@@ -19,7 +19,7 @@ int Serve(const config::GetEnv& getenv);
 std::string ServerInfoPath(const std::string& data_dir);
 
 // The tenant route table as a JSON array of {method, pattern, access,
-// rate_limit, slow} (`access` is "public", "session" or a permission pattern
+// rate_limit, body_limit, slow} (`access` is "public", "session" or a permission pattern
 // like "records.{name}.read"): what `silo routes` prints, and what the
 // black-box role x route matrix is generated from.
 std::string TenantRouteTable();
