@@ -163,6 +163,7 @@ http::Response TooMany(const http::Request& req, int64_t retry_after_us, const s
   auto r = http::Problem(429, "too many attempts; retry later", req.request_id);
   r.headers.emplace_back("Retry-After", std::to_string(guard::RetryAfterSeconds(retry_after_us)));
   r.route = label;
+  r.delay_ms = static_cast<int>(std::min<int64_t>(retry_after_us / 1000, 2000));
   return r;
 }
 

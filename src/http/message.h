@@ -34,6 +34,9 @@ struct Response {
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers
   // Route pattern for metrics and the access log ("unmatched" when none).
   std::string route = "unmatched";
+  // The transport sends the answer no sooner than this (on a timer, holding
+  // no thread): a tarpit for refused clients (429, a full password pool).
+  int delay_ms = 0;
 };
 
 // Statuses' reason phrases ("Not Found").

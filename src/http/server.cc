@@ -357,6 +357,13 @@ class Server::Impl {
       Request req = ToRequest(msg, client_ip, request_id);
       bool keep_alive = msg.keep_alive();
       Response res = co_await Dispatch(std::move(req));
+      if (res.delay_ms > 0 && !stopping_) {
+        // A tarpit for refused clients: the answer waits on a timer, holding
+        // no thread, so a flood of refused requests costs little CPU.
+        asio::steady_timer t(co_await asio::this_coro::executor,
+                             std::chrono::milliseconds(res.delay_ms));
+        co_await t.async_wait(kTuple);
+      }
       keep_alive = keep_alive && !stopping_;
       bool ok = co_await WriteResponse(stream, tcp_layer, res, request_id, keep_alive, msg,
                                        client_ip, start);
@@ -397,9 +404,11 @@ class Server::Impl {
         slow ? opts_.slow_threads + opts_.slow_queue : opts_.handler_threads + opts_.handler_queue;
     if (queued.fetch_add(1) >= capacity) {
       --queued;
-      metrics_->RecordRejection("overloaded");
+      metrics_->RecordRejection(slow ? "password_pool_full" : "overloaded");
       Response busy = Problem(503, "server busy, retry later", req.request_id);
       busy.headers.emplace_back("Retry-After", "1");
+      // A full password pool means a login flood: slow the flood down.
+      if (slow) busy.delay_ms = opts_.slow_reject_delay_ms;
       co_return busy;
     }
     Response res = co_await asio::co_spawn(

@@ -67,7 +67,8 @@ struct ServerOptions {
   // `slow_nice`); when `slow_queue` requests already wait, the answer is 503.
   unsigned slow_threads = 1;
   size_t slow_queue = 32;
-  int slow_nice = 10;
+  int slow_nice = 19;
+  int slow_reject_delay_ms = 1000;  // the 503 of a full slow pool waits this long
   bool access_log = true;
 };
 
