@@ -287,10 +287,7 @@ http::Response ListApiTokens(RequestContext& ctx) {
 }
 
 http::Response CreateApiToken(RequestContext& ctx) {
-  if (ctx.mfa_enrolment_pending) {
-    return http::Problem(403, "enrol a second factor first (POST /api/auth/totp/enroll)",
-                         ctx.request.request_id);
-  }
+  if (ctx.mfa_enrolment_pending) return EnrolFirst(ctx);
   http::Response error;
   auto body = JsonObjectBody(ctx.request, &error);
   if (!body) return error;

@@ -90,6 +90,11 @@ json::object UserJson(const auth::User& u) {
           {"created_at", FormatRfc3339Micros(u.created_at_us)}};
 }
 
+http::Response EnrolFirst(const RequestContext& ctx) {
+  return http::Problem(403, "enrol a second factor first (POST /api/auth/totp/enroll)",
+                       ctx.request.request_id);
+}
+
 http::Response AuthSetup(Services& s, RequestContext& ctx) {
   http::Response error;
   auto body = JsonObjectBody(ctx.request, &error);
@@ -219,10 +224,7 @@ http::Response AuthMe(RequestContext& ctx) {
 }
 
 http::Response AuthChangePassword(Services& s, RequestContext& ctx) {
-  if (ctx.mfa_enrolment_pending) {
-    return http::Problem(403, "enrol a second factor first (POST /api/auth/totp/enroll)",
-                         ctx.request.request_id);
-  }
+  if (ctx.mfa_enrolment_pending) return EnrolFirst(ctx);
   http::Response error;
   auto body = JsonObjectBody(ctx.request, &error);
   if (!body) return error;

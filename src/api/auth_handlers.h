@@ -17,6 +17,8 @@ struct User;
 namespace silo::api {
 
 boost::json::object UserJson(const auth::User& user);
+// The 403 for a session that must enrol TOTP before anything else.
+http::Response EnrolFirst(const RequestContext& ctx);
 
 // auth_api.cc
 http::Response AuthSetup(Services& s, RequestContext& ctx);

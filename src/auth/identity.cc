@@ -387,29 +387,46 @@ Result<std::pair<User, std::string>> Identity::FindLogin(const std::string& emai
 
 Result<User> Identity::CompleteSetup(const Context& ctx, const std::string& token,
                                      const std::string& password_hash) {
+  return SetPasswordWithToken(ctx, token, "setup", password_hash);
+}
+
+Result<User> Identity::SetPasswordWithToken(const Context& ctx, const std::string& token,
+                                            std::string_view purpose,
+                                            const std::string& password_hash) {
+  const bool setup = purpose == "setup";
+  const std::string refused = "invalid or expired " + std::string(purpose) + " token";
   std::optional<User> out;
   Status s = db_->Write([&](Database& db) -> Status {
     auto tx = storage::Transaction::Begin(db);
     if (!tx.ok()) return tx.status();
-    auto user_id = TakeToken(db, token, "setup", ctx.now_us);
+    auto user_id = TakeToken(db, token, purpose, ctx.now_us);
     if (!user_id.ok()) return user_id.status();
-    if (!*user_id) return Unauthenticated("invalid or expired setup token");
+    if (!*user_id) return Unauthenticated(refused);
+    // Setup activates an invited user; a reset needs an active one.
     if (Status u = ExecBound(db,
-                             "UPDATE users SET password_hash = ?, status = 'active',"
-                             " updated_at_us = ? WHERE id = ? AND status = 'invited'",
+                             setup ? "UPDATE users SET password_hash = ?, status = 'active',"
+                                     " updated_at_us = ? WHERE id = ? AND status = 'invited'"
+                                   : "UPDATE users SET password_hash = ?, updated_at_us = ?"
+                                     " WHERE id = ? AND status = 'active'",
                              [&](storage::Statement& st) {
                                st.Bind(1, password_hash).Bind(2, ctx.now_us).Bind(3, **user_id);
                              });
         !u.ok()) {
       return u;
     }
-    if (db.Changes() == 0) return Unauthenticated("invalid or expired setup token");
+    if (db.Changes() == 0) return Unauthenticated(refused);
+    if (!setup) {
+      if (Status d = DeleteSessions(db, **user_id, ""); !d.ok()) return d;
+    }
     Context as_user = ctx;
     as_user.actor = {"user", **user_id};
-    if (Status a = AppendAudit(
-            db, as_user, "user.setup_completed", "user", **user_id,
-            {{"status", JsonText(json::string("invited")), JsonText(json::string("active")), false},
-             Secret("password")});
+    std::vector<events::Change> changes = {Secret("password")};
+    if (setup) {
+      changes.insert(changes.begin(), {"status", JsonText(json::string("invited")),
+                                       JsonText(json::string("active")), false});
+    }
+    if (Status a = AppendAudit(db, as_user, setup ? "user.setup_completed" : "password.reset",
+                               "user", **user_id, std::move(changes));
         !a.ok()) {
       return a;
     }
@@ -1131,38 +1148,7 @@ Status Identity::RequestReset(
 
 Result<User> Identity::ConfirmReset(const Context& ctx, const std::string& token,
                                     const std::string& password_hash) {
-  std::optional<User> out;
-  Status s = db_->Write([&](Database& db) -> Status {
-    auto tx = storage::Transaction::Begin(db);
-    if (!tx.ok()) return tx.status();
-    auto user_id = TakeToken(db, token, "reset", ctx.now_us);
-    if (!user_id.ok()) return user_id.status();
-    if (!*user_id) return Unauthenticated("invalid or expired reset token");
-    if (Status u = ExecBound(db,
-                             "UPDATE users SET password_hash = ?, updated_at_us = ?"
-                             " WHERE id = ? AND status = 'active'",
-                             [&](storage::Statement& q) {
-                               q.Bind(1, password_hash).Bind(2, ctx.now_us).Bind(3, **user_id);
-                             });
-        !u.ok()) {
-      return u;
-    }
-    if (db.Changes() == 0) return Unauthenticated("invalid or expired reset token");
-    if (Status d = DeleteSessions(db, **user_id, ""); !d.ok()) return d;
-    Context as_user = ctx;
-    as_user.actor = {"user", **user_id};
-    if (Status a =
-            AppendAudit(db, as_user, "password.reset", "user", **user_id, {Secret("password")});
-        !a.ok()) {
-      return a;
-    }
-    auto u = LoadUser(db, "id", **user_id);
-    if (!u.ok()) return u.status();
-    out = std::move((*u)->first);
-    return tx->Commit();
-  });
-  if (!s.ok()) return s;
-  return std::move(*out);
+  return SetPasswordWithToken(ctx, token, "reset", password_hash);
 }
 
 // --- outbox ---

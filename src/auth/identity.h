@@ -187,6 +187,10 @@ class Identity {
                const std::string& subject_id, const boost::json::object& details);
 
  private:
+  // Setup and reset: takes the single-use token of `purpose`, sets the hash.
+  Result<User> SetPasswordWithToken(const Context& ctx, const std::string& token,
+                                    std::string_view purpose, const std::string& password_hash);
+
   std::shared_ptr<storage::TenantDatabase> db_;
   const crypto::SecretKey secret_fields_;
   const Timeouts timeouts_;

@@ -343,12 +343,12 @@ def test_login_rate_limits_and_spoofed_forwarded_for(make_silo):
         if r.status_code == 429:
             assert int(r.headers["Retry-After"]) >= 1
     assert codes[:5] == [401] * 5 and set(codes[5:]) == {429}, codes
-    # Another account from the same client is limited too (the client key),
-    # and the delay grows.
+    # Another account from the same client is limited too (the client key);
+    # a refused client waits in the tarpit before it hears so.
+    t0 = time.monotonic()
     r1 = c.login("x@acme.test", "whatever it is")
-    r2 = c.login("x@acme.test", "whatever it is")
-    assert r1.status_code == r2.status_code == 429
-    assert int(r2.headers["Retry-After"]) >= int(r1.headers["Retry-After"])
+    assert r1.status_code == 429 and int(r1.headers["Retry-After"]) >= 1
+    assert time.monotonic() - t0 >= 0.9
 
 
 def test_public_form_honeypot_and_security_txt(make_silo):
