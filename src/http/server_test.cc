@@ -99,6 +99,54 @@ TEST(ServerTest, FullHandlerPoolAnswers503InsteadOfQueueing) {
   server.Stop();
 }
 
+// "/slow" runs on the slow pool and sleeps; anything else answers at once.
+class TwoLaneDispatcher : public Dispatcher {
+ public:
+  size_t BodyLimit(std::string_view, std::string_view) const override { return 1024; }
+  bool Slow(std::string_view, std::string_view target) const override { return target == "/slow"; }
+  Response Handle(const Request& r) override {
+    if (r.path == "/slow") {
+      ++slow_ran;
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    return Json(200, "{\"ok\":true}");
+  }
+  std::atomic<int> slow_ran{0};
+};
+
+TEST(ServerTest, AFullSlowPoolAnswers503FromATarpitAndOtherRequestsStillPass) {
+  TwoLaneDispatcher d;
+  Metrics m;
+  ServerOptions o = PlainOptions();
+  o.slow_threads = 1;
+  o.slow_queue = 0;
+  o.slow_reject_delay_ms = 300;
+  Server server(o, &d, &m);
+  auto port = server.Start();
+  ASSERT_TRUE(port.ok());
+  std::string first, second;
+  std::thread a([&] {
+    first = Exchange(*port, "GET /slow HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  });
+  while (d.slow_ran.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  auto t0 = std::chrono::steady_clock::now();
+  second = Exchange(*port, "GET /slow HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  auto waited = std::chrono::steady_clock::now() - t0;
+  // The fast lane is not blocked by the busy slow pool.
+  auto t1 = std::chrono::steady_clock::now();
+  std::string fast = Exchange(*port, "GET /fast HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  auto fast_took = std::chrono::steady_clock::now() - t1;
+  a.join();
+  EXPECT_EQ(first.rfind("HTTP/1.1 200", 0), 0u) << first;
+  EXPECT_EQ(second.rfind("HTTP/1.1 503", 0), 0u) << second;
+  EXPECT_GE(waited, std::chrono::milliseconds(250));  // the tarpit
+  EXPECT_EQ(fast.rfind("HTTP/1.1 200", 0), 0u) << fast;
+  EXPECT_LT(fast_took, std::chrono::milliseconds(250));
+  EXPECT_EQ(d.slow_ran.load(), 1);
+  EXPECT_NE(m.Render().find("reason=\"password_pool_full\""), std::string::npos);
+  server.Stop();
+}
+
 TEST(ServerTest, StopWaitsForInFlightRequest) {
   SlowDispatcher d(std::chrono::milliseconds(300));
   Metrics m;
