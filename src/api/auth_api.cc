@@ -2,6 +2,7 @@
 // setup, login, MFA, logout, password change and reset, sessions, TOTP.
 // Password hashing happens here, on the slow pool (routes marked slow).
 #include <boost/json.hpp>
+#include <optional>
 
 #include "api/auth_handlers.h"
 #include "api/handlers.h"
@@ -73,6 +74,19 @@ http::Response StartSession(RequestContext& ctx, const auth::User& user, bool mf
   return WithSession(200, std::move(body), *session);
 }
 
+// A per-account bucket at the login rate; the 429 (from the tarpit) when empty.
+std::optional<http::Response> Throttle(Services& s, const std::string& key,
+                                       const RequestContext& ctx) {
+  double per_minute = s.security->login_per_minute;
+  auto v =
+      s.limiter->Take(key, {per_minute, per_minute / 60.0, 15LL * 60 * 1'000'000}, NowMicros());
+  if (v.allowed) return std::nullopt;
+  auto r = http::Problem(429, "too many attempts; retry later", ctx.request.request_id);
+  r.headers.emplace_back("Retry-After", std::to_string(guard::RetryAfterSeconds(v.retry_after_us)));
+  r.delay_ms = static_cast<int>(std::min<int64_t>(v.retry_after_us / 1000, 2000));
+  return r;
+}
+
 std::string EmailTag(const std::string& email) {
   return crypto::Sha256Hex("email:" + email).substr(0, 16);
 }
@@ -127,14 +141,8 @@ http::Response AuthLogin(Services& s, RequestContext& ctx) {
   const int64_t now = NowMicros();
   // Per account as well as per client: many addresses cannot be spread over
   // one account, and one address cannot rotate through many accounts.
-  double per_minute = s.security->login_per_minute;
-  auto v = s.limiter->Take("login:acct:" + ctx.tenant->id + ":" + normal,
-                           {per_minute, per_minute / 60.0, 15LL * 60 * 1'000'000}, now);
-  if (!v.allowed) {
-    auto r = http::Problem(429, "too many attempts; retry later", ctx.request.request_id);
-    r.headers.emplace_back("Retry-After",
-                           std::to_string(guard::RetryAfterSeconds(v.retry_after_us)));
-    return r;
+  if (auto refused = Throttle(s, "login:acct:" + ctx.tenant->id + ":" + normal, ctx)) {
+    return *refused;
   }
   auto found = ctx.identity->FindLogin(normal);
   if (!found.ok() && found.status().code() != StatusCode::kNotFound)
@@ -183,6 +191,11 @@ http::Response AuthMfa(Services& s, RequestContext& ctx) {
   }
   auto user_id = ctx.identity->AttemptMfaChallenge(*token, NowMicros());
   if (!user_id.ok()) return Fail(user_id.status(), ctx);
+  // Per account too: new challenges (a password each) cannot multiply the
+  // guesses at one user's codes beyond the login rate.
+  if (auto refused = Throttle(s, "mfa:acct:" + ctx.tenant->id + ":" + *user_id, ctx)) {
+    return *refused;
+  }
   auth::Context c = Ctx(ctx);
   c.actor = {"user", *user_id};
   Status checked = code.ok() ? ctx.identity->CheckTotp(c, *user_id, *code)

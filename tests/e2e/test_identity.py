@@ -397,3 +397,25 @@ def test_honeypot_path_bans_that_client_only(make_silo):
     assert silo.get("/t/acme/api/", headers={"X-Forwarded-For": "198.51.100.7"}).status_code == 403
     with open(silo.data_dir + "/platform/security.log") as f:
         assert "honeypot.hit" in f.read()
+
+
+def test_mfa_guesses_are_limited_per_account(make_silo):
+    # Behind a trusted proxy every request may come from another address: the
+    # per-account bucket is what stops the guessing.
+    silo = make_silo({"SILO_LOGIN_RATE_PER_MINUTE": "5", "SILO_TRUSTED_PROXIES": "127.0.0.1"})
+    owner_session(silo)
+    c = Client(silo, "acme")
+    statuses = []
+    n = 0
+    for _ in range(3):
+        n += 1
+        r = c.call("POST", "/api/auth/login", {"email": OWNER, "password": PASSWORD},
+                   headers={"X-Forwarded-For": "203.0.113.%d" % n})
+        assert r.status_code == 200 and r.json()["mfa_required"], r.text
+        for _ in range(2):
+            n += 1
+            m = c.call("POST", "/api/auth/mfa", {"mfa_token": r.json()["mfa_token"],
+                                                 "code": "000000"},
+                       headers={"X-Forwarded-For": "203.0.113.%d" % n})
+            statuses.append(m.status_code)
+    assert statuses[:5] == [401] * 5 and statuses[5] == 429, statuses
