@@ -88,10 +88,12 @@ events::Change Secret(std::string field) {
   return {std::move(field), std::nullopt, std::nullopt, true};
 }
 
-Result<std::vector<std::string>> LoadRoles(Database& db, const std::string& user_id) {
-  auto st = db.Prepare("SELECT role FROM user_roles WHERE user_id = ? ORDER BY role");
+// The first column of every row of `sql` (bound to `arg` when given).
+Result<std::vector<std::string>> ColumnStrings(Database& db, std::string_view sql,
+                                               const std::string* arg = nullptr) {
+  auto st = db.Prepare(sql);
   if (!st.ok()) return st.status();
-  st->Bind(1, user_id);
+  if (arg != nullptr) st->Bind(1, *arg);
   std::vector<std::string> out;
   while (true) {
     auto row = st->Step();
@@ -99,6 +101,10 @@ Result<std::vector<std::string>> LoadRoles(Database& db, const std::string& user
     if (!*row) return out;
     out.push_back(st->ColumnText(0));
   }
+}
+
+Result<std::vector<std::string>> LoadRoles(Database& db, const std::string& user_id) {
+  return ColumnStrings(db, "SELECT role FROM user_roles WHERE user_id = ? ORDER BY role", &user_id);
 }
 
 constexpr std::string_view kUserColumns =
@@ -337,16 +343,9 @@ Result<std::pair<User, std::string>> Identity::InviteUser(const Context& ctx,
 Result<std::vector<User>> Identity::ListUsers() {
   std::vector<User> out;
   Status s = db_->Read([&](Database& db) -> Status {
-    auto st = db.Prepare("SELECT id FROM users ORDER BY created_at_us, id");
-    if (!st.ok()) return st.status();
-    std::vector<std::string> ids;
-    while (true) {
-      auto row = st->Step();
-      if (!row.ok()) return row.status();
-      if (!*row) break;
-      ids.push_back(st->ColumnText(0));
-    }
-    for (const auto& id : ids) {
+    auto ids = ColumnStrings(db, "SELECT id FROM users ORDER BY created_at_us, id");
+    if (!ids.ok()) return ids.status();
+    for (const auto& id : *ids) {
       auto u = LoadUser(db, "id", id);
       if (!u.ok()) return u.status();
       if (*u) out.push_back(std::move((*u)->first));
@@ -565,16 +564,9 @@ Status Identity::ChangePassword(const Context& ctx, const std::string& user_id,
 Result<std::vector<rbac::Role>> Identity::ListRoles() {
   std::vector<rbac::Role> out(rbac::BuiltInRoles());
   Status s = db_->Read([&](Database& db) -> Status {
-    auto st = db.Prepare("SELECT name FROM roles ORDER BY name");
-    if (!st.ok()) return st.status();
-    std::vector<std::string> names;
-    while (true) {
-      auto row = st->Step();
-      if (!row.ok()) return row.status();
-      if (!*row) break;
-      names.push_back(st->ColumnText(0));
-    }
-    for (const auto& n : names) {
+    auto names = ColumnStrings(db, "SELECT name FROM roles ORDER BY name");
+    if (!names.ok()) return names.status();
+    for (const auto& n : *names) {
       auto r = LoadRole(db, n);
       if (!r.ok()) return r.status();
       if (*r) out.push_back(std::move(**r));
