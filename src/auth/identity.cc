@@ -215,6 +215,13 @@ Result<std::optional<std::string>> TakeToken(Database& db, const std::string& to
   return std::optional<std::string>(std::move(user));
 }
 
+// How a recovery code is stored: keyed BLAKE2b under the secret-field key.
+std::string RecoveryHash(const crypto::SecretKey& key, const std::string& user_id,
+                         const std::string& normalised_code) {
+  return crypto::HexEncode(
+      crypto::KeyedHash(key, "recovery:" + user_id + ":" + normalised_code, 32));
+}
+
 std::string NormaliseRecoveryCode(std::string_view code) {
   std::string out;
   for (char c : code) {
@@ -265,14 +272,26 @@ Result<std::string> NormaliseEmail(std::string_view email) {
 Result<std::unique_ptr<Identity>> IdentityStores::Open(const std::string& tenant_id) {
   auto db = databases_->Acquire(tenant_id);
   if (!db.ok()) return db.status();
-  auto key = secret_key_fn_(tenant_id);
-  if (!key.ok()) return key.status();
-  return std::make_unique<Identity>(std::move(db).value(), std::move(key).value(), timeouts_);
+  return std::make_unique<Identity>(
+      std::move(db).value(), [this, tenant_id] { return secret_key_fn_(tenant_id); }, timeouts_);
 }
 
 Identity::Identity(std::shared_ptr<storage::TenantDatabase> db, crypto::SecretKey secret_fields,
                    Timeouts timeouts)
     : db_(std::move(db)), secret_fields_(std::move(secret_fields)), timeouts_(timeouts) {}
+
+Identity::Identity(std::shared_ptr<storage::TenantDatabase> db,
+                   std::function<Result<crypto::SecretKey>()> secret_fields, Timeouts timeouts)
+    : db_(std::move(db)), secret_fields_fn_(std::move(secret_fields)), timeouts_(timeouts) {}
+
+Result<const crypto::SecretKey*> Identity::SecretFields() {
+  if (!secret_fields_) {
+    auto key = secret_fields_fn_();
+    if (!key.ok()) return key.status();
+    secret_fields_ = std::move(key).value();
+  }
+  return &*secret_fields_;
+}
 
 // --- users ---
 
@@ -912,16 +931,18 @@ Status Identity::EndMfaChallenge(const std::string& token) {
 }
 
 Result<std::string> Identity::StartTotp(const Context& ctx, const std::string& user_id) {
+  auto key = SecretFields();
+  if (!key.ok()) return key.status();
+  const crypto::SecretKey& secret_key = **key;
   std::string secret = NewTotpSecret();
   Status s = db_->Write([&](Database& db) -> Status {
     auto tx = storage::Transaction::Begin(db);
     if (!tx.ok()) return tx.status();
-    if (Status u =
-            ExecBound(db, "UPDATE users SET totp_pending = ? WHERE id = ? AND status = 'active'",
-                      [&](storage::Statement& q) {
-                        q.BindBlob(1, crypto::Seal(secret_fields_, secret, "totp:" + user_id))
-                            .Bind(2, user_id);
-                      });
+    if (Status u = ExecBound(
+            db, "UPDATE users SET totp_pending = ? WHERE id = ? AND status = 'active'",
+            [&](storage::Statement& q) {
+              q.BindBlob(1, crypto::Seal(secret_key, secret, "totp:" + user_id)).Bind(2, user_id);
+            });
         !u.ok()) {
       return u;
     }
@@ -940,6 +961,9 @@ Result<std::string> Identity::StartTotp(const Context& ctx, const std::string& u
 Result<std::vector<std::string>> Identity::ConfirmTotp(const Context& ctx,
                                                        const std::string& user_id,
                                                        const std::string& code) {
+  auto key = SecretFields();
+  if (!key.ok()) return key.status();
+  const crypto::SecretKey& secret_key = **key;
   std::vector<std::string> codes;
   Status s = db_->Write([&](Database& db) -> Status {
     auto tx = storage::Transaction::Begin(db);
@@ -951,7 +975,7 @@ Result<std::vector<std::string>> Identity::ConfirmTotp(const Context& ctx,
     auto row = st->Step();
     if (!row.ok()) return row.status();
     if (!*row) return FailedPrecondition("no TOTP enrolment in progress");
-    auto secret = crypto::Open(secret_fields_, st->ColumnBlob(0), "totp:" + user_id);
+    auto secret = crypto::Open(secret_key, st->ColumnBlob(0), "totp:" + user_id);
     st->Reset();
     if (!secret.ok()) return secret.status();
     auto step = VerifyTotp(*secret, code, ctx.now_us / 1'000'000, 0);
@@ -976,9 +1000,7 @@ Result<std::vector<std::string>> Identity::ConfirmTotp(const Context& ctx,
       if (Status ins =
               ExecBound(db, "INSERT INTO recovery_codes (user_id, hash) VALUES (?, ?)",
                         [&](storage::Statement& q) {
-                          q.Bind(1, user_id)
-                              .Bind(2, crypto::HexEncode(crypto::KeyedHash(
-                                           secret_fields_, "recovery:" + user_id + ":" + raw, 32)));
+                          q.Bind(1, user_id).Bind(2, RecoveryHash(secret_key, user_id, raw));
                         });
           !ins.ok()) {
         return ins;
@@ -998,6 +1020,9 @@ Result<std::vector<std::string>> Identity::ConfirmTotp(const Context& ctx,
 
 Status Identity::CheckTotp(const Context& ctx, const std::string& user_id,
                            const std::string& code) {
+  auto key = SecretFields();
+  if (!key.ok()) return key.status();
+  const crypto::SecretKey& secret_key = **key;
   return db_->Write([&](Database& db) -> Status {
     auto tx = storage::Transaction::Begin(db);
     if (!tx.ok()) return tx.status();
@@ -1008,7 +1033,7 @@ Status Identity::CheckTotp(const Context& ctx, const std::string& user_id,
     auto row = st->Step();
     if (!row.ok()) return row.status();
     if (!*row) return Unauthenticated("invalid code");
-    auto secret = crypto::Open(secret_fields_, st->ColumnBlob(0), "totp:" + user_id);
+    auto secret = crypto::Open(secret_key, st->ColumnBlob(0), "totp:" + user_id);
     int64_t last = st->ColumnInt(1);
     st->Reset();
     if (!secret.ok()) return secret.status();
@@ -1035,17 +1060,17 @@ Status Identity::CheckTotp(const Context& ctx, const std::string& user_id,
 
 Status Identity::UseRecoveryCode(const Context& ctx, const std::string& user_id,
                                  const std::string& code) {
+  auto key = SecretFields();
+  if (!key.ok()) return key.status();
+  const crypto::SecretKey& secret_key = **key;
   std::string raw = NormaliseRecoveryCode(code);
   return db_->Write([&](Database& db) -> Status {
     auto tx = storage::Transaction::Begin(db);
     if (!tx.ok()) return tx.status();
-    if (Status d =
-            ExecBound(db, "DELETE FROM recovery_codes WHERE user_id = ? AND hash = ?",
-                      [&](storage::Statement& q) {
-                        q.Bind(1, user_id)
-                            .Bind(2, crypto::HexEncode(crypto::KeyedHash(
-                                         secret_fields_, "recovery:" + user_id + ":" + raw, 32)));
-                      });
+    if (Status d = ExecBound(db, "DELETE FROM recovery_codes WHERE user_id = ? AND hash = ?",
+                             [&](storage::Statement& q) {
+                               q.Bind(1, user_id).Bind(2, RecoveryHash(secret_key, user_id, raw));
+                             });
         !d.ok()) {
       return d;
     }
@@ -1087,6 +1112,9 @@ Status Identity::DisableTotp(const Context& ctx, const std::string& user_id) {
 Status Identity::RequestReset(
     const Context& ctx, const std::string& email,
     const std::function<std::pair<std::string, std::string>(const std::string&)>& compose) {
+  auto key = SecretFields();
+  if (!key.ok()) return key.status();
+  const crypto::SecretKey& secret_key = **key;
   auto normal = NormaliseEmail(email);
   std::string address = normal.ok() ? *normal : "";
   return db_->Write([&](Database& db) -> Status {
@@ -1130,7 +1158,7 @@ Status Identity::RequestReset(
     }
     // The same entry either way; the address is kept as a keyed hash so the
     // log does not become a list of guessed addresses.
-    std::string tag = crypto::HexEncode(crypto::KeyedHash(secret_fields_, "email:" + address, 16));
+    std::string tag = crypto::HexEncode(crypto::KeyedHash(secret_key, "email:" + address, 16));
     if (Status a = AppendAudit(db, ctx, "password.reset_requested", "email", tag, {}); !a.ok()) {
       return a;
     }

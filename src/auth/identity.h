@@ -8,7 +8,8 @@
 // caller's, on the password pool). Every change is an entry in the tenant's
 // hash-chained audit log with old and new values (secrets as "changed").
 //
-// Thread-safe as far as the database is: writes are serialised by it.
+// One Identity per request (it caches the secret-field key); the database
+// serialises writes across them.
 #ifndef SILO_AUTH_IDENTITY_H_
 #define SILO_AUTH_IDENTITY_H_
 
@@ -97,6 +98,11 @@ class Identity {
  public:
   Identity(std::shared_ptr<storage::TenantDatabase> db, crypto::SecretKey secret_fields,
            Timeouts timeouts);
+  // With the secret-field key fetched on first use: most requests (a token
+  // or session check) never need it, and unwrapping it costs a keyring
+  // lookup and guarded memory on every request.
+  Identity(std::shared_ptr<storage::TenantDatabase> db,
+           std::function<Result<crypto::SecretKey>()> secret_fields, Timeouts timeouts);
 
   // --- users ---
   // A new user with `roles`, and its one-time setup token. AlreadyExists for
@@ -191,8 +197,12 @@ class Identity {
   Result<User> SetPasswordWithToken(const Context& ctx, const std::string& token,
                                     std::string_view purpose, const std::string& password_hash);
 
+  // The secret-field key, fetched once on first use.
+  Result<const crypto::SecretKey*> SecretFields();
+
   std::shared_ptr<storage::TenantDatabase> db_;
-  const crypto::SecretKey secret_fields_;
+  std::function<Result<crypto::SecretKey>()> secret_fields_fn_;
+  std::optional<crypto::SecretKey> secret_fields_;
   const Timeouts timeouts_;
 };
 
