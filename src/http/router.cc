@@ -26,20 +26,27 @@ std::vector<std::string_view> SplitPath(std::string_view path) {
   return out;
 }
 
-bool MatchPattern(std::string_view pattern, std::string_view path, PathParams* params) {
-  auto ps = SplitPath(pattern);
-  auto xs = SplitPath(path);
+bool MatchSegments(const std::vector<std::string>& ps, const std::vector<std::string_view>& xs,
+                   PathParams* params) {
   if (ps.empty() || ps.size() != xs.size()) return false;
+  auto capture = [](const std::string& p) {
+    return p.size() >= 2 && p.front() == '{' && p.back() == '}';
+  };
   for (size_t i = 0; i < ps.size(); ++i) {
-    std::string_view p = ps[i];
-    if (p.size() >= 2 && p.front() == '{' && p.back() == '}') {
-      if (xs[i].empty()) return false;
-      (*params)[std::string(p.substr(1, p.size() - 2))] = std::string(xs[i]);
-    } else if (p != xs[i]) {
-      return false;
+    if (capture(ps[i]) ? xs[i].empty() : ps[i] != xs[i]) return false;
+  }
+  if (params != nullptr) {
+    for (size_t i = 0; i < ps.size(); ++i) {
+      if (capture(ps[i])) (*params)[ps[i].substr(1, ps[i].size() - 2)] = std::string(xs[i]);
     }
   }
   return true;
+}
+
+bool MatchPattern(std::string_view pattern, std::string_view path, PathParams* params) {
+  std::vector<std::string> ps;
+  for (auto seg : SplitPath(pattern)) ps.emplace_back(seg);
+  return MatchSegments(ps, SplitPath(path), params);
 }
 
 }  // namespace silo::http

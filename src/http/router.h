@@ -43,6 +43,10 @@ using PathParams = std::map<std::string, std::string>;
 std::vector<std::string_view> SplitPath(std::string_view path);
 // True when `path` matches `pattern`; fills captures into `params`.
 bool MatchPattern(std::string_view pattern, std::string_view path, PathParams* params);
+// The same on segments already split; fills `params` (when not null) only on
+// a match.
+bool MatchSegments(const std::vector<std::string>& pattern,
+                   const std::vector<std::string_view>& path, PathParams* params);
 
 template <typename Ctx>
 struct Route {
@@ -58,7 +62,12 @@ struct Route {
 template <typename Ctx>
 class Router {
  public:
-  void Add(Route<Ctx> route) { routes_.push_back(std::move(route)); }
+  void Add(Route<Ctx> route) {
+    std::vector<std::string> segments;
+    for (auto seg : SplitPath(route.pattern)) segments.emplace_back(seg);
+    segments_.push_back(std::move(segments));
+    routes_.push_back(std::move(route));
+  }
 
   struct Match {
     const Route<Ctx>* route = nullptr;  // null: no route for method+path
@@ -67,16 +76,18 @@ class Router {
     std::string allow;        // methods allowed on this path, for 405
   };
 
+  // Splits the path once; patterns were split when added.
   Match Find(std::string_view method, std::string_view path) const {
     Match m;
-    for (const auto& r : routes_) {
-      PathParams params;
-      if (!MatchPattern(r.pattern, path, &params)) continue;
+    const auto xs = SplitPath(path);
+    for (size_t i = 0; i < routes_.size(); ++i) {
+      const auto& r = routes_[i];
+      if (!MatchSegments(segments_[i], xs, nullptr)) continue;
       m.path_known = true;
       m.allow += (m.allow.empty() ? "" : ", ") + r.method;
       if (r.method == method && m.route == nullptr) {
         m.route = &r;
-        m.params = std::move(params);
+        MatchSegments(segments_[i], xs, &m.params);
       }
     }
     return m;
@@ -98,6 +109,7 @@ class Router {
 
  private:
   std::vector<Route<Ctx>> routes_;
+  std::vector<std::vector<std::string>> segments_;  // of each route's pattern
 };
 
 }  // namespace silo::http
