@@ -162,7 +162,9 @@ http::Response AuthLogin(Services& s, RequestContext& ctx) {
   const auth::User& user = found->first;
   if (auth::NeedsRehash(found->second, Cost(s))) {
     if (auto rehash = auth::HashPassword(*password, Cost(s)); rehash.ok()) {
-      (void)ctx.identity->ReplacePasswordHash(user.id, *rehash);
+      auth::Context as_user = c;
+      as_user.actor = {"user", user.id};
+      (void)ctx.identity->ReplacePasswordHash(as_user, user.id, *rehash);
     }
   }
   if (user.totp_enabled) {

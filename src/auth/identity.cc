@@ -547,10 +547,24 @@ Status Identity::SetUserDisabled(const Context& ctx, const std::string& user_id,
   });
 }
 
-Status Identity::ReplacePasswordHash(const std::string& user_id, const std::string& hash) {
-  return db_->Write([&](Database& db) {
-    return ExecBound(db, "UPDATE users SET password_hash = ? WHERE id = ? AND password_hash != ''",
-                     [&](storage::Statement& st) { st.Bind(1, hash).Bind(2, user_id); });
+Status Identity::ReplacePasswordHash(const Context& ctx, const std::string& user_id,
+                                     const std::string& hash) {
+  return db_->Write([&](Database& db) -> Status {
+    auto tx = storage::Transaction::Begin(db);
+    if (!tx.ok()) return tx.status();
+    if (Status u =
+            ExecBound(db, "UPDATE users SET password_hash = ? WHERE id = ? AND password_hash != ''",
+                      [&](storage::Statement& st) { st.Bind(1, hash).Bind(2, user_id); });
+        !u.ok()) {
+      return u;
+    }
+    if (db.Changes() == 0) return NotFound("no such user with a password");
+    if (Status a = AppendAudit(db, ctx, "user.password_rehashed", "user", user_id,
+                               {Secret("password_hash")});
+        !a.ok()) {
+      return a;
+    }
+    return tx->Commit();
   });
 }
 

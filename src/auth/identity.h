@@ -125,8 +125,10 @@ class Identity {
   // Disabling revokes every session of the user; the last owner cannot be.
   Status SetUserDisabled(const Context& ctx, const std::string& user_id, bool disabled,
                          bool by_owner);
-  // A new hash for the same password (parameter upgrade), not a change.
-  Status ReplacePasswordHash(const std::string& user_id, const std::string& password_hash);
+  // A new hash for the same password (parameter upgrade), not a change;
+  // an audit entry.
+  Status ReplacePasswordHash(const Context& ctx, const std::string& user_id,
+                             const std::string& password_hash);
   // A password change: revokes every session of the user.
   Status ChangePassword(const Context& ctx, const std::string& user_id,
                         const std::string& password_hash);

@@ -419,3 +419,23 @@ def test_mfa_guesses_are_limited_per_account(make_silo):
                        headers={"X-Forwarded-For": "203.0.113.%d" % n})
             statuses.append(m.status_code)
     assert statuses[:5] == [401] * 5 and statuses[5] == 429, statuses
+
+
+def test_password_hashes_are_upgraded_at_login_after_a_cost_change(make_silo, data_dir):
+    first = make_silo(MANY)
+    t = create_tenant(first, "acme", "ed@acme.test")
+    c = Client(first, "acme")
+    assert c.setup(t["owner_setup_token"]).status_code == 200
+    first.stop()
+    # The operator raises the Argon2id memory cost; the stored hash is older.
+    again = make_silo({**MANY, "SILO_PASSWORD_MEMORY_KIB": "24576"}, data=data_dir)
+    c = Client(again, "acme")
+    c.sign_in("ed@acme.test")
+    c.enrol_totp()  # the owner role needs it before the audit log can be read
+    audit = c.call("GET", "/api/audit?type=user.password_rehashed").json()["items"]
+    assert len(audit) == 1
+    # Upgraded once: the next login finds the new cost and the password still works.
+    c2 = Client(again, "acme")
+    r = c2.login("ed@acme.test")
+    assert r.status_code == 200 and r.json()["mfa_required"] is True
+    assert len(c.call("GET", "/api/audit?type=user.password_rehashed").json()["items"]) == 1
