@@ -10,12 +10,16 @@ PACKAGES=(
   # libraries (DESIGN.md section 9)
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libssl-dev libsodium-dev libsqlite3-dev libcli11-dev
-  libcurl4-openssl-dev libgtest-dev liboath-dev libqrencode-dev
+  libcurl4-openssl-dev libgtest-dev liboath-dev libqrencode-dev libzstd-dev
   # the common-password list screened at every password change (ASVS 2.1.7)
   john-data
   # black-box tests and benchmarks
   python3 python3-pytest python3-requests python3-aiosmtpd oathtool openssl sqlite3 wrk procps
 )
+
+# The S3-compatible server of the backup tests comes from npm (tests/s3):
+# Node.js and npm from Debian unless the machine already has them.
+if ! command -v npm >/dev/null 2>&1; then PACKAGES+=(nodejs npm); fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -24,13 +28,18 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "bootstrap: installing ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-echo "bootstrap: installing ${missing[*]}"
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# s3rver at the version package-lock.json pins; nothing when it is there.
+root="$(cd "$(dirname "$0")/.." && pwd)"
+if [ ! -x "$root/tests/s3/node_modules/.bin/s3rver" ]; then
+  echo "bootstrap: installing s3rver (npm ci in tests/s3)"
+  (cd "$root/tests/s3" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi

@@ -1,5 +1,7 @@
 #include "storage/tenant_databases.h"
 
+#include <thread>
+
 #include "base/log.h"
 
 namespace silo::storage {
@@ -73,6 +75,8 @@ bool TenantDatabases::MakeRoomLocked() {
 Result<std::shared_ptr<TenantDatabase>> TenantDatabases::Acquire(const std::string& tenant_id) {
   {
     std::lock_guard lock(mu_);
+    if (exclusive_.count(tenant_id) != 0)
+      return Unavailable("tenant is being restored; retry shortly");
     auto it = open_.find(tenant_id);
     if (it != open_.end()) {
       lru_.splice(lru_.begin(), lru_, it->second.lru);
@@ -84,6 +88,8 @@ Result<std::shared_ptr<TenantDatabase>> TenantDatabases::Acquire(const std::stri
   std::lock_guard opening(open_mu_);
   {
     std::lock_guard lock(mu_);
+    if (exclusive_.count(tenant_id) != 0)
+      return Unavailable("tenant is being restored; retry shortly");
     auto it = open_.find(tenant_id);  // opened while we waited
     if (it != open_.end()) return it->second.db;
     if (!MakeRoomLocked()) {
@@ -111,6 +117,45 @@ void TenantDatabases::Close(const std::string& tenant_id) {
   if (it == open_.end()) return;
   lru_.erase(it->second.lru);
   open_.erase(it);
+}
+
+Status TenantDatabases::Exclusive(const std::string& tenant_id, std::chrono::milliseconds wait,
+                                  const std::function<Status()>& fn) {
+  {
+    std::lock_guard lock(mu_);
+    if (!exclusive_.insert(tenant_id).second) {
+      return Unavailable("another restore of this tenant is running");
+    }
+  }
+  auto release = [&] {
+    std::lock_guard lock(mu_);
+    exclusive_.erase(tenant_id);
+  };
+  // An Acquire that passed its check before the insert may still be opening:
+  // open_mu_ waits for it, then the entry it made is dropped like any other.
+  std::weak_ptr<TenantDatabase> held;
+  {
+    std::lock_guard opening(open_mu_);
+    std::lock_guard lock(mu_);
+    auto it = open_.find(tenant_id);
+    if (it != open_.end()) {
+      held = it->second.db;
+      lru_.erase(it->second.lru);
+      open_.erase(it);
+    }
+  }
+  // The connections close when the last holder lets go.
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  while (!held.expired()) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      release();
+      return Unavailable("the tenant's database is still in use; retry shortly");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  Status s = fn();
+  release();
+  return s;
 }
 
 size_t TenantDatabases::open_count() const {

@@ -7,12 +7,14 @@
 #ifndef SILO_STORAGE_TENANT_DATABASES_H_
 #define SILO_STORAGE_TENANT_DATABASES_H_
 
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <list>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <span>
 #include <string>
 #include <vector>
@@ -77,6 +79,14 @@ class TenantDatabases {
   // still hold it finish their work; the connections close after them.
   void Close(const std::string& tenant_id);
 
+  // Runs `fn` while nothing has the tenant's database open: closes it, waits
+  // up to `wait` for callers still holding it to finish, and refuses every
+  // Acquire (Unavailable) until `fn` returns. For replacing the file (a
+  // restore). Unavailable when the holders do not finish in time or another
+  // Exclusive runs for the tenant; otherwise what `fn` returns.
+  Status Exclusive(const std::string& tenant_id, std::chrono::milliseconds wait,
+                   const std::function<Status()>& fn);
+
   size_t open_count() const;
 
  private:
@@ -96,6 +106,7 @@ class TenantDatabases {
   std::mutex open_mu_;                 // one tenant opening at a time
   std::map<std::string, Entry> open_;  // GUARDED_BY(mu_)
   std::list<std::string> lru_;         // GUARDED_BY(mu_); front = most recent
+  std::set<std::string> exclusive_;    // GUARDED_BY(mu_); tenants in Exclusive()
 };
 
 }  // namespace silo::storage

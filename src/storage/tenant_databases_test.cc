@@ -142,5 +142,40 @@ TEST_F(TenantDatabasesTest, AFileFromAnotherTenantIsRefused) {
   EXPECT_EQ(dbs.Acquire("zzz").status().code(), StatusCode::kNotFound);
 }
 
+TEST_F(TenantDatabasesTest, ExclusiveWaitsForHoldersAndRefusesAcquireMeanwhile) {
+  auto dbs = Make(4);
+  auto held = dbs.Acquire("a");
+  ASSERT_TRUE(held.ok());
+  ASSERT_TRUE(Insert(**held, "before").ok());
+  // A holder that does not let go in time: Unavailable, nothing ran.
+  bool ran = false;
+  Status s = dbs.Exclusive("a", std::chrono::milliseconds(50), [&] {
+    ran = true;
+    return Status::Ok();
+  });
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable);
+  EXPECT_FALSE(ran);
+
+  std::thread late([db = std::move(held).value()]() mutable {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    db.reset();  // the last holder finishes
+  });
+  s = dbs.Exclusive("a", std::chrono::seconds(5), [&] {
+    ran = true;
+    // Nobody gets the tenant meanwhile; other tenants are unaffected.
+    EXPECT_EQ(dbs.Acquire("a").status().code(), StatusCode::kUnavailable);
+    EXPECT_TRUE(dbs.Acquire("b").ok());
+    // The file is closed: it can be replaced.
+    fs::remove(Path("a.db"));
+    return Status::Ok();
+  });
+  late.join();
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(ran);
+  auto again = dbs.Acquire("a");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(Count(**again), 0);  // a fresh database where the old one was
+}
+
 }  // namespace
 }  // namespace silo::storage
