@@ -79,6 +79,21 @@ Result<SecretKey> Keyring::GetKey(const std::string& tenant_id) const {
   return key;
 }
 
+Result<std::string> Keyring::Wrapped(const std::string& tenant_id) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = wrapped_.find(tenant_id);
+  if (it == wrapped_.end()) return NotFound("no key for tenant");
+  return it->second;
+}
+
+Result<SecretKey> Keyring::Unwrap(const std::string& tenant_id, std::string_view wrapped) const {
+  auto raw = crypto::Open(kek_, wrapped, WrapAd(tenant_id));
+  if (!raw.ok()) return DataLoss("the key does not open under this master key");
+  auto key = SecretKey::FromBytes(*raw);
+  WipeString(*raw);
+  return key;
+}
+
 Status Keyring::DestroyKey(const std::string& tenant_id) {
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = wrapped_.find(tenant_id);

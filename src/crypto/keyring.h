@@ -36,6 +36,16 @@ class Keyring {
   Status DestroyKey(const std::string& tenant_id);
   std::vector<std::string> TenantIds() const;
 
+  // The tenant's DEK as stored (wrapped, bound to the tenant id), for a
+  // backup to carry: only this master key opens it. NotFound if absent.
+  Result<std::string> Wrapped(const std::string& tenant_id) const;
+  // Opens a wrapped DEK of `tenant_id` (from a backup) without storing it.
+  // DataLoss when it was wrapped under another master key, for another
+  // tenant, or altered.
+  Result<SecretKey> Unwrap(const std::string& tenant_id, std::string_view wrapped) const;
+  // This master key's fingerprint (16 hex), as in the keyring file.
+  const std::string& master_fingerprint() const { return master_fingerprint_; }
+
  private:
   Keyring(std::string path, SecretKey master);
   Status PersistLocked() const;

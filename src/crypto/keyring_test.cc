@@ -102,6 +102,30 @@ TEST_F(KeyringTest, WrappedKeyMovedToAnotherTenantFails) {
   EXPECT_EQ(ring->GetKey("bbbb").status().code(), StatusCode::kDataLoss);
 }
 
+TEST_F(KeyringTest, WrappedKeyOpensOnlyUnderTheSameMasterAndTenant) {
+  auto ring = OpenOk();
+  auto dek = ring->CreateKey("t1");
+  ASSERT_TRUE(dek.ok());
+  auto wrapped = ring->Wrapped("t1");
+  ASSERT_TRUE(wrapped.ok());
+  EXPECT_EQ(wrapped->find(std::string(reinterpret_cast<const char*>(dek->data()), dek->size())),
+            std::string::npos);
+  auto back = ring->Unwrap("t1", *wrapped);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(KeyFingerprint(*back), KeyFingerprint(*dek));
+  EXPECT_EQ(ring->Unwrap("t2", *wrapped).status().code(), StatusCode::kDataLoss);
+  std::string altered = *wrapped;
+  altered[altered.size() / 2] ^= 1;
+  EXPECT_EQ(ring->Unwrap("t1", altered).status().code(), StatusCode::kDataLoss);
+  EXPECT_EQ(ring->Wrapped("nobody").status().code(), StatusCode::kNotFound);
+
+  // Another installation with another master key cannot open it.
+  auto other = Keyring::Open(dir_ + "/other", SecretKey::Random());
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ((*other)->Unwrap("t1", *wrapped).status().code(), StatusCode::kDataLoss);
+  EXPECT_NE((*other)->master_fingerprint(), ring->master_fingerprint());
+}
+
 TEST_F(KeyringTest, DestroyRemovesKeyForGood) {
   auto ring = OpenOk();
   ring->CreateKey("t1");

@@ -428,4 +428,26 @@ Status Clear(storage::Database& db) {
       " DELETE FROM unique_values;");
 }
 
+Status ReplayAll(storage::Database& db, int64_t* events) {
+  if (Status c = Clear(db); !c.ok()) return c;
+  constexpr int kPage = 1000;
+  int64_t after = 0;
+  *events = 0;
+  while (true) {
+    auto batch = events::ReadAfter(db, after, kPage);
+    if (!batch.ok()) return batch.status();
+    if (batch->empty()) return Status::Ok();
+    for (const auto& stored : *batch) {
+      if (!stored.body) {
+        return DataLoss("event " + std::to_string(stored.seq) + " has no body (purged)");
+      }
+      auto e = ParseBody(*stored.body);
+      if (!e.ok()) return e.status();
+      if (Status a = Apply(db, stored.seq, *e); !a.ok()) return a;
+      after = stored.seq;
+      ++*events;
+    }
+  }
+}
+
 }  // namespace silo::records::projection

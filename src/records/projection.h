@@ -70,6 +70,11 @@ Result<std::string> Checksum(storage::Database& db);
 // Empties every projection and drops the field indexes (before a rebuild).
 Status Clear(storage::Database& db);
 
+// Clears every projection and applies every event of the log in order
+// (what a rebuild and a restore "as of" do); `events` receives how many.
+// DataLoss when an event's body was purged. REQUIRES: db.InTransaction().
+Status ReplayAll(storage::Database& db, int64_t* events);
+
 // The SQL expression for a declared field's value in `data`. The name comes
 // from a schema definition, which only admits [a-z][a-z0-9_]*.
 std::string FieldExpr(const FieldDef& field);

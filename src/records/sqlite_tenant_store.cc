@@ -712,23 +712,9 @@ class SqliteTenantStore : public TenantStore {
       auto before = proj::Checksum(db);
       if (!before.ok()) return before.status();
       report.checksum_before = *before;
-      if (Status c = proj::Clear(db); !c.ok()) return c;
-      int64_t after = 0;
-      while (true) {
-        auto batch = events::ReadAfter(db, after, kMaxEventsPage);
-        if (!batch.ok()) return batch.status();
-        if (batch->empty()) break;
-        for (const auto& stored : *batch) {
-          if (!stored.body) {
-            return DataLoss("event " + std::to_string(stored.seq) +
-                            " has no body (purged); nothing was rebuilt");
-          }
-          auto e = proj::ParseBody(*stored.body);
-          if (!e.ok()) return e.status();
-          if (Status a = proj::Apply(db, stored.seq, *e); !a.ok()) return a;
-          after = stored.seq;
-          ++report.events;
-        }
+      if (Status r = proj::ReplayAll(db, &report.events); !r.ok()) {
+        return r.code() == StatusCode::kDataLoss ? DataLoss(r.message() + "; nothing was rebuilt")
+                                                 : r;
       }
       auto rebuilt = proj::Checksum(db);
       if (!rebuilt.ok()) return rebuilt.status();

@@ -147,7 +147,7 @@ Status TenantRegistry::WriteMetaLocked(const TenantInfo& info) {
 }
 
 Result<TenantInfo> TenantRegistry::Create(const std::string& slug, const std::string& name,
-                                          const std::string& owner_email) {
+                                          const std::string& owner_email, TenantState state) {
   if (Status s = ValidateSlug(slug); !s.ok()) return s;
   if (Status s = ValidateName(name); !s.ok()) return s;
   if (Status s = ValidateEmail(owner_email); !s.ok()) return s;
@@ -156,6 +156,7 @@ Result<TenantInfo> TenantRegistry::Create(const std::string& slug, const std::st
   TenantInfo info;
   info.id = crypto::HexEncode(crypto::RandomBytes(16));
   info.slug = slug;
+  info.state = state;
   info.created_at = NowRfc3339();
   info.name = name.empty() ? slug : name;
   info.owner_email = owner_email;

@@ -45,8 +45,10 @@ class TenantRegistry {
                                                       crypto::Keyring* keyring);
 
   // InvalidArgument (bad slug, name or e-mail), AlreadyExists (slug taken).
+  // A restore creates its tenant suspended and resumes it once the data is in.
   Result<TenantInfo> Create(const std::string& slug, const std::string& name,
-                            const std::string& owner_email);
+                            const std::string& owner_email,
+                            TenantState state = TenantState::kActive);
   std::vector<TenantInfo> List() const;
   std::optional<TenantInfo> Find(const std::string& slug) const;
   // Only an active tenant: what request routing uses.

@@ -1,0 +1,252 @@
+#include "backup/archive.h"
+
+#include <time.h>
+#include <zstd.h>
+
+#include <boost/json.hpp>
+#include <cstdio>
+
+#include "crypto/crypto.h"
+
+namespace silo::backup {
+namespace {
+
+namespace json = boost::json;
+
+constexpr std::string_view kMagic = "SILOBAK1";
+constexpr int kZstdLevel = 3;
+constexpr size_t kTenantIdLength = 32;
+constexpr char kMacLabel[] = "silo-backup-manifest-v1\n";
+
+std::string ChunkAd(const std::string& id, int64_t index, bool last) {
+  return "silo-backup-v1:" + id + ":" + std::to_string(index) + ":" + (last ? "last" : "more");
+}
+
+void PutU32(std::string& out, uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8)
+    out.push_back(static_cast<char>((v >> shift) & 0xff));
+}
+
+uint32_t GetU32(std::string_view in) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<unsigned char>(in[i]);
+  return v;
+}
+
+bool IsHex(std::string_view s) {
+  return s.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+}
+
+json::object HeadJson(const ChainHead& h) {
+  return {{"seq", h.seq}, {"hash", h.hash}, {"count", h.count}};
+}
+
+// The manifest's fields in a fixed order (the MAC covers this text).
+json::object ManifestObject(const Manifest& m) {
+  return {{"format", m.format},
+          {"id", m.id},
+          {"tenant_id", m.tenant_id},
+          {"tenant_slug", m.tenant_slug},
+          {"taken_at_us", m.taken_at_us},
+          {"events", HeadJson(m.events)},
+          {"audit", HeadJson(m.audit)},
+          {"image_bytes", m.image_bytes},
+          {"stored_bytes", m.stored_bytes},
+          {"chunks", m.chunks},
+          {"compression", "zstd"},
+          {"cipher", "xchacha20poly1305-ietf"},
+          {"sha256", m.sha256},
+          {"key_id", m.key_id},
+          {"wrapped_key", m.wrapped_key},
+          {"master_fingerprint", m.master_fingerprint}};
+}
+
+std::string Mac(std::string_view body, const crypto::SecretKey& key) {
+  return crypto::HexEncode(crypto::KeyedHash(key, std::string(kMacLabel) + std::string(body), 32));
+}
+
+}  // namespace
+
+std::string NewBackupId(const std::string& tenant_id, int64_t taken_at_us) {
+  time_t secs = static_cast<time_t>(taken_at_us / 1'000'000);
+  struct tm tm {};
+  gmtime_r(&secs, &tm);
+  char when[64];
+  std::snprintf(when, sizeof when, "%04d%02d%02dT%02d%02d%02dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+  return tenant_id + "-" + when + "-" + crypto::HexEncode(crypto::RandomBytes(2));
+}
+
+Result<std::string> TenantOfBackupId(std::string_view id) {
+  // <32 hex>-<8 digits>T<6 digits>Z-<4 hex>
+  constexpr size_t kLength = kTenantIdLength + 1 + 16 + 1 + 4;
+  if (id.size() != kLength || id[kTenantIdLength] != '-' || id[kTenantIdLength + 17] != '-' ||
+      !IsHex(id.substr(0, kTenantIdLength)) || !IsHex(id.substr(kLength - 4))) {
+    return InvalidArgument("not a backup id");
+  }
+  std::string_view when = id.substr(kTenantIdLength + 1, 16);
+  for (size_t i = 0; i < when.size(); ++i) {
+    char c = when[i];
+    bool ok = i == 8 ? c == 'T' : i == 15 ? c == 'Z' : (c >= '0' && c <= '9');
+    if (!ok) return InvalidArgument("not a backup id");
+  }
+  return std::string(id.substr(0, kTenantIdLength));
+}
+
+std::string ManifestName(const std::string& id) {
+  return id.substr(0, kTenantIdLength) + "/" + id + ".json";
+}
+std::string DataName(const std::string& id) {
+  return id.substr(0, kTenantIdLength) + "/" + id + ".data";
+}
+
+std::string BackupKeyId(const crypto::SecretKey& backup_key) {
+  return crypto::HexEncode(crypto::KeyedHash(backup_key, "silo-backup-key-id", 8));
+}
+
+std::string SealImage(std::string_view image, const crypto::SecretKey& backup_key, Manifest& m) {
+  std::string out(kMagic);
+  std::string compressed(ZSTD_compressBound(kChunkBytes), '\0');
+  int64_t index = 0;
+  size_t offset = 0;
+  do {
+    size_t n = std::min(kChunkBytes, image.size() - offset);
+    bool last = offset + n == image.size();
+    size_t c =
+        ZSTD_compress(compressed.data(), compressed.size(), image.data() + offset, n, kZstdLevel);
+    // Compressing into a buffer of ZSTD_compressBound cannot fail.
+    std::string sealed = crypto::Seal(backup_key, std::string_view(compressed.data(), c),
+                                      ChunkAd(m.id, index, last));
+    PutU32(out, static_cast<uint32_t>(sealed.size()));
+    out += sealed;
+    offset += n;
+    ++index;
+  } while (offset < image.size());
+  crypto::WipeString(compressed);
+  m.image_bytes = static_cast<int64_t>(image.size());
+  m.stored_bytes = static_cast<int64_t>(out.size());
+  m.chunks = index;
+  m.sha256 = crypto::Sha256Hex(out);
+  m.key_id = BackupKeyId(backup_key);
+  return out;
+}
+
+Result<std::string> OpenImage(std::string_view data, const crypto::SecretKey& backup_key,
+                              const Manifest& m) {
+  if (static_cast<int64_t>(data.size()) < m.stored_bytes) {
+    return DataLoss("backup data truncated: " + std::to_string(data.size()) + " of " +
+                    std::to_string(m.stored_bytes) + " bytes");
+  }
+  if (static_cast<int64_t>(data.size()) != m.stored_bytes ||
+      !crypto::ConstantTimeEquals(crypto::Sha256Hex(data), m.sha256)) {
+    return DataLoss("backup data altered: its SHA-256 differs from the manifest's");
+  }
+  if (data.substr(0, kMagic.size()) != kMagic) return DataLoss("not a Silo backup object");
+  if (m.image_bytes < 0 || m.image_bytes > (int64_t{1} << 42)) {
+    return DataLoss("backup manifest has an impossible size");
+  }
+  std::string image;
+  image.reserve(static_cast<size_t>(m.image_bytes));
+  size_t pos = kMagic.size();
+  int64_t index = 0;
+  bool last = false;
+  while (!last) {
+    if (data.size() - pos < 4)
+      return DataLoss("backup data truncated in chunk " + std::to_string(index));
+    uint32_t len = GetU32(data.substr(pos, 4));
+    pos += 4;
+    if (data.size() - pos < len)
+      return DataLoss("backup data truncated in chunk " + std::to_string(index));
+    size_t remaining = static_cast<size_t>(m.image_bytes) - image.size();
+    size_t expect = std::min(kChunkBytes, remaining);
+    last = expect == remaining;
+    auto opened = crypto::Open(backup_key, data.substr(pos, len), ChunkAd(m.id, index, last));
+    if (!opened.ok()) {
+      crypto::WipeString(image);
+      return DataLoss("backup chunk " + std::to_string(index) +
+                      " failed authentication (wrong key, other backup, or altered)");
+    }
+    size_t at = image.size();
+    image.resize(at + expect);
+    size_t got = ZSTD_decompress(image.data() + at, expect, opened->data(), opened->size());
+    crypto::WipeString(*opened);
+    if (ZSTD_isError(got) || got != expect) {
+      crypto::WipeString(image);
+      return DataLoss("backup chunk " + std::to_string(index) + " does not decompress to its size");
+    }
+    pos += len;
+    ++index;
+  }
+  if (pos != data.size() || index != m.chunks) {
+    crypto::WipeString(image);
+    return DataLoss("backup data has trailing bytes");
+  }
+  return image;
+}
+
+std::string SerializeManifest(const Manifest& m, const crypto::SecretKey& backup_key) {
+  json::object o = ManifestObject(m);
+  std::string body = json::serialize(o);
+  o["mac"] = Mac(body, backup_key);
+  return json::serialize(o) + "\n";
+}
+
+Result<Manifest> ParseManifest(std::string_view text) {
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec);
+  if (ec || !v.is_object()) return DataLoss("backup manifest is not JSON");
+  const json::object& o = v.as_object();
+  Manifest m;
+  try {
+    m.format = static_cast<int>(o.at("format").as_int64());
+    if (m.format != kFormatVersion) {
+      return DataLoss("backup format " + std::to_string(m.format) + " is not supported");
+    }
+    m.id = o.at("id").as_string();
+    m.tenant_id = o.at("tenant_id").as_string();
+    m.tenant_slug = o.at("tenant_slug").as_string();
+    m.taken_at_us = o.at("taken_at_us").as_int64();
+    for (auto [key, head] : {std::pair{"events", &m.events}, std::pair{"audit", &m.audit}}) {
+      const json::object& h = o.at(key).as_object();
+      head->seq = h.at("seq").as_int64();
+      head->hash = h.at("hash").as_string();
+      head->count = h.at("count").as_int64();
+    }
+    m.image_bytes = o.at("image_bytes").as_int64();
+    m.stored_bytes = o.at("stored_bytes").as_int64();
+    m.chunks = o.at("chunks").as_int64();
+    m.sha256 = o.at("sha256").as_string();
+    m.key_id = o.at("key_id").as_string();
+    m.wrapped_key = o.at("wrapped_key").as_string();
+    m.master_fingerprint = o.at("master_fingerprint").as_string();
+    (void)o.at("mac").as_string();
+  } catch (const std::exception&) {
+    return DataLoss("backup manifest lacks a field or has one of the wrong type");
+  }
+  auto tenant = TenantOfBackupId(m.id);
+  if (!tenant.ok() || *tenant != m.tenant_id) {
+    return DataLoss("backup manifest names a backup id that is not its tenant's");
+  }
+  return m;
+}
+
+Status CheckManifestMac(std::string_view text, const crypto::SecretKey& backup_key) {
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec);
+  if (ec || !v.is_object()) return DataLoss("backup manifest is not JSON");
+  json::object o = v.as_object();
+  auto* mac = o.if_contains("mac");
+  if (mac == nullptr || !mac->is_string()) return DataLoss("backup manifest has no MAC");
+  std::string given(mac->as_string());
+  o.erase("mac");
+  // Recompute over the fields in the order the writer used.
+  auto parsed = ParseManifest(text);
+  if (!parsed.ok()) return parsed.status();
+  std::string body = json::serialize(ManifestObject(*parsed));
+  if (json::serialize(o) != body || !crypto::ConstantTimeEquals(Mac(body, backup_key), given)) {
+    return DataLoss("backup manifest failed authentication (altered, or another key)");
+  }
+  return Status::Ok();
+}
+
+}  // namespace silo::backup

@@ -1,0 +1,85 @@
+// The backup format (issue: backups; docs/formats.md "Backups"): one tenant's
+// database image, compressed with zstd and sealed with the tenant's backup
+// sub-key, plus a manifest that says what it is and is itself authenticated.
+//
+//   <backup-id>.data      "SILOBAK1", then chunks: u32 big-endian length ||
+//                         Seal(backup key, zstd(up to 4 MiB of the image), AD)
+//                         AD = "silo-backup-v1:" id ":" index ":" ("more"|"last")
+//   <backup-id>.json      the Manifest as JSON, with "mac": keyed BLAKE2b of
+//                         the rest under the backup key
+//
+// The AD binds every chunk to its backup, its place and whether it ends the
+// image, so moved, reordered, dropped or appended chunks fail to open.
+// Pure functions: no I/O. Thread-safe.
+#ifndef SILO_BACKUP_ARCHIVE_H_
+#define SILO_BACKUP_ARCHIVE_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "base/status.h"
+#include "crypto/secret_key.h"
+
+namespace silo::backup {
+
+inline constexpr int kFormatVersion = 1;
+inline constexpr size_t kChunkBytes = size_t{4} << 20;  // image bytes per chunk
+
+struct ChainHead {
+  int64_t seq = 0;   // last entry (0: empty log)
+  std::string hash;  // its chain hash (hex; empty for an empty log)
+  int64_t count = 0;
+};
+
+struct Manifest {
+  int format = kFormatVersion;
+  std::string id;
+  std::string tenant_id;
+  std::string tenant_slug;
+  int64_t taken_at_us = 0;
+  ChainHead events;
+  ChainHead audit;
+  int64_t image_bytes = 0;   // the plaintext database image
+  int64_t stored_bytes = 0;  // the .data object
+  int64_t chunks = 0;
+  std::string sha256;              // of the .data object, hex
+  std::string key_id;              // identifies the backup sub-key (not secret)
+  std::string wrapped_key;         // the tenant's data key wrapped by the master key (base64)
+  std::string master_fingerprint;  // which master key wrapped it
+};
+
+// A new backup id: "<tenant-id>-<YYYYMMDDTHHMMSS>Z-<4 hex>", path-safe and
+// ordered by time within a tenant.
+std::string NewBackupId(const std::string& tenant_id, int64_t taken_at_us);
+// The tenant id in a backup id; InvalidArgument when `id` is not one.
+Result<std::string> TenantOfBackupId(std::string_view id);
+
+// "<tenant-id>/<id>.json" and "<tenant-id>/<id>.data": names within a target.
+std::string ManifestName(const std::string& id);
+std::string DataName(const std::string& id);
+
+// The key id of a backup sub-key.
+std::string BackupKeyId(const crypto::SecretKey& backup_key);
+
+// Compresses and seals `image` for `m.id`; fills m.image_bytes,
+// m.stored_bytes, m.chunks, m.sha256 and m.key_id.
+std::string SealImage(std::string_view image, const crypto::SecretKey& backup_key, Manifest& m);
+
+// Checks `data` against `m` (size: "truncated"; SHA-256: "altered") and
+// opens every chunk; returns the image. DataLoss with the reason otherwise.
+// Never returns unauthenticated bytes.
+Result<std::string> OpenImage(std::string_view data, const crypto::SecretKey& backup_key,
+                              const Manifest& m);
+
+// The manifest as JSON with its MAC.
+std::string SerializeManifest(const Manifest& m, const crypto::SecretKey& backup_key);
+// Reads a manifest without checking its MAC (the key needed for that is in
+// it, wrapped). DataLoss when it is not one.
+Result<Manifest> ParseManifest(std::string_view json);
+// DataLoss unless `json`'s MAC is right under `backup_key`.
+Status CheckManifestMac(std::string_view json, const crypto::SecretKey& backup_key);
+
+}  // namespace silo::backup
+
+#endif  // SILO_BACKUP_ARCHIVE_H_

@@ -1,0 +1,559 @@
+#include "backup/service.h"
+
+#include <unistd.h>
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+
+#include "base/file_util.h"
+#include "base/time_util.h"
+#include "crypto/crypto.h"
+#include "events/event_log.h"
+#include "records/rewind.h"
+#include "storage/snapshot.h"
+
+namespace silo::backup {
+namespace {
+
+namespace json = boost::json;
+using storage::Database;
+
+constexpr auto kSwapWait = std::chrono::seconds(30);
+
+double SecondsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+Result<ChainHead> ReadHead(Database& db, const char* table) {
+  ChainHead head;
+  auto last =
+      db.Prepare(std::string("SELECT seq, hash FROM ") + table + " ORDER BY seq DESC LIMIT 1");
+  if (!last.ok()) return last.status();
+  auto row = last->Step();
+  if (!row.ok()) return row.status();
+  if (*row) {
+    head.seq = last->ColumnInt(0);
+    head.hash = last->ColumnText(1);
+  }
+  last->Reset();
+  auto count = db.Prepare(std::string("SELECT count(*) FROM ") + table);
+  if (!count.ok()) return count.status();
+  row = count->Step();
+  if (!row.ok()) return row.status();
+  head.count = count->ColumnInt(0);
+  count->Reset();
+  return head;
+}
+
+std::optional<tenant::TenantInfo> FindById(const tenant::TenantRegistry& tenants,
+                                           const std::string& id) {
+  for (auto& t : tenants.List()) {
+    if (t.id == id) return t;
+  }
+  return std::nullopt;
+}
+
+bool TableExists(Database& db, const char* name) {
+  auto stmt = db.Prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?");
+  if (!stmt.ok()) return false;
+  stmt->Bind(1, std::string_view(name));
+  auto row = stmt->Step();
+  bool found = row.ok() && *row;
+  stmt->Reset();
+  return found;
+}
+
+Status AppendAudit(Database& db, const std::string& type, const std::string& subject,
+                   const json::object& details, const std::string& request_id) {
+  events::Event e;
+  e.at_us = NowMicros();
+  e.actor = {"operator", "operator"};
+  e.request_id = request_id;
+  e.type = type;
+  e.subject_kind = "backup";
+  e.subject_id = subject;
+  for (const auto& kv : details) {
+    e.changes.push_back({std::string(kv.key()), std::nullopt, json::serialize(kv.value()), false});
+  }
+  return events::Append(db, e, events::Log::kAudit).status();
+}
+
+// What a restored copy must show: an intact file, both chains intact, and
+// exactly the events the manifest says the backup holds.
+struct CopyCheck {
+  std::string integrity;
+  bool events_ok = false, audit_ok = false;
+  ChainHead events;
+  std::string problem;  // empty when all is well
+};
+
+Result<CopyCheck> CheckCopy(Database& db, const Manifest& m) {
+  CopyCheck c;
+  auto integrity = db.IntegrityCheck();
+  if (!integrity.ok()) return integrity.status();
+  c.integrity = *integrity;
+  auto ev = events::Verify(db, events::Log::kEvents);
+  if (!ev.ok()) return ev.status();
+  auto au = events::Verify(db, events::Log::kAudit);
+  if (!au.ok()) return au.status();
+  c.events_ok = !ev->first_broken;
+  c.audit_ok = !au->first_broken;
+  auto head = ReadHead(db, "events");
+  if (!head.ok()) return head.status();
+  c.events = *head;
+  if (c.integrity != "ok") {
+    c.problem = "integrity_check: " + c.integrity;
+  } else if (!c.events_ok) {
+    c.problem =
+        "event chain broken at entry " + std::to_string(*ev->first_broken) + ": " + ev->reason;
+  } else if (!c.audit_ok) {
+    c.problem =
+        "audit chain broken at entry " + std::to_string(*au->first_broken) + ": " + au->reason;
+  } else if (c.events.count != m.events.count || c.events.seq != m.events.seq ||
+             c.events.hash != m.events.hash) {
+    c.problem = "the copy's events (" + std::to_string(c.events.count) + ", head " +
+                c.events.hash.substr(0, 16) + ") differ from the manifest's (" +
+                std::to_string(m.events.count) + ", head " + m.events.hash.substr(0, 16) + ")";
+  }
+  return c;
+}
+
+void RemoveDb(const std::string& path) {
+  for (const char* suffix : {"", "-wal", "-journal"}) std::remove((path + suffix).c_str());
+}
+
+}  // namespace
+
+std::string DrillReport::ToJson() const {
+  json::object o{{"tenant", tenant_slug},
+                 {"tenant_id", tenant_id},
+                 {"backup_id", backup_id},
+                 {"backup_taken_at", FormatRfc3339Micros(backup_taken_at_us)},
+                 {"drilled_at", FormatRfc3339Micros(at_us)},
+                 {"ok", ok},
+                 {"problem", problem},
+                 {"integrity", integrity},
+                 {"events_chain_ok", events_chain_ok},
+                 {"audit_chain_ok", audit_chain_ok},
+                 {"events", events},
+                 {"events_expected", events_expected},
+                 {"chain_head", chain_head},
+                 {"chain_head_expected", chain_head_expected},
+                 {"image_bytes", image_bytes},
+                 {"restore_seconds", restore_seconds}};
+  return json::serialize(o);
+}
+
+Service::Service(std::unique_ptr<Target> target, tenant::TenantRegistry* tenants,
+                 crypto::Keyring* keyring, std::shared_ptr<storage::TenantDatabases> databases,
+                 records::TenantStores* stores, std::string data_dir, RetentionPolicy retention)
+    : target_(std::move(target)),
+      tenants_(tenants),
+      keyring_(keyring),
+      databases_(std::move(databases)),
+      stores_(stores),
+      data_dir_(std::move(data_dir)),
+      retention_(retention) {}
+
+Stats Service::stats() const {
+  std::lock_guard lock(stats_mu_);
+  return stats_;
+}
+
+Result<Manifest> Service::Run(const tenant::TenantInfo& tenant) {
+  std::lock_guard lock(mu_);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto result = [&]() -> Result<Manifest> {
+    auto dek = keyring_->GetKey(tenant.id);
+    if (!dek.ok()) return dek.status();
+    auto wrapped = keyring_->Wrapped(tenant.id);
+    if (!wrapped.ok()) return wrapped.status();
+    crypto::SecretKey backup_key = crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kBackups);
+    auto db = databases_->Acquire(tenant.id);
+    if (!db.ok()) return db.status();
+
+    Manifest m;
+    m.tenant_id = tenant.id;
+    m.tenant_slug = tenant.slug;
+    m.wrapped_key = crypto::Base64Encode(*wrapped);
+    m.master_fingerprint = keyring_->master_fingerprint();
+    std::optional<storage::Snapshot> snap;
+    Status s = (*db)->Read([&](Database& d) -> Status {
+      auto taken = storage::TakeSnapshot(d, [&](Database& in) -> Status {
+        m.taken_at_us = NowMicros();
+        auto ev = ReadHead(in, "events");
+        if (!ev.ok()) return ev.status();
+        auto au = ReadHead(in, "audit");
+        if (!au.ok()) return au.status();
+        m.events = *ev;
+        m.audit = *au;
+        return Status::Ok();
+      });
+      if (!taken.ok()) return taken.status();
+      snap.emplace(std::move(taken).value());
+      return Status::Ok();
+    });
+    db->reset();
+    if (!s.ok()) return s;
+    m.id = NewBackupId(tenant.id, m.taken_at_us);
+    std::string data = SealImage(snap->bytes(), backup_key, m);
+    snap.reset();  // wipes the plaintext
+    // The manifest goes last: a listing never shows a backup without its data.
+    if (Status p = target_->Put(DataName(m.id), data); !p.ok()) return p;
+    if (Status p = target_->Put(ManifestName(m.id), SerializeManifest(m, backup_key)); !p.ok()) {
+      (void)target_->Delete(DataName(m.id));
+      return p;
+    }
+    return m;
+  }();
+  double seconds = SecondsSince(t0);
+  {
+    std::lock_guard stats(stats_mu_);
+    if (result.ok()) {
+      ++stats_.backups_ok;
+      stats_.last_backup_seconds = seconds;
+      stats_.last_backup_bytes = result->stored_bytes;
+      stats_.last_success_us = NowMicros();
+    } else {
+      ++stats_.backups_failed;
+    }
+  }
+  if (result.ok()) {
+    (void)AuditLive(tenant.id, {"backup.created",
+                                "backup",
+                                result->id,
+                                {{"target", target_->Describe()},
+                                 {"image_bytes", result->image_bytes},
+                                 {"stored_bytes", result->stored_bytes},
+                                 {"events_seq", result->events.seq}}});
+  }
+  return result;
+}
+
+Status Service::AuditLive(const std::string& tenant_id, const records::AuditEntry& entry) {
+  auto store = stores_->Open(tenant_id);
+  if (!store.ok()) return store.status();
+  records::WriteContext ctx;
+  ctx.actor = {"operator", "operator"};
+  ctx.now_us = NowMicros();
+  return (*store)->Audit(ctx, entry);
+}
+
+Result<Service::Loaded> Service::LoadLocked(const std::string& backup_id, bool want_image) {
+  auto tenant_id = TenantOfBackupId(backup_id);
+  if (!tenant_id.ok()) return InvalidArgument("not a backup id: " + backup_id);
+  auto text = target_->Get(ManifestName(backup_id));
+  if (!text.ok()) {
+    if (text.status().code() == StatusCode::kNotFound) {
+      return NotFound("no backup " + backup_id + " in " + target_->Describe());
+    }
+    return text.status();
+  }
+  auto m = ParseManifest(*text);
+  if (!m.ok()) return m.status();
+  if (m->id != backup_id) return DataLoss("the manifest is another backup's (" + m->id + ")");
+  if (m->master_fingerprint != keyring_->master_fingerprint()) {
+    return DataLoss("the backup was made under another master key (fingerprint " +
+                    m->master_fingerprint + "; this server's is " + keyring_->master_fingerprint() +
+                    ")");
+  }
+  auto wrapped = crypto::Base64Decode(m->wrapped_key);
+  if (!wrapped.ok()) return DataLoss("the backup's wrapped key is not base64");
+  auto dek = keyring_->Unwrap(m->tenant_id, *wrapped);
+  if (!dek.ok()) {
+    return DataLoss(
+        "the backup's key does not open under this master key (wrong master key, "
+        "or the manifest was altered)");
+  }
+  crypto::SecretKey backup_key = crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kBackups);
+  if (m->key_id != BackupKeyId(backup_key)) {
+    return DataLoss("the backup was sealed with another key than the one it carries");
+  }
+  if (Status s = CheckManifestMac(*text, backup_key); !s.ok()) return s;
+  auto data = target_->Get(DataName(backup_id));
+  if (!data.ok()) {
+    if (data.status().code() == StatusCode::kNotFound) {
+      return DataLoss("the backup's data object is missing");
+    }
+    return data.status();
+  }
+  auto image = OpenImage(*data, backup_key, *m);
+  if (!image.ok()) return image.status();
+  Loaded loaded{std::move(*m), {}};
+  if (want_image) {
+    loaded.image = std::move(image).value();
+  } else {
+    crypto::WipeString(*image);
+  }
+  return loaded;
+}
+
+Result<Manifest> Service::Verify(const std::string& backup_id) {
+  std::lock_guard lock(mu_);
+  auto loaded = LoadLocked(backup_id, false);
+  if (!loaded.ok()) return loaded.status();
+  return std::move(loaded->manifest);
+}
+
+Result<std::vector<Listed>> Service::List(const std::optional<std::string>& tenant_id) {
+  std::lock_guard lock(mu_);
+  return ListLocked(tenant_id);
+}
+
+Result<std::vector<Listed>> Service::ListLocked(const std::optional<std::string>& tenant_id) {
+  auto names = target_->List(tenant_id ? *tenant_id + "/" : "");
+  if (!names.ok()) return names.status();
+  std::set<std::string> present(names->begin(), names->end());
+  std::vector<Listed> out;
+  for (const auto& name : *names) {
+    constexpr std::string_view kSuffix = ".json";
+    if (name.size() <= kSuffix.size() ||
+        name.compare(name.size() - kSuffix.size(), kSuffix.size(), kSuffix) != 0) {
+      continue;
+    }
+    auto text = target_->Get(name);
+    if (!text.ok()) continue;  // deleted meanwhile
+    Listed l;
+    auto m = ParseManifest(*text);
+    if (!m.ok()) continue;  // not ours
+    l.manifest = std::move(*m);
+    auto wrapped = crypto::Base64Decode(l.manifest.wrapped_key);
+    auto dek = wrapped.ok() ? keyring_->Unwrap(l.manifest.tenant_id, *wrapped)
+                            : Result<crypto::SecretKey>(wrapped.status());
+    if (!dek.ok()) {
+      l.problem = "key does not open under this master key";
+    } else if (Status s = CheckManifestMac(
+                   *text, crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kBackups));
+               !s.ok()) {
+      l.problem = s.message();
+    } else if (present.count(DataName(l.manifest.id)) == 0) {
+      l.problem = "data object missing";
+    } else {
+      l.good = true;
+    }
+    out.push_back(std::move(l));
+  }
+  std::sort(out.begin(), out.end(), [](const Listed& a, const Listed& b) {
+    return a.manifest.taken_at_us < b.manifest.taken_at_us;
+  });
+  return out;
+}
+
+Result<RestoreReport> Service::Restore(const RestoreRequest& request) {
+  std::lock_guard lock(mu_);
+  auto report = RestoreLocked(request);
+  std::lock_guard stats(stats_mu_);
+  ++(report.ok() ? stats_.restores_ok : stats_.restores_failed);
+  return report;
+}
+
+Result<RestoreReport> Service::RestoreLocked(const RestoreRequest& request) {
+  const auto t0 = std::chrono::steady_clock::now();
+  // 1. Everything about the backup is checked before anything is touched.
+  auto loaded = LoadLocked(request.backup_id, true);
+  if (!loaded.ok()) return loaded.status();
+  struct WipeImage {
+    std::string& s;
+    ~WipeImage() { crypto::WipeString(s); }
+  } wipe{loaded->image};
+  const Manifest& m = loaded->manifest;
+  RestoreReport report;
+  report.backup_id = m.id;
+  report.image_bytes = m.image_bytes;
+
+  // 2. Where it goes: the backup's tenant in place, or a new tenant.
+  tenant::TenantInfo dest;
+  if (request.as_slug) {
+    if (tenants_->Find(*request.as_slug)) {
+      return AlreadyExists("tenant " + *request.as_slug + " exists; choose a new slug");
+    }
+    auto created = tenants_->Create(*request.as_slug, "", "", tenant::TenantState::kSuspended);
+    if (!created.ok()) return created.status();
+    dest = *created;
+    report.new_tenant = true;
+  } else {
+    auto live = FindById(*tenants_, m.tenant_id);
+    if (!live) {
+      return NotFound("tenant " + m.tenant_slug + " (" + m.tenant_id +
+                      ") no longer exists; restore it with --as <new-slug>");
+    }
+    dest = *live;
+  }
+  report.tenant_id = dest.id;
+  report.tenant_slug = dest.slug;
+  auto undo_new = [&] {
+    if (report.new_tenant) (void)tenants_->Delete(dest.slug);
+  };
+
+  auto dek = keyring_->GetKey(dest.id);
+  if (!dek.ok()) {
+    undo_new();
+    return dek.status();
+  }
+  crypto::SecretKey page_key = crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kDatabasePages);
+  const std::string dir = data_dir_ + "/tenants/" + dest.id;
+  const std::string scratch = dir + "/restore-" + crypto::HexEncode(crypto::RandomBytes(4)) + ".db";
+
+  // 3. A new file, checked, cut back to --at, sessions ended, the restore
+  // recorded, all before it replaces anything.
+  Status s = [&]() -> Status {
+    if (Status w = storage::WriteImage(loaded->image, scratch, page_key); !w.ok()) return w;
+    auto db = Database::Open(scratch, page_key, {.create = false});
+    if (!db.ok()) return db.status();
+    auto check = CheckCopy(**db, m);
+    if (!check.ok()) return check.status();
+    if (!check->problem.empty()) return DataLoss("restored copy refused: " + check->problem);
+    report.events = check->events.count;
+    if (request.at_us) {
+      auto rewound = records::RewindTo(**db, *request.at_us);
+      if (!rewound.ok()) return rewound.status();
+      report.events = rewound->events_kept;
+      report.events_dropped = rewound->events_dropped;
+      report.audit_dropped = rewound->audit_dropped;
+    }
+    auto tx = storage::Transaction::Begin(**db);
+    if (!tx.ok()) return tx.status();
+    // Sessions and one-time links of the past must not come back to life.
+    for (const char* table : {"sessions", "one_time_tokens"}) {
+      if (!TableExists(**db, table)) continue;
+      if (Status d = (*db)->Exec(std::string("DELETE FROM ") + table); !d.ok()) return d;
+      if (std::string_view(table) == "sessions") report.sessions_ended = (*db)->Changes();
+    }
+    json::object details{{"backup_id", m.id},
+                         {"backup_taken_at", FormatRfc3339Micros(m.taken_at_us)},
+                         {"from_tenant", m.tenant_slug},
+                         {"events_dropped", report.events_dropped},
+                         {"audit_dropped", report.audit_dropped},
+                         {"sessions_ended", report.sessions_ended}};
+    if (request.at_us) details["at"] = FormatRfc3339Micros(*request.at_us);
+    if (Status a = AppendAudit(**db, "backup.restored", m.id, details, request.request_id);
+        !a.ok()) {
+      return a;
+    }
+    if (Status c = tx->Commit(); !c.ok()) return c;
+    auto after = events::Verify(**db, events::Log::kAudit);
+    if (!after.ok()) return after.status();
+    if (after->first_broken) return DataLoss("audit chain broken after the restore entry");
+    return (*db)->Checkpoint();
+  }();
+  if (s.ok()) s = SyncFile(scratch);
+
+  // 4. The swap: rename is atomic; no connection has the file open meanwhile.
+  const std::string live_path = dir + "/tenant.db";
+  if (s.ok()) {
+    auto swap = [&]() -> Status {
+      // A WAL left beside the old file would be replayed into the new one.
+      std::remove((live_path + "-wal").c_str());
+      std::remove((live_path + "-journal").c_str());
+      if (::rename(scratch.c_str(), live_path.c_str()) != 0) {
+        return Internal("rename " + scratch + " over " + live_path + " failed");
+      }
+      return SyncDir(dir);
+    };
+    s = report.new_tenant ? swap() : databases_->Exclusive(dest.id, kSwapWait, swap);
+  }
+  if (s.ok() && report.new_tenant) s = tenants_->SetState(dest.slug, tenant::TenantState::kActive);
+  if (!s.ok()) {
+    RemoveDb(scratch);
+    undo_new();
+    return s;
+  }
+  report.seconds = SecondsSince(t0);
+  return report;
+}
+
+Result<DrillReport> Service::Drill(const tenant::TenantInfo& tenant) {
+  std::lock_guard lock(mu_);
+  auto report = DrillLocked(tenant);
+  std::lock_guard stats(stats_mu_);
+  if (report.ok() && report->ok) {
+    ++stats_.drills_ok;
+    stats_.last_drill_seconds = report->restore_seconds;
+  } else {
+    ++stats_.drills_failed;
+  }
+  return report;
+}
+
+Result<DrillReport> Service::DrillLocked(const tenant::TenantInfo& tenant) {
+  auto listed = ListLocked(tenant.id);
+  if (!listed.ok()) return listed.status();
+  const Listed* newest = nullptr;
+  for (const auto& l : *listed) {
+    if (l.good) newest = &l;  // oldest first
+  }
+  if (newest == nullptr) return NotFound("no good backup of " + tenant.slug + " to drill");
+
+  DrillReport r;
+  r.tenant_id = tenant.id;
+  r.tenant_slug = tenant.slug;
+  r.backup_id = newest->manifest.id;
+  r.backup_taken_at_us = newest->manifest.taken_at_us;
+  r.events_expected = newest->manifest.events.count;
+  r.chain_head_expected = newest->manifest.events.hash;
+  r.at_us = NowMicros();
+  // The scratch copy is encrypted under a throwaway key and lives beside the
+  // tenant's own files (same filesystem, same protections).
+  const std::string scratch = data_dir_ + "/tenants/" + tenant.id + "/drill-" +
+                              crypto::HexEncode(crypto::RandomBytes(4)) + ".db";
+  const auto t0 = std::chrono::steady_clock::now();
+  Status s = [&]() -> Status {
+    auto loaded = LoadLocked(r.backup_id, true);
+    if (!loaded.ok()) return loaded.status();
+    r.image_bytes = loaded->manifest.image_bytes;
+    crypto::SecretKey scratch_key = crypto::SecretKey::Random();
+    if (Status w = storage::WriteImage(loaded->image, scratch, scratch_key); !w.ok()) return w;
+    auto db = Database::Open(scratch, scratch_key, {.create = false});
+    if (!db.ok()) return db.status();
+    auto check = CheckCopy(**db, loaded->manifest);
+    if (!check.ok()) return check.status();
+    r.integrity = check->integrity;
+    r.events_chain_ok = check->events_ok;
+    r.audit_chain_ok = check->audit_ok;
+    r.events = check->events.count;
+    r.chain_head = check->events.hash;
+    if (!check->problem.empty()) return DataLoss(check->problem);
+    return Status::Ok();
+  }();
+  r.restore_seconds = SecondsSince(t0);
+  RemoveDb(scratch);
+  r.ok = s.ok();
+  if (!s.ok()) r.problem = s.message();
+
+  std::string reports = data_dir_ + "/platform/drills";
+  if (MakeDirs(reports, 0700).ok()) {
+    (void)WriteFileAtomic(reports + "/" + r.backup_id + "-drill.json", r.ToJson() + "\n", 0600);
+  }
+  (void)AuditLive(tenant.id, {r.ok ? "backup.drill_passed" : "backup.drill_failed",
+                              "backup",
+                              r.backup_id,
+                              {{"restore_seconds", r.restore_seconds},
+                               {"events", r.events},
+                               {"events_expected", r.events_expected},
+                               {"problem", r.problem}}});
+  return r;
+}
+
+Result<std::vector<std::string>> Service::Prune(int64_t now_us) {
+  std::lock_guard lock(mu_);
+  auto listed = ListLocked(std::nullopt);
+  if (!listed.ok()) return listed.status();
+  std::vector<BackupRef> refs;
+  for (const auto& l : *listed) {
+    refs.push_back({l.manifest.id, l.manifest.tenant_id, l.manifest.taken_at_us, l.good});
+  }
+  std::vector<std::string> pruned;
+  for (const auto& id : BackupsToPrune(refs, retention_, now_us)) {
+    // The manifest first: a listing never shows a backup whose data is gone.
+    if (Status s = target_->Delete(ManifestName(id)); !s.ok()) return s;
+    if (Status s = target_->Delete(DataName(id)); !s.ok()) return s;
+    pruned.push_back(id);
+  }
+  std::lock_guard stats(stats_mu_);
+  stats_.pruned += static_cast<int64_t>(pruned.size());
+  return pruned;
+}
+
+}  // namespace silo::backup

@@ -1,0 +1,134 @@
+// Backups of tenants (issue: backups): run, list, verify, restore, drill,
+// prune, over one Target. What each does is in docs/architecture.md
+// "Backups"; the format is in archive.h.
+//
+// Thread-safe: one operation runs at a time (they are long and share the
+// target); callers queue on an internal mutex.
+#ifndef SILO_BACKUP_SERVICE_H_
+#define SILO_BACKUP_SERVICE_H_
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "backup/archive.h"
+#include "backup/retention.h"
+#include "backup/target.h"
+#include "base/status.h"
+#include "crypto/keyring.h"
+#include "records/tenant_store.h"
+#include "storage/tenant_databases.h"
+#include "tenant/registry.h"
+
+namespace silo::backup {
+
+struct Listed {
+  Manifest manifest;
+  bool good = false;    // the manifest authenticates and its data object is there
+  std::string problem;  // why not good
+};
+
+struct RestoreRequest {
+  std::string backup_id;
+  std::optional<std::string> as_slug;  // a new tenant; else the backup's tenant, in place
+  std::optional<int64_t> at_us;        // the state as of this time
+  std::string request_id;
+};
+
+struct RestoreReport {
+  std::string backup_id;
+  std::string tenant_id, tenant_slug;
+  bool new_tenant = false;
+  int64_t events = 0;                             // in the restored tenant
+  int64_t events_dropped = 0, audit_dropped = 0;  // by --at
+  int64_t sessions_ended = 0;
+  int64_t image_bytes = 0;
+  double seconds = 0;
+};
+
+struct DrillReport {
+  std::string tenant_id, tenant_slug, backup_id;
+  int64_t backup_taken_at_us = 0;
+  bool ok = false;
+  std::string problem;  // empty when ok
+  std::string integrity;
+  bool events_chain_ok = false, audit_chain_ok = false;
+  int64_t events = 0, events_expected = 0;
+  std::string chain_head, chain_head_expected;
+  int64_t image_bytes = 0;
+  double restore_seconds = 0;  // fetch, verify, decrypt, write, check: the RTO
+  int64_t at_us = 0;
+  std::string ToJson() const;
+};
+
+struct Stats {
+  int64_t backups_ok = 0, backups_failed = 0;
+  int64_t restores_ok = 0, restores_failed = 0;
+  int64_t drills_ok = 0, drills_failed = 0;
+  int64_t pruned = 0;
+  double last_backup_seconds = 0, last_drill_seconds = 0;
+  int64_t last_backup_bytes = 0;
+  int64_t last_success_us = 0;  // of a backup
+};
+
+class Service {
+ public:
+  // Every pointer must outlive this. Drill reports go to
+  // <data_dir>/platform/drills/, scratch copies under <data_dir>/tenants/.
+  Service(std::unique_ptr<Target> target, tenant::TenantRegistry* tenants, crypto::Keyring* keyring,
+          std::shared_ptr<storage::TenantDatabases> databases, records::TenantStores* stores,
+          std::string data_dir, RetentionPolicy retention);
+
+  // Backs up one tenant; returns its manifest.
+  Result<Manifest> Run(const tenant::TenantInfo& tenant);
+  // Every backup (of one tenant when given), oldest first.
+  Result<std::vector<Listed>> List(const std::optional<std::string>& tenant_id);
+  // Checks the manifest, the key and every chunk; the manifest when all is well.
+  Result<Manifest> Verify(const std::string& backup_id);
+  // Verifies, writes a new database, checks it (integrity_check, both
+  // chains, the manifest's last event), applies `at_us`, ends sessions, and
+  // only then swaps it in (or resumes the new tenant). On any failure the
+  // live tenant is untouched and nothing is left behind.
+  Result<RestoreReport> Restore(const RestoreRequest& request);
+  // Restores the newest good backup of `tenant` into a scratch database,
+  // checks it against the manifest, times it, deletes it; writes the report
+  // file and an audit entry in the tenant's log. A failed drill is a report
+  // with ok == false (the error is for not being able to drill at all).
+  Result<DrillReport> Drill(const tenant::TenantInfo& tenant);
+  // Deletes what the retention policy drops as of `now_us`; returns the ids.
+  Result<std::vector<std::string>> Prune(int64_t now_us);
+
+  Stats stats() const;
+  std::string target_description() const { return target_->Describe(); }
+  const RetentionPolicy& retention() const { return retention_; }
+
+ private:
+  struct Loaded {
+    Manifest manifest;
+    std::string image;  // plaintext; wiped by the caller
+  };
+  Result<Loaded> LoadLocked(const std::string& backup_id, bool want_image);
+  Result<std::vector<Listed>> ListLocked(const std::optional<std::string>& tenant_id);
+  Result<RestoreReport> RestoreLocked(const RestoreRequest& request);
+  Result<DrillReport> DrillLocked(const tenant::TenantInfo& tenant);
+  Status AuditLive(const std::string& tenant_id, const records::AuditEntry& entry);
+
+  const std::unique_ptr<Target> target_;
+  tenant::TenantRegistry* const tenants_;
+  crypto::Keyring* const keyring_;
+  const std::shared_ptr<storage::TenantDatabases> databases_;
+  records::TenantStores* const stores_;
+  const std::string data_dir_;
+  const RetentionPolicy retention_;
+
+  std::mutex mu_;  // one operation at a time
+  mutable std::mutex stats_mu_;
+  Stats stats_;  // GUARDED_BY(stats_mu_)
+};
+
+}  // namespace silo::backup
+
+#endif  // SILO_BACKUP_SERVICE_H_

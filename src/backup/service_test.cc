@@ -1,0 +1,456 @@
+#include "backup/service.h"
+
+#include <gtest/gtest.h>
+#include <zstd.h>
+
+#include <atomic>
+#include <boost/json.hpp>
+#include <thread>
+
+#include "backup/archive.h"
+#include "base/time_util.h"
+#include "crypto/crypto.h"
+#include "records/schema.h"
+#include "storage/test_util.h"
+
+namespace silo::backup {
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using records::WriteContext;
+using storage::testing::FilesContaining;
+using storage::testing::Slurp;
+
+constexpr char kMarker[] = "PLAINTEXT-MARKER-7f3a";
+
+// A data directory as `silo serve` lays it out, with a backup service on it.
+struct Installation {
+  Installation(const std::string& dir, crypto::SecretKey master, const std::string& backups)
+      : dir(dir) {
+    fs::create_directories(dir + "/platform");
+    keyring =
+        std::move(crypto::Keyring::Open(dir + "/platform/keyring", std::move(master))).value();
+    registry = std::move(tenant::TenantRegistry::Open(dir, keyring.get())).value();
+    crypto::Keyring* ring = keyring.get();
+    databases = std::make_shared<storage::TenantDatabases>(
+        [ring](const std::string& id) -> Result<crypto::SecretKey> {
+          auto dek = ring->GetKey(id);
+          if (!dek.ok()) return dek.status();
+          return crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kDatabasePages);
+        },
+        [dir](const std::string& id) { return dir + "/tenants/" + id + "/tenant.db"; },
+        records::TenantMigrations(),
+        storage::TenantDatabasesOptions{.max_open_tenants = 8,
+                                        .readers_per_tenant = 2,
+                                        .open = {.synchronous = storage::Synchronous::kNormal}});
+    stores = records::NewSqliteTenantStores(databases);
+    service = std::make_unique<Service>(NewDirectoryTarget(backups), registry.get(), keyring.get(),
+                                        databases, stores.get(), dir, RetentionPolicy{});
+  }
+  std::string dir;
+  std::unique_ptr<crypto::Keyring> keyring;
+  std::unique_ptr<tenant::TenantRegistry> registry;
+  std::shared_ptr<storage::TenantDatabases> databases;
+  std::unique_ptr<records::TenantStores> stores;
+  std::unique_ptr<Service> service;
+};
+
+class BackupServiceTest : public storage::testing::TempDirTest {
+ protected:
+  void SetUp() override {
+    TempDirTest::SetUp();
+    master_bytes_ = crypto::RandomBytes(32);
+    backups_ = dir_ + "/backups";
+    silo_ = std::make_unique<Installation>(dir_ + "/data", Master(), backups_);
+  }
+  crypto::SecretKey Master() { return crypto::SecretKey::FromBytes(master_bytes_).value(); }
+
+  tenant::TenantInfo NewTenant(const std::string& slug) {
+    auto t = silo_->registry->Create(slug, "", "");
+    EXPECT_TRUE(t.ok()) << t.status().ToString();
+    EXPECT_TRUE(silo_->stores->Create(t->id).ok());
+    return *t;
+  }
+  std::unique_ptr<records::TenantStore> Store(const tenant::TenantInfo& t) {
+    auto s = silo_->stores->Open(t.id);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return std::move(s).value();
+  }
+  static WriteContext Ctx(int64_t now) { return {{"user", "u1"}, "req", "127.0.0.1", now}; }
+
+  // A tenant with a collection, records created, updated, deleted, reverted.
+  void Fill(records::TenantStore& s, int64_t t0, int n) {
+    auto schema = records::ParseCollection(json::parse(
+        R"({"name":"notes","fields":[{"name":"title","type":"string","required":true},
+            {"name":"n","type":"integer","indexed":true}]})"));
+    ASSERT_TRUE(s.CreateCollection(Ctx(t0), *schema).ok());
+    for (int i = 0; i < n; ++i) {
+      auto r = s.CreateRecord(
+          Ctx(t0 + 1000 * (i + 1)), "notes",
+          {{"title", std::string(kMarker) + " note " + std::to_string(i)}, {"n", i}});
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      if (i % 3 == 0) {
+        ASSERT_TRUE(s.UpdateRecord(Ctx(t0 + 1000 * (i + 1) + 1), "notes", r->id, {{"n", i * 10}},
+                                   std::nullopt)
+                        .ok());
+      }
+      if (i % 5 == 0) {
+        ASSERT_TRUE(
+            s.DeleteRecord(Ctx(t0 + 1000 * (i + 1) + 2), "notes", r->id, std::nullopt).ok());
+      }
+    }
+    ASSERT_TRUE(s.Audit(Ctx(t0 + 5), {"test.entry", "test", "x", {{"k", "v"}}}).ok());
+  }
+
+  // Every record with every history entry, every event, every audit entry.
+  static std::string Dump(records::TenantStore& s, bool with_audit = true) {
+    std::string out;
+    (void)s.Export(std::nullopt, [&](const std::string& c, const records::Record& r) {
+      out +=
+          c + "/" + r.id + " v" + std::to_string(r.version) + " " + json::serialize(r.data) + "\n";
+      auto h = s.History(c, r.id);
+      for (const auto& e : *h) out += "  " + std::to_string(e.seq) + " " + e.type + "\n";
+      return Status::Ok();
+    });
+    auto events = s.Events(0, 1000);
+    for (const auto& e : *events)
+      out += "E " + std::to_string(e.seq) + " " + e.type + " " + e.hash + "\n";
+    if (with_audit) {
+      records::AuditQuery q;
+      q.limit = 1000;
+      auto audit = s.QueryAudit(q);
+      for (const auto& e : *audit)
+        out += "A " + std::to_string(e.seq) + " " + e.type + " " + e.hash + "\n";
+    }
+    return out;
+  }
+  static std::vector<std::string> AuditTypes(records::TenantStore& s) {
+    records::AuditQuery q;
+    q.limit = 1000;
+    std::vector<std::string> types;
+    auto audit = s.QueryAudit(q);
+    EXPECT_TRUE(audit.ok());
+    for (const auto& e : *audit) types.push_back(e.type);
+    return types;
+  }
+  std::string DataPath(const std::string& id) { return backups_ + "/" + DataName(id); }
+  std::string ManifestPath(const std::string& id) { return backups_ + "/" + ManifestName(id); }
+
+  std::string master_bytes_, backups_;
+  std::unique_ptr<Installation> silo_;
+};
+
+TEST_F(BackupServiceTest, BackupWipeRestoreGivesBackEveryRecordHistoryAndAuditEntry) {
+  auto acme = NewTenant("acme");
+  const int64_t t0 = NowMicros() - 3'600'000'000;
+  Fill(*Store(acme), t0, 40);
+  const std::string before = Dump(*Store(acme), false);
+  const auto audit_before = AuditTypes(*Store(acme));
+
+  auto m = silo_->service->Run(acme);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(m->tenant_slug, "acme");
+  EXPECT_GT(m->events.count, 40);
+  EXPECT_EQ(m->events.count, m->events.seq);
+  EXPECT_TRUE(silo_->service->Verify(m->id).ok());
+
+  // Damage after the backup: every record deleted.
+  {
+    auto s = Store(acme);
+    auto page = s->ListRecords("notes", {});
+    ASSERT_TRUE(page.ok());
+    for (const auto& r : page->records)
+      ASSERT_TRUE(s->DeleteRecord(Ctx(NowMicros()), "notes", r.id, std::nullopt).ok());
+    ASSERT_NE(Dump(*s, false), before);
+  }
+  auto restored = silo_->service->Restore({m->id, std::nullopt, std::nullopt, "req-1"});
+  ASSERT_TRUE(restored.ok()) << restored.status().ToString();
+  EXPECT_FALSE(restored->new_tenant);
+  EXPECT_EQ(restored->tenant_id, acme.id);
+  auto s = Store(acme);
+  EXPECT_EQ(Dump(*s, false), before);
+  // The audit log as it was, then the backup entry that was written after
+  // the snapshot is not there, and the restore is.
+  auto audit_after = AuditTypes(*s);
+  ASSERT_EQ(audit_after.size(), audit_before.size() + 1);
+  EXPECT_TRUE(std::equal(audit_before.begin(), audit_before.end(), audit_after.begin()));
+  EXPECT_EQ(audit_after.back(), "backup.restored");
+  auto chains = s->VerifyChains();
+  ASSERT_TRUE(chains.ok());
+  EXPECT_FALSE(chains->events_first_broken || chains->audit_first_broken);
+  EXPECT_TRUE(s->Rebuild()->equal());
+  // The restored tenant takes writes.
+  EXPECT_TRUE(s->CreateRecord(Ctx(NowMicros()), "notes", {{"title", "after"}, {"n", 1}}).ok());
+  // No scratch file left.
+  for (const auto& e : fs::directory_iterator(silo_->dir + "/tenants/" + acme.id)) {
+    EXPECT_EQ(e.path().filename().string().rfind("restore-", 0), std::string::npos) << e.path();
+  }
+
+  // The tenant deleted for good (directory and key gone): the backup still
+  // restores under a new slug, because it carries the key wrapped by the master key.
+  s.reset();
+  silo_->stores->Close(acme.id);
+  ASSERT_TRUE(silo_->registry->Delete("acme").ok());
+  EXPECT_EQ(silo_->service->Restore({m->id, std::nullopt, std::nullopt, ""}).status().code(),
+            StatusCode::kNotFound);
+  auto again = silo_->service->Restore({m->id, std::string("acme-restored"), std::nullopt, ""});
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_TRUE(again->new_tenant);
+  auto t = silo_->registry->FindActive("acme-restored");
+  ASSERT_TRUE(t);
+  EXPECT_EQ(Dump(*Store(*t), false), before);
+}
+
+TEST_F(BackupServiceTest,
+       TamperedTruncatedWrongKeyAndWrongTenantBackupsAreRefusedAndTheLiveTenantIsUntouched) {
+  auto acme = NewTenant("acme");
+  auto globex = NewTenant("globex");
+  Fill(*Store(acme), NowMicros() - 1'000'000'000, 12);
+  Fill(*Store(globex), NowMicros() - 1'000'000'000, 7);
+  auto a = silo_->service->Run(acme);
+  auto g = silo_->service->Run(globex);
+  ASSERT_TRUE(a.ok() && g.ok());
+  const std::string live = Dump(*Store(acme));
+  auto refused = [&](const std::string& id, const std::string& why) {
+    auto v = silo_->service->Verify(id);
+    EXPECT_EQ(v.status().code(), StatusCode::kDataLoss) << why;
+    EXPECT_NE(v.status().message().find(why), std::string::npos)
+        << why << ": " << v.status().message();
+    auto r = silo_->service->Restore({id, std::nullopt, std::nullopt, ""});
+    EXPECT_FALSE(r.ok()) << why;
+    auto r2 = silo_->service->Restore({id, std::string("copy"), std::nullopt, ""});
+    EXPECT_FALSE(r2.ok()) << why;
+    EXPECT_FALSE(silo_->registry->Find("copy")) << "a refused restore left a tenant behind";
+    EXPECT_EQ(Dump(*Store(acme)), live) << why;
+  };
+  const std::string data = Slurp(DataPath(a->id));
+  const std::string manifest = Slurp(ManifestPath(a->id));
+  auto put = [](const std::string& path, const std::string& bytes) {
+    fs::remove(path);
+    std::ofstream(path, std::ios::binary) << bytes;
+  };
+
+  // One bit flipped in the data, deep inside a chunk.
+  std::string flipped = data;
+  flipped[data.size() / 2] ^= 0x01;
+  put(DataPath(a->id), flipped);
+  refused(a->id, "altered");
+  // A truncated upload.
+  put(DataPath(a->id), data.substr(0, data.size() - 100));
+  refused(a->id, "truncated");
+  put(DataPath(a->id), data);
+  // The manifest edited (claims fewer events): its MAC fails.
+  std::string edited = manifest;
+  size_t at = edited.find("\"count\":");
+  ASSERT_NE(at, std::string::npos);
+  size_t end = edited.find_first_not_of("0123456789", at + 8);
+  edited.replace(at, end - at, "\"count\":1");
+  ASSERT_NE(edited, manifest);
+  put(ManifestPath(a->id), edited);
+  refused(a->id, "manifest failed authentication");
+  put(ManifestPath(a->id), manifest);
+  // Another tenant's data under this backup's name.
+  put(DataPath(a->id), Slurp(DataPath(g->id)));
+  refused(a->id, "backup data");  // truncated or altered, depending on its size
+  put(DataPath(a->id), data);
+  // Another tenant's whole backup renamed to this tenant.
+  std::string fake_id = acme.id + g->id.substr(32);
+  fs::create_directories(fs::path(DataPath(fake_id)).parent_path());
+  put(DataPath(fake_id), Slurp(DataPath(g->id)));
+  put(ManifestPath(fake_id), Slurp(ManifestPath(g->id)));
+  refused(fake_id, "another backup");
+  EXPECT_TRUE(silo_->service->Verify(a->id).ok()) << "the original must still verify";
+
+  // Another installation with another master key, reading the same backups.
+  Installation other(dir_ + "/other", crypto::SecretKey::Random(), backups_);
+  auto v = other.service->Verify(a->id);
+  EXPECT_EQ(v.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(v.status().message().find("another master key"), std::string::npos);
+  EXPECT_FALSE(other.service->Restore({a->id, std::string("stolen"), std::nullopt, ""}).ok());
+  EXPECT_FALSE(other.registry->Find("stolen"));
+  // The same master key elsewhere (disaster recovery) restores it.
+  Installation twin(dir_ + "/twin", Master(), backups_);
+  auto dr = twin.service->Restore({a->id, std::string("acme"), std::nullopt, ""});
+  ASSERT_TRUE(dr.ok()) << dr.status().ToString();
+}
+
+TEST_F(BackupServiceTest, ChunksAreBoundToTheirBackupAndPlace) {
+  auto key = crypto::SecretKey::Random();
+  std::string image = crypto::RandomBytes(kChunkBytes) + std::string(kChunkBytes / 2, 'a');
+  Manifest m;
+  m.id = std::string(32, 'a') + "-20261124T020000Z-0001";
+  std::string data = SealImage(image, key, m);
+  EXPECT_EQ(m.chunks, 2);
+  auto opened = OpenImage(data, key, m);
+  ASSERT_TRUE(opened.ok());
+  EXPECT_EQ(*opened, image);
+  // Same bytes, same hash, other id: every chunk's AD differs.
+  Manifest other = m;
+  other.id = std::string(32, 'a') + "-20261124T020000Z-0002";
+  EXPECT_EQ(OpenImage(data, key, other).status().code(), StatusCode::kDataLoss);
+  // The first chunk alone, with a manifest that agrees on size and hash:
+  // the chunk is not the last one, so it does not open as the end.
+  uint32_t len = (static_cast<unsigned char>(data[8]) << 24) |
+                 (static_cast<unsigned char>(data[9]) << 16) |
+                 (static_cast<unsigned char>(data[10]) << 8) | static_cast<unsigned char>(data[11]);
+  std::string first = data.substr(0, 12 + len);
+  Manifest cut = m;
+  cut.image_bytes = kChunkBytes;
+  cut.chunks = 1;
+  cut.stored_bytes = static_cast<int64_t>(first.size());
+  cut.sha256 = crypto::Sha256Hex(first);
+  EXPECT_EQ(OpenImage(first, key, cut).status().code(), StatusCode::kDataLoss);
+  // Wrong key.
+  EXPECT_EQ(OpenImage(data, crypto::SecretKey::Random(), m).status().code(), StatusCode::kDataLoss);
+}
+
+TEST_F(BackupServiceTest, NoPlaintextInBackupsOrScratchAndBackupsLookRandom) {
+  auto acme = NewTenant("acme");
+  Fill(*Store(acme), NowMicros() - 1'000'000'000, 60);
+  auto m = silo_->service->Run(acme);
+  ASSERT_TRUE(m.ok());
+  ASSERT_TRUE(silo_->service->Drill(acme).ok());
+  ASSERT_TRUE(silo_->service->Restore({m->id, std::string("copy"), std::nullopt, ""}).ok());
+  EXPECT_EQ(FilesContaining(dir_, kMarker), "");
+  EXPECT_EQ(FilesContaining(dir_, "notes"), "");
+  // zstd output that was not sealed would still compress; sealed bytes do not.
+  std::string data = Slurp(DataPath(m->id));
+  std::string again(ZSTD_compressBound(data.size()), '\0');
+  size_t c = ZSTD_compress(again.data(), again.size(), data.data(), data.size(), 3);
+  EXPECT_GT(static_cast<double>(c), 0.99 * static_cast<double>(data.size()));
+  // A backup is much smaller than the database (compression happened before sealing).
+  EXPECT_LT(m->stored_bytes, m->image_bytes / 2);
+}
+
+TEST_F(BackupServiceTest, BackupsTakenWhileWritesContinueAreConsistent) {
+  auto acme = NewTenant("acme");
+  Fill(*Store(acme), NowMicros() - 1'000'000'000, 5);
+  std::atomic<bool> stop{false};
+  std::atomic<int> writes{0};
+  std::thread writer([&] {
+    auto s = Store(acme);
+    while (!stop) {
+      if (s->CreateRecord(Ctx(NowMicros()), "notes", {{"title", "w"}, {"n", writes.load()}}).ok())
+        ++writes;
+    }
+  });
+  while (writes < 100) std::this_thread::yield();
+  std::vector<Manifest> taken;
+  for (int i = 0; i < 4; ++i) {
+    auto m = silo_->service->Run(acme);
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    taken.push_back(*m);
+  }
+  int before = writes;
+  while (writes < before + 50) std::this_thread::yield();  // writes never stopped
+  stop = true;
+  writer.join();
+  for (size_t i = 0; i < taken.size(); ++i) {
+    std::string slug = "copy" + std::to_string(i);
+    auto r = silo_->service->Restore({taken[i].id, slug, std::nullopt, ""});
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->events, taken[i].events.count);
+    auto s = Store(*silo_->registry->Find(slug));
+    EXPECT_TRUE(s->Rebuild()->equal()) << "projections and events of one instant";
+    auto events = s->Events(taken[i].events.seq - 1, 10);
+    ASSERT_TRUE(events.ok());
+    ASSERT_EQ(events->size(), 1u) << "no event after the manifest's last";
+    EXPECT_EQ(events->back().hash, taken[i].events.hash);
+  }
+  EXPECT_LT(taken.front().events.seq, taken.back().events.seq);
+}
+
+TEST_F(BackupServiceTest, RestoreAtATimeDropsLaterEventsAndRebuildsProjections) {
+  auto acme = NewTenant("acme");
+  const int64_t t0 = NowMicros() - 10'000'000'000;
+  Fill(*Store(acme), t0, 20);  // record i created at t0 + 1000 (i + 1)
+  auto m = silo_->service->Run(acme);
+  ASSERT_TRUE(m.ok());
+  const int64_t at = t0 + 1000 * 10 + 500;  // after record 9's create, update and delete
+  auto r = silo_->service->Restore({m->id, std::string("past"), at, ""});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_GT(r->events_dropped, 0);
+  auto past = Store(*silo_->registry->Find("past"));
+  auto now = Store(acme);
+  // The restored tenant now equals the live tenant read "as of" that time.
+  std::string want, got;
+  (void)now->Export(at, [&](const std::string& c, const records::Record& rec) {
+    want += rec.id + json::serialize(rec.data) + "\n";
+    return Status::Ok();
+  });
+  (void)past->Export(std::nullopt, [&](const std::string& c, const records::Record& rec) {
+    got += rec.id + json::serialize(rec.data) + "\n";
+    return Status::Ok();
+  });
+  EXPECT_EQ(got, want);
+  EXPECT_FALSE(got.empty());
+  auto kept = past->Events(0, 1000);
+  ASSERT_TRUE(kept.ok());
+  for (const auto& e : *kept) EXPECT_LE(e.at_us, at);
+  EXPECT_EQ(r->events + r->events_dropped, m->events.count);
+  EXPECT_TRUE(past->Rebuild()->equal());
+  auto types = AuditTypes(*past);
+  EXPECT_EQ(types.back(), "backup.restored");
+}
+
+TEST_F(BackupServiceTest, DrillRestoresTheNewestGoodBackupChecksItAndReports) {
+  auto acme = NewTenant("acme");
+  Fill(*Store(acme), NowMicros() - 1'000'000'000, 10);
+  EXPECT_EQ(silo_->service->Drill(acme).status().code(), StatusCode::kNotFound);
+  auto old = silo_->service->Run(acme);
+  auto m = silo_->service->Run(acme);
+  ASSERT_TRUE(old.ok() && m.ok());
+  auto d = silo_->service->Drill(acme);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_TRUE(d->ok) << d->problem;
+  EXPECT_EQ(d->backup_id, m->id);
+  EXPECT_EQ(d->integrity, "ok");
+  EXPECT_EQ(d->events, m->events.count);
+  EXPECT_EQ(d->chain_head, m->events.hash);
+  EXPECT_GT(d->restore_seconds, 0);
+  EXPECT_TRUE(fs::exists(silo_->dir + "/platform/drills/" + m->id + "-drill.json"));
+  EXPECT_EQ(AuditTypes(*Store(acme)).back(), "backup.drill_passed");
+
+  // A damaged newest backup: the drill says so (and names the reason).
+  std::string data = Slurp(DataPath(m->id));
+  data[data.size() - 10] ^= 1;
+  fs::remove(DataPath(m->id));
+  std::ofstream(DataPath(m->id), std::ios::binary) << data;
+  auto bad = silo_->service->Drill(acme);
+  ASSERT_TRUE(bad.ok());
+  EXPECT_FALSE(bad->ok);
+  EXPECT_NE(bad->problem.find("altered"), std::string::npos) << bad->problem;
+  EXPECT_EQ(AuditTypes(*Store(acme)).back(), "backup.drill_failed");
+  EXPECT_EQ(silo_->service->stats().drills_failed, 2);  // no backup yet, then the damaged one
+  EXPECT_EQ(silo_->service->stats().drills_ok, 1);
+  // Nothing of the scratch copies is left.
+  for (const auto& e : fs::directory_iterator(silo_->dir + "/tenants/" + acme.id)) {
+    EXPECT_EQ(e.path().filename().string().rfind("drill-", 0), std::string::npos) << e.path();
+  }
+}
+
+TEST_F(BackupServiceTest, PruneDeletesWhatThePolicyDropsAndKeepsTheNewest) {
+  auto acme = NewTenant("acme");
+  auto globex = NewTenant("globex");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(silo_->service->Run(acme)->id);
+  ids.push_back(silo_->service->Run(globex)->id);
+  auto none = silo_->service->Prune(NowMicros());
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+  // 200 days later only the newest of each tenant survives.
+  auto pruned = silo_->service->Prune(NowMicros() + int64_t{200} * 86'400'000'000);
+  ASSERT_TRUE(pruned.ok());
+  EXPECT_EQ(pruned->size(), 2u);
+  auto left = silo_->service->List(std::nullopt);
+  ASSERT_TRUE(left.ok());
+  ASSERT_EQ(left->size(), 2u);
+  EXPECT_EQ((*left)[0].manifest.id, ids[2]);
+  EXPECT_EQ((*left)[1].manifest.id, ids[3]);
+  EXPECT_FALSE(fs::exists(DataPath(ids[0])));
+  EXPECT_FALSE(fs::exists(ManifestPath(ids[1])));
+}
+
+}  // namespace
+}  // namespace silo::backup

@@ -1,0 +1,106 @@
+#include "backup/target.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+
+#include "base/file_util.h"
+#include "crypto/crypto.h"
+
+namespace silo::backup {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Names are "<dir>/<file>" of [0-9A-Za-z.-]: nothing can climb out of the target.
+bool SafeName(const std::string& name) {
+  if (name.empty() || name.front() == '/' || name.find("..") != std::string::npos) return false;
+  return name.find_first_not_of(
+             "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-/") ==
+         std::string::npos;
+}
+
+class DirectoryTarget : public Target {
+ public:
+  explicit DirectoryTarget(std::string dir) : dir_(std::move(dir)) {}
+
+  Status Put(const std::string& name, std::string_view bytes) override {
+    if (!SafeName(name)) return InvalidArgument("bad object name");
+    std::string path = dir_ + "/" + name;
+    std::string parent = fs::path(path).parent_path().string();
+    if (Status s = MakeDirs(parent, 0700); !s.ok()) return s;
+    std::string tmp = path + ".tmp-" + crypto::HexEncode(crypto::RandomBytes(4));
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return Unavailable("cannot write " + tmp + ": " + std::strerror(errno));
+    size_t off = 0;
+    while (off < bytes.size()) {
+      ssize_t n = ::write(fd, bytes.data() + off, bytes.size() - off);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        int e = errno;
+        ::close(fd);
+        ::unlink(tmp.c_str());
+        return Unavailable("cannot write " + tmp + ": " + std::strerror(e));
+      }
+      off += static_cast<size_t>(n);
+    }
+    bool synced = ::fsync(fd) == 0;
+    ::close(fd);
+    if (!synced || ::rename(tmp.c_str(), path.c_str()) != 0) {
+      ::unlink(tmp.c_str());
+      return Unavailable("cannot store " + path);
+    }
+    return SyncDir(parent);
+  }
+
+  Result<std::string> Get(const std::string& name) override {
+    if (!SafeName(name)) return InvalidArgument("bad object name");
+    std::string path = dir_ + "/" + name;
+    if (!PathExists(path)) return NotFound("no object " + name);
+    return ReadFile(path);
+  }
+
+  Result<std::vector<std::string>> List(const std::string& prefix) override {
+    std::vector<std::string> names;
+    std::error_code ec;
+    if (!fs::exists(dir_, ec)) return names;
+    for (auto it = fs::recursive_directory_iterator(dir_, ec); !ec && it != fs::end(it);
+         it.increment(ec)) {
+      if (!it->is_regular_file()) continue;
+      std::string name = fs::relative(it->path(), dir_).string();
+      if (name.find(".tmp-") != std::string::npos) continue;  // a Put in progress
+      if (name.rfind(prefix, 0) == 0) names.push_back(name);
+    }
+    if (ec) return Unavailable("cannot list " + dir_ + ": " + ec.message());
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+
+  Status Delete(const std::string& name) override {
+    if (!SafeName(name)) return InvalidArgument("bad object name");
+    std::string path = dir_ + "/" + name;
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      return Unavailable("cannot delete " + path + ": " + std::strerror(errno));
+    }
+    return Status::Ok();
+  }
+
+  std::string Describe() const override { return "dir:" + dir_; }
+
+ private:
+  const std::string dir_;
+};
+
+}  // namespace
+
+std::unique_ptr<Target> NewDirectoryTarget(std::string dir) {
+  return std::make_unique<DirectoryTarget>(std::move(dir));
+}
+
+}  // namespace silo::backup

@@ -1,0 +1,31 @@
+#include "records/rewind.h"
+
+#include "events/event_log.h"
+#include "records/projection.h"
+
+namespace silo::records {
+
+Result<RewindReport> RewindTo(storage::Database& db, int64_t at_us) {
+  auto tx = storage::Transaction::Begin(db);
+  if (!tx.ok()) return tx.status();
+  auto verify = events::Verify(db, events::Log::kEvents);
+  if (!verify.ok()) return verify.status();
+  if (verify->first_broken) {
+    return DataLoss("the event log is broken at entry " + std::to_string(*verify->first_broken) +
+                    " (" + verify->reason + ")");
+  }
+  RewindReport report;
+  for (auto [table, count] :
+       {std::pair{"events", &report.events_dropped}, std::pair{"audit", &report.audit_dropped}}) {
+    auto drop = db.Prepare(std::string("DELETE FROM ") + table + " WHERE at_us > ?");
+    if (!drop.ok()) return drop.status();
+    drop->Bind(1, at_us);
+    if (Status s = drop->Run(); !s.ok()) return s;
+    *count = db.Changes();
+  }
+  if (Status s = projection::ReplayAll(db, &report.events_kept); !s.ok()) return s;
+  if (Status s = tx->Commit(); !s.ok()) return s;
+  return report;
+}
+
+}  // namespace silo::records

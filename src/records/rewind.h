@@ -1,0 +1,29 @@
+// Restoring "as of" a time (issue: backups): a database copy is cut back to
+// the events up to T and its projections rebuilt from them. Used on a
+// restored copy before it goes live, never on a live tenant.
+#ifndef SILO_RECORDS_REWIND_H_
+#define SILO_RECORDS_REWIND_H_
+
+#include <cstdint>
+
+#include "base/status.h"
+#include "storage/database.h"
+
+namespace silo::records {
+
+struct RewindReport {
+  int64_t events_kept = 0;
+  int64_t events_dropped = 0;
+  int64_t audit_dropped = 0;
+};
+
+// In one transaction: checks the event chain, drops the events and audit
+// entries later than `at_us` (the chains stay valid: what remains is a
+// prefix), and rebuilds every projection from the events that remain.
+// DataLoss when the event log does not verify or an event body was purged;
+// nothing changes then.
+Result<RewindReport> RewindTo(storage::Database& db, int64_t at_us);
+
+}  // namespace silo::records
+
+#endif  // SILO_RECORDS_REWIND_H_
