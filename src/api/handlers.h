@@ -29,6 +29,14 @@ http::Response RebuildTenant(Services& s, RequestContext& ctx);
 http::Response ExportTenant(Services& s, RequestContext& ctx);
 http::Response VerifyTenants(Services& s, RequestContext& ctx);
 
+// backups_api.cc
+http::Response RunBackup(Services& s, RequestContext& ctx);
+http::Response ListBackups(Services& s, RequestContext& ctx);
+http::Response VerifyBackup(Services& s, RequestContext& ctx);
+http::Response RestoreBackup(Services& s, RequestContext& ctx);
+http::Response DrillBackup(Services& s, RequestContext& ctx);
+http::Response PruneBackups(Services& s, RequestContext& ctx);
+
 // Tenant data (records_api.cc); ctx.store and ctx.principal are set.
 http::Response ListCollections(RequestContext& ctx);
 http::Response CreateCollection(RequestContext& ctx);

@@ -126,6 +126,18 @@ Router BuildOperatorRouter(Services& s) {
          [&s](RequestContext& c) { return VerifyTenants(s, c); }});
   r.Add({"POST", "/v1/audit/verify", Access::Operator(), kNoBody, "",
          [&s](RequestContext& c) { return VerifyTenants(s, c); }});
+  r.Add({"POST", "/v1/tenants/{slug}/backups", Access::Operator(), kNoBody, "",
+         [&s](RequestContext& c) { return RunBackup(s, c); }});
+  r.Add({"POST", "/v1/tenants/{slug}/drill", Access::Operator(), kNoBody, "",
+         [&s](RequestContext& c) { return DrillBackup(s, c); }});
+  r.Add({"GET", "/v1/backups", Access::Operator(), kNoBody, "",
+         [&s](RequestContext& c) { return ListBackups(s, c); }});
+  r.Add({"POST", "/v1/backups/prune", Access::Operator(), kNoBody, "",
+         [&s](RequestContext& c) { return PruneBackups(s, c); }});
+  r.Add({"POST", "/v1/backups/{id}/verify", Access::Operator(), kNoBody, "",
+         [&s](RequestContext& c) { return VerifyBackup(s, c); }});
+  r.Add({"POST", "/v1/backups/{id}/restore", Access::Operator(), kSmallJson, "",
+         [&s](RequestContext& c) { return RestoreBackup(s, c); }});
   return r;
 }
 

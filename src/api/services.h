@@ -30,6 +30,10 @@ class BanList;
 class TrustedProxies;
 }  // namespace silo::guard
 
+namespace silo::backup {
+class Service;
+}
+
 namespace silo::api {
 
 // What the identity and abuse-protection handlers are configured with.
@@ -56,6 +60,7 @@ struct Services {
   guard::BanList* bans = nullptr;
   const guard::TrustedProxies* proxies = nullptr;
   const SecurityOptions* security = nullptr;
+  backup::Service* backups = nullptr;
   // An Argon2id hash of a random password at the configured cost: checked
   // against when the e-mail is unknown, so that both cost the same time.
   std::string dummy_password_hash;

@@ -14,11 +14,14 @@
 #include "api/dispatchers.h"
 #include "api/routes.h"
 #include "api/services.h"
+#include "app/backup_scheduler.h"
 #include "app/data_dir_lock.h"
 #include "app/dev_secrets.h"
 #include "app/mailer.h"
 #include "auth/identity.h"
 #include "auth/password.h"
+#include "backup/service.h"
+#include "backup/target.h"
 #include "base/file_util.h"
 #include "base/log.h"
 #include "base/time_util.h"
@@ -226,6 +229,24 @@ int Serve(const config::GetEnv& getenv) {
   auto security_log = platform::SecurityLog::Open(c.data_dir + "/platform/security.log");
   if (!security_log.ok()) return Refuse(security_log.status().message());
 
+  // Backups go to a directory or to S3-compatible storage (config checked the settings).
+  std::unique_ptr<backup::Target> backup_target;
+  if (c.backups.target.rfind("s3://", 0) == 0) {
+    backup::S3Options s3;
+    if (Status s = backup::ParseS3Url(c.backups.target, s3); !s.ok()) return Refuse(s.message());
+    s3.endpoint = c.backups.s3_endpoint;
+    s3.region = c.backups.s3_region;
+    s3.access_key_id = c.backups.s3_access_key_id;
+    s3.secret_access_key = c.backups.s3_secret_access_key;
+    backup_target = backup::NewS3Target(std::move(s3));
+  } else {
+    backup_target = backup::NewDirectoryTarget(c.backups.target);
+  }
+  backup::RetentionPolicy retention{c.backups.daily_days, c.backups.weekly_days,
+                                    c.backups.weekly_day};
+  backup::Service backups(std::move(backup_target), registry->get(), keyring->get(), databases,
+                          stores.get(), c.data_dir, retention);
+
   http::Metrics metrics;
   std::atomic<bool> ready{false};
   api::Services services;
@@ -239,6 +260,7 @@ int Serve(const config::GetEnv& getenv) {
   services.bans = &bans;
   services.proxies = &*proxies;
   services.security = &security;
+  services.backups = &backups;
   services.dummy_password_hash = *dummy_hash;
   Mailer mailer(services, c.security.smtp_url, c.security.smtp_from);
   services.mail_queued = [&mailer](const std::string& id) { mailer.Queued(id); };
@@ -261,6 +283,23 @@ int Serve(const config::GetEnv& getenv) {
         {"silo_banned_clients", static_cast<double>(bans.size())},
     };
   });
+  metrics.AddGaugeSource([&backups] {
+    backup::Stats b = backups.stats();
+    return std::vector<std::pair<std::string, double>>{
+        {"silo_backups_total", static_cast<double>(b.backups_ok)},
+        {"silo_backup_failures_total", static_cast<double>(b.backups_failed)},
+        {"silo_backup_last_success_timestamp_seconds",
+         static_cast<double>(b.last_success_us) / 1e6},
+        {"silo_backup_last_seconds", b.last_backup_seconds},
+        {"silo_backup_last_bytes", static_cast<double>(b.last_backup_bytes)},
+        {"silo_backups_pruned_total", static_cast<double>(b.pruned)},
+        {"silo_restores_total", static_cast<double>(b.restores_ok)},
+        {"silo_restore_failures_total", static_cast<double>(b.restores_failed)},
+        {"silo_restore_drills_total", static_cast<double>(b.drills_ok)},
+        {"silo_restore_drill_failures_total", static_cast<double>(b.drills_failed)},
+        {"silo_restore_drill_last_seconds", b.last_drill_seconds},
+    };
+  });
 
   auto public_port = public_server.Start();
   if (!public_port.ok()) return Refuse(public_port.status().message());
@@ -280,9 +319,12 @@ int Serve(const config::GetEnv& getenv) {
   log::Info("silo serving", {{"env", config::EnvironmentName(c.env)},
                              {"listen", "https://" + pub.ToString()},
                              {"operator_listen", "http://" + op.ToString()},
-                             {"tenants", static_cast<long long>(services.tenants->size())}});
+                             {"tenants", static_cast<long long>(services.tenants->size())},
+                             {"backup_target", backups.target_description()}});
 
-  RetentionJob retention(services, c.audit_retention_months);
+  RetentionJob audit_retention(services, c.audit_retention_months);
+  std::optional<BackupScheduler> backup_scheduler;
+  if (c.backups.schedule) backup_scheduler.emplace(backups, **registry, **security_log, c.backups);
 
   sigset_t set;
   sigemptyset(&set);
@@ -304,7 +346,8 @@ int Serve(const config::GetEnv& getenv) {
   }
   log::Info("shutting down: draining in-flight requests");
   ready = false;
-  retention.Stop();
+  audit_retention.Stop();
+  if (backup_scheduler) backup_scheduler->Stop();
   mailer.Stop();
   public_server.Stop();
   operator_server.Stop();

@@ -8,75 +8,23 @@
 #include <iostream>
 
 #include "app/app.h"
+#include "cli/backup_commands.h"
+#include "cli/commands.h"
 #include "cli/operator_client.h"
 
 namespace {
 
-using silo::cli::HttpAnswer;
+using silo::cli::Call;
+using silo::cli::kOk;
+using silo::cli::kRefused;
+using silo::cli::kUsage;
 using silo::cli::OperatorClient;
+using silo::cli::ProblemDetail;
+using silo::cli::SlugIsPathSafe;
+using silo::cli::Str;
 namespace json = boost::json;
 
-constexpr int kOk = 0;
-constexpr int kRefused = 1;
-constexpr int kUsage = 2;
-
 const char* Env(const char* name) { return std::getenv(name); }
-
-std::string ProblemDetail(const std::string& body) {
-  boost::system::error_code ec;
-  auto v = json::parse(body, ec);
-  if (!ec && v.is_object()) {
-    if (auto* d = v.as_object().if_contains("detail"); d && d->is_string()) {
-      return std::string(d->as_string());
-    }
-  }
-  return "unexpected answer";
-}
-
-// Calls the operator API; prints JSON (--json) or `human(answer)`.
-// `raw`, when given, receives the answer's body.
-int Call(bool as_json, const std::string& method, const std::string& path, const std::string& body,
-         const std::function<void(const json::value&)>& human, std::string* raw = nullptr) {
-  auto client = OperatorClient::FromEnvironment(Env);
-  if (!client.ok()) {
-    std::fprintf(stderr, "silo: %s\n", client.status().message().c_str());
-    return kRefused;
-  }
-  auto answer = client->Call(method, path, body);
-  if (!answer.ok()) {
-    std::fprintf(stderr, "silo: %s\n", answer.status().message().c_str());
-    return kRefused;
-  }
-  bool ok = answer->status >= 200 && answer->status < 300;
-  if (raw != nullptr) *raw = answer->body;
-  if (as_json) {
-    std::cout << answer->body << "\n";
-  } else if (ok) {
-    boost::system::error_code ec;
-    human(json::parse(answer->body, ec));
-  }
-  if (!ok) {
-    if (!as_json) {
-      std::fprintf(stderr, "silo: refused (%ld): %s\n", answer->status,
-                   ProblemDetail(answer->body).c_str());
-    }
-    return kRefused;
-  }
-  return kOk;
-}
-
-// Slugs go into URL paths: anything outside [a-z0-9-] could change the path
-// or query the request means, so it is a usage error before any request.
-bool SlugIsPathSafe(const std::string& s) {
-  return !s.empty() &&
-         s.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") == std::string::npos;
-}
-
-std::string Str(const json::value& v, const char* key) {
-  if (!v.is_object()) return "";
-  auto* f = v.as_object().if_contains(key);
-  return f && f->is_string() ? std::string(f->as_string()) : "";
-}
 
 void PrintTenant(const json::value& t) {
   std::printf("%-24s %-10s %s  %s\n", Str(t, "slug").c_str(), Str(t, "state").c_str(),
@@ -293,6 +241,8 @@ int main(int argc, char** argv) {
       code = kRefused;
     }
   });
+
+  silo::cli::AddBackupCommands(app, as_json, code);
 
   try {
     app.parse(argc, argv);

@@ -53,7 +53,7 @@ Result<OperatorClient> OperatorClient::FromEnvironment(const config::GetEnv& get
 }
 
 Result<HttpAnswer> OperatorClient::Call(const std::string& method, const std::string& path,
-                                        const std::string& json_body) const {
+                                        const std::string& json_body, long timeout_seconds) const {
   CURL* curl = curl_easy_init();
   if (curl == nullptr) return Internal("libcurl init failed");
   std::string url = "http://" + address_ + path;
@@ -68,7 +68,7 @@ Result<HttpAnswer> OperatorClient::Call(const std::string& method, const std::st
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, Collect);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &answer.body);
   curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");  // never send the token through a proxy
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT, 60L);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT, timeout_seconds);
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 5L);
   if (method == "POST" || !json_body.empty()) {
     curl_easy_setopt(curl, CURLOPT_POSTFIELDS, json_body.c_str());

@@ -23,8 +23,9 @@ class OperatorClient {
  public:
   static Result<OperatorClient> FromEnvironment(const config::GetEnv& getenv);
   // Unavailable when the server cannot be reached.
+  // `timeout_seconds` bounds the whole exchange (backups of large tenants take minutes).
   Result<HttpAnswer> Call(const std::string& method, const std::string& path,
-                          const std::string& json_body = "") const;
+                          const std::string& json_body = "", long timeout_seconds = 60) const;
   const std::string& address() const { return address_; }
 
  private:

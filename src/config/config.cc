@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
 
 #include "base/file_util.h"
 #include "crypto/crypto.h"
@@ -214,6 +215,62 @@ LoadResult Load(const GetEnv& getenv) {
   ReadNumber<int>(getenv, "SILO_AUDIT_RETENTION_MONTHS", 1, 1200, &c.audit_retention_months,
                   &problems);
 
+  Backups& b = c.backups;
+  b.target = Get(getenv, "SILO_BACKUP_TARGET");
+  if (b.target.empty()) b.target = c.data_dir + "/backups";
+  b.s3_region = Get(getenv, "SILO_S3_REGION").empty() ? b.s3_region : Get(getenv, "SILO_S3_REGION");
+  b.s3_endpoint = Get(getenv, "SILO_S3_ENDPOINT");
+  if (b.s3_endpoint.empty()) b.s3_endpoint = "https://s3." + b.s3_region + ".amazonaws.com";
+  b.s3_access_key_id = Get(getenv, "SILO_S3_ACCESS_KEY_ID");
+  b.s3_secret_access_key = Get(getenv, "SILO_S3_SECRET_ACCESS_KEY");
+  if (b.target.rfind("s3://", 0) == 0) {
+    if (b.s3_access_key_id.empty() || b.s3_secret_access_key.empty()) {
+      problems.push_back(
+          "SILO_BACKUP_TARGET=s3://… needs SILO_S3_ACCESS_KEY_ID and SILO_S3_SECRET_ACCESS_KEY");
+    }
+    if (b.s3_endpoint.rfind("https://", 0) != 0 && b.s3_endpoint.rfind("http://", 0) != 0) {
+      problems.push_back("SILO_S3_ENDPOINT must start with https:// or http://");
+    }
+  } else if (b.target.empty() || b.target.front() != '/') {
+    if (b.target.find("://") != std::string::npos) {
+      problems.push_back("SILO_BACKUP_TARGET must be a directory or s3://bucket/prefix");
+    }
+  }
+  if (std::string v = Get(getenv, "SILO_BACKUP_SCHEDULE"); !v.empty()) {
+    if (v == "on" || v == "off") {
+      b.schedule = v == "on";
+    } else {
+      problems.push_back("SILO_BACKUP_SCHEDULE must be on or off");
+    }
+  }
+  if (std::string v = Get(getenv, "SILO_BACKUP_TIME"); !v.empty()) {
+    int h = -1, m = -1, sec = 0;
+    char tail = 0;
+    int n = std::sscanf(v.c_str(), "%2d:%2d:%2d%c", &h, &m, &sec, &tail);
+    if ((n == 2 || n == 3) && h >= 0 && h < 24 && m >= 0 && m < 60 && sec >= 0 && sec < 60) {
+      b.daily_at_seconds = h * 3600 + m * 60 + sec;
+    } else {
+      problems.push_back("SILO_BACKUP_TIME must be HH:MM or HH:MM:SS (UTC)");
+    }
+  }
+  if (std::string v = Get(getenv, "SILO_BACKUP_WEEKLY_DAY"); !v.empty()) {
+    static const char* kDays[] = {"sunday",   "monday", "tuesday", "wednesday",
+                                  "thursday", "friday", "saturday"};
+    int found = -1;
+    for (int i = 0; i < 7; ++i) {
+      if (v == kDays[i]) found = i;
+    }
+    if (found < 0) {
+      problems.push_back("SILO_BACKUP_WEEKLY_DAY must be a weekday in English, lower case");
+    } else {
+      b.weekly_day = found;
+    }
+  }
+  ReadNumber<int>(getenv, "SILO_BACKUP_DAILY_DAYS", 1, 3650, &b.daily_days, &problems);
+  ReadNumber<int>(getenv, "SILO_BACKUP_WEEKLY_DAYS", 1, 3650, &b.weekly_days, &problems);
+  ReadNumber<int>(getenv, "SILO_BACKUP_RETRIES", 0, 10, &b.retries, &problems);
+  ReadNumber<int>(getenv, "SILO_BACKUP_RETRY_SECONDS", 1, 86400, &b.retry_seconds, &problems);
+
   Security& sec = c.security;
   ReadNumber<int>(getenv, "SILO_SESSION_IDLE_MINUTES", 1, 24 * 60, &sec.session_idle_minutes,
                   &problems);
@@ -290,6 +347,9 @@ std::vector<std::string> ProductionProblems(const Config& c) {
   std::vector<std::string> problems;
   if (c.audit_retention_months < kMinAuditRetentionMonths) {
     problems.push_back("SILO_AUDIT_RETENTION_MONTHS must be at least 24 outside development");
+  }
+  if (c.backups.target.rfind("s3://", 0) == 0 && c.backups.s3_endpoint.rfind("https://", 0) != 0) {
+    problems.push_back("SILO_S3_ENDPOINT must be https:// outside development");
   }
   if (!c.master_key) {
     problems.push_back("SILO_MASTER_KEY or SILO_MASTER_KEY_FILE is required outside development");

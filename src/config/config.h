@@ -68,6 +68,24 @@ struct Security {
   std::string public_url;                    // SILO_PUBLIC_URL: base of links in mail (never Host)
 };
 
+// Backups (issue: backups). Times are UTC.
+struct Backups {
+  // SILO_BACKUP_TARGET: a directory (default <data>/backups) or
+  // s3://bucket/prefix, which needs the SILO_S3_* settings below.
+  std::string target;
+  std::string s3_endpoint;  // SILO_S3_ENDPOINT (default https://s3.<region>.amazonaws.com)
+  std::string s3_region = "us-east-1";  // SILO_S3_REGION
+  std::string s3_access_key_id;         // SILO_S3_ACCESS_KEY_ID
+  std::string s3_secret_access_key;     // SILO_S3_SECRET_ACCESS_KEY; secret, never logged
+  bool schedule = true;                 // SILO_BACKUP_SCHEDULE: "on" or "off"
+  int daily_at_seconds = 2 * 3600;      // SILO_BACKUP_TIME: "HH:MM" or "HH:MM:SS"
+  int weekly_day = 0;       // SILO_BACKUP_WEEKLY_DAY: sunday … saturday (weekly keep + drill)
+  int daily_days = 30;      // SILO_BACKUP_DAILY_DAYS: keep every backup this long
+  int weekly_days = 90;     // SILO_BACKUP_WEEKLY_DAYS: keep one a week this long
+  int retries = 3;          // SILO_BACKUP_RETRIES: after a failed scheduled backup
+  int retry_seconds = 300;  // SILO_BACKUP_RETRY_SECONDS: first delay, doubled each time
+};
+
 struct Config {
   Environment env = Environment::kDevelopment;  // SILO_ENV
   std::string data_dir = "./silo-data";         // SILO_DATA_DIR
@@ -90,6 +108,7 @@ struct Config {
   int audit_retention_months = 24;
   Limits limits;
   Security security;
+  Backups backups;
 };
 
 using GetEnv = std::function<const char*(const char*)>;

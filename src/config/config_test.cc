@@ -64,6 +64,44 @@ TEST(ConfigTest, ParsesEveryVariable) {
   EXPECT_EQ(r.config.master_key->data()[31], 31);
 }
 
+TEST(ConfigTest, Backups) {
+  auto d = Load(From({{"SILO_DATA_DIR", "/srv/silo"}}));
+  EXPECT_TRUE(d.problems.empty());
+  EXPECT_EQ(d.config.backups.target, "/srv/silo/backups");
+  EXPECT_EQ(d.config.backups.daily_at_seconds, 2 * 3600);
+  EXPECT_EQ(d.config.backups.daily_days, 30);
+  EXPECT_EQ(d.config.backups.weekly_days, 90);
+  auto s3 = Load(From({{"SILO_BACKUP_TARGET", "s3://bk/silo"},
+                       {"SILO_S3_REGION", "eu-central-1"},
+                       {"SILO_S3_ACCESS_KEY_ID", "AK"},
+                       {"SILO_S3_SECRET_ACCESS_KEY", "SK"},
+                       {"SILO_BACKUP_TIME", "03:15:30"},
+                       {"SILO_BACKUP_WEEKLY_DAY", "wednesday"},
+                       {"SILO_BACKUP_SCHEDULE", "off"}}));
+  EXPECT_TRUE(s3.problems.empty());
+  EXPECT_EQ(s3.config.backups.s3_endpoint, "https://s3.eu-central-1.amazonaws.com");
+  EXPECT_EQ(s3.config.backups.daily_at_seconds, 3 * 3600 + 15 * 60 + 30);
+  EXPECT_EQ(s3.config.backups.weekly_day, 3);
+  EXPECT_FALSE(s3.config.backups.schedule);
+  auto bad = Load(From({{"SILO_BACKUP_TARGET", "s3://bk/x"},
+                        {"SILO_BACKUP_TIME", "25:00"},
+                        {"SILO_BACKUP_WEEKLY_DAY", "Someday"},
+                        {"SILO_BACKUP_SCHEDULE", "maybe"},
+                        {"SILO_BACKUP_DAILY_DAYS", "0"}}));
+  EXPECT_EQ(bad.problems.size(), 5u);
+  for (const auto& p : bad.problems) EXPECT_EQ(p.find("SK"), std::string::npos);
+  // Outside development an S3 endpoint must be https.
+  auto prod = Load(From({{"SILO_ENV", "production"},
+                         {"SILO_BACKUP_TARGET", "s3://bk/x"},
+                         {"SILO_S3_ENDPOINT", "http://10.0.0.5:9000"},
+                         {"SILO_S3_ACCESS_KEY_ID", "AK"},
+                         {"SILO_S3_SECRET_ACCESS_KEY", "SK"}}));
+  bool https_problem = false;
+  for (const auto& p : prod.problems)
+    https_problem |= p.find("must be https://") != std::string::npos;
+  EXPECT_TRUE(https_problem);
+}
+
 TEST(ConfigTest, BadValuesAreAllReported) {
   auto r = Load(From({{"SILO_ENV", "prod"},
                       {"SILO_LISTEN", "localhost:8443"},

@@ -58,7 +58,8 @@ std::string Metrics::Render() const {
   }
   for (const auto& source : gauges_) {
     for (const auto& [name, value] : source()) {
-      std::snprintf(buf, sizeof buf, "# TYPE %s gauge\n%s %g\n", name.c_str(), name.c_str(), value);
+      std::snprintf(buf, sizeof buf, "# TYPE %s gauge\n%s %.15g\n", name.c_str(), name.c_str(),
+                    value);
       out += buf;
     }
   }
