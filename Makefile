@@ -5,7 +5,7 @@ PRESET ?= release
 BUILD_DIR := $(if $(filter release,$(PRESET)),build,build-$(PRESET))
 PYTHON := /usr/bin/python3
 
-.PHONY: bootstrap build run test unit e2e bench bench-storage bench-api bench-login format check-asan fuzz clean
+.PHONY: bootstrap build run test unit e2e bench bench-storage bench-api bench-login bench-backup format check-asan fuzz clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -31,6 +31,11 @@ bench: build
 # Plain unix VFS against the cipher VFS, interleaved; RUNS runs (default 5).
 bench-api: build
 	bash bench/api_bench.sh $(BUILD_DIR)
+
+# One tenant of BENCH_MIB (default 1024) MiB: backup and restore MB/s against cp, drill RTO.
+BENCH_MIB ?= 1024
+bench-backup: build
+	./$(BUILD_DIR)/backup_bench --mib $(BENCH_MIB) --runs 5
 
 bench-login: build
 	bash bench/login_bench.sh $(BUILD_DIR)
