@@ -54,6 +54,9 @@ fuzz: bootstrap
 	mkdir -p build-fuzz/corpus/page_open
 	./build-fuzz/page_open_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4097 \
 	    build-fuzz/corpus/page_open tests/fuzz/corpus/page_open
+	mkdir -p build-fuzz/corpus/backup_archive
+	./build-fuzz/backup_archive_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	    build-fuzz/corpus/backup_archive tests/fuzz/corpus/backup_archive
 
 format:
 	clang-format -i $$(git ls-files 'src/*.cc' 'src/*.h')
