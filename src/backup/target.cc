@@ -1,7 +1,5 @@
 #include "backup/target.h"
 
-#include <dirent.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,7 +9,6 @@
 #include <functional>
 
 #include "base/file_util.h"
-#include "crypto/crypto.h"
 
 namespace silo::backup {
 namespace {
@@ -34,29 +31,13 @@ class DirectoryTarget : public Target {
     if (!SafeName(name)) return InvalidArgument("bad object name");
     std::string path = dir_ + "/" + name;
     std::string parent = fs::path(path).parent_path().string();
-    if (Status s = MakeDirs(parent, 0700); !s.ok()) return s;
-    std::string tmp = path + ".tmp-" + crypto::HexEncode(crypto::RandomBytes(4));
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) return Unavailable("cannot write " + tmp + ": " + std::strerror(errno));
-    size_t off = 0;
-    while (off < bytes.size()) {
-      ssize_t n = ::write(fd, bytes.data() + off, bytes.size() - off);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        int e = errno;
-        ::close(fd);
-        ::unlink(tmp.c_str());
-        return Unavailable("cannot write " + tmp + ": " + std::strerror(e));
-      }
-      off += static_cast<size_t>(n);
+    if (Status s = MakeDirs(parent, 0700); !s.ok()) {
+      return Unavailable("cannot store " + path + ": " + s.message());
     }
-    bool synced = ::fsync(fd) == 0;
-    ::close(fd);
-    if (!synced || ::rename(tmp.c_str(), path.c_str()) != 0) {
-      ::unlink(tmp.c_str());
-      return Unavailable("cannot store " + path);
+    if (Status s = WriteFileAtomic(path, bytes, 0600); !s.ok()) {
+      return Unavailable("cannot store " + path + ": " + s.message());
     }
-    return SyncDir(parent);
+    return Status::Ok();
   }
 
   Result<std::string> Get(const std::string& name) override {
@@ -74,7 +55,7 @@ class DirectoryTarget : public Target {
          it.increment(ec)) {
       if (!it->is_regular_file()) continue;
       std::string name = fs::relative(it->path(), dir_).string();
-      if (name.find(".tmp-") != std::string::npos) continue;  // a Put in progress
+      if (name.find(".tmp.") != std::string::npos) continue;  // a Put in progress
       if (name.rfind(prefix, 0) == 0) names.push_back(name);
     }
     if (ec) return Unavailable("cannot list " + dir_ + ": " + ec.message());

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <string_view>
 
 #include "base/status.h"
 
@@ -15,7 +16,7 @@ namespace silo {
 Result<std::string> ReadFile(const std::string& path);
 
 // Replaces `path` atomically with `contents`, created with `mode`.
-Status WriteFileAtomic(const std::string& path, const std::string& contents, mode_t mode = 0600);
+Status WriteFileAtomic(const std::string& path, std::string_view contents, mode_t mode = 0600);
 
 // Creates `path` and missing parents with `mode` (existing directories keep
 // their mode).

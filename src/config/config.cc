@@ -218,7 +218,7 @@ LoadResult Load(const GetEnv& getenv) {
   Backups& b = c.backups;
   b.target = Get(getenv, "SILO_BACKUP_TARGET");
   if (b.target.empty()) b.target = c.data_dir + "/backups";
-  b.s3_region = Get(getenv, "SILO_S3_REGION").empty() ? b.s3_region : Get(getenv, "SILO_S3_REGION");
+  if (std::string r = Get(getenv, "SILO_S3_REGION"); !r.empty()) b.s3_region = r;
   b.s3_endpoint = Get(getenv, "SILO_S3_ENDPOINT");
   if (b.s3_endpoint.empty()) b.s3_endpoint = "https://s3." + b.s3_region + ".amazonaws.com";
   b.s3_access_key_id = Get(getenv, "SILO_S3_ACCESS_KEY_ID");
@@ -231,10 +231,8 @@ LoadResult Load(const GetEnv& getenv) {
     if (b.s3_endpoint.rfind("https://", 0) != 0 && b.s3_endpoint.rfind("http://", 0) != 0) {
       problems.push_back("SILO_S3_ENDPOINT must start with https:// or http://");
     }
-  } else if (b.target.empty() || b.target.front() != '/') {
-    if (b.target.find("://") != std::string::npos) {
-      problems.push_back("SILO_BACKUP_TARGET must be a directory or s3://bucket/prefix");
-    }
+  } else if (b.target.find("://") != std::string::npos) {
+    problems.push_back("SILO_BACKUP_TARGET must be a directory or s3://bucket/prefix");
   }
   if (std::string v = Get(getenv, "SILO_BACKUP_SCHEDULE"); !v.empty()) {
     if (v == "on" || v == "off") {

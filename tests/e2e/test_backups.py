@@ -163,8 +163,15 @@ def test_tampered_truncated_wrong_key_and_wrong_tenant_backups_are_refused(make_
         thief.stop()
     finally:
         subprocess.run(["rm", "-rf", elsewhere])
-    # Bad ids never reach the server as paths.
+    # Bad ids never reach the server as paths; the server refuses them itself too.
     assert silo.cli("backup", "verify", "../../etc/passwd").returncode == 2
+    h = {"Authorization": "Bearer " + silo.operator_token()}
+    for bad in ("..%2F..%2F..%2Fetc%2Fpasswd", a["id"][:-4] + "zzzz",
+                g["id"][:32] + "%2F..%2F" + a["id"]):
+        r = requests.post(silo.operator_url + "/v1/backups/%s/restore" % bad, headers=h,
+                          json={"as": "escaped"}, timeout=10)
+        assert r.status_code == 422 and "not a backup id" in r.text, (bad, r.status_code, r.text)
+    assert "escaped" not in silo.cli("tenant", "list").stdout
     r = silo.cli("backup", "verify", a["id"][:-1] + "0")
     assert r.returncode == 1
 
