@@ -2,13 +2,13 @@
 // drill, prune. Each action is written to the platform security log; the
 // backup service writes the tenant's audit entries.
 #include <boost/json.hpp>
-#include <boost/url/parse_query.hpp>
 
 #include "api/handlers.h"
 #include "backup/service.h"
 #include "base/log.h"
 #include "base/time_util.h"
 #include "platform/security_log.h"
+#include "records/query.h"
 #include "tenant/registry.h"
 
 namespace silo::api {
@@ -71,15 +71,14 @@ http::Response RunBackup(Services& s, RequestContext& ctx) {
 
 http::Response ListBackups(Services& s, RequestContext& ctx) {
   std::optional<std::string> tenant_id;
-  if (!ctx.request.query.empty()) {
-    auto parsed = boost::urls::parse_query(ctx.request.query);
-    if (!parsed) return http::Problem(400, "malformed query string", ctx.request.request_id);
-    for (auto p : *parsed) {
-      if (p.key != "tenant") {
-        return http::Problem(400, "unknown parameter " + std::string(p.key),
-                             ctx.request.request_id);
+  {
+    auto parsed = records::ParseQueryString(ctx.request.query);
+    if (!parsed.ok()) return http::Problem(400, "malformed query string", ctx.request.request_id);
+    for (const auto& [key, value] : *parsed) {
+      if (key != "tenant") {
+        return http::Problem(400, "unknown parameter " + key, ctx.request.request_id);
       }
-      auto t = FindTenant(s, std::string(p.value));
+      auto t = FindTenant(s, value);
       if (!t) return http::Problem(404, "no such tenant", ctx.request.request_id);
       tenant_id = t->id;
     }

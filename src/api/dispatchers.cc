@@ -308,6 +308,9 @@ TenantTarget ResolveTenant(const std::string& base_domain, std::string_view host
   if (!base_domain.empty() && !host.empty()) {
     std::string h = Lower(host);
     if (h.front() != '[') h = h.substr(0, h.find(':'));  // drop the port
+    // "acme.example.com." names the same host as "acme.example.com"; left
+    // unstripped it would match no tenant and let the path choose silently.
+    if (!h.empty() && h.back() == '.') h.pop_back();
     std::string suffix = "." + base_domain;
     if (h.size() > suffix.size() &&
         h.compare(h.size() - suffix.size(), suffix.size(), suffix) == 0) {
@@ -373,6 +376,11 @@ http::Response PublicDispatcher::Handle(const http::Request& req) {
     RequestContext ctx{req, pm.params, nullptr, client};
     return RunRoute(pm, ctx, pm.route ? pm.route->pattern : "unmatched", false);
   }
+  // RFC 9112 3.2: a request with more than one Host is refused, never
+  // resolved from whichever comes first.
+  int hosts = 0;
+  for (const auto& [name, value] : req.headers) hosts += name == "host";
+  if (hosts > 1) return http::Problem(400, "more than one Host header", req.request_id);
   auto host = req.Header("host");
   TenantTarget t = ResolveTenant(base_domain_, host.value_or(""), req.path);
   if (t.kind == TenantTarget::Kind::kMismatch) {

@@ -35,6 +35,14 @@ TEST(ResolveTenantTest, PathAndHostForms) {
 TEST(ResolveTenantTest, DisagreementIsNeverSilent) {
   EXPECT_EQ(ResolveTenant("example.com", "acme.example.com", "/t/beta/api/").kind, Kind::kMismatch);
   EXPECT_EQ(ResolveTenant("example.com", "acme.example.com", "/t/acme/api/").kind, Kind::kTenant);
+  // The fully qualified form (trailing dot) is the same host, not no host.
+  EXPECT_EQ(ResolveTenant("example.com", "acme.example.com.", "/t/beta/api/").kind,
+            Kind::kMismatch);
+  EXPECT_EQ(ResolveTenant("example.com", "ACME.example.com.:443", "/t/beta/api/").kind,
+            Kind::kMismatch);
+  auto t = ResolveTenant("example.com", "acme.example.com.", "/api/");
+  EXPECT_EQ(t.kind, Kind::kTenant);
+  EXPECT_EQ(t.slug, "acme");
 }
 
 class DispatcherTest : public ::testing::Test {
@@ -137,6 +145,16 @@ TEST_F(DispatcherTest, TenantRootAndUnknownOrSuspendedLookTheSame) {
   auto mismatch = d.Handle(Req("GET", "/t/acme/api/", "sleepy.example.com"));
   EXPECT_EQ(mismatch.status, 400);
   EXPECT_EQ(d.Handle(Req("POST", "/t/acme/api/")).status, 405);
+  // Two Host headers are refused whichever order they come in: the first
+  // alone would otherwise choose the tenant.
+  for (auto hosts : {std::pair{"acme.example.com", "sleepy.example.com"},
+                     std::pair{"sleepy.example.com", "acme.example.com"}}) {
+    auto twice = Req("GET", "/api/", hosts.first);
+    twice.headers.emplace_back("host", hosts.second);
+    auto r = d.Handle(twice);
+    EXPECT_EQ(r.status, 400);
+    EXPECT_NE(r.body.find("more than one Host header"), std::string::npos);
+  }
 }
 
 TEST_F(DispatcherTest, OperatorRoutesAreNotOnThePublicListener) {

@@ -3,11 +3,11 @@
 // already bound to the request's tenant) does the work.
 #include <algorithm>
 #include <boost/json.hpp>
-#include <boost/url/parse_query.hpp>
 #include <charconv>
 
 #include "api/handlers.h"
 #include "base/time_util.h"
+#include "records/query.h"
 #include "records/tenant_store.h"
 
 namespace silo::api {
@@ -23,14 +23,7 @@ records::WriteContext Writer(const RequestContext& ctx) {
 }
 
 Result<Params> QueryParams(const http::Request& req) {
-  Params out;
-  if (req.query.empty()) return out;
-  auto parsed = boost::urls::parse_query(req.query);
-  if (!parsed) return InvalidArgument("malformed query string");
-  for (auto p : *parsed) {
-    out.emplace_back(p.key, p.value);
-  }
-  return out;
+  return records::ParseQueryString(req.query);
 }
 
 // The one value of `key`, if given. InvalidArgument when given twice.

@@ -2,12 +2,12 @@
 // projections, export the records, verify the chains. Each is written to the
 // platform security log and to the tenant's audit log.
 #include <boost/json.hpp>
-#include <boost/url/parse_query.hpp>
 
 #include "api/handlers.h"
 #include "base/log.h"
 #include "base/time_util.h"
 #include "platform/security_log.h"
+#include "records/query.h"
 #include "records/tenant_store.h"
 
 namespace silo::api {
@@ -54,7 +54,10 @@ json::object ChainJson(const std::string& slug, const records::ChainReport& r) {
       r.events_first_broken ? json::value(*r.events_first_broken) : json::value(nullptr);
   o["audit_first_broken"] =
       r.audit_first_broken ? json::value(*r.audit_first_broken) : json::value(nullptr);
-  if (!r.ok()) o["reason"] = r.reason;
+  o["integrity"] = r.integrity;
+  if (!r.ok())
+    o["reason"] =
+        r.events_first_broken || r.audit_first_broken ? r.reason : "integrity_check failed";
   return o;
 }
 
@@ -135,11 +138,11 @@ http::Response RebuildTenant(Services& s, RequestContext& ctx) {
 http::Response ExportTenant(Services& s, RequestContext& ctx) {
   const auto& req = ctx.request;
   std::optional<int64_t> at;
-  if (!req.query.empty()) {
-    auto parsed = boost::urls::parse_query(req.query);
-    if (!parsed) return http::Problem(400, "malformed query string", req.request_id);
-    for (auto p : *parsed) {
-      auto us = p.key == "at" ? ParseRfc3339(p.value) : Result<int64_t>(InvalidArgument(""));
+  {
+    auto parsed = records::ParseQueryString(req.query);
+    if (!parsed.ok()) return http::Problem(400, "malformed query string", req.request_id);
+    for (const auto& [key, value] : *parsed) {
+      auto us = key == "at" ? ParseRfc3339(value) : Result<int64_t>(InvalidArgument(""));
       if (!us.ok()) return http::Problem(422, "only at=<RFC 3339> is accepted", req.request_id);
       at = *us;
     }

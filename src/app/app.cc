@@ -18,6 +18,7 @@
 #include "app/data_dir_lock.h"
 #include "app/dev_secrets.h"
 #include "app/mailer.h"
+#include "app/tenant_schema.h"
 #include "auth/identity.h"
 #include "auth/password.h"
 #include "backup/service.h"
@@ -63,17 +64,6 @@ http::ServerOptions OptionsFor(const config::Config& c, const std::string& name,
   o.slow_threads = c.security.password_threads;
   o.slow_queue = c.security.password_queue;
   return o;
-}
-
-// The tenant schema: the records module's migrations, then identity's.
-std::span<const storage::Migration> TenantSchema() {
-  static const std::vector<storage::Migration>* all = [] {
-    auto* v = new std::vector<storage::Migration>;
-    for (const auto& m : records::TenantMigrations()) v->push_back(m);
-    for (const auto& m : auth::IdentityMigrations()) v->push_back(m);
-    return v;
-  }();
-  return *all;
 }
 
 // Audit retention: an hour after start and then daily, drops the bodies of

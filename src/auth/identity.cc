@@ -1155,7 +1155,10 @@ Status Identity::RequestReset(
           !i.ok()) {
         return i;
       }
-      auto [subject, body] = compose(token);
+      // Not a structured binding: clang 14 cannot capture one in a lambda.
+      const auto mail = compose(token);
+      const auto& subject = mail.first;
+      const auto& body = mail.second;
       if (Status i = ExecBound(db,
                                "INSERT INTO outbox (recipient, subject, body, created_at_us,"
                                " next_attempt_us) VALUES (?, ?, ?, ?, ?)",

@@ -201,7 +201,8 @@ int main(int argc, char** argv) {
   audit->fallthrough();
   std::string verify_slug;
   auto* verify = audit->add_subcommand(
-      "verify", "recompute every chain (one tenant or all); name the first broken entry");
+      "verify",
+      "recompute every chain and run integrity_check (one tenant or all); name what is broken");
   verify->add_option("slug", verify_slug, "the tenant (default: every tenant)");
   verify->callback([&] {
     if (!verify_slug.empty() && !SlugIsPathSafe(verify_slug)) {
@@ -218,9 +219,15 @@ int main(int argc, char** argv) {
           for (const auto& t : v.at("tenants").as_array()) {
             const auto& o = t.as_object();
             if (o.at("ok").as_bool()) {
-              std::printf("%s: ok (%lld events, %lld audit entries)\n", Str(t, "tenant").c_str(),
+              std::printf("%s: ok (%lld events, %lld audit entries, integrity_check ok)\n",
+                          Str(t, "tenant").c_str(),
                           static_cast<long long>(o.at("events_checked").as_int64()),
                           static_cast<long long>(o.at("audit_checked").as_int64()));
+              continue;
+            }
+            if (o.at("events_first_broken").is_null() && o.at("audit_first_broken").is_null()) {
+              std::printf("%s: BROKEN database: %s\n", Str(t, "tenant").c_str(),
+                          Str(t, "integrity").c_str());
               continue;
             }
             bool events = !o.at("events_first_broken").is_null();

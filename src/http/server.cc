@@ -21,6 +21,7 @@
 
 #include "base/log.h"
 #include "http/metrics.h"
+#include "http/to_request.h"
 
 namespace silo::http {
 namespace {
@@ -375,26 +376,6 @@ class Server::Impl {
   std::uint64_t dispatcher_max_body() const {
     // The parser's ceiling before the route is known; routes only lower it.
     return std::numeric_limits<std::uint32_t>::max();
-  }
-
-  static Request ToRequest(bhttp::request<bhttp::string_body>& msg, const std::string& client_ip,
-                           const std::string& request_id) {
-    Request req;
-    req.method = std::string(msg.method_string());
-    req.target = std::string(msg.target());
-    size_t q = req.target.find('?');
-    req.path = req.target.substr(0, q);
-    if (q != std::string::npos) req.query = req.target.substr(q + 1);
-    for (const auto& field : msg) {
-      std::string name(field.name_string());
-      std::transform(name.begin(), name.end(), name.begin(),
-                     [](unsigned char c) { return std::tolower(c); });
-      req.headers.emplace_back(std::move(name), std::string(field.value()));
-    }
-    req.body = std::move(msg.body());
-    req.client_ip = client_ip;
-    req.request_id = request_id;
-    return req;
   }
 
   awaitable<Response> Dispatch(Request req) {

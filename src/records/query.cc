@@ -1,6 +1,7 @@
 #include "records/query.h"
 
 #include <boost/json.hpp>
+#include <boost/url/parse_query.hpp>
 #include <charconv>
 
 #include "base/time_util.h"
@@ -102,6 +103,17 @@ Result<Cursor> DecodeCursor(std::string_view text) {
   Cursor c{sv, std::string(v.as_array()[1].as_string())};
   if (!ValidRecordId(c.id)) return bad();
   return c;
+}
+
+Result<QueryParams> ParseQueryString(std::string_view query) {
+  QueryParams out;
+  if (query.empty()) return out;
+  auto parsed = boost::urls::parse_query(query);
+  if (!parsed) return InvalidArgument("malformed query string");
+  // Percent-escapes decoded; '+' stays '+' (RFC 3986, not form encoding), so
+  // "at=2026-01-01T00:00:00+01:00" means what it says.
+  for (auto p : *parsed) out.emplace_back(p.key.decode(), p.value.decode());
+  return out;
 }
 
 Result<ListQuery> ParseListQuery(const CollectionSchema& schema,

@@ -53,6 +53,15 @@ struct ListQuery {
 
 inline constexpr int kMaxPageSize = 200;
 
+using QueryParams = std::vector<std::pair<std::string, std::string>>;
+
+// A query string (after '?', not decoded) as its parameters, in order, with
+// percent-escapes decoded ('+' is not a space). InvalidArgument when it is not a valid query. The
+// empty string has no parameters and never reaches Boost.URL: its 1.81 parse_query measures an
+// empty view with strlen, reading past the end of a view that is not NUL-terminated (found by
+// list_query_fuzz).
+Result<QueryParams> ParseQueryString(std::string_view query);
+
 // `params` are the decoded query parameters in order. InvalidArgument for an
 // unknown parameter or field, a malformed filter or value, a bad cursor.
 Result<ListQuery> ParseListQuery(const CollectionSchema& schema,

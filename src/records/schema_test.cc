@@ -128,6 +128,28 @@ std::vector<std::pair<std::string, std::string>> P(
   return l;
 }
 
+// Regression (list_query_fuzz): an empty view that is not NUL-terminated made
+// Boost.URL 1.81's parse_query read past its end.
+TEST(Query, QueryStringsDecodeAndAnEmptyViewIsReadNoFurther) {
+  const std::string text = "limit=5&filter=title%3Aeq%3Aa%20b&x";
+  auto all = ParseQueryString(text);
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(*all, P({{"limit", "5"}, {"filter", "title:eq:a b"}, {"x", ""}}));
+  // An empty view into the middle of other text: nothing, not "filter=...".
+  auto none = ParseQueryString(std::string_view(text).substr(8, 0));
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+  // A view of a prefix stops at its end, not at the string's.
+  auto prefix = ParseQueryString(std::string_view(text).substr(0, 7));
+  ASSERT_TRUE(prefix.ok());
+  EXPECT_EQ(*prefix, P({{"limit", "5"}}));
+  EXPECT_FALSE(ParseQueryString("a=%zz").ok());
+  auto plus = ParseQueryString("at=2026-01-01T00:00:00+01:00&b=2026-01-01T00:00:00%2B01:00");
+  ASSERT_TRUE(plus.ok());
+  EXPECT_EQ((*plus)[0].second, "2026-01-01T00:00:00+01:00");
+  EXPECT_EQ((*plus)[1].second, "2026-01-01T00:00:00+01:00");
+}
+
 TEST(Query, ParsesFiltersSortAndLimit) {
   auto q = ParseListQuery(Tickets(), P({{"filter", "state:in:open,closed"},
                                         {"filter", "score:gte:2.5"},

@@ -683,7 +683,9 @@ class SqliteTenantStore : public TenantStore {
       if (Status b = db.Exec("BEGIN"); !b.ok()) return b;  // one snapshot for both logs
       auto ev = events::Verify(db, events::Log::kEvents);
       auto au = events::Verify(db, events::Log::kAudit);
+      auto integrity = db.IntegrityCheck();
       (void)db.Exec("COMMIT");
+      report.integrity = integrity.ok() ? *integrity : integrity.status().message();
       if (!ev.ok()) return ev.status();
       if (!au.ok()) return au.status();
       report.events_checked = ev->checked;

@@ -106,7 +106,10 @@ struct ChainReport {
   int64_t audit_checked = 0;
   std::optional<int64_t> audit_first_broken;
   std::string reason;  // of the first break found
-  bool ok() const { return !events_first_broken && !audit_first_broken; }
+  // PRAGMA integrity_check of the whole database, in the same snapshot:
+  // "ok", or what it found (every page is read, so also every page's tag).
+  std::string integrity = "ok";
+  bool ok() const { return !events_first_broken && !audit_first_broken && integrity == "ok"; }
 };
 
 struct RebuildReport {

@@ -1,6 +1,7 @@
 """Collections, records, history, time travel and the logs through the real
 binary over HTTPS, with API tokens issued by the operator."""
 import json
+import urllib.parse
 import time
 
 import requests
@@ -171,6 +172,18 @@ def test_listing_filters_sorts_and_pages(silo):
     assert seen == want
     r = api.call("GET", "/api/collections/tickets/records?filter=title:prefix:t1&limit=200")
     assert sorted(x["id"] for x in r.json()["items"]) == ["r01"] + ["r%02d" % i for i in range(10, 20)]
+    # Query values are percent-decoded ('+' is not a space): a value with a
+    # space, a colon, a '+' and a '&' in it, as a client library encodes it.
+    odd = "a b:c+d&e"
+    assert api.call("POST", "/api/collections/tickets/records",
+                    {"id": "odd", "title": odd}).status_code == 201
+    for q in ["title:eq:" + urllib.parse.quote(odd, safe=""),
+              "title%3Aeq%3A" + urllib.parse.quote(odd, safe=""),
+              "title:prefix:a%20b%3Ac%2B"]:
+        r = api.call("GET", "/api/collections/tickets/records?filter=" + q)
+        assert [x["id"] for x in r.json()["items"]] == ["odd"], (q, r.text)
+    r = api.call("GET", "/api/collections/tickets/records?filter=title:prefix:a+b")
+    assert r.json()["items"] == []
 
 
 BAD_INPUT = [

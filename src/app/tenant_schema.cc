@@ -1,0 +1,20 @@
+#include "app/tenant_schema.h"
+
+#include <vector>
+
+#include "auth/identity.h"
+#include "records/tenant_store.h"
+
+namespace silo::app {
+
+std::span<const storage::Migration> TenantSchema() {
+  static const std::vector<storage::Migration>* all = [] {
+    auto* v = new std::vector<storage::Migration>;
+    for (const auto& m : records::TenantMigrations()) v->push_back(m);
+    for (const auto& m : auth::IdentityMigrations()) v->push_back(m);
+    return v;
+  }();
+  return *all;
+}
+
+}  // namespace silo::app
