@@ -5,7 +5,7 @@ PRESET ?= release
 BUILD_DIR := $(if $(filter release,$(PRESET)),build,build-$(PRESET))
 PYTHON := /usr/bin/python3
 
-.PHONY: bootstrap build run test unit e2e bench bench-storage bench-api bench-login bench-backup format check-asan fuzz clean
+.PHONY: bootstrap build run test unit e2e bench bench-http bench-storage bench-api bench-login bench-backup format check-asan fuzz crash-test clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -25,7 +25,12 @@ e2e: build
 
 test: unit e2e
 
+# Every benchmark, one after another, then one table (figure, value, baseline
+# from the same run, ratio); bench/results/bench_<date>.{md,csv}. About 20 min.
 bench: build
+	$(PYTHON) bench/all.py $(BUILD_DIR)
+
+bench-http: build
 	bash bench/http_bench.sh $(BUILD_DIR)/silo
 
 # Plain unix VFS against the cipher VFS, interleaved; RUNS runs (default 5).
@@ -46,17 +51,27 @@ bench-storage: build
 check-asan:
 	$(MAKE) PRESET=asan test
 
-# libFuzzer targets with clang; FUZZ_SECONDS each (the seed corpus lives in tests/fuzz/corpus/<target>).
+# libFuzzer targets with clang, FUZZ_SECONDS each; <target>:<max input bytes>.
+# The committed seed corpus (tests/fuzz/corpus/<target>, where an input that
+# once crashed stays as a regression) runs first, then new inputs are kept in
+# build-fuzz/corpus/<target>.
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := page_open:4097 backup_archive:65536 http_request:16384 record_json:8192 \
+                list_query:4096
 fuzz: bootstrap
 	@cmake --preset fuzz >/dev/null
 	@cmake --build --preset fuzz -j $(JOBS)
-	mkdir -p build-fuzz/corpus/page_open
-	./build-fuzz/page_open_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4097 \
-	    build-fuzz/corpus/page_open tests/fuzz/corpus/page_open
-	mkdir -p build-fuzz/corpus/backup_archive
-	./build-fuzz/backup_archive_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
-	    build-fuzz/corpus/backup_archive tests/fuzz/corpus/backup_archive
+	@set -e; for t in $(FUZZ_TARGETS); do name=$${t%%:*}; len=$${t##*:}; \
+	  mkdir -p build-fuzz/corpus/$$name; \
+	  echo "== $${name}_fuzz: $(FUZZ_SECONDS) s"; \
+	  ./build-fuzz/$${name}_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=$$len \
+	      build-fuzz/corpus/$$name tests/fuzz/corpus/$$name; \
+	done
+
+# SIGKILL under a write load, CRASH_ROUNDS times; prints "N passed, N failed".
+CRASH_ROUNDS ?= 30
+crash-test: build
+	SILO_BIN=$(CURDIR)/$(BUILD_DIR)/silo $(PYTHON) tests/crash/crash_test.py $(CRASH_ROUNDS)
 
 format:
 	clang-format -i $$(git ls-files 'src/*.cc' 'src/*.h')

@@ -182,6 +182,11 @@ int main(int argc, char** argv) {
               restore_mbs / cp_mbs);
   std::printf("drill RTO (fetch, verify, decrypt, write, check): %.2f s\n", Median(drill_s));
   std::printf("peak RSS: %.0f MB\n", static_cast<double>(ru.ru_maxrss) / 1024.0);
+  std::printf(
+      "RESULT db_mb=%.1f cp_mbs=%.1f backup_mbs=%.1f restore_mbs=%.1f drill_s=%.2f "
+      "peak_rss_mb=%.0f\n",
+      db_mb, cp_mbs, backup_mbs, restore_mbs, Median(drill_s),
+      static_cast<double>(ru.ru_maxrss) / 1024.0);
   fs::remove_all(dir);
   return 0;
 }

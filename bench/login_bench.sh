@@ -123,3 +123,4 @@ printf '| B read p99 ms, %s clients flooding login, default limits | %s | %s |\n
 printf '| B flood answers/s (429) | %s | %s |\n' "$(m "${FLOOD_B[@]}")" "${FLOOD_B[*]}"
 echo "read p99 ratio under flood / idle: A (limits off) $(awk -v a="$(m "${LOADED[@]}")" -v b="$(m "${IDLE[@]}")" 'BEGIN{printf "%.2f", a/b}'), B (default limits) $(awk -v a="$(m "${LOADED_B[@]}")" -v b="$(m "${IDLE_B[@]}")" 'BEGIN{printf "%.2f", a/b}')"
 echo "A: 503 answers from the full password pool: $POOL_503"
+echo "RESULT login_per_s=$(m "${LOGIN_RPS[@]}") login_p99_ms=$(m "${LOGIN_P99[@]}") a_idle_p99_ms=$(m "${IDLE[@]}") a_flood_p99_ms=$(m "${LOADED[@]}") b_idle_p99_ms=$(m "${IDLE_B[@]}") b_flood_p99_ms=$(m "${LOADED_B[@]}")"

@@ -7,7 +7,8 @@
 // cipher and nothing else. `unix` with its default shared locking is shown
 // too, for reference (it pays file locks on every read transaction).
 // Prints a table and, last,
-//   RESULT write_ratio=<x> batch_ratio=<x> warm_read_ratio=<x> cold_read_ratio=<x> scan_ratio=<x>
+//   RESULT write_ratio=<x> write_plain_ms=<ms> write_cipher_ms=<ms> ... for write, batch,
+//          warm_read, cold_read and scan
 // where each ratio is cipher time / plain time.
 //
 // BENCH_DIR (default /tmp) holds the scratch databases, removed afterwards.
@@ -220,8 +221,9 @@ int main() {
     double p = Median(times[0][name]) * 1000, c = Median(times[1][name]) * 1000;
     double shared = Median(times[2][name]) * 1000;
     std::printf("%-40s %10.1f %10.1f %7.2f %12.1f\n", label.c_str(), p, c, c / p, shared);
-    char part[64];
-    std::snprintf(part, sizeof part, " %s_ratio=%.2f", name.c_str(), c / p);
+    char part[160];
+    std::snprintf(part, sizeof part, " %s_ratio=%.2f %s_plain_ms=%.1f %s_cipher_ms=%.1f",
+                  name.c_str(), c / p, name.c_str(), p, name.c_str(), c);
     result += part;
   }
   std::printf("runs=%d\n%s\n", runs, result.c_str());

@@ -111,8 +111,11 @@ class Silo:
         e = dict(self.env)
         if env:
             e.update(env)
-        return subprocess.run([SILO_BIN, *args], env=e, capture_output=True,
+        done = subprocess.run([SILO_BIN, *args], env=e, capture_output=True,
                               text=True, timeout=60, stdin=subprocess.DEVNULL)
+        report = sanitizer_report(done.stderr)
+        assert report is None, report
+        return done
 
     def tls_socket(self, timeout=10):
         return tls_connect(self.port, timeout)
@@ -127,6 +130,19 @@ class Silo:
             self.proc.kill()
             self.proc.wait()
             raise
+
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "WARNING: ThreadSanitizer")
+
+
+def sanitizer_report(text):
+    """The first sanitizer report in a process's output, or None."""
+    for marker in SANITIZER_MARKERS:
+        at = text.find(marker)
+        if at >= 0:
+            return text[max(0, at - 200):at + 2000]
+    return None
 
 
 @pytest.fixture
@@ -146,11 +162,23 @@ def make_silo(data_dir):
         return s.start(wait=wait)
 
     yield make
+    problems = []
     for s in started:
+        running = s.proc is not None and s.proc.poll() is None
         try:
-            s.stop()
-        except Exception:
-            pass
+            rc = s.stop()
+        except Exception as e:
+            problems.append("did not stop on SIGTERM: %s" % e)
+            continue
+        if running and rc != 0:
+            problems.append("exit status %s after SIGTERM" % rc)
+        report = sanitizer_report(s.output())
+        if report:
+            problems.append(report)
+    # Why: a sanitizer build (make check-asan) reports leaks and undefined
+    # behaviour in the server's output, often only at exit; a test that passed
+    # while the server reported one has not passed.
+    assert not problems, "\n".join(problems)
 
 
 @pytest.fixture

@@ -1,0 +1,118 @@
+"""make bench: runs every benchmark one after another (never two at once: the
+machine has two cores) and prints one Markdown table: each figure, its value,
+the baseline it is compared with (measured in the same run, on the same
+machine, minutes apart) and the ratio. Writes the table and the raw output of
+every benchmark to bench/results/bench_<date>.md and the rows to
+bench/results/bench_<date>.csv. Every value is a median of several runs (see
+each benchmark's header for how many).
+
+Usage: all.py <build dir>. The benchmarks' own knobs pass through the
+environment (RUNS, SECONDS_PER_RUN, EVENTS, TENANTS, FLOOD, BENCH_MIB)."""
+import csv
+import datetime
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def run(name, argv):
+    """Runs one benchmark; returns (its RESULT key/values, its output)."""
+    print("== %s: %s" % (name, " ".join(argv)), file=sys.stderr, flush=True)
+    t0 = time.time()
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=os.path.dirname(HERE))
+    if done.returncode != 0:
+        sys.exit("%s failed (exit %d):\n%s%s" % (name, done.returncode, done.stdout,
+                                                 done.stderr[-3000:]))
+    values = {}
+    for line in done.stdout.splitlines():
+        if line.startswith("RESULT"):
+            for kv in line.split()[1:]:
+                k, v = kv.split("=", 1)
+                values[k] = float(v)
+    print("   %.0f s" % (time.time() - t0), file=sys.stderr, flush=True)
+    return values, done.stdout
+
+
+def main():
+    build = sys.argv[1] if len(sys.argv) > 1 else "build"
+    mib = os.environ.get("BENCH_MIB", "1024")
+    outputs = {}
+    r = {}
+    for name, argv in [
+        ("storage", [os.path.join(build, "storage_bench")]),
+        ("http", ["bash", "bench/http_bench.sh", os.path.join(build, "silo")]),
+        ("api", ["bash", "bench/api_bench.sh", build]),
+        ("login", ["bash", "bench/login_bench.sh", build]),
+        ("backup", [os.path.join(build, "backup_bench"), "--mib", mib, "--runs", "5"]),
+    ]:
+        values, outputs[name] = run(name, argv)
+        r[name] = values
+
+    s, h, a, lg, b = r["storage"], r["http"], r["api"], r["login"], r["backup"]
+    rows = [
+        # figure, value, unit, baseline figure, baseline value
+        ("HTTPS /healthz, keep-alive", h["healthz_rps"], "req/s", "", None),
+        ("new TLS connections (full handshake each)", h["tls_conn_per_s"], "/s",
+         "/healthz keep-alive", h["healthz_rps"]),
+        ("server RSS after the load", h["load_rss_kb"] / 1024, "MiB",
+         "idle RSS", h["idle_rss_kb"] / 1024),
+        ("record read by id (API token)", a["read_rps"], "req/s", "/healthz", a["healthz_rps"]),
+        ("record list, 50 per page", a["list_rps"], "req/s", "/healthz", a["healthz_rps"]),
+        ("record create", a["create_rps"], "req/s", "/healthz", a["healthz_rps"]),
+        ("record update", a["update_rps"], "req/s", "/healthz", a["healthz_rps"]),
+        ("?at= read p99, 1 M events", a["at_p99_ms"], "ms", "", None),
+    ]
+    for key, label in [("write", "200 single-row write transactions"),
+                       ("batch", "10 transactions of 1,000 rows"),
+                       ("warm_read", "100,000 point reads, warm cache"),
+                       ("cold_read", "20,000 point reads, 16-page cache"),
+                       ("scan", "full scan of 20,000 rows")]:
+        rows.append(("cipher VFS: " + label, s[key + "_cipher_ms"], "ms",
+                     "plain SQLite", s[key + "_plain_ms"]))
+    rows += [
+        ("login (Argon2id 19 MiB, t=2)", lg["login_per_s"], "/s", "", None),
+        ("read p99 under a login flood, default limits", lg["b_flood_p99_ms"], "ms",
+         "read p99 idle", lg["b_idle_p99_ms"]),
+        ("read p99 under a login flood, limits off", lg["a_flood_p99_ms"], "ms",
+         "read p99 idle", lg["a_idle_p99_ms"]),
+        ("backup of a %.0f MB tenant" % b["db_mb"], b["backup_mbs"], "MB/s", "cp of the file",
+         b["cp_mbs"]),
+        ("restore (verified, as a new tenant)", b["restore_mbs"], "MB/s", "cp of the file",
+         b["cp_mbs"]),
+        ("restore drill RTO", b["drill_s"], "s", "", None),
+        ("peak RSS of backup and restore", b["peak_rss_mb"], "MB", "database size", b["db_mb"]),
+    ]
+
+    def fmt(v):
+        return "%.3f" % v if v < 10 else "{:,.0f}".format(v) if v >= 100 else "%.1f" % v
+
+    table = ["| figure | value | baseline (same run) | ratio |", "|---|---:|---:|---:|"]
+    for fig, value, unit, base_name, base in rows:
+        baseline = "%s: %s %s" % (base_name, fmt(base), unit) if base is not None else "—"
+        ratio = "%.2f" % (value / base) if base else "—"
+        table.append("| %s | %s %s | %s | %s |" % (fig, fmt(value), unit, baseline, ratio))
+    text = "\n".join(table)
+    print(text)
+
+    day = datetime.date.today().isoformat()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=os.path.dirname(HERE)).stdout.strip()
+    results = os.path.join(HERE, "results")
+    with open(os.path.join(results, "bench_%s.csv" % day), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["figure", "value", "unit", "baseline", "baseline_value", "ratio"])
+        for fig, value, unit, base_name, base in rows:
+            w.writerow([fig, "%.4g" % value, unit, base_name, "" if base is None else "%.4g" % base,
+                        "" if not base else "%.3f" % (value / base)])
+    with open(os.path.join(results, "bench_%s.md" % day), "w") as f:
+        f.write("# make bench, %s (commit %s, %d cores)\n\n%s\n" % (day, commit,
+                                                                   os.cpu_count(), text))
+        for name, out in outputs.items():
+            f.write("\n## %s\n\n```\n%s```\n" % (name, out))
+
+
+if __name__ == "__main__":
+    main()
