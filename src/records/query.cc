@@ -108,7 +108,10 @@ Result<Cursor> DecodeCursor(std::string_view text) {
 Result<QueryParams> ParseQueryString(std::string_view query) {
   QueryParams out;
   if (query.empty()) return out;
-  auto parsed = boost::urls::parse_query(query);
+  // Why the copy: Boost.URL 1.81's parse_query measures its input again with
+  // strlen, reading past the end of a view that is not NUL-terminated.
+  const std::string terminated(query);
+  auto parsed = boost::urls::parse_query(terminated);
   if (!parsed) return InvalidArgument("malformed query string");
   // Percent-escapes decoded; '+' stays '+' (RFC 3986, not form encoding), so
   // "at=2026-01-01T00:00:00+01:00" means what it says.

@@ -56,10 +56,10 @@ inline constexpr int kMaxPageSize = 200;
 using QueryParams = std::vector<std::pair<std::string, std::string>>;
 
 // A query string (after '?', not decoded) as its parameters, in order, with
-// percent-escapes decoded ('+' is not a space). InvalidArgument when it is not a valid query. The
-// empty string has no parameters and never reaches Boost.URL: its 1.81 parse_query measures an
-// empty view with strlen, reading past the end of a view that is not NUL-terminated (found by
-// list_query_fuzz).
+// percent-escapes decoded ('+' is not a space). InvalidArgument when it is
+// not a valid query. Any view is safe: Boost.URL 1.81's parse_query measures
+// its input with strlen (found by list_query_fuzz), so it is only ever given
+// a NUL-terminated copy, and never the empty string.
 Result<QueryParams> ParseQueryString(std::string_view query);
 
 // `params` are the decoded query parameters in order. InvalidArgument for an

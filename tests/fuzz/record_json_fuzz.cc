@@ -13,29 +13,10 @@
 #include <string_view>
 
 #include "records/schema.h"
-
-namespace {
+#include "tickets_schema.h"
 
 namespace json = boost::json;
-using silo::records::CollectionSchema;
-
-const CollectionSchema& Tickets() {
-  static const CollectionSchema* schema = [] {
-    auto parsed = silo::records::ParseCollection(
-        json::parse(R"({"name":"tickets","fields":[)"
-                    R"({"name":"title","type":"string","required":true,"max":200},)"
-                    R"({"name":"body","type":"text"},{"name":"n","type":"integer"},)"
-                    R"({"name":"x","type":"number"},{"name":"done","type":"boolean"},)"
-                    R"({"name":"due","type":"datetime"},{"name":"mail","type":"email"},)"
-                    R"({"name":"state","type":"enum","values":["open","closed"]},)"
-                    R"({"name":"extra","type":"json","max":4096}]})"));
-    if (!parsed.ok()) __builtin_trap();
-    return new CollectionSchema(std::move(*parsed));
-  }();
-  return *schema;
-}
-
-}  // namespace
+using silo::fuzz::Tickets;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   boost::system::error_code ec;
