@@ -32,7 +32,7 @@ start() {  # $1 = full|normal
   ADDR=$(/usr/bin/python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['listen'])" "$DATA/d/platform/server.json")
   # Tenants bench0..benchN-1, each with a collection and 100 records b0..b99.
   SILO_DATA_DIR=$DATA/d /usr/bin/python3 - "$BUILD/silo" "$ADDR" "$TENANTS" >"$DATA/tokens" <<'PY'
-import json, subprocess, sys, requests, urllib3
+import datetime, json, subprocess, sys, requests, urllib3
 urllib3.disable_warnings()
 silo, addr, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 slugs, tokens = [], []
@@ -40,7 +40,7 @@ for i in range(n):
     slug = "bench%d" % i
     subprocess.run([silo, "tenant", "create", slug], check=True, capture_output=True)
     tok = subprocess.run([silo, "tenant", "token", slug, "--name", "bench", "--expires",
-                          "2099-01-01T00:00:00Z", "--permission", "collections.manage",
+                          (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ"), "--permission", "collections.manage",
                           "--permission", "records.*.create", "--permission", "records.*.read",
                           "--permission", "records.*.update"],
                          check=True, capture_output=True, text=True).stdout.strip()

@@ -37,13 +37,13 @@ ADDR=$(/usr/bin/python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['
 # Tenant bench: an editor (no MFA) with a password, a collection with 100
 # records, and an API token that reads them.
 TOKEN=$(SILO_DATA_DIR=$DATA/d /usr/bin/python3 - "$BUILD/silo" "$ADDR" "$PASSWORD" <<'PY'
-import json, subprocess, sys, requests, urllib3
+import datetime, json, subprocess, sys, requests, urllib3
 urllib3.disable_warnings()
 silo, addr, pw = sys.argv[1:4]
 out = json.loads(subprocess.run([silo, "--json", "tenant", "create", "bench", "--owner-email",
                                  "owner@bench.test"], check=True, capture_output=True).stdout)
 tok = subprocess.run([silo, "tenant", "token", "bench", "--name", "b", "--expires",
-                      "2099-01-01T00:00:00Z", "--permission", "collections.manage",
+                      (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ"), "--permission", "collections.manage",
                       "--permission", "records.*.create", "--permission", "records.*.read",
                       "--permission", "records.*.update", "--permission", "records.*.delete",
                       "--permission", "records.*.history", "--permission", "collections.read",

@@ -5,6 +5,7 @@
 
 #include "api/auth_handlers.h"
 #include "api/handlers.h"
+#include "api/json_text.h"
 #include "auth/identity.h"
 #include "base/time_util.h"
 #include "rbac/rbac.h"
@@ -94,10 +95,13 @@ Result<rbac::Role> ParseRole(const json::object& body, std::string name) {
 }
 
 // Refuses to hand out permissions the caller lacks (privilege escalation).
-Status WithinCaller(const RequestContext& ctx, const std::vector<std::string>& perms) {
+Status WithinCaller(const RequestContext& ctx, const std::vector<std::string>& perms,
+                    std::string_view refusal = "you cannot hand out permissions you do not hold") {
   if (Holds(ctx, rbac::kOwnerRole)) return Status::Ok();
-  if (!rbac::IsSubset(perms, ctx.permissions)) {
-    return PermissionDenied("you cannot hand out permissions you do not hold");
+  for (const auto& p : perms) {
+    if (!rbac::IsSubset({p}, ctx.permissions)) {
+      return PermissionDenied(std::string(refusal) + " (" + p + ")");
+    }
   }
   return Status::Ok();
 }
@@ -115,11 +119,10 @@ http::Response ListPermissions(RequestContext& ctx) {
       all.emplace_back("records." + c.schema.name + "." + a);
   }
   for (const auto& a : rbac::RecordActions()) all.emplace_back("records.*." + a);
-  return http::Json(200,
-                    json::serialize(json::object{{"system", Strings(rbac::SystemPermissions())},
-                                                 {"record_actions", Strings(rbac::RecordActions())},
-                                                 {"collections", std::move(collections)},
-                                                 {"permissions", std::move(all)}}));
+  return http::Json(200, JsonText(json::object{{"system", Strings(rbac::SystemPermissions())},
+                                               {"record_actions", Strings(rbac::RecordActions())},
+                                               {"collections", std::move(collections)},
+                                               {"permissions", std::move(all)}}));
 }
 
 http::Response ListRoles(RequestContext& ctx) {
@@ -127,7 +130,7 @@ http::Response ListRoles(RequestContext& ctx) {
   if (!roles.ok()) return Fail(roles.status(), ctx);
   json::array out;
   for (const auto& r : *roles) out.push_back(RoleJson(r));
-  return http::Json(200, json::serialize(json::object{{"roles", std::move(out)}}));
+  return http::Json(200, JsonText(json::object{{"items", std::move(out)}}));
 }
 
 http::Response CreateRole(RequestContext& ctx) {
@@ -143,13 +146,13 @@ http::Response CreateRole(RequestContext& ctx) {
   if (Status w = WithinCaller(ctx, role->permissions); !w.ok()) return Fail(w, ctx);
   auto made = ctx.identity->CreateRole(Ctx(ctx), *role);
   if (!made.ok()) return Fail(made.status(), ctx);
-  return http::Json(201, json::serialize(RoleJson(*made)));
+  return http::Json(201, JsonText(RoleJson(*made)));
 }
 
 http::Response GetRole(RequestContext& ctx) {
   auto role = ctx.identity->GetRole(ctx.params.at("name"));
   if (!role.ok()) return Fail(role.status(), ctx);
-  return http::Json(200, json::serialize(RoleJson(*role)));
+  return http::Json(200, JsonText(RoleJson(*role)));
 }
 
 http::Response UpdateRole(RequestContext& ctx) {
@@ -165,13 +168,28 @@ http::Response UpdateRole(RequestContext& ctx) {
   merged.erase("name");
   auto role = ParseRole(merged, current->name);
   if (!role.ok()) return Fail(role.status(), ctx);
+  // Nobody changes a role holding a permission they lack: narrowing it takes
+  // that permission from its holders, which only someone who has it may do.
+  if (Status w = WithinCaller(ctx, current->permissions,
+                              "you cannot change a role that holds a permission you do not hold");
+      !w.ok()) {
+    return Fail(w, ctx);
+  }
   if (Status w = WithinCaller(ctx, role->permissions); !w.ok()) return Fail(w, ctx);
   auto updated = ctx.identity->UpdateRole(Ctx(ctx), *role);
   if (!updated.ok()) return Fail(updated.status(), ctx);
-  return http::Json(200, json::serialize(RoleJson(*updated)));
+  return http::Json(200, JsonText(RoleJson(*updated)));
 }
 
 http::Response DeleteRole(RequestContext& ctx) {
+  // The same rule as changing it: only someone holding all it grants.
+  auto current = ctx.identity->GetRole(ctx.params.at("name"));
+  if (!current.ok()) return Fail(current.status(), ctx);
+  if (Status w = WithinCaller(ctx, current->permissions,
+                              "you cannot delete a role that holds a permission you do not hold");
+      !w.ok()) {
+    return Fail(w, ctx);
+  }
   if (Status d = ctx.identity->DeleteRole(Ctx(ctx), ctx.params.at("name")); !d.ok()) {
     return Fail(d, ctx);
   }
@@ -183,7 +201,7 @@ http::Response ListUsers(RequestContext& ctx) {
   if (!users.ok()) return Fail(users.status(), ctx);
   json::array out;
   for (const auto& u : *users) out.push_back(UserJson(u));
-  return http::Json(200, json::serialize(json::object{{"users", std::move(out)}}));
+  return http::Json(200, JsonText(json::object{{"items", std::move(out)}}));
 }
 
 // Every permission of the named roles (unknown names are left to the store).
@@ -215,14 +233,14 @@ http::Response InviteUser(RequestContext& ctx) {
   }
   auto made = ctx.identity->InviteUser(Ctx(ctx), std::string(email->as_string()), *roles);
   if (!made.ok()) return Fail(made.status(), ctx);
-  return http::Json(201, json::serialize(json::object{{"user", UserJson(made->first)},
-                                                      {"setup_token", made->second}}));
+  return http::Json(
+      201, JsonText(json::object{{"user", UserJson(made->first)}, {"setup_token", made->second}}));
 }
 
 http::Response GetUser(RequestContext& ctx) {
   auto u = ctx.identity->GetUser(ctx.params.at("id"));
   if (!u.ok()) return Fail(u.status(), ctx);
-  return http::Json(200, json::serialize(UserJson(*u)));
+  return http::Json(200, JsonText(UserJson(*u)));
 }
 
 http::Response UpdateUser(RequestContext& ctx) {
@@ -245,7 +263,7 @@ http::Response UpdateUser(RequestContext& ctx) {
   if (!st.ok()) return Fail(st, ctx);
   auto u = ctx.identity->GetUser(id);
   if (!u.ok()) return Fail(u.status(), ctx);
-  return http::Json(200, json::serialize(UserJson(*u)));
+  return http::Json(200, JsonText(UserJson(*u)));
 }
 
 http::Response SetUserRoles(RequestContext& ctx) {
@@ -266,7 +284,7 @@ http::Response SetUserRoles(RequestContext& ctx) {
   if (!st.ok()) return Fail(st, ctx);
   auto u = ctx.identity->GetUser(id);
   if (!u.ok()) return Fail(u.status(), ctx);
-  return http::Json(200, json::serialize(UserJson(*u)));
+  return http::Json(200, JsonText(UserJson(*u)));
 }
 
 http::Response ListApiTokens(RequestContext& ctx) {
@@ -283,16 +301,17 @@ http::Response ListApiTokens(RequestContext& ctx) {
                                {"created_at", FormatRfc3339Micros(t.created_at_us)},
                                {"expires_at", FormatRfc3339Micros(t.expires_at_us)}});
   }
-  return http::Json(200, json::serialize(json::object{{"tokens", std::move(out)}}));
+  return http::Json(200, JsonText(json::object{{"items", std::move(out)}}));
 }
 
-http::Response CreateApiToken(RequestContext& ctx) {
+http::Response CreateApiToken(Services& s, RequestContext& ctx) {
   if (ctx.mfa_enrolment_pending) return EnrolFirst(ctx);
   http::Response error;
   auto body = JsonObjectBody(ctx.request, &error);
   if (!body) return error;
   records::TokenSpec spec;
   spec.owner = "user:" + ctx.session->user.id;
+  spec.max_days = s.security->token_max_days;
   std::vector<FieldError> errors;
   const json::value* name = body->if_contains("name");
   if (name == nullptr || !name->is_string())
@@ -318,8 +337,7 @@ http::Response CreateApiToken(RequestContext& ctx) {
   auto issued =
       ctx.store->CreateToken({ctx.actor, ctx.request.request_id, ctx.client, NowMicros()}, spec);
   if (!issued.ok()) return Fail(issued.status(), ctx);
-  return http::Json(201,
-                    json::serialize(json::object{{"id", issued->id}, {"token", issued->token}}));
+  return http::Json(201, JsonText(json::object{{"id", issued->id}, {"token", issued->token}}));
 }
 
 http::Response RevokeApiToken(RequestContext& ctx) {

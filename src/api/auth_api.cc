@@ -6,6 +6,7 @@
 
 #include "api/auth_handlers.h"
 #include "api/handlers.h"
+#include "api/json_text.h"
 #include "auth/identity.h"
 #include "auth/password.h"
 #include "auth/totp.h"
@@ -20,6 +21,11 @@ namespace {
 namespace json = boost::json;
 
 constexpr std::string_view kCookie = "__Host-silo_session";
+// A browser that signed in before (OWASP "device cookies"): its attempts for
+// that account are limited on their own, so a third party's failures cannot
+// lock the account's owner out.
+constexpr std::string_view kDeviceCookie = "__Host-silo_device";
+constexpr int kDeviceCookieDays = 365;
 
 auth::PasswordCost Cost(const Services& s) {
   return {s.security->password_memory_kib, s.security->password_iterations};
@@ -48,7 +54,7 @@ std::string SessionCookie(const std::string& token) {
 
 http::Response WithSession(int status, json::object body, const auth::IssuedSession& s) {
   body["csrf_token"] = s.csrf_token;
-  auto r = http::Json(status, json::serialize(body));
+  auto r = http::Json(status, JsonText(body));
   r.headers.emplace_back("Set-Cookie", SessionCookie(s.token));
   return r;
 }
@@ -62,7 +68,9 @@ bool RequiresMfa(auth::Identity& id, const auth::User& u) {
   return roles.ok() && rbac::AnyRequiresMfa(*roles);
 }
 
-// A fresh session for `user` and the answer carrying it.
+// A fresh session for `user` and the answer carrying it, with a device
+// cookie for the account (a new one each time: the nonce is the device's
+// rate-limit key, and a sign-in proves the browser again).
 http::Response StartSession(RequestContext& ctx, const auth::User& user, bool mfa_passed) {
   auth::Context c = Ctx(ctx);
   c.actor = {"user", user.id};
@@ -71,7 +79,14 @@ http::Response StartSession(RequestContext& ctx, const auth::User& user, bool mf
   json::object body{
       {"user", UserJson(user)},
       {"mfa_enrolment_required", !user.totp_enabled && RequiresMfa(*ctx.identity, user)}};
-  return WithSession(200, std::move(body), *session);
+  http::Response r = WithSession(200, std::move(body), *session);
+  if (auto device = ctx.identity->IssueDeviceCookie(user.email); device.ok()) {
+    r.headers.emplace_back("Set-Cookie", std::string(kDeviceCookie) + "=" + *device +
+                                             "; Path=/; Secure; HttpOnly; SameSite=Strict; "
+                                             "Max-Age=" +
+                                             std::to_string(kDeviceCookieDays * 86400));
+  }
+  return r;
 }
 
 // A per-account bucket at the login rate; the 429 (from the tarpit) when empty.
@@ -85,10 +100,6 @@ std::optional<http::Response> Throttle(Services& s, const std::string& key,
   r.headers.emplace_back("Retry-After", std::to_string(guard::RetryAfterSeconds(v.retry_after_us)));
   r.delay_ms = static_cast<int>(std::min<int64_t>(v.retry_after_us / 1000, 2000));
   return r;
-}
-
-std::string EmailTag(const std::string& email) {
-  return crypto::Sha256Hex("email:" + email).substr(0, 16);
 }
 
 }  // namespace
@@ -122,7 +133,7 @@ http::Response AuthSetup(Services& s, RequestContext& ctx) {
   if (!hash.ok()) return Fail(hash.status(), ctx);
   auto user = ctx.identity->CompleteSetup(Ctx(ctx), *token, *hash);
   if (!user.ok()) return Fail(user.status(), ctx);
-  return http::Json(200, json::serialize(json::object{{"user", UserJson(*user)}}));
+  return http::Json(200, JsonText(json::object{{"user", UserJson(*user)}}));
 }
 
 http::Response AuthLogin(Services& s, RequestContext& ctx) {
@@ -140,10 +151,17 @@ http::Response AuthLogin(Services& s, RequestContext& ctx) {
   std::string normal = normalised.ok() ? *normalised : *email;
   const int64_t now = NowMicros();
   // Per account as well as per client: many addresses cannot be spread over
-  // one account, and one address cannot rotate through many accounts.
-  if (auto refused = Throttle(s, "login:acct:" + ctx.tenant->id + ":" + normal, ctx)) {
-    return *refused;
+  // one account, and one address cannot rotate through many accounts. A
+  // browser with a valid device cookie for this account has a bucket of its
+  // own instead, which nobody else's failures drain.
+  std::optional<std::string> device;
+  if (auto cookie = ctx.request.Cookie(kDeviceCookie)) {
+    auto d = ctx.identity->DeviceOf(*cookie, normal);
+    if (d.ok()) device = *d;
   }
+  const std::string bucket = device ? "login:device:" + ctx.tenant->id + ":" + *device
+                                    : "login:acct:" + ctx.tenant->id + ":" + normal;
+  if (auto refused = Throttle(s, bucket, ctx)) return *refused;
   auto found = ctx.identity->FindLogin(normal);
   if (!found.ok() && found.status().code() != StatusCode::kNotFound)
     return Fail(found.status(), ctx);
@@ -155,8 +173,20 @@ http::Response AuthLogin(Services& s, RequestContext& ctx) {
   bool usable = found.ok() && found->first.status == "active" && !found->second.empty();
   auth::Context c = Ctx(ctx);
   if (!ok || !usable) {
-    (void)ctx.identity->Audit(c, "login.failed", usable ? "user" : "email",
-                              usable ? found->first.id : EmailTag(normal), {});
+    // An unknown address is recorded as a keyed hash: an audit reader cannot
+    // confirm a guessed address with it.
+    std::string subject;
+    if (usable) {
+      subject = found->first.id;
+    } else if (auto tag = ctx.identity->EmailTag(normal); tag.ok()) {
+      subject = *tag;
+    } else {
+      return Fail(tag.status(), ctx);
+    }
+    if (Status a = ctx.identity->Audit(c, "login.failed", usable ? "user" : "email", subject, {});
+        !a.ok()) {
+      return Fail(a, ctx);
+    }
     return http::Problem(401, "invalid e-mail or password", ctx.request.request_id);
   }
   const auth::User& user = found->first;
@@ -172,8 +202,8 @@ http::Response AuthLogin(Services& s, RequestContext& ctx) {
     if (!challenge.ok()) return Fail(challenge.status(), ctx);
     c.actor = {"user", user.id};
     (void)ctx.identity->Audit(c, "login.password_passed", "user", user.id, {});
-    return http::Json(
-        200, json::serialize(json::object{{"mfa_required", true}, {"mfa_token", *challenge}}));
+    return http::Json(200,
+                      JsonText(json::object{{"mfa_required", true}, {"mfa_token", *challenge}}));
   }
   return StartSession(ctx, user, false);
 }
@@ -235,7 +265,7 @@ http::Response AuthMe(RequestContext& ctx) {
                       {"mfa", se.mfa_passed},
                       {"created_at", FormatRfc3339Micros(se.created_at_us)},
                       {"expires_at", FormatRfc3339Micros(se.expires_at_us)}}}};
-  return http::Json(200, json::serialize(body));
+  return http::Json(200, JsonText(body));
 }
 
 http::Response AuthChangePassword(Services& s, RequestContext& ctx) {
@@ -281,7 +311,7 @@ http::Response AuthListSessions(RequestContext& ctx) {
                                {"last_seen_at", FormatRfc3339Micros(se.last_seen_us)},
                                {"expires_at", FormatRfc3339Micros(se.expires_at_us)}});
   }
-  return http::Json(200, json::serialize(json::object{{"sessions", std::move(out)}}));
+  return http::Json(200, JsonText(json::object{{"items", std::move(out)}}));
 }
 
 http::Response AuthRevokeSession(RequestContext& ctx) {
@@ -304,7 +334,7 @@ http::Response TotpEnroll(Services& s, RequestContext& ctx) {
   auto svg = auth::QrSvg(uri);
   if (!svg.ok()) return Fail(svg.status(), ctx);
   return http::Json(
-      200, json::serialize(json::object{
+      200, JsonText(json::object{
                {"secret", auth::Base32(*secret)}, {"otpauth_uri", uri}, {"qr_svg", *svg}}));
 }
 
@@ -386,8 +416,9 @@ http::Response PasswordReset(Services& s, RequestContext& ctx) {
     if (s.mail_queued) s.mail_queued(ctx.tenant->id);
   } else {
     // One audit write here too, so a throttled request costs what another does.
-    Status st = ctx.identity->Audit(Ctx(ctx), "password.reset_throttled", "email",
-                                    crypto::Sha256Hex("email:" + normal).substr(0, 16), {});
+    auto tag = ctx.identity->EmailTag(normal);
+    if (!tag.ok()) return Fail(tag.status(), ctx);
+    Status st = ctx.identity->Audit(Ctx(ctx), "password.reset_throttled", "email", *tag, {});
     if (!st.ok()) return Fail(st, ctx);
   }
   return http::Json(

@@ -48,7 +48,7 @@ http::Response GetUser(RequestContext& ctx);
 http::Response UpdateUser(RequestContext& ctx);
 http::Response SetUserRoles(RequestContext& ctx);
 http::Response ListApiTokens(RequestContext& ctx);
-http::Response CreateApiToken(RequestContext& ctx);
+http::Response CreateApiToken(Services& s, RequestContext& ctx);
 http::Response RevokeApiToken(RequestContext& ctx);
 
 // public_api.cc

@@ -4,6 +4,7 @@
 #include <boost/json.hpp>
 
 #include "api/handlers.h"
+#include "api/json_text.h"
 #include "backup/service.h"
 #include "base/log.h"
 #include "base/time_util.h"
@@ -66,7 +67,7 @@ http::Response RunBackup(Services& s, RequestContext& ctx) {
   Log(s, ctx, "backup.created", t->slug + " " + m->id);
   json::object o = ManifestJson(*m);
   o["target"] = s.backups->target_description();
-  return http::Json(201, json::serialize(o));
+  return http::Json(201, JsonText(o));
 }
 
 http::Response ListBackups(Services& s, RequestContext& ctx) {
@@ -92,8 +93,8 @@ http::Response ListBackups(Services& s, RequestContext& ctx) {
     if (!l.good) o["problem"] = l.problem;
     out.push_back(std::move(o));
   }
-  return http::Json(200, json::serialize(json::object{{"target", s.backups->target_description()},
-                                                      {"backups", out}}));
+  return http::Json(
+      200, JsonText(json::object{{"target", s.backups->target_description()}, {"items", out}}));
 }
 
 http::Response VerifyBackup(Services& s, RequestContext& ctx) {
@@ -104,7 +105,7 @@ http::Response VerifyBackup(Services& s, RequestContext& ctx) {
   }
   json::object o = ManifestJson(*m);
   o["verified"] = true;
-  return http::Json(200, json::serialize(o));
+  return http::Json(200, JsonText(o));
 }
 
 http::Response RestoreBackup(Services& s, RequestContext& ctx) {
@@ -143,8 +144,12 @@ http::Response RestoreBackup(Services& s, RequestContext& ctx) {
                  {"audit_dropped", report->audit_dropped},
                  {"sessions_ended", report->sessions_ended},
                  {"image_bytes", report->image_bytes},
+                 {"audit_kept", report->audit_kept},
                  {"seconds", report->seconds}};
-  return http::Json(200, json::serialize(o));
+  if (!report->pre_restore_backup_id.empty()) {
+    o["pre_restore_backup_id"] = report->pre_restore_backup_id;
+  }
+  return http::Json(200, JsonText(o));
 }
 
 http::Response DrillBackup(Services& s, RequestContext& ctx) {
@@ -166,7 +171,7 @@ http::Response PruneBackups(Services& s, RequestContext& ctx) {
   json::array ids;
   for (const auto& id : *pruned) ids.push_back(json::string(id));
   if (!pruned->empty()) Log(s, ctx, "backup.pruned", std::to_string(pruned->size()) + " backups");
-  return http::Json(200, json::serialize(json::object{{"pruned", ids}}));
+  return http::Json(200, JsonText(json::object{{"pruned", ids}}));
 }
 
 }  // namespace silo::api

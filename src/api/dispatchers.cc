@@ -7,9 +7,11 @@
 #include "api/handlers.h"
 #include "api/routes.h"
 #include "auth/identity.h"
+#include "base/log.h"
 #include "base/time_util.h"
 #include "crypto/crypto.h"
 #include "guard/client_address.h"
+#include "guard/honeypot.h"
 #include "guard/rate_limiter.h"
 #include "platform/security_log.h"
 #include "rbac/rbac.h"
@@ -29,10 +31,12 @@ std::string Lower(std::string_view s) {
 
 std::string_view PathOf(std::string_view target) { return target.substr(0, target.find('?')); }
 
-size_t LimitFor(const Router& r, std::string_view method, std::string_view path, size_t fallback) {
+// The route's body limit; kNoRoute when no route takes the method and path
+// (the answer is a 404 or 405 whatever the body).
+size_t LimitFor(const Router& r, std::string_view method, std::string_view path, size_t ceiling) {
   auto m = r.Find(method, path);
-  if (m.route != nullptr) return std::min(m.route->body_limit, fallback);
-  return m.path_known ? 0 : fallback;
+  if (m.route != nullptr) return std::min(m.route->body_limit, ceiling);
+  return http::Dispatcher::kNoRoute;
 }
 
 http::Response NotFound(const http::Request& req) {
@@ -95,25 +99,6 @@ std::string ResolvePermission(const std::string& pattern, const http::PathParams
 }
 
 constexpr std::string_view kSessionCookie = "__Host-silo_session";
-
-// The value of cookie `name` in the Cookie header, if any.
-std::optional<std::string> CookieValue(const http::Request& req, std::string_view name) {
-  auto header = req.Header("cookie");
-  if (!header) return std::nullopt;
-  std::string_view rest = *header;
-  while (!rest.empty()) {
-    size_t semi = rest.find(';');
-    std::string_view pair = rest.substr(0, semi);
-    while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
-    size_t eq = pair.find('=');
-    if (eq != std::string_view::npos && pair.substr(0, eq) == name) {
-      return std::string(pair.substr(eq + 1));
-    }
-    if (semi == std::string_view::npos) break;
-    rest.remove_prefix(semi + 1);
-  }
-  return std::nullopt;
-}
 
 bool SafeMethod(std::string_view m) { return m == "GET" || m == "HEAD" || m == "OPTIONS"; }
 
@@ -246,8 +231,8 @@ http::Response RunTenantRoute(Services& s, const Router::Match& m, RequestContex
       (void)(*identity)->Audit(AuthContext(ctx, now), "token.used", "token", principal->token_id,
                                {{"route", req.method + " " + m.route->pattern}});
     }
-  } else if (auto cookie = CookieValue(req, kSessionCookie)) {
-    auto sa = (*identity)->AuthenticateSession(*cookie, now);
+  } else if (auto cookie = req.Cookie(kSessionCookie)) {
+    auto sa = (*identity)->AuthenticateSession(std::string(*cookie), now);
     if (!sa.ok()) {
       if (sa.status().code() == StatusCode::kUnauthenticated) {
         return deny(401, "invalid or expired session");
@@ -288,15 +273,6 @@ http::Response RunTenantRoute(Services& s, const Router::Match& m, RequestContex
                          : "missing permission " + wanted);
   }
   return RunRoute(m, ctx, label, false);
-}
-
-bool IsHoneypot(const std::vector<std::string>& paths, std::string_view path) {
-  for (const auto& p : paths) {
-    if (path == p) return true;
-    // "/phpmyadmin/" also catches everything under it.
-    if (!p.empty() && p.back() == '/' && path.substr(0, p.size()) == p) return true;
-  }
-  return false;
 }
 
 }  // namespace
@@ -386,13 +362,21 @@ http::Response PublicDispatcher::Handle(const http::Request& req) {
   if (t.kind == TenantTarget::Kind::kMismatch) {
     return http::Problem(400, "tenant in Host and path disagree", req.request_id);
   }
-  // Honeypot paths answer like any unknown path, and ban the client.
-  if (IsHoneypot(services_.security->honeypot_paths, req.path) ||
-      (t.kind == TenantTarget::Kind::kTenant &&
-       IsHoneypot(services_.security->honeypot_paths, t.path))) {
-    services_.bans->Ban(client, now + services_.security->ban_us, now);
-    services_.security_log->Append(
-        {"honeypot.hit", "anonymous", client, req.method + " " + req.path});
+  // Honeypot paths (after normalisation) answer like any unknown path and
+  // ban the client, unless a browser made the request for another site.
+  const auto& honeypots = services_.security->honeypot_paths;
+  if (guard::IsHoneypot(honeypots, req.path) ||
+      (t.kind == TenantTarget::Kind::kTenant && guard::IsHoneypot(honeypots, t.path))) {
+    const bool on_behalf = guard::BrowserMadeForAnotherSite(
+        req.Header("sec-fetch-site"), req.Header("sec-fetch-mode"), req.Header("sec-fetch-dest"));
+    if (!on_behalf) services_.bans->Ban(client, now + services_.security->ban_us, now);
+    if (Status logged =
+            services_.security_log->Append({on_behalf ? "honeypot.hit_not_banned" : "honeypot.hit",
+                                            "anonymous", client, req.method + " " + req.path});
+        !logged.ok()) {
+      log::Error("security log append failed",
+                 {{"request_id", req.request_id}, {"cause", logged.ToString()}});
+    }
     auto r = NotFound(req);
     r.route = "honeypot";
     return r;

@@ -187,13 +187,46 @@ TEST_F(DispatcherTest, OperatorTokenRequiredAndFailuresLogged) {
   EXPECT_EQ(d.Handle(Req("GET", "/healthz")).status, 200);
 }
 
+TEST_F(DispatcherTest, AHoneypotHitABrowserMadeForAnotherSiteIsLoggedButBansNobody) {
+  PublicDispatcher d(services_, "", 1 << 20);
+  auto hit = [&](std::string ip, std::string path,
+                 std::vector<std::pair<std::string, std::string>> headers) {
+    auto r = Req("GET", std::move(path));
+    r.client_ip = std::move(ip);
+    for (auto& h : headers) r.headers.push_back(std::move(h));
+    return d.Handle(r);
+  };
+  // <img src=".../wp-login.php"> on another site, a no-cors fetch, a script.
+  EXPECT_EQ(hit("192.0.2.30", "/.env", {{"sec-fetch-site", "cross-site"}}).status, 404);
+  EXPECT_EQ(hit("192.0.2.30", "/.env", {{"sec-fetch-dest", "image"}}).status, 404);
+  EXPECT_EQ(hit("192.0.2.30", "/.env", {{"sec-fetch-mode", "no-cors"}}).status, 404);
+  EXPECT_EQ(hit("192.0.2.30", "/t/acme/api/", {}).status, 200);
+  auto log = ReadFile(dir_ + "/security.log");
+  ASSERT_TRUE(log.ok());
+  EXPECT_NE(log->find("honeypot.hit_not_banned"), std::string::npos);
+  // A scanner's variants of the path (no Fetch Metadata) still ban.
+  EXPECT_EQ(hit("192.0.2.31", "//.ENV/", {}).status, 404);
+  EXPECT_EQ(hit("192.0.2.31", "/t/acme/api/", {}).status, 403);
+  EXPECT_EQ(hit("192.0.2.32", "/t/acme/%2e%65nv", {}).status, 404);
+  EXPECT_EQ(hit("192.0.2.32", "/healthz", {}).status, 403);
+  // So does a user's own navigation to it (Sec-Fetch-Site: none).
+  EXPECT_EQ(hit("192.0.2.33", "/.env", {{"sec-fetch-site", "none"}}).status, 404);
+  EXPECT_EQ(hit("192.0.2.33", "/healthz", {}).status, 403);
+}
+
 TEST_F(DispatcherTest, BodyLimitsComeFromTheRoute) {
   PublicDispatcher d(services_, "", 1 << 20);
   EXPECT_EQ(d.BodyLimit("GET", "/healthz"), 0u);
   EXPECT_EQ(d.BodyLimit("GET", "/t/acme/api/?x=1"), 0u);
-  EXPECT_EQ(d.BodyLimit("POST", "/unknown"), 1u << 20);
+  EXPECT_EQ(d.BodyLimit("POST", "/t/acme/api/collections"), 16u * 1024);
+  // No route for the path, or none for the method: the server answers 404 or
+  // 405 without reading the body (whatever its size), never 413.
+  EXPECT_EQ(d.BodyLimit("POST", "/unknown"), http::Dispatcher::kNoRoute);
+  EXPECT_EQ(d.BodyLimit("PUT", "/t/acme/api/collections/c/records/r"), http::Dispatcher::kNoRoute);
+  EXPECT_EQ(d.Handle(Req("PUT", "/t/acme/api/collections/c/records/r")).status, 405);
   OperatorDispatcher o(services_, std::string(40, 'k'));
   EXPECT_EQ(o.BodyLimit("POST", "/v1/tenants"), 16u * 1024);
+  EXPECT_EQ(o.BodyLimit("PUT", "/v1/tenants"), http::Dispatcher::kNoRoute);
 }
 
 }  // namespace

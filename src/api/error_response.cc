@@ -1,6 +1,7 @@
 #include <boost/json.hpp>
 
 #include "api/handlers.h"
+#include "api/json_text.h"
 #include "base/log.h"
 
 namespace silo::api {
@@ -34,7 +35,7 @@ http::Response ErrorResponse(const Status& status, const http::Request& req) {
         errors.push_back(boost::json::object{{"field", f.field}, {"message", f.message}});
       }
       body["errors"] = std::move(errors);
-      r.body = boost::json::serialize(body);
+      r.body = JsonText(body);
     }
     return r;
   }

@@ -57,6 +57,9 @@ http::Response VerifyAudit(RequestContext& ctx);
 // The body as a JSON object; on failure *error holds the answer: 415 for
 // another content type, 400 for malformed JSON (syntax, UTF-8, nesting).
 std::optional<boost::json::object> JsonObjectBody(const http::Request& req, http::Response* error);
+// `text` as a JSON object; else nullopt and *why says what is wrong and at
+// which byte.
+std::optional<boost::json::object> ParseJsonObject(std::string_view text, std::string* why);
 
 // A record's metadata members (id, version, created_at/by, updated_at/by).
 boost::json::object RecordMetaJson(const records::Record& record);

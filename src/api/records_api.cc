@@ -6,6 +6,7 @@
 #include <charconv>
 
 #include "api/handlers.h"
+#include "api/json_text.h"
 #include "base/time_util.h"
 #include "records/query.h"
 #include "records/tenant_store.h"
@@ -41,7 +42,11 @@ Result<std::optional<std::string>> Single(const Params& params, std::string_view
 Status OnlyParams(const Params& params, std::initializer_list<std::string_view> allowed) {
   for (const auto& [k, v] : params) {
     if (std::find(allowed.begin(), allowed.end(), k) == allowed.end()) {
-      return InvalidArgument("unknown query parameter");
+      std::string names;
+      for (std::string_view a : allowed) names += (names.empty() ? "" : ", ") + std::string(a);
+      return InvalidArgument("unknown query parameter: " +
+                             (records::ValidName(k) ? k : std::string("(not a parameter name)")) +
+                             " (allowed: " + (names.empty() ? "none" : names) + ")");
     }
   }
   return Status::Ok();
@@ -138,12 +143,33 @@ std::optional<json::object> JsonObjectBody(const http::Request& req, http::Respo
     *error = http::Problem(415, "Content-Type must be application/json", req.request_id);
     return std::nullopt;
   }
-  boost::system::error_code ec;
+  std::string why;
+  auto v = ParseJsonObject(req.body, &why);
+  if (!v) {
+    *error = http::Problem(400, why, req.request_id);
+    return std::nullopt;
+  }
+  return v;
+}
+
+std::optional<json::object> ParseJsonObject(std::string_view text, std::string* why) {
   json::parse_options opts;
   opts.max_depth = kMaxBodyDepth;
-  json::value v = json::parse(req.body, ec, {}, opts);
-  if (ec || !v.is_object()) {
-    *error = http::Problem(400, "body must be a JSON object in UTF-8", req.request_id);
+  json::stream_parser parser({}, opts);
+  boost::system::error_code ec;
+  // write_some stops at the first byte it cannot take: that offset is what
+  // a client needs to find its mistake.
+  size_t used = parser.write_some(text.data(), text.size(), ec);
+  if (!ec && used < text.size()) ec = json::error::extra_data;
+  if (!ec) parser.finish(ec);
+  if (ec) {
+    *why = "body is not valid JSON (UTF-8, nesting at most " + std::to_string(kMaxBodyDepth) +
+           "): " + ec.message() + " at byte " + std::to_string(used);
+    return std::nullopt;
+  }
+  json::value v = parser.release();
+  if (!v.is_object()) {
+    *why = "body must be a JSON object";
     return std::nullopt;
   }
   return std::move(v.as_object());
@@ -154,7 +180,7 @@ http::Response ListCollections(RequestContext& ctx) {
   if (!list.ok()) return ErrorResponse(list.status(), ctx.request);
   json::array items;
   for (const auto& c : *list) items.push_back(CollectionJson(c));
-  return http::Json(200, json::serialize(json::object{{"items", std::move(items)}}));
+  return http::Json(200, JsonText(json::object{{"items", std::move(items)}}));
 }
 
 http::Response CreateCollection(RequestContext& ctx) {
@@ -165,13 +191,13 @@ http::Response CreateCollection(RequestContext& ctx) {
   if (!schema.ok()) return ErrorResponse(schema.status(), ctx.request);
   auto c = ctx.store->CreateCollection(Writer(ctx), *schema);
   if (!c.ok()) return ErrorResponse(c.status(), ctx.request);
-  return http::Json(201, json::serialize(CollectionJson(*c)));
+  return http::Json(201, JsonText(CollectionJson(*c)));
 }
 
 http::Response GetCollection(RequestContext& ctx) {
   auto c = ctx.store->GetCollection(Name(ctx));
   if (!c.ok()) return ErrorResponse(c.status(), ctx.request);
-  return http::Json(200, json::serialize(CollectionJson(*c)));
+  return http::Json(200, JsonText(CollectionJson(*c)));
 }
 
 http::Response UpdateCollection(RequestContext& ctx) {
@@ -196,11 +222,11 @@ http::Response UpdateCollection(RequestContext& ctx) {
       Status status = c.status();
       for (const auto& f : status.fields()) ids.push_back(json::string(f.field));
       problem["offending_ids"] = std::move(ids);
-      r.body = json::serialize(problem);
+      r.body = JsonText(problem);
     }
     return r;
   }
-  return http::Json(200, json::serialize(CollectionJson(*c)));
+  return http::Json(200, JsonText(CollectionJson(*c)));
 }
 
 http::Response DeleteCollection(RequestContext& ctx) {
@@ -222,7 +248,7 @@ http::Response ListRecords(RequestContext& ctx) {
   for (const auto& r : page->records) items.push_back(RecordJson(r));
   json::object o{{"items", std::move(items)}};
   o["next_cursor"] = page->next_cursor ? json::value(*page->next_cursor) : json::value(nullptr);
-  return http::Json(200, json::serialize(o));
+  return http::Json(200, JsonText(o));
 }
 
 http::Response CreateRecord(RequestContext& ctx) {
@@ -231,7 +257,7 @@ http::Response CreateRecord(RequestContext& ctx) {
   if (!body) return error;
   auto r = ctx.store->CreateRecord(Writer(ctx), Name(ctx), *body);
   if (!r.ok()) return ErrorResponse(r.status(), ctx.request);
-  return WithEtag(http::Json(201, json::serialize(RecordJson(*r))), r->version);
+  return WithEtag(http::Json(201, JsonText(RecordJson(*r))), r->version);
 }
 
 http::Response GetRecord(RequestContext& ctx) {
@@ -242,7 +268,7 @@ http::Response GetRecord(RequestContext& ctx) {
   if (!at.ok()) return ErrorResponse(at.status(), ctx.request);
   auto r = ctx.store->GetRecord(Name(ctx), ctx.params.at("id"), *at);
   if (!r.ok()) return ErrorResponse(r.status(), ctx.request);
-  return WithEtag(http::Json(200, json::serialize(RecordJson(*r))), r->version);
+  return WithEtag(http::Json(200, JsonText(RecordJson(*r))), r->version);
 }
 
 http::Response UpdateRecord(RequestContext& ctx) {
@@ -253,7 +279,7 @@ http::Response UpdateRecord(RequestContext& ctx) {
   if (!body) return error;
   auto r = ctx.store->UpdateRecord(Writer(ctx), Name(ctx), ctx.params.at("id"), *body, *if_match);
   if (!r.ok()) return ErrorResponse(r.status(), ctx.request);
-  return WithEtag(http::Json(200, json::serialize(RecordJson(*r))), r->version);
+  return WithEtag(http::Json(200, JsonText(RecordJson(*r))), r->version);
 }
 
 http::Response DeleteRecord(RequestContext& ctx) {
@@ -277,7 +303,7 @@ http::Response RecordHistory(RequestContext& ctx) {
                                  {"request_id", e.request_id},
                                  {"changes", e.changes}});
   }
-  return http::Json(200, json::serialize(json::object{{"items", std::move(items)}}));
+  return http::Json(200, JsonText(json::object{{"items", std::move(items)}}));
 }
 
 http::Response RevertRecord(RequestContext& ctx) {
@@ -312,7 +338,7 @@ http::Response RevertRecord(RequestContext& ctx) {
   }
   auto r = ctx.store->RevertRecord(Writer(ctx), Name(ctx), ctx.params.at("id"), target, *if_match);
   if (!r.ok()) return ErrorResponse(r.status(), ctx.request);
-  return WithEtag(http::Json(200, json::serialize(RecordJson(*r))), r->version);
+  return WithEtag(http::Json(200, JsonText(RecordJson(*r))), r->version);
 }
 
 http::Response ListEvents(RequestContext& ctx) {
@@ -333,7 +359,7 @@ http::Response ListEvents(RequestContext& ctx) {
   if (!evs.ok()) return ErrorResponse(evs.status(), ctx.request);
   json::array items;
   for (const auto& e : *evs) items.push_back(EventJson(e));
-  return http::Json(200, json::serialize(json::object{{"items", std::move(items)}}));
+  return http::Json(200, JsonText(json::object{{"items", std::move(items)}}));
 }
 
 http::Response ListAudit(RequestContext& ctx) {
@@ -366,7 +392,7 @@ http::Response ListAudit(RequestContext& ctx) {
   if (!entries.ok()) return ErrorResponse(entries.status(), ctx.request);
   json::array items;
   for (const auto& e : *entries) items.push_back(EventJson(e));
-  return http::Json(200, json::serialize(json::object{{"items", std::move(items)}}));
+  return http::Json(200, JsonText(json::object{{"items", std::move(items)}}));
 }
 
 http::Response VerifyAudit(RequestContext& ctx) {
@@ -381,7 +407,7 @@ http::Response VerifyAudit(RequestContext& ctx) {
   o["audit_first_broken"] =
       report->audit_first_broken ? json::value(*report->audit_first_broken) : json::value(nullptr);
   if (!report->ok()) o["reason"] = report->reason;
-  return http::Json(200, json::serialize(o));
+  return http::Json(200, JsonText(o));
 }
 
 json::object RecordMetaJson(const records::Record& r) {

@@ -50,7 +50,7 @@ Router BuildTenantRouter(Services& s) {
   r.Add({"POST", "/api/auth/totp/confirm", P::Session(), kSmallJson, "mfa", with(TotpConfirm)});
   r.Add({"DELETE", "/api/auth/totp", P::Session(), kSmallJson, "mfa", with(TotpDisable)});
   r.Add({"GET", "/api/tokens", P::Session(), kNoBody, "", ListApiTokens});
-  r.Add({"POST", "/api/tokens", P::Session(), kSmallJson, "", CreateApiToken});
+  r.Add({"POST", "/api/tokens", P::Session(), kSmallJson, "", with(CreateApiToken)});
   r.Add({"DELETE", "/api/tokens/{id}", P::Session(), kNoBody, "", RevokeApiToken});
 
   // Users, roles and the permission catalogue.

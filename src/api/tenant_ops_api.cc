@@ -4,6 +4,7 @@
 #include <boost/json.hpp>
 
 #include "api/handlers.h"
+#include "api/json_text.h"
 #include "base/log.h"
 #include "base/time_util.h"
 #include "platform/security_log.h"
@@ -65,11 +66,12 @@ json::object ChainJson(const std::string& slug, const records::ChainReport& r) {
 
 http::Response IssueToken(Services& s, RequestContext& ctx) {
   const auto& req = ctx.request;
-  boost::system::error_code ec;
-  json::value body = json::parse(req.body, ec);
-  if (ec || !body.is_object())
-    return http::Problem(400, "body must be a JSON object", req.request_id);
+  std::string why;
+  auto object = ParseJsonObject(req.body, &why);
+  if (!object) return http::Problem(400, why, req.request_id);
+  json::value body = std::move(*object);
   records::TokenSpec spec;
+  spec.max_days = s.security->token_max_days;
   std::vector<FieldError> errors;
   for (const auto& kv : body.as_object()) {
     if (kv.key() == "name" && kv.value().is_string()) {
@@ -102,8 +104,7 @@ http::Response IssueToken(Services& s, RequestContext& ctx) {
       !st.ok()) {
     log::Error("security log append failed", {{"request_id", req.request_id}});
   }
-  return http::Json(201,
-                    json::serialize(json::object{{"id", issued->id}, {"token", issued->token}}));
+  return http::Json(201, JsonText(json::object{{"id", issued->id}, {"token", issued->token}}));
 }
 
 http::Response RebuildTenant(Services& s, RequestContext& ctx) {
@@ -132,7 +133,7 @@ http::Response RebuildTenant(Services& s, RequestContext& ctx) {
                       ctx.request.request_id);
     return r;
   }
-  return http::Json(200, json::serialize(o));
+  return http::Json(200, JsonText(o));
 }
 
 http::Response ExportTenant(Services& s, RequestContext& ctx) {
@@ -155,7 +156,7 @@ http::Response ExportTenant(Services& s, RequestContext& ctx) {
     json::object o{{"collection", collection}};
     for (auto& kv : RecordMetaJson(r)) o[kv.key()] = kv.value();
     o["data"] = r.data;
-    lines += json::serialize(o);
+    lines += JsonText(o);
     lines += '\n';
     ++count;
     return Status::Ok();
@@ -190,8 +191,7 @@ http::Response VerifyTenants(Services& s, RequestContext& ctx) {
     OpenTenant t{info, std::move(*store)};
     Note(s, ctx, t, "audit.verified", {{"ok", report->ok()}});
   }
-  return http::Json(200,
-                    json::serialize(json::object{{"ok", all_ok}, {"tenants", std::move(results)}}));
+  return http::Json(200, JsonText(json::object{{"ok", all_ok}, {"tenants", std::move(results)}}));
 }
 
 }  // namespace silo::api

@@ -1,6 +1,7 @@
 #include <boost/json.hpp>
 
 #include "api/handlers.h"
+#include "api/json_text.h"
 #include "auth/identity.h"
 #include "base/log.h"
 #include "base/time_util.h"
@@ -43,13 +44,10 @@ http::Response CreateTenant(Services& s, RequestContext& ctx) {
   if (!IsJson(req)) {
     return http::Problem(415, "Content-Type must be application/json", req.request_id);
   }
-  boost::system::error_code ec;
-  json::parse_options opts;
-  opts.max_depth = 8;
-  json::value body = json::parse(req.body, ec, {}, opts);
-  if (ec || !body.is_object()) {
-    return http::Problem(400, "body must be a JSON object", req.request_id);
-  }
+  std::string why;
+  auto object = ParseJsonObject(req.body, &why);
+  if (!object) return http::Problem(400, why, req.request_id);
+  json::value body = std::move(*object);
   std::string fields[3];
   const char* names[3] = {"slug", "name", "owner_email"};
   for (const auto& kv : body.as_object()) {
@@ -93,15 +91,15 @@ http::Response CreateTenant(Services& s, RequestContext& ctx) {
     if (!invited.ok()) return ErrorResponse(invited.status(), req);
     o["owner_setup_token"] = invited->second;
   }
-  return http::Json(201, json::serialize(o));
+  return http::Json(201, JsonText(o));
 }
 
 http::Response ListTenants(Services& s, RequestContext&) {
   json::array arr;
   for (const auto& t : s.tenants->List()) arr.push_back(TenantJson(t));
   json::object o;
-  o["tenants"] = std::move(arr);
-  return http::Json(200, json::serialize(o));
+  o["items"] = std::move(arr);
+  return http::Json(200, JsonText(o));
 }
 
 namespace {
@@ -117,7 +115,7 @@ http::Response SetState(Services& s, RequestContext& ctx, tenant::TenantState st
   Record(s, ctx, event, slug);
   auto t = s.tenants->Find(slug);
   if (!t) return http::Problem(404, "no such tenant", ctx.request.request_id);
-  return http::Json(200, json::serialize(TenantJson(*t)));
+  return http::Json(200, JsonText(TenantJson(*t)));
 }
 
 }  // namespace
@@ -139,7 +137,7 @@ http::Response DeleteTenant(Services& s, RequestContext& ctx) {
   json::object o;
   o["slug"] = slug;
   o["deleted"] = true;
-  return http::Json(200, json::serialize(o));
+  return http::Json(200, JsonText(o));
 }
 
 }  // namespace silo::api

@@ -58,6 +58,7 @@ http::ServerOptions OptionsFor(const config::Config& c, const std::string& name,
   o.idle_timeout = c.limits.idle_timeout;
   o.drain_timeout = c.limits.drain_timeout;
   o.max_connections = c.limits.max_connections;
+  o.max_connections_per_client = c.limits.max_connections_per_client;
   o.io_threads = c.limits.io_threads;
   o.handler_threads = c.limits.handler_threads;
   o.handler_queue = c.limits.handler_queue;
@@ -207,6 +208,7 @@ int Serve(const config::GetEnv& getenv) {
   security.password_iterations = c.security.password_iterations;
   security.login_per_minute = c.security.login_per_minute;
   security.public_form_per_minute = c.security.public_form_per_minute;
+  security.token_max_days = c.security.token_max_days;
   security.honeypot_paths = c.security.honeypot_paths;
   security.ban_us = int64_t{c.security.ban_seconds} * 1'000'000;
   security.security_contact = c.security.security_contact;

@@ -215,6 +215,17 @@ Result<std::optional<std::string>> TakeToken(Database& db, const std::string& to
   return std::optional<std::string>(std::move(user));
 }
 
+// An e-mail address in the audit log: keyed BLAKE2b, 16 bytes, hex.
+std::string EmailTagUnder(const crypto::SecretKey& key, const std::string& address) {
+  return crypto::HexEncode(crypto::KeyedHash(key, "email:" + address, 16));
+}
+
+// A device cookie's MAC over the address and nonce, hex.
+std::string DeviceMac(const crypto::SecretKey& key, const std::string& address,
+                      const std::string& nonce) {
+  return crypto::HexEncode(crypto::KeyedHash(key, "device:" + address + ":" + nonce, 32));
+}
+
 // How a recovery code is stored: keyed BLAKE2b under the secret-field key.
 std::string RecoveryHash(const crypto::SecretKey& key, const std::string& user_id,
                          const std::string& normalised_code) {
@@ -1175,7 +1186,7 @@ Status Identity::RequestReset(
     }
     // The same entry either way; the address is kept as a keyed hash so the
     // log does not become a list of guessed addresses.
-    std::string tag = crypto::HexEncode(crypto::KeyedHash(secret_key, "email:" + address, 16));
+    std::string tag = EmailTagUnder(secret_key, address);
     if (Status a = AppendAudit(db, ctx, "password.reset_requested", "email", tag, {}); !a.ok()) {
       return a;
     }
@@ -1186,6 +1197,35 @@ Status Identity::RequestReset(
 Result<User> Identity::ConfirmReset(const Context& ctx, const std::string& token,
                                     const std::string& password_hash) {
   return SetPasswordWithToken(ctx, token, "reset", password_hash);
+}
+
+// --- keyed tags and device cookies ---
+
+Result<std::string> Identity::EmailTag(const std::string& normalised_email) {
+  auto key = SecretFields();
+  if (!key.ok()) return key.status();
+  return EmailTagUnder(**key, normalised_email);
+}
+
+Result<std::string> Identity::IssueDeviceCookie(const std::string& normalised_email) {
+  auto key = SecretFields();
+  if (!key.ok()) return key.status();
+  std::string nonce = crypto::HexEncode(crypto::RandomBytes(16));
+  return nonce + "." + DeviceMac(**key, normalised_email, nonce);
+}
+
+Result<std::optional<std::string>> Identity::DeviceOf(std::string_view cookie,
+                                                      const std::string& normalised_email) {
+  size_t dot = cookie.find('.');
+  if (dot != 32 || cookie.size() != 32 + 1 + 64) return std::optional<std::string>();
+  auto key = SecretFields();
+  if (!key.ok()) return key.status();
+  std::string nonce(cookie.substr(0, dot));
+  if (!crypto::ConstantTimeEquals(cookie.substr(dot + 1),
+                                  DeviceMac(**key, normalised_email, nonce))) {
+    return std::optional<std::string>();
+  }
+  return std::optional<std::string>(nonce);
 }
 
 // --- outbox ---

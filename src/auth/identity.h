@@ -184,6 +184,23 @@ class Identity {
   Result<User> ConfirmReset(const Context& ctx, const std::string& token,
                             const std::string& password_hash);
 
+  // --- keyed tags ---
+  // How an e-mail address appears where it must be recognisable but not
+  // readable (audit entries for failed logins and reset requests): a keyed
+  // hash under the secret-field key, so a reader of the log cannot confirm
+  // a guessed address.
+  Result<std::string> EmailTag(const std::string& normalised_email);
+
+  // --- device cookies (OWASP "device cookies") ---
+  // A value for the __Host-silo_device cookie of a browser that signed in as
+  // `normalised_email`: a random nonce and a MAC binding it to the address
+  // under this tenant's secret-field key.
+  Result<std::string> IssueDeviceCookie(const std::string& normalised_email);
+  // The nonce of a device cookie issued for this address by this tenant, or
+  // nullopt (another account's, another tenant's, forged or malformed).
+  Result<std::optional<std::string>> DeviceOf(std::string_view cookie,
+                                              const std::string& normalised_email);
+
   // --- outbox ---
   Result<std::vector<Mail>> DueMail(int64_t now_us, int limit);
   // Sent: the body (which may hold a token) is erased.

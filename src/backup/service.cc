@@ -120,6 +120,30 @@ Result<CopyCheck> CheckCopy(Database& db, const Manifest& m) {
   return c;
 }
 
+// The restore's own audit entry, in the copy about to become the tenant.
+Status AppendRestored(Database& db, const Manifest& m, const RestoreRequest& request,
+                      const RestoreReport& report) {
+  json::object details{{"backup_id", m.id},
+                       {"backup_taken_at", FormatRfc3339Micros(m.taken_at_us)},
+                       {"from_tenant", m.tenant_slug},
+                       {"events_dropped", report.events_dropped},
+                       {"audit_dropped", report.audit_dropped},
+                       {"sessions_ended", report.sessions_ended}};
+  if (request.at_us) details["at"] = FormatRfc3339Micros(*request.at_us);
+  if (!report.pre_restore_backup_id.empty()) {
+    details["pre_restore_backup_id"] = report.pre_restore_backup_id;
+    details["audit_kept"] = report.audit_kept;
+  }
+  return AppendAudit(db, "backup.restored", m.id, details, request.request_id);
+}
+
+Status AuditChainIntact(Database& db) {
+  auto after = events::Verify(db, events::Log::kAudit);
+  if (!after.ok()) return after.status();
+  if (after->first_broken) return DataLoss("audit chain broken after the restore entry");
+  return Status::Ok();
+}
+
 void RemoveDb(const std::string& path) {
   for (const char* suffix : {"", "-wal", "-journal"}) std::remove((path + suffix).c_str());
 }
@@ -164,6 +188,10 @@ Stats Service::stats() const {
 
 Result<Manifest> Service::Run(const tenant::TenantInfo& tenant) {
   std::lock_guard lock(mu_);
+  return RunLocked(tenant);
+}
+
+Result<Manifest> Service::RunLocked(const tenant::TenantInfo& tenant) {
   const auto t0 = std::chrono::steady_clock::now();
   auto result = [&]() -> Result<Manifest> {
     auto dek = keyring_->GetKey(tenant.id);
@@ -380,6 +408,15 @@ Result<RestoreReport> Service::RestoreLocked(const RestoreRequest& request) {
                       ") no longer exists; restore it with --as <new-slug>");
     }
     dest = *live;
+    // The state about to be replaced is itself backed up first, so that an
+    // in-place restore can be undone (restore this one).
+    auto before = RunLocked(dest);
+    if (!before.ok()) {
+      return Status(before.status().code(),
+                    "the backup of the current state, taken before restoring in place, failed: " +
+                        before.status().message());
+    }
+    report.pre_restore_backup_id = before->id;
   }
   report.tenant_id = dest.id;
   report.tenant_slug = dest.slug;
@@ -421,29 +458,46 @@ Result<RestoreReport> Service::RestoreLocked(const RestoreRequest& request) {
       if (Status d = (*db)->Exec(std::string("DELETE FROM ") + table); !d.ok()) return d;
       if (std::string_view(table) == "sessions") report.sessions_ended = (*db)->Changes();
     }
-    json::object details{{"backup_id", m.id},
-                         {"backup_taken_at", FormatRfc3339Micros(m.taken_at_us)},
-                         {"from_tenant", m.tenant_slug},
-                         {"events_dropped", report.events_dropped},
-                         {"audit_dropped", report.audit_dropped},
-                         {"sessions_ended", report.sessions_ended}};
-    if (request.at_us) details["at"] = FormatRfc3339Micros(*request.at_us);
-    if (Status a = AppendAudit(**db, "backup.restored", m.id, details, request.request_id);
-        !a.ok()) {
-      return a;
+    // In place, the audit entry is written at the swap, after the live
+    // audit log it must follow.
+    if (report.new_tenant) {
+      if (Status a = AppendRestored(**db, m, request, report); !a.ok()) return a;
     }
     if (Status c = tx->Commit(); !c.ok()) return c;
-    auto after = events::Verify(**db, events::Log::kAudit);
-    if (!after.ok()) return after.status();
-    if (after->first_broken) return DataLoss("audit chain broken after the restore entry");
+    if (report.new_tenant) {
+      if (Status v = AuditChainIntact(**db); !v.ok()) return v;
+    }
     return (*db)->Checkpoint();
   }();
-  if (s.ok()) s = SyncFile(scratch);
+  if (s.ok() && report.new_tenant) s = SyncFile(scratch);
 
   // 4. The swap: rename is atomic; no connection has the file open meanwhile.
   const std::string live_path = dir + "/tenant.db";
   if (s.ok()) {
     auto swap = [&]() -> Status {
+      if (!report.new_tenant) {
+        // No connection has the live file open now: its audit log, every
+        // entry up to this moment, replaces the backup's, then the restore
+        // is recorded after it.
+        Status kept = [&]() -> Status {
+          auto live = Database::Open(live_path, page_key, {.create = false});
+          if (!live.ok()) return live.status();
+          auto db = Database::Open(scratch, page_key, {.create = false});
+          if (!db.ok()) return db.status();
+          auto tx = storage::Transaction::Begin(**db);
+          if (!tx.ok()) return tx.status();
+          auto copied = events::ReplaceWithCopy(**live, **db, events::Log::kAudit);
+          if (!copied.ok()) return copied.status();
+          report.audit_kept = *copied;
+          report.audit_dropped = 0;
+          if (Status a = AppendRestored(**db, m, request, report); !a.ok()) return a;
+          if (Status c = tx->Commit(); !c.ok()) return c;
+          if (Status v = AuditChainIntact(**db); !v.ok()) return v;
+          return (*db)->Checkpoint();
+        }();
+        if (!kept.ok()) return kept;
+        if (Status f = SyncFile(scratch); !f.ok()) return f;
+      }
       // A WAL left beside the old file would be replayed into the new one.
       std::remove((live_path + "-wal").c_str());
       std::remove((live_path + "-journal").c_str());

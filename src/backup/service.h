@@ -43,7 +43,12 @@ struct RestoreReport {
   std::string tenant_id, tenant_slug;
   bool new_tenant = false;
   int64_t events = 0;                             // in the restored tenant
-  int64_t events_dropped = 0, audit_dropped = 0;  // by --at
+  int64_t events_dropped = 0, audit_dropped = 0;  // by --at (audit: only with --as)
+  // In place: the backup of the state it replaced, taken first, so that the
+  // restore itself can be undone; and how many live audit entries were kept
+  // (an in-place restore never rolls the audit log back).
+  std::string pre_restore_backup_id;
+  int64_t audit_kept = 0;
   int64_t sessions_ended = 0;
   int64_t image_bytes = 0;
   double seconds = 0;
@@ -90,8 +95,12 @@ class Service {
   Result<Manifest> Verify(const std::string& backup_id);
   // Verifies, writes a new database, checks it (integrity_check, both
   // chains, the manifest's last event), applies `at_us`, ends sessions, and
-  // only then swaps it in (or resumes the new tenant). On any failure the
-  // live tenant is untouched and nothing is left behind.
+  // only then swaps it in (or resumes the new tenant). In place it first
+  // backs up the live tenant (pre_restore_backup_id), and the swapped-in
+  // database carries the live audit log, every entry of it, followed by
+  // `backup.restored`: records, events and identity state go back, the audit
+  // trail never does. On any failure the live tenant is untouched and nothing
+  // is left behind (but the pre-restore backup, which is a good backup).
   Result<RestoreReport> Restore(const RestoreRequest& request);
   // Restores the newest good backup of `tenant` into a scratch database,
   // checks it against the manifest, times it, deletes it; writes the report
@@ -110,6 +119,7 @@ class Service {
     Manifest manifest;
     std::string image;  // plaintext; wiped by the caller
   };
+  Result<Manifest> RunLocked(const tenant::TenantInfo& tenant);
   Result<Loaded> LoadLocked(const std::string& backup_id, bool want_image);
   Result<std::vector<Listed>> ListLocked(const std::optional<std::string>& tenant_id);
   Result<RestoreReport> RestoreLocked(const RestoreRequest& request);

@@ -170,12 +170,18 @@ TEST_F(BackupServiceTest, BackupWipeRestoreGivesBackEveryRecordHistoryAndAuditEn
   EXPECT_EQ(restored->tenant_id, acme.id);
   auto s = Store(acme);
   EXPECT_EQ(Dump(*s, false), before);
-  // The audit log as it was, then the backup entry that was written after
-  // the snapshot is not there, and the restore is.
+  // The audit log is never rolled back: every entry up to the restore stays
+  // (the backup's own entry and that of the backup the restore took of the
+  // state it replaced, both written after the snapshot), then the restore.
+  EXPECT_FALSE(restored->pre_restore_backup_id.empty());
+  EXPECT_NE(restored->pre_restore_backup_id, m->id);
+  EXPECT_TRUE(silo_->service->Verify(restored->pre_restore_backup_id).ok());
   auto audit_after = AuditTypes(*s);
-  ASSERT_EQ(audit_after.size(), audit_before.size() + 1);
+  ASSERT_EQ(audit_after.size(), audit_before.size() + 3);
+  EXPECT_EQ(restored->audit_kept, static_cast<int64_t>(audit_before.size() + 2));
   EXPECT_TRUE(std::equal(audit_before.begin(), audit_before.end(), audit_after.begin()));
-  EXPECT_EQ(audit_after.back(), "backup.restored");
+  EXPECT_EQ(std::vector<std::string>(audit_after.end() - 3, audit_after.end()),
+            (std::vector<std::string>{"backup.created", "backup.created", "backup.restored"}));
   auto chains = s->VerifyChains();
   ASSERT_TRUE(chains.ok());
   EXPECT_FALSE(chains->events_first_broken || chains->audit_first_broken);

@@ -99,7 +99,7 @@ bool Slugs(const std::string& one, std::vector<std::string>* out, int* code) {
   boost::system::error_code ec;
   json::value v = json::parse(raw, ec);
   if (!ec && v.is_object()) {
-    if (auto* arr = v.as_object().if_contains("tenants"); arr && arr->is_array()) {
+    if (auto* arr = v.as_object().if_contains("items"); arr && arr->is_array()) {
       for (const auto& t : arr->as_array()) out->push_back(Str(t, "slug"));
     }
   }
@@ -146,6 +146,7 @@ void AddBackupCommands(CLI::App& app, bool& as_json, int& code) {
   // Callbacks run after this function returns: they capture only `as_json`
   // and `code` (the caller's) and use these static option values.
   static std::string slug, id, as_slug, at;
+  static bool yes = false;
 
   auto* run = backup->add_subcommand("run", "back up one tenant, or every tenant");
   run->add_option("slug", slug, "the tenant (default: every tenant)");
@@ -175,7 +176,7 @@ void AddBackupCommands(CLI::App& app, bool& as_json, int& code) {
     code = Call(as_json, "GET", path, "", [](const json::value& v) {
       std::printf("%-59s %-20s %-27s %10s %10s  %s\n", "ID", "TENANT", "TAKEN", "DATABASE",
                   "STORED", "GOOD");
-      for (const auto& b : v.at("backups").as_array()) {
+      for (const auto& b : v.at("items").as_array()) {
         bool good = b.at("good").as_bool();
         std::printf("%-59s %-20s %-27s %10s %10s  %s\n", Str(b, "id").c_str(),
                     Str(b, "tenant").c_str(), Str(b, "taken_at").c_str(),
@@ -206,8 +207,19 @@ void AddBackupCommands(CLI::App& app, bool& as_json, int& code) {
   restore->add_option("backup-id", id, "from `silo backup list`")->required();
   restore->add_option("--as", as_slug, "restore into this new tenant instead of in place");
   restore->add_option("--at", at, "the state as of this RFC 3339 time (later events dropped)");
+  restore->add_flag("--yes", yes,
+                    "confirm an in-place restore: the tenant's records go back to the backup "
+                    "(the current state is backed up first)");
   restore->callback([&as_json, &code] {
     if (!CheckId(id, code)) return;
+    if (as_slug.empty() && !yes) {
+      std::fprintf(stderr,
+                   "silo: restoring in place replaces the tenant's current records, events and "
+                   "users with the backup's (the current state is backed up first); add --yes, "
+                   "or restore into a new tenant with --as <new-slug>\n");
+      code = kUsage;
+      return;
+    }
     if (!as_slug.empty() && !SlugIsPathSafe(as_slug)) {
       std::fprintf(stderr, "silo: not a valid slug: %s\n", as_slug.c_str());
       code = kUsage;
@@ -229,6 +241,10 @@ void AddBackupCommands(CLI::App& app, bool& as_json, int& code) {
           }
           std::printf(", %lld sessions ended, %.2f s\n",
                       static_cast<long long>(Int(v, "sessions_ended")), Num(v, "seconds"));
+          if (std::string before = Str(v, "pre_restore_backup_id"); !before.empty()) {
+            std::printf("the state before the restore is backup %s (restore it to undo)\n",
+                        before.c_str());
+          }
         },
         nullptr, kLongCall);
   });

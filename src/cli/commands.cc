@@ -22,6 +22,21 @@ std::string ProblemDetail(const std::string& body) {
   return "unexpected answer";
 }
 
+std::vector<std::string> ProblemErrors(const std::string& body) {
+  std::vector<std::string> out;
+  boost::system::error_code ec;
+  auto v = json::parse(body, ec);
+  if (ec || !v.is_object()) return out;
+  auto* errors = v.as_object().if_contains("errors");
+  if (errors == nullptr || !errors->is_array()) return out;
+  for (const auto& e : errors->as_array()) {
+    std::string field = Str(e, "field");
+    std::string message = Str(e, "message");
+    out.push_back(field.empty() ? message : field + ": " + message);
+  }
+  return out;
+}
+
 int Call(bool as_json, const std::string& method, const std::string& path, const std::string& body,
          const std::function<void(const json::value&)>& human, std::string* raw,
          long timeout_seconds) {
@@ -47,6 +62,11 @@ int Call(bool as_json, const std::string& method, const std::string& path, const
     if (!as_json) {
       std::fprintf(stderr, "silo: refused (%ld): %s\n", answer->status,
                    ProblemDetail(answer->body).c_str());
+      // The detail is often generic ("invalid token"); the server names each
+      // field at fault in errors[].
+      for (const auto& e : ProblemErrors(answer->body)) {
+        std::fprintf(stderr, "  %s\n", e.c_str());
+      }
     }
     return kRefused;
   }

@@ -5,6 +5,7 @@
 #include <boost/json/value.hpp>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace silo::cli {
 
@@ -15,6 +16,9 @@ inline constexpr int kUsage = 2;
 
 // The "detail" of an RFC 9457 problem body, or "unexpected answer".
 std::string ProblemDetail(const std::string& body);
+
+// Each entry of a problem's errors[] as "field: message", in order.
+std::vector<std::string> ProblemErrors(const std::string& body);
 
 // Calls the operator API; prints JSON (--json) or `human(answer)`; says why
 // on stderr when refused. `raw`, when given, receives the answer's body.

@@ -1,16 +1,20 @@
 // silo: argv -> subcommand. Exit codes: 0 ok, 1 refused, 2 usage.
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
 #include <boost/json.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
+#include <string_view>
 
 #include "app/app.h"
 #include "cli/backup_commands.h"
 #include "cli/commands.h"
 #include "cli/operator_client.h"
+#include "cli/version.h"
 
 namespace {
 
@@ -31,6 +35,34 @@ void PrintTenant(const json::value& t) {
               Str(t, "id").c_str(), Str(t, "name").c_str());
 }
 
+// CLI11 answers a mistyped subcommand ("silo tenants list") with "A subcommand
+// is required", which names neither the word at fault nor the choices. Walks
+// argv down the subcommand tree (flags are skipped; below a level that takes
+// subcommands only flags come before the next one) and says which word is not
+// a command there, with the choices. Nothing when every word fits.
+std::optional<std::string> UnknownSubcommand(CLI::App& app, int argc, char** argv) {
+  CLI::App* level = &app;
+  std::string path = "silo";
+  for (int i = 1; i < argc; ++i) {
+    std::string word = argv[i];
+    if (word.empty() || word[0] == '-') continue;
+    auto subs = level->get_subcommands([](CLI::App*) { return true; });
+    if (subs.empty()) return std::nullopt;  // a leaf: the rest are its arguments
+    CLI::App* next = nullptr;
+    for (CLI::App* sub : subs) {
+      if (sub->get_name() == word) next = sub;
+    }
+    if (next == nullptr) {
+      std::string choices;
+      for (CLI::App* sub : subs) choices += (choices.empty() ? "" : ", ") + sub->get_name();
+      return "'" + path + " " + word + "' is not a command; choose one of: " + choices;
+    }
+    level = next;
+    path += " " + word;
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -43,6 +75,10 @@ int main(int argc, char** argv) {
   sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  // Every file and directory this process creates in the data directory
+  // (databases, WAL, keyring, backups, logs) is the owner's alone: 0600 and
+  // 0700, whatever mode the creating library asks for.
+  umask(077);
 
   CLI::App app{"silo: a multi-tenant, encrypted, event-sourced backend"};
   app.require_subcommand(1);
@@ -83,7 +119,7 @@ int main(int argc, char** argv) {
     code = Call(as_json, "GET", "/v1/tenants", "", [](const json::value& v) {
       std::printf("%-24s %-10s %-32s  %s\n", "SLUG", "STATE", "ID", "NAME");
       if (v.is_object()) {
-        if (auto* arr = v.as_object().if_contains("tenants"); arr && arr->is_array()) {
+        if (auto* arr = v.as_object().if_contains("items"); arr && arr->is_array()) {
           for (const auto& t : arr->as_array()) PrintTenant(t);
         }
       }
@@ -250,6 +286,23 @@ int main(int argc, char** argv) {
   });
 
   silo::cli::AddBackupCommands(app, as_json, code);
+
+  // `silo --version` (and `silo --json --version`) before the subcommand
+  // rules: it needs none.
+  bool version = false;
+  for (int i = 1; i < argc && argv[i][0] == '-'; ++i) {
+    std::string_view a = argv[i];
+    if (a == "--version") version = true;
+    if (a == "--json") as_json = true;
+  }
+  if (version) {
+    std::fputs(silo::cli::VersionText(as_json).c_str(), stdout);
+    return kOk;
+  }
+  if (auto unknown = UnknownSubcommand(app, argc, argv)) {
+    std::fprintf(stderr, "silo: %s\n", unknown->c_str());
+    return kUsage;
+  }
 
   try {
     app.parse(argc, argv);

@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 
 #include <boost/json.hpp>
+#include <filesystem>
 
 #include "app/app.h"
 #include "app/dev_secrets.h"
@@ -44,8 +45,16 @@ Result<OperatorClient> OperatorClient::FromEnvironment(const config::GetEnv& get
   if (token.empty()) {
     auto t = ReadFile(app::DevDir(c.data_dir) + "/operator.token");
     if (!t.ok()) {
+      // Name where it looked: run from another directory, the default
+      // ./silo-data is not the server's data directory.
+      std::error_code ec;
+      std::string dir = std::filesystem::absolute(c.data_dir, ec).lexically_normal().string();
+      if (ec) dir = c.data_dir;
       return FailedPrecondition(
-          "no operator token: set SILO_OPERATOR_TOKEN (or run silo serve in development once)");
+          "no operator token: SILO_OPERATOR_TOKEN is not set and there is no " + app::DevDir(dir) +
+          "/operator.token (looked in the data directory " + dir +
+          "; point SILO_DATA_DIR at the server's data directory, or run silo serve there in "
+          "development once)");
     }
     token = Trimmed(*t);
   }

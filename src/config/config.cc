@@ -285,6 +285,7 @@ LoadResult Load(const GetEnv& getenv) {
   ReadNumber<int>(getenv, "SILO_PUBLIC_FORM_RATE_PER_MINUTE", 1, 1'000'000,
                   &sec.public_form_per_minute, &problems);
   ReadNumber<int>(getenv, "SILO_BAN_SECONDS", 1, 30 * 24 * 3600, &sec.ban_seconds, &problems);
+  ReadNumber<int>(getenv, "SILO_TOKEN_MAX_DAYS", 1, 10 * 366, &sec.token_max_days, &problems);
   if (const char* paths = getenv("SILO_HONEYPOT_PATHS"); paths != nullptr) {
     sec.honeypot_paths.clear();
     std::string list = paths;
@@ -329,6 +330,8 @@ LoadResult Load(const GetEnv& getenv) {
   ReadMillis(getenv, "SILO_IDLE_TIMEOUT_MS", &l.idle_timeout, &problems);
   ReadMillis(getenv, "SILO_DRAIN_TIMEOUT_MS", &l.drain_timeout, &problems);
   ReadNumber<size_t>(getenv, "SILO_MAX_CONNECTIONS", 1, 1'000'000, &l.max_connections, &problems);
+  ReadNumber<size_t>(getenv, "SILO_MAX_CONNECTIONS_PER_CLIENT", 1, 1'000'000,
+                     &l.max_connections_per_client, &problems);
   ReadNumber<unsigned>(getenv, "SILO_IO_THREADS", 1, 64, &l.io_threads, &problems);
   ReadNumber<unsigned>(getenv, "SILO_HANDLER_THREADS", 1, 256, &l.handler_threads, &problems);
   ReadNumber<size_t>(getenv, "SILO_HANDLER_QUEUE", 1, 1'000'000, &l.handler_queue, &problems);

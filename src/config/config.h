@@ -39,6 +39,9 @@ struct Limits {
   std::chrono::milliseconds drain_timeout{
       10'000};                    // SILO_DRAIN_TIMEOUT_MS: SIGTERM grace for in-flight requests
   size_t max_connections = 1024;  // SILO_MAX_CONNECTIONS, per listener
+  // SILO_MAX_CONNECTIONS_PER_CLIENT: per peer address and listener (a proxy
+  // in front counts as one client: raise it there)
+  size_t max_connections_per_client = 64;
   unsigned io_threads = 2;        // SILO_IO_THREADS: network threads
   unsigned handler_threads = 4;   // SILO_HANDLER_THREADS: request handlers run here
   size_t handler_queue = 512;     // SILO_HANDLER_QUEUE: waiting requests beyond this get 503
@@ -55,6 +58,7 @@ struct Security {
   size_t password_queue = 32;            // SILO_PASSWORD_QUEUE: waiting beyond this get 503
   int login_per_minute = 10;             // SILO_LOGIN_RATE_PER_MINUTE: per client and per account
   int public_form_per_minute = 5;        // SILO_PUBLIC_FORM_RATE_PER_MINUTE: per client
+  int token_max_days = 365;              // SILO_TOKEN_MAX_DAYS: API tokens expire within this
   // SILO_HONEYPOT_PATHS: comma-separated paths; a request for one bans its
   // client for SILO_BAN_SECONDS.
   std::vector<std::string> honeypot_paths = {

@@ -209,4 +209,36 @@ Result<int64_t> PurgeBodies(storage::Database& db, int64_t up_to, Log log) {
   return int64_t{db.Changes()};
 }
 
+Result<int64_t> ReplaceWithCopy(storage::Database& from, storage::Database& to, Log log) {
+  const std::string table = Table(log);
+  if (Status d = to.Exec("DELETE FROM " + table); !d.ok()) return d;
+  auto read = from.Prepare(
+      "SELECT seq, at_us, actor, type, subject_kind, subject_id, body,"
+      " body_hash, hash FROM " +
+      table + " ORDER BY seq");
+  if (!read.ok()) return read.status();
+  auto write = to.Prepare("INSERT INTO " + table +
+                          " (seq, at_us, actor, type, subject_kind, subject_id, body, body_hash,"
+                          " hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  if (!write.ok()) return write.status();
+  int64_t copied = 0;
+  for (;;) {
+    auto row = read->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    write->Bind(1, read->ColumnInt(0)).Bind(2, read->ColumnInt(1));
+    for (int c = 2; c <= 5; ++c) write->Bind(c + 1, read->ColumnText(c));
+    if (read->ColumnIsNull(6)) {
+      write->BindNull(7);
+    } else {
+      write->Bind(7, read->ColumnText(6));
+    }
+    write->Bind(8, read->ColumnText(7)).Bind(9, read->ColumnText(8));
+    if (Status w = write->Run(); !w.ok()) return w;
+    write->Reset();
+    ++copied;
+  }
+  return copied;
+}
+
 }  // namespace silo::events

@@ -99,6 +99,13 @@ Result<VerifyResult> Verify(storage::Database& db, Log log = Log::kEvents);
 // hashes stay, so Verify still passes. Returns how many were purged.
 Result<int64_t> PurgeBodies(storage::Database& db, int64_t up_to, Log log = Log::kEvents);
 
+// Replaces `to`'s log with `from`'s, row for row (hashes and purged bodies
+// as they are), so that it verifies exactly as it did in `from`. An in-place
+// restore keeps the live audit log this way: it is never rolled back. Returns
+// how many entries were copied.
+// REQUIRES: to.InTransaction().
+Result<int64_t> ReplaceWithCopy(storage::Database& from, storage::Database& to, Log log);
+
 }  // namespace silo::events
 
 #endif  // SILO_EVENTS_EVENT_LOG_H_

@@ -25,6 +25,8 @@ struct Request {
 
   // First header with this (lowercase) name.
   std::optional<std::string_view> Header(std::string_view lower_name) const;
+  // The value of cookie `name` in the (first) Cookie header.
+  std::optional<std::string_view> Cookie(std::string_view name) const;
 };
 
 struct Response {

@@ -17,6 +17,7 @@
 #include <random>
 #include <set>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "base/log.h"
@@ -75,9 +76,14 @@ Result<std::shared_ptr<ssl::context>> MakeTlsContext(const std::string& cert,
   if (SSL_CTX_set_cipher_list(native, kTls12Ciphers) != 1) {
     return Internal("TLS cipher list rejected");
   }
-  // Why no tickets: a long-lived ticket key would undo forward secrecy.
+  // Why no tickets: a long-lived ticket key would undo forward secrecy, and
+  // resumption state is one more secret in memory. SSL_OP_NO_TICKET alone
+  // stops TLS 1.2 tickets; TLS 1.3 would still send stateful tickets, so none
+  // are sent at all (num_tickets 0) and no session is cached.
   SSL_CTX_set_options(native,
                       SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION);
+  SSL_CTX_set_num_tickets(native, 0);
+  SSL_CTX_set_session_cache_mode(native, SSL_SESS_CACHE_OFF);
   boost::system::error_code ec;
   ctx->use_certificate_chain_file(cert, ec);
   if (ec) return FailedPrecondition("cannot load TLS certificate " + cert);
@@ -96,6 +102,7 @@ struct Connection {
   asio::any_io_executor executor;
   beast::tcp_stream* tcp = nullptr;  // null once the connection has ended
   bool busy = false;                 // a request is being read, handled or answered
+  std::string peer;                  // the peer's address (per-client cap); set at accept
 };
 
 }  // namespace
@@ -222,12 +229,25 @@ class Server::Impl {
         socket.close(ignored);
         continue;
       }
-      ++open_;
+      boost::system::error_code peer_ec;
+      std::string peer = socket.remote_endpoint(peer_ec).address().to_string();
       auto conn = std::make_shared<Connection>(socket.get_executor());
+      conn->peer = peer;
       {
         std::lock_guard<std::mutex> lock(conns_mutex_);
+        // One address cannot take every slot: its own cap comes first.
+        size_t& mine = per_client_[peer];
+        if (mine >= opts_.max_connections_per_client) {
+          if (mine == 0) per_client_.erase(peer);
+          metrics_->RecordRejection("client_connection_limit");
+          boost::system::error_code ignored;
+          socket.close(ignored);
+          continue;
+        }
+        ++mine;
         conns_.insert(conn);
       }
+      ++open_;
       std::shared_ptr<ssl::context> tls;
       if (opts_.tls) {
         std::lock_guard<std::mutex> lock(tls_mutex_);
@@ -247,6 +267,8 @@ class Server::Impl {
             {
               std::lock_guard<std::mutex> lock(conns_mutex_);
               conns_.erase(conn);
+              auto it = per_client_.find(conn->peer);
+              if (it != per_client_.end() && --it->second == 0) per_client_.erase(it);
             }
             --open_;
           });
@@ -326,10 +348,32 @@ class Server::Impl {
       }
       conn->busy = true;
       auto& header = parser.get();
+      if (std::string why = FramingProblem(header.base()); !why.empty()) {
+        // Where this request's body ends is ambiguous: answering and reading
+        // on would let the bytes after it run as a second, smuggled request.
+        metrics_->RecordRejection("malformed");
+        co_await WriteError(stream, tcp_layer, 400, why, request_id, client_ip, start);
+        co_return;
+      }
       size_t limit = dispatcher_->BodyLimit(
           std::string_view(header.method_string().data(), header.method_string().size()),
           std::string_view(header.target().data(), header.target().size()));
       auto content_length = parser.content_length();
+      if (limit == Dispatcher::kNoRoute) {
+        // No route takes this request: the answer (404, 405, honeypot) does
+        // not depend on the body, whatever its size. A small declared body is
+        // read and dropped so the connection can go on; a larger or chunked
+        // one is not read at all, and the connection ends with the answer.
+        constexpr std::uint64_t kDrainBytes = 64 * 1024;
+        if (parser.chunked() || content_length.value_or(0) > kDrainBytes) {
+          auto msg = parser.release();
+          Request req = ToRequest(msg, client_ip, request_id);
+          Response res = co_await Dispatch(std::move(req));
+          co_await WriteResponse(stream, tcp_layer, res, request_id, false, msg, client_ip, start);
+          co_return;
+        }
+        limit = kDrainBytes;
+      }
       if (content_length && *content_length > limit) {
         metrics_->RecordRejection("body_too_large");
         co_await WriteError(stream, tcp_layer, 413, "request body too large", request_id, client_ip,
@@ -425,6 +469,9 @@ class Server::Impl {
                                 const bhttp::request<bhttp::string_body>& req,
                                 const std::string& client_ip, Clock::time_point start) {
     bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), 11};
+    // The status line's reason is the problem's title (Beast's own table
+    // has RFC 7231's older names, "Payload Too Large" for 413).
+    res.reason(StatusText(r.status));
     std::string ctype = r.content_type;
     if (ctype.find("charset") == std::string::npos &&
         (ctype.find("json") != std::string::npos || ctype.rfind("text/", 0) == 0)) {
@@ -475,7 +522,8 @@ class Server::Impl {
   std::mutex tls_mutex_;
   std::shared_ptr<ssl::context> tls_;  // GUARDED_BY(tls_mutex_)
   std::mutex conns_mutex_;
-  std::set<std::shared_ptr<Connection>> conns_;  // GUARDED_BY(conns_mutex_)
+  std::set<std::shared_ptr<Connection>> conns_;         // GUARDED_BY(conns_mutex_)
+  std::unordered_map<std::string, size_t> per_client_;  // GUARDED_BY(conns_mutex_)
 };
 
 Server::Server(ServerOptions options, Dispatcher* dispatcher, Metrics* metrics)

@@ -8,8 +8,9 @@
 //
 // Every connection runs on its own strand; every network wait has a deadline
 // (handshake and request: read_timeout; between keep-alive requests:
-// idle_timeout). Handlers run on a separate bounded pool, never on a network
-// thread; when `handler_queue` requests already wait, the answer is 503.
+// idle_timeout). Requests whose framing is ambiguous (to_request.h,
+// FramingProblem) get 400 and the connection is closed. Handlers run on a separate bounded pool,
+// never on a network thread; when `handler_queue` requests already wait, the answer is 503.
 // Requests the dispatcher calls Slow() run on a second, smaller pool.
 // Every response gets the standard security headers and X-Request-Id, and one
 // JSON access-log line (method, path without query, status, bytes, time,
@@ -37,7 +38,10 @@ class Dispatcher {
   virtual ~Dispatcher() = default;
   // Largest body accepted for this request, decided from the request line
   // before the body is read (a larger Content-Length is refused with 413
-  // without reading it).
+  // without reading it). kNoRoute when no route takes this method and path:
+  // the request is then handled without its body (the answer is a 404 or a
+  // 405 whatever the body) and the connection closed after the answer.
+  static constexpr size_t kNoRoute = static_cast<size_t>(-1);
   virtual size_t BodyLimit(std::string_view method, std::string_view target) const = 0;
   // Answers one request; runs on the handler pool. May throw: the server then
   // answers 500 without details.
@@ -60,6 +64,9 @@ struct ServerOptions {
   std::chrono::milliseconds idle_timeout{30'000};
   std::chrono::milliseconds drain_timeout{10'000};
   size_t max_connections = 1024;
+  // Open connections from one peer address; beyond it that address's new
+  // connections are closed at accept while others are still served.
+  size_t max_connections_per_client = 64;
   unsigned io_threads = 2;
   unsigned handler_threads = 4;
   size_t handler_queue = 512;

@@ -19,6 +19,19 @@ constexpr std::pair<std::string_view, FilterOp> kOps[] = {
     {"lte", FilterOp::kLte}, {"gt", FilterOp::kGt},        {"gte", FilterOp::kGte},
     {"in", FilterOp::kIn},   {"prefix", FilterOp::kPrefix}};
 
+// A name from the request as an error shows it: itself when it has the shape
+// of a field name, else a placeholder (the answer echoes no arbitrary text).
+std::string Shown(std::string_view name) {
+  return ValidName(name) ? std::string(name) : std::string("(not a field name)");
+}
+
+// "a, b, c": the schema's field names, for errors that name the choices.
+std::string FieldNames(const CollectionSchema& schema) {
+  std::string out;
+  for (const auto& f : schema.fields) out += (out.empty() ? "" : ", ") + f.name;
+  return out.empty() ? "none" : out;
+}
+
 Result<Filter> ParseFilter(const CollectionSchema& schema, std::string_view text) {
   size_t c1 = text.find(':');
   size_t c2 = c1 == text.npos ? text.npos : text.find(':', c1 + 1);
@@ -27,7 +40,10 @@ Result<Filter> ParseFilter(const CollectionSchema& schema, std::string_view text
   std::string_view op = text.substr(c1 + 1, c2 - c1 - 1);
   std::string_view value = text.substr(c2 + 1);
   const FieldDef* f = schema.Find(name);
-  if (f == nullptr) return InvalidArgument("filter on an unknown field");
+  if (f == nullptr) {
+    return InvalidArgument("filter on an unknown field: " + Shown(name) +
+                           " (fields: " + FieldNames(schema) + ")");
+  }
   Filter filter;
   filter.field = *f;
   bool known = false;
@@ -143,7 +159,10 @@ Result<ListQuery> ParseListQuery(const CollectionSchema& schema,
       }
       if (name == "id") continue;
       const FieldDef* f = schema.Find(name);
-      if (f == nullptr) return InvalidArgument("sort on an unknown field");
+      if (f == nullptr) {
+        return InvalidArgument("sort on an unknown field: " + Shown(name) + " (fields: id, " +
+                               FieldNames(schema) + ")");
+      }
       if (f->type == FieldType::kJson)
         return InvalidArgument(f->name + ": json fields cannot be sorted");
       q.sort = *f;
@@ -166,7 +185,8 @@ Result<ListQuery> ParseListQuery(const CollectionSchema& schema,
       if (!us.ok()) return InvalidArgument("at must be an RFC 3339 date-time");
       q.at_us = *us;
     } else {
-      return InvalidArgument("unknown query parameter");
+      return InvalidArgument("unknown query parameter: " + Shown(key) +
+                             " (allowed: filter, sort, limit, cursor, at)");
     }
   }
   return q;

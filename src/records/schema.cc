@@ -85,7 +85,9 @@ std::string CheckValue(const FieldDef& f, const json::value& v, json::value* out
         for (const auto& allowed : f.values) {
           if (allowed == s) return "";
         }
-        return "must be one of the declared values";
+        std::string values;
+        for (const auto& allowed : f.values) values += (values.empty() ? "" : ", ") + allowed;
+        return "must be one of: " + values;
       }
       if (s.size() > f.max_bytes) return "longer than " + std::to_string(f.max_bytes) + " bytes";
       return "";

@@ -191,6 +191,11 @@ class SqliteTenantStore : public TenantStore {
       if (!rbac::ValidPermission(p)) errors.push_back({"permissions", "unknown permission " + p});
     }
     if (spec.expires_at_us <= ctx.now_us) errors.push_back({"expires_at", "must be in the future"});
+    if (spec.max_days > 0 &&
+        spec.expires_at_us - ctx.now_us > int64_t{spec.max_days} * 86400 * 1'000'000) {
+      errors.push_back({"expires_at", "must be at most " + std::to_string(spec.max_days) +
+                                          " days ahead (SILO_TOKEN_MAX_DAYS)"});
+    }
     if (!errors.empty()) return InvalidArgument("invalid token").WithFields(std::move(errors));
     IssuedToken issued{RandomBase36(16), std::string(kTokenPrefix) + crypto::RandomToken(32)};
     json::array perms;

@@ -131,6 +131,7 @@ struct TokenSpec {
   std::vector<std::string> permissions;  // each valid per ValidPermission()
   int64_t expires_at_us = 0;
   std::string owner = "operator";  // or "user:<id>"
+  int max_days = 0;  // expires_at_us at most this many days ahead (SILO_TOKEN_MAX_DAYS); 0: any
 };
 
 // A token as listed (never its secret).

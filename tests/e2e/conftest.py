@@ -4,6 +4,7 @@ Every server gets a fresh data directory, port 0 for both listeners (the bound
 ports are read back from <data>/platform/server.json), short timeouts, and is
 stopped (SIGTERM, then SIGKILL) when the test ends.
 """
+import datetime
 import json
 import os
 import signal
@@ -18,6 +19,10 @@ import requests
 import urllib3
 
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+
+# An API token expiry inside the default SILO_TOKEN_MAX_DAYS (365).
+TOKEN_EXPIRES = (datetime.datetime.now(datetime.timezone.utc) +
+                 datetime.timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 SILO_BIN = os.environ.get("SILO_BIN") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build", "silo")

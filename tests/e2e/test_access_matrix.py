@@ -6,7 +6,7 @@ import json
 import subprocess
 
 from identity_util import Client, create_tenant
-from conftest import SILO_BIN
+from conftest import SILO_BIN, TOKEN_EXPIRES
 
 MANY = {"SILO_LOGIN_RATE_PER_MINUTE": "1000"}
 ALL_PERMS = ["collections.read", "collections.manage", "events.read", "audit.read",
@@ -64,7 +64,7 @@ def test_role_route_matrix(make_silo):
         {"name": "title", "type": "string", "required": True}]}).status_code == 201
     assert owner.call("POST", "/api/collections/tickets/records",
                       {"title": "keep the collection"}).status_code == 201
-    policy = {r["name"]: r["permissions"] for r in owner.call("GET", "/api/roles").json()["roles"]}
+    policy = {r["name"]: r["permissions"] for r in owner.call("GET", "/api/roles").json()["items"]}
     assert set(policy) >= {"owner", "admin", "security_admin", "auditor", "editor", "viewer"}
     principals = {"owner": owner}
     for role in ["admin", "security_admin", "auditor", "editor", "viewer"]:
@@ -75,7 +75,7 @@ def test_role_route_matrix(make_silo):
     beta = Client(silo, "beta")
     beta.setup(tb["owner_setup_token"])
     beta.sign_in("owner@acme.test")
-    args = ["tenant", "token", "beta", "--name", "x", "--expires", "2099-01-01T00:00:00Z"]
+    args = ["tenant", "token", "beta", "--name", "x", "--expires", TOKEN_EXPIRES]
     for p in ALL_PERMS:
         args += ["--permission", p]
     beta_token = silo.cli(*args).stdout.strip()
@@ -85,7 +85,7 @@ def test_role_route_matrix(make_silo):
     foreign_token = Client(silo, "acme")
     foreign_token.bearer = beta_token
     anonymous = Client(silo, "acme")
-    acme_args = ["tenant", "token", "acme", "--name", "x", "--expires", "2099-01-01T00:00:00Z"]
+    acme_args = ["tenant", "token", "acme", "--name", "x", "--expires", TOKEN_EXPIRES]
     for p in ALL_PERMS:
         acme_args += ["--permission", p]
     acme_token = Client(silo, "acme")

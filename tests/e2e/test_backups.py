@@ -16,6 +16,7 @@ import time
 import pytest
 import requests
 
+from conftest import TOKEN_EXPIRES
 from test_records import Api, make_api, token
 
 MARKER = "BACKUP-PLAINTEXT-MARKER-91c2"
@@ -96,16 +97,18 @@ def test_backup_wipe_restore_gives_back_every_record_history_event_and_audit_ent
         assert api.call("DELETE", "/api/collections/tickets/records/" + rec["id"]).status_code == 204
     assert api.call("GET", "/api/collections/tickets/records").json()["items"] == []
 
-    r = silo.cli("backup", "restore", answer["id"])
+    r = silo.cli("backup", "restore", answer["id"], "--yes")
     assert r.returncode == 0, r.stderr
     assert "into acme (in place)" in r.stdout
     records2, histories2, events2, audit2 = everything(api)
     assert records2 == records
     assert histories2 == histories
     assert events2 == events
-    # The audit log as it was at the backup, then the restore.
+    # The audit log is never rolled back: all of it, the backup, the backup of
+    # the state the restore replaced, then the restore.
     assert audit2[:len(audit)] == audit
-    assert [a["type"] for a in audit2[len(audit):]] == ["backup.restored"]
+    assert [a["type"] for a in audit2[len(audit):]] == [
+        "backup.created", "backup.created", "backup.restored"]
     assert silo.cli("audit", "verify", "acme").returncode == 0
     # Writes go on after the restore.
     assert api.call("POST", "/api/collections/tickets/records",
@@ -114,6 +117,58 @@ def test_backup_wipe_restore_gives_back_every_record_history_event_and_audit_ent
     assert_no_plaintext(os.path.join(silo.data_dir, "backups"))
     assert_no_plaintext(os.path.join(silo.data_dir, "tenants"))
     assert MARKER not in silo.output()
+
+
+def test_the_operator_cannot_erase_its_trail_and_a_restore_can_be_undone(silo):
+    """Back up, mint a token, read and export with it, then restore in place:
+    the tenant's audit log keeps the token, its use and the export, and the
+    chain verifies; the restore asked for --yes, took a backup of what it
+    replaced, and restoring that one brings back the record written after."""
+    api = make_api(silo)
+    fill(api, 3)
+    answer = backup_run(silo, "acme")
+    late = api.call("POST", "/api/collections/tickets/records",
+                    {"id": "late", "title": "written after the backup", "ref": "late"})
+    assert late.status_code == 201, late.text
+    snoop = silo.cli("tenant", "token", "acme", "--name", "snoop", "--permission",
+                     "records.*.read", "--expires", TOKEN_EXPIRES)
+    assert snoop.returncode == 0, snoop.stderr
+    spy = Api(silo, "acme", snoop.stdout.strip())
+    assert spy.call("GET", "/api/collections/tickets/records").status_code == 200
+    export = silo.cli("tenant", "export", "acme")
+    assert export.returncode == 0 and "written after the backup" in export.stdout
+    trail = {"token.created", "token.used", "tenant.exported"}
+    before = api.call("GET", "/api/audit?limit=500").json()["items"]
+    assert trail <= {a["type"] for a in before}, {a["type"] for a in before}
+
+    # In place without --yes: refused as a usage error, nothing changed.
+    r = silo.cli("backup", "restore", answer["id"])
+    assert r.returncode == 2 and "--yes" in r.stderr, (r.returncode, r.stderr)
+    assert api.call("GET", "/api/collections/tickets/records/late").status_code == 200
+
+    r = silo.cli("--json", "backup", "restore", answer["id"], "--yes")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    undo = report["pre_restore_backup_id"]
+    assert undo and undo != answer["id"] and report["audit_dropped"] == 0
+    assert api.call("GET", "/api/collections/tickets/records/late").status_code == 404
+    after = api.call("GET", "/api/audit?limit=500").json()["items"]
+    # Every entry written before the restore is still there, unchanged, in order.
+    assert after[:len(before)] == before
+    assert trail <= {a["type"] for a in after}
+    restored = [a for a in after if a["type"] == "backup.restored"]
+    assert len(restored) == 1 and after[-1]["type"] == "backup.restored"
+    assert silo.cli("audit", "verify", "acme").returncode == 0
+
+    # The restore is itself undone from the backup it took first.
+    r = silo.cli("backup", "restore", undo, "--yes")
+    assert r.returncode == 0, r.stderr
+    got = api.call("GET", "/api/collections/tickets/records/late")
+    assert got.status_code == 200 and got.json()["title"] == "written after the backup"
+    final = api.call("GET", "/api/audit?limit=500").json()["items"]
+    assert final[:len(after)] == after
+    assert [a["type"] for a in final].count("backup.restored") == 2
+    assert silo.cli("audit", "verify", "acme").returncode == 0
 
 
 def test_tampered_truncated_wrong_key_and_wrong_tenant_backups_are_refused(make_silo, data_dir):
@@ -131,7 +186,7 @@ def test_tampered_truncated_wrong_key_and_wrong_tenant_backups_are_refused(make_
     def refused(why):
         r = silo.cli("backup", "verify", a["id"])
         assert r.returncode == 1 and why in r.stderr, r.stderr
-        r = silo.cli("backup", "restore", a["id"])
+        r = silo.cli("backup", "restore", a["id"], "--yes")
         assert r.returncode == 1 and why in r.stderr, r.stderr
         r = silo.cli("backup", "restore", a["id"], "--as", "copy")
         assert r.returncode == 1, r.stdout
@@ -172,8 +227,15 @@ def test_tampered_truncated_wrong_key_and_wrong_tenant_backups_are_refused(make_
                           json={"as": "escaped"}, timeout=10)
         assert r.status_code == 422 and "not a backup id" in r.text, (bad, r.status_code, r.text)
     assert "escaped" not in silo.cli("tenant", "list").stdout
-    r = silo.cli("backup", "verify", a["id"][:-1] + "0")
-    assert r.returncode == 1
+    # An id of the right shape that no backup has: the last hex digit changed
+    # to one that makes it differ from every id the target lists (changing it
+    # to a fixed digit was the real id whenever the id already ended in it).
+    listed = json.loads(silo.cli("--json", "backup", "list").stdout)["items"]
+    known = {b["id"] for b in listed}
+    assert a["id"] in known
+    unknown = next(a["id"][:-1] + d for d in "0123456789abcdef" if a["id"][:-1] + d not in known)
+    r = silo.cli("backup", "verify", unknown)
+    assert r.returncode == 1 and "(404): no backup " + unknown in r.stderr, (r.stdout, r.stderr)
 
 
 def test_restore_as_a_new_slug_as_of_a_time(silo):
@@ -310,7 +372,7 @@ def test_s3_target_round_trip_against_a_real_s3_server(make_silo, s3rver):
     assert stored, list(files_under(s3rver["dir"]))
     assert_no_plaintext(s3rver["dir"])
     r = silo.cli("--json", "backup", "list")
-    listed = json.loads(r.stdout)["backups"]
+    listed = json.loads(r.stdout)["items"]
     assert [b["id"] for b in listed] == [answer["id"]] and listed[0]["good"]
     assert silo.cli("backup", "verify", answer["id"]).returncode == 0
     r = silo.cli("backup", "restore", answer["id"], "--as", "acme-from-s3")
@@ -321,7 +383,7 @@ def test_s3_target_round_trip_against_a_real_s3_server(make_silo, s3rver):
     second = backup_run(silo, "acme")
     assert second["id"] != answer["id"]
     assert silo.cli("backup", "prune").returncode == 0  # both are younger than 30 days
-    assert len(json.loads(silo.cli("--json", "backup", "list", "acme").stdout)["backups"]) == 2
+    assert len(json.loads(silo.cli("--json", "backup", "list", "acme").stdout)["items"]) == 2
     # The server goes away: a clear failure, counted; the secret is never printed.
     s3rver["proc"].kill()
     s3rver["proc"].wait()

@@ -9,6 +9,7 @@ import time
 import requests
 
 from identity_util import PASSWORD, Client, SmtpSink, cookie_from, create_tenant, oathtool
+from conftest import TOKEN_EXPIRES
 
 OWNER = "owner@acme.test"
 # Flows that sign in many times run with a high login limit; the limits have
@@ -58,7 +59,7 @@ def test_owner_setup_login_mfa_recovery_and_logout(make_silo):
     denied = c.call("GET", "/api/users")
     assert denied.status_code == 403 and "enrol" in denied.json()["detail"]
     assert c.call("POST", "/api/tokens", {"name": "x", "permissions": ["users.read"],
-                                          "expires_at": "2099-01-01T00:00:00Z"}).status_code == 403
+                                          "expires_at": TOKEN_EXPIRES}).status_code == 403
 
     # Enrolment: secret, otpauth URI and QR code; a real TOTP client confirms.
     e = c.call("POST", "/api/auth/totp/enroll")
@@ -115,7 +116,7 @@ def test_owner_setup_login_mfa_recovery_and_logout(make_silo):
 
     # Sessions are listed and revoked; the audit log saw all of it.
     c.adopt(rc)
-    sessions = c.call("GET", "/api/auth/sessions").json()["sessions"]
+    sessions = c.call("GET", "/api/auth/sessions").json()["items"]
     assert sum(s["current"] for s in sessions) == 1
     other = [s for s in sessions if not s["current"]][0]
     assert c.call("DELETE", "/api/auth/sessions/" + other["id"]).status_code == 204
@@ -188,10 +189,10 @@ def test_invited_users_roles_and_their_tokens(make_silo):
 
     # Tokens: a subset of the creator's permissions, shown once, revocable.
     too_much = ed.call("POST", "/api/tokens", {"name": "t", "permissions": ["users.read"],
-                                               "expires_at": "2099-01-01T00:00:00Z"})
+                                               "expires_at": TOKEN_EXPIRES})
     assert too_much.status_code == 403
     made = ed.call("POST", "/api/tokens", {"name": "ci", "permissions": ["records.tickets.read"],
-                                           "expires_at": "2099-01-01T00:00:00Z"})
+                                           "expires_at": TOKEN_EXPIRES})
     assert made.status_code == 201, made.text
     tok = made.json()["token"]
     assert tok.startswith("silo_") and len(tok) == 48
@@ -200,7 +201,7 @@ def test_invited_users_roles_and_their_tokens(make_silo):
     assert prog.call("GET", "/api/collections/tickets/records").status_code == 200
     assert prog.call("POST", "/api/collections/tickets/records", {"title": "b"}).status_code == 403
     assert prog.call("GET", "/api/auth/me").status_code == 403  # a token is not a session
-    listed = ed.call("GET", "/api/tokens").json()["tokens"]
+    listed = ed.call("GET", "/api/tokens").json()["items"]
     assert [t["name"] for t in listed] == ["ci"] and tok not in json.dumps(listed)
     # The token cannot outlive its owner's rights: disable Ed, the token dies.
     ed_id = inv.json()["user"]["id"]
@@ -233,6 +234,23 @@ def test_invited_users_roles_and_their_tokens(make_silo):
     assert ed.call("POST", "/api/collections/tickets/records", {"title": "c"}).status_code == 403
     assert ed.call("GET", "/api/collections/tickets/records").status_code == 200
     assert owner.call("DELETE", "/api/roles/support").status_code == 409  # still held
+    # Nobody changes or deletes a role holding a permission they lack: the
+    # security_admin holds no record permission, so it can neither narrow
+    # "support" (taking records.tickets.read from Ed) nor delete it.
+    narrow = sa.call("PATCH", "/api/roles/support", {"permissions": []})
+    assert narrow.status_code == 403 and "records.tickets.read" in narrow.text, narrow.text
+    assert sa.call("PATCH", "/api/roles/support",
+                   {"description": "renamed"}).status_code == 403
+    assert sa.call("POST", "/api/roles", {"name": "spare", "permissions": []}).status_code == 201
+    owner.call("POST", "/api/roles", {"name": "spare2", "permissions": ["records.tickets.read"]})
+    gone = sa.call("DELETE", "/api/roles/spare2")
+    assert gone.status_code == 403 and "records.tickets.read" in gone.text, gone.text
+    assert owner.call("GET", "/api/roles/spare2").status_code == 200
+    assert owner.call("GET", "/api/roles/support").json()["permissions"] == ["records.tickets.read"]
+    # Within its own permissions it still manages roles; the owner may do all.
+    assert sa.call("PATCH", "/api/roles/spare", {"permissions": ["audit.read"]}).status_code == 200
+    assert sa.call("DELETE", "/api/roles/spare").status_code == 204
+    assert owner.call("DELETE", "/api/roles/spare2").status_code == 204
     # The last owner cannot be demoted.
     me = owner.call("GET", "/api/auth/me").json()["user"]["id"]
     last = owner.call("PUT", "/api/users/" + me + "/roles", {"roles": ["admin"]})
@@ -293,16 +311,24 @@ def test_password_change_and_reset_through_real_smtp(make_silo):
         assert token not in silo.output()
 
 
-def median_ms(fn, n):
-    times = []
+def interleaved_medians_ms(fa, fb, n):
+    """Medians of n timings of fa and fb, taken alternately, so that a slow
+    spell on the shared machine lands on both sides alike."""
+    ta, tb = [], []
     for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+        for fn, out in ((fa, ta), (fb, tb)):
+            t0 = time.perf_counter()
+            fn()
+            out.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(ta), statistics.median(tb)
 
 
 def test_login_and_reset_do_not_reveal_accounts(make_silo):
+    """Same status, same body, and the same work: an unknown address pays for
+    an Argon2id check too. The margins are wide on purpose (this is a test,
+    not a benchmark): skipping the hash for unknown addresses makes them about
+    ten times faster, which a 0.5 ratio catches, while two runs of the same
+    work on a noisy two-core machine stay far inside it."""
     silo = make_silo({"SILO_LOGIN_RATE_PER_MINUTE": "100000"})
     create = create_tenant(silo, "acme", OWNER)
     c = Client(silo, "acme")
@@ -315,20 +341,16 @@ def test_login_and_reset_do_not_reveal_accounts(make_silo):
     assert strip(a) == strip(b)
     for _ in range(3):  # warm up both paths
         wrong_known(), unknown()
-    known_ms, unknown_ms = [], []
-    for _ in range(3):
-        known_ms.append(median_ms(wrong_known, 7))
-        unknown_ms.append(median_ms(unknown, 7))
-    k, u = statistics.median(known_ms), statistics.median(unknown_ms)
-    assert abs(k - u) <= 0.10 * max(k, u), (k, u)
-    # Reset requests: same status and body, times within 10 % (or 1 ms: a
-    # few-millisecond request on a shared machine).
+    k, u = interleaved_medians_ms(wrong_known, unknown, 21)
+    assert min(k, u) >= 0.5 * max(k, u), (k, u)
+    # Reset requests: same status and body; the same kind of work (an audit
+    # write either way, the mail goes through the outbox), so within a factor
+    # of two or 5 ms of each other.
     reset = lambda e: (lambda: c.call("POST", "/api/auth/password-reset", {"email": e}))
     ra, rb = reset(OWNER)(), reset("nobody@acme.test")()
     assert ra.status_code == rb.status_code == 202 and ra.text == rb.text
-    k = median_ms(reset(OWNER), 21)
-    u = median_ms(reset("nobody@acme.test"), 21)
-    assert abs(k - u) <= max(0.10 * max(k, u), 1.0), (k, u)
+    k, u = interleaved_medians_ms(reset(OWNER), reset("nobody@acme.test"), 21)
+    assert abs(k - u) <= max(0.5 * max(k, u), 5.0), (k, u)
 
 
 def test_login_rate_limits_and_spoofed_forwarded_for(make_silo):

@@ -15,7 +15,7 @@ import subprocess
 
 import requests
 
-from conftest import SILO_BIN, raw_exchange
+from conftest import SILO_BIN, TOKEN_EXPIRES, raw_exchange
 from identity_util import Client, SmtpSink, create_tenant, oathtool
 
 BASE = "isolation.test"
@@ -73,7 +73,7 @@ class Tenant:
         assert pending.status_code == 201
         self.pending_id = pending.json()["user"]["id"]
         self.setup_token = pending.json()["setup_token"]  # never used before the end
-        made = o.call("POST", "/api/tokens", {"name": "ci", "expires_at": "2099-01-01T00:00:00Z",
+        made = o.call("POST", "/api/tokens", {"name": "ci", "expires_at": TOKEN_EXPIRES,
                                               "permissions": ["records.tickets.read",
                                                               "records.tickets.update",
                                                               "records.tickets.delete",
@@ -84,7 +84,7 @@ class Tenant:
         self.token, self.token_id = made.json()["token"], made.json()["id"]
         self.api = Client(silo, slug)
         self.api.bearer = self.token
-        sessions = o.call("GET", "/api/auth/sessions").json()["sessions"]
+        sessions = o.call("GET", "/api/auth/sessions").json()["items"]
         self.session_id = [s for s in sessions if s["current"]][0]["id"]
         # A reset link for the editor, through real SMTP, never used before the end.
         before = len(smtp.messages)
@@ -113,7 +113,7 @@ class Tenant:
             "users": o.call("GET", "/api/users").json(),
             "roles": o.call("GET", "/api/roles").json(),
             "tokens": o.call("GET", "/api/tokens").json(),
-            "sessions": len(o.call("GET", "/api/auth/sessions").json()["sessions"]),
+            "sessions": len(o.call("GET", "/api/auth/sessions").json()["items"]),
             "audit": [(a["seq"], a["type"]) for a in
                       o.call("GET", "/api/audit?limit=1000").json()["items"]],
             "events": len(o.call("GET", "/api/events?limit=1000").json()["items"]),
@@ -239,8 +239,8 @@ def test_two_identical_tenants_never_see_or_touch_each_other(make_silo):
         sa, sb = a.state(), b.state()
         ids = {t: {r["id"] for r in st["records"]["items"]} for t, st in (("a", sa), ("b", sb))}
         assert ids["a"] & ids["b"] == {"r1", "r2"}
-        assert ({u["email"] for u in sa["users"]["users"]} ==
-                {u["email"] for u in sb["users"]["users"]} == {OWNER, EDITOR, PENDING})
+        assert ({u["email"] for u in sa["users"]["items"]} ==
+                {u["email"] for u in sb["users"]["items"]} == {OWNER, EDITOR, PENDING})
 
         failures = attack(a, b, routes) + attack(b, a, routes)
         assert not failures, "\n".join(map(str, failures))
@@ -276,7 +276,7 @@ def test_host_and_path_never_disagree_silently(make_silo):
     tokens = {}
     for slug in SLUGS:
         create_tenant(silo, slug, OWNER)
-        args = ["tenant", "token", slug, "--name", "x", "--expires", "2099-01-01T00:00:00Z",
+        args = ["tenant", "token", slug, "--name", "x", "--expires", TOKEN_EXPIRES,
                 "--permission", "collections.read"]
         tokens[slug] = silo.cli(*args).stdout.strip()
         assert tokens[slug].startswith("silo_")

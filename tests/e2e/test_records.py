@@ -6,7 +6,9 @@ import time
 
 import requests
 
-FAR = "2099-01-01T00:00:00Z"
+from conftest import TOKEN_EXPIRES
+
+FAR = TOKEN_EXPIRES
 ALL = ["collections.read", "collections.manage", "events.read", "audit.read",
        "audit.verify", "records.*.create", "records.*.read", "records.*.update",
        "records.*.delete", "records.*.history"]

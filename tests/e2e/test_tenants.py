@@ -16,7 +16,7 @@ def test_cli_lifecycle(silo):
 
     r = silo.cli("--json", "tenant", "list")
     assert r.returncode == 0
-    assert [t["slug"] for t in json.loads(r.stdout)["tenants"]] == ["acme"]
+    assert [t["slug"] for t in json.loads(r.stdout)["items"]] == ["acme"]
 
     assert silo.get("/t/acme/api/").json() == {"tenant": "acme"}
 
@@ -92,7 +92,7 @@ def test_operator_api_requires_token(silo):
     r = requests.post(silo.operator_url + "/v1/tenants", timeout=5, headers=tok, json={"slug": 5})
     assert r.status_code == 422
     r = requests.get(silo.operator_url + "/v1/tenants", timeout=5, headers=tok)
-    assert r.json() == {"tenants": []}
+    assert r.json() == {"items": []}
 
 
 def test_host_and_path_resolution(make_silo):

@@ -139,6 +139,7 @@ World& Setup() {
     w->security.public_form_per_minute = 1'000'000;
     w->security.security_contact = "mailto:security@example.com";
     w->security.public_url = "https://example.com";
+    w->security.token_max_days = 100 * 366;  // the seeds' tokens expire in 2099
     auto& s = w->services;
     s.tenants = w->registry.get();
     s.stores = w->stores.get();

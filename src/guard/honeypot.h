@@ -1,0 +1,39 @@
+// Honeypot paths: what scanners ask for and no user of Silo ever does
+// (/.env, /wp-login.php, ...). A hit is logged and, when the request is the
+// client's own, bans the client for a while.
+//
+// Pure functions; the dispatcher applies them.
+#ifndef SILO_GUARD_HONEYPOT_H_
+#define SILO_GUARD_HONEYPOT_H_
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace silo::guard {
+
+// The path as a server that maps paths to files would see it: percent-
+// decoded (repeatedly, so %252e is '.'), lowercased, backslashes as slashes,
+// duplicate slashes folded, "." and ".." segments resolved (never above the
+// root), and without a trailing slash (but "/" itself). "//.ENV/", "/%2e%65nv"
+// and "/x/../.env" are all "/.env".
+std::string NormalisePath(std::string_view path);
+
+// Whether `path` is one of `paths` after both are normalised; an entry with a
+// trailing '/' ("/phpmyadmin/") also covers everything under it.
+bool IsHoneypot(const std::vector<std::string>& paths, std::string_view path);
+
+// Whether a browser sent this request on another site's behalf (an <img> or
+// <script> on a page elsewhere, a cross-site fetch), from its Fetch Metadata
+// headers: Sec-Fetch-Site cross-site, Sec-Fetch-Mode no-cors, or a
+// Sec-Fetch-Dest of a subresource. Such a request is not its sender's own
+// choice, so a honeypot hit from it is logged but never bans: else any page
+// could get its visitors (a whole office behind one address) banned.
+bool BrowserMadeForAnotherSite(std::optional<std::string_view> fetch_site,
+                               std::optional<std::string_view> fetch_mode,
+                               std::optional<std::string_view> fetch_dest);
+
+}  // namespace silo::guard
+
+#endif  // SILO_GUARD_HONEYPOT_H_
