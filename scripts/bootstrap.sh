@@ -7,7 +7,7 @@ set -euo pipefail
 PACKAGES=(
   # toolchain
   g++ cmake ninja-build pkg-config make clang clang-format
-  # libraries (DESIGN.md section 9)
+  # libraries (why each: docs/dependencies.md)
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libssl-dev libsodium-dev libsqlite3-dev libcli11-dev
   libcurl4-openssl-dev libgtest-dev liboath-dev libqrencode-dev libzstd-dev

@@ -332,6 +332,12 @@ size_t PublicDispatcher::BodyLimit(std::string_view method, std::string_view tar
                   max_body_bytes_);
 }
 
+std::vector<std::string> PublicDispatcher::UnguardedRoutes() const {
+  auto out = platform_.UnguardedRoutes();
+  for (auto& r : tenant_.UnguardedRoutes()) out.push_back(std::move(r));
+  return out;
+}
+
 bool PublicDispatcher::Slow(std::string_view method, std::string_view target) const {
   std::string_view path = PathOf(target);
   auto t = ResolveTenant("", "", path);

@@ -6,6 +6,7 @@
 #define SILO_API_DISPATCHERS_H_
 
 #include <string>
+#include <vector>
 
 #include "api/context.h"
 #include "api/services.h"
@@ -33,6 +34,9 @@ class PublicDispatcher : public http::Dispatcher {
   size_t BodyLimit(std::string_view method, std::string_view target) const override;
   http::Response Handle(const http::Request& request) override;
   bool Slow(std::string_view method, std::string_view target) const override;
+  // "METHOD pattern" of every route (platform and tenant) without a declared
+  // Access; `silo serve` refuses to start unless it is empty.
+  std::vector<std::string> UnguardedRoutes() const;
 
  private:
   Services& services_;
@@ -47,6 +51,7 @@ class OperatorDispatcher : public http::Dispatcher {
   OperatorDispatcher(Services& services, std::string operator_token);
   size_t BodyLimit(std::string_view method, std::string_view target) const override;
   http::Response Handle(const http::Request& request) override;
+  std::vector<std::string> UnguardedRoutes() const { return router_.UnguardedRoutes(); }
 
  private:
   Services& services_;

@@ -259,6 +259,16 @@ int Serve(const config::GetEnv& getenv) {
 
   api::PublicDispatcher public_dispatcher(services, c.base_domain, c.limits.max_body_bytes);
   api::OperatorDispatcher operator_dispatcher(services, c.operator_token);
+  // Deny by default: a route that does not declare its access never serves.
+  {
+    auto unguarded = public_dispatcher.UnguardedRoutes();
+    for (auto& r : operator_dispatcher.UnguardedRoutes()) unguarded.push_back(std::move(r));
+    if (!unguarded.empty()) {
+      std::string list;
+      for (const auto& r : unguarded) list += (list.empty() ? "" : ", ") + r;
+      return Refuse("routes without a declared access: " + list);
+    }
+  }
   http::Server public_server(OptionsFor(c, "public", c.listen, true), &public_dispatcher, &metrics);
   // The operator listener is plain HTTP on loopback only (config enforces
   // loopback): the token and any export never leave this host; every

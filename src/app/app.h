@@ -1,6 +1,6 @@
-// The composition root: builds every service from Config, owns them, wires the
-// api dispatchers to the two servers, and runs until SIGTERM/SIGINT.
-// No globals: everything lives in App and dies with it.
+// The composition root: Serve() builds every service from Config as locals of
+// its own frame, wires the api dispatchers to the two servers, and runs until
+// SIGTERM/SIGINT. No globals: everything dies when Serve() returns.
 #ifndef SILO_APP_APP_H_
 #define SILO_APP_APP_H_
 

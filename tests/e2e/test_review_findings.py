@@ -20,6 +20,7 @@ import requests
 
 from conftest import SILO_BIN, TOKEN_EXPIRES, insecure_client_context, parse_status
 from identity_util import PASSWORD, Client, create_tenant
+from test_identity import owner_session
 from test_records import Api, make_api, tenant, token
 
 
@@ -309,11 +310,7 @@ def test_numbers_lists_and_errors_name_what_they_mean(silo):
 
 def test_every_list_answer_is_items(make_silo):
     silo = make_silo({"SILO_LOGIN_RATE_PER_MINUTE": "1000"})
-    made = create_tenant(silo, "acme", "owner@acme.test")
-    c = Client(silo, "acme")
-    assert c.setup(made["owner_setup_token"]).status_code == 200
-    c.sign_in("owner@acme.test")
-    c.enrol_totp()
+    c, _, _ = owner_session(silo)
     for path in ["/api/users", "/api/roles", "/api/tokens", "/api/auth/sessions",
                  "/api/collections", "/api/audit", "/api/events"]:
         r = c.call("GET", path)
@@ -357,11 +354,7 @@ def test_api_tokens_expire_within_the_configured_limit(make_silo):
     assert r.returncode == 1 and "expires_at: must be at most 365 days ahead" in r.stderr, r.stderr
     assert silo.cli("tenant", "token", "acme", "--name", "x", "--permission", "records.*.read",
                     "--expires", TOKEN_EXPIRES).returncode == 0
-    made = create_tenant(silo, "beta", "owner@beta.test")
-    c = Client(silo, "beta")
-    assert c.setup(made["owner_setup_token"]).status_code == 200
-    c.sign_in("owner@beta.test")
-    c.enrol_totp()
+    c, _, _ = owner_session(silo, "beta", "owner@beta.test")
     r = c.call("POST", "/api/tokens", {"name": "t", "permissions": ["users.read"],
                                        "expires_at": far})
     assert r.status_code == 422 and "365" in r.text, r.text
@@ -381,14 +374,10 @@ def test_the_token_limit_is_configurable(make_silo):
 
 def test_a_failed_login_for_an_unknown_address_cannot_be_confirmed_from_the_audit_log(make_silo):
     silo = make_silo({"SILO_LOGIN_RATE_PER_MINUTE": "1000"})
-    made = create_tenant(silo, "acme", "owner@acme.test")
-    c = Client(silo, "acme")
-    assert c.setup(made["owner_setup_token"]).status_code == 200
+    c, _, _ = owner_session(silo)
     guess = "guessed.person@example.org"
     for _ in range(2):
-        assert c.login(guess, "not the password at all").status_code == 401
-    c.sign_in("owner@acme.test")
-    c.enrol_totp()
+        assert Client(silo, "acme").login(guess, "not the password at all").status_code == 401
     audit = c.call("GET", "/api/audit?limit=500").json()["items"]
     failed = [a for a in audit if a["type"] == "login.failed"]
     assert len(failed) == 2 and failed[0]["subject"] == failed[1]["subject"]
