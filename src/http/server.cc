@@ -471,7 +471,7 @@ class Server::Impl {
     bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), 11};
     // The status line's reason is the problem's title (Beast's own table
     // has RFC 7231's older names, "Payload Too Large" for 413).
-    res.reason(StatusText(r.status));
+    if (std::string_view reason = StatusText(r.status); reason != "Error") res.reason(reason);
     std::string ctype = r.content_type;
     if (ctype.find("charset") == std::string::npos &&
         (ctype.find("json") != std::string::npos || ctype.rfind("text/", 0) == 0)) {
