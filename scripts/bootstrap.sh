@@ -6,7 +6,7 @@ set -euo pipefail
 
 PACKAGES=(
   # toolchain
-  g++ cmake ninja-build pkg-config make clang clang-format
+  g++ cmake ninja-build pkg-config make clang clang-format ccache
   # libraries (why each: docs/dependencies.md)
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libssl-dev libsodium-dev libsqlite3-dev libcli11-dev
