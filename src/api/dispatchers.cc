@@ -11,7 +11,6 @@
 #include "base/time_util.h"
 #include "crypto/crypto.h"
 #include "guard/client_address.h"
-#include "guard/honeypot.h"
 #include "guard/rate_limiter.h"
 #include "platform/security_log.h"
 #include "rbac/rbac.h"
@@ -320,7 +319,8 @@ PublicDispatcher::PublicDispatcher(Services& services, std::string base_domain,
       base_domain_(std::move(base_domain)),
       max_body_bytes_(max_body_bytes),
       platform_(BuildPlatformRouter(services)),
-      tenant_(BuildTenantRouter(services)) {}
+      tenant_(BuildTenantRouter(services)),
+      honeypots_(services.security->honeypot_paths) {}
 
 size_t PublicDispatcher::BodyLimit(std::string_view method, std::string_view target) const {
   std::string_view path = PathOf(target);
@@ -370,9 +370,8 @@ http::Response PublicDispatcher::Handle(const http::Request& req) {
   }
   // Honeypot paths (after normalisation) answer like any unknown path and
   // ban the client, unless a browser made the request for another site.
-  const auto& honeypots = services_.security->honeypot_paths;
-  if (guard::IsHoneypot(honeypots, req.path) ||
-      (t.kind == TenantTarget::Kind::kTenant && guard::IsHoneypot(honeypots, t.path))) {
+  if (honeypots_.Matches(req.path) ||
+      (t.kind == TenantTarget::Kind::kTenant && honeypots_.Matches(t.path))) {
     const bool on_behalf = guard::BrowserMadeForAnotherSite(
         req.Header("sec-fetch-site"), req.Header("sec-fetch-mode"), req.Header("sec-fetch-dest"));
     if (!on_behalf) services_.bans->Ban(client, now + services_.security->ban_us, now);

@@ -10,6 +10,7 @@
 
 #include "api/context.h"
 #include "api/services.h"
+#include "guard/honeypot.h"
 #include "http/server.h"
 
 namespace silo::api {
@@ -30,6 +31,7 @@ TenantTarget ResolveTenant(const std::string& base_domain, std::string_view host
 
 class PublicDispatcher : public http::Dispatcher {
  public:
+  // REQUIRES: services.security is set (its honeypot paths are read here).
   PublicDispatcher(Services& services, std::string base_domain, size_t max_body_bytes);
   size_t BodyLimit(std::string_view method, std::string_view target) const override;
   http::Response Handle(const http::Request& request) override;
@@ -44,6 +46,7 @@ class PublicDispatcher : public http::Dispatcher {
   const size_t max_body_bytes_;
   const Router platform_;
   const Router tenant_;
+  const guard::HoneypotPaths honeypots_;
 };
 
 class OperatorDispatcher : public http::Dispatcher {

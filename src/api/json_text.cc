@@ -54,15 +54,41 @@ void Write(const json::value& v, std::string& out) {
   }
 }
 
+bool HasDouble(const json::value& v);
+
+bool HasDouble(const json::object& o) {
+  for (const auto& kv : o) {
+    if (HasDouble(kv.value())) return true;
+  }
+  return false;
+}
+
+bool HasDouble(const json::value& v) {
+  switch (v.kind()) {
+    case json::kind::double_: return true;
+    case json::kind::object: return HasDouble(v.get_object());
+    case json::kind::array:
+      for (const auto& e : v.get_array()) {
+        if (HasDouble(e)) return true;
+      }
+      return false;
+    default: return false;
+  }
+}
+
 }  // namespace
 
+// Most answers hold no double: they take Boost.JSON's serializer (one pass,
+// no per-member strings); only those that do are written member by member.
 std::string JsonText(const json::value& v) {
+  if (!HasDouble(v)) return json::serialize(v);
   std::string out;
   Write(v, out);
   return out;
 }
 
 std::string JsonText(const json::object& o) {
+  if (!HasDouble(o)) return json::serialize(o);
   std::string out;
   WriteObject(o, out);
   return out;

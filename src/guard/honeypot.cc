@@ -63,15 +63,19 @@ std::string NormalisePath(std::string_view path) {
   return out.empty() ? "/" : out;
 }
 
-bool IsHoneypot(const std::vector<std::string>& paths, std::string_view path) {
-  const std::string normal = NormalisePath(path);
+HoneypotPaths::HoneypotPaths(const std::vector<std::string>& paths) {
   for (const auto& p : paths) {
-    if (p.empty()) continue;
-    const std::string entry = NormalisePath(p);
-    if (normal == entry) return true;
-    // "/phpmyadmin/" also catches everything under it.
-    if (p.back() == '/' && normal.size() > entry.size() &&
-        normal.compare(0, entry.size(), entry) == 0 && normal[entry.size()] == '/') {
+    if (!p.empty()) entries_.push_back({NormalisePath(p), p.back() == '/'});
+  }
+}
+
+bool HoneypotPaths::Matches(std::string_view path) const {
+  if (entries_.empty()) return false;
+  const std::string normal = NormalisePath(path);
+  for (const auto& e : entries_) {
+    if (normal == e.path) return true;
+    if (e.folder && normal.size() > e.path.size() &&
+        normal.compare(0, e.path.size(), e.path) == 0 && normal[e.path.size()] == '/') {
       return true;
     }
   }

@@ -2,7 +2,7 @@
 // (/.env, /wp-login.php, ...). A hit is logged and, when the request is the
 // client's own, bans the client for a while.
 //
-// Pure functions; the dispatcher applies them.
+// Pure; the dispatcher applies them.
 #ifndef SILO_GUARD_HONEYPOT_H_
 #define SILO_GUARD_HONEYPOT_H_
 
@@ -20,9 +20,22 @@ namespace silo::guard {
 // and "/x/../.env" are all "/.env".
 std::string NormalisePath(std::string_view path);
 
-// Whether `path` is one of `paths` after both are normalised; an entry with a
-// trailing '/' ("/phpmyadmin/") also covers everything under it.
-bool IsHoneypot(const std::vector<std::string>& paths, std::string_view path);
+// The configured honeypot paths, normalised once (they are checked on every
+// public request). An entry with a trailing '/' ("/phpmyadmin/") also covers
+// everything under it. Immutable, so safe to share between threads.
+class HoneypotPaths {
+ public:
+  explicit HoneypotPaths(const std::vector<std::string>& paths);
+  // Whether `path`, normalised, is one of the entries or under a folder entry.
+  bool Matches(std::string_view path) const;
+
+ private:
+  struct Entry {
+    std::string path;  // normalised
+    bool folder;       // configured with a trailing '/'
+  };
+  std::vector<Entry> entries_;
+};
 
 // Whether a browser sent this request on another site's behalf (an <img> or
 // <script> on a page elsewhere, a cross-site fetch), from its Fetch Metadata

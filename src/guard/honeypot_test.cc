@@ -5,23 +5,23 @@
 namespace silo::guard {
 namespace {
 
-const std::vector<std::string> kPaths = {"/.env", "/wp-login.php", "/phpmyadmin/", "/.git/config"};
+const HoneypotPaths kPaths({"/.env", "/wp-login.php", "/phpmyadmin/", "/.git/config"});
 
 TEST(Honeypot, VariantsOfAPathAreTheSamePath) {
   for (const char* p :
        {"/.env", "/.ENV", "/.env/", "//.env", "/%2eenv", "/%2E%65nv", "/%252eenv", "/x/../.env",
         "/./.env", "/../../.env", "\\.env", "/.git//config", "/.GIT/Config/", "/WP-Login.php"}) {
-    EXPECT_TRUE(IsHoneypot(kPaths, p)) << p;
+    EXPECT_TRUE(kPaths.Matches(p)) << p;
   }
 }
 
 TEST(Honeypot, AFolderEntryCoversWhatIsUnderItAndNothingElse) {
-  EXPECT_TRUE(IsHoneypot(kPaths, "/phpmyadmin/"));
-  EXPECT_TRUE(IsHoneypot(kPaths, "/phpmyadmin"));
-  EXPECT_TRUE(IsHoneypot(kPaths, "/PhpMyAdmin/index.php"));
-  EXPECT_FALSE(IsHoneypot(kPaths, "/phpmyadminx"));
+  EXPECT_TRUE(kPaths.Matches("/phpmyadmin/"));
+  EXPECT_TRUE(kPaths.Matches("/phpmyadmin"));
+  EXPECT_TRUE(kPaths.Matches("/PhpMyAdmin/index.php"));
+  EXPECT_FALSE(kPaths.Matches("/phpmyadminx"));
   for (const char* p : {"/", "/env", "/.envx", "/t/acme/api/", "/healthz", "/a.env", "/%zz"}) {
-    EXPECT_FALSE(IsHoneypot(kPaths, p)) << p;
+    EXPECT_FALSE(kPaths.Matches(p)) << p;
   }
 }
 

@@ -364,7 +364,7 @@ class Server::Impl {
         // not depend on the body, whatever its size. A small declared body is
         // read and dropped so the connection can go on; a larger or chunked
         // one is not read at all, and the connection ends with the answer.
-        constexpr std::uint64_t kDrainBytes = 64 * 1024;
+        constexpr std::uint64_t kDrainBytes = Dispatcher::kUnroutedDrainBytes;
         if (parser.chunked() || content_length.value_or(0) > kDrainBytes) {
           auto msg = parser.release();
           Request req = ToRequest(msg, client_ip, request_id);

@@ -42,6 +42,9 @@ class Dispatcher {
   // the request is then handled without its body (the answer is a 404 or a
   // 405 whatever the body) and the connection closed after the answer.
   static constexpr size_t kNoRoute = static_cast<size_t>(-1);
+  // A body the server reads and drops for such a request, so that the
+  // connection can go on; a larger (or chunked) one ends the connection.
+  static constexpr size_t kUnroutedDrainBytes = 64 * 1024;
   virtual size_t BodyLimit(std::string_view method, std::string_view target) const = 0;
   // Answers one request; runs on the handler pool. May throw: the server then
   // answers 500 without details.

@@ -246,20 +246,29 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (!parser.is_header_done()) return 0;
   auto& header = parser.get();
+  if (!http::FramingProblem(header.base()).empty()) return 0;  // 400, connection closed
   size_t limit = w.public_dispatcher->BodyLimit(
       std::string_view(header.method_string().data(), header.method_string().size()),
       std::string_view(header.target().data(), header.target().size()));
-  if (auto length = parser.content_length(); length && *length > limit) return 0;  // 413
+  bool read_body = true;
+  if (limit == http::Dispatcher::kNoRoute) {
+    // As the server: a small declared body is read and dropped; a larger or
+    // chunked one is not read, and the request is answered without it.
+    read_body = !parser.chunked() &&
+                parser.content_length().value_or(0) <= http::Dispatcher::kUnroutedDrainBytes;
+    limit = http::Dispatcher::kUnroutedDrainBytes;
+  }
+  if (auto length = parser.content_length(); read_body && length && *length > limit) return 0;
   parser.body_limit(limit);
   parser.eager(true);
-  while (!parser.is_done() && used < raw.size()) {
+  while (read_body && !parser.is_done() && used < raw.size()) {
     size_t n = parser.put(boost::asio::buffer(raw.data() + used, raw.size() - used), ec);
     if (ec == bhttp::error::need_more) break;
     if (ec) return 0;
     if (n == 0) break;
     used += n;
   }
-  if (!parser.is_done()) {
+  if (read_body && !parser.is_done()) {
     parser.put_eof(ec);
     if (ec || !parser.is_done()) return 0;
   }
