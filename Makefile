@@ -5,7 +5,7 @@ PRESET ?= release
 BUILD_DIR := $(if $(filter release,$(PRESET)),build,build-$(PRESET))
 PYTHON := /usr/bin/python3
 
-.PHONY: bootstrap build run test unit e2e check-incremental bench bench-http bench-storage bench-api bench-login bench-backup format check-asan fuzz crash-test clean
+.PHONY: bootstrap build run test unit e2e check-incremental check-includes check-format bench bench-http bench-storage bench-api bench-login bench-backup format check-asan fuzz crash-test clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -23,10 +23,20 @@ unit: build
 e2e: build
 	SILO_BIN=$(CURDIR)/$(BUILD_DIR)/silo $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
 
-# Everything CI runs (.ci/run): the release build's unit and black-box tests,
-# the incremental-build check, the crash test, then the whole suite again under
-# ASan+UBSan. About 15 minutes from a fresh clone on 2 cores.
-test: unit check-incremental e2e crash-test check-asan
+# Everything CI runs (.ci/run): the layering and format checks, the release
+# build's unit and black-box tests, the incremental-build check, the crash
+# test, then the whole suite again under ASan+UBSan. About 15 minutes from a
+# fresh clone on 2 cores.
+test: check-includes check-format unit check-incremental e2e crash-test check-asan
+
+# Each file includes only modules its CMake target links (scripts/check_includes.py).
+check-includes: bootstrap
+	@$(PYTHON) scripts/check_includes.py
+
+# Every C++ source is clang-formatted (.clang-format); `make format` fixes it.
+FORMATTED = $$(git ls-files 'src/*.cc' 'src/*.h' 'tests/*.cc' 'bench/*.cc')
+check-format: bootstrap
+	@clang-format --dry-run -Werror $(FORMATTED) && echo "check-format: every source is formatted"
 
 # A configure and a build that change nothing compile and link nothing (a
 # relinked build/silo is briefly not executable while another terminal runs it).
@@ -85,7 +95,7 @@ crash-test: build
 	SILO_BIN=$(CURDIR)/$(BUILD_DIR)/silo $(PYTHON) tests/crash/crash_test.py $(CRASH_ROUNDS)
 
 format:
-	clang-format -i $$(git ls-files 'src/*.cc' 'src/*.h')
+	clang-format -i $(FORMATTED)
 
 clean:
 	rm -rf build build-debug build-asan build-fuzz

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "auth/identity.h"
 #include "backup/service.h"
 #include "base/time_util.h"
 #include "crypto/crypto.h"
@@ -95,7 +96,8 @@ int main(int argc, char** argv) {
                                       .open = {.synchronous = storage::Synchronous::kNormal}});
   auto stores = records::NewSqliteTenantStores(databases);
   backup::Service service(backup::NewDirectoryTarget(dir + "/backups"), registry.get(),
-                          keyring.get(), databases, stores.get(), dir, {});
+                          keyring.get(), databases, stores.get(), dir, {},
+                          auth::EndSessionsAndOneTimeTokens);
 
   auto t = std::move(registry->Create("big", "", "")).value();
   (void)stores->Create(t.id);

@@ -21,7 +21,7 @@
 
 namespace json = boost::json;
 using Clock = std::chrono::steady_clock;
-using silo::records::WriteContext;
+using silo::events::Origin;
 
 namespace {
 
@@ -54,7 +54,7 @@ int main() {
           {"name":"n","type":"integer","indexed":true}]})"));
   const int64_t t0 = 1'780'000'000'000'000;
   auto ctx = [&](int64_t i) {
-    return WriteContext{{"token", "bench"}, "r" + std::to_string(i), "127.0.0.1", t0 + i * 1000};
+    return Origin{{"token", "bench"}, "r" + std::to_string(i), "127.0.0.1", t0 + i * 1000};
   };
   if (auto c = store->CreateCollection(ctx(0), *schema); !c.ok())
     return Die(c.status(), "collection");

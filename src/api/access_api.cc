@@ -16,7 +16,7 @@ namespace {
 
 namespace json = boost::json;
 
-auth::Context Ctx(const RequestContext& ctx) {
+events::Origin Ctx(const RequestContext& ctx) {
   return {ctx.actor, ctx.request.request_id, ctx.client, NowMicros()};
 }
 

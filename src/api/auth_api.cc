@@ -31,7 +31,7 @@ auth::PasswordCost Cost(const Services& s) {
   return {s.security->password_memory_kib, s.security->password_iterations};
 }
 
-auth::Context Ctx(const RequestContext& ctx) {
+events::Origin Ctx(const RequestContext& ctx) {
   return {ctx.actor, ctx.request.request_id, ctx.client, NowMicros()};
 }
 
@@ -72,7 +72,7 @@ bool RequiresMfa(auth::Identity& id, const auth::User& u) {
 // cookie for the account (a new one each time: the nonce is the device's
 // rate-limit key, and a sign-in proves the browser again).
 http::Response StartSession(RequestContext& ctx, const auth::User& user, bool mfa_passed) {
-  auth::Context c = Ctx(ctx);
+  events::Origin c = Ctx(ctx);
   c.actor = {"user", user.id};
   auto session = ctx.identity->CreateSession(c, user.id, mfa_passed, UserAgent(ctx.request));
   if (!session.ok()) return Fail(session.status(), ctx);
@@ -171,7 +171,7 @@ http::Response AuthLogin(Services& s, RequestContext& ctx) {
       found.ok() && !found->second.empty() ? found->second : s.dummy_password_hash;
   bool ok = auth::VerifyPassword(hash, *password);
   bool usable = found.ok() && found->first.status == "active" && !found->second.empty();
-  auth::Context c = Ctx(ctx);
+  events::Origin c = Ctx(ctx);
   if (!ok || !usable) {
     // An unknown address is recorded as a keyed hash: an audit reader cannot
     // confirm a guessed address with it.
@@ -192,7 +192,7 @@ http::Response AuthLogin(Services& s, RequestContext& ctx) {
   const auth::User& user = found->first;
   if (auth::NeedsRehash(found->second, Cost(s))) {
     if (auto rehash = auth::HashPassword(*password, Cost(s)); rehash.ok()) {
-      auth::Context as_user = c;
+      events::Origin as_user = c;
       as_user.actor = {"user", user.id};
       (void)ctx.identity->ReplacePasswordHash(as_user, user.id, *rehash);
     }
@@ -228,7 +228,7 @@ http::Response AuthMfa(Services& s, RequestContext& ctx) {
   if (auto refused = Throttle(s, "mfa:acct:" + ctx.tenant->id + ":" + *user_id, ctx)) {
     return *refused;
   }
-  auth::Context c = Ctx(ctx);
+  events::Origin c = Ctx(ctx);
   c.actor = {"user", *user_id};
   Status checked = code.ok() ? ctx.identity->CheckTotp(c, *user_id, *code)
                              : ctx.identity->UseRecoveryCode(c, *user_id, *recovery);
@@ -351,7 +351,7 @@ http::Response TotpConfirm(Services& s, RequestContext& ctx) {
   (void)ctx.identity->RevokeSession(Ctx(ctx), user.id, ctx.session->session.id);
   auth::User now_on = user;
   now_on.totp_enabled = true;
-  auth::Context c = Ctx(ctx);
+  events::Origin c = Ctx(ctx);
   auto session = ctx.identity->CreateSession(c, user.id, true, UserAgent(ctx.request));
   if (!session.ok()) return Fail(session.status(), ctx);
   json::array list;

@@ -19,16 +19,18 @@ namespace json = boost::json;
 
 void Log(Services& s, const RequestContext& ctx, const std::string& type,
          const std::string& detail) {
-  if (Status st = s.security_log->Append({type, "operator", ctx.request.client_ip, detail});
-      !st.ok()) {
-    log::Error("security log append failed", {{"request_id", ctx.request.request_id}});
-  }
+  s.security_log->AppendOrLog({type, "operator", ctx.request.client_ip, detail},
+                              ctx.request.request_id);
 }
 
 // A backup that fails its checks is a refusal the operator must read, not a
 // server error: 422 with the reason (which names no key material).
 http::Response Refused(const Status& status, const RequestContext& ctx) {
   if (status.code() == StatusCode::kDataLoss) {
+    if (!status.cause().empty()) {
+      log::Warn("backup refused",
+                {{"request_id", ctx.request.request_id}, {"cause", status.ToString()}});
+    }
     return http::Problem(422, status.message(), ctx.request.request_id);
   }
   return ErrorResponse(status, ctx.request);

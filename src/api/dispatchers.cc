@@ -151,7 +151,7 @@ http::Response TooMany(const http::Request& req, int64_t retry_after_us, const s
   return r;
 }
 
-auth::Context AuthContext(const RequestContext& ctx, int64_t now_us) {
+events::Origin AuthContext(const RequestContext& ctx, int64_t now_us) {
   return {ctx.actor, ctx.request.request_id, ctx.client, now_us};
 }
 
@@ -375,13 +375,9 @@ http::Response PublicDispatcher::Handle(const http::Request& req) {
     const bool on_behalf = guard::BrowserMadeForAnotherSite(
         req.Header("sec-fetch-site"), req.Header("sec-fetch-mode"), req.Header("sec-fetch-dest"));
     if (!on_behalf) services_.bans->Ban(client, now + services_.security->ban_us, now);
-    if (Status logged =
-            services_.security_log->Append({on_behalf ? "honeypot.hit_not_banned" : "honeypot.hit",
-                                            "anonymous", client, req.method + " " + req.path});
-        !logged.ok()) {
-      log::Error("security log append failed",
-                 {{"request_id", req.request_id}, {"cause", logged.ToString()}});
-    }
+    services_.security_log->AppendOrLog({on_behalf ? "honeypot.hit_not_banned" : "honeypot.hit",
+                                         "anonymous", client, req.method + " " + req.path},
+                                        req.request_id);
     auto r = NotFound(req);
     r.route = "honeypot";
     return r;
@@ -413,8 +409,9 @@ http::Response OperatorDispatcher::Handle(const http::Request& req) {
     operator_ok = crypto::ConstantTimeEquals(auth->substr(7), token_);
   }
   if (m.route != nullptr && m.route->access.kind == Access::Kind::kOperator && !operator_ok) {
-    services_.security_log->Append(
-        {"operator.auth_failed", "anonymous", req.client_ip, req.method + " " + m.route->pattern});
+    services_.security_log->AppendOrLog(
+        {"operator.auth_failed", "anonymous", req.client_ip, req.method + " " + m.route->pattern},
+        req.request_id);
   }
   RequestContext ctx{req, m.params, nullptr, req.client_ip};
   return RunRoute(m, ctx, m.route ? m.route->pattern : "unmatched", operator_ok);

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "base/file_util.h"
+#include "base/status_matchers.h"
 #include "crypto/keyring.h"
 #include "guard/client_address.h"
 #include "guard/rate_limiter.h"
@@ -64,9 +65,9 @@ class DispatcherTest : public ::testing::Test {
     services_.limiter = &limiter_;
     security_.honeypot_paths = {"/.env", "/phpmyadmin/"};
     services_.security = &security_;
-    ASSERT_TRUE(registry_->Create("acme", "", "").ok());
-    ASSERT_TRUE(registry_->Create("sleepy", "", "").ok());
-    ASSERT_TRUE(registry_->SetState("sleepy", tenant::TenantState::kSuspended).ok());
+    ASSERT_OK(registry_->Create("acme", "", ""));
+    ASSERT_OK(registry_->Create("sleepy", "", ""));
+    ASSERT_OK(registry_->SetState("sleepy", tenant::TenantState::kSuspended));
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
   http::Request Req(std::string method, std::string path, std::string host = "") {
@@ -181,7 +182,7 @@ TEST_F(DispatcherTest, OperatorTokenRequiredAndFailuresLogged) {
   EXPECT_EQ(res.status, 200);
   EXPECT_NE(res.body.find("\"acme\""), std::string::npos);
   auto log = ReadFile(dir_ + "/security.log");
-  ASSERT_TRUE(log.ok());
+  ASSERT_OK(log);
   EXPECT_NE(log->find("operator.auth_failed"), std::string::npos);
   EXPECT_EQ(log->find(token), std::string::npos);
   EXPECT_EQ(d.Handle(Req("GET", "/healthz")).status, 200);
@@ -202,7 +203,7 @@ TEST_F(DispatcherTest, AHoneypotHitABrowserMadeForAnotherSiteIsLoggedButBansNobo
   EXPECT_EQ(hit("192.0.2.30", "/.env", {{"sec-fetch-mode", "no-cors"}}).status, 404);
   EXPECT_EQ(hit("192.0.2.30", "/t/acme/api/", {}).status, 200);
   auto log = ReadFile(dir_ + "/security.log");
-  ASSERT_TRUE(log.ok());
+  ASSERT_OK(log);
   EXPECT_NE(log->find("honeypot.hit_not_banned"), std::string::npos);
   // A scanner's variants of the path (no Fetch Metadata) still ban.
   EXPECT_EQ(hit("192.0.2.31", "//.ENV/", {}).status, 404);

@@ -27,6 +27,11 @@ int HttpStatusFor(StatusCode code) {
 
 http::Response ErrorResponse(const Status& status, const http::Request& req) {
   if (int code = HttpStatusFor(status.code()); code != 0) {
+    // The caller reads the public message; a private cause, if any, goes to
+    // the log under the same request id (status.h).
+    if (!status.cause().empty()) {
+      log::Warn("request refused", {{"request_id", req.request_id}, {"cause", status.ToString()}});
+    }
     http::Response r = http::Problem(code, status.message(), req.request_id);
     if (!status.fields().empty()) {
       boost::json::object body = boost::json::parse(r.body).as_object();

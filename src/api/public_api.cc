@@ -25,8 +25,9 @@ http::Response PublicSubmit(Services& s, RequestContext& ctx) {
     bool filled =
         bait != nullptr && !(bait->is_string() && bait->as_string().empty()) && !bait->is_null();
     if (filled) {
-      s.security_log->Append({"public_form.honeypot", "anonymous", ctx.client,
-                              ctx.tenant->slug + " " + c->schema.name});
+      s.security_log->AppendOrLog({"public_form.honeypot", "anonymous", ctx.client,
+                                   ctx.tenant->slug + " " + c->schema.name},
+                                  ctx.request.request_id);
       return accepted();
     }
     body->erase(c->schema.honeypot_field);

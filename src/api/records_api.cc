@@ -19,7 +19,7 @@ using Params = std::vector<std::pair<std::string, std::string>>;
 
 constexpr int kMaxBodyDepth = 20;  // a record's json field may nest 16 levels
 
-records::WriteContext Writer(const RequestContext& ctx) {
+events::Origin Writer(const RequestContext& ctx) {
   return {ctx.actor, ctx.request.request_id, ctx.client, NowMicros()};
 }
 

@@ -1,6 +1,6 @@
 // Operator actions on one tenant's data: issue an API token, rebuild the
-// projections, export the records, verify the chains. Each is written to the
-// platform security log and to the tenant's audit log.
+// projections, verify the chains. Each is written to the platform security
+// log and to the tenant's audit log. Export is refused (see ExportTenant).
 #include <boost/json.hpp>
 
 #include "api/handlers.h"
@@ -16,6 +16,9 @@ namespace {
 
 namespace json = boost::json;
 
+constexpr char kNeedsTenantApproval[] =
+    "operator access to tenant data needs the tenant's approval";
+
 struct OpenTenant {
   tenant::TenantInfo info;
   std::unique_ptr<records::TenantStore> store;
@@ -29,16 +32,14 @@ Result<OpenTenant> Open(Services& s, const std::string& slug) {
   return OpenTenant{*t, std::move(*store)};
 }
 
-records::WriteContext OperatorWriter(const RequestContext& ctx) {
+events::Origin OperatorWriter(const RequestContext& ctx) {
   return {{"operator", "operator"}, ctx.request.request_id, ctx.request.client_ip, NowMicros()};
 }
 
 void Note(Services& s, const RequestContext& ctx, OpenTenant& t, const std::string& type,
           json::object details) {
-  if (Status st = s.security_log->Append({type, "operator", ctx.request.client_ip, t.info.slug});
-      !st.ok()) {
-    log::Error("security log append failed", {{"request_id", ctx.request.request_id}});
-  }
+  s.security_log->AppendOrLog({type, "operator", ctx.request.client_ip, t.info.slug},
+                              ctx.request.request_id);
   if (Status st = t.store->Audit(OperatorWriter(ctx), {type, "tenant", t.info.slug, details});
       !st.ok()) {
     log::Error("audit append failed", {{"request_id", ctx.request.request_id}});
@@ -100,10 +101,8 @@ http::Response IssueToken(Services& s, RequestContext& ctx) {
   if (!t.ok()) return ErrorResponse(t.status(), req);
   auto issued = t->store->CreateToken(OperatorWriter(ctx), spec);
   if (!issued.ok()) return ErrorResponse(issued.status(), req);
-  if (Status st = s.security_log->Append({"token.issued", "operator", req.client_ip, t->info.slug});
-      !st.ok()) {
-    log::Error("security log append failed", {{"request_id", req.request_id}});
-  }
+  s.security_log->AppendOrLog({"token.issued", "operator", req.client_ip, t->info.slug},
+                              req.request_id);
   return http::Json(201, JsonText(json::object{{"id", issued->id}, {"token", issued->token}}));
 }
 
@@ -136,38 +135,15 @@ http::Response RebuildTenant(Services& s, RequestContext& ctx) {
   return http::Json(200, JsonText(o));
 }
 
+// DESIGN: the operator API has no route that reads tenant records. The route
+// stays in the table so that `silo tenant export` gets a reason rather than a
+// 404, and answers 403 until operator access with the tenant's approval (the
+// lockbox) exists to gate it. The attempt is in the security log.
 http::Response ExportTenant(Services& s, RequestContext& ctx) {
-  const auto& req = ctx.request;
-  std::optional<int64_t> at;
-  {
-    auto parsed = records::ParseQueryString(req.query);
-    if (!parsed.ok()) return http::Problem(400, "malformed query string", req.request_id);
-    for (const auto& [key, value] : *parsed) {
-      auto us = key == "at" ? ParseRfc3339(value) : Result<int64_t>(InvalidArgument(""));
-      if (!us.ok()) return http::Problem(422, "only at=<RFC 3339> is accepted", req.request_id);
-      at = *us;
-    }
-  }
-  auto t = Open(s, ctx.params["slug"]);
-  if (!t.ok()) return ErrorResponse(t.status(), req);
-  std::string lines;
-  int64_t count = 0;
-  Status st = t->store->Export(at, [&](const std::string& collection, const records::Record& r) {
-    json::object o{{"collection", collection}};
-    for (auto& kv : RecordMetaJson(r)) o[kv.key()] = kv.value();
-    o["data"] = r.data;
-    lines += JsonText(o);
-    lines += '\n';
-    ++count;
-    return Status::Ok();
-  });
-  if (!st.ok()) return ErrorResponse(st, req);
-  json::object details{{"records", count}};
-  if (at) details["at"] = FormatRfc3339Micros(*at);
-  Note(s, ctx, *t, "tenant.exported", details);
-  http::Response r = http::Json(200, std::move(lines));
-  r.content_type = "application/x-ndjson";
-  return r;
+  s.security_log->AppendOrLog(
+      {"tenant.export_refused", "operator", ctx.request.client_ip, ctx.params["slug"]},
+      ctx.request.request_id);
+  return http::Problem(403, kNeedsTenantApproval, ctx.request.request_id);
 }
 
 http::Response VerifyTenants(Services& s, RequestContext& ctx) {

@@ -26,10 +26,8 @@ json::object TenantJson(const tenant::TenantInfo& t) {
 
 void Record(Services& s, const RequestContext& ctx, const std::string& type,
             const std::string& detail) {
-  Status st = s.security_log->Append({type, "operator", ctx.request.client_ip, detail});
-  if (!st.ok()) {
-    log::Error("security log append failed", {{"request_id", ctx.request.request_id}});
-  }
+  s.security_log->AppendOrLog({type, "operator", ctx.request.client_ip, detail},
+                              ctx.request.request_id);
 }
 
 bool IsJson(const http::Request& req) {

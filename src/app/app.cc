@@ -44,6 +44,13 @@ int Refuse(const std::string& why) {
   return 1;
 }
 
+// The public message on stderr; its private cause (a path, errno's text) in a
+// log line, which goes only to the operator's log (status.h).
+int Refuse(const Status& why) {
+  if (!why.cause().empty()) log::Error("refusing to start", {{"cause", why.ToString()}});
+  return Refuse(why.message());
+}
+
 http::ServerOptions OptionsFor(const config::Config& c, const std::string& name,
                                const config::HostPort& at, bool tls) {
   http::ServerOptions o;
@@ -127,10 +134,11 @@ class RetentionJob {
 
 }  // namespace
 
-std::string TenantRouteTable() {
+std::string RouteTable(RouteTableKind kind) {
   api::Services none;
   boost::json::array out;
-  const api::Router router = api::BuildTenantRouter(none);
+  const api::Router router = kind == RouteTableKind::kOperator ? api::BuildOperatorRouter(none)
+                                                               : api::BuildTenantRouter(none);
   for (const auto& r : router.routes()) {
     out.push_back(boost::json::object{{"method", r.method},
                                       {"pattern", r.pattern},
@@ -157,20 +165,20 @@ int Serve(const config::GetEnv& getenv) {
   config::Config c = std::move(loaded.config);
 
   if (c.env == config::Environment::kDevelopment) {
-    if (Status s = MakeDirs(c.data_dir, 0700); !s.ok()) return Refuse(s.message());
+    if (Status s = MakeDirs(c.data_dir, 0700); !s.ok()) return Refuse(s);
   }
   auto lock = DataDirLock::Acquire(c.data_dir);
-  if (!lock.ok()) return Refuse(lock.status().message());
+  if (!lock.ok()) return Refuse(lock.status());
   if (c.env == config::Environment::kDevelopment) {
-    if (Status s = EnsureDevSecrets(c); !s.ok()) return Refuse(s.message());
+    if (Status s = EnsureDevSecrets(c); !s.ok()) return Refuse(s);
   }
-  if (Status s = MakeDirs(c.data_dir + "/platform", 0700); !s.ok()) return Refuse(s.message());
+  if (Status s = MakeDirs(c.data_dir + "/platform", 0700); !s.ok()) return Refuse(s);
 
   auto keyring = crypto::Keyring::Open(c.data_dir + "/platform/keyring", std::move(*c.master_key));
   c.master_key.reset();
-  if (!keyring.ok()) return Refuse(keyring.status().message());
+  if (!keyring.ok()) return Refuse(keyring.status());
   auto registry = tenant::TenantRegistry::Open(c.data_dir, keyring->get());
-  if (!registry.ok()) return Refuse(registry.status().message());
+  if (!registry.ok()) return Refuse(registry.status());
   // Each tenant's database key is the kDatabasePages sub-key of its data key;
   // secret fields (TOTP secrets) are sealed with its kSecretFields sub-key.
   crypto::Keyring* ring = keyring->get();
@@ -200,7 +208,7 @@ int Serve(const config::GetEnv& getenv) {
     for (const auto& p : c.trusted_proxies) list += (list.empty() ? "" : ",") + p;
     return list;
   }());
-  if (!proxies.ok()) return Refuse(proxies.status().message());
+  if (!proxies.ok()) return Refuse(proxies.status());
   guard::RateLimiter limiter;
   guard::BanList bans;
   api::SecurityOptions security;
@@ -217,15 +225,15 @@ int Serve(const config::GetEnv& getenv) {
   // Unknown e-mails are checked against this, so they cost what known ones do.
   auto dummy_hash = auth::HashPassword(
       crypto::RandomToken(24), {security.password_memory_kib, security.password_iterations});
-  if (!dummy_hash.ok()) return Refuse(dummy_hash.status().message());
+  if (!dummy_hash.ok()) return Refuse(dummy_hash.status());
   auto security_log = platform::SecurityLog::Open(c.data_dir + "/platform/security.log");
-  if (!security_log.ok()) return Refuse(security_log.status().message());
+  if (!security_log.ok()) return Refuse(security_log.status());
 
   // Backups go to a directory or to S3-compatible storage (config checked the settings).
   std::unique_ptr<backup::Target> backup_target;
   if (c.backups.target.rfind("s3://", 0) == 0) {
     backup::S3Options s3;
-    if (Status s = backup::ParseS3Url(c.backups.target, s3); !s.ok()) return Refuse(s.message());
+    if (Status s = backup::ParseS3Url(c.backups.target, s3); !s.ok()) return Refuse(s);
     s3.endpoint = c.backups.s3_endpoint;
     s3.region = c.backups.s3_region;
     s3.access_key_id = c.backups.s3_access_key_id;
@@ -237,7 +245,7 @@ int Serve(const config::GetEnv& getenv) {
   backup::RetentionPolicy retention{c.backups.daily_days, c.backups.weekly_days,
                                     c.backups.weekly_day};
   backup::Service backups(std::move(backup_target), registry->get(), keyring->get(), databases,
-                          stores.get(), c.data_dir, retention);
+                          stores.get(), c.data_dir, retention, auth::EndSessionsAndOneTimeTokens);
 
   http::Metrics metrics;
   std::atomic<bool> ready{false};
@@ -304,11 +312,11 @@ int Serve(const config::GetEnv& getenv) {
   });
 
   auto public_port = public_server.Start();
-  if (!public_port.ok()) return Refuse(public_port.status().message());
+  if (!public_port.ok()) return Refuse(public_port.status());
   auto operator_port = operator_server.Start();
   if (!operator_port.ok()) {
     public_server.Stop();
-    return Refuse(operator_port.status().message());
+    return Refuse(operator_port.status());
   }
   config::HostPort pub{c.listen.host, *public_port};
   config::HostPort op{c.operator_listen.host, *operator_port};
@@ -316,7 +324,13 @@ int Serve(const config::GetEnv& getenv) {
   info["listen"] = pub.ToString();
   info["operator_listen"] = op.ToString();
   info["pid"] = static_cast<int64_t>(::getpid());
-  WriteFileAtomic(ServerInfoPath(c.data_dir), boost::json::serialize(info) + "\n", 0600);
+  // server.json tells the CLI and scripts where to connect; without it the
+  // server still serves, so a failure is logged, not fatal.
+  if (Status s =
+          WriteFileAtomic(ServerInfoPath(c.data_dir), boost::json::serialize(info) + "\n", 0600);
+      !s.ok()) {
+    log::Error("cannot write server.json", {{"cause", s.ToString()}});
+  }
   ready = true;
   log::Info("silo serving", {{"env", config::EnvironmentName(c.env)},
                              {"listen", "https://" + pub.ToString()},

@@ -18,11 +18,13 @@ int Serve(const config::GetEnv& getenv);
 // the CLI (and tests using port 0) can find it.
 std::string ServerInfoPath(const std::string& data_dir);
 
-// The tenant route table as a JSON array of {method, pattern, access,
-// rate_limit, body_limit, slow} (`access` is "public", "session" or a permission pattern
-// like "records.{name}.read"): what `silo routes` prints, and what the
-// black-box role x route matrix is generated from.
-std::string TenantRouteTable();
+// A route table as a JSON array of {method, pattern, access, rate_limit,
+// body_limit, slow} (`access` is "public", "operator", "session" or a
+// permission pattern like "records.{name}.read"): what `silo routes [--operator]`
+// prints, and what the black-box role x route matrix and the operator
+// boundary test are generated from.
+enum class RouteTableKind { kTenant, kOperator };
+std::string RouteTable(RouteTableKind kind);
 
 }  // namespace silo::app
 

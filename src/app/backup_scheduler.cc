@@ -48,11 +48,7 @@ bool BackupScheduler::SleepUntil(int64_t until_us) {
 void BackupScheduler::Failed(const std::string& what, const std::string& slug,
                              const std::string& why) {
   log::Error("scheduled " + what + " failed", {{"tenant", slug}, {"cause", why}});
-  if (Status s =
-          security_log_.Append({"backup." + what + "_failed", "system", "", slug + ": " + why});
-      !s.ok()) {
-    log::Error("security log append failed", {{"cause", s.message()}});
-  }
+  security_log_.AppendOrLog({"backup." + what + "_failed", "system", "", slug + ": " + why});
 }
 
 void BackupScheduler::Loop() {

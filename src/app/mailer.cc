@@ -78,7 +78,7 @@ bool Mailer::Drain(const std::string& tenant_id) {
     log::Error("mail not sent; will retry", {{"tenant", tenant_id}, {"cause", sent.message()}});
     if (m.attempts + 1 >= kMaxAttempts) {
       (void)(*identity)->MarkMailFailed(m.id, sent.message(), INT64_MAX);
-      services_.security_log->Append({"mail.given_up", "system", "", tenant_id});
+      services_.security_log->AppendOrLog({"mail.given_up", "system", "", tenant_id});
     } else {
       int64_t delay = std::min<int64_t>(60LL << m.attempts, 3600) * 1'000'000;
       (void)(*identity)->MarkMailFailed(m.id, sent.message(), now + delay);

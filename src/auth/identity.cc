@@ -66,21 +66,6 @@ json::array ToArray(const std::vector<std::string>& v) {
   return a;
 }
 
-Status AppendAudit(Database& db, const Context& ctx, const std::string& type,
-                   const std::string& kind, const std::string& id,
-                   std::vector<events::Change> changes) {
-  events::Event e;
-  e.at_us = ctx.now_us;
-  e.actor = ctx.actor;
-  e.request_id = ctx.request_id;
-  e.client = ctx.client;
-  e.type = type;
-  e.subject_kind = kind;
-  e.subject_id = id;
-  e.changes = std::move(changes);
-  return events::Append(db, e, events::Log::kAudit).status();
-}
-
 events::Change Set(std::string field, const json::value& v) {
   return {std::move(field), std::nullopt, JsonText(v), false};
 }
@@ -257,6 +242,20 @@ Status CheckRoleSpec(const rbac::Role& role) {
 
 std::span<const storage::Migration> IdentityMigrations() { return kMigrations; }
 
+Result<int64_t> EndSessionsAndOneTimeTokens(Database& db) {
+  if (!db.InTransaction()) return FailedPrecondition("ending sessions needs a transaction");
+  SILO_ASSIGN_OR_RETURN(
+      auto tables, ColumnStrings(db,
+                                 "SELECT name FROM sqlite_schema WHERE type = 'table' AND name IN"
+                                 " ('sessions', 'one_time_tokens') ORDER BY name"));
+  int64_t ended = 0;
+  for (const std::string& table : tables) {  // only these two names, from the query
+    SILO_RETURN_IF_ERROR(db.Exec("DELETE FROM " + table));
+    if (table == "sessions") ended = db.Changes();
+  }
+  return ended;
+}
+
 Result<std::string> NormaliseEmail(std::string_view email) {
   auto bad = [] {
     return InvalidArgument("invalid e-mail address")
@@ -306,7 +305,7 @@ Result<const crypto::SecretKey*> Identity::SecretFields() {
 
 // --- users ---
 
-Result<std::pair<User, std::string>> Identity::InviteUser(const Context& ctx,
+Result<std::pair<User, std::string>> Identity::InviteUser(const events::Origin& ctx,
                                                           const std::string& email,
                                                           const std::vector<std::string>& roles) {
   auto normal = NormaliseEmail(email);
@@ -357,9 +356,9 @@ Result<std::pair<User, std::string>> Identity::InviteUser(const Context& ctx,
         !i.ok()) {
       return i;
     }
-    if (Status a = AppendAudit(db, ctx, "user.invited", "user", u.id,
-                               {Set("email", json::string(u.email)), Set("roles", ToArray(u.roles)),
-                                Secret("setup_token")});
+    if (Status a = events::AppendAudit(db, ctx, "user.invited", "user", u.id,
+                                       {Set("email", json::string(u.email)),
+                                        Set("roles", ToArray(u.roles)), Secret("setup_token")});
         !a.ok()) {
       return a;
     }
@@ -414,12 +413,12 @@ Result<std::pair<User, std::string>> Identity::FindLogin(const std::string& emai
   return std::move(*out);
 }
 
-Result<User> Identity::CompleteSetup(const Context& ctx, const std::string& token,
+Result<User> Identity::CompleteSetup(const events::Origin& ctx, const std::string& token,
                                      const std::string& password_hash) {
   return SetPasswordWithToken(ctx, token, "setup", password_hash);
 }
 
-Result<User> Identity::SetPasswordWithToken(const Context& ctx, const std::string& token,
+Result<User> Identity::SetPasswordWithToken(const events::Origin& ctx, const std::string& token,
                                             std::string_view purpose,
                                             const std::string& password_hash) {
   const bool setup = purpose == "setup";
@@ -447,15 +446,16 @@ Result<User> Identity::SetPasswordWithToken(const Context& ctx, const std::strin
     if (!setup) {
       if (Status d = DeleteSessions(db, **user_id, ""); !d.ok()) return d;
     }
-    Context as_user = ctx;
+    events::Origin as_user = ctx;
     as_user.actor = {"user", **user_id};
     std::vector<events::Change> changes = {Secret("password")};
     if (setup) {
       changes.insert(changes.begin(), {"status", JsonText(json::string("invited")),
                                        JsonText(json::string("active")), false});
     }
-    if (Status a = AppendAudit(db, as_user, setup ? "user.setup_completed" : "password.reset",
-                               "user", **user_id, std::move(changes));
+    if (Status a =
+            events::AppendAudit(db, as_user, setup ? "user.setup_completed" : "password.reset",
+                                "user", **user_id, std::move(changes));
         !a.ok()) {
       return a;
     }
@@ -468,7 +468,7 @@ Result<User> Identity::SetPasswordWithToken(const Context& ctx, const std::strin
   return std::move(*out);
 }
 
-Status Identity::SetUserRoles(const Context& ctx, const std::string& user_id,
+Status Identity::SetUserRoles(const events::Origin& ctx, const std::string& user_id,
                               const std::vector<std::string>& roles, bool by_owner) {
   return db_->Write([&](Database& db) -> Status {
     auto tx = storage::Transaction::Begin(db);
@@ -507,9 +507,9 @@ Status Identity::SetUserRoles(const Context& ctx, const std::string& user_id,
       if (*owners == 0) return FailedPrecondition("the tenant must keep at least one active owner");
     }
     std::vector<std::string> after(wanted.begin(), wanted.end());
-    if (Status a =
-            AppendAudit(db, ctx, "user.roles_changed", "user", user_id,
-                        {{"roles", JsonText(ToArray(before)), JsonText(ToArray(after)), false}});
+    if (Status a = events::AppendAudit(
+            db, ctx, "user.roles_changed", "user", user_id,
+            {{"roles", JsonText(ToArray(before)), JsonText(ToArray(after)), false}});
         !a.ok()) {
       return a;
     }
@@ -520,8 +520,8 @@ Status Identity::SetUserRoles(const Context& ctx, const std::string& user_id,
   });
 }
 
-Status Identity::SetUserDisabled(const Context& ctx, const std::string& user_id, bool disabled,
-                                 bool by_owner) {
+Status Identity::SetUserDisabled(const events::Origin& ctx, const std::string& user_id,
+                                 bool disabled, bool by_owner) {
   return db_->Write([&](Database& db) -> Status {
     auto tx = storage::Transaction::Begin(db);
     if (!tx.ok()) return tx.status();
@@ -548,7 +548,7 @@ Status Identity::SetUserDisabled(const Context& ctx, const std::string& user_id,
     if (disabled) {
       if (Status d = DeleteSessions(db, user_id, ""); !d.ok()) return d;
     }
-    if (Status a = AppendAudit(
+    if (Status a = events::AppendAudit(
             db, ctx, disabled ? "user.disabled" : "user.enabled", "user", user_id,
             {{"status", JsonText(json::string(before)), JsonText(json::string(after)), false}});
         !a.ok()) {
@@ -558,7 +558,7 @@ Status Identity::SetUserDisabled(const Context& ctx, const std::string& user_id,
   });
 }
 
-Status Identity::ReplacePasswordHash(const Context& ctx, const std::string& user_id,
+Status Identity::ReplacePasswordHash(const events::Origin& ctx, const std::string& user_id,
                                      const std::string& hash) {
   return db_->Write([&](Database& db) -> Status {
     auto tx = storage::Transaction::Begin(db);
@@ -570,8 +570,8 @@ Status Identity::ReplacePasswordHash(const Context& ctx, const std::string& user
       return u;
     }
     if (db.Changes() == 0) return NotFound("no such user with a password");
-    if (Status a = AppendAudit(db, ctx, "user.password_rehashed", "user", user_id,
-                               {Secret("password_hash")});
+    if (Status a = events::AppendAudit(db, ctx, "user.password_rehashed", "user", user_id,
+                                       {Secret("password_hash")});
         !a.ok()) {
       return a;
     }
@@ -579,7 +579,7 @@ Status Identity::ReplacePasswordHash(const Context& ctx, const std::string& user
   });
 }
 
-Status Identity::ChangePassword(const Context& ctx, const std::string& user_id,
+Status Identity::ChangePassword(const events::Origin& ctx, const std::string& user_id,
                                 const std::string& hash) {
   return db_->Write([&](Database& db) -> Status {
     auto tx = storage::Transaction::Begin(db);
@@ -594,8 +594,8 @@ Status Identity::ChangePassword(const Context& ctx, const std::string& user_id,
     }
     if (db.Changes() == 0) return NotFound("no such active user");
     if (Status d = DeleteSessions(db, user_id, ""); !d.ok()) return d;
-    if (Status a =
-            AppendAudit(db, ctx, "user.password_changed", "user", user_id, {Secret("password")});
+    if (Status a = events::AppendAudit(db, ctx, "user.password_changed", "user", user_id,
+                                       {Secret("password")});
         !a.ok()) {
       return a;
     }
@@ -648,7 +648,7 @@ Result<std::vector<rbac::Role>> Identity::RolesOf(const User& user) {
   return out;
 }
 
-Result<rbac::Role> Identity::CreateRole(const Context& ctx, const rbac::Role& role) {
+Result<rbac::Role> Identity::CreateRole(const events::Origin& ctx, const rbac::Role& role) {
   if (!rbac::ValidRoleName(role.name)) {
     return InvalidArgument("invalid role")
         .WithFields({{"name", "must match [a-z][a-z0-9_]{0,39} and not be a built-in role"}});
@@ -675,7 +675,7 @@ Result<rbac::Role> Identity::CreateRole(const Context& ctx, const rbac::Role& ro
         !i.ok()) {
       return i;
     }
-    if (Status a = AppendAudit(
+    if (Status a = events::AppendAudit(
             db, ctx, "role.created", "role", role.name,
             {Set("permissions", ToArray(role.permissions)), Set("require_mfa", role.require_mfa)});
         !a.ok()) {
@@ -689,7 +689,7 @@ Result<rbac::Role> Identity::CreateRole(const Context& ctx, const rbac::Role& ro
   return out;
 }
 
-Result<rbac::Role> Identity::UpdateRole(const Context& ctx, const rbac::Role& role) {
+Result<rbac::Role> Identity::UpdateRole(const events::Origin& ctx, const rbac::Role& role) {
   if (rbac::FindBuiltIn(role.name) != nullptr) {
     return FailedPrecondition("built-in roles cannot be changed");
   }
@@ -713,11 +713,12 @@ Result<rbac::Role> Identity::UpdateRole(const Context& ctx, const rbac::Role& ro
         !u.ok()) {
       return u;
     }
-    if (Status a = AppendAudit(db, ctx, "role.updated", "role", role.name,
-                               {{"permissions", JsonText(ToArray((*before)->permissions)),
-                                 JsonText(ToArray(role.permissions)), false},
-                                {"require_mfa", JsonText(json::value((*before)->require_mfa)),
-                                 JsonText(json::value(role.require_mfa)), false}});
+    if (Status a =
+            events::AppendAudit(db, ctx, "role.updated", "role", role.name,
+                                {{"permissions", JsonText(ToArray((*before)->permissions)),
+                                  JsonText(ToArray(role.permissions)), false},
+                                 {"require_mfa", JsonText(json::value((*before)->require_mfa)),
+                                  JsonText(json::value(role.require_mfa)), false}});
         !a.ok()) {
       return a;
     }
@@ -735,7 +736,7 @@ Result<rbac::Role> Identity::UpdateRole(const Context& ctx, const rbac::Role& ro
   return role;
 }
 
-Status Identity::DeleteRole(const Context& ctx, const std::string& name) {
+Status Identity::DeleteRole(const events::Origin& ctx, const std::string& name) {
   if (rbac::FindBuiltIn(name) != nullptr)
     return FailedPrecondition("built-in roles cannot be deleted");
   return db_->Write([&](Database& db) -> Status {
@@ -754,14 +755,15 @@ Status Identity::DeleteRole(const Context& ctx, const std::string& name) {
       return d;
     }
     if (db.Changes() == 0) return NotFound("no such role");
-    if (Status a = AppendAudit(db, ctx, "role.deleted", "role", name, {}); !a.ok()) return a;
+    if (Status a = events::AppendAudit(db, ctx, "role.deleted", "role", name, {}); !a.ok())
+      return a;
     return tx->Commit();
   });
 }
 
 // --- sessions ---
 
-Result<IssuedSession> Identity::CreateSession(const Context& ctx, const std::string& user_id,
+Result<IssuedSession> Identity::CreateSession(const events::Origin& ctx, const std::string& user_id,
                                               bool mfa_passed, const std::string& user_agent) {
   IssuedSession out;
   out.token = crypto::RandomToken(32);
@@ -803,8 +805,9 @@ Result<IssuedSession> Identity::CreateSession(const Context& ctx, const std::str
         !d.ok()) {
       return d;
     }
-    if (Status a = AppendAudit(db, ctx, "session.created", "session", s.id,
-                               {Set("user", json::string(user_id)), Set("mfa", mfa_passed)});
+    if (Status a =
+            events::AppendAudit(db, ctx, "session.created", "session", s.id,
+                                {Set("user", json::string(user_id)), Set("mfa", mfa_passed)});
         !a.ok()) {
       return a;
     }
@@ -875,7 +878,7 @@ Result<std::vector<Session>> Identity::ListSessions(const std::string& user_id) 
   return out;
 }
 
-Status Identity::RevokeSession(const Context& ctx, const std::string& user_id,
+Status Identity::RevokeSession(const events::Origin& ctx, const std::string& user_id,
                                const std::string& session_id) {
   return db_->Write([&](Database& db) -> Status {
     auto tx = storage::Transaction::Begin(db);
@@ -887,8 +890,8 @@ Status Identity::RevokeSession(const Context& ctx, const std::string& user_id,
       return d;
     }
     if (db.Changes() == 0) return NotFound("no such session");
-    if (Status a = AppendAudit(db, ctx, "session.revoked", "session", session_id,
-                               {Set("user", json::string(user_id))});
+    if (Status a = events::AppendAudit(db, ctx, "session.revoked", "session", session_id,
+                                       {Set("user", json::string(user_id))});
         !a.ok()) {
       return a;
     }
@@ -896,14 +899,14 @@ Status Identity::RevokeSession(const Context& ctx, const std::string& user_id,
   });
 }
 
-Status Identity::RevokeSessions(const Context& ctx, const std::string& user_id,
+Status Identity::RevokeSessions(const events::Origin& ctx, const std::string& user_id,
                                 const std::string& keep) {
   return db_->Write([&](Database& db) -> Status {
     auto tx = storage::Transaction::Begin(db);
     if (!tx.ok()) return tx.status();
     if (Status d = DeleteSessions(db, user_id, keep); !d.ok()) return d;
-    if (Status a = AppendAudit(db, ctx, "session.revoked_all", "user", user_id,
-                               {Set("kept", json::string(keep))});
+    if (Status a = events::AppendAudit(db, ctx, "session.revoked_all", "user", user_id,
+                                       {Set("kept", json::string(keep))});
         !a.ok()) {
       return a;
     }
@@ -955,7 +958,7 @@ Status Identity::EndMfaChallenge(const std::string& token) {
   });
 }
 
-Result<std::string> Identity::StartTotp(const Context& ctx, const std::string& user_id) {
+Result<std::string> Identity::StartTotp(const events::Origin& ctx, const std::string& user_id) {
   auto key = SecretFields();
   if (!key.ok()) return key.status();
   const crypto::SecretKey& secret_key = **key;
@@ -972,8 +975,8 @@ Result<std::string> Identity::StartTotp(const Context& ctx, const std::string& u
       return u;
     }
     if (db.Changes() == 0) return NotFound("no such active user");
-    if (Status a = AppendAudit(db, ctx, "totp.enrolment_started", "user", user_id,
-                               {Secret("totp_pending")});
+    if (Status a = events::AppendAudit(db, ctx, "totp.enrolment_started", "user", user_id,
+                                       {Secret("totp_pending")});
         !a.ok()) {
       return a;
     }
@@ -983,7 +986,7 @@ Result<std::string> Identity::StartTotp(const Context& ctx, const std::string& u
   return secret;
 }
 
-Result<std::vector<std::string>> Identity::ConfirmTotp(const Context& ctx,
+Result<std::vector<std::string>> Identity::ConfirmTotp(const events::Origin& ctx,
                                                        const std::string& user_id,
                                                        const std::string& code) {
   auto key = SecretFields();
@@ -1032,8 +1035,8 @@ Result<std::vector<std::string>> Identity::ConfirmTotp(const Context& ctx,
       }
       codes.push_back(shown);
     }
-    if (Status a = AppendAudit(db, ctx, "totp.enabled", "user", user_id,
-                               {Secret("totp_secret"), Secret("recovery_codes")});
+    if (Status a = events::AppendAudit(db, ctx, "totp.enabled", "user", user_id,
+                                       {Secret("totp_secret"), Secret("recovery_codes")});
         !a.ok()) {
       return a;
     }
@@ -1043,7 +1046,7 @@ Result<std::vector<std::string>> Identity::ConfirmTotp(const Context& ctx,
   return codes;
 }
 
-Status Identity::CheckTotp(const Context& ctx, const std::string& user_id,
+Status Identity::CheckTotp(const events::Origin& ctx, const std::string& user_id,
                            const std::string& code) {
   auto key = SecretFields();
   if (!key.ok()) return key.status();
@@ -1066,8 +1069,8 @@ Status Identity::CheckTotp(const Context& ctx, const std::string& user_id,
     if (!step.ok()) {
       // A right code for a step already used is a replay: worth its own entry.
       bool replay = VerifyTotp(*secret, code, ctx.now_us / 1'000'000, 0).ok();
-      if (Status a =
-              AppendAudit(db, ctx, replay ? "mfa.replayed" : "mfa.failed", "user", user_id, {});
+      if (Status a = events::AppendAudit(db, ctx, replay ? "mfa.replayed" : "mfa.failed", "user",
+                                         user_id, {});
           !a.ok()) {
         return a;
       }
@@ -1083,7 +1086,7 @@ Status Identity::CheckTotp(const Context& ctx, const std::string& user_id,
   });
 }
 
-Status Identity::UseRecoveryCode(const Context& ctx, const std::string& user_id,
+Status Identity::UseRecoveryCode(const events::Origin& ctx, const std::string& user_id,
                                  const std::string& code) {
   auto key = SecretFields();
   if (!key.ok()) return key.status();
@@ -1100,14 +1103,15 @@ Status Identity::UseRecoveryCode(const Context& ctx, const std::string& user_id,
       return d;
     }
     if (db.Changes() == 0) return Unauthenticated("invalid recovery code");
-    if (Status a = AppendAudit(db, ctx, "mfa.recovery_code_used", "user", user_id, {}); !a.ok()) {
+    if (Status a = events::AppendAudit(db, ctx, "mfa.recovery_code_used", "user", user_id, {});
+        !a.ok()) {
       return a;
     }
     return tx->Commit();
   });
 }
 
-Status Identity::DisableTotp(const Context& ctx, const std::string& user_id) {
+Status Identity::DisableTotp(const events::Origin& ctx, const std::string& user_id) {
   return db_->Write([&](Database& db) -> Status {
     auto tx = storage::Transaction::Begin(db);
     if (!tx.ok()) return tx.status();
@@ -1124,7 +1128,8 @@ Status Identity::DisableTotp(const Context& ctx, const std::string& user_id) {
         !d.ok()) {
       return d;
     }
-    if (Status a = AppendAudit(db, ctx, "totp.disabled", "user", user_id, {Secret("totp_secret")});
+    if (Status a =
+            events::AppendAudit(db, ctx, "totp.disabled", "user", user_id, {Secret("totp_secret")});
         !a.ok()) {
       return a;
     }
@@ -1135,7 +1140,7 @@ Status Identity::DisableTotp(const Context& ctx, const std::string& user_id) {
 // --- password reset ---
 
 Status Identity::RequestReset(
-    const Context& ctx, const std::string& email,
+    const events::Origin& ctx, const std::string& email,
     const std::function<std::pair<std::string, std::string>(const std::string&)>& compose) {
   auto key = SecretFields();
   if (!key.ok()) return key.status();
@@ -1187,14 +1192,15 @@ Status Identity::RequestReset(
     // The same entry either way; the address is kept as a keyed hash so the
     // log does not become a list of guessed addresses.
     std::string tag = EmailTagUnder(secret_key, address);
-    if (Status a = AppendAudit(db, ctx, "password.reset_requested", "email", tag, {}); !a.ok()) {
+    if (Status a = events::AppendAudit(db, ctx, "password.reset_requested", "email", tag, {});
+        !a.ok()) {
       return a;
     }
     return tx->Commit();
   });
 }
 
-Result<User> Identity::ConfirmReset(const Context& ctx, const std::string& token,
+Result<User> Identity::ConfirmReset(const events::Origin& ctx, const std::string& token,
                                     const std::string& password_hash) {
   return SetPasswordWithToken(ctx, token, "reset", password_hash);
 }
@@ -1269,14 +1275,16 @@ Status Identity::MarkMailFailed(int64_t id, const std::string& error, int64_t re
   });
 }
 
-Status Identity::Audit(const Context& ctx, const std::string& type, const std::string& subject_kind,
-                       const std::string& subject_id, const json::object& details) {
+Status Identity::Audit(const events::Origin& ctx, const std::string& type,
+                       const std::string& subject_kind, const std::string& subject_id,
+                       const json::object& details) {
   std::vector<events::Change> changes;
   for (const auto& kv : details) changes.push_back(Set(std::string(kv.key()), kv.value()));
   return db_->Write([&](Database& db) -> Status {
     auto tx = storage::Transaction::Begin(db);
     if (!tx.ok()) return tx.status();
-    if (Status a = AppendAudit(db, ctx, type, subject_kind, subject_id, changes); !a.ok()) return a;
+    if (Status a = events::AppendAudit(db, ctx, type, subject_kind, subject_id, changes); !a.ok())
+      return a;
     return tx->Commit();
   });
 }

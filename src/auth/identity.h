@@ -35,12 +35,13 @@ namespace silo::auth {
 // records module's migrations in the tenant schema).
 std::span<const storage::Migration> IdentityMigrations();
 
-struct Context {
-  events::Actor actor;
-  std::string request_id;
-  std::string client;
-  int64_t now_us = 0;
-};
+// For a restored copy before it goes live (backup's ForgetOnRestore, wired by
+// app): ends every session and every one-time token (setup, reset and MFA
+// links), so that nothing of the past comes back to life. A copy without the
+// identity tables (an older schema) has nothing to end. Returns how many
+// sessions ended.
+// REQUIRES: db.InTransaction().
+Result<int64_t> EndSessionsAndOneTimeTokens(storage::Database& db);
 
 struct User {
   std::string id;
@@ -107,7 +108,8 @@ class Identity {
   // --- users ---
   // A new user with `roles`, and its one-time setup token. AlreadyExists for
   // a used e-mail; InvalidArgument for a bad e-mail or unknown role.
-  Result<std::pair<User, std::string>> InviteUser(const Context& ctx, const std::string& email,
+  Result<std::pair<User, std::string>> InviteUser(const events::Origin& ctx,
+                                                  const std::string& email,
                                                   const std::vector<std::string>& roles);
   Result<std::vector<User>> ListUsers();
   Result<User> GetUser(const std::string& id);
@@ -115,44 +117,45 @@ class Identity {
   Result<std::pair<User, std::string>> FindLogin(const std::string& email);
   // Sets the first password with a setup token (single use). Unauthenticated
   // for an unknown, used or expired token.
-  Result<User> CompleteSetup(const Context& ctx, const std::string& token,
+  Result<User> CompleteSetup(const events::Origin& ctx, const std::string& token,
                              const std::string& password_hash);
   // Replaces the roles. `by_owner` says whether the caller holds the owner
   // role: only an owner grants or removes it. FailedPrecondition when the
   // tenant would be left without an active owner.
-  Status SetUserRoles(const Context& ctx, const std::string& user_id,
+  Status SetUserRoles(const events::Origin& ctx, const std::string& user_id,
                       const std::vector<std::string>& roles, bool by_owner);
   // Disabling revokes every session of the user; the last owner cannot be.
-  Status SetUserDisabled(const Context& ctx, const std::string& user_id, bool disabled,
+  Status SetUserDisabled(const events::Origin& ctx, const std::string& user_id, bool disabled,
                          bool by_owner);
   // A new hash for the same password (parameter upgrade), not a change;
   // an audit entry.
-  Status ReplacePasswordHash(const Context& ctx, const std::string& user_id,
+  Status ReplacePasswordHash(const events::Origin& ctx, const std::string& user_id,
                              const std::string& password_hash);
   // A password change: revokes every session of the user.
-  Status ChangePassword(const Context& ctx, const std::string& user_id,
+  Status ChangePassword(const events::Origin& ctx, const std::string& user_id,
                         const std::string& password_hash);
 
   // --- roles (built-in ones first, then the tenant's, by name) ---
   Result<std::vector<rbac::Role>> ListRoles();
   Result<rbac::Role> GetRole(const std::string& name);
   Result<std::vector<rbac::Role>> RolesOf(const User& user);
-  Result<rbac::Role> CreateRole(const Context& ctx, const rbac::Role& role);
-  Result<rbac::Role> UpdateRole(const Context& ctx, const rbac::Role& role);
+  Result<rbac::Role> CreateRole(const events::Origin& ctx, const rbac::Role& role);
+  Result<rbac::Role> UpdateRole(const events::Origin& ctx, const rbac::Role& role);
   // FailedPrecondition while a user holds it; built-in roles are immutable.
-  Status DeleteRole(const Context& ctx, const std::string& name);
+  Status DeleteRole(const events::Origin& ctx, const std::string& name);
 
   // --- sessions ---
-  Result<IssuedSession> CreateSession(const Context& ctx, const std::string& user_id,
+  Result<IssuedSession> CreateSession(const events::Origin& ctx, const std::string& user_id,
                                       bool mfa_passed, const std::string& user_agent);
   // Unauthenticated for an unknown, idle, expired or disabled user's session.
   // Refreshes the idle clock (at most once a minute: one write per minute).
   Result<SessionAuth> AuthenticateSession(const std::string& token, int64_t now_us);
   Result<std::vector<Session>> ListSessions(const std::string& user_id);
-  Status RevokeSession(const Context& ctx, const std::string& user_id,
+  Status RevokeSession(const events::Origin& ctx, const std::string& user_id,
                        const std::string& session_id);
   // Every session of the user except `keep` (a session id, or "").
-  Status RevokeSessions(const Context& ctx, const std::string& user_id, const std::string& keep);
+  Status RevokeSessions(const events::Origin& ctx, const std::string& user_id,
+                        const std::string& keep);
 
   // --- second factor ---
   // A single-use token naming the user who passed the password step.
@@ -162,26 +165,27 @@ class Identity {
   Result<std::string> AttemptMfaChallenge(const std::string& token, int64_t now_us);
   Status EndMfaChallenge(const std::string& token);
   // Starts (or restarts) enrolment: a new secret, kept pending until confirmed.
-  Result<std::string> StartTotp(const Context& ctx, const std::string& user_id);
+  Result<std::string> StartTotp(const events::Origin& ctx, const std::string& user_id);
   // Confirms the pending secret with a code: TOTP on, ten new recovery codes.
-  Result<std::vector<std::string>> ConfirmTotp(const Context& ctx, const std::string& user_id,
-                                               const std::string& code);
+  Result<std::vector<std::string>> ConfirmTotp(const events::Origin& ctx,
+                                               const std::string& user_id, const std::string& code);
   // Checks a code (each step accepted once). Unauthenticated.
-  Status CheckTotp(const Context& ctx, const std::string& user_id, const std::string& code);
+  Status CheckTotp(const events::Origin& ctx, const std::string& user_id, const std::string& code);
   // Uses up one recovery code. Unauthenticated.
-  Status UseRecoveryCode(const Context& ctx, const std::string& user_id, const std::string& code);
-  Status DisableTotp(const Context& ctx, const std::string& user_id);
+  Status UseRecoveryCode(const events::Origin& ctx, const std::string& user_id,
+                         const std::string& code);
+  Status DisableTotp(const events::Origin& ctx, const std::string& user_id);
 
   // --- password reset ---
   // For an active user with this e-mail: a reset token and a mail in the
   // outbox, made by `compose(token)` -> {subject, body}. Either way one audit
   // entry, so known and unknown addresses cost the same write.
   Status RequestReset(
-      const Context& ctx, const std::string& email,
+      const events::Origin& ctx, const std::string& email,
       const std::function<std::pair<std::string, std::string>(const std::string& token)>& compose);
   // Sets the password (single-use token, reset_token_us), revokes every
   // session. Returns the user. Unauthenticated for a bad token.
-  Result<User> ConfirmReset(const Context& ctx, const std::string& token,
+  Result<User> ConfirmReset(const events::Origin& ctx, const std::string& token,
                             const std::string& password_hash);
 
   // --- keyed tags ---
@@ -208,12 +212,12 @@ class Identity {
   Status MarkMailFailed(int64_t id, const std::string& error, int64_t retry_at_us);
 
   // --- audit ---
-  Status Audit(const Context& ctx, const std::string& type, const std::string& subject_kind,
+  Status Audit(const events::Origin& ctx, const std::string& type, const std::string& subject_kind,
                const std::string& subject_id, const boost::json::object& details);
 
  private:
   // Setup and reset: takes the single-use token of `purpose`, sets the hash.
-  Result<User> SetPasswordWithToken(const Context& ctx, const std::string& token,
+  Result<User> SetPasswordWithToken(const events::Origin& ctx, const std::string& token,
                                     std::string_view purpose, const std::string& password_hash);
 
   // The secret-field key, fetched once on first use.

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "auth/totp.h"
+#include "base/status_matchers.h"
 #include "crypto/crypto.h"
 #include "records/tenant_store.h"
 #include "storage/test_util.h"
@@ -31,20 +32,20 @@ class IdentityTest : public storage::testing::TempDirTest {
         [this](const std::string& id) { return Path(id + ".db"); }, migrations_,
         storage::TenantDatabasesOptions{});
     auto db = dbs_->Acquire("t");
-    ASSERT_TRUE(db.ok());
+    ASSERT_OK(db);
     id_ = std::make_unique<Identity>(*db, crypto::SecretKey::Random(), Timeouts{});
   }
 
-  Context Ctx(int64_t now, std::string actor = "op") {
+  events::Origin Ctx(int64_t now, std::string actor = "op") {
     return {{"operator", std::move(actor)}, "req", "127.0.0.1", now};
   }
 
   // An active user with `roles` and password hash "h".
   User Active(const std::string& email, std::vector<std::string> roles) {
     auto inv = id_->InviteUser(Ctx(kT0), email, roles);
-    EXPECT_TRUE(inv.ok()) << inv.status().ToString();
+    EXPECT_OK(inv) << inv.status().ToString();
     auto u = id_->CompleteSetup(Ctx(kT0), inv->second, "h");
-    EXPECT_TRUE(u.ok()) << u.status().ToString();
+    EXPECT_OK(u) << u.status().ToString();
     return *u;
   }
 
@@ -56,7 +57,7 @@ class IdentityTest : public storage::testing::TempDirTest {
 
 TEST_F(IdentityTest, SetupTokenIsSingleUseAndExpires) {
   auto inv = id_->InviteUser(Ctx(kT0), "Ann@Example.com", {"owner"});
-  ASSERT_TRUE(inv.ok());
+  ASSERT_OK(inv);
   EXPECT_EQ(inv->first.email, "ann@example.com");
   EXPECT_EQ(inv->first.status, "invited");
   EXPECT_EQ(id_->InviteUser(Ctx(kT0), "ann@example.com", {}).status().code(),
@@ -66,7 +67,7 @@ TEST_F(IdentityTest, SetupTokenIsSingleUseAndExpires) {
   EXPECT_EQ(id_->InviteUser(Ctx(kT0), "not-an-email", {}).status().code(),
             StatusCode::kInvalidArgument);
   auto u = id_->CompleteSetup(Ctx(kT0 + 1), inv->second, "hash1");
-  ASSERT_TRUE(u.ok());
+  ASSERT_OK(u);
   EXPECT_EQ(u->status, "active");
   EXPECT_EQ(id_->CompleteSetup(Ctx(kT0 + 2), inv->second, "hash2").status().code(),
             StatusCode::kUnauthenticated);
@@ -81,31 +82,32 @@ TEST_F(IdentityTest, SetupTokenIsSingleUseAndExpires) {
 TEST_F(IdentityTest, SessionsTimeOutAndAreRevoked) {
   User ann = Active("ann@example.com", {"viewer"});
   auto s = id_->CreateSession(Ctx(kT0), ann.id, false, "test agent");
-  ASSERT_TRUE(s.ok());
+  ASSERT_OK(s);
   EXPECT_EQ(s->token.size(), 43u);
   EXPECT_NE(s->token, s->csrf_token);
   auto a = id_->AuthenticateSession(s->token, kT0 + 29 * kMin);
-  ASSERT_TRUE(a.ok());
+  ASSERT_OK(a);
   EXPECT_EQ(a->user.id, ann.id);
   EXPECT_EQ(a->csrf_hash, crypto::Sha256Hex(s->csrf_token));
   // Used at 29 min, so still alive at 58 min; idle 30 min -> gone.
-  EXPECT_TRUE(id_->AuthenticateSession(s->token, kT0 + 58 * kMin).ok());
-  EXPECT_FALSE(id_->AuthenticateSession(s->token, kT0 + 89 * kMin).ok());
+  EXPECT_OK(id_->AuthenticateSession(s->token, kT0 + 58 * kMin));
+  EXPECT_STATUS(StatusCode::kUnauthenticated, id_->AuthenticateSession(s->token, kT0 + 89 * kMin));
   // Absolute limit, however active.
   auto s2 = id_->CreateSession(Ctx(kT0), ann.id, false, "");
   for (int64_t t = kT0; t < kT0 + 12 * 60 * kMin; t += 20 * kMin) {
-    ASSERT_TRUE(id_->AuthenticateSession(s2->token, t).ok()) << (t - kT0) / kMin;
+    ASSERT_OK(id_->AuthenticateSession(s2->token, t)) << (t - kT0) / kMin;
   }
-  EXPECT_FALSE(id_->AuthenticateSession(s2->token, kT0 + 12 * 60 * kMin).ok());
+  EXPECT_STATUS(StatusCode::kUnauthenticated,
+                id_->AuthenticateSession(s2->token, kT0 + 12 * 60 * kMin));
   // Revocation, and a password change ends every session.
   auto s3 = id_->CreateSession(Ctx(kT0), ann.id, false, "");
   auto s4 = id_->CreateSession(Ctx(kT0), ann.id, false, "");
-  ASSERT_TRUE(id_->RevokeSession(Ctx(kT0), ann.id, s3->session.id).ok());
-  EXPECT_FALSE(id_->AuthenticateSession(s3->token, kT0 + 1).ok());
-  EXPECT_TRUE(id_->AuthenticateSession(s4->token, kT0 + 1).ok());
-  ASSERT_TRUE(id_->ChangePassword(Ctx(kT0), ann.id, "new").ok());
-  EXPECT_FALSE(id_->AuthenticateSession(s4->token, kT0 + 1).ok());
-  EXPECT_FALSE(id_->AuthenticateSession("garbage", kT0).ok());
+  ASSERT_OK(id_->RevokeSession(Ctx(kT0), ann.id, s3->session.id));
+  EXPECT_STATUS(StatusCode::kUnauthenticated, id_->AuthenticateSession(s3->token, kT0 + 1));
+  EXPECT_OK(id_->AuthenticateSession(s4->token, kT0 + 1));
+  ASSERT_OK(id_->ChangePassword(Ctx(kT0), ann.id, "new"));
+  EXPECT_STATUS(StatusCode::kUnauthenticated, id_->AuthenticateSession(s4->token, kT0 + 1));
+  EXPECT_STATUS(StatusCode::kUnauthenticated, id_->AuthenticateSession("garbage", kT0));
   EXPECT_EQ(storage::testing::FilesContaining(dir_, s4->token), "");
 }
 
@@ -113,8 +115,8 @@ TEST_F(IdentityTest, DisablingEndsSessionsAndTheLastOwnerStays) {
   User owner = Active("owner@example.com", {"owner"});
   User ed = Active("ed@example.com", {"editor"});
   auto s = id_->CreateSession(Ctx(kT0), ed.id, false, "");
-  ASSERT_TRUE(id_->SetUserDisabled(Ctx(kT0), ed.id, true, false).ok());
-  EXPECT_FALSE(id_->AuthenticateSession(s->token, kT0 + 1).ok());
+  ASSERT_OK(id_->SetUserDisabled(Ctx(kT0), ed.id, true, false));
+  EXPECT_STATUS(StatusCode::kUnauthenticated, id_->AuthenticateSession(s->token, kT0 + 1));
   EXPECT_EQ(id_->GetUser(ed.id)->status, "disabled");
   // The last owner can be neither demoted nor disabled.
   EXPECT_EQ(id_->SetUserRoles(Ctx(kT0), owner.id, {"admin"}, true).code(),
@@ -125,39 +127,41 @@ TEST_F(IdentityTest, DisablingEndsSessionsAndTheLastOwnerStays) {
   // Only an owner grants the owner role.
   EXPECT_EQ(id_->SetUserRoles(Ctx(kT0), ed.id, {"owner"}, false).code(),
             StatusCode::kPermissionDenied);
-  ASSERT_TRUE(id_->SetUserRoles(Ctx(kT0), ed.id, {"owner"}, true).ok());
-  ASSERT_TRUE(id_->SetUserDisabled(Ctx(kT0), ed.id, false, true).ok());
-  EXPECT_TRUE(id_->SetUserRoles(Ctx(kT0), owner.id, {"admin"}, true).ok());
+  ASSERT_OK(id_->SetUserRoles(Ctx(kT0), ed.id, {"owner"}, true));
+  ASSERT_OK(id_->SetUserDisabled(Ctx(kT0), ed.id, false, true));
+  EXPECT_OK(id_->SetUserRoles(Ctx(kT0), owner.id, {"admin"}, true));
 }
 
 TEST_F(IdentityTest, TotpEnrolmentCodesOnceAndRecoveryCodesOnce) {
   User ann = Active("ann@example.com", {"owner"});
   auto secret = id_->StartTotp(Ctx(kT0), ann.id);
-  ASSERT_TRUE(secret.ok());
+  ASSERT_OK(secret);
   int64_t t = kT0 / 1'000'000;
   EXPECT_FALSE(id_->ConfirmTotp(Ctx(kT0), ann.id, "000000").ok() &&
                TotpCode(*secret, t) != "000000");
   auto codes = id_->ConfirmTotp(Ctx(kT0), ann.id, TotpCode(*secret, t));
-  ASSERT_TRUE(codes.ok()) << codes.status().ToString();
+  ASSERT_OK(codes) << codes.status().ToString();
   EXPECT_EQ(codes->size(), 10u);
   EXPECT_TRUE(id_->GetUser(ann.id)->totp_enabled);
   // The code used to confirm cannot log in; the next step's can, once.
-  EXPECT_FALSE(id_->CheckTotp(Ctx(kT0), ann.id, TotpCode(*secret, t)).ok());
+  EXPECT_STATUS(StatusCode::kUnauthenticated,
+                id_->CheckTotp(Ctx(kT0), ann.id, TotpCode(*secret, t)));
   int64_t later = kT0 + 30'000'000;
-  EXPECT_TRUE(id_->CheckTotp(Ctx(later), ann.id, TotpCode(*secret, t + 30)).ok());
-  EXPECT_FALSE(id_->CheckTotp(Ctx(later), ann.id, TotpCode(*secret, t + 30)).ok());
+  EXPECT_OK(id_->CheckTotp(Ctx(later), ann.id, TotpCode(*secret, t + 30)));
+  EXPECT_STATUS(StatusCode::kUnauthenticated,
+                id_->CheckTotp(Ctx(later), ann.id, TotpCode(*secret, t + 30)));
   // Recovery codes: each once, dashes and case ignored.
   std::string upper = (*codes)[3];
   for (auto& c : upper) c = static_cast<char>(std::toupper(c));
-  EXPECT_TRUE(id_->UseRecoveryCode(Ctx(kT0), ann.id, upper).ok());
-  EXPECT_FALSE(id_->UseRecoveryCode(Ctx(kT0), ann.id, (*codes)[3]).ok());
-  EXPECT_TRUE(id_->UseRecoveryCode(Ctx(kT0), ann.id, (*codes)[4]).ok());
+  EXPECT_OK(id_->UseRecoveryCode(Ctx(kT0), ann.id, upper));
+  EXPECT_STATUS(StatusCode::kUnauthenticated, id_->UseRecoveryCode(Ctx(kT0), ann.id, (*codes)[3]));
+  EXPECT_OK(id_->UseRecoveryCode(Ctx(kT0), ann.id, (*codes)[4]));
   // Neither the secret nor a code is stored in clear.
   EXPECT_EQ(storage::testing::FilesContaining(dir_, *secret), "");
   EXPECT_EQ(storage::testing::FilesContaining(dir_, (*codes)[5]), "");
-  ASSERT_TRUE(id_->DisableTotp(Ctx(kT0), ann.id).ok());
+  ASSERT_OK(id_->DisableTotp(Ctx(kT0), ann.id));
   EXPECT_FALSE(id_->GetUser(ann.id)->totp_enabled);
-  EXPECT_FALSE(id_->UseRecoveryCode(Ctx(kT0), ann.id, (*codes)[5]).ok());
+  EXPECT_STATUS(StatusCode::kUnauthenticated, id_->UseRecoveryCode(Ctx(kT0), ann.id, (*codes)[5]));
 }
 
 TEST_F(IdentityTest, ResetIsSingleUseShortLivedAndEndsSessions) {
@@ -168,63 +172,64 @@ TEST_F(IdentityTest, ResetIsSingleUseShortLivedAndEndsSessions) {
     token = t;
     return std::make_pair(std::string("reset"), "code " + t);
   };
-  ASSERT_TRUE(id_->RequestReset(Ctx(kT0), "ann@example.com", compose).ok());
+  ASSERT_OK(id_->RequestReset(Ctx(kT0), "ann@example.com", compose));
   ASSERT_FALSE(token.empty());
   std::string unused = token;
   token.clear();
-  ASSERT_TRUE(id_->RequestReset(Ctx(kT0), "nobody@example.com", compose).ok());
+  ASSERT_OK(id_->RequestReset(Ctx(kT0), "nobody@example.com", compose));
   EXPECT_TRUE(token.empty());  // no mail for an unknown address
   auto mail = id_->DueMail(kT0, 10);
   ASSERT_EQ(mail->size(), 1u);
   EXPECT_EQ((*mail)[0].recipient, "ann@example.com");
   // Expired after 30 minutes.
-  EXPECT_FALSE(id_->ConfirmReset(Ctx(kT0 + 31 * kMin), unused, "x").ok());
-  ASSERT_TRUE(id_->RequestReset(Ctx(kT0), "ann@example.com", compose).ok());
+  EXPECT_STATUS(StatusCode::kUnauthenticated, id_->ConfirmReset(Ctx(kT0 + 31 * kMin), unused, "x"));
+  ASSERT_OK(id_->RequestReset(Ctx(kT0), "ann@example.com", compose));
   auto u = id_->ConfirmReset(Ctx(kT0 + kMin), token, "new-hash");
-  ASSERT_TRUE(u.ok());
+  ASSERT_OK(u);
   EXPECT_EQ(id_->FindLogin("ann@example.com")->second, "new-hash");
-  EXPECT_FALSE(id_->ConfirmReset(Ctx(kT0 + kMin), token, "again").ok());
-  EXPECT_FALSE(id_->AuthenticateSession(s->token, kT0 + kMin).ok());
+  EXPECT_STATUS(StatusCode::kUnauthenticated, id_->ConfirmReset(Ctx(kT0 + kMin), token, "again"));
+  EXPECT_STATUS(StatusCode::kUnauthenticated, id_->AuthenticateSession(s->token, kT0 + kMin));
   // Sending erases the body that held the token.
   auto due = id_->DueMail(kT0 + kMin, 10);
-  ASSERT_TRUE(due.ok());
+  ASSERT_OK(due);
   std::vector<Mail> pending = std::move(due).value();
-  for (const auto& m : pending) ASSERT_TRUE(id_->MarkMailSent(m.id, kT0).ok());
+  for (const auto& m : pending) ASSERT_OK(id_->MarkMailSent(m.id, kT0));
   EXPECT_TRUE(id_->DueMail(kT0 + kMin, 10)->empty());
 }
 
 TEST_F(IdentityTest, TenantRolesAreValidatedAndGuarded) {
   rbac::Role support{
       "support", "Support desk", {"records.tickets.read", "records.tickets.update"}, false, false};
-  ASSERT_TRUE(id_->CreateRole(Ctx(kT0), support).ok());
+  ASSERT_OK(id_->CreateRole(Ctx(kT0), support));
   EXPECT_EQ(id_->CreateRole(Ctx(kT0), support).status().code(), StatusCode::kAlreadyExists);
   rbac::Role bad = support;
   bad.name = "bad";
   bad.permissions = {"records.tickets.drop"};
   EXPECT_EQ(id_->CreateRole(Ctx(kT0), bad).status().code(), StatusCode::kInvalidArgument);
   bad.name = "owner";
-  EXPECT_FALSE(id_->CreateRole(Ctx(kT0), bad).ok());
-  EXPECT_FALSE(id_->UpdateRole(Ctx(kT0), *rbac::FindBuiltIn("viewer")).ok());
+  EXPECT_STATUS(StatusCode::kInvalidArgument, id_->CreateRole(Ctx(kT0), bad));
+  EXPECT_STATUS(StatusCode::kFailedPrecondition,
+                id_->UpdateRole(Ctx(kT0), *rbac::FindBuiltIn("viewer")));
   User sam = Active("sam@example.com", {"support"});
   EXPECT_EQ(id_->DeleteRole(Ctx(kT0), "support").code(), StatusCode::kFailedPrecondition);
   auto roles = id_->RolesOf(sam);
   ASSERT_EQ(roles->size(), 1u);
   EXPECT_EQ((*roles)[0].permissions, support.permissions);
   EXPECT_EQ(id_->ListRoles()->size(), rbac::BuiltInRoles().size() + 1);
-  ASSERT_TRUE(id_->SetUserRoles(Ctx(kT0), sam.id, {}, false).ok());
-  EXPECT_TRUE(id_->DeleteRole(Ctx(kT0), "support").ok());
+  ASSERT_OK(id_->SetUserRoles(Ctx(kT0), sam.id, {}, false));
+  EXPECT_OK(id_->DeleteRole(Ctx(kT0), "support"));
 }
 
 TEST_F(IdentityTest, MfaChallengesAllowFiveAttempts) {
   User ann = Active("ann@example.com", {"owner"});
   auto c = id_->CreateMfaChallenge(ann.id, kT0);
-  ASSERT_TRUE(c.ok());
+  ASSERT_OK(c);
   for (int i = 0; i < kMaxMfaAttempts; ++i) {
     EXPECT_EQ(*id_->AttemptMfaChallenge(*c, kT0), ann.id) << i;
   }
-  EXPECT_FALSE(id_->AttemptMfaChallenge(*c, kT0).ok());
+  EXPECT_STATUS(StatusCode::kUnauthenticated, id_->AttemptMfaChallenge(*c, kT0));
   auto d = id_->CreateMfaChallenge(ann.id, kT0);
-  EXPECT_FALSE(id_->AttemptMfaChallenge(*d, kT0 + 6 * kMin).ok());
+  EXPECT_STATUS(StatusCode::kUnauthenticated, id_->AttemptMfaChallenge(*d, kT0 + 6 * kMin));
 }
 
 }  // namespace

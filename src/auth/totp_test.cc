@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "base/status_matchers.h"
+
 namespace silo::auth {
 namespace {
 
@@ -15,7 +17,7 @@ TEST(Totp, Rfc6238Vectors) {
       {1234567890, "005924"}, {2000000000, "279037"}, {20000000000, "353130"}};
   for (const auto& [t, code] : kVectors) {
     EXPECT_EQ(TotpCode(kRfcSecret, t), code) << t;
-    EXPECT_TRUE(VerifyTotp(kRfcSecret, code, t, 0).ok()) << t;
+    EXPECT_OK(VerifyTotp(kRfcSecret, code, t, 0)) << t;
   }
   EXPECT_EQ(TotpCode(kRfcSecret, 59, 8), "94287082");
 }
@@ -29,14 +31,16 @@ TEST(Totp, OneStepEachWayAndEachStepOnce) {
   EXPECT_EQ(*VerifyTotp(kRfcSecret, now, t, 0), step);
   EXPECT_EQ(*VerifyTotp(kRfcSecret, prev, t, 0), step - 1);
   EXPECT_EQ(*VerifyTotp(kRfcSecret, next, t, 0), step + 1);
-  EXPECT_FALSE(VerifyTotp(kRfcSecret, TotpCode(kRfcSecret, t - 90), t, 0).ok());
-  EXPECT_FALSE(VerifyTotp(kRfcSecret, TotpCode(kRfcSecret, t + 90), t, 0).ok());
+  EXPECT_STATUS(StatusCode::kUnauthenticated,
+                VerifyTotp(kRfcSecret, TotpCode(kRfcSecret, t - 90), t, 0));
+  EXPECT_STATUS(StatusCode::kUnauthenticated,
+                VerifyTotp(kRfcSecret, TotpCode(kRfcSecret, t + 90), t, 0));
   // Replay: the step was used.
   EXPECT_EQ(VerifyTotp(kRfcSecret, now, t, step).status().code(), StatusCode::kUnauthenticated);
   // An older step after a newer one was used.
-  EXPECT_FALSE(VerifyTotp(kRfcSecret, prev, t, step).ok());
+  EXPECT_STATUS(StatusCode::kUnauthenticated, VerifyTotp(kRfcSecret, prev, t, step));
   for (const char* bad : {"", "12345", "1234567", "abcdef", "28708 ", "94287082"}) {
-    EXPECT_FALSE(VerifyTotp(kRfcSecret, bad, 59, 0).ok()) << bad;
+    EXPECT_STATUS(StatusCode::kUnauthenticated, VerifyTotp(kRfcSecret, bad, 59, 0)) << bad;
   }
 }
 
@@ -50,7 +54,7 @@ TEST(Totp, SecretsUrisAndQr) {
             "otpauth://totp/Silo%20acme:ann@example.com?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
             "&issuer=Silo%20acme&algorithm=SHA1&digits=6&period=30");
   auto svg = QrSvg(uri);
-  ASSERT_TRUE(svg.ok());
+  ASSERT_OK(svg);
   EXPECT_EQ(svg->rfind("<svg xmlns=\"http://www.w3.org/2000/svg\"", 0), 0u);
   EXPECT_NE(svg->find("<path"), std::string::npos);
   EXPECT_EQ(svg->find("GEZDG"), std::string::npos);  // the secret is in the modules only

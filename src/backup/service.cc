@@ -55,31 +55,6 @@ std::optional<tenant::TenantInfo> FindById(const tenant::TenantRegistry& tenants
   return std::nullopt;
 }
 
-bool TableExists(Database& db, const char* name) {
-  auto stmt = db.Prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?");
-  if (!stmt.ok()) return false;
-  stmt->Bind(1, std::string_view(name));
-  auto row = stmt->Step();
-  bool found = row.ok() && *row;
-  stmt->Reset();
-  return found;
-}
-
-Status AppendAudit(Database& db, const std::string& type, const std::string& subject,
-                   const json::object& details, const std::string& request_id) {
-  events::Event e;
-  e.at_us = NowMicros();
-  e.actor = {"operator", "operator"};
-  e.request_id = request_id;
-  e.type = type;
-  e.subject_kind = "backup";
-  e.subject_id = subject;
-  for (const auto& kv : details) {
-    e.changes.push_back({std::string(kv.key()), std::nullopt, json::serialize(kv.value()), false});
-  }
-  return events::Append(db, e, events::Log::kAudit).status();
-}
-
 // What a restored copy must show: an intact file, both chains intact, and
 // exactly the events the manifest says the backup holds.
 struct CopyCheck {
@@ -134,7 +109,9 @@ Status AppendRestored(Database& db, const Manifest& m, const RestoreRequest& req
     details["pre_restore_backup_id"] = report.pre_restore_backup_id;
     details["audit_kept"] = report.audit_kept;
   }
-  return AppendAudit(db, "backup.restored", m.id, details, request.request_id);
+  events::Origin origin{{"operator", "operator"}, request.request_id, "", NowMicros()};
+  return events::AppendAudit(db, origin, "backup.restored", "backup", m.id,
+                             events::DetailChanges(details));
 }
 
 Status AuditChainIntact(Database& db) {
@@ -172,14 +149,16 @@ std::string DrillReport::ToJson() const {
 
 Service::Service(std::unique_ptr<Target> target, tenant::TenantRegistry* tenants,
                  crypto::Keyring* keyring, std::shared_ptr<storage::TenantDatabases> databases,
-                 records::TenantStores* stores, std::string data_dir, RetentionPolicy retention)
+                 records::TenantStores* stores, std::string data_dir, RetentionPolicy retention,
+                 ForgetOnRestore forget)
     : target_(std::move(target)),
       tenants_(tenants),
       keyring_(keyring),
       databases_(std::move(databases)),
       stores_(stores),
       data_dir_(std::move(data_dir)),
-      retention_(retention) {}
+      retention_(retention),
+      forget_(std::move(forget)) {}
 
 Stats Service::stats() const {
   std::lock_guard lock(stats_mu_);
@@ -263,7 +242,7 @@ Result<Manifest> Service::RunLocked(const tenant::TenantInfo& tenant) {
 Status Service::AuditLive(const std::string& tenant_id, const records::AuditEntry& entry) {
   auto store = stores_->Open(tenant_id);
   if (!store.ok()) return store.status();
-  records::WriteContext ctx;
+  events::Origin ctx;
   ctx.actor = {"operator", "operator"};
   ctx.now_us = NowMicros();
   return (*store)->Audit(ctx, entry);
@@ -283,9 +262,9 @@ Result<Service::Loaded> Service::LoadLocked(const std::string& backup_id, bool w
   if (!m.ok()) return m.status();
   if (m->id != backup_id) return DataLoss("the manifest is another backup's (" + m->id + ")");
   if (m->master_fingerprint != keyring_->master_fingerprint()) {
-    return DataLoss("the backup was made under another master key (fingerprint " +
-                    m->master_fingerprint + "; this server's is " + keyring_->master_fingerprint() +
-                    ")");
+    return DataLoss("the backup was made under another master key")
+        .WithCause("backup key fingerprint " + m->master_fingerprint + ", this server's " +
+                   keyring_->master_fingerprint());
   }
   auto wrapped = crypto::Base64Decode(m->wrapped_key);
   if (!wrapped.ok()) return DataLoss("the backup's wrapped key is not base64");
@@ -412,9 +391,9 @@ Result<RestoreReport> Service::RestoreLocked(const RestoreRequest& request) {
     // in-place restore can be undone (restore this one).
     auto before = RunLocked(dest);
     if (!before.ok()) {
-      return Status(before.status().code(),
-                    "the backup of the current state, taken before restoring in place, failed: " +
-                        before.status().message());
+      return before.status().Rephrase(
+          "the backup of the current state, taken before restoring in place, failed: " +
+          before.status().message());
     }
     report.pre_restore_backup_id = before->id;
   }
@@ -453,11 +432,7 @@ Result<RestoreReport> Service::RestoreLocked(const RestoreRequest& request) {
     auto tx = storage::Transaction::Begin(**db);
     if (!tx.ok()) return tx.status();
     // Sessions and one-time links of the past must not come back to life.
-    for (const char* table : {"sessions", "one_time_tokens"}) {
-      if (!TableExists(**db, table)) continue;
-      if (Status d = (*db)->Exec(std::string("DELETE FROM ") + table); !d.ok()) return d;
-      if (std::string_view(table) == "sessions") report.sessions_ended = (*db)->Changes();
-    }
+    SILO_ASSIGN_OR_RETURN(report.sessions_ended, forget_(**db));
     // In place, the audit entry is written at the swap, after the live
     // audit log it must follow.
     if (report.new_tenant) {
@@ -502,7 +477,8 @@ Result<RestoreReport> Service::RestoreLocked(const RestoreRequest& request) {
       std::remove((live_path + "-wal").c_str());
       std::remove((live_path + "-journal").c_str());
       if (::rename(scratch.c_str(), live_path.c_str()) != 0) {
-        return Internal("rename " + scratch + " over " + live_path + " failed");
+        return Internal("cannot replace the tenant database")
+            .WithCause("rename " + scratch + " over " + live_path);
       }
       return SyncDir(dir);
     };

@@ -8,6 +8,7 @@
 #define SILO_BACKUP_SERVICE_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -79,13 +80,21 @@ struct Stats {
   int64_t last_success_us = 0;  // of a backup
 };
 
+// What a restored copy must forget before it goes live, run on the copy inside
+// the restore's transaction; returns how many sessions it ended. backup does
+// not know whose tables those are: app wires auth's
+// EndSessionsAndOneTimeTokens here, so a restore's effect on identity is
+// stated in one place.
+using ForgetOnRestore = std::function<Result<int64_t>(storage::Database& copy)>;
+
 class Service {
  public:
   // Every pointer must outlive this. Drill reports go to
   // <data_dir>/platform/drills/, scratch copies under <data_dir>/tenants/.
+  // REQUIRES: forget is set (a restore runs it on every copy).
   Service(std::unique_ptr<Target> target, tenant::TenantRegistry* tenants, crypto::Keyring* keyring,
           std::shared_ptr<storage::TenantDatabases> databases, records::TenantStores* stores,
-          std::string data_dir, RetentionPolicy retention);
+          std::string data_dir, RetentionPolicy retention, ForgetOnRestore forget);
 
   // Backs up one tenant; returns its manifest.
   Result<Manifest> Run(const tenant::TenantInfo& tenant);
@@ -133,6 +142,7 @@ class Service {
   records::TenantStores* const stores_;
   const std::string data_dir_;
   const RetentionPolicy retention_;
+  const ForgetOnRestore forget_;
 
   std::mutex mu_;  // one operation at a time
   mutable std::mutex stats_mu_;

@@ -7,7 +7,9 @@
 #include <boost/json.hpp>
 #include <thread>
 
+#include "auth/identity.h"
 #include "backup/archive.h"
+#include "base/status_matchers.h"
 #include "base/time_util.h"
 #include "crypto/crypto.h"
 #include "records/schema.h"
@@ -18,7 +20,6 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace json = boost::json;
-using records::WriteContext;
 using storage::testing::FilesContaining;
 using storage::testing::Slurp;
 
@@ -46,7 +47,8 @@ struct Installation {
                                         .open = {.synchronous = storage::Synchronous::kNormal}});
     stores = records::NewSqliteTenantStores(databases);
     service = std::make_unique<Service>(NewDirectoryTarget(backups), registry.get(), keyring.get(),
-                                        databases, stores.get(), dir, RetentionPolicy{});
+                                        databases, stores.get(), dir, RetentionPolicy{},
+                                        auth::EndSessionsAndOneTimeTokens);
   }
   std::string dir;
   std::unique_ptr<crypto::Keyring> keyring;
@@ -68,39 +70,37 @@ class BackupServiceTest : public storage::testing::TempDirTest {
 
   tenant::TenantInfo NewTenant(const std::string& slug) {
     auto t = silo_->registry->Create(slug, "", "");
-    EXPECT_TRUE(t.ok()) << t.status().ToString();
-    EXPECT_TRUE(silo_->stores->Create(t->id).ok());
+    EXPECT_OK(t) << t.status().ToString();
+    EXPECT_OK(silo_->stores->Create(t->id));
     return *t;
   }
   std::unique_ptr<records::TenantStore> Store(const tenant::TenantInfo& t) {
     auto s = silo_->stores->Open(t.id);
-    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    EXPECT_OK(s) << s.status().ToString();
     return std::move(s).value();
   }
-  static WriteContext Ctx(int64_t now) { return {{"user", "u1"}, "req", "127.0.0.1", now}; }
+  static events::Origin Ctx(int64_t now) { return {{"user", "u1"}, "req", "127.0.0.1", now}; }
 
   // A tenant with a collection, records created, updated, deleted, reverted.
   void Fill(records::TenantStore& s, int64_t t0, int n) {
     auto schema = records::ParseCollection(json::parse(
         R"({"name":"notes","fields":[{"name":"title","type":"string","required":true},
             {"name":"n","type":"integer","indexed":true}]})"));
-    ASSERT_TRUE(s.CreateCollection(Ctx(t0), *schema).ok());
+    ASSERT_OK(s.CreateCollection(Ctx(t0), *schema));
     for (int i = 0; i < n; ++i) {
       auto r = s.CreateRecord(
           Ctx(t0 + 1000 * (i + 1)), "notes",
           {{"title", std::string(kMarker) + " note " + std::to_string(i)}, {"n", i}});
-      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      ASSERT_OK(r) << r.status().ToString();
       if (i % 3 == 0) {
-        ASSERT_TRUE(s.UpdateRecord(Ctx(t0 + 1000 * (i + 1) + 1), "notes", r->id, {{"n", i * 10}},
-                                   std::nullopt)
-                        .ok());
+        ASSERT_OK(s.UpdateRecord(Ctx(t0 + 1000 * (i + 1) + 1), "notes", r->id, {{"n", i * 10}},
+                                 std::nullopt));
       }
       if (i % 5 == 0) {
-        ASSERT_TRUE(
-            s.DeleteRecord(Ctx(t0 + 1000 * (i + 1) + 2), "notes", r->id, std::nullopt).ok());
+        ASSERT_OK(s.DeleteRecord(Ctx(t0 + 1000 * (i + 1) + 2), "notes", r->id, std::nullopt));
       }
     }
-    ASSERT_TRUE(s.Audit(Ctx(t0 + 5), {"test.entry", "test", "x", {{"k", "v"}}}).ok());
+    ASSERT_OK(s.Audit(Ctx(t0 + 5), {"test.entry", "test", "x", {{"k", "v"}}}));
   }
 
   // Every record with every history entry, every event, every audit entry.
@@ -130,7 +130,7 @@ class BackupServiceTest : public storage::testing::TempDirTest {
     q.limit = 1000;
     std::vector<std::string> types;
     auto audit = s.QueryAudit(q);
-    EXPECT_TRUE(audit.ok());
+    EXPECT_OK(audit);
     for (const auto& e : *audit) types.push_back(e.type);
     return types;
   }
@@ -149,23 +149,23 @@ TEST_F(BackupServiceTest, BackupWipeRestoreGivesBackEveryRecordHistoryAndAuditEn
   const auto audit_before = AuditTypes(*Store(acme));
 
   auto m = silo_->service->Run(acme);
-  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  ASSERT_OK(m) << m.status().ToString();
   EXPECT_EQ(m->tenant_slug, "acme");
   EXPECT_GT(m->events.count, 40);
   EXPECT_EQ(m->events.count, m->events.seq);
-  EXPECT_TRUE(silo_->service->Verify(m->id).ok());
+  EXPECT_OK(silo_->service->Verify(m->id));
 
   // Damage after the backup: every record deleted.
   {
     auto s = Store(acme);
     auto page = s->ListRecords("notes", {});
-    ASSERT_TRUE(page.ok());
+    ASSERT_OK(page);
     for (const auto& r : page->records)
-      ASSERT_TRUE(s->DeleteRecord(Ctx(NowMicros()), "notes", r.id, std::nullopt).ok());
+      ASSERT_OK(s->DeleteRecord(Ctx(NowMicros()), "notes", r.id, std::nullopt));
     ASSERT_NE(Dump(*s, false), before);
   }
   auto restored = silo_->service->Restore({m->id, std::nullopt, std::nullopt, "req-1"});
-  ASSERT_TRUE(restored.ok()) << restored.status().ToString();
+  ASSERT_OK(restored) << restored.status().ToString();
   EXPECT_FALSE(restored->new_tenant);
   EXPECT_EQ(restored->tenant_id, acme.id);
   auto s = Store(acme);
@@ -175,7 +175,7 @@ TEST_F(BackupServiceTest, BackupWipeRestoreGivesBackEveryRecordHistoryAndAuditEn
   // state it replaced, both written after the snapshot), then the restore.
   EXPECT_FALSE(restored->pre_restore_backup_id.empty());
   EXPECT_NE(restored->pre_restore_backup_id, m->id);
-  EXPECT_TRUE(silo_->service->Verify(restored->pre_restore_backup_id).ok());
+  EXPECT_OK(silo_->service->Verify(restored->pre_restore_backup_id));
   auto audit_after = AuditTypes(*s);
   ASSERT_EQ(audit_after.size(), audit_before.size() + 3);
   EXPECT_EQ(restored->audit_kept, static_cast<int64_t>(audit_before.size() + 2));
@@ -183,11 +183,11 @@ TEST_F(BackupServiceTest, BackupWipeRestoreGivesBackEveryRecordHistoryAndAuditEn
   EXPECT_EQ(std::vector<std::string>(audit_after.end() - 3, audit_after.end()),
             (std::vector<std::string>{"backup.created", "backup.created", "backup.restored"}));
   auto chains = s->VerifyChains();
-  ASSERT_TRUE(chains.ok());
+  ASSERT_OK(chains);
   EXPECT_FALSE(chains->events_first_broken || chains->audit_first_broken);
   EXPECT_TRUE(s->Rebuild()->equal());
   // The restored tenant takes writes.
-  EXPECT_TRUE(s->CreateRecord(Ctx(NowMicros()), "notes", {{"title", "after"}, {"n", 1}}).ok());
+  EXPECT_OK(s->CreateRecord(Ctx(NowMicros()), "notes", {{"title", "after"}, {"n", 1}}));
   // No scratch file left.
   for (const auto& e : fs::directory_iterator(silo_->dir + "/tenants/" + acme.id)) {
     EXPECT_EQ(e.path().filename().string().rfind("restore-", 0), std::string::npos) << e.path();
@@ -197,11 +197,11 @@ TEST_F(BackupServiceTest, BackupWipeRestoreGivesBackEveryRecordHistoryAndAuditEn
   // restores under a new slug, because it carries the key wrapped by the master key.
   s.reset();
   silo_->stores->Close(acme.id);
-  ASSERT_TRUE(silo_->registry->Delete("acme").ok());
+  ASSERT_OK(silo_->registry->Delete("acme"));
   EXPECT_EQ(silo_->service->Restore({m->id, std::nullopt, std::nullopt, ""}).status().code(),
             StatusCode::kNotFound);
   auto again = silo_->service->Restore({m->id, std::string("acme-restored"), std::nullopt, ""});
-  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  ASSERT_OK(again) << again.status().ToString();
   EXPECT_TRUE(again->new_tenant);
   auto t = silo_->registry->FindActive("acme-restored");
   ASSERT_TRUE(t);
@@ -216,7 +216,8 @@ TEST_F(BackupServiceTest,
   Fill(*Store(globex), NowMicros() - 1'000'000'000, 7);
   auto a = silo_->service->Run(acme);
   auto g = silo_->service->Run(globex);
-  ASSERT_TRUE(a.ok() && g.ok());
+  ASSERT_OK(a);
+  ASSERT_OK(g);
   const std::string live = Dump(*Store(acme));
   auto refused = [&](const std::string& id, const std::string& why) {
     auto v = silo_->service->Verify(id);
@@ -224,9 +225,9 @@ TEST_F(BackupServiceTest,
     EXPECT_NE(v.status().message().find(why), std::string::npos)
         << why << ": " << v.status().message();
     auto r = silo_->service->Restore({id, std::nullopt, std::nullopt, ""});
-    EXPECT_FALSE(r.ok()) << why;
+    EXPECT_STATUS(StatusCode::kDataLoss, r) << why;
     auto r2 = silo_->service->Restore({id, std::string("copy"), std::nullopt, ""});
-    EXPECT_FALSE(r2.ok()) << why;
+    EXPECT_STATUS(StatusCode::kDataLoss, r2) << why;
     EXPECT_FALSE(silo_->registry->Find("copy")) << "a refused restore left a tenant behind";
     EXPECT_EQ(Dump(*Store(acme)), live) << why;
   };
@@ -266,19 +267,20 @@ TEST_F(BackupServiceTest,
   put(DataPath(fake_id), Slurp(DataPath(g->id)));
   put(ManifestPath(fake_id), Slurp(ManifestPath(g->id)));
   refused(fake_id, "another backup");
-  EXPECT_TRUE(silo_->service->Verify(a->id).ok()) << "the original must still verify";
+  EXPECT_OK(silo_->service->Verify(a->id)) << "the original must still verify";
 
   // Another installation with another master key, reading the same backups.
   Installation other(dir_ + "/other", crypto::SecretKey::Random(), backups_);
   auto v = other.service->Verify(a->id);
   EXPECT_EQ(v.status().code(), StatusCode::kDataLoss);
   EXPECT_NE(v.status().message().find("another master key"), std::string::npos);
-  EXPECT_FALSE(other.service->Restore({a->id, std::string("stolen"), std::nullopt, ""}).ok());
+  EXPECT_STATUS(StatusCode::kDataLoss,
+                other.service->Restore({a->id, std::string("stolen"), std::nullopt, ""}));
   EXPECT_FALSE(other.registry->Find("stolen"));
   // The same master key elsewhere (disaster recovery) restores it.
   Installation twin(dir_ + "/twin", Master(), backups_);
   auto dr = twin.service->Restore({a->id, std::string("acme"), std::nullopt, ""});
-  ASSERT_TRUE(dr.ok()) << dr.status().ToString();
+  ASSERT_OK(dr) << dr.status().ToString();
 }
 
 TEST_F(BackupServiceTest, ChunksAreBoundToTheirBackupAndPlace) {
@@ -289,7 +291,7 @@ TEST_F(BackupServiceTest, ChunksAreBoundToTheirBackupAndPlace) {
   std::string data = SealImage(image, key, m);
   EXPECT_EQ(m.chunks, 2);
   auto opened = OpenImage(data, key, m);
-  ASSERT_TRUE(opened.ok());
+  ASSERT_OK(opened);
   EXPECT_EQ(*opened, image);
   // Same bytes, same hash, other id: every chunk's AD differs.
   Manifest other = m;
@@ -315,9 +317,9 @@ TEST_F(BackupServiceTest, NoPlaintextInBackupsOrScratchAndBackupsLookRandom) {
   auto acme = NewTenant("acme");
   Fill(*Store(acme), NowMicros() - 1'000'000'000, 60);
   auto m = silo_->service->Run(acme);
-  ASSERT_TRUE(m.ok());
-  ASSERT_TRUE(silo_->service->Drill(acme).ok());
-  ASSERT_TRUE(silo_->service->Restore({m->id, std::string("copy"), std::nullopt, ""}).ok());
+  ASSERT_OK(m);
+  ASSERT_OK(silo_->service->Drill(acme));
+  ASSERT_OK(silo_->service->Restore({m->id, std::string("copy"), std::nullopt, ""}));
   EXPECT_EQ(FilesContaining(dir_, kMarker), "");
   EXPECT_EQ(FilesContaining(dir_, "notes"), "");
   // zstd output that was not sealed would still compress; sealed bytes do not.
@@ -345,7 +347,7 @@ TEST_F(BackupServiceTest, BackupsTakenWhileWritesContinueAreConsistent) {
   std::vector<Manifest> taken;
   for (int i = 0; i < 4; ++i) {
     auto m = silo_->service->Run(acme);
-    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    ASSERT_OK(m) << m.status().ToString();
     taken.push_back(*m);
   }
   int before = writes;
@@ -355,12 +357,12 @@ TEST_F(BackupServiceTest, BackupsTakenWhileWritesContinueAreConsistent) {
   for (size_t i = 0; i < taken.size(); ++i) {
     std::string slug = "copy" + std::to_string(i);
     auto r = silo_->service->Restore({taken[i].id, slug, std::nullopt, ""});
-    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ASSERT_OK(r) << r.status().ToString();
     EXPECT_EQ(r->events, taken[i].events.count);
     auto s = Store(*silo_->registry->Find(slug));
     EXPECT_TRUE(s->Rebuild()->equal()) << "projections and events of one instant";
     auto events = s->Events(taken[i].events.seq - 1, 10);
-    ASSERT_TRUE(events.ok());
+    ASSERT_OK(events);
     ASSERT_EQ(events->size(), 1u) << "no event after the manifest's last";
     EXPECT_EQ(events->back().hash, taken[i].events.hash);
   }
@@ -372,10 +374,10 @@ TEST_F(BackupServiceTest, RestoreAtATimeDropsLaterEventsAndRebuildsProjections) 
   const int64_t t0 = NowMicros() - 10'000'000'000;
   Fill(*Store(acme), t0, 20);  // record i created at t0 + 1000 (i + 1)
   auto m = silo_->service->Run(acme);
-  ASSERT_TRUE(m.ok());
+  ASSERT_OK(m);
   const int64_t at = t0 + 1000 * 10 + 500;  // after record 9's create, update and delete
   auto r = silo_->service->Restore({m->id, std::string("past"), at, ""});
-  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_OK(r) << r.status().ToString();
   EXPECT_GT(r->events_dropped, 0);
   auto past = Store(*silo_->registry->Find("past"));
   auto now = Store(acme);
@@ -392,7 +394,7 @@ TEST_F(BackupServiceTest, RestoreAtATimeDropsLaterEventsAndRebuildsProjections) 
   EXPECT_EQ(got, want);
   EXPECT_FALSE(got.empty());
   auto kept = past->Events(0, 1000);
-  ASSERT_TRUE(kept.ok());
+  ASSERT_OK(kept);
   for (const auto& e : *kept) EXPECT_LE(e.at_us, at);
   EXPECT_EQ(r->events + r->events_dropped, m->events.count);
   EXPECT_TRUE(past->Rebuild()->equal());
@@ -406,9 +408,10 @@ TEST_F(BackupServiceTest, DrillRestoresTheNewestGoodBackupChecksItAndReports) {
   EXPECT_EQ(silo_->service->Drill(acme).status().code(), StatusCode::kNotFound);
   auto old = silo_->service->Run(acme);
   auto m = silo_->service->Run(acme);
-  ASSERT_TRUE(old.ok() && m.ok());
+  ASSERT_OK(old);
+  ASSERT_OK(m);
   auto d = silo_->service->Drill(acme);
-  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  ASSERT_OK(d) << d.status().ToString();
   EXPECT_TRUE(d->ok) << d->problem;
   EXPECT_EQ(d->backup_id, m->id);
   EXPECT_EQ(d->integrity, "ok");
@@ -424,7 +427,7 @@ TEST_F(BackupServiceTest, DrillRestoresTheNewestGoodBackupChecksItAndReports) {
   fs::remove(DataPath(m->id));
   std::ofstream(DataPath(m->id), std::ios::binary) << data;
   auto bad = silo_->service->Drill(acme);
-  ASSERT_TRUE(bad.ok());
+  ASSERT_OK(bad);
   EXPECT_FALSE(bad->ok);
   EXPECT_NE(bad->problem.find("altered"), std::string::npos) << bad->problem;
   EXPECT_EQ(AuditTypes(*Store(acme)).back(), "backup.drill_failed");
@@ -443,14 +446,14 @@ TEST_F(BackupServiceTest, PruneDeletesWhatThePolicyDropsAndKeepsTheNewest) {
   for (int i = 0; i < 3; ++i) ids.push_back(silo_->service->Run(acme)->id);
   ids.push_back(silo_->service->Run(globex)->id);
   auto none = silo_->service->Prune(NowMicros());
-  ASSERT_TRUE(none.ok());
+  ASSERT_OK(none);
   EXPECT_TRUE(none->empty());
   // 200 days later only the newest of each tenant survives.
   auto pruned = silo_->service->Prune(NowMicros() + int64_t{200} * 86'400'000'000);
-  ASSERT_TRUE(pruned.ok());
+  ASSERT_OK(pruned);
   EXPECT_EQ(pruned->size(), 2u);
   auto left = silo_->service->List(std::nullopt);
-  ASSERT_TRUE(left.ok());
+  ASSERT_OK(left);
   ASSERT_EQ(left->size(), 2u);
   EXPECT_EQ((*left)[0].manifest.id, ids[2]);
   EXPECT_EQ((*left)[1].manifest.id, ids[3]);

@@ -32,10 +32,10 @@ class DirectoryTarget : public Target {
     std::string path = dir_ + "/" + name;
     std::string parent = fs::path(path).parent_path().string();
     if (Status s = MakeDirs(parent, 0700); !s.ok()) {
-      return Unavailable("cannot store " + path + ": " + s.message());
+      return Unavailable("cannot store the backup object").WithCause(s.ToString());
     }
     if (Status s = WriteFileAtomic(path, bytes, 0600); !s.ok()) {
-      return Unavailable("cannot store " + path + ": " + s.message());
+      return Unavailable("cannot store the backup object").WithCause(s.ToString());
     }
     return Status::Ok();
   }
@@ -58,7 +58,7 @@ class DirectoryTarget : public Target {
       if (name.find(".tmp.") != std::string::npos) continue;  // a Put in progress
       if (name.rfind(prefix, 0) == 0) names.push_back(name);
     }
-    if (ec) return Unavailable("cannot list " + dir_ + ": " + ec.message());
+    if (ec) return Unavailable("cannot list the backups").WithCause(dir_ + ": " + ec.message());
     std::sort(names.begin(), names.end());
     return names;
   }
@@ -67,7 +67,8 @@ class DirectoryTarget : public Target {
     if (!SafeName(name)) return InvalidArgument("bad object name");
     std::string path = dir_ + "/" + name;
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-      return Unavailable("cannot delete " + path + ": " + std::strerror(errno));
+      return Unavailable("cannot delete the backup object")
+          .WithCause(path + ": " + std::strerror(errno));
     }
     return Status::Ok();
   }

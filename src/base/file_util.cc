@@ -13,15 +13,17 @@
 namespace silo {
 namespace {
 
-std::string ErrnoText(const std::string& what, const std::string& path) {
-  return what + " " + path + ": " + std::strerror(errno);
+// A file-system failure: the public message says which operation failed, the
+// path and errno's text are the private cause (status.h).
+Status FileError(const std::string& what, const std::string& path) {
+  return Internal(what + " failed").WithCause(what + " " + path + ": " + std::strerror(errno));
 }
 
 }  // namespace
 
 Result<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound("cannot read " + path);
+  if (!in) return NotFound("cannot read the file").WithCause(path);
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
@@ -32,7 +34,7 @@ Status WriteFileAtomic(const std::string& path, std::string_view contents, mode_
   std::string dir = p.parent_path().empty() ? "." : p.parent_path().string();
   std::string tmp = path + ".tmp." + std::to_string(::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) return Internal(ErrnoText("open", tmp));
+  if (fd < 0) return FileError("open", tmp);
   // umask may have narrowed the mode; secrets must be exactly `mode`.
   ::fchmod(fd, mode);
   size_t off = 0;
@@ -40,7 +42,7 @@ Status WriteFileAtomic(const std::string& path, std::string_view contents, mode_
     ssize_t n = ::write(fd, contents.data() + off, contents.size() - off);
     if (n < 0) {
       if (errno == EINTR) continue;
-      Status s = Internal(ErrnoText("write", tmp));
+      Status s = FileError("write", tmp);
       ::close(fd);
       ::unlink(tmp.c_str());
       return s;
@@ -48,14 +50,14 @@ Status WriteFileAtomic(const std::string& path, std::string_view contents, mode_
     off += static_cast<size_t>(n);
   }
   if (::fsync(fd) != 0) {
-    Status s = Internal(ErrnoText("fsync", tmp));
+    Status s = FileError("fsync", tmp);
     ::close(fd);
     ::unlink(tmp.c_str());
     return s;
   }
   ::close(fd);
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    Status s = Internal(ErrnoText("rename", tmp));
+    Status s = FileError("rename", tmp);
     ::unlink(tmp.c_str());
     return s;
   }
@@ -70,7 +72,7 @@ Status MakeDirs(const std::string& path, mode_t mode) {
     acc /= part;
     if (acc.empty() || std::filesystem::exists(acc, ec)) continue;
     if (::mkdir(acc.c_str(), mode) != 0 && errno != EEXIST) {
-      return Internal(ErrnoText("mkdir", acc.string()));
+      return FileError("mkdir", acc.string());
     }
   }
   return Status::Ok();
@@ -78,26 +80,26 @@ Status MakeDirs(const std::string& path, mode_t mode) {
 
 Status SyncFile(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Internal(ErrnoText("open", path));
+  if (fd < 0) return FileError("open", path);
   int rc = ::fsync(fd);
   ::close(fd);
-  if (rc != 0) return Internal(ErrnoText("fsync", path));
+  if (rc != 0) return FileError("fsync", path);
   return Status::Ok();
 }
 
 Status SyncDir(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Internal(ErrnoText("open", path));
+  if (fd < 0) return FileError("open", path);
   int rc = ::fsync(fd);
   ::close(fd);
-  if (rc != 0) return Internal(ErrnoText("fsync", path));
+  if (rc != 0) return FileError("fsync", path);
   return Status::Ok();
 }
 
 Status RemoveTree(const std::string& path) {
   std::error_code ec;
   std::filesystem::remove_all(path, ec);
-  if (ec) return Internal("remove " + path + ": " + ec.message());
+  if (ec) return Internal("remove failed").WithCause(path + ": " + ec.message());
   return Status::Ok();
 }
 

@@ -22,7 +22,16 @@ const char* StatusCodeName(StatusCode code) {
 
 std::string Status::ToString() const {
   if (ok()) return "ok";
-  return std::string(StatusCodeName(code_)) + ": " + message_;
+  std::string out = std::string(StatusCodeName(code_)) + ": " + message_;
+  if (!cause_.empty()) out += " (cause: " + cause_ + ")";
+  return out;
+}
+
+Status Status::Rephrase(std::string message) const {
+  Status out(code_, std::move(message));
+  out.cause_ = cause_;
+  out.fields_ = fields_;
+  return out;
 }
 
 }  // namespace silo

@@ -89,8 +89,15 @@ int main(int argc, char** argv) {
   auto* serve = app.add_subcommand("serve", "run the server (configuration from SILO_* variables)");
   serve->callback([&] { code = silo::app::Serve(Env); });
 
+  bool operator_routes = false;
   auto* routes = app.add_subcommand("routes", "print the tenant route table (JSON)");
-  routes->callback([&] { std::printf("%s\n", silo::app::TenantRouteTable().c_str()); });
+  routes->add_flag("--operator", operator_routes, "the operator API's table instead");
+  routes->callback([&] {
+    using silo::app::RouteTableKind;
+    std::printf("%s\n", silo::app::RouteTable(operator_routes ? RouteTableKind::kOperator
+                                                              : RouteTableKind::kTenant)
+                            .c_str());
+  });
 
   auto* tenant = app.add_subcommand("tenant", "manage tenants through the operator API");
   tenant->require_subcommand(1);

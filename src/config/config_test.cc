@@ -7,6 +7,7 @@
 #include <map>
 
 #include "base/file_util.h"
+#include "base/status_matchers.h"
 
 namespace silo::config {
 namespace {
@@ -150,8 +151,8 @@ TEST(ConfigTest, ProductionChecksTokenLengthTlsFilesAndDirMode) {
   EXPECT_FALSE(Mentions(r.problems, "SILO_MASTER_KEY"));
 
   chmod(dir.c_str(), 0700);
-  WriteFileAtomic(dir + "/missing.crt", "x");
-  WriteFileAtomic(dir + "/missing.key", "x");
+  ASSERT_OK(WriteFileAtomic(dir + "/missing.crt", "x"));
+  ASSERT_OK(WriteFileAtomic(dir + "/missing.key", "x"));
   env["SILO_OPERATOR_TOKEN"] = std::string(32, 'x');
   r = Load(From(env));
   EXPECT_TRUE(r.problems.empty()) << r.problems[0];
@@ -161,7 +162,7 @@ TEST(ConfigTest, ProductionChecksTokenLengthTlsFilesAndDirMode) {
 TEST(ConfigTest, MasterKeyFromFileAndNotBoth) {
   char tmpl[] = "/tmp/silo-config-XXXXXX";
   std::string dir = mkdtemp(tmpl);
-  WriteFileAtomic(dir + "/mk", std::string(kKey) + "\n");
+  ASSERT_OK(WriteFileAtomic(dir + "/mk", std::string(kKey) + "\n"));
   auto r = Load(From({{"SILO_MASTER_KEY_FILE", dir + "/mk"}}));
   EXPECT_TRUE(r.problems.empty());
   EXPECT_TRUE(r.config.master_key.has_value());

@@ -80,6 +80,17 @@ std::string RandomBytes(size_t n) {
   return out;
 }
 
+std::string RandomId(size_t n) {
+  static constexpr char kBase36[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+  std::string out;
+  while (out.size() < n) {
+    for (unsigned char b : RandomBytes(n)) {
+      if (b < 252 && out.size() < n) out += kBase36[b % 36];  // 252 = 7 * 36
+    }
+  }
+  return out;
+}
+
 std::string RandomToken(size_t n) {
   std::string raw = RandomBytes(n);
   std::string out(sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_URLSAFE_NO_PADDING), '\0');

@@ -59,6 +59,9 @@ std::string KeyedHash(const SecretKey& key, std::string_view label, size_t out_l
 std::string RandomBytes(size_t n);
 // `n` random bytes as URL-safe base64 without padding.
 std::string RandomToken(size_t n);
+// `n` random characters of [0-9a-z], uniform (rejection sampling): ids that
+// are safe in paths, e-mail and case-insensitive file systems.
+std::string RandomId(size_t n);
 
 std::string Sha256Hex(std::string_view data);
 

@@ -4,6 +4,8 @@
 
 #include <set>
 
+#include "base/status_matchers.h"
+
 namespace silo::crypto {
 namespace {
 
@@ -14,7 +16,7 @@ TEST(SealTest, RoundTripsAndUsesFreshNonces) {
   EXPECT_NE(a, b);  // fresh nonce per seal
   EXPECT_EQ(a.find("attack"), std::string::npos);
   auto opened = Open(k, a, "ad");
-  ASSERT_TRUE(opened.ok());
+  ASSERT_OK(opened);
   EXPECT_EQ(*opened, "attack at dawn");
 }
 
@@ -25,18 +27,17 @@ TEST(SealTest, EveryFlippedByteIsDetected) {
     std::string bad = sealed;
     bad[i] ^= 0x01;
     auto r = Open(k, bad, "ad");
-    ASSERT_FALSE(r.ok()) << "byte " << i;
-    EXPECT_EQ(r.status().code(), StatusCode::kDataLoss);
+    ASSERT_STATUS(StatusCode::kDataLoss, r) << "byte " << i;
   }
 }
 
 TEST(SealTest, WrongKeyWrongAdAndTruncationFail) {
   SecretKey k = SecretKey::Random();
   std::string sealed = Seal(k, "secret", "tenant-a");
-  EXPECT_FALSE(Open(SecretKey::Random(), sealed, "tenant-a").ok());
-  EXPECT_FALSE(Open(k, sealed, "tenant-b").ok());
-  EXPECT_FALSE(Open(k, sealed.substr(0, sealed.size() - 1), "tenant-a").ok());
-  EXPECT_FALSE(Open(k, "", "tenant-a").ok());
+  EXPECT_STATUS(StatusCode::kDataLoss, Open(SecretKey::Random(), sealed, "tenant-a"));
+  EXPECT_STATUS(StatusCode::kDataLoss, Open(k, sealed, "tenant-b"));
+  EXPECT_STATUS(StatusCode::kDataLoss, Open(k, sealed.substr(0, sealed.size() - 1), "tenant-a"));
+  EXPECT_STATUS(StatusCode::kDataLoss, Open(k, "", "tenant-a"));
 }
 
 TEST(KdfTest, SubkeysDifferPerPurposeAndAreDeterministic) {
@@ -62,9 +63,9 @@ TEST(KeyedHashTest, DeterministicPerKeyAndLabel) {
 TEST(EncodingTest, Base64RoundTripAndRejectsGarbage) {
   std::string raw = RandomBytes(32);
   auto back = Base64Decode(Base64Encode(raw));
-  ASSERT_TRUE(back.ok());
+  ASSERT_OK(back);
   EXPECT_EQ(*back, raw);
-  EXPECT_FALSE(Base64Decode("not base64 !!").ok());
+  EXPECT_STATUS(StatusCode::kInvalidArgument, Base64Decode("not base64 !!"));
   EXPECT_EQ(HexEncode("\x01\xff"), "01ff");
 }
 

@@ -200,6 +200,47 @@ Result<VerifyResult> Verify(storage::Database& db, Log log) {
   }
 }
 
+Status AppendAudit(storage::Database& db, const Origin& origin, std::string type,
+                   std::string subject_kind, std::string subject_id, std::vector<Change> changes) {
+  Event e;
+  e.at_us = origin.now_us;
+  e.actor = origin.actor;
+  e.request_id = origin.request_id;
+  e.client = origin.client;
+  e.type = std::move(type);
+  e.subject_kind = std::move(subject_kind);
+  e.subject_id = std::move(subject_id);
+  e.changes = std::move(changes);
+  return Append(db, e, Log::kAudit).status();
+}
+
+std::vector<Change> DetailChanges(const boost::json::object& details) {
+  std::vector<Change> changes;
+  changes.reserve(details.size());
+  for (const auto& kv : details) {
+    changes.push_back({std::string(kv.key()), std::nullopt, json::serialize(kv.value()), false});
+  }
+  return changes;
+}
+
+Result<std::optional<int64_t>> LastSeqBefore(storage::Database& db, int64_t at_us, Log log) {
+  auto last = db.Prepare(std::string("SELECT max(seq) FROM ") + Table(log) + " WHERE at_us < ?");
+  if (!last.ok()) return last.status();
+  last->Bind(1, at_us);
+  if (auto row = last->Step(); !row.ok()) return row.status();
+  if (last->ColumnIsNull(0)) return std::optional<int64_t>();
+  return std::optional<int64_t>(last->ColumnInt(0));
+}
+
+Result<int64_t> TruncateAfter(storage::Database& db, int64_t at_us, Log log) {
+  if (!db.InTransaction()) return FailedPrecondition("truncating a log needs a transaction");
+  auto drop = db.Prepare(std::string("DELETE FROM ") + Table(log) + " WHERE at_us > ?");
+  if (!drop.ok()) return drop.status();
+  drop->Bind(1, at_us);
+  if (Status s = drop->Run(); !s.ok()) return s;
+  return static_cast<int64_t>(db.Changes());
+}
+
 Result<int64_t> PurgeBodies(storage::Database& db, int64_t up_to, Log log) {
   auto stmt = db.Prepare(std::string("UPDATE ") + Table(log) +
                          " SET body = NULL WHERE seq <= ? AND body IS NOT NULL");

@@ -1,6 +1,7 @@
 // A tenant's append-only event log (DESIGN section 5): one row per change,
-// hash-chained. Each row keeps the hash of its body, so retention can drop
-// an old body (PurgeBodies) and the chain still verifies.
+// hash-chained. This module owns the `events` and `audit` tables: no other
+// module writes SQL against them; they call the functions below. Each row keeps the hash of its
+// body, so retention can drop an old body (PurgeBodies) and the chain still verifies.
 //
 //   body      = canonical JSON of the event, its sequence number included
 //   body_hash = SHA-256(body), hex
@@ -12,6 +13,7 @@
 #ifndef SILO_EVENTS_EVENT_LOG_H_
 #define SILO_EVENTS_EVENT_LOG_H_
 
+#include <boost/json/object.hpp>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -27,6 +29,15 @@ namespace silo::events {
 struct Actor {
   std::string kind;  // "user", "token", "operator" or "system"
   std::string id;
+};
+
+// Who made a change, from where, and when: what every write to a tenant's
+// logs is stamped with (one type for auth, records and backup).
+struct Origin {
+  Actor actor;
+  std::string request_id;
+  std::string client;  // client address
+  int64_t now_us = 0;  // UTC, microseconds since the epoch
 };
 
 struct Change {
@@ -75,6 +86,17 @@ extern const std::string_view kEventLogSchema;
 // commit together or not at all).
 Result<int64_t> Append(storage::Database& db, Event& event, Log log = Log::kEvents);
 
+// Appends one audit entry stamped with `origin` (the one way every module
+// writes the audit log). Same rules as Append.
+// REQUIRES: db.InTransaction().
+Status AppendAudit(storage::Database& db, const Origin& origin, std::string type,
+                   std::string subject_kind, std::string subject_id,
+                   std::vector<Change> changes = {});
+
+// Audit details as changes: each member one change with no old value (what
+// operator and system entries record). Never pass secrets.
+std::vector<Change> DetailChanges(const boost::json::object& details);
+
 // Events with seq > `after`, in order, at most `limit`.
 Result<std::vector<StoredEvent>> ReadAfter(storage::Database& db, int64_t after, int limit,
                                            Log log = Log::kEvents);
@@ -98,6 +120,16 @@ Result<VerifyResult> Verify(storage::Database& db, Log log = Log::kEvents);
 // Drops the bodies of events with seq <= `up_to` (retention, erasure);
 // hashes stay, so Verify still passes. Returns how many were purged.
 Result<int64_t> PurgeBodies(storage::Database& db, int64_t up_to, Log log = Log::kEvents);
+
+// The sequence number of the last entry stamped before `at_us`, or nullopt
+// when there is none.
+Result<std::optional<int64_t>> LastSeqBefore(storage::Database& db, int64_t at_us, Log log);
+
+// Drops every entry stamped after `at_us`; what remains is a prefix of the
+// chain, so it still verifies. Returns how many were dropped. Only for a
+// copy being cut back to a time (a restore "as of"), never a live tenant.
+// REQUIRES: db.InTransaction().
+Result<int64_t> TruncateAfter(storage::Database& db, int64_t at_us, Log log);
 
 // Replaces `to`'s log with `from`'s, row for row (hashes and purged bodies
 // as they are), so that it verifies exactly as it did in `from`. An in-place

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "base/status_matchers.h"
 #include "storage/migrator.h"
 #include "storage/test_util.h"
 
@@ -15,7 +16,7 @@ class EventLogTest : public storage::testing::TempDirTest {
     key_ = std::make_unique<crypto::SecretKey>(crypto::SecretKey::Random());
     db_ = MustOpen(Path("t.db"), *key_);
     const storage::Migration schema[] = {{1, "events", kEventLogSchema}};
-    ASSERT_TRUE(storage::Migrate(*db_, schema).ok());
+    ASSERT_OK(storage::Migrate(*db_, schema));
   }
 
   Event Make(int i) {
@@ -34,19 +35,19 @@ class EventLogTest : public storage::testing::TempDirTest {
 
   void AppendMany(int n) {
     auto txn = storage::Transaction::Begin(*db_);
-    ASSERT_TRUE(txn.ok());
+    ASSERT_OK(txn);
     for (int i = 1; i <= n; ++i) {
       Event e = Make(i);
       auto seq = Append(*db_, e);
-      ASSERT_TRUE(seq.ok()) << seq.status().ToString();
+      ASSERT_OK(seq) << seq.status().ToString();
       ASSERT_EQ(*seq, i);
     }
-    ASSERT_TRUE(txn->Commit().ok());
+    ASSERT_OK(txn->Commit());
   }
 
   VerifyResult MustVerify() {
     auto r = Verify(*db_);
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_OK(r) << r.status().ToString();
     return r.ok() ? *r : VerifyResult{};
   }
 
@@ -60,7 +61,7 @@ TEST_F(EventLogTest, AppendsInOrderAndVerifies) {
   EXPECT_EQ(r.checked, 50);
   EXPECT_FALSE(r.first_broken.has_value());
   auto events = ReadAfter(*db_, 45, 100);
-  ASSERT_TRUE(events.ok());
+  ASSERT_OK(events);
   ASSERT_EQ(events->size(), 5u);
   EXPECT_EQ(events->front().seq, 46);
   EXPECT_NE(events->front().body->find("\"new 46\""), std::string::npos);
@@ -78,20 +79,20 @@ TEST_F(EventLogTest, AppendOutsideATransactionIsRefused) {
 TEST_F(EventLogTest, TimesAreStrictlyIncreasingPerLog) {
   auto txn = storage::Transaction::Begin(*db_);
   Event first = Make(10);
-  ASSERT_TRUE(Append(*db_, first).ok());
+  ASSERT_OK(Append(*db_, first));
   EXPECT_EQ(first.at_us, Make(10).at_us);  // later than the empty log: kept
   Event same = Make(10), earlier = Make(3), later = Make(50);
-  ASSERT_TRUE(Append(*db_, same).ok());
-  ASSERT_TRUE(Append(*db_, earlier).ok());
-  ASSERT_TRUE(Append(*db_, later).ok());
+  ASSERT_OK(Append(*db_, same));
+  ASSERT_OK(Append(*db_, earlier));
+  ASSERT_OK(Append(*db_, later));
   EXPECT_EQ(same.at_us, first.at_us + 1);
   EXPECT_EQ(earlier.at_us, first.at_us + 2);
   EXPECT_EQ(later.at_us, Make(50).at_us);
   // The audit log keeps its own clock.
   Event audit = Make(1);
-  ASSERT_TRUE(Append(*db_, audit, Log::kAudit).ok());
+  ASSERT_OK(Append(*db_, audit, Log::kAudit));
   EXPECT_EQ(audit.at_us, Make(1).at_us);
-  ASSERT_TRUE(txn->Commit().ok());
+  ASSERT_OK(txn->Commit());
   auto stored = ReadAfter(*db_, 0, 10);
   ASSERT_EQ(stored->size(), 4u);
   EXPECT_EQ((*stored)[2].at_us, earlier.at_us);  // the stamped time is what is stored
@@ -102,8 +103,8 @@ TEST_F(EventLogTest, SecretsAreRecordedAsChangedNeverValued) {
   auto txn = storage::Transaction::Begin(*db_);
   Event e = Make(1);
   e.changes = {{"password", "\"hunter2-old\"", "\"hunter2-new\"", true}};
-  ASSERT_TRUE(Append(*db_, e).ok());
-  ASSERT_TRUE(txn->Commit().ok());
+  ASSERT_OK(Append(*db_, e));
+  ASSERT_OK(txn->Commit());
   auto events = ReadAfter(*db_, 0, 10);
   EXPECT_EQ(events->front().body->find("hunter2"), std::string::npos);
   EXPECT_NE(events->front().body->find("\"changed\":true"), std::string::npos);
@@ -126,12 +127,12 @@ TEST_F(EventLogTest, VerifyNamesTheFirstTamperedEntry) {
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
-    ASSERT_TRUE(db_->Exec("SAVEPOINT tamper").ok());
-    ASSERT_TRUE(db_->Exec(c.sql).ok());
+    ASSERT_OK(db_->Exec("SAVEPOINT tamper"));
+    ASSERT_OK(db_->Exec(c.sql));
     VerifyResult r = MustVerify();
     ASSERT_TRUE(r.first_broken.has_value());
     EXPECT_EQ(*r.first_broken, c.expect) << r.reason;
-    ASSERT_TRUE(db_->Exec("ROLLBACK TO tamper; RELEASE tamper").ok());
+    ASSERT_OK(db_->Exec("ROLLBACK TO tamper; RELEASE tamper"));
   }
   EXPECT_FALSE(MustVerify().first_broken.has_value());
 }
@@ -139,7 +140,7 @@ TEST_F(EventLogTest, VerifyNamesTheFirstTamperedEntry) {
 TEST_F(EventLogTest, PurgedBodiesKeepTheChainVerifiable) {
   AppendMany(20);
   auto purged = PurgeBodies(*db_, 10);
-  ASSERT_TRUE(purged.ok());
+  ASSERT_OK(purged);
   EXPECT_EQ(*purged, 10);
   VerifyResult r = MustVerify();
   EXPECT_EQ(r.checked, 20);
@@ -148,7 +149,7 @@ TEST_F(EventLogTest, PurgedBodiesKeepTheChainVerifiable) {
   EXPECT_FALSE((*events)[9].body.has_value());
   EXPECT_TRUE((*events)[10].body.has_value());
   // Purging does not make tampering invisible: a purged entry's hash still chains.
-  ASSERT_TRUE(db_->Exec("UPDATE events SET body_hash = hash WHERE seq = 5").ok());
+  ASSERT_OK(db_->Exec("UPDATE events SET body_hash = hash WHERE seq = 5"));
   EXPECT_EQ(MustVerify().first_broken.value_or(0), 5);
 }
 

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/status_matchers.h"
 #include "http/metrics.h"
 
 namespace silo::http {
@@ -73,7 +74,7 @@ TEST(ServerTest, FullHandlerPoolAnswers503InsteadOfQueueing) {
   o.handler_queue = 1;  // at most 2 requests in flight
   Server server(o, &d, &m);
   auto port = server.Start();
-  ASSERT_TRUE(port.ok());
+  ASSERT_OK(port);
   std::vector<std::string> answers(6);
   std::vector<std::thread> clients;
   for (size_t i = 0; i < answers.size(); ++i) {
@@ -123,7 +124,7 @@ TEST(ServerTest, AFullSlowPoolAnswers503FromATarpitAndOtherRequestsStillPass) {
   o.slow_reject_delay_ms = 300;
   Server server(o, &d, &m);
   auto port = server.Start();
-  ASSERT_TRUE(port.ok());
+  ASSERT_OK(port);
   std::string first, second;
   std::thread a([&] {
     first = Exchange(*port, "GET /slow HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
@@ -152,7 +153,7 @@ TEST(ServerTest, StopWaitsForInFlightRequest) {
   Metrics m;
   Server server(PlainOptions(), &d, &m);
   auto port = server.Start();
-  ASSERT_TRUE(port.ok());
+  ASSERT_OK(port);
   std::string answer;
   std::thread client([&] { answer = Exchange(*port, "GET /x HTTP/1.1\r\nHost: t\r\n\r\n"); });
   while (d.ran.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));

@@ -7,6 +7,7 @@
 #include <ctime>
 #include <fstream>
 
+#include "base/log.h"
 #include "crypto/crypto.h"
 
 namespace silo::platform {
@@ -74,6 +75,13 @@ Status SecurityLog::Verify(const std::string& path) {
   uint64_t seq = 0;
   std::string head;
   return Scan(path, &seq, &head);
+}
+
+void SecurityLog::AppendOrLog(const SecurityEvent& event, std::string_view request_id) {
+  if (Status s = Append(event); !s.ok()) {
+    log::Error("security log append failed",
+               {{"type", event.type}, {"request_id", request_id}, {"cause", s.ToString()}});
+  }
 }
 
 Status SecurityLog::Append(const SecurityEvent& e) {

@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 #include "base/status.h"
 
@@ -33,6 +34,11 @@ class SecurityLog {
   // Opens (or creates) the log and verifies the chain to find its head.
   static Result<std::unique_ptr<SecurityLog>> Open(const std::string& path);
   Status Append(const SecurityEvent& event);
+  // Append for callers that must go on whatever happens (a request is still
+  // answered): a failure becomes an error line in the process log with the
+  // event's type, `request_id` and the cause, so a lost security event is
+  // never silent.
+  void AppendOrLog(const SecurityEvent& event, std::string_view request_id = {});
   // Ok, or DataLoss naming the first line (1-based) whose hash does not hold.
   static Status Verify(const std::string& path);
 

@@ -15,14 +15,10 @@ Result<RewindReport> RewindTo(storage::Database& db, int64_t at_us) {
                     " (" + verify->reason + ")");
   }
   RewindReport report;
-  for (auto [table, count] :
-       {std::pair{"events", &report.events_dropped}, std::pair{"audit", &report.audit_dropped}}) {
-    auto drop = db.Prepare(std::string("DELETE FROM ") + table + " WHERE at_us > ?");
-    if (!drop.ok()) return drop.status();
-    drop->Bind(1, at_us);
-    if (Status s = drop->Run(); !s.ok()) return s;
-    *count = db.Changes();
-  }
+  SILO_ASSIGN_OR_RETURN(report.events_dropped,
+                        events::TruncateAfter(db, at_us, events::Log::kEvents));
+  SILO_ASSIGN_OR_RETURN(report.audit_dropped,
+                        events::TruncateAfter(db, at_us, events::Log::kAudit));
   if (Status s = projection::ReplayAll(db, &report.events_kept); !s.ok()) return s;
   if (Status s = tx->Commit(); !s.ok()) return s;
   return report;

@@ -55,17 +55,6 @@ events::Actor ParseActor(const std::string& text) {
 
 constexpr char kBase36[] = "0123456789abcdefghijklmnopqrstuvwxyz";
 
-// `n` unbiased random characters of [0-9a-z].
-std::string RandomBase36(size_t n) {
-  std::string out;
-  while (out.size() < n) {
-    for (unsigned char b : crypto::RandomBytes(n)) {
-      if (b < 252 && out.size() < n) out += kBase36[b % 36];  // 252 = 7 * 36: no bias
-    }
-  }
-  return out;
-}
-
 // A generated record id: 11 base-36 digits of the creation time in
 // microseconds, then 5 random characters. Why time first: new records land at
 // the end of every B-tree keyed by id instead of on random pages, which keeps
@@ -75,7 +64,7 @@ std::string NewRecordId(int64_t now_us) {
   std::string time(11, '0');
   uint64_t t = static_cast<uint64_t>(std::max<int64_t>(0, now_us));
   for (int i = 10; i >= 0 && t > 0; --i, t /= 36) time[i] = kBase36[t % 36];
-  return time + RandomBase36(5);
+  return time + crypto::RandomId(5);
 }
 
 std::optional<std::string> Text(const json::value* v) {
@@ -179,7 +168,7 @@ class SqliteTenantStore : public TenantStore {
 
   // --- API tokens ---
 
-  Result<IssuedToken> CreateToken(const WriteContext& ctx, const TokenSpec& spec) override {
+  Result<IssuedToken> CreateToken(const events::Origin& ctx, const TokenSpec& spec) override {
     std::vector<FieldError> errors;
     if (spec.name.empty() || spec.name.size() > 100) {
       errors.push_back({"name", "must be 1 to 100 bytes"});
@@ -197,7 +186,7 @@ class SqliteTenantStore : public TenantStore {
                                           " days ahead (SILO_TOKEN_MAX_DAYS)"});
     }
     if (!errors.empty()) return InvalidArgument("invalid token").WithFields(std::move(errors));
-    IssuedToken issued{RandomBase36(16), std::string(kTokenPrefix) + crypto::RandomToken(32)};
+    IssuedToken issued{crypto::RandomId(16), std::string(kTokenPrefix) + crypto::RandomToken(32)};
     json::array perms;
     for (const auto& p : spec.permissions) perms.push_back(json::string(p));
     std::string perms_text = json::serialize(perms);
@@ -297,7 +286,7 @@ class SqliteTenantStore : public TenantStore {
     return out;
   }
 
-  Status RevokeToken(const WriteContext& ctx, const std::string& id,
+  Status RevokeToken(const events::Origin& ctx, const std::string& id,
                      std::optional<std::string> owner) override {
     bool found = false;
     Status s = WriteEvent(
@@ -348,7 +337,7 @@ class SqliteTenantStore : public TenantStore {
     return std::move(*out);
   }
 
-  Result<Collection> CreateCollection(const WriteContext& ctx,
+  Result<Collection> CreateCollection(const events::Origin& ctx,
                                       const CollectionSchema& schema) override {
     std::optional<Collection> out;
     Status s = WriteEvent(
@@ -368,7 +357,7 @@ class SqliteTenantStore : public TenantStore {
     return std::move(*out);
   }
 
-  Result<Collection> UpdateCollection(const WriteContext& ctx,
+  Result<Collection> UpdateCollection(const events::Origin& ctx,
                                       const CollectionSchema& schema) override {
     std::optional<Collection> out;
     Status s = WriteEvent(
@@ -391,7 +380,7 @@ class SqliteTenantStore : public TenantStore {
     return std::move(*out);
   }
 
-  Status DeleteCollection(const WriteContext& ctx, const std::string& name) override {
+  Status DeleteCollection(const events::Origin& ctx, const std::string& name) override {
     return WriteEvent(
         ctx,
         [&](Database& db, events::Event& e) -> Status {
@@ -416,7 +405,7 @@ class SqliteTenantStore : public TenantStore {
 
   // --- records ---
 
-  Result<Record> CreateRecord(const WriteContext& ctx, const std::string& collection,
+  Result<Record> CreateRecord(const events::Origin& ctx, const std::string& collection,
                               const json::object& input) override {
     std::string id;
     std::optional<Record> out;
@@ -470,7 +459,7 @@ class SqliteTenantStore : public TenantStore {
     return std::move(*out);
   }
 
-  Result<Record> UpdateRecord(const WriteContext& ctx, const std::string& collection,
+  Result<Record> UpdateRecord(const events::Origin& ctx, const std::string& collection,
                               const std::string& id, const json::object& patch,
                               std::optional<int64_t> if_version) override {
     std::optional<Record> out;
@@ -509,8 +498,8 @@ class SqliteTenantStore : public TenantStore {
     return std::move(*out);
   }
 
-  Status DeleteRecord(const WriteContext& ctx, const std::string& collection, const std::string& id,
-                      std::optional<int64_t> if_version) override {
+  Status DeleteRecord(const events::Origin& ctx, const std::string& collection,
+                      const std::string& id, std::optional<int64_t> if_version) override {
     return WriteEvent(
         ctx,
         [&](Database& db, events::Event& e) -> Status {
@@ -529,7 +518,7 @@ class SqliteTenantStore : public TenantStore {
         nullptr);
   }
 
-  Result<Record> RevertRecord(const WriteContext& ctx, const std::string& collection,
+  Result<Record> RevertRecord(const events::Origin& ctx, const std::string& collection,
                               const std::string& id, const RevertTarget& target,
                               std::optional<int64_t> if_version) override {
     std::optional<Record> out;
@@ -631,7 +620,7 @@ class SqliteTenantStore : public TenantStore {
 
   // --- audit ---
 
-  Status Audit(const WriteContext& ctx, const AuditEntry& entry) override {
+  Status Audit(const events::Origin& ctx, const AuditEntry& entry) override {
     return db_->Write([&](Database& db) -> Status {
       auto tx = storage::Transaction::Begin(db);
       if (!tx.ok()) return tx.status();
@@ -668,12 +657,9 @@ class SqliteTenantStore : public TenantStore {
     Status s = db_->Write([&](Database& db) -> Status {
       auto tx = storage::Transaction::Begin(db);
       if (!tx.ok()) return tx.status();
-      auto last = db.Prepare("SELECT max(seq) FROM audit WHERE at_us < ?");
-      if (!last.ok()) return last.status();
-      last->Bind(1, before_us);
-      if (auto row = last->Step(); !row.ok()) return row.status();
-      if (last->ColumnIsNull(0)) return Status::Ok();
-      auto n = events::PurgeBodies(db, last->ColumnInt(0), events::Log::kAudit);
+      SILO_ASSIGN_OR_RETURN(auto last, events::LastSeqBefore(db, before_us, events::Log::kAudit));
+      if (!last) return Status::Ok();
+      auto n = events::PurgeBodies(db, *last, events::Log::kAudit);
       if (!n.ok()) return n.status();
       purged = *n;
       return tx->Commit();
@@ -747,7 +733,7 @@ class SqliteTenantStore : public TenantStore {
   // The write protocol. `prepare` checks the request and fills the event;
   // leaving its type empty means "nothing to change". Then, in the same
   // transaction: stamp the time, append, apply; `done` reads the result back.
-  Status WriteEvent(const WriteContext& ctx,
+  Status WriteEvent(const events::Origin& ctx,
                     const std::function<Status(Database&, events::Event&)>& prepare,
                     const std::function<Status(Database&)>& done) {
     return db_->Write([&](Database& db) -> Status {
@@ -777,21 +763,9 @@ class SqliteTenantStore : public TenantStore {
     });
   }
 
-  Status AppendAudit(Database& db, const WriteContext& ctx, const AuditEntry& entry) {
-    events::Event e;
-    e.at_us = ctx.now_us;
-    e.actor = ctx.actor;
-    e.request_id = ctx.request_id;
-    e.client = ctx.client;
-    e.type = entry.type;
-    e.subject_kind = entry.subject_kind;
-    e.subject_id = entry.subject_id;
-    for (const auto& kv : entry.details) {
-      e.changes.push_back(
-          {std::string(kv.key()), std::nullopt, json::serialize(kv.value()), false});
-    }
-    auto seq = events::Append(db, e, events::Log::kAudit);
-    return seq.status();
+  static Status AppendAudit(Database& db, const events::Origin& ctx, const AuditEntry& entry) {
+    return events::AppendAudit(db, ctx, entry.type, entry.subject_kind, entry.subject_id,
+                               events::DetailChanges(entry.details));
   }
 
   static Result<std::vector<std::string>> CollectionNames(Database& db) {

@@ -36,14 +36,8 @@ struct TenantStoreInfo {
   std::string created_at;  // RFC 3339, when the tenant's storage was created
 };
 
-// Who writes, and when (the caller's clock; tests pass simulated time).
-struct WriteContext {
-  events::Actor actor;
-  std::string request_id;
-  std::string client;
-  int64_t now_us = 0;
-};
-
+// Writes are stamped with an events::Origin: who writes, and when (the
+// caller's clock; tests pass simulated time).
 struct Collection {
   CollectionSchema schema;
   int64_t version = 0;  // bumped by each schema change
@@ -157,31 +151,31 @@ class TenantStore {
 
   // Issues an API token (an event and an audit entry; the secret in
   // neither). InvalidArgument for an unknown permission or a past expiry.
-  virtual Result<IssuedToken> CreateToken(const WriteContext& ctx, const TokenSpec& spec) = 0;
+  virtual Result<IssuedToken> CreateToken(const events::Origin& ctx, const TokenSpec& spec) = 0;
   // Unauthenticated for an unknown, expired or malformed token.
   virtual Result<Principal> Authenticate(std::string_view token, int64_t now_us) = 0;
   // Tokens of one owner (every token when nullopt), oldest first.
   virtual Result<std::vector<TokenInfo>> ListTokens(std::optional<std::string> owner) = 0;
   // Deletes a token (an event); NotFound when it does not exist or, with
   // `owner`, belongs to someone else.
-  virtual Status RevokeToken(const WriteContext& ctx, const std::string& id,
+  virtual Status RevokeToken(const events::Origin& ctx, const std::string& id,
                              std::optional<std::string> owner) = 0;
 
   virtual Result<std::vector<Collection>> ListCollections() = 0;
   virtual Result<Collection> GetCollection(const std::string& name) = 0;
   // AlreadyExists when the name is taken.
-  virtual Result<Collection> CreateCollection(const WriteContext& ctx,
+  virtual Result<Collection> CreateCollection(const events::Origin& ctx,
                                               const CollectionSchema& schema) = 0;
   // Replaces the fields. FailedPrecondition, naming the offending record ids
   // (at most 100) when current records would violate the new schema.
-  virtual Result<Collection> UpdateCollection(const WriteContext& ctx,
+  virtual Result<Collection> UpdateCollection(const events::Origin& ctx,
                                               const CollectionSchema& schema) = 0;
   // FailedPrecondition while the collection still holds records.
-  virtual Status DeleteCollection(const WriteContext& ctx, const std::string& name) = 0;
+  virtual Status DeleteCollection(const events::Origin& ctx, const std::string& name) = 0;
 
   // `data` may carry "id" (else one is generated). InvalidArgument naming
   // each bad field; AlreadyExists for a used id or a duplicate unique value.
-  virtual Result<Record> CreateRecord(const WriteContext& ctx, const std::string& collection,
+  virtual Result<Record> CreateRecord(const events::Origin& ctx, const std::string& collection,
                                       const boost::json::object& data) = 0;
   // The record now, or as it was at `at_us` (NotFound when it did not exist
   // or was deleted then).
@@ -189,23 +183,23 @@ class TenantStore {
                                    std::optional<int64_t> at_us) = 0;
   // Sets the given fields; a null value removes a field. VersionMismatch
   // when `if_version` is given and not the current version.
-  virtual Result<Record> UpdateRecord(const WriteContext& ctx, const std::string& collection,
+  virtual Result<Record> UpdateRecord(const events::Origin& ctx, const std::string& collection,
                                       const std::string& id, const boost::json::object& patch,
                                       std::optional<int64_t> if_version) = 0;
-  virtual Status DeleteRecord(const WriteContext& ctx, const std::string& collection,
+  virtual Status DeleteRecord(const events::Origin& ctx, const std::string& collection,
                               const std::string& id, std::optional<int64_t> if_version) = 0;
   virtual Result<RecordPage> ListRecords(const std::string& collection, const ListQuery& query) = 0;
   virtual Result<std::vector<HistoryEntry>> History(const std::string& collection,
                                                     const std::string& id) = 0;
   // Writes an old state back as a new version (restoring a deleted record).
-  virtual Result<Record> RevertRecord(const WriteContext& ctx, const std::string& collection,
+  virtual Result<Record> RevertRecord(const events::Origin& ctx, const std::string& collection,
                                       const std::string& id, const RevertTarget& target,
                                       std::optional<int64_t> if_version) = 0;
 
   // The change feed: events with seq > after, in order.
   virtual Result<std::vector<events::StoredEvent>> Events(int64_t after, int limit) = 0;
 
-  virtual Status Audit(const WriteContext& ctx, const AuditEntry& entry) = 0;
+  virtual Status Audit(const events::Origin& ctx, const AuditEntry& entry) = 0;
   virtual Result<std::vector<events::StoredEvent>> QueryAudit(const AuditQuery& query) = 0;
   // Drops the bodies of audit entries older than `before_us`; the chain stays
   // verifiable. Returns how many.

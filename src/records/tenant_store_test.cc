@@ -6,6 +6,7 @@
 #include <map>
 #include <random>
 
+#include "base/status_matchers.h"
 #include "crypto/crypto.h"
 #include "rbac/rbac.h"
 #include "storage/test_util.h"
@@ -26,19 +27,19 @@ class TenantStoreTest : public storage::testing::TempDirTest {
         [this](const std::string& id) { return crypto::SecretKey::FromBytes(keys_[id]); },
         [this](const std::string& id) { return Path(id + ".db"); },
         {.max_open_tenants = 4, .readers_per_tenant = 2, .synchronous_full = false});
-    ASSERT_TRUE(stores_->Create("a").ok());
-    ASSERT_TRUE(stores_->Create("b").ok());
+    ASSERT_OK(stores_->Create("a"));
+    ASSERT_OK(stores_->Create("b"));
     a_ = std::move(stores_->Open("a")).value();
     b_ = std::move(stores_->Open("b")).value();
   }
 
-  WriteContext Ctx(int64_t now, std::string user = "u1") {
+  events::Origin Ctx(int64_t now, std::string user = "u1") {
     return {{"user", std::move(user)}, "req-" + std::to_string(now), "127.0.0.1", now};
   }
 
   static CollectionSchema Schema(const std::string& text) {
     auto s = ParseCollection(json::parse(text));
-    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    EXPECT_OK(s) << s.status().ToString();
     return *s;
   }
 
@@ -61,7 +62,7 @@ class TenantStoreTest : public storage::testing::TempDirTest {
 
 TEST_F(TenantStoreTest, InfoReportsTheSchemaVersion) {
   auto info = a_->Info();
-  ASSERT_TRUE(info.ok());
+  ASSERT_OK(info);
   EXPECT_EQ(info->schema_version, static_cast<int>(TenantMigrations().size()));
   EXPECT_EQ(info->created_at.size(), 20u);
 }
@@ -69,9 +70,9 @@ TEST_F(TenantStoreTest, InfoReportsTheSchemaVersion) {
 TEST_F(TenantStoreTest, TokensAuthenticateUntilTheyExpireAndOnlyInTheirTenant) {
   TokenSpec spec{"ci", {"records.*.read", "events.read"}, kT0 + 1000};
   auto issued = a_->CreateToken(Ctx(kT0), spec);
-  ASSERT_TRUE(issued.ok()) << issued.status().ToString();
+  ASSERT_OK(issued) << issued.status().ToString();
   auto p = a_->Authenticate(issued->token, kT0 + 999);
-  ASSERT_TRUE(p.ok());
+  ASSERT_OK(p);
   EXPECT_EQ(p->token_id, issued->id);
   EXPECT_TRUE(rbac::Grants(p->permissions, "records.tickets.read"));
   EXPECT_FALSE(rbac::Grants(p->permissions, "records.tickets.update"));
@@ -85,9 +86,12 @@ TEST_F(TenantStoreTest, TokensAuthenticateUntilTheyExpireAndOnlyInTheirTenant) {
   EXPECT_EQ(code(a_->Authenticate("silo_", kT0)), StatusCode::kUnauthenticated);
 
   // Refused specs write nothing.
-  EXPECT_FALSE(a_->CreateToken(Ctx(kT0), {"x", {"records.tickets.drop"}, kT0 + 10}).ok());
-  EXPECT_FALSE(a_->CreateToken(Ctx(kT0), {"x", {"events.read"}, kT0}).ok());
-  EXPECT_FALSE(a_->CreateToken(Ctx(kT0), {"", {"events.read"}, kT0 + 10}).ok());
+  EXPECT_STATUS(StatusCode::kInvalidArgument,
+                a_->CreateToken(Ctx(kT0), {"x", {"records.tickets.drop"}, kT0 + 10}));
+  EXPECT_STATUS(StatusCode::kInvalidArgument,
+                a_->CreateToken(Ctx(kT0), {"x", {"events.read"}, kT0}));
+  EXPECT_STATUS(StatusCode::kInvalidArgument,
+                a_->CreateToken(Ctx(kT0), {"", {"events.read"}, kT0 + 10}));
   auto evs = a_->Events(0, 100);
   ASSERT_EQ(evs->size(), 1u);
   EXPECT_EQ((*evs)[0].type, "token.created");
@@ -105,9 +109,10 @@ TEST_F(TenantStoreTest, TokensAreListedByOwnerAndRevokedOnlyByTheirOwner) {
   records::TokenSpec theirs{"theirs", {"records.*.read"}, kT0 + 3'600'000'000LL, "user:u2"};
   auto a = a_->CreateToken(Ctx(kT0), mine);
   auto b = a_->CreateToken(Ctx(kT0), theirs);
-  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_OK(a);
+  ASSERT_OK(b);
   auto listed = a_->ListTokens(std::string("user:u1"));
-  ASSERT_TRUE(listed.ok());
+  ASSERT_OK(listed);
   ASSERT_EQ(listed->size(), 1u);
   EXPECT_EQ((*listed)[0].id, a->id);
   EXPECT_EQ((*listed)[0].owner, "user:u1");
@@ -115,22 +120,22 @@ TEST_F(TenantStoreTest, TokensAreListedByOwnerAndRevokedOnlyByTheirOwner) {
   // u1 cannot revoke u2's token; the token still works.
   EXPECT_EQ(a_->RevokeToken(Ctx(kT0 + 1), b->id, std::string("user:u1")).code(),
             StatusCode::kNotFound);
-  EXPECT_TRUE(a_->Authenticate(b->token, kT0 + 2).ok());
-  ASSERT_TRUE(a_->RevokeToken(Ctx(kT0 + 1), a->id, std::string("user:u1")).ok());
+  EXPECT_OK(a_->Authenticate(b->token, kT0 + 2));
+  ASSERT_OK(a_->RevokeToken(Ctx(kT0 + 1), a->id, std::string("user:u1")));
   EXPECT_EQ(a_->Authenticate(a->token, kT0 + 2).status().code(), StatusCode::kUnauthenticated);
   EXPECT_EQ(a_->Authenticate(b->token, kT0 + 2)->owner, "user:u2");
 }
 
 TEST_F(TenantStoreTest, RecordLifecycleWithHistoryAndTimeTravel) {
-  ASSERT_TRUE(a_->CreateCollection(Ctx(kT0), Tickets()).ok());
+  ASSERT_OK(a_->CreateCollection(Ctx(kT0), Tickets()));
   auto r = a_->CreateRecord(Ctx(kT0 + 10), "tickets",
                             json::parse(R"({"id":"t1","title":"first","score":1})").as_object());
-  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_OK(r) << r.status().ToString();
   EXPECT_EQ(r->version, 1);
   EXPECT_EQ(r->created_by, "user:u1");
   auto u = a_->UpdateRecord(Ctx(kT0 + 20, "u2"), "tickets", "t1",
                             json::parse(R"({"title":"second","score":null})").as_object(), 1);
-  ASSERT_TRUE(u.ok()) << u.status().ToString();
+  ASSERT_OK(u) << u.status().ToString();
   EXPECT_EQ(u->version, 2);
   EXPECT_EQ(u->updated_by, "user:u2");
   EXPECT_EQ(u->created_by, "user:u1");
@@ -145,7 +150,7 @@ TEST_F(TenantStoreTest, RecordLifecycleWithHistoryAndTimeTravel) {
   EXPECT_EQ(a_->GetRecord("tickets", "t1", kT0 + 15)->data.at("title"), "first");
   EXPECT_EQ(a_->GetRecord("tickets", "t1", kT0 + 9).status().code(), StatusCode::kNotFound);
 
-  ASSERT_TRUE(a_->DeleteRecord(Ctx(kT0 + 40), "tickets", "t1", 2).ok());
+  ASSERT_OK(a_->DeleteRecord(Ctx(kT0 + 40), "tickets", "t1", 2));
   EXPECT_EQ(a_->GetRecord("tickets", "t1", std::nullopt).status().code(), StatusCode::kNotFound);
   EXPECT_EQ(a_->GetRecord("tickets", "t1", kT0 + 39)->version, 2);
   // The id stays taken.
@@ -157,13 +162,13 @@ TEST_F(TenantStoreTest, RecordLifecycleWithHistoryAndTimeTravel) {
 
   auto back = a_->RevertRecord(Ctx(kT0 + 60), "tickets", "t1",
                                {.version = 1, .at_us = std::nullopt}, std::nullopt);
-  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  ASSERT_OK(back) << back.status().ToString();
   EXPECT_EQ(back->version, 4);
   EXPECT_EQ(back->data.at("title"), "first");
   EXPECT_EQ(back->data.at("score").as_int64(), 1);
 
   auto history = a_->History("tickets", "t1");
-  ASSERT_TRUE(history.ok());
+  ASSERT_OK(history);
   ASSERT_EQ(history->size(), 4u);
   EXPECT_EQ((*history)[1].type, "record.updated");
   EXPECT_EQ((*history)[1].actor.id, "u2");
@@ -175,31 +180,35 @@ TEST_F(TenantStoreTest, RecordLifecycleWithHistoryAndTimeTravel) {
 }
 
 TEST_F(TenantStoreTest, WritesAtTheSameInstantGetDistinctIncreasingTimes) {
-  ASSERT_TRUE(a_->CreateCollection(Ctx(kT0), Tickets()).ok());
+  ASSERT_OK(a_->CreateCollection(Ctx(kT0), Tickets()));
   auto x = a_->CreateRecord(Ctx(kT0), "tickets", json::parse(R"({"title":"x"})").as_object());
   auto y = a_->CreateRecord(Ctx(kT0 - 5), "tickets", json::parse(R"({"title":"y"})").as_object());
-  ASSERT_TRUE(x.ok() && y.ok());
+  ASSERT_OK(x);
+  ASSERT_OK(y);
   EXPECT_EQ(x->created_at_us, kT0 + 1);
   EXPECT_EQ(y->created_at_us, kT0 + 2);
 }
 
 TEST_F(TenantStoreTest, UniqueValuesAndBadInputWriteNothing) {
-  ASSERT_TRUE(a_->CreateCollection(Ctx(kT0), Tickets()).ok());
-  ASSERT_TRUE(a_->CreateRecord(Ctx(kT0 + 1), "tickets",
-                               json::parse(R"({"id":"a","title":"a","code":"X"})").as_object())
-                  .ok());
+  ASSERT_OK(a_->CreateCollection(Ctx(kT0), Tickets()));
+  ASSERT_OK(a_->CreateRecord(Ctx(kT0 + 1), "tickets",
+                             json::parse(R"({"id":"a","title":"a","code":"X"})").as_object()));
   auto events_before = a_->Events(0, 1000)->size();
-  const char* bad[] = {
-      R"({"id":"b","title":"b","code":"X"})",         // duplicate unique value
-      R"({"id":"c","title":7})",                      // wrong type
-      R"({"id":"d"})",                                // required missing
-      R"({"id":"e/../f","title":"e"})",               // bad id
-      R"({"id":"g","title":"g","nope":1})",           // unknown field
-      R"({"id":"h","title":"h","state":"pending"})",  // not in the enum
+  struct Case {
+    const char* body;
+    StatusCode code;
   };
-  for (const char* body : bad) {
+  const Case bad[] = {
+      {R"({"id":"b","title":"b","code":"X"})", StatusCode::kAlreadyExists},  // duplicate unique
+      {R"({"id":"c","title":7})", StatusCode::kInvalidArgument},             // wrong type
+      {R"({"id":"d"})", StatusCode::kInvalidArgument},                       // required missing
+      {R"({"id":"e/../f","title":"e"})", StatusCode::kInvalidArgument},      // bad id
+      {R"({"id":"g","title":"g","nope":1})", StatusCode::kInvalidArgument},  // unknown field
+      {R"({"id":"h","title":"h","state":"pending"})", StatusCode::kInvalidArgument},  // enum
+  };
+  for (const auto& [body, code] : bad) {
     auto r = a_->CreateRecord(Ctx(kT0 + 2), "tickets", json::parse(body).as_object());
-    EXPECT_FALSE(r.ok()) << body;
+    EXPECT_STATUS(code, r) << body;
     EXPECT_FALSE(r.status().fields().empty()) << body;
   }
   EXPECT_EQ(a_->Events(0, 1000)->size(), events_before);
@@ -208,11 +217,11 @@ TEST_F(TenantStoreTest, UniqueValuesAndBadInputWriteNothing) {
 }
 
 TEST_F(TenantStoreTest, SchemaChangesThatRecordsViolateAreRefusedWithTheirIds) {
-  ASSERT_TRUE(a_->CreateCollection(Ctx(kT0), Tickets()).ok());
+  ASSERT_OK(a_->CreateCollection(Ctx(kT0), Tickets()));
   for (const char* body :
        {R"({"id":"r1","title":"a","state":"open"})", R"({"id":"r2","title":"b"})",
         R"({"id":"r3","title":"c","state":"closed"})"}) {
-    ASSERT_TRUE(a_->CreateRecord(Ctx(kT0 + 1), "tickets", json::parse(body).as_object()).ok());
+    ASSERT_OK(a_->CreateRecord(Ctx(kT0 + 1), "tickets", json::parse(body).as_object()));
   }
   // state becomes required and loses "closed": r2 lacks it, r3 holds "closed".
   auto narrower = Schema(R"({"name":"tickets","fields":[
@@ -228,9 +237,8 @@ TEST_F(TenantStoreTest, SchemaChangesThatRecordsViolateAreRefusedWithTheirIds) {
   EXPECT_EQ(a_->GetCollection("tickets")->version, 1);
 
   // Making title unique while two records share it is refused as well.
-  ASSERT_TRUE(a_->UpdateRecord(Ctx(kT0 + 3), "tickets", "r2",
-                               json::parse(R"({"title":"a"})").as_object(), std::nullopt)
-                  .ok());
+  ASSERT_OK(a_->UpdateRecord(Ctx(kT0 + 3), "tickets", "r2",
+                             json::parse(R"({"title":"a"})").as_object(), std::nullopt));
   auto unique_title = Schema(R"({"name":"tickets","fields":[
       {"name":"title","type":"string","required":true,"unique":true},
       {"name":"score","type":"number","indexed":true},
@@ -248,32 +256,30 @@ TEST_F(TenantStoreTest, SchemaChangesThatRecordsViolateAreRefusedWithTheirIds) {
       {"name":"code","type":"string","unique":true},
       {"name":"note","type":"text"}]})");
   auto ok = a_->UpdateCollection(Ctx(kT0 + 5), wider);
-  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  ASSERT_OK(ok) << ok.status().ToString();
   EXPECT_EQ(ok->version, 2);
   EXPECT_EQ(a_->DeleteCollection(Ctx(kT0 + 6), "tickets").code(), StatusCode::kFailedPrecondition);
   auto audit = a_->QueryAudit({});
-  ASSERT_TRUE(audit.ok());
+  ASSERT_OK(audit);
   ASSERT_EQ(audit->size(), 2u);  // created, updated
   EXPECT_EQ((*audit)[1].type, "collection.updated");
 }
 
 TEST_F(TenantStoreTest, TwoTenantsWithTheSameNamesNeverSeeEachOther) {
   for (auto* s : {a_.get(), b_.get()}) {
-    ASSERT_TRUE(s->CreateCollection(Ctx(kT0), Tickets()).ok());
+    ASSERT_OK(s->CreateCollection(Ctx(kT0), Tickets()));
   }
-  ASSERT_TRUE(a_->CreateRecord(Ctx(kT0 + 1), "tickets",
-                               json::parse(R"({"id":"same","title":"secret of a"})").as_object())
-                  .ok());
-  ASSERT_TRUE(b_->CreateRecord(Ctx(kT0 + 1), "tickets",
-                               json::parse(R"({"id":"same","title":"secret of b"})").as_object())
-                  .ok());
+  ASSERT_OK(a_->CreateRecord(Ctx(kT0 + 1), "tickets",
+                             json::parse(R"({"id":"same","title":"secret of a"})").as_object()));
+  ASSERT_OK(b_->CreateRecord(Ctx(kT0 + 1), "tickets",
+                             json::parse(R"({"id":"same","title":"secret of b"})").as_object()));
   EXPECT_EQ(a_->GetRecord("tickets", "same", std::nullopt)->data.at("title"), "secret of a");
   EXPECT_EQ(b_->GetRecord("tickets", "same", std::nullopt)->data.at("title"), "secret of b");
-  ASSERT_TRUE(b_->DeleteRecord(Ctx(kT0 + 2), "tickets", "same", std::nullopt).ok());
-  EXPECT_TRUE(a_->GetRecord("tickets", "same", std::nullopt).ok());
+  ASSERT_OK(b_->DeleteRecord(Ctx(kT0 + 2), "tickets", "same", std::nullopt));
+  EXPECT_OK(a_->GetRecord("tickets", "same", std::nullopt));
   EXPECT_EQ(a_->History("tickets", "same")->size(), 1u);
   auto events = a_->Events(0, 100);
-  ASSERT_TRUE(events.ok());
+  ASSERT_OK(events);
   for (const auto& e : *events) {
     EXPECT_EQ(e.body->find("secret of b"), std::string::npos);
   }
@@ -282,48 +288,45 @@ TEST_F(TenantStoreTest, TwoTenantsWithTheSameNamesNeverSeeEachOther) {
 }
 
 TEST_F(TenantStoreTest, AFailedProjectionWriteLeavesNoEvent) {
-  ASSERT_TRUE(a_->CreateCollection(Ctx(kT0), Tickets()).ok());
+  ASSERT_OK(a_->CreateCollection(Ctx(kT0), Tickets()));
   auto raw = RawConnection("a");
-  ASSERT_TRUE(raw->Exec("CREATE TRIGGER refuse BEFORE INSERT ON records"
-                        " BEGIN SELECT RAISE(ABORT, 'refused'); END")
-                  .ok());
+  ASSERT_OK(
+      raw->Exec("CREATE TRIGGER refuse BEFORE INSERT ON records"
+                " BEGIN SELECT RAISE(ABORT, 'refused'); END"));
   auto before = a_->Events(0, 1000)->size();
-  EXPECT_FALSE(
-      a_->CreateRecord(Ctx(kT0 + 1), "tickets", json::parse(R"({"title":"x"})").as_object()).ok());
+  EXPECT_STATUS(
+      StatusCode::kFailedPrecondition,
+      a_->CreateRecord(Ctx(kT0 + 1), "tickets", json::parse(R"({"title":"x"})").as_object()));
   EXPECT_EQ(a_->Events(0, 1000)->size(), before);
-  ASSERT_TRUE(raw->Exec("DROP TRIGGER refuse").ok());
-  EXPECT_TRUE(
-      a_->CreateRecord(Ctx(kT0 + 2), "tickets", json::parse(R"({"title":"x"})").as_object()).ok());
+  ASSERT_OK(raw->Exec("DROP TRIGGER refuse"));
+  EXPECT_OK(a_->CreateRecord(Ctx(kT0 + 2), "tickets", json::parse(R"({"title":"x"})").as_object()));
 }
 
 TEST_F(TenantStoreTest, TamperedEventBodyIsNamedByVerifyAndStopsRebuild) {
-  ASSERT_TRUE(a_->CreateCollection(Ctx(kT0), Tickets()).ok());
+  ASSERT_OK(a_->CreateCollection(Ctx(kT0), Tickets()));
   for (int i = 0; i < 5; ++i) {
-    ASSERT_TRUE(a_->CreateRecord(Ctx(kT0 + 1 + i), "tickets",
-                                 json::object{{"title", "t" + std::to_string(i)}})
-                    .ok());
+    ASSERT_OK(a_->CreateRecord(Ctx(kT0 + 1 + i), "tickets",
+                               json::object{{"title", "t" + std::to_string(i)}}));
   }
   auto clean = a_->VerifyChains();
-  ASSERT_TRUE(clean.ok());
+  ASSERT_OK(clean);
   EXPECT_TRUE(clean->ok());
   EXPECT_EQ(clean->events_checked, 6);
   EXPECT_EQ(clean->audit_checked, 1);
 
   auto raw = RawConnection("a");
-  ASSERT_TRUE(
-      raw->Exec("UPDATE events SET body = replace(body, '\"t2\"', '\"tX\"') WHERE seq = 4").ok());
+  ASSERT_OK(raw->Exec("UPDATE events SET body = replace(body, '\"t2\"', '\"tX\"') WHERE seq = 4"));
   auto report = a_->VerifyChains();
-  ASSERT_TRUE(report.ok());
+  ASSERT_OK(report);
   EXPECT_FALSE(report->ok());
   EXPECT_EQ(report->events_first_broken, 4);
   EXPECT_EQ(report->reason, "body altered");
   auto rebuild = a_->Rebuild();
   EXPECT_EQ(rebuild.status().code(), StatusCode::kDataLoss);
 
-  ASSERT_TRUE(raw->Exec("UPDATE audit SET actor = 'user:mallory' WHERE seq = 1").ok());
+  ASSERT_OK(raw->Exec("UPDATE audit SET actor = 'user:mallory' WHERE seq = 1"));
   // Repair the event body; the audit entry stays forged.
-  ASSERT_TRUE(
-      raw->Exec("UPDATE events SET body = replace(body, '\"tX\"', '\"t2\"') WHERE seq = 4").ok());
+  ASSERT_OK(raw->Exec("UPDATE events SET body = replace(body, '\"tX\"', '\"t2\"') WHERE seq = 4"));
   report = a_->VerifyChains();
   EXPECT_FALSE(report->events_first_broken.has_value());
   EXPECT_EQ(report->audit_first_broken, 1);
@@ -350,15 +353,14 @@ AuditQuery OfType(std::string type) {
 
 TEST_F(TenantStoreTest, AuditPurgeKeepsTheChainAndFiltersWork) {
   for (int i = 0; i < 6; ++i) {
-    ASSERT_TRUE(a_->Audit(Ctx(kT0 + i * 1000, i % 2 ? "odd" : "even"),
-                          {"tenant.exported", "tenant", "a", {{"at", "now"}}})
-                    .ok());
+    ASSERT_OK(a_->Audit(Ctx(kT0 + i * 1000, i % 2 ? "odd" : "even"),
+                        {"tenant.exported", "tenant", "a", {{"at", "now"}}}));
   }
   EXPECT_EQ(a_->QueryAudit(ByActor("user:odd"))->size(), 3u);
   EXPECT_EQ(a_->QueryAudit(Range(kT0 + 2000, kT0 + 3000))->size(), 2u);
   EXPECT_EQ(a_->QueryAudit(OfType("nothing"))->size(), 0u);
   auto purged = a_->PurgeAudit(kT0 + 2500);
-  ASSERT_TRUE(purged.ok());
+  ASSERT_OK(purged);
   EXPECT_EQ(*purged, 3);
   auto all = a_->QueryAudit({});
   EXPECT_FALSE((*all)[2].body.has_value());
@@ -367,13 +369,12 @@ TEST_F(TenantStoreTest, AuditPurgeKeepsTheChainAndFiltersWork) {
 }
 
 TEST_F(TenantStoreTest, RebuildReproducesTheProjectionsExactly) {
-  ASSERT_TRUE(a_->CreateCollection(Ctx(kT0), Tickets()).ok());
+  ASSERT_OK(a_->CreateCollection(Ctx(kT0), Tickets()));
   for (int i = 0; i < 30; ++i) {
     std::string id = "r" + std::to_string(i % 10);
     if (i < 10) {
-      ASSERT_TRUE(a_->CreateRecord(Ctx(kT0 + i), "tickets",
-                                   json::object{{"id", id}, {"title", "t"}, {"code", id}})
-                      .ok());
+      ASSERT_OK(a_->CreateRecord(Ctx(kT0 + i), "tickets",
+                                 json::object{{"id", id}, {"title", "t"}, {"code", id}}));
     } else if (i % 3 == 0) {
       (void)a_->DeleteRecord(Ctx(kT0 + i), "tickets", id, std::nullopt);
     } else {
@@ -381,16 +382,16 @@ TEST_F(TenantStoreTest, RebuildReproducesTheProjectionsExactly) {
     }
   }
   auto report = a_->Rebuild();
-  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  ASSERT_OK(report) << report.status().ToString();
   EXPECT_TRUE(report->equal());
   EXPECT_EQ(report->events, 28);  // 1 + 10 creates + 6 deletes + 11 updates of live records
 
   // A projection row changed behind the log's back: rebuild sees the
   // difference, reports it and leaves the tampered state for inspection.
   auto raw = RawConnection("a");
-  ASSERT_TRUE(raw->Exec("UPDATE records SET data = '{\"title\":\"forged\"}' WHERE id = 'r3'").ok());
+  ASSERT_OK(raw->Exec("UPDATE records SET data = '{\"title\":\"forged\"}' WHERE id = 'r3'"));
   report = a_->Rebuild();
-  ASSERT_TRUE(report.ok());
+  ASSERT_OK(report);
   EXPECT_FALSE(report->equal());
 }
 
@@ -481,7 +482,7 @@ json::object ChangesBetween(const json::object& before, const json::object& afte
 TEST_F(TenantStoreTest, RandomWritesMatchANaiveReplayModel) {
   const uint64_t seed = 20261124;
   std::mt19937_64 rng(seed);
-  ASSERT_TRUE(a_->CreateCollection(Ctx(kT0), Tickets()).ok());
+  ASSERT_OK(a_->CreateCollection(Ctx(kT0), Tickets()));
   Model model;
   int64_t now = kT0;
   std::vector<std::string> ids;
@@ -502,7 +503,7 @@ TEST_F(TenantStoreTest, RandomWritesMatchANaiveReplayModel) {
         ++outcomes["create refused: unique"];
         continue;
       }
-      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      ASSERT_OK(r) << r.status().ToString();
       ++outcomes["created"];
       ids.push_back(id);
       model.records[id].push_back({now, false, data, "record.created", user});
@@ -542,7 +543,7 @@ TEST_F(TenantStoreTest, RandomWritesMatchANaiveReplayModel) {
         ++outcomes["update refused: unique"];
         continue;
       }
-      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      ASSERT_OK(r) << r.status().ToString();
       ++outcomes["updated"];
       if (next == last.data) continue;  // no change, no version
       versions.push_back({now, false, next, "record.updated", user});
@@ -553,7 +554,7 @@ TEST_F(TenantStoreTest, RandomWritesMatchANaiveReplayModel) {
         ++outcomes["delete refused: deleted"];
         continue;
       }
-      ASSERT_TRUE(s.ok()) << s.ToString();
+      ASSERT_OK(s) << s.ToString();
       ++outcomes["deleted"];
       versions.push_back({now, true, {}, "record.deleted", user});
     } else {  // revert to a random version or a random past time
@@ -579,7 +580,7 @@ TEST_F(TenantStoreTest, RandomWritesMatchANaiveReplayModel) {
         ++outcomes["revert refused: unique"];
         continue;
       }
-      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      ASSERT_OK(r) << r.status().ToString();
       ++outcomes[last.deleted ? "restored" : "reverted"];
       if (!last.deleted && old->data == last.data) continue;
       json::object data = old->data;
@@ -612,7 +613,7 @@ TEST_F(TenantStoreTest, RandomWritesMatchANaiveReplayModel) {
       if (want == nullptr) {
         ASSERT_EQ(got.status().code(), StatusCode::kNotFound) << id << " at " << t;
       } else {
-        ASSERT_TRUE(got.ok()) << id << " at " << t;
+        ASSERT_OK(got) << id << " at " << t;
         ASSERT_EQ(got->data, want->data) << id << " at " << t;
       }
     }
@@ -627,10 +628,10 @@ TEST_F(TenantStoreTest, RandomWritesMatchANaiveReplayModel) {
           {"filter", "state:eq:open"}, {"sort", "score"}, {"limit", "7"}};
       if (cursor) params.push_back({"cursor", *cursor});
       auto q = ParseListQuery(Tickets(), params);
-      ASSERT_TRUE(q.ok());
+      ASSERT_OK(q);
       q->at_us = t;
       auto page = a_->ListRecords("tickets", *q);
-      ASSERT_TRUE(page.ok()) << page.status().ToString();
+      ASSERT_OK(page) << page.status().ToString();
       for (const auto& r : page->records) got.push_back(r.id);
       cursor = page->next_cursor;
     } while (cursor);
@@ -639,7 +640,7 @@ TEST_F(TenantStoreTest, RandomWritesMatchANaiveReplayModel) {
   // Histories.
   for (const auto& id : ids) {
     auto history = a_->History("tickets", id);
-    ASSERT_TRUE(history.ok());
+    ASSERT_OK(history);
     const auto& versions = model.records[id];
     ASSERT_EQ(history->size(), versions.size()) << id;
     json::object before;
@@ -655,7 +656,7 @@ TEST_F(TenantStoreTest, RandomWritesMatchANaiveReplayModel) {
     }
   }
   auto rebuild = a_->Rebuild();
-  ASSERT_TRUE(rebuild.ok());
+  ASSERT_OK(rebuild);
   EXPECT_TRUE(rebuild->equal());
   EXPECT_TRUE(a_->VerifyChains()->ok());
 }

@@ -25,29 +25,39 @@ void RemoveDatabaseFiles(const std::string& path) {
   for (const char* suffix : {"", "-wal", "-journal"}) std::remove((path + suffix).c_str());
 }
 
+// The private cause of a failure on `db`: which file, and SQLite's words.
+std::string Context(sqlite3* db, std::string_view message) {
+  const char* file = sqlite3_db_filename(db, "main");
+  return std::string(file != nullptr && *file != '\0' ? file : ":memory:") + ": " +
+         std::string(message);
+}
+
 }  // namespace
 
 Status SqliteStatus(int rc, std::string_view what) {
-  std::string message = std::string(what) + ": " + sqlite3_errstr(rc);
+  // The public message names only the kind of failure: SQLite's text, the
+  // statement context and any path in `what` go to the cause (status.h).
+  std::string cause = std::string(what) + ": " + sqlite3_errstr(rc);
+  auto with_cause = [&](Status s) { return std::move(s).WithCause(cause); };
   switch (rc & 0xff) {
     case SQLITE_OK:
     case SQLITE_ROW:
     case SQLITE_DONE: return Status::Ok();
-    case SQLITE_NOTADB: return DataLoss("wrong key or not a silo database");
+    case SQLITE_NOTADB: return with_cause(DataLoss("wrong key or not a silo database"));
     case SQLITE_CONSTRAINT:
       if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
-        return AlreadyExists(message);
+        return with_cause(AlreadyExists("already exists"));
       }
-      return FailedPrecondition(message);
+      return with_cause(FailedPrecondition("the change conflicts with stored data"));
     case SQLITE_BUSY:
-    case SQLITE_LOCKED: return Unavailable(message);
-    case SQLITE_FULL: return Status(StatusCode::kResourceExhausted, message);
-    case SQLITE_CORRUPT: return DataLoss(message);
+    case SQLITE_LOCKED: return with_cause(Unavailable("storage is busy; retry"));
+    // The server's disk, not the caller's quota: a 5xx, not a 429.
+    case SQLITE_FULL: return with_cause(Unavailable("storage is full; retry later"));
+    case SQLITE_CORRUPT: return with_cause(DataLoss("stored data is corrupt"));
     case SQLITE_IOERR:
-      if (rc == SQLITE_IOERR_AUTH)
-        return DataLoss(std::string(what) + ": page failed authentication");
-      return Internal(message);
-    default: return Internal(message);
+      if (rc == SQLITE_IOERR_AUTH) return with_cause(DataLoss("page failed authentication"));
+      return with_cause(Internal("storage I/O error"));
+    default: return with_cause(Internal("storage error"));
   }
 }
 
@@ -85,7 +95,9 @@ Result<std::unique_ptr<Database>> Database::Open(const std::string& path,
   if (!mode.ok()) return mode.status();
   auto row = mode->Step();
   if (!row.ok()) return row.status();
-  if (!*row || mode->ColumnText(0) != "wal") return Internal("cannot switch " + path + " to WAL");
+  if (!*row || mode->ColumnText(0) != "wal") {
+    return Internal("cannot switch the database to WAL").WithCause(path);
+  }
   return database;
 }
 
@@ -105,8 +117,8 @@ Status Database::Exec(std::string_view sql) {
   if (rc == SQLITE_OK) return Status::Ok();
   std::string message = error != nullptr ? error : sqlite3_errstr(rc);
   sqlite3_free(error);
-  Status s = SqliteStatus(sqlite3_extended_errcode(db_), message);
-  return s.ok() ? Internal(message) : s;
+  Status s = SqliteStatus(sqlite3_extended_errcode(db_), Context(db_, message));
+  return s.ok() ? Internal("storage error").WithCause(Context(db_, message)) : s;
 }
 
 Result<Statement> Database::Prepare(std::string_view sql) {
@@ -119,7 +131,7 @@ Result<Statement> Database::Prepare(std::string_view sql) {
   sqlite3_stmt* stmt = nullptr;
   int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
                               SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
-  if (rc != SQLITE_OK) return SqliteStatus(rc, sqlite3_errmsg(db_));
+  if (rc != SQLITE_OK) return SqliteStatus(rc, Context(db_, sqlite3_errmsg(db_)));
   return Statement(db_, stmt, this, std::move(text));
 }
 
@@ -138,7 +150,7 @@ int Database::Changes() const { return sqlite3_changes(db_); }
 bool Database::InTransaction() const { return !sqlite3_get_autocommit(db_); }
 
 Status Database::VacuumInto(const std::string& target_path, const crypto::SecretKey& target_key) {
-  if (PathExists(target_path)) return AlreadyExists(target_path + " exists");
+  if (PathExists(target_path)) return AlreadyExists("target exists").WithCause(target_path);
   auto key = RegisterKey(target_key);
   Status s = Exec("VACUUM INTO " + Quote(CipherUri(target_path, *key)));
   if (s.ok()) s = SyncFile(target_path);
@@ -150,7 +162,8 @@ Status Database::VacuumInto(const std::string& target_path, const crypto::Secret
 Status Database::BackupTo(Database& target) {
   sqlite3_backup* backup = sqlite3_backup_init(target.db_, "main", db_, "main");
   if (backup == nullptr) {
-    return SqliteStatus(sqlite3_extended_errcode(target.db_), sqlite3_errmsg(target.db_));
+    return SqliteStatus(sqlite3_extended_errcode(target.db_),
+                        Context(target.db_, sqlite3_errmsg(target.db_)));
   }
   int rc = sqlite3_backup_step(backup, -1);
   int finish = sqlite3_backup_finish(backup);
@@ -257,7 +270,7 @@ Result<bool> Statement::Step() {
   int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
-  Status s = SqliteStatus(sqlite3_extended_errcode(db_), sqlite3_errmsg(db_));
+  Status s = SqliteStatus(sqlite3_extended_errcode(db_), Context(db_, sqlite3_errmsg(db_)));
   sqlite3_reset(stmt_);
   return s.ok() ? Internal("step failed") : s;
 }
@@ -360,7 +373,7 @@ Status Rekey(const std::string& path, const crypto::SecretKey& old_key,
   if (Status s = SyncFile(staging); !s.ok()) return s;
   std::remove((path + "-wal").c_str());
   if (std::rename(staging.c_str(), path.c_str()) != 0) {
-    return Internal("rename " + staging + " over " + path + " failed");
+    return Internal("cannot replace the database").WithCause("rename " + staging + " over " + path);
   }
   return SyncDir(std::filesystem::path(path).parent_path().string());
 }

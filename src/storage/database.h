@@ -158,7 +158,8 @@ class Transaction {
 Status Rekey(const std::string& path, const crypto::SecretKey& old_key,
              const crypto::SecretKey& new_key);
 
-// Maps an SQLite result code (and message) to a Status.
+// Maps an SQLite result code to a Status with a generic public message;
+// `what` (context, SQLite's text, maybe a path) becomes its private cause.
 Status SqliteStatus(int rc, std::string_view what);
 
 }  // namespace silo::storage

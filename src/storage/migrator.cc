@@ -58,7 +58,7 @@ Status Migrate(Database& db, std::span<const Migration> migrations) {
     auto txn = Transaction::Begin(db);
     if (!txn.ok()) return txn.status();
     if (Status s = db.Exec(m.sql); !s.ok()) {
-      return Status(s.code(), "migration " + std::to_string(m.version) + ": " + s.message());
+      return s.Rephrase("migration " + std::to_string(m.version) + ": " + s.message());
     }
     auto insert =
         db.Prepare("INSERT INTO silo_migrations (version, name, checksum) VALUES (?,?,?)");

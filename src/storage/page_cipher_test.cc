@@ -7,6 +7,7 @@
 #include <cstring>
 #include <string>
 
+#include "base/status_matchers.h"
 #include "crypto/crypto.h"
 
 namespace silo::storage {
@@ -35,7 +36,7 @@ class PageCipherTest : public ::testing::TestWithParam<bool> {
   bool page_one() const { return GetParam(); }
   Page Seal(const Page& in, std::string_view ad) {
     Page out{};
-    EXPECT_TRUE(SealPage(key_, fp_, page_one(), ad, in.data(), out.data()).ok());
+    EXPECT_OK(SealPage(key_, fp_, page_one(), ad, in.data(), out.data()));
     return out;
   }
 };
@@ -112,13 +113,13 @@ TEST(PageOneTest, WrongPageSizeOrReserveRefusedAtSeal) {
   Page out{};
   Page p = PlainPage(true, "x");
   p[16] = 0x04;  // 1024-byte pages
-  EXPECT_FALSE(SealPage(key, fp, true, "D:1", p.data(), out.data()).ok());
+  EXPECT_STATUS(StatusCode::kInvalidArgument, SealPage(key, fp, true, "D:1", p.data(), out.data()));
   p = PlainPage(true, "x");
   p[20] = 0;  // no reserve
-  EXPECT_FALSE(SealPage(key, fp, true, "D:1", p.data(), out.data()).ok());
+  EXPECT_STATUS(StatusCode::kInvalidArgument, SealPage(key, fp, true, "D:1", p.data(), out.data()));
   p = PlainPage(true, "x");
   p[0] = 'X';
-  EXPECT_FALSE(SealPage(key, fp, true, "D:1", p.data(), out.data()).ok());
+  EXPECT_STATUS(StatusCode::kInvalidArgument, SealPage(key, fp, true, "D:1", p.data(), out.data()));
 }
 
 TEST(PageOneTest, NewerFormatVersionIsReported) {
@@ -126,7 +127,7 @@ TEST(PageOneTest, NewerFormatVersionIsReported) {
   auto fp = PageKeyFingerprint(key);
   Page sealed{}, out{};
   Page p = PlainPage(true, "x");
-  ASSERT_TRUE(SealPage(key, fp, true, "D:1", p.data(), sealed.data()).ok());
+  ASSERT_OK(SealPage(key, fp, true, "D:1", p.data(), sealed.data()));
   sealed[7] = kFormatVersion + 1;
   EXPECT_EQ(OpenPage(key, fp, true, "D:1", sealed.data(), out.data()), PageOpenError::kBadVersion);
 }
@@ -139,7 +140,7 @@ TEST(PageCipherFormat, IsLibsodiumXChaCha20Poly1305) {
   std::string fp = PageKeyFingerprint(key);
   Page in = PlainPage(false, "interop");
   Page sealed{};
-  ASSERT_TRUE(SealPage(key, fp, false, "D:9", in.data(), sealed.data()).ok());
+  ASSERT_OK(SealPage(key, fp, false, "D:9", in.data(), sealed.data()));
   const uint8_t ad[] = {'D', ':', '9', kFormatVersion, 0};
   Page out{};
   ASSERT_EQ(crypto_aead_xchacha20poly1305_ietf_decrypt_detached(

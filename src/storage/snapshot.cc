@@ -91,7 +91,7 @@ Status WriteImage(std::string& image, const std::string& path, const crypto::Sec
       if (!s.empty()) sodium_memzero(s.data(), s.size());
     }
   } wipe{image};
-  if (PathExists(path)) return AlreadyExists(path + " exists");
+  if (PathExists(path)) return AlreadyExists("target exists").WithCause(path);
   const auto* b = reinterpret_cast<const unsigned char*>(image.data());
   if (image.size() < kPageSize || image.size() % kPageSize != 0 ||
       std::memcmp(b, kSqliteMagic, sizeof kSqliteMagic) != 0 || b[16] != 0x10 || b[17] != 0x00 ||

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <thread>
 
+#include "base/status_matchers.h"
 #include "crypto/crypto.h"
 #include "storage/page_cipher.h"
 #include "storage/test_util.h"
@@ -18,7 +19,7 @@ crypto::SecretKey Key() { return crypto::SecretKey::FromBytes(crypto::RandomByte
 
 int64_t Scalar(Database& db, const std::string& sql) {
   auto stmt = db.Prepare(sql);
-  EXPECT_TRUE(stmt.ok());
+  EXPECT_OK(stmt);
   auto row = stmt->Step();
   EXPECT_TRUE(row.ok() && *row);
   return stmt->ColumnInt(0);
@@ -29,17 +30,17 @@ class SnapshotTest : public testing::TempDirTest {};
 TEST_F(SnapshotTest, ImageRoundTripsUnderANewKeyAndNoPlaintextReachesDisk) {
   auto key = Key();
   auto db = MustOpen(Path("live.db"), key);
-  ASSERT_TRUE(db->Exec("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT);"
-                       "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i<3000) "
-                       "INSERT INTO t (body) SELECT 'marker-plaintext-' || i FROM n;")
-                  .ok());
+  ASSERT_OK(
+      db->Exec("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT);"
+               "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i<3000) "
+               "INSERT INTO t (body) SELECT 'marker-plaintext-' || i FROM n;"));
   auto reader = MustOpen(Path("live.db"), key);
   int64_t seen = 0;
   auto snap = TakeSnapshot(*reader, [&](Database& d) {
     seen = Scalar(d, "SELECT count(*) FROM t");
     return Status::Ok();
   });
-  ASSERT_TRUE(snap.ok()) << snap.status().ToString();
+  ASSERT_OK(snap) << snap.status().ToString();
   EXPECT_EQ(seen, 3000);
   EXPECT_EQ(snap->bytes().size() % kPageSize, 0u);
   EXPECT_NE(snap->bytes().find("marker-plaintext-2999"), std::string::npos);
@@ -47,7 +48,7 @@ TEST_F(SnapshotTest, ImageRoundTripsUnderANewKeyAndNoPlaintextReachesDisk) {
 
   auto other = Key();
   std::string image(snap->bytes());
-  ASSERT_TRUE(WriteImage(image, Path("restored.db"), other).ok());
+  ASSERT_OK(WriteImage(image, Path("restored.db"), other));
   EXPECT_EQ(image.find("marker-plaintext"), std::string::npos) << "the scratch image was not wiped";
   EXPECT_EQ(testing::FilesContaining(dir_, "marker-plaintext"), "");
   EXPECT_FALSE(fs::exists(Path("restored.db-wal")));
@@ -61,16 +62,15 @@ TEST_F(SnapshotTest, ImageRoundTripsUnderANewKeyAndNoPlaintextReachesDisk) {
             StatusCode::kDataLoss);
   // The restored database takes writes as a WAL database again.
   restored = MustOpen(Path("restored.db"), other);
-  EXPECT_TRUE(restored->Exec("INSERT INTO t (body) VALUES ('after')").ok());
+  EXPECT_OK(restored->Exec("INSERT INTO t (body) VALUES ('after')"));
 }
 
 TEST_F(SnapshotTest, SnapshotIsOneInstantWhileWritesGoOn) {
   auto key = Key();
   auto writer = MustOpen(Path("live.db"), key);
-  ASSERT_TRUE(writer
-                  ->Exec("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT);"
-                         "CREATE TABLE total (n INTEGER); INSERT INTO total VALUES (0);")
-                  .ok());
+  ASSERT_OK(
+      writer->Exec("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT);"
+                   "CREATE TABLE total (n INTEGER); INSERT INTO total VALUES (0);"));
   std::atomic<bool> stop{false};
   std::atomic<int> writes{0};
   // Each transaction adds a row and counts it: in any consistent state the
@@ -91,10 +91,10 @@ TEST_F(SnapshotTest, SnapshotIsOneInstantWhileWritesGoOn) {
       counted = Scalar(d, "SELECT n FROM total");
       return Status::Ok();
     });
-    ASSERT_TRUE(snap.ok()) << snap.status().ToString();
+    ASSERT_OK(snap) << snap.status().ToString();
     std::string image(snap->bytes());
     std::string path = Path("copy" + std::to_string(round) + ".db");
-    ASSERT_TRUE(WriteImage(image, path, key).ok());
+    ASSERT_OK(WriteImage(image, path, key));
     auto copy = MustOpen(path, key);
     EXPECT_EQ(Scalar(*copy, "SELECT count(*) FROM t"), Scalar(*copy, "SELECT n FROM total"));
     EXPECT_EQ(Scalar(*copy, "SELECT n FROM total"), counted);

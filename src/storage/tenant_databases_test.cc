@@ -5,6 +5,7 @@
 #include <atomic>
 #include <thread>
 
+#include "base/status_matchers.h"
 #include "crypto/crypto.h"
 #include "storage/test_util.h"
 
@@ -54,7 +55,7 @@ class TenantDatabasesTest : public testing::TempDirTest {
       n = stmt->ColumnInt(0);
       return Status::Ok();
     });
-    EXPECT_TRUE(s.ok()) << s.ToString();
+    EXPECT_OK(s) << s.ToString();
     return n;
   }
   std::map<std::string, std::string> keys_;
@@ -64,8 +65,9 @@ TEST_F(TenantDatabasesTest, EachTenantSeesOnlyItsOwnData) {
   auto dbs = Make(8);
   auto a = dbs.Acquire("a");
   auto b = dbs.Acquire("b");
-  ASSERT_TRUE(a.ok() && b.ok());
-  ASSERT_TRUE(Insert(**a, "secret-of-tenant-a").ok());
+  ASSERT_OK(a);
+  ASSERT_OK(b);
+  ASSERT_OK(Insert(**a, "secret-of-tenant-a"));
   EXPECT_EQ(Count(**a, "secret-of-tenant-a"), 1);
   EXPECT_EQ(Count(**b, "secret-of-tenant-a"), 0);
   EXPECT_EQ(Count(**b), 0);
@@ -76,12 +78,12 @@ TEST_F(TenantDatabasesTest, EachTenantSeesOnlyItsOwnData) {
 
 TEST_F(TenantDatabasesTest, FullCacheClosesTheLeastRecentlyUsedIdleTenant) {
   auto dbs = Make(2);
-  ASSERT_TRUE(dbs.Acquire("a").ok());
-  ASSERT_TRUE(dbs.Acquire("b").ok());
-  ASSERT_TRUE(dbs.Acquire("a").ok());  // a is now the most recent
+  ASSERT_OK(dbs.Acquire("a"));
+  ASSERT_OK(dbs.Acquire("b"));
+  ASSERT_OK(dbs.Acquire("a"));  // a is now the most recent
   EXPECT_EQ(dbs.open_count(), 2u);
   auto c = dbs.Acquire("c");
-  ASSERT_TRUE(c.ok());
+  ASSERT_OK(c);
   EXPECT_EQ(dbs.open_count(), 2u);
   // b went, a stayed: a second Acquire of a finds the same object.
   auto a1 = dbs.Acquire("a");
@@ -94,17 +96,16 @@ TEST_F(TenantDatabasesTest, TenantsInUseAreNeverClosedUnderTheirUsers) {
   auto a = dbs.Acquire("a");
   auto b = dbs.Acquire("b");
   auto c = dbs.Acquire("c");
-  ASSERT_FALSE(c.ok());
-  EXPECT_EQ(c.status().code(), StatusCode::kUnavailable);
+  ASSERT_STATUS(StatusCode::kUnavailable, c);
   EXPECT_TRUE(Insert(**a, "still works").ok());
   b = Result<std::shared_ptr<TenantDatabase>>(nullptr);  // release b
-  EXPECT_TRUE(dbs.Acquire("c").ok());
+  EXPECT_OK(dbs.Acquire("c"));
 }
 
 TEST_F(TenantDatabasesTest, ReadersReadWhileTheWriterWrites) {
   auto dbs = Make(4);
   auto a = dbs.Acquire("a");
-  ASSERT_TRUE(a.ok());
+  ASSERT_OK(a);
   std::shared_ptr<TenantDatabase> db = *a;
   std::atomic<bool> done{false};
   std::atomic<int> reads{0}, bad{0};
@@ -120,7 +121,7 @@ TEST_F(TenantDatabasesTest, ReadersReadWhileTheWriterWrites) {
       }
     });
   }
-  for (int i = 0; i < 300; ++i) ASSERT_TRUE(Insert(*db, "row").ok());
+  for (int i = 0; i < 300; ++i) ASSERT_OK(Insert(*db, "row"));
   done = true;
   for (auto& t : readers) t.join();
   EXPECT_EQ(bad, 0);
@@ -130,23 +131,23 @@ TEST_F(TenantDatabasesTest, ReadersReadWhileTheWriterWrites) {
 
 TEST_F(TenantDatabasesTest, AFileFromAnotherTenantIsRefused) {
   auto dbs = Make(4);
-  ASSERT_TRUE(dbs.Acquire("a").ok());
-  ASSERT_TRUE(dbs.Acquire("b").ok());
+  ASSERT_OK(dbs.Acquire("a"));
+  ASSERT_OK(dbs.Acquire("b"));
   dbs.Close("a");
   dbs.Close("b");
   fs::copy_file(Path("b.db"), Path("a.db"), fs::copy_options::overwrite_existing);
   auto a = dbs.Acquire("a");
-  ASSERT_FALSE(a.ok());
+  ASSERT_STATUS(StatusCode::kDataLoss, a);
   EXPECT_EQ(a.status().message(), "wrong key or not a silo database");
-  EXPECT_TRUE(dbs.Acquire("b").ok());
+  EXPECT_OK(dbs.Acquire("b"));
   EXPECT_EQ(dbs.Acquire("zzz").status().code(), StatusCode::kNotFound);
 }
 
 TEST_F(TenantDatabasesTest, ExclusiveWaitsForHoldersAndRefusesAcquireMeanwhile) {
   auto dbs = Make(4);
   auto held = dbs.Acquire("a");
-  ASSERT_TRUE(held.ok());
-  ASSERT_TRUE(Insert(**held, "before").ok());
+  ASSERT_OK(held);
+  ASSERT_OK(Insert(**held, "before"));
   // A holder that does not let go in time: Unavailable, nothing ran.
   bool ran = false;
   Status s = dbs.Exclusive("a", std::chrono::milliseconds(50), [&] {
@@ -164,16 +165,16 @@ TEST_F(TenantDatabasesTest, ExclusiveWaitsForHoldersAndRefusesAcquireMeanwhile) 
     ran = true;
     // Nobody gets the tenant meanwhile; other tenants are unaffected.
     EXPECT_EQ(dbs.Acquire("a").status().code(), StatusCode::kUnavailable);
-    EXPECT_TRUE(dbs.Acquire("b").ok());
+    EXPECT_OK(dbs.Acquire("b"));
     // The file is closed: it can be replaced.
     fs::remove(Path("a.db"));
     return Status::Ok();
   });
   late.join();
-  EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_OK(s) << s.ToString();
   EXPECT_TRUE(ran);
   auto again = dbs.Acquire("a");
-  ASSERT_TRUE(again.ok());
+  ASSERT_OK(again);
   EXPECT_EQ(Count(**again), 0);  // a fresh database where the old one was
 }
 

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "base/file_util.h"
+#include "base/status_matchers.h"
 
 namespace silo::tenant {
 namespace {
@@ -32,10 +33,10 @@ class RegistryTest : public ::testing::Test {
   void Reopen() {
     registry_.reset();
     auto ring = crypto::Keyring::Open(dir_ + "/keyring", master_->Clone());
-    ASSERT_TRUE(ring.ok());
+    ASSERT_OK(ring);
     keyring_ = std::move(ring).value();
     auto reg = TenantRegistry::Open(dir_, keyring_.get());
-    ASSERT_TRUE(reg.ok()) << reg.status().ToString();
+    ASSERT_OK(reg) << reg.status().ToString();
     registry_ = std::move(reg).value();
   }
   std::string dir_;
@@ -46,7 +47,7 @@ class RegistryTest : public ::testing::Test {
 
 TEST_F(RegistryTest, CreateFindListSurviveRestart) {
   auto t = registry_->Create("acme", "Acme Corp", "owner@acme.test");
-  ASSERT_TRUE(t.ok());
+  ASSERT_OK(t);
   EXPECT_EQ(t->id.size(), 32u);
   Reopen();
   auto found = registry_->Find("acme");
@@ -58,7 +59,7 @@ TEST_F(RegistryTest, CreateFindListSurviveRestart) {
 }
 
 TEST_F(RegistryTest, NameAndEmailNeverPlaintextOnDisk) {
-  ASSERT_TRUE(registry_->Create("acme", "CANARY-NAME-7731", "canary-7731@acme.test").ok());
+  ASSERT_OK(registry_->Create("acme", "CANARY-NAME-7731", "canary-7731@acme.test"));
   for (const auto& e : fs::recursive_directory_iterator(dir_)) {
     if (!e.is_regular_file()) continue;
     std::string data = Slurp(e.path());
@@ -68,7 +69,7 @@ TEST_F(RegistryTest, NameAndEmailNeverPlaintextOnDisk) {
 }
 
 TEST_F(RegistryTest, DuplicateAndInvalidRefused) {
-  ASSERT_TRUE(registry_->Create("acme", "", "").ok());
+  ASSERT_OK(registry_->Create("acme", "", ""));
   EXPECT_EQ(registry_->Create("acme", "", "").status().code(), StatusCode::kAlreadyExists);
   EXPECT_EQ(registry_->Create("Bad_Slug", "", "").status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(registry_->Create("good", "", "not-an-email").status().code(),
@@ -79,20 +80,20 @@ TEST_F(RegistryTest, DuplicateAndInvalidRefused) {
 }
 
 TEST_F(RegistryTest, SuspendResumeAndActiveLookup) {
-  ASSERT_TRUE(registry_->Create("acme", "", "").ok());
-  ASSERT_TRUE(registry_->SetState("acme", TenantState::kSuspended).ok());
+  ASSERT_OK(registry_->Create("acme", "", ""));
+  ASSERT_OK(registry_->SetState("acme", TenantState::kSuspended));
   EXPECT_FALSE(registry_->FindActive("acme").has_value());
   Reopen();
   EXPECT_FALSE(registry_->FindActive("acme").has_value());
-  ASSERT_TRUE(registry_->SetState("acme", TenantState::kActive).ok());
+  ASSERT_OK(registry_->SetState("acme", TenantState::kActive));
   EXPECT_TRUE(registry_->FindActive("acme").has_value());
   EXPECT_EQ(registry_->SetState("nope", TenantState::kActive).code(), StatusCode::kNotFound);
 }
 
 TEST_F(RegistryTest, DeleteRemovesDirectoryAndKey) {
   auto t = registry_->Create("acme", "", "");
-  ASSERT_TRUE(t.ok());
-  ASSERT_TRUE(registry_->Delete("acme").ok());
+  ASSERT_OK(t);
+  ASSERT_OK(registry_->Delete("acme"));
   EXPECT_FALSE(fs::exists(dir_ + "/tenants/" + t->id));
   EXPECT_EQ(keyring_->GetKey(t->id).status().code(), StatusCode::kNotFound);
   EXPECT_EQ(registry_->Delete("acme").code(), StatusCode::kNotFound);
@@ -100,13 +101,13 @@ TEST_F(RegistryTest, DeleteRemovesDirectoryAndKey) {
   EXPECT_FALSE(registry_->Find("acme").has_value());
   // The slug can be reused, with a new id and key.
   auto again = registry_->Create("acme", "", "");
-  ASSERT_TRUE(again.ok());
+  ASSERT_OK(again);
   EXPECT_NE(again->id, t->id);
 }
 
 TEST_F(RegistryTest, InterruptedDeleteIsFinishedOnOpen) {
   auto t = registry_->Create("acme", "", "");
-  ASSERT_TRUE(t.ok());
+  ASSERT_OK(t);
   fs::rename(dir_ + "/tenants/" + t->id, dir_ + "/tenants/.deleting-" + t->id);
   Reopen();
   EXPECT_FALSE(registry_->Find("acme").has_value());
@@ -116,16 +117,15 @@ TEST_F(RegistryTest, InterruptedDeleteIsFinishedOnOpen) {
 
 TEST_F(RegistryTest, TamperedMetadataRefusesToLoad) {
   auto t = registry_->Create("acme", "Acme", "");
-  ASSERT_TRUE(t.ok());
+  ASSERT_OK(t);
   std::string meta_path = dir_ + "/tenants/" + t->id + "/tenant.meta";
   std::string meta = Slurp(meta_path);
   size_t pos = meta.find("\"sealed\":\"") + 14;
   meta[pos] = meta[pos] == 'A' ? 'B' : 'A';
-  ASSERT_TRUE(WriteFileAtomic(meta_path, meta).ok());
+  ASSERT_OK(WriteFileAtomic(meta_path, meta));
   registry_.reset();
   auto reg = TenantRegistry::Open(dir_, keyring_.get());
-  ASSERT_FALSE(reg.ok());
-  EXPECT_EQ(reg.status().code(), StatusCode::kDataLoss);
+  ASSERT_STATUS(StatusCode::kDataLoss, reg);
 }
 
 }  // namespace

@@ -2,13 +2,15 @@
 
 #include <gtest/gtest.h>
 
+#include "base/status_matchers.h"
+
 namespace silo::tenant {
 namespace {
 
 TEST(SlugTest, Valid) {
   for (const char* s : {"acme", "a-1", "abc", "x9z", "my-company-2024",
                         "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijk"}) {
-    EXPECT_TRUE(ValidateSlug(s).ok()) << s;
+    EXPECT_OK(ValidateSlug(s)) << s;
   }
 }
 
@@ -30,14 +32,13 @@ TEST(SlugTest, Invalid) {
                        "acme%2f"};
   for (const char* s : bad) {
     auto st = ValidateSlug(s);
-    EXPECT_FALSE(st.ok()) << s;
-    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+    EXPECT_STATUS(StatusCode::kInvalidArgument, st) << s;
   }
 }
 
 TEST(SlugTest, ReservedNamesRefused) {
   for (const char* s : {"www", "api", "admin", "login", "silo", "localhost"}) {
-    EXPECT_FALSE(ValidateSlug(s).ok()) << s;
+    EXPECT_STATUS(StatusCode::kInvalidArgument, ValidateSlug(s)) << s;
     EXPECT_TRUE(IsReservedSlug(s));
   }
   EXPECT_FALSE(IsReservedSlug("acme"));

@@ -42,8 +42,9 @@ def tls_connect(port, timeout=10):
 
 
 class Silo:
-    def __init__(self, data_dir, extra_env=None):
+    def __init__(self, data_dir, extra_env=None, preexec=None):
         self.data_dir = data_dir
+        self.preexec = preexec  # run in the child before exec (resource limits)
         self.env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "SILO_DATA_DIR": data_dir,
@@ -62,7 +63,7 @@ class Silo:
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([SILO_BIN, "serve"], env=self.env,
                                      stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, preexec_fn=self.preexec)
         if wait:
             self.wait_ready()
         return self
@@ -161,8 +162,8 @@ def data_dir():
 def make_silo(data_dir):
     started = []
 
-    def make(extra_env=None, data=None, wait=True):
-        s = Silo(data or data_dir, extra_env)
+    def make(extra_env=None, data=None, wait=True, preexec=None):
+        s = Silo(data or data_dir, extra_env, preexec)
         started.append(s)
         return s.start(wait=wait)
 

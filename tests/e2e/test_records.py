@@ -289,7 +289,7 @@ def test_two_tenants_with_the_same_names_never_meet(silo):
     assert r.status_code == 401
 
 
-def test_cli_rebuild_export_and_audit_verify(silo):
+def test_cli_rebuild_audit_verify_and_no_export(silo):
     api = make_api(silo)
     for i in range(5):
         api.call("POST", "/api/collections/tickets/records", {"id": "e%d" % i, "title": "v1"})
@@ -303,17 +303,12 @@ def test_cli_rebuild_export_and_audit_verify(silo):
     # token, collection, 5 creates, an update, a delete
     assert "equal" in r.stdout and "9 events" in r.stdout
 
-    r = silo.cli("tenant", "export", "acme")
-    assert r.returncode == 0, r.stderr
-    now = [json.loads(line) for line in r.stdout.splitlines()]
-    assert [(x["id"], x["data"]["title"]) for x in now] == [
-        ("e0", "v2"), ("e2", "v1"), ("e3", "v1"), ("e4", "v1")]
-    r = silo.cli("tenant", "export", "acme", "--at", mid)
-    past = [json.loads(line) for line in r.stdout.splitlines()]
-    assert [(x["id"], x["data"]["title"]) for x in past] == [
-        ("e%d" % i, "v1") for i in range(5)]
-    assert silo.cli("tenant", "export", "acme", "--at", "junk").returncode == 1
-
+    # The operator reads no tenant records (DESIGN: the lockbox will ask the
+    # tenant first); the CLI says why. Time travel is the tenant's own ?at=.
+    for args in (("tenant", "export", "acme"), ("tenant", "export", "acme", "--at", mid)):
+        r = silo.cli(*args)
+        assert r.returncode == 1 and r.stdout == "", (r.stdout, r.stderr)
+        assert "operator access to tenant data needs the tenant's approval" in r.stderr
     r = silo.cli("audit", "verify", "acme")
     assert r.returncode == 0, r.stderr
     assert "acme: ok" in r.stdout
@@ -325,7 +320,8 @@ def test_cli_rebuild_export_and_audit_verify(silo):
     assert r.status_code == 200 and r.json()["ok"] is True
     audit = api.call("GET", "/api/audit?actor=operator:operator").json()["items"]
     types = [e["type"] for e in audit]
-    assert "tenant.rebuilt" in types and "tenant.exported" in types and "audit.verified" in types
+    assert "tenant.rebuilt" in types and "audit.verified" in types
+    assert "tenant.exported" not in types
     assert api.call("GET", "/api/audit?type=collection.created").json()["items"][0]["actor"].startswith("token:")
     assert api.call("GET", "/api/audit?from=2000-01-01T00:00:00Z&to=2000-01-02T00:00:00Z").json()["items"] == []
     assert api.call("GET", "/api/audit?from=bad").status_code == 422
