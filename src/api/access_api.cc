@@ -215,6 +215,10 @@ Result<std::vector<std::string>> PermissionsOfRoles(RequestContext& ctx,
   return rbac::PermissionsOf(roles);
 }
 
+auth::Caller CallerOf(const RequestContext& ctx) {
+  return Holds(ctx, rbac::kOwnerRole) ? auth::Caller::kOwner : auth::Caller::kNotOwner;
+}
+
 http::Response InviteUser(RequestContext& ctx) {
   http::Response error;
   auto body = JsonObjectBody(ctx.request, &error);
@@ -233,8 +237,8 @@ http::Response InviteUser(RequestContext& ctx) {
   }
   auto made = ctx.identity->InviteUser(Ctx(ctx), std::string(email->as_string()), *roles);
   if (!made.ok()) return Fail(made.status(), ctx);
-  return http::Json(
-      201, JsonText(json::object{{"user", UserJson(made->first)}, {"setup_token", made->second}}));
+  return http::Json(201, JsonText(json::object{{"user", UserJson(made->user)},
+                                               {"setup_token", made->setup_token}}));
 }
 
 http::Response GetUser(RequestContext& ctx) {
@@ -258,8 +262,9 @@ http::Response UpdateUser(RequestContext& ctx) {
   if (!target.ok()) return Fail(target.status(), ctx);
   auto perms = PermissionsOfRoles(ctx, target->roles);
   if (Status w = WithinCaller(ctx, *perms); !w.ok()) return Fail(w, ctx);
-  Status st = ctx.identity->SetUserDisabled(Ctx(ctx), id, disabled->as_bool(),
-                                            Holds(ctx, rbac::kOwnerRole));
+  Status st = ctx.identity->SetAccountState(
+      Ctx(ctx), id, disabled->as_bool() ? auth::Account::kDisabled : auth::Account::kEnabled,
+      CallerOf(ctx));
   if (!st.ok()) return Fail(st, ctx);
   auto u = ctx.identity->GetUser(id);
   if (!u.ok()) return Fail(u.status(), ctx);
@@ -280,7 +285,7 @@ http::Response SetUserRoles(RequestContext& ctx) {
   auto before = PermissionsOfRoles(ctx, target->roles);
   if (Status w = WithinCaller(ctx, *granted); !w.ok()) return Fail(w, ctx);
   if (Status w = WithinCaller(ctx, *before); !w.ok()) return Fail(w, ctx);
-  Status st = ctx.identity->SetUserRoles(Ctx(ctx), id, *roles, Holds(ctx, rbac::kOwnerRole));
+  Status st = ctx.identity->SetUserRoles(Ctx(ctx), id, *roles, CallerOf(ctx));
   if (!st.ok()) return Fail(st, ctx);
   auto u = ctx.identity->GetUser(id);
   if (!u.ok()) return Fail(u.status(), ctx);

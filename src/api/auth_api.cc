@@ -71,10 +71,10 @@ bool RequiresMfa(auth::Identity& id, const auth::User& u) {
 // A fresh session for `user` and the answer carrying it, with a device
 // cookie for the account (a new one each time: the nonce is the device's
 // rate-limit key, and a sign-in proves the browser again).
-http::Response StartSession(RequestContext& ctx, const auth::User& user, bool mfa_passed) {
+http::Response StartSession(RequestContext& ctx, const auth::User& user, auth::MfaPassed mfa) {
   events::Origin c = Ctx(ctx);
   c.actor = {"user", user.id};
-  auto session = ctx.identity->CreateSession(c, user.id, mfa_passed, UserAgent(ctx.request));
+  auto session = ctx.identity->CreateSession(c, user.id, mfa, UserAgent(ctx.request));
   if (!session.ok()) return Fail(session.status(), ctx);
   json::object body{
       {"user", UserJson(user)},
@@ -168,16 +168,16 @@ http::Response AuthLogin(Services& s, RequestContext& ctx) {
   // The same work whether or not the account exists: one Argon2id check and
   // one audit entry.
   const std::string& hash =
-      found.ok() && !found->second.empty() ? found->second : s.dummy_password_hash;
+      found.ok() && !found->password_hash.empty() ? found->password_hash : s.dummy_password_hash;
   bool ok = auth::VerifyPassword(hash, *password);
-  bool usable = found.ok() && found->first.status == "active" && !found->second.empty();
+  bool usable = found.ok() && found->user.status == "active" && !found->password_hash.empty();
   events::Origin c = Ctx(ctx);
   if (!ok || !usable) {
     // An unknown address is recorded as a keyed hash: an audit reader cannot
     // confirm a guessed address with it.
     std::string subject;
     if (usable) {
-      subject = found->first.id;
+      subject = found->user.id;
     } else if (auto tag = ctx.identity->EmailTag(normal); tag.ok()) {
       subject = *tag;
     } else {
@@ -189,8 +189,8 @@ http::Response AuthLogin(Services& s, RequestContext& ctx) {
     }
     return http::Problem(401, "invalid e-mail or password", ctx.request.request_id);
   }
-  const auth::User& user = found->first;
-  if (auth::NeedsRehash(found->second, Cost(s))) {
+  const auth::User& user = found->user;
+  if (auth::NeedsRehash(found->password_hash, Cost(s))) {
     if (auto rehash = auth::HashPassword(*password, Cost(s)); rehash.ok()) {
       events::Origin as_user = c;
       as_user.actor = {"user", user.id};
@@ -205,7 +205,7 @@ http::Response AuthLogin(Services& s, RequestContext& ctx) {
     return http::Json(200,
                       JsonText(json::object{{"mfa_required", true}, {"mfa_token", *challenge}}));
   }
-  return StartSession(ctx, user, false);
+  return StartSession(ctx, user, auth::MfaPassed::kNo);
 }
 
 http::Response AuthMfa(Services& s, RequestContext& ctx) {
@@ -238,7 +238,7 @@ http::Response AuthMfa(Services& s, RequestContext& ctx) {
   if (!user.ok() || user->status != "active") {
     return http::Problem(401, "invalid or expired MFA token", ctx.request.request_id);
   }
-  return StartSession(ctx, *user, true);
+  return StartSession(ctx, *user, auth::MfaPassed::kYes);
 }
 
 http::Response AuthLogout(RequestContext& ctx) {
@@ -280,7 +280,8 @@ http::Response AuthChangePassword(Services& s, RequestContext& ctx) {
   const auth::User& user = ctx.session->user;
   auto login = ctx.identity->FindLogin(user.email);
   if (!login.ok()) return Fail(login.status(), ctx);
-  if (current->size() > auth::kMaxPasswordBytes || !auth::VerifyPassword(login->second, *current)) {
+  if (current->size() > auth::kMaxPasswordBytes ||
+      !auth::VerifyPassword(login->password_hash, *current)) {
     (void)ctx.identity->Audit(Ctx(ctx), "password.change_failed", "user", user.id, {});
     return Fail(InvalidArgument("the current password is wrong")
                     .WithFields({{"current_password", "is wrong"}}),
@@ -294,7 +295,8 @@ http::Response AuthChangePassword(Services& s, RequestContext& ctx) {
   // Every session ends, this one too; the caller gets a fresh one.
   if (Status c = ctx.identity->ChangePassword(Ctx(ctx), user.id, *hash); !c.ok())
     return Fail(c, ctx);
-  return StartSession(ctx, user, ctx.session->session.mfa_passed);
+  return StartSession(
+      ctx, user, ctx.session->session.mfa_passed ? auth::MfaPassed::kYes : auth::MfaPassed::kNo);
 }
 
 http::Response AuthListSessions(RequestContext& ctx) {
@@ -352,7 +354,8 @@ http::Response TotpConfirm(Services& s, RequestContext& ctx) {
   auth::User now_on = user;
   now_on.totp_enabled = true;
   events::Origin c = Ctx(ctx);
-  auto session = ctx.identity->CreateSession(c, user.id, true, UserAgent(ctx.request));
+  auto session =
+      ctx.identity->CreateSession(c, user.id, auth::MfaPassed::kYes, UserAgent(ctx.request));
   if (!session.ok()) return Fail(session.status(), ctx);
   json::array list;
   for (const auto& rc : *codes) list.emplace_back(rc);

@@ -87,7 +87,7 @@ http::Response CreateTenant(Services& s, RequestContext& ctx) {
     auto invited = (*identity)->InviteUser(
         {{"operator", "operator"}, req.request_id, ctx.client, NowMicros()}, fields[2], {"owner"});
     if (!invited.ok()) return ErrorResponse(invited.status(), req);
-    o["owner_setup_token"] = invited->second;
+    o["owner_setup_token"] = invited->setup_token;
   }
   return http::Json(201, JsonText(o));
 }

@@ -8,8 +8,17 @@
 // caller's, on the password pool). Every change is an entry in the tenant's
 // hash-chained audit log with old and new values (secrets as "changed").
 //
-// One Identity per request (it caches the secret-field key); the database
-// serialises writes across them.
+// Thread-safety: an Identity is not thread-safe (it caches the secret-field
+// key without a lock): one per request. Any number of them may work on the
+// same tenant at once; the database serialises their writes, and every write
+// is one transaction. IdentityStores is thread-safe.
+//
+// Outcomes: each method says which codes it returns for expected failures;
+// any other failure is a storage error (Internal, Unavailable when the
+// database is busy, DataLoss when stored data fails authentication).
+//
+// The sections are implemented in users.cc, roles.cc, sessions.cc,
+// second_factor.cc, password_reset.cc and outbox.cc.
 #ifndef SILO_AUTH_IDENTITY_H_
 #define SILO_AUTH_IDENTITY_H_
 
@@ -76,6 +85,26 @@ struct SessionAuth {
   std::string csrf_hash;  // SHA-256 hex of the session's CSRF token
 };
 
+// InviteUser's answer: the new user and its one-time setup token (shown once).
+struct Invitation {
+  User user;
+  std::string setup_token;
+};
+
+// FindLogin's answer: the user and its Argon2id password hash ("" before setup).
+struct LoginRecord {
+  User user;
+  std::string password_hash;
+};
+
+// Whether the caller holds the owner role: only an owner grants or removes
+// it, or disables an owner.
+enum class Caller { kNotOwner, kOwner };
+// An account's state as SetAccountState sets it.
+enum class Account { kEnabled, kDisabled };
+// Whether a new session has passed the second factor.
+enum class MfaPassed { kNo, kYes };
+
 struct Mail {
   int64_t id = 0;
   std::string recipient;
@@ -107,50 +136,65 @@ class Identity {
 
   // --- users ---
   // A new user with `roles`, and its one-time setup token. AlreadyExists for
-  // a used e-mail; InvalidArgument for a bad e-mail or unknown role.
-  Result<std::pair<User, std::string>> InviteUser(const events::Origin& ctx,
-                                                  const std::string& email,
-                                                  const std::vector<std::string>& roles);
+  // a used e-mail; InvalidArgument for a bad e-mail or an unknown role.
+  Result<Invitation> InviteUser(const events::Origin& ctx, const std::string& email,
+                                const std::vector<std::string>& roles);
+  // Every user, by e-mail.
   Result<std::vector<User>> ListUsers();
+  // NotFound.
   Result<User> GetUser(const std::string& id);
-  // The user and its password hash ("" before setup). NotFound.
-  Result<std::pair<User, std::string>> FindLogin(const std::string& email);
+  // The user with this (normalised) e-mail and its password hash. NotFound.
+  Result<LoginRecord> FindLogin(const std::string& email);
   // Sets the first password with a setup token (single use). Unauthenticated
   // for an unknown, used or expired token.
   Result<User> CompleteSetup(const events::Origin& ctx, const std::string& token,
                              const std::string& password_hash);
-  // Replaces the roles. `by_owner` says whether the caller holds the owner
-  // role: only an owner grants or removes it. FailedPrecondition when the
-  // tenant would be left without an active owner.
+  // Replaces the roles. NotFound; InvalidArgument for an unknown role;
+  // PermissionDenied when a non-owner grants or removes the owner role;
+  // FailedPrecondition when the tenant would be left without an active owner.
   Status SetUserRoles(const events::Origin& ctx, const std::string& user_id,
-                      const std::vector<std::string>& roles, bool by_owner);
-  // Disabling revokes every session of the user; the last owner cannot be.
-  Status SetUserDisabled(const events::Origin& ctx, const std::string& user_id, bool disabled,
-                         bool by_owner);
-  // A new hash for the same password (parameter upgrade), not a change;
-  // an audit entry.
+                      const std::vector<std::string>& roles, Caller caller);
+  // Disabling ends every session of the user. NotFound; PermissionDenied
+  // when a non-owner disables an owner; FailedPrecondition for the last
+  // active owner.
+  Status SetAccountState(const events::Origin& ctx, const std::string& user_id, Account state,
+                         Caller caller);
+  // A new hash for the same password (parameter upgrade), not a change; an
+  // audit entry. NotFound for a user without a password.
   Status ReplacePasswordHash(const events::Origin& ctx, const std::string& user_id,
                              const std::string& password_hash);
-  // A password change: revokes every session of the user.
+  // A password change: ends every session of the user. NotFound for a user
+  // that is not active.
   Status ChangePassword(const events::Origin& ctx, const std::string& user_id,
                         const std::string& password_hash);
 
   // --- roles (built-in ones first, then the tenant's, by name) ---
   Result<std::vector<rbac::Role>> ListRoles();
+  // NotFound.
   Result<rbac::Role> GetRole(const std::string& name);
+  // The user's roles; a role name that no longer exists is skipped (a
+  // deleted role grants nothing).
   Result<std::vector<rbac::Role>> RolesOf(const User& user);
+  // AlreadyExists for a taken name; InvalidArgument for a bad or built-in
+  // name, an unknown permission or a field over its limit.
   Result<rbac::Role> CreateRole(const events::Origin& ctx, const rbac::Role& role);
+  // NotFound; FailedPrecondition for a built-in role; InvalidArgument as above.
   Result<rbac::Role> UpdateRole(const events::Origin& ctx, const rbac::Role& role);
-  // FailedPrecondition while a user holds it; built-in roles are immutable.
+  // NotFound; FailedPrecondition for a built-in role or while a user holds it.
   Status DeleteRole(const events::Origin& ctx, const std::string& name);
 
   // --- sessions ---
+  // A new session; its token and CSRF token are shown once. Sweeps the
+  // user's expired sessions.
+  // REQUIRES: `user_id` is an active user the caller has just proven.
   Result<IssuedSession> CreateSession(const events::Origin& ctx, const std::string& user_id,
-                                      bool mfa_passed, const std::string& user_agent);
+                                      MfaPassed mfa, const std::string& user_agent);
   // Unauthenticated for an unknown, idle, expired or disabled user's session.
   // Refreshes the idle clock (at most once a minute: one write per minute).
   Result<SessionAuth> AuthenticateSession(const std::string& token, int64_t now_us);
+  // The user's sessions (expired ones until swept), oldest first.
   Result<std::vector<Session>> ListSessions(const std::string& user_id);
+  // NotFound for a session that is not the user's.
   Status RevokeSession(const events::Origin& ctx, const std::string& user_id,
                        const std::string& session_id);
   // Every session of the user except `keep` (a session id, or "").
@@ -164,16 +208,21 @@ class Identity {
   // the challenge is gone). Unauthenticated when unknown or expired.
   Result<std::string> AttemptMfaChallenge(const std::string& token, int64_t now_us);
   Status EndMfaChallenge(const std::string& token);
-  // Starts (or restarts) enrolment: a new secret, kept pending until confirmed.
+  // Starts (or restarts) enrolment: a new secret, kept pending until
+  // confirmed. NotFound for a user that is not active.
   Result<std::string> StartTotp(const events::Origin& ctx, const std::string& user_id);
   // Confirms the pending secret with a code: TOTP on, ten new recovery codes.
+  // FailedPrecondition without a pending secret; Unauthenticated for a wrong
+  // code.
   Result<std::vector<std::string>> ConfirmTotp(const events::Origin& ctx,
                                                const std::string& user_id, const std::string& code);
-  // Checks a code (each step accepted once). Unauthenticated.
+  // Checks a code (each step accepted once). Unauthenticated; a wrong code or
+  // a replayed one is an audit entry (mfa.failed, mfa.replayed) all the same.
   Status CheckTotp(const events::Origin& ctx, const std::string& user_id, const std::string& code);
   // Uses up one recovery code. Unauthenticated.
   Status UseRecoveryCode(const events::Origin& ctx, const std::string& user_id,
                          const std::string& code);
+  // TOTP off and the recovery codes gone.
   Status DisableTotp(const events::Origin& ctx, const std::string& user_id);
 
   // --- password reset ---
@@ -206,16 +255,33 @@ class Identity {
                                               const std::string& normalised_email);
 
   // --- outbox ---
+  // Unsent mail whose next attempt is due, oldest first, at most `limit`.
   Result<std::vector<Mail>> DueMail(int64_t now_us, int limit);
   // Sent: the body (which may hold a token) is erased.
   Status MarkMailSent(int64_t id, int64_t now_us);
   Status MarkMailFailed(int64_t id, const std::string& error, int64_t retry_at_us);
 
   // --- audit ---
+  // One audit entry for what a caller did outside this class (login failures,
+  // denials); `details` become changes with no old value.
   Status Audit(const events::Origin& ctx, const std::string& type, const std::string& subject_kind,
                const std::string& subject_id, const boost::json::object& details);
 
  private:
+  // What an audited write did, named once the change is made.
+  struct Audited {
+    std::string type;
+    std::string subject_kind;
+    std::string subject_id;
+    std::vector<events::Change> changes;
+  };
+  // The write protocol of every audited change (as SqliteTenantStore's
+  // WriteEvent is for records): in one write transaction `change` runs and
+  // names its audit entry, the entry is appended, and the transaction commits
+  // only if both succeed; on any failure nothing is written.
+  Status AuditedWrite(const events::Origin& ctx,
+                      const std::function<Result<Audited>(storage::Database&)>& change);
+
   // Setup and reset: takes the single-use token of `purpose`, sets the hash.
   Result<User> SetPasswordWithToken(const events::Origin& ctx, const std::string& token,
                                     std::string_view purpose, const std::string& password_hash);

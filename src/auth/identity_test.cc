@@ -44,7 +44,7 @@ class IdentityTest : public storage::testing::TempDirTest {
   User Active(const std::string& email, std::vector<std::string> roles) {
     auto inv = id_->InviteUser(Ctx(kT0), email, roles);
     EXPECT_OK(inv) << inv.status().ToString();
-    auto u = id_->CompleteSetup(Ctx(kT0), inv->second, "h");
+    auto u = id_->CompleteSetup(Ctx(kT0), inv->setup_token, "h");
     EXPECT_OK(u) << u.status().ToString();
     return *u;
   }
@@ -58,30 +58,30 @@ class IdentityTest : public storage::testing::TempDirTest {
 TEST_F(IdentityTest, SetupTokenIsSingleUseAndExpires) {
   auto inv = id_->InviteUser(Ctx(kT0), "Ann@Example.com", {"owner"});
   ASSERT_OK(inv);
-  EXPECT_EQ(inv->first.email, "ann@example.com");
-  EXPECT_EQ(inv->first.status, "invited");
+  EXPECT_EQ(inv->user.email, "ann@example.com");
+  EXPECT_EQ(inv->user.status, "invited");
   EXPECT_EQ(id_->InviteUser(Ctx(kT0), "ann@example.com", {}).status().code(),
             StatusCode::kAlreadyExists);
   EXPECT_EQ(id_->InviteUser(Ctx(kT0), "bob@example.com", {"nope"}).status().code(),
             StatusCode::kInvalidArgument);
   EXPECT_EQ(id_->InviteUser(Ctx(kT0), "not-an-email", {}).status().code(),
             StatusCode::kInvalidArgument);
-  auto u = id_->CompleteSetup(Ctx(kT0 + 1), inv->second, "hash1");
+  auto u = id_->CompleteSetup(Ctx(kT0 + 1), inv->setup_token, "hash1");
   ASSERT_OK(u);
   EXPECT_EQ(u->status, "active");
-  EXPECT_EQ(id_->CompleteSetup(Ctx(kT0 + 2), inv->second, "hash2").status().code(),
+  EXPECT_EQ(id_->CompleteSetup(Ctx(kT0 + 2), inv->setup_token, "hash2").status().code(),
             StatusCode::kUnauthenticated);
-  EXPECT_EQ(id_->FindLogin("ANN@example.com")->second, "hash1");
+  EXPECT_EQ(id_->FindLogin("ANN@example.com")->password_hash, "hash1");
   auto late = id_->InviteUser(Ctx(kT0), "late@example.com", {});
-  EXPECT_EQ(id_->CompleteSetup(Ctx(kT0 + 73LL * 60 * kMin), late->second, "h").status().code(),
+  EXPECT_EQ(id_->CompleteSetup(Ctx(kT0 + 73LL * 60 * kMin), late->setup_token, "h").status().code(),
             StatusCode::kUnauthenticated);
   // The token is not in the database file in clear.
-  EXPECT_EQ(storage::testing::FilesContaining(dir_, late->second), "");
+  EXPECT_EQ(storage::testing::FilesContaining(dir_, late->setup_token), "");
 }
 
 TEST_F(IdentityTest, SessionsTimeOutAndAreRevoked) {
   User ann = Active("ann@example.com", {"viewer"});
-  auto s = id_->CreateSession(Ctx(kT0), ann.id, false, "test agent");
+  auto s = id_->CreateSession(Ctx(kT0), ann.id, MfaPassed::kNo, "test agent");
   ASSERT_OK(s);
   EXPECT_EQ(s->token.size(), 43u);
   EXPECT_NE(s->token, s->csrf_token);
@@ -93,15 +93,15 @@ TEST_F(IdentityTest, SessionsTimeOutAndAreRevoked) {
   EXPECT_OK(id_->AuthenticateSession(s->token, kT0 + 58 * kMin));
   EXPECT_STATUS(StatusCode::kUnauthenticated, id_->AuthenticateSession(s->token, kT0 + 89 * kMin));
   // Absolute limit, however active.
-  auto s2 = id_->CreateSession(Ctx(kT0), ann.id, false, "");
+  auto s2 = id_->CreateSession(Ctx(kT0), ann.id, MfaPassed::kNo, "");
   for (int64_t t = kT0; t < kT0 + 12 * 60 * kMin; t += 20 * kMin) {
     ASSERT_OK(id_->AuthenticateSession(s2->token, t)) << (t - kT0) / kMin;
   }
   EXPECT_STATUS(StatusCode::kUnauthenticated,
                 id_->AuthenticateSession(s2->token, kT0 + 12 * 60 * kMin));
   // Revocation, and a password change ends every session.
-  auto s3 = id_->CreateSession(Ctx(kT0), ann.id, false, "");
-  auto s4 = id_->CreateSession(Ctx(kT0), ann.id, false, "");
+  auto s3 = id_->CreateSession(Ctx(kT0), ann.id, MfaPassed::kNo, "");
+  auto s4 = id_->CreateSession(Ctx(kT0), ann.id, MfaPassed::kNo, "");
   ASSERT_OK(id_->RevokeSession(Ctx(kT0), ann.id, s3->session.id));
   EXPECT_STATUS(StatusCode::kUnauthenticated, id_->AuthenticateSession(s3->token, kT0 + 1));
   EXPECT_OK(id_->AuthenticateSession(s4->token, kT0 + 1));
@@ -114,22 +114,22 @@ TEST_F(IdentityTest, SessionsTimeOutAndAreRevoked) {
 TEST_F(IdentityTest, DisablingEndsSessionsAndTheLastOwnerStays) {
   User owner = Active("owner@example.com", {"owner"});
   User ed = Active("ed@example.com", {"editor"});
-  auto s = id_->CreateSession(Ctx(kT0), ed.id, false, "");
-  ASSERT_OK(id_->SetUserDisabled(Ctx(kT0), ed.id, true, false));
+  auto s = id_->CreateSession(Ctx(kT0), ed.id, MfaPassed::kNo, "");
+  ASSERT_OK(id_->SetAccountState(Ctx(kT0), ed.id, Account::kDisabled, Caller::kNotOwner));
   EXPECT_STATUS(StatusCode::kUnauthenticated, id_->AuthenticateSession(s->token, kT0 + 1));
   EXPECT_EQ(id_->GetUser(ed.id)->status, "disabled");
   // The last owner can be neither demoted nor disabled.
-  EXPECT_EQ(id_->SetUserRoles(Ctx(kT0), owner.id, {"admin"}, true).code(),
+  EXPECT_EQ(id_->SetUserRoles(Ctx(kT0), owner.id, {"admin"}, Caller::kOwner).code(),
             StatusCode::kFailedPrecondition);
-  EXPECT_EQ(id_->SetUserDisabled(Ctx(kT0), owner.id, true, true).code(),
+  EXPECT_EQ(id_->SetAccountState(Ctx(kT0), owner.id, Account::kDisabled, Caller::kOwner).code(),
             StatusCode::kFailedPrecondition);
   EXPECT_EQ(id_->GetUser(owner.id)->roles, std::vector<std::string>{"owner"});
   // Only an owner grants the owner role.
-  EXPECT_EQ(id_->SetUserRoles(Ctx(kT0), ed.id, {"owner"}, false).code(),
+  EXPECT_EQ(id_->SetUserRoles(Ctx(kT0), ed.id, {"owner"}, Caller::kNotOwner).code(),
             StatusCode::kPermissionDenied);
-  ASSERT_OK(id_->SetUserRoles(Ctx(kT0), ed.id, {"owner"}, true));
-  ASSERT_OK(id_->SetUserDisabled(Ctx(kT0), ed.id, false, true));
-  EXPECT_OK(id_->SetUserRoles(Ctx(kT0), owner.id, {"admin"}, true));
+  ASSERT_OK(id_->SetUserRoles(Ctx(kT0), ed.id, {"owner"}, Caller::kOwner));
+  ASSERT_OK(id_->SetAccountState(Ctx(kT0), ed.id, Account::kEnabled, Caller::kOwner));
+  EXPECT_OK(id_->SetUserRoles(Ctx(kT0), owner.id, {"admin"}, Caller::kOwner));
 }
 
 TEST_F(IdentityTest, TotpEnrolmentCodesOnceAndRecoveryCodesOnce) {
@@ -166,7 +166,7 @@ TEST_F(IdentityTest, TotpEnrolmentCodesOnceAndRecoveryCodesOnce) {
 
 TEST_F(IdentityTest, ResetIsSingleUseShortLivedAndEndsSessions) {
   User ann = Active("ann@example.com", {"viewer"});
-  auto s = id_->CreateSession(Ctx(kT0), ann.id, false, "");
+  auto s = id_->CreateSession(Ctx(kT0), ann.id, MfaPassed::kNo, "");
   std::string token;
   auto compose = [&](const std::string& t) {
     token = t;
@@ -186,7 +186,7 @@ TEST_F(IdentityTest, ResetIsSingleUseShortLivedAndEndsSessions) {
   ASSERT_OK(id_->RequestReset(Ctx(kT0), "ann@example.com", compose));
   auto u = id_->ConfirmReset(Ctx(kT0 + kMin), token, "new-hash");
   ASSERT_OK(u);
-  EXPECT_EQ(id_->FindLogin("ann@example.com")->second, "new-hash");
+  EXPECT_EQ(id_->FindLogin("ann@example.com")->password_hash, "new-hash");
   EXPECT_STATUS(StatusCode::kUnauthenticated, id_->ConfirmReset(Ctx(kT0 + kMin), token, "again"));
   EXPECT_STATUS(StatusCode::kUnauthenticated, id_->AuthenticateSession(s->token, kT0 + kMin));
   // Sending erases the body that held the token.
@@ -216,7 +216,7 @@ TEST_F(IdentityTest, TenantRolesAreValidatedAndGuarded) {
   ASSERT_EQ(roles->size(), 1u);
   EXPECT_EQ((*roles)[0].permissions, support.permissions);
   EXPECT_EQ(id_->ListRoles()->size(), rbac::BuiltInRoles().size() + 1);
-  ASSERT_OK(id_->SetUserRoles(Ctx(kT0), sam.id, {}, false));
+  ASSERT_OK(id_->SetUserRoles(Ctx(kT0), sam.id, {}, Caller::kNotOwner));
   EXPECT_OK(id_->DeleteRole(Ctx(kT0), "support"));
 }
 

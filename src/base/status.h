@@ -138,8 +138,10 @@ class [[nodiscard]] Result {
     }                                                                                         \
   } while (false)
 
-// Declares `lhs` from a Result's value, or returns its error:
+// Declares (or assigns) `lhs` from a Result's value, or returns its error:
 //   SILO_ASSIGN_OR_RETURN(auto user, LoadUser(db, id));
+// It expands to several statements: never the unbraced body of an if or a
+// loop.
 #define SILO_ASSIGN_OR_RETURN(lhs, expr) \
   SILO_ASSIGN_OR_RETURN_IMPL_(SILO_STATUS_CONCAT_(silo_result_, __LINE__), lhs, expr)
 #define SILO_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \

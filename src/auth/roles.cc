@@ -1,0 +1,142 @@
+// Identity, roles: the built-in ones and the tenant's own (behind identity.h).
+#include <boost/json.hpp>
+
+#include "auth/identity.h"
+#include "auth/identity_internal.h"
+
+namespace silo::auth {
+namespace json = boost::json;
+using storage::Database;
+
+namespace {
+
+Status CheckRoleSpec(const rbac::Role& role) {
+  std::vector<FieldError> errors;
+  if (role.description.size() > 500) errors.push_back({"description", "must be at most 500 bytes"});
+  if (role.permissions.size() > 200) errors.push_back({"permissions", "at most 200"});
+  for (const auto& p : role.permissions) {
+    if (!rbac::ValidPermission(p)) errors.push_back({"permissions", "unknown permission " + p});
+  }
+  if (!errors.empty()) return InvalidArgument("invalid role").WithFields(std::move(errors));
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::vector<rbac::Role>> Identity::ListRoles() {
+  std::vector<rbac::Role> out(rbac::BuiltInRoles());
+  SILO_RETURN_IF_ERROR(db_->Read([&](Database& db) -> Status {
+    SILO_ASSIGN_OR_RETURN(auto names, ColumnStrings(db, "SELECT name FROM roles ORDER BY name"));
+    for (const auto& n : names) {
+      SILO_ASSIGN_OR_RETURN(auto r, LoadRole(db, n));
+      if (r) out.push_back(std::move(*r));
+    }
+    return Status::Ok();
+  }));
+  return out;
+}
+
+Result<rbac::Role> Identity::GetRole(const std::string& name) {
+  std::optional<rbac::Role> out;
+  SILO_RETURN_IF_ERROR(db_->Read([&](Database& db) -> Status {
+    SILO_ASSIGN_OR_RETURN(out, LoadRole(db, name));
+    return out ? Status::Ok() : NotFound("no such role");
+  }));
+  return std::move(*out);
+}
+
+Result<std::vector<rbac::Role>> Identity::RolesOf(const User& user) {
+  std::vector<rbac::Role> out;
+  SILO_RETURN_IF_ERROR(db_->Read([&](Database& db) -> Status {
+    for (const auto& name : user.roles) {
+      SILO_ASSIGN_OR_RETURN(auto r, LoadRole(db, name));
+      if (r) out.push_back(std::move(*r));  // a deleted role grants nothing
+    }
+    return Status::Ok();
+  }));
+  return out;
+}
+
+Result<rbac::Role> Identity::CreateRole(const events::Origin& ctx, const rbac::Role& role) {
+  if (!rbac::ValidRoleName(role.name)) {
+    return InvalidArgument("invalid role")
+        .WithFields({{"name", "must match [a-z][a-z0-9_]{0,39} and not be a built-in role"}});
+  }
+  SILO_RETURN_IF_ERROR(CheckRoleSpec(role));
+  SILO_RETURN_IF_ERROR(AuditedWrite(ctx, [&](Database& db) -> Result<Audited> {
+    SILO_ASSIGN_OR_RETURN(auto existing, LoadRole(db, role.name));
+    if (existing) return AlreadyExists("a role with this name exists");
+    SILO_RETURN_IF_ERROR(ExecBound(db,
+                                   "INSERT INTO roles (name, description, permissions, require_mfa,"
+                                   " created_at_us, updated_at_us) VALUES (?, ?, ?, ?, ?, ?)",
+                                   [&](storage::Statement& st) {
+                                     st.Bind(1, role.name)
+                                         .Bind(2, role.description)
+                                         .Bind(3, JsonText(ToArray(role.permissions)))
+                                         .Bind(4, int64_t{role.require_mfa})
+                                         .Bind(5, ctx.now_us)
+                                         .Bind(6, ctx.now_us);
+                                   }));
+    return Audited{
+        "role.created",
+        "role",
+        role.name,
+        {Set("permissions", ToArray(role.permissions)), Set("require_mfa", role.require_mfa)}};
+  }));
+  rbac::Role out = role;
+  out.built_in = false;
+  return out;
+}
+
+Result<rbac::Role> Identity::UpdateRole(const events::Origin& ctx, const rbac::Role& role) {
+  if (rbac::FindBuiltIn(role.name) != nullptr) {
+    return FailedPrecondition("built-in roles cannot be changed");
+  }
+  SILO_RETURN_IF_ERROR(CheckRoleSpec(role));
+  SILO_RETURN_IF_ERROR(AuditedWrite(ctx, [&](Database& db) -> Result<Audited> {
+    SILO_ASSIGN_OR_RETURN(auto before, LoadRole(db, role.name));
+    if (!before) return NotFound("no such role");
+    SILO_RETURN_IF_ERROR(
+        ExecBound(db,
+                  "UPDATE roles SET description = ?, permissions = ?, require_mfa = ?,"
+                  " updated_at_us = ? WHERE name = ?",
+                  [&](storage::Statement& st) {
+                    st.Bind(1, role.description)
+                        .Bind(2, JsonText(ToArray(role.permissions)))
+                        .Bind(3, int64_t{role.require_mfa})
+                        .Bind(4, ctx.now_us)
+                        .Bind(5, role.name);
+                  }));
+    // Holders sign in again under the new definition.
+    SILO_RETURN_IF_ERROR(ExecBound(db,
+                                   "DELETE FROM sessions WHERE user_id IN"
+                                   " (SELECT user_id FROM user_roles WHERE role = ?)",
+                                   [&](storage::Statement& st) { st.Bind(1, role.name); }));
+    return Audited{"role.updated",
+                   "role",
+                   role.name,
+                   {{"permissions", JsonText(ToArray(before->permissions)),
+                     JsonText(ToArray(role.permissions)), false},
+                    {"require_mfa", JsonText(json::value(before->require_mfa)),
+                     JsonText(json::value(role.require_mfa)), false}}};
+  }));
+  return role;
+}
+
+Status Identity::DeleteRole(const events::Origin& ctx, const std::string& name) {
+  if (rbac::FindBuiltIn(name) != nullptr) {
+    return FailedPrecondition("built-in roles cannot be deleted");
+  }
+  return AuditedWrite(ctx, [&](Database& db) -> Result<Audited> {
+    SILO_ASSIGN_OR_RETURN(
+        auto holders,
+        ColumnStrings(db, "SELECT user_id FROM user_roles WHERE role = ? LIMIT 1", &name));
+    if (!holders.empty()) return FailedPrecondition("users still hold this role");
+    SILO_RETURN_IF_ERROR(ExecBound(db, "DELETE FROM roles WHERE name = ?",
+                                   [&](storage::Statement& st) { st.Bind(1, name); }));
+    if (db.Changes() == 0) return NotFound("no such role");
+    return Audited{"role.deleted", "role", name, {}};
+  });
+}
+
+}  // namespace silo::auth

@@ -1,0 +1,155 @@
+// Identity, sessions: cookie sessions with idle and absolute timeouts
+// (behind identity.h).
+#include <boost/json.hpp>
+
+#include "auth/identity.h"
+#include "auth/identity_internal.h"
+#include "crypto/crypto.h"
+
+namespace silo::auth {
+namespace json = boost::json;
+using storage::Database;
+
+namespace {
+
+// A session's idle clock is written at most this often (one write a minute,
+// not one a request).
+constexpr int64_t kIdleRefreshUs = 60'000'000;
+constexpr size_t kMaxUserAgent = 200;
+
+}  // namespace
+
+Result<int64_t> EndSessionsAndOneTimeTokens(Database& db) {
+  if (!db.InTransaction()) return FailedPrecondition("ending sessions needs a transaction");
+  SILO_ASSIGN_OR_RETURN(
+      auto tables, ColumnStrings(db,
+                                 "SELECT name FROM sqlite_schema WHERE type = 'table' AND name IN"
+                                 " ('sessions', 'one_time_tokens') ORDER BY name"));
+  int64_t ended = 0;
+  for (const std::string& table : tables) {  // only these two names, from the query
+    SILO_RETURN_IF_ERROR(db.Exec("DELETE FROM " + table));
+    if (table == "sessions") ended = db.Changes();
+  }
+  return ended;
+}
+
+Result<IssuedSession> Identity::CreateSession(const events::Origin& ctx, const std::string& user_id,
+                                              MfaPassed mfa, const std::string& user_agent) {
+  IssuedSession out;
+  out.token = crypto::RandomToken(32);
+  out.csrf_token = crypto::RandomToken(32);
+  Session& s = out.session;
+  s.id = crypto::RandomId(16);
+  s.user_id = user_id;
+  s.mfa_passed = mfa == MfaPassed::kYes;
+  s.created_at_us = s.last_seen_us = ctx.now_us;
+  s.expires_at_us = ctx.now_us + timeouts_.session_absolute_us;
+  s.client = ctx.client;
+  s.user_agent = user_agent.substr(0, kMaxUserAgent);
+  SILO_RETURN_IF_ERROR(AuditedWrite(ctx, [&](Database& db) -> Result<Audited> {
+    SILO_RETURN_IF_ERROR(
+        ExecBound(db,
+                  "INSERT INTO sessions (id, hash, csrf_hash, user_id, mfa_passed,"
+                  " created_at_us, last_seen_us, expires_at_us, client, user_agent)"
+                  " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  [&](storage::Statement& q) {
+                    q.Bind(1, s.id)
+                        .Bind(2, crypto::Sha256Hex(out.token))
+                        .Bind(3, crypto::Sha256Hex(out.csrf_token))
+                        .Bind(4, user_id)
+                        .Bind(5, int64_t{s.mfa_passed})
+                        .Bind(6, s.created_at_us)
+                        .Bind(7, s.last_seen_us)
+                        .Bind(8, s.expires_at_us)
+                        .Bind(9, s.client)
+                        .Bind(10, s.user_agent);
+                  }));
+    // Expired sessions of this user are swept as new ones are made.
+    SILO_RETURN_IF_ERROR(
+        ExecBound(db, "DELETE FROM sessions WHERE user_id = ? AND expires_at_us <= ?",
+                  [&](storage::Statement& q) { q.Bind(1, user_id).Bind(2, ctx.now_us); }));
+    return Audited{"session.created",
+                   "session",
+                   s.id,
+                   {Set("user", json::string(user_id)), Set("mfa", s.mfa_passed)}};
+  }));
+  return out;
+}
+
+Result<SessionAuth> Identity::AuthenticateSession(const std::string& token, int64_t now_us) {
+  auto refused = [] { return Unauthenticated("invalid or expired session"); };
+  if (token.size() != 43) return refused();
+  std::optional<SessionAuth> out;
+  SILO_RETURN_IF_ERROR(db_->Read([&](Database& db) -> Status {
+    auto st = db.Prepare(
+        "SELECT id, user_id, mfa_passed, created_at_us, last_seen_us, expires_at_us, client,"
+        " user_agent, csrf_hash FROM sessions WHERE hash = ?");
+    if (!st.ok()) return st.status();
+    st->Bind(1, crypto::Sha256Hex(token));
+    SILO_ASSIGN_OR_RETURN(bool found, st->Step());
+    if (!found) return refused();
+    SessionAuth a;
+    a.session = {st->ColumnText(0), st->ColumnText(1), st->ColumnInt(2) != 0, st->ColumnInt(3),
+                 st->ColumnInt(4),  st->ColumnInt(5),  st->ColumnText(6),     st->ColumnText(7)};
+    a.csrf_hash = st->ColumnText(8);
+    st->Reset();
+    if (a.session.expires_at_us <= now_us ||
+        a.session.last_seen_us + timeouts_.session_idle_us <= now_us) {
+      return refused();
+    }
+    SILO_ASSIGN_OR_RETURN(auto u, LoadUser(db, "id", a.session.user_id));
+    if (!u || u->user.status != "active") return refused();
+    a.user = std::move(u->user);
+    out = std::move(a);
+    return Status::Ok();
+  }));
+  if (out->session.last_seen_us + kIdleRefreshUs <= now_us) {
+    SILO_RETURN_IF_ERROR(db_->Write([&](Database& db) {
+      return ExecBound(db, "UPDATE sessions SET last_seen_us = ? WHERE id = ?",
+                       [&](storage::Statement& q) { q.Bind(1, now_us).Bind(2, out->session.id); });
+    }));
+    out->session.last_seen_us = now_us;
+  }
+  return std::move(*out);
+}
+
+Result<std::vector<Session>> Identity::ListSessions(const std::string& user_id) {
+  std::vector<Session> out;
+  Status s = db_->Read([&](Database& db) -> Status {
+    auto st = db.Prepare(
+        "SELECT id, user_id, mfa_passed, created_at_us, last_seen_us, expires_at_us, client,"
+        " user_agent FROM sessions WHERE user_id = ? ORDER BY created_at_us, id");
+    if (!st.ok()) return st.status();
+    st->Bind(1, user_id);
+    while (true) {
+      auto row = st->Step();
+      if (!row.ok()) return row.status();
+      if (!*row) return Status::Ok();
+      out.push_back({st->ColumnText(0), st->ColumnText(1), st->ColumnInt(2) != 0, st->ColumnInt(3),
+                     st->ColumnInt(4), st->ColumnInt(5), st->ColumnText(6), st->ColumnText(7)});
+    }
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+Status Identity::RevokeSession(const events::Origin& ctx, const std::string& user_id,
+                               const std::string& session_id) {
+  return AuditedWrite(ctx, [&](Database& db) -> Result<Audited> {
+    SILO_RETURN_IF_ERROR(
+        ExecBound(db, "DELETE FROM sessions WHERE id = ? AND user_id = ?",
+                  [&](storage::Statement& q) { q.Bind(1, session_id).Bind(2, user_id); }));
+    if (db.Changes() == 0) return NotFound("no such session");
+    return Audited{"session.revoked", "session", session_id, {Set("user", json::string(user_id))}};
+  });
+}
+
+Status Identity::RevokeSessions(const events::Origin& ctx, const std::string& user_id,
+                                const std::string& keep) {
+  return AuditedWrite(ctx, [&](Database& db) -> Result<Audited> {
+    SILO_RETURN_IF_ERROR(DeleteSessions(db, user_id, keep));
+    return Audited{"session.revoked_all", "user", user_id, {Set("kept", json::string(keep))}};
+  });
+}
+
+}  // namespace silo::auth
