@@ -8,6 +8,7 @@
 #include "base/time_util.h"
 #include "crypto/crypto.h"
 #include "rbac/rbac.h"
+#include "records/list_sql.h"
 #include "records/projection.h"
 #include "records/tenant_store.h"
 #include "storage/migrator.h"
@@ -98,23 +99,6 @@ Record ToRecord(const std::string& id, proj::Version v) {
 
 Collection ToCollection(proj::StoredCollection c) {
   return Collection{std::move(c.schema), c.version, c.created_at_us, c.updated_at_us};
-}
-
-// Binds a JSON scalar the way json_extract() yields it.
-void BindJson(Statement& s, int index, const json::value& v) {
-  if (v.is_string()) {
-    s.Bind(index, std::string_view(v.as_string()));
-  } else if (v.is_int64()) {
-    s.Bind(index, v.as_int64());
-  } else if (v.is_uint64()) {
-    s.BindDouble(index, static_cast<double>(v.as_uint64()));
-  } else if (v.is_double()) {
-    s.BindDouble(index, v.as_double());
-  } else if (v.is_bool()) {
-    s.Bind(index, int64_t{v.as_bool()});
-  } else {
-    s.BindNull(index);
-  }
 }
 
 // Rejects values another record already holds in a unique field.
@@ -836,67 +820,13 @@ class SqliteTenantStore : public TenantStore {
 
   static Status List(Database& db, const std::string& collection, const ListQuery& q,
                      RecordPage* page) {
-    const bool at = q.at_us.has_value();
-    std::string sql = std::string(
-                          "SELECT id, version, data, created_at_us, created_by, updated_at_us, "
-                          "updated_by FROM ") +
-                      (at ? "record_versions" : "records") + " WHERE collection = ?1";
-    int next = 2;
-    std::vector<std::function<void(Statement&)>> binds;
-    auto param = [&](const json::value& v) {
-      int index = next++;
-      binds.push_back([index, v](Statement& s) { BindJson(s, index, v); });
-      return "?" + std::to_string(index);
-    };
-    if (at) {
-      std::string t = param(json::value(*q.at_us));
-      sql += " AND valid_from_us <= " + t + " AND valid_to_us > " + t + " AND deleted = 0";
-    }
-    for (const Filter& f : q.filters) {
-      std::string expr = proj::FieldExpr(f.field);
-      switch (f.op) {
-        case FilterOp::kEq: sql += " AND " + expr + " = " + param(f.values[0]); break;
-        case FilterOp::kNe: sql += " AND " + expr + " <> " + param(f.values[0]); break;
-        case FilterOp::kLt: sql += " AND " + expr + " < " + param(f.values[0]); break;
-        case FilterOp::kLte: sql += " AND " + expr + " <= " + param(f.values[0]); break;
-        case FilterOp::kGt: sql += " AND " + expr + " > " + param(f.values[0]); break;
-        case FilterOp::kGte: sql += " AND " + expr + " >= " + param(f.values[0]); break;
-        case FilterOp::kIn: {
-          sql += " AND " + expr + " IN (";
-          for (size_t i = 0; i < f.values.size(); ++i) sql += (i ? ", " : "") + param(f.values[i]);
-          sql += ")";
-          break;
-        }
-        case FilterOp::kPrefix: {
-          std::string p = param(f.values[0]);
-          sql += " AND substr(" + expr + ", 1, length(" + p + ")) = " + p;
-          break;
-        }
-      }
-    }
-    const char* dir = q.descending ? " DESC" : " ASC";
-    std::string sort_expr = q.sort ? proj::FieldExpr(*q.sort) : "";
-    if (q.after) {
-      std::string id = param(json::value(json::string(q.after->id)));
-      const char* beyond = q.descending ? " < " : " > ";
-      if (!q.sort) {
-        sql += " AND id" + std::string(beyond) + id;
-      } else if (q.after->sort_value.is_null()) {
-        sql += q.descending ? " AND (" + sort_expr + " IS NULL AND id < " + id + ")"
-                            : " AND ((" + sort_expr + " IS NULL AND id > " + id + ") OR " +
-                                  sort_expr + " IS NOT NULL)";
-      } else {
-        std::string v = param(q.after->sort_value);
-        sql += " AND (" + sort_expr + beyond + v + " OR (" + sort_expr + " = " + v + " AND id" +
-               beyond + id + ")" + (q.descending ? " OR " + sort_expr + " IS NULL" : "") + ")";
-      }
-    }
-    sql += " ORDER BY " + (q.sort ? sort_expr + dir + ", " : std::string()) + "id" + dir;
-    sql += " LIMIT " + std::to_string(q.limit + 1);
-    auto stmt = db.Prepare(sql);
+    const ListSql built = BuildListSql(q);
+    auto stmt = db.Prepare(built.sql);
     if (!stmt.ok()) return stmt.status();
     stmt->Bind(1, collection);
-    for (const auto& b : binds) b(*stmt);
+    for (size_t i = 0; i < built.args.size(); ++i) {
+      BindJson(*stmt, static_cast<int>(i) + 2, built.args[i]);
+    }
     while (true) {
       auto row = stmt->Step();
       if (!row.ok()) return row.status();
