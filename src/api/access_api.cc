@@ -6,6 +6,7 @@
 #include "api/auth_handlers.h"
 #include "api/handlers.h"
 #include "api/json_text.h"
+#include "auth/api_tokens.h"
 #include "auth/identity.h"
 #include "base/time_util.h"
 #include "rbac/rbac.h"
@@ -295,7 +296,7 @@ http::Response SetUserRoles(RequestContext& ctx) {
 http::Response ListApiTokens(RequestContext& ctx) {
   std::optional<std::string> owner = "user:" + ctx.session->user.id;
   if (rbac::Grants(ctx.permissions, "tokens.read") && !ctx.mfa_enrolment_pending) owner.reset();
-  auto tokens = ctx.store->ListTokens(owner);
+  auto tokens = ctx.tokens->List(owner);
   if (!tokens.ok()) return Fail(tokens.status(), ctx);
   json::array out;
   for (const auto& t : *tokens) {
@@ -314,7 +315,7 @@ http::Response CreateApiToken(Services& s, RequestContext& ctx) {
   http::Response error;
   auto body = JsonObjectBody(ctx.request, &error);
   if (!body) return error;
-  records::TokenSpec spec;
+  auth::TokenSpec spec;
   spec.owner = "user:" + ctx.session->user.id;
   spec.max_days = s.security->token_max_days;
   std::vector<FieldError> errors;
@@ -340,7 +341,7 @@ http::Response CreateApiToken(Services& s, RequestContext& ctx) {
     return Fail(PermissionDenied("a token cannot hold permissions you do not hold"), ctx);
   }
   auto issued =
-      ctx.store->CreateToken({ctx.actor, ctx.request.request_id, ctx.client, NowMicros()}, spec);
+      ctx.tokens->Create({ctx.actor, ctx.request.request_id, ctx.client, NowMicros()}, spec);
   if (!issued.ok()) return Fail(issued.status(), ctx);
   return http::Json(201, JsonText(json::object{{"id", issued->id}, {"token", issued->token}}));
 }
@@ -348,8 +349,8 @@ http::Response CreateApiToken(Services& s, RequestContext& ctx) {
 http::Response RevokeApiToken(RequestContext& ctx) {
   std::optional<std::string> owner = "user:" + ctx.session->user.id;
   if (rbac::Grants(ctx.permissions, "tokens.manage") && !ctx.mfa_enrolment_pending) owner.reset();
-  Status st = ctx.store->RevokeToken({ctx.actor, ctx.request.request_id, ctx.client, NowMicros()},
-                                     ctx.params.at("id"), owner);
+  Status st = ctx.tokens->Revoke({ctx.actor, ctx.request.request_id, ctx.client, NowMicros()},
+                                 ctx.params.at("id"), owner);
   if (!st.ok()) return Fail(st, ctx);
   return NoContent();
 }

@@ -17,6 +17,7 @@ class TenantStore;
 struct Record;
 }  // namespace silo::records
 namespace silo::auth {
+class ApiTokens;
 class Identity;
 struct SessionAuth;
 }  // namespace silo::auth
@@ -31,10 +32,11 @@ struct RequestContext {
   // the peer is a trusted proxy. What rate limits and audit entries use.
   std::string client;
   // Set on tenant routes once the caller was proven (session or token): the
-  // bound tenant's store and identity store, who the caller is, and what it
-  // may do. Public tenant routes get `store` and `identity` only.
+  // bound tenant's store, identity store and API tokens, who the caller is,
+  // and what it may do. Public tenant routes get the three stores only.
   records::TenantStore* store = nullptr;
   auth::Identity* identity = nullptr;
+  auth::ApiTokens* tokens = nullptr;
   bool authenticated = false;
   events::Actor actor = {};                    // {"user", id} or {"token", id}
   std::vector<std::string> permissions = {};   // effective (token: within its owner's)

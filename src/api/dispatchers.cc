@@ -6,6 +6,7 @@
 
 #include "api/handlers.h"
 #include "api/routes.h"
+#include "auth/api_tokens.h"
 #include "auth/identity.h"
 #include "base/log.h"
 #include "base/time_util.h"
@@ -197,8 +198,11 @@ http::Response RunTenantRoute(Services& s, const Router::Match& m, RequestContex
   if (!store.ok()) return fail(store.status());
   auto identity = s.identities->Open(ctx.tenant->id);
   if (!identity.ok()) return fail(identity.status());
+  auto tokens = s.identities->OpenTokens(ctx.tenant->id);
+  if (!tokens.ok()) return fail(tokens.status());
   ctx.store = store->get();
   ctx.identity = identity->get();
+  ctx.tokens = tokens->get();
   if (m.route->access.kind == Access::Kind::kPublic) {
     ctx.actor = {"anonymous", ctx.client};
     return RunRoute(m, ctx, label, false);
@@ -208,7 +212,7 @@ http::Response RunTenantRoute(Services& s, const Router::Match& m, RequestContex
   std::vector<rbac::Role> roles;
   auto bearer = req.Header("authorization");
   if (bearer && bearer->substr(0, 7) == "Bearer ") {
-    auto principal = (*store)->Authenticate(bearer->substr(7), now);
+    auto principal = (*tokens)->Authenticate(bearer->substr(7), now);
     if (!principal.ok()) {
       if (principal.status().code() == StatusCode::kUnauthenticated) {
         return deny(401, "invalid or expired token");

@@ -5,6 +5,8 @@
 
 #include "api/handlers.h"
 #include "api/json_text.h"
+#include "auth/api_tokens.h"
+#include "auth/identity.h"
 #include "base/log.h"
 #include "base/time_util.h"
 #include "platform/security_log.h"
@@ -71,7 +73,7 @@ http::Response IssueToken(Services& s, RequestContext& ctx) {
   auto object = ParseJsonObject(req.body, &why);
   if (!object) return http::Problem(400, why, req.request_id);
   json::value body = std::move(*object);
-  records::TokenSpec spec;
+  auth::TokenSpec spec;
   spec.max_days = s.security->token_max_days;
   std::vector<FieldError> errors;
   for (const auto& kv : body.as_object()) {
@@ -99,7 +101,9 @@ http::Response IssueToken(Services& s, RequestContext& ctx) {
   }
   auto t = Open(s, ctx.params["slug"]);
   if (!t.ok()) return ErrorResponse(t.status(), req);
-  auto issued = t->store->CreateToken(OperatorWriter(ctx), spec);
+  auto tokens = s.identities->OpenTokens(t->info.id);
+  if (!tokens.ok()) return ErrorResponse(tokens.status(), req);
+  auto issued = (*tokens)->Create(OperatorWriter(ctx), spec);
   if (!issued.ok()) return ErrorResponse(issued.status(), req);
   s.security_log->AppendOrLog({"token.issued", "operator", req.client_ip, t->info.slug},
                               req.request_id);

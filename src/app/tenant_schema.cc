@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "auth/api_tokens.h"
 #include "auth/identity.h"
 #include "records/tenant_store.h"
 
@@ -11,6 +12,7 @@ std::span<const storage::Migration> TenantSchema() {
   static const std::vector<storage::Migration>* all = [] {
     auto* v = new std::vector<storage::Migration>;
     for (const auto& m : records::TenantMigrations()) v->push_back(m);
+    for (const auto& m : auth::ApiTokenMigrations()) v->push_back(m);
     for (const auto& m : auth::IdentityMigrations()) v->push_back(m);
     return v;
   }();

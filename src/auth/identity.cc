@@ -6,6 +6,7 @@
 
 #include <boost/json.hpp>
 
+#include "auth/api_tokens.h"
 #include "auth/identity_internal.h"
 
 namespace silo::auth {
@@ -48,6 +49,11 @@ const storage::Migration kMigrations[] = {
 }  // namespace
 
 std::span<const storage::Migration> IdentityMigrations() { return kMigrations; }
+
+Result<std::unique_ptr<ApiTokens>> IdentityStores::OpenTokens(const std::string& tenant_id) {
+  SILO_ASSIGN_OR_RETURN(auto db, databases_->Acquire(tenant_id));
+  return std::make_unique<ApiTokens>(std::move(db));
+}
 
 Result<std::unique_ptr<Identity>> IdentityStores::Open(const std::string& tenant_id) {
   auto db = databases_->Acquire(tenant_id);

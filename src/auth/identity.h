@@ -40,6 +40,8 @@
 
 namespace silo::auth {
 
+class ApiTokens;
+
 // The identity tables, numbered from `first_version` (they follow the
 // records module's migrations in the tenant schema).
 std::span<const storage::Migration> IdentityMigrations();
@@ -307,6 +309,8 @@ class IdentityStores {
         secret_key_fn_(std::move(secret_key_fn)),
         timeouts_(timeouts) {}
   Result<std::unique_ptr<Identity>> Open(const std::string& tenant_id);
+  // The tenant's API tokens (api_tokens.h), over the same database.
+  Result<std::unique_ptr<ApiTokens>> OpenTokens(const std::string& tenant_id);
   const Timeouts& timeouts() const { return timeouts_; }
 
  private:

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "auth/api_tokens.h"
 #include "auth/totp.h"
 #include "base/status_matchers.h"
 #include "crypto/crypto.h"
@@ -17,6 +18,7 @@ constexpr int64_t kMin = 60'000'000;
 std::vector<storage::Migration> AllMigrations() {
   std::vector<storage::Migration> all;
   for (const auto& m : records::TenantMigrations()) all.push_back(m);
+  for (const auto& m : ApiTokenMigrations()) all.push_back(m);
   for (const auto& m : IdentityMigrations()) all.push_back(m);
   return all;
 }

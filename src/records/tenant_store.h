@@ -113,53 +113,13 @@ struct RebuildReport {
   bool equal() const { return checksum_before == checksum_after; }
 };
 
-// An API token's holder, as proven by the token.
-struct Principal {
-  std::string token_id;
-  std::vector<std::string> permissions;
-  std::string owner;  // "operator" or "user:<id>"
-};
-
-struct TokenSpec {
-  std::string name;
-  std::vector<std::string> permissions;  // each valid per ValidPermission()
-  int64_t expires_at_us = 0;
-  std::string owner = "operator";  // or "user:<id>"
-  int max_days = 0;  // expires_at_us at most this many days ahead (SILO_TOKEN_MAX_DAYS); 0: any
-};
-
-// A token as listed (never its secret).
-struct TokenInfo {
-  std::string id;
-  std::string name;
-  std::vector<std::string> permissions;
-  int64_t created_at_us = 0;
-  int64_t expires_at_us = 0;
-  std::string owner;
-};
-
-struct IssuedToken {
-  std::string id;
-  std::string token;  // "silo_" + 43 characters; shown once, stored hashed
-};
-
-// One tenant's storage, for the duration of a request.
+// One tenant's storage, for the duration of a request. Not thread-safe: one
+// per request (the database serialises writes across them). API tokens are
+// auth's (auth/api_tokens.h), though they live in the same database.
 class TenantStore {
  public:
   virtual ~TenantStore() = default;
   virtual Result<TenantStoreInfo> Info() = 0;
-
-  // Issues an API token (an event and an audit entry; the secret in
-  // neither). InvalidArgument for an unknown permission or a past expiry.
-  virtual Result<IssuedToken> CreateToken(const events::Origin& ctx, const TokenSpec& spec) = 0;
-  // Unauthenticated for an unknown, expired or malformed token.
-  virtual Result<Principal> Authenticate(std::string_view token, int64_t now_us) = 0;
-  // Tokens of one owner (every token when nullopt), oldest first.
-  virtual Result<std::vector<TokenInfo>> ListTokens(std::optional<std::string> owner) = 0;
-  // Deletes a token (an event); NotFound when it does not exist or, with
-  // `owner`, belongs to someone else.
-  virtual Status RevokeToken(const events::Origin& ctx, const std::string& id,
-                             std::optional<std::string> owner) = 0;
 
   virtual Result<std::vector<Collection>> ListCollections() = 0;
   virtual Result<Collection> GetCollection(const std::string& name) = 0;
@@ -236,8 +196,9 @@ struct SqliteStoresOptions {
       true;  // false: synchronous=NORMAL (WAL; a power cut may lose the last commits)
 };
 
-// The records module's migrations of the tenant schema (1..5). Other modules
-// that keep tables in the tenant database append theirs after these.
+// The records module's migrations of the tenant schema (1..3). Other modules
+// that keep tables in the tenant database append theirs after these (auth:
+// API tokens 4-5, identity 6).
 std::span<const storage::Migration> TenantMigrations();
 
 // Over databases opened by the caller (with TenantMigrations() first in

@@ -8,7 +8,6 @@
 
 #include "base/status_matchers.h"
 #include "crypto/crypto.h"
-#include "rbac/rbac.h"
 #include "storage/test_util.h"
 
 namespace silo::records {
@@ -65,65 +64,6 @@ TEST_F(TenantStoreTest, InfoReportsTheSchemaVersion) {
   ASSERT_OK(info);
   EXPECT_EQ(info->schema_version, static_cast<int>(TenantMigrations().size()));
   EXPECT_EQ(info->created_at.size(), 20u);
-}
-
-TEST_F(TenantStoreTest, TokensAuthenticateUntilTheyExpireAndOnlyInTheirTenant) {
-  TokenSpec spec{"ci", {"records.*.read", "events.read"}, kT0 + 1000};
-  auto issued = a_->CreateToken(Ctx(kT0), spec);
-  ASSERT_OK(issued) << issued.status().ToString();
-  auto p = a_->Authenticate(issued->token, kT0 + 999);
-  ASSERT_OK(p);
-  EXPECT_EQ(p->token_id, issued->id);
-  EXPECT_TRUE(rbac::Grants(p->permissions, "records.tickets.read"));
-  EXPECT_FALSE(rbac::Grants(p->permissions, "records.tickets.update"));
-  EXPECT_FALSE(rbac::Grants(p->permissions, "collections.manage"));
-  auto code = [](const Result<Principal>& r) { return r.status().code(); };
-  EXPECT_EQ(code(a_->Authenticate(issued->token, kT0 + 1000)), StatusCode::kUnauthenticated);
-  EXPECT_EQ(code(b_->Authenticate(issued->token, kT0)), StatusCode::kUnauthenticated);
-  std::string forged = issued->token;
-  forged.back() = forged.back() == 'A' ? 'B' : 'A';
-  EXPECT_EQ(code(a_->Authenticate(forged, kT0)), StatusCode::kUnauthenticated);
-  EXPECT_EQ(code(a_->Authenticate("silo_", kT0)), StatusCode::kUnauthenticated);
-
-  // Refused specs write nothing.
-  EXPECT_STATUS(StatusCode::kInvalidArgument,
-                a_->CreateToken(Ctx(kT0), {"x", {"records.tickets.drop"}, kT0 + 10}));
-  EXPECT_STATUS(StatusCode::kInvalidArgument,
-                a_->CreateToken(Ctx(kT0), {"x", {"events.read"}, kT0}));
-  EXPECT_STATUS(StatusCode::kInvalidArgument,
-                a_->CreateToken(Ctx(kT0), {"", {"events.read"}, kT0 + 10}));
-  auto evs = a_->Events(0, 100);
-  ASSERT_EQ(evs->size(), 1u);
-  EXPECT_EQ((*evs)[0].type, "token.created");
-  EXPECT_EQ((*evs)[0].body->find(issued->token.substr(5)), std::string::npos);
-  EXPECT_NE((*evs)[0].body->find(R"({"field":"secret","changed":true})"), std::string::npos);
-  auto audit = a_->QueryAudit({});
-  ASSERT_EQ(audit->size(), 1u);
-  EXPECT_EQ((*audit)[0].subject_kind, "token");
-  EXPECT_EQ((*audit)[0].subject_id, issued->id);
-  EXPECT_EQ(storage::testing::FilesContaining(dir_, issued->token.substr(5)), "");
-}
-
-TEST_F(TenantStoreTest, TokensAreListedByOwnerAndRevokedOnlyByTheirOwner) {
-  records::TokenSpec mine{"mine", {"records.*.read"}, kT0 + 3'600'000'000LL, "user:u1"};
-  records::TokenSpec theirs{"theirs", {"records.*.read"}, kT0 + 3'600'000'000LL, "user:u2"};
-  auto a = a_->CreateToken(Ctx(kT0), mine);
-  auto b = a_->CreateToken(Ctx(kT0), theirs);
-  ASSERT_OK(a);
-  ASSERT_OK(b);
-  auto listed = a_->ListTokens(std::string("user:u1"));
-  ASSERT_OK(listed);
-  ASSERT_EQ(listed->size(), 1u);
-  EXPECT_EQ((*listed)[0].id, a->id);
-  EXPECT_EQ((*listed)[0].owner, "user:u1");
-  EXPECT_EQ(a_->ListTokens(std::nullopt)->size(), 2u);
-  // u1 cannot revoke u2's token; the token still works.
-  EXPECT_EQ(a_->RevokeToken(Ctx(kT0 + 1), b->id, std::string("user:u1")).code(),
-            StatusCode::kNotFound);
-  EXPECT_OK(a_->Authenticate(b->token, kT0 + 2));
-  ASSERT_OK(a_->RevokeToken(Ctx(kT0 + 1), a->id, std::string("user:u1")));
-  EXPECT_EQ(a_->Authenticate(a->token, kT0 + 2).status().code(), StatusCode::kUnauthenticated);
-  EXPECT_EQ(a_->Authenticate(b->token, kT0 + 2)->owner, "user:u2");
 }
 
 TEST_F(TenantStoreTest, RecordLifecycleWithHistoryAndTimeTravel) {

@@ -43,14 +43,16 @@ Status Migrate(Database& db, std::span<const Migration> migrations) {
   int known = static_cast<int>(migrations.size());
   for (const auto& [version, checksum] : *applied) {
     if (version > known) {
-      return FailedPrecondition("database " + db.path() + " was written by a newer silo (schema " +
+      return FailedPrecondition("the database was written by a newer silo (schema " +
                                 std::to_string(applied->rbegin()->first) + ", this build knows " +
-                                std::to_string(known) + ")");
+                                std::to_string(known) + ")")
+          .WithCause(db.path());
     }
     if (checksum != Checksum(migrations[version - 1])) {
       return DataLoss("migration " + std::to_string(version) + " (" +
                       std::string(migrations[version - 1].name) +
-                      ") differs from the one applied to " + db.path());
+                      ") differs from the one applied to the database")
+          .WithCause(db.path());
     }
   }
   for (const Migration& m : migrations) {

@@ -1,0 +1,264 @@
+// The SQLite tenant store: records, their history and listings (see
+// sqlite_tenant_store_internal.h).
+#include <boost/json.hpp>
+
+#include "base/time_util.h"
+#include "records/list_sql.h"
+#include "records/sqlite_tenant_store_internal.h"
+
+namespace silo::records {
+namespace json = boost::json;
+using storage::Database;
+using storage::Statement;
+namespace proj = projection;
+
+Result<Record> SqliteTenantStore::CreateRecord(const events::Origin& ctx,
+                                               const std::string& collection,
+                                               const json::object& input) {
+  std::string id;
+  std::optional<Record> out;
+  Status s = WriteEvent(
+      ctx,
+      [&](Database& db, events::Event& e) -> Status {
+        auto c = proj::LoadCollection(db, collection);
+        if (!c.ok()) return c.status();
+        json::object data = input;
+        if (const json::value* given = data.if_contains("id")) {
+          if (!given->is_string() || !ValidRecordId(given->as_string())) {
+            return InvalidArgument("invalid record")
+                .WithFields({{"id", "must match [A-Za-z0-9_-]{1,64}"}});
+          }
+          id = given->as_string();
+          data.erase("id");
+        } else {
+          id = NewRecordId(ctx.now_us);
+        }
+        auto valid = ValidateRecord(c->schema, data);
+        if (!valid.ok()) return valid.status();
+        auto existing = proj::LoadLatest(db, collection, id);
+        if (!existing.ok()) return existing.status();
+        if (*existing) return AlreadyExists("a record with this id exists or existed");
+        if (Status u = CheckUnique(db, c->schema, collection, id, *valid); !u.ok()) return u;
+        e.type = "record.created";
+        e.subject_kind = proj::kRecordSubject;
+        e.subject_id = collection + "/" + id;
+        e.changes = Diff(c->schema, {}, *valid);
+        return Status::Ok();
+      },
+      [&](Database& db) { return LoadCurrent(db, collection, id, &out); });
+  if (!s.ok()) return s;
+  return std::move(*out);
+}
+
+Result<Record> SqliteTenantStore::GetRecord(const std::string& collection, const std::string& id,
+                                            std::optional<int64_t> at_us) {
+  std::optional<Record> out;
+  Status s = db_->Read([&](Database& db) -> Status {
+    if (auto c = proj::LoadCollection(db, collection); !c.ok()) return c.status();
+    auto v =
+        at_us ? proj::LoadAt(db, collection, id, *at_us) : proj::LoadLatest(db, collection, id);
+    if (!v.ok()) return v.status();
+    if (!*v || (*v)->deleted)
+      return NotFound(at_us ? "no such record at that time" : "no such record");
+    out = ToRecord(id, std::move(**v));
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return std::move(*out);
+}
+
+Result<Record> SqliteTenantStore::UpdateRecord(const events::Origin& ctx,
+                                               const std::string& collection, const std::string& id,
+                                               const json::object& patch,
+                                               std::optional<int64_t> if_version) {
+  std::optional<Record> out;
+  Status s = WriteEvent(
+      ctx,
+      [&](Database& db, events::Event& e) -> Status {
+        auto c = proj::LoadCollection(db, collection);
+        if (!c.ok()) return c.status();
+        auto latest = proj::LoadLatest(db, collection, id);
+        if (!latest.ok()) return latest.status();
+        if (!*latest || (*latest)->deleted) return NotFound("no such record");
+        if (Status v = CheckVersion((*latest)->version, if_version); !v.ok()) return v;
+        json::object merged = (*latest)->data;
+        for (const auto& kv : patch) {
+          if (kv.key() == "id") {
+            return InvalidArgument("invalid record").WithFields({{"id", "cannot be changed"}});
+          }
+          if (kv.value().is_null()) {
+            merged.erase(kv.key());
+          } else {
+            merged[kv.key()] = kv.value();
+          }
+        }
+        auto valid = ValidateRecord(c->schema, merged);
+        if (!valid.ok()) return valid.status();
+        if (Status u = CheckUnique(db, c->schema, collection, id, *valid); !u.ok()) return u;
+        e.changes = Diff(c->schema, (*latest)->data, *valid);
+        if (e.changes.empty()) return Status::Ok();  // nothing changed: no event
+        e.type = "record.updated";
+        e.subject_kind = proj::kRecordSubject;
+        e.subject_id = collection + "/" + id;
+        return Status::Ok();
+      },
+      [&](Database& db) { return LoadCurrent(db, collection, id, &out); });
+  if (!s.ok()) return s;
+  return std::move(*out);
+}
+
+Status SqliteTenantStore::DeleteRecord(const events::Origin& ctx, const std::string& collection,
+                                       const std::string& id, std::optional<int64_t> if_version) {
+  return WriteEvent(
+      ctx,
+      [&](Database& db, events::Event& e) -> Status {
+        auto c = proj::LoadCollection(db, collection);
+        if (!c.ok()) return c.status();
+        auto latest = proj::LoadLatest(db, collection, id);
+        if (!latest.ok()) return latest.status();
+        if (!*latest || (*latest)->deleted) return NotFound("no such record");
+        if (Status v = CheckVersion((*latest)->version, if_version); !v.ok()) return v;
+        e.type = "record.deleted";
+        e.subject_kind = proj::kRecordSubject;
+        e.subject_id = collection + "/" + id;
+        e.changes = Diff(c->schema, (*latest)->data, {});
+        return Status::Ok();
+      },
+      nullptr);
+}
+
+Result<Record> SqliteTenantStore::RevertRecord(const events::Origin& ctx,
+                                               const std::string& collection, const std::string& id,
+                                               const RevertTarget& target,
+                                               std::optional<int64_t> if_version) {
+  std::optional<Record> out;
+  Status s = WriteEvent(
+      ctx,
+      [&](Database& db, events::Event& e) -> Status {
+        auto c = proj::LoadCollection(db, collection);
+        if (!c.ok()) return c.status();
+        auto latest = proj::LoadLatest(db, collection, id);
+        if (!latest.ok()) return latest.status();
+        if (!*latest) return NotFound("no such record");
+        if (Status v = CheckVersion((*latest)->version, if_version); !v.ok()) return v;
+        auto old = target.version ? proj::LoadVersion(db, collection, id, *target.version)
+                                  : proj::LoadAt(db, collection, id, *target.at_us);
+        if (!old.ok()) return old.status();
+        if (!*old || (*old)->deleted) {
+          return InvalidArgument(target.version ? "the record has no such version"
+                                                : "the record did not exist at that time");
+        }
+        auto valid = ValidateRecord(c->schema, (*old)->data);
+        if (!valid.ok()) {
+          return InvalidArgument("the old state does not fit the current schema")
+              .WithFields(valid.status().fields());
+        }
+        if (Status u = CheckUnique(db, c->schema, collection, id, *valid); !u.ok()) return u;
+        json::object current = (*latest)->deleted ? json::object() : (*latest)->data;
+        e.changes = Diff(c->schema, current, *valid);
+        if (e.changes.empty() && !(*latest)->deleted) return Status::Ok();  // already so
+        e.type = "record.reverted";
+        e.subject_kind = proj::kRecordSubject;
+        e.subject_id = collection + "/" + id;
+        return Status::Ok();
+      },
+      [&](Database& db) { return LoadCurrent(db, collection, id, &out); });
+  if (!s.ok()) return s;
+  return std::move(*out);
+}
+
+Result<RecordPage> SqliteTenantStore::ListRecords(const std::string& collection,
+                                                  const ListQuery& q) {
+  RecordPage page;
+  Status s = db_->Read([&](Database& db) -> Status {
+    if (auto c = proj::LoadCollection(db, collection); !c.ok()) return c.status();
+    return List(db, collection, q, &page);
+  });
+  if (!s.ok()) return s;
+  return page;
+}
+
+Result<std::vector<HistoryEntry>> SqliteTenantStore::History(const std::string& collection,
+                                                             const std::string& id) {
+  std::vector<HistoryEntry> out;
+  Status s = db_->Read([&](Database& db) -> Status {
+    if (auto c = proj::LoadCollection(db, collection); !c.ok()) return c.status();
+    auto evs = events::Query(
+        db, events::Log::kEvents, "subject_kind = ?1 AND subject_id = ?2 ORDER BY seq",
+        [&](Statement& st) { st.Bind(1, proj::kRecordSubject).Bind(2, collection + "/" + id); });
+    if (!evs.ok()) return evs.status();
+    if (evs->empty()) return NotFound("no such record");
+    int64_t version = 0;
+    for (const auto& ev : *evs) {
+      HistoryEntry h;
+      h.version = ++version;
+      h.seq = ev.seq;
+      h.at_us = ev.at_us;
+      h.type = ev.type;
+      h.actor = ParseActor(ev.actor);
+      if (ev.body) {
+        auto parsed = proj::ParseBody(*ev.body);
+        if (!parsed.ok()) return parsed.status();
+        h.request_id = parsed->request_id;
+        json::object changes;
+        for (const auto& c : parsed->changes) {
+          auto side = [](const std::optional<std::string>& t) -> json::value {
+            return t ? json::parse(*t) : json::value(nullptr);
+          };
+          changes[c.field] = json::array{side(c.old_json), side(c.new_json)};
+        }
+        h.changes = std::move(changes);
+      }
+      out.push_back(std::move(h));
+    }
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+Status SqliteTenantStore::LoadCurrent(Database& db, const std::string& collection,
+                                      const std::string& id, std::optional<Record>* out) {
+  auto v = proj::LoadLatest(db, collection, id);
+  if (!v.ok()) return v.status();
+  if (!*v || (*v)->deleted) return Internal("record missing after its write");
+  *out = ToRecord(id, std::move(**v));
+  return Status::Ok();
+}
+
+Status SqliteTenantStore::List(Database& db, const std::string& collection, const ListQuery& q,
+                               RecordPage* page) {
+  const ListSql built = BuildListSql(q);
+  auto stmt = db.Prepare(built.sql);
+  if (!stmt.ok()) return stmt.status();
+  stmt->Bind(1, collection);
+  for (size_t i = 0; i < built.args.size(); ++i) {
+    BindJson(*stmt, static_cast<int>(i) + 2, built.args[i]);
+  }
+  while (true) {
+    auto row = stmt->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    if (page->records.size() == static_cast<size_t>(q.limit)) {
+      const Record& last = page->records.back();
+      const json::value* v = q.sort ? last.data.if_contains(q.sort->name) : nullptr;
+      page->next_cursor = EncodeCursor({v ? *v : json::value(nullptr), last.id});
+      break;
+    }
+    Record r;
+    r.id = stmt->ColumnText(0);
+    r.version = stmt->ColumnInt(1);
+    boost::system::error_code ec;
+    json::value data = json::parse(stmt->ColumnText(2), ec);
+    if (ec || !data.is_object()) return DataLoss("record with malformed data");
+    r.data = std::move(data.as_object());
+    r.created_at_us = stmt->ColumnInt(3);
+    r.created_by = stmt->ColumnText(4);
+    r.updated_at_us = stmt->ColumnInt(5);
+    r.updated_by = stmt->ColumnText(6);
+    page->records.push_back(std::move(r));
+  }
+  return Status::Ok();
+}
+
+}  // namespace silo::records

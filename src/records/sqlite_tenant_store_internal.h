@@ -1,0 +1,138 @@
+// What the files of the SQLite tenant store share: the class (its methods
+// are spread over sqlite_tenant_store.cc, collection_store.cc,
+// record_store.cc and tenant_log.cc, as leveldb spreads DBImpl) and its
+// helpers. Only those files include this header; everyone else goes through
+// tenant_store.h.
+#ifndef SILO_RECORDS_SQLITE_TENANT_STORE_INTERNAL_H_
+#define SILO_RECORDS_SQLITE_TENANT_STORE_INTERNAL_H_
+
+#include <boost/json.hpp>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "events/event_log.h"
+#include "records/projection.h"
+#include "records/tenant_store.h"
+#include "storage/database.h"
+#include "storage/tenant_databases.h"
+
+namespace silo::records {
+
+inline constexpr size_t kMaxOffendingIds = 100;
+inline constexpr int kMaxEventsPage = 1000;
+
+// "<kind>:<id>" as an actor.
+events::Actor ParseActor(const std::string& text);
+// A generated record id: 11 base-36 digits of the creation time in
+// microseconds, then 5 random characters. Why time first: new records land at
+// the end of every B-tree keyed by id instead of on random pages, which keeps
+// a create to a few dirty pages however large the collection grows (the
+// creation time is no secret: created_at says the same).
+std::string NewRecordId(int64_t now_us);
+// Changes from `before` to `after`, in schema order.
+std::vector<events::Change> Diff(const CollectionSchema& schema, const boost::json::object& before,
+                                 const boost::json::object& after);
+Record ToRecord(const std::string& id, projection::Version v);
+Collection ToCollection(projection::StoredCollection c);
+// Rejects values another record already holds in a unique field.
+Status CheckUnique(storage::Database& db, const CollectionSchema& schema,
+                   const std::string& collection, const std::string& id,
+                   const boost::json::object& data);
+// VersionMismatch when `expected` is given and is not `current`.
+Status CheckVersion(int64_t current, std::optional<int64_t> expected);
+
+// One tenant's store. Not thread-safe: one per request.
+class SqliteTenantStore : public TenantStore {
+ public:
+  explicit SqliteTenantStore(std::shared_ptr<storage::TenantDatabase> db) : db_(std::move(db)) {}
+
+  Result<TenantStoreInfo> Info() override;
+
+  Result<std::vector<Collection>> ListCollections() override;
+
+  Result<Collection> GetCollection(const std::string& name) override;
+
+  Result<Collection> CreateCollection(const events::Origin& ctx,
+                                      const CollectionSchema& schema) override;
+
+  Result<Collection> UpdateCollection(const events::Origin& ctx,
+                                      const CollectionSchema& schema) override;
+
+  Status DeleteCollection(const events::Origin& ctx, const std::string& name) override;
+
+  Result<Record> CreateRecord(const events::Origin& ctx, const std::string& collection,
+                              const boost::json::object& input) override;
+
+  Result<Record> GetRecord(const std::string& collection, const std::string& id,
+                           std::optional<int64_t> at_us) override;
+
+  Result<Record> UpdateRecord(const events::Origin& ctx, const std::string& collection,
+                              const std::string& id, const boost::json::object& patch,
+                              std::optional<int64_t> if_version) override;
+
+  Status DeleteRecord(const events::Origin& ctx, const std::string& collection,
+                      const std::string& id, std::optional<int64_t> if_version) override;
+
+  Result<Record> RevertRecord(const events::Origin& ctx, const std::string& collection,
+                              const std::string& id, const RevertTarget& target,
+                              std::optional<int64_t> if_version) override;
+
+  Result<RecordPage> ListRecords(const std::string& collection, const ListQuery& q) override;
+
+  Result<std::vector<HistoryEntry>> History(const std::string& collection,
+                                            const std::string& id) override;
+
+  Result<std::vector<events::StoredEvent>> Events(int64_t after, int limit) override;
+
+  Status Audit(const events::Origin& ctx, const AuditEntry& entry) override;
+
+  Result<std::vector<events::StoredEvent>> QueryAudit(const AuditQuery& q) override;
+
+  Result<int64_t> PurgeAudit(int64_t before_us) override;
+
+  Result<ChainReport> VerifyChains() override;
+
+  Result<RebuildReport> Rebuild() override;
+
+  Status Export(std::optional<int64_t> at_us,
+                const std::function<Status(const std::string&, const Record&)>& sink) override;
+
+ private:
+  using Database = storage::Database;
+
+  // The write protocol. `prepare` checks the request and fills the event;
+  // leaving its type empty means "nothing to change". Then, in the same
+  // transaction: stamp the time, append, apply; `done` reads the result back.
+  Status WriteEvent(const events::Origin& ctx,
+                    const std::function<Status(Database&, events::Event&)>& prepare,
+                    const std::function<Status(Database&)>& done);
+
+  static Status AppendAudit(Database& db, const events::Origin& ctx, const AuditEntry& entry);
+
+  static Result<std::vector<std::string>> CollectionNames(Database& db);
+
+  static Status LoadCollectionInto(Database& db, const std::string& name,
+                                   std::optional<Collection>* out);
+
+  static Status LoadCurrent(Database& db, const std::string& collection, const std::string& id,
+                            std::optional<Record>* out);
+
+  // FailedPrecondition naming the records that the new schema would refuse.
+  static Status CheckRecordsFit(Database& db, const CollectionSchema& schema);
+
+  static Status List(Database& db, const std::string& collection, const ListQuery& q,
+                     RecordPage* page);
+
+  static Status ExportIn(Database& db, std::optional<int64_t> at_us,
+                         const std::function<Status(const std::string&, const Record&)>& sink);
+
+  std::shared_ptr<storage::TenantDatabase> db_;
+};
+
+}  // namespace silo::records
+
+#endif  // SILO_RECORDS_SQLITE_TENANT_STORE_INTERNAL_H_
