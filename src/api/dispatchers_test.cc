@@ -4,13 +4,11 @@
 
 #include <filesystem>
 
+#include "app/app.h"
+#include "app/test_config.h"
 #include "base/file_util.h"
 #include "base/status_matchers.h"
-#include "crypto/keyring.h"
-#include "guard/client_address.h"
-#include "guard/rate_limiter.h"
-#include "http/metrics.h"
-#include "platform/security_log.h"
+#include "tenant/registry.h"
 
 namespace silo::api {
 namespace {
@@ -46,30 +44,28 @@ TEST(ResolveTenantTest, DisagreementIsNeverSilent) {
   EXPECT_EQ(t.slug, "acme");
 }
 
+// The service graph is the server's own (app::App), created but not started:
+// the tests call the dispatchers directly.
 class DispatcherTest : public ::testing::Test {
  protected:
   void SetUp() override {
     char tmpl[] = "/tmp/silo-dispatch-XXXXXX";
     dir_ = mkdtemp(tmpl);
-    keyring_ =
-        std::move(crypto::Keyring::Open(dir_ + "/keyring", crypto::SecretKey::Random())).value();
-    registry_ = std::move(tenant::TenantRegistry::Open(dir_, keyring_.get())).value();
-    seclog_ = std::move(platform::SecurityLog::Open(dir_ + "/security.log")).value();
-    services_.tenants = registry_.get();
-    services_.security_log = seclog_.get();
-    services_.metrics = &metrics_;
-    services_.ready = &ready_;
-    proxies_ = std::move(guard::TrustedProxies::Parse("10.0.0.1")).value();
-    services_.proxies = &proxies_;
-    services_.bans = &bans_;
-    services_.limiter = &limiter_;
-    security_.honeypot_paths = {"/.env", "/phpmyadmin/"};
-    services_.security = &security_;
-    ASSERT_OK(registry_->Create("acme", "", ""));
-    ASSERT_OK(registry_->Create("sleepy", "", ""));
-    ASSERT_OK(registry_->SetState("sleepy", tenant::TenantState::kSuspended));
+    config::Config c = app::testing::ConfigFor(dir_, std::string(40, 'o'));
+    c.trusted_proxies = {"10.0.0.1"};
+    c.security.honeypot_paths = {"/.env", "/phpmyadmin/"};
+    auto app = app::App::Create(std::move(c));
+    ASSERT_OK(app);
+    app_ = std::move(*app);
+    tenant::TenantRegistry& registry = *app_->services().tenants;
+    ASSERT_OK(registry.Create("acme", "", ""));
+    ASSERT_OK(registry.Create("sleepy", "", ""));
+    ASSERT_OK(registry.SetState("sleepy", tenant::TenantState::kSuspended));
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void TearDown() override {
+    app_.reset();
+    std::filesystem::remove_all(dir_);
+  }
   http::Request Req(std::string method, std::string path, std::string host = "") {
     http::Request r;
     r.method = std::move(method);
@@ -80,21 +76,18 @@ class DispatcherTest : public ::testing::Test {
     if (!host.empty()) r.headers.emplace_back("host", host);
     return r;
   }
+  std::string SecurityLog() {
+    auto log = ReadFile(dir_ + "/platform/security.log");
+    EXPECT_OK(log);
+    return log.ok() ? *log : "";
+  }
   std::string dir_;
-  std::unique_ptr<crypto::Keyring> keyring_;
-  std::unique_ptr<tenant::TenantRegistry> registry_;
-  std::unique_ptr<platform::SecurityLog> seclog_;
-  http::Metrics metrics_;
-  std::atomic<bool> ready_{true};
-  guard::TrustedProxies proxies_;
-  guard::BanList bans_;
-  guard::RateLimiter limiter_;
-  SecurityOptions security_;
-  Services services_;
+  std::unique_ptr<app::App> app_;
+  Services& services() { return app_->services(); }
 };
 
 TEST_F(DispatcherTest, AHoneypotHitBansThatClientAndNoOther) {
-  PublicDispatcher d(services_, "", 1 << 20);
+  PublicDispatcher d(services(), "", 1 << 20);
   auto from = [&](std::string ip, std::string path) {
     auto r = Req("GET", std::move(path));
     r.client_ip = std::move(ip);
@@ -130,7 +123,7 @@ TEST_F(DispatcherTest, AHoneypotHitBansThatClientAndNoOther) {
 }
 
 TEST_F(DispatcherTest, TenantRootAndUnknownOrSuspendedLookTheSame) {
-  PublicDispatcher d(services_, "example.com", 1 << 20);
+  PublicDispatcher d(services(), "example.com", 1 << 20);
   auto ok = d.Handle(Req("GET", "/t/acme/api/"));
   EXPECT_EQ(ok.status, 200);
   EXPECT_EQ(ok.body, R"({"tenant":"acme"})");
@@ -159,14 +152,14 @@ TEST_F(DispatcherTest, TenantRootAndUnknownOrSuspendedLookTheSame) {
 }
 
 TEST_F(DispatcherTest, OperatorRoutesAreNotOnThePublicListener) {
-  PublicDispatcher d(services_, "", 1 << 20);
+  PublicDispatcher d(services(), "", 1 << 20);
   EXPECT_EQ(d.Handle(Req("GET", "/v1/tenants")).status, 404);
   EXPECT_EQ(d.Handle(Req("GET", "/metrics")).status, 404);
 }
 
 TEST_F(DispatcherTest, OperatorTokenRequiredAndFailuresLogged) {
   const std::string token(40, 'k');
-  OperatorDispatcher d(services_, token);
+  OperatorDispatcher d(services(), token);
   auto anon = d.Handle(Req("GET", "/v1/tenants"));
   EXPECT_EQ(anon.status, 401);
   EXPECT_EQ(anon.body.find("acme"), std::string::npos);
@@ -181,15 +174,14 @@ TEST_F(DispatcherTest, OperatorTokenRequiredAndFailuresLogged) {
   auto res = d.Handle(good);
   EXPECT_EQ(res.status, 200);
   EXPECT_NE(res.body.find("\"acme\""), std::string::npos);
-  auto log = ReadFile(dir_ + "/security.log");
-  ASSERT_OK(log);
-  EXPECT_NE(log->find("operator.auth_failed"), std::string::npos);
-  EXPECT_EQ(log->find(token), std::string::npos);
+  const std::string log = SecurityLog();
+  EXPECT_NE(log.find("operator.auth_failed"), std::string::npos);
+  EXPECT_EQ(log.find(token), std::string::npos);
   EXPECT_EQ(d.Handle(Req("GET", "/healthz")).status, 200);
 }
 
 TEST_F(DispatcherTest, AHoneypotHitABrowserMadeForAnotherSiteIsLoggedButBansNobody) {
-  PublicDispatcher d(services_, "", 1 << 20);
+  PublicDispatcher d(services(), "", 1 << 20);
   auto hit = [&](std::string ip, std::string path,
                  std::vector<std::pair<std::string, std::string>> headers) {
     auto r = Req("GET", std::move(path));
@@ -202,9 +194,7 @@ TEST_F(DispatcherTest, AHoneypotHitABrowserMadeForAnotherSiteIsLoggedButBansNobo
   EXPECT_EQ(hit("192.0.2.30", "/.env", {{"sec-fetch-dest", "image"}}).status, 404);
   EXPECT_EQ(hit("192.0.2.30", "/.env", {{"sec-fetch-mode", "no-cors"}}).status, 404);
   EXPECT_EQ(hit("192.0.2.30", "/t/acme/api/", {}).status, 200);
-  auto log = ReadFile(dir_ + "/security.log");
-  ASSERT_OK(log);
-  EXPECT_NE(log->find("honeypot.hit_not_banned"), std::string::npos);
+  EXPECT_NE(SecurityLog().find("honeypot.hit_not_banned"), std::string::npos);
   // A scanner's variants of the path (no Fetch Metadata) still ban.
   EXPECT_EQ(hit("192.0.2.31", "//.ENV/", {}).status, 404);
   EXPECT_EQ(hit("192.0.2.31", "/t/acme/api/", {}).status, 403);
@@ -216,7 +206,7 @@ TEST_F(DispatcherTest, AHoneypotHitABrowserMadeForAnotherSiteIsLoggedButBansNobo
 }
 
 TEST_F(DispatcherTest, BodyLimitsComeFromTheRoute) {
-  PublicDispatcher d(services_, "", 1 << 20);
+  PublicDispatcher d(services(), "", 1 << 20);
   EXPECT_EQ(d.BodyLimit("GET", "/healthz"), 0u);
   EXPECT_EQ(d.BodyLimit("GET", "/t/acme/api/?x=1"), 0u);
   EXPECT_EQ(d.BodyLimit("POST", "/t/acme/api/collections"), 16u * 1024);
@@ -225,7 +215,7 @@ TEST_F(DispatcherTest, BodyLimitsComeFromTheRoute) {
   EXPECT_EQ(d.BodyLimit("POST", "/unknown"), http::Dispatcher::kNoRoute);
   EXPECT_EQ(d.BodyLimit("PUT", "/t/acme/api/collections/c/records/r"), http::Dispatcher::kNoRoute);
   EXPECT_EQ(d.Handle(Req("PUT", "/t/acme/api/collections/c/records/r")).status, 405);
-  OperatorDispatcher o(services_, std::string(40, 'k'));
+  OperatorDispatcher o(services(), std::string(40, 'k'));
   EXPECT_EQ(o.BodyLimit("POST", "/v1/tenants"), 16u * 1024);
   EXPECT_EQ(o.BodyLimit("PUT", "/v1/tenants"), http::Dispatcher::kNoRoute);
 }

@@ -154,43 +154,98 @@ std::string ServerInfoPath(const std::string& data_dir) {
   return data_dir + "/platform/server.json";
 }
 
-int Serve(const config::GetEnv& getenv) {
-  config::LoadResult loaded = config::Load(getenv);
-  if (!loaded.problems.empty()) {
-    std::fprintf(stderr, "silo: refusing to start (%s):\n",
-                 config::EnvironmentName(loaded.config.env));
-    for (const auto& p : loaded.problems) std::fprintf(stderr, "  - %s\n", p.c_str());
-    return 1;
-  }
-  config::Config c = std::move(loaded.config);
+// Everything an App owns, in the order it is built; destroyed in reverse, so
+// nothing outlives what it uses (the servers and jobs go first).
+struct App::Parts {
+  config::Config config;
+  std::unique_ptr<DataDirLock> lock;
+  std::unique_ptr<crypto::Keyring> keyring;
+  std::unique_ptr<tenant::TenantRegistry> registry;
+  std::shared_ptr<storage::TenantDatabases> databases;
+  std::unique_ptr<records::TenantStores> stores;
+  std::unique_ptr<auth::IdentityStores> identities;
+  guard::TrustedProxies proxies;
+  guard::RateLimiter limiter;
+  guard::BanList bans;
+  api::SecurityOptions security;
+  std::unique_ptr<platform::SecurityLog> security_log;
+  std::unique_ptr<backup::Service> backups;
+  http::Metrics metrics;
+  std::atomic<bool> ready{false};
+  api::Services services;
+  std::unique_ptr<api::PublicDispatcher> public_dispatcher;
+  std::unique_ptr<api::OperatorDispatcher> operator_dispatcher;
+  // From Start() on.
+  std::unique_ptr<Mailer> mailer;
+  std::unique_ptr<http::Server> public_server;
+  std::unique_ptr<http::Server> operator_server;
+  std::unique_ptr<RetentionJob> audit_retention;
+  std::unique_ptr<BackupScheduler> backup_scheduler;
+  bool started = false;
+};
 
-  if (c.env == config::Environment::kDevelopment) {
-    if (Status s = MakeDirs(c.data_dir, 0700); !s.ok()) return Refuse(s);
-  }
-  auto lock = DataDirLock::Acquire(c.data_dir);
-  if (!lock.ok()) return Refuse(lock.status());
-  if (c.env == config::Environment::kDevelopment) {
-    if (Status s = EnsureDevSecrets(c); !s.ok()) return Refuse(s);
-  }
-  if (Status s = MakeDirs(c.data_dir + "/platform", 0700); !s.ok()) return Refuse(s);
+namespace {
 
+// A tenant's sub-key for `purpose`, from its data key in the keyring.
+std::function<Result<crypto::SecretKey>(const std::string&)> SubkeyFn(crypto::Keyring* ring,
+                                                                      crypto::KeyPurpose purpose) {
+  return [ring, purpose](const std::string& id) -> Result<crypto::SecretKey> {
+    SILO_ASSIGN_OR_RETURN(auto dek, ring->GetKey(id));
+    return crypto::DeriveSubkey(dek, purpose);
+  };
+}
+
+api::SecurityOptions SecurityOf(const config::Config& c) {
+  api::SecurityOptions s;
+  s.password_memory_kib = c.security.password_memory_kib;
+  s.password_iterations = c.security.password_iterations;
+  s.login_per_minute = c.security.login_per_minute;
+  s.public_form_per_minute = c.security.public_form_per_minute;
+  s.token_max_days = c.security.token_max_days;
+  s.honeypot_paths = c.security.honeypot_paths;
+  s.ban_us = int64_t{c.security.ban_seconds} * 1'000'000;
+  s.security_contact = c.security.security_contact;
+  s.security_policy = c.security.security_policy;
+  s.public_url = c.security.public_url;
+  return s;
+}
+
+// Backups go to a directory or to S3-compatible storage (config checked the settings).
+Result<std::unique_ptr<backup::Target>> BackupTargetOf(const config::Config& c) {
+  if (c.backups.target.rfind("s3://", 0) != 0) return backup::NewDirectoryTarget(c.backups.target);
+  backup::S3Options s3;
+  SILO_RETURN_IF_ERROR(backup::ParseS3Url(c.backups.target, s3));
+  s3.endpoint = c.backups.s3_endpoint;
+  s3.region = c.backups.s3_region;
+  s3.access_key_id = c.backups.s3_access_key_id;
+  s3.secret_access_key = c.backups.s3_secret_access_key;
+  return backup::NewS3Target(std::move(s3));
+}
+
+}  // namespace
+
+App::App(std::unique_ptr<Parts> parts) : p_(std::move(parts)) {}
+
+App::~App() { Stop(); }
+
+// Narrated in order, as RestoreLocked is: each step opens what the next needs.
+Result<std::unique_ptr<App>> App::Create(config::Config c) {
+  auto p = std::make_unique<Parts>();
+  // 1. The data directory: ours alone (the lock), with its secrets in development.
+  if (c.env == config::Environment::kDevelopment) SILO_RETURN_IF_ERROR(MakeDirs(c.data_dir, 0700));
+  SILO_ASSIGN_OR_RETURN(p->lock, DataDirLock::Acquire(c.data_dir));
+  if (c.env == config::Environment::kDevelopment) SILO_RETURN_IF_ERROR(EnsureDevSecrets(c));
+  SILO_RETURN_IF_ERROR(MakeDirs(c.data_dir + "/platform", 0700));
+
+  // 2. Keys and tenants. Each tenant's database key is the kDatabasePages
+  // sub-key of its data key; secret fields are sealed with kSecretFields.
+  if (!c.master_key) return FailedPrecondition("no master key");
   auto keyring = crypto::Keyring::Open(c.data_dir + "/platform/keyring", std::move(*c.master_key));
   c.master_key.reset();
-  if (!keyring.ok()) return Refuse(keyring.status());
-  auto registry = tenant::TenantRegistry::Open(c.data_dir, keyring->get());
-  if (!registry.ok()) return Refuse(registry.status());
-  // Each tenant's database key is the kDatabasePages sub-key of its data key;
-  // secret fields (TOTP secrets) are sealed with its kSecretFields sub-key.
-  crypto::Keyring* ring = keyring->get();
-  auto subkey = [ring](crypto::KeyPurpose purpose) {
-    return [ring, purpose](const std::string& id) -> Result<crypto::SecretKey> {
-      auto dek = ring->GetKey(id);
-      if (!dek.ok()) return dek.status();
-      return crypto::DeriveSubkey(*dek, purpose);
-    };
-  };
-  auto databases = std::make_shared<storage::TenantDatabases>(
-      subkey(crypto::KeyPurpose::kDatabasePages),
+  SILO_ASSIGN_OR_RETURN(p->keyring, std::move(keyring));
+  SILO_ASSIGN_OR_RETURN(p->registry, tenant::TenantRegistry::Open(c.data_dir, p->keyring.get()));
+  p->databases = std::make_shared<storage::TenantDatabases>(
+      SubkeyFn(p->keyring.get(), crypto::KeyPurpose::kDatabasePages),
       [dir = c.data_dir](const std::string& id) { return dir + "/tenants/" + id + "/tenant.db"; },
       TenantSchema(),
       storage::TenantDatabasesOptions{
@@ -198,128 +253,105 @@ int Serve(const config::GetEnv& getenv) {
           .readers_per_tenant = 4,
           .open = {.synchronous = c.synchronous_full ? storage::Synchronous::kFull
                                                      : storage::Synchronous::kNormal}});
-  auto stores = records::NewSqliteTenantStores(databases);
+  p->stores = records::NewSqliteTenantStores(p->databases);
   auth::Timeouts timeouts;
   timeouts.session_idle_us = int64_t{c.security.session_idle_minutes} * 60 * 1'000'000;
   timeouts.session_absolute_us = int64_t{c.security.session_absolute_hours} * 3600 * 1'000'000;
-  auth::IdentityStores identities(databases, subkey(crypto::KeyPurpose::kSecretFields), timeouts);
-  auto proxies = guard::TrustedProxies::Parse([&] {
-    std::string list;
-    for (const auto& p : c.trusted_proxies) list += (list.empty() ? "" : ",") + p;
-    return list;
-  }());
-  if (!proxies.ok()) return Refuse(proxies.status());
-  guard::RateLimiter limiter;
-  guard::BanList bans;
-  api::SecurityOptions security;
-  security.password_memory_kib = c.security.password_memory_kib;
-  security.password_iterations = c.security.password_iterations;
-  security.login_per_minute = c.security.login_per_minute;
-  security.public_form_per_minute = c.security.public_form_per_minute;
-  security.token_max_days = c.security.token_max_days;
-  security.honeypot_paths = c.security.honeypot_paths;
-  security.ban_us = int64_t{c.security.ban_seconds} * 1'000'000;
-  security.security_contact = c.security.security_contact;
-  security.security_policy = c.security.security_policy;
-  security.public_url = c.security.public_url;
+  p->identities = std::make_unique<auth::IdentityStores>(
+      p->databases, SubkeyFn(p->keyring.get(), crypto::KeyPurpose::kSecretFields), timeouts);
+
+  // 3. Guards, logs and backups.
+  std::string proxies;
+  for (const auto& proxy : c.trusted_proxies) proxies += (proxies.empty() ? "" : ",") + proxy;
+  SILO_ASSIGN_OR_RETURN(p->proxies, guard::TrustedProxies::Parse(proxies));
+  p->security = SecurityOf(c);
   // Unknown e-mails are checked against this, so they cost what known ones do.
-  auto dummy_hash = auth::HashPassword(
-      crypto::RandomToken(24), {security.password_memory_kib, security.password_iterations});
-  if (!dummy_hash.ok()) return Refuse(dummy_hash.status());
-  auto security_log = platform::SecurityLog::Open(c.data_dir + "/platform/security.log");
-  if (!security_log.ok()) return Refuse(security_log.status());
+  SILO_ASSIGN_OR_RETURN(
+      std::string dummy_hash,
+      auth::HashPassword(crypto::RandomToken(24),
+                         {p->security.password_memory_kib, p->security.password_iterations}));
+  SILO_ASSIGN_OR_RETURN(p->security_log,
+                        platform::SecurityLog::Open(c.data_dir + "/platform/security.log"));
+  SILO_ASSIGN_OR_RETURN(auto target, BackupTargetOf(c));
+  p->backups = std::make_unique<backup::Service>(
+      std::move(target), p->registry.get(), p->keyring.get(), p->databases, p->stores.get(),
+      c.data_dir,
+      backup::RetentionPolicy{c.backups.daily_days, c.backups.weekly_days, c.backups.weekly_day},
+      auth::EndSessionsAndOneTimeTokens);
 
-  // Backups go to a directory or to S3-compatible storage (config checked the settings).
-  std::unique_ptr<backup::Target> backup_target;
-  if (c.backups.target.rfind("s3://", 0) == 0) {
-    backup::S3Options s3;
-    if (Status s = backup::ParseS3Url(c.backups.target, s3); !s.ok()) return Refuse(s);
-    s3.endpoint = c.backups.s3_endpoint;
-    s3.region = c.backups.s3_region;
-    s3.access_key_id = c.backups.s3_access_key_id;
-    s3.secret_access_key = c.backups.s3_secret_access_key;
-    backup_target = backup::NewS3Target(std::move(s3));
-  } else {
-    backup_target = backup::NewDirectoryTarget(c.backups.target);
-  }
-  backup::RetentionPolicy retention{c.backups.daily_days, c.backups.weekly_days,
-                                    c.backups.weekly_day};
-  backup::Service backups(std::move(backup_target), registry->get(), keyring->get(), databases,
-                          stores.get(), c.data_dir, retention, auth::EndSessionsAndOneTimeTokens);
-
-  http::Metrics metrics;
-  std::atomic<bool> ready{false};
-  api::Services services;
-  services.tenants = registry->get();
-  services.stores = stores.get();
-  services.security_log = security_log->get();
-  services.metrics = &metrics;
-  services.ready = &ready;
-  services.identities = &identities;
-  services.limiter = &limiter;
-  services.bans = &bans;
-  services.proxies = &*proxies;
-  services.security = &security;
-  services.backups = &backups;
-  services.dummy_password_hash = *dummy_hash;
-  Mailer mailer(services, c.security.smtp_url, c.security.smtp_from);
-  services.mail_queued = [&mailer](const std::string& id) { mailer.Queued(id); };
-
-  api::PublicDispatcher public_dispatcher(services, c.base_domain, c.limits.max_body_bytes);
-  api::OperatorDispatcher operator_dispatcher(services, c.operator_token);
+  // 4. The services every handler sees, and the two dispatchers.
+  api::Services& s = p->services;
+  s.tenants = p->registry.get();
+  s.stores = p->stores.get();
+  s.security_log = p->security_log.get();
+  s.metrics = &p->metrics;
+  s.ready = &p->ready;
+  s.identities = p->identities.get();
+  s.limiter = &p->limiter;
+  s.bans = &p->bans;
+  s.proxies = &p->proxies;
+  s.security = &p->security;
+  s.backups = p->backups.get();
+  s.dummy_password_hash = std::move(dummy_hash);
+  p->public_dispatcher =
+      std::make_unique<api::PublicDispatcher>(s, c.base_domain, c.limits.max_body_bytes);
+  p->operator_dispatcher = std::make_unique<api::OperatorDispatcher>(s, c.operator_token);
   // Deny by default: a route that does not declare its access never serves.
-  {
-    auto unguarded = public_dispatcher.UnguardedRoutes();
-    for (auto& r : operator_dispatcher.UnguardedRoutes()) unguarded.push_back(std::move(r));
-    if (!unguarded.empty()) {
-      std::string list;
-      for (const auto& r : unguarded) list += (list.empty() ? "" : ", ") + r;
-      return Refuse("routes without a declared access: " + list);
-    }
+  auto unguarded = p->public_dispatcher->UnguardedRoutes();
+  for (auto& r : p->operator_dispatcher->UnguardedRoutes()) unguarded.push_back(std::move(r));
+  if (!unguarded.empty()) {
+    std::string list;
+    for (const auto& r : unguarded) list += (list.empty() ? "" : ", ") + r;
+    return FailedPrecondition("routes without a declared access: " + list);
   }
-  http::Server public_server(OptionsFor(c, "public", c.listen, true), &public_dispatcher, &metrics);
-  // The operator listener is plain HTTP on loopback only (config enforces
-  // loopback): the token and any export never leave this host; every
-  // operator action on a tenant's data lands in that tenant's audit log.
-  http::Server operator_server(OptionsFor(c, "operator", c.operator_listen, false),
-                               &operator_dispatcher, &metrics);
-  metrics.AddGaugeSource([&] {
-    return std::vector<std::pair<std::string, double>>{
-        {"silo_tenants", static_cast<double>(services.tenants->size())},
-        {"silo_open_tenants", static_cast<double>(services.stores->open_count())},
-        {"silo_open_connections", static_cast<double>(public_server.open_connections())},
-        {"silo_mail_sent_total", static_cast<double>(mailer.sent())},
-        {"silo_mail_failed_total", static_cast<double>(mailer.failed())},
-        {"silo_banned_clients", static_cast<double>(bans.size())},
-    };
-  });
-  metrics.AddGaugeSource([&backups] {
-    backup::Stats b = backups.stats();
-    return std::vector<std::pair<std::string, double>>{
-        {"silo_backups_total", static_cast<double>(b.backups_ok)},
-        {"silo_backup_failures_total", static_cast<double>(b.backups_failed)},
-        {"silo_backup_last_success_timestamp_seconds",
-         static_cast<double>(b.last_success_us) / 1e6},
-        {"silo_backup_last_seconds", b.last_backup_seconds},
-        {"silo_backup_last_bytes", static_cast<double>(b.last_backup_bytes)},
-        {"silo_backups_pruned_total", static_cast<double>(b.pruned)},
-        {"silo_restores_total", static_cast<double>(b.restores_ok)},
-        {"silo_restore_failures_total", static_cast<double>(b.restores_failed)},
-        {"silo_restore_drills_total", static_cast<double>(b.drills_ok)},
-        {"silo_restore_drill_failures_total", static_cast<double>(b.drills_failed)},
-        {"silo_restore_drill_last_seconds", b.last_drill_seconds},
-    };
-  });
+  p->config = std::move(c);
+  return std::unique_ptr<App>(new App(std::move(p)));
+}
 
-  auto public_port = public_server.Start();
-  if (!public_port.ok()) return Refuse(public_port.status());
-  auto operator_port = operator_server.Start();
-  if (!operator_port.ok()) {
-    public_server.Stop();
-    return Refuse(operator_port.status());
-  }
-  config::HostPort pub{c.listen.host, *public_port};
-  config::HostPort op{c.operator_listen.host, *operator_port};
+Status App::Start() {
+  Parts& p = *p_;
+  const config::Config& c = p.config;
+  p.mailer = std::make_unique<Mailer>(p.services, c.security.smtp_url, c.security.smtp_from);
+  p.services.mail_queued = [m = p.mailer.get()](const std::string& id) { m->Queued(id); };
+  p.public_server = std::make_unique<http::Server>(OptionsFor(c, "public", c.listen, true),
+                                                   p.public_dispatcher.get(), &p.metrics);
+  // The operator listener is plain HTTP on loopback only (config enforces
+  // loopback): the token never leaves this host; every operator action on a
+  // tenant's data lands in that tenant's audit log.
+  p.operator_server = std::make_unique<http::Server>(
+      OptionsFor(c, "operator", c.operator_listen, false), p.operator_dispatcher.get(), &p.metrics);
+  p.metrics.AddGaugeSource([&p] {
+    return std::vector<std::pair<std::string, double>>{
+        {"silo_tenants", static_cast<double>(p.registry->size())},
+        {"silo_open_tenants", static_cast<double>(p.stores->open_count())},
+        {"silo_open_connections", static_cast<double>(p.public_server->open_connections())},
+        {"silo_mail_sent_total", static_cast<double>(p.mailer->sent())},
+        {"silo_mail_failed_total", static_cast<double>(p.mailer->failed())},
+        {"silo_banned_clients", static_cast<double>(p.bans.size())},
+    };
+  });
+  p.metrics.AddGaugeSource([b = p.backups.get()] {
+    backup::Stats st = b->stats();
+    return std::vector<std::pair<std::string, double>>{
+        {"silo_backups_total", static_cast<double>(st.backups_ok)},
+        {"silo_backup_failures_total", static_cast<double>(st.backups_failed)},
+        {"silo_backup_last_success_timestamp_seconds",
+         static_cast<double>(st.last_success_us) / 1e6},
+        {"silo_backup_last_seconds", st.last_backup_seconds},
+        {"silo_backup_last_bytes", static_cast<double>(st.last_backup_bytes)},
+        {"silo_backups_pruned_total", static_cast<double>(st.pruned)},
+        {"silo_restores_total", static_cast<double>(st.restores_ok)},
+        {"silo_restore_failures_total", static_cast<double>(st.restores_failed)},
+        {"silo_restore_drills_total", static_cast<double>(st.drills_ok)},
+        {"silo_restore_drill_failures_total", static_cast<double>(st.drills_failed)},
+        {"silo_restore_drill_last_seconds", st.last_drill_seconds},
+    };
+  });
+  p.started = true;  // from here Stop() has servers to stop
+  SILO_ASSIGN_OR_RETURN(uint16_t public_port, p.public_server->Start());
+  SILO_ASSIGN_OR_RETURN(uint16_t operator_port, p.operator_server->Start());
+  config::HostPort pub{c.listen.host, public_port};
+  config::HostPort op{c.operator_listen.host, operator_port};
   boost::json::object info;
   info["listen"] = pub.ToString();
   info["operator_listen"] = op.ToString();
@@ -331,17 +363,21 @@ int Serve(const config::GetEnv& getenv) {
       !s.ok()) {
     log::Error("cannot write server.json", {{"cause", s.ToString()}});
   }
-  ready = true;
+  p.ready = true;
   log::Info("silo serving", {{"env", config::EnvironmentName(c.env)},
                              {"listen", "https://" + pub.ToString()},
                              {"operator_listen", "http://" + op.ToString()},
-                             {"tenants", static_cast<long long>(services.tenants->size())},
-                             {"backup_target", backups.target_description()}});
+                             {"tenants", static_cast<long long>(p.registry->size())},
+                             {"backup_target", p.backups->target_description()}});
+  p.audit_retention = std::make_unique<RetentionJob>(p.services, c.audit_retention_months);
+  if (c.backups.schedule) {
+    p.backup_scheduler =
+        std::make_unique<BackupScheduler>(*p.backups, *p.registry, *p.security_log, c.backups);
+  }
+  return Status::Ok();
+}
 
-  RetentionJob audit_retention(services, c.audit_retention_months);
-  std::optional<BackupScheduler> backup_scheduler;
-  if (c.backups.schedule) backup_scheduler.emplace(backups, **registry, **security_log, c.backups);
-
+void App::Run() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
@@ -350,26 +386,50 @@ int Serve(const config::GetEnv& getenv) {
   for (;;) {
     int sig = 0;
     if (sigwait(&set, &sig) != 0) continue;
-    if (sig == SIGHUP) {
-      Status s = public_server.ReloadTls();
-      if (s.ok())
-        log::Info("TLS certificate reloaded");
-      else
-        log::Error("TLS reload failed; keeping the old certificate", {{"cause", s.message()}});
-      continue;
+    if (sig != SIGHUP) return;
+    if (Status s = p_->public_server->ReloadTls(); s.ok()) {
+      log::Info("TLS certificate reloaded");
+    } else {
+      log::Error("TLS reload failed; keeping the old certificate", {{"cause", s.ToString()}});
     }
-    break;
   }
-  log::Info("shutting down: draining in-flight requests");
-  ready = false;
-  audit_retention.Stop();
-  if (backup_scheduler) backup_scheduler->Stop();
-  mailer.Stop();
-  public_server.Stop();
-  operator_server.Stop();
-  ::unlink(ServerInfoPath(c.data_dir).c_str());
-  log::Info("stopped");
-  return 0;
 }
 
+void App::Stop() {
+  Parts& p = *p_;
+  if (!p.started) return;
+  p.started = false;
+  log::Info("shutting down: draining in-flight requests");
+  p.ready = false;
+  if (p.audit_retention) p.audit_retention->Stop();
+  if (p.backup_scheduler) p.backup_scheduler->Stop();
+  if (p.mailer) p.mailer->Stop();
+  p.public_server->Stop();
+  p.operator_server->Stop();
+  ::unlink(ServerInfoPath(p.config.data_dir).c_str());
+  log::Info("stopped");
+}
+
+api::PublicDispatcher& App::public_dispatcher() { return *p_->public_dispatcher; }
+api::OperatorDispatcher& App::operator_dispatcher() { return *p_->operator_dispatcher; }
+api::Services& App::services() { return p_->services; }
+
+int Serve(const config::GetEnv& getenv) {
+  config::LoadResult loaded = config::Load(getenv);
+  if (!loaded.problems.empty()) {
+    std::fprintf(stderr, "silo: refusing to start (%s):\n",
+                 config::EnvironmentName(loaded.config.env));
+    for (const auto& p : loaded.problems) std::fprintf(stderr, "  - %s\n", p.c_str());
+    return 1;
+  }
+  auto app = App::Create(std::move(loaded.config));
+  if (!app.ok()) return Refuse(app.status());
+  if (Status s = (*app)->Start(); !s.ok()) {
+    (*app)->Stop();
+    return Refuse(s);
+  }
+  (*app)->Run();
+  (*app)->Stop();
+  return 0;
+}
 }  // namespace silo::app

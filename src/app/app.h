@@ -1,17 +1,66 @@
-// The composition root: Serve() builds every service from Config as locals of
-// its own frame, wires the api dispatchers to the two servers, and runs until
-// SIGTERM/SIGINT. No globals: everything dies when Serve() returns.
+// The composition root. App builds every service from a Config, wires the api
+// dispatchers to the two servers, and runs until SIGTERM/SIGINT. No globals:
+// everything dies with the App. `silo serve`, the dispatcher tests and the
+// HTTP fuzz target all get their service graph from it, so there is one.
+//
+// Lifecycle:
+//   Create  takes the data directory's lock, opens the keyring, the tenant
+//           registry and the security log, builds the stores and the
+//           dispatchers, and refuses a route table with an unguarded route.
+//           Nothing listens and no thread runs yet: a test or a fuzz target
+//           may stop here and call the dispatchers directly.
+//   Start   binds both listeners, writes server.json, starts the mailer,
+//           audit retention and the backup schedule.
+//   Run     waits for SIGTERM or SIGINT (SIGHUP reloads the certificate).
+//   Stop    drains and joins everything, removes server.json. Idempotent;
+//           the destructor runs it.
+// Not thread-safe itself (one owner drives the lifecycle); what it builds is.
 #ifndef SILO_APP_APP_H_
 #define SILO_APP_APP_H_
 
+#include <memory>
+#include <string>
+
+#include "base/status.h"
 #include "config/config.h"
+
+namespace silo::api {
+class PublicDispatcher;
+class OperatorDispatcher;
+struct Services;
+}  // namespace silo::api
 
 namespace silo::app {
 
-// `silo serve`. Returns the process exit code: 0 after a clean shutdown,
-// 1 when refused (configuration problems, lock held, bad keys).
-// REQUIRES: SIGTERM, SIGINT and SIGHUP are blocked in every thread (main
-// does this first), so that this thread can sigwait for them.
+class App {
+ public:
+  // Refusals (a held lock, a wrong master key, a broken log, an unguarded
+  // route) as a Status whose message says why.
+  static Result<std::unique_ptr<App>> Create(config::Config config);
+  ~App();
+  App(const App&) = delete;
+  App& operator=(const App&) = delete;
+
+  Status Start();
+  // REQUIRES: Start() succeeded; SIGTERM, SIGINT and SIGHUP are blocked in
+  // every thread (main does this first), so that this thread can sigwait.
+  void Run();
+  void Stop();
+
+  api::PublicDispatcher& public_dispatcher();
+  api::OperatorDispatcher& operator_dispatcher();
+  api::Services& services();
+
+ private:
+  struct Parts;
+  explicit App(std::unique_ptr<Parts> parts);
+  std::unique_ptr<Parts> p_;
+};
+
+// `silo serve`: Load, Create, Start, Run, Stop. Returns the process exit code:
+// 0 after a clean shutdown, 1 when refused (configuration problems, lock
+// held, bad keys).
+// REQUIRES: as App::Run.
 int Serve(const config::GetEnv& getenv);
 
 // <data>/platform/server.json: the addresses a running server bound, so that

@@ -25,21 +25,10 @@
 #include <string>
 
 #include "api/dispatchers.h"
-#include "api/services.h"
-#include "app/tenant_schema.h"
-#include "auth/identity.h"
-#include "auth/password.h"
+#include "app/app.h"
+#include "app/test_config.h"
 #include "base/log.h"
-#include "crypto/crypto.h"
-#include "crypto/keyring.h"
-#include "guard/client_address.h"
-#include "guard/rate_limiter.h"
-#include "http/metrics.h"
 #include "http/to_request.h"
-#include "platform/security_log.h"
-#include "records/tenant_store.h"
-#include "storage/tenant_databases.h"
-#include "tenant/registry.h"
 
 namespace {
 
@@ -48,23 +37,12 @@ namespace bhttp = boost::beast::http;
 
 constexpr char kOperatorToken[] = "fuzz-operator-token-0123456789abcdef";
 
+// The server's own service graph (app::App), created but not started.
 struct World {
   std::string dir;
-  std::unique_ptr<crypto::Keyring> keyring;
-  std::unique_ptr<tenant::TenantRegistry> registry;
-  std::shared_ptr<storage::TenantDatabases> databases;
-  std::unique_ptr<records::TenantStores> stores;
-  std::unique_ptr<auth::IdentityStores> identities;
-  std::unique_ptr<platform::SecurityLog> security_log;
-  http::Metrics metrics;
-  std::atomic<bool> ready{true};
-  guard::RateLimiter limiter;
-  guard::BanList bans;
-  guard::TrustedProxies proxies;
-  api::SecurityOptions security;
-  api::Services services;
-  std::unique_ptr<api::PublicDispatcher> public_dispatcher;
-  std::unique_ptr<api::OperatorDispatcher> operator_dispatcher;
+  std::unique_ptr<app::App> app;
+  api::PublicDispatcher* public_dispatcher = nullptr;
+  api::OperatorDispatcher* operator_dispatcher = nullptr;
   std::string token;  // the API token's secret
 };
 
@@ -102,62 +80,25 @@ World& Setup() {
     char tmpl[] = "/tmp/silo-http-fuzz-XXXXXX";
     if (mkdtemp(tmpl) == nullptr) Die("mkdtemp");
     w->dir = tmpl;
-    auto ring = crypto::Keyring::Open(w->dir + "/keyring", crypto::SecretKey::Random());
-    if (!ring.ok()) Die("keyring");
-    w->keyring = std::move(*ring);
-    auto reg = tenant::TenantRegistry::Open(w->dir, w->keyring.get());
-    if (!reg.ok()) Die("registry");
-    w->registry = std::move(*reg);
-    crypto::Keyring* k = w->keyring.get();
-    auto subkey = [k](crypto::KeyPurpose purpose) {
-      return [k, purpose](const std::string& id) -> Result<crypto::SecretKey> {
-        auto dek = k->GetKey(id);
-        if (!dek.ok()) return dek.status();
-        return crypto::DeriveSubkey(*dek, purpose);
-      };
-    };
-    w->databases = std::make_shared<storage::TenantDatabases>(
-        subkey(crypto::KeyPurpose::kDatabasePages),
-        [dir = w->dir](const std::string& id) { return dir + "/tenants/" + id + "/tenant.db"; },
-        app::TenantSchema(), storage::TenantDatabasesOptions{});
-    w->stores = records::NewSqliteTenantStores(w->databases);
-    w->identities = std::make_unique<auth::IdentityStores>(
-        w->databases, subkey(crypto::KeyPurpose::kSecretFields), auth::Timeouts{});
-    auto seclog = platform::SecurityLog::Open(w->dir + "/security.log");
-    if (!seclog.ok()) Die("security log");
-    w->security_log = std::move(*seclog);
-    auto proxies = guard::TrustedProxies::Parse("");
-    if (!proxies.ok()) Die("proxies");
-    w->proxies = *proxies;
+    config::Config c = app::testing::ConfigFor(w->dir, kOperatorToken);
     // The cheapest password cost the hasher takes: the fuzzer explores the
     // login routes, not Argon2.
-    w->security.password_memory_kib = 64;
-    w->security.password_iterations = 1;
-    w->security.honeypot_paths = {"/.env", "/wp-login.php"};
-    w->security.ban_us = 0;  // a honeypot hit still runs, but bans no later input
-    w->security.login_per_minute = 1'000'000;
-    w->security.public_form_per_minute = 1'000'000;
-    w->security.security_contact = "mailto:security@example.com";
-    w->security.public_url = "https://example.com";
-    w->security.token_max_days = 100 * 366;  // the seeds' tokens expire in 2099
-    auto& s = w->services;
-    s.tenants = w->registry.get();
-    s.stores = w->stores.get();
-    s.security_log = w->security_log.get();
-    s.metrics = &w->metrics;
-    s.ready = &w->ready;
-    s.identities = w->identities.get();
-    s.limiter = &w->limiter;
-    s.bans = &w->bans;
-    s.proxies = &w->proxies;
-    s.security = &w->security;
-    auto dummy = auth::HashPassword("not-a-password", {64, 1});
-    if (!dummy.ok()) Die("password hash");
-    s.dummy_password_hash = *dummy;
-    s.mail_queued = [](const std::string&) {};
-    w->public_dispatcher =
-        std::make_unique<api::PublicDispatcher>(s, "example.com", size_t{1} << 20);
-    w->operator_dispatcher = std::make_unique<api::OperatorDispatcher>(s, kOperatorToken);
+    c.security.password_memory_kib = 64;
+    c.security.password_iterations = 1;
+    c.security.honeypot_paths = {"/.env", "/wp-login.php"};
+    c.security.ban_seconds = 0;  // a honeypot hit still runs, but bans no later input
+    c.security.login_per_minute = 1'000'000;
+    c.security.public_form_per_minute = 1'000'000;
+    c.security.security_contact = "mailto:security@example.com";
+    c.security.public_url = "https://example.com";
+    c.security.token_max_days = 100 * 366;  // the seeds' tokens expire in 2099
+    c.base_domain = "example.com";
+    c.limits.max_body_bytes = size_t{1} << 20;
+    auto app = app::App::Create(std::move(c));
+    if (!app.ok()) Die("app");
+    w->app = std::move(*app);
+    w->public_dispatcher = &w->app->public_dispatcher();
+    w->operator_dispatcher = &w->app->operator_dispatcher();
 
     auto& op = *w->operator_dispatcher;
     auto with_bearer = [](http::Request r, const std::string& token) {
