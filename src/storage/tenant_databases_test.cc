@@ -97,7 +97,7 @@ TEST_F(TenantDatabasesTest, TenantsInUseAreNeverClosedUnderTheirUsers) {
   auto b = dbs.Acquire("b");
   auto c = dbs.Acquire("c");
   ASSERT_STATUS(StatusCode::kUnavailable, c);
-  EXPECT_TRUE(Insert(**a, "still works").ok());
+  EXPECT_OK(Insert(**a, "still works"));
   b = Result<std::shared_ptr<TenantDatabase>>(nullptr);  // release b
   EXPECT_OK(dbs.Acquire("c"));
 }

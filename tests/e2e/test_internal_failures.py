@@ -45,7 +45,9 @@ def cause_lines(silo, rid):
     return found
 
 
-def test_an_unreadable_tenant_database_is_a_bare_500_and_the_log_has_why(make_silo, data_dir):
+def stopped_tenant_with_a_note(make_silo, data_dir):
+    """A tenant "acme" with one record, its server stopped cleanly: the path of
+    its database file and an API token that reads it."""
     silo = make_silo()
     info = tenant(silo, "acme")
     tok = token(silo, "acme")
@@ -56,10 +58,14 @@ def test_an_unreadable_tenant_database_is_a_bare_500_and_the_log_has_why(make_si
     assert api.call("POST", "/api/collections/notes/records",
                     {"id": "n1", "body": "hello"}).status_code == 201
     assert silo.stop() == 0
+    return os.path.join(data_dir, "tenants", info["id"], "tenant.db"), tok
+
+
+def test_an_unreadable_tenant_database_is_a_bare_500_and_the_log_has_why(make_silo, data_dir):
+    path, tok = stopped_tenant_with_a_note(make_silo, data_dir)
 
     # Every page after the first is overwritten: the header still reads as a
     # silo database, but no page after it authenticates any more.
-    path = os.path.join(data_dir, "tenants", info["id"], "tenant.db")
     assert not os.path.exists(path + "-wal")  # a clean stop checkpointed
     size = os.path.getsize(path)
     assert size > 8192
@@ -80,18 +86,8 @@ def test_a_locked_tenant_database_is_a_bare_503_and_nothing_is_lost(make_silo, d
     """SQLite's "database is locked" once reached the caller as a 503 detail,
     with the file's path. Another process holding the file's lock is the
     honest way to make it happen."""
-    silo = make_silo()
-    info = tenant(silo, "acme")
-    tok = token(silo, "acme")
-    api = Api(silo, "acme", tok)
-    r = api.call("POST", "/api/collections", {"name": "notes", "fields": [
-        {"name": "body", "type": "text"}]})
-    assert r.status_code == 201, r.text
-    assert api.call("POST", "/api/collections/notes/records",
-                    {"id": "n1", "body": "hello"}).status_code == 201
-    assert silo.stop() == 0
+    path, tok = stopped_tenant_with_a_note(make_silo, data_dir)
 
-    path = os.path.join(data_dir, "tenants", info["id"], "tenant.db")
     with open(path, "r+b") as held:
         fcntl.lockf(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the whole file
         silo = make_silo()
