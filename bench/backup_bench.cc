@@ -24,6 +24,7 @@
 
 #include "auth/identity.h"
 #include "backup/service.h"
+#include "base/data_layout.h"
 #include "base/time_util.h"
 #include "crypto/crypto.h"
 #include "records/schema.h"
@@ -89,7 +90,7 @@ int main(int argc, char** argv) {
         if (!dek.ok()) return dek.status();
         return crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kDatabasePages);
       },
-      [dir](const std::string& id) { return dir + "/tenants/" + id + "/tenant.db"; },
+      [dir](const std::string& id) { return layout::TenantDatabaseFile(dir, id); },
       records::TenantMigrations(),
       storage::TenantDatabasesOptions{.max_open_tenants = 8,
                                       .readers_per_tenant = 2,
@@ -101,7 +102,7 @@ int main(int argc, char** argv) {
 
   auto t = std::move(registry->Create("big", "", "")).value();
   (void)stores->Create(t.id);
-  const std::string db_path = dir + "/tenants/" + t.id + "/tenant.db";
+  const std::string db_path = layout::TenantDatabaseFile(dir, t.id);
   {
     auto store = std::move(stores->Open(t.id)).value();
     auto schema = records::ParseCollection(boost::json::parse(

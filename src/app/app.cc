@@ -23,6 +23,7 @@
 #include "auth/password.h"
 #include "backup/service.h"
 #include "backup/target.h"
+#include "base/data_layout.h"
 #include "base/file_util.h"
 #include "base/log.h"
 #include "base/time_util.h"
@@ -150,9 +151,7 @@ std::string RouteTable(RouteTableKind kind) {
   return boost::json::serialize(out);
 }
 
-std::string ServerInfoPath(const std::string& data_dir) {
-  return data_dir + "/platform/server.json";
-}
+std::string ServerInfoPath(const std::string& data_dir) { return layout::ServerInfoFile(data_dir); }
 
 // Everything an App owns, in the order it is built; destroyed in reverse, so
 // nothing outlives what it uses (the servers and jobs go first).
@@ -235,18 +234,18 @@ Result<std::unique_ptr<App>> App::Create(config::Config c) {
   if (c.env == config::Environment::kDevelopment) SILO_RETURN_IF_ERROR(MakeDirs(c.data_dir, 0700));
   SILO_ASSIGN_OR_RETURN(p->lock, DataDirLock::Acquire(c.data_dir));
   if (c.env == config::Environment::kDevelopment) SILO_RETURN_IF_ERROR(EnsureDevSecrets(c));
-  SILO_RETURN_IF_ERROR(MakeDirs(c.data_dir + "/platform", 0700));
+  SILO_RETURN_IF_ERROR(MakeDirs(layout::PlatformDir(c.data_dir), 0700));
 
   // 2. Keys and tenants. Each tenant's database key is the kDatabasePages
   // sub-key of its data key; secret fields are sealed with kSecretFields.
   if (!c.master_key) return FailedPrecondition("no master key");
-  auto keyring = crypto::Keyring::Open(c.data_dir + "/platform/keyring", std::move(*c.master_key));
+  auto keyring = crypto::Keyring::Open(layout::KeyringFile(c.data_dir), std::move(*c.master_key));
   c.master_key.reset();
   SILO_ASSIGN_OR_RETURN(p->keyring, std::move(keyring));
   SILO_ASSIGN_OR_RETURN(p->registry, tenant::TenantRegistry::Open(c.data_dir, p->keyring.get()));
   p->databases = std::make_shared<storage::TenantDatabases>(
       SubkeyFn(p->keyring.get(), crypto::KeyPurpose::kDatabasePages),
-      [dir = c.data_dir](const std::string& id) { return dir + "/tenants/" + id + "/tenant.db"; },
+      [dir = c.data_dir](const std::string& id) { return layout::TenantDatabaseFile(dir, id); },
       TenantSchema(),
       storage::TenantDatabasesOptions{
           .max_open_tenants = c.limits.max_open_tenants,
@@ -271,7 +270,7 @@ Result<std::unique_ptr<App>> App::Create(config::Config c) {
       auth::HashPassword(crypto::RandomToken(24),
                          {p->security.password_memory_kib, p->security.password_iterations}));
   SILO_ASSIGN_OR_RETURN(p->security_log,
-                        platform::SecurityLog::Open(c.data_dir + "/platform/security.log"));
+                        platform::SecurityLog::Open(layout::SecurityLogFile(c.data_dir)));
   SILO_ASSIGN_OR_RETURN(auto target, BackupTargetOf(c));
   p->backups = std::make_unique<backup::Service>(
       std::move(target), p->registry.get(), p->keyring.get(), p->databases, p->stores.get(),

@@ -7,10 +7,12 @@
 #include <cerrno>
 #include <string>
 
+#include "base/data_layout.h"
+
 namespace silo::app {
 
 Result<std::unique_ptr<DataDirLock>> DataDirLock::Acquire(const std::string& data_dir) {
-  std::string path = data_dir + "/silo.lock";
+  std::string path = layout::LockFile(data_dir);
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) return Internal("cannot open the data directory's lock file").WithCause(path);
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {

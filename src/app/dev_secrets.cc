@@ -1,5 +1,6 @@
 #include "app/dev_secrets.h"
 
+#include "base/data_layout.h"
 #include "base/file_util.h"
 #include "base/log.h"
 #include "crypto/crypto.h"
@@ -7,7 +8,7 @@
 
 namespace silo::app {
 
-std::string DevDir(const std::string& data_dir) { return data_dir + "/dev"; }
+std::string DevDir(const std::string& data_dir) { return layout::DevDir(data_dir); }
 
 Status EnsureDevSecrets(config::Config& c) {
   const std::string dir = DevDir(c.data_dir);

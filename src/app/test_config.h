@@ -9,6 +9,7 @@
 #include <string>
 #include <utility>
 
+#include "base/data_layout.h"
 #include "config/config.h"
 #include "crypto/secret_key.h"
 
@@ -22,7 +23,7 @@ inline config::Config ConfigFor(const std::string& data_dir, std::string operato
   c.operator_token = std::move(operator_token);
   c.tls_cert_file = data_dir + "/unused.crt";  // never read: the App is not started
   c.tls_key_file = data_dir + "/unused.key";
-  c.backups.target = data_dir + "/backups";
+  c.backups.target = layout::DefaultBackupDir(data_dir);
   c.backups.schedule = false;
   return c;
 }

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "base/data_layout.h"
 #include "base/file_util.h"
 #include "base/time_util.h"
 #include "crypto/crypto.h"
@@ -409,7 +410,7 @@ Result<RestoreReport> Service::RestoreLocked(const RestoreRequest& request) {
     return dek.status();
   }
   crypto::SecretKey page_key = crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kDatabasePages);
-  const std::string dir = data_dir_ + "/tenants/" + dest.id;
+  const std::string dir = layout::TenantDir(data_dir_, dest.id);
   const std::string scratch = dir + "/restore-" + crypto::HexEncode(crypto::RandomBytes(4)) + ".db";
 
   // 3. A new file, checked, cut back to --at, sessions ended, the restore
@@ -447,7 +448,7 @@ Result<RestoreReport> Service::RestoreLocked(const RestoreRequest& request) {
   if (s.ok() && report.new_tenant) s = SyncFile(scratch);
 
   // 4. The swap: rename is atomic; no connection has the file open meanwhile.
-  const std::string live_path = dir + "/tenant.db";
+  const std::string live_path = layout::TenantDatabaseFile(data_dir_, dest.id);
   if (s.ok()) {
     auto swap = [&]() -> Status {
       if (!report.new_tenant) {
@@ -526,7 +527,7 @@ Result<DrillReport> Service::DrillLocked(const tenant::TenantInfo& tenant) {
   r.at_us = NowMicros();
   // The scratch copy is encrypted under a throwaway key and lives beside the
   // tenant's own files (same filesystem, same protections).
-  const std::string scratch = data_dir_ + "/tenants/" + tenant.id + "/drill-" +
+  const std::string scratch = layout::TenantDir(data_dir_, tenant.id) + "/drill-" +
                               crypto::HexEncode(crypto::RandomBytes(4)) + ".db";
   const auto t0 = std::chrono::steady_clock::now();
   Status s = [&]() -> Status {
@@ -552,7 +553,7 @@ Result<DrillReport> Service::DrillLocked(const tenant::TenantInfo& tenant) {
   r.ok = s.ok();
   if (!s.ok()) r.problem = s.message();
 
-  std::string reports = data_dir_ + "/platform/drills";
+  std::string reports = layout::DrillReportsDir(data_dir_);
   if (MakeDirs(reports, 0700).ok()) {
     (void)WriteFileAtomic(reports + "/" + r.backup_id + "-drill.json", r.ToJson() + "\n", 0600);
   }

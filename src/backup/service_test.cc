@@ -9,6 +9,7 @@
 
 #include "auth/identity.h"
 #include "backup/archive.h"
+#include "base/data_layout.h"
 #include "base/status_matchers.h"
 #include "base/time_util.h"
 #include "crypto/crypto.h"
@@ -40,7 +41,7 @@ struct Installation {
           if (!dek.ok()) return dek.status();
           return crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kDatabasePages);
         },
-        [dir](const std::string& id) { return dir + "/tenants/" + id + "/tenant.db"; },
+        [dir](const std::string& id) { return layout::TenantDatabaseFile(dir, id); },
         records::TenantMigrations(),
         storage::TenantDatabasesOptions{.max_open_tenants = 8,
                                         .readers_per_tenant = 2,

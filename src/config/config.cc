@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cstdio>
 
+#include "base/data_layout.h"
 #include "base/file_util.h"
 #include "crypto/crypto.h"
 
@@ -217,7 +218,7 @@ LoadResult Load(const GetEnv& getenv) {
 
   Backups& b = c.backups;
   b.target = Get(getenv, "SILO_BACKUP_TARGET");
-  if (b.target.empty()) b.target = c.data_dir + "/backups";
+  if (b.target.empty()) b.target = layout::DefaultBackupDir(c.data_dir);
   if (std::string r = Get(getenv, "SILO_S3_REGION"); !r.empty()) b.s3_region = r;
   b.s3_endpoint = Get(getenv, "SILO_S3_ENDPOINT");
   if (b.s3_endpoint.empty()) b.s3_endpoint = "https://s3." + b.s3_region + ".amazonaws.com";

@@ -5,6 +5,7 @@
 #include <ctime>
 #include <filesystem>
 
+#include "base/data_layout.h"
 #include "base/file_util.h"
 #include "base/log.h"
 #include "crypto/crypto.h"
@@ -63,7 +64,7 @@ TenantRegistry::TenantRegistry(std::string data_dir, crypto::Keyring* keyring)
     : data_dir_(std::move(data_dir)), keyring_(keyring) {}
 
 std::string TenantRegistry::TenantDir(const std::string& id) const {
-  return data_dir_ + "/tenants/" + id;
+  return layout::TenantDir(data_dir_, id);
 }
 
 Result<std::unique_ptr<TenantRegistry>> TenantRegistry::Open(const std::string& data_dir,
@@ -79,7 +80,7 @@ Result<std::unique_ptr<TenantRegistry>> TenantRegistry::Open(const std::string& 
 Status TenantRegistry::LoadAll() {
   std::lock_guard<std::mutex> lock(mutex_);
   std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(data_dir_ + "/tenants", ec)) {
+  for (const auto& entry : fs::directory_iterator(layout::TenantsDir(data_dir_), ec)) {
     std::string dirname = entry.path().filename().string();
     if (dirname.rfind(kDeletingPrefix, 0) == 0) {
       // A delete was interrupted after the rename: finish it.
@@ -144,7 +145,8 @@ Status TenantRegistry::WriteMetaLocked(const TenantInfo& info) {
   doc["state"] = TenantStateName(info.state);
   doc["created_at"] = info.created_at;
   doc["sealed"] = crypto::Base64Encode(sealed);
-  return WriteFileAtomic(TenantDir(info.id) + "/tenant.meta", json::serialize(doc) + "\n", 0600);
+  return WriteFileAtomic(layout::TenantMetaFile(data_dir_, info.id), json::serialize(doc) + "\n",
+                         0600);
 }
 
 Result<TenantInfo> TenantRegistry::Create(const std::string& slug, const std::string& name,
@@ -162,7 +164,7 @@ Result<TenantInfo> TenantRegistry::Create(const std::string& slug, const std::st
   info.name = name.empty() ? slug : name;
   info.owner_email = owner_email;
   std::string dir = TenantDir(info.id);
-  if (Status s = MakeDirs(dir + "/files", 0700); !s.ok()) return s;
+  if (Status s = MakeDirs(layout::TenantFilesDir(data_dir_, info.id), 0700); !s.ok()) return s;
   auto dek = keyring_->CreateKey(info.id);
   if (!dek.ok()) {
     // Best-effort clean-up: the failure the caller needs is the one above, and
@@ -217,12 +219,12 @@ Status TenantRegistry::Delete(const std::string& slug) {
   const std::string id = it->second.id;
   // Rename first so that a crash part-way leaves a marked directory that the
   // next start finishes deleting, never a half-present tenant.
-  std::string doomed = data_dir_ + "/tenants/" + kDeletingPrefix + id;
+  std::string doomed = layout::TenantDir(data_dir_, kDeletingPrefix + id);
   std::error_code ec;
   fs::rename(TenantDir(id), doomed, ec);
   if (ec) return Internal("cannot remove the tenant directory").WithCause(ec.message());
   by_slug_.erase(it);
-  if (Status synced = SyncDir(data_dir_ + "/tenants"); !synced.ok()) {
+  if (Status synced = SyncDir(layout::TenantsDir(data_dir_)); !synced.ok()) {
     // The rename may not survive a power cut; the next start finishes the
     // delete either way, so this is a warning, not a failure.
     log::Warn("tenant delete not yet durable", {{"cause", synced.ToString()}});

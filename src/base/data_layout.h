@@ -1,0 +1,45 @@
+// Where things live under the data directory: the one place that names these
+// paths (the tree is drawn in docs/architecture.md, "Data directory"). Pure
+// string functions; nothing here touches the disk.
+#ifndef SILO_BASE_DATA_LAYOUT_H_
+#define SILO_BASE_DATA_LAYOUT_H_
+
+#include <string>
+
+namespace silo::layout {
+
+// flock held by the one serving process.
+inline std::string LockFile(const std::string& data) { return data + "/silo.lock"; }
+// Development only: generated master key, operator token, TLS pair.
+inline std::string DevDir(const std::string& data) { return data + "/dev"; }
+inline std::string PlatformDir(const std::string& data) { return data + "/platform"; }
+inline std::string KeyringFile(const std::string& data) { return PlatformDir(data) + "/keyring"; }
+inline std::string SecurityLogFile(const std::string& data) {
+  return PlatformDir(data) + "/security.log";
+}
+// The addresses a running server bound (removed at exit).
+inline std::string ServerInfoFile(const std::string& data) {
+  return PlatformDir(data) + "/server.json";
+}
+inline std::string DrillReportsDir(const std::string& data) {
+  return PlatformDir(data) + "/drills";
+}
+// The backup target when SILO_BACKUP_TARGET is not set.
+inline std::string DefaultBackupDir(const std::string& data) { return data + "/backups"; }
+inline std::string TenantsDir(const std::string& data) { return data + "/tenants"; }
+inline std::string TenantDir(const std::string& data, const std::string& tenant_id) {
+  return TenantsDir(data) + "/" + tenant_id;
+}
+inline std::string TenantDatabaseFile(const std::string& data, const std::string& tenant_id) {
+  return TenantDir(data, tenant_id) + "/tenant.db";
+}
+inline std::string TenantMetaFile(const std::string& data, const std::string& tenant_id) {
+  return TenantDir(data, tenant_id) + "/tenant.meta";
+}
+inline std::string TenantFilesDir(const std::string& data, const std::string& tenant_id) {
+  return TenantDir(data, tenant_id) + "/files";
+}
+
+}  // namespace silo::layout
+
+#endif  // SILO_BASE_DATA_LAYOUT_H_
