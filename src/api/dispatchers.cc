@@ -198,11 +198,10 @@ http::Response RunTenantRoute(Services& s, const Router::Match& m, RequestContex
   if (!store.ok()) return fail(store.status());
   auto identity = s.identities->Open(ctx.tenant->id);
   if (!identity.ok()) return fail(identity.status());
-  auto tokens = s.identities->OpenTokens(ctx.tenant->id);
-  if (!tokens.ok()) return fail(tokens.status());
+  auth::ApiTokens tokens = (*identity)->Tokens();
   ctx.store = store->get();
   ctx.identity = identity->get();
-  ctx.tokens = tokens->get();
+  ctx.tokens = &tokens;
   if (m.route->access.kind == Access::Kind::kPublic) {
     ctx.actor = {"anonymous", ctx.client};
     return RunRoute(m, ctx, label, false);
@@ -212,7 +211,7 @@ http::Response RunTenantRoute(Services& s, const Router::Match& m, RequestContex
   std::vector<rbac::Role> roles;
   auto bearer = req.Header("authorization");
   if (bearer && bearer->substr(0, 7) == "Bearer ") {
-    auto principal = (*tokens)->Authenticate(bearer->substr(7), now);
+    auto principal = tokens.Authenticate(bearer->substr(7), now);
     if (!principal.ok()) {
       if (principal.status().code() == StatusCode::kUnauthenticated) {
         return deny(401, "invalid or expired token");

@@ -101,9 +101,9 @@ http::Response IssueToken(Services& s, RequestContext& ctx) {
   }
   auto t = Open(s, ctx.params["slug"]);
   if (!t.ok()) return ErrorResponse(t.status(), req);
-  auto tokens = s.identities->OpenTokens(t->info.id);
-  if (!tokens.ok()) return ErrorResponse(tokens.status(), req);
-  auto issued = (*tokens)->Create(OperatorWriter(ctx), spec);
+  auto identity = s.identities->Open(t->info.id);
+  if (!identity.ok()) return ErrorResponse(identity.status(), req);
+  auto issued = (*identity)->Tokens().Create(OperatorWriter(ctx), spec);
   if (!issued.ok()) return ErrorResponse(issued.status(), req);
   s.security_log->AppendOrLog({"token.issued", "operator", req.client_ip, t->info.slug},
                               req.request_id);

@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 #include <functional>
 
+#include "auth/identity_internal.h"
 #include "base/time_util.h"
 #include "crypto/crypto.h"
 #include "rbac/rbac.h"
@@ -31,17 +32,6 @@ const storage::Migration kMigrations[] = {
 constexpr size_t kMaxName = 100;
 constexpr size_t kMaxPermissions = 100;
 constexpr int64_t kDayUs = 86400LL * 1'000'000;
-
-Result<std::vector<std::string>> ParsePermissions(const std::string& text) {
-  boost::system::error_code ec;
-  json::value perms = json::parse(text, ec);
-  if (ec || !perms.is_array()) return DataLoss("token with malformed permissions");
-  std::vector<std::string> out;
-  for (const auto& v : perms.as_array()) {
-    if (v.is_string()) out.emplace_back(v.as_string());
-  }
-  return out;
-}
 
 // A token change as an event in the event log and an entry in the audit log,
 // in one transaction with the change itself. `change` makes the change and
@@ -130,7 +120,7 @@ Result<Principal> ApiTokens::Authenticate(std::string_view token, int64_t now_us
     Principal p;
     p.token_id = stmt->ColumnText(0);
     p.owner = stmt->ColumnText(3);
-    SILO_ASSIGN_OR_RETURN(p.permissions, ParsePermissions(stmt->ColumnText(1)));
+    SILO_ASSIGN_OR_RETURN(p.permissions, ParsePermissionList(stmt->ColumnText(1), "token"));
     out = std::move(p);
     return Status::Ok();
   }));
@@ -151,7 +141,7 @@ Result<std::vector<TokenInfo>> ApiTokens::List(std::optional<std::string> owner)
       TokenInfo t;
       t.id = stmt->ColumnText(0);
       t.name = stmt->ColumnText(1);
-      SILO_ASSIGN_OR_RETURN(t.permissions, ParsePermissions(stmt->ColumnText(2)));
+      SILO_ASSIGN_OR_RETURN(t.permissions, ParsePermissionList(stmt->ColumnText(2), "token"));
       t.created_at_us = stmt->ColumnInt(3);
       t.expires_at_us = stmt->ColumnInt(4);
       t.owner = stmt->ColumnText(5);

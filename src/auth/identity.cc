@@ -50,11 +50,6 @@ const storage::Migration kMigrations[] = {
 
 std::span<const storage::Migration> IdentityMigrations() { return kMigrations; }
 
-Result<std::unique_ptr<ApiTokens>> IdentityStores::OpenTokens(const std::string& tenant_id) {
-  SILO_ASSIGN_OR_RETURN(auto db, databases_->Acquire(tenant_id));
-  return std::make_unique<ApiTokens>(std::move(db));
-}
-
 Result<std::unique_ptr<Identity>> IdentityStores::Open(const std::string& tenant_id) {
   auto db = databases_->Acquire(tenant_id);
   if (!db.ok()) return db.status();
@@ -77,6 +72,8 @@ Result<const crypto::SecretKey*> Identity::SecretFields() {
   return &*secret_fields_;
 }
 
+ApiTokens Identity::Tokens() const { return ApiTokens(db_); }
+
 Status Identity::AuditedWrite(const events::Origin& ctx,
                               const std::function<Result<Audited>(Database&)>& change) {
   return db_->Write([&](Database& db) -> Status {
@@ -93,9 +90,7 @@ Status Identity::Audit(const events::Origin& ctx, const std::string& type,
                        const std::string& subject_kind, const std::string& subject_id,
                        const json::object& details) {
   return AuditedWrite(ctx, [&](Database&) -> Result<Audited> {
-    std::vector<events::Change> changes;
-    for (const auto& kv : details) changes.push_back(Set(std::string(kv.key()), kv.value()));
-    return Audited{type, subject_kind, subject_id, std::move(changes)};
+    return Audited{type, subject_kind, subject_id, events::DetailChanges(details)};
   });
 }
 

@@ -263,6 +263,11 @@ class Identity {
   Status MarkMailSent(int64_t id, int64_t now_us);
   Status MarkMailFailed(int64_t id, const std::string& error, int64_t retry_at_us);
 
+  // --- API tokens (api_tokens.h) ---
+  // The tenant's API tokens, over this Identity's database (no second
+  // lookup of the tenant's database per request).
+  ApiTokens Tokens() const;
+
   // --- audit ---
   // One audit entry for what a caller did outside this class (login failures,
   // denials); `details` become changes with no old value.
@@ -309,8 +314,6 @@ class IdentityStores {
         secret_key_fn_(std::move(secret_key_fn)),
         timeouts_(timeouts) {}
   Result<std::unique_ptr<Identity>> Open(const std::string& tenant_id);
-  // The tenant's API tokens (api_tokens.h), over the same database.
-  Result<std::unique_ptr<ApiTokens>> OpenTokens(const std::string& tenant_id);
   const Timeouts& timeouts() const { return timeouts_; }
 
  private:

@@ -66,6 +66,18 @@ Result<std::optional<LoginRecord>> LoadUser(Database& db, std::string_view colum
   return std::optional<LoginRecord>(std::move(r));
 }
 
+Result<std::vector<std::string>> ParsePermissionList(const std::string& json_text,
+                                                     std::string_view what) {
+  boost::system::error_code ec;
+  json::value perms = json::parse(json_text, ec);
+  if (ec || !perms.is_array()) return DataLoss(std::string(what) + " with malformed permissions");
+  std::vector<std::string> out;
+  for (const auto& p : perms.as_array()) {
+    if (p.is_string()) out.emplace_back(p.as_string());
+  }
+  return out;
+}
+
 Result<std::optional<rbac::Role>> LoadRole(Database& db, const std::string& name) {
   if (const rbac::Role* b = rbac::FindBuiltIn(name)) return std::optional<rbac::Role>(*b);
   auto st = db.Prepare("SELECT description, permissions, require_mfa FROM roles WHERE name = ?");
@@ -77,12 +89,7 @@ Result<std::optional<rbac::Role>> LoadRole(Database& db, const std::string& name
   rbac::Role r;
   r.name = name;
   r.description = st->ColumnText(0);
-  boost::system::error_code ec;
-  json::value perms = json::parse(st->ColumnText(1), ec);
-  if (ec || !perms.is_array()) return DataLoss("role with malformed permissions");
-  for (const auto& p : perms.as_array()) {
-    if (p.is_string()) r.permissions.emplace_back(p.as_string());
-  }
+  SILO_ASSIGN_OR_RETURN(r.permissions, ParsePermissionList(st->ColumnText(1), "role"));
   r.require_mfa = st->ColumnInt(2) != 0;
   return std::optional<rbac::Role>(std::move(r));
 }

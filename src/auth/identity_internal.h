@@ -42,6 +42,10 @@ Result<std::vector<std::string>> LoadRoles(storage::Database& db, const std::str
 // `value`, with its password hash; nullopt when there is none.
 Result<std::optional<LoginRecord>> LoadUser(storage::Database& db, std::string_view column,
                                             const std::string& value);
+// A stored JSON array of permission names (roles, API tokens); non-strings
+// are skipped. DataLoss naming `what` ("role", "token") when it does not parse.
+Result<std::vector<std::string>> ParsePermissionList(const std::string& json_text,
+                                                     std::string_view what);
 // A built-in role or the tenant's own; nullopt when neither has `name`.
 // DataLoss for a stored role whose permissions do not parse.
 Result<std::optional<rbac::Role>> LoadRole(storage::Database& db, const std::string& name);

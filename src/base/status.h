@@ -119,8 +119,6 @@ class [[nodiscard]] Result {
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T&& operator*() && { return std::move(*this).value(); }
-  // The value when ok(), else `fallback`.
-  T value_or(T fallback) const& { return ok() ? value() : std::move(fallback); }
   // Ok status when ok(), else the error.
   Status status() const { return ok() ? Status() : std::get<Status>(v_); }
 

@@ -93,7 +93,6 @@ World& Setup() {
     c.security.public_url = "https://example.com";
     c.security.token_max_days = 100 * 366;  // the seeds' tokens expire in 2099
     c.base_domain = "example.com";
-    c.limits.max_body_bytes = size_t{1} << 20;
     auto app = app::App::Create(std::move(c));
     if (!app.ok()) Die("app");
     w->app = std::move(*app);
