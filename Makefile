@@ -5,7 +5,7 @@ PRESET ?= release
 BUILD_DIR := $(if $(filter release,$(PRESET)),build,build-$(PRESET))
 PYTHON := /usr/bin/python3
 
-.PHONY: bootstrap build run test unit e2e check-incremental check-includes check-format bench bench-http bench-storage bench-api bench-login bench-backup format check-asan fuzz crash-test clean
+.PHONY: bootstrap build run test unit e2e check-incremental check-includes check-format check-thread-safety bench bench-http bench-storage bench-api bench-login bench-backup format check-asan fuzz crash-test clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -23,15 +23,20 @@ unit: build
 e2e: build
 	SILO_BIN=$(CURDIR)/$(BUILD_DIR)/silo $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
 
-# Everything CI runs (.ci/run): the layering and format checks, the release
+# Everything CI runs (.ci/run): the layering, format and thread-safety checks, the release
 # build's unit and black-box tests, the incremental-build check, the crash
 # test, then the whole suite again under ASan+UBSan. About 15 minutes from a
 # fresh clone on 2 cores.
-test: check-includes check-format unit check-incremental e2e crash-test check-asan
+test: check-includes check-format check-thread-safety unit check-incremental e2e crash-test check-asan
 
 # Each file includes only modules its CMake target links (scripts/check_includes.py).
 check-includes: bootstrap
 	@$(PYTHON) scripts/check_includes.py
+
+# Clang's thread-safety analysis (GUARDED_BY, REQUIRES) over every source of
+# the build, as errors (scripts/check_thread_safety.py; a syntax-only pass).
+check-thread-safety: build
+	@$(PYTHON) scripts/check_thread_safety.py $(BUILD_DIR) $(JOBS)
 
 # Every C++ source is clang-formatted (.clang-format); `make format` fixes it.
 FORMATTED = $$(git ls-files 'src/*.cc' 'src/*.h' 'tests/*.cc' 'bench/*.cc')

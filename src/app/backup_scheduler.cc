@@ -28,19 +28,21 @@ BackupScheduler::BackupScheduler(backup::Service& service, tenant::TenantRegistr
 
 void BackupScheduler::Stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   if (thread_.joinable()) thread_.join();
 }
 
 bool BackupScheduler::SleepUntil(int64_t until_us) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   while (!stop_) {
     int64_t left = until_us - NowMicros();
     if (left <= 0) return true;
-    cv_.wait_for(lock, std::chrono::microseconds(std::min<int64_t>(left, 60'000'000)));
+    // At most a minute at a time: the wall clock may jump meanwhile.
+    cv_.WaitUntil(mu_, std::chrono::steady_clock::now() +
+                           std::chrono::microseconds(std::min<int64_t>(left, 60'000'000)));
   }
   return false;
 }

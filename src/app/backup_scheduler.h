@@ -7,12 +7,11 @@
 #ifndef SILO_APP_BACKUP_SCHEDULER_H_
 #define SILO_APP_BACKUP_SCHEDULER_H_
 
-#include <condition_variable>
 #include <cstdint>
-#include <mutex>
 #include <thread>
 
 #include "backup/service.h"
+#include "base/mutex.h"
 #include "config/config.h"
 #include "platform/security_log.h"
 #include "tenant/registry.h"
@@ -40,9 +39,9 @@ class BackupScheduler {
   tenant::TenantRegistry& tenants_;
   platform::SecurityLog& security_log_;
   const config::Backups options_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;   // GUARDED_BY(mu_)
+  Mutex mu_;
+  CondVar cv_;
+  bool stop_ GUARDED_BY(mu_) = false;
   std::thread thread_;  // last: starts after the members it uses
 };
 

@@ -25,38 +25,41 @@ Mailer::Mailer(api::Services& services, std::string smtp_url, std::string from)
 
 void Mailer::Queued(const std::string& tenant_id) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     pending_.insert(tenant_id);
   }
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 void Mailer::Stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   if (thread_.joinable()) thread_.join();
+}
+
+std::optional<std::set<std::string>> Mailer::NextBatch() {
+  MutexLock lock(mu_);
+  const auto deadline = std::chrono::steady_clock::now() + kRescan;
+  while (!stop_ && pending_.empty() && cv_.WaitUntil(mu_, deadline)) {
+  }
+  if (stop_) return std::nullopt;
+  std::set<std::string> work;
+  work.swap(pending_);
+  return work;
 }
 
 void Mailer::Run() {
   std::set<std::string> retry;  // tenants with mail left for later
-  std::unique_lock lock(mu_);
-  while (true) {
-    cv_.wait_for(lock, kRescan, [this] { return stop_ || !pending_.empty(); });
-    if (stop_) return;
-    std::set<std::string> work;
-    work.swap(pending_);
-    lock.unlock();
-    work.insert(retry.begin(), retry.end());
+  while (auto work = NextBatch()) {
+    work->insert(retry.begin(), retry.end());
     retry.clear();
-    if (!smtp_url_.empty()) {
-      for (const auto& id : work) {
-        if (Drain(id)) retry.insert(id);
-      }
+    if (smtp_url_.empty()) continue;
+    for (const auto& id : *work) {
+      if (Drain(id)) retry.insert(id);
     }
-    lock.lock();
   }
 }
 

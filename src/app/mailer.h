@@ -6,13 +6,13 @@
 #ifndef SILO_APP_MAILER_H_
 #define SILO_APP_MAILER_H_
 
-#include <condition_variable>
-#include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
 
 #include "api/services.h"
+#include "base/mutex.h"
 
 namespace silo::app {
 
@@ -28,16 +28,19 @@ class Mailer {
 
  private:
   void Run();
+  // The tenants to drain next: those queued, after waiting up to the rescan
+  // interval for one (empty when none came); nullopt once stopped.
+  std::optional<std::set<std::string>> NextBatch() EXCLUDES(mu_);
   // Sends what is due in one tenant; true when mail is left for later.
   bool Drain(const std::string& tenant_id);
 
   api::Services& services_;
   const std::string smtp_url_;  // secret when it carries credentials: never logged
   const std::string from_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::set<std::string> pending_;  // GUARDED_BY(mu_)
-  bool stop_ = false;              // GUARDED_BY(mu_)
+  Mutex mu_;
+  CondVar cv_;
+  std::set<std::string> pending_ GUARDED_BY(mu_);
+  bool stop_ GUARDED_BY(mu_) = false;
   std::atomic<int64_t> sent_{0};
   std::atomic<int64_t> failed_{0};
   std::thread thread_;  // last: starts after the members it uses

@@ -22,7 +22,7 @@ Keyring::Keyring(std::string path, SecretKey master)
 Result<std::unique_ptr<Keyring>> Keyring::Open(const std::string& path, SecretKey master) {
   std::unique_ptr<Keyring> ring(new Keyring(path, std::move(master)));
   if (!PathExists(path)) {
-    std::lock_guard<std::mutex> lock(ring->mutex_);
+    MutexLock lock(ring->mutex_);
     Status s = ring->PersistLocked();
     if (!s.ok()) return s;
     return ring;
@@ -43,6 +43,7 @@ Result<std::unique_ptr<Keyring>> Keyring::Open(const std::string& path, SecretKe
   if (!ConstantTimeEquals(std::string(fp->as_string()), ring->master_fingerprint_)) {
     return FailedPrecondition("wrong master key: it does not match this data directory's keyring");
   }
+  MutexLock lock(ring->mutex_);  // no other thread has `ring` yet; the analysis asks
   for (const auto& kv : keys->as_object()) {
     if (!kv.value().is_string()) return DataLoss("keyring entry malformed");
     auto raw = Base64Decode(std::string(kv.value().as_string()));
@@ -53,7 +54,7 @@ Result<std::unique_ptr<Keyring>> Keyring::Open(const std::string& path, SecretKe
 }
 
 Result<SecretKey> Keyring::CreateKey(const std::string& tenant_id) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   if (wrapped_.count(tenant_id) != 0) {
     return AlreadyExists("tenant key exists");
   }
@@ -69,7 +70,7 @@ Result<SecretKey> Keyring::CreateKey(const std::string& tenant_id) {
 }
 
 Result<SecretKey> Keyring::GetKey(const std::string& tenant_id) const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = wrapped_.find(tenant_id);
   if (it == wrapped_.end()) return NotFound("no key for tenant");
   auto raw = crypto::Open(kek_, it->second, WrapAd(tenant_id));
@@ -80,7 +81,7 @@ Result<SecretKey> Keyring::GetKey(const std::string& tenant_id) const {
 }
 
 Result<std::string> Keyring::Wrapped(const std::string& tenant_id) const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = wrapped_.find(tenant_id);
   if (it == wrapped_.end()) return NotFound("no key for tenant");
   return it->second;
@@ -95,7 +96,7 @@ Result<SecretKey> Keyring::Unwrap(const std::string& tenant_id, std::string_view
 }
 
 Status Keyring::DestroyKey(const std::string& tenant_id) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = wrapped_.find(tenant_id);
   if (it == wrapped_.end()) return NotFound("no key for tenant");
   std::string saved = it->second;
@@ -106,7 +107,7 @@ Status Keyring::DestroyKey(const std::string& tenant_id) {
 }
 
 std::vector<std::string> Keyring::TenantIds() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   std::vector<std::string> ids;
   for (const auto& kv : wrapped_) ids.push_back(kv.first);
   return ids;

@@ -12,10 +12,10 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "base/mutex.h"
 #include "base/status.h"
 #include "crypto/secret_key.h"
 
@@ -48,13 +48,13 @@ class Keyring {
 
  private:
   Keyring(std::string path, SecretKey master);
-  Status PersistLocked() const;
+  Status PersistLocked() const REQUIRES(mutex_);
 
   const std::string path_;
   const SecretKey kek_;
   const std::string master_fingerprint_;
-  mutable std::mutex mutex_;
-  std::map<std::string, std::string> wrapped_;  // GUARDED_BY(mutex_); raw sealed bytes
+  mutable Mutex mutex_;
+  std::map<std::string, std::string> wrapped_ GUARDED_BY(mutex_);  // raw sealed bytes
 };
 
 }  // namespace silo::crypto

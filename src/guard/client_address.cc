@@ -93,7 +93,7 @@ std::string TrustedProxies::ClientOf(std::string_view peer,
 }
 
 void BanList::Ban(const std::string& client, int64_t until_us, int64_t now_us) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (until_.size() >= max_bans_ && !until_.count(client)) {
     std::erase_if(until_, [&](const auto& kv) { return kv.second <= now_us; });
     if (until_.size() >= max_bans_) {
@@ -109,13 +109,13 @@ void BanList::Ban(const std::string& client, int64_t until_us, int64_t now_us) {
 }
 
 bool BanList::Banned(const std::string& client, int64_t now_us) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = until_.find(client);
   return it != until_.end() && it->second > now_us;
 }
 
 size_t BanList::size() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return until_.size();
 }
 

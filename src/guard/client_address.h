@@ -9,13 +9,13 @@
 #define SILO_GUARD_CLIENT_ADDRESS_H_
 
 #include <cstdint>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
+#include "base/mutex.h"
 #include "base/status.h"
 
 namespace silo::guard {
@@ -57,8 +57,8 @@ class BanList {
 
  private:
   const size_t max_bans_;
-  mutable std::mutex mu_;
-  std::unordered_map<std::string, int64_t> until_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::unordered_map<std::string, int64_t> until_ GUARDED_BY(mu_);
 };
 
 }  // namespace silo::guard

@@ -6,7 +6,7 @@
 namespace silo::guard {
 
 Verdict RateLimiter::Take(const std::string& key, const RateLimit& limit, int64_t now_us) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = buckets_.find(key);
   if (it == buckets_.end()) {
     if (buckets_.size() >= max_keys_ && !lru_.empty()) {
@@ -49,7 +49,7 @@ Verdict RateLimiter::Take(const std::string& key, const RateLimit& limit, int64_
 }
 
 size_t RateLimiter::size() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return buckets_.size();
 }
 

@@ -18,9 +18,10 @@
 
 #include <cstdint>
 #include <list>
-#include <mutex>
 #include <string>
 #include <unordered_map>
+
+#include "base/mutex.h"
 
 namespace silo::guard {
 
@@ -52,9 +53,9 @@ class RateLimiter {
     std::list<std::string>::iterator lru;
   };
   const size_t max_keys_;
-  mutable std::mutex mu_;
-  std::list<std::string> lru_;                       // GUARDED_BY(mu_); front = newest
-  std::unordered_map<std::string, Bucket> buckets_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::list<std::string> lru_ GUARDED_BY(mu_);  // front = newest
+  std::unordered_map<std::string, Bucket> buckets_ GUARDED_BY(mu_);
 };
 
 // Seconds for a Retry-After header (at least 1).

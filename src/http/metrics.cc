@@ -7,7 +7,7 @@ namespace silo::http {
 
 void Metrics::RecordRequest(const std::string& listener, const std::string& route, int status,
                             double seconds) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   ++requests_[{listener, route, status}];
   for (size_t i = 0; i < kBuckets.size(); ++i) {
     if (seconds <= kBuckets[i]) ++bucket_counts_[i];
@@ -17,17 +17,17 @@ void Metrics::RecordRequest(const std::string& listener, const std::string& rout
 }
 
 void Metrics::RecordRejection(const std::string& reason) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   ++rejections_[reason];
 }
 
 void Metrics::AddGaugeSource(GaugeSource source) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   gauges_.push_back(std::move(source));
 }
 
 std::string Metrics::Render() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   std::string out;
   char buf[256];
   out += "# HELP silo_http_requests_total HTTP requests answered.\n";

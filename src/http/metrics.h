@@ -9,10 +9,11 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "base/mutex.h"
 
 namespace silo::http {
 
@@ -32,14 +33,13 @@ class Metrics {
                                                       0.05,   0.1,   0.25,   0.5,   1.0,  5.0};
 
  private:
-  mutable std::mutex mutex_;
-  // GUARDED_BY(mutex_) all below.
-  std::map<std::tuple<std::string, std::string, int>, uint64_t> requests_;
-  std::array<uint64_t, kBuckets.size()> bucket_counts_{};
-  uint64_t latency_count_ = 0;
-  double latency_sum_ = 0;
-  std::map<std::string, uint64_t> rejections_;
-  std::vector<GaugeSource> gauges_;
+  mutable Mutex mutex_;
+  std::map<std::tuple<std::string, std::string, int>, uint64_t> requests_ GUARDED_BY(mutex_);
+  std::array<uint64_t, kBuckets.size()> bucket_counts_ GUARDED_BY(mutex_){};
+  uint64_t latency_count_ GUARDED_BY(mutex_) = 0;
+  double latency_sum_ GUARDED_BY(mutex_) = 0;
+  std::map<std::string, uint64_t> rejections_ GUARDED_BY(mutex_);
+  std::vector<GaugeSource> gauges_ GUARDED_BY(mutex_);
 };
 
 }  // namespace silo::http

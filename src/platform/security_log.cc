@@ -85,7 +85,7 @@ void SecurityLog::AppendOrLog(const SecurityEvent& event, std::string_view reque
 }
 
 Status SecurityLog::Append(const SecurityEvent& e) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   json::object o;
   o["seq"] = static_cast<int64_t>(seq_ + 1);
   o["ts"] = Now();

@@ -14,10 +14,10 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 
+#include "base/mutex.h"
 #include "base/status.h"
 
 namespace silo::platform {
@@ -46,9 +46,9 @@ class SecurityLog {
   SecurityLog(std::string path, uint64_t seq, std::string head)
       : path_(std::move(path)), seq_(seq), head_(std::move(head)) {}
   const std::string path_;
-  std::mutex mutex_;
-  uint64_t seq_;      // GUARDED_BY(mutex_): last sequence number written
-  std::string head_;  // GUARDED_BY(mutex_): hash of the last line
+  Mutex mutex_;
+  uint64_t seq_ GUARDED_BY(mutex_);      // last sequence number written
+  std::string head_ GUARDED_BY(mutex_);  // hash of the last line
 };
 
 }  // namespace silo::platform

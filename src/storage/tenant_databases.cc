@@ -15,15 +15,15 @@ TenantDatabase::TenantDatabase(std::string path, crypto::SecretKey key, OpenOpti
       writer_(std::move(writer)) {}
 
 Status TenantDatabase::Write(const std::function<Status(Database&)>& fn) {
-  std::lock_guard lock(write_mu_);
+  MutexLock lock(write_mu_);
   return fn(*writer_);
 }
 
 Status TenantDatabase::Read(const std::function<Status(Database&)>& fn) {
   std::unique_ptr<Database> reader;
   {
-    std::unique_lock lock(read_mu_);
-    read_cv_.wait(lock, [&] { return !idle_readers_.empty() || readers_open_ < max_readers_; });
+    MutexLock lock(read_mu_);
+    while (idle_readers_.empty() && readers_open_ >= max_readers_) read_cv_.Wait(read_mu_);
     if (!idle_readers_.empty()) {
       reader = std::move(idle_readers_.back());
       idle_readers_.pop_back();
@@ -36,19 +36,19 @@ Status TenantDatabase::Read(const std::function<Status(Database&)>& fn) {
     options.create = false;
     auto opened = Database::Open(path_, key_, options);
     if (!opened.ok()) {
-      std::lock_guard lock(read_mu_);
+      MutexLock lock(read_mu_);
       --readers_open_;
-      read_cv_.notify_one();
+      read_cv_.Signal();
       return opened.status();
     }
     reader = std::move(opened).value();
   }
   Status s = fn(*reader);
   {
-    std::lock_guard lock(read_mu_);
+    MutexLock lock(read_mu_);
     idle_readers_.push_back(std::move(reader));
   }
-  read_cv_.notify_one();
+  read_cv_.Signal();
   return s;
 }
 
@@ -74,7 +74,7 @@ bool TenantDatabases::MakeRoomLocked() {
 
 Result<std::shared_ptr<TenantDatabase>> TenantDatabases::Acquire(const std::string& tenant_id) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (exclusive_.count(tenant_id) != 0)
       return Unavailable("tenant is being restored; retry shortly");
     auto it = open_.find(tenant_id);
@@ -85,9 +85,9 @@ Result<std::shared_ptr<TenantDatabase>> TenantDatabases::Acquire(const std::stri
   }
   // Opening takes milliseconds (key derivation, page 1, migrations): not
   // under mu_, so hits on other tenants are not held up.
-  std::lock_guard opening(open_mu_);
+  MutexLock opening(open_mu_);
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (exclusive_.count(tenant_id) != 0)
       return Unavailable("tenant is being restored; retry shortly");
     auto it = open_.find(tenant_id);  // opened while we waited
@@ -105,14 +105,14 @@ Result<std::shared_ptr<TenantDatabase>> TenantDatabases::Acquire(const std::stri
   auto db =
       std::make_shared<TenantDatabase>(path, std::move(key).value(), options_.open,
                                        options_.readers_per_tenant, std::move(writer).value());
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   lru_.push_front(tenant_id);
   open_[tenant_id] = Entry{db, lru_.begin()};
   return db;
 }
 
 void TenantDatabases::Close(const std::string& tenant_id) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = open_.find(tenant_id);
   if (it == open_.end()) return;
   lru_.erase(it->second.lru);
@@ -122,21 +122,21 @@ void TenantDatabases::Close(const std::string& tenant_id) {
 Status TenantDatabases::Exclusive(const std::string& tenant_id, std::chrono::milliseconds wait,
                                   const std::function<Status()>& fn) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (!exclusive_.insert(tenant_id).second) {
       return Unavailable("another restore of this tenant is running");
     }
   }
   auto release = [&] {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     exclusive_.erase(tenant_id);
   };
   // An Acquire that passed its check before the insert may still be opening:
   // open_mu_ waits for it, then the entry it made is dropped like any other.
   std::weak_ptr<TenantDatabase> held;
   {
-    std::lock_guard opening(open_mu_);
-    std::lock_guard lock(mu_);
+    MutexLock opening(open_mu_);
+    MutexLock lock(mu_);
     auto it = open_.find(tenant_id);
     if (it != open_.end()) {
       held = it->second.db;
@@ -159,7 +159,7 @@ Status TenantDatabases::Exclusive(const std::string& tenant_id, std::chrono::mil
 }
 
 size_t TenantDatabases::open_count() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return open_.size();
 }
 

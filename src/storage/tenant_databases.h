@@ -8,17 +8,16 @@
 #define SILO_STORAGE_TENANT_DATABASES_H_
 
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <list>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "base/mutex.h"
 #include "base/status.h"
 #include "crypto/secret_key.h"
 #include "storage/database.h"
@@ -45,13 +44,13 @@ class TenantDatabase {
   const OpenOptions options_;
   const size_t max_readers_;
 
-  std::mutex write_mu_;
-  std::unique_ptr<Database> writer_;  // GUARDED_BY(write_mu_)
+  Mutex write_mu_;
+  std::unique_ptr<Database> writer_ GUARDED_BY(write_mu_);
 
-  std::mutex read_mu_;
-  std::condition_variable read_cv_;
-  std::vector<std::unique_ptr<Database>> idle_readers_;  // GUARDED_BY(read_mu_)
-  size_t readers_open_ = 0;                              // GUARDED_BY(read_mu_)
+  Mutex read_mu_;
+  CondVar read_cv_;
+  std::vector<std::unique_ptr<Database>> idle_readers_ GUARDED_BY(read_mu_);
+  size_t readers_open_ GUARDED_BY(read_mu_) = 0;
 };
 
 struct TenantDatabasesOptions {
@@ -95,18 +94,18 @@ class TenantDatabases {
     std::list<std::string>::iterator lru;
   };
   // Closes idle tenants from the cold end until there is room for one more.
-  bool MakeRoomLocked();
+  bool MakeRoomLocked() REQUIRES(mu_);
 
   const KeyFn key_fn_;
   const PathFn path_fn_;
   const std::span<const Migration> migrations_;
   const TenantDatabasesOptions options_;
 
-  mutable std::mutex mu_;
-  std::mutex open_mu_;                 // one tenant opening at a time
-  std::map<std::string, Entry> open_;  // GUARDED_BY(mu_)
-  std::list<std::string> lru_;         // GUARDED_BY(mu_); front = most recent
-  std::set<std::string> exclusive_;    // GUARDED_BY(mu_); tenants in Exclusive()
+  mutable Mutex mu_;
+  Mutex open_mu_;  // one tenant opening at a time
+  std::map<std::string, Entry> open_ GUARDED_BY(mu_);
+  std::list<std::string> lru_ GUARDED_BY(mu_);       // front = most recent
+  std::set<std::string> exclusive_ GUARDED_BY(mu_);  // tenants in Exclusive()
 };
 
 }  // namespace silo::storage

@@ -78,7 +78,7 @@ Result<std::unique_ptr<TenantRegistry>> TenantRegistry::Open(const std::string& 
 }
 
 Status TenantRegistry::LoadAll() {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(layout::TenantsDir(data_dir_), ec)) {
     std::string dirname = entry.path().filename().string();
@@ -154,7 +154,7 @@ Result<TenantInfo> TenantRegistry::Create(const std::string& slug, const std::st
   if (Status s = ValidateSlug(slug); !s.ok()) return s;
   if (Status s = ValidateName(name); !s.ok()) return s;
   if (Status s = ValidateEmail(owner_email); !s.ok()) return s;
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   if (by_slug_.count(slug) != 0) return AlreadyExists("slug is taken");
   TenantInfo info;
   info.id = crypto::HexEncode(crypto::RandomBytes(16));
@@ -182,14 +182,14 @@ Result<TenantInfo> TenantRegistry::Create(const std::string& slug, const std::st
 }
 
 std::vector<TenantInfo> TenantRegistry::List() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   std::vector<TenantInfo> out;
   for (const auto& kv : by_slug_) out.push_back(kv.second);
   return out;
 }
 
 std::optional<TenantInfo> TenantRegistry::Find(const std::string& slug) const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = by_slug_.find(slug);
   if (it == by_slug_.end()) return std::nullopt;
   return it->second;
@@ -202,7 +202,7 @@ std::optional<TenantInfo> TenantRegistry::FindActive(const std::string& slug) co
 }
 
 Status TenantRegistry::SetState(const std::string& slug, TenantState state) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = by_slug_.find(slug);
   if (it == by_slug_.end()) return NotFound("no such tenant");
   TenantInfo updated = it->second;
@@ -213,7 +213,7 @@ Status TenantRegistry::SetState(const std::string& slug, TenantState state) {
 }
 
 Status TenantRegistry::Delete(const std::string& slug) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = by_slug_.find(slug);
   if (it == by_slug_.end()) return NotFound("no such tenant");
   const std::string id = it->second.id;
@@ -235,7 +235,7 @@ Status TenantRegistry::Delete(const std::string& slug) {
 }
 
 size_t TenantRegistry::size() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  MutexLock lock(mutex_);
   return by_slug_.size();
 }
 

@@ -15,11 +15,11 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "base/mutex.h"
 #include "base/status.h"
 #include "crypto/keyring.h"
 
@@ -61,13 +61,13 @@ class TenantRegistry {
  private:
   TenantRegistry(std::string data_dir, crypto::Keyring* keyring);
   Status LoadAll();
-  Status WriteMetaLocked(const TenantInfo& info);
+  Status WriteMetaLocked(const TenantInfo& info) REQUIRES(mutex_);
   std::string TenantDir(const std::string& id) const;
 
   const std::string data_dir_;
   crypto::Keyring* const keyring_;  // not owned; outlives this
-  mutable std::mutex mutex_;
-  std::map<std::string, TenantInfo> by_slug_;  // GUARDED_BY(mutex_)
+  mutable Mutex mutex_;
+  std::map<std::string, TenantInfo> by_slug_ GUARDED_BY(mutex_);
 };
 
 }  // namespace silo::tenant
