@@ -7,12 +7,12 @@
 #include "api/auth_handlers.h"
 #include "api/handlers.h"
 #include "api/json_text.h"
+#include "api/routes.h"
 #include "auth/identity.h"
 #include "auth/password.h"
 #include "auth/totp.h"
 #include "base/time_util.h"
 #include "crypto/crypto.h"
-#include "guard/rate_limiter.h"
 #include "platform/security_log.h"
 
 namespace silo::api {
@@ -89,17 +89,12 @@ http::Response StartSession(RequestContext& ctx, const auth::User& user, auth::M
   return r;
 }
 
-// A per-account bucket at the login rate; the 429 (from the tarpit) when empty.
-std::optional<http::Response> Throttle(Services& s, const std::string& key,
+// Takes from a per-account rule (routes.h); the 429 when its bucket is empty.
+std::optional<http::Response> Throttle(Services& s, const RateRule& rule, const std::string& key,
                                        const RequestContext& ctx) {
-  double per_minute = s.security->login_per_minute;
-  auto v =
-      s.limiter->Take(key, {per_minute, per_minute / 60.0, 15LL * 60 * 1'000'000}, NowMicros());
+  RateVerdict v = TakeRate(s, rule, key, NowMicros());
   if (v.allowed) return std::nullopt;
-  auto r = http::Problem(429, "too many attempts; retry later", ctx.request.request_id);
-  r.headers.emplace_back("Retry-After", std::to_string(guard::RetryAfterSeconds(v.retry_after_us)));
-  r.delay_ms = static_cast<int>(std::min<int64_t>(v.retry_after_us / 1000, 2000));
-  return r;
+  return TooManyAttempts(ctx.request, v);
 }
 
 }  // namespace
@@ -113,11 +108,6 @@ json::object UserJson(const auth::User& u) {
           {"roles", std::move(roles)},
           {"totp_enabled", u.totp_enabled},
           {"created_at", FormatRfc3339Micros(u.created_at_us)}};
-}
-
-http::Response EnrolFirst(const RequestContext& ctx) {
-  return http::Problem(403, "enrol a second factor first (POST /api/auth/totp/enroll)",
-                       ctx.request.request_id);
 }
 
 http::Response AuthSetup(Services& s, RequestContext& ctx) {
@@ -159,9 +149,9 @@ http::Response AuthLogin(Services& s, RequestContext& ctx) {
     auto d = ctx.identity->DeviceOf(*cookie, normal);
     if (d.ok()) device = *d;
   }
-  const std::string bucket = device ? "login:device:" + ctx.tenant->id + ":" + *device
-                                    : "login:acct:" + ctx.tenant->id + ":" + normal;
-  if (auto refused = Throttle(s, bucket, ctx)) return *refused;
+  const std::string bucket =
+      device ? "device:" + ctx.tenant->id + ":" + *device : "acct:" + ctx.tenant->id + ":" + normal;
+  if (auto refused = Throttle(s, kSignInPerAccount, bucket, ctx)) return *refused;
   auto found = ctx.identity->FindLogin(normal);
   if (!found.ok() && found.status().code() != StatusCode::kNotFound)
     return Fail(found.status(), ctx);
@@ -225,7 +215,7 @@ http::Response AuthMfa(Services& s, RequestContext& ctx) {
   if (!user_id.ok()) return Fail(user_id.status(), ctx);
   // Per account too: new challenges (a password each) cannot multiply the
   // guesses at one user's codes beyond the login rate.
-  if (auto refused = Throttle(s, "mfa:acct:" + ctx.tenant->id + ":" + *user_id, ctx)) {
+  if (auto refused = Throttle(s, kMfaPerAccount, "acct:" + ctx.tenant->id + ":" + *user_id, ctx)) {
     return *refused;
   }
   events::Origin c = Ctx(ctx);
@@ -241,7 +231,7 @@ http::Response AuthMfa(Services& s, RequestContext& ctx) {
   return StartSession(ctx, *user, auth::MfaPassed::kYes);
 }
 
-http::Response AuthLogout(RequestContext& ctx) {
+http::Response AuthLogout(Services& /*s*/, RequestContext& ctx) {
   Status st = ctx.identity->RevokeSession(Ctx(ctx), ctx.session->user.id, ctx.session->session.id);
   if (!st.ok()) return Fail(st, ctx);
   http::Response r;
@@ -253,7 +243,7 @@ http::Response AuthLogout(RequestContext& ctx) {
   return r;
 }
 
-http::Response AuthMe(RequestContext& ctx) {
+http::Response AuthMe(Services& /*s*/, RequestContext& ctx) {
   json::array perms;
   for (const auto& p : ctx.permissions) perms.emplace_back(p);
   const auth::Session& se = ctx.session->session;
@@ -269,7 +259,6 @@ http::Response AuthMe(RequestContext& ctx) {
 }
 
 http::Response AuthChangePassword(Services& s, RequestContext& ctx) {
-  if (ctx.mfa_enrolment_pending) return EnrolFirst(ctx);
   http::Response error;
   auto body = JsonObjectBody(ctx.request, &error);
   if (!body) return error;
@@ -299,7 +288,7 @@ http::Response AuthChangePassword(Services& s, RequestContext& ctx) {
       ctx, user, ctx.session->session.mfa_passed ? auth::MfaPassed::kYes : auth::MfaPassed::kNo);
 }
 
-http::Response AuthListSessions(RequestContext& ctx) {
+http::Response AuthListSessions(Services& /*s*/, RequestContext& ctx) {
   auto sessions = ctx.identity->ListSessions(ctx.session->user.id);
   if (!sessions.ok()) return Fail(sessions.status(), ctx);
   json::array out;
@@ -316,7 +305,7 @@ http::Response AuthListSessions(RequestContext& ctx) {
   return http::Json(200, JsonText(json::object{{"items", std::move(out)}}));
 }
 
-http::Response AuthRevokeSession(RequestContext& ctx) {
+http::Response AuthRevokeSession(Services& /*s*/, RequestContext& ctx) {
   Status st = ctx.identity->RevokeSession(Ctx(ctx), ctx.session->user.id, ctx.params.at("id"));
   if (!st.ok()) return Fail(st, ctx);
   http::Response r;
@@ -395,9 +384,7 @@ http::Response PasswordReset(Services& s, RequestContext& ctx) {
   auto normalised = auth::NormaliseEmail(*email);
   std::string normal = normalised.ok() ? *normalised : "";
   const int64_t now = NowMicros();
-  double per_hour = 5;
-  auto v = s.limiter->Take("reset:acct:" + ctx.tenant->id + ":" + normal,
-                           {per_hour, per_hour / 3600.0, 3600LL * 1'000'000}, now);
+  RateVerdict v = TakeRate(s, kResetMailPerAccount, "acct:" + ctx.tenant->id + ":" + normal, now);
   // Over the limit the answer is the same; only no mail leaves (no mailbox
   // flooding, no hint that the account exists).
   if (v.allowed) {

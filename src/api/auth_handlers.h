@@ -17,18 +17,16 @@ struct User;
 namespace silo::api {
 
 boost::json::object UserJson(const auth::User& user);
-// The 403 for a session that must enrol TOTP before anything else.
-http::Response EnrolFirst(const RequestContext& ctx);
 
 // auth_api.cc
 http::Response AuthSetup(Services& s, RequestContext& ctx);
 http::Response AuthLogin(Services& s, RequestContext& ctx);
 http::Response AuthMfa(Services& s, RequestContext& ctx);
-http::Response AuthLogout(RequestContext& ctx);
-http::Response AuthMe(RequestContext& ctx);
+http::Response AuthLogout(Services& s, RequestContext& ctx);
+http::Response AuthMe(Services& s, RequestContext& ctx);
 http::Response AuthChangePassword(Services& s, RequestContext& ctx);
-http::Response AuthListSessions(RequestContext& ctx);
-http::Response AuthRevokeSession(RequestContext& ctx);
+http::Response AuthListSessions(Services& s, RequestContext& ctx);
+http::Response AuthRevokeSession(Services& s, RequestContext& ctx);
 http::Response TotpEnroll(Services& s, RequestContext& ctx);
 http::Response TotpConfirm(Services& s, RequestContext& ctx);
 http::Response TotpDisable(Services& s, RequestContext& ctx);
@@ -36,20 +34,20 @@ http::Response PasswordReset(Services& s, RequestContext& ctx);
 http::Response PasswordResetConfirm(Services& s, RequestContext& ctx);
 
 // access_api.cc
-http::Response ListPermissions(RequestContext& ctx);
-http::Response ListRoles(RequestContext& ctx);
-http::Response CreateRole(RequestContext& ctx);
-http::Response GetRole(RequestContext& ctx);
-http::Response UpdateRole(RequestContext& ctx);
-http::Response DeleteRole(RequestContext& ctx);
-http::Response ListUsers(RequestContext& ctx);
-http::Response InviteUser(RequestContext& ctx);
-http::Response GetUser(RequestContext& ctx);
-http::Response UpdateUser(RequestContext& ctx);
-http::Response SetUserRoles(RequestContext& ctx);
-http::Response ListApiTokens(RequestContext& ctx);
+http::Response ListPermissions(Services& s, RequestContext& ctx);
+http::Response ListRoles(Services& s, RequestContext& ctx);
+http::Response CreateRole(Services& s, RequestContext& ctx);
+http::Response GetRole(Services& s, RequestContext& ctx);
+http::Response UpdateRole(Services& s, RequestContext& ctx);
+http::Response DeleteRole(Services& s, RequestContext& ctx);
+http::Response ListUsers(Services& s, RequestContext& ctx);
+http::Response InviteUser(Services& s, RequestContext& ctx);
+http::Response GetUser(Services& s, RequestContext& ctx);
+http::Response UpdateUser(Services& s, RequestContext& ctx);
+http::Response SetUserRoles(Services& s, RequestContext& ctx);
+http::Response ListApiTokens(Services& s, RequestContext& ctx);
 http::Response CreateApiToken(Services& s, RequestContext& ctx);
-http::Response RevokeApiToken(RequestContext& ctx);
+http::Response RevokeApiToken(Services& s, RequestContext& ctx);
 
 // public_api.cc
 http::Response PublicSubmit(Services& s, RequestContext& ctx);

@@ -44,9 +44,6 @@ struct RequestContext {
   const auth::SessionAuth* session = nullptr;  // when the caller used the cookie
 };
 
-using Router = http::Router<RequestContext>;
-using Route = http::Route<RequestContext>;
-
 }  // namespace silo::api
 
 #endif  // SILO_API_CONTEXT_H_

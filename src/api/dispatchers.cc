@@ -1,26 +1,42 @@
 #include "api/dispatchers.h"
 
 #include <algorithm>
-#include <mutex>
 #include <unordered_map>
 
 #include "api/handlers.h"
 #include "api/routes.h"
+#include "api/tenant_access.h"
 #include "auth/api_tokens.h"
 #include "auth/identity.h"
-#include "base/log.h"
+#include "base/mutex.h"
 #include "base/time_util.h"
 #include "crypto/crypto.h"
 #include "guard/client_address.h"
-#include "guard/rate_limiter.h"
 #include "platform/security_log.h"
-#include "rbac/rbac.h"
 #include "records/tenant_store.h"
 
 namespace silo::api {
-namespace {
 
-using http::Access;
+// Token uses are audited once per token per hour (an entry per request
+// would double the writes of every API read). Bounded: past 100,000 tokens
+// the memory starts over (some uses are audited early, none is lost).
+class TokenUseAudit {
+ public:
+  bool Due(const std::string& token_id, int64_t now_us) {
+    MutexLock lock(mu_);
+    if (last_.size() > 100'000) last_.clear();
+    int64_t& last = last_[token_id];
+    if (last != 0 && now_us - last < 3600LL * 1'000'000) return false;
+    last = now_us;
+    return true;
+  }
+
+ private:
+  Mutex mu_;
+  std::unordered_map<std::string, int64_t> last_ GUARDED_BY(mu_);
+};
+
+namespace {
 
 std::string Lower(std::string_view s) {
   std::string out(s);
@@ -43,238 +59,111 @@ http::Response NotFound(const http::Request& req) {
   return http::Problem(404, "not found", req.request_id);
 }
 
-// Runs a matched route after enforcing its Access. `operator_ok` says whether
-// the caller proved the operator token.
-http::Response RunRoute(const Router::Match& m, RequestContext& ctx, const std::string& route_label,
-                        bool operator_ok) {
-  const auto& req = ctx.request;
-  if (m.route == nullptr) {
-    if (!m.path_known) return NotFound(req);
-    auto r = http::Problem(405, "method not allowed", req.request_id);
-    r.headers.emplace_back("Allow", m.allow);
-    r.route = route_label;
-    return r;
-  }
-  http::Response res;
-  switch (m.route->access.kind) {
-    case Access::Kind::kPublic: res = m.route->handler(ctx); break;
-    case Access::Kind::kOperator:
-      if (!operator_ok) {
-        res = http::Problem(401, "operator token required", req.request_id);
-        res.headers.emplace_back("WWW-Authenticate", "Bearer");
-      } else {
-        res = m.route->handler(ctx);
-      }
-      break;
-    case Access::Kind::kSession:
-    case Access::Kind::kPermission:
-      // Only tenant routes declare these; the tenant dispatcher proves them
-      // (RunTenantRoute) before calling here with ctx.authenticated set.
-      if (!ctx.authenticated) {
-        res = http::Problem(401, "authentication required", req.request_id);
-      } else {
-        res = m.route->handler(ctx);
-      }
-      break;
-    case Access::Kind::kUnset: res = http::Problem(500, "internal error", req.request_id); break;
-  }
-  res.route = route_label;
-  return res;
-}
-
-// "records.{name}.read" with the route's captures filled in.
-std::string ResolvePermission(const std::string& pattern, const http::PathParams& params) {
-  std::string out;
-  for (size_t i = 0; i < pattern.size();) {
-    if (pattern[i] == '{') {
-      size_t close = pattern.find('}', i);
-      auto it = params.find(pattern.substr(i + 1, close - i - 1));
-      out += it == params.end() ? "" : it->second;
-      i = close + 1;
-    } else {
-      out += pattern[i++];
-    }
-  }
-  return out;
-}
-
-constexpr std::string_view kSessionCookie = "__Host-silo_session";
-
-bool SafeMethod(std::string_view m) { return m == "GET" || m == "HEAD" || m == "OPTIONS"; }
-
-// Fetch Metadata first, Origin as the fallback (CSRF cheat sheet): a
-// cross-site or same-site (sibling subdomain) request never changes state
-// with the cookie; a request without either header (not a browser) passes
-// on the CSRF token alone.
-bool SameOriginRequest(const http::Request& req) {
-  if (auto site = req.Header("sec-fetch-site")) return *site == "same-origin" || *site == "none";
-  if (auto origin = req.Header("origin")) {
-    auto host = req.Header("host");
-    return host && *origin == "https://" + std::string(*host);
-  }
-  return true;
-}
-
-// Token uses are audited once per token per hour (an entry per request
-// would double the writes of every API read).
-class UseAudit {
- public:
-  bool Due(const std::string& token_id, int64_t now_us) {
-    std::lock_guard lock(mu_);
-    if (last_.size() > 100'000) last_.clear();
-    int64_t& last = last_[token_id];
-    if (last != 0 && now_us - last < 3600LL * 1'000'000) return false;
-    last = now_us;
-    return true;
-  }
-
- private:
-  std::mutex mu_;
-  std::unordered_map<std::string, int64_t> last_;
-};
-
-UseAudit& TokenUseAudit() {
-  static UseAudit* audit = new UseAudit;
-  return *audit;
-}
-
-guard::RateLimit LimitFor(const Services& s, const std::string& label) {
-  double per_minute =
-      label == "public_form" ? s.security->public_form_per_minute : s.security->login_per_minute;
-  return {per_minute, per_minute / 60.0, 15LL * 60 * 1'000'000};
-}
-
-http::Response TooMany(const http::Request& req, int64_t retry_after_us, const std::string& label) {
-  auto r = http::Problem(429, "too many attempts; retry later", req.request_id);
-  r.headers.emplace_back("Retry-After", std::to_string(guard::RetryAfterSeconds(retry_after_us)));
-  r.route = label;
-  r.delay_ms = static_cast<int>(std::min<int64_t>(retry_after_us / 1000, 2000));
+// The answer to a request no route takes: 404, or 405 with Allow when the
+// path has routes for other methods.
+http::Response Unmatched(const Router::Match& m, const http::Request& req) {
+  if (!m.path_known) return NotFound(req);
+  auto r = http::Problem(405, "method not allowed", req.request_id);
+  r.headers.emplace_back("Allow", m.allow);
   return r;
 }
 
-events::Origin AuthContext(const RequestContext& ctx, int64_t now_us) {
-  return {ctx.actor, ctx.request.request_id, ctx.client, now_us};
+// Runs a matched platform or operator route after enforcing its Access.
+// `operator_ok` says whether the caller proved the operator token. (Tenant
+// routes go through RunTenantRoute.)
+http::Response RunRoute(Services& s, const Router::Match& m, RequestContext& ctx,
+                        bool operator_ok) {
+  const auto& req = ctx.request;
+  if (m.route == nullptr) return Unmatched(m, req);
+  switch (m.route->access.kind) {
+    case Access::Kind::kPublic: return m.route->handler(s, ctx);
+    case Access::Kind::kOperator:
+      if (operator_ok) return m.route->handler(s, ctx);
+      {
+        auto r = http::Problem(401, "operator token required", req.request_id);
+        r.headers.emplace_back("WWW-Authenticate", "Bearer");
+        return r;
+      }
+    case Access::Kind::kSession:
+    case Access::Kind::kPermission:
+      // Only tenant routes declare these, and RunTenantRoute proves them.
+      return http::Problem(401, "authentication required", req.request_id);
+    case Access::Kind::kUnset: break;
+  }
+  return http::Problem(500, "internal error", req.request_id);
 }
 
-// Proves who calls a tenant route (API token or cookie session), what it may
-// do, and runs the route. Public routes get the store and identity store
-// only. Every refusal is a problem answer; denials are audit entries.
-http::Response RunTenantRoute(Services& s, const Router::Match& m, RequestContext& ctx,
-                              const std::string& label) {
+// The metrics and access-log label of an answer: the route's pattern under
+// `prefix`, or "unmatched" for a known path without the method. An unknown
+// path keeps no label (one metric for all of them, whatever was probed).
+http::Response Labelled(http::Response r, const Router::Match& m, std::string_view prefix) {
+  if (m.path_known) r.route = m.route ? std::string(prefix) + m.route->pattern : "unmatched";
+  return r;
+}
+
+// A refusal from one of the tenant_access.h checks, or an internal failure.
+http::Response Refusal(const Status& st, const http::Request& req) {
+  http::Response r = ErrorResponse(st, req);
+  if (r.status == 401) r.headers.emplace_back("WWW-Authenticate", "Bearer");
+  return r;
+}
+
+// A tenant route: its rate rule and capture checks, then the tenant's stores,
+// then (unless public) Authenticate, CheckCsrf and Authorize
+// (tenant_access.h), then the handler. Denials are audit entries.
+http::Response RunTenantRoute(Services& s, TokenUseAudit& token_uses, const Router::Match& m,
+                              RequestContext& ctx) {
   const auto& req = ctx.request;
-  if (m.route == nullptr || m.route->access.kind == Access::Kind::kOperator ||
-      m.route->access.kind == Access::Kind::kUnset) {
-    return RunRoute(m, ctx, label, false);
-  }
+  if (m.route == nullptr) return Unmatched(m, req);
+  const Route& route = *m.route;
   const int64_t now = NowMicros();
-  auto fail = [&](const Status& st) {
-    auto r = ErrorResponse(st, req);
-    r.route = label;
-    return r;
-  };
-  auto deny = [&](int status, std::string_view detail) {
-    auto r = http::Problem(status, detail, req.request_id);
-    if (status == 401) r.headers.emplace_back("WWW-Authenticate", "Bearer");
-    r.route = label;
-    return r;
-  };
-  if (!m.route->rate_label.empty()) {
-    auto v = s.limiter->Take(m.route->rate_label + ":ip:" + ctx.client,
-                             LimitFor(s, m.route->rate_label), now);
-    if (!v.allowed) return TooMany(req, v.retry_after_us, label);
+  if (route.rate != nullptr) {
+    RateVerdict v = TakeRate(s, *route.rate, "ip:" + ctx.client, now);
+    if (!v.allowed) return TooManyAttempts(req, v);
   }
-  // Path parameters are checked before they reach a permission or a store.
-  auto name = m.params.find("name");
-  if (name != m.params.end() && m.route->pattern.find("/collections/") != std::string::npos &&
-      !records::ValidName(name->second)) {
-    return deny(404, "not found");
+  if (FailedCapture(route, m.params)) return NotFound(req);
+  if (route.access.kind == Access::Kind::kOperator || route.access.kind == Access::Kind::kUnset) {
+    return RunRoute(s, m, ctx, false);
   }
-  // Anonymous routes without a rate limit touch no tenant data (the tenant
+  // Anonymous routes without a rate rule touch no tenant data (the tenant
   // root); every other route gets the tenant's stores.
-  if (m.route->access.kind == Access::Kind::kPublic && m.route->rate_label.empty()) {
-    return RunRoute(m, ctx, label, false);
+  if (route.access.kind == Access::Kind::kPublic && route.rate == nullptr) {
+    return route.handler(s, ctx);
   }
   auto store = s.stores->Open(ctx.tenant->id);
-  if (!store.ok()) return fail(store.status());
+  if (!store.ok()) return ErrorResponse(store.status(), req);
   auto identity = s.identities->Open(ctx.tenant->id);
-  if (!identity.ok()) return fail(identity.status());
+  if (!identity.ok()) return ErrorResponse(identity.status(), req);
   auth::ApiTokens tokens = (*identity)->Tokens();
   ctx.store = store->get();
   ctx.identity = identity->get();
   ctx.tokens = &tokens;
-  if (m.route->access.kind == Access::Kind::kPublic) {
+  if (route.access.kind == Access::Kind::kPublic) {
     ctx.actor = {"anonymous", ctx.client};
-    return RunRoute(m, ctx, label, false);
+    return route.handler(s, ctx);
   }
 
-  std::optional<auth::SessionAuth> session;
-  std::vector<rbac::Role> roles;
-  auto bearer = req.Header("authorization");
-  if (bearer && bearer->substr(0, 7) == "Bearer ") {
-    auto principal = tokens.Authenticate(bearer->substr(7), now);
-    if (!principal.ok()) {
-      if (principal.status().code() == StatusCode::kUnauthenticated) {
-        return deny(401, "invalid or expired token");
-      }
-      return fail(principal.status());
-    }
-    ctx.actor = {"token", principal->token_id};
-    ctx.permissions = principal->permissions;
-    if (principal->owner.rfind("user:", 0) == 0) {
-      // A user's token never does more than its owner may do now.
-      auto owner = (*identity)->GetUser(principal->owner.substr(5));
-      if (!owner.ok() || owner->status != "active") return deny(401, "invalid or expired token");
-      auto owner_roles = (*identity)->RolesOf(*owner);
-      if (!owner_roles.ok()) return fail(owner_roles.status());
-      auto held = rbac::PermissionsOf(*owner_roles);
-      std::erase_if(ctx.permissions, [&](const std::string& p) { return !rbac::Grants(held, p); });
-    }
-    if (TokenUseAudit().Due(principal->token_id, now)) {
-      (void)(*identity)->Audit(AuthContext(ctx, now), "token.used", "token", principal->token_id,
-                               {{"route", req.method + " " + m.route->pattern}});
-    }
-  } else if (auto cookie = req.Cookie(kSessionCookie)) {
-    auto sa = (*identity)->AuthenticateSession(std::string(*cookie), now);
-    if (!sa.ok()) {
-      if (sa.status().code() == StatusCode::kUnauthenticated) {
-        return deny(401, "invalid or expired session");
-      }
-      return fail(sa.status());
-    }
-    session = std::move(*sa);
-    if (!SafeMethod(req.method)) {
-      auto csrf = req.Header("x-csrf-token");
-      if (!SameOriginRequest(req)) return deny(403, "cross-site request refused");
-      if (!csrf || !crypto::ConstantTimeEquals(crypto::Sha256Hex(*csrf), session->csrf_hash)) {
-        return deny(403, "missing or wrong X-CSRF-Token");
-      }
-    }
-    auto user_roles = (*identity)->RolesOf(session->user);
-    if (!user_roles.ok()) return fail(user_roles.status());
-    roles = std::move(*user_roles);
-    ctx.actor = {"user", session->user.id};
-    ctx.permissions = rbac::PermissionsOf(roles);
-    ctx.mfa_enrolment_pending = rbac::AnyRequiresMfa(roles) && !session->user.totp_enabled;
-    ctx.session = &*session;
-  } else {
-    return deny(401, "authentication required");
-  }
+  auto caller = Authenticate(req, *ctx.identity, tokens, now);
+  if (!caller.ok()) return Refusal(caller.status(), req);
+  if (Status csrf = CheckCsrf(req, *caller); !csrf.ok()) return Refusal(csrf, req);
   ctx.authenticated = true;
-
-  if (m.route->access.kind == Access::Kind::kSession) {
-    if (ctx.session == nullptr) return deny(403, "this route needs a signed-in session");
-    return RunRoute(m, ctx, label, false);
+  ctx.actor = caller->actor;
+  ctx.permissions = caller->permissions;
+  ctx.mfa_enrolment_pending = caller->mfa_enrolment_pending;
+  ctx.session = caller->session ? &*caller->session : nullptr;
+  const events::Origin origin{ctx.actor, req.request_id, ctx.client, now};
+  if (ctx.actor.kind == "token" && token_uses.Due(ctx.actor.id, now)) {
+    (void)ctx.identity->Audit(origin, "token.used", "token", ctx.actor.id,
+                              {{"route", req.method + " " + route.pattern}});
   }
-  std::string wanted = ResolvePermission(m.route->access.permission, m.params);
-  rbac::Decision d = rbac::Authorize({ctx.permissions, ctx.mfa_enrolment_pending}, wanted);
-  if (d != rbac::Decision::kAllow) {
-    (void)(*identity)->Audit(AuthContext(ctx, now), "access.denied", "route",
-                             req.method + " " + m.route->pattern, {{"permission", wanted}});
-    return deny(403, d == rbac::Decision::kDenyMfaEnrolmentRequired
-                         ? "enrol a second factor first (POST /api/auth/totp/enroll)"
-                         : "missing permission " + wanted);
+  if (Status allowed = Authorize(route, m.params, *caller); !allowed.ok()) {
+    if (route.access.kind == Access::Kind::kPermission) {
+      (void)ctx.identity->Audit(origin, "access.denied", "route", req.method + " " + route.pattern,
+                                {{"permission", RequiredPermission(route, m.params)}});
+    }
+    return Refusal(allowed, req);
   }
-  return RunRoute(m, ctx, label, false);
+  return route.handler(s, ctx);
 }
 
 }  // namespace
@@ -321,9 +210,12 @@ PublicDispatcher::PublicDispatcher(Services& services, std::string base_domain,
     : services_(services),
       base_domain_(std::move(base_domain)),
       max_body_bytes_(max_body_bytes),
-      platform_(BuildPlatformRouter(services)),
-      tenant_(BuildTenantRouter(services)),
-      honeypots_(services.security->honeypot_paths) {}
+      platform_(BuildPlatformRouter()),
+      tenant_(BuildTenantRouter()),
+      honeypots_(services.security->honeypot_paths),
+      token_uses_(std::make_unique<TokenUseAudit>()) {}
+
+PublicDispatcher::~PublicDispatcher() = default;
 
 size_t PublicDispatcher::BodyLimit(std::string_view method, std::string_view target) const {
   std::string_view path = PathOf(target);
@@ -336,8 +228,8 @@ size_t PublicDispatcher::BodyLimit(std::string_view method, std::string_view tar
 }
 
 std::vector<std::string> PublicDispatcher::UnguardedRoutes() const {
-  auto out = platform_.UnguardedRoutes();
-  for (auto& r : tenant_.UnguardedRoutes()) out.push_back(std::move(r));
+  auto out = api::UnguardedRoutes(platform_);
+  for (auto& r : api::UnguardedRoutes(tenant_)) out.push_back(std::move(r));
   return out;
 }
 
@@ -359,7 +251,7 @@ http::Response PublicDispatcher::Handle(const http::Request& req) {
   auto pm = platform_.Find(req.method, req.path);
   if (pm.path_known) {
     RequestContext ctx{req, pm.params, nullptr, client};
-    return RunRoute(pm, ctx, pm.route ? pm.route->pattern : "unmatched", false);
+    return Labelled(RunRoute(services_, pm, ctx, false), pm, "");
   }
   // RFC 9112 3.2: a request with more than one Host is refused, never
   // resolved from whichever comes first.
@@ -392,14 +284,11 @@ http::Response PublicDispatcher::Handle(const http::Request& req) {
   if (!tenant) return NotFound(req);
   auto m = tenant_.Find(req.method, t.path);
   RequestContext ctx{req, m.params, &*tenant, client};
-  return RunTenantRoute(services_, m, ctx,
-                        m.route ? "/t/{tenant}" + m.route->pattern : "unmatched");
+  return Labelled(RunTenantRoute(services_, *token_uses_, m, ctx), m, "/t/{tenant}");
 }
 
 OperatorDispatcher::OperatorDispatcher(Services& services, std::string operator_token)
-    : services_(services),
-      token_(std::move(operator_token)),
-      router_(BuildOperatorRouter(services)) {}
+    : services_(services), token_(std::move(operator_token)), router_(BuildOperatorRouter()) {}
 
 size_t OperatorDispatcher::BodyLimit(std::string_view method, std::string_view target) const {
   return LimitFor(router_, method, PathOf(target), 64 * 1024);
@@ -417,7 +306,7 @@ http::Response OperatorDispatcher::Handle(const http::Request& req) {
         req.request_id);
   }
   RequestContext ctx{req, m.params, nullptr, req.client_ip};
-  return RunRoute(m, ctx, m.route ? m.route->pattern : "unmatched", operator_ok);
+  return Labelled(RunRoute(services_, m, ctx, operator_ok), m, "");
 }
 
 }  // namespace silo::api

@@ -5,10 +5,12 @@
 #ifndef SILO_API_DISPATCHERS_H_
 #define SILO_API_DISPATCHERS_H_
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "api/context.h"
+#include "api/route.h"
 #include "api/services.h"
 #include "guard/honeypot.h"
 #include "http/server.h"
@@ -29,10 +31,13 @@ struct TenantTarget {
 TenantTarget ResolveTenant(const std::string& base_domain, std::string_view host,
                            std::string_view path);
 
+class TokenUseAudit;
+
 class PublicDispatcher : public http::Dispatcher {
  public:
   // REQUIRES: services.security is set (its honeypot paths are read here).
   PublicDispatcher(Services& services, std::string base_domain, size_t max_body_bytes);
+  ~PublicDispatcher() override;
   size_t BodyLimit(std::string_view method, std::string_view target) const override;
   http::Response Handle(const http::Request& request) override;
   bool Slow(std::string_view method, std::string_view target) const override;
@@ -47,6 +52,7 @@ class PublicDispatcher : public http::Dispatcher {
   const Router platform_;
   const Router tenant_;
   const guard::HoneypotPaths honeypots_;
+  const std::unique_ptr<TokenUseAudit> token_uses_;  // when each token's use was last audited
 };
 
 class OperatorDispatcher : public http::Dispatcher {
@@ -54,7 +60,7 @@ class OperatorDispatcher : public http::Dispatcher {
   OperatorDispatcher(Services& services, std::string operator_token);
   size_t BodyLimit(std::string_view method, std::string_view target) const override;
   http::Response Handle(const http::Request& request) override;
-  std::vector<std::string> UnguardedRoutes() const { return router_.UnguardedRoutes(); }
+  std::vector<std::string> UnguardedRoutes() const { return api::UnguardedRoutes(router_); }
 
  private:
   Services& services_;

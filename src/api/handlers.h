@@ -11,11 +11,11 @@
 
 namespace silo::api {
 
-http::Response Healthz(RequestContext& ctx);
+http::Response Healthz(Services& s, RequestContext& ctx);
 http::Response Readyz(Services& s, RequestContext& ctx);
 http::Response Metrics(Services& s, RequestContext& ctx);
 
-http::Response TenantRoot(RequestContext& ctx);
+http::Response TenantRoot(Services& s, RequestContext& ctx);
 
 http::Response CreateTenant(Services& s, RequestContext& ctx);
 http::Response ListTenants(Services& s, RequestContext& ctx);
@@ -38,21 +38,21 @@ http::Response DrillBackup(Services& s, RequestContext& ctx);
 http::Response PruneBackups(Services& s, RequestContext& ctx);
 
 // Tenant data (records_api.cc); ctx.store and ctx.principal are set.
-http::Response ListCollections(RequestContext& ctx);
-http::Response CreateCollection(RequestContext& ctx);
-http::Response GetCollection(RequestContext& ctx);
-http::Response UpdateCollection(RequestContext& ctx);
-http::Response DeleteCollection(RequestContext& ctx);
-http::Response ListRecords(RequestContext& ctx);
-http::Response CreateRecord(RequestContext& ctx);
-http::Response GetRecord(RequestContext& ctx);
-http::Response UpdateRecord(RequestContext& ctx);
-http::Response DeleteRecord(RequestContext& ctx);
-http::Response RecordHistory(RequestContext& ctx);
-http::Response RevertRecord(RequestContext& ctx);
-http::Response ListEvents(RequestContext& ctx);
-http::Response ListAudit(RequestContext& ctx);
-http::Response VerifyAudit(RequestContext& ctx);
+http::Response ListCollections(Services& s, RequestContext& ctx);
+http::Response CreateCollection(Services& s, RequestContext& ctx);
+http::Response GetCollection(Services& s, RequestContext& ctx);
+http::Response UpdateCollection(Services& s, RequestContext& ctx);
+http::Response DeleteCollection(Services& s, RequestContext& ctx);
+http::Response ListRecords(Services& s, RequestContext& ctx);
+http::Response CreateRecord(Services& s, RequestContext& ctx);
+http::Response GetRecord(Services& s, RequestContext& ctx);
+http::Response UpdateRecord(Services& s, RequestContext& ctx);
+http::Response DeleteRecord(Services& s, RequestContext& ctx);
+http::Response RecordHistory(Services& s, RequestContext& ctx);
+http::Response RevertRecord(Services& s, RequestContext& ctx);
+http::Response ListEvents(Services& s, RequestContext& ctx);
+http::Response ListAudit(Services& s, RequestContext& ctx);
+http::Response VerifyAudit(Services& s, RequestContext& ctx);
 
 // The body as a JSON object; on failure *error holds the answer: 415 for
 // another content type, 400 for malformed JSON (syntax, UTF-8, nesting).

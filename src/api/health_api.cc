@@ -4,7 +4,9 @@
 namespace silo::api {
 
 // Reveals nothing but liveness to anonymous callers: no version, no counts.
-http::Response Healthz(RequestContext&) { return http::Json(200, R"({"status":"ok"})"); }
+http::Response Healthz(Services& /*s*/, RequestContext& /*ctx*/) {
+  return http::Json(200, R"({"status":"ok"})");
+}
 
 http::Response Readyz(Services& s, RequestContext& ctx) {
   if (s.ready == nullptr || !s.ready->load()) {
@@ -13,7 +15,7 @@ http::Response Readyz(Services& s, RequestContext& ctx) {
   return http::Json(200, R"({"status":"ready"})");
 }
 
-http::Response Metrics(Services& s, RequestContext&) {
+http::Response Metrics(Services& s, RequestContext& /*ctx*/) {
   http::Response r;
   r.content_type = "text/plain; version=0.0.4; charset=utf-8";
   r.body = s.metrics->Render();

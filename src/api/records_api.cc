@@ -175,7 +175,7 @@ std::optional<json::object> ParseJsonObject(std::string_view text, std::string* 
   return std::move(v.as_object());
 }
 
-http::Response ListCollections(RequestContext& ctx) {
+http::Response ListCollections(Services& /*s*/, RequestContext& ctx) {
   auto list = ctx.store->ListCollections();
   if (!list.ok()) return ErrorResponse(list.status(), ctx.request);
   json::array items;
@@ -183,7 +183,7 @@ http::Response ListCollections(RequestContext& ctx) {
   return http::Json(200, JsonText(json::object{{"items", std::move(items)}}));
 }
 
-http::Response CreateCollection(RequestContext& ctx) {
+http::Response CreateCollection(Services& /*s*/, RequestContext& ctx) {
   http::Response error;
   auto body = JsonObjectBody(ctx.request, &error);
   if (!body) return error;
@@ -194,13 +194,13 @@ http::Response CreateCollection(RequestContext& ctx) {
   return http::Json(201, JsonText(CollectionJson(*c)));
 }
 
-http::Response GetCollection(RequestContext& ctx) {
+http::Response GetCollection(Services& /*s*/, RequestContext& ctx) {
   auto c = ctx.store->GetCollection(Name(ctx));
   if (!c.ok()) return ErrorResponse(c.status(), ctx.request);
   return http::Json(200, JsonText(CollectionJson(*c)));
 }
 
-http::Response UpdateCollection(RequestContext& ctx) {
+http::Response UpdateCollection(Services& /*s*/, RequestContext& ctx) {
   http::Response error;
   auto body = JsonObjectBody(ctx.request, &error);
   if (!body) return error;
@@ -229,13 +229,13 @@ http::Response UpdateCollection(RequestContext& ctx) {
   return http::Json(200, JsonText(CollectionJson(*c)));
 }
 
-http::Response DeleteCollection(RequestContext& ctx) {
+http::Response DeleteCollection(Services& /*s*/, RequestContext& ctx) {
   Status s = ctx.store->DeleteCollection(Writer(ctx), Name(ctx));
   if (!s.ok()) return ErrorResponse(s, ctx.request);
   return http::Json(204, "");
 }
 
-http::Response ListRecords(RequestContext& ctx) {
+http::Response ListRecords(Services& /*s*/, RequestContext& ctx) {
   auto params = QueryParams(ctx.request);
   if (!params.ok()) return ErrorResponse(params.status(), ctx.request);
   auto c = ctx.store->GetCollection(Name(ctx));
@@ -251,7 +251,7 @@ http::Response ListRecords(RequestContext& ctx) {
   return http::Json(200, JsonText(o));
 }
 
-http::Response CreateRecord(RequestContext& ctx) {
+http::Response CreateRecord(Services& /*s*/, RequestContext& ctx) {
   http::Response error;
   auto body = JsonObjectBody(ctx.request, &error);
   if (!body) return error;
@@ -260,7 +260,7 @@ http::Response CreateRecord(RequestContext& ctx) {
   return WithEtag(http::Json(201, JsonText(RecordJson(*r))), r->version);
 }
 
-http::Response GetRecord(RequestContext& ctx) {
+http::Response GetRecord(Services& /*s*/, RequestContext& ctx) {
   auto params = QueryParams(ctx.request);
   if (!params.ok()) return ErrorResponse(params.status(), ctx.request);
   if (Status s = OnlyParams(*params, {"at"}); !s.ok()) return ErrorResponse(s, ctx.request);
@@ -271,7 +271,7 @@ http::Response GetRecord(RequestContext& ctx) {
   return WithEtag(http::Json(200, JsonText(RecordJson(*r))), r->version);
 }
 
-http::Response UpdateRecord(RequestContext& ctx) {
+http::Response UpdateRecord(Services& /*s*/, RequestContext& ctx) {
   auto if_match = IfMatch(ctx.request);
   if (!if_match.ok()) return BadIfMatch(ctx, if_match.status());
   http::Response error;
@@ -282,7 +282,7 @@ http::Response UpdateRecord(RequestContext& ctx) {
   return WithEtag(http::Json(200, JsonText(RecordJson(*r))), r->version);
 }
 
-http::Response DeleteRecord(RequestContext& ctx) {
+http::Response DeleteRecord(Services& /*s*/, RequestContext& ctx) {
   auto if_match = IfMatch(ctx.request);
   if (!if_match.ok()) return BadIfMatch(ctx, if_match.status());
   Status s = ctx.store->DeleteRecord(Writer(ctx), Name(ctx), ctx.params.at("id"), *if_match);
@@ -290,7 +290,7 @@ http::Response DeleteRecord(RequestContext& ctx) {
   return http::Json(204, "");
 }
 
-http::Response RecordHistory(RequestContext& ctx) {
+http::Response RecordHistory(Services& /*s*/, RequestContext& ctx) {
   auto h = ctx.store->History(Name(ctx), ctx.params.at("id"));
   if (!h.ok()) return ErrorResponse(h.status(), ctx.request);
   json::array items;
@@ -306,7 +306,7 @@ http::Response RecordHistory(RequestContext& ctx) {
   return http::Json(200, JsonText(json::object{{"items", std::move(items)}}));
 }
 
-http::Response RevertRecord(RequestContext& ctx) {
+http::Response RevertRecord(Services& /*s*/, RequestContext& ctx) {
   auto if_match = IfMatch(ctx.request);
   if (!if_match.ok()) return BadIfMatch(ctx, if_match.status());
   http::Response error;
@@ -341,7 +341,7 @@ http::Response RevertRecord(RequestContext& ctx) {
   return WithEtag(http::Json(200, JsonText(RecordJson(*r))), r->version);
 }
 
-http::Response ListEvents(RequestContext& ctx) {
+http::Response ListEvents(Services& /*s*/, RequestContext& ctx) {
   auto params = QueryParams(ctx.request);
   if (!params.ok()) return ErrorResponse(params.status(), ctx.request);
   if (Status s = OnlyParams(*params, {"after", "limit"}); !s.ok())
@@ -362,7 +362,7 @@ http::Response ListEvents(RequestContext& ctx) {
   return http::Json(200, JsonText(json::object{{"items", std::move(items)}}));
 }
 
-http::Response ListAudit(RequestContext& ctx) {
+http::Response ListAudit(Services& /*s*/, RequestContext& ctx) {
   auto params = QueryParams(ctx.request);
   if (!params.ok()) return ErrorResponse(params.status(), ctx.request);
   if (Status s = OnlyParams(*params, {"actor", "type", "from", "to", "after", "limit"}); !s.ok()) {
@@ -395,7 +395,7 @@ http::Response ListAudit(RequestContext& ctx) {
   return http::Json(200, JsonText(json::object{{"items", std::move(items)}}));
 }
 
-http::Response VerifyAudit(RequestContext& ctx) {
+http::Response VerifyAudit(Services& /*s*/, RequestContext& ctx) {
   auto report = ctx.store->VerifyChains();
   if (!report.ok()) return ErrorResponse(report.status(), ctx.request);
   json::object o;

@@ -2,142 +2,192 @@
 
 #include "api/auth_handlers.h"
 #include "api/handlers.h"
+#include "records/schema.h"
 
 namespace silo::api {
 namespace {
 
-using http::Access;
-constexpr size_t kNoBody = 0;
 constexpr size_t kSmallJson = 16 * 1024;
 constexpr size_t kRecordJson = 256 * 1024;  // a record: 64 fields, text up to 64 KiB each
 
+// A collection named in a path: checked before it reaches a permission
+// ("records.{name}.read") or a store.
+bool CollectionName(std::string_view name) { return records::ValidName(name); }
+constexpr CaptureCheck kCollection{"name", CollectionName};
+
+// Anonymous: sign-in, the second factor, password reset.
+void AddSignIn(Router& r) {
+  using P = Access;
+  // Routes that hash a password run on the slow pool.
+  r.Add(Post("/api/auth/setup", AuthSetup)
+            .Allow(P::Public())
+            .Rate(kSignInPerClient)
+            .Body(kSmallJson)
+            .Slow());
+  r.Add(Post("/api/auth/login", AuthLogin)
+            .Allow(P::Public())
+            .Rate(kSignInPerClient)
+            .Body(kSmallJson)
+            .Slow());
+  r.Add(Post("/api/auth/mfa", AuthMfa).Allow(P::Public()).Rate(kMfaPerClient).Body(kSmallJson));
+  r.Add(Post("/api/auth/password-reset", PasswordReset)
+            .Allow(P::Public())
+            .Rate(kResetPerClient)
+            .Body(kSmallJson));
+  r.Add(Post("/api/auth/password-reset/confirm", PasswordResetConfirm)
+            .Allow(P::Public())
+            .Rate(kSignInPerClient)
+            .Body(kSmallJson)
+            .Slow());
+}
+
+// The signed-in user's own account, sessions, second factor and tokens.
+void AddOwnAccount(Router& r) {
+  using P = Access;
+  // A user who must enrol a second factor may see and end sessions, enrol,
+  // and see or revoke their own tokens; not change the password or create
+  // a token.
+  r.Add(Post("/api/auth/logout", AuthLogout).Allow(P::Session()).DuringMfaEnrolment());
+  r.Add(Get("/api/auth/me", AuthMe).Allow(P::Session()).DuringMfaEnrolment());
+  r.Add(Post("/api/auth/password/change", AuthChangePassword)
+            .Allow(P::Session())
+            .Rate(kSignInPerClient)
+            .Body(kSmallJson)
+            .Slow());
+  r.Add(Get("/api/auth/sessions", AuthListSessions).Allow(P::Session()).DuringMfaEnrolment());
+  r.Add(Delete("/api/auth/sessions/{id}", AuthRevokeSession)
+            .Allow(P::Session())
+            .DuringMfaEnrolment());
+  r.Add(Post("/api/auth/totp/enroll", TotpEnroll).Allow(P::Session()).DuringMfaEnrolment());
+  r.Add(Post("/api/auth/totp/confirm", TotpConfirm)
+            .Allow(P::Session())
+            .DuringMfaEnrolment()
+            .Rate(kMfaPerClient)
+            .Body(kSmallJson));
+  r.Add(Delete("/api/auth/totp", TotpDisable)
+            .Allow(P::Session())
+            .DuringMfaEnrolment()
+            .Rate(kMfaPerClient)
+            .Body(kSmallJson));
+  r.Add(Get("/api/tokens", ListApiTokens).Allow(P::Session()).DuringMfaEnrolment());
+  r.Add(Post("/api/tokens", CreateApiToken).Allow(P::Session()).Body(kSmallJson));
+  r.Add(Delete("/api/tokens/{id}", RevokeApiToken).Allow(P::Session()).DuringMfaEnrolment());
+}
+
+// Users, roles and the permission catalogue.
+void AddUsersAndRoles(Router& r) {
+  using P = Access;
+  r.Add(Get("/api/permissions", ListPermissions).Allow(P::Permission("roles.read")));
+  r.Add(Get("/api/roles", ListRoles).Allow(P::Permission("roles.read")));
+  r.Add(Post("/api/roles", CreateRole).Allow(P::Permission("roles.manage")).Body(kSmallJson));
+  r.Add(Get("/api/roles/{name}", GetRole).Allow(P::Permission("roles.read")));
+  r.Add(
+      Patch("/api/roles/{name}", UpdateRole).Allow(P::Permission("roles.manage")).Body(kSmallJson));
+  r.Add(Delete("/api/roles/{name}", DeleteRole).Allow(P::Permission("roles.manage")));
+  r.Add(Get("/api/users", ListUsers).Allow(P::Permission("users.read")));
+  r.Add(Post("/api/users", InviteUser).Allow(P::Permission("users.manage")).Body(kSmallJson));
+  r.Add(Get("/api/users/{id}", GetUser).Allow(P::Permission("users.read")));
+  r.Add(Patch("/api/users/{id}", UpdateUser).Allow(P::Permission("users.manage")).Body(kSmallJson));
+  r.Add(Put("/api/users/{id}/roles", SetUserRoles)
+            .Allow(P::Permission("users.manage"))
+            .Body(kSmallJson));
+}
+
+// Public forms, collections, records, their history, and the tenant's logs.
+void AddData(Router& r) {
+  using P = Access;
+  // Anonymous contact forms (collections marked public).
+  r.Add(Post("/api/public/{name}", PublicSubmit)
+            .Allow(P::Public())
+            .Rate(kPublicFormPerClient)
+            .Check(kCollection)
+            .Body(kRecordJson));
+
+  // Collections, records, their history, and the tenant's logs.
+  r.Add(Get("/api/collections", ListCollections).Allow(P::Permission("collections.read")));
+  r.Add(Post("/api/collections", CreateCollection)
+            .Allow(P::Permission("collections.manage"))
+            .Body(kSmallJson));
+  r.Add(Get("/api/collections/{name}", GetCollection)
+            .Allow(P::Permission("collections.read"))
+            .Check(kCollection));
+  r.Add(Patch("/api/collections/{name}", UpdateCollection)
+            .Allow(P::Permission("collections.manage"))
+            .Check(kCollection)
+            .Body(kSmallJson));
+  r.Add(Delete("/api/collections/{name}", DeleteCollection)
+            .Allow(P::Permission("collections.manage"))
+            .Check(kCollection));
+  r.Add(Get("/api/collections/{name}/records", ListRecords)
+            .Allow(P::Permission("records.{name}.read"))
+            .Check(kCollection));
+  r.Add(Post("/api/collections/{name}/records", CreateRecord)
+            .Allow(P::Permission("records.{name}.create"))
+            .Check(kCollection)
+            .Body(kRecordJson));
+  r.Add(Get("/api/collections/{name}/records/{id}", GetRecord)
+            .Allow(P::Permission("records.{name}.read"))
+            .Check(kCollection));
+  r.Add(Patch("/api/collections/{name}/records/{id}", UpdateRecord)
+            .Allow(P::Permission("records.{name}.update"))
+            .Check(kCollection)
+            .Body(kRecordJson));
+  r.Add(Delete("/api/collections/{name}/records/{id}", DeleteRecord)
+            .Allow(P::Permission("records.{name}.delete"))
+            .Check(kCollection));
+  r.Add(Get("/api/collections/{name}/records/{id}/history", RecordHistory)
+            .Allow(P::Permission("records.{name}.history"))
+            .Check(kCollection));
+  r.Add(Post("/api/collections/{name}/records/{id}/revert", RevertRecord)
+            .Allow(P::Permission("records.{name}.update"))
+            .Check(kCollection)
+            .Body(kSmallJson));
+  r.Add(Get("/api/events", ListEvents).Allow(P::Permission("events.read")));
+  r.Add(Get("/api/audit", ListAudit).Allow(P::Permission("audit.read")));
+  r.Add(Post("/api/audit/verify", VerifyAudit).Allow(P::Permission("audit.verify")));
+}
+
 }  // namespace
 
-Router BuildPlatformRouter(Services& s) {
+Router BuildPlatformRouter() {
   Router r;
-  r.Add({"GET", "/healthz", Access::Public(), kNoBody, "", Healthz});
-  r.Add({"GET", "/readyz", Access::Public(), kNoBody, "",
-         [&s](RequestContext& c) { return Readyz(s, c); }});
-  r.Add({"GET", "/.well-known/security.txt", Access::Public(), kNoBody, "",
-         [&s](RequestContext& c) { return SecurityTxt(s, c); }});
+  r.Add(Get("/healthz", Healthz).Allow(Access::Public()));
+  r.Add(Get("/readyz", Readyz).Allow(Access::Public()));
+  r.Add(Get("/.well-known/security.txt", SecurityTxt).Allow(Access::Public()));
   return r;
 }
 
-Router BuildTenantRouter(Services& s) {
+Router BuildTenantRouter() {
+  Router r;
+  r.Add(Get("/api/", TenantRoot).Allow(Access::Public()));
+  AddSignIn(r);
+  AddOwnAccount(r);
+  AddUsersAndRoles(r);
+  AddData(r);
+  return r;
+}
+
+Router BuildOperatorRouter() {
   using P = Access;
   Router r;
-  auto with = [&s](http::Response (*h)(Services&, RequestContext&)) {
-    return [&s, h](RequestContext& c) { return h(s, c); };
-  };
-  constexpr bool kSlow = true;  // hashes a password: the slow pool
-  r.Add({"GET", "/api/", Access::Public(), kNoBody, "", TenantRoot});
-
-  // Sign-in and the signed-in user's own account.
-  r.Add({"POST", "/api/auth/setup", P::Public(), kSmallJson, "login", with(AuthSetup), kSlow});
-  r.Add({"POST", "/api/auth/login", P::Public(), kSmallJson, "login", with(AuthLogin), kSlow});
-  r.Add({"POST", "/api/auth/mfa", P::Public(), kSmallJson, "mfa", with(AuthMfa)});
-  r.Add({"POST", "/api/auth/logout", P::Session(), kNoBody, "", AuthLogout});
-  r.Add({"GET", "/api/auth/me", P::Session(), kNoBody, "", AuthMe});
-  r.Add({"POST", "/api/auth/password/change", P::Session(), kSmallJson, "login",
-         with(AuthChangePassword), kSlow});
-  r.Add(
-      {"POST", "/api/auth/password-reset", P::Public(), kSmallJson, "reset", with(PasswordReset)});
-  r.Add({"POST", "/api/auth/password-reset/confirm", P::Public(), kSmallJson, "login",
-         with(PasswordResetConfirm), kSlow});
-  r.Add({"GET", "/api/auth/sessions", P::Session(), kNoBody, "", AuthListSessions});
-  r.Add({"DELETE", "/api/auth/sessions/{id}", P::Session(), kNoBody, "", AuthRevokeSession});
-  r.Add({"POST", "/api/auth/totp/enroll", P::Session(), kNoBody, "", with(TotpEnroll)});
-  r.Add({"POST", "/api/auth/totp/confirm", P::Session(), kSmallJson, "mfa", with(TotpConfirm)});
-  r.Add({"DELETE", "/api/auth/totp", P::Session(), kSmallJson, "mfa", with(TotpDisable)});
-  r.Add({"GET", "/api/tokens", P::Session(), kNoBody, "", ListApiTokens});
-  r.Add({"POST", "/api/tokens", P::Session(), kSmallJson, "", with(CreateApiToken)});
-  r.Add({"DELETE", "/api/tokens/{id}", P::Session(), kNoBody, "", RevokeApiToken});
-
-  // Users, roles and the permission catalogue.
-  r.Add({"GET", "/api/permissions", P::Permission("roles.read"), kNoBody, "", ListPermissions});
-  r.Add({"GET", "/api/roles", P::Permission("roles.read"), kNoBody, "", ListRoles});
-  r.Add({"POST", "/api/roles", P::Permission("roles.manage"), kSmallJson, "", CreateRole});
-  r.Add({"GET", "/api/roles/{name}", P::Permission("roles.read"), kNoBody, "", GetRole});
-  r.Add({"PATCH", "/api/roles/{name}", P::Permission("roles.manage"), kSmallJson, "", UpdateRole});
-  r.Add({"DELETE", "/api/roles/{name}", P::Permission("roles.manage"), kNoBody, "", DeleteRole});
-  r.Add({"GET", "/api/users", P::Permission("users.read"), kNoBody, "", ListUsers});
-  r.Add({"POST", "/api/users", P::Permission("users.manage"), kSmallJson, "", InviteUser});
-  r.Add({"GET", "/api/users/{id}", P::Permission("users.read"), kNoBody, "", GetUser});
-  r.Add({"PATCH", "/api/users/{id}", P::Permission("users.manage"), kSmallJson, "", UpdateUser});
-  r.Add({"PUT", "/api/users/{id}/roles", P::Permission("users.manage"), kSmallJson, "",
-         SetUserRoles});
-
-  // Anonymous contact forms (collections marked public).
-  r.Add(
-      {"POST", "/api/public/{name}", P::Public(), kRecordJson, "public_form", with(PublicSubmit)});
-
-  r.Add(
-      {"GET", "/api/collections", P::Permission("collections.read"), kNoBody, "", ListCollections});
-  r.Add({"POST", "/api/collections", P::Permission("collections.manage"), kSmallJson, "",
-         CreateCollection});
-  r.Add({"GET", "/api/collections/{name}", P::Permission("collections.read"), kNoBody, "",
-         GetCollection});
-  r.Add({"PATCH", "/api/collections/{name}", P::Permission("collections.manage"), kSmallJson, "",
-         UpdateCollection});
-  r.Add({"DELETE", "/api/collections/{name}", P::Permission("collections.manage"), kNoBody, "",
-         DeleteCollection});
-  r.Add({"GET", "/api/collections/{name}/records", P::Permission("records.{name}.read"), kNoBody,
-         "", ListRecords});
-  r.Add({"POST", "/api/collections/{name}/records", P::Permission("records.{name}.create"),
-         kRecordJson, "", CreateRecord});
-  r.Add({"GET", "/api/collections/{name}/records/{id}", P::Permission("records.{name}.read"),
-         kNoBody, "", GetRecord});
-  r.Add({"PATCH", "/api/collections/{name}/records/{id}", P::Permission("records.{name}.update"),
-         kRecordJson, "", UpdateRecord});
-  r.Add({"DELETE", "/api/collections/{name}/records/{id}", P::Permission("records.{name}.delete"),
-         kNoBody, "", DeleteRecord});
-  r.Add({"GET", "/api/collections/{name}/records/{id}/history",
-         P::Permission("records.{name}.history"), kNoBody, "", RecordHistory});
-  r.Add({"POST", "/api/collections/{name}/records/{id}/revert",
-         P::Permission("records.{name}.update"), kSmallJson, "", RevertRecord});
-  r.Add({"GET", "/api/events", P::Permission("events.read"), kNoBody, "", ListEvents});
-  r.Add({"GET", "/api/audit", P::Permission("audit.read"), kNoBody, "", ListAudit});
-  r.Add({"POST", "/api/audit/verify", P::Permission("audit.verify"), kNoBody, "", VerifyAudit});
-  return r;
-}
-
-Router BuildOperatorRouter(Services& s) {
-  Router r;
-  r.Add({"GET", "/healthz", Access::Public(), kNoBody, "", Healthz});
-  r.Add({"GET", "/metrics", Access::Operator(), kNoBody, "",
-         [&s](RequestContext& c) { return Metrics(s, c); }});
-  r.Add({"POST", "/v1/tenants", Access::Operator(), kSmallJson, "",
-         [&s](RequestContext& c) { return CreateTenant(s, c); }});
-  r.Add({"GET", "/v1/tenants", Access::Operator(), kNoBody, "",
-         [&s](RequestContext& c) { return ListTenants(s, c); }});
-  r.Add({"POST", "/v1/tenants/{slug}/suspend", Access::Operator(), kNoBody, "",
-         [&s](RequestContext& c) { return SuspendTenant(s, c); }});
-  r.Add({"POST", "/v1/tenants/{slug}/resume", Access::Operator(), kNoBody, "",
-         [&s](RequestContext& c) { return ResumeTenant(s, c); }});
-  r.Add({"DELETE", "/v1/tenants/{slug}", Access::Operator(), kNoBody, "",
-         [&s](RequestContext& c) { return DeleteTenant(s, c); }});
-  r.Add({"POST", "/v1/tenants/{slug}/tokens", Access::Operator(), kSmallJson, "",
-         [&s](RequestContext& c) { return IssueToken(s, c); }});
-  r.Add({"POST", "/v1/tenants/{slug}/rebuild", Access::Operator(), kNoBody, "",
-         [&s](RequestContext& c) { return RebuildTenant(s, c); }});
-  r.Add({"GET", "/v1/tenants/{slug}/export", Access::Operator(), kNoBody, "",
-         [&s](RequestContext& c) { return ExportTenant(s, c); }});
-  r.Add({"POST", "/v1/tenants/{slug}/audit/verify", Access::Operator(), kNoBody, "",
-         [&s](RequestContext& c) { return VerifyTenants(s, c); }});
-  r.Add({"POST", "/v1/audit/verify", Access::Operator(), kNoBody, "",
-         [&s](RequestContext& c) { return VerifyTenants(s, c); }});
-  r.Add({"POST", "/v1/tenants/{slug}/backups", Access::Operator(), kNoBody, "",
-         [&s](RequestContext& c) { return RunBackup(s, c); }});
-  r.Add({"POST", "/v1/tenants/{slug}/drill", Access::Operator(), kNoBody, "",
-         [&s](RequestContext& c) { return DrillBackup(s, c); }});
-  r.Add({"GET", "/v1/backups", Access::Operator(), kNoBody, "",
-         [&s](RequestContext& c) { return ListBackups(s, c); }});
-  r.Add({"POST", "/v1/backups/prune", Access::Operator(), kNoBody, "",
-         [&s](RequestContext& c) { return PruneBackups(s, c); }});
-  r.Add({"POST", "/v1/backups/{id}/verify", Access::Operator(), kNoBody, "",
-         [&s](RequestContext& c) { return VerifyBackup(s, c); }});
-  r.Add({"POST", "/v1/backups/{id}/restore", Access::Operator(), kSmallJson, "",
-         [&s](RequestContext& c) { return RestoreBackup(s, c); }});
+  r.Add(Get("/healthz", Healthz).Allow(P::Public()));
+  r.Add(Get("/metrics", Metrics).Allow(P::Operator()));
+  r.Add(Post("/v1/tenants", CreateTenant).Allow(P::Operator()).Body(kSmallJson));
+  r.Add(Get("/v1/tenants", ListTenants).Allow(P::Operator()));
+  r.Add(Post("/v1/tenants/{slug}/suspend", SuspendTenant).Allow(P::Operator()));
+  r.Add(Post("/v1/tenants/{slug}/resume", ResumeTenant).Allow(P::Operator()));
+  r.Add(Delete("/v1/tenants/{slug}", DeleteTenant).Allow(P::Operator()));
+  r.Add(Post("/v1/tenants/{slug}/tokens", IssueToken).Allow(P::Operator()).Body(kSmallJson));
+  r.Add(Post("/v1/tenants/{slug}/rebuild", RebuildTenant).Allow(P::Operator()));
+  r.Add(Get("/v1/tenants/{slug}/export", ExportTenant).Allow(P::Operator()));
+  r.Add(Post("/v1/tenants/{slug}/audit/verify", VerifyTenants).Allow(P::Operator()));
+  r.Add(Post("/v1/audit/verify", VerifyTenants).Allow(P::Operator()));
+  r.Add(Post("/v1/tenants/{slug}/backups", RunBackup).Allow(P::Operator()));
+  r.Add(Post("/v1/tenants/{slug}/drill", DrillBackup).Allow(P::Operator()));
+  r.Add(Get("/v1/backups", ListBackups).Allow(P::Operator()));
+  r.Add(Post("/v1/backups/prune", PruneBackups).Allow(P::Operator()));
+  r.Add(Post("/v1/backups/{id}/verify", VerifyBackup).Allow(P::Operator()));
+  r.Add(Post("/v1/backups/{id}/restore", RestoreBackup).Allow(P::Operator()).Body(kSmallJson));
   return r;
 }
 

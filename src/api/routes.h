@@ -1,20 +1,36 @@
-// The table of contents of the product: every route, its access rule, its body
-// limit and its rate-limit label, in routes.cc.
+// The table of contents of the product and its whole policy: every route with
+// its access rule, rate rule, capture checks, enrolment gate, body limit and
+// handler (routes.cc), and the rate rules themselves (below).
 #ifndef SILO_API_ROUTES_H_
 #define SILO_API_ROUTES_H_
 
-#include "api/context.h"
-#include "api/services.h"
+#include "api/route.h"
 
 namespace silo::api {
 
+// Rate rules per client address, declared on routes in routes.cc.
+inline constexpr RateRule kSignInPerClient{"login", RateRule::Budget::kLogin};
+inline constexpr RateRule kMfaPerClient{"mfa", RateRule::Budget::kLogin};
+inline constexpr RateRule kResetPerClient{"reset", RateRule::Budget::kLogin};
+inline constexpr RateRule kPublicFormPerClient{"public_form", RateRule::Budget::kPublicForm};
+// Rate rules per account. Their key is in the body (an e-mail, a pending
+// sign-in), so the handler that parsed it takes them:
+//   sign-in: "acct:<tenant>:<e-mail>", or "device:<tenant>:<nonce>" for a
+//     browser with a valid device cookie for the account (AuthLogin);
+//   second factor: "acct:<tenant>:<user>" (AuthMfa);
+//   reset mail: "acct:<tenant>:<e-mail>"; over it the answer is the same and
+//     no mail leaves (PasswordReset).
+inline constexpr RateRule kSignInPerAccount{"login", RateRule::Budget::kLogin};
+inline constexpr RateRule kMfaPerAccount{"mfa", RateRule::Budget::kLogin};
+inline constexpr RateRule kResetMailPerAccount{"reset", RateRule::Budget::kResetMail};
+
 // Platform routes on the public listener, answered for any Host.
-Router BuildPlatformRouter(Services& services);
+Router BuildPlatformRouter();
 // Routes under a tenant (`/t/<slug>/...` or `<slug>.<base domain>`); paths
 // here are relative to the tenant root.
-Router BuildTenantRouter(Services& services);
+Router BuildTenantRouter();
 // The operator listener (loopback, bearer SILO_OPERATOR_TOKEN).
-Router BuildOperatorRouter(Services& services);
+Router BuildOperatorRouter();
 
 }  // namespace silo::api
 

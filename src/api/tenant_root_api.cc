@@ -5,7 +5,7 @@
 
 namespace silo::api {
 
-http::Response TenantRoot(RequestContext& ctx) {
+http::Response TenantRoot(Services& /*s*/, RequestContext& ctx) {
   boost::json::object o;
   o["tenant"] = ctx.tenant->slug;
   return http::Json(200, JsonText(o));

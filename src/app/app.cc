@@ -5,10 +5,8 @@
 
 #include <atomic>
 #include <boost/json.hpp>
-#include <condition_variable>
 #include <cstdio>
 #include <memory>
-#include <mutex>
 #include <thread>
 
 #include "api/dispatchers.h"
@@ -26,6 +24,7 @@
 #include "base/data_layout.h"
 #include "base/file_util.h"
 #include "base/log.h"
+#include "base/mutex.h"
 #include "base/time_util.h"
 #include "crypto/crypto.h"
 #include "crypto/keyring.h"
@@ -87,23 +86,30 @@ class RetentionJob {
 
   void Stop() {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       stop_ = true;
     }
-    cv_.notify_all();
+    cv_.SignalAll();
     if (thread_.joinable()) thread_.join();
   }
 
  private:
+  // An hour after the start, then every day, until stopped.
   void Run() {
-    std::unique_lock lock(mu_);
     auto wait = std::chrono::hours(1);
-    while (!cv_.wait_for(lock, wait, [this] { return stop_; })) {
-      lock.unlock();
+    while (SleepFor(wait)) {
       PurgeAll();
-      lock.lock();
       wait = std::chrono::hours(24);
     }
+  }
+
+  // False when stopped first.
+  bool SleepFor(std::chrono::hours wait) EXCLUDES(mu_) {
+    MutexLock lock(mu_);
+    const auto deadline = std::chrono::steady_clock::now() + wait;
+    while (!stop_ && cv_.WaitUntil(mu_, deadline)) {
+    }
+    return !stop_;
   }
 
   void PurgeAll() {
@@ -127,26 +133,27 @@ class RetentionJob {
 
   api::Services& services_;
   const int months_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
+  Mutex mu_;
+  CondVar cv_;
+  bool stop_ GUARDED_BY(mu_) = false;
   std::thread thread_;  // last: starts after the members it uses
 };
 
 }  // namespace
 
 std::string RouteTable(RouteTableKind kind) {
-  api::Services none;
   boost::json::array out;
-  const api::Router router = kind == RouteTableKind::kOperator ? api::BuildOperatorRouter(none)
-                                                               : api::BuildTenantRouter(none);
+  const api::Router router =
+      kind == RouteTableKind::kOperator ? api::BuildOperatorRouter() : api::BuildTenantRouter();
   for (const auto& r : router.routes()) {
-    out.push_back(boost::json::object{{"method", r.method},
-                                      {"pattern", r.pattern},
-                                      {"access", r.access.ToString()},
-                                      {"rate_limit", r.rate_label},
-                                      {"body_limit", static_cast<int64_t>(r.body_limit)},
-                                      {"slow", r.slow}});
+    out.push_back(
+        boost::json::object{{"method", r.method},
+                            {"pattern", r.pattern},
+                            {"access", r.access.ToString()},
+                            {"rate_limit", r.rate ? std::string(r.rate->name) : std::string()},
+                            {"during_mfa_enrolment", r.during_mfa_enrolment},
+                            {"body_limit", static_cast<int64_t>(r.body_limit)},
+                            {"slow", r.slow}});
   }
   return boost::json::serialize(out);
 }

@@ -10,7 +10,6 @@
 #include <atomic>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -18,6 +17,7 @@
 #include "backup/archive.h"
 #include "backup/retention.h"
 #include "backup/target.h"
+#include "base/mutex.h"
 #include "base/status.h"
 #include "crypto/keyring.h"
 #include "records/tenant_store.h"
@@ -97,11 +97,11 @@ class Service {
           std::string data_dir, RetentionPolicy retention, ForgetOnRestore forget);
 
   // Backs up one tenant; returns its manifest.
-  Result<Manifest> Run(const tenant::TenantInfo& tenant);
+  Result<Manifest> Run(const tenant::TenantInfo& tenant) EXCLUDES(mu_);
   // Every backup (of one tenant when given), oldest first.
-  Result<std::vector<Listed>> List(const std::optional<std::string>& tenant_id);
+  Result<std::vector<Listed>> List(const std::optional<std::string>& tenant_id) EXCLUDES(mu_);
   // Checks the manifest, the key and every chunk; the manifest when all is well.
-  Result<Manifest> Verify(const std::string& backup_id);
+  Result<Manifest> Verify(const std::string& backup_id) EXCLUDES(mu_);
   // Verifies, writes a new database, checks it (integrity_check, both
   // chains, the manifest's last event), applies `at_us`, ends sessions, and
   // only then swaps it in (or resumes the new tenant). In place it first
@@ -110,14 +110,14 @@ class Service {
   // `backup.restored`: records, events and identity state go back, the audit
   // trail never does. On any failure the live tenant is untouched and nothing
   // is left behind (but the pre-restore backup, which is a good backup).
-  Result<RestoreReport> Restore(const RestoreRequest& request);
+  Result<RestoreReport> Restore(const RestoreRequest& request) EXCLUDES(mu_);
   // Restores the newest good backup of `tenant` into a scratch database,
   // checks it against the manifest, times it, deletes it; writes the report
   // file and an audit entry in the tenant's log. A failed drill is a report
   // with ok == false (the error is for not being able to drill at all).
-  Result<DrillReport> Drill(const tenant::TenantInfo& tenant);
+  Result<DrillReport> Drill(const tenant::TenantInfo& tenant) EXCLUDES(mu_);
   // Deletes what the retention policy drops as of `now_us`; returns the ids.
-  Result<std::vector<std::string>> Prune(int64_t now_us);
+  Result<std::vector<std::string>> Prune(int64_t now_us) EXCLUDES(mu_);
 
   Stats stats() const;
   std::string target_description() const { return target_->Describe(); }
@@ -128,11 +128,11 @@ class Service {
     Manifest manifest;
     std::string image;  // plaintext; wiped by the caller
   };
-  Result<Manifest> RunLocked(const tenant::TenantInfo& tenant);
-  Result<Loaded> LoadLocked(const std::string& backup_id, bool want_image);
-  Result<std::vector<Listed>> ListLocked(const std::optional<std::string>& tenant_id);
-  Result<RestoreReport> RestoreLocked(const RestoreRequest& request);
-  Result<DrillReport> DrillLocked(const tenant::TenantInfo& tenant);
+  Result<Manifest> RunLocked(const tenant::TenantInfo& tenant) REQUIRES(mu_);
+  Result<Loaded> LoadLocked(const std::string& backup_id, bool want_image) REQUIRES(mu_);
+  Result<std::vector<Listed>> ListLocked(const std::optional<std::string>& tenant_id) REQUIRES(mu_);
+  Result<RestoreReport> RestoreLocked(const RestoreRequest& request) REQUIRES(mu_);
+  Result<DrillReport> DrillLocked(const tenant::TenantInfo& tenant) REQUIRES(mu_);
   Status AuditLive(const std::string& tenant_id, const records::AuditEntry& entry);
 
   const std::unique_ptr<Target> target_;
@@ -144,9 +144,9 @@ class Service {
   const RetentionPolicy retention_;
   const ForgetOnRestore forget_;
 
-  std::mutex mu_;  // one operation at a time
-  mutable std::mutex stats_mu_;
-  Stats stats_;  // GUARDED_BY(stats_mu_)
+  Mutex mu_;  // one operation at a time: the *Locked functions hold it
+  mutable Mutex stats_mu_;
+  Stats stats_ GUARDED_BY(stats_mu_);
 };
 
 }  // namespace silo::backup

@@ -136,23 +136,27 @@ int OverTenants(bool as_json, const std::string& verb, const std::vector<std::st
   return failures == 0 ? kOk : kRefused;
 }
 
-}  // namespace
+// The values of the backup commands' options. Callbacks run after
+// AddBackupCommands returns, so the values live here, and the callbacks
+// capture only these, `as_json` and `code` (the caller's).
+struct BackupOptions {
+  std::string slug, id, as_slug, at;
+  bool yes = false;
+};
 
-void AddBackupCommands(CLI::App& app, bool& as_json, int& code) {
-  auto* backup = app.add_subcommand("backup", "encrypted backups, restores and restore drills");
-  backup->require_subcommand(1);
-  backup->fallthrough();
+BackupOptions& Options() {
+  static BackupOptions* o = new BackupOptions;
+  return *o;
+}
 
-  // Callbacks run after this function returns: they capture only `as_json`
-  // and `code` (the caller's) and use these static option values.
-  static std::string slug, id, as_slug, at;
-  static bool yes = false;
-
+// `backup run` and `backup drill`: one tenant, or every tenant in turn.
+void AddRunAndDrill(CLI::App* backup, bool& as_json, int& code) {
+  BackupOptions& o = Options();
   auto* run = backup->add_subcommand("run", "back up one tenant, or every tenant");
-  run->add_option("slug", slug, "the tenant (default: every tenant)");
-  run->callback([&as_json, &code] {
+  run->add_option("slug", o.slug, "the tenant (default: every tenant)");
+  run->callback([&o, &as_json, &code] {
     std::vector<std::string> slugs;
-    if (!Slugs(slug, &slugs, &code)) return;
+    if (!Slugs(o.slug, &slugs, &code)) return;
     code = OverTenants(
         as_json, "backing up", slugs,
         [](const std::string& s) { return "/v1/tenants/" + s + "/backups"; },
@@ -164,15 +168,43 @@ void AddBackupCommands(CLI::App& app, bool& as_json, int& code) {
         });
   });
 
+  auto* drill = backup->add_subcommand(
+      "drill",
+      "restore the newest backup of each tenant (or one) into a scratch copy and check it");
+  drill->add_option("slug", o.slug, "the tenant (default: every tenant)");
+  drill->callback([&o, &as_json, &code] {
+    std::vector<std::string> slugs;
+    if (!Slugs(o.slug, &slugs, &code)) return;
+    code = OverTenants(
+        as_json, "drilling", slugs,
+        [](const std::string& s) { return "/v1/tenants/" + s + "/drill"; },
+        [](const std::string& s, const json::value& v) {
+          bool ok =
+              v.is_object() && v.as_object().if_contains("ok") && v.at("ok") == json::value(true);
+          char seconds[32];
+          std::snprintf(seconds, sizeof seconds, "%.2f", Num(v, "restore_seconds"));
+          if (!ok)
+            return std::pair{
+                false, s + ": drill FAILED on " + Str(v, "backup_id") + ": " + Str(v, "problem")};
+          return std::pair{true, s + ": drill passed: " + Str(v, "backup_id") + " restored in " +
+                                     seconds + " s, " + std::to_string(Int(v, "events")) +
+                                     " events, chain head matches the manifest"};
+        });
+  });
+}
+
+// `backup list`: one tenant's backups, or everyone's.
+void AddList(CLI::App* backup, bool& as_json, int& code) {
+  BackupOptions& o = Options();
   auto* list = backup->add_subcommand("list", "list backups, oldest first");
-  list->add_option("slug", slug, "the tenant (default: every tenant)");
-  list->callback([&as_json, &code] {
-    if (!slug.empty() && !SlugIsPathSafe(slug)) {
-      std::fprintf(stderr, "silo: not a valid slug: %s\n", slug.c_str());
+  list->add_option("slug", o.slug, "the tenant (default: every tenant)");
+  list->callback([&o, &as_json, &code] {
+    if (!o.slug.empty() && !SlugIsPathSafe(o.slug)) {
+      std::fprintf(stderr, "silo: not a valid slug: %s\n", o.slug.c_str());
       code = kUsage;
       return;
     }
-    std::string path = "/v1/backups" + (slug.empty() ? "" : "?tenant=" + slug);
+    std::string path = "/v1/backups" + (o.slug.empty() ? "" : "?tenant=" + o.slug);
     code = Call(as_json, "GET", path, "", [](const json::value& v) {
       std::printf("%-59s %-20s %-27s %10s %10s  %s\n", "ID", "TENANT", "TAKEN", "DATABASE",
                   "STORED", "GOOD");
@@ -185,14 +217,18 @@ void AddBackupCommands(CLI::App& app, bool& as_json, int& code) {
       }
     });
   });
+}
 
+// `backup verify <id>` and `backup prune`.
+void AddVerifyAndPrune(CLI::App* backup, bool& as_json, int& code) {
+  BackupOptions& o = Options();
   auto* verify = backup->add_subcommand(
       "verify", "check a backup's manifest, key and every sealed chunk without restoring it");
-  verify->add_option("backup-id", id, "from `silo backup list`")->required();
-  verify->callback([&as_json, &code] {
-    if (!CheckId(id, code)) return;
+  verify->add_option("backup-id", o.id, "from `silo backup list`")->required();
+  verify->callback([&o, &as_json, &code] {
+    if (!CheckId(o.id, code)) return;
     code = Call(
-        as_json, "POST", "/v1/backups/" + id + "/verify", "",
+        as_json, "POST", "/v1/backups/" + o.id + "/verify", "",
         [](const json::value& v) {
           std::printf("%s: verified (%s database, %lld events, chain head %s)\n",
                       Str(v, "id").c_str(), Mib(Int(v, "image_bytes")).c_str(),
@@ -202,17 +238,33 @@ void AddBackupCommands(CLI::App& app, bool& as_json, int& code) {
         nullptr, kLongCall);
   });
 
+  auto* prune = backup->add_subcommand("prune", "delete the backups the retention policy drops");
+  prune->callback([&o, &as_json, &code] {
+    code = Call(
+        as_json, "POST", "/v1/backups/prune", "",
+        [](const json::value& v) {
+          const auto& ids = v.at("pruned").as_array();
+          std::printf("pruned %zu backups\n", ids.size());
+          for (const auto& i : ids) std::printf("  %s\n", std::string(i.as_string()).c_str());
+        },
+        nullptr, kLongCall);
+  });
+}
+
+// `backup restore <id>`: in place (with --yes) or into a new tenant (--as).
+void AddRestore(CLI::App* backup, bool& as_json, int& code) {
+  BackupOptions& o = Options();
   auto* restore = backup->add_subcommand(
       "restore", "verify a backup, then restore it in place (atomic swap) or as a new tenant");
-  restore->add_option("backup-id", id, "from `silo backup list`")->required();
-  restore->add_option("--as", as_slug, "restore into this new tenant instead of in place");
-  restore->add_option("--at", at, "the state as of this RFC 3339 time (later events dropped)");
-  restore->add_flag("--yes", yes,
+  restore->add_option("backup-id", o.id, "from `silo backup list`")->required();
+  restore->add_option("--as", o.as_slug, "restore into this new tenant instead of in place");
+  restore->add_option("--at", o.at, "the state as of this RFC 3339 time (later events dropped)");
+  restore->add_flag("--yes", o.yes,
                     "confirm an in-place restore: the tenant's records go back to the backup "
                     "(the current state is backed up first)");
-  restore->callback([&as_json, &code] {
-    if (!CheckId(id, code)) return;
-    if (as_slug.empty() && !yes) {
+  restore->callback([&o, &as_json, &code] {
+    if (!CheckId(o.id, code)) return;
+    if (o.as_slug.empty() && !o.yes) {
       std::fprintf(stderr,
                    "silo: restoring in place replaces the tenant's current records, events and "
                    "users with the backup's (the current state is backed up first); add --yes, "
@@ -220,16 +272,16 @@ void AddBackupCommands(CLI::App& app, bool& as_json, int& code) {
       code = kUsage;
       return;
     }
-    if (!as_slug.empty() && !SlugIsPathSafe(as_slug)) {
-      std::fprintf(stderr, "silo: not a valid slug: %s\n", as_slug.c_str());
+    if (!o.as_slug.empty() && !SlugIsPathSafe(o.as_slug)) {
+      std::fprintf(stderr, "silo: not a valid slug: %s\n", o.as_slug.c_str());
       code = kUsage;
       return;
     }
     json::object body;
-    if (!as_slug.empty()) body["as"] = as_slug;
-    if (!at.empty()) body["at"] = at;
+    if (!o.as_slug.empty()) body["as"] = o.as_slug;
+    if (!o.at.empty()) body["at"] = o.at;
     code = Call(
-        as_json, "POST", "/v1/backups/" + id + "/restore", json::serialize(body),
+        as_json, "POST", "/v1/backups/" + o.id + "/restore", json::serialize(body),
         [](const json::value& v) {
           bool created = v.at("new_tenant").as_bool();
           std::printf("restored %s into %s (%s): %lld events", Str(v, "backup_id").c_str(),
@@ -248,42 +300,18 @@ void AddBackupCommands(CLI::App& app, bool& as_json, int& code) {
         },
         nullptr, kLongCall);
   });
+}
 
-  auto* drill = backup->add_subcommand(
-      "drill",
-      "restore the newest backup of each tenant (or one) into a scratch copy and check it");
-  drill->add_option("slug", slug, "the tenant (default: every tenant)");
-  drill->callback([&as_json, &code] {
-    std::vector<std::string> slugs;
-    if (!Slugs(slug, &slugs, &code)) return;
-    code = OverTenants(
-        as_json, "drilling", slugs,
-        [](const std::string& s) { return "/v1/tenants/" + s + "/drill"; },
-        [](const std::string& s, const json::value& v) {
-          bool ok =
-              v.is_object() && v.as_object().if_contains("ok") && v.at("ok") == json::value(true);
-          char seconds[32];
-          std::snprintf(seconds, sizeof seconds, "%.2f", Num(v, "restore_seconds"));
-          if (!ok)
-            return std::pair{
-                false, s + ": drill FAILED on " + Str(v, "backup_id") + ": " + Str(v, "problem")};
-          return std::pair{true, s + ": drill passed: " + Str(v, "backup_id") + " restored in " +
-                                     seconds + " s, " + std::to_string(Int(v, "events")) +
-                                     " events, chain head matches the manifest"};
-        });
-  });
+}  // namespace
 
-  auto* prune = backup->add_subcommand("prune", "delete the backups the retention policy drops");
-  prune->callback([&as_json, &code] {
-    code = Call(
-        as_json, "POST", "/v1/backups/prune", "",
-        [](const json::value& v) {
-          const auto& ids = v.at("pruned").as_array();
-          std::printf("pruned %zu backups\n", ids.size());
-          for (const auto& i : ids) std::printf("  %s\n", std::string(i.as_string()).c_str());
-        },
-        nullptr, kLongCall);
-  });
+void AddBackupCommands(CLI::App& app, bool& as_json, int& code) {
+  auto* backup = app.add_subcommand("backup", "encrypted backups, restores and restore drills");
+  backup->require_subcommand(1);
+  backup->fallthrough();
+  AddRunAndDrill(backup, as_json, code);
+  AddList(backup, as_json, code);
+  AddVerifyAndPrune(backup, as_json, code);
+  AddRestore(backup, as_json, code);
 }
 
 }  // namespace silo::cli

@@ -2,17 +2,6 @@
 
 namespace silo::http {
 
-std::string Access::ToString() const {
-  switch (kind) {
-    case Kind::kUnset: return "UNSET";
-    case Kind::kPublic: return "public";
-    case Kind::kOperator: return "operator";
-    case Kind::kSession: return "session";
-    case Kind::kPermission: return permission;
-  }
-  return "UNSET";
-}
-
 std::vector<std::string_view> SplitPath(std::string_view path) {
   std::vector<std::string_view> out;
   if (path.empty() || path.front() != '/') return out;

@@ -13,7 +13,6 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <latch>
-#include <mutex>
 #include <random>
 #include <set>
 #include <thread>
@@ -21,6 +20,7 @@
 #include <vector>
 
 #include "base/log.h"
+#include "base/mutex.h"
 #include "http/metrics.h"
 #include "http/to_request.h"
 
@@ -105,6 +105,38 @@ struct Connection {
   std::string peer;                  // the peer's address (per-client cap); set at accept
 };
 
+// What a failed read of a request becomes: a metric (`rejection`, null for
+// none) and an answer (`status` 0: none; the peer left or went quiet).
+struct ReadFailure {
+  const char* rejection = nullptr;
+  int status = 0;
+  const char* detail = "";
+};
+
+ReadFailure ClassifyHeaderError(const boost::system::error_code& ec, bool got_some) {
+  if (ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
+      ec == asio::error::operation_aborted || ec == ssl::error::stream_truncated ||
+      ec == asio::error::connection_reset) {
+    return {};
+  }
+  if (ec == beast::error::timeout) return {got_some ? "timeout" : nullptr, 0, ""};
+  if (ec == bhttp::error::header_limit) {
+    return {"header_too_large", 431, "request header fields too large"};
+  }
+  if (ec == bhttp::error::body_limit) return {"body_too_large", 413, "request body too large"};
+  return {"malformed", 400, "malformed request"};
+}
+
+ReadFailure ClassifyBodyError(const boost::system::error_code& ec) {
+  if (ec == bhttp::error::body_limit) return {"body_too_large", 413, "request body too large"};
+  if (ec == beast::error::timeout) return {"timeout", 0, ""};
+  if (ec == asio::error::operation_aborted || ec == asio::error::eof ||
+      ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message) {
+    return {};
+  }
+  return {"malformed", 400, "malformed request"};
+}
+
 }  // namespace
 
 class Server::Impl {
@@ -164,7 +196,7 @@ class Server::Impl {
   Status ReloadTls() {
     auto ctx = MakeTlsContext(opts_.tls_cert_file, opts_.tls_key_file);
     if (!ctx.ok()) return ctx.status();
-    std::lock_guard<std::mutex> lock(tls_mutex_);
+    MutexLock lock(tls_mutex_);
     tls_ = std::move(*ctx);
     return Status::Ok();
   }
@@ -198,7 +230,7 @@ class Server::Impl {
   void CloseIdleConnections() {
     std::vector<std::shared_ptr<Connection>> conns;
     {
-      std::lock_guard<std::mutex> lock(conns_mutex_);
+      MutexLock lock(conns_mutex_);
       conns.assign(conns_.begin(), conns_.end());
     }
     for (auto& c : conns) {
@@ -234,7 +266,7 @@ class Server::Impl {
       auto conn = std::make_shared<Connection>(socket.get_executor());
       conn->peer = peer;
       {
-        std::lock_guard<std::mutex> lock(conns_mutex_);
+        MutexLock lock(conns_mutex_);
         // One address cannot take every slot: its own cap comes first.
         size_t& mine = per_client_[peer];
         if (mine >= opts_.max_connections_per_client) {
@@ -250,7 +282,7 @@ class Server::Impl {
       ++open_;
       std::shared_ptr<ssl::context> tls;
       if (opts_.tls) {
-        std::lock_guard<std::mutex> lock(tls_mutex_);
+        MutexLock lock(tls_mutex_);
         tls = tls_;
       }
       auto ex = socket.get_executor();
@@ -265,7 +297,7 @@ class Server::Impl {
               }
             }
             {
-              std::lock_guard<std::mutex> lock(conns_mutex_);
+              MutexLock lock(conns_mutex_);
               conns_.erase(conn);
               auto it = per_client_.find(conn->peer);
               if (it != per_client_.end() && --it->second == 0) per_client_.erase(it);
@@ -306,6 +338,17 @@ class Server::Impl {
     conn->tcp = nullptr;
   }
 
+  // Counts a failed read and answers it when it has an answer.
+  template <class Stream>
+  awaitable<void> Fail(const ReadFailure& f, Stream& stream, beast::tcp_stream& tcp_layer,
+                       const std::string& request_id, const std::string& client_ip,
+                       Clock::time_point start) {
+    if (f.rejection != nullptr) metrics_->RecordRejection(f.rejection);
+    if (f.status != 0) {
+      co_await WriteError(stream, tcp_layer, f.status, f.detail, request_id, client_ip, start);
+    }
+  }
+
   template <class Stream>
   awaitable<void> ServeRequests(Stream& stream, beast::tcp_stream& tcp_layer,
                                 std::shared_ptr<Connection> conn, const std::string& client_ip) {
@@ -322,28 +365,8 @@ class Server::Impl {
       const auto start = Clock::now();
       std::string request_id = NewRequestId();
       if (ec) {
-        if (ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
-            ec == asio::error::operation_aborted || ec == ssl::error::stream_truncated ||
-            ec == asio::error::connection_reset) {
-          co_return;
-        }
-        if (ec == beast::error::timeout) {
-          if (parser.got_some() || buffer.size() > 0) metrics_->RecordRejection("timeout");
-          co_return;
-        }
-        if (ec == bhttp::error::header_limit) {
-          metrics_->RecordRejection("header_too_large");
-          co_await WriteError(stream, tcp_layer, 431, "request header fields too large", request_id,
-                              client_ip, start);
-        } else if (ec == bhttp::error::body_limit) {
-          metrics_->RecordRejection("body_too_large");
-          co_await WriteError(stream, tcp_layer, 413, "request body too large", request_id,
-                              client_ip, start);
-        } else {
-          metrics_->RecordRejection("malformed");
-          co_await WriteError(stream, tcp_layer, 400, "malformed request", request_id, client_ip,
-                              start);
-        }
+        co_await Fail(ClassifyHeaderError(ec, parser.got_some() || buffer.size() > 0), stream,
+                      tcp_layer, request_id, client_ip, start);
         co_return;
       }
       conn->busy = true;
@@ -384,18 +407,7 @@ class Server::Impl {
       tcp_layer.expires_after(opts_.read_timeout);
       auto [bec, bn] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
       if (bec) {
-        if (bec == bhttp::error::body_limit) {
-          metrics_->RecordRejection("body_too_large");
-          co_await WriteError(stream, tcp_layer, 413, "request body too large", request_id,
-                              client_ip, start);
-        } else if (bec == beast::error::timeout) {
-          metrics_->RecordRejection("timeout");
-        } else if (bec != asio::error::operation_aborted && bec != asio::error::eof &&
-                   bec != bhttp::error::end_of_stream && bec != bhttp::error::partial_message) {
-          metrics_->RecordRejection("malformed");
-          co_await WriteError(stream, tcp_layer, 400, "malformed request", request_id, client_ip,
-                              start);
-        }
+        co_await Fail(ClassifyBodyError(bec), stream, tcp_layer, request_id, client_ip, start);
         co_return;
       }
       auto msg = parser.release();
@@ -519,11 +531,11 @@ class Server::Impl {
   std::atomic<size_t> open_{0};
   std::atomic<size_t> queued_{0};
   std::atomic<size_t> slow_queued_{0};
-  std::mutex tls_mutex_;
-  std::shared_ptr<ssl::context> tls_;  // GUARDED_BY(tls_mutex_)
-  std::mutex conns_mutex_;
-  std::set<std::shared_ptr<Connection>> conns_;         // GUARDED_BY(conns_mutex_)
-  std::unordered_map<std::string, size_t> per_client_;  // GUARDED_BY(conns_mutex_)
+  Mutex tls_mutex_;
+  std::shared_ptr<ssl::context> tls_ GUARDED_BY(tls_mutex_);
+  Mutex conns_mutex_;
+  std::set<std::shared_ptr<Connection>> conns_ GUARDED_BY(conns_mutex_);
+  std::unordered_map<std::string, size_t> per_client_ GUARDED_BY(conns_mutex_);
 };
 
 Server::Server(ServerOptions options, Dispatcher* dispatcher, Metrics* metrics)

@@ -1,0 +1,133 @@
+#include "api/tenant_access.h"
+
+#include "auth/api_tokens.h"
+#include "crypto/crypto.h"
+#include "rbac/rbac.h"
+
+namespace silo::api {
+namespace {
+
+constexpr char kEnrolFirst[] = "enrol a second factor first (POST /api/auth/totp/enroll)";
+
+bool SafeMethod(std::string_view m) { return m == "GET" || m == "HEAD" || m == "OPTIONS"; }
+
+// Fetch Metadata first, Origin as the fallback (CSRF cheat sheet): a
+// cross-site or same-site (sibling subdomain) request never changes state
+// with the cookie; a request without either header (not a browser) passes
+// on the CSRF token alone.
+bool SameOriginRequest(const http::Request& req) {
+  if (auto site = req.Header("sec-fetch-site")) return *site == "same-origin" || *site == "none";
+  if (auto origin = req.Header("origin")) {
+    auto host = req.Header("host");
+    return host && *origin == "https://" + std::string(*host);
+  }
+  return true;
+}
+
+Result<Caller> ByToken(std::string_view secret, auth::Identity& identity, auth::ApiTokens& tokens,
+                       int64_t now_us) {
+  auto principal = tokens.Authenticate(secret, now_us);
+  if (!principal.ok()) {
+    if (principal.status().code() == StatusCode::kUnauthenticated) {
+      return Unauthenticated("invalid or expired token");
+    }
+    return principal.status();
+  }
+  Caller c;
+  c.actor = {"token", principal->token_id};
+  c.permissions = principal->permissions;
+  if (principal->owner.rfind("user:", 0) == 0) {
+    // A user's token never does more than its owner may do now.
+    auto owner = identity.GetUser(principal->owner.substr(5));
+    if (!owner.ok() || owner->status != "active") {
+      return Unauthenticated("invalid or expired token");
+    }
+    SILO_ASSIGN_OR_RETURN(std::vector<rbac::Role> owner_roles, identity.RolesOf(*owner));
+    auto held = rbac::PermissionsOf(owner_roles);
+    std::erase_if(c.permissions, [&](const std::string& p) { return !rbac::Grants(held, p); });
+  }
+  return c;
+}
+
+Result<Caller> BySession(std::string_view cookie, auth::Identity& identity, int64_t now_us) {
+  auto session = identity.AuthenticateSession(std::string(cookie), now_us);
+  if (!session.ok()) {
+    if (session.status().code() == StatusCode::kUnauthenticated) {
+      return Unauthenticated("invalid or expired session");
+    }
+    return session.status();
+  }
+  SILO_ASSIGN_OR_RETURN(std::vector<rbac::Role> roles, identity.RolesOf(session->user));
+  Caller c;
+  c.actor = {"user", session->user.id};
+  c.permissions = rbac::PermissionsOf(roles);
+  c.mfa_enrolment_pending = rbac::AnyRequiresMfa(roles) && !session->user.totp_enabled;
+  c.session = std::move(*session);
+  return c;
+}
+
+}  // namespace
+
+Result<Caller> Authenticate(const http::Request& req, auth::Identity& identity,
+                            auth::ApiTokens& tokens, int64_t now_us) {
+  auto bearer = req.Header("authorization");
+  if (bearer && bearer->substr(0, 7) == "Bearer ") {
+    return ByToken(bearer->substr(7), identity, tokens, now_us);
+  }
+  if (auto cookie = req.Cookie(kSessionCookie)) return BySession(*cookie, identity, now_us);
+  return Unauthenticated("authentication required");
+}
+
+Status CheckCsrf(const http::Request& req, const Caller& caller) {
+  if (!caller.session || SafeMethod(req.method)) return Status::Ok();
+  if (!SameOriginRequest(req)) return PermissionDenied("cross-site request refused");
+  auto csrf = req.Header("x-csrf-token");
+  if (!csrf || !crypto::ConstantTimeEquals(crypto::Sha256Hex(*csrf), caller.session->csrf_hash)) {
+    return PermissionDenied("missing or wrong X-CSRF-Token");
+  }
+  return Status::Ok();
+}
+
+std::string RequiredPermission(const Route& route, const http::PathParams& params) {
+  if (route.access.kind != Access::Kind::kPermission) return "";
+  const std::string& pattern = route.access.permission;
+  std::string out;
+  for (size_t i = 0; i < pattern.size();) {
+    size_t close = pattern[i] == '{' ? pattern.find('}', i) : std::string::npos;
+    if (close == std::string::npos) {
+      out += pattern[i++];
+      continue;
+    }
+    auto it = params.find(pattern.substr(i + 1, close - i - 1));
+    out += it == params.end() ? "" : it->second;
+    i = close + 1;
+  }
+  return out;
+}
+
+Status Authorize(const Route& route, const http::PathParams& params, const Caller& caller) {
+  switch (route.access.kind) {
+    case Access::Kind::kPublic: return Status::Ok();
+    case Access::Kind::kSession:
+      if (!caller.session) return PermissionDenied("this route needs a signed-in session");
+      if (caller.mfa_enrolment_pending && !route.during_mfa_enrolment) {
+        return PermissionDenied(kEnrolFirst);
+      }
+      return Status::Ok();
+    case Access::Kind::kPermission: {
+      std::string wanted = RequiredPermission(route, params);
+      switch (rbac::Authorize({caller.permissions, caller.mfa_enrolment_pending}, wanted)) {
+        case rbac::Decision::kAllow: return Status::Ok();
+        case rbac::Decision::kDenyMfaEnrolmentRequired: return PermissionDenied(kEnrolFirst);
+        case rbac::Decision::kDenyNoPermission:
+          return PermissionDenied("missing permission " + wanted);
+      }
+      return PermissionDenied("missing permission " + wanted);
+    }
+    case Access::Kind::kOperator: return PermissionDenied("operator route");
+    case Access::Kind::kUnset: return Internal("route without a declared access");
+  }
+  return Internal("route without a declared access");
+}
+
+}  // namespace silo::api

@@ -1,0 +1,66 @@
+// The three checks a tenant request that is not public passes, in order:
+//   1. Authenticate: who calls (an API token, or else a cookie session);
+//   2. CheckCsrf: a cookie session's state-changing request came from the
+//      tenant's own pages and carries the session's CSRF token;
+//   3. Authorize: the route's Access and the MFA-enrolment gate allow it.
+// Each answers with a Status whose public message is the problem's detail:
+// kUnauthenticated (401), kPermissionDenied (403); any other code is an
+// internal failure (ErrorResponse: 503 or 500, cause to the log). None of
+// them writes: the dispatcher audits what they decide.
+#ifndef SILO_API_TENANT_ACCESS_H_
+#define SILO_API_TENANT_ACCESS_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "api/route.h"
+#include "auth/identity.h"
+#include "base/status.h"
+#include "events/event_log.h"
+#include "http/message.h"
+
+namespace silo::auth {
+class ApiTokens;
+}
+
+namespace silo::api {
+
+struct Caller {
+  events::Actor actor;                   // {"user", id} or {"token", id}
+  std::vector<std::string> permissions;  // effective: a user's token within its owner's
+  // A user holding a role that requires MFA who has not enrolled TOTP.
+  bool mfa_enrolment_pending = false;
+  std::optional<auth::SessionAuth> session;  // set when the caller used the cookie
+};
+
+inline constexpr std::string_view kSessionCookie = "__Host-silo_session";
+
+// A bearer token when the request has "Authorization: Bearer", else the
+// session cookie, else kUnauthenticated. A token owned by a user holds only
+// what its owner still holds now; a user who is no longer active fails as an
+// invalid token. Reads `identity` and `tokens`; writes nothing.
+Result<Caller> Authenticate(const http::Request& request, auth::Identity& identity,
+                            auth::ApiTokens& tokens, int64_t now_us);
+
+// For a cookie session and an unsafe method (not GET, HEAD, OPTIONS): Fetch
+// Metadata (or Origin) says same-origin, and X-CSRF-Token hashes to the
+// session's. OK for safe methods and for callers without a session (a
+// bearer token is not sent by a browser on its own).
+Status CheckCsrf(const http::Request& request, const Caller& caller);
+
+// The route's permission with its captures filled in ("records.{name}.read"
+// on /collections/tickets/... is "records.tickets.read"); "" when the route
+// needs no permission.
+std::string RequiredPermission(const Route& route, const http::PathParams& params);
+
+// kPublic: OK. kSession: a cookie session, and the enrolment gate unless the
+// route is allowed during enrolment. kPermission: rbac::Authorize on
+// RequiredPermission. kOperator and kUnset never reach a tenant caller:
+// refused.
+Status Authorize(const Route& route, const http::PathParams& params, const Caller& caller);
+
+}  // namespace silo::api
+
+#endif  // SILO_API_TENANT_ACCESS_H_
