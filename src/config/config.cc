@@ -85,6 +85,21 @@ void ReadMasterKey(const GetEnv& getenv, Config* c, std::vector<std::string>* pr
   c->master_key.emplace(std::move(*key));
 }
 
+// A comma-separated list: items trimmed, empty items dropped.
+std::vector<std::string> SplitList(const std::string& list) {
+  std::vector<std::string> out;
+  size_t from = 0;
+  while (from <= list.size()) {
+    size_t comma = list.find(',', from);
+    if (std::string item = Trim(list.substr(from, comma - from)); !item.empty()) {
+      out.push_back(std::move(item));
+    }
+    if (comma == std::string::npos) break;
+    from = comma + 1;
+  }
+  return out;
+}
+
 }  // namespace
 
 const char* EnvironmentName(Environment env) {
@@ -133,11 +148,11 @@ bool IsLoopback(const std::string& ip) {
   return ip == "::1";
 }
 
-LoadResult Load(const GetEnv& getenv) {
-  LoadResult r;
-  Config& c = r.config;
-  auto& problems = r.problems;
+namespace {
 
+// The environment, where Silo listens and stores, its keys, TLS and proxies.
+void ReadServer(const GetEnv& getenv, Config* config, std::vector<std::string>* problems) {
+  Config& c = *config;
   std::string env = Get(getenv, "SILO_ENV");
   if (env.empty() || env == "development") {
     c.env = Environment::kDevelopment;
@@ -146,7 +161,7 @@ LoadResult Load(const GetEnv& getenv) {
   } else if (env == "production") {
     c.env = Environment::kProduction;
   } else {
-    problems.push_back("SILO_ENV must be development, staging or production");
+    problems->push_back("SILO_ENV must be development, staging or production");
   }
 
   if (std::string d = Get(getenv, "SILO_DATA_DIR"); !d.empty()) c.data_dir = d;
@@ -156,27 +171,27 @@ LoadResult Load(const GetEnv& getenv) {
     if (hp)
       c.listen = *hp;
     else
-      problems.push_back("SILO_LISTEN must be <ip>:<port>");
+      problems->push_back("SILO_LISTEN must be <ip>:<port>");
   }
   if (std::string l = Get(getenv, "SILO_OPERATOR_LISTEN"); !l.empty()) {
     auto hp = ParseHostPort(l);
     if (hp)
       c.operator_listen = *hp;
     else
-      problems.push_back("SILO_OPERATOR_LISTEN must be <ip>:<port>");
+      problems->push_back("SILO_OPERATOR_LISTEN must be <ip>:<port>");
   }
   // Why: the operator API manages every tenant; exposing it beyond this host
   // would put the whole platform one stolen token away from the internet.
   if (!IsLoopback(c.operator_listen.host)) {
-    problems.push_back("SILO_OPERATOR_LISTEN must be a loopback address");
+    problems->push_back("SILO_OPERATOR_LISTEN must be a loopback address");
   }
 
-  ReadMasterKey(getenv, &c, &problems);
+  ReadMasterKey(getenv, &c, problems);
   c.operator_token = Get(getenv, "SILO_OPERATOR_TOKEN");
   c.tls_cert_file = Get(getenv, "SILO_TLS_CERT");
   c.tls_key_file = Get(getenv, "SILO_TLS_KEY");
   if (c.tls_cert_file.empty() != c.tls_key_file.empty()) {
-    problems.push_back("set both SILO_TLS_CERT and SILO_TLS_KEY, or neither");
+    problems->push_back("set both SILO_TLS_CERT and SILO_TLS_KEY, or neither");
   }
 
   c.base_domain = Get(getenv, "SILO_BASE_DOMAIN");
@@ -186,22 +201,14 @@ LoadResult Load(const GetEnv& getenv) {
       (c.base_domain.front() == '.' || c.base_domain.back() == '.' ||
        c.base_domain.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-.") !=
            std::string::npos)) {
-    problems.push_back("SILO_BASE_DOMAIN must be a domain name like example.com");
+    problems->push_back("SILO_BASE_DOMAIN must be a domain name like example.com");
   }
 
-  std::string proxies = Get(getenv, "SILO_TRUSTED_PROXIES");
-  size_t start = 0;
-  while (start <= proxies.size() && !proxies.empty()) {
-    size_t comma = proxies.find(',', start);
-    std::string item = Trim(proxies.substr(start, comma - start));
-    if (!item.empty()) {
-      if (IsIp(item))
-        c.trusted_proxies.push_back(item);
-      else
-        problems.push_back("SILO_TRUSTED_PROXIES: not an IP address: " + item);
-    }
-    if (comma == std::string::npos) break;
-    start = comma + 1;
+  for (const std::string& item : SplitList(Get(getenv, "SILO_TRUSTED_PROXIES"))) {
+    if (IsIp(item))
+      c.trusted_proxies.push_back(item);
+    else
+      problems->push_back("SILO_TRUSTED_PROXIES: not an IP address: " + item);
   }
 
   if (std::string sync = Get(getenv, "SILO_SYNCHRONOUS"); !sync.empty()) {
@@ -210,12 +217,16 @@ LoadResult Load(const GetEnv& getenv) {
     } else if (sync == "normal") {
       c.synchronous_full = false;
     } else {
-      problems.push_back("SILO_SYNCHRONOUS must be full or normal");
+      problems->push_back("SILO_SYNCHRONOUS must be full or normal");
     }
   }
   ReadNumber<int>(getenv, "SILO_AUDIT_RETENTION_MONTHS", 1, 1200, &c.audit_retention_months,
-                  &problems);
+                  problems);
+}
 
+// SILO_BACKUP_* and SILO_S3_*: where backups go, when, and how long they stay.
+void ReadBackups(const GetEnv& getenv, Config* config, std::vector<std::string>* problems) {
+  Config& c = *config;
   Backups& b = c.backups;
   b.target = Get(getenv, "SILO_BACKUP_TARGET");
   if (b.target.empty()) b.target = layout::DefaultBackupDir(c.data_dir);
@@ -226,20 +237,20 @@ LoadResult Load(const GetEnv& getenv) {
   b.s3_secret_access_key = Get(getenv, "SILO_S3_SECRET_ACCESS_KEY");
   if (b.target.rfind("s3://", 0) == 0) {
     if (b.s3_access_key_id.empty() || b.s3_secret_access_key.empty()) {
-      problems.push_back(
+      problems->push_back(
           "SILO_BACKUP_TARGET=s3://… needs SILO_S3_ACCESS_KEY_ID and SILO_S3_SECRET_ACCESS_KEY");
     }
     if (b.s3_endpoint.rfind("https://", 0) != 0 && b.s3_endpoint.rfind("http://", 0) != 0) {
-      problems.push_back("SILO_S3_ENDPOINT must start with https:// or http://");
+      problems->push_back("SILO_S3_ENDPOINT must start with https:// or http://");
     }
   } else if (b.target.find("://") != std::string::npos) {
-    problems.push_back("SILO_BACKUP_TARGET must be a directory or s3://bucket/prefix");
+    problems->push_back("SILO_BACKUP_TARGET must be a directory or s3://bucket/prefix");
   }
   if (std::string v = Get(getenv, "SILO_BACKUP_SCHEDULE"); !v.empty()) {
     if (v == "on" || v == "off") {
       b.schedule = v == "on";
     } else {
-      problems.push_back("SILO_BACKUP_SCHEDULE must be on or off");
+      problems->push_back("SILO_BACKUP_SCHEDULE must be on or off");
     }
   }
   if (std::string v = Get(getenv, "SILO_BACKUP_TIME"); !v.empty()) {
@@ -249,7 +260,7 @@ LoadResult Load(const GetEnv& getenv) {
     if ((n == 2 || n == 3) && h >= 0 && h < 24 && m >= 0 && m < 60 && sec >= 0 && sec < 60) {
       b.daily_at_seconds = h * 3600 + m * 60 + sec;
     } else {
-      problems.push_back("SILO_BACKUP_TIME must be HH:MM or HH:MM:SS (UTC)");
+      problems->push_back("SILO_BACKUP_TIME must be HH:MM or HH:MM:SS (UTC)");
     }
   }
   if (std::string v = Get(getenv, "SILO_BACKUP_WEEKLY_DAY"); !v.empty()) {
@@ -260,87 +271,95 @@ LoadResult Load(const GetEnv& getenv) {
       if (v == kDays[i]) found = i;
     }
     if (found < 0) {
-      problems.push_back("SILO_BACKUP_WEEKLY_DAY must be a weekday in English, lower case");
+      problems->push_back("SILO_BACKUP_WEEKLY_DAY must be a weekday in English, lower case");
     } else {
       b.weekly_day = found;
     }
   }
-  ReadNumber<int>(getenv, "SILO_BACKUP_DAILY_DAYS", 1, 3650, &b.daily_days, &problems);
-  ReadNumber<int>(getenv, "SILO_BACKUP_WEEKLY_DAYS", 1, 3650, &b.weekly_days, &problems);
-  ReadNumber<int>(getenv, "SILO_BACKUP_RETRIES", 0, 10, &b.retries, &problems);
-  ReadNumber<int>(getenv, "SILO_BACKUP_RETRY_SECONDS", 1, 86400, &b.retry_seconds, &problems);
+  ReadNumber<int>(getenv, "SILO_BACKUP_DAILY_DAYS", 1, 3650, &b.daily_days, problems);
+  ReadNumber<int>(getenv, "SILO_BACKUP_WEEKLY_DAYS", 1, 3650, &b.weekly_days, problems);
+  ReadNumber<int>(getenv, "SILO_BACKUP_RETRIES", 0, 10, &b.retries, problems);
+  ReadNumber<int>(getenv, "SILO_BACKUP_RETRY_SECONDS", 1, 86400, &b.retry_seconds, problems);
+}
 
+// Sessions, password hashing, rate limits, honeypots, security.txt and mail.
+void ReadSecurity(const GetEnv& getenv, Config* config, std::vector<std::string>* problems) {
+  Config& c = *config;
   Security& sec = c.security;
   ReadNumber<int>(getenv, "SILO_SESSION_IDLE_MINUTES", 1, 24 * 60, &sec.session_idle_minutes,
-                  &problems);
+                  problems);
   ReadNumber<int>(getenv, "SILO_SESSION_ABSOLUTE_HOURS", 1, 24 * 30, &sec.session_absolute_hours,
-                  &problems);
+                  problems);
   ReadNumber<uint64_t>(getenv, "SILO_PASSWORD_MEMORY_KIB", 19456, 4 * 1024 * 1024,
-                       &sec.password_memory_kib, &problems);
+                       &sec.password_memory_kib, problems);
   ReadNumber<uint64_t>(getenv, "SILO_PASSWORD_ITERATIONS", 2, 100, &sec.password_iterations,
-                       &problems);
-  ReadNumber<unsigned>(getenv, "SILO_PASSWORD_THREADS", 1, 64, &sec.password_threads, &problems);
-  ReadNumber<size_t>(getenv, "SILO_PASSWORD_QUEUE", 0, 100'000, &sec.password_queue, &problems);
+                       problems);
+  ReadNumber<unsigned>(getenv, "SILO_PASSWORD_THREADS", 1, 64, &sec.password_threads, problems);
+  ReadNumber<size_t>(getenv, "SILO_PASSWORD_QUEUE", 0, 100'000, &sec.password_queue, problems);
   ReadNumber<int>(getenv, "SILO_LOGIN_RATE_PER_MINUTE", 1, 1'000'000, &sec.login_per_minute,
-                  &problems);
+                  problems);
   ReadNumber<int>(getenv, "SILO_PUBLIC_FORM_RATE_PER_MINUTE", 1, 1'000'000,
-                  &sec.public_form_per_minute, &problems);
-  ReadNumber<int>(getenv, "SILO_BAN_SECONDS", 1, 30 * 24 * 3600, &sec.ban_seconds, &problems);
-  ReadNumber<int>(getenv, "SILO_TOKEN_MAX_DAYS", 1, 10 * 366, &sec.token_max_days, &problems);
+                  &sec.public_form_per_minute, problems);
+  ReadNumber<int>(getenv, "SILO_BAN_SECONDS", 1, 30 * 24 * 3600, &sec.ban_seconds, problems);
+  ReadNumber<int>(getenv, "SILO_TOKEN_MAX_DAYS", 1, 10 * 366, &sec.token_max_days, problems);
   if (const char* paths = getenv("SILO_HONEYPOT_PATHS"); paths != nullptr) {
-    sec.honeypot_paths.clear();
-    std::string list = paths;
-    size_t from = 0;
-    while (from <= list.size()) {
-      size_t comma = list.find(',', from);
-      std::string item = Trim(list.substr(from, comma - from));
-      if (!item.empty()) {
-        if (item[0] != '/') problems.push_back("SILO_HONEYPOT_PATHS: must start with /: " + item);
-        sec.honeypot_paths.push_back(item);
-      }
-      if (comma == std::string::npos) break;
-      from = comma + 1;
+    sec.honeypot_paths.clear();  // set but empty: no honeypot paths at all
+    for (std::string& item : SplitList(paths)) {
+      if (item[0] != '/') problems->push_back("SILO_HONEYPOT_PATHS: must start with /: " + item);
+      sec.honeypot_paths.push_back(std::move(item));
     }
   }
   sec.security_contact = Get(getenv, "SILO_SECURITY_CONTACT");
   if (!sec.security_contact.empty() && sec.security_contact.rfind("mailto:", 0) != 0 &&
       sec.security_contact.rfind("https://", 0) != 0 &&
       sec.security_contact.rfind("tel:", 0) != 0) {
-    problems.push_back("SILO_SECURITY_CONTACT must be a mailto:, tel: or https:// URI");
+    problems->push_back("SILO_SECURITY_CONTACT must be a mailto:, tel: or https:// URI");
   }
   sec.security_policy = Get(getenv, "SILO_SECURITY_POLICY");
   if (!sec.security_policy.empty() && sec.security_policy.rfind("https://", 0) != 0) {
-    problems.push_back("SILO_SECURITY_POLICY must be an https:// URI");
+    problems->push_back("SILO_SECURITY_POLICY must be an https:// URI");
   }
   sec.smtp_url = Get(getenv, "SILO_SMTP_URL");
   if (!sec.smtp_url.empty() && sec.smtp_url.rfind("smtp://", 0) != 0 &&
       sec.smtp_url.rfind("smtps://", 0) != 0) {
-    problems.push_back("SILO_SMTP_URL must start with smtp:// or smtps://");
+    problems->push_back("SILO_SMTP_URL must start with smtp:// or smtps://");
   }
   if (std::string from = Get(getenv, "SILO_SMTP_FROM"); !from.empty()) sec.smtp_from = from;
   sec.public_url = Get(getenv, "SILO_PUBLIC_URL");
   if (!sec.public_url.empty() && sec.public_url.rfind("https://", 0) != 0) {
-    problems.push_back("SILO_PUBLIC_URL must start with https://");
+    problems->push_back("SILO_PUBLIC_URL must start with https://");
   }
+}
 
+// The transport's limits: headers, bodies, time-outs, connections, threads.
+void ReadLimits(const GetEnv& getenv, Config* config, std::vector<std::string>* problems) {
+  Config& c = *config;
   Limits& l = c.limits;
-  ReadNumber<size_t>(getenv, "SILO_MAX_HEADER_BYTES", 1024, 1 << 20, &l.max_header_bytes,
-                     &problems);
-  ReadNumber<size_t>(getenv, "SILO_MAX_BODY_BYTES", 1024, 1 << 30, &l.max_body_bytes, &problems);
-  ReadMillis(getenv, "SILO_READ_TIMEOUT_MS", &l.read_timeout, &problems);
-  ReadMillis(getenv, "SILO_IDLE_TIMEOUT_MS", &l.idle_timeout, &problems);
-  ReadMillis(getenv, "SILO_DRAIN_TIMEOUT_MS", &l.drain_timeout, &problems);
-  ReadNumber<size_t>(getenv, "SILO_MAX_CONNECTIONS", 1, 1'000'000, &l.max_connections, &problems);
+  ReadNumber<size_t>(getenv, "SILO_MAX_HEADER_BYTES", 1024, 1 << 20, &l.max_header_bytes, problems);
+  ReadNumber<size_t>(getenv, "SILO_MAX_BODY_BYTES", 1024, 1 << 30, &l.max_body_bytes, problems);
+  ReadMillis(getenv, "SILO_READ_TIMEOUT_MS", &l.read_timeout, problems);
+  ReadMillis(getenv, "SILO_IDLE_TIMEOUT_MS", &l.idle_timeout, problems);
+  ReadMillis(getenv, "SILO_DRAIN_TIMEOUT_MS", &l.drain_timeout, problems);
+  ReadNumber<size_t>(getenv, "SILO_MAX_CONNECTIONS", 1, 1'000'000, &l.max_connections, problems);
   ReadNumber<size_t>(getenv, "SILO_MAX_CONNECTIONS_PER_CLIENT", 1, 1'000'000,
-                     &l.max_connections_per_client, &problems);
-  ReadNumber<unsigned>(getenv, "SILO_IO_THREADS", 1, 64, &l.io_threads, &problems);
-  ReadNumber<unsigned>(getenv, "SILO_HANDLER_THREADS", 1, 256, &l.handler_threads, &problems);
-  ReadNumber<size_t>(getenv, "SILO_HANDLER_QUEUE", 1, 1'000'000, &l.handler_queue, &problems);
-  ReadNumber<size_t>(getenv, "SILO_MAX_OPEN_TENANTS", 1, 100'000, &l.max_open_tenants, &problems);
+                     &l.max_connections_per_client, problems);
+  ReadNumber<unsigned>(getenv, "SILO_IO_THREADS", 1, 64, &l.io_threads, problems);
+  ReadNumber<unsigned>(getenv, "SILO_HANDLER_THREADS", 1, 256, &l.handler_threads, problems);
+  ReadNumber<size_t>(getenv, "SILO_HANDLER_QUEUE", 1, 1'000'000, &l.handler_queue, problems);
+  ReadNumber<size_t>(getenv, "SILO_MAX_OPEN_TENANTS", 1, 100'000, &l.max_open_tenants, problems);
+}
 
-  if (c.env != Environment::kDevelopment) {
-    auto more = ProductionProblems(c);
-    problems.insert(problems.end(), more.begin(), more.end());
+}  // namespace
+
+LoadResult Load(const GetEnv& getenv) {
+  LoadResult r;
+  ReadServer(getenv, &r.config, &r.problems);
+  ReadBackups(getenv, &r.config, &r.problems);
+  ReadSecurity(getenv, &r.config, &r.problems);
+  ReadLimits(getenv, &r.config, &r.problems);
+  if (r.config.env != Environment::kDevelopment) {
+    auto more = ProductionProblems(r.config);
+    r.problems.insert(r.problems.end(), more.begin(), more.end());
   }
   return r;
 }

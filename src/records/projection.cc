@@ -213,91 +213,126 @@ Result<std::optional<Version>> LoadOne(storage::Database& db, const std::string&
   return std::optional<Version>(std::move(*v));
 }
 
-Status ApplyRecord(storage::Database& db, int64_t seq, const events::Event& e) {
-  size_t slash = e.subject_id.find('/');
-  if (slash == std::string::npos) return DataLoss("record event without a collection");
-  std::string collection = e.subject_id.substr(0, slash);
-  std::string id = e.subject_id.substr(slash + 1);
-  auto schema = LoadCollection(db, collection);
-  if (!schema.ok()) return DataLoss("record event for a missing collection");
-  auto latest = LoadLatest(db, collection, id);
-  if (!latest.ok()) return latest.status();
-
-  json::object data;
-  if (*latest && !(*latest)->deleted) data = (*latest)->data;
-  for (const events::Change& c : e.changes) {
-    if (c.new_json) {
-      boost::system::error_code ec;
-      json::value v = json::parse(*c.new_json, ec);
-      if (ec) return DataLoss("event with a malformed value");
-      data[c.field] = std::move(v);
-    } else {
+// The data after an event: `data` with each change set or removed.
+Result<json::object> ApplyChanges(json::object data, const std::vector<events::Change>& changes) {
+  for (const events::Change& c : changes) {
+    if (!c.new_json) {
       data.erase(c.field);
+      continue;
     }
+    boost::system::error_code ec;
+    json::value v = json::parse(*c.new_json, ec);
+    if (ec) return DataLoss("event with a malformed value");
+    data[c.field] = std::move(v);
   }
-  bool deleted = e.type == "record.deleted";
-  if (!deleted && e.type != "record.created" && e.type != "record.updated" &&
-      e.type != "record.reverted") {
-    return DataLoss("unknown record event " + e.type);
-  }
-  int64_t version = *latest ? (*latest)->version + 1 : 1;
-  int64_t created_at = *latest ? (*latest)->created_at_us : e.at_us;
-  std::string created_by = *latest ? (*latest)->created_by : ActorText(e.actor);
-  std::string updated_by = ActorText(e.actor);
-  std::string text = json::serialize(data);
+  return data;
+}
 
-  if (*latest) {
+// The version a record event makes, ready to write.
+struct NewVersion {
+  std::string collection;
+  std::string id;
+  int64_t version = 1;
+  bool deleted = false;
+  std::string text;  // the data as JSON text (unused when deleted)
+  int64_t created_at_us = 0;
+  std::string created_by;
+  int64_t at_us = 0;  // the event's time: valid_from and updated_at
+  std::string updated_by;
+  int64_t seq = 0;
+};
+
+// Closes the latest version's validity (if any) at the event's time and
+// appends the new one, valid until further notice.
+Status AppendVersion(storage::Database& db, const std::optional<Version>& latest,
+                     const NewVersion& v) {
+  if (latest) {
     auto close = db.Prepare(
         "UPDATE record_versions SET valid_to_us = ?4"
         " WHERE collection = ?1 AND id = ?2 AND version = ?3");
     if (!close.ok()) return close.status();
-    close->Bind(1, collection).Bind(2, id).Bind(3, (*latest)->version).Bind(4, e.at_us);
-    if (Status s = close->Run(); !s.ok()) return s;
+    close->Bind(1, v.collection).Bind(2, v.id).Bind(3, latest->version).Bind(4, v.at_us);
+    SILO_RETURN_IF_ERROR(close->Run());
   }
   auto ins = db.Prepare(
       "INSERT INTO record_versions (collection, id, version, valid_from_us, valid_to_us, deleted,"
       " data, created_at_us, created_by, updated_at_us, updated_by, seq)"
       " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   if (!ins.ok()) return ins.status();
-  ins->Bind(1, collection)
-      .Bind(2, id)
-      .Bind(3, version)
-      .Bind(4, e.at_us)
+  ins->Bind(1, v.collection)
+      .Bind(2, v.id)
+      .Bind(3, v.version)
+      .Bind(4, v.at_us)
       .Bind(5, kForever)
-      .Bind(6, int64_t{deleted});
-  if (deleted) {
+      .Bind(6, int64_t{v.deleted});
+  if (v.deleted) {
     ins->BindNull(7);
   } else {
-    ins->Bind(7, text);
+    ins->Bind(7, v.text);
   }
-  ins->Bind(8, created_at).Bind(9, created_by).Bind(10, e.at_us).Bind(11, updated_by).Bind(12, seq);
-  if (Status s = ins->Run(); !s.ok()) return s;
+  ins->Bind(8, v.created_at_us)
+      .Bind(9, v.created_by)
+      .Bind(10, v.at_us)
+      .Bind(11, v.updated_by)
+      .Bind(12, v.seq);
+  return ins->Run();
+}
 
+// The current row and its unique values: replaced, or removed on delete.
+Status PutCurrent(storage::Database& db, const CollectionSchema& schema, const NewVersion& v,
+                  const json::object& data) {
   auto uv = db.Prepare("DELETE FROM unique_values WHERE collection = ? AND id = ?");
   if (!uv.ok()) return uv.status();
-  uv->Bind(1, collection).Bind(2, id);
-  if (Status s = uv->Run(); !s.ok()) return s;
-
-  if (deleted) {
+  uv->Bind(1, v.collection).Bind(2, v.id);
+  SILO_RETURN_IF_ERROR(uv->Run());
+  if (v.deleted) {
     auto del = db.Prepare("DELETE FROM records WHERE collection = ? AND id = ?");
     if (!del.ok()) return del.status();
-    del->Bind(1, collection).Bind(2, id);
+    del->Bind(1, v.collection).Bind(2, v.id);
     return del->Run();
   }
   auto put = db.Prepare(
       "INSERT OR REPLACE INTO records (collection, id, version, data, created_at_us, created_by,"
       " updated_at_us, updated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
   if (!put.ok()) return put.status();
-  put->Bind(1, collection)
-      .Bind(2, id)
-      .Bind(3, version)
-      .Bind(4, text)
-      .Bind(5, created_at)
-      .Bind(6, created_by)
-      .Bind(7, e.at_us)
-      .Bind(8, updated_by);
-  if (Status s = put->Run(); !s.ok()) return s;
-  return PutUniqueValues(db, schema->schema, collection, id, data);
+  put->Bind(1, v.collection)
+      .Bind(2, v.id)
+      .Bind(3, v.version)
+      .Bind(4, v.text)
+      .Bind(5, v.created_at_us)
+      .Bind(6, v.created_by)
+      .Bind(7, v.at_us)
+      .Bind(8, v.updated_by);
+  SILO_RETURN_IF_ERROR(put->Run());
+  return PutUniqueValues(db, schema, v.collection, v.id, data);
+}
+
+Status ApplyRecord(storage::Database& db, int64_t seq, const events::Event& e) {
+  size_t slash = e.subject_id.find('/');
+  if (slash == std::string::npos) return DataLoss("record event without a collection");
+  NewVersion v;
+  v.collection = e.subject_id.substr(0, slash);
+  v.id = e.subject_id.substr(slash + 1);
+  auto schema = LoadCollection(db, v.collection);
+  if (!schema.ok()) return DataLoss("record event for a missing collection");
+  SILO_ASSIGN_OR_RETURN(std::optional<Version> latest, LoadLatest(db, v.collection, v.id));
+  v.deleted = e.type == "record.deleted";
+  if (!v.deleted && e.type != "record.created" && e.type != "record.updated" &&
+      e.type != "record.reverted") {
+    return DataLoss("unknown record event " + e.type);
+  }
+  SILO_ASSIGN_OR_RETURN(
+      json::object data,
+      ApplyChanges(latest && !latest->deleted ? latest->data : json::object(), e.changes));
+  v.version = latest ? latest->version + 1 : 1;
+  v.text = json::serialize(data);
+  v.created_at_us = latest ? latest->created_at_us : e.at_us;
+  v.created_by = latest ? latest->created_by : ActorText(e.actor);
+  v.at_us = e.at_us;
+  v.updated_by = ActorText(e.actor);
+  v.seq = seq;
+  SILO_RETURN_IF_ERROR(AppendVersion(db, latest, v));
+  return PutCurrent(db, schema->schema, v, data);
 }
 
 }  // namespace

@@ -3,7 +3,9 @@
 #include <boost/json.hpp>
 #include <charconv>
 #include <cmath>
+#include <functional>
 #include <limits>
+#include <optional>
 #include <set>
 
 #include "base/time_util.h"
@@ -184,6 +186,136 @@ json::object CollectionSchema::ToJson() const {
   return o;
 }
 
+namespace {
+
+using Fail = std::function<void(std::string message)>;
+
+// "max" of a string, text or json field.
+void ParseMax(const json::object& fo, FieldDef* f, const Fail& fail) {
+  f->max_bytes = DefaultMax(f->type);
+  const json::value* m = fo.if_contains("max");
+  if (m == nullptr) return;
+  if (f->max_bytes == 0) {
+    fail("max applies to string, text and json fields only");
+  } else if (!m->is_int64() || m->as_int64() < 1 || m->as_int64() > int64_t(kDefaultLongBytes)) {
+    fail("max must be an integer from 1 to " + std::to_string(kDefaultLongBytes));
+  } else {
+    f->max_bytes = static_cast<size_t>(m->as_int64());
+  }
+}
+
+// "values" of an enum field (and of no other).
+void ParseEnumValues(const json::object& fo, bool typed, FieldDef* f, const Fail& fail) {
+  const json::value* values = fo.if_contains("values");
+  if (!typed || f->type != FieldType::kEnum) {
+    if (values != nullptr) fail("values applies to enum fields only");
+    return;
+  }
+  if (values == nullptr || !values->is_array() || values->as_array().empty() ||
+      values->as_array().size() > kMaxEnumValues) {
+    fail("values must be a non-empty array of at most 256 strings");
+    return;
+  }
+  std::set<std::string> distinct;
+  for (const auto& v : values->as_array()) {
+    if (!v.is_string() || v.as_string().empty() || v.as_string().size() > 255 ||
+        !distinct.insert(std::string(v.as_string())).second) {
+      fail("values must be distinct non-empty strings of at most 255 bytes");
+      return;
+    }
+    f->values.emplace_back(v.as_string());
+  }
+}
+
+// Entry `index` of "fields". Errors are named "fields[<index>]" until the
+// field's name is known, "fields.<name>" after; nullopt when there was any.
+std::optional<FieldDef> ParseField(const json::value& fv, size_t index, std::set<std::string>* seen,
+                                   std::vector<FieldError>* errors) {
+  std::string where = "fields[" + std::to_string(index) + "]";
+  if (!fv.is_object()) {
+    errors->push_back({where, "must be an object"});
+    return std::nullopt;
+  }
+  const json::object& fo = fv.as_object();
+  FieldDef f;
+  bool ok = true;
+  const Fail fail = [&](std::string message) {
+    errors->push_back({where, std::move(message)});
+    ok = false;
+  };
+  for (const auto& kv : fo) {
+    static const std::set<std::string_view> kKnown = {"name",    "type", "required", "unique",
+                                                      "indexed", "max",  "values"};
+    if (!kKnown.count(kv.key())) fail("unknown member " + std::string(kv.key()));
+  }
+  const json::value* fname = fo.if_contains("name");
+  if (fname == nullptr || !fname->is_string() || !ValidName(fname->as_string())) {
+    fail("name must match [a-z][a-z0-9_]{0,62}");
+  } else {
+    f.name = fname->as_string();
+    where = "fields." + f.name;
+    for (auto r : kReserved) {
+      if (f.name == r) fail("name is reserved");
+    }
+    if (!seen->insert(f.name).second) fail("name used twice");
+  }
+  const json::value* ftype = fo.if_contains("type");
+  bool typed = false;
+  if (ftype != nullptr && ftype->is_string()) {
+    for (const auto& [tn, t] : kTypes) {
+      if (ftype->as_string() == tn) {
+        f.type = t;
+        typed = true;
+      }
+    }
+  }
+  if (!typed) {
+    fail("type must be one of string, text, integer, number, boolean, datetime, email, enum, json");
+  }
+  for (auto [key, flag] : {std::pair{"required", &f.required}, std::pair{"unique", &f.unique},
+                           std::pair{"indexed", &f.indexed}}) {
+    if (const json::value* b = fo.if_contains(key)) {
+      if (!b->is_bool()) {
+        fail(std::string(key) + " must be true or false");
+      } else {
+        *flag = b->as_bool();
+      }
+    }
+  }
+  if (typed && f.unique && f.type == FieldType::kJson) fail("a json field cannot be unique");
+  if (typed && f.indexed && f.type == FieldType::kJson) fail("a json field cannot be indexed");
+  ParseMax(fo, &f, fail);
+  ParseEnumValues(fo, typed, &f, fail);
+  if (!ok) return std::nullopt;
+  return f;
+}
+
+// "public": {"create": bool, "honeypot": <a name that is not a field>}.
+// REQUIRES: schema->fields are parsed (the honeypot must not be one).
+void ParsePublic(const json::value& pub, CollectionSchema* schema,
+                 std::vector<FieldError>* errors) {
+  const json::object* po = pub.if_object();
+  const json::value* create = po ? po->if_contains("create") : nullptr;
+  const json::value* honeypot = po ? po->if_contains("honeypot") : nullptr;
+  bool ok = po != nullptr && create != nullptr && create->is_bool();
+  for (const auto& kv : po ? *po : json::object()) {
+    if (kv.key() != "create" && kv.key() != "honeypot") ok = false;
+  }
+  if (honeypot != nullptr && (!honeypot->is_string() || !ValidName(honeypot->as_string()) ||
+                              schema->Find(honeypot->as_string()) != nullptr)) {
+    ok = false;
+  }
+  if (!ok) {
+    errors->push_back(
+        {"public", "must be {\"create\": true|false, \"honeypot\": <a name that is not a field>}"});
+    return;
+  }
+  schema->public_create = create->as_bool();
+  if (honeypot != nullptr) schema->honeypot_field = honeypot->as_string();
+}
+
+}  // namespace
+
 Result<CollectionSchema> ParseCollection(const json::value& value) {
   if (!value.is_object()) return InvalidArgument("a collection must be a JSON object");
   const json::object& o = value.as_object();
@@ -209,114 +341,10 @@ Result<CollectionSchema> ParseCollection(const json::value& value) {
     std::set<std::string> seen;
     size_t i = 0;
     for (const json::value& fv : fields->as_array()) {
-      std::string where = "fields[" + std::to_string(i++) + "]";
-      if (!fv.is_object()) {
-        errors.push_back({where, "must be an object"});
-        continue;
-      }
-      const json::object& fo = fv.as_object();
-      FieldDef f;
-      bool ok = true;
-      auto fail = [&](std::string message) {
-        errors.push_back({where, std::move(message)});
-        ok = false;
-      };
-      for (const auto& kv : fo) {
-        static const std::set<std::string_view> kKnown = {"name",    "type", "required", "unique",
-                                                          "indexed", "max",  "values"};
-        if (!kKnown.count(kv.key())) fail("unknown member " + std::string(kv.key()));
-      }
-      const json::value* fname = fo.if_contains("name");
-      if (fname == nullptr || !fname->is_string() || !ValidName(fname->as_string())) {
-        fail("name must match [a-z][a-z0-9_]{0,62}");
-      } else {
-        f.name = fname->as_string();
-        where = "fields." + f.name;
-        for (auto r : kReserved) {
-          if (f.name == r) fail("name is reserved");
-        }
-        if (!seen.insert(f.name).second) fail("name used twice");
-      }
-      const json::value* ftype = fo.if_contains("type");
-      bool typed = false;
-      if (ftype != nullptr && ftype->is_string()) {
-        for (const auto& [tn, t] : kTypes) {
-          if (ftype->as_string() == tn) {
-            f.type = t;
-            typed = true;
-          }
-        }
-      }
-      if (!typed)
-        fail(
-            "type must be one of string, text, integer, number, boolean, datetime, "
-            "email, enum, json");
-      for (auto [key, flag] : {std::pair{"required", &f.required}, std::pair{"unique", &f.unique},
-                               std::pair{"indexed", &f.indexed}}) {
-        if (const json::value* b = fo.if_contains(key)) {
-          if (!b->is_bool()) {
-            fail(std::string(key) + " must be true or false");
-          } else {
-            *flag = b->as_bool();
-          }
-        }
-      }
-      if (typed && f.unique && f.type == FieldType::kJson) fail("a json field cannot be unique");
-      if (typed && f.indexed && f.type == FieldType::kJson) fail("a json field cannot be indexed");
-      f.max_bytes = DefaultMax(f.type);
-      if (const json::value* m = fo.if_contains("max")) {
-        if (f.max_bytes == 0) {
-          fail("max applies to string, text and json fields only");
-        } else if (!m->is_int64() || m->as_int64() < 1 ||
-                   m->as_int64() > int64_t(kDefaultLongBytes)) {
-          fail("max must be an integer from 1 to " + std::to_string(kDefaultLongBytes));
-        } else {
-          f.max_bytes = static_cast<size_t>(m->as_int64());
-        }
-      }
-      const json::value* values = fo.if_contains("values");
-      if (typed && f.type == FieldType::kEnum) {
-        if (values == nullptr || !values->is_array() || values->as_array().empty() ||
-            values->as_array().size() > kMaxEnumValues) {
-          fail("values must be a non-empty array of at most 256 strings");
-        } else {
-          std::set<std::string> distinct;
-          for (const auto& v : values->as_array()) {
-            if (!v.is_string() || v.as_string().empty() || v.as_string().size() > 255 ||
-                !distinct.insert(std::string(v.as_string())).second) {
-              fail("values must be distinct non-empty strings of at most 255 bytes");
-              break;
-            }
-            f.values.emplace_back(v.as_string());
-          }
-        }
-      } else if (values != nullptr) {
-        fail("values applies to enum fields only");
-      }
-      if (ok) schema.fields.push_back(std::move(f));
+      if (auto f = ParseField(fv, i++, &seen, &errors)) schema.fields.push_back(std::move(*f));
     }
   }
-  if (const json::value* pub = o.if_contains("public")) {
-    const json::object* po = pub->if_object();
-    const json::value* create = po ? po->if_contains("create") : nullptr;
-    const json::value* honeypot = po ? po->if_contains("honeypot") : nullptr;
-    bool ok = po != nullptr && create != nullptr && create->is_bool();
-    for (const auto& kv : po ? *po : json::object()) {
-      if (kv.key() != "create" && kv.key() != "honeypot") ok = false;
-    }
-    if (honeypot != nullptr && (!honeypot->is_string() || !ValidName(honeypot->as_string()) ||
-                                schema.Find(honeypot->as_string()) != nullptr)) {
-      ok = false;
-    }
-    if (!ok) {
-      errors.push_back(
-          {"public",
-           "must be {\"create\": true|false, \"honeypot\": <a name that is not a field>}"});
-    } else {
-      schema.public_create = create->as_bool();
-      if (honeypot != nullptr) schema.honeypot_field = honeypot->as_string();
-    }
-  }
+  if (const json::value* pub = o.if_contains("public")) ParsePublic(*pub, &schema, &errors);
   if (!errors.empty()) return InvalidArgument("invalid collection").WithFields(std::move(errors));
   return schema;
 }
