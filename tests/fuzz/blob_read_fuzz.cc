@@ -1,0 +1,43 @@
+// libFuzzer target: a blob file of arbitrary bytes, read with a key no input
+// was sealed under, must never crash, never read out of bounds, and never be
+// reported as readable (that would be a forged chunk).
+// Input: 3 bytes of expected size (big-endian, at most 16 MiB), then the file.
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <fstream>
+#include <string>
+
+#include "files/blob.h"
+
+namespace {
+
+const silo::crypto::SecretKey& Key() {
+  static const silo::crypto::SecretKey key = silo::crypto::SecretKey::Random();
+  return key;
+}
+
+const std::string& Path() {
+  static const std::string path = "/tmp/silo-blob-fuzz-" + std::to_string(::getpid()) + ".sf";
+  return path;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace silo::files;
+  if (size < 3) return 0;
+  const uint64_t expected = (uint64_t{data[0]} << 16) | (uint64_t{data[1]} << 8) | data[2];
+  {
+    std::ofstream out(Path(), std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(data + 3), static_cast<std::streamsize>(size - 3));
+  }
+  auto reader = BlobReader::Open(Path(), Key(), "00112233445566778899aabbccddeeff", expected);
+  if (!reader.ok()) return 0;
+  for (uint64_t i = 0; i < (*reader)->chunk_count(); ++i) {
+    if ((*reader)->ReadChunk(i).ok()) __builtin_trap();  // forged: a finding
+  }
+  if ((*reader)->Read(0, expected).ok() && expected > 0) __builtin_trap();
+  return 0;
+}
