@@ -122,6 +122,59 @@ Result<std::unique_ptr<BlobWriter>> BlobWriter::Create(const std::string& path,
   return w;
 }
 
+Result<std::unique_ptr<BlobWriter>> BlobWriter::Resume(const std::string& path,
+                                                       const crypto::SecretKey& files_key,
+                                                       std::string_view id,
+                                                       uint64_t plaintext_size) {
+  if (!ValidBlobId(id)) return InvalidArgument("not a blob id");
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return NotFound("no such blob");
+    return Internal("cannot open the blob").WithCause(path + ": " + std::strerror(errno));
+  }
+  std::unique_ptr<BlobWriter> w(
+      new BlobWriter(fd, BlobKey(files_key, id), Header(id, plaintext_size), plaintext_size));
+  auto header = ReadAt(fd, 0, kHeaderBytes);
+  if (!header.ok() || *header != w->header_) {
+    return DataLoss("blob header does not match").WithCause(path);
+  }
+  SILO_ASSIGN_OR_RETURN(uint64_t good, w->CountGoodChunks());
+  const off_t keep = static_cast<off_t>(kHeaderBytes + good * kSealedChunkBytes);
+  if (::ftruncate(fd, keep) != 0 || ::fsync(fd) != 0 || ::lseek(fd, keep, SEEK_SET) != keep) {
+    return Internal("cannot cut the blob back").WithCause(path + ": " + std::strerror(errno));
+  }
+  w->chunks_written_ = good;
+  w->appended_ = good * kChunkBytes;
+  return w;
+}
+
+Result<uint64_t> BlobWriter::CountGoodChunks() {
+  struct stat st;
+  if (::fstat(fd_, &st) != 0) return Internal("cannot stat the blob");
+  const uint64_t n = ChunkCount(size_);
+  const uint64_t length = static_cast<uint64_t>(st.st_size);
+  if (length == SealedSize(size_)) {
+    // Complete if the last chunk opens as the last one; then every chunk
+    // before it would open too, or Finish was never reached.
+    const uint64_t at = kHeaderBytes + (n - 1) * kSealedChunkBytes;
+    auto last = ReadAt(fd_, at, length - at);
+    if (last.ok() && crypto::Open(key_, *last, ChunkAd(header_, n - 1, true)).ok()) {
+      return AlreadyExists("the blob is complete");
+    }
+  }
+  uint64_t good = 0;
+  // Only chunks before the last are ever written unfinished.
+  while (good + 1 < n && kHeaderBytes + (good + 1) * kSealedChunkBytes <= length) {
+    auto sealed = ReadAt(fd_, kHeaderBytes + good * kSealedChunkBytes, kSealedChunkBytes);
+    if (!sealed.ok()) return sealed.status();
+    auto opened = crypto::Open(key_, *sealed, ChunkAd(header_, good, false));
+    if (!opened.ok()) break;
+    crypto::WipeString(*opened);
+    ++good;
+  }
+  return good;
+}
+
 BlobWriter::BlobWriter(int fd, crypto::SecretKey key, std::string header, uint64_t size)
     : fd_(fd), key_(std::move(key)), header_(std::move(header)), size_(size) {
   pending_.reserve(kChunkBytes);
@@ -167,6 +220,22 @@ Status BlobWriter::Finish() {
   if (::fsync(fd_) != 0) return Internal("blob sync failed").WithCause(std::strerror(errno));
   finished_ = true;
   return Status::Ok();
+}
+
+Status BlobWriter::Sync() {
+  if (::fsync(fd_) != 0) return Internal("blob sync failed").WithCause(std::strerror(errno));
+  return Status::Ok();
+}
+
+void BlobWriter::DiscardPartialChunk() {
+  if (finished_) return;
+  crypto::WipeString(pending_);
+  pending_.clear();
+  appended_ = chunks_written_ * kChunkBytes;
+}
+
+uint64_t BlobWriter::durable_bytes() const {
+  return finished_ ? size_ : chunks_written_ * kChunkBytes;
 }
 
 // --- BlobReader ---

@@ -50,6 +50,15 @@ class BlobWriter {
   static Result<std::unique_ptr<BlobWriter>> Create(const std::string& path,
                                                     const crypto::SecretKey& files_key,
                                                     std::string_view id, uint64_t plaintext_size);
+  // Reopens a blob that a crash or a dropped connection left unfinished
+  // (a resumable upload): keeps the whole chunks that open, cuts off the
+  // rest (a torn chunk, a partial write), and goes on from there;
+  // appended() is then a multiple of kChunkBytes. DataLoss when the header is
+  // not the one `id` and `plaintext_size` make; AlreadyExists when the blob
+  // is complete; NotFound without a file.
+  static Result<std::unique_ptr<BlobWriter>> Resume(const std::string& path,
+                                                    const crypto::SecretKey& files_key,
+                                                    std::string_view id, uint64_t plaintext_size);
   ~BlobWriter();  // closes; a blob not finished stays as it is (the caller removes it)
   BlobWriter(const BlobWriter&) = delete;
   BlobWriter& operator=(const BlobWriter&) = delete;
@@ -60,11 +69,23 @@ class BlobWriter {
   // Seals the last chunk and syncs the file. FailedPrecondition when fewer
   // bytes than declared were appended.
   Status Finish();
+  // Makes the chunks written so far durable (what a resumable upload
+  // acknowledges); the partial chunk in memory is not written.
+  Status Sync();
+  // Forgets the bytes of the chunk not yet sealed, so that appended() equals
+  // durable_bytes() again: for a request that ended mid-chunk, whose client
+  // resends from the acknowledged offset.
+  void DiscardPartialChunk();
   uint64_t appended() const { return appended_; }
+  // The bytes in sealed chunks on disk: a multiple of kChunkBytes until the
+  // blob is finished, then its size.
+  uint64_t durable_bytes() const;
 
  private:
   BlobWriter(int fd, crypto::SecretKey key, std::string header, uint64_t size);
   Status WriteChunk(bool last);
+  // The whole chunks at the start of the file that open (Resume).
+  Result<uint64_t> CountGoodChunks();
 
   int fd_;
   const crypto::SecretKey key_;

@@ -124,6 +124,75 @@ TEST_F(BlobTest, TheWriterKeepsItsSize) {
   EXPECT_STATUS(StatusCode::kNotFound, BlobReader::Open(Path("none"), key_, id_, 10));
 }
 
+// A resumable upload: the process dies mid-chunk, the file has a torn tail;
+// the upload goes on from the last whole chunk and the blob reads back whole.
+TEST_F(BlobTest, AnUnfinishedBlobResumesFromItsLastWholeChunk) {
+  const uint64_t size = 3 * kChunkBytes + 5;
+  const std::string content = Content(size);
+  {
+    auto w = BlobWriter::Create(Path("b"), key_, id_, size);
+    ASSERT_OK(w);
+    ASSERT_OK((*w)->Append(std::string_view(content).substr(0, 2 * kChunkBytes + 7000)));
+    ASSERT_OK((*w)->Sync());
+    EXPECT_EQ((*w)->durable_bytes(), 2 * kChunkBytes);  // what an upload acknowledges
+  }  // the crash: the 7,000 bytes in memory are gone
+  {
+    // A torn write of the next chunk.
+    std::string disk = Bytes(Path("b"));
+    Overwrite(Path("b"), disk + crypto::RandomBytes(1000));
+  }
+  auto w = BlobWriter::Resume(Path("b"), key_, id_, size);
+  ASSERT_OK(w);
+  EXPECT_EQ((*w)->appended(), 2 * kChunkBytes);
+  EXPECT_EQ(fs::file_size(Path("b")), kHeaderBytes + 2 * kSealedChunkBytes);
+  ASSERT_OK((*w)->Append(std::string_view(content).substr(2 * kChunkBytes)));
+  ASSERT_OK((*w)->Finish());
+  EXPECT_EQ(ReadAll(Path("b"), id_, size).value(), content);
+  // Complete now: nothing to resume.
+  EXPECT_STATUS(StatusCode::kAlreadyExists, BlobWriter::Resume(Path("b"), key_, id_, size));
+  // Not this blob, or not this size: refused, the file untouched.
+  EXPECT_STATUS(StatusCode::kDataLoss, BlobWriter::Resume(Path("b"), key_, id_, size + 1));
+  EXPECT_STATUS(StatusCode::kDataLoss, BlobWriter::Resume(Path("b"), key_, NewBlobId(), size));
+  EXPECT_EQ(fs::file_size(Path("b")), SealedSize(size));
+  EXPECT_STATUS(StatusCode::kNotFound, BlobWriter::Resume(Path("none"), key_, id_, size));
+}
+
+TEST_F(BlobTest, ResumingKeepsOnlyChunksThatOpen) {
+  const uint64_t size = 4 * kChunkBytes;
+  const std::string content = Content(size);
+  {
+    auto w = BlobWriter::Create(Path("b"), key_, id_, size);
+    ASSERT_OK(w);
+    ASSERT_OK((*w)->Append(std::string_view(content).substr(0, 3 * kChunkBytes + 1)));
+  }
+  std::string disk = Bytes(Path("b"));
+  disk[kHeaderBytes + kSealedChunkBytes + 100] ^= 0x01;  // chunk 1 damaged
+  Overwrite(Path("b"), disk);
+  auto w = BlobWriter::Resume(Path("b"), key_, id_, size);
+  ASSERT_OK(w);
+  EXPECT_EQ((*w)->appended(), kChunkBytes);
+  ASSERT_OK((*w)->Append(std::string_view(content).substr(kChunkBytes)));
+  ASSERT_OK((*w)->Finish());
+  EXPECT_EQ(ReadAll(Path("b"), id_, size).value(), content);
+}
+
+// A request that ends mid-chunk: only whole chunks are acknowledged, and
+// the client resends from there.
+TEST_F(BlobTest, DiscardingThePartialChunkGoesBackToTheAcknowledgedOffset) {
+  const uint64_t size = 2 * kChunkBytes + 3;
+  const std::string content = Content(size);
+  auto w = BlobWriter::Create(Path("b"), key_, id_, size);
+  ASSERT_OK(w);
+  ASSERT_OK((*w)->Append(std::string_view(content).substr(0, kChunkBytes + 10)));
+  EXPECT_EQ((*w)->durable_bytes(), kChunkBytes);
+  (*w)->DiscardPartialChunk();
+  EXPECT_EQ((*w)->appended(), kChunkBytes);
+  ASSERT_OK((*w)->Append(std::string_view(content).substr(kChunkBytes)));
+  ASSERT_OK((*w)->Finish());
+  EXPECT_EQ((*w)->durable_bytes(), size);
+  EXPECT_EQ(ReadAll(Path("b"), id_, size).value(), content);
+}
+
 // Each change an attacker with the disk (not the key) could make.
 class TamperTest : public BlobTest {
  protected:

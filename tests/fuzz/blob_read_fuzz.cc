@@ -1,6 +1,7 @@
-// libFuzzer target: a blob file of arbitrary bytes, read with a key no input
-// was sealed under, must never crash, never read out of bounds, and never be
-// reported as readable (that would be a forged chunk).
+// libFuzzer target: a blob file of arbitrary bytes, read (and resumed as an
+// unfinished upload) with a key no input was sealed under, must never crash,
+// never read out of bounds, and never be reported as readable or as holding
+// a whole chunk (that would be a forged chunk).
 // Input: 3 bytes of expected size (big-endian, at most 16 MiB), then the file.
 #include <unistd.h>
 
@@ -33,11 +34,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::ofstream out(Path(), std::ios::binary | std::ios::trunc);
     out.write(reinterpret_cast<const char*>(data + 3), static_cast<std::streamsize>(size - 3));
   }
-  auto reader = BlobReader::Open(Path(), Key(), "00112233445566778899aabbccddeeff", expected);
-  if (!reader.ok()) return 0;
-  for (uint64_t i = 0; i < (*reader)->chunk_count(); ++i) {
-    if ((*reader)->ReadChunk(i).ok()) __builtin_trap();  // forged: a finding
+  const char* id = "00112233445566778899aabbccddeeff";
+  if (auto reader = BlobReader::Open(Path(), Key(), id, expected); reader.ok()) {
+    for (uint64_t i = 0; i < (*reader)->chunk_count(); ++i) {
+      if ((*reader)->ReadChunk(i).ok()) __builtin_trap();  // forged: a finding
+    }
+    if ((*reader)->Read(0, expected).ok() && expected > 0) __builtin_trap();
   }
-  if ((*reader)->Read(0, expected).ok() && expected > 0) __builtin_trap();
+  // Resuming keeps only chunks that open: none can, so it starts at zero.
+  auto writer = BlobWriter::Resume(Path(), Key(), id, expected);
+  if (writer.ok() && (*writer)->appended() != 0) __builtin_trap();
+  if (writer.status().code() == silo::StatusCode::kAlreadyExists) __builtin_trap();
   return 0;
 }
