@@ -82,6 +82,16 @@ Result<std::string> ReadAt(int fd, uint64_t offset, size_t length) {
   return out;
 }
 
+// An fd for `path` opened with `flags` (O_CLOEXEC added, mode 0600 when it
+// creates): NotFound without the file, AlreadyExists when O_EXCL finds one.
+Result<int> OpenBlobFile(const std::string& path, int flags) {
+  int fd = ::open(path.c_str(), flags | O_CLOEXEC, 0600);
+  if (fd >= 0) return fd;
+  if (errno == ENOENT) return NotFound("no such blob");
+  if (errno == EEXIST) return AlreadyExists("the blob exists");
+  return Internal("cannot open the blob").WithCause(path + ": " + std::strerror(errno));
+}
+
 }  // namespace
 
 std::string NewBlobId() { return crypto::HexEncode(crypto::RandomBytes(16)); }
@@ -111,11 +121,7 @@ Result<std::unique_ptr<BlobWriter>> BlobWriter::Create(const std::string& path,
                                                        std::string_view id,
                                                        uint64_t plaintext_size) {
   if (!ValidBlobId(id)) return InvalidArgument("not a blob id");
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    if (errno == EEXIST) return AlreadyExists("the blob exists");
-    return Internal("cannot create the blob").WithCause(path + ": " + std::strerror(errno));
-  }
+  SILO_ASSIGN_OR_RETURN(int fd, OpenBlobFile(path, O_WRONLY | O_CREAT | O_EXCL));
   std::unique_ptr<BlobWriter> w(
       new BlobWriter(fd, BlobKey(files_key, id), Header(id, plaintext_size), plaintext_size));
   SILO_RETURN_IF_ERROR(WriteAll(fd, w->header_));
@@ -127,11 +133,7 @@ Result<std::unique_ptr<BlobWriter>> BlobWriter::Resume(const std::string& path,
                                                        std::string_view id,
                                                        uint64_t plaintext_size) {
   if (!ValidBlobId(id)) return InvalidArgument("not a blob id");
-  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return NotFound("no such blob");
-    return Internal("cannot open the blob").WithCause(path + ": " + std::strerror(errno));
-  }
+  SILO_ASSIGN_OR_RETURN(int fd, OpenBlobFile(path, O_RDWR));
   std::unique_ptr<BlobWriter> w(
       new BlobWriter(fd, BlobKey(files_key, id), Header(id, plaintext_size), plaintext_size));
   auto header = ReadAt(fd, 0, kHeaderBytes);
@@ -244,11 +246,7 @@ Result<std::unique_ptr<BlobReader>> BlobReader::Open(const std::string& path,
                                                      const crypto::SecretKey& files_key,
                                                      std::string_view id, uint64_t expected_size) {
   if (!ValidBlobId(id)) return InvalidArgument("not a blob id");
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return NotFound("no such blob");
-    return Internal("cannot open the blob").WithCause(path + ": " + std::strerror(errno));
-  }
+  SILO_ASSIGN_OR_RETURN(int fd, OpenBlobFile(path, O_RDONLY));
   std::unique_ptr<BlobReader> r(
       new BlobReader(fd, BlobKey(files_key, id), Header(id, expected_size), expected_size));
   struct stat st;
