@@ -8,6 +8,7 @@
 #include "api/handlers.h"
 #include "api/json_text.h"
 #include "api/routes.h"
+#include "api/tenant_access.h"
 #include "auth/identity.h"
 #include "auth/password.h"
 #include "auth/totp.h"
@@ -20,7 +21,6 @@ namespace {
 
 namespace json = boost::json;
 
-constexpr std::string_view kCookie = "__Host-silo_session";
 // A browser that signed in before (OWASP "device cookies"): its attempts for
 // that account are limited on their own, so a third party's failures cannot
 // lock the account's owner out.
@@ -49,7 +49,7 @@ Result<std::string> Member(const json::object& body, std::string_view name) {
 }
 
 std::string SessionCookie(const std::string& token) {
-  return std::string(kCookie) + "=" + token + "; Path=/; Secure; HttpOnly; SameSite=Strict";
+  return std::string(kSessionCookie) + "=" + token + "; Path=/; Secure; HttpOnly; SameSite=Strict";
 }
 
 http::Response WithSession(int status, json::object body, const auth::IssuedSession& s) {
@@ -238,7 +238,7 @@ http::Response AuthLogout(Services& /*s*/, RequestContext& ctx) {
   r.status = 204;
   r.headers.emplace_back(
       "Set-Cookie",
-      std::string(kCookie) + "=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
+      std::string(kSessionCookie) + "=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
   r.headers.emplace_back("Clear-Site-Data", "\"cookies\"");
   return r;
 }

@@ -90,7 +90,6 @@ TEST_F(AuthenticateTest, NoCredentialsOrWrongOnesAreUnauthenticated) {
 }
 
 TEST_F(AuthenticateTest, AUserTokenHoldsNoMoreThanItsOwnerHoldsNow) {
-  auth::User owner = Active("owner@acme.test", {"owner"});
   auth::User ed = Active("ed@acme.test", {"viewer"});
   const std::string op_token = Token("operator", {"users.manage", "records.*.read"});
   const std::string ed_token = Token("user:" + ed.id, {"users.manage", "records.*.read"});
@@ -107,7 +106,6 @@ TEST_F(AuthenticateTest, AUserTokenHoldsNoMoreThanItsOwnerHoldsNow) {
       identity_->SetAccountState(Op(), ed.id, auth::Account::kDisabled, auth::Caller::kOwner));
   EXPECT_STATUS(StatusCode::kUnauthenticated,
                 Auth(Req("GET", {{"authorization", "Bearer " + ed_token}})));
-  (void)owner;
 }
 
 TEST_F(AuthenticateTest, ACookieSessionCarriesTheEnrolmentGateAndTheBearerComesFirst) {

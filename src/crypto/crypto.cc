@@ -149,6 +149,20 @@ std::string HexEncode(std::string_view bytes) {
   return out;
 }
 
+Result<std::string> HexDecode(std::string_view hex) {
+  EnsureSodium();
+  if (hex.size() % 2 != 0) return InvalidArgument("not hex: odd length");
+  std::string out(hex.size() / 2, '\0');
+  size_t len = 0;
+  const char* end = nullptr;
+  if (sodium_hex2bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), hex.data(),
+                     hex.size(), nullptr, &len, &end) != 0 ||
+      end != hex.data() + hex.size() || len != out.size()) {
+    return InvalidArgument("not hex");
+  }
+  return out;
+}
+
 void WipeString(std::string& s) {
   if (!s.empty()) sodium_memzero(s.data(), s.size());
 }

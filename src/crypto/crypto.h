@@ -72,6 +72,9 @@ std::string Base64Encode(std::string_view bytes);
 // Accepts standard base64 with or without padding.
 Result<std::string> Base64Decode(std::string_view text);
 std::string HexEncode(std::string_view bytes);
+// The bytes of an even-length hex string (either case); InvalidArgument for
+// anything else, a trailing newline included.
+Result<std::string> HexDecode(std::string_view hex);
 
 // Overwrites a string's bytes with zeros (for plaintext key copies).
 void WipeString(std::string& s);

@@ -67,6 +67,12 @@ TEST(EncodingTest, Base64RoundTripAndRejectsGarbage) {
   EXPECT_EQ(*back, raw);
   EXPECT_STATUS(StatusCode::kInvalidArgument, Base64Decode("not base64 !!"));
   EXPECT_EQ(HexEncode("\x01\xff"), "01ff");
+  EXPECT_EQ(HexDecode("01fF").value(), "\x01\xff");
+  EXPECT_EQ(HexDecode(HexEncode(raw)).value(), raw);
+  EXPECT_EQ(HexDecode("").value(), "");
+  for (std::string_view bad : {"0", "0g", "01 ", "01\n", "-1"}) {
+    EXPECT_STATUS(StatusCode::kInvalidArgument, HexDecode(bad)) << bad;
+  }
 }
 
 TEST(ConstantTimeEqualsTest, ComparesContentAndLength) {

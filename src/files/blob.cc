@@ -23,15 +23,6 @@ void PutBe(std::string* out, uint64_t v, int bytes) {
   for (int i = bytes - 1; i >= 0; --i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
 }
 
-std::string IdBytes(std::string_view hex) {
-  std::string out;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
-    auto nibble = [](char c) { return c <= '9' ? c - '0' : c - 'a' + 10; };
-    out.push_back(static_cast<char>(nibble(hex[i]) << 4 | nibble(hex[i + 1])));
-  }
-  return out;
-}
-
 // magic (8) | format u8 | chunk_log2 u8 | flags u16 | key_epoch u32 |
 // blob id (16 raw bytes) | plaintext size u64 | reserved (24 zero bytes);
 // integers big-endian.
@@ -39,9 +30,9 @@ std::string Header(std::string_view id, uint64_t size) {
   std::string h(kMagic);
   h.push_back(static_cast<char>(kFormat));
   h.push_back(static_cast<char>(kChunkLog2));
-  PutBe(&h, 0, 2);  // flags
-  PutBe(&h, 0, 4);  // key epoch
-  h += IdBytes(id);
+  PutBe(&h, 0, 2);                     // flags
+  PutBe(&h, 0, 4);                     // key epoch
+  h += crypto::HexDecode(id).value();  // callers checked ValidBlobId(id)
   PutBe(&h, size, 8);
   h.append(24, '\0');
   return h;

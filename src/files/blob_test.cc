@@ -273,11 +273,9 @@ TEST(BlobFormatFixture, Version1Reads) {
   const std::string dir = SILO_SOURCE_DIR "/tests/data/";
   auto hex = ReadFile(dir + "blob1.key");
   ASSERT_OK(hex);
-  std::string raw;
-  for (size_t i = 0; i + 1 < 64; i += 2) {
-    raw.push_back(static_cast<char>(std::stoi(hex->substr(i, 2), nullptr, 16)));
-  }
-  auto key = crypto::SecretKey::FromBytes(raw);
+  auto raw = crypto::HexDecode(std::string_view(*hex).substr(0, 64));
+  ASSERT_OK(raw);
+  auto key = crypto::SecretKey::FromBytes(*raw);
   ASSERT_OK(key);
   auto r = BlobReader::Open(dir + "blob1.sf", *key, "00112233445566778899aabbccddeeff",
                             2 * kChunkBytes + 1234);

@@ -158,11 +158,9 @@ TEST(FormatFixture, Version1DatabaseStaysReadable) {
   std::string dir = SILO_SOURCE_DIR "/tests/data/";
   auto key_hex = testing::Slurp(dir + "format1.key");
   ASSERT_EQ(key_hex.size(), 65u) << "64 hex digits and a newline";
-  std::string key_bytes;
-  for (size_t i = 0; i < 64; i += 2) {
-    key_bytes.push_back(static_cast<char>(std::stoi(key_hex.substr(i, 2), nullptr, 16)));
-  }
-  auto key = crypto::SecretKey::FromBytes(key_bytes);
+  auto key_bytes = crypto::HexDecode(std::string_view(key_hex).substr(0, 64));
+  ASSERT_OK(key_bytes);
+  auto key = crypto::SecretKey::FromBytes(*key_bytes);
   ASSERT_OK(key);
   // Work on a copy: opening may rewrite the file.
   char tmpl[] = "/tmp/silo-fixture-XXXXXX";

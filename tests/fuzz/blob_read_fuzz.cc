@@ -19,6 +19,8 @@ const silo::crypto::SecretKey& Key() {
   return key;
 }
 
+// This process's scratch file, removed after each input (libFuzzer may end
+// with _Exit, which runs no exit handlers).
 const std::string& Path() {
   static const std::string path = "/tmp/silo-blob-fuzz-" + std::to_string(::getpid()) + ".sf";
   return path;
@@ -45,5 +47,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto writer = BlobWriter::Resume(Path(), Key(), id, expected);
   if (writer.ok() && (*writer)->appended() != 0) __builtin_trap();
   if (writer.status().code() == silo::StatusCode::kAlreadyExists) __builtin_trap();
+  ::unlink(Path().c_str());
   return 0;
 }
