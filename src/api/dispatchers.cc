@@ -47,10 +47,12 @@ std::string Lower(std::string_view s) {
 
 std::string_view PathOf(std::string_view target) { return target.substr(0, target.find('?')); }
 
-// The route's body limit; kNoRoute when no route takes the method and path
-// (the answer is a 404 or 405 whatever the body).
+// The route's body limit (kStreamed for a streamed route); kNoRoute when no
+// route takes the method and path (the answer is a 404 or 405 whatever the
+// body).
 size_t LimitFor(const Router& r, std::string_view method, std::string_view path, size_t ceiling) {
   auto m = r.Find(method, path);
+  if (m.route != nullptr && m.route->streamed) return http::Dispatcher::kStreamed;
   if (m.route != nullptr) return std::min(m.route->body_limit, ceiling);
   return http::Dispatcher::kNoRoute;
 }

@@ -19,6 +19,7 @@ int HttpStatusFor(StatusCode code) {
     case StatusCode::kResourceExhausted: return 429;
     case StatusCode::kVersionMismatch: return 412;
     case StatusCode::kUnavailable: return 503;
+    case StatusCode::kDeadlineExceeded: return 408;
     default: return 0;
   }
 }

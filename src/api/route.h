@@ -89,6 +89,10 @@ struct Route {
   bool during_mfa_enrolment = false;
   size_t body_limit = 0;  // bytes; 0 = no body accepted
   bool slow = false;      // hashes passwords: runs on the server's slow pool
+  // The body is not read before the handler runs: the handler reads it from
+  // Request::body_stream and decides its own limits (uploads). The request
+  // needs a Content-Length; body_limit does not apply.
+  bool streamed = false;
 
   // Builders for the table: Post("/api/x", H).Allow(Access::Public()).Rate(kR).
   Route&& Allow(Access a) && {
@@ -113,6 +117,10 @@ struct Route {
   }
   Route&& Slow() && {
     slow = true;
+    return std::move(*this);
+  }
+  Route&& Streamed() && {
+    streamed = true;
     return std::move(*this);
   }
 };

@@ -153,7 +153,8 @@ std::string RouteTable(RouteTableKind kind) {
                             {"rate_limit", r.rate ? std::string(r.rate->name) : std::string()},
                             {"during_mfa_enrolment", r.during_mfa_enrolment},
                             {"body_limit", static_cast<int64_t>(r.body_limit)},
-                            {"slow", r.slow}});
+                            {"slow", r.slow},
+                            {"streamed", r.streamed}});
   }
   return boost::json::serialize(out);
 }

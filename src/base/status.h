@@ -33,6 +33,7 @@ enum class StatusCode {
   kDataLoss,         // authentication of stored data failed (tampering or wrong key)
   kUnavailable,
   kInternal,
+  kDeadlineExceeded,  // the peer did not keep up (a stalled upload)
 };
 
 // One invalid input field and why, for answers that name each field.
@@ -102,6 +103,9 @@ inline Status VersionMismatch(std::string m) {
   return Status(StatusCode::kVersionMismatch, std::move(m));
 }
 inline Status Unavailable(std::string m) { return Status(StatusCode::kUnavailable, std::move(m)); }
+inline Status DeadlineExceeded(std::string m) {
+  return Status(StatusCode::kDeadlineExceeded, std::move(m));
+}
 
 // Result<T>: either a value or a non-ok Status.
 template <typename T>

@@ -4,13 +4,47 @@
 #ifndef SILO_HTTP_MESSAGE_H_
 #define SILO_HTTP_MESSAGE_H_
 
+#include <cstdint>
+#include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "base/status.h"
+
 namespace silo::http {
+
+// A request body the handler reads as it arrives: streamed routes only (the
+// dispatcher's BodyLimit said Dispatcher::kStreamed), whose body never sits
+// whole in memory. Read blocks the calling handler thread until the bytes
+// come; each call must complete within the server's progress timeout, so a
+// slow but moving client survives and a stalled one is dropped. One reader.
+class BodyStream {
+ public:
+  virtual ~BodyStream() = default;
+  // The declared Content-Length: a streamed route always has one (411
+  // otherwise), and the body is exactly this long.
+  virtual uint64_t length() const = 0;
+  // Fills `out` with the next bytes of the body; fewer only at its end, 0
+  // once all `length()` bytes were read. kDeadlineExceeded when `out` did not
+  // fill within the progress timeout, kUnavailable when the client left or
+  // the body ended early; after an error every call fails the same way.
+  virtual Result<size_t> Read(std::span<char> out) = 0;
+};
+
+// A response body the server pulls piece by piece as the client takes it,
+// on a handler thread, the thread released between pieces.
+class BodySource {
+ public:
+  virtual ~BodySource() = default;
+  // Fills `out` completely with the next bytes (the server never asks for
+  // more than the size the Response declared). An error ends the connection:
+  // the client sees a body shorter than its Content-Length, never wrong bytes.
+  virtual Status Read(std::span<char> out) = 0;
+};
 
 struct Request {
   std::string method;  // as sent, e.g. "GET"
@@ -19,9 +53,10 @@ struct Request {
   std::string query;   // after '?', not decoded
   // Header names lowercased; values as sent. Never logged wholesale.
   std::vector<std::pair<std::string, std::string>> headers;
-  std::string body;
-  std::string client_ip;   // peer address of the TCP connection
-  std::string request_id;  // assigned by the server, echoed as X-Request-Id
+  std::string body;                   // empty on streamed routes
+  BodyStream* body_stream = nullptr;  // streamed routes only; owned by the server
+  std::string client_ip;              // peer address of the TCP connection
+  std::string request_id;             // assigned by the server, echoed as X-Request-Id
 
   // First header with this (lowercase) name.
   std::optional<std::string_view> Header(std::string_view lower_name) const;
@@ -33,7 +68,12 @@ struct Response {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
-  std::vector<std::pair<std::string, std::string>> headers;  // extra headers
+  // A streamed body of `source_size` bytes instead of `body` (downloads).
+  std::shared_ptr<BodySource> source;
+  uint64_t source_size = 0;
+  // Extra headers. One named like a standard security header (server.h)
+  // replaces it: file answers set their own CSP and Cache-Control.
+  std::vector<std::pair<std::string, std::string>> headers;
   // Route pattern for metrics and the access log ("unmatched" when none).
   std::string route = "unmatched";
   // The transport sends the answer no sooner than this (on a timer, holding

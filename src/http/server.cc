@@ -12,6 +12,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <future>
 #include <latch>
 #include <random>
 #include <set>
@@ -137,6 +138,125 @@ ReadFailure ClassifyBodyError(const boost::system::error_code& ec) {
   return {"malformed", 400, "malformed request"};
 }
 
+// Whether the client waits for "100 Continue" before sending the body.
+template <class Fields>
+bool ExpectsContinue(const bhttp::header<true, Fields>& head) {
+  auto it = head.find(bhttp::field::expect);
+  return it != head.end() && beast::iequals(it->value(), "100-continue");
+}
+
+// BodyStream over a Beast parser. Read runs on a handler thread: each call
+// hands one read to the connection's strand (where the connection's
+// coroutine is parked, awaiting the handler) and waits for it.
+template <class Stream>
+class StreamedBody : public BodyStream {
+ public:
+  using Parser = bhttp::request_parser<bhttp::buffer_body>;
+  using Outcome = std::pair<boost::system::error_code, size_t>;
+
+  StreamedBody(Stream& stream, beast::tcp_stream& tcp, beast::flat_buffer& buffer, Parser& parser,
+               uint64_t length, bool send_continue, std::chrono::milliseconds progress_timeout,
+               const std::atomic<bool>& io_stopped, Metrics* metrics)
+      : stream_(stream),
+        tcp_(tcp),
+        buffer_(buffer),
+        parser_(parser),
+        length_(length),
+        send_continue_(send_continue),
+        progress_timeout_(progress_timeout),
+        io_stopped_(io_stopped),
+        metrics_(metrics) {}
+
+  uint64_t length() const override { return length_; }
+
+  Result<size_t> Read(std::span<char> out) override {
+    if (!failure_.ok()) return failure_;
+    if (out.empty() || parser_.is_done()) return size_t{0};
+    auto done = std::make_shared<std::promise<Outcome>>();
+    auto outcome = done->get_future();
+    asio::co_spawn(stream_.get_executor(), ReadInto(out), [done](std::exception_ptr e, Outcome r) {
+      if (e) r.first = asio::error::operation_aborted;
+      done->set_value(r);
+    });
+    // The strand stops running at a forced shutdown: never wait past it.
+    while (outcome.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
+      if (io_stopped_.load()) return failure_ = Unavailable("the server is stopping");
+    }
+    auto [ec, n] = outcome.get();
+    if (!ec) return n;
+    // Counted before the handler hears of it, so that whatever the handler
+    // does next happens after the count.
+    if (ec == beast::error::timeout) {
+      metrics_->RecordRejection("timeout");
+      failure_ = DeadlineExceeded("the request body stalled");
+    } else {
+      metrics_->RecordRejection("body_incomplete");
+      failure_ = Unavailable("the request body ended early");
+    }
+    return failure_;
+  }
+
+  const Status& failure() const { return failure_; }
+
+  // On the strand, after the handler: reads and drops what the handler left
+  // unread, when it is at most `limit` bytes. True when the body was read to
+  // its end (the connection can go on).
+  awaitable<bool> Drain(uint64_t limit, std::chrono::milliseconds timeout) {
+    if (!failure_.ok()) co_return false;
+    if (parser_.is_done()) co_return true;
+    if (length_ - consumed_ > limit) co_return false;
+    std::vector<char> scratch(16 * 1024);
+    tcp_.expires_after(timeout);
+    while (!parser_.is_done()) {
+      parser_.get().body().data = scratch.data();
+      parser_.get().body().size = scratch.size();
+      auto [ec, n] = co_await bhttp::async_read_some(stream_, buffer_, parser_, kTuple);
+      if (ec && ec != bhttp::error::need_buffer) co_return false;
+    }
+    co_return true;
+  }
+
+ private:
+  awaitable<Outcome> ReadInto(std::span<char> out) {
+    tcp_.expires_after(progress_timeout_);
+    if (send_continue_) {
+      send_continue_ = false;
+      bhttp::response<bhttp::empty_body> go_on{bhttp::status::continue_, 11};
+      auto [ec, n] = co_await bhttp::async_write(stream_, go_on, kTuple);
+      if (ec) co_return Outcome{ec, 0};
+    }
+    size_t got = 0;
+    while (got < out.size() && !parser_.is_done()) {
+      auto& body = parser_.get().body();
+      body.data = out.data() + got;
+      body.size = out.size() - got;
+      auto [ec, n] = co_await bhttp::async_read_some(stream_, buffer_, parser_, kTuple);
+      got = out.size() - body.size;
+      if (ec && ec != bhttp::error::need_buffer) {
+        consumed_ += got;
+        co_return Outcome{ec, got};
+      }
+    }
+    consumed_ += got;
+    co_return Outcome{{}, got};
+  }
+
+  Stream& stream_;
+  beast::tcp_stream& tcp_;
+  beast::flat_buffer& buffer_;
+  Parser& parser_;
+  const uint64_t length_;
+  bool send_continue_;
+  const std::chrono::milliseconds progress_timeout_;
+  const std::atomic<bool>& io_stopped_;
+  Metrics* const metrics_;
+  uint64_t consumed_ = 0;
+  Status failure_;
+};
+
+// Which pool runs a request's handler.
+enum class Lane { kHandler, kSlow, kStream };
+
 }  // namespace
 
 class Server::Impl {
@@ -148,6 +268,7 @@ class Server::Impl {
         ioc_(static_cast<int>(opts_.io_threads)),
         pool_(opts_.handler_threads),
         slow_pool_(opts_.slow_threads),
+        stream_pool_(opts_.stream_threads),
         accept_strand_(asio::make_strand(ioc_)),
         acceptor_(accept_strand_) {}
 
@@ -218,10 +339,12 @@ class Server::Impl {
                 {{"listener", opts_.name}, {"open", static_cast<long long>(open_.load())}});
     }
     ioc_.stop();
+    io_stopped_ = true;  // a handler waiting on a body read gives up
     for (auto& t : threads_) t.join();
     threads_.clear();
     pool_.join();
     slow_pool_.join();
+    stream_pool_.join();
   }
 
   size_t open_connections() const { return open_.load(); }
@@ -358,7 +481,9 @@ class Server::Impl {
       if (stopping_) co_return;
       bhttp::request_parser<bhttp::string_body> parser;
       parser.header_limit(static_cast<std::uint32_t>(opts_.max_header_bytes));
-      parser.body_limit(dispatcher_max_body());
+      // No body limit before the route is known: a streamed route takes
+      // files of any size its handler admits. Each route sets its own below.
+      parser.body_limit(boost::none);
       tcp_layer.expires_after(first ? opts_.read_timeout : opts_.idle_timeout);
       first = false;
       auto [ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, kTuple);
@@ -381,75 +506,151 @@ class Server::Impl {
       size_t limit = dispatcher_->BodyLimit(
           std::string_view(header.method_string().data(), header.method_string().size()),
           std::string_view(header.target().data(), header.target().size()));
-      auto content_length = parser.content_length();
-      if (limit == Dispatcher::kNoRoute) {
-        // No route takes this request: the answer (404, 405, honeypot) does
-        // not depend on the body, whatever its size. A small declared body is
-        // read and dropped so the connection can go on; a larger or chunked
-        // one is not read at all, and the connection ends with the answer.
-        constexpr std::uint64_t kDrainBytes = Dispatcher::kUnroutedDrainBytes;
-        if (parser.chunked() || content_length.value_or(0) > kDrainBytes) {
-          auto msg = parser.release();
-          Request req = ToRequest(msg, client_ip, request_id);
-          Response res = co_await Dispatch(std::move(req));
-          co_await WriteResponse(stream, tcp_layer, res, request_id, false, msg, client_ip, start);
-          co_return;
-        }
-        limit = kDrainBytes;
-      }
-      if (content_length && *content_length > limit) {
-        metrics_->RecordRejection("body_too_large");
-        co_await WriteError(stream, tcp_layer, 413, "request body too large", request_id, client_ip,
-                            start);
-        co_return;
-      }
-      parser.body_limit(limit);
-      tcp_layer.expires_after(opts_.read_timeout);
-      auto [bec, bn] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
-      if (bec) {
-        co_await Fail(ClassifyBodyError(bec), stream, tcp_layer, request_id, client_ip, start);
-        co_return;
-      }
-      auto msg = parser.release();
-      Request req = ToRequest(msg, client_ip, request_id);
-      bool keep_alive = msg.keep_alive();
-      Response res = co_await Dispatch(std::move(req));
-      if (res.delay_ms > 0 && !stopping_) {
-        // A tarpit for refused clients: the answer waits on a timer, holding
-        // no thread, so a flood of refused requests costs little CPU.
-        asio::steady_timer t(co_await asio::this_coro::executor,
-                             std::chrono::milliseconds(res.delay_ms));
-        co_await t.async_wait(kTuple);
-      }
-      keep_alive = keep_alive && !stopping_;
-      bool ok = co_await WriteResponse(stream, tcp_layer, res, request_id, keep_alive, msg,
-                                       client_ip, start);
+      Exchange ex{request_id, client_ip, start};
+      bool go_on = limit == Dispatcher::kStreamed
+                       ? co_await ServeStreamed(stream, tcp_layer, buffer, parser, ex)
+                       : co_await ServeBuffered(stream, tcp_layer, buffer, parser, limit, ex);
       conn->busy = false;
-      if (!ok || !keep_alive) co_return;
+      if (!go_on) co_return;
     }
   }
 
-  std::uint64_t dispatcher_max_body() const {
-    // The parser's ceiling before the route is known; routes only lower it.
-    return std::numeric_limits<std::uint32_t>::max();
+  // What every answer to one request carries.
+  struct Exchange {
+    std::string request_id;
+    std::string client_ip;
+    Clock::time_point start;
+  };
+
+  // A request whose body is read whole before the handler runs. True when
+  // the connection can take another request.
+  template <class Stream>
+  awaitable<bool> ServeBuffered(Stream& stream, beast::tcp_stream& tcp_layer,
+                                beast::flat_buffer& buffer,
+                                bhttp::request_parser<bhttp::string_body>& parser, size_t limit,
+                                const Exchange& ex) {
+    auto content_length = parser.content_length();
+    if (limit == Dispatcher::kNoRoute) {
+      // No route takes this request: the answer (404, 405, honeypot) does
+      // not depend on the body, whatever its size. A small declared body is
+      // read and dropped so the connection can go on; a larger or chunked
+      // one is not read at all, and the connection ends with the answer.
+      constexpr std::uint64_t kDrainBytes = Dispatcher::kUnroutedDrainBytes;
+      if (parser.chunked() || content_length.value_or(0) > kDrainBytes) {
+        auto msg = parser.release();
+        Request req = ToRequest(msg, ex.client_ip, ex.request_id);
+        co_await Answer(stream, tcp_layer, co_await Dispatch(std::move(req), Lane::kHandler), false,
+                        msg.method_string(), msg.target(), ex);
+        co_return false;
+      }
+      limit = kDrainBytes;
+    }
+    if (content_length && *content_length > limit) {
+      metrics_->RecordRejection("body_too_large");
+      co_await WriteError(stream, tcp_layer, 413, "request body too large", ex.request_id,
+                          ex.client_ip, ex.start);
+      co_return false;
+    }
+    parser.body_limit(limit);
+    tcp_layer.expires_after(opts_.read_timeout);
+    if (ExpectsContinue(parser.get().base()) && content_length.value_or(1) > 0) {
+      bhttp::response<bhttp::empty_body> go_on{bhttp::status::continue_, 11};
+      auto [cec, cn] = co_await bhttp::async_write(stream, go_on, kTuple);
+      if (cec) co_return false;
+    }
+    auto [bec, bn] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
+    if (bec) {
+      co_await Fail(ClassifyBodyError(bec), stream, tcp_layer, ex.request_id, ex.client_ip,
+                    ex.start);
+      co_return false;
+    }
+    auto msg = parser.release();
+    Request req = ToRequest(msg, ex.client_ip, ex.request_id);
+    const bool keep_alive = msg.keep_alive();
+    const bool slow = dispatcher_->Slow(req.method, req.target);
+    Response res = co_await Dispatch(std::move(req), slow ? Lane::kSlow : Lane::kHandler);
+    co_return co_await Answer(stream, tcp_layer, std::move(res), keep_alive, msg.method_string(),
+                              msg.target(), ex);
   }
 
-  awaitable<Response> Dispatch(Request req) {
-    const bool slow = dispatcher_->Slow(req.method, req.target);
-    std::atomic<size_t>& queued = slow ? slow_queued_ : queued_;
-    const size_t capacity =
-        slow ? opts_.slow_threads + opts_.slow_queue : opts_.handler_threads + opts_.handler_queue;
-    if (queued.fetch_add(1) >= capacity) {
-      --queued;
-      metrics_->RecordRejection(slow ? "password_pool_full" : "overloaded");
+  // A streamed route (Dispatcher::kStreamed): the handler runs on the stream
+  // pool as soon as the header is in and reads the body through a
+  // StreamedBody, so no more than its buffer is ever in memory.
+  template <class Stream>
+  awaitable<bool> ServeStreamed(Stream& stream, beast::tcp_stream& tcp_layer,
+                                beast::flat_buffer& buffer,
+                                bhttp::request_parser<bhttp::string_body>& header_parser,
+                                const Exchange& ex) {
+    auto content_length = header_parser.content_length();
+    if (header_parser.chunked() || !content_length) {
+      metrics_->RecordRejection("length_required");
+      co_await WriteError(stream, tcp_layer, 411, "Content-Length required", ex.request_id,
+                          ex.client_ip, ex.start);
+      co_return false;
+    }
+    bhttp::request_parser<bhttp::buffer_body> parser(std::move(header_parser));
+    parser.body_limit(*content_length);
+    parser.eager(true);
+    const auto& head = parser.get();
+    const std::string method(head.method_string()), target(head.target());
+    bool keep_alive = head.keep_alive();
+    Request req = ToRequestHead(head.base(), ex.client_ip, ex.request_id);
+    StreamedBody<Stream> body(stream, tcp_layer, buffer, parser, *content_length,
+                              ExpectsContinue(head.base()), opts_.progress_timeout, io_stopped_,
+                              metrics_);
+    req.body_stream = &body;
+    Response res = co_await Dispatch(std::move(req), Lane::kStream);
+    if (!body.failure().ok()) {
+      keep_alive = false;
+    } else if (!co_await body.Drain(Dispatcher::kUnroutedDrainBytes, opts_.read_timeout)) {
+      keep_alive = false;
+    }
+    co_return co_await Answer(stream, tcp_layer, std::move(res), keep_alive, method, target, ex);
+  }
+
+  // Sends `res` after its tarpit delay. True when the connection can go on.
+  template <class Stream>
+  awaitable<bool> Answer(Stream& stream, beast::tcp_stream& tcp_layer, Response res,
+                         bool keep_alive, std::string_view method, std::string_view target,
+                         const Exchange& ex) {
+    if (res.delay_ms > 0 && !stopping_) {
+      // A tarpit for refused clients: the answer waits on a timer, holding
+      // no thread, so a flood of refused requests costs little CPU.
+      asio::steady_timer t(co_await asio::this_coro::executor,
+                           std::chrono::milliseconds(res.delay_ms));
+      co_await t.async_wait(kTuple);
+    }
+    keep_alive = keep_alive && !stopping_;
+    bool ok = co_await WriteResponse(stream, tcp_layer, res, ex.request_id, keep_alive, method,
+                                     target, ex.client_ip, ex.start);
+    co_return ok&& keep_alive;
+  }
+
+  awaitable<Response> Dispatch(Request req, Lane lane) {
+    struct Pool {
+      asio::thread_pool& threads;
+      std::atomic<size_t>& queued;
+      size_t capacity;
+      const char* rejection;
+    };
+    Pool pool =
+        lane == Lane::kSlow ? Pool{slow_pool_, slow_queued_, opts_.slow_threads + opts_.slow_queue,
+                                   "password_pool_full"}
+        : lane == Lane::kStream
+            ? Pool{stream_pool_, stream_queued_, opts_.stream_threads + opts_.stream_queue,
+                   "stream_pool_full"}
+            : Pool{pool_, queued_, opts_.handler_threads + opts_.handler_queue, "overloaded"};
+    if (pool.queued.fetch_add(1) >= pool.capacity) {
+      --pool.queued;
+      metrics_->RecordRejection(pool.rejection);
       Response busy = Problem(503, "server busy, retry later", req.request_id);
       busy.headers.emplace_back("Retry-After", "1");
       // A full password pool means a login flood: slow the flood down.
-      if (slow) busy.delay_ms = opts_.slow_reject_delay_ms;
+      if (lane == Lane::kSlow) busy.delay_ms = opts_.slow_reject_delay_ms;
       co_return busy;
     }
     Response res = co_await asio::co_spawn(
-        slow ? slow_pool_.get_executor() : pool_.get_executor(),
+        pool.threads.get_executor(),
         [this, &req]() -> awaitable<Response> {
           Response r;
           try {
@@ -461,7 +662,7 @@ class Server::Impl {
           co_return r;
         },
         use_awaitable);
-    --queued;
+    --pool.queued;
     co_return res;
   }
 
@@ -469,18 +670,16 @@ class Server::Impl {
   awaitable<void> WriteError(Stream& stream, beast::tcp_stream& tcp_layer, int status,
                              std::string_view detail, const std::string& request_id,
                              const std::string& client_ip, Clock::time_point start) {
-    bhttp::request<bhttp::string_body> none;
-    none.method_string("-");
     Response res = Problem(status, detail, request_id);
-    co_await WriteResponse(stream, tcp_layer, res, request_id, false, none, client_ip, start);
+    co_await WriteResponse(stream, tcp_layer, res, request_id, false, "-", "", client_ip, start);
   }
 
-  template <class Stream>
-  awaitable<bool> WriteResponse(Stream& stream, beast::tcp_stream& tcp_layer, const Response& r,
-                                const std::string& request_id, bool keep_alive,
-                                const bhttp::request<bhttp::string_body>& req,
-                                const std::string& client_ip, Clock::time_point start) {
-    bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), 11};
+  // The status line and header fields of `r`: the standard security headers,
+  // of which `r.headers` may replace some (a file answer's CSP and caching),
+  // then its other headers.
+  template <class Body>
+  void PrepareHeader(bhttp::response<Body>& res, const Response& r, const std::string& request_id,
+                     bool keep_alive) {
     // The status line's reason is the problem's title (Beast's own table
     // has RFC 7231's older names, "Payload Too Large" for 413).
     if (std::string_view reason = StatusText(r.status); reason != "Error") res.reason(reason);
@@ -492,28 +691,100 @@ class Server::Impl {
     res.set(bhttp::field::content_type, ctype);
     for (const auto& [name, value] : kSecurityHeaders) res.set(name, value);
     res.set("X-Request-Id", request_id);
-    for (const auto& [name, value] : r.headers) res.insert(name, value);
+    for (const auto& [name, value] : r.headers) {
+      const bool standard =
+          std::any_of(std::begin(kSecurityHeaders), std::end(kSecurityHeaders),
+                      [&](const auto& h) { return beast::iequals(h.first, name); });
+      if (standard) {
+        res.set(name, value);
+      } else {
+        res.insert(name, value);
+      }
+    }
     res.keep_alive(keep_alive);
-    res.body() = r.body;
-    res.prepare_payload();
-    tcp_layer.expires_after(opts_.read_timeout);
-    auto [ec, n] = co_await bhttp::async_write(stream, res, kTuple);
+  }
+
+  // Writes `r.source` piece by piece: each piece is read on the handler pool
+  // (no thread held while the client takes it) and must be taken within the
+  // progress timeout. False when the answer could not be sent whole.
+  template <class Stream>
+  awaitable<bool> WriteStreamed(Stream& stream, beast::tcp_stream& tcp_layer, const Response& r,
+                                const std::string& request_id, bool keep_alive) {
+    bhttp::response<bhttp::buffer_body> res{static_cast<bhttp::status>(r.status), 11};
+    PrepareHeader(res, r, request_id, keep_alive);
+    res.content_length(r.source_size);
+    res.body().data = nullptr;
+    res.body().more = true;
+    bhttp::response_serializer<bhttp::buffer_body> sr{res};
+    tcp_layer.expires_after(opts_.progress_timeout);
+    auto [hec, hn] = co_await bhttp::async_write_header(stream, sr, kTuple);
+    if (hec) co_return false;
+    constexpr size_t kPiece = 64 * 1024;
+    std::vector<char> piece(static_cast<size_t>(std::min<uint64_t>(kPiece, r.source_size)));
+    for (uint64_t left = r.source_size; left > 0;) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(kPiece, left));
+      Status read = co_await asio::co_spawn(
+          pool_.get_executor(),
+          [&]() -> awaitable<Status> {
+            try {
+              co_return r.source->Read(std::span<char>(piece.data(), n));
+            } catch (const std::exception& e) {
+              co_return Internal(e.what());
+            }
+          },
+          use_awaitable);
+      if (!read.ok()) {
+        log::Error("streamed answer failed",
+                   {{"request_id", request_id}, {"cause", read.message()}});
+        co_return false;
+      }
+      left -= n;
+      res.body().data = piece.data();
+      res.body().size = n;
+      res.body().more = left > 0;
+      tcp_layer.expires_after(opts_.progress_timeout);
+      auto [ec, w] = co_await bhttp::async_write(stream, sr, kTuple);
+      if (ec && ec != bhttp::error::need_buffer) co_return false;
+    }
+    res.body().data = nullptr;
+    res.body().more = false;
+    auto [ec, w] = co_await bhttp::async_write(stream, sr, kTuple);
+    co_return !ec || ec == bhttp::error::need_buffer;
+  }
+
+  template <class Stream>
+  awaitable<bool> WriteResponse(Stream& stream, beast::tcp_stream& tcp_layer, const Response& r,
+                                const std::string& request_id, bool keep_alive,
+                                std::string_view method, std::string_view target,
+                                const std::string& client_ip, Clock::time_point start) {
+    bool ok;
+    if (r.source) {
+      ok = co_await WriteStreamed(stream, tcp_layer, r, request_id, keep_alive);
+    } else {
+      bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), 11};
+      PrepareHeader(res, r, request_id, keep_alive);
+      res.body() = r.body;
+      res.prepare_payload();
+      tcp_layer.expires_after(opts_.read_timeout);
+      auto [ec, n] = co_await bhttp::async_write(stream, res, kTuple);
+      ok = !ec;
+    }
     double secs = std::chrono::duration<double>(Clock::now() - start).count();
     metrics_->RecordRequest(opts_.name, r.route, r.status, secs);
     if (opts_.access_log) {
-      std::string_view target(req.target().data(), req.target().size());
       std::string_view path = target.substr(0, target.find('?'));
+      const uint64_t bytes = r.source ? r.source_size : r.body.size();
       log::Info("request", {{"listener", opts_.name},
                             {"request_id", request_id},
-                            {"method", std::string(req.method_string())},
+                            {"method", std::string(method)},
                             {"path", path},
                             {"route", r.route},
                             {"status", r.status},
-                            {"bytes", static_cast<long long>(r.body.size())},
+                            {"bytes", static_cast<long long>(bytes)},
                             {"duration_ms", secs * 1000.0},
                             {"client", client_ip}});
     }
-    co_return !ec;
+    co_return ok;
   }
 
   const ServerOptions opts_;
@@ -522,15 +793,18 @@ class Server::Impl {
   asio::io_context ioc_;
   asio::thread_pool pool_;
   asio::thread_pool slow_pool_;
+  asio::thread_pool stream_pool_;
   asio::strand<asio::io_context::executor_type> accept_strand_;
   tcp::acceptor acceptor_;  // used only on accept_strand_
   std::vector<std::thread> threads_;
   std::atomic<bool> started_{false};
   std::atomic<bool> stopped_{false};
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> io_stopped_{false};
   std::atomic<size_t> open_{0};
   std::atomic<size_t> queued_{0};
   std::atomic<size_t> slow_queued_{0};
+  std::atomic<size_t> stream_queued_{0};
   Mutex tls_mutex_;
   std::shared_ptr<ssl::context> tls_ GUARDED_BY(tls_mutex_);
   Mutex conns_mutex_;

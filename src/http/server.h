@@ -8,10 +8,12 @@
 //
 // Every connection runs on its own strand; every network wait has a deadline
 // (handshake and request: read_timeout; between keep-alive requests:
-// idle_timeout). Requests whose framing is ambiguous (to_request.h,
-// FramingProblem) get 400 and the connection is closed. Handlers run on a separate bounded pool,
-// never on a network thread; when `handler_queue` requests already wait, the answer is 503.
-// Requests the dispatcher calls Slow() run on a second, smaller pool.
+// idle_timeout; each piece of a streamed body: progress_timeout). Requests whose framing is
+// ambiguous (to_request.h, FramingProblem) get 400 and the connection is closed. Handlers run on a
+// separate bounded pool, never on a network thread; when `handler_queue` requests already wait, the
+// answer is 503. Requests the dispatcher calls Slow() run on a second, smaller pool; streamed
+// requests (uploads, whose handler holds its thread while the body arrives)
+// on a third, sized for the uploads the application admits at once.
 // Every response gets the standard security headers and X-Request-Id, and one
 // JSON access-log line (method, path without query, status, bytes, time,
 // client, request id; no bodies, no header values).
@@ -45,6 +47,12 @@ class Dispatcher {
   // A body the server reads and drops for such a request, so that the
   // connection can go on; a larger (or chunked) one ends the connection.
   static constexpr size_t kUnroutedDrainBytes = 64 * 1024;
+  // A streamed route: the request needs a Content-Length (411 otherwise);
+  // the handler gets the header at once and reads the body through
+  // Request::body_stream, deciding its own limits (413 is its answer). A body
+  // it leaves unread is drained up to kUnroutedDrainBytes, else the
+  // connection ends with the answer.
+  static constexpr size_t kStreamed = static_cast<size_t>(-2);
   virtual size_t BodyLimit(std::string_view method, std::string_view target) const = 0;
   // Answers one request; runs on the handler pool. May throw: the server then
   // answers 500 without details.
@@ -66,6 +74,10 @@ struct ServerOptions {
   std::chrono::milliseconds read_timeout{10'000};
   std::chrono::milliseconds idle_timeout{30'000};
   std::chrono::milliseconds drain_timeout{10'000};
+  // A streamed body's progress deadline: every BodyStream::Read (one chunk,
+  // 64 KiB for files) and every piece of a streamed answer must complete in
+  // this time, or the connection is dropped.
+  std::chrono::milliseconds progress_timeout{30'000};
   size_t max_connections = 1024;
   // Open connections from one peer address; beyond it that address's new
   // connections are closed at accept while others are still served.
@@ -79,6 +91,10 @@ struct ServerOptions {
   size_t slow_queue = 32;
   int slow_nice = 19;
   int slow_reject_delay_ms = 1000;  // the 503 of a full slow pool waits this long
+  // The streaming pool; when `stream_queue` streamed requests already wait,
+  // the answer is 503.
+  unsigned stream_threads = 32;
+  size_t stream_queue = 0;
   bool access_log = true;
 };
 

@@ -15,25 +15,34 @@
 
 namespace silo::http {
 
-// Moves the body out of `msg`. Header names are lowercased; the target is
-// split at the first '?' into path and query, neither decoded.
-inline Request ToRequest(boost::beast::http::request<boost::beast::http::string_body>& msg,
-                         const std::string& client_ip, const std::string& request_id) {
+// The request line and header fields of `head`, without a body. Header
+// names are lowercased; the target is split at the first '?' into path and
+// query, neither decoded.
+template <class Fields>
+Request ToRequestHead(const boost::beast::http::header<true, Fields>& head,
+                      const std::string& client_ip, const std::string& request_id) {
   Request req;
-  req.method = std::string(msg.method_string());
-  req.target = std::string(msg.target());
+  req.method = std::string(head.method_string());
+  req.target = std::string(head.target());
   size_t q = req.target.find('?');
   req.path = req.target.substr(0, q);
   if (q != std::string::npos) req.query = req.target.substr(q + 1);
-  for (const auto& field : msg) {
+  for (const auto& field : head) {
     std::string name(field.name_string());
     std::transform(name.begin(), name.end(), name.begin(),
                    [](unsigned char c) { return std::tolower(c); });
     req.headers.emplace_back(std::move(name), std::string(field.value()));
   }
-  req.body = std::move(msg.body());
   req.client_ip = client_ip;
   req.request_id = request_id;
+  return req;
+}
+
+// The same with the body, moved out of `msg`.
+inline Request ToRequest(boost::beast::http::request<boost::beast::http::string_body>& msg,
+                         const std::string& client_ip, const std::string& request_id) {
+  Request req = ToRequestHead(msg.base(), client_ip, request_id);
+  req.body = std::move(msg.body());
   return req;
 }
 
