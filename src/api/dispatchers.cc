@@ -13,6 +13,7 @@
 #include "crypto/crypto.h"
 #include "guard/client_address.h"
 #include "platform/security_log.h"
+#include "records/query.h"
 #include "records/tenant_store.h"
 
 namespace silo::api {
@@ -103,6 +104,26 @@ http::Response Labelled(http::Response r, const Router::Match& m, std::string_vi
   return r;
 }
 
+// Copies the route's query captures from the query string into `params`;
+// the name of the first one missing (or given twice), or "".
+std::string TakeQueryCaptures(const Route& route, const http::Request& req,
+                              http::PathParams* params) {
+  if (route.query_captures.empty()) return "";
+  auto query = records::ParseQueryString(req.query);
+  for (auto name : route.query_captures) {
+    int seen = 0;
+    if (query.ok()) {
+      for (const auto& [k, v] : *query) {
+        if (k != name) continue;
+        ++seen;
+        (*params)[std::string(name)] = v;
+      }
+    }
+    if (seen != 1) return std::string(name);
+  }
+  return "";
+}
+
 // A refusal from one of the tenant_access.h checks, or an internal failure.
 http::Response Refusal(const Status& st, const http::Request& req) {
   http::Response r = ErrorResponse(st, req);
@@ -113,7 +134,7 @@ http::Response Refusal(const Status& st, const http::Request& req) {
 // A tenant route: its rate rule and capture checks, then the tenant's stores,
 // then (unless public) Authenticate, CheckCsrf and Authorize
 // (tenant_access.h), then the handler. Denials are audit entries.
-http::Response RunTenantRoute(Services& s, TokenUseAudit& token_uses, const Router::Match& m,
+http::Response RunTenantRoute(Services& s, TokenUseAudit& token_uses, Router::Match m,
                               RequestContext& ctx) {
   const auto& req = ctx.request;
   if (m.route == nullptr) return Unmatched(m, req);
@@ -153,6 +174,14 @@ http::Response RunTenantRoute(Services& s, TokenUseAudit& token_uses, const Rout
   ctx.permissions = caller->permissions;
   ctx.mfa_enrolment_pending = caller->mfa_enrolment_pending;
   ctx.session = caller->session ? &*caller->session : nullptr;
+  // Captures from the query string, once the caller is known (an unknown
+  // caller learns nothing about the parameters), before the permission that
+  // may name them.
+  if (std::string missing = TakeQueryCaptures(route, req, &m.params); !missing.empty()) {
+    return http::Problem(422, "query parameter " + missing + " is required, once", req.request_id);
+  }
+  if (FailedCapture(route, m.params)) return NotFound(req);
+  ctx.params = m.params;
   const events::Origin origin{ctx.actor, req.request_id, ctx.client, now};
   if (ctx.actor.kind == "token" && token_uses.Due(ctx.actor.id, now)) {
     (void)ctx.identity->Audit(origin, "token.used", "token", ctx.actor.id,

@@ -54,6 +54,11 @@ http::Response ListEvents(Services& s, RequestContext& ctx);
 http::Response ListAudit(Services& s, RequestContext& ctx);
 http::Response VerifyAudit(Services& s, RequestContext& ctx);
 
+// Files (files_api.cc); ctx.store is set. UploadFile runs on a streamed route.
+http::Response UploadFile(Services& s, RequestContext& ctx);
+http::Response DownloadFile(Services& s, RequestContext& ctx);
+http::Response FileUsage(Services& s, RequestContext& ctx);
+
 // The body as a JSON object; on failure *error holds the answer: 415 for
 // another content type, 400 for malformed JSON (syntax, UTF-8, nesting).
 std::optional<boost::json::object> JsonObjectBody(const http::Request& req, http::Response* error);

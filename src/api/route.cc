@@ -24,8 +24,11 @@ guard::RateLimit LimitOf(const RateRule& rule, const SecurityOptions& options) {
   return {0, 0, kMaxDelayUs};  // unreachable: every budget is named above
 }
 
-bool HasCapture(const std::string& pattern, std::string_view name) {
-  return pattern.find("{" + std::string(name) + "}") != std::string::npos;
+bool HasCapture(const Route& r, std::string_view name) {
+  for (auto q : r.query_captures) {
+    if (q == name) return true;
+  }
+  return r.pattern.find("{" + std::string(name) + "}") != std::string::npos;
 }
 
 // Every "{x}" in a permission names a capture of the pattern.
@@ -33,7 +36,7 @@ bool PermissionCapturesExist(const Route& r) {
   const std::string& p = r.access.permission;
   for (size_t open = p.find('{'); open != std::string::npos; open = p.find('{', open + 1)) {
     size_t close = p.find('}', open);
-    if (close == std::string::npos || !HasCapture(r.pattern, p.substr(open + 1, close - open - 1)))
+    if (close == std::string::npos || !HasCapture(r, p.substr(open + 1, close - open - 1)))
       return false;
   }
   return true;
@@ -80,7 +83,7 @@ std::vector<std::string> UnguardedRoutes(const Router& router) {
                     (r.access.kind != Access::Kind::kPermission ||
                      (!r.access.permission.empty() && PermissionCapturesExist(r)));
     for (const CaptureCheck& c : r.captures) {
-      declared = declared && c.valid != nullptr && HasCapture(r.pattern, c.capture);
+      declared = declared && c.valid != nullptr && HasCapture(r, c.capture);
     }
     if (!declared) out.push_back(r.method + " " + r.pattern);
   }

@@ -33,7 +33,9 @@ using Handler = http::Response (*)(Services&, RequestContext&);
 struct Access {
   // kSession: any signed-in user of the tenant, by cookie session only (a
   // user's own account actions); kPermission: a named permission, where
-  // "{capture}" stands for that path capture ("records.{name}.read").
+  // "{capture}" stands for that capture ("records.{name}.read"), or
+  // alternatives separated by '|', any one of which suffices
+  // ("records.{collection}.create|records.{collection}.update").
   enum class Kind { kUnset, kPublic, kOperator, kSession, kPermission };
   Kind kind = Kind::kUnset;
   std::string permission;  // for kPermission
@@ -83,6 +85,10 @@ struct Route {
   Access access;
   const RateRule* rate = nullptr;  // per client address, taken first; null: none
   std::vector<CaptureCheck> captures;
+  // Query parameters taken as captures (for permissions and checks) on a
+  // route whose subject is not in its path, like POST /api/files?collection=.
+  // A request without one is answered 422 before anything else runs.
+  std::vector<std::string_view> query_captures;
   // A signed-in user who holds a role that requires MFA and has not enrolled
   // TOTP may call only routes that say so (the enrolment gate). Permission
   // routes never do: rbac::Authorize withholds every permission meanwhile.
@@ -105,6 +111,10 @@ struct Route {
   }
   Route&& Check(CaptureCheck c) && {
     captures.push_back(c);
+    return std::move(*this);
+  }
+  Route&& QueryCapture(std::string_view name) && {
+    query_captures.push_back(name);
     return std::move(*this);
   }
   Route&& DuringMfaEnrolment() && {

@@ -14,6 +14,12 @@ constexpr size_t kRecordJson = 256 * 1024;  // a record: 64 fields, text up to 6
 // ("records.{name}.read") or a store.
 bool CollectionName(std::string_view name) { return records::ValidName(name); }
 constexpr CaptureCheck kCollection{"name", CollectionName};
+constexpr CaptureCheck kUploadCollection{"collection", CollectionName};
+constexpr CaptureCheck kField{"field", CollectionName};
+bool FileId(std::string_view id) {
+  return id.size() == 32 && id.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+}
+constexpr CaptureCheck kFile{"file", FileId};
 
 // Anonymous: sign-in, the second factor, password reset.
 void AddSignIn(Router& r) {
@@ -93,6 +99,25 @@ void AddUsersAndRoles(Router& r) {
             .Body(kSmallJson));
 }
 
+// Uploads (streamed: the field's limits apply as the body arrives), downloads
+// through the record that holds the file, and the tenant's usage.
+void AddFiles(Router& r) {
+  using P = Access;
+  r.Add(Post("/api/files", UploadFile)
+            .Allow(P::Permission("records.{collection}.create|records.{collection}.update"))
+            .QueryCapture("collection")
+            .QueryCapture("field")
+            .Check(kUploadCollection)
+            .Check(kField)
+            .Streamed());
+  r.Add(Get("/api/files/usage", FileUsage).Allow(P::Permission("collections.read")));
+  r.Add(Get("/api/collections/{name}/records/{id}/files/{field}/{file}", DownloadFile)
+            .Allow(P::Permission("records.{name}.read"))
+            .Check(kCollection)
+            .Check(kField)
+            .Check(kFile));
+}
+
 // Public forms, collections, records, their history, and the tenant's logs.
 void AddData(Router& r) {
   using P = Access;
@@ -142,6 +167,7 @@ void AddData(Router& r) {
             .Allow(P::Permission("records.{name}.update"))
             .Check(kCollection)
             .Body(kSmallJson));
+  AddFiles(r);
   r.Add(Get("/api/events", ListEvents).Allow(P::Permission("events.read")));
   r.Add(Get("/api/audit", ListAudit).Allow(P::Permission("audit.read")));
   r.Add(Post("/api/audit/verify", VerifyAudit).Allow(P::Permission("audit.verify")));

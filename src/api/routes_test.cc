@@ -73,7 +73,26 @@ TEST(RoutesTest, CollectionCapturesAreChecked) {
     EXPECT_EQ(FailedCapture(route, good), std::nullopt) << route.pattern;
     ++checked;
   }
-  EXPECT_EQ(checked, 11);
+  EXPECT_EQ(checked, 12);
+}
+
+// The upload route takes its collection and field from the query string and
+// checks them like path captures; its permission names either action.
+TEST(RoutesTest, TheUploadRouteChecksItsQueryCaptures) {
+  const Router tenant = BuildTenantRouter();
+  auto m = tenant.Find("POST", "/api/files");
+  ASSERT_NE(m.route, nullptr);
+  EXPECT_TRUE(m.route->streamed);
+  EXPECT_EQ(m.route->access.ToString(), "records.{collection}.create|records.{collection}.update");
+  http::PathParams bad{{"collection", "Not-A-Name"}, {"field", "scan"}};
+  EXPECT_EQ(FailedCapture(*m.route, bad), "collection");
+  http::PathParams bad_field{{"collection", "docs"}, {"field", "../x"}};
+  EXPECT_EQ(FailedCapture(*m.route, bad_field), "field");
+  http::PathParams good{{"collection", "docs"}, {"field", "scan"}};
+  EXPECT_EQ(FailedCapture(*m.route, good), std::nullopt);
+  auto d = tenant.Find("GET", "/api/collections/docs/records/r1/files/scan/not-a-file-id");
+  ASSERT_NE(d.route, nullptr);
+  EXPECT_EQ(FailedCapture(*d.route, d.params), "file");
 }
 
 // The enrolment gate: permission routes never pass it (rbac withholds every

@@ -33,6 +33,9 @@ class TrustedProxies;
 namespace silo::backup {
 class Service;
 }
+namespace silo::files {
+class FileStores;
+}
 
 namespace silo::api {
 
@@ -62,6 +65,7 @@ struct Services {
   const guard::TrustedProxies* proxies = nullptr;
   const SecurityOptions* security = nullptr;
   backup::Service* backups = nullptr;
+  files::FileStores* files = nullptr;  // each tenant's sealed files
   // An Argon2id hash of a random password at the configured cost: checked
   // against when the e-mail is unknown, so that both cost the same time.
   std::string dummy_password_hash;

@@ -1,5 +1,7 @@
 #include "api/tenant_access.h"
 
+#include <algorithm>
+
 #include "auth/api_tokens.h"
 #include "crypto/crypto.h"
 #include "rbac/rbac.h"
@@ -115,14 +117,26 @@ Status Authorize(const Route& route, const http::PathParams& params, const Calle
       }
       return Status::Ok();
     case Access::Kind::kPermission: {
-      std::string wanted = RequiredPermission(route, params);
-      switch (rbac::Authorize({caller.permissions, caller.mfa_enrolment_pending}, wanted)) {
-        case rbac::Decision::kAllow: return Status::Ok();
-        case rbac::Decision::kDenyMfaEnrolmentRequired: return PermissionDenied(kEnrolFirst);
-        case rbac::Decision::kDenyNoPermission:
-          return PermissionDenied("missing permission " + wanted);
+      // Alternatives: any one allows; the enrolment gate, if it is what
+      // refused, is named.
+      const std::string wanted = RequiredPermission(route, params);
+      bool enrol_first = false;
+      for (size_t at = 0; at <= wanted.size();) {
+        size_t bar = std::min(wanted.find('|', at), wanted.size());
+        switch (rbac::Authorize({caller.permissions, caller.mfa_enrolment_pending},
+                                wanted.substr(at, bar - at))) {
+          case rbac::Decision::kAllow: return Status::Ok();
+          case rbac::Decision::kDenyMfaEnrolmentRequired: enrol_first = true; break;
+          case rbac::Decision::kDenyNoPermission: break;
+        }
+        at = bar + 1;
       }
-      return PermissionDenied("missing permission " + wanted);
+      if (enrol_first) return PermissionDenied(kEnrolFirst);
+      std::string named = wanted;
+      for (size_t bar = named.find('|'); bar != std::string::npos; bar = named.find('|', bar)) {
+        named.replace(bar, 1, " or ");
+      }
+      return PermissionDenied("missing permission " + named);
     }
     case Access::Kind::kOperator: return PermissionDenied("operator route");
     case Access::Kind::kUnset: return Internal("route without a declared access");

@@ -183,6 +183,26 @@ TEST(AuthorizeTest, TheRoutesAccessDecides) {
   EXPECT_STATUS(StatusCode::kInternal, Authorize(For(Access{}), params, reader));
 }
 
+TEST(AuthorizeTest, AnyOneAlternativeSufficesAndTheRefusalNamesThemAll) {
+  const http::PathParams params{{"name", "tickets"}};
+  const Access either = Access::Permission("records.{name}.create|records.{name}.update");
+  Caller creator = WithSession("x");
+  creator.permissions = {"records.tickets.create"};
+  Caller updater = WithSession("y");
+  updater.permissions = {"records.tickets.update"};
+  Caller reader = WithSession("z");
+  reader.permissions = {"records.*.read", "records.other.create"};
+  EXPECT_OK(Authorize(For(either), params, creator));
+  EXPECT_OK(Authorize(For(either), params, updater));
+  auto denied = Authorize(For(either), params, reader);
+  EXPECT_STATUS(StatusCode::kPermissionDenied, denied);
+  EXPECT_EQ(denied.message(),
+            "missing permission records.tickets.create or records.tickets.update");
+  creator.mfa_enrolment_pending = true;
+  EXPECT_EQ(Authorize(For(either), params, creator).message(),
+            "enrol a second factor first (POST /api/auth/totp/enroll)");
+}
+
 TEST(AuthorizeTest, TheEnrolmentGateOpensOnlyTheRoutesThatSaySo) {
   const http::PathParams params{{"name", "tickets"}};
   Caller pending = WithSession("x");

@@ -28,6 +28,7 @@
 #include "base/time_util.h"
 #include "crypto/crypto.h"
 #include "crypto/keyring.h"
+#include "files/file_store.h"
 #include "guard/client_address.h"
 #include "guard/rate_limiter.h"
 #include "http/metrics.h"
@@ -69,6 +70,9 @@ http::ServerOptions OptionsFor(const config::Config& c, const std::string& name,
   o.io_threads = c.limits.io_threads;
   o.handler_threads = c.limits.handler_threads;
   o.handler_queue = c.limits.handler_queue;
+  o.progress_timeout = c.limits.progress_timeout;
+  // Every upload the files module admits has a thread waiting on its body.
+  o.stream_threads = static_cast<unsigned>(c.files.uploads_total);
   o.slow_threads = c.security.password_threads;
   o.slow_queue = c.security.password_queue;
   return o;
@@ -146,6 +150,8 @@ std::string RouteTable(RouteTableKind kind) {
   const api::Router router =
       kind == RouteTableKind::kOperator ? api::BuildOperatorRouter() : api::BuildTenantRouter();
   for (const auto& r : router.routes()) {
+    boost::json::array query;
+    for (auto q : r.query_captures) query.push_back(boost::json::string(q));
     out.push_back(
         boost::json::object{{"method", r.method},
                             {"pattern", r.pattern},
@@ -154,7 +160,8 @@ std::string RouteTable(RouteTableKind kind) {
                             {"during_mfa_enrolment", r.during_mfa_enrolment},
                             {"body_limit", static_cast<int64_t>(r.body_limit)},
                             {"slow", r.slow},
-                            {"streamed", r.streamed}});
+                            {"streamed", r.streamed},
+                            {"query", std::move(query)}});
   }
   return boost::json::serialize(out);
 }
@@ -171,6 +178,7 @@ struct App::Parts {
   std::shared_ptr<storage::TenantDatabases> databases;
   std::unique_ptr<records::TenantStores> stores;
   std::unique_ptr<auth::IdentityStores> identities;
+  std::unique_ptr<files::FileStores> files;
   guard::TrustedProxies proxies;
   guard::RateLimiter limiter;
   guard::BanList bans;
@@ -266,6 +274,12 @@ Result<std::unique_ptr<App>> App::Create(config::Config c) {
   timeouts.session_absolute_us = int64_t{c.security.session_absolute_hours} * 3600 * 1'000'000;
   p->identities = std::make_unique<auth::IdentityStores>(
       p->databases, SubkeyFn(p->keyring.get(), crypto::KeyPurpose::kSecretFields), timeouts);
+  // Files are sealed under the kFiles sub-key, one key per blob below it.
+  p->files = std::make_unique<files::FileStores>(
+      p->databases, SubkeyFn(p->keyring.get(), crypto::KeyPurpose::kFiles), c.data_dir,
+      files::FileOptions{c.files.max_file_bytes, c.files.tenant_quota_bytes,
+                         int64_t{c.files.upload_expire_hours} * 3600 * 1'000'000,
+                         c.files.uploads_per_tenant, c.files.uploads_total});
 
   // 3. Guards, logs and backups.
   std::string proxies;
@@ -299,6 +313,7 @@ Result<std::unique_ptr<App>> App::Create(config::Config c) {
   s.proxies = &p->proxies;
   s.security = &p->security;
   s.backups = p->backups.get();
+  s.files = p->files.get();
   s.dummy_password_hash = std::move(dummy_hash);
   p->public_dispatcher =
       std::make_unique<api::PublicDispatcher>(s, c.base_domain, c.limits.max_body_bytes);

@@ -4,6 +4,7 @@
 
 #include "auth/api_tokens.h"
 #include "auth/identity.h"
+#include "files/catalog.h"
 #include "records/tenant_store.h"
 
 namespace silo::app {
@@ -14,6 +15,7 @@ std::span<const storage::Migration> TenantSchema() {
     for (const auto& m : records::TenantMigrations()) v->push_back(m);
     for (const auto& m : auth::ApiTokenMigrations()) v->push_back(m);
     for (const auto& m : auth::IdentityMigrations()) v->push_back(m);
+    for (const auto& m : files::CatalogMigrations()) v->push_back(m);
     return v;
   }();
   return *all;

@@ -39,6 +39,24 @@ inline std::string TenantMetaFile(const std::string& data, const std::string& te
 inline std::string TenantFilesDir(const std::string& data, const std::string& tenant_id) {
   return TenantDir(data, tenant_id) + "/files";
 }
+// A sealed blob: files/b/<first two hex digits of its id>/<id>.sf. The id is
+// random (files/blob.h): no user byte is ever part of a path.
+inline std::string TenantBlobDir(const std::string& data, const std::string& tenant_id,
+                                 const std::string& blob_id) {
+  return TenantFilesDir(data, tenant_id) + "/b/" + blob_id.substr(0, 2);
+}
+inline std::string TenantBlobFile(const std::string& data, const std::string& tenant_id,
+                                  const std::string& blob_id) {
+  return TenantBlobDir(data, tenant_id, blob_id) + "/" + blob_id + ".sf";
+}
+// Uploads in progress, sealed like blobs: files/u/<upload-id>.part.
+inline std::string TenantUploadsDir(const std::string& data, const std::string& tenant_id) {
+  return TenantFilesDir(data, tenant_id) + "/u";
+}
+inline std::string TenantUploadFile(const std::string& data, const std::string& tenant_id,
+                                    const std::string& upload_id) {
+  return TenantUploadsDir(data, tenant_id) + "/" + upload_id + ".part";
+}
 
 }  // namespace silo::layout
 

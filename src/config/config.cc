@@ -347,6 +347,21 @@ void ReadLimits(const GetEnv& getenv, Config* config, std::vector<std::string>* 
   ReadNumber<unsigned>(getenv, "SILO_HANDLER_THREADS", 1, 256, &l.handler_threads, problems);
   ReadNumber<size_t>(getenv, "SILO_HANDLER_QUEUE", 1, 1'000'000, &l.handler_queue, problems);
   ReadNumber<size_t>(getenv, "SILO_MAX_OPEN_TENANTS", 1, 100'000, &l.max_open_tenants, problems);
+  ReadMillis(getenv, "SILO_PROGRESS_TIMEOUT_MS", &l.progress_timeout, problems);
+}
+
+// Files: sizes, the tenant quota, how long an unattached upload lives, and
+// how many uploads run at once.
+void ReadFiles(const GetEnv& getenv, Config* config, std::vector<std::string>* problems) {
+  Files& f = config->files;
+  constexpr uint64_t kTiB = uint64_t{1} << 40;
+  ReadNumber<uint64_t>(getenv, "SILO_MAX_FILE_BYTES", 1, kTiB, &f.max_file_bytes, problems);
+  ReadNumber<uint64_t>(getenv, "SILO_TENANT_FILE_QUOTA_BYTES", 0, 1024 * kTiB,
+                       &f.tenant_quota_bytes, problems);
+  ReadNumber<int>(getenv, "SILO_UPLOAD_EXPIRE_HOURS", 1, 24 * 365, &f.upload_expire_hours,
+                  problems);
+  ReadNumber<size_t>(getenv, "SILO_UPLOADS_PER_TENANT", 1, 1024, &f.uploads_per_tenant, problems);
+  ReadNumber<size_t>(getenv, "SILO_UPLOADS_TOTAL", 1, 4096, &f.uploads_total, problems);
 }
 
 }  // namespace
@@ -357,6 +372,7 @@ LoadResult Load(const GetEnv& getenv) {
   ReadBackups(getenv, &r.config, &r.problems);
   ReadSecurity(getenv, &r.config, &r.problems);
   ReadLimits(getenv, &r.config, &r.problems);
+  ReadFiles(getenv, &r.config, &r.problems);
   if (r.config.env != Environment::kDevelopment) {
     auto more = ProductionProblems(r.config);
     r.problems.insert(r.problems.end(), more.begin(), more.end());

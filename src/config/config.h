@@ -46,6 +46,18 @@ struct Limits {
   unsigned handler_threads = 4;   // SILO_HANDLER_THREADS: request handlers run here
   size_t handler_queue = 512;     // SILO_HANDLER_QUEUE: waiting requests beyond this get 503
   size_t max_open_tenants = 256;  // SILO_MAX_OPEN_TENANTS: tenant databases kept open (LRU)
+  // SILO_PROGRESS_TIMEOUT_MS: each 64 KiB of a streamed body (upload,
+  // download) must move within this, or the connection is dropped
+  std::chrono::milliseconds progress_timeout{30'000};
+};
+
+// Files (DESIGN: files/file_store.h).
+struct Files {
+  uint64_t max_file_bytes = uint64_t{5} << 30;  // SILO_MAX_FILE_BYTES: any file field's ceiling
+  uint64_t tenant_quota_bytes = uint64_t{10} << 30;  // SILO_TENANT_FILE_QUOTA_BYTES; 0: none
+  int upload_expire_hours = 24;                      // SILO_UPLOAD_EXPIRE_HOURS: unattached uploads
+  size_t uploads_per_tenant = 4;                     // SILO_UPLOADS_PER_TENANT: at once
+  size_t uploads_total = 32;                         // SILO_UPLOADS_TOTAL: at once, all tenants
 };
 
 // Identity, sessions and abuse protection (DESIGN sections 6 and 7).
@@ -111,6 +123,7 @@ struct Config {
   // purged (hashes stay). At least 24 outside development.
   int audit_retention_months = 24;
   Limits limits;
+  Files files;
   Security security;
   Backups backups;
 };

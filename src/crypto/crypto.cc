@@ -1,9 +1,11 @@
 #include "crypto/crypto.h"
 
+#include <openssl/evp.h>
 #include <sodium.h>
 
 #include <cstdlib>
 #include <cstring>
+#include <stdexcept>
 
 #include "crypto/sodium_init.h"
 
@@ -106,6 +108,26 @@ std::string Sha256Hex(std::string_view data) {
   unsigned char out[crypto_hash_sha256_BYTES];
   crypto_hash_sha256(out, reinterpret_cast<const unsigned char*>(data.data()), data.size());
   return HexEncode(std::string_view(reinterpret_cast<char*>(out), sizeof out));
+}
+
+Sha256Stream::Sha256Stream() : ctx_(EVP_MD_CTX_new()) {
+  if (ctx_ == nullptr ||
+      EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), EVP_sha256(), nullptr) != 1) {
+    throw std::runtime_error("SHA-256 unavailable");
+  }
+}
+
+Sha256Stream::~Sha256Stream() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
+
+void Sha256Stream::Update(std::string_view bytes) {
+  EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), bytes.data(), bytes.size());
+}
+
+std::string Sha256Stream::FinishHex() {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(ctx_), out, &n);
+  return HexEncode(std::string_view(reinterpret_cast<char*>(out), n));
 }
 
 bool ConstantTimeEquals(std::string_view a, std::string_view b) {

@@ -65,6 +65,22 @@ std::string RandomId(size_t n);
 
 std::string Sha256Hex(std::string_view data);
 
+// SHA-256 of a stream fed in pieces (file contents): OpenSSL's, which uses
+// the CPU's SHA extensions (1.7 GB/s here against libsodium's 0.3-0.4).
+class Sha256Stream {
+ public:
+  Sha256Stream();
+  ~Sha256Stream();
+  Sha256Stream(const Sha256Stream&) = delete;
+  Sha256Stream& operator=(const Sha256Stream&) = delete;
+  void Update(std::string_view bytes);
+  // Lowercase hex of the digest of everything fed. Once.
+  std::string FinishHex();
+
+ private:
+  void* ctx_;  // EVP_MD_CTX
+};
+
 // Constant-time equality; lengths are compared first (length is not secret).
 bool ConstantTimeEquals(std::string_view a, std::string_view b);
 

@@ -602,7 +602,7 @@ class Server::Impl {
     Response res = co_await Dispatch(std::move(req), Lane::kStream);
     if (!body.failure().ok()) {
       keep_alive = false;
-    } else if (!co_await body.Drain(Dispatcher::kUnroutedDrainBytes, opts_.read_timeout)) {
+    } else if (!co_await body.Drain(Dispatcher::kRefusedDrainBytes, opts_.read_timeout)) {
       keep_alive = false;
     }
     co_return co_await Answer(stream, tcp_layer, std::move(res), keep_alive, method, target, ex);
@@ -691,14 +691,14 @@ class Server::Impl {
     res.set(bhttp::field::content_type, ctype);
     for (const auto& [name, value] : kSecurityHeaders) res.set(name, value);
     res.set("X-Request-Id", request_id);
-    for (const auto& [name, value] : r.headers) {
+    for (const auto& header : r.headers) {
       const bool standard =
           std::any_of(std::begin(kSecurityHeaders), std::end(kSecurityHeaders),
-                      [&](const auto& h) { return beast::iequals(h.first, name); });
+                      [&](const auto& h) { return beast::iequals(h.first, header.first); });
       if (standard) {
-        res.set(name, value);
+        res.set(header.first, header.second);
       } else {
-        res.insert(name, value);
+        res.insert(header.first, header.second);
       }
     }
     res.keep_alive(keep_alive);

@@ -50,9 +50,13 @@ class Dispatcher {
   // A streamed route: the request needs a Content-Length (411 otherwise);
   // the handler gets the header at once and reads the body through
   // Request::body_stream, deciding its own limits (413 is its answer). A body
-  // it leaves unread is drained up to kUnroutedDrainBytes, else the
+  // it leaves unread is drained up to kRefusedDrainBytes, else the
   // connection ends with the answer.
   static constexpr size_t kStreamed = static_cast<size_t>(-2);
+  // Why this much: most clients send the whole body before they read the
+  // answer, and a connection closed under them loses the answer (a refused
+  // upload would read as a network error). Beyond it the connection ends.
+  static constexpr size_t kRefusedDrainBytes = 8 * 1024 * 1024;
   virtual size_t BodyLimit(std::string_view method, std::string_view target) const = 0;
   // Answers one request; runs on the handler pool. May throw: the server then
   // answers 500 without details.

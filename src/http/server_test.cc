@@ -380,10 +380,12 @@ TEST(ServerStreamTest, ARefusalWithoutReadingDrainsASmallBodyAndClosesOnALargeOn
   Server server(PlainOptions(), &d, &m);
   auto port = server.Start();
   ASSERT_OK(port);
-  // Small: drained, and a second request on the same connection is served.
-  const std::string small = Pattern(1000);
-  std::string two = "POST /up-refuse HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n" + small +
-                    "GET /cache HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+  // Up to 8 MiB: drained (the client reads the answer after sending it
+  // all), and a second request on the same connection is served.
+  const std::string small = Pattern(3 * 1024 * 1024);
+  std::string two =
+      "POST /up-refuse HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(small.size()) +
+      "\r\n\r\n" + small + "GET /cache HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
   std::string answer = Exchange(*port, two);
   EXPECT_EQ(answer.rfind("HTTP/1.1 413", 0), 0u) << answer;
   EXPECT_NE(answer.find("HTTP/1.1 200"), std::string::npos) << answer;

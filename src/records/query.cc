@@ -55,8 +55,9 @@ Result<Filter> ParseFilter(const CollectionSchema& schema, std::string_view text
   }
   if (!known)
     return InvalidArgument("filter operator must be one of eq ne lt lte gt gte in prefix");
-  if (f->type == FieldType::kJson)
-    return InvalidArgument(f->name + ": json fields cannot be filtered");
+  if (f->type == FieldType::kJson || f->type == FieldType::kFile)
+    return InvalidArgument(f->name + ": " + std::string(FieldTypeName(f->type)) +
+                           " fields cannot be filtered");
   if (filter.op == FilterOp::kPrefix &&
       !(f->type == FieldType::kString || f->type == FieldType::kText ||
         f->type == FieldType::kEmail || f->type == FieldType::kEnum)) {
@@ -163,8 +164,9 @@ Result<ListQuery> ParseListQuery(const CollectionSchema& schema,
         return InvalidArgument("sort on an unknown field: " + Shown(name) + " (fields: id, " +
                                FieldNames(schema) + ")");
       }
-      if (f->type == FieldType::kJson)
-        return InvalidArgument(f->name + ": json fields cannot be sorted");
+      if (f->type == FieldType::kJson || f->type == FieldType::kFile)
+        return InvalidArgument(f->name + ": " + std::string(FieldTypeName(f->type)) +
+                               " fields cannot be sorted");
       q.sort = *f;
     } else if (key == "limit") {
       if (Status s = once(&seen_limit, key); !s.ok()) return s;

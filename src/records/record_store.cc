@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 
 #include "base/time_util.h"
+#include "files/catalog.h"
 #include "records/list_sql.h"
 #include "records/sqlite_tenant_store_internal.h"
 
@@ -11,6 +12,32 @@ namespace json = boost::json;
 using storage::Database;
 using storage::Statement;
 namespace proj = projection;
+
+namespace {
+
+// What a record write from `before` to `after` does to the files its file
+// fields name (files/catalog.h): new ids are attached, dropped ones become
+// tombstones, in the write's transaction. InvalidArgument naming each field
+// whose files cannot be attached.
+Status ReconcileFiles(Database& db, const events::Origin& ctx, const CollectionSchema& schema,
+                      const std::string& collection, const std::string& id,
+                      const json::object& before, const json::object& after) {
+  std::vector<FieldError> errors;
+  for (const FieldDef& f : schema.fields) {
+    if (f.type != FieldType::kFile) continue;
+    auto old_ids = FileIds(before.if_contains(f.name));
+    auto new_ids = FileIds(after.if_contains(f.name));
+    if (old_ids == new_ids) continue;
+    files::FieldLimits limits{f.max_bytes, f.types, f.max_files};
+    SILO_RETURN_IF_ERROR(files::Reconcile(db, {collection, f.name, id},
+                                          ctx.actor.kind + ":" + ctx.actor.id, limits, old_ids,
+                                          new_ids, ctx.now_us, &errors));
+  }
+  if (!errors.empty()) return InvalidArgument("invalid record").WithFields(std::move(errors));
+  return Status::Ok();
+}
+
+}  // namespace
 
 Result<Record> SqliteTenantStore::CreateRecord(const events::Origin& ctx,
                                                const std::string& collection,
@@ -39,6 +66,7 @@ Result<Record> SqliteTenantStore::CreateRecord(const events::Origin& ctx,
         if (!existing.ok()) return existing.status();
         if (*existing) return AlreadyExists("a record with this id exists or existed");
         if (Status u = CheckUnique(db, c->schema, collection, id, *valid); !u.ok()) return u;
+        SILO_RETURN_IF_ERROR(ReconcileFiles(db, ctx, c->schema, collection, id, {}, *valid));
         e.type = "record.created";
         e.subject_kind = proj::kRecordSubject;
         e.subject_id = collection + "/" + id;
@@ -97,6 +125,8 @@ Result<Record> SqliteTenantStore::UpdateRecord(const events::Origin& ctx,
         if (Status u = CheckUnique(db, c->schema, collection, id, *valid); !u.ok()) return u;
         e.changes = Diff(c->schema, (*latest)->data, *valid);
         if (e.changes.empty()) return Status::Ok();  // nothing changed: no event
+        SILO_RETURN_IF_ERROR(
+            ReconcileFiles(db, ctx, c->schema, collection, id, (*latest)->data, *valid));
         e.type = "record.updated";
         e.subject_kind = proj::kRecordSubject;
         e.subject_id = collection + "/" + id;
@@ -118,6 +148,8 @@ Status SqliteTenantStore::DeleteRecord(const events::Origin& ctx, const std::str
         if (!latest.ok()) return latest.status();
         if (!*latest || (*latest)->deleted) return NotFound("no such record");
         if (Status v = CheckVersion((*latest)->version, if_version); !v.ok()) return v;
+        SILO_RETURN_IF_ERROR(
+            ReconcileFiles(db, ctx, c->schema, collection, id, (*latest)->data, {}));
         e.type = "record.deleted";
         e.subject_kind = proj::kRecordSubject;
         e.subject_id = collection + "/" + id;
@@ -157,6 +189,7 @@ Result<Record> SqliteTenantStore::RevertRecord(const events::Origin& ctx,
         json::object current = (*latest)->deleted ? json::object() : (*latest)->data;
         e.changes = Diff(c->schema, current, *valid);
         if (e.changes.empty() && !(*latest)->deleted) return Status::Ok();  // already so
+        SILO_RETURN_IF_ERROR(ReconcileFiles(db, ctx, c->schema, collection, id, current, *valid));
         e.type = "record.reverted";
         e.subject_kind = proj::kRecordSubject;
         e.subject_id = collection + "/" + id;

@@ -17,6 +17,19 @@ namespace {
 constexpr size_t kDefaultStringBytes = 1024;
 constexpr size_t kDefaultLongBytes = 64 * 1024;  // text and json
 constexpr size_t kMaxEnumValues = 256;
+constexpr size_t kDefaultFileBytes = 5 * 1024 * 1024;
+constexpr uint64_t kMaxFileBytes = uint64_t{1} << 40;  // SILO_MAX_FILE_BYTES is the real ceiling
+constexpr size_t kMaxFilesPerField = 100;
+constexpr size_t kMaxTypes = 64;
+
+// 32 lowercase hex characters: a file id (files/blob.h).
+bool ValidFileId(const json::value& v) {
+  if (!v.is_string() || v.as_string().size() != 32) return false;
+  for (char c : v.as_string()) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
 
 constexpr std::string_view kReserved[] = {"id",         "version",    "created_at",
                                           "created_by", "updated_at", "updated_by"};
@@ -26,7 +39,7 @@ constexpr std::pair<std::string_view, FieldType> kTypes[] = {
     {"integer", FieldType::kInteger}, {"number", FieldType::kNumber},
     {"boolean", FieldType::kBoolean}, {"datetime", FieldType::kDateTime},
     {"email", FieldType::kEmail},     {"enum", FieldType::kEnum},
-    {"json", FieldType::kJson}};
+    {"json", FieldType::kJson},       {"file", FieldType::kFile}};
 
 int Depth(const json::value& v) {
   int deepest = 0;
@@ -68,6 +81,7 @@ size_t DefaultMax(FieldType t) {
     case FieldType::kString: return kDefaultStringBytes;
     case FieldType::kText:
     case FieldType::kJson: return kDefaultLongBytes;
+    case FieldType::kFile: return kDefaultFileBytes;
     default: return 0;
   }
 }
@@ -121,6 +135,19 @@ std::string CheckValue(const FieldDef& f, const json::value& v, json::value* out
         return "longer than " + std::to_string(f.max_bytes) + " bytes";
       }
       return "";
+    case FieldType::kFile: {
+      if (f.max_files == 1) return ValidFileId(v) ? "" : "must be a file id";
+      if (!v.is_array() || v.as_array().size() > f.max_files) {
+        return "must be an array of at most " + std::to_string(f.max_files) + " file ids";
+      }
+      std::set<std::string_view> distinct;
+      for (const auto& id : v.as_array()) {
+        if (!ValidFileId(id) || !distinct.insert(id.as_string()).second) {
+          return "must be an array of distinct file ids";
+        }
+      }
+      return "";
+    }
   }
   return "unsupported type";
 }
@@ -153,6 +180,18 @@ bool ValidRecordId(std::string_view id) {
   return true;
 }
 
+std::vector<std::string> FileIds(const json::value* value) {
+  std::vector<std::string> out;
+  if (value == nullptr) return out;
+  if (value->is_string()) out.emplace_back(value->as_string());
+  if (value->is_array()) {
+    for (const auto& id : value->as_array()) {
+      if (id.is_string()) out.emplace_back(id.as_string());
+    }
+  }
+  return out;
+}
+
 const FieldDef* CollectionSchema::Find(std::string_view field) const {
   for (const auto& f : fields) {
     if (f.name == field) return &f;
@@ -169,7 +208,15 @@ json::object CollectionSchema::ToJson() const {
     o["required"] = f.required;
     o["unique"] = f.unique;
     o["indexed"] = f.indexed;
-    if (f.max_bytes != 0) o["max"] = static_cast<int64_t>(f.max_bytes);
+    if (f.type == FieldType::kFile) {
+      o["max_bytes"] = static_cast<int64_t>(f.max_bytes);
+      json::array types;
+      for (const auto& t : f.types) types.push_back(json::string(t));
+      o["types"] = std::move(types);
+      o["max_files"] = static_cast<int64_t>(f.max_files);
+    } else if (f.max_bytes != 0) {
+      o["max"] = static_cast<int64_t>(f.max_bytes);
+    }
     if (f.type == FieldType::kEnum) {
       json::array values;
       for (const auto& v : f.values) values.push_back(json::string(v));
@@ -190,13 +237,67 @@ namespace {
 
 using Fail = std::function<void(std::string message)>;
 
+// A MIME type as a file field's "types" lists it: "type/subtype" or
+// "type/*", lowercase letters, digits and "+-.".
+bool ValidTypePattern(std::string_view t) {
+  size_t slash = t.find('/');
+  if (slash == 0 || slash == std::string_view::npos || slash + 1 == t.size() || t.size() > 127) {
+    return false;
+  }
+  if (t.substr(slash + 1) == "*") t = t.substr(0, slash + 1);
+  for (size_t i = 0; i < t.size(); ++i) {
+    char c = t[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '-' ||
+              c == '.' || (c == '/' && i == slash);
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// "max_bytes", "types" and "max_files" of a file field (and of no other).
+void ParseFileOptions(const json::object& fo, bool typed, FieldDef* f, const Fail& fail) {
+  const bool file = typed && f->type == FieldType::kFile;
+  for (const char* key : {"max_bytes", "types", "max_files"}) {
+    if (!file && fo.contains(key)) fail(std::string(key) + " applies to file fields only");
+  }
+  if (!file) return;
+  if (const json::value* m = fo.if_contains("max_bytes")) {
+    if (!m->is_int64() || m->as_int64() < 1 || uint64_t(m->as_int64()) > kMaxFileBytes) {
+      fail("max_bytes must be an integer from 1 to " + std::to_string(kMaxFileBytes));
+    } else {
+      f->max_bytes = static_cast<size_t>(m->as_int64());
+    }
+  }
+  if (const json::value* n = fo.if_contains("max_files")) {
+    if (!n->is_int64() || n->as_int64() < 1 || n->as_int64() > int64_t(kMaxFilesPerField)) {
+      fail("max_files must be an integer from 1 to " + std::to_string(kMaxFilesPerField));
+    } else {
+      f->max_files = static_cast<size_t>(n->as_int64());
+    }
+  }
+  if (const json::value* ts = fo.if_contains("types")) {
+    if (!ts->is_array() || ts->as_array().size() > kMaxTypes) {
+      fail("types must be an array of at most 64 MIME types");
+      return;
+    }
+    for (const auto& t : ts->as_array()) {
+      if (!t.is_string() || !ValidTypePattern(t.as_string())) {
+        fail("types must list MIME types like image/png or image/*, in lowercase");
+        return;
+      }
+      f->types.emplace_back(t.as_string());
+    }
+  }
+}
+
 // "max" of a string, text or json field.
 void ParseMax(const json::object& fo, FieldDef* f, const Fail& fail) {
   f->max_bytes = DefaultMax(f->type);
   const json::value* m = fo.if_contains("max");
   if (m == nullptr) return;
-  if (f->max_bytes == 0) {
-    fail("max applies to string, text and json fields only");
+  if (f->max_bytes == 0 || f->type == FieldType::kFile) {
+    fail(f->type == FieldType::kFile ? "a file field's limit is max_bytes"
+                                     : "max applies to string, text and json fields only");
   } else if (!m->is_int64() || m->as_int64() < 1 || m->as_int64() > int64_t(kDefaultLongBytes)) {
     fail("max must be an integer from 1 to " + std::to_string(kDefaultLongBytes));
   } else {
@@ -244,8 +345,9 @@ std::optional<FieldDef> ParseField(const json::value& fv, size_t index, std::set
     ok = false;
   };
   for (const auto& kv : fo) {
-    static const std::set<std::string_view> kKnown = {"name",    "type", "required", "unique",
-                                                      "indexed", "max",  "values"};
+    static const std::set<std::string_view> kKnown = {
+        "name", "type",   "required",  "unique", "indexed",
+        "max",  "values", "max_bytes", "types",  "max_files"};
     if (!kKnown.count(kv.key())) fail("unknown member " + std::string(kv.key()));
   }
   const json::value* fname = fo.if_contains("name");
@@ -270,7 +372,9 @@ std::optional<FieldDef> ParseField(const json::value& fv, size_t index, std::set
     }
   }
   if (!typed) {
-    fail("type must be one of string, text, integer, number, boolean, datetime, email, enum, json");
+    fail(
+        "type must be one of string, text, integer, number, boolean, datetime, email, enum, "
+        "json, file");
   }
   for (auto [key, flag] : {std::pair{"required", &f.required}, std::pair{"unique", &f.unique},
                            std::pair{"indexed", &f.indexed}}) {
@@ -284,7 +388,11 @@ std::optional<FieldDef> ParseField(const json::value& fv, size_t index, std::set
   }
   if (typed && f.unique && f.type == FieldType::kJson) fail("a json field cannot be unique");
   if (typed && f.indexed && f.type == FieldType::kJson) fail("a json field cannot be indexed");
+  if (typed && (f.unique || f.indexed) && f.type == FieldType::kFile) {
+    fail("a file field cannot be unique or indexed");
+  }
   ParseMax(fo, &f, fail);
+  ParseFileOptions(fo, typed, &f, fail);
   ParseEnumValues(fo, typed, &f, fail);
   if (!ok) return std::nullopt;
   return f;
@@ -406,6 +514,7 @@ Result<json::value> ParseFieldValue(const FieldDef& f, std::string_view text) {
       return json::value(json::string(FormatRfc3339Micros(*us)));
     }
     case FieldType::kJson: return InvalidArgument(f.name + ": json fields cannot be compared");
+    case FieldType::kFile: return InvalidArgument(f.name + ": file fields cannot be compared");
   }
   return bad();
 }

@@ -5,7 +5,9 @@
 //   {"name": "tickets", "fields": [
 //     {"name": "title", "type": "string", "required": true, "max": 200},
 //     {"name": "state", "type": "enum", "values": ["open", "closed"], "indexed": true},
-//     {"name": "ref", "type": "string", "unique": true}]}
+//     {"name": "ref", "type": "string", "unique": true},
+//     {"name": "scan", "type": "file", "max_bytes": 10485760,
+//      "types": ["image/*", "application/pdf"], "max_files": 3}]}
 // Names (collections and fields) match [a-z][a-z0-9_]{0,62}; the record
 // metadata names (id, version, created_at, ...) are reserved.
 #ifndef SILO_RECORDS_SCHEMA_H_
@@ -31,7 +33,8 @@ enum class FieldType {
   kDateTime,
   kEmail,
   kEnum,
-  kJson
+  kJson,
+  kFile  // one file id (max_files 1) or an array of them; files/catalog.h
 };
 
 std::string_view FieldTypeName(FieldType type);
@@ -42,8 +45,10 @@ struct FieldDef {
   bool required = false;
   bool unique = false;
   bool indexed = false;
-  size_t max_bytes = 0;             // string, text, json: the limit in bytes
+  size_t max_bytes = 0;             // string, text, json, file: the limit in bytes
   std::vector<std::string> values;  // enum only
+  std::vector<std::string> types;   // file only: allowed sniffed types; empty: any
+  size_t max_files = 1;             // file only
 };
 
 struct CollectionSchema {
@@ -66,6 +71,10 @@ inline constexpr int kMaxJsonDepth = 16;
 bool ValidName(std::string_view name);
 // A record id: [A-Za-z0-9_-]{1,64}.
 bool ValidRecordId(std::string_view id);
+
+// The file ids a file field's value names (none for an absent value).
+// REQUIRES: the value passed ValidateRecord.
+std::vector<std::string> FileIds(const boost::json::value* value);
 
 // Parses and checks a collection definition. InvalidArgument naming each
 // bad field definition.

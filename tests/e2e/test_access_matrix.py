@@ -16,7 +16,9 @@ ALL_PERMS = ["collections.read", "collections.manage", "events.read", "audit.rea
 
 def grants(held, wanted):
     """The policy's wildcard rule, restated: records.*.<a> grants every
-    collection's <a>."""
+    collection's <a>; "a|b" is granted by either."""
+    if "|" in wanted:
+        return any(grants(held, w) for w in wanted.split("|"))
     for p in held:
         if p == wanted:
             return True
@@ -31,7 +33,12 @@ def concrete(route):
     if path.startswith("/api/roles/"):
         path = path.replace("{name}", "nosuch_role")
     path = path.replace("{name}", "tickets").replace("{id}", "nosuchid")
-    perm = route["access"].replace("{name}", "tickets")
+    path = path.replace("{field}", "title").replace("{file}", "0" * 32)
+    # Captures a route takes from the query (the upload's collection and field).
+    values = {"collection": "tickets", "field": "title"}
+    if route.get("query"):
+        path += "?" + "&".join("%s=%s" % (q, values[q]) for q in route["query"])
+    perm = route["access"].replace("{name}", "tickets").replace("{collection}", "tickets")
     return path, perm
 
 

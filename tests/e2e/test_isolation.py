@@ -46,14 +46,21 @@ class Tenant:
         o = self.owner
         assert o.call("POST", "/api/collections", {"name": "tickets", "fields": [
             {"name": "title", "type": "string", "required": True},
-            {"name": "note", "type": "text"}]}).status_code == 201
+            {"name": "note", "type": "text"},
+            {"name": "doc", "type": "file", "types": ["text/plain"]}]}).status_code == 201
         for rid in ("r1", "r2"):
             r = o.call("POST", "/api/collections/tickets/records",
                        {"id": rid, "title": rid, "note": self.marker})
             assert r.status_code == 201, r.text
         self.only_record = "only-" + slug[0] * 4  # an id the other tenant lacks
+        # A file holding the marker, attached to the record only this tenant has.
+        up = o.call("POST", "/api/files?collection=tickets&field=doc&name=only.txt",
+                    raw=("file of " + self.marker).encode(), headers={"Content-Type": "text/plain"})
+        assert up.status_code == 201, up.text
+        self.file_id = up.json()["id"]
         assert o.call("POST", "/api/collections/tickets/records",
-                      {"id": self.only_record, "title": "x", "note": self.marker}).status_code == 201
+                      {"id": self.only_record, "title": "x", "note": self.marker,
+                       "doc": self.file_id}).status_code == 201
         assert o.call("PATCH", "/api/collections/tickets/records/r1",
                       {"note": self.marker + " edited"},
                       headers={"If-Match": '"1"'}).status_code == 200
@@ -117,6 +124,7 @@ class Tenant:
             "audit": [(a["seq"], a["type"]) for a in
                       o.call("GET", "/api/audit?limit=1000").json()["items"]],
             "events": len(o.call("GET", "/api/events?limit=1000").json()["items"]),
+            "files": o.call("GET", "/api/files/usage").json(),
         }
 
 
@@ -131,6 +139,7 @@ def concrete(route, ids):
         path = path.replace("{id}", ids.session_id)
     elif path.startswith("/api/tokens/"):
         path = path.replace("{id}", ids.token_id)
+    path = path.replace("{field}", "doc").replace("{file}", ids.file_id)
     return path.replace("{name}", "tickets").replace("{id}", ids.only_record)
 
 
@@ -148,7 +157,7 @@ def body_for(route, foreign):
     if p == "/api/auth/password-reset":
         return {"email": PENDING}
     if route["body_limit"] == 0:
-        return None
+        return None  # a streamed upload too: sent with Content-Length 0
     if p.endswith("/records") or p.endswith("/records/{id}") or p.startswith("/api/public/"):
         return {"title": "intruder", "note": "intruder"}
     return {}
@@ -214,6 +223,15 @@ def attack(home, foreign, routes):
                                  r.text[:120]))
             if leaks(r, foreign):
                 failures.append(("own credentials", method, path, "leak", leaks(r, foreign)))
+    # The home tenant's own record with the other's file id, and an upload
+    # that names the other's file: refused, nothing of it shown.
+    r = home.owner.call("GET", "/api/collections/tickets/records/%s/files/doc/%s"
+                        % (home.only_record, foreign.file_id))
+    if r.status_code != 404 or leaks(r, foreign):
+        failures.append(("own record, foreign file", r.status_code, leaks(r, foreign)))
+    r = home.owner.call("PATCH", "/api/collections/tickets/records/r2", {"doc": foreign.file_id})
+    if r.status_code != 422 or leaks(r, foreign):
+        failures.append(("attach foreign file", r.status_code, r.text[:120]))
     # Everything the home tenant can read: none of it is the other's.
     for path in ["/api/collections/tickets/records?limit=200", "/api/users", "/api/roles",
                  "/api/audit?limit=1000", "/api/events?limit=1000", "/api/auth/sessions",

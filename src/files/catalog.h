@@ -1,0 +1,103 @@
+// The files table of a tenant database (migration 7): everything Silo knows
+// about an uploaded file except its bytes. Name, declared and sniffed types,
+// size, SHA-256, uploader and state live here, under the database's page
+// cipher, in every backup; the bytes live in a sealed blob (blob.h) named by
+// the same id. No path or name on disk carries a user byte.
+//
+// A file's life: an upload makes it `pending`, owned by its uploader, for a
+// collection's file field, until `expires_at`; a record write that names it
+// in that field attaches it to that one record for good (`attached`); a write
+// that drops it, or deletes the record, makes it a tombstone (`deleted`)
+// whose bytes stay for the backup retention, so that history, time travel and
+// revert still find them. A file is never moved to another record or field.
+//
+// Functions over a storage::Database; the writers run inside the caller's
+// transaction, so that attachment commits with the record's event or not at
+// all.
+#ifndef SILO_FILES_CATALOG_H_
+#define SILO_FILES_CATALOG_H_
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+#include "storage/database.h"
+#include "storage/migrator.h"
+
+namespace silo::files {
+
+// Migration 7 of the tenant schema (after records 1-3, auth 4-6).
+std::span<const storage::Migration> CatalogMigrations();
+
+enum class FileState { kPending, kAttached, kDeleted };
+std::string_view FileStateName(FileState state);
+
+struct FileRow {
+  std::string id;             // the blob id (blob.h): 32 lowercase hex
+  std::string owner;          // the uploader, "<kind>:<id>"
+  std::string name;           // the client's file name, cleaned (CleanFileName)
+  std::string declared_type;  // what the client said; kept, never trusted
+  std::string type;           // sniffed (sniff.h): what the file is served as
+  uint64_t size = 0;
+  std::string sha256;  // hex, of the plaintext
+  FileState state = FileState::kPending;
+  std::string collection, field;  // the file field it was uploaded for
+  std::string record_id;          // empty while pending
+  int64_t created_at_us = 0;
+  int64_t expires_at_us = 0;  // pending only: collected after this
+  int64_t deleted_at_us = 0;  // tombstones only
+};
+
+// What a file field admits (records' `file` field options).
+struct FieldLimits {
+  uint64_t max_bytes = 5 * 1024 * 1024;
+  std::vector<std::string> types;  // allow-list of sniffed types; "image/*"; empty: any
+  size_t max_files = 1;
+};
+
+// Whether the sniffed `type` is in `allowed` ("image/png", or "image/*" for
+// a whole top-level type). An empty list allows every type.
+bool TypeAllowed(const std::vector<std::string>& allowed, std::string_view type);
+
+// A client's file name made safe to keep and to send back in a
+// Content-Disposition: the last path segment, control characters, quotes and
+// backslashes removed, at most 255 bytes (cut at a UTF-8 boundary); "file"
+// when nothing is left.
+std::string CleanFileName(std::string_view name);
+
+// NotFound when there is no such file.
+Result<FileRow> LoadFile(storage::Database& db, std::string_view id);
+Status InsertFile(storage::Database& db, const FileRow& row);
+
+struct Usage {
+  uint64_t live_bytes = 0;      // pending and attached files
+  uint64_t retained_bytes = 0;  // tombstones whose bytes are kept
+  int64_t files = 0;            // rows of either
+};
+Result<Usage> LoadUsage(storage::Database& db);
+
+// Where a file field's files belong.
+struct Holder {
+  std::string collection, field, record_id;
+};
+
+// What one record write does to the files one of its file fields names,
+// `before` and `after` being the field's file ids. Each id new to the field
+// must be a pending file its uploader (`actor`, "<kind>:<id>") uploaded for
+// this collection and field, within `limits`, or a file of this very record
+// and field coming back (a revert): it is attached. Each id dropped becomes a
+// tombstone at `now_us`. Errors go to `errors` (field-named, safe to show);
+// a file of another tenant, record or field, or one that does not exist,
+// reads "no such file" alike.
+Status Reconcile(storage::Database& db, const Holder& holder, const std::string& actor,
+                 const FieldLimits& limits, const std::vector<std::string>& before,
+                 const std::vector<std::string>& after, int64_t now_us,
+                 std::vector<FieldError>* errors);
+
+}  // namespace silo::files
+
+#endif  // SILO_FILES_CATALOG_H_

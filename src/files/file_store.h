@@ -1,0 +1,139 @@
+// A tenant's files: uploads streamed into sealed blobs (blob.h) and their
+// rows in the tenant database (catalog.h), with the limits that keep one
+// upload or one tenant from taking the disk.
+//
+// An upload never holds more than one 64 KiB chunk of plaintext in memory
+// and never writes one: it is sealed chunk by chunk into
+// tenants/<id>/files/u/<upload-id>.part, checked against the field's type
+// allow-list on its sniffed type (and, for SVG, for script) as it streams,
+// then synced, renamed to tenants/<id>/files/b/<aa>/<id>.sf and recorded as
+// a pending file with a `file.uploaded` event. Any failure removes what it
+// wrote and releases its reservation: nothing partial is kept.
+//
+// Thread-safe: FileStores is shared; a FileStore is one request's.
+#ifndef SILO_FILES_FILE_STORE_H_
+#define SILO_FILES_FILE_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "base/mutex.h"
+#include "base/status.h"
+#include "crypto/secret_key.h"
+#include "events/event_log.h"
+#include "files/blob.h"
+#include "files/catalog.h"
+#include "storage/tenant_databases.h"
+
+namespace silo::files {
+
+struct FileOptions {
+  uint64_t max_file_bytes = uint64_t{5} << 30;         // SILO_MAX_FILE_BYTES
+  uint64_t tenant_quota_bytes = uint64_t{10} << 30;    // SILO_TENANT_FILE_QUOTA_BYTES; 0: none
+  int64_t upload_expire_us = 24LL * 3600 * 1'000'000;  // SILO_UPLOAD_EXPIRE_HOURS
+  size_t uploads_per_tenant = 4;                       // at once
+  size_t uploads_total = 32;                           // at once, all tenants
+};
+
+// What one upload is for and what it declares.
+struct UploadSpec {
+  std::string collection, field;
+  FieldLimits limits;
+  std::string name;           // as the client gave it; cleaned before it is kept
+  std::string declared_type;  // the client's Content-Type; kept, never trusted
+  uint64_t size = 0;          // exactly this many bytes will be read
+};
+
+// Reads the next bytes of the upload into `out`, filling it unless the
+// upload ends (http::BodyStream::Read).
+using ReadFn = std::function<Result<size_t>(std::span<char> out)>;
+
+class FileStores;
+
+class FileStore {
+ public:
+  // Streams `spec.size` bytes from `read` into a new pending file owned by
+  // `ctx.actor`. Refusals, each naming its limit and each decided before a
+  // byte is read unless it depends on the bytes:
+  //   ResourceExhausted: larger than the field's max_bytes or
+  //     SILO_MAX_FILE_BYTES, or over SILO_TENANT_FILE_QUOTA_BYTES;
+  //   Unavailable: too many uploads at once (for the tenant or in all);
+  //   InvalidArgument: the sniffed type is not in the field's allow-list, or
+  //     an SVG carries script;
+  //   what `read` failed with (DeadlineExceeded for a stalled client).
+  Result<FileRow> Upload(const events::Origin& ctx, const UploadSpec& spec, const ReadFn& read);
+  // NotFound when there is no such file.
+  Result<FileRow> Get(std::string_view id);
+  // The file's bytes, every chunk verified as it is read.
+  Result<std::unique_ptr<BlobReader>> OpenBlob(const FileRow& row);
+  Result<Usage> LoadUsage();
+
+ private:
+  friend class FileStores;
+  FileStore(FileStores* stores, std::string tenant_id, std::shared_ptr<storage::TenantDatabase> db,
+            crypto::SecretKey files_key);
+  // Writes the sealed blob at its final path; returns its row (not yet in
+  // the database).
+  Result<FileRow> WriteBlob(const events::Origin& ctx, const UploadSpec& spec, const ReadFn& read);
+
+  FileStores* const stores_;
+  const std::string tenant_id_;
+  const std::shared_ptr<storage::TenantDatabase> db_;
+  const crypto::SecretKey files_key_;
+};
+
+class FileStores {
+ public:
+  // The tenant's files sub-key (crypto::KeyPurpose::kFiles).
+  using KeyFn = std::function<Result<crypto::SecretKey>(const std::string& tenant_id)>;
+  FileStores(std::shared_ptr<storage::TenantDatabases> databases, KeyFn files_key,
+             std::string data_dir, FileOptions options);
+
+  Result<std::unique_ptr<FileStore>> Open(const std::string& tenant_id);
+  const FileOptions& options() const { return options_; }
+  // Uploads in progress now (all tenants).
+  size_t uploads_in_progress() const;
+
+ private:
+  friend class FileStore;
+  // Holds bytes of the tenant's quota and one upload slot until destroyed.
+  class Reservation {
+   public:
+    Reservation(FileStores* stores, std::string tenant_id, uint64_t bytes)
+        : stores_(stores), tenant_id_(std::move(tenant_id)), bytes_(bytes) {}
+    ~Reservation();
+    Reservation(const Reservation&) = delete;
+    Reservation& operator=(const Reservation&) = delete;
+
+   private:
+    FileStores* stores_;
+    std::string tenant_id_;
+    uint64_t bytes_;
+  };
+  struct TenantUse {
+    uint64_t reserved_bytes = 0;
+    size_t uploads = 0;
+  };
+  // Checks the upload slots and the quota (live bytes in the database plus
+  // what uploads in progress reserved) and reserves; under one lock, so
+  // parallel uploads cannot together overshoot.
+  Result<std::unique_ptr<Reservation>> Reserve(const std::string& tenant_id,
+                                               storage::TenantDatabase& db, uint64_t bytes);
+  void Release(const std::string& tenant_id, uint64_t bytes);
+
+  const std::shared_ptr<storage::TenantDatabases> databases_;
+  const KeyFn files_key_;
+  const std::string data_dir_;
+  const FileOptions options_;
+  mutable Mutex mu_;
+  std::map<std::string, TenantUse> use_ GUARDED_BY(mu_);
+  size_t uploads_ GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace silo::files
+
+#endif  // SILO_FILES_FILE_STORE_H_

@@ -1,0 +1,261 @@
+// FileStore over a real encrypted tenant database and real blob files: what
+// an upload keeps, what each refusal leaves behind (nothing), the quota
+// under parallel uploads, and that no plaintext byte reaches the disk.
+#include "files/file_store.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <thread>
+#include <vector>
+
+#include "base/data_layout.h"
+#include "base/status_matchers.h"
+#include "crypto/crypto.h"
+#include "events/event_log.h"
+#include "storage/test_util.h"
+
+namespace silo::files {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr int64_t kT0 = 1'780'000'000'000'000;
+
+// Serves `bytes` to an upload in the pieces asked for; fails with `fail`
+// after `fail_after` bytes when set.
+class Body {
+ public:
+  explicit Body(std::string bytes, uint64_t fail_after = UINT64_MAX, Status fail = Status::Ok())
+      : bytes_(std::move(bytes)), fail_after_(fail_after), fail_(std::move(fail)) {}
+  ReadFn Fn() {
+    return [this](std::span<char> out) -> Result<size_t> {
+      if (at_ >= fail_after_) return fail_;
+      size_t n = std::min<size_t>(out.size(), bytes_.size() - at_);
+      n = std::min<uint64_t>(n, fail_after_ - at_);
+      std::copy_n(bytes_.data() + at_, n, out.data());
+      at_ += n;
+      return n;
+    };
+  }
+
+ private:
+  std::string bytes_;
+  uint64_t fail_after_;
+  Status fail_;
+  size_t at_ = 0;
+};
+
+std::string Png(size_t size, char fill) {
+  std::string s("\x89PNG\r\n\x1a\n\0\0\0\rIHDR", 16);
+  s.resize(size, fill);
+  return s;
+}
+
+class FileStoreTest : public storage::testing::TempDirTest {
+ protected:
+  void SetUp() override {
+    TempDirTest::SetUp();
+    // The event log (records' version 1); 2-6 are records' and auth's.
+    migrations_.push_back({1, "events", events::kEventLogSchema});
+    for (int v = 2; v <= 6; ++v) migrations_.push_back({v, "other module", "SELECT 1"});
+    for (const auto& m : CatalogMigrations()) migrations_.push_back(m);
+    db_key_ = crypto::RandomBytes(crypto::SecretKey::kSize);
+    files_key_ = crypto::RandomBytes(crypto::SecretKey::kSize);
+    dbs_ = std::make_shared<storage::TenantDatabases>(
+        [this](const std::string&) { return crypto::SecretKey::FromBytes(db_key_); },
+        [this](const std::string& id) { return Path(id + ".db"); }, migrations_,
+        storage::TenantDatabasesOptions{});
+    Make(FileOptions{});
+  }
+
+  void Make(FileOptions o) {
+    stores_ = std::make_unique<FileStores>(
+        dbs_, [this](const std::string&) { return crypto::SecretKey::FromBytes(files_key_); }, dir_,
+        o);
+    auto s = stores_->Open("t1");
+    ASSERT_OK(s);
+    store_ = std::move(*s);
+  }
+
+  events::Origin Ctx() { return {{"user", "u1"}, "req", "127.0.0.1", kT0}; }
+
+  UploadSpec Spec(uint64_t size, std::vector<std::string> types = {}) {
+    return {
+        "docs",      "scan", {uint64_t{64} << 20, std::move(types), 1}, "../../etc/passwd\n.png",
+        "image/png", size};
+  }
+
+  // Every regular file under the tenant's files directory.
+  std::vector<std::string> FilesOnDisk() {
+    std::vector<std::string> out;
+    const std::string root = layout::TenantFilesDir(dir_, "t1");
+    if (!fs::exists(root)) return out;
+    for (const auto& e : fs::recursive_directory_iterator(root)) {
+      if (e.is_regular_file()) out.push_back(e.path().string());
+    }
+    return out;
+  }
+
+  std::vector<storage::Migration> migrations_;
+  std::string db_key_, files_key_;
+  std::shared_ptr<storage::TenantDatabases> dbs_;
+  std::unique_ptr<FileStores> stores_;
+  std::unique_ptr<FileStore> store_;
+};
+
+TEST_F(FileStoreTest, AnUploadIsSealedRecordedAndReadsBackWhole) {
+  const std::string canary = "CANARY-" + crypto::RandomToken(12);
+  std::string bytes = Png(200'000, 'x');
+  bytes.replace(100'000, canary.size(), canary);
+  Body body(bytes);
+  auto row = store_->Upload(Ctx(), Spec(bytes.size(), {"image/*"}), body.Fn());
+  ASSERT_OK(row);
+  EXPECT_EQ(row->type, "image/png");
+  EXPECT_EQ(row->size, bytes.size());
+  EXPECT_EQ(row->sha256, crypto::Sha256Hex(bytes));
+  EXPECT_EQ(row->name, "passwd.png");  // the last segment, no control character
+  EXPECT_EQ(row->state, FileState::kPending);
+  EXPECT_EQ(row->owner, "user:u1");
+  EXPECT_EQ(row->expires_at_us, kT0 + 24LL * 3600 * 1'000'000);
+  // One blob at its place, named by the id; nothing left in uploads.
+  auto on_disk = FilesOnDisk();
+  ASSERT_EQ(on_disk.size(), 1u);
+  EXPECT_EQ(on_disk[0], layout::TenantBlobFile(dir_, "t1", row->id));
+  EXPECT_EQ(storage::testing::FilesContaining(dir_, canary), "");
+  EXPECT_EQ(storage::testing::FilesContaining(dir_, "passwd"), "");  // the name is in the sealed db
+  auto got = store_->Get(row->id);
+  ASSERT_OK(got);
+  EXPECT_EQ(got->sha256, row->sha256);
+  auto reader = store_->OpenBlob(*got);
+  ASSERT_OK(reader);
+  auto all = (*reader)->Read(0, bytes.size());
+  ASSERT_OK(all);
+  EXPECT_EQ(*all, bytes);
+  // The upload is an event, with the file's facts and no content.
+  EXPECT_OK(dbs_->Acquire("t1").value()->Read([&](storage::Database& db) -> Status {
+    SILO_ASSIGN_OR_RETURN(auto evs, events::ReadAfter(db, 0, 10));
+    EXPECT_EQ(evs.size(), 1u);
+    EXPECT_EQ(evs[0].type, "file.uploaded");
+    EXPECT_EQ(evs[0].subject_id, row->id);
+    return Status::Ok();
+  }));
+}
+
+TEST_F(FileStoreTest, RefusalsNameTheirLimitAndLeaveNothingBehind) {
+  FileOptions o;
+  o.max_file_bytes = 100'000;
+  Make(o);
+  Body big(Png(100'001, 'a'));
+  auto r = store_->Upload(Ctx(), Spec(100'001), big.Fn());
+  EXPECT_STATUS(StatusCode::kResourceExhausted, r);
+  EXPECT_NE(r.status().message().find("SILO_MAX_FILE_BYTES"), std::string::npos);
+  UploadSpec small_field = Spec(5000);
+  small_field.limits.max_bytes = 4999;
+  Body five(Png(5000, 'a'));
+  r = store_->Upload(Ctx(), small_field, five.Fn());
+  EXPECT_STATUS(StatusCode::kResourceExhausted, r);
+  EXPECT_NE(r.status().message().find("max_bytes"), std::string::npos);
+  // Types come from the bytes: HTML sent as image/png, a PNG for a PDF field.
+  Body html(std::string("<!DOCTYPE html><html><script>alert(1)</script></html>"));
+  r = store_->Upload(Ctx(), Spec(53, {"image/png"}), html.Fn());
+  EXPECT_STATUS(StatusCode::kInvalidArgument, r);
+  EXPECT_NE(r.status().message().find("text/html"), std::string::npos) << r.status().message();
+  Body png(Png(70'000, 'p'));
+  r = store_->Upload(Ctx(), Spec(70'000, {"application/pdf"}), png.Fn());
+  EXPECT_STATUS(StatusCode::kInvalidArgument, r);
+  // SVG with script, the script past the first chunk.
+  std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\">" + std::string(70'000, ' ') +
+                    "<script>alert(1)</script></svg>";
+  Body svg_body(svg);
+  r = store_->Upload(Ctx(), Spec(svg.size()), svg_body.Fn());
+  EXPECT_STATUS(StatusCode::kInvalidArgument, r);
+  // A client that stalls or leaves mid-way.
+  Body stalls(Png(90'000, 's'), 65'536, DeadlineExceeded("the request body stalled"));
+  EXPECT_STATUS(StatusCode::kDeadlineExceeded, store_->Upload(Ctx(), Spec(90'000), stalls.Fn()));
+  Body leaves(Png(90'000, 's'), 70'000, Unavailable("the request body ended early"));
+  EXPECT_STATUS(StatusCode::kUnavailable, store_->Upload(Ctx(), Spec(90'000), leaves.Fn()));
+  EXPECT_TRUE(FilesOnDisk().empty());
+  auto usage = store_->LoadUsage();
+  ASSERT_OK(usage);
+  EXPECT_EQ(usage->files, 0);
+  EXPECT_EQ(stores_->uploads_in_progress(), 0u);  // every reservation released
+}
+
+TEST_F(FileStoreTest, TheQuotaHoldsAgainstParallelUploads) {
+  FileOptions o;
+  o.tenant_quota_bytes = 1'000'000;
+  o.uploads_per_tenant = 8;
+  Make(o);
+  // Eight uploads of 300,000 bytes start together; each waits inside its
+  // body until all eight have asked for their reservation, so every check
+  // sees the others' reservations. Three fit the quota.
+  constexpr int kUploads = 8;
+  std::atomic<int> started{0};
+  std::atomic<int> ok{0}, over{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kUploads; ++i) {
+    threads.emplace_back([&] {
+      auto s = stores_->Open("t1");
+      ASSERT_OK(s);
+      std::string bytes = Png(300'000, 'q');
+      size_t at = 0;
+      bool first = true;
+      auto read = [&](std::span<char> out) -> Result<size_t> {
+        if (first) {  // reserved: wait for the others to reserve or be refused
+          first = false;
+          ++started;
+          while (started.load() + over.load() < kUploads) std::this_thread::yield();
+        }
+        size_t n = std::min(out.size(), bytes.size() - at);
+        std::copy_n(bytes.data() + at, n, out.data());
+        at += n;
+        return n;
+      };
+      auto r = (*s)->Upload(Ctx(), Spec(bytes.size()), read);
+      if (r.ok()) {
+        ++ok;
+      } else {
+        EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted) << r.status().ToString();
+        EXPECT_NE(r.status().message().find("SILO_TENANT_FILE_QUOTA_BYTES"), std::string::npos);
+        ++over;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 3);
+  EXPECT_EQ(over.load(), 5);
+  auto usage = store_->LoadUsage();
+  ASSERT_OK(usage);
+  EXPECT_EQ(usage->live_bytes, 900'000u);
+  EXPECT_EQ(FilesOnDisk().size(), 3u);
+}
+
+TEST_F(FileStoreTest, UploadSlotsAreLimitedPerTenant) {
+  FileOptions o;
+  o.uploads_per_tenant = 1;
+  Make(o);
+  auto other = stores_->Open("t1");
+  ASSERT_OK(other);
+  // The first upload, inside its body, tries a second: refused while it runs.
+  std::string bytes = Png(1000, 'z');
+  size_t at = 0;
+  Status second;
+  auto read = [&](std::span<char> out) -> Result<size_t> {
+    if (at == 0) {
+      Body b(Png(10, 'y'));
+      second = (*other)->Upload(Ctx(), Spec(10), b.Fn()).status();
+    }
+    size_t n = std::min(out.size(), bytes.size() - at);
+    std::copy_n(bytes.data() + at, n, out.data());
+    at += n;
+    return n;
+  };
+  EXPECT_OK(store_->Upload(Ctx(), Spec(bytes.size()), read));
+  EXPECT_EQ(second.code(), StatusCode::kUnavailable) << second.ToString();
+  Body again(Png(10, 'y'));
+  EXPECT_OK((*other)->Upload(Ctx(), Spec(10), again.Fn()));  // free again afterwards
+}
+
+}  // namespace
+}  // namespace silo::files
