@@ -43,3 +43,9 @@ if [ ! -x "$root/tests/s3/node_modules/.bin/s3rver" ]; then
   echo "bootstrap: installing s3rver (npm ci in tests/s3)"
   (cd "$root/tests/s3" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
+# The tus client of the resumable-upload tests (tus-js-client, pinned by
+# tests/tus/package-lock.json).
+if [ ! -f "$root/tests/tus/node_modules/tus-js-client/package.json" ]; then
+  echo "bootstrap: installing tus-js-client (npm ci in tests/tus)"
+  (cd "$root/tests/tus" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi

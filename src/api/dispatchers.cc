@@ -89,6 +89,7 @@ http::Response RunRoute(Services& s, const Router::Match& m, RequestContext& ctx
       }
     case Access::Kind::kSession:
     case Access::Kind::kPermission:
+    case Access::Kind::kAuthenticated:
       // Only tenant routes declare these, and RunTenantRoute proves them.
       return http::Problem(401, "authentication required", req.request_id);
     case Access::Kind::kUnset: break;

@@ -6,6 +6,7 @@
 #include "api/byte_range.h"
 #include "api/handlers.h"
 #include "api/json_text.h"
+#include "api/tenant_access.h"
 #include "base/time_util.h"
 #include "crypto/crypto.h"
 #include "files/file_store.h"
@@ -135,6 +136,54 @@ Result<files::FileRow> HeldFile(Services& s, RequestContext& ctx, files::FileSto
   return row;
 }
 
+// The file's bytes (a range of them) with the headers every file answer
+// carries. `cross_origin`: a link's answer, which pages of any origin may
+// embed (CORP cross-origin); otherwise this site's only.
+http::Response ServeFile(files::FileStore& store, const files::FileRow& row,
+                         const http::Request& req, bool download, bool cross_origin) {
+  http::Response res;
+  const std::string etag = "\"" + row.sha256 + "\"";
+  res.headers = {{"ETag", etag},
+                 {"Accept-Ranges", "bytes"},
+                 {"Cache-Control", kFileCache},
+                 {"Content-Security-Policy", kFileCsp},
+                 {"Cross-Origin-Resource-Policy", cross_origin ? "cross-origin" : "same-site"}};
+  if (req.Header("if-none-match") == etag) {
+    res.status = 304;
+    res.content_type = row.type;
+    return res;
+  }
+  ByteRange range = ParseByteRange(req.Header("range"), row.size);
+  if (range.kind == ByteRange::Kind::kUnsatisfiable) {
+    http::Response r = http::Problem(416, "the range is past the end of the file", req.request_id);
+    r.headers.emplace_back("Content-Range", "bytes */" + std::to_string(row.size));
+    return r;
+  }
+  auto reader = store.OpenBlob(row);
+  if (!reader.ok()) {
+    if (reader.status().code() == StatusCode::kNotFound) {
+      return http::Problem(410, "the file's bytes were purged", req.request_id);
+    }
+    return ErrorResponse(reader.status(), req);
+  }
+  res.content_type = row.type;
+  res.headers.emplace_back(
+      "Content-Disposition",
+      ContentDisposition(!download && files::ServedInline(row.type), row.name));
+  uint64_t first = 0, length = row.size;
+  if (range.kind == ByteRange::Kind::kPart) {
+    first = range.first;
+    length = range.length;
+    res.status = 206;
+    res.headers.emplace_back("Content-Range", "bytes " + std::to_string(first) + "-" +
+                                                  std::to_string(first + length - 1) + "/" +
+                                                  std::to_string(row.size));
+  }
+  res.source = std::make_shared<BlobSource>(std::move(*reader), first);
+  res.source_size = length;
+  return res;
+}
+
 }  // namespace
 
 http::Response UploadFile(Services& s, RequestContext& ctx) {
@@ -179,47 +228,97 @@ http::Response DownloadFile(Services& s, RequestContext& ctx) {
   auto row = HeldFile(s, ctx, **store, at);
   if (!row.ok()) return ErrorResponse(row.status(), req);
 
-  http::Response res;
-  const std::string etag = "\"" + row->sha256 + "\"";
-  res.headers = {{"ETag", etag},
-                 {"Accept-Ranges", "bytes"},
-                 {"Cache-Control", kFileCache},
-                 {"Content-Security-Policy", kFileCsp},
-                 {"Cross-Origin-Resource-Policy", "same-site"}};
-  if (req.Header("if-none-match") == etag) {
-    res.status = 304;
-    res.content_type = row->type;
-    return res;
-  }
-  ByteRange range = ParseByteRange(req.Header("range"), row->size);
-  if (range.kind == ByteRange::Kind::kUnsatisfiable) {
-    http::Response r = http::Problem(416, "the range is past the end of the file", req.request_id);
-    r.headers.emplace_back("Content-Range", "bytes */" + std::to_string(row->size));
-    return r;
-  }
-  auto reader = (*store)->OpenBlob(*row);
-  if (!reader.ok()) {
-    if (reader.status().code() == StatusCode::kNotFound) {
-      return http::Problem(410, "the file's bytes were purged", req.request_id);
+  return ServeFile(**store, *row, req, download, false);
+}
+
+namespace {
+
+constexpr int64_t kLinkDefaultSeconds = 600;
+constexpr int64_t kLinkMaxSeconds = 24 * 3600;
+
+// The file `{id}` names, if the caller may read it: attached to a record of
+// a collection whose read permission the caller holds. NotFound alike for
+// no such file and one still pending; PermissionDenied (audited) otherwise.
+Result<files::FileRow> ReadableFile(RequestContext& ctx, files::FileStore& store) {
+  auto row = store.Get(ctx.params.at("id"));
+  if (!row.ok()) return row.status();
+  if (row->state != files::FileState::kAttached) return NotFound("no such file");
+  SILO_RETURN_IF_ERROR(CheckPermission(ctx, "records." + row->collection + ".read"));
+  return row;
+}
+
+// RandomToken(32): 43 characters of URL-safe base64.
+bool ValidLinkToken(std::string_view t) {
+  return t.size() == 43 &&
+         t.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
+             std::string_view::npos;
+}
+
+// The path before "/api/files/...": "/t/<slug>" or "" (a tenant by Host).
+std::string TenantPrefix(const http::Request& req) {
+  return req.path.substr(0, req.path.find("/api/files/"));
+}
+
+}  // namespace
+
+http::Response CreateFileLink(Services& s, RequestContext& ctx) {
+  const http::Request& req = ctx.request;
+  auto store = s.files->Open(ctx.tenant->id);
+  if (!store.ok()) return ErrorResponse(store.status(), req);
+  // Whose file it is comes first: a file the caller may not read gets the
+  // same answer whatever the body says.
+  auto row = ReadableFile(ctx, **store);
+  if (!row.ok()) return ErrorResponse(row.status(), req);
+  http::Response error;
+  auto body = JsonObjectBody(req, &error);
+  if (!body) return error;
+  int64_t seconds = kLinkDefaultSeconds;
+  for (const auto& kv : *body) {
+    if (kv.key() != "expires_in" || !kv.value().is_int64() || kv.value().as_int64() < 1 ||
+        kv.value().as_int64() > kLinkMaxSeconds) {
+      return ErrorResponse(
+          InvalidArgument("invalid link")
+              .WithFields({{"expires_in", "must be seconds from 1 to 86400 (24 h)"}}),
+          req);
     }
-    return ErrorResponse(reader.status(), req);
+    seconds = kv.value().as_int64();
   }
-  res.content_type = row->type;
-  res.headers.emplace_back(
-      "Content-Disposition",
-      ContentDisposition(!download && files::ServedInline(row->type), row->name));
-  uint64_t first = 0, length = row->size;
-  if (range.kind == ByteRange::Kind::kPart) {
-    first = range.first;
-    length = range.length;
-    res.status = 206;
-    res.headers.emplace_back("Content-Range", "bytes " + std::to_string(first) + "-" +
-                                                  std::to_string(first + length - 1) + "/" +
-                                                  std::to_string(row->size));
+  auto link = (*store)->CreateLink(Writer(ctx), *row, seconds * 1'000'000);
+  if (!link.ok()) return ErrorResponse(link.status(), req);
+  return http::Json(201, JsonText(json::object{
+                             {"id", link->row.id},
+                             {"url", TenantPrefix(req) + "/api/files/link?token=" + link->token},
+                             {"expires_at", FormatRfc3339Micros(link->row.expires_at_us)}}));
+}
+
+http::Response RevokeFileLink(Services& s, RequestContext& ctx) {
+  const http::Request& req = ctx.request;
+  auto store = s.files->Open(ctx.tenant->id);
+  if (!store.ok()) return ErrorResponse(store.status(), req);
+  auto row = ReadableFile(ctx, **store);
+  if (!row.ok()) return ErrorResponse(row.status(), req);
+  Status gone = (*store)->RevokeLink(Writer(ctx), row->id, ctx.params.at("link"));
+  if (!gone.ok()) return ErrorResponse(gone, req);
+  return http::Json(204, "");
+}
+
+http::Response OpenFileLink(Services& s, RequestContext& ctx) {
+  const http::Request& req = ctx.request;
+  auto store = s.files->Open(ctx.tenant->id);
+  if (!store.ok()) return ErrorResponse(store.status(), req);
+  // The token travels in the query: the access log records paths only.
+  auto params = records::ParseQueryString(req.query);
+  std::optional<std::string> token;
+  if (params.ok()) token = QueryValue(*params, "token");
+  if (!token || !ValidLinkToken(*token)) return http::Problem(404, "no such link", req.request_id);
+  auto row = (*store)->ResolveLink(*token, NowMicros());
+  if (!row.ok()) {
+    if (row.status().code() == StatusCode::kFailedPrecondition) {
+      return http::Problem(410, row.status().message(), req.request_id);
+    }
+    return http::Problem(404, "no such link", req.request_id);
   }
-  res.source = std::make_shared<BlobSource>(std::move(*reader), first);
-  res.source_size = length;
-  return res;
+  return ServeFile(**store, *row, req, false, true);
 }
 
 http::Response FileUsage(Services& s, RequestContext& ctx) {
@@ -231,6 +330,8 @@ http::Response FileUsage(Services& s, RequestContext& ctx) {
   json::object out{{"live_bytes", static_cast<int64_t>(usage->live_bytes)},
                    {"retained_bytes", static_cast<int64_t>(usage->retained_bytes)},
                    {"files", usage->files},
+                   {"upload_bytes", static_cast<int64_t>(usage->upload_bytes)},
+                   {"uploads", usage->uploads},
                    {"quota_bytes", static_cast<int64_t>(o.tenant_quota_bytes)},
                    {"max_file_bytes", static_cast<int64_t>(o.max_file_bytes)}};
   return http::Json(200, JsonText(out));

@@ -58,6 +58,19 @@ http::Response VerifyAudit(Services& s, RequestContext& ctx);
 http::Response UploadFile(Services& s, RequestContext& ctx);
 http::Response DownloadFile(Services& s, RequestContext& ctx);
 http::Response FileUsage(Services& s, RequestContext& ctx);
+// Links to one file without credentials; CreateFileLink and RevokeFileLink
+// are kAuthenticated routes that check read permission on the file's
+// collection themselves.
+http::Response CreateFileLink(Services& s, RequestContext& ctx);
+http::Response RevokeFileLink(Services& s, RequestContext& ctx);
+http::Response OpenFileLink(Services& s, RequestContext& ctx);
+// tus 1.0 resumable uploads (tus_api.cc); all but TusOptions streamed or on
+// /api/uploads/{upload}?collection=.
+http::Response TusOptions(Services& s, RequestContext& ctx);
+http::Response TusCreate(Services& s, RequestContext& ctx);
+http::Response TusHead(Services& s, RequestContext& ctx);
+http::Response TusPatch(Services& s, RequestContext& ctx);
+http::Response TusDelete(Services& s, RequestContext& ctx);
 
 // The body as a JSON object; on failure *error holds the answer: 415 for
 // another content type, 400 for malformed JSON (syntax, UTF-8, nesting).

@@ -36,7 +36,11 @@ struct Access {
   // "{capture}" stands for that capture ("records.{name}.read"), or
   // alternatives separated by '|', any one of which suffices
   // ("records.{collection}.create|records.{collection}.update").
-  enum class Kind { kUnset, kPublic, kOperator, kSession, kPermission };
+  // kAuthenticated: any proven caller of the tenant (session or token), for
+  // a route whose permission depends on the data it names (a file's links
+  // need read permission on the file's collection): the handler checks it
+  // with CheckPermission (tenant_access.h).
+  enum class Kind { kUnset, kPublic, kOperator, kSession, kPermission, kAuthenticated };
   Kind kind = Kind::kUnset;
   std::string permission;  // for kPermission
 
@@ -44,8 +48,9 @@ struct Access {
   static Access Operator() { return {Kind::kOperator, {}}; }
   static Access Session() { return {Kind::kSession, {}}; }
   static Access Permission(std::string p) { return {Kind::kPermission, std::move(p)}; }
-  // "public", "operator", "session", the permission, or "UNSET" (what
-  // `silo routes` prints).
+  static Access Authenticated() { return {Kind::kAuthenticated, {}}; }
+  // "public", "operator", "session", the permission, "authenticated", or
+  // "UNSET" (what `silo routes` prints).
   std::string ToString() const;
 };
 
@@ -56,6 +61,7 @@ struct RateRule {
     kLogin,       // SILO_LOGIN_RATE_PER_MINUTE, a burst of as many
     kPublicForm,  // SILO_PUBLIC_FORM_RATE_PER_MINUTE, a burst of as many
     kResetMail,   // 5 an hour
+    kFileLink,    // 600 a minute
   };
   std::string_view name;
   Budget budget;

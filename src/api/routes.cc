@@ -20,6 +20,14 @@ bool FileId(std::string_view id) {
   return id.size() == 32 && id.find_first_not_of("0123456789abcdef") == std::string_view::npos;
 }
 constexpr CaptureCheck kFile{"file", FileId};
+constexpr CaptureCheck kUpload{"upload", FileId};  // an upload's id is its file's
+constexpr CaptureCheck kFileIdCapture{"id", FileId};
+bool LinkToken(std::string_view t) {
+  return t.size() == 43 && t.find_first_not_of(
+                               "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                               "0123456789-_") == std::string_view::npos;
+}
+constexpr CaptureCheck kLinkToken{"token", LinkToken};
 
 // Anonymous: sign-in, the second factor, password reset.
 void AddSignIn(Router& r) {
@@ -111,6 +119,44 @@ void AddFiles(Router& r) {
             .Check(kField)
             .Streamed());
   r.Add(Get("/api/files/usage", FileUsage).Allow(P::Permission("collections.read")));
+  // Links: read permission on the file's collection, which only the file
+  // names (so the handler checks it); the link itself needs no credentials.
+  r.Add(Post("/api/files/{id}/links", CreateFileLink)
+            .Allow(P::Authenticated())
+            .Check(kFileIdCapture)
+            .Body(kSmallJson));
+  r.Add(Delete("/api/files/{id}/links/{link}", RevokeFileLink)
+            .Allow(P::Authenticated())
+            .Check(kFileIdCapture));
+  // ?token=: in the query, which the access log never records.
+  r.Add(Get("/api/files/link", OpenFileLink).Allow(P::Public()).Rate(kFileLinkPerClient));
+  // tus 1.0: the upload URL carries the collection, whose permission every
+  // request on it needs (and the field, for the client's sake).
+  const std::string upload = "records.{collection}.create|records.{collection}.update";
+  r.Add(On("OPTIONS", "/api/uploads", TusOptions).Allow(P::Public()));
+  r.Add(Post("/api/uploads", TusCreate)
+            .Allow(P::Permission(upload))
+            .QueryCapture("collection")
+            .QueryCapture("field")
+            .Check(kUploadCollection)
+            .Check(kField)
+            .Streamed());
+  r.Add(On("HEAD", "/api/uploads/{upload}", TusHead)
+            .Allow(P::Permission(upload))
+            .QueryCapture("collection")
+            .Check(kUploadCollection)
+            .Check(kUpload));
+  r.Add(Patch("/api/uploads/{upload}", TusPatch)
+            .Allow(P::Permission(upload))
+            .QueryCapture("collection")
+            .Check(kUploadCollection)
+            .Check(kUpload)
+            .Streamed());
+  r.Add(Delete("/api/uploads/{upload}", TusDelete)
+            .Allow(P::Permission(upload))
+            .QueryCapture("collection")
+            .Check(kUploadCollection)
+            .Check(kUpload));
   r.Add(Get("/api/collections/{name}/records/{id}/files/{field}/{file}", DownloadFile)
             .Allow(P::Permission("records.{name}.read"))
             .Check(kCollection)

@@ -13,6 +13,9 @@ inline constexpr RateRule kSignInPerClient{"login", RateRule::Budget::kLogin};
 inline constexpr RateRule kMfaPerClient{"mfa", RateRule::Budget::kLogin};
 inline constexpr RateRule kResetPerClient{"reset", RateRule::Budget::kLogin};
 inline constexpr RateRule kPublicFormPerClient{"public_form", RateRule::Budget::kPublicForm};
+// Link tokens are 256 random bits: the bucket bounds the load of guessing,
+// not its odds, and leaves room for a page of images.
+inline constexpr RateRule kFileLinkPerClient{"file_link", RateRule::Budget::kFileLink};
 // Rate rules per account. Their key is in the body (an e-mail, a pending
 // sign-in), so the handler that parsed it takes them:
 //   sign-in: "acct:<tenant>:<e-mail>", or "device:<tenant>:<nonce>" for a

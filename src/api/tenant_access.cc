@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "auth/api_tokens.h"
+#include "base/time_util.h"
 #include "crypto/crypto.h"
 #include "rbac/rbac.h"
 
@@ -138,10 +139,26 @@ Status Authorize(const Route& route, const http::PathParams& params, const Calle
       }
       return PermissionDenied("missing permission " + named);
     }
+    case Access::Kind::kAuthenticated:
+      // The handler names the permission; none passes during enrolment.
+      if (caller.mfa_enrolment_pending) return PermissionDenied(kEnrolFirst);
+      return Status::Ok();
     case Access::Kind::kOperator: return PermissionDenied("operator route");
     case Access::Kind::kUnset: return Internal("route without a declared access");
   }
   return Internal("route without a declared access");
+}
+
+Status CheckPermission(RequestContext& ctx, const std::string& permission) {
+  switch (rbac::Authorize({ctx.permissions, ctx.mfa_enrolment_pending}, permission)) {
+    case rbac::Decision::kAllow: return Status::Ok();
+    case rbac::Decision::kDenyMfaEnrolmentRequired: return PermissionDenied(kEnrolFirst);
+    case rbac::Decision::kDenyNoPermission: break;
+  }
+  const auto& req = ctx.request;
+  (void)ctx.identity->Audit({ctx.actor, req.request_id, ctx.client, NowMicros()}, "access.denied",
+                            "route", req.method + " " + req.path, {{"permission", permission}});
+  return PermissionDenied("missing permission " + permission);
 }
 
 }  // namespace silo::api

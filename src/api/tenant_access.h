@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "api/context.h"
 #include "api/route.h"
 #include "auth/identity.h"
 #include "base/status.h"
@@ -57,9 +58,16 @@ std::string RequiredPermission(const Route& route, const http::PathParams& param
 
 // kPublic: OK. kSession: a cookie session, and the enrolment gate unless the
 // route is allowed during enrolment. kPermission: rbac::Authorize on
-// RequiredPermission. kOperator and kUnset never reach a tenant caller:
-// refused.
+// RequiredPermission (any one of '|'-separated alternatives).
+// kAuthenticated: the enrolment gate only (the handler checks the rest).
+// kOperator and kUnset never reach a tenant caller: refused.
 Status Authorize(const Route& route, const http::PathParams& params, const Caller& caller);
+
+// For a kAuthenticated route's handler: whether the proven caller holds
+// `permission` (named by the data the route reaches). A refusal is
+// PermissionDenied and an access.denied audit entry, as a route's own
+// permission check would be.
+Status CheckPermission(RequestContext& ctx, const std::string& permission);
 
 }  // namespace silo::api
 

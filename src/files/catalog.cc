@@ -26,6 +26,26 @@ const storage::Migration kMigrations[] = {
      " deleted_at_us INTEGER NOT NULL DEFAULT 0) STRICT;"
      "CREATE INDEX files_by_record ON files (collection, record_id);"
      "CREATE INDEX files_by_state ON files (state, expires_at_us);"},
+    {8, "uploads",
+     "CREATE TABLE uploads ("
+     " id TEXT PRIMARY KEY,"
+     " owner TEXT NOT NULL,"
+     " collection TEXT NOT NULL,"
+     " field TEXT NOT NULL,"
+     " name TEXT NOT NULL,"
+     " declared_type TEXT NOT NULL,"
+     " length INTEGER NOT NULL,"
+     " created_at_us INTEGER NOT NULL,"
+     " expires_at_us INTEGER NOT NULL) STRICT"},
+    {9, "file_links",
+     "CREATE TABLE file_links ("
+     " id TEXT PRIMARY KEY,"
+     " hash TEXT NOT NULL UNIQUE,"  // SHA-256 of the token (256 random bits)
+     " file_id TEXT NOT NULL,"
+     " created_by TEXT NOT NULL,"
+     " created_at_us INTEGER NOT NULL,"
+     " expires_at_us INTEGER NOT NULL,"
+     " revoked_at_us INTEGER NOT NULL DEFAULT 0) STRICT"},
 };
 
 constexpr char kColumns[] =
@@ -173,7 +193,9 @@ Status InsertFile(Database& db, const FileRow& r) {
 Result<Usage> LoadUsage(Database& db) {
   auto st = db.Prepare(
       "SELECT coalesce(sum(CASE WHEN state != 'deleted' THEN size END), 0),"
-      " coalesce(sum(CASE WHEN state = 'deleted' THEN size END), 0), count(*) FROM files");
+      " coalesce(sum(CASE WHEN state = 'deleted' THEN size END), 0), count(*),"
+      " (SELECT coalesce(sum(length), 0) FROM uploads), (SELECT count(*) FROM uploads)"
+      " FROM files");
   if (!st.ok()) return st.status();
   SILO_ASSIGN_OR_RETURN(bool found, st->Step());
   Usage u;
@@ -181,8 +203,92 @@ Result<Usage> LoadUsage(Database& db) {
     u.live_bytes = static_cast<uint64_t>(st->ColumnInt(0));
     u.retained_bytes = static_cast<uint64_t>(st->ColumnInt(1));
     u.files = st->ColumnInt(2);
+    u.upload_bytes = static_cast<uint64_t>(st->ColumnInt(3));
+    u.uploads = st->ColumnInt(4);
   }
   return u;
+}
+
+Status InsertUpload(Database& db, const UploadRow& r) {
+  auto st = db.Prepare(
+      "INSERT INTO uploads (id, owner, collection, field, name, declared_type, length,"
+      " created_at_us, expires_at_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+  if (!st.ok()) return st.status();
+  st->Bind(1, r.id)
+      .Bind(2, r.owner)
+      .Bind(3, r.collection)
+      .Bind(4, r.field)
+      .Bind(5, r.name)
+      .Bind(6, r.declared_type)
+      .Bind(7, static_cast<int64_t>(r.length))
+      .Bind(8, r.created_at_us)
+      .Bind(9, r.expires_at_us);
+  return st->Run();
+}
+
+Result<UploadRow> LoadUpload(Database& db, std::string_view id) {
+  auto st = db.Prepare(
+      "SELECT id, owner, collection, field, name, declared_type, length, created_at_us,"
+      " expires_at_us FROM uploads WHERE id = ?");
+  if (!st.ok()) return st.status();
+  st->Bind(1, id);
+  SILO_ASSIGN_OR_RETURN(bool found, st->Step());
+  if (!found) return NotFound("no such upload");
+  UploadRow r;
+  r.id = st->ColumnText(0);
+  r.owner = st->ColumnText(1);
+  r.collection = st->ColumnText(2);
+  r.field = st->ColumnText(3);
+  r.name = st->ColumnText(4);
+  r.declared_type = st->ColumnText(5);
+  r.length = static_cast<uint64_t>(st->ColumnInt(6));
+  r.created_at_us = st->ColumnInt(7);
+  r.expires_at_us = st->ColumnInt(8);
+  return r;
+}
+
+Status InsertLink(Database& db, const LinkRow& r, std::string_view token_hash) {
+  auto st = db.Prepare(
+      "INSERT INTO file_links (id, hash, file_id, created_by, created_at_us, expires_at_us)"
+      " VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+  if (!st.ok()) return st.status();
+  st->Bind(1, r.id)
+      .Bind(2, token_hash)
+      .Bind(3, r.file_id)
+      .Bind(4, r.created_by)
+      .Bind(5, r.created_at_us)
+      .Bind(6, r.expires_at_us);
+  return st->Run();
+}
+
+Result<LinkRow> LoadLinkByHash(Database& db, std::string_view token_hash) {
+  auto st = db.Prepare(
+      "SELECT id, file_id, created_by, created_at_us, expires_at_us, revoked_at_us"
+      " FROM file_links WHERE hash = ?");
+  if (!st.ok()) return st.status();
+  st->Bind(1, token_hash);
+  SILO_ASSIGN_OR_RETURN(bool found, st->Step());
+  if (!found) return NotFound("no such link");
+  return LinkRow{st->ColumnText(0), st->ColumnText(1), st->ColumnText(2),
+                 st->ColumnInt(3),  st->ColumnInt(4),  st->ColumnInt(5)};
+}
+
+Status RevokeLink(Database& db, std::string_view file_id, std::string_view id, int64_t now_us) {
+  auto st = db.Prepare(
+      "UPDATE file_links SET revoked_at_us = ?1 WHERE id = ?2 AND file_id = ?3"
+      " AND revoked_at_us = 0");
+  if (!st.ok()) return st.status();
+  st->Bind(1, now_us).Bind(2, id).Bind(3, file_id);
+  SILO_RETURN_IF_ERROR(st->Run());
+  if (db.Changes() == 0) return NotFound("no such link");
+  return Status::Ok();
+}
+
+Status DeleteUpload(Database& db, std::string_view id) {
+  auto st = db.Prepare("DELETE FROM uploads WHERE id = ?");
+  if (!st.ok()) return st.status();
+  st->Bind(1, id);
+  return st->Run();
 }
 
 Status Reconcile(Database& db, const Holder& holder, const std::string& actor,

@@ -30,7 +30,8 @@
 
 namespace silo::files {
 
-// Migration 7 of the tenant schema (after records 1-3, auth 4-6).
+// Migrations 7 (files), 8 (resumable uploads) and 9 (file links) of the
+// tenant schema (after records 1-3, auth 4-6).
 std::span<const storage::Migration> CatalogMigrations();
 
 enum class FileState { kPending, kAttached, kDeleted };
@@ -77,8 +78,45 @@ struct Usage {
   uint64_t live_bytes = 0;      // pending and attached files
   uint64_t retained_bytes = 0;  // tombstones whose bytes are kept
   int64_t files = 0;            // rows of either
+  uint64_t upload_bytes = 0;    // declared lengths of resumable uploads in progress
+  int64_t uploads = 0;
 };
 Result<Usage> LoadUsage(storage::Database& db);
+
+// A resumable (tus) upload in progress: its bytes are sealed in
+// files/u/<id>.part as they arrive (the offset is what that file holds in
+// whole chunks, never stored); complete, it becomes the pending file `id`.
+// Its declared length counts against the quota from creation on.
+struct UploadRow {
+  std::string id;  // also the file id it becomes
+  std::string owner;
+  std::string collection, field;
+  std::string name, declared_type;
+  uint64_t length = 0;
+  int64_t created_at_us = 0;
+  int64_t expires_at_us = 0;
+};
+Status InsertUpload(storage::Database& db, const UploadRow& row);
+// NotFound when there is no such upload.
+Result<UploadRow> LoadUpload(storage::Database& db, std::string_view id);
+Status DeleteUpload(storage::Database& db, std::string_view id);
+
+// A link to one file that works without credentials (an <img> on another
+// origin), until it expires or is revoked. Only the token's SHA-256 is kept.
+struct LinkRow {
+  std::string id;
+  std::string file_id;
+  std::string created_by;  // "<kind>:<id>"
+  int64_t created_at_us = 0;
+  int64_t expires_at_us = 0;
+  int64_t revoked_at_us = 0;  // 0: not revoked
+};
+Status InsertLink(storage::Database& db, const LinkRow& row, std::string_view token_hash);
+// NotFound when no link has this token hash.
+Result<LinkRow> LoadLinkByHash(storage::Database& db, std::string_view token_hash);
+// NotFound unless link `id` is a link to `file_id`.
+Status RevokeLink(storage::Database& db, std::string_view file_id, std::string_view id,
+                  int64_t now_us);
 
 // Where a file field's files belong.
 struct Holder {

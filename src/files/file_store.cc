@@ -73,7 +73,8 @@ FileStores::Reservation::~Reservation() { stores_->Release(tenant_id_, bytes_); 
 
 Result<std::unique_ptr<FileStores::Reservation>> FileStores::Reserve(const std::string& tenant_id,
                                                                      storage::TenantDatabase& db,
-                                                                     uint64_t bytes) {
+                                                                     uint64_t bytes,
+                                                                     bool check_quota) {
   MutexLock lock(mu_);
   TenantUse& use = use_[tenant_id];
   if (use.uploads >= options_.uploads_per_tenant) {
@@ -83,7 +84,7 @@ Result<std::unique_ptr<FileStores::Reservation>> FileStores::Reserve(const std::
   if (uploads_ >= options_.uploads_total) {
     return Unavailable("too many uploads at once; retry later");
   }
-  if (options_.tenant_quota_bytes != 0) {
+  if (check_quota && options_.tenant_quota_bytes != 0) {
     // Read under the lock: an upload that commits meanwhile is then counted
     // either in the database or in its reservation, never in neither.
     Usage usage;
@@ -91,7 +92,8 @@ Result<std::unique_ptr<FileStores::Reservation>> FileStores::Reserve(const std::
       SILO_ASSIGN_OR_RETURN(usage, LoadUsage(d));
       return Status::Ok();
     }));
-    if (usage.live_bytes + use.reserved_bytes + bytes > options_.tenant_quota_bytes) {
+    if (usage.live_bytes + usage.upload_bytes + use.reserved_bytes + bytes >
+        options_.tenant_quota_bytes) {
       return Status(StatusCode::kResourceExhausted,
                     "the upload would exceed the tenant's file quota "
                     "(SILO_TENANT_FILE_QUOTA_BYTES, " +
@@ -102,6 +104,16 @@ Result<std::unique_ptr<FileStores::Reservation>> FileStores::Reserve(const std::
   ++use.uploads;
   ++uploads_;
   return std::make_unique<Reservation>(this, tenant_id, bytes);
+}
+
+bool FileStores::ClaimUpload(const std::string& key) {
+  MutexLock lock(mu_);
+  return writing_.insert(key).second;
+}
+
+void FileStores::UnclaimUpload(const std::string& key) {
+  MutexLock lock(mu_);
+  writing_.erase(key);
 }
 
 void FileStores::Release(const std::string& tenant_id, uint64_t bytes) {
@@ -135,10 +147,26 @@ Result<FileRow> FileStore::Upload(const events::Origin& ctx, const UploadSpec& s
   }
   SILO_ASSIGN_OR_RETURN(auto reservation, stores_->Reserve(tenant_id_, *db_, spec.size));
   SILO_ASSIGN_OR_RETURN(FileRow row, WriteBlob(ctx, spec, read));
-  const std::string blob = layout::TenantBlobFile(stores_->data_dir_, tenant_id_, row.id);
+  SILO_RETURN_IF_ERROR(Commit(ctx, row, PartPath(row.id), std::nullopt));
+  return row;
+}
+
+Status FileStore::Commit(const events::Origin& ctx, const FileRow& row, const std::string& part,
+                         std::optional<std::string_view> upload_id) {
+  const std::string& data = stores_->data_dir_;
+  const std::string dir = layout::TenantBlobDir(data, tenant_id_, row.id);
+  SILO_RETURN_IF_ERROR(MakeDirs(dir, 0700));
+  const std::string blob = layout::TenantBlobFile(data, tenant_id_, row.id);
+  if (::rename(part.c_str(), blob.c_str()) != 0) {
+    ::unlink(part.c_str());
+    return Internal("cannot move the upload in place");
+  }
   RemoveUnlessKept blob_guard(blob);
+  SILO_RETURN_IF_ERROR(SyncDir(dir));
+  SILO_RETURN_IF_ERROR(SyncDir(layout::TenantUploadsDir(data, tenant_id_)));
   SILO_RETURN_IF_ERROR(db_->Write([&](Database& db) -> Status {
     SILO_ASSIGN_OR_RETURN(auto tx, storage::Transaction::Begin(db));
+    if (upload_id) SILO_RETURN_IF_ERROR(DeleteUpload(db, *upload_id));
     SILO_RETURN_IF_ERROR(InsertFile(db, row));
     events::Event e;
     e.type = "file.uploaded";
@@ -158,12 +186,15 @@ Result<FileRow> FileStore::Upload(const events::Origin& ctx, const UploadSpec& s
     return tx.Commit();
   }));
   blob_guard.Keep();
-  return row;
+  return Status::Ok();
+}
+
+std::string FileStore::PartPath(std::string_view id) const {
+  return layout::TenantUploadFile(stores_->data_dir_, tenant_id_, std::string(id));
 }
 
 Result<FileRow> FileStore::WriteBlob(const events::Origin& ctx, const UploadSpec& spec,
                                      const ReadFn& read) {
-  const std::string& data = stores_->data_dir_;
   FileRow row;
   row.id = NewBlobId();
   row.owner = ctx.actor.kind + ":" + ctx.actor.id;
@@ -176,8 +207,8 @@ Result<FileRow> FileStore::WriteBlob(const events::Origin& ctx, const UploadSpec
   row.created_at_us = ctx.now_us;
   row.expires_at_us = ctx.now_us + stores_->options().upload_expire_us;
 
-  SILO_RETURN_IF_ERROR(MakeDirs(layout::TenantUploadsDir(data, tenant_id_), 0700));
-  const std::string part = layout::TenantUploadFile(data, tenant_id_, row.id);
+  SILO_RETURN_IF_ERROR(MakeDirs(layout::TenantUploadsDir(stores_->data_dir_, tenant_id_), 0700));
+  const std::string part = PartPath(row.id);
   SILO_ASSIGN_OR_RETURN(auto writer, BlobWriter::Create(part, files_key_, row.id, spec.size));
   RemoveUnlessKept part_guard(part);
   crypto::Sha256Stream digest;
@@ -210,15 +241,7 @@ Result<FileRow> FileStore::WriteBlob(const events::Origin& ctx, const UploadSpec
   SILO_RETURN_IF_ERROR(writer->Finish());
   writer.reset();
   row.sha256 = digest.FinishHex();
-  const std::string dir = layout::TenantBlobDir(data, tenant_id_, row.id);
-  SILO_RETURN_IF_ERROR(MakeDirs(dir, 0700));
-  const std::string blob = layout::TenantBlobFile(data, tenant_id_, row.id);
-  if (::rename(part.c_str(), blob.c_str()) != 0) return Internal("cannot move the upload in place");
-  part_guard.Keep();
-  RemoveUnlessKept blob_guard(blob);
-  SILO_RETURN_IF_ERROR(SyncDir(dir));
-  SILO_RETURN_IF_ERROR(SyncDir(layout::TenantUploadsDir(data, tenant_id_)));
-  blob_guard.Keep();
+  part_guard.Keep();  // Commit moves it into place, or removes it
   return row;
 }
 
@@ -243,6 +266,249 @@ Result<Usage> FileStore::LoadUsage() {
     return Status::Ok();
   }));
   return u;
+}
+
+Result<UploadRow> FileStore::CreateUpload(const events::Origin& ctx, const UploadSpec& spec) {
+  const FileOptions& o = stores_->options();
+  if (spec.size > o.max_file_bytes) {
+    return Status(StatusCode::kResourceExhausted,
+                  "the file is larger than SILO_MAX_FILE_BYTES (" + Limit(o.max_file_bytes) + ")");
+  }
+  if (spec.size > spec.limits.max_bytes) {
+    return Status(
+        StatusCode::kResourceExhausted,
+        "the file is larger than the field's max_bytes (" + Limit(spec.limits.max_bytes) + ")");
+  }
+  // The reservation covers the check and the insert: from then on the
+  // upload's row holds its bytes against the quota.
+  SILO_ASSIGN_OR_RETURN(auto reservation, stores_->Reserve(tenant_id_, *db_, spec.size));
+  UploadRow row;
+  row.id = NewBlobId();
+  row.owner = ctx.actor.kind + ":" + ctx.actor.id;
+  row.collection = spec.collection;
+  row.field = spec.field;
+  row.name = CleanFileName(spec.name);
+  row.declared_type = spec.declared_type.substr(0, 255);
+  row.length = spec.size;
+  row.created_at_us = ctx.now_us;
+  row.expires_at_us = ctx.now_us + o.upload_expire_us;
+  SILO_RETURN_IF_ERROR(MakeDirs(layout::TenantUploadsDir(stores_->data_dir_, tenant_id_), 0700));
+  const std::string part = PartPath(row.id);
+  SILO_ASSIGN_OR_RETURN(auto writer, BlobWriter::Create(part, files_key_, row.id, spec.size));
+  RemoveUnlessKept part_guard(part);
+  SILO_RETURN_IF_ERROR(writer->Sync());
+  writer.reset();
+  SILO_RETURN_IF_ERROR(db_->Write([&](Database& db) { return InsertUpload(db, row); }));
+  part_guard.Keep();
+  return row;
+}
+
+Status FileStore::RemoveUpload(std::string_view id) {
+  SILO_RETURN_IF_ERROR(db_->Write([&](Database& db) { return DeleteUpload(db, id); }));
+  ::unlink(PartPath(id).c_str());
+  return Status::Ok();
+}
+
+Result<FileStore::UploadState> FileStore::GetUpload(const events::Origin& ctx,
+                                                    std::string_view id) {
+  if (!ValidBlobId(id)) return NotFound("no such upload");
+  std::optional<UploadRow> row;
+  SILO_RETURN_IF_ERROR(db_->Read([&](Database& db) -> Status {
+    SILO_ASSIGN_OR_RETURN(row, LoadUpload(db, id));
+    return Status::Ok();
+  }));
+  if (row->owner != ctx.actor.kind + ":" + ctx.actor.id) return NotFound("no such upload");
+  if (row->expires_at_us <= ctx.now_us) {
+    SILO_RETURN_IF_ERROR(RemoveUpload(id));
+    return FailedPrecondition("the upload has expired");
+  }
+  // Resume verifies the whole chunks and cuts a torn tail (a crash).
+  auto writer = BlobWriter::Resume(PartPath(id), files_key_, row->id, row->length);
+  if (!writer.ok()) {
+    if (writer.status().code() == StatusCode::kAlreadyExists) return UploadState{*row, row->length};
+    return writer.status();
+  }
+  return UploadState{*row, (*writer)->appended()};
+}
+
+Result<FileStore::AppendResult> FileStore::AppendUpload(const events::Origin& ctx,
+                                                        std::string_view id, uint64_t offset,
+                                                        const FieldLimits& limits,
+                                                        uint64_t body_length, const ReadFn& read,
+                                                        const std::optional<std::string>& sha256) {
+  const std::string claim = tenant_id_ + "/" + std::string(id);
+  if (!stores_->ClaimUpload(claim)) {
+    return VersionMismatch("another request is writing this upload");
+  }
+  struct Unclaim {
+    FileStores* s;
+    const std::string& key;
+    ~Unclaim() { s->UnclaimUpload(key); }
+  } unclaim{stores_, claim};
+  SILO_ASSIGN_OR_RETURN(UploadState state, GetUpload(ctx, id));
+  if (offset != state.offset) {
+    return VersionMismatch("Upload-Offset is " + std::to_string(state.offset));
+  }
+  if (body_length > state.row.length - offset) {
+    return InvalidArgument("the bytes would pass the upload's length");
+  }
+  SILO_ASSIGN_OR_RETURN(auto slot, stores_->Reserve(tenant_id_, *db_, 0, false));
+  const std::string part = PartPath(id);
+  SILO_ASSIGN_OR_RETURN(auto writer,
+                        BlobWriter::Resume(part, files_key_, state.row.id, state.row.length));
+  crypto::Sha256Stream digest;
+  std::vector<char> piece(kChunkBytes);
+  Status failed;
+  for (uint64_t got = 0; got < body_length;) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(piece.size(), body_length - got));
+    auto n = read(std::span<char>(piece.data(), want));
+    if (!n.ok() || *n == 0) {
+      failed = n.ok() ? Unavailable("the request body ended early") : n.status();
+      break;
+    }
+    std::string_view bytes(piece.data(), *n);
+    if (offset == 0 && got == 0) {
+      // The type is known from the first bytes: refuse early rather than
+      // after the whole file.
+      const std::string type(SniffType(bytes));
+      if (!TypeAllowed(limits.types, type)) {
+        SILO_RETURN_IF_ERROR(RemoveUpload(id));
+        return InvalidArgument("the file is " + type + ", which the field " + state.row.field +
+                               " does not allow");
+      }
+    }
+    digest.Update(bytes);
+    SILO_RETURN_IF_ERROR(writer->Append(bytes));
+    got += *n;
+  }
+  const std::string received = crypto::HexDecode(digest.FinishHex()).value();
+  if (sha256 && (!failed.ok() || !crypto::ConstantTimeEquals(received, *sha256))) {
+    // None of this request's bytes is kept (bytes that did not all arrive
+    // cannot be checked either): back to where it started, a chunk
+    // boundary, since offsets are acknowledged in whole chunks.
+    writer.reset();
+    const off_t keep =
+        static_cast<off_t>(kHeaderBytes + (offset / kChunkBytes) * kSealedChunkBytes);
+    if (::truncate(part.c_str(), keep) != 0) return Internal("cannot cut the upload back");
+    if (!failed.ok()) return failed;
+    return DataLoss("the bytes do not match Upload-Checksum");
+  }
+  if (failed.ok() && writer->appended() == state.row.length) {
+    SILO_RETURN_IF_ERROR(writer->Finish());
+    writer.reset();
+    SILO_ASSIGN_OR_RETURN(FileRow file, CompleteUpload(ctx, state.row, limits));
+    return AppendResult{file.size, std::move(file)};
+  }
+  writer->DiscardPartialChunk();
+  SILO_RETURN_IF_ERROR(writer->Sync());
+  if (!failed.ok()) return failed;
+  return AppendResult{writer->durable_bytes(), std::nullopt};
+}
+
+Result<FileRow> FileStore::CompleteUpload(const events::Origin& ctx, const UploadRow& up,
+                                          const FieldLimits& limits) {
+  const std::string part = PartPath(up.id);
+  FileRow row;
+  row.id = up.id;
+  row.owner = up.owner;
+  row.name = up.name;
+  row.declared_type = up.declared_type;
+  row.size = up.length;
+  row.state = FileState::kPending;
+  row.collection = up.collection;
+  row.field = up.field;
+  row.created_at_us = ctx.now_us;
+  row.expires_at_us = ctx.now_us + stores_->options().upload_expire_us;
+  // Read back whole: every chunk verified, the digest of the whole file,
+  // its type and (SVG) its script, as a single request would have seen them.
+  SILO_ASSIGN_OR_RETURN(auto reader, BlobReader::Open(part, files_key_, up.id, up.length));
+  crypto::Sha256Stream digest;
+  ActiveContentScanner scanner;
+  Status refused;
+  for (uint64_t i = 0; i < reader->chunk_count(); ++i) {
+    SILO_ASSIGN_OR_RETURN(std::string chunk, reader->ReadChunk(i));
+    if (i == 0) row.type = std::string(SniffType(chunk));
+    if (row.type == "image/svg+xml") scanner.Feed(chunk);
+    digest.Update(chunk);
+    crypto::WipeString(chunk);
+  }
+  reader.reset();
+  if (!TypeAllowed(limits.types, row.type)) {
+    refused = InvalidArgument("the file is " + row.type + ", which the field " + up.field +
+                              " does not allow");
+  } else if (scanner.found()) {
+    refused = InvalidArgument("the SVG file carries script or active content");
+  }
+  if (!refused.ok()) {
+    SILO_RETURN_IF_ERROR(RemoveUpload(up.id));
+    return refused;
+  }
+  row.sha256 = digest.FinishHex();
+  SILO_RETURN_IF_ERROR(Commit(ctx, row, part, up.id));
+  return row;
+}
+
+Result<FileStore::IssuedLink> FileStore::CreateLink(const events::Origin& ctx, const FileRow& file,
+                                                    int64_t lifetime_us) {
+  IssuedLink out;
+  out.token = crypto::RandomToken(32);
+  out.row.id = crypto::RandomId(16);
+  out.row.file_id = file.id;
+  out.row.created_by = ctx.actor.kind + ":" + ctx.actor.id;
+  out.row.created_at_us = ctx.now_us;
+  out.row.expires_at_us = ctx.now_us + lifetime_us;
+  SILO_RETURN_IF_ERROR(db_->Write([&](Database& db) -> Status {
+    SILO_ASSIGN_OR_RETURN(auto tx, storage::Transaction::Begin(db));
+    SILO_RETURN_IF_ERROR(InsertLink(db, out.row, crypto::Sha256Hex(out.token)));
+    SILO_RETURN_IF_ERROR(events::AppendAudit(
+        db, ctx, "file.link_created", "file", file.id,
+        {{"link", std::nullopt, JsonString(out.row.id), false},
+         {"expires_at_us", std::nullopt, std::to_string(out.row.expires_at_us), false}}));
+    return tx.Commit();
+  }));
+  return out;
+}
+
+Status FileStore::RevokeLink(const events::Origin& ctx, std::string_view file_id,
+                             std::string_view link_id) {
+  return db_->Write([&](Database& db) -> Status {
+    SILO_ASSIGN_OR_RETURN(auto tx, storage::Transaction::Begin(db));
+    SILO_RETURN_IF_ERROR(files::RevokeLink(db, file_id, link_id, ctx.now_us));
+    SILO_RETURN_IF_ERROR(events::AppendAudit(db, ctx, "file.link_revoked", "file",
+                                             std::string(file_id),
+                                             {{"link", std::nullopt, JsonString(link_id), false}}));
+    return tx.Commit();
+  });
+}
+
+Result<FileRow> FileStore::ResolveLink(std::string_view token, int64_t now_us) {
+  std::optional<FileRow> out;
+  SILO_RETURN_IF_ERROR(db_->Read([&](Database& db) -> Status {
+    SILO_ASSIGN_OR_RETURN(LinkRow link, LoadLinkByHash(db, crypto::Sha256Hex(token)));
+    if (link.revoked_at_us != 0 || link.expires_at_us <= now_us) {
+      return FailedPrecondition("the link has expired or was revoked");
+    }
+    SILO_ASSIGN_OR_RETURN(out, LoadFile(db, link.file_id));
+    if (out->state != FileState::kAttached) {
+      return FailedPrecondition("the link's file is no longer attached");
+    }
+    return Status::Ok();
+  }));
+  return std::move(*out);
+}
+
+Status FileStore::TerminateUpload(const events::Origin& ctx, std::string_view id) {
+  const std::string claim = tenant_id_ + "/" + std::string(id);
+  if (!stores_->ClaimUpload(claim))
+    return VersionMismatch("another request is writing this upload");
+  struct Unclaim {
+    FileStores* s;
+    const std::string& key;
+    ~Unclaim() { s->UnclaimUpload(key); }
+  } unclaim{stores_, claim};
+  auto state = GetUpload(ctx, id);
+  if (!state.ok()) return state.status();
+  return RemoveUpload(id);
 }
 
 }  // namespace silo::files

@@ -18,6 +18,8 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
+#include <set>
 #include <span>
 #include <string>
 
@@ -72,12 +74,72 @@ class FileStore {
   Result<std::unique_ptr<BlobReader>> OpenBlob(const FileRow& row);
   Result<Usage> LoadUsage();
 
+  // Resumable uploads (the tus protocol is the API's; the state is here).
+  // Creates upload `spec` with no bytes yet, after the same size and quota
+  // checks as Upload; its length stays reserved against the quota until it
+  // completes, is terminated or expires.
+  Result<UploadRow> CreateUpload(const events::Origin& ctx, const UploadSpec& spec);
+  struct UploadState {
+    UploadRow row;
+    uint64_t offset = 0;  // bytes durable in whole chunks
+  };
+  // The caller's upload `id` and its offset (a torn tail left by a crash is
+  // cut first). NotFound for no such upload or another caller's;
+  // FailedPrecondition once expired (it is removed then).
+  Result<UploadState> GetUpload(const events::Origin& ctx, std::string_view id);
+  struct AppendResult {
+    uint64_t offset = 0;               // the new offset
+    std::optional<FileRow> completed;  // the pending file, when the last byte came
+  };
+  // Appends the `body_length` bytes `read` gives at `offset`. Refusals:
+  //   as GetUpload; VersionMismatch when `offset` is not the upload's or
+  //   another request is writing it; InvalidArgument when the bytes would
+  //   pass its length, or (complete) its sniffed type is not in `limits` or
+  //   an SVG carries script (the upload is then removed); DataLoss when the
+  //   bytes do not match `sha256` (32 raw bytes; none of them is kept);
+  //   Unavailable when too many uploads run at once; what `read` failed
+  //   with (the whole chunks that arrived are kept).
+  // A body that ends mid-chunk keeps its whole chunks: the offset returned
+  // is what is durable, and the client resends from there.
+  Result<AppendResult> AppendUpload(const events::Origin& ctx, std::string_view id, uint64_t offset,
+                                    const FieldLimits& limits, uint64_t body_length,
+                                    const ReadFn& read, const std::optional<std::string>& sha256);
+  // Removes the caller's upload and its bytes (NotFound as GetUpload).
+  Status TerminateUpload(const events::Origin& ctx, std::string_view id);
+
+  // Links (the caller checked that `ctx.actor` may read `file`). The token
+  // is returned once; an audit entry records the link (never the token).
+  struct IssuedLink {
+    LinkRow row;
+    std::string token;
+  };
+  Result<IssuedLink> CreateLink(const events::Origin& ctx, const FileRow& file,
+                                int64_t lifetime_us);
+  // NotFound unless `link_id` is a live link of `file_id`; audited.
+  Status RevokeLink(const events::Origin& ctx, std::string_view file_id, std::string_view link_id);
+  // The file a link token opens: NotFound for a token no link has,
+  // FailedPrecondition for one that expired or was revoked, or whose file
+  // is no longer attached.
+  Result<FileRow> ResolveLink(std::string_view token, int64_t now_us);
+
  private:
   friend class FileStores;
+  std::string PartPath(std::string_view id) const;
+  // Removes an upload's row and part.
+  Status RemoveUpload(std::string_view id);
+  // Checks a complete part (type, SVG, digest), moves it into place and
+  // records it as a pending file, in place of the upload.
+  Result<FileRow> CompleteUpload(const events::Origin& ctx, const UploadRow& row,
+                                 const FieldLimits& limits);
+  // Moves a finished part to its blob path (synced) and records `row` with
+  // its file.uploaded event; `upload_id` (when set) is deleted in the same
+  // transaction.
+  Status Commit(const events::Origin& ctx, const FileRow& row, const std::string& part,
+                std::optional<std::string_view> upload_id);
   FileStore(FileStores* stores, std::string tenant_id, std::shared_ptr<storage::TenantDatabase> db,
             crypto::SecretKey files_key);
-  // Writes the sealed blob at its final path; returns its row (not yet in
-  // the database).
+  // Seals the upload into its part file (finished and synced); returns its
+  // row, not yet in the database. Commit moves it into place or removes it.
   Result<FileRow> WriteBlob(const events::Origin& ctx, const UploadSpec& spec, const ReadFn& read);
 
   FileStores* const stores_;
@@ -121,9 +183,15 @@ class FileStores {
   // Checks the upload slots and the quota (live bytes in the database plus
   // what uploads in progress reserved) and reserves; under one lock, so
   // parallel uploads cannot together overshoot.
+  // `check_quota` false: a slot only (a resumable upload's bytes were
+  // reserved when it was created).
   Result<std::unique_ptr<Reservation>> Reserve(const std::string& tenant_id,
-                                               storage::TenantDatabase& db, uint64_t bytes);
+                                               storage::TenantDatabase& db, uint64_t bytes,
+                                               bool check_quota = true);
   void Release(const std::string& tenant_id, uint64_t bytes);
+  // One request at a time writes a resumable upload: false when another is.
+  bool ClaimUpload(const std::string& key);
+  void UnclaimUpload(const std::string& key);
 
   const std::shared_ptr<storage::TenantDatabases> databases_;
   const KeyFn files_key_;
@@ -132,6 +200,7 @@ class FileStores {
   mutable Mutex mu_;
   std::map<std::string, TenantUse> use_ GUARDED_BY(mu_);
   size_t uploads_ GUARDED_BY(mu_) = 0;
+  std::set<std::string> writing_ GUARDED_BY(mu_);  // "<tenant>/<upload>" being appended to
 };
 
 }  // namespace silo::files

@@ -257,5 +257,32 @@ TEST_F(FileStoreTest, UploadSlotsAreLimitedPerTenant) {
   EXPECT_OK((*other)->Upload(Ctx(), Spec(10), again.Fn()));  // free again afterwards
 }
 
+TEST_F(FileStoreTest, LinksOpenTheirFileUntilRevokedOrExpiredAndKeepOnlyAHash) {
+  Body body(Png(1000, 'l'));
+  auto row = store_->Upload(Ctx(), Spec(1000), body.Fn());
+  ASSERT_OK(row);
+  // Attach it (as a record write would).
+  ASSERT_OK(dbs_->Acquire("t1").value()->Write([&](storage::Database& db) -> Status {
+    std::vector<FieldError> errors;
+    SILO_RETURN_IF_ERROR(
+        Reconcile(db, {"docs", "scan", "r1"}, "user:u1", {}, {}, {row->id}, kT0, &errors));
+    return errors.empty() ? Status::Ok() : Internal(errors[0].message);
+  }));
+  auto link = store_->CreateLink(Ctx(), *row, 1000);
+  ASSERT_OK(link);
+  EXPECT_EQ(link->token.size(), 43u);
+  auto opened = store_->ResolveLink(link->token, kT0 + 999);
+  ASSERT_OK(opened);
+  EXPECT_EQ(opened->id, row->id);
+  EXPECT_STATUS(StatusCode::kFailedPrecondition, store_->ResolveLink(link->token, kT0 + 1000));
+  EXPECT_STATUS(StatusCode::kNotFound, store_->ResolveLink(link->token + "x", kT0));
+  // The token is nowhere on disk, in the clear or as the database holds it.
+  EXPECT_EQ(storage::testing::FilesContaining(dir_, link->token), "");
+  EXPECT_STATUS(StatusCode::kNotFound, store_->RevokeLink(Ctx(), "0000", link->row.id));
+  ASSERT_OK(store_->RevokeLink(Ctx(), row->id, link->row.id));
+  EXPECT_STATUS(StatusCode::kFailedPrecondition, store_->ResolveLink(link->token, kT0 + 1));
+  EXPECT_STATUS(StatusCode::kNotFound, store_->RevokeLink(Ctx(), row->id, link->row.id));
+}
+
 }  // namespace
 }  // namespace silo::files

@@ -763,8 +763,14 @@ class Server::Impl {
     } else {
       bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), 11};
       PrepareHeader(res, r, request_id, keep_alive);
-      res.body() = r.body;
-      res.prepare_payload();
+      if (method == "HEAD") {
+        // The length a GET would have; no body follows (RFC 9110 9.3.2), or
+        // the client would read it as the next answer.
+        res.content_length(r.body.size());
+      } else {
+        res.body() = r.body;
+        res.prepare_payload();
+      }
       tcp_layer.expires_after(opts_.read_timeout);
       auto [ec, n] = co_await bhttp::async_write(stream, res, kTuple);
       ok = !ec;

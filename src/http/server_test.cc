@@ -452,6 +452,24 @@ TEST(ServerStreamTest, AStreamedAnswerArrivesWholeOrVisiblyShort) {
   server.Stop();
 }
 
+TEST(ServerTest, AnswersToHeadCarryNoBodySoTheNextAnswerParses) {
+  StreamDispatcher d;
+  Metrics m;
+  Server server(PlainOptions(), &d, &m);
+  auto port = server.Start();
+  ASSERT_OK(port);
+  std::string answer = Exchange(*port,
+                                "HEAD /cache HTTP/1.1\r\nHost: t\r\n\r\n"
+                                "GET /cache HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  // The first answer declares the body's length and ends at its header; the
+  // second starts right there.
+  size_t first_end = answer.find("\r\n\r\n");
+  ASSERT_NE(first_end, std::string::npos) << answer;
+  EXPECT_NE(answer.substr(0, first_end).find("Content-Length: 2"), std::string::npos) << answer;
+  EXPECT_EQ(answer.substr(first_end + 4, 15), "HTTP/1.1 200 OK") << answer;
+  server.Stop();
+}
+
 TEST(ServerStreamTest, AnAnswerReplacesAStandardHeaderInsteadOfAddingASecond) {
   StreamDispatcher d;
   Metrics m;

@@ -34,6 +34,8 @@ def concrete(route):
         path = path.replace("{name}", "nosuch_role")
     path = path.replace("{name}", "tickets").replace("{id}", "nosuchid")
     path = path.replace("{field}", "title").replace("{file}", "0" * 32)
+    path = path.replace("{upload}", "0" * 32).replace("{link}", "nosuchlink")
+    path = path.replace("/api/files/nosuchid/", "/api/files/" + "0" * 32 + "/")
     # Captures a route takes from the query (the upload's collection and field).
     values = {"collection": "tickets", "field": "title"}
     if route.get("query"):
@@ -58,7 +60,9 @@ def test_role_route_matrix(make_silo):
     silo = make_silo(MANY)
     routes = json.loads(subprocess.run([SILO_BIN, "routes"], capture_output=True, text=True,
                                        check=True).stdout)
-    perm_routes = [r for r in routes if r["access"] not in ("public", "session")]
+    perm_routes = [r for r in routes if r["access"] not in ("public", "session", "authenticated")]
+    # Routes whose permission the data names (a file's links): proven callers only.
+    data_routes = [r for r in routes if r["access"] == "authenticated"]
     session_routes = [r for r in routes if r["access"] == "session"]
     assert len(perm_routes) >= 25 and len(session_routes) >= 10
 
@@ -123,6 +127,15 @@ def test_role_route_matrix(make_silo):
             checked += 1
             if status != want:
                 failures.append((who, route["method"], path, perm, want, status))
+    for route in data_routes:
+        path, _ = concrete(route)
+        for who, client, want in [("anonymous", anonymous, 401),
+                                  ("beta session", foreign_cookie, 401),
+                                  ("beta token", foreign_token, 401)]:
+            status = call(client, route).status_code
+            checked += 1
+            if status != want:
+                failures.append((who, route["method"], path, "authenticated", want, status))
     for route in session_routes:
         path, _ = concrete(route)
         for who, client, want in [("anonymous", anonymous, 401),

@@ -215,3 +215,50 @@ def test_file_routes_need_their_permissions(make_silo):
     anonymous = requests.get(api.base + "/api/collections/docs/records/d1/files/scan/" + fid,
                              verify=False, timeout=10)
     assert anonymous.status_code == 401 and b"PNG" not in anonymous.content
+
+
+def test_links_open_one_file_without_credentials_until_revoked_or_expired(make_silo):
+    silo = make_silo(ENV)
+    tenant(silo, "acme")
+    api = Api(silo, "acme", token(silo, "acme"))
+    assert api.call("POST", "/api/collections", DOCS).status_code == 201
+    data = png(3000)
+    fid = upload(api, data).json()["id"]
+    pending = upload(api, png(10)).json()["id"]
+    assert api.call("POST", "/api/collections/docs/records",
+                    {"id": "d1", "scan": fid}).status_code == 201
+    r = api.call("POST", "/api/files/%s/links" % fid, {"expires_in": 3600})
+    assert r.status_code == 201, r.text
+    link = r.json()
+    # The token is in the query, which no log line carries.
+    assert link["url"].startswith("/t/acme/api/files/link?token=")
+    token_text = link["url"].split("token=")[1]
+    url = silo.url + link["url"]
+    # No cookie, no token, another origin: served, and embeddable there.
+    got = requests.get(url, verify=False, timeout=10, headers={"Origin": "https://other.test"})
+    assert got.status_code == 200 and got.content == data
+    assert got.headers["Cross-Origin-Resource-Policy"] == "cross-origin"
+    assert "sandbox" in got.headers["Content-Security-Policy"]
+    r = requests.get(url, verify=False, timeout=10, headers={"Range": "bytes=0-9"})
+    assert r.status_code == 206 and r.content == data[:10]
+    # Bounds: at most 24 h; a pending upload has no links; without read
+    # permission on the file's collection, no link (and an audit entry).
+    assert api.call("POST", "/api/files/%s/links" % fid, {"expires_in": 86401}).status_code == 422
+    assert api.call("POST", "/api/files/%s/links" % pending, {}).status_code == 404
+    nobody = Api(silo, "acme", token(silo, "acme", ["collections.read"]))
+    r = nobody.call("POST", "/api/files/%s/links" % fid, {})
+    assert r.status_code == 403 and "records.docs.read" in r.json()["detail"]
+    # Revoked: refused at once.
+    assert api.call("DELETE", "/api/files/%s/links/%s" % (fid, link["id"])).status_code == 204
+    assert requests.get(url, verify=False, timeout=10).status_code == 410
+    # Expired: a one-second link, two seconds later.
+    short = api.call("POST", "/api/files/%s/links" % fid, {"expires_in": 1}).json()
+    time.sleep(2)
+    assert requests.get(silo.url + short["url"], verify=False, timeout=10).status_code == 410
+    for bad in ["A" * 43, "", "x"]:
+        assert requests.get(silo.url + "/t/acme/api/files/link?token=" + bad, verify=False,
+                            timeout=10).status_code == 404
+    # The audit log has the links, never their tokens.
+    audit = api.call("GET", "/api/audit?limit=1000").text
+    assert "file.link_created" in audit and "file.link_revoked" in audit
+    assert token_text not in audit and token_text not in silo.output()

@@ -58,9 +58,18 @@ class Tenant:
                     raw=("file of " + self.marker).encode(), headers={"Content-Type": "text/plain"})
         assert up.status_code == 201, up.text
         self.file_id = up.json()["id"]
+        # A resumable upload in progress, its URL the other tenant must not use.
+        tus = o.call("POST", "/api/uploads?collection=tickets&field=doc", raw=b"",
+                     headers={"Tus-Resumable": "1.0.0", "Upload-Length": "100"})
+        assert tus.status_code == 201, tus.text
+        self.upload_id = tus.headers["Location"].split("/")[-1].split("?")[0]
         assert o.call("POST", "/api/collections/tickets/records",
                       {"id": self.only_record, "title": "x", "note": self.marker,
                        "doc": self.file_id}).status_code == 201
+        link = o.call("POST", "/api/files/%s/links" % self.file_id, {"expires_in": 3600})
+        assert link.status_code == 201, link.text
+        self.link_id = link.json()["id"]
+        self.link_token = link.json()["url"].split("token=")[1]
         assert o.call("PATCH", "/api/collections/tickets/records/r1",
                       {"note": self.marker + " edited"},
                       headers={"If-Match": '"1"'}).status_code == 200
@@ -108,7 +117,8 @@ class Tenant:
         """Strings of this tenant that no answer of the other may contain."""
         return [self.marker, self.tenant_id, self.owner.cookie, self.owner.csrf,
                 self.editor.cookie, self.token, self.setup_token, self.reset_token,
-                self.mfa_token, self.totp_secret, PASSWORDS[self.slug]] + self.recovery_codes
+                self.mfa_token, self.totp_secret, PASSWORDS[self.slug],
+                self.link_token] + self.recovery_codes
 
     def state(self):
         """What a refused request must not have changed."""
@@ -140,6 +150,14 @@ def concrete(route, ids):
     elif path.startswith("/api/tokens/"):
         path = path.replace("{id}", ids.token_id)
     path = path.replace("{field}", "doc").replace("{file}", ids.file_id)
+    path = path.replace("{upload}", ids.upload_id)
+    path = path.replace("{link}", ids.link_id)
+    if path == "/api/files/link":  # the link's token is its query
+        path += "?token=" + ids.link_token
+    if path.startswith("/api/files/"):
+        path = path.replace("{id}", ids.file_id)
+    if route.get("query"):  # the upload URL names the collection
+        path += "?collection=tickets&field=doc"
     return path.replace("{name}", "tickets").replace("{id}", ids.only_record)
 
 
@@ -205,7 +223,8 @@ def attack(home, foreign, routes):
             if access == "public":
                 # Public routes take their credentials in the body: the other
                 # tenant's setup, reset and MFA tokens, its password.
-                ok = {"/api/": 200, "/api/auth/password-reset": 202}.get(route["pattern"])
+                ok = {"/api/": 200, "/api/auth/password-reset": 202,
+                      "/api/uploads": 204}.get(route["pattern"])
                 if ok is not None and r.status_code != ok:
                     failures.append((who, method, path, r.status_code, "want", ok))
                 if ok is None and r.status_code < 400:
@@ -215,9 +234,14 @@ def attack(home, foreign, routes):
         # The home tenant's own valid credentials with the other's ids.
         # Routes named by the collection alone are the home tenant's own
         # collection (the same name): not a foreign id.
-        if "{id}" in route["pattern"] or route["pattern"].startswith("/api/roles/"):
+        if ("{id}" in route["pattern"] or "{upload}" in route["pattern"] or
+                route["pattern"].startswith("/api/roles/")):
             body = OWN_BODIES.get(route["pattern"]) if route["body_limit"] else None
-            r = home.owner.call(method, path, body, headers={"If-Match": '"1"'})
+            headers = {"If-Match": '"1"'}
+            if "{upload}" in route["pattern"]:  # a well-formed tus request: only the id is wrong
+                headers.update({"Tus-Resumable": "1.0.0", "Upload-Offset": "0",
+                                "Content-Type": "application/offset+octet-stream"})
+            r = home.owner.call(method, path, body, headers=headers)
             if r.status_code != 404:
                 failures.append(("own credentials, foreign id", method, path, r.status_code,
                                  r.text[:120]))
