@@ -80,8 +80,9 @@ http::ServerOptions OptionsFor(const config::Config& c, const std::string& name,
 
 // Audit retention: an hour after start and then daily, drops the bodies of
 // audit entries older than the configured months in every active tenant (the
-// chain and its hashes stay, so verification still passes). Not at start:
-// tenants open lazily, and a restart should not open them all.
+// chain and its hashes stay, so verification still passes), and collects
+// expired uploads. Not at start: tenants open lazily, and a restart should
+// not open them all.
 class RetentionJob {
  public:
   RetentionJob(api::Services& services, int months)
@@ -130,9 +131,27 @@ class RetentionJob {
       } else {
         purged += *n;
       }
+      CollectFiles(t);
     }
     if (purged > 0)
       log::Info("audit retention", {{"purged_bodies", static_cast<long long>(purged)}});
+  }
+
+  // Unattached uploads past SILO_UPLOAD_EXPIRE_HOURS, and what a crash left
+  // under files/ without a row a day later.
+  void CollectFiles(const tenant::TenantInfo& t) {
+    auto files = services_.files->Open(t.id);
+    if (!files.ok()) return;  // busy or gone; the next pass retries
+    auto swept = (*files)->CollectExpired(NowMicros(), 24LL * 3600 * 1'000'000);
+    if (!swept.ok()) {
+      log::Error("file collection failed",
+                 {{"tenant", t.slug}, {"cause", swept.status().message()}});
+    } else if (swept->pending_files + swept->uploads + swept->orphans > 0) {
+      log::Info("files collected", {{"tenant", t.slug},
+                                    {"pending_files", static_cast<long long>(swept->pending_files)},
+                                    {"uploads", static_cast<long long>(swept->uploads)},
+                                    {"orphans", static_cast<long long>(swept->orphans)}});
+    }
   }
 
   api::Services& services_;

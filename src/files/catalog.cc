@@ -284,6 +284,54 @@ Status RevokeLink(Database& db, std::string_view file_id, std::string_view id, i
   return Status::Ok();
 }
 
+namespace {
+
+Result<std::vector<std::string>> Ids(Database& db, const char* sql, int64_t now_us, int limit) {
+  auto st = db.Prepare(sql);
+  if (!st.ok()) return st.status();
+  st->Bind(1, now_us).Bind(2, int64_t{limit});
+  std::vector<std::string> out;
+  for (;;) {
+    SILO_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) break;
+    out.push_back(st->ColumnText(0));
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> ExpiredPending(Database& db, int64_t now_us, int limit) {
+  return Ids(db,
+             "SELECT id FROM files WHERE state = 'pending' AND expires_at_us <= ?1"
+             " ORDER BY expires_at_us LIMIT ?2",
+             now_us, limit);
+}
+
+Result<std::vector<std::string>> ExpiredUploads(Database& db, int64_t now_us, int limit) {
+  return Ids(db, "SELECT id FROM uploads WHERE expires_at_us <= ?1 ORDER BY expires_at_us LIMIT ?2",
+             now_us, limit);
+}
+
+Status DeletePendingFile(Database& db, std::string_view id) {
+  auto st = db.Prepare("DELETE FROM files WHERE id = ? AND state = 'pending'");
+  if (!st.ok()) return st.status();
+  st->Bind(1, id);
+  SILO_RETURN_IF_ERROR(st->Run());
+  if (db.Changes() == 0) return FailedPrecondition("not a pending file");
+  return Status::Ok();
+}
+
+Result<bool> IdKnown(Database& db, std::string_view id) {
+  auto st = db.Prepare(
+      "SELECT EXISTS (SELECT 1 FROM files WHERE id = ?1)"
+      " OR EXISTS (SELECT 1 FROM uploads WHERE id = ?1)");
+  if (!st.ok()) return st.status();
+  st->Bind(1, id);
+  SILO_ASSIGN_OR_RETURN(bool row, st->Step());
+  return row && st->ColumnInt(0) != 0;
+}
+
 Status DeleteUpload(Database& db, std::string_view id) {
   auto st = db.Prepare("DELETE FROM uploads WHERE id = ?");
   if (!st.ok()) return st.status();

@@ -118,6 +118,16 @@ Result<LinkRow> LoadLinkByHash(storage::Database& db, std::string_view token_has
 Status RevokeLink(storage::Database& db, std::string_view file_id, std::string_view id,
                   int64_t now_us);
 
+// Ids of pending files and of resumable uploads whose expiry is at or
+// before `now_us`, at most `limit` of each.
+Result<std::vector<std::string>> ExpiredPending(storage::Database& db, int64_t now_us, int limit);
+Result<std::vector<std::string>> ExpiredUploads(storage::Database& db, int64_t now_us, int limit);
+// Removes a pending file's row (never an attached file or a tombstone:
+// FailedPrecondition).
+Status DeletePendingFile(storage::Database& db, std::string_view id);
+// Whether any row (file or upload) has this id.
+Result<bool> IdKnown(storage::Database& db, std::string_view id);
+
 // Where a file field's files belong.
 struct Holder {
   std::string collection, field, record_id;

@@ -1,8 +1,10 @@
 #include "files/file_store.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <vector>
 
 #include "base/data_layout.h"
@@ -495,6 +497,67 @@ Result<FileRow> FileStore::ResolveLink(std::string_view token, int64_t now_us) {
     return Status::Ok();
   }));
   return std::move(*out);
+}
+
+Result<FileStore::Collected> FileStore::CollectExpired(int64_t now_us, int64_t stale_us) {
+  Collected out;
+  constexpr int kBatch = 500;
+  const events::Origin system{{"system", "files"}, "", "", now_us};
+  for (;;) {  // pending files past their expiry, a batch per transaction
+    std::vector<std::string> ids;
+    SILO_RETURN_IF_ERROR(db_->Write([&](Database& db) -> Status {
+      SILO_ASSIGN_OR_RETURN(auto tx, storage::Transaction::Begin(db));
+      SILO_ASSIGN_OR_RETURN(ids, ExpiredPending(db, now_us, kBatch));
+      for (const auto& id : ids) {
+        SILO_RETURN_IF_ERROR(DeletePendingFile(db, id));
+        events::Event e;
+        e.type = "file.collected";
+        e.subject_kind = "file";
+        e.subject_id = id;
+        e.at_us = now_us;
+        e.actor = system.actor;
+        SILO_RETURN_IF_ERROR(events::Append(db, e));
+      }
+      return tx.Commit();
+    }));
+    for (const auto& id : ids) {
+      ::unlink(layout::TenantBlobFile(stores_->data_dir_, tenant_id_, id).c_str());
+    }
+    out.pending_files += static_cast<int64_t>(ids.size());
+    if (ids.size() < kBatch) break;
+  }
+  for (;;) {  // resumable uploads past their expiry
+    std::vector<std::string> ids;
+    SILO_RETURN_IF_ERROR(db_->Read([&](Database& db) -> Status {
+      SILO_ASSIGN_OR_RETURN(ids, ExpiredUploads(db, now_us, kBatch));
+      return Status::Ok();
+    }));
+    for (const auto& id : ids) SILO_RETURN_IF_ERROR(RemoveUpload(id));
+    out.uploads += static_cast<int64_t>(ids.size());
+    if (ids.size() < kBatch) break;
+  }
+  // Files no row names, untouched for stale_us: a crash's leftovers.
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path root = layout::TenantFilesDir(stores_->data_dir_, tenant_id_);
+  for (auto it = fs::recursive_directory_iterator(root, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (!it->is_regular_file()) continue;
+    const std::string name = it->path().filename().string();
+    const std::string id = name.substr(0, name.find('.'));
+    if (!ValidBlobId(id)) continue;
+    struct stat st;
+    if (::stat(it->path().c_str(), &st) != 0) continue;
+    const int64_t modified_us = int64_t{st.st_mtim.tv_sec} * 1'000'000 + st.st_mtim.tv_nsec / 1000;
+    if (now_us - modified_us < stale_us) continue;
+    bool known = true;
+    SILO_RETURN_IF_ERROR(db_->Read([&](Database& db) -> Status {
+      SILO_ASSIGN_OR_RETURN(known, IdKnown(db, id));
+      return Status::Ok();
+    }));
+    if (!known && ::unlink(it->path().c_str()) == 0) ++out.orphans;
+  }
+  return out;
 }
 
 Status FileStore::TerminateUpload(const events::Origin& ctx, std::string_view id) {

@@ -122,6 +122,18 @@ class FileStore {
   // is no longer attached.
   Result<FileRow> ResolveLink(std::string_view token, int64_t now_us);
 
+  // Orphans by construction: removes pending files and resumable uploads
+  // whose expiry passed (rows and bytes; each pending file a
+  // `file.collected` event), and files under files/ that no row names and
+  // that were not written for `stale_us` (what a crash between writing a
+  // blob and recording it leaves; an upload still being written is younger).
+  struct Collected {
+    int64_t pending_files = 0;
+    int64_t uploads = 0;
+    int64_t orphans = 0;
+  };
+  Result<Collected> CollectExpired(int64_t now_us, int64_t stale_us);
+
  private:
   friend class FileStores;
   std::string PartPath(std::string_view id) const;

@@ -4,14 +4,18 @@
 #include "files/file_store.h"
 
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 #include <vector>
 
 #include "base/data_layout.h"
 #include "base/status_matchers.h"
+#include "base/time_util.h"
 #include "crypto/crypto.h"
 #include "events/event_log.h"
 #include "storage/test_util.h"
@@ -282,6 +286,60 @@ TEST_F(FileStoreTest, LinksOpenTheirFileUntilRevokedOrExpiredAndKeepOnlyAHash) {
   ASSERT_OK(store_->RevokeLink(Ctx(), row->id, link->row.id));
   EXPECT_STATUS(StatusCode::kFailedPrecondition, store_->ResolveLink(link->token, kT0 + 1));
   EXPECT_STATUS(StatusCode::kNotFound, store_->RevokeLink(Ctx(), row->id, link->row.id));
+}
+
+// Sets a file's modification time `seconds` from now (negative: the past).
+void Touch(const std::string& path, int64_t seconds) {
+  struct timespec times[2];
+  times[0].tv_sec = times[1].tv_sec = NowMicros() / 1'000'000 + seconds;
+  times[0].tv_nsec = times[1].tv_nsec = 0;
+  ASSERT_EQ(::utimensat(AT_FDCWD, path.c_str(), times, 0), 0) << path;
+}
+
+void Write(const std::string& path) {
+  fs::create_directories(fs::path(path).parent_path());
+  std::ofstream(path) << "sealed bytes would be here";
+}
+
+TEST_F(FileStoreTest, ExpiredUploadsAndStaleOrphansAreCollectedAndNothingElse) {
+  Body attached_body(Png(100, 'a')), pending_body(Png(100, 'p'));
+  auto attached = store_->Upload(Ctx(), Spec(100), attached_body.Fn());
+  auto pending = store_->Upload(Ctx(), Spec(100), pending_body.Fn());
+  ASSERT_OK(attached);
+  ASSERT_OK(pending);
+  ASSERT_OK(dbs_->Acquire("t1").value()->Write([&](storage::Database& db) -> Status {
+    std::vector<FieldError> errors;
+    return Reconcile(db, {"docs", "scan", "r1"}, "user:u1", {}, {}, {attached->id}, kT0, &errors);
+  }));
+  auto tus = store_->CreateUpload(Ctx(), Spec(1000));
+  ASSERT_OK(tus);
+  const std::string stale = std::string(32, 'c'), fresh = std::string(32, 'd');
+  Write(layout::TenantBlobFile(dir_, "t1", stale));
+  Write(layout::TenantUploadFile(dir_, "t1", fresh));
+  const int64_t now = NowMicros() + 2 * 3600LL * 1'000'000;  // past every expiry at kT0
+  Touch(layout::TenantBlobFile(dir_, "t1", stale), -86400);
+  Touch(layout::TenantUploadFile(dir_, "t1", fresh), 2 * 3600 - 1800);  // 30 min before `now`
+  Touch(layout::TenantBlobFile(dir_, "t1", attached->id), -86400);      // old, but recorded
+  auto swept = store_->CollectExpired(now, 3600LL * 1'000'000);
+  ASSERT_OK(swept);
+  EXPECT_EQ(swept->pending_files, 1);
+  EXPECT_EQ(swept->uploads, 1);
+  EXPECT_EQ(swept->orphans, 1);
+  EXPECT_FALSE(fs::exists(layout::TenantBlobFile(dir_, "t1", pending->id)));
+  EXPECT_FALSE(fs::exists(layout::TenantUploadFile(dir_, "t1", tus->id)));
+  EXPECT_FALSE(fs::exists(layout::TenantBlobFile(dir_, "t1", stale)));
+  EXPECT_TRUE(fs::exists(layout::TenantUploadFile(dir_, "t1", fresh)));  // maybe still uploading
+  EXPECT_TRUE(fs::exists(layout::TenantBlobFile(dir_, "t1", attached->id)));
+  EXPECT_STATUS(StatusCode::kNotFound, store_->Get(pending->id));
+  EXPECT_OK(store_->Get(attached->id));
+  auto usage = store_->LoadUsage();
+  ASSERT_OK(usage);
+  EXPECT_EQ(usage->live_bytes, 100u);
+  EXPECT_EQ(usage->uploads, 0);
+  // Nothing left to do: a second pass finds nothing.
+  auto again = store_->CollectExpired(now, 3600LL * 1'000'000);
+  ASSERT_OK(again);
+  EXPECT_EQ(again->pending_files + again->uploads + again->orphans, 0);
 }
 
 }  // namespace
