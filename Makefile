@@ -5,7 +5,7 @@ PRESET ?= release
 BUILD_DIR := $(if $(filter release,$(PRESET)),build,build-$(PRESET))
 PYTHON := /usr/bin/python3
 
-.PHONY: bootstrap build run test unit e2e check-incremental check-includes check-format check-thread-safety bench bench-http bench-storage bench-api bench-login bench-backup format check-asan fuzz crash-test clean
+.PHONY: bootstrap build run test unit e2e check-incremental check-includes check-format check-thread-safety bench bench-http bench-storage bench-api bench-login bench-backup bench-files format check-asan fuzz crash-test clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -70,6 +70,10 @@ bench-backup: build
 
 bench-login: build
 	bash bench/login_bench.sh $(BUILD_DIR)
+
+# Upload, download, range reads and server RSS for a 1 GiB file (FILE_MIB).
+bench-files: build
+	bash bench/files_bench.sh $(BUILD_DIR)/silo
 
 bench-storage: build
 	./$(BUILD_DIR)/storage_bench

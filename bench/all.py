@@ -47,11 +47,13 @@ def main():
         ("api", ["bash", "bench/api_bench.sh", build]),
         ("login", ["bash", "bench/login_bench.sh", build]),
         ("backup", [os.path.join(build, "backup_bench"), "--mib", mib, "--runs", "5"]),
+        ("files", ["bash", "bench/files_bench.sh", os.path.join(build, "silo")]),
     ]:
         values, outputs[name] = run(name, argv)
         r[name] = values
 
-    s, h, a, lg, b = r["storage"], r["http"], r["api"], r["login"], r["backup"]
+    s, h, a, lg, b, f = (r["storage"], r["http"], r["api"], r["login"], r["backup"],
+                         r["files"])
     rows = [
         # figure, value, unit, baseline figure, baseline value
         ("HTTPS /healthz, keep-alive", h["healthz_rps"], "req/s", "", None),
@@ -85,6 +87,14 @@ def main():
          b["cp_mbs"]),
         ("restore drill RTO", b["drill_s"], "s", "", None),
         ("peak RSS of backup and restore", b["peak_rss_mb"], "MB", "database size", b["db_mb"]),
+        ("file upload over HTTPS, 1 GiB", f["upload_mbps"], "MB/s", "cp + sync", f["cp_mbps"]),
+        ("file download over HTTPS, 1 GiB", f["download_mbps"], "MB/s", "cp + sync",
+         f["cp_mbps"]),
+        ("1-byte range mid-file, TTFB p99", f["ttfb_p99_ms"], "ms", "p50", f["ttfb_p50_ms"]),
+        ("server peak RSS over idle, during a 1 GiB upload", f["upload_rss_kib"] / 1024, "MiB",
+         "", None),
+        ("server peak RSS over idle, during a 1 GiB download", f["download_rss_kib"] / 1024,
+         "MiB", "", None),
     ]
 
     def fmt(v):

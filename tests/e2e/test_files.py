@@ -4,6 +4,7 @@ kept, history and time travel of a file field, and no plaintext on disk."""
 import hashlib
 import json
 import os
+import signal
 import time
 
 import requests
@@ -262,3 +263,44 @@ def test_links_open_one_file_without_credentials_until_revoked_or_expired(make_s
     audit = api.call("GET", "/api/audit?limit=1000").text
     assert "file.link_created" in audit and "file.link_revoked" in audit
     assert token_text not in audit and token_text not in silo.output()
+
+
+def test_a_server_killed_mid_download_serves_the_file_whole_after_restart(make_silo):
+    silo = make_silo({"SILO_TENANT_FILE_QUOTA_BYTES": "0"})
+    tenant(silo, "acme")
+    tok = token(silo, "acme")
+    api = Api(silo, "acme", tok)
+    big = {"name": "docs", "fields": [{"name": "big", "type": "file", "max_bytes": 1 << 30}]}
+    assert api.call("POST", "/api/collections", big).status_code == 201
+    # 64 MiB: more than the socket buffers can hold (send 4 MiB, receive at
+    # most 32 MiB here), so the server is still writing when it is killed.
+    data = os.urandom(1 << 20) * 64
+    fid = upload(api, data, field="big", ctype="application/octet-stream").json()["id"]
+    assert api.call("POST", "/api/collections/docs/records",
+                    {"id": "d1", "big": fid}).status_code == 201
+    path = "/t/acme/api/collections/docs/records/d1/files/big/" + fid
+    s = silo.tls_socket(timeout=30)
+    s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n"
+               % (path, tok)).encode())
+    got = b""
+    while len(got) < (1 << 20):  # read a MiB, then stop reading
+        got += s.recv(65536)
+    silo.proc.send_signal(signal.SIGKILL)
+    silo.proc.wait()
+    while True:
+        try:
+            chunk = s.recv(1 << 20)
+        except OSError:
+            break
+        if not chunk:
+            break
+        got += chunk
+    s.close()
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert b"Content-Length: %d" % len(data) in head
+    assert 0 < len(body) < len(data)  # visibly short, never padded
+    assert body == data[:len(body)]   # and never a wrong byte
+    silo.start()
+    api = Api(silo, "acme", tok)
+    again = api.call("GET", path.split("/t/acme")[1])
+    assert again.status_code == 200 and again.content == data
