@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include <boost/json.hpp>
+#include <variant>
 
 #include "api/handlers.h"
 #include "api/json_text.h"
@@ -191,10 +192,16 @@ http::Response TusCreate(Services& s, RequestContext& ctx) {
   return Tus(r);
 }
 
-// HEAD, PATCH and DELETE on /api/uploads/{upload}?collection=&field=.
-http::Response TusHead(Services& s, RequestContext& ctx) {
+namespace {
+
+// The caller's upload the URL names, under the collection the URL names
+// (whose permission the route checked), with its store; or the answer.
+struct Named {
+  std::unique_ptr<files::FileStore> store;
+  files::FileStore::UploadState state;
+};
+std::variant<Named, http::Response> NamedUpload(Services& s, RequestContext& ctx) {
   const http::Request& req = ctx.request;
-  if (auto wrong = WrongVersion(req)) return *wrong;
   auto store = s.files->Open(ctx.tenant->id);
   if (!store.ok()) return Tus(ErrorResponse(store.status(), req));
   auto state = (*store)->GetUpload(Writer(ctx), ctx.params.at("upload"));
@@ -202,11 +209,22 @@ http::Response TusHead(Services& s, RequestContext& ctx) {
   if (state->row.collection != ctx.params.at("collection")) {
     return TusProblem(404, "no such upload", req);
   }
+  return Named{std::move(*store), std::move(*state)};
+}
+
+}  // namespace
+
+// HEAD, PATCH and DELETE on /api/uploads/{upload}?collection=&field=.
+http::Response TusHead(Services& s, RequestContext& ctx) {
+  if (auto wrong = WrongVersion(ctx.request)) return *wrong;
+  auto named = NamedUpload(s, ctx);
+  if (auto* answer = std::get_if<http::Response>(&named)) return std::move(*answer);
+  const auto& state = std::get<Named>(named).state;
   http::Response r;
   r.status = 200;
-  r.headers = {{"Upload-Offset", std::to_string(state->offset)},
-               {"Upload-Length", std::to_string(state->row.length)},
-               {"Upload-Expires", HttpDate(state->row.expires_at_us)}};
+  r.headers = {{"Upload-Offset", std::to_string(state.offset)},
+               {"Upload-Length", std::to_string(state.row.length)},
+               {"Upload-Expires", HttpDate(state.row.expires_at_us)}};
   return Tus(r);
 }
 
@@ -218,30 +236,21 @@ http::Response TusPatch(Services& s, RequestContext& ctx) {
   }
   auto offset = Digits(req.Header("upload-offset"));
   if (!offset) return TusProblem(400, "Upload-Offset required", req);
-  auto store = s.files->Open(ctx.tenant->id);
-  if (!store.ok()) return Tus(ErrorResponse(store.status(), req));
-  auto state = (*store)->GetUpload(Writer(ctx), ctx.params.at("upload"));
-  if (!state.ok()) return TusRefusal(state.status(), req);
-  if (state->row.collection != ctx.params.at("collection")) {
-    return TusProblem(404, "no such upload", req);
-  }
-  auto limits = FileField(ctx, state->row.field);
+  auto named = NamedUpload(s, ctx);
+  if (auto* answer = std::get_if<http::Response>(&named)) return std::move(*answer);
+  auto& [store, state] = std::get<Named>(named);
+  auto limits = FileField(ctx, state.row.field);
   if (!limits.ok()) return Tus(ErrorResponse(limits.status(), req));
-  return Append(s, ctx, **store, state->row.id, *offset, *limits);
+  return Append(s, ctx, *store, state.row.id, *offset, *limits);
 }
 
 http::Response TusDelete(Services& s, RequestContext& ctx) {
-  const http::Request& req = ctx.request;
-  if (auto wrong = WrongVersion(req)) return *wrong;
-  auto store = s.files->Open(ctx.tenant->id);
-  if (!store.ok()) return Tus(ErrorResponse(store.status(), req));
-  auto state = (*store)->GetUpload(Writer(ctx), ctx.params.at("upload"));
-  if (!state.ok()) return TusRefusal(state.status(), req);
-  if (state->row.collection != ctx.params.at("collection")) {
-    return TusProblem(404, "no such upload", req);
-  }
-  Status gone = (*store)->TerminateUpload(Writer(ctx), state->row.id);
-  if (!gone.ok()) return TusRefusal(gone, req);
+  if (auto wrong = WrongVersion(ctx.request)) return *wrong;
+  auto named = NamedUpload(s, ctx);
+  if (auto* answer = std::get_if<http::Response>(&named)) return std::move(*answer);
+  auto& [store, state] = std::get<Named>(named);
+  Status gone = store->TerminateUpload(Writer(ctx), state.row.id);
+  if (!gone.ok()) return TusRefusal(gone, ctx.request);
   http::Response r;
   r.status = 204;
   return Tus(r);

@@ -51,6 +51,20 @@ class RemoveUnlessKept {
 
 std::string Limit(uint64_t bytes) { return std::to_string(bytes) + " bytes"; }
 
+// The limits an upload's declared size meets before a byte is read.
+Status CheckSize(const FileOptions& o, const UploadSpec& spec) {
+  if (spec.size > o.max_file_bytes) {
+    return Status(StatusCode::kResourceExhausted,
+                  "the file is larger than SILO_MAX_FILE_BYTES (" + Limit(o.max_file_bytes) + ")");
+  }
+  if (spec.size > spec.limits.max_bytes) {
+    return Status(
+        StatusCode::kResourceExhausted,
+        "the file is larger than the field's max_bytes (" + Limit(spec.limits.max_bytes) + ")");
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 FileStores::FileStores(std::shared_ptr<storage::TenantDatabases> databases, KeyFn files_key,
@@ -137,16 +151,7 @@ FileStore::FileStore(FileStores* stores, std::string tenant_id,
 
 Result<FileRow> FileStore::Upload(const events::Origin& ctx, const UploadSpec& spec,
                                   const ReadFn& read) {
-  const FileOptions& o = stores_->options();
-  if (spec.size > o.max_file_bytes) {
-    return Status(StatusCode::kResourceExhausted,
-                  "the file is larger than SILO_MAX_FILE_BYTES (" + Limit(o.max_file_bytes) + ")");
-  }
-  if (spec.size > spec.limits.max_bytes) {
-    return Status(
-        StatusCode::kResourceExhausted,
-        "the file is larger than the field's max_bytes (" + Limit(spec.limits.max_bytes) + ")");
-  }
+  SILO_RETURN_IF_ERROR(CheckSize(stores_->options(), spec));
   SILO_ASSIGN_OR_RETURN(auto reservation, stores_->Reserve(tenant_id_, *db_, spec.size));
   SILO_ASSIGN_OR_RETURN(FileRow row, WriteBlob(ctx, spec, read));
   SILO_RETURN_IF_ERROR(Commit(ctx, row, PartPath(row.id), std::nullopt));
@@ -271,16 +276,7 @@ Result<Usage> FileStore::LoadUsage() {
 }
 
 Result<UploadRow> FileStore::CreateUpload(const events::Origin& ctx, const UploadSpec& spec) {
-  const FileOptions& o = stores_->options();
-  if (spec.size > o.max_file_bytes) {
-    return Status(StatusCode::kResourceExhausted,
-                  "the file is larger than SILO_MAX_FILE_BYTES (" + Limit(o.max_file_bytes) + ")");
-  }
-  if (spec.size > spec.limits.max_bytes) {
-    return Status(
-        StatusCode::kResourceExhausted,
-        "the file is larger than the field's max_bytes (" + Limit(spec.limits.max_bytes) + ")");
-  }
+  SILO_RETURN_IF_ERROR(CheckSize(stores_->options(), spec));
   // The reservation covers the check and the insert: from then on the
   // upload's row holds its bytes against the quota.
   SILO_ASSIGN_OR_RETURN(auto reservation, stores_->Reserve(tenant_id_, *db_, spec.size));
@@ -293,7 +289,7 @@ Result<UploadRow> FileStore::CreateUpload(const events::Origin& ctx, const Uploa
   row.declared_type = spec.declared_type.substr(0, 255);
   row.length = spec.size;
   row.created_at_us = ctx.now_us;
-  row.expires_at_us = ctx.now_us + o.upload_expire_us;
+  row.expires_at_us = ctx.now_us + stores_->options().upload_expire_us;
   SILO_RETURN_IF_ERROR(MakeDirs(layout::TenantUploadsDir(stores_->data_dir_, tenant_id_), 0700));
   const std::string part = PartPath(row.id);
   SILO_ASSIGN_OR_RETURN(auto writer, BlobWriter::Create(part, files_key_, row.id, spec.size));
