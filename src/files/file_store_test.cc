@@ -3,8 +3,8 @@
 // under parallel uploads, and that no plaintext byte reaches the disk.
 #include "files/file_store.h"
 
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <atomic>
