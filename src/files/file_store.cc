@@ -93,6 +93,15 @@ Result<std::unique_ptr<FileStores::Reservation>> FileStores::Reserve(const std::
                                                                      bool check_quota) {
   MutexLock lock(mu_);
   TenantUse& use = use_[tenant_id];
+  // A refusal leaves no entry behind for a tenant with nothing in progress.
+  struct Tidy {
+    std::map<std::string, TenantUse>& use;
+    const std::string& tenant_id;
+    ~Tidy() {
+      auto it = use.find(tenant_id);
+      if (it != use.end() && it->second.uploads == 0) use.erase(it);
+    }
+  } tidy{use_, tenant_id};
   if (use.uploads >= options_.uploads_per_tenant) {
     return Unavailable("too many uploads at once for this tenant (" +
                        std::to_string(options_.uploads_per_tenant) + "); retry later");
@@ -309,6 +318,22 @@ Status FileStore::RemoveUpload(std::string_view id) {
 
 Result<FileStore::UploadState> FileStore::GetUpload(const events::Origin& ctx,
                                                     std::string_view id) {
+  // Claimed like a write: reading the offset may cut a torn tail, which
+  // must never happen under a request still writing it.
+  const std::string claim = tenant_id_ + "/" + std::string(id);
+  if (!stores_->ClaimUpload(claim)) {
+    return VersionMismatch("another request is writing this upload");
+  }
+  struct Unclaim {
+    FileStores* s;
+    const std::string& key;
+    ~Unclaim() { s->UnclaimUpload(key); }
+  } unclaim{stores_, claim};
+  return GetClaimedUpload(ctx, id);
+}
+
+Result<FileStore::UploadState> FileStore::GetClaimedUpload(const events::Origin& ctx,
+                                                           std::string_view id) {
   if (!ValidBlobId(id)) return NotFound("no such upload");
   std::optional<UploadRow> row;
   SILO_RETURN_IF_ERROR(db_->Read([&](Database& db) -> Status {
@@ -343,7 +368,7 @@ Result<FileStore::AppendResult> FileStore::AppendUpload(const events::Origin& ct
     const std::string& key;
     ~Unclaim() { s->UnclaimUpload(key); }
   } unclaim{stores_, claim};
-  SILO_ASSIGN_OR_RETURN(UploadState state, GetUpload(ctx, id));
+  SILO_ASSIGN_OR_RETURN(UploadState state, GetClaimedUpload(ctx, id));
   if (offset != state.offset) {
     return VersionMismatch("Upload-Offset is " + std::to_string(state.offset));
   }
@@ -528,8 +553,16 @@ Result<FileStore::Collected> FileStore::CollectExpired(int64_t now_us, int64_t s
       SILO_ASSIGN_OR_RETURN(ids, ExpiredUploads(db, now_us, kBatch));
       return Status::Ok();
     }));
-    for (const auto& id : ids) SILO_RETURN_IF_ERROR(RemoveUpload(id));
-    out.uploads += static_cast<int64_t>(ids.size());
+    for (const auto& id : ids) {
+      // One still being written (its expiry passed mid-request) waits for
+      // the next pass.
+      const std::string claim = tenant_id_ + "/" + id;
+      if (!stores_->ClaimUpload(claim)) continue;
+      Status removed = RemoveUpload(id);
+      stores_->UnclaimUpload(claim);
+      SILO_RETURN_IF_ERROR(removed);
+      ++out.uploads;
+    }
     if (ids.size() < kBatch) break;
   }
   // Files no row names, untouched for stale_us: a crash's leftovers.
@@ -565,7 +598,7 @@ Status FileStore::TerminateUpload(const events::Origin& ctx, std::string_view id
     const std::string& key;
     ~Unclaim() { s->UnclaimUpload(key); }
   } unclaim{stores_, claim};
-  auto state = GetUpload(ctx, id);
+  auto state = GetClaimedUpload(ctx, id);
   if (!state.ok()) return state.status();
   return RemoveUpload(id);
 }

@@ -85,7 +85,8 @@ class FileStore {
   };
   // The caller's upload `id` and its offset (a torn tail left by a crash is
   // cut first). NotFound for no such upload or another caller's;
-  // FailedPrecondition once expired (it is removed then).
+  // FailedPrecondition once expired (it is removed then); VersionMismatch
+  // while another request writes it.
   Result<UploadState> GetUpload(const events::Origin& ctx, std::string_view id);
   struct AppendResult {
     uint64_t offset = 0;               // the new offset
@@ -137,6 +138,8 @@ class FileStore {
  private:
   friend class FileStores;
   std::string PartPath(std::string_view id) const;
+  // GetUpload for a caller that holds the upload's claim.
+  Result<UploadState> GetClaimedUpload(const events::Origin& ctx, std::string_view id);
   // Removes an upload's row and part.
   Status RemoveUpload(std::string_view id);
   // Checks a complete part (type, SVG, digest), moves it into place and

@@ -288,6 +288,40 @@ TEST_F(FileStoreTest, LinksOpenTheirFileUntilRevokedOrExpiredAndKeepOnlyAHash) {
   EXPECT_STATUS(StatusCode::kNotFound, store_->RevokeLink(Ctx(), row->id, link->row.id));
 }
 
+TEST_F(FileStoreTest, AnUploadBeingWrittenIsNeitherReadNorCollectedUnderTheWriter) {
+  auto up = store_->CreateUpload(Ctx(), Spec(3 * kChunkBytes));
+  ASSERT_OK(up);
+  auto other = stores_->Open("t1");
+  ASSERT_OK(other);
+  const std::string bytes = Png(3 * kChunkBytes, 'w');
+  size_t at = 0;
+  Status head, second_patch;
+  int64_t collected = -1;
+  auto read = [&](std::span<char> out) -> Result<size_t> {
+    if (at == kChunkBytes) {  // one chunk written, the next on its way
+      head = (*other)->GetUpload(Ctx(), up->id).status();
+      Body b(bytes.substr(at, 10));
+      second_patch =
+          (*other)->AppendUpload(Ctx(), up->id, at, {}, 10, b.Fn(), std::nullopt).status();
+      auto swept = (*other)->CollectExpired(kT0 + 48LL * 3600 * 1'000'000, 0);
+      collected = swept.ok() ? swept->uploads : -2;
+    }
+    size_t n = std::min(out.size(), bytes.size() - at);
+    std::copy_n(bytes.data() + at, n, out.data());
+    at += n;
+    return n;
+  };
+  auto done = store_->AppendUpload(Ctx(), up->id, 0, {}, bytes.size(), read, std::nullopt);
+  EXPECT_EQ(head.code(), StatusCode::kVersionMismatch) << head.ToString();
+  EXPECT_EQ(second_patch.code(), StatusCode::kVersionMismatch) << second_patch.ToString();
+  EXPECT_EQ(collected, 0);  // expired by then, but still being written
+  ASSERT_OK(done);
+  ASSERT_TRUE(done->completed.has_value());
+  auto reader = store_->OpenBlob(*done->completed);
+  ASSERT_OK(reader);
+  EXPECT_EQ((*reader)->Read(0, bytes.size()).value(), bytes);
+}
+
 // Sets a file's modification time `seconds` from now (negative: the past).
 void Touch(const std::string& path, int64_t seconds) {
   struct timespec times[2];

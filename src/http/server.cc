@@ -584,6 +584,22 @@ class Server::Impl {
     auto content_length = header_parser.content_length();
     if (header_parser.chunked() || !content_length) {
       metrics_->RecordRejection("length_required");
+      if (header_parser.chunked()) {
+        // Read and drop a chunked body up to kRefusedDrainBytes first: a
+        // client still sending it would lose the answer to a closed
+        // connection.
+        bhttp::request_parser<bhttp::buffer_body> rest(std::move(header_parser));
+        rest.body_limit(Dispatcher::kRefusedDrainBytes);
+        rest.eager(true);
+        std::vector<char> scratch(16 * 1024);
+        tcp_layer.expires_after(opts_.read_timeout);
+        while (!rest.is_done()) {
+          rest.get().body().data = scratch.data();
+          rest.get().body().size = scratch.size();
+          auto [ec, n] = co_await bhttp::async_read_some(stream, buffer, rest, kTuple);
+          if (ec && ec != bhttp::error::need_buffer) break;
+        }
+      }
       co_await WriteError(stream, tcp_layer, 411, "Content-Length required", ex.request_id,
                           ex.client_ip, ex.start);
       co_return false;
