@@ -51,7 +51,7 @@ IDS=()
 for i in $(seq "$RUNS"); do
   rm -f "$DATA/copy"; sync
   t0=$(date +%s.%N); cp "$DATA/file" "$DATA/copy"; sync; t1=$(date +%s.%N)
-  CP+=("$(mbps "$(echo "$t1 - $t0" | bc -l)")")
+  CP+=("$(mbps "$(awk -v a="$t1" -v b="$t0" 'BEGIN{print a - b}')")")
   rm -f "$DATA/copy"
   before=$(rss_kib); hwm_reset
   out=$(curl -sk -H "$AUTH" -H 'Content-Type: application/octet-stream' -X POST -T "$DATA/file" \

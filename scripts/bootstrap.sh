@@ -15,6 +15,7 @@ PACKAGES=(
   john-data
   # black-box tests and benchmarks
   python3 python3-pytest python3-requests python3-aiosmtpd oathtool openssl sqlite3 wrk procps
+  curl
 )
 
 # The S3-compatible server of the backup tests comes from npm (tests/s3):

@@ -17,10 +17,6 @@ namespace {
 
 namespace json = boost::json;
 
-events::Origin Ctx(const RequestContext& ctx) {
-  return {ctx.actor, ctx.request.request_id, ctx.client, NowMicros()};
-}
-
 http::Response Fail(const Status& st, const RequestContext& ctx) {
   return ErrorResponse(st, ctx.request);
 }
@@ -152,7 +148,7 @@ http::Response CreateRole(Services& /*s*/, RequestContext& ctx) {
   auto role = ParseRole(*body, std::string(name->as_string()));
   if (!role.ok()) return Fail(role.status(), ctx);
   if (Status w = WithinCaller(ctx, role->permissions); !w.ok()) return Fail(w, ctx);
-  auto made = ctx.identity->CreateRole(Ctx(ctx), *role);
+  auto made = ctx.identity->CreateRole(OriginOf(ctx), *role);
   if (!made.ok()) return Fail(made.status(), ctx);
   return http::Json(201, JsonText(RoleJson(*made)));
 }
@@ -184,7 +180,7 @@ http::Response UpdateRole(Services& /*s*/, RequestContext& ctx) {
     return Fail(w, ctx);
   }
   if (Status w = WithinCaller(ctx, role->permissions); !w.ok()) return Fail(w, ctx);
-  auto updated = ctx.identity->UpdateRole(Ctx(ctx), *role);
+  auto updated = ctx.identity->UpdateRole(OriginOf(ctx), *role);
   if (!updated.ok()) return Fail(updated.status(), ctx);
   return http::Json(200, JsonText(RoleJson(*updated)));
 }
@@ -198,7 +194,7 @@ http::Response DeleteRole(Services& /*s*/, RequestContext& ctx) {
       !w.ok()) {
     return Fail(w, ctx);
   }
-  if (Status d = ctx.identity->DeleteRole(Ctx(ctx), ctx.params.at("name")); !d.ok()) {
+  if (Status d = ctx.identity->DeleteRole(OriginOf(ctx), ctx.params.at("name")); !d.ok()) {
     return Fail(d, ctx);
   }
   return NoContent();
@@ -243,7 +239,7 @@ http::Response InviteUser(Services& /*s*/, RequestContext& ctx) {
   if (grants_owner && !Holds(ctx, rbac::kOwnerRole)) {
     return Fail(PermissionDenied("only an owner grants the owner role"), ctx);
   }
-  auto made = ctx.identity->InviteUser(Ctx(ctx), std::string(email->as_string()), *roles);
+  auto made = ctx.identity->InviteUser(OriginOf(ctx), std::string(email->as_string()), *roles);
   if (!made.ok()) return Fail(made.status(), ctx);
   return http::Json(201, JsonText(json::object{{"user", UserJson(made->user)},
                                                {"setup_token", made->setup_token}}));
@@ -271,7 +267,7 @@ http::Response UpdateUser(Services& /*s*/, RequestContext& ctx) {
   auto perms = PermissionsOfRoles(ctx, target->roles);
   if (Status w = WithinCaller(ctx, *perms); !w.ok()) return Fail(w, ctx);
   Status st = ctx.identity->SetAccountState(
-      Ctx(ctx), id, disabled->as_bool() ? auth::Account::kDisabled : auth::Account::kEnabled,
+      OriginOf(ctx), id, disabled->as_bool() ? auth::Account::kDisabled : auth::Account::kEnabled,
       CallerOf(ctx));
   if (!st.ok()) return Fail(st, ctx);
   auto u = ctx.identity->GetUser(id);
@@ -293,7 +289,7 @@ http::Response SetUserRoles(Services& /*s*/, RequestContext& ctx) {
   auto before = PermissionsOfRoles(ctx, target->roles);
   if (Status w = WithinCaller(ctx, *granted); !w.ok()) return Fail(w, ctx);
   if (Status w = WithinCaller(ctx, *before); !w.ok()) return Fail(w, ctx);
-  Status st = ctx.identity->SetUserRoles(Ctx(ctx), id, *roles, CallerOf(ctx));
+  Status st = ctx.identity->SetUserRoles(OriginOf(ctx), id, *roles, CallerOf(ctx));
   if (!st.ok()) return Fail(st, ctx);
   auto u = ctx.identity->GetUser(id);
   if (!u.ok()) return Fail(u.status(), ctx);

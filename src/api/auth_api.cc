@@ -31,10 +31,6 @@ auth::PasswordCost Cost(const Services& s) {
   return {s.security->password_memory_kib, s.security->password_iterations};
 }
 
-events::Origin Ctx(const RequestContext& ctx) {
-  return {ctx.actor, ctx.request.request_id, ctx.client, NowMicros()};
-}
-
 http::Response Fail(const Status& st, const RequestContext& ctx) {
   return ErrorResponse(st, ctx.request);
 }
@@ -72,7 +68,7 @@ bool RequiresMfa(auth::Identity& id, const auth::User& u) {
 // cookie for the account (a new one each time: the nonce is the device's
 // rate-limit key, and a sign-in proves the browser again).
 http::Response StartSession(RequestContext& ctx, const auth::User& user, auth::MfaPassed mfa) {
-  events::Origin c = Ctx(ctx);
+  events::Origin c = OriginOf(ctx);
   c.actor = {"user", user.id};
   auto session = ctx.identity->CreateSession(c, user.id, mfa, UserAgent(ctx.request));
   if (!session.ok()) return Fail(session.status(), ctx);
@@ -121,7 +117,7 @@ http::Response AuthSetup(Services& s, RequestContext& ctx) {
   if (Status p = auth::CheckPasswordPolicy(*password, ""); !p.ok()) return Fail(p, ctx);
   auto hash = auth::HashPassword(*password, Cost(s));
   if (!hash.ok()) return Fail(hash.status(), ctx);
-  auto user = ctx.identity->CompleteSetup(Ctx(ctx), *token, *hash);
+  auto user = ctx.identity->CompleteSetup(OriginOf(ctx), *token, *hash);
   if (!user.ok()) return Fail(user.status(), ctx);
   return http::Json(200, JsonText(json::object{{"user", UserJson(*user)}}));
 }
@@ -161,7 +157,7 @@ http::Response AuthLogin(Services& s, RequestContext& ctx) {
       found.ok() && !found->password_hash.empty() ? found->password_hash : s.dummy_password_hash;
   bool ok = auth::VerifyPassword(hash, *password);
   bool usable = found.ok() && found->user.status == "active" && !found->password_hash.empty();
-  events::Origin c = Ctx(ctx);
+  events::Origin c = OriginOf(ctx);
   if (!ok || !usable) {
     // An unknown address is recorded as a keyed hash: an audit reader cannot
     // confirm a guessed address with it.
@@ -218,7 +214,7 @@ http::Response AuthMfa(Services& s, RequestContext& ctx) {
   if (auto refused = Throttle(s, kMfaPerAccount, "acct:" + ctx.tenant->id + ":" + *user_id, ctx)) {
     return *refused;
   }
-  events::Origin c = Ctx(ctx);
+  events::Origin c = OriginOf(ctx);
   c.actor = {"user", *user_id};
   Status checked = code.ok() ? ctx.identity->CheckTotp(c, *user_id, *code)
                              : ctx.identity->UseRecoveryCode(c, *user_id, *recovery);
@@ -232,7 +228,8 @@ http::Response AuthMfa(Services& s, RequestContext& ctx) {
 }
 
 http::Response AuthLogout(Services& /*s*/, RequestContext& ctx) {
-  Status st = ctx.identity->RevokeSession(Ctx(ctx), ctx.session->user.id, ctx.session->session.id);
+  Status st =
+      ctx.identity->RevokeSession(OriginOf(ctx), ctx.session->user.id, ctx.session->session.id);
   if (!st.ok()) return Fail(st, ctx);
   http::Response r;
   r.status = 204;
@@ -271,7 +268,7 @@ http::Response AuthChangePassword(Services& s, RequestContext& ctx) {
   if (!login.ok()) return Fail(login.status(), ctx);
   if (current->size() > auth::kMaxPasswordBytes ||
       !auth::VerifyPassword(login->password_hash, *current)) {
-    (void)ctx.identity->Audit(Ctx(ctx), "password.change_failed", "user", user.id, {});
+    (void)ctx.identity->Audit(OriginOf(ctx), "password.change_failed", "user", user.id, {});
     return Fail(InvalidArgument("the current password is wrong")
                     .WithFields({{"current_password", "is wrong"}}),
                 ctx);
@@ -282,7 +279,7 @@ http::Response AuthChangePassword(Services& s, RequestContext& ctx) {
   auto hash = auth::HashPassword(*next, Cost(s));
   if (!hash.ok()) return Fail(hash.status(), ctx);
   // Every session ends, this one too; the caller gets a fresh one.
-  if (Status c = ctx.identity->ChangePassword(Ctx(ctx), user.id, *hash); !c.ok())
+  if (Status c = ctx.identity->ChangePassword(OriginOf(ctx), user.id, *hash); !c.ok())
     return Fail(c, ctx);
   return StartSession(
       ctx, user, ctx.session->session.mfa_passed ? auth::MfaPassed::kYes : auth::MfaPassed::kNo);
@@ -306,7 +303,7 @@ http::Response AuthListSessions(Services& /*s*/, RequestContext& ctx) {
 }
 
 http::Response AuthRevokeSession(Services& /*s*/, RequestContext& ctx) {
-  Status st = ctx.identity->RevokeSession(Ctx(ctx), ctx.session->user.id, ctx.params.at("id"));
+  Status st = ctx.identity->RevokeSession(OriginOf(ctx), ctx.session->user.id, ctx.params.at("id"));
   if (!st.ok()) return Fail(st, ctx);
   http::Response r;
   r.status = 204;
@@ -319,7 +316,7 @@ http::Response TotpEnroll(Services& s, RequestContext& ctx) {
     return Fail(FailedPrecondition("TOTP is already on; remove it first (DELETE /api/auth/totp)"),
                 ctx);
   }
-  auto secret = ctx.identity->StartTotp(Ctx(ctx), user.id);
+  auto secret = ctx.identity->StartTotp(OriginOf(ctx), user.id);
   if (!secret.ok()) return Fail(secret.status(), ctx);
   std::string uri = auth::OtpauthUri("Silo " + ctx.tenant->slug, user.email, *secret);
   auto svg = auth::QrSvg(uri);
@@ -336,13 +333,13 @@ http::Response TotpConfirm(Services& s, RequestContext& ctx) {
   auto code = Member(*body, "code");
   if (!code.ok()) return Fail(code.status(), ctx);
   const auth::User& user = ctx.session->user;
-  auto codes = ctx.identity->ConfirmTotp(Ctx(ctx), user.id, *code);
+  auto codes = ctx.identity->ConfirmTotp(OriginOf(ctx), user.id, *code);
   if (!codes.ok()) return Fail(codes.status(), ctx);
   // The factor changed: a new session that passed MFA replaces this one.
-  (void)ctx.identity->RevokeSession(Ctx(ctx), user.id, ctx.session->session.id);
+  (void)ctx.identity->RevokeSession(OriginOf(ctx), user.id, ctx.session->session.id);
   auth::User now_on = user;
   now_on.totp_enabled = true;
-  events::Origin c = Ctx(ctx);
+  events::Origin c = OriginOf(ctx);
   auto session =
       ctx.identity->CreateSession(c, user.id, auth::MfaPassed::kYes, UserAgent(ctx.request));
   if (!session.ok()) return Fail(session.status(), ctx);
@@ -366,10 +363,10 @@ http::Response TotpDisable(Services& s, RequestContext& ctx) {
                 ctx);
   }
   const auth::User& user = ctx.session->user;
-  Status checked = code.ok() ? ctx.identity->CheckTotp(Ctx(ctx), user.id, *code)
-                             : ctx.identity->UseRecoveryCode(Ctx(ctx), user.id, *recovery);
+  Status checked = code.ok() ? ctx.identity->CheckTotp(OriginOf(ctx), user.id, *code)
+                             : ctx.identity->UseRecoveryCode(OriginOf(ctx), user.id, *recovery);
   if (!checked.ok()) return Fail(checked, ctx);
-  if (Status d = ctx.identity->DisableTotp(Ctx(ctx), user.id); !d.ok()) return Fail(d, ctx);
+  if (Status d = ctx.identity->DisableTotp(OriginOf(ctx), user.id); !d.ok()) return Fail(d, ctx);
   http::Response r;
   r.status = 204;
   return r;
@@ -401,14 +398,14 @@ http::Response PasswordReset(Services& s, RequestContext& ctx) {
                    " your password is unchanged.\r\n";
       return std::make_pair(std::string("Password reset"), body_text);
     };
-    Status st = ctx.identity->RequestReset(Ctx(ctx), normal, compose);
+    Status st = ctx.identity->RequestReset(OriginOf(ctx), normal, compose);
     if (!st.ok()) return Fail(st, ctx);
     if (s.mail_queued) s.mail_queued(ctx.tenant->id);
   } else {
     // One audit write here too, so a throttled request costs what another does.
     auto tag = ctx.identity->EmailTag(normal);
     if (!tag.ok()) return Fail(tag.status(), ctx);
-    Status st = ctx.identity->Audit(Ctx(ctx), "password.reset_throttled", "email", *tag, {});
+    Status st = ctx.identity->Audit(OriginOf(ctx), "password.reset_throttled", "email", *tag, {});
     if (!st.ok()) return Fail(st, ctx);
   }
   return http::Json(
@@ -429,7 +426,7 @@ http::Response PasswordResetConfirm(Services& s, RequestContext& ctx) {
   auto hash = auth::HashPassword(*password, Cost(s));
   if (!hash.ok()) return Fail(hash.status(), ctx);
   // Not signed in afterwards, and MFA still applies at the next login.
-  auto user = ctx.identity->ConfirmReset(Ctx(ctx), *token, *hash);
+  auto user = ctx.identity->ConfirmReset(OriginOf(ctx), *token, *hash);
   if (!user.ok()) return Fail(user.status(), ctx);
   return http::Json(200, R"({"status":"password changed; sign in again"})");
 }

@@ -26,10 +26,6 @@ constexpr char kFileCsp[] =
     "default-src 'none'; media-src 'self'; style-src 'unsafe-inline'; sandbox";
 constexpr char kFileCache[] = "private, max-age=86400, immutable";
 
-events::Origin Writer(const RequestContext& ctx) {
-  return {ctx.actor, ctx.request.request_id, ctx.client, NowMicros()};
-}
-
 json::object FileJson(const files::FileRow& f) {
   return {{"id", f.id},
           {"size", static_cast<int64_t>(f.size)},
@@ -206,7 +202,7 @@ http::Response UploadFile(Services& s, RequestContext& ctx) {
                          QueryValue(*params, "name").value_or("file"),
                          std::string(req.Header("content-type").value_or("")),
                          req.body_stream->length()};
-  auto row = (*store)->Upload(Writer(ctx), spec,
+  auto row = (*store)->Upload(OriginOf(ctx), spec,
                               [&](std::span<char> out) { return req.body_stream->Read(out); });
   if (!row.ok()) return UploadRefusal(row.status(), req);
   return http::Json(201, JsonText(FileJson(*row)));
@@ -283,7 +279,7 @@ http::Response CreateFileLink(Services& s, RequestContext& ctx) {
     }
     seconds = kv.value().as_int64();
   }
-  auto link = (*store)->CreateLink(Writer(ctx), *row, seconds * 1'000'000);
+  auto link = (*store)->CreateLink(OriginOf(ctx), *row, seconds * 1'000'000);
   if (!link.ok()) return ErrorResponse(link.status(), req);
   return http::Json(201, JsonText(json::object{
                              {"id", link->row.id},
@@ -297,7 +293,7 @@ http::Response RevokeFileLink(Services& s, RequestContext& ctx) {
   if (!store.ok()) return ErrorResponse(store.status(), req);
   auto row = ReadableFile(ctx, **store);
   if (!row.ok()) return ErrorResponse(row.status(), req);
-  Status gone = (*store)->RevokeLink(Writer(ctx), row->id, ctx.params.at("link"));
+  Status gone = (*store)->RevokeLink(OriginOf(ctx), row->id, ctx.params.at("link"));
   if (!gone.ok()) return ErrorResponse(gone, req);
   return http::Json(204, "");
 }

@@ -8,8 +8,15 @@
 
 #include "api/context.h"
 #include "api/services.h"
+#include "base/time_util.h"
 
 namespace silo::api {
+
+// Who writes, from where, now: the origin of every write a tenant handler
+// makes for its proven caller.
+inline events::Origin OriginOf(const RequestContext& ctx) {
+  return {ctx.actor, ctx.request.request_id, ctx.client, NowMicros()};
+}
 
 http::Response Healthz(Services& s, RequestContext& ctx);
 http::Response Readyz(Services& s, RequestContext& ctx);

@@ -19,10 +19,6 @@ using Params = std::vector<std::pair<std::string, std::string>>;
 
 constexpr int kMaxBodyDepth = 20;  // a record's json field may nest 16 levels
 
-events::Origin Writer(const RequestContext& ctx) {
-  return {ctx.actor, ctx.request.request_id, ctx.client, NowMicros()};
-}
-
 Result<Params> QueryParams(const http::Request& req) {
   return records::ParseQueryString(req.query);
 }
@@ -189,7 +185,7 @@ http::Response CreateCollection(Services& /*s*/, RequestContext& ctx) {
   if (!body) return error;
   auto schema = records::ParseCollection(*body);
   if (!schema.ok()) return ErrorResponse(schema.status(), ctx.request);
-  auto c = ctx.store->CreateCollection(Writer(ctx), *schema);
+  auto c = ctx.store->CreateCollection(OriginOf(ctx), *schema);
   if (!c.ok()) return ErrorResponse(c.status(), ctx.request);
   return http::Json(201, JsonText(CollectionJson(*c)));
 }
@@ -213,7 +209,7 @@ http::Response UpdateCollection(Services& /*s*/, RequestContext& ctx) {
   (*body)["name"] = Name(ctx);
   auto schema = records::ParseCollection(*body);
   if (!schema.ok()) return ErrorResponse(schema.status(), ctx.request);
-  auto c = ctx.store->UpdateCollection(Writer(ctx), *schema);
+  auto c = ctx.store->UpdateCollection(OriginOf(ctx), *schema);
   if (!c.ok()) {
     http::Response r = ErrorResponse(c.status(), ctx.request);
     if (c.status().code() == StatusCode::kFailedPrecondition && !c.status().fields().empty()) {
@@ -230,7 +226,7 @@ http::Response UpdateCollection(Services& /*s*/, RequestContext& ctx) {
 }
 
 http::Response DeleteCollection(Services& /*s*/, RequestContext& ctx) {
-  Status s = ctx.store->DeleteCollection(Writer(ctx), Name(ctx));
+  Status s = ctx.store->DeleteCollection(OriginOf(ctx), Name(ctx));
   if (!s.ok()) return ErrorResponse(s, ctx.request);
   return http::Json(204, "");
 }
@@ -255,7 +251,7 @@ http::Response CreateRecord(Services& /*s*/, RequestContext& ctx) {
   http::Response error;
   auto body = JsonObjectBody(ctx.request, &error);
   if (!body) return error;
-  auto r = ctx.store->CreateRecord(Writer(ctx), Name(ctx), *body);
+  auto r = ctx.store->CreateRecord(OriginOf(ctx), Name(ctx), *body);
   if (!r.ok()) return ErrorResponse(r.status(), ctx.request);
   return WithEtag(http::Json(201, JsonText(RecordJson(*r))), r->version);
 }
@@ -277,7 +273,7 @@ http::Response UpdateRecord(Services& /*s*/, RequestContext& ctx) {
   http::Response error;
   auto body = JsonObjectBody(ctx.request, &error);
   if (!body) return error;
-  auto r = ctx.store->UpdateRecord(Writer(ctx), Name(ctx), ctx.params.at("id"), *body, *if_match);
+  auto r = ctx.store->UpdateRecord(OriginOf(ctx), Name(ctx), ctx.params.at("id"), *body, *if_match);
   if (!r.ok()) return ErrorResponse(r.status(), ctx.request);
   return WithEtag(http::Json(200, JsonText(RecordJson(*r))), r->version);
 }
@@ -285,7 +281,7 @@ http::Response UpdateRecord(Services& /*s*/, RequestContext& ctx) {
 http::Response DeleteRecord(Services& /*s*/, RequestContext& ctx) {
   auto if_match = IfMatch(ctx.request);
   if (!if_match.ok()) return BadIfMatch(ctx, if_match.status());
-  Status s = ctx.store->DeleteRecord(Writer(ctx), Name(ctx), ctx.params.at("id"), *if_match);
+  Status s = ctx.store->DeleteRecord(OriginOf(ctx), Name(ctx), ctx.params.at("id"), *if_match);
   if (!s.ok()) return ErrorResponse(s, ctx.request);
   return http::Json(204, "");
 }
@@ -336,7 +332,8 @@ http::Response RevertRecord(Services& /*s*/, RequestContext& ctx) {
     }
     target.at_us = *us;
   }
-  auto r = ctx.store->RevertRecord(Writer(ctx), Name(ctx), ctx.params.at("id"), target, *if_match);
+  auto r =
+      ctx.store->RevertRecord(OriginOf(ctx), Name(ctx), ctx.params.at("id"), target, *if_match);
   if (!r.ok()) return ErrorResponse(r.status(), ctx.request);
   return WithEtag(http::Json(200, JsonText(RecordJson(*r))), r->version);
 }

@@ -2,6 +2,7 @@
 
 #include "api/auth_handlers.h"
 #include "api/handlers.h"
+#include "files/blob.h"
 #include "records/schema.h"
 
 namespace silo::api {
@@ -16,12 +17,9 @@ bool CollectionName(std::string_view name) { return records::ValidName(name); }
 constexpr CaptureCheck kCollection{"name", CollectionName};
 constexpr CaptureCheck kUploadCollection{"collection", CollectionName};
 constexpr CaptureCheck kField{"field", CollectionName};
-bool FileId(std::string_view id) {
-  return id.size() == 32 && id.find_first_not_of("0123456789abcdef") == std::string_view::npos;
-}
-constexpr CaptureCheck kFile{"file", FileId};
-constexpr CaptureCheck kUpload{"upload", FileId};  // an upload's id is its file's
-constexpr CaptureCheck kFileIdCapture{"id", FileId};
+constexpr CaptureCheck kFile{"file", files::ValidBlobId};
+constexpr CaptureCheck kUpload{"upload", files::ValidBlobId};  // an upload's id is its file's
+constexpr CaptureCheck kFileIdCapture{"id", files::ValidBlobId};
 bool LinkToken(std::string_view t) {
   return t.size() == 43 && t.find_first_not_of(
                                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"

@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
+#include "api/handlers.h"
 #include "auth/api_tokens.h"
-#include "base/time_util.h"
 #include "crypto/crypto.h"
 #include "rbac/rbac.h"
 
@@ -156,8 +156,8 @@ Status CheckPermission(RequestContext& ctx, const std::string& permission) {
     case rbac::Decision::kDenyNoPermission: break;
   }
   const auto& req = ctx.request;
-  (void)ctx.identity->Audit({ctx.actor, req.request_id, ctx.client, NowMicros()}, "access.denied",
-                            "route", req.method + " " + req.path, {{"permission", permission}});
+  (void)ctx.identity->Audit(OriginOf(ctx), "access.denied", "route", req.method + " " + req.path,
+                            {{"permission", permission}});
   return PermissionDenied("missing permission " + permission);
 }
 

@@ -25,10 +25,6 @@ constexpr char kTusVersion[] = "1.0.0";
 constexpr char kTusExtensions[] = "creation,creation-with-upload,expiration,termination,checksum";
 constexpr char kOffsetStream[] = "application/offset+octet-stream";
 
-events::Origin Writer(const RequestContext& ctx) {
-  return {ctx.actor, ctx.request.request_id, ctx.client, NowMicros()};
-}
-
 // An HTTP date (RFC 9110 section 5.6.7) for Upload-Expires.
 std::string HttpDate(int64_t us) {
   time_t t = static_cast<time_t>(us / 1'000'000);
@@ -129,7 +125,7 @@ http::Response Append(Services& s, RequestContext& ctx, files::FileStore& store,
     checksum = std::move(*raw);
   }
   auto done = store.AppendUpload(
-      Writer(ctx), id, offset, limits, req.body_stream->length(),
+      OriginOf(ctx), id, offset, limits, req.body_stream->length(),
       [&](std::span<char> out) { return req.body_stream->Read(out); }, checksum);
   if (!done.ok()) return TusRefusal(done.status(), req);
   http::Response r;
@@ -175,7 +171,7 @@ http::Response TusCreate(Services& s, RequestContext& ctx) {
   if (with_upload && req.Header("content-type") != kOffsetStream) {
     return TusProblem(415, "Content-Type must be application/offset+octet-stream", req);
   }
-  auto row = (*store)->CreateUpload(Writer(ctx), spec);
+  auto row = (*store)->CreateUpload(OriginOf(ctx), spec);
   if (!row.ok()) return TusRefusal(row.status(), req);
   http::Response r;
   r.status = 201;
@@ -194,17 +190,28 @@ http::Response TusCreate(Services& s, RequestContext& ctx) {
 
 namespace {
 
+Result<files::FileStore::UploadState> AsState(Result<files::UploadRow> row) {
+  if (!row.ok()) return row.status();
+  return files::FileStore::UploadState{std::move(*row), 0};
+}
+
 // The caller's upload the URL names, under the collection the URL names
 // (whose permission the route checked), with its store; or the answer.
+// `with_offset`: read the part file for the offset (HEAD); the others leave
+// that to the store call they make next, which reads it once.
 struct Named {
   std::unique_ptr<files::FileStore> store;
-  files::FileStore::UploadState state;
+  files::FileStore::UploadState state;  // offset 0 unless with_offset
 };
-std::variant<Named, http::Response> NamedUpload(Services& s, RequestContext& ctx) {
+std::variant<Named, http::Response> NamedUpload(Services& s, RequestContext& ctx,
+                                                bool with_offset) {
   const http::Request& req = ctx.request;
   auto store = s.files->Open(ctx.tenant->id);
   if (!store.ok()) return Tus(ErrorResponse(store.status(), req));
-  auto state = (*store)->GetUpload(Writer(ctx), ctx.params.at("upload"));
+  const std::string& id = ctx.params.at("upload");
+  Result<files::FileStore::UploadState> state =
+      with_offset ? (*store)->GetUpload(OriginOf(ctx), id)
+                  : AsState((*store)->FindUpload(OriginOf(ctx), id));
   if (!state.ok()) return TusRefusal(state.status(), req);
   if (state->row.collection != ctx.params.at("collection")) {
     return TusProblem(404, "no such upload", req);
@@ -217,7 +224,7 @@ std::variant<Named, http::Response> NamedUpload(Services& s, RequestContext& ctx
 // HEAD, PATCH and DELETE on /api/uploads/{upload}?collection=&field=.
 http::Response TusHead(Services& s, RequestContext& ctx) {
   if (auto wrong = WrongVersion(ctx.request)) return *wrong;
-  auto named = NamedUpload(s, ctx);
+  auto named = NamedUpload(s, ctx, true);
   if (auto* answer = std::get_if<http::Response>(&named)) return std::move(*answer);
   const auto& state = std::get<Named>(named).state;
   http::Response r;
@@ -236,7 +243,7 @@ http::Response TusPatch(Services& s, RequestContext& ctx) {
   }
   auto offset = Digits(req.Header("upload-offset"));
   if (!offset) return TusProblem(400, "Upload-Offset required", req);
-  auto named = NamedUpload(s, ctx);
+  auto named = NamedUpload(s, ctx, false);
   if (auto* answer = std::get_if<http::Response>(&named)) return std::move(*answer);
   auto& [store, state] = std::get<Named>(named);
   auto limits = FileField(ctx, state.row.field);
@@ -246,10 +253,10 @@ http::Response TusPatch(Services& s, RequestContext& ctx) {
 
 http::Response TusDelete(Services& s, RequestContext& ctx) {
   if (auto wrong = WrongVersion(ctx.request)) return *wrong;
-  auto named = NamedUpload(s, ctx);
+  auto named = NamedUpload(s, ctx, false);
   if (auto* answer = std::get_if<http::Response>(&named)) return std::move(*answer);
   auto& [store, state] = std::get<Named>(named);
-  Status gone = store->TerminateUpload(Writer(ctx), state.row.id);
+  Status gone = store->TerminateUpload(OriginOf(ctx), state.row.id);
   if (!gone.ok()) return TusRefusal(gone, ctx.request);
   http::Response r;
   r.status = 204;

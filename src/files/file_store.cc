@@ -9,6 +9,7 @@
 
 #include "base/data_layout.h"
 #include "base/file_util.h"
+#include "base/log.h"
 #include "crypto/crypto.h"
 #include "files/sniff.h"
 
@@ -17,22 +18,8 @@ namespace {
 
 using storage::Database;
 
-std::string JsonString(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
-}
+// `s` as a JSON string (event changes hold JSON text).
+std::string JsonString(std::string_view s) { return "\"" + log::JsonEscape(s) + "\""; }
 
 // Removes `path` when destroyed unless kept: what an upload wrote is gone
 // whichever way it fails.
@@ -131,14 +118,17 @@ Result<std::unique_ptr<FileStores::Reservation>> FileStores::Reserve(const std::
   return std::make_unique<Reservation>(this, tenant_id, bytes);
 }
 
-bool FileStores::ClaimUpload(const std::string& key) {
+std::unique_ptr<FileStores::UploadClaim> FileStores::ClaimUpload(const std::string& tenant_id,
+                                                                 std::string_view id) {
+  std::string key = tenant_id + "/" + std::string(id);
   MutexLock lock(mu_);
-  return writing_.insert(key).second;
+  if (!writing_.insert(key).second) return nullptr;
+  return std::make_unique<UploadClaim>(this, std::move(key));
 }
 
-void FileStores::UnclaimUpload(const std::string& key) {
-  MutexLock lock(mu_);
-  writing_.erase(key);
+FileStores::UploadClaim::~UploadClaim() {
+  MutexLock lock(stores_->mu_);
+  stores_->writing_.erase(key_);
 }
 
 void FileStores::Release(const std::string& tenant_id, uint64_t bytes) {
@@ -316,24 +306,7 @@ Status FileStore::RemoveUpload(std::string_view id) {
   return Status::Ok();
 }
 
-Result<FileStore::UploadState> FileStore::GetUpload(const events::Origin& ctx,
-                                                    std::string_view id) {
-  // Claimed like a write: reading the offset may cut a torn tail, which
-  // must never happen under a request still writing it.
-  const std::string claim = tenant_id_ + "/" + std::string(id);
-  if (!stores_->ClaimUpload(claim)) {
-    return VersionMismatch("another request is writing this upload");
-  }
-  struct Unclaim {
-    FileStores* s;
-    const std::string& key;
-    ~Unclaim() { s->UnclaimUpload(key); }
-  } unclaim{stores_, claim};
-  return GetClaimedUpload(ctx, id);
-}
-
-Result<FileStore::UploadState> FileStore::GetClaimedUpload(const events::Origin& ctx,
-                                                           std::string_view id) {
+Result<UploadRow> FileStore::FindUpload(const events::Origin& ctx, std::string_view id) {
   if (!ValidBlobId(id)) return NotFound("no such upload");
   std::optional<UploadRow> row;
   SILO_RETURN_IF_ERROR(db_->Read([&](Database& db) -> Status {
@@ -341,17 +314,38 @@ Result<FileStore::UploadState> FileStore::GetClaimedUpload(const events::Origin&
     return Status::Ok();
   }));
   if (row->owner != ctx.actor.kind + ":" + ctx.actor.id) return NotFound("no such upload");
-  if (row->expires_at_us <= ctx.now_us) {
-    SILO_RETURN_IF_ERROR(RemoveUpload(id));
-    return FailedPrecondition("the upload has expired");
+  if (row->expires_at_us <= ctx.now_us) return FailedPrecondition("the upload has expired");
+  return std::move(*row);
+}
+
+Result<FileStore::UploadState> FileStore::GetUpload(const events::Origin& ctx,
+                                                    std::string_view id) {
+  // Claimed like a write: reading the offset may cut a torn tail, which
+  // must never happen under a request still writing it.
+  auto claim = stores_->ClaimUpload(tenant_id_, id);
+  if (!claim) return VersionMismatch("another request is writing this upload");
+  SILO_ASSIGN_OR_RETURN(Opened opened, OpenClaimedUpload(ctx, id));
+  const uint64_t offset = opened.writer ? opened.writer->appended() : opened.row.length;
+  return UploadState{std::move(opened.row), offset};  // the claim ends here
+}
+
+Result<FileStore::Opened> FileStore::OpenClaimedUpload(const events::Origin& ctx,
+                                                       std::string_view id) {
+  auto row = FindUpload(ctx, id);
+  if (!row.ok()) {
+    if (row.status().code() == StatusCode::kFailedPrecondition) {
+      SILO_RETURN_IF_ERROR(RemoveUpload(id));
+    }
+    return row.status();
   }
   // Resume verifies the whole chunks and cuts a torn tail (a crash).
   auto writer = BlobWriter::Resume(PartPath(id), files_key_, row->id, row->length);
   if (!writer.ok()) {
-    if (writer.status().code() == StatusCode::kAlreadyExists) return UploadState{*row, row->length};
+    if (writer.status().code() == StatusCode::kAlreadyExists)
+      return Opened{std::move(*row), nullptr};
     return writer.status();
   }
-  return UploadState{*row, (*writer)->appended()};
+  return Opened{std::move(*row), std::move(*writer)};
 }
 
 Result<FileStore::AppendResult> FileStore::AppendUpload(const events::Origin& ctx,
@@ -359,16 +353,13 @@ Result<FileStore::AppendResult> FileStore::AppendUpload(const events::Origin& ct
                                                         const FieldLimits& limits,
                                                         uint64_t body_length, const ReadFn& read,
                                                         const std::optional<std::string>& sha256) {
-  const std::string claim = tenant_id_ + "/" + std::string(id);
-  if (!stores_->ClaimUpload(claim)) {
-    return VersionMismatch("another request is writing this upload");
-  }
-  struct Unclaim {
-    FileStores* s;
-    const std::string& key;
-    ~Unclaim() { s->UnclaimUpload(key); }
-  } unclaim{stores_, claim};
-  SILO_ASSIGN_OR_RETURN(UploadState state, GetClaimedUpload(ctx, id));
+  auto claim = stores_->ClaimUpload(tenant_id_, id);
+  if (!claim) return VersionMismatch("another request is writing this upload");
+  SILO_ASSIGN_OR_RETURN(Opened opened, OpenClaimedUpload(ctx, id));
+  // All bytes there but not yet a file: a completion that failed.
+  if (!opened.writer) return AlreadyExists("the upload is complete");
+  const uint64_t current = opened.writer->appended();
+  UploadState state{std::move(opened.row), current};
   if (offset != state.offset) {
     return VersionMismatch("Upload-Offset is " + std::to_string(state.offset));
   }
@@ -377,8 +368,7 @@ Result<FileStore::AppendResult> FileStore::AppendUpload(const events::Origin& ct
   }
   SILO_ASSIGN_OR_RETURN(auto slot, stores_->Reserve(tenant_id_, *db_, 0, false));
   const std::string part = PartPath(id);
-  SILO_ASSIGN_OR_RETURN(auto writer,
-                        BlobWriter::Resume(part, files_key_, state.row.id, state.row.length));
+  std::unique_ptr<BlobWriter> writer = std::move(opened.writer);
   crypto::Sha256Stream digest;
   std::vector<char> piece(kChunkBytes);
   Status failed;
@@ -556,11 +546,9 @@ Result<FileStore::Collected> FileStore::CollectExpired(int64_t now_us, int64_t s
     for (const auto& id : ids) {
       // One still being written (its expiry passed mid-request) waits for
       // the next pass.
-      const std::string claim = tenant_id_ + "/" + id;
-      if (!stores_->ClaimUpload(claim)) continue;
-      Status removed = RemoveUpload(id);
-      stores_->UnclaimUpload(claim);
-      SILO_RETURN_IF_ERROR(removed);
+      auto claim = stores_->ClaimUpload(tenant_id_, id);
+      if (!claim) continue;
+      SILO_RETURN_IF_ERROR(RemoveUpload(id));
       ++out.uploads;
     }
     if (ids.size() < kBatch) break;
@@ -590,16 +578,15 @@ Result<FileStore::Collected> FileStore::CollectExpired(int64_t now_us, int64_t s
 }
 
 Status FileStore::TerminateUpload(const events::Origin& ctx, std::string_view id) {
-  const std::string claim = tenant_id_ + "/" + std::string(id);
-  if (!stores_->ClaimUpload(claim))
-    return VersionMismatch("another request is writing this upload");
-  struct Unclaim {
-    FileStores* s;
-    const std::string& key;
-    ~Unclaim() { s->UnclaimUpload(key); }
-  } unclaim{stores_, claim};
-  auto state = GetClaimedUpload(ctx, id);
-  if (!state.ok()) return state.status();
+  auto claim = stores_->ClaimUpload(tenant_id_, id);
+  if (!claim) return VersionMismatch("another request is writing this upload");
+  auto row = FindUpload(ctx, id);
+  if (!row.ok()) {
+    if (row.status().code() == StatusCode::kFailedPrecondition) {
+      SILO_RETURN_IF_ERROR(RemoveUpload(id));  // expired: gone either way
+    }
+    return row.status();
+  }
   return RemoveUpload(id);
 }
 

@@ -84,10 +84,14 @@ class FileStore {
     uint64_t offset = 0;  // bytes durable in whole chunks
   };
   // The caller's upload `id` and its offset (a torn tail left by a crash is
-  // cut first). NotFound for no such upload or another caller's;
-  // FailedPrecondition once expired (it is removed then); VersionMismatch
-  // while another request writes it.
+  // cut first; every whole chunk is read to find it). NotFound for no such
+  // upload or another caller's; FailedPrecondition once expired (it is
+  // removed then); VersionMismatch while another request writes it.
   Result<UploadState> GetUpload(const events::Origin& ctx, std::string_view id);
+  // The caller's upload `id` without its offset: its row only, no byte read
+  // (what a request that goes on to AppendUpload or TerminateUpload needs).
+  // NotFound as GetUpload; FailedPrecondition once expired.
+  Result<UploadRow> FindUpload(const events::Origin& ctx, std::string_view id);
   struct AppendResult {
     uint64_t offset = 0;               // the new offset
     std::optional<FileRow> completed;  // the pending file, when the last byte came
@@ -138,8 +142,14 @@ class FileStore {
  private:
   friend class FileStores;
   std::string PartPath(std::string_view id) const;
-  // GetUpload for a caller that holds the upload's claim.
-  Result<UploadState> GetClaimedUpload(const events::Origin& ctx, std::string_view id);
+  // The caller's upload reopened for writing (nullptr when its bytes are
+  // all there), for a caller that holds its claim: an expired one is
+  // removed; a torn tail is cut.
+  struct Opened {
+    UploadRow row;
+    std::unique_ptr<BlobWriter> writer;
+  };
+  Result<Opened> OpenClaimedUpload(const events::Origin& ctx, std::string_view id);
   // Removes an upload's row and part.
   Status RemoveUpload(std::string_view id);
   // Checks a complete part (type, SVG, digest), moves it into place and
@@ -204,9 +214,21 @@ class FileStores {
                                                storage::TenantDatabase& db, uint64_t bytes,
                                                bool check_quota = true);
   void Release(const std::string& tenant_id, uint64_t bytes);
-  // One request at a time writes a resumable upload: false when another is.
-  bool ClaimUpload(const std::string& key);
-  void UnclaimUpload(const std::string& key);
+  // One request at a time writes (or reads the offset of) a resumable
+  // upload: it holds the upload's claim while it does.
+  class UploadClaim {
+   public:
+    UploadClaim(FileStores* stores, std::string key) : stores_(stores), key_(std::move(key)) {}
+    ~UploadClaim();
+    UploadClaim(const UploadClaim&) = delete;
+    UploadClaim& operator=(const UploadClaim&) = delete;
+
+   private:
+    FileStores* stores_;
+    std::string key_;
+  };
+  // The claim on `tenant_id`'s upload `id`; nullptr while another holds it.
+  std::unique_ptr<UploadClaim> ClaimUpload(const std::string& tenant_id, std::string_view id);
 
   const std::shared_ptr<storage::TenantDatabases> databases_;
   const KeyFn files_key_;

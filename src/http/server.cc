@@ -145,6 +145,21 @@ bool ExpectsContinue(const bhttp::header<true, Fields>& head) {
   return it != head.end() && beast::iequals(it->value(), "100-continue");
 }
 
+// Reads and drops the rest of `parser`'s body (up to its body limit) under
+// the deadline the caller set. True when the body ended.
+template <class Stream>
+awaitable<bool> DropBody(Stream& stream, beast::flat_buffer& buffer,
+                         bhttp::request_parser<bhttp::buffer_body>& parser) {
+  std::vector<char> scratch(16 * 1024);
+  while (!parser.is_done()) {
+    parser.get().body().data = scratch.data();
+    parser.get().body().size = scratch.size();
+    auto [ec, n] = co_await bhttp::async_read_some(stream, buffer, parser, kTuple);
+    if (ec && ec != bhttp::error::need_buffer) co_return false;
+  }
+  co_return true;
+}
+
 // BodyStream over a Beast parser. Read runs on a handler thread: each call
 // hands one read to the connection's strand (where the connection's
 // coroutine is parked, awaiting the handler) and waits for it.
@@ -205,15 +220,8 @@ class StreamedBody : public BodyStream {
     if (!failure_.ok()) co_return false;
     if (parser_.is_done()) co_return true;
     if (length_ - consumed_ > limit) co_return false;
-    std::vector<char> scratch(16 * 1024);
     tcp_.expires_after(timeout);
-    while (!parser_.is_done()) {
-      parser_.get().body().data = scratch.data();
-      parser_.get().body().size = scratch.size();
-      auto [ec, n] = co_await bhttp::async_read_some(stream_, buffer_, parser_, kTuple);
-      if (ec && ec != bhttp::error::need_buffer) co_return false;
-    }
-    co_return true;
+    co_return co_await DropBody(stream_, buffer_, parser_);
   }
 
  private:
@@ -591,14 +599,8 @@ class Server::Impl {
         bhttp::request_parser<bhttp::buffer_body> rest(std::move(header_parser));
         rest.body_limit(Dispatcher::kRefusedDrainBytes);
         rest.eager(true);
-        std::vector<char> scratch(16 * 1024);
         tcp_layer.expires_after(opts_.read_timeout);
-        while (!rest.is_done()) {
-          rest.get().body().data = scratch.data();
-          rest.get().body().size = scratch.size();
-          auto [ec, n] = co_await bhttp::async_read_some(stream, buffer, rest, kTuple);
-          if (ec && ec != bhttp::error::need_buffer) break;
-        }
+        (void)co_await DropBody(stream, buffer, rest);
       }
       co_await WriteError(stream, tcp_layer, 411, "Content-Length required", ex.request_id,
                           ex.client_ip, ex.start);

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -40,6 +41,8 @@ class SlowDispatcher : public Dispatcher {
 
 std::string Exchange(unsigned short port, const std::string& request) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
+  timeval limit{30, 0};  // a server that never answers fails the test, not hangs it
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
@@ -166,9 +169,13 @@ TEST(ServerTest, StopWaitsForInFlightRequest) {
   EXPECT_NE(answer.find("Strict-Transport-Security: max-age=63072000"), std::string::npos);
 }
 
-// A connected client socket for tests that send in pieces.
+// A connected client socket for tests that send in pieces. Reads give up
+// after 30 s, so a server that never answers (or never closes) fails the
+// test instead of hanging it.
 int Connect(unsigned short port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
+  timeval limit{30, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);

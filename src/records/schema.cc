@@ -9,6 +9,7 @@
 #include <set>
 
 #include "base/time_util.h"
+#include "files/blob.h"
 
 namespace silo::records {
 namespace json = boost::json;
@@ -22,13 +23,8 @@ constexpr uint64_t kMaxFileBytes = uint64_t{1} << 40;  // SILO_MAX_FILE_BYTES is
 constexpr size_t kMaxFilesPerField = 100;
 constexpr size_t kMaxTypes = 64;
 
-// 32 lowercase hex characters: a file id (files/blob.h).
 bool ValidFileId(const json::value& v) {
-  if (!v.is_string() || v.as_string().size() != 32) return false;
-  for (char c : v.as_string()) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  }
-  return true;
+  return v.is_string() && files::ValidBlobId(std::string_view(v.as_string()));
 }
 
 constexpr std::string_view kReserved[] = {"id",         "version",    "created_at",
