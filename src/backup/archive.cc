@@ -5,6 +5,8 @@
 
 #include <boost/json.hpp>
 #include <cstdio>
+#include <sstream>
+#include <stdexcept>
 
 #include "crypto/crypto.h"
 
@@ -43,22 +45,27 @@ json::object HeadJson(const ChainHead& h) {
 
 // The manifest's fields in a fixed order (the MAC covers this text).
 json::object ManifestObject(const Manifest& m) {
-  return {{"format", m.format},
-          {"id", m.id},
-          {"tenant_id", m.tenant_id},
-          {"tenant_slug", m.tenant_slug},
-          {"taken_at_us", m.taken_at_us},
-          {"events", HeadJson(m.events)},
-          {"audit", HeadJson(m.audit)},
-          {"image_bytes", m.image_bytes},
-          {"stored_bytes", m.stored_bytes},
-          {"chunks", m.chunks},
-          {"compression", "zstd"},
-          {"cipher", "xchacha20poly1305-ietf"},
-          {"sha256", m.sha256},
-          {"key_id", m.key_id},
-          {"wrapped_key", m.wrapped_key},
-          {"master_fingerprint", m.master_fingerprint}};
+  json::object o{{"format", m.format},
+                 {"id", m.id},
+                 {"tenant_id", m.tenant_id},
+                 {"tenant_slug", m.tenant_slug},
+                 {"taken_at_us", m.taken_at_us},
+                 {"events", HeadJson(m.events)},
+                 {"audit", HeadJson(m.audit)},
+                 {"image_bytes", m.image_bytes},
+                 {"stored_bytes", m.stored_bytes},
+                 {"chunks", m.chunks},
+                 {"compression", "zstd"},
+                 {"cipher", "xchacha20poly1305-ietf"},
+                 {"sha256", m.sha256},
+                 {"key_id", m.key_id},
+                 {"wrapped_key", m.wrapped_key},
+                 {"master_fingerprint", m.master_fingerprint}};
+  if (!m.files_list_sha256.empty()) {
+    o["files"] = json::object{
+        {"count", m.files}, {"bytes", m.files_bytes}, {"list_sha256", m.files_list_sha256}};
+  }
+  return o;
 }
 
 std::string Mac(std::string_view body, const crypto::SecretKey& key) {
@@ -184,6 +191,64 @@ Result<std::string> OpenImage(std::string_view data, const crypto::SecretKey& ba
   return image;
 }
 
+std::string FilesListName(const std::string& id) {
+  auto tenant = TenantOfBackupId(id);
+  return (tenant.ok() ? *tenant : std::string("invalid")) + "/" + id + ".files";
+}
+
+std::string FileBlobName(const std::string& tenant_id, const std::string& blob_id) {
+  return tenant_id + "/files/" + blob_id + ".sf";
+}
+
+namespace {
+
+std::string FilesListAd(const std::string& id) { return "silo-backup-files-v1:" + id; }
+
+}  // namespace
+
+std::string SealFilesList(const std::vector<FileEntry>& entries,
+                          const crypto::SecretKey& backup_key, Manifest& m) {
+  std::string text;
+  m.files = 0;
+  m.files_bytes = 0;
+  for (const auto& e : entries) {
+    text += e.blob_id + " " + std::to_string(e.sealed_bytes) + " " + e.sha256 + "\n";
+    ++m.files;
+    m.files_bytes += e.sealed_bytes;
+  }
+  std::string sealed = crypto::Seal(backup_key, text, FilesListAd(m.id));
+  m.files_list_sha256 = crypto::Sha256Hex(sealed);
+  return sealed;
+}
+
+Result<std::vector<FileEntry>> OpenFilesList(std::string_view sealed,
+                                             const crypto::SecretKey& backup_key,
+                                             const Manifest& m) {
+  if (!crypto::ConstantTimeEquals(crypto::Sha256Hex(sealed), m.files_list_sha256)) {
+    return DataLoss("the backup's files list was altered");
+  }
+  auto text = crypto::Open(backup_key, sealed, FilesListAd(m.id));
+  if (!text.ok()) return DataLoss("the backup's files list failed authentication");
+  std::vector<FileEntry> out;
+  int64_t bytes = 0;
+  std::istringstream in(*text);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    FileEntry e;
+    if (!(fields >> e.blob_id >> e.sealed_bytes >> e.sha256) || e.blob_id.size() != 32 ||
+        e.sha256.size() != 64 || e.sealed_bytes < 0) {
+      return DataLoss("the backup's files list is malformed");
+    }
+    bytes += e.sealed_bytes;
+    out.push_back(std::move(e));
+  }
+  if (static_cast<int64_t>(out.size()) != m.files || bytes != m.files_bytes) {
+    return DataLoss("the backup's files list does not match its manifest");
+  }
+  return out;
+}
+
 std::string SerializeManifest(const Manifest& m, const crypto::SecretKey& backup_key) {
   json::object o = ManifestObject(m);
   std::string body = json::serialize(o);
@@ -219,6 +284,13 @@ Result<Manifest> ParseManifest(std::string_view text) {
     m.key_id = o.at("key_id").as_string();
     m.wrapped_key = o.at("wrapped_key").as_string();
     m.master_fingerprint = o.at("master_fingerprint").as_string();
+    if (const json::value* f = o.if_contains("files")) {
+      const json::object& fo = f->as_object();
+      m.files = fo.at("count").as_int64();
+      m.files_bytes = fo.at("bytes").as_int64();
+      m.files_list_sha256 = fo.at("list_sha256").as_string();
+      if (m.files_list_sha256.size() != 64) throw std::invalid_argument("list_sha256");
+    }
     (void)o.at("mac").as_string();
   } catch (const std::exception&) {
     return DataLoss("backup manifest lacks a field or has one of the wrong type");

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/status.h"
 #include "crypto/secret_key.h"
@@ -47,6 +48,21 @@ struct Manifest {
   std::string key_id;              // identifies the backup sub-key (not secret)
   std::string wrapped_key;         // the tenant's data key wrapped by the master key (base64)
   std::string master_fingerprint;  // which master key wrapped it
+  // The tenant's file blobs this backup holds: stored once each, as the
+  // sealed bytes they are, under FileBlobName and shared by every backup
+  // that lists them; the list is the sealed object FilesListName(id). A
+  // backup of a tenant without files, and one made before files, has none
+  // (files_list_sha256 empty, and no "files" member in the manifest).
+  int64_t files = 0;
+  int64_t files_bytes = 0;        // on disk, sealed
+  std::string files_list_sha256;  // of the FilesListName object, hex
+};
+
+// One blob in a backup's files list.
+struct FileEntry {
+  std::string blob_id;
+  int64_t sealed_bytes = 0;
+  std::string sha256;  // of the sealed file, hex
 };
 
 // A new backup id: "<tenant-id>-<YYYYMMDDTHHMMSS>Z-<4 hex>", path-safe and
@@ -58,6 +74,20 @@ Result<std::string> TenantOfBackupId(std::string_view id);
 // "<tenant-id>/<id>.json" and "<tenant-id>/<id>.data": names within a target.
 std::string ManifestName(const std::string& id);
 std::string DataName(const std::string& id);
+// "<tenant-id>/<id>.files": the backup's sealed files list.
+std::string FilesListName(const std::string& id);
+// "<tenant-id>/files/<blob-id>.sf": a blob, shared by the backups that list it.
+std::string FileBlobName(const std::string& tenant_id, const std::string& blob_id);
+
+// The files list sealed for backup `m.id` (AD binds it to the backup);
+// fills m.files, m.files_bytes and m.files_list_sha256.
+std::string SealFilesList(const std::vector<FileEntry>& entries,
+                          const crypto::SecretKey& backup_key, Manifest& m);
+// Checks `sealed` against m.files_list_sha256, opens it and parses it; its
+// count and bytes must be the manifest's. DataLoss otherwise.
+Result<std::vector<FileEntry>> OpenFilesList(std::string_view sealed,
+                                             const crypto::SecretKey& backup_key,
+                                             const Manifest& m);
 
 // The key id of a backup sub-key.
 std::string BackupKeyId(const crypto::SecretKey& backup_key);

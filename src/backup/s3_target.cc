@@ -4,12 +4,15 @@
 // sent and signed as x-amz-content-sha256. ListObjectsV2 answers are read
 // with Boost.PropertyTree's XML parser.
 #include <curl/curl.h>
+#include <unistd.h>
 
 #include <boost/property_tree/ptree.hpp>
 #include <boost/property_tree/xml_parser.hpp>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <sstream>
+#include <vector>
 
 #include "backup/target.h"
 #include "crypto/crypto.h"
@@ -39,15 +42,62 @@ size_t ReadBody(char* buffer, size_t size, size_t nitems, void* userdata) {
   return n;
 }
 
+size_t ReadFileBody(char* buffer, size_t size, size_t nitems, void* userdata) {
+  return std::fread(buffer, 1, size * nitems, static_cast<FILE*>(userdata));
+}
+
+size_t WriteFileBody(char* ptr, size_t size, size_t nmemb, void* userdata) {
+  return std::fwrite(ptr, 1, size * nmemb, static_cast<FILE*>(userdata));
+}
+
 size_t WriteBody(char* ptr, size_t size, size_t nmemb, void* userdata) {
   static_cast<std::string*>(userdata)->append(ptr, size * nmemb);
   return size * nmemb;
+}
+
+// An answer's body: to `file` when there is one and the status is 200, else
+// to memory.
+struct DownloadSink {
+  FILE* file;
+  std::string* memory;
+  CURL* curl;
+};
+
+size_t WriteAnswer(char* ptr, size_t size, size_t nmemb, void* userdata) {
+  auto* sink = static_cast<DownloadSink*>(userdata);
+  long status = 0;
+  curl_easy_getinfo(sink->curl, CURLINFO_RESPONSE_CODE, &status);
+  if (sink->file != nullptr && status == 200) return WriteFileBody(ptr, size, nmemb, sink->file);
+  return WriteBody(ptr, size, nmemb, sink->memory);
 }
 
 struct Answer {
   long status = 0;
   std::string body;
 };
+
+// Where a request's payload comes from and its answer's body goes, when not
+// from and to memory (PutFile, GetFile).
+struct Stream {
+  FILE* upload = nullptr;  // with its size and SHA-256 (hex), signed as the payload's
+  curl_off_t upload_size = 0;
+  std::string upload_sha256;
+  FILE* download = nullptr;  // the body of a 200 answer
+};
+
+// SHA-256 (hex) and size of the file `f`, read in pieces; rewound after.
+Result<std::pair<std::string, curl_off_t>> HashFile(FILE* f) {
+  crypto::Sha256Stream digest;
+  std::vector<char> piece(1 << 20);
+  curl_off_t size = 0;
+  size_t n;
+  while ((n = std::fread(piece.data(), 1, piece.size(), f)) > 0) {
+    digest.Update(std::string_view(piece.data(), n));
+    size += static_cast<curl_off_t>(n);
+  }
+  if (std::ferror(f) || std::fseek(f, 0, SEEK_SET) != 0) return Unavailable("cannot read the file");
+  return std::make_pair(digest.FinishHex(), size);
+}
 
 class S3Target : public Target {
  public:
@@ -113,6 +163,41 @@ class S3Target : public Target {
     return Status::Ok();
   }
 
+  Status PutFile(const std::string& name, const std::string& path) override {
+    if (!SafeKeyText(name)) return InvalidArgument("bad object name");
+    std::unique_ptr<FILE, decltype(&std::fclose)> f(std::fopen(path.c_str(), "rb"), std::fclose);
+    if (!f) return Unavailable("cannot read " + path);
+    SILO_ASSIGN_OR_RETURN(auto hashed, HashFile(f.get()));
+    Stream stream{f.get(), hashed.second, hashed.first, nullptr};
+    auto a = Request("PUT", ObjectPath(name), "", {}, &stream);
+    if (!a.ok()) return a.status();
+    if (a->status != 200) return Refused("PUT", name, *a);
+    return Status::Ok();
+  }
+
+  Status GetFile(const std::string& name, const std::string& path) override {
+    if (!SafeKeyText(name)) return InvalidArgument("bad object name");
+    const std::string tmp = path + ".tmp." + crypto::HexEncode(crypto::RandomBytes(4));
+    std::unique_ptr<FILE, decltype(&std::fclose)> f(std::fopen(tmp.c_str(), "wbx"), std::fclose);
+    if (!f) return Unavailable("cannot write " + path);
+    Stream stream{nullptr, 0, "", f.get()};
+    auto a = Request("GET", ObjectPath(name), "", {}, &stream);
+    const bool flushed = std::fflush(f.get()) == 0 && ::fsync(fileno(f.get())) == 0;
+    f.reset();
+    Status s;
+    if (!a.ok()) {
+      s = a.status();
+    } else if (a->status == 404) {
+      s = NotFound("no object " + name);
+    } else if (a->status != 200) {
+      s = Refused("GET", name, *a);
+    } else if (!flushed || std::rename(tmp.c_str(), path.c_str()) != 0) {
+      s = Unavailable("cannot write " + path);
+    }
+    if (!s.ok()) std::remove(tmp.c_str());
+    return s;
+  }
+
   std::string Describe() const override { return "s3://" + o_.bucket + "/" + o_.prefix; }
 
  private:
@@ -139,8 +224,11 @@ class S3Target : public Target {
                        std::to_string(a.status) + code);
   }
 
+  // `stream`, when given, is the payload (instead of `body`) and where a
+  // 200 answer's body goes (an error answer's body is kept in memory, for
+  // its error code).
   Result<Answer> Request(const char* method, const std::string& path, const std::string& query,
-                         std::string_view body) {
+                         std::string_view body, Stream* stream = nullptr) {
     std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), curl_easy_cleanup);
     if (!curl) return Unavailable("cannot start libcurl");
     CURL* c = curl.get();
@@ -148,8 +236,10 @@ class S3Target : public Target {
     std::string sigv4 = "aws:amz:" + o_.region + ":s3";
     std::string userpwd = o_.access_key_id + ":" + o_.secret_access_key;
     const bool put = std::strcmp(method, "PUT") == 0;
-    std::string hash_header =
-        "x-amz-content-sha256: " + (put ? crypto::Sha256Hex(body) : std::string(kEmptySha256));
+    const bool from_file = stream != nullptr && stream->upload != nullptr;
+    std::string hash_header = "x-amz-content-sha256: " + (from_file ? stream->upload_sha256
+                                                          : put     ? crypto::Sha256Hex(body)
+                                                                    : std::string(kEmptySha256));
     curl_slist* headers = curl_slist_append(nullptr, hash_header.c_str());
     if (put) headers = curl_slist_append(headers, "Content-Type: application/octet-stream");
     std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> guard(headers, curl_slist_free_all);
@@ -163,9 +253,18 @@ class S3Target : public Target {
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, o_.timeout_seconds);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, WriteBody);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &answer.body);
-    if (put) {
+    // A streamed download's body goes to its file only on a 200; any other
+    // answer's body is the error to read (a header callback would know the
+    // status first; an error answer to GET is small, so memory is fine).
+    DownloadSink sink{stream != nullptr ? stream->download : nullptr, &answer.body, c};
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, WriteAnswer);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
+    if (put && from_file) {
+      curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+      curl_easy_setopt(c, CURLOPT_READFUNCTION, ReadFileBody);
+      curl_easy_setopt(c, CURLOPT_READDATA, stream->upload);
+      curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, stream->upload_size);
+    } else if (put) {
       curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
       curl_easy_setopt(c, CURLOPT_READFUNCTION, ReadBody);
       curl_easy_setopt(c, CURLOPT_READDATA, &reader);

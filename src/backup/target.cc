@@ -1,5 +1,6 @@
 #include "backup/target.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -7,8 +8,10 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <vector>
 
 #include "base/file_util.h"
+#include "crypto/crypto.h"
 
 namespace silo::backup {
 namespace {
@@ -21,6 +24,52 @@ bool SafeName(const std::string& name) {
   return name.find_first_not_of(
              "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-/") ==
          std::string::npos;
+}
+
+// Copies `from` to `to` in 1 MiB pieces through a temporary file beside
+// `to`, synced, then renamed over it: all or nothing.
+Status CopyFile(const std::string& from, const std::string& to) {
+  const int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) {
+    if (errno == ENOENT) return NotFound("no file " + from);
+    return Unavailable("cannot read " + from).WithCause(std::strerror(errno));
+  }
+  const std::string tmp = to + ".tmp." + crypto::HexEncode(crypto::RandomBytes(4));
+  const int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (out < 0) {
+    ::close(in);
+    return Unavailable("cannot write " + to).WithCause(std::strerror(errno));
+  }
+  std::vector<char> piece(1 << 20);
+  Status s;
+  for (;;) {
+    ssize_t n = ::read(in, piece.data(), piece.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      s = Unavailable("cannot read " + from).WithCause(std::strerror(errno));
+      break;
+    }
+    if (n == 0) break;
+    for (ssize_t done = 0; done < n;) {
+      ssize_t w = ::write(out, piece.data() + done, static_cast<size_t>(n - done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) {
+        s = Unavailable("cannot write " + to).WithCause(std::strerror(errno));
+        break;
+      }
+      done += w;
+    }
+    if (!s.ok()) break;
+  }
+  ::close(in);
+  if (s.ok() && ::fsync(out) != 0) s = Unavailable("cannot sync " + to);
+  ::close(out);
+  if (s.ok() && ::rename(tmp.c_str(), to.c_str()) != 0) s = Unavailable("cannot rename " + tmp);
+  if (!s.ok()) {
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  return SyncDir(fs::path(to).parent_path().string());
 }
 
 class DirectoryTarget : public Target {
@@ -71,6 +120,22 @@ class DirectoryTarget : public Target {
           .WithCause(path + ": " + std::strerror(errno));
     }
     return Status::Ok();
+  }
+
+  Status PutFile(const std::string& name, const std::string& path) override {
+    if (!SafeName(name)) return InvalidArgument("bad object name");
+    const std::string to = dir_ + "/" + name;
+    if (Status s = MakeDirs(fs::path(to).parent_path().string(), 0700); !s.ok()) {
+      return Unavailable("cannot store the backup object").WithCause(s.ToString());
+    }
+    return CopyFile(path, to);
+  }
+
+  Status GetFile(const std::string& name, const std::string& path) override {
+    if (!SafeName(name)) return InvalidArgument("bad object name");
+    const std::string from = dir_ + "/" + name;
+    if (!PathExists(from)) return NotFound("no object " + name);
+    return CopyFile(from, path);
   }
 
   std::string Describe() const override { return "dir:" + dir_; }

@@ -26,6 +26,12 @@ class Target {
   virtual Result<std::vector<std::string>> List(const std::string& prefix) = 0;
   // OK when absent.
   virtual Status Delete(const std::string& name) = 0;
+  // Stores the file at `path` under `name`, read in pieces (a blob of any
+  // size never sits whole in memory); a reader sees all of it or nothing.
+  virtual Status PutFile(const std::string& name, const std::string& path) = 0;
+  // Writes object `name` to `path` (0600, replacing it; all or nothing), in
+  // pieces. NotFound when absent.
+  virtual Status GetFile(const std::string& name, const std::string& path) = 0;
   // "dir:<path>" or "s3://bucket/prefix": for logs and answers; no secrets.
   virtual std::string Describe() const = 0;
 };
