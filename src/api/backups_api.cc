@@ -48,6 +48,8 @@ json::object ManifestJson(const backup::Manifest& m) {
            json::object{{"seq", m.audit.seq}, {"count", m.audit.count}, {"head", m.audit.hash}}},
           {"image_bytes", m.image_bytes},
           {"stored_bytes", m.stored_bytes},
+          {"files", m.files},
+          {"files_bytes", m.files_bytes},
           {"sha256", m.sha256},
           {"key_id", m.key_id}};
 }
@@ -147,6 +149,11 @@ http::Response RestoreBackup(Services& s, RequestContext& ctx) {
                  {"sessions_ended", report->sessions_ended},
                  {"image_bytes", report->image_bytes},
                  {"audit_kept", report->audit_kept},
+                 {"files", report->files},
+                 {"files_fetched", report->files_fetched},
+                 {"files_present", report->files_present},
+                 {"files_resealed", report->files_resealed},
+                 {"links_dropped", report->links_dropped},
                  {"seconds", report->seconds}};
   if (!report->pre_restore_backup_id.empty()) {
     o["pre_restore_backup_id"] = report->pre_restore_backup_id;

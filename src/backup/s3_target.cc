@@ -85,20 +85,6 @@ struct Stream {
   FILE* download = nullptr;  // the body of a 200 answer
 };
 
-// SHA-256 (hex) and size of the file `f`, read in pieces; rewound after.
-Result<std::pair<std::string, curl_off_t>> HashFile(FILE* f) {
-  crypto::Sha256Stream digest;
-  std::vector<char> piece(1 << 20);
-  curl_off_t size = 0;
-  size_t n;
-  while ((n = std::fread(piece.data(), 1, piece.size(), f)) > 0) {
-    digest.Update(std::string_view(piece.data(), n));
-    size += static_cast<curl_off_t>(n);
-  }
-  if (std::ferror(f) || std::fseek(f, 0, SEEK_SET) != 0) return Unavailable("cannot read the file");
-  return std::make_pair(digest.FinishHex(), size);
-}
-
 class S3Target : public Target {
  public:
   explicit S3Target(S3Options o) : o_(std::move(o)) {
@@ -165,10 +151,11 @@ class S3Target : public Target {
 
   Status PutFile(const std::string& name, const std::string& path) override {
     if (!SafeKeyText(name)) return InvalidArgument("bad object name");
+    // The payload's hash is signed, so it is read twice: hashed, then sent.
+    SILO_ASSIGN_OR_RETURN(FileDigest digest, DigestFile(path));
     std::unique_ptr<FILE, decltype(&std::fclose)> f(std::fopen(path.c_str(), "rb"), std::fclose);
     if (!f) return Unavailable("cannot read " + path);
-    SILO_ASSIGN_OR_RETURN(auto hashed, HashFile(f.get()));
-    Stream stream{f.get(), hashed.second, hashed.first, nullptr};
+    Stream stream{f.get(), static_cast<curl_off_t>(digest.size), digest.sha256, nullptr};
     auto a = Request("PUT", ObjectPath(name), "", {}, &stream);
     if (!a.ok()) return a.status();
     if (a->status != 200) return Refused("PUT", name, *a);

@@ -6,12 +6,16 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <map>
+#include <set>
 
+#include "backup/blobs.h"
 #include "base/data_layout.h"
 #include "base/file_util.h"
 #include "base/time_util.h"
 #include "crypto/crypto.h"
 #include "events/event_log.h"
+#include "files/catalog.h"
 #include "records/rewind.h"
 #include "storage/snapshot.h"
 
@@ -104,7 +108,9 @@ Status AppendRestored(Database& db, const Manifest& m, const RestoreRequest& req
                        {"from_tenant", m.tenant_slug},
                        {"events_dropped", report.events_dropped},
                        {"audit_dropped", report.audit_dropped},
-                       {"sessions_ended", report.sessions_ended}};
+                       {"sessions_ended", report.sessions_ended},
+                       {"files", report.files},
+                       {"links_dropped", report.links_dropped}};
   if (request.at_us) details["at"] = FormatRfc3339Micros(*request.at_us);
   if (!report.pre_restore_backup_id.empty()) {
     details["pre_restore_backup_id"] = report.pre_restore_backup_id;
@@ -144,6 +150,9 @@ std::string DrillReport::ToJson() const {
                  {"chain_head", chain_head},
                  {"chain_head_expected", chain_head_expected},
                  {"image_bytes", image_bytes},
+                 {"files", files},
+                 {"files_bytes", files_bytes},
+                 {"files_checked", files_checked},
                  {"restore_seconds", restore_seconds}};
   return json::serialize(o);
 }
@@ -188,6 +197,7 @@ Result<Manifest> Service::RunLocked(const tenant::TenantInfo& tenant) {
     m.wrapped_key = crypto::Base64Encode(*wrapped);
     m.master_fingerprint = keyring_->master_fingerprint();
     std::optional<storage::Snapshot> snap;
+    std::vector<files::KeptFile> kept;  // the files of exactly this image
     Status s = (*db)->Read([&](Database& d) -> Status {
       auto taken = storage::TakeSnapshot(d, [&](Database& in) -> Status {
         m.taken_at_us = NowMicros();
@@ -197,6 +207,7 @@ Result<Manifest> Service::RunLocked(const tenant::TenantInfo& tenant) {
         if (!au.ok()) return au.status();
         m.events = *ev;
         m.audit = *au;
+        SILO_ASSIGN_OR_RETURN(kept, files::FilesToKeep(in));
         return Status::Ok();
       });
       if (!taken.ok()) return taken.status();
@@ -205,13 +216,33 @@ Result<Manifest> Service::RunLocked(const tenant::TenantInfo& tenant) {
     });
     db->reset();
     if (!s.ok()) return s;
-    m.id = NewBackupId(tenant.id, m.taken_at_us);
+    // An id names a second and 16 random bits: two backups in one second
+    // could draw the same one, and the second would overwrite the first.
+    for (int tries = 0;; ++tries) {
+      m.id = NewBackupId(tenant.id, m.taken_at_us);
+      SILO_ASSIGN_OR_RETURN(auto taken, target_->List(tenant.id + "/" + m.id));
+      if (taken.empty()) break;
+      if (tries == 16) return Internal("no free backup id");
+    }
     std::string data = SealImage(snap->bytes(), backup_key, m);
     snap.reset();  // wipes the plaintext
-    // The manifest goes last: a listing never shows a backup without its data.
-    if (Status p = target_->Put(DataName(m.id), data); !p.ok()) return p;
-    if (Status p = target_->Put(ManifestName(m.id), SerializeManifest(m, backup_key)); !p.ok()) {
+    // Blobs first (shared, so never deleted here), then the data and the
+    // files list; the manifest goes last: a listing never shows a backup
+    // without its data, its list or a file the list names.
+    std::string list;
+    if (!kept.empty()) {
+      SILO_ASSIGN_OR_RETURN(auto entries, StoreBlobs(*target_, data_dir_, tenant.id, kept));
+      list = SealFilesList(entries, backup_key, m);
+    }
+    auto undo = [&] {
       (void)target_->Delete(DataName(m.id));
+      (void)target_->Delete(FilesListName(m.id));
+    };
+    Status p = target_->Put(DataName(m.id), data);
+    if (p.ok() && !list.empty()) p = target_->Put(FilesListName(m.id), list);
+    if (p.ok()) p = target_->Put(ManifestName(m.id), SerializeManifest(m, backup_key));
+    if (!p.ok()) {
+      undo();
       return p;
     }
     return m;
@@ -235,6 +266,8 @@ Result<Manifest> Service::RunLocked(const tenant::TenantInfo& tenant) {
                                 {{"target", target_->Describe()},
                                  {"image_bytes", result->image_bytes},
                                  {"stored_bytes", result->stored_bytes},
+                                 {"files", result->files},
+                                 {"files_bytes", result->files_bytes},
                                  {"events_seq", result->events.seq}}});
   }
   return result;
@@ -289,7 +322,23 @@ Result<Service::Loaded> Service::LoadLocked(const std::string& backup_id, bool w
   }
   auto image = OpenImage(*data, backup_key, *m);
   if (!image.ok()) return image.status();
-  Loaded loaded{std::move(*m), {}};
+  Loaded loaded{std::move(*m), {}, {}, crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kFiles)};
+  if (!loaded.manifest.files_list_sha256.empty()) {
+    auto list = target_->Get(FilesListName(backup_id));
+    if (!list.ok()) {
+      crypto::WipeString(*image);
+      if (list.status().code() == StatusCode::kNotFound) {
+        return DataLoss("the backup's files list is missing");
+      }
+      return list.status();
+    }
+    auto entries = OpenFilesList(*list, backup_key, loaded.manifest);
+    if (!entries.ok()) {
+      crypto::WipeString(*image);
+      return entries.status();
+    }
+    loaded.files = std::move(entries).value();
+  }
   if (want_image) {
     loaded.image = std::move(image).value();
   } else {
@@ -298,10 +347,23 @@ Result<Service::Loaded> Service::LoadLocked(const std::string& backup_id, bool w
   return loaded;
 }
 
+Result<std::vector<FileEntry>> Service::FilesListLocked(const Manifest& m) {
+  auto wrapped = crypto::Base64Decode(m.wrapped_key);
+  if (!wrapped.ok()) return DataLoss("the backup's wrapped key is not base64");
+  auto dek = keyring_->Unwrap(m.tenant_id, *wrapped);
+  if (!dek.ok()) return DataLoss("the backup's key does not open under this master key");
+  SILO_ASSIGN_OR_RETURN(std::string sealed, target_->Get(FilesListName(m.id)));
+  return OpenFilesList(sealed, crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kBackups), m);
+}
+
 Result<Manifest> Service::Verify(const std::string& backup_id) {
   MutexLock lock(mu_);
   auto loaded = LoadLocked(backup_id, false);
   if (!loaded.ok()) return loaded.status();
+  (void)RemoveTree(layout::BackupScratchDir(data_dir_));
+  auto blobs = CheckBlobs(*target_, layout::BackupScratchDir(data_dir_), loaded->manifest.tenant_id,
+                          loaded->files, nullptr, {});
+  if (!blobs.ok()) return blobs.status();
   return std::move(loaded->manifest);
 }
 
@@ -417,6 +479,7 @@ Result<RestoreReport> Service::RestoreLocked(const RestoreRequest& request) {
   crypto::SecretKey page_key = crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kDatabasePages);
   const std::string dir = layout::TenantDir(data_dir_, dest.id);
   const std::string scratch = dir + "/restore-" + crypto::HexEncode(crypto::RandomBytes(4)) + ".db";
+  std::map<std::string, uint64_t> kept;  // the copy's files: id -> size
 
   // 3. A new file, checked, cut back to --at, sessions ended, the restore
   // recorded, all before it replaces anything.
@@ -439,6 +502,14 @@ Result<RestoreReport> Service::RestoreLocked(const RestoreRequest& request) {
     if (!tx.ok()) return tx.status();
     // Sessions and one-time links of the past must not come back to life.
     SILO_ASSIGN_OR_RETURN(report.sessions_ended, forget_(**db));
+    // Files follow the records: those they name (at --at, those of the
+    // time) are attached, the rest tombstones; links never come back.
+    SILO_ASSIGN_OR_RETURN(auto referenced, records::ReferencedFileIds(**db));
+    SILO_ASSIGN_OR_RETURN(auto reset, files::ResetForRestore(**db, referenced, NowMicros()));
+    report.links_dropped = reset.links_dropped;
+    SILO_ASSIGN_OR_RETURN(auto to_keep, files::FilesToKeep(**db));
+    for (const auto& k : to_keep) kept[k.id] = k.size;
+    report.files = static_cast<int64_t>(kept.size());
     // In place, the audit entry is written at the swap, after the live
     // audit log it must follow.
     if (report.new_tenant) {
@@ -451,6 +522,20 @@ Result<RestoreReport> Service::RestoreLocked(const RestoreRequest& request) {
     return (*db)->Checkpoint();
   }();
   if (s.ok() && report.new_tenant) s = SyncFile(scratch);
+  // The blobs the copy's files need, on disk before the copy goes live.
+  if (s.ok()) {
+    crypto::SecretKey files_key = crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kFiles);
+    auto blobs = RestoreBlobs(
+        *target_, {data_dir_, m.tenant_id, &*loaded->files_key, dest.id, &files_key, kept},
+        loaded->files);
+    if (blobs.ok()) {
+      report.files_fetched = blobs->fetched;
+      report.files_present = blobs->present;
+      report.files_resealed = blobs->resealed;
+    } else {
+      s = blobs.status();
+    }
+  }
 
   // 4. The swap: rename is atomic; no connection has the file open meanwhile.
   const std::string live_path = layout::TenantDatabaseFile(data_dir_, dest.id);
@@ -552,6 +637,27 @@ Result<DrillReport> Service::DrillLocked(const tenant::TenantInfo& tenant) {
     r.events = check->events.count;
     r.chain_head = check->events.hash;
     if (!check->problem.empty()) return DataLoss(check->problem);
+    // Every file the copy keeps must be in the backup, and every listed blob
+    // must be there with its bytes and open under the tenant's key.
+    r.files = loaded->manifest.files;
+    r.files_bytes = loaded->manifest.files_bytes;
+    SILO_ASSIGN_OR_RETURN(auto to_keep, files::FilesToKeep(**db));
+    std::map<std::string, uint64_t> sizes;
+    for (const auto& k : to_keep) sizes[k.id] = k.size;
+    for (const auto& e : loaded->files) {
+      if (sizes.count(e.blob_id) == 0) {
+        return DataLoss("the backup lists file " + e.blob_id + " that its database does not keep");
+      }
+    }
+    if (loaded->files.size() != sizes.size()) {
+      return DataLoss("the backup holds " + std::to_string(loaded->files.size()) + " of the " +
+                      std::to_string(sizes.size()) + " files its database keeps");
+    }
+    (void)RemoveTree(layout::BackupScratchDir(data_dir_));
+    auto blobs = CheckBlobs(*target_, layout::BackupScratchDir(data_dir_), tenant.id, loaded->files,
+                            &*loaded->files_key, sizes);
+    if (!blobs.ok()) return blobs.status();
+    r.files_checked = blobs->opened;
     return Status::Ok();
   }();
   r.restore_seconds = SecondsSince(t0);
@@ -568,6 +674,7 @@ Result<DrillReport> Service::DrillLocked(const tenant::TenantInfo& tenant) {
                               r.backup_id,
                               {{"restore_seconds", r.restore_seconds},
                                {"events", r.events},
+                               {"files_checked", r.files_checked},
                                {"events_expected", r.events_expected},
                                {"problem", r.problem}}});
   return r;
@@ -575,10 +682,10 @@ Result<DrillReport> Service::DrillLocked(const tenant::TenantInfo& tenant) {
 
 Result<std::vector<std::string>> Service::Prune(int64_t now_us) {
   MutexLock lock(mu_);
-  auto listed = ListLocked(std::nullopt);
-  if (!listed.ok()) return listed.status();
+  auto listed_backups = ListLocked(std::nullopt);
+  if (!listed_backups.ok()) return listed_backups.status();
   std::vector<BackupRef> refs;
-  for (const auto& l : *listed) {
+  for (const auto& l : *listed_backups) {
     refs.push_back({l.manifest.id, l.manifest.tenant_id, l.manifest.taken_at_us, l.good});
   }
   std::vector<std::string> pruned;
@@ -586,7 +693,35 @@ Result<std::vector<std::string>> Service::Prune(int64_t now_us) {
     // The manifest first: a listing never shows a backup whose data is gone.
     if (Status s = target_->Delete(ManifestName(id)); !s.ok()) return s;
     if (Status s = target_->Delete(DataName(id)); !s.ok()) return s;
+    (void)target_->Delete(FilesListName(id));
     pruned.push_back(id);
+  }
+  // Blobs are shared: one goes when no backup of its tenant that remains
+  // lists it. A tenant with a remaining list that cannot be read keeps all.
+  std::set<std::string> touched;
+  for (const auto& id : pruned) {
+    if (auto t = TenantOfBackupId(id); t.ok()) touched.insert(*t);
+  }
+  const std::set<std::string> gone(pruned.begin(), pruned.end());
+  for (const auto& tenant_id : touched) {
+    std::set<std::string> listed;
+    bool readable = true;
+    for (const auto& l : *listed_backups) {
+      if (l.manifest.tenant_id != tenant_id || gone.count(l.manifest.id) > 0) continue;
+      if (l.manifest.files_list_sha256.empty()) continue;
+      auto entries = FilesListLocked(l.manifest);
+      if (!entries.ok()) {
+        readable = false;
+        break;
+      }
+      for (const auto& e : *entries) listed.insert(FileBlobName(tenant_id, e.blob_id));
+    }
+    if (!readable) continue;
+    auto names = StoredBlobNames(*target_, tenant_id);
+    if (!names.ok()) return names.status();
+    for (const auto& name : *names) {
+      if (listed.count(name) == 0) SILO_RETURN_IF_ERROR(target_->Delete(name));
+    }
   }
   MutexLock stats(stats_mu_);
   stats_.pruned += static_cast<int64_t>(pruned.size());

@@ -52,6 +52,11 @@ struct RestoreReport {
   int64_t audit_kept = 0;
   int64_t sessions_ended = 0;
   int64_t image_bytes = 0;
+  // Files: kept by the restored records (attached or tombstones), and how
+  // their blobs got there (BlobRestoreReport); links dropped (a restore
+  // never brings a revoked link back).
+  int64_t files = 0, files_fetched = 0, files_present = 0, files_resealed = 0;
+  int64_t links_dropped = 0;
   double seconds = 0;
 };
 
@@ -65,7 +70,9 @@ struct DrillReport {
   int64_t events = 0, events_expected = 0;
   std::string chain_head, chain_head_expected;
   int64_t image_bytes = 0;
-  double restore_seconds = 0;  // fetch, verify, decrypt, write, check: the RTO
+  int64_t files = 0, files_bytes = 0;  // listed in the backup
+  int64_t files_checked = 0;           // fetched, hashed and every chunk opened
+  double restore_seconds = 0;          // fetch, verify, decrypt, write, check: the RTO
   int64_t at_us = 0;
   std::string ToJson() const;
 };
@@ -100,7 +107,8 @@ class Service {
   Result<Manifest> Run(const tenant::TenantInfo& tenant) EXCLUDES(mu_);
   // Every backup (of one tenant when given), oldest first.
   Result<std::vector<Listed>> List(const std::optional<std::string>& tenant_id) EXCLUDES(mu_);
-  // Checks the manifest, the key and every chunk; the manifest when all is well.
+  // Checks the manifest, the key, every chunk and every listed file's
+  // SHA-256; the manifest when all is well.
   Result<Manifest> Verify(const std::string& backup_id) EXCLUDES(mu_);
   // Verifies, writes a new database, checks it (integrity_check, both
   // chains, the manifest's last event), applies `at_us`, ends sessions, and
@@ -126,10 +134,14 @@ class Service {
  private:
   struct Loaded {
     Manifest manifest;
-    std::string image;  // plaintext; wiped by the caller
+    std::string image;                           // plaintext; wiped by the caller
+    std::vector<FileEntry> files;                // the authenticated files list
+    std::optional<crypto::SecretKey> files_key;  // the backup's tenant's files sub-key
   };
   Result<Manifest> RunLocked(const tenant::TenantInfo& tenant) REQUIRES(mu_);
   Result<Loaded> LoadLocked(const std::string& backup_id, bool want_image) REQUIRES(mu_);
+  // A backup's files list (its manifest already authenticated).
+  Result<std::vector<FileEntry>> FilesListLocked(const Manifest& m) REQUIRES(mu_);
   Result<std::vector<Listed>> ListLocked(const std::optional<std::string>& tenant_id) REQUIRES(mu_);
   Result<RestoreReport> RestoreLocked(const RestoreRequest& request) REQUIRES(mu_);
   Result<DrillReport> DrillLocked(const tenant::TenantInfo& tenant) REQUIRES(mu_);

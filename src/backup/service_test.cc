@@ -5,14 +5,18 @@
 
 #include <atomic>
 #include <boost/json.hpp>
+#include <fstream>
 #include <thread>
 
+#include "auth/api_tokens.h"
 #include "auth/identity.h"
 #include "backup/archive.h"
 #include "base/data_layout.h"
 #include "base/status_matchers.h"
 #include "base/time_util.h"
 #include "crypto/crypto.h"
+#include "files/blob.h"
+#include "files/catalog.h"
 #include "records/schema.h"
 #include "storage/test_util.h"
 
@@ -25,6 +29,20 @@ using storage::testing::FilesContaining;
 using storage::testing::Slurp;
 
 constexpr char kMarker[] = "PLAINTEXT-MARKER-7f3a";
+
+// The tenant schema as `silo serve` has it (app/tenant_schema.cc); static,
+// as the databases keep a span of it.
+std::span<const storage::Migration> FullSchema() {
+  static const auto* all = [] {
+    auto* v = new std::vector<storage::Migration>;
+    for (const auto& m : records::TenantMigrations()) v->push_back(m);
+    for (const auto& m : auth::ApiTokenMigrations()) v->push_back(m);
+    for (const auto& m : auth::IdentityMigrations()) v->push_back(m);
+    for (const auto& m : files::CatalogMigrations()) v->push_back(m);
+    return v;
+  }();
+  return *all;
+}
 
 // A data directory as `silo serve` lays it out, with a backup service on it.
 struct Installation {
@@ -41,8 +59,7 @@ struct Installation {
           if (!dek.ok()) return dek.status();
           return crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kDatabasePages);
         },
-        [dir](const std::string& id) { return layout::TenantDatabaseFile(dir, id); },
-        records::TenantMigrations(),
+        [dir](const std::string& id) { return layout::TenantDatabaseFile(dir, id); }, FullSchema(),
         storage::TenantDatabasesOptions{.max_open_tenants = 8,
                                         .readers_per_tenant = 2,
                                         .open = {.synchronous = storage::Synchronous::kNormal}});
@@ -460,6 +477,245 @@ TEST_F(BackupServiceTest, PruneDeletesWhatThePolicyDropsAndKeepsTheNewest) {
   EXPECT_EQ((*left)[1].manifest.id, ids[3]);
   EXPECT_FALSE(fs::exists(DataPath(ids[0])));
   EXPECT_FALSE(fs::exists(ManifestPath(ids[1])));
+}
+
+// ---- Files in backups (issue 17) -------------------------------------------
+
+constexpr char kFileMarker[] = "FILE-CONTENT-CANARY-91c4";
+
+class BackupFilesTest : public BackupServiceTest {
+ protected:
+  crypto::SecretKey FilesKey(const tenant::TenantInfo& t) {
+    return crypto::DeriveSubkey(silo_->keyring->GetKey(t.id).value(), crypto::KeyPurpose::kFiles);
+  }
+  std::string BlobPath(const tenant::TenantInfo& t, const std::string& id) {
+    return layout::TenantBlobFile(silo_->dir, t.id, id);
+  }
+  // A pending upload of `content` by user u1 for docs.doc, as the files
+  // module leaves one: a sealed blob and its row.
+  std::string Upload(const tenant::TenantInfo& t, const std::string& content, int64_t now) {
+    const std::string id = files::NewBlobId();
+    fs::create_directories(layout::TenantBlobDir(silo_->dir, t.id, id));
+    auto w = files::BlobWriter::Create(BlobPath(t, id), FilesKey(t), id, content.size());
+    EXPECT_OK(w);
+    EXPECT_OK((*w)->Append(content));
+    EXPECT_OK((*w)->Finish());
+    files::FileRow row;
+    row.id = id;
+    row.owner = "user:u1";
+    row.name = "a.txt";
+    row.declared_type = row.type = "text/plain";
+    row.size = content.size();
+    row.sha256 = crypto::Sha256Hex(content);
+    row.collection = "docs";
+    row.field = "doc";
+    row.created_at_us = now;
+    row.expires_at_us = now + int64_t{3600} * 1'000'000;
+    auto db = silo_->databases->Acquire(t.id);
+    EXPECT_OK(db);
+    EXPECT_OK((*db)->Write([&](storage::Database& d) { return files::InsertFile(d, row); }));
+    return id;
+  }
+  // The plaintext of blob `id` of tenant `t`, opened under its key.
+  std::string Read(const tenant::TenantInfo& t, const std::string& id, size_t size) {
+    auto r = files::BlobReader::Open(BlobPath(t, id), FilesKey(t), id, size);
+    if (!r.ok()) return "<" + r.status().ToString() + ">";
+    auto bytes = (*r)->Read(0, size);
+    return bytes.ok() ? *bytes : "<" + bytes.status().ToString() + ">";
+  }
+  files::FileRow Row(const tenant::TenantInfo& t, const std::string& id) {
+    files::FileRow row;
+    auto db = silo_->databases->Acquire(t.id);
+    EXPECT_OK(db);
+    EXPECT_OK((*db)->Read([&](storage::Database& d) -> Status {
+      SILO_ASSIGN_OR_RETURN(row, files::LoadFile(d, id));
+      return Status::Ok();
+    }));
+    return row;
+  }
+  void DocsCollection(records::TenantStore& s, int64_t now) {
+    auto schema = records::ParseCollection(json::parse(
+        R"({"name":"docs","fields":[{"name":"title","type":"string"},
+            {"name":"doc","type":"file","max_bytes":1048576}]})"));
+    ASSERT_OK(schema);
+    ASSERT_OK(s.CreateCollection(Ctx(now), *schema));
+  }
+  std::string BlobObject(const tenant::TenantInfo& t, const std::string& id) {
+    return backups_ + "/" + FileBlobName(t.id, id);
+  }
+  static std::string Content(int i) {
+    return std::string(kFileMarker) + " file " + std::to_string(i) + " " +
+           std::string(70'000 + i, static_cast<char>('a' + i));  // two chunks
+  }
+};
+
+TEST_F(BackupFilesTest, BlobsAreStoredOnceListedAndReadableInATenantRestoredAsAnother) {
+  auto acme = NewTenant("acme");
+  auto store = Store(acme);
+  const int64_t t0 = NowMicros();
+  DocsCollection(*store, t0);
+  const std::string f1 = Upload(acme, Content(1), t0);
+  auto r = store->CreateRecord(Ctx(t0 + 10), "docs", {{"title", "one"}, {"doc", f1}});
+  ASSERT_OK(r) << r.status().ToString();
+  const std::string pending = Upload(acme, Content(2), t0 + 20);  // never attached
+
+  auto b1 = silo_->service->Run(acme);
+  ASSERT_OK(b1) << b1.status().ToString();
+  EXPECT_EQ(b1->files, 1);
+  EXPECT_EQ(b1->files_bytes, static_cast<int64_t>(files::SealedSize(Content(1).size())));
+  EXPECT_EQ(Slurp(BlobObject(acme, f1)), Slurp(BlobPath(acme, f1)));  // the sealed bytes
+  EXPECT_FALSE(fs::exists(BlobObject(acme, pending)));
+  EXPECT_TRUE(fs::exists(backups_ + "/" + FilesListName(b1->id)));
+  // A second backup lists the same blob and stores nothing new.
+  auto mtime = fs::last_write_time(BlobObject(acme, f1));
+  auto b2 = silo_->service->Run(acme);
+  ASSERT_OK(b2);
+  EXPECT_EQ(b2->files, 1);
+  EXPECT_EQ(fs::last_write_time(BlobObject(acme, f1)), mtime);
+  ASSERT_OK(silo_->service->Verify(b2->id));
+
+  auto restored = silo_->service->Restore({b1->id, "copy", std::nullopt, "req"});
+  ASSERT_OK(restored) << restored.status().ToString();
+  EXPECT_EQ(restored->files, 1);
+  EXPECT_EQ(restored->files_resealed, 1);
+  auto copy = silo_->registry->Find("copy");
+  ASSERT_TRUE(copy.has_value());
+  // Sealed again under the new tenant's key: its bytes open there, and the
+  // blob is not the old one copied (a blob never opens under another key).
+  EXPECT_EQ(Read(*copy, f1, Content(1).size()), Content(1));
+  EXPECT_NE(Slurp(BlobPath(*copy, f1)), Slurp(BlobPath(acme, f1)));
+  EXPECT_EQ(Row(*copy, f1).state, files::FileState::kAttached);
+  EXPECT_FALSE(fs::exists(BlobPath(*copy, pending)));
+  // The pending upload's row is not in the copy either.
+  auto db = silo_->databases->Acquire(copy->id);
+  ASSERT_OK(db);
+  ASSERT_OK((*db)->Read([&](storage::Database& d) -> Status {
+    EXPECT_EQ(files::LoadFile(d, pending).status().code(), StatusCode::kNotFound);
+    return Status::Ok();
+  }));
+  db->reset();
+  // No file content in the clear anywhere: data directory or backups.
+  EXPECT_EQ(FilesContaining(dir_, kFileMarker), "");
+}
+
+TEST_F(BackupFilesTest, RestoreAtBringsBackExactlyTheFilesOfTheTime) {
+  auto acme = NewTenant("acme");
+  auto store = Store(acme);
+  const int64_t t0 = NowMicros();
+  DocsCollection(*store, t0);
+  const std::string f1 = Upload(acme, Content(1), t0);
+  auto r = store->CreateRecord(Ctx(t0 + 1000), "docs", {{"title", "one"}, {"doc", f1}});
+  ASSERT_OK(r);
+  const std::string f2 = Upload(acme, Content(2), t0 + 2000);
+  ASSERT_OK(store->UpdateRecord(Ctx(t0 + 3000), "docs", r->id, {{"doc", f2}}, std::nullopt));
+  EXPECT_EQ(Row(acme, f1).state, files::FileState::kDeleted);
+  auto b = silo_->service->Run(acme);
+  ASSERT_OK(b);
+  EXPECT_EQ(b->files, 2);  // the tombstone too: time travel needs it
+  // The tombstone's bytes are lost from the live tenant: the backup has them.
+  fs::remove(BlobPath(acme, f1));
+  store.reset();  // an in-place restore waits for the tenant's connections
+
+  auto restored = silo_->service->Restore({b->id, std::nullopt, t0 + 2500, "req"});
+  ASSERT_OK(restored) << restored.status().ToString();
+  EXPECT_EQ(restored->files_fetched, 1);
+  EXPECT_EQ(restored->files_present, 1);
+  EXPECT_EQ(Row(acme, f1).state, files::FileState::kAttached);
+  EXPECT_EQ(Row(acme, f2).state, files::FileState::kDeleted);
+  EXPECT_EQ(Read(acme, f1, Content(1).size()), Content(1));
+  auto rec = Store(acme)->GetRecord("docs", r->id, std::nullopt);
+  ASSERT_OK(rec);
+  EXPECT_EQ(json::serialize(rec->data.at("doc")), "\"" + f1 + "\"");
+}
+
+TEST_F(BackupFilesTest, AnAlteredOrMissingBlobFailsVerifyDrillAndRestore) {
+  auto acme = NewTenant("acme");
+  auto store = Store(acme);
+  const int64_t t0 = NowMicros();
+  DocsCollection(*store, t0);
+  const std::string f1 = Upload(acme, Content(1), t0);
+  ASSERT_OK(store->CreateRecord(Ctx(t0 + 10), "docs", {{"doc", f1}}));
+  auto b = silo_->service->Run(acme);
+  ASSERT_OK(b);
+  auto drill = silo_->service->Drill(acme);
+  ASSERT_OK(drill);
+  EXPECT_TRUE(drill->ok) << drill->problem;
+  EXPECT_EQ(drill->files_checked, 1);
+
+  // One flipped byte in the blob object.
+  const std::string object = BlobObject(acme, f1);
+  std::string bytes = Slurp(object);
+  bytes[bytes.size() / 2] ^= 0x01;
+  { std::ofstream(object, std::ios::binary | std::ios::trunc) << bytes; }
+  auto verified = silo_->service->Verify(b->id);
+  EXPECT_EQ(verified.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(verified.status().message().find("altered"), std::string::npos)
+      << verified.status().ToString();
+  drill = silo_->service->Drill(acme);
+  ASSERT_OK(drill);
+  EXPECT_FALSE(drill->ok);
+  EXPECT_NE(drill->problem.find(f1), std::string::npos) << drill->problem;
+  auto restored = silo_->service->Restore({b->id, "copy", std::nullopt, "req"});
+  EXPECT_EQ(restored.status().code(), StatusCode::kDataLoss);
+  EXPECT_FALSE(silo_->registry->Find("copy").has_value());  // nothing left behind
+
+  fs::remove(object);
+  verified = silo_->service->Verify(b->id);
+  EXPECT_EQ(verified.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(verified.status().message().find("missing"), std::string::npos);
+  // The files list is bound to its backup: another backup's list is refused.
+  auto b2 = silo_->service->Run(acme);
+  ASSERT_OK(b2);
+  fs::copy_file(backups_ + "/" + FilesListName(b2->id), backups_ + "/" + FilesListName(b->id),
+                fs::copy_options::overwrite_existing);
+  verified = silo_->service->Verify(b->id);
+  EXPECT_EQ(verified.status().code(), StatusCode::kDataLoss);
+}
+
+TEST_F(BackupFilesTest, RestoreNeverBringsBackALinkAndPruneDropsBlobsNoBackupLists) {
+  auto acme = NewTenant("acme");
+  auto store = Store(acme);
+  const int64_t t0 = NowMicros();
+  DocsCollection(*store, t0);
+  const std::string f1 = Upload(acme, Content(1), t0);
+  ASSERT_OK(store->CreateRecord(Ctx(t0 + 10), "docs", {{"doc", f1}}));
+  {
+    auto db = silo_->databases->Acquire(acme.id);
+    ASSERT_OK(db);
+    files::LinkRow link;
+    link.id = "l1";
+    link.file_id = f1;
+    link.created_by = "user:u1";
+    link.created_at_us = t0;
+    link.expires_at_us = t0 + int64_t{3600} * 1'000'000;
+    ASSERT_OK((*db)->Write(
+        [&](storage::Database& d) { return files::InsertLink(d, link, std::string(64, 'a')); }));
+  }
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(silo_->service->Run(acme)->id);
+  store.reset();  // an in-place restore waits for the tenant's connections
+  auto restored = silo_->service->Restore({ids[0], std::nullopt, std::nullopt, "req"});
+  ASSERT_OK(restored) << restored.status().ToString();
+  EXPECT_EQ(restored->links_dropped, 1);
+  EXPECT_EQ(restored->files_present, 1);
+  {
+    auto db = silo_->databases->Acquire(acme.id);
+    ASSERT_OK(db);
+    ASSERT_OK((*db)->Read([&](storage::Database& d) -> Status {
+      EXPECT_EQ(files::LoadLinkByHash(d, std::string(64, 'a')).status().code(),
+                StatusCode::kNotFound);
+      return Status::Ok();
+    }));
+  }
+  // A blob object no backup lists (a failed run's) goes with the next prune.
+  const std::string stray = BlobObject(acme, files::NewBlobId());
+  fs::copy_file(BlobObject(acme, f1), stray);
+  auto pruned = silo_->service->Prune(NowMicros() + int64_t{200} * 86'400'000'000);
+  ASSERT_OK(pruned);
+  EXPECT_FALSE(pruned->empty());
+  EXPECT_FALSE(fs::exists(stray));
+  EXPECT_TRUE(fs::exists(BlobObject(acme, f1)));  // the newest backup lists it
+  for (const auto& id : *pruned) EXPECT_FALSE(fs::exists(backups_ + "/" + FilesListName(id)));
 }
 
 }  // namespace

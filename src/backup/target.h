@@ -6,6 +6,7 @@
 #ifndef SILO_BACKUP_TARGET_H_
 #define SILO_BACKUP_TARGET_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -35,6 +36,13 @@ class Target {
   // "dir:<path>" or "s3://bucket/prefix": for logs and answers; no secrets.
   virtual std::string Describe() const = 0;
 };
+
+// The SHA-256 (hex) and size of a file, read in 1 MiB pieces.
+struct FileDigest {
+  std::string sha256;
+  int64_t size = 0;
+};
+Result<FileDigest> DigestFile(const std::string& path);
 
 // Files under `dir` (created 0700 on first Put); Put writes a temp file,
 // fsyncs and renames it.

@@ -25,6 +25,11 @@ inline std::string DrillReportsDir(const std::string& data) {
   return PlatformDir(data) + "/drills";
 }
 // The backup target when SILO_BACKUP_TARGET is not set.
+// Sealed blobs fetched from a backup target to be checked (verify, drill):
+// only ciphertext; emptied before each use.
+inline std::string BackupScratchDir(const std::string& data) {
+  return PlatformDir(data) + "/backup-scratch";
+}
 inline std::string DefaultBackupDir(const std::string& data) { return data + "/backups"; }
 inline std::string TenantsDir(const std::string& data) { return data + "/tenants"; }
 inline std::string TenantDir(const std::string& data, const std::string& tenant_id) {

@@ -163,8 +163,9 @@ void AddRunAndDrill(CLI::App* backup, bool& as_json, int& code) {
         [](const std::string& s, const json::value& v) {
           return std::pair{true, s + ": backed up " + Str(v, "id") + " (" +
                                      Mib(Int(v, "image_bytes")) + " database, " +
-                                     Mib(Int(v, "stored_bytes")) + " stored in " +
-                                     Str(v, "target") + ")"};
+                                     Mib(Int(v, "stored_bytes")) + " stored, " +
+                                     std::to_string(Int(v, "files")) + " files of " +
+                                     Mib(Int(v, "files_bytes")) + ", in " + Str(v, "target") + ")"};
         });
   });
 
@@ -188,7 +189,8 @@ void AddRunAndDrill(CLI::App* backup, bool& as_json, int& code) {
                 false, s + ": drill FAILED on " + Str(v, "backup_id") + ": " + Str(v, "problem")};
           return std::pair{true, s + ": drill passed: " + Str(v, "backup_id") + " restored in " +
                                      seconds + " s, " + std::to_string(Int(v, "events")) +
-                                     " events, chain head matches the manifest"};
+                                     " events, chain head matches the manifest, " +
+                                     std::to_string(Int(v, "files_checked")) + " files opened"};
         });
   });
 }
@@ -291,7 +293,8 @@ void AddRestore(CLI::App* backup, bool& as_json, int& code) {
             std::printf(", %lld later events dropped",
                         static_cast<long long>(Int(v, "events_dropped")));
           }
-          std::printf(", %lld sessions ended, %.2f s\n",
+          std::printf(", %lld files, %lld sessions ended, %.2f s\n",
+                      static_cast<long long>(Int(v, "files")),
                       static_cast<long long>(Int(v, "sessions_ended")), Num(v, "seconds"));
           if (std::string before = Str(v, "pre_restore_backup_id"); !before.empty()) {
             std::printf("the state before the restore is backup %s (restore it to undo)\n",

@@ -365,4 +365,62 @@ Status Reconcile(Database& db, const Holder& holder, const std::string& actor,
   return Status::Ok();
 }
 
+Result<std::vector<KeptFile>> FilesToKeep(Database& db) {
+  auto st =
+      db.Prepare("SELECT id, size FROM files WHERE state IN ('attached', 'deleted') ORDER BY id");
+  if (!st.ok()) return st.status();
+  std::vector<KeptFile> out;
+  for (;;) {
+    SILO_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) break;
+    out.push_back({st->ColumnText(0), static_cast<uint64_t>(st->ColumnInt(1))});
+  }
+  return out;
+}
+
+Result<RestoredFiles> ResetForRestore(Database& db, const std::vector<std::string>& referenced,
+                                      int64_t now_us) {
+  if (!db.InTransaction()) return FailedPrecondition("ResetForRestore outside a transaction");
+  RestoredFiles out;
+  auto count_and_run = [&](const char* sql, int64_t* changed) -> Status {
+    SILO_RETURN_IF_ERROR(db.Exec(sql));
+    *changed = db.Changes();
+    return Status::Ok();
+  };
+  SILO_RETURN_IF_ERROR(count_and_run("DELETE FROM file_links", &out.links_dropped));
+  SILO_RETURN_IF_ERROR(count_and_run("DELETE FROM uploads", &out.uploads_dropped));
+  SILO_RETURN_IF_ERROR(
+      count_and_run("DELETE FROM files WHERE state = 'pending'", &out.pending_dropped));
+  // Mark the referenced ids in a temporary table, then set every state from it.
+  SILO_RETURN_IF_ERROR(
+      db.Exec("CREATE TEMP TABLE IF NOT EXISTS restore_referenced (id TEXT PRIMARY KEY);"
+              "DELETE FROM temp.restore_referenced"));
+  auto insert = db.Prepare("INSERT OR IGNORE INTO temp.restore_referenced (id) VALUES (?)");
+  if (!insert.ok()) return insert.status();
+  for (const auto& id : referenced) {
+    insert->Bind(1, id);
+    SILO_RETURN_IF_ERROR(insert->Run());
+  }
+  auto attach = db.Prepare(
+      "UPDATE files SET state = 'attached', deleted_at_us = 0"
+      " WHERE id IN (SELECT id FROM temp.restore_referenced)");
+  if (!attach.ok()) return attach.status();
+  SILO_RETURN_IF_ERROR(attach->Run());
+  auto bury = db.Prepare(
+      "UPDATE files SET state = 'deleted', deleted_at_us = ?1"
+      " WHERE state = 'attached' AND id NOT IN (SELECT id FROM temp.restore_referenced)");
+  if (!bury.ok()) return bury.status();
+  bury->Bind(1, now_us);
+  SILO_RETURN_IF_ERROR(bury->Run());
+  SILO_RETURN_IF_ERROR(db.Exec("DROP TABLE temp.restore_referenced"));
+  auto counts = db.Prepare(
+      "SELECT count(*) FILTER (WHERE state = 'attached'),"
+      " count(*) FILTER (WHERE state = 'deleted') FROM files");
+  if (!counts.ok()) return counts.status();
+  SILO_RETURN_IF_ERROR(counts->Step().status());
+  out.attached = counts->ColumnInt(0);
+  out.tombstones = counts->ColumnInt(1);
+  return out;
+}
+
 }  // namespace silo::files

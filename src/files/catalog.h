@@ -146,6 +146,29 @@ Status Reconcile(storage::Database& db, const Holder& holder, const std::string&
                  const std::vector<std::string>& after, int64_t now_us,
                  std::vector<FieldError>* errors);
 
+// A file whose bytes a backup keeps: every attached file and every tombstone
+// (history, time travel and revert still name them). Pending files are not
+// kept: an upload not yet attached is not part of the tenant's state.
+struct KeptFile {
+  std::string id;
+  uint64_t size = 0;  // plaintext
+};
+Result<std::vector<KeptFile>> FilesToKeep(storage::Database& db);
+
+// On a restored copy, before it goes live (REQUIRES: db.InTransaction()):
+// forgets what must not come back from the past (every link, revoked or not,
+// so that a revocation is never undone; every resumable upload and pending
+// file, whose bytes a backup does not hold), then makes the files the
+// records name `attached` and every other kept file a tombstone (deleted at
+// `now_us` unless it already was one). `referenced` is every file id a
+// current record's file field names (after a rewind, those of the time).
+struct RestoredFiles {
+  int64_t links_dropped = 0, uploads_dropped = 0, pending_dropped = 0;
+  int64_t attached = 0, tombstones = 0;
+};
+Result<RestoredFiles> ResetForRestore(storage::Database& db,
+                                      const std::vector<std::string>& referenced, int64_t now_us);
+
 }  // namespace silo::files
 
 #endif  // SILO_FILES_CATALOG_H_

@@ -5,6 +5,8 @@
 #define SILO_RECORDS_REWIND_H_
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "base/status.h"
 #include "storage/database.h"
@@ -23,6 +25,10 @@ struct RewindReport {
 // DataLoss when the event log does not verify or an event body was purged;
 // nothing changes then.
 Result<RewindReport> RewindTo(storage::Database& db, int64_t at_us);
+
+// Every file id that a file field of a current record names (after a
+// rewind: those of the time), for files::ResetForRestore.
+Result<std::vector<std::string>> ReferencedFileIds(storage::Database& db);
 
 }  // namespace silo::records
 

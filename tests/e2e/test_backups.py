@@ -370,8 +370,19 @@ def test_s3_target_round_trip_against_a_real_s3_server(make_silo, s3rver):
     api = make_api(silo)
     fill(api, 8)
     before = everything(api)
+    # A file too: its blob goes to the bucket and comes back sealed anew.
+    from test_files import png, upload
+    assert api.call("POST", "/api/collections",
+                    {"name": "docs", "fields": [{"name": "scan", "type": "file"}]}
+                    ).status_code == 201
+    scan = png(100_000, MARKER.encode())
+    fid = upload(api, scan).json()["id"]
+    assert api.call("POST", "/api/collections/docs/records",
+                    {"id": "d1", "scan": fid}).status_code == 201
     answer = backup_run(silo, "acme")
     assert answer["target"] == "s3://silo-backups/prod/eu/"
+    assert answer["files"] == 1
+    assert [f for f in files_under(s3rver["dir"]) if fid in f]
     # The objects are in the bucket under the prefix, sealed.
     stored = [f for f in files_under(s3rver["dir"]) if answer["id"] in f]
     assert stored, list(files_under(s3rver["dir"]))
@@ -384,6 +395,7 @@ def test_s3_target_round_trip_against_a_real_s3_server(make_silo, s3rver):
     assert r.returncode == 0, r.stderr
     copy = Api(silo, "acme-from-s3", token(silo, "acme-from-s3"))
     assert everything(copy)[0] == before[0]
+    assert copy.call("GET", "/api/collections/docs/records/d1/files/scan/" + fid).content == scan
     assert silo.cli("backup", "drill", "acme").returncode == 0
     second = backup_run(silo, "acme")
     assert second["id"] != answer["id"]
@@ -393,7 +405,8 @@ def test_s3_target_round_trip_against_a_real_s3_server(make_silo, s3rver):
     s3rver["proc"].kill()
     s3rver["proc"].wait()
     r = silo.cli("backup", "run", "acme")
-    assert r.returncode == 1 and "S3 PUT failed" in r.stdout + r.stderr, r.stdout + r.stderr
+    assert r.returncode == 1 and re.search(r"S3 (GET|PUT) failed", r.stdout + r.stderr), (
+        r.stdout + r.stderr)
     assert metric(silo, "silo_backup_failures_total") == 1
     out = silo.output()
     assert "SILO_S3_SECRET_ACCESS_KEY" not in out

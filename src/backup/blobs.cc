@@ -1,0 +1,193 @@
+#include "backup/blobs.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <set>
+
+#include "base/data_layout.h"
+#include "base/file_util.h"
+#include "crypto/crypto.h"
+#include "files/blob.h"
+
+namespace silo::backup {
+namespace {
+
+// A scratch file under a random id in `dir` (a tenant's uploads directory,
+// where the files module's sweep removes what a crash leaves, or the check
+// scratch directory), removed when done.
+struct Scratch {
+  std::string path;
+  explicit Scratch(const std::string& dir) : path(dir + "/" + files::NewBlobId() + ".part") {}
+  ~Scratch() { std::remove(path.c_str()); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+};
+
+// Fetches `name` into `scratch` and checks it against the list's entry.
+Status FetchChecked(Target& target, const std::string& name, const FileEntry& e,
+                    const std::string& scratch) {
+  std::remove(scratch.c_str());
+  if (Status s = target.GetFile(name, scratch); !s.ok()) {
+    if (s.code() == StatusCode::kNotFound) {
+      return DataLoss("the backup's file " + e.blob_id + " is missing from the target");
+    }
+    return s;
+  }
+  SILO_ASSIGN_OR_RETURN(FileDigest d, DigestFile(scratch));
+  if (d.size != e.sealed_bytes || !crypto::ConstantTimeEquals(d.sha256, e.sha256)) {
+    return DataLoss("the backup's file " + e.blob_id +
+                    " was altered: its SHA-256 differs from the list's");
+  }
+  return Status::Ok();
+}
+
+// Opens every chunk of the blob at `from` (under `from_key`); with `to`,
+// writes each again as a new blob under `to_key`. The plaintext of one chunk
+// is in memory at a time and wiped.
+Status CopyChunks(const std::string& from, const crypto::SecretKey& from_key, const std::string& id,
+                  uint64_t size, const std::string* to, const crypto::SecretKey* to_key) {
+  auto reader = files::BlobReader::Open(from, from_key, id, size);
+  if (!reader.ok()) {
+    return DataLoss("the backup's file " + id + " does not open: " + reader.status().message());
+  }
+  std::unique_ptr<files::BlobWriter> writer;
+  if (to != nullptr) {
+    SILO_ASSIGN_OR_RETURN(writer, files::BlobWriter::Create(*to, *to_key, id, size));
+  }
+  for (uint64_t i = 0; i < (*reader)->chunk_count(); ++i) {
+    auto chunk = (*reader)->ReadChunk(i);
+    if (!chunk.ok()) {
+      return DataLoss("the backup's file " + id + " failed authentication in chunk " +
+                      std::to_string(i));
+    }
+    Status s = writer ? writer->Append(*chunk) : Status::Ok();
+    crypto::WipeString(*chunk);
+    if (!s.ok()) return s;
+  }
+  return writer ? writer->Finish() : Status::Ok();
+}
+
+// Moves `from` to the blob path of `id` (directories made; synced).
+Status Install(const std::string& from, const std::string& data_dir, const std::string& tenant_id,
+               const std::string& id) {
+  const std::string dir = layout::TenantBlobDir(data_dir, tenant_id, id);
+  if (Status s = MakeDirs(dir, 0700); !s.ok()) return s;
+  if (std::rename(from.c_str(), layout::TenantBlobFile(data_dir, tenant_id, id).c_str()) != 0) {
+    return Internal("cannot put a restored file in place").WithCause(from);
+  }
+  return SyncDir(dir);
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> StoredBlobNames(Target& target, const std::string& tenant_id) {
+  return target.List(tenant_id + "/files/");
+}
+
+Result<std::vector<FileEntry>> StoreBlobs(Target& target, const std::string& data_dir,
+                                          const std::string& tenant_id,
+                                          const std::vector<files::KeptFile>& kept) {
+  SILO_ASSIGN_OR_RETURN(auto names, StoredBlobNames(target, tenant_id));
+  const std::set<std::string> stored(names.begin(), names.end());
+  std::vector<FileEntry> out;
+  out.reserve(kept.size());
+  for (const auto& k : kept) {
+    const std::string path = layout::TenantBlobFile(data_dir, tenant_id, k.id);
+    const std::string name = FileBlobName(tenant_id, k.id);
+    auto digest = DigestFile(path);
+    if (!digest.ok() && digest.status().code() == StatusCode::kNotFound && stored.count(name) > 0) {
+      // Lost from disk but held by the target (an earlier backup stored it):
+      // the new backup lists the target's copy, so that losing a file does
+      // not stop every later backup (the one a restore in place takes first
+      // among them).
+      SILO_RETURN_IF_ERROR(MakeDirs(layout::TenantUploadsDir(data_dir, tenant_id), 0700));
+      Scratch fetched(layout::TenantUploadsDir(data_dir, tenant_id));
+      SILO_RETURN_IF_ERROR(target.GetFile(name, fetched.path));
+      digest = DigestFile(fetched.path);
+    } else if (digest.ok() && stored.count(name) == 0) {
+      if (Status s = target.PutFile(name, path); !s.ok()) return s;
+    }
+    if (!digest.ok()) {
+      if (digest.status().code() == StatusCode::kNotFound) {
+        return DataLoss("file " + k.id + " of the tenant has no bytes on disk or in any backup");
+      }
+      return digest.status();
+    }
+    if (static_cast<uint64_t>(digest->size) != files::SealedSize(k.size)) {
+      return DataLoss("file " + k.id + " is not as long as its size says");
+    }
+    out.push_back({k.id, digest->size, digest->sha256});
+  }
+  return out;
+}
+
+Result<BlobCheck> CheckBlobs(Target& target, const std::string& scratch_dir,
+                             const std::string& tenant_id, const std::vector<FileEntry>& list,
+                             const crypto::SecretKey* files_key,
+                             const std::map<std::string, uint64_t>& sizes) {
+  if (!list.empty()) SILO_RETURN_IF_ERROR(MakeDirs(scratch_dir, 0700));
+  BlobCheck out;
+  Scratch scratch(scratch_dir);
+  for (const auto& e : list) {
+    SILO_RETURN_IF_ERROR(FetchChecked(target, FileBlobName(tenant_id, e.blob_id), e, scratch.path));
+    ++out.checked;
+    if (files_key == nullptr) continue;
+    auto size = sizes.find(e.blob_id);
+    if (size == sizes.end()) {
+      return DataLoss("the backup lists file " + e.blob_id + " that its database does not know");
+    }
+    SILO_RETURN_IF_ERROR(
+        CopyChunks(scratch.path, *files_key, e.blob_id, size->second, nullptr, nullptr));
+    ++out.opened;
+  }
+  return out;
+}
+
+Result<BlobRestoreReport> RestoreBlobs(Target& target, const BlobRestore& r,
+                                       const std::vector<FileEntry>& list) {
+  std::map<std::string, const FileEntry*> listed;
+  for (const auto& e : list) listed[e.blob_id] = &e;
+  const bool same_tenant = r.from_tenant == r.to_tenant;
+  BlobRestoreReport out;
+  const std::string scratch_dir = layout::TenantUploadsDir(r.data_dir, r.to_tenant);
+  if (!r.kept.empty()) SILO_RETURN_IF_ERROR(MakeDirs(scratch_dir, 0700));
+  for (const auto& [id, size] : r.kept) {
+    const std::string path = layout::TenantBlobFile(r.data_dir, r.to_tenant, id);
+    auto entry = listed.find(id);
+    if (same_tenant && PathExists(path)) {
+      // Blobs never change; one on disk is kept when it has the listed bytes
+      // (or, for a backup that does not list it, when it opens).
+      if (entry != listed.end()) {
+        auto d = DigestFile(path);
+        if (d.ok() && d->size == entry->second->sealed_bytes &&
+            crypto::ConstantTimeEquals(d->sha256, entry->second->sha256)) {
+          ++out.present;
+          continue;
+        }
+      } else {
+        SILO_RETURN_IF_ERROR(CopyChunks(path, *r.to_key, id, size, nullptr, nullptr));
+        ++out.present;
+        continue;
+      }
+    }
+    if (entry == listed.end()) {
+      return DataLoss("the backup does not hold file " + id + ", which its records name");
+    }
+    Scratch fetched(scratch_dir);
+    SILO_RETURN_IF_ERROR(
+        FetchChecked(target, FileBlobName(r.from_tenant, id), *entry->second, fetched.path));
+    if (same_tenant) {
+      SILO_RETURN_IF_ERROR(Install(fetched.path, r.data_dir, r.to_tenant, id));
+      ++out.fetched;
+      continue;
+    }
+    Scratch resealed(scratch_dir);
+    SILO_RETURN_IF_ERROR(CopyChunks(fetched.path, *r.from_key, id, size, &resealed.path, r.to_key));
+    SILO_RETURN_IF_ERROR(Install(resealed.path, r.data_dir, r.to_tenant, id));
+    ++out.fetched;
+    ++out.resealed;
+  }
+  return out;
+}
+
+}  // namespace silo::backup
