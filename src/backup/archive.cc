@@ -111,82 +111,153 @@ std::string BackupKeyId(const crypto::SecretKey& backup_key) {
   return crypto::HexEncode(crypto::KeyedHash(backup_key, "silo-backup-key-id", 8));
 }
 
-std::string SealImage(std::string_view image, const crypto::SecretKey& backup_key, Manifest& m) {
-  std::string out(kMagic);
-  std::string compressed(ZSTD_compressBound(kChunkBytes), '\0');
-  int64_t index = 0;
-  size_t offset = 0;
-  do {
-    size_t n = std::min(kChunkBytes, image.size() - offset);
-    bool last = offset + n == image.size();
-    size_t c =
-        ZSTD_compress(compressed.data(), compressed.size(), image.data() + offset, n, kZstdLevel);
-    // Compressing into a buffer of ZSTD_compressBound cannot fail.
-    std::string sealed = crypto::Seal(backup_key, std::string_view(compressed.data(), c),
-                                      ChunkAd(m.id, index, last));
-    PutU32(out, static_cast<uint32_t>(sealed.size()));
-    out += sealed;
-    offset += n;
-    ++index;
-  } while (offset < image.size());
+ImageSealer::ImageSealer(const crypto::SecretKey& backup_key, Manifest& m,
+                         std::function<Status(std::string_view)> out)
+    : key_(backup_key), m_(m), out_(std::move(out)) {}
+
+ImageSealer::~ImageSealer() { crypto::WipeString(pending_); }
+
+Status ImageSealer::Emit(std::string_view bytes) {
+  digest_.Update(bytes);
+  stored_bytes_ += static_cast<int64_t>(bytes.size());
+  return out_(bytes);
+}
+
+Status ImageSealer::SealChunk(std::string_view plain, bool last) {
+  if (index_ == 0) SILO_RETURN_IF_ERROR(Emit(kMagic));
+  std::string compressed(ZSTD_compressBound(plain.size()), '\0');
+  size_t c =
+      ZSTD_compress(compressed.data(), compressed.size(), plain.data(), plain.size(), kZstdLevel);
+  // Compressing into a buffer of ZSTD_compressBound cannot fail.
+  std::string sealed =
+      crypto::Seal(key_, std::string_view(compressed.data(), c), ChunkAd(m_.id, index_, last));
   crypto::WipeString(compressed);
-  m.image_bytes = static_cast<int64_t>(image.size());
-  m.stored_bytes = static_cast<int64_t>(out.size());
-  m.chunks = index;
-  m.sha256 = crypto::Sha256Hex(out);
-  m.key_id = BackupKeyId(backup_key);
+  std::string length;
+  PutU32(length, static_cast<uint32_t>(sealed.size()));
+  SILO_RETURN_IF_ERROR(Emit(length));
+  SILO_RETURN_IF_ERROR(Emit(sealed));
+  image_bytes_ += static_cast<int64_t>(plain.size());
+  ++index_;
+  return Status::Ok();
+}
+
+Status ImageSealer::Add(std::string_view image_bytes) {
+  pending_.append(image_bytes);
+  // A full chunk is sealed once more bytes follow it: only then is it known
+  // not to be the last.
+  size_t done = 0;
+  while (pending_.size() - done > kChunkBytes) {
+    SILO_RETURN_IF_ERROR(SealChunk(std::string_view(pending_).substr(done, kChunkBytes), false));
+    done += kChunkBytes;
+  }
+  if (done > 0) {
+    std::string tail = pending_.substr(done);
+    crypto::WipeString(pending_);
+    pending_.swap(tail);
+  }
+  return Status::Ok();
+}
+
+Status ImageSealer::Finish() {
+  SILO_RETURN_IF_ERROR(SealChunk(pending_, true));
+  crypto::WipeString(pending_);
+  pending_.clear();
+  m_.image_bytes = image_bytes_;
+  m_.stored_bytes = stored_bytes_;
+  m_.chunks = index_;
+  m_.sha256 = digest_.FinishHex();
+  m_.key_id = BackupKeyId(key_);
+  return Status::Ok();
+}
+
+Status CheckData(int64_t size, std::string_view sha256, const Manifest& m) {
+  if (size < m.stored_bytes) {
+    return DataLoss("backup data truncated: " + std::to_string(size) + " of " +
+                    std::to_string(m.stored_bytes) + " bytes");
+  }
+  if (size != m.stored_bytes || !crypto::ConstantTimeEquals(sha256, m.sha256)) {
+    return DataLoss("backup data altered: its SHA-256 differs from the manifest's");
+  }
+  return Status::Ok();
+}
+
+Status OpenImageChunks(const std::function<Status(size_t n, std::string& out)>& read,
+                       const crypto::SecretKey& backup_key, const Manifest& m,
+                       const std::function<Status(std::string_view)>& sink) {
+  if (m.image_bytes <= 0 || m.image_bytes > (int64_t{1} << 42)) {
+    return DataLoss("backup manifest has an impossible size");
+  }
+  std::string buf;
+  if (!read(kMagic.size(), buf).ok() || buf != kMagic) return DataLoss("not a Silo backup object");
+  int64_t remaining_stored = m.stored_bytes - static_cast<int64_t>(kMagic.size());
+  int64_t produced = 0;
+  int64_t index = 0;
+  std::string image;
+  struct Wipe {
+    std::string& s;
+    ~Wipe() { crypto::WipeString(s); }
+  } wipe{image};
+  for (bool last = false; !last; ++index) {
+    auto truncated = [&] {
+      return DataLoss("backup data truncated in chunk " + std::to_string(index));
+    };
+    if (remaining_stored < 4 || !read(4, buf).ok()) return truncated();
+    uint32_t len = GetU32(buf);
+    remaining_stored -= 4;
+    if (static_cast<int64_t>(len) > remaining_stored || !read(len, buf).ok()) return truncated();
+    remaining_stored -= len;
+    const size_t left = static_cast<size_t>(m.image_bytes - produced);
+    const size_t expect = std::min(kChunkBytes, left);
+    last = expect == left;
+    auto opened = crypto::Open(backup_key, buf, ChunkAd(m.id, index, last));
+    if (!opened.ok()) {
+      return DataLoss("backup chunk " + std::to_string(index) +
+                      " failed authentication (wrong key, other backup, or altered)");
+    }
+    image.resize(expect);
+    size_t got = ZSTD_decompress(image.data(), expect, opened->data(), opened->size());
+    crypto::WipeString(*opened);
+    if (ZSTD_isError(got) || got != expect) {
+      return DataLoss("backup chunk " + std::to_string(index) + " does not decompress to its size");
+    }
+    SILO_RETURN_IF_ERROR(sink(image));
+    produced += static_cast<int64_t>(expect);
+  }
+  if (remaining_stored != 0 || index != m.chunks) return DataLoss("backup data has trailing bytes");
+  return Status::Ok();
+}
+
+std::string SealImage(std::string_view image, const crypto::SecretKey& backup_key, Manifest& m) {
+  std::string out;
+  ImageSealer sealer(backup_key, m, [&](std::string_view b) {
+    out += b;
+    return Status::Ok();
+  });
+  (void)sealer.Add(image);  // the sink cannot fail
+  (void)sealer.Finish();
   return out;
 }
 
 Result<std::string> OpenImage(std::string_view data, const crypto::SecretKey& backup_key,
                               const Manifest& m) {
-  if (static_cast<int64_t>(data.size()) < m.stored_bytes) {
-    return DataLoss("backup data truncated: " + std::to_string(data.size()) + " of " +
-                    std::to_string(m.stored_bytes) + " bytes");
-  }
-  if (static_cast<int64_t>(data.size()) != m.stored_bytes ||
-      !crypto::ConstantTimeEquals(crypto::Sha256Hex(data), m.sha256)) {
-    return DataLoss("backup data altered: its SHA-256 differs from the manifest's");
-  }
-  if (data.substr(0, kMagic.size()) != kMagic) return DataLoss("not a Silo backup object");
-  if (m.image_bytes < 0 || m.image_bytes > (int64_t{1} << 42)) {
-    return DataLoss("backup manifest has an impossible size");
-  }
+  SILO_RETURN_IF_ERROR(CheckData(static_cast<int64_t>(data.size()), crypto::Sha256Hex(data), m));
+  size_t pos = 0;
   std::string image;
-  image.reserve(static_cast<size_t>(m.image_bytes));
-  size_t pos = kMagic.size();
-  int64_t index = 0;
-  bool last = false;
-  while (!last) {
-    if (data.size() - pos < 4)
-      return DataLoss("backup data truncated in chunk " + std::to_string(index));
-    uint32_t len = GetU32(data.substr(pos, 4));
-    pos += 4;
-    if (data.size() - pos < len)
-      return DataLoss("backup data truncated in chunk " + std::to_string(index));
-    size_t remaining = static_cast<size_t>(m.image_bytes) - image.size();
-    size_t expect = std::min(kChunkBytes, remaining);
-    last = expect == remaining;
-    auto opened = crypto::Open(backup_key, data.substr(pos, len), ChunkAd(m.id, index, last));
-    if (!opened.ok()) {
-      crypto::WipeString(image);
-      return DataLoss("backup chunk " + std::to_string(index) +
-                      " failed authentication (wrong key, other backup, or altered)");
-    }
-    size_t at = image.size();
-    image.resize(at + expect);
-    size_t got = ZSTD_decompress(image.data() + at, expect, opened->data(), opened->size());
-    crypto::WipeString(*opened);
-    if (ZSTD_isError(got) || got != expect) {
-      crypto::WipeString(image);
-      return DataLoss("backup chunk " + std::to_string(index) + " does not decompress to its size");
-    }
-    pos += len;
-    ++index;
-  }
-  if (pos != data.size() || index != m.chunks) {
+  Status s = OpenImageChunks(
+      [&](size_t n, std::string& out) -> Status {
+        if (data.size() - pos < n) return DataLoss("short");
+        out.assign(data.substr(pos, n));
+        pos += n;
+        return Status::Ok();
+      },
+      backup_key, m,
+      [&](std::string_view piece) {
+        image += piece;
+        return Status::Ok();
+      });
+  if (!s.ok()) {
     crypto::WipeString(image);
-    return DataLoss("backup data has trailing bytes");
+    return s;
   }
   return image;
 }

@@ -15,11 +15,13 @@
 #define SILO_BACKUP_ARCHIVE_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "base/status.h"
+#include "crypto/crypto.h"
 #include "crypto/secret_key.h"
 
 namespace silo::backup {
@@ -92,13 +94,46 @@ Result<std::vector<FileEntry>> OpenFilesList(std::string_view sealed,
 // The key id of a backup sub-key.
 std::string BackupKeyId(const crypto::SecretKey& backup_key);
 
-// Compresses and seals `image` for `m.id`; fills m.image_bytes,
-// m.stored_bytes, m.chunks, m.sha256 and m.key_id.
-std::string SealImage(std::string_view image, const crypto::SecretKey& backup_key, Manifest& m);
+// Seals an image arriving in pieces for backup `m.id`, a chunk at a time:
+// the .data object's bytes go to `out` in order. Finish fills m.image_bytes,
+// m.stored_bytes, m.chunks, m.sha256 and m.key_id. Memory: one chunk.
+class ImageSealer {
+ public:
+  // `backup_key` and `m` must outlive this.
+  ImageSealer(const crypto::SecretKey& backup_key, Manifest& m,
+              std::function<Status(std::string_view)> out);
+  ~ImageSealer();  // wipes the plaintext it holds
+  ImageSealer(const ImageSealer&) = delete;
+  ImageSealer& operator=(const ImageSealer&) = delete;
+  Status Add(std::string_view image_bytes);
+  Status Finish();
 
-// Checks `data` against `m` (size: "truncated"; SHA-256: "altered") and
-// opens every chunk; returns the image. DataLoss with the reason otherwise.
-// Never returns unauthenticated bytes.
+ private:
+  Status Emit(std::string_view bytes);
+  Status SealChunk(std::string_view plain, bool last);
+  const crypto::SecretKey& key_;
+  Manifest& m_;
+  std::function<Status(std::string_view)> out_;
+  std::string pending_;  // image bytes not sealed yet (at most a chunk and a piece)
+  crypto::Sha256Stream digest_;
+  int64_t index_ = 0, image_bytes_ = 0, stored_bytes_ = 0;
+};
+
+// DataLoss unless a .data object of `size` bytes with this SHA-256 is the
+// manifest's ("truncated", "altered").
+Status CheckData(int64_t size, std::string_view sha256, const Manifest& m);
+
+// Opens the chunks of a .data object whose size and SHA-256 were checked
+// (CheckData), read in order by `read` (which fills `out` with exactly `n`
+// bytes, or fails), and hands each chunk's image bytes to `sink`, wiped after.
+// DataLoss with the reason when a chunk does not open. Never hands out
+// unauthenticated bytes.
+Status OpenImageChunks(const std::function<Status(size_t n, std::string& out)>& read,
+                       const crypto::SecretKey& backup_key, const Manifest& m,
+                       const std::function<Status(std::string_view)>& sink);
+
+// Both in memory, for small images and tests.
+std::string SealImage(std::string_view image, const crypto::SecretKey& backup_key, Manifest& m);
 Result<std::string> OpenImage(std::string_view data, const crypto::SecretKey& backup_key,
                               const Manifest& m);
 

@@ -15,12 +15,9 @@ namespace {
 // A scratch file under a random id in `dir` (a tenant's uploads directory,
 // where the files module's sweep removes what a crash leaves, or the check
 // scratch directory), removed when done.
-struct Scratch {
-  std::string path;
-  explicit Scratch(const std::string& dir) : path(dir + "/" + files::NewBlobId() + ".part") {}
-  ~Scratch() { std::remove(path.c_str()); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
+struct Scratch : RemoveOnExit {
+  explicit Scratch(const std::string& dir)
+      : RemoveOnExit(dir + "/" + files::NewBlobId() + ".part") {}
 };
 
 // Fetches `name` into `scratch` and checks it against the list's entry.
@@ -102,8 +99,8 @@ Result<std::vector<FileEntry>> StoreBlobs(Target& target, const std::string& dat
       // among them).
       SILO_RETURN_IF_ERROR(MakeDirs(layout::TenantUploadsDir(data_dir, tenant_id), 0700));
       Scratch fetched(layout::TenantUploadsDir(data_dir, tenant_id));
-      SILO_RETURN_IF_ERROR(target.GetFile(name, fetched.path));
-      digest = DigestFile(fetched.path);
+      SILO_RETURN_IF_ERROR(target.GetFile(name, fetched.path()));
+      digest = DigestFile(fetched.path());
     } else if (digest.ok() && stored.count(name) == 0) {
       if (Status s = target.PutFile(name, path); !s.ok()) return s;
     }
@@ -129,7 +126,8 @@ Result<BlobCheck> CheckBlobs(Target& target, const std::string& scratch_dir,
   BlobCheck out;
   Scratch scratch(scratch_dir);
   for (const auto& e : list) {
-    SILO_RETURN_IF_ERROR(FetchChecked(target, FileBlobName(tenant_id, e.blob_id), e, scratch.path));
+    SILO_RETURN_IF_ERROR(
+        FetchChecked(target, FileBlobName(tenant_id, e.blob_id), e, scratch.path()));
     ++out.checked;
     if (files_key == nullptr) continue;
     auto size = sizes.find(e.blob_id);
@@ -137,7 +135,7 @@ Result<BlobCheck> CheckBlobs(Target& target, const std::string& scratch_dir,
       return DataLoss("the backup lists file " + e.blob_id + " that its database does not know");
     }
     SILO_RETURN_IF_ERROR(
-        CopyChunks(scratch.path, *files_key, e.blob_id, size->second, nullptr, nullptr));
+        CopyChunks(scratch.path(), *files_key, e.blob_id, size->second, nullptr, nullptr));
     ++out.opened;
   }
   return out;
@@ -175,15 +173,16 @@ Result<BlobRestoreReport> RestoreBlobs(Target& target, const BlobRestore& r,
     }
     Scratch fetched(scratch_dir);
     SILO_RETURN_IF_ERROR(
-        FetchChecked(target, FileBlobName(r.from_tenant, id), *entry->second, fetched.path));
+        FetchChecked(target, FileBlobName(r.from_tenant, id), *entry->second, fetched.path()));
     if (same_tenant) {
-      SILO_RETURN_IF_ERROR(Install(fetched.path, r.data_dir, r.to_tenant, id));
+      SILO_RETURN_IF_ERROR(Install(fetched.path(), r.data_dir, r.to_tenant, id));
       ++out.fetched;
       continue;
     }
     Scratch resealed(scratch_dir);
-    SILO_RETURN_IF_ERROR(CopyChunks(fetched.path, *r.from_key, id, size, &resealed.path, r.to_key));
-    SILO_RETURN_IF_ERROR(Install(resealed.path, r.data_dir, r.to_tenant, id));
+    SILO_RETURN_IF_ERROR(
+        CopyChunks(fetched.path(), *r.from_key, id, size, &resealed.path(), r.to_key));
+    SILO_RETURN_IF_ERROR(Install(resealed.path(), r.data_dir, r.to_tenant, id));
     ++out.fetched;
     ++out.resealed;
   }

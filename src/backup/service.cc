@@ -132,6 +132,44 @@ void RemoveDb(const std::string& path) {
   for (const char* suffix : {"", "-wal", "-journal"}) std::remove((path + suffix).c_str());
 }
 
+std::string ScratchName(const std::string& dir, const char* suffix) {
+  return dir + "/" + crypto::HexEncode(crypto::RandomBytes(8)) + suffix;
+}
+
+using File = std::unique_ptr<FILE, int (*)(FILE*)>;
+
+// Seals the image of `copy` into a new file at `path` (the .data object).
+Status SealTo(const storage::ImageCopy& copy, const crypto::SecretKey& backup_key, Manifest& m,
+              const std::string& path) {
+  File f(std::fopen(path.c_str(), "wbx"), &std::fclose);
+  if (!f) return Unavailable("cannot write the backup's scratch object").WithCause(path);
+  ImageSealer sealer(backup_key, m, [&](std::string_view bytes) -> Status {
+    if (std::fwrite(bytes.data(), 1, bytes.size(), f.get()) != bytes.size()) {
+      return Unavailable("cannot write the backup's scratch object").WithCause(path);
+    }
+    return Status::Ok();
+  });
+  SILO_RETURN_IF_ERROR(
+      copy.Stream(size_t{1} << 20, [&](std::string_view pages) { return sealer.Add(pages); }));
+  SILO_RETURN_IF_ERROR(sealer.Finish());
+  if (std::fflush(f.get()) != 0) return Unavailable("cannot write the backup's scratch object");
+  return Status::Ok();
+}
+
+// Opens every chunk of the checked .data object at `path`, in order.
+Status OpenDataFile(const std::string& path, const crypto::SecretKey& backup_key, const Manifest& m,
+                    const std::function<Status(std::string_view)>& sink) {
+  File f(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!f) return Unavailable("cannot read the backup's data object").WithCause(path);
+  return OpenImageChunks(
+      [&](size_t n, std::string& out) -> Status {
+        out.resize(n);
+        if (std::fread(out.data(), 1, n, f.get()) != n) return DataLoss("short read");
+        return Status::Ok();
+      },
+      backup_key, m, sink);
+}
+
 }  // namespace
 
 std::string DrillReport::ToJson() const {
@@ -168,7 +206,11 @@ Service::Service(std::unique_ptr<Target> target, tenant::TenantRegistry* tenants
       stores_(stores),
       data_dir_(std::move(data_dir)),
       retention_(retention),
-      forget_(std::move(forget)) {}
+      forget_(std::move(forget)) {
+  // What a crash left in scratch (sealed bytes and copies under throwaway
+  // keys only): no operation runs yet.
+  (void)RemoveTree(layout::BackupScratchDir(data_dir_));
+}
 
 Stats Service::stats() const {
   MutexLock lock(stats_mu_);
@@ -196,22 +238,29 @@ Result<Manifest> Service::RunLocked(const tenant::TenantInfo& tenant) {
     m.tenant_slug = tenant.slug;
     m.wrapped_key = crypto::Base64Encode(*wrapped);
     m.master_fingerprint = keyring_->master_fingerprint();
-    std::optional<storage::Snapshot> snap;
+    const std::string scratch = layout::BackupScratchDir(data_dir_);
+    SILO_RETURN_IF_ERROR(MakeDirs(scratch, 0700));
+    // The image goes through an encrypted copy and a sealed scratch object:
+    // memory stays at a chunk or two whatever the database's size.
+    std::optional<storage::ImageCopy> copy;
     std::vector<files::KeptFile> kept;  // the files of exactly this image
     Status s = (*db)->Read([&](Database& d) -> Status {
-      auto taken = storage::TakeSnapshot(d, [&](Database& in) -> Status {
-        m.taken_at_us = NowMicros();
-        auto ev = ReadHead(in, "events");
-        if (!ev.ok()) return ev.status();
-        auto au = ReadHead(in, "audit");
-        if (!au.ok()) return au.status();
-        m.events = *ev;
-        m.audit = *au;
-        SILO_ASSIGN_OR_RETURN(kept, files::FilesToKeep(in));
-        return Status::Ok();
-      });
+      auto taken = storage::TakeImageCopy(
+          d,
+          [&](Database& in) -> Status {
+            m.taken_at_us = NowMicros();
+            auto ev = ReadHead(in, "events");
+            if (!ev.ok()) return ev.status();
+            auto au = ReadHead(in, "audit");
+            if (!au.ok()) return au.status();
+            m.events = *ev;
+            m.audit = *au;
+            SILO_ASSIGN_OR_RETURN(kept, files::FilesToKeep(in));
+            return Status::Ok();
+          },
+          ScratchName(scratch, ".db"));
       if (!taken.ok()) return taken.status();
-      snap.emplace(std::move(taken).value());
+      copy.emplace(std::move(taken).value());
       return Status::Ok();
     });
     db->reset();
@@ -224,8 +273,9 @@ Result<Manifest> Service::RunLocked(const tenant::TenantInfo& tenant) {
       if (taken.empty()) break;
       if (tries == 16) return Internal("no free backup id");
     }
-    std::string data = SealImage(snap->bytes(), backup_key, m);
-    snap.reset();  // wipes the plaintext
+    RemoveOnExit data(ScratchName(scratch, ".data"));
+    SILO_RETURN_IF_ERROR(SealTo(*copy, backup_key, m, data.path()));
+    copy.reset();
     // Blobs first (shared, so never deleted here), then the data and the
     // files list; the manifest goes last: a listing never shows a backup
     // without its data, its list or a file the list names.
@@ -238,7 +288,7 @@ Result<Manifest> Service::RunLocked(const tenant::TenantInfo& tenant) {
       (void)target_->Delete(DataName(m.id));
       (void)target_->Delete(FilesListName(m.id));
     };
-    Status p = target_->Put(DataName(m.id), data);
+    Status p = target_->PutFile(DataName(m.id), data.path());
     if (p.ok() && !list.empty()) p = target_->Put(FilesListName(m.id), list);
     if (p.ok()) p = target_->Put(ManifestName(m.id), SerializeManifest(m, backup_key));
     if (!p.ok()) {
@@ -282,7 +332,7 @@ Status Service::AuditLive(const std::string& tenant_id, const records::AuditEntr
   return (*store)->Audit(ctx, entry);
 }
 
-Result<Service::Loaded> Service::LoadLocked(const std::string& backup_id, bool want_image) {
+Result<Service::Loaded> Service::LoadLocked(const std::string& backup_id, bool open_chunks) {
   auto tenant_id = TenantOfBackupId(backup_id);
   if (!tenant_id.ok()) return InvalidArgument("not a backup id: " + backup_id);
   auto text = target_->Get(ManifestName(backup_id));
@@ -313,38 +363,44 @@ Result<Service::Loaded> Service::LoadLocked(const std::string& backup_id, bool w
     return DataLoss("the backup was sealed with another key than the one it carries");
   }
   if (Status s = CheckManifestMac(*text, backup_key); !s.ok()) return s;
-  auto data = target_->Get(DataName(backup_id));
-  if (!data.ok()) {
-    if (data.status().code() == StatusCode::kNotFound) {
-      return DataLoss("the backup's data object is missing");
-    }
-    return data.status();
+  // The data object is fetched to scratch (sealed bytes only) and checked
+  // whole against the manifest before a chunk of it is opened.
+  const std::string scratch = layout::BackupScratchDir(data_dir_);
+  SILO_RETURN_IF_ERROR(MakeDirs(scratch, 0700));
+  Loaded loaded{std::move(*m),
+                std::make_unique<RemoveOnExit>(ScratchName(scratch, ".data")),
+                backup_key.Clone(),
+                {},
+                crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kFiles)};
+  if (Status g = target_->GetFile(DataName(backup_id), loaded.data->path()); !g.ok()) {
+    if (g.code() == StatusCode::kNotFound) return DataLoss("the backup's data object is missing");
+    return g;
   }
-  auto image = OpenImage(*data, backup_key, *m);
-  if (!image.ok()) return image.status();
-  Loaded loaded{std::move(*m), {}, {}, crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kFiles)};
+  SILO_ASSIGN_OR_RETURN(FileDigest digest, DigestFile(loaded.data->path()));
+  SILO_RETURN_IF_ERROR(CheckData(digest.size, digest.sha256, loaded.manifest));
+  if (open_chunks) {
+    SILO_RETURN_IF_ERROR(OpenDataFile(loaded.data->path(), backup_key, loaded.manifest,
+                                      [](std::string_view) { return Status::Ok(); }));
+  }
   if (!loaded.manifest.files_list_sha256.empty()) {
     auto list = target_->Get(FilesListName(backup_id));
     if (!list.ok()) {
-      crypto::WipeString(*image);
       if (list.status().code() == StatusCode::kNotFound) {
         return DataLoss("the backup's files list is missing");
       }
       return list.status();
     }
-    auto entries = OpenFilesList(*list, backup_key, loaded.manifest);
-    if (!entries.ok()) {
-      crypto::WipeString(*image);
-      return entries.status();
-    }
-    loaded.files = std::move(entries).value();
-  }
-  if (want_image) {
-    loaded.image = std::move(image).value();
-  } else {
-    crypto::WipeString(*image);
+    SILO_ASSIGN_OR_RETURN(loaded.files, OpenFilesList(*list, backup_key, loaded.manifest));
   }
   return loaded;
+}
+
+Status Service::WriteImageOf(const Loaded& loaded, const std::string& path,
+                             const crypto::SecretKey& key) {
+  SILO_ASSIGN_OR_RETURN(auto writer, storage::ImageWriter::Create(path, key));
+  SILO_RETURN_IF_ERROR(OpenDataFile(loaded.data->path(), *loaded.backup_key, loaded.manifest,
+                                    [&](std::string_view image) { return writer->Append(image); }));
+  return writer->Finish();
 }
 
 Result<std::vector<FileEntry>> Service::FilesListLocked(const Manifest& m) {
@@ -358,7 +414,7 @@ Result<std::vector<FileEntry>> Service::FilesListLocked(const Manifest& m) {
 
 Result<Manifest> Service::Verify(const std::string& backup_id) {
   MutexLock lock(mu_);
-  auto loaded = LoadLocked(backup_id, false);
+  auto loaded = LoadLocked(backup_id, true);
   if (!loaded.ok()) return loaded.status();
   (void)RemoveTree(layout::BackupScratchDir(data_dir_));
   auto blobs = CheckBlobs(*target_, layout::BackupScratchDir(data_dir_), loaded->manifest.tenant_id,
@@ -427,12 +483,8 @@ Result<RestoreReport> Service::Restore(const RestoreRequest& request) {
 Result<RestoreReport> Service::RestoreLocked(const RestoreRequest& request) {
   const auto t0 = std::chrono::steady_clock::now();
   // 1. Everything about the backup is checked before anything is touched.
-  auto loaded = LoadLocked(request.backup_id, true);
+  auto loaded = LoadLocked(request.backup_id, false);  // chunks open as they are written
   if (!loaded.ok()) return loaded.status();
-  struct WipeImage {
-    std::string& s;
-    ~WipeImage() { crypto::WipeString(s); }
-  } wipe{loaded->image};
   const Manifest& m = loaded->manifest;
   RestoreReport report;
   report.backup_id = m.id;
@@ -484,7 +536,7 @@ Result<RestoreReport> Service::RestoreLocked(const RestoreRequest& request) {
   // 3. A new file, checked, cut back to --at, sessions ended, the restore
   // recorded, all before it replaces anything.
   Status s = [&]() -> Status {
-    if (Status w = storage::WriteImage(loaded->image, scratch, page_key); !w.ok()) return w;
+    if (Status w = WriteImageOf(*loaded, scratch, page_key); !w.ok()) return w;
     auto db = Database::Open(scratch, page_key, {.create = false});
     if (!db.ok()) return db.status();
     auto check = CheckCopy(**db, m);
@@ -621,12 +673,12 @@ Result<DrillReport> Service::DrillLocked(const tenant::TenantInfo& tenant) {
                               crypto::HexEncode(crypto::RandomBytes(4)) + ".db";
   const auto t0 = std::chrono::steady_clock::now();
   Status s = [&]() -> Status {
-    mu_.AssertHeld();  // the lambda runs here, inside DrillLocked
-    auto loaded = LoadLocked(r.backup_id, true);
+    mu_.AssertHeld();                              // the lambda runs here, inside DrillLocked
+    auto loaded = LoadLocked(r.backup_id, false);  // chunks open as they are written
     if (!loaded.ok()) return loaded.status();
     r.image_bytes = loaded->manifest.image_bytes;
     crypto::SecretKey scratch_key = crypto::SecretKey::Random();
-    if (Status w = storage::WriteImage(loaded->image, scratch, scratch_key); !w.ok()) return w;
+    if (Status w = WriteImageOf(*loaded, scratch, scratch_key); !w.ok()) return w;
     auto db = Database::Open(scratch, scratch_key, {.create = false});
     if (!db.ok()) return db.status();
     auto check = CheckCopy(**db, loaded->manifest);

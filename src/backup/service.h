@@ -17,6 +17,7 @@
 #include "backup/archive.h"
 #include "backup/retention.h"
 #include "backup/target.h"
+#include "base/file_util.h"
 #include "base/mutex.h"
 #include "base/status.h"
 #include "crypto/keyring.h"
@@ -132,14 +133,21 @@ class Service {
   const RetentionPolicy& retention() const { return retention_; }
 
  private:
+  // A backup checked as far as LoadLocked goes: manifest, key, MAC, the data
+  // object's size and SHA-256 (it waits in scratch), the files list.
   struct Loaded {
     Manifest manifest;
-    std::string image;                           // plaintext; wiped by the caller
-    std::vector<FileEntry> files;                // the authenticated files list
-    std::optional<crypto::SecretKey> files_key;  // the backup's tenant's files sub-key
+    std::unique_ptr<RemoveOnExit> data;           // the .data object, sealed
+    std::optional<crypto::SecretKey> backup_key;  // always set
+    std::vector<FileEntry> files;                 // the authenticated files list
+    std::optional<crypto::SecretKey> files_key;   // the backup's tenant's files sub-key
   };
   Result<Manifest> RunLocked(const tenant::TenantInfo& tenant) REQUIRES(mu_);
-  Result<Loaded> LoadLocked(const std::string& backup_id, bool want_image) REQUIRES(mu_);
+  // `open_chunks`: also opens every chunk (verify); a restore and a drill
+  // open them as they write the image (WriteImageOf).
+  Result<Loaded> LoadLocked(const std::string& backup_id, bool open_chunks) REQUIRES(mu_);
+  // The image of `loaded` as a new database at `path` under `key`.
+  Status WriteImageOf(const Loaded& loaded, const std::string& path, const crypto::SecretKey& key);
   // A backup's files list (its manifest already authenticated).
   Result<std::vector<FileEntry>> FilesListLocked(const Manifest& m) REQUIRES(mu_);
   Result<std::vector<Listed>> ListLocked(const std::optional<std::string>& tenant_id) REQUIRES(mu_);

@@ -33,6 +33,20 @@ Status RemoveTree(const std::string& path);
 
 bool PathExists(const std::string& path);
 
+// A scratch file's path; the file (if any) is removed when this goes out of
+// scope.
+class RemoveOnExit {
+ public:
+  explicit RemoveOnExit(std::string path) : path_(std::move(path)) {}
+  ~RemoveOnExit();
+  RemoveOnExit(const RemoveOnExit&) = delete;
+  RemoveOnExit& operator=(const RemoveOnExit&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 }  // namespace silo
 
 #endif  // SILO_BASE_FILE_UTIL_H_

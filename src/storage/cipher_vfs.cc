@@ -359,6 +359,29 @@ std::unique_ptr<KeyRegistration> RegisterKey(const crypto::SecretKey& database_k
   return std::unique_ptr<KeyRegistration>(new KeyRegistration(id));
 }
 
+PageCodec::PageCodec(const crypto::SecretKey& database_key)
+    : page_(DeriveKey(database_key, "silo page cipher key v1")),
+      fingerprint_(PageKeyFingerprint(database_key)) {}
+
+PageCodec::~PageCodec() = default;
+
+// The associated data of main-database page `pgno`: what DbWrite and
+// DbOpenPage build.
+Status PageCodec::Seal(uint32_t pgno, const uint8_t* in, uint8_t* out) const {
+  cipher::Ad ad('D');
+  ad.U32(pgno);
+  return SealPage(page_, fingerprint_, pgno == 1, ad.view(), in, out);
+}
+
+Status PageCodec::Open(uint32_t pgno, const uint8_t* in, uint8_t* out) const {
+  cipher::Ad ad('D');
+  ad.U32(pgno);
+  if (OpenPage(page_, fingerprint_, pgno == 1, ad.view(), in, out) != PageOpenError::kOk) {
+    return DataLoss("database page " + std::to_string(pgno) + " failed authentication");
+  }
+  return Status::Ok();
+}
+
 std::string CipherUri(const std::string& path, const KeyRegistration& key, const std::string& vfs) {
   std::string uri = "file:";
   static constexpr char kHex[] = "0123456789ABCDEF";

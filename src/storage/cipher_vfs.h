@@ -64,6 +64,28 @@ std::unique_ptr<KeyRegistration> RegisterKey(const crypto::SecretKey& database_k
 std::string CipherUri(const std::string& path, const KeyRegistration& key,
                       const std::string& vfs = kCipherVfsName);
 
+// The main-database pages of this VFS read and written without SQLite, for
+// streaming a database image to or from a file that no connection has open
+// (snapshot.h). Pages are numbered from 1; `in` and `out` are kPageSize
+// bytes. Thread-compatible.
+class PageCodec {
+ public:
+  explicit PageCodec(const crypto::SecretKey& database_key);
+  ~PageCodec();
+  PageCodec(const PageCodec&) = delete;
+  PageCodec& operator=(const PageCodec&) = delete;
+  // Seals page `pgno` as the VFS writes it (page 1 must carry SQLite's header
+  // for Silo's layout: InvalidArgument otherwise).
+  Status Seal(uint32_t pgno, const uint8_t* in, uint8_t* out) const;
+  // Opens page `pgno` as the VFS reads it; DataLoss when it does not
+  // authenticate (`out` is then zeros).
+  Status Open(uint32_t pgno, const uint8_t* in, uint8_t* out) const;
+
+ private:
+  crypto::SecretKey page_;
+  std::string fingerprint_;
+};
+
 // Process-wide count of pages that failed authentication (for metrics).
 uint64_t AuthFailureCount();
 

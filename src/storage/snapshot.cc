@@ -1,129 +1,258 @@
 #include "storage/snapshot.h"
 
+#include <fcntl.h>
 #include <sodium.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-#include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <vector>
 
 #include "base/file_util.h"
-#include "storage/page_cipher.h"
+#include "storage/cipher_vfs.h"
 
 namespace silo::storage {
 namespace {
 
 constexpr char kSqliteMagic[] = "SQLite format 3";  // 15 characters and NUL
 
-// A private in-memory database (SQLite's memdb VFS): never a file.
-Result<sqlite3*> OpenMemdb() {
-  static std::atomic<uint64_t> counter{0};
-  // A name without a leading '/' is private to the connection.
-  std::string uri = "file:silo-image-" + std::to_string(counter.fetch_add(1)) + "?vfs=memdb";
-  sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(uri.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, nullptr);
-  if (rc != SQLITE_OK) {
-    sqlite3_close(db);
-    return SqliteStatus(rc, "open in-memory image");
+uint32_t Get32(const unsigned char* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+}
+
+void RemoveDb(const std::string& path) {
+  for (const char* suffix : {"", "-wal", "-journal"}) std::remove((path + suffix).c_str());
+}
+
+// The page count page 1's header states, or 0 when the header's count is not
+// valid (SQLite then goes by the file size; see "in-header database size").
+uint32_t HeaderPages(const unsigned char* page1) {
+  return Get32(page1 + 24) == Get32(page1 + 92) ? Get32(page1 + 28) : 0;
+}
+
+Status CheckPageOne(const unsigned char* b) {
+  if (std::memcmp(b, kSqliteMagic, sizeof kSqliteMagic) != 0 || b[16] != 0x10 || b[17] != 0x00 ||
+      b[20] != kReserveBytes) {
+    return DataLoss("not a database image of Silo's page layout");
   }
-  return db;
+  return Status::Ok();
 }
 
-// Wipes the memdb's pages, then closes it.
-void WipeAndClose(sqlite3* memdb) {
-  if (memdb == nullptr) return;
-  sqlite3_int64 size = 0;
-  unsigned char* p = sqlite3_serialize(memdb, "main", &size, SQLITE_SERIALIZE_NOCOPY);
-  if (p != nullptr && size > 0) sodium_memzero(p, static_cast<size_t>(size));
-  sqlite3_close(memdb);
+// A file descriptor closed on scope exit.
+struct Fd {
+  int fd = -1;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+Status ReadFull(int fd, unsigned char* p, size_t n, off_t at) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t r = ::pread(fd, p + done, n - done, at + static_cast<off_t>(done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return DataLoss("database copy shorter than its pages");
+    done += static_cast<size_t>(r);
+  }
+  return Status::Ok();
 }
 
-Status CopyAll(sqlite3* to, sqlite3* from, const char* what) {
-  sqlite3_backup* backup = sqlite3_backup_init(to, "main", from, "main");
-  if (backup == nullptr) return SqliteStatus(sqlite3_extended_errcode(to), sqlite3_errmsg(to));
-  int rc = sqlite3_backup_step(backup, -1);  // one step: one read transaction on `from`
-  int finish = sqlite3_backup_finish(backup);
-  if (rc != SQLITE_DONE) return SqliteStatus(rc, what);
-  return SqliteStatus(finish, what);
+Status WriteFull(int fd, const unsigned char* p, size_t n, off_t at) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t w = ::pwrite(fd, p + done, n - done, at + static_cast<off_t>(done));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return Unavailable("cannot write the database").WithCause(std::strerror(errno));
+    done += static_cast<size_t>(w);
+  }
+  return Status::Ok();
 }
 
 }  // namespace
 
-Snapshot::~Snapshot() { WipeAndClose(memdb_); }
+// ---- ImageCopy --------------------------------------------------------------
 
-Snapshot::Snapshot(Snapshot&& other) noexcept : memdb_(other.memdb_) { other.memdb_ = nullptr; }
+ImageCopy::ImageCopy(std::string path, crypto::SecretKey key, int64_t pages)
+    : path_(std::move(path)), key_(std::move(key)), pages_(pages) {}
 
-std::string_view Snapshot::bytes() const {
-  sqlite3_int64 size = 0;
-  unsigned char* p = sqlite3_serialize(memdb_, "main", &size, SQLITE_SERIALIZE_NOCOPY);
-  if (p == nullptr) return {};
-  return {reinterpret_cast<const char*>(p), static_cast<size_t>(size)};
+ImageCopy::ImageCopy(ImageCopy&& other) noexcept
+    : path_(std::move(other.path_)), key_(std::move(other.key_)), pages_(other.pages_) {
+  other.path_.clear();
 }
 
-Result<Snapshot> TakeSnapshot(Database& db, const std::function<Status(Database&)>& inside) {
+ImageCopy::~ImageCopy() {
+  if (!path_.empty()) RemoveDb(path_);
+}
+
+Result<ImageCopy> TakeImageCopy(Database& db, const std::function<Status(Database&)>& inside,
+                                const std::string& path) {
   if (db.InTransaction()) return FailedPrecondition("snapshot inside a transaction");
-  auto memdb = OpenMemdb();
-  if (!memdb.ok()) return memdb.status();
-  Snapshot snapshot(*memdb);
-  // memdb caps a database at 1 GiB unless told otherwise.
-  sqlite3_int64 limit = int64_t{1} << 42;
-  sqlite3_file_control(*memdb, "main", SQLITE_FCNTL_SIZE_LIMIT, &limit);
-
-  // BEGIN plus a first read opens the read transaction that `inside` and the
-  // copy share (the backup API reuses an open read transaction of its source).
-  if (Status s = db.Exec("BEGIN; SELECT count(*) FROM sqlite_schema"); !s.ok()) return s;
-  Status s = inside(db);
-  if (s.ok()) s = CopyAll(*memdb, db.handle(), "snapshot");
-  (void)db.Exec("COMMIT");
-  if (!s.ok()) return s;
-  if (snapshot.bytes().size() < kPageSize || snapshot.bytes().size() % kPageSize != 0) {
-    return Internal("snapshot has an unexpected size");
+  if (PathExists(path)) return AlreadyExists("image copy exists").WithCause(path);
+  crypto::SecretKey key = crypto::SecretKey::Random();
+  ImageCopy copy(path, key.Clone(), 0);  // removes the file on every failure below
+  {
+    auto target = Database::Open(path, key, {.create = true});
+    if (!target.ok()) return target.status();
+    // BEGIN plus a first read opens the read transaction that `inside` and
+    // the copy share (the backup API reuses an open read transaction of its
+    // source).
+    SILO_RETURN_IF_ERROR(db.Exec("BEGIN; SELECT count(*) FROM sqlite_schema"));
+    Status s = inside(db);
+    if (s.ok()) {
+      sqlite3_backup* backup =
+          sqlite3_backup_init((*target)->handle(), "main", db.handle(), "main");
+      if (backup == nullptr) {
+        s = SqliteStatus(sqlite3_extended_errcode((*target)->handle()),
+                         sqlite3_errmsg((*target)->handle()));
+      } else {
+        int rc = sqlite3_backup_step(backup, -1);  // one step: one read transaction
+        int finish = sqlite3_backup_finish(backup);
+        s = rc != SQLITE_DONE ? SqliteStatus(rc, "snapshot") : SqliteStatus(finish, "snapshot");
+      }
+    }
+    (void)db.Exec("COMMIT");
+    SILO_RETURN_IF_ERROR(s);
+    // Every page in the main file, none left in the WAL.
+    SILO_RETURN_IF_ERROR((*target)->Checkpoint());
   }
-  return snapshot;
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0 || st.st_size < static_cast<off_t>(kPageSize) ||
+      st.st_size % kPageSize != 0) {
+    return Internal("the database copy has an unexpected size");
+  }
+  copy.pages_ = st.st_size / static_cast<off_t>(kPageSize);
+  return copy;
 }
 
-Status WriteImage(std::string& image, const std::string& path, const crypto::SecretKey& key) {
+Status ImageCopy::Stream(size_t piece_bytes,
+                         const std::function<Status(std::string_view)>& sink) const {
+  Fd f{::open(path_.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (f.fd < 0) return Unavailable("cannot read the database copy").WithCause(path_);
+  PageCodec codec(key_);
+  const size_t per_piece = std::max<size_t>(1, piece_bytes / kPageSize);
+  std::vector<unsigned char> sealed(kPageSize);
+  std::string plain(per_piece * kPageSize, '\0');
   struct Wipe {
     std::string& s;
-    ~Wipe() {
-      if (!s.empty()) sodium_memzero(s.data(), s.size());
+    ~Wipe() { sodium_memzero(s.data(), s.size()); }
+  } wipe{plain};
+  int64_t pages = pages_;
+  for (int64_t pgno = 1; pgno <= pages;) {
+    size_t n = 0;
+    for (; n < per_piece && pgno <= pages; ++n, ++pgno) {
+      SILO_RETURN_IF_ERROR(
+          ReadFull(f.fd, sealed.data(), kPageSize, static_cast<off_t>((pgno - 1) * kPageSize)));
+      auto* out = reinterpret_cast<uint8_t*>(plain.data() + n * kPageSize);
+      SILO_RETURN_IF_ERROR(codec.Open(static_cast<uint32_t>(pgno), sealed.data(), out));
+      if (pgno == 1) {
+        // The header's count, when valid, is the database's size (the file
+        // may be longer).
+        if (uint32_t stated = HeaderPages(out); stated != 0 && stated <= pages_) pages = stated;
+      }
     }
-  } wipe{image};
-  if (PathExists(path)) return AlreadyExists("target exists").WithCause(path);
-  const auto* b = reinterpret_cast<const unsigned char*>(image.data());
-  if (image.size() < kPageSize || image.size() % kPageSize != 0 ||
-      std::memcmp(b, kSqliteMagic, sizeof kSqliteMagic) != 0 || b[16] != 0x10 || b[17] != 0x00 ||
-      b[20] != kReserveBytes) {
-    return DataLoss("not a database image of Silo's page layout");
+    SILO_RETURN_IF_ERROR(sink(std::string_view(plain.data(), n * kPageSize)));
   }
-  // memdb has no WAL: read the image as a rollback-journal database (bytes
-  // 18 and 19 are the read and write format versions; the copy into a WAL
-  // database sets them back to 2).
-  image[18] = 1;
-  image[19] = 1;
+  return Status::Ok();
+}
 
-  auto memdb = OpenMemdb();
-  if (!memdb.ok()) return memdb.status();
-  int rc =
-      sqlite3_deserialize(*memdb, "main", reinterpret_cast<unsigned char*>(image.data()),
-                          static_cast<sqlite3_int64>(image.size()),
-                          static_cast<sqlite3_int64>(image.size()), SQLITE_DESERIALIZE_READONLY);
-  Status s = SqliteStatus(rc, "load image");
-  if (s.ok()) {
-    auto target = Database::Open(path, key, {.create = true});
-    s = target.status();
-    if (s.ok()) s = CopyAll((*target)->handle(), *memdb, "write image");
-    if (s.ok()) s = (*target)->Checkpoint();
+// ---- ImageWriter ------------------------------------------------------------
+
+struct ImageWriter::Impl {
+  std::string path;
+  Fd f;
+  PageCodec codec;
+  std::string partial;  // plaintext of a page not yet complete; wiped
+  std::vector<unsigned char> sealed = std::vector<unsigned char>(kPageSize);
+  uint32_t next_pgno = 1;
+  uint32_t stated_pages = 0;  // from page 1's header (0: not valid there)
+  bool finished = false;
+
+  Impl(std::string p, int fd, const crypto::SecretKey& key)
+      : path(std::move(p)), f{fd}, codec(key) {}
+
+  Status Page(const unsigned char* plain) {
+    if (next_pgno == 1) {
+      SILO_RETURN_IF_ERROR(CheckPageOne(plain));
+      stated_pages = HeaderPages(plain);
+    }
+    if (stated_pages != 0 && next_pgno > stated_pages) {
+      return DataLoss("the image holds more pages than its header counts");
+    }
+    if (Status s = codec.Seal(next_pgno, plain, sealed.data()); !s.ok()) {
+      return DataLoss("not a database image of Silo's page layout").WithCause(s.message());
+    }
+    SILO_RETURN_IF_ERROR(
+        WriteFull(f.fd, sealed.data(), kPageSize, static_cast<off_t>(next_pgno - 1) * kPageSize));
+    ++next_pgno;
+    return Status::Ok();
   }
-  sqlite3_close(*memdb);  // does not own the image: `wipe` clears it
-  if (s.ok()) s = SyncFile(path);
-  if (s.ok()) s = SyncDir(std::filesystem::path(path).parent_path().string());
-  if (!s.ok()) {
-    for (const char* suffix : {"", "-wal", "-journal"}) std::remove((path + suffix).c_str());
+};
+
+ImageWriter::ImageWriter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+ImageWriter::~ImageWriter() {
+  if (!impl_->partial.empty()) sodium_memzero(impl_->partial.data(), impl_->partial.size());
+  if (!impl_->finished) {
+    ::close(impl_->f.fd);
+    impl_->f.fd = -1;
+    RemoveDb(impl_->path);
   }
-  return s;
+}
+
+Result<std::unique_ptr<ImageWriter>> ImageWriter::Create(const std::string& path,
+                                                         const crypto::SecretKey& key) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    if (errno == EEXIST) return AlreadyExists("target exists").WithCause(path);
+    return Unavailable("cannot create the database").WithCause(path + ": " + std::strerror(errno));
+  }
+  return std::unique_ptr<ImageWriter>(new ImageWriter(std::make_unique<Impl>(path, fd, key)));
+}
+
+Status ImageWriter::Append(std::string_view bytes) {
+  Impl& w = *impl_;
+  if (w.finished) return FailedPrecondition("image already finished");
+  if (!w.partial.empty()) {
+    size_t take = std::min(bytes.size(), kPageSize - w.partial.size());
+    w.partial.append(bytes.substr(0, take));
+    bytes.remove_prefix(take);
+    if (w.partial.size() < kPageSize) return Status::Ok();
+    Status s = w.Page(reinterpret_cast<const unsigned char*>(w.partial.data()));
+    sodium_memzero(w.partial.data(), w.partial.size());
+    w.partial.clear();
+    SILO_RETURN_IF_ERROR(s);
+  }
+  while (bytes.size() >= kPageSize) {
+    SILO_RETURN_IF_ERROR(w.Page(reinterpret_cast<const unsigned char*>(bytes.data())));
+    bytes.remove_prefix(kPageSize);
+  }
+  w.partial.assign(bytes);
+  return Status::Ok();
+}
+
+Status ImageWriter::Finish() {
+  Impl& w = *impl_;
+  const uint32_t pages = w.next_pgno - 1;
+  if (!w.partial.empty() || pages == 0 || (w.stated_pages != 0 && pages != w.stated_pages)) {
+    return DataLoss("the image is not whole: " + std::to_string(pages) + " pages of " +
+                    std::to_string(w.stated_pages));
+  }
+  if (::fsync(w.f.fd) != 0) return Unavailable("cannot sync the database").WithCause(w.path);
+  ::close(w.f.fd);
+  w.f.fd = -1;
+  SILO_RETURN_IF_ERROR(SyncDir(std::filesystem::path(w.path).parent_path().string()));
+  w.finished = true;
+  return Status::Ok();
+}
+
+Status WriteImage(std::string_view image, const std::string& path, const crypto::SecretKey& key) {
+  SILO_ASSIGN_OR_RETURN(auto writer, ImageWriter::Create(path, key));
+  SILO_RETURN_IF_ERROR(writer->Append(image));
+  return writer->Finish();
 }
 
 }  // namespace silo::storage

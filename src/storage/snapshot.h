@@ -1,13 +1,15 @@
-// Plaintext images of a database, for backups (issue: backups). An image is
-// the database's pages as SQLite sees them through the cipher VFS, held in
-// memory only: nothing here writes a plaintext byte to disk, and images are
-// wiped when they are released.
+// Plaintext images of a database, for backups (issue: backups; issue 17 made
+// them stream). An image is the database's pages as SQLite sees them through
+// the cipher VFS. Nothing here writes a plaintext byte to disk: an image is
+// taken as an encrypted copy under a throwaway key and read out a piece at a
+// time, and written back page by page, sealed as it arrives.
 //
-// Cost: an image takes as much memory as the database has pages (a 1 GiB
-// tenant needs 1 GiB while it is backed up or restored).
+// Memory: one piece (the caller's choice, typically 1 MiB) plus SQLite's page
+// cache, whatever the size of the database.
 #ifndef SILO_STORAGE_SNAPSHOT_H_
 #define SILO_STORAGE_SNAPSHOT_H_
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -16,39 +18,74 @@
 #include "base/status.h"
 #include "crypto/secret_key.h"
 #include "storage/database.h"
+#include "storage/page_cipher.h"
 
 namespace silo::storage {
 
-// A consistent image of one database. Move-only; wipes its memory when destroyed.
-class Snapshot {
+// A consistent copy of one database, taken for an image: a database file at
+// the path given, under a fresh random key, removed when this is destroyed.
+// Move-only.
+class ImageCopy {
  public:
-  ~Snapshot();
-  Snapshot(Snapshot&& other) noexcept;
-  Snapshot& operator=(Snapshot&&) = delete;
-  Snapshot(const Snapshot&) = delete;
+  ~ImageCopy();
+  ImageCopy(ImageCopy&& other) noexcept;
+  ImageCopy& operator=(ImageCopy&&) = delete;
+  ImageCopy(const ImageCopy&) = delete;
 
-  // The pages, page 1 first; size() is a multiple of kPageSize.
-  std::string_view bytes() const;
+  // The image's size: its pages times kPageSize.
+  int64_t bytes() const { return pages_ * static_cast<int64_t>(kPageSize); }
+  // Calls `sink` with the plaintext pages in order, page 1 first, in pieces
+  // of up to `piece_bytes` (rounded down to whole pages, at least one), each
+  // wiped after its call. DataLoss when a page fails to open; the sink's
+  // error stops the stream.
+  Status Stream(size_t piece_bytes, const std::function<Status(std::string_view)>& sink) const;
 
  private:
-  friend Result<Snapshot> TakeSnapshot(Database&, const std::function<Status(Database&)>&);
-  explicit Snapshot(sqlite3* memdb) : memdb_(memdb) {}
-  sqlite3* memdb_;
+  friend Result<ImageCopy> TakeImageCopy(Database&, const std::function<Status(Database&)>&,
+                                         const std::string&);
+  ImageCopy(std::string path, crypto::SecretKey key, int64_t pages);
+  std::string path_;  // empty once moved from
+  crypto::SecretKey key_;
+  int64_t pages_ = 0;
 };
 
-// Copies `db` into memory inside one read transaction, so that writers on
-// other connections go on and the image is the state of one instant.
-// `inside` runs on `db` in the same transaction, before the copy: what it
-// reads (the last event, the chain head) describes exactly this image.
+// Copies `db` to a new database at `path` (AlreadyExists if it exists) inside
+// one read transaction, so that writers on other connections go on and the
+// copy is the state of one instant. `inside` runs on `db` in the same
+// transaction, before the copy: what it reads (the last event, the chain
+// head) describes exactly this image. A failed copy removes what it wrote.
 // REQUIRES: `db` is not in a transaction (use a reader connection).
-Result<Snapshot> TakeSnapshot(Database& db, const std::function<Status(Database&)>& inside);
+Result<ImageCopy> TakeImageCopy(Database& db, const std::function<Status(Database&)>& inside,
+                                const std::string& path);
 
-// Writes `image` as a new database at `path`, encrypted under `key` (WAL
-// mode, checkpointed, fsynced with its directory). AlreadyExists when `path`
-// exists; DataLoss when `image` is not a SQLite database of Silo's page
-// layout. `image` is used as scratch (its header is adjusted) and wiped.
-// A failed write removes what it wrote.
-Status WriteImage(std::string& image, const std::string& path, const crypto::SecretKey& key);
+// Writes an image arriving in pieces as a new database at `path`, encrypted
+// under `key`, each page sealed as it arrives; after Finish, a database that
+// Database::Open reads (WAL mode, synced with its directory). Page 1 must be
+// a SQLite header of Silo's page layout and the image must hold exactly the
+// pages its header counts: DataLoss otherwise. A writer destroyed before
+// Finish succeeded removes its file. Thread-compatible.
+class ImageWriter {
+ public:
+  // AlreadyExists when `path` exists.
+  static Result<std::unique_ptr<ImageWriter>> Create(const std::string& path,
+                                                     const crypto::SecretKey& key);
+  ~ImageWriter();
+  ImageWriter(const ImageWriter&) = delete;
+  ImageWriter& operator=(const ImageWriter&) = delete;
+
+  // Any number of bytes; whole pages are sealed and written at once, a
+  // partial page waits for the rest.
+  Status Append(std::string_view bytes);
+  Status Finish();
+
+ private:
+  struct Impl;
+  explicit ImageWriter(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Streams an image through an ImageWriter: for tests and small images.
+Status WriteImage(std::string_view image, const std::string& path, const crypto::SecretKey& key);
 
 }  // namespace silo::storage
 

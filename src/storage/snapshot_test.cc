@@ -17,6 +17,17 @@ namespace fs = std::filesystem;
 
 crypto::SecretKey Key() { return crypto::SecretKey::FromBytes(crypto::RandomBytes(32)).value(); }
 
+// The whole image of a copy, for checks (the backup streams it instead).
+std::string Image(const ImageCopy& copy, size_t piece = 12288) {
+  std::string out;
+  EXPECT_OK(copy.Stream(piece, [&](std::string_view p) {
+    EXPECT_LE(p.size(), piece);
+    out += p;
+    return Status::Ok();
+  }));
+  return out;
+}
+
 int64_t Scalar(Database& db, const std::string& sql) {
   auto stmt = db.Prepare(sql);
   EXPECT_OK(stmt);
@@ -36,22 +47,29 @@ TEST_F(SnapshotTest, ImageRoundTripsUnderANewKeyAndNoPlaintextReachesDisk) {
                "INSERT INTO t (body) SELECT 'marker-plaintext-' || i FROM n;"));
   auto reader = MustOpen(Path("live.db"), key);
   int64_t seen = 0;
-  auto snap = TakeSnapshot(*reader, [&](Database& d) {
-    seen = Scalar(d, "SELECT count(*) FROM t");
-    return Status::Ok();
-  });
+  auto snap = TakeImageCopy(
+      *reader,
+      [&](Database& d) {
+        seen = Scalar(d, "SELECT count(*) FROM t");
+        return Status::Ok();
+      },
+      Path("copy.db"));
   ASSERT_OK(snap) << snap.status().ToString();
   EXPECT_EQ(seen, 3000);
-  EXPECT_EQ(snap->bytes().size() % kPageSize, 0u);
-  EXPECT_NE(snap->bytes().find("marker-plaintext-2999"), std::string::npos);
   EXPECT_FALSE(reader->InTransaction());
+  // The copy on disk is encrypted; its stream is the plaintext pages.
+  EXPECT_EQ(testing::FilesContaining(dir_, "marker-plaintext"), "");
+  std::string image = Image(*snap);
+  EXPECT_EQ(static_cast<int64_t>(image.size()), snap->bytes());
+  EXPECT_EQ(image.size() % kPageSize, 0u);
+  EXPECT_NE(image.find("marker-plaintext-2999"), std::string::npos);
 
   auto other = Key();
-  std::string image(snap->bytes());
   ASSERT_OK(WriteImage(image, Path("restored.db"), other));
-  EXPECT_EQ(image.find("marker-plaintext"), std::string::npos) << "the scratch image was not wiped";
   EXPECT_EQ(testing::FilesContaining(dir_, "marker-plaintext"), "");
   EXPECT_FALSE(fs::exists(Path("restored.db-wal")));
+  { ImageCopy released = std::move(*snap); }
+  EXPECT_FALSE(fs::exists(Path("copy.db"))) << "the copy outlived its ImageCopy";
 
   auto restored = MustOpen(Path("restored.db"), other);
   EXPECT_EQ(Scalar(*restored, "SELECT count(*) FROM t"), 3000);
@@ -87,12 +105,15 @@ TEST_F(SnapshotTest, SnapshotIsOneInstantWhileWritesGoOn) {
   auto reader = MustOpen(Path("live.db"), key);
   for (int round = 0; round < 5; ++round) {
     int64_t counted = 0;
-    auto snap = TakeSnapshot(*reader, [&](Database& d) {
-      counted = Scalar(d, "SELECT n FROM total");
-      return Status::Ok();
-    });
+    auto snap = TakeImageCopy(
+        *reader,
+        [&](Database& d) {
+          counted = Scalar(d, "SELECT n FROM total");
+          return Status::Ok();
+        },
+        Path("scratch" + std::to_string(round) + ".db"));
     ASSERT_OK(snap) << snap.status().ToString();
-    std::string image(snap->bytes());
+    std::string image = Image(*snap, 1 << 20);
     std::string path = Path("copy" + std::to_string(round) + ".db");
     ASSERT_OK(WriteImage(image, path, key));
     auto copy = MustOpen(path, key);
@@ -115,6 +136,24 @@ TEST_F(SnapshotTest, WriteImageRefusesWhatIsNotAnImageAndLeavesNothing) {
   { auto db = MustOpen(Path("b.db"), key); }
   std::string image(4096, '\0');
   EXPECT_EQ(WriteImage(image, Path("b.db"), key).code(), StatusCode::kAlreadyExists);
+
+  // A real image cut short, or with a page too many, is refused whole.
+  auto live = MustOpen(Path("live.db"), key);
+  ASSERT_OK(live->Exec("CREATE TABLE t (x); INSERT INTO t VALUES (randomblob(20000));"));
+  auto snap = TakeImageCopy(
+      *live, [](Database&) { return Status::Ok(); }, Path("copy.db"));
+  ASSERT_OK(snap);
+  std::string whole = Image(*snap);
+  ASSERT_GT(whole.size(), 2 * kPageSize);
+  EXPECT_EQ(WriteImage(whole.substr(0, whole.size() - kPageSize), Path("c.db"), key).code(),
+            StatusCode::kDataLoss);
+  EXPECT_EQ(WriteImage(whole + whole.substr(kPageSize, kPageSize), Path("c.db"), key).code(),
+            StatusCode::kDataLoss);
+  EXPECT_EQ(WriteImage(whole.substr(0, whole.size() - 100), Path("c.db"), key).code(),
+            StatusCode::kDataLoss);
+  EXPECT_FALSE(fs::exists(Path("c.db")));
+  ASSERT_OK(WriteImage(whole, Path("c.db"), key));
+  EXPECT_EQ(*MustOpen(Path("c.db"), key)->IntegrityCheck(), "ok");
 }
 
 }  // namespace
