@@ -1,6 +1,7 @@
 // The schema of a tenant database: the records module's migrations (1-3),
-// then auth's API tokens (4-5) and identity (6). One list, so the server and the tools that open
-// tenant databases on their own (fuzz targets) migrate them alike.
+// then auth's API tokens (4-5), identity (6) and the files catalog (7-9).
+// One list, so the server and the tools that open tenant databases on their
+// own (tests, benchmarks, fuzz targets) migrate them alike.
 #ifndef SILO_APP_TENANT_SCHEMA_H_
 #define SILO_APP_TENANT_SCHEMA_H_
 

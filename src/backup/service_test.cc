@@ -8,7 +8,7 @@
 #include <fstream>
 #include <thread>
 
-#include "auth/api_tokens.h"
+#include "app/tenant_schema.h"
 #include "auth/identity.h"
 #include "backup/archive.h"
 #include "base/data_layout.h"
@@ -30,20 +30,6 @@ using storage::testing::Slurp;
 
 constexpr char kMarker[] = "PLAINTEXT-MARKER-7f3a";
 
-// The tenant schema as `silo serve` has it (app/tenant_schema.cc); static,
-// as the databases keep a span of it.
-std::span<const storage::Migration> FullSchema() {
-  static const auto* all = [] {
-    auto* v = new std::vector<storage::Migration>;
-    for (const auto& m : records::TenantMigrations()) v->push_back(m);
-    for (const auto& m : auth::ApiTokenMigrations()) v->push_back(m);
-    for (const auto& m : auth::IdentityMigrations()) v->push_back(m);
-    for (const auto& m : files::CatalogMigrations()) v->push_back(m);
-    return v;
-  }();
-  return *all;
-}
-
 // A data directory as `silo serve` lays it out, with a backup service on it.
 struct Installation {
   Installation(const std::string& dir, crypto::SecretKey master, const std::string& backups)
@@ -59,7 +45,8 @@ struct Installation {
           if (!dek.ok()) return dek.status();
           return crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kDatabasePages);
         },
-        [dir](const std::string& id) { return layout::TenantDatabaseFile(dir, id); }, FullSchema(),
+        [dir](const std::string& id) { return layout::TenantDatabaseFile(dir, id); },
+        app::TenantSchema(),
         storage::TenantDatabasesOptions{.max_open_tenants = 8,
                                         .readers_per_tenant = 2,
                                         .open = {.synchronous = storage::Synchronous::kNormal}});
@@ -557,12 +544,15 @@ TEST_F(BackupFilesTest, BlobsAreStoredOnceListedAndReadableInATenantRestoredAsAn
   const std::string f1 = Upload(acme, Content(1), t0);
   auto r = store->CreateRecord(Ctx(t0 + 10), "docs", {{"title", "one"}, {"doc", f1}});
   ASSERT_OK(r) << r.status().ToString();
+  const std::string f3 = Upload(acme, Content(3), t0 + 15);
+  ASSERT_OK(store->CreateRecord(Ctx(t0 + 16), "docs", {{"title", "three"}, {"doc", f3}}));
   const std::string pending = Upload(acme, Content(2), t0 + 20);  // never attached
 
   auto b1 = silo_->service->Run(acme);
   ASSERT_OK(b1) << b1.status().ToString();
-  EXPECT_EQ(b1->files, 1);
-  EXPECT_EQ(b1->files_bytes, static_cast<int64_t>(files::SealedSize(Content(1).size())));
+  EXPECT_EQ(b1->files, 2);
+  EXPECT_EQ(b1->files_bytes, static_cast<int64_t>(files::SealedSize(Content(1).size()) +
+                                                  files::SealedSize(Content(3).size())));
   EXPECT_EQ(Slurp(BlobObject(acme, f1)), Slurp(BlobPath(acme, f1)));  // the sealed bytes
   EXPECT_FALSE(fs::exists(BlobObject(acme, pending)));
   EXPECT_TRUE(fs::exists(backups_ + "/" + FilesListName(b1->id)));
@@ -570,19 +560,20 @@ TEST_F(BackupFilesTest, BlobsAreStoredOnceListedAndReadableInATenantRestoredAsAn
   auto mtime = fs::last_write_time(BlobObject(acme, f1));
   auto b2 = silo_->service->Run(acme);
   ASSERT_OK(b2);
-  EXPECT_EQ(b2->files, 1);
+  EXPECT_EQ(b2->files, 2);
   EXPECT_EQ(fs::last_write_time(BlobObject(acme, f1)), mtime);
   ASSERT_OK(silo_->service->Verify(b2->id));
 
   auto restored = silo_->service->Restore({b1->id, "copy", std::nullopt, "req"});
   ASSERT_OK(restored) << restored.status().ToString();
-  EXPECT_EQ(restored->files, 1);
-  EXPECT_EQ(restored->files_resealed, 1);
+  EXPECT_EQ(restored->files, 2);
+  EXPECT_EQ(restored->files_resealed, 2);
   auto copy = silo_->registry->Find("copy");
   ASSERT_TRUE(copy.has_value());
   // Sealed again under the new tenant's key: its bytes open there, and the
   // blob is not the old one copied (a blob never opens under another key).
   EXPECT_EQ(Read(*copy, f1, Content(1).size()), Content(1));
+  EXPECT_EQ(Read(*copy, f3, Content(3).size()), Content(3));
   EXPECT_NE(Slurp(BlobPath(*copy, f1)), Slurp(BlobPath(acme, f1)));
   EXPECT_EQ(Row(*copy, f1).state, files::FileState::kAttached);
   EXPECT_FALSE(fs::exists(BlobPath(*copy, pending)));

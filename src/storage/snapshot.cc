@@ -20,6 +20,12 @@ namespace {
 
 constexpr char kSqliteMagic[] = "SQLite format 3";  // 15 characters and NUL
 
+// The page holding byte 2^30 (SQLite's PENDING_BYTE) is the lock-byte page:
+// SQLite never writes or reads it, so in a database of 1 GiB or more it is a
+// hole on disk that no key opens. An image has zeros there, and a database
+// written from an image leaves it a hole again.
+constexpr int64_t kLockBytePage = (int64_t{1} << 30) / static_cast<int64_t>(kPageSize) + 1;
+
 uint32_t Get32(const unsigned char* p) {
   return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
 }
@@ -147,6 +153,10 @@ Status ImageCopy::Stream(size_t piece_bytes,
       SILO_RETURN_IF_ERROR(
           ReadFull(f.fd, sealed.data(), kPageSize, static_cast<off_t>((pgno - 1) * kPageSize)));
       auto* out = reinterpret_cast<uint8_t*>(plain.data() + n * kPageSize);
+      if (pgno == kLockBytePage) {
+        std::memset(out, 0, kPageSize);
+        continue;
+      }
       SILO_RETURN_IF_ERROR(codec.Open(static_cast<uint32_t>(pgno), sealed.data(), out));
       if (pgno == 1) {
         // The header's count, when valid, is the database's size (the file
@@ -181,6 +191,10 @@ struct ImageWriter::Impl {
     }
     if (stated_pages != 0 && next_pgno > stated_pages) {
       return DataLoss("the image holds more pages than its header counts");
+    }
+    if (next_pgno == kLockBytePage) {
+      ++next_pgno;  // left a hole (Finish sets the file's length)
+      return Status::Ok();
     }
     if (Status s = codec.Seal(next_pgno, plain, sealed.data()); !s.ok()) {
       return DataLoss("not a database image of Silo's page layout").WithCause(s.message());
@@ -241,7 +255,10 @@ Status ImageWriter::Finish() {
     return DataLoss("the image is not whole: " + std::to_string(pages) + " pages of " +
                     std::to_string(w.stated_pages));
   }
-  if (::fsync(w.f.fd) != 0) return Unavailable("cannot sync the database").WithCause(w.path);
+  if (::ftruncate(w.f.fd, static_cast<off_t>(pages) * static_cast<off_t>(kPageSize)) != 0 ||
+      ::fsync(w.f.fd) != 0) {
+    return Unavailable("cannot sync the database").WithCause(w.path);
+  }
   ::close(w.f.fd);
   w.f.fd = -1;
   SILO_RETURN_IF_ERROR(SyncDir(std::filesystem::path(w.path).parent_path().string()));
