@@ -85,8 +85,13 @@ http::ServerOptions OptionsFor(const config::Config& c, const std::string& name,
 // not open them all.
 class RetentionJob {
  public:
-  RetentionJob(api::Services& services, int months)
-      : services_(services), months_(months), thread_([this] { Run(); }) {}
+  // `keep_files_days`: how long a removed file's bytes stay (the backup
+  // retention: every backup kept that long may list them).
+  RetentionJob(api::Services& services, int months, int keep_files_days)
+      : services_(services),
+        months_(months),
+        keep_files_days_(keep_files_days),
+        thread_([this] { Run(); }) {}
   ~RetentionJob() { Stop(); }
 
   void Stop() {
@@ -137,12 +142,21 @@ class RetentionJob {
       log::Info("audit retention", {{"purged_bodies", static_cast<long long>(purged)}});
   }
 
-  // Unattached uploads past SILO_UPLOAD_EXPIRE_HOURS, and what a crash left
-  // under files/ without a row a day later.
+  // Unattached uploads past SILO_UPLOAD_EXPIRE_HOURS, what a crash left
+  // under files/ without a row a day later, and the bytes of files removed
+  // longer ago than the backup retention.
   void CollectFiles(const tenant::TenantInfo& t) {
     auto files = services_.files->Open(t.id);
     if (!files.ok()) return;  // busy or gone; the next pass retries
-    auto swept = (*files)->CollectExpired(NowMicros(), 24LL * 3600 * 1'000'000);
+    const int64_t now = NowMicros();
+    auto purged =
+        (*files)->PurgeTombstones(now, now - int64_t{keep_files_days_} * 86'400 * 1'000'000);
+    if (!purged.ok()) {
+      log::Error("file purge failed", {{"tenant", t.slug}, {"cause", purged.status().message()}});
+    } else if (*purged > 0) {
+      log::Info("files purged", {{"tenant", t.slug}, {"files", static_cast<long long>(*purged)}});
+    }
+    auto swept = (*files)->CollectExpired(now, 24LL * 3600 * 1'000'000);
     if (!swept.ok()) {
       log::Error("file collection failed",
                  {{"tenant", t.slug}, {"cause", swept.status().message()}});
@@ -156,6 +170,7 @@ class RetentionJob {
 
   api::Services& services_;
   const int months_;
+  const int keep_files_days_;
   Mutex mu_;
   CondVar cv_;
   bool stop_ GUARDED_BY(mu_) = false;
@@ -410,7 +425,8 @@ Status App::Start() {
                              {"operator_listen", "http://" + op.ToString()},
                              {"tenants", static_cast<long long>(p.registry->size())},
                              {"backup_target", p.backups->target_description()}});
-  p.audit_retention = std::make_unique<RetentionJob>(p.services, c.audit_retention_months);
+  p.audit_retention = std::make_unique<RetentionJob>(
+      p.services, c.audit_retention_months, std::max(c.backups.daily_days, c.backups.weekly_days));
   if (c.backups.schedule) {
     p.backup_scheduler =
         std::make_unique<BackupScheduler>(*p.backups, *p.registry, *p.security_log, c.backups);

@@ -322,6 +322,29 @@ Status DeletePendingFile(Database& db, std::string_view id) {
   return Status::Ok();
 }
 
+Result<std::vector<std::string>> TombstonesBefore(Database& db, int64_t cutoff_us, int limit) {
+  auto st = db.Prepare(
+      "SELECT id FROM files WHERE state = 'deleted' AND deleted_at_us <= ?1 ORDER BY id LIMIT ?2");
+  if (!st.ok()) return st.status();
+  st->Bind(1, cutoff_us).Bind(2, int64_t{limit});
+  std::vector<std::string> out;
+  for (;;) {
+    SILO_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) break;
+    out.push_back(st->ColumnText(0));
+  }
+  return out;
+}
+
+Status DeleteTombstone(Database& db, std::string_view id) {
+  auto st = db.Prepare("DELETE FROM files WHERE id = ? AND state = 'deleted'");
+  if (!st.ok()) return st.status();
+  st->Bind(1, id);
+  SILO_RETURN_IF_ERROR(st->Run());
+  if (db.Changes() == 0) return FailedPrecondition("not a tombstone");
+  return Status::Ok();
+}
+
 Result<bool> IdKnown(Database& db, std::string_view id) {
   auto st = db.Prepare(
       "SELECT EXISTS (SELECT 1 FROM files WHERE id = ?1)"
@@ -398,6 +421,7 @@ Result<RestoredFiles> ResetForRestore(Database& db, const std::vector<std::strin
   auto insert = db.Prepare("INSERT OR IGNORE INTO temp.restore_referenced (id) VALUES (?)");
   if (!insert.ok()) return insert.status();
   for (const auto& id : referenced) {
+    insert->Reset();
     insert->Bind(1, id);
     SILO_RETURN_IF_ERROR(insert->Run());
   }

@@ -125,6 +125,11 @@ Result<std::vector<std::string>> ExpiredUploads(storage::Database& db, int64_t n
 // Removes a pending file's row (never an attached file or a tombstone:
 // FailedPrecondition).
 Status DeletePendingFile(storage::Database& db, std::string_view id);
+// Ids of tombstones deleted at or before `cutoff_us`, at most `limit`.
+Result<std::vector<std::string>> TombstonesBefore(storage::Database& db, int64_t cutoff_us,
+                                                  int limit);
+// Removes a tombstone's row (FailedPrecondition for any other file).
+Status DeleteTombstone(storage::Database& db, std::string_view id);
 // Whether any row (file or upload) has this id.
 Result<bool> IdKnown(storage::Database& db, std::string_view id);
 

@@ -577,6 +577,38 @@ Result<FileStore::Collected> FileStore::CollectExpired(int64_t now_us, int64_t s
   return out;
 }
 
+Result<int64_t> FileStore::PurgeTombstones(int64_t now_us, int64_t cutoff_us) {
+  constexpr int kBatch = 500;
+  const events::Actor system{"system", "files"};
+  int64_t purged = 0;
+  for (;;) {
+    std::vector<std::string> ids;
+    SILO_RETURN_IF_ERROR(db_->Write([&](Database& db) -> Status {
+      SILO_ASSIGN_OR_RETURN(auto tx, storage::Transaction::Begin(db));
+      SILO_ASSIGN_OR_RETURN(ids, TombstonesBefore(db, cutoff_us, kBatch));
+      for (const auto& id : ids) {
+        SILO_RETURN_IF_ERROR(DeleteTombstone(db, id));
+        events::Event e;
+        e.type = "file.purged";
+        e.subject_kind = "file";
+        e.subject_id = id;
+        e.at_us = now_us;
+        e.actor = system;
+        SILO_RETURN_IF_ERROR(events::Append(db, e));
+      }
+      return tx.Commit();
+    }));
+    // The rows are gone first: a crash here leaves blobs without a row,
+    // which CollectExpired removes.
+    for (const auto& id : ids) {
+      ::unlink(layout::TenantBlobFile(stores_->data_dir_, tenant_id_, id).c_str());
+    }
+    purged += static_cast<int64_t>(ids.size());
+    if (ids.size() < kBatch) break;
+  }
+  return purged;
+}
+
 Status FileStore::TerminateUpload(const events::Origin& ctx, std::string_view id) {
   auto claim = stores_->ClaimUpload(tenant_id_, id);
   if (!claim) return VersionMismatch("another request is writing this upload");

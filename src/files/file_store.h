@@ -139,6 +139,13 @@ class FileStore {
   };
   Result<Collected> CollectExpired(int64_t now_us, int64_t stale_us);
 
+  // Removed files whose bytes no longer need keeping: tombstones deleted at
+  // or before `cutoff_us` (the caller passes now minus the backup
+  // retention, so every backup that still lists one holds its bytes). Row
+  // and blob go, each with a `file.purged` event; history keeps the id (a
+  // download or revert of it is then "no such file"). Returns how many.
+  Result<int64_t> PurgeTombstones(int64_t now_us, int64_t cutoff_us);
+
  private:
   friend class FileStores;
   std::string PartPath(std::string_view id) const;

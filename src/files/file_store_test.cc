@@ -376,5 +376,62 @@ TEST_F(FileStoreTest, ExpiredUploadsAndStaleOrphansAreCollectedAndNothingElse) {
   EXPECT_EQ(again->pending_files + again->uploads + again->orphans, 0);
 }
 
+TEST_F(FileStoreTest, TombstonesArePurgedOnlyOnceTheirRetentionHasPassed) {
+  const int64_t day = 86'400LL * 1'000'000;
+  auto at = [](int64_t t) { return events::Origin{{"user", "u1"}, "req", "127.0.0.1", t}; };
+  Body one_body(Png(100, '1')), two_body(Png(100, '2')), kept_body(Png(100, 'k'));
+  auto one = store_->Upload(at(kT0), Spec(100), one_body.Fn());
+  auto two = store_->Upload(at(kT0 + day), Spec(100), two_body.Fn());
+  auto kept = store_->Upload(at(kT0 + 10 * day), Spec(100), kept_body.Fn());
+  ASSERT_OK(one);
+  ASSERT_OK(two);
+  ASSERT_OK(kept);
+  auto db = dbs_->Acquire("t1").value();
+  std::vector<FieldError> errors;
+  // r1 holds `one`, then `two` (one removed on day 1), then `kept` (two
+  // removed on day 10).
+  ASSERT_OK(db->Write([&](storage::Database& d) {
+    return Reconcile(d, {"docs", "scan", "r1"}, "user:u1", {}, {}, {one->id}, kT0, &errors);
+  }));
+  ASSERT_OK(db->Write([&](storage::Database& d) {
+    return Reconcile(d, {"docs", "scan", "r1"}, "user:u1", {}, {one->id}, {two->id}, kT0 + day,
+                     &errors);
+  }));
+  ASSERT_OK(db->Write([&](storage::Database& d) {
+    return Reconcile(d, {"docs", "scan", "r1"}, "user:u1", {}, {two->id}, {kept->id},
+                     kT0 + 10 * day, &errors);
+  }));
+  ASSERT_TRUE(errors.empty());
+  db.reset();
+  // Retention of 30 days, on day 35: `one` (removed on day 1) goes, `two`
+  // (day 10) stays, the attached file stays.
+  const int64_t now = kT0 + 35 * day;
+  auto purged = store_->PurgeTombstones(now, now - 30 * day);
+  ASSERT_OK(purged);
+  EXPECT_EQ(*purged, 1);
+  EXPECT_STATUS(StatusCode::kNotFound, store_->Get(one->id));
+  EXPECT_FALSE(fs::exists(layout::TenantBlobFile(dir_, "t1", one->id)));
+  EXPECT_TRUE(fs::exists(layout::TenantBlobFile(dir_, "t1", two->id)));
+  EXPECT_TRUE(fs::exists(layout::TenantBlobFile(dir_, "t1", kept->id)));
+  EXPECT_EQ(store_->Get(two->id)->state, FileState::kDeleted);
+  EXPECT_EQ(store_->Get(kept->id)->state, FileState::kAttached);
+  // The purge is in the event log.
+  db = dbs_->Acquire("t1").value();
+  ASSERT_OK(db->Read([&](storage::Database& d) -> Status {
+    auto st = d.Prepare("SELECT count(*) FROM events WHERE type = 'file.purged'");
+    if (!st.ok()) return st.status();
+    EXPECT_TRUE(*st->Step());
+    EXPECT_EQ(st->ColumnInt(0), 1);
+    return Status::Ok();
+  }));
+  db.reset();
+  // Years later the attached file is still there; the other tombstone goes.
+  purged = store_->PurgeTombstones(now + 3650 * day, now + 3620 * day);
+  ASSERT_OK(purged);
+  EXPECT_EQ(*purged, 1);
+  EXPECT_EQ(store_->Get(kept->id)->state, FileState::kAttached);
+  EXPECT_TRUE(fs::exists(layout::TenantBlobFile(dir_, "t1", kept->id)));
+}
+
 }  // namespace
 }  // namespace silo::files
