@@ -286,10 +286,11 @@ Status RevokeLink(Database& db, std::string_view file_id, std::string_view id, i
 
 namespace {
 
-Result<std::vector<std::string>> Ids(Database& db, const char* sql, int64_t now_us, int limit) {
+// The ids `sql` selects with ?1 = `at_us` and ?2 = `limit`.
+Result<std::vector<std::string>> Ids(Database& db, const char* sql, int64_t at_us, int limit) {
   auto st = db.Prepare(sql);
   if (!st.ok()) return st.status();
-  st->Bind(1, now_us).Bind(2, int64_t{limit});
+  st->Bind(1, at_us).Bind(2, int64_t{limit});
   std::vector<std::string> out;
   for (;;) {
     SILO_ASSIGN_OR_RETURN(bool row, st->Step());
@@ -323,17 +324,10 @@ Status DeletePendingFile(Database& db, std::string_view id) {
 }
 
 Result<std::vector<std::string>> TombstonesBefore(Database& db, int64_t cutoff_us, int limit) {
-  auto st = db.Prepare(
-      "SELECT id FROM files WHERE state = 'deleted' AND deleted_at_us <= ?1 ORDER BY id LIMIT ?2");
-  if (!st.ok()) return st.status();
-  st->Bind(1, cutoff_us).Bind(2, int64_t{limit});
-  std::vector<std::string> out;
-  for (;;) {
-    SILO_ASSIGN_OR_RETURN(bool row, st->Step());
-    if (!row) break;
-    out.push_back(st->ColumnText(0));
-  }
-  return out;
+  return Ids(db,
+             "SELECT id FROM files WHERE state = 'deleted' AND deleted_at_us <= ?1"
+             " ORDER BY deleted_at_us LIMIT ?2",
+             cutoff_us, limit);
 }
 
 Status DeleteTombstone(Database& db, std::string_view id) {

@@ -512,25 +512,12 @@ Result<FileRow> FileStore::ResolveLink(std::string_view token, int64_t now_us) {
 
 Result<FileStore::Collected> FileStore::CollectExpired(int64_t now_us, int64_t stale_us) {
   Collected out;
-  constexpr int kBatch = 500;
-  const events::Origin system{{"system", "files"}, "", "", now_us};
   for (;;) {  // pending files past their expiry, a batch per transaction
-    std::vector<std::string> ids;
-    SILO_RETURN_IF_ERROR(db_->Write([&](Database& db) -> Status {
-      SILO_ASSIGN_OR_RETURN(auto tx, storage::Transaction::Begin(db));
-      SILO_ASSIGN_OR_RETURN(ids, ExpiredPending(db, now_us, kBatch));
-      for (const auto& id : ids) {
-        SILO_RETURN_IF_ERROR(DeletePendingFile(db, id));
-        events::Event e;
-        e.type = "file.collected";
-        e.subject_kind = "file";
-        e.subject_id = id;
-        e.at_us = now_us;
-        e.actor = system.actor;
-        SILO_RETURN_IF_ERROR(events::Append(db, e));
-      }
-      return tx.Commit();
-    }));
+    SILO_ASSIGN_OR_RETURN(
+        auto ids,
+        RemoveRows(
+            now_us, "file.collected",
+            [&](Database& db) { return ExpiredPending(db, now_us, kBatch); }, &DeletePendingFile));
     for (const auto& id : ids) {
       ::unlink(layout::TenantBlobFile(stores_->data_dir_, tenant_id_, id).c_str());
     }
@@ -577,27 +564,37 @@ Result<FileStore::Collected> FileStore::CollectExpired(int64_t now_us, int64_t s
   return out;
 }
 
+Result<std::vector<std::string>> FileStore::RemoveRows(
+    int64_t now_us, const char* event_type,
+    const std::function<Result<std::vector<std::string>>(Database&)>& select,
+    Status (*remove)(Database&, std::string_view)) {
+  std::vector<std::string> ids;
+  SILO_RETURN_IF_ERROR(db_->Write([&](Database& db) -> Status {
+    SILO_ASSIGN_OR_RETURN(auto tx, storage::Transaction::Begin(db));
+    SILO_ASSIGN_OR_RETURN(ids, select(db));
+    for (const auto& id : ids) {
+      SILO_RETURN_IF_ERROR(remove(db, id));
+      events::Event e;
+      e.type = event_type;
+      e.subject_kind = "file";
+      e.subject_id = id;
+      e.at_us = now_us;
+      e.actor = {"system", "files"};
+      SILO_RETURN_IF_ERROR(events::Append(db, e));
+    }
+    return tx.Commit();
+  }));
+  return ids;
+}
+
 Result<int64_t> FileStore::PurgeTombstones(int64_t now_us, int64_t cutoff_us) {
-  constexpr int kBatch = 500;
-  const events::Actor system{"system", "files"};
   int64_t purged = 0;
   for (;;) {
-    std::vector<std::string> ids;
-    SILO_RETURN_IF_ERROR(db_->Write([&](Database& db) -> Status {
-      SILO_ASSIGN_OR_RETURN(auto tx, storage::Transaction::Begin(db));
-      SILO_ASSIGN_OR_RETURN(ids, TombstonesBefore(db, cutoff_us, kBatch));
-      for (const auto& id : ids) {
-        SILO_RETURN_IF_ERROR(DeleteTombstone(db, id));
-        events::Event e;
-        e.type = "file.purged";
-        e.subject_kind = "file";
-        e.subject_id = id;
-        e.at_us = now_us;
-        e.actor = system;
-        SILO_RETURN_IF_ERROR(events::Append(db, e));
-      }
-      return tx.Commit();
-    }));
+    SILO_ASSIGN_OR_RETURN(auto ids,
+                          RemoveRows(
+                              now_us, "file.purged",
+                              [&](Database& db) { return TombstonesBefore(db, cutoff_us, kBatch); },
+                              &DeleteTombstone));
     // The rows are gone first: a crash here leaves blobs without a row,
     // which CollectExpired removes.
     for (const auto& id : ids) {

@@ -149,6 +149,14 @@ class FileStore {
  private:
   friend class FileStores;
   std::string PartPath(std::string_view id) const;
+  // Rows removed in batches of kBatch, one transaction each.
+  static constexpr int kBatch = 500;
+  // In one transaction: removes each id `select` returns with `remove`, each
+  // with an `event_type` event by the system; returns the ids.
+  Result<std::vector<std::string>> RemoveRows(
+      int64_t now_us, const char* event_type,
+      const std::function<Result<std::vector<std::string>>(storage::Database&)>& select,
+      Status (*remove)(storage::Database&, std::string_view));
   // The caller's upload reopened for writing (nullptr when its bytes are
   // all there), for a caller that holds its claim: an expired one is
   // removed; a torn tail is cut.
