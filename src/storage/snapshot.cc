@@ -101,7 +101,10 @@ Result<ImageCopy> TakeImageCopy(Database& db, const std::function<Status(Databas
   crypto::SecretKey key = crypto::SecretKey::Random();
   ImageCopy copy(path, key.Clone(), 0);  // removes the file on every failure below
   {
-    auto target = Database::Open(path, key, {.create = true});
+    // Never synced: the copy is read back and deleted, and a crash leaves
+    // only ciphertext under a key that died with the process.
+    auto target = Database::Open(
+        path, key, {.create = true, .synchronous = Synchronous::kOff, .cache_pages = 2000});
     if (!target.ok()) return target.status();
     // BEGIN plus a first read opens the read transaction that `inside` and
     // the copy share (the backup API reuses an open read transaction of its
