@@ -416,7 +416,6 @@ Result<Manifest> Service::Verify(const std::string& backup_id) {
   MutexLock lock(mu_);
   auto loaded = LoadLocked(backup_id, true);
   if (!loaded.ok()) return loaded.status();
-  (void)RemoveTree(layout::BackupScratchDir(data_dir_));
   auto blobs = CheckBlobs(*target_, layout::BackupScratchDir(data_dir_), loaded->manifest.tenant_id,
                           loaded->files, nullptr, {});
   if (!blobs.ok()) return blobs.status();
@@ -705,7 +704,6 @@ Result<DrillReport> Service::DrillLocked(const tenant::TenantInfo& tenant) {
       return DataLoss("the backup holds " + std::to_string(loaded->files.size()) + " of the " +
                       std::to_string(sizes.size()) + " files its database keeps");
     }
-    (void)RemoveTree(layout::BackupScratchDir(data_dir_));
     auto blobs = CheckBlobs(*target_, layout::BackupScratchDir(data_dir_), tenant.id, loaded->files,
                             &*loaded->files_key, sizes);
     if (!blobs.ok()) return blobs.status();

@@ -87,10 +87,8 @@ Result<std::unique_ptr<Database>> Database::Open(const std::string& path,
       "PRAGMA temp_store=MEMORY; PRAGMA secure_delete=ON; "
       "PRAGMA foreign_keys=ON; PRAGMA busy_timeout=" +
       std::to_string(options.busy_timeout_ms) +
-      "; PRAGMA cache_size=" + std::to_string(options.cache_pages) + "; PRAGMA synchronous=" +
-      (options.synchronous == Synchronous::kFull     ? "FULL"
-       : options.synchronous == Synchronous::kNormal ? "NORMAL"
-                                                     : "OFF") +
+      "; PRAGMA cache_size=" + std::to_string(options.cache_pages) +
+      "; PRAGMA synchronous=" + (options.synchronous == Synchronous::kFull ? "FULL" : "NORMAL") +
       ";";
   if (Status s = database->Exec(pragmas); !s.ok()) return s;
   auto mode = database->Prepare("PRAGMA journal_mode=WAL");

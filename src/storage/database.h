@@ -23,9 +23,7 @@ struct sqlite3_stmt;
 
 namespace silo::storage {
 
-// kOff: for scratch databases that are deleted after use and never need to
-// survive a crash (an image copy).
-enum class Synchronous { kOff, kNormal, kFull };
+enum class Synchronous { kNormal, kFull };
 
 struct OpenOptions {
   bool create = true;  // create the file when missing

@@ -78,6 +78,35 @@ Status WriteFull(int fd, const unsigned char* p, size_t n, off_t at) {
   return Status::Ok();
 }
 
+// A new database at `path` under `key` for an image copy, left in SQLite's
+// default rollback-journal mode (not WAL, as Database::Open makes every
+// database): the backup API then writes each page once, straight into the
+// file, where a WAL database writes it to the log and again at the
+// checkpoint. Never synced: the copy is read back and deleted, and a crash
+// leaves only ciphertext under a key that died with the process. The journal,
+// if SQLite writes one, goes through the cipher VFS like any journal.
+Result<sqlite3*> OpenCopyTarget(const std::string& path, const crypto::SecretKey& key) {
+  EnsureCipherVfs();
+  auto registration = RegisterKey(key);
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(
+      CipherUri(path, *registration).c_str(), &db,
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc == SQLITE_OK) {
+    int reserve = static_cast<int>(kReserveBytes);  // before page 1 exists
+    sqlite3_file_control(db, "main", SQLITE_FCNTL_RESERVE_BYTES, &reserve);
+    rc =
+        sqlite3_exec(db, "PRAGMA synchronous=OFF; PRAGMA cache_size=2000; PRAGMA temp_store=MEMORY",
+                     nullptr, nullptr, nullptr);
+  }
+  if (rc != SQLITE_OK) {
+    int extended = db != nullptr ? sqlite3_extended_errcode(db) : rc;
+    sqlite3_close_v2(db);
+    return SqliteStatus(extended, "open the image copy");
+  }
+  return db;
+}
+
 }  // namespace
 
 // ---- ImageCopy --------------------------------------------------------------
@@ -101,22 +130,16 @@ Result<ImageCopy> TakeImageCopy(Database& db, const std::function<Status(Databas
   crypto::SecretKey key = crypto::SecretKey::Random();
   ImageCopy copy(path, key.Clone(), 0);  // removes the file on every failure below
   {
-    // Never synced: the copy is read back and deleted, and a crash leaves
-    // only ciphertext under a key that died with the process.
-    auto target = Database::Open(
-        path, key, {.create = true, .synchronous = Synchronous::kOff, .cache_pages = 2000});
-    if (!target.ok()) return target.status();
+    SILO_ASSIGN_OR_RETURN(sqlite3 * target, OpenCopyTarget(path, key));
     // BEGIN plus a first read opens the read transaction that `inside` and
     // the copy share (the backup API reuses an open read transaction of its
     // source).
-    SILO_RETURN_IF_ERROR(db.Exec("BEGIN; SELECT count(*) FROM sqlite_schema"));
-    Status s = inside(db);
+    Status s = db.Exec("BEGIN; SELECT count(*) FROM sqlite_schema");
+    if (s.ok()) s = inside(db);
     if (s.ok()) {
-      sqlite3_backup* backup =
-          sqlite3_backup_init((*target)->handle(), "main", db.handle(), "main");
+      sqlite3_backup* backup = sqlite3_backup_init(target, "main", db.handle(), "main");
       if (backup == nullptr) {
-        s = SqliteStatus(sqlite3_extended_errcode((*target)->handle()),
-                         sqlite3_errmsg((*target)->handle()));
+        s = SqliteStatus(sqlite3_extended_errcode(target), sqlite3_errmsg(target));
       } else {
         int rc = sqlite3_backup_step(backup, -1);  // one step: one read transaction
         int finish = sqlite3_backup_finish(backup);
@@ -124,9 +147,8 @@ Result<ImageCopy> TakeImageCopy(Database& db, const std::function<Status(Databas
       }
     }
     (void)db.Exec("COMMIT");
+    if (sqlite3_close(target) != SQLITE_OK) sqlite3_close_v2(target);
     SILO_RETURN_IF_ERROR(s);
-    // Every page in the main file, none left in the WAL.
-    SILO_RETURN_IF_ERROR((*target)->Checkpoint());
   }
   struct stat st;
   if (::stat(path.c_str(), &st) != 0 || st.st_size < static_cast<off_t>(kPageSize) ||
