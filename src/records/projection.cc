@@ -338,6 +338,7 @@ Status ApplyRecord(storage::Database& db, int64_t seq, const events::Event& e) {
 }  // namespace
 
 std::string FieldExpr(const FieldDef& field) {
+  if (!field.column.empty()) return field.column;
   return "json_extract(data, '$." + field.name + "')";
 }
 

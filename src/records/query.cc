@@ -28,8 +28,24 @@ std::string Shown(std::string_view name) {
 // "a, b, c": the schema's field names, for errors that name the choices.
 std::string FieldNames(const CollectionSchema& schema) {
   std::string out;
-  for (const auto& f : schema.fields) out += (out.empty() ? "" : ", ") + f.name;
-  return out.empty() ? "none" : out;
+  for (const auto& f : schema.fields) out += f.name + ", ";
+  return out + std::string(kSystemFieldNames);
+}
+
+// A declared field, else a system field (created_by, …), else nullptr.
+const FieldDef* Lookup(const CollectionSchema& schema, std::string_view name) {
+  const FieldDef* f = schema.Find(name);
+  return f != nullptr ? f : SystemField(name);
+}
+
+// A filter value: a system date-time is compared as its stored microseconds.
+Result<json::value> FilterValue(const FieldDef& f, std::string_view text) {
+  if (!f.column.empty() && f.type == FieldType::kDateTime) {
+    auto us = ParseRfc3339(text);
+    if (!us.ok()) return InvalidArgument(f.name + ": must be an RFC 3339 date-time");
+    return json::value(*us);
+  }
+  return ParseFieldValue(f, text);
 }
 
 Result<Filter> ParseFilter(const CollectionSchema& schema, std::string_view text) {
@@ -39,7 +55,7 @@ Result<Filter> ParseFilter(const CollectionSchema& schema, std::string_view text
   std::string_view name = text.substr(0, c1);
   std::string_view op = text.substr(c1 + 1, c2 - c1 - 1);
   std::string_view value = text.substr(c2 + 1);
-  const FieldDef* f = schema.Find(name);
+  const FieldDef* f = Lookup(schema, name);
   if (f == nullptr) {
     return InvalidArgument("filter on an unknown field: " + Shown(name) +
                            " (fields: " + FieldNames(schema) + ")");
@@ -77,7 +93,7 @@ Result<Filter> ParseFilter(const CollectionSchema& schema, std::string_view text
     parts.push_back(value);
   }
   for (std::string_view p : parts) {
-    auto v = ParseFieldValue(*f, p);
+    auto v = FilterValue(*f, p);
     if (!v.ok()) return v.status();
     filter.values.push_back(std::move(*v));
   }
@@ -159,7 +175,7 @@ Result<ListQuery> ParseListQuery(const CollectionSchema& schema,
         name.remove_prefix(1);
       }
       if (name == "id") continue;
-      const FieldDef* f = schema.Find(name);
+      const FieldDef* f = Lookup(schema, name);
       if (f == nullptr) {
         return InvalidArgument("sort on an unknown field: " + Shown(name) + " (fields: id, " +
                                FieldNames(schema) + ")");

@@ -15,6 +15,18 @@ namespace proj = projection;
 
 namespace {
 
+// The value of the list's sort field in `r`, for the next page's cursor.
+json::value SortValue(const ListQuery& q, const Record& r) {
+  if (!q.sort) return nullptr;
+  const std::string& column = q.sort->column;
+  if (column == "created_by") return json::string(r.created_by);
+  if (column == "updated_by") return json::string(r.updated_by);
+  if (column == "created_at_us") return r.created_at_us;
+  if (column == "updated_at_us") return r.updated_at_us;
+  const json::value* v = r.data.if_contains(q.sort->name);
+  return v ? *v : json::value(nullptr);
+}
+
 // What a record write from `before` to `after` does to the files its file
 // fields name (files/catalog.h): new ids are attached, dropped ones become
 // tombstones, in the write's transaction. InvalidArgument naming each field
@@ -274,8 +286,7 @@ Status SqliteTenantStore::List(Database& db, const std::string& collection, cons
     if (!*row) break;
     if (page->records.size() == static_cast<size_t>(q.limit)) {
       const Record& last = page->records.back();
-      const json::value* v = q.sort ? last.data.if_contains(q.sort->name) : nullptr;
-      page->next_cursor = EncodeCursor({v ? *v : json::value(nullptr), last.id});
+      page->next_cursor = EncodeCursor({SortValue(q, last), last.id});
       break;
     }
     Record r;

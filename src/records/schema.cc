@@ -188,6 +188,24 @@ std::vector<std::string> FileIds(const json::value* value) {
   return out;
 }
 
+const FieldDef* SystemField(std::string_view name) {
+  static const FieldDef* const kFields = [] {
+    auto* f = new FieldDef[4];
+    f[0].name = f[0].column = "created_by";
+    f[1].name = f[1].column = "updated_by";
+    f[2].name = "created_at";
+    f[2].column = "created_at_us";
+    f[3].name = "updated_at";
+    f[3].column = "updated_at_us";
+    f[2].type = f[3].type = FieldType::kDateTime;
+    return f;
+  }();
+  for (int i = 0; i < 4; ++i) {
+    if (kFields[i].name == name) return &kFields[i];
+  }
+  return nullptr;
+}
+
 const FieldDef* CollectionSchema::Find(std::string_view field) const {
   for (const auto& f : fields) {
     if (f.name == field) return &f;

@@ -49,6 +49,9 @@ struct FieldDef {
   std::vector<std::string> values;  // enum only
   std::vector<std::string> types;   // file only: allowed sniffed types; empty: any
   size_t max_files = 1;             // file only
+  // Set for a system field (SystemField): the records column it reads
+  // instead of a member of the record's data.
+  std::string column;
 };
 
 struct CollectionSchema {
@@ -69,6 +72,15 @@ inline constexpr int kMaxJsonDepth = 16;
 
 // [a-z][a-z0-9_]{0,62}
 bool ValidName(std::string_view name);
+
+// The read-only fields every record has, which filters and sorts take like
+// declared fields: created_by and updated_by (the actor, "<kind>:<id>",
+// strings) and created_at and updated_at (date-times, compared as the
+// microseconds they are stored as). nullptr for any other name; their names
+// are reserved, so no declared field shadows them.
+const FieldDef* SystemField(std::string_view name);
+inline constexpr std::string_view kSystemFieldNames =
+    "created_at, created_by, updated_at, updated_by";
 // A record id: [A-Za-z0-9_-]{1,64}.
 bool ValidRecordId(std::string_view id);
 

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "base/status_matchers.h"
+#include "base/time_util.h"
 #include "crypto/crypto.h"
 #include "storage/test_util.h"
 
@@ -117,6 +118,64 @@ TEST_F(TenantStoreTest, RecordLifecycleWithHistoryAndTimeTravel) {
             R"({"title":["first","second"],"score":[1,null]})");
   EXPECT_EQ((*history)[2].type, "record.deleted");
   EXPECT_EQ((*history)[3].type, "record.reverted");
+}
+
+TEST_F(TenantStoreTest, SystemFieldsFilterAndSortWithPagingAndTimeTravel) {
+  ASSERT_OK(a_->CreateCollection(Ctx(kT0), Tickets()));
+  // Nine records by three users, a second apart; u1's are updated later by u3.
+  std::vector<std::string> ids;
+  for (int i = 0; i < 9; ++i) {
+    auto r = a_->CreateRecord(Ctx(kT0 + (i + 1) * 1'000'000, "u" + std::to_string(i % 3 + 1)),
+                              "tickets", {{"title", "t" + std::to_string(i)}});
+    ASSERT_OK(r);
+    ids.push_back(r->id);
+  }
+  const int64_t before_updates = kT0 + 20'000'000;
+  for (int i = 6; i >= 0; i -= 3) {  // ids[6] first (times only grow in a log)
+    ASSERT_OK(a_->UpdateRecord(Ctx(kT0 + 24'000'000 + (6 - i) * 1'000'000, "u3"), "tickets", ids[i],
+                               {{"state", "open"}}, std::nullopt));
+  }
+  auto list = [&](std::vector<std::pair<std::string, std::string>> params,
+                  std::optional<int64_t> at = std::nullopt) {
+    std::vector<std::string> got;
+    std::optional<std::string> cursor;
+    do {
+      auto p = params;
+      p.push_back({"limit", "2"});
+      if (cursor) p.push_back({"cursor", *cursor});
+      auto q = ParseListQuery(Tickets(), p);
+      EXPECT_OK(q) << q.status().ToString();
+      if (!q.ok()) return got;
+      q->at_us = at;
+      auto page = a_->ListRecords("tickets", *q);
+      EXPECT_OK(page) << page.status().ToString();
+      if (!page.ok()) return got;
+      for (const auto& r : page->records) got.push_back(r.id);
+      cursor = page->next_cursor;
+    } while (cursor);
+    return got;
+  };
+  EXPECT_EQ(list({{"filter", "created_by:eq:user:u2"}}).size(), 3u);
+  EXPECT_EQ(list({{"filter", "created_by:eq:user:u2"}, {"sort", "-created_at"}}),
+            (std::vector<std::string>{ids[7], ids[4], ids[1]}));
+  // The updated ones by when they were updated: ids[6], ids[3], ids[0].
+  EXPECT_EQ(list({{"filter", "updated_by:eq:user:u3"},
+                  {"filter", "created_by:eq:user:u1"},
+                  {"sort", "updated_at"}}),
+            (std::vector<std::string>{ids[6], ids[3], ids[0]}));
+  EXPECT_EQ(list({{"filter", "created_at:gte:" + FormatRfc3339Micros(kT0 + 8'000'000)},
+                  {"sort", "created_at"}}),
+            (std::vector<std::string>{ids[7], ids[8]}));
+  // As of before the updates, u3 had updated nothing.
+  EXPECT_TRUE(list({{"filter", "updated_by:eq:user:u3"}, {"filter", "created_by:eq:user:u1"}},
+                   before_updates)
+                  .empty());
+  // Bad input names the problem.
+  auto bad = ParseListQuery(Tickets(), {{"filter", "created_at:gt:yesterday"}});
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("created_at"), std::string::npos);
+  bad = ParseListQuery(Tickets(), {{"sort", "nope"}});
+  EXPECT_NE(bad.status().message().find("created_by"), std::string::npos) << bad.status().message();
 }
 
 TEST_F(TenantStoreTest, WritesAtTheSameInstantGetDistinctIncreasingTimes) {

@@ -186,6 +186,30 @@ def test_listing_filters_sorts_and_pages(silo):
         assert [x["id"] for x in r.json()["items"]] == ["odd"], (q, r.text)
     r = api.call("GET", "/api/collections/tickets/records?filter=title:prefix:a+b")
     assert r.json()["items"] == []
+    # The system fields filter and sort like declared ones, pages included.
+    other = Api(silo, "acme", token(silo, "acme"))
+    for i in range(3):
+        assert other.call("POST", "/api/collections/tickets/records",
+                          {"id": "o%d" % i, "title": "o"}).status_code == 201
+    o0 = other.call("GET", "/api/collections/tickets/records/o0").json()
+    assert o0["created_by"] != api.call("GET", "/api/collections/tickets/records/r00").json()[
+        "created_by"]
+    seen, cursor = [], None
+    while True:
+        q = "?filter=created_by:eq:%s&sort=-created_at&limit=2" % urllib.parse.quote(
+            o0["created_by"], safe="")
+        page = api.call("GET", "/api/collections/tickets/records" + q + (
+            "&cursor=" + cursor if cursor else "")).json()
+        seen += [x["id"] for x in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == ["o2", "o1", "o0"]
+    r = api.call("GET", "/api/collections/tickets/records?sort=created_at&filter=created_at:gt:"
+                 + urllib.parse.quote(o0["created_at"], safe=""))
+    assert [x["id"] for x in r.json()["items"]] == ["o1", "o2"], r.text
+    r = api.call("GET", "/api/collections/tickets/records?filter=created_at:gt:yesterday")
+    assert r.status_code == 422 and "created_at" in r.text
 
 
 BAD_INPUT = [
