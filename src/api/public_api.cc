@@ -33,6 +33,15 @@ http::Response PublicSubmit(Services& s, RequestContext& ctx) {
     body->erase(c->schema.honeypot_field);
   }
   body->erase("id");  // the caller does not choose ids
+  // A relation names records the caller cannot see: whether a submission
+  // naming an id is accepted would tell an anonymous caller that it exists.
+  for (const auto& f : c->schema.fields) {
+    if (f.type == records::FieldType::kRelation && body->contains(f.name)) {
+      return ErrorResponse(InvalidArgument("invalid record")
+                               .WithFields({{f.name, "relations cannot be set by a public form"}}),
+                           ctx.request);
+    }
+  }
   auto r = ctx.store->CreateRecord(
       {{"anonymous", "public_form"}, ctx.request.request_id, ctx.client, NowMicros()},
       c->schema.name, *body);

@@ -4,10 +4,13 @@
 #include <algorithm>
 #include <boost/json.hpp>
 #include <charconv>
+#include <map>
+#include <set>
 
 #include "api/handlers.h"
 #include "api/json_text.h"
 #include "base/time_util.h"
+#include "rbac/rbac.h"
 #include "records/query.h"
 #include "records/tenant_store.h"
 
@@ -129,6 +132,111 @@ http::Response WithEtag(http::Response r, int64_t version) {
 
 std::string Name(const RequestContext& ctx) { return ctx.params.at("name"); }
 
+// The schemas of related collections, looked up when a filter or an expand
+// path names a relation.
+records::SchemaLookup Related(const RequestContext& ctx) {
+  return [store = ctx.store](const std::string& name) -> Result<records::CollectionSchema> {
+    auto c = store->GetCollection(name);
+    if (!c.ok()) return c.status();
+    return std::move(c->schema);
+  };
+}
+
+// What one relation field of some records expands to: the related records
+// the caller may read, by id, each with its own expansions.
+struct Expanded {
+  bool readable = false;
+  std::map<std::string, json::object> by_id;
+};
+
+// Fetches the records that `field` names in `records`, as of `at`, if the
+// caller may read the field's collection (otherwise nothing is fetched and
+// every id stays an id). `next` are the second-level fields to expand in them.
+Result<Expanded> FetchRelated(const RequestContext& ctx, const records::FieldDef& field,
+                              const std::vector<const records::Record*>& records,
+                              const std::vector<records::FieldDef>& next,
+                              std::optional<int64_t> at);
+
+// The value of `field` in an "expand" object: the related record (a
+// multiple field: an array of them), or the id alone where the caller may
+// not read it.
+json::value ExpandedValue(const records::FieldDef& field, const records::Record& r,
+                          const Expanded& e) {
+  auto one = [&](const std::string& id) -> json::value {
+    auto it = e.by_id.find(id);
+    return it == e.by_id.end() ? json::value(json::string(id)) : json::value(it->second);
+  };
+  const json::value* v = r.data.if_contains(field.name);
+  if (v == nullptr) return nullptr;
+  if (!field.multiple) return one(std::string(v->as_string()));
+  json::array out;
+  for (const auto& id : records::RelatedIds(v)) out.push_back(one(id));
+  return out;
+}
+
+Result<Expanded> FetchRelated(const RequestContext& ctx, const records::FieldDef& field,
+                              const std::vector<const records::Record*>& records,
+                              const std::vector<records::FieldDef>& next,
+                              std::optional<int64_t> at) {
+  Expanded out;
+  out.readable = rbac::Grants(ctx.permissions, "records." + field.collection + ".read");
+  if (!out.readable) return out;
+  std::vector<std::string> ids;
+  std::set<std::string> seen;
+  for (const records::Record* r : records) {
+    for (auto& id : records::RelatedIds(r->data.if_contains(field.name))) {
+      if (seen.insert(id).second) ids.push_back(std::move(id));
+    }
+  }
+  if (ids.empty()) return out;
+  auto related = ctx.store->GetRecords(field.collection, ids, at);
+  if (!related.ok()) return related.status();
+  std::vector<const records::Record*> level;
+  for (const auto& r : *related) level.push_back(&r);
+  std::vector<std::pair<const records::FieldDef*, Expanded>> deeper;
+  for (const auto& f : next) {
+    auto e = FetchRelated(ctx, f, level, {}, at);
+    if (!e.ok()) return e.status();
+    deeper.emplace_back(&f, std::move(*e));
+  }
+  for (const auto& r : *related) {
+    json::object o = RecordJson(r);
+    if (!deeper.empty()) {
+      json::object expand;
+      for (const auto& [f, e] : deeper) expand[f->name] = ExpandedValue(*f, r, e);
+      o["expand"] = std::move(expand);
+    }
+    out.by_id.emplace(r.id, std::move(o));
+  }
+  return out;
+}
+
+// Adds "expand" to each of `items` (the JSON of `records`, in order).
+Status Expand(const RequestContext& ctx, const std::vector<records::ExpandPath>& paths,
+              const std::vector<const records::Record*>& records, std::optional<int64_t> at,
+              std::vector<json::object*> items) {
+  std::vector<std::pair<records::FieldDef, std::vector<records::FieldDef>>> firsts;
+  for (const auto& p : paths) {
+    auto it = std::find_if(firsts.begin(), firsts.end(),
+                           [&](const auto& f) { return f.first.name == p.first.name; });
+    if (it == firsts.end()) it = firsts.insert(firsts.end(), {p.first, {}});
+    if (p.second && std::none_of(it->second.begin(), it->second.end(),
+                                 [&](const auto& f) { return f.name == p.second->name; })) {
+      it->second.push_back(*p.second);
+    }
+  }
+  std::vector<json::object> expands(records.size());
+  for (const auto& [field, next] : firsts) {
+    auto e = FetchRelated(ctx, field, records, next, at);
+    if (!e.ok()) return e.status();
+    for (size_t i = 0; i < records.size(); ++i) {
+      expands[i][field.name] = ExpandedValue(field, *records[i], *e);
+    }
+  }
+  for (size_t i = 0; i < records.size(); ++i) (*items[i])["expand"] = std::move(expands[i]);
+  return Status::Ok();
+}
+
 }  // namespace
 
 // The body as a JSON object; on failure *error holds the answer: 415 for
@@ -236,12 +344,34 @@ http::Response ListRecords(Services& /*s*/, RequestContext& ctx) {
   if (!params.ok()) return ErrorResponse(params.status(), ctx.request);
   auto c = ctx.store->GetCollection(Name(ctx));
   if (!c.ok()) return ErrorResponse(c.status(), ctx.request);
-  auto q = records::ParseListQuery(c->schema, *params);
+  auto q = records::ParseListQuery(c->schema, *params, Related(ctx));
   if (!q.ok()) return ErrorResponse(q.status(), ctx.request);
+  // A filter through a relation reveals the related records' values: only
+  // for a caller who may read them.
+  for (const auto& f : q->filters) {
+    if (f.relation &&
+        !rbac::Grants(ctx.permissions, "records." + f.relation->collection + ".read")) {
+      return http::Problem(403,
+                           "filter through " + f.relation->name + ": no permission to read " +
+                               f.relation->collection,
+                           ctx.request.request_id);
+    }
+  }
   auto page = ctx.store->ListRecords(Name(ctx), *q);
   if (!page.ok()) return ErrorResponse(page.status(), ctx.request);
   json::array items;
   for (const auto& r : page->records) items.push_back(RecordJson(r));
+  if (!q->expand.empty()) {
+    std::vector<const records::Record*> recs;
+    std::vector<json::object*> objs;
+    for (size_t i = 0; i < page->records.size(); ++i) {
+      recs.push_back(&page->records[i]);
+      objs.push_back(&items[i].as_object());
+    }
+    if (Status s = Expand(ctx, q->expand, recs, q->at_us, objs); !s.ok()) {
+      return ErrorResponse(s, ctx.request);
+    }
+  }
   json::object o{{"items", std::move(items)}};
   o["next_cursor"] = page->next_cursor ? json::value(*page->next_cursor) : json::value(nullptr);
   return http::Json(200, JsonText(o));
@@ -259,12 +389,30 @@ http::Response CreateRecord(Services& /*s*/, RequestContext& ctx) {
 http::Response GetRecord(Services& /*s*/, RequestContext& ctx) {
   auto params = QueryParams(ctx.request);
   if (!params.ok()) return ErrorResponse(params.status(), ctx.request);
-  if (Status s = OnlyParams(*params, {"at"}); !s.ok()) return ErrorResponse(s, ctx.request);
+  if (Status s = OnlyParams(*params, {"at", "expand"}); !s.ok()) {
+    return ErrorResponse(s, ctx.request);
+  }
   auto at = AtParam(*params);
   if (!at.ok()) return ErrorResponse(at.status(), ctx.request);
+  auto expand = Single(*params, "expand");
+  if (!expand.ok()) return ErrorResponse(expand.status(), ctx.request);
+  std::vector<records::ExpandPath> paths;
+  if (*expand) {
+    auto c = ctx.store->GetCollection(Name(ctx));
+    if (!c.ok()) return ErrorResponse(c.status(), ctx.request);
+    auto parsed = records::ParseExpand(c->schema, **expand, Related(ctx));
+    if (!parsed.ok()) return ErrorResponse(parsed.status(), ctx.request);
+    paths = std::move(*parsed);
+  }
   auto r = ctx.store->GetRecord(Name(ctx), ctx.params.at("id"), *at);
   if (!r.ok()) return ErrorResponse(r.status(), ctx.request);
-  return WithEtag(http::Json(200, JsonText(RecordJson(*r))), r->version);
+  json::object o = RecordJson(*r);
+  if (!paths.empty()) {
+    if (Status s = Expand(ctx, paths, {&*r}, *at, {&o}); !s.ok()) {
+      return ErrorResponse(s, ctx.request);
+    }
+  }
+  return WithEtag(http::Json(200, JsonText(o)), r->version);
 }
 
 http::Response UpdateRecord(Services& /*s*/, RequestContext& ctx) {

@@ -43,6 +43,7 @@ Result<Collection> SqliteTenantStore::CreateCollection(const events::Origin& ctx
         if (proj::LoadCollection(db, schema.name).ok()) {
           return AlreadyExists("a collection with this name exists");
         }
+        SILO_RETURN_IF_ERROR(CheckSchemaRelations(db, schema));
         e.type = "collection.created";
         e.subject_kind = proj::kCollectionSubject;
         e.subject_id = schema.name;
@@ -65,6 +66,7 @@ Result<Collection> SqliteTenantStore::UpdateCollection(const events::Origin& ctx
         std::string old_text = json::serialize(old->schema.ToJson());
         std::string new_text = json::serialize(schema.ToJson());
         if (old_text == new_text) return Status::Ok();  // nothing to record
+        SILO_RETURN_IF_ERROR(CheckSchemaRelations(db, schema));
         if (Status v = CheckRecordsFit(db, schema); !v.ok()) return v;
         e.type = "collection.updated";
         e.subject_kind = proj::kCollectionSubject;
@@ -91,6 +93,7 @@ Status SqliteTenantStore::DeleteCollection(const events::Origin& ctx, const std:
           return FailedPrecondition("the collection still holds " + std::to_string(n) +
                                     " records; delete them first");
         }
+        SILO_RETURN_IF_ERROR(CheckNotRelatedTo(db, name));
         e.type = "collection.deleted";
         e.subject_kind = proj::kCollectionSubject;
         e.subject_id = name;
@@ -140,6 +143,9 @@ Status SqliteTenantStore::CheckRecordsFit(Database& db, const CollectionSchema& 
       problem = first.field + ": " + first.message;
     } else if (*valid != data) {
       problem = "values would change form";
+    } else if (Status r = CheckRelations(db, schema, {}, data); !r.ok()) {
+      FieldError first = r.fields().front();
+      problem = first.field + ": " + first.message;
     } else {
       for (const auto& f : schema.fields) {
         const json::value* v = f.unique ? data.if_contains(f.name) : nullptr;

@@ -5,6 +5,34 @@
 namespace silo::records {
 namespace json = boost::json;
 
+namespace {
+
+// "<expr> <op> <parameters>" for one filter; `param` binds a value and
+// returns its placeholder.
+template <typename Param>
+std::string Condition(const std::string& expr, const Filter& f, Param& param) {
+  switch (f.op) {
+    case FilterOp::kEq: return expr + " = " + param(f.values[0]);
+    case FilterOp::kNe: return expr + " <> " + param(f.values[0]);
+    case FilterOp::kLt: return expr + " < " + param(f.values[0]);
+    case FilterOp::kLte: return expr + " <= " + param(f.values[0]);
+    case FilterOp::kGt: return expr + " > " + param(f.values[0]);
+    case FilterOp::kGte: return expr + " >= " + param(f.values[0]);
+    case FilterOp::kIn: {
+      std::string out = expr + " IN (";
+      for (size_t i = 0; i < f.values.size(); ++i) out += (i ? ", " : "") + param(f.values[i]);
+      return out + ")";
+    }
+    case FilterOp::kPrefix: {
+      std::string p = param(f.values[0]);
+      return "substr(" + expr + ", 1, length(" + p + ")) = " + p;
+    }
+  }
+  return "0";
+}
+
+}  // namespace
+
 ListSql BuildListSql(const ListQuery& q) {
   ListSql out;
   const bool at = q.at_us.has_value();
@@ -15,30 +43,32 @@ ListSql BuildListSql(const ListQuery& q) {
     out.args.push_back(v);
     return "?" + std::to_string(out.args.size() + 1);
   };
+  std::string t;
   if (at) {
-    std::string t = param(json::value(*q.at_us));
+    t = param(json::value(*q.at_us));
     sql += " AND valid_from_us <= " + t + " AND valid_to_us > " + t + " AND deleted = 0";
   }
   for (const Filter& f : q.filters) {
-    std::string expr = projection::FieldExpr(f.field);
-    switch (f.op) {
-      case FilterOp::kEq: sql += " AND " + expr + " = " + param(f.values[0]); break;
-      case FilterOp::kNe: sql += " AND " + expr + " <> " + param(f.values[0]); break;
-      case FilterOp::kLt: sql += " AND " + expr + " < " + param(f.values[0]); break;
-      case FilterOp::kLte: sql += " AND " + expr + " <= " + param(f.values[0]); break;
-      case FilterOp::kGt: sql += " AND " + expr + " > " + param(f.values[0]); break;
-      case FilterOp::kGte: sql += " AND " + expr + " >= " + param(f.values[0]); break;
-      case FilterOp::kIn: {
-        sql += " AND " + expr + " IN (";
-        for (size_t i = 0; i < f.values.size(); ++i) sql += (i ? ", " : "") + param(f.values[i]);
-        sql += ")";
-        break;
-      }
-      case FilterOp::kPrefix: {
-        std::string p = param(f.values[0]);
-        sql += " AND substr(" + expr + ", 1, length(" + p + ")) = " + p;
-        break;
-      }
+    if (!f.relation) {
+      sql += " AND " + Condition(projection::FieldExpr(f.field), f, param);
+      continue;
+    }
+    // Through a relation: the ids of the target's matching records (as of
+    // the same time). Inside the sub-select, unqualified columns are the
+    // target's (the innermost table that has them).
+    std::string targets =
+        "SELECT r2.id FROM " + std::string(at ? "record_versions" : "records") +
+        " AS r2 WHERE r2.collection = " + param(json::value(json::string(f.relation->collection)));
+    if (at) {
+      targets +=
+          " AND r2.valid_from_us <= " + t + " AND r2.valid_to_us > " + t + " AND r2.deleted = 0";
+    }
+    targets += " AND " + Condition(projection::FieldExpr(f.field), f, param);
+    if (f.relation->multiple) {
+      sql += " AND EXISTS (SELECT 1 FROM json_each(data, '$." + f.relation->name +
+             "') AS j WHERE j.value IN (" + targets + "))";
+    } else {
+      sql += " AND " + projection::FieldExpr(*f.relation) + " IN (" + targets + ")";
     }
   }
   const char* dir = q.descending ? " DESC" : " ASC";

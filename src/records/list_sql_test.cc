@@ -20,15 +20,24 @@ const CollectionSchema& Schema() {
   static const CollectionSchema schema = [] {
     auto parsed = ParseCollection(
         json::parse(R"({"name":"t","fields":[{"name":"title","type":"string"},)"
-                    R"({"name":"n","type":"integer"},{"name":"done","type":"boolean"}]})"));
+                    R"({"name":"n","type":"integer"},{"name":"done","type":"boolean"},)"
+                    R"({"name":"owner","type":"relation","collection":"c"},)"
+                    R"({"name":"tags","type":"relation","collection":"c","multiple":true}]})"));
     if (!parsed.ok()) std::abort();
     return *parsed;
   }();
   return schema;
 }
 
+// The related collection: c(country).
+Result<CollectionSchema> Related(const std::string& name) {
+  if (name != "c") return NotFound("no such collection");
+  return ParseCollection(
+      json::parse(R"({"name":"c","fields":[{"name":"country","type":"string"}]})"));
+}
+
 ListQuery Query(const QueryParams& params) {
-  auto q = ParseListQuery(Schema(), params);
+  auto q = ParseListQuery(Schema(), params, Related);
   EXPECT_OK(q);
   return q.ok() ? *q : ListQuery{};
 }
@@ -38,8 +47,12 @@ ListQuery Query(const QueryParams& params) {
 // is in it), and the placeholders are exactly ?1 .. ?(args + 1).
 void ExpectOnlyFixedText(const ListSql& built) {
   std::string rest = built.sql;
+  std::vector<std::string> exprs = {"json_extract(data, '$.country')"};
   for (const auto& f : Schema().fields) {
-    const std::string expr = "json_extract(data, '$." + f.name + "')";
+    exprs.push_back("json_extract(data, '$." + f.name + "')");
+    exprs.push_back("json_each(data, '$." + f.name + "')");
+  }
+  for (const auto& expr : exprs) {
     for (size_t at; (at = rest.find(expr)) != std::string::npos;) rest.erase(at, expr.size());
   }
   EXPECT_EQ(rest.find('\''), std::string::npos) << built.sql;
@@ -102,6 +115,20 @@ TEST(ListSql, EachQueryShapeBuildsItsStatementWithEveryValueBound) {
        "records WHERE collection = ?1 AND (" + kN + " < ?3 OR (" + kN + " = ?3 AND id < ?2) OR " +
            kN + " IS NULL) ORDER BY " + kN + " DESC, id DESC LIMIT 51",
        {json::string("r9"), 7}},
+      {"through a relation",
+       {{"filter", "owner.country:eq:" + hostile}},
+       "records WHERE collection = ?1 AND json_extract(data, '$.owner') IN (SELECT r2.id FROM "
+       "records AS r2 WHERE r2.collection = ?2 AND json_extract(data, '$.country') = ?3)"
+       " ORDER BY id ASC LIMIT 51",
+       {json::string("c"), json::string(hostile)}},
+      {"through a multiple relation, at a time",
+       {{"filter", "tags.country:in:CZ,SK"}, {"at", "2026-01-02T03:04:05Z"}},
+       "record_versions WHERE collection = ?1 AND valid_from_us <= ?2 AND valid_to_us > ?2"
+       " AND deleted = 0 AND EXISTS (SELECT 1 FROM json_each(data, '$.tags') AS j WHERE j.value"
+       " IN (SELECT r2.id FROM record_versions AS r2 WHERE r2.collection = ?3 AND"
+       " r2.valid_from_us <= ?2 AND r2.valid_to_us > ?2 AND r2.deleted = 0 AND"
+       " json_extract(data, '$.country') IN (?4, ?5))) ORDER BY id ASC LIMIT 51",
+       {int64_t{1767323045000000}, json::string("c"), json::string("CZ"), json::string("SK")}},
       {"after a record without the sort field, ascending",
        {{"sort", "n"}, {"cursor", EncodeCursor({nullptr, "r9"})}},
        "records WHERE collection = ?1 AND ((" + kN + " IS NULL AND id > ?2) OR " + kN +
@@ -125,6 +152,27 @@ ListSql ValueInTheText() {
 }
 ListSql PlaceholderWithoutArg() {
   return {std::string(kSelect) + "records WHERE collection = ?1 AND id > ?3", {1}};
+}
+
+TEST(ListSql, RelationPathsAreCheckedAgainstBothSchemas) {
+  for (const char* bad : {"title.country:eq:x", "owner.nope:eq:x", "owner.owner:eq:x", "tags:eq:x",
+                          "owner.country.x:eq:y"}) {
+    SCOPED_TRACE(bad);
+    EXPECT_EQ(ParseListQuery(Schema(), {{"filter", bad}}, Related).status().code(),
+              StatusCode::kInvalidArgument);
+  }
+  // Without the lookup (no related schemas), a path is refused, not guessed.
+  EXPECT_EQ(ParseListQuery(Schema(), {{"filter", "owner.country:eq:x"}}).status().code(),
+            StatusCode::kInvalidArgument);
+  auto e = ParseListQuery(Schema(), {{"expand", "owner,tags"}}, Related);
+  ASSERT_OK(e);
+  ASSERT_EQ(e->expand.size(), 2u);
+  EXPECT_EQ(e->expand[1].first.name, "tags");
+  for (const char* bad : {"title", "owner.country", "owner.x.y", "nope", "", "owner,"}) {
+    SCOPED_TRACE(bad);
+    EXPECT_EQ(ParseListQuery(Schema(), {{"expand", bad}}, Related).status().code(),
+              StatusCode::kInvalidArgument);
+  }
 }
 
 TEST(ListSql, TheFixedTextCheckCatchesAValueInTheText) {

@@ -72,6 +72,12 @@ Result<std::vector<std::string>> IndexesOf(storage::Database& db, const std::str
   }
 }
 
+// Declared indexed, or a single relation: deleting its target looks up the
+// records that name it (relation_store.cc).
+bool Indexed(const FieldDef& f) {
+  return f.indexed || (f.type == FieldType::kRelation && !f.multiple);
+}
+
 Status SyncIndexes(storage::Database& db, const CollectionSchema* schema,
                    const std::string& collection) {
   auto existing = IndexesOf(db, collection);
@@ -79,7 +85,7 @@ Status SyncIndexes(storage::Database& db, const CollectionSchema* schema,
   std::vector<std::string> wanted;
   if (schema != nullptr) {
     for (const auto& f : schema->fields) {
-      if (f.indexed) wanted.push_back(IndexPrefix(collection) + f.name);
+      if (Indexed(f)) wanted.push_back(IndexPrefix(collection) + f.name);
     }
   }
   for (const auto& name : *existing) {
@@ -88,7 +94,7 @@ Status SyncIndexes(storage::Database& db, const CollectionSchema* schema,
   }
   if (schema == nullptr) return Status::Ok();
   for (const auto& f : schema->fields) {
-    if (!f.indexed) continue;
+    if (!Indexed(f)) continue;
     // Names are schema identifiers ([a-z][a-z0-9_]*), safe inside quotes.
     if (Status s = db.Exec("CREATE INDEX IF NOT EXISTS \"" + IndexPrefix(collection) + f.name +
                            "\" ON records (collection, " + FieldExpr(f) + ")");

@@ -48,19 +48,47 @@ Result<json::value> FilterValue(const FieldDef& f, std::string_view text) {
   return ParseFieldValue(f, text);
 }
 
-Result<Filter> ParseFilter(const CollectionSchema& schema, std::string_view text) {
+// A relation field of `schema` named `name`, and its target's schema.
+Result<std::pair<FieldDef, CollectionSchema>> Relation(const CollectionSchema& schema,
+                                                       std::string_view name,
+                                                       const SchemaLookup& related,
+                                                       std::string_view use) {
+  const FieldDef* f = schema.Find(name);
+  if (f == nullptr || f->type != FieldType::kRelation) {
+    return InvalidArgument(std::string(use) + ": " + Shown(name) + " is not a relation field of " +
+                           schema.name);
+  }
+  if (!related)
+    return InvalidArgument(std::string(use) + " through a relation is not available here");
+  auto target = related(f->collection);
+  if (!target.ok()) return Internal("the related collection " + f->collection + " is missing");
+  return std::pair{*f, std::move(*target)};
+}
+
+Result<Filter> ParseFilter(const CollectionSchema& schema, std::string_view text,
+                           const SchemaLookup& related) {
   size_t c1 = text.find(':');
   size_t c2 = c1 == text.npos ? text.npos : text.find(':', c1 + 1);
   if (c2 == text.npos) return InvalidArgument("filter must be <field>:<op>:<value>");
   std::string_view name = text.substr(0, c1);
   std::string_view op = text.substr(c1 + 1, c2 - c1 - 1);
   std::string_view value = text.substr(c2 + 1);
-  const FieldDef* f = Lookup(schema, name);
-  if (f == nullptr) {
-    return InvalidArgument("filter on an unknown field: " + Shown(name) +
-                           " (fields: " + FieldNames(schema) + ")");
-  }
   Filter filter;
+  const CollectionSchema* fields_of = &schema;
+  std::optional<CollectionSchema> target;
+  if (size_t dot = name.find('.'); dot != name.npos) {
+    auto rel = Relation(schema, name.substr(0, dot), related, "filter");
+    if (!rel.ok()) return rel.status();
+    filter.relation = std::move(rel->first);
+    target = std::move(rel->second);
+    fields_of = &*target;
+    name = name.substr(dot + 1);
+  }
+  const FieldDef* f = Lookup(*fields_of, name);
+  if (f == nullptr) {
+    return InvalidArgument("filter on an unknown field: " + Shown(name) + " (fields of " +
+                           fields_of->name + ": " + FieldNames(*fields_of) + ")");
+  }
   filter.field = *f;
   bool known = false;
   for (const auto& [n, o] : kOps) {
@@ -74,6 +102,9 @@ Result<Filter> ParseFilter(const CollectionSchema& schema, std::string_view text
   if (f->type == FieldType::kJson || f->type == FieldType::kFile)
     return InvalidArgument(f->name + ": " + std::string(FieldTypeName(f->type)) +
                            " fields cannot be filtered");
+  if (filter.relation && f->type == FieldType::kRelation) {
+    return InvalidArgument("a filter follows one relation only");
+  }
   if (filter.op == FilterOp::kPrefix &&
       !(f->type == FieldType::kString || f->type == FieldType::kText ||
         f->type == FieldType::kEmail || f->type == FieldType::kEnum)) {
@@ -152,10 +183,39 @@ Result<QueryParams> ParseQueryString(std::string_view query) {
   return out;
 }
 
+Result<std::vector<ExpandPath>> ParseExpand(const CollectionSchema& schema, std::string_view text,
+                                            const SchemaLookup& related) {
+  std::vector<ExpandPath> out;
+  size_t start = 0;
+  while (true) {
+    size_t comma = text.find(',', start);
+    std::string_view path = text.substr(start, comma == text.npos ? text.npos : comma - start);
+    if (out.size() == kMaxExpandPaths) return InvalidArgument("at most 8 expand paths");
+    size_t dot = path.find('.');
+    if (dot != path.npos && path.find('.', dot + 1) != path.npos) {
+      return InvalidArgument("expand: at most 2 levels (<relation>.<relation>)");
+    }
+    auto first = Relation(schema, path.substr(0, dot), related, "expand");
+    if (!first.ok()) return first.status();
+    ExpandPath p{std::move(first->first), std::nullopt};
+    if (dot != path.npos) {
+      auto second = Relation(first->second, path.substr(dot + 1), related, "expand");
+      if (!second.ok()) return second.status();
+      p.second = std::move(second->first);
+    }
+    out.push_back(std::move(p));
+    if (comma == text.npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
 Result<ListQuery> ParseListQuery(const CollectionSchema& schema,
-                                 const std::vector<std::pair<std::string, std::string>>& params) {
+                                 const std::vector<std::pair<std::string, std::string>>& params,
+                                 const SchemaLookup& related) {
   ListQuery q;
-  bool seen_sort = false, seen_limit = false, seen_cursor = false, seen_at = false;
+  bool seen_sort = false, seen_limit = false, seen_cursor = false, seen_at = false,
+       seen_expand = false;
   auto once = [](bool* seen, const std::string& key) -> Status {
     if (*seen) return InvalidArgument(key + " given twice");
     *seen = true;
@@ -164,7 +224,7 @@ Result<ListQuery> ParseListQuery(const CollectionSchema& schema,
   for (const auto& [key, value] : params) {
     if (key == "filter") {
       if (q.filters.size() == kMaxFilters) return InvalidArgument("at most 16 filters");
-      auto f = ParseFilter(schema, value);
+      auto f = ParseFilter(schema, value, related);
       if (!f.ok()) return f.status();
       q.filters.push_back(std::move(*f));
     } else if (key == "sort") {
@@ -177,12 +237,13 @@ Result<ListQuery> ParseListQuery(const CollectionSchema& schema,
       if (name == "id") continue;
       const FieldDef* f = Lookup(schema, name);
       if (f == nullptr) {
-        return InvalidArgument("sort on an unknown field: " + Shown(name) + " (fields: id, " +
-                               FieldNames(schema) + ")");
+        return InvalidArgument("sort on an unknown field: " + Shown(name) +
+                               " (fields: " + FieldNames(schema) + ")");
       }
-      if (f->type == FieldType::kJson || f->type == FieldType::kFile)
+      if (f->type == FieldType::kJson || f->type == FieldType::kFile ||
+          (f->type == FieldType::kRelation && f->multiple))
         return InvalidArgument(f->name + ": " + std::string(FieldTypeName(f->type)) +
-                               " fields cannot be sorted");
+                               " fields cannot be sorted" + (f->multiple ? " (multiple)" : ""));
       q.sort = *f;
     } else if (key == "limit") {
       if (Status s = once(&seen_limit, key); !s.ok()) return s;
@@ -202,9 +263,14 @@ Result<ListQuery> ParseListQuery(const CollectionSchema& schema,
       auto us = ParseRfc3339(value);
       if (!us.ok()) return InvalidArgument("at must be an RFC 3339 date-time");
       q.at_us = *us;
+    } else if (key == "expand") {
+      if (Status s = once(&seen_expand, key); !s.ok()) return s;
+      auto paths = ParseExpand(schema, value, related);
+      if (!paths.ok()) return paths.status();
+      q.expand = std::move(*paths);
     } else {
       return InvalidArgument("unknown query parameter: " + Shown(key) +
-                             " (allowed: filter, sort, limit, cursor, at)");
+                             " (allowed: filter, sort, limit, cursor, at, expand)");
     }
   }
   return q;

@@ -6,7 +6,13 @@
 //   filter=<field>:<op>:<value>   repeatable, all must hold; op is one of
 //                                 eq ne lt lte gt gte in prefix; `in` takes
 //                                 comma-separated values (at most 100)
+//   filter=<relation>.<field>:<op>:<value>
+//                                 through one relation: some related record
+//                                 (as of `at`) has a field that matches
 //   sort=<field> | sort=-<field>  one declared field (default: id ascending)
+//   expand=<relation>[.<relation>],...
+//                                 related records to embed (depth at most 2;
+//                                 the handler embeds them, the store ignores it)
 //   limit=<1..200>                default 50
 //   cursor=<opaque>               from the previous page's next_cursor
 //   at=<RFC 3339>                 the listing as it was at that time
@@ -17,6 +23,7 @@
 #define SILO_RECORDS_QUERY_H_
 
 #include <boost/json/value.hpp>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -34,7 +41,18 @@ struct Filter {
   FieldDef field;  // a copy of the schema's definition
   FilterOp op = FilterOp::kEq;
   std::vector<boost::json::value> values;  // one, or several for kIn
+  // Set for a filter through a relation: the relation field of the listed
+  // collection; `field` is then a field of relation->collection.
+  std::optional<FieldDef> relation;
 };
+
+// One ?expand path: a relation field of the listed collection, and maybe a
+// relation field of its target collection.
+struct ExpandPath {
+  FieldDef first;
+  std::optional<FieldDef> second;
+};
+inline constexpr size_t kMaxExpandPaths = 8;
 
 // Where the previous page ended.
 struct Cursor {
@@ -49,6 +67,7 @@ struct ListQuery {
   int limit = 50;
   std::optional<Cursor> after;
   std::optional<int64_t> at_us;
+  std::vector<ExpandPath> expand;
 };
 
 inline constexpr int kMaxPageSize = 200;
@@ -62,10 +81,22 @@ using QueryParams = std::vector<std::pair<std::string, std::string>>;
 // a NUL-terminated copy, and never the empty string.
 Result<QueryParams> ParseQueryString(std::string_view query);
 
+// The schema of a related collection (filters through relations and expand
+// paths need their targets'). NotFound when there is none.
+using SchemaLookup = std::function<Result<CollectionSchema>(const std::string& collection)>;
+
 // `params` are the decoded query parameters in order. InvalidArgument for an
-// unknown parameter or field, a malformed filter or value, a bad cursor.
+// unknown parameter or field, a malformed filter or value, a bad cursor, an
+// expand path that is not a relation or deeper than 2. Without `related`, a
+// filter through a relation or an expand is refused.
 Result<ListQuery> ParseListQuery(const CollectionSchema& schema,
-                                 const std::vector<std::pair<std::string, std::string>>& params);
+                                 const std::vector<std::pair<std::string, std::string>>& params,
+                                 const SchemaLookup& related = nullptr);
+
+// An expand parameter's value: comma-separated paths. InvalidArgument naming
+// the bad path.
+Result<std::vector<ExpandPath>> ParseExpand(const CollectionSchema& schema, std::string_view text,
+                                            const SchemaLookup& related);
 
 std::string EncodeCursor(const Cursor& cursor);
 Result<Cursor> DecodeCursor(std::string_view text);

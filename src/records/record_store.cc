@@ -19,6 +19,7 @@ namespace {
 json::value SortValue(const ListQuery& q, const Record& r) {
   if (!q.sort) return nullptr;
   const std::string& column = q.sort->column;
+  if (column == "id") return json::string(r.id);
   if (column == "created_by") return json::string(r.created_by);
   if (column == "updated_by") return json::string(r.updated_by);
   if (column == "created_at_us") return r.created_at_us;
@@ -27,10 +28,8 @@ json::value SortValue(const ListQuery& q, const Record& r) {
   return v ? *v : json::value(nullptr);
 }
 
-// What a record write from `before` to `after` does to the files its file
-// fields name (files/catalog.h): new ids are attached, dropped ones become
-// tombstones, in the write's transaction. InvalidArgument naming each field
-// whose files cannot be attached.
+}  // namespace
+
 Status ReconcileFiles(Database& db, const events::Origin& ctx, const CollectionSchema& schema,
                       const std::string& collection, const std::string& id,
                       const json::object& before, const json::object& after) {
@@ -48,8 +47,6 @@ Status ReconcileFiles(Database& db, const events::Origin& ctx, const CollectionS
   if (!errors.empty()) return InvalidArgument("invalid record").WithFields(std::move(errors));
   return Status::Ok();
 }
-
-}  // namespace
 
 Result<Record> SqliteTenantStore::CreateRecord(const events::Origin& ctx,
                                                const std::string& collection,
@@ -78,6 +75,7 @@ Result<Record> SqliteTenantStore::CreateRecord(const events::Origin& ctx,
         if (!existing.ok()) return existing.status();
         if (*existing) return AlreadyExists("a record with this id exists or existed");
         if (Status u = CheckUnique(db, c->schema, collection, id, *valid); !u.ok()) return u;
+        SILO_RETURN_IF_ERROR(CheckRelations(db, c->schema, {}, *valid));
         SILO_RETURN_IF_ERROR(ReconcileFiles(db, ctx, c->schema, collection, id, {}, *valid));
         e.type = "record.created";
         e.subject_kind = proj::kRecordSubject;
@@ -137,6 +135,7 @@ Result<Record> SqliteTenantStore::UpdateRecord(const events::Origin& ctx,
         if (Status u = CheckUnique(db, c->schema, collection, id, *valid); !u.ok()) return u;
         e.changes = Diff(c->schema, (*latest)->data, *valid);
         if (e.changes.empty()) return Status::Ok();  // nothing changed: no event
+        SILO_RETURN_IF_ERROR(CheckRelations(db, c->schema, (*latest)->data, *valid));
         SILO_RETURN_IF_ERROR(
             ReconcileFiles(db, ctx, c->schema, collection, id, (*latest)->data, *valid));
         e.type = "record.updated";
@@ -160,6 +159,21 @@ Status SqliteTenantStore::DeleteRecord(const events::Origin& ctx, const std::str
         if (!latest.ok()) return latest.status();
         if (!*latest || (*latest)->deleted) return NotFound("no such record");
         if (Status v = CheckVersion((*latest)->version, if_version); !v.ok()) return v;
+        // Referrers first: their events come before this one, so at every
+        // time the log describes, relations name live records only.
+        DeleteClosure closure;
+        SILO_RETURN_IF_ERROR(FollowOnDelete(db, ctx, collection, id, &closure));
+        std::vector<FieldError> blocking;
+        size_t count = 0;
+        for (const std::string& r : closure.restricted) {
+          if (closure.gone.count(r.substr(0, r.find(' ')))) continue;
+          if (++count <= kMaxOffendingIds) blocking.push_back({r, "refers to this record"});
+        }
+        if (count > 0) {
+          return FailedPrecondition(std::to_string(count) +
+                                    " records refer to this record (on_delete restrict)")
+              .WithFields(std::move(blocking));
+        }
         SILO_RETURN_IF_ERROR(
             ReconcileFiles(db, ctx, c->schema, collection, id, (*latest)->data, {}));
         e.type = "record.deleted";
@@ -201,6 +215,7 @@ Result<Record> SqliteTenantStore::RevertRecord(const events::Origin& ctx,
         json::object current = (*latest)->deleted ? json::object() : (*latest)->data;
         e.changes = Diff(c->schema, current, *valid);
         if (e.changes.empty() && !(*latest)->deleted) return Status::Ok();  // already so
+        SILO_RETURN_IF_ERROR(CheckRelations(db, c->schema, current, *valid));
         SILO_RETURN_IF_ERROR(ReconcileFiles(db, ctx, c->schema, collection, id, current, *valid));
         e.type = "record.reverted";
         e.subject_kind = proj::kRecordSubject;

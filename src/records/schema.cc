@@ -31,11 +31,20 @@ constexpr std::string_view kReserved[] = {"id",         "version",    "created_a
                                           "created_by", "updated_at", "updated_by"};
 
 constexpr std::pair<std::string_view, FieldType> kTypes[] = {
-    {"string", FieldType::kString},   {"text", FieldType::kText},
-    {"integer", FieldType::kInteger}, {"number", FieldType::kNumber},
-    {"boolean", FieldType::kBoolean}, {"datetime", FieldType::kDateTime},
-    {"email", FieldType::kEmail},     {"enum", FieldType::kEnum},
-    {"json", FieldType::kJson},       {"file", FieldType::kFile}};
+    {"string", FieldType::kString},    {"text", FieldType::kText},
+    {"integer", FieldType::kInteger},  {"number", FieldType::kNumber},
+    {"boolean", FieldType::kBoolean},  {"datetime", FieldType::kDateTime},
+    {"email", FieldType::kEmail},      {"enum", FieldType::kEnum},
+    {"json", FieldType::kJson},        {"file", FieldType::kFile},
+    {"relation", FieldType::kRelation}};
+
+constexpr std::pair<std::string_view, OnDelete> kOnDelete[] = {{"restrict", OnDelete::kRestrict},
+                                                               {"cascade", OnDelete::kCascade},
+                                                               {"set_null", OnDelete::kSetNull}};
+
+bool ValidRelatedId(const json::value& v) {
+  return v.is_string() && ValidRecordId(std::string_view(v.as_string()));
+}
 
 int Depth(const json::value& v) {
   int deepest = 0;
@@ -144,11 +153,31 @@ std::string CheckValue(const FieldDef& f, const json::value& v, json::value* out
       }
       return "";
     }
+    case FieldType::kRelation: {
+      if (!f.multiple) return ValidRelatedId(v) ? "" : "must be a record id";
+      if (!v.is_array() || v.as_array().size() > kMaxRelationIds) {
+        return "must be an array of at most " + std::to_string(kMaxRelationIds) + " record ids";
+      }
+      std::set<std::string_view> distinct;
+      for (const auto& id : v.as_array()) {
+        if (!ValidRelatedId(id) || !distinct.insert(id.as_string()).second) {
+          return "must be an array of distinct record ids";
+        }
+      }
+      return "";
+    }
   }
   return "unsupported type";
 }
 
 }  // namespace
+
+std::string_view OnDeleteName(OnDelete mode) {
+  for (const auto& [name, m] : kOnDelete) {
+    if (m == mode) return name;
+  }
+  return "?";
+}
 
 std::string_view FieldTypeName(FieldType type) {
   for (const auto& [name, t] : kTypes) {
@@ -190,7 +219,7 @@ std::vector<std::string> FileIds(const json::value* value) {
 
 const FieldDef* SystemField(std::string_view name) {
   static const FieldDef* const kFields = [] {
-    auto* f = new FieldDef[4];
+    auto* f = new FieldDef[5];
     f[0].name = f[0].column = "created_by";
     f[1].name = f[1].column = "updated_by";
     f[2].name = "created_at";
@@ -198,9 +227,11 @@ const FieldDef* SystemField(std::string_view name) {
     f[3].name = "updated_at";
     f[3].column = "updated_at_us";
     f[2].type = f[3].type = FieldType::kDateTime;
+    f[4].name = f[4].column = "id";
+    f[4].max_bytes = 64;
     return f;
   }();
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < 5; ++i) {
     if (kFields[i].name == name) return &kFields[i];
   }
   return nullptr;
@@ -228,6 +259,10 @@ json::object CollectionSchema::ToJson() const {
       for (const auto& t : f.types) types.push_back(json::string(t));
       o["types"] = std::move(types);
       o["max_files"] = static_cast<int64_t>(f.max_files);
+    } else if (f.type == FieldType::kRelation) {
+      o["collection"] = f.collection;
+      o["multiple"] = f.multiple;
+      o["on_delete"] = OnDeleteName(f.on_delete);
     } else if (f.max_bytes != 0) {
       o["max"] = static_cast<int64_t>(f.max_bytes);
     }
@@ -304,6 +339,45 @@ void ParseFileOptions(const json::object& fo, bool typed, FieldDef* f, const Fai
   }
 }
 
+// "collection", "multiple" and "on_delete" of a relation field (and of no
+// other). The target's existence is the store's to check.
+void ParseRelationOptions(const json::object& fo, bool typed, FieldDef* f, const Fail& fail) {
+  const bool relation = typed && f->type == FieldType::kRelation;
+  for (const char* key : {"collection", "multiple", "on_delete"}) {
+    if (!relation && fo.contains(key)) fail(std::string(key) + " applies to relation fields only");
+  }
+  if (!relation) return;
+  const json::value* c = fo.if_contains("collection");
+  if (c == nullptr || !c->is_string() || !ValidName(c->as_string())) {
+    fail("collection must name the related collection ([a-z][a-z0-9_]{0,62})");
+  } else {
+    f->collection = c->as_string();
+  }
+  if (const json::value* m = fo.if_contains("multiple")) {
+    if (!m->is_bool()) {
+      fail("multiple must be true or false");
+    } else {
+      f->multiple = m->as_bool();
+    }
+  }
+  if (const json::value* d = fo.if_contains("on_delete")) {
+    bool known = false;
+    for (const auto& [name, mode] : kOnDelete) {
+      if (d->is_string() && d->as_string() == name) {
+        f->on_delete = mode;
+        known = true;
+      }
+    }
+    if (!known) fail("on_delete must be one of restrict, cascade, set_null");
+  }
+  if (f->on_delete == OnDelete::kSetNull && f->required) {
+    fail("a required relation cannot be set_null on delete");
+  }
+  if (f->multiple && (f->unique || f->indexed)) {
+    fail("a multiple relation cannot be unique or indexed");
+  }
+}
+
 // "max" of a string, text or json field.
 void ParseMax(const json::object& fo, FieldDef* f, const Fail& fail) {
   f->max_bytes = DefaultMax(f->type);
@@ -360,8 +434,8 @@ std::optional<FieldDef> ParseField(const json::value& fv, size_t index, std::set
   };
   for (const auto& kv : fo) {
     static const std::set<std::string_view> kKnown = {
-        "name", "type",   "required",  "unique", "indexed",
-        "max",  "values", "max_bytes", "types",  "max_files"};
+        "name",      "type",  "required",  "unique",     "indexed",  "max",      "values",
+        "max_bytes", "types", "max_files", "collection", "multiple", "on_delete"};
     if (!kKnown.count(kv.key())) fail("unknown member " + std::string(kv.key()));
   }
   const json::value* fname = fo.if_contains("name");
@@ -388,7 +462,7 @@ std::optional<FieldDef> ParseField(const json::value& fv, size_t index, std::set
   if (!typed) {
     fail(
         "type must be one of string, text, integer, number, boolean, datetime, email, enum, "
-        "json, file");
+        "json, file, relation");
   }
   for (auto [key, flag] : {std::pair{"required", &f.required}, std::pair{"unique", &f.unique},
                            std::pair{"indexed", &f.indexed}}) {
@@ -407,6 +481,7 @@ std::optional<FieldDef> ParseField(const json::value& fv, size_t index, std::set
   }
   ParseMax(fo, &f, fail);
   ParseFileOptions(fo, typed, &f, fail);
+  ParseRelationOptions(fo, typed, &f, fail);
   ParseEnumValues(fo, typed, &f, fail);
   if (!ok) return std::nullopt;
   return f;
@@ -529,6 +604,15 @@ Result<json::value> ParseFieldValue(const FieldDef& f, std::string_view text) {
     }
     case FieldType::kJson: return InvalidArgument(f.name + ": json fields cannot be compared");
     case FieldType::kFile: return InvalidArgument(f.name + ": file fields cannot be compared");
+    case FieldType::kRelation:
+      if (f.multiple) {
+        return InvalidArgument(f.name +
+                               ": a multiple relation cannot be compared; filter through it "
+                               "(" +
+                               f.name + ".id:eq:<id>)");
+      }
+      if (!ValidRecordId(text)) return bad();
+      return json::value(json::string(text));
   }
   return bad();
 }

@@ -7,7 +7,9 @@
 //     {"name": "state", "type": "enum", "values": ["open", "closed"], "indexed": true},
 //     {"name": "ref", "type": "string", "unique": true},
 //     {"name": "scan", "type": "file", "max_bytes": 10485760,
-//      "types": ["image/*", "application/pdf"], "max_files": 3}]}
+//      "types": ["image/*", "application/pdf"], "max_files": 3},
+//     {"name": "customer", "type": "relation", "collection": "customers",
+//      "multiple": false, "on_delete": "restrict"}]}
 // Names (collections and fields) match [a-z][a-z0-9_]{0,62}; the record
 // metadata names (id, version, created_at, ...) are reserved.
 #ifndef SILO_RECORDS_SCHEMA_H_
@@ -34,8 +36,12 @@ enum class FieldType {
   kEmail,
   kEnum,
   kJson,
-  kFile  // one file id (max_files 1) or an array of them; files/catalog.h
+  kFile,     // one file id (max_files 1) or an array of them; files/catalog.h
+  kRelation  // one record id of `collection`, or an array of them (multiple)
 };
+
+// What deleting a record does to the records whose relation names it.
+enum class OnDelete { kRestrict, kCascade, kSetNull };
 
 std::string_view FieldTypeName(FieldType type);
 
@@ -45,10 +51,13 @@ struct FieldDef {
   bool required = false;
   bool unique = false;
   bool indexed = false;
-  size_t max_bytes = 0;             // string, text, json, file: the limit in bytes
-  std::vector<std::string> values;  // enum only
-  std::vector<std::string> types;   // file only: allowed sniffed types; empty: any
-  size_t max_files = 1;             // file only
+  size_t max_bytes = 0;                      // string, text, json, file: the limit in bytes
+  std::vector<std::string> values;           // enum only
+  std::vector<std::string> types;            // file only: allowed sniffed types; empty: any
+  size_t max_files = 1;                      // file only
+  std::string collection;                    // relation only: the target collection
+  bool multiple = false;                     // relation only: an array of ids
+  OnDelete on_delete = OnDelete::kRestrict;  // relation only
   // Set for a system field (SystemField): the records column it reads
   // instead of a member of the record's data.
   std::string column;
@@ -68,28 +77,36 @@ struct CollectionSchema {
 };
 
 inline constexpr size_t kMaxFields = 64;
+inline constexpr size_t kMaxRelationIds = 100;  // in one multiple relation
 inline constexpr int kMaxJsonDepth = 16;
 
 // [a-z][a-z0-9_]{0,62}
 bool ValidName(std::string_view name);
 
 // The read-only fields every record has, which filters and sorts take like
-// declared fields: created_by and updated_by (the actor, "<kind>:<id>",
+// declared fields: id, created_by and updated_by (the actor, "<kind>:<id>",
 // strings) and created_at and updated_at (date-times, compared as the
 // microseconds they are stored as). nullptr for any other name; their names
 // are reserved, so no declared field shadows them.
 const FieldDef* SystemField(std::string_view name);
 inline constexpr std::string_view kSystemFieldNames =
-    "created_at, created_by, updated_at, updated_by";
+    "id, created_at, created_by, updated_at, updated_by";
 // A record id: [A-Za-z0-9_-]{1,64}.
 bool ValidRecordId(std::string_view id);
 
-// The file ids a file field's value names (none for an absent value).
+// The file ids a file field's value names, or the record ids a relation
+// field's value names (none for an absent value).
 // REQUIRES: the value passed ValidateRecord.
 std::vector<std::string> FileIds(const boost::json::value* value);
+inline std::vector<std::string> RelatedIds(const boost::json::value* value) {
+  return FileIds(value);
+}
+
+std::string_view OnDeleteName(OnDelete mode);
 
 // Parses and checks a collection definition. InvalidArgument naming each
-// bad field definition.
+// bad field definition. What needs the other collections (a relation's
+// target exists, cascades form no cycle) is the store's to check.
 Result<CollectionSchema> ParseCollection(const boost::json::value& json);
 
 // Checks a record's whole data (every field it has) against the schema and

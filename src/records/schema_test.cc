@@ -22,7 +22,9 @@ CollectionSchema Tickets() {
       {"name":"due","type":"datetime"},
       {"name":"mail","type":"email"},
       {"name":"state","type":"enum","values":["open","closed"]},
-      {"name":"meta","type":"json"}]})"));
+      {"name":"meta","type":"json"},
+      {"name":"owner","type":"relation","collection":"users_x","on_delete":"set_null"},
+      {"name":"tags","type":"relation","collection":"tags","multiple":true}]})"));
   EXPECT_OK(s) << s.status().ToString();
   return s.ok() ? *s : CollectionSchema{};
 }
@@ -48,7 +50,11 @@ TEST(TimeUtil, ParsesAndFormatsRfc3339) {
 
 TEST(Schema, ParsesAValidCollectionAndRoundTrips) {
   CollectionSchema s = Tickets();
-  ASSERT_EQ(s.fields.size(), 9u);
+  ASSERT_EQ(s.fields.size(), 11u);
+  EXPECT_EQ(s.fields[9].collection, "users_x");
+  EXPECT_EQ(s.fields[9].on_delete, OnDelete::kSetNull);
+  EXPECT_TRUE(s.fields[10].multiple);
+  EXPECT_EQ(s.fields[10].on_delete, OnDelete::kRestrict);
   auto again = ParseCollection(s.ToJson());
   ASSERT_OK(again);
   EXPECT_EQ(json::serialize(again->ToJson()), json::serialize(s.ToJson()));
@@ -72,6 +78,18 @@ TEST(Schema, RefusesBadDefinitionsNamingThem) {
       {R"({"name":"t","fields":[{"name":"s","type":"string","max":0}]})", "fields.s"},
       {R"({"name":"t","fields":[{"name":"s","type":"string","required":"yes"}]})", "fields.s"},
       {R"({"name":"t","fields":[],"extra":1})", "extra"},
+      {R"({"name":"t","fields":[{"name":"r","type":"relation"}]})", "fields.r"},
+      {R"({"name":"t","fields":[{"name":"r","type":"relation","collection":"X y"}]})", "fields.r"},
+      {R"({"name":"t","fields":[{"name":"r","type":"relation","collection":"c",)"
+       R"("on_delete":"nothing"}]})",
+       "fields.r"},
+      {R"({"name":"t","fields":[{"name":"r","type":"relation","collection":"c",)"
+       R"("required":true,"on_delete":"set_null"}]})",
+       "fields.r"},
+      {R"({"name":"t","fields":[{"name":"r","type":"relation","collection":"c",)"
+       R"("multiple":true,"unique":true}]})",
+       "fields.r"},
+      {R"({"name":"t","fields":[{"name":"s","type":"string","collection":"c"}]})", "fields.s"},
   };
   for (const auto& c : cases) {
     auto r = ParseCollection(json::parse(c.json));

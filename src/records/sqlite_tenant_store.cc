@@ -138,13 +138,7 @@ Status SqliteTenantStore::WriteEvent(
     events::Event e;
     if (Status s = prepare(db, e); !s.ok()) return s;
     if (!e.type.empty()) {
-      e.at_us = ctx.now_us;  // Append moves it past the last event's time
-      e.actor = ctx.actor;
-      e.request_id = ctx.request_id;
-      e.client = ctx.client;
-      auto seq = events::Append(db, e);
-      if (!seq.ok()) return seq.status();
-      if (Status s = proj::Apply(db, *seq, e); !s.ok()) return s;
+      if (Status s = AppendEvent(db, ctx, e); !s.ok()) return s;
       if (e.subject_kind == proj::kCollectionSubject) {
         // Schema changes are security relevant: also in the audit log.
         AuditEntry audit{e.type, e.subject_kind, e.subject_id, {}};
@@ -156,6 +150,16 @@ Status SqliteTenantStore::WriteEvent(
     }
     return tx->Commit();
   });
+}
+
+Status SqliteTenantStore::AppendEvent(Database& db, const events::Origin& ctx, events::Event& e) {
+  e.at_us = ctx.now_us;  // Append moves it past the last event's time
+  e.actor = ctx.actor;
+  e.request_id = ctx.request_id;
+  e.client = ctx.client;
+  auto seq = events::Append(db, e);
+  if (!seq.ok()) return seq.status();
+  return proj::Apply(db, *seq, e);
 }
 
 Status SqliteTenantStore::AppendAudit(Database& db, const events::Origin& ctx,

@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,19 @@ Status CheckUnique(storage::Database& db, const CollectionSchema& schema,
                    const boost::json::object& data);
 // VersionMismatch when `expected` is given and is not `current`.
 Status CheckVersion(int64_t current, std::optional<int64_t> expected);
+// InvalidArgument naming each relation field of `after` that names a record
+// that is not live in its target collection (ids already in `before` are
+// not looked up again: deleting a target first follows on_delete).
+Status CheckRelations(storage::Database& db, const CollectionSchema& schema,
+                      const boost::json::object& before, const boost::json::object& after);
+// What a record write from `before` to `after` does to the files its file
+// fields name (files/catalog.h): new ids are attached, dropped ones become
+// tombstones, in the write's transaction. InvalidArgument naming each field
+// whose files cannot be attached.
+Status ReconcileFiles(storage::Database& db, const events::Origin& ctx,
+                      const CollectionSchema& schema, const std::string& collection,
+                      const std::string& id, const boost::json::object& before,
+                      const boost::json::object& after);
 
 // One tenant's store. Not thread-safe: one per request.
 class SqliteTenantStore : public TenantStore {
@@ -81,6 +95,10 @@ class SqliteTenantStore : public TenantStore {
                               const std::string& id, const RevertTarget& target,
                               std::optional<int64_t> if_version) override;
 
+  Result<std::vector<Record>> GetRecords(const std::string& collection,
+                                         const std::vector<std::string>& ids,
+                                         std::optional<int64_t> at_us) override;
+
   Result<RecordPage> ListRecords(const std::string& collection, const ListQuery& q) override;
 
   Result<std::vector<HistoryEntry>> History(const std::string& collection,
@@ -112,6 +130,39 @@ class SqliteTenantStore : public TenantStore {
                     const std::function<Status(Database&)>& done);
 
   static Status AppendAudit(Database& db, const events::Origin& ctx, const AuditEntry& entry);
+
+  // Stamps `e` with the origin, appends it and applies it to the
+  // projections (what WriteEvent does for its one event; a delete's
+  // cascades append more in the same transaction).
+  static Status AppendEvent(Database& db, const events::Origin& ctx, events::Event& e);
+  static Status AppendRecordEvent(Database& db, const events::Origin& ctx, std::string type,
+                                  const CollectionSchema& schema, const std::string& id,
+                                  const boost::json::object& before,
+                                  const boost::json::object& after);
+
+  // InvalidArgument when a relation of `schema` names no collection, or when
+  // with it the cascades of all collections would form a cycle.
+  static Status CheckSchemaRelations(Database& db, const CollectionSchema& schema);
+  // FailedPrecondition while another collection's relation names `name`.
+  static Status CheckNotRelatedTo(Database& db, const std::string& name);
+
+  // What deleting records reaches: every record it deletes ("<c>/<id>"), the
+  // restricting references it met, and how many records a cascade deleted
+  // or set_null changed.
+  struct DeleteClosure {
+    std::set<std::string> gone;
+    std::vector<std::string> restricted;  // "<c>/<id> (<field>)"
+    int64_t cascaded = 0;
+    int64_t nulled = 0;
+  };
+  // Follows on_delete for every record that refers to collection/id: a
+  // cascade deletes the referrer (after following its own referrers), a
+  // set_null removes the id from its field, each an event of its own; a
+  // restrict is noted. The caller refuses the delete when a noted referrer
+  // is not itself in `gone` at the end.
+  static Status FollowOnDelete(Database& db, const events::Origin& ctx,
+                               const std::string& collection, const std::string& id,
+                               DeleteClosure* closure);
 
   static Result<std::vector<std::string>> CollectionNames(Database& db);
 

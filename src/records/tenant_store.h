@@ -130,22 +130,33 @@ class TenantStore {
   // (at most 100) when current records would violate the new schema.
   virtual Result<Collection> UpdateCollection(const events::Origin& ctx,
                                               const CollectionSchema& schema) = 0;
-  // FailedPrecondition while the collection still holds records.
+  // FailedPrecondition while the collection still holds records or another
+  // collection's relation names it.
   virtual Status DeleteCollection(const events::Origin& ctx, const std::string& name) = 0;
 
   // `data` may carry "id" (else one is generated). InvalidArgument naming
-  // each bad field; AlreadyExists for a used id or a duplicate unique value.
+  // each bad field (a relation naming no live record of its collection
+  // included); AlreadyExists for a used id or a duplicate unique value.
   virtual Result<Record> CreateRecord(const events::Origin& ctx, const std::string& collection,
                                       const boost::json::object& data) = 0;
   // The record now, or as it was at `at_us` (NotFound when it did not exist
   // or was deleted then).
   virtual Result<Record> GetRecord(const std::string& collection, const std::string& id,
                                    std::optional<int64_t> at_us) = 0;
+  // The live records among `ids` (now, or at `at_us`), in the order given;
+  // ids with no such record are left out. One snapshot.
+  virtual Result<std::vector<Record>> GetRecords(const std::string& collection,
+                                                 const std::vector<std::string>& ids,
+                                                 std::optional<int64_t> at_us) = 0;
   // Sets the given fields; a null value removes a field. VersionMismatch
   // when `if_version` is given and not the current version.
   virtual Result<Record> UpdateRecord(const events::Origin& ctx, const std::string& collection,
                                       const std::string& id, const boost::json::object& patch,
                                       std::optional<int64_t> if_version) = 0;
+  // Follows the on_delete of every relation naming the record, in the same
+  // transaction: cascade deletes the referrer (one event each, recursively),
+  // set_null removes the id from its field; FailedPrecondition naming the
+  // referrers (at most 100) when a restrict relation still names it.
   virtual Status DeleteRecord(const events::Origin& ctx, const std::string& collection,
                               const std::string& id, std::optional<int64_t> if_version) = 0;
   virtual Result<RecordPage> ListRecords(const std::string& collection, const ListQuery& query) = 0;

@@ -286,6 +286,210 @@ TEST_F(TenantStoreTest, TwoTenantsWithTheSameNamesNeverSeeEachOther) {
   EXPECT_EQ(storage::testing::FilesContaining(dir_, "secret of"), "");
 }
 
+// customers <- invoices.customer (restrict) <- lines.invoice (cascade);
+// invoices.tags -> tags (multiple, set_null); invoices.contact -> customers
+// (set_null).
+class RelationTest : public TenantStoreTest {
+ protected:
+  void SetUp() override {
+    TenantStoreTest::SetUp();
+    for (const char* text : {
+             R"({"name":"customers","fields":[{"name":"name","type":"string"},
+                 {"name":"country","type":"string"}]})",
+             R"({"name":"tags","fields":[{"name":"label","type":"string"}]})",
+             R"({"name":"invoices","fields":[{"name":"n","type":"integer"},
+                 {"name":"customer","type":"relation","collection":"customers","required":true},
+                 {"name":"contact","type":"relation","collection":"customers",
+                  "on_delete":"set_null"},
+                 {"name":"tags","type":"relation","collection":"tags","multiple":true,
+                  "on_delete":"set_null"}]})",
+             R"({"name":"lines","fields":[{"name":"text","type":"string"},
+                 {"name":"invoice","type":"relation","collection":"invoices",
+                  "on_delete":"cascade"}]})"}) {
+      ASSERT_OK(a_->CreateCollection(Ctx(kT0), Schema(text)));
+    }
+    Put("customers", R"({"id":"c1","name":"Ana","country":"CZ"})");
+    Put("customers", R"({"id":"c2","name":"Bo","country":"SE"})");
+    Put("tags", R"({"id":"t1","label":"urgent"})");
+    Put("tags", R"({"id":"t2","label":"vip"})");
+  }
+
+  void Put(const std::string& collection, const char* body, int64_t at = kT0 + 10) {
+    auto r = a_->CreateRecord(Ctx(at), collection, json::parse(body).as_object());
+    ASSERT_OK(r) << body << ": " << r.status().ToString();
+  }
+
+  size_t EventCount() { return a_->Events(0, 1000)->size(); }
+};
+
+TEST_F(RelationTest, AWriteNamingAMissingRecordIsRefusedNamingFieldAndId) {
+  const size_t before = EventCount();
+  ASSERT_OK(b_->CreateCollection(Ctx(kT0), Schema(R"({"name":"customers","fields":[]})")));
+  ASSERT_OK(b_->CreateRecord(Ctx(kT0), "customers", json::parse(R"({"id":"of_b"})").as_object()));
+  for (const char* body :
+       {R"({"customer":"nope"})", R"({"customer":"of_b"})",
+        R"({"customer":"c1","tags":["t1","gone"]})", R"({"customer":"c1","contact":"t1"})"}) {
+    auto r = a_->CreateRecord(Ctx(kT0 + 20), "invoices", json::parse(body).as_object());
+    ASSERT_EQ(r.status().code(), StatusCode::kInvalidArgument) << body;
+    ASSERT_EQ(r.status().fields().size(), 1u) << body;
+    EXPECT_NE(r.status().fields()[0].message.find("no record "), std::string::npos) << body;
+  }
+  // Shapes: an id, an array of distinct ids.
+  for (const char* body : {R"({"customer":7})", R"({"customer":"c1","tags":"t1"})",
+                           R"({"customer":"c1","tags":["t1","t1"]})", R"({"customer":"a/b"})"}) {
+    EXPECT_EQ(
+        a_->CreateRecord(Ctx(kT0 + 20), "invoices", json::parse(body).as_object()).status().code(),
+        StatusCode::kInvalidArgument)
+        << body;
+  }
+  EXPECT_EQ(EventCount(), before);
+  Put("invoices", R"({"id":"i1","customer":"c1","tags":["t1","t2"]})");
+  auto moved = a_->UpdateRecord(Ctx(kT0 + 30), "invoices", "i1",
+                                json::parse(R"({"customer":"zz"})").as_object(), std::nullopt);
+  EXPECT_EQ(moved.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(a_->GetRecord("invoices", "i1", std::nullopt)->data.at("customer"), "c1");
+}
+
+TEST_F(RelationTest, DeletesFollowRestrictCascadeAndSetNullAsOfEveryTime) {
+  Put("invoices", R"({"id":"i1","customer":"c1","contact":"c2","tags":["t1","t2"]})");
+  Put("invoices", R"({"id":"i2","customer":"c1","tags":["t2"]})");
+  Put("lines", R"({"id":"l1","invoice":"i1"})");
+  Put("lines", R"({"id":"l2","invoice":"i1"})");
+  Put("lines", R"({"id":"l3","invoice":"i2"})");
+  const int64_t before_deletes = kT0 + 50;
+
+  // restrict: c1 is named by two invoices; nothing changes.
+  size_t events = EventCount();
+  Status refused = a_->DeleteRecord(Ctx(kT0 + 100), "customers", "c1", std::nullopt);
+  ASSERT_EQ(refused.code(), StatusCode::kFailedPrecondition);
+  ASSERT_EQ(refused.fields().size(), 2u);
+  EXPECT_EQ(refused.fields()[0].field, "invoices/i1 (customer)");
+  EXPECT_EQ(refused.fields()[1].field, "invoices/i2 (customer)");
+  EXPECT_EQ(EventCount(), events);
+
+  // set_null: c2 leaves i1.contact; t2 leaves both tag arrays (i2's empties).
+  ASSERT_OK(a_->DeleteRecord(Ctx(kT0 + 110), "customers", "c2", std::nullopt));
+  ASSERT_OK(a_->DeleteRecord(Ctx(kT0 + 120), "tags", "t2", std::nullopt));
+  auto i1 = a_->GetRecord("invoices", "i1", std::nullopt);
+  ASSERT_OK(i1);
+  EXPECT_FALSE(i1->data.contains("contact"));
+  EXPECT_EQ(i1->data.at("tags"), json::array({"t1"}));
+  EXPECT_FALSE(a_->GetRecord("invoices", "i2", std::nullopt)->data.contains("tags"));
+  EXPECT_EQ(EventCount(), events + 5);  // c2, i1; t2, i1, i2
+
+  // cascade: deleting i1 deletes l1 and l2, one event each, before i1's own.
+  ASSERT_OK(a_->DeleteRecord(Ctx(kT0 + 130, "u7"), "invoices", "i1", std::nullopt));
+  auto log = a_->Events(0, 1000);
+  ASSERT_OK(log);
+  ASSERT_EQ(log->size(), events + 8);
+  std::vector<std::string> last;
+  for (size_t i = log->size() - 3; i < log->size(); ++i) {
+    last.push_back((*log)[i].type + " " + (*log)[i].subject_id + " " + (*log)[i].actor);
+  }
+  EXPECT_EQ(last, (std::vector<std::string>{"record.deleted lines/l1 user:u7",
+                                            "record.deleted lines/l2 user:u7",
+                                            "record.deleted invoices/i1 user:u7"}));
+  EXPECT_EQ(a_->GetRecord("lines", "l1", std::nullopt).status().code(), StatusCode::kNotFound);
+  EXPECT_OK(a_->GetRecord("lines", "l3", std::nullopt));
+  EXPECT_EQ(a_->History("lines", "l1")->back().type, "record.deleted");
+
+  // As of before the deletes, everything is as it was.
+  auto old = a_->GetRecord("invoices", "i1", before_deletes);
+  ASSERT_OK(old);
+  EXPECT_EQ(old->data.at("contact"), "c2");
+  EXPECT_EQ(old->data.at("tags"), json::array({"t1", "t2"}));
+  ListQuery at;
+  at.at_us = before_deletes;
+  EXPECT_EQ(a_->ListRecords("lines", at)->records.size(), 3u);
+  // c1 can go once nothing names it; the cascade left no dangling id.
+  ASSERT_OK(a_->DeleteRecord(Ctx(kT0 + 140), "invoices", "i2", std::nullopt));
+  ASSERT_OK(a_->DeleteRecord(Ctx(kT0 + 150), "customers", "c1", std::nullopt));
+  EXPECT_EQ(a_->ListRecords("lines", {})->records.size(), 0u);
+  // Reverting a cascaded line is refused while its invoice is gone.
+  auto revived = a_->RevertRecord(Ctx(kT0 + 160), "lines", "l1",
+                                  {.version = 1, .at_us = std::nullopt}, std::nullopt);
+  EXPECT_EQ(revived.status().code(), StatusCode::kInvalidArgument);
+  // The projections replay from the log to the same state.
+  auto rebuilt = a_->Rebuild();
+  ASSERT_OK(rebuilt);
+  EXPECT_TRUE(rebuilt->equal());
+}
+
+TEST_F(RelationTest, SchemasNameExistingCollectionsAndCascadesFormNoCycle) {
+  auto missing = a_->CreateCollection(Ctx(kT0 + 1), Schema(R"({"name":"x","fields":[
+        {"name":"r","type":"relation","collection":"nope"}]})"));
+  ASSERT_EQ(missing.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(missing.status().fields()[0].field, "fields.r");
+  // customers -> lines would close customers <- invoices? No: invoices
+  // restricts. lines cascades from invoices; invoices cascading from lines
+  // closes the loop.
+  auto cyclic = a_->UpdateCollection(Ctx(kT0 + 2), Schema(R"({"name":"invoices","fields":[
+        {"name":"n","type":"integer"},
+        {"name":"customer","type":"relation","collection":"customers","required":true},
+        {"name":"contact","type":"relation","collection":"customers","on_delete":"set_null"},
+        {"name":"tags","type":"relation","collection":"tags","multiple":true,
+         "on_delete":"set_null"},
+        {"name":"first_line","type":"relation","collection":"lines","on_delete":"cascade"}]})"));
+  ASSERT_EQ(cyclic.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(cyclic.status().fields()[0].message.find("cycle"), std::string::npos);
+  auto self = a_->CreateCollection(Ctx(kT0 + 3), Schema(R"({"name":"folders","fields":[
+        {"name":"parent","type":"relation","collection":"folders","on_delete":"cascade"}]})"));
+  EXPECT_EQ(self.status().code(), StatusCode::kInvalidArgument);
+  ASSERT_OK(a_->CreateCollection(Ctx(kT0 + 3), Schema(R"({"name":"folders","fields":[
+        {"name":"parent","type":"relation","collection":"folders","on_delete":"set_null"}]})")));
+  // A collection another relation names cannot go.
+  EXPECT_EQ(a_->DeleteCollection(Ctx(kT0 + 4), "tags").code(), StatusCode::kFailedPrecondition);
+  // Pointing a relation at another collection: records whose ids are not
+  // there are named.
+  Put("invoices", R"({"id":"i1","customer":"c1"})");
+  auto retarget = a_->UpdateCollection(Ctx(kT0 + 5), Schema(R"({"name":"invoices","fields":[
+        {"name":"n","type":"integer"},
+        {"name":"customer","type":"relation","collection":"tags","required":true},
+        {"name":"contact","type":"relation","collection":"customers","on_delete":"set_null"},
+        {"name":"tags","type":"relation","collection":"tags","multiple":true,
+         "on_delete":"set_null"}]})"));
+  ASSERT_EQ(retarget.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(retarget.status().fields()[0].field, "i1");
+}
+
+TEST_F(RelationTest, FiltersFollowOneRelationNowAndAsOfATime) {
+  Put("invoices", R"({"id":"i1","customer":"c1","tags":["t1"]})");
+  Put("invoices", R"({"id":"i2","customer":"c2","tags":["t1","t2"]})");
+  Put("invoices", R"({"id":"i3","customer":"c1"})");
+  const int64_t then = kT0 + 50;
+  ASSERT_OK(a_->UpdateRecord(Ctx(kT0 + 60), "customers", "c1",
+                             json::parse(R"({"country":"SK"})").as_object(), std::nullopt));
+  auto lookup = [this](const std::string& name) -> Result<CollectionSchema> {
+    auto c = a_->GetCollection(name);
+    if (!c.ok()) return c.status();
+    return c->schema;
+  };
+  auto ids = [&](QueryParams params) {
+    auto schema = a_->GetCollection("invoices")->schema;
+    auto q = ParseListQuery(schema, params, lookup);
+    EXPECT_OK(q);
+    std::vector<std::string> out;
+    auto page = a_->ListRecords("invoices", *q);
+    EXPECT_OK(page);
+    for (const auto& r : page->records) out.push_back(r.id);
+    return out;
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(ids({{"filter", "customer.country:eq:SK"}}), (V{"i1", "i3"}));
+  EXPECT_EQ(ids({{"filter", "customer.country:eq:CZ"}}), V{});
+  EXPECT_EQ(ids({{"filter", "customer.country:eq:CZ"}, {"at", FormatRfc3339Micros(then)}}),
+            (V{"i1", "i3"}));
+  EXPECT_EQ(ids({{"filter", "tags.label:eq:vip"}}), V{"i2"});
+  EXPECT_EQ(ids({{"filter", "tags.id:in:t1,t2"}, {"sort", "-n"}, {"limit", "1"}}), V{"i2"});
+  EXPECT_EQ(ids({{"filter", "customer.id:eq:c2"}}), V{"i2"});
+  auto got = a_->GetRecords("customers", {"c2", "nope", "c1"}, std::nullopt);
+  ASSERT_OK(got);
+  ASSERT_EQ(got->size(), 2u);
+  EXPECT_EQ((*got)[0].id, "c2");
+  EXPECT_EQ((*got)[1].data.at("country"), "SK");
+  EXPECT_EQ(a_->GetRecords("customers", {"c1"}, then)->at(0).data.at("country"), "CZ");
+}
+
 TEST_F(TenantStoreTest, AFailedProjectionWriteLeavesNoEvent) {
   ASSERT_OK(a_->CreateCollection(Ctx(kT0), Tickets()));
   auto raw = RawConnection("a");
