@@ -9,7 +9,9 @@
 #include "auth/api_tokens.h"
 #include "auth/identity.h"
 #include "base/time_util.h"
+#include "rbac/grant_json.h"
 #include "rbac/rbac.h"
+#include "records/rules.h"
 #include "records/tenant_store.h"
 
 namespace silo::api {
@@ -67,7 +69,7 @@ bool Holds(const RequestContext& ctx, std::string_view role) {
 json::object RoleJson(const rbac::Role& r) {
   return {{"name", r.name},
           {"description", r.description},
-          {"permissions", Strings(r.permissions)},
+          {"permissions", rbac::PermissionsJson(r)},
           {"require_mfa", r.require_mfa},
           {"built_in", r.built_in}};
 }
@@ -87,9 +89,11 @@ Result<rbac::Role> ParseRole(const json::object& body, std::string name) {
       return InvalidArgument("invalid role").WithFields({{"description", "must be a string"}});
     r.description = d->as_string();
   }
-  auto perms = StringList(body, "permissions", true);
-  if (!perms.ok()) return perms.status();
-  r.permissions = std::move(*perms);
+  const json::value* perms = body.if_contains("permissions");
+  if (perms == nullptr) {
+    return InvalidArgument("invalid role").WithFields({{"permissions", "is required"}});
+  }
+  SILO_RETURN_IF_ERROR(rbac::ParsePermissionsJson(*perms, &r));
   if (const json::value* m = body.if_contains("require_mfa")) {
     if (!m->is_bool())
       return InvalidArgument("invalid role").WithFields({{"require_mfa", "must be true or false"}});
@@ -98,13 +102,44 @@ Result<rbac::Role> ParseRole(const json::object& body, std::string name) {
   return r;
 }
 
-// Refuses to hand out permissions the caller lacks (privilege escalation).
-Status WithinCaller(const RequestContext& ctx, const std::vector<std::string>& perms,
+// Refuses to hand out permissions the caller lacks (privilege escalation):
+// each grant must lie within one of the caller's, a condition narrower or
+// equal, fields among its fields (rbac::Covers).
+Status WithinCaller(const RequestContext& ctx, const std::vector<rbac::Grant>& grants,
                     std::string_view refusal = "you cannot hand out permissions you do not hold") {
   if (Holds(ctx, rbac::kOwnerRole)) return Status::Ok();
-  for (const auto& p : perms) {
-    if (!rbac::IsSubset({p}, ctx.permissions)) {
-      return PermissionDenied(std::string(refusal) + " (" + p + ")");
+  for (const auto& g : grants) {
+    if (!rbac::WithinGrants(ctx.grants, g)) {
+      std::string what = g.permission;
+      if (!g.where.empty() || !g.fields.empty()) what += " with a wider condition or more fields";
+      return PermissionDenied(std::string(refusal) + " (" + what + ")");
+    }
+  }
+  return Status::Ok();
+}
+
+// Each grant's condition and fields against the schema of its collection
+// (records.* conditions: the system fields every record has). 422 naming
+// the grant and the problem.
+Status CheckGrantsFit(RequestContext& ctx, const rbac::Role& role) {
+  size_t i = role.permissions.size();
+  for (const auto& g : role.grants) {
+    const std::string where = "permissions[" + std::to_string(i++) + "]";
+    std::string_view p = g.permission;
+    std::string_view collection = p.substr(8, p.rfind('.') - 8);
+    records::CollectionSchema schema;
+    schema.name = std::string(collection);
+    if (collection != "*") {
+      auto c = ctx.store->GetCollection(schema.name);
+      if (!c.ok()) {
+        return InvalidArgument("invalid role")
+            .WithFields({{where, "no collection named " + schema.name}});
+      }
+      schema = std::move(c->schema);
+    }
+    auto rule = records::ParseRule(schema, g.where, g.fields, {"x", 0});
+    if (!rule.ok()) {
+      return InvalidArgument("invalid role").WithFields({{where, rule.status().message()}});
     }
   }
   return Status::Ok();
@@ -123,10 +158,25 @@ http::Response ListPermissions(Services& /*s*/, RequestContext& ctx) {
       all.emplace_back("records." + c.schema.name + "." + a);
   }
   for (const auto& a : rbac::RecordActions()) all.emplace_back("records.*." + a);
+  json::object conditions{
+      {"grant",
+       "{\"permission\": \"records.<collection>.<action>\", \"where\": "
+       "[<condition>, ...], \"fields\": [<field>, ...]}"},
+      {"condition", "<field>:<op>:<value> (the listing filter syntax); every one must hold"},
+      {"operators", json::array{"eq", "ne", "lt", "lte", "gt", "gte", "in", "prefix"}},
+      {"variables",
+       json::object{{"@me", "the caller's user id (on created_by, updated_by: user:<id>)"},
+                    {"@now", "the request's time (date-time fields)"}}},
+      {"where_actions", json::array{"read", "create", "update", "delete", "history"}},
+      {"fields_actions", json::array{"read", "create", "update", "history"}},
+      {"combine",
+       "a caller may act on a record when any of their grants for the action matches it, on the "
+       "fields of the grants that match it"}};
   return http::Json(200, JsonText(json::object{{"system", Strings(rbac::SystemPermissions())},
                                                {"record_actions", Strings(rbac::RecordActions())},
                                                {"collections", std::move(collections)},
-                                               {"permissions", std::move(all)}}));
+                                               {"permissions", std::move(all)},
+                                               {"conditions", std::move(conditions)}}));
 }
 
 http::Response ListRoles(Services& /*s*/, RequestContext& ctx) {
@@ -147,7 +197,8 @@ http::Response CreateRole(Services& /*s*/, RequestContext& ctx) {
   }
   auto role = ParseRole(*body, std::string(name->as_string()));
   if (!role.ok()) return Fail(role.status(), ctx);
-  if (Status w = WithinCaller(ctx, role->permissions); !w.ok()) return Fail(w, ctx);
+  if (Status f = CheckGrantsFit(ctx, *role); !f.ok()) return Fail(f, ctx);
+  if (Status w = WithinCaller(ctx, rbac::GrantsOf({*role})); !w.ok()) return Fail(w, ctx);
   auto made = ctx.identity->CreateRole(OriginOf(ctx), *role);
   if (!made.ok()) return Fail(made.status(), ctx);
   return http::Json(201, JsonText(RoleJson(*made)));
@@ -166,20 +217,21 @@ http::Response UpdateRole(Services& /*s*/, RequestContext& ctx) {
   auto current = ctx.identity->GetRole(ctx.params.at("name"));
   if (!current.ok()) return Fail(current.status(), ctx);
   json::object merged = *body;
-  if (!merged.contains("permissions")) merged["permissions"] = Strings(current->permissions);
+  if (!merged.contains("permissions")) merged["permissions"] = rbac::PermissionsJson(*current);
   if (!merged.contains("description")) merged["description"] = current->description;
   if (!merged.contains("require_mfa")) merged["require_mfa"] = current->require_mfa;
   merged.erase("name");
   auto role = ParseRole(merged, current->name);
   if (!role.ok()) return Fail(role.status(), ctx);
+  if (Status f = CheckGrantsFit(ctx, *role); !f.ok()) return Fail(f, ctx);
   // Nobody changes a role holding a permission they lack: narrowing it takes
   // that permission from its holders, which only someone who has it may do.
-  if (Status w = WithinCaller(ctx, current->permissions,
+  if (Status w = WithinCaller(ctx, rbac::GrantsOf({*current}),
                               "you cannot change a role that holds a permission you do not hold");
       !w.ok()) {
     return Fail(w, ctx);
   }
-  if (Status w = WithinCaller(ctx, role->permissions); !w.ok()) return Fail(w, ctx);
+  if (Status w = WithinCaller(ctx, rbac::GrantsOf({*role})); !w.ok()) return Fail(w, ctx);
   auto updated = ctx.identity->UpdateRole(OriginOf(ctx), *role);
   if (!updated.ok()) return Fail(updated.status(), ctx);
   return http::Json(200, JsonText(RoleJson(*updated)));
@@ -189,7 +241,7 @@ http::Response DeleteRole(Services& /*s*/, RequestContext& ctx) {
   // The same rule as changing it: only someone holding all it grants.
   auto current = ctx.identity->GetRole(ctx.params.at("name"));
   if (!current.ok()) return Fail(current.status(), ctx);
-  if (Status w = WithinCaller(ctx, current->permissions,
+  if (Status w = WithinCaller(ctx, rbac::GrantsOf({*current}),
                               "you cannot delete a role that holds a permission you do not hold");
       !w.ok()) {
     return Fail(w, ctx);
@@ -208,15 +260,14 @@ http::Response ListUsers(Services& /*s*/, RequestContext& ctx) {
   return http::Json(200, JsonText(json::object{{"items", std::move(out)}}));
 }
 
-// Every permission of the named roles (unknown names are left to the store).
-Result<std::vector<std::string>> PermissionsOfRoles(RequestContext& ctx,
-                                                    const std::vector<std::string>& names) {
+// Every grant of the named roles (unknown names are left to the store).
+std::vector<rbac::Grant> GrantsOfRoles(RequestContext& ctx, const std::vector<std::string>& names) {
   std::vector<rbac::Role> roles;
   for (const auto& n : names) {
     auto r = ctx.identity->GetRole(n);
     if (r.ok()) roles.push_back(std::move(*r));
   }
-  return rbac::PermissionsOf(roles);
+  return rbac::GrantsOf(roles);
 }
 
 auth::Caller CallerOf(const RequestContext& ctx) {
@@ -233,8 +284,7 @@ http::Response InviteUser(Services& /*s*/, RequestContext& ctx) {
   }
   auto roles = StringList(*body, "roles", false);
   if (!roles.ok()) return Fail(roles.status(), ctx);
-  auto perms = PermissionsOfRoles(ctx, *roles);
-  if (Status w = WithinCaller(ctx, *perms); !w.ok()) return Fail(w, ctx);
+  if (Status w = WithinCaller(ctx, GrantsOfRoles(ctx, *roles)); !w.ok()) return Fail(w, ctx);
   bool grants_owner = std::find(roles->begin(), roles->end(), rbac::kOwnerRole) != roles->end();
   if (grants_owner && !Holds(ctx, rbac::kOwnerRole)) {
     return Fail(PermissionDenied("only an owner grants the owner role"), ctx);
@@ -264,8 +314,9 @@ http::Response UpdateUser(Services& /*s*/, RequestContext& ctx) {
   const std::string& id = ctx.params.at("id");
   auto target = ctx.identity->GetUser(id);
   if (!target.ok()) return Fail(target.status(), ctx);
-  auto perms = PermissionsOfRoles(ctx, target->roles);
-  if (Status w = WithinCaller(ctx, *perms); !w.ok()) return Fail(w, ctx);
+  if (Status w = WithinCaller(ctx, GrantsOfRoles(ctx, target->roles)); !w.ok()) {
+    return Fail(w, ctx);
+  }
   Status st = ctx.identity->SetAccountState(
       OriginOf(ctx), id, disabled->as_bool() ? auth::Account::kDisabled : auth::Account::kEnabled,
       CallerOf(ctx));
@@ -285,10 +336,10 @@ http::Response SetUserRoles(Services& /*s*/, RequestContext& ctx) {
   auto target = ctx.identity->GetUser(id);
   if (!target.ok()) return Fail(target.status(), ctx);
   // Both what is granted and what is taken away must lie within the caller.
-  auto granted = PermissionsOfRoles(ctx, *roles);
-  auto before = PermissionsOfRoles(ctx, target->roles);
-  if (Status w = WithinCaller(ctx, *granted); !w.ok()) return Fail(w, ctx);
-  if (Status w = WithinCaller(ctx, *before); !w.ok()) return Fail(w, ctx);
+  if (Status w = WithinCaller(ctx, GrantsOfRoles(ctx, *roles)); !w.ok()) return Fail(w, ctx);
+  if (Status w = WithinCaller(ctx, GrantsOfRoles(ctx, target->roles)); !w.ok()) {
+    return Fail(w, ctx);
+  }
   Status st = ctx.identity->SetUserRoles(OriginOf(ctx), id, *roles, CallerOf(ctx));
   if (!st.ok()) return Fail(st, ctx);
   auto u = ctx.identity->GetUser(id);

@@ -10,6 +10,7 @@
 #include "events/event_log.h"
 #include "http/message.h"
 #include "http/router.h"
+#include "rbac/rbac.h"
 #include "tenant/registry.h"
 
 namespace silo::records {
@@ -40,6 +41,8 @@ struct RequestContext {
   bool authenticated = false;
   events::Actor actor = {};                    // {"user", id} or {"token", id}
   std::vector<std::string> permissions = {};   // effective (token: within its owner's)
+  std::vector<rbac::Grant> grants = {};        // with conditions and fields (record rules)
+  std::string user_id = {};                    // whom the caller acts for (@me)
   bool mfa_enrolment_pending = false;          // may only enrol TOTP
   const auth::SessionAuth* session = nullptr;  // when the caller used the cookie
 };

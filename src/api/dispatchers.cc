@@ -173,6 +173,9 @@ http::Response RunTenantRoute(Services& s, TokenUseAudit& token_uses, Router::Ma
   ctx.authenticated = true;
   ctx.actor = caller->actor;
   ctx.permissions = caller->permissions;
+  ctx.grants = caller->grants;
+  ctx.user_id = caller->user_id;
+  ctx.store->SetRules(RulesOf(caller->grants, {caller->user_id, now}));
   ctx.mfa_enrolment_pending = caller->mfa_enrolment_pending;
   ctx.session = caller->session ? &*caller->session : nullptr;
   // Captures from the query string, once the caller is known (an unknown

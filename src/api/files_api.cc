@@ -233,13 +233,24 @@ constexpr int64_t kLinkDefaultSeconds = 600;
 constexpr int64_t kLinkMaxSeconds = 24 * 3600;
 
 // The file `{id}` names, if the caller may read it: attached to a record of
-// a collection whose read permission the caller holds. NotFound alike for
-// no such file and one still pending; PermissionDenied (audited) otherwise.
+// a collection whose read permission the caller holds, a record and field
+// their read rules give. NotFound alike for no such file, one still pending
+// and one outside the rules; PermissionDenied (audited) without the
+// permission.
 Result<files::FileRow> ReadableFile(RequestContext& ctx, files::FileStore& store) {
   auto row = store.Get(ctx.params.at("id"));
   if (!row.ok()) return row.status();
   if (row->state != files::FileState::kAttached) return NotFound("no such file");
   SILO_RETURN_IF_ERROR(CheckPermission(ctx, "records." + row->collection + ".read"));
+  // And the record that holds it, with the field, within the caller's read
+  // rules (the store answers NotFound or omits the field otherwise).
+  auto record = ctx.store->GetRecord(row->collection, row->record_id, std::nullopt);
+  if (!record.ok()) {
+    return record.status().code() == StatusCode::kNotFound ? NotFound("no such file")
+                                                           : record.status();
+  }
+  auto held = records::FileIds(record->data.if_contains(row->field));
+  if (std::find(held.begin(), held.end(), row->id) == held.end()) return NotFound("no such file");
   return row;
 }
 

@@ -40,7 +40,8 @@ Result<Caller> ByToken(std::string_view secret, auth::Identity& identity, auth::
   c.actor = {"token", principal->token_id};
   c.permissions = principal->permissions;
   if (principal->owner.rfind("user:", 0) == 0) {
-    // A user's token never does more than its owner may do now.
+    // A user's token never does more than its owner may do now: its
+    // permissions within the owner's, with the owner's conditions and fields.
     auto owner = identity.GetUser(principal->owner.substr(5));
     if (!owner.ok() || owner->status != "active") {
       return Unauthenticated("invalid or expired token");
@@ -48,6 +49,15 @@ Result<Caller> ByToken(std::string_view secret, auth::Identity& identity, auth::
     SILO_ASSIGN_OR_RETURN(std::vector<rbac::Role> owner_roles, identity.RolesOf(*owner));
     auto held = rbac::PermissionsOf(owner_roles);
     std::erase_if(c.permissions, [&](const std::string& p) { return !rbac::Grants(held, p); });
+    const std::vector<rbac::Grant> owner_grants = rbac::GrantsOf(owner_roles);
+    for (const auto& p : c.permissions) {
+      for (const auto& g : owner_grants) {
+        if (auto narrowed = rbac::Narrow(p, g)) c.grants.push_back(std::move(*narrowed));
+      }
+    }
+    c.user_id = owner->id;
+  } else {
+    for (const auto& p : c.permissions) c.grants.push_back({p, {}, {}});
   }
   return c;
 }
@@ -64,12 +74,28 @@ Result<Caller> BySession(std::string_view cookie, auth::Identity& identity, int6
   Caller c;
   c.actor = {"user", session->user.id};
   c.permissions = rbac::PermissionsOf(roles);
+  c.grants = rbac::GrantsOf(roles);
+  c.user_id = session->user.id;
   c.mfa_enrolment_pending = rbac::AnyRequiresMfa(roles) && !session->user.totp_enabled;
   c.session = std::move(*session);
   return c;
 }
 
 }  // namespace
+
+records::RulesProvider RulesOf(std::vector<rbac::Grant> grants, records::Variables vars) {
+  return [grants = std::move(grants), vars = std::move(vars)](
+             const records::CollectionSchema& schema,
+             std::string_view action) -> Result<records::RecordRules> {
+    records::RecordRules out;
+    for (const rbac::Grant& g :
+         rbac::Granting(grants, "records." + schema.name + "." + std::string(action))) {
+      auto rule = records::ParseRule(schema, g.where, g.fields, vars);
+      if (rule.ok()) out.rules.push_back(std::move(*rule));
+    }
+    return out;
+  };
+}
 
 Result<Caller> Authenticate(const http::Request& req, auth::Identity& identity,
                             auth::ApiTokens& tokens, int64_t now_us) {

@@ -21,6 +21,8 @@
 #include "base/status.h"
 #include "events/event_log.h"
 #include "http/message.h"
+#include "rbac/rbac.h"
+#include "records/rules.h"
 
 namespace silo::auth {
 class ApiTokens;
@@ -31,6 +33,10 @@ namespace silo::api {
 struct Caller {
   events::Actor actor;                   // {"user", id} or {"token", id}
   std::vector<std::string> permissions;  // effective: a user's token within its owner's
+  // Every grant, conditional ones with their conditions and fields; a user's
+  // token gets its owner's, narrowed to the token's permissions.
+  std::vector<rbac::Grant> grants;
+  std::string user_id;  // the user the caller acts for ("" for an operator's token)
   // A user holding a role that requires MFA who has not enrolled TOTP.
   bool mfa_enrolment_pending = false;
   std::optional<auth::SessionAuth> session;  // set when the caller used the cookie
@@ -62,6 +68,12 @@ std::string RequiredPermission(const Route& route, const http::PathParams& param
 // kAuthenticated: the enrolment gate only (the handler checks the rest).
 // kOperator and kUnset never reach a tenant caller: refused.
 Status Authorize(const Route& route, const http::PathParams& params, const Caller& caller);
+
+// The record rules of a caller with `grants` (records/rules.h): for each
+// collection and action, the grants that grant it, parsed against the
+// collection's schema with @me = `vars.me`. A grant whose condition or
+// fields no longer fit the schema (a field since removed) grants nothing.
+records::RulesProvider RulesOf(std::vector<rbac::Grant> grants, records::Variables vars);
 
 // For a kAuthenticated route's handler: whether the proven caller holds
 // `permission` (named by the data the route reaches). A refusal is

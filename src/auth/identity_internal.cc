@@ -4,6 +4,7 @@
 #include <boost/json.hpp>
 
 #include "crypto/crypto.h"
+#include "rbac/grant_json.h"
 
 namespace silo::auth {
 namespace json = boost::json;
@@ -89,7 +90,11 @@ Result<std::optional<rbac::Role>> LoadRole(Database& db, const std::string& name
   rbac::Role r;
   r.name = name;
   r.description = st->ColumnText(0);
-  SILO_ASSIGN_OR_RETURN(r.permissions, ParsePermissionList(st->ColumnText(1), "role"));
+  boost::system::error_code ec;
+  json::value perms = json::parse(st->ColumnText(1), ec);
+  if (ec || !rbac::ParsePermissionsJson(perms, &r).ok()) {
+    return DataLoss("role with malformed permissions");
+  }
   r.require_mfa = st->ColumnInt(2) != 0;
   return std::optional<rbac::Role>(std::move(r));
 }

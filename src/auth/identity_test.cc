@@ -200,8 +200,8 @@ TEST_F(IdentityTest, ResetIsSingleUseShortLivedAndEndsSessions) {
 }
 
 TEST_F(IdentityTest, TenantRolesAreValidatedAndGuarded) {
-  rbac::Role support{
-      "support", "Support desk", {"records.tickets.read", "records.tickets.update"}, false, false};
+  rbac::Role support{"support", "Support desk", {"records.tickets.read", "records.tickets.update"},
+                     false,     false,          {}};
   ASSERT_OK(id_->CreateRole(Ctx(kT0), support));
   EXPECT_EQ(id_->CreateRole(Ctx(kT0), support).status().code(), StatusCode::kAlreadyExists);
   rbac::Role bad = support;

@@ -3,6 +3,7 @@
 
 #include "auth/identity.h"
 #include "auth/identity_internal.h"
+#include "rbac/grant_json.h"
 
 namespace silo::auth {
 namespace json = boost::json;
@@ -13,9 +14,16 @@ namespace {
 Status CheckRoleSpec(const rbac::Role& role) {
   std::vector<FieldError> errors;
   if (role.description.size() > 500) errors.push_back({"description", "must be at most 500 bytes"});
-  if (role.permissions.size() > 200) errors.push_back({"permissions", "at most 200"});
+  if (role.permissions.size() + role.grants.size() > 200) {
+    errors.push_back({"permissions", "at most 200"});
+  }
   for (const auto& p : role.permissions) {
     if (!rbac::ValidPermission(p)) errors.push_back({"permissions", "unknown permission " + p});
+  }
+  for (const auto& g : role.grants) {
+    if (std::string problem = rbac::CheckGrant(g); !problem.empty()) {
+      errors.push_back({"permissions", problem});
+    }
   }
   if (!errors.empty()) return InvalidArgument("invalid role").WithFields(std::move(errors));
   return Status::Ok();
@@ -72,7 +80,7 @@ Result<rbac::Role> Identity::CreateRole(const events::Origin& ctx, const rbac::R
                                    [&](storage::Statement& st) {
                                      st.Bind(1, role.name)
                                          .Bind(2, role.description)
-                                         .Bind(3, JsonText(ToArray(role.permissions)))
+                                         .Bind(3, JsonText(rbac::PermissionsJson(role)))
                                          .Bind(4, int64_t{role.require_mfa})
                                          .Bind(5, ctx.now_us)
                                          .Bind(6, ctx.now_us);
@@ -81,7 +89,7 @@ Result<rbac::Role> Identity::CreateRole(const events::Origin& ctx, const rbac::R
         "role.created",
         "role",
         role.name,
-        {Set("permissions", ToArray(role.permissions)), Set("require_mfa", role.require_mfa)}};
+        {Set("permissions", rbac::PermissionsJson(role)), Set("require_mfa", role.require_mfa)}};
   }));
   rbac::Role out = role;
   out.built_in = false;
@@ -102,7 +110,7 @@ Result<rbac::Role> Identity::UpdateRole(const events::Origin& ctx, const rbac::R
                   " updated_at_us = ? WHERE name = ?",
                   [&](storage::Statement& st) {
                     st.Bind(1, role.description)
-                        .Bind(2, JsonText(ToArray(role.permissions)))
+                        .Bind(2, JsonText(rbac::PermissionsJson(role)))
                         .Bind(3, int64_t{role.require_mfa})
                         .Bind(4, ctx.now_us)
                         .Bind(5, role.name);
@@ -115,8 +123,8 @@ Result<rbac::Role> Identity::UpdateRole(const events::Origin& ctx, const rbac::R
     return Audited{"role.updated",
                    "role",
                    role.name,
-                   {{"permissions", JsonText(ToArray(before->permissions)),
-                     JsonText(ToArray(role.permissions)), false},
+                   {{"permissions", JsonText(rbac::PermissionsJson(*before)),
+                     JsonText(rbac::PermissionsJson(role)), false},
                     {"require_mfa", JsonText(json::value(before->require_mfa)),
                      JsonText(json::value(role.require_mfa)), false}}};
   }));

@@ -24,31 +24,40 @@ std::vector<std::string> Concat(std::vector<std::string> a, const std::vector<st
   return a;
 }
 
+Role BuiltIn(std::string name, std::string description, std::vector<std::string> permissions,
+             bool require_mfa) {
+  Role r;
+  r.name = std::move(name);
+  r.description = std::move(description);
+  r.permissions = std::move(permissions);
+  r.require_mfa = require_mfa;
+  r.built_in = true;
+  return r;
+}
+
 std::vector<Role> MakeBuiltIns() {
   std::vector<std::string> all_records =
       RecordPermissions({"create", "read", "update", "delete", "history", "export"});
   return {
-      {"owner", "Everything, including granting the owner role",
-       Concat(SystemPermissions(), all_records), true, true},
-      {"admin", "Everything except granting or removing the owner role",
-       Concat(SystemPermissions(), all_records), true, true},
-      {"security_admin",
-       "Users, roles, tokens and the audit log; no record data",
-       {"users.read", "users.manage", "roles.read", "roles.manage", "tokens.read", "tokens.manage",
-        "audit.read", "audit.verify"},
-       true,
-       true},
-      {"auditor", "Reads the audit log, the event feed, records and their history",
-       Concat({"collections.read", "events.read", "audit.read", "audit.verify", "users.read",
-               "roles.read"},
-              RecordPermissions({"read", "history"})),
-       false, true},
-      {"editor", "Creates, reads, updates and deletes records",
-       Concat({"collections.read"},
-              RecordPermissions({"create", "read", "update", "delete", "history"})),
-       false, true},
-      {"viewer", "Reads records", Concat({"collections.read"}, RecordPermissions({"read"})), false,
-       true},
+      BuiltIn("owner", "Everything, including granting the owner role",
+              Concat(SystemPermissions(), all_records), true),
+      BuiltIn("admin", "Everything except granting or removing the owner role",
+              Concat(SystemPermissions(), all_records), true),
+      BuiltIn("security_admin", "Users, roles, tokens and the audit log; no record data",
+              {"users.read", "users.manage", "roles.read", "roles.manage", "tokens.read",
+               "tokens.manage", "audit.read", "audit.verify"},
+              true),
+      BuiltIn("auditor", "Reads the audit log, the event feed, records and their history",
+              Concat({"collections.read", "events.read", "audit.read", "audit.verify", "users.read",
+                      "roles.read"},
+                     RecordPermissions({"read", "history"})),
+              false),
+      BuiltIn("editor", "Creates, reads, updates and deletes records",
+              Concat({"collections.read"},
+                     RecordPermissions({"create", "read", "update", "delete", "history"})),
+              false),
+      BuiltIn("viewer", "Reads records", Concat({"collections.read"}, RecordPermissions({"read"})),
+              false),
   };
 }
 
@@ -123,8 +132,68 @@ bool ValidRoleName(std::string_view s) {
 
 std::vector<std::string> PermissionsOf(const std::vector<Role>& roles) {
   std::set<std::string> all;
-  for (const auto& r : roles) all.insert(r.permissions.begin(), r.permissions.end());
+  for (const auto& r : roles) {
+    all.insert(r.permissions.begin(), r.permissions.end());
+    for (const auto& g : r.grants) all.insert(g.permission);
+  }
   return {all.begin(), all.end()};
+}
+
+std::vector<Grant> GrantsOf(const std::vector<Role>& roles) {
+  std::vector<Grant> out;
+  for (const auto& r : roles) {
+    for (const auto& p : r.permissions) out.push_back(Grant{p, {}, {}});
+    out.insert(out.end(), r.grants.begin(), r.grants.end());
+  }
+  return out;
+}
+
+std::vector<Grant> Granting(const std::vector<Grant>& held, std::string_view wanted) {
+  std::vector<Grant> out;
+  for (const auto& g : held) {
+    if (Grants({g.permission}, wanted)) out.push_back(g);
+  }
+  return out;
+}
+
+bool Covers(const Grant& held, const Grant& given) {
+  if (!Grants({held.permission}, given.permission)) return false;
+  for (const auto& w : held.where) {
+    if (std::find(given.where.begin(), given.where.end(), w) == given.where.end()) return false;
+  }
+  if (held.fields.empty()) return true;
+  if (given.fields.empty()) return false;
+  return std::all_of(given.fields.begin(), given.fields.end(), [&](const std::string& f) {
+    return std::find(held.fields.begin(), held.fields.end(), f) != held.fields.end();
+  });
+}
+
+bool WithinGrants(const std::vector<Grant>& held, const Grant& given) {
+  return std::any_of(held.begin(), held.end(), [&](const Grant& h) { return Covers(h, given); });
+}
+
+std::optional<Grant> Narrow(std::string_view permission, const Grant& owner) {
+  if (Grants({owner.permission}, permission)) {
+    return Grant{std::string(permission), owner.where, owner.fields};
+  }
+  if (Grants({std::string(permission)}, owner.permission)) return owner;
+  return std::nullopt;
+}
+
+std::string CheckGrant(const Grant& g) {
+  if (!ValidPermission(g.permission)) return "unknown permission " + g.permission;
+  std::string_view p = g.permission;
+  if (p.substr(0, 8) != "records.") return "conditions and fields apply to record permissions";
+  std::string_view action = p.substr(p.rfind('.') + 1);
+  if (action == "export") return "export takes no conditions or fields";
+  if (g.where.size() > kMaxConditions) return "at most 8 conditions";
+  if (!g.fields.empty()) {
+    if (p.substr(0, 10) == "records.*.") return "fields need a collection (not records.*)";
+    if (action == "delete") return "delete takes no fields";
+    if (g.fields.size() > 64) return "at most 64 fields";
+  }
+  if (g.where.empty() && g.fields.empty()) return "a grant needs a condition or fields";
+  return "";
 }
 
 bool AnyRequiresMfa(const std::vector<Role>& roles) {

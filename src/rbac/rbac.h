@@ -5,6 +5,7 @@
 #ifndef SILO_RBAC_RBAC_H_
 #define SILO_RBAC_RBAC_H_
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,13 +28,35 @@ bool Grants(const std::vector<std::string>& held, std::string_view wanted);
 // may carry: never more than its creator holds).
 bool IsSubset(const std::vector<std::string>& requested, const std::vector<std::string>& held);
 
+// A record permission with a condition or a field list (record rules,
+// records/rules.h): it grants the action on the records its condition
+// matches (the listing filter syntax with @me and @now; every entry must
+// hold), on the fields it lists. Empty: every record, every field.
+struct Grant {
+  std::string permission;
+  std::vector<std::string> where;
+  std::vector<std::string> fields;
+  bool operator==(const Grant&) const = default;
+};
+
 struct Role {
   std::string name;
   std::string description;
-  std::vector<std::string> permissions;
+  std::vector<std::string> permissions;  // plain: every record, every field
   bool require_mfa = false;
   bool built_in = false;
+  std::vector<Grant> grants;  // with a condition or fields
 };
+
+inline constexpr size_t kMaxConditions = 8;  // in one grant's where
+
+// "" when `g` is a valid conditional grant, else what is wrong: a record
+// permission of one collection (or *, conditions only) whose action takes
+// conditions (not export) and, for fields, one that reads or writes them
+// (read, create, update, history); at most kMaxConditions conditions and 64
+// fields. Whether the condition and fields fit the collection's schema is
+// the caller's to check (records::ParseRule).
+std::string CheckGrant(const Grant& g);
 
 // owner, admin, security_admin, auditor, editor, viewer. Owner, admin and
 // security_admin require MFA.
@@ -43,8 +66,22 @@ const Role* FindBuiltIn(std::string_view name);
 bool ValidRoleName(std::string_view name);
 inline constexpr std::string_view kOwnerRole = "owner";
 
-// The union of the roles' permissions, sorted, without duplicates.
+// The union of the roles' permissions (plain or conditional: what the
+// caller holds in some form), sorted, without duplicates.
 std::vector<std::string> PermissionsOf(const std::vector<Role>& roles);
+// Every grant of the roles, the plain ones as grants without condition.
+std::vector<Grant> GrantsOf(const std::vector<Role>& roles);
+// The grants among `held` that grant `wanted` (a record permission).
+std::vector<Grant> Granting(const std::vector<Grant>& held, std::string_view wanted);
+// Whether `held` gives at least what `given` gives: its permission grants
+// given's, its conditions are all among given's (given is narrower or
+// equal; compared as written), and given lists only fields it lists.
+bool Covers(const Grant& held, const Grant& given);
+bool WithinGrants(const std::vector<Grant>& held, const Grant& given);
+// What a token holding `permission` gets of its owner's grant `owner`: the
+// narrower permission of the two with the owner's condition and fields, or
+// nullopt when neither grants the other.
+std::optional<Grant> Narrow(std::string_view permission, const Grant& owner);
 bool AnyRequiresMfa(const std::vector<Role>& roles);
 
 // What a request's caller holds, as gathered by the dispatcher.

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/json.hpp>
+
+#include "rbac/grant_json.h"
+
 namespace silo::rbac {
 namespace {
 
@@ -73,6 +77,67 @@ TEST(Rbac, RoleNames) {
   }
   EXPECT_EQ(PermissionsOf({*FindBuiltIn("viewer"), *FindBuiltIn("viewer")}).size(),
             FindBuiltIn("viewer")->permissions.size());
+}
+
+TEST(Rbac, GrantsCoverOnlyNarrowerOrEqualConditionsAndFields) {
+  const Grant mine{"records.tickets.read", {"assignee:eq:@me"}, {"title", "state"}};
+  EXPECT_TRUE(Covers(mine, mine));
+  EXPECT_TRUE(
+      Covers(mine, {"records.tickets.read", {"assignee:eq:@me", "state:eq:open"}, {"title"}}));
+  // Wider: no condition, another condition, more fields, no field list.
+  EXPECT_FALSE(Covers(mine, {"records.tickets.read", {}, {"title"}}));
+  EXPECT_FALSE(Covers(mine, {"records.tickets.read", {"state:eq:open"}, {"title"}}));
+  EXPECT_FALSE(Covers(mine, {"records.tickets.read", {"assignee:eq:@me"}, {"title", "secret"}}));
+  EXPECT_FALSE(Covers(mine, {"records.tickets.read", {"assignee:eq:@me"}, {}}));
+  EXPECT_FALSE(Covers(mine, {"records.tickets.update", {"assignee:eq:@me"}, {"title"}}));
+  const Grant plain{"records.*.read", {}, {}};
+  EXPECT_TRUE(Covers(plain, mine));
+  EXPECT_TRUE(WithinGrants({mine, plain}, {"records.x.read", {}, {}}));
+  EXPECT_FALSE(WithinGrants({mine}, {"records.tickets.read", {}, {}}));
+  // A token's permission narrows its owner's grant, never widens it.
+  auto n = Narrow("records.tickets.read", {"records.*.read", {"created_by:eq:@me"}, {}});
+  ASSERT_TRUE(n.has_value());
+  EXPECT_EQ(*n, (Grant{"records.tickets.read", {"created_by:eq:@me"}, {}}));
+  EXPECT_EQ(*Narrow("records.*.read", mine), mine);
+  EXPECT_FALSE(Narrow("records.tickets.update", mine).has_value());
+  // Grants on a role: plain ones and conditional ones together.
+  Role r;
+  r.permissions = {"records.a.read"};
+  r.grants = {mine};
+  EXPECT_EQ(PermissionsOf({r}),
+            (std::vector<std::string>{"records.a.read", "records.tickets.read"}));
+  EXPECT_EQ(GrantsOf({r}).size(), 2u);
+  EXPECT_EQ(Granting(GrantsOf({r}), "records.tickets.read"), std::vector<Grant>{mine});
+}
+
+TEST(Rbac, GrantsAreCheckedAndRoundTripThroughJson) {
+  for (const auto& [g, why] : std::vector<std::pair<Grant, std::string>>{
+           {{"users.read", {"x:eq:1"}, {}}, "record permissions"},
+           {{"records.t.export", {"x:eq:1"}, {}}, "export"},
+           {{"records.*.read", {}, {"title"}}, "need a collection"},
+           {{"records.t.delete", {}, {"title"}}, "delete takes no fields"},
+           {{"records.t.read", {}, {}}, "needs a condition or fields"},
+           {{"records.t.nope", {"x:eq:1"}, {}}, "unknown permission"}}) {
+    EXPECT_NE(CheckGrant(g).find(why), std::string::npos) << g.permission << ": " << CheckGrant(g);
+  }
+  Role r;
+  auto json = boost::json::parse(R"(["records.t.create",
+      {"permission":"records.t.read","where":"owner:eq:@me"},
+      {"permission":"records.t.update","where":["owner:eq:@me","state:ne:closed"],
+       "fields":["state"]}])");
+  ASSERT_TRUE(ParsePermissionsJson(json, &r).ok());
+  EXPECT_EQ(r.permissions, std::vector<std::string>{"records.t.create"});
+  ASSERT_EQ(r.grants.size(), 2u);
+  EXPECT_EQ(r.grants[1].where.size(), 2u);
+  Role again;
+  ASSERT_TRUE(ParsePermissionsJson(PermissionsJson(r), &again).ok());
+  EXPECT_EQ(again.grants, r.grants);
+  for (const char* bad : {R"([{"permission":"records.t.read","where":7}])",
+                          R"([{"permission":"records.t.read","who":"x"}])", R"([3])",
+                          R"([{"where":"a:eq:b"}])", R"({})"}) {
+    Status st = ParsePermissionsJson(boost::json::parse(bad), &again);
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << bad;
+  }
 }
 
 }  // namespace

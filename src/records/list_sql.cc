@@ -31,6 +31,20 @@ std::string Condition(const std::string& expr, const Filter& f, Param& param) {
   return "0";
 }
 
+// "(a AND b) OR (c)" for a scope's alternatives; "0" for none.
+template <typename Param>
+std::string AnyOf(const std::vector<std::vector<Filter>>& scope, Param& param) {
+  std::string out;
+  for (const auto& all : scope) {
+    std::string one;
+    for (const Filter& f : all) {
+      one += (one.empty() ? "" : " AND ") + Condition(projection::FieldExpr(f.field), f, param);
+    }
+    out += (out.empty() ? "(" : " OR (") + (one.empty() ? "1" : one) + ")";
+  }
+  return out.empty() ? "0" : "(" + out + ")";
+}
+
 }  // namespace
 
 ListSql BuildListSql(const ListQuery& q) {
@@ -48,6 +62,7 @@ ListSql BuildListSql(const ListQuery& q) {
     t = param(json::value(*q.at_us));
     sql += " AND valid_from_us <= " + t + " AND valid_to_us > " + t + " AND deleted = 0";
   }
+  if (q.scope) sql += " AND " + AnyOf(*q.scope, param);
   for (const Filter& f : q.filters) {
     if (!f.relation) {
       sql += " AND " + Condition(projection::FieldExpr(f.field), f, param);
@@ -63,6 +78,7 @@ ListSql BuildListSql(const ListQuery& q) {
       targets +=
           " AND r2.valid_from_us <= " + t + " AND r2.valid_to_us > " + t + " AND r2.deleted = 0";
     }
+    if (f.target_scope) targets += " AND " + AnyOf(*f.target_scope, param);
     targets += " AND " + Condition(projection::FieldExpr(f.field), f, param);
     if (f.relation->multiple) {
       sql += " AND EXISTS (SELECT 1 FROM json_each(data, '$." + f.relation->name +

@@ -65,6 +65,8 @@ Result<std::pair<FieldDef, CollectionSchema>> Relation(const CollectionSchema& s
   return std::pair{*f, std::move(*target)};
 }
 
+}  // namespace
+
 Result<Filter> ParseFilter(const CollectionSchema& schema, std::string_view text,
                            const SchemaLookup& related) {
   size_t c1 = text.find(':');
@@ -130,6 +132,8 @@ Result<Filter> ParseFilter(const CollectionSchema& schema, std::string_view text
   }
   return filter;
 }
+
+namespace {
 
 std::string ToBase64Url(std::string s) {
   for (char& c : s) c = c == '+' ? '-' : c == '/' ? '_' : c;

@@ -44,6 +44,9 @@ struct Filter {
   // Set for a filter through a relation: the relation field of the listed
   // collection; `field` is then a field of relation->collection.
   std::optional<FieldDef> relation;
+  // With `relation`: the caller's read conditions on the target (any
+  // alternative, all filters of it); nullopt: every target record.
+  std::optional<std::vector<std::vector<Filter>>> target_scope;
 };
 
 // One ?expand path: a relation field of the listed collection, and maybe a
@@ -68,6 +71,9 @@ struct ListQuery {
   std::optional<Cursor> after;
   std::optional<int64_t> at_us;
   std::vector<ExpandPath> expand;
+  // The caller's read conditions (the store sets them from its rules): a
+  // record is listed when any alternative holds; nullopt: every record.
+  std::optional<std::vector<std::vector<Filter>>> scope;
 };
 
 inline constexpr int kMaxPageSize = 200;
@@ -92,6 +98,11 @@ using SchemaLookup = std::function<Result<CollectionSchema>(const std::string& c
 Result<ListQuery> ParseListQuery(const CollectionSchema& schema,
                                  const std::vector<std::pair<std::string, std::string>>& params,
                                  const SchemaLookup& related = nullptr);
+
+// One filter, "<field>:<op>:<value>" or "<relation>.<field>:<op>:<value>"
+// (the latter only with `related`). InvalidArgument naming the problem.
+Result<Filter> ParseFilter(const CollectionSchema& schema, std::string_view text,
+                           const SchemaLookup& related);
 
 // An expand parameter's value: comma-separated paths. InvalidArgument naming
 // the bad path.

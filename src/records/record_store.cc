@@ -28,6 +28,72 @@ json::value SortValue(const ListQuery& q, const Record& r) {
   return v ? *v : json::value(nullptr);
 }
 
+std::string ActorText(const events::Origin& ctx) { return ctx.actor.kind + ":" + ctx.actor.id; }
+
+// The record a write leaves, as its rules see it: the system fields as the
+// write stamps them (the time is the request's; the log may move it on by a
+// few microseconds).
+Record Prospective(const std::string& id, const json::object& data, const events::Origin& ctx,
+                   const std::optional<proj::Version>& latest) {
+  Record r;
+  r.id = id;
+  r.version = latest ? latest->version + 1 : 1;
+  r.created_at_us = latest ? latest->created_at_us : ctx.now_us;
+  r.created_by = latest ? latest->created_by : ActorText(ctx);
+  r.updated_at_us = ctx.now_us;
+  r.updated_by = ActorText(ctx);
+  r.data = data;
+  return r;
+}
+
+// The newest live state of a record (a deleted one's last live version), for
+// rules that decide on a record as it is or was.
+Record LastLive(Database& db, const std::string& collection, const std::string& id,
+                const proj::Version& latest) {
+  proj::Version v = latest;
+  if (latest.deleted && latest.version > 1) {
+    auto before = proj::LoadVersion(db, collection, id, latest.version - 1);
+    if (before.ok() && *before) v = std::move(**before);
+  }
+  return ToRecord(id, std::move(v));
+}
+
+// A written record as the caller's read rules show it: their fields only;
+// no data at all when they do not admit it (the write happened; what it
+// left is not the caller's to read).
+Record Shown(const RecordRules& read, Record r) {
+  if (read.Unrestricted()) return r;
+  if (!read.Admits(r)) {
+    r.data.clear();
+  } else {
+    KeepFields(read.FieldsFor(r), &r.data);
+  }
+  return r;
+}
+
+// OK when some rule admits `after` and gives every changed field;
+// PermissionDenied otherwise, naming the field when that is the reason.
+Status CheckWrite(const RecordRules& rules, const Record& after,
+                  const std::vector<events::Change>& changes, std::string_view action) {
+  if (rules.Unrestricted()) return Status::Ok();
+  bool admitted = false;
+  std::string field;
+  for (const Rule& rule : rules.rules) {
+    if (!Matches(rule.where, after)) continue;
+    admitted = true;
+    if (!rule.fields) return Status::Ok();
+    auto it = std::find_if(changes.begin(), changes.end(),
+                           [&](const events::Change& c) { return !rule.fields->count(c.field); });
+    if (it == changes.end()) return Status::Ok();
+    if (field.empty()) field = it->field;
+  }
+  if (!admitted) {
+    return PermissionDenied("the record would fall outside your " + std::string(action) + " rule");
+  }
+  return PermissionDenied("you may not write the field " + field)
+      .WithFields({{field, "not writable by you"}});
+}
+
 }  // namespace
 
 Status ReconcileFiles(Database& db, const events::Origin& ctx, const CollectionSchema& schema,
@@ -48,11 +114,25 @@ Status ReconcileFiles(Database& db, const events::Origin& ctx, const CollectionS
   return Status::Ok();
 }
 
+Result<RecordRules> SqliteTenantStore::RulesFor(const CollectionSchema& schema,
+                                                std::string_view action) const {
+  if (!rules_) return AllowAll();
+  return rules_(schema, action);
+}
+
+std::optional<Record> SqliteTenantStore::Visible(const RecordRules& read, Record r) {
+  if (read.Unrestricted()) return r;
+  if (!read.Admits(r)) return std::nullopt;
+  KeepFields(read.FieldsFor(r), &r.data);
+  return r;
+}
+
 Result<Record> SqliteTenantStore::CreateRecord(const events::Origin& ctx,
                                                const std::string& collection,
                                                const json::object& input) {
   std::string id;
   std::optional<Record> out;
+  RecordRules read;
   Status s = WriteEvent(
       ctx,
       [&](Database& db, events::Event& e) -> Status {
@@ -75,30 +155,35 @@ Result<Record> SqliteTenantStore::CreateRecord(const events::Origin& ctx,
         if (!existing.ok()) return existing.status();
         if (*existing) return AlreadyExists("a record with this id exists or existed");
         if (Status u = CheckUnique(db, c->schema, collection, id, *valid); !u.ok()) return u;
-        SILO_RETURN_IF_ERROR(CheckRelations(db, c->schema, {}, *valid));
+        e.changes = Diff(c->schema, {}, *valid);
+        SILO_ASSIGN_OR_RETURN(RecordRules create, RulesFor(c->schema, "create"));
+        SILO_RETURN_IF_ERROR(
+            CheckWrite(create, Prospective(id, *valid, ctx, std::nullopt), e.changes, "create"));
+        SILO_RETURN_IF_ERROR(CheckRelations(db, c->schema, {}, *valid, provider()));
         SILO_RETURN_IF_ERROR(ReconcileFiles(db, ctx, c->schema, collection, id, {}, *valid));
+        SILO_ASSIGN_OR_RETURN(read, RulesFor(c->schema, "read"));
         e.type = "record.created";
         e.subject_kind = proj::kRecordSubject;
         e.subject_id = collection + "/" + id;
-        e.changes = Diff(c->schema, {}, *valid);
         return Status::Ok();
       },
       [&](Database& db) { return LoadCurrent(db, collection, id, &out); });
   if (!s.ok()) return s;
-  return std::move(*out);
+  return Shown(read, std::move(*out));
 }
 
 Result<Record> SqliteTenantStore::GetRecord(const std::string& collection, const std::string& id,
                                             std::optional<int64_t> at_us) {
   std::optional<Record> out;
   Status s = db_->Read([&](Database& db) -> Status {
-    if (auto c = proj::LoadCollection(db, collection); !c.ok()) return c.status();
+    auto c = proj::LoadCollection(db, collection);
+    if (!c.ok()) return c.status();
+    SILO_ASSIGN_OR_RETURN(RecordRules read, RulesFor(c->schema, "read"));
     auto v =
         at_us ? proj::LoadAt(db, collection, id, *at_us) : proj::LoadLatest(db, collection, id);
     if (!v.ok()) return v.status();
-    if (!*v || (*v)->deleted)
-      return NotFound(at_us ? "no such record at that time" : "no such record");
-    out = ToRecord(id, std::move(**v));
+    if (*v && !(*v)->deleted) out = Visible(read, ToRecord(id, std::move(**v)));
+    if (!out) return NotFound(at_us ? "no such record at that time" : "no such record");
     return Status::Ok();
   });
   if (!s.ok()) return s;
@@ -110,6 +195,7 @@ Result<Record> SqliteTenantStore::UpdateRecord(const events::Origin& ctx,
                                                const json::object& patch,
                                                std::optional<int64_t> if_version) {
   std::optional<Record> out;
+  RecordRules read;
   Status s = WriteEvent(
       ctx,
       [&](Database& db, events::Event& e) -> Status {
@@ -117,7 +203,10 @@ Result<Record> SqliteTenantStore::UpdateRecord(const events::Origin& ctx,
         if (!c.ok()) return c.status();
         auto latest = proj::LoadLatest(db, collection, id);
         if (!latest.ok()) return latest.status();
-        if (!*latest || (*latest)->deleted) return NotFound("no such record");
+        SILO_ASSIGN_OR_RETURN(RecordRules update, RulesFor(c->schema, "update"));
+        if (!*latest || (*latest)->deleted || !update.Admits(ToRecord(id, **latest))) {
+          return NotFound("no such record");
+        }
         if (Status v = CheckVersion((*latest)->version, if_version); !v.ok()) return v;
         json::object merged = (*latest)->data;
         for (const auto& kv : patch) {
@@ -134,8 +223,11 @@ Result<Record> SqliteTenantStore::UpdateRecord(const events::Origin& ctx,
         if (!valid.ok()) return valid.status();
         if (Status u = CheckUnique(db, c->schema, collection, id, *valid); !u.ok()) return u;
         e.changes = Diff(c->schema, (*latest)->data, *valid);
+        SILO_ASSIGN_OR_RETURN(read, RulesFor(c->schema, "read"));
         if (e.changes.empty()) return Status::Ok();  // nothing changed: no event
-        SILO_RETURN_IF_ERROR(CheckRelations(db, c->schema, (*latest)->data, *valid));
+        SILO_RETURN_IF_ERROR(
+            CheckWrite(update, Prospective(id, *valid, ctx, *latest), e.changes, "update"));
+        SILO_RETURN_IF_ERROR(CheckRelations(db, c->schema, (*latest)->data, *valid, provider()));
         SILO_RETURN_IF_ERROR(
             ReconcileFiles(db, ctx, c->schema, collection, id, (*latest)->data, *valid));
         e.type = "record.updated";
@@ -145,7 +237,7 @@ Result<Record> SqliteTenantStore::UpdateRecord(const events::Origin& ctx,
       },
       [&](Database& db) { return LoadCurrent(db, collection, id, &out); });
   if (!s.ok()) return s;
-  return std::move(*out);
+  return Shown(read, std::move(*out));
 }
 
 Status SqliteTenantStore::DeleteRecord(const events::Origin& ctx, const std::string& collection,
@@ -157,7 +249,10 @@ Status SqliteTenantStore::DeleteRecord(const events::Origin& ctx, const std::str
         if (!c.ok()) return c.status();
         auto latest = proj::LoadLatest(db, collection, id);
         if (!latest.ok()) return latest.status();
-        if (!*latest || (*latest)->deleted) return NotFound("no such record");
+        SILO_ASSIGN_OR_RETURN(RecordRules del, RulesFor(c->schema, "delete"));
+        if (!*latest || (*latest)->deleted || !del.Admits(ToRecord(id, **latest))) {
+          return NotFound("no such record");
+        }
         if (Status v = CheckVersion((*latest)->version, if_version); !v.ok()) return v;
         // Referrers first: their events come before this one, so at every
         // time the log describes, relations name live records only.
@@ -190,6 +285,7 @@ Result<Record> SqliteTenantStore::RevertRecord(const events::Origin& ctx,
                                                const RevertTarget& target,
                                                std::optional<int64_t> if_version) {
   std::optional<Record> out;
+  RecordRules read;
   Status s = WriteEvent(
       ctx,
       [&](Database& db, events::Event& e) -> Status {
@@ -197,7 +293,10 @@ Result<Record> SqliteTenantStore::RevertRecord(const events::Origin& ctx,
         if (!c.ok()) return c.status();
         auto latest = proj::LoadLatest(db, collection, id);
         if (!latest.ok()) return latest.status();
-        if (!*latest) return NotFound("no such record");
+        SILO_ASSIGN_OR_RETURN(RecordRules update, RulesFor(c->schema, "update"));
+        if (!*latest || !update.Admits(LastLive(db, collection, id, **latest))) {
+          return NotFound("no such record");
+        }
         if (Status v = CheckVersion((*latest)->version, if_version); !v.ok()) return v;
         auto old = target.version ? proj::LoadVersion(db, collection, id, *target.version)
                                   : proj::LoadAt(db, collection, id, *target.at_us);
@@ -214,8 +313,11 @@ Result<Record> SqliteTenantStore::RevertRecord(const events::Origin& ctx,
         if (Status u = CheckUnique(db, c->schema, collection, id, *valid); !u.ok()) return u;
         json::object current = (*latest)->deleted ? json::object() : (*latest)->data;
         e.changes = Diff(c->schema, current, *valid);
+        SILO_ASSIGN_OR_RETURN(read, RulesFor(c->schema, "read"));
         if (e.changes.empty() && !(*latest)->deleted) return Status::Ok();  // already so
-        SILO_RETURN_IF_ERROR(CheckRelations(db, c->schema, current, *valid));
+        SILO_RETURN_IF_ERROR(
+            CheckWrite(update, Prospective(id, *valid, ctx, *latest), e.changes, "update"));
+        SILO_RETURN_IF_ERROR(CheckRelations(db, c->schema, current, *valid, provider()));
         SILO_RETURN_IF_ERROR(ReconcileFiles(db, ctx, c->schema, collection, id, current, *valid));
         e.type = "record.reverted";
         e.subject_kind = proj::kRecordSubject;
@@ -224,15 +326,22 @@ Result<Record> SqliteTenantStore::RevertRecord(const events::Origin& ctx,
       },
       [&](Database& db) { return LoadCurrent(db, collection, id, &out); });
   if (!s.ok()) return s;
-  return std::move(*out);
+  return Shown(read, std::move(*out));
 }
 
 Result<RecordPage> SqliteTenantStore::ListRecords(const std::string& collection,
                                                   const ListQuery& q) {
   RecordPage page;
   Status s = db_->Read([&](Database& db) -> Status {
-    if (auto c = proj::LoadCollection(db, collection); !c.ok()) return c.status();
-    return List(db, collection, q, &page);
+    auto c = proj::LoadCollection(db, collection);
+    if (!c.ok()) return c.status();
+    SILO_ASSIGN_OR_RETURN(RecordRules read, RulesFor(c->schema, "read"));
+    ListQuery scoped = q;
+    SILO_RETURN_IF_ERROR(ScopeQuery(db, read, &scoped));
+    SILO_RETURN_IF_ERROR(List(db, collection, scoped, &page));
+    if (read.Unrestricted()) return Status::Ok();
+    for (Record& r : page.records) KeepFields(read.FieldsFor(r), &r.data);
+    return Status::Ok();
   });
   if (!s.ok()) return s;
   return page;
@@ -242,7 +351,17 @@ Result<std::vector<HistoryEntry>> SqliteTenantStore::History(const std::string& 
                                                              const std::string& id) {
   std::vector<HistoryEntry> out;
   Status s = db_->Read([&](Database& db) -> Status {
-    if (auto c = proj::LoadCollection(db, collection); !c.ok()) return c.status();
+    auto c = proj::LoadCollection(db, collection);
+    if (!c.ok()) return c.status();
+    SILO_ASSIGN_OR_RETURN(RecordRules history, RulesFor(c->schema, "history"));
+    FieldSet fields;
+    if (!history.Unrestricted()) {
+      auto latest = proj::LoadLatest(db, collection, id);
+      if (!latest.ok()) return latest.status();
+      Record last = *latest ? LastLive(db, collection, id, **latest) : Record{};
+      if (!*latest || !history.Admits(last)) return NotFound("no such record");
+      fields = history.FieldsFor(last);
+    }
     auto evs = events::Query(
         db, events::Log::kEvents, "subject_kind = ?1 AND subject_id = ?2 ORDER BY seq",
         [&](Statement& st) { st.Bind(1, proj::kRecordSubject).Bind(2, collection + "/" + id); });
@@ -262,6 +381,7 @@ Result<std::vector<HistoryEntry>> SqliteTenantStore::History(const std::string& 
         h.request_id = parsed->request_id;
         json::object changes;
         for (const auto& c : parsed->changes) {
+          if (fields && !fields->count(c.field)) continue;
           auto side = [](const std::optional<std::string>& t) -> json::value {
             return t ? json::parse(*t) : json::value(nullptr);
           };
@@ -275,6 +395,50 @@ Result<std::vector<HistoryEntry>> SqliteTenantStore::History(const std::string& 
   });
   if (!s.ok()) return s;
   return out;
+}
+
+Status SqliteTenantStore::ScopeQuery(Database& db, const RecordRules& read, ListQuery* q) const {
+  const FieldSet readable = read.FieldsOfEveryRule();
+  // A filter or sort on a field some listed record may hide would tell its
+  // value by bisection.
+  auto refuse = [&](const FieldDef& f, std::string_view use) -> Status {
+    if (!f.column.empty() || !readable || readable->count(f.name)) return Status::Ok();
+    return PermissionDenied("you may not " + std::string(use) + " on " + f.name +
+                            ": your rules do not let you read it on every record");
+  };
+  if (read.rules.empty() || !read.AllRows()) {
+    q->scope.emplace();
+    for (const Rule& r : read.rules) q->scope->push_back(r.where);
+  }
+  if (q->sort) SILO_RETURN_IF_ERROR(refuse(*q->sort, "sort"));
+  for (Filter& f : q->filters) {
+    if (!f.relation) {
+      SILO_RETURN_IF_ERROR(refuse(f.field, "filter"));
+      continue;
+    }
+    SILO_RETURN_IF_ERROR(refuse(*f.relation, "filter"));
+  }
+  for (Filter& f : q->filters) {
+    if (!f.relation) continue;
+    SILO_ASSIGN_OR_RETURN(proj::StoredCollection target,
+                          proj::LoadCollection(db, f.relation->collection));
+    SILO_ASSIGN_OR_RETURN(RecordRules target_read, RulesFor(target.schema, "read"));
+    if (target_read.rules.empty()) {
+      return PermissionDenied("filter through " + f.relation->name + ": you may not read " +
+                              f.relation->collection);
+    }
+    if (target_read.Unrestricted()) continue;
+    const FieldSet target_readable = target_read.FieldsOfEveryRule();
+    if (f.field.column.empty() && target_readable && !target_readable->count(f.field.name)) {
+      return PermissionDenied("you may not filter on " + f.relation->name + "." + f.field.name +
+                              ": your rules do not let you read it on every record");
+    }
+    if (!target_read.AllRows()) {
+      f.target_scope.emplace();
+      for (const Rule& r : target_read.rules) f.target_scope->push_back(r.where);
+    }
+  }
+  return Status::Ok();
 }
 
 Status SqliteTenantStore::LoadCurrent(Database& db, const std::string& collection,

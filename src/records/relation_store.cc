@@ -72,17 +72,28 @@ Result<std::map<std::string, CollectionSchema>> AllSchemas(Database& db) {
 }  // namespace
 
 Status CheckRelations(Database& db, const CollectionSchema& schema, const json::object& before,
-                      const json::object& after) {
+                      const json::object& after, const RulesProvider* rules) {
   std::vector<FieldError> errors;
   for (const FieldDef& f : schema.fields) {
     if (f.type != FieldType::kRelation) continue;
+    std::optional<RecordRules> read;
+    if (rules != nullptr) {
+      SILO_ASSIGN_OR_RETURN(proj::StoredCollection target, proj::LoadCollection(db, f.collection));
+      SILO_ASSIGN_OR_RETURN(read, (*rules)(target.schema, "read"));
+      if (read->Unrestricted()) read.reset();
+    }
     auto old_ids = RelatedIds(before.if_contains(f.name));
     std::set<std::string> known(old_ids.begin(), old_ids.end());
     for (const std::string& id : RelatedIds(after.if_contains(f.name))) {
       if (known.count(id)) continue;  // named before this write: still live
-      auto live = IsLive(db, f.collection, id);
-      if (!live.ok()) return live.status();
-      if (!*live) {
+      bool visible = false;
+      if (!read) {
+        SILO_ASSIGN_OR_RETURN(visible, IsLive(db, f.collection, id));
+      } else {
+        SILO_ASSIGN_OR_RETURN(auto v, proj::LoadLatest(db, f.collection, id));
+        visible = v && !v->deleted && read->Admits(ToRecord(id, std::move(*v)));
+      }
+      if (!visible) {
         errors.push_back({f.name, "no record " + id + " in " + f.collection});
         break;
       }
@@ -225,12 +236,15 @@ Result<std::vector<Record>> SqliteTenantStore::GetRecords(const std::string& col
                                                           std::optional<int64_t> at_us) {
   std::vector<Record> out;
   Status s = db_->Read([&](Database& db) -> Status {
+    auto c = proj::LoadCollection(db, collection);
+    if (!c.ok()) return c.status();
+    SILO_ASSIGN_OR_RETURN(RecordRules read, RulesFor(c->schema, "read"));
     for (const std::string& id : ids) {
       auto v =
           at_us ? proj::LoadAt(db, collection, id, *at_us) : proj::LoadLatest(db, collection, id);
       if (!v.ok()) return v.status();
       if (!*v || (*v)->deleted) continue;
-      out.push_back(ToRecord(id, std::move(**v)));
+      if (auto r = Visible(read, ToRecord(id, std::move(**v)))) out.push_back(std::move(*r));
     }
     return Status::Ok();
   });

@@ -48,8 +48,12 @@ Status CheckVersion(int64_t current, std::optional<int64_t> expected);
 // InvalidArgument naming each relation field of `after` that names a record
 // that is not live in its target collection (ids already in `before` are
 // not looked up again: deleting a target first follows on_delete).
+// With `rules`, a new id must also be a record the caller may read (the
+// same answer as a missing one: an id is not a way to learn that a record
+// exists).
 Status CheckRelations(storage::Database& db, const CollectionSchema& schema,
-                      const boost::json::object& before, const boost::json::object& after);
+                      const boost::json::object& before, const boost::json::object& after,
+                      const RulesProvider* rules = nullptr);
 // What a record write from `before` to `after` does to the files its file
 // fields name (files/catalog.h): new ids are attached, dropped ones become
 // tombstones, in the write's transaction. InvalidArgument naming each field
@@ -65,6 +69,8 @@ class SqliteTenantStore : public TenantStore {
   explicit SqliteTenantStore(std::shared_ptr<storage::TenantDatabase> db) : db_(std::move(db)) {}
 
   Result<TenantStoreInfo> Info() override;
+
+  void SetRules(RulesProvider rules) override { rules_ = std::move(rules); }
 
   Result<std::vector<Collection>> ListCollections() override;
 
@@ -175,13 +181,29 @@ class SqliteTenantStore : public TenantStore {
   // FailedPrecondition naming the records that the new schema would refuse.
   static Status CheckRecordsFit(Database& db, const CollectionSchema& schema);
 
+  // Adds the read rules' conditions to `q` (and to its filters through
+  // relations, the targets' rules); PermissionDenied for a filter or sort on
+  // a field the rules do not show on every record, or through a relation to
+  // a collection the caller may not read.
+  Status ScopeQuery(Database& db, const RecordRules& read, ListQuery* q) const;
+
   static Status List(Database& db, const std::string& collection, const ListQuery& q,
                      RecordPage* page);
 
   static Status ExportIn(Database& db, std::optional<int64_t> at_us,
                          const std::function<Status(const std::string&, const Record&)>& sink);
 
+  // The caller's rules for `action` on the collection (AllowAll without a
+  // provider).
+  Result<RecordRules> RulesFor(const CollectionSchema& schema, std::string_view action) const;
+  const RulesProvider* provider() const { return rules_ ? &rules_ : nullptr; }
+
+  // `r` as the read rules show it: nullopt when they do not admit it, else
+  // without the fields they do not give.
+  static std::optional<Record> Visible(const RecordRules& read, Record r);
+
   std::shared_ptr<storage::TenantDatabase> db_;
+  RulesProvider rules_;
 };
 
 }  // namespace silo::records

@@ -25,6 +25,7 @@
 #include "crypto/secret_key.h"
 #include "events/event_log.h"
 #include "records/query.h"
+#include "records/rules.h"
 #include "records/schema.h"
 #include "storage/migrator.h"
 #include "storage/tenant_databases.h"
@@ -120,6 +121,17 @@ class TenantStore {
  public:
   virtual ~TenantStore() = default;
   virtual Result<TenantStoreInfo> Info() = 0;
+
+  // Holds every later record call to the caller's record rules (rules.h):
+  // a record outside the read, update, delete or history rules is NotFound
+  // (its existence is not revealed); a create or update whose result falls
+  // outside the rule, or that writes a field the rule does not give, is
+  // PermissionDenied; reads omit the fields the rules do not give, and a
+  // filter or sort naming one is PermissionDenied; a relation may name only
+  // records the caller may read. Without rules (the default) every record
+  // and field is reachable. A delete's cascades and set_nulls follow the
+  // schema, not the caller's rules, as foreign-key actions do in SQL.
+  virtual void SetRules(RulesProvider rules) = 0;
 
   virtual Result<std::vector<Collection>> ListCollections() = 0;
   virtual Result<Collection> GetCollection(const std::string& name) = 0;

@@ -9,56 +9,14 @@
 #include "base/status_matchers.h"
 #include "base/time_util.h"
 #include "crypto/crypto.h"
+#include "records/tenant_store_test_util.h"
 #include "storage/test_util.h"
 
 namespace silo::records {
 namespace {
 namespace json = boost::json;
-
-constexpr int64_t kT0 = 1'780'000'000'000'000;  // 2026-05-28, simulated time
-
-class TenantStoreTest : public storage::testing::TempDirTest {
- protected:
-  void SetUp() override {
-    TempDirTest::SetUp();
-    keys_["a"] = crypto::RandomBytes(crypto::SecretKey::kSize);
-    keys_["b"] = crypto::RandomBytes(crypto::SecretKey::kSize);
-    stores_ = NewSqliteTenantStores(
-        [this](const std::string& id) { return crypto::SecretKey::FromBytes(keys_[id]); },
-        [this](const std::string& id) { return Path(id + ".db"); },
-        {.max_open_tenants = 4, .readers_per_tenant = 2, .synchronous_full = false});
-    ASSERT_OK(stores_->Create("a"));
-    ASSERT_OK(stores_->Create("b"));
-    a_ = std::move(stores_->Open("a")).value();
-    b_ = std::move(stores_->Open("b")).value();
-  }
-
-  events::Origin Ctx(int64_t now, std::string user = "u1") {
-    return {{"user", std::move(user)}, "req-" + std::to_string(now), "127.0.0.1", now};
-  }
-
-  static CollectionSchema Schema(const std::string& text) {
-    auto s = ParseCollection(json::parse(text));
-    EXPECT_OK(s) << s.status().ToString();
-    return *s;
-  }
-
-  static CollectionSchema Tickets() {
-    return Schema(R"({"name":"tickets","fields":[
-        {"name":"title","type":"string","required":true},
-        {"name":"score","type":"number","indexed":true},
-        {"name":"state","type":"enum","values":["open","closed"]},
-        {"name":"code","type":"string","unique":true}]})");
-  }
-
-  std::unique_ptr<storage::Database> RawConnection(const std::string& tenant) {
-    return MustOpen(Path(tenant + ".db"), *crypto::SecretKey::FromBytes(keys_[tenant]));
-  }
-
-  std::map<std::string, std::string> keys_;
-  std::unique_ptr<TenantStores> stores_;
-  std::unique_ptr<TenantStore> a_, b_;
-};
+using testing::kT0;
+using testing::TenantStoreTest;
 
 TEST_F(TenantStoreTest, InfoReportsTheSchemaVersion) {
   auto info = a_->Info();
