@@ -6,9 +6,13 @@
 #   - ?at= read p99 with EVENTS events in the tenant, and rebuild speed
 #     (bench/records_bench, in process: loading a million events over HTTP
 #     would take most of the run)
+#   - record rules and expand (bench/rules_bench, in process, on RULES_RECORDS
+#     records of which the caller may see 1 %): read by id and list-50 with
+#     an @me rule against none, list-50 with ?expand against without
 # Every load figure is the median of RUNS runs of SECONDS_PER_RUN seconds
 # (wrk, 2 threads, 32 connections, beside the server on the same 2 cores).
-# Usage: bench/api_bench.sh [build dir]  (env: RUNS=5 SECONDS_PER_RUN=5 TENANTS=20 EVENTS=1000000)
+# Usage: bench/api_bench.sh [build dir]
+#   (env: RUNS=5 SECONDS_PER_RUN=5 TENANTS=20 EVENTS=1000000 RULES_RECORDS=100000)
 set -euo pipefail
 BUILD=${1:-build}
 RUNS=${RUNS:-5}
@@ -105,6 +109,7 @@ measure update_full update "$ONE_SLUG" "$ONE_TOKEN"
 stop
 
 INPROC=$(EVENTS=$EVENTS "$BUILD/records_bench")
+RULES=$(RECORDS=${RULES_RECORDS:-100000} ROUNDS=$RUNS "$BUILD/rules_bench")
 AT_P99=$(echo "$INPROC" | awk '/^RESULT/{for(i=2;i<=NF;i++){split($i,kv,"=");if(kv[1]=="at_p99_ms")print kv[2]}}')
 
 printf '| figure | req/s (median) | p99 ms (median) | runs (req/s) |\n|---|---|---|---|\n'
@@ -114,4 +119,5 @@ for k in read read_many list update create create_many create_full update_full; 
 done
 echo "read/healthz ratio: $(awk -v a="${RPS[read]}" -v b="$HEALTHZ" 'BEGIN{printf "%.2f", a/b}')"
 echo "$INPROC" | grep -v '^RESULT'
+echo "$RULES"
 echo "RESULT healthz_rps=$HEALTHZ read_rps=${RPS[read]} create_rps=${RPS[create]} update_rps=${RPS[update]} list_rps=${RPS[list]} at_p99_ms=$AT_P99"

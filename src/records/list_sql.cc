@@ -106,6 +106,14 @@ ListSql BuildListSql(const ListQuery& q) {
              beyond + id + ")" + (q.descending ? " OR " + sort_expr + " IS NULL" : "") + ")";
     }
   }
+  if (!at) {
+    // Always true (ids are non-empty), and a hint: with a range on id, the
+    // planner sees that an index on (collection, <field>) of an equality
+    // condition also yields rows in id order (its entries end with the
+    // primary key), and takes it instead of walking the whole collection
+    // in id order (bench/rules_bench: a 1 % @me rule, 40 times faster).
+    sql += " AND id >= " + param(json::value(json::string()));
+  }
   sql += " ORDER BY " + (q.sort ? sort_expr + dir + ", " : std::string()) + "id" + dir;
   sql += " LIMIT " + std::to_string(q.limit + 1);
   return out;

@@ -82,25 +82,30 @@ struct Case {
 TEST(ListSql, EachQueryShapeBuildsItsStatementWithEveryValueBound) {
   const std::string hostile = "x'); DROP TABLE records; --";
   const Case cases[] = {
-      {"defaults", {}, "records WHERE collection = ?1 ORDER BY id ASC LIMIT 51", {}},
+      {"defaults",
+       {},
+       "records WHERE collection = ?1 AND id >= ?2 ORDER BY id ASC LIMIT 51",
+       {json::string()}},
       {"eq",
        {{"filter", "title:eq:" + hostile}, {"limit", "10"}},
-       "records WHERE collection = ?1 AND " + kTitle + " = ?2 ORDER BY id ASC LIMIT 11",
-       {json::string(hostile)}},
+       "records WHERE collection = ?1 AND " + kTitle +
+           " = ?2 AND id >= ?3 ORDER BY id ASC LIMIT 11",
+       {json::string(hostile), json::string()}},
       {"in",
        {{"filter", "n:in:1,2,3"}},
-       "records WHERE collection = ?1 AND " + kN + " IN (?2, ?3, ?4) ORDER BY id ASC LIMIT 51",
-       {1, 2, 3}},
+       "records WHERE collection = ?1 AND " + kN +
+           " IN (?2, ?3, ?4) AND id >= ?5 ORDER BY id ASC LIMIT 51",
+       {1, 2, 3, json::string()}},
       {"prefix",
        {{"filter", "title:prefix:ab"}},
        "records WHERE collection = ?1 AND substr(" + kTitle + ", 1, length(?2)) = ?2" +
-           " ORDER BY id ASC LIMIT 51",
-       {json::string("ab")}},
+           " AND id >= ?3 ORDER BY id ASC LIMIT 51",
+       {json::string("ab"), json::string()}},
       {"two filters and a sort",
        {{"filter", "n:gte:5"}, {"filter", "title:ne:z"}, {"sort", "-n"}},
-       "records WHERE collection = ?1 AND " + kN + " >= ?2 AND " + kTitle + " <> ?3 ORDER BY " +
-           kN + " DESC, id DESC LIMIT 51",
-       {5, json::string("z")}},
+       "records WHERE collection = ?1 AND " + kN + " >= ?2 AND " + kTitle +
+           " <> ?3 AND id >= ?4 ORDER BY " + kN + " DESC, id DESC LIMIT 51",
+       {5, json::string("z"), json::string()}},
       {"at a time",
        {{"at", "2026-01-02T03:04:05Z"}},
        "record_versions WHERE collection = ?1 AND valid_from_us <= ?2 AND valid_to_us > ?2"
@@ -108,19 +113,19 @@ TEST(ListSql, EachQueryShapeBuildsItsStatementWithEveryValueBound) {
        {int64_t{1767323045000000}}},
       {"after a cursor, by id",
        {{"cursor", EncodeCursor({nullptr, "r9"})}},
-       "records WHERE collection = ?1 AND id > ?2 ORDER BY id ASC LIMIT 51",
-       {json::string("r9")}},
+       "records WHERE collection = ?1 AND id > ?2 AND id >= ?3 ORDER BY id ASC LIMIT 51",
+       {json::string("r9"), json::string()}},
       {"after a cursor, by a field, descending",
        {{"sort", "-n"}, {"cursor", EncodeCursor({7, "r9"})}},
        "records WHERE collection = ?1 AND (" + kN + " < ?3 OR (" + kN + " = ?3 AND id < ?2) OR " +
-           kN + " IS NULL) ORDER BY " + kN + " DESC, id DESC LIMIT 51",
-       {json::string("r9"), 7}},
+           kN + " IS NULL) AND id >= ?4 ORDER BY " + kN + " DESC, id DESC LIMIT 51",
+       {json::string("r9"), 7, json::string()}},
       {"through a relation",
        {{"filter", "owner.country:eq:" + hostile}},
        "records WHERE collection = ?1 AND json_extract(data, '$.owner') IN (SELECT r2.id FROM "
        "records AS r2 WHERE r2.collection = ?2 AND json_extract(data, '$.country') = ?3)"
-       " ORDER BY id ASC LIMIT 51",
-       {json::string("c"), json::string(hostile)}},
+       " AND id >= ?4 ORDER BY id ASC LIMIT 51",
+       {json::string("c"), json::string(hostile), json::string()}},
       {"through a multiple relation, at a time",
        {{"filter", "tags.country:in:CZ,SK"}, {"at", "2026-01-02T03:04:05Z"}},
        "record_versions WHERE collection = ?1 AND valid_from_us <= ?2 AND valid_to_us > ?2"
@@ -132,8 +137,8 @@ TEST(ListSql, EachQueryShapeBuildsItsStatementWithEveryValueBound) {
       {"after a record without the sort field, ascending",
        {{"sort", "n"}, {"cursor", EncodeCursor({nullptr, "r9"})}},
        "records WHERE collection = ?1 AND ((" + kN + " IS NULL AND id > ?2) OR " + kN +
-           " IS NOT NULL) ORDER BY " + kN + " ASC, id ASC LIMIT 51",
-       {json::string("r9")}},
+           " IS NOT NULL) AND id >= ?3 ORDER BY " + kN + " ASC, id ASC LIMIT 51",
+       {json::string("r9"), json::string()}},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);

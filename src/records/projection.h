@@ -11,9 +11,11 @@
 
 #include <boost/json/object.hpp>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/status.h"
 #include "events/event_log.h"
@@ -59,6 +61,11 @@ struct Version {
 };
 Result<std::optional<Version>> LoadLatest(storage::Database& db, const std::string& collection,
                                           const std::string& id);
+// The current (live) versions of those of `ids` that are live, by id; one
+// statement per 100 ids.
+Result<std::map<std::string, Version>> LoadCurrentMany(storage::Database& db,
+                                                       const std::string& collection,
+                                                       const std::vector<std::string>& ids);
 // The version with that number, or the one valid at `at_us`.
 Result<std::optional<Version>> LoadVersion(storage::Database& db, const std::string& collection,
                                            const std::string& id, int64_t version);
