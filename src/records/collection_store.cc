@@ -106,13 +106,7 @@ Status SqliteTenantStore::DeleteCollection(const events::Origin& ctx, const std:
 Result<std::vector<std::string>> SqliteTenantStore::CollectionNames(Database& db) {
   auto stmt = db.Prepare("SELECT name FROM collections ORDER BY name");
   if (!stmt.ok()) return stmt.status();
-  std::vector<std::string> names;
-  while (true) {
-    auto row = stmt->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) return names;
-    names.push_back(stmt->ColumnText(0));
-  }
+  return FirstColumn(*stmt);
 }
 
 Status SqliteTenantStore::LoadCollectionInto(Database& db, const std::string& name,

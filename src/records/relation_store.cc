@@ -40,26 +40,13 @@ Result<std::vector<std::string>> Referrers(Database& db, const std::string& coll
   auto stmt = db.Prepare(sql);
   if (!stmt.ok()) return stmt.status();
   stmt->Bind(1, collection).Bind(2, id);
-  std::vector<std::string> out;
-  while (true) {
-    auto row = stmt->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) return out;
-    out.push_back(stmt->ColumnText(0));
-  }
+  return FirstColumn(*stmt);
 }
 
-// Every collection's schema, by name.
-Result<std::map<std::string, CollectionSchema>> AllSchemas(Database& db) {
-  auto stmt = db.Prepare("SELECT name FROM collections ORDER BY name");
-  if (!stmt.ok()) return stmt.status();
-  std::vector<std::string> names;
-  while (true) {
-    auto row = stmt->Step();
-    if (!row.ok()) return row.status();
-    if (!*row) break;
-    names.push_back(stmt->ColumnText(0));
-  }
+}  // namespace
+
+Result<std::map<std::string, CollectionSchema>> SqliteTenantStore::AllSchemas(Database& db) {
+  SILO_ASSIGN_OR_RETURN(std::vector<std::string> names, CollectionNames(db));
   std::map<std::string, CollectionSchema> out;
   for (const auto& name : names) {
     auto c = proj::LoadCollection(db, name);
@@ -68,8 +55,6 @@ Result<std::map<std::string, CollectionSchema>> AllSchemas(Database& db) {
   }
   return out;
 }
-
-}  // namespace
 
 Status CheckRelations(Database& db, const CollectionSchema& schema, const json::object& before,
                       const json::object& after, const RulesProvider* rules) {

@@ -105,6 +105,16 @@ Status CheckUnique(Database& db, const CollectionSchema& schema, const std::stri
   return AlreadyExists("a unique value is already used").WithFields(std::move(taken));
 }
 
+Result<std::vector<std::string>> FirstColumn(Statement& stmt) {
+  std::vector<std::string> out;
+  while (true) {
+    auto row = stmt.Step();
+    if (!row.ok()) return row.status();
+    if (!*row) return out;
+    out.push_back(stmt.ColumnText(0));
+  }
+}
+
 Status CheckVersion(int64_t current, std::optional<int64_t> expected) {
   if (expected && *expected != current) {
     return VersionMismatch("the record is at version " + std::to_string(current));

@@ -9,6 +9,7 @@
 #include <boost/json.hpp>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -43,6 +44,8 @@ Collection ToCollection(projection::StoredCollection c);
 Status CheckUnique(storage::Database& db, const CollectionSchema& schema,
                    const std::string& collection, const std::string& id,
                    const boost::json::object& data);
+// The first column of every row `stmt` yields, as text.
+Result<std::vector<std::string>> FirstColumn(storage::Statement& stmt);
 // VersionMismatch when `expected` is given and is not `current`.
 Status CheckVersion(int64_t current, std::optional<int64_t> expected);
 // InvalidArgument naming each relation field of `after` that names a record
@@ -171,6 +174,8 @@ class SqliteTenantStore : public TenantStore {
                                DeleteClosure* closure);
 
   static Result<std::vector<std::string>> CollectionNames(Database& db);
+  // Every collection's schema, by name.
+  static Result<std::map<std::string, CollectionSchema>> AllSchemas(Database& db);
 
   static Status LoadCollectionInto(Database& db, const std::string& name,
                                    std::optional<Collection>* out);
