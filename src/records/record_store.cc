@@ -151,14 +151,16 @@ Result<Record> SqliteTenantStore::CreateRecord(const events::Origin& ctx,
         }
         auto valid = ValidateRecord(c->schema, data);
         if (!valid.ok()) return valid.status();
-        auto existing = proj::LoadLatest(db, collection, id);
-        if (!existing.ok()) return existing.status();
-        if (*existing) return AlreadyExists("a record with this id exists or existed");
-        if (Status u = CheckUnique(db, c->schema, collection, id, *valid); !u.ok()) return u;
+        // The rules before anything that looks at other records: a create
+        // the caller may not make learns nothing about ids or unique values.
         e.changes = Diff(c->schema, {}, *valid);
         SILO_ASSIGN_OR_RETURN(RecordRules create, RulesFor(c->schema, "create"));
         SILO_RETURN_IF_ERROR(
             CheckWrite(create, Prospective(id, *valid, ctx, std::nullopt), e.changes, "create"));
+        auto existing = proj::LoadLatest(db, collection, id);
+        if (!existing.ok()) return existing.status();
+        if (*existing) return AlreadyExists("a record with this id exists or existed");
+        if (Status u = CheckUnique(db, c->schema, collection, id, *valid); !u.ok()) return u;
         SILO_RETURN_IF_ERROR(CheckRelations(db, c->schema, {}, *valid, provider()));
         SILO_RETURN_IF_ERROR(ReconcileFiles(db, ctx, c->schema, collection, id, {}, *valid));
         SILO_ASSIGN_OR_RETURN(read, RulesFor(c->schema, "read"));
@@ -221,12 +223,12 @@ Result<Record> SqliteTenantStore::UpdateRecord(const events::Origin& ctx,
         }
         auto valid = ValidateRecord(c->schema, merged);
         if (!valid.ok()) return valid.status();
-        if (Status u = CheckUnique(db, c->schema, collection, id, *valid); !u.ok()) return u;
         e.changes = Diff(c->schema, (*latest)->data, *valid);
         SILO_ASSIGN_OR_RETURN(read, RulesFor(c->schema, "read"));
         if (e.changes.empty()) return Status::Ok();  // nothing changed: no event
         SILO_RETURN_IF_ERROR(
             CheckWrite(update, Prospective(id, *valid, ctx, *latest), e.changes, "update"));
+        if (Status u = CheckUnique(db, c->schema, collection, id, *valid); !u.ok()) return u;
         SILO_RETURN_IF_ERROR(CheckRelations(db, c->schema, (*latest)->data, *valid, provider()));
         SILO_RETURN_IF_ERROR(
             ReconcileFiles(db, ctx, c->schema, collection, id, (*latest)->data, *valid));
@@ -310,13 +312,13 @@ Result<Record> SqliteTenantStore::RevertRecord(const events::Origin& ctx,
           return InvalidArgument("the old state does not fit the current schema")
               .WithFields(valid.status().fields());
         }
-        if (Status u = CheckUnique(db, c->schema, collection, id, *valid); !u.ok()) return u;
         json::object current = (*latest)->deleted ? json::object() : (*latest)->data;
         e.changes = Diff(c->schema, current, *valid);
         SILO_ASSIGN_OR_RETURN(read, RulesFor(c->schema, "read"));
         if (e.changes.empty() && !(*latest)->deleted) return Status::Ok();  // already so
         SILO_RETURN_IF_ERROR(
             CheckWrite(update, Prospective(id, *valid, ctx, *latest), e.changes, "update"));
+        if (Status u = CheckUnique(db, c->schema, collection, id, *valid); !u.ok()) return u;
         SILO_RETURN_IF_ERROR(CheckRelations(db, c->schema, current, *valid, provider()));
         SILO_RETURN_IF_ERROR(ReconcileFiles(db, ctx, c->schema, collection, id, current, *valid));
         e.type = "record.reverted";

@@ -266,6 +266,11 @@ TEST_F(RulesStoreTest, WritesOutsideTheRulesAreRefusedAndWriteNothing) {
   auto elsewhere = a_->CreateRecord(Ctx(kT0 + 100), "tickets",
                                     json::parse(R"({"title":"x","assignee":"u2"})").as_object());
   EXPECT_EQ(elsewhere.status().code(), StatusCode::kPermissionDenied);
+  // A create the rules refuse learns nothing about taken ids: 403, not 409.
+  auto taken =
+      a_->CreateRecord(Ctx(kT0 + 100), "tickets",
+                       json::parse(R"({"id":"t1","title":"x","assignee":"u2"})").as_object());
+  EXPECT_EQ(taken.status().code(), StatusCode::kPermissionDenied);
   auto with_secret =
       a_->CreateRecord(Ctx(kT0 + 100), "tickets",
                        json::parse(R"({"title":"x","assignee":"u1","secret":"s"})").as_object());
