@@ -156,18 +156,8 @@ records::SchemaLookup Related(const RequestContext& ctx) {
 }
 
 // What one relation field of some records expands to: the related records
-// the caller may read, by id, each with its own expansions.
-struct Expanded {
-  std::map<std::string, json::object> by_id;
-};
-
-// Fetches the records that `field` names in `records`, as of `at`: those the
-// caller's read rules admit, with the fields they give (every other id
-// stays an id). `next` are the second-level fields to expand in them.
-Result<Expanded> FetchRelated(const RequestContext& ctx, const records::FieldDef& field,
-                              const std::vector<const records::Record*>& records,
-                              const std::vector<records::FieldDef>& next,
-                              std::optional<int64_t> at);
+// the caller may read, as JSON by id, each with its own expansions.
+using Expanded = std::map<std::string, json::object>;
 
 // The value of `field` in an "expand" object: the related record (a
 // multiple field: an array of them), or the id alone where the caller may
@@ -175,8 +165,8 @@ Result<Expanded> FetchRelated(const RequestContext& ctx, const records::FieldDef
 json::value ExpandedValue(const records::FieldDef& field, const records::Record& r,
                           const Expanded& e) {
   auto one = [&](const std::string& id) -> json::value {
-    auto it = e.by_id.find(id);
-    return it == e.by_id.end() ? json::value(json::string(id)) : json::value(it->second);
+    auto it = e.find(id);
+    return it == e.end() ? json::value(json::string(id)) : json::value(it->second);
   };
   const json::value* v = r.data.if_contains(field.name);
   if (v == nullptr) return nullptr;
@@ -186,11 +176,15 @@ json::value ExpandedValue(const records::FieldDef& field, const records::Record&
   return out;
 }
 
+// Fetches the records that `field` names in `records`, as of `at`: those the
+// caller's read rules admit, with the fields they give (the store leaves out
+// the rest, whose ids stay ids). `next` are the second-level fields to
+// expand in them.
 Result<Expanded> FetchRelated(const RequestContext& ctx, const records::FieldDef& field,
                               const std::vector<const records::Record*>& records,
                               const std::vector<records::FieldDef>& next,
                               std::optional<int64_t> at) {
-  Expanded out;  // the store leaves out what the caller's read rules do not admit
+  Expanded out;
   std::vector<std::string> ids;
   std::set<std::string> seen;
   for (const records::Record* r : records) {
@@ -216,7 +210,7 @@ Result<Expanded> FetchRelated(const RequestContext& ctx, const records::FieldDef
       for (const auto& [f, e] : deeper) expand[f->name] = ExpandedValue(*f, r, e);
       o["expand"] = std::move(expand);
     }
-    out.by_id.emplace(r.id, std::move(o));
+    out.emplace(r.id, std::move(o));
   }
   return out;
 }

@@ -48,27 +48,14 @@ Record Prospective(const std::string& id, const json::object& data, const events
 
 // The newest live state of a record (a deleted one's last live version), for
 // rules that decide on a record as it is or was.
-Record LastLive(Database& db, const std::string& collection, const std::string& id,
-                const proj::Version& latest) {
+Result<Record> LastLive(Database& db, const std::string& collection, const std::string& id,
+                        const proj::Version& latest) {
   proj::Version v = latest;
   if (latest.deleted && latest.version > 1) {
-    auto before = proj::LoadVersion(db, collection, id, latest.version - 1);
-    if (before.ok() && *before) v = std::move(**before);
+    SILO_ASSIGN_OR_RETURN(auto before, proj::LoadVersion(db, collection, id, latest.version - 1));
+    if (before) v = std::move(*before);
   }
   return ToRecord(id, std::move(v));
-}
-
-// A written record as the caller's read rules show it: their fields only;
-// no data at all when they do not admit it (the write happened; what it
-// left is not the caller's to read).
-Record Shown(const RecordRules& read, Record r) {
-  if (read.Unrestricted()) return r;
-  if (!read.Admits(r)) {
-    r.data.clear();
-  } else {
-    KeepFields(read.FieldsFor(r), &r.data);
-  }
-  return r;
 }
 
 // OK when some rule admits `after` and gives every changed field;
@@ -124,6 +111,12 @@ std::optional<Record> SqliteTenantStore::Visible(const RecordRules& read, Record
   if (read.Unrestricted()) return r;
   if (!read.Admits(r)) return std::nullopt;
   KeepFields(read.FieldsFor(r), &r.data);
+  return r;
+}
+
+Record SqliteTenantStore::Shown(const RecordRules& read, Record r) {
+  if (auto visible = Visible(read, r)) return std::move(*visible);
+  r.data.clear();
   return r;
 }
 
@@ -259,12 +252,15 @@ Status SqliteTenantStore::DeleteRecord(const events::Origin& ctx, const std::str
         // Referrers first: their events come before this one, so at every
         // time the log describes, relations name live records only.
         DeleteClosure closure;
+        SILO_ASSIGN_OR_RETURN(closure.schemas, AllSchemas(db));
         SILO_RETURN_IF_ERROR(FollowOnDelete(db, ctx, collection, id, &closure));
         std::vector<FieldError> blocking;
         size_t count = 0;
-        for (const std::string& r : closure.restricted) {
-          if (closure.gone.count(r.substr(0, r.find(' ')))) continue;
-          if (++count <= kMaxOffendingIds) blocking.push_back({r, "refers to this record"});
+        for (const auto& [record, field] : closure.restricted) {
+          if (closure.gone.count(record)) continue;
+          if (++count <= kMaxOffendingIds) {
+            blocking.push_back({record + " (" + field + ")", "refers to this record"});
+          }
         }
         if (count > 0) {
           return FailedPrecondition(std::to_string(count) +
@@ -296,9 +292,9 @@ Result<Record> SqliteTenantStore::RevertRecord(const events::Origin& ctx,
         auto latest = proj::LoadLatest(db, collection, id);
         if (!latest.ok()) return latest.status();
         SILO_ASSIGN_OR_RETURN(RecordRules update, RulesFor(c->schema, "update"));
-        if (!*latest || !update.Admits(LastLive(db, collection, id, **latest))) {
-          return NotFound("no such record");
-        }
+        if (!*latest) return NotFound("no such record");
+        SILO_ASSIGN_OR_RETURN(Record last, LastLive(db, collection, id, **latest));
+        if (!update.Admits(last)) return NotFound("no such record");
         if (Status v = CheckVersion((*latest)->version, if_version); !v.ok()) return v;
         auto old = target.version ? proj::LoadVersion(db, collection, id, *target.version)
                                   : proj::LoadAt(db, collection, id, *target.at_us);
@@ -360,8 +356,9 @@ Result<std::vector<HistoryEntry>> SqliteTenantStore::History(const std::string& 
     if (!history.Unrestricted()) {
       auto latest = proj::LoadLatest(db, collection, id);
       if (!latest.ok()) return latest.status();
-      Record last = *latest ? LastLive(db, collection, id, **latest) : Record{};
-      if (!*latest || !history.Admits(last)) return NotFound("no such record");
+      if (!*latest) return NotFound("no such record");
+      SILO_ASSIGN_OR_RETURN(Record last, LastLive(db, collection, id, **latest));
+      if (!history.Admits(last)) return NotFound("no such record");
       fields = history.FieldsFor(last);
     }
     auto evs = events::Query(
@@ -408,7 +405,7 @@ Status SqliteTenantStore::ScopeQuery(Database& db, const RecordRules& read, List
     return PermissionDenied("you may not " + std::string(use) + " on " + f.name +
                             ": your rules do not let you read it on every record");
   };
-  if (read.rules.empty() || !read.AllRows()) {
+  if (!read.AllRows()) {  // no rule at all included: "0", no record
     q->scope.emplace();
     for (const Rule& r : read.rules) q->scope->push_back(r.where);
   }
@@ -419,9 +416,6 @@ Status SqliteTenantStore::ScopeQuery(Database& db, const RecordRules& read, List
       continue;
     }
     SILO_RETURN_IF_ERROR(refuse(*f.relation, "filter"));
-  }
-  for (Filter& f : q->filters) {
-    if (!f.relation) continue;
     SILO_ASSIGN_OR_RETURN(proj::StoredCollection target,
                           proj::LoadCollection(db, f.relation->collection));
     SILO_ASSIGN_OR_RETURN(RecordRules target_read, RulesFor(target.schema, "read"));

@@ -61,16 +61,19 @@ Status CheckRelations(Database& db, const CollectionSchema& schema, const json::
   std::vector<FieldError> errors;
   for (const FieldDef& f : schema.fields) {
     if (f.type != FieldType::kRelation) continue;
-    std::optional<RecordRules> read;
-    if (rules != nullptr) {
-      SILO_ASSIGN_OR_RETURN(proj::StoredCollection target, proj::LoadCollection(db, f.collection));
-      SILO_ASSIGN_OR_RETURN(read, (*rules)(target.schema, "read"));
-      if (read->Unrestricted()) read.reset();
-    }
     auto old_ids = RelatedIds(before.if_contains(f.name));
     std::set<std::string> known(old_ids.begin(), old_ids.end());
+    std::optional<RecordRules> read;  // the target's, looked up at the first new id
+    bool looked_up = false;
     for (const std::string& id : RelatedIds(after.if_contains(f.name))) {
       if (known.count(id)) continue;  // named before this write: still live
+      if (rules != nullptr && !looked_up) {
+        looked_up = true;
+        SILO_ASSIGN_OR_RETURN(proj::StoredCollection target,
+                              proj::LoadCollection(db, f.collection));
+        SILO_ASSIGN_OR_RETURN(read, (*rules)(target.schema, "read"));
+        if (read->Unrestricted()) read.reset();
+      }
       bool visible = false;
       if (!read) {
         SILO_ASSIGN_OR_RETURN(visible, IsLive(db, f.collection, id));
@@ -168,9 +171,7 @@ Status SqliteTenantStore::FollowOnDelete(Database& db, const events::Origin& ctx
                                          const std::string& collection, const std::string& id,
                                          DeleteClosure* closure) {
   closure->gone.insert(collection + "/" + id);
-  auto all = AllSchemas(db);
-  if (!all.ok()) return all.status();
-  for (const auto& [name, schema] : *all) {
+  for (const auto& [name, schema] : closure->schemas) {
     for (const FieldDef& f : schema.fields) {
       if (f.type != FieldType::kRelation || f.collection != collection) continue;
       auto referrers = Referrers(db, name, f, id);
@@ -179,7 +180,7 @@ Status SqliteTenantStore::FollowOnDelete(Database& db, const events::Origin& ctx
         const std::string key = name + "/" + rid;
         if (closure->gone.count(key)) continue;  // deleted by this write anyway
         if (f.on_delete == OnDelete::kRestrict) {
-          closure->restricted.push_back(key + " (" + f.name + ")");
+          closure->restricted.emplace_back(key, f.name);
           continue;
         }
         auto latest = proj::LoadLatest(db, name, rid);
@@ -191,7 +192,6 @@ Status SqliteTenantStore::FollowOnDelete(Database& db, const events::Origin& ctx
           SILO_RETURN_IF_ERROR(ReconcileFiles(db, ctx, schema, name, rid, before, {}));
           SILO_RETURN_IF_ERROR(
               AppendRecordEvent(db, ctx, "record.deleted", schema, rid, before, {}));
-          ++closure->cascaded;
           continue;
         }
         // set_null: the id leaves the field (a multiple one keeps the rest).
@@ -209,7 +209,6 @@ Status SqliteTenantStore::FollowOnDelete(Database& db, const events::Origin& ctx
         }
         SILO_RETURN_IF_ERROR(
             AppendRecordEvent(db, ctx, "record.updated", schema, rid, before, after));
-        ++closure->nulled;
       }
     }
   }

@@ -155,14 +155,13 @@ class SqliteTenantStore : public TenantStore {
   // FailedPrecondition while another collection's relation names `name`.
   static Status CheckNotRelatedTo(Database& db, const std::string& name);
 
-  // What deleting records reaches: every record it deletes ("<c>/<id>"), the
-  // restricting references it met, and how many records a cascade deleted
-  // or set_null changed.
+  // What deleting records reaches: every record it deletes ("<c>/<id>") and
+  // the restricting references it met ("<c>/<id>", field), over the
+  // collections' schemas as the delete began (loaded once).
   struct DeleteClosure {
+    std::map<std::string, CollectionSchema> schemas;
     std::set<std::string> gone;
-    std::vector<std::string> restricted;  // "<c>/<id> (<field>)"
-    int64_t cascaded = 0;
-    int64_t nulled = 0;
+    std::vector<std::pair<std::string, std::string>> restricted;
   };
   // Follows on_delete for every record that refers to collection/id: a
   // cascade deletes the referrer (after following its own referrers), a
@@ -206,6 +205,10 @@ class SqliteTenantStore : public TenantStore {
   // `r` as the read rules show it: nullopt when they do not admit it, else
   // without the fields they do not give.
   static std::optional<Record> Visible(const RecordRules& read, Record r);
+  // A written record as the read rules show it: Visible, or without any
+  // data when they do not admit it (the write happened; what it left is not
+  // the caller's to read).
+  static Record Shown(const RecordRules& read, Record r);
 
   std::shared_ptr<storage::TenantDatabase> db_;
   RulesProvider rules_;
