@@ -14,7 +14,8 @@ PACKAGES=(
   # the common-password list screened at every password change (ASVS 2.1.7)
   john-data
   # black-box tests and benchmarks
-  python3 python3-pytest python3-requests python3-aiosmtpd oathtool openssl sqlite3 wrk procps
+  python3 python3-pytest python3-requests python3-aiosmtpd python3-websockets oathtool openssl
+  sqlite3 wrk procps
   curl
 )
 

@@ -9,6 +9,7 @@
 #include "base/log.h"
 #include "base/time_util.h"
 #include "platform/security_log.h"
+#include "realtime/hub.h"
 #include "records/query.h"
 #include "tenant/registry.h"
 
@@ -139,6 +140,8 @@ http::Response RestoreBackup(Services& s, RequestContext& ctx) {
     return Refused(report.status(), ctx);
   }
   Log(s, ctx, "backup.restored", r.backup_id + " -> " + report->tenant_slug);
+  // Open realtime connections learn the new epoch (reset) at once.
+  if (s.realtime != nullptr) s.realtime->AfterWrite(report->tenant_id);
   json::object o{{"backup_id", report->backup_id},
                  {"tenant", report->tenant_slug},
                  {"tenant_id", report->tenant_id},

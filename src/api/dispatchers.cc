@@ -13,6 +13,7 @@
 #include "crypto/crypto.h"
 #include "guard/client_address.h"
 #include "platform/security_log.h"
+#include "realtime/hub.h"
 #include "records/query.h"
 #include "records/tenant_store.h"
 
@@ -319,7 +320,15 @@ http::Response PublicDispatcher::Handle(const http::Request& req) {
   if (!tenant) return NotFound(req);
   auto m = tenant_.Find(req.method, t.path);
   RequestContext ctx{req, m.params, &*tenant, client};
-  return Labelled(RunTenantRoute(services_, *token_uses_, m, ctx), m, "/t/{tenant}");
+  http::Response r = Labelled(RunTenantRoute(services_, *token_uses_, m, ctx), m, "/t/{tenant}");
+  // What the request committed reaches realtime subscribers before the
+  // answer, and a change of rights applies to open connections before the
+  // caller learns it is done.
+  if (m.route != nullptr && req.method != "GET" && req.method != "HEAD" &&
+      services_.realtime != nullptr) {
+    services_.realtime->AfterWrite(tenant->id);
+  }
+  return r;
 }
 
 OperatorDispatcher::OperatorDispatcher(Services& services, std::string operator_token)

@@ -79,15 +79,19 @@ http::Response TusHead(Services& s, RequestContext& ctx);
 http::Response TusPatch(Services& s, RequestContext& ctx);
 http::Response TusDelete(Services& s, RequestContext& ctx);
 
+// Realtime (realtime_api.cc): the WebSocket and event-stream upgrades, the
+// tickets for cross-origin clients, and servers' messages to channels.
+http::Response RealtimeConnect(Services& s, RequestContext& ctx);
+http::Response RealtimeStream(Services& s, RequestContext& ctx);
+http::Response CreateRealtimeTicket(Services& s, RequestContext& ctx);
+http::Response PublishMessage(Services& s, RequestContext& ctx);
+
 // The body as a JSON object; on failure *error holds the answer: 415 for
 // another content type, 400 for malformed JSON (syntax, UTF-8, nesting).
 std::optional<boost::json::object> JsonObjectBody(const http::Request& req, http::Response* error);
 // `text` as a JSON object; else nullopt and *why says what is wrong and at
 // which byte.
 std::optional<boost::json::object> ParseJsonObject(std::string_view text, std::string* why);
-
-// A record's metadata members (id, version, created_at/by, updated_at/by).
-boost::json::object RecordMetaJson(const records::Record& record);
 
 // Status -> problem response: the one place where domain errors become HTTP.
 http::Response ErrorResponse(const Status& status, const http::Request& req);

@@ -12,6 +12,7 @@
 #include "auth/identity.h"
 #include "base/time_util.h"
 #include "records/query.h"
+#include "records/record_json.h"
 #include "records/tenant_store.h"
 
 namespace silo::api {
@@ -81,12 +82,6 @@ json::object CollectionJson(const records::Collection& c) {
   o["version"] = c.version;
   o["created_at"] = FormatRfc3339Micros(c.created_at_us);
   o["updated_at"] = FormatRfc3339Micros(c.updated_at_us);
-  return o;
-}
-
-json::object RecordJson(const records::Record& r) {
-  json::object o = RecordMetaJson(r);
-  for (const auto& kv : r.data) o[kv.key()] = kv.value();
   return o;
 }
 
@@ -204,7 +199,7 @@ Result<Expanded> FetchRelated(const RequestContext& ctx, const records::FieldDef
     deeper.emplace_back(&f, std::move(*e));
   }
   for (const auto& r : *related) {
-    json::object o = RecordJson(r);
+    json::object o = records::RecordJson(r);
     if (!deeper.empty()) {
       json::object expand;
       for (const auto& [f, e] : deeper) expand[f->name] = ExpandedValue(*f, r, e);
@@ -353,7 +348,7 @@ http::Response ListRecords(Services& /*s*/, RequestContext& ctx) {
   auto page = ctx.store->ListRecords(Name(ctx), *q);
   if (!page.ok()) return RecordError(ctx, page.status());
   json::array items;
-  for (const auto& r : page->records) items.push_back(RecordJson(r));
+  for (const auto& r : page->records) items.push_back(records::RecordJson(r));
   if (!q->expand.empty()) {
     std::vector<const records::Record*> recs;
     std::vector<json::object*> objs;
@@ -376,7 +371,7 @@ http::Response CreateRecord(Services& /*s*/, RequestContext& ctx) {
   if (!body) return error;
   auto r = ctx.store->CreateRecord(OriginOf(ctx), Name(ctx), *body);
   if (!r.ok()) return RecordError(ctx, r.status());
-  return WithEtag(http::Json(201, JsonText(RecordJson(*r))), r->version);
+  return WithEtag(http::Json(201, JsonText(records::RecordJson(*r))), r->version);
 }
 
 http::Response GetRecord(Services& /*s*/, RequestContext& ctx) {
@@ -399,7 +394,7 @@ http::Response GetRecord(Services& /*s*/, RequestContext& ctx) {
   }
   auto r = ctx.store->GetRecord(Name(ctx), ctx.params.at("id"), *at);
   if (!r.ok()) return RecordError(ctx, r.status());
-  json::object o = RecordJson(*r);
+  json::object o = records::RecordJson(*r);
   if (!paths.empty()) {
     if (Status s = Expand(ctx, paths, {&*r}, *at, {&o}); !s.ok()) {
       return RecordError(ctx, s);
@@ -416,7 +411,7 @@ http::Response UpdateRecord(Services& /*s*/, RequestContext& ctx) {
   if (!body) return error;
   auto r = ctx.store->UpdateRecord(OriginOf(ctx), Name(ctx), ctx.params.at("id"), *body, *if_match);
   if (!r.ok()) return RecordError(ctx, r.status());
-  return WithEtag(http::Json(200, JsonText(RecordJson(*r))), r->version);
+  return WithEtag(http::Json(200, JsonText(records::RecordJson(*r))), r->version);
 }
 
 http::Response DeleteRecord(Services& /*s*/, RequestContext& ctx) {
@@ -476,7 +471,7 @@ http::Response RevertRecord(Services& /*s*/, RequestContext& ctx) {
   auto r =
       ctx.store->RevertRecord(OriginOf(ctx), Name(ctx), ctx.params.at("id"), target, *if_match);
   if (!r.ok()) return RecordError(ctx, r.status());
-  return WithEtag(http::Json(200, JsonText(RecordJson(*r))), r->version);
+  return WithEtag(http::Json(200, JsonText(records::RecordJson(*r))), r->version);
 }
 
 http::Response ListEvents(Services& /*s*/, RequestContext& ctx) {
@@ -544,17 +539,6 @@ http::Response VerifyAudit(Services& /*s*/, RequestContext& ctx) {
       report->audit_first_broken ? json::value(*report->audit_first_broken) : json::value(nullptr);
   if (!report->ok()) o["reason"] = report->reason;
   return http::Json(200, JsonText(o));
-}
-
-json::object RecordMetaJson(const records::Record& r) {
-  json::object o;
-  o["id"] = r.id;
-  o["version"] = r.version;
-  o["created_at"] = FormatRfc3339Micros(r.created_at_us);
-  o["created_by"] = r.created_by;
-  o["updated_at"] = FormatRfc3339Micros(r.updated_at_us);
-  o["updated_by"] = r.updated_by;
-  return o;
 }
 
 }  // namespace silo::api

@@ -26,6 +26,15 @@ bool LinkToken(std::string_view t) {
                                "0123456789-_") == std::string_view::npos;
 }
 constexpr CaptureCheck kLinkToken{"token", LinkToken};
+// A channel a server publishes to: a broadcast name, or user:<id>.
+bool ChannelName(std::string_view n) {
+  if (n.substr(0, 5) == "user:") n.remove_prefix(5);
+  if (n.empty() || n.size() > 128) return false;
+  return n.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_.:-") ==
+             std::string_view::npos &&
+         n[0] != '_' && n[0] != '.' && n[0] != ':' && n[0] != '-';
+}
+constexpr CaptureCheck kChannel{"name", ChannelName};
 
 // Anonymous: sign-in, the second factor, password reset.
 void AddSignIn(Router& r) {
@@ -213,6 +222,17 @@ void AddData(Router& r) {
             .Body(kSmallJson));
   AddFiles(r);
   r.Add(Get("/api/events", ListEvents).Allow(P::Permission("events.read")));
+  // Realtime upgrades authenticate in the handler: a browser's WebSocket
+  // sends no Authorization header, so besides a token or the cookie (with
+  // a mandatory Origin check) they take a single-use ticket. Each channel
+  // is then authorised as it is joined, and each event as it is delivered.
+  r.Add(Get("/api/realtime", RealtimeConnect).Allow(P::Public()).Rate(kRealtimePerClient));
+  r.Add(Get("/api/realtime/sse", RealtimeStream).Allow(P::Public()).Rate(kRealtimePerClient));
+  r.Add(Post("/api/realtime/tickets", CreateRealtimeTicket).Allow(P::Authenticated()));
+  r.Add(Post("/api/channels/{name}/messages", PublishMessage)
+            .Allow(P::Permission("channels.{name}.publish"))
+            .Check(kChannel)
+            .Body(64 * 1024));
   r.Add(Get("/api/audit", ListAudit).Allow(P::Permission("audit.read")));
   r.Add(Post("/api/audit/verify", VerifyAudit).Allow(P::Permission("audit.verify")));
 }

@@ -16,6 +16,8 @@ inline constexpr RateRule kPublicFormPerClient{"public_form", RateRule::Budget::
 // Link tokens are 256 random bits: the bucket bounds the load of guessing,
 // not its odds, and leaves room for a page of images.
 inline constexpr RateRule kFileLinkPerClient{"file_link", RateRule::Budget::kFileLink};
+// Realtime upgrades: each authenticates (and may redeem a ticket).
+inline constexpr RateRule kRealtimePerClient{"realtime_connect", RateRule::Budget::kRealtime};
 // Rate rules per account. Their key is in the body (an e-mail, a pending
 // sign-in), so the handler that parsed it takes them:
 //   sign-in: "acct:<tenant>:<e-mail>", or "device:<tenant>:<nonce>" for a

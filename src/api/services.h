@@ -36,6 +36,9 @@ class Service;
 namespace silo::files {
 class FileStores;
 }
+namespace silo::realtime {
+class Hubs;
+}
 
 namespace silo::api {
 
@@ -66,6 +69,7 @@ struct Services {
   const SecurityOptions* security = nullptr;
   backup::Service* backups = nullptr;
   files::FileStores* files = nullptr;  // each tenant's sealed files
+  realtime::Hubs* realtime = nullptr;  // each tenant's realtime connections
   // An Argon2id hash of a random password at the configured cost: checked
   // against when the e-mail is unknown, so that both cost the same time.
   std::string dummy_password_hash;

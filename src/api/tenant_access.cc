@@ -39,6 +39,7 @@ Result<Caller> ByToken(std::string_view secret, auth::Identity& identity, auth::
   Caller c;
   c.actor = {"token", principal->token_id};
   c.permissions = principal->permissions;
+  c.ends_at_us = principal->expires_at_us;
   if (principal->owner.rfind("user:", 0) == 0) {
     // A user's token never does more than its owner may do now: its
     // permissions within the owner's, with the owner's conditions and fields.
@@ -62,8 +63,9 @@ Result<Caller> ByToken(std::string_view secret, auth::Identity& identity, auth::
   return c;
 }
 
-Result<Caller> BySession(std::string_view cookie, auth::Identity& identity, int64_t now_us) {
-  auto session = identity.AuthenticateSession(std::string(cookie), now_us);
+Result<Caller> BySession(std::string_view cookie, auth::Identity& identity, int64_t now_us,
+                         auth::IdleClock idle) {
+  auto session = identity.AuthenticateSession(std::string(cookie), now_us, idle);
   if (!session.ok()) {
     if (session.status().code() == StatusCode::kUnauthenticated) {
       return Unauthenticated("invalid or expired session");
@@ -77,6 +79,7 @@ Result<Caller> BySession(std::string_view cookie, auth::Identity& identity, int6
   c.grants = rbac::GrantsOf(roles);
   c.user_id = session->user.id;
   c.mfa_enrolment_pending = rbac::AnyRequiresMfa(roles) && !session->user.totp_enabled;
+  c.ends_at_us = session->ends_at_us;
   c.session = std::move(*session);
   return c;
 }
@@ -97,14 +100,30 @@ records::RulesProvider RulesOf(std::vector<rbac::Grant> grants, records::Variabl
   };
 }
 
-Result<Caller> Authenticate(const http::Request& req, auth::Identity& identity,
-                            auth::ApiTokens& tokens, int64_t now_us) {
+std::optional<Credentials> CredentialsOf(const http::Request& req) {
   auto bearer = req.Header("authorization");
   if (bearer && bearer->substr(0, 7) == "Bearer ") {
-    return ByToken(bearer->substr(7), identity, tokens, now_us);
+    return Credentials{Credentials::Kind::kToken, std::string(bearer->substr(7))};
   }
-  if (auto cookie = req.Cookie(kSessionCookie)) return BySession(*cookie, identity, now_us);
-  return Unauthenticated("authentication required");
+  if (auto cookie = req.Cookie(kSessionCookie)) {
+    return Credentials{Credentials::Kind::kSession, std::string(*cookie)};
+  }
+  return std::nullopt;
+}
+
+Result<Caller> AuthenticateWith(const Credentials& credentials, auth::Identity& identity,
+                                auth::ApiTokens& tokens, int64_t now_us, auth::IdleClock idle) {
+  if (credentials.kind == Credentials::Kind::kToken) {
+    return ByToken(credentials.secret, identity, tokens, now_us);
+  }
+  return BySession(credentials.secret, identity, now_us, idle);
+}
+
+Result<Caller> Authenticate(const http::Request& req, auth::Identity& identity,
+                            auth::ApiTokens& tokens, int64_t now_us) {
+  auto credentials = CredentialsOf(req);
+  if (!credentials) return Unauthenticated("authentication required");
+  return AuthenticateWith(*credentials, identity, tokens, now_us);
 }
 
 Status CheckCsrf(const http::Request& req, const Caller& caller) {

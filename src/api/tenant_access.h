@@ -40,7 +40,27 @@ struct Caller {
   // A user holding a role that requires MFA who has not enrolled TOTP.
   bool mfa_enrolment_pending = false;
   std::optional<auth::SessionAuth> session;  // set when the caller used the cookie
+  // When the credentials end unless used again: the session's idle or
+  // absolute limit, or the token's expiry.
+  int64_t ends_at_us = INT64_MAX;
 };
+
+// What a request proves its caller with, kept by a realtime connection to
+// re-check it later.
+struct Credentials {
+  enum class Kind { kToken, kSession };
+  Kind kind = Kind::kToken;
+  std::string secret;  // the bearer token or the session cookie's value
+};
+
+// The request's bearer token, else its session cookie; nullopt for neither.
+std::optional<Credentials> CredentialsOf(const http::Request& request);
+
+// Who `credentials` prove, as Authenticate says; with IdleClock::kKeep a
+// session check does not count as the session's use.
+Result<Caller> AuthenticateWith(const Credentials& credentials, auth::Identity& identity,
+                                auth::ApiTokens& tokens, int64_t now_us,
+                                auth::IdleClock idle = auth::IdleClock::kRefresh);
 
 inline constexpr std::string_view kSessionCookie = "__Host-silo_session";
 

@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "base/time_util.h"
 #include "platform/security_log.h"
+#include "realtime/hub.h"
 #include "records/query.h"
 #include "records/tenant_store.h"
 
@@ -126,6 +127,7 @@ http::Response RebuildTenant(Services& s, RequestContext& ctx) {
   o["seconds"] = static_cast<double>(micros) / 1e6;
   o["events_per_second"] = static_cast<double>(report->events) * 1e6 / static_cast<double>(micros);
   Note(s, ctx, *t, "tenant.rebuilt", {{"equal", report->equal()}, {"events", report->events}});
+  if (s.realtime != nullptr) s.realtime->AfterWrite(t->info.id);
   if (!report->equal()) {
     // The stored projections differ from what the log says: nothing was
     // replaced, so the evidence stays for inspection.

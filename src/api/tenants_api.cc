@@ -6,6 +6,8 @@
 #include "base/log.h"
 #include "base/time_util.h"
 #include "platform/security_log.h"
+#include "realtime/hub.h"
+#include "realtime/protocol.h"
 #include "records/tenant_store.h"
 
 namespace silo::api {
@@ -108,7 +110,12 @@ http::Response SetState(Services& s, RequestContext& ctx, tenant::TenantState st
   Status st = s.tenants->SetState(slug, state);
   if (!st.ok()) return ErrorResponse(st, ctx.request);
   if (state == tenant::TenantState::kSuspended) {
-    if (auto t = s.tenants->Find(slug)) s.stores->Close(t->id);
+    if (auto t = s.tenants->Find(slug)) {
+      if (s.realtime != nullptr) {
+        s.realtime->CloseTenant(t->id, realtime::kCloseForbidden, "tenant suspended");
+      }
+      s.stores->Close(t->id);
+    }
   }
   Record(s, ctx, event, slug);
   auto t = s.tenants->Find(slug);
@@ -128,7 +135,12 @@ http::Response ResumeTenant(Services& s, RequestContext& ctx) {
 
 http::Response DeleteTenant(Services& s, RequestContext& ctx) {
   const std::string& slug = ctx.params["slug"];
-  if (auto t = s.tenants->Find(slug)) s.stores->Close(t->id);
+  if (auto t = s.tenants->Find(slug)) {
+    if (s.realtime != nullptr) {
+      s.realtime->CloseTenant(t->id, realtime::kCloseForbidden, "tenant deleted");
+    }
+    s.stores->Close(t->id);
+  }
   Status st = s.tenants->Delete(slug);
   if (!st.ok()) return ErrorResponse(st, ctx.request);
   Record(s, ctx, "tenant.deleted", slug);

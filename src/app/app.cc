@@ -34,6 +34,7 @@
 #include "http/metrics.h"
 #include "http/server.h"
 #include "platform/security_log.h"
+#include "realtime/hub.h"
 #include "records/tenant_store.h"
 #include "tenant/registry.h"
 
@@ -65,7 +66,8 @@ http::ServerOptions OptionsFor(const config::Config& c, const std::string& name,
   o.read_timeout = c.limits.read_timeout;
   o.idle_timeout = c.limits.idle_timeout;
   o.drain_timeout = c.limits.drain_timeout;
-  o.max_connections = c.limits.max_connections;
+  // The public listener also holds the realtime connections.
+  o.max_connections = c.limits.max_connections + (tls ? c.realtime.max_connections : 0);
   o.max_connections_per_client = c.limits.max_connections_per_client;
   o.io_threads = c.limits.io_threads;
   o.handler_threads = c.limits.handler_threads;
@@ -213,6 +215,7 @@ struct App::Parts {
   std::unique_ptr<records::TenantStores> stores;
   std::unique_ptr<auth::IdentityStores> identities;
   std::unique_ptr<files::FileStores> files;
+  std::unique_ptr<realtime::Hubs> realtime;
   guard::TrustedProxies proxies;
   guard::RateLimiter limiter;
   guard::BanList bans;
@@ -314,6 +317,10 @@ Result<std::unique_ptr<App>> App::Create(config::Config c) {
       files::FileOptions{c.files.max_file_bytes, c.files.tenant_quota_bytes,
                          int64_t{c.files.upload_expire_hours} * 3600 * 1'000'000,
                          c.files.uploads_per_tenant, c.files.uploads_total});
+  realtime::Limits realtime_limits;
+  realtime_limits.max_connections = c.realtime.max_connections;
+  realtime_limits.max_tenant_connections = c.realtime.tenant_connections;
+  p->realtime = std::make_unique<realtime::Hubs>(p->stores.get(), realtime_limits);
 
   // 3. Guards, logs and backups.
   std::string proxies;
@@ -348,6 +355,7 @@ Result<std::unique_ptr<App>> App::Create(config::Config c) {
   s.security = &p->security;
   s.backups = p->backups.get();
   s.files = p->files.get();
+  s.realtime = p->realtime.get();
   s.dummy_password_hash = std::move(dummy_hash);
   p->public_dispatcher =
       std::make_unique<api::PublicDispatcher>(s, c.base_domain, c.limits.max_body_bytes);
@@ -384,6 +392,15 @@ Status App::Start() {
         {"silo_mail_sent_total", static_cast<double>(p.mailer->sent())},
         {"silo_mail_failed_total", static_cast<double>(p.mailer->failed())},
         {"silo_banned_clients", static_cast<double>(p.bans.size())},
+    };
+  });
+  p.metrics.AddGaugeSource([r = p.realtime.get()] {
+    const realtime::Counters& n = r->counters();
+    return std::vector<std::pair<std::string, double>>{
+        {"silo_realtime_connections", static_cast<double>(n.connections.load())},
+        {"silo_realtime_deliveries_total", static_cast<double>(n.deliveries.load())},
+        {"silo_realtime_dropped_slow_total", static_cast<double>(n.dropped_slow.load())},
+        {"silo_realtime_denied_total", static_cast<double>(n.denied.load())},
     };
   });
   p.metrics.AddGaugeSource([b = p.backups.get()] {

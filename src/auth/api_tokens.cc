@@ -120,6 +120,7 @@ Result<Principal> ApiTokens::Authenticate(std::string_view token, int64_t now_us
     Principal p;
     p.token_id = stmt->ColumnText(0);
     p.owner = stmt->ColumnText(3);
+    p.expires_at_us = stmt->ColumnInt(2);
     SILO_ASSIGN_OR_RETURN(p.permissions, ParsePermissionList(stmt->ColumnText(1), "token"));
     out = std::move(p);
     return Status::Ok();

@@ -39,6 +39,7 @@ struct Principal {
   std::string token_id;
   std::vector<std::string> permissions;
   std::string owner;  // "operator" or "user:<id>"
+  int64_t expires_at_us = 0;
 };
 
 struct TokenSpec {

@@ -85,7 +85,14 @@ struct SessionAuth {
   Session session;
   User user;
   std::string csrf_hash;  // SHA-256 hex of the session's CSRF token
+  // When the session ends unless used again: its absolute expiry or its idle
+  // limit, whichever comes first.
+  int64_t ends_at_us = 0;
 };
+
+// Whether checking a session counts as using it (an HTTP request does; a
+// realtime connection's checks do not, so an unattended tab still times out).
+enum class IdleClock { kRefresh, kKeep };
 
 // InviteUser's answer: the new user and its one-time setup token (shown once).
 struct Invitation {
@@ -192,8 +199,10 @@ class Identity {
   Result<IssuedSession> CreateSession(const events::Origin& ctx, const std::string& user_id,
                                       MfaPassed mfa, const std::string& user_agent);
   // Unauthenticated for an unknown, idle, expired or disabled user's session.
-  // Refreshes the idle clock (at most once a minute: one write per minute).
-  Result<SessionAuth> AuthenticateSession(const std::string& token, int64_t now_us);
+  // With kRefresh, refreshes the idle clock (at most once a minute: one
+  // write per minute).
+  Result<SessionAuth> AuthenticateSession(const std::string& token, int64_t now_us,
+                                          IdleClock idle = IdleClock::kRefresh);
   // The user's sessions (expired ones until swept), oldest first.
   Result<std::vector<Session>> ListSessions(const std::string& user_id);
   // NotFound for a session that is not the user's.

@@ -1,5 +1,6 @@
 // Identity, sessions: cookie sessions with idle and absolute timeouts
 // (behind identity.h).
+#include <algorithm>
 #include <boost/json.hpp>
 
 #include "auth/identity.h"
@@ -76,7 +77,8 @@ Result<IssuedSession> Identity::CreateSession(const events::Origin& ctx, const s
   return out;
 }
 
-Result<SessionAuth> Identity::AuthenticateSession(const std::string& token, int64_t now_us) {
+Result<SessionAuth> Identity::AuthenticateSession(const std::string& token, int64_t now_us,
+                                                  IdleClock idle) {
   auto refused = [] { return Unauthenticated("invalid or expired session"); };
   if (token.size() != 43) return refused();
   std::optional<SessionAuth> out;
@@ -103,13 +105,15 @@ Result<SessionAuth> Identity::AuthenticateSession(const std::string& token, int6
     out = std::move(a);
     return Status::Ok();
   }));
-  if (out->session.last_seen_us + kIdleRefreshUs <= now_us) {
+  if (idle == IdleClock::kRefresh && out->session.last_seen_us + kIdleRefreshUs <= now_us) {
     SILO_RETURN_IF_ERROR(db_->Write([&](Database& db) {
       return ExecBound(db, "UPDATE sessions SET last_seen_us = ? WHERE id = ?",
                        [&](storage::Statement& q) { q.Bind(1, now_us).Bind(2, out->session.id); });
     }));
     out->session.last_seen_us = now_us;
   }
+  out->ends_at_us =
+      std::min(out->session.expires_at_us, out->session.last_seen_us + timeouts_.session_idle_us);
   return std::move(*out);
 }
 

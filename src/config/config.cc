@@ -364,6 +364,15 @@ void ReadFiles(const GetEnv& getenv, Config* config, std::vector<std::string>* p
   ReadNumber<size_t>(getenv, "SILO_UPLOADS_TOTAL", 1, 4096, &f.uploads_total, problems);
 }
 
+// Realtime: how many connections, all tenants and one tenant.
+void ReadRealtime(const GetEnv& getenv, Config* config, std::vector<std::string>* problems) {
+  Realtime& r = config->realtime;
+  ReadNumber<size_t>(getenv, "SILO_REALTIME_MAX_CONNECTIONS", 0, 1'000'000, &r.max_connections,
+                     problems);
+  ReadNumber<size_t>(getenv, "SILO_REALTIME_TENANT_CONNECTIONS", 0, 1'000'000,
+                     &r.tenant_connections, problems);
+}
+
 }  // namespace
 
 LoadResult Load(const GetEnv& getenv) {
@@ -373,6 +382,7 @@ LoadResult Load(const GetEnv& getenv) {
   ReadSecurity(getenv, &r.config, &r.problems);
   ReadLimits(getenv, &r.config, &r.problems);
   ReadFiles(getenv, &r.config, &r.problems);
+  ReadRealtime(getenv, &r.config, &r.problems);
   if (r.config.env != Environment::kDevelopment) {
     auto more = ProductionProblems(r.config);
     r.problems.insert(r.problems.end(), more.begin(), more.end());

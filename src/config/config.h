@@ -60,6 +60,13 @@ struct Files {
   size_t uploads_total = 32;                         // SILO_UPLOADS_TOTAL: at once, all tenants
 };
 
+// Realtime channels (realtime/hub.h). The public listener admits this many
+// connections beyond SILO_MAX_CONNECTIONS.
+struct Realtime {
+  size_t max_connections = 5000;     // SILO_REALTIME_MAX_CONNECTIONS: all tenants
+  size_t tenant_connections = 1000;  // SILO_REALTIME_TENANT_CONNECTIONS: one tenant's
+};
+
 // Identity, sessions and abuse protection (DESIGN sections 6 and 7).
 struct Security {
   int session_idle_minutes = 30;         // SILO_SESSION_IDLE_MINUTES
@@ -124,6 +131,7 @@ struct Config {
   int audit_retention_months = 24;
   Limits limits;
   Files files;
+  Realtime realtime;
   Security security;
   Backups backups;
 };

@@ -46,6 +46,43 @@ class BodySource {
   virtual Status Read(std::span<char> out) = 0;
 };
 
+// The transport's side of an upgraded connection (a WebSocket, or a
+// Server-Sent Events stream), as the application holds it. Thread-safe;
+// never blocks.
+class MessageChannel {
+ public:
+  virtual ~MessageChannel() = default;
+  // Queues one message: a WebSocket text frame, or bytes of the event
+  // stream. False when the connection is closing or closed, or when the
+  // message would take the queue past its cap: the connection is then closed
+  // as a slow consumer (WebSocket code 4008) and its queue dropped, so one
+  // stalled client never holds more than the cap nor slows the others.
+  virtual bool Send(std::shared_ptr<const std::string> message) = 0;
+  // Sends what is queued, then a close frame with `code` and `reason`
+  // (WebSocket), and ends the connection. Idempotent; the first code wins.
+  virtual void Close(int code, std::string_view reason) = 0;
+};
+
+// The application's side of an upgraded connection. The server calls
+// OnOpen once, then OnMessage for each client text frame, one at a time on a
+// handler thread (the next frame is not read before it returns: a client
+// cannot queue work faster than it is done), then OnClose once, after which
+// the channel's Send is refused.
+class MessageHandler {
+ public:
+  virtual ~MessageHandler() = default;
+  virtual void OnOpen(std::shared_ptr<MessageChannel> channel) = 0;
+  virtual void OnMessage(std::string text) = 0;
+  virtual void OnClose() = 0;
+};
+
+// What an answer upgrades the connection to.
+enum class Upgrade {
+  kNone,
+  kWebSocket,    // RFC 6455; the handshake answers the request
+  kEventStream,  // 200 text/event-stream, chunked, read-only
+};
+
 struct Request {
   std::string method;  // as sent, e.g. "GET"
   std::string target;  // raw request-target
@@ -76,6 +113,11 @@ struct Response {
   std::vector<std::pair<std::string, std::string>> headers;
   // Route pattern for metrics and the access log ("unmatched" when none).
   std::string route = "unmatched";
+  // Set with a handler: instead of this answer, the connection becomes a
+  // WebSocket or an event stream served by `handler` until either side
+  // closes it (`status` and `body` are then unused).
+  Upgrade upgrade = Upgrade::kNone;
+  std::shared_ptr<MessageHandler> handler;
   // The transport sends the answer no sooner than this (on a timer, holding
   // no thread): a tarpit for refused clients (429, a full password pool).
   int delay_ms = 0;

@@ -12,6 +12,9 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
+#include <deque>
 #include <future>
 #include <latch>
 #include <random>
@@ -31,6 +34,7 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
+namespace websocket = boost::beast::websocket;
 namespace ssl = boost::asio::ssl;
 using asio::awaitable;
 using asio::use_awaitable;
@@ -104,6 +108,119 @@ struct Connection {
   beast::tcp_stream* tcp = nullptr;  // null once the connection has ended
   bool busy = false;                 // a request is being read, handled or answered
   std::string peer;                  // the peer's address (per-client cap); set at accept
+};
+
+// The outgoing side of an upgraded connection: messages queue here from any
+// thread and a writer coroutine on the connection's strand drains them.
+// `bytes_` counts what is queued or being written: past the cap the queue is
+// dropped and the connection closed as a slow consumer.
+class Outbox : public MessageChannel, public std::enable_shared_from_this<Outbox> {
+ public:
+  Outbox(asio::any_io_executor strand, size_t cap) : strand_(strand), cap_(cap), wake_(strand) {
+    wake_.expires_at(asio::steady_timer::time_point::max());
+  }
+
+  bool Send(std::shared_ptr<const std::string> message) override {
+    MutexLock lock(mu_);
+    if (closing_ || ended_) return false;
+    if (bytes_ + message->size() > cap_) {
+      queue_.clear();
+      CloseLocked(kSlowConsumerCode, "slow consumer");
+      slow_ = true;
+      return false;
+    }
+    bytes_ += message->size();
+    queue_.push_back(std::move(message));
+    WakeLocked();
+    return true;
+  }
+
+  void Close(int code, std::string_view reason) override {
+    MutexLock lock(mu_);
+    if (closing_ || ended_) return;
+    CloseLocked(code, reason);
+  }
+
+  // What the writer does next, taken on the strand.
+  struct Work {
+    std::deque<std::shared_ptr<const std::string>> messages;
+    bool close = false;  // after the messages: send the close
+    bool end = false;    // the connection is over: stop
+    int code = 0;
+    std::string reason;
+  };
+  Work Take() {
+    MutexLock lock(mu_);
+    wake_pending_ = false;
+    Work w;
+    w.messages.swap(queue_);
+    w.end = ended_;
+    if (closing_ && !close_taken_) {
+      close_taken_ = true;
+      w.close = true;
+      w.code = code_;
+      w.reason = reason_;
+    }
+    return w;
+  }
+  void Written(size_t n) {
+    MutexLock lock(mu_);
+    bytes_ -= std::min(bytes_, n);
+  }
+  // The reader saw the end: Send is refused from now on.
+  void End() {
+    MutexLock lock(mu_);
+    ended_ = true;
+    WakeLocked();
+  }
+  bool closing() {
+    MutexLock lock(mu_);
+    return closing_;
+  }
+  bool slow() {
+    MutexLock lock(mu_);
+    return slow_;
+  }
+  // Parks the writer until something is queued, a close asked for or the
+  // end seen. On the strand.
+  awaitable<void> Wait() {
+    {
+      MutexLock lock(mu_);
+      if (!queue_.empty() || ended_ || (closing_ && !close_taken_)) co_return;
+    }
+    wake_.expires_at(asio::steady_timer::time_point::max());
+    co_await wake_.async_wait(kTuple);
+  }
+
+  static constexpr int kSlowConsumerCode = 4008;
+
+ private:
+  void CloseLocked(int code, std::string_view reason) REQUIRES(mu_) {
+    closing_ = true;
+    code_ = code;
+    reason_ = std::string(reason.substr(0, 120));
+    WakeLocked();
+  }
+  // The timer is touched only on the strand; one wake-up in flight at a time.
+  void WakeLocked() REQUIRES(mu_) {
+    if (wake_pending_) return;
+    wake_pending_ = true;
+    asio::post(strand_, [self = shared_from_this()] { self->wake_.cancel(); });
+  }
+
+  asio::any_io_executor strand_;
+  const size_t cap_;
+  asio::steady_timer wake_;
+  Mutex mu_;
+  std::deque<std::shared_ptr<const std::string>> queue_ GUARDED_BY(mu_);
+  size_t bytes_ GUARDED_BY(mu_) = 0;
+  bool wake_pending_ GUARDED_BY(mu_) = false;
+  bool closing_ GUARDED_BY(mu_) = false;
+  bool close_taken_ GUARDED_BY(mu_) = false;
+  bool ended_ GUARDED_BY(mu_) = false;
+  bool slow_ GUARDED_BY(mu_) = false;
+  int code_ GUARDED_BY(mu_) = 1000;
+  std::string reason_ GUARDED_BY(mu_);
 };
 
 // What a failed read of a request becomes: a metric (`rejection`, null for
@@ -360,10 +477,13 @@ class Server::Impl {
  private:
   void CloseIdleConnections() {
     std::vector<std::shared_ptr<Connection>> conns;
+    std::vector<std::shared_ptr<Outbox>> upgraded;
     {
       MutexLock lock(conns_mutex_);
       conns.assign(conns_.begin(), conns_.end());
+      upgraded.assign(upgraded_.begin(), upgraded_.end());
     }
+    for (auto& u : upgraded) u->Close(1001, "server stopping");
     for (auto& c : conns) {
       asio::post(c->executor, [c] {
         if (c->tcp != nullptr && !c->busy) {
@@ -577,6 +697,10 @@ class Server::Impl {
     const bool keep_alive = msg.keep_alive();
     const bool slow = dispatcher_->Slow(req.method, req.target);
     Response res = co_await Dispatch(std::move(req), slow ? Lane::kSlow : Lane::kHandler);
+    if (res.upgrade != Upgrade::kNone && res.handler) {
+      co_await ServeUpgraded(stream, tcp_layer, msg, std::move(res), ex);
+      co_return false;
+    }
     co_return co_await Answer(stream, tcp_layer, std::move(res), keep_alive, msg.method_string(),
                               msg.target(), ex);
   }
@@ -624,6 +748,239 @@ class Server::Impl {
       keep_alive = false;
     }
     co_return co_await Answer(stream, tcp_layer, std::move(res), keep_alive, method, target, ex);
+  }
+
+  // The connection as a WebSocket or an event stream (Response::upgrade):
+  // the handshake or header, then a reader (client frames to the handler,
+  // one at a time on the handler pool) and a writer (the Outbox) until
+  // either side ends it. Logged once, at the upgrade.
+  template <class Stream>
+  awaitable<void> ServeUpgraded(Stream& stream, beast::tcp_stream& tcp_layer,
+                                bhttp::request<bhttp::string_body>& msg, Response res,
+                                const Exchange& ex) {
+    const std::string method(msg.method_string()), target(msg.target());
+    if (res.upgrade == Upgrade::kWebSocket && !websocket::is_upgrade(msg)) {
+      res.handler->OnClose();
+      co_await WriteResponse(
+          stream, tcp_layer,
+          Problem(400, "a WebSocket upgrade request was expected", ex.request_id), ex.request_id,
+          false, method, target, ex.client_ip, ex.start);
+      co_return;
+    }
+    auto outbox =
+        std::make_shared<Outbox>(co_await asio::this_coro::executor, opts_.send_queue_bytes);
+    std::shared_ptr<MessageHandler> handler = std::move(res.handler);
+    LogAccess(res.upgrade == Upgrade::kWebSocket ? 101 : 200, res.route, method, target, ex, 0);
+    if (res.upgrade == Upgrade::kWebSocket) {
+      websocket::stream<Stream&> ws(stream);
+      co_await ServeWebSocket(ws, tcp_layer, msg, res, outbox, handler, ex);
+    } else {
+      co_await ServeEventStream(stream, tcp_layer, res, outbox, handler, ex);
+    }
+  }
+
+  // Runs `handler` through one upgraded connection's life. `read` is the
+  // reader coroutine; the writer runs beside it and the cut timer ends a
+  // close that does not complete in close_timeout.
+  template <class Reader, class Writer>
+  awaitable<void> RunUpgraded(beast::tcp_stream& tcp_layer, std::shared_ptr<Outbox> outbox,
+                              std::shared_ptr<MessageHandler> handler, Reader read, Writer write) {
+    auto ex = co_await asio::this_coro::executor;
+    {
+      MutexLock lock(conns_mutex_);
+      upgraded_.insert(outbox);
+    }
+    if (stopping_) outbox->Close(1001, "server stopping");
+    handler->OnOpen(outbox);
+    auto writer_done = std::make_shared<bool>(false);
+    asio::steady_timer done(ex, asio::steady_timer::time_point::max());
+    asio::co_spawn(ex, write(), [writer_done, &done](std::exception_ptr) {
+      *writer_done = true;
+      done.cancel();
+    });
+    co_await read();
+    outbox->End();
+    co_await asio::co_spawn(
+        pool_.get_executor(),
+        [&]() -> awaitable<void> {
+          handler->OnClose();
+          co_return;
+        },
+        use_awaitable);
+    // The writer may be stuck on a client that reads nothing: cut it.
+    asio::steady_timer cut(ex, opts_.close_timeout);
+    cut.async_wait([&tcp_layer, writer_done](boost::system::error_code ec) {
+      if (ec || *writer_done) return;
+      boost::system::error_code ignored;
+      tcp_layer.socket().close(ignored);
+    });
+    while (!*writer_done) co_await done.async_wait(kTuple);
+    cut.cancel();
+    if (outbox->slow()) metrics_->RecordRejection("slow_consumer");
+    MutexLock lock(conns_mutex_);
+    upgraded_.erase(outbox);
+  }
+
+  // After a close is asked for: the socket is cut if the close has not
+  // completed within close_timeout (the client may read nothing).
+  void ArmCut(beast::tcp_stream& tcp_layer, std::shared_ptr<asio::steady_timer> cut,
+              std::shared_ptr<bool> over) {
+    cut->expires_after(opts_.close_timeout);
+    cut->async_wait([&tcp_layer, over](boost::system::error_code ec) {
+      if (ec || *over) return;
+      boost::system::error_code ignored;
+      tcp_layer.socket().close(ignored);
+    });
+  }
+
+  template <class WsStream>
+  awaitable<void> ServeWebSocket(WsStream& ws, beast::tcp_stream& tcp_layer,
+                                 bhttp::request<bhttp::string_body>& msg, const Response& res,
+                                 std::shared_ptr<Outbox> outbox,
+                                 std::shared_ptr<MessageHandler> handler, const Exchange& ex) {
+    tcp_layer.expires_never();  // the WebSocket keeps its own timeouts
+    ws.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+    ws.set_option(websocket::stream_base::decorator([&](websocket::response_type& r) {
+      for (const auto& [name, value] : kSecurityHeaders) r.set(name, value);
+      r.set("X-Request-Id", ex.request_id);
+      for (const auto& header : res.headers) r.set(header.first, header.second);
+    }));
+    // permessage-deflate stays off: CPU on small machines, and compressing
+    // secret-bearing messages invites length side channels (CRIME).
+    ws.read_message_max(opts_.max_message_bytes);
+    ws.auto_fragment(false);
+    ws.text(true);
+    auto [aec] = co_await ws.async_accept(msg, kTuple);
+    if (aec) {
+      handler->OnClose();  // never opened: the application forgets it
+      co_return;
+    }
+    auto over = std::make_shared<bool>(false);
+    auto cut = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor);
+    auto read = [&]() -> awaitable<void> {
+      for (;;) {
+        beast::flat_buffer buffer;
+        auto [ec, n] = co_await ws.async_read(buffer, kTuple);
+        if (ec) co_return;
+        if (!ws.got_text()) {
+          outbox->Close(1003, "text frames only");
+          continue;
+        }
+        if (outbox->closing()) continue;  // read on only to take the close
+        std::string text = beast::buffers_to_string(buffer.data());
+        co_await asio::co_spawn(
+            pool_.get_executor(),
+            [&]() -> awaitable<void> {
+              try {
+                handler->OnMessage(std::move(text));
+              } catch (const std::exception& e) {
+                log::Error("message handler threw",
+                           {{"request_id", ex.request_id}, {"cause", e.what()}});
+                outbox->Close(1011, "internal error");
+              }
+              co_return;
+            },
+            use_awaitable);
+      }
+    };
+    auto write = [&, outbox, over, cut]() -> awaitable<void> {
+      for (;;) {
+        Outbox::Work w = outbox->Take();
+        if (w.end) break;
+        for (const auto& m : w.messages) {
+          auto [ec, n] = co_await ws.async_write(asio::buffer(*m), kTuple);
+          outbox->Written(m->size());
+          if (ec) {
+            *over = true;
+            co_return;
+          }
+        }
+        if (w.close) {
+          ArmCut(tcp_layer, cut, over);
+          websocket::close_reason why(static_cast<std::uint16_t>(w.code));
+          why.reason = w.reason;
+          (void)co_await ws.async_close(why, kTuple);
+          break;
+        }
+        co_await outbox->Wait();
+      }
+      *over = true;
+    };
+    co_await RunUpgraded(tcp_layer, outbox, handler, read, write);
+    *over = true;
+    cut->cancel();
+  }
+
+  // A chunked text/event-stream answer fed by the Outbox: every write takes
+  // all that is queued (one TLS record instead of one per event). The client
+  // sends nothing; a heartbeat comment finds one that left.
+  template <class Stream>
+  awaitable<void> ServeEventStream(Stream& stream, beast::tcp_stream& tcp_layer, const Response& r,
+                                   std::shared_ptr<Outbox> outbox,
+                                   std::shared_ptr<MessageHandler> handler, const Exchange& ex) {
+    bhttp::response<bhttp::buffer_body> res{bhttp::status::ok, 11};
+    Response head = r;
+    head.content_type = "text/event-stream";
+    PrepareHeader(res, head, ex.request_id, false);
+    res.set("X-Accel-Buffering", "no");
+    res.chunked(true);
+    res.body().data = nullptr;
+    res.body().more = true;
+    bhttp::response_serializer<bhttp::buffer_body> sr{res};
+    tcp_layer.expires_after(opts_.progress_timeout);
+    auto [hec, hn] = co_await bhttp::async_write_header(stream, sr, kTuple);
+    if (hec) {
+      handler->OnClose();
+      co_return;
+    }
+    auto ended = std::make_shared<asio::steady_timer>(co_await asio::this_coro::executor,
+                                                      asio::steady_timer::time_point::max());
+    auto finished = std::make_shared<bool>(false);
+    // The reader only waits for the writer to finish (an event stream reads
+    // nothing from the client).
+    auto read = [ended, finished]() -> awaitable<void> {
+      while (!*finished) co_await ended->async_wait(kTuple);
+    };
+    auto write = [&, outbox, ended, finished]() -> awaitable<void> {
+      for (;;) {
+        Outbox::Work w = outbox->Take();
+        if (w.end) break;
+        std::string batch;
+        size_t counted = 0;
+        for (const auto& m : w.messages) {
+          batch += *m;
+          counted += m->size();
+        }
+        if (!batch.empty()) {
+          res.body().data = batch.data();
+          res.body().size = batch.size();
+          res.body().more = true;
+          tcp_layer.expires_after(opts_.progress_timeout);
+          auto [ec, n] = co_await bhttp::async_write(stream, sr, kTuple);
+          outbox->Written(counted);
+          if (ec && ec != bhttp::error::need_buffer) break;
+        }
+        if (w.close) {
+          res.body().data = nullptr;
+          res.body().size = 0;
+          res.body().more = false;
+          tcp_layer.expires_after(opts_.close_timeout);
+          (void)co_await bhttp::async_write(stream, sr, kTuple);
+          break;
+        }
+        // Park until there is work or the heartbeat is due.
+        asio::steady_timer beat(co_await asio::this_coro::executor, opts_.event_stream_heartbeat);
+        beat.async_wait([outbox](boost::system::error_code ec) {
+          if (!ec) (void)outbox->Send(std::make_shared<const std::string>(":\n\n"));
+        });
+        co_await outbox->Wait();
+        beat.cancel();
+      }
+      *finished = true;
+      ended->cancel();
+    };
+    co_await RunUpgraded(tcp_layer, outbox, handler, read, write);
+    tcp_layer.expires_after(opts_.close_timeout);
   }
 
   // Sends `res` after its tarpit delay. True when the connection can go on.
@@ -793,22 +1150,27 @@ class Server::Impl {
       auto [ec, n] = co_await bhttp::async_write(stream, res, kTuple);
       ok = !ec;
     }
-    double secs = std::chrono::duration<double>(Clock::now() - start).count();
-    metrics_->RecordRequest(opts_.name, r.route, r.status, secs);
-    if (opts_.access_log) {
-      std::string_view path = target.substr(0, target.find('?'));
-      const uint64_t bytes = r.source ? r.source_size : r.body.size();
-      log::Info("request", {{"listener", opts_.name},
-                            {"request_id", request_id},
-                            {"method", std::string(method)},
-                            {"path", path},
-                            {"route", r.route},
-                            {"status", r.status},
-                            {"bytes", static_cast<long long>(bytes)},
-                            {"duration_ms", secs * 1000.0},
-                            {"client", client_ip}});
-    }
+    LogAccess(r.status, r.route, method, target, {request_id, client_ip, start},
+              r.source ? r.source_size : r.body.size());
     co_return ok;
+  }
+
+  // The request's metric and access-log line (no bodies, no header values).
+  void LogAccess(int status, const std::string& route, std::string_view method,
+                 std::string_view target, const Exchange& ex, uint64_t bytes) {
+    double secs = std::chrono::duration<double>(Clock::now() - ex.start).count();
+    metrics_->RecordRequest(opts_.name, route, status, secs);
+    if (!opts_.access_log) return;
+    std::string_view path = target.substr(0, target.find('?'));
+    log::Info("request", {{"listener", opts_.name},
+                          {"request_id", ex.request_id},
+                          {"method", std::string(method)},
+                          {"path", path},
+                          {"route", route},
+                          {"status", status},
+                          {"bytes", static_cast<long long>(bytes)},
+                          {"duration_ms", secs * 1000.0},
+                          {"client", ex.client_ip}});
   }
 
   const ServerOptions opts_;
@@ -834,6 +1196,7 @@ class Server::Impl {
   Mutex conns_mutex_;
   std::set<std::shared_ptr<Connection>> conns_ GUARDED_BY(conns_mutex_);
   std::unordered_map<std::string, size_t> per_client_ GUARDED_BY(conns_mutex_);
+  std::set<std::shared_ptr<Outbox>> upgraded_ GUARDED_BY(conns_mutex_);
 };
 
 Server::Server(ServerOptions options, Dispatcher* dispatcher, Metrics* metrics)

@@ -17,6 +17,9 @@
 // Every response gets the standard security headers and X-Request-Id, and one
 // JSON access-log line (method, path without query, status, bytes, time,
 // client, request id; no bodies, no header values).
+// An answer with Response::upgrade turns the connection into a WebSocket or
+// an event stream (message.h MessageChannel and MessageHandler), served until
+// either side closes it; Stop() closes those with 1001.
 #ifndef SILO_HTTP_SERVER_H_
 #define SILO_HTTP_SERVER_H_
 
@@ -100,6 +103,18 @@ struct ServerOptions {
   unsigned stream_threads = 32;
   size_t stream_queue = 0;
   bool access_log = true;
+  // Upgraded connections (http::Upgrade): the largest client message (a
+  // larger one closes the connection with 1009), and the bytes one
+  // connection may have queued and unsent before it is closed as a slow
+  // consumer (4008).
+  size_t max_message_bytes = 64 * 1024;
+  size_t send_queue_bytes = 1024 * 1024;
+  // After Close, the connection is cut if the close has not completed in
+  // this time (a client that stopped reading cannot take a close frame).
+  std::chrono::milliseconds close_timeout{1'000};
+  // An event stream's comment line when nothing else was sent for this long
+  // (keeps proxies from timing it out; finds a client that left).
+  std::chrono::milliseconds event_stream_heartbeat{15'000};
 };
 
 class Server {

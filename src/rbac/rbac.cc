@@ -38,11 +38,13 @@ Role BuiltIn(std::string name, std::string description, std::vector<std::string>
 std::vector<Role> MakeBuiltIns() {
   std::vector<std::string> all_records =
       RecordPermissions({"create", "read", "update", "delete", "history", "export"});
+  const std::vector<std::string> all_channels = {"channels.*.subscribe", "channels.*.publish",
+                                                 "channels.*.presence"};
   return {
       BuiltIn("owner", "Everything, including granting the owner role",
-              Concat(SystemPermissions(), all_records), true),
+              Concat(Concat(SystemPermissions(), all_records), all_channels), true),
       BuiltIn("admin", "Everything except granting or removing the owner role",
-              Concat(SystemPermissions(), all_records), true),
+              Concat(Concat(SystemPermissions(), all_records), all_channels), true),
       BuiltIn("security_admin", "Users, roles, tokens and the audit log; no record data",
               {"users.read", "users.manage", "roles.read", "roles.manage", "tokens.read",
                "tokens.manage", "audit.read", "audit.verify"},
@@ -77,9 +79,53 @@ const std::vector<std::string>& RecordActions() {
   return kActions;
 }
 
+const std::vector<std::string>& ChannelActions() {
+  static const std::vector<std::string> kActions = {"subscribe", "publish", "presence"};
+  return kActions;
+}
+
+namespace {
+
+// channels.<pattern>.<action>: the pattern, or "" when `p` is not one.
+// A pattern is a channel name ([a-z0-9][a-z0-9_.:-]{0,127}), the name of a
+// user channel ("user:<id>"), or either's prefix followed by '*'.
+std::string_view ChannelPattern(std::string_view p) {
+  if (p.substr(0, 9) != "channels.") return "";
+  size_t dot = p.rfind('.');
+  if (dot <= 9) return "";
+  std::string_view pattern = p.substr(9, dot - 9);
+  std::string_view action = p.substr(dot + 1);
+  const auto& actions = ChannelActions();
+  if (std::find(actions.begin(), actions.end(), action) == actions.end()) return "";
+  std::string_view name = pattern;
+  if (name.back() == '*') name.remove_suffix(1);
+  if (name.size() > 128) return "";
+  for (size_t i = 0; i < name.size(); ++i) {
+    const char c = name[i];
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                    (i > 0 && (c == '_' || c == '.' || c == ':' || c == '-'));
+    if (!ok) return "";
+  }
+  return pattern;
+}
+
+// Whether a held channel permission grants a wanted one (either may be a
+// pattern): the same action, and the held pattern covers the wanted one.
+bool ChannelGrants(std::string_view held, std::string_view wanted) {
+  std::string_view h = ChannelPattern(held), w = ChannelPattern(wanted);
+  if (h.empty() || w.empty()) return false;
+  if (held.substr(held.rfind('.')) != wanted.substr(wanted.rfind('.'))) return false;
+  if (h.back() != '*') return h == w;
+  h.remove_suffix(1);
+  return w.substr(0, h.size()) == h;
+}
+
+}  // namespace
+
 bool ValidPermission(std::string_view p) {
   const auto& sys = SystemPermissions();
   if (std::find(sys.begin(), sys.end(), p) != sys.end()) return true;
+  if (!ChannelPattern(p).empty()) return true;
   if (p.substr(0, 8) != "records.") return false;
   std::string_view rest = p.substr(8);
   size_t dot = rest.rfind('.');
@@ -94,6 +140,7 @@ bool ValidPermission(std::string_view p) {
 bool Grants(const std::vector<std::string>& held, std::string_view wanted) {
   for (const auto& p : held) {
     if (p == wanted) return true;
+    if (ChannelGrants(p, wanted)) return true;
     if (p.substr(0, 10) == "records.*." && wanted.substr(0, 8) == "records.") {
       std::string_view action = std::string_view(p).substr(10);
       size_t dot = wanted.rfind('.');

@@ -17,12 +17,19 @@ const std::vector<std::string>& SystemPermissions();
 // The actions of `records.<collection>.<action>`.
 const std::vector<std::string>& RecordActions();
 
-// A system permission, or records.<collection or *>.<action> where the
+// The actions of `channels.<pattern>.<action>` (realtime channels).
+const std::vector<std::string>& ChannelActions();
+
+// A system permission, records.<collection or *>.<action> where the
 // collection is a valid collection name (lowercase letter, then [a-z0-9_],
-// at most 63 bytes, as records::ValidName).
+// at most 63 bytes, as records::ValidName), or channels.<pattern>.<action>
+// where the pattern is a realtime channel name (a broadcast name, or
+// user:<id> for server messages to one user), or a prefix of one followed by
+// '*' ("channels.room:*.subscribe", "channels.*.publish").
 bool ValidPermission(std::string_view permission);
-// Whether `held` grants `wanted`: equal, or records.*.<a> for
-// records.<any>.<a>.
+// Whether `held` grants `wanted`: equal, records.*.<a> for
+// records.<any>.<a>, or a channel pattern covering the wanted channel (or
+// narrower pattern) for the same action.
 bool Grants(const std::vector<std::string>& held, std::string_view wanted);
 // Whether every permission in `requested` is granted by `held` (what a token
 // may carry: never more than its creator holds).

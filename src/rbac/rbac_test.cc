@@ -30,6 +30,30 @@ TEST(Rbac, WildcardGrantsEveryCollectionForOneActionOnly) {
   EXPECT_FALSE(Grants({"records.tickets.read"}, "records.other.read"));
 }
 
+TEST(Rbac, ChannelPatternsCoverTheirChannelsForOneActionOnly) {
+  for (const char* good :
+       {"channels.room.subscribe", "channels.room:*.publish", "channels.*.presence",
+        "channels.user:u1.publish", "channels.a.b.subscribe"}) {
+    EXPECT_TRUE(ValidPermission(good)) << good;
+  }
+  for (const char* bad :
+       {"channels.room", "channels..subscribe", "channels.Room.subscribe", "channels.room.read",
+        "channels.-x.publish", "channels.r*m.publish", "channels.*.*"}) {
+    EXPECT_FALSE(ValidPermission(bad)) << bad;
+  }
+  const std::vector<std::string> held = {"channels.room:*.subscribe"};
+  EXPECT_TRUE(Grants(held, "channels.room:1.subscribe"));
+  EXPECT_TRUE(Grants(held, "channels.room:lobby:2.subscribe"));
+  EXPECT_TRUE(Grants(held, "channels.room:x*.subscribe"));  // a narrower pattern
+  EXPECT_FALSE(Grants(held, "channels.room.subscribe"));    // not the prefix "room:"
+  EXPECT_FALSE(Grants(held, "channels.room:1.publish"));
+  EXPECT_FALSE(Grants(held, "channels.*.subscribe"));
+  EXPECT_FALSE(Grants({"channels.room:1.subscribe"}, "channels.room:*.subscribe"));
+  EXPECT_TRUE(Grants({"channels.*.publish"}, "channels.user:u1.publish"));
+  EXPECT_TRUE(IsSubset({"channels.room:*.subscribe"}, FindBuiltIn("admin")->permissions));
+  EXPECT_FALSE(IsSubset({"channels.room:*.subscribe"}, FindBuiltIn("editor")->permissions));
+}
+
 TEST(Rbac, SubsetNeverExceedsTheHolder) {
   std::vector<std::string> editor = FindBuiltIn("editor")->permissions;
   EXPECT_TRUE(IsSubset({"records.tickets.read", "records.*.update"}, editor));

@@ -241,4 +241,12 @@ std::string PresenceDiffFrame(const Channel& channel, const json::object& joins,
                     {"leaves", leaves}});
 }
 
+std::string StreamFrame(std::string_view id, std::string_view frame) {
+  std::string out;
+  out.reserve(frame.size() + id.size() + 16);
+  if (!id.empty()) out.append("id: ").append(id).append("\n");
+  out.append("data: ").append(frame).append("\n\n");
+  return out;
+}
+
 }  // namespace silo::realtime

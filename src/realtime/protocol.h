@@ -94,6 +94,11 @@ std::string ResetFrame(const Channel& channel, std::string_view epoch);
 std::string PresenceDiffFrame(const Channel& channel, const boost::json::object& joins,
                               const boost::json::array& leaves);
 
+// One frame as a text/event-stream event (the SSE feed): `data:` the frame's
+// JSON (one line: JSON text has no raw newline), and `id:` when given, which
+// the browser sends back as Last-Event-ID on reconnect ("<epoch>:<seq>").
+std::string StreamFrame(std::string_view id, std::string_view frame);
+
 }  // namespace silo::realtime
 
 #endif  // SILO_REALTIME_PROTOCOL_H_

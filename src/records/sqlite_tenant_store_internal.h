@@ -114,6 +114,7 @@ class SqliteTenantStore : public TenantStore {
                                             const std::string& id) override;
 
   Result<std::vector<events::StoredEvent>> Events(int64_t after, int limit) override;
+  Result<int64_t> LastSeq(events::Log log, const std::vector<std::string>& types) override;
 
   Status Audit(const events::Origin& ctx, const AuditEntry& entry) override;
 

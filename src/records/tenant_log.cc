@@ -25,6 +25,23 @@ Result<std::vector<events::StoredEvent>> SqliteTenantStore::Events(int64_t after
   return out;
 }
 
+Result<int64_t> SqliteTenantStore::LastSeq(events::Log log, const std::vector<std::string>& types) {
+  int64_t out = 0;
+  SILO_RETURN_IF_ERROR(db_->Read([&](Database& db) -> Status {
+    boost::json::array wanted(types.begin(), types.end());
+    auto r = events::Query(
+        db, log,
+        "(?1 IS NULL OR type IN (SELECT value FROM json_each(?1))) ORDER BY seq DESC LIMIT 1",
+        [&](Statement& st) {
+          types.empty() ? (void)st.BindNull(1) : (void)st.Bind(1, boost::json::serialize(wanted));
+        });
+    if (!r.ok()) return r.status();
+    if (!r->empty()) out = r->front().seq;
+    return Status::Ok();
+  }));
+  return out;
+}
+
 Status SqliteTenantStore::Audit(const events::Origin& ctx, const AuditEntry& entry) {
   return db_->Write([&](Database& db) -> Status {
     auto tx = storage::Transaction::Begin(db);

@@ -181,6 +181,9 @@ class TenantStore {
 
   // The change feed: events with seq > after, in order.
   virtual Result<std::vector<events::StoredEvent>> Events(int64_t after, int limit) = 0;
+  // The seq of `log`'s last entry, or of the last whose type is one of
+  // `types` when given; 0 when there is none.
+  virtual Result<int64_t> LastSeq(events::Log log, const std::vector<std::string>& types) = 0;
 
   virtual Status Audit(const events::Origin& ctx, const AuditEntry& entry) = 0;
   virtual Result<std::vector<events::StoredEvent>> QueryAudit(const AuditQuery& query) = 0;

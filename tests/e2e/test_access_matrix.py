@@ -15,8 +15,9 @@ ALL_PERMS = ["collections.read", "collections.manage", "events.read", "audit.rea
 
 
 def grants(held, wanted):
-    """The policy's wildcard rule, restated: records.*.<a> grants every
-    collection's <a>; "a|b" is granted by either."""
+    """The policy's wildcard rules, restated: records.*.<a> grants every
+    collection's <a>; channels.<prefix>*.<a> grants <a> on every channel
+    whose name starts with the prefix; "a|b" is granted by either."""
     if "|" in wanted:
         return any(grants(held, w) for w in wanted.split("|"))
     for p in held:
@@ -24,6 +25,12 @@ def grants(held, wanted):
             return True
         if p.startswith("records.*.") and wanted.startswith("records."):
             if wanted.rsplit(".", 1)[1] == p[len("records.*."):]:
+                return True
+        if p.startswith("channels.") and wanted.startswith("channels."):
+            (pattern, action), (name, wanted_action) = (
+                p[len("channels."):].rsplit(".", 1), wanted[len("channels."):].rsplit(".", 1))
+            if action == wanted_action and pattern.endswith("*") and \
+                    name.startswith(pattern[:-1]):
                 return True
     return False
 
