@@ -5,7 +5,7 @@ PRESET ?= release
 BUILD_DIR := $(if $(filter release,$(PRESET)),build,build-$(PRESET))
 PYTHON := /usr/bin/python3
 
-.PHONY: bootstrap build run test unit e2e check-incremental check-includes check-format check-thread-safety bench bench-http bench-storage bench-api bench-login bench-backup bench-files format check-asan fuzz crash-test clean
+.PHONY: bootstrap build run test unit e2e check-incremental check-includes check-format check-thread-safety bench bench-http bench-storage bench-api bench-login bench-backup bench-files bench-realtime format check-asan fuzz crash-test clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -68,6 +68,9 @@ bench-api: build
 BENCH_MIB ?= 1024
 bench-backup: build
 	./$(BUILD_DIR)/backup_bench --mib $(BENCH_MIB) --runs 5
+
+bench-realtime: build
+	bash bench/realtime_bench.sh $(BUILD_DIR)
 
 bench-login: build
 	bash bench/login_bench.sh $(BUILD_DIR)

@@ -48,12 +48,13 @@ def main():
         ("login", ["bash", "bench/login_bench.sh", build]),
         ("backup", [os.path.join(build, "backup_bench"), "--mib", mib, "--runs", "5"]),
         ("files", ["bash", "bench/files_bench.sh", build]),
+        ("realtime", ["bash", "bench/realtime_bench.sh", build]),
     ]:
         values, outputs[name] = run(name, argv)
         r[name] = values
 
-    s, h, a, lg, b, f = (r["storage"], r["http"], r["api"], r["login"], r["backup"],
-                         r["files"])
+    s, h, a, lg, b, f, rt = (r["storage"], r["http"], r["api"], r["login"], r["backup"],
+                             r["files"], r["realtime"])
     rows = [
         # figure, value, unit, baseline figure, baseline value
         ("HTTPS /healthz, keep-alive", h["healthz_rps"], "req/s", "", None),
@@ -100,6 +101,17 @@ def main():
          "", None),
         ("server peak RSS over idle, during a 1 GiB download", f["download_rss_kib"] / 1024,
          "MiB", "", None),
+        ("realtime deliveries, 1,000 TLS WebSocket subscribers", rt["deliveries_1000"],
+         "/s", "/healthz", rt["healthz_rps"]),
+        ("realtime deliveries, 5,000 connections", rt["deliveries_5000"], "/s", "/healthz",
+         rt["healthz_rps"]),
+        ("record create-to-delivery p99, 1,000 subscribers", rt["record_p99_ms"], "ms", "p50",
+         rt["record_p50_ms"]),
+        ("others' p99 with one subscriber stalled", rt["p99_stalled_ms"], "ms",
+         "none stalled", rt["p99_1000_ms"]),
+        ("realtime connect + authenticate + join", rt["joins_per_s"], "/s", "", None),
+        ("server RSS per idle realtime connection (%d held)" % rt["idle_held"],
+         rt["rss_per_idle_kb"], "KiB", "", None),
     ]
 
     def fmt(v):

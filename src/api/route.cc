@@ -20,8 +20,11 @@ guard::RateLimit LimitOf(const RateRule& rule, const SecurityOptions& options) {
       return {per_minute, per_minute / 60.0, kMaxDelayUs};
     }
     case RateRule::Budget::kResetMail: return {5, 5 / 3600.0, 3600LL * 1'000'000};
-    case RateRule::Budget::kFileLink:
-    case RateRule::Budget::kRealtime: return {600, 600 / 60.0, 60LL * 1'000'000};
+    case RateRule::Budget::kFileLink: return {600, 600 / 60.0, 60LL * 1'000'000};
+    case RateRule::Budget::kRealtime: {
+      const double per_minute = options.realtime_connect_per_minute;
+      return {per_minute, per_minute / 60.0, 60LL * 1'000'000};
+    }
   }
   return {0, 0, kMaxDelayUs};  // unreachable: every budget is named above
 }

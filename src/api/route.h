@@ -62,7 +62,7 @@ struct RateRule {
     kPublicForm,  // SILO_PUBLIC_FORM_RATE_PER_MINUTE, a burst of as many
     kResetMail,   // 5 an hour
     kFileLink,    // 600 a minute
-    kRealtime,    // 600 a minute
+    kRealtime,    // SILO_REALTIME_CONNECT_PER_MINUTE, a burst of as many
   };
   std::string_view name;
   Budget budget;

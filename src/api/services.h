@@ -48,6 +48,7 @@ struct SecurityOptions {
   uint64_t password_iterations = 2;
   int login_per_minute = 10;
   int public_form_per_minute = 5;
+  int realtime_connect_per_minute = 600;  // upgrades per client address
   int token_max_days = 365;  // an API token's expiry is at most this far ahead
   std::vector<std::string> honeypot_paths;
   int64_t ban_us = 3600LL * 1'000'000;

@@ -253,6 +253,7 @@ api::SecurityOptions SecurityOf(const config::Config& c) {
   s.password_iterations = c.security.password_iterations;
   s.login_per_minute = c.security.login_per_minute;
   s.public_form_per_minute = c.security.public_form_per_minute;
+  s.realtime_connect_per_minute = c.realtime.connect_per_minute;
   s.token_max_days = c.security.token_max_days;
   s.honeypot_paths = c.security.honeypot_paths;
   s.ban_us = int64_t{c.security.ban_seconds} * 1'000'000;

@@ -81,6 +81,27 @@ TEST_F(IdentityTest, SetupTokenIsSingleUseAndExpires) {
   EXPECT_EQ(storage::testing::FilesContaining(dir_, late->setup_token), "");
 }
 
+// A realtime connection's checks (IdleClock::kKeep) do not count as use: an
+// unattended tab still times out, and the end time says when.
+TEST_F(IdentityTest, ChecksThatKeepTheIdleClockDoNotExtendASession) {
+  User ann = Active("ann@example.com", {"viewer"});
+  auto s = id_->CreateSession(Ctx(kT0), ann.id, MfaPassed::kNo, "");
+  ASSERT_OK(s);
+  for (int64_t t = kT0 + 5 * kMin; t < kT0 + 30 * kMin; t += 5 * kMin) {
+    auto a = id_->AuthenticateSession(s->token, t, IdleClock::kKeep);
+    ASSERT_OK(a);
+    EXPECT_EQ(a->ends_at_us, kT0 + 30 * kMin);
+  }
+  EXPECT_STATUS(StatusCode::kUnauthenticated,
+                id_->AuthenticateSession(s->token, kT0 + 30 * kMin, IdleClock::kKeep));
+  // A request's check (the default) does count, and moves the end.
+  auto s2 = id_->CreateSession(Ctx(kT0), ann.id, MfaPassed::kNo, "");
+  auto used = id_->AuthenticateSession(s2->token, kT0 + 20 * kMin);
+  ASSERT_OK(used);
+  EXPECT_EQ(used->ends_at_us, kT0 + 50 * kMin);
+  EXPECT_OK(id_->AuthenticateSession(s2->token, kT0 + 45 * kMin, IdleClock::kKeep));
+}
+
 TEST_F(IdentityTest, SessionsTimeOutAndAreRevoked) {
   User ann = Active("ann@example.com", {"viewer"});
   auto s = id_->CreateSession(Ctx(kT0), ann.id, MfaPassed::kNo, "test agent");

@@ -65,6 +65,7 @@ struct Files {
 struct Realtime {
   size_t max_connections = 5000;     // SILO_REALTIME_MAX_CONNECTIONS: all tenants
   size_t tenant_connections = 1000;  // SILO_REALTIME_TENANT_CONNECTIONS: one tenant's
+  int connect_per_minute = 600;      // SILO_REALTIME_CONNECT_PER_MINUTE: upgrades per client
 };
 
 // Identity, sessions and abuse protection (DESIGN sections 6 and 7).
