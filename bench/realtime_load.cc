@@ -94,9 +94,8 @@ asio::awaitable<std::unique_ptr<Ws>> Open(State& s, ssl::context& tls) {
   auto [wec] = co_await ws->async_handshake(s.o.host, "/t/" + s.o.slug + "/api/realtime", kTuple);
   if (wec) co_return nullptr;
   ws->text(true);
-  std::string sub = s.o.records
-                        ? R"({"type":"subscribe","id":"s","channel":"records:bench"})"
-                        : R"({"type":"subscribe","id":"s","channel":"broadcast:bench"})";
+  std::string sub = s.o.records ? R"({"type":"subscribe","id":"s","channel":"records:bench"})"
+                                : R"({"type":"subscribe","id":"s","channel":"broadcast:bench"})";
   auto [sec, sn] = co_await ws->async_write(asio::buffer(sub), kTuple);
   if (sec) co_return nullptr;
   for (;;) {  // until the ack
@@ -235,16 +234,26 @@ int main(int argc, char** argv) {
   State s;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--port") s.o.port = v;
-    else if (k == "--slug") s.o.slug = v;
-    else if (k == "--mode") s.o.mode = v;
-    else if (k == "--conns") s.o.conns = std::stoi(v);
-    else if (k == "--publishers") s.o.publishers = std::stoi(v);
-    else if (k == "--window") s.o.window = std::stoi(v);
-    else if (k == "--seconds") s.o.seconds = std::stoi(v);
-    else if (k == "--parallel") s.o.parallel = std::stoi(v);
-    else if (k == "--stall") s.o.stall = v == "1";
-    else if (k == "--records") s.o.records = v == "1";
+    if (k == "--port")
+      s.o.port = v;
+    else if (k == "--slug")
+      s.o.slug = v;
+    else if (k == "--mode")
+      s.o.mode = v;
+    else if (k == "--conns")
+      s.o.conns = std::stoi(v);
+    else if (k == "--publishers")
+      s.o.publishers = std::stoi(v);
+    else if (k == "--window")
+      s.o.window = std::stoi(v);
+    else if (k == "--seconds")
+      s.o.seconds = std::stoi(v);
+    else if (k == "--parallel")
+      s.o.parallel = std::stoi(v);
+    else if (k == "--stall")
+      s.o.stall = v == "1";
+    else if (k == "--records")
+      s.o.records = v == "1";
     else {
       std::cerr << "unknown option " << k << "\n";
       return 2;
@@ -315,9 +324,8 @@ int main(int argc, char** argv) {
   const double secs = std::chrono::duration<double>(Clock::now() - m0).count();
   s.measuring = false;
   s.done = true;
-  std::printf("RESULT deliveries_per_s=%.0f p50_ms=%.2f p99_ms=%.2f failed=%d\n",
-              (d1 - d0) / secs, Percentile(s.latency_ms, 0.5), Percentile(s.latency_ms, 0.99),
-              s.failed);
+  std::printf("RESULT deliveries_per_s=%.0f p50_ms=%.2f p99_ms=%.2f failed=%d\n", (d1 - d0) / secs,
+              Percentile(s.latency_ms, 0.5), Percentile(s.latency_ms, 0.99), s.failed);
   std::fflush(stdout);
   std::_Exit(0);  // the connections are dropped with the process
 }

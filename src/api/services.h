@@ -49,7 +49,7 @@ struct SecurityOptions {
   int login_per_minute = 10;
   int public_form_per_minute = 5;
   int realtime_connect_per_minute = 600;  // upgrades per client address
-  int token_max_days = 365;  // an API token's expiry is at most this far ahead
+  int token_max_days = 365;               // an API token's expiry is at most this far ahead
   std::vector<std::string> honeypot_paths;
   int64_t ban_us = 3600LL * 1'000'000;
   std::string security_contact;  // empty: no security.txt

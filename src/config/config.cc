@@ -371,8 +371,8 @@ void ReadRealtime(const GetEnv& getenv, Config* config, std::vector<std::string>
                      problems);
   ReadNumber<size_t>(getenv, "SILO_REALTIME_TENANT_CONNECTIONS", 0, 1'000'000,
                      &r.tenant_connections, problems);
-  ReadNumber<int>(getenv, "SILO_REALTIME_CONNECT_PER_MINUTE", 1, 1'000'000,
-                  &r.connect_per_minute, problems);
+  ReadNumber<int>(getenv, "SILO_REALTIME_CONNECT_PER_MINUTE", 1, 1'000'000, &r.connect_per_minute,
+                  problems);
 }
 
 }  // namespace

@@ -144,11 +144,11 @@ class Connection : public http::MessageHandler {
   }
 
   // Sends one frame (WebSocket) or its event-stream form.
-  bool SendLocked(const std::string& frame, std::string_view stream_id = {}) {
+  bool SendLocked(const std::string& frame, std::string_view stream_id = {}) REQUIRES(hub_->mu) {
     return SendSharedLocked(std::make_shared<const std::string>(
         spec_.event_stream ? StreamFrame(stream_id, frame) : frame));
   }
-  bool SendSharedLocked(std::shared_ptr<const std::string> frame) {
+  bool SendSharedLocked(std::shared_ptr<const std::string> frame) REQUIRES(hub_->mu) {
     if (closed_) return false;
     if (!channel_) {
       early_.push_back(std::move(frame));
@@ -159,7 +159,7 @@ class Connection : public http::MessageHandler {
     closed_ = true;
     return false;
   }
-  void CloseLocked(int code, std::string_view reason) {
+  void CloseLocked(int code, std::string_view reason) REQUIRES(hub_->mu) {
     if (closed_) return;
     closed_ = true;
     close_code_ = code;
@@ -170,14 +170,16 @@ class Connection : public http::MessageHandler {
   // An error frame for a refused subscription, and its audit entry (at most
   // denials_audited_per_minute per connection).
   void DeniedLocked(records::TenantStore* store, const std::string& id, const Channel& channel,
-                    const std::string& permission, int64_t now_us);
+                    const std::string& permission, int64_t now_us) REQUIRES(hub_->mu);
   // records:<c>: the caller's read permission and rules, the filter parsed
   // against the schema. The error's message is safe to show.
-  Status ResolveRecordsLocked(records::TenantStore& store, Subscription& sub);
-  Status SubscribeLocked(records::TenantStore* store, const ClientMessage& m, int64_t now_us);
+  Status ResolveRecordsLocked(records::TenantStore& store, Subscription& sub) REQUIRES(hub_->mu);
+  Status SubscribeLocked(records::TenantStore* store, const ClientMessage& m, int64_t now_us)
+      REQUIRES(hub_->mu);
   // Replays the channel's record events after `after`, or sends reset.
   void ReplayLocked(records::TenantStore& store, const Subscription& sub,
-                    std::optional<int64_t> after, const std::optional<std::string>& epoch);
+                    std::optional<int64_t> after, const std::optional<std::string>& epoch)
+      REQUIRES(hub_->mu);
 
   bool Allowed(const std::string& permission) const {
     return rbac::Authorize({spec_.principal.permissions, spec_.principal.mfa_enrolment_pending},
@@ -252,6 +254,7 @@ int64_t Hub::FanOutLocked(const Channel& channel, const std::string& frame, cons
   auto shared = std::make_shared<const std::string>(frame);
   int64_t n = 0;
   for (auto& [id, c] : connections) {
+    c->hub_->mu.AssertHeld();  // every connection here is this hub's
     if (c.get() == skip || c->spec_.event_stream) continue;
     auto it = c->subs_.find(key);
     if (it == c->subs_.end() || (presence_only && !it->second.presence)) continue;
@@ -430,6 +433,7 @@ void Connection::OnMessage(std::string text) {
   const ClientMessage& m = *parsed.message;
   if (spec_.event_stream) return;  // read-only
   auto fail = [&](const Status& st) {
+    hub_->mu.AssertHeld();  // called below, under the lock
     std::string code = st.code() == StatusCode::kNotFound             ? "not_found"
                        : st.code() == StatusCode::kInvalidArgument    ? "bad_field"
                        : st.code() == StatusCode::kPermissionDenied   ? "forbidden"
@@ -496,6 +500,7 @@ void Connection::OnMessage(std::string text) {
 
 void Hub::RevalidateLocked(Connection& c, records::TenantStore* store, int64_t now_us) {
   if (c.closed_) return;
+  c.hub_->mu.AssertHeld();  // `c` is this hub's
   auto p = c.spec_.reauthenticate(now_us);
   if (!p.ok()) {
     if (p.status().code() == StatusCode::kUnauthenticated) {
@@ -570,6 +575,7 @@ void Hub::DeliverRecordEventLocked(records::TenantStore& store, const events::St
       it->second.second = StreamFrame(epoch + ":" + std::to_string(e.seq), it->second.first);
     }
     const std::string& frame = c->spec_.event_stream ? it->second.second : it->second.first;
+    c->hub_->mu.AssertHeld();
     if (c->SendSharedLocked(std::make_shared<const std::string>(frame))) ++n;
   }
   counters.deliveries += n;
@@ -623,6 +629,7 @@ void Hub::RoundLocked() {
     auto last = store.LastSeq(events::Log::kEvents, {});
     event_cursor = last.ok() ? *last : 0;
     for (auto& [id, c] : connections) {
+      c->hub_->mu.AssertHeld();
       for (const auto& [key, sub] : c->subs_) {
         if (sub.channel.kind == Channel::Kind::kRecords) {
           c->SendLocked(ResetFrame(sub.channel, epoch));
@@ -755,6 +762,7 @@ Result<int64_t> Hubs::Publish(const std::string& tenant_id, std::string_view cha
   auto shared = std::make_shared<const std::string>(frame);
   int64_t n = 0;
   for (auto& [id, c] : hub->connections) {
+    c->hub_->mu.AssertHeld();
     if (c->spec_.principal.user_id != user || c->spec_.event_stream) continue;
     if (c->subs_.contains("user:self") && c->SendSharedLocked(shared)) ++n;
   }
@@ -766,7 +774,10 @@ void Hubs::CloseTenant(const std::string& tenant_id, int code, std::string_view 
   std::shared_ptr<Hub> hub = HubOf(tenant_id, false);
   if (!hub) return;
   MutexLock lock(hub->mu);
-  for (auto& [id, c] : hub->connections) c->CloseLocked(code, reason);
+  for (auto& [id, c] : hub->connections) {
+    c->hub_->mu.AssertHeld();
+    c->CloseLocked(code, reason);
+  }
   hub->tickets.clear();
 }
 
