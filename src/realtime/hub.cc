@@ -92,6 +92,13 @@ class Hub {
   std::string broadcast_epoch;
   int64_t broadcast_seq GUARDED_BY(mu) = 0;
   Bucket publishes GUARDED_BY(mu);
+  // Subscribers per channel in use (the tenant's channel cap counts these).
+  std::map<std::string, int> channel_subscribers GUARDED_BY(mu);
+  void JoinedLocked(const std::string& key) REQUIRES(mu) { ++channel_subscribers[key]; }
+  void LeftLocked(const std::string& key) REQUIRES(mu) {
+    auto it = channel_subscribers.find(key);
+    if (it != channel_subscribers.end() && --it->second <= 0) channel_subscribers.erase(it);
+  }
   struct Ticket {
     int64_t expires_us;
     Reauthenticate reauthenticate;
@@ -241,6 +248,8 @@ void Hub::RemoveLocked(uint64_t id) {
   std::shared_ptr<Connection> c = it->second;
   connections.erase(it);
   --counters.connections;
+  for (const auto& [key, sub] : c->subs_) LeftLocked(key);
+  c->subs_.clear();
   for (const auto& [name, state] : c->presence_) {
     if (auto ch = ParseChannel(name)) PresenceLocked(*c, *ch, nullptr);
   }
@@ -365,6 +374,11 @@ Status Connection::SubscribeLocked(records::TenantStore* store, const ClientMess
     return Exhausted("at most " + std::to_string(hub_->limits.max_channels) +
                      " subscriptions per connection");
   }
+  if (!hub_->channel_subscribers.contains(key) &&
+      hub_->channel_subscribers.size() >= hub_->limits.max_tenant_channels) {
+    return Exhausted("at most " + std::to_string(hub_->limits.max_tenant_channels) +
+                     " channels in use per tenant");
+  }
   Subscription sub{m.id, channel, {}, m.filter.value_or(""), std::nullopt, false};
   switch (channel.kind) {
     case Channel::Kind::kRecords: {
@@ -378,6 +392,7 @@ Status Connection::SubscribeLocked(records::TenantStore* store, const ClientMess
       if (!st.ok()) return st;
       // The replay, then the ack: after it, the subscription is live.
       const Subscription& added = subs_.emplace(key, std::move(sub)).first->second;
+      hub_->JoinedLocked(key);
       ReplayLocked(*store, added, m.after, m.epoch);
       if (!spec_.event_stream) SendLocked(AckFrame(m.id));
       return Status::Ok();
@@ -402,6 +417,7 @@ Status Connection::SubscribeLocked(records::TenantStore* store, const ClientMess
       }
       SendLocked(AckFrame(m.id));
       subs_.emplace(key, std::move(sub));
+      hub_->JoinedLocked(key);
       return Status::Ok();
     }
     case Channel::Kind::kUserSelf:
@@ -411,6 +427,7 @@ Status Connection::SubscribeLocked(records::TenantStore* store, const ClientMess
       }
       SendLocked(AckFrame(m.id));
       subs_.emplace(key, std::move(sub));
+      hub_->JoinedLocked(key);
       return Status::Ok();
   }
   return Internal("unknown channel kind");
@@ -454,6 +471,7 @@ void Connection::OnMessage(std::string text) {
     case MessageType::kUnsubscribe: {
       const std::string key = m.channel->ToString();
       if (subs_.erase(key) == 0) return fail(FailedPrecondition("not subscribed to " + key));
+      hub_->LeftLocked(key);
       if (presence_.erase(key) > 0) hub_->PresenceLocked(*this, *m.channel, nullptr);
       SendLocked(AckFrame(m.id));
       return;
@@ -539,6 +557,7 @@ void Hub::RevalidateLocked(Connection& c, records::TenantStore* store, int64_t n
     c.SendLocked(ErrorFrame(sub.id, st.code() == StatusCode::kNotFound ? "not_found" : "forbidden",
                             "subscription to " + it->first + " ended: " + st.message()));
     if (c.presence_.erase(it->first) > 0) PresenceLocked(c, sub.channel, nullptr);
+    LeftLocked(it->first);
     it = c.subs_.erase(it);
   }
 }

@@ -61,6 +61,7 @@ struct Limits {
   size_t max_connections = 5000;            // all tenants (SILO_REALTIME_MAX_CONNECTIONS)
   size_t max_tenant_connections = 1000;     // one tenant's
   size_t max_channels = 100;                // one connection's subscriptions
+  size_t max_tenant_channels = 10'000;      // channels in use at once in one tenant
   int connection_messages_per_second = 50;  // client frames, a burst of twice as many
   int tenant_publishes_per_second = 1000;   // broadcasts of one tenant, clients and servers
   int max_replay = 1000;                    // events a resume may replay; beyond, `reset`

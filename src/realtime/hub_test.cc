@@ -150,6 +150,41 @@ TEST_F(HubTest, ConnectionLimitsHold) {
   for (auto* c : {&a2, &b1, &b2}) c->first->OnClose();
 }
 
+TEST_F(HubTest, ChannelCapsHoldPerConnectionAndPerTenant) {
+  Limits limits;
+  limits.max_channels = 3;
+  limits.max_tenant_channels = 4;
+  Hubs hubs(stores_.get(), limits);
+  auto [h1, c1] = Open(hubs, "a", Everything());
+  auto [h2, c2] = Open(hubs, "a", Everything());
+  auto [hb, cb] = Open(hubs, "b", Everything());
+  auto last_error = [](const RecordingChannel& c) -> std::string {
+    const auto& f = c.frames.back();
+    return f.at("type") == "error" ? std::string(f.at("code").as_string()) : "";
+  };
+  for (const char* ch : {"broadcast:r1", "broadcast:r2", "broadcast:r3"}) {
+    Subscribe(*h1, ch);
+    EXPECT_EQ(last_error(*c1), "") << ch;
+  }
+  Subscribe(*h1, "broadcast:r4");  // a fourth for one connection
+  EXPECT_EQ(last_error(*c1), "limit");
+  Subscribe(*h2, "broadcast:r1");  // in use already: not a new channel
+  EXPECT_EQ(last_error(*c2), "");
+  Subscribe(*h2, "broadcast:r4");  // the tenant's fourth
+  EXPECT_EQ(last_error(*c2), "");
+  Subscribe(*h2, "broadcast:r5");  // a fifth in the tenant
+  EXPECT_EQ(last_error(*c2), "limit");
+  for (const char* ch : {"broadcast:r5", "broadcast:r6", "broadcast:r7"}) {
+    Subscribe(*hb, ch);  // another tenant counts its own
+    EXPECT_EQ(last_error(*cb), "") << ch;
+  }
+  h1->OnClose();  // r2 and r3 are free again
+  Subscribe(*h2, "broadcast:r5");
+  EXPECT_EQ(last_error(*c2), "");
+  h2->OnClose();
+  hb->OnClose();
+}
+
 TEST_F(HubTest, ARefusingConsumerIsDroppedAndTheOthersGoOn) {
   Hubs hubs(stores_.get(), {});
   auto [slow, slow_ch] = Open(hubs, "a", Everything());

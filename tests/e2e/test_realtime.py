@@ -12,12 +12,13 @@ connection's frames are answered in order, so an event that was going to
 come would arrive before that ping's ack."""
 import asyncio
 import json
+import signal
 
 import pytest
 import requests
 import websockets
 
-from conftest import TOKEN_EXPIRES, insecure_client_context
+from conftest import TOKEN_EXPIRES, insecure_client_context, parse_status, raw_exchange
 from identity_util import Client, create_tenant
 
 MANY = {"SILO_LOGIN_RATE_PER_MINUTE": "1000"}
@@ -548,3 +549,33 @@ def test_a_stalled_consumer_is_closed_and_the_others_get_everything(make_silo):
                            headers={"Authorization": "Bearer " + silo.operator_token()})
     assert "silo_realtime_dropped_slow_total 1\n" in metrics.text
     assert 'silo_http_rejections_total{reason="slow_consumer"} 1\n' in metrics.text
+
+
+def test_an_upgrade_whose_host_and_path_disagree_is_400(make_silo):
+    silo = make_silo(dict(MANY, SILO_BASE_DOMAIN="silo.test"))
+    owner = owner_of(silo)
+    token, _ = token_of(owner, ["records.*.read"])
+    owner_of(silo, "beta")
+    upgrade = ("GET /t/acme/api/realtime HTTP/1.1\r\nHost: %s\r\n"
+               "Authorization: Bearer %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    assert parse_status(raw_exchange(silo, (upgrade % ("beta.silo.test", token)).encode())) == 400
+    assert parse_status(raw_exchange(silo, (upgrade % ("acme.silo.test", token)).encode())) == 101
+
+
+def test_a_stopping_server_closes_its_realtime_connections(make_silo):
+    """SIGTERM: open WebSockets get 1001 (going away), and the server exits
+    0 without waiting out its drain time on them."""
+    silo = make_silo(MANY)
+    owner = owner_of(silo)
+    token, _ = token_of(owner, ["records.*.read"])
+
+    async def run():
+        ws = await connect(silo, "acme", token=token)
+        assert await drain(ws) == []
+        silo.proc.send_signal(signal.SIGTERM)
+        code, _ = await closed_with(ws)
+        assert code == 1001
+
+    asyncio.run(run())
+    assert silo.proc.wait(timeout=4) == 0  # the drain timeout is 5 s
