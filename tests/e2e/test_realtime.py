@@ -58,6 +58,14 @@ def token_of(client, permissions, name="rt"):
     return r.json()["token"], r.json()["id"]
 
 
+def acme_with_reader(make_silo, **env):
+    """A server, acme's owner, and a token that reads every collection."""
+    silo = make_silo(dict(MANY, **env))
+    owner = owner_of(silo)
+    token, _ = token_of(owner, ["records.*.read"])
+    return silo, owner, token
+
+
 def origin_of(silo):
     return "https://" + silo.url.split("://", 1)[1]
 
@@ -431,9 +439,7 @@ def test_two_tenants_with_the_same_names_share_nothing(make_silo):
 
 
 def test_suspended_tenant_closes_its_connections(make_silo):
-    silo = make_silo(MANY)
-    owner = owner_of(silo)
-    token, _ = token_of(owner, ["records.*.read"])
+    silo, owner, token = acme_with_reader(make_silo)
 
     async def run():
         ws = await connect(silo, "acme", token=token)
@@ -448,9 +454,7 @@ def test_suspended_tenant_closes_its_connections(make_silo):
 
 
 def test_limits_close_what_exceeds_them(make_silo):
-    silo = make_silo(MANY)
-    owner = owner_of(silo)
-    token, _ = token_of(owner, ["records.*.read"])
+    silo, owner, token = acme_with_reader(make_silo)
 
     async def run():
         # A message over 64 KiB: closed 1009 (too big).
@@ -555,9 +559,7 @@ def test_a_stalled_consumer_is_closed_and_the_others_get_everything(make_silo):
 
 
 def test_an_upgrade_whose_host_and_path_disagree_is_400(make_silo):
-    silo = make_silo(dict(MANY, SILO_BASE_DOMAIN="silo.test"))
-    owner = owner_of(silo)
-    token, _ = token_of(owner, ["records.*.read"])
+    silo, owner, token = acme_with_reader(make_silo, SILO_BASE_DOMAIN="silo.test")
     owner_of(silo, "beta")
     upgrade = ("GET /t/acme/api/realtime HTTP/1.1\r\nHost: %s\r\n"
                "Authorization: Bearer %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -569,9 +571,7 @@ def test_an_upgrade_whose_host_and_path_disagree_is_400(make_silo):
 def test_a_stopping_server_closes_its_realtime_connections(make_silo):
     """SIGTERM: open WebSockets get 1001 (going away), and the server exits
     0 without waiting out its drain time on them."""
-    silo = make_silo(MANY)
-    owner = owner_of(silo)
-    token, _ = token_of(owner, ["records.*.read"])
+    silo, owner, token = acme_with_reader(make_silo)
 
     async def run():
         ws = await connect(silo, "acme", token=token)
