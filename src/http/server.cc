@@ -808,21 +808,18 @@ class Server::Impl {
         },
         use_awaitable);
     // The writer may be stuck on a client that reads nothing: cut it.
-    asio::steady_timer cut(ex, opts_.close_timeout);
-    cut.async_wait([&tcp_layer, writer_done](boost::system::error_code ec) {
-      if (ec || *writer_done) return;
-      boost::system::error_code ignored;
-      tcp_layer.socket().close(ignored);
-    });
+    auto cut = std::make_shared<asio::steady_timer>(ex);
+    ArmCut(tcp_layer, cut, writer_done);
     while (!*writer_done) co_await done.async_wait(kTuple);
-    cut.cancel();
+    cut->cancel();
     if (outbox->slow()) metrics_->RecordRejection("slow_consumer");
     MutexLock lock(conns_mutex_);
     upgraded_.erase(outbox);
   }
 
-  // After a close is asked for: the socket is cut if the close has not
-  // completed within close_timeout (the client may read nothing).
+  // The socket is cut unless `*over` is set within close_timeout: after a
+  // close was sent, or the reader ended, a client that reads nothing cannot
+  // hold the connection open.
   void ArmCut(beast::tcp_stream& tcp_layer, std::shared_ptr<asio::steady_timer> cut,
               std::shared_ptr<bool> over) {
     cut->expires_after(opts_.close_timeout);

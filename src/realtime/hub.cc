@@ -289,7 +289,8 @@ void Connection::DeniedLocked(records::TenantStore* store, const std::string& id
                               const Channel& channel, const std::string& permission,
                               int64_t now_us) {
   ++hub_->counters.denied;
-  SendLocked(ErrorFrame(id, "forbidden", "missing permission " + permission));
+  if (!spec_.event_stream)
+    SendLocked(ErrorFrame(id, "forbidden", "missing permission " + permission));
   if (now_us - denials_window_us_ > 60LL * 1'000'000) {
     denials_window_us_ = now_us;
     denials_ = 0;
@@ -387,7 +388,8 @@ Status Connection::SubscribeLocked(records::TenantStore* store, const ClientMess
       Status st = ResolveRecordsLocked(*store, sub);
       if (st.code() == StatusCode::kPermissionDenied) {
         DeniedLocked(store, m.id, channel, "records." + channel.name + ".read", now_us);
-        return Status::Ok();  // answered
+        // A frame answered it; an event stream's refusal is the HTTP answer.
+        return spec_.event_stream ? st : Status::Ok();
       }
       if (!st.ok()) return st;
       // The replay, then the ack: after it, the subscription is live.
@@ -579,23 +581,30 @@ void Hub::DeliverRecordEventLocked(records::TenantStore& store, const events::St
   auto record = store.GetRecord(collection, id, deleted ? e.at_us - 1 : e.at_us);
   if (!record.ok()) return;  // purged or gone: nothing to show
   const std::string action = ActionOf(e.type);
-  std::map<std::string, std::pair<std::string, std::string>> frames;  // fields -> (ws, sse)
+  // One frame per distinct field set, shared by its subscribers; the event
+  // stream's form made only when an event stream needs it.
+  struct Frames {
+    std::shared_ptr<const std::string> ws, sse;
+  };
+  std::map<std::string, Frames> frames;  // by FieldsKey
   int64_t n = 0;
   for (auto [c, sub] : subscribers) {
     if (!sub->rules->Admits(*record)) continue;
     if (!sub->filter.empty() && !records::Matches(sub->filter, *record)) continue;
     const records::FieldSet fields = sub->rules->FieldsFor(*record);
-    auto [it, fresh] = frames.try_emplace(FieldsKey(fields));
-    if (fresh) {
+    Frames& f = frames[FieldsKey(fields)];
+    if (!f.ws) {
       records::Record shown = *record;
       records::KeepFields(fields, &shown.data);
       json::object data{{"action", action}, {"record", records::RecordJson(shown)}};
-      it->second.first = EventFrame(channel, e.seq, epoch, data);
-      it->second.second = StreamFrame(epoch + ":" + std::to_string(e.seq), it->second.first);
+      f.ws = std::make_shared<const std::string>(EventFrame(channel, e.seq, epoch, data));
     }
-    const std::string& frame = c->spec_.event_stream ? it->second.second : it->second.first;
+    if (c->spec_.event_stream && !f.sse) {
+      f.sse = std::make_shared<const std::string>(
+          StreamFrame(epoch + ":" + std::to_string(e.seq), *f.ws));
+    }
     c->hub_->mu.AssertHeld();
-    if (c->SendSharedLocked(std::make_shared<const std::string>(frame))) ++n;
+    if (c->SendSharedLocked(c->spec_.event_stream ? f.sse : f.ws)) ++n;
   }
   counters.deliveries += n;
 }
@@ -739,14 +748,8 @@ Status Hubs::SubscribeStream(const std::string& tenant_id, http::MessageHandler&
   auto store = c->hub_->Store();
   if (!store.ok()) return store.status();
   MutexLock lock(c->hub_->mu);
-  std::unique_ptr<records::TenantStore> s = std::move(*store);
-  // Checked as a subscribe frame is, but a refusal is the HTTP answer.
-  if (!c->Allowed("records." + parsed->name + ".read")) {
-    return PermissionDenied("missing permission records." + parsed->name + ".read");
-  }
-  Subscription probe{m.id, *parsed, {}, m.filter.value_or(""), std::nullopt, false};
-  SILO_RETURN_IF_ERROR(c->ResolveRecordsLocked(*s, probe));
-  return c->SubscribeLocked(s.get(), m, NowMicros());
+  // Checked and audited as a subscribe frame is; a refusal is the HTTP answer.
+  return c->SubscribeLocked(store->get(), m, NowMicros());
 }
 
 void Hubs::AfterWrite(const std::string& tenant_id) {
@@ -761,7 +764,7 @@ Result<int64_t> Hubs::Publish(const std::string& tenant_id, std::string_view cha
   std::shared_ptr<Hub> hub = HubOf(tenant_id, false);
   std::optional<Channel> channel;
   std::string user;
-  if (channel_text.substr(0, 5) == "user:" && channel_text != "user:self") {
+  if (channel_text.substr(0, 5) == "user:") {
     user = std::string(channel_text.substr(5));
     channel = Channel{Channel::Kind::kUserSelf, ""};
   } else {

@@ -432,6 +432,16 @@ def test_two_tenants_with_the_same_names_share_nothing(make_silo):
         assert await drain(conns["acme"]) == []
         got = events(await drain(conns["beta"]))
         assert [e["data"]["record"]["title"] for e in got] == ["beta's"]
+        # A server message to acme's owner, sent on beta: no one gets it
+        # (the same id names nobody there); sent on acme: its owner does.
+        acme_owner = tenants["acme"].call("GET", "/api/auth/me").json()["user"]["id"]
+        await subscribe(conns["acme"], "user:self")
+        for slug, want in (("beta", 0), ("acme", 1)):
+            r = tenants[slug].call("POST", "/api/channels/user:%s/messages" % acme_owner,
+                                   {"event": "dm", "payload": slug})
+            assert r.status_code == 202 and r.json() == {"delivered": want}, (slug, r.text)
+        got = events(await drain(conns["acme"]))
+        assert [e["data"]["payload"] for e in got] == ["acme"]
         for ws in conns.values():
             await ws.close()
 
@@ -510,10 +520,13 @@ def test_event_stream_delivers_and_resumes_with_last_event_id(make_silo):
     with requests.get(url, headers=dict(auth, **{"Last-Event-ID": id1}), stream=True,
                       verify=False, timeout=10) as r:
         assert [f["data"]["record"]["id"] for _, f in sse_lines(r, 2)] == ["s2", "s3"]
-    # Without the read permission: refused before any stream.
-    other, _ = token_of(owner, ["collections.read"], "other")
+    # Without the read permission: refused before any stream, and audited.
+    other, other_id = token_of(owner, ["collections.read"], "other")
     r = requests.get(url, headers={"Authorization": "Bearer " + other}, verify=False, timeout=10)
     assert r.status_code == 403
+    audit = owner.call("GET", "/api/audit?type=access.denied").json()["items"]
+    assert [a["actor"] for a in audit if a["subject"]["id"] == "records:tickets"] == [
+        "token:" + other_id]
 
 
 def test_a_stalled_consumer_is_closed_and_the_others_get_everything(make_silo):
