@@ -243,6 +243,32 @@ TEST_F(IdentityTest, TenantRolesAreValidatedAndGuarded) {
   EXPECT_OK(id_->DeleteRole(Ctx(kT0), "support"));
 }
 
+// RolesOf serves a tenant's own roles from the tenant cache; a role edit is
+// a write, and the next RolesOf sees it (a stale permission never survives
+// the change that removed it; cache/tenant_cache.h).
+TEST_F(IdentityTest, ARoleEditIsNeverServedStaleFromTheCache) {
+  rbac::Role support{"support", "",    {"records.tickets.read", "records.tickets.update"},
+                     false,     false, {}};
+  ASSERT_OK(id_->CreateRole(Ctx(kT0), support));
+  User sam = Active("sam@example.com", {"support"});
+  auto db = dbs_->Acquire("t");
+  ASSERT_OK(db);
+  cache::TenantCache& cache = (*db)->cache();
+  for (int round = 0; round < 3; ++round) {
+    support.permissions = round % 2 == 0 ? std::vector<std::string>{"records.tickets.read"}
+                                         : std::vector<std::string>{"records.tickets.update"};
+    ASSERT_OK(id_->UpdateRole(Ctx(kT0), support));
+    const uint64_t hits = cache.stats().hits;
+    for (int i = 0; i < 3; ++i) {
+      auto roles = id_->RolesOf(sam);
+      ASSERT_OK(roles);
+      ASSERT_EQ(roles->size(), 1u);
+      EXPECT_EQ((*roles)[0].permissions, support.permissions) << "round " << round << " read " << i;
+    }
+    EXPECT_EQ(cache.stats().hits, hits + 2) << "the second and third reads are cache hits";
+  }
+}
+
 TEST_F(IdentityTest, MfaChallengesAllowFiveAttempts) {
   User ann = Active("ann@example.com", {"owner"});
   auto c = id_->CreateMfaChallenge(ann.id, kT0);

@@ -3,6 +3,7 @@
 
 #include "auth/identity.h"
 #include "auth/identity_internal.h"
+#include "cache/tenant_cache.h"
 #include "rbac/grant_json.h"
 
 namespace silo::auth {
@@ -27,6 +28,21 @@ Status CheckRoleSpec(const rbac::Role& role) {
   }
   if (!errors.empty()) return InvalidArgument("invalid role").WithFields(std::move(errors));
   return Status::Ok();
+}
+
+// A tenant's own roles by name (nullopt: no such role), as RolesOf read them.
+const cache::Namespace<std::optional<rbac::Role>> kTenantRoles{"tenant roles"};
+
+// What a role takes in memory, roughly (the cache's byte budget).
+size_t ApproximateSize(const rbac::Role& r) {
+  size_t n = sizeof r + r.name.size() + r.description.size();
+  for (const auto& p : r.permissions) n += sizeof p + p.size();
+  for (const auto& g : r.grants) {
+    n += sizeof g + g.permission.size();
+    for (const auto& w : g.where) n += sizeof w + w.size();
+    for (const auto& f : g.fields) n += sizeof f + f.size();
+  }
+  return n;
 }
 
 }  // namespace
@@ -54,11 +70,30 @@ Result<rbac::Role> Identity::GetRole(const std::string& name) {
 }
 
 Result<std::vector<rbac::Role>> Identity::RolesOf(const User& user) {
+  // Every authenticated request asks: a tenant's own roles come from the
+  // tenant cache while no write has happened since they were read (a role
+  // edit is a write, so it is never served stale; cache/tenant_cache.h).
+  cache::TenantCache& cache = db_->cache();
+  const uint64_t generation = cache.generation();
   std::vector<rbac::Role> out;
+  std::vector<std::string> missing;
+  for (const auto& name : user.roles) {
+    if (const rbac::Role* b = rbac::FindBuiltIn(name)) {
+      out.push_back(*b);
+    } else if (auto cached = cache.Get(kTenantRoles, name)) {
+      if (*cached) out.push_back(**cached);  // a deleted role grants nothing
+    } else {
+      missing.push_back(name);
+    }
+  }
+  if (missing.empty()) return out;
   SILO_RETURN_IF_ERROR(db_->Read([&](Database& db) -> Status {
-    for (const auto& name : user.roles) {
+    for (const auto& name : missing) {
       SILO_ASSIGN_OR_RETURN(auto r, LoadRole(db, name));
-      if (r) out.push_back(std::move(*r));  // a deleted role grants nothing
+      auto value = std::make_shared<const std::optional<rbac::Role>>(std::move(r));
+      cache.Put(kTenantRoles, name, generation, value,
+                ApproximateSize(value->value_or(rbac::Role{})));
+      if (*value) out.push_back(**value);
     }
     return Status::Ok();
   }));

@@ -5,7 +5,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "base/mutex.h"
+#include "cache/tenant_cache.h"
 #include "crypto/crypto.h"
 
 namespace silo::records::projection {
@@ -400,35 +400,12 @@ Result<events::Event> ParseBody(std::string_view body) {
 
 namespace {
 
-// Parsed schemas by their stored text: parsing is a pure function of the
-// text, and every record call loads its collection's schema, so a request
-// would otherwise spend more time parsing JSON than reading its records
-// (bench/rules_bench). Shared by every tenant (equal texts parse equally);
-// emptied when it holds kMaxCached texts.
-class SchemaCache {
- public:
-  std::optional<CollectionSchema> Find(const std::string& text) {
-    MutexLock lock(mu_);
-    auto it = parsed_.find(text);
-    if (it == parsed_.end()) return std::nullopt;
-    return it->second;
-  }
-  void Put(const std::string& text, const CollectionSchema& schema) {
-    MutexLock lock(mu_);
-    if (parsed_.size() >= kMaxCached) parsed_.clear();
-    parsed_.emplace(text, schema);
-  }
-
- private:
-  static constexpr size_t kMaxCached = 1024;
-  Mutex mu_;
-  std::unordered_map<std::string, CollectionSchema> parsed_ GUARDED_BY(mu_);
-};
-
-SchemaCache& Schemas() {
-  static SchemaCache* cache = new SchemaCache;
-  return *cache;
-}
+// Parsed schemas by their stored text, in the tenant's cache: parsing is a
+// pure function of the text, and every record call loads its collection's
+// schema, so a request would otherwise spend more time parsing JSON than
+// reading its records (bench/rules_bench). Keyed by the text itself, so an
+// entry is right even inside a write transaction that changed the schema.
+const cache::Namespace<CollectionSchema> kParsedSchemas{"parsed schemas"};
 
 }  // namespace
 
@@ -441,18 +418,21 @@ Result<StoredCollection> LoadCollection(storage::Database& db, const std::string
   if (!row.ok()) return row.status();
   if (!*row) return NotFound("no such collection");
   const std::string text = stmt->ColumnText(0);
-  std::optional<CollectionSchema> schema = Schemas().Find(text);
-  if (!schema) {
+  cache::TenantCache* cache = db.tenant_cache();
+  const uint64_t generation = cache != nullptr ? cache->generation() : 0;
+  std::shared_ptr<const CollectionSchema> schema =
+      cache != nullptr ? cache->Get(kParsedSchemas, text) : nullptr;
+  if (schema == nullptr) {
     boost::system::error_code ec;
     json::value v = json::parse(text, ec);
     if (ec) return DataLoss("stored schema is not JSON");
     auto parsed = ParseCollection(v);
     if (!parsed.ok()) return DataLoss("stored schema is invalid");
-    Schemas().Put(text, *parsed);
-    schema = std::move(*parsed);
+    schema = std::make_shared<const CollectionSchema>(std::move(*parsed));
+    // The parsed form is some times the text's size.
+    if (cache != nullptr) cache->Put(kParsedSchemas, text, generation, schema, 4 * text.size());
   }
-  return StoredCollection{std::move(*schema), stmt->ColumnInt(1), stmt->ColumnInt(2),
-                          stmt->ColumnInt(3)};
+  return StoredCollection{*schema, stmt->ColumnInt(1), stmt->ColumnInt(2), stmt->ColumnInt(3)};
 }
 
 Result<std::map<std::string, Version>> LoadCurrentMany(storage::Database& db,

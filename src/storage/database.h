@@ -15,6 +15,7 @@
 #include <unordered_map>
 
 #include "base/status.h"
+#include "cache/tenant_cache.h"
 #include "crypto/secret_key.h"
 #include "storage/cipher_vfs.h"
 
@@ -85,6 +86,12 @@ class Database {
   // The raw handle, for the storage module's own code and tests only.
   sqlite3* handle() { return db_; }
 
+  // The cache of the tenant this connection belongs to (set by
+  // TenantDatabase for its connections), or null: then there is nothing to
+  // cache in, and callers derive every value afresh.
+  cache::TenantCache* tenant_cache() const { return tenant_cache_; }
+  void set_tenant_cache(cache::TenantCache* c) { tenant_cache_ = c; }
+
  private:
   friend class Statement;
   Database(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
@@ -95,6 +102,7 @@ class Database {
   sqlite3* db_;
   std::string path_;
   std::unordered_map<std::string, sqlite3_stmt*> cache_;  // idle compiled statements
+  cache::TenantCache* tenant_cache_ = nullptr;
 };
 
 // A prepared statement. Bind indexes are 1-based, column indexes 0-based.

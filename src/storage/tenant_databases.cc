@@ -12,11 +12,19 @@ TenantDatabase::TenantDatabase(std::string path, crypto::SecretKey key, OpenOpti
       key_(std::move(key)),
       options_(std::move(options)),
       max_readers_(max_readers == 0 ? 1 : max_readers),
-      writer_(std::move(writer)) {}
+      writer_(std::move(writer)) {
+  writer_->set_tenant_cache(&cache_);
+}
 
 Status TenantDatabase::Write(const std::function<Status(Database&)>& fn) {
   MutexLock lock(write_mu_);
-  return fn(*writer_);
+  Status s = fn(*writer_);
+  // Before the lock is released and the caller answers: a request that
+  // starts after this write was answered cannot be served a value derived
+  // before it. Also after a failure (a rolled-back transaction changed
+  // nothing, but dropping the entries is always safe).
+  cache_.Invalidate();
+  return s;
 }
 
 Status TenantDatabase::Read(const std::function<Status(Database&)>& fn) {
@@ -42,6 +50,7 @@ Status TenantDatabase::Read(const std::function<Status(Database&)>& fn) {
       return opened.status();
     }
     reader = std::move(opened).value();
+    reader->set_tenant_cache(&cache_);
   }
   Status s = fn(*reader);
   {

@@ -19,6 +19,7 @@
 
 #include "base/mutex.h"
 #include "base/status.h"
+#include "cache/tenant_cache.h"
 #include "crypto/secret_key.h"
 #include "storage/database.h"
 #include "storage/migrator.h"
@@ -32,17 +33,23 @@ class TenantDatabase {
   TenantDatabase(std::string path, crypto::SecretKey key, OpenOptions options, size_t max_readers,
                  std::unique_ptr<Database> writer);
 
-  // Runs `fn` on the writer connection, one caller at a time.
+  // Runs `fn` on the writer connection, one caller at a time; then
+  // invalidates the tenant's cache (whatever `fn` did or returned).
   Status Write(const std::function<Status(Database&)>& fn);
   // Runs `fn` on a reader connection (opened on demand, at most
   // `max_readers` at once; further callers wait).
   Status Read(const std::function<Status(Database&)>& fn);
+
+  // What this tenant's code caches (cache/tenant_cache.h): lives as long as
+  // this open database, so a restore, suspend or delete starts it empty.
+  cache::TenantCache& cache() { return cache_; }
 
  private:
   const std::string path_;
   const crypto::SecretKey key_;
   const OpenOptions options_;
   const size_t max_readers_;
+  cache::TenantCache cache_;  // before the connections that point at it
 
   Mutex write_mu_;
   std::unique_ptr<Database> writer_ GUARDED_BY(write_mu_);

@@ -178,5 +178,47 @@ TEST_F(TenantDatabasesTest, ExclusiveWaitsForHoldersAndRefusesAcquireMeanwhile) 
   EXPECT_EQ(Count(**again), 0);  // a fresh database where the old one was
 }
 
+const cache::Namespace<std::string> kDerived{"derived"};
+
+// The tenant cache (cache/tenant_cache.h) is the open database's: a write
+// of this tenant empties it, another tenant's write does not, its
+// connections reach it, and a replaced database starts with an empty one.
+TEST_F(TenantDatabasesTest, EachTenantsCacheIsEmptiedByItsOwnWrites) {
+  auto dbs = Make(4);
+  auto a = dbs.Acquire("a");
+  auto b = dbs.Acquire("b");
+  ASSERT_OK(a);
+  ASSERT_OK(b);
+  auto put = [](TenantDatabase& db, const std::string& v) {
+    db.cache().Put(kDerived, "k", db.cache().generation(), std::make_shared<const std::string>(v),
+                   1);
+  };
+  put(**a, "a");
+  put(**b, "b");
+  ASSERT_OK((*a)->Read([&](Database& d) {
+    EXPECT_EQ(d.tenant_cache(), &(*a)->cache());
+    return Status::Ok();
+  }));
+  ASSERT_OK((*a)->Write([&](Database& d) {
+    EXPECT_EQ(d.tenant_cache(), &(*a)->cache());
+    return Status::Ok();
+  }));
+  EXPECT_EQ((*a)->cache().Get(kDerived, "k"), nullptr);
+  ASSERT_NE((*b)->cache().Get(kDerived, "k"), nullptr);
+  EXPECT_EQ(*(*b)->cache().Get(kDerived, "k"), "b");
+  // A failed write invalidates too (it may have been partly applied
+  // before its rollback; dropping is always safe).
+  put(**b, "b");
+  EXPECT_FALSE((*b)->Write([](Database&) { return Internal("no"); }).ok());
+  EXPECT_EQ((*b)->cache().Get(kDerived, "k"), nullptr);
+
+  put(**a, "a");
+  a->reset();
+  ASSERT_OK(dbs.Exclusive("a", std::chrono::seconds(5), [] { return Status::Ok(); }));
+  auto again = dbs.Acquire("a");
+  ASSERT_OK(again);
+  EXPECT_EQ((*again)->cache().Get(kDerived, "k"), nullptr);  // a restore starts empty
+}
+
 }  // namespace
 }  // namespace silo::storage
