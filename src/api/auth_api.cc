@@ -252,6 +252,15 @@ http::Response AuthMe(Services& /*s*/, RequestContext& ctx) {
                       {"mfa", se.mfa_passed},
                       {"created_at", FormatRfc3339Micros(se.created_at_us)},
                       {"expires_at", FormatRfc3339Micros(se.expires_at_us)}}}};
+  // The CSRF token again, for a page that was reloaded (it keeps no token in
+  // browser storage). Only this request's cookie yields it, and another
+  // site's page cannot read this answer (no CORS; the cookie is SameSite).
+  if (auto cookie = ctx.request.Cookie(kSessionCookie)) {
+    std::string csrf = auth::CsrfTokenOf(*cookie);
+    if (crypto::ConstantTimeEquals(crypto::Sha256Hex(csrf), ctx.session->csrf_hash)) {
+      body["csrf_token"] = std::move(csrf);
+    }
+  }
   return http::Json(200, JsonText(body));
 }
 
@@ -300,6 +309,15 @@ http::Response AuthListSessions(Services& /*s*/, RequestContext& ctx) {
                                {"expires_at", FormatRfc3339Micros(se.expires_at_us)}});
   }
   return http::Json(200, JsonText(json::object{{"items", std::move(out)}}));
+}
+
+http::Response AuthRevokeOtherSessions(Services& /*s*/, RequestContext& ctx) {
+  Status st =
+      ctx.identity->RevokeSessions(OriginOf(ctx), ctx.session->user.id, ctx.session->session.id);
+  if (!st.ok()) return Fail(st, ctx);
+  http::Response r;
+  r.status = 204;
+  return r;
 }
 
 http::Response AuthRevokeSession(Services& /*s*/, RequestContext& ctx) {

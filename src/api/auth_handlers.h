@@ -26,6 +26,7 @@ http::Response AuthLogout(Services& s, RequestContext& ctx);
 http::Response AuthMe(Services& s, RequestContext& ctx);
 http::Response AuthChangePassword(Services& s, RequestContext& ctx);
 http::Response AuthListSessions(Services& s, RequestContext& ctx);
+http::Response AuthRevokeOtherSessions(Services& s, RequestContext& ctx);
 http::Response AuthRevokeSession(Services& s, RequestContext& ctx);
 http::Response TotpEnroll(Services& s, RequestContext& ctx);
 http::Response TotpConfirm(Services& s, RequestContext& ctx);

@@ -9,6 +9,7 @@
 
 #include "api/handlers.h"
 #include "api/json_text.h"
+#include "auth/api_tokens.h"
 #include "auth/identity.h"
 #include "base/time_util.h"
 #include "records/query.h"
@@ -85,11 +86,59 @@ json::object CollectionJson(const records::Collection& c) {
   return o;
 }
 
-json::object EventJson(const events::StoredEvent& e) {
+// Display names of the actors of a page of events, audit entries or record
+// history (people read names, not ids): a user's email for a caller who may
+// read users, a token's name for one who may read tokens, "operator" for the
+// operator; null otherwise, and for an actor that no longer exists. Looked
+// up once per actor per page.
+class ActorNames {
+ public:
+  explicit ActorNames(RequestContext& ctx)
+      : ctx_(ctx),
+        users_(rbac::Grants(ctx.permissions, "users.read")),
+        tokens_(rbac::Grants(ctx.permissions, "tokens.read")) {}
+
+  json::value Of(const std::string& actor) {
+    auto [it, fresh] = names_.try_emplace(actor, nullptr);
+    if (fresh) it->second = Find(actor);
+    return it->second;
+  }
+
+ private:
+  json::value Find(const std::string& actor) {
+    const size_t colon = actor.find(':');
+    const std::string kind = actor.substr(0, colon);
+    const std::string id = colon == std::string::npos ? "" : actor.substr(colon + 1);
+    if (kind == "operator") return json::string("operator");
+    if (kind == "user" && users_ && ctx_.identity != nullptr) {
+      auto u = ctx_.identity->GetUser(id);
+      if (u.ok()) return json::string(u->email);
+    }
+    if (kind == "token" && tokens_ && ctx_.tokens != nullptr) {
+      if (!token_list_) {
+        auto listed = ctx_.tokens->List(std::nullopt);
+        token_list_ = listed.ok() ? std::move(*listed) : std::vector<auth::TokenInfo>{};
+      }
+      for (const auto& t : *token_list_) {
+        if (t.id == id) return json::string(t.name);
+      }
+    }
+    return nullptr;
+  }
+
+  RequestContext& ctx_;
+  const bool users_;
+  const bool tokens_;
+  std::map<std::string, json::value> names_;
+  std::optional<std::vector<auth::TokenInfo>> token_list_;
+};
+
+json::object EventJson(const events::StoredEvent& e, ActorNames& names) {
   json::object o;
   o["seq"] = e.seq;
   o["at"] = FormatRfc3339Micros(e.at_us);
   o["actor"] = e.actor;
+  o["actor_name"] = names.Of(e.actor);
   o["type"] = e.type;
   o["subject"] = json::object{{"kind", e.subject_kind}, {"id", e.subject_id}};
   if (e.body) {
@@ -426,12 +475,15 @@ http::Response RecordHistory(Services& /*s*/, RequestContext& ctx) {
   auto h = ctx.store->History(Name(ctx), ctx.params.at("id"));
   if (!h.ok()) return RecordError(ctx, h.status());
   json::array items;
+  ActorNames names(ctx);
   for (const auto& e : *h) {
+    const std::string actor = e.actor.kind + ":" + e.actor.id;
     items.push_back(json::object{{"version", e.version},
                                  {"seq", e.seq},
                                  {"at", FormatRfc3339Micros(e.at_us)},
                                  {"type", e.type},
-                                 {"actor", e.actor.kind + ":" + e.actor.id},
+                                 {"actor", actor},
+                                 {"actor_name", names.Of(actor)},
                                  {"request_id", e.request_id},
                                  {"changes", e.changes}});
   }
@@ -490,7 +542,8 @@ http::Response ListEvents(Services& /*s*/, RequestContext& ctx) {
   auto evs = ctx.store->Events(*after, static_cast<int>(*limit));
   if (!evs.ok()) return RecordError(ctx, evs.status());
   json::array items;
-  for (const auto& e : *evs) items.push_back(EventJson(e));
+  ActorNames names(ctx);
+  for (const auto& e : *evs) items.push_back(EventJson(e, names));
   return http::Json(200, JsonText(json::object{{"items", std::move(items)}}));
 }
 
@@ -522,7 +575,8 @@ http::Response ListAudit(Services& /*s*/, RequestContext& ctx) {
   auto entries = ctx.store->QueryAudit(q);
   if (!entries.ok()) return RecordError(ctx, entries.status());
   json::array items;
-  for (const auto& e : *entries) items.push_back(EventJson(e));
+  ActorNames names(ctx);
+  for (const auto& e : *entries) items.push_back(EventJson(e, names));
   return http::Json(200, JsonText(json::object{{"items", std::move(items)}}));
 }
 

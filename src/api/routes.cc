@@ -20,12 +20,6 @@ constexpr CaptureCheck kField{"field", CollectionName};
 constexpr CaptureCheck kFile{"file", files::ValidBlobId};
 constexpr CaptureCheck kUpload{"upload", files::ValidBlobId};  // an upload's id is its file's
 constexpr CaptureCheck kFileIdCapture{"id", files::ValidBlobId};
-bool LinkToken(std::string_view t) {
-  return t.size() == 43 && t.find_first_not_of(
-                               "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                               "0123456789-_") == std::string_view::npos;
-}
-constexpr CaptureCheck kLinkToken{"token", LinkToken};
 // A channel a server publishes to: a broadcast name, or user:<id>.
 bool ChannelName(std::string_view n) {
   if (n.substr(0, 5) == "user:") n.remove_prefix(5);
@@ -76,6 +70,9 @@ void AddOwnAccount(Router& r) {
             .Body(kSmallJson)
             .Slow());
   r.Add(Get("/api/auth/sessions", AuthListSessions).Allow(P::Session()).DuringMfaEnrolment());
+  r.Add(Delete("/api/auth/sessions", AuthRevokeOtherSessions)
+            .Allow(P::Session())
+            .DuringMfaEnrolment());
   r.Add(Delete("/api/auth/sessions/{id}", AuthRevokeSession)
             .Allow(P::Session())
             .DuringMfaEnrolment());

@@ -78,8 +78,16 @@ struct Session {
 struct IssuedSession {
   Session session;
   std::string token;       // for the cookie; shown once
-  std::string csrf_token;  // for X-CSRF-Token; shown once
+  std::string csrf_token;  // for X-CSRF-Token: CsrfTokenOf(token)
 };
+
+// The CSRF token of the session whose cookie holds `session_token`: a hash of
+// it under a label of its own, so the token can be given again (after a page
+// reload, by GET /api/auth/me) without being stored, and only to a request
+// that carries the cookie; it tells nothing of the cookie. Sessions made
+// before it was derived keep the random token they were given (their stored
+// hash does not match, and /me does not offer one).
+std::string CsrfTokenOf(std::string_view session_token);
 
 struct SessionAuth {
   Session session;

@@ -34,11 +34,15 @@ Result<int64_t> EndSessionsAndOneTimeTokens(Database& db) {
   return ended;
 }
 
+std::string CsrfTokenOf(std::string_view session_token) {
+  return crypto::Sha256Hex("silo csrf token v1\n" + std::string(session_token));
+}
+
 Result<IssuedSession> Identity::CreateSession(const events::Origin& ctx, const std::string& user_id,
                                               MfaPassed mfa, const std::string& user_agent) {
   IssuedSession out;
   out.token = crypto::RandomToken(32);
-  out.csrf_token = crypto::RandomToken(32);
+  out.csrf_token = CsrfTokenOf(out.token);
   Session& s = out.session;
   s.id = crypto::RandomId(16);
   s.user_id = user_id;

@@ -464,3 +464,101 @@ def test_password_hashes_are_upgraded_at_login_after_a_cost_change(make_silo, da
     r = c2.login("ed@acme.test")
     assert r.status_code == 200 and r.json()["mfa_required"] is True
     assert len(c.call("GET", "/api/audit?type=user.password_rehashed").json()["items"]) == 1
+
+
+def test_me_gives_the_csrf_token_again_and_other_sessions_can_be_ended(make_silo):
+    """After a page reload the console has only its cookie: GET /api/auth/me
+    gives the session's CSRF token again (to that cookie only), and
+    DELETE /api/auth/sessions ends every other session of the user."""
+    silo = make_silo(MANY)
+    owner, _, _ = owner_session(silo)
+    assert owner.call("POST", "/api/roles", {"name": "clerk", "permissions": [
+        "collections.read"]}).status_code == 201
+    inv = owner.call("POST", "/api/users", {"email": "ann@acme.test", "roles": ["clerk"]})
+    assert inv.status_code == 201, inv.text
+    first = Client(silo, "acme")
+    assert first.setup(inv.json()["setup_token"]).status_code == 200
+    first.sign_in("ann@acme.test")
+    second = Client(silo, "acme")
+    second.sign_in("ann@acme.test")
+    assert first.csrf and second.csrf and first.csrf != second.csrf
+
+    # The reload: a client with the cookie and no token.
+    reloaded = Client(silo, "acme")
+    reloaded.cookie = first.cookie
+    me = reloaded.call("GET", "/api/auth/me", csrf=False).json()
+    assert me["csrf_token"] == first.csrf
+    reloaded.csrf = me["csrf_token"]
+    assert second.call("GET", "/api/auth/me").json()["csrf_token"] == second.csrf
+    # The token it gave writes; the other session's token does not.
+    wrong = Client(silo, "acme")
+    wrong.cookie, wrong.csrf = first.cookie, second.csrf
+    r = wrong.call("POST", "/api/auth/password/change",
+                   {"current_password": PASSWORD, "new_password": PASSWORD + "x"})
+    assert r.status_code == 403, r.text
+    # A token is not a session: no CSRF token for it.
+    made = owner.call("POST", "/api/tokens", {"name": "ci", "expires_at": TOKEN_EXPIRES,
+                                              "permissions": ["collections.read"]})
+    tok = Client(silo, "acme")
+    tok.bearer = made.json()["token"]
+    assert tok.call("GET", "/api/auth/me").status_code == 403
+
+    listed = reloaded.call("GET", "/api/auth/sessions").json()["items"]
+    assert len(listed) == 2
+    assert all(s["client"] == "127.0.0.1" and s["last_seen_at"] and "user_agent" in s
+               for s in listed)
+    # Without the CSRF token, a cookie cannot end the other sessions.
+    assert reloaded.call("DELETE", "/api/auth/sessions", csrf=False).status_code == 403
+    assert second.call("GET", "/api/auth/me").status_code == 200
+    assert reloaded.call("DELETE", "/api/auth/sessions").status_code == 204
+    assert second.call("GET", "/api/auth/me").status_code == 401
+    assert reloaded.call("GET", "/api/auth/me").status_code == 200
+    [only] = reloaded.call("GET", "/api/auth/sessions").json()["items"]
+    assert only["current"] is True
+    audit = owner.call("GET", "/api/audit?type=session.revoked_all").json()["items"]
+    assert len(audit) == 1 and audit[0]["actor_name"] == "ann@acme.test"
+
+
+def test_audit_events_and_history_name_their_actors_to_who_may_read_them(make_silo):
+    silo = make_silo(MANY)
+    owner, _, _ = owner_session(silo)
+    assert owner.call("POST", "/api/collections", {"name": "notes", "fields": [
+        {"name": "t", "type": "string"}]}).status_code == 201
+    made = owner.call("POST", "/api/tokens", {"name": "importer", "expires_at": TOKEN_EXPIRES,
+                                              "permissions": ["records.notes.create",
+                                                              "records.notes.update"]})
+    importer = Client(silo, "acme")
+    importer.bearer = made.json()["token"]
+    assert importer.call("POST", "/api/collections/notes/records",
+                         {"id": "n1", "t": "a"}).status_code == 201
+    r = owner.call("PATCH", "/api/collections/notes/records/n1", {"t": "b"},
+                   headers={"If-Match": '"1"'})
+    assert r.status_code == 200, r.text
+    token_actor = "token:" + made.json()["id"]
+
+    def names(items):
+        return {i["actor"]: i["actor_name"] for i in items}
+
+    history = owner.call("GET", "/api/collections/notes/records/n1/history").json()["items"]
+    me = owner.call("GET", "/api/auth/me").json()["user"]["id"]
+    assert names(history) == {token_actor: "importer", "user:" + me: OWNER}
+    events = owner.call("GET", "/api/events").json()["items"]
+    assert names(events)[token_actor] == "importer"
+    assert names(events)["user:" + me] == OWNER
+    audit = owner.call("GET", "/api/audit").json()["items"]
+    assert names(audit)["user:" + me] == OWNER
+
+    # A reader who may not read users or tokens sees the ids only.
+    made = owner.call("POST", "/api/tokens", {"name": "auditor", "expires_at": TOKEN_EXPIRES,
+                                              "permissions": ["audit.read", "events.read",
+                                                              "records.notes.history"]})
+    auditor = Client(silo, "acme")
+    auditor.bearer = made.json()["token"]
+    for path in ["/api/collections/notes/records/n1/history", "/api/events", "/api/audit"]:
+        items = auditor.call("GET", path).json()["items"]
+        assert items and all(i["actor_name"] is None for i in items
+                             if not i["actor"].startswith("operator")), path
+    # (The event log itself records user and token changes, emails and names
+    # included, for whoever may read events; a record's history does not.)
+    history = auditor.call("GET", "/api/collections/notes/records/n1/history").json()["items"]
+    assert OWNER not in json.dumps(history) and "importer" not in json.dumps(history)
