@@ -5,7 +5,7 @@ PRESET ?= release
 BUILD_DIR := $(if $(filter release,$(PRESET)),build,build-$(PRESET))
 PYTHON := /usr/bin/python3
 
-.PHONY: bootstrap build run test unit e2e check-incremental check-includes check-format check-thread-safety bench bench-http bench-storage bench-api bench-login bench-backup bench-files bench-realtime format check-asan fuzz crash-test clean
+.PHONY: bootstrap build run test unit e2e console check-console browser-test check-incremental check-includes check-format check-thread-safety bench bench-http bench-storage bench-api bench-login bench-backup bench-files bench-realtime format check-asan fuzz crash-test clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -23,11 +23,29 @@ unit: build
 e2e: build
 	SILO_BIN=$(CURDIR)/$(BUILD_DIR)/silo $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
 
+# The web console in Debian's chromium (playwright-core, node --test): flows,
+# axe-core in light and dark, CSP and Trusted Types violations; screenshots
+# in build/console-shots/.
+browser-test: build
+	SILO_BIN=$(CURDIR)/$(BUILD_DIR)/silo node --test --test-concurrency=1 tests/browser/
+
+# Rebuilds the web console into console/dist (committed, embedded in silo).
+console: bootstrap
+	cd console && npx vite build && npx svelte-check --tsconfig ./tsconfig.json --fail-on-warnings
+
+# The committed console/dist is what its sources build (Vite's output is
+# reproducible), and svelte-check (types, accessibility) finds nothing.
+check-console: bootstrap
+	@rm -rf build/console-check && cd console && npx vite build --outDir ../build/console-check \
+	  --logLevel error && npx svelte-check --tsconfig ./tsconfig.json --fail-on-warnings \
+	  --output machine
+	@diff -r console/dist build/console-check && echo "check-console: console/dist is what its sources build"
+
 # Everything CI runs (.ci/run): the layering, format and thread-safety checks, the release
-# build's unit and black-box tests, the incremental-build check, the crash
-# test, then the whole suite again under ASan+UBSan. About 15 minutes from a
-# fresh clone on 2 cores.
-test: check-includes check-format check-thread-safety unit check-incremental e2e crash-test check-asan
+# build's unit and black-box tests, the incremental-build check, the console's
+# build and browser tests, the crash test, then the whole suite again under
+# ASan+UBSan. About 35 minutes from a fresh clone on 2 cores.
+test: check-includes check-format check-console check-thread-safety unit check-incremental e2e browser-test crash-test check-asan
 
 # Each file includes only modules its CMake target links (scripts/check_includes.py).
 check-includes: bootstrap

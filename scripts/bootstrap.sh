@@ -17,6 +17,9 @@ PACKAGES=(
   python3 python3-pytest python3-requests python3-aiosmtpd python3-websockets oathtool openssl
   sqlite3 wrk procps
   curl
+  # the web console's browser tests (driven by playwright-core from npm, which
+  # downloads no browser)
+  chromium
 )
 
 # The S3-compatible server of the backup tests comes from npm (tests/s3):
@@ -39,6 +42,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Vite, svelte-check and playwright-core need Node.js 20.19 or later;
+# Debian bookworm's own is 18, which would fail in confusing ways later.
+node_version="$(node --version 2>/dev/null || echo v0.0.0)"
+IFS=. read -r node_major node_minor _ <<<"${node_version#v}"
+if [ "$node_major" -lt 20 ] || { [ "$node_major" -eq 20 ] && [ "$node_minor" -lt 19 ]; }; then
+  echo "bootstrap: Node.js >= 20.19 is needed (the console's build and browser tests); found $node_version" >&2
+  exit 1
+fi
+
 # s3rver at the version package-lock.json pins; nothing when it is there.
 root="$(cd "$(dirname "$0")/.." && pwd)"
 if [ ! -x "$root/tests/s3/node_modules/.bin/s3rver" ]; then
@@ -50,4 +62,14 @@ fi
 if [ ! -f "$root/tests/tus/node_modules/tus-js-client/package.json" ]; then
   echo "bootstrap: installing tus-js-client (npm ci in tests/tus)"
   (cd "$root/tests/tus" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+# The console's build tools (console/package-lock.json) and the browser
+# tests' playwright-core and axe-core (tests/browser/package-lock.json).
+if [ ! -f "$root/console/node_modules/vite/package.json" ]; then
+  echo "bootstrap: installing the console's build tools (npm ci in console)"
+  (cd "$root/console" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+if [ ! -f "$root/tests/browser/node_modules/playwright-core/package.json" ]; then
+  echo "bootstrap: installing playwright-core and axe-core (npm ci in tests/browser)"
+  (cd "$root/tests/browser" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi

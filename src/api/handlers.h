@@ -24,6 +24,12 @@ http::Response Metrics(Services& s, RequestContext& ctx);
 
 http::Response TenantRoot(Services& s, RequestContext& ctx);
 
+// The web console (console_api.cc).
+http::Response ConsoleIndex(Services& s, RequestContext& ctx);
+http::Response ConsoleFile(Services& s, RequestContext& ctx);
+http::Response ConsoleSlash(Services& s, RequestContext& ctx);
+http::Response ResetPage(Services& s, RequestContext& ctx);
+
 http::Response CreateTenant(Services& s, RequestContext& ctx);
 http::Response ListTenants(Services& s, RequestContext& ctx);
 http::Response SuspendTenant(Services& s, RequestContext& ctx);

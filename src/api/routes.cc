@@ -234,6 +234,22 @@ void AddData(Router& r) {
   r.Add(Post("/api/audit/verify", VerifyAudit).Allow(P::Permission("audit.verify")));
 }
 
+// The web console's files: public (they hold no tenant data; everything the
+// console shows comes through the API under the caller's rights).
+bool AssetName(std::string_view n) {
+  return !n.empty() && n.size() <= 128 && n[0] != '.' &&
+         n.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") ==
+             std::string_view::npos;
+}
+constexpr CaptureCheck kAssetName{"file", AssetName};
+
+void AddConsole(Router& r) {
+  r.Add(Get("/console", ConsoleSlash).Allow(Access::Public()));
+  r.Add(Get("/console/", ConsoleIndex).Allow(Access::Public()));
+  r.Add(Get("/console/assets/{file}", ConsoleFile).Allow(Access::Public()).Check(kAssetName));
+  r.Add(Get("/reset", ResetPage).Allow(Access::Public()));
+}
+
 }  // namespace
 
 Router BuildPlatformRouter() {
@@ -247,6 +263,7 @@ Router BuildPlatformRouter() {
 Router BuildTenantRouter() {
   Router r;
   r.Add(Get("/api/", TenantRoot).Allow(Access::Public()));
+  AddConsole(r);
   AddSignIn(r);
   AddOwnAccount(r);
   AddUsersAndRoles(r);

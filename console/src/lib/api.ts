@@ -1,0 +1,95 @@
+// The console's one door to Silo's API. Same origin only; the tenant's base
+// path is everything before /console/ in the page's address ("/t/acme" on
+// path routing, "" on a tenant's own host). The CSRF token lives in this
+// module's memory only (never in Web Storage): after a reload it comes back
+// from GET /api/auth/me. Errors are ApiError with the server's problem+json
+// detail, its field errors and its request id.
+
+export class ApiError extends Error {
+  readonly status: number;
+  readonly fields: Record<string, string>;
+  readonly requestId: string;
+  constructor(status: number, detail: string, fields: Record<string, string>, requestId: string) {
+    super(detail);
+    this.status = status;
+    this.fields = fields;
+    this.requestId = requestId;
+  }
+}
+
+export const basePath: string = location.pathname.replace(/\/console(\/.*)?$/, '');
+
+let csrfToken: string | null = null;
+
+export function setCsrf(token: string | null): void {
+  csrfToken = token;
+}
+
+export async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (method !== 'GET' && csrfToken !== null) headers['X-CSRF-Token'] = csrfToken;
+  let res: Response;
+  try {
+    res = await fetch(basePath + path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: 'same-origin',
+      cache: 'no-store',
+    });
+  } catch {
+    throw new ApiError(0, 'The server could not be reached.', {}, '');
+  }
+  if (res.status === 204) return undefined as T;
+  const text = await res.text();
+  let json: unknown = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    json = null;
+  }
+  if (!res.ok) {
+    const p = (json ?? {}) as {
+      detail?: string;
+      title?: string;
+      request_id?: string;
+      errors?: { field: string; message: string }[];
+    };
+    const fields: Record<string, string> = {};
+    for (const e of p.errors ?? []) fields[e.field] = e.message;
+    throw new ApiError(
+      res.status,
+      p.detail ?? p.title ?? `HTTP ${res.status}`,
+      fields,
+      p.request_id ?? res.headers.get('X-Request-Id') ?? '',
+    );
+  }
+  return json as T;
+}
+
+export interface User {
+  id: string;
+  email: string;
+  status: string;
+  roles: string[];
+  totp_enabled: boolean;
+}
+
+export interface Me {
+  user: User;
+  permissions: string[];
+  mfa_enrolment_required: boolean;
+  csrf_token?: string;
+}
+
+export interface SignedIn {
+  user: User;
+  mfa_enrolment_required: boolean;
+  csrf_token: string;
+}
+
+export interface MfaChallenge {
+  mfa_required: true;
+  mfa_token: string;
+}
