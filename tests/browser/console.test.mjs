@@ -120,6 +120,60 @@ test('the owner signs in, enrols a second factor, keeps the session over a reloa
   const [cookie] = (await ctx.cookies()).filter((c) => c.name === '__Host-silo_session');
   assert.ok(cookie && cookie.httpOnly && cookie.secure && cookie.sameSite === 'Strict');
 
+  // An API token: its secret shown once in a dialog, then only its name.
+  await page.getByLabel('Token name').fill('ci');
+  await page.getByLabel('collections.read', { exact: true }).check();
+  await page.getByRole('button', { name: 'Create the token' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Your new token' });
+  await dialog.waitFor();
+  const tokenSecret = await dialog.locator('code.secret').innerText();
+  assert.ok(tokenSecret.length >= 40, tokenSecret.length);
+  await check(page, 'token-secret');
+  await dialog.getByRole('button', { name: 'I have stored it' }).click();
+  await page.getByRole('cell', { name: 'ci', exact: true }).waitFor();
+  assert.ok(!(await page.content()).includes(tokenSecret));
+  await page.getByRole('button', { name: 'Revoke the token ci' }).click();
+  await page.getByRole('cell', { name: 'ci', exact: true }).waitFor({ state: 'detached' });
+
+  // Users: invite (the setup token shown once), disable, enable, roles.
+  await page.getByRole('link', { name: 'Users' }).click();
+  await page.getByRole('heading', { name: 'Users' }).waitFor();
+  await page.getByLabel('E-mail').fill('bob@acme.test');
+  await page.getByLabel('viewer', { exact: true }).check();
+  await page.getByRole('button', { name: 'Invite' }).click();
+  await page.getByText('bob@acme.test is invited.').waitFor();
+  assert.equal((await page.locator('.notice code.secret').innerText()).length, 43);
+  await check(page, 'users-invited');
+  await page.getByRole('button', { name: 'Done' }).click();
+  await page.getByRole('button', { name: 'Disable bob@acme.test' }).click();
+  await page.getByRole('button', { name: 'Enable bob@acme.test' }).click();
+  await page.getByRole('button', { name: 'Disable bob@acme.test' }).waitFor();
+  await page.getByRole('button', { name: 'Change the roles of bob@acme.test' }).click();
+  await page.getByRole('group', { name: 'Roles of bob@acme.test' }).getByLabel('editor', { exact: true }).check();
+  await page.getByRole('button', { name: 'Save roles' }).click();
+  await page.getByRole('cell', { name: 'editor, viewer' }).waitFor();
+
+  // The audit log names who did it; the chains verify; the event log.
+  await page.getByRole('link', { name: 'Audit' }).click();
+  await page.getByRole('heading', { name: 'Audit and events' }).waitFor();
+  await page.getByRole('cell', { name: 'user.invited' }).first().waitFor();
+  assert.ok((await page.getByRole('cell', { name: OWNER, exact: true }).count()) > 0);
+  await page.getByLabel('Type').fill('user.disabled');
+  await page.getByRole('button', { name: 'Apply' }).click();
+  await page.getByRole('cell', { name: 'user.invited' }).first().waitFor({ state: 'detached' });
+  assert.deepEqual(await page.locator('tbody code.badge').allInnerTexts(), ['user.disabled']);
+  await page.getByRole('button', { name: 'Verify now' }).click();
+  const chains = page.locator('section.card [role=status]');
+  await chains.filter({ hasText: 'Intact' }).waitFor();
+  assert.match((await chains.innerText()).replace(/\s+/g, ' '), /Intact: \d+ events and \d+ audit entries/);
+  await check(page, 'audit');
+  await page.getByRole('button', { name: 'Event log' }).click();
+  await page.getByRole('button', { name: 'Event log', pressed: true }).waitFor();
+  await page.getByRole('cell', { name: 'user.disabled' }).waitFor({ state: 'detached' });
+  assert.ok((await page.locator('tbody tr').count()) >= 1);
+  await page.getByRole('link', { name: 'Account' }).click();
+  await page.getByRole('heading', { name: 'Your account' }).waitFor();
+
   // A reload keeps the session, and the console can still write (the CSRF
   // token came back from /api/auth/me): signing out is a write.
   await page.reload();
