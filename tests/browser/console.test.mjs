@@ -12,7 +12,7 @@ import { launch, context, axe, screenshot } from './lib/browser.mjs';
 const OWNER = 'owner@acme.test';
 const EDITOR = 'ann@beta.test';
 const PASSWORD = 'plum tree over the river';
-let silo, browser, console_, api;
+let silo, browser, console_, api, betaOwner;
 const problems = [];
 let secret = '';
 let recoveryCodes = [];
@@ -50,10 +50,11 @@ before(async () => {
     'records.*.update', 'records.*.delete', 'records.*.history'] } }));
   const inv = await ok(await b.post('api/users', { ...h, data: { email: EDITOR, roles: ['writer'] } }));
   await ok(await b.post('api/auth/setup', { data: { token: inv.setup_token, password: PASSWORD } }));
-  await b.dispose();
+  betaOwner = { api: b, csrf, ok };
 });
 
 after(async () => {
+  await betaOwner?.api.dispose();
   await api?.dispose();
   await browser?.close();
   await silo?.stop();
@@ -373,6 +374,43 @@ test('collections and records: define, refuse on the field, create, edit, confli
   await page.getByRole('button', { name: 'Yes, delete it' }).click();
   await page.getByText('No records.').waitFor();
   await noStorage(page);
+  await ctx.close();
+  assert.deepEqual(problems, []);
+});
+
+test('a real EventSource gets record events live, and none after its access is revoked', async () => {
+  const { api: owner, csrf, ok } = betaOwner;
+  const h = { headers: { 'X-CSRF-Token': csrf } };
+  await ok(await owner.post('api/collections', { ...h, data: { name: 'notes', fields: [
+    { name: 'text', type: 'string' }] } }));
+  const ctx = await context(browser, { problems });
+  const page = await ctx.newPage();
+  await page.goto(silo.url + '/t/beta/console/');
+  await page.getByLabel('E-mail').fill(EDITOR);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'Collections' }).waitFor();
+  // The page's own EventSource, under the console's CSP (connect-src 'self').
+  await page.evaluate(() => {
+    const es = new EventSource('../api/realtime/sse?channel=records:notes');
+    globalThis.stream = { es, events: [] };
+    es.onmessage = (m) => globalThis.stream.events.push(JSON.parse(m.data));
+  });
+  await page.waitForFunction(() => globalThis.stream.es.readyState === 1);
+  await ok(await owner.post('api/collections/notes/records', { ...h, data: { id: 'n1', text: 'live' } }));
+  await page.waitForFunction(() => globalThis.stream.events.length === 1);
+  const [event] = await page.evaluate(() => globalThis.stream.events);
+  assert.equal(event.type, 'event');
+  assert.equal(event.channel, 'records:notes');
+  assert.equal(event.data.record.text, 'live');
+
+  // The role loses read: the session of its holder ends, the stream closes
+  // for good (the reconnect is refused), and the next record never arrives.
+  await ok(await owner.patch('api/roles/writer', { ...h, data: { permissions: ['collections.read'] } }));
+  await page.waitForFunction(() => globalThis.stream.es.readyState === 2);
+  await ok(await owner.post('api/collections/notes/records', { ...h, data: { id: 'n2', text: 'after' } }));
+  await page.waitForTimeout(1000);
+  assert.equal(await page.evaluate(() => globalThis.stream.events.length), 1);
   await ctx.close();
   assert.deepEqual(problems, []);
 });
