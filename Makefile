@@ -5,7 +5,7 @@ PRESET ?= release
 BUILD_DIR := $(if $(filter release,$(PRESET)),build,build-$(PRESET))
 PYTHON := /usr/bin/python3
 
-.PHONY: bootstrap build run test unit e2e console check-console browser-test check-incremental check-includes check-format check-thread-safety bench bench-http bench-storage bench-api bench-login bench-backup bench-files bench-realtime format check-asan fuzz crash-test clean
+.PHONY: bootstrap build run test unit e2e console check-console browser-test check-incremental check-includes check-format check-thread-safety bench bench-http bench-storage bench-api bench-login bench-backup bench-files bench-realtime bench-console format check-asan fuzz crash-test clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -89,6 +89,9 @@ bench-backup: build
 
 bench-realtime: build
 	bash bench/realtime_bench.sh $(BUILD_DIR)
+
+bench-console: build
+	SILO_BIN=$(CURDIR)/$(BUILD_DIR)/silo node bench/console_bench.mjs
 
 bench-login: build
 	bash bench/login_bench.sh $(BUILD_DIR)

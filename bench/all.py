@@ -38,6 +38,7 @@ def run(name, argv):
 
 def main():
     build = sys.argv[1] if len(sys.argv) > 1 else "build"
+    os.environ.setdefault("SILO_BIN", os.path.abspath(os.path.join(build, "silo")))  # console
     mib = os.environ.get("BENCH_MIB", "1024")
     outputs = {}
     r = {}
@@ -49,12 +50,13 @@ def main():
         ("backup", [os.path.join(build, "backup_bench"), "--mib", mib, "--runs", "5"]),
         ("files", ["bash", "bench/files_bench.sh", build]),
         ("realtime", ["bash", "bench/realtime_bench.sh", build]),
+        ("console", ["node", "bench/console_bench.mjs"]),
     ]:
         values, outputs[name] = run(name, argv)
         r[name] = values
 
-    s, h, a, lg, b, f, rt = (r["storage"], r["http"], r["api"], r["login"], r["backup"],
-                             r["files"], r["realtime"])
+    s, h, a, lg, b, f, rt, c = (r["storage"], r["http"], r["api"], r["login"], r["backup"],
+                                r["files"], r["realtime"], r["console"])
     rows = [
         # figure, value, unit, baseline figure, baseline value
         ("HTTPS /healthz, keep-alive", h["healthz_rps"], "req/s", "", None),
@@ -112,6 +114,12 @@ def main():
         ("realtime connect + authenticate + join", rt["joins_per_s"], "/s", "", None),
         ("server RSS per idle realtime connection (%d held)" % rt["idle_held"],
          rt["rss_per_idle_kb"], "KiB", "", None),
+        ("console first load (HTML + JS + CSS, gzip)", c["first_load_kib"], "KiB",
+         "whole console", c["whole_kib"]),
+        ("console sign-in first contentful paint, cold", c["fcp_ms"], "ms",
+         "plain text page, cold", c["fcp_floor_ms"]),
+        ("console record list (10,000 records): click to 50 rows", c["list_tti_ms"], "ms",
+         "its fetch alone", c["list_fetch_ms"]),
     ]
 
     def fmt(v):

@@ -2,7 +2,9 @@
 // executable is always given), and what every page is checked for: CSP and
 // Trusted Types violations (recorded by the page itself and from the
 // console), page errors, and axe-core's WCAG 2.2 A/AA rules.
-import { chromium } from 'playwright-core';
+import { chromium, request } from 'playwright-core';
+
+export { request };
 import { execFileSync } from 'node:child_process';
 import { readFileSync, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
