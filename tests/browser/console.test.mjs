@@ -154,6 +154,22 @@ test('the owner signs in, enrols a second factor, keeps the session over a reloa
   await page.getByRole('button', { name: 'Save roles' }).click();
   await page.getByRole('cell', { name: 'editor, viewer' }).waitFor();
 
+  // Roles: a new role, given a permission in the matrix and saved.
+  await page.getByRole('link', { name: 'Roles' }).click();
+  await page.getByRole('heading', { name: 'Roles' }).waitFor();
+  assert.equal(await page.getByLabel('owner: users.manage', { exact: true }).isDisabled(), true);
+  await page.getByLabel('Name', { exact: true }).fill('support');
+  await page.getByRole('button', { name: 'Create the role' }).click();
+  await page.getByText('Role support created.').waitFor();
+  await page.getByLabel('support: collections.read', { exact: true }).check();
+  await page.getByRole('button', { name: 'Save support' }).click();
+  await page.getByText('Role support saved.').waitFor();
+  await page.reload();
+  await page.getByLabel('support: collections.read', { exact: true }).waitFor();
+  assert.equal(await page.getByLabel('support: collections.read', { exact: true }).isChecked(), true);
+  assert.equal(await page.getByLabel('support: users.read', { exact: true }).isChecked(), false);
+  await check(page, 'roles');
+
   // The audit log names who did it; the chains verify; the event log.
   await page.getByRole('link', { name: 'Audit' }).click();
   await page.getByRole('heading', { name: 'Audit and events' }).waitFor();
