@@ -385,7 +385,21 @@ test('collections and records: define, refuse on the field, create, edit, confli
   assert.equal(await page.getByRole('link', { name: 'New record' }).count(), 0);
   await check(page, 'records-as-of');
   await page.getByRole('button', { name: 'Back to now' }).click();
+  // At a phone's width nothing runs off the side of the page.
+  await page.setViewportSize({ width: 360, height: 740 });
+  const overflow = () => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  await page.getByRole('cell', { name: 't1' }).waitFor();
+  assert.ok(await overflow() <= 0, 'records list at 360 px');
+  await check(page, 'records-phone');
   await page.getByRole('link', { name: 't1' }).click();
+  await page.getByRole('heading', { name: 'Record t1' }).waitFor();
+  await page.locator('ol.history > li').first().waitFor();
+  assert.ok(await overflow() <= 0, 'record page at 360 px');
+  // Nothing hidden that the page needs, nothing squeezed unreadable.
+  assert.ok(await page.locator('ol.history th', { hasText: 'Before' }).first().isVisible());
+  assert.ok((await page.locator('.who').boundingBox()).height < 40, 'the e-mail on one line');
+  await check(page, 'record-phone');
+  await page.setViewportSize({ width: 1280, height: 800 });
   await page.getByRole('button', { name: 'Delete this record' }).click();
   await page.getByRole('button', { name: 'Yes, delete it' }).click();
   await page.getByText('No records.').waitFor();
