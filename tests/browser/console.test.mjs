@@ -70,6 +70,24 @@ async function check(page, state) {
   await page.emulateMedia({ colorScheme: 'light' });
 }
 
+// Tabs until `want` (an id or a button text) has the focus, which must be
+// visible (an outline), or fails.
+async function focusOn(page, want) {
+  for (let i = 0; i < 12; i++) {
+    await page.keyboard.press('Tab');
+    const here = await page.evaluate(() => {
+      const el = document.activeElement;
+      const ring = el ? getComputedStyle(el).outlineStyle : 'none';
+      return { id: el?.id ?? '', text: el?.textContent?.trim() ?? '', ring };
+    });
+    if (here.id === want || here.text === want) {
+      assert.notEqual(here.ring, 'none', `${want} shows where the focus is`);
+      return;
+    }
+  }
+  assert.fail('the keyboard never reached ' + want);
+}
+
 async function noStorage(page) {
   const kept = await page.evaluate(() => ({
     local: Object.keys(localStorage),
@@ -227,21 +245,6 @@ test('keyboard only: a second browser signs in with a recovery code; the first e
   const b = await second.newPage();
   await b.goto(console_);
   await b.getByRole('heading', { name: 'Sign in' }).waitFor();
-  const focusOn = async (page, want) => {
-    for (let i = 0; i < 12; i++) {
-      await page.keyboard.press('Tab');
-      const here = await page.evaluate(() => {
-        const el = document.activeElement;
-        const ring = el ? getComputedStyle(el).outlineStyle : 'none';
-        return { id: el?.id ?? '', text: el?.textContent?.trim() ?? '', ring };
-      });
-      if (here.id === want || here.text === want) {
-        assert.notEqual(here.ring, 'none', `${want} shows where the focus is`);
-        return;
-      }
-    }
-    assert.fail('the keyboard never reached ' + want);
-  };
   await focusOn(b, 'email');
   await b.keyboard.type(OWNER);
   await focusOn(b, 'password');
@@ -369,6 +372,14 @@ test('collections and records: define, refuse on the field, create, edit, confli
   await page.getByText('Version 1 restored as version 5.').waitFor();
   assert.equal(await page.getByLabel('title (required)').inputValue(), 'first');
   await check(page, 'record-history');
+  // The same form by keyboard alone: to the field, a new value, Enter saves.
+  await focusOn(page, 'f-title');
+  await page.keyboard.press('Control+A');
+  await page.keyboard.type('keyed');
+  await page.keyboard.press('Enter');
+  await page.getByText('Saved as version 6.').waitFor();
+  assert.equal(await page.getByLabel('title (required)').inputValue(), 'keyed');
+  await page.locator('p.small', { hasText: `Version 6, last changed` }).filter({ hasText: `by ${EDITOR}` }).waitFor();
 
   // The list: sorted, filtered, and as of before the record existed.
   await page.getByRole('link', { name: 'tickets' }).click();
