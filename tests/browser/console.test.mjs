@@ -371,8 +371,16 @@ test('collections and records: define, refuse on the field, create, edit, confli
   await page.getByRole('button', { name: 'Yes, restore version 1' }).click();
   await page.getByText('Version 1 restored as version 5.').waitFor();
   assert.equal(await page.getByLabel('title (required)').inputValue(), 'first');
+  // A version against the current record (read as of that version's time).
+  await page.getByRole('button', { name: 'Compare version 3 with the current one' }).click();
+  const against = page.getByRole('table', { name: 'Version 3 against the current one' });
+  await against.waitFor();
+  assert.deepEqual(await against.getByRole('row').nth(1).getByRole('cell').allInnerTexts(),
+    ['title', 'theirs', 'first']);
   await check(page, 'record-history');
-  // The same form by keyboard alone: to the field, a new value, Enter saves.
+  // The same form by keyboard alone: from the page's heading (where a route
+  // puts the focus) to the field, a new value, Enter saves.
+  await page.locator('h1').focus();
   await focusOn(page, 'f-title');
   await page.keyboard.press('Control+A');
   await page.keyboard.type('keyed');
