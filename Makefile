@@ -5,7 +5,7 @@ PRESET ?= release
 BUILD_DIR := $(if $(filter release,$(PRESET)),build,build-$(PRESET))
 PYTHON := /usr/bin/python3
 
-.PHONY: bootstrap build run test unit e2e console check-console browser-test check-incremental check-includes check-format check-thread-safety bench bench-http bench-storage bench-api bench-login bench-backup bench-files bench-realtime bench-console format check-asan fuzz crash-test clean
+.PHONY: bootstrap build run test unit e2e console check-console openapi check-openapi client-test browser-test check-incremental check-includes check-format check-thread-safety bench bench-http bench-storage bench-api bench-login bench-backup bench-files bench-realtime bench-console format check-asan fuzz crash-test clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -41,11 +41,42 @@ check-console: bootstrap
 	  --output machine
 	@diff -r console/dist build/console-check && echo "check-console: console/dist is what its sources build"
 
+# The OpenAPI documents (openapi/*.json, committed) as `silo openapi` prints
+# them, and the TypeScript client's types generated from them.
+openapi: build
+	./$(BUILD_DIR)/silo openapi > openapi/silo.json
+	./$(BUILD_DIR)/silo openapi --operator > openapi/operator.json
+	cd clients/ts && npx openapi-typescript ../../openapi/silo.json -o src/schema.d.ts >/dev/null
+	cd clients/ts && npx tsc -p tsconfig.json && npx tsc -p tsconfig.types.json
+
+# The committed documents and client types are what the code generates, the
+# documents pass @redocly/cli's lint with no error and no warning, and the
+# client compiles under --strict (and refuses what the document lacks).
+check-openapi: build
+	@mkdir -p build/openapi-check
+	@./$(BUILD_DIR)/silo openapi > build/openapi-check/silo.json
+	@./$(BUILD_DIR)/silo openapi --operator > build/openapi-check/operator.json
+	@cd clients/ts && npx openapi-typescript ../../build/openapi-check/silo.json \
+	  -o ../../build/openapi-check/schema.d.ts >/dev/null
+	@diff -u openapi/silo.json build/openapi-check/silo.json
+	@diff -u openapi/operator.json build/openapi-check/operator.json
+	@diff -u clients/ts/src/schema.d.ts build/openapi-check/schema.d.ts
+	@cd clients/ts && out=$$(npx redocly lint --config ../../openapi/redocly.yaml --max-problems 100 \
+	  --format stylish ../../openapi/silo.json ../../openapi/operator.json 2>&1); rc=$$?; \
+	  echo "$$out"; if [ $$rc -ne 0 ] || echo "$$out" | grep -Eq "[0-9]+:[0-9]+ +(warning|error)|You have [0-9]+ warning"; then \
+	  echo "check-openapi: FAILED, redocly lint reported a problem"; exit 1; fi
+	@cd clients/ts && npx tsc -p tsconfig.json && npx tsc -p tsconfig.types.json
+	@echo "check-openapi: the documents and client are what the code generates; lint and types clean"
+
+# The TypeScript client against a live server (node --test).
+client-test: build
+	cd clients/ts && npx tsc -p tsconfig.json && SILO_BIN=$(CURDIR)/$(BUILD_DIR)/silo node --test test/
+
 # Everything CI runs (.ci/run): the layering, format and thread-safety checks, the release
 # build's unit and black-box tests, the incremental-build check, the console's
 # build and browser tests, the crash test, then the whole suite again under
 # ASan+UBSan. About 35 minutes from a fresh clone on 2 cores.
-test: check-includes check-format check-console check-thread-safety unit check-incremental e2e browser-test crash-test check-asan
+test: check-includes check-format check-console check-openapi check-thread-safety unit check-incremental e2e client-test browser-test crash-test check-asan
 
 # Each file includes only modules its CMake target links (scripts/check_includes.py).
 check-includes: bootstrap

@@ -14,7 +14,7 @@ PACKAGES=(
   # the common-password list screened at every password change (ASVS 2.1.7)
   john-data
   # black-box tests and benchmarks
-  python3 python3-pytest python3-requests python3-aiosmtpd python3-websockets oathtool openssl
+  python3 python3-pytest python3-requests python3-jsonschema python3-aiosmtpd python3-websockets oathtool openssl
   sqlite3 wrk procps
   curl
   # the web console's browser tests (driven by playwright-core from npm, which
@@ -72,4 +72,10 @@ fi
 if [ ! -f "$root/tests/browser/node_modules/playwright-core/package.json" ]; then
   echo "bootstrap: installing playwright-core and axe-core (npm ci in tests/browser)"
   (cd "$root/tests/browser" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+# The TypeScript client's tools (clients/ts/package-lock.json): openapi-fetch,
+# openapi-typescript, TypeScript, and @redocly/cli for the documents' lint.
+if [ ! -f "$root/clients/ts/node_modules/@redocly/cli/package.json" ]; then
+  echo "bootstrap: installing the client's tools (npm ci in clients/ts)"
+  (cd "$root/clients/ts" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi

@@ -347,6 +347,41 @@ http::Response SetUserRoles(Services& /*s*/, RequestContext& ctx) {
   return http::Json(200, JsonText(UserJson(*u)));
 }
 
+namespace {
+json::object SettingsJson(const auth::TenantSettings& s) {
+  return {{"cors_origins", Strings(s.cors_origins)}};
+}
+}  // namespace
+
+http::Response GetSettings(Services& /*s*/, RequestContext& ctx) {
+  auto settings = ctx.identity->Settings();
+  if (!settings.ok()) return Fail(settings.status(), ctx);
+  return http::Json(200, JsonText(SettingsJson(*settings)));
+}
+
+// Only the members given change; today cors_origins is the one setting.
+http::Response UpdateSettings(Services& /*s*/, RequestContext& ctx) {
+  http::Response error;
+  auto body = JsonObjectBody(ctx.request, &error);
+  if (!body) return error;
+  for (const auto& kv : *body) {
+    if (kv.key() != "cors_origins") {
+      return Fail(InvalidArgument("invalid settings")
+                      .WithFields({{std::string(kv.key()), "is not a setting (cors_origins)"}}),
+                  ctx);
+    }
+  }
+  auto settings = ctx.identity->Settings();
+  if (!settings.ok()) return Fail(settings.status(), ctx);
+  if (body->contains("cors_origins")) {
+    auto origins = StringList(*body, "cors_origins", true);
+    if (!origins.ok()) return Fail(origins.status(), ctx);
+    settings = ctx.identity->SetCorsOrigins(OriginOf(ctx), std::move(*origins));
+    if (!settings.ok()) return Fail(settings.status(), ctx);
+  }
+  return http::Json(200, JsonText(SettingsJson(*settings)));
+}
+
 http::Response ListApiTokens(Services& /*s*/, RequestContext& ctx) {
   std::optional<std::string> owner = "user:" + ctx.session->user.id;
   if (May(ctx, "tokens.read")) owner.reset();

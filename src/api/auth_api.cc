@@ -23,8 +23,10 @@ namespace json = boost::json;
 
 // A browser that signed in before (OWASP "device cookies"): its attempts for
 // that account are limited on their own, so a third party's failures cannot
-// lock the account's owner out.
-constexpr std::string_view kDeviceCookie = "__Host-silo_device";
+// lock the account's owner out. One per tenant, as the session cookie.
+std::string DeviceCookie(const RequestContext& ctx) {
+  return "__Host-silo_device_" + ctx.tenant->slug;
+}
 constexpr int kDeviceCookieDays = 365;
 
 auth::PasswordCost Cost(const Services& s) {
@@ -44,14 +46,16 @@ Result<std::string> Member(const json::object& body, std::string_view name) {
   return std::string(v->as_string());
 }
 
-std::string SessionCookie(const std::string& token) {
-  return std::string(kSessionCookie) + "=" + token + "; Path=/; Secure; HttpOnly; SameSite=Strict";
+std::string SessionCookie(const RequestContext& ctx, const std::string& token) {
+  return SessionCookieName(ctx.tenant->slug) + "=" + token +
+         "; Path=/; Secure; HttpOnly; SameSite=Strict";
 }
 
-http::Response WithSession(int status, json::object body, const auth::IssuedSession& s) {
+http::Response WithSession(const RequestContext& ctx, int status, json::object body,
+                           const auth::IssuedSession& s) {
   body["csrf_token"] = s.csrf_token;
   auto r = http::Json(status, JsonText(body));
-  r.headers.emplace_back("Set-Cookie", SessionCookie(s.token));
+  r.headers.emplace_back("Set-Cookie", SessionCookie(ctx, s.token));
   return r;
 }
 
@@ -75,9 +79,9 @@ http::Response StartSession(RequestContext& ctx, const auth::User& user, auth::M
   json::object body{
       {"user", UserJson(user)},
       {"mfa_enrolment_required", !user.totp_enabled && RequiresMfa(*ctx.identity, user)}};
-  http::Response r = WithSession(200, std::move(body), *session);
+  http::Response r = WithSession(ctx, 200, std::move(body), *session);
   if (auto device = ctx.identity->IssueDeviceCookie(user.email); device.ok()) {
-    r.headers.emplace_back("Set-Cookie", std::string(kDeviceCookie) + "=" + *device +
+    r.headers.emplace_back("Set-Cookie", DeviceCookie(ctx) + "=" + *device +
                                              "; Path=/; Secure; HttpOnly; SameSite=Strict; "
                                              "Max-Age=" +
                                              std::to_string(kDeviceCookieDays * 86400));
@@ -141,7 +145,7 @@ http::Response AuthLogin(Services& s, RequestContext& ctx) {
   // browser with a valid device cookie for this account has a bucket of its
   // own instead, which nobody else's failures drain.
   std::optional<std::string> device;
-  if (auto cookie = ctx.request.Cookie(kDeviceCookie)) {
+  if (auto cookie = ctx.request.Cookie(DeviceCookie(ctx))) {
     auto d = ctx.identity->DeviceOf(*cookie, normal);
     if (d.ok()) device = *d;
   }
@@ -233,9 +237,9 @@ http::Response AuthLogout(Services& /*s*/, RequestContext& ctx) {
   if (!st.ok()) return Fail(st, ctx);
   http::Response r;
   r.status = 204;
-  r.headers.emplace_back(
-      "Set-Cookie",
-      std::string(kSessionCookie) + "=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
+  r.headers.emplace_back("Set-Cookie",
+                         SessionCookieName(ctx.tenant->slug) +
+                             "=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
   r.headers.emplace_back("Clear-Site-Data", "\"cookies\"");
   return r;
 }
@@ -255,7 +259,7 @@ http::Response AuthMe(Services& /*s*/, RequestContext& ctx) {
   // The CSRF token again, for a page that was reloaded (it keeps no token in
   // browser storage). Only this request's cookie yields it, and another
   // site's page cannot read this answer (no CORS; the cookie is SameSite).
-  if (auto cookie = ctx.request.Cookie(kSessionCookie)) {
+  if (auto cookie = ctx.request.Cookie(SessionCookieName(ctx.tenant->slug))) {
     std::string csrf = auth::CsrfTokenOf(*cookie);
     if (crypto::ConstantTimeEquals(crypto::Sha256Hex(csrf), ctx.session->csrf_hash)) {
       body["csrf_token"] = std::move(csrf);
@@ -363,8 +367,9 @@ http::Response TotpConfirm(Services& s, RequestContext& ctx) {
   if (!session.ok()) return Fail(session.status(), ctx);
   json::array list;
   for (const auto& rc : *codes) list.emplace_back(rc);
-  return WithSession(
-      200, json::object{{"recovery_codes", std::move(list)}, {"user", UserJson(now_on)}}, *session);
+  return WithSession(ctx, 200,
+                     json::object{{"recovery_codes", std::move(list)}, {"user", UserJson(now_on)}},
+                     *session);
 }
 
 http::Response TotpDisable(Services& s, RequestContext& ctx) {

@@ -46,6 +46,8 @@ http::Response InviteUser(Services& s, RequestContext& ctx);
 http::Response GetUser(Services& s, RequestContext& ctx);
 http::Response UpdateUser(Services& s, RequestContext& ctx);
 http::Response SetUserRoles(Services& s, RequestContext& ctx);
+http::Response GetSettings(Services& s, RequestContext& ctx);
+http::Response UpdateSettings(Services& s, RequestContext& ctx);
 http::Response ListApiTokens(Services& s, RequestContext& ctx);
 http::Response CreateApiToken(Services& s, RequestContext& ctx);
 http::Response RevokeApiToken(Services& s, RequestContext& ctx);

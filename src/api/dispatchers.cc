@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <unordered_map>
 
+#include "api/cors.h"
 #include "api/handlers.h"
 #include "api/routes.h"
 #include "api/tenant_access.h"
@@ -168,7 +169,7 @@ http::Response RunTenantRoute(Services& s, TokenUseAudit& token_uses, Router::Ma
     return route.handler(s, ctx);
   }
 
-  auto caller = Authenticate(req, *ctx.identity, tokens, now);
+  auto caller = Authenticate(req, ctx.tenant->slug, *ctx.identity, tokens, now);
   if (!caller.ok()) return Refusal(caller.status(), req);
   if (Status csrf = CheckCsrf(req, *caller); !csrf.ok()) return Refusal(csrf, req);
   ctx.authenticated = true;
@@ -318,9 +319,26 @@ http::Response PublicDispatcher::Handle(const http::Request& req) {
   // the public cannot tell which tenants exist.
   auto tenant = services_.tenants->FindActive(t.slug);
   if (!tenant) return NotFound(req);
+  // A page of another origin: listed in the tenant's cors_origins or not.
+  const std::optional<std::string> foreign = ForeignOrigin(req);
+  bool listed = false;
+  if (foreign) {
+    auto identity = services_.identities->Open(tenant->id);
+    if (!identity.ok()) return ErrorResponse(identity.status(), req);
+    auto settings = (*identity)->Settings();
+    if (!settings.ok()) return ErrorResponse(settings.status(), req);
+    listed = std::find(settings->cors_origins.begin(), settings->cors_origins.end(), *foreign) !=
+             settings->cors_origins.end();
+    if (IsPreflight(req)) {
+      http::Response r = Preflight(req, tenant_, t.path, *foreign, listed);
+      r.route = "/t/{tenant} preflight";
+      return r;
+    }
+  }
   auto m = tenant_.Find(req.method, t.path);
   RequestContext ctx{req, m.params, &*tenant, client};
   http::Response r = Labelled(RunTenantRoute(services_, *token_uses_, m, ctx), m, "/t/{tenant}");
+  if (foreign) AddCorsHeaders(&r, *foreign, listed);
   // What the request committed reaches realtime subscribers before the
   // answer, and a change of rights applies to open connections before the
   // caller learns it is done.

@@ -24,6 +24,11 @@ http::Response Metrics(Services& s, RequestContext& ctx);
 
 http::Response TenantRoot(Services& s, RequestContext& ctx);
 
+// The OpenAPI documents (openapi_api.cc): the tenant's, with the caller's
+// collections, and the operator listener's.
+http::Response TenantOpenApi(Services& s, RequestContext& ctx);
+http::Response OperatorOpenApiDocument(Services& s, RequestContext& ctx);
+
 // The web console (console_api.cc).
 http::Response ConsoleIndex(Services& s, RequestContext& ctx);
 http::Response ConsoleFile(Services& s, RequestContext& ctx);

@@ -70,7 +70,7 @@ Result<realtime::ConnectionSpec> SpecFor(Services& s, RequestContext& ctx, bool 
     if (!redeemed.ok()) return redeemed.status();
     spec.reauthenticate = std::move(*redeemed);
   } else {
-    auto credentials = CredentialsOf(req);
+    auto credentials = CredentialsOf(req, ctx.tenant->slug);
     if (!credentials)
       return Unauthenticated("authentication required (a token, the session or a ticket)");
     if (credentials->kind == Credentials::Kind::kSession && (websocket || req.Header("origin")) &&
@@ -167,7 +167,7 @@ http::Response RealtimeStream(Services& s, RequestContext& ctx) {
 
 http::Response CreateRealtimeTicket(Services& s, RequestContext& ctx) {
   const http::Request& req = ctx.request;
-  auto credentials = CredentialsOf(req);
+  auto credentials = CredentialsOf(req, ctx.tenant->slug);
   if (!credentials) return Refused(Unauthenticated("authentication required"), req);
   std::string ticket = s.realtime->IssueTicket(
       ctx.tenant->id, ReauthenticateWith(s, ctx.tenant->id, std::move(*credentials)), NowMicros());

@@ -1,7 +1,10 @@
 #include "api/routes.h"
 
+#include <set>
+
 #include "api/auth_handlers.h"
 #include "api/handlers.h"
+#include "api/openapi.h"
 #include "files/blob.h"
 #include "records/schema.h"
 
@@ -108,6 +111,11 @@ void AddUsersAndRoles(Router& r) {
   r.Add(Patch("/api/users/{id}", UpdateUser).Allow(P::Permission("users.manage")).Body(kSmallJson));
   r.Add(Put("/api/users/{id}/roles", SetUserRoles)
             .Allow(P::Permission("users.manage"))
+            .Body(kSmallJson));
+  // The tenant's settings: the origins allowed to call with API tokens.
+  r.Add(Get("/api/settings", GetSettings).Allow(P::Permission("settings.read")));
+  r.Add(Patch("/api/settings", UpdateSettings)
+            .Allow(P::Permission("settings.manage"))
             .Body(kSmallJson));
 }
 
@@ -263,6 +271,9 @@ Router BuildPlatformRouter() {
 Router BuildTenantRouter() {
   Router r;
   r.Add(Get("/api/", TenantRoot).Allow(Access::Public()));
+  // The document with the caller's own collections typed (the static one
+  // is `silo openapi`).
+  r.Add(Get("/api/openapi.json", TenantOpenApi).Allow(Access::Authenticated()));
   AddConsole(r);
   AddSignIn(r);
   AddOwnAccount(r);
@@ -276,6 +287,7 @@ Router BuildOperatorRouter() {
   Router r;
   r.Add(Get("/healthz", Healthz).Allow(P::Public()));
   r.Add(Get("/metrics", Metrics).Allow(P::Operator()));
+  r.Add(Get("/v1/openapi.json", OperatorOpenApiDocument).Allow(P::Operator()));
   r.Add(Post("/v1/tenants", CreateTenant).Allow(P::Operator()).Body(kSmallJson));
   r.Add(Get("/v1/tenants", ListTenants).Allow(P::Operator()));
   r.Add(Post("/v1/tenants/{slug}/suspend", SuspendTenant).Allow(P::Operator()));
@@ -293,6 +305,24 @@ Router BuildOperatorRouter() {
   r.Add(Post("/v1/backups/{id}/verify", VerifyBackup).Allow(P::Operator()));
   r.Add(Post("/v1/backups/{id}/restore", RestoreBackup).Allow(P::Operator()).Body(kSmallJson));
   return r;
+}
+
+std::vector<std::string> RouteDocumentationDefects() {
+  const Router platform = BuildPlatformRouter(), tenant = BuildTenantRouter();
+  const Router operator_routes = BuildOperatorRouter();
+  std::vector<std::string> out = DocumentationDefects({&platform, &tenant}, PublicRouteDocs());
+  for (auto& d : DocumentationDefects({&operator_routes}, OperatorRouteDocs())) {
+    out.push_back("operator " + d);
+  }
+  // Unique across the two documents as well: one client may hold both.
+  std::set<std::string_view> ids;
+  for (const RouteDoc& d : PublicRouteDocs()) ids.insert(d.operation_id);
+  for (const RouteDoc& d : OperatorRouteDocs()) {
+    if (ids.contains(d.operation_id)) {
+      out.push_back("operation id " + std::string(d.operation_id) + " is in both documents");
+    }
+  }
+  return out;
 }
 
 }  // namespace silo::api

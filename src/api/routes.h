@@ -37,6 +37,10 @@ Router BuildTenantRouter();
 // The operator listener (loopback, bearer SILO_OPERATOR_TOKEN).
 Router BuildOperatorRouter();
 
+// What api::DocumentationDefects finds in the three tables against their
+// descriptions (route_docs.h); empty when they agree.
+std::vector<std::string> RouteDocumentationDefects();
+
 }  // namespace silo::api
 
 #endif  // SILO_API_ROUTES_H_

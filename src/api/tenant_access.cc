@@ -100,12 +100,16 @@ records::RulesProvider RulesOf(std::vector<rbac::Grant> grants, records::Variabl
   };
 }
 
-std::optional<Credentials> CredentialsOf(const http::Request& req) {
+std::string SessionCookieName(std::string_view tenant_slug) {
+  return std::string(kSessionCookiePrefix) + std::string(tenant_slug);
+}
+
+std::optional<Credentials> CredentialsOf(const http::Request& req, std::string_view tenant_slug) {
   auto bearer = req.Header("authorization");
   if (bearer && bearer->substr(0, 7) == "Bearer ") {
     return Credentials{Credentials::Kind::kToken, std::string(bearer->substr(7))};
   }
-  if (auto cookie = req.Cookie(kSessionCookie)) {
+  if (auto cookie = req.Cookie(SessionCookieName(tenant_slug))) {
     return Credentials{Credentials::Kind::kSession, std::string(*cookie)};
   }
   return std::nullopt;
@@ -119,15 +123,31 @@ Result<Caller> AuthenticateWith(const Credentials& credentials, auth::Identity& 
   return BySession(credentials.secret, identity, now_us, idle);
 }
 
-Result<Caller> Authenticate(const http::Request& req, auth::Identity& identity,
-                            auth::ApiTokens& tokens, int64_t now_us) {
-  auto credentials = CredentialsOf(req);
+Result<Caller> Authenticate(const http::Request& req, std::string_view tenant_slug,
+                            auth::Identity& identity, auth::ApiTokens& tokens, int64_t now_us) {
+  auto credentials = CredentialsOf(req, tenant_slug);
   if (!credentials) return Unauthenticated("authentication required");
   return AuthenticateWith(*credentials, identity, tokens, now_us);
 }
 
+std::optional<std::string> ForeignOrigin(const http::Request& req) {
+  auto origin = req.Header("origin");
+  if (!origin) return std::nullopt;
+  auto host = req.Header("host");
+  if (host && *origin == "https://" + std::string(*host)) return std::nullopt;
+  return std::string(*origin);
+}
+
 Status CheckCsrf(const http::Request& req, const Caller& caller) {
-  if (!caller.session || SafeMethod(req.method)) return Status::Ok();
+  if (!caller.session) return Status::Ok();
+  // CORS is for API tokens: a browser sends Origin with every cross-origin
+  // fetch, so a session cookie that comes with another origin is refused
+  // whatever the method (no Access-Control-Allow-Credentials is ever sent
+  // either; this holds even where a same-site page gets the cookie sent).
+  if (ForeignOrigin(req)) {
+    return PermissionDenied("a session cannot be used from another origin; use an API token");
+  }
+  if (SafeMethod(req.method)) return Status::Ok();
   if (!SameOriginRequest(req)) return PermissionDenied("cross-site request refused");
   auto csrf = req.Header("x-csrf-token");
   if (!csrf || !crypto::ConstantTimeEquals(crypto::Sha256Hex(*csrf), caller.session->csrf_hash)) {

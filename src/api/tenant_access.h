@@ -53,8 +53,10 @@ struct Credentials {
   std::string secret;  // the bearer token or the session cookie's value
 };
 
-// The request's bearer token, else its session cookie; nullopt for neither.
-std::optional<Credentials> CredentialsOf(const http::Request& request);
+// The request's bearer token, else the tenant's session cookie; nullopt for
+// neither.
+std::optional<Credentials> CredentialsOf(const http::Request& request,
+                                         std::string_view tenant_slug);
 
 // Who `credentials` prove, as Authenticate says; with IdleClock::kKeep a
 // session check does not count as the session's use.
@@ -62,19 +64,29 @@ Result<Caller> AuthenticateWith(const Credentials& credentials, auth::Identity& 
                                 auth::ApiTokens& tokens, int64_t now_us,
                                 auth::IdleClock idle = auth::IdleClock::kRefresh);
 
-inline constexpr std::string_view kSessionCookie = "__Host-silo_session";
+// The session cookie of a tenant: "__Host-silo_session_<slug>". One name per
+// tenant, so that signing in to two tenants under /t/<slug>/ on one host
+// keeps both sessions (a __Host- cookie has Path=/, so one shared name would
+// let each sign-in replace the other's cookie).
+inline constexpr std::string_view kSessionCookiePrefix = "__Host-silo_session_";
+std::string SessionCookieName(std::string_view tenant_slug);
 
 // A bearer token when the request has "Authorization: Bearer", else the
 // session cookie, else kUnauthenticated. A token owned by a user holds only
 // what its owner still holds now; a user who is no longer active fails as an
 // invalid token. Reads `identity` and `tokens`; writes nothing.
-Result<Caller> Authenticate(const http::Request& request, auth::Identity& identity,
-                            auth::ApiTokens& tokens, int64_t now_us);
+Result<Caller> Authenticate(const http::Request& request, std::string_view tenant_slug,
+                            auth::Identity& identity, auth::ApiTokens& tokens, int64_t now_us);
 
-// For a cookie session and an unsafe method (not GET, HEAD, OPTIONS): Fetch
-// Metadata (or Origin) says same-origin, and X-CSRF-Token hashes to the
-// session's. OK for safe methods and for callers without a session (a
-// bearer token is not sent by a browser on its own).
+// The request's Origin when it is not the tenant's own ("https://" + Host):
+// a page of another origin made it.
+std::optional<std::string> ForeignOrigin(const http::Request& request);
+
+// For a cookie session: no foreign Origin (whatever the method: sessions are
+// never usable across origins), and for an unsafe method (not GET, HEAD,
+// OPTIONS) Fetch Metadata (or Origin) says same-origin and X-CSRF-Token
+// hashes to the session's. OK for callers without a session (a bearer token
+// is not sent by a browser on its own).
 Status CheckCsrf(const http::Request& request, const Caller& caller);
 
 // The route's permission with its captures filled in ("records.{name}.read"

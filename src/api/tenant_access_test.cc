@@ -69,7 +69,7 @@ class AuthenticateTest : public ::testing::Test {
   }
   Result<Caller> Auth(const http::Request& r) {
     auth::ApiTokens tokens = identity_->Tokens();
-    return Authenticate(r, *identity_, tokens, NowMicros());
+    return Authenticate(r, "acme", *identity_, tokens, NowMicros());
   }
   std::string dir_;
   std::unique_ptr<app::App> app_;
@@ -81,7 +81,7 @@ TEST_F(AuthenticateTest, NoCredentialsOrWrongOnesAreUnauthenticated) {
   auto bad_token = Auth(Req("GET", {{"authorization", "Bearer silo_nosuch"}}));
   EXPECT_STATUS(StatusCode::kUnauthenticated, bad_token);
   EXPECT_EQ(bad_token.status().message(), "invalid or expired token");
-  auto bad_cookie = Auth(Req("GET", {{"cookie", std::string(kSessionCookie) + "=nosuch"}}));
+  auto bad_cookie = Auth(Req("GET", {{"cookie", SessionCookieName("acme") + "=nosuch"}}));
   EXPECT_STATUS(StatusCode::kUnauthenticated, bad_cookie);
   EXPECT_EQ(bad_cookie.status().message(), "invalid or expired session");
   // Another scheme is no credential at all.
@@ -112,7 +112,7 @@ TEST_F(AuthenticateTest, ACookieSessionCarriesTheEnrolmentGateAndTheBearerComesF
   auth::User owner = Active("owner@acme.test", {"owner"});
   auto session = identity_->CreateSession(Op(), owner.id, auth::MfaPassed::kNo, "ua");
   ASSERT_OK(session);
-  const std::string cookie = std::string(kSessionCookie) + "=" + session->token;
+  const std::string cookie = SessionCookieName("acme") + "=" + session->token;
   auto c = Auth(Req("GET", {{"cookie", cookie}}));
   ASSERT_OK(c);
   EXPECT_EQ(c->actor.kind, "user");
@@ -123,6 +123,12 @@ TEST_F(AuthenticateTest, ACookieSessionCarriesTheEnrolmentGateAndTheBearerComesF
   // A request with both is judged by its bearer token alone.
   auto both = Auth(Req("GET", {{"authorization", "Bearer silo_nosuch"}, {"cookie", cookie}}));
   EXPECT_STATUS(StatusCode::kUnauthenticated, both);
+  // The same secret under another tenant's cookie name is not this tenant's
+  // cookie (each tenant reads only its own name), nor is the old shared name.
+  EXPECT_STATUS(StatusCode::kUnauthenticated,
+                Auth(Req("GET", {{"cookie", SessionCookieName("beta") + "=" + session->token}})));
+  EXPECT_STATUS(StatusCode::kUnauthenticated,
+                Auth(Req("GET", {{"cookie", "__Host-silo_session=" + session->token}})));
 }
 
 Caller WithSession(std::string csrf_token) {

@@ -6,10 +6,12 @@
 #include <atomic>
 #include <boost/json.hpp>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <thread>
 
 #include "api/dispatchers.h"
+#include "api/openapi.h"
 #include "api/routes.h"
 #include "api/services.h"
 #include "app/backup_scheduler.h"
@@ -202,6 +204,49 @@ std::string RouteTable(RouteTableKind kind) {
   return boost::json::serialize(out);
 }
 
+namespace {
+
+// JSON with sorted keys, two spaces a level: stable and diffable.
+void Pretty(const boost::json::value& v, int depth, std::string* out) {
+  const std::string pad(2 * (depth + 1), ' ');
+  const std::string end(2 * depth, ' ');
+  if (v.is_object() && !v.as_object().empty()) {
+    std::map<std::string_view, const boost::json::value*> sorted;
+    for (const auto& kv : v.as_object()) sorted[kv.key()] = &kv.value();
+    *out += "{\n";
+    size_t i = 0;
+    for (const auto& [k, child] : sorted) {
+      *out += pad + boost::json::serialize(boost::json::string(k)) + ": ";
+      Pretty(*child, depth + 1, out);
+      *out += ++i < sorted.size() ? ",\n" : "\n";
+    }
+    *out += end + "}";
+  } else if (v.is_array() && !v.as_array().empty()) {
+    *out += "[\n";
+    size_t i = 0;
+    for (const auto& child : v.as_array()) {
+      *out += pad;
+      Pretty(child, depth + 1, out);
+      *out += ++i < v.as_array().size() ? ",\n" : "\n";
+    }
+    *out += end + "]";
+  } else {
+    *out += boost::json::serialize(v);
+  }
+}
+
+}  // namespace
+
+std::string OpenApiDocument(RouteTableKind kind) {
+  boost::json::object doc =
+      kind == RouteTableKind::kOperator
+          ? api::OperatorOpenApi(api::BuildOperatorRouter())
+          : api::PublicOpenApi(api::BuildPlatformRouter(), api::BuildTenantRouter(), "/t/{tenant}");
+  std::string out;
+  Pretty(doc, 0, &out);
+  return out + "\n";
+}
+
 std::string ServerInfoPath(const std::string& data_dir) { return layout::ServerInfoFile(data_dir); }
 
 // Everything an App owns, in the order it is built; destroyed in reverse, so
@@ -368,6 +413,12 @@ Result<std::unique_ptr<App>> App::Create(config::Config c) {
     std::string list;
     for (const auto& r : unguarded) list += (list.empty() ? "" : ", ") + r;
     return FailedPrecondition("routes without a declared access: " + list);
+  }
+  // Nor one the OpenAPI documents do not describe.
+  if (auto defects = api::RouteDocumentationDefects(); !defects.empty()) {
+    std::string list;
+    for (const auto& d : defects) list += (list.empty() ? "" : ", ") + d;
+    return FailedPrecondition("routes and their OpenAPI descriptions disagree: " + list);
   }
   p->config = std::move(c);
   return std::unique_ptr<App>(new App(std::move(p)));

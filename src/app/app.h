@@ -74,6 +74,10 @@ std::string ServerInfoPath(const std::string& data_dir);
 // boundary test are generated from.
 enum class RouteTableKind { kTenant, kOperator };
 std::string RouteTable(RouteTableKind kind);
+// The listener's OpenAPI 3.1 document (`silo openapi [--operator]`), without
+// any tenant's collections; the tenant one under the server "/t/{tenant}".
+// Pretty-printed with sorted keys, so the committed copy diffs by line.
+std::string OpenApiDocument(RouteTableKind kind);
 
 }  // namespace silo::app
 

@@ -45,6 +45,8 @@ class ApiTokens;
 // The identity tables, numbered from `first_version` (they follow the
 // records module's migrations in the tenant schema).
 std::span<const storage::Migration> IdentityMigrations();
+// The tenant settings table (version 10: after the files catalogue's).
+std::span<const storage::Migration> SettingsMigrations();
 
 // For a restored copy before it goes live (backup's ForgetOnRestore, wired by
 // app): ends every session and every one-time token (setup, reset and MFA
@@ -130,6 +132,20 @@ struct Mail {
   int attempts = 0;
 };
 
+// What a tenant's admins set for the whole tenant (settings.cc).
+struct TenantSettings {
+  // Origins ("https://app.example.com": scheme, host, port; no path) whose
+  // pages may call the API across origins with an API token (CORS). A
+  // session cookie is never accepted across origins.
+  std::vector<std::string> cors_origins;
+};
+
+// What a CORS origin must look like: "https://host[:port]", or "http://"
+// for localhost and 127.0.0.1 (a front end's development server); lower
+// case, no path, no wildcard. An error message naming the problem, or "".
+std::string CheckCorsOrigin(std::string_view origin);
+inline constexpr size_t kMaxCorsOrigins = 20;
+
 struct Timeouts {
   int64_t session_idle_us = 30LL * 60 * 1'000'000;
   int64_t session_absolute_us = 12LL * 3600 * 1'000'000;
@@ -184,6 +200,16 @@ class Identity {
   // that is not active.
   Status ChangePassword(const events::Origin& ctx, const std::string& user_id,
                         const std::string& password_hash);
+
+  // --- tenant settings (settings.cc) ---
+  // From the tenant cache while no write happened since they were read
+  // (every cross-origin request asks).
+  Result<TenantSettings> Settings();
+  // Replaces the CORS origins (audited with the old and new lists).
+  // InvalidArgument naming cors_origins[i] for a bad origin, or more than
+  // kMaxCorsOrigins.
+  Result<TenantSettings> SetCorsOrigins(const events::Origin& ctx,
+                                        std::vector<std::string> origins);
 
   // --- roles (built-in ones first, then the tenant's, by name) ---
   Result<std::vector<rbac::Role>> ListRoles();

@@ -88,6 +88,18 @@ int main(int argc, char** argv) {
                             .c_str());
   });
 
+  bool operator_document = false;
+  auto* openapi = app.add_subcommand(
+      "openapi", "print the tenant API's OpenAPI 3.1 document (without any tenant's collections)");
+  openapi->add_flag("--operator", operator_document, "the operator API's document instead");
+  openapi->callback([&] {
+    using silo::app::RouteTableKind;
+    std::fputs(silo::app::OpenApiDocument(operator_document ? RouteTableKind::kOperator
+                                                            : RouteTableKind::kTenant)
+                   .c_str(),
+               stdout);
+  });
+
   silo::cli::AddTenantCommands(app, as_json, code);
   silo::cli::AddAuditCommands(app, as_json, code);
   silo::cli::AddBackupCommands(app, as_json, code);

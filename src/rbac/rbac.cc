@@ -47,7 +47,7 @@ std::vector<Role> MakeBuiltIns() {
               Concat(Concat(SystemPermissions(), all_records), all_channels), true),
       BuiltIn("security_admin", "Users, roles, tokens and the audit log; no record data",
               {"users.read", "users.manage", "roles.read", "roles.manage", "tokens.read",
-               "tokens.manage", "audit.read", "audit.verify"},
+               "tokens.manage", "audit.read", "audit.verify", "settings.read", "settings.manage"},
               true),
       BuiltIn("auditor", "Reads the audit log, the event feed, records and their history",
               Concat({"collections.read", "events.read", "audit.read", "audit.verify", "users.read",
@@ -67,9 +67,9 @@ std::vector<Role> MakeBuiltIns() {
 
 const std::vector<std::string>& SystemPermissions() {
   static const std::vector<std::string> kAll = {
-      "users.read",  "users.manage",  "roles.read",       "roles.manage",
-      "tokens.read", "tokens.manage", "collections.read", "collections.manage",
-      "events.read", "audit.read",    "audit.verify"};
+      "users.read",    "users.manage",     "roles.read",         "roles.manage", "tokens.read",
+      "tokens.manage", "collections.read", "collections.manage", "events.read",  "audit.read",
+      "audit.verify",  "settings.read",    "settings.manage"};
   return kAll;
 }
 

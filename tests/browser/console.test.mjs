@@ -136,7 +136,7 @@ test('the owner signs in, enrols a second factor, keeps the session over a reloa
   await page.getByRole('cell', { name: 'this device' }).waitFor();
   await check(page, 'account');
   await noStorage(page);
-  const [cookie] = (await ctx.cookies()).filter((c) => c.name === '__Host-silo_session');
+  const [cookie] = (await ctx.cookies()).filter((c) => c.name === '__Host-silo_session_acme');
   assert.ok(cookie && cookie.httpOnly && cookie.secure && cookie.sameSite === 'Strict');
 
   // An API token: its secret shown once in a dialog, then only its name.
@@ -217,7 +217,7 @@ test('the owner signs in, enrols a second factor, keeps the session over a reloa
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByRole('heading', { name: 'Sign in' }).waitFor();
   assert.match(await page.getByRole('status').innerText(), /You signed out/);
-  assert.deepEqual((await ctx.cookies()).filter((c) => c.name === '__Host-silo_session'), []);
+  assert.deepEqual((await ctx.cookies()).filter((c) => c.name === '__Host-silo_session_acme'), []);
   const me = await page.evaluate(async (u) => (await fetch(u)).status, console_.replace('console/', 'api/auth/me'));
   assert.equal(me, 401);
   await ctx.close();

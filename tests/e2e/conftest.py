@@ -18,6 +18,8 @@ import pytest
 import requests
 import urllib3
 
+from openapi_check import Checker
+
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
 # An API token expiry inside the default SILO_TOKEN_MAX_DAYS (365).
@@ -26,6 +28,39 @@ TOKEN_EXPIRES = (datetime.datetime.now(datetime.timezone.utc) +
 
 SILO_BIN = os.environ.get("SILO_BIN") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build", "silo")
+
+
+# Every answer a test receives through `requests` is checked against the
+# OpenAPI documents (openapi_check.py): an undocumented status, media type or
+# body shape fails the test that got it.
+_contract = None
+
+
+def contract():
+    global _contract
+    if _contract is None:
+        _contract = Checker(SILO_BIN)
+    return _contract
+
+
+_send = requests.Session.send
+
+
+def _checked_send(self, request, **kw):
+    response = _send(self, request, **kw)
+    contract().check(response, bool(kw.get("stream")))
+    return response
+
+
+requests.Session.send = _checked_send
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _contract is None:
+        return
+    missed = _contract.unexercised()
+    terminalreporter.write_line("openapi: %d operations no test called%s" % (
+        len(missed), (": " + ", ".join(missed)) if missed else ""))
 
 
 def insecure_client_context():

@@ -32,7 +32,7 @@ def create_tenant(silo, slug, owner):
 
 def cookie_from(resp):
     header = resp.headers.get("Set-Cookie", "")
-    m = re.match(r"__Host-silo_session=([^;]*);", header)
+    m = re.match(r"__Host-silo_session_[a-z0-9-]+=([^;]*);", header)
     return m.group(1) if m else None
 
 
@@ -42,6 +42,7 @@ class Client:
     def __init__(self, silo, slug):
         self.silo = silo
         self.base = silo.url + "/t/" + slug
+        self.cookie_name = "__Host-silo_session_" + slug  # one per tenant
         self.cookie = None
         self.csrf = None
         self.bearer = None
@@ -52,7 +53,7 @@ class Client:
         if self.bearer:
             h["Authorization"] = "Bearer " + self.bearer
         if self.cookie:
-            h["Cookie"] = "__Host-silo_session=" + self.cookie
+            h["Cookie"] = self.cookie_name + "=" + self.cookie
             if csrf and self.csrf:
                 h["X-CSRF-Token"] = self.csrf
             if same_origin:

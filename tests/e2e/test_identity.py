@@ -48,7 +48,7 @@ def test_owner_setup_login_mfa_recovery_and_logout(make_silo):
     r = c.login(OWNER)
     assert r.status_code == 200, r.text
     cookie = r.headers["Set-Cookie"]
-    for attr in ["__Host-silo_session=", "Path=/", "Secure", "HttpOnly", "SameSite=Strict"]:
+    for attr in ["__Host-silo_session_acme=", "Path=/", "Secure", "HttpOnly", "SameSite=Strict"]:
         assert attr in cookie, cookie
     assert "Domain" not in cookie and "Expires" not in cookie
     assert len(cookie_from(r)) == 43
@@ -136,7 +136,7 @@ def test_csrf_and_fetch_metadata_matrix(make_silo):
     silo = make_silo(MANY)
     c, _, _ = owner_session(silo)
     body = json.dumps({"name": "notes", "fields": [{"name": "t", "type": "string"}]}).encode()
-    base = {"Cookie": "__Host-silo_session=" + c.cookie, "Content-Type": "application/json"}
+    base = {"Cookie": c.cookie_name + "=" + c.cookie, "Content-Type": "application/json"}
 
     def post(extra):
         h = dict(base)

@@ -74,7 +74,7 @@ async def connect(silo, slug, cookie=None, token=None, ticket=None, origin=None,
                   headers=None):
     h = dict(headers or {})
     if cookie:
-        h["Cookie"] = "__Host-silo_session=" + cookie
+        h["Cookie"] = "__Host-silo_session_%s=%s" % (slug, cookie)
     if token:
         h["Authorization"] = "Bearer " + token
     query = "?ticket=" + ticket if ticket else ""

@@ -193,7 +193,7 @@ def test_one_client_cannot_take_every_connection_slot(make_silo):
 
 def device_cookie(resp_headers):
     for k, v in resp_headers:
-        if k.lower() == "set-cookie" and v.startswith("__Host-silo_device="):
+        if k.lower() == "set-cookie" and v.startswith("__Host-silo_device_acme="):
             return v.split(";", 1)[0].split("=", 1)[1], v
     return None, None
 
@@ -201,7 +201,7 @@ def device_cookie(resp_headers):
 def login_from(silo, source, email, password, cookie=None):
     headers = {"Content-Type": "application/json"}
     if cookie:
-        headers["Cookie"] = "__Host-silo_device=" + cookie
+        headers["Cookie"] = "__Host-silo_device_acme=" + cookie
     conn = http.client.HTTPSConnection("127.0.0.1", silo.port, timeout=30,
                                        context=insecure_client_context(),
                                        source_address=(source, 0))

@@ -30,9 +30,10 @@ export async function startSilo(extraEnv = {}) {
     await new Promise((r) => setTimeout(r, 50));
   }
   let listen = '';
+  let operatorListen = '';
   while (!listen) {
     try {
-      listen = JSON.parse(readFileSync(info, 'utf8')).listen;
+      ({ listen, operator_listen: operatorListen } = JSON.parse(readFileSync(info, 'utf8')));
     } catch {
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -40,6 +41,8 @@ export async function startSilo(extraEnv = {}) {
   const cli = (...args) => execFileSync(siloBin, args, { env, encoding: 'utf8' });
   return {
     url: 'https://' + listen,
+    operatorUrl: 'http://' + operatorListen,
+    operatorToken: () => readFileSync(join(env.SILO_DATA_DIR, 'dev', 'operator.token'), 'utf8').trim(),
     cli,
     log: () => readFileSync(join(dir, 'server.log'), 'utf8'),
     async stop() {
