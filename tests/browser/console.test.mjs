@@ -12,7 +12,7 @@ import { launch, context, axe, screenshot } from './lib/browser.mjs';
 const OWNER = 'owner@acme.test';
 const EDITOR = 'ann@beta.test';
 const PASSWORD = 'plum tree over the river';
-let silo, browser, console_, api, betaOwner;
+let silo, browser, console_, api, betaOwner, ownerSetupToken;
 const problems = [];
 let secret = '';
 let recoveryCodes = [];
@@ -21,12 +21,10 @@ before(async () => {
   silo = await startSilo();
   browser = await launch();
   console.log('browser', browser.version());
+  // The owner of acme sets a password in the console (the first test).
   const made = JSON.parse(silo.cli('--json', 'tenant', 'create', 'acme', '--owner-email', OWNER));
+  ownerSetupToken = made.owner_setup_token;
   api = await request.newContext({ ignoreHTTPSErrors: true, baseURL: silo.url });
-  const setup = await api.post('/t/acme/api/auth/setup', {
-    data: { token: made.owner_setup_token, password: PASSWORD },
-  });
-  assert.equal(setup.status(), 200, await setup.text());
   console_ = silo.url + '/t/acme/console/';
 
   // A second tenant whose owner (set up through the API, with a second
@@ -47,7 +45,8 @@ before(async () => {
   const h = { headers: { 'X-CSRF-Token': csrf } };
   await ok(await b.post('api/roles', { ...h, data: { name: 'writer', permissions: [
     'collections.read', 'collections.manage', 'users.read', 'records.*.read', 'records.*.create',
-    'records.*.update', 'records.*.delete', 'records.*.history'] } }));
+    'records.*.update', 'records.*.delete', 'records.*.history', 'settings.read',
+    'settings.manage'] } }));
   const inv = await ok(await b.post('api/users', { ...h, data: { email: EDITOR, roles: ['writer'] } }));
   await ok(await b.post('api/auth/setup', { data: { token: inv.setup_token, password: PASSWORD } }));
   betaOwner = { api: b, csrf, ok };
@@ -96,11 +95,26 @@ async function noStorage(page) {
   assert.deepEqual(kept, { local: [], session: [] });
 }
 
-test('the owner signs in, enrols a second factor, keeps the session over a reload, signs out', async () => {
+test('the owner sets a password with the setup link, signs in, enrols a second factor, keeps the session over a reload, signs out', async () => {
   const ctx = await context(browser, { problems });
   const page = await ctx.newPage();
-  await page.goto(console_);
+  // The setup token travels in the fragment: no server sees it.
+  const asked = [];
+  page.on('request', (r) => asked.push(r.url()));
+  await page.goto(console_ + '#setup=' + ownerSetupToken);
+  await page.getByRole('heading', { name: 'Set up your account' }).waitFor();
+  assert.equal(new URL(page.url()).hash, '');  // gone from the address bar
+  assert.equal(await page.getByLabel('Setup token').inputValue(), ownerSetupToken);
+  await page.getByLabel(/Choose a password/).fill('password1234');  // a common one
+  await page.getByRole('button', { name: 'Set the password' }).click();
+  await page.locator('#setup-password-err').waitFor();
+  await check(page, 'setup-refused');
+  await page.getByLabel(/Choose a password/).fill(PASSWORD);
+  await page.getByRole('button', { name: 'Set the password' }).click();
   await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  assert.match(await page.getByRole('status').innerText(), /Your account is ready/);
+  assert.ok(asked.every((u) => !u.includes(ownerSetupToken)), asked.join('\n'));
+  assert.ok(!silo.log().includes(ownerSetupToken));
   await check(page, 'sign-in');
 
   await page.getByLabel('E-mail').fill(OWNER);
@@ -161,7 +175,11 @@ test('the owner signs in, enrols a second factor, keeps the session over a reloa
   await page.getByLabel('viewer', { exact: true }).check();
   await page.getByRole('button', { name: 'Invite' }).click();
   await page.getByText('bob@acme.test is invited.').waitFor();
-  assert.equal((await page.locator('.notice code.secret').innerText()).length, 43);
+  const invitedToken = await page.locator('.notice code.secret').first().innerText();
+  assert.equal(invitedToken.length, 43);
+  // The link carries the token in its fragment, to the setup screen.
+  assert.equal(await page.locator('.notice code.secret').nth(1).innerText(),
+    console_ + '#setup=' + invitedToken);
   await check(page, 'users-invited');
   await page.getByRole('button', { name: 'Done' }).click();
   await page.getByRole('button', { name: 'Disable bob@acme.test' }).click();
@@ -422,6 +440,81 @@ test('collections and records: define, refuse on the field, create, edit, confli
   await page.getByRole('button', { name: 'Delete this record' }).click();
   await page.getByRole('button', { name: 'Yes, delete it' }).click();
   await page.getByText('No records.').waitFor();
+  await noStorage(page);
+  await ctx.close();
+  assert.deepEqual(problems, []);
+});
+
+// A 1x1 PNG.
+const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==', 'base64');
+
+test('files, relation pickers, a live list, and the tenant settings', async () => {
+  const { api: owner, csrf, ok } = betaOwner;
+  const h = { headers: { 'X-CSRF-Token': csrf } };
+  await ok(await owner.post('api/collections', { ...h, data: { name: 'teams', fields: [
+    { name: 'name', type: 'string' }] } }));
+  await ok(await owner.post('api/collections/teams/records', { ...h, data: { id: 'red', name: 'Red' } }));
+  await ok(await owner.post('api/collections/teams/records', { ...h, data: { id: 'blue', name: 'Blue' } }));
+  await ok(await owner.post('api/collections', { ...h, data: { name: 'people', fields: [
+    { name: 'name', type: 'string', required: true },
+    { name: 'team', type: 'relation', collection: 'teams' },
+    { name: 'photo', type: 'file', types: ['image/png'], max_bytes: 65536 }] } }));
+
+  const ctx = await context(browser, { problems });
+  const page = await ctx.newPage();
+  await page.goto(silo.url + '/t/beta/console/');
+  await page.getByLabel('E-mail').fill(EDITOR);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'Collections' }).waitFor();
+
+  // A record with a related team picked by name and an uploaded photo,
+  // previewed before it is saved.
+  await page.goto(silo.url + '/t/beta/console/#/c/people/new');
+  await page.getByRole('heading', { name: 'New record in people' }).waitFor();
+  await page.getByLabel('Id (optional)').fill('p1');
+  await page.getByLabel('name (required)').fill('Ada');
+  await page.getByLabel('team').selectOption({ label: 'red: Red' });
+  // A file of the wrong type is refused on its field.
+  await page.getByLabel('photo').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('hello') });
+  await page.locator('#err-photo').waitFor();
+  await page.getByLabel('photo').setInputFiles({ name: 'dot.png', mimeType: 'image/png', buffer: PNG });
+  await page.getByRole('img', { name: 'Preview of dot.png' }).waitFor();
+  assert.equal(await page.locator('#err-photo').count(), 0);
+  await check(page, 'record-file-and-relation');
+  await page.getByRole('button', { name: 'Create' }).click();
+  await page.getByRole('heading', { name: 'Record p1' }).waitFor();
+  const link = page.getByRole('link', { name: /^[0-9a-f]{32}$/ });
+  const file = await page.evaluate(async (u) => {
+    const r = await fetch(u);
+    return { status: r.status, type: r.headers.get('Content-Type'), size: (await r.arrayBuffer()).byteLength };
+  }, await link.getAttribute('href'));
+  assert.deepEqual(file, { status: 200, type: 'image/png', size: PNG.length });
+  assert.equal(await page.getByLabel('team').inputValue(), 'red');
+
+  // The list is live: a record made elsewhere appears without a reload.
+  await page.goto(silo.url + '/t/beta/console/#/c/people');
+  await page.getByRole('cell', { name: 'p1' }).waitFor();
+  await page.getByText(/^Live: changes appear as they happen/).waitFor();
+  await ok(await owner.post('api/collections/people/records', { ...h, data: { id: 'p2', name: 'Grace', team: 'blue' } }));
+  await page.getByRole('cell', { name: 'p2' }).waitFor();
+  await page.getByText('Live: changes appear as they happen (1 so far).').waitFor();
+  await check(page, 'records-live');
+
+  // The tenant's CORS origins: a bad one refused on its line, then saved.
+  await page.getByRole('link', { name: 'Settings' }).click();
+  await page.getByRole('heading', { name: 'Settings' }).waitFor();
+  const origins = page.getByLabel(/Origins allowed to call the API/);
+  await origins.fill('https://app.example.test\nftp://files.example.test');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByText(/ftp:\/\/files.example.test: must start with https/).waitFor();
+  assert.equal(await origins.getAttribute('aria-invalid'), 'true');
+  await check(page, 'settings-refused');
+  await origins.fill('https://app.example.test');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByText('Saved: 1 origin may call the API with a token.').waitFor();
+  await check(page, 'settings');
+  assert.deepEqual(await ok(await owner.get('api/settings')), { cors_origins: ['https://app.example.test'] });
   await noStorage(page);
   await ctx.close();
   assert.deepEqual(problems, []);

@@ -73,6 +73,45 @@ export async function call<T>(
   return json as T;
 }
 
+// Uploads a file for a file field (POST /api/files: the body is the file);
+// its id goes into the record's field.
+export interface FileInfo {
+  id: string;
+  size: number;
+  sha256: string;
+  type: string;
+  name: string;
+}
+
+export async function upload(collection: string, field: string, file: File): Promise<FileInfo> {
+  const q = new URLSearchParams({ collection, field, name: file.name });
+  const headers: Record<string, string> = {
+    Accept: 'application/json',
+    'Content-Type': file.type || 'application/octet-stream',
+  };
+  if (csrfToken !== null) headers['X-CSRF-Token'] = csrfToken;
+  let res: Response;
+  try {
+    res = await fetch(`${basePath}/api/files?${q}`, {
+      method: 'POST',
+      headers,
+      body: file,
+      credentials: 'same-origin',
+      cache: 'no-store',
+    });
+  } catch {
+    throw new ApiError(0, 'The server could not be reached.', {}, '');
+  }
+  const json = (await res.json().catch(() => ({}))) as Partial<FileInfo> & {
+    detail?: string;
+    request_id?: string;
+  };
+  if (!res.ok) {
+    throw new ApiError(res.status, json.detail ?? `HTTP ${res.status}`, {}, json.request_id ?? '');
+  }
+  return json as FileInfo;
+}
+
 export interface User {
   id: string;
   email: string;
