@@ -7,18 +7,22 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'playwright-core';
 import { startSilo, totp } from './lib/silo.mjs';
+import { startSmtp } from './lib/smtp.mjs';
 import { launch, context, axe, screenshot } from './lib/browser.mjs';
 
 const OWNER = 'owner@acme.test';
 const EDITOR = 'ann@beta.test';
 const PASSWORD = 'plum tree over the river';
-let silo, browser, console_, api, betaOwner, ownerSetupToken;
+let silo, smtp, browser, console_, api, betaOwner, ownerSetupToken;
 const problems = [];
 let secret = '';
 let recoveryCodes = [];
 
 before(async () => {
-  silo = await startSilo();
+  // A real SMTP server for the reset mail.
+  smtp = await startSmtp();
+  silo = await startSilo({ SILO_SMTP_URL: smtp.url, SILO_SMTP_FROM: 'silo@acme.test',
+    SILO_PUBLIC_URL: 'https://silo.example' });
   browser = await launch();
   console.log('browser', browser.version());
   // The owner of acme sets a password in the console (the first test).
@@ -57,6 +61,7 @@ after(async () => {
   await api?.dispose();
   await browser?.close();
   await silo?.stop();
+  smtp?.stop();
 });
 
 // axe in both colour schemes and a screenshot of each, for one state.
@@ -307,6 +312,30 @@ test('the reset link opens the console with its token, which never reaches the s
   await check(page, 'reset-refused');
   assert.ok(asked.every((u) => !u.includes('not-a-real-token')), asked.join('\n'));
   assert.ok(!silo.log().includes('not-a-real-token'));
+
+  // The whole way: asked for on the sign-in page, the mail through real
+  // SMTP, its link's token into the reset page, then a sign-in with the new
+  // password (the owner's second factor is asked next: the password passed).
+  const seen = smtp.messages.length;
+  await page.goto(console_);
+  await page.getByRole('button', { name: 'Forgot your password?' }).click();
+  await page.getByRole('heading', { name: 'Reset your password' }).waitFor();
+  await page.getByLabel('E-mail').fill(OWNER);
+  await page.getByRole('button', { name: 'Send a reset mail' }).click();
+  await page.getByText('If the address belongs to an account, a reset mail is on its way.').waitFor();
+  await check(page, 'reset-requested');
+  const mail = await smtp.next(OWNER, seen);
+  const token = /Reset code: (\S+)/.exec(mail.body)[1];
+  assert.ok(mail.body.includes('https://silo.example/t/acme/reset#token=' + token));
+  await page.goto(silo.url + '/t/acme/reset#token=' + token);
+  await page.getByLabel('New password').fill('a new long passphrase');
+  await page.getByRole('button', { name: 'Set the password' }).click();
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  await page.getByLabel('E-mail').fill(OWNER);
+  await page.getByLabel('Password').fill('a new long passphrase');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'Second factor' }).waitFor();
+  assert.ok(!silo.log().includes(token));
   await ctx.close();
   assert.deepEqual(problems, []);
 });
@@ -500,6 +529,28 @@ test('files, relation pickers, a live list, and the tenant settings', async () =
   await page.getByRole('cell', { name: 'p2' }).waitFor();
   await page.getByText('Live: changes appear as they happen (1 so far).').waitFor();
   await check(page, 'records-live');
+
+  // Her password: a wrong current one is refused on its field; a change
+  // keeps her signed in (a new session) and works for the next sign-in.
+  await page.getByRole('link', { name: 'Account' }).click();
+  await page.getByRole('heading', { name: 'Your account' }).waitFor();
+  await page.getByLabel('Current password').fill('not my password at all');
+  await page.getByLabel(/^New password/).fill('another long passphrase');
+  await page.getByRole('button', { name: 'Change the password' }).click();
+  await page.locator('#current-password-err').waitFor();
+  await check(page, 'password-refused');
+  // Each change is done when its form is cleared (only a success clears it).
+  const cleared = () => page.waitForFunction(() => document.getElementById('current-password').value === '');
+  await page.getByLabel('Current password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Change the password' }).click();
+  await cleared();
+  await page.getByText('Password changed. Every other session was ended.').waitFor();
+  // Still signed in, and still able to write: back to the old password.
+  await page.getByLabel('Current password').fill('another long passphrase');
+  await page.getByLabel(/^New password/).fill(PASSWORD);
+  await page.getByRole('button', { name: 'Change the password' }).click();
+  await cleared();
+  assert.equal(await page.locator('#current-password-err').count(), 0);
 
   // The tenant's CORS origins: a bad one refused on its line, then saved.
   await page.getByRole('link', { name: 'Settings' }).click();

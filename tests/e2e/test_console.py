@@ -69,3 +69,22 @@ def test_console_files_headers_caching_and_compression(silo):
     assert api.status_code == 401
     assert api.headers["Cache-Control"] == "no-store"
     assert api.headers["Content-Security-Policy"].startswith("default-src 'none'")
+
+
+def test_console_on_a_tenants_own_host(make_silo):
+    """`<slug>.<base domain>/console/` serves the same console (its asset
+    URLs are relative), and that tenant's document names the host's root as
+    its server."""
+    silo = make_silo({"SILO_BASE_DOMAIN": "silo.test"})
+    create_tenant(silo, "acme", "owner@acme.test")
+    host = {"Host": "acme.silo.test"}
+    index = get(silo, "/console/", **host)
+    assert index.status_code == 200
+    with open(os.path.join(ROOT, "console", "dist", "index.html"), "rb") as f:
+        assert index.content == f.read()
+    for a in re.findall(r'(?:src|href)="\./(assets/[^"]+)"', index.text):
+        assert get(silo, "/console/" + a, **host).status_code == 200, a
+    r = get(silo, "/console", **host)
+    assert r.status_code == 308 and r.headers["Location"] == "console/"
+    # Another tenant's host is another tenant: its own console, nothing of acme.
+    assert get(silo, "/console/", Host="nobody.silo.test").status_code == 404
