@@ -521,6 +521,28 @@ test('files, relation pickers, a live list, and the tenant settings', async () =
   assert.deepEqual(file, { status: 200, type: 'image/png', size: PNG.length });
   assert.equal(await page.getByLabel('team').inputValue(), 'red');
 
+  // The schema, edited in place: a refused field is named on its row; a new
+  // field and a file field's options are saved as the next version.
+  await page.goto(silo.url + '/t/beta/console/#/c/people');
+  await page.getByRole('button', { name: 'Edit the schema' }).click();
+  await page.getByRole('heading', { name: 'Schema of people' }).waitFor();
+  assert.equal(await page.getByLabel('Media types of field 3 (comma-separated; empty: any)').inputValue(), 'image/png');
+  await page.getByRole('button', { name: 'Add a field' }).click();
+  await page.getByLabel('Name of field 4').fill('Nick Name');
+  await page.getByRole('button', { name: 'Save the schema' }).click();
+  await page.locator('#ferr-3').waitFor();
+  assert.equal(await page.getByLabel('Name of field 4').getAttribute('aria-invalid'), 'true');
+  await check(page, 'schema-refused');
+  await page.getByLabel('Name of field 4').fill('nickname');
+  await page.getByLabel('Largest file of field 3 (bytes)').fill('131072');
+  await page.getByLabel('Largest file of field 3 (bytes)').blur();
+  await page.getByRole('button', { name: 'Save the schema' }).click();
+  await page.getByText('Schema saved as version 2.').waitFor();
+  const people = await ok(await owner.get('api/collections/people'));
+  assert.deepEqual(people.fields.map((f) => f.name), ['name', 'team', 'photo', 'nickname']);
+  assert.equal(people.fields[2].max_bytes, 131072);
+  assert.deepEqual(people.fields[2].types, ['image/png']);
+
   // The list is live: a record made elsewhere appears without a reload.
   await page.goto(silo.url + '/t/beta/console/#/c/people');
   await page.getByRole('cell', { name: 'p1' }).waitFor();
