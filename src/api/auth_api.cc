@@ -410,14 +410,15 @@ http::Response PasswordReset(Services& s, RequestContext& ctx) {
   if (v.allowed) {
     std::string base = s.security->public_url.empty() ? "" : s.security->public_url;
     std::string slug = ctx.tenant->slug;
+    const std::string minutes = std::to_string(s.security->reset_token_minutes);
     auto compose = [&](const std::string& token) {
       std::string body_text =
           "Someone asked to reset the password of this account on " + slug + ".\r\n\r\n";
       if (!base.empty()) {
         body_text += "Open " + base + "/t/" + slug + "/reset#token=" + token + "\r\n";
       }
-      body_text += "Reset code: " + token +
-                   "\r\n\r\nIt works once, within 30 minutes. If it was not you, ignore this mail;"
+      body_text += "Reset code: " + token + "\r\n\r\nIt works once, within " + minutes +
+                   " minutes. If it was not you, ignore this mail;"
                    " your password is unchanged.\r\n";
       return std::make_pair(std::string("Password reset"), body_text);
     };

@@ -54,7 +54,8 @@ struct SecurityOptions {
   int64_t ban_us = 3600LL * 1'000'000;
   std::string security_contact;  // empty: no security.txt
   std::string security_policy;
-  std::string public_url;  // base of links in mail
+  std::string public_url;        // base of links in mail
+  int reset_token_minutes = 10;  // how long a reset code works (the mail says it)
 };
 
 struct Services {

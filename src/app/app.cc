@@ -305,6 +305,7 @@ api::SecurityOptions SecurityOf(const config::Config& c) {
   s.security_contact = c.security.security_contact;
   s.security_policy = c.security.security_policy;
   s.public_url = c.security.public_url;
+  s.reset_token_minutes = c.security.reset_token_minutes;
   return s;
 }
 
@@ -355,6 +356,7 @@ Result<std::unique_ptr<App>> App::Create(config::Config c) {
   auth::Timeouts timeouts;
   timeouts.session_idle_us = int64_t{c.security.session_idle_minutes} * 60 * 1'000'000;
   timeouts.session_absolute_us = int64_t{c.security.session_absolute_hours} * 3600 * 1'000'000;
+  timeouts.reset_token_us = int64_t{c.security.reset_token_minutes} * 60 * 1'000'000;
   p->identities = std::make_unique<auth::IdentityStores>(
       p->databases, SubkeyFn(p->keyring.get(), crypto::KeyPurpose::kSecretFields), timeouts);
   // Files are sealed under the kFiles sub-key, one key per blob below it.

@@ -150,7 +150,7 @@ struct Timeouts {
   int64_t session_idle_us = 30LL * 60 * 1'000'000;
   int64_t session_absolute_us = 12LL * 3600 * 1'000'000;
   int64_t setup_token_us = 72LL * 3600 * 1'000'000;
-  int64_t reset_token_us = 30LL * 60 * 1'000'000;
+  int64_t reset_token_us = 10LL * 60 * 1'000'000;  // SILO_RESET_TOKEN_MINUTES
   int64_t mfa_challenge_us = 5LL * 60 * 1'000'000;
 };
 

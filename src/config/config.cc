@@ -290,6 +290,8 @@ void ReadSecurity(const GetEnv& getenv, Config* config, std::vector<std::string>
                   problems);
   ReadNumber<int>(getenv, "SILO_SESSION_ABSOLUTE_HOURS", 1, 24 * 30, &sec.session_absolute_hours,
                   problems);
+  ReadNumber<int>(getenv, "SILO_RESET_TOKEN_MINUTES", 1, 24 * 60, &sec.reset_token_minutes,
+                  problems);
   ReadNumber<uint64_t>(getenv, "SILO_PASSWORD_MEMORY_KIB", 19456, 4 * 1024 * 1024,
                        &sec.password_memory_kib, problems);
   ReadNumber<uint64_t>(getenv, "SILO_PASSWORD_ITERATIONS", 2, 100, &sec.password_iterations,
@@ -394,6 +396,10 @@ LoadResult Load(const GetEnv& getenv) {
 
 std::vector<std::string> ProductionProblems(const Config& c) {
   std::vector<std::string> problems;
+  // ASVS 2.7.2: a reset code outlives its mail by minutes, not hours.
+  if (c.security.reset_token_minutes > kMaxResetTokenMinutes) {
+    problems.push_back("SILO_RESET_TOKEN_MINUTES must be at most 10 outside development");
+  }
   if (c.audit_retention_months < kMinAuditRetentionMonths) {
     problems.push_back("SILO_AUDIT_RETENTION_MONTHS must be at least 24 outside development");
   }

@@ -70,8 +70,9 @@ struct Realtime {
 
 // Identity, sessions and abuse protection (DESIGN sections 6 and 7).
 struct Security {
-  int session_idle_minutes = 30;         // SILO_SESSION_IDLE_MINUTES
-  int session_absolute_hours = 12;       // SILO_SESSION_ABSOLUTE_HOURS
+  int session_idle_minutes = 30;    // SILO_SESSION_IDLE_MINUTES
+  int session_absolute_hours = 12;  // SILO_SESSION_ABSOLUTE_HOURS
+  int reset_token_minutes = 10;     // SILO_RESET_TOKEN_MINUTES (at most 10 outside development)
   uint64_t password_memory_kib = 19456;  // SILO_PASSWORD_MEMORY_KIB (Argon2id m; OWASP floor)
   uint64_t password_iterations = 2;      // SILO_PASSWORD_ITERATIONS (Argon2id t; floor 2)
   unsigned password_threads = 1;         // SILO_PASSWORD_THREADS: the password-hashing pool
@@ -158,6 +159,8 @@ bool IsLoopback(const std::string& ip);
 
 inline constexpr size_t kMinOperatorTokenBytes = 32;
 inline constexpr int kMinAuditRetentionMonths = 24;
+// The longest a password-reset code may live outside development (ASVS 2.7.2).
+inline constexpr int kMaxResetTokenMinutes = 10;
 
 }  // namespace silo::config
 

@@ -19,6 +19,8 @@ def check_headers(h):
     assert max_age >= 31536000
     csp = h["content-security-policy"]
     assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+    # An API answer opened as a document runs sandboxed (ASVS 5.0 3.2.1).
+    assert "sandbox" in [d.strip() for d in csp.split(";")], csp
     assert len(h["x-request-id"]) == 32
     assert "server" not in h and "x-powered-by" not in h
 

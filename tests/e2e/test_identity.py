@@ -262,7 +262,8 @@ def test_invited_users_roles_and_their_tokens(make_silo):
 def test_password_change_and_reset_through_real_smtp(make_silo):
     with SmtpSink() as smtp:
         silo = make_silo({"SILO_SMTP_URL": smtp.url, "SILO_SMTP_FROM": "silo@acme.test",
-                          "SILO_PUBLIC_URL": "https://acme.example", **MANY})
+                          "SILO_PUBLIC_URL": "https://acme.example",
+                          "SILO_RESET_TOKEN_MINUTES": "7", **MANY})
         c, secret, _ = owner_session(silo)
         other = Client(silo, "acme")
         other.sign_in(OWNER, secret)
@@ -294,6 +295,7 @@ def test_password_change_and_reset_through_real_smtp(make_silo):
         text = msg.content.decode()
         token = re.search(r"Reset code: (\S+)", text).group(1)
         assert "https://acme.example/t/acme/reset#token=" + token in text
+        assert "within 7 minutes" in text  # the real lifetime (SILO_RESET_TOKEN_MINUTES)
         assert "violet sky at dawn" not in text and PASSWORD not in text
         weak = anon.call("POST", "/api/auth/password-reset/confirm",
                          {"token": token, "new_password": "123456789012"})

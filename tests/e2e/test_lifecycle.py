@@ -19,9 +19,10 @@ def run_serve(env, timeout=20):
 def test_production_refuses_and_lists_every_problem(data_dir):
     os.chmod(data_dir, 0o755)
     r = run_serve({"SILO_ENV": "production", "SILO_DATA_DIR": data_dir,
-                   "SILO_OPERATOR_TOKEN": "short"})
+                   "SILO_OPERATOR_TOKEN": "short", "SILO_RESET_TOKEN_MINUTES": "11"})
     assert r.returncode == 1
-    for word in ["SILO_MASTER_KEY", "at least 32 bytes", "SILO_TLS_CERT", "other users"]:
+    for word in ["SILO_MASTER_KEY", "at least 32 bytes", "SILO_TLS_CERT", "other users",
+                 "SILO_RESET_TOKEN_MINUTES must be at most 10"]:
         assert word in r.stderr, (word, r.stderr)
     assert "short" not in r.stderr  # the token's value is never echoed
     assert not os.path.exists(os.path.join(data_dir, "dev"))  # nothing generated
