@@ -8,6 +8,7 @@
 #include <set>
 
 #include "api/handlers.h"
+#include "api/json_strict.h"
 #include "api/json_text.h"
 #include "auth/api_tokens.h"
 #include "auth/identity.h"
@@ -322,6 +323,10 @@ std::optional<json::object> ParseJsonObject(std::string_view text, std::string* 
   json::value v = parser.release();
   if (!v.is_object()) {
     *why = "body must be a JSON object";
+    return std::nullopt;
+  }
+  if (std::string strict = StrictJsonProblem(text); !strict.empty()) {
+    *why = "body refused: " + strict;
     return std::nullopt;
   }
   return std::move(v.as_object());

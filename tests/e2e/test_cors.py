@@ -134,3 +134,4 @@ def test_a_session_cookie_never_works_across_origins(make_silo):
         assert "another origin" in r.json()["detail"]
         assert "Access-Control-Allow-Credentials" not in r.headers
     assert owner.call("GET", "/api/auth/me").status_code == 200
+
