@@ -1,6 +1,7 @@
 """Helpers for the identity black-box tests: a signed-in browser-like client
 (cookie handled by hand, so nothing about the cookie jar is assumed), real
-TOTP codes from oathtool, and a real SMTP server (aiosmtpd) on loopback."""
+TOTP codes from oathtool, a real SMTP server (aiosmtpd) on loopback, and API
+tokens issued on the operator API."""
 import json
 import re
 import socket
@@ -10,6 +11,8 @@ import time
 import urllib.parse
 
 import requests
+
+from conftest import TOKEN_EXPIRES
 
 PASSWORD = "plum tree over the river"
 
@@ -28,6 +31,16 @@ def create_tenant(silo, slug, owner):
     out = json.loads(r.stdout)
     assert len(out["owner_setup_token"]) == 43
     return out
+
+
+def issue_token(silo, permissions, slug="acme"):
+    """An API token of `slug` with `permissions`, issued on the operator API."""
+    r = requests.post(silo.operator_url + "/v1/tenants/%s/tokens" % slug, timeout=10,
+                      headers={"Authorization": "Bearer " + silo.operator_token()},
+                      json={"name": "t", "permissions": permissions,
+                            "expires_at": TOKEN_EXPIRES})
+    assert r.status_code == 201, r.text
+    return r.json()["token"]
 
 
 def cookie_from(resp):

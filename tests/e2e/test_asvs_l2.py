@@ -2,19 +2,9 @@
 that parsers could read differently are refused."""
 import requests
 
-from conftest import TOKEN_EXPIRES
-from identity_util import create_tenant
+from identity_util import create_tenant, issue_token
 
 MANY = {"SILO_LOGIN_RATE_PER_MINUTE": "1000"}
-
-
-def issue_token(silo, permissions):
-    r = requests.post(silo.operator_url + "/v1/tenants/acme/tokens", timeout=10,
-                      headers={"Authorization": "Bearer " + silo.operator_token()},
-                      json={"name": "t", "permissions": permissions,
-                            "expires_at": TOKEN_EXPIRES})
-    assert r.status_code == 201, r.text
-    return r.json()["token"]
 
 
 def call(silo, method, path, token, body=None):

@@ -5,21 +5,11 @@ and never Access-Control-Allow-Credentials; a session cookie that comes with
 another origin is refused whatever the method."""
 import requests
 
-from conftest import TOKEN_EXPIRES
-from identity_util import Client, create_tenant
+from identity_util import Client, create_tenant, issue_token
 
 APP = "https://app.example.test"
 DEV = "http://localhost:5173"
 MANY = {"SILO_LOGIN_RATE_PER_MINUTE": "1000"}
-
-
-def issue_token(silo, permissions):
-    r = requests.post(silo.operator_url + "/v1/tenants/acme/tokens", timeout=10,
-                      headers={"Authorization": "Bearer " + silo.operator_token()},
-                      json={"name": "t", "permissions": permissions,
-                            "expires_at": TOKEN_EXPIRES})
-    assert r.status_code == 201, r.text
-    return r.json()["token"]
 
 
 def call(silo, method, path, token=None, body=None, headers=None):
