@@ -1,6 +1,7 @@
 #include "api/cors.h"
 
 #include <array>
+#include <boost/algorithm/string/predicate.hpp>
 
 namespace silo::api {
 namespace {
@@ -24,10 +25,8 @@ std::string_view Trim(std::string_view s) {
 }
 
 bool Allowed(std::string_view header) {
-  std::string lower(header);
-  for (char& c : lower) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
   for (auto h : kAllowedHeaders) {
-    if (h == lower) return true;
+    if (boost::algorithm::iequals(h, header)) return true;
   }
   return false;
 }

@@ -1,6 +1,7 @@
 #include "api/openapi.h"
 
 #include <algorithm>
+#include <boost/algorithm/string/case_conv.hpp>
 #include <boost/json.hpp>
 #include <set>
 #include <utility>
@@ -55,7 +56,7 @@ bool Unsafe(std::string_view method) {
   return method != "GET" && method != "HEAD" && method != "OPTIONS";
 }
 
-json::array Security(const Route& r, bool operator_listener) {
+json::array Security(const Route& r) {
   const bool unsafe = Unsafe(r.method);
   auto session = [&] {
     json::object s{{"session", json::array{}}};
@@ -70,7 +71,6 @@ json::array Security(const Route& r, bool operator_listener) {
     case Access::Kind::kAuthenticated: return {session(), json::object{{"bearer", json::array{}}}};
     case Access::Kind::kUnset: break;
   }
-  (void)operator_listener;
   return {};
 }
 
@@ -81,12 +81,12 @@ json::object Parameter(std::string_view name, std::string_view in, bool required
   return p;
 }
 
-json::object Operation(const Route& r, const RouteDoc& d, bool operator_listener) {
+json::object Operation(const Route& r, const RouteDoc& d) {
   json::object op;
   op["operationId"] = d.operation_id;
   op["summary"] = d.summary;
   op["tags"] = json::array{json::string(d.tag)};
-  op["security"] = Security(r, operator_listener);
+  op["security"] = Security(r);
   op["x-silo-access"] = r.access.ToString();
   if (r.rate != nullptr) op["x-silo-rate-limit"] = r.rate->name;
   if (r.body_limit > 0) op["x-silo-body-limit"] = static_cast<int64_t>(r.body_limit);
@@ -141,12 +141,6 @@ json::object Operation(const Route& r, const RouteDoc& d, bool operator_listener
   return op;
 }
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-  return out;
-}
-
 const RouteDoc* Find(const std::vector<RouteDoc>& docs, const Route& r) {
   for (const RouteDoc& d : docs) {
     if (d.method == r.method && d.pattern == r.pattern) return &d;
@@ -157,7 +151,7 @@ const RouteDoc* Find(const std::vector<RouteDoc>& docs, const Route& r) {
 // Adds every route of `router` to `paths`, with `servers` on each path item
 // when given (platform routes live outside the tenant's prefix).
 void AddRoutes(json::object* paths, const Router& router, const std::vector<RouteDoc>& docs,
-               const json::array* servers, bool operator_listener) {
+               const json::array* servers) {
   for (const Route& r : router.routes()) {
     const RouteDoc* d = Find(docs, r);
     if (d == nullptr) continue;  // DocumentationDefects reports it
@@ -165,7 +159,7 @@ void AddRoutes(json::object* paths, const Router& router, const std::vector<Rout
     if (!v.is_object()) v.emplace_object();
     json::object& item = v.as_object();
     if (item.empty() && servers != nullptr) item["servers"] = *servers;
-    item[Lower(r.method)] = Operation(r, *d, operator_listener);
+    item[boost::algorithm::to_lower_copy(r.method)] = Operation(r, *d);
   }
 }
 
@@ -289,8 +283,8 @@ json::object PublicOpenApi(const Router& platform, const Router& tenant,
                            std::string_view tenant_prefix) {
   json::object paths;
   json::array root{json::object{{"url", "/"}, {"description", "The listener's root."}}};
-  AddRoutes(&paths, tenant, PublicRouteDocs(), nullptr, false);
-  AddRoutes(&paths, platform, PublicRouteDocs(), &root, false);
+  AddRoutes(&paths, tenant, PublicRouteDocs(), nullptr);
+  AddRoutes(&paths, platform, PublicRouteDocs(), &root);
   json::object server{{"url", tenant_prefix},
                       {"description", "A tenant: /t/<slug>, or the root of <slug>.<base domain>."}};
   if (tenant_prefix.find("{tenant}") != std::string_view::npos) {
@@ -322,7 +316,7 @@ json::object PublicOpenApi(const Router& platform, const Router& tenant,
 
 json::object OperatorOpenApi(const Router& operator_routes) {
   json::object paths;
-  AddRoutes(&paths, operator_routes, OperatorRouteDocs(), nullptr, true);
+  AddRoutes(&paths, operator_routes, OperatorRouteDocs(), nullptr);
   json::object schemes{{"operator", json::object{{"type", "http"},
                                                  {"scheme", "bearer"},
                                                  {"description", "SILO_OPERATOR_TOKEN."}}}};

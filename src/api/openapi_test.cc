@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/algorithm/string/case_conv.hpp>
 #include <boost/json.hpp>
 
 #include "api/routes.h"
@@ -15,11 +16,6 @@ namespace silo::api {
 namespace {
 
 namespace json = boost::json;
-
-std::string Lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
 
 TEST(OpenApiTest, EveryRouteIsDescribedAndEveryDescriptionRouted) {
   const auto defects = RouteDocumentationDefects();
@@ -67,7 +63,8 @@ TEST(OpenApiTest, TheDocumentsHoldEveryRouteWithItsAccess) {
         ++routes;
         const json::value* item = paths.if_contains(r.pattern);
         ASSERT_NE(item, nullptr) << r.pattern;
-        const json::value* o = item->as_object().if_contains(Lower(r.method));
+        const json::value* o =
+            item->as_object().if_contains(boost::algorithm::to_lower_copy(r.method));
         ASSERT_NE(o, nullptr) << r.method << " " << r.pattern;
         EXPECT_EQ(o->at("x-silo-access"), json::value(r.access.ToString()));
         const bool open = o->at("security").as_array().empty();

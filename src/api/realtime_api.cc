@@ -48,11 +48,7 @@ std::optional<std::string> QueryParam(const http::Request& req, std::string_view
   return std::nullopt;
 }
 
-bool SameOrigin(const http::Request& req) {
-  auto origin = req.Header("origin");
-  auto host = req.Header("host");
-  return origin && host && *origin == "https://" + std::string(*host);
-}
+bool SameOrigin(const http::Request& req) { return req.Header("origin") && !ForeignOrigin(req); }
 
 // Who the upgrade is for. A cookie needs the tenant's own Origin: a
 // WebSocket has no CORS, so another site's page could otherwise open one

@@ -20,11 +20,7 @@ bool SafeMethod(std::string_view m) { return m == "GET" || m == "HEAD" || m == "
 // on the CSRF token alone.
 bool SameOriginRequest(const http::Request& req) {
   if (auto site = req.Header("sec-fetch-site")) return *site == "same-origin" || *site == "none";
-  if (auto origin = req.Header("origin")) {
-    auto host = req.Header("host");
-    return host && *origin == "https://" + std::string(*host);
-  }
-  return true;
+  return !ForeignOrigin(req);
 }
 
 Result<Caller> ByToken(std::string_view secret, auth::Identity& identity, auth::ApiTokens& tokens,

@@ -53,6 +53,16 @@ class Tenant:
                        {"id": rid, "title": rid, "note": self.marker})
             assert r.status_code == 201, r.text
         self.only_record = "only-" + slug[0] * 4  # an id the other tenant lacks
+        # A collection and a CORS origin only this tenant has: neither may
+        # appear in the other's OpenAPI document, settings or preflights.
+        self.only_collection = "private_%s_7f3a91c2" % slug
+        assert o.call("POST", "/api/collections", {"name": self.only_collection, "fields": [
+            {"name": "secret_field_7f3a91c2", "type": "string"}]}).status_code == 201
+        self.origin = "https://%s-only-7f3a91c2.example" % slug
+        assert o.call("PATCH", "/api/settings", {"cors_origins": [self.origin]}).status_code == 200
+        # At home both show, so their absence from the other's answers means something.
+        doc = o.call("GET", "/api/openapi.json").json()
+        assert "/api/collections/%s/records" % self.only_collection in doc["paths"]
         # A file holding the marker, attached to the record only this tenant has.
         up = o.call("POST", "/api/files?collection=tickets&field=doc&name=only.txt",
                     raw=("file of " + self.marker).encode(), headers={"Content-Type": "text/plain"})
@@ -115,7 +125,8 @@ class Tenant:
 
     def secrets(self):
         """Strings of this tenant that no answer of the other may contain."""
-        return [self.marker, self.tenant_id, self.owner.cookie, self.owner.csrf,
+        return [self.marker, self.tenant_id, self.only_collection, self.origin,
+                self.owner.cookie, self.owner.csrf,
                 self.editor.cookie, self.token, self.setup_token, self.reset_token,
                 self.mfa_token, self.totp_secret, PASSWORDS[self.slug],
                 self.link_token] + self.recovery_codes
@@ -135,6 +146,7 @@ class Tenant:
                       o.call("GET", "/api/audit?limit=1000").json()["items"]],
             "events": len(o.call("GET", "/api/events?limit=1000").json()["items"]),
             "files": o.call("GET", "/api/files/usage").json(),
+            "settings": o.call("GET", "/api/settings").json(),
         }
 
 
@@ -270,8 +282,21 @@ def attack(home, foreign, routes):
     r = home.owner.call("PATCH", "/api/collections/tickets/records/r2", {"doc": foreign.file_id})
     if r.status_code != 422 or leaks(r, foreign):
         failures.append(("attach foreign file", r.status_code, r.text[:120]))
-    # Everything the home tenant can read: none of it is the other's.
-    for path in ["/api/collections/tickets/records?limit=200", "/api/users", "/api/roles",
+    # The other's CORS origin is not listed here: its preflight is refused,
+    # and a call from it gets no Access-Control-Allow-Origin.
+    anon = Client(home.owner.silo, home.slug)
+    r = anon.call("OPTIONS", "/api/collections/tickets/records", headers={
+        "Origin": foreign.origin, "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "authorization"})
+    if r.status_code != 403 or "Access-Control-Allow-Origin" in r.headers:
+        failures.append(("foreign origin preflight", r.status_code, dict(r.headers)))
+    r = home.api.call("GET", "/api/collections/tickets/records", headers={"Origin": foreign.origin})
+    if "Access-Control-Allow-Origin" in r.headers:
+        failures.append(("foreign origin call", r.status_code, dict(r.headers)))
+    # Everything the home tenant can read: none of it is the other's (its own
+    # OpenAPI document types its own collections only).
+    for path in ["/api/openapi.json", "/api/settings",
+                 "/api/collections/tickets/records?limit=200", "/api/users", "/api/roles",
                  "/api/audit?limit=1000", "/api/events?limit=1000", "/api/auth/sessions",
                  "/api/tokens", "/api/collections/tickets/records/r1/history",
                  "/api/collections/tickets/records/r1"]:

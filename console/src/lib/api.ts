@@ -25,21 +25,26 @@ export function setCsrf(token: string | null): void {
   csrfToken = token;
 }
 
+// `body` is sent as JSON, or as it is when it is a Blob (a file: its type
+// goes in Content-Type unless `extra` names one).
 export async function call<T>(
   method: string,
   path: string,
   body?: unknown,
   extra: Record<string, string> = {},
 ): Promise<T> {
-  const headers: Record<string, string> = { Accept: 'application/json', ...extra };
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const raw = body instanceof Blob;
+  const headers: Record<string, string> = { Accept: 'application/json' };
+  if (raw) headers['Content-Type'] = body.type || 'application/octet-stream';
+  else if (body !== undefined) headers['Content-Type'] = 'application/json';
+  Object.assign(headers, extra);
   if (method !== 'GET' && csrfToken !== null) headers['X-CSRF-Token'] = csrfToken;
   let res: Response;
   try {
     res = await fetch(basePath + path, {
       method,
       headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: raw ? body : body === undefined ? undefined : JSON.stringify(body),
       credentials: 'same-origin',
       cache: 'no-store',
     });
@@ -83,33 +88,9 @@ export interface FileInfo {
   name: string;
 }
 
-export async function upload(collection: string, field: string, file: File): Promise<FileInfo> {
+export function upload(collection: string, field: string, file: File): Promise<FileInfo> {
   const q = new URLSearchParams({ collection, field, name: file.name });
-  const headers: Record<string, string> = {
-    Accept: 'application/json',
-    'Content-Type': file.type || 'application/octet-stream',
-  };
-  if (csrfToken !== null) headers['X-CSRF-Token'] = csrfToken;
-  let res: Response;
-  try {
-    res = await fetch(`${basePath}/api/files?${q}`, {
-      method: 'POST',
-      headers,
-      body: file,
-      credentials: 'same-origin',
-      cache: 'no-store',
-    });
-  } catch {
-    throw new ApiError(0, 'The server could not be reached.', {}, '');
-  }
-  const json = (await res.json().catch(() => ({}))) as Partial<FileInfo> & {
-    detail?: string;
-    request_id?: string;
-  };
-  if (!res.ok) {
-    throw new ApiError(res.status, json.detail ?? `HTTP ${res.status}`, {}, json.request_id ?? '');
-  }
-  return json as FileInfo;
+  return call<FileInfo>('POST', `/api/files?${q}`, file);
 }
 
 export interface User {
