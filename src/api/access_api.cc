@@ -431,6 +431,7 @@ http::Response CreateApiToken(Services& s, RequestContext& ctx) {
   auto issued =
       ctx.tokens->Create({ctx.actor, ctx.request.request_id, ctx.client, NowMicros()}, spec);
   if (!issued.ok()) return Fail(issued.status(), ctx);
+  s.MailQueued(ctx.tenant->id);
   return http::Json(201, JsonText(json::object{{"id", issued->id}, {"token", issued->token}}));
 }
 

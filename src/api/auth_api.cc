@@ -222,6 +222,7 @@ http::Response AuthMfa(Services& s, RequestContext& ctx) {
   c.actor = {"user", *user_id};
   Status checked = code.ok() ? ctx.identity->CheckTotp(c, *user_id, *code)
                              : ctx.identity->UseRecoveryCode(c, *user_id, *recovery);
+  s.MailQueued(ctx.tenant->id);  // a recovery code used or a code replayed
   if (!checked.ok()) return Fail(checked, ctx);
   (void)ctx.identity->EndMfaChallenge(*token);
   auto user = ctx.identity->GetUser(*user_id);
@@ -294,6 +295,7 @@ http::Response AuthChangePassword(Services& s, RequestContext& ctx) {
   // Every session ends, this one too; the caller gets a fresh one.
   if (Status c = ctx.identity->ChangePassword(OriginOf(ctx), user.id, *hash); !c.ok())
     return Fail(c, ctx);
+  s.MailQueued(ctx.tenant->id);
   return StartSession(
       ctx, user, ctx.session->session.mfa_passed ? auth::MfaPassed::kYes : auth::MfaPassed::kNo);
 }
@@ -357,6 +359,7 @@ http::Response TotpConfirm(Services& s, RequestContext& ctx) {
   const auth::User& user = ctx.session->user;
   auto codes = ctx.identity->ConfirmTotp(OriginOf(ctx), user.id, *code);
   if (!codes.ok()) return Fail(codes.status(), ctx);
+  s.MailQueued(ctx.tenant->id);
   // The factor changed: a new session that passed MFA replaces this one.
   (void)ctx.identity->RevokeSession(OriginOf(ctx), user.id, ctx.session->session.id);
   auth::User now_on = user;
@@ -388,6 +391,7 @@ http::Response TotpDisable(Services& s, RequestContext& ctx) {
   const auth::User& user = ctx.session->user;
   Status checked = code.ok() ? ctx.identity->CheckTotp(OriginOf(ctx), user.id, *code)
                              : ctx.identity->UseRecoveryCode(OriginOf(ctx), user.id, *recovery);
+  s.MailQueued(ctx.tenant->id);
   if (!checked.ok()) return Fail(checked, ctx);
   if (Status d = ctx.identity->DisableTotp(OriginOf(ctx), user.id); !d.ok()) return Fail(d, ctx);
   http::Response r;
@@ -424,7 +428,7 @@ http::Response PasswordReset(Services& s, RequestContext& ctx) {
     };
     Status st = ctx.identity->RequestReset(OriginOf(ctx), normal, compose);
     if (!st.ok()) return Fail(st, ctx);
-    if (s.mail_queued) s.mail_queued(ctx.tenant->id);
+    s.MailQueued(ctx.tenant->id);
   } else {
     // One audit write here too, so a throttled request costs what another does.
     auto tag = ctx.identity->EmailTag(normal);
@@ -452,6 +456,7 @@ http::Response PasswordResetConfirm(Services& s, RequestContext& ctx) {
   // Not signed in afterwards, and MFA still applies at the next login.
   auto user = ctx.identity->ConfirmReset(OriginOf(ctx), *token, *hash);
   if (!user.ok()) return Fail(user.status(), ctx);
+  s.MailQueued(ctx.tenant->id);
   return http::Json(200, R"({"status":"password changed; sign in again"})");
 }
 

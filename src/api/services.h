@@ -77,6 +77,11 @@ struct Services {
   std::string dummy_password_hash;
   // Called after a request put mail in a tenant's outbox (wakes the mailer).
   std::function<void(const std::string& tenant_id)> mail_queued;
+  // After anything that may have queued mail (a reset, or a security notice
+  // to the user: identity_internal.h NotifyUser). Cheap; may be spurious.
+  void MailQueued(const std::string& tenant_id) const {
+    if (mail_queued) mail_queued(tenant_id);
+  }
 };
 
 }  // namespace silo::api

@@ -429,7 +429,11 @@ Result<std::unique_ptr<App>> App::Create(config::Config c) {
 Status App::Start() {
   Parts& p = *p_;
   const config::Config& c = p.config;
-  p.mailer = std::make_unique<Mailer>(p.services, c.security.smtp_url, c.security.smtp_from);
+  p.mailer = std::make_unique<Mailer>(
+      p.services,
+      mail::Relay{c.security.smtp_url, c.env != config::Environment::kDevelopment,
+                  c.security.smtp_ca_file},
+      c.security.smtp_from);
   p.services.mail_queued = [m = p.mailer.get()](const std::string& id) { m->Queued(id); };
   p.public_server = std::make_unique<http::Server>(OptionsFor(c, "public", c.listen, true),
                                                    p.public_dispatcher.get(), &p.metrics);

@@ -13,12 +13,12 @@ constexpr int kMaxAttempts = 10;
 constexpr auto kRescan = std::chrono::seconds(30);
 }  // namespace
 
-Mailer::Mailer(api::Services& services, std::string smtp_url, std::string from)
+Mailer::Mailer(api::Services& services, mail::Relay relay, std::string from)
     : services_(services),
-      smtp_url_(std::move(smtp_url)),
+      relay_(std::move(relay)),
       from_(std::move(from)),
       thread_([this] { Run(); }) {
-  if (smtp_url_.empty()) {
+  if (relay_.url.empty()) {
     log::Info("SILO_SMTP_URL is not set: mail (password resets) stays in the tenants' outboxes");
   }
 }
@@ -56,7 +56,7 @@ void Mailer::Run() {
   while (auto work = NextBatch()) {
     work->insert(retry.begin(), retry.end());
     retry.clear();
-    if (smtp_url_.empty()) continue;
+    if (relay_.url.empty()) continue;
     for (const auto& id : *work) {
       if (Drain(id)) retry.insert(id);
     }
@@ -71,7 +71,7 @@ bool Mailer::Drain(const std::string& tenant_id) {
   if (!due.ok()) return true;
   bool left = false;
   for (const auto& m : *due) {
-    Status sent = mail::Send(smtp_url_, {from_, m.recipient, m.subject, m.body});
+    Status sent = mail::Send(relay_, {from_, m.recipient, m.subject, m.body});
     if (sent.ok()) {
       (void)(*identity)->MarkMailSent(m.id, now);
       ++sent_;

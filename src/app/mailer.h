@@ -2,7 +2,9 @@
 // outboxes (password resets) through SMTP, and retries failures with a
 // growing delay (1, 2, 4 … minutes, at most an hour; given up after 10
 // tries). Bodies are erased once sent. Without SILO_SMTP_URL the mail stays
-// queued and one warning is logged.
+// queued and one warning is logged. Outside development the relay must speak
+// TLS (mail::Relay::require_tls): a refusal is a failure like any other, so
+// the mail stays queued with the reason as its last error.
 #ifndef SILO_APP_MAILER_H_
 #define SILO_APP_MAILER_H_
 
@@ -13,12 +15,13 @@
 
 #include "api/services.h"
 #include "base/mutex.h"
+#include "mail/smtp.h"
 
 namespace silo::app {
 
 class Mailer {
  public:
-  Mailer(api::Services& services, std::string smtp_url, std::string from);
+  Mailer(api::Services& services, mail::Relay relay, std::string from);
   ~Mailer() { Stop(); }
   // Wakes the sender for this tenant. Thread-safe; never blocks on I/O.
   void Queued(const std::string& tenant_id);
@@ -35,7 +38,7 @@ class Mailer {
   bool Drain(const std::string& tenant_id);
 
   api::Services& services_;
-  const std::string smtp_url_;  // secret when it carries credentials: never logged
+  const mail::Relay relay_;  // its url is secret when it carries credentials: never logged
   const std::string from_;
   Mutex mu_;
   CondVar cv_;

@@ -90,6 +90,11 @@ Result<IssuedToken> ApiTokens::Create(const events::Origin& ctx, const TokenSpec
         .Bind(6, spec.expires_at_us)
         .Bind(7, spec.owner);
     SILO_RETURN_IF_ERROR(ins->Run());
+    if (spec.owner.starts_with("user:")) {
+      SILO_RETURN_IF_ERROR(
+          NotifyUser(db, ctx, spec.owner.substr(5),
+                     "An API token named \"" + spec.name + "\" was created on your account"));
+    }
     e.type = "token.created";
     e.subject_kind = "token";
     e.subject_id = issued.id;

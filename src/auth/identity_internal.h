@@ -65,6 +65,12 @@ Result<std::optional<std::string>> TakeToken(storage::Database& db, const std::s
 // Puts a mail in the outbox (outbox.cc), due now.
 Status QueueMail(storage::Database& db, const std::string& recipient, const std::string& subject,
                  const std::string& body, int64_t now_us);
+// Tells `user_id` by mail, in the caller's transaction, that `what` ("Your
+// password was changed") happened to their account at ctx.now_us from
+// ctx.client (ASVS 2.2.3, 2.5.5, 2.8.5). The mail names no secret. Nothing
+// is queued for a user that does not exist (an operator-issued token).
+Status NotifyUser(storage::Database& db, const events::Origin& ctx, const std::string& user_id,
+                  std::string_view what);
 
 }  // namespace silo::auth
 

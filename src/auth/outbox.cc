@@ -2,6 +2,7 @@
 // identity.h).
 #include "auth/identity.h"
 #include "auth/identity_internal.h"
+#include "base/time_util.h"
 
 namespace silo::auth {
 namespace json = boost::json;
@@ -16,6 +17,20 @@ Status QueueMail(Database& db, const std::string& recipient, const std::string& 
       [&](storage::Statement& q) {
         q.Bind(1, recipient).Bind(2, subject).Bind(3, body).Bind(4, now_us).Bind(5, now_us);
       });
+}
+
+Status NotifyUser(Database& db, const events::Origin& ctx, const std::string& user_id,
+                  std::string_view what) {
+  SILO_ASSIGN_OR_RETURN(auto user, LoadUser(db, "id", user_id));
+  if (!user) return Status::Ok();
+  const std::string& address = user->user.email;
+  std::string when = FormatRfc3339Micros(ctx.now_us);
+  when = when.substr(0, 19) + "Z";  // to the second
+  std::string body = std::string(what) + ".\r\n\r\nAccount: " + address + "\r\nWhen: " + when +
+                     " (UTC)\r\nFrom address: " + (ctx.client.empty() ? "unknown" : ctx.client) +
+                     "\r\n\r\nIf this was not you, reset your password now and tell your"
+                     " administrator.\r\n";
+  return QueueMail(db, address, "Security notice: " + std::string(what), body, ctx.now_us);
 }
 
 Result<std::vector<Mail>> Identity::DueMail(int64_t now_us, int limit) {

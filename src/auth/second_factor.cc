@@ -117,6 +117,8 @@ Result<std::vector<std::string>> Identity::ConfirmTotp(const events::Origin& ctx
       codes.push_back(raw.substr(0, 4) + "-" + raw.substr(4, 4) + "-" + raw.substr(8, 4) + "-" +
                       raw.substr(12, 4));
     }
+    SILO_RETURN_IF_ERROR(
+        NotifyUser(db, ctx, user_id, "Two-factor sign-in (TOTP) was turned on for your account"));
     return Audited{
         "totp.enabled", "user", user_id, {Secret("totp_secret"), Secret("recovery_codes")}};
   }));
@@ -145,6 +147,11 @@ Status Identity::CheckTotp(const events::Origin& ctx, const std::string& user_id
       bool replay = VerifyTotp(*secret, code, ctx.now_us / 1'000'000, 0).ok();
       SILO_RETURN_IF_ERROR(events::AppendAudit(db, ctx, replay ? "mfa.replayed" : "mfa.failed",
                                                "user", user_id, {}));
+      // A replayed code was seen by someone: the user must hear of it.
+      if (replay) {
+        SILO_RETURN_IF_ERROR(NotifyUser(
+            db, ctx, user_id, "A two-factor code already used was presented again and refused"));
+      }
       SILO_RETURN_IF_ERROR(tx.Commit());
       return step.status();
     }
@@ -165,6 +172,8 @@ Status Identity::UseRecoveryCode(const events::Origin& ctx, const std::string& u
                                      q.Bind(1, user_id).Bind(2, RecoveryHash(*key, user_id, raw));
                                    }));
     if (db.Changes() == 0) return Unauthenticated("invalid recovery code");
+    SILO_RETURN_IF_ERROR(
+        NotifyUser(db, ctx, user_id, "A recovery code was used to sign in to your account"));
     return Audited{"mfa.recovery_code_used", "user", user_id, {}};
   });
 }
@@ -178,6 +187,8 @@ Status Identity::DisableTotp(const events::Origin& ctx, const std::string& user_
                   [&](storage::Statement& q) { q.Bind(1, ctx.now_us).Bind(2, user_id); }));
     SILO_RETURN_IF_ERROR(ExecBound(db, "DELETE FROM recovery_codes WHERE user_id = ?",
                                    [&](storage::Statement& q) { q.Bind(1, user_id); }));
+    SILO_RETURN_IF_ERROR(
+        NotifyUser(db, ctx, user_id, "Two-factor sign-in (TOTP) was turned off for your account"));
     return Audited{"totp.disabled", "user", user_id, {Secret("totp_secret")}};
   });
 }

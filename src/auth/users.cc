@@ -171,7 +171,10 @@ Result<User> Identity::SetPasswordWithToken(const events::Origin& ctx, const std
                     st.Bind(1, password_hash).Bind(2, ctx.now_us).Bind(3, *user_id);
                   }));
     if (db.Changes() == 0) return Unauthenticated(refused);
-    if (!setup) SILO_RETURN_IF_ERROR(DeleteSessions(db, *user_id, ""));
+    if (!setup) {
+      SILO_RETURN_IF_ERROR(DeleteSessions(db, *user_id, ""));
+      SILO_RETURN_IF_ERROR(NotifyUser(db, ctx, *user_id, "Your password was reset"));
+    }
     events::Origin as_user = ctx;
     as_user.actor = {"user", *user_id};
     std::vector<events::Change> changes = {Secret("password")};
@@ -263,6 +266,7 @@ Status Identity::ChangePassword(const events::Origin& ctx, const std::string& us
         [&](storage::Statement& st) { st.Bind(1, hash).Bind(2, ctx.now_us).Bind(3, user_id); }));
     if (db.Changes() == 0) return NotFound("no such active user");
     SILO_RETURN_IF_ERROR(DeleteSessions(db, user_id, ""));
+    SILO_RETURN_IF_ERROR(NotifyUser(db, ctx, user_id, "Your password was changed"));
     return Audited{"user.password_changed", "user", user_id, {Secret("password")}};
   });
 }

@@ -327,6 +327,7 @@ void ReadSecurity(const GetEnv& getenv, Config* config, std::vector<std::string>
     problems->push_back("SILO_SMTP_URL must start with smtp:// or smtps://");
   }
   if (std::string from = Get(getenv, "SILO_SMTP_FROM"); !from.empty()) sec.smtp_from = from;
+  sec.smtp_ca_file = Get(getenv, "SILO_SMTP_CA_FILE");
   sec.public_url = Get(getenv, "SILO_PUBLIC_URL");
   if (!sec.public_url.empty() && sec.public_url.rfind("https://", 0) != 0) {
     problems->push_back("SILO_PUBLIC_URL must start with https://");

@@ -90,7 +90,8 @@ struct Security {
   std::string security_policy;   // SILO_SECURITY_POLICY: security.txt Policy (https URI)
   std::string smtp_url;          // SILO_SMTP_URL: smtp:// or smtps:// of the mail relay
   std::string smtp_from = "silo@localhost";  // SILO_SMTP_FROM
-  std::string public_url;                    // SILO_PUBLIC_URL: base of links in mail (never Host)
+  std::string smtp_ca_file;  // SILO_SMTP_CA_FILE: CAs for the relay (default: the system's)
+  std::string public_url;    // SILO_PUBLIC_URL: base of links in mail (never Host)
 };
 
 // Backups (issue: backups). Times are UTC.

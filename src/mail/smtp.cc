@@ -38,7 +38,7 @@ std::string DateHeader() {
 
 }  // namespace
 
-Status Send(const std::string& smtp_url, const Message& m) {
+Status Send(const Relay& relay, const Message& m) {
   if (!OneLine(m.from) || !OneLine(m.to) || !OneLine(m.subject)) {
     return InvalidArgument("mail header with a line break");
   }
@@ -57,17 +57,22 @@ Status Send(const std::string& smtp_url, const Message& m) {
   curl_slist* rcpt = curl_slist_append(nullptr, to.c_str());
   std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> rcpt_guard(rcpt, curl_slist_free_all);
   CURL* c = curl.get();
-  curl_easy_setopt(c, CURLOPT_URL, smtp_url.c_str());
+  curl_easy_setopt(c, CURLOPT_URL, relay.url.c_str());
   curl_easy_setopt(c, CURLOPT_MAIL_FROM, from.c_str());
   curl_easy_setopt(c, CURLOPT_MAIL_RCPT, rcpt);
   curl_easy_setopt(c, CURLOPT_READFUNCTION, ReadPayload);
   curl_easy_setopt(c, CURLOPT_READDATA, &reader);
   curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
-  curl_easy_setopt(c, CURLOPT_USE_SSL, static_cast<long>(CURLUSESSL_TRY));
+  curl_easy_setopt(c, CURLOPT_USE_SSL,
+                   static_cast<long>(relay.require_tls ? CURLUSESSL_ALL : CURLUSESSL_TRY));
+  if (!relay.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, relay.ca_file.c_str());
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
   curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   CURLcode rc = curl_easy_perform(c);
+  if (rc == CURLE_USE_SSL_FAILED) {
+    return Unavailable("SMTP: the relay offers no STARTTLS and TLS is required");
+  }
   if (rc != CURLE_OK) return Unavailable(std::string("SMTP: ") + curl_easy_strerror(rc));
   return Status::Ok();
 }

@@ -123,9 +123,10 @@ class Client:
 
 
 class SmtpSink:
-    """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps what it gets."""
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps what it gets.
+    With a TLS context it offers STARTTLS and accepts mail only after it."""
 
-    def __init__(self):
+    def __init__(self, tls_context=None):
         from aiosmtpd.controller import Controller
 
         sink = self
@@ -139,7 +140,8 @@ class SmtpSink:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        tls = {"tls_context": tls_context, "require_starttls": True} if tls_context else {}
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, **tls)
 
     def __enter__(self):
         self.controller.start()
@@ -159,3 +161,14 @@ class SmtpSink:
                 return self.messages
             time.sleep(0.1)
         raise AssertionError("only %d mails arrived" % len(self.messages))
+
+    def wait_for(self, predicate, start=0, timeout=20):
+        """The first message from index `start` on whose text satisfies
+        `predicate` (security notices may arrive in between)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for m in self.messages[start:]:
+                if predicate(m.content.decode()):
+                    return m
+            time.sleep(0.1)
+        raise AssertionError("no matching mail among %d" % len(self.messages))

@@ -1,8 +1,18 @@
 """ASVS Level 2 rows of issue 24 that are not elsewhere: request bodies
 that parsers could read differently are refused."""
+import base64
+import datetime
+import json
+import os
+import re
+import ssl
+import subprocess
+import time
+
 import requests
 
-from identity_util import create_tenant, issue_token
+from conftest import TOKEN_EXPIRES
+from identity_util import PASSWORD, Client, SmtpSink, create_tenant, issue_token, oathtool
 
 MANY = {"SILO_LOGIN_RATE_PER_MINUTE": "1000"}
 
@@ -10,7 +20,6 @@ MANY = {"SILO_LOGIN_RATE_PER_MINUTE": "1000"}
 def call(silo, method, path, token, body=None):
     return requests.request(method, silo.url + "/t/acme" + path, json=body, verify=False,
                             timeout=10, headers={"Authorization": "Bearer " + token})
-
 
 
 def test_a_body_with_a_duplicate_key_or_a_control_character_is_refused(make_silo):
@@ -34,3 +43,135 @@ def test_a_body_with_a_duplicate_key_or_a_control_character_is_refused(make_silo
     assert r.status_code == 201, r.text
     items = call(silo, "GET", "/api/collections/notes/records", admin).json()["items"]
     assert [i["title"] for i in items] == ["a\tb\nc"]
+
+
+def production_env(data_dir, seed, extra):
+    """SILO_ENV=production with fresh secrets and the seed's certificate."""
+    os.chmod(data_dir, 0o700)
+    cert, key = (os.path.join(seed.data_dir, "dev", n) for n in ("tls.crt", "tls.key"))
+    env = {"SILO_ENV": "production",
+           "SILO_MASTER_KEY": base64.b64encode(os.urandom(32)).decode(),
+           "SILO_OPERATOR_TOKEN": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+           "SILO_TLS_CERT": cert, "SILO_TLS_KEY": key, "SILO_SMTP_CA_FILE": cert}
+    env.update(extra)
+    return env
+
+
+def reset_mail_requested(silo, env):
+    """A tenant whose owner set a password, then asked for a reset mail."""
+    r = silo.cli("--json", "tenant", "create", "acme", "--owner-email", "owner@acme.test",
+                 env={"SILO_OPERATOR_TOKEN": env["SILO_OPERATOR_TOKEN"]})
+    assert r.returncode == 0, r.stderr
+    c = Client(silo, "acme")
+    assert c.setup(json.loads(r.stdout)["owner_setup_token"]).status_code == 200
+    r = Client(silo, "acme").call("POST", "/api/auth/password-reset",
+                                  {"email": "owner@acme.test"})
+    assert r.status_code == 202, r.text
+
+
+def test_mail_outside_development_needs_starttls(make_silo, data_dir):
+    """ASVS 9.2.2 (issue 24): in production a relay without STARTTLS gets no
+    mail (it stays queued with the reason); one that offers it gets it."""
+    seed = make_silo(data=data_dir + "-seed")  # borrow a dev certificate
+    cert, key = (os.path.join(seed.data_dir, "dev", n) for n in ("tls.crt", "tls.key"))
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    with SmtpSink() as clear, SmtpSink(tls_context=tls) as secure:
+        env = production_env(data_dir, seed, {"SILO_SMTP_URL": clear.url})
+        silo = make_silo(env)
+        reset_mail_requested(silo, env)
+        deadline = time.time() + 20
+        while "no STARTTLS" not in silo.output() and time.time() < deadline:
+            time.sleep(0.1)
+        assert "the relay offers no STARTTLS and TLS is required" in silo.output()
+        assert clear.messages == []
+        silo.stop()
+        # Control: the same server and mail with a relay that speaks TLS.
+        other = data_dir + "-secure"
+        os.makedirs(other)
+        env = production_env(other, seed, {"SILO_SMTP_URL": secure.url})
+        silo = make_silo(env, data=other)
+        reset_mail_requested(silo, env)
+        mail = secure.wait(1)[0]
+        assert mail.rcpt_tos == ["owner@acme.test"]
+        assert "no STARTTLS" not in silo.output()
+    for d in (seed.data_dir, other):
+        subprocess.run(["rm", "-rf", d])
+
+
+def subject_of(text):
+    return re.search(r"^Subject: (.*)$", text, re.M).group(1).strip()
+
+
+def test_the_user_is_told_of_every_change_to_their_account(make_silo):
+    """ASVS 2.2.3, 2.5.5, 2.8.5 (issue 24): TOTP turned on, a new API token, a
+    replayed code, a recovery code used, a password change, TOTP turned off
+    and a reset each send the user one mail naming what, when and from where,
+    with no secret in it. Before, only the reset code itself was mailed."""
+    owner = "owner@acme.test"
+    with SmtpSink() as smtp:
+        silo = make_silo({"SILO_SMTP_URL": smtp.url, **MANY})
+        t = create_tenant(silo, "acme", owner)
+        c = Client(silo, "acme")
+        assert c.setup(t["owner_setup_token"]).status_code == 200
+        c.sign_in(owner)
+        secret, codes = c.enrol_totp()
+        made = c.call("POST", "/api/tokens", {"name": "deploy", "permissions": ["users.read"],
+                                              "expires_at": TOKEN_EXPIRES})
+        assert made.status_code == 201, made.text
+        token = made.json()["token"]
+        # An operator-issued token belongs to no user: nobody to tell.
+        issue_token(silo, ["users.read"])
+        # A code accepted once, then presented again.
+        step = int(time.time()) // 30 + 1
+        used = oathtool(secret, step * 30)
+        first = c.login(owner)
+        assert c.call("POST", "/api/auth/mfa", {"mfa_token": first.json()["mfa_token"],
+                                                "code": used}).status_code == 200
+        again = c.login(owner)
+        assert c.call("POST", "/api/auth/mfa", {"mfa_token": again.json()["mfa_token"],
+                                                "code": used}).status_code == 401
+        rec = c.login(owner)
+        signed = c.call("POST", "/api/auth/mfa", {"mfa_token": rec.json()["mfa_token"],
+                                                 "recovery_code": codes[0]})
+        assert signed.status_code == 200, signed.text
+        c.adopt(signed)
+        changed = c.call("POST", "/api/auth/password/change",
+                         {"current_password": PASSWORD, "new_password": "violet sky at dawn"})
+        assert changed.status_code == 200, changed.text
+        c.adopt(changed)
+        off = c.call("DELETE", "/api/auth/totp", {"recovery_code": codes[1]})
+        assert off.status_code == 204, off.text
+        assert Client(silo, "acme").call("POST", "/api/auth/password-reset",
+                                         {"email": owner}).status_code == 202
+        reset = smtp.wait_for(lambda text: "Reset code: " in text)
+        code = re.search(r"Reset code: (\S+)", reset.content.decode()).group(1)
+        assert Client(silo, "acme").call("POST", "/api/auth/password-reset/confirm", {
+            "token": code, "new_password": "amber fields of grain"}).status_code == 200
+        expected = [
+            "Two-factor sign-in (TOTP) was turned on for your account",
+            'An API token named "deploy" was created on your account',
+            "A two-factor code already used was presented again and refused",
+            "A recovery code was used to sign in to your account",
+            "Your password was changed",
+            "A recovery code was used to sign in to your account",
+            "Two-factor sign-in (TOTP) was turned off for your account",
+            "Password reset",
+            "Your password was reset",
+        ]
+        smtp.wait(len(expected))
+        time.sleep(1)  # nothing more comes (one mail per event)
+        texts = [m.content.decode() for m in smtp.messages]
+        assert [subject_of(x).removeprefix("Security notice: ") for x in texts] == expected
+        today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+        secrets = [PASSWORD, "violet sky at dawn", "amber fields of grain", secret, token,
+                   used, codes[0], codes[1], c.cookie]
+        for m, text in zip(smtp.messages, texts):
+            assert m.rcpt_tos == [owner]
+            if "Security notice" not in text:
+                continue
+            assert "Account: " + owner in text and "From address: 127.0.0.1" in text, text
+            assert "When: " + today in text, text
+            leaked = [s for s in secrets if s in text]
+            assert not leaked, (leaked, text)
+            assert code not in text

@@ -281,6 +281,12 @@ def test_password_change_and_reset_through_real_smtp(make_silo):
         assert other.call("GET", "/api/auth/me").status_code == 401
         assert c.call("GET", "/api/auth/me").status_code == 200
 
+        # The enrolment and the change each told the owner (test_asvs_l2.py
+        # has the notices); the reset mail comes next.
+        assert [m.rcpt_tos for m in smtp.wait(2)] == [[OWNER], [OWNER]]
+        time.sleep(0.5)
+        assert len(smtp.messages) == 2
+        del smtp.messages[:]
         # Reset: the same answer for a known and an unknown address.
         anon = Client(silo, "acme")
         known = anon.call("POST", "/api/auth/password-reset", {"email": OWNER})

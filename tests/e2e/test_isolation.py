@@ -116,7 +116,7 @@ class Tenant:
         before = len(smtp.messages)
         assert Client(silo, slug).call("POST", "/api/auth/password-reset",
                                        {"email": EDITOR}).status_code == 202
-        mail = smtp.wait(before + 1)[before].content.decode()
+        mail = smtp.wait_for(lambda text: "Reset code: " in text, before).content.decode()
         self.reset_token = re.search(r"Reset code: (\S+)", mail).group(1)
         # A password-checked login waiting for its second factor.
         login = Client(silo, slug).login(OWNER, password)
