@@ -70,7 +70,7 @@ json::object RoleJson(const rbac::Role& r) {
   return {{"name", r.name},
           {"description", r.description},
           {"permissions", rbac::PermissionsJson(r)},
-          {"require_mfa", r.require_mfa},
+          {"require_mfa", rbac::RequiresMfa(r)},  // what applies, not only the flag
           {"built_in", r.built_in}};
 }
 
@@ -219,7 +219,7 @@ http::Response UpdateRole(Services& /*s*/, RequestContext& ctx) {
   json::object merged = *body;
   if (!merged.contains("permissions")) merged["permissions"] = rbac::PermissionsJson(*current);
   if (!merged.contains("description")) merged["description"] = current->description;
-  if (!merged.contains("require_mfa")) merged["require_mfa"] = current->require_mfa;
+  if (!merged.contains("require_mfa")) merged["require_mfa"] = rbac::RequiresMfa(*current);
   merged.erase("name");
   auto role = ParseRole(merged, current->name);
   if (!role.ok()) return Fail(role.status(), ctx);
@@ -270,11 +270,21 @@ std::vector<rbac::Grant> GrantsOfRoles(RequestContext& ctx, const std::vector<st
   return rbac::GrantsOf(roles);
 }
 
+// Whether any of the roles requires MFA (owner, admin, security_admin, a
+// role with an administrative permission): granting one needs a step-up.
+bool AnyAdministrative(RequestContext& ctx, const std::vector<std::string>& names) {
+  for (const auto& n : names) {
+    auto r = ctx.identity->GetRole(n);
+    if (r.ok() && rbac::RequiresMfa(*r)) return true;
+  }
+  return false;
+}
+
 auth::Caller CallerOf(const RequestContext& ctx) {
   return Holds(ctx, rbac::kOwnerRole) ? auth::Caller::kOwner : auth::Caller::kNotOwner;
 }
 
-http::Response InviteUser(Services& /*s*/, RequestContext& ctx) {
+http::Response InviteUser(Services& s, RequestContext& ctx) {
   http::Response error;
   auto body = JsonObjectBody(ctx.request, &error);
   if (!body) return error;
@@ -288,6 +298,9 @@ http::Response InviteUser(Services& /*s*/, RequestContext& ctx) {
   bool grants_owner = std::find(roles->begin(), roles->end(), rbac::kOwnerRole) != roles->end();
   if (grants_owner && !Holds(ctx, rbac::kOwnerRole)) {
     return Fail(PermissionDenied("only an owner grants the owner role"), ctx);
+  }
+  if (AnyAdministrative(ctx, *roles)) {
+    if (auto refused = NeedsStepUp(s, ctx)) return *refused;
   }
   auto made = ctx.identity->InviteUser(OriginOf(ctx), std::string(email->as_string()), *roles);
   if (!made.ok()) return Fail(made.status(), ctx);
@@ -326,7 +339,7 @@ http::Response UpdateUser(Services& /*s*/, RequestContext& ctx) {
   return http::Json(200, JsonText(UserJson(*u)));
 }
 
-http::Response SetUserRoles(Services& /*s*/, RequestContext& ctx) {
+http::Response SetUserRoles(Services& s, RequestContext& ctx) {
   http::Response error;
   auto body = JsonObjectBody(ctx.request, &error);
   if (!body) return error;
@@ -340,11 +353,36 @@ http::Response SetUserRoles(Services& /*s*/, RequestContext& ctx) {
   if (Status w = WithinCaller(ctx, GrantsOfRoles(ctx, target->roles)); !w.ok()) {
     return Fail(w, ctx);
   }
+  std::vector<std::string> added;
+  for (const auto& r : *roles) {
+    if (std::find(target->roles.begin(), target->roles.end(), r) == target->roles.end()) {
+      added.push_back(r);
+    }
+  }
+  if (AnyAdministrative(ctx, added)) {
+    if (auto refused = NeedsStepUp(s, ctx)) return *refused;
+  }
   Status st = ctx.identity->SetUserRoles(OriginOf(ctx), id, *roles, CallerOf(ctx));
   if (!st.ok()) return Fail(st, ctx);
   auto u = ctx.identity->GetUser(id);
   if (!u.ok()) return Fail(u.status(), ctx);
   return http::Json(200, JsonText(UserJson(*u)));
+}
+
+http::Response RevokeUserSessions(Services& s, RequestContext& ctx) {
+  const std::string& id = ctx.params.at("id");
+  auto target = ctx.identity->GetUser(id);
+  if (!target.ok()) return Fail(target.status(), ctx);
+  // Like disabling the account: an owner's sessions are an owner's to end.
+  bool target_owner = std::find(target->roles.begin(), target->roles.end(), rbac::kOwnerRole) !=
+                      target->roles.end();
+  if (target_owner && !Holds(ctx, rbac::kOwnerRole)) {
+    return Fail(PermissionDenied("only an owner ends an owner's sessions"), ctx);
+  }
+  if (auto refused = NeedsStepUp(s, ctx)) return *refused;
+  Status st = ctx.identity->RevokeSessions(OriginOf(ctx), id, "");
+  if (!st.ok()) return Fail(st, ctx);
+  return NoContent();
 }
 
 namespace {
@@ -427,6 +465,12 @@ http::Response CreateApiToken(Services& s, RequestContext& ctx) {
     return Fail(InvalidArgument("invalid token").WithFields(std::move(errors)), ctx);
   if (!rbac::IsSubset(spec.permissions, ctx.permissions)) {
     return Fail(PermissionDenied("a token cannot hold permissions you do not hold"), ctx);
+  }
+  for (const auto& p : rbac::AdministrativePermissions()) {
+    if (std::find(spec.permissions.begin(), spec.permissions.end(), p) != spec.permissions.end()) {
+      if (auto refused = NeedsStepUp(s, ctx)) return *refused;
+      break;
+    }
   }
   auto issued =
       ctx.tokens->Create({ctx.actor, ctx.request.request_id, ctx.client, NowMicros()}, spec);

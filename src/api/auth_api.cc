@@ -99,6 +99,20 @@ std::optional<http::Response> Throttle(Services& s, const RateRule& rule, const 
 
 }  // namespace
 
+std::optional<http::Response> NeedsStepUp(const Services& s, const RequestContext& ctx) {
+  if (ctx.session == nullptr) return std::nullopt;
+  const int64_t window = int64_t{s.security->step_up_minutes} * 60'000'000;
+  if (NowMicros() - ctx.session->session.proved_at_us <= window) return std::nullopt;
+  http::Response r = http::Problem(401,
+                                   "this action needs a fresh proof of identity: POST"
+                                   " /api/auth/step-up with your password or a TOTP code",
+                                   ctx.request.request_id);
+  json::object body = json::parse(r.body).as_object();
+  body["step_up_required"] = true;
+  r.body = JsonText(body);
+  return r;
+}
+
 json::object UserJson(const auth::User& u) {
   json::array roles;
   for (const auto& r : u.roles) roles.emplace_back(r);
@@ -317,7 +331,8 @@ http::Response AuthListSessions(Services& /*s*/, RequestContext& ctx) {
   return http::Json(200, JsonText(json::object{{"items", std::move(out)}}));
 }
 
-http::Response AuthRevokeOtherSessions(Services& /*s*/, RequestContext& ctx) {
+http::Response AuthRevokeOtherSessions(Services& s, RequestContext& ctx) {
+  if (auto refused = NeedsStepUp(s, ctx)) return *refused;
   Status st =
       ctx.identity->RevokeSessions(OriginOf(ctx), ctx.session->user.id, ctx.session->session.id);
   if (!st.ok()) return Fail(st, ctx);
@@ -326,7 +341,8 @@ http::Response AuthRevokeOtherSessions(Services& /*s*/, RequestContext& ctx) {
   return r;
 }
 
-http::Response AuthRevokeSession(Services& /*s*/, RequestContext& ctx) {
+http::Response AuthRevokeSession(Services& s, RequestContext& ctx) {
+  if (auto refused = NeedsStepUp(s, ctx)) return *refused;
   Status st = ctx.identity->RevokeSession(OriginOf(ctx), ctx.session->user.id, ctx.params.at("id"));
   if (!st.ok()) return Fail(st, ctx);
   http::Response r;
@@ -334,7 +350,43 @@ http::Response AuthRevokeSession(Services& /*s*/, RequestContext& ctx) {
   return r;
 }
 
+http::Response AuthStepUp(Services& s, RequestContext& ctx) {
+  http::Response error;
+  auto body = JsonObjectBody(ctx.request, &error);
+  if (!body) return error;
+  auto password = Member(*body, "password");
+  auto code = Member(*body, "code");
+  if (password.ok() == code.ok() || body->size() != 1) {
+    return Fail(InvalidArgument("invalid request")
+                    .WithFields({{"password", "give either password or code (a TOTP code)"}}),
+                ctx);
+  }
+  const auth::User& user = ctx.session->user;
+  // The guesses share the second factor's budget for this account.
+  if (auto refused = Throttle(s, kMfaPerAccount, "acct:" + ctx.tenant->id + ":" + user.id, ctx)) {
+    return *refused;
+  }
+  const events::Origin origin = OriginOf(ctx);
+  if (password.ok()) {
+    auto login = ctx.identity->FindLogin(user.email);
+    if (!login.ok()) return Fail(login.status(), ctx);
+    if (password->size() > auth::kMaxPasswordBytes ||
+        !auth::VerifyPassword(login->password_hash, *password)) {
+      (void)ctx.identity->Audit(origin, "step_up.failed", "user", user.id, {});
+      return Fail(Unauthenticated("wrong password or code"), ctx);
+    }
+  } else if (Status checked = ctx.identity->CheckTotp(origin, user.id, *code); !checked.ok()) {
+    s.MailQueued(ctx.tenant->id);  // a replayed code tells the user
+    return Fail(Unauthenticated("wrong password or code"), ctx);
+  }
+  Status st = ctx.identity->RecordStepUp(origin, user.id, ctx.session->session.id);
+  if (!st.ok()) return Fail(st, ctx);
+  const int64_t until = origin.now_us + int64_t{s.security->step_up_minutes} * 60'000'000;
+  return http::Json(200, JsonText(json::object{{"step_up_until", FormatRfc3339Micros(until)}}));
+}
+
 http::Response TotpEnroll(Services& s, RequestContext& ctx) {
+  if (auto refused = NeedsStepUp(s, ctx)) return *refused;
   const auth::User& user = ctx.session->user;
   if (user.totp_enabled) {
     return Fail(FailedPrecondition("TOTP is already on; remove it first (DELETE /api/auth/totp)"),

@@ -6,6 +6,7 @@
 #define SILO_API_AUTH_HANDLERS_H_
 
 #include <boost/json/object.hpp>
+#include <optional>
 
 #include "api/context.h"
 #include "api/services.h"
@@ -18,6 +19,13 @@ namespace silo::api {
 
 boost::json::object UserJson(const auth::User& user);
 
+// Step-up (ASVS 4.3.3): nullopt when the caller proved their identity in
+// this session within SILO_STEP_UP_MINUTES (at sign-in or with POST
+// /api/auth/step-up), else the 401 problem with "step_up_required": true. A
+// bearer token's caller has no session to step up; its own permissions and
+// expiry bound it (docs/threat_model.md).
+std::optional<http::Response> NeedsStepUp(const Services& s, const RequestContext& ctx);
+
 // auth_api.cc
 http::Response AuthSetup(Services& s, RequestContext& ctx);
 http::Response AuthLogin(Services& s, RequestContext& ctx);
@@ -28,6 +36,7 @@ http::Response AuthChangePassword(Services& s, RequestContext& ctx);
 http::Response AuthListSessions(Services& s, RequestContext& ctx);
 http::Response AuthRevokeOtherSessions(Services& s, RequestContext& ctx);
 http::Response AuthRevokeSession(Services& s, RequestContext& ctx);
+http::Response AuthStepUp(Services& s, RequestContext& ctx);
 http::Response TotpEnroll(Services& s, RequestContext& ctx);
 http::Response TotpConfirm(Services& s, RequestContext& ctx);
 http::Response TotpDisable(Services& s, RequestContext& ctx);
@@ -46,6 +55,7 @@ http::Response InviteUser(Services& s, RequestContext& ctx);
 http::Response GetUser(Services& s, RequestContext& ctx);
 http::Response UpdateUser(Services& s, RequestContext& ctx);
 http::Response SetUserRoles(Services& s, RequestContext& ctx);
+http::Response RevokeUserSessions(Services& s, RequestContext& ctx);
 http::Response GetSettings(Services& s, RequestContext& ctx);
 http::Response UpdateSettings(Services& s, RequestContext& ctx);
 http::Response ListApiTokens(Services& s, RequestContext& ctx);

@@ -79,6 +79,12 @@ void AddOwnAccount(Router& r) {
   r.Add(Delete("/api/auth/sessions/{id}", AuthRevokeSession)
             .Allow(P::Session())
             .DuringMfaEnrolment());
+  r.Add(Post("/api/auth/step-up", AuthStepUp)
+            .Allow(P::Session())
+            .DuringMfaEnrolment()
+            .Rate(kMfaPerClient)
+            .Body(kSmallJson)
+            .Slow());
   r.Add(Post("/api/auth/totp/enroll", TotpEnroll).Allow(P::Session()).DuringMfaEnrolment());
   r.Add(Post("/api/auth/totp/confirm", TotpConfirm)
             .Allow(P::Session())
@@ -112,6 +118,8 @@ void AddUsersAndRoles(Router& r) {
   r.Add(Put("/api/users/{id}/roles", SetUserRoles)
             .Allow(P::Permission("users.manage"))
             .Body(kSmallJson));
+  r.Add(
+      Delete("/api/users/{id}/sessions", RevokeUserSessions).Allow(P::Permission("users.manage")));
   // The tenant's settings: the origins allowed to call with API tokens.
   r.Add(Get("/api/settings", GetSettings).Allow(P::Permission("settings.read")));
   r.Add(Patch("/api/settings", UpdateSettings)

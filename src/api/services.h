@@ -56,6 +56,7 @@ struct SecurityOptions {
   std::string security_policy;
   std::string public_url;        // base of links in mail
   int reset_token_minutes = 10;  // how long a reset code works (the mail says it)
+  int step_up_minutes = 5;       // how long a step-up (or a sign-in) counts as fresh
 };
 
 struct Services {

@@ -306,6 +306,7 @@ api::SecurityOptions SecurityOf(const config::Config& c) {
   s.security_policy = c.security.security_policy;
   s.public_url = c.security.public_url;
   s.reset_token_minutes = c.security.reset_token_minutes;
+  s.step_up_minutes = c.security.step_up_minutes;
   return s;
 }
 

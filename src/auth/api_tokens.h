@@ -6,7 +6,9 @@
 //
 // Issuing and revoking a token are events in the tenant's event log and
 // entries in its audit log, in the same transaction as the change (the
-// secret itself is recorded as "changed", never its value).
+// secret itself is recorded as "changed", never its value). A token a user
+// issues also puts a notice for that user in the outbox (identity's tables,
+// the same database).
 //
 // An ApiTokens is not thread-safe: one per request, like Identity; the
 // database serialises writes across them.

@@ -2,8 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include "auth/identity.h"
 #include "base/status_matchers.h"
 #include "crypto/crypto.h"
+#include "files/catalog.h"
 #include "rbac/rbac.h"
 #include "records/tenant_store.h"
 #include "storage/test_util.h"
@@ -19,6 +21,11 @@ class ApiTokensTest : public storage::testing::TempDirTest {
     TempDirTest::SetUp();
     for (const auto& m : records::TenantMigrations()) migrations_.push_back(m);
     for (const auto& m : ApiTokenMigrations()) migrations_.push_back(m);
+    // A user's token notifies its owner by mail (the identity tables).
+    for (const auto& m : IdentityMigrations()) migrations_.push_back(m);
+    for (const auto& m : files::CatalogMigrations()) migrations_.push_back(m);
+    for (const auto& m : SettingsMigrations()) migrations_.push_back(m);
+    for (const auto& m : SessionMigrations()) migrations_.push_back(m);
     keys_["a"] = crypto::RandomBytes(crypto::SecretKey::kSize);
     keys_["b"] = crypto::RandomBytes(crypto::SecretKey::kSize);
     dbs_ = std::make_unique<storage::TenantDatabases>(

@@ -47,6 +47,8 @@ class ApiTokens;
 std::span<const storage::Migration> IdentityMigrations();
 // The tenant settings table (version 10: after the files catalogue's).
 std::span<const storage::Migration> SettingsMigrations();
+// When each session last proved its user (version 11: sessions.proved_at_us).
+std::span<const storage::Migration> SessionMigrations();
 
 // For a restored copy before it goes live (backup's ForgetOnRestore, wired by
 // app): ends every session and every one-time token (setup, reset and MFA
@@ -75,6 +77,10 @@ struct Session {
   int64_t expires_at_us = 0;  // absolute
   std::string client;
   std::string user_agent;
+  // The last proof of identity in this session: the password or second
+  // factor that opened it, or a step-up (RecordStepUp). 0 for sessions
+  // opened before this was kept.
+  int64_t proved_at_us = 0;
 };
 
 struct IssuedSession {
@@ -242,6 +248,10 @@ class Identity {
   // NotFound for a session that is not the user's.
   Status RevokeSession(const events::Origin& ctx, const std::string& user_id,
                        const std::string& session_id);
+  // Records a fresh proof (password or TOTP, checked by the caller) in the
+  // session: the step-up that dangerous actions need (ASVS 4.3.3). Audited.
+  Status RecordStepUp(const events::Origin& ctx, const std::string& user_id,
+                      const std::string& session_id);
   // Every session of the user except `keep` (a session id, or "").
   Status RevokeSessions(const events::Origin& ctx, const std::string& user_id,
                         const std::string& keep);

@@ -6,6 +6,7 @@
 #include "auth/totp.h"
 #include "base/status_matchers.h"
 #include "crypto/crypto.h"
+#include "files/catalog.h"
 #include "records/tenant_store.h"
 #include "storage/test_util.h"
 
@@ -20,6 +21,9 @@ std::vector<storage::Migration> AllMigrations() {
   for (const auto& m : records::TenantMigrations()) all.push_back(m);
   for (const auto& m : ApiTokenMigrations()) all.push_back(m);
   for (const auto& m : IdentityMigrations()) all.push_back(m);
+  for (const auto& m : files::CatalogMigrations()) all.push_back(m);
+  for (const auto& m : SettingsMigrations()) all.push_back(m);
+  for (const auto& m : SessionMigrations()) all.push_back(m);
   return all;
 }
 

@@ -26,6 +26,11 @@ Status CheckRoleSpec(const rbac::Role& role) {
       errors.push_back({"permissions", problem});
     }
   }
+  if (auto admin = rbac::AdministrativeIn(role); !admin.empty() && !role.require_mfa) {
+    std::string names;
+    for (const auto& p : admin) names += (names.empty() ? "" : ", ") + p;
+    errors.push_back({"require_mfa", "must be true for a role holding " + names});
+  }
   if (!errors.empty()) return InvalidArgument("invalid role").WithFields(std::move(errors));
   return Status::Ok();
 }

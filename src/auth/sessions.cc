@@ -18,7 +18,14 @@ namespace {
 constexpr int64_t kIdleRefreshUs = 60'000'000;
 constexpr size_t kMaxUserAgent = 200;
 
+const storage::Migration kMigrations[] = {
+    {11, "session_proof",
+     "ALTER TABLE sessions ADD COLUMN proved_at_us INTEGER NOT NULL DEFAULT 0"},
+};
+
 }  // namespace
+
+std::span<const storage::Migration> SessionMigrations() { return kMigrations; }
 
 Result<int64_t> EndSessionsAndOneTimeTokens(Database& db) {
   if (!db.InTransaction()) return FailedPrecondition("ending sessions needs a transaction");
@@ -47,7 +54,9 @@ Result<IssuedSession> Identity::CreateSession(const events::Origin& ctx, const s
   s.id = crypto::RandomId(16);
   s.user_id = user_id;
   s.mfa_passed = mfa == MfaPassed::kYes;
-  s.created_at_us = s.last_seen_us = ctx.now_us;
+  // Every session is opened by a proof (a password, a second factor, a
+  // setup or a password change).
+  s.created_at_us = s.last_seen_us = s.proved_at_us = ctx.now_us;
   s.expires_at_us = ctx.now_us + timeouts_.session_absolute_us;
   s.client = ctx.client;
   s.user_agent = user_agent.substr(0, kMaxUserAgent);
@@ -55,8 +64,8 @@ Result<IssuedSession> Identity::CreateSession(const events::Origin& ctx, const s
     SILO_RETURN_IF_ERROR(
         ExecBound(db,
                   "INSERT INTO sessions (id, hash, csrf_hash, user_id, mfa_passed,"
-                  " created_at_us, last_seen_us, expires_at_us, client, user_agent)"
-                  " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  " created_at_us, last_seen_us, expires_at_us, client, user_agent,"
+                  " proved_at_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                   [&](storage::Statement& q) {
                     q.Bind(1, s.id)
                         .Bind(2, crypto::Sha256Hex(out.token))
@@ -67,7 +76,8 @@ Result<IssuedSession> Identity::CreateSession(const events::Origin& ctx, const s
                         .Bind(7, s.last_seen_us)
                         .Bind(8, s.expires_at_us)
                         .Bind(9, s.client)
-                        .Bind(10, s.user_agent);
+                        .Bind(10, s.user_agent)
+                        .Bind(11, s.proved_at_us);
                   }));
     // Expired sessions of this user are swept as new ones are made.
     SILO_RETURN_IF_ERROR(
@@ -89,7 +99,7 @@ Result<SessionAuth> Identity::AuthenticateSession(const std::string& token, int6
   SILO_RETURN_IF_ERROR(db_->Read([&](Database& db) -> Status {
     auto st = db.Prepare(
         "SELECT id, user_id, mfa_passed, created_at_us, last_seen_us, expires_at_us, client,"
-        " user_agent, csrf_hash FROM sessions WHERE hash = ?");
+        " user_agent, csrf_hash, proved_at_us FROM sessions WHERE hash = ?");
     if (!st.ok()) return st.status();
     st->Bind(1, crypto::Sha256Hex(token));
     SILO_ASSIGN_OR_RETURN(bool found, st->Step());
@@ -98,6 +108,7 @@ Result<SessionAuth> Identity::AuthenticateSession(const std::string& token, int6
     a.session = {st->ColumnText(0), st->ColumnText(1), st->ColumnInt(2) != 0, st->ColumnInt(3),
                  st->ColumnInt(4),  st->ColumnInt(5),  st->ColumnText(6),     st->ColumnText(7)};
     a.csrf_hash = st->ColumnText(8);
+    a.session.proved_at_us = st->ColumnInt(9);
     st->Reset();
     if (a.session.expires_at_us <= now_us ||
         a.session.last_seen_us + timeouts_.session_idle_us <= now_us) {
@@ -149,6 +160,20 @@ Status Identity::RevokeSession(const events::Origin& ctx, const std::string& use
                   [&](storage::Statement& q) { q.Bind(1, session_id).Bind(2, user_id); }));
     if (db.Changes() == 0) return NotFound("no such session");
     return Audited{"session.revoked", "session", session_id, {Set("user", json::string(user_id))}};
+  });
+}
+
+Status Identity::RecordStepUp(const events::Origin& ctx, const std::string& user_id,
+                              const std::string& session_id) {
+  return AuditedWrite(ctx, [&](Database& db) -> Result<Audited> {
+    SILO_RETURN_IF_ERROR(
+        ExecBound(db, "UPDATE sessions SET proved_at_us = ? WHERE id = ? AND user_id = ?",
+                  [&](storage::Statement& q) {
+                    q.Bind(1, ctx.now_us).Bind(2, session_id).Bind(3, user_id);
+                  }));
+    if (db.Changes() == 0) return Unauthenticated("invalid or expired session");
+    return Audited{
+        "session.stepped_up", "session", session_id, {Set("user", json::string(user_id))}};
   });
 }
 

@@ -243,8 +243,26 @@ std::string CheckGrant(const Grant& g) {
   return "";
 }
 
+const std::vector<std::string>& AdministrativePermissions() {
+  static const std::vector<std::string> kAdministrative = {"users.manage", "roles.manage",
+                                                           "tokens.manage", "settings.manage"};
+  return kAdministrative;
+}
+
+std::vector<std::string> AdministrativeIn(const Role& role) {
+  std::vector<std::string> out;
+  for (const auto& p : AdministrativePermissions()) {
+    if (std::find(role.permissions.begin(), role.permissions.end(), p) != role.permissions.end()) {
+      out.push_back(p);
+    }
+  }
+  return out;
+}
+
+bool RequiresMfa(const Role& role) { return role.require_mfa || !AdministrativeIn(role).empty(); }
+
 bool AnyRequiresMfa(const std::vector<Role>& roles) {
-  return std::any_of(roles.begin(), roles.end(), [](const Role& r) { return r.require_mfa; });
+  return std::any_of(roles.begin(), roles.end(), [](const Role& r) { return RequiresMfa(r); });
 }
 
 Decision Authorize(const Subject& subject, std::string_view permission) {

@@ -89,6 +89,14 @@ bool WithinGrants(const std::vector<Grant>& held, const Grant& given);
 // narrower permission of the two with the owner's condition and fields, or
 // nullopt when neither grants the other.
 std::optional<Grant> Narrow(std::string_view permission, const Grant& owner);
+// The permissions that administer the tenant's accounts and access:
+// users.manage, roles.manage, tokens.manage, settings.manage. A role holding
+// any of them requires MFA whatever its flag says (ASVS 4.3.1).
+const std::vector<std::string>& AdministrativePermissions();
+// Those among the role's permissions, in the order above.
+std::vector<std::string> AdministrativeIn(const Role& role);
+// Its flag, or an administrative permission.
+bool RequiresMfa(const Role& role);
 bool AnyRequiresMfa(const std::vector<Role>& roles);
 
 // What a request's caller holds, as gathered by the dispatcher.

@@ -164,5 +164,24 @@ TEST(Rbac, GrantsAreCheckedAndRoundTripThroughJson) {
   }
 }
 
+// ASVS 4.3.1: a role stored before the rule (flag false) still requires MFA
+// once it administers anything; a role that only reads keeps its flag.
+TEST(Rbac, AdministrativePermissionsRequireMfaWhateverTheFlag) {
+  Role helpdesk;
+  helpdesk.permissions = {"users.read", "tokens.manage", "users.manage"};
+  EXPECT_EQ(AdministrativeIn(helpdesk),
+            (std::vector<std::string>{"users.manage", "tokens.manage"}));
+  EXPECT_TRUE(RequiresMfa(helpdesk));
+  Role reader;
+  reader.permissions = {"users.read", "records.*.read", "settings.read"};
+  EXPECT_TRUE(AdministrativeIn(reader).empty());
+  EXPECT_FALSE(RequiresMfa(reader));
+  EXPECT_FALSE(AnyRequiresMfa({reader}));
+  EXPECT_TRUE(AnyRequiresMfa({reader, helpdesk}));
+  reader.require_mfa = true;
+  EXPECT_TRUE(RequiresMfa(reader));
+  for (const auto& p : AdministrativePermissions()) EXPECT_TRUE(ValidPermission(p)) << p;
+}
+
 }  // namespace
 }  // namespace silo::rbac

@@ -175,3 +175,123 @@ def test_the_user_is_told_of_every_change_to_their_account(make_silo):
             leaked = [s for s in secrets if s in text]
             assert not leaked, (leaked, text)
             assert code not in text
+
+
+def owner_with_totp(silo, owner="owner@acme.test"):
+    t = create_tenant(silo, "acme", owner)
+    c = Client(silo, "acme")
+    assert c.setup(t["owner_setup_token"]).status_code == 200
+    c.sign_in(owner)
+    secret, codes = c.enrol_totp()
+    return c, secret, codes
+
+
+def test_a_role_that_administers_requires_mfa_whatever_its_flag(make_silo):
+    """ASVS 4.3.1 (issue 24): a role holding users.manage, roles.manage,
+    tokens.manage or settings.manage cannot be defined without MFA (422
+    naming them), and its holder must enrol before using it."""
+    silo = make_silo(MANY)
+    owner, _, _ = owner_with_totp(silo)
+    r = owner.call("POST", "/api/roles", {"name": "helpdesk", "require_mfa": False,
+                                          "permissions": ["users.read", "users.manage"]})
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"] == [{"field": "require_mfa",
+                                   "message": "must be true for a role holding users.manage"}]
+    r = owner.call("POST", "/api/roles", {"name": "keys", "permissions": [
+        "roles.manage", "tokens.manage", "settings.manage"]})  # the flag left out: false
+    assert r.status_code == 422
+    assert "roles.manage, tokens.manage, settings.manage" in r.text
+    # With the flag it is a role like any; without an administrative
+    # permission the flag stays the tenant's choice.
+    made = owner.call("POST", "/api/roles", {"name": "helpdesk", "require_mfa": True,
+                                             "permissions": ["users.read", "users.manage"]})
+    assert made.status_code == 201, made.text
+    assert owner.call("POST", "/api/roles", {"name": "reader", "require_mfa": False,
+                                             "permissions": ["users.read"]}).status_code == 201
+    r = owner.call("PATCH", "/api/roles/helpdesk", {"require_mfa": False})
+    assert r.status_code == 422 and "users.manage" in r.text
+    r = owner.call("PATCH", "/api/roles/reader", {"permissions": ["users.read", "tokens.manage"]})
+    assert r.status_code == 422 and "tokens.manage" in r.text
+    assert owner.call("GET", "/api/roles/helpdesk").json()["require_mfa"] is True
+    # The holder of helpdesk must enrol TOTP before administering anyone;
+    # the holder of reader need not.
+    for email, role, must in [("desk@acme.test", "helpdesk", True),
+                              ("read@acme.test", "reader", False)]:
+        inv = owner.call("POST", "/api/users", {"email": email, "roles": [role]})
+        assert inv.status_code == 201, inv.text
+        u = Client(silo, "acme")
+        assert u.setup(inv.json()["setup_token"]).status_code == 200
+        assert u.sign_in(email)["mfa_enrolment_required"] is must
+        assert u.call("GET", "/api/users").status_code == (403 if must else 200)
+
+
+def test_dangerous_actions_need_a_fresh_proof_of_identity(make_silo):
+    """ASVS 4.3.3, 3.3.4, 7.5.1, 7.4.5 (issue 24): once the sign-in is older
+    than SILO_STEP_UP_MINUTES, enrolling TOTP, ending other sessions, granting
+    a role that administers, minting a token that administers and ending a
+    user's sessions are 401 "step_up_required" and change nothing, until
+    POST /api/auth/step-up proves the password or a TOTP code."""
+    silo = make_silo({"SILO_STEP_UP_MINUTES": "1", **MANY})
+    owner, secret, _ = owner_with_totp(silo)
+    other = Client(silo, "acme")
+    other.sign_in("owner@acme.test", secret)
+    inv = owner.call("POST", "/api/users", {"email": "ed@acme.test", "roles": ["editor"]})
+    assert inv.status_code == 201, inv.text
+    ed_id = inv.json()["user"]["id"]
+    ed = Client(silo, "acme")
+    assert ed.setup(inv.json()["setup_token"]).status_code == 200
+    ed.sign_in("ed@acme.test")
+    admin_token = {"name": "admin", "permissions": ["users.manage"],
+                   "expires_at": TOKEN_EXPIRES}
+    # A sign-in is a proof: just after it, no step-up is asked.
+    assert owner.call("POST", "/api/tokens", admin_token).status_code == 201
+    time.sleep(61)  # past the one-minute window (real time; nothing races it)
+    guarded = [
+        ("POST", "/api/auth/totp/enroll", None),
+        ("DELETE", "/api/auth/sessions", None),
+        ("PUT", "/api/users/%s/roles" % ed_id, {"roles": ["editor", "admin"]}),
+        ("POST", "/api/tokens", admin_token),
+        ("DELETE", "/api/users/%s/sessions" % ed_id, None),
+    ]
+    tokens_before = owner.call("GET", "/api/tokens").json()["items"]
+    for method, path, body in guarded:
+        r = owner.call(method, path, body)
+        assert r.status_code == 401, (path, r.text)
+        assert r.json()["step_up_required"] is True, r.text
+    # Nothing happened: the other session, Ed's roles and session, the tokens.
+    assert other.call("GET", "/api/auth/me").status_code == 200
+    assert ed.call("GET", "/api/auth/me").status_code == 200
+    assert owner.call("GET", "/api/users/" + ed_id).json()["roles"] == ["editor"]
+    assert owner.call("GET", "/api/tokens").json()["items"] == tokens_before
+    # What does not administer needs no step-up.
+    r = owner.call("PUT", "/api/users/%s/roles" % ed_id, {"roles": ["editor", "viewer"]})
+    assert r.status_code == 200, r.text
+    # A wrong proof is refused and audited; neither member or both is 422.
+    r = owner.call("POST", "/api/auth/step-up", {"password": "not my password at all"})
+    assert r.status_code == 401 and "step_up_required" not in r.json()
+    assert owner.call("POST", "/api/auth/step-up", {}).status_code == 422
+    assert owner.call("POST", "/api/auth/step-up",
+                      {"password": PASSWORD, "code": "123456"}).status_code == 422
+    assert owner.call("PUT", "/api/users/%s/roles" % ed_id,
+                      {"roles": ["editor", "admin"]}).status_code == 401
+    # The password opens them for the window.
+    r = owner.call("POST", "/api/auth/step-up", {"password": PASSWORD})
+    assert r.status_code == 200, r.text
+    assert r.json()["step_up_until"] > datetime.datetime.now(
+        datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    r = owner.call("PUT", "/api/users/%s/roles" % ed_id, {"roles": ["editor", "admin"]})
+    assert r.status_code == 200 and "admin" in r.json()["roles"], r.text
+    assert owner.call("POST", "/api/tokens", admin_token).status_code == 201
+    assert owner.call("DELETE", "/api/users/%s/sessions" % ed_id).status_code == 204
+    assert ed.call("GET", "/api/auth/me").status_code == 401
+    assert owner.call("DELETE", "/api/auth/sessions").status_code == 204
+    assert other.call("GET", "/api/auth/me").status_code == 401
+    # A TOTP code is a proof too (the sign-in's step is a minute behind).
+    r = owner.call("POST", "/api/auth/step-up", {"code": oathtool(secret)})
+    assert r.status_code == 200, r.text
+    audit = owner.call("GET", "/api/audit?limit=200").json()["items"]
+    types = [e["type"] for e in audit]
+    assert types.count("session.stepped_up") == 2 and types.count("step_up.failed") == 1
+    ended = [e for e in audit if e["type"] == "session.revoked_all"
+             and e["subject"]["id"] == ed_id]
+    assert len(ended) == 1 and ended[0]["actor"].startswith("user:"), ended

@@ -9,11 +9,20 @@ export class ApiError extends Error {
   readonly status: number;
   readonly fields: Record<string, string>;
   readonly requestId: string;
-  constructor(status: number, detail: string, fields: Record<string, string>, requestId: string) {
+  // The action needs a fresh proof of identity (POST /api/auth/step-up).
+  readonly stepUp: boolean;
+  constructor(
+    status: number,
+    detail: string,
+    fields: Record<string, string>,
+    requestId: string,
+    stepUp = false,
+  ) {
     super(detail);
     this.status = status;
     this.fields = fields;
     this.requestId = requestId;
+    this.stepUp = stepUp;
   }
 }
 
@@ -65,6 +74,7 @@ export async function call<T>(
       title?: string;
       request_id?: string;
       errors?: { field: string; message: string }[];
+      step_up_required?: boolean;
     };
     const fields: Record<string, string> = {};
     for (const e of p.errors ?? []) fields[e.field] = e.message;
@@ -73,6 +83,7 @@ export async function call<T>(
       p.detail ?? p.title ?? `HTTP ${res.status}`,
       fields,
       p.request_id ?? res.headers.get('X-Request-Id') ?? '',
+      p.step_up_required === true,
     );
   }
   return json as T;
