@@ -92,7 +92,7 @@ http::Response StartSession(RequestContext& ctx, const auth::User& user, auth::M
 // Takes from a per-account rule (routes.h); the 429 when its bucket is empty.
 std::optional<http::Response> Throttle(Services& s, const RateRule& rule, const std::string& key,
                                        const RequestContext& ctx) {
-  RateVerdict v = TakeRate(s, rule, key, NowMicros());
+  RateVerdict v = TakeRate(s, rule, key, NowMicros(), ctx.client);
   if (v.allowed) return std::nullopt;
   return TooManyAttempts(ctx.request, v);
 }
@@ -460,7 +460,8 @@ http::Response PasswordReset(Services& s, RequestContext& ctx) {
   auto normalised = auth::NormaliseEmail(*email);
   std::string normal = normalised.ok() ? *normalised : "";
   const int64_t now = NowMicros();
-  RateVerdict v = TakeRate(s, kResetMailPerAccount, "acct:" + ctx.tenant->id + ":" + normal, now);
+  RateVerdict v =
+      TakeRate(s, kResetMailPerAccount, "acct:" + ctx.tenant->id + ":" + normal, now, ctx.client);
   // Over the limit the answer is the same; only no mail leaves (no mailbox
   // flooding, no hint that the account exists).
   if (v.allowed) {

@@ -1,6 +1,7 @@
 #include "api/dispatchers.h"
 
 #include <algorithm>
+#include <boost/json.hpp>
 #include <unordered_map>
 
 #include "api/cors.h"
@@ -9,7 +10,7 @@
 #include "api/tenant_access.h"
 #include "auth/api_tokens.h"
 #include "auth/identity.h"
-#include "base/mutex.h"
+#include "base/log.h"
 #include "base/time_util.h"
 #include "crypto/crypto.h"
 #include "guard/client_address.h"
@@ -19,25 +20,6 @@
 #include "records/tenant_store.h"
 
 namespace silo::api {
-
-// Token uses are audited once per token per hour (an entry per request
-// would double the writes of every API read). Bounded: past 100,000 tokens
-// the memory starts over (some uses are audited early, none is lost).
-class TokenUseAudit {
- public:
-  bool Due(const std::string& token_id, int64_t now_us) {
-    MutexLock lock(mu_);
-    if (last_.size() > 100'000) last_.clear();
-    int64_t& last = last_[token_id];
-    if (last != 0 && now_us - last < 3600LL * 1'000'000) return false;
-    last = now_us;
-    return true;
-  }
-
- private:
-  Mutex mu_;
-  std::unordered_map<std::string, int64_t> last_ GUARDED_BY(mu_);
-};
 
 namespace {
 
@@ -134,17 +116,50 @@ http::Response Refusal(const Status& st, const http::Request& req) {
   return r;
 }
 
+// The detail of a problem answer (its public text), at most 200 bytes.
+std::string ProblemDetail(const http::Response& r) {
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(r.body, ec);
+  const boost::json::value* d =
+      ec || !v.is_object() ? nullptr : v.as_object().if_contains("detail");
+  if (d == nullptr || !d->is_string()) return "";
+  return std::string(d->as_string().subview().substr(0, 200));
+}
+
+// A refused request as a security event in the tenant's audit log (ASVS
+// 7.1.3): its kind, the route and the reason the caller was given (never a
+// credential). Once per minute per client and kind, so that a flood cannot
+// fill the log; a failed write goes to the process log.
+void RefusalEvent(Services& s, const RequestContext& ctx, const Route& route, std::string_view type,
+                  std::string_view reason) {
+  const int64_t now = NowMicros();
+  if (s.event_window != nullptr &&
+      !s.event_window->Due(std::string(type) + " " + ctx.tenant->id + " " + ctx.client, now)) {
+    return;
+  }
+  events::Actor actor = ctx.actor.kind.empty() ? events::Actor{"anonymous", ctx.client} : ctx.actor;
+  const events::Origin origin{actor, ctx.request.request_id, ctx.client, now};
+  Status st = ctx.identity->Audit(origin, std::string(type), "route",
+                                  ctx.request.method + " " + route.pattern,
+                                  {{"reason", std::string(reason)}});
+  if (!st.ok()) {
+    log::Error("security event not recorded", {{"type", std::string(type)},
+                                               {"request_id", ctx.request.request_id},
+                                               {"cause", st.ToString()}});
+  }
+}
+
 // A tenant route: its rate rule and capture checks, then the tenant's stores,
 // then (unless public) Authenticate, CheckCsrf and Authorize
 // (tenant_access.h), then the handler. Denials are audit entries.
-http::Response RunTenantRoute(Services& s, TokenUseAudit& token_uses, Router::Match m,
+http::Response RunTenantRoute(Services& s, guard::OncePer& token_uses, Router::Match m,
                               RequestContext& ctx) {
   const auto& req = ctx.request;
   if (m.route == nullptr) return Unmatched(m, req);
   const Route& route = *m.route;
   const int64_t now = NowMicros();
   if (route.rate != nullptr) {
-    RateVerdict v = TakeRate(s, *route.rate, "ip:" + ctx.client, now);
+    RateVerdict v = TakeRate(s, *route.rate, "ip:" + ctx.client, now, ctx.client);
     if (!v.allowed) return TooManyAttempts(req, v);
   }
   if (FailedCapture(route, m.params)) return NotFound(req);
@@ -170,8 +185,22 @@ http::Response RunTenantRoute(Services& s, TokenUseAudit& token_uses, Router::Ma
   }
 
   auto caller = Authenticate(req, ctx.tenant->slug, *ctx.identity, tokens, now);
-  if (!caller.ok()) return Refusal(caller.status(), req);
-  if (Status csrf = CheckCsrf(req, *caller); !csrf.ok()) return Refusal(csrf, req);
+  if (!caller.ok()) {
+    // A credential that proves nothing is an event (ASVS 7.1.3); no
+    // credential at all is an ordinary anonymous request.
+    if (auto presented = CredentialsOf(req, ctx.tenant->slug)) {
+      RefusalEvent(s, ctx, route,
+                   presented->kind == Credentials::Kind::kToken ? "auth.token_refused"
+                                                                : "auth.session_refused",
+                   caller.status().message());
+    }
+    return Refusal(caller.status(), req);
+  }
+  if (Status csrf = CheckCsrf(req, *caller); !csrf.ok()) {
+    ctx.actor = caller->actor;
+    RefusalEvent(s, ctx, route, "auth.csrf_refused", csrf.message());
+    return Refusal(csrf, req);
+  }
   ctx.authenticated = true;
   ctx.actor = caller->actor;
   ctx.permissions = caller->permissions;
@@ -200,7 +229,11 @@ http::Response RunTenantRoute(Services& s, TokenUseAudit& token_uses, Router::Ma
     }
     return Refusal(allowed, req);
   }
-  return route.handler(s, ctx);
+  http::Response r = route.handler(s, ctx);
+  if (r.status == 400 || r.status == 422) {
+    RefusalEvent(s, ctx, route, "request.invalid", ProblemDetail(r));
+  }
+  return r;
 }
 
 }  // namespace
@@ -250,7 +283,9 @@ PublicDispatcher::PublicDispatcher(Services& services, std::string base_domain,
       platform_(BuildPlatformRouter()),
       tenant_(BuildTenantRouter()),
       honeypots_(services.security->honeypot_paths),
-      token_uses_(std::make_unique<TokenUseAudit>()) {}
+      // Token uses are audited once per token per hour (an entry per
+      // request would double the writes of every API read).
+      token_uses_(std::make_unique<guard::OncePer>(3600LL * 1'000'000)) {}
 
 PublicDispatcher::~PublicDispatcher() = default;
 

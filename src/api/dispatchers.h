@@ -13,6 +13,7 @@
 #include "api/route.h"
 #include "api/services.h"
 #include "guard/honeypot.h"
+#include "guard/once_per.h"
 #include "http/server.h"
 
 namespace silo::api {
@@ -30,8 +31,6 @@ struct TenantTarget {
 // choose one).
 TenantTarget ResolveTenant(const std::string& base_domain, std::string_view host,
                            std::string_view path);
-
-class TokenUseAudit;
 
 class PublicDispatcher : public http::Dispatcher {
  public:
@@ -52,7 +51,7 @@ class PublicDispatcher : public http::Dispatcher {
   const Router platform_;
   const Router tenant_;
   const guard::HoneypotPaths honeypots_;
-  const std::unique_ptr<TokenUseAudit> token_uses_;  // when each token's use was last audited
+  const std::unique_ptr<guard::OncePer> token_uses_;  // when each token's use was last audited
 };
 
 class OperatorDispatcher : public http::Dispatcher {

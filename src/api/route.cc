@@ -3,7 +3,9 @@
 #include <algorithm>
 
 #include "api/services.h"
+#include "guard/once_per.h"
 #include "guard/rate_limiter.h"
+#include "platform/security_log.h"
 
 namespace silo::api {
 namespace {
@@ -69,9 +71,21 @@ Route On(std::string method, std::string pattern, Handler handler) {
   return r;
 }
 
-RateVerdict TakeRate(Services& s, const RateRule& rule, std::string_view key, int64_t now_us) {
-  guard::Verdict v = s.limiter->Take(std::string(rule.name) + ":" + std::string(key),
-                                     LimitOf(rule, *s.security), now_us);
+RateVerdict TakeRate(Services& s, const RateRule& rule, std::string_view key, int64_t now_us,
+                     std::string_view client) {
+  const std::string bucket = std::string(rule.name) + ":" + std::string(key);
+  guard::Verdict v = s.limiter->Take(bucket, LimitOf(rule, *s.security), now_us);
+  if (!v.allowed && s.security_log != nullptr &&
+      (s.event_window == nullptr || s.event_window->Due("rate " + bucket, now_us))) {
+    // "ip:<client>", "acct:<tenant>:<who>" or "device:<tenant>:<nonce>".
+    std::string_view kind = key.substr(0, key.find(':'));
+    std::string detail = "rule " + std::string(rule.name) + ", per " + std::string(kind);
+    if (kind != "ip") {
+      std::string_view rest = key.substr(kind.size() + 1);
+      detail += ", tenant " + std::string(rest.substr(0, rest.find(':')));
+    }
+    s.security_log->AppendOrLog({"rate.throttled", "anonymous", std::string(client), detail});
+  }
   return {v.allowed, v.retry_after_us};
 }
 

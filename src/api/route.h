@@ -68,13 +68,17 @@ struct RateRule {
   Budget budget;
 };
 
-// Takes one token from `rule`'s bucket for "<name>:<key>".
+// Takes one token from `rule`'s bucket for "<name>:<key>". A refusal is a
+// "rate.throttled" event in the platform security log once per minute per
+// rule and key (ASVS 8.1.4), naming the rule, the key's kind (ip, acct,
+// device), the tenant of an account key, and `client`; never the key itself
+// (it may hold an e-mail address).
 struct RateVerdict {
   bool allowed = true;
   int64_t retry_after_us = 0;
 };
-RateVerdict TakeRate(Services& services, const RateRule& rule, std::string_view key,
-                     int64_t now_us);
+RateVerdict TakeRate(Services& services, const RateRule& rule, std::string_view key, int64_t now_us,
+                     std::string_view client);
 // The 429 for a refused take: Retry-After, and a tarpit delay of up to 2 s.
 http::Response TooManyAttempts(const http::Request& request, const RateVerdict& verdict);
 

@@ -26,6 +26,7 @@ class IdentityStores;
 }
 namespace silo::guard {
 class RateLimiter;
+class OncePer;
 class BanList;
 class TrustedProxies;
 }  // namespace silo::guard
@@ -67,6 +68,9 @@ struct Services {
   const std::atomic<bool>* ready = nullptr;  // false until started, and while draining
   auth::IdentityStores* identities = nullptr;
   guard::RateLimiter* limiter = nullptr;
+  // Security events that repeat (a refused credential, a throttled client)
+  // pass through this: once per minute per client and kind.
+  guard::OncePer* event_window = nullptr;
   guard::BanList* bans = nullptr;
   const guard::TrustedProxies* proxies = nullptr;
   const SecurityOptions* security = nullptr;

@@ -32,6 +32,7 @@
 #include "crypto/keyring.h"
 #include "files/file_store.h"
 #include "guard/client_address.h"
+#include "guard/once_per.h"
 #include "guard/rate_limiter.h"
 #include "http/metrics.h"
 #include "http/server.h"
@@ -263,6 +264,7 @@ struct App::Parts {
   std::unique_ptr<realtime::Hubs> realtime;
   guard::TrustedProxies proxies;
   guard::RateLimiter limiter;
+  guard::OncePer event_window{60LL * 1'000'000};
   guard::BanList bans;
   api::SecurityOptions security;
   std::unique_ptr<platform::SecurityLog> security_log;
@@ -399,6 +401,7 @@ Result<std::unique_ptr<App>> App::Create(config::Config c) {
   s.ready = &p->ready;
   s.identities = p->identities.get();
   s.limiter = &p->limiter;
+  s.event_window = &p->event_window;
   s.bans = &p->bans;
   s.proxies = &p->proxies;
   s.security = &p->security;

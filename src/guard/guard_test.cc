@@ -2,6 +2,7 @@
 
 #include "base/status_matchers.h"
 #include "guard/client_address.h"
+#include "guard/once_per.h"
 #include "guard/rate_limiter.h"
 
 namespace silo::guard {
@@ -86,6 +87,20 @@ TEST(BanList, BansOneClientForAWhile) {
   for (const char* c : {"b", "c", "d", "e"}) bans.Ban(c, 100 * kSec, 20 * kSec);
   EXPECT_LE(bans.size(), 3u);
   EXPECT_TRUE(bans.Banned("e", 20 * kSec));
+}
+
+// Once per window per key; other keys are independent; the bound starts
+// over instead of growing.
+TEST(OncePerTest, LetsAKeyPassOncePerWindow) {
+  OncePer once(60'000'000, 2);
+  EXPECT_TRUE(once.Due("a", 0));
+  EXPECT_FALSE(once.Due("a", 59'999'999));
+  EXPECT_TRUE(once.Due("b", 1));
+  EXPECT_TRUE(once.Due("a", 60'000'000));
+  EXPECT_FALSE(once.Due("a", 60'000'001));
+  EXPECT_TRUE(once.Due("c", 2));  // three keys: over the bound of 2
+  EXPECT_TRUE(once.Due("d", 3));  // starts over: "a", "b", "c" are forgotten
+  EXPECT_TRUE(once.Due("a", 60'000'002));
 }
 
 }  // namespace

@@ -245,7 +245,7 @@ std::string CheckGrant(const Grant& g) {
 
 const std::vector<std::string>& AdministrativePermissions() {
   static const std::vector<std::string> kAdministrative = {"users.manage", "roles.manage",
-                                                           "tokens.manage", "settings.manage"};
+                                                           "tokens.manage"};
   return kAdministrative;
 }
 

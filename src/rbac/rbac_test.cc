@@ -173,7 +173,7 @@ TEST(Rbac, AdministrativePermissionsRequireMfaWhateverTheFlag) {
             (std::vector<std::string>{"users.manage", "tokens.manage"}));
   EXPECT_TRUE(RequiresMfa(helpdesk));
   Role reader;
-  reader.permissions = {"users.read", "records.*.read", "settings.read"};
+  reader.permissions = {"users.read", "records.*.read", "settings.manage"};
   EXPECT_TRUE(AdministrativeIn(reader).empty());
   EXPECT_FALSE(RequiresMfa(reader));
   EXPECT_FALSE(AnyRequiresMfa({reader}));
