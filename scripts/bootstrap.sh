@@ -16,6 +16,8 @@ PACKAGES=(
   # black-box tests and benchmarks
   python3 python3-pytest python3-requests python3-jsonschema python3-aiosmtpd python3-websockets oathtool openssl
   sqlite3 wrk procps
+  # the syslog receiver of the security-event shipping test (RFC 5425 over TLS)
+  rsyslog rsyslog-gnutls
   curl
   # the web console's browser tests (driven by playwright-core from npm, which
   # downloads no browser)

@@ -16,8 +16,9 @@ namespace silo::tenant {
 class TenantRegistry;
 }
 namespace silo::platform {
+class EventShipper;
 class SecurityLog;
-}
+}  // namespace silo::platform
 namespace silo::records {
 class TenantStores;
 }
@@ -64,6 +65,7 @@ struct Services {
   tenant::TenantRegistry* tenants = nullptr;
   records::TenantStores* stores = nullptr;  // each tenant's encrypted database
   platform::SecurityLog* security_log = nullptr;
+  platform::EventShipper* shipper = nullptr;  // security events off the box
   http::Metrics* metrics = nullptr;
   const std::atomic<bool>* ready = nullptr;  // false until started, and while draining
   auth::IdentityStores* identities = nullptr;

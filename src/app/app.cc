@@ -36,6 +36,7 @@
 #include "guard/rate_limiter.h"
 #include "http/metrics.h"
 #include "http/server.h"
+#include "platform/event_shipper.h"
 #include "platform/security_log.h"
 #include "realtime/hub.h"
 #include "records/tenant_store.h"
@@ -259,6 +260,8 @@ struct App::Parts {
   std::unique_ptr<tenant::TenantRegistry> registry;
   std::shared_ptr<storage::TenantDatabases> databases;
   std::unique_ptr<records::TenantStores> stores;
+  // Before what reports to it (the security log, the identity stores).
+  std::unique_ptr<platform::EventShipper> shipper;
   std::unique_ptr<auth::IdentityStores> identities;
   std::unique_ptr<files::FileStores> files;
   std::unique_ptr<realtime::Hubs> realtime;
@@ -292,6 +295,17 @@ std::function<Result<crypto::SecretKey>(const std::string&)> SubkeyFn(crypto::Ke
     SILO_ASSIGN_OR_RETURN(auto dek, ring->GetKey(id));
     return crypto::DeriveSubkey(dek, purpose);
   };
+}
+
+platform::ShipperOptions ShipperOptionsOf(const config::Config& c) {
+  platform::ShipperOptions o;
+  o.syslog_url = c.security.syslog_url;
+  o.syslog_ca_file = c.security.syslog_ca_file;
+  o.webhook_url = c.security.alert_webhook;
+  o.webhook_secret = c.security.alert_webhook_secret;
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) == 0) o.hostname = host;
+  return o;
 }
 
 api::SecurityOptions SecurityOf(const config::Config& c) {
@@ -385,6 +399,17 @@ Result<std::unique_ptr<App>> App::Create(config::Config c) {
                          {p->security.password_memory_kib, p->security.password_iterations}));
   SILO_ASSIGN_OR_RETURN(p->security_log,
                         platform::SecurityLog::Open(layout::SecurityLogFile(c.data_dir)));
+  // Security events off the box: the platform's and each tenant's identity
+  // entries (ASVS 11.1.7, 16.4.2).
+  SILO_ASSIGN_OR_RETURN(p->shipper, platform::EventShipper::Start(ShipperOptionsOf(c)));
+  p->security_log->SetObserver([sh = p->shipper.get()](const platform::SecurityEvent& e) {
+    sh->Ship({NowMicros(), e.type, "", e.actor, e.client, e.detail});
+  });
+  p->identities->SetObserver(
+      [sh = p->shipper.get()](const std::string& tenant_id, const auth::AuditNotice& n) {
+        sh->Ship({n.origin.now_us, n.type, tenant_id, n.origin.actor.kind + ":" + n.origin.actor.id,
+                  n.origin.client, n.subject_kind + " " + n.subject_id});
+      });
   SILO_ASSIGN_OR_RETURN(auto target, BackupTargetOf(c));
   p->backups = std::make_unique<backup::Service>(
       std::move(target), p->registry.get(), p->keyring.get(), p->databases, p->stores.get(),
@@ -397,6 +422,7 @@ Result<std::unique_ptr<App>> App::Create(config::Config c) {
   s.tenants = p->registry.get();
   s.stores = p->stores.get();
   s.security_log = p->security_log.get();
+  s.shipper = p->shipper.get();
   s.metrics = &p->metrics;
   s.ready = &p->ready;
   s.identities = p->identities.get();
@@ -454,6 +480,16 @@ Status App::Start() {
         {"silo_mail_sent_total", static_cast<double>(p.mailer->sent())},
         {"silo_mail_failed_total", static_cast<double>(p.mailer->failed())},
         {"silo_banned_clients", static_cast<double>(p.bans.size())},
+    };
+  });
+  p.metrics.AddGaugeSource([sh = p.shipper.get()] {
+    const platform::ShipperStats n = sh->Stats();
+    return std::vector<std::pair<std::string, double>>{
+        {"silo_security_events_shipped_total", static_cast<double>(n.shipped)},
+        {"silo_security_alerts_sent_total", static_cast<double>(n.alerted)},
+        {"silo_security_event_failures_total", static_cast<double>(n.failures)},
+        {"silo_security_events_dropped_total", static_cast<double>(n.dropped)},
+        {"silo_security_events_queued", static_cast<double>(n.queued)},
     };
   });
   p.metrics.AddGaugeSource([r = p.realtime.get()] {

@@ -53,8 +53,12 @@ std::span<const storage::Migration> IdentityMigrations() { return kMigrations; }
 Result<std::unique_ptr<Identity>> IdentityStores::Open(const std::string& tenant_id) {
   auto db = databases_->Acquire(tenant_id);
   if (!db.ok()) return db.status();
-  return std::make_unique<Identity>(
+  auto identity = std::make_unique<Identity>(
       std::move(db).value(), [this, tenant_id] { return secret_key_fn_(tenant_id); }, timeouts_);
+  if (observer_) {
+    identity->observer_ = [this, tenant_id](const AuditNotice& n) { observer_(tenant_id, n); };
+  }
+  return identity;
 }
 
 Identity::Identity(std::shared_ptr<storage::TenantDatabase> db, crypto::SecretKey secret_fields,
@@ -76,14 +80,20 @@ ApiTokens Identity::Tokens() const { return ApiTokens(db_); }
 
 Status Identity::AuditedWrite(const events::Origin& ctx,
                               const std::function<Result<Audited>(Database&)>& change) {
-  return db_->Write([&](Database& db) -> Status {
+  std::optional<Audited> written;
+  SILO_RETURN_IF_ERROR(db_->Write([&](Database& db) -> Status {
     SILO_ASSIGN_OR_RETURN(auto tx, storage::Transaction::Begin(db));
     SILO_ASSIGN_OR_RETURN(Audited entry, change(db));
-    SILO_RETURN_IF_ERROR(
-        events::AppendAudit(db, ctx, std::move(entry.type), std::move(entry.subject_kind),
-                            std::move(entry.subject_id), std::move(entry.changes)));
-    return tx.Commit();
-  });
+    SILO_RETURN_IF_ERROR(events::AppendAudit(db, ctx, entry.type, entry.subject_kind,
+                                             entry.subject_id, std::move(entry.changes)));
+    SILO_RETURN_IF_ERROR(tx.Commit());
+    written = std::move(entry);
+    return Status::Ok();
+  }));
+  if (observer_ && written) {
+    observer_({ctx, written->type, written->subject_kind, written->subject_id});
+  }
+  return Status::Ok();
 }
 
 Status Identity::Audit(const events::Origin& ctx, const std::string& type,

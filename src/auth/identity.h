@@ -160,11 +160,24 @@ struct Timeouts {
   int64_t mfa_challenge_us = 5LL * 60 * 1'000'000;
 };
 
+// Told of each entry the identity module wrote to a tenant's audit log, once
+// its transaction committed: every one is security-relevant (sign-ins and
+// their failures, factors, sessions, users, roles, settings). The app ships
+// them off the box (platform/event_shipper.h). Must not block.
+struct AuditNotice {
+  const events::Origin& origin;
+  const std::string& type;
+  const std::string& subject_kind;
+  const std::string& subject_id;
+};
+using AuditObserver = std::function<void(const AuditNotice&)>;
+
 inline constexpr int kRecoveryCodes = 10;
 inline constexpr int kMaxMfaAttempts = 5;
 
 class Identity {
  public:
+  friend class IdentityStores;  // sets observer_
   Identity(std::shared_ptr<storage::TenantDatabase> db, crypto::SecretKey secret_fields,
            Timeouts timeouts);
   // With the secret-field key fetched on first use: most requests (a token
@@ -351,6 +364,7 @@ class Identity {
 
   std::shared_ptr<storage::TenantDatabase> db_;
   std::function<Result<crypto::SecretKey>()> secret_fields_fn_;
+  AuditObserver observer_;  // may be empty
   std::optional<crypto::SecretKey> secret_fields_;
   const Timeouts timeouts_;
 };
@@ -368,11 +382,17 @@ class IdentityStores {
         timeouts_(timeouts) {}
   Result<std::unique_ptr<Identity>> Open(const std::string& tenant_id);
   const Timeouts& timeouts() const { return timeouts_; }
+  // Before the first Open (not thread-safe): `observer` gets the tenant's id
+  // and each committed identity audit entry of every Identity opened.
+  void SetObserver(std::function<void(const std::string& tenant_id, const AuditNotice&)> observer) {
+    observer_ = std::move(observer);
+  }
 
  private:
   std::shared_ptr<storage::TenantDatabases> databases_;
   KeyFn secret_key_fn_;
   Timeouts timeouts_;
+  std::function<void(const std::string& tenant_id, const AuditNotice&)> observer_;
 };
 
 // A syntactically plausible e-mail address (one '@', no spaces or control

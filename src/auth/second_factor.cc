@@ -145,14 +145,15 @@ Status Identity::CheckTotp(const events::Origin& ctx, const std::string& user_id
     if (!step.ok()) {
       // A right code for a step already used is a replay: worth its own entry.
       bool replay = VerifyTotp(*secret, code, ctx.now_us / 1'000'000, 0).ok();
-      SILO_RETURN_IF_ERROR(events::AppendAudit(db, ctx, replay ? "mfa.replayed" : "mfa.failed",
-                                               "user", user_id, {}));
+      const std::string type = replay ? "mfa.replayed" : "mfa.failed";
+      SILO_RETURN_IF_ERROR(events::AppendAudit(db, ctx, type, "user", user_id, {}));
       // A replayed code was seen by someone: the user must hear of it.
       if (replay) {
         SILO_RETURN_IF_ERROR(NotifyUser(
             db, ctx, user_id, "A two-factor code already used was presented again and refused"));
       }
       SILO_RETURN_IF_ERROR(tx.Commit());
+      if (observer_) observer_({ctx, type, "user", user_id});
       return step.status();
     }
     SILO_RETURN_IF_ERROR(

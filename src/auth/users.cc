@@ -182,12 +182,14 @@ Result<User> Identity::SetPasswordWithToken(const events::Origin& ctx, const std
       changes.insert(changes.begin(), {"status", JsonText(json::string("invited")),
                                        JsonText(json::string("active")), false});
     }
-    SILO_RETURN_IF_ERROR(events::AppendAudit(db, as_user,
-                                             setup ? "user.setup_completed" : "password.reset",
-                                             "user", *user_id, std::move(changes)));
+    const std::string type = setup ? "user.setup_completed" : "password.reset";
+    SILO_RETURN_IF_ERROR(
+        events::AppendAudit(db, as_user, type, "user", *user_id, std::move(changes)));
     SILO_ASSIGN_OR_RETURN(auto u, LoadUser(db, "id", *user_id));
     out = std::move(u->user);
-    return tx->Commit();
+    SILO_RETURN_IF_ERROR(tx->Commit());
+    if (observer_) observer_({as_user, type, "user", *user_id});
+    return Status::Ok();
   }));
   return std::move(*out);
 }

@@ -329,6 +329,20 @@ void ReadSecurity(const GetEnv& getenv, Config* config, std::vector<std::string>
   }
   if (std::string from = Get(getenv, "SILO_SMTP_FROM"); !from.empty()) sec.smtp_from = from;
   sec.smtp_ca_file = Get(getenv, "SILO_SMTP_CA_FILE");
+  sec.syslog_url = Get(getenv, "SILO_SYSLOG_URL");
+  if (!sec.syslog_url.empty() && sec.syslog_url.rfind("tls://", 0) != 0) {
+    problems->push_back("SILO_SYSLOG_URL must be tls://host:port (syslog over TLS, RFC 5425)");
+  }
+  sec.syslog_ca_file = Get(getenv, "SILO_SYSLOG_CA_FILE");
+  sec.alert_webhook = Get(getenv, "SILO_ALERT_WEBHOOK");
+  sec.alert_webhook_secret = Get(getenv, "SILO_ALERT_WEBHOOK_SECRET");
+  if (!sec.alert_webhook.empty() && sec.alert_webhook.rfind("https://", 0) != 0 &&
+      sec.alert_webhook.rfind("http://", 0) != 0) {
+    problems->push_back("SILO_ALERT_WEBHOOK must be an https:// URL");
+  }
+  if (!sec.alert_webhook.empty() && sec.alert_webhook_secret.size() < 32) {
+    problems->push_back("SILO_ALERT_WEBHOOK needs SILO_ALERT_WEBHOOK_SECRET of at least 32 bytes");
+  }
   sec.public_url = Get(getenv, "SILO_PUBLIC_URL");
   if (!sec.public_url.empty() && sec.public_url.rfind("https://", 0) != 0) {
     problems->push_back("SILO_PUBLIC_URL must start with https://");
@@ -407,6 +421,9 @@ std::vector<std::string> ProductionProblems(const Config& c) {
   }
   if (c.backups.target.rfind("s3://", 0) == 0 && c.backups.s3_endpoint.rfind("https://", 0) != 0) {
     problems.push_back("SILO_S3_ENDPOINT must be https:// outside development");
+  }
+  if (c.security.alert_webhook.rfind("http://", 0) == 0) {
+    problems.push_back("SILO_ALERT_WEBHOOK must be https:// outside development");
   }
   if (!c.master_key) {
     problems.push_back("SILO_MASTER_KEY or SILO_MASTER_KEY_FILE is required outside development");

@@ -92,7 +92,12 @@ struct Security {
   std::string smtp_url;          // SILO_SMTP_URL: smtp:// or smtps:// of the mail relay
   std::string smtp_from = "silo@localhost";  // SILO_SMTP_FROM
   std::string smtp_ca_file;  // SILO_SMTP_CA_FILE: CAs for the relay (default: the system's)
-  std::string public_url;    // SILO_PUBLIC_URL: base of links in mail (never Host)
+  // Security events off the box (platform/event_shipper.h).
+  std::string syslog_url;            // SILO_SYSLOG_URL: tls://host:port (RFC 5425)
+  std::string syslog_ca_file;        // SILO_SYSLOG_CA_FILE (default: the system's CAs)
+  std::string alert_webhook;         // SILO_ALERT_WEBHOOK: https:// (http:// in development)
+  std::string alert_webhook_secret;  // SILO_ALERT_WEBHOOK_SECRET: the HMAC key; never logged
+  std::string public_url;            // SILO_PUBLIC_URL: base of links in mail (never Host)
 };
 
 // Backups (issue: backups). Times are UTC.

@@ -106,6 +106,7 @@ Status SecurityLog::Append(const SecurityEvent& e) {
   if (!ok) return Internal("cannot write security log");
   ++seq_;
   head_ = hash;
+  if (observer_) observer_(e);
   return Status::Ok();
 }
 

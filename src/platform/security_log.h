@@ -13,6 +13,7 @@
 #define SILO_PLATFORM_SECURITY_LOG_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -41,11 +42,17 @@ class SecurityLog {
   void AppendOrLog(const SecurityEvent& event, std::string_view request_id = {});
   // Ok, or DataLoss naming the first line (1-based) whose hash does not hold.
   static Status Verify(const std::string& path);
+  // Before the log is shared (not thread-safe): told of each event once it
+  // is written, under the log's lock (must not block: event_shipper.h).
+  void SetObserver(std::function<void(const SecurityEvent&)> observer) {
+    observer_ = std::move(observer);
+  }
 
  private:
   SecurityLog(std::string path, uint64_t seq, std::string head)
       : path_(std::move(path)), seq_(seq), head_(std::move(head)) {}
   const std::string path_;
+  std::function<void(const SecurityEvent&)> observer_;
   Mutex mutex_;
   uint64_t seq_ GUARDED_BY(mutex_);      // last sequence number written
   std::string head_ GUARDED_BY(mutex_);  // hash of the last line

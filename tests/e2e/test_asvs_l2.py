@@ -2,6 +2,8 @@
 that parsers could read differently are refused."""
 import base64
 import datetime
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -13,6 +15,7 @@ import requests
 
 from conftest import TOKEN_EXPIRES
 from identity_util import PASSWORD, Client, SmtpSink, create_tenant, issue_token, oathtool
+from syslog_receiver import Rsyslog
 
 MANY = {"SILO_LOGIN_RATE_PER_MINUTE": "1000"}
 
@@ -355,3 +358,88 @@ def test_refused_credentials_and_requests_are_security_events_once_per_minute(ma
     rules = [e["detail"] for e in throttled]
     assert len(rules) == len(set(rules)), rules  # once per window for each rule and key
     assert "owner@acme.test" not in json.dumps(throttled)
+
+
+class WebhookSink:
+    """A real HTTP server on 127.0.0.1 that keeps each POST (headers, body)."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        sink = self
+        self.posts = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                sink.posts.append((dict(self.headers), body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d/hook" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_security_events_reach_syslog_over_tls_and_alerts_a_signed_webhook(make_silo):
+    """ASVS 11.1.7, 16.4.2 (issue 24): security events are shipped as RFC
+    5424 syslog over TLS to a real rsyslog (gtls driver); the events an
+    operator must see at once also reach SILO_ALERT_WEBHOOK, HMAC-signed. A
+    receiver that is down blocks no request, and what it missed arrives once
+    it is back. Before, the events stayed on the box."""
+    secret = base64.b64encode(os.urandom(33)).decode()
+    with Rsyslog() as rsyslog, WebhookSink() as hook:
+        silo = make_silo({"SILO_SYSLOG_URL": "tls://127.0.0.1:%d" % rsyslog.port,
+                          "SILO_SYSLOG_CA_FILE": rsyslog.cert,
+                          "SILO_ALERT_WEBHOOK": hook.url,
+                          "SILO_ALERT_WEBHOOK_SECRET": secret, **MANY})
+        create_tenant(silo, "acme", "owner@acme.test")
+        bogus = "silo_" + "z" * 43
+        assert call(silo, "GET", "/api/collections", bogus).status_code == 401
+        line = rsyslog.wait_for("tenant.created")[0]
+        assert line.startswith("85 tenant.created [silo@32473 ")  # authpriv.notice
+        refused = rsyslog.wait_for("auth.token_refused")[0]
+        assert 'actor="anonymous:127.0.0.1"' in refused and "GET /api/collections" in refused
+
+        # The receiver goes down: requests are still answered, the events
+        # wait, and arrive when it is back on the same port.
+        rsyslog.stop()
+        for i in range(5):
+            r = call(silo, "GET", "/api/collections", "silo_%043d" % i)
+            assert r.status_code == 401
+        r = silo.cli("--json", "tenant", "create", "beta", "--owner-email", "o@beta.test")
+        assert r.returncode == 0, r.stderr
+        metrics = requests.get(silo.operator_url + "/metrics", timeout=10, headers={
+            "Authorization": "Bearer " + silo.operator_token()}).text
+        assert "silo_security_events_dropped_total 0" in metrics, metrics
+        rsyslog.start()
+        rsyslog.wait_for('actor="operator" client="127.0.0.1"] beta')  # created while it was down
+
+        # A honeypot hit bans the client: an alert, to syslog and the webhook.
+        assert silo.get("/.env").status_code in (403, 404)
+        ban = rsyslog.wait_for("honeypot.hit")[0]
+        assert ban.startswith("84 ")  # an alert: authpriv.warning
+        deadline = time.time() + 20
+        while not hook.posts and time.time() < deadline:
+            time.sleep(0.1)
+        types = [json.loads(body)["type"] for _, body in hook.posts]
+        assert "honeypot.hit" in types and "auth.token_refused" not in types, types
+        headers, body = hook.posts[types.index("honeypot.hit")]
+        expected = hmac.new(secret.encode(), headers["X-Silo-Timestamp"].encode() + b"." + body,
+                            hashlib.sha256).hexdigest()
+        assert headers["X-Silo-Signature"] == "sha256=" + expected
+        assert json.loads(body)["client"] == "127.0.0.1"
+        everything = "\n".join(rsyslog.lines()) + json.dumps([b.decode() for _, b in hook.posts])
+        assert bogus not in everything and secret not in everything
+        assert secret not in silo.output()
