@@ -15,7 +15,7 @@ command -v wrk >/dev/null || { echo "wrk missing: run scripts/bootstrap.sh" >&2;
 
 DATA=$(mktemp -d /tmp/silo-bench-XXXXXX)
 trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$DATA"' EXIT
-SILO_DATA_DIR=$DATA/d SILO_LISTEN=127.0.0.1:0 SILO_OPERATOR_LISTEN=127.0.0.1:0 \
+SILO_DATA_DIR=$DATA/d SILO_LISTEN=127.0.0.1:0 SILO_OPERATOR_LISTEN=127.0.0.1:0 SILO_API_RATE_PER_MINUTE=1000000 \
   "$SILO" serve >/dev/null 2>&1 &
 PID=$!
 for _ in $(seq 100); do [ -f "$DATA/d/platform/server.json" ] && break; sleep 0.1; done

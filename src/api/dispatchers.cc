@@ -201,6 +201,13 @@ http::Response RunTenantRoute(Services& s, guard::OncePer& token_uses, Router::M
     RefusalEvent(s, ctx, route, "auth.csrf_refused", csrf.message());
     return Refusal(csrf, req);
   }
+  {
+    RateVerdict v =
+        TakeRate(s, kApiPerCredential,
+                 "cred:" + ctx.tenant->id + ":" + caller->actor.kind + ":" + caller->actor.id, now,
+                 ctx.client);
+    if (!v.allowed) return TooManyAttempts(req, v);
+  }
   ctx.authenticated = true;
   ctx.actor = caller->actor;
   ctx.permissions = caller->permissions;

@@ -27,6 +27,10 @@ guard::RateLimit LimitOf(const RateRule& rule, const SecurityOptions& options) {
       const double per_minute = options.realtime_connect_per_minute;
       return {per_minute, per_minute / 60.0, 60LL * 1'000'000};
     }
+    case RateRule::Budget::kApi: {
+      const double per_minute = options.api_per_minute;
+      return {std::max(10.0, per_minute / 6), per_minute / 60.0, 60LL * 1'000'000};
+    }
   }
   return {0, 0, kMaxDelayUs};  // unreachable: every budget is named above
 }

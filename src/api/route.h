@@ -63,6 +63,7 @@ struct RateRule {
     kResetMail,   // 5 an hour
     kFileLink,    // 600 a minute
     kRealtime,    // SILO_REALTIME_CONNECT_PER_MINUTE, a burst of as many
+    kApi,         // SILO_API_RATE_PER_MINUTE, a burst of a sixth of it (at least 10)
   };
   std::string_view name;
   Budget budget;

@@ -18,6 +18,9 @@ inline constexpr RateRule kPublicFormPerClient{"public_form", RateRule::Budget::
 inline constexpr RateRule kFileLinkPerClient{"file_link", RateRule::Budget::kFileLink};
 // Realtime upgrades: each authenticates (and may redeem a ticket).
 inline constexpr RateRule kRealtimePerClient{"realtime_connect", RateRule::Budget::kRealtime};
+// Every authenticated tenant call, per credential (ASVS 11.1.4): the key is
+// "cred:<tenant>:<token:id | user:id>" (a user's sessions share one budget).
+inline constexpr RateRule kApiPerCredential{"api", RateRule::Budget::kApi};
 // Rate rules per account. Their key is in the body (an e-mail, a pending
 // sign-in), so the handler that parsed it takes them:
 //   sign-in: "acct:<tenant>:<e-mail>", or "device:<tenant>:<nonce>" for a

@@ -59,6 +59,7 @@ struct SecurityOptions {
   std::string public_url;        // base of links in mail
   int reset_token_minutes = 10;  // how long a reset code works (the mail says it)
   int step_up_minutes = 5;       // how long a step-up (or a sign-in) counts as fresh
+  int api_per_minute = 1200;     // authenticated calls per credential
 };
 
 struct Services {

@@ -323,6 +323,7 @@ api::SecurityOptions SecurityOf(const config::Config& c) {
   s.public_url = c.security.public_url;
   s.reset_token_minutes = c.security.reset_token_minutes;
   s.step_up_minutes = c.security.step_up_minutes;
+  s.api_per_minute = c.security.api_per_minute;
   return s;
 }
 

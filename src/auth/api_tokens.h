@@ -30,6 +30,10 @@
 
 namespace silo::auth {
 
+// Live (unexpired) tokens one owner may hold (ASVS 11.1.4); over it, Create
+// is FailedPrecondition (409).
+inline constexpr int kMaxTokensPerOwner = 50;
+
 inline constexpr std::string_view kTokenPrefix = "silo_";
 
 // The api_tokens table: migrations 4 and 5 of the tenant schema (after

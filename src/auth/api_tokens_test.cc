@@ -25,7 +25,7 @@ class ApiTokensTest : public storage::testing::TempDirTest {
     for (const auto& m : IdentityMigrations()) migrations_.push_back(m);
     for (const auto& m : files::CatalogMigrations()) migrations_.push_back(m);
     for (const auto& m : SettingsMigrations()) migrations_.push_back(m);
-    for (const auto& m : SessionMigrations()) migrations_.push_back(m);
+    for (const auto& m : AccountMigrations()) migrations_.push_back(m);
     keys_["a"] = crypto::RandomBytes(crypto::SecretKey::kSize);
     keys_["b"] = crypto::RandomBytes(crypto::SecretKey::kSize);
     dbs_ = std::make_unique<storage::TenantDatabases>(

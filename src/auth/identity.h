@@ -47,8 +47,10 @@ class ApiTokens;
 std::span<const storage::Migration> IdentityMigrations();
 // The tenant settings table (version 10: after the files catalogue's).
 std::span<const storage::Migration> SettingsMigrations();
-// When each session last proved its user (version 11: sessions.proved_at_us).
-std::span<const storage::Migration> SessionMigrations();
+// Later identity columns, after the settings table: version 11, when each
+// session last proved its user (sessions.proved_at_us); 12, who invited a
+// pending user (users.invited_by, for the cap on pending invitations).
+std::span<const storage::Migration> AccountMigrations();
 
 // For a restored copy before it goes live (backup's ForgetOnRestore, wired by
 // app): ends every session and every one-time token (setup, reset and MFA
@@ -173,6 +175,9 @@ struct AuditNotice {
 using AuditObserver = std::function<void(const AuditNotice&)>;
 
 inline constexpr int kRecoveryCodes = 10;
+// Pending invitations one actor may have made (ASVS 11.1.4); over it,
+// InviteUser is FailedPrecondition (409).
+inline constexpr int kMaxPendingInvitations = 50;
 inline constexpr int kMaxMfaAttempts = 5;
 
 class Identity {

@@ -23,7 +23,7 @@ std::vector<storage::Migration> AllMigrations() {
   for (const auto& m : IdentityMigrations()) all.push_back(m);
   for (const auto& m : files::CatalogMigrations()) all.push_back(m);
   for (const auto& m : SettingsMigrations()) all.push_back(m);
-  for (const auto& m : SessionMigrations()) all.push_back(m);
+  for (const auto& m : AccountMigrations()) all.push_back(m);
   return all;
 }
 

@@ -21,11 +21,13 @@ constexpr size_t kMaxUserAgent = 200;
 const storage::Migration kMigrations[] = {
     {11, "session_proof",
      "ALTER TABLE sessions ADD COLUMN proved_at_us INTEGER NOT NULL DEFAULT 0"},
+    // "<kind>:<id>" of the actor that invited the user; "" before version 12.
+    {12, "invited_by", "ALTER TABLE users ADD COLUMN invited_by TEXT NOT NULL DEFAULT ''"},
 };
 
 }  // namespace
 
-std::span<const storage::Migration> SessionMigrations() { return kMigrations; }
+std::span<const storage::Migration> AccountMigrations() { return kMigrations; }
 
 Result<int64_t> EndSessionsAndOneTimeTokens(Database& db) {
   if (!db.InTransaction()) return FailedPrecondition("ending sessions needs a transaction");

@@ -80,6 +80,20 @@ Result<Invitation> Identity::InviteUser(const events::Origin& ctx, const std::st
       return AlreadyExists("a user with this e-mail exists")
           .WithFields({{"email", "already used"}});
     }
+    // ASVS 11.1.4: at most kMaxPendingInvitations per inviter.
+    const std::string inviter = ctx.actor.kind + ":" + ctx.actor.id;
+    {
+      auto count =
+          db.Prepare("SELECT count(*) FROM users WHERE status = 'invited' AND invited_by = ?");
+      if (!count.ok()) return count.status();
+      count->Bind(1, inviter);
+      SILO_ASSIGN_OR_RETURN(bool row, count->Step());
+      if (row && count->ColumnInt(0) >= kMaxPendingInvitations) {
+        return FailedPrecondition("at most " + std::to_string(kMaxPendingInvitations) +
+                                  " pending invitations per inviter; wait for some to be"
+                                  " accepted or remove them");
+      }
+    }
     User u;
     u.id = crypto::RandomId(16);
     u.email = normal;
@@ -88,10 +102,14 @@ Result<Invitation> Identity::InviteUser(const events::Origin& ctx, const std::st
     u.created_at_us = u.updated_at_us = ctx.now_us;
     SILO_RETURN_IF_ERROR(
         ExecBound(db,
-                  "INSERT INTO users (id, email, status, created_at_us, updated_at_us)"
-                  " VALUES (?, ?, 'invited', ?, ?)",
+                  "INSERT INTO users (id, email, status, created_at_us, updated_at_us, invited_by)"
+                  " VALUES (?, ?, 'invited', ?, ?, ?)",
                   [&](storage::Statement& st) {
-                    st.Bind(1, u.id).Bind(2, u.email).Bind(3, ctx.now_us).Bind(4, ctx.now_us);
+                    st.Bind(1, u.id)
+                        .Bind(2, u.email)
+                        .Bind(3, ctx.now_us)
+                        .Bind(4, ctx.now_us)
+                        .Bind(5, inviter);
                   }));
     SILO_RETURN_IF_ERROR(InsertRoles(db, u.id, unique));
     std::string token = crypto::RandomToken(32);

@@ -84,6 +84,9 @@ class Silo:
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "SILO_DATA_DIR": data_dir,
             "SILO_LISTEN": "127.0.0.1:0",
+            # Tests call faster than any client should; the per-credential
+            # limit has its own test (test_asvs_l2.py), which sets it.
+            "SILO_API_RATE_PER_MINUTE": "1000000",
             "SILO_OPERATOR_LISTEN": "127.0.0.1:0",
             "SILO_READ_TIMEOUT_MS": "1500",
             "SILO_IDLE_TIMEOUT_MS": "3000",
