@@ -195,10 +195,13 @@ def body_for(route, foreign):
     return {}
 
 
-# What the attacks may add to the home tenant's audit log: its refusals, and
+# What the attacks may add to the home tenant's audit log: its refusals (the
+# other tenant's token and cookie are security events here, ASVS 7.1.3), and
 # the reset the public reset route was asked for (for the home tenant's own
 # pending user, answered like any other).
-EXPECTED_AUDIT = {"login.failed", "access.denied", "password.reset_requested"}
+EXPECTED_AUDIT = {"login.failed", "access.denied", "password.reset_requested",
+                  "auth.token_refused", "auth.session_refused", "auth.csrf_refused",
+                  "request.invalid"}
 
 
 # Valid bodies for the home tenant's own owner, so that only the foreign id
@@ -333,6 +336,7 @@ def test_two_identical_tenants_never_see_or_touch_each_other(make_silo):
             assert after == {k: v for k, v in before.items() if k != "audit"}
             assert {typ for _, typ in added} <= EXPECTED_AUDIT, added
             assert any(typ == "login.failed" for _, typ in added)  # the foreign password
+            assert any(typ == "auth.token_refused" for _, typ in added)  # the foreign token
 
         # The refusals consumed nothing: every credential still works at home.
         for t in (a, b):
