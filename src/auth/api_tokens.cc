@@ -37,10 +37,11 @@ constexpr int64_t kDayUs = 86400LL * 1'000'000;
 // in one transaction with the change itself. `change` makes the change and
 // names the event (type, subject, changes).
 Status WriteTokenEvent(storage::TenantDatabase& tenant_db, const events::Origin& ctx,
+                       const ApiTokens::Observer& observer,
                        const std::function<Status(Database&, events::Event&)>& change) {
-  return tenant_db.Write([&](Database& db) -> Status {
+  events::Event e;
+  SILO_RETURN_IF_ERROR(tenant_db.Write([&](Database& db) -> Status {
     SILO_ASSIGN_OR_RETURN(auto tx, storage::Transaction::Begin(db));
-    events::Event e;
     SILO_RETURN_IF_ERROR(change(db, e));
     e.at_us = ctx.now_us;  // Append moves it past the last event's time
     e.actor = ctx.actor;
@@ -49,7 +50,9 @@ Status WriteTokenEvent(storage::TenantDatabase& tenant_db, const events::Origin&
     SILO_RETURN_IF_ERROR(events::Append(db, e));
     SILO_RETURN_IF_ERROR(events::AppendAudit(db, ctx, e.type, e.subject_kind, e.subject_id));
     return tx.Commit();
-  });
+  }));
+  if (observer) observer(ctx, e.type, e.subject_id);
+  return Status::Ok();
 }
 
 }  // namespace
@@ -77,43 +80,46 @@ Result<IssuedToken> ApiTokens::Create(const events::Origin& ctx, const TokenSpec
   json::array perms;
   for (const auto& p : spec.permissions) perms.push_back(json::string(p));
   const std::string perms_text = json::serialize(perms);
-  SILO_RETURN_IF_ERROR(WriteTokenEvent(*db_, ctx, [&](Database& db, events::Event& e) -> Status {
-    auto live = db.Prepare("SELECT count(*) FROM api_tokens WHERE owner = ? AND expires_at_us > ?");
-    if (!live.ok()) return live.status();
-    live->Bind(1, spec.owner).Bind(2, ctx.now_us);
-    SILO_ASSIGN_OR_RETURN(bool counted, live->Step());
-    if (counted && live->ColumnInt(0) >= kMaxTokensPerOwner) {
-      return FailedPrecondition("at most " + std::to_string(kMaxTokensPerOwner) +
-                                " live API tokens per owner; revoke one first");
-    }
-    live->Reset();
-    auto ins = db.Prepare(
-        "INSERT INTO api_tokens (id, name, hash, permissions, created_at_us, expires_at_us,"
-        " owner) VALUES (?, ?, ?, ?, ?, ?, ?)");
-    if (!ins.ok()) return ins.status();
-    ins->Bind(1, issued.id)
-        .Bind(2, spec.name)
-        .Bind(3, crypto::Sha256Hex(issued.token))
-        .Bind(4, perms_text)
-        .Bind(5, ctx.now_us)
-        .Bind(6, spec.expires_at_us)
-        .Bind(7, spec.owner);
-    SILO_RETURN_IF_ERROR(ins->Run());
-    if (spec.owner.starts_with("user:")) {
-      SILO_RETURN_IF_ERROR(
-          NotifyUser(db, ctx, spec.owner.substr(5),
-                     "An API token named \"" + spec.name + "\" was created on your account"));
-    }
-    e.type = "token.created";
-    e.subject_kind = "token";
-    e.subject_id = issued.id;
-    e.changes = {{"name", std::nullopt, json::serialize(json::string(spec.name)), false},
-                 {"permissions", std::nullopt, perms_text, false},
-                 {"expires_at", std::nullopt,
-                  json::serialize(json::string(FormatRfc3339Micros(spec.expires_at_us))), false},
-                 {"secret", std::nullopt, std::nullopt, true}};
-    return Status::Ok();
-  }));
+  SILO_RETURN_IF_ERROR(
+      WriteTokenEvent(*db_, ctx, observer_, [&](Database& db, events::Event& e) -> Status {
+        auto live =
+            db.Prepare("SELECT count(*) FROM api_tokens WHERE owner = ? AND expires_at_us > ?");
+        if (!live.ok()) return live.status();
+        live->Bind(1, spec.owner).Bind(2, ctx.now_us);
+        SILO_ASSIGN_OR_RETURN(bool counted, live->Step());
+        if (counted && live->ColumnInt(0) >= kMaxTokensPerOwner) {
+          return FailedPrecondition("at most " + std::to_string(kMaxTokensPerOwner) +
+                                    " live API tokens per owner; revoke one first");
+        }
+        live->Reset();
+        auto ins = db.Prepare(
+            "INSERT INTO api_tokens (id, name, hash, permissions, created_at_us, expires_at_us,"
+            " owner) VALUES (?, ?, ?, ?, ?, ?, ?)");
+        if (!ins.ok()) return ins.status();
+        ins->Bind(1, issued.id)
+            .Bind(2, spec.name)
+            .Bind(3, crypto::Sha256Hex(issued.token))
+            .Bind(4, perms_text)
+            .Bind(5, ctx.now_us)
+            .Bind(6, spec.expires_at_us)
+            .Bind(7, spec.owner);
+        SILO_RETURN_IF_ERROR(ins->Run());
+        if (spec.owner.starts_with("user:")) {
+          SILO_RETURN_IF_ERROR(
+              NotifyUser(db, ctx, spec.owner.substr(5),
+                         "An API token named \"" + spec.name + "\" was created on your account"));
+        }
+        e.type = "token.created";
+        e.subject_kind = "token";
+        e.subject_id = issued.id;
+        e.changes = {
+            {"name", std::nullopt, json::serialize(json::string(spec.name)), false},
+            {"permissions", std::nullopt, perms_text, false},
+            {"expires_at", std::nullopt,
+             json::serialize(json::string(FormatRfc3339Micros(spec.expires_at_us))), false},
+            {"secret", std::nullopt, std::nullopt, true}};
+        return Status::Ok();
+      }));
   return issued;
 }
 
@@ -168,7 +174,7 @@ Result<std::vector<TokenInfo>> ApiTokens::List(std::optional<std::string> owner)
 
 Status ApiTokens::Revoke(const events::Origin& ctx, const std::string& id,
                          std::optional<std::string> owner) {
-  return WriteTokenEvent(*db_, ctx, [&](Database& db, events::Event& e) -> Status {
+  return WriteTokenEvent(*db_, ctx, observer_, [&](Database& db, events::Event& e) -> Status {
     auto del = db.Prepare("DELETE FROM api_tokens WHERE id = ?1 AND (?2 IS NULL OR owner = ?2)");
     if (!del.ok()) return del.status();
     del->Bind(1, id);

@@ -16,6 +16,7 @@
 #define SILO_AUTH_API_TOKENS_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -73,7 +74,13 @@ struct IssuedToken {
 
 class ApiTokens {
  public:
-  explicit ApiTokens(std::shared_ptr<storage::TenantDatabase> db) : db_(std::move(db)) {}
+  // Told of each token event once its transaction committed: (origin,
+  // type, token id). Identity::Tokens() forwards it to the identity
+  // observer, so token events are shipped like the identity's own.
+  using Observer = std::function<void(const events::Origin&, const std::string& type,
+                                      const std::string& token_id)>;
+  explicit ApiTokens(std::shared_ptr<storage::TenantDatabase> db, Observer observer = {})
+      : db_(std::move(db)), observer_(std::move(observer)) {}
 
   // InvalidArgument naming each bad field: a name of 1 to 100 bytes, 1 to
   // 100 known permissions, an expiry in the future and within max_days.
@@ -87,6 +94,7 @@ class ApiTokens {
 
  private:
   std::shared_ptr<storage::TenantDatabase> db_;
+  Observer observer_;  // may be empty
 };
 
 }  // namespace silo::auth

@@ -76,7 +76,13 @@ Result<const crypto::SecretKey*> Identity::SecretFields() {
   return &*secret_fields_;
 }
 
-ApiTokens Identity::Tokens() const { return ApiTokens(db_); }
+ApiTokens Identity::Tokens() const {
+  if (!observer_) return ApiTokens(db_);
+  return ApiTokens(db_, [observer = observer_](const events::Origin& origin,
+                                               const std::string& type, const std::string& id) {
+    observer({origin, type, "token", id});
+  });
+}
 
 Status Identity::AuditedWrite(const events::Origin& ctx,
                               const std::function<Result<Audited>(Database&)>& change) {

@@ -411,6 +411,9 @@ def test_security_events_reach_syslog_over_tls_and_alerts_a_signed_webhook(make_
         assert line.startswith("85 tenant.created [silo@32473 ")  # authpriv.notice
         refused = rsyslog.wait_for("auth.token_refused")[0]
         assert 'actor="anonymous:127.0.0.1"' in refused and "GET /api/collections" in refused
+        issue_token(silo, ["collections.read"])  # token events are identity events too
+        issued = rsyslog.wait_for("token.created")[0]
+        assert 'actor="operator:operator"' in issued
 
         # The receiver goes down: requests are still answered, the events
         # wait, and arrive when it is back on the same port.
