@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
-#include <unordered_map>
 
 #include "api/cors.h"
 #include "api/handlers.h"

@@ -82,16 +82,14 @@ Result<IssuedToken> ApiTokens::Create(const events::Origin& ctx, const TokenSpec
   const std::string perms_text = json::serialize(perms);
   SILO_RETURN_IF_ERROR(
       WriteTokenEvent(*db_, ctx, observer_, [&](Database& db, events::Event& e) -> Status {
-        auto live =
-            db.Prepare("SELECT count(*) FROM api_tokens WHERE owner = ? AND expires_at_us > ?");
-        if (!live.ok()) return live.status();
-        live->Bind(1, spec.owner).Bind(2, ctx.now_us);
-        SILO_ASSIGN_OR_RETURN(bool counted, live->Step());
-        if (counted && live->ColumnInt(0) >= kMaxTokensPerOwner) {
+        SILO_ASSIGN_OR_RETURN(
+            int64_t live,
+            CountBound(db, "SELECT count(*) FROM api_tokens WHERE owner = ? AND expires_at_us > ?",
+                       [&](storage::Statement& q) { q.Bind(1, spec.owner).Bind(2, ctx.now_us); }));
+        if (live >= kMaxTokensPerOwner) {
           return FailedPrecondition("at most " + std::to_string(kMaxTokensPerOwner) +
                                     " live API tokens per owner; revoke one first");
         }
-        live->Reset();
         auto ins = db.Prepare(
             "INSERT INTO api_tokens (id, name, hash, permissions, created_at_us, expires_at_us,"
             " owner) VALUES (?, ?, ?, ?, ?, ?, ?)");

@@ -99,14 +99,20 @@ Result<std::optional<rbac::Role>> LoadRole(Database& db, const std::string& name
   return std::optional<rbac::Role>(std::move(r));
 }
 
-Result<int64_t> ActiveOwners(Database& db) {
-  auto st = db.Prepare(
-      "SELECT count(*) FROM user_roles r JOIN users u ON u.id = r.user_id"
-      " WHERE r.role = ? AND u.status = 'active'");
+Result<int64_t> CountBound(Database& db, std::string_view sql,
+                           const std::function<void(storage::Statement&)>& bind) {
+  auto st = db.Prepare(sql);
   if (!st.ok()) return st.status();
-  st->Bind(1, rbac::kOwnerRole);
+  bind(*st);
   SILO_RETURN_IF_ERROR(st->Step());
   return st->ColumnInt(0);
+}
+
+Result<int64_t> ActiveOwners(Database& db) {
+  return CountBound(db,
+                    "SELECT count(*) FROM user_roles r JOIN users u ON u.id = r.user_id"
+                    " WHERE r.role = ? AND u.status = 'active'",
+                    [](storage::Statement& q) { q.Bind(1, rbac::kOwnerRole); });
 }
 
 Status ExecBound(Database& db, std::string_view sql,

@@ -32,6 +32,10 @@ std::string JsonText(const boost::json::value& v);
 // Runs `sql` with the parameters `bind` sets, to completion.
 Status ExecBound(storage::Database& db, std::string_view sql,
                  const std::function<void(storage::Statement&)>& bind);
+// The integer of the one row `sql` returns (a count), with the parameters
+// `bind` sets.
+Result<int64_t> CountBound(storage::Database& db, std::string_view sql,
+                           const std::function<void(storage::Statement&)>& bind);
 // The first column of every row of `sql` (bound to `arg` when given).
 Result<std::vector<std::string>> ColumnStrings(storage::Database& db, std::string_view sql,
                                                const std::string* arg = nullptr);

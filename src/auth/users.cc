@@ -82,17 +82,14 @@ Result<Invitation> Identity::InviteUser(const events::Origin& ctx, const std::st
     }
     // ASVS 11.1.4: at most kMaxPendingInvitations per inviter.
     const std::string inviter = ctx.actor.kind + ":" + ctx.actor.id;
-    {
-      auto count =
-          db.Prepare("SELECT count(*) FROM users WHERE status = 'invited' AND invited_by = ?");
-      if (!count.ok()) return count.status();
-      count->Bind(1, inviter);
-      SILO_ASSIGN_OR_RETURN(bool row, count->Step());
-      if (row && count->ColumnInt(0) >= kMaxPendingInvitations) {
-        return FailedPrecondition("at most " + std::to_string(kMaxPendingInvitations) +
-                                  " pending invitations per inviter; wait for some to be"
-                                  " accepted or remove them");
-      }
+    SILO_ASSIGN_OR_RETURN(
+        int64_t pending,
+        CountBound(db, "SELECT count(*) FROM users WHERE status = 'invited' AND invited_by = ?",
+                   [&](storage::Statement& q) { q.Bind(1, inviter); }));
+    if (pending >= kMaxPendingInvitations) {
+      return FailedPrecondition("at most " + std::to_string(kMaxPendingInvitations) +
+                                " pending invitations per inviter; wait for some to be"
+                                " accepted or remove them");
     }
     User u;
     u.id = crypto::RandomId(16);

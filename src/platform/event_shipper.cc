@@ -199,8 +199,6 @@ Result<std::unique_ptr<EventShipper>> EventShipper::Start(ShipperOptions options
     return InvalidArgument("SILO_ALERT_WEBHOOK needs SILO_ALERT_WEBHOOK_SECRET");
   }
   std::unique_ptr<EventShipper> s(new EventShipper(std::move(options)));
-  s->syslog_host_ = host;
-  s->syslog_port_ = port;
   if (!host.empty()) {
     s->syslog_ = std::make_unique<SyslogConnection>(host, port, s->options_.syslog_ca_file);
   }

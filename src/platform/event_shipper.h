@@ -95,8 +95,6 @@ class EventShipper {
   bool PostAlert(const ShippedEvent& e);
 
   const ShipperOptions options_;
-  std::string syslog_host_;
-  std::string syslog_port_;
   std::unique_ptr<SyslogConnection> syslog_;  // the thread's only
   mutable Mutex mu_;
   CondVar cv_;
