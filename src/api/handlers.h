@@ -67,6 +67,7 @@ http::Response GetRecord(Services& s, RequestContext& ctx);
 http::Response UpdateRecord(Services& s, RequestContext& ctx);
 http::Response DeleteRecord(Services& s, RequestContext& ctx);
 http::Response RecordHistory(Services& s, RequestContext& ctx);
+http::Response ExportRecords(Services& s, RequestContext& ctx);
 http::Response RevertRecord(Services& s, RequestContext& ctx);
 http::Response ListEvents(Services& s, RequestContext& ctx);
 http::Response ListAudit(Services& s, RequestContext& ctx);

@@ -10,6 +10,7 @@
 #include "api/handlers.h"
 #include "api/json_strict.h"
 #include "api/json_text.h"
+#include "api/routes.h"
 #include "auth/api_tokens.h"
 #include "auth/identity.h"
 #include "base/time_util.h"
@@ -474,6 +475,51 @@ http::Response DeleteRecord(Services& /*s*/, RequestContext& ctx) {
   Status s = ctx.store->DeleteRecord(OriginOf(ctx), Name(ctx), ctx.params.at("id"), *if_match);
   if (!s.ok()) return RecordError(ctx, s);
   return http::Json(204, "");
+}
+
+// The whole collection as JSON lines, every field of every live record (as
+// of ?at=), for a holder of records.<name>.export: a grant without conditions
+// or fields (rbac.h). Each export takes one from the credential's hourly
+// budget (ASVS 11.1.4) and is audited before any record leaves, with how
+// many; a failed audit write sends nothing.
+http::Response ExportRecords(Services& s, RequestContext& ctx) {
+  constexpr size_t kMaxExportBytes = 256u << 20;  // held in memory: answers are not streamed
+  const auto& req = ctx.request;
+  auto params = QueryParams(req);
+  if (!params.ok()) return RecordError(ctx, params.status());
+  if (Status st = OnlyParams(*params, {"at"}); !st.ok()) return RecordError(ctx, st);
+  auto at = AtParam(*params);
+  if (!at.ok()) return RecordError(ctx, at.status());
+  RateVerdict v = TakeRate(s, kExportPerCredential,
+                           "cred:" + ctx.tenant->id + ":" + ctx.actor.kind + ":" + ctx.actor.id,
+                           NowMicros(), ctx.client);
+  if (!v.allowed) return TooManyAttempts(req, v);
+  std::string lines;
+  int64_t count = 0;
+  Status st = ctx.store->ExportCollection(Name(ctx), *at, [&](const records::Record& r) {
+    lines += JsonText(records::RecordJson(r));
+    lines += '\n';
+    ++count;
+    if (lines.size() > kMaxExportBytes) {
+      return FailedPrecondition(
+          "the export is larger than 256 MiB; page through GET "
+          "/api/collections/{name}/records instead");
+    }
+    return Status::Ok();
+  });
+  if (!st.ok()) return RecordError(ctx, st);
+  json::object details{{"collection", Name(ctx)}, {"records", count}};
+  if (*at) details["at"] = FormatRfc3339Micros(**at);
+  if (Status a =
+          ctx.identity->Audit(OriginOf(ctx), "records.exported", "collection", Name(ctx), details);
+      !a.ok()) {
+    return ErrorResponse(a, req);
+  }
+  http::Response r = http::Json(200, std::move(lines));
+  r.content_type = "application/x-ndjson";
+  r.headers.emplace_back("Content-Disposition",
+                         "attachment; filename=\"" + Name(ctx) + ".ndjson\"");
+  return r;
 }
 
 http::Response RecordHistory(Services& /*s*/, RequestContext& ctx) {

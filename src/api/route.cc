@@ -31,6 +31,10 @@ guard::RateLimit LimitOf(const RateRule& rule, const SecurityOptions& options) {
       const double per_minute = options.api_per_minute;
       return {std::max(10.0, per_minute / 6), per_minute / 60.0, 60LL * 1'000'000};
     }
+    case RateRule::Budget::kExport: {
+      const double per_hour = options.exports_per_hour;
+      return {per_hour, per_hour / 3600.0, 3600LL * 1'000'000};
+    }
   }
   return {0, 0, kMaxDelayUs};  // unreachable: every budget is named above
 }

@@ -64,6 +64,7 @@ struct RateRule {
     kFileLink,    // 600 a minute
     kRealtime,    // SILO_REALTIME_CONNECT_PER_MINUTE, a burst of as many
     kApi,         // SILO_API_RATE_PER_MINUTE, a burst of a sixth of it (at least 10)
+    kExport,      // SILO_EXPORTS_PER_HOUR, a burst of as many
   };
   std::string_view name;
   Budget budget;

@@ -229,6 +229,9 @@ void AddData(Router& r) {
   r.Add(Get("/api/collections/{name}/records/{id}/history", RecordHistory)
             .Allow(P::Permission("records.{name}.history"))
             .Check(kCollection));
+  r.Add(Get("/api/collections/{name}/export", ExportRecords)
+            .Allow(P::Permission("records.{name}.export"))
+            .Check(kCollection));
   r.Add(Post("/api/collections/{name}/records/{id}/revert", RevertRecord)
             .Allow(P::Permission("records.{name}.update"))
             .Check(kCollection)

@@ -21,6 +21,9 @@ inline constexpr RateRule kRealtimePerClient{"realtime_connect", RateRule::Budge
 // Every authenticated tenant call, per credential (ASVS 11.1.4): the key is
 // "cred:<tenant>:<token:id | user:id>" (a user's sessions share one budget).
 inline constexpr RateRule kApiPerCredential{"api", RateRule::Budget::kApi};
+// Collection exports per credential, on top of it (same key; the handler
+// takes it once the collection is known to exist).
+inline constexpr RateRule kExportPerCredential{"export", RateRule::Budget::kExport};
 // Rate rules per account. Their key is in the body (an e-mail, a pending
 // sign-in), so the handler that parsed it takes them:
 //   sign-in: "acct:<tenant>:<e-mail>", or "device:<tenant>:<nonce>" for a

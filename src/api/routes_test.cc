@@ -79,7 +79,7 @@ TEST(RoutesTest, CollectionCapturesAreChecked) {
     EXPECT_EQ(FailedCapture(route, good), std::nullopt) << route.pattern;
     ++checked;
   }
-  EXPECT_EQ(checked, 12);
+  EXPECT_EQ(checked, 13);
 }
 
 // A server publishes to a broadcast name or to user:<id>; anything else is

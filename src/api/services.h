@@ -60,6 +60,7 @@ struct SecurityOptions {
   int reset_token_minutes = 10;  // how long a reset code works (the mail says it)
   int step_up_minutes = 5;       // how long a step-up (or a sign-in) counts as fresh
   int api_per_minute = 1200;     // authenticated calls per credential
+  int exports_per_hour = 10;     // collection exports per credential
 };
 
 struct Services {

@@ -324,6 +324,7 @@ api::SecurityOptions SecurityOf(const config::Config& c) {
   s.reset_token_minutes = c.security.reset_token_minutes;
   s.step_up_minutes = c.security.step_up_minutes;
   s.api_per_minute = c.security.api_per_minute;
+  s.exports_per_hour = c.security.exports_per_hour;
   return s;
 }
 

@@ -294,6 +294,7 @@ void ReadSecurity(const GetEnv& getenv, Config* config, std::vector<std::string>
                   problems);
   ReadNumber<int>(getenv, "SILO_STEP_UP_MINUTES", 1, 60, &sec.step_up_minutes, problems);
   ReadNumber<int>(getenv, "SILO_API_RATE_PER_MINUTE", 6, 1'000'000, &sec.api_per_minute, problems);
+  ReadNumber<int>(getenv, "SILO_EXPORTS_PER_HOUR", 1, 10'000, &sec.exports_per_hour, problems);
   ReadNumber<uint64_t>(getenv, "SILO_PASSWORD_MEMORY_KIB", 19456, 4 * 1024 * 1024,
                        &sec.password_memory_kib, problems);
   ReadNumber<uint64_t>(getenv, "SILO_PASSWORD_ITERATIONS", 2, 100, &sec.password_iterations,

@@ -75,6 +75,7 @@ struct Security {
   int reset_token_minutes = 10;     // SILO_RESET_TOKEN_MINUTES (at most 10 outside development)
   int step_up_minutes = 5;          // SILO_STEP_UP_MINUTES: how long a proof counts as fresh
   int api_per_minute = 1200;        // SILO_API_RATE_PER_MINUTE: per credential (token or user)
+  int exports_per_hour = 10;        // SILO_EXPORTS_PER_HOUR: collection exports per credential
   uint64_t password_memory_kib = 19456;  // SILO_PASSWORD_MEMORY_KIB (Argon2id m; OWASP floor)
   uint64_t password_iterations = 2;      // SILO_PASSWORD_ITERATIONS (Argon2id t; floor 2)
   unsigned password_threads = 1;         // SILO_PASSWORD_THREADS: the password-hashing pool

@@ -128,6 +128,8 @@ class SqliteTenantStore : public TenantStore {
 
   Status Export(std::optional<int64_t> at_us,
                 const std::function<Status(const std::string&, const Record&)>& sink) override;
+  Status ExportCollection(const std::string& collection, std::optional<int64_t> at_us,
+                          const std::function<Status(const Record&)>& sink) override;
 
  private:
   using Database = storage::Database;
@@ -197,6 +199,9 @@ class SqliteTenantStore : public TenantStore {
 
   static Status ExportIn(Database& db, std::optional<int64_t> at_us,
                          const std::function<Status(const std::string&, const Record&)>& sink);
+  static Status ExportCollectionIn(Database& db, const std::string& collection,
+                                   std::optional<int64_t> at_us,
+                                   const std::function<Status(const Record&)>& sink);
 
   // The caller's rules for `action` on the collection (AllowAll without a
   // provider).

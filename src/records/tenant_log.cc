@@ -1,6 +1,7 @@
 // The SQLite tenant store: the change feed, the audit log and log
 // maintenance (verify, purge, rebuild, export; see
 // sqlite_tenant_store_internal.h).
+#include <algorithm>
 #include <boost/json.hpp>
 
 #include "base/time_util.h"
@@ -157,20 +158,40 @@ Status SqliteTenantStore::ExportIn(
   auto names = CollectionNames(db);
   if (!names.ok()) return names.status();
   for (const auto& name : *names) {
-    ListQuery q;
-    q.at_us = at_us;
-    q.limit = kMaxPageSize;
-    while (true) {
-      RecordPage page;
-      if (Status s = List(db, name, q, &page); !s.ok()) return s;
-      for (const Record& r : page.records) {
-        if (Status s = sink(name, r); !s.ok()) return s;
-      }
-      if (!page.next_cursor) break;
-      q.after = Cursor{json::value(nullptr), page.records.back().id};
-    }
+    SILO_RETURN_IF_ERROR(
+        ExportCollectionIn(db, name, at_us, [&](const Record& r) { return sink(name, r); }));
   }
   return Status::Ok();
+}
+
+Status SqliteTenantStore::ExportCollection(const std::string& collection,
+                                           std::optional<int64_t> at_us,
+                                           const std::function<Status(const Record&)>& sink) {
+  return db_->Read([&](Database& db) -> Status {
+    if (Status b = db.Exec("BEGIN"); !b.ok()) return b;  // one snapshot throughout
+    auto names = CollectionNames(db);
+    Status s = !names.ok() ? names.status()
+               : std::find(names->begin(), names->end(), collection) == names->end()
+                   ? NotFound("no such collection")
+                   : ExportCollectionIn(db, collection, at_us, sink);
+    (void)db.Exec("COMMIT");
+    return s;
+  });
+}
+
+Status SqliteTenantStore::ExportCollectionIn(Database& db, const std::string& collection,
+                                             std::optional<int64_t> at_us,
+                                             const std::function<Status(const Record&)>& sink) {
+  ListQuery q;
+  q.at_us = at_us;
+  q.limit = kMaxPageSize;
+  while (true) {
+    RecordPage page;
+    SILO_RETURN_IF_ERROR(List(db, collection, q, &page));
+    for (const Record& r : page.records) SILO_RETURN_IF_ERROR(sink(r));
+    if (!page.next_cursor) return Status::Ok();
+    q.after = Cursor{json::value(nullptr), page.records.back().id};
+  }
 }
 
 }  // namespace silo::records

@@ -200,6 +200,11 @@ class TenantStore {
   virtual Status Export(
       std::optional<int64_t> at_us,
       const std::function<Status(const std::string& collection, const Record& record)>& sink) = 0;
+  // One collection's live records as of `at_us`, every field, in id order,
+  // whatever rules are set (the export permission takes no conditions or
+  // fields: rbac.h). NotFound for an unknown collection.
+  virtual Status ExportCollection(const std::string& collection, std::optional<int64_t> at_us,
+                                  const std::function<Status(const Record& record)>& sink) = 0;
 };
 
 // Every tenant's storage. Thread-safe.

@@ -9,6 +9,7 @@
 #include "base/status_matchers.h"
 #include "base/time_util.h"
 #include "crypto/crypto.h"
+#include "records/rules.h"
 #include "records/tenant_store_test_util.h"
 #include "storage/test_util.h"
 
@@ -76,6 +77,43 @@ TEST_F(TenantStoreTest, RecordLifecycleWithHistoryAndTimeTravel) {
             R"({"title":["first","second"],"score":[1,null]})");
   EXPECT_EQ((*history)[2].type, "record.deleted");
   EXPECT_EQ((*history)[3].type, "record.reverted");
+}
+
+// An export is the whole collection whatever read rules are set (the export
+// permission takes none), as of a time, and only the collection named.
+TEST_F(TenantStoreTest, ExportCollectionGivesEveryLiveRecordAsOfATime) {
+  ASSERT_OK(a_->CreateCollection(Ctx(kT0), Tickets()));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_OK(a_->CreateRecord(
+        Ctx(kT0 + 10 + i), "tickets",
+        json::parse(R"({"id":"t)" + std::to_string(i) + R"(","title":"x"})").as_object()));
+  }
+  ASSERT_OK(a_->DeleteRecord(Ctx(kT0 + 20), "tickets", "t1", 1));
+  a_->SetRules([](const CollectionSchema&, std::string_view) -> Result<RecordRules> {
+    return RecordRules{};  // no record at all, for every action
+  });
+  auto ids = [&](std::optional<int64_t> at) {
+    std::vector<std::string> out;
+    EXPECT_OK(a_->ExportCollection("tickets", at, [&](const Record& r) {
+      out.push_back(r.id);
+      return Status::Ok();
+    }));
+    return out;
+  };
+  EXPECT_EQ(ids(std::nullopt), (std::vector<std::string>{"t0", "t2"}));
+  EXPECT_EQ(ids(kT0 + 19), (std::vector<std::string>{"t0", "t1", "t2"}));
+  EXPECT_EQ(ids(kT0 + 11), (std::vector<std::string>{"t0", "t1"}));
+  EXPECT_STATUS(
+      StatusCode::kNotFound,
+      a_->ExportCollection("nope", std::nullopt, [](const Record&) { return Status::Ok(); }));
+  // A failing sink stops the export with its status.
+  int seen = 0;
+  EXPECT_STATUS(StatusCode::kFailedPrecondition,
+                a_->ExportCollection("tickets", std::nullopt, [&](const Record&) {
+                  ++seen;
+                  return FailedPrecondition("too large");
+                }));
+  EXPECT_EQ(seen, 1);
 }
 
 TEST_F(TenantStoreTest, SystemFieldsFilterAndSortWithPagingAndTimeTravel) {

@@ -499,3 +499,76 @@ def test_tokens_and_pending_invitations_per_user_are_capped(make_silo):
                                "records.*.read"])
     r = call(silo, "POST", "/api/users", other, {"email": "late@acme.test", "roles": ["viewer"]})
     assert r.status_code == 201, r.text
+
+
+def test_a_collection_export_is_permitted_audited_and_budgeted(make_silo):
+    """ASVS 11.1.4 (issue 24): GET /api/collections/{name}/export needs
+    records.<name>.export (reading is not enough), gives every field of every
+    live record as JSON lines (as of ?at= too), is audited with how many
+    records left, and is limited per credential (SILO_EXPORTS_PER_HOUR): the
+    fourth of three an hour is 429 with Retry-After while another token goes
+    on, and the throttled credential is one security event. Before, one token
+    made 20 exports."""
+    silo = make_silo({"SILO_EXPORTS_PER_HOUR": "3", **MANY})
+    owner, _, _ = owner_with_totp(silo)
+    for c in [{"name": "notes", "fields": [{"name": "text", "type": "string"},
+                                           {"name": "private", "type": "string"}]},
+              {"name": "other", "fields": [{"name": "text", "type": "string"}]}]:
+        assert owner.call("POST", "/api/collections", c).status_code == 201
+    ids = []
+    for i in range(3):
+        r = owner.call("POST", "/api/collections/notes/records",
+                       {"text": "note %d" % i, "private": "p%d" % i})
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    assert owner.call("POST", "/api/collections/other/records", {"text": "x"}).status_code == 201
+    time.sleep(0.01)
+    before = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    time.sleep(0.01)
+    r = owner.call("PATCH", "/api/collections/notes/records/" + ids[0], {"text": "edited"})
+    assert r.status_code == 200, r.text
+    assert owner.call("DELETE", "/api/collections/notes/records/" + ids[2]).status_code == 204
+
+    reader = issue_token(silo, ["records.notes.read"])
+    r = call(silo, "GET", "/api/collections/notes/export", reader)
+    assert r.status_code == 403, r.text
+    exporter = issue_token(silo, ["records.notes.export"])
+    assert call(silo, "GET", "/api/collections/other/export", exporter).status_code == 403
+    every = issue_token(silo, ["records.*.export"])
+    assert call(silo, "GET", "/api/collections/nope/export", every).status_code == 404
+    r = call(silo, "GET", "/api/collections/notes/export?limit=1", exporter)
+    assert r.status_code == 422 and "unknown query parameter" in r.text, r.text
+
+    r = call(silo, "GET", "/api/collections/notes/export", exporter)
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"].startswith("application/x-ndjson")
+    lines = [json.loads(line) for line in r.text.splitlines()]
+    assert [(x["id"], x["text"], x["private"]) for x in lines] == sorted(
+        [(ids[0], "edited", "p0"), (ids[1], "note 1", "p1")])
+    r = call(silo, "GET", "/api/collections/notes/export?at=" + requests.utils.quote(before),
+             exporter)
+    assert r.status_code == 200, r.text
+    assert sorted(json.loads(line)["text"] for line in r.text.splitlines()) == [
+        "note 0", "note 1", "note 2"]
+
+    audit = owner.call("GET", "/api/audit?limit=200").json()["items"]
+    exported = [e for e in audit if e["type"] == "records.exported"]
+    assert len(exported) == 2, exported
+    assert all(e["subject"] == {"kind": "collection", "id": "notes"} for e in exported), exported
+    assert all(e["actor"].startswith("token:") for e in exported), exported
+    assert sorted(json.dumps(e) for e in exported)[0].count('"records"') == 1
+    counts = sorted(c["new"] for e in exported for c in e["changes"] if c["field"] == "records")
+    assert counts == [2, 3], exported
+
+    assert call(silo, "GET", "/api/collections/notes/export", exporter).status_code == 200
+    refused = call(silo, "GET", "/api/collections/notes/export", exporter)
+    assert refused.status_code == 429, refused.text
+    assert int(refused.headers["Retry-After"]) >= 60
+    assert "note" not in refused.text
+    another = issue_token(silo, ["records.notes.export"])
+    assert call(silo, "GET", "/api/collections/notes/export", another).status_code == 200
+    throttled = [e for e in platform_events(silo, "rate.throttled")
+                 if "rule export" in e["detail"]]
+    assert len(throttled) == 1 and "per cred" in throttled[0]["detail"], throttled
+    audit = owner.call("GET", "/api/audit?limit=200").json()["items"]
+    assert len([e for e in audit if e["type"] == "records.exported"]) == 4
