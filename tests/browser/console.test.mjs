@@ -13,6 +13,7 @@ import { launch, context, axe, screenshot } from './lib/browser.mjs';
 const OWNER = 'owner@acme.test';
 const EDITOR = 'ann@beta.test';
 const PASSWORD = 'plum tree over the river';
+const XSS = '<img src=x onerror="window.xssRan=1">';
 let silo, smtp, browser, console_, api, betaOwner, ownerSetupToken;
 const problems = [];
 let secret = '';
@@ -390,15 +391,15 @@ test('collections and records: define, refuse on the field, create, edit, confli
 
   // Someone else changes it meanwhile: saving is refused with what changed,
   // never overwritten unseen; then overwritten on purpose.
-  const status = await page.evaluate(async (base) => {
+  const status = await page.evaluate(async ([base, xss]) => {
     const me = await (await fetch(base + 'api/auth/me')).json();
     const r = await fetch(base + 'api/collections/tickets/records/t1', {
       method: 'PATCH',
       headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': me.csrf_token, 'If-Match': '"2"' },
-      body: JSON.stringify({ title: 'theirs' }),
+      body: JSON.stringify({ title: xss }),
     });
     return r.status;
-  }, silo.url + '/t/beta/');
+  }, [silo.url + '/t/beta/', XSS]);
   assert.equal(status, 200);
   await page.getByLabel('title (required)').fill('mine');
   await page.getByRole('button', { name: 'Save' }).click();
@@ -412,8 +413,12 @@ test('collections and records: define, refuse on the field, create, edit, confli
   assert.equal(await page.locator('ol.history > li').count(), 4);
   // Each version's changes, before and after (the newest first).
   const newest = page.locator('ol.history > li').first();
+  // Their title is markup (ASVS 5.3.3): shown as text, never an element, and
+  // no script of it runs (the context records any CSP violation as a problem).
   assert.deepEqual(await newest.getByRole('row').nth(1).getByRole('cell').allInnerTexts(),
-    ['title', 'theirs', 'mine']);
+    ['title', XSS, 'mine']);
+  assert.equal(await page.locator('ol.history img').count(), 0);
+  assert.equal(await page.evaluate(() => window.xssRan), undefined);
   await page.getByRole('button', { name: 'Restore version 1', exact: true }).click();
   await page.getByRole('button', { name: 'Yes, restore version 1' }).click();
   await page.getByText('Version 1 restored as version 5.').waitFor();
@@ -423,7 +428,7 @@ test('collections and records: define, refuse on the field, create, edit, confli
   const against = page.getByRole('table', { name: 'Version 3 against the current one' });
   await against.waitFor();
   assert.deepEqual(await against.getByRole('row').nth(1).getByRole('cell').allInnerTexts(),
-    ['title', 'theirs', 'first']);
+    ['title', XSS, 'first']);
   await check(page, 'record-history');
   // The same form by keyboard alone: from the page's heading (where a route
   // puts the focus) to the field, a new value, Enter saves.

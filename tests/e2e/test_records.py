@@ -244,6 +244,15 @@ BAD_INPUT = [
     ("PATCH", "/api/collections/tickets/records/seed", {"title": "y"}, 400, {"If-Match": "1"}),
     ("POST", "/api/collections/tickets/records/seed/revert", {"version": "1"}, 422),
     ("POST", "/api/collections/tickets/records/seed/revert", {"version": 99}, 422),
+    # System fields are the server's (ASVS 5.1.2); JSON only (13.1.5); a
+    # parameter given twice is refused, not picked (5.1.1).
+    ("POST", "/api/collections/tickets/records", {"title": "x", "created_by": "user:u"}, 422),
+    ("POST", "/api/collections/tickets/records", {"title": "x", "version": 7}, 422),
+    ("POST", "/api/collections/tickets/records", b'{"title": "x"}', 415,
+     {"Content-Type": "text/plain"}),
+    ("POST", "/api/collections/tickets/records", b'title=x', 415,
+     {"Content-Type": "application/x-www-form-urlencoded"}),
+    ("GET", "/api/collections/tickets/records?limit=1&limit=2", None, 422),
 ]
 
 
