@@ -125,7 +125,8 @@ def test_log_lines_cannot_be_forged_or_colour_the_terminal(make_silo):
 
 def test_the_binary_is_built_hardened():
     """14.1.2: PIE, full RELRO (BIND_NOW), a non-executable stack, the stack
-    protector and FORTIFY's checked functions, read from the binary."""
+    protector and FORTIFY's checked functions (in the optimised builds that
+    ship), read from the binary."""
     binary = os.environ["SILO_BIN"]
     headers = subprocess.run(["readelf", "-hlWd", binary], capture_output=True, text=True,
                              check=True).stdout
@@ -138,7 +139,13 @@ def test_the_binary_is_built_hardened():
     symbols = subprocess.run(["readelf", "--dyn-syms", "-W", binary], capture_output=True,
                              text=True, check=True).stdout
     assert "__stack_chk_fail" in symbols
-    assert "_chk@" in symbols.replace("__stack_chk_fail@", "")
+    if "__asan_init" in symbols:
+        # check-asan runs this suite on its Debug build, which has no FORTIFY
+        # (glibc's checked functions need optimisation): what it must have
+        # instead is AddressSanitizer's instrumentation of every access.
+        assert "__asan_report_" in symbols
+    else:
+        assert "_chk@" in symbols.replace("__stack_chk_fail@", "")
 
 
 def test_credentials_count_only_in_headers_and_answers_name_their_charset(make_silo):
