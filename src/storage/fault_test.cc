@@ -167,7 +167,8 @@ TEST_F(FaultTest, WithoutSyncsPowerLossLosesCommits) {
 }
 
 // A child process commits in a loop and reports each id whose commit
-// returned; it is killed with SIGKILL at a random moment, 50 times. The
+// returned; it is killed with SIGKILL at a random moment after its first
+// commit, 50 times (the seed is fixed: 42). The
 // parent reopens: integrity_check passes and every reported id is there.
 TEST_F(FaultTest, SigkillAtRandomMomentsLosesNoCommittedTransaction) {
   std::string path = Path("crash.db");
@@ -196,9 +197,13 @@ TEST_F(FaultTest, SigkillAtRandomMomentsLosesNoCommittedTransaction) {
       }
     }
     close(fds[1]);
-    usleep(std::uniform_int_distribution<int>(2000, 40000)(rng));
-    kill(pid, SIGKILL);
+    // The kill comes after the child's first commit returned (a blocking
+    // read, not a wait: however slow the machine, every round commits
+    // something), then at a random moment within the next 40 ms.
     int64_t id = 0, last_reported = next_id - 1;
+    if (read(fds[0], &id, sizeof id) == sizeof id) last_reported = id;
+    usleep(std::uniform_int_distribution<int>(0, 40000)(rng));
+    kill(pid, SIGKILL);
     while (read(fds[0], &id, sizeof id) == sizeof id) last_reported = id;
     close(fds[0]);
     int status = 0;
@@ -212,7 +217,7 @@ TEST_F(FaultTest, SigkillAtRandomMomentsLosesNoCommittedTransaction) {
     for (size_t i = 0; i < ids.size(); ++i) ASSERT_EQ(ids[i], static_cast<int64_t>(i + 1));
     next_id = static_cast<int64_t>(ids.size()) + 1;
   }
-  EXPECT_GT(next_id, 100) << "the children committed something";
+  EXPECT_GT(next_id, 50) << "every child committed something";
   EXPECT_EQ(FilesContaining(dir_, kMarker), "") << "after crashes";
 }
 
