@@ -1,6 +1,11 @@
 #include "crypto/keyring.h"
 
+#include <unistd.h>
+
 #include <boost/json.hpp>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 
 #include "base/file_util.h"
 #include "crypto/crypto.h"
@@ -12,19 +17,38 @@ namespace json = boost::json;
 
 std::string WrapAd(const std::string& tenant_id) { return "silo-dek-v1:" + tenant_id; }
 
+// Key file names are tenant ids: no path syntax can get in.
+bool ValidTenantId(std::string_view id) {
+  return !id.empty() && id.size() <= 64 &&
+         id.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") ==
+             std::string_view::npos;
+}
+
+// A temporary file WriteFileAtomic left behind when it was interrupted.
+bool Leftover(std::string_view name) { return name.find(".tmp.") != std::string_view::npos; }
+
+std::string Field(const json::object& o, std::string_view key) {
+  const json::value* v = o.if_contains(key);
+  return v != nullptr && v->is_string() ? std::string(v->as_string()) : std::string();
+}
+
 }  // namespace
 
 Keyring::Keyring(std::string path, SecretKey master)
     : path_(std::move(path)),
+      keys_dir_(path_ + ".d"),
       kek_(DeriveKek(master)),
       master_fingerprint_(KeyFingerprint(master)) {}
 
 Result<std::unique_ptr<Keyring>> Keyring::Open(const std::string& path, SecretKey master) {
   std::unique_ptr<Keyring> ring(new Keyring(path, std::move(master)));
+  MutexLock lock(ring->mutex_);  // no other thread has `ring` yet; the analysis asks
+  SILO_RETURN_IF_ERROR(MakeDirs(ring->keys_dir_, 0700));
   if (!PathExists(path)) {
-    MutexLock lock(ring->mutex_);
-    Status s = ring->PersistLocked();
-    if (!s.ok()) return s;
+    // A new keyring; key files without a header are not ours to adopt.
+    SILO_RETURN_IF_ERROR(ring->LoadKeyFiles());
+    if (!ring->wrapped_.empty()) return DataLoss("keyring header missing beside its key files");
+    SILO_RETURN_IF_ERROR(ring->WriteHeader());
     return ring;
   }
   auto text = ReadFile(path);
@@ -35,37 +59,106 @@ Result<std::unique_ptr<Keyring>> Keyring::Open(const std::string& path, SecretKe
   const json::object& obj = doc.as_object();
   const json::value* fmt = obj.if_contains("format");
   const json::value* fp = obj.if_contains("master_fingerprint");
-  const json::value* keys = obj.if_contains("keys");
-  if (fmt == nullptr || !fmt->is_int64() || fmt->as_int64() != 1 || fp == nullptr ||
-      !fp->is_string() || keys == nullptr || !keys->is_object()) {
+  const int64_t format = fmt != nullptr && fmt->is_int64() ? fmt->as_int64() : 0;
+  if ((format != 1 && format != 2) || fp == nullptr || !fp->is_string()) {
     return DataLoss("keyring has an unknown format");
   }
   if (!ConstantTimeEquals(std::string(fp->as_string()), ring->master_fingerprint_)) {
     return FailedPrecondition("wrong master key: it does not match this data directory's keyring");
   }
-  MutexLock lock(ring->mutex_);  // no other thread has `ring` yet; the analysis asks
+  if (format == 2) {
+    SILO_RETURN_IF_ERROR(ring->LoadKeyFiles());
+    return ring;
+  }
+  const json::value* keys = obj.if_contains("keys");
+  if (keys == nullptr || !keys->is_object()) return DataLoss("keyring has an unknown format");
+  std::map<std::string, std::string> format1;
   for (const auto& kv : keys->as_object()) {
-    if (!kv.value().is_string()) return DataLoss("keyring entry malformed");
+    if (!kv.value().is_string() || !ValidTenantId(kv.key())) {
+      return DataLoss("keyring entry malformed");
+    }
     auto raw = Base64Decode(std::string(kv.value().as_string()));
     if (!raw.ok()) return DataLoss("keyring entry malformed");
-    ring->wrapped_[std::string(kv.key())] = std::move(*raw);
+    format1[std::string(kv.key())] = std::move(*raw);
   }
+  SILO_RETURN_IF_ERROR(ring->ConvertFormat1(std::move(format1)));
   return ring;
 }
 
+Status Keyring::ConvertFormat1(std::map<std::string, std::string> keys) {
+  std::error_code ec;
+  std::vector<std::string> stray;
+  for (const auto& entry : std::filesystem::directory_iterator(keys_dir_, ec)) {
+    std::string name = entry.path().filename().string();
+    if (keys.count(name) == 0) stray.push_back(entry.path().string());
+  }
+  if (ec) return Internal("cannot list the key directory").WithCause(ec.message());
+  for (const auto& file : stray) {
+    if (::unlink(file.c_str()) != 0) return Internal("cannot remove a stray key file");
+  }
+  for (const auto& [id, wrapped] : keys) SILO_RETURN_IF_ERROR(WriteKeyFile(id, wrapped));
+  SILO_RETURN_IF_ERROR(SyncDir(keys_dir_));
+  wrapped_ = std::move(keys);
+  return WriteHeader();  // last: until here, format 1 is what counts
+}
+
+Status Keyring::LoadKeyFiles() {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(keys_dir_, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (Leftover(name)) {
+      (void)::unlink(entry.path().c_str());  // an interrupted write never counted
+      continue;
+    }
+    auto text = ReadFile(entry.path().string());
+    if (!text.ok()) return text.status();
+    boost::system::error_code parse_error;
+    json::value doc = json::parse(*text, parse_error);
+    if (parse_error || !doc.is_object()) return DataLoss("a key file is not valid JSON");
+    const json::object& o = doc.as_object();
+    const json::value* fmt = o.if_contains("format");
+    if (fmt == nullptr || !fmt->is_int64() || fmt->as_int64() != 2 || Field(o, "tenant") != name ||
+        !ValidTenantId(name)) {
+      return DataLoss("a key file has an unknown format or another tenant's name");
+    }
+    if (!ConstantTimeEquals(Field(o, "master_fingerprint"), master_fingerprint_)) {
+      return DataLoss("a key file is wrapped under another master key");
+    }
+    auto raw = Base64Decode(Field(o, "wrapped"));
+    if (!raw.ok() || raw->empty()) return DataLoss("a key file is malformed");
+    wrapped_[name] = std::move(*raw);
+  }
+  if (ec) return Internal("cannot list the key directory").WithCause(ec.message());
+  return Status::Ok();
+}
+
+Status Keyring::WriteHeader() const {
+  json::object doc;
+  doc["format"] = 2;
+  doc["master_fingerprint"] = master_fingerprint_;
+  return WriteFileAtomic(path_, json::serialize(doc) + "\n", 0600);
+}
+
+Status Keyring::WriteKeyFile(const std::string& tenant_id, const std::string& wrapped) const {
+  json::object doc;
+  doc["format"] = 2;
+  doc["tenant"] = tenant_id;
+  doc["master_fingerprint"] = master_fingerprint_;
+  doc["wrapped"] = Base64Encode(wrapped);
+  return WriteFileAtomic(keys_dir_ + "/" + tenant_id, json::serialize(doc) + "\n", 0600);
+}
+
 Result<SecretKey> Keyring::CreateKey(const std::string& tenant_id) {
+  if (!ValidTenantId(tenant_id)) return InvalidArgument("tenant id is not a key file name");
   MutexLock lock(mutex_);
   if (wrapped_.count(tenant_id) != 0) {
     return AlreadyExists("tenant key exists");
   }
   SecretKey dek = SecretKey::Random();
   std::string_view bytes(reinterpret_cast<const char*>(dek.data()), dek.size());
-  wrapped_[tenant_id] = Seal(kek_, bytes, WrapAd(tenant_id));
-  Status s = PersistLocked();
-  if (!s.ok()) {
-    wrapped_.erase(tenant_id);
-    return s;
-  }
+  std::string sealed = Seal(kek_, bytes, WrapAd(tenant_id));
+  SILO_RETURN_IF_ERROR(WriteKeyFile(tenant_id, sealed));
+  wrapped_[tenant_id] = std::move(sealed);
   return dek;
 }
 
@@ -99,11 +192,12 @@ Status Keyring::DestroyKey(const std::string& tenant_id) {
   MutexLock lock(mutex_);
   auto it = wrapped_.find(tenant_id);
   if (it == wrapped_.end()) return NotFound("no key for tenant");
-  std::string saved = it->second;
+  const std::string file = keys_dir_ + "/" + tenant_id;
+  if (::unlink(file.c_str()) != 0 && errno != ENOENT) {
+    return Internal("cannot remove the key file").WithCause(std::strerror(errno));
+  }
   wrapped_.erase(it);
-  Status s = PersistLocked();
-  if (!s.ok()) wrapped_[tenant_id] = saved;
-  return s;
+  return SyncDir(keys_dir_);
 }
 
 std::vector<std::string> Keyring::TenantIds() const {
@@ -111,16 +205,6 @@ std::vector<std::string> Keyring::TenantIds() const {
   std::vector<std::string> ids;
   for (const auto& kv : wrapped_) ids.push_back(kv.first);
   return ids;
-}
-
-Status Keyring::PersistLocked() const {
-  json::object keys;
-  for (const auto& kv : wrapped_) keys[kv.first] = Base64Encode(kv.second);
-  json::object doc;
-  doc["format"] = 1;
-  doc["master_fingerprint"] = master_fingerprint_;
-  doc["keys"] = std::move(keys);
-  return WriteFileAtomic(path_, json::serialize(doc) + "\n", 0600);
 }
 
 }  // namespace silo::crypto

@@ -1,10 +1,17 @@
 // Keyring: the per-tenant data keys (DEKs), stored only wrapped by the master key.
 //
-// File format (platform/keyring, mode 0600, replaced atomically on every change):
-//   {"format":1,"master_fingerprint":"<16 hex>",
-//    "keys":{"<tenant-id>":"<base64 of Seal(KEK, dek, AD)>", ...}}
+// Files (mode 0600, each replaced atomically; docs/formats.md):
+//   <path>              {"format":2,"master_fingerprint":"<16 hex>"}
+//   <path>.d/<tenant>   {"format":2,"tenant":"<id>","master_fingerprint":"<16 hex>",
+//                        "wrapped":"<base64 of Seal(KEK, dek, AD)>"}
 // KEK = DeriveKek(master); AD = "silo-dek-v1:" + tenant id, so a wrapped key
-// copied to another tenant's entry fails to open.
+// copied to another tenant's file fails to open. One file per key: creating
+// or destroying a key writes that key's file only, whatever the number of
+// tenants (format 1 kept every key in <path> and rewrote it each time).
+// A format 1 keyring is converted when opened: the key files first, then the
+// header, so an interrupted conversion is redone from format 1 at the next
+// open, and a key file that format 1 does not list is removed (a key
+// destroyed meanwhile stays destroyed).
 //
 // Thread-safe: every method takes mutex_.
 #ifndef SILO_CRYPTO_KEYRING_H_
@@ -25,10 +32,11 @@ class Keyring {
  public:
   // Opens the keyring at `path`, creating an empty one if the file is missing.
   // FailedPrecondition when the file was written under another master key
-  // ("wrong master key"), DataLoss when it cannot be parsed.
+  // ("wrong master key"), DataLoss when it or a key file cannot be parsed.
   static Result<std::unique_ptr<Keyring>> Open(const std::string& path, SecretKey master);
 
-  // Generates, wraps and persists a new DEK. AlreadyExists if present.
+  // Generates, wraps and persists a new DEK. AlreadyExists if present;
+  // InvalidArgument for an id that is not 1-64 of [A-Za-z0-9_-].
   Result<SecretKey> CreateKey(const std::string& tenant_id);
   // Unwraps the tenant's DEK. NotFound if absent, DataLoss if tampered.
   Result<SecretKey> GetKey(const std::string& tenant_id) const;
@@ -48,9 +56,15 @@ class Keyring {
 
  private:
   Keyring(std::string path, SecretKey master);
-  Status PersistLocked() const REQUIRES(mutex_);
+  Status WriteHeader() const;
+  Status WriteKeyFile(const std::string& tenant_id, const std::string& wrapped) const;
+  Status LoadKeyFiles() REQUIRES(mutex_);
+  // Writes format 1's keys (raw sealed bytes by tenant) as key files, then
+  // the format 2 header.
+  Status ConvertFormat1(std::map<std::string, std::string> keys) REQUIRES(mutex_);
 
   const std::string path_;
+  const std::string keys_dir_;  // path_ + ".d"
   const SecretKey kek_;
   const std::string master_fingerprint_;
   mutable Mutex mutex_;

@@ -22,6 +22,7 @@ class KeyringTest : public ::testing::Test {
     master_ = std::make_unique<SecretKey>(SecretKey::Random());
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string KeyFile(const std::string& id) const { return path_ + ".d/" + id; }
   std::unique_ptr<Keyring> OpenOk() {
     auto r = Keyring::Open(path_, master_->Clone());
     EXPECT_OK(r) << r.status().ToString();
@@ -46,6 +47,10 @@ TEST_F(KeyringTest, KeysSurviveReopenAndFileIsPrivate) {
   struct stat st;
   ASSERT_EQ(stat(path_.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(stat(KeyFile("t1").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(stat((path_ + ".d").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
 }
 
 TEST_F(KeyringTest, RawKeyNeverOnDisk) {
@@ -53,7 +58,7 @@ TEST_F(KeyringTest, RawKeyNeverOnDisk) {
   auto k = ring->CreateKey("t1");
   ASSERT_OK(k);
   std::string raw(reinterpret_cast<const char*>(k->data()), k->size());
-  auto file = ReadFile(path_);
+  auto file = ReadFile(KeyFile("t1"));
   ASSERT_OK(file);
   EXPECT_EQ(file->find(raw), std::string::npos);
   EXPECT_EQ(file->find(Base64Encode(raw)), std::string::npos);
@@ -69,12 +74,12 @@ TEST_F(KeyringTest, WrongMasterKeyFailsCleanly) {
 
 TEST_F(KeyringTest, TamperedWrappedKeyFailsCleanly) {
   ASSERT_OK(OpenOk()->CreateKey("t1"));
-  auto text = ReadFile(path_);
+  auto text = ReadFile(KeyFile("t1"));
   ASSERT_OK(text);
   // Flip one character inside the wrapped key's base64.
-  size_t pos = text->find("\"t1\":\"") + 10;
+  size_t pos = text->find("\"wrapped\":\"") + 20;
   (*text)[pos] = (*text)[pos] == 'A' ? 'B' : 'A';
-  ASSERT_OK(WriteFileAtomic(path_, *text));
+  ASSERT_OK(WriteFileAtomic(KeyFile("t1"), *text));
   auto ring = OpenOk();
   auto k = ring->GetKey("t1");
   ASSERT_STATUS(StatusCode::kDataLoss, k);
@@ -86,19 +91,18 @@ TEST_F(KeyringTest, WrappedKeyMovedToAnotherTenantFails) {
     ASSERT_OK(ring->CreateKey("aaaa"));
     ASSERT_OK(ring->CreateKey("bbbb"));
   }
-  auto text = ReadFile(path_);
-  ASSERT_OK(text);
-  auto grab = [&](const std::string& id) {
-    size_t s = text->find("\"" + id + "\":\"") + id.size() + 4;
-    return text->substr(s, text->find('"', s) - s);
-  };
-  std::string a = grab("aaaa"), b = grab("bbbb");
-  std::string swapped = *text;
-  swapped.replace(swapped.find(b), b.size(), a);  // b's slot now holds a's key
-  ASSERT_OK(WriteFileAtomic(path_, swapped));
+  auto a = ReadFile(KeyFile("aaaa"));
+  ASSERT_OK(a);
+  // bbbb's file now holds aaaa's wrapped key (under bbbb's name).
+  std::string moved = *a;
+  moved.replace(moved.find("\"aaaa\""), 6, "\"bbbb\"");
+  ASSERT_OK(WriteFileAtomic(KeyFile("bbbb"), moved));
   auto ring = OpenOk();
   EXPECT_OK(ring->GetKey("aaaa"));
   EXPECT_EQ(ring->GetKey("bbbb").status().code(), StatusCode::kDataLoss);
+  // A file whose name and content disagree is refused at open.
+  ASSERT_OK(WriteFileAtomic(KeyFile("cccc"), *a));
+  EXPECT_STATUS(StatusCode::kDataLoss, Keyring::Open(path_, master_->Clone()));
 }
 
 TEST_F(KeyringTest, WrappedKeyOpensOnlyUnderTheSameMasterAndTenant) {
@@ -138,6 +142,84 @@ TEST_F(KeyringTest, GarbageFileIsDataLoss) {
   ASSERT_OK(WriteFileAtomic(path_, "{not json"));
   auto r = Keyring::Open(path_, master_->Clone());
   EXPECT_EQ(r.status().code(), StatusCode::kDataLoss);
+  ASSERT_OK(WriteFileAtomic(path_, R"({"format":3,"master_fingerprint":"x"})"));
+  EXPECT_STATUS(StatusCode::kDataLoss, Keyring::Open(path_, master_->Clone()));
+}
+
+TEST_F(KeyringTest, BadKeyFilesAndIdsAreRefused) {
+  ASSERT_OK(OpenOk()->CreateKey("t1"));
+  for (const char* bad : {"", "../x", "a/b", ".", "t 1"}) {
+    EXPECT_STATUS(StatusCode::kInvalidArgument, OpenOk()->CreateKey(bad)) << bad;
+  }
+  ASSERT_OK(WriteFileAtomic(KeyFile("t2"), "{not json"));
+  EXPECT_STATUS(StatusCode::kDataLoss, Keyring::Open(path_, master_->Clone()));
+  // A key file of another installation (another master key).
+  std::filesystem::remove(KeyFile("t2"));
+  {
+    auto other = Keyring::Open(dir_ + "/other", SecretKey::Random());
+    ASSERT_OK(other);
+    ASSERT_OK((*other)->CreateKey("t2"));
+  }
+  std::filesystem::copy_file(dir_ + "/other.d/t2", KeyFile("t2"));
+  EXPECT_STATUS(StatusCode::kDataLoss, Keyring::Open(path_, master_->Clone()));
+  // An interrupted write's temporary file is dropped, not read.
+  std::filesystem::remove(KeyFile("t2"));
+  ASSERT_OK(WriteFileAtomic(KeyFile("t2.tmp.123"), "{partial"));
+  auto ring = OpenOk();
+  EXPECT_EQ(ring->TenantIds(), std::vector<std::string>{"t1"});
+  EXPECT_FALSE(PathExists(KeyFile("t2.tmp.123")));
+}
+
+// Creating a key writes that key's file and no other: the cost of a new
+// tenant does not grow with the number of tenants (issue 23).
+TEST_F(KeyringTest, CreatingAKeyRewritesNoOtherFile) {
+  auto ring = OpenOk();
+  ASSERT_OK(ring->CreateKey("t1"));
+  struct stat header, first;
+  ASSERT_EQ(stat(path_.c_str(), &header), 0);
+  ASSERT_EQ(stat(KeyFile("t1").c_str(), &first), 0);
+  for (int i = 2; i <= 50; ++i) ASSERT_OK(ring->CreateKey("t" + std::to_string(i)));
+  struct stat header_after, first_after;
+  ASSERT_EQ(stat(path_.c_str(), &header_after), 0);
+  ASSERT_EQ(stat(KeyFile("t1").c_str(), &first_after), 0);
+  EXPECT_EQ(header.st_ino, header_after.st_ino);  // replaced atomically = a new inode
+  EXPECT_EQ(first.st_ino, first_after.st_ino);
+  EXPECT_EQ(OpenOk()->TenantIds().size(), 50u);
+}
+
+// A format 1 keyring (every key in one file) is converted when opened; a key
+// file format 1 does not list (one destroyed after an interrupted conversion)
+// is removed, and an interrupted conversion is simply redone.
+TEST_F(KeyringTest, Format1IsConvertedAndADestroyedKeyStaysDestroyed) {
+  std::string wrapped_t1, fp_t1;
+  {
+    auto ring = OpenOk();
+    auto k = ring->CreateKey("t1");
+    ASSERT_OK(k);
+    fp_t1 = KeyFingerprint(*k);
+    wrapped_t1 = *ring->Wrapped("t1");
+    ASSERT_OK(ring->CreateKey("gone"));
+  }
+  const std::string format1 = R"({"format":1,"master_fingerprint":")" +
+                              OpenOk()->master_fingerprint() + R"(","keys":{"t1":")" +
+                              Base64Encode(wrapped_t1) + R"("}})";
+  ASSERT_OK(WriteFileAtomic(path_, format1));
+  std::filesystem::remove(KeyFile("t1"));  // as if the conversion had not got there
+  auto ring = OpenOk();
+  auto k = ring->GetKey("t1");
+  ASSERT_OK(k);
+  EXPECT_EQ(KeyFingerprint(*k), fp_t1);
+  EXPECT_EQ(ring->TenantIds(), std::vector<std::string>{"t1"});
+  EXPECT_FALSE(PathExists(KeyFile("gone")));
+  auto header = ReadFile(path_);
+  ASSERT_OK(header);
+  EXPECT_NE(header->find(R"("format":2)"), std::string::npos);
+  EXPECT_EQ(header->find("keys"), std::string::npos);
+  EXPECT_EQ(OpenOk()->TenantIds(), std::vector<std::string>{"t1"});
+  // Under another master key, format 1 is refused before anything is written.
+  ASSERT_OK(WriteFileAtomic(path_, format1));
+  EXPECT_STATUS(StatusCode::kFailedPrecondition, Keyring::Open(path_, SecretKey::Random()));
+  EXPECT_NE(ReadFile(path_)->find(R"("format":1)"), std::string::npos);
 }
 
 }  // namespace

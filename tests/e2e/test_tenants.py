@@ -34,11 +34,15 @@ def test_cli_lifecycle(silo):
     assert r.returncode == 2  # usage: --yes is required
     assert silo.get("/t/acme/api/").status_code == 200
 
+    key_file = os.path.join(silo.data_dir, "platform", "keyring.d", created["id"])
+    with open(key_file) as f:
+        assert json.load(f)["tenant"] == created["id"]
     r = silo.cli("--json", "tenant", "delete", "acme", "--yes")
     assert r.returncode == 0 and json.loads(r.stdout)["deleted"] is True
     assert not os.path.exists(os.path.join(silo.data_dir, "tenants", created["id"]))
+    assert not os.path.exists(key_file)  # wrapped key destroyed
     with open(os.path.join(silo.data_dir, "platform", "keyring")) as f:
-        assert created["id"] not in f.read()  # wrapped key destroyed
+        assert created["id"] not in f.read()
     assert silo.get("/t/acme/api/").status_code == 404
 
     with open(os.path.join(silo.data_dir, "platform", "security.log")) as f:
