@@ -7,7 +7,8 @@ bench/results/bench_<date>.csv. Every value is a median of several runs (see
 each benchmark's header for how many).
 
 Usage: all.py <build dir>. The benchmarks' own knobs pass through the
-environment (RUNS, SECONDS_PER_RUN, EVENTS, TENANTS, FLOOD, BENCH_MIB)."""
+environment (RUNS, SECONDS_PER_RUN, EVENTS, TENANTS, FLOOD, BENCH_MIB,
+SCALE_TENANTS)."""
 import csv
 import datetime
 import os
@@ -51,12 +52,13 @@ def main():
         ("files", ["bash", "bench/files_bench.sh", build]),
         ("realtime", ["bash", "bench/realtime_bench.sh", build]),
         ("console", ["node", "bench/console_bench.mjs"]),
+        ("tenants", [sys.executable, "bench/tenants_bench.py", os.path.join(build, "silo")]),
     ]:
         values, outputs[name] = run(name, argv)
         r[name] = values
 
-    s, h, a, lg, b, f, rt, c = (r["storage"], r["http"], r["api"], r["login"], r["backup"],
-                                r["files"], r["realtime"], r["console"])
+    s, h, a, lg, b, f, rt, c, t = (r["storage"], r["http"], r["api"], r["login"], r["backup"],
+                                   r["files"], r["realtime"], r["console"], r["tenants"])
     rows = [
         # figure, value, unit, baseline figure, baseline value
         ("HTTPS /healthz, keep-alive", h["healthz_rps"], "req/s", "", None),
@@ -120,6 +122,15 @@ def main():
          "plain text page, cold", c["fcp_floor_ms"]),
         ("console record list (10,000 records): click to 50 rows", c["list_tti_ms"], "ms",
          "its fetch alone", c["list_fetch_ms"]),
+        ("tenant creation over %s tenants" % "{:,}".format(int(t["tenants"])),
+         t["create_all_rps"], "/s", "over the first 2,000", t["create_first_rps"]),
+        ("cold authenticated read, p99 (database not open)", t["cold_p99_ms"], "ms",
+         "/healthz p50, same connection", t["healthz_p50_ms"]),
+        ("cold authenticated read, p50", t["cold_p50_ms"], "ms", "warm read p50",
+         t["warm_p50_ms"]),
+        ("server RSS after touching every tenant", t["rss_touched_mib"], "MiB",
+         "after a restart", t["rss_restart_mib"]),
+        ("disk per empty tenant", t["disk_tenant_kib"], "KiB", "", None),
     ]
 
     def fmt(v):

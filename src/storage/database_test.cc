@@ -152,6 +152,16 @@ TEST_F(DatabaseTest, AFailedMigrationLeavesNoTrace) {
   EXPECT_OK(db_->Exec("CREATE TABLE notes (y)")) << "the first CREATE was rolled back";
 }
 
+TEST_F(DatabaseTest, MissingMigrationsApplyAsOneUnit) {
+  constexpr Migration kSecondBroken[] = {
+      {1, "notes", "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)"},
+      {2, "broken", "ALTER TABLE nowhere ADD COLUMN tag TEXT"},
+  };
+  EXPECT_STATUS(StatusCode::kInternal, Migrate(*db_, kSecondBroken));
+  EXPECT_EQ(*SchemaVersion(*db_), 0);
+  EXPECT_OK(db_->Exec("CREATE TABLE notes (y)")) << "migration 1 was rolled back with 2";
+}
+
 // tests/data/format1.db was written by format version 1 (see
 // tests/data/README.md); every later build must read it.
 TEST(FormatFixture, Version1DatabaseStaysReadable) {

@@ -3,7 +3,8 @@
 // Each migration has a version (1, 2, 3, ... with no gaps), a name and SQL.
 // Applied migrations are recorded in `silo_migrations` with a SHA-256 of
 // name and SQL; PRAGMA user_version mirrors the highest. Migrate() applies
-// the missing ones in order, each in its own transaction, and refuses:
+// the missing ones in order, all in one transaction (a failure in any leaves
+// none applied), and refuses:
 //   - a database written by a newer version (a recorded version this build
 //     does not know): FailedPrecondition, nothing changed;
 //   - a recorded migration whose checksum differs from this build's (the
