@@ -27,6 +27,16 @@ bool ValidTenantId(std::string_view id) {
 // A temporary file WriteFileAtomic left behind when it was interrupted.
 bool Leftover(std::string_view name) { return name.find(".tmp.") != std::string_view::npos; }
 
+// The JSON object in `file`; DataLoss naming `what` when it is not one.
+Result<json::object> ReadObject(const std::string& file, const std::string& what) {
+  auto text = ReadFile(file);
+  if (!text.ok()) return text.status();
+  boost::system::error_code ec;
+  json::value doc = json::parse(*text, ec);
+  if (ec || !doc.is_object()) return DataLoss(what + " is not valid JSON");
+  return std::move(doc.as_object());
+}
+
 std::string Field(const json::object& o, std::string_view key) {
   const json::value* v = o.if_contains(key);
   return v != nullptr && v->is_string() ? std::string(v->as_string()) : std::string();
@@ -51,12 +61,7 @@ Result<std::unique_ptr<Keyring>> Keyring::Open(const std::string& path, SecretKe
     SILO_RETURN_IF_ERROR(ring->WriteHeader());
     return ring;
   }
-  auto text = ReadFile(path);
-  if (!text.ok()) return text.status();
-  boost::system::error_code ec;
-  json::value doc = json::parse(*text, ec);
-  if (ec || !doc.is_object()) return DataLoss("keyring is not valid JSON");
-  const json::object& obj = doc.as_object();
+  SILO_ASSIGN_OR_RETURN(const json::object obj, ReadObject(path, "keyring"));
   const json::value* fmt = obj.if_contains("format");
   const json::value* fp = obj.if_contains("master_fingerprint");
   const int64_t format = fmt != nullptr && fmt->is_int64() ? fmt->as_int64() : 0;
@@ -110,12 +115,7 @@ Status Keyring::LoadKeyFiles() {
       (void)::unlink(entry.path().c_str());  // an interrupted write never counted
       continue;
     }
-    auto text = ReadFile(entry.path().string());
-    if (!text.ok()) return text.status();
-    boost::system::error_code parse_error;
-    json::value doc = json::parse(*text, parse_error);
-    if (parse_error || !doc.is_object()) return DataLoss("a key file is not valid JSON");
-    const json::object& o = doc.as_object();
+    SILO_ASSIGN_OR_RETURN(const json::object o, ReadObject(entry.path().string(), "a key file"));
     const json::value* fmt = o.if_contains("format");
     if (fmt == nullptr || !fmt->is_int64() || fmt->as_int64() != 2 || Field(o, "tenant") != name ||
         !ValidTenantId(name)) {
