@@ -5,7 +5,7 @@ PRESET ?= release
 BUILD_DIR := $(if $(filter release,$(PRESET)),build,build-$(PRESET))
 PYTHON := /usr/bin/python3
 
-.PHONY: bootstrap build run test unit e2e console check-console openapi check-openapi client-test browser-test check-incremental check-includes check-format check-thread-safety bench bench-http bench-storage bench-api bench-login bench-backup bench-files bench-realtime bench-console bench-tenants format check-asan fuzz crash-test clean
+.PHONY: bootstrap build run test unit e2e console check-console openapi check-openapi client-test browser-test check-incremental check-includes check-format check-thread-safety bench bench-http bench-storage bench-group-commit bench-api bench-login bench-backup bench-files bench-realtime bench-console bench-tenants format check-asan fuzz crash-test clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -134,6 +134,11 @@ bench-files: build
 
 bench-storage: build
 	./$(BUILD_DIR)/storage_bench
+
+# Durable writes of one tenant, 16 writers and one: group commit against one
+# COMMIT per write (bench/group_commit_bench.cc).
+bench-group-commit: build
+	./$(BUILD_DIR)/group_commit_bench
 
 # SCALE_TENANTS (default 10,000) tenants on one node: creation rate, cold and
 # warm authenticated reads, RSS, disk per empty tenant.

@@ -45,6 +45,7 @@ def main():
     r = {}
     for name, argv in [
         ("storage", [os.path.join(build, "storage_bench")]),
+        ("group_commit", [os.path.join(build, "group_commit_bench")]),
         ("http", ["bash", "bench/http_bench.sh", os.path.join(build, "silo")]),
         ("api", ["bash", "bench/api_bench.sh", build]),
         ("login", ["bash", "bench/login_bench.sh", build]),
@@ -59,6 +60,7 @@ def main():
 
     s, h, a, lg, b, f, rt, c, t = (r["storage"], r["http"], r["api"], r["login"], r["backup"],
                                    r["files"], r["realtime"], r["console"], r["tenants"])
+    gc = r["group_commit"]
     rows = [
         # figure, value, unit, baseline figure, baseline value
         ("HTTPS /healthz, keep-alive", h["healthz_rps"], "req/s", "", None),
@@ -81,6 +83,10 @@ def main():
         rows.append(("cipher VFS: " + label, s[key + "_cipher_ms"], "ms",
                      "plain SQLite", s[key + "_plain_ms"]))
     rows += [
+        ("durable writes of one tenant, 16 writers, group commit", gc["grouped16_wps"], "/s",
+         "one COMMIT per write", gc["single16_wps"]),
+        ("durable writes of one tenant, 1 writer, group commit", gc["grouped1_wps"], "/s",
+         "one COMMIT per write", gc["single1_wps"]),
         ("login (Argon2id 19 MiB, t=2)", lg["login_per_s"], "/s", "", None),
         ("read p99 under a login flood, default limits", lg["b_flood_p99_ms"], "ms",
          "read p99 idle", lg["b_idle_p99_ms"]),

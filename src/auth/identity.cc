@@ -87,7 +87,7 @@ ApiTokens Identity::Tokens() const {
 Status Identity::AuditedWrite(const events::Origin& ctx,
                               const std::function<Result<Audited>(Database&)>& change) {
   std::optional<Audited> written;
-  SILO_RETURN_IF_ERROR(db_->Write([&](Database& db) -> Status {
+  SILO_RETURN_IF_ERROR(db_->WriteGrouped([&](Database& db) -> Status {
     SILO_ASSIGN_OR_RETURN(auto tx, storage::Transaction::Begin(db));
     SILO_ASSIGN_OR_RETURN(Audited entry, change(db));
     SILO_RETURN_IF_ERROR(events::AppendAudit(db, ctx, entry.type, entry.subject_kind,

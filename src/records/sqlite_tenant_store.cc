@@ -142,7 +142,7 @@ Result<TenantStoreInfo> SqliteTenantStore::Info() {
 Status SqliteTenantStore::WriteEvent(
     const events::Origin& ctx, const std::function<Status(Database&, events::Event&)>& prepare,
     const std::function<Status(Database&)>& done) {
-  return db_->Write([&](Database& db) -> Status {
+  return db_->WriteGrouped([&](Database& db) -> Status {
     auto tx = storage::Transaction::Begin(db);
     if (!tx.ok()) return tx.status();
     events::Event e;

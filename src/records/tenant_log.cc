@@ -44,7 +44,7 @@ Result<int64_t> SqliteTenantStore::LastSeq(events::Log log, const std::vector<st
 }
 
 Status SqliteTenantStore::Audit(const events::Origin& ctx, const AuditEntry& entry) {
-  return db_->Write([&](Database& db) -> Status {
+  return db_->WriteGrouped([&](Database& db) -> Status {
     auto tx = storage::Transaction::Begin(db);
     if (!tx.ok()) return tx.status();
     if (Status s = AppendAudit(db, ctx, entry); !s.ok()) return s;

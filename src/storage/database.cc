@@ -324,21 +324,25 @@ bool Statement::ColumnIsNull(int column) const {
 // ---- Transaction ------------------------------------------------------------
 
 Result<Transaction> Transaction::Begin(Database& db) {
+  if (db.InTransaction()) {
+    if (Status s = db.Exec("SAVEPOINT silo_tx"); !s.ok()) return s;
+    return Transaction(&db, true);
+  }
   if (Status s = db.Exec("BEGIN IMMEDIATE"); !s.ok()) return s;
-  return Transaction(&db);
+  return Transaction(&db, false);
 }
 
 Transaction::~Transaction() {
-  if (db_ != nullptr && db_->InTransaction()) {
-    if (Status s = db_->Exec("ROLLBACK"); !s.ok()) {
-      log::Warn("rollback failed", {{"file", db_->path()}, {"error", s.message()}});
-    }
-  }
+  // Not in a transaction any more: SQLite rolled it back itself (an I/O
+  // error, a full disk), savepoints included.
+  if (db_ == nullptr || !db_->InTransaction()) return;
+  Status s = nested_ ? db_->Exec("ROLLBACK TO silo_tx; RELEASE silo_tx") : db_->Exec("ROLLBACK");
+  if (!s.ok()) log::Warn("rollback failed", {{"file", db_->path()}, {"error", s.message()}});
 }
 
 Status Transaction::Commit() {
   if (db_ == nullptr) return FailedPrecondition("transaction already ended");
-  Status s = db_->Exec("COMMIT");
+  Status s = db_->Exec(nested_ ? "RELEASE silo_tx" : "COMMIT");
   if (s.ok()) db_ = nullptr;
   return s;
 }

@@ -146,18 +146,24 @@ class Statement {
 };
 
 // BEGIN IMMEDIATE on construction; ROLLBACK on destruction unless Commit()
-// succeeded.
+// succeeded. Inside a transaction that is already open (a group commit:
+// TenantDatabase::WriteGrouped) it is a SAVEPOINT instead: Commit()
+// releases it into the enclosing transaction, which makes it durable or
+// not; destruction without Commit() undoes exactly its own changes.
 class Transaction {
  public:
   static Result<Transaction> Begin(Database& db);
-  Transaction(Transaction&& other) noexcept : db_(other.db_) { other.db_ = nullptr; }
+  Transaction(Transaction&& other) noexcept : db_(other.db_), nested_(other.nested_) {
+    other.db_ = nullptr;
+  }
   Transaction& operator=(Transaction&&) = delete;
   ~Transaction();
   Status Commit();
 
  private:
-  explicit Transaction(Database* db) : db_(db) {}
+  Transaction(Database* db, bool nested) : db_(db), nested_(nested) {}
   Database* db_;
+  bool nested_;
 };
 
 // Re-encrypts the database at `path` under `new_key`: VACUUM INTO a sibling

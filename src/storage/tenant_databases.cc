@@ -7,24 +7,116 @@
 namespace silo::storage {
 
 TenantDatabase::TenantDatabase(std::string path, crypto::SecretKey key, OpenOptions options,
-                               size_t max_readers, std::unique_ptr<Database> writer)
+                               size_t max_readers, std::unique_ptr<Database> writer,
+                               size_t max_group)
     : path_(std::move(path)),
       key_(std::move(key)),
       options_(std::move(options)),
       max_readers_(max_readers == 0 ? 1 : max_readers),
+      max_group_(max_group == 0 ? 1 : max_group),
       writer_(std::move(writer)) {
   writer_->set_tenant_cache(&cache_);
 }
 
 Status TenantDatabase::Write(const std::function<Status(Database&)>& fn) {
+  Pending p{&fn, false, Status::Ok()};
+  return Submit(p);
+}
+
+Status TenantDatabase::WriteGrouped(const std::function<Status(Database&)>& fn) {
+  Pending p{&fn, true, Status::Ok()};
+  return Submit(p);
+}
+
+Status TenantDatabase::Submit(Pending& p) {
+  queue_mu_.Lock();
+  queue_.push_back(&p);
+  while (!p.done) {
+    if (leading_) {
+      queue_cv_.Wait(queue_mu_);
+      continue;
+    }
+    // Not done and no one leads: `p` is still queued, so the queue is not
+    // empty. Lead one batch: the oldest write alone when it is exclusive,
+    // otherwise the oldest run of grouped writes. Writes that queue while
+    // it runs form the next batch.
+    leading_ = true;
+    size_t n = 1;
+    if (queue_.front()->grouped) {
+      while (n < queue_.size() && n < max_group_ && queue_[n]->grouped) ++n;
+    }
+    std::vector<Pending*> batch(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(n));
+    queue_.erase(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(n));
+    queue_mu_.Unlock();
+    RunBatch(batch);
+    queue_mu_.Lock();
+    leading_ = false;
+    for (Pending* q : batch) q->done = true;
+    queue_cv_.SignalAll();
+  }
+  queue_mu_.Unlock();
+  return p.status;
+}
+
+void TenantDatabase::RunBatch(const std::vector<Pending*>& batch) {
   MutexLock lock(write_mu_);
-  Status s = fn(*writer_);
-  // Before the lock is released and the caller answers: a request that
-  // starts after this write was answered cannot be served a value derived
-  // before it. Also after a failure (a rolled-back transaction changed
-  // nothing, but dropping the entries is always safe).
+  if (batch.front()->grouped) {
+    RunGroup(batch);
+  } else {
+    batch.front()->status = (*batch.front()->fn)(*writer_);
+  }
+  // Before any caller of the batch answers: a request that starts after a
+  // write was answered cannot be served a value derived before it. Also
+  // after a failure (dropping the entries is always safe).
   cache_.Invalidate();
-  return s;
+}
+
+void TenantDatabase::RunGroup(const std::vector<Pending*>& group) {
+  Database& db = *writer_;
+  size_t first = 0;  // the oldest write in the open transaction
+  Status begun = db.Exec("BEGIN IMMEDIATE");
+  for (size_t i = 0; i < group.size(); ++i) {
+    if (!begun.ok()) {
+      group[i]->status = begun;
+      continue;
+    }
+    group[i]->status = (*group[i]->fn)(db);
+    if (!db.InTransaction()) {
+      // SQLite rolled the whole transaction back (an I/O error, a full
+      // disk): the writes before this one in it are gone. None was
+      // answered yet; each is told, and the rest start a new transaction.
+      log::Warn("group commit: transaction rolled back under it",
+                {{"file", path_}, {"writes_lost", std::to_string(i + 1 - first)}});
+      for (size_t j = first; j <= i; ++j) {
+        if (group[j]->status.ok()) group[j]->status = Unavailable("the write was not saved; retry");
+      }
+      first = i + 1;
+      begun = db.Exec("BEGIN IMMEDIATE");
+    }
+  }
+  if (!begun.ok() || first == group.size()) {
+    if (begun.ok()) (void)db.Exec("COMMIT");  // empty
+    return;
+  }
+  Status committed = db.Exec("COMMIT");
+  if (!committed.ok()) {
+    if (db.InTransaction()) (void)db.Exec("ROLLBACK");
+    for (size_t j = first; j < group.size(); ++j) {
+      if (group[j]->status.ok()) group[j]->status = committed;
+    }
+    return;
+  }
+  ++group_commits_;
+}
+
+int64_t TenantDatabase::group_commits() const {
+  MutexLock lock(write_mu_);
+  return group_commits_;
+}
+
+size_t TenantDatabase::queued_writes() const {
+  MutexLock lock(queue_mu_);
+  return queue_.size();
 }
 
 Status TenantDatabase::Read(const std::function<Status(Database&)>& fn) {
@@ -111,9 +203,9 @@ Result<std::shared_ptr<TenantDatabase>> TenantDatabases::Acquire(const std::stri
   auto writer = Database::Open(path, *key, options_.open);
   if (!writer.ok()) return writer.status();
   if (Status s = Migrate(**writer, migrations_); !s.ok()) return s;
-  auto db =
-      std::make_shared<TenantDatabase>(path, std::move(key).value(), options_.open,
-                                       options_.readers_per_tenant, std::move(writer).value());
+  auto db = std::make_shared<TenantDatabase>(path, std::move(key).value(), options_.open,
+                                             options_.readers_per_tenant, std::move(writer).value(),
+                                             options_.max_group);
   MutexLock lock(mu_);
   lru_.push_front(tenant_id);
   open_[tenant_id] = Entry{db, lru_.begin()};

@@ -31,11 +31,30 @@ namespace silo::storage {
 class TenantDatabase {
  public:
   TenantDatabase(std::string path, crypto::SecretKey key, OpenOptions options, size_t max_readers,
-                 std::unique_ptr<Database> writer);
+                 std::unique_ptr<Database> writer, size_t max_group = 64);
 
-  // Runs `fn` on the writer connection, one caller at a time; then
+  // Runs `fn` on the writer connection, alone and outside any transaction
+  // (it may checkpoint, snapshot or manage its own transactions); then
   // invalidates the tenant's cache (whatever `fn` did or returned).
   Status Write(const std::function<Status(Database&)>& fn);
+  // Group commit: runs `fn` inside one transaction shared with the grouped
+  // writes that queued while the previous commit was being made durable,
+  // so they pay one COMMIT (one WAL fsync with synchronous=FULL) between
+  // them. Returns only after that COMMIT: an OK answer is as durable as a
+  // Write's. `fn` must not BEGIN or COMMIT itself; a storage::Transaction
+  // inside it becomes a savepoint, so a failing `fn` (its Transaction not
+  // committed) undoes its own changes and no one else's. Statements `fn`
+  // runs outside a Transaction are kept even when it fails, as they would
+  // be in autocommit. When the shared COMMIT fails, every `fn` of the group
+  // gets that error. The wait is bounded: a group holds at most
+  // `max_group` writes (TenantDatabasesOptions).
+  Status WriteGrouped(const std::function<Status(Database&)>& fn);
+
+  // Commits made by WriteGrouped (each made one or more writes durable):
+  // for tests and benchmarks.
+  int64_t group_commits() const;
+  // Writes waiting for the writer: for tests that build a group on purpose.
+  size_t queued_writes() const;
   // Runs `fn` on a reader connection (opened on demand, at most
   // `max_readers` at once; further callers wait).
   Status Read(const std::function<Status(Database&)>& fn);
@@ -49,10 +68,32 @@ class TenantDatabase {
   const crypto::SecretKey key_;
   const OpenOptions options_;
   const size_t max_readers_;
+  const size_t max_group_;
   cache::TenantCache cache_;  // before the connections that point at it
 
-  Mutex write_mu_;
+  // A write waiting in the queue; its caller waits until `done`.
+  struct Pending {
+    const std::function<Status(Database&)>* fn;
+    bool grouped;
+    Status status;
+    bool done = false;
+  };
+  // Queues `p` and waits until a leader (the first waiting caller while no
+  // one leads; possibly this one) has run it.
+  Status Submit(Pending& p);
+  // Runs `batch` on the writer: one exclusive write, or grouped writes in
+  // one transaction. Sets each one's status.
+  void RunBatch(const std::vector<Pending*>& batch);
+  void RunGroup(const std::vector<Pending*>& group) REQUIRES(write_mu_);
+
+  mutable Mutex queue_mu_;
+  CondVar queue_cv_;
+  std::vector<Pending*> queue_ GUARDED_BY(queue_mu_);  // front = oldest
+  bool leading_ GUARDED_BY(queue_mu_) = false;
+
+  mutable Mutex write_mu_;  // held by the leader while it runs a batch
   std::unique_ptr<Database> writer_ GUARDED_BY(write_mu_);
+  int64_t group_commits_ GUARDED_BY(write_mu_) = 0;
 
   Mutex read_mu_;
   CondVar read_cv_;
@@ -63,6 +104,9 @@ class TenantDatabase {
 struct TenantDatabasesOptions {
   size_t max_open_tenants = 256;
   size_t readers_per_tenant = 4;
+  // Most writes one group commit holds (TenantDatabase::WriteGrouped); 1
+  // turns grouping off (each write its own COMMIT), the benchmark baseline.
+  size_t max_group = 64;
   OpenOptions open;
 };
 

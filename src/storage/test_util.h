@@ -7,11 +7,16 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <future>
 #include <sstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "crypto/secret_key.h"
 #include "storage/database.h"
+#include "storage/tenant_databases.h"
 
 namespace silo::storage::testing {
 
@@ -38,6 +43,35 @@ inline std::string FilesContaining(const fs::path& dir, const std::string& needl
     }
   }
   return found;
+}
+
+// Builds one group commit on purpose, so its size does not depend on
+// timing: an exclusive Write holds the writer while `writes.size()` threads
+// queue WriteGrouped calls behind it; once all are queued it lets go, and
+// the next leader takes them together (up to the group limit). Returns
+// each write's status, in the order of `writes`.
+inline std::vector<Status> GroupRound(TenantDatabase& db,
+                                      const std::vector<std::function<Status(Database&)>>& writes) {
+  std::promise<void> holding, release;
+  std::shared_future<void> released = release.get_future().share();
+  std::thread holder([&] {
+    (void)db.Write([&](Database&) {
+      holding.set_value();
+      released.wait();
+      return Status::Ok();
+    });
+  });
+  holding.get_future().wait();
+  std::vector<Status> out(writes.size(), Status::Ok());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < writes.size(); ++i) {
+    threads.emplace_back([&, i] { out[i] = db.WriteGrouped(writes[i]); });
+  }
+  while (db.queued_writes() < writes.size()) std::this_thread::yield();
+  release.set_value();
+  holder.join();
+  for (auto& t : threads) t.join();
+  return out;
 }
 
 class TempDirTest : public ::testing::Test {
