@@ -1,8 +1,12 @@
 #include "storage/tenant_databases.h"
 
+#include <filesystem>
+#include <system_error>
 #include <thread>
 
+#include "base/file_util.h"
 #include "base/log.h"
+#include "storage/snapshot.h"
 
 namespace silo::storage {
 
@@ -161,6 +165,74 @@ TenantDatabases::TenantDatabases(KeyFn key_fn, PathFn path_fn,
       migrations_(migrations),
       options_(std::move(options)) {}
 
+namespace {
+
+void RemoveQuietly(const std::string& path) {
+  std::error_code ignored;
+  for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+    std::filesystem::remove(path + suffix, ignored);
+  }
+}
+
+// The image of an empty database with `migrations` applied, built at
+// `scratch` under a throwaway key (removed afterwards). Its header says WAL
+// (bytes 18 and 19 of the file format: 2), as Database::Open would make it,
+// so opening a copy needs no write.
+Result<std::string> BuildTemplate(const std::string& scratch,
+                                  std::span<const Migration> migrations) {
+  const std::string build = scratch + ".build", copy = scratch + ".copy";
+  RemoveQuietly(build);
+  RemoveQuietly(copy);
+  std::string image;
+  Status s = [&]() -> Status {
+    OpenOptions options;
+    options.synchronous = Synchronous::kNormal;  // thrown away: nothing to keep
+    SILO_ASSIGN_OR_RETURN(auto db, Database::Open(build, crypto::SecretKey::Random(), options));
+    SILO_RETURN_IF_ERROR(Migrate(*db, migrations));
+    SILO_ASSIGN_OR_RETURN(ImageCopy c, TakeImageCopy(
+                                           *db, [](Database&) { return Status::Ok(); }, copy));
+    image.reserve(static_cast<size_t>(c.bytes()));
+    return c.Stream(1 << 20, [&](std::string_view piece) {
+      image.append(piece);
+      return Status::Ok();
+    });
+  }();
+  RemoveQuietly(build);
+  RemoveQuietly(copy);
+  SILO_RETURN_IF_ERROR(s);
+  if (image.size() < kPageSize) return Internal("empty database template");
+  image[18] = 2;  // file format write version: WAL
+  image[19] = 2;  // file format read version: WAL
+  return image;
+}
+
+}  // namespace
+
+Status TenantDatabases::CreateFromTemplate(const std::string& path, const crypto::SecretKey& key) {
+  if (template_.empty()) {
+    SILO_ASSIGN_OR_RETURN(template_, BuildTemplate(path + ".template", migrations_));
+  }
+  // Under a temporary name until whole and synced: a crash midway leaves
+  // no half-written tenant.db (the next Acquire starts over).
+  const std::string staging = path + ".new";
+  RemoveQuietly(staging);
+  Status s = WriteImage(template_, staging, key);  // syncs the file and its directory
+  if (s.ok()) {
+    // A log left beside a database that is gone would be replayed into the
+    // new one.
+    std::error_code ignored;
+    for (const char* suffix : {"-wal", "-shm", "-journal"}) {
+      std::filesystem::remove(path + suffix, ignored);
+    }
+  }
+  if (s.ok() && std::rename(staging.c_str(), path.c_str()) != 0) {
+    s = Unavailable("cannot create the database").WithCause(path);
+  }
+  if (s.ok()) s = SyncDir(std::filesystem::path(path).parent_path().string());
+  if (!s.ok()) RemoveQuietly(staging);
+  return s;
+}
+
 bool TenantDatabases::MakeRoomLocked() {
   for (auto it = lru_.end(); open_.size() >= options_.max_open_tenants && it != lru_.begin();) {
     --it;
@@ -200,6 +272,9 @@ Result<std::shared_ptr<TenantDatabase>> TenantDatabases::Acquire(const std::stri
   auto key = key_fn_(tenant_id);
   if (!key.ok()) return key.status();
   std::string path = path_fn_(tenant_id);
+  if (options_.open.create && !PathExists(path)) {
+    SILO_RETURN_IF_ERROR(CreateFromTemplate(path, *key));
+  }
   auto writer = Database::Open(path, *key, options_.open);
   if (!writer.ok()) return writer.status();
   if (Status s = Migrate(**writer, migrations_); !s.ok()) return s;

@@ -146,6 +146,11 @@ class TenantDatabases {
   };
   // Closes idle tenants from the cold end until there is room for one more.
   bool MakeRoomLocked() REQUIRES(mu_);
+  // Creates the database of a new tenant at `path` from template_ (built on
+  // first use, beside `path`): its pages sealed under `key`, written to a
+  // temporary name, synced, renamed into place, the directory synced.
+  Status CreateFromTemplate(const std::string& path, const crypto::SecretKey& key)
+      REQUIRES(open_mu_);
 
   const KeyFn key_fn_;
   const PathFn path_fn_;
@@ -154,6 +159,9 @@ class TenantDatabases {
 
   mutable Mutex mu_;
   Mutex open_mu_;  // one tenant opening at a time
+  // The pages of an empty database with every migration applied, as
+  // SQLite sees them (schema only: no tenant's data, no key).
+  std::string template_ GUARDED_BY(open_mu_);
   std::map<std::string, Entry> open_ GUARDED_BY(mu_);
   std::list<std::string> lru_ GUARDED_BY(mu_);       // front = most recent
   std::set<std::string> exclusive_ GUARDED_BY(mu_);  // tenants in Exclusive()

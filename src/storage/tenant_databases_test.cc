@@ -299,5 +299,64 @@ TEST_F(TenantDatabasesTest, AFailingWriteInAGroupUndoesOnlyItsOwnChanges) {
   }));
 }
 
+// A new tenant's database is the template (built once from the
+// migrations) sealed under its key: the same schema and migration records
+// as a database migrated from scratch, in WAL mode, under the tenant's key
+// only; a staging file a crash left behind is replaced, not trusted.
+TEST_F(TenantDatabasesTest, ANewTenantIsTheMigratedTemplateUnderItsOwnKey) {
+  constexpr Migration kTwo[] = {
+      {1, "items", "CREATE TABLE items (id INTEGER PRIMARY KEY, body TEXT NOT NULL)"},
+      {2, "index", "CREATE INDEX items_body ON items (body)"},
+  };
+  auto schema_of = [](Database& d) {
+    std::string out;
+    auto st = d.Prepare(
+        "SELECT type || ' ' || name || ' ' || coalesce(sql, '') FROM sqlite_schema ORDER BY name");
+    EXPECT_OK(st);
+    while (*st->Step()) out += st->ColumnText(0) + "\n";
+    auto m = d.Prepare("SELECT version || ' ' || name || ' ' || checksum FROM silo_migrations");
+    EXPECT_OK(m);
+    while (*m->Step()) out += m->ColumnText(0) + "\n";
+    return out;
+  };
+  std::string scratch_schema;
+  {
+    auto key = crypto::SecretKey::Random();
+    auto db = MustOpen(Path("scratch.db"), key);
+    ASSERT_OK(Migrate(*db, kTwo));
+    scratch_schema = schema_of(*db);
+  }
+  std::ofstream(Path("b.db.new")) << "half-written";  // an interrupted creation's leftover
+  TenantDatabases dbs(
+      [this](const std::string& id) -> Result<crypto::SecretKey> {
+        return crypto::SecretKey::FromBytes(keys_[id]);
+      },
+      [this](const std::string& id) { return Path(id + ".db"); }, kTwo, {});
+  for (const char* id : {"a", "b"}) {
+    SCOPED_TRACE(id);
+    auto db = dbs.Acquire(id);
+    ASSERT_OK(db);
+    ASSERT_OK((*db)->Read([&](Database& d) {
+      EXPECT_EQ(schema_of(d), scratch_schema);
+      EXPECT_EQ(*d.IntegrityCheck(), "ok");
+      auto mode = d.Prepare("PRAGMA journal_mode");
+      EXPECT_TRUE(*mode->Step());
+      EXPECT_EQ(mode->ColumnText(0), "wal");
+      return Status::Ok();
+    }));
+    ASSERT_OK(Insert(**db, std::string("TEMPLATE-PLAINTEXT-") + id));
+    EXPECT_EQ(Count(**db), 1);
+    EXPECT_FALSE(fs::exists(Path(std::string(id) + ".db.new")));
+  }
+  dbs.Close("a");
+  dbs.Close("b");
+  // Each under its own key: a's file does not open under b's.
+  auto b_key = crypto::SecretKey::FromBytes(keys_["b"]);
+  ASSERT_OK(b_key);
+  EXPECT_FALSE(Database::Open(Path("a.db"), *b_key, {.create = false}).ok());
+  EXPECT_OK(Database::Open(Path("b.db"), *b_key, {.create = false}));
+  EXPECT_EQ(testing::FilesContaining(dir_, "TEMPLATE-PLAINTEXT-"), "");
+}
+
 }  // namespace
 }  // namespace silo::storage
