@@ -5,6 +5,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <functional>
 #include <random>
 
 #include "base/status_matchers.h"
@@ -48,6 +50,57 @@ class FaultTest : public testing::TempDirTest {
       ids.push_back(stmt->ColumnInt(0));
     }
     return ids;
+  }
+
+  // `rounds` times: forks a child that runs `child` (on the database
+  // file, the next id to insert into table t, the pipe to write each
+  // committed id to) and kills it with SIGKILL after its first report, at a
+  // random moment within 40 ms (`seed`). The kill comes after a blocking
+  // read, not a wait: however slow the machine, every round commits
+  // something. After each: integrity_check passes, every reported id is
+  // there, the ids are 1..n with n a multiple of `unit` (a group is whole).
+  void KillRounds(int rounds, uint32_t seed, size_t unit,
+                  const std::function<void(const std::string&, int64_t, int)>& child) {
+    std::string path = Path("crash.db");
+    {
+      auto db = MustOpen(path, *key_);
+      ASSERT_OK(db->Exec("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)"));
+    }
+    std::mt19937 rng(seed);
+    int64_t next_id = 1;
+    for (int round = 0; round < rounds; ++round) {
+      SCOPED_TRACE("round " + std::to_string(round));
+      int fds[2];
+      ASSERT_EQ(pipe(fds), 0);
+      pid_t pid = fork();
+      ASSERT_GE(pid, 0);
+      if (pid == 0) {
+        close(fds[0]);
+        child(path, next_id, fds[1]);
+        _exit(6);
+      }
+      close(fds[1]);
+      int64_t id = 0, last_reported = next_id - 1;
+      if (read(fds[0], &id, sizeof id) == sizeof id) last_reported = id;
+      usleep(std::uniform_int_distribution<int>(0, 40000)(rng));
+      kill(pid, SIGKILL);
+      while (read(fds[0], &id, sizeof id) == sizeof id) last_reported = std::max(last_reported, id);
+      close(fds[0]);
+      int status = 0;
+      waitpid(pid, &status, 0);
+      ASSERT_TRUE(WIFSIGNALED(status)) << "the child failed on its own: " << WEXITSTATUS(status);
+      auto db = MustOpen(path, *key_);
+      ASSERT_NE(db, nullptr);
+      ASSERT_EQ(*db->IntegrityCheck(), "ok");
+      std::vector<int64_t> ids = Ids(*db);
+      ASSERT_GE(static_cast<int64_t>(ids.size()), last_reported) << "a reported commit vanished";
+      for (size_t i = 0; i < ids.size(); ++i) ASSERT_EQ(ids[i], static_cast<int64_t>(i + 1));
+      ASSERT_EQ(ids.size() % unit, 0u) << "a group was committed in part";
+      next_id = static_cast<int64_t>(ids.size()) + 1;
+    }
+    EXPECT_GT(next_id, static_cast<int64_t>(rounds) * static_cast<int64_t>(unit))
+        << "every child committed something";
+    EXPECT_EQ(FilesContaining(dir_, kMarker), "") << "after crashes";
   }
 
   // A TenantDatabase on `path` (its writer opened with `options`).
@@ -198,54 +251,17 @@ TEST_F(FaultTest, WithoutSyncsPowerLossLosesCommits) {
 // commit, 50 times (the seed is fixed: 42). The
 // parent reopens: integrity_check passes and every reported id is there.
 TEST_F(FaultTest, SigkillAtRandomMomentsLosesNoCommittedTransaction) {
-  std::string path = Path("crash.db");
-  {
-    auto db = MustOpen(path, *key_);
-    ASSERT_OK(db->Exec("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)"));
-  }
-  std::mt19937 rng(42);
-  int64_t next_id = 1;
-  for (int round = 0; round < 50; ++round) {
-    SCOPED_TRACE("round " + std::to_string(round));
-    int fds[2];
-    ASSERT_EQ(pipe(fds), 0);
-    pid_t pid = fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      close(fds[0]);
-      auto db = Database::Open(path, *key_);
-      if (!db.ok()) _exit(3);
-      for (int64_t id = next_id;; ++id) {
-        std::string body = std::string(kMarker) + std::string(id % 5 == 0 ? 6000 : 100, 'k');
-        auto insert = (*db)->Prepare("INSERT INTO t (id, body) VALUES (?, ?)");
-        insert->Bind(1, id).Bind(2, body);
-        if (!insert->Run().ok()) _exit(4);
-        if (write(fds[1], &id, sizeof id) != sizeof id) _exit(5);
-      }
+  KillRounds(50, 42, 1, [&](const std::string& path, int64_t next_id, int report) {
+    auto db = Database::Open(path, *key_);
+    if (!db.ok()) _exit(3);
+    for (int64_t id = next_id;; ++id) {
+      std::string body = std::string(kMarker) + std::string(id % 5 == 0 ? 6000 : 100, 'k');
+      auto insert = (*db)->Prepare("INSERT INTO t (id, body) VALUES (?, ?)");
+      insert->Bind(1, id).Bind(2, body);
+      if (!insert->Run().ok()) _exit(4);
+      if (write(report, &id, sizeof id) != sizeof id) _exit(5);
     }
-    close(fds[1]);
-    // The kill comes after the child's first commit returned (a blocking
-    // read, not a wait: however slow the machine, every round commits
-    // something), then at a random moment within the next 40 ms.
-    int64_t id = 0, last_reported = next_id - 1;
-    if (read(fds[0], &id, sizeof id) == sizeof id) last_reported = id;
-    usleep(std::uniform_int_distribution<int>(0, 40000)(rng));
-    kill(pid, SIGKILL);
-    while (read(fds[0], &id, sizeof id) == sizeof id) last_reported = id;
-    close(fds[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    ASSERT_TRUE(WIFSIGNALED(status)) << "the child failed on its own: " << WEXITSTATUS(status);
-    auto db = MustOpen(path, *key_);
-    ASSERT_NE(db, nullptr);
-    ASSERT_EQ(*db->IntegrityCheck(), "ok");
-    std::vector<int64_t> ids = Ids(*db);
-    ASSERT_GE(static_cast<int64_t>(ids.size()), last_reported);
-    for (size_t i = 0; i < ids.size(); ++i) ASSERT_EQ(ids[i], static_cast<int64_t>(i + 1));
-    next_id = static_cast<int64_t>(ids.size()) + 1;
-  }
-  EXPECT_GT(next_id, 50) << "every child committed something";
-  EXPECT_EQ(FilesContaining(dir_, kMarker), "") << "after crashes";
+  });
 }
 
 // Group commit under power loss: every round is one group of 8 writes
@@ -302,54 +318,19 @@ TEST_F(FaultTest, PowerLossKeepsEveryAnsweredGroupedWrite) {
 // after its first group was answered, 30 times. Every reported id is there
 // and groups are whole.
 TEST_F(FaultTest, SigkillDuringGroupCommitsLosesNoAnsweredWrite) {
-  std::string path = Path("gcrash.db");
-  {
-    auto db = MustOpen(path, *key_);
-    ASSERT_OK(db->Exec("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)"));
-  }
-  std::mt19937 rng(4242);
-  int64_t next_id = 1;
-  for (int round = 0; round < 30; ++round) {
-    SCOPED_TRACE("round " + std::to_string(round));
-    int fds[2];
-    ASSERT_EQ(pipe(fds), 0);
-    pid_t pid = fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      close(fds[0]);
-      auto tenant = OpenTenant(path, {});
-      if (tenant == nullptr) _exit(3);
-      for (int64_t first = next_id;; first += 8) {
-        std::vector<Status> out =
-            testing::GroupRound(*tenant, Inserts(first, 8, first % 5 ? 100 : 6000));
-        for (int i = 0; i < 8; ++i) {
-          if (!out[i].ok()) _exit(4);
-          int64_t id = first + i;
-          if (write(fds[1], &id, sizeof id) != sizeof id) _exit(5);
-        }
+  KillRounds(30, 4242, 8, [&](const std::string& path, int64_t next_id, int report) {
+    auto tenant = OpenTenant(path, {});
+    if (tenant == nullptr) _exit(3);
+    for (int64_t first = next_id;; first += 8) {
+      std::vector<Status> out =
+          testing::GroupRound(*tenant, Inserts(first, 8, first % 5 ? 100 : 6000));
+      for (int i = 0; i < 8; ++i) {
+        if (!out[i].ok()) _exit(4);
+        int64_t id = first + i;
+        if (write(report, &id, sizeof id) != sizeof id) _exit(5);
       }
     }
-    close(fds[1]);
-    int64_t id = 0, last_reported = next_id - 1;
-    if (read(fds[0], &id, sizeof id) == sizeof id) last_reported = id;
-    usleep(std::uniform_int_distribution<int>(0, 40000)(rng));
-    kill(pid, SIGKILL);
-    while (read(fds[0], &id, sizeof id) == sizeof id) last_reported = std::max(last_reported, id);
-    close(fds[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    ASSERT_TRUE(WIFSIGNALED(status)) << "the child failed on its own: " << WEXITSTATUS(status);
-    auto db = MustOpen(path, *key_);
-    ASSERT_NE(db, nullptr);
-    ASSERT_EQ(*db->IntegrityCheck(), "ok");
-    std::vector<int64_t> ids = Ids(*db);
-    ASSERT_GE(static_cast<int64_t>(ids.size()), last_reported);
-    for (size_t i = 0; i < ids.size(); ++i) ASSERT_EQ(ids[i], static_cast<int64_t>(i + 1));
-    ASSERT_EQ(ids.size() % 8, 0u) << "a group was committed in part";
-    next_id = static_cast<int64_t>(ids.size()) + 1;
-  }
-  EXPECT_GT(next_id, 30 * 8) << "every child committed something";
-  EXPECT_EQ(FilesContaining(dir_, kMarker), "") << "after crashes";
+  });
 }
 
 }  // namespace
