@@ -23,10 +23,13 @@
 #include <vector>
 
 #include "crypto/secret_key.h"
+#include "median.h"
 #include "storage/database.h"
 #include "storage/tenant_databases.h"
 
 namespace {
+
+using silo::bench::Median;
 
 using silo::Status;
 using silo::storage::Database;
@@ -78,12 +81,6 @@ Outcome Run(const std::string& dir, const silo::crypto::SecretKey& key, int writ
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   int total = kWritesPerRun / writers * writers;
   return {total / seconds, static_cast<double>(total) / static_cast<double>(db.group_commits())};
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 }  // namespace

@@ -27,9 +27,12 @@
 #include <vector>
 
 #include "crypto/secret_key.h"
+#include "median.h"
 #include "storage/database.h"
 
 namespace {
+
+using silo::bench::Median;
 
 using silo::storage::Database;
 namespace fs = std::filesystem;
@@ -178,12 +181,6 @@ std::map<std::string, double> RunOnce(Kind kind, const std::string& dir,
   }
   for (const auto& f : fs::directory_iterator(dir)) fs::remove(f.path());
   return t;
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 }  // namespace
