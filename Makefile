@@ -5,7 +5,7 @@ PRESET ?= release
 BUILD_DIR := $(if $(filter release,$(PRESET)),build,build-$(PRESET))
 PYTHON := /usr/bin/python3
 
-.PHONY: bootstrap build run test unit e2e console check-console openapi check-openapi client-test browser-test check-incremental check-includes check-format check-thread-safety bench bench-http bench-storage bench-group-commit bench-api bench-login bench-backup bench-files bench-realtime bench-console bench-tenants format check-asan fuzz crash-test clean
+.PHONY: bootstrap build bench-build run test unit e2e console check-console openapi check-openapi client-test browser-test check-incremental check-includes check-format check-thread-safety bench bench-http bench-storage bench-group-commit bench-api bench-login bench-backup bench-files bench-realtime bench-console bench-tenants format check-asan fuzz crash-test clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -100,49 +100,54 @@ check-incremental: build
 	  if echo "$$out" | grep -q "no work to do"; then echo "check-incremental: nothing rebuilt"; \
 	  else echo "check-incremental: FAILED, a build that changed nothing rebuilt something"; exit 1; fi
 
+# The benchmark programs (not in the default build: make test does not need
+# them).
+bench-build: build
+	@cmake --build --preset $(PRESET) -j $(JOBS) --target benches
+
 # Every benchmark, one after another, then one table (figure, value, baseline
 # from the same run, ratio); bench/results/bench_<date>.{md,csv}. About 20 min.
-bench: build
+bench: bench-build
 	$(PYTHON) bench/all.py $(BUILD_DIR)
 
-bench-http: build
+bench-http: bench-build
 	bash bench/http_bench.sh $(BUILD_DIR)/silo
 
 # Plain unix VFS against the cipher VFS, interleaved; RUNS runs (default 5).
-bench-api: build
+bench-api: bench-build
 	bash bench/api_bench.sh $(BUILD_DIR)
 
 # One tenant of BENCH_MIB (default 1024) MiB with as many MiB of files: backup and restore MB/s
 # against cp, drill RTO, backup/restore/drill RSS over idle.
 BENCH_MIB ?= 1024
-bench-backup: build
+bench-backup: bench-build
 	./$(BUILD_DIR)/backup_bench --mib $(BENCH_MIB) --runs 5
 
-bench-realtime: build
+bench-realtime: bench-build
 	bash bench/realtime_bench.sh $(BUILD_DIR)
 
-bench-console: build
+bench-console: bench-build
 	SILO_BIN=$(CURDIR)/$(BUILD_DIR)/silo node bench/console_bench.mjs
 
-bench-login: build
+bench-login: bench-build
 	bash bench/login_bench.sh $(BUILD_DIR)
 
 # Upload, download, range reads and server RSS for a 1 GiB file (FILE_MIB), against cp and
 # against the unencrypted control (bench/files_control.cc).
-bench-files: build
+bench-files: bench-build
 	bash bench/files_bench.sh $(BUILD_DIR)
 
-bench-storage: build
+bench-storage: bench-build
 	./$(BUILD_DIR)/storage_bench
 
 # Durable writes of one tenant, 16 writers and one: group commit against one
 # COMMIT per write (bench/group_commit_bench.cc).
-bench-group-commit: build
+bench-group-commit: bench-build
 	./$(BUILD_DIR)/group_commit_bench
 
 # SCALE_TENANTS (default 10,000) tenants on one node: creation rate, cold and
 # warm authenticated reads, RSS, disk per empty tenant.
-bench-tenants: build
+bench-tenants: bench-build
 	$(PYTHON) bench/tenants_bench.py $(BUILD_DIR)/silo
 
 check-asan:
