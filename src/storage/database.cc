@@ -21,10 +21,6 @@ std::string Quote(std::string_view text) {
   return out + "'";
 }
 
-void RemoveDatabaseFiles(const std::string& path) {
-  for (const char* suffix : {"", "-wal", "-journal"}) std::remove((path + suffix).c_str());
-}
-
 // The private cause of a failure on `db`: which file, and SQLite's words.
 std::string Context(sqlite3* db, std::string_view message) {
   const char* file = sqlite3_db_filename(db, "main");
@@ -345,6 +341,10 @@ Status Transaction::Commit() {
   Status s = db_->Exec(nested_ ? "RELEASE silo_tx" : "COMMIT");
   if (s.ok()) db_ = nullptr;
   return s;
+}
+
+void RemoveDatabaseFiles(const std::string& path) {
+  for (const char* suffix : {"", "-wal", "-journal"}) std::remove((path + suffix).c_str());
 }
 
 // ---- Rekey ------------------------------------------------------------------

@@ -166,6 +166,12 @@ class Transaction {
   bool nested_;
 };
 
+// Removes the database at `path` and any log beside it (-wal, -journal; the
+// cipher VFS keeps no -shm), ignoring what is not there. For scratch copies,
+// and before a new database takes a path, where a leftover log would be
+// replayed into it.
+void RemoveDatabaseFiles(const std::string& path);
+
 // Re-encrypts the database at `path` under `new_key`: VACUUM INTO a sibling
 // file, check it, fsync it and its directory, rename it over the original.
 // REQUIRES: no open connection to `path`.

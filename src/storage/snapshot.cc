@@ -30,10 +30,6 @@ uint32_t Get32(const unsigned char* p) {
   return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
 }
 
-void RemoveDb(const std::string& path) {
-  for (const char* suffix : {"", "-wal", "-journal"}) std::remove((path + suffix).c_str());
-}
-
 // The page count page 1's header states, or 0 when the header's count is not
 // valid (SQLite then goes by the file size; see "in-header database size").
 uint32_t HeaderPages(const unsigned char* page1) {
@@ -120,7 +116,7 @@ ImageCopy::ImageCopy(ImageCopy&& other) noexcept
 }
 
 ImageCopy::~ImageCopy() {
-  if (!path_.empty()) RemoveDb(path_);
+  if (!path_.empty()) RemoveDatabaseFiles(path_);
 }
 
 Result<ImageCopy> TakeImageCopy(Database& db, const std::function<Status(Database&)>& inside,
@@ -238,7 +234,7 @@ ImageWriter::~ImageWriter() {
   if (!impl_->finished) {
     ::close(impl_->f.fd);
     impl_->f.fd = -1;
-    RemoveDb(impl_->path);
+    RemoveDatabaseFiles(impl_->path);
   }
 }
 

@@ -1,7 +1,6 @@
 #include "storage/tenant_databases.h"
 
 #include <filesystem>
-#include <system_error>
 #include <thread>
 
 #include "base/file_util.h"
@@ -167,13 +166,6 @@ TenantDatabases::TenantDatabases(KeyFn key_fn, PathFn path_fn,
 
 namespace {
 
-void RemoveQuietly(const std::string& path) {
-  std::error_code ignored;
-  for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
-    std::filesystem::remove(path + suffix, ignored);
-  }
-}
-
 // The image of an empty database with `migrations` applied, built at
 // `scratch` under a throwaway key (removed afterwards). Its header says WAL
 // (bytes 18 and 19 of the file format: 2), as Database::Open would make it,
@@ -181,8 +173,8 @@ void RemoveQuietly(const std::string& path) {
 Result<std::string> BuildTemplate(const std::string& scratch,
                                   std::span<const Migration> migrations) {
   const std::string build = scratch + ".build", copy = scratch + ".copy";
-  RemoveQuietly(build);
-  RemoveQuietly(copy);
+  RemoveDatabaseFiles(build);
+  RemoveDatabaseFiles(copy);
   std::string image;
   Status s = [&]() -> Status {
     OpenOptions options;
@@ -197,8 +189,8 @@ Result<std::string> BuildTemplate(const std::string& scratch,
       return Status::Ok();
     });
   }();
-  RemoveQuietly(build);
-  RemoveQuietly(copy);
+  RemoveDatabaseFiles(build);
+  RemoveDatabaseFiles(copy);
   SILO_RETURN_IF_ERROR(s);
   if (image.size() < kPageSize) return Internal("empty database template");
   image[18] = 2;  // file format write version: WAL
@@ -215,21 +207,16 @@ Status TenantDatabases::CreateFromTemplate(const std::string& path, const crypto
   // Under a temporary name until whole and synced: a crash midway leaves
   // no half-written tenant.db (the next Acquire starts over).
   const std::string staging = path + ".new";
-  RemoveQuietly(staging);
+  RemoveDatabaseFiles(staging);
   Status s = WriteImage(template_, staging, key);  // syncs the file and its directory
-  if (s.ok()) {
-    // A log left beside a database that is gone would be replayed into the
-    // new one.
-    std::error_code ignored;
-    for (const char* suffix : {"-wal", "-shm", "-journal"}) {
-      std::filesystem::remove(path + suffix, ignored);
-    }
-  }
+  // `path` is not there (Acquire checked); a log left beside it by a
+  // database that is gone would be replayed into the new one.
+  if (s.ok()) RemoveDatabaseFiles(path);
   if (s.ok() && std::rename(staging.c_str(), path.c_str()) != 0) {
     s = Unavailable("cannot create the database").WithCause(path);
   }
   if (s.ok()) s = SyncDir(std::filesystem::path(path).parent_path().string());
-  if (!s.ok()) RemoveQuietly(staging);
+  if (!s.ok()) RemoveDatabaseFiles(staging);
   return s;
 }
 
