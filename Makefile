@@ -159,7 +159,8 @@ check-asan:
 # build-fuzz/corpus/<target>.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := page_open:4097 backup_archive:65536 http_request:16384 record_json:8192 \
-                list_query:4096 blob_read:200000 file_sniff:8192 realtime_message:65536
+                list_query:4096 blob_read:200000 file_sniff:8192 realtime_message:65536 \
+                replication_segment:65536
 fuzz: bootstrap
 	@cmake --preset fuzz >/dev/null
 	@cmake --build --preset fuzz -j $(JOBS)

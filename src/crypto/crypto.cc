@@ -71,6 +71,19 @@ std::string KeyedHash(const SecretKey& key, std::string_view label, size_t out_l
   return out;
 }
 
+std::string Blake2b256(std::initializer_list<std::string_view> parts) {
+  EnsureSodium();
+  crypto_generichash_state state;
+  std::string out(crypto_generichash_BYTES, '\0');
+  crypto_generichash_init(&state, nullptr, 0, out.size());
+  for (std::string_view part : parts) {
+    crypto_generichash_update(&state, reinterpret_cast<const unsigned char*>(part.data()),
+                              part.size());
+  }
+  crypto_generichash_final(&state, reinterpret_cast<unsigned char*>(out.data()), out.size());
+  return out;
+}
+
 std::string KeyFingerprint(const SecretKey& key) {
   return HexEncode(KeyedHash(key, "silo key fingerprint v1", 8));
 }

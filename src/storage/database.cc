@@ -194,6 +194,13 @@ Status Database::Checkpoint() {
   return SqliteStatus(rc, "checkpoint");
 }
 
+Result<int64_t> Database::WalFrames() {
+  int log = 0;
+  int rc = sqlite3_wal_checkpoint_v2(db_, "main", SQLITE_CHECKPOINT_PASSIVE, &log, nullptr);
+  if (rc != SQLITE_OK) return SqliteStatus(rc, "checkpoint");
+  return int64_t{log};
+}
+
 // ---- Statement --------------------------------------------------------------
 
 Statement::Statement(Statement&& other) noexcept

@@ -83,6 +83,11 @@ class Database {
   // Moves the WAL into the database file and truncates the WAL.
   Status Checkpoint();
 
+  // The frames in the WAL as SQLite recovered it (the last commit frame):
+  // a log that a damaged frame ends early shows fewer than were written.
+  // Runs a PASSIVE checkpoint to learn it (copies what it can, never waits).
+  Result<int64_t> WalFrames();
+
   // The raw handle, for the storage module's own code and tests only.
   sqlite3* handle() { return db_; }
 

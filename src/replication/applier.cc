@@ -1,0 +1,248 @@
+#include "replication/applier.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <optional>
+
+#include "base/file_util.h"
+#include "crypto/crypto.h"
+#include "replication/segment.h"
+
+namespace silo::replication {
+namespace {
+
+// The storage format's page and WAL geometry (docs/storage_format.md): the
+// cipher VFS refuses any other page size, so a replica may rely on it.
+constexpr int64_t kPageSize = 4096;
+constexpr int64_t kWalHeaderSize = 32;
+constexpr int64_t kFrameHeaderSize = 24;
+constexpr int64_t kFrameSize = kFrameHeaderSize + kPageSize;
+
+// replica.pos: two slots of kSlotSize bytes; a position goes to slot seq % 2.
+constexpr std::string_view kSlotMagic = "SLRP";
+constexpr uint8_t kSlotVersion = 1;
+constexpr int64_t kSlotSize = 128;
+// magic, version + 3 zero bytes, seq, term, commit frame, lineage, hash
+constexpr size_t kSlotBody = 4 + 4 + 8 + 8 + 4 + kLineageSize + kHashSize;
+
+void PutUint(std::string& out, uint64_t v, int width) {
+  for (int i = 0; i < width; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
+}
+uint64_t GetUint(const char* p, int width) {
+  uint64_t v = 0;
+  for (int i = 0; i < width; ++i) v |= uint64_t{static_cast<uint8_t>(p[i])} << (8 * i);
+  return v;
+}
+uint32_t GetBigEndian32(const char* p) {
+  return (uint32_t{static_cast<uint8_t>(p[0])} << 24) |
+         (uint32_t{static_cast<uint8_t>(p[1])} << 16) |
+         (uint32_t{static_cast<uint8_t>(p[2])} << 8) | uint32_t{static_cast<uint8_t>(p[3])};
+}
+
+std::string EncodeSlot(const ReplicaPosition& p) {
+  std::string out(kSlotMagic);
+  PutUint(out, kSlotVersion, 4);
+  PutUint(out, p.seq, 8);
+  PutUint(out, p.term, 8);
+  PutUint(out, p.wal_commit_frame, 4);
+  out.append(p.lineage);
+  out.append(p.hash);
+  out.append(crypto::Blake2b256({out}));
+  out.resize(kSlotSize, '\0');
+  return out;
+}
+
+// The position in a slot, or nullopt for a torn, empty or foreign one.
+std::optional<ReplicaPosition> DecodeSlot(std::string_view slot) {
+  if (slot.size() < kSlotBody + kHashSize) return std::nullopt;
+  std::string_view body = slot.substr(0, kSlotBody);
+  if (!body.starts_with(kSlotMagic) || GetUint(body.data() + 4, 4) != kSlotVersion ||
+      !crypto::ConstantTimeEquals(crypto::Blake2b256({body}), slot.substr(kSlotBody, kHashSize))) {
+    return std::nullopt;
+  }
+  ReplicaPosition p;
+  p.seq = GetUint(body.data() + 8, 8);
+  p.term = GetUint(body.data() + 16, 8);
+  p.wal_commit_frame = static_cast<uint32_t>(GetUint(body.data() + 24, 4));
+  p.lineage.assign(body.substr(28, kLineageSize));
+  p.hash.assign(body.substr(28 + kLineageSize, kHashSize));
+  if (p.seq == 0) return std::nullopt;
+  return p;
+}
+
+Status Errno(std::string_view what) {
+  return Internal("the replica's disk failed")
+      .WithCause(std::string(what) + ": " + std::strerror(errno));
+}
+
+}  // namespace
+
+// The copy's open files. A descriptor is -1 until first needed.
+struct Applier::Files {
+  std::string dir;
+  int fd[2] = {-1, -1};  // by FileId
+  bool dirty[2] = {false, false};
+  int position_fd = -1;
+
+  ~Files() {
+    for (int f : fd) {
+      if (f >= 0) ::close(f);
+    }
+    if (position_fd >= 0) ::close(position_fd);
+  }
+
+  std::string Path(FileId id) const {
+    return dir + "/" + (id == FileId::kWal ? kReplicaWalName : kReplicaDatabaseName);
+  }
+
+  Result<int> Fd(FileId id) {
+    int& f = fd[static_cast<int>(id)];
+    if (f >= 0) return f;
+    std::string path = Path(id);
+    bool existed = PathExists(path);
+    f = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (f < 0) return Errno("open");
+    if (!existed) SILO_RETURN_IF_ERROR(SyncDir(dir));  // the new file's name is durable
+    return f;
+  }
+
+  Status Sync(FileId id) {
+    SILO_ASSIGN_OR_RETURN(int f, Fd(id));
+    if (::fdatasync(f) != 0) return Errno("fdatasync");
+    dirty[static_cast<int>(id)] = false;
+    return Status::Ok();
+  }
+
+  Status Apply(const Op& op) {
+    int i = static_cast<int>(op.file);
+    switch (op.kind) {
+      case OpKind::kWrite: {
+        SILO_ASSIGN_OR_RETURN(int f, Fd(op.file));
+        size_t done = 0;
+        while (done < op.bytes.size()) {
+          ssize_t n = ::pwrite(f, op.bytes.data() + done, op.bytes.size() - done,
+                               op.offset + static_cast<int64_t>(done));
+          if (n < 0 && errno == EINTR) continue;
+          if (n <= 0) return Errno("pwrite");
+          done += static_cast<size_t>(n);
+        }
+        dirty[i] = true;
+        return Status::Ok();
+      }
+      case OpKind::kTruncate: {
+        SILO_ASSIGN_OR_RETURN(int f, Fd(op.file));
+        if (::ftruncate(f, op.offset) != 0) return Errno("ftruncate");
+        dirty[i] = true;
+        return Status::Ok();
+      }
+      case OpKind::kSync: return Sync(op.file);
+      case OpKind::kDelete:
+        if (fd[i] >= 0) ::close(fd[i]);
+        fd[i] = -1;
+        dirty[i] = false;
+        if (::unlink(Path(op.file).c_str()) != 0 && errno != ENOENT) return Errno("unlink");
+        return SyncDir(dir);
+    }
+    return Internal("unknown op");
+  }
+
+  Status WritePosition(const ReplicaPosition& p) {
+    if (position_fd < 0) {
+      position_fd =
+          ::open((dir + "/" + kReplicaPositionName).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+      if (position_fd < 0) return Errno("open position");
+      SILO_RETURN_IF_ERROR(SyncDir(dir));
+    }
+    std::string slot = EncodeSlot(p);
+    int64_t offset = static_cast<int64_t>(p.seq % 2) * kSlotSize;
+    if (::pwrite(position_fd, slot.data(), slot.size(), offset) !=
+        static_cast<ssize_t>(slot.size())) {
+      return Errno("pwrite position");
+    }
+    if (::fdatasync(position_fd) != 0) return Errno("fdatasync position");
+    return Status::Ok();
+  }
+};
+
+Result<std::unique_ptr<Applier>> Applier::Open(const std::string& dir) {
+  SILO_RETURN_IF_ERROR(MakeDirs(dir));
+  ReplicaPosition position;
+  std::string path = dir + "/" + kReplicaPositionName;
+  if (PathExists(path)) {
+    SILO_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
+    std::optional<ReplicaPosition> a = DecodeSlot(std::string_view(bytes).substr(0, kSlotSize));
+    std::optional<ReplicaPosition> b = bytes.size() > kSlotSize
+                                           ? DecodeSlot(std::string_view(bytes).substr(kSlotSize))
+                                           : std::nullopt;
+    if (!a && !b) {
+      return DataLoss("the replica's position is damaged: it needs a new snapshot");
+    }
+    position = (a && (!b || a->seq > b->seq)) ? *a : *b;
+  }
+  auto files = std::make_unique<Files>();
+  files->dir = dir;
+  return std::unique_ptr<Applier>(new Applier(dir, std::move(position), std::move(files)));
+}
+
+Applier::Applier(std::string dir, ReplicaPosition position, std::unique_ptr<Files> files)
+    : dir_(std::move(dir)), position_(std::move(position)), files_(std::move(files)) {}
+
+Applier::~Applier() = default;
+
+Status Applier::Apply(std::string_view encoded) {
+  SILO_ASSIGN_OR_RETURN(Segment segment, DecodeSegment(encoded));
+  const SegmentHeader& h = segment.header;
+  ReplicaPosition& p = position_;
+  if (p.seq == 0) {
+    if (h.seq != 1 || h.prev_hash != std::string(kHashSize, '\0')) {
+      return FailedPrecondition("an empty replica starts at a lineage's first segment");
+    }
+  } else {
+    if (h.lineage != p.lineage) {
+      return FailedPrecondition("a segment of another lineage: the replica needs a snapshot");
+    }
+    if (h.term < p.term) return FailedPrecondition("a segment of a stale term");
+    if (h.seq == p.seq && segment.hash == p.hash) return Status::Ok();  // a resend
+    if (h.seq <= p.seq) return FailedPrecondition("a segment behind the replica");
+    if (h.seq > p.seq + 1) return FailedPrecondition("a gap before this segment");
+    if (h.prev_hash != p.hash) {
+      return DataLoss("the segment does not follow the replica's chain: diverged");
+    }
+  }
+
+  ReplicaPosition next = p;
+  for (const Op& op : segment.ops) {
+    SILO_RETURN_IF_ERROR(files_->Apply(op));
+    if (op.file != FileId::kWal) continue;
+    // Follow the WAL's last commit frame: a header written at the start (a
+    // restart) or a delete begins a new log; a truncate that cuts the frame
+    // off leaves none.
+    if ((op.kind == OpKind::kWrite && op.offset == 0) || op.kind == OpKind::kDelete ||
+        (op.kind == OpKind::kTruncate &&
+         op.offset < kWalHeaderSize + int64_t{next.wal_commit_frame} * kFrameSize)) {
+      next.wal_commit_frame = 0;
+    }
+    if (op.kind == OpKind::kWrite && op.offset >= kWalHeaderSize &&
+        (op.offset - kWalHeaderSize) % kFrameSize == 0 &&
+        op.bytes.size() >= static_cast<size_t>(kFrameHeaderSize) &&
+        GetBigEndian32(op.bytes.data() + 4) != 0) {  // commit size, in the clear
+      next.wal_commit_frame = static_cast<uint32_t>((op.offset - kWalHeaderSize) / kFrameSize + 1);
+    }
+  }
+  // Whatever the segment changed is durable before the position says so.
+  for (FileId id : {FileId::kDatabase, FileId::kWal}) {
+    if (files_->dirty[static_cast<int>(id)]) SILO_RETURN_IF_ERROR(files_->Sync(id));
+  }
+  next.lineage = h.lineage;
+  next.term = h.term;
+  next.seq = h.seq;
+  next.hash = segment.hash;
+  SILO_RETURN_IF_ERROR(files_->WritePosition(next));
+  position_ = std::move(next);
+  return Status::Ok();
+}
+
+}  // namespace silo::replication

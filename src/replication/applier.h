@@ -1,0 +1,76 @@
+// The follower's side of a tenant's replication: applies segments
+// (segment.h) to a keyless copy of the tenant's `tenant.db` and
+// `tenant.db-wal` in one directory, byte for byte and in order, making a
+// file durable wherever the primary made it durable. It uses no key and
+// never opens SQLite: the copy is ciphertext, readable only by a node that
+// holds the tenant's key (at promotion, promotion.h).
+//
+// After each segment the applier makes every file it changed durable and
+// records its position (lineage, term, seq, hash, last commit frame) in
+// `replica.pos`, two alternating checksummed slots overwritten in place, so
+// a torn write of one leaves the other. A follower killed mid-segment
+// restarts from its position and applies that segment again: writes and
+// truncates are absolute, so doing them twice changes nothing.
+//
+// Thread-compatible: one Applier per directory, used by one thread at a time.
+#ifndef SILO_REPLICATION_APPLIER_H_
+#define SILO_REPLICATION_APPLIER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "base/status.h"
+
+namespace silo::replication {
+
+inline constexpr char kReplicaDatabaseName[] = "tenant.db";
+inline constexpr char kReplicaWalName[] = "tenant.db-wal";
+inline constexpr char kReplicaPositionName[] = "replica.pos";
+
+struct ReplicaPosition {
+  std::string lineage;  // empty before the first segment
+  uint64_t term = 0;
+  uint64_t seq = 0;
+  std::string hash;  // of segment `seq`
+  // The WAL frame (from 1) of the last commit written since the WAL last
+  // started; 0 when it holds none. What SQLite must recover at promotion:
+  // fewer means the log ends early (a damaged frame), and the follower
+  // refuses to be promoted.
+  uint32_t wal_commit_frame = 0;
+};
+
+class Applier {
+ public:
+  // Opens the copy in `dir` (created 0700 if missing) and reads its
+  // position. DataLoss if `replica.pos` exists but neither slot is intact.
+  static Result<std::unique_ptr<Applier>> Open(const std::string& dir);
+  ~Applier();
+  Applier(const Applier&) = delete;
+  Applier& operator=(const Applier&) = delete;
+
+  // Applies `encoded` if it is the next link of this copy's chain: the
+  // first segment of a lineage on an empty copy, or seq + 1 of the same
+  // lineage whose prev_hash is this copy's hash, under a term no lower than
+  // the last one seen. The segment this copy already holds is accepted again
+  // without change (a resend). Anything else is refused with nothing
+  // written: DataLoss (damaged, or a chain that does not link: diverged),
+  // FailedPrecondition (another lineage, a gap, behind, or a stale term),
+  // Internal (the disk failed; the copy must be reopened).
+  Status Apply(std::string_view encoded);
+
+  const ReplicaPosition& position() const { return position_; }
+
+ private:
+  struct Files;
+  Applier(std::string dir, ReplicaPosition position, std::unique_ptr<Files> files);
+
+  std::string dir_;
+  ReplicaPosition position_;
+  std::unique_ptr<Files> files_;
+};
+
+}  // namespace silo::replication
+
+#endif  // SILO_REPLICATION_APPLIER_H_

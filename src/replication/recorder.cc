@@ -1,0 +1,60 @@
+#include "replication/recorder.h"
+
+#include <utility>
+
+namespace silo::replication {
+namespace {
+
+FileId Id(storage::repl::File file) {
+  return file == storage::repl::File::kWal ? FileId::kWal : FileId::kDatabase;
+}
+
+}  // namespace
+
+SegmentRecorder::SegmentRecorder(std::string lineage, uint64_t term, ChainHead head,
+                                 Publish publish)
+    : lineage_(std::move(lineage)),
+      term_(term),
+      head_(std::move(head)),
+      publish_(std::move(publish)) {}
+
+void SegmentRecorder::Write(storage::repl::File file, int64_t offset, std::string_view bytes) {
+  pending_.push_back(Op{OpKind::kWrite, Id(file), offset, std::string(bytes)});
+  pending_bytes_ += bytes.size();
+  if (pending_bytes_ >= kCutBytes) {
+    // A long transaction: ship what it wrote so far. Any prefix of the
+    // changes, in order, is a state the disk could hold at a crash, so this
+    // is safe; the transaction's own sync still answers for the commit.
+    Status s = Cut();
+    if (!s.ok() && deferred_.ok()) deferred_ = std::move(s);
+  }
+}
+
+void SegmentRecorder::Truncate(storage::repl::File file, int64_t size) {
+  pending_.push_back(Op{OpKind::kTruncate, Id(file), size, {}});
+  if (file == storage::repl::File::kWal) (void)Cut();  // nothing waits on a truncate
+}
+
+void SegmentRecorder::Delete(storage::repl::File file) {
+  pending_.push_back(Op{OpKind::kDelete, Id(file), 0, {}});
+  (void)Cut();
+}
+
+Status SegmentRecorder::Sync(storage::repl::File file) {
+  pending_.push_back(Op{OpKind::kSync, Id(file), 0, {}});
+  Status s = Cut();
+  if (!deferred_.ok()) s = std::exchange(deferred_, Status::Ok());
+  return s;
+}
+
+Status SegmentRecorder::Cut() {
+  SegmentHeader header{lineage_, term_, head_.seq + 1, head_.hash};
+  std::string hash;
+  std::string encoded = EncodeSegment(header, pending_, &hash);
+  pending_.clear();
+  pending_bytes_ = 0;
+  head_ = ChainHead{header.seq, std::move(hash)};
+  return publish_(header.seq, encoded);
+}
+
+}  // namespace silo::replication

@@ -1,0 +1,230 @@
+// A primary writing through the replication shim and a follower applying its
+// segments, on real SQLite files under the cipher.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <random>
+
+#include "base/file_util.h"
+#include "base/status_matchers.h"
+#include "crypto/crypto.h"
+#include "replication/applier.h"
+#include "replication/promotion.h"
+#include "replication/recorder.h"
+#include "replication/segment.h"
+#include "storage/database.h"
+#include "storage/repl_vfs.h"
+
+namespace silo::replication {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kNeedle[] = "REPL-NEEDLE-plaintext-5eed";
+
+class ReplicationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/silo-repl-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    primary_ = dir_ + "/primary/tenant.db";
+    follower_ = dir_ + "/follower";
+    ASSERT_OK(MakeDirs(dir_ + "/primary"));
+    key_ = std::make_unique<crypto::SecretKey>(crypto::SecretKey::Random());
+  }
+  void TearDown() override {
+    storage::repl::Detach(primary_);
+    fs::remove_all(dir_);
+  }
+
+  // Attaches a recorder to the primary's path whose segments go to
+  // `publish`.
+  void Record(SegmentRecorder::Publish publish) {
+    storage::repl::Attach(primary_,
+                          std::make_shared<SegmentRecorder>(crypto::RandomBytes(kLineageSize), 1,
+                                                            ChainHead{}, std::move(publish)));
+  }
+  std::unique_ptr<storage::Database> OpenPrimary() {
+    auto db =
+        storage::Database::Open(primary_, *key_, {.vfs = storage::repl::kReplicatedCipherVfs});
+    EXPECT_OK(db);
+    if (!db.ok()) return nullptr;
+    // Small WAL generations: checkpoints and WAL restarts every few
+    // commits, the order a follower must keep (notes: replication.md, P3).
+    EXPECT_OK(
+        (*db)->Exec("PRAGMA wal_autocheckpoint=8; CREATE TABLE IF NOT EXISTS t("
+                    "id INTEGER PRIMARY KEY, body TEXT)"));
+    return std::move(db).value();
+  }
+  Status Insert(storage::Database& db, int id) {
+    auto stmt = db.Prepare("INSERT INTO t(id, body) VALUES(?, ?)");
+    if (!stmt.ok()) return stmt.status();
+    return stmt->Bind(1, int64_t{id}).Bind(2, std::string(kNeedle) + std::string(600, 'x')).Run();
+  }
+
+  // A copy of the follower's files (a promotion check may checkpoint what
+  // it opens, so checks run on copies).
+  std::string CopyFollower(const std::string& name) {
+    std::string copy = dir_ + "/" + name;
+    fs::remove_all(copy);
+    fs::create_directories(copy);
+    for (const char* f : {kReplicaDatabaseName, kReplicaWalName, kReplicaPositionName}) {
+      if (fs::exists(follower_ + "/" + f)) fs::copy_file(follower_ + "/" + f, copy + "/" + f);
+    }
+    return copy;
+  }
+
+  // Opens a copy of the follower with the key, as a promotion would: the
+  // number of rows, or -1.
+  int64_t RowsInACopyOfTheFollower(const std::string& name) {
+    std::string copy = CopyFollower(name);
+    Status check = CheckPromotable(copy, *key_);
+    EXPECT_OK(check) << name;
+    if (!check.ok()) return -1;
+    auto db = storage::Database::Open(copy + "/" + kReplicaDatabaseName, *key_, {.create = false});
+    EXPECT_OK(db);
+    if (!db.ok()) return -1;
+    auto stmt = (*db)->Prepare("SELECT count(*) FROM t");
+    EXPECT_OK(stmt);
+    auto row = stmt->Step();
+    EXPECT_OK(row);
+    return (row.ok() && *row) ? stmt->ColumnInt(0) : -1;
+  }
+
+  std::string dir_;
+  std::string primary_;
+  std::string follower_;
+  std::unique_ptr<crypto::SecretKey> key_;
+};
+
+TEST_F(ReplicationTest, TheFollowerIsAlwaysACommittedPrefixAndHoldsNoPlaintext) {
+  auto applier = Applier::Open(follower_);
+  ASSERT_OK(applier);
+  int segments = 0;
+  int checkpoints = 0;  // segments that wrote the database file
+  Record([&](uint64_t, const std::string& encoded) {
+    ++segments;
+    auto segment = DecodeSegment(encoded);
+    if (segment.ok()) {
+      for (const Op& op : segment->ops) {
+        if (op.file == FileId::kDatabase && op.kind == OpKind::kWrite) {
+          ++checkpoints;
+          break;
+        }
+      }
+    }
+    return (*applier)->Apply(encoded);
+  });
+  auto db = OpenPrimary();
+  ASSERT_NE(db, nullptr);
+  constexpr int kRows = 120;
+  for (int id = 1; id <= kRows; ++id) {
+    ASSERT_OK(Insert(*db, id));
+    // Every commit was published and applied before it returned: the copy
+    // holds exactly the rows committed so far, never fewer, never more.
+    if (id % 10 == 0) {
+      EXPECT_EQ(RowsInACopyOfTheFollower("copy-" + std::to_string(id)), id);
+    }
+  }
+  EXPECT_GT(checkpoints, 10) << "the test did not exercise checkpoints";
+  ASSERT_OK(db->Checkpoint());
+  EXPECT_EQ(RowsInACopyOfTheFollower("after-checkpoint"), kRows);
+  db.reset();  // the last connection checkpoints and deletes the WAL
+
+  EXPECT_EQ(*ReadFile(follower_ + "/" + kReplicaDatabaseName), *ReadFile(primary_))
+      << "the follower's database is not the primary's, byte for byte";
+  EXPECT_FALSE(fs::exists(follower_ + "/" + kReplicaWalName));
+  EXPECT_FALSE(fs::exists(primary_ + "-wal"));
+  EXPECT_EQ((*applier)->position().seq, static_cast<uint64_t>(segments));
+  for (const auto& entry : fs::recursive_directory_iterator(follower_)) {
+    std::string bytes = *ReadFile(entry.path().string());
+    EXPECT_EQ(bytes.find(kNeedle), std::string::npos) << "plaintext in " << entry.path();
+  }
+}
+
+TEST_F(ReplicationTest, AFollowerStoppedMidSegmentResumesFromItsPosition) {
+  std::vector<std::string> chain;
+  Record([&](uint64_t, const std::string& encoded) {
+    chain.push_back(encoded);
+    return Status::Ok();
+  });
+  {
+    auto db = OpenPrimary();
+    ASSERT_NE(db, nullptr);
+    for (int id = 1; id <= 60; ++id) ASSERT_OK(Insert(*db, id));
+  }
+  const std::string primary_bytes = *ReadFile(primary_);
+  ASSERT_GT(chain.size(), 20u);
+
+  const unsigned seed = std::random_device{}();
+  std::printf("seed %u\n", seed);  // rerun a failure with this seed
+  std::mt19937 rng(seed);
+  for (int round = 0; round < 8; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round) + ", seed " + std::to_string(seed));
+    fs::remove_all(follower_);
+    size_t stop = std::uniform_int_distribution<size_t>(0, chain.size() - 1)(rng);
+    {
+      auto a = Applier::Open(follower_);
+      ASSERT_OK(a);
+      for (size_t i = 0; i < stop; ++i) ASSERT_OK((*a)->Apply(chain[i]));
+    }
+    // The follower dies inside segment `stop`: some of its ops reached the
+    // files, its position was never written.
+    auto segment = DecodeSegment(chain[stop]);
+    ASSERT_OK(segment);
+    size_t done = std::uniform_int_distribution<size_t>(0, segment->ops.size())(rng);
+    for (size_t i = 0; i < done; ++i) {
+      const Op& op = segment->ops[i];
+      std::string path =
+          follower_ + "/" + (op.file == FileId::kWal ? kReplicaWalName : kReplicaDatabaseName);
+      if (op.kind == OpKind::kWrite) {
+        if (!fs::exists(path)) {
+          ASSERT_OK(WriteFileAtomic(path, ""));
+        }
+        std::fstream out(path, std::ios::binary | std::ios::in | std::ios::out);
+        out.seekp(op.offset);
+        out.write(op.bytes.data(), static_cast<std::streamsize>(op.bytes.size()));
+      } else if (op.kind == OpKind::kTruncate && fs::exists(path)) {
+        fs::resize_file(path, static_cast<uintmax_t>(op.offset));
+      } else if (op.kind == OpKind::kDelete) {
+        fs::remove(path);
+      }
+    }
+    auto a = Applier::Open(follower_);
+    ASSERT_OK(a);
+    EXPECT_EQ((*a)->position().seq, stop);
+    for (size_t i = stop; i < chain.size(); ++i) ASSERT_OK((*a)->Apply(chain[i]));
+    EXPECT_EQ(*ReadFile(follower_ + "/" + kReplicaDatabaseName), primary_bytes);
+  }
+}
+
+TEST_F(ReplicationTest, AFlippedByteInTheFollowersWalRefusesPromotion) {
+  auto applier = Applier::Open(follower_);
+  ASSERT_OK(applier);
+  Record([&](uint64_t, const std::string& encoded) { return (*applier)->Apply(encoded); });
+  auto db = OpenPrimary();
+  ASSERT_NE(db, nullptr);
+  ASSERT_OK(db->Exec("PRAGMA wal_autocheckpoint=0"));
+  for (int id = 1; id <= 6; ++id) ASSERT_OK(Insert(*db, id));
+  ASSERT_GT((*applier)->position().wal_commit_frame, 6u);
+  ASSERT_OK(CheckPromotable(CopyFollower("intact"), *key_));
+
+  // A flip in frame 1's page: SQLite would end the log there and silently
+  // drop every later commit. The check sees the shortfall.
+  std::string copy = CopyFollower("flipped");
+  std::string wal_path = copy + "/" + kReplicaWalName;
+  std::string wal = *ReadFile(wal_path);
+  wal[32 + 24 + 100] ^= 0x01;
+  ASSERT_OK(WriteFileAtomic(wal_path, wal));
+  Status s = CheckPromotable(copy, *key_);
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
+  EXPECT_NE(s.message().find("needs a resync"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace silo::replication

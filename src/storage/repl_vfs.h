@@ -1,0 +1,56 @@
+// The replication shim: a VFS below the cipher VFS (where the tests' fault
+// VFS sits) that tells a Recorder every change made to an attached
+// database's files, `tenant.db` and its `-wal`, in the order it was made:
+// each write (sealed bytes, exactly as they reach the disk), truncate,
+// delete and sync. A follower that repeats them in order, syncing where the
+// primary synced, holds at every instant a pair of files the primary's disk
+// could have held at a crash: SQLite's recovery opens it (notes:
+// replication.md section 3.3). The shim never sees plaintext and holds no key.
+//
+// Registered once as "repl-lower" over unix-excl, with the cipher VFS
+// kReplicatedCipherVfs over it. Databases that are not attached pass through
+// at the cost of one map lookup per file open.
+#ifndef SILO_STORAGE_REPL_VFS_H_
+#define SILO_STORAGE_REPL_VFS_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "base/status.h"
+
+namespace silo::storage::repl {
+
+inline constexpr char kReplicatedCipherVfs[] = "silo-repl";
+
+enum class File : uint8_t { kDatabase = 0, kWal = 1 };
+
+// Receives one database's changes. Calls come from the thread that made the
+// change, after the disk accepted it, and never concurrently for one
+// database (SQLite writes a database from one connection at a time, and the
+// shim serialises calls per recorder besides).
+class Recorder {
+ public:
+  virtual ~Recorder() = default;
+  virtual void Write(File file, int64_t offset, std::string_view bytes) = 0;
+  virtual void Truncate(File file, int64_t size) = 0;
+  virtual void Delete(File file) = 0;
+  // The file is durable on this disk. A non-ok answer fails the sync
+  // (SQLITE_IOERR_FSYNC), so the commit that asked for it is not reported
+  // as done: this is where a synchronous replica's acknowledgement is awaited.
+  virtual Status Sync(File file) = 0;
+};
+
+// Registers the shim and the cipher VFS over it (thread-safe, idempotent).
+void EnsureReplicationVfs();
+
+// Records every change to the database at `path` (and `path`-wal) made
+// through kReplicatedCipherVfs into `recorder`, until Detach(). Files opened
+// before Attach() are not recorded: attach before the first connection.
+void Attach(const std::string& path, std::shared_ptr<Recorder> recorder);
+void Detach(const std::string& path);
+
+}  // namespace silo::storage::repl
+
+#endif  // SILO_STORAGE_REPL_VFS_H_
