@@ -16,6 +16,9 @@ PACKAGES=(
   # black-box tests and benchmarks
   python3 python3-pytest python3-requests python3-jsonschema python3-aiosmtpd python3-websockets oathtool openssl
   sqlite3 wrk procps
+  # the coordination store of a cluster (leases and fencing terms; issue 21),
+  # started by the replication tests on loopback
+  etcd-server
   # the syslog receiver of the security-event shipping test (RFC 5425 over TLS)
   rsyslog rsyslog-gnutls
   curl

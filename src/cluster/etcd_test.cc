@@ -1,0 +1,116 @@
+// The etcd client and node leases against a real etcd on loopback.
+#include "cluster/etcd.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "base/status_matchers.h"
+#include "cluster/node_lease.h"
+#include "cluster/test_etcd.h"
+
+namespace silo::cluster {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+class EtcdTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(etcd_process_.ok()) << "etcd did not start (scripts/bootstrap.sh installs it)";
+    etcd_ = std::make_unique<Etcd>(etcd_process_.Options());
+  }
+  testing::EtcdProcess etcd_process_;
+  std::unique_ptr<Etcd> etcd_;
+};
+
+TEST_F(EtcdTest, OnlyOneNodeCreatesAKeyAndEachNewHolderHasAHigherTerm) {
+  const std::string key = "/silo/t/acme/primary";
+  auto lease = etcd_->GrantLease(30);
+  ASSERT_OK(lease);
+  auto term = etcd_->CreateIfAbsent(key, "node-1", *lease);
+  ASSERT_OK(term);
+  EXPECT_STATUS(StatusCode::kAlreadyExists, etcd_->CreateIfAbsent(key, "node-2", 0));
+  auto held = etcd_->Get(key);
+  ASSERT_OK(held);
+  ASSERT_TRUE(held->has_value());
+  EXPECT_EQ((*held)->value, "node-1");
+  EXPECT_EQ((*held)->mod_revision, *term);
+  EXPECT_EQ((*held)->lease, *lease);
+
+  // Compare-and-swap on the term: a stale writer changes nothing.
+  EXPECT_STATUS(StatusCode::kVersionMismatch, etcd_->PutIf(key, "node-2", *term - 1, 0));
+  EXPECT_STATUS(StatusCode::kVersionMismatch, etcd_->DeleteIf(key, *term - 1));
+  EXPECT_EQ((*etcd_->Get(key))->value, "node-1");
+
+  // Revoking the lease drops the key; the next holder's term is higher.
+  ASSERT_OK(etcd_->Revoke(*lease));
+  EXPECT_FALSE(etcd_->Get(key)->has_value());
+  EXPECT_STATUS(StatusCode::kNotFound, etcd_->KeepAlive(*lease));
+  ASSERT_OK(etcd_->Revoke(*lease));  // already gone: fine
+  auto next = etcd_->CreateIfAbsent(key, "node-2", 0);
+  ASSERT_OK(next);
+  EXPECT_GT(*next, *term);
+  auto moved = etcd_->PutIf(key, "node-3", *next, 0);
+  ASSERT_OK(moved);
+  EXPECT_GT(*moved, *next);
+  ASSERT_OK(etcd_->DeleteIf(key, *moved));
+  EXPECT_FALSE(etcd_->Get(key)->has_value());
+}
+
+TEST_F(EtcdTest, ListsAPrefixOnly) {
+  ASSERT_OK(etcd_->CreateIfAbsent("/silo/nodes/a", "1", 0));
+  ASSERT_OK(etcd_->CreateIfAbsent("/silo/nodes/b", "2", 0));
+  ASSERT_OK(etcd_->CreateIfAbsent("/silo/nodesX", "3", 0));
+  ASSERT_OK(etcd_->CreateIfAbsent("/silo/t/a/primary", "4", 0));
+  auto nodes = etcd_->List("/silo/nodes/");
+  ASSERT_OK(nodes);
+  ASSERT_EQ(nodes->size(), 2u);
+  EXPECT_EQ((*nodes)[0].key, "/silo/nodes/a");
+  EXPECT_EQ((*nodes)[1].value, "2");
+}
+
+TEST_F(EtcdTest, AnEndpointThatDoesNotAnswerIsSkippedAndNoneAnsweringIsUnavailable) {
+  std::string dead = "http://127.0.0.1:" + std::to_string(testing::FreePort());
+  Etcd with_dead_first(EtcdOptions{{dead, etcd_process_.endpoint()}, 2000, "", "", ""});
+  ASSERT_OK(with_dead_first.CreateIfAbsent("/k", "v", 0));
+  Etcd only_dead(EtcdOptions{{dead}, 2000, "", "", ""});
+  EXPECT_STATUS(StatusCode::kUnavailable, only_dead.Get("/k"));
+  etcd_process_.Kill();
+  EXPECT_STATUS(StatusCode::kUnavailable, etcd_->Get("/k"));
+}
+
+TEST_F(EtcdTest, ALeaseIsRenewedAndANodeStopsBeforeEtcdLetsItGo) {
+  const std::string key = "/silo/t/acme/primary";
+  auto lease = NodeLease::Grant(*etcd_, 5);
+  ASSERT_OK(lease);
+  ASSERT_OK(etcd_->CreateIfAbsent(key, "node-1", (*lease)->id()));
+  // Renewed every third of the TTL: the deadline moves on and the key
+  // stays (losing it would take a renewal 3 s late).
+  Clock::time_point first = (*lease)->deadline();
+  for (int i = 0; i < 600 && (*lease)->deadline() == first; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_GT((*lease)->deadline(), first);
+  EXPECT_TRUE(etcd_->Get(key)->has_value());
+
+  // The node stops renewing (paused, cut off): etcd drops the key after the
+  // TTL. Whenever that is seen, the node's own deadline has already passed:
+  // it had stopped acting before anyone else could take over.
+  (*lease)->StopRenewing();
+  Clock::time_point deadline = (*lease)->deadline();
+  bool gone = false;
+  for (int i = 0; i < 600 && !gone; ++i) {  // etcd expires leases within TTL + ~0.5 s
+    gone = !etcd_->Get(key)->has_value();
+    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  Clock::time_point seen = Clock::now();
+  ASSERT_TRUE(gone) << "the key outlived its lease by 15 s";
+  EXPECT_LE(deadline, seen);
+  EXPECT_FALSE((*lease)->Held());
+  EXPECT_STATUS(StatusCode::kNotFound, etcd_->KeepAlive((*lease)->id()));
+}
+
+}  // namespace
+}  // namespace silo::cluster

@@ -1,0 +1,563 @@
+// Blocking sockets and OpenSSL, a thread per link: a node has a handful of
+// peers, so this stays simple and keeps Asio out of the cluster module.
+#include "cluster/peer_link.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "base/log.h"
+
+namespace silo::cluster {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr uint8_t kRequest = 1;
+constexpr uint8_t kReply = 2;
+constexpr uint8_t kLastChunk = 1;
+constexpr size_t kMaxTenant = 64;
+// type, kind, flags, tenant length, seq, total length
+constexpr size_t kFixedHeader = 1 + 1 + 1 + 1 + 8 + 4;
+constexpr int kHandshakeTimeoutS = 5;
+constexpr int kMaxLinks = 64;
+
+std::string SslError() {
+  unsigned long e = ERR_get_error();
+  char buf[256];
+  ERR_error_string_n(e, buf, sizeof buf);
+  ERR_clear_error();
+  return buf;
+}
+
+// A TLS 1.3 context that presents `tls`'s certificate and accepts only
+// peers whose certificate the cluster CA signed.
+Result<std::shared_ptr<SSL_CTX>> MakeContext(const PeerTls& tls, bool server) {
+  // OpenSSL writes with write(2): a peer that went away must give an error,
+  // not SIGPIPE (silo's main ignores it too; tests and tools may not).
+  static const bool ignored = [] { return ::signal(SIGPIPE, SIG_IGN) != SIG_ERR; }();
+  (void)ignored;
+  std::shared_ptr<SSL_CTX> ctx(SSL_CTX_new(server ? TLS_server_method() : TLS_client_method()),
+                               SSL_CTX_free);
+  if (!ctx) return Internal("TLS setup failed").WithCause(SslError());
+  SSL_CTX* c = ctx.get();
+  SSL_CTX_set_min_proto_version(c, TLS1_3_VERSION);
+  SSL_CTX_set_max_proto_version(c, TLS1_3_VERSION);
+  SSL_CTX_set_num_tickets(c, 0);
+  SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
+  if (SSL_CTX_use_certificate_chain_file(c, tls.cert_file.c_str()) != 1 ||
+      SSL_CTX_use_PrivateKey_file(c, tls.key_file.c_str(), SSL_FILETYPE_PEM) != 1 ||
+      SSL_CTX_check_private_key(c) != 1) {
+    return InvalidArgument("the cluster TLS certificate or key cannot be used")
+        .WithCause(SslError());
+  }
+  if (SSL_CTX_load_verify_locations(c, tls.ca_file.c_str(), nullptr) != 1) {
+    return InvalidArgument("the cluster CA cannot be used").WithCause(SslError());
+  }
+  SSL_CTX_set_verify(c, SSL_VERIFY_PEER | (server ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), nullptr);
+  return ctx;
+}
+
+bool SplitAddress(const std::string& address, std::string* host, std::string* port) {
+  size_t colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0) return false;
+  *host = address.substr(0, colon);
+  *port = address.substr(colon + 1);
+  if (host->size() > 2 && host->front() == '[' && host->back() == ']') {
+    *host = host->substr(1, host->size() - 2);
+  }
+  return !port->empty();
+}
+
+void PutU32(std::string& out, uint32_t v) {
+  for (int i = 3; i >= 0; --i) out.push_back(static_cast<char>(v >> (8 * i)));
+}
+void PutU64(std::string& out, uint64_t v) {
+  for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>(v >> (8 * i)));
+}
+uint64_t GetUint(const char* p, int width) {
+  uint64_t v = 0;
+  for (int i = 0; i < width; ++i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+
+// One chunk on the wire.
+struct Chunk {
+  uint8_t type = 0;
+  uint8_t kind = 0;
+  bool last = false;
+  std::string tenant;
+  uint64_t seq = 0;
+  uint32_t total = 0;  // the whole payload's length
+  std::string bytes;
+};
+
+// One TLS connection: whole-frame writes under a lock, frame reads by one
+// reader thread.
+class Link {
+ public:
+  Link(int fd, SSL* ssl) : fd_(fd), ssl_(ssl) {}
+  ~Link() {
+    SSL_free(ssl_);
+    ::close(fd_);
+  }
+  Link(const Link&) = delete;
+  Link& operator=(const Link&) = delete;
+
+  // Ends blocked reads and writes on both sides.
+  void Shutdown() { ::shutdown(fd_, SHUT_RDWR); }
+
+  // Writes a message as chunks, taking the lock per chunk so that other
+  // senders' chunks go in between.
+  bool WriteMessage(uint8_t type, const Message& m) {
+    size_t offset = 0;
+    do {
+      size_t n = std::min(kChunkBytes, m.payload.size() - offset);
+      std::string frame;
+      frame.reserve(4 + kFixedHeader + m.tenant.size() + n);
+      PutU32(frame, static_cast<uint32_t>(kFixedHeader + m.tenant.size() + n));
+      frame.push_back(static_cast<char>(type));
+      frame.push_back(static_cast<char>(m.kind));
+      frame.push_back(static_cast<char>(offset + n == m.payload.size() ? kLastChunk : 0));
+      frame.push_back(static_cast<char>(m.tenant.size()));
+      PutU64(frame, m.seq);
+      PutU32(frame, static_cast<uint32_t>(m.payload.size()));
+      frame.append(m.tenant);
+      frame.append(m.payload, offset, n);
+      {
+        std::lock_guard lock(write_mu_);
+        if (!WriteAll(frame)) return false;
+      }
+      offset += n;
+    } while (offset < m.payload.size());
+    return true;
+  }
+
+  // Reads one chunk; false when the link ended or the peer sent something
+  // that is not a frame (the link is then dropped).
+  bool ReadChunk(Chunk& c) {
+    char length[4];
+    if (!ReadAll(length, 4)) return false;
+    size_t n = GetUint(length, 4);
+    if (n < kFixedHeader || n > kFixedHeader + kMaxTenant + kChunkBytes) return false;
+    std::string frame(n, '\0');
+    if (!ReadAll(frame.data(), n)) return false;
+    c.type = static_cast<uint8_t>(frame[0]);
+    c.kind = static_cast<uint8_t>(frame[1]);
+    c.last = (static_cast<uint8_t>(frame[2]) & kLastChunk) != 0;
+    size_t tenant_size = static_cast<uint8_t>(frame[3]);
+    c.seq = GetUint(frame.data() + 4, 8);
+    c.total = static_cast<uint32_t>(GetUint(frame.data() + 12, 4));
+    if ((c.type != kRequest && c.type != kReply) || tenant_size > kMaxTenant ||
+        kFixedHeader + tenant_size > n || c.total > kMaxPayload) {
+      return false;
+    }
+    c.tenant = frame.substr(kFixedHeader, tenant_size);
+    c.bytes = frame.substr(kFixedHeader + tenant_size);
+    return true;
+  }
+
+ private:
+  bool WriteAll(const std::string& bytes) {
+    size_t done = 0;
+    while (done < bytes.size()) {
+      size_t written = 0;
+      if (SSL_write_ex(ssl_, bytes.data() + done, bytes.size() - done, &written) != 1) {
+        return false;
+      }
+      done += written;
+    }
+    return true;
+  }
+  bool ReadAll(char* out, size_t n) {
+    size_t done = 0;
+    while (done < n) {
+      size_t got = 0;
+      if (SSL_read_ex(ssl_, out + done, n - done, &got) != 1) return false;
+      done += got;
+    }
+    return true;
+  }
+
+  int fd_;
+  SSL* ssl_;
+  std::mutex write_mu_;
+};
+
+// Collects chunks into whole messages, per (tenant, seq).
+class Assembler {
+ public:
+  // The whole message once `c` was its last chunk; nullopt meanwhile.
+  // False in `ok` when the chunks do not add up.
+  std::optional<Message> Add(Chunk c, bool* ok) {
+    *ok = true;
+    auto key = std::make_pair(c.tenant, c.seq);
+    Message& m = partial_[key];
+    m.tenant = c.tenant;
+    m.kind = c.kind;
+    m.seq = c.seq;
+    m.payload.append(c.bytes);
+    if (m.payload.size() > c.total) {
+      *ok = false;
+      return std::nullopt;
+    }
+    if (!c.last) return std::nullopt;
+    if (m.payload.size() != c.total) {
+      *ok = false;
+      return std::nullopt;
+    }
+    Message whole = std::move(m);
+    partial_.erase(key);
+    return whole;
+  }
+
+ private:
+  std::map<std::pair<std::string, uint64_t>, Message> partial_;
+};
+
+// Runs each tenant's messages in order, one tenant per worker at a time.
+class TenantPool {
+ public:
+  using Task = std::function<void()>;
+  explicit TenantPool(int workers) {
+    for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { Work(); });
+  }
+  ~TenantPool() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  void Post(const std::string& tenant, Task task) {
+    std::lock_guard lock(mu_);
+    auto& q = queues_[tenant];
+    q.push_back(std::move(task));
+    if (q.size() == 1 && busy_.count(tenant) == 0) {
+      ready_.push_back(tenant);
+      cv_.notify_one();
+    }
+  }
+
+ private:
+  void Work() {
+    std::unique_lock lock(mu_);
+    while (true) {
+      cv_.wait(lock, [this] { return stop_ || !ready_.empty(); });
+      if (stop_) return;
+      std::string tenant = std::move(ready_.front());
+      ready_.pop_front();
+      busy_.insert(tenant);
+      Task task = std::move(queues_[tenant].front());
+      queues_[tenant].pop_front();
+      lock.unlock();
+      task();
+      lock.lock();
+      busy_.erase(tenant);
+      if (queues_[tenant].empty()) {
+        queues_.erase(tenant);
+      } else {
+        ready_.push_back(tenant);
+        cv_.notify_one();
+      }
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, std::deque<Task>> queues_;
+  std::deque<std::string> ready_;
+  std::set<std::string> busy_;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+class Listener : public PeerListener {
+ public:
+  Listener(int fd, int port, std::shared_ptr<SSL_CTX> ctx, Handler handler, int workers)
+      : fd_(fd), port_(port), ctx_(std::move(ctx)), handler_(std::move(handler)), pool_(workers) {
+    accept_thread_ = std::thread([this] { Accept(); });
+  }
+  ~Listener() override { Stop(); }
+
+  int port() const override { return port_; }
+
+  void Stop() override {
+    if (stopped_.exchange(true)) return;
+    ::shutdown(fd_, SHUT_RDWR);
+    accept_thread_.join();
+    ::close(fd_);
+    std::vector<std::pair<std::shared_ptr<std::atomic<bool>>, std::thread>> threads;
+    {
+      std::lock_guard lock(mu_);
+      for (auto& link : links_) link->Shutdown();
+      threads = std::move(threads_);
+    }
+    for (auto& t : threads) t.second.join();
+  }
+
+ private:
+  void Accept() {
+    while (!stopped_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 200) <= 0) continue;
+      int conn = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (conn < 0) continue;
+      std::lock_guard lock(mu_);
+      // Join the threads of links that ended.
+      for (auto it = threads_.begin(); it != threads_.end();) {
+        if (it->first->load()) {
+          it->second.join();
+          it = threads_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      if (stopped_ || threads_.size() >= kMaxLinks) {
+        ::close(conn);
+        continue;
+      }
+      auto done = std::make_shared<std::atomic<bool>>(false);
+      threads_.emplace_back(done, std::thread([this, conn, done] {
+                              Serve(conn);
+                              done->store(true);
+                            }));
+    }
+  }
+
+  void Serve(int fd) {
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    timeval limit{kHandshakeTimeoutS, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    SSL* ssl = SSL_new(ctx_.get());
+    auto link = std::make_shared<Link>(fd, ssl);
+    SSL_set_fd(ssl, fd);
+    {
+      std::lock_guard lock(mu_);
+      if (stopped_) return;
+      links_.insert(link);
+    }
+    if (SSL_accept(ssl) == 1) {
+      timeval none{0, 0};
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
+      Read(link);
+    } else {
+      log::Warn("cluster.link_refused", {{"reason", SslError()}});
+    }
+    link->Shutdown();
+    std::lock_guard lock(mu_);
+    links_.erase(link);
+  }
+
+  void Read(const std::shared_ptr<Link>& link) {
+    Assembler assembler;
+    Chunk chunk;
+    while (link->ReadChunk(chunk)) {
+      if (chunk.type != kRequest) break;
+      bool ok = true;
+      std::optional<Message> m = assembler.Add(std::move(chunk), &ok);
+      if (!ok) break;
+      if (!m) continue;
+      std::string tenant = m->tenant;
+      pool_.Post(tenant, [this, link, m = std::move(*m)] {
+        Message answer = handler_(m);
+        answer.tenant = m.tenant;
+        answer.seq = m.seq;
+        if (answer.payload.size() > kMaxPayload) answer = Message{m.tenant, 0, m.seq, "too large"};
+        if (!link->WriteMessage(kReply, answer)) link->Shutdown();
+      });
+    }
+  }
+
+  const int fd_;
+  const int port_;
+  std::shared_ptr<SSL_CTX> ctx_;
+  Handler handler_;
+  std::atomic<bool> stopped_{false};
+  std::thread accept_thread_;
+  std::mutex mu_;
+  std::set<std::shared_ptr<Link>> links_;
+  // One per accepted connection, with a flag it sets when it is done.
+  std::vector<std::pair<std::shared_ptr<std::atomic<bool>>, std::thread>> threads_;
+  TenantPool pool_;  // last: destroyed (joined) before the links it writes to
+};
+
+class Client : public PeerClient {
+ public:
+  Client(std::shared_ptr<SSL_CTX> ctx, std::shared_ptr<Link> link)
+      : ctx_(std::move(ctx)), link_(std::move(link)) {
+    reader_ = std::thread([this] { Read(); });
+  }
+  ~Client() override {
+    link_->Shutdown();
+    reader_.join();
+  }
+
+  Result<Message> Call(const Message& message, std::chrono::milliseconds timeout) override {
+    if (message.tenant.size() > kMaxTenant || message.payload.size() > kMaxPayload) {
+      return InvalidArgument("a message over the link's limits");
+    }
+    const Clock::time_point deadline = Clock::now() + timeout;
+    const auto key = std::make_pair(message.tenant, message.seq);
+    const size_t size = message.payload.size();
+    {
+      std::unique_lock lock(mu_);
+      // The tenant's window: wait while it has other bytes in flight that
+      // would put it over (one message alone always may go).
+      while (!broken_ && in_flight_[message.tenant] > 0 &&
+             in_flight_[message.tenant] + size > kWindowBytes) {
+        if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+          return DeadlineExceeded("the peer did not take this tenant's messages in time");
+        }
+      }
+      if (broken_) return Unavailable("the link to the peer is down");
+      if (!waiting_.emplace(key, std::nullopt).second) {
+        return InvalidArgument("a message with this sequence number is already in flight");
+      }
+      in_flight_[message.tenant] += size;
+    }
+    bool sent = link_->WriteMessage(kRequest, message);
+    std::unique_lock lock(mu_);
+    auto& slot = waiting_[key];
+    if (!sent) broken_ = true;
+    while (!broken_ && !slot.has_value()) {
+      if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) break;
+    }
+    std::optional<Message> answer = std::move(slot);
+    waiting_.erase(key);
+    if ((in_flight_[message.tenant] -= size) == 0) in_flight_.erase(message.tenant);
+    cv_.notify_all();
+    if (answer.has_value()) return std::move(*answer);
+    if (broken_) return Unavailable("the link to the peer is down");
+    return DeadlineExceeded("the peer did not answer in time");
+  }
+
+ private:
+  void Read() {
+    Assembler assembler;
+    Chunk chunk;
+    while (link_->ReadChunk(chunk)) {
+      if (chunk.type != kReply) break;
+      bool ok = true;
+      std::optional<Message> m = assembler.Add(std::move(chunk), &ok);
+      if (!ok) break;
+      if (!m) continue;
+      std::lock_guard lock(mu_);
+      auto it = waiting_.find(std::make_pair(m->tenant, m->seq));
+      if (it != waiting_.end()) it->second = std::move(*m);  // else: its caller gave up
+      cv_.notify_all();
+    }
+    std::lock_guard lock(mu_);
+    broken_ = true;
+    cv_.notify_all();
+  }
+
+  std::shared_ptr<SSL_CTX> ctx_;
+  std::shared_ptr<Link> link_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::pair<std::string, uint64_t>, std::optional<Message>> waiting_;
+  std::map<std::string, size_t> in_flight_;
+  bool broken_ = false;
+  std::thread reader_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<PeerListener>> PeerListener::Start(const std::string& listen,
+                                                          const PeerTls& tls, Handler handler,
+                                                          int workers) {
+  SILO_ASSIGN_OR_RETURN(std::shared_ptr<SSL_CTX> ctx, MakeContext(tls, /*server=*/true));
+  std::string host, port;
+  if (!SplitAddress(listen, &host, &port)) {
+    return InvalidArgument("the cluster listen address is not host:port");
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(host.c_str(), port.c_str(), &hints, &found) != 0 || found == nullptr) {
+    return InvalidArgument("the cluster listen address is not an IP address and port");
+  }
+  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> guard(found, freeaddrinfo);
+  int fd = ::socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (fd < 0 || ::bind(fd, found->ai_addr, found->ai_addrlen) != 0 || ::listen(fd, 64) != 0) {
+    if (fd >= 0) ::close(fd);
+    return Unavailable("cannot listen on the cluster address").WithCause(listen);
+  }
+  sockaddr_storage bound{};
+  socklen_t len = sizeof bound;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
+  int bound_port = bound.ss_family == AF_INET6
+                       ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
+                       : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  return std::unique_ptr<PeerListener>(
+      new Listener(fd, bound_port, std::move(ctx), std::move(handler), workers));
+}
+
+Result<std::unique_ptr<PeerClient>> PeerClient::Connect(const std::string& address,
+                                                        const PeerTls& tls) {
+  SILO_ASSIGN_OR_RETURN(std::shared_ptr<SSL_CTX> ctx, MakeContext(tls, /*server=*/false));
+  std::string host, port;
+  if (!SplitAddress(address, &host, &port)) {
+    return InvalidArgument("a peer address is not host:port");
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(host.c_str(), port.c_str(), &hints, &found) != 0 || found == nullptr) {
+    return Unavailable("the peer's address does not resolve").WithCause(address);
+  }
+  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> guard(found, freeaddrinfo);
+  int fd = ::socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || ::connect(fd, found->ai_addr, found->ai_addrlen) != 0) {
+    if (fd >= 0) ::close(fd);
+    return Unavailable("the peer does not answer").WithCause(address);
+  }
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  SSL* ssl = SSL_new(ctx.get());
+  auto link = std::make_shared<Link>(fd, ssl);
+  SSL_set_fd(ssl, fd);
+  // The peer's certificate must name the address we dialled.
+  X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+  if (X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str()) != 1) {
+    X509_VERIFY_PARAM_set1_host(param, host.c_str(), 0);
+    SSL_set_tlsext_host_name(ssl, host.c_str());
+  }
+  timeval limit{kHandshakeTimeoutS, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  if (SSL_connect(ssl) != 1) {
+    return Unavailable("the peer's TLS handshake failed").WithCause(address + ": " + SslError());
+  }
+  timeval none{0, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
+  return std::unique_ptr<PeerClient>(new Client(std::move(ctx), std::move(link)));
+}
+
+}  // namespace silo::cluster

@@ -1,0 +1,77 @@
+// Node-to-node links: one mutual-TLS connection from a node to each peer,
+// carrying the messages of many tenants (notes: replication.md section 6).
+//
+// Both ends present a certificate signed by the cluster's CA
+// (SILO_CLUSTER_TLS_CA) and check the other's; TLS 1.3 only. Messages are
+// frames: a tenant id, a kind, a sequence number and a payload. So that one
+// large tenant cannot hold up the others:
+//  - a payload over kChunkBytes travels as several chunks, and the link
+//    writes one chunk at a time, so other tenants' frames go in between;
+//  - a sender has at most kWindowBytes of one tenant in flight (sent, not
+//    answered); past that only that tenant's sender waits;
+//  - the receiving end runs each tenant's messages in order on a pool of
+//    workers, one tenant per worker at a time, so a tenant whose handler is
+//    slow (a follower's fsync) delays only itself.
+// The wire format is in docs/formats.md ("Node link frame").
+#ifndef SILO_CLUSTER_PEER_LINK_H_
+#define SILO_CLUSTER_PEER_LINK_H_
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "base/status.h"
+
+namespace silo::cluster {
+
+struct PeerTls {
+  std::string cert_file;  // this node's certificate chain (PEM)
+  std::string key_file;
+  std::string ca_file;  // the cluster CA: the only issuer a peer may have
+};
+
+struct Message {
+  std::string tenant;  // at most 64 bytes
+  uint8_t kind = 0;    // the caller's; 0 is the link's own (an error answer)
+  uint64_t seq = 0;
+  std::string payload;  // at most kMaxPayload
+};
+
+inline constexpr size_t kChunkBytes = size_t{256} << 10;
+inline constexpr size_t kWindowBytes = size_t{8} << 20;
+inline constexpr size_t kMaxPayload = size_t{64} << 20;
+
+// Answers one message; runs on a worker of the listener's pool. The answer
+// goes back to the sender as the reply to that message (same tenant, seq).
+using Handler = std::function<Message(const Message&)>;
+
+class PeerListener {
+ public:
+  // Listens on `listen` ("127.0.0.1:0" picks a port) and serves every peer
+  // that completes the mutual TLS handshake. `workers` threads run handlers.
+  static Result<std::unique_ptr<PeerListener>> Start(const std::string& listen, const PeerTls& tls,
+                                                     Handler handler, int workers = 4);
+  virtual ~PeerListener() = default;
+  virtual int port() const = 0;
+  // Stops accepting, closes every link, joins every thread.
+  virtual void Stop() = 0;
+};
+
+class PeerClient {
+ public:
+  // Connects to `address` ("host:port") with mutual TLS.
+  static Result<std::unique_ptr<PeerClient>> Connect(const std::string& address,
+                                                     const PeerTls& tls);
+  virtual ~PeerClient() = default;
+  // Sends `message` and waits for its answer, at most `timeout` (waiting
+  // for the tenant's window included). Thread-safe: many tenants' calls
+  // share the link. DeadlineExceeded on timeout (the message may still
+  // arrive), Unavailable once the link is broken (for good: connect again).
+  virtual Result<Message> Call(const Message& message, std::chrono::milliseconds timeout) = 0;
+};
+
+}  // namespace silo::cluster
+
+#endif  // SILO_CLUSTER_PEER_LINK_H_
