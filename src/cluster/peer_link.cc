@@ -411,14 +411,21 @@ class Client : public PeerClient {
   }
   ~Client() override {
     link_->Shutdown();
-    reader_.join();
+    if (reader_.get_id() == std::this_thread::get_id()) {
+      // The last owner let go inside an answer callback, on the reader
+      // thread: it cannot join itself. It touches no member after the
+      // callbacks (Read), so it may run on to its end alone.
+      reader_.detach();
+    } else {
+      reader_.join();
+    }
   }
 
-  Result<Message> Call(const Message& message, std::chrono::milliseconds timeout) override {
+  Status Send(const Message& message, std::chrono::milliseconds window_wait, Done done) override {
     if (message.tenant.size() > kMaxTenant || message.payload.size() > kMaxPayload) {
       return InvalidArgument("a message over the link's limits");
     }
-    const Clock::time_point deadline = Clock::now() + timeout;
+    const Clock::time_point deadline = Clock::now() + window_wait;
     const auto key = std::make_pair(message.tenant, message.seq);
     const size_t size = message.payload.size();
     {
@@ -432,28 +439,49 @@ class Client : public PeerClient {
         }
       }
       if (broken_) return Unavailable("the link to the peer is down");
-      if (!waiting_.emplace(key, std::nullopt).second) {
+      if (waiting_.count(key) != 0) {
         return InvalidArgument("a message with this sequence number is already in flight");
       }
+      waiting_.emplace(key, Waiter{size, std::move(done)});
       in_flight_[message.tenant] += size;
     }
-    bool sent = link_->WriteMessage(kRequest, message);
-    std::unique_lock lock(mu_);
-    auto& slot = waiting_[key];
-    if (!sent) broken_ = true;
-    while (!broken_ && !slot.has_value()) {
-      if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) break;
+    if (!link_->WriteMessage(kRequest, message)) {
+      link_->Shutdown();  // the reader fails every waiter, this one included
     }
-    std::optional<Message> answer = std::move(slot);
-    waiting_.erase(key);
-    if ((in_flight_[message.tenant] -= size) == 0) in_flight_.erase(message.tenant);
-    cv_.notify_all();
-    if (answer.has_value()) return std::move(*answer);
-    if (broken_) return Unavailable("the link to the peer is down");
-    return DeadlineExceeded("the peer did not answer in time");
+    return Status::Ok();
+  }
+
+  Result<Message> Call(const Message& message, std::chrono::milliseconds timeout) override {
+    struct State {
+      std::mutex mu;
+      std::condition_variable cv;
+      std::optional<Result<Message>> result;
+    };
+    auto state = std::make_shared<State>();
+    const Clock::time_point deadline = Clock::now() + timeout;
+    SILO_RETURN_IF_ERROR(Send(message, timeout, [state](Result<Message> answer) {
+      std::lock_guard lock(state->mu);
+      state->result = std::move(answer);
+      state->cv.notify_all();
+    }));
+    std::unique_lock lock(state->mu);
+    if (!state->cv.wait_until(lock, deadline, [&] { return state->result.has_value(); })) {
+      return DeadlineExceeded("the peer did not answer in time");
+    }
+    return std::move(*state->result);
+  }
+
+  bool broken() const override {
+    std::lock_guard lock(mu_);
+    return broken_;
   }
 
  private:
+  struct Waiter {
+    size_t size;
+    Done done;
+  };
+
   void Read() {
     Assembler assembler;
     Chunk chunk;
@@ -463,21 +491,39 @@ class Client : public PeerClient {
       std::optional<Message> m = assembler.Add(std::move(chunk), &ok);
       if (!ok) break;
       if (!m) continue;
+      Done done;
+      {
+        std::lock_guard lock(mu_);
+        auto it = waiting_.find(std::make_pair(m->tenant, m->seq));
+        if (it == waiting_.end()) continue;  // not asked: ignored
+        done = std::move(it->second.done);
+        Release(it);
+      }
+      done(std::move(*m));  // outside the lock: it may send the next message
+    }
+    std::map<std::pair<std::string, uint64_t>, Waiter> failed;
+    {
       std::lock_guard lock(mu_);
-      auto it = waiting_.find(std::make_pair(m->tenant, m->seq));
-      if (it != waiting_.end()) it->second = std::move(*m);  // else: its caller gave up
+      broken_ = true;
+      failed.swap(waiting_);
+      in_flight_.clear();
       cv_.notify_all();
     }
-    std::lock_guard lock(mu_);
-    broken_ = true;
+    for (auto& [key, waiter] : failed) waiter.done(Unavailable("the link to the peer is down"));
+  }
+
+  void Release(std::map<std::pair<std::string, uint64_t>, Waiter>::iterator it) {
+    const std::string& tenant = it->first.first;
+    if ((in_flight_[tenant] -= it->second.size) == 0) in_flight_.erase(tenant);
+    waiting_.erase(it);
     cv_.notify_all();
   }
 
   std::shared_ptr<SSL_CTX> ctx_;
   std::shared_ptr<Link> link_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::map<std::pair<std::string, uint64_t>, std::optional<Message>> waiting_;
+  std::map<std::pair<std::string, uint64_t>, Waiter> waiting_;
   std::map<std::string, size_t> in_flight_;
   bool broken_ = false;
   std::thread reader_;

@@ -65,11 +65,23 @@ class PeerClient {
   static Result<std::unique_ptr<PeerClient>> Connect(const std::string& address,
                                                      const PeerTls& tls);
   virtual ~PeerClient() = default;
-  // Sends `message` and waits for its answer, at most `timeout` (waiting
-  // for the tenant's window included). Thread-safe: many tenants' calls
-  // share the link. DeadlineExceeded on timeout (the message may still
-  // arrive), Unavailable once the link is broken (for good: connect again).
+  // Called once with the answer to a sent message, or with Unavailable
+  // when the link broke first. Runs on the link's reader thread: it must
+  // not block (it may Send).
+  using Done = std::function<void(Result<Message>)>;
+
+  // Sends `message` now (so a tenant's messages go in the order of these
+  // calls) and returns; `done` gets the answer. Waits first while the
+  // tenant's window is full, at most `window_wait` (DeadlineExceeded).
+  // Thread-safe: many tenants' calls share the link. Unavailable once the
+  // link is broken (for good: connect again); InvalidArgument for a message
+  // over the limits or a (tenant, seq) already in flight.
+  virtual Status Send(const Message& message, std::chrono::milliseconds window_wait, Done done) = 0;
+  // Sends `message` and waits for its answer, at most `timeout` in all.
+  // DeadlineExceeded on timeout (the message may still arrive; its answer
+  // is then dropped).
   virtual Result<Message> Call(const Message& message, std::chrono::milliseconds timeout) = 0;
+  virtual bool broken() const = 0;
 };
 
 }  // namespace silo::cluster

@@ -69,7 +69,6 @@ std::optional<ReplicaPosition> DecodeSlot(std::string_view slot) {
   p.wal_commit_frame = static_cast<uint32_t>(GetUint(body.data() + 24, 4));
   p.lineage.assign(body.substr(28, kLineageSize));
   p.hash.assign(body.substr(28 + kLineageSize, kHashSize));
-  if (p.seq == 0) return std::nullopt;
   return p;
 }
 
@@ -187,6 +186,12 @@ Result<std::unique_ptr<Applier>> Applier::Open(const std::string& dir) {
   return std::unique_ptr<Applier>(new Applier(dir, std::move(position), std::move(files)));
 }
 
+Status Applier::Install(const std::string& dir, const ReplicaPosition& position) {
+  std::string slots(2 * kSlotSize, '\0');
+  slots.replace(static_cast<size_t>(position.seq % 2) * kSlotSize, kSlotSize, EncodeSlot(position));
+  return WriteFileAtomic(dir + "/" + kReplicaPositionName, slots);
+}
+
 Applier::Applier(std::string dir, ReplicaPosition position, std::unique_ptr<Files> files)
     : dir_(std::move(dir)), position_(std::move(position)), files_(std::move(files)) {}
 
@@ -196,7 +201,7 @@ Status Applier::Apply(std::string_view encoded) {
   SILO_ASSIGN_OR_RETURN(Segment segment, DecodeSegment(encoded));
   const SegmentHeader& h = segment.header;
   ReplicaPosition& p = position_;
-  if (p.seq == 0) {
+  if (p.lineage.empty()) {
     if (h.seq != 1 || h.prev_hash != std::string(kHashSize, '\0')) {
       return FailedPrecondition("an empty replica starts at a lineage's first segment");
     }
@@ -204,7 +209,7 @@ Status Applier::Apply(std::string_view encoded) {
     if (h.lineage != p.lineage) {
       return FailedPrecondition("a segment of another lineage: the replica needs a snapshot");
     }
-    if (h.term < p.term) return FailedPrecondition("a segment of a stale term");
+    if (h.term < p.term) return PermissionDenied("a segment of a stale term: a deposed primary");
     if (h.seq == p.seq && segment.hash == p.hash) return Status::Ok();  // a resend
     if (h.seq <= p.seq) return FailedPrecondition("a segment behind the replica");
     if (h.seq > p.seq + 1) return FailedPrecondition("a gap before this segment");

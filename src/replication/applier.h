@@ -30,10 +30,10 @@ inline constexpr char kReplicaWalName[] = "tenant.db-wal";
 inline constexpr char kReplicaPositionName[] = "replica.pos";
 
 struct ReplicaPosition {
-  std::string lineage;  // empty before the first segment
+  std::string lineage;  // empty before the first segment or snapshot
   uint64_t term = 0;
-  uint64_t seq = 0;
-  std::string hash;  // of segment `seq`
+  uint64_t seq = 0;  // 0: a snapshot taken before the lineage's first segment
+  std::string hash;  // of segment `seq` (zeros for 0)
   // The WAL frame (from 1) of the last commit written since the WAL last
   // started; 0 when it holds none. What SQLite must recover at promotion:
   // fewer means the log ends early (a damaged frame), and the follower
@@ -56,11 +56,16 @@ class Applier {
   // the last one seen. The segment this copy already holds is accepted again
   // without change (a resend). Anything else is refused with nothing
   // written: DataLoss (damaged, or a chain that does not link: diverged),
-  // FailedPrecondition (another lineage, a gap, behind, or a stale term),
-  // Internal (the disk failed; the copy must be reopened).
+  // FailedPrecondition (another lineage, a gap, or behind: the copy needs a
+  // snapshot), PermissionDenied (a term lower than one already seen: the
+  // sender was deposed), Internal (the disk failed; reopen the copy).
   Status Apply(std::string_view encoded);
 
   const ReplicaPosition& position() const { return position_; }
+
+  // Sets the position of the copy in `dir` (after a snapshot replaced its
+  // files), durably. REQUIRES: no Applier open on `dir`.
+  static Status Install(const std::string& dir, const ReplicaPosition& position);
 
  private:
   struct Files;

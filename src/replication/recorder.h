@@ -42,7 +42,11 @@ class SegmentRecorder : public storage::repl::Recorder {
   // synchronous replica answers once a follower has made it durable.
   using Publish = std::function<Status(uint64_t seq, const std::string& encoded)>;
 
-  // Continues the chain of `lineage` after `head`, under `term`.
+  // Continues the chain of `lineage` after `head`, under `term`. A new
+  // chain over files that are empty (or absent) starts from the zero head;
+  // over files that already hold data it must start from a head whose hash
+  // is not zero (random), so that no empty follower takes its first segment
+  // as a whole history: such a follower needs a snapshot first.
   SegmentRecorder(std::string lineage, uint64_t term, ChainHead head, Publish publish);
 
   void Write(storage::repl::File file, int64_t offset, std::string_view bytes) override;

@@ -121,7 +121,7 @@ TEST_F(ApplierTest, AppliesTheNextLinkOnlyAndWritesNothingForAnythingElse) {
   EXPECT_EQ(a.Apply(Chain(2, std::string(kLineageSize, 'b'), 3)[1]).code(),
             StatusCode::kFailedPrecondition);  // another lineage
   EXPECT_EQ(a.Apply(Chain(2, lineage, 2)[1]).code(),
-            StatusCode::kFailedPrecondition);  // a stale term
+            StatusCode::kPermissionDenied);  // a stale term
   // Same lineage, term and seq, but another history before it: the chain
   // does not link.
   SegmentHeader forged{lineage, 3, 2, std::string(kHashSize, 'x')};

@@ -193,4 +193,17 @@ void Detach(const std::string& path) {
   R().by_path.erase(FullPath(path));
 }
 
+Status WithChangesHeld(const std::string& path, const std::function<Status()>& fn) {
+  EnsureReplicationVfs();
+  std::shared_ptr<Attachment> attachment;
+  {
+    std::lock_guard lock(R().mu);
+    auto it = R().by_path.find(FullPath(path));
+    if (it == R().by_path.end()) return NotFound("the database is not attached");
+    attachment = it->second;
+  }
+  std::lock_guard lock(attachment->mu);
+  return fn();
+}
+
 }  // namespace silo::storage::repl

@@ -14,6 +14,7 @@
 #define SILO_STORAGE_REPL_VFS_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -50,6 +51,12 @@ void EnsureReplicationVfs();
 // before Attach() are not recorded: attach before the first connection.
 void Attach(const std::string& path, std::shared_ptr<Recorder> recorder);
 void Detach(const std::string& path);
+
+// Runs `fn` while no change to the attached database at `path` reaches its
+// files or its recorder (writers wait at their next write, truncate, delete
+// or sync): the files and the recorder's chain head are one consistent
+// state, as a snapshot needs. NotFound when `path` is not attached.
+Status WithChangesHeld(const std::string& path, const std::function<Status()>& fn);
 
 }  // namespace silo::storage::repl
 

@@ -1,0 +1,145 @@
+#include "replication/follower.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "base/file_util.h"
+#include "base/log.h"
+#include "replication/protocol.h"
+#include "replication/segment.h"
+
+namespace silo::replication {
+namespace {
+
+constexpr char kPartialName[] = "snapshot.partial";
+
+Status Errno(std::string_view what) {
+  return Internal("the replica's disk failed")
+      .WithCause(std::string(what) + ": " + std::strerror(errno));
+}
+
+// Writes `bytes` at `offset` of `path` (created 0600), optionally first
+// cutting the file to nothing.
+Status WriteAt(const std::string& path, uint64_t offset, std::string_view bytes, bool fresh) {
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | (fresh ? O_TRUNC : 0), 0600);
+  if (fd < 0) return Errno("open");
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n =
+        ::pwrite(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      ::close(fd);
+      return Errno("pwrite");
+    }
+    done += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Replicas::Replicas(std::string root) : root_(std::move(root)) {}
+
+bool Replicas::ValidTenantId(const std::string& id) {
+  if (id.empty() || id.size() > 64) return false;
+  for (char c : id) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+  }
+  return true;
+}
+
+Replicas::Copy& Replicas::Get(const std::string& tenant) {
+  std::lock_guard lock(mu_);
+  std::unique_ptr<Copy>& copy = copies_[tenant];
+  if (!copy) copy = std::make_unique<Copy>();
+  return *copy;
+}
+
+Status Replicas::EnsureOpen(const std::string& tenant, Copy& copy) {
+  if (copy.applier) return Status::Ok();
+  SILO_ASSIGN_OR_RETURN(copy.applier, Applier::Open(Dir(tenant)));
+  return Status::Ok();
+}
+
+Result<ReplicaPosition> Replicas::Position(const std::string& tenant_id) {
+  if (!ValidTenantId(tenant_id)) return InvalidArgument("not a tenant id");
+  Copy& copy = Get(tenant_id);
+  std::lock_guard lock(copy.mu);
+  SILO_RETURN_IF_ERROR(EnsureOpen(tenant_id, copy));
+  return copy.applier->position();
+}
+
+cluster::Message Replicas::Handle(const cluster::Message& m) {
+  if (!ValidTenantId(m.tenant)) return Answer(m, nullptr, InvalidArgument("not a tenant id"));
+  Copy& copy = Get(m.tenant);
+  std::lock_guard lock(copy.mu);
+  Status s = EnsureOpen(m.tenant, copy);
+  if (!s.ok()) return Answer(m, &copy, s);
+  switch (m.kind) {
+    case kSegment:
+      s = copy.applier->Apply(m.payload);
+      if (s.code() == StatusCode::kInternal) copy.applier.reset();  // reopened next time
+      return Answer(m, &copy, std::move(s));
+    case kSnapshotChunk: return Answer(m, &copy, ApplySnapshotChunk(m.tenant, copy, m.payload));
+    default: return Answer(m, &copy, InvalidArgument("unknown message kind"));
+  }
+}
+
+Status Replicas::ApplySnapshotChunk(const std::string& tenant, Copy& copy,
+                                    std::string_view payload) {
+  SILO_ASSIGN_OR_RETURN(SnapshotChunk c, DecodeSnapshotChunk(payload));
+  if (c.lineage.size() != kLineageSize) return InvalidArgument("bad lineage");
+  if (c.offset != 0 && c.offset != copy.snapshot_next) {
+    return FailedPrecondition("a snapshot chunk out of order: start the snapshot again");
+  }
+  const std::string dir = Dir(tenant);
+  const std::string partial = dir + "/" + kPartialName;
+  SILO_RETURN_IF_ERROR(WriteAt(partial, c.offset, c.bytes, /*fresh=*/c.offset == 0));
+  copy.snapshot_next = c.offset + c.bytes.size();
+  if (copy.snapshot_next < c.total) return Status::Ok();
+
+  // The whole file is here: make it the copy.
+  copy.snapshot_next = 0;
+  copy.applier.reset();
+  SILO_RETURN_IF_ERROR(SyncFile(partial));
+  if (::unlink((dir + "/" + kReplicaWalName).c_str()) != 0 && errno != ENOENT) {
+    return Errno("unlink wal");
+  }
+  if (::rename(partial.c_str(), (dir + "/" + kReplicaDatabaseName).c_str()) != 0) {
+    return Errno("rename snapshot");
+  }
+  SILO_RETURN_IF_ERROR(SyncDir(dir));
+  ReplicaPosition position{c.lineage, c.term, c.seq, c.hash, 0};
+  SILO_RETURN_IF_ERROR(Applier::Install(dir, position));
+  SILO_ASSIGN_OR_RETURN(copy.applier, Applier::Open(dir));
+  return Status::Ok();
+}
+
+cluster::Message Replicas::Answer(const cluster::Message& m, const Copy* copy, Status s) {
+  cluster::Message answer{m.tenant, kAck, m.seq, {}};
+  if (s.ok()) {
+    if (copy->applier) {
+      answer.payload = EncodeAck(copy->applier->position().seq, copy->applier->position().hash);
+    } else {
+      answer.payload = EncodeAck(0, std::string(kHashSize, '\0'));  // mid-snapshot
+    }
+    return answer;
+  }
+  if (s.code() == StatusCode::kFailedPrecondition ||
+      (s.code() == StatusCode::kDataLoss && m.kind == kSegment &&
+       s.message().find("diverged") != std::string::npos)) {
+    answer.kind = kNeedSnapshot;
+  } else {
+    answer.kind = kRefused;
+    log::Warn("replication.refused", {{"tenant", m.tenant}, {"reason", s.ToString()}});
+  }
+  answer.payload = s.message();
+  return answer;
+}
+
+}  // namespace silo::replication

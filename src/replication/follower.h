@@ -1,0 +1,67 @@
+// A follower node's keyless copies of the tenants it follows, one directory
+// each under `root` (`<data>/replicas/<tenant-id>/`: tenant.db,
+// tenant.db-wal, replica.pos), and the answers it gives a primary over the
+// node link (protocol.h):
+//  - a snapshot chunk is written to `snapshot.partial` at its offset; the
+//    last one makes it durable, puts it in place of the copy (its WAL
+//    removed) and sets the copy's position to the snapshot's chain head;
+//  - a segment goes to the tenant's Applier (applier.h);
+//  - each is answered with kAck and the position the copy now holds, or
+//    kNeedSnapshot when the copy cannot continue this chain (empty, another
+//    lineage, a gap, diverged), or kRefused (damaged, a stale term, a tenant
+//    id that is not one).
+// Nothing here holds a key or opens SQLite.
+//
+// Thread-safe for different tenants; one tenant's messages must come one at
+// a time (the node link's per-tenant order does that).
+#ifndef SILO_REPLICATION_FOLLOWER_H_
+#define SILO_REPLICATION_FOLLOWER_H_
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "base/status.h"
+#include "cluster/peer_link.h"
+#include "replication/applier.h"
+
+namespace silo::replication {
+
+class Replicas {
+ public:
+  explicit Replicas(std::string root);
+
+  // The node link handler.
+  cluster::Message Handle(const cluster::Message& message);
+
+  // Where a tenant's copy stands (seq 0 when it has none).
+  Result<ReplicaPosition> Position(const std::string& tenant_id);
+  // The directory of a tenant's copy. REQUIRES: a valid tenant id.
+  std::string Dir(const std::string& tenant_id) const { return root_ + "/" + tenant_id; }
+
+  // Tenant ids are what Silo makes them (1 to 64 of [a-z0-9-]): anything
+  // else would name a path outside `root`.
+  static bool ValidTenantId(const std::string& id);
+
+ private:
+  struct Copy {
+    std::mutex mu;                     // held while a message changes the copy, and by Position
+    std::unique_ptr<Applier> applier;  // null while a snapshot replaces the files
+    uint64_t snapshot_next = 0;        // the offset the next snapshot chunk must have
+  };
+  // The answer to `m` after `s`; `copy` (locked) is null for a bad id.
+  cluster::Message Answer(const cluster::Message& m, const Copy* copy, Status s);
+  Status ApplySnapshotChunk(const std::string& tenant, Copy& copy, std::string_view payload);
+  Copy& Get(const std::string& tenant);  // made on first use; never removed
+  // Opens the copy's Applier if it is not. REQUIRES: copy.mu held.
+  Status EnsureOpen(const std::string& tenant, Copy& copy);
+
+  const std::string root_;
+  std::mutex mu_;  // guards the map, not the copies (one tenant at a time)
+  std::map<std::string, std::unique_ptr<Copy>> copies_;
+};
+
+}  // namespace silo::replication
+
+#endif  // SILO_REPLICATION_FOLLOWER_H_
