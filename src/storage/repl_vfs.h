@@ -7,6 +7,11 @@
 // could have held at a crash: SQLite's recovery opens it (notes:
 // replication.md section 3.3). The shim never sees plaintext and holds no key.
 //
+// The rollback journal is not recorded: attach databases that are in WAL
+// mode (a tenant's database always is: it is created whole from a template,
+// storage::TenantDatabases), or a crash during a rollback-mode write could
+// leave a follower with half a transaction and no journal to undo it.
+//
 // Registered once as "repl-lower" over unix-excl, with the cipher VFS
 // kReplicatedCipherVfs over it. Databases that are not attached pass through
 // at the cost of one map lookup per file open.
