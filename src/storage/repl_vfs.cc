@@ -100,14 +100,8 @@ int XSync(sqlite3_file* file, int flags) {
   return SQLITE_OK;
 }
 const sqlite3_io_methods* RecordedMethods() {
-  static const sqlite3_io_methods methods = [] {
-    sqlite3_io_methods m = shim::PassThroughMethods();
-    m.xClose = XClose;
-    m.xWrite = XWrite;
-    m.xTruncate = XTruncate;
-    m.xSync = XSync;
-    return m;
-  }();
+  static const sqlite3_io_methods methods =
+      shim::WriteWatchingMethods(XClose, XWrite, XTruncate, XSync);
   return &methods;
 }
 const sqlite3_io_methods* PlainMethods() {

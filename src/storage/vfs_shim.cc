@@ -112,4 +112,15 @@ sqlite3_io_methods PassThroughMethods() {
   return m;
 }
 
+sqlite3_io_methods WriteWatchingMethods(
+    int (*close)(sqlite3_file*), int (*write)(sqlite3_file*, const void*, int, sqlite3_int64),
+    int (*truncate)(sqlite3_file*, sqlite3_int64), int (*sync)(sqlite3_file*, int)) {
+  sqlite3_io_methods m = PassThroughMethods();
+  m.xClose = close;
+  m.xWrite = write;
+  m.xTruncate = truncate;
+  m.xSync = sync;
+  return m;
+}
+
 }  // namespace silo::storage::shim

@@ -27,6 +27,13 @@ void PassThroughVfs(sqlite3_vfs* vfs, sqlite3_vfs* lower);
 // through to ShimFile::lower. A shim copies it and replaces what it changes.
 sqlite3_io_methods PassThroughMethods();
 
+// PassThroughMethods() with the calls that change a file or make it durable
+// replaced: what a shim that watches writes (the fault VFS, the replication
+// shim) changes.
+sqlite3_io_methods WriteWatchingMethods(
+    int (*close)(sqlite3_file*), int (*write)(sqlite3_file*, const void*, int, sqlite3_int64),
+    int (*truncate)(sqlite3_file*, sqlite3_int64), int (*sync)(sqlite3_file*, int));
+
 // Rounds a shim's file struct size up so the lower file behind it is aligned.
 constexpr int AlignedSize(size_t size) { return static_cast<int>((size + 15) & ~size_t{15}); }
 
