@@ -264,7 +264,8 @@ TEST(ReplicasTest, ATenantIdThatIsNotOneIsRefusedAndNamesNoPath) {
   char tmpl[] = "/tmp/silo-replicas-XXXXXX";
   std::string dir = mkdtemp(tmpl);
   Replicas replicas(dir + "/replicas");
-  for (const char* bad : {"../escape", "a/b", "", "UPPER", ".", std::string(65, 'a').c_str()}) {
+  for (const std::string& bad :
+       std::vector<std::string>{"../escape", "a/b", "", "UPPER", ".", std::string(65, 'a')}) {
     cluster::Message answer = replicas.Handle(cluster::Message{bad, kSegment, 1, "x"});
     EXPECT_EQ(answer.kind, kRefused) << bad;
   }
