@@ -5,7 +5,7 @@ PRESET ?= release
 BUILD_DIR := $(if $(filter release,$(PRESET)),build,build-$(PRESET))
 PYTHON := /usr/bin/python3
 
-.PHONY: bootstrap build bench-build run test unit e2e console check-console openapi check-openapi client-test browser-test check-incremental check-includes check-format check-thread-safety bench bench-http bench-storage bench-group-commit bench-api bench-login bench-backup bench-files bench-realtime bench-console bench-tenants format check-asan fuzz crash-test clean
+.PHONY: bootstrap build bench-build run test unit e2e console check-console openapi check-openapi client-test browser-test check-incremental check-includes check-format check-thread-safety bench bench-http bench-storage bench-group-commit bench-replication bench-api bench-login bench-backup bench-files bench-realtime bench-console bench-tenants format check-asan fuzz crash-test clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -144,6 +144,12 @@ bench-storage: bench-build
 # COMMIT per write (bench/group_commit_bench.cc).
 bench-group-commit: bench-build
 	./$(BUILD_DIR)/group_commit_bench
+
+# Commits of one tenant with replication off, through the shim, and shipped
+# to two followers over mutual-TLS node links, async and sync, in one
+# process (bench/replication_bench.cc).
+bench-replication: bench-build
+	./$(BUILD_DIR)/replication_bench
 
 # SCALE_TENANTS (default 10,000) tenants on one node: creation rate, cold and
 # warm authenticated reads, RSS, disk per empty tenant.

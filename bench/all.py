@@ -46,6 +46,7 @@ def main():
     for name, argv in [
         ("storage", [os.path.join(build, "storage_bench")]),
         ("group_commit", [os.path.join(build, "group_commit_bench")]),
+        ("replication", [os.path.join(build, "replication_bench")]),
         ("http", ["bash", "bench/http_bench.sh", os.path.join(build, "silo")]),
         ("api", ["bash", "bench/api_bench.sh", build]),
         ("login", ["bash", "bench/login_bench.sh", build]),
@@ -61,6 +62,7 @@ def main():
     s, h, a, lg, b, f, rt, c, t = (r["storage"], r["http"], r["api"], r["login"], r["backup"],
                                    r["files"], r["realtime"], r["console"], r["tenants"])
     gc = r["group_commit"]
+    rp = r["replication"]
     rows = [
         # figure, value, unit, baseline figure, baseline value
         ("HTTPS /healthz, keep-alive", h["healthz_rps"], "req/s", "", None),
@@ -87,6 +89,10 @@ def main():
          "one COMMIT per write", gc["single16_wps"]),
         ("durable writes of one tenant, 1 writer, group commit", gc["grouped1_wps"], "/s",
          "one COMMIT per write", gc["single1_wps"]),
+        ("commits of one tenant shipped async to 2 followers (in process, TLS loopback)",
+         rp["async_cps"], "/s", "replication off", rp["off_cps"]),
+        ("commits of one tenant, sync (one follower's fsync per commit)", rp["sync_cps"], "/s",
+         "replication off", rp["off_cps"]),
         ("login (Argon2id 19 MiB, t=2)", lg["login_per_s"], "/s", "", None),
         ("read p99 under a login flood, default limits", lg["b_flood_p99_ms"], "ms",
          "read p99 idle", lg["b_idle_p99_ms"]),
