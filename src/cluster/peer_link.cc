@@ -234,6 +234,22 @@ class Assembler {
   std::map<std::pair<std::string, uint64_t>, Message> partial_;
 };
 
+// Reads whole messages of `type` off `link` and hands each to `on_message`,
+// until the link ends or the peer sends anything else or chunks that do not
+// add up.
+template <typename OnMessage>
+void ReadMessages(Link& link, uint8_t type, OnMessage on_message) {
+  Assembler assembler;
+  Chunk chunk;
+  while (link.ReadChunk(chunk)) {
+    if (chunk.type != type) return;
+    bool ok = true;
+    std::optional<Message> m = assembler.Add(std::move(chunk), &ok);
+    if (!ok) return;
+    if (m) on_message(std::move(*m));
+  }
+}
+
 // Runs each tenant's messages in order, one tenant per worker at a time.
 class TenantPool {
  public:
@@ -371,23 +387,16 @@ class Listener : public PeerListener {
   }
 
   void Read(const std::shared_ptr<Link>& link) {
-    Assembler assembler;
-    Chunk chunk;
-    while (link->ReadChunk(chunk)) {
-      if (chunk.type != kRequest) break;
-      bool ok = true;
-      std::optional<Message> m = assembler.Add(std::move(chunk), &ok);
-      if (!ok) break;
-      if (!m) continue;
-      std::string tenant = m->tenant;
-      pool_.Post(tenant, [this, link, m = std::move(*m)] {
+    ReadMessages(*link, kRequest, [&](Message m) {
+      std::string tenant = m.tenant;
+      pool_.Post(tenant, [this, link, m = std::move(m)] {
         Message answer = handler_(m);
         answer.tenant = m.tenant;
         answer.seq = m.seq;
         if (answer.payload.size() > kMaxPayload) answer = Message{m.tenant, 0, m.seq, "too large"};
         if (!link->WriteMessage(kReply, answer)) link->Shutdown();
       });
-    }
+    });
   }
 
   const int fd_;
@@ -483,24 +492,17 @@ class Client : public PeerClient {
   };
 
   void Read() {
-    Assembler assembler;
-    Chunk chunk;
-    while (link_->ReadChunk(chunk)) {
-      if (chunk.type != kReply) break;
-      bool ok = true;
-      std::optional<Message> m = assembler.Add(std::move(chunk), &ok);
-      if (!ok) break;
-      if (!m) continue;
+    ReadMessages(*link_, kReply, [&](Message m) {
       Done done;
       {
         std::lock_guard lock(mu_);
-        auto it = waiting_.find(std::make_pair(m->tenant, m->seq));
-        if (it == waiting_.end()) continue;  // not asked: ignored
+        auto it = waiting_.find(std::make_pair(m.tenant, m.seq));
+        if (it == waiting_.end()) return;  // not asked: ignored
         done = std::move(it->second.done);
         Release(it);
       }
-      done(std::move(*m));  // outside the lock: it may send the next message
-    }
+      done(std::move(m));  // outside the lock: it may send the next message
+    });
     std::map<std::pair<std::string, uint64_t>, Waiter> failed;
     {
       std::lock_guard lock(mu_);
