@@ -19,6 +19,7 @@
 #include <condition_variable>
 #include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -86,6 +87,20 @@ bool SplitAddress(const std::string& address, std::string* host, std::string* po
     *host = host->substr(1, host->size() - 2);
   }
   return !port->empty();
+}
+
+using AddressInfo = std::unique_ptr<addrinfo, decltype(&freeaddrinfo)>;
+
+// The first address `host`:`port` names (numeric only when `passive`: a
+// listener binds an IP address, it does not look one up).
+AddressInfo Resolve(const std::string& host, const std::string& port, bool passive) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  if (passive) hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(host.c_str(), port.c_str(), &hints, &found) != 0) found = nullptr;
+  return AddressInfo(found, freeaddrinfo);
 }
 
 void PutU32(std::string& out, uint32_t v) {
@@ -541,19 +556,12 @@ Result<std::unique_ptr<PeerListener>> PeerListener::Start(const std::string& lis
   if (!SplitAddress(listen, &host, &port)) {
     return InvalidArgument("the cluster listen address is not host:port");
   }
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
-  addrinfo* found = nullptr;
-  if (::getaddrinfo(host.c_str(), port.c_str(), &hints, &found) != 0 || found == nullptr) {
-    return InvalidArgument("the cluster listen address is not an IP address and port");
-  }
-  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> guard(found, freeaddrinfo);
+  AddressInfo found = Resolve(host, port, /*passive=*/true);
+  if (!found) return InvalidArgument("the cluster listen address is not an IP address and port");
   int fd = ::socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (fd < 0 || ::bind(fd, found->ai_addr, found->ai_addrlen) != 0 || ::listen(fd, 64) != 0) {
+  if (fd < 0 || ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+      ::bind(fd, found->ai_addr, found->ai_addrlen) != 0 || ::listen(fd, 64) != 0) {
     if (fd >= 0) ::close(fd);
     return Unavailable("cannot listen on the cluster address").WithCause(listen);
   }
@@ -574,14 +582,8 @@ Result<std::unique_ptr<PeerClient>> PeerClient::Connect(const std::string& addre
   if (!SplitAddress(address, &host, &port)) {
     return InvalidArgument("a peer address is not host:port");
   }
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  if (::getaddrinfo(host.c_str(), port.c_str(), &hints, &found) != 0 || found == nullptr) {
-    return Unavailable("the peer's address does not resolve").WithCause(address);
-  }
-  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> guard(found, freeaddrinfo);
+  AddressInfo found = Resolve(host, port, /*passive=*/false);
+  if (!found) return Unavailable("the peer's address does not resolve").WithCause(address);
   int fd = ::socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0 || ::connect(fd, found->ai_addr, found->ai_addrlen) != 0) {
     if (fd >= 0) ::close(fd);

@@ -9,10 +9,14 @@
 
 #include "base/file_util.h"
 #include "crypto/crypto.h"
+#include "replication/disk_internal.h"
 #include "replication/segment.h"
 
 namespace silo::replication {
 namespace {
+
+using internal::DiskError;
+using internal::PwriteAll;
 
 // The storage format's page and WAL geometry (docs/storage_format.md): the
 // cipher VFS refuses any other page size, so a replica may rely on it.
@@ -72,11 +76,6 @@ std::optional<ReplicaPosition> DecodeSlot(std::string_view slot) {
   return p;
 }
 
-Status Errno(std::string_view what) {
-  return Internal("the replica's disk failed")
-      .WithCause(std::string(what) + ": " + std::strerror(errno));
-}
-
 }  // namespace
 
 // The copy's open files. A descriptor is -1 until first needed.
@@ -103,14 +102,14 @@ struct Applier::Files {
     std::string path = Path(id);
     bool existed = PathExists(path);
     f = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (f < 0) return Errno("open");
+    if (f < 0) return DiskError("open");
     if (!existed) SILO_RETURN_IF_ERROR(SyncDir(dir));  // the new file's name is durable
     return f;
   }
 
   Status Sync(FileId id) {
     SILO_ASSIGN_OR_RETURN(int f, Fd(id));
-    if (::fdatasync(f) != 0) return Errno("fdatasync");
+    if (::fdatasync(f) != 0) return DiskError("fdatasync");
     dirty[static_cast<int>(id)] = false;
     return Status::Ok();
   }
@@ -120,20 +119,13 @@ struct Applier::Files {
     switch (op.kind) {
       case OpKind::kWrite: {
         SILO_ASSIGN_OR_RETURN(int f, Fd(op.file));
-        size_t done = 0;
-        while (done < op.bytes.size()) {
-          ssize_t n = ::pwrite(f, op.bytes.data() + done, op.bytes.size() - done,
-                               op.offset + static_cast<int64_t>(done));
-          if (n < 0 && errno == EINTR) continue;
-          if (n <= 0) return Errno("pwrite");
-          done += static_cast<size_t>(n);
-        }
+        SILO_RETURN_IF_ERROR(PwriteAll(f, op.bytes, op.offset));
         dirty[i] = true;
         return Status::Ok();
       }
       case OpKind::kTruncate: {
         SILO_ASSIGN_OR_RETURN(int f, Fd(op.file));
-        if (::ftruncate(f, op.offset) != 0) return Errno("ftruncate");
+        if (::ftruncate(f, op.offset) != 0) return DiskError("ftruncate");
         dirty[i] = true;
         return Status::Ok();
       }
@@ -142,7 +134,7 @@ struct Applier::Files {
         if (fd[i] >= 0) ::close(fd[i]);
         fd[i] = -1;
         dirty[i] = false;
-        if (::unlink(Path(op.file).c_str()) != 0 && errno != ENOENT) return Errno("unlink");
+        if (::unlink(Path(op.file).c_str()) != 0 && errno != ENOENT) return DiskError("unlink");
         return SyncDir(dir);
     }
     return Internal("unknown op");
@@ -152,16 +144,13 @@ struct Applier::Files {
     if (position_fd < 0) {
       position_fd =
           ::open((dir + "/" + kReplicaPositionName).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-      if (position_fd < 0) return Errno("open position");
+      if (position_fd < 0) return DiskError("open position");
       SILO_RETURN_IF_ERROR(SyncDir(dir));
     }
     std::string slot = EncodeSlot(p);
     int64_t offset = static_cast<int64_t>(p.seq % 2) * kSlotSize;
-    if (::pwrite(position_fd, slot.data(), slot.size(), offset) !=
-        static_cast<ssize_t>(slot.size())) {
-      return Errno("pwrite position");
-    }
-    if (::fdatasync(position_fd) != 0) return Errno("fdatasync position");
+    SILO_RETURN_IF_ERROR(PwriteAll(position_fd, slot, offset));
+    if (::fdatasync(position_fd) != 0) return DiskError("fdatasync position");
     return Status::Ok();
   }
 };
@@ -183,7 +172,7 @@ Result<std::unique_ptr<Applier>> Applier::Open(const std::string& dir) {
   }
   auto files = std::make_unique<Files>();
   files->dir = dir;
-  return std::unique_ptr<Applier>(new Applier(dir, std::move(position), std::move(files)));
+  return std::unique_ptr<Applier>(new Applier(std::move(position), std::move(files)));
 }
 
 Status Applier::Install(const std::string& dir, const ReplicaPosition& position) {
@@ -192,8 +181,8 @@ Status Applier::Install(const std::string& dir, const ReplicaPosition& position)
   return WriteFileAtomic(dir + "/" + kReplicaPositionName, slots);
 }
 
-Applier::Applier(std::string dir, ReplicaPosition position, std::unique_ptr<Files> files)
-    : dir_(std::move(dir)), position_(std::move(position)), files_(std::move(files)) {}
+Applier::Applier(ReplicaPosition position, std::unique_ptr<Files> files)
+    : position_(std::move(position)), files_(std::move(files)) {}
 
 Applier::~Applier() = default;
 

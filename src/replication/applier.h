@@ -69,9 +69,8 @@ class Applier {
 
  private:
   struct Files;
-  Applier(std::string dir, ReplicaPosition position, std::unique_ptr<Files> files);
+  Applier(ReplicaPosition position, std::unique_ptr<Files> files);
 
-  std::string dir_;
   ReplicaPosition position_;
   std::unique_ptr<Files> files_;
 };

@@ -8,37 +8,25 @@
 
 #include "base/file_util.h"
 #include "base/log.h"
+#include "replication/disk_internal.h"
 #include "replication/protocol.h"
 #include "replication/segment.h"
 
 namespace silo::replication {
 namespace {
 
-constexpr char kPartialName[] = "snapshot.partial";
+using internal::DiskError;
 
-Status Errno(std::string_view what) {
-  return Internal("the replica's disk failed")
-      .WithCause(std::string(what) + ": " + std::strerror(errno));
-}
+constexpr char kPartialName[] = "snapshot.partial";
 
 // Writes `bytes` at `offset` of `path` (created 0600), optionally first
 // cutting the file to nothing.
 Status WriteAt(const std::string& path, uint64_t offset, std::string_view bytes, bool fresh) {
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | (fresh ? O_TRUNC : 0), 0600);
-  if (fd < 0) return Errno("open");
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n =
-        ::pwrite(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      ::close(fd);
-      return Errno("pwrite");
-    }
-    done += static_cast<size_t>(n);
-  }
+  if (fd < 0) return DiskError("open");
+  Status s = internal::PwriteAll(fd, bytes, static_cast<int64_t>(offset));
   ::close(fd);
-  return Status::Ok();
+  return s;
 }
 
 }  // namespace
@@ -108,10 +96,10 @@ Status Replicas::ApplySnapshotChunk(const std::string& tenant, Copy& copy,
   copy.applier.reset();
   SILO_RETURN_IF_ERROR(SyncFile(partial));
   if (::unlink((dir + "/" + kReplicaWalName).c_str()) != 0 && errno != ENOENT) {
-    return Errno("unlink wal");
+    return DiskError("unlink wal");
   }
   if (::rename(partial.c_str(), (dir + "/" + kReplicaDatabaseName).c_str()) != 0) {
-    return Errno("rename snapshot");
+    return DiskError("rename snapshot");
   }
   SILO_RETURN_IF_ERROR(SyncDir(dir));
   ReplicaPosition position{c.lineage, c.term, c.seq, c.hash, 0};

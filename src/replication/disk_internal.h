@@ -1,0 +1,40 @@
+// Disk writes shared by the applier and the follower's snapshot files
+// (module-internal): a failure is Internal with the errno text as its
+// private cause.
+#ifndef SILO_REPLICATION_DISK_INTERNAL_H_
+#define SILO_REPLICATION_DISK_INTERNAL_H_
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "base/status.h"
+
+namespace silo::replication::internal {
+
+// Internal("the replica's disk failed"), caused by `what` and errno.
+inline Status DiskError(std::string_view what) {
+  return Internal("the replica's disk failed")
+      .WithCause(std::string(what) + ": " + std::strerror(errno));
+}
+
+// Writes all of `bytes` at `offset` of `fd`.
+inline Status PwriteAll(int fd, std::string_view bytes, int64_t offset) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::pwrite(fd, bytes.data() + done, bytes.size() - done,
+                         static_cast<off_t>(offset + static_cast<int64_t>(done)));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return DiskError("pwrite");
+    done += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+}  // namespace silo::replication::internal
+
+#endif  // SILO_REPLICATION_DISK_INTERNAL_H_
