@@ -154,6 +154,18 @@ TEST_F(PeerLinkTest, OnlyPeersWithACertificateFromTheClusterCaGetIn) {
   EXPECT_STATUS(
       StatusCode::kUnavailable,
       PeerClient::Connect("127.0.0.1:" + std::to_string((*foreign)->port()), client_tls_));
+  // A cluster member's certificate for another address: whoever answers at
+  // this address is not that node, so our client refuses it.
+  PeerTls elsewhere = testing::MakeNode(dir_, "ca", "elsewhere", "IP:10.9.9.9");
+  ASSERT_FALSE(elsewhere.cert_file.empty());
+  auto impostor = PeerListener::Start("127.0.0.1:0", elsewhere, [&](const Message& m) {
+    ++calls;
+    return m;
+  });
+  ASSERT_OK(impostor);
+  EXPECT_STATUS(
+      StatusCode::kUnavailable,
+      PeerClient::Connect("127.0.0.1:" + std::to_string((*impostor)->port()), client_tls_));
   // Plain bytes instead of TLS: the link is dropped, the listener goes on.
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};

@@ -20,12 +20,13 @@ inline bool MakeCa(const std::string& dir, const std::string& ca) {
   return std::system(cmd.c_str()) == 0;
 }
 
-// A certificate for 127.0.0.1 named `name`, signed by `ca`: the PeerTls
-// that presents it and trusts `ca`.
-inline PeerTls MakeNode(const std::string& dir, const std::string& ca, const std::string& name) {
+// A certificate named `name` for `san` (127.0.0.1 unless said), signed by
+// `ca`: the PeerTls that presents it and trusts `ca`.
+inline PeerTls MakeNode(const std::string& dir, const std::string& ca, const std::string& name,
+                        const std::string& san = "IP:127.0.0.1") {
   std::string base = dir + "/" + name;
-  std::string cmd = "printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' > " +
-                    base + ".ext && " +
+  std::string cmd = "printf 'subjectAltName=" + san + "\\nbasicConstraints=CA:FALSE\\n' > " + base +
+                    ".ext && " +
                     "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout " +
                     base + ".key -out " + base + ".csr -subj /CN=" + name + " >/dev/null 2>&1 && " +
                     "openssl x509 -req -in " + base + ".csr -CA " + dir + "/" + ca +

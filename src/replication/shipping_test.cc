@@ -277,5 +277,43 @@ TEST(ReplicasTest, ATenantIdThatIsNotOneIsRefusedAndNamesNoPath) {
   fs::remove_all(dir);
 }
 
+TEST(ReplicasTest, ASnapshotIsInstalledOnlyWhenItsChunksArriveWholeAndInOrder) {
+  char tmpl[] = "/tmp/silo-replicas-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  Replicas replicas(dir + "/replicas");
+  const std::string file(3 * 1024, 'D');
+  auto chunk = [&](uint64_t offset, size_t n) {
+    SnapshotChunk c{std::string(kLineageSize, 'L'), 4,      9,
+                    std::string(kHashSize, 'h'),    offset, file.size(),
+                    file.substr(offset, n)};
+    return cluster::Message{"t1", kSnapshotChunk, offset + 1, EncodeSnapshotChunk(c)};
+  };
+  const std::string db = replicas.Dir("t1") + "/" + kReplicaDatabaseName;
+  EXPECT_EQ(replicas.Handle(chunk(0, 1024)).kind, kAck);
+  // A chunk that skips ahead (one was lost): start again, nothing installed.
+  EXPECT_EQ(replicas.Handle(chunk(2048, 1024)).kind, kNeedSnapshot);
+  EXPECT_FALSE(fs::exists(db));
+  EXPECT_EQ(replicas.Position("t1")->seq, 0u);
+  // A chunk claiming bytes past the file's end is not one.
+  SnapshotChunk past{std::string(kLineageSize, 'L'), 4,    9,
+                     std::string(kHashSize, 'h'),    3000, file.size(),
+                     std::string(200, 'x')};
+  EXPECT_EQ(
+      replicas.Handle(cluster::Message{"t1", kSnapshotChunk, 99, EncodeSnapshotChunk(past)}).kind,
+      kRefused);
+  EXPECT_FALSE(fs::exists(db));
+  // Whole and in order: installed, at the snapshot's chain head.
+  for (uint64_t offset = 0; offset < file.size(); offset += 1024) {
+    ASSERT_EQ(replicas.Handle(chunk(offset, 1024)).kind, kAck);
+  }
+  EXPECT_EQ(*ReadFile(db), file);
+  auto position = replicas.Position("t1");
+  ASSERT_OK(position);
+  EXPECT_EQ(position->seq, 9u);
+  EXPECT_EQ(position->term, 4u);
+  EXPECT_EQ(position->hash, std::string(kHashSize, 'h'));
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace silo::replication
