@@ -20,8 +20,12 @@ run: build
 unit: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 
+# Two pytest-xdist workers: most of the suite's time is spent waiting (timeouts,
+# rate windows), and each test starts its own servers on port 0.
+E2E_WORKERS ?= 2
 e2e: build
-	SILO_BIN=$(CURDIR)/$(BUILD_DIR)/silo $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e
+	SILO_BIN=$(CURDIR)/$(BUILD_DIR)/silo $(PYTHON) -m pytest -q -p no:cacheprovider -n $(E2E_WORKERS) tests/e2e
+
 
 # The web console in Debian's chromium (playwright-core, node --test): flows,
 # axe-core in light and dark, CSP and Trusted Types violations; screenshots

@@ -114,6 +114,15 @@ class Checker:
         if media == "application/problem+json" and not streamed:
             doc.validate(self.problem, response.json(), where)
 
+    def seen(self):
+        """The operations answered so far: [public, operator] lists."""
+        return [sorted(self.public.seen), sorted(self.operator.seen)]
+
+    def add_seen(self, seen):
+        """Counts operations another process saw (seen() of its Checker)."""
+        self.public.seen.update(seen[0])
+        self.operator.seen.update(seen[1])
+
     def unexercised(self):
         out = []
         for doc in (self.public, self.operator):
