@@ -395,7 +395,79 @@ void ReadRealtime(const GetEnv& getenv, Config* config, std::vector<std::string>
                   problems);
 }
 
+// SILO_NODE_ID, SILO_ETCD_ENDPOINTS, SILO_CLUSTER_*, SILO_REPL*: whether
+// and how this node replicates its tenants.
+void ReadCluster(const GetEnv& getenv, Config* config, std::vector<std::string>* problems) {
+  Cluster& k = config->cluster;
+  for (const std::string& e : SplitList(Get(getenv, "SILO_ETCD_ENDPOINTS"))) {
+    if (e.rfind("http://", 0) != 0 && e.rfind("https://", 0) != 0) {
+      problems->push_back("SILO_ETCD_ENDPOINTS: not an http:// or https:// URL: " + e);
+    } else {
+      k.etcd_endpoints.push_back(e);
+    }
+  }
+  ReadNumber<int>(getenv, "SILO_LEASE_TTL_S", 1, 600, &k.lease_ttl_s, problems);
+  ReadMillis(getenv, "SILO_REPL_ACK_TIMEOUT_MS", &k.ack_timeout, problems);
+  if (std::string mode = Get(getenv, "SILO_REPLICATION"); !mode.empty()) {
+    if (mode == "sync") {
+      k.replication = ReplicationMode::kSync;
+    } else if (mode == "async") {
+      k.replication = ReplicationMode::kAsync;
+    } else if (mode == "off") {
+      k.replication = ReplicationMode::kOff;
+    } else {
+      problems->push_back("SILO_REPLICATION must be sync, async or off");
+    }
+  }
+  if (std::string strict = Get(getenv, "SILO_REPL_STRICT"); !strict.empty()) {
+    if (strict == "1" || strict == "0") {
+      k.strict = strict == "1";
+    } else {
+      problems->push_back("SILO_REPL_STRICT must be 0 or 1");
+    }
+  }
+  k.node_id = Get(getenv, "SILO_NODE_ID");
+  k.tls_cert_file = Get(getenv, "SILO_CLUSTER_TLS_CERT");
+  k.tls_key_file = Get(getenv, "SILO_CLUSTER_TLS_KEY");
+  k.tls_ca_file = Get(getenv, "SILO_CLUSTER_TLS_CA");
+  std::string listen = Get(getenv, "SILO_CLUSTER_LISTEN");
+  if (!listen.empty()) {
+    if (auto hp = ParseHostPort(listen)) {
+      k.listen = *hp;
+    } else {
+      problems->push_back("SILO_CLUSTER_LISTEN must be <ip>:<port>");
+    }
+  }
+  if (!k.clustered()) {
+    if (!k.node_id.empty() || !listen.empty()) {
+      problems->push_back("SILO_NODE_ID and SILO_CLUSTER_LISTEN need SILO_ETCD_ENDPOINTS");
+    }
+    return;
+  }
+  // Why: the id names the node in etcd and in each follower's directory
+  // names; the same rule as a tenant id keeps it a plain path component.
+  if (k.node_id.empty() || k.node_id.size() > 64 ||
+      k.node_id.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos) {
+    problems->push_back("SILO_NODE_ID must be 1 to 64 of a-z, 0-9 and - when clustered");
+  }
+  if (listen.empty()) problems->push_back("SILO_CLUSTER_LISTEN is required when clustered");
+  if (k.tls_cert_file.empty() || k.tls_key_file.empty() || k.tls_ca_file.empty()) {
+    problems->push_back(
+        "SILO_CLUSTER_TLS_CERT, SILO_CLUSTER_TLS_KEY and SILO_CLUSTER_TLS_CA are required when "
+        "clustered");
+  }
+}
+
 }  // namespace
+
+const char* ReplicationModeName(ReplicationMode mode) {
+  switch (mode) {
+    case ReplicationMode::kSync: return "sync";
+    case ReplicationMode::kAsync: return "async";
+    case ReplicationMode::kOff: return "off";
+  }
+  return "?";
+}
 
 LoadResult Load(const GetEnv& getenv) {
   LoadResult r;
@@ -405,6 +477,7 @@ LoadResult Load(const GetEnv& getenv) {
   ReadLimits(getenv, &r.config, &r.problems);
   ReadFiles(getenv, &r.config, &r.problems);
   ReadRealtime(getenv, &r.config, &r.problems);
+  ReadCluster(getenv, &r.config, &r.problems);
   if (r.config.env != Environment::kDevelopment) {
     auto more = ProductionProblems(r.config);
     r.problems.insert(r.problems.end(), more.begin(), more.end());

@@ -120,6 +120,26 @@ struct Backups {
   int retry_seconds = 300;  // SILO_BACKUP_RETRY_SECONDS: first delay, doubled each time
 };
 
+// Replication between nodes (issue 21; docs/architecture.md "Replication").
+// A node is clustered when SILO_ETCD_ENDPOINTS is set; then SILO_NODE_ID,
+// SILO_CLUSTER_LISTEN and the three SILO_CLUSTER_TLS_* files are required.
+enum class ReplicationMode { kSync, kAsync, kOff };
+const char* ReplicationModeName(ReplicationMode mode);
+
+struct Cluster {
+  std::string node_id;                      // SILO_NODE_ID: 1 to 64 of [a-z0-9-]
+  std::vector<std::string> etcd_endpoints;  // SILO_ETCD_ENDPOINTS: comma-separated http://host:port
+  int lease_ttl_s = 5;                      // SILO_LEASE_TTL_S: the node lease; self-fence after it
+  HostPort listen;                          // SILO_CLUSTER_LISTEN: the node link (mutual TLS)
+  std::string tls_cert_file;                // SILO_CLUSTER_TLS_CERT (PEM, signed by the CA below)
+  std::string tls_key_file;                 // SILO_CLUSTER_TLS_KEY
+  std::string tls_ca_file;                  // SILO_CLUSTER_TLS_CA: the only issuer a peer may have
+  ReplicationMode replication = ReplicationMode::kSync;  // SILO_REPLICATION: sync, async, off
+  std::chrono::milliseconds ack_timeout{2000};           // SILO_REPL_ACK_TIMEOUT_MS
+  bool strict = false;  // SILO_REPL_STRICT=1: a commit no follower acknowledged fails (503)
+  bool clustered() const { return !etcd_endpoints.empty(); }
+};
+
 struct Config {
   Environment env = Environment::kDevelopment;  // SILO_ENV
   std::string data_dir = "./silo-data";         // SILO_DATA_DIR
@@ -145,6 +165,7 @@ struct Config {
   Realtime realtime;
   Security security;
   Backups backups;
+  Cluster cluster;
 };
 
 using GetEnv = std::function<const char*(const char*)>;

@@ -122,6 +122,61 @@ TEST(ConfigTest, BadValuesAreAllReported) {
   EXPECT_TRUE(Mentions(r.problems, "SILO_TRUSTED_PROXIES"));
 }
 
+TEST(ConfigTest, ClusterSettings) {
+  auto alone = Load(From({}));
+  EXPECT_FALSE(alone.config.cluster.clustered());
+
+  auto r = Load(From({{"SILO_NODE_ID", "node-2"},
+                      {"SILO_ETCD_ENDPOINTS", "http://127.0.0.1:2379, http://127.0.0.1:22379"},
+                      {"SILO_LEASE_TTL_S", "2"},
+                      {"SILO_CLUSTER_LISTEN", "127.0.0.1:7443"},
+                      {"SILO_CLUSTER_TLS_CERT", "/c/node.pem"},
+                      {"SILO_CLUSTER_TLS_KEY", "/c/node.key"},
+                      {"SILO_CLUSTER_TLS_CA", "/c/ca.pem"},
+                      {"SILO_REPLICATION", "async"},
+                      {"SILO_REPL_ACK_TIMEOUT_MS", "500"},
+                      {"SILO_REPL_STRICT", "1"}}));
+  EXPECT_TRUE(r.problems.empty()) << r.problems.front();
+  const Cluster& k = r.config.cluster;
+  EXPECT_TRUE(k.clustered());
+  EXPECT_EQ(k.node_id, "node-2");
+  EXPECT_EQ(k.etcd_endpoints,
+            (std::vector<std::string>{"http://127.0.0.1:2379", "http://127.0.0.1:22379"}));
+  EXPECT_EQ(k.lease_ttl_s, 2);
+  EXPECT_EQ(k.listen.ToString(), "127.0.0.1:7443");
+  EXPECT_EQ(k.replication, ReplicationMode::kAsync);
+  EXPECT_EQ(k.ack_timeout, std::chrono::milliseconds(500));
+  EXPECT_TRUE(k.strict);
+
+  // Clustered defaults: sync, 2 s, not strict, a 5 s lease.
+  auto d = Load(From({{"SILO_ETCD_ENDPOINTS", "http://127.0.0.1:2379"}}));
+  EXPECT_EQ(d.config.cluster.replication, ReplicationMode::kSync);
+  EXPECT_EQ(d.config.cluster.ack_timeout, std::chrono::milliseconds(2000));
+  EXPECT_FALSE(d.config.cluster.strict);
+  EXPECT_EQ(d.config.cluster.lease_ttl_s, 5);
+  // ... and what it lacks, all at once.
+  EXPECT_TRUE(Mentions(d.problems, "SILO_NODE_ID"));
+  EXPECT_TRUE(Mentions(d.problems, "SILO_CLUSTER_LISTEN"));
+  EXPECT_TRUE(Mentions(d.problems, "SILO_CLUSTER_TLS_CA"));
+
+  auto bad = Load(From({{"SILO_NODE_ID", "../n1"},
+                        {"SILO_ETCD_ENDPOINTS", "127.0.0.1:2379,http://127.0.0.1:2379"},
+                        {"SILO_CLUSTER_LISTEN", "127.0.0.1"},
+                        {"SILO_REPLICATION", "semi"},
+                        {"SILO_REPL_STRICT", "yes"},
+                        {"SILO_LEASE_TTL_S", "0"}}));
+  EXPECT_TRUE(Mentions(bad.problems, "SILO_NODE_ID must"));
+  EXPECT_TRUE(Mentions(bad.problems, "not an http:// or https:// URL: 127.0.0.1:2379"));
+  EXPECT_TRUE(Mentions(bad.problems, "SILO_CLUSTER_LISTEN must"));
+  EXPECT_TRUE(Mentions(bad.problems, "SILO_REPLICATION must"));
+  EXPECT_TRUE(Mentions(bad.problems, "SILO_REPL_STRICT must"));
+  EXPECT_TRUE(Mentions(bad.problems, "SILO_LEASE_TTL_S"));
+
+  // A node id without etcd is a mistake, not a single node.
+  auto half = Load(From({{"SILO_NODE_ID", "n1"}}));
+  EXPECT_TRUE(Mentions(half.problems, "need SILO_ETCD_ENDPOINTS"));
+}
+
 TEST(ConfigTest, ProductionRefusesMissingSecretsListingEveryProblem) {
   auto r = Load(From({{"SILO_ENV", "production"},
                       {"SILO_DATA_DIR", "/nonexistent/silo"},
