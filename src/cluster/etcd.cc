@@ -183,6 +183,15 @@ Result<int64_t> Etcd::PutIf(const std::string& key, const std::string& value, in
                                                     : int64_t{0};
 }
 
+Result<int64_t> Etcd::Put(const std::string& key, const std::string& value, int64_t lease) {
+  json::object put = PutRequest(key, value, lease).at("request_put").as_object();
+  SILO_ASSIGN_OR_RETURN(std::string text, Call("/v3/kv/put", json::serialize(put)));
+  SILO_ASSIGN_OR_RETURN(json::object o, Parse(text));
+  const json::value* header = o.if_contains("header");
+  return (header != nullptr && header->is_object()) ? Int(header->as_object(), "revision")
+                                                    : int64_t{0};
+}
+
 Status Etcd::DeleteIf(const std::string& key, int64_t revision) {
   json::object txn{
       {"compare", json::array{Compare(key, "MOD", "mod_revision", revision)}},

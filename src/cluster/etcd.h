@@ -57,6 +57,9 @@ class Etcd {
   // VersionMismatch when it changed or is gone.
   Result<int64_t> PutIf(const std::string& key, const std::string& value, int64_t revision,
                         int64_t lease);
+  // Sets `key` whatever it holds (what a node says of itself: its address,
+  // its status), attached to `lease` (0: none): the new revision.
+  Result<int64_t> Put(const std::string& key, const std::string& value, int64_t lease);
   // Deletes `key` only while its mod_revision is `revision`. VersionMismatch
   // when it changed or is gone.
   Status DeleteIf(const std::string& key, int64_t revision);

@@ -69,6 +69,19 @@ TEST_F(EtcdTest, ListsAPrefixOnly) {
   ASSERT_EQ(nodes->size(), 2u);
   EXPECT_EQ((*nodes)[0].key, "/silo/nodes/a");
   EXPECT_EQ((*nodes)[1].value, "2");
+
+  // A plain put replaces whatever is there, and hangs on its lease.
+  auto lease = etcd_->GrantLease(30);
+  ASSERT_OK(lease);
+  auto put = etcd_->Put("/silo/nodes/b", "20", *lease);
+  ASSERT_OK(put);
+  auto b = etcd_->Get("/silo/nodes/b");
+  ASSERT_OK(b);
+  ASSERT_TRUE(b->has_value());
+  EXPECT_EQ((*b)->value, "20");
+  EXPECT_EQ((*b)->mod_revision, *put);
+  ASSERT_OK(etcd_->Revoke(*lease));
+  EXPECT_FALSE(etcd_->Get("/silo/nodes/b")->has_value());
 }
 
 TEST_F(EtcdTest, AnEndpointThatDoesNotAnswerIsSkippedAndNoneAnsweringIsUnavailable) {
