@@ -18,6 +18,8 @@ namespace {
 using internal::DiskError;
 
 constexpr char kPartialName[] = "snapshot.partial";
+constexpr char kMetaName[] = "tenant.meta";
+constexpr char kKeyName[] = "tenant.key";
 
 // Writes `bytes` at `offset` of `path` (created 0600), optionally first
 // cutting the file to nothing.
@@ -74,8 +76,26 @@ cluster::Message Replicas::Handle(const cluster::Message& m) {
       if (s.code() == StatusCode::kInternal) copy.applier.reset();  // reopened next time
       return Answer(m, &copy, std::move(s));
     case kSnapshotChunk: return Answer(m, &copy, ApplySnapshotChunk(m.tenant, copy, m.payload));
+    case kTenantFiles: return Answer(m, &copy, WriteTenantFiles(m.tenant, m.payload));
     default: return Answer(m, &copy, InvalidArgument("unknown message kind"));
   }
+}
+
+Status Replicas::WriteTenantFiles(const std::string& tenant, std::string_view payload) {
+  SILO_ASSIGN_OR_RETURN(TenantFiles f, DecodeTenantFiles(payload));
+  const std::string dir = Dir(tenant);
+  SILO_RETURN_IF_ERROR(WriteFileAtomic(dir + "/" + kKeyName, f.wrapped_key));
+  return WriteFileAtomic(dir + "/" + kMetaName, f.meta);
+}
+
+Result<TenantFiles> Replicas::Files(const std::string& tenant_id) {
+  if (!ValidTenantId(tenant_id)) return InvalidArgument("not a tenant id");
+  const std::string dir = Dir(tenant_id);
+  if (!PathExists(dir + "/" + kMetaName)) return NotFound("no tenant files yet");
+  TenantFiles f;
+  SILO_ASSIGN_OR_RETURN(f.meta, ReadFile(dir + "/" + kMetaName));
+  SILO_ASSIGN_OR_RETURN(f.wrapped_key, ReadFile(dir + "/" + kKeyName));
+  return f;
 }
 
 Status Replicas::ApplySnapshotChunk(const std::string& tenant, Copy& copy,

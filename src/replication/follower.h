@@ -6,6 +6,8 @@
 //    last one makes it durable, puts it in place of the copy (its WAL
 //    removed) and sets the copy's position to the snapshot's chain head;
 //  - a segment goes to the tenant's Applier (applier.h);
+//  - the tenant's files (protocol.h, TenantFiles) replace `tenant.meta` and
+//    `tenant.key` beside the copy (each written whole, then renamed);
 //  - each is answered with kAck and the position the copy now holds, or
 //    kNeedSnapshot when the copy cannot continue this chain (empty, another
 //    lineage, a gap, diverged), or kRefused (damaged, a stale term, a tenant
@@ -25,6 +27,7 @@
 #include "base/status.h"
 #include "cluster/peer_link.h"
 #include "replication/applier.h"
+#include "replication/protocol.h"
 
 namespace silo::replication {
 
@@ -37,6 +40,8 @@ class Replicas {
 
   // Where a tenant's copy stands (seq 0 when it has none).
   Result<ReplicaPosition> Position(const std::string& tenant_id);
+  // The tenant's metadata and wrapped key as last received (NotFound before).
+  Result<TenantFiles> Files(const std::string& tenant_id);
   // The directory of a tenant's copy. REQUIRES: a valid tenant id.
   std::string Dir(const std::string& tenant_id) const { return root_ + "/" + tenant_id; }
 
@@ -52,6 +57,7 @@ class Replicas {
   };
   // The answer to `m` after `s`; `copy` (locked) is null for a bad id.
   cluster::Message Answer(const cluster::Message& m, const Copy* copy, Status s);
+  Status WriteTenantFiles(const std::string& tenant, std::string_view payload);
   Status ApplySnapshotChunk(const std::string& tenant, Copy& copy, std::string_view payload);
   Copy& Get(const std::string& tenant);  // made on first use; never removed
   // Opens the copy's Applier if it is not. REQUIRES: copy.mu held.

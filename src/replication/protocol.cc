@@ -54,6 +54,25 @@ Result<SnapshotChunk> DecodeSnapshotChunk(std::string_view in) {
   return c;
 }
 
+std::string EncodeTenantFiles(const TenantFiles& f) {
+  std::string out;
+  PutU64(out, f.meta.size());
+  out.append(f.meta);
+  out.append(f.wrapped_key);
+  return out;
+}
+
+Result<TenantFiles> DecodeTenantFiles(std::string_view in) {
+  if (in.size() < 8) return InvalidArgument("tenant files shorter than their header");
+  uint64_t meta = GetU64(in);
+  in.remove_prefix(8);
+  if (meta == 0 || meta > kMaxTenantFileBytes || meta >= in.size() ||
+      in.size() - meta > kMaxTenantFileBytes) {
+    return InvalidArgument("tenant files of impossible sizes");
+  }
+  return TenantFiles{std::string(in.substr(0, meta)), std::string(in.substr(meta))};
+}
+
 std::string EncodeAck(uint64_t seq, const std::string& hash) {
   std::string out;
   PutU64(out, seq);

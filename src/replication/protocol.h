@@ -16,6 +16,7 @@ enum MessageKind : uint8_t {
   // primary -> follower
   kSnapshotChunk = 1,  // payload: SnapshotChunk
   kSegment = 2,        // payload: an encoded segment (segment.h)
+  kTenantFiles = 6,    // payload: TenantFiles, before each snapshot
   // follower -> primary
   kAck = 3,           // payload: seq (8 bytes) and hash (32) the copy now holds
   kNeedSnapshot = 4,  // payload: why (the copy cannot take segments of this chain)
@@ -40,6 +41,21 @@ inline constexpr size_t kSnapshotChunkBytes = size_t{4} << 20;
 std::string EncodeSnapshotChunk(const SnapshotChunk& chunk);
 // InvalidArgument for anything that is not one.
 Result<SnapshotChunk> DecodeSnapshotChunk(std::string_view payload);
+
+// What a follower keeps beside a tenant's copy so that it can be promoted:
+// the tenant's metadata file (tenant/registry.h; its customer fields are
+// sealed) and its data key as the keyring holds it, wrapped under the
+// master key. Neither is readable without the master key.
+struct TenantFiles {
+  std::string meta;
+  std::string wrapped_key;
+};
+inline constexpr size_t kMaxTenantFileBytes = size_t{64} << 10;
+
+std::string EncodeTenantFiles(const TenantFiles& files);
+// InvalidArgument for anything that is not one (either part over
+// kMaxTenantFileBytes, or empty).
+Result<TenantFiles> DecodeTenantFiles(std::string_view payload);
 
 std::string EncodeAck(uint64_t seq, const std::string& hash);
 Result<std::pair<uint64_t, std::string>> DecodeAck(std::string_view payload);

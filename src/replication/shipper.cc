@@ -94,6 +94,7 @@ void Shipper::SendSegment(size_t i, uint64_t seq, const std::string& encoded) {
 
 Status Shipper::Publish(uint64_t seq, const std::string& encoded) {
   std::lock_guard send(send_mu_);
+  published_ = seq;
   std::vector<size_t> targets;
   {
     std::lock_guard lock(shared_->mu);
@@ -134,6 +135,21 @@ Status Shipper::Publish(uint64_t seq, const std::string& encoded) {
     return Unavailable("no follower acknowledged the commit in time");
   }
   return Status::Ok();
+}
+
+void Shipper::SetFollower(FollowerLink link) {
+  std::lock_guard send(send_mu_);  // not while a segment goes out on the old link
+  std::lock_guard lock(shared_->mu);
+  for (Shared::Follower& f : shared_->followers) {
+    if (f.link.node != link.node) continue;
+    f.link = std::move(link);
+    shared_->NeedsSnapshot(f);
+    return;
+  }
+  Shared::Follower f;
+  f.link = std::move(link);
+  f.state = FollowerState::kNeedsSnapshot;
+  shared_->followers.push_back(std::move(f));
 }
 
 void Shipper::RequireSnapshot() {
@@ -239,6 +255,18 @@ std::vector<uint64_t> Shipper::AckedSeqs() const {
   std::lock_guard lock(shared_->mu);
   std::vector<uint64_t> out;
   for (const auto& f : shared_->followers) out.push_back(f.acked);
+  return out;
+}
+
+std::vector<Shipper::FollowerStatus> Shipper::Followers() const {
+  std::lock_guard lock(shared_->mu);
+  std::vector<FollowerStatus> out;
+  for (const auto& f : shared_->followers) {
+    const char* state = f.state == FollowerState::kStreaming       ? "streaming"
+                        : f.state == FollowerState::kNeedsSnapshot ? "needs_snapshot"
+                                                                   : "snapshotting";
+    out.push_back({f.link.node, state, f.sent, f.acked});
+  }
   return out;
 }
 

@@ -23,6 +23,7 @@
 #ifndef SILO_REPLICATION_SHIPPER_H_
 #define SILO_REPLICATION_SHIPPER_H_
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -56,6 +57,11 @@ class Shipper {
   Shipper(const Shipper&) = delete;
   Shipper& operator=(const Shipper&) = delete;
 
+  // Adds follower `link.node`, or gives it a new link (the old one broke):
+  // either way it needs a snapshot before it gets segments (it may have
+  // missed some). What a node does as peers come and go.
+  void SetFollower(FollowerLink link);
+
   // Every follower needs a snapshot before it can follow: what the owner
   // says when it starts a chain over files that already hold data.
   void RequireSnapshot();
@@ -74,12 +80,23 @@ class Shipper {
   // snapshot again.
   Status SendSnapshot(const std::string& database);
 
+  // The last segment published (0 before the first).
+  uint64_t published() const { return published_; }
   // Followers that acknowledged the last segment they were sent (in sync).
   std::vector<std::string> SyncSet() const;
   // Followers that need a snapshot before they can follow.
   std::vector<std::string> NeedingSnapshot() const;
   // The highest seq each follower acknowledged (same order as given).
   std::vector<uint64_t> AckedSeqs() const;
+
+  struct FollowerStatus {
+    std::string node;
+    const char* state;  // "streaming", "needs_snapshot", "snapshotting"
+    uint64_t sent = 0;
+    uint64_t acked = 0;
+  };
+  // Where each follower stands, for `silo cluster status` and metrics.
+  std::vector<FollowerStatus> Followers() const;
 
  private:
   struct Shared;  // what answers (on the links' threads) update; outlives this
@@ -90,6 +107,7 @@ class Shipper {
   const std::string tenant_;
   const ShipperOptions options_;
   std::mutex send_mu_;  // held across sends; never taken by answers
+  std::atomic<uint64_t> published_{0};
   std::shared_ptr<Shared> shared_;
 };
 

@@ -315,5 +315,37 @@ TEST(ReplicasTest, ASnapshotIsInstalledOnlyWhenItsChunksArriveWholeAndInOrder) {
   fs::remove_all(dir);
 }
 
+TEST(ReplicasTest, TheTenantsFilesAreKeptWholeAndImpossibleOnesRefused) {
+  char tmpl[] = "/tmp/silo-replicas-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  Replicas replicas(dir + "/replicas");
+  EXPECT_STATUS(StatusCode::kNotFound, replicas.Files("t1"));
+  TenantFiles files{R"({"format":1,"id":"t1"})", std::string(72, '\x9c')};
+  auto send = [&](const std::string& tenant, const std::string& payload) {
+    return replicas.Handle(cluster::Message{tenant, kTenantFiles, 1, payload}).kind;
+  };
+  EXPECT_EQ(send("t1", EncodeTenantFiles(files)), kAck);
+  auto kept = replicas.Files("t1");
+  ASSERT_OK(kept);
+  EXPECT_EQ(kept->meta, files.meta);
+  EXPECT_EQ(kept->wrapped_key, files.wrapped_key);
+
+  // Sizes that do not add up, an empty part or one over the limit: refused,
+  // and what was kept stays.
+  std::string lying = EncodeTenantFiles(files);
+  lying[0] = static_cast<char>(0xff);
+  EXPECT_EQ(send("t1", lying), kRefused);
+  EXPECT_EQ(send("t1", EncodeTenantFiles({"", "k"})), kRefused);
+  EXPECT_EQ(send("t1", EncodeTenantFiles({"m", ""})), kRefused);
+  EXPECT_EQ(send("t1", EncodeTenantFiles({std::string(kMaxTenantFileBytes + 1, 'm'), "k"})),
+            kRefused);
+  EXPECT_EQ(send("t1", "short"), kRefused);
+  EXPECT_EQ(replicas.Files("t1")->meta, files.meta);
+  // Never under a name that is not a tenant id.
+  EXPECT_EQ(send("../t1", EncodeTenantFiles(files)), kRefused);
+  EXPECT_FALSE(fs::exists(dir + "/t1"));
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace silo::replication
