@@ -52,6 +52,11 @@ Status SqliteStatus(int rc, std::string_view what) {
     case SQLITE_CORRUPT: return with_cause(DataLoss("stored data is corrupt"));
     case SQLITE_IOERR:
       if (rc == SQLITE_IOERR_AUTH) return with_cause(DataLoss("page failed authentication"));
+      // A sync that did not complete (on a cluster node also: no follower
+      // acknowledged in strict mode, or the node's lease lapsed): the
+      // change was not answered as made; the client may retry.
+      if (rc == SQLITE_IOERR_FSYNC)
+        return with_cause(Unavailable("the change could not be made durable; retry"));
       return with_cause(Internal("storage I/O error"));
     default: return with_cause(Internal("storage error"));
   }

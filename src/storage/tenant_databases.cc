@@ -11,8 +11,9 @@ namespace silo::storage {
 
 TenantDatabase::TenantDatabase(std::string path, crypto::SecretKey key, OpenOptions options,
                                size_t max_readers, std::unique_ptr<Database> writer,
-                               size_t max_group)
-    : path_(std::move(path)),
+                               size_t max_group, std::function<void()> on_closed)
+    : on_closed_{std::move(on_closed)},
+      path_(std::move(path)),
       key_(std::move(key)),
       options_(std::move(options)),
       max_readers_(max_readers == 0 ? 1 : max_readers),
@@ -262,12 +263,22 @@ Result<std::shared_ptr<TenantDatabase>> TenantDatabases::Acquire(const std::stri
   if (options_.open.create && !PathExists(path)) {
     SILO_RETURN_IF_ERROR(CreateFromTemplate(path, *key));
   }
+  std::function<void()> detach;
+  if (options_.attach) {
+    SILO_RETURN_IF_ERROR(options_.attach(tenant_id, path));
+    if (options_.detach) detach = [fn = options_.detach, tenant_id, path] { fn(tenant_id, path); };
+  }
   auto writer = Database::Open(path, *key, options_.open);
-  if (!writer.ok()) return writer.status();
-  if (Status s = Migrate(**writer, migrations_); !s.ok()) return s;
+  if (writer.ok()) {
+    if (Status s = Migrate(**writer, migrations_); !s.ok()) writer = s;
+  }
+  if (!writer.ok()) {
+    if (detach) detach();  // after the writer closed
+    return writer.status();
+  }
   auto db = std::make_shared<TenantDatabase>(path, std::move(key).value(), options_.open,
                                              options_.readers_per_tenant, std::move(writer).value(),
-                                             options_.max_group);
+                                             options_.max_group, std::move(detach));
   MutexLock lock(mu_);
   lru_.push_front(tenant_id);
   open_[tenant_id] = Entry{db, lru_.begin()};

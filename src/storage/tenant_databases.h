@@ -30,8 +30,10 @@ namespace silo::storage {
 // the shared_ptr only for the duration of a request.
 class TenantDatabase {
  public:
+  // `on_closed` runs once every connection of this database has closed.
   TenantDatabase(std::string path, crypto::SecretKey key, OpenOptions options, size_t max_readers,
-                 std::unique_ptr<Database> writer, size_t max_group = 64);
+                 std::unique_ptr<Database> writer, size_t max_group = 64,
+                 std::function<void()> on_closed = nullptr);
 
   // Runs `fn` on the writer connection, alone and outside any transaction
   // (it may checkpoint, snapshot or manage its own transactions); then
@@ -64,6 +66,15 @@ class TenantDatabase {
   cache::TenantCache& cache() { return cache_; }
 
  private:
+  // Runs a function when destroyed: the first member, so after every
+  // connection below has closed.
+  struct OnClosed {
+    std::function<void()> fn;
+    ~OnClosed() {
+      if (fn) fn();
+    }
+  };
+  OnClosed on_closed_;
   const std::string path_;
   const crypto::SecretKey key_;
   const OpenOptions options_;
@@ -108,6 +119,13 @@ struct TenantDatabasesOptions {
   // turns grouping off (each write its own COMMIT), the benchmark baseline.
   size_t max_group = 64;
   OpenOptions open;
+  // Called before a tenant's first connection opens (its file exists) and
+  // after its last one closed: where a cluster node attaches the
+  // replication shim (storage/repl_vfs.h) and lets it go. A non-ok
+  // `attach` refuses the open with its status (a tenant whose primary is
+  // another node). Either may be empty.
+  std::function<Status(const std::string& tenant_id, const std::string& path)> attach = nullptr;
+  std::function<void(const std::string& tenant_id, const std::string& path)> detach = nullptr;
 };
 
 class TenantDatabases {
