@@ -5,7 +5,7 @@ PRESET ?= release
 BUILD_DIR := $(if $(filter release,$(PRESET)),build,build-$(PRESET))
 PYTHON := /usr/bin/python3
 
-.PHONY: bootstrap build bench-build run test unit e2e console check-console openapi check-openapi client-test browser-test check-incremental check-includes check-format check-thread-safety bench bench-http bench-storage bench-group-commit bench-replication bench-api bench-login bench-backup bench-files bench-realtime bench-console bench-tenants format check-asan fuzz crash-test clean
+.PHONY: bootstrap build bench-build run test unit e2e console check-console openapi check-openapi client-test browser-test check-incremental check-includes check-format check-thread-safety cluster-test bench bench-http bench-storage bench-group-commit bench-replication bench-api bench-login bench-backup bench-files bench-realtime bench-console bench-tenants format check-asan fuzz crash-test clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -26,6 +26,10 @@ E2E_WORKERS ?= 2
 e2e: build
 	SILO_BIN=$(CURDIR)/$(BUILD_DIR)/silo $(PYTHON) -m pytest -q -p no:cacheprovider -n $(E2E_WORKERS) tests/e2e
 
+# etcd and three `silo serve` nodes on loopback (tests/cluster): replication,
+# cluster status, self-fencing.
+cluster-test: build
+	SILO_BIN=$(CURDIR)/$(BUILD_DIR)/silo $(PYTHON) -m pytest -q -p no:cacheprovider tests/cluster
 
 # The web console in Debian's chromium (playwright-core, node --test): flows,
 # axe-core in light and dark, CSP and Trusted Types violations; screenshots
@@ -80,7 +84,7 @@ client-test: build
 # build's unit and black-box tests, the incremental-build check, the console's
 # build and browser tests, the crash test, then the whole suite again under
 # ASan+UBSan. About 35 minutes from a fresh clone on 2 cores.
-test: check-includes check-format check-console check-openapi check-thread-safety unit check-incremental e2e client-test browser-test crash-test check-asan
+test: check-includes check-format check-console check-openapi check-thread-safety unit check-incremental e2e cluster-test client-test browser-test crash-test check-asan
 
 # Each file includes only modules its CMake target links (scripts/check_includes.py).
 check-includes: bootstrap
@@ -161,7 +165,7 @@ bench-tenants: bench-build
 	$(PYTHON) bench/tenants_bench.py $(BUILD_DIR)/silo
 
 check-asan:
-	$(MAKE) PRESET=asan unit e2e
+	$(MAKE) PRESET=asan unit e2e cluster-test
 
 # libFuzzer targets with clang, FUZZ_SECONDS each; <target>:<max input bytes>.
 # The committed seed corpus (tests/fuzz/corpus/<target>, where an input that

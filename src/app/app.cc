@@ -15,6 +15,7 @@
 #include "api/routes.h"
 #include "api/services.h"
 #include "app/backup_scheduler.h"
+#include "app/cluster_member.h"
 #include "app/data_dir_lock.h"
 #include "app/dev_secrets.h"
 #include "app/mailer.h"
@@ -40,6 +41,7 @@
 #include "platform/security_log.h"
 #include "realtime/hub.h"
 #include "records/tenant_store.h"
+#include "storage/repl_vfs.h"
 #include "tenant/registry.h"
 
 namespace silo::app {
@@ -258,6 +260,8 @@ struct App::Parts {
   std::unique_ptr<DataDirLock> lock;
   std::unique_ptr<crypto::Keyring> keyring;
   std::unique_ptr<tenant::TenantRegistry> registry;
+  // Clustered only (SILO_ETCD_ENDPOINTS); before the databases, which call it.
+  std::shared_ptr<ClusterMember> cluster;
   std::shared_ptr<storage::TenantDatabases> databases;
   std::unique_ptr<records::TenantStores> stores;
   // Before what reports to it (the security log, the identity stores).
@@ -362,15 +366,31 @@ Result<std::unique_ptr<App>> App::Create(config::Config c) {
   c.master_key.reset();
   SILO_ASSIGN_OR_RETURN(p->keyring, std::move(keyring));
   SILO_ASSIGN_OR_RETURN(p->registry, tenant::TenantRegistry::Open(c.data_dir, p->keyring.get()));
+  storage::TenantDatabasesOptions database_options{
+      .max_open_tenants = c.limits.max_open_tenants,
+      .readers_per_tenant = 4,
+      .open = {.synchronous = c.synchronous_full ? storage::Synchronous::kFull
+                                                 : storage::Synchronous::kNormal}};
+  // A cluster node opens its tenants through the replication shim, and
+  // each open makes it the tenant's primary (app/cluster_member.h).
+  if (c.cluster.clustered()) {
+    SILO_ASSIGN_OR_RETURN(
+        p->cluster, ClusterMember::Create(ClusterOptions{c.cluster, c.data_dir, p->keyring.get()}));
+    database_options.open.vfs = storage::repl::kReplicatedCipherVfs;
+    std::weak_ptr<ClusterMember> member = p->cluster;
+    database_options.attach = [member](const std::string& id, const std::string& path) {
+      auto m = member.lock();
+      return m ? m->Attach(id, path) : Unavailable("the node is stopping");
+    };
+    database_options.detach = [member](const std::string& id, const std::string& path) {
+      if (auto m = member.lock()) m->Detach(id, path);
+    };
+  }
   p->databases = std::make_shared<storage::TenantDatabases>(
       SubkeyFn(p->keyring.get(), crypto::KeyPurpose::kDatabasePages),
       [dir = c.data_dir](const std::string& id) { return layout::TenantDatabaseFile(dir, id); },
-      TenantSchema(),
-      storage::TenantDatabasesOptions{
-          .max_open_tenants = c.limits.max_open_tenants,
-          .readers_per_tenant = 4,
-          .open = {.synchronous = c.synchronous_full ? storage::Synchronous::kFull
-                                                     : storage::Synchronous::kNormal}});
+      TenantSchema(), std::move(database_options));
+  if (p->cluster) p->cluster->SetDatabases(p->databases);
   p->stores = records::NewSqliteTenantStores(p->databases);
   auth::Timeouts timeouts;
   timeouts.session_idle_us = int64_t{c.security.session_idle_minutes} * 60 * 1'000'000;
@@ -536,6 +556,10 @@ Status App::Start() {
       !s.ok()) {
     log::Error("cannot write server.json", {{"cause", s.ToString()}});
   }
+  if (p.cluster) {
+    SILO_RETURN_IF_ERROR(p.cluster->Start(
+        c.security.public_url.empty() ? "https://" + pub.ToString() : c.security.public_url));
+  }
   p.ready = true;
   log::Info("silo serving", {{"env", config::EnvironmentName(c.env)},
                              {"listen", "https://" + pub.ToString()},
@@ -580,6 +604,7 @@ void App::Stop() {
   if (p.mailer) p.mailer->Stop();
   p.public_server->Stop();
   p.operator_server->Stop();
+  if (p.cluster) p.cluster->Stop();
   ::unlink(ServerInfoPath(p.config.data_dir).c_str());
   log::Info("stopped");
 }

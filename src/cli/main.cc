@@ -10,6 +10,7 @@
 
 #include "app/app.h"
 #include "cli/backup_commands.h"
+#include "cli/cluster_commands.h"
 #include "cli/commands.h"
 #include "cli/tenant_commands.h"
 #include "cli/version.h"
@@ -103,6 +104,7 @@ int main(int argc, char** argv) {
   silo::cli::AddTenantCommands(app, as_json, code);
   silo::cli::AddAuditCommands(app, as_json, code);
   silo::cli::AddBackupCommands(app, as_json, code);
+  silo::cli::AddClusterCommands(app, as_json, code);
 
   // `silo --version` (and `silo --json --version`) before the subcommand
   // rules: it needs none.

@@ -1,0 +1,39 @@
+#include "cli/cluster_commands.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "app/cluster_member.h"
+#include "cli/commands.h"
+#include "config/config.h"
+
+namespace silo::cli {
+
+void AddClusterCommands(CLI::App& app, bool& as_json, int& code) {
+  auto* cluster = app.add_subcommand("cluster", "a cluster's nodes and replication (from etcd)");
+  cluster->require_subcommand(1);
+  auto* status = cluster->add_subcommand(
+      "status", "nodes, each tenant's primary and term, followers and their lag");
+  bool* json = &as_json;
+  int* out = &code;
+  auto run = [json, out] {
+    config::LoadResult loaded = config::Load([](const char* name) { return std::getenv(name); });
+    const auto& endpoints = loaded.config.cluster.etcd_endpoints;
+    if (endpoints.empty()) {
+      std::fprintf(stderr, "silo: set SILO_ETCD_ENDPOINTS to the cluster's etcd\n");
+      *out = kUsage;
+      return;
+    }
+    auto text = app::ClusterStatus(endpoints, *json);
+    if (!text.ok()) {
+      std::fprintf(stderr, "silo: %s\n", text.status().ToString().c_str());
+      *out = kRefused;
+      return;
+    }
+    std::fputs(text->c_str(), stdout);
+  };
+  status->callback(run);
+  status->add_flag("--json", as_json, "one JSON object");
+}
+
+}  // namespace silo::cli

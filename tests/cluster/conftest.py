@@ -1,0 +1,171 @@
+"""Cluster harness: a real etcd and three `silo serve` nodes on 127.0.0.1.
+
+Each node has its own data directory, port 0 for every listener (the public
+and operator ports come back through platform/server.json, the node link's
+through etcd), the same master key (generated here, passed in the
+environment) and a node certificate signed by a CA made here with openssl.
+The harness stops what it started, and only that: SIGTERM, then SIGKILL.
+"""
+import base64
+import importlib.util
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import pytest
+
+E2E = os.path.join(os.path.dirname(__file__), "..", "e2e")
+sys.path.insert(0, E2E)
+_spec = importlib.util.spec_from_file_location("e2e_harness", os.path.join(E2E, "conftest.py"))
+e2e = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(e2e)
+
+SILO_BIN = e2e.SILO_BIN
+TTL_S = 2
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Etcd:
+    """One etcd member (Debian's etcd-server) on two free loopback ports."""
+
+    def __init__(self, root):
+        self.dir = os.path.join(root, "etcd")
+        os.makedirs(self.dir)
+        self.proc = None
+
+    def start(self):
+        client, peer = free_port(), free_port()
+        self.endpoint = "http://127.0.0.1:%d" % client
+        p = "http://127.0.0.1:%d" % peer
+        self.log = open(os.path.join(self.dir, "etcd.log"), "ab")
+        self.proc = subprocess.Popen(
+            ["etcd", "--name", "t", "--data-dir", os.path.join(self.dir, "data"),
+             "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
+             "--listen-peer-urls", p, "--initial-advertise-peer-urls", p,
+             "--initial-cluster", "t=" + p, "--log-level", "error"],
+            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            assert self.proc.poll() is None, "etcd exited early"
+            # urllib, not requests: every `requests` answer is checked
+            # against Silo's OpenAPI documents (e2e/conftest.py).
+            body = json.dumps({"key": base64.b64encode(b"/ping").decode()}).encode()
+            try:
+                with urllib.request.urlopen(self.endpoint + "/v3/kv/range", body, timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("etcd did not answer in 30 s")
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def make_certs(d):
+    """A cluster CA and a certificate for each of n1..n4 naming 127.0.0.1."""
+    def run(cmd):
+        subprocess.run(cmd, shell=True, check=True, cwd=d, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key "
+        "-out ca.pem -days 2 -subj /CN=silo-test-ca")
+    for n in ("n1", "n2", "n3", "n4"):
+        run("printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' > %s.ext && "
+            "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout %s.key "
+            "-out %s.csr -subj /CN=%s && openssl x509 -req -in %s.csr -CA ca.pem -CAkey ca.key "
+            "-CAcreateserial -days 2 -extfile %s.ext -out %s.pem" % ((n,) * 7))
+
+
+class Cluster:
+    def __init__(self, root):
+        self.root = root
+        self.certs = os.path.join(root, "certs")
+        os.makedirs(self.certs)
+        make_certs(self.certs)
+        self.master_key = base64.b64encode(secrets.token_bytes(32)).decode()
+        self.etcd = Etcd(root)
+        self.nodes = []
+
+    def node_env(self, node_id, extra=None):
+        env = {
+            "SILO_MASTER_KEY": self.master_key,
+            "SILO_NODE_ID": node_id,
+            "SILO_ETCD_ENDPOINTS": self.etcd.endpoint,
+            "SILO_LEASE_TTL_S": str(TTL_S),
+            "SILO_CLUSTER_LISTEN": "127.0.0.1:0",
+            "SILO_CLUSTER_TLS_CERT": os.path.join(self.certs, node_id + ".pem"),
+            "SILO_CLUSTER_TLS_KEY": os.path.join(self.certs, node_id + ".key"),
+            "SILO_CLUSTER_TLS_CA": os.path.join(self.certs, "ca.pem"),
+        }
+        env.update(extra or {})
+        return env
+
+    def start_node(self, node_id, extra=None, wait=True, data=None):
+        data = data or os.path.join(self.root, node_id)
+        s = e2e.Silo(data, self.node_env(node_id, extra))
+        s.node_id = node_id
+        self.nodes.append(s)
+        return s.start(wait=wait)
+
+    def status(self):
+        r = subprocess.run([SILO_BIN, "cluster", "status", "--json"],
+                           env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                                "SILO_ETCD_ENDPOINTS": self.etcd.endpoint},
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    def stop(self):
+        problems = []
+        for s in self.nodes:
+            running = s.proc is not None and s.proc.poll() is None
+            try:
+                rc = s.stop()
+            except Exception as e:  # did not stop on SIGTERM
+                problems.append("%s did not stop: %s" % (s.node_id, e))
+                continue
+            if running and rc != 0:
+                problems.append("%s: exit status %s after SIGTERM" % (s.node_id, rc))
+            report = e2e.sanitizer_report(s.output())
+            if report:
+                problems.append(report)
+        self.etcd.stop()
+        return problems
+
+
+def wait_until(what, predicate, timeout=30, every=0.1):
+    """Polls `predicate` until it returns a true value (returned), or fails."""
+    deadline = time.time() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.time() >= deadline:
+            raise AssertionError("not within %d s: %s" % (timeout, what))
+        time.sleep(every)
+
+
+@pytest.fixture
+def cluster():
+    root = tempfile.mkdtemp(prefix="silo-cluster-")
+    c = Cluster(root)
+    c.etcd.start()
+    yield c
+    problems = c.stop()
+    shutil.rmtree(root, ignore_errors=True)
+    assert not problems, "\n".join(problems)
