@@ -162,6 +162,21 @@ Result<SecretKey> Keyring::CreateKey(const std::string& tenant_id) {
   return dek;
 }
 
+Status Keyring::Import(const std::string& tenant_id, const std::string& wrapped) {
+  if (!ValidTenantId(tenant_id)) return InvalidArgument("tenant id is not a key file name");
+  auto raw = crypto::Open(kek_, wrapped, WrapAd(tenant_id));
+  if (!raw.ok()) return DataLoss("the tenant key does not open under this master key");
+  WipeString(*raw);
+  MutexLock lock(mutex_);
+  auto it = wrapped_.find(tenant_id);
+  if (it != wrapped_.end()) {
+    return it->second == wrapped ? Status::Ok() : AlreadyExists("another key for this tenant");
+  }
+  SILO_RETURN_IF_ERROR(WriteKeyFile(tenant_id, wrapped));
+  wrapped_[tenant_id] = wrapped;
+  return Status::Ok();
+}
+
 Result<SecretKey> Keyring::GetKey(const std::string& tenant_id) const {
   MutexLock lock(mutex_);
   auto it = wrapped_.find(tenant_id);

@@ -47,6 +47,10 @@ class Keyring {
   // The tenant's DEK as stored (wrapped, bound to the tenant id), for a
   // backup to carry: only this master key opens it. NotFound if absent.
   Result<std::string> Wrapped(const std::string& tenant_id) const;
+  // Keeps a tenant key wrapped elsewhere under the same master key (a
+  // cluster follower taking over a tenant): DataLoss when it does not open
+  // under this master key for this tenant; OK when the same key is here.
+  Status Import(const std::string& tenant_id, const std::string& wrapped);
   // Opens a wrapped DEK of `tenant_id` (from a backup) without storing it.
   // DataLoss when it was wrapped under another master key, for another
   // tenant, or altered.

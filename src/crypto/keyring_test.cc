@@ -129,6 +129,38 @@ TEST_F(KeyringTest, WrappedKeyOpensOnlyUnderTheSameMasterAndTenant) {
   EXPECT_NE((*other)->master_fingerprint(), ring->master_fingerprint());
 }
 
+TEST_F(KeyringTest, AKeyWrappedElsewhereIsImportedOnlyUnderTheSameMasterAndTenant) {
+  auto ring = OpenOk();
+  ASSERT_OK(ring->CreateKey("t1"));
+  std::string wrapped = *ring->Wrapped("t1");
+
+  // Another node with the same master key keeps it, and it survives a reopen.
+  auto same = Keyring::Open(dir_ + "/same", master_->Clone());
+  ASSERT_OK(same);
+  EXPECT_STATUS(StatusCode::kDataLoss, (*same)->Import("t2", wrapped));  // another tenant's
+  std::string altered = wrapped;
+  altered[altered.size() / 2] ^= 1;
+  EXPECT_STATUS(StatusCode::kDataLoss, (*same)->Import("t1", altered));
+  EXPECT_STATUS(StatusCode::kNotFound, (*same)->GetKey("t1"));
+  ASSERT_OK((*same)->Import("t1", wrapped));
+  ASSERT_OK((*same)->Import("t1", wrapped));  // again: nothing changes
+  auto reopened = Keyring::Open(dir_ + "/same", master_->Clone());
+  ASSERT_OK(reopened);
+  EXPECT_EQ(KeyFingerprint(*(*reopened)->GetKey("t1")), KeyFingerprint(*ring->GetKey("t1")));
+  // A different key for a tenant it holds is refused.
+  ASSERT_OK(ring->CreateKey("t3"));
+  ASSERT_OK((*reopened)->Import("t3", *ring->Wrapped("t3")));
+  ASSERT_OK(ring->DestroyKey("t3"));
+  ASSERT_OK(ring->CreateKey("t3"));
+  EXPECT_STATUS(StatusCode::kAlreadyExists, (*reopened)->Import("t3", *ring->Wrapped("t3")));
+
+  // Under another master key it does not open.
+  auto other = Keyring::Open(dir_ + "/other", SecretKey::Random());
+  ASSERT_OK(other);
+  EXPECT_STATUS(StatusCode::kDataLoss, (*other)->Import("t1", wrapped));
+  EXPECT_STATUS(StatusCode::kInvalidArgument, (*other)->Import("../t1", wrapped));
+}
+
 TEST_F(KeyringTest, DestroyRemovesKeyForGood) {
   auto ring = OpenOk();
   ASSERT_OK(ring->CreateKey("t1"));
