@@ -91,41 +91,61 @@ Status TenantRegistry::LoadAll() {
       continue;
     }
     if (!entry.is_directory()) continue;
-    auto text = ReadFile(entry.path().string() + "/tenant.meta");
-    if (!text.ok()) continue;  // not a tenant directory (e.g. half-created)
-    boost::system::error_code jec;
-    json::value doc = json::parse(*text, jec);
-    if (jec || !doc.is_object()) {
-      return DataLoss("tenant.meta unreadable in " + dirname);
-    }
-    const json::object& o = doc.as_object();
-    TenantInfo info;
-    try {
-      info.id = std::string(o.at("id").as_string());
-      info.slug = std::string(o.at("slug").as_string());
-      info.state =
-          o.at("state").as_string() == "suspended" ? TenantState::kSuspended : TenantState::kActive;
-      info.created_at = std::string(o.at("created_at").as_string());
-      auto sealed = crypto::Base64Decode(std::string(o.at("sealed").as_string()));
-      if (!sealed.ok()) return DataLoss("tenant.meta damaged in " + dirname);
-      auto dek = keyring_->GetKey(info.id);
-      if (!dek.ok()) return DataLoss("no usable key for tenant " + info.slug);
-      auto meta_key = crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kMetadata);
-      auto plain = crypto::Open(meta_key, *sealed, MetaAd(info.id));
-      if (!plain.ok()) return DataLoss("tenant.meta failed authentication for " + info.slug);
-      json::value inner = json::parse(*plain, jec);
-      crypto::WipeString(*plain);
-      if (jec || !inner.is_object()) return DataLoss("tenant.meta damaged in " + dirname);
-      info.name = std::string(inner.as_object().at("name").as_string());
-      info.owner_email = std::string(inner.as_object().at("owner_email").as_string());
-    } catch (const std::exception&) {
-      return DataLoss("tenant.meta has missing fields in " + dirname);
-    }
-    if (info.id != dirname) return DataLoss("tenant.meta id mismatch in " + dirname);
-    by_slug_[info.slug] = std::move(info);
+    auto info = ReadMeta(dirname);
+    if (info.status().code() == StatusCode::kNotFound) continue;  // e.g. half-created
+    if (!info.ok()) return info.status();
+    std::string slug = info->slug;
+    by_slug_[slug] = std::move(info).value();
   }
   if (ec) return Internal("cannot list tenants").WithCause(ec.message());
   return Status::Ok();
+}
+
+Result<TenantInfo> TenantRegistry::ReadMeta(const std::string& dirname) const {
+  auto text = ReadFile(TenantDir(dirname) + "/tenant.meta");
+  if (!text.ok()) return NotFound("no tenant.meta in " + dirname);
+  boost::system::error_code jec;
+  json::value doc = json::parse(*text, jec);
+  if (jec || !doc.is_object()) {
+    return DataLoss("tenant.meta unreadable in " + dirname);
+  }
+  const json::object& o = doc.as_object();
+  TenantInfo info;
+  try {
+    info.id = std::string(o.at("id").as_string());
+    info.slug = std::string(o.at("slug").as_string());
+    info.state =
+        o.at("state").as_string() == "suspended" ? TenantState::kSuspended : TenantState::kActive;
+    info.created_at = std::string(o.at("created_at").as_string());
+    auto sealed = crypto::Base64Decode(std::string(o.at("sealed").as_string()));
+    if (!sealed.ok()) return DataLoss("tenant.meta damaged in " + dirname);
+    auto dek = keyring_->GetKey(info.id);
+    if (!dek.ok()) return DataLoss("no usable key for tenant " + info.slug);
+    auto meta_key = crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kMetadata);
+    auto plain = crypto::Open(meta_key, *sealed, MetaAd(info.id));
+    if (!plain.ok()) return DataLoss("tenant.meta failed authentication for " + info.slug);
+    json::value inner = json::parse(*plain, jec);
+    crypto::WipeString(*plain);
+    if (jec || !inner.is_object()) return DataLoss("tenant.meta damaged in " + dirname);
+    info.name = std::string(inner.as_object().at("name").as_string());
+    info.owner_email = std::string(inner.as_object().at("owner_email").as_string());
+  } catch (const std::exception&) {
+    return DataLoss("tenant.meta has missing fields in " + dirname);
+  }
+  if (info.id != dirname) return DataLoss("tenant.meta id mismatch in " + dirname);
+  return info;
+}
+
+Result<TenantInfo> TenantRegistry::Adopt(const std::string& id) {
+  SILO_ASSIGN_OR_RETURN(TenantInfo info, ReadMeta(id));
+  MutexLock lock(mutex_);
+  auto it = by_slug_.find(info.slug);
+  if (it != by_slug_.end()) {
+    if (it->second.id != id) return AlreadyExists("slug taken by another tenant");
+    return it->second;
+  }
+  by_slug_[info.slug] = info;
+  return info;
 }
 
 Status TenantRegistry::WriteMetaLocked(const TenantInfo& info) {

@@ -49,6 +49,11 @@ class TenantRegistry {
   Result<TenantInfo> Create(const std::string& slug, const std::string& name,
                             const std::string& owner_email,
                             TenantState state = TenantState::kActive);
+  // Adds the tenant whose directory <data>/tenants/<id> was put in place
+  // whole (tenant.meta, its database), its key already in the keyring: a
+  // cluster follower taking a tenant over. AlreadyExists when the slug
+  // names another tenant; DataLoss when the metadata does not open.
+  Result<TenantInfo> Adopt(const std::string& id);
   std::vector<TenantInfo> List() const;
   std::optional<TenantInfo> Find(const std::string& slug) const;
   // Only an active tenant: what request routing uses.
@@ -61,6 +66,9 @@ class TenantRegistry {
  private:
   TenantRegistry(std::string data_dir, crypto::Keyring* keyring);
   Status LoadAll();
+  // Reads and opens <data>/tenants/<dirname>/tenant.meta. NotFound when
+  // there is none (not a tenant directory).
+  Result<TenantInfo> ReadMeta(const std::string& dirname) const;
   Status WriteMetaLocked(const TenantInfo& info) REQUIRES(mutex_);
   std::string TenantDir(const std::string& id) const;
 

@@ -58,6 +58,39 @@ TEST_F(RegistryTest, CreateFindListSurviveRestart) {
   EXPECT_EQ(registry_->List().size(), 1u);
 }
 
+TEST_F(RegistryTest, ATenantDirectoryPutInPlaceIsAdopted) {
+  auto t = registry_->Create("acme", "Acme Corp", "owner@acme.test");
+  ASSERT_OK(t);
+  // What a follower does on promotion: the directory and key arrive from
+  // elsewhere; here they are this registry's own, moved out and back.
+  std::string meta = Slurp(fs::path(dir_) / "tenants" / t->id / "tenant.meta");
+  fs::remove_all(fs::path(dir_) / "tenants" / t->id);
+  Reopen();
+  EXPECT_FALSE(registry_->Find("acme").has_value());
+  EXPECT_STATUS(StatusCode::kNotFound, registry_->Adopt(t->id));
+  ASSERT_OK(MakeDirs(dir_ + "/tenants/" + t->id));
+  ASSERT_OK(WriteFileAtomic(dir_ + "/tenants/" + t->id + "/tenant.meta", meta));
+  auto adopted = registry_->Adopt(t->id);
+  ASSERT_OK(adopted);
+  EXPECT_EQ(adopted->slug, "acme");
+  EXPECT_EQ(adopted->name, "Acme Corp");
+  EXPECT_EQ(registry_->FindActive("acme")->id, t->id);
+  ASSERT_OK(registry_->Adopt(t->id));  // again: the same tenant
+
+  // Metadata in another tenant's directory, or whose key is gone: refused.
+  ASSERT_OK(MakeDirs(dir_ + "/tenants/" + t->id + "x"));
+  ASSERT_OK(WriteFileAtomic(dir_ + "/tenants/" + t->id + "x/tenant.meta", meta));
+  EXPECT_STATUS(StatusCode::kDataLoss, registry_->Adopt(t->id + "x"));
+  auto other = registry_->Create("beta", "Beta", "owner@beta.test");
+  ASSERT_OK(other);
+  std::string beta_meta = Slurp(fs::path(dir_) / "tenants" / other->id / "tenant.meta");
+  ASSERT_OK(registry_->Delete("beta"));
+  ASSERT_OK(MakeDirs(dir_ + "/tenants/" + other->id));
+  ASSERT_OK(WriteFileAtomic(dir_ + "/tenants/" + other->id + "/tenant.meta", beta_meta));
+  EXPECT_STATUS(StatusCode::kDataLoss, registry_->Adopt(other->id));
+  EXPECT_FALSE(registry_->Find("beta").has_value());
+}
+
 TEST_F(RegistryTest, NameAndEmailNeverPlaintextOnDisk) {
   ASSERT_OK(registry_->Create("acme", "CANARY-NAME-7731", "canary-7731@acme.test"));
   for (const auto& e : fs::recursive_directory_iterator(dir_)) {
