@@ -203,6 +203,12 @@ Status Etcd::DeleteIf(const std::string& key, int64_t revision) {
   return Status::Ok();
 }
 
+Status Etcd::Delete(const std::string& key) {
+  SILO_ASSIGN_OR_RETURN(std::string text, Call("/v3/kv/deleterange",
+                                               json::serialize(json::object{{"key", B64(key)}})));
+  return Parse(text).status();
+}
+
 Result<std::optional<KeyValue>> Etcd::Get(const std::string& key) {
   SILO_ASSIGN_OR_RETURN(std::string text,
                         Call("/v3/kv/range", json::serialize(json::object{{"key", B64(key)}})));

@@ -63,6 +63,8 @@ class Etcd {
   // Deletes `key` only while its mod_revision is `revision`. VersionMismatch
   // when it changed or is gone.
   Status DeleteIf(const std::string& key, int64_t revision);
+  // Deletes `key` whatever it holds; a key that is not there is OK.
+  Status Delete(const std::string& key);
   Result<std::optional<KeyValue>> Get(const std::string& key);
   // Every key starting with `prefix`, in key order.
   Result<std::vector<KeyValue>> List(const std::string& prefix);

@@ -82,6 +82,11 @@ TEST_F(EtcdTest, ListsAPrefixOnly) {
   EXPECT_EQ((*b)->mod_revision, *put);
   ASSERT_OK(etcd_->Revoke(*lease));
   EXPECT_FALSE(etcd_->Get("/silo/nodes/b")->has_value());
+  // A plain delete, of a key that is there and of one that is not.
+  ASSERT_OK(etcd_->Delete("/silo/nodes/a"));
+  EXPECT_FALSE(etcd_->Get("/silo/nodes/a")->has_value());
+  EXPECT_OK(etcd_->Delete("/silo/nodes/a"));
+  EXPECT_EQ(etcd_->List("/silo/nodes")->size(), 1u);  // "/silo/nodesX" stays
 }
 
 TEST_F(EtcdTest, AnEndpointThatDoesNotAnswerIsSkippedAndNoneAnsweringIsUnavailable) {
