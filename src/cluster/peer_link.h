@@ -67,7 +67,9 @@ class PeerClient {
   virtual ~PeerClient() = default;
   // Called once with the answer to a sent message, or with Unavailable
   // when the link broke first. Runs on the link's reader thread: it must
-  // not block (it may Send).
+  // not block (it may Send), and it must not hold the last reference to
+  // this client (a client destroyed on its own reader thread leaves that
+  // thread running, detached, which crashes a process that exits meanwhile).
   using Done = std::function<void(Result<Message>)>;
 
   // Sends `message` now (so a tenant's messages go in the order of these

@@ -56,6 +56,14 @@ Status Replicas::EnsureOpen(const std::string& tenant, Copy& copy) {
   return Status::Ok();
 }
 
+void Replicas::Close(const std::string& tenant_id) {
+  if (!ValidTenantId(tenant_id)) return;
+  Copy& copy = Get(tenant_id);
+  std::lock_guard lock(copy.mu);
+  copy.applier.reset();
+  copy.snapshot_next = 0;
+}
+
 Result<ReplicaPosition> Replicas::Position(const std::string& tenant_id) {
   if (!ValidTenantId(tenant_id)) return InvalidArgument("not a tenant id");
   Copy& copy = Get(tenant_id);

@@ -40,6 +40,9 @@ class Replicas {
 
   // Where a tenant's copy stands (seq 0 when it has none).
   Result<ReplicaPosition> Position(const std::string& tenant_id);
+  // Closes the tenant's copy (its files stay), so that they may be moved
+  // away: a follower taking the tenant over. The next message reopens it.
+  void Close(const std::string& tenant_id);
   // The tenant's metadata and wrapped key as last received (NotFound before).
   Result<TenantFiles> Files(const std::string& tenant_id);
   // The directory of a tenant's copy. REQUIRES: a valid tenant id.

@@ -11,7 +11,9 @@
 
 namespace silo::replication {
 
-enum class FollowerState { kStreaming, kNeedsSnapshot, kSnapshotting };
+// kGone: removed (its node left the cluster); kept in place so that indices
+// held by answers in flight stay valid, and revived by SetFollower.
+enum class FollowerState { kStreaming, kNeedsSnapshot, kSnapshotting, kGone };
 
 struct Shipper::Shared {
   struct Follower {
@@ -72,7 +74,17 @@ Shipper::Shipper(std::string tenant, ShipperOptions options, std::vector<Followe
   }
 }
 
-Shipper::~Shipper() = default;
+Shipper::~Shipper() {
+  // The links go here, on the destroying thread. An answer callback running
+  // meanwhile holds `shared_` for a moment; were it the last owner of a
+  // link, the link would be destroyed on its own reader thread, which
+  // cannot join itself (cluster/peer_link.h).
+  std::vector<std::shared_ptr<cluster::PeerClient>> links;
+  {
+    std::lock_guard lock(shared_->mu);
+    for (Shared::Follower& f : shared_->followers) links.push_back(std::move(f.link.link));
+  }
+}
 
 void Shipper::SendSegment(size_t i, uint64_t seq, const std::string& encoded) {
   std::shared_ptr<cluster::PeerClient> link;
@@ -152,9 +164,23 @@ void Shipper::SetFollower(FollowerLink link) {
   shared_->followers.push_back(std::move(f));
 }
 
+void Shipper::RemoveFollower(const std::string& node) {
+  std::lock_guard send(send_mu_);
+  std::lock_guard lock(shared_->mu);
+  for (Shared::Follower& f : shared_->followers) {
+    if (f.link.node != node) continue;
+    shared_->NeedsSnapshot(f);
+    f.state = FollowerState::kGone;
+    f.link.link.reset();
+  }
+  shared_->acked_cv.notify_all();  // a sync commit waiting on it waits no more
+}
+
 void Shipper::RequireSnapshot() {
   std::lock_guard lock(shared_->mu);
-  for (Shared::Follower& f : shared_->followers) shared_->NeedsSnapshot(f);
+  for (Shared::Follower& f : shared_->followers) {
+    if (f.state != FollowerState::kGone) shared_->NeedsSnapshot(f);
+  }
 }
 
 size_t Shipper::BeginSnapshot(const std::string& lineage, uint64_t term, const ChainHead& head) {
@@ -254,7 +280,9 @@ std::vector<std::string> Shipper::NeedingSnapshot() const {
 std::vector<uint64_t> Shipper::AckedSeqs() const {
   std::lock_guard lock(shared_->mu);
   std::vector<uint64_t> out;
-  for (const auto& f : shared_->followers) out.push_back(f.acked);
+  for (const auto& f : shared_->followers) {
+    if (f.state != FollowerState::kGone) out.push_back(f.acked);
+  }
   return out;
 }
 

@@ -62,6 +62,10 @@ class Shipper {
   // missed some). What a node does as peers come and go.
   void SetFollower(FollowerLink link);
 
+  // Stops shipping to `node` (it left the cluster); SetFollower takes it
+  // back. Not listed by Followers(), SyncSet() or AckedSeqs() meanwhile.
+  void RemoveFollower(const std::string& node);
+
   // Every follower needs a snapshot before it can follow: what the owner
   // says when it starts a chain over files that already hold data.
   void RequireSnapshot();
@@ -86,7 +90,8 @@ class Shipper {
   std::vector<std::string> SyncSet() const;
   // Followers that need a snapshot before they can follow.
   std::vector<std::string> NeedingSnapshot() const;
-  // The highest seq each follower acknowledged (same order as given).
+  // The highest seq each follower acknowledged (same order as given, those
+  // removed left out).
   std::vector<uint64_t> AckedSeqs() const;
 
   struct FollowerStatus {
