@@ -375,7 +375,8 @@ Result<std::unique_ptr<App>> App::Create(config::Config c) {
   // each open makes it the tenant's primary (app/cluster_member.h).
   if (c.cluster.clustered()) {
     SILO_ASSIGN_OR_RETURN(
-        p->cluster, ClusterMember::Create(ClusterOptions{c.cluster, c.data_dir, p->keyring.get()}));
+        p->cluster, ClusterMember::Create(ClusterOptions{c.cluster, c.data_dir, p->keyring.get(),
+                                                         p->registry.get()}));
     database_options.open.vfs = storage::repl::kReplicatedCipherVfs;
     std::weak_ptr<ClusterMember> member = p->cluster;
     database_options.attach = [member](const std::string& id, const std::string& path) {

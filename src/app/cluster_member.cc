@@ -2,12 +2,14 @@
 
 #include <atomic>
 #include <boost/json.hpp>
+#include <filesystem>
 #include <set>
 
 #include "base/data_layout.h"
 #include "base/file_util.h"
 #include "base/log.h"
 #include "crypto/crypto.h"
+#include "replication/promotion.h"
 #include "replication/protocol.h"
 #include "replication/segment.h"
 #include "storage/repl_vfs.h"
@@ -243,6 +245,7 @@ void ClusterMember::Loop() {
       }
     }
     for (const auto& [id, p] : waiting) Snapshot(id, p);
+    CheckPrimaries();
     MutexLock lock(mu_);
     if (stop_) return;
     wake_.WaitUntil(mu_, std::chrono::steady_clock::now() + 250ms);
@@ -256,6 +259,31 @@ void ClusterMember::RefreshPeers() {
     return;
   }
   const std::string prefix = kNodesPrefix;
+  // Nodes whose key is gone (lease expired or revoked) are no followers.
+  std::set<std::string> announced;
+  for (const cluster::KeyValue& kv : *nodes) announced.insert(kv.key.substr(prefix.size()));
+  std::vector<std::string> gone;
+  std::vector<std::shared_ptr<Primary>> led;
+  {
+    MutexLock lock(mu_);
+    for (auto it = peers_.begin(); it != peers_.end();) {
+      if (announced.count(it->first) != 0) {
+        ++it;
+        continue;
+      }
+      gone.push_back(it->first);
+      it = peers_.erase(it);
+    }
+    if (!gone.empty()) {
+      for (const auto& [id, p] : primaries_) led.push_back(p);
+    }
+  }
+  for (const std::string& node : gone) {
+    log::Info("cluster.peer_left", {{"node", node}});
+    for (const auto& p : led) {
+      if (p->shipper) p->shipper->RemoveFollower(node);
+    }
+  }
   for (const cluster::KeyValue& kv : *nodes) {
     std::string node = kv.key.substr(prefix.size());
     if (node == options_.cluster.node_id) continue;
@@ -368,6 +396,143 @@ void ClusterMember::PublishStatus() {
   auto put =
       etcd_->Put(kStatusPrefix + options_.cluster.node_id, json::serialize(status), lease_->id());
   if (!put.ok()) log::Warn("cluster.status_not_written", {{"cause", put.status().message()}});
+}
+
+void ClusterMember::CheckPrimaries() {
+  auto keys = etcd_->List(kTenantsPrefix);
+  if (!keys.ok()) return;  // said by RefreshPeers
+  const std::string& me = options_.cluster.node_id;
+  std::set<std::string> led;
+  std::map<std::string, std::vector<std::pair<std::string, int64_t>>> positions;
+  std::map<std::string, cluster::KeyValue> mine;  // this node's posted positions
+  for (const cluster::KeyValue& kv : *keys) {
+    std::string rest = kv.key.substr(std::string(kTenantsPrefix).size());
+    size_t slash = rest.find('/');
+    if (slash == std::string::npos) continue;
+    std::string id = rest.substr(0, slash);
+    std::string tail = rest.substr(slash);
+    if (tail == "/primary") {
+      led.insert(id);
+    } else if (tail.rfind("/pos/", 0) == 0) {
+      std::string node = tail.substr(5);
+      positions[id].emplace_back(node, NumberField(ParseOrNull(kv.value), "seq"));
+      if (node == me) mine[id] = kv;
+    }
+  }
+  const std::string root = options_.data_dir + "/replicas";
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(root, ec)) {
+    const std::string id = entry.path().filename().string();
+    if (!entry.is_directory() || !replication::Replicas::ValidTenantId(id)) continue;
+    if (led.count(id) != 0) {
+      // Led (again): this node's election for it, if any, is over.
+      elections_.erase(id);
+      refused_.erase(id);
+      if (auto it = mine.find(id); it != mine.end()) {
+        (void)etcd_->DeleteIf(it->second.key, it->second.mod_revision);
+      }
+      continue;
+    }
+    if (refused_.count(id) != 0 || PathExists(layout::TenantDir(options_.data_dir, id))) continue;
+    auto position = replicas_->Position(id);
+    if (!position.ok() || position->seq == 0 || !replicas_->Files(id).ok()) continue;
+    const auto now = std::chrono::steady_clock::now();
+    if (mine.count(id) == 0) {
+      json::object pos{{"seq", position->seq}};
+      auto put = etcd_->Put(kTenantsPrefix + id + "/pos/" + me, json::serialize(pos), lease_->id());
+      if (put.ok()) {
+        elections_[id] = now;
+        log::Info("replication.election",
+                  {{"tenant", id}, {"seq", static_cast<long long>(position->seq)}});
+      }
+      continue;
+    }
+    auto started = elections_.try_emplace(id, now).first->second;
+    // Every follower notices within a loop turn or two (250 ms each): wait
+    // three turns for their positions before choosing.
+    if (now - started < 750ms) continue;
+    std::string best = me;
+    int64_t best_seq = static_cast<int64_t>(position->seq);
+    for (const auto& [node, seq] : positions[id]) {
+      if (seq > best_seq || (seq == best_seq && node < best)) {
+        best = node;
+        best_seq = seq;
+      }
+    }
+    if (best == me) Promote(id);
+  }
+}
+
+bool ClusterMember::Promote(const std::string& tenant_id) {
+  const std::string& me = options_.cluster.node_id;
+  // A copy that cannot be promoted steps out of the election (its position
+  // key goes), so that the next best follower takes the tenant; it is tried
+  // again only once the tenant is led again (and its copy resynced).
+  auto refuse = [&](const std::string& why) {
+    log::Error("replication.promotion_refused", {{"tenant", tenant_id}, {"cause", why}});
+    refused_.insert(tenant_id);
+    (void)etcd_->Delete(kTenantsPrefix + tenant_id + "/pos/" + me);
+    return false;
+  };
+  auto files = replicas_->Files(tenant_id);
+  if (!files.ok()) return refuse(files.status().ToString());
+  // A slug this node already gives another tenant (registries are per node).
+  std::string slug = StringField(ParseOrNull(files->meta), "slug");
+  if (auto other = options_.registry->Find(slug); other && other->id != tenant_id) {
+    return refuse("the slug " + slug + " names another tenant on this node");
+  }
+  if (Status s = options_.keyring->Import(tenant_id, files->wrapped_key); !s.ok()) {
+    return refuse(s.ToString());
+  }
+  auto dek = options_.keyring->GetKey(tenant_id);
+  if (!dek.ok()) return refuse(dek.status().ToString());
+  const std::string copy = options_.data_dir + "/replicas/" + tenant_id;
+  replicas_->Close(tenant_id);
+  if (Status s = replication::CheckPromotable(
+          copy, crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kDatabasePages));
+      !s.ok()) {
+    return refuse(s.ToString());
+  }
+  json::object value{{"node", me}, {"url", public_url_}};
+  auto term = etcd_->CreateIfAbsent(PrimaryKey(tenant_id), json::serialize(value), lease_->id());
+  if (!term.ok()) return false;  // another node took it first
+  // The copy becomes the tenant's own directory, then the registry's.
+  const std::string dir = layout::TenantDir(options_.data_dir, tenant_id);
+  Status s = MakeDirs(dir, 0700);
+  for (const char* name : {"/tenant.db", "/tenant.db-wal"}) {
+    if (s.ok() && PathExists(copy + name) &&
+        std::rename((copy + name).c_str(), (dir + name).c_str()) != 0) {
+      s = Internal("cannot move the copy into place").WithCause(dir + name);
+    }
+  }
+  if (s.ok()) s = WriteFileAtomic(dir + "/tenant.meta", files->meta);
+  if (s.ok()) s = SyncDir(dir);
+  if (s.ok()) s = RemoveTree(copy);
+  if (s.ok()) s = options_.registry->Adopt(tenant_id).status();
+  if (!s.ok()) {
+    // The primary key is ours but the tenant is not served: give it up so
+    // that another follower can try (its lease-bound key goes with ours).
+    (void)etcd_->DeleteIf(PrimaryKey(tenant_id), *term);
+    return refuse(s.ToString());
+  }
+  (void)etcd_->Delete(kTenantsPrefix + tenant_id + "/pos/" + me);
+  elections_.erase(tenant_id);
+  log::Info("replication.promoted",
+            {{"tenant", tenant_id}, {"slug", slug}, {"term", static_cast<long long>(*term)}});
+  // Open it now: the attach finds the primary key under this lease, and the
+  // other followers get a snapshot of the new chain.
+  std::shared_ptr<storage::TenantDatabases> databases;
+  {
+    MutexLock lock(mu_);
+    databases = databases_.lock();
+  }
+  if (databases) {
+    if (auto db = databases->Acquire(tenant_id); !db.ok()) {
+      log::Error("replication.promoted_tenant_not_opened",
+                 {{"tenant", tenant_id}, {"cause", db.status().ToString()}});
+    }
+  }
+  return true;
 }
 
 Result<std::string> ClusterStatus(const std::vector<std::string>& etcd_endpoints, bool as_json) {

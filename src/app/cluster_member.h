@@ -17,18 +17,31 @@
 //  - A commit's sync fails once the node's lease deadline has passed
 //    (self-fencing): no write is acknowledged by a node that etcd may
 //    already have replaced.
+//  - Failover: when a tenant it copies has no primary key (the primary's
+//    lease ran out or was revoked), every follower posts its copy's
+//    position under /silo/t/<id>/pos/<node>; after a short wait the most
+//    advanced one (then the lowest node id) imports the wrapped key, checks
+//    its copy (replication/promotion.h: SQLite must recover exactly the
+//    recorded commit frame), creates the primary key on its own lease,
+//    moves the copy into <data>/tenants/<id>, adopts it into its registry
+//    and opens it: its followers (the others) take a snapshot. A copy that
+//    fails the check is not promoted ("needs a resync").
 //  - Every second it writes what it leads and where each follower stands to
 //    /silo/status/<node> (on the lease), which `silo cluster status` reads.
 //
-// Not built yet (issue 21 stays open): failover and promotion, `silo tenant
-// promote`, redirects to the primary, re-granting a lost lease.
+// Not built yet (issue 21 stays open): `silo tenant promote`, redirects to
+// the primary, re-granting a lost lease, a deposed primary rejoining as a
+// follower, a sync set in etcd (with one follower down, the other may be
+// behind an acknowledged write and still be promoted).
 //
 // Thread-safe.
 #ifndef SILO_APP_CLUSTER_MEMBER_H_
 #define SILO_APP_CLUSTER_MEMBER_H_
 
+#include <chrono>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -43,13 +56,15 @@
 #include "replication/recorder.h"
 #include "replication/shipper.h"
 #include "storage/tenant_databases.h"
+#include "tenant/registry.h"
 
 namespace silo::app {
 
 struct ClusterOptions {
   config::Cluster cluster;
   std::string data_dir;
-  crypto::Keyring* keyring = nullptr;  // not owned; outlives the member
+  crypto::Keyring* keyring = nullptr;          // not owned; outlives the member
+  tenant::TenantRegistry* registry = nullptr;  // not owned; outlives the member
 };
 
 class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
@@ -100,6 +115,10 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   // Ships the tenant's files and a snapshot to its followers that need one.
   void Snapshot(const std::string& tenant_id, const std::shared_ptr<Primary>& primary);
   void PublishStatus();
+  // The failover election (see the top of the file), each loop turn.
+  void CheckPrimaries();
+  // Takes over `tenant_id` from this node's copy. False when it could not.
+  bool Promote(const std::string& tenant_id);
   cluster::Message Handle(const cluster::Message& message);
 
   const ClusterOptions options_;
@@ -117,6 +136,10 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   std::weak_ptr<storage::TenantDatabases> databases_ GUARDED_BY(mu_);
   std::map<std::string, Peer> peers_ GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<Primary>> primaries_ GUARDED_BY(mu_);
+  // The loop thread's own: when this node posted its position for a
+  // tenant without a primary, and copies refused promotion.
+  std::map<std::string, std::chrono::steady_clock::time_point> elections_;
+  std::set<std::string> refused_;
   std::thread loop_;
 };
 
