@@ -524,6 +524,23 @@ Status App::Start() {
         {"silo_realtime_denied_total", static_cast<double>(n.denied.load())},
     };
   });
+  if (p.cluster) {
+    p.metrics.AddGaugeSource([m = p.cluster.get()] {
+      const ClusterMember::Stats st = m->stats();
+      return std::vector<std::pair<std::string, double>>{
+          {"silo_cluster_lease_held", st.lease_held ? 1.0 : 0.0},
+          {"silo_repl_tenants_led", static_cast<double>(st.tenants_led)},
+          {"silo_repl_copies", static_cast<double>(st.copies)},
+          {"silo_repl_lag_segments", static_cast<double>(st.lag_segments)},
+          {"silo_repl_followers_behind", static_cast<double>(st.followers_behind)},
+          {"silo_repl_term_max", static_cast<double>(st.term_max)},
+          {"silo_repl_segments_total", static_cast<double>(st.segments)},
+          {"silo_repl_bytes_total", static_cast<double>(st.bytes)},
+          {"silo_repl_snapshots_total", static_cast<double>(st.snapshots)},
+          {"silo_repl_promotions_total", static_cast<double>(st.promotions)},
+      };
+    });
+  }
   p.metrics.AddGaugeSource([b = p.backups.get()] {
     backup::Stats st = b->stats();
     return std::vector<std::pair<std::string, double>>{

@@ -1,5 +1,6 @@
 #include "app/cluster_member.h"
 
+#include <algorithm>
 #include <atomic>
 #include <boost/json.hpp>
 #include <filesystem>
@@ -150,6 +151,31 @@ void ClusterMember::SetDatabases(std::weak_ptr<storage::TenantDatabases> databas
 
 std::string ClusterMember::address() const { return address_; }
 
+ClusterMember::Stats ClusterMember::stats() const {
+  Stats st;
+  st.lease_held = lease_ && lease_->Held();
+  st.segments = segments_;
+  st.bytes = bytes_;
+  st.snapshots = snapshots_;
+  st.promotions = promotions_;
+  st.copies = replicas_->open_count();
+  MutexLock lock(mu_);
+  st.tenants_led = primaries_.size();
+  for (const auto& [id, p] : primaries_) {
+    st.term_max = std::max(st.term_max, p->term);
+    if (!p->shipper) continue;
+    const uint64_t published = p->shipper->published();
+    for (const auto& f : p->shipper->Followers()) {
+      if (std::string_view(f.state) != "streaming") {
+        ++st.followers_behind;
+      } else if (published > f.acked) {
+        st.lag_segments = std::max(st.lag_segments, published - f.acked);
+      }
+    }
+  }
+  return st;
+}
+
 Status ClusterMember::Attach(const std::string& tenant_id, const std::string& path) {
   {
     MutexLock lock(mu_);
@@ -205,6 +231,8 @@ Status ClusterMember::Attach(const std::string& tenant_id, const std::string& pa
           if (!me || !me->lease_->Held()) {
             return Unavailable("this node's cluster lease has lapsed");
           }
+          me->segments_ += 1;
+          me->bytes_ += segment.size();
           return shipper->Publish(seq, segment);
         });
     storage::repl::Attach(path, primary->recorder);
@@ -363,6 +391,7 @@ void ClusterMember::Snapshot(const std::string& tenant_id, const std::shared_ptr
   }
   if (followers == 0) return;
   s = p->shipper->SendSnapshot(bytes);
+  ++snapshots_;
   log::Info("replication.snapshot_sent", {{"tenant", tenant_id},
                                           {"bytes", static_cast<long long>(bytes.size())},
                                           {"followers", static_cast<long long>(followers)},
@@ -517,6 +546,7 @@ bool ClusterMember::Promote(const std::string& tenant_id) {
   }
   (void)etcd_->Delete(kTenantsPrefix + tenant_id + "/pos/" + me);
   elections_.erase(tenant_id);
+  ++promotions_;
   log::Info("replication.promoted",
             {{"tenant", tenant_id}, {"slug", slug}, {"term", static_cast<long long>(*term)}});
   // Open it now: the attach finds the primary key under this lease, and the

@@ -38,6 +38,7 @@
 #ifndef SILO_APP_CLUSTER_MEMBER_H_
 #define SILO_APP_CLUSTER_MEMBER_H_
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -93,6 +94,21 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   // The node link's bound address (after Start).
   std::string address() const;
 
+  // For /metrics (silo_repl_*).
+  struct Stats {
+    bool lease_held = false;
+    size_t tenants_led = 0;
+    size_t copies = 0;              // tenants this node follows (copies opened since start)
+    uint64_t lag_segments = 0;      // the most any follower of a tenant led here is behind
+    uint64_t followers_behind = 0;  // followers waiting for or receiving a snapshot
+    uint64_t term_max = 0;          // the highest term among the tenants led here
+    uint64_t segments = 0;          // segments published since start
+    uint64_t bytes = 0;             // their bytes
+    uint64_t snapshots = 0;         // snapshots sent (to one or more followers)
+    uint64_t promotions = 0;        // tenants taken over
+  };
+  Stats stats() const;
+
  private:
   explicit ClusterMember(ClusterOptions options);
 
@@ -140,6 +156,10 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   // tenant without a primary, and copies refused promotion.
   std::map<std::string, std::chrono::steady_clock::time_point> elections_;
   std::set<std::string> refused_;
+  std::atomic<uint64_t> segments_{0};
+  std::atomic<uint64_t> bytes_{0};
+  std::atomic<uint64_t> snapshots_{0};
+  std::atomic<uint64_t> promotions_{0};
   std::thread loop_;
 };
 

@@ -56,6 +56,11 @@ Status Replicas::EnsureOpen(const std::string& tenant, Copy& copy) {
   return Status::Ok();
 }
 
+size_t Replicas::open_count() const {
+  std::lock_guard lock(mu_);
+  return copies_.size();
+}
+
 void Replicas::Close(const std::string& tenant_id) {
   if (!ValidTenantId(tenant_id)) return;
   Copy& copy = Get(tenant_id);

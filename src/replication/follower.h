@@ -40,6 +40,9 @@ class Replicas {
 
   // Where a tenant's copy stands (seq 0 when it has none).
   Result<ReplicaPosition> Position(const std::string& tenant_id);
+  // Copies this object has opened (or received a message for) since it was
+  // made.
+  size_t open_count() const;
   // Closes the tenant's copy (its files stay), so that they may be moved
   // away: a follower taking the tenant over. The next message reopens it.
   void Close(const std::string& tenant_id);
@@ -67,7 +70,7 @@ class Replicas {
   Status EnsureOpen(const std::string& tenant, Copy& copy);
 
   const std::string root_;
-  std::mutex mu_;  // guards the map, not the copies (one tenant at a time)
+  mutable std::mutex mu_;  // guards the map, not the copies (one tenant at a time)
   std::map<std::string, std::unique_ptr<Copy>> copies_;
 };
 
