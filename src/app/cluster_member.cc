@@ -237,12 +237,30 @@ Status ClusterMember::Attach(const std::string& tenant_id, const std::string& pa
         });
     storage::repl::Attach(path, primary->recorder);
   }
-  MutexLock lock(mu_);
-  primaries_[tenant_id] = std::move(primary);
-  wake_.SignalAll();  // its followers need a snapshot
+  // A peer linked since the links above were taken: RefreshPeers adds a
+  // peer and reads primaries_ in one hold of mu_, so either it sees this
+  // primary or this sees the peer.
+  std::vector<replication::FollowerLink> late;
+  {
+    MutexLock lock(mu_);
+    if (primary->shipper) {
+      std::set<std::string> known;
+      for (const auto& f : primary->shipper->Followers()) known.insert(f.node);
+      for (const auto& [node, peer] : peers_) {
+        if (known.count(node) == 0) late.push_back({node, peer.link});
+      }
+    }
+    primaries_[tenant_id] = primary;
+    wake_.SignalAll();  // its followers need a snapshot
+  }
+  for (auto& link : late) primary->shipper->SetFollower(std::move(link));
   return Status::Ok();
 }
 
+// Detaches by path: a newer open of the same tenant made before this one's
+// last connection closed would lose its recorder. TenantDatabases evicts
+// only idle tenants and a restore waits for the close; what remains is a
+// tenant suspended and resumed while a request still holds it (known gap).
 void ClusterMember::Detach(const std::string& tenant_id, const std::string& path) {
   storage::repl::Detach(path);
   MutexLock lock(mu_);
