@@ -8,7 +8,6 @@ import base64
 import json
 import os
 import random
-import re
 import subprocess
 import threading
 import time
@@ -16,6 +15,8 @@ import time
 import requests
 
 from conftest import SILO_BIN, TTL_S, e2e, wait_until
+
+metric = e2e.metric
 
 NEEDLE = "CLUSTER-NEEDLE-plaintext-4711"
 TICKETS = {"name": "tickets", "fields": [{"name": "title", "type": "string", "max": 200}]}
@@ -50,13 +51,6 @@ def started_three(cluster):
 def read(path):
     with open(path, "rb") as f:
         return f.read()
-
-
-def metric(node, name):
-    r = requests.get(node.operator_url + "/metrics",
-                     headers={"Authorization": "Bearer " + node.operator_token()}, timeout=10)
-    m = re.search(r"^%s (\S+)$" % re.escape(name), r.text, re.M)
-    return float(m.group(1)) if m else None
 
 
 def read_wal(path):
@@ -269,7 +263,7 @@ def test_sigkill_of_the_primary_loses_no_acknowledged_write(cluster):
     t.join()
 
     # A follower takes the tenant over under a higher term. (How soon is a
-    # figure, printed below and measured by bench/, not a verdict here.)
+    # figure, printed below, not a verdict here.)
     def new_primary():
         entry = tenant_entry(cluster.status(), tenant_id)
         return entry if entry and entry["primary"] in ("n2", "n3") else None

@@ -7,6 +7,7 @@ stopped (SIGTERM, then SIGKILL) when the test ends.
 import datetime
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -194,6 +195,14 @@ class Silo:
             self.proc.kill()
             self.proc.wait()
             raise
+
+
+def metric(silo, name):
+    """One value of a server's /metrics (Prometheus text), or None."""
+    r = requests.get(silo.operator_url + "/metrics",
+                     headers={"Authorization": "Bearer " + silo.operator_token()}, timeout=10)
+    m = re.search(r"^%s (\S+)$" % re.escape(name), r.text, re.M)
+    return float(m.group(1)) if m else None
 
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",

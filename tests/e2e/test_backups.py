@@ -16,7 +16,7 @@ import time
 import pytest
 import requests
 
-from conftest import TOKEN_EXPIRES
+from conftest import TOKEN_EXPIRES, metric
 from test_records import Api, make_api, token
 
 MARKER = "BACKUP-PLAINTEXT-MARKER-91c2"
@@ -69,13 +69,6 @@ def assert_no_plaintext(path):
 def data_object(silo, backup_id):
     [path] = glob.glob(os.path.join(silo.data_dir, "backups", "*", backup_id + ".data"))
     return path
-
-
-def metric(silo, name):
-    r = requests.get(silo.operator_url + "/metrics",
-                     headers={"Authorization": "Bearer " + silo.operator_token()}, timeout=10)
-    m = re.search(r"^%s (\S+)$" % re.escape(name), r.text, re.M)
-    return float(m.group(1)) if m else None
 
 
 def test_backup_wipe_restore_gives_back_every_record_history_event_and_audit_entry(silo):
