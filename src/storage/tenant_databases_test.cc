@@ -5,6 +5,7 @@
 #include <atomic>
 #include <thread>
 
+#include "base/file_util.h"
 #include "base/status_matchers.h"
 #include "crypto/crypto.h"
 #include "storage/test_util.h"
@@ -303,6 +304,45 @@ TEST_F(TenantDatabasesTest, AFailingWriteInAGroupUndoesOnlyItsOwnChanges) {
 // migrations) sealed under its key: the same schema and migration records
 // as a database migrated from scratch, in WAL mode, under the tenant's key
 // only; a staging file a crash left behind is replaced, not trusted.
+TEST_F(TenantDatabasesTest, AttachRunsBeforeTheFirstConnectionAndDetachAfterTheLast) {
+  std::vector<std::string> calls;
+  bool refuse = true;
+  TenantDatabases dbs(
+      [this](const std::string& id) -> Result<crypto::SecretKey> {
+        return crypto::SecretKey::FromBytes(keys_[id]);
+      },
+      [this](const std::string& id) { return Path(id + ".db"); }, kSchema,
+      {.max_open_tenants = 4,
+       .readers_per_tenant = 2,
+       .open = {},
+       .attach = [&](const std::string& id, const std::string& path) -> Status {
+         // The file exists (created from the template); no connection yet.
+         EXPECT_TRUE(PathExists(path));
+         EXPECT_FALSE(PathExists(path + "-wal"));
+         calls.push_back("attach " + id);
+         return refuse ? FailedPrecondition("led elsewhere") : Status::Ok();
+       },
+       .detach =
+           [&](const std::string& id, const std::string& path) {
+             EXPECT_FALSE(PathExists(path + "-wal"));  // the last connection closed
+             calls.push_back("detach " + id);
+           }});
+  // A refused attach refuses the open, and nothing is detached.
+  EXPECT_STATUS(StatusCode::kFailedPrecondition, dbs.Acquire("a"));
+  EXPECT_EQ(calls, std::vector<std::string>{"attach a"});
+  EXPECT_EQ(dbs.open_count(), 0u);
+
+  refuse = false;
+  auto held = dbs.Acquire("a");
+  ASSERT_OK(held);
+  ASSERT_OK(Insert(**held, "x"));
+  EXPECT_OK(dbs.Acquire("a"));  // open already: no second attach
+  dbs.Close("a");
+  EXPECT_EQ(calls.size(), 2u);  // still held here
+  held->reset();
+  EXPECT_EQ(calls, (std::vector<std::string>{"attach a", "attach a", "detach a"}));
+}
+
 TEST_F(TenantDatabasesTest, ANewTenantIsTheMigratedTemplateUnderItsOwnKey) {
   constexpr Migration kTwo[] = {
       {1, "items", "CREATE TABLE items (id INTEGER PRIMARY KEY, body TEXT NOT NULL)"},
