@@ -42,10 +42,7 @@ def call(node, slug, token, method, path, body=None):
 
 
 def started_three(cluster):
-    n1 = cluster.start_node("n1")
-    n2 = cluster.start_node("n2")
-    n3 = cluster.start_node("n3")
-    return n1, n2, n3
+    return tuple(cluster.start_node(n) for n in ("n1", "n2", "n3"))
 
 
 def read(path):
@@ -357,21 +354,25 @@ def test_a_follower_whose_copy_was_damaged_is_not_promoted_and_resyncs(cluster):
 KILL_ROUNDS = int(os.environ.get("CLUSTER_KILL_ROUNDS", "30"))
 
 
-def test_the_primary_killed_round_after_round_under_load_loses_no_acknowledged_write(cluster):
+def kill_rounds(cluster, rounds, extra_env=None):
+    """Kills the tenant's primary under load `rounds` times. Each round:
+    writes until a seeded number were acknowledged, SIGKILL, a follower
+    takes over under a higher term, `silo audit verify` passes there, the
+    killed node comes back empty and follows. Returns one dict a round:
+    the writes acknowledged (id, monotonic time of the answer), those the
+    new primary lacks, and when the kill was."""
     seed = int(os.environ.get("CLUSTER_SEED", "2112"))
-    print("seed %d (CLUSTER_SEED=%d repeats it), %d rounds" % (seed, seed, KILL_ROUNDS))
+    print("seed %d (CLUSTER_SEED=%d repeats it), %d rounds" % (seed, seed, rounds))
     rng = random.Random(seed)
-    nodes = dict(zip(("n1", "n2", "n3"), started_three(cluster)))
+    nodes = {n: cluster.start_node(n, extra_env) for n in ("n1", "n2", "n3")}
     leader = nodes["n1"]
     tenant_id, token = make_tenant(leader, "acme")
     assert call(leader, "acme", token, "POST", "/api/collections", TICKETS).status_code == 201
     wait_until("both followers caught up", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))
     term = tenant_entry(cluster.status(), tenant_id)["term"]
-    kept = 0
-    for round_no in range(KILL_ROUNDS):
-        # Writes go on until a seeded number were acknowledged, then the
-        # primary is killed under them.
-        acked = []
+    results = []
+    for round_no in range(rounds):
+        acked = []  # (id, when answered)
         target = rng.randint(5, 40)
 
         def writer(node=leader):
@@ -384,7 +385,7 @@ def test_the_primary_killed_round_after_round_under_load_loses_no_acknowledged_w
                 except requests.RequestException:
                     return
                 if r.status_code == 201:
-                    acked.append(record_id)
+                    acked.append((record_id, time.monotonic()))
                 i += 1
 
         t = threading.Thread(target=writer)
@@ -392,6 +393,7 @@ def test_the_primary_killed_round_after_round_under_load_loses_no_acknowledged_w
         wait_until("round %d: writes acknowledged" % round_no, lambda: len(acked) >= target,
                    timeout=60)
         killed_id = leader.node_id
+        killed_at = time.monotonic()
         leader.proc.kill()
         leader.proc.wait()
         t.join()
@@ -403,18 +405,54 @@ def test_the_primary_killed_round_after_round_under_load_loses_no_acknowledged_w
         assert entry["term"] > term
         term = entry["term"]
         leader = nodes[entry["primary"]]
-        for record_id in acked:
+        lost = []
+        for record_id, answered in acked:
             r = call(leader, "acme", token, "GET", "/api/collections/tickets/records/" + record_id)
-            assert r.status_code == 200, (round_no, record_id, r.status_code)
-        kept += len(acked)
+            assert r.status_code in (200, 404), (round_no, record_id, r.status_code)
+            if r.status_code == 404:
+                lost.append((record_id, answered))
         verify = leader.cli("audit", "verify", "acme")
         assert verify.returncode == 0, (round_no, verify.stdout + verify.stderr)
+        results.append({"acked": acked, "lost": lost, "killed_at": killed_at})
 
         # The killed node comes back empty (docs/cluster_runbook.md) and
         # follows the new primary.
         nodes[killed_id] = cluster.start_node(
-            killed_id, data=os.path.join(cluster.root, "%s-r%d" % (killed_id, round_no)))
+            killed_id, extra_env, data=os.path.join(cluster.root, "%s-r%d" % (killed_id, round_no)))
         followers = sorted(n for n in nodes if n != leader.node_id)
         wait_until("round %d: both followers follow the new primary" % round_no,
                    lambda: caught_up(cluster, tenant_id, followers), timeout=60)
-    print("%d rounds, %d acknowledged writes, none lost" % (KILL_ROUNDS, kept))
+    return results
+
+
+def test_the_primary_killed_round_after_round_under_load_loses_no_acknowledged_write(cluster):
+    results = kill_rounds(cluster, KILL_ROUNDS)
+    lost = [(i, r["lost"]) for i, r in enumerate(results) if r["lost"]]
+    assert not lost, lost
+    print("%d rounds, %d acknowledged writes, none lost" % (
+        len(results), sum(len(r["acked"]) for r in results)))
+
+
+def test_async_replication_loses_only_the_last_moments_before_a_kill(cluster):
+    """SILO_REPLICATION=async answers a commit once it is sent: a kill may
+    lose what was in flight. The loss window of a round is the kill time
+    minus the answer time of the last acknowledged write the new primary
+    lacks (0 when none). Issue 21: p99 <= 50 ms, never over 1 s; the 1 s is
+    the verdict here, the p99 a printed figure (timing on a shared machine)."""
+    results = kill_rounds(cluster, max(1, KILL_ROUNDS // 3), {"SILO_REPLICATION": "async"})
+    windows = sorted(
+        (r["killed_at"] - max(answered for _, answered in r["lost"])) if r["lost"] else 0.0
+        for r in results)
+    p99 = windows[min(len(windows) - 1, int(round(0.99 * (len(windows) - 1))))]
+    print("async: %d rounds, %d acknowledged writes, %d lost; loss window p99 %.1f ms, "
+          "max %.1f ms" % (len(results), sum(len(r["acked"]) for r in results),
+                           sum(len(r["lost"]) for r in results), p99 * 1000, windows[-1] * 1000))
+    assert windows[-1] <= 1.0, windows
+    # What was lost is only ever the newest: no write survives a lost one
+    # acknowledged before it (a copy is a prefix of the primary's commits).
+    for r in results:
+        if r["lost"]:
+            first_lost = min(answered for _, answered in r["lost"])
+            kept_after = [i for i, answered in r["acked"]
+                          if answered > first_lost and (i, answered) not in r["lost"]]
+            assert not kept_after, kept_after
