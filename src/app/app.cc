@@ -379,6 +379,14 @@ Result<std::unique_ptr<App>> App::Create(config::Config c) {
                                                          p->registry.get()}));
     database_options.open.vfs = storage::repl::kReplicatedCipherVfs;
     std::weak_ptr<ClusterMember> member = p->cluster;
+    p->registry->SetSlugReservations(tenant::SlugReservations{
+        [member](const std::string& slug, const std::string& id) {
+          auto m = member.lock();
+          return m ? m->ReserveSlug(slug, id) : Unavailable("the node is stopping");
+        },
+        [member](const std::string& slug, const std::string& id) {
+          if (auto m = member.lock()) m->ReleaseSlug(slug, id);
+        }});
     database_options.attach = [member](const std::string& id, const std::string& path) {
       auto m = member.lock();
       return m ? m->Attach(id, path) : Unavailable("the node is stopping");

@@ -24,6 +24,7 @@ using namespace std::chrono_literals;
 constexpr char kNodesPrefix[] = "/silo/nodes/";
 constexpr char kStatusPrefix[] = "/silo/status/";
 constexpr char kTenantsPrefix[] = "/silo/t/";
+constexpr char kSlugsPrefix[] = "/silo/slugs/";
 
 std::string PrimaryKey(const std::string& tenant_id) {
   return kTenantsPrefix + tenant_id + "/primary";
@@ -110,6 +111,14 @@ Status ClusterMember::Start(const std::string& public_url) {
     }
     return Unavailable("cannot announce this node in etcd").WithCause(announced.status().message());
   }
+  // The tenants already here keep their slugs (a node that joins with
+  // tenants of its own, or a restart).
+  for (const tenant::TenantInfo& t : options_.registry->List()) {
+    if (Status s = ReserveSlug(t.slug, t.id); !s.ok()) {
+      log::Error("cluster.slug_conflict",
+                 {{"tenant", t.id}, {"slug", t.slug}, {"cause", s.ToString()}});
+    }
+  }
   {
     MutexLock lock(mu_);
     started_ = true;
@@ -141,6 +150,35 @@ void ClusterMember::Stop() {
   lease_->StopRenewing();
   if (Status s = etcd_->Revoke(lease_->id()); !s.ok()) {
     log::Warn("cluster.lease_not_revoked", {{"cause", s.message()}});
+  }
+}
+
+Status ClusterMember::ReserveSlug(const std::string& slug, const std::string& tenant_id) {
+  const std::string key = kSlugsPrefix + slug;
+  json::object value{{"id", tenant_id}};
+  auto created = etcd_->CreateIfAbsent(key, json::serialize(value), 0);
+  if (created.ok()) return Status::Ok();
+  if (created.status().code() != StatusCode::kAlreadyExists) {
+    return Unavailable("cannot reserve the slug in the cluster; retry")
+        .WithCause(created.status().message());
+  }
+  auto held = etcd_->Get(key);
+  if (held.ok() && held->has_value() &&
+      StringField(ParseOrNull((*held)->value), "id") == tenant_id) {
+    return Status::Ok();
+  }
+  return AlreadyExists("slug is taken by a tenant on another node of the cluster");
+}
+
+void ClusterMember::ReleaseSlug(const std::string& slug, const std::string& tenant_id) {
+  const std::string key = kSlugsPrefix + slug;
+  auto held = etcd_->Get(key);
+  if (!held.ok() || !held->has_value() ||
+      StringField(ParseOrNull((*held)->value), "id") != tenant_id) {
+    return;  // not ours (or etcd down: the slug stays taken, said in the log)
+  }
+  if (Status s = etcd_->DeleteIf(key, (*held)->mod_revision); !s.ok()) {
+    log::Warn("cluster.slug_not_released", {{"slug", slug}, {"cause", s.message()}});
   }
 }
 

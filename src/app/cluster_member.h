@@ -26,6 +26,9 @@
 //    moves the copy into <data>/tenants/<id>, adopts it into its registry
 //    and opens it: its followers (the others) take a snapshot. A copy that
 //    fails the check is not promoted ("needs a resync").
+//  - Slugs are reserved cluster-wide (tenant::SlugReservations): a tenant
+//    created on one node takes its slug on every node. Start reserves the
+//    slugs of the tenants already here.
 //  - Every second it writes what it leads and where each follower stands to
 //    /silo/status/<node> (on the lease), which `silo cluster status` reads.
 //
@@ -87,6 +90,10 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   // TenantDatabasesOptions::attach and ::detach (see the top of the file).
   Status Attach(const std::string& tenant_id, const std::string& path);
   void Detach(const std::string& tenant_id, const std::string& path);
+  // tenant::SlugReservations: /silo/slugs/<slug> = {"id"} in etcd, kept
+  // until the tenant is deleted (no lease: a slug outlives its node).
+  Status ReserveSlug(const std::string& slug, const std::string& tenant_id);
+  void ReleaseSlug(const std::string& slug, const std::string& tenant_id);
   // Where snapshots get a tenant's writer. Set once, after the databases
   // are made (they hold this member's hooks).
   void SetDatabases(std::weak_ptr<storage::TenantDatabases> databases);

@@ -174,10 +174,26 @@ Result<TenantInfo> TenantRegistry::Create(const std::string& slug, const std::st
   if (Status s = ValidateSlug(slug); !s.ok()) return s;
   if (Status s = ValidateName(name); !s.ok()) return s;
   if (Status s = ValidateEmail(owner_email); !s.ok()) return s;
+  const std::string id = crypto::HexEncode(crypto::RandomBytes(16));
+  // Reserved before the lock (a network round trip must not hold up every
+  // lookup), and given back on any failure below.
+  if (reservations_.reserve) {
+    if (Find(slug)) return AlreadyExists("slug is taken");
+    SILO_RETURN_IF_ERROR(reservations_.reserve(slug, id));
+  }
+  auto result = CreateReserved(slug, id, name, owner_email, state);
+  if (!result.ok() && reservations_.release) reservations_.release(slug, id);
+  return result;
+}
+
+Result<TenantInfo> TenantRegistry::CreateReserved(const std::string& slug, const std::string& id,
+                                                  const std::string& name,
+                                                  const std::string& owner_email,
+                                                  TenantState state) {
   MutexLock lock(mutex_);
   if (by_slug_.count(slug) != 0) return AlreadyExists("slug is taken");
   TenantInfo info;
-  info.id = crypto::HexEncode(crypto::RandomBytes(16));
+  info.id = id;
   info.slug = slug;
   info.state = state;
   info.created_at = NowRfc3339();
@@ -251,6 +267,7 @@ Status TenantRegistry::Delete(const std::string& slug) {
   }
   Status s = keyring_->DestroyKey(id);
   if (!s.ok() && s.code() != StatusCode::kNotFound) return s;
+  if (reservations_.release) reservations_.release(slug, id);
   return RemoveTree(doomed);
 }
 

@@ -13,6 +13,7 @@
 #ifndef SILO_TENANT_REGISTRY_H_
 #define SILO_TENANT_REGISTRY_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -37,6 +38,16 @@ struct TenantInfo {
   std::string owner_email;  // decrypted on load
 };
 
+// Slugs across a cluster (issue 21): each node has its own registry, so a
+// cluster node reserves a slug in etcd before it creates a tenant with it,
+// and no two nodes give one slug to two tenants.
+struct SlugReservations {
+  // OK (also when `id` holds it already); AlreadyExists when another tenant
+  // holds the slug; another status when it cannot tell (etcd down).
+  std::function<Status(const std::string& slug, const std::string& id)> reserve;
+  std::function<void(const std::string& slug, const std::string& id)> release;
+};
+
 class TenantRegistry {
  public:
   // Loads every tenant under <data_dir>/tenants and finishes interrupted
@@ -44,7 +55,13 @@ class TenantRegistry {
   static Result<std::unique_ptr<TenantRegistry>> Open(const std::string& data_dir,
                                                       crypto::Keyring* keyring);
 
-  // InvalidArgument (bad slug, name or e-mail), AlreadyExists (slug taken).
+  // Set once, before the first Create (App::Create, on a cluster node).
+  void SetSlugReservations(SlugReservations reservations) {
+    reservations_ = std::move(reservations);
+  }
+
+  // InvalidArgument (bad slug, name or e-mail), AlreadyExists (slug taken,
+  // here or, with SlugReservations, on another node).
   // A restore creates its tenant suspended and resumes it once the data is in.
   Result<TenantInfo> Create(const std::string& slug, const std::string& name,
                             const std::string& owner_email,
@@ -69,11 +86,15 @@ class TenantRegistry {
   // Reads and opens <data>/tenants/<dirname>/tenant.meta. NotFound when
   // there is none (not a tenant directory).
   Result<TenantInfo> ReadMeta(const std::string& dirname) const;
+  Result<TenantInfo> CreateReserved(const std::string& slug, const std::string& id,
+                                    const std::string& name, const std::string& owner_email,
+                                    TenantState state);
   Status WriteMetaLocked(const TenantInfo& info) REQUIRES(mutex_);
   std::string TenantDir(const std::string& id) const;
 
   const std::string data_dir_;
   crypto::Keyring* const keyring_;  // not owned; outlives this
+  SlugReservations reservations_;   // set before use; empty: this node alone
   mutable Mutex mutex_;
   std::map<std::string, TenantInfo> by_slug_ GUARDED_BY(mutex_);
 };

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "base/file_util.h"
@@ -89,6 +90,37 @@ TEST_F(RegistryTest, ATenantDirectoryPutInPlaceIsAdopted) {
   ASSERT_OK(WriteFileAtomic(dir_ + "/tenants/" + other->id + "/tenant.meta", beta_meta));
   EXPECT_STATUS(StatusCode::kDataLoss, registry_->Adopt(other->id));
   EXPECT_FALSE(registry_->Find("beta").has_value());
+}
+
+TEST_F(RegistryTest, ACreateReservesItsSlugFirstAndADeleteGivesItBack) {
+  std::map<std::string, std::string> held;  // slug -> tenant id, as etcd would
+  std::vector<std::string> released;
+  registry_->SetSlugReservations({[&](const std::string& slug, const std::string& id) -> Status {
+                                    auto [it, fresh] = held.emplace(slug, id);
+                                    return fresh || it->second == id
+                                               ? Status::Ok()
+                                               : AlreadyExists("taken elsewhere");
+                                  },
+                                  [&](const std::string& slug, const std::string& id) {
+                                    released.push_back(slug);
+                                    if (held[slug] == id) held.erase(slug);
+                                  }});
+  held["beta"] = "another-node-s-tenant";
+  EXPECT_STATUS(StatusCode::kAlreadyExists, registry_->Create("beta", "Beta", ""));
+  EXPECT_FALSE(registry_->Find("beta").has_value());
+  EXPECT_TRUE(fs::is_empty(fs::path(dir_) / "tenants"));  // nothing made
+
+  auto acme = registry_->Create("acme", "Acme", "");
+  ASSERT_OK(acme);
+  EXPECT_EQ(held["acme"], acme->id);
+  // A bad name is refused before anything is reserved.
+  EXPECT_STATUS(StatusCode::kInvalidArgument,
+                registry_->Create("gamma", std::string(300, 'n'), ""));
+  EXPECT_EQ(held.count("gamma"), 0u);
+  EXPECT_TRUE(released.empty());
+  ASSERT_OK(registry_->Delete("acme"));
+  EXPECT_EQ(held.count("acme"), 0u);
+  EXPECT_EQ(released, std::vector<std::string>{"acme"});
 }
 
 TEST_F(RegistryTest, NameAndEmailNeverPlaintextOnDisk) {

@@ -456,3 +456,18 @@ def test_async_replication_loses_only_the_last_moments_before_a_kill(cluster):
             kept_after = [i for i, answered in r["acked"]
                           if answered > first_lost and (i, answered) not in r["lost"]]
             assert not kept_after, kept_after
+
+
+def test_a_slug_names_one_tenant_across_the_cluster(cluster):
+    n1, n2 = cluster.start_node("n1"), cluster.start_node("n2")
+    make_tenant(n1, "acme")
+    taken = n2.cli("tenant", "create", "acme")
+    assert taken.returncode == 1
+    assert "another node" in taken.stdout + taken.stderr
+    assert n2.cli("tenant", "create", "beta").returncode == 0
+    assert n1.cli("tenant", "create", "beta").returncode == 1
+    # A deleted tenant gives its slug back to the cluster.
+    assert n1.cli("tenant", "delete", "acme", "--yes").returncode == 0
+    again = n2.cli("--json", "tenant", "create", "acme")
+    assert again.returncode == 0, again.stderr
+    assert n1.cli("tenant", "create", "acme").returncode == 1
