@@ -43,15 +43,21 @@ void NodeLease::StopRenewing() {
 
 void NodeLease::Renew() {
   const auto period = std::chrono::milliseconds(ttl_s_ * 1000 / 3);
+  // After a keep-alive etcd did not answer (its members electing a new
+  // leader, one of them gone), the next goes soon, not a third of the TTL
+  // later: the deadline is the last answered one's, and it is running out.
+  const auto retry = std::min(period, std::chrono::milliseconds(250));
+  bool answered = true;
   while (true) {
     {
       MutexLock lock(mu_);
-      Clock::time_point next = Clock::now() + period;
+      Clock::time_point next = Clock::now() + (answered ? period : retry);
       while (!stop_ && renewing_ && Clock::now() < next) wake_.WaitUntil(mu_, next);
       if (stop_ || !renewing_) return;
     }
     Clock::time_point sent = Clock::now();
     Result<int64_t> ttl = etcd_.KeepAlive(id_);
+    answered = ttl.ok();
     MutexLock lock(mu_);
     if (ttl.ok()) {
       deadline_ = std::max(deadline_, sent + std::chrono::seconds(*ttl));

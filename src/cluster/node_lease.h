@@ -27,7 +27,8 @@ class NodeLease {
  public:
   using Clock = std::chrono::steady_clock;
 
-  // Grants a lease of `ttl_s` seconds and renews it every third of that on
+  // Grants a lease of `ttl_s` seconds and renews it every third of that
+  // (after a keep-alive etcd did not answer, within 250 ms) on
   // its own thread until destruction (which revokes it) or StopRenewing().
   static Result<std::unique_ptr<NodeLease>> Grant(Etcd& etcd, int ttl_s);
   ~NodeLease();

@@ -37,44 +37,72 @@ def free_port():
         return s.getsockname()[1]
 
 
-class Etcd:
-    """One etcd member (Debian's etcd-server) on two free loopback ports."""
+def etcd_call(endpoint, path, body, timeout=1):
+    """POSTs JSON to etcd's gateway with urllib (not requests: every
+    `requests` answer is checked against Silo's OpenAPI documents, see
+    e2e/conftest.py). The answer's JSON, or None when it did not answer."""
+    try:
+        with urllib.request.urlopen(endpoint + path, json.dumps(body).encode(),
+                                    timeout=timeout) as r:
+            return json.loads(r.read()) if r.status == 200 else None
+    except OSError:
+        return None
 
-    def __init__(self, root):
+
+class Etcd:
+    """etcd (Debian's etcd-server): `members` members on free loopback
+    ports, forming one cluster. `endpoint` lists every member's client URL,
+    as SILO_ETCD_ENDPOINTS takes them."""
+
+    def __init__(self, root, members=1):
         self.dir = os.path.join(root, "etcd")
-        os.makedirs(self.dir)
-        self.proc = None
+        os.makedirs(self.dir, exist_ok=True)
+        self.members = members
+        self.procs = []
 
     def start(self):
-        client, peer = free_port(), free_port()
-        self.endpoint = "http://127.0.0.1:%d" % client
-        p = "http://127.0.0.1:%d" % peer
+        clients = ["http://127.0.0.1:%d" % free_port() for _ in range(self.members)]
+        peers = ["http://127.0.0.1:%d" % free_port() for _ in range(self.members)]
+        self.clients = clients
+        self.endpoint = ",".join(clients)
+        initial = ",".join("e%d=%s" % (i, p) for i, p in enumerate(peers))
         self.log = open(os.path.join(self.dir, "etcd.log"), "ab")
-        self.proc = subprocess.Popen(
-            ["etcd", "--name", "t", "--data-dir", os.path.join(self.dir, "data"),
-             "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
-             "--listen-peer-urls", p, "--initial-advertise-peer-urls", p,
-             "--initial-cluster", "t=" + p, "--log-level", "error"],
-            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        for i in range(self.members):
+            self.procs.append(subprocess.Popen(
+                ["etcd", "--name", "e%d" % i, "--data-dir", os.path.join(self.dir, "data%d" % i),
+                 "--listen-client-urls", clients[i], "--advertise-client-urls", clients[i],
+                 "--listen-peer-urls", peers[i], "--initial-advertise-peer-urls", peers[i],
+                 "--initial-cluster", initial, "--log-level", "error"],
+                stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
         deadline = time.time() + 30
-        while time.time() < deadline:
-            assert self.proc.poll() is None, "etcd exited early"
-            # urllib, not requests: every `requests` answer is checked
-            # against Silo's OpenAPI documents (e2e/conftest.py).
-            body = json.dumps({"key": base64.b64encode(b"/ping").decode()}).encode()
-            try:
-                with urllib.request.urlopen(self.endpoint + "/v3/kv/range", body, timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                pass
+        ping = {"key": base64.b64encode(b"/ping").decode()}
+        waiting = list(clients)
+        while waiting and time.time() < deadline:
+            assert all(p.poll() is None for p in self.procs), "etcd exited early"
+            waiting = [c for c in waiting if etcd_call(c, "/v3/kv/range", ping) is None]
             time.sleep(0.1)
-        raise RuntimeError("etcd did not answer in 30 s")
+        if waiting:
+            raise RuntimeError("etcd did not answer in 30 s")
+        return self
+
+    def leader(self):
+        """The index of the member that leads etcd's own consensus now."""
+        for i, c in enumerate(self.clients):
+            if self.procs[i].poll() is not None:
+                continue
+            st = etcd_call(c, "/v3/maintenance/status", {})
+            if st and st.get("leader") == st.get("header", {}).get("member_id"):
+                return i
+        return None
+
+    def kill(self, i):
+        if self.procs[i].poll() is None:
+            self.procs[i].kill()
+            self.procs[i].wait()
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        for i in range(len(self.procs)):
+            self.kill(i)
 
 
 def make_certs(d):
@@ -92,13 +120,13 @@ def make_certs(d):
 
 
 class Cluster:
-    def __init__(self, root):
+    def __init__(self, root, etcd_members=1):
         self.root = root
         self.certs = os.path.join(root, "certs")
         os.makedirs(self.certs)
         make_certs(self.certs)
         self.master_key = base64.b64encode(secrets.token_bytes(32)).decode()
-        self.etcd = Etcd(root)
+        self.etcd = Etcd(root, etcd_members)
         self.nodes = []
 
     def node_env(self, node_id, extra=None):
@@ -160,12 +188,22 @@ def wait_until(what, predicate, timeout=30, every=0.1):
         time.sleep(every)
 
 
-@pytest.fixture
-def cluster():
+def _cluster(etcd_members):
     root = tempfile.mkdtemp(prefix="silo-cluster-")
-    c = Cluster(root)
+    c = Cluster(root, etcd_members)
     c.etcd.start()
     yield c
     problems = c.stop()
     shutil.rmtree(root, ignore_errors=True)
     assert not problems, "\n".join(problems)
+
+
+@pytest.fixture
+def cluster():
+    yield from _cluster(1)
+
+
+@pytest.fixture
+def cluster_etcd3():
+    """The same, with an etcd of three members."""
+    yield from _cluster(3)

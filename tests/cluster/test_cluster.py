@@ -471,3 +471,36 @@ def test_a_slug_names_one_tenant_across_the_cluster(cluster):
     again = n2.cli("--json", "tenant", "create", "acme")
     assert again.returncode == 0, again.stderr
     assert n1.cli("tenant", "create", "acme").returncode == 1
+
+
+def test_losing_one_etcd_member_of_three_fails_nothing_over(cluster_etcd3):
+    """etcd keeps its majority with one member of three gone, even its
+    leader: no lease runs out, so no tenant changes hands and writes go on.
+    (A 5 s lease here, the default: etcd's own election after losing its
+    leader takes about a second and a half, longer than a third of the
+    2 s lease of the other tests.)"""
+    cluster = cluster_etcd3
+    n1, n2, n3 = (cluster.start_node(n, {"SILO_LEASE_TTL_S": "5"}) for n in ("n1", "n2", "n3"))
+    tenant_id, token = make_tenant(n1, "acme")
+    assert call(n1, "acme", token, "POST", "/api/collections", TICKETS).status_code == 201
+    before = wait_until("both followers caught up",
+                        lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))
+    (leader,) = wait_until("etcd has a leader",
+                           lambda: (lambda i: None if i is None else (i,))(cluster.etcd.leader()))
+    cluster.etcd.kill(leader)
+
+    # Writes for three lease lengths: every one acknowledged.
+    deadline = time.monotonic() + 3 * 5
+    i = 0
+    while time.monotonic() < deadline:
+        r = call(n1, "acme", token, "POST", "/api/collections/tickets/records",
+                 {"id": "e%d" % i, "title": "x"})
+        assert r.status_code == 201, (i, r.status_code, r.text)
+        i += 1
+        time.sleep(0.05)
+    after = wait_until("both followers caught up",
+                       lambda: caught_up(cluster, tenant_id, ["n2", "n3"], before["seq"]))
+    assert after["primary"] == "n1" and after["term"] == before["term"]
+    for node in (n1, n2, n3):
+        assert metric(node, "silo_repl_promotions_total") == 0
+        assert metric(node, "silo_cluster_lease_held") == 1
