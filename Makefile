@@ -84,9 +84,10 @@ client-test: build
 	cd clients/ts && npx tsc -p tsconfig.json && SILO_BIN=$(CURDIR)/$(BUILD_DIR)/silo node --test test/
 
 # Everything CI runs (.ci/run): the layering, format and thread-safety checks, the release
-# build's unit and black-box tests, the incremental-build check, the console's
-# build and browser tests, the crash test, then the whole suite again under
-# ASan+UBSan. About 35 minutes from a fresh clone on 2 cores.
+# build's unit, black-box and cluster tests, the incremental-build check, the
+# console's build and browser tests, the crash test, then the unit, black-box
+# and cluster tests again under ASan+UBSan. 41 minutes from a fresh clone on 2
+# cores with a warm compiler cache (2026-12-02); a cold cache adds the builds.
 test: check-includes check-format check-console check-openapi check-thread-safety unit check-incremental e2e cluster-test client-test browser-test crash-test check-asan
 
 # Each file includes only modules its CMake target links (scripts/check_includes.py).
