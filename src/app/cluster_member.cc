@@ -10,6 +10,7 @@
 #include "base/file_util.h"
 #include "base/log.h"
 #include "crypto/crypto.h"
+#include "replication/applier.h"
 #include "replication/promotion.h"
 #include "replication/protocol.h"
 #include "replication/segment.h"
@@ -55,22 +56,13 @@ json::value ParseOrNull(const std::string& text) {
   return ec ? json::value() : v;
 }
 
-// Link message ids start at random (Shipper does the same), so ids of this
-// member's calls never meet those of a shipper on the same link.
-uint64_t RandomStart() {
-  uint64_t start = 0;
-  for (char c : crypto::RandomBytes(8)) start = (start << 8) | static_cast<uint8_t>(c);
-  return start >> 1;
-}
-std::atomic<uint64_t> next_message{RandomStart()};
-
 }  // namespace
 
 Result<std::shared_ptr<ClusterMember>> ClusterMember::Create(ClusterOptions options) {
   if (!options.cluster.clustered()) return FailedPrecondition("not clustered");
   if (options.keyring == nullptr) return FailedPrecondition("no keyring");
   storage::repl::EnsureReplicationVfs();
-  SILO_RETURN_IF_ERROR(MakeDirs(options.data_dir + "/replicas", 0700));
+  SILO_RETURN_IF_ERROR(MakeDirs(layout::ReplicasDir(options.data_dir), 0700));
   return std::shared_ptr<ClusterMember>(new ClusterMember(std::move(options)));
 }
 
@@ -78,7 +70,7 @@ ClusterMember::ClusterMember(ClusterOptions options)
     : options_(std::move(options)),
       etcd_(std::make_unique<cluster::Etcd>(
           cluster::EtcdOptions{options_.cluster.etcd_endpoints, 1000, "", "", ""})),
-      replicas_(std::make_unique<replication::Replicas>(options_.data_dir + "/replicas")) {}
+      replicas_(std::make_unique<replication::Replicas>(layout::ReplicasDir(options_.data_dir))) {}
 
 ClusterMember::~ClusterMember() { Stop(); }
 
@@ -418,7 +410,7 @@ void ClusterMember::Snapshot(const std::string& tenant_id, const std::shared_ptr
     auto it = links.find(node);
     if (it == links.end()) continue;
     auto answer = it->second->Call(
-        cluster::Message{tenant_id, replication::kTenantFiles, ++next_message, files}, 5s);
+        cluster::Message{tenant_id, replication::kTenantFiles, ++next_message_, files}, 5s);
     if (!answer.ok() || answer->kind != replication::kAck) {
       log::Warn("replication.tenant_files_refused",
                 {{"tenant", tenant_id},
@@ -504,9 +496,9 @@ void ClusterMember::CheckPrimaries() {
       if (node == me) mine[id] = kv;
     }
   }
-  const std::string root = options_.data_dir + "/replicas";
   std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(root, ec)) {
+  for (const auto& entry :
+       std::filesystem::directory_iterator(layout::ReplicasDir(options_.data_dir), ec)) {
     const std::string id = entry.path().filename().string();
     if (!entry.is_directory() || !replication::Replicas::ValidTenantId(id)) continue;
     if (led.count(id) != 0) {
@@ -571,7 +563,7 @@ bool ClusterMember::Promote(const std::string& tenant_id) {
   }
   auto dek = options_.keyring->GetKey(tenant_id);
   if (!dek.ok()) return refuse(dek.status().ToString());
-  const std::string copy = options_.data_dir + "/replicas/" + tenant_id;
+  const std::string copy = replicas_->Dir(tenant_id);
   replicas_->Close(tenant_id);
   if (Status s = replication::CheckPromotable(
           copy, crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kDatabasePages));
@@ -583,14 +575,17 @@ bool ClusterMember::Promote(const std::string& tenant_id) {
   if (!term.ok()) return false;  // another node took it first
   // The copy becomes the tenant's own directory, then the registry's.
   const std::string dir = layout::TenantDir(options_.data_dir, tenant_id);
+  const std::string database = layout::TenantDatabaseFile(options_.data_dir, tenant_id);
   Status s = MakeDirs(dir, 0700);
-  for (const char* name : {"/tenant.db", "/tenant.db-wal"}) {
-    if (s.ok() && PathExists(copy + name) &&
-        std::rename((copy + name).c_str(), (dir + name).c_str()) != 0) {
-      s = Internal("cannot move the copy into place").WithCause(dir + name);
+  for (const auto& [from, to] :
+       {std::pair{copy + "/" + replication::kReplicaDatabaseName, database},
+        std::pair{copy + "/" + replication::kReplicaWalName, database + "-wal"}}) {
+    if (s.ok() && PathExists(from) && std::rename(from.c_str(), to.c_str()) != 0) {
+      s = Internal("cannot move the copy into place").WithCause(to);
     }
   }
-  if (s.ok()) s = WriteFileAtomic(dir + "/tenant.meta", files->meta);
+  if (s.ok())
+    s = WriteFileAtomic(layout::TenantMetaFile(options_.data_dir, tenant_id), files->meta);
   if (s.ok()) s = SyncDir(dir);
   if (s.ok()) s = RemoveTree(copy);
   if (s.ok()) s = options_.registry->Adopt(tenant_id).status();

@@ -163,6 +163,7 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   // tenant without a primary, and copies refused promotion.
   std::map<std::string, std::chrono::steady_clock::time_point> elections_;
   std::set<std::string> refused_;
+  std::atomic<uint64_t> next_message_{cluster::RandomFirstSeq()};  // link message ids
   std::atomic<uint64_t> segments_{0};
   std::atomic<uint64_t> bytes_{0};
   std::atomic<uint64_t> snapshots_{0};

@@ -32,6 +32,9 @@ inline std::string BackupScratchDir(const std::string& data) {
 }
 inline std::string DefaultBackupDir(const std::string& data) { return data + "/backups"; }
 inline std::string TenantsDir(const std::string& data) { return data + "/tenants"; }
+// A cluster node's keyless copies of the tenants other nodes lead, one
+// directory per tenant id (replication/follower.h).
+inline std::string ReplicasDir(const std::string& data) { return data + "/replicas"; }
 inline std::string TenantDir(const std::string& data, const std::string& tenant_id) {
   return TenantsDir(data) + "/" + tenant_id;
 }

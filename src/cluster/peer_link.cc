@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "base/log.h"
+#include "crypto/crypto.h"
 
 namespace silo::cluster {
 namespace {
@@ -547,6 +548,12 @@ class Client : public PeerClient {
 };
 
 }  // namespace
+
+uint64_t RandomFirstSeq() {
+  uint64_t start = 0;
+  for (char c : crypto::RandomBytes(8)) start = (start << 8) | static_cast<uint8_t>(c);
+  return start >> 1;  // room to count up
+}
 
 Result<std::unique_ptr<PeerListener>> PeerListener::Start(const std::string& listen,
                                                           const PeerTls& tls, Handler handler,

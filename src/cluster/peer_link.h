@@ -47,6 +47,11 @@ inline constexpr size_t kMaxPayload = size_t{64} << 20;
 // goes back to the sender as the reply to that message (same tenant, seq).
 using Handler = std::function<Message(const Message&)>;
 
+// A random first message number for a sender that shares a link with
+// others (its numbers then count up from it), so that no two senders' (tenant,
+// seq) pairs in flight meet.
+uint64_t RandomFirstSeq();
+
 class PeerListener {
  public:
   // Listens on `listen` ("127.0.0.1:0" picks a port) and serves every peer

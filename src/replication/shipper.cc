@@ -6,7 +6,6 @@
 #include <deque>
 
 #include "base/log.h"
-#include "crypto/crypto.h"
 #include "replication/protocol.h"
 
 namespace silo::replication {
@@ -63,10 +62,7 @@ struct Shipper::Shared {
 
 Shipper::Shipper(std::string tenant, ShipperOptions options, std::vector<FollowerLink> followers)
     : tenant_(std::move(tenant)), options_(options), shared_(std::make_shared<Shared>()) {
-  uint64_t start = 0;
-  std::string random = crypto::RandomBytes(8);
-  for (char c : random) start = (start << 8) | static_cast<uint8_t>(c);
-  shared_->next_message = start >> 1;  // room to count up
+  shared_->next_message = cluster::RandomFirstSeq();
   for (auto& link : followers) {
     Shared::Follower f;
     f.link = std::move(link);
