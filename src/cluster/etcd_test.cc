@@ -130,5 +130,21 @@ TEST_F(EtcdTest, ALeaseIsRenewedAndANodeStopsBeforeEtcdLetsItGo) {
   EXPECT_STATUS(StatusCode::kNotFound, etcd_->KeepAlive((*lease)->id()));
 }
 
+TEST_F(EtcdTest, ALeaseEtcdNoLongerHasIsLostForGood) {
+  auto lease = NodeLease::Grant(*etcd_, 3);
+  ASSERT_OK(lease);
+  EXPECT_FALSE((*lease)->Lost());
+  // Gone in etcd (what a lease that ran out while its node was paused is):
+  // the next renewal hears so, and the lease is never held again.
+  ASSERT_OK(etcd_->Revoke((*lease)->id()));
+  for (int i = 0; i < 400 && !(*lease)->Lost(); ++i) {  // renewed every second
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  EXPECT_TRUE((*lease)->Lost());
+  Clock::time_point deadline = (*lease)->deadline();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));  // a renewal period
+  EXPECT_EQ((*lease)->deadline(), deadline);
+}
+
 }  // namespace
 }  // namespace silo::cluster

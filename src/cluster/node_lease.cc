@@ -35,6 +35,11 @@ NodeLease::Clock::time_point NodeLease::deadline() const {
   return deadline_;
 }
 
+bool NodeLease::Lost() const {
+  MutexLock lock(mu_);
+  return lost_;
+}
+
 void NodeLease::StopRenewing() {
   MutexLock lock(mu_);
   renewing_ = false;
@@ -64,6 +69,7 @@ void NodeLease::Renew() {
     } else if (ttl.status().code() == StatusCode::kNotFound) {
       log::Warn("cluster.lease_lost", {{"lease", static_cast<long long>(id_)}});
       renewing_ = false;  // gone in etcd: nothing left to renew
+      lost_ = true;
       return;
     }
     // Unavailable: etcd did not answer; the deadline stays, and passes.

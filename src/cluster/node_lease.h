@@ -39,6 +39,9 @@ class NodeLease {
   // Until when this node may act as the lease's holder (see above).
   Clock::time_point deadline() const EXCLUDES(mu_);
   bool Held() const { return Clock::now() < deadline(); }
+  // etcd answered that the lease is gone (it ran out while this node was
+  // paused or cut off): it will never be held again; a new one is needed.
+  bool Lost() const EXCLUDES(mu_);
 
   // Stops renewing without revoking: the lease runs out in etcd (what a
   // crashed or paused node's lease does).
@@ -56,6 +59,7 @@ class NodeLease {
   Clock::time_point deadline_ GUARDED_BY(mu_);
   bool stop_ GUARDED_BY(mu_) = false;
   bool renewing_ GUARDED_BY(mu_) = true;
+  bool lost_ GUARDED_BY(mu_) = false;
   std::thread renewer_;
 };
 
