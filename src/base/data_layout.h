@@ -35,6 +35,10 @@ inline std::string TenantsDir(const std::string& data) { return data + "/tenants
 // A cluster node's keyless copies of the tenants other nodes lead, one
 // directory per tenant id (replication/follower.h).
 inline std::string ReplicasDir(const std::string& data) { return data + "/replicas"; }
+// Tenant directories a cluster node stopped serving because another node
+// took the tenant over while this one was cut off: kept whole, for the
+// operator (they may hold commits never acknowledged), never served.
+inline std::string DeposedDir(const std::string& data) { return data + "/deposed"; }
 inline std::string TenantDir(const std::string& data, const std::string& tenant_id) {
   return TenantsDir(data) + "/" + tenant_id;
 }

@@ -1,5 +1,6 @@
 #include "tenant/registry.h"
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <chrono>
 #include <ctime>
@@ -269,6 +270,27 @@ Status TenantRegistry::Delete(const std::string& slug) {
   if (!s.ok() && s.code() != StatusCode::kNotFound) return s;
   if (reservations_.release) reservations_.release(slug, id);
   return RemoveTree(doomed);
+}
+
+Status TenantRegistry::Relinquish(const std::string& id, const std::string& kept_at) {
+  MutexLock lock(mutex_);
+  auto it = std::find_if(by_slug_.begin(), by_slug_.end(),
+                         [&](const auto& entry) { return entry.second.id == id; });
+  if (it == by_slug_.end()) return NotFound("no such tenant");
+  const std::string parent = fs::path(kept_at).parent_path().string();
+  SILO_RETURN_IF_ERROR(MakeDirs(parent, 0700));
+  std::error_code ec;
+  fs::rename(TenantDir(id), kept_at, ec);
+  if (ec) return Internal("cannot move the tenant directory").WithCause(ec.message());
+  by_slug_.erase(it);
+  // Not durable yet only means the next start finds the tenant here again
+  // and the cluster node gives it up again.
+  for (const std::string& dir : {layout::TenantsDir(data_dir_), parent}) {
+    if (Status s = SyncDir(dir); !s.ok()) {
+      log::Warn("tenant move not yet durable", {{"cause", s.ToString()}});
+    }
+  }
+  return Status::Ok();
 }
 
 size_t TenantRegistry::size() const {

@@ -71,6 +71,12 @@ class TenantRegistry {
   // cluster follower taking a tenant over. AlreadyExists when the slug
   // names another tenant; DataLoss when the metadata does not open.
   Result<TenantInfo> Adopt(const std::string& id);
+  // Takes out a tenant that another cluster node leads now (this one was
+  // deposed): its directory is moved to `kept_at` (whole, for the
+  // operator), its key stays in the keyring and its slug stays reserved
+  // (the tenant lives on, elsewhere). The caller holds the tenant's
+  // database closed (TenantDatabases::Exclusive). NotFound if absent.
+  Status Relinquish(const std::string& id, const std::string& kept_at);
   std::vector<TenantInfo> List() const;
   std::optional<TenantInfo> Find(const std::string& slug) const;
   // Only an active tenant: what request routing uses.

@@ -92,6 +92,26 @@ TEST_F(RegistryTest, ATenantDirectoryPutInPlaceIsAdopted) {
   EXPECT_FALSE(registry_->Find("beta").has_value());
 }
 
+TEST_F(RegistryTest, ARelinquishedTenantIsMovedAsideWithItsKeyAndSlugKept) {
+  std::vector<std::string> released;
+  registry_->SetSlugReservations(
+      {[](const std::string&, const std::string&) { return Status::Ok(); },
+       [&](const std::string& slug, const std::string&) { released.push_back(slug); }});
+  auto t = registry_->Create("acme", "Acme Corp", "owner@acme.test");
+  ASSERT_OK(t);
+  std::string meta = Slurp(fs::path(dir_) / "tenants" / t->id / "tenant.meta");
+  const std::string kept = dir_ + "/deposed/" + t->id + ".7";
+  ASSERT_OK(registry_->Relinquish(t->id, kept));
+  EXPECT_FALSE(registry_->Find("acme").has_value());
+  EXPECT_FALSE(fs::exists(fs::path(dir_) / "tenants" / t->id));
+  EXPECT_EQ(Slurp(fs::path(kept) / "tenant.meta"), meta);  // whole
+  EXPECT_TRUE(released.empty());                           // the slug lives on elsewhere
+  EXPECT_OK(keyring_->GetKey(t->id));                      // as does the key
+  EXPECT_STATUS(StatusCode::kNotFound, registry_->Relinquish(t->id, kept + "x"));
+  Reopen();  // not served after a restart either
+  EXPECT_FALSE(registry_->Find("acme").has_value());
+}
+
 TEST_F(RegistryTest, ACreateReservesItsSlugFirstAndADeleteGivesItBack) {
   std::map<std::string, std::string> held;  // slug -> tenant id, as etcd would
   std::vector<std::string> released;
