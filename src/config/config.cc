@@ -426,6 +426,17 @@ void ReadCluster(const GetEnv& getenv, Config* config, std::vector<std::string>*
       problems->push_back("SILO_REPL_STRICT must be 0 or 1");
     }
   }
+  if (std::string keyless = Get(getenv, "SILO_KEYLESS"); !keyless.empty()) {
+    if (keyless == "1" || keyless == "0") {
+      k.keyless = keyless == "1";
+    } else {
+      problems->push_back("SILO_KEYLESS must be 0 or 1");
+    }
+  }
+  if (k.keyless && config->master_key) {
+    problems->push_back(
+        "SILO_KEYLESS=1 takes no master key: unset SILO_MASTER_KEY and SILO_MASTER_KEY_FILE");
+  }
   k.node_id = Get(getenv, "SILO_NODE_ID");
   k.tls_cert_file = Get(getenv, "SILO_CLUSTER_TLS_CERT");
   k.tls_key_file = Get(getenv, "SILO_CLUSTER_TLS_KEY");
@@ -439,8 +450,9 @@ void ReadCluster(const GetEnv& getenv, Config* config, std::vector<std::string>*
     }
   }
   if (!k.clustered()) {
-    if (!k.node_id.empty() || !listen.empty()) {
-      problems->push_back("SILO_NODE_ID and SILO_CLUSTER_LISTEN need SILO_ETCD_ENDPOINTS");
+    if (!k.node_id.empty() || !listen.empty() || k.keyless) {
+      problems->push_back(
+          "SILO_NODE_ID, SILO_CLUSTER_LISTEN and SILO_KEYLESS need SILO_ETCD_ENDPOINTS");
     }
     return;
   }
@@ -500,19 +512,23 @@ std::vector<std::string> ProductionProblems(const Config& c) {
   if (c.security.alert_webhook.rfind("http://", 0) == 0) {
     problems.push_back("SILO_ALERT_WEBHOOK must be https:// outside development");
   }
-  if (!c.master_key) {
-    problems.push_back("SILO_MASTER_KEY or SILO_MASTER_KEY_FILE is required outside development");
-  }
-  if (c.operator_token.empty()) {
-    problems.push_back("SILO_OPERATOR_TOKEN is required outside development");
-  } else if (c.operator_token.size() < kMinOperatorTokenBytes) {
-    problems.push_back("SILO_OPERATOR_TOKEN must be at least 32 bytes long");
-  }
-  if (c.tls_cert_file.empty() || c.tls_key_file.empty()) {
-    problems.push_back("SILO_TLS_CERT and SILO_TLS_KEY are required outside development");
-  } else {
-    if (!PathExists(c.tls_cert_file)) problems.push_back("SILO_TLS_CERT: file not found");
-    if (!PathExists(c.tls_key_file)) problems.push_back("SILO_TLS_KEY: file not found");
+  // A keyless node has no key by design and serves no HTTP (no operator
+  // token, no certificate to check).
+  if (!c.cluster.keyless) {
+    if (!c.master_key) {
+      problems.push_back("SILO_MASTER_KEY or SILO_MASTER_KEY_FILE is required outside development");
+    }
+    if (c.operator_token.empty()) {
+      problems.push_back("SILO_OPERATOR_TOKEN is required outside development");
+    } else if (c.operator_token.size() < kMinOperatorTokenBytes) {
+      problems.push_back("SILO_OPERATOR_TOKEN must be at least 32 bytes long");
+    }
+    if (c.tls_cert_file.empty() || c.tls_key_file.empty()) {
+      problems.push_back("SILO_TLS_CERT and SILO_TLS_KEY are required outside development");
+    } else {
+      if (!PathExists(c.tls_cert_file)) problems.push_back("SILO_TLS_CERT: file not found");
+      if (!PathExists(c.tls_key_file)) problems.push_back("SILO_TLS_KEY: file not found");
+    }
   }
   struct stat st;
   if (::stat(c.data_dir.c_str(), &st) != 0) {

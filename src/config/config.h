@@ -137,6 +137,10 @@ struct Cluster {
   ReplicationMode replication = ReplicationMode::kSync;  // SILO_REPLICATION: sync, async, off
   std::chrono::milliseconds ack_timeout{2000};           // SILO_REPL_ACK_TIMEOUT_MS
   bool strict = false;  // SILO_REPL_STRICT=1: a commit no follower acknowledged fails (503)
+  // SILO_KEYLESS=1: a node without a master key (an off-site copy): it keeps
+  // sealed copies of the cluster's tenants, serves no HTTP and never leads
+  // a tenant; its acknowledgement does not answer a sync commit.
+  bool keyless = false;
   bool clustered() const { return !etcd_endpoints.empty(); }
 };
 

@@ -175,6 +175,29 @@ TEST(ConfigTest, ClusterSettings) {
   // A node id without etcd is a mistake, not a single node.
   auto half = Load(From({{"SILO_NODE_ID", "n1"}}));
   EXPECT_TRUE(Mentions(half.problems, "need SILO_ETCD_ENDPOINTS"));
+  EXPECT_TRUE(Mentions(Load(From({{"SILO_KEYLESS", "1"}})).problems, "need SILO_ETCD_ENDPOINTS"));
+
+  // A keyless node: no master key (one given is refused), and outside
+  // development neither an operator token nor a certificate (no HTTP).
+  std::map<std::string, std::string> keyless{{"SILO_ENV", "production"},
+                                             {"SILO_DATA_DIR", "/"},
+                                             {"SILO_KEYLESS", "1"},
+                                             {"SILO_NODE_ID", "n4"},
+                                             {"SILO_ETCD_ENDPOINTS", "http://127.0.0.1:2379"},
+                                             {"SILO_CLUSTER_LISTEN", "127.0.0.1:7443"},
+                                             {"SILO_CLUSTER_TLS_CERT", "/c/node.pem"},
+                                             {"SILO_CLUSTER_TLS_KEY", "/c/node.key"},
+                                             {"SILO_CLUSTER_TLS_CA", "/c/ca.pem"}};
+  auto k4 = Load(From(keyless));
+  EXPECT_TRUE(k4.config.cluster.keyless);
+  EXPECT_FALSE(Mentions(k4.problems, "SILO_MASTER_KEY"));
+  EXPECT_FALSE(Mentions(k4.problems, "SILO_OPERATOR_TOKEN"));
+  EXPECT_FALSE(Mentions(k4.problems, "SILO_TLS_CERT"));
+  keyless["SILO_MASTER_KEY"] = std::string(43, 'A') + "=";
+  EXPECT_TRUE(Mentions(Load(From(keyless)).problems, "SILO_KEYLESS=1 takes no master key"));
+  keyless.erase("SILO_MASTER_KEY");
+  keyless["SILO_KEYLESS"] = "yes";
+  EXPECT_TRUE(Mentions(Load(From(keyless)).problems, "SILO_KEYLESS must be 0 or 1"));
 }
 
 TEST(ConfigTest, ProductionRefusesMissingSecretsListingEveryProblem) {
