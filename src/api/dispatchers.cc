@@ -45,6 +45,20 @@ http::Response NotFound(const http::Request& req) {
   return http::Problem(404, "not found", req.request_id);
 }
 
+// 307 (method and body kept) to the node that leads the tenant: the path
+// form of the tenant's address there, whichever form this request used.
+http::Response ToPrimary(const http::Request& req, const TenantTarget& t,
+                         const std::string& primary_url) {
+  const std::string prefix = "/t/" + t.slug;
+  const bool by_path = req.path == prefix || req.path.starts_with(prefix + "/");
+  http::Response r;
+  r.status = 307;
+  r.content_type = "";
+  r.headers.emplace_back("location", primary_url + (by_path ? "" : prefix) + req.target);
+  r.route = "/t/{tenant} elsewhere";
+  return r;
+}
+
 // The answer to a request no route takes: 404, or 405 with Allow when the
 // path has routes for other methods.
 http::Response Unmatched(const Router::Match& m, const http::Request& req) {
@@ -359,7 +373,22 @@ http::Response PublicDispatcher::Handle(const http::Request& req) {
   // Unknown and suspended tenants get the same answer as an unknown path, so
   // the public cannot tell which tenants exist.
   auto tenant = services_.tenants->FindActive(t.slug);
-  if (!tenant) return NotFound(req);
+  if (!tenant) {
+    // Led by another node of the cluster: the same request, there. (This
+    // tells the public that the slug exists in the cluster, which its
+    // public URL does anyway; docs/threat_model.md.)
+    if (services_.primary_elsewhere) {
+      if (auto url = services_.primary_elsewhere(t.slug); url && url->empty()) {
+        auto r = http::Problem(503, "the tenant is changing nodes; retry", req.request_id);
+        r.headers.emplace_back("retry-after", "1");
+        r.route = "/t/{tenant} changing nodes";
+        return r;
+      } else if (url) {
+        return ToPrimary(req, t, *url);
+      }
+    }
+    return NotFound(req);
+  }
   // A page of another origin: listed in the tenant's cors_origins or not.
   const std::optional<std::string> foreign = ForeignOrigin(req);
   bool listed = false;

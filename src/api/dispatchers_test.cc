@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <optional>
 
 #include "app/app.h"
 #include "app/test_config.h"
@@ -149,6 +150,38 @@ TEST_F(DispatcherTest, TenantRootAndUnknownOrSuspendedLookTheSame) {
     EXPECT_EQ(r.status, 400);
     EXPECT_NE(r.body.find("more than one Host header"), std::string::npos);
   }
+}
+
+TEST_F(DispatcherTest, ATenantAnotherClusterNodeLeadsIsRedirectedThereAndNoOther) {
+  // What a cluster node knows from etcd: "beta" is led at another node.
+  // Tenants served here are served here, whatever the hook says.
+  services().primary_elsewhere = [](const std::string& slug) -> std::optional<std::string> {
+    if (slug == "beta" || slug == "acme") return "https://n2.example:8443";
+    if (slug == "moving") return "";  // the cluster's, led by no node this moment
+    return std::nullopt;
+  };
+  PublicDispatcher d(services(), "example.com", 1 << 20);
+  auto post = Req("POST", "/t/beta/api/collections/tickets/records");
+  post.target = post.path + "?expand=a";
+  post.query = "expand=a";
+  auto r = d.Handle(post);
+  EXPECT_EQ(r.status, 307);  // method and body kept
+  ASSERT_EQ(r.headers.size(), 1u);
+  EXPECT_EQ(r.headers[0].first, "location");
+  EXPECT_EQ(r.headers[0].second,
+            "https://n2.example:8443/t/beta/api/collections/tickets/records?expand=a");
+  EXPECT_TRUE(r.body.empty());
+  // The Host form is sent on in the path form.
+  auto by_host = d.Handle(Req("GET", "/api/", "beta.example.com"));
+  EXPECT_EQ(by_host.status, 307);
+  EXPECT_EQ(by_host.headers[0].second, "https://n2.example:8443/t/beta/api/");
+  EXPECT_EQ(d.Handle(Req("GET", "/t/acme/api/")).status, 200);
+  EXPECT_EQ(d.Handle(Req("GET", "/t/nobody/api/")).status, 404);
+  EXPECT_EQ(d.Handle(Req("GET", "/t/sleepy/api/")).status, 404);
+  auto moving = d.Handle(Req("GET", "/t/moving/api/"));
+  EXPECT_EQ(moving.status, 503);
+  ASSERT_EQ(moving.headers.size(), 1u);
+  EXPECT_EQ(moving.headers[0], (std::pair<std::string, std::string>{"retry-after", "1"}));
 }
 
 TEST_F(DispatcherTest, OperatorRoutesAreNotOnThePublicListener) {

@@ -81,7 +81,7 @@ json::object Parameter(std::string_view name, std::string_view in, bool required
   return p;
 }
 
-json::object Operation(const Route& r, const RouteDoc& d) {
+json::object Operation(const Route& r, const RouteDoc& d, bool tenant_route) {
   json::object op;
   op["operationId"] = d.operation_id;
   op["summary"] = d.summary;
@@ -136,6 +136,17 @@ json::object Operation(const Route& r, const RouteDoc& d) {
     }
     responses[std::to_string(a.status)] = std::move(resp);
   }
+  if (tenant_route) {
+    // A cluster node that does not lead the tenant (docs/architecture.md
+    // "Replication").
+    responses["307"] = json::object{
+        {"description",
+         "The tenant is led by another node of the cluster: send the same request there."},
+        {"headers",
+         json::object{{"Location", json::object{{"description", "The same request's URL there."},
+                                                {"schema", json::object{{"type", "string"},
+                                                                        {"format", "uri"}}}}}}}};
+  }
   for (auto& [k, v] : Problems()) responses[k] = v;
   op["responses"] = std::move(responses);
   return op;
@@ -151,7 +162,7 @@ const RouteDoc* Find(const std::vector<RouteDoc>& docs, const Route& r) {
 // Adds every route of `router` to `paths`, with `servers` on each path item
 // when given (platform routes live outside the tenant's prefix).
 void AddRoutes(json::object* paths, const Router& router, const std::vector<RouteDoc>& docs,
-               const json::array* servers) {
+               const json::array* servers, bool tenant_routes) {
   for (const Route& r : router.routes()) {
     const RouteDoc* d = Find(docs, r);
     if (d == nullptr) continue;  // DocumentationDefects reports it
@@ -159,7 +170,7 @@ void AddRoutes(json::object* paths, const Router& router, const std::vector<Rout
     if (!v.is_object()) v.emplace_object();
     json::object& item = v.as_object();
     if (item.empty() && servers != nullptr) item["servers"] = *servers;
-    item[boost::algorithm::to_lower_copy(r.method)] = Operation(r, *d);
+    item[boost::algorithm::to_lower_copy(r.method)] = Operation(r, *d, tenant_routes);
   }
 }
 
@@ -283,8 +294,8 @@ json::object PublicOpenApi(const Router& platform, const Router& tenant,
                            std::string_view tenant_prefix) {
   json::object paths;
   json::array root{json::object{{"url", "/"}, {"description", "The listener's root."}}};
-  AddRoutes(&paths, tenant, PublicRouteDocs(), nullptr);
-  AddRoutes(&paths, platform, PublicRouteDocs(), &root);
+  AddRoutes(&paths, tenant, PublicRouteDocs(), nullptr, true);
+  AddRoutes(&paths, platform, PublicRouteDocs(), &root, false);
   json::object server{{"url", tenant_prefix},
                       {"description", "A tenant: /t/<slug>, or the root of <slug>.<base domain>."}};
   if (tenant_prefix.find("{tenant}") != std::string_view::npos) {
@@ -316,7 +327,7 @@ json::object PublicOpenApi(const Router& platform, const Router& tenant,
 
 json::object OperatorOpenApi(const Router& operator_routes) {
   json::object paths;
-  AddRoutes(&paths, operator_routes, OperatorRouteDocs(), nullptr);
+  AddRoutes(&paths, operator_routes, OperatorRouteDocs(), nullptr, false);
   json::object schemes{{"operator", json::object{{"type", "http"},
                                                  {"scheme", "bearer"},
                                                  {"description", "SILO_OPERATOR_TOKEN."}}}};

@@ -86,6 +86,12 @@ struct Services {
   std::string dummy_password_hash;
   // Called after a request put mail in a tenant's outbox (wakes the mailer).
   std::function<void(const std::string& tenant_id)> mail_queued;
+  // On a cluster node (issue 21): the public URL of the node that leads the
+  // tenant with this slug when that is another node (a request for it is
+  // answered 307 there), "" when the slug is the cluster's but no node
+  // leads it this moment (503, retry: a failover or handover under way),
+  // else nullopt. Empty on a single node.
+  std::function<std::optional<std::string>(const std::string& slug)> primary_elsewhere;
   // After anything that may have queued mail (a reset, or a security notice
   // to the user: identity_internal.h NotifyUser). Cheap; may be spurious.
   void MailQueued(const std::string& tenant_id) const {

@@ -1407,6 +1407,15 @@ export interface operations {
                     "application/json": components["schemas"]["TenantRoot"];
                 };
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -1458,6 +1467,15 @@ export interface operations {
                     "application/json": components["schemas"]["LogPage"];
                 };
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -1495,6 +1513,15 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["ChainReport"];
                 };
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Refused: the problem says why. */
             "4XX": {
@@ -1538,6 +1565,15 @@ export interface operations {
                     "application/json": components["schemas"]["LoginResult"];
                 };
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -1570,6 +1606,15 @@ export interface operations {
             /** @description Signed out; the cookie is cleared. */
             204: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1611,6 +1656,15 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Me"];
                 };
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Refused: the problem says why. */
             "4XX": {
@@ -1654,6 +1708,15 @@ export interface operations {
                     "application/json": components["schemas"]["SignedIn"];
                 };
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -1695,6 +1758,15 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Status"];
                 };
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Refused: the problem says why. */
             "4XX": {
@@ -1738,6 +1810,15 @@ export interface operations {
                     "application/json": components["schemas"]["Status"];
                 };
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -1780,6 +1861,15 @@ export interface operations {
                     "application/json": components["schemas"]["SignedIn"];
                 };
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -1818,6 +1908,15 @@ export interface operations {
                     "application/json": components["schemas"]["SessionList"];
                 };
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -1850,6 +1949,15 @@ export interface operations {
             /** @description Ended. */
             204: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1888,6 +1996,15 @@ export interface operations {
             /** @description Ended. */
             204: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -1934,6 +2051,15 @@ export interface operations {
                     "application/json": components["schemas"]["UserEnvelope"];
                 };
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -1976,6 +2102,15 @@ export interface operations {
                     "application/json": components["schemas"]["StepUp"];
                 };
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -2012,6 +2147,15 @@ export interface operations {
             /** @description Off. */
             204: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -2058,6 +2202,15 @@ export interface operations {
                     "application/json": components["schemas"]["TotpConfirmed"];
                 };
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -2095,6 +2248,15 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["TotpEnrolment"];
                 };
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Refused: the problem says why. */
             "4XX": {
@@ -2140,6 +2302,15 @@ export interface operations {
                     "application/json": components["schemas"]["Delivered"];
                 };
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -2177,6 +2348,15 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["CollectionList"];
                 };
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Refused: the problem says why. */
             "4XX": {
@@ -2220,6 +2400,15 @@ export interface operations {
                     "application/json": components["schemas"]["Collection"];
                 };
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -2260,6 +2449,15 @@ export interface operations {
                     "application/json": components["schemas"]["Collection"];
                 };
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -2294,6 +2492,15 @@ export interface operations {
             /** @description Deleted. */
             204: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -2342,6 +2549,15 @@ export interface operations {
                     "application/json": components["schemas"]["Collection"];
                 };
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -2384,6 +2600,15 @@ export interface operations {
                 content: {
                     "application/x-ndjson": string;
                 };
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Refused: the problem says why. */
             "4XX": {
@@ -2438,6 +2663,15 @@ export interface operations {
                     "application/json": components["schemas"]["RecordPage"];
                 };
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -2481,6 +2715,15 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Record"];
                 };
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Refused: the problem says why. */
             "4XX": {
@@ -2528,6 +2771,15 @@ export interface operations {
                     "application/json": components["schemas"]["Record"];
                 };
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -2565,6 +2817,15 @@ export interface operations {
             /** @description Deleted. */
             204: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -2615,6 +2876,15 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["Record"];
                 };
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Refused: the problem says why. */
             "4XX": {
@@ -2683,6 +2953,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -2723,6 +3002,15 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["History"];
                 };
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Refused: the problem says why. */
             "4XX": {
@@ -2769,6 +3057,15 @@ export interface operations {
                     "application/json": components["schemas"]["Record"];
                 };
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -2811,6 +3108,15 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["LogPage"];
                 };
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Refused: the problem says why. */
             "4XX": {
@@ -2858,6 +3164,15 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["FileInfo"];
                 };
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Refused: the problem says why. */
             "4XX": {
@@ -2919,6 +3234,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -2956,6 +3280,15 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["FileUsage"];
                 };
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Refused: the problem says why. */
             "4XX": {
@@ -3001,6 +3334,15 @@ export interface operations {
                     "application/json": components["schemas"]["FileLink"];
                 };
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -3036,6 +3378,15 @@ export interface operations {
             /** @description Revoked. */
             204: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -3078,6 +3429,15 @@ export interface operations {
                     "application/json": components["schemas"]["OpenApiDocument"];
                 };
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -3115,6 +3475,15 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["PermissionCatalogue"];
                 };
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Refused: the problem says why. */
             "4XX": {
@@ -3160,6 +3529,15 @@ export interface operations {
                     "application/json": components["schemas"]["Status"];
                 };
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -3195,6 +3573,15 @@ export interface operations {
             /** @description Switching protocols. */
             101: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -3246,6 +3633,15 @@ export interface operations {
                     "text/event-stream": string;
                 };
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -3284,6 +3680,15 @@ export interface operations {
                     "application/json": components["schemas"]["RealtimeTicket"];
                 };
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -3321,6 +3726,15 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["RoleList"];
                 };
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Refused: the problem says why. */
             "4XX": {
@@ -3364,6 +3778,15 @@ export interface operations {
                     "application/json": components["schemas"]["Role"];
                 };
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -3404,6 +3827,15 @@ export interface operations {
                     "application/json": components["schemas"]["Role"];
                 };
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -3438,6 +3870,15 @@ export interface operations {
             /** @description Deleted. */
             204: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -3486,6 +3927,15 @@ export interface operations {
                     "application/json": components["schemas"]["Role"];
                 };
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -3523,6 +3973,15 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["TenantSettings"];
                 };
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Refused: the problem says why. */
             "4XX": {
@@ -3566,6 +4025,15 @@ export interface operations {
                     "application/json": components["schemas"]["TenantSettings"];
                 };
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -3603,6 +4071,15 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["TokenList"];
                 };
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Refused: the problem says why. */
             "4XX": {
@@ -3646,6 +4123,15 @@ export interface operations {
                     "application/json": components["schemas"]["TokenIssued"];
                 };
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -3680,6 +4166,15 @@ export interface operations {
             /** @description Revoked. */
             204: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -3731,6 +4226,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -3763,6 +4267,15 @@ export interface operations {
             /** @description Tus-Version, Tus-Extension, Tus-Max-Size. */
             204: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -3809,6 +4322,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -3847,6 +4369,15 @@ export interface operations {
             /** @description Upload-Offset and Upload-Length. */
             200: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -3898,6 +4429,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -3935,6 +4475,15 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["UserList"];
                 };
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Refused: the problem says why. */
             "4XX": {
@@ -3978,6 +4527,15 @@ export interface operations {
                     "application/json": components["schemas"]["Invitation"];
                 };
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -4017,6 +4575,15 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["User"];
                 };
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Refused: the problem says why. */
             "4XX": {
@@ -4062,6 +4629,15 @@ export interface operations {
                     "application/json": components["schemas"]["User"];
                 };
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -4106,6 +4682,15 @@ export interface operations {
                     "application/json": components["schemas"]["User"];
                 };
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -4144,6 +4729,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -4173,6 +4767,15 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description To the console. */
             308: {
                 headers: {
@@ -4225,6 +4828,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Refused: the problem says why. */
             "4XX": {
                 headers: {
@@ -4268,6 +4880,15 @@ export interface operations {
             /** @description Not modified (ETag). */
             304: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -4377,6 +4998,15 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description To the console's reset screen. */
             308: {
                 headers: {
