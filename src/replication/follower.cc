@@ -90,6 +90,7 @@ cluster::Message Replicas::Handle(const cluster::Message& m) {
       return Answer(m, &copy, std::move(s));
     case kSnapshotChunk: return Answer(m, &copy, ApplySnapshotChunk(m.tenant, copy, m.payload));
     case kTenantFiles: return Answer(m, &copy, WriteTenantFiles(m.tenant, m.payload));
+    case kProbe: return Answer(m, &copy, Status::Ok());  // the ack says where it stands
     default: return Answer(m, &copy, InvalidArgument("unknown message kind"));
   }
 }
@@ -115,6 +116,11 @@ Status Replicas::ApplySnapshotChunk(const std::string& tenant, Copy& copy,
                                     std::string_view payload) {
   SILO_ASSIGN_OR_RETURN(SnapshotChunk c, DecodeSnapshotChunk(payload));
   if (c.lineage.size() != kLineageSize) return InvalidArgument("bad lineage");
+  // A snapshot of a lower term than this copy has seen comes from a deposed
+  // primary (segments are fenced the same way, in the applier).
+  if (copy.applier && c.term < copy.applier->position().term) {
+    return PermissionDenied("a snapshot of a stale term: a deposed primary");
+  }
   if (c.offset != 0 && c.offset != copy.snapshot_next) {
     return FailedPrecondition("a snapshot chunk out of order: start the snapshot again");
   }

@@ -17,6 +17,7 @@ enum MessageKind : uint8_t {
   kSnapshotChunk = 1,  // payload: SnapshotChunk
   kSegment = 2,        // payload: an encoded segment (segment.h)
   kTenantFiles = 6,    // payload: TenantFiles, before each snapshot
+  kProbe = 7,          // empty: where does the copy stand? (answered kAck)
   // follower -> primary
   kAck = 3,           // payload: seq (8 bytes) and hash (32) the copy now holds
   kNeedSnapshot = 4,  // payload: why (the copy cannot take segments of this chain)

@@ -4,22 +4,29 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <optional>
 
 #include "base/log.h"
 #include "replication/protocol.h"
+#include "replication/segment.h"
 
 namespace silo::replication {
 
-// kGone: removed (its node left the cluster); kept in place so that indices
-// held by answers in flight stay valid, and revived by SetFollower.
-enum class FollowerState { kStreaming, kNeedsSnapshot, kSnapshotting, kGone };
+// kAsking: to be asked where it stands (Resume). kGone: removed (its node
+// left the cluster); kept in place so that indices held by answers in
+// flight stay valid, and revived by SetFollower.
+enum class FollowerState { kStreaming, kAsking, kNeedsSnapshot, kSnapshotting, kGone };
 
 struct Shipper::Shared {
   struct Follower {
     FollowerLink link;
     FollowerState state = FollowerState::kStreaming;
-    uint64_t sent = 0;                                     // the last segment sent
-    uint64_t acked = 0;                                    // the highest segment acknowledged
+    uint64_t sent = 0;   // the last segment sent
+    uint64_t acked = 0;  // the highest segment acknowledged
+    // Since when it has had segments outstanding without acknowledging any
+    // (epoch: none outstanding). A segment's answer has no deadline (a
+    // stopped follower answers when it runs again): this tells a stall.
+    std::chrono::steady_clock::time_point behind_since{};
     std::deque<std::pair<uint64_t, std::string>> backlog;  // while kSnapshotting
     size_t backlog_bytes = 0;
   };
@@ -34,11 +41,16 @@ struct Shipper::Shared {
   // reuses an id still in flight.
   std::atomic<uint64_t> next_message{0};
 
-  // A follower that failed or cannot continue the chain waits for a snapshot.
+  // A follower that cannot continue the chain waits for a snapshot.
   void NeedsSnapshot(Follower& f) {
     f.state = FollowerState::kNeedsSnapshot;
     f.backlog.clear();
     f.backlog_bytes = 0;
+  }
+  // One whose position is unknown (a new link, a missed answer) is asked.
+  void Ask(Follower& f) {
+    NeedsSnapshot(f);
+    f.state = FollowerState::kAsking;
   }
 
   void OnAnswer(size_t i, uint64_t seq, const Result<cluster::Message>& answer,
@@ -48,13 +60,15 @@ struct Shipper::Shared {
     if (answer.ok() && answer->kind == kAck) {
       auto ack = DecodeAck(answer->payload);
       if (ack.ok()) f.acked = std::max(f.acked, ack->first);
+      f.behind_since = f.acked >= f.sent ? std::chrono::steady_clock::time_point{}
+                                         : std::chrono::steady_clock::now();
     } else if (f.state == FollowerState::kStreaming) {
       log::Warn("replication.follower_behind",
                 {{"tenant", tenant},
                  {"node", f.link.node},
                  {"seq", static_cast<long long>(seq)},
                  {"reason", answer.ok() ? answer->payload : answer.status().ToString()}});
-      NeedsSnapshot(f);
+      Ask(f);
     }
     acked_cv.notify_all();
   }
@@ -86,8 +100,10 @@ void Shipper::SendSegment(size_t i, uint64_t seq, const std::string& encoded) {
   std::shared_ptr<cluster::PeerClient> link;
   {
     std::lock_guard lock(shared_->mu);
-    shared_->followers[i].sent = seq;
-    link = shared_->followers[i].link.link;
+    Shared::Follower& f = shared_->followers[i];
+    if (f.acked >= f.sent) f.behind_since = std::chrono::steady_clock::now();
+    f.sent = seq;
+    link = f.link.link;
   }
   // Answers of a Shipper that is gone are dropped.
   std::weak_ptr<Shared> weak = shared_;
@@ -103,6 +119,16 @@ void Shipper::SendSegment(size_t i, uint64_t seq, const std::string& encoded) {
 Status Shipper::Publish(uint64_t seq, const std::string& encoded) {
   std::lock_guard send(send_mu_);
   published_ = seq;
+  if (!retained_.empty() && retained_.back().first + 1 != seq) {
+    retained_.clear();  // not the next one (a new chain): what was kept does not lead here
+    retained_bytes_ = 0;
+  }
+  retained_.emplace_back(seq, encoded);
+  retained_bytes_ += encoded.size();
+  while (retained_.size() > 1 && retained_bytes_ > options_.retain_bytes) {
+    retained_bytes_ -= retained_.front().second.size();
+    retained_.pop_front();
+  }
   std::vector<size_t> targets;
   {
     std::lock_guard lock(shared_->mu);
@@ -120,28 +146,65 @@ Status Shipper::Publish(uint64_t seq, const std::string& encoded) {
   for (size_t i : targets) SendSegment(i, seq, encoded);
   if (!options_.sync || shared_->followers.empty()) return Status::Ok();
 
-  // Sync: one durable copy besides ours before the commit is answered.
+  // Sync: a durable copy besides ours on a member of the sync set (on any
+  // promotable follower while the set is empty) before the commit is
+  // answered. Copies are prefixes of the chain, so a member that holds
+  // this commit holds every one answered before it.
   std::unique_lock lock(shared_->mu);
-  auto acked = [&] {
-    bool waiting_on_someone = false;
+  std::erase_if(targets, [&](size_t i) { return !shared_->followers[i].link.promotable; });
+  auto counts = [&](const Shared::Follower& f) {
+    return sync_set_.empty() || std::binary_search(sync_set_.begin(), sync_set_.end(), f.link.node);
+  };
+  auto done = [&] {
+    bool waiting = false;
     for (size_t i : targets) {
       const Shared::Follower& f = shared_->followers[i];
+      if (!counts(f)) continue;
       if (f.acked >= seq) return true;
-      if (f.state == FollowerState::kStreaming) waiting_on_someone = true;
+      if (f.state == FollowerState::kStreaming) waiting = true;
     }
-    return !waiting_on_someone;
+    return !waiting;
   };
-  shared_->acked_cv.wait_for(lock, options_.ack_timeout, acked);
-  for (size_t i : targets) {
-    if (shared_->followers[i].acked >= seq) return Status::Ok();
+  shared_->acked_cv.wait_for(lock, options_.ack_timeout, done);
+  bool held = false;
+  std::vector<std::string> holders;  // promotable followers that hold it
+  for (const Shared::Follower& f : shared_->followers) {
+    if (!f.link.promotable || f.state == FollowerState::kGone || f.acked < seq) continue;
+    held = held || counts(f);
+    holders.push_back(f.link.node);
   }
-  if (targets.empty() && !options_.strict)
-    return Status::Ok();  // none follows yet: said when it stopped
-  log::Warn("replication.no_follower_acknowledged",
-            {{"tenant", tenant_}, {"seq", static_cast<long long>(seq)}});
-  if (options_.strict) {
+  std::sort(holders.begin(), holders.end());
+  lock.unlock();
+  if (held && !sync_set_.empty()) return Status::Ok();
+  // No member holds it (or there are none yet): the followers that do
+  // become the set, or, when none does and the commit is answered all the
+  // same (not strict), the set empties. Recorded before the answer.
+  if (holders.empty() && options_.strict) {
+    log::Warn("replication.no_follower_acknowledged",
+              {{"tenant", tenant_}, {"seq", static_cast<long long>(seq)}});
     return Unavailable("no follower acknowledged the commit in time");
   }
+  if (holders != sync_set_) {
+    SILO_RETURN_IF_ERROR(RecordSyncSet(holders));
+  }
+  if (holders.empty() && !targets.empty()) {
+    log::Warn("replication.no_follower_acknowledged",
+              {{"tenant", tenant_}, {"seq", static_cast<long long>(seq)}});
+  }
+  return Status::Ok();
+}
+
+Status Shipper::RecordSyncSet(std::vector<std::string> nodes) {
+  if (options_.record_sync_set) {
+    if (Status s = options_.record_sync_set(nodes); !s.ok()) {
+      return Unavailable("the sync set could not be recorded; retry").WithCause(s.ToString());
+    }
+  }
+  log::Info("replication.sync_set", {{"tenant", tenant_},
+                                     {"seq", static_cast<long long>(published_)},
+                                     {"members", static_cast<long long>(nodes.size())}});
+  std::lock_guard lock(shared_->mu);
+  sync_set_ = std::move(nodes);
   return Status::Ok();
 }
 
@@ -151,13 +214,80 @@ void Shipper::SetFollower(FollowerLink link) {
   for (Shared::Follower& f : shared_->followers) {
     if (f.link.node != link.node) continue;
     f.link = std::move(link);
-    shared_->NeedsSnapshot(f);
+    shared_->Ask(f);
     return;
   }
   Shared::Follower f;
   f.link = std::move(link);
-  f.state = FollowerState::kNeedsSnapshot;
+  shared_->Ask(f);
   shared_->followers.push_back(std::move(f));
+}
+
+size_t Shipper::Resume() {
+  struct Asked {
+    size_t i;
+    std::string node;
+    std::shared_ptr<cluster::PeerClient> link;
+  };
+  std::vector<Asked> asking;
+  {
+    std::lock_guard lock(shared_->mu);
+    for (size_t i = 0; i < shared_->followers.size(); ++i) {
+      const Shared::Follower& f = shared_->followers[i];
+      if (f.state == FollowerState::kAsking && f.link.link) {
+        asking.push_back({i, f.link.node, f.link.link});
+      }
+    }
+  }
+  size_t resumed = 0;
+  for (auto& [i, node, link] : asking) {
+    auto answer = link->Call(
+        cluster::Message{tenant_, kProbe, ++shared_->next_message, ""},
+        std::min<std::chrono::milliseconds>(options_.ack_timeout, std::chrono::seconds(1)));
+    if (!answer.ok()) continue;  // asked again next time
+    std::optional<std::pair<uint64_t, std::string>> at;
+    if (answer->kind == kAck) {
+      if (auto ack = DecodeAck(answer->payload); ack.ok()) at = *ack;
+    }
+    // The retained segments after the copy's position, if they continue its
+    // chain: the one after it links to its hash (or, when it holds the
+    // newest, the newest is its hash).
+    std::lock_guard send(send_mu_);
+    size_t from = retained_.size() + 1;  // none
+    if (at && !retained_.empty() && at->first + 1 >= retained_.front().first &&
+        at->first <= published_) {
+      const size_t next = static_cast<size_t>(at->first + 1 - retained_.front().first);
+      if (next < retained_.size()) {
+        auto segment = DecodeSegment(retained_[next].second);
+        if (segment.ok() && segment->header.prev_hash == at->second) from = next;
+      } else if (auto newest = DecodeSegment(retained_.back().second);
+                 newest.ok() && newest->hash == at->second) {
+        from = retained_.size();
+      }
+    }
+    {
+      std::lock_guard lock(shared_->mu);
+      Shared::Follower& f = shared_->followers[i];
+      if (f.state != FollowerState::kAsking || f.link.link != link) continue;  // changed meanwhile
+      if (from > retained_.size()) {
+        shared_->NeedsSnapshot(f);
+        continue;
+      }
+      f.state = FollowerState::kStreaming;
+      f.acked = at->first;
+      f.sent = at->first;
+    }
+    log::Info("replication.follower_resumed",
+              {{"tenant", tenant_},
+               {"node", node},
+               {"from", static_cast<long long>(at->first)},
+               {"segments", static_cast<long long>(retained_.size() - from)}});
+    for (size_t k = from; k < retained_.size(); ++k) {
+      SendSegment(i, retained_[k].first, retained_[k].second);
+    }
+    ++resumed;
+  }
+  return resumed;
 }
 
 void Shipper::RemoveFollower(const std::string& node) {
@@ -257,11 +387,44 @@ Status Shipper::SendSnapshot(const std::string& database) {
 
 std::vector<std::string> Shipper::SyncSet() const {
   std::lock_guard lock(shared_->mu);
-  std::vector<std::string> out;
-  for (const auto& f : shared_->followers) {
-    if (f.state == FollowerState::kStreaming && f.acked >= f.sent) out.push_back(f.link.node);
+  return sync_set_;
+}
+
+Status Shipper::MaintainSyncSet() {
+  if (!options_.sync) return Status::Ok();
+  std::lock_guard send(send_mu_);  // no commit answered meanwhile
+  std::vector<std::string> next;
+  {
+    std::lock_guard lock(shared_->mu);
+    // Members that stopped streaming (a refused segment, a broken link,
+    // gone) or that acknowledged nothing for the ack timeout while segments
+    // were outstanding leave, as long as those that stay hold everything
+    // published: an election waits for every member, so one that is away
+    // would hold the tenant up.
+    const auto now = std::chrono::steady_clock::now();
+    uint64_t kept_acked = 0;
+    for (const auto& f : shared_->followers) {
+      const bool stalled = f.acked < f.sent &&
+                           f.behind_since != std::chrono::steady_clock::time_point{} &&
+                           now - f.behind_since > options_.ack_timeout;
+      if (f.state == FollowerState::kStreaming && !stalled &&
+          std::binary_search(sync_set_.begin(), sync_set_.end(), f.link.node)) {
+        next.push_back(f.link.node);
+        kept_acked = std::max(kept_acked, f.acked);
+      }
+    }
+    if (next.empty() || kept_acked < published_) next = sync_set_;
+    // Promotable followers that hold everything published join.
+    for (const auto& f : shared_->followers) {
+      if (f.link.promotable && f.state == FollowerState::kStreaming && f.acked >= published_ &&
+          std::find(next.begin(), next.end(), f.link.node) == next.end()) {
+        next.push_back(f.link.node);
+      }
+    }
   }
-  return out;
+  std::sort(next.begin(), next.end());
+  if (next == sync_set_) return Status::Ok();
+  return RecordSyncSet(std::move(next));
 }
 
 std::vector<std::string> Shipper::NeedingSnapshot() const {
@@ -286,9 +449,14 @@ std::vector<Shipper::FollowerStatus> Shipper::Followers() const {
   std::lock_guard lock(shared_->mu);
   std::vector<FollowerStatus> out;
   for (const auto& f : shared_->followers) {
-    const char* state = f.state == FollowerState::kStreaming       ? "streaming"
-                        : f.state == FollowerState::kNeedsSnapshot ? "needs_snapshot"
-                                                                   : "snapshotting";
+    const char* state = "";
+    switch (f.state) {
+      case FollowerState::kStreaming: state = "streaming"; break;
+      case FollowerState::kAsking: state = "asking"; break;
+      case FollowerState::kNeedsSnapshot: state = "needs_snapshot"; break;
+      case FollowerState::kSnapshotting: state = "snapshotting"; break;
+      case FollowerState::kGone: continue;  // left the cluster
+    }
     out.push_back({f.link.node, state, f.sent, f.acked});
   }
   return out;

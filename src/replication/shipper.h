@@ -26,6 +26,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -41,11 +43,28 @@ struct ShipperOptions {
   bool sync = true;
   std::chrono::milliseconds ack_timeout{2000};
   bool strict = false;
+  // The newest segments kept (at most this many bytes, at least the last)
+  // so that a follower that was away a moment resumes without a snapshot.
+  size_t retain_bytes = size_t{8} << 20;
+  // Sync mode: records a new sync set durably where an election reads it
+  // (etcd). The sync set is the promotable followers of which at least one
+  // holds every commit answered so far (copies are prefixes, so the most
+  // advanced member holds them all): a commit is answered once a member
+  // holds it; when none does in time, the followers that hold it (or, not
+  // strict, none) become the set, recorded before the answer. An election
+  // hears every member and takes the most advanced. MaintainSyncSet lets
+  // members that stopped streaming go and adds followers that caught up.
+  // A failure to record fails the commit. Empty: the set is kept here only.
+  std::function<Status(const std::vector<std::string>& nodes)> record_sync_set = nullptr;
 };
 
 struct FollowerLink {
   std::string node;
   std::shared_ptr<cluster::PeerClient> link;
+  // False for a keyless node's copy: it could never take the tenant over,
+  // so its acknowledgement does not answer a sync commit, and it is not in
+  // the sync set.
+  bool promotable = true;
 };
 
 class Shipper {
@@ -57,10 +76,18 @@ class Shipper {
   Shipper(const Shipper&) = delete;
   Shipper& operator=(const Shipper&) = delete;
 
-  // Adds follower `link.node`, or gives it a new link (the old one broke):
-  // either way it needs a snapshot before it gets segments (it may have
-  // missed some). What a node does as peers come and go.
+  // Adds follower `link.node`, or gives it a new link (the old one broke,
+  // the node restarted): it is asked where it stands (Resume) before it
+  // gets segments. What a node does as peers come and go.
   void SetFollower(FollowerLink link);
+
+  // Asks each follower whose link is new, or that fell out of step (a
+  // segment not acknowledged in time, refused), where its copy stands (one
+  // round trip, at most a second) and, when the retained segments continue
+  // its chain from there, sends them and streams on; otherwise it needs a
+  // snapshot. One that does not answer is asked again on the next call.
+  // Returns how many resumed.
+  size_t Resume();
 
   // Stops shipping to `node` (it left the cluster); SetFollower takes it
   // back. Not listed by Followers(), SyncSet() or AckedSeqs() meanwhile.
@@ -86,8 +113,13 @@ class Shipper {
 
   // The last segment published (0 before the first).
   uint64_t published() const { return published_; }
-  // Followers that acknowledged the last segment they were sent (in sync).
+  // The sync set (ShipperOptions::record_sync_set), sorted. Starts empty.
   std::vector<std::string> SyncSet() const;
+  // Takes out members that stopped streaming (when those that stay hold
+  // everything published) and adds promotable streaming followers that
+  // hold everything published, recording the new set first. Called by the
+  // owner now and then (a cluster node: each loop turn).
+  Status MaintainSyncSet();
   // Followers that need a snapshot before they can follow.
   std::vector<std::string> NeedingSnapshot() const;
   // The highest seq each follower acknowledged (same order as given, those
@@ -96,7 +128,7 @@ class Shipper {
 
   struct FollowerStatus {
     std::string node;
-    const char* state;  // "streaming", "needs_snapshot", "snapshotting"
+    const char* state;  // "streaming", "asking", "needs_snapshot", "snapshotting"
     uint64_t sent = 0;
     uint64_t acked = 0;
   };
@@ -108,11 +140,18 @@ class Shipper {
   // Sends one segment to follower `i`; its answer updates the state.
   // REQUIRES: send_mu_ held (a follower's segments go in order).
   void SendSegment(size_t i, uint64_t seq, const std::string& encoded);
+  // Records `nodes` (sorted) as the sync set, then keeps it.
+  // REQUIRES: send_mu_ held.
+  Status RecordSyncSet(std::vector<std::string> nodes);
 
   const std::string tenant_;
   const ShipperOptions options_;
   std::mutex send_mu_;  // held across sends; never taken by answers
   std::atomic<uint64_t> published_{0};
+  // The newest segments, oldest first, contiguous seqs (under send_mu_).
+  std::deque<std::pair<uint64_t, std::string>> retained_;
+  size_t retained_bytes_ = 0;
+  std::vector<std::string> sync_set_;  // sorted; written under send_mu_, read under shared_->mu
   std::shared_ptr<Shared> shared_;
 };
 

@@ -80,14 +80,23 @@ class ShippingTest : public ::testing::Test {
   std::vector<FollowerLink> Links() {
     std::vector<FollowerLink> links;
     for (size_t i = 0; i < followers_.size(); ++i) {
-      auto client = cluster::PeerClient::Connect(
-          "127.0.0.1:" + std::to_string(followers_[i]->listener->port()), primary_tls_);
-      EXPECT_OK(client);
-      if (client.ok()) {
-        links.push_back({"node-" + std::to_string(i + 2), std::move(client).value()});
-      }
+      if (auto link = NewLink(i); link.link) links.push_back(std::move(link));
     }
     return links;
+  }
+  // A new connection to follower `i` ("node-<i + 2>").
+  FollowerLink NewLink(size_t i) {
+    auto client = cluster::PeerClient::Connect(
+        "127.0.0.1:" + std::to_string(followers_[i]->listener->port()), primary_tls_);
+    EXPECT_OK(client);
+    if (!client.ok()) return {};
+    return {"node-" + std::to_string(i + 2), std::move(client).value()};
+  }
+  std::string StateOf(const Shipper& shipper, const std::string& node) {
+    for (const auto& f : shipper.Followers()) {
+      if (f.node == node) return f.state;
+    }
+    return "absent";
   }
 
   // Opens the primary through the replication shim, its segments going to
@@ -204,7 +213,8 @@ TEST_F(ShippingTest, FollowersSnapshotWhileWritesGoOnThenHoldEveryAcknowledgedCo
   }
   db.reset();                 // the last segments: checkpoint, WAL deleted
   WaitForFollowers(shipper);  // one of them acknowledged each after its commit was answered
-  EXPECT_EQ(shipper.SyncSet().size(), 2u);
+  ASSERT_OK(shipper.MaintainSyncSet());  // the one not in it yet holds everything: it joins
+  EXPECT_EQ(shipper.SyncSet(), (std::vector<std::string>{"node-2", "node-3"}));
   const uint64_t head = recorder_->head().seq;
   for (int i = 0; i < 2; ++i) {
     ASSERT_EQ(FollowerSeq(i), head);
@@ -239,6 +249,7 @@ Status ShippingTest::CommitWithStuckFollowers(bool strict, std::vector<std::stri
   SILO_RETURN_IF_ERROR(Insert(*db, 1));
   SILO_RETURN_IF_ERROR(Insert(*db, 2));
   WaitForFollowers(shipper);
+  SILO_RETURN_IF_ERROR(shipper.MaintainSyncSet());
   if (shipper.SyncSet().size() != 2) return Internal("the followers did not follow");
   for (auto& f : followers_) f->stuck = true;
   Status s = Insert(*db, 3);
@@ -257,7 +268,115 @@ TEST_F(ShippingTest, StrictModeFailsACommitNoFollowerAcknowledged) {
   Status s = CommitWithStuckFollowers(/*strict=*/true, &sync_set);
   EXPECT_FALSE(s.ok()) << "a commit no follower had was reported as done";
   EXPECT_NE(s.message(), "the followers did not follow");
-  EXPECT_TRUE(sync_set.empty());
+  // Not answered, so nothing to take back: the set stays.
+  EXPECT_EQ(sync_set, (std::vector<std::string>{"node-2", "node-3"}));
+}
+
+TEST_F(ShippingTest, AFollowerBackOnANewLinkResumesFromTheRetainedSegmentsWithoutASnapshot) {
+  Shipper shipper(kTenant, ShipperOptions{}, Links());
+  auto db = OpenPrimary(shipper);
+  ASSERT_NE(db, nullptr);
+  for (int id = 1; id <= 20; ++id) ASSERT_OK(Insert(*db, id));
+  WaitForFollowers(shipper);
+  // node-2 goes away (a restart) while commits go on; node-3 acknowledges.
+  shipper.RemoveFollower("node-2");
+  const uint64_t left_at = FollowerSeq(0);
+  for (int id = 21; id <= 60; ++id) ASSERT_OK(Insert(*db, id));
+  EXPECT_EQ(FollowerSeq(0), left_at);
+  // Back on a new link: asked where it stands, it gets what it missed.
+  shipper.SetFollower(NewLink(0));
+  EXPECT_EQ(StateOf(shipper, "node-2"), "asking");
+  EXPECT_EQ(shipper.Resume(), 1u);
+  EXPECT_EQ(StateOf(shipper, "node-2"), "streaming");
+  EXPECT_TRUE(shipper.NeedingSnapshot().empty());
+  for (int id = 61; id <= 70; ++id) ASSERT_OK(Insert(*db, id));
+  db.reset();
+  WaitForFollowers(shipper);
+  EXPECT_EQ(FollowerSeq(0), recorder_->head().seq);
+  EXPECT_EQ(*ReadFile(followers_[0]->replicas->Dir(kTenant) + "/" + kReplicaDatabaseName),
+            *ReadFile(primary_));
+}
+
+TEST_F(ShippingTest, AFollowerThatMissedMoreThanIsRetainedTakesASnapshot) {
+  // Only the newest segment is kept.
+  Shipper shipper(kTenant, ShipperOptions{.retain_bytes = 1}, Links());
+  auto db = OpenPrimary(shipper);
+  ASSERT_NE(db, nullptr);
+  for (int id = 1; id <= 5; ++id) ASSERT_OK(Insert(*db, id));
+  WaitForFollowers(shipper);
+  shipper.RemoveFollower("node-2");
+  for (int id = 6; id <= 10; ++id) ASSERT_OK(Insert(*db, id));
+  shipper.SetFollower(NewLink(0));
+  EXPECT_EQ(shipper.Resume(), 0u);
+  EXPECT_EQ(shipper.NeedingSnapshot(), std::vector<std::string>{"node-2"});
+  // One that missed nothing resumes even so (the newest is its hash).
+  shipper.SetFollower(NewLink(1));
+  EXPECT_EQ(shipper.Resume(), 1u);
+  EXPECT_EQ(StateOf(shipper, "node-3"), "streaming");
+}
+
+TEST_F(ShippingTest, TheRecordedSyncSetAlwaysHoldsACopyOfEveryAnsweredCommit) {
+  std::vector<std::vector<std::string>> recorded;
+  bool etcd_up = true;
+  ShipperOptions options{.sync = true, .ack_timeout = 300ms};
+  options.record_sync_set = [&](const std::vector<std::string>& nodes) -> Status {
+    if (!etcd_up) return Unavailable("etcd down");
+    recorded.push_back(nodes);
+    return Status::Ok();
+  };
+  Shipper shipper(kTenant, options, Links());
+  auto db = OpenPrimary(shipper);
+  ASSERT_NE(db, nullptr);
+  // The first commit a follower holds makes it a member (recorded before
+  // the answer); the other joins once it holds everything.
+  ASSERT_OK(Insert(*db, 1));
+  ASSERT_FALSE(recorded.empty());
+  WaitForFollowers(shipper);
+  ASSERT_OK(shipper.MaintainSyncSet());
+  EXPECT_EQ(recorded.back(), (std::vector<std::string>{"node-2", "node-3"}));
+  const size_t records = recorded.size();
+  ASSERT_OK(shipper.MaintainSyncSet());  // nothing new: nothing recorded
+  // node-3 stops answering. A member (node-2) holds each commit: answered,
+  // nothing recorded (no waiting on node-3).
+  followers_[1]->stuck = true;
+  ASSERT_OK(Insert(*db, 2));
+  ASSERT_OK(Insert(*db, 3));
+  EXPECT_EQ(recorded.size(), records);
+  // Once node-3 answered nothing for the ack timeout it leaves the set
+  // (node-2 holds everything).
+  std::this_thread::sleep_for(2 * options.ack_timeout);
+  ASSERT_OK(shipper.MaintainSyncSet());
+  EXPECT_EQ(recorded.back(), std::vector<std::string>{"node-2"});
+  EXPECT_EQ(shipper.SyncSet(), std::vector<std::string>{"node-2"});
+  // node-2 stops too: no follower holds the next commit, and the empty set
+  // that answering it would need cannot be recorded: not answered.
+  followers_[0]->stuck = true;
+  etcd_up = false;
+  EXPECT_FALSE(Insert(*db, 4).ok()) << "answered while the recorded set says node-2 has it";
+  EXPECT_EQ(shipper.SyncSet(), std::vector<std::string>{"node-2"});
+}
+
+TEST_F(ShippingTest, AKeylessFollowersAcknowledgementAnswersNoSyncCommit) {
+  std::vector<FollowerLink> links = Links();
+  ASSERT_EQ(links.size(), 2u);
+  links[0].promotable = false;  // node-2 has no master key: it could never take over
+  Shipper shipper(kTenant, ShipperOptions{.sync = true, .ack_timeout = 300ms, .strict = true},
+                  std::move(links));
+  auto db = OpenPrimary(shipper);
+  ASSERT_NE(db, nullptr);
+  ASSERT_OK(Insert(*db, 1));
+  WaitForFollowers(shipper);
+  ASSERT_OK(shipper.MaintainSyncSet());
+  EXPECT_EQ(shipper.SyncSet(), std::vector<std::string>{"node-3"});
+  // Only the keyless copy answers now: the commit is not answered as done,
+  // though that copy holds it.
+  followers_[1]->stuck = true;
+  const uint64_t before = FollowerSeq(0);
+  EXPECT_FALSE(Insert(*db, 2).ok()) << "answered on a keyless copy's acknowledgement";
+  for (int wait = 0; wait < 400 && FollowerSeq(0) == before; ++wait) {
+    std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_GT(FollowerSeq(0), before) << "the keyless copy was not sent the commit";
 }
 
 TEST(ReplicasTest, ATenantIdThatIsNotOneIsRefusedAndNamesNoPath) {
@@ -312,6 +431,17 @@ TEST(ReplicasTest, ASnapshotIsInstalledOnlyWhenItsChunksArriveWholeAndInOrder) {
   EXPECT_EQ(position->seq, 9u);
   EXPECT_EQ(position->term, 4u);
   EXPECT_EQ(position->hash, std::string(kHashSize, 'h'));
+
+  // A snapshot from a deposed primary (a lower term than the copy holds)
+  // does not replace the copy, even whole.
+  SnapshotChunk stale{
+      std::string(kLineageSize, 'O'), 3, 50, std::string(kHashSize, 'o'), 0, 5, "STALE"};
+  cluster::Message refused =
+      replicas.Handle(cluster::Message{"t1", kSnapshotChunk, 100, EncodeSnapshotChunk(stale)});
+  EXPECT_EQ(refused.kind, kRefused);
+  EXPECT_NE(refused.payload.find("deposed"), std::string::npos) << refused.payload;
+  EXPECT_EQ(*ReadFile(db), file);
+  EXPECT_EQ(replicas.Position("t1")->term, 4u);
   fs::remove_all(dir);
 }
 
