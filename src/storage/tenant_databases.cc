@@ -268,17 +268,27 @@ Result<std::shared_ptr<TenantDatabase>> TenantDatabases::Acquire(const std::stri
     SILO_RETURN_IF_ERROR(options_.attach(tenant_id, path));
     if (options_.detach) detach = [fn = options_.detach, tenant_id, path] { fn(tenant_id, path); };
   }
+  {
+    MutexLock lock(live_->mu);
+    ++live_->count[tenant_id];
+  }
+  // After the last connection closed (and the detach): no longer live.
+  auto closed = [live = live_, tenant_id, detach] {
+    if (detach) detach();
+    MutexLock lock(live->mu);
+    if (--live->count[tenant_id] == 0) live->count.erase(tenant_id);
+  };
   auto writer = Database::Open(path, *key, options_.open);
   if (writer.ok()) {
     if (Status s = Migrate(**writer, migrations_); !s.ok()) writer = s;
   }
   if (!writer.ok()) {
-    if (detach) detach();  // after the writer closed
+    closed();  // after the writer closed
     return writer.status();
   }
   auto db = std::make_shared<TenantDatabase>(path, std::move(key).value(), options_.open,
                                              options_.readers_per_tenant, std::move(writer).value(),
-                                             options_.max_group, std::move(detach));
+                                             options_.max_group, std::move(closed));
   MutexLock lock(mu_);
   lru_.push_front(tenant_id);
   open_[tenant_id] = Entry{db, lru_.begin()};
@@ -318,9 +328,15 @@ Status TenantDatabases::Exclusive(const std::string& tenant_id, std::chrono::mil
       open_.erase(it);
     }
   }
-  // The connections close when the last holder lets go.
+  // The connections close when the last holder lets go, after its last
+  // reference is gone: wait for the close itself (its checkpoint, the
+  // detach), not only for the reference.
+  auto live = [&] {
+    MutexLock lock(live_->mu);
+    return live_->count.count(tenant_id) != 0;
+  };
   const auto deadline = std::chrono::steady_clock::now() + wait;
-  while (!held.expired()) {
+  while (!held.expired() || live()) {
     if (std::chrono::steady_clock::now() >= deadline) {
       release();
       return Unavailable("the tenant's database is still in use; retry shortly");

@@ -183,6 +183,15 @@ class TenantDatabases {
   std::map<std::string, Entry> open_ GUARDED_BY(mu_);
   std::list<std::string> lru_ GUARDED_BY(mu_);       // front = most recent
   std::set<std::string> exclusive_ GUARDED_BY(mu_);  // tenants in Exclusive()
+  // How many TenantDatabase objects of each tenant are not yet closed (a
+  // holder's last reference goes before the connections close): what
+  // Exclusive waits for. Shared with each object's close callback, which
+  // may run after this is gone.
+  struct Live {
+    Mutex mu;
+    std::map<std::string, int> count GUARDED_BY(mu);
+  };
+  const std::shared_ptr<Live> live_ = std::make_shared<Live>();
 };
 
 }  // namespace silo::storage

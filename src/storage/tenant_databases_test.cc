@@ -343,6 +343,43 @@ TEST_F(TenantDatabasesTest, AttachRunsBeforeTheFirstConnectionAndDetachAfterTheL
   EXPECT_EQ(calls, (std::vector<std::string>{"attach a", "attach a", "detach a"}));
 }
 
+TEST_F(TenantDatabasesTest, ExclusiveWaitsUntilTheLastHoldersConnectionsHaveClosed) {
+  // The last holder's reference goes first; its connections close (and
+  // the detach runs) after. What runs exclusively must come after all of
+  // it: a cluster node hands a tenant over only once its last commit, the
+  // close's checkpoint, was published.
+  std::atomic<bool> detached{false};
+  TenantDatabases dbs(
+      [this](const std::string& id) -> Result<crypto::SecretKey> {
+        return crypto::SecretKey::FromBytes(keys_[id]);
+      },
+      [this](const std::string& id) { return Path(id + ".db"); }, kSchema,
+      {.max_open_tenants = 4,
+       .readers_per_tenant = 2,
+       .open = {},
+       .attach = [](const std::string&, const std::string&) { return Status::Ok(); },
+       .detach =
+           [&](const std::string&, const std::string&) {
+             std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a slow close
+             detached = true;
+           }});
+  auto held = dbs.Acquire("a");
+  ASSERT_OK(held);
+  ASSERT_OK(Insert(**held, "x"));
+  std::thread holder([db = std::move(held).value()]() mutable {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    db.reset();  // closes on this thread
+  });
+  bool ran = false;
+  ASSERT_OK(dbs.Exclusive("a", std::chrono::seconds(10), [&] {
+    EXPECT_TRUE(detached) << "ran while the last connection was still closing";
+    ran = true;
+    return Status::Ok();
+  }));
+  holder.join();
+  EXPECT_TRUE(ran);
+}
+
 TEST_F(TenantDatabasesTest, ANewTenantIsTheMigratedTemplateUnderItsOwnKey) {
   constexpr Migration kTwo[] = {
       {1, "items", "CREATE TABLE items (id INTEGER PRIMARY KEY, body TEXT NOT NULL)"},
