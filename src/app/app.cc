@@ -496,6 +496,11 @@ Status App::Start() {
                   c.security.smtp_ca_file},
       c.security.smtp_from);
   p.services.mail_queued = [m = p.mailer.get()](const std::string& id) { m->Queued(id); };
+  if (p.cluster) {
+    p.services.primary_elsewhere = [m = p.cluster.get()](const std::string& slug) {
+      return m->PrimaryElsewhere(slug);
+    };
+  }
   p.public_server = std::make_unique<http::Server>(OptionsFor(c, "public", c.listen, true),
                                                    p.public_dispatcher.get(), &p.metrics);
   // The operator listener is plain HTTP on loopback only (config enforces
@@ -639,6 +644,38 @@ api::PublicDispatcher& App::public_dispatcher() { return *p_->public_dispatcher;
 api::OperatorDispatcher& App::operator_dispatcher() { return *p_->operator_dispatcher; }
 api::Services& App::services() { return p_->services; }
 
+namespace {
+
+// SILO_KEYLESS=1: no keyring, no tenants of its own, no HTTP; the cluster
+// member alone, keeping copies (app/cluster_member.h), until SIGTERM or
+// SIGINT.
+int ServeKeyless(const config::Config& c) {
+  if (c.env == config::Environment::kDevelopment) {
+    if (Status s = MakeDirs(c.data_dir, 0700); !s.ok()) return Refuse(s);
+  }
+  auto lock = DataDirLock::Acquire(c.data_dir);
+  if (!lock.ok()) return Refuse(lock.status());
+  auto member = ClusterMember::Create(ClusterOptions{c.cluster, c.data_dir, nullptr, nullptr});
+  if (!member.ok()) return Refuse(member.status());
+  if (Status s = (*member)->Start(""); !s.ok()) return Refuse(s);
+  log::Warn("cluster.keyless_node",
+            {{"node", c.cluster.node_id},
+             {"detail", "no master key: this node keeps sealed copies and never leads a tenant"}});
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  for (int sig = 0; sig != SIGTERM && sig != SIGINT;) {
+    if (sigwait(&set, &sig) != 0) sig = 0;
+  }
+  log::Info("shutting down");
+  (*member)->Stop();
+  return 0;
+}
+
+}  // namespace
+
 int Serve(const config::GetEnv& getenv) {
   config::LoadResult loaded = config::Load(getenv);
   if (!loaded.problems.empty()) {
@@ -647,6 +684,7 @@ int Serve(const config::GetEnv& getenv) {
     for (const auto& p : loaded.problems) std::fprintf(stderr, "  - %s\n", p.c_str());
     return 1;
   }
+  if (loaded.config.cluster.keyless) return ServeKeyless(loaded.config);
   auto app = App::Create(std::move(loaded.config));
   if (!app.ok()) return Refuse(app.status());
   if (Status s = (*app)->Start(); !s.ok()) {

@@ -27,8 +27,22 @@ constexpr char kStatusPrefix[] = "/silo/status/";
 constexpr char kTenantsPrefix[] = "/silo/t/";
 constexpr char kSlugsPrefix[] = "/silo/slugs/";
 
+constexpr char kKeylessRefusal[] =
+    "this node has no master key (SILO_KEYLESS=1): it keeps a sealed copy and cannot take the "
+    "tenant over";
+
 std::string PrimaryKey(const std::string& tenant_id) {
   return kTenantsPrefix + tenant_id + "/primary";
+}
+
+// The sync set of a tenant's current term (replication::ShipperOptions::
+// record_sync_set): the followers an election may choose from.
+std::string SyncKey(const std::string& tenant_id) { return kTenantsPrefix + tenant_id + "/sync"; }
+
+std::string SyncSetValue(int64_t term, const std::vector<std::string>& nodes) {
+  json::array list;
+  for (const std::string& n : nodes) list.push_back(json::value(n));
+  return json::serialize(json::object{{"term", term}, {"nodes", std::move(list)}});
 }
 
 cluster::PeerTls TlsOf(const config::Cluster& c) {
@@ -39,6 +53,12 @@ std::string StringField(const json::value& v, const char* key) {
   if (!v.is_object()) return "";
   const json::value* f = v.as_object().if_contains(key);
   return (f != nullptr && f->is_string()) ? std::string(f->as_string()) : "";
+}
+
+bool BoolField(const json::value& v, const char* key) {
+  if (!v.is_object()) return false;
+  const json::value* f = v.as_object().if_contains(key);
+  return f != nullptr && f->is_bool() && f->as_bool();
 }
 
 int64_t NumberField(const json::value& v, const char* key) {
@@ -60,7 +80,9 @@ json::value ParseOrNull(const std::string& text) {
 
 Result<std::shared_ptr<ClusterMember>> ClusterMember::Create(ClusterOptions options) {
   if (!options.cluster.clustered()) return FailedPrecondition("not clustered");
-  if (options.keyring == nullptr) return FailedPrecondition("no keyring");
+  if ((options.keyring == nullptr || options.registry == nullptr) && !options.cluster.keyless) {
+    return FailedPrecondition("no keyring");
+  }
   storage::repl::EnsureReplicationVfs();
   SILO_RETURN_IF_ERROR(MakeDirs(layout::ReplicasDir(options.data_dir), 0700));
   return std::shared_ptr<ClusterMember>(new ClusterMember(std::move(options)));
@@ -81,23 +103,30 @@ Status ClusterMember::Start(const std::string& public_url) {
     return Unavailable("cannot get a node lease from etcd (SILO_ETCD_ENDPOINTS)")
         .WithCause(lease.status().message());
   }
-  lease_ = std::move(lease).value();
+  std::shared_ptr<cluster::NodeLease> held = std::move(lease).value();
+  {
+    MutexLock lock(mu_);
+    lease_ = held;
+  }
   // The listener's handler runs until Stop() stops it, before this is gone.
   auto listener = cluster::PeerListener::Start(
       c.listen.ToString(), TlsOf(c), [this](const cluster::Message& m) { return Handle(m); });
   if (!listener.ok()) {
+    MutexLock lock(mu_);
     lease_.reset();
     return listener.status();
   }
   listener_ = std::move(listener).value();
   address_ = c.listen.host + ":" + std::to_string(listener_->port());
   public_url_ = public_url;
-  json::object me{{"cluster", address_}, {"url", public_url_}};
-  auto announced =
-      etcd_->CreateIfAbsent(kNodesPrefix + c.node_id, json::serialize(me), lease_->id());
+  auto announced = etcd_->CreateIfAbsent(kNodesPrefix + c.node_id, Announcement(), held->id());
   if (!announced.ok()) {
     listener_->Stop();
-    lease_.reset();
+    held.reset();
+    {
+      MutexLock lock(mu_);
+      lease_.reset();
+    }
     if (announced.status().code() == StatusCode::kAlreadyExists) {
       return AlreadyExists("SILO_NODE_ID " + c.node_id + " is in use by a live node");
     }
@@ -105,7 +134,8 @@ Status ClusterMember::Start(const std::string& public_url) {
   }
   // The tenants already here keep their slugs (a node that joins with
   // tenants of its own, or a restart).
-  for (const tenant::TenantInfo& t : options_.registry->List()) {
+  for (const tenant::TenantInfo& t :
+       options_.registry ? options_.registry->List() : std::vector<tenant::TenantInfo>{}) {
     if (Status s = ReserveSlug(t.slug, t.id); !s.ok()) {
       log::Error("cluster.slug_conflict",
                  {{"tenant", t.id}, {"slug", t.slug}, {"cause", s.ToString()}});
@@ -137,10 +167,11 @@ void ClusterMember::Stop() {
     peers_.clear();
   }
   // Revoked: the node's key and its tenants' primary keys go now, not after
-  // the TTL. lease_ itself stays: commits made while the databases close
-  // still ask it (the recorder's publish).
-  lease_->StopRenewing();
-  if (Status s = etcd_->Revoke(lease_->id()); !s.ok()) {
+  // the TTL. The lease object itself stays: commits made while the
+  // databases close still ask it (the recorder's publish).
+  std::shared_ptr<cluster::NodeLease> lease = Lease();
+  lease->StopRenewing();
+  if (Status s = etcd_->Revoke(lease->id()); !s.ok()) {
     log::Warn("cluster.lease_not_revoked", {{"cause", s.message()}});
   }
 }
@@ -172,6 +203,7 @@ void ClusterMember::ReleaseSlug(const std::string& slug, const std::string& tena
   if (Status s = etcd_->DeleteIf(key, (*held)->mod_revision); !s.ok()) {
     log::Warn("cluster.slug_not_released", {{"slug", slug}, {"cause", s.message()}});
   }
+  (void)etcd_->Delete(SyncKey(tenant_id));  // the tenant is gone
 }
 
 void ClusterMember::SetDatabases(std::weak_ptr<storage::TenantDatabases> databases) {
@@ -181,9 +213,27 @@ void ClusterMember::SetDatabases(std::weak_ptr<storage::TenantDatabases> databas
 
 std::string ClusterMember::address() const { return address_; }
 
+std::string ClusterMember::Announcement() const {
+  return json::serialize(json::object{
+      {"cluster", address_}, {"url", public_url_}, {"keyless", options_.cluster.keyless}});
+}
+
+std::optional<std::string> ClusterMember::PrimaryElsewhere(const std::string& slug) const {
+  MutexLock lock(mu_);
+  auto it = elsewhere_.find(slug);
+  if (it == elsewhere_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::shared_ptr<cluster::NodeLease> ClusterMember::Lease() const {
+  MutexLock lock(mu_);
+  return lease_;
+}
+
 ClusterMember::Stats ClusterMember::stats() const {
   Stats st;
-  st.lease_held = lease_ && lease_->Held();
+  std::shared_ptr<cluster::NodeLease> lease = Lease();
+  st.lease_held = lease && lease->Held();
   st.segments = segments_;
   st.bytes = bytes_;
   st.snapshots = snapshots_;
@@ -211,17 +261,18 @@ Status ClusterMember::Attach(const std::string& tenant_id, const std::string& pa
     MutexLock lock(mu_);
     if (!started_) return Unavailable("this node has not joined its cluster");
   }
-  if (!lease_->Held()) return Unavailable("this node's cluster lease has lapsed");
+  std::shared_ptr<cluster::NodeLease> lease = Lease();
+  if (!lease->Held()) return Unavailable("this node's cluster lease has lapsed");
   const config::Cluster& c = options_.cluster;
   json::object value{{"node", c.node_id}, {"url", public_url_}};
   const std::string key = PrimaryKey(tenant_id);
-  auto term = etcd_->CreateIfAbsent(key, json::serialize(value), lease_->id());
+  auto term = etcd_->CreateIfAbsent(key, json::serialize(value), lease->id());
   if (term.status().code() == StatusCode::kAlreadyExists) {
     // Ours still (the tenant was closed and opened again under this lease),
     // or another live node's.
     auto held = etcd_->Get(key);
     if (!held.ok()) return Unavailable("etcd did not answer").WithCause(held.status().message());
-    if (held->has_value() && (*held)->lease == lease_->id()) {
+    if (held->has_value() && (*held)->lease == lease->id()) {
       term = (*held)->mod_revision;
     } else {
       std::string node =
@@ -234,18 +285,36 @@ Status ClusterMember::Attach(const std::string& tenant_id, const std::string& pa
   auto primary = std::make_shared<Primary>();
   primary->path = path;
   primary->term = static_cast<uint64_t>(*term);
+  primary->lease = lease;
   if (c.replication != config::ReplicationMode::kOff) {
     std::vector<replication::FollowerLink> links;
     {
       MutexLock lock(mu_);
-      for (const auto& [node, peer] : peers_) links.push_back({node, peer.link});
+      for (const auto& [node, peer] : peers_) links.push_back({node, peer.link, peer.promotable});
     }
     primary->lineage = crypto::RandomBytes(replication::kLineageSize);
-    primary->shipper = std::make_shared<replication::Shipper>(
-        tenant_id,
-        replication::ShipperOptions{c.replication == config::ReplicationMode::kSync, c.ack_timeout,
-                                    c.strict},
-        std::move(links));
+    const bool sync = c.replication == config::ReplicationMode::kSync;
+    replication::ShipperOptions shipping{
+        .sync = sync, .ack_timeout = c.ack_timeout, .strict = c.strict};
+    // Sync mode: the followers that may be elected are recorded in etcd
+    // (/silo/t/<id>/sync, on no lease: it must outlive this node), starting
+    // empty under this term. Async mode elects among all followers.
+    const std::string sync_key = SyncKey(tenant_id);
+    Status recorded =
+        sync ? etcd_->Put(sync_key, SyncSetValue(*term, {}), 0).status() : etcd_->Delete(sync_key);
+    if (!recorded.ok()) {
+      return Unavailable("etcd did not answer").WithCause(recorded.message());
+    }
+    if (sync) {
+      shipping.record_sync_set = [self = weak_from_this(), sync_key,
+                                  t = *term](const std::vector<std::string>& nodes) -> Status {
+        auto me = self.lock();
+        if (!me) return Unavailable("the node is stopping");
+        return me->etcd_->Put(sync_key, SyncSetValue(t, nodes), 0).status();
+      };
+    }
+    primary->shipper =
+        std::make_shared<replication::Shipper>(tenant_id, std::move(shipping), std::move(links));
     // The file holds data (a template at least), so the chain starts from a
     // random head and every follower needs a snapshot first.
     primary->shipper->RequireSnapshot();
@@ -254,11 +323,12 @@ Status ClusterMember::Attach(const std::string& tenant_id, const std::string& pa
     std::weak_ptr<ClusterMember> self = weak_from_this();
     primary->recorder = std::make_shared<replication::SegmentRecorder>(
         primary->lineage, primary->term, head,
-        [self, shipper = primary->shipper](uint64_t seq, const std::string& segment) -> Status {
+        [self, lease, shipper = primary->shipper](uint64_t seq,
+                                                  const std::string& segment) -> Status {
           // Self-fencing: past the lease deadline etcd may have given the
           // tenant to another node, so no commit may be answered here.
           auto me = self.lock();
-          if (!me || !me->lease_->Held()) {
+          if (!me || !lease->Held()) {
             return Unavailable("this node's cluster lease has lapsed");
           }
           me->segments_ += 1;
@@ -277,7 +347,7 @@ Status ClusterMember::Attach(const std::string& tenant_id, const std::string& pa
       std::set<std::string> known;
       for (const auto& f : primary->shipper->Followers()) known.insert(f.node);
       for (const auto& [node, peer] : peers_) {
-        if (known.count(node) == 0) late.push_back({node, peer.link});
+        if (known.count(node) == 0) late.push_back({node, peer.link, peer.promotable});
       }
     }
     primaries_[tenant_id] = primary;
@@ -308,17 +378,39 @@ void ClusterMember::Loop() {
       MutexLock lock(mu_);
       if (stop_) return;
     }
+    if (Lease()->Lost() && !Rejoin()) {
+      // Nothing else can be done without a lease: try again shortly.
+      MutexLock lock(mu_);
+      if (stop_) return;
+      wake_.WaitUntil(mu_, std::chrono::steady_clock::now() + 250ms);
+      continue;
+    }
+    ReopenFenced();
     if (std::chrono::steady_clock::now() >= next_status) {
       RefreshPeers();
+      RefreshSlugs();
       PublishStatus();
       next_status = std::chrono::steady_clock::now() + 1s;
     }
-    std::vector<std::pair<std::string, std::shared_ptr<Primary>>> waiting;
+    // Followers on a new link (a restart, a broken connection) or out of
+    // step are asked where they stand and resume from the segments kept;
+    // those that cannot take a snapshot.
+    std::vector<std::pair<std::string, std::shared_ptr<Primary>>> led;
     {
       MutexLock lock(mu_);
       for (const auto& [id, p] : primaries_) {
-        if (p->shipper && !p->shipper->NeedingSnapshot().empty()) waiting.emplace_back(id, p);
+        if (p->shipper && p->lease->Held()) led.emplace_back(id, p);
       }
+    }
+    for (const auto& [id, p] : led) {
+      p->shipper->Resume();
+      if (Status s = p->shipper->MaintainSyncSet(); !s.ok()) {
+        log::Warn("replication.sync_set_not_grown", {{"tenant", id}, {"cause", s.ToString()}});
+      }
+    }
+    std::vector<std::pair<std::string, std::shared_ptr<Primary>>> waiting;
+    for (const auto& [id, p] : led) {
+      if (!p->shipper->NeedingSnapshot().empty()) waiting.emplace_back(id, p);
     }
     for (const auto& [id, p] : waiting) Snapshot(id, p);
     CheckPrimaries();
@@ -363,12 +455,18 @@ void ClusterMember::RefreshPeers() {
   for (const cluster::KeyValue& kv : *nodes) {
     std::string node = kv.key.substr(prefix.size());
     if (node == options_.cluster.node_id) continue;
-    std::string address = StringField(ParseOrNull(kv.value), "cluster");
+    json::value value = ParseOrNull(kv.value);
+    std::string address = StringField(value, "cluster");
+    const bool promotable = !BoolField(value, "keyless");
     if (address.empty()) continue;
     {
       MutexLock lock(mu_);
       auto it = peers_.find(node);
-      if (it != peers_.end() && it->second.address == address && !it->second.link->broken()) {
+      // The same incarnation (lease) at the same address, linked: nothing to
+      // do. A node that rejoined under a new lease is linked anew (and
+      // resnapshotted), even if this node never saw it gone.
+      if (it != peers_.end() && it->second.address == address && it->second.lease == kv.lease &&
+          !it->second.link->broken()) {
         continue;
       }
     }
@@ -382,17 +480,20 @@ void ClusterMember::RefreshPeers() {
     std::vector<std::shared_ptr<Primary>> led;
     {
       MutexLock lock(mu_);
-      peers_[node] = Peer{address, shared};
+      peers_[node] = Peer{address, kv.lease, promotable, shared};
       for (const auto& [id, p] : primaries_) led.push_back(p);
     }
     log::Info("cluster.peer_linked", {{"node", node}, {"address", address}});
     for (const auto& p : led) {
-      if (p->shipper) p->shipper->SetFollower({node, shared});
+      if (p->shipper) p->shipper->SetFollower({node, shared, promotable});
     }
   }
 }
 
 void ClusterMember::Snapshot(const std::string& tenant_id, const std::shared_ptr<Primary>& p) {
+  // A tenant fenced by a lease that ran out (this node may have been
+  // deposed) sends nothing; followers refuse a lower term's snapshot anyway.
+  if (!p->lease->Held()) return;
   std::shared_ptr<storage::TenantDatabases> databases;
   std::map<std::string, std::shared_ptr<cluster::PeerClient>> links;
   {
@@ -446,7 +547,18 @@ void ClusterMember::Snapshot(const std::string& tenant_id, const std::shared_ptr
                                           {"result", s.ok() ? "ok" : s.ToString()}});
 }
 
+void ClusterMember::RefreshSlugs() {
+  auto slugs = etcd_->List(kSlugsPrefix);
+  if (!slugs.ok()) return;  // said by RefreshPeers
+  slugs_.clear();
+  for (const cluster::KeyValue& kv : *slugs) {
+    slugs_[StringField(ParseOrNull(kv.value), "id")] =
+        kv.key.substr(std::string(kSlugsPrefix).size());
+  }
+}
+
 void ClusterMember::PublishStatus() {
+  std::shared_ptr<cluster::NodeLease> lease = Lease();
   json::array tenants;
   {
     MutexLock lock(mu_);
@@ -468,20 +580,34 @@ void ClusterMember::PublishStatus() {
                       {"cluster", address_},
                       {"url", public_url_},
                       {"replication", config::ReplicationModeName(options_.cluster.replication)},
-                      {"lease_held", lease_->Held()},
+                      {"lease_held", lease->Held()},
                       {"tenants", std::move(tenants)}};
   auto put =
-      etcd_->Put(kStatusPrefix + options_.cluster.node_id, json::serialize(status), lease_->id());
+      etcd_->Put(kStatusPrefix + options_.cluster.node_id, json::serialize(status), lease->id());
   if (!put.ok()) log::Warn("cluster.status_not_written", {{"cause", put.status().message()}});
 }
 
 void ClusterMember::CheckPrimaries() {
   auto keys = etcd_->List(kTenantsPrefix);
   if (!keys.ok()) return;  // said by RefreshPeers
+  std::shared_ptr<cluster::NodeLease> lease = Lease();
   const std::string& me = options_.cluster.node_id;
-  std::set<std::string> led;
-  std::map<std::string, std::vector<std::pair<std::string, int64_t>>> positions;
+  struct Led {
+    std::string node;
+    int64_t term = 0;
+    std::string url;
+  };
+  std::map<std::string, Led> led;  // tenant id -> its primary
+  struct Position {
+    std::string node;
+    int64_t seq = 0;
+    bool refused = false;  // its copy failed the check: heard, but no candidate
+  };
+  std::map<std::string, std::vector<Position>> positions;
   std::map<std::string, cluster::KeyValue> mine;  // this node's posted positions
+  std::map<std::string, Handover> handovers;
+  std::map<std::string, std::set<std::string>> sync_sets;  // tenant id -> who may be elected
+  bool unknown_slug = false;
   for (const cluster::KeyValue& kv : *keys) {
     std::string rest = kv.key.substr(std::string(kTenantsPrefix).size());
     size_t slash = rest.find('/');
@@ -489,12 +615,67 @@ void ClusterMember::CheckPrimaries() {
     std::string id = rest.substr(0, slash);
     std::string tail = rest.substr(slash);
     if (tail == "/primary") {
-      led.insert(id);
+      json::value v = ParseOrNull(kv.value);
+      led[id] = {StringField(v, "node"), kv.mod_revision, StringField(v, "url")};
+      unknown_slug = unknown_slug || slugs_.count(id) == 0;
     } else if (tail.rfind("/pos/", 0) == 0) {
       std::string node = tail.substr(5);
-      positions[id].emplace_back(node, NumberField(ParseOrNull(kv.value), "seq"));
+      json::value v = ParseOrNull(kv.value);
+      positions[id].push_back({node, NumberField(v, "seq"), BoolField(v, "refused")});
       if (node == me) mine[id] = kv;
+    } else if (tail == "/sync") {
+      json::value v = ParseOrNull(kv.value);
+      std::set<std::string>& members = sync_sets[id];
+      const json::value* nodes = v.is_object() ? v.as_object().if_contains("nodes") : nullptr;
+      if (nodes != nullptr && nodes->is_array()) {
+        for (const json::value& n : nodes->as_array()) {
+          if (n.is_string()) members.insert(std::string(n.as_string()));
+        }
+      }
+    } else if (tail == "/handover") {
+      json::value v = ParseOrNull(kv.value);
+      handovers[id] = {StringField(v, "to"),
+                       StringField(v, "from"),
+                       NumberField(v, "term"),
+                       NumberField(v, "seq"),
+                       kv.lease,
+                       kv.mod_revision};
     }
+  }
+  // Where requests for tenants led elsewhere go (a tenant created a moment
+  // ago is known here as soon as its primary key is).
+  if (unknown_slug) RefreshSlugs();
+  std::map<std::string, std::string> elsewhere;  // slug -> its primary's URL
+  for (const auto& [id, l] : led) {
+    auto slug = slugs_.find(id);
+    // Only a URL a Location header can carry (etcd is trusted, but a header
+    // is not the place to find out otherwise).
+    const bool printable =
+        !l.url.empty() && std::all_of(l.url.begin(), l.url.end(),
+                                      [](unsigned char ch) { return ch > 0x20 && ch < 0x7f; });
+    if (l.node != me && slug != slugs_.end() && printable) elsewhere[slug->second] = l.url;
+  }
+  // A tenant of the cluster that no node leads this moment (a failover or
+  // a handover under way, or one not opened since its node started), and
+  // that is not this node's own: "" (503, retry).
+  for (const auto& [id, slug] : slugs_) {
+    if (led.count(id) == 0 && !(options_.registry && options_.registry->Find(slug))) {
+      elsewhere.emplace(slug, "");
+    }
+  }
+  {
+    MutexLock lock(mu_);
+    elsewhere_ = std::move(elsewhere);
+  }
+  // A switchover asked of this node as the primary (once per request;
+  // after elsewhere_ is set: it points the tenant at its new primary).
+  for (const auto& [id, h] : handovers) {
+    auto it = led.find(id);
+    if (h.seq != 0 || h.from != me || it == led.end() || it->second.node != me ||
+        it->second.term != h.term || !handovers_tried_.insert(h.revision).second) {
+      continue;
+    }
+    HandOver(id, h);
   }
   std::error_code ec;
   for (const auto& entry :
@@ -505,18 +686,40 @@ void ClusterMember::CheckPrimaries() {
       // Led (again): this node's election for it, if any, is over.
       elections_.erase(id);
       refused_.erase(id);
+      unelectable_.erase(id);
       if (auto it = mine.find(id); it != mine.end()) {
         (void)etcd_->DeleteIf(it->second.key, it->second.mod_revision);
       }
       continue;
     }
     if (refused_.count(id) != 0 || PathExists(layout::TenantDir(options_.data_dir, id))) continue;
+    if (options_.cluster.keyless) {
+      // Never a candidate: says so once per tenant left without a primary.
+      log::Error("replication.promotion_refused", {{"tenant", id}, {"cause", kKeylessRefusal}});
+      refused_.insert(id);
+      continue;
+    }
     auto position = replicas_->Position(id);
     if (!position.ok() || position->seq == 0 || !replicas_->Files(id).ok()) continue;
+    if (auto h = handovers.find(id); h != handovers.end()) {
+      // A switchover: only its target takes the tenant, and only with
+      // every segment the primary published; the others wait (until the
+      // key goes with the command's lease, then they elect as usual).
+      if (h->second.to != me || h->second.seq == 0) continue;
+      if (static_cast<int64_t>(position->seq) != h->second.seq) {
+        log::Error("replication.handover_refused",
+                   {{"tenant", id},
+                    {"cause", "this copy is at segment " + std::to_string(position->seq) +
+                                  ", the primary published " + std::to_string(h->second.seq)}});
+        continue;
+      }
+      Promote(id);
+      continue;
+    }
     const auto now = std::chrono::steady_clock::now();
     if (mine.count(id) == 0) {
       json::object pos{{"seq", position->seq}};
-      auto put = etcd_->Put(kTenantsPrefix + id + "/pos/" + me, json::serialize(pos), lease_->id());
+      auto put = etcd_->Put(kTenantsPrefix + id + "/pos/" + me, json::serialize(pos), lease->id());
       if (put.ok()) {
         elections_[id] = now;
         log::Info("replication.election",
@@ -528,15 +731,183 @@ void ClusterMember::CheckPrimaries() {
     // Every follower notices within a loop turn or two (250 ms each): wait
     // three turns for their positions before choosing.
     if (now - started < 750ms) continue;
-    std::string best = me;
-    int64_t best_seq = static_cast<int64_t>(position->seq);
-    for (const auto& [node, seq] : positions[id]) {
-      if (seq > best_seq || (seq == best_seq && node < best)) {
-        best = node;
-        best_seq = seq;
+    // In sync mode the most advanced member of the tenant's sync set holds
+    // every answered commit: the election waits until every member has
+    // posted (one that refused counts as heard), then takes the most
+    // advanced that did not refuse. An empty set elects nobody (what was
+    // answered is on the primary alone, or its followers have not caught up
+    // with a new term). Without a set (async mode), the most advanced.
+    auto sync = sync_sets.find(id);
+    const bool restricted = sync != sync_sets.end();
+    auto eligible = [&](const std::string& node) {
+      return !restricted || sync->second.count(node) != 0;
+    };
+    std::set<std::string> heard;
+    std::string best;
+    int64_t best_seq = -1;
+    for (const Position& p : positions[id]) {
+      heard.insert(p.node);
+      if (p.refused || !eligible(p.node)) continue;
+      if (p.seq > best_seq || (p.seq == best_seq && p.node < best)) {
+        best = p.node;
+        best_seq = p.seq;
       }
     }
+    if (restricted &&
+        !std::includes(heard.begin(), heard.end(), sync->second.begin(), sync->second.end())) {
+      best.clear();  // a member has not been heard: it may hold more
+    }
+    if (!eligible(me) && unelectable_.insert(id).second) {
+      std::string members;
+      for (const std::string& n : sync->second) members += (members.empty() ? "" : ",") + n;
+      log::Warn("replication.not_in_sync_set",
+                {{"tenant", id},
+                 {"sync_set", members.empty() ? "(empty)" : members},
+                 {"detail", "this copy may lack acknowledged writes: it waits for a member"}});
+    }
     if (best == me) Promote(id);
+  }
+  // A tenant served here that another node leads now: this node was
+  // deposed (cut off past its lease) or restarted after a takeover.
+  for (const tenant::TenantInfo& t :
+       options_.registry ? options_.registry->List() : std::vector<tenant::TenantInfo>{}) {
+    auto it = led.find(t.id);
+    if (it != led.end() && it->second.node != me) Demote(t.id, it->second.node, it->second.term);
+  }
+}
+
+void ClusterMember::HandOver(const std::string& tenant_id, const Handover& h) {
+  std::shared_ptr<storage::TenantDatabases> databases;
+  std::shared_ptr<Primary> primary;
+  {
+    MutexLock lock(mu_);
+    databases = databases_.lock();
+    auto it = primaries_.find(tenant_id);
+    if (it != primaries_.end()) primary = it->second;
+  }
+  if (!databases || !primary) return;
+  auto refuse = [&](const std::string& why) {
+    log::Error("replication.handover_failed",
+               {{"tenant", tenant_id}, {"to", h.to}, {"cause", why}});
+  };
+  if (!primary->shipper) return refuse("replication is off on this node");
+  std::shared_ptr<replication::Shipper> shipper = primary->shipper;
+  const std::string kept =
+      layout::DeposedDir(options_.data_dir) + "/" + tenant_id + "." + std::to_string(h.term);
+  std::string target_url;
+  // Closed and held closed: no write can start (503, retry), and the last
+  // one's segments (the close's checkpoint too) are published.
+  Status s = databases->Exclusive(tenant_id, 5s, [&]() -> Status {
+    const uint64_t published = shipper->published();
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    for (;;) {
+      bool there = false;
+      for (const auto& f : shipper->Followers()) {
+        there = there || (f.node == h.to && std::string_view(f.state) == "streaming" &&
+                          f.acked >= published);
+      }
+      if (there) break;
+      if (std::chrono::steady_clock::now() >= deadline) {
+        return Unavailable("node " + h.to + " did not acknowledge every segment within 5 s");
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    json::object value{
+        {"to", h.to}, {"from", h.from}, {"term", h.term}, {"seq", static_cast<int64_t>(published)}};
+    SILO_RETURN_IF_ERROR(etcd_
+                             ->PutIf(kTenantsPrefix + tenant_id + "/handover",
+                                     json::serialize(value), h.revision, h.lease)
+                             .status());
+    SILO_RETURN_IF_ERROR(etcd_->DeleteIf(PrimaryKey(tenant_id), h.term));
+    // Held closed until the target leads (requests meanwhile get 503, then
+    // 307 to it), and given up either way: its primary key is gone.
+    for (auto until = std::chrono::steady_clock::now() + 5s;
+         std::chrono::steady_clock::now() < until; std::this_thread::sleep_for(50ms)) {
+      auto now_led = etcd_->Get(PrimaryKey(tenant_id));
+      if (now_led.ok() && now_led->has_value()) {
+        json::value v = ParseOrNull((*now_led)->value);
+        if (StringField(v, "node") == h.to) target_url = StringField(v, "url");
+        break;
+      }
+    }
+    if (!target_url.empty()) {
+      if (auto info = slugs_.find(tenant_id); info != slugs_.end()) {
+        MutexLock lock(mu_);
+        elsewhere_[info->second] = target_url;
+      }
+    }
+    return options_.registry->Relinquish(tenant_id, kept);
+  });
+  if (!s.ok()) return refuse(s.ToString());
+  log::Info("replication.handed_over", {{"tenant", tenant_id},
+                                        {"to", h.to},
+                                        {"taken", target_url.empty() ? "not yet" : "yes"},
+                                        {"kept", kept}});
+}
+
+void ClusterMember::Demote(const std::string& tenant_id, const std::string& node, int64_t term) {
+  std::shared_ptr<storage::TenantDatabases> databases;
+  {
+    MutexLock lock(mu_);
+    databases = databases_.lock();
+  }
+  if (!databases) return;
+  const std::string kept =
+      layout::DeposedDir(options_.data_dir) + "/" + tenant_id + "." + std::to_string(term);
+  // Closed first and held closed while it moves: its requests finish (a
+  // write among them is refused by the fence), later ones find no tenant.
+  Status s = databases->Exclusive(
+      tenant_id, 5s, [&]() -> Status { return options_.registry->Relinquish(tenant_id, kept); });
+  if (!s.ok()) {
+    log::Warn("replication.demotion_delayed", {{"tenant", tenant_id}, {"cause", s.ToString()}});
+    return;  // tried again next turn
+  }
+  log::Warn("replication.deposed", {{"tenant", tenant_id},
+                                    {"primary", node},
+                                    {"term", static_cast<long long>(term)},
+                                    {"kept", kept}});
+}
+
+bool ClusterMember::Rejoin() {
+  const config::Cluster& c = options_.cluster;
+  auto granted = cluster::NodeLease::Grant(*etcd_, c.lease_ttl_s);
+  if (!granted.ok()) return false;
+  std::shared_ptr<cluster::NodeLease> lease = std::move(granted).value();
+  auto announced = etcd_->CreateIfAbsent(kNodesPrefix + c.node_id, Announcement(), lease->id());
+  if (!announced.ok()) {
+    // The old announcement went with the old lease: a live key is another
+    // process that took this node id meanwhile.
+    log::Error("cluster.rejoin_refused", {{"cause", announced.status().ToString()}});
+    return false;  // the new lease is revoked as it goes
+  }
+  size_t fenced = 0;
+  {
+    MutexLock lock(mu_);
+    lease_ = lease;
+    fenced = primaries_.size();
+  }
+  log::Warn("cluster.rejoined", {{"node", c.node_id},
+                                 {"lease", static_cast<long long>(lease->id())},
+                                 {"tenants_to_reopen", static_cast<long long>(fenced)}});
+  return true;
+}
+
+void ClusterMember::ReopenFenced() {
+  std::shared_ptr<storage::TenantDatabases> databases;
+  std::vector<std::string> fenced;
+  {
+    MutexLock lock(mu_);
+    databases = databases_.lock();
+    for (const auto& [id, p] : primaries_) {
+      if (p->lease != lease_) fenced.push_back(id);
+    }
+  }
+  if (!databases) return;
+  for (const std::string& id : fenced) {
+    // Its close detaches it (primaries_ loses it); the next Acquire
+    // attaches it under the current lease, or finds another node leads it.
+    Status s = databases->Exclusive(id, 5s, [] { return Status::Ok(); });
+    if (!s.ok()) log::Warn("cluster.reopen_delayed", {{"tenant", id}, {"cause", s.ToString()}});
   }
 }
 
@@ -548,9 +919,15 @@ bool ClusterMember::Promote(const std::string& tenant_id) {
   auto refuse = [&](const std::string& why) {
     log::Error("replication.promotion_refused", {{"tenant", tenant_id}, {"cause", why}});
     refused_.insert(tenant_id);
-    (void)etcd_->Delete(kTenantsPrefix + tenant_id + "/pos/" + me);
+    // Heard, but no candidate (the others wait for every sync set member).
+    auto position = replicas_->Position(tenant_id);
+    json::object pos{{"seq", position.ok() ? static_cast<int64_t>(position->seq) : 0},
+                     {"refused", true}};
+    (void)etcd_->Put(kTenantsPrefix + tenant_id + "/pos/" + me, json::serialize(pos),
+                     Lease()->id());
     return false;
   };
+  if (options_.keyring == nullptr) return refuse(kKeylessRefusal);
   auto files = replicas_->Files(tenant_id);
   if (!files.ok()) return refuse(files.status().ToString());
   // A slug this node already gives another tenant (registries are per node).
@@ -571,7 +948,7 @@ bool ClusterMember::Promote(const std::string& tenant_id) {
     return refuse(s.ToString());
   }
   json::object value{{"node", me}, {"url", public_url_}};
-  auto term = etcd_->CreateIfAbsent(PrimaryKey(tenant_id), json::serialize(value), lease_->id());
+  auto term = etcd_->CreateIfAbsent(PrimaryKey(tenant_id), json::serialize(value), Lease()->id());
   if (!term.ok()) return false;  // another node took it first
   // The copy becomes the tenant's own directory, then the registry's.
   const std::string dir = layout::TenantDir(options_.data_dir, tenant_id);
@@ -635,11 +1012,23 @@ Result<std::string> ClusterStatus(const std::vector<std::string>& etcd_endpoints
         {"id", id},
         {"cluster", StringField(v, "cluster")},
         {"url", StringField(v, "url")},
+        {"keyless", BoolField(v, "keyless")},
         {"lease", kv.lease},
         {"replication", st == status_of.end() ? "" : StringField(st->second, "replication")}});
   }
   // Each tenant's primary (its key in etcd; the term is its revision), with
-  // where its followers stand as that primary last reported.
+  // where its followers stand as that primary last reported, and its sync
+  // set (null when none is kept: async mode).
+  std::map<std::string, json::value> sync_of;
+  for (const auto& kv : keys) {
+    std::string rest = kv.key.substr(std::string(kTenantsPrefix).size());
+    size_t slash = rest.find('/');
+    if (slash == std::string::npos || rest.substr(slash) != "/sync") continue;
+    json::value v = ParseOrNull(kv.value);
+    const json::value* nodes = v.is_object() ? v.as_object().if_contains("nodes") : nullptr;
+    sync_of[rest.substr(0, slash)] =
+        (nodes != nullptr && nodes->is_array()) ? *nodes : json::array{};
+  }
   json::array tenant_list;
   for (const auto& kv : keys) {
     std::string rest = kv.key.substr(std::string(kTenantsPrefix).size());
@@ -669,6 +1058,8 @@ Result<std::string> ClusterStatus(const std::vector<std::string>& etcd_endpoints
     }
     t["seq"] = seq;
     t["followers"] = std::move(followers);
+    auto sync = sync_of.find(id);
+    t["sync"] = sync == sync_of.end() ? json::value(nullptr) : sync->second;
     tenant_list.push_back(std::move(t));
   }
   json::object all{{"nodes", std::move(node_list)}, {"tenants", std::move(tenant_list)}};
@@ -676,14 +1067,23 @@ Result<std::string> ClusterStatus(const std::vector<std::string>& etcd_endpoints
   std::string out = "nodes\n";
   for (const json::value& n : all["nodes"].as_array()) {
     out += "  " + StringField(n, "id") + "  cluster " + StringField(n, "cluster") + "  url " +
-           StringField(n, "url") + "  replication " + StringField(n, "replication") + "\n";
+           StringField(n, "url") + "  replication " + StringField(n, "replication") +
+           (BoolField(n, "keyless") ? "  keyless" : "") + "\n";
   }
   out += "tenants\n";
   for (const json::value& t : all["tenants"].as_array()) {
     const json::object& o = t.as_object();
     out += "  " + StringField(t, "id") + "  primary " + StringField(t, "primary") + "  term " +
            std::to_string(NumberField(t, "term")) + "  seq " +
-           std::to_string(NumberField(t, "seq")) + "\n";
+           std::to_string(NumberField(t, "seq"));
+    if (const json::value& sync = o.at("sync"); sync.is_array()) {
+      std::string members;
+      for (const json::value& n : sync.as_array()) {
+        if (n.is_string()) members += (members.empty() ? "" : ",") + std::string(n.as_string());
+      }
+      out += "  sync " + (members.empty() ? std::string("(none)") : members);
+    }
+    out += "\n";
     for (const json::value& f : o.at("followers").as_array()) {
       out += "    follower " + StringField(f, "node") + "  " + StringField(f, "state") +
              "  acked " + std::to_string(NumberField(f, "acked")) + "  lag " +
@@ -691,6 +1091,75 @@ Result<std::string> ClusterStatus(const std::vector<std::string>& etcd_endpoints
     }
   }
   return out;
+}
+
+Result<std::string> PromoteTenant(const std::vector<std::string>& etcd_endpoints,
+                                  const std::string& slug, const std::string& node) {
+  cluster::Etcd etcd(cluster::EtcdOptions{etcd_endpoints, 2000, "", "", ""});
+  SILO_ASSIGN_OR_RETURN(auto reserved, etcd.Get(kSlugsPrefix + slug));
+  if (!reserved.has_value()) return NotFound("no tenant " + slug + " in the cluster");
+  const std::string id = StringField(ParseOrNull(reserved->value), "id");
+  if (!replication::Replicas::ValidTenantId(id)) return NotFound("no tenant " + slug);
+  SILO_ASSIGN_OR_RETURN(auto primary, etcd.Get(PrimaryKey(id)));
+  if (!primary.has_value()) {
+    return FailedPrecondition("no node leads " + slug +
+                              " now (it is not open anywhere, or a failover is under way)");
+  }
+  const std::string from = StringField(ParseOrNull(primary->value), "node");
+  if (from == node)
+    return node + " leads " + slug + " already (term " + std::to_string(primary->mod_revision) +
+           ")\n";
+  SILO_ASSIGN_OR_RETURN(auto announced, etcd.Get(kNodesPrefix + node));
+  if (!announced.has_value()) return NotFound("no live node " + node + " in the cluster");
+  if (BoolField(ParseOrNull(announced->value), "keyless")) {
+    return FailedPrecondition("node " + node +
+                              " has no master key (SILO_KEYLESS=1): it cannot lead " + slug);
+  }
+  // The target must stream the tenant now, as its primary last reported.
+  SILO_ASSIGN_OR_RETURN(auto status, etcd.Get(kStatusPrefix + from));
+  std::string state = "not a follower";
+  if (status.has_value()) {
+    json::value st = ParseOrNull(status->value);
+    const json::value* led = st.is_object() ? st.as_object().if_contains("tenants") : nullptr;
+    for (const json::value& t :
+         led != nullptr && led->is_array() ? led->as_array() : json::array{}) {
+      if (StringField(t, "id") != id) continue;
+      for (const json::value& f : t.as_object().at("followers").as_array()) {
+        if (StringField(f, "node") == node) state = StringField(f, "state");
+      }
+    }
+  }
+  if (state != "streaming") {
+    return FailedPrecondition("node " + node + " does not follow " + slug + " now (" + state + ")");
+  }
+  // The request lives on a lease of this command's: if anything below
+  // fails, it goes, and the tenant is elected as after a failure.
+  SILO_ASSIGN_OR_RETURN(int64_t lease, etcd.GrantLease(30));
+  json::object request{{"to", node}, {"from", from}, {"term", primary->mod_revision}};
+  auto created =
+      etcd.CreateIfAbsent(kTenantsPrefix + id + "/handover", json::serialize(request), lease);
+  if (!created.ok()) {
+    (void)etcd.Revoke(lease);
+    if (created.status().code() == StatusCode::kAlreadyExists) {
+      return FailedPrecondition("a handover of " + slug + " is under way");
+    }
+    return created.status();
+  }
+  Result<std::string> outcome =
+      DeadlineExceeded("the handover of " + slug + " did not complete in 30 s (" + from +
+                       " says why in its log: replication.handover_failed)");
+  for (auto until = std::chrono::steady_clock::now() + 30s;
+       std::chrono::steady_clock::now() < until; std::this_thread::sleep_for(100ms)) {
+    auto now_led = etcd.Get(PrimaryKey(id));
+    if (!now_led.ok() || !now_led->has_value()) continue;
+    if (StringField(ParseOrNull((*now_led)->value), "node") == node) {
+      outcome = node + " leads " + slug + " now (term " + std::to_string((*now_led)->mod_revision) +
+                "; was " + from + ")\n";
+      break;
+    }
+  }
+  (void)etcd.Revoke(lease);  // the request goes
+  return outcome;
 }
 
 }  // namespace silo::app

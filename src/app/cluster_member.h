@@ -17,10 +17,15 @@
 //  - A commit's sync fails once the node's lease deadline has passed
 //    (self-fencing): no write is acknowledged by a node that etcd may
 //    already have replaced.
+//  - Sync set (sync mode): /silo/t/<id>/sync = {"term","nodes"} (no lease)
+//    names the followers of which the most advanced holds every commit
+//    answered (replication::ShipperOptions::record_sync_set); an election
+//    waits for every member and takes the most advanced.
 //  - Failover: when a tenant it copies has no primary key (the primary's
 //    lease ran out or was revoked), every follower posts its copy's
 //    position under /silo/t/<id>/pos/<node>; after a short wait the most
-//    advanced one (then the lowest node id) imports the wrapped key, checks
+//    advanced member of the sync set once all are heard (then the lowest
+//    node id) imports the wrapped key, checks
 //    its copy (replication/promotion.h: SQLite must recover exactly the
 //    recorded commit frame), creates the primary key on its own lease,
 //    moves the copy into <data>/tenants/<id>, adopts it into its registry
@@ -29,13 +34,38 @@
 //  - Slugs are reserved cluster-wide (tenant::SlugReservations): a tenant
 //    created on one node takes its slug on every node. Start reserves the
 //    slugs of the tenants already here.
+//  - A node whose lease etcd let go (paused or cut off longer than the TTL)
+//    gets a new one and announces itself again (Rejoin). Its tenants,
+//    fenced by the old lease, are closed and reopened under the new one:
+//    each either stays here under a new term or, when another node took it
+//    over meanwhile, is given up (Demote): its directory moves to
+//    <data>/deposed/<id>.<term> (kept for the operator, never served) and
+//    the node follows the new primary like any other. A node that restarts
+//    after such a takeover does the same.
+//  - A request for a tenant another node leads is answered 307 to that
+//    node's public URL (api::Services::primary_elsewhere): each loop turn
+//    refreshes slug -> primary URL from etcd, so a request costs no etcd
+//    call.
+//  - Switchover (`silo tenant promote <slug> --node <id>`, PromoteTenant):
+//    the command puts /silo/t/<id>/handover = {"to","from","term"} on a
+//    lease of its own. The primary closes the tenant and holds it closed
+//    (requests get 503, retry), waits until the target's copy holds every
+//    segment it published, adds that "seq" to the key and deletes its
+//    primary key; the target takes the tenant over at once if its copy is
+//    at exactly that seq (no election); the old primary gives the tenant up
+//    as a deposed one would and follows. Other followers wait while a
+//    handover names another node; if the target fails, the key goes with
+//    the command's lease and the usual election runs.
+//  - A keyless node (SILO_KEYLESS=1, no master key) announces itself as
+//    such: its copies are made like any other, but its acknowledgement
+//    answers no sync commit (replication::FollowerLink::promotable), it
+//    posts no position in an election and logs why it cannot take a tenant
+//    over, and `silo tenant promote` refuses it.
 //  - Every second it writes what it leads and where each follower stands to
 //    /silo/status/<node> (on the lease), which `silo cluster status` reads.
 //
-// Not built yet (issue 21 stays open): `silo tenant promote`, redirects to
-// the primary, re-granting a lost lease, a deposed primary rejoining as a
-// follower, a sync set in etcd (with one follower down, the other may be
-// behind an acknowledged write and still be promoted).
+// Not built yet (issue 21 stays open): replicating a tenant's files
+// (uploads); keeping a tenant's chain when its primary reopens it.
 //
 // Thread-safe.
 #ifndef SILO_APP_CLUSTER_MEMBER_H_
@@ -45,6 +75,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -67,8 +98,11 @@ namespace silo::app {
 struct ClusterOptions {
   config::Cluster cluster;
   std::string data_dir;
-  crypto::Keyring* keyring = nullptr;          // not owned; outlives the member
-  tenant::TenantRegistry* registry = nullptr;  // not owned; outlives the member
+  // Not owned; outlive the member. Both null on a keyless node
+  // (cluster.keyless), which only keeps copies: no tenant of its own, no
+  // key, never a primary.
+  crypto::Keyring* keyring = nullptr;
+  tenant::TenantRegistry* registry = nullptr;
 };
 
 class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
@@ -98,6 +132,11 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   // are made (they hold this member's hooks).
   void SetDatabases(std::weak_ptr<storage::TenantDatabases> databases);
 
+  // The public URL of the node that leads the tenant with this slug, when
+  // that is another live node (as of the last loop turn); "" when the slug
+  // is the cluster's but no node leads it now; else nullopt.
+  std::optional<std::string> PrimaryElsewhere(const std::string& slug) const EXCLUDES(mu_);
+
   // The node link's bound address (after Start).
   std::string address() const;
 
@@ -122,6 +161,9 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   // A tenant this node leads.
   struct Primary {
     std::string path;
+    // The lease it was opened under: its commits are fenced by it, so a
+    // tenant opened before a Rejoin stays fenced until reopened.
+    std::shared_ptr<cluster::NodeLease> lease;
     uint64_t term = 0;
     std::string lineage;
     std::shared_ptr<replication::Shipper> shipper;  // null when SILO_REPLICATION=off
@@ -129,15 +171,40 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   };
   struct Peer {
     std::string address;
+    int64_t lease = 0;       // the incarnation announced (a rejoined node is linked anew)
+    bool promotable = true;  // false: a keyless node (config::Cluster::keyless)
     std::shared_ptr<cluster::PeerClient> link;
   };
 
   void Loop();
+  // What /silo/nodes/<node> holds: {"cluster", "url", "keyless"}.
+  std::string Announcement() const;
+  std::shared_ptr<cluster::NodeLease> Lease() const EXCLUDES(mu_);
+  // After etcd let the node's lease go: a new lease, announced again. False
+  // while etcd does not answer (the loop tries again).
+  bool Rejoin();
+  // Closes the tenants opened under a lease that is not the current one
+  // (their next use reopens them under it).
+  void ReopenFenced();
+  // A switchover's value in etcd (see the top of the file).
+  struct Handover {
+    std::string to, from;
+    int64_t term = 0;      // the primary's term it was asked of
+    int64_t seq = 0;       // set by the primary once it let the tenant go
+    int64_t lease = 0;     // the command's
+    int64_t revision = 0;  // of the key
+  };
+  // The primary's half: hands `tenant_id` to h.to, or logs why not.
+  void HandOver(const std::string& tenant_id, const Handover& h);
+  // Gives up a tenant this node serves that `node` leads now (see above).
+  void Demote(const std::string& tenant_id, const std::string& node, int64_t term);
   // Links to announced nodes this node has no working link to.
   void RefreshPeers();
   // Ships the tenant's files and a snapshot to its followers that need one.
   void Snapshot(const std::string& tenant_id, const std::shared_ptr<Primary>& primary);
   void PublishStatus();
+  // Reads /silo/slugs/ into slugs_ (each second).
+  void RefreshSlugs();
   // The failover election (see the top of the file), each loop turn.
   void CheckPrimaries();
   // Takes over `tenant_id` from this node's copy. False when it could not.
@@ -146,7 +213,6 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
 
   const ClusterOptions options_;
   std::unique_ptr<cluster::Etcd> etcd_;
-  std::unique_ptr<cluster::NodeLease> lease_;
   std::unique_ptr<replication::Replicas> replicas_;
   std::unique_ptr<cluster::PeerListener> listener_;
   std::string address_;
@@ -157,12 +223,18 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   bool started_ GUARDED_BY(mu_) = false;
   bool stop_ GUARDED_BY(mu_) = false;
   std::weak_ptr<storage::TenantDatabases> databases_ GUARDED_BY(mu_);
+  std::shared_ptr<cluster::NodeLease> lease_ GUARDED_BY(mu_);  // replaced by Rejoin
   std::map<std::string, Peer> peers_ GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<Primary>> primaries_ GUARDED_BY(mu_);
   // The loop thread's own: when this node posted its position for a
   // tenant without a primary, and copies refused promotion.
   std::map<std::string, std::chrono::steady_clock::time_point> elections_;
   std::set<std::string> refused_;
+  std::set<int64_t> handovers_tried_;  // handover keys' revisions, once each
+  std::set<std::string> unelectable_;  // tenants whose sync set this node is not in (said once)
+  std::map<std::string, std::string> slugs_;  // tenant id -> slug, cluster-wide
+  // slug -> public URL of its primary, for tenants another node leads.
+  std::map<std::string, std::string> elsewhere_ GUARDED_BY(mu_);
   std::atomic<uint64_t> next_message_{cluster::RandomFirstSeq()};  // link message ids
   std::atomic<uint64_t> segments_{0};
   std::atomic<uint64_t> bytes_{0};
@@ -177,6 +249,16 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
 // {"nodes":[...],"tenants":[...]} with `as_json`. Unavailable when no
 // endpoint answers.
 Result<std::string> ClusterStatus(const std::vector<std::string>& etcd_endpoints, bool as_json);
+
+// `silo tenant promote <slug> --node <node>`: hands the tenant from its
+// primary to `node`, a live node whose copy streams, with no acknowledged
+// write lost (see the top of the file), and waits up to 30 s for it. What
+// happened, as a line; NotFound (no such tenant or node), FailedPrecondition
+// (no primary now, the node does not follow it, a handover under way),
+// DeadlineExceeded (not done in time: the tenant is then elected as after
+// a failure), Unavailable (etcd).
+Result<std::string> PromoteTenant(const std::vector<std::string>& etcd_endpoints,
+                                  const std::string& slug, const std::string& node);
 
 }  // namespace silo::app
 

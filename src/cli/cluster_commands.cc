@@ -34,6 +34,32 @@ void AddClusterCommands(CLI::App& app, bool& as_json, int& code) {
   };
   status->callback(run);
   status->add_flag("--json", as_json, "one JSON object");
+
+  // `silo tenant promote` belongs with the tenant commands but talks to
+  // etcd, not to one node's operator API.
+  CLI::App* tenant = app.get_subcommand("tenant");
+  auto* promote = tenant->add_subcommand(
+      "promote", "hand a tenant to another node of the cluster with no write lost (from etcd)");
+  static std::string* slug = new std::string;
+  static std::string* node = new std::string;
+  promote->add_option("slug", *slug, "the tenant")->required();
+  promote->add_option("--node", *node, "the node that is to lead it (SILO_NODE_ID)")->required();
+  promote->callback([out] {
+    config::LoadResult loaded = config::Load([](const char* name) { return std::getenv(name); });
+    const auto& endpoints = loaded.config.cluster.etcd_endpoints;
+    if (endpoints.empty()) {
+      std::fprintf(stderr, "silo: set SILO_ETCD_ENDPOINTS to the cluster's etcd\n");
+      *out = kUsage;
+      return;
+    }
+    auto done = app::PromoteTenant(endpoints, *slug, *node);
+    if (!done.ok()) {
+      std::fprintf(stderr, "silo: %s\n", done.status().ToString().c_str());
+      *out = kRefused;
+      return;
+    }
+    std::fputs(done->c_str(), stdout);
+  });
 }
 
 }  // namespace silo::cli

@@ -67,13 +67,30 @@ class Etcd:
         self.endpoint = ",".join(clients)
         initial = ",".join("e%d=%s" % (i, p) for i, p in enumerate(peers))
         self.log = open(os.path.join(self.dir, "etcd.log"), "ab")
+        self.args = [
+            ["etcd", "--name", "e%d" % i, "--data-dir", os.path.join(self.dir, "data%d" % i),
+             "--listen-client-urls", clients[i], "--advertise-client-urls", clients[i],
+             "--listen-peer-urls", peers[i], "--initial-advertise-peer-urls", peers[i],
+             "--initial-cluster", initial, "--log-level", "error"]
+            for i in range(self.members)]
+        self.procs = [self._launch(i) for i in range(self.members)]
+        self._wait()
+        return self
+
+    def _launch(self, i):
+        return subprocess.Popen(self.args[i], stdout=self.log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+
+    def restart(self):
+        """Starts again every member that was killed, on its data directory
+        and ports (what etcd's operator does after an outage)."""
         for i in range(self.members):
-            self.procs.append(subprocess.Popen(
-                ["etcd", "--name", "e%d" % i, "--data-dir", os.path.join(self.dir, "data%d" % i),
-                 "--listen-client-urls", clients[i], "--advertise-client-urls", clients[i],
-                 "--listen-peer-urls", peers[i], "--initial-advertise-peer-urls", peers[i],
-                 "--initial-cluster", initial, "--log-level", "error"],
-                stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+            if self.procs[i].poll() is not None:
+                self.procs[i] = self._launch(i)
+        self._wait()
+
+    def _wait(self):
+        clients = self.clients
         deadline = time.time() + 30
         ping = {"key": base64.b64encode(b"/ping").decode()}
         waiting = list(clients)
@@ -83,7 +100,6 @@ class Etcd:
             time.sleep(0.1)
         if waiting:
             raise RuntimeError("etcd did not answer in 30 s")
-        return self
 
     def leader(self):
         """The index of the member that leads etcd's own consensus now."""
@@ -143,12 +159,23 @@ class Cluster:
         env.update(extra or {})
         return env
 
-    def start_node(self, node_id, extra=None, wait=True, data=None):
+    def start_node(self, node_id, extra=None, wait=True, data=None, keyless=False):
+        """A node; `keyless` starts it with SILO_KEYLESS=1 and no master key
+        (no HTTP: it is ready once etcd lists it)."""
         data = data or os.path.join(self.root, node_id)
-        s = e2e.Silo(data, self.node_env(node_id, extra))
+        env = self.node_env(node_id, extra)
+        if keyless:
+            del env["SILO_MASTER_KEY"]
+            env["SILO_KEYLESS"] = "1"
+        s = e2e.Silo(data, env)
         s.node_id = node_id
         self.nodes.append(s)
-        return s.start(wait=wait)
+        s.start(wait=wait and not keyless)
+        if keyless and wait:
+            wait_until("%s announced" % node_id,
+                       lambda: s.proc.poll() is None and
+                       node_id in [n["id"] for n in self.status()["nodes"]])
+        return s
 
     def status(self):
         r = subprocess.run([SILO_BIN, "cluster", "status", "--json"],
