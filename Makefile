@@ -5,7 +5,7 @@ PRESET ?= release
 BUILD_DIR := $(if $(filter release,$(PRESET)),build,build-$(PRESET))
 PYTHON := /usr/bin/python3
 
-.PHONY: bootstrap build bench-build run test unit e2e console check-console openapi check-openapi client-test browser-test check-incremental check-includes check-format check-thread-safety cluster-test bench bench-http bench-storage bench-group-commit bench-replication bench-api bench-login bench-backup bench-files bench-realtime bench-console bench-tenants format check-asan fuzz crash-test clean
+.PHONY: bootstrap build bench-build run test unit e2e console check-console openapi check-openapi client-test browser-test check-incremental check-includes check-format check-thread-safety cluster-test bench bench-http bench-storage bench-group-commit bench-replication bench-cluster bench-api bench-login bench-backup bench-files bench-realtime bench-console bench-tenants format check-asan fuzz crash-test clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -162,6 +162,12 @@ bench-group-commit: bench-build
 # process (bench/replication_bench.cc).
 bench-replication: bench-build
 	./$(BUILD_DIR)/replication_bench
+
+# Three nodes and etcd on loopback (issue 21): record creates and reads with
+# replication off, async and sync (RUNS rounds, interleaved), bytes shipped
+# per create, failover time over KILLS kills, catch-up of a CATCHUP_MIB tenant.
+bench-cluster: bench-build
+	$(PYTHON) bench/cluster_bench.py $(BUILD_DIR)/silo
 
 # SCALE_TENANTS (default 10,000) tenants on one node: creation rate, cold and
 # warm authenticated reads, RSS, disk per empty tenant.

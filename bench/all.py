@@ -55,6 +55,7 @@ def main():
         ("realtime", ["bash", "bench/realtime_bench.sh", build]),
         ("console", ["node", "bench/console_bench.mjs"]),
         ("tenants", [sys.executable, "bench/tenants_bench.py", os.path.join(build, "silo")]),
+        ("cluster", [sys.executable, "bench/cluster_bench.py", os.path.join(build, "silo")]),
     ]:
         values, outputs[name] = run(name, argv)
         r[name] = values
@@ -63,6 +64,7 @@ def main():
                                    r["files"], r["realtime"], r["console"], r["tenants"])
     gc = r["group_commit"]
     rp = r["replication"]
+    cl = r["cluster"]
     rows = [
         # figure, value, unit, baseline figure, baseline value
         ("HTTPS /healthz, keep-alive", h["healthz_rps"], "req/s", "", None),
@@ -93,6 +95,17 @@ def main():
          rp["async_cps"], "/s", "replication off", rp["off_cps"]),
         ("commits of one tenant, sync (one follower's fsync per commit)", rp["sync_cps"], "/s",
          "replication off", rp["off_cps"]),
+        ("record creates, 3 nodes, async to 2 followers", cl["async_cps"], "/s",
+         "replication off", cl["off_cps"]),
+        ("record creates, 3 nodes, sync", cl["sync_cps"], "/s", "replication off", cl["off_cps"]),
+        ("record reads by id, 3 nodes, sync", cl["sync_rps"], "/s", "replication off",
+         cl["off_rps"]),
+        ("bytes shipped to each follower per record create", cl["bytes_per_create"], "B", "",
+         None),
+        ("failover: kill to the first write accepted, max (5 s lease)", cl["failover_max_s"], "s",
+         "p50", cl["failover_p50_s"]),
+        ("catch-up of a new follower, %.0f MiB tenant" % cl["catchup_mib"], cl["catchup_s"], "s",
+         "", None),
         ("login (Argon2id 19 MiB, t=2)", lg["login_per_s"], "/s", "", None),
         ("read p99 under a login flood, default limits", lg["b_flood_p99_ms"], "ms",
          "read p99 idle", lg["b_idle_p99_ms"]),

@@ -40,6 +40,21 @@ class TenantDatabasesTest : public testing::TempDirTest {
          .max_group = max_group,
          .open = {}});
   }
+  // A cache of four tenants with these attach and detach hooks.
+  TenantDatabases MakeWithHooks(
+      std::function<Status(const std::string&, const std::string&)> attach,
+      std::function<void(const std::string&, const std::string&)> detach) {
+    return TenantDatabases(
+        [this](const std::string& id) -> Result<crypto::SecretKey> {
+          return crypto::SecretKey::FromBytes(keys_[id]);
+        },
+        [this](const std::string& id) { return Path(id + ".db"); }, kSchema,
+        {.max_open_tenants = 4,
+         .readers_per_tenant = 2,
+         .open = {},
+         .attach = std::move(attach),
+         .detach = std::move(detach)});
+  }
   static Status Insert(TenantDatabase& db, const std::string& body) {
     return db.Write([&](Database& d) {
       auto stmt = d.Prepare("INSERT INTO items (body) VALUES (?)");
@@ -307,26 +322,18 @@ TEST_F(TenantDatabasesTest, AFailingWriteInAGroupUndoesOnlyItsOwnChanges) {
 TEST_F(TenantDatabasesTest, AttachRunsBeforeTheFirstConnectionAndDetachAfterTheLast) {
   std::vector<std::string> calls;
   bool refuse = true;
-  TenantDatabases dbs(
-      [this](const std::string& id) -> Result<crypto::SecretKey> {
-        return crypto::SecretKey::FromBytes(keys_[id]);
+  TenantDatabases dbs = MakeWithHooks(
+      [&](const std::string& id, const std::string& path) -> Status {
+        // The file exists (created from the template); no connection yet.
+        EXPECT_TRUE(PathExists(path));
+        EXPECT_FALSE(PathExists(path + "-wal"));
+        calls.push_back("attach " + id);
+        return refuse ? FailedPrecondition("led elsewhere") : Status::Ok();
       },
-      [this](const std::string& id) { return Path(id + ".db"); }, kSchema,
-      {.max_open_tenants = 4,
-       .readers_per_tenant = 2,
-       .open = {},
-       .attach = [&](const std::string& id, const std::string& path) -> Status {
-         // The file exists (created from the template); no connection yet.
-         EXPECT_TRUE(PathExists(path));
-         EXPECT_FALSE(PathExists(path + "-wal"));
-         calls.push_back("attach " + id);
-         return refuse ? FailedPrecondition("led elsewhere") : Status::Ok();
-       },
-       .detach =
-           [&](const std::string& id, const std::string& path) {
-             EXPECT_FALSE(PathExists(path + "-wal"));  // the last connection closed
-             calls.push_back("detach " + id);
-           }});
+      [&](const std::string& id, const std::string& path) {
+        EXPECT_FALSE(PathExists(path + "-wal"));  // the last connection closed
+        calls.push_back("detach " + id);
+      });
   // A refused attach refuses the open, and nothing is detached.
   EXPECT_STATUS(StatusCode::kFailedPrecondition, dbs.Acquire("a"));
   EXPECT_EQ(calls, std::vector<std::string>{"attach a"});
@@ -349,20 +356,12 @@ TEST_F(TenantDatabasesTest, ExclusiveWaitsUntilTheLastHoldersConnectionsHaveClos
   // it: a cluster node hands a tenant over only once its last commit, the
   // close's checkpoint, was published.
   std::atomic<bool> detached{false};
-  TenantDatabases dbs(
-      [this](const std::string& id) -> Result<crypto::SecretKey> {
-        return crypto::SecretKey::FromBytes(keys_[id]);
-      },
-      [this](const std::string& id) { return Path(id + ".db"); }, kSchema,
-      {.max_open_tenants = 4,
-       .readers_per_tenant = 2,
-       .open = {},
-       .attach = [](const std::string&, const std::string&) { return Status::Ok(); },
-       .detach =
-           [&](const std::string&, const std::string&) {
-             std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a slow close
-             detached = true;
-           }});
+  TenantDatabases dbs =
+      MakeWithHooks([](const std::string&, const std::string&) { return Status::Ok(); },
+                    [&](const std::string&, const std::string&) {
+                      std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a slow close
+                      detached = true;
+                    });
   auto held = dbs.Acquire("a");
   ASSERT_OK(held);
   ASSERT_OK(Insert(**held, "x"));

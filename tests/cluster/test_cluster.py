@@ -62,6 +62,16 @@ def read_wal(path):
     return read(path) if os.path.exists(path) else b""
 
 
+def same_files(follower, primary, tenant_id):
+    """The follower's copy holds the primary's sealed bytes: the database
+    file and its WAL."""
+    copy = os.path.join(follower.data_dir, "replicas", tenant_id)
+    own = os.path.join(primary.data_dir, "tenants", tenant_id)
+    return (read(os.path.join(copy, "tenant.db")) == read(os.path.join(own, "tenant.db")) and
+            read_wal(os.path.join(copy, "tenant.db-wal")) ==
+            read_wal(os.path.join(own, "tenant.db-wal")))
+
+
 def tenant_entry(status, tenant_id):
     for t in status["tenants"]:
         if t["id"] == tenant_id:
@@ -123,14 +133,9 @@ def test_a_tenant_is_copied_sealed_and_byte_for_byte_to_every_other_node(cluster
         # The same sealed bytes: the database file and its WAL. (Compared
         # once the status says the copy holds the last segment; the primary
         # may still be writing in the background, so a few tries.)
-        def same():
-            if not caught_up(cluster, tenant_id, ["n2", "n3"]):
-                return False
-            return (read(os.path.join(copy, "tenant.db")) ==
-                    read(os.path.join(primary_dir, "tenant.db")) and
-                    read_wal(os.path.join(copy, "tenant.db-wal")) ==
-                    read_wal(os.path.join(primary_dir, "tenant.db-wal")))
-        wait_until("%s's copy equals the primary's files" % follower.node_id, same)
+        wait_until("%s's copy equals the primary's files" % follower.node_id,
+                   lambda: caught_up(cluster, tenant_id, ["n2", "n3"]) and
+                   same_files(follower, n1, tenant_id))
         # The tenant's metadata and its key as the keyring holds it: wrapped.
         assert read(os.path.join(copy, "tenant.meta")) == \
             read(os.path.join(primary_dir, "tenant.meta"))
@@ -415,17 +420,10 @@ def test_a_primary_paused_past_its_lease_acknowledges_nothing_after_and_rejoins_
     r = call(leader, "acme", token, "POST", "/api/collections/tickets/records",
              {"id": "after", "title": "x"})
     assert r.status_code == 201, r.text
-    primary_dir = os.path.join(leader.data_dir, "tenants", tenant_id)
-    copy = os.path.join(n1.data_dir, "replicas", tenant_id)
     seq = tenant_entry(cluster.status(), tenant_id)["seq"]
-
-    def same():
-        return (caught_up(cluster, tenant_id, ["n1", other.node_id], seq - 1) and
-                read(os.path.join(copy, "tenant.db")) ==
-                read(os.path.join(primary_dir, "tenant.db")) and
-                read_wal(os.path.join(copy, "tenant.db-wal")) ==
-                read_wal(os.path.join(primary_dir, "tenant.db-wal")))
-    wait_until("n1's copy equals the new primary's files", same)
+    wait_until("n1's copy equals the new primary's files",
+               lambda: caught_up(cluster, tenant_id, ["n1", other.node_id], seq - 1) and
+               same_files(n1, leader, tenant_id))
     for root, _, files in os.walk(os.path.join(n1.data_dir, "replicas")):
         for name in files:
             assert NEEDLE.encode() not in read(os.path.join(root, name)), name
@@ -528,13 +526,9 @@ def test_a_keyless_node_keeps_a_sealed_copy_and_is_never_promoted(cluster):
     wait_until("both followers caught up", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))
     nodes = {n["id"]: n for n in cluster.status()["nodes"]}
     assert nodes["n3"]["keyless"] is True and nodes["n2"]["keyless"] is False
-    primary_dir = os.path.join(n1.data_dir, "tenants", tenant_id)
-    copy = os.path.join(n3.data_dir, "replicas", tenant_id)
-    wait_until("n3's copy equals the primary's files", lambda: (
-        caught_up(cluster, tenant_id, ["n2", "n3"]) and
-        read(os.path.join(copy, "tenant.db")) == read(os.path.join(primary_dir, "tenant.db")) and
-        read_wal(os.path.join(copy, "tenant.db-wal")) ==
-        read_wal(os.path.join(primary_dir, "tenant.db-wal"))))
+    wait_until("n3's copy equals the primary's files",
+               lambda: caught_up(cluster, tenant_id, ["n2", "n3"]) and
+               same_files(n3, n1, tenant_id))
     # The canary: no customer byte anywhere under the keyless node's data
     # directory, and no key of its own.
     for root, _, files in os.walk(n3.data_dir):
@@ -638,13 +632,9 @@ def test_a_follower_killed_under_load_resumes_where_it_was_without_a_snapshot(cl
     # It resumed from what the primary kept: no snapshot was sent again.
     assert "replication.follower_resumed" in n1.output()
     assert metric(n1, "silo_repl_snapshots_total") == snapshots
-    primary_dir = os.path.join(n1.data_dir, "tenants", tenant_id)
-    copy = os.path.join(n3.data_dir, "replicas", tenant_id)
-    wait_until("n3's copy equals the primary's files", lambda: (
-        caught_up(cluster, tenant_id, ["n2", "n3"]) and
-        read(os.path.join(copy, "tenant.db")) == read(os.path.join(primary_dir, "tenant.db")) and
-        read_wal(os.path.join(copy, "tenant.db-wal")) ==
-        read_wal(os.path.join(primary_dir, "tenant.db-wal"))))
+    wait_until("n3's copy equals the primary's files",
+               lambda: caught_up(cluster, tenant_id, ["n2", "n3"]) and
+               same_files(n3, n1, tenant_id))
 
 
 def test_a_slow_follower_does_not_hold_commits_back_and_both_slow_stall_at_most_the_ack_timeout(
@@ -787,16 +777,8 @@ def test_a_follower_whose_copy_was_damaged_is_not_promoted_and_resyncs(cluster):
     r = call(n3, "acme", token, "POST", "/api/collections/tickets/records",
              {"id": "after", "title": "x"})
     assert r.status_code == 201, r.text
-    primary_dir = os.path.join(n3.data_dir, "tenants", tenant_id)
-    copy = os.path.join(n2.data_dir, "replicas", tenant_id)
-
-    def resynced():
-        return (caught_up(cluster, tenant_id, ["n2"]) and
-                read(os.path.join(copy, "tenant.db")) ==
-                read(os.path.join(primary_dir, "tenant.db")) and
-                read_wal(os.path.join(copy, "tenant.db-wal")) ==
-                read_wal(os.path.join(primary_dir, "tenant.db-wal")))
-    wait_until("n2's copy equals n3's files", resynced)
+    wait_until("n2's copy equals n3's files",
+               lambda: caught_up(cluster, tenant_id, ["n2"]) and same_files(n2, n3, tenant_id))
 
 
 # Rounds of the kill test: 30 as issue 21 asks; `make check-asan` runs fewer

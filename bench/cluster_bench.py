@@ -1,0 +1,268 @@
+"""make bench-cluster (issue 21): three `silo serve` nodes and one etcd on
+loopback, started by the cluster test harness (tests/cluster/conftest.py).
+
+  - Create and read throughput of one tenant with SILO_SYNCHRONOUS=full and
+    replication off, async and sync: WRITERS threads (default 8), each on
+    its own kept-alive TLS connection, creating records for SECONDS
+    (default 5), then reading them by id for as long. RUNS (default 3)
+    rounds, each mode once per round in turn (interleaved, so that the
+    machine's noise falls on all three alike); medians, and ratios against
+    "off" from the same rounds.
+  - Bytes shipped per create (silo_repl_bytes_total over the creates, sync).
+  - Failover time: KILLS (default 5) SIGKILLs of the primary under writes,
+    with the default 5 s lease; the time from the kill to the first write
+    the new primary accepts. p50 and max.
+  - Catch-up of a tenant of CATCHUP_MIB (default 100) MiB: the time from a
+    third node's start to its copy streaming with no lag.
+Not measured yet: replica lag under an open-loop load (the primary does not
+expose acknowledgement times).
+
+Prints RESULT lines for bench/all.py. Usage: cluster_bench.py <silo binary>"""
+import http.client
+import importlib.util
+import json
+import os
+import random
+import shutil
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+os.environ.setdefault("SILO_BIN", os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else
+                                                  "build/silo"))
+_spec = importlib.util.spec_from_file_location(
+    "cluster_harness", os.path.join(HERE, "..", "tests", "cluster", "conftest.py"))
+harness = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(harness)
+
+RUNS = int(os.environ.get("RUNS", "3"))
+SECONDS = float(os.environ.get("SECONDS_PER_RUN", "5"))
+WRITERS = int(os.environ.get("WRITERS", "8"))
+KILLS = int(os.environ.get("KILLS", "5"))
+CATCHUP_MIB = int(os.environ.get("CATCHUP_MIB", "100"))
+SEED = int(os.environ.get("SEED", "21"))
+CTX = ssl.create_default_context()
+CTX.check_hostname = False
+CTX.verify_mode = ssl.CERT_NONE  # the development certificates of the nodes this started
+TTL = {"SILO_LEASE_TTL_S": "5"}
+
+
+class Client:
+    """One kept-alive HTTPS connection to a node, as a tenant's API token."""
+
+    def __init__(self, node, token):
+        self.port = node.port
+        self.token = token
+        self.conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=CTX, timeout=30)
+
+    def call(self, method, path, body=None):
+        headers = {"Authorization": "Bearer " + self.token}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        try:
+            self.conn.request(method, "/t/acme" + path, body=data, headers=headers)
+            r = self.conn.getresponse()
+            r.read()
+            return r.status
+        except (OSError, http.client.HTTPException):
+            self.conn.close()
+            self.conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=CTX,
+                                                    timeout=30)
+            return None
+
+
+def new_cluster(names, extra):
+    root = tempfile.mkdtemp(prefix="silo-bench-cluster-")
+    c = harness.Cluster(root)
+    c.etcd.start()
+    nodes = [c.start_node(n, extra) for n in names]
+    return c, nodes
+
+
+def close_cluster(c):
+    c.stop()
+    shutil.rmtree(c.root, ignore_errors=True)
+
+
+def make_tenant(node, fields):
+    r = node.cli("--json", "tenant", "create", "acme")
+    assert r.returncode == 0, r.stderr
+    tenant_id = json.loads(r.stdout)["id"]
+    args = ["tenant", "token", "acme", "--name", "bench", "--expires",
+            harness.e2e.TOKEN_EXPIRES]
+    for p in ("collections.manage", "records.*.create", "records.*.read"):
+        args += ["--permission", p]
+    r = node.cli(*args)
+    assert r.returncode == 0, r.stderr
+    token = r.stdout.strip()
+    status = Client(node, token).call("POST", "/api/collections",
+                                      {"name": "tickets", "fields": fields})
+    assert status == 201, status
+    return tenant_id, token
+
+
+def caught_up(c, tenant_id, followers):
+    t = None
+    for e in c.status()["tenants"]:
+        if e["id"] == tenant_id:
+            t = e
+    if t is None:
+        return False
+    states = {f["node"]: f for f in t["followers"]}
+    return sorted(states) == sorted(followers) and all(
+        f["state"] == "streaming" and f["lag"] == 0 for f in states.values())
+
+
+def wait(what, predicate, timeout=120):
+    deadline = time.time() + timeout
+    while not predicate():
+        if time.time() > deadline:
+            sys.exit("not within %d s: %s" % (timeout, what))
+        time.sleep(0.1)
+
+
+def load(node, token, method, seconds, make_path, make_body=None):
+    """WRITERS threads for `seconds`: the requests answered 2xx per second,
+    and the ids created (for creates)."""
+    done = []
+    stop = time.monotonic() + seconds
+
+    def worker(w):
+        client = Client(node, token)
+        i = 0
+        while time.monotonic() < stop:
+            status = client.call(method, make_path(w, i),
+                                 make_body(w, i) if make_body else None)
+            if status is not None and 200 <= status < 300:
+                done.append((w, i))
+            i += 1
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(WRITERS)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return len(done) / (time.monotonic() - t0), done
+
+
+def throughput_round(mode):
+    extra = dict(TTL, SILO_REPLICATION=mode)
+    c, (n1, n2, n3) = new_cluster(("n1", "n2", "n3"), extra)
+    try:
+        tenant_id, token = make_tenant(n1, [{"name": "title", "type": "string", "max": 200}])
+        if mode != "off":
+            wait("followers caught up", lambda: caught_up(c, tenant_id, ["n2", "n3"]))
+        before = harness.e2e.metric(n1, "silo_repl_bytes_total") if mode != "off" else 0
+        creates, made = load(n1, token, "POST", SECONDS,
+                             lambda w, i: "/api/collections/tickets/records",
+                             lambda w, i: {"id": "w%d-%d" % (w, i), "title": "bench %d" % i})
+        shipped = (harness.e2e.metric(n1, "silo_repl_bytes_total") - before
+                   if mode != "off" else 0)
+        ids = ["w%d-%d" % m for m in made]
+        rng = random.Random(SEED)
+        reads, _ = load(n1, token, "GET", SECONDS,
+                        lambda w, i: "/api/collections/tickets/records/" + rng.choice(ids))
+        return creates, reads, (shipped / len(made) if made else 0.0)
+    finally:
+        close_cluster(c)
+
+
+def failover_times():
+    c, nodes = new_cluster(("n1", "n2", "n3"), TTL)
+    by_id = {n.node_id: n for n in nodes}
+    times = []
+    try:
+        tenant_id, token = make_tenant(by_id["n1"], [{"name": "title", "type": "string",
+                                                      "max": 200}])
+        leader = by_id["n1"]
+        for k in range(KILLS):
+            others = [n for n in by_id if n != leader.node_id]
+            wait("followers caught up", lambda: caught_up(c, tenant_id, others))
+            client = Client(leader, token)
+            for i in range(20):
+                client.call("POST", "/api/collections/tickets/records",
+                            {"id": "k%d-%d" % (k, i), "title": "x"})
+            killed = time.monotonic()
+            leader.proc.kill()
+            leader.proc.wait()
+            # The first write a follower accepts: ask both until one does.
+            clients = [Client(by_id[n], token) for n in others]
+            i = 0
+            while True:
+                accepted = None
+                for cl, n in zip(clients, others):
+                    i += 1
+                    if cl.call("POST", "/api/collections/tickets/records",
+                               {"id": "after%d-%d" % (k, i), "title": "x"}) == 201:
+                        accepted = n
+                        break
+                if accepted:
+                    break
+                if time.monotonic() - killed > 60:
+                    sys.exit("no failover within 60 s")
+                time.sleep(0.02)
+            times.append(time.monotonic() - killed)
+            old = leader.node_id
+            leader = by_id[accepted]
+            by_id[old] = c.start_node(old, TTL, data=os.path.join(c.root, "%s-%d" % (old, k)))
+    finally:
+        close_cluster(c)
+    return times
+
+
+def catch_up_seconds():
+    c, (n1, n2) = new_cluster(("n1", "n2"), TTL)
+    try:
+        tenant_id, token = make_tenant(n1, [{"name": "title", "type": "string", "max": 200},
+                                            {"name": "body", "type": "text"}])
+        wait("n2 caught up", lambda: caught_up(c, tenant_id, ["n2"]))
+        db = os.path.join(n1.data_dir, "tenants", tenant_id, "tenant.db")
+        rng = random.Random(SEED)
+        body = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz ") for _ in range(60000))
+
+        def size():
+            return sum(os.path.getsize(p) for p in (db, db + "-wal") if os.path.exists(p))
+        k = 0
+        while size() < CATCHUP_MIB << 20:
+            load(n1, token, "POST", 2, lambda w, i: "/api/collections/tickets/records",
+                 lambda w, i: {"id": "f%d-%d-%d" % (k, w, i), "title": "fill", "body": body})
+            k += 1
+        mib = size() / (1 << 20)
+        t0 = time.monotonic()
+        c.start_node("n3", TTL)
+        wait("n3 caught up", lambda: caught_up(c, tenant_id, ["n2", "n3"]), timeout=600)
+        return time.monotonic() - t0, mib
+    finally:
+        close_cluster(c)
+
+
+def main():
+    modes = ("off", "async", "sync")
+    results = {m: [] for m in modes}
+    for r in range(RUNS):
+        for m in modes:
+            results[m].append(throughput_round(m))
+            print("round %d %s: %.0f creates/s, %.0f reads/s, %.0f bytes/create" %
+                  ((r + 1, m) + results[m][-1]), flush=True)
+    med = {m: [statistics.median(x[i] for x in results[m]) for i in range(3)] for m in modes}
+    times = failover_times()
+    print("failover times: " + ", ".join("%.2f s" % t for t in times), flush=True)
+    seconds, mib = catch_up_seconds()
+    print("catch-up of a %.0f MiB tenant: %.1f s" % (mib, seconds), flush=True)
+    print("RESULT off_cps=%.1f async_cps=%.1f sync_cps=%.1f off_rps=%.1f sync_rps=%.1f "
+          "bytes_per_create=%.0f failover_p50_s=%.2f failover_max_s=%.2f catchup_s=%.1f "
+          "catchup_mib=%.0f" % (med["off"][0], med["async"][0], med["sync"][0], med["off"][1],
+                                med["sync"][1], med["sync"][2], statistics.median(times),
+                                max(times), seconds, mib))
+
+
+if __name__ == "__main__":
+    main()
