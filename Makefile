@@ -32,7 +32,7 @@ e2e: build
 CLUSTER_KILL_ROUNDS ?= 30
 cluster-test: build
 	CLUSTER_KILL_ROUNDS=$(CLUSTER_KILL_ROUNDS) SILO_BIN=$(CURDIR)/$(BUILD_DIR)/silo \
-	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/cluster
+	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/cluster $(if $(CLUSTER_SELECT),-k "$(CLUSTER_SELECT)")
 
 # The web console in Debian's chromium (playwright-core, node --test): flows,
 # axe-core in light and dark, CSP and Trusted Types violations; screenshots
@@ -87,7 +87,9 @@ client-test: build
 # build's unit, black-box and cluster tests, the incremental-build check, the
 # console's build and browser tests, the crash test, then the unit, black-box
 # and cluster tests again under ASan+UBSan. 41 minutes from a fresh clone on 2
-# cores with a warm compiler cache (2026-12-02); a cold cache adds the builds.
+# cores with a warm compiler cache (2026-12-02, before the cluster tests grew
+# from 11 to 17: they added about 3 minutes); 59 minutes on a new machine with
+# a cold cache (617a75c: release cluster 379 s, ASan e2e 424 s, ASan cluster 268 s).
 test: check-includes check-format check-console check-openapi check-thread-safety unit check-incremental e2e cluster-test client-test browser-test crash-test check-asan
 
 # Each file includes only modules its CMake target links (scripts/check_includes.py).
@@ -174,9 +176,14 @@ bench-cluster: bench-build
 bench-tenants: bench-build
 	$(PYTHON) bench/tenants_bench.py $(BUILD_DIR)/silo
 
+# The cluster tests under ASan run with 3 kill rounds, and without the two
+# that mostly wait (etcd's own election after losing a member for 3 lease
+# lengths, followers stopped for seconds at a time): their code paths run in
+# the others, and they run in the release pass.
 check-asan:
 	$(MAKE) PRESET=asan unit e2e
-	$(MAKE) PRESET=asan CLUSTER_KILL_ROUNDS=3 cluster-test
+	$(MAKE) PRESET=asan CLUSTER_KILL_ROUNDS=3 \
+	  CLUSTER_SELECT="not losing_one_etcd_member and not slow_follower" cluster-test
 
 # libFuzzer targets with clang, FUZZ_SECONDS each; <target>:<max input bytes>.
 # The committed seed corpus (tests/fuzz/corpus/<target>, where an input that
