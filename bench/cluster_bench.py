@@ -24,10 +24,8 @@ import json
 import os
 import random
 import shutil
-import signal
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -93,40 +91,12 @@ def close_cluster(c):
 
 
 def make_tenant(node, fields):
-    r = node.cli("--json", "tenant", "create", "acme")
-    assert r.returncode == 0, r.stderr
-    tenant_id = json.loads(r.stdout)["id"]
-    args = ["tenant", "token", "acme", "--name", "bench", "--expires",
-            harness.e2e.TOKEN_EXPIRES]
-    for p in ("collections.manage", "records.*.create", "records.*.read"):
-        args += ["--permission", p]
-    r = node.cli(*args)
-    assert r.returncode == 0, r.stderr
-    token = r.stdout.strip()
+    """Tenant "acme" on `node` (the harness's), with a collection "tickets"."""
+    tenant_id, token = harness.make_tenant(node, "acme")
     status = Client(node, token).call("POST", "/api/collections",
                                       {"name": "tickets", "fields": fields})
     assert status == 201, status
     return tenant_id, token
-
-
-def caught_up(c, tenant_id, followers):
-    t = None
-    for e in c.status()["tenants"]:
-        if e["id"] == tenant_id:
-            t = e
-    if t is None:
-        return False
-    states = {f["node"]: f for f in t["followers"]}
-    return sorted(states) == sorted(followers) and all(
-        f["state"] == "streaming" and f["lag"] == 0 for f in states.values())
-
-
-def wait(what, predicate, timeout=120):
-    deadline = time.time() + timeout
-    while not predicate():
-        if time.time() > deadline:
-            sys.exit("not within %d s: %s" % (timeout, what))
-        time.sleep(0.1)
 
 
 def load(node, token, method, seconds, make_path, make_body=None):
@@ -159,7 +129,8 @@ def throughput_round(mode):
     try:
         tenant_id, token = make_tenant(n1, [{"name": "title", "type": "string", "max": 200}])
         if mode != "off":
-            wait("followers caught up", lambda: caught_up(c, tenant_id, ["n2", "n3"]))
+            harness.wait_until("followers caught up",
+                               lambda: harness.caught_up(c, tenant_id, ["n2", "n3"]))
         before = harness.e2e.metric(n1, "silo_repl_bytes_total") if mode != "off" else 0
         creates, made = load(n1, token, "POST", SECONDS,
                              lambda w, i: "/api/collections/tickets/records",
@@ -185,7 +156,8 @@ def failover_times():
         leader = by_id["n1"]
         for k in range(KILLS):
             others = [n for n in by_id if n != leader.node_id]
-            wait("followers caught up", lambda: caught_up(c, tenant_id, others))
+            harness.wait_until("followers caught up",
+                               lambda: harness.caught_up(c, tenant_id, others))
             client = Client(leader, token)
             for i in range(20):
                 client.call("POST", "/api/collections/tickets/records",
@@ -223,7 +195,7 @@ def catch_up_seconds():
     try:
         tenant_id, token = make_tenant(n1, [{"name": "title", "type": "string", "max": 200},
                                             {"name": "body", "type": "text"}])
-        wait("n2 caught up", lambda: caught_up(c, tenant_id, ["n2"]))
+        harness.wait_until("n2 caught up", lambda: harness.caught_up(c, tenant_id, ["n2"]))
         db = os.path.join(n1.data_dir, "tenants", tenant_id, "tenant.db")
         rng = random.Random(SEED)
         body = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz ") for _ in range(60000))
@@ -238,7 +210,8 @@ def catch_up_seconds():
         mib = size() / (1 << 20)
         t0 = time.monotonic()
         c.start_node("n3", TTL)
-        wait("n3 caught up", lambda: caught_up(c, tenant_id, ["n2", "n3"]), timeout=600)
+        harness.wait_until("n3 caught up", lambda: harness.caught_up(c, tenant_id, ["n2", "n3"]),
+                           timeout=600)
         return time.monotonic() - t0, mib
     finally:
         close_cluster(c)

@@ -70,6 +70,43 @@ int64_t NumberField(const json::value& v, const char* key) {
   return ec ? 0 : n;
 }
 
+// "/silo/t/<id><tail>" split into the tenant id and the tail ("/primary",
+// "/sync", "/pos/<node>", "/handover"); nullopt for any other key.
+struct TenantKey {
+  std::string id;
+  std::string tail;
+};
+std::optional<TenantKey> SplitTenantKey(const std::string& key) {
+  const std::string prefix = kTenantsPrefix;
+  if (key.rfind(prefix, 0) != 0) return std::nullopt;
+  const size_t slash = key.find('/', prefix.size());
+  if (slash == std::string::npos) return std::nullopt;
+  return TenantKey{key.substr(prefix.size(), slash - prefix.size()), key.substr(slash)};
+}
+
+// The strings of a JSON array (none when it is not one).
+std::vector<std::string> StringsOf(const json::value& array) {
+  std::vector<std::string> out;
+  if (!array.is_array()) return out;
+  for (const json::value& n : array.as_array()) {
+    if (n.is_string()) out.emplace_back(n.as_string());
+  }
+  return out;
+}
+
+// The members of a sync set value {"term","nodes"} (SyncSetValue).
+std::vector<std::string> SyncMembers(const json::value& v) {
+  const json::value* nodes = v.is_object() ? v.as_object().if_contains("nodes") : nullptr;
+  return nodes == nullptr ? std::vector<std::string>{} : StringsOf(*nodes);
+}
+
+template <class Names>
+std::string JoinNames(const Names& names) {
+  std::string out;
+  for (const std::string& n : names) out += (out.empty() ? "" : ",") + n;
+  return out.empty() ? "(none)" : out;
+}
+
 json::value ParseOrNull(const std::string& text) {
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);
@@ -609,11 +646,10 @@ void ClusterMember::CheckPrimaries() {
   std::map<std::string, std::set<std::string>> sync_sets;  // tenant id -> who may be elected
   bool unknown_slug = false;
   for (const cluster::KeyValue& kv : *keys) {
-    std::string rest = kv.key.substr(std::string(kTenantsPrefix).size());
-    size_t slash = rest.find('/');
-    if (slash == std::string::npos) continue;
-    std::string id = rest.substr(0, slash);
-    std::string tail = rest.substr(slash);
+    auto split = SplitTenantKey(kv.key);
+    if (!split) continue;
+    const std::string& id = split->id;
+    const std::string& tail = split->tail;
     if (tail == "/primary") {
       json::value v = ParseOrNull(kv.value);
       led[id] = {StringField(v, "node"), kv.mod_revision, StringField(v, "url")};
@@ -624,14 +660,8 @@ void ClusterMember::CheckPrimaries() {
       positions[id].push_back({node, NumberField(v, "seq"), BoolField(v, "refused")});
       if (node == me) mine[id] = kv;
     } else if (tail == "/sync") {
-      json::value v = ParseOrNull(kv.value);
-      std::set<std::string>& members = sync_sets[id];
-      const json::value* nodes = v.is_object() ? v.as_object().if_contains("nodes") : nullptr;
-      if (nodes != nullptr && nodes->is_array()) {
-        for (const json::value& n : nodes->as_array()) {
-          if (n.is_string()) members.insert(std::string(n.as_string()));
-        }
-      }
+      std::vector<std::string> members = SyncMembers(ParseOrNull(kv.value));
+      sync_sets[id] = std::set<std::string>(members.begin(), members.end());
     } else if (tail == "/handover") {
       json::value v = ParseOrNull(kv.value);
       handovers[id] = {StringField(v, "to"),
@@ -758,11 +788,9 @@ void ClusterMember::CheckPrimaries() {
       best.clear();  // a member has not been heard: it may hold more
     }
     if (!eligible(me) && unelectable_.insert(id).second) {
-      std::string members;
-      for (const std::string& n : sync->second) members += (members.empty() ? "" : ",") + n;
       log::Warn("replication.not_in_sync_set",
                 {{"tenant", id},
-                 {"sync_set", members.empty() ? "(empty)" : members},
+                 {"sync_set", JoinNames(sync->second)},
                  {"detail", "this copy may lack acknowledged writes: it waits for a member"}});
     }
     if (best == me) Promote(id);
@@ -792,8 +820,7 @@ void ClusterMember::HandOver(const std::string& tenant_id, const Handover& h) {
   };
   if (!primary->shipper) return refuse("replication is off on this node");
   std::shared_ptr<replication::Shipper> shipper = primary->shipper;
-  const std::string kept =
-      layout::DeposedDir(options_.data_dir) + "/" + tenant_id + "." + std::to_string(h.term);
+  const std::string kept = layout::DeposedTenantDir(options_.data_dir, tenant_id, h.term);
   std::string target_url;
   // Closed and held closed: no write can start (503, retry), and the last
   // one's segments (the close's checkpoint too) are published.
@@ -852,8 +879,7 @@ void ClusterMember::Demote(const std::string& tenant_id, const std::string& node
     databases = databases_.lock();
   }
   if (!databases) return;
-  const std::string kept =
-      layout::DeposedDir(options_.data_dir) + "/" + tenant_id + "." + std::to_string(term);
+  const std::string kept = layout::DeposedTenantDir(options_.data_dir, tenant_id, term);
   // Closed first and held closed while it moves: its requests finish (a
   // write among them is refused by the fence), later ones find no tenant.
   Status s = databases->Exclusive(
@@ -1019,22 +1045,16 @@ Result<std::string> ClusterStatus(const std::vector<std::string>& etcd_endpoints
   // Each tenant's primary (its key in etcd; the term is its revision), with
   // where its followers stand as that primary last reported, and its sync
   // set (null when none is kept: async mode).
-  std::map<std::string, json::value> sync_of;
+  std::map<std::string, std::vector<std::string>> sync_of;
   for (const auto& kv : keys) {
-    std::string rest = kv.key.substr(std::string(kTenantsPrefix).size());
-    size_t slash = rest.find('/');
-    if (slash == std::string::npos || rest.substr(slash) != "/sync") continue;
-    json::value v = ParseOrNull(kv.value);
-    const json::value* nodes = v.is_object() ? v.as_object().if_contains("nodes") : nullptr;
-    sync_of[rest.substr(0, slash)] =
-        (nodes != nullptr && nodes->is_array()) ? *nodes : json::array{};
+    auto split = SplitTenantKey(kv.key);
+    if (split && split->tail == "/sync") sync_of[split->id] = SyncMembers(ParseOrNull(kv.value));
   }
   json::array tenant_list;
   for (const auto& kv : keys) {
-    std::string rest = kv.key.substr(std::string(kTenantsPrefix).size());
-    size_t slash = rest.find('/');
-    if (slash == std::string::npos || rest.substr(slash) != "/primary") continue;
-    std::string id = rest.substr(0, slash);
+    auto split = SplitTenantKey(kv.key);
+    if (!split || split->tail != "/primary") continue;
+    const std::string& id = split->id;
     std::string node = StringField(ParseOrNull(kv.value), "node");
     json::object t{{"id", id}, {"primary", node}, {"term", kv.mod_revision}};
     int64_t seq = 0;
@@ -1059,7 +1079,13 @@ Result<std::string> ClusterStatus(const std::vector<std::string>& etcd_endpoints
     t["seq"] = seq;
     t["followers"] = std::move(followers);
     auto sync = sync_of.find(id);
-    t["sync"] = sync == sync_of.end() ? json::value(nullptr) : sync->second;
+    if (sync == sync_of.end()) {
+      t["sync"] = nullptr;
+    } else {
+      json::array members;
+      for (const std::string& n : sync->second) members.emplace_back(n);
+      t["sync"] = std::move(members);
+    }
     tenant_list.push_back(std::move(t));
   }
   json::object all{{"nodes", std::move(node_list)}, {"tenants", std::move(tenant_list)}};
@@ -1076,13 +1102,7 @@ Result<std::string> ClusterStatus(const std::vector<std::string>& etcd_endpoints
     out += "  " + StringField(t, "id") + "  primary " + StringField(t, "primary") + "  term " +
            std::to_string(NumberField(t, "term")) + "  seq " +
            std::to_string(NumberField(t, "seq"));
-    if (const json::value& sync = o.at("sync"); sync.is_array()) {
-      std::string members;
-      for (const json::value& n : sync.as_array()) {
-        if (n.is_string()) members += (members.empty() ? "" : ",") + std::string(n.as_string());
-      }
-      out += "  sync " + (members.empty() ? std::string("(none)") : members);
-    }
+    if (o.at("sync").is_array()) out += "  sync " + JoinNames(StringsOf(o.at("sync")));
     out += "\n";
     for (const json::value& f : o.at("followers").as_array()) {
       out += "    follower " + StringField(f, "node") + "  " + StringField(f, "state") +

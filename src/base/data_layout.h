@@ -39,6 +39,12 @@ inline std::string ReplicasDir(const std::string& data) { return data + "/replic
 // took the tenant over while this one was cut off: kept whole, for the
 // operator (they may hold commits never acknowledged), never served.
 inline std::string DeposedDir(const std::string& data) { return data + "/deposed"; }
+// Where a tenant's directory goes when the node leading it under `term`
+// takes it from this one.
+inline std::string DeposedTenantDir(const std::string& data, const std::string& tenant_id,
+                                    int64_t term) {
+  return DeposedDir(data) + "/" + tenant_id + "." + std::to_string(term);
+}
 inline std::string TenantDir(const std::string& data, const std::string& tenant_id) {
   return TenantsDir(data) + "/" + tenant_id;
 }

@@ -215,6 +215,47 @@ def wait_until(what, predicate, timeout=30, every=0.1):
         time.sleep(every)
 
 
+PERMS = ["collections.manage", "records.*.create", "records.*.read"]
+
+
+def make_tenant(node, slug):
+    r = node.cli("--json", "tenant", "create", slug)
+    assert r.returncode == 0, r.stderr
+    tenant = json.loads(r.stdout)
+    args = ["tenant", "token", slug, "--name", "t", "--expires", e2e.TOKEN_EXPIRES]
+    for p in PERMS:
+        args += ["--permission", p]
+    r = node.cli(*args)
+    assert r.returncode == 0, r.stderr
+    return tenant["id"], r.stdout.strip()
+
+
+def tenant_entry(status, tenant_id):
+    for t in status["tenants"]:
+        if t["id"] == tenant_id:
+            return t
+    return None
+
+
+def caught_up(cluster, tenant_id, followers, after_seq=0):
+    """The tenant's status entry once exactly `followers` stream it with
+    nothing outstanding, its last segment is past `after_seq` and, in sync
+    mode, every one that could take over is in its sync set."""
+    status = cluster.status()
+    t = tenant_entry(status, tenant_id)
+    if t is None or t["seq"] <= after_seq:
+        return None
+    states = {f["node"]: f for f in t["followers"]}
+    if sorted(states) != sorted(followers):
+        return None
+    if not all(f["state"] == "streaming" and f["lag"] == 0 for f in states.values()):
+        return None
+    keyless = {n["id"] for n in status["nodes"] if n["keyless"]}
+    if t["sync"] is not None and not set(followers) - keyless <= set(t["sync"]):
+        return None
+    return t
+
+
 def _cluster(etcd_members):
     root = tempfile.mkdtemp(prefix="silo-cluster-")
     c = Cluster(root, etcd_members)

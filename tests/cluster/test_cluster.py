@@ -17,25 +17,12 @@ import time
 
 import requests
 
-from conftest import SILO_BIN, TTL_S, e2e, wait_until
+from conftest import SILO_BIN, TTL_S, caught_up, e2e, make_tenant, tenant_entry, wait_until
 
 metric = e2e.metric
 
 NEEDLE = "CLUSTER-NEEDLE-plaintext-4711"
 TICKETS = {"name": "tickets", "fields": [{"name": "title", "type": "string", "max": 200}]}
-PERMS = ["collections.manage", "records.*.create", "records.*.read"]
-
-
-def make_tenant(node, slug):
-    r = node.cli("--json", "tenant", "create", slug)
-    assert r.returncode == 0, r.stderr
-    tenant = json.loads(r.stdout)
-    args = ["tenant", "token", slug, "--name", "t", "--expires", e2e.TOKEN_EXPIRES]
-    for p in PERMS:
-        args += ["--permission", p]
-    r = node.cli(*args)
-    assert r.returncode == 0, r.stderr
-    return tenant["id"], r.stdout.strip()
 
 
 def call(node, slug, token, method, path, body=None):
@@ -70,32 +57,6 @@ def same_files(follower, primary, tenant_id):
     return (read(os.path.join(copy, "tenant.db")) == read(os.path.join(own, "tenant.db")) and
             read_wal(os.path.join(copy, "tenant.db-wal")) ==
             read_wal(os.path.join(own, "tenant.db-wal")))
-
-
-def tenant_entry(status, tenant_id):
-    for t in status["tenants"]:
-        if t["id"] == tenant_id:
-            return t
-    return None
-
-
-def caught_up(cluster, tenant_id, followers, after_seq=0):
-    """The tenant's status entry once exactly `followers` stream it with
-    nothing outstanding, its last segment is past `after_seq` and, in sync
-    mode, every one that could take over is in its sync set."""
-    status = cluster.status()
-    t = tenant_entry(status, tenant_id)
-    if t is None or t["seq"] <= after_seq:
-        return None
-    states = {f["node"]: f for f in t["followers"]}
-    if sorted(states) != sorted(followers):
-        return None
-    if not all(f["state"] == "streaming" and f["lag"] == 0 for f in states.values()):
-        return None
-    keyless = {n["id"] for n in status["nodes"] if n["keyless"]}
-    if t["sync"] is not None and not set(followers) - keyless <= set(t["sync"]):
-        return None
-    return t
 
 
 def test_a_tenant_is_copied_sealed_and_byte_for_byte_to_every_other_node(cluster):
@@ -720,9 +681,9 @@ def test_a_follower_that_missed_acknowledged_writes_is_never_elected(cluster):
     assert not os.path.exists(os.path.join(n3.data_dir, "tenants", tenant_id))
 
     n2 = cluster.start_node("n2", ttl, data=n2.data_dir)
-    entry = wait_until("n2 leads the tenant",
-                       lambda: (lambda e: e if e and e["primary"] == "n2" else None)(
-                           tenant_entry(cluster.status(), tenant_id)), timeout=60)
+    wait_until("n2 leads the tenant",
+               lambda: (lambda e: e if e and e["primary"] == "n2" else None)(
+                   tenant_entry(cluster.status(), tenant_id)), timeout=60)
     for record_id in acked:
         r = call(n2, "acme", token, "GET", "/api/collections/tickets/records/" + record_id)
         assert r.status_code == 200, (record_id, r.status_code)
