@@ -14,8 +14,12 @@ loopback, started by the cluster test harness (tests/cluster/conftest.py).
     the new primary accepts. p50 and max.
   - Catch-up of a tenant of CATCHUP_MIB (default 100) MiB: the time from a
     third node's start to its copy streaming with no lag.
-Not measured yet: replica lag under an open-loop load (the primary does not
-expose acknowledgement times).
+  - Replica lag: LAG_RATE (default 500) creates/s, open loop (each sent at
+    its scheduled time, whatever the answers before it), spread over
+    LAG_TENANTS (default 10) tenants for LAG_SECONDS (default 10), async
+    and sync, RUNS rounds (medians): p50 and p99 of the primary's silo_repl_ack_seconds (from a
+    segment's send to a follower's acknowledgement that it is durable
+    there), read off the histogram's buckets before and after.
 
 Prints RESULT lines for bench/all.py. Usage: cluster_bench.py <silo binary>"""
 import http.client
@@ -23,6 +27,7 @@ import importlib.util
 import json
 import os
 import random
+import re
 import shutil
 import ssl
 import statistics
@@ -30,6 +35,8 @@ import sys
 import tempfile
 import threading
 import time
+
+import requests
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 os.environ.setdefault("SILO_BIN", os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else
@@ -51,22 +58,29 @@ CTX.verify_mode = ssl.CERT_NONE  # the development certificates of the nodes thi
 TTL = {"SILO_LEASE_TTL_S": "5"}
 
 
+LAG_RATE = float(os.environ.get("LAG_RATE", "500"))
+LAG_TENANTS = int(os.environ.get("LAG_TENANTS", "10"))
+LAG_SECONDS = float(os.environ.get("LAG_SECONDS", "10"))
+
+
 class Client:
     """One kept-alive HTTPS connection to a node, as a tenant's API token."""
 
-    def __init__(self, node, token):
+    def __init__(self, node, token, slug="acme"):
         self.port = node.port
         self.token = token
+        self.slug = slug
         self.conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=CTX, timeout=30)
 
-    def call(self, method, path, body=None):
-        headers = {"Authorization": "Bearer " + self.token}
+    def call(self, method, path, body=None, token=None, slug=None):
+        headers = {"Authorization": "Bearer " + (token or self.token)}
         data = None
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
         try:
-            self.conn.request(method, "/t/acme" + path, body=data, headers=headers)
+            self.conn.request(method, "/t/%s%s" % (slug or self.slug, path), body=data,
+                              headers=headers)
             r = self.conn.getresponse()
             r.read()
             return r.status
@@ -90,11 +104,11 @@ def close_cluster(c):
     shutil.rmtree(c.root, ignore_errors=True)
 
 
-def make_tenant(node, fields):
-    """Tenant "acme" on `node` (the harness's), with a collection "tickets"."""
-    tenant_id, token = harness.make_tenant(node, "acme")
-    status = Client(node, token).call("POST", "/api/collections",
-                                      {"name": "tickets", "fields": fields})
+def make_tenant(node, fields, slug="acme"):
+    """Tenant `slug` on `node` (the harness's), with a collection "tickets"."""
+    tenant_id, token = harness.make_tenant(node, slug)
+    status = Client(node, token, slug).call("POST", "/api/collections",
+                                            {"name": "tickets", "fields": fields})
     assert status == 201, status
     return tenant_id, token
 
@@ -142,6 +156,89 @@ def throughput_round(mode):
         reads, _ = load(n1, token, "GET", SECONDS,
                         lambda w, i: "/api/collections/tickets/records/" + rng.choice(ids))
         return creates, reads, (shipped / len(made) if made else 0.0)
+    finally:
+        close_cluster(c)
+
+
+def ack_buckets(node):
+    """silo_repl_ack_seconds of `node`: [(upper bound, cumulative count)]."""
+    r = requests.get(node.operator_url + "/metrics", timeout=10,
+                     headers={"Authorization": "Bearer " + node.operator_token()})
+    r.raise_for_status()
+    out = []
+    for m in re.finditer(r'^silo_repl_ack_seconds_bucket\{le="([^"]+)"\} (\d+)$', r.text, re.M):
+        out.append((float("inf") if m.group(1) == "+Inf" else float(m.group(1)),
+                    int(m.group(2))))
+    assert out, "no silo_repl_ack_seconds on " + node.node_id
+    return out
+
+
+def bucket_quantile(buckets, q):
+    """The q-quantile of cumulative `buckets`, interpolated linearly inside
+    the bucket it falls in (as Prometheus's histogram_quantile)."""
+    total = buckets[-1][1]
+    rank = q * total
+    lower, below = 0.0, 0
+    for bound, n in buckets:
+        if n >= rank:
+            if bound == float("inf"):
+                return lower
+            return lower + (bound - lower) * (rank - below) / max(1, n - below)
+        lower, below = bound, n
+    return lower
+
+
+def lag_round(mode):
+    """Open-loop creates over LAG_TENANTS tenants led by n1: (p50 s, p99 s,
+    acknowledgements measured, creates answered 201 per second, the p99 of
+    how late the generator sent)."""
+    c, (n1, n2, n3) = new_cluster(("n1", "n2", "n3"), dict(TTL, SILO_REPLICATION=mode))
+    try:
+        tenants = []
+        for k in range(LAG_TENANTS):
+            slug = "lag%d" % k
+            tenant_id, token = make_tenant(n1, [{"name": "title", "type": "string", "max": 200}],
+                                           slug)
+            tenants.append((slug, tenant_id, token))
+        for _, tenant_id, _ in tenants:
+            harness.wait_until("followers caught up",
+                               lambda: harness.caught_up(c, tenant_id, ["n2", "n3"]))
+        before = ack_buckets(n1)
+        total = int(LAG_RATE * LAG_SECONDS)
+        lock = threading.Lock()
+        next_i = [0]
+        late, created = [], []
+        t0 = time.monotonic() + 0.2
+
+        def worker():
+            client = Client(n1, "", "")
+            while True:
+                with lock:
+                    i = next_i[0]
+                    next_i[0] += 1
+                if i >= total:
+                    return
+                due = t0 + i / LAG_RATE
+                now = time.monotonic()
+                if due > now:
+                    time.sleep(due - now)
+                late.append(time.monotonic() - due)
+                slug, _, token = tenants[i % len(tenants)]
+                if client.call("POST", "/api/collections/tickets/records",
+                               {"id": "l%d" % i, "title": "lag"}, token=token, slug=slug) == 201:
+                    created.append(i)
+        threads = [threading.Thread(target=worker) for _ in range(32)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.monotonic() - t0
+        time.sleep(1)  # the last acknowledgements
+        after = ack_buckets(n1)
+        diff = [(b, n - m) for (b, n), (_, m) in zip(after, before)]
+        late.sort()
+        return (bucket_quantile(diff, 0.5), bucket_quantile(diff, 0.99), diff[-1][1],
+                len(created) / elapsed, late[int(0.99 * (len(late) - 1))])
     finally:
         close_cluster(c)
 
@@ -226,15 +323,28 @@ def main():
             print("round %d %s: %.0f creates/s, %.0f reads/s, %.0f bytes/create" %
                   ((r + 1, m) + results[m][-1]), flush=True)
     med = {m: [statistics.median(x[i] for x in results[m]) for i in range(3)] for m in modes}
+    lag_runs = {m: [] for m in ("async", "sync")}
+    for r in range(RUNS):
+        for m in lag_runs:
+            lag_runs[m].append(lag_round(m))
+            x = lag_runs[m][-1]
+            print("round %d replica lag, %s, open loop %.0f creates/s over %d tenants: p50 %.2f ms, "
+                  "p99 %.2f ms (%d acknowledgements; %.0f creates/s answered; sends late by p99 "
+                  "%.1f ms)" % (r + 1, m, LAG_RATE, LAG_TENANTS, x[0] * 1e3, x[1] * 1e3, x[2],
+                                x[3], x[4] * 1e3), flush=True)
+    lag = {m: [statistics.median(x[i] for x in v) for i in range(5)] for m, v in lag_runs.items()}
     times = failover_times()
     print("failover times: " + ", ".join("%.2f s" % t for t in times), flush=True)
     seconds, mib = catch_up_seconds()
     print("catch-up of a %.0f MiB tenant: %.1f s" % (mib, seconds), flush=True)
     print("RESULT off_cps=%.1f async_cps=%.1f sync_cps=%.1f off_rps=%.1f sync_rps=%.1f "
           "bytes_per_create=%.0f failover_p50_s=%.2f failover_max_s=%.2f catchup_s=%.1f "
-          "catchup_mib=%.0f" % (med["off"][0], med["async"][0], med["sync"][0], med["off"][1],
-                                med["sync"][1], med["sync"][2], statistics.median(times),
-                                max(times), seconds, mib))
+          "catchup_mib=%.0f lag_async_p50_ms=%.2f lag_async_p99_ms=%.2f lag_sync_p50_ms=%.2f "
+          "lag_sync_p99_ms=%.2f lag_rate=%.0f lag_answered_cps=%.0f" %
+          (med["off"][0], med["async"][0], med["sync"][0], med["off"][1], med["sync"][1],
+           med["sync"][2], statistics.median(times), max(times), seconds, mib,
+           lag["async"][0] * 1e3, lag["async"][1] * 1e3, lag["sync"][0] * 1e3,
+           lag["sync"][1] * 1e3, LAG_RATE, lag["async"][3]))
 
 
 if __name__ == "__main__":

@@ -553,6 +553,10 @@ Status App::Start() {
           {"silo_repl_promotions_total", static_cast<double>(st.promotions)},
       };
     });
+    p.metrics.AddHistogram("silo_repl_ack_seconds",
+                           "Seconds from a segment's send to a follower's acknowledgement that it "
+                           "is durable there (replica lag).",
+                           p.cluster->ack_seconds());
   }
   p.metrics.AddGaugeSource([b = p.backups.get()] {
     backup::Stats st = b->stats();

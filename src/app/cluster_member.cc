@@ -267,6 +267,11 @@ std::shared_ptr<cluster::NodeLease> ClusterMember::Lease() const {
   return lease_;
 }
 
+std::vector<double> ClusterMember::AckBounds() {
+  return {0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015,
+          0.02,    0.03,   0.05,  0.075, 0.1,   0.25,  0.5,    1.0,  2.5};
+}
+
 ClusterMember::Stats ClusterMember::stats() const {
   Stats st;
   std::shared_ptr<cluster::NodeLease> lease = Lease();
@@ -331,8 +336,10 @@ Status ClusterMember::Attach(const std::string& tenant_id, const std::string& pa
     }
     primary->lineage = crypto::RandomBytes(replication::kLineageSize);
     const bool sync = c.replication == config::ReplicationMode::kSync;
-    replication::ShipperOptions shipping{
-        .sync = sync, .ack_timeout = c.ack_timeout, .strict = c.strict};
+    replication::ShipperOptions shipping{.sync = sync,
+                                         .ack_timeout = c.ack_timeout,
+                                         .strict = c.strict,
+                                         .ack_seconds = ack_seconds_};
     // Sync mode: the followers that may be elected are recorded in etcd
     // (/silo/t/<id>/sync, on no lease: it must outlive this node), starting
     // empty under this term. Async mode elects among all followers.

@@ -80,6 +80,7 @@
 #include <string>
 #include <thread>
 
+#include "base/histogram.h"
 #include "base/mutex.h"
 #include "base/status.h"
 #include "cluster/etcd.h"
@@ -154,6 +155,11 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
     uint64_t promotions = 0;        // tenants taken over
   };
   Stats stats() const;
+  // Seconds from a segment's send to a follower's acknowledgement, over
+  // every follower of every tenant led here (silo_repl_ack_seconds).
+  std::shared_ptr<const Histogram> ack_seconds() const { return ack_seconds_; }
+  // Its bounds: 0.25 ms to 2.5 s.
+  static std::vector<double> AckBounds();
 
  private:
   explicit ClusterMember(ClusterOptions options);
@@ -218,6 +224,7 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   std::string address_;
   std::string public_url_;
 
+  const std::shared_ptr<Histogram> ack_seconds_ = std::make_shared<Histogram>(AckBounds());
   mutable Mutex mu_;
   CondVar wake_;
   bool started_ GUARDED_BY(mu_) = false;

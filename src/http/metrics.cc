@@ -4,16 +4,32 @@
 #include <tuple>
 
 namespace silo::http {
+namespace {
+
+void RenderHistogram(const std::string& name, const std::string& help, const Histogram& h,
+                     std::string& out) {
+  const Histogram::Counts c = h.Read();
+  char buf[256];
+  out += "# HELP " + name + " " + help + "\n";
+  out += "# TYPE " + name + " histogram\n";
+  for (size_t i = 0; i < c.bounds.size(); ++i) {
+    std::snprintf(buf, sizeof buf, "%s_bucket{le=\"%g\"} %llu\n", name.c_str(), c.bounds[i],
+                  static_cast<unsigned long long>(c.cumulative[i]));
+    out += buf;
+  }
+  std::snprintf(buf, sizeof buf, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n",
+                name.c_str(), static_cast<unsigned long long>(c.count), name.c_str(), c.sum,
+                name.c_str(), static_cast<unsigned long long>(c.count));
+  out += buf;
+}
+
+}  // namespace
 
 void Metrics::RecordRequest(const std::string& listener, const std::string& route, int status,
                             double seconds) {
   MutexLock lock(mutex_);
   ++requests_[{listener, route, status}];
-  for (size_t i = 0; i < kBuckets.size(); ++i) {
-    if (seconds <= kBuckets[i]) ++bucket_counts_[i];
-  }
-  ++latency_count_;
-  latency_sum_ += seconds;
+  latency_->Record(seconds);
 }
 
 void Metrics::RecordRejection(const std::string& reason) {
@@ -24,6 +40,11 @@ void Metrics::RecordRejection(const std::string& reason) {
 void Metrics::AddGaugeSource(GaugeSource source) {
   MutexLock lock(mutex_);
   gauges_.push_back(std::move(source));
+}
+
+void Metrics::AddHistogram(std::string name, std::string help, std::shared_ptr<const Histogram> h) {
+  MutexLock lock(mutex_);
+  histograms_.push_back({std::move(name), std::move(help), std::move(h)});
 }
 
 std::string Metrics::Render() const {
@@ -37,20 +58,8 @@ std::string Metrics::Render() const {
     out += "silo_http_requests_total{listener=\"" + listener + "\",route=\"" + route +
            "\",status=\"" + std::to_string(status) + "\"} " + std::to_string(n) + "\n";
   }
-  out += "# HELP silo_http_request_duration_seconds Time from request read to response written.\n";
-  out += "# TYPE silo_http_request_duration_seconds histogram\n";
-  for (size_t i = 0; i < kBuckets.size(); ++i) {
-    std::snprintf(buf, sizeof buf, "silo_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
-                  kBuckets[i], static_cast<unsigned long long>(bucket_counts_[i]));
-    out += buf;
-  }
-  std::snprintf(buf, sizeof buf,
-                "silo_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
-                "silo_http_request_duration_seconds_sum %.6f\n"
-                "silo_http_request_duration_seconds_count %llu\n",
-                static_cast<unsigned long long>(latency_count_), latency_sum_,
-                static_cast<unsigned long long>(latency_count_));
-  out += buf;
+  RenderHistogram("silo_http_request_duration_seconds",
+                  "Time from request read to response written.", *latency_, out);
   out += "# HELP silo_http_rejections_total Connections or requests refused by a limit.\n";
   out += "# TYPE silo_http_rejections_total counter\n";
   for (const auto& [reason, n] : rejections_) {
@@ -63,6 +72,7 @@ std::string Metrics::Render() const {
       out += buf;
     }
   }
+  for (const Named& h : histograms_) RenderHistogram(h.name, h.help, *h.histogram, out);
   return out;
 }
 

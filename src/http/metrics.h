@@ -1,6 +1,6 @@
 // Metrics: request counters by route and status, a latency histogram,
-// rejections by reason, and gauges supplied by the application, rendered in
-// the Prometheus text format (version 0.0.4).
+// rejections by reason, and gauges and histograms supplied by the
+// application, rendered in the Prometheus text format (version 0.0.4).
 // Thread-safe: every method takes mutex_.
 #ifndef SILO_HTTP_METRICS_H_
 #define SILO_HTTP_METRICS_H_
@@ -9,10 +9,12 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "base/histogram.h"
 #include "base/mutex.h"
 
 namespace silo::http {
@@ -27,6 +29,8 @@ class Metrics {
   // overloaded, connection_limit, tls_handshake.
   void RecordRejection(const std::string& reason);
   void AddGaugeSource(GaugeSource source);
+  // Rendered as histogram `name` (its _bucket, _sum and _count series).
+  void AddHistogram(std::string name, std::string help, std::shared_ptr<const Histogram> h);
   std::string Render() const;
 
   static constexpr std::array<double, 12> kBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
@@ -35,11 +39,15 @@ class Metrics {
  private:
   mutable Mutex mutex_;
   std::map<std::tuple<std::string, std::string, int>, uint64_t> requests_ GUARDED_BY(mutex_);
-  std::array<uint64_t, kBuckets.size()> bucket_counts_ GUARDED_BY(mutex_){};
-  uint64_t latency_count_ GUARDED_BY(mutex_) = 0;
-  double latency_sum_ GUARDED_BY(mutex_) = 0;
+  const std::shared_ptr<Histogram> latency_ =
+      std::make_shared<Histogram>(std::vector<double>(kBuckets.begin(), kBuckets.end()));
   std::map<std::string, uint64_t> rejections_ GUARDED_BY(mutex_);
   std::vector<GaugeSource> gauges_ GUARDED_BY(mutex_);
+  struct Named {
+    std::string name, help;
+    std::shared_ptr<const Histogram> histogram;
+  };
+  std::vector<Named> histograms_ GUARDED_BY(mutex_);
 };
 
 }  // namespace silo::http

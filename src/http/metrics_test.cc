@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
+#include <vector>
+
 namespace silo::http {
 namespace {
 
@@ -24,6 +27,22 @@ TEST(MetricsTest, RendersCountersHistogramAndGauges) {
   EXPECT_NE(text.find("silo_http_rejections_total{reason=\"header_too_large\"} 1"),
             std::string::npos);
   EXPECT_NE(text.find("silo_tenants 3"), std::string::npos);
+}
+
+TEST(MetricsTest, RendersAnAddedHistogramCumulatively) {
+  Metrics m;
+  auto h = std::make_shared<Histogram>(std::vector<double>{0.001, 0.01});
+  for (double v : {0.0005, 0.001, 0.005, 0.5}) h->Record(v);
+  m.AddHistogram("silo_test_seconds", "A test.", h);
+  std::string text = m.Render();
+  EXPECT_NE(text.find("# TYPE silo_test_seconds histogram\n"
+                      "silo_test_seconds_bucket{le=\"0.001\"} 2\n"
+                      "silo_test_seconds_bucket{le=\"0.01\"} 3\n"
+                      "silo_test_seconds_bucket{le=\"+Inf\"} 4\n"
+                      "silo_test_seconds_sum 0.506500\n"
+                      "silo_test_seconds_count 4\n"),
+            std::string::npos)
+      << text;
 }
 
 }  // namespace

@@ -53,8 +53,16 @@ struct Shipper::Shared {
     f.state = FollowerState::kAsking;
   }
 
+  // `sent_at`: when the segment went out (epoch: not a streamed segment,
+  // not measured).
   void OnAnswer(size_t i, uint64_t seq, const Result<cluster::Message>& answer,
-                const std::string& tenant) {
+                const std::string& tenant, std::chrono::steady_clock::time_point sent_at = {},
+                Histogram* ack_seconds = nullptr) {
+    if (ack_seconds && sent_at != std::chrono::steady_clock::time_point{} && answer.ok() &&
+        answer->kind == kAck) {
+      ack_seconds->Record(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - sent_at).count());
+    }
     std::lock_guard lock(mu);
     Follower& f = followers[i];
     if (answer.ok() && answer->kind == kAck) {
@@ -108,11 +116,14 @@ void Shipper::SendSegment(size_t i, uint64_t seq, const std::string& encoded) {
   // Answers of a Shipper that is gone are dropped.
   std::weak_ptr<Shared> weak = shared_;
   std::string tenant = tenant_;
-  Status sent =
-      link->Send(cluster::Message{tenant_, kSegment, ++shared_->next_message, encoded},
-                 options_.ack_timeout, [weak, i, seq, tenant](Result<cluster::Message> answer) {
-                   if (auto shared = weak.lock()) shared->OnAnswer(i, seq, answer, tenant);
-                 });
+  std::shared_ptr<Histogram> lag = options_.ack_seconds;
+  const auto sent_at = std::chrono::steady_clock::now();
+  Status sent = link->Send(cluster::Message{tenant_, kSegment, ++shared_->next_message, encoded},
+                           options_.ack_timeout,
+                           [weak, i, seq, tenant, lag, sent_at](Result<cluster::Message> answer) {
+                             if (auto shared = weak.lock())
+                               shared->OnAnswer(i, seq, answer, tenant, sent_at, lag.get());
+                           });
   if (!sent.ok()) shared_->OnAnswer(i, seq, sent, tenant_);
 }
 

@@ -33,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "base/histogram.h"
 #include "base/status.h"
 #include "cluster/peer_link.h"
 #include "replication/recorder.h"
@@ -56,6 +57,10 @@ struct ShipperOptions {
   // members that stopped streaming go and adds followers that caught up.
   // A failure to record fails the commit. Empty: the set is kept here only.
   std::function<Status(const std::vector<std::string>& nodes)> record_sync_set = nullptr;
+  // Where each streamed segment's acknowledgement time goes: seconds from
+  // its send (at the commit) to the follower's answer that it is durable
+  // there, i.e. the replica's lag behind this copy. Null: not measured.
+  std::shared_ptr<Histogram> ack_seconds = nullptr;
 };
 
 struct FollowerLink {

@@ -297,6 +297,20 @@ TEST_F(ShippingTest, AFollowerBackOnANewLinkResumesFromTheRetainedSegmentsWithou
             *ReadFile(primary_));
 }
 
+TEST_F(ShippingTest, EachStreamedSegmentsAcknowledgementTimeIsMeasuredOncePerFollower) {
+  auto lag = std::make_shared<Histogram>(std::vector<double>{0.001, 0.01, 0.1, 1.0});
+  Shipper shipper(kTenant, ShipperOptions{.sync = false, .ack_seconds = lag}, Links());
+  auto db = OpenPrimary(shipper);
+  ASSERT_NE(db, nullptr);
+  for (int id = 1; id <= 10; ++id) ASSERT_OK(Insert(*db, id));
+  WaitForFollowers(shipper);
+  const Histogram::Counts counts = lag->Read();
+  // Both followers answered every segment: one measurement per answer.
+  EXPECT_EQ(counts.count, 2 * recorder_->head().seq);
+  EXPECT_GT(counts.sum, 0);
+  EXPECT_LE(counts.cumulative.back(), counts.count);
+}
+
 TEST_F(ShippingTest, AFollowerThatMissedMoreThanIsRetainedTakesASnapshot) {
   // Only the newest segment is kept.
   Shipper shipper(kTenant, ShipperOptions{.retain_bytes = 1}, Links());
