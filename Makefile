@@ -97,7 +97,8 @@ check-includes: bootstrap
 	@$(PYTHON) scripts/check_includes.py
 
 # Clang's thread-safety analysis (GUARDED_BY, REQUIRES) over every source of
-# the build, as errors (scripts/check_thread_safety.py; a syntax-only pass).
+# the build that reads the annotations, as errors (scripts/check_thread_safety.py;
+# a syntax-only pass).
 check-thread-safety: build
 	@$(PYTHON) scripts/check_thread_safety.py $(BUILD_DIR) $(JOBS)
 
