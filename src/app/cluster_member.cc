@@ -9,11 +9,14 @@
 #include "base/data_layout.h"
 #include "base/file_util.h"
 #include "base/log.h"
+#include "base/time_util.h"
 #include "crypto/crypto.h"
+#include "events/event_log.h"
 #include "replication/applier.h"
 #include "replication/promotion.h"
 #include "replication/protocol.h"
 #include "replication/segment.h"
+#include "storage/database.h"
 #include "storage/repl_vfs.h"
 
 namespace silo::app {
@@ -111,6 +114,25 @@ json::value ParseOrNull(const std::string& text) {
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);
   return ec ? json::value() : v;
+}
+
+// The tenant's own audit log says that `node` took it over, under `term`,
+// its copy at segment `seq`: written into the copy (its files in place,
+// nothing serving it yet), so the snapshot the followers get next holds it.
+Status AuditPromotion(const std::string& database, const crypto::SecretKey& dek,
+                      const std::string& node, uint64_t term, uint64_t seq) {
+  SILO_ASSIGN_OR_RETURN(auto db,
+                        storage::Database::Open(
+                            database, crypto::DeriveSubkey(dek, crypto::KeyPurpose::kDatabasePages),
+                            {.create = false}));
+  SILO_ASSIGN_OR_RETURN(auto tx, storage::Transaction::Begin(*db));
+  const events::Origin origin{
+      .actor = {"system", "replication"}, .request_id = "", .client = "", .now_us = NowMicros()};
+  SILO_RETURN_IF_ERROR(
+      events::AppendAudit(*db, origin, "replication.promoted", "node", node,
+                          events::DetailChanges(json::object{{"term", static_cast<int64_t>(term)},
+                                                             {"seq", static_cast<int64_t>(seq)}})));
+  return tx.Commit();
 }
 
 }  // namespace
@@ -974,6 +996,8 @@ bool ClusterMember::Promote(const std::string& tenant_id) {
   auto dek = options_.keyring->GetKey(tenant_id);
   if (!dek.ok()) return refuse(dek.status().ToString());
   const std::string copy = replicas_->Dir(tenant_id);
+  auto position = replicas_->Position(tenant_id);
+  if (!position.ok()) return refuse(position.status().ToString());
   replicas_->Close(tenant_id);
   if (Status s = replication::CheckPromotable(
           copy, crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kDatabasePages));
@@ -998,6 +1022,7 @@ bool ClusterMember::Promote(const std::string& tenant_id) {
     s = WriteFileAtomic(layout::TenantMetaFile(options_.data_dir, tenant_id), files->meta);
   if (s.ok()) s = SyncDir(dir);
   if (s.ok()) s = RemoveTree(copy);
+  if (s.ok()) s = AuditPromotion(database, *dek, me, *term, position->seq);
   if (s.ok()) s = options_.registry->Adopt(tenant_id).status();
   if (!s.ok()) {
     // The primary key is ours but the tenant is not served: give it up so

@@ -215,7 +215,7 @@ def wait_until(what, predicate, timeout=30, every=0.1):
         time.sleep(every)
 
 
-PERMS = ["collections.manage", "records.*.create", "records.*.read"]
+PERMS = ["collections.manage", "records.*.create", "records.*.read", "audit.read"]
 
 
 def make_tenant(node, slug):

@@ -463,12 +463,24 @@ def test_silo_tenant_promote_hands_a_tenant_over_under_load_with_no_write_lost(c
         assert r.status_code == 200, (record_id, r.status_code)
     verify = n3.cli("audit", "verify", "acme")
     assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert_audited_promotion(n3, token, entry["term"])
     # The old primary handed it over (its directory set aside) and follows.
     assert "replication.handed_over" in n1.output()
     assert not os.path.exists(os.path.join(n1.data_dir, "tenants", tenant_id))
     wait_until("n1 and n2 follow n3", lambda: caught_up(cluster, tenant_id, ["n1", "n2"]))
     assert metric(n3, "silo_repl_promotions_total") == 1
     assert metric(n2, "silo_repl_promotions_total") == 0
+
+
+def assert_audited_promotion(node, token, term):
+    """Tenant acme's own audit log (the tenant's view, GET /api/audit) says
+    that `node` took it over under `term`."""
+    r = call(node, "acme", token, "GET", "/api/audit?type=replication.promoted&limit=1000")
+    assert r.status_code == 200, r.text
+    taken = [{c["field"]: c.get("new") for c in e["changes"]} for e in r.json()["items"]
+             if e["actor"] == "system:replication" and
+             e["subject"] == {"kind": "node", "id": node.node_id}]
+    assert any(t.get("term") == term for t in taken), (node.node_id, term, r.json()["items"])
 
 
 def test_a_keyless_node_keeps_a_sealed_copy_and_is_never_promoted(cluster):
@@ -806,6 +818,7 @@ def kill_rounds(cluster, rounds, extra_env=None):
                 lost.append((record_id, answered))
         verify = leader.cli("audit", "verify", "acme")
         assert verify.returncode == 0, (round_no, verify.stdout + verify.stderr)
+        assert_audited_promotion(leader, token, term)
         results.append({"acked": acked, "lost": lost, "killed_at": killed_at})
 
         # The killed node comes back and follows the new primary: on its own
