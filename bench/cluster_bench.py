@@ -17,9 +17,10 @@ loopback, started by the cluster test harness (tests/cluster/conftest.py).
   - Replica lag: LAG_RATE (default 500) creates/s, open loop (each sent at
     its scheduled time, whatever the answers before it), spread over
     LAG_TENANTS (default 10) tenants for LAG_SECONDS (default 10), async
-    and sync, RUNS rounds (medians): p50 and p99 of the primary's silo_repl_ack_seconds (from a
-    segment's send to a follower's acknowledgement that it is durable
-    there), read off the histogram's buckets before and after.
+    and sync, RUNS rounds (medians): p50 and p99 of the primary's
+    silo_repl_ack_seconds (from a segment's send to a follower's
+    acknowledgement that it is durable there), read off the histogram's
+    buckets before and after.
 
 Prints RESULT lines for bench/all.py. Usage: cluster_bench.py <silo binary>"""
 import http.client

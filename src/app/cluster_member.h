@@ -158,10 +158,10 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   // Seconds from a segment's send to a follower's acknowledgement, over
   // every follower of every tenant led here (silo_repl_ack_seconds).
   std::shared_ptr<const Histogram> ack_seconds() const { return ack_seconds_; }
-  // Its bounds: 0.25 ms to 2.5 s.
-  static std::vector<double> AckBounds();
 
  private:
+  // ack_seconds' bounds: 0.25 ms to 2.5 s.
+  static std::vector<double> AckBounds();
   explicit ClusterMember(ClusterOptions options);
 
   // A tenant this node leads.
