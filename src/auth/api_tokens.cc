@@ -128,7 +128,7 @@ Result<Principal> ApiTokens::Authenticate(std::string_view token, int64_t now_us
     return refused();
   }
   std::optional<Principal> out;
-  SILO_RETURN_IF_ERROR(db_->Read([&](Database& db) -> Status {
+  SILO_RETURN_IF_ERROR(db_->ReadShort([&](Database& db) -> Status {
     auto stmt =
         db.Prepare("SELECT id, permissions, expires_at_us, owner FROM api_tokens WHERE hash = ?");
     if (!stmt.ok()) return stmt.status();

@@ -92,7 +92,7 @@ Result<std::vector<rbac::Role>> Identity::RolesOf(const User& user) {
     }
   }
   if (missing.empty()) return out;
-  SILO_RETURN_IF_ERROR(db_->Read([&](Database& db) -> Status {
+  SILO_RETURN_IF_ERROR(db_->ReadShort([&](Database& db) -> Status {
     for (const auto& name : missing) {
       SILO_ASSIGN_OR_RETURN(auto r, LoadRole(db, name));
       auto value = std::make_shared<const std::optional<rbac::Role>>(std::move(r));

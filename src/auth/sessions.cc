@@ -98,7 +98,7 @@ Result<SessionAuth> Identity::AuthenticateSession(const std::string& token, int6
   auto refused = [] { return Unauthenticated("invalid or expired session"); };
   if (token.size() != 43) return refused();
   std::optional<SessionAuth> out;
-  SILO_RETURN_IF_ERROR(db_->Read([&](Database& db) -> Status {
+  SILO_RETURN_IF_ERROR(db_->ReadShort([&](Database& db) -> Status {
     auto st = db.Prepare(
         "SELECT id, user_id, mfa_passed, created_at_us, last_seen_us, expires_at_us, client,"
         " user_agent, csrf_hash, proved_at_us FROM sessions WHERE hash = ?");

@@ -74,7 +74,7 @@ Result<TenantSettings> Identity::Settings() {
   const uint64_t generation = cache.generation();
   if (auto cached = cache.Get(kSettings, "")) return *cached;
   TenantSettings out;
-  SILO_RETURN_IF_ERROR(db_->Read([&](Database& db) -> Status {
+  SILO_RETURN_IF_ERROR(db_->ReadShort([&](Database& db) -> Status {
     SILO_ASSIGN_OR_RETURN(out, Load(db));
     return Status::Ok();
   }));

@@ -13,7 +13,7 @@ namespace proj = projection;
 
 Result<std::vector<Collection>> SqliteTenantStore::ListCollections() {
   std::vector<Collection> out;
-  Status s = db_->Read([&](Database& db) -> Status {
+  Status s = db_->ReadShort([&](Database& db) -> Status {
     auto names = CollectionNames(db);
     if (!names.ok()) return names.status();
     for (const auto& name : *names) {
@@ -29,7 +29,7 @@ Result<std::vector<Collection>> SqliteTenantStore::ListCollections() {
 
 Result<Collection> SqliteTenantStore::GetCollection(const std::string& name) {
   std::optional<Collection> out;
-  Status s = db_->Read([&](Database& db) { return LoadCollectionInto(db, name, &out); });
+  Status s = db_->ReadShort([&](Database& db) { return LoadCollectionInto(db, name, &out); });
   if (!s.ok()) return s;
   return std::move(*out);
 }

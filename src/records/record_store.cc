@@ -170,7 +170,7 @@ Result<Record> SqliteTenantStore::CreateRecord(const events::Origin& ctx,
 Result<Record> SqliteTenantStore::GetRecord(const std::string& collection, const std::string& id,
                                             std::optional<int64_t> at_us) {
   std::optional<Record> out;
-  Status s = db_->Read([&](Database& db) -> Status {
+  Status s = db_->ReadShort([&](Database& db) -> Status {
     auto c = proj::LoadCollection(db, collection);
     if (!c.ok()) return c.status();
     SILO_ASSIGN_OR_RETURN(RecordRules read, RulesFor(c->schema, "read"));

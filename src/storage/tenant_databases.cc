@@ -1,5 +1,6 @@
 #include "storage/tenant_databases.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <thread>
 
@@ -123,6 +124,31 @@ size_t TenantDatabase::queued_writes() const {
   return queue_.size();
 }
 
+Status TenantDatabase::ReadShort(const std::function<Status(Database&)>& fn) {
+  bool on_writer;
+  {
+    MutexLock lock(read_mu_);
+    on_writer = readers_open_ == 0;
+  }
+  if (on_writer) {
+    // Leading keeps writers out, as a write batch does (Submit).
+    MutexLock lock(queue_mu_);
+    on_writer = !leading_ && queue_.empty();
+    if (on_writer) leading_ = true;
+  }
+  if (!on_writer) return Read(fn);
+  Status s;
+  {
+    MutexLock lock(write_mu_);
+    s = fn(*writer_);
+    if (writer_->InTransaction()) (void)writer_->Exec("ROLLBACK");
+  }
+  MutexLock lock(queue_mu_);
+  leading_ = false;
+  queue_cv_.SignalAll();
+  return s;
+}
+
 Status TenantDatabase::Read(const std::function<Status(Database&)>& fn) {
   std::unique_ptr<Database> reader;
   {
@@ -163,7 +189,33 @@ TenantDatabases::TenantDatabases(KeyFn key_fn, PathFn path_fn,
     : key_fn_(std::move(key_fn)),
       path_fn_(std::move(path_fn)),
       migrations_(migrations),
-      options_(std::move(options)) {}
+      options_(std::move(options)),
+      closer_([this] { CloseLoop(); }) {}
+
+TenantDatabases::~TenantDatabases() {
+  {
+    MutexLock lock(close_mu_);
+    stopping_ = true;
+    close_cv_.SignalAll();
+  }
+  closer_.join();
+}
+
+void TenantDatabases::CloseLoop() {
+  close_mu_.Lock();
+  while (true) {
+    while (to_close_.empty() && !stopping_) close_cv_.Wait(close_mu_);
+    if (to_close_.empty()) break;  // stopping, and nothing left to close
+    auto [tenant_id, db] = std::move(to_close_.front());
+    to_close_.pop_front();
+    close_mu_.Unlock();
+    db.reset();  // the last reference: the connections close here
+    close_mu_.Lock();
+    closing_.erase(closing_.find(tenant_id));
+    close_cv_.SignalAll();
+  }
+  close_mu_.Unlock();
+}
 
 namespace {
 
@@ -226,6 +278,12 @@ bool TenantDatabases::MakeRoomLocked() {
     --it;
     auto entry = open_.find(*it);
     if (entry->second.db.use_count() == 1) {  // only the cache holds it: idle
+      {
+        MutexLock lock(close_mu_);
+        closing_.insert(*it);
+        to_close_.emplace_back(*it, std::move(entry->second.db));
+        close_cv_.SignalAll();
+      }
       open_.erase(entry);
       it = lru_.erase(it);
     }
@@ -248,6 +306,15 @@ Result<std::shared_ptr<TenantDatabase>> TenantDatabases::Acquire(const std::stri
   // under mu_, so hits on other tenants are not held up.
   MutexLock opening(open_mu_);
   {
+    // Closes are handed off, but not without bound: while as many tenants
+    // wait to be closed as may be open, opening another waits (open files
+    // and memory stay within twice the cache).
+    MutexLock lock(close_mu_);
+    while (closing_.size() >= std::max<size_t>(options_.max_open_tenants, 1)) {
+      close_cv_.Wait(close_mu_);
+    }
+  }
+  {
     MutexLock lock(mu_);
     if (exclusive_.count(tenant_id) != 0)
       return Unavailable("tenant is being restored; retry shortly");
@@ -256,6 +323,12 @@ Result<std::shared_ptr<TenantDatabase>> TenantDatabases::Acquire(const std::stri
     if (!MakeRoomLocked()) {
       return Unavailable("too many tenants open; retry shortly");
     }
+  }
+  {
+    // Its last open may still be closing (checkpointing, detaching): one
+    // file, one set of connections at a time.
+    MutexLock lock(close_mu_);
+    while (closing_.count(tenant_id) != 0) close_cv_.Wait(close_mu_);
   }
   auto key = key_fn_(tenant_id);
   if (!key.ok()) return key.status();

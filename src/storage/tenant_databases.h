@@ -8,6 +8,7 @@
 #define SILO_STORAGE_TENANT_DATABASES_H_
 
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <list>
 #include <map>
@@ -15,6 +16,8 @@
 #include <set>
 #include <span>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "base/mutex.h"
@@ -60,6 +63,15 @@ class TenantDatabase {
   // Runs `fn` on a reader connection (opened on demand, at most
   // `max_readers` at once; further callers wait).
   Status Read(const std::function<Status(Database&)>& fn);
+  // A short read (a lookup by key, one bounded page): runs on the writer
+  // connection while the writer is idle and this tenant has opened no
+  // reader yet, otherwise as Read. A tenant just opened then serves its
+  // first requests without a second connection (each one parses the whole
+  // schema: most of a cold read's CPU). Writes queued meanwhile wait until
+  // `fn` returns, so never for a read that streams or scans; `fn` must not
+  // write (it would wait for itself). A transaction `fn` leaves open is
+  // rolled back.
+  Status ReadShort(const std::function<Status(Database&)>& fn);
 
   // What this tenant's code caches (cache/tenant_cache.h): lives as long as
   // this open database, so a restore, suspend or delete starts it empty.
@@ -138,6 +150,8 @@ class TenantDatabases {
   // `migrations` must outlive this object.
   TenantDatabases(KeyFn key_fn, PathFn path_fn, std::span<const Migration> migrations,
                   TenantDatabasesOptions options);
+  // Closes the tenants still waiting to be closed, then the open ones.
+  ~TenantDatabases();
 
   // The tenant's open database, opening (creating, migrating) it on first
   // use. Unavailable when the cache is full of tenants in use.
@@ -162,8 +176,14 @@ class TenantDatabases {
     std::shared_ptr<TenantDatabase> db;
     std::list<std::string>::iterator lru;
   };
-  // Closes idle tenants from the cold end until there is room for one more.
+  // Takes idle tenants out of the cache from the cold end until there is
+  // room for one more, and hands them to the closer thread: closing one
+  // checkpoints its log and syncs (milliseconds), which the request that
+  // needed the room does not wait for.
   bool MakeRoomLocked() REQUIRES(mu_);
+  // The closer thread: closes what MakeRoomLocked handed over, oldest
+  // first, until the destructor stops it.
+  void CloseLoop();
   // Creates the database of a new tenant at `path` from template_ (built on
   // first use, beside `path`): its pages sealed under `key`, written to a
   // temporary name, synced, renamed into place, the directory synced.
@@ -192,6 +212,17 @@ class TenantDatabases {
     std::map<std::string, int> count GUARDED_BY(mu);
   };
   const std::shared_ptr<Live> live_ = std::make_shared<Live>();
+
+  // Tenants taken out of the cache, waiting for the closer thread; a
+  // tenant is in closing_ until its connections have closed, and Acquire
+  // waits for that before it opens the tenant again.
+  Mutex close_mu_;
+  CondVar close_cv_;
+  std::deque<std::pair<std::string, std::shared_ptr<TenantDatabase>>> to_close_
+      GUARDED_BY(close_mu_);
+  std::multiset<std::string> closing_ GUARDED_BY(close_mu_);
+  bool stopping_ GUARDED_BY(close_mu_) = false;
+  std::thread closer_;  // last: starts after the members it uses
 };
 
 }  // namespace silo::storage

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <future>
 #include <thread>
 
 #include "base/file_util.h"
@@ -23,7 +25,7 @@ class TenantDatabasesTest : public testing::TempDirTest {
  protected:
   void SetUp() override {
     TempDirTest::SetUp();
-    for (const char* id : {"a", "b", "c"}) {
+    for (const char* id : {"a", "b", "c", "d", "e", "f", "g", "h", "i"}) {
       std::string bytes = crypto::RandomBytes(32);
       keys_[id] = bytes;
     }
@@ -252,6 +254,67 @@ TEST_F(TenantDatabasesTest, EachTenantsCacheIsEmptiedByItsOwnWrites) {
   EXPECT_EQ((*again)->cache().Get(kDerived, "k"), nullptr);  // a restore starts empty
 }
 
+// A tenant just opened answers short reads on its writer (no second
+// connection) while the writer is idle; a write that comes meanwhile waits
+// for the read, not the other way round; once a reader is open, short reads
+// go to readers and a write no longer waits for them.
+TEST_F(TenantDatabasesTest, AShortReadUsesTheIdleWriterUntilAReaderIsOpen) {
+  auto dbs = Make(4);
+  auto a = dbs.Acquire("a");
+  ASSERT_OK(a);
+  TenantDatabase& db = **a;
+  const Database* writer = nullptr;
+  ASSERT_OK(db.Write([&](Database& d) {
+    writer = &d;
+    return Status::Ok();
+  }));
+  const Database* used = nullptr;
+  ASSERT_OK(db.ReadShort([&](Database& d) {
+    used = &d;
+    return Status::Ok();
+  }));
+  EXPECT_EQ(used, writer);
+
+  // A write queued while a short read runs on the writer waits for it.
+  std::promise<void> reading, release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<bool> wrote{false};
+  std::thread reader([&] {
+    (void)db.ReadShort([&](Database& d) {
+      EXPECT_EQ(&d, writer);
+      reading.set_value();
+      released.wait();
+      EXPECT_FALSE(wrote);
+      return Status::Ok();
+    });
+  });
+  reading.get_future().wait();
+  std::thread write([&] {
+    EXPECT_OK(Insert(db, "queued"));
+    wrote = true;
+  });
+  while (db.queued_writes() < 1) std::this_thread::yield();
+  release.set_value();
+  reader.join();
+  write.join();
+  EXPECT_TRUE(wrote);
+
+  // A read left open is rolled back: the next write can begin.
+  ASSERT_OK(db.ReadShort([&](Database& d) {
+    (void)Count(db);  // a read inside it opens a reader: no deadlock
+    return d.Exec("BEGIN; SELECT count(*) FROM items;");
+  }));
+  ASSERT_OK(Insert(db, "after"));
+
+  // The nested read opened a reader: short reads use readers from now on.
+  ASSERT_OK(db.ReadShort([&](Database& d) {
+    used = &d;
+    return Status::Ok();
+  }));
+  EXPECT_NE(used, writer);
+  EXPECT_EQ(Count(db), 2);
+}
+
 // Sixteen writes queued while the writer was busy are made durable by one
 // COMMIT; with the limit at 4 they take four; with grouping off, sixteen.
 TEST_F(TenantDatabasesTest, WritesQueuedBehindTheWriterShareOneCommit) {
@@ -348,6 +411,116 @@ TEST_F(TenantDatabasesTest, AttachRunsBeforeTheFirstConnectionAndDetachAfterTheL
   EXPECT_EQ(calls.size(), 2u);  // still held here
   held->reset();
   EXPECT_EQ(calls, (std::vector<std::string>{"attach a", "attach a", "detach a"}));
+}
+
+// A tenant pushed out of a full cache is closed by the closer thread: the
+// Acquire that needed the room returns while that close is still running
+// (here held in its detach); opening the tenant again waits until the close
+// is over (its detach done before the next attach).
+TEST_F(TenantDatabasesTest, AnEvictedTenantClosesInTheBackgroundAndReopensOnlyAfter) {
+  Mutex mu;
+  CondVar cv;
+  std::vector<std::string> calls;
+  bool release = false;
+  auto reattached = [&]() {  // with mu held
+    return std::count(calls.begin(), calls.end(), "attach a") > 1;
+  };
+  TenantDatabases dbs = MakeWithHooks(
+      [&](const std::string& id, const std::string&) -> Status {
+        MutexLock lock(mu);
+        calls.push_back("attach " + id);
+        cv.SignalAll();
+        return Status::Ok();
+      },
+      [&](const std::string& id, const std::string&) {
+        MutexLock lock(mu);
+        if (id != "a") return;
+        calls.push_back("closing a");
+        cv.SignalAll();
+        // Until the test lets go (or a reopening did not wait, a bug).
+        while (!release && !reattached()) cv.Wait(mu);
+        calls.push_back("closed a");
+      });
+  // Lets every close go when the test ends, also on a failed assertion.
+  struct LetGo {
+    Mutex& mu;
+    CondVar& cv;
+    bool& release;
+    ~LetGo() {
+      MutexLock lock(mu);
+      release = true;
+      cv.SignalAll();
+    }
+  } let_go{mu, cv, release};
+  for (const char* id : {"a", "b", "c", "d"}) ASSERT_OK(dbs.Acquire(id));
+  ASSERT_OK(dbs.Acquire("e"));  // a, the coldest, makes room; not waited for
+  {
+    MutexLock lock(mu);
+    while (std::count(calls.begin(), calls.end(), "closing a") == 0) cv.Wait(mu);
+    EXPECT_EQ(std::count(calls.begin(), calls.end(), "closed a"), 0);
+  }
+  std::thread reopen([&] { EXPECT_OK(dbs.Acquire("a")); });
+  {
+    // Give a reopening that does not wait the time to show itself.
+    MutexLock lock(mu);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+    while (!reattached() && cv.WaitUntil(mu, until)) {
+    }
+    release = true;
+    cv.SignalAll();
+  }
+  reopen.join();
+  MutexLock lock(mu);
+  auto closed = std::find(calls.begin(), calls.end(), "closed a");
+  auto second =
+      std::find(std::find(calls.begin(), calls.end(), "attach a") + 1, calls.end(), "attach a");
+  ASSERT_NE(second, calls.end());
+  EXPECT_LT(closed, second) << "a was opened again before its close was over";
+}
+
+// Handing closes to the closer thread has a bound: with as many tenants
+// waiting to be closed as the cache holds (4), opening one more waits until
+// a close is over.
+TEST_F(TenantDatabasesTest, OpeningWaitsWhileAsManyTenantsWaitToBeClosedAsTheCacheHolds) {
+  Mutex mu;
+  CondVar cv;
+  bool release = false;
+  TenantDatabases dbs =
+      MakeWithHooks([](const std::string&, const std::string&) { return Status::Ok(); },
+                    [&](const std::string&, const std::string&) {
+                      MutexLock lock(mu);
+                      while (!release) cv.Wait(mu);
+                    });
+  struct LetGo {
+    Mutex& mu;
+    CondVar& cv;
+    bool& release;
+    ~LetGo() {
+      MutexLock lock(mu);
+      release = true;
+      cv.SignalAll();
+    }
+  } let_go{mu, cv, release};
+  // a..d fill the cache; e..h push them out, and their closes wait.
+  for (const char* id : {"a", "b", "c", "d", "e", "f", "g", "h"}) ASSERT_OK(dbs.Acquire(id));
+  std::atomic<bool> opened{false};
+  std::thread ninth([&] {
+    EXPECT_OK(dbs.Acquire("i"));
+    opened = true;
+  });
+  {
+    // Give an open that does not wait the time to show itself.
+    MutexLock lock(mu);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+    while (!opened && cv.WaitUntil(mu, until)) {
+    }
+    EXPECT_FALSE(opened) << "i was opened with four closes pending";
+    release = true;
+    cv.SignalAll();
+  }
+  ninth.join();
+  EXPECT_TRUE(opened);
+  EXPECT_EQ(dbs.open_count(), 4u);
 }
 
 TEST_F(TenantDatabasesTest, ExclusiveWaitsUntilTheLastHoldersConnectionsHaveClosed) {
