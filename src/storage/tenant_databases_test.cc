@@ -413,6 +413,21 @@ TEST_F(TenantDatabasesTest, AttachRunsBeforeTheFirstConnectionAndDetachAfterTheL
   EXPECT_EQ(calls, (std::vector<std::string>{"attach a", "attach a", "detach a"}));
 }
 
+// Sets `release` and wakes `cv` when it goes out of scope, also on a failed
+// assertion. Declared after the TenantDatabases whose hooks wait for
+// `release`, so it lets them go before that object's destructor waits for
+// its closes (mu, cv and release are declared before it and outlive it).
+struct LetGoOnExit {
+  Mutex& mu;
+  CondVar& cv;
+  bool& release;
+  ~LetGoOnExit() {
+    MutexLock lock(mu);
+    release = true;
+    cv.SignalAll();
+  }
+};
+
 // A tenant pushed out of a full cache is closed by the closer thread: the
 // Acquire that needed the room returns while that close is still running
 // (here held in its detach); opening the tenant again waits until the close
@@ -441,17 +456,7 @@ TEST_F(TenantDatabasesTest, AnEvictedTenantClosesInTheBackgroundAndReopensOnlyAf
         while (!release && !reattached()) cv.Wait(mu);
         calls.push_back("closed a");
       });
-  // Lets every close go when the test ends, also on a failed assertion.
-  struct LetGo {
-    Mutex& mu;
-    CondVar& cv;
-    bool& release;
-    ~LetGo() {
-      MutexLock lock(mu);
-      release = true;
-      cv.SignalAll();
-    }
-  } let_go{mu, cv, release};
+  const LetGoOnExit let_go{mu, cv, release};
   for (const char* id : {"a", "b", "c", "d"}) ASSERT_OK(dbs.Acquire(id));
   ASSERT_OK(dbs.Acquire("e"));  // a, the coldest, makes room; not waited for
   {
@@ -491,16 +496,7 @@ TEST_F(TenantDatabasesTest, OpeningWaitsWhileAsManyTenantsWaitToBeClosedAsTheCac
                       MutexLock lock(mu);
                       while (!release) cv.Wait(mu);
                     });
-  struct LetGo {
-    Mutex& mu;
-    CondVar& cv;
-    bool& release;
-    ~LetGo() {
-      MutexLock lock(mu);
-      release = true;
-      cv.SignalAll();
-    }
-  } let_go{mu, cv, release};
+  const LetGoOnExit let_go{mu, cv, release};
   // a..d fill the cache; e..h push them out, and their closes wait.
   for (const char* id : {"a", "b", "c", "d", "e", "f", "g", "h"}) ASSERT_OK(dbs.Acquire(id));
   std::atomic<bool> opened{false};
