@@ -154,7 +154,9 @@ class TenantDatabases {
   ~TenantDatabases();
 
   // The tenant's open database, opening (creating, migrating) it on first
-  // use. Unavailable when the cache is full of tenants in use.
+  // use. Unavailable when the cache is full of tenants in use. Opening
+  // waits while this tenant's last open is still closing, and while as many
+  // tenants wait to be closed as the cache holds.
   Result<std::shared_ptr<TenantDatabase>> Acquire(const std::string& tenant_id);
 
   // Drops the tenant from the cache (before suspend or delete). Callers that
