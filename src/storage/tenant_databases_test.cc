@@ -315,6 +315,48 @@ TEST_F(TenantDatabasesTest, AShortReadUsesTheIdleWriterUntilAReaderIsOpen) {
   EXPECT_EQ(Count(db), 2);
 }
 
+// A short read never waits for a write: while the writer is busy it runs on
+// a reader. The write is held until the read has returned (a short read that
+// waited for it would be let through after 5 s, on the writer, and fail).
+TEST_F(TenantDatabasesTest, AShortReadDoesNotWaitForABusyWriter) {
+  auto dbs = Make(4);
+  auto a = dbs.Acquire("a");
+  ASSERT_OK(a);
+  TenantDatabase& db = **a;
+  Mutex mu;
+  CondVar cv;
+  bool writing = false, read_done = false;
+  const Database* writer = nullptr;
+  std::thread write([&] {
+    EXPECT_OK(db.Write([&](Database& d) {
+      MutexLock lock(mu);
+      writer = &d;
+      writing = true;
+      cv.SignalAll();
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+      while (!read_done && cv.WaitUntil(mu, until)) {
+      }
+      return Status::Ok();
+    }));
+  });
+  {
+    MutexLock lock(mu);
+    while (!writing) cv.Wait(mu);
+  }
+  const Database* used = nullptr;
+  EXPECT_OK(db.ReadShort([&](Database& d) {
+    used = &d;
+    return Status::Ok();
+  }));
+  {
+    MutexLock lock(mu);
+    read_done = true;
+    cv.SignalAll();
+  }
+  write.join();
+  EXPECT_NE(used, writer) << "the short read waited for the write";
+}
+
 // Sixteen writes queued while the writer was busy are made durable by one
 // COMMIT; with the limit at 4 they take four; with grouping off, sixteen.
 TEST_F(TenantDatabasesTest, WritesQueuedBehindTheWriterShareOneCommit) {
