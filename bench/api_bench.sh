@@ -29,7 +29,7 @@ trap 'stop; rm -rf "$DATA"' EXIT
 
 start() {  # $1 = full|normal
   rm -rf "$DATA/d"
-  SILO_DATA_DIR=$DATA/d SILO_LISTEN=127.0.0.1:0 SILO_OPERATOR_LISTEN=127.0.0.1:0 SILO_API_RATE_PER_MINUTE=1000000 \
+  SILO_DATA_DIR=$DATA/d SILO_LISTEN=127.0.0.1:0 SILO_OPERATOR_LISTEN=127.0.0.1:0 SILO_API_RATE_PER_MINUTE=1000000 SILO_OPERATOR_ACCESS=allowed \
     SILO_SYNCHRONOUS=$1 "$BUILD/silo" serve >"$DATA/server.log" 2>&1 &
   PID=$!
   for _ in $(seq 100); do [ -f "$DATA/d/platform/server.json" ] && break; sleep 0.1; done

@@ -26,7 +26,7 @@ command -v curl >/dev/null || { echo "curl missing: run scripts/bootstrap.sh" >&
 
 DATA=$(mktemp -d /tmp/silo-files-bench-XXXXXX)
 trap 'exec 9>&- 2>/dev/null || true; kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$DATA"' EXIT
-export SILO_DATA_DIR=$DATA/d SILO_LISTEN=127.0.0.1:0 SILO_OPERATOR_LISTEN=127.0.0.1:0 SILO_API_RATE_PER_MINUTE=1000000
+export SILO_DATA_DIR=$DATA/d SILO_LISTEN=127.0.0.1:0 SILO_OPERATOR_LISTEN=127.0.0.1:0 SILO_API_RATE_PER_MINUTE=1000000 SILO_OPERATOR_ACCESS=allowed
 export SILO_TENANT_FILE_QUOTA_BYTES=0 SILO_UPLOAD_EXPIRE_HOURS=24
 "$SILO" serve >"$DATA/server.log" 2>&1 &
 PID=$!

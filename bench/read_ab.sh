@@ -14,7 +14,7 @@ for pass in $(seq "$PASSES"); do
   for side in A B; do
     BIN=$([ "$side" = A ] && echo "$A" || echo "$B")/silo
     DATA=$(mktemp -d /tmp/silo-readab-XXXXXX)
-    SILO_DATA_DIR=$DATA/d SILO_LISTEN=127.0.0.1:0 SILO_OPERATOR_LISTEN=127.0.0.1:0 SILO_API_RATE_PER_MINUTE=1000000 \
+    SILO_DATA_DIR=$DATA/d SILO_LISTEN=127.0.0.1:0 SILO_OPERATOR_LISTEN=127.0.0.1:0 SILO_API_RATE_PER_MINUTE=1000000 SILO_OPERATOR_ACCESS=allowed \
       SILO_SYNCHRONOUS=normal $BIN serve >"$DATA/log" 2>&1 &
     PID=$!
     for _ in $(seq 100); do [ -f "$DATA/d/platform/server.json" ] && break; sleep 0.1; done

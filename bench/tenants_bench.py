@@ -46,7 +46,8 @@ class Server:
         if os.path.exists(info):
             os.remove(info)
         env = dict(os.environ, SILO_DATA_DIR=self.data, SILO_LISTEN="127.0.0.1:0",
-                   SILO_OPERATOR_LISTEN="127.0.0.1:0", SILO_API_RATE_PER_MINUTE="1000000")
+                   SILO_OPERATOR_LISTEN="127.0.0.1:0", SILO_API_RATE_PER_MINUTE="1000000",
+                   SILO_OPERATOR_ACCESS="allowed")
         self.log = open(os.path.join(os.path.dirname(self.data), "server.log"), "ab")
         self.proc = subprocess.Popen([SILO, "serve"], env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT)

@@ -386,26 +386,52 @@ http::Response RevokeUserSessions(Services& s, RequestContext& ctx) {
 }
 
 namespace {
-json::object SettingsJson(const auth::TenantSettings& s) {
-  return {{"cors_origins", Strings(s.cors_origins)}};
+// operator_access as it holds (the platform's default until an owner sets
+// it), and where that comes from.
+json::object SettingsJson(const Services& s, const auth::TenantSettings& t) {
+  return {{"cors_origins", Strings(t.cors_origins)},
+          {"operator_access",
+           auth::EffectiveOperatorAccess(t.operator_access, s.security->operator_access_allowed)},
+          {"operator_access_source", t.operator_access.empty() ? "platform" : "tenant"}};
 }
 }  // namespace
 
-http::Response GetSettings(Services& /*s*/, RequestContext& ctx) {
+http::Response GetSettings(Services& s, RequestContext& ctx) {
   auto settings = ctx.identity->Settings();
   if (!settings.ok()) return Fail(settings.status(), ctx);
-  return http::Json(200, JsonText(SettingsJson(*settings)));
+  return http::Json(200, JsonText(SettingsJson(s, *settings)));
 }
 
-// Only the members given change; today cors_origins is the one setting.
-http::Response UpdateSettings(Services& /*s*/, RequestContext& ctx) {
+// Only the members given change: cors_origins, and operator_access, which
+// only an owner (signed in, proven within the step-up window) sets.
+http::Response UpdateSettings(Services& s, RequestContext& ctx) {
   http::Response error;
   auto body = JsonObjectBody(ctx.request, &error);
   if (!body) return error;
   for (const auto& kv : *body) {
-    if (kv.key() != "cors_origins") {
+    if (kv.key() != "cors_origins" && kv.key() != "operator_access") {
       return Fail(InvalidArgument("invalid settings")
-                      .WithFields({{std::string(kv.key()), "is not a setting (cors_origins)"}}),
+                      .WithFields({{std::string(kv.key()),
+                                    "is not a setting (cors_origins, operator_access)"}}),
+                  ctx);
+    }
+  }
+  const json::value* access = body->if_contains("operator_access");
+  if (access != nullptr) {
+    if (!Holds(ctx, rbac::kOwnerRole)) {
+      return Fail(PermissionDenied("only an owner sets operator_access"), ctx);
+    }
+    if (auto refused = NeedsStepUp(s, ctx)) return *refused;
+    // Checked before anything changes (SetOperatorAccess checks again).
+    if (!access->is_string() ||
+        (access->as_string() != "approval" && access->as_string() != "never" &&
+         (access->as_string() != "allowed" || !s.security->operator_access_allowed))) {
+      return Fail(InvalidArgument("invalid settings")
+                      .WithFields({{"operator_access",
+                                    s.security->operator_access_allowed
+                                        ? "must be approval, never or allowed"
+                                        : "must be approval or never (allowed is not permitted on"
+                                          " this platform)"}}),
                   ctx);
     }
   }
@@ -417,7 +443,12 @@ http::Response UpdateSettings(Services& /*s*/, RequestContext& ctx) {
     settings = ctx.identity->SetCorsOrigins(OriginOf(ctx), std::move(*origins));
     if (!settings.ok()) return Fail(settings.status(), ctx);
   }
-  return http::Json(200, JsonText(SettingsJson(*settings)));
+  if (access != nullptr) {
+    settings = ctx.identity->SetOperatorAccess(OriginOf(ctx), std::string(access->as_string()),
+                                               s.security->operator_access_allowed);
+    if (!settings.ok()) return Fail(settings.status(), ctx);
+  }
+  return http::Json(200, JsonText(SettingsJson(s, *settings)));
 }
 
 http::Response ListApiTokens(Services& /*s*/, RequestContext& ctx) {

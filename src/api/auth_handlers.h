@@ -62,6 +62,17 @@ http::Response ListApiTokens(Services& s, RequestContext& ctx);
 http::Response CreateApiToken(Services& s, RequestContext& ctx);
 http::Response RevokeApiToken(Services& s, RequestContext& ctx);
 
+// access_requests_api.cc: the tenant's side (kPermission
+// access_requests.manage; approve and deny also need a signed-in user and a
+// TOTP code) and the operator's.
+http::Response ListAccessRequests(Services& s, RequestContext& ctx);
+http::Response ApproveAccessRequest(Services& s, RequestContext& ctx);
+http::Response DenyAccessRequest(Services& s, RequestContext& ctx);
+http::Response RevokeAccessRequest(Services& s, RequestContext& ctx);
+http::Response CreateAccessRequest(Services& s, RequestContext& ctx);
+http::Response ListOperatorAccessRequests(Services& s, RequestContext& ctx);
+http::Response GetOperatorAccessRequest(Services& s, RequestContext& ctx);
+
 // public_api.cc
 http::Response PublicSubmit(Services& s, RequestContext& ctx);
 http::Response SecurityTxt(Services& s, RequestContext& ctx);

@@ -125,6 +125,20 @@ void AddUsersAndRoles(Router& r) {
   r.Add(Patch("/api/settings", UpdateSettings)
             .Allow(P::Permission("settings.manage"))
             .Body(kSmallJson));
+  // The operator's access requests: seen, decided (with a TOTP code, so on
+  // the second factor's rate) and revoked by the tenant's approvers.
+  r.Add(Get("/api/access-requests", ListAccessRequests)
+            .Allow(P::Permission("access_requests.manage")));
+  r.Add(Post("/api/access-requests/{id}/approve", ApproveAccessRequest)
+            .Allow(P::Permission("access_requests.manage"))
+            .Rate(kMfaPerClient)
+            .Body(kSmallJson));
+  r.Add(Post("/api/access-requests/{id}/deny", DenyAccessRequest)
+            .Allow(P::Permission("access_requests.manage"))
+            .Rate(kMfaPerClient)
+            .Body(kSmallJson));
+  r.Add(Post("/api/access-requests/{id}/revoke", RevokeAccessRequest)
+            .Allow(P::Permission("access_requests.manage")));
 }
 
 // Uploads (streamed: the field's limits apply as the body arrives), downloads
@@ -307,6 +321,12 @@ Router BuildOperatorRouter() {
   r.Add(Post("/v1/tenants/{slug}/tokens", IssueToken).Allow(P::Operator()).Body(kSmallJson));
   r.Add(Post("/v1/tenants/{slug}/rebuild", RebuildTenant).Allow(P::Operator()));
   r.Add(Get("/v1/tenants/{slug}/export", ExportTenant).Allow(P::Operator()));
+  r.Add(Post("/v1/tenants/{slug}/access-requests", CreateAccessRequest)
+            .Allow(P::Operator())
+            .Body(kSmallJson));
+  r.Add(Get("/v1/tenants/{slug}/access-requests", ListOperatorAccessRequests).Allow(P::Operator()));
+  r.Add(Get("/v1/tenants/{slug}/access-requests/{id}", GetOperatorAccessRequest)
+            .Allow(P::Operator()));
   r.Add(Post("/v1/tenants/{slug}/audit/verify", VerifyTenants).Allow(P::Operator()));
   r.Add(Post("/v1/audit/verify", VerifyTenants).Allow(P::Operator()));
   r.Add(Post("/v1/tenants/{slug}/backups", RunBackup).Allow(P::Operator()));

@@ -61,6 +61,9 @@ struct SecurityOptions {
   int step_up_minutes = 5;       // how long a step-up (or a sign-in) counts as fresh
   int api_per_minute = 1200;     // authenticated calls per credential
   int exports_per_hour = 10;     // collection exports per credential
+  // SILO_OPERATOR_ACCESS=allowed: tenants may let the operator in without
+  // an approved access request (and new ones start so).
+  bool operator_access_allowed = false;
 };
 
 struct Services {

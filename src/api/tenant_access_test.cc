@@ -63,6 +63,7 @@ class AuthenticateTest : public ::testing::Test {
     spec.owner = std::move(owner);
     spec.permissions = std::move(permissions);
     spec.expires_at_us = NowMicros() + 3600LL * 1'000'000;
+    spec.platform_permits_operator_access = true;  // the lockbox: access_requests_test.cc
     auto issued = identity_->Tokens().Create(Op(), spec);
     EXPECT_OK(issued);
     return issued.ok() ? issued->token : "";

@@ -1,6 +1,9 @@
 // Operator actions on one tenant's data: issue an API token, rebuild the
-// projections, verify the chains. Each is written to the platform security
-// log and to the tenant's audit log. Export is refused (see ExportTenant).
+// projections, export the records, verify the chains. Each is written to the
+// platform security log and to the tenant's audit log. A token and an export
+// read the tenant's data, so each needs the tenant's approval (an approved
+// access request, access_requests_api.cc) unless the tenant opened itself to
+// the operator where the platform permits it (SILO_OPERATOR_ACCESS=allowed).
 #include <boost/json.hpp>
 
 #include "api/handlers.h"
@@ -12,6 +15,7 @@
 #include "platform/security_log.h"
 #include "realtime/hub.h"
 #include "records/query.h"
+#include "records/record_json.h"
 #include "records/tenant_store.h"
 
 namespace silo::api {
@@ -44,6 +48,20 @@ void Note(Services& s, const RequestContext& ctx, OpenTenant& t, const std::stri
   s.security_log->AppendOrLog({type, "operator", ctx.request.client_ip, t.info.slug},
                               ctx.request.request_id);
   if (Status st = t.store->Audit(OperatorWriter(ctx), {type, "tenant", t.info.slug, details});
+      !st.ok()) {
+    log::Error("audit append failed", {{"request_id", ctx.request.request_id}});
+  }
+}
+
+// An operator's refused use of tenant data: in the platform's security log
+// and the tenant's audit log (what it tried, under which request, why).
+void Refused(Services& s, const RequestContext& ctx, auth::Identity& identity,
+             const std::string& slug, const std::string& what, const std::string& request,
+             const std::string& why) {
+  s.security_log->AppendOrLog({"access.refused", "operator", ctx.request.client_ip, slug},
+                              ctx.request.request_id);
+  if (Status st = identity.Audit(OperatorWriter(ctx), "access.refused", "tenant", slug,
+                                 {{"what", what}, {"access_request", request}, {"reason", why}});
       !st.ok()) {
     log::Error("audit append failed", {{"request_id", ctx.request.request_id}});
   }
@@ -87,6 +105,8 @@ http::Response IssueToken(Services& s, RequestContext& ctx) {
         else
           errors.push_back({"permissions", "must be strings"});
       }
+    } else if (kv.key() == "access_request" && kv.value().is_string()) {
+      spec.access_request = kv.value().as_string();
     } else if (kv.key() == "expires_at" && kv.value().is_string()) {
       auto us = ParseRfc3339(kv.value().as_string());
       if (us.ok())
@@ -104,11 +124,22 @@ http::Response IssueToken(Services& s, RequestContext& ctx) {
   if (!t.ok()) return ErrorResponse(t.status(), req);
   auto identity = s.identities->Open(t->info.id);
   if (!identity.ok()) return ErrorResponse(identity.status(), req);
+  spec.platform_permits_operator_access = s.security->operator_access_allowed;
   auto issued = (*identity)->Tokens().Create(OperatorWriter(ctx), spec);
-  if (!issued.ok()) return ErrorResponse(issued.status(), req);
+  if (!issued.ok()) {
+    if (issued.status().code() == StatusCode::kPermissionDenied ||
+        issued.status().code() == StatusCode::kNotFound) {
+      Refused(s, ctx, **identity, t->info.slug, "token", spec.access_request,
+              issued.status().message());
+    }
+    return ErrorResponse(issued.status(), req);
+  }
   s.security_log->AppendOrLog({"token.issued", "operator", req.client_ip, t->info.slug},
                               req.request_id);
-  return http::Json(201, JsonText(json::object{{"id", issued->id}, {"token", issued->token}}));
+  return http::Json(
+      201, JsonText(json::object{{"id", issued->id},
+                                 {"token", issued->token},
+                                 {"expires_at", FormatRfc3339Micros(issued->expires_at_us)}}));
 }
 
 http::Response RebuildTenant(Services& s, RequestContext& ctx) {
@@ -141,15 +172,80 @@ http::Response RebuildTenant(Services& s, RequestContext& ctx) {
   return http::Json(200, JsonText(o));
 }
 
-// DESIGN: the operator API has no route that reads tenant records. The route
-// stays in the table so that `silo tenant export` gets a reason rather than a
-// 404, and answers 403 until operator access with the tenant's approval (the
-// lockbox) exists to gate it. The attempt is in the security log.
+// Every live record of every collection as JSON lines (as of ?at=), under
+// an approved access request whose scope holds records.*.export
+// (?access_request=), or without one where the tenant set operator_access
+// "allowed" and the platform permits it. The use is audited (access.used,
+// tenant.exported) before any record leaves; a refusal is audited too.
 http::Response ExportTenant(Services& s, RequestContext& ctx) {
-  s.security_log->AppendOrLog(
-      {"tenant.export_refused", "operator", ctx.request.client_ip, ctx.params["slug"]},
-      ctx.request.request_id);
-  return http::Problem(403, kNeedsTenantApproval, ctx.request.request_id);
+  constexpr size_t kMaxExportBytes = 256u << 20;  // held in memory: answers are not streamed
+  const auto& req = ctx.request;
+  std::optional<int64_t> at;
+  std::string access_request;
+  {
+    auto parsed = records::ParseQueryString(req.query);
+    if (!parsed.ok()) return http::Problem(400, "malformed query string", req.request_id);
+    for (const auto& [key, value] : *parsed) {
+      if (key == "access_request") {
+        access_request = value;
+        continue;
+      }
+      auto us = key == "at" ? ParseRfc3339(value) : Result<int64_t>(InvalidArgument(""));
+      if (!us.ok()) {
+        return http::Problem(422, "only at=<RFC 3339> and access_request=<id> are accepted",
+                             req.request_id);
+      }
+      at = *us;
+    }
+  }
+  auto t = Open(s, ctx.params["slug"]);
+  if (!t.ok()) return ErrorResponse(t.status(), req);
+  auto identity = s.identities->Open(t->info.id);
+  if (!identity.ok()) return ErrorResponse(identity.status(), req);
+  const std::vector<std::string> wanted = {"records.*.export"};
+  Status allowed;
+  if (!access_request.empty()) {
+    allowed = (*identity)->UseAccess(OperatorWriter(ctx), access_request, wanted, "export");
+  } else {
+    auto settings = (*identity)->Settings();
+    if (!settings.ok()) return ErrorResponse(settings.status(), req);
+    if (auth::EffectiveOperatorAccess(settings->operator_access,
+                                      s.security->operator_access_allowed) != "allowed") {
+      allowed = PermissionDenied(std::string(kNeedsTenantApproval) +
+                                 ": name an approved access request (access_request=)");
+    }
+  }
+  if (!allowed.ok()) {
+    Refused(s, ctx, **identity, t->info.slug, "export", access_request, allowed.message());
+    return ErrorResponse(allowed, req);
+  }
+  std::string lines;
+  int64_t count = 0;
+  Status st = t->store->Export(at, [&](const std::string& collection, const records::Record& r) {
+    json::object o{{"collection", collection}};
+    for (auto& kv : records::RecordMetaJson(r)) o[kv.key()] = kv.value();
+    o["data"] = r.data;
+    lines += JsonText(o);
+    lines += '\n';
+    ++count;
+    if (lines.size() > kMaxExportBytes) {
+      return FailedPrecondition("the export is larger than 256 MiB");
+    }
+    return Status::Ok();
+  });
+  if (!st.ok()) return ErrorResponse(st, req);
+  json::object details{{"records", count}, {"access_request", access_request}};
+  if (at) details["at"] = FormatRfc3339Micros(*at);
+  s.security_log->AppendOrLog({"tenant.exported", "operator", req.client_ip, t->info.slug},
+                              req.request_id);
+  if (Status a = t->store->Audit(OperatorWriter(ctx),
+                                 {"tenant.exported", "tenant", t->info.slug, details});
+      !a.ok()) {
+    return ErrorResponse(a, req);  // nothing leaves unaudited
+  }
+  http::Response r = http::Json(200, std::move(lines));
+  r.content_type = "application/x-ndjson";
+  return r;
 }
 
 http::Response VerifyTenants(Services& s, RequestContext& ctx) {

@@ -320,6 +320,7 @@ api::SecurityOptions SecurityOf(const config::Config& c) {
   s.public_form_per_minute = c.security.public_form_per_minute;
   s.realtime_connect_per_minute = c.realtime.connect_per_minute;
   s.token_max_days = c.security.token_max_days;
+  s.operator_access_allowed = c.security.operator_access_allowed;
   s.honeypot_paths = c.security.honeypot_paths;
   s.ban_us = int64_t{c.security.ban_seconds} * 1'000'000;
   s.security_contact = c.security.security_contact;

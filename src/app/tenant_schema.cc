@@ -18,6 +18,7 @@ std::span<const storage::Migration> TenantSchema() {
     for (const auto& m : files::CatalogMigrations()) v->push_back(m);
     for (const auto& m : auth::SettingsMigrations()) v->push_back(m);
     for (const auto& m : auth::AccountMigrations()) v->push_back(m);
+    for (const auto& m : auth::AccessRequestMigrations()) v->push_back(m);
     return v;
   }();
   return *all;

@@ -80,6 +80,7 @@ Result<IssuedToken> ApiTokens::Create(const events::Origin& ctx, const TokenSpec
   json::array perms;
   for (const auto& p : spec.permissions) perms.push_back(json::string(p));
   const std::string perms_text = json::serialize(perms);
+  int64_t expires_at_us = spec.expires_at_us;  // cut to the access request's end
   SILO_RETURN_IF_ERROR(
       WriteTokenEvent(*db_, ctx, observer_, [&](Database& db, events::Event& e) -> Status {
         SILO_ASSIGN_OR_RETURN(
@@ -90,17 +91,35 @@ Result<IssuedToken> ApiTokens::Create(const events::Origin& ctx, const TokenSpec
           return FailedPrecondition("at most " + std::to_string(kMaxTokensPerOwner) +
                                     " live API tokens per owner; revoke one first");
         }
+        if (spec.owner == "operator") {
+          SILO_ASSIGN_OR_RETURN(std::string stored, LoadOperatorAccess(db));
+          const std::string setting =
+              EffectiveOperatorAccess(stored, spec.platform_permits_operator_access);
+          if (setting == "never") {
+            return PermissionDenied("the tenant does not allow operator access to its data");
+          }
+          if (!spec.access_request.empty()) {
+            SILO_ASSIGN_OR_RETURN(
+                int64_t end, AccessGrantEnd(db, spec.access_request, spec.permissions, ctx.now_us));
+            expires_at_us = std::min(expires_at_us, end);
+          } else if (setting != "allowed") {
+            return PermissionDenied(
+                "operator access to tenant data needs the tenant's approval: name an approved"
+                " access request");
+          }
+        }
         auto ins = db.Prepare(
             "INSERT INTO api_tokens (id, name, hash, permissions, created_at_us, expires_at_us,"
-            " owner) VALUES (?, ?, ?, ?, ?, ?, ?)");
+            " owner, access_request) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
         if (!ins.ok()) return ins.status();
         ins->Bind(1, issued.id)
             .Bind(2, spec.name)
             .Bind(3, crypto::Sha256Hex(issued.token))
             .Bind(4, perms_text)
             .Bind(5, ctx.now_us)
-            .Bind(6, spec.expires_at_us)
-            .Bind(7, spec.owner);
+            .Bind(6, expires_at_us)
+            .Bind(7, spec.owner)
+            .Bind(8, spec.access_request);
         SILO_RETURN_IF_ERROR(ins->Run());
         if (spec.owner.starts_with("user:")) {
           SILO_RETURN_IF_ERROR(
@@ -110,14 +129,18 @@ Result<IssuedToken> ApiTokens::Create(const events::Origin& ctx, const TokenSpec
         e.type = "token.created";
         e.subject_kind = "token";
         e.subject_id = issued.id;
-        e.changes = {
-            {"name", std::nullopt, json::serialize(json::string(spec.name)), false},
-            {"permissions", std::nullopt, perms_text, false},
-            {"expires_at", std::nullopt,
-             json::serialize(json::string(FormatRfc3339Micros(spec.expires_at_us))), false},
-            {"secret", std::nullopt, std::nullopt, true}};
+        e.changes = {{"name", std::nullopt, json::serialize(json::string(spec.name)), false},
+                     {"permissions", std::nullopt, perms_text, false},
+                     {"expires_at", std::nullopt,
+                      json::serialize(json::string(FormatRfc3339Micros(expires_at_us))), false},
+                     {"secret", std::nullopt, std::nullopt, true}};
+        if (!spec.access_request.empty()) {
+          e.changes.push_back({"access_request", std::nullopt,
+                               json::serialize(json::string(spec.access_request)), false});
+        }
         return Status::Ok();
       }));
+  issued.expires_at_us = expires_at_us;
   return issued;
 }
 

@@ -55,6 +55,11 @@ struct TokenSpec {
   int64_t expires_at_us = 0;
   std::string owner = "operator";  // or "user:<id>"
   int max_days = 0;  // expires_at_us at most this many days ahead (SILO_TOKEN_MAX_DAYS); 0: any
+  // The operator's tokens (issue 22): the approved access request the token
+  // is minted under ("" for none), and whether the platform lets tenants
+  // open themselves to the operator (SILO_OPERATOR_ACCESS=allowed).
+  std::string access_request;
+  bool platform_permits_operator_access = false;
 };
 
 // A token as listed (never its secret).
@@ -69,7 +74,8 @@ struct TokenInfo {
 
 struct IssuedToken {
   std::string id;
-  std::string token;  // shown once, stored hashed
+  std::string token;          // shown once, stored hashed
+  int64_t expires_at_us = 0;  // as asked, or the access request's end if sooner
 };
 
 class ApiTokens {
@@ -84,6 +90,12 @@ class ApiTokens {
 
   // InvalidArgument naming each bad field: a name of 1 to 100 bytes, 1 to
   // 100 known permissions, an expiry in the future and within max_days.
+  // An operator's token (owner "operator") also needs, checked in the same
+  // transaction as its insert: an access request that is approved, live
+  // and grants every permission (the token then ends with the request at
+  // the latest, and a revocation of the request deletes it), unless the
+  // tenant set operator_access "allowed" and the platform permits it;
+  // PermissionDenied otherwise, and always when the tenant set "never".
   Result<IssuedToken> Create(const events::Origin& ctx, const TokenSpec& spec);
   // Unauthenticated for a malformed, unknown or expired token.
   Result<Principal> Authenticate(std::string_view token, int64_t now_us);

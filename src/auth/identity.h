@@ -52,9 +52,15 @@ std::span<const storage::Migration> SettingsMigrations();
 // pending user (users.invited_by, for the cap on pending invitations).
 std::span<const storage::Migration> AccountMigrations();
 
+// The access_requests table and the api_tokens column naming the request a
+// token was minted under: versions 13 and 14 (access_requests.cc).
+std::span<const storage::Migration> AccessRequestMigrations();
+
 // For a restored copy before it goes live (backup's ForgetOnRestore, wired by
-// app): ends every session and every one-time token (setup, reset and MFA
-// links), so that nothing of the past comes back to life. A copy without the
+// app): ends every session, every one-time token (setup, reset and MFA
+// links) and every operator access (pending and approved requests are
+// revoked, the tokens minted under them deleted), so that nothing of the
+// past comes back to life. A copy without the
 // identity tables (an older schema) has nothing to end. Returns how many
 // sessions ended.
 // REQUIRES: db.InTransaction().
@@ -146,7 +152,52 @@ struct TenantSettings {
   // pages may call the API across origins with an API token (CORS). A
   // session cookie is never accepted across origins.
   std::vector<std::string> cors_origins;
+  // Whether the platform's operator may reach the tenant's data (issue 22),
+  // as an owner set it ("" when never set; EffectiveOperatorAccess says what
+  // holds): "approval" (only through an access request an owner or security
+  // admin approved), "never" (no request can be made or used), or "allowed"
+  // (the operator needs no request; only where the platform permits it,
+  // SILO_OPERATOR_ACCESS=allowed, and only while it does).
+  std::string operator_access;
 };
+
+// What holds for a tenant whose owners set `stored` ("" for nothing) on a
+// platform that does or does not permit "allowed": an unset tenant follows
+// the platform ("allowed" where permitted, else "approval"); "allowed" on a
+// platform that no longer permits it is "approval".
+std::string EffectiveOperatorAccess(const std::string& stored, bool platform_permits);
+
+// The operator's request for access to a tenant's data (the lockbox,
+// access_requests.cc): the permissions it wants, why, and for how long once
+// approved. Its state as of the time it was read: "pending", "approved",
+// "denied", "revoked", or "expired" (approved and past its end, or pending
+// and not decided within kAccessDecisionUs).
+struct AccessRequest {
+  std::string id;
+  std::vector<std::string> scopes;
+  std::string reason;
+  int64_t duration_us = 0;
+  std::string state;
+  int64_t requested_at_us = 0;
+  std::string decided_by;  // the user who approved, denied or revoked it
+  int64_t decided_at_us = 0;
+  int64_t expires_at_us = 0;  // the approval's end; 0 until approved
+};
+
+struct AccessRequestSpec {
+  std::vector<std::string> scopes;  // 1 to 20 valid permissions
+  std::string reason;               // 1 to 500 bytes
+  int64_t duration_us = 0;          // 1 minute to kMaxAccessUs
+};
+
+inline constexpr int64_t kMaxAccessUs = 24LL * 3600 * 1'000'000;
+// A request not decided within this lapses.
+inline constexpr int64_t kAccessDecisionUs = 24LL * 3600 * 1'000'000;
+// Undecided requests at once (each mails every approver).
+inline constexpr int kMaxPendingAccessRequests = 10;
+// The permission that sees, decides and revokes access requests.
+inline constexpr std::string_view kAccessApprover = "access_requests.manage";
+enum class AccessDecision { kApprove, kDeny };
 
 // What a CORS origin must look like: "https://host[:port]", or "http://"
 // for localhost and 127.0.0.1 (a front end's development server); lower
@@ -234,6 +285,40 @@ class Identity {
   // kMaxCorsOrigins.
   Result<TenantSettings> SetCorsOrigins(const events::Origin& ctx,
                                         std::vector<std::string> origins);
+  // Sets operator_access (audited with the old and new value).
+  // InvalidArgument for a value other than approval, never or allowed, and
+  // for allowed unless `platform_permits` (SILO_OPERATOR_ACCESS=allowed).
+  // REQUIRES: the caller is an owner (the API checks), or the operator
+  // creating the tenant on a platform that permits allowed.
+  Result<TenantSettings> SetOperatorAccess(const events::Origin& ctx, const std::string& value,
+                                           bool platform_permits);
+
+  // --- the operator's access requests (access_requests.cc) ---
+  // A pending request, with a mail to every active user who may decide it
+  // (holds kAccessApprover). InvalidArgument naming bad fields;
+  // PermissionDenied when the tenant set operator_access to "never";
+  // FailedPrecondition with kMaxPendingAccessRequests undecided.
+  Result<AccessRequest> RequestAccess(const events::Origin& ctx, const AccessRequestSpec& spec);
+  // Newest first, at most 200.
+  Result<std::vector<AccessRequest>> ListAccessRequests();
+  // NotFound.
+  Result<AccessRequest> GetAccessRequest(const std::string& id);
+  // Approves (its end: now + its duration) or denies a pending request.
+  // NotFound; FailedPrecondition when it is no longer pending (decided,
+  // lapsed: a second approval is refused).
+  // REQUIRES: the caller checked the decider's fresh second factor.
+  Result<AccessRequest> DecideAccessRequest(const events::Origin& ctx, const std::string& id,
+                                            AccessDecision decision);
+  // Ends an approved request at once, and every token minted under it (in
+  // the same transaction). NotFound; FailedPrecondition unless approved
+  // and not yet expired.
+  Result<AccessRequest> RevokeAccessRequest(const events::Origin& ctx, const std::string& id);
+  // For the operator's use of an approved request other than a token (an
+  // export): an audit entry "access.used" naming `what`, written only when
+  // the request is approved, live and grants every one of `wanted`.
+  // NotFound; PermissionDenied otherwise (the reason in the message).
+  Status UseAccess(const events::Origin& ctx, const std::string& id,
+                   const std::vector<std::string>& wanted, const std::string& what);
 
   // --- roles (built-in ones first, then the tenant's, by name) ---
   Result<std::vector<rbac::Role>> ListRoles();

@@ -76,6 +76,24 @@ Status QueueMail(storage::Database& db, const std::string& recipient, const std:
 Status NotifyUser(storage::Database& db, const events::Origin& ctx, const std::string& user_id,
                   std::string_view what);
 
+// The tenant's operator_access setting as stored (settings.cc): "" when
+// never set. ValidOperatorAccess: one of approval, never, allowed.
+bool ValidOperatorAccess(std::string_view value);
+Result<std::string> LoadOperatorAccess(storage::Database& db);
+
+// Revokes every pending or approved access request and deletes the tokens
+// minted under any; nothing for a copy without the table. Returns how many
+// requests it ended.
+// REQUIRES: db.InTransaction().
+Result<int64_t> EndOperatorAccess(storage::Database& db, int64_t now_us);
+
+// For a token minted under access request `id` (access_requests.cc): the
+// request's end, when it is approved, live at `now_us` and grants every
+// one of `wanted`; PermissionDenied saying which it is not, NotFound for an
+// unknown request. Run in the transaction that inserts the token.
+Result<int64_t> AccessGrantEnd(storage::Database& db, const std::string& id,
+                               const std::vector<std::string>& wanted, int64_t now_us);
+
 }  // namespace silo::auth
 
 #endif  // SILO_AUTH_IDENTITY_INTERNAL_H_

@@ -24,6 +24,7 @@ std::vector<storage::Migration> AllMigrations() {
   for (const auto& m : files::CatalogMigrations()) all.push_back(m);
   for (const auto& m : SettingsMigrations()) all.push_back(m);
   for (const auto& m : AccountMigrations()) all.push_back(m);
+  for (const auto& m : AccessRequestMigrations()) all.push_back(m);
   return all;
 }
 

@@ -5,6 +5,7 @@
 
 #include "auth/identity.h"
 #include "auth/identity_internal.h"
+#include "base/time_util.h"
 #include "crypto/crypto.h"
 
 namespace silo::auth {
@@ -40,6 +41,9 @@ Result<int64_t> EndSessionsAndOneTimeTokens(Database& db) {
     SILO_RETURN_IF_ERROR(db.Exec("DELETE FROM " + table));
     if (table == "sessions") ended = db.Changes();
   }
+  // An approval the tenant revoked after the backup was taken must not come
+  // back with the copy: every operator access ends, with its tokens.
+  SILO_RETURN_IF_ERROR(EndOperatorAccess(db, NowMicros()).status());
   return ended;
 }
 

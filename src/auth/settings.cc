@@ -22,15 +22,36 @@ const cache::Namespace<TenantSettings> kSettings{"tenant settings"};
 
 Result<TenantSettings> Load(Database& db) {
   TenantSettings out;
-  auto st = db.Prepare("SELECT value FROM tenant_settings WHERE name = 'cors_origins'");
+  auto st = db.Prepare("SELECT name, value FROM tenant_settings");
   if (!st.ok()) return st.status();
-  auto row = st->Step();
-  if (!row.ok()) return row.status();
-  if (*row) {
-    SILO_ASSIGN_OR_RETURN(out.cors_origins,
-                          ParsePermissionList(st->ColumnText(0), "cors_origins setting"));
+  while (true) {
+    SILO_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) return out;
+    const std::string name = st->ColumnText(0);
+    if (name == "cors_origins") {
+      SILO_ASSIGN_OR_RETURN(out.cors_origins,
+                            ParsePermissionList(st->ColumnText(1), "cors_origins setting"));
+    } else if (name == "operator_access") {
+      boost::system::error_code ec;
+      json::value v = json::parse(st->ColumnText(1), ec);
+      if (ec || !v.is_string() || !ValidOperatorAccess(v.as_string())) {
+        return DataLoss("malformed operator_access setting");
+      }
+      out.operator_access = v.as_string();
+    }
   }
-  return out;
+}
+
+// Writes one setting's JSON value.
+Status Store(Database& db, const events::Origin& ctx, std::string_view name,
+             const std::string& value_json) {
+  return ExecBound(db,
+                   "INSERT INTO tenant_settings (name, value, updated_at_us) VALUES (?, ?, ?)"
+                   " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
+                   " updated_at_us = excluded.updated_at_us",
+                   [&](storage::Statement& st) {
+                     st.Bind(1, std::string(name)).Bind(2, value_json).Bind(3, ctx.now_us);
+                   });
 }
 
 bool Loopback(std::string_view host) { return host == "localhost" || host == "127.0.0.1"; }
@@ -38,6 +59,21 @@ bool Loopback(std::string_view host) { return host == "localhost" || host == "12
 }  // namespace
 
 std::span<const storage::Migration> SettingsMigrations() { return kMigrations; }
+
+bool ValidOperatorAccess(std::string_view value) {
+  return value == "approval" || value == "never" || value == "allowed";
+}
+
+std::string EffectiveOperatorAccess(const std::string& stored, bool platform_permits) {
+  if (stored.empty()) return platform_permits ? "allowed" : "approval";
+  if (stored == "allowed" && !platform_permits) return "approval";
+  return stored;
+}
+
+Result<std::string> LoadOperatorAccess(Database& db) {
+  SILO_ASSIGN_OR_RETURN(TenantSettings settings, Load(db));
+  return settings.operator_access;
+}
 
 std::string CheckCorsOrigin(std::string_view o) {
   std::string_view rest;
@@ -102,14 +138,7 @@ Result<TenantSettings> Identity::SetCorsOrigins(const events::Origin& ctx,
   TenantSettings out;
   SILO_RETURN_IF_ERROR(AuditedWrite(ctx, [&](Database& db) -> Result<Audited> {
     SILO_ASSIGN_OR_RETURN(TenantSettings before, Load(db));
-    SILO_RETURN_IF_ERROR(ExecBound(
-        db,
-        "INSERT INTO tenant_settings (name, value, updated_at_us) VALUES ('cors_origins', ?, ?)"
-        " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
-        " updated_at_us = excluded.updated_at_us",
-        [&](storage::Statement& st) {
-          st.Bind(1, JsonText(ToArray(origins))).Bind(2, ctx.now_us);
-        }));
+    SILO_RETURN_IF_ERROR(Store(db, ctx, "cors_origins", JsonText(ToArray(origins))));
     out = before;
     out.cors_origins = origins;
     return Audited{"settings.updated",
@@ -117,6 +146,34 @@ Result<TenantSettings> Identity::SetCorsOrigins(const events::Origin& ctx,
                    "cors_origins",
                    {events::Change{"cors_origins", JsonText(ToArray(before.cors_origins)),
                                    JsonText(ToArray(origins))}}};
+  }));
+  return out;
+}
+
+Result<TenantSettings> Identity::SetOperatorAccess(const events::Origin& ctx,
+                                                   const std::string& value,
+                                                   bool platform_permits) {
+  if (!ValidOperatorAccess(value)) {
+    return InvalidArgument("invalid settings")
+        .WithFields({{"operator_access", "must be approval, never or allowed"}});
+  }
+  if (value == "allowed" && !platform_permits) {
+    return InvalidArgument("invalid settings")
+        .WithFields({{"operator_access",
+                      "allowed is not permitted on this platform (SILO_OPERATOR_ACCESS)"}});
+  }
+  TenantSettings out;
+  SILO_RETURN_IF_ERROR(AuditedWrite(ctx, [&](Database& db) -> Result<Audited> {
+    SILO_ASSIGN_OR_RETURN(TenantSettings before, Load(db));
+    SILO_RETURN_IF_ERROR(Store(db, ctx, "operator_access", JsonText(json::string(value))));
+    out = before;
+    out.operator_access = value;
+    return Audited{
+        "settings.updated",
+        "settings",
+        "operator_access",
+        {events::Change{"operator_access", JsonText(json::string(before.operator_access)),
+                        JsonText(json::string(value))}}};
   }));
   return out;
 }

@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "app/app.h"
+#include "cli/access_commands.h"
 #include "cli/backup_commands.h"
 #include "cli/cluster_commands.h"
 #include "cli/commands.h"
@@ -103,6 +104,7 @@ int main(int argc, char** argv) {
 
   silo::cli::AddTenantCommands(app, as_json, code);
   silo::cli::AddAuditCommands(app, as_json, code);
+  silo::cli::AddAccessCommands(app, as_json, code);
   silo::cli::AddBackupCommands(app, as_json, code);
   silo::cli::AddClusterCommands(app, as_json, code);
 

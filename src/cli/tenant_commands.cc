@@ -19,7 +19,7 @@ namespace json = boost::json;
 // functions return, so the values live here (static), and the callbacks
 // capture only these, `as_json` and `code`.
 struct TenantOptions {
-  std::string slug, name, owner_email, token_name, expires, at;
+  std::string slug, name, owner_email, token_name, expires, at, access_request;
   std::vector<std::string> permissions;
   bool yes = false;
 };
@@ -110,11 +110,14 @@ void AddTokenAndRebuild(CLI::App* tenant, bool& as_json, int& code) {
   token->add_option("--permission", o.permissions, "a permission (repeatable), e.g. records.*.read")
       ->required();
   token->add_option("--expires", o.expires, "RFC 3339 expiry time")->required();
+  token->add_option("--access-request", o.access_request,
+                    "the tenant's approved access request (silo access request)");
   token->callback([&o, &as_json, &code] {
     if (!CheckSlug(o.slug, code)) return;
     json::array perms;
     for (const auto& p : o.permissions) perms.push_back(json::string(p));
     json::object body{{"name", o.token_name}, {"permissions", perms}, {"expires_at", o.expires}};
+    if (!o.access_request.empty()) body["access_request"] = o.access_request;
     code = Call(as_json, "POST", "/v1/tenants/" + o.slug + "/tokens", json::serialize(body),
                 [](const json::value& v) { std::printf("%s\n", Str(v, "token").c_str()); });
   });
@@ -142,12 +145,21 @@ int Export(const TenantOptions& o) {
     return kRefused;
   }
   std::string path = "/v1/tenants/" + o.slug + "/export";
+  std::string query;
   if (!o.at.empty()) {
     // RFC 3339 needs only '+' escaped in a query ([0-9A-Za-z:.-] otherwise).
-    std::string q;
-    for (char c : o.at) q += c == '+' ? std::string("%2B") : std::string(1, c);
-    path += "?at=" + q;
+    query = "at=";
+    for (char c : o.at) query += c == '+' ? std::string("%2B") : std::string(1, c);
   }
+  if (!o.access_request.empty()) {
+    if (o.access_request.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789") !=
+        std::string::npos) {
+      std::fprintf(stderr, "silo: not an access request id: %s\n", o.access_request.c_str());
+      return kUsage;
+    }
+    query += (query.empty() ? "" : "&") + std::string("access_request=") + o.access_request;
+  }
+  if (!query.empty()) path += "?" + query;
   auto answer = client->Call("GET", path);
   if (!answer.ok()) {
     std::fprintf(stderr, "silo: %s\n", answer.status().message().c_str());
@@ -167,6 +179,8 @@ void AddExport(CLI::App* tenant, int& code) {
   auto* exp = tenant->add_subcommand("export", "print a tenant's records as JSON lines");
   exp->add_option("slug", o.slug, "the tenant")->required();
   exp->add_option("--at", o.at, "the state at this RFC 3339 time (default: now)");
+  exp->add_option("--access-request", o.access_request,
+                  "the tenant's approved access request holding records.*.export");
   exp->callback([&o, &code] {
     if (CheckSlug(o.slug, code)) code = Export(o);
   });

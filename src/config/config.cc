@@ -307,6 +307,15 @@ void ReadSecurity(const GetEnv& getenv, Config* config, std::vector<std::string>
                   &sec.public_form_per_minute, problems);
   ReadNumber<int>(getenv, "SILO_BAN_SECONDS", 1, 30 * 24 * 3600, &sec.ban_seconds, problems);
   ReadNumber<int>(getenv, "SILO_TOKEN_MAX_DAYS", 1, 10 * 366, &sec.token_max_days, problems);
+  if (std::string access = Get(getenv, "SILO_OPERATOR_ACCESS"); !access.empty()) {
+    if (access == "approval") {
+      sec.operator_access_allowed = false;
+    } else if (access == "allowed") {
+      sec.operator_access_allowed = true;
+    } else {
+      problems->push_back("SILO_OPERATOR_ACCESS must be approval or allowed");
+    }
+  }
   if (const char* paths = getenv("SILO_HONEYPOT_PATHS"); paths != nullptr) {
     sec.honeypot_paths.clear();  // set but empty: no honeypot paths at all
     for (std::string& item : SplitList(paths)) {

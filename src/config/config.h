@@ -83,6 +83,11 @@ struct Security {
   int login_per_minute = 10;             // SILO_LOGIN_RATE_PER_MINUTE: per client and per account
   int public_form_per_minute = 5;        // SILO_PUBLIC_FORM_RATE_PER_MINUTE: per client
   int token_max_days = 365;              // SILO_TOKEN_MAX_DAYS: API tokens expire within this
+  // SILO_OPERATOR_ACCESS=allowed (default approval): tenants may be open to
+  // the operator's tokens and exports without an approved access request;
+  // new tenants start so (visible and audited in the tenant, which its owner
+  // can close). For development and test platforms (docs/threat_model.md).
+  bool operator_access_allowed = false;
   // SILO_HONEYPOT_PATHS: comma-separated paths; a request for one bans its
   // client for SILO_BAN_SECONDS.
   std::vector<std::string> honeypot_paths = {

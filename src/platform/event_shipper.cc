@@ -25,9 +25,9 @@ constexpr int kIoTimeoutMs = 5000;
 constexpr int64_t kMaxBackoffMs = 30'000;
 
 const char* const kAlertTypes[] = {
-    "honeypot.hit",          "rate.throttled",       "audit.verify_failed",
-    "backup.verify_failed",  "backup.drill_failed",  "backup.restored",
-    "tenant.export_refused", "operator.auth_failed", "backup.restore_refused",
+    "honeypot.hit",         "rate.throttled",       "audit.verify_failed",
+    "backup.verify_failed", "backup.drill_failed",  "backup.restored",
+    "access.refused",       "operator.auth_failed", "backup.restore_refused",
 };
 
 // RFC 5424 PRINTUSASCII without SP, at most `max` characters ("-" if empty).

@@ -24,6 +24,11 @@ std::vector<std::string> Concat(std::vector<std::string> a, const std::vector<st
   return a;
 }
 
+std::vector<std::string> Without(std::vector<std::string> a, std::string_view drop) {
+  std::erase(a, std::string(drop));
+  return a;
+}
+
 Role BuiltIn(std::string name, std::string description, std::vector<std::string> permissions,
              bool require_mfa) {
   Role r;
@@ -43,11 +48,20 @@ std::vector<Role> MakeBuiltIns() {
   return {
       BuiltIn("owner", "Everything, including granting the owner role",
               Concat(Concat(SystemPermissions(), all_records), all_channels), true),
-      BuiltIn("admin", "Everything except granting or removing the owner role",
-              Concat(Concat(SystemPermissions(), all_records), all_channels), true),
-      BuiltIn("security_admin", "Users, roles, tokens and the audit log; no record data",
+      // Not access_requests.manage: letting the operator in is for the
+      // tenant's owners and security admins (issue 22) to decide.
+      BuiltIn("admin",
+              "Everything except granting or removing the owner role and deciding on the "
+              "operator's access requests",
+              Concat(Concat(Without(SystemPermissions(), "access_requests.manage"), all_records),
+                     all_channels),
+              true),
+      BuiltIn("security_admin",
+              "Users, roles, tokens, the audit log and the operator's access requests; no record "
+              "data",
               {"users.read", "users.manage", "roles.read", "roles.manage", "tokens.read",
-               "tokens.manage", "audit.read", "audit.verify", "settings.read", "settings.manage"},
+               "tokens.manage", "audit.read", "audit.verify", "settings.read", "settings.manage",
+               "access_requests.manage"},
               true),
       BuiltIn("auditor", "Reads the audit log, the event feed, records and their history",
               Concat({"collections.read", "events.read", "audit.read", "audit.verify", "users.read",
@@ -67,9 +81,11 @@ std::vector<Role> MakeBuiltIns() {
 
 const std::vector<std::string>& SystemPermissions() {
   static const std::vector<std::string> kAll = {
-      "users.read",    "users.manage",     "roles.read",         "roles.manage", "tokens.read",
-      "tokens.manage", "collections.read", "collections.manage", "events.read",  "audit.read",
-      "audit.verify",  "settings.read",    "settings.manage"};
+      "users.read",       "users.manage",          "roles.read",
+      "roles.manage",     "tokens.read",           "tokens.manage",
+      "collections.read", "collections.manage",    "events.read",
+      "audit.read",       "audit.verify",          "settings.read",
+      "settings.manage",  "access_requests.manage"};
   return kAll;
 }
 
@@ -244,8 +260,8 @@ std::string CheckGrant(const Grant& g) {
 }
 
 const std::vector<std::string>& AdministrativePermissions() {
-  static const std::vector<std::string> kAdministrative = {"users.manage", "roles.manage",
-                                                           "tokens.manage"};
+  static const std::vector<std::string> kAdministrative = {
+      "users.manage", "roles.manage", "tokens.manage", "access_requests.manage"};
   return kAdministrative;
 }
 

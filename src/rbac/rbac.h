@@ -90,7 +90,9 @@ bool WithinGrants(const std::vector<Grant>& held, const Grant& given);
 // nullopt when neither grants the other.
 std::optional<Grant> Narrow(std::string_view permission, const Grant& owner);
 // The permissions that administer the tenant's accounts and access:
-// users.manage, roles.manage, tokens.manage. A role holding any of them
+// users.manage, roles.manage, tokens.manage, access_requests.manage (the
+// operator's requests for access to the tenant's data: see them, decide,
+// revoke). A role holding any of them
 // requires MFA whatever its flag says (ASVS 4.3.1). settings.manage is not
 // among them: the only setting, the CORS origins, grants nothing by itself
 // (a caller from a listed origin still needs a token; no cookie is ever

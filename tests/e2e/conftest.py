@@ -108,6 +108,10 @@ class Silo:
             # Tests call faster than any client should; the per-credential
             # limit has its own test (test_asvs_l2.py), which sets it.
             "SILO_API_RATE_PER_MINUTE": "1000000",
+            # The tests mint operator tokens into their tenants (a development
+            # platform's setting); the lockbox, which a production platform
+            # keeps, has its own tests (test_lockbox.py), which set approval.
+            "SILO_OPERATOR_ACCESS": "allowed",
             "SILO_OPERATOR_LISTEN": "127.0.0.1:0",
             "SILO_READ_TIMEOUT_MS": "1500",
             "SILO_IDLE_TIMEOUT_MS": "3000",

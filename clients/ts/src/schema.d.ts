@@ -38,6 +38,74 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/access-requests": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The operator's requests for access to the tenant's data, newest first */
+        get: operations["listAccessRequests"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/access-requests/{id}/approve": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Approve a pending request with a current TOTP code (a signed-in user's) */
+        post: operations["approveAccessRequest"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/access-requests/{id}/deny": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Deny a pending request with a current TOTP code (a signed-in user's) */
+        post: operations["denyAccessRequest"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/access-requests/{id}/revoke": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** End an approved request now, and every token minted under it */
+        post: operations["revokeAccessRequest"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/audit": {
         parameters: {
             query?: never;
@@ -977,6 +1045,27 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        AccessDecision: {
+            /** @description A current TOTP code of the signed-in user (each code counts once). */
+            code: string;
+        };
+        /** @description The operator's request for access to the tenant's data. `state` as of now: pending, approved, denied, revoked, or expired (approved and past `expires_at`, or not decided within 24 hours). */
+        AccessRequest: {
+            decided_at?: components["schemas"]["Timestamp"] | null;
+            /** @description The user who decided or revoked it (the tenant's view only). */
+            decided_by?: string | null;
+            duration_s: number;
+            expires_at?: components["schemas"]["Timestamp"] | null;
+            id: string;
+            reason: string;
+            requested_at: components["schemas"]["Timestamp"];
+            scopes: string[];
+            /** @enum {string} */
+            state: "pending" | "approved" | "denied" | "revoked" | "expired";
+        };
+        AccessRequestList: {
+            items: components["schemas"]["AccessRequest"][];
+        };
         ChainReport: {
             audit_checked: number;
             audit_first_broken: number | null;
@@ -1272,6 +1361,16 @@ export interface components {
         TenantSettings: {
             /** @description Origins (https://host[:port], or http://localhost) whose pages may call the API with an API token; never with the session cookie. */
             cors_origins?: string[];
+            /**
+             * @description Whether the platform's operator may reach the tenant's data: only with an approved access request, never, or without one (allowed: only where the platform permits it, SILO_OPERATOR_ACCESS=allowed). Only an owner sets it, within the step-up window.
+             * @enum {string}
+             */
+            operator_access?: "approval" | "never" | "allowed";
+            /**
+             * @description platform: no owner has set operator_access, so the platform's default holds.
+             * @enum {string}
+             */
+            readonly operator_access_source?: "platform" | "tenant";
         };
         /** Format: date-time */
         Timestamp: string;
@@ -1283,8 +1382,9 @@ export interface components {
             owner: string;
             permissions: string[];
         };
-        /** @description `token` is the secret, shown this once. */
+        /** @description `token` is the secret, shown this once. `expires_at` (operator tokens): as asked, or the access request's end when sooner. */
         TokenIssued: {
+            expires_at?: components["schemas"]["Timestamp"];
             id: string;
             token: string;
         };
@@ -1405,6 +1505,208 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["TenantRoot"];
+                };
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Refused: the problem says why. */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Failed or unavailable; the request id finds the log lines. */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listAccessRequests: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The requests. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AccessRequestList"];
+                };
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Refused: the problem says why. */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Failed or unavailable; the request id finds the log lines. */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    approveAccessRequest: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AccessDecision"];
+            };
+        };
+        responses: {
+            /** @description Approved until expires_at; audited. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AccessRequest"];
+                };
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Refused: the problem says why. */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Failed or unavailable; the request id finds the log lines. */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    denyAccessRequest: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AccessDecision"];
+            };
+        };
+        responses: {
+            /** @description Denied; audited. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AccessRequest"];
+                };
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Refused: the problem says why. */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Failed or unavailable; the request id finds the log lines. */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    revokeAccessRequest: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Revoked; audited. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AccessRequest"];
                 };
             };
             /** @description The tenant is led by another node of the cluster: send the same request there. */
