@@ -14,7 +14,7 @@ PACKAGES=(
   # the common-password list screened at every password change (ASVS 2.1.7)
   john-data
   # black-box tests and benchmarks
-  python3 python3-pytest python3-pytest-xdist python3-requests python3-jsonschema python3-aiosmtpd python3-websockets oathtool openssl
+  python3 python3-pytest python3-pytest-xdist python3-requests python3-jsonschema python3-aiosmtpd python3-websockets python3-cryptography oathtool openssl
   sqlite3 wrk procps
   # the coordination store of a cluster (leases and fencing terms; issue 21),
   # started by the replication tests on loopback

@@ -8,6 +8,7 @@
 #include "backup/service.h"
 #include "base/log.h"
 #include "base/time_util.h"
+#include "checkpoint/book.h"
 #include "platform/security_log.h"
 #include "realtime/hub.h"
 #include "records/query.h"
@@ -140,6 +141,16 @@ http::Response RestoreBackup(Services& s, RequestContext& ctx) {
     return Refused(report.status(), ctx);
   }
   Log(s, ctx, "backup.restored", r.backup_id + " -> " + report->tenant_slug);
+  // The restored event log may be shorter than the kept checkpoint saw: a
+  // new line of checkpoints starts here (the restore itself is audited).
+  if (s.checkpoints != nullptr) {
+    if (auto taken = s.checkpoints->Take(report->tenant_id, report->tenant_slug, "restore");
+        !taken.ok()) {
+      log::Error("no checkpoint after a restore", {{"tenant", report->tenant_slug},
+                                                   {"cause", taken.status().message()},
+                                                   {"request_id", ctx.request.request_id}});
+    }
+  }
   // Open realtime connections learn the new epoch (reset) at once.
   if (s.realtime != nullptr) s.realtime->AfterWrite(report->tenant_id);
   json::object o{{"backup_id", report->backup_id},

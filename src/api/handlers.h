@@ -72,6 +72,7 @@ http::Response RevertRecord(Services& s, RequestContext& ctx);
 http::Response ListEvents(Services& s, RequestContext& ctx);
 http::Response ListAudit(Services& s, RequestContext& ctx);
 http::Response VerifyAudit(Services& s, RequestContext& ctx);
+http::Response AuditCheckpoint(Services& s, RequestContext& ctx);
 
 // Files (files_api.cc); ctx.store is set. UploadFile runs on a streamed route.
 http::Response UploadFile(Services& s, RequestContext& ctx);

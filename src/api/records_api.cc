@@ -14,6 +14,7 @@
 #include "auth/api_tokens.h"
 #include "auth/identity.h"
 #include "base/time_util.h"
+#include "checkpoint/book.h"
 #include "records/query.h"
 #include "records/record_json.h"
 #include "records/tenant_store.h"
@@ -644,6 +645,16 @@ http::Response VerifyAudit(Services& /*s*/, RequestContext& ctx) {
       report->audit_first_broken ? json::value(*report->audit_first_broken) : json::value(nullptr);
   if (!report->ok()) o["reason"] = report->reason;
   return http::Json(200, JsonText(o));
+}
+
+// A checkpoint of the tenant's own chains as of now, signed with the
+// platform's key, for the tenant to keep as evidence; kept as its newest too.
+// 409 (nothing signed) when its logs lack entries an earlier checkpoint saw.
+http::Response AuditCheckpoint(Services& s, RequestContext& ctx) {
+  if (s.checkpoints == nullptr) return RecordError(ctx, Unavailable("checkpoints are off"));
+  auto text = s.checkpoints->Take(ctx.tenant->id, ctx.tenant->slug, "request");
+  if (!text.ok()) return RecordError(ctx, text.status());
+  return http::Json(200, std::move(*text));
 }
 
 }  // namespace silo::api

@@ -567,6 +567,13 @@ const std::vector<RouteDoc>& PublicRouteDocs() {
        "logs",
        "Check the event log's and the audit log's hash chains",
        {{200, "ChainReport", "Intact, or where they first break."}}},
+      {"GET",
+       "/api/audit/checkpoint",
+       "auditCheckpoint",
+       "logs",
+       "A checkpoint of the tenant's chains as of now, signed by the platform, to keep as "
+       "evidence",
+       {{200, "Checkpoint", "Signed; 409 when the logs lack entries an earlier checkpoint saw."}}},
   };
   return docs;
 }

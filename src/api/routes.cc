@@ -265,6 +265,7 @@ void AddData(Router& r) {
             .Body(64 * 1024));
   r.Add(Get("/api/audit", ListAudit).Allow(P::Permission("audit.read")));
   r.Add(Post("/api/audit/verify", VerifyAudit).Allow(P::Permission("audit.verify")));
+  r.Add(Get("/api/audit/checkpoint", AuditCheckpoint).Allow(P::Permission("audit.read")));
 }
 
 // The web console's files: public (they hold no tenant data; everything the

@@ -41,6 +41,9 @@ class FileStores;
 namespace silo::realtime {
 class Hubs;
 }
+namespace silo::checkpoint {
+class Book;
+}
 
 namespace silo::api {
 
@@ -82,6 +85,8 @@ struct Services {
   const guard::TrustedProxies* proxies = nullptr;
   const SecurityOptions* security = nullptr;
   backup::Service* backups = nullptr;
+  // Signed checkpoints of the tenants' chains (rollback detection).
+  checkpoint::Book* checkpoints = nullptr;
   files::FileStores* files = nullptr;  // each tenant's sealed files
   realtime::Hubs* realtime = nullptr;  // each tenant's realtime connections
   // An Argon2id hash of a random password at the configured cost: checked

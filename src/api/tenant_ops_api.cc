@@ -12,6 +12,7 @@
 #include "auth/identity.h"
 #include "base/log.h"
 #include "base/time_util.h"
+#include "checkpoint/book.h"
 #include "platform/security_log.h"
 #include "realtime/hub.h"
 #include "records/query.h"
@@ -264,10 +265,36 @@ http::Response VerifyTenants(Services& s, RequestContext& ctx) {
     if (!store.ok()) return ErrorResponse(store.status(), ctx.request);
     auto report = (*store)->VerifyChains();
     if (!report.ok()) return ErrorResponse(report.status(), ctx.request);
-    all_ok = all_ok && report->ok();
-    results.push_back(ChainJson(info.slug, *report));
+    json::object o = ChainJson(info.slug, *report);
+    bool ok = report->ok();
+    // Whether the log still holds what its newest signed checkpoint saw (a
+    // swapped-in older copy passes every chain check, not this one).
+    if (s.checkpoints != nullptr) {
+      auto v = s.checkpoints->Check(info.id);
+      if (!v.ok()) return ErrorResponse(v.status(), ctx.request);
+      json::object cp{{"ok", v->ok}};
+      if (v->newest) {
+        cp["at"] = FormatRfc3339Micros(v->newest->at_us);
+        cp["reason"] = v->newest->reason;
+        cp["audit_seq"] = v->newest->audit.seq;
+        cp["events_seq"] = v->newest->events.seq;
+      } else {
+        cp["at"] = nullptr;
+      }
+      if (!v->ok) cp["problem"] = v->problem;
+      o["checkpoint"] = std::move(cp);
+      ok = ok && v->ok;
+      o["ok"] = ok;
+      if (!v->ok) {
+        s.security_log->AppendOrLog({"audit.rollback_detected", "operator", ctx.request.client_ip,
+                                     info.slug + ": " + v->problem},
+                                    ctx.request.request_id);
+      }
+    }
+    all_ok = all_ok && ok;
+    results.push_back(std::move(o));
     OpenTenant t{info, std::move(*store)};
-    Note(s, ctx, t, "audit.verified", {{"ok", report->ok()}});
+    Note(s, ctx, t, "audit.verified", {{"ok", ok}});
   }
   return http::Json(200, JsonText(json::object{{"ok", all_ok}, {"tenants", std::move(results)}}));
 }

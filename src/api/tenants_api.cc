@@ -5,6 +5,7 @@
 #include "auth/identity.h"
 #include "base/log.h"
 #include "base/time_util.h"
+#include "checkpoint/book.h"
 #include "platform/security_log.h"
 #include "realtime/hub.h"
 #include "realtime/protocol.h"
@@ -141,8 +142,10 @@ http::Response DeleteTenant(Services& s, RequestContext& ctx) {
     }
     s.stores->Close(t->id);
   }
+  const auto deleted = s.tenants->Find(slug);
   Status st = s.tenants->Delete(slug);
   if (!st.ok()) return ErrorResponse(st, ctx.request);
+  if (deleted && s.checkpoints != nullptr) (void)s.checkpoints->Forget(deleted->id);  // best effort
   Record(s, ctx, "tenant.deleted", slug);
   json::object o;
   o["slug"] = slug;

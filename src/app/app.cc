@@ -15,6 +15,7 @@
 #include "api/routes.h"
 #include "api/services.h"
 #include "app/backup_scheduler.h"
+#include "app/checkpoint_scheduler.h"
 #include "app/cluster_member.h"
 #include "app/data_dir_lock.h"
 #include "app/dev_secrets.h"
@@ -29,6 +30,7 @@
 #include "base/log.h"
 #include "base/mutex.h"
 #include "base/time_util.h"
+#include "checkpoint/book.h"
 #include "crypto/crypto.h"
 #include "crypto/keyring.h"
 #include "files/file_store.h"
@@ -276,6 +278,7 @@ struct App::Parts {
   api::SecurityOptions security;
   std::unique_ptr<platform::SecurityLog> security_log;
   std::unique_ptr<backup::Service> backups;
+  std::unique_ptr<checkpoint::Book> checkpoints;
   http::Metrics metrics;
   std::atomic<bool> ready{false};
   api::Services services;
@@ -287,6 +290,7 @@ struct App::Parts {
   std::unique_ptr<http::Server> operator_server;
   std::unique_ptr<RetentionJob> audit_retention;
   std::unique_ptr<BackupScheduler> backup_scheduler;
+  std::unique_ptr<CheckpointScheduler> checkpoint_scheduler;
   bool started = false;
 };
 
@@ -448,6 +452,21 @@ Result<std::unique_ptr<App>> App::Create(config::Config c) {
       c.data_dir,
       backup::RetentionPolicy{c.backups.daily_days, c.backups.weekly_days, c.backups.weekly_day},
       auth::EndSessionsAndOneTimeTokens);
+  // Signed checkpoints of the tenants' chains, kept off their disks: in
+  // platform/ and beside each backup (rollback detection).
+  if (!c.signing_key) return FailedPrecondition("no signing key (SILO_SIGNING_KEY)");
+  p->checkpoints = std::make_unique<checkpoint::Book>(layout::CheckpointsDir(c.data_dir),
+                                                      std::move(*c.signing_key), p->databases);
+  c.signing_key.reset();
+  p->backups->SetCheckpointSigner([book = p->checkpoints.get()](
+                                      const backup::Manifest& m) -> Result<std::string> {
+    checkpoint::Checkpoint cp{
+        m.tenant_id,   m.tenant_slug, {m.events.seq, m.events.hash}, {m.audit.seq, m.audit.hash},
+        m.taken_at_us, "backup"};
+    std::string text = book->Sign(cp);
+    SILO_RETURN_IF_ERROR(book->Keep(cp, text));
+    return text;
+  });
 
   // 4. The services every handler sees, and the two dispatchers.
   api::Services& s = p->services;
@@ -464,6 +483,7 @@ Result<std::unique_ptr<App>> App::Create(config::Config c) {
   s.proxies = &p->proxies;
   s.security = &p->security;
   s.backups = p->backups.get();
+  s.checkpoints = p->checkpoints.get();
   s.files = p->files.get();
   s.realtime = p->realtime.get();
   s.dummy_password_hash = std::move(dummy_hash);
@@ -608,6 +628,13 @@ Status App::Start() {
     p.backup_scheduler =
         std::make_unique<BackupScheduler>(*p.backups, *p.registry, *p.security_log, c.backups);
   }
+  p.checkpoint_scheduler = std::make_unique<CheckpointScheduler>(
+      *p.checkpoints, *p.registry, *p.security_log, int64_t{c.checkpoint_minutes} * 60'000'000,
+      [m = p.cluster.get()](const std::string& slug) {
+        // On a cluster, a tenant another node leads (or none does) is that
+        // node's to check: its database here is a follower's copy.
+        return m == nullptr || !m->PrimaryElsewhere(slug).has_value();
+      });
   return Status::Ok();
 }
 
@@ -637,6 +664,7 @@ void App::Stop() {
   p.ready = false;
   if (p.audit_retention) p.audit_retention->Stop();
   if (p.backup_scheduler) p.backup_scheduler->Stop();
+  if (p.checkpoint_scheduler) p.checkpoint_scheduler->Stop();
   if (p.mailer) p.mailer->Stop();
   p.public_server->Stop();
   p.operator_server->Stop();

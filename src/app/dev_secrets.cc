@@ -1,5 +1,7 @@
 #include "app/dev_secrets.h"
 
+#include <tuple>
+
 #include "base/data_layout.h"
 #include "base/file_util.h"
 #include "base/log.h"
@@ -14,8 +16,11 @@ Status EnsureDevSecrets(config::Config& c) {
   const std::string dir = DevDir(c.data_dir);
   if (Status s = MakeDirs(dir, 0700); !s.ok()) return s;
 
-  if (!c.master_key) {
-    const std::string path = dir + "/master.key";
+  for (auto [key, file, what] :
+       {std::tuple{&c.master_key, "master.key", "master key"},
+        std::tuple{&c.signing_key, "signing.key", "signing key (checkpoints)"}}) {
+    if (*key) continue;
+    const std::string path = dir + "/" + file;
     if (!PathExists(path)) {
       crypto::SecretKey k = crypto::SecretKey::Random();
       std::string text =
@@ -30,15 +35,14 @@ Status EnsureDevSecrets(config::Config& c) {
       text->pop_back();
     auto raw = crypto::Base64Decode(*text);
     crypto::WipeString(*text);
-    if (!raw.ok()) return FailedPrecondition("dev master key file is damaged");
-    auto key = crypto::SecretKey::FromBytes(*raw);
+    if (!raw.ok()) return FailedPrecondition(std::string("dev ") + what + " file is damaged");
+    auto parsed = crypto::SecretKey::FromBytes(*raw);
     crypto::WipeString(*raw);
-    if (!key.ok()) return key.status();
-    c.master_key.emplace(std::move(*key));
-    log::Warn(
-        "DEVELOPMENT MODE: using a generated master key stored in the data directory; "
-        "never run production like this",
-        {{"file", path}});
+    if (!parsed.ok()) return parsed.status();
+    key->emplace(std::move(*parsed));
+    log::Warn(std::string("DEVELOPMENT MODE: using a generated ") + what +
+                  " stored in the data directory; never run production like this",
+              {{"file", path}});
   }
 
   if (c.operator_token.empty()) {

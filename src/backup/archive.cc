@@ -267,6 +267,11 @@ std::string FilesListName(const std::string& id) {
   return (tenant.ok() ? *tenant : std::string("invalid")) + "/" + id + ".files";
 }
 
+std::string CheckpointName(const std::string& id) {
+  auto tenant = TenantOfBackupId(id);
+  return (tenant.ok() ? *tenant : std::string("invalid")) + "/" + id + ".checkpoint";
+}
+
 std::string FileBlobName(const std::string& tenant_id, const std::string& blob_id) {
   return tenant_id + "/files/" + blob_id + ".sf";
 }

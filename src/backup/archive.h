@@ -78,6 +78,10 @@ std::string ManifestName(const std::string& id);
 std::string DataName(const std::string& id);
 // "<tenant-id>/<id>.files": the backup's sealed files list.
 std::string FilesListName(const std::string& id);
+// "<tenant-id>/<id>.checkpoint": the signed checkpoint of the backup's chain
+// heads (checkpoint/book.h), kept beside it in the target, off the tenant's
+// disk. Backups made before checkpoints have none.
+std::string CheckpointName(const std::string& id);
 // "<tenant-id>/files/<blob-id>.sf": a blob, shared by the backups that list it.
 std::string FileBlobName(const std::string& tenant_id, const std::string& blob_id);
 

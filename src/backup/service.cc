@@ -287,9 +287,15 @@ Result<Manifest> Service::RunLocked(const tenant::TenantInfo& tenant) {
     auto undo = [&] {
       (void)target_->Delete(DataName(m.id));
       (void)target_->Delete(FilesListName(m.id));
+      (void)target_->Delete(CheckpointName(m.id));
     };
     Status p = target_->PutFile(DataName(m.id), data.path());
     if (p.ok() && !list.empty()) p = target_->Put(FilesListName(m.id), list);
+    if (p.ok() && sign_checkpoint_) {
+      auto signed_text = sign_checkpoint_(m);
+      p = signed_text.ok() ? target_->Put(CheckpointName(m.id), *signed_text)
+                           : signed_text.status();
+    }
     if (p.ok()) p = target_->Put(ManifestName(m.id), SerializeManifest(m, backup_key));
     if (!p.ok()) {
       undo();
@@ -744,6 +750,7 @@ Result<std::vector<std::string>> Service::Prune(int64_t now_us) {
     if (Status s = target_->Delete(ManifestName(id)); !s.ok()) return s;
     if (Status s = target_->Delete(DataName(id)); !s.ok()) return s;
     (void)target_->Delete(FilesListName(id));
+    (void)target_->Delete(CheckpointName(id));
     pruned.push_back(id);
   }
   // Blobs are shared: one goes when no backup of its tenant that remains

@@ -94,6 +94,10 @@ struct Stats {
 // EndSessionsAndOneTimeTokens here, so a restore's effect on identity is
 // stated in one place.
 using ForgetOnRestore = std::function<Result<int64_t>(storage::Database& copy)>;
+// Signs a checkpoint of a backup's chain heads (app wires it to
+// checkpoint::Book, which also keeps it as the tenant's newest where it saw
+// at least as much): the text stored beside the backup.
+using SignCheckpoint = std::function<Result<std::string>(const Manifest& manifest)>;
 
 class Service {
  public:
@@ -103,6 +107,10 @@ class Service {
   Service(std::unique_ptr<Target> target, tenant::TenantRegistry* tenants, crypto::Keyring* keyring,
           std::shared_ptr<storage::TenantDatabases> databases, records::TenantStores* stores,
           std::string data_dir, RetentionPolicy retention, ForgetOnRestore forget);
+
+  // Before the first Run (not thread-safe): every backup from then on stores
+  // a signed checkpoint of its chain heads beside it (CheckpointName).
+  void SetCheckpointSigner(SignCheckpoint sign) { sign_checkpoint_ = std::move(sign); }
 
   // Backs up one tenant; returns its manifest.
   Result<Manifest> Run(const tenant::TenantInfo& tenant) EXCLUDES(mu_);
@@ -163,6 +171,7 @@ class Service {
   const std::string data_dir_;
   const RetentionPolicy retention_;
   const ForgetOnRestore forget_;
+  SignCheckpoint sign_checkpoint_;  // may be empty
 
   Mutex mu_;  // one operation at a time: the *Locked functions hold it
   mutable Mutex stats_mu_;

@@ -21,6 +21,10 @@ inline std::string SecurityLogFile(const std::string& data) {
 inline std::string ServerInfoFile(const std::string& data) {
   return PlatformDir(data) + "/server.json";
 }
+// The newest signed checkpoint of each tenant's chains (checkpoint/book.h).
+inline std::string CheckpointsDir(const std::string& data) {
+  return PlatformDir(data) + "/checkpoints";
+}
 inline std::string DrillReportsDir(const std::string& data) {
   return PlatformDir(data) + "/drills";
 }

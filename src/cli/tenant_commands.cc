@@ -189,10 +189,22 @@ void AddExport(CLI::App* tenant, int& code) {
 // One tenant's line of `silo audit verify`.
 void PrintVerdict(const json::value& t) {
   const auto& o = t.as_object();
+  const json::value* cp = o.if_contains("checkpoint");
   if (o.at("ok").as_bool()) {
-    std::printf("%s: ok (%lld events, %lld audit entries, integrity_check ok)\n",
+    std::string checkpoint = "no checkpoint yet";
+    if (cp != nullptr && cp->is_object() && cp->as_object().if_contains("at") &&
+        cp->at("at").is_string()) {
+      checkpoint = "holds the checkpoint of " + Str(*cp, "at");
+    }
+    std::printf("%s: ok (%lld events, %lld audit entries, integrity_check ok, %s)\n",
                 Str(t, "tenant").c_str(), static_cast<long long>(o.at("events_checked").as_int64()),
-                static_cast<long long>(o.at("audit_checked").as_int64()));
+                static_cast<long long>(o.at("audit_checked").as_int64()), checkpoint.c_str());
+    return;
+  }
+  if (cp != nullptr && cp->is_object() && cp->as_object().if_contains("ok") &&
+      cp->at("ok") == json::value(false)) {
+    std::printf("%s: ROLLED BACK or unverifiable: %s\n", Str(t, "tenant").c_str(),
+                Str(*cp, "problem").c_str());
     return;
   }
   if (o.at("events_first_broken").is_null() && o.at("audit_first_broken").is_null()) {

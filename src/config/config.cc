@@ -55,18 +55,21 @@ void ReadMillis(const GetEnv& getenv, const char* name, std::chrono::millisecond
   *out = std::chrono::milliseconds(ms);
 }
 
-void ReadMasterKey(const GetEnv& getenv, Config* c, std::vector<std::string>* problems) {
-  std::string inline_key = Get(getenv, "SILO_MASTER_KEY");
-  std::string key_file = Get(getenv, "SILO_MASTER_KEY_FILE");
+// A 32-byte key as base64 in `name` or in the file `name`_FILE (one of the
+// two); nothing when neither is set. `what` names it in problems.
+void ReadKey(const GetEnv& getenv, const std::string& name, const char* what,
+             std::optional<crypto::SecretKey>* out, std::vector<std::string>* problems) {
+  std::string inline_key = Get(getenv, name.c_str());
+  std::string key_file = Get(getenv, (name + "_FILE").c_str());
   if (!inline_key.empty() && !key_file.empty()) {
-    problems->push_back("set only one of SILO_MASTER_KEY and SILO_MASTER_KEY_FILE");
+    problems->push_back("set only one of " + name + " and " + name + "_FILE");
     return;
   }
   std::string text = inline_key;
   if (!key_file.empty()) {
     auto contents = ReadFile(key_file);
     if (!contents.ok()) {
-      problems->push_back("SILO_MASTER_KEY_FILE cannot be read");
+      problems->push_back(name + "_FILE cannot be read");
       return;
     }
     text = Trim(*contents);
@@ -76,13 +79,13 @@ void ReadMasterKey(const GetEnv& getenv, Config* c, std::vector<std::string>* pr
   auto raw = crypto::Base64Decode(text);
   crypto::WipeString(text);
   if (!raw.ok() || raw->size() != crypto::SecretKey::kSize) {
-    problems->push_back("the master key must be base64 of exactly 32 bytes");
+    problems->push_back(std::string(what) + " must be base64 of exactly 32 bytes");
     if (raw.ok()) crypto::WipeString(*raw);
     return;
   }
   auto key = crypto::SecretKey::FromBytes(*raw);
   crypto::WipeString(*raw);
-  c->master_key.emplace(std::move(*key));
+  out->emplace(std::move(*key));
 }
 
 // A comma-separated list: items trimmed, empty items dropped.
@@ -186,7 +189,9 @@ void ReadServer(const GetEnv& getenv, Config* config, std::vector<std::string>* 
     problems->push_back("SILO_OPERATOR_LISTEN must be a loopback address");
   }
 
-  ReadMasterKey(getenv, &c, problems);
+  ReadKey(getenv, "SILO_MASTER_KEY", "the master key", &c.master_key, problems);
+  ReadKey(getenv, "SILO_SIGNING_KEY", "the signing key", &c.signing_key, problems);
+  ReadNumber<int>(getenv, "SILO_CHECKPOINT_MINUTES", 1, 24 * 60, &c.checkpoint_minutes, problems);
   c.operator_token = Get(getenv, "SILO_OPERATOR_TOKEN");
   c.tls_cert_file = Get(getenv, "SILO_TLS_CERT");
   c.tls_key_file = Get(getenv, "SILO_TLS_KEY");
@@ -526,6 +531,11 @@ std::vector<std::string> ProductionProblems(const Config& c) {
   if (!c.cluster.keyless) {
     if (!c.master_key) {
       problems.push_back("SILO_MASTER_KEY or SILO_MASTER_KEY_FILE is required outside development");
+    }
+    if (!c.signing_key) {
+      problems.push_back(
+          "SILO_SIGNING_KEY or SILO_SIGNING_KEY_FILE is required outside development (checkpoints"
+          " against rollback are signed with it)");
     }
     if (c.operator_token.empty()) {
       problems.push_back("SILO_OPERATOR_TOKEN is required outside development");

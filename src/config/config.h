@@ -157,6 +157,12 @@ struct Config {
   // SILO_MASTER_KEY (base64 of 32 bytes) or SILO_MASTER_KEY_FILE (a file
   // holding the same base64 text). Empty when neither is set.
   std::optional<crypto::SecretKey> master_key;
+  // SILO_SIGNING_KEY or SILO_SIGNING_KEY_FILE, the same form: the seed of the
+  // platform's Ed25519 key, which signs checkpoints of the tenants' chains.
+  std::optional<crypto::SecretKey> signing_key;
+  // SILO_CHECKPOINT_MINUTES: how often every tenant's chain heads are signed
+  // into a new checkpoint (besides each backup and restore).
+  int checkpoint_minutes = 60;
   std::string operator_token;                // SILO_OPERATOR_TOKEN; secret, never logged
   std::string tls_cert_file;                 // SILO_TLS_CERT (PEM)
   std::string tls_key_file;                  // SILO_TLS_KEY (PEM)

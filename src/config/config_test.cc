@@ -207,6 +207,7 @@ TEST(ConfigTest, ProductionRefusesMissingSecretsListingEveryProblem) {
   // Production never keeps audit entries for less than 24 months.
   EXPECT_TRUE(Mentions(r.problems, "SILO_AUDIT_RETENTION_MONTHS must be at least 24"));
   EXPECT_TRUE(Mentions(r.problems, "SILO_MASTER_KEY"));
+  EXPECT_TRUE(Mentions(r.problems, "SILO_SIGNING_KEY"));
   EXPECT_TRUE(Mentions(r.problems, "SILO_OPERATOR_TOKEN"));
   EXPECT_TRUE(Mentions(r.problems, "SILO_TLS_CERT"));
   EXPECT_TRUE(Mentions(r.problems, "SILO_DATA_DIR"));
@@ -219,6 +220,7 @@ TEST(ConfigTest, ProductionChecksTokenLengthTlsFilesAndDirMode) {
   Env env = {{"SILO_ENV", "production"},
              {"SILO_DATA_DIR", dir},
              {"SILO_MASTER_KEY", kKey},
+             {"SILO_SIGNING_KEY", kKey},
              {"SILO_OPERATOR_TOKEN", "short"},
              {"SILO_TLS_CERT", dir + "/missing.crt"},
              {"SILO_TLS_KEY", dir + "/missing.key"}};
@@ -246,6 +248,15 @@ TEST(ConfigTest, MasterKeyFromFileAndNotBoth) {
   EXPECT_TRUE(r.config.master_key.has_value());
   r = Load(From({{"SILO_MASTER_KEY_FILE", dir + "/mk"}, {"SILO_MASTER_KEY", kKey}}));
   EXPECT_TRUE(Mentions(r.problems, "only one"));
+  // The signing key is read the same way, and is not the master key.
+  r = Load(From({{"SILO_SIGNING_KEY_FILE", dir + "/mk"}}));
+  EXPECT_TRUE(r.problems.empty());
+  EXPECT_TRUE(r.config.signing_key.has_value());
+  EXPECT_FALSE(r.config.master_key.has_value());
+  r = Load(From({{"SILO_SIGNING_KEY_FILE", dir + "/mk"}, {"SILO_SIGNING_KEY", kKey}}));
+  EXPECT_TRUE(Mentions(r.problems, "only one of SILO_SIGNING_KEY"));
+  EXPECT_TRUE(Mentions(Load(From({{"SILO_SIGNING_KEY", "c2hvcnQ="}})).problems,
+                       "the signing key must be base64 of exactly 32 bytes"));
   std::filesystem::remove_all(dir);
 }
 

@@ -88,6 +88,49 @@ std::string KeyFingerprint(const SecretKey& key) {
   return HexEncode(KeyedHash(key, "silo key fingerprint v1", 8));
 }
 
+namespace {
+
+// The key pair of `seed`: the public key in *pk, the secret key in `sk`
+// (crypto_sign_SECRETKEYBYTES bytes), which the caller wipes.
+void KeyPairOf(const SecretKey& seed, unsigned char* pk, unsigned char* sk) {
+  static_assert(SecretKey::kSize == crypto_sign_SEEDBYTES);
+  EnsureSodium();
+  if (crypto_sign_seed_keypair(pk, sk, seed.data()) != 0) std::abort();
+}
+
+}  // namespace
+
+std::string SigningPublicKey(const SecretKey& seed) {
+  unsigned char pk[crypto_sign_PUBLICKEYBYTES];
+  unsigned char sk[crypto_sign_SECRETKEYBYTES];
+  KeyPairOf(seed, pk, sk);
+  sodium_memzero(sk, sizeof sk);
+  return std::string(reinterpret_cast<char*>(pk), sizeof pk);
+}
+
+std::string Sign(const SecretKey& seed, std::string_view message) {
+  unsigned char pk[crypto_sign_PUBLICKEYBYTES];
+  unsigned char sk[crypto_sign_SECRETKEYBYTES];
+  KeyPairOf(seed, pk, sk);
+  std::string sig(crypto_sign_BYTES, '\0');
+  crypto_sign_detached(reinterpret_cast<unsigned char*>(sig.data()), nullptr,
+                       reinterpret_cast<const unsigned char*>(message.data()), message.size(), sk);
+  sodium_memzero(sk, sizeof sk);
+  return sig;
+}
+
+bool VerifySignature(std::string_view public_key, std::string_view message,
+                     std::string_view signature) {
+  EnsureSodium();
+  if (public_key.size() != crypto_sign_PUBLICKEYBYTES || signature.size() != crypto_sign_BYTES) {
+    return false;
+  }
+  return crypto_sign_verify_detached(
+             reinterpret_cast<const unsigned char*>(signature.data()),
+             reinterpret_cast<const unsigned char*>(message.data()), message.size(),
+             reinterpret_cast<const unsigned char*>(public_key.data())) == 0;
+}
+
 std::string RandomBytes(size_t n) {
   EnsureSodium();
   std::string out(n, '\0');

@@ -86,6 +86,19 @@ class Sha256Stream {
   void* ctx_;  // EVP_MD_CTX
 };
 
+// Ed25519 signatures (libsodium's crypto_sign), from a 32-byte seed held as a
+// SecretKey: the key pair is derived from the seed for each call and its
+// secret half wiped. Signed checkpoints and reports (issue 22).
+inline constexpr size_t kSigningPublicKeySize = 32;
+inline constexpr size_t kSignatureSize = 64;
+// The raw 32-byte public key of `seed`.
+std::string SigningPublicKey(const SecretKey& seed);
+// A detached 64-byte signature of `message`.
+std::string Sign(const SecretKey& seed, std::string_view message);
+// Whether `signature` is `public_key`'s over `message` (false for wrong sizes).
+bool VerifySignature(std::string_view public_key, std::string_view message,
+                     std::string_view signature);
+
 // Constant-time equality; lengths are compared first (length is not secret).
 bool ConstantTimeEquals(std::string_view a, std::string_view b);
 

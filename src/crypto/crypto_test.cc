@@ -91,5 +91,22 @@ TEST(RandomTokenTest, UniqueAndFullLength) {
   }
 }
 
+TEST(SignTest, SignaturesVerifyOnlyForTheirKeyAndMessage) {
+  SecretKey seed = SecretKey::Random();
+  const std::string pk = SigningPublicKey(seed);
+  EXPECT_EQ(pk.size(), kSigningPublicKeySize);
+  EXPECT_EQ(SigningPublicKey(seed), pk);  // deterministic from the seed
+  const std::string sig = Sign(seed, "checkpoint");
+  EXPECT_EQ(sig.size(), kSignatureSize);
+  EXPECT_TRUE(VerifySignature(pk, "checkpoint", sig));
+  EXPECT_FALSE(VerifySignature(pk, "checkpoinT", sig));
+  EXPECT_FALSE(VerifySignature(SigningPublicKey(SecretKey::Random()), "checkpoint", sig));
+  std::string flipped = sig;
+  flipped[10] ^= 1;
+  EXPECT_FALSE(VerifySignature(pk, "checkpoint", flipped));
+  EXPECT_FALSE(VerifySignature(pk, "checkpoint", sig.substr(1)));
+  EXPECT_FALSE(VerifySignature(pk.substr(1), "checkpoint", sig));
+}
+
 }  // namespace
 }  // namespace silo::crypto

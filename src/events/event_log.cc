@@ -232,6 +232,24 @@ Result<std::optional<int64_t>> LastSeqBefore(storage::Database& db, int64_t at_u
   return std::optional<int64_t>(last->ColumnInt(0));
 }
 
+Result<ChainPoint> LastPoint(storage::Database& db, Log log) {
+  auto last =
+      db.Prepare(std::string("SELECT seq, hash FROM ") + Table(log) + " ORDER BY seq DESC LIMIT 1");
+  if (!last.ok()) return last.status();
+  SILO_ASSIGN_OR_RETURN(bool found, last->Step());
+  if (!found) return ChainPoint{};
+  return ChainPoint{last->ColumnInt(0), last->ColumnText(1)};
+}
+
+Result<std::optional<std::string>> HashAt(storage::Database& db, int64_t seq, Log log) {
+  auto at = db.Prepare(std::string("SELECT hash FROM ") + Table(log) + " WHERE seq = ?");
+  if (!at.ok()) return at.status();
+  at->Bind(1, seq);
+  SILO_ASSIGN_OR_RETURN(bool found, at->Step());
+  if (!found) return std::optional<std::string>();
+  return std::optional<std::string>(at->ColumnText(0));
+}
+
 Result<int64_t> TruncateAfter(storage::Database& db, int64_t at_us, Log log) {
   if (!db.InTransaction()) return FailedPrecondition("truncating a log needs a transaction");
   auto drop = db.Prepare(std::string("DELETE FROM ") + Table(log) + " WHERE at_us > ?");

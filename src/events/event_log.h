@@ -125,6 +125,18 @@ Result<int64_t> PurgeBodies(storage::Database& db, int64_t up_to, Log log = Log:
 // when there is none.
 Result<std::optional<int64_t>> LastSeqBefore(storage::Database& db, int64_t at_us, Log log);
 
+// A point of a chain: an entry's sequence number and its chain hash (hex).
+// seq 0 and an empty hash: the empty log.
+struct ChainPoint {
+  int64_t seq = 0;
+  std::string hash;
+  bool operator==(const ChainPoint&) const = default;
+};
+// The log's last entry.
+Result<ChainPoint> LastPoint(storage::Database& db, Log log);
+// The chain hash of entry `seq`, or nullopt when the log holds no such entry.
+Result<std::optional<std::string>> HashAt(storage::Database& db, int64_t seq, Log log);
+
 // Drops every entry stamped after `at_us`; what remains is a prefix of the
 // chain, so it still verifies. Returns how many were dropped. Only for a
 // copy being cut back to a time (a restore "as of"), never a live tenant.

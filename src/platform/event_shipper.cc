@@ -25,9 +25,11 @@ constexpr int kIoTimeoutMs = 5000;
 constexpr int64_t kMaxBackoffMs = 30'000;
 
 const char* const kAlertTypes[] = {
-    "honeypot.hit",         "rate.throttled",       "audit.verify_failed",
-    "backup.verify_failed", "backup.drill_failed",  "backup.restored",
-    "access.refused",       "operator.auth_failed", "backup.restore_refused",
+    "honeypot.hit",           "rate.throttled",
+    "audit.verify_failed",    "backup.verify_failed",
+    "backup.drill_failed",    "backup.restored",
+    "access.refused",         "operator.auth_failed",
+    "backup.restore_refused", "audit.rollback_detected",
 };
 
 // RFC 5424 PRINTUSASCII without SP, at most `max` characters ("-" if empty).

@@ -54,6 +54,7 @@ def production_env(data_dir, seed, extra):
     cert, key = (os.path.join(seed.data_dir, "dev", n) for n in ("tls.crt", "tls.key"))
     env = {"SILO_ENV": "production",
            "SILO_MASTER_KEY": base64.b64encode(os.urandom(32)).decode(),
+           "SILO_SIGNING_KEY": base64.b64encode(os.urandom(32)).decode(),
            "SILO_OPERATOR_TOKEN": base64.urlsafe_b64encode(os.urandom(32)).decode(),
            "SILO_TLS_CERT": cert, "SILO_TLS_KEY": key, "SILO_SMTP_CA_FILE": cert}
     env.update(extra)

@@ -21,7 +21,7 @@ def test_production_refuses_and_lists_every_problem(data_dir):
     r = run_serve({"SILO_ENV": "production", "SILO_DATA_DIR": data_dir,
                    "SILO_OPERATOR_TOKEN": "short", "SILO_RESET_TOKEN_MINUTES": "11"})
     assert r.returncode == 1
-    for word in ["SILO_MASTER_KEY", "at least 32 bytes", "SILO_TLS_CERT", "other users",
+    for word in ["SILO_MASTER_KEY", "SILO_SIGNING_KEY", "at least 32 bytes", "SILO_TLS_CERT", "other users",
                  "SILO_RESET_TOKEN_MINUTES must be at most 10"]:
         assert word in r.stderr, (word, r.stderr)
     assert "short" not in r.stderr  # the token's value is never echoed
@@ -33,9 +33,11 @@ def test_production_starts_with_proper_configuration(make_silo, data_dir):
     seed = Silo(data_dir + "-seed").start()  # borrow a dev certificate
     cert, key = (os.path.join(seed.data_dir, "dev", n) for n in ("tls.crt", "tls.key"))
     master = base64.b64encode(os.urandom(32)).decode()
+    signing = base64.b64encode(os.urandom(32)).decode()
     token = base64.urlsafe_b64encode(os.urandom(32)).decode()
     silo = make_silo({"SILO_ENV": "production", "SILO_MASTER_KEY": master,
-                      "SILO_OPERATOR_TOKEN": token, "SILO_TLS_CERT": cert, "SILO_TLS_KEY": key})
+                      "SILO_SIGNING_KEY": signing, "SILO_OPERATOR_TOKEN": token,
+                      "SILO_TLS_CERT": cert, "SILO_TLS_KEY": key})
     assert silo.get("/healthz").status_code == 200
     r = silo.cli("--json", "tenant", "create", "acme", env={"SILO_OPERATOR_TOKEN": token})
     assert r.returncode == 0, r.stderr
@@ -43,7 +45,7 @@ def test_production_starts_with_proper_configuration(make_silo, data_dir):
     seed.stop()
     silo.stop()
     log = silo.output()
-    assert master not in log and token not in log
+    assert master not in log and token not in log and signing not in log
     # A different master key on the same data directory: a clean refusal.
     other = base64.b64encode(os.urandom(32)).decode()
     env = dict(silo.env, SILO_MASTER_KEY=other)

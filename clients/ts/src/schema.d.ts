@@ -123,6 +123,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/audit/checkpoint": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A checkpoint of the tenant's chains as of now, signed by the platform, to keep as evidence */
+        get: operations["auditCheckpoint"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/audit/verify": {
         parameters: {
             query?: never;
@@ -1076,6 +1093,29 @@ export interface components {
         };
         /** @description Any JSON value, delivered as the message's `data`. */
         ChannelMessage: unknown;
+        /** @description A checkpoint of the tenant's event and audit chains, signed with the platform's Ed25519 key (docs/formats.md "Checkpoints": the signature covers a canonical text of the fields). Keep it: a later log that lacks these entries lost them. */
+        Checkpoint: {
+            at: components["schemas"]["Timestamp"];
+            at_us: number;
+            audit: {
+                hash: string;
+                seq: number;
+            };
+            events: {
+                hash: string;
+                seq: number;
+            };
+            /** @constant */
+            format: "silo-checkpoint-1";
+            key_id: string;
+            /** @description base64, 32 bytes */
+            public_key: string;
+            reason: string;
+            /** @description base64, 64 bytes (Ed25519) */
+            signature: string;
+            slug: string;
+            tenant: string;
+        };
         Collection: {
             created_at: components["schemas"]["Timestamp"];
             fields: components["schemas"]["Field"][];
@@ -1767,6 +1807,53 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["LogPage"];
+                };
+            };
+            /** @description The tenant is led by another node of the cluster: send the same request there. */
+            307: {
+                headers: {
+                    /** @description The same request's URL there. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Refused: the problem says why. */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Failed or unavailable; the request id finds the log lines. */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    auditCheckpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Signed; 409 when the logs lack entries an earlier checkpoint saw. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Checkpoint"];
                 };
             };
             /** @description The tenant is led by another node of the cluster: send the same request there. */
