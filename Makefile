@@ -5,7 +5,7 @@ PRESET ?= release
 BUILD_DIR := $(if $(filter release,$(PRESET)),build,build-$(PRESET))
 PYTHON := /usr/bin/python3
 
-.PHONY: bootstrap build asan-build bench-build run test unit e2e console check-console openapi check-openapi client-test browser-test check-incremental check-includes check-format check-thread-safety cluster-test bench bench-http bench-storage bench-group-commit bench-replication bench-cluster bench-api bench-login bench-backup bench-files bench-realtime bench-console bench-tenants format check-asan fuzz crash-test clean
+.PHONY: bootstrap build asan-build bench-build run test unit e2e console check-console openapi check-openapi client-test browser-test check-incremental check-includes check-format check-thread-safety cluster-test bench bench-http bench-storage bench-keys bench-group-commit bench-replication bench-cluster bench-api bench-login bench-backup bench-files bench-realtime bench-console bench-tenants format check-asan fuzz crash-test clean
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -166,6 +166,12 @@ bench-files: bench-build
 
 bench-storage: bench-build
 	./$(BUILD_DIR)/storage_bench
+
+# The key lifecycle (issue 22): rotate-master's keyring part for KEYS (10,000)
+# tenant keys against as many atomic file writes, and a checkpoint against
+# writing its bytes (bench/keys_bench.cc).
+bench-keys: bench-build
+	./$(BUILD_DIR)/keys_bench
 
 # Durable writes of one tenant, 16 writers and one: group commit against one
 # COMMIT per write (bench/group_commit_bench.cc).

@@ -46,6 +46,7 @@ def main():
     for name, argv in [
         ("storage", [os.path.join(build, "storage_bench")]),
         ("group_commit", [os.path.join(build, "group_commit_bench")]),
+        ("keys", [os.path.join(build, "keys_bench")]),
         ("replication", [os.path.join(build, "replication_bench")]),
         ("http", ["bash", "bench/http_bench.sh", os.path.join(build, "silo")]),
         ("api", ["bash", "bench/api_bench.sh", build]),
@@ -63,6 +64,7 @@ def main():
     s, h, a, lg, b, f, rt, c, t = (r["storage"], r["http"], r["api"], r["login"], r["backup"],
                                    r["files"], r["realtime"], r["console"], r["tenants"])
     gc = r["group_commit"]
+    ky = r["keys"]
     rp = r["replication"]
     cl = r["cluster"]
     rows = [
@@ -91,6 +93,11 @@ def main():
          "one COMMIT per write", gc["single16_wps"]),
         ("durable writes of one tenant, 1 writer, group commit", gc["grouped1_wps"], "/s",
          "one COMMIT per write", gc["single1_wps"]),
+        ("silo keys rotate-master, keyring of %d keys" % ky["rotate_keys"], ky["rotate_s"], "s",
+         "as many atomic file writes", ky["rotate_write_s"]),
+        ("checkpoint of an open tenant (sign, keep)", ky["checkpoint_ms"], "ms",
+         "atomic write of its bytes", ky["checkpoint_write_ms"]),
+        ("tenant against its kept checkpoint", ky["check_ms"], "ms", "", None),
         ("commits of one tenant shipped async to 2 followers (in process, TLS loopback)",
          rp["async_cps"], "/s", "replication off", rp["off_cps"]),
         ("commits of one tenant, sync (one follower's fsync per commit)", rp["sync_cps"], "/s",

@@ -338,6 +338,9 @@ api::SecurityOptions SecurityOf(const config::Config& c) {
 }
 
 // Backups go to a directory or to S3-compatible storage (config checked the settings).
+
+}  // namespace
+
 Result<std::unique_ptr<backup::Target>> BackupTargetOf(const config::Config& c) {
   if (c.backups.target.rfind("s3://", 0) != 0) return backup::NewDirectoryTarget(c.backups.target);
   backup::S3Options s3;
@@ -348,8 +351,6 @@ Result<std::unique_ptr<backup::Target>> BackupTargetOf(const config::Config& c) 
   s3.secret_access_key = c.backups.s3_secret_access_key;
   return backup::NewS3Target(std::move(s3));
 }
-
-}  // namespace
 
 App::App(std::unique_ptr<Parts> parts) : p_(std::move(parts)) {}
 

@@ -30,6 +30,10 @@ class OperatorDispatcher;
 struct Services;
 }  // namespace silo::api
 
+namespace silo::backup {
+class Target;
+}  // namespace silo::backup
+
 namespace silo::app {
 
 class App {
@@ -62,6 +66,18 @@ class App {
 // held, bad keys).
 // REQUIRES: as App::Run.
 int Serve(const config::GetEnv& getenv);
+
+// `silo keys rotate-master` (key_rotation.cc): with the server stopped and its
+// environment, re-wraps every tenant key and every backup manifest from
+// SILO_MASTER_KEY to SILO_NEW_MASTER_KEY, resumably (docs/operations: rerun
+// after any interruption with the same two keys). Prints what it did;
+// returns the exit code (0 done, 1 refused or failed: it says why and what
+// to do).
+int RotateMasterKey(const config::GetEnv& getenv);
+
+// The backup target SILO_BACKUP_TARGET names: a directory, or S3 with the
+// SILO_S3_* settings.
+Result<std::unique_ptr<backup::Target>> BackupTargetOf(const config::Config& c);
 
 // <data>/platform/server.json: the addresses a running server bound, so that
 // the CLI (and tests using port 0) can find it.

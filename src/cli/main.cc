@@ -79,6 +79,13 @@ int main(int argc, char** argv) {
   int code = kOk;
   auto* serve = app.add_subcommand("serve", "run the server (configuration from SILO_* variables)");
   serve->callback([&] { code = silo::app::Serve(Env); });
+  auto* keys = app.add_subcommand("keys", "the platform's keys");
+  keys->require_subcommand(1);
+  auto* rotate = keys->add_subcommand(
+      "rotate-master",
+      "with the server stopped and its environment: re-wrap every tenant key and backup under "
+      "SILO_NEW_MASTER_KEY (rerun after an interruption)");
+  rotate->callback([&] { code = silo::app::RotateMasterKey(Env); });
 
   bool operator_routes = false;
   auto* routes = app.add_subcommand("routes", "print the tenant route table (JSON)");

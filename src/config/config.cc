@@ -191,6 +191,7 @@ void ReadServer(const GetEnv& getenv, Config* config, std::vector<std::string>* 
 
   ReadKey(getenv, "SILO_MASTER_KEY", "the master key", &c.master_key, problems);
   ReadKey(getenv, "SILO_SIGNING_KEY", "the signing key", &c.signing_key, problems);
+  ReadKey(getenv, "SILO_NEW_MASTER_KEY", "the new master key", &c.new_master_key, problems);
   ReadNumber<int>(getenv, "SILO_CHECKPOINT_MINUTES", 1, 24 * 60, &c.checkpoint_minutes, problems);
   c.operator_token = Get(getenv, "SILO_OPERATOR_TOKEN");
   c.tls_cert_file = Get(getenv, "SILO_TLS_CERT");

@@ -160,6 +160,9 @@ struct Config {
   // SILO_SIGNING_KEY or SILO_SIGNING_KEY_FILE, the same form: the seed of the
   // platform's Ed25519 key, which signs checkpoints of the tenants' chains.
   std::optional<crypto::SecretKey> signing_key;
+  // SILO_NEW_MASTER_KEY or SILO_NEW_MASTER_KEY_FILE, the same form: read only
+  // by `silo keys rotate-master`, which re-wraps every tenant key under it.
+  std::optional<crypto::SecretKey> new_master_key;
   // SILO_CHECKPOINT_MINUTES: how often every tenant's chain heads are signed
   // into a new checkpoint (besides each backup and restore).
   int checkpoint_minutes = 60;

@@ -68,6 +68,11 @@ Result<std::unique_ptr<Keyring>> Keyring::Open(const std::string& path, SecretKe
   if ((format != 1 && format != 2) || fp == nullptr || !fp->is_string()) {
     return DataLoss("keyring has an unknown format");
   }
+  if (!Field(obj, "rotating_to").empty()) {
+    return FailedPrecondition(
+        "a master-key rotation was interrupted: run silo keys rotate-master again with the same "
+        "two keys to finish it");
+  }
   if (!ConstantTimeEquals(std::string(fp->as_string()), ring->master_fingerprint_)) {
     return FailedPrecondition("wrong master key: it does not match this data directory's keyring");
   }
@@ -220,6 +225,96 @@ std::vector<std::string> Keyring::TenantIds() const {
   std::vector<std::string> ids;
   for (const auto& kv : wrapped_) ids.push_back(kv.first);
   return ids;
+}
+
+Result<std::string> Keyring::Rewrap(const std::string& tenant_id, std::string_view wrapped,
+                                    const SecretKey& from, const SecretKey& to) {
+  auto raw = crypto::Open(DeriveKek(from), wrapped, WrapAd(tenant_id));
+  if (!raw.ok()) return DataLoss("a tenant key does not open under the current master key");
+  std::string sealed = Seal(DeriveKek(to), *raw, WrapAd(tenant_id));
+  WipeString(*raw);
+  return sealed;
+}
+
+Result<SecretKey> Keyring::UnwrapWith(const std::string& tenant_id, std::string_view wrapped,
+                                      const SecretKey& master) {
+  auto raw = crypto::Open(DeriveKek(master), wrapped, WrapAd(tenant_id));
+  if (!raw.ok()) return DataLoss("the key does not open under this master key");
+  auto key = SecretKey::FromBytes(*raw);
+  WipeString(*raw);
+  return key;
+}
+
+Result<Keyring::RotationState> Keyring::ReadRotationState(const std::string& path) {
+  SILO_ASSIGN_OR_RETURN(const json::object obj, ReadObject(path, "keyring"));
+  const json::value* fmt = obj.if_contains("format");
+  if (fmt == nullptr || !fmt->is_int64() || fmt->as_int64() != 2) {
+    return FailedPrecondition("start silo serve once first: the keyring is not in format 2");
+  }
+  return RotationState{Field(obj, "master_fingerprint"), Field(obj, "rotating_to")};
+}
+
+Result<int64_t> Keyring::RotateKeys(const std::string& path, const SecretKey& old_master,
+                                    const SecretKey& new_master, int64_t stop_after) {
+  const std::string old_fp = KeyFingerprint(old_master), new_fp = KeyFingerprint(new_master);
+  if (old_fp == new_fp) return FailedPrecondition("the new master key is the current one");
+  SILO_ASSIGN_OR_RETURN(RotationState state, ReadRotationState(path));
+  if (state.current == new_fp && state.rotating_to.empty()) return int64_t{0};  // done before
+  if (!ConstantTimeEquals(state.current, old_fp)) {
+    return FailedPrecondition(
+        "SILO_MASTER_KEY is not this data directory's master key: nothing was changed");
+  }
+  if (!state.rotating_to.empty() && state.rotating_to != new_fp) {
+    return FailedPrecondition("a rotation to another new master key (" + state.rotating_to +
+                              ") was begun: finish it with that key; nothing was changed");
+  }
+  const std::string keys_dir = path + ".d";
+  if (state.rotating_to.empty()) {
+    json::object header{{"format", 2}, {"master_fingerprint", old_fp}, {"rotating_to", new_fp}};
+    SILO_RETURN_IF_ERROR(WriteFileAtomic(path, json::serialize(header) + "\n", 0600));
+  }
+  int64_t rewrapped = 0;
+  std::error_code ec;
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(keys_dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!Leftover(name)) names.push_back(name);
+  }
+  if (ec) return Internal("cannot list the key directory").WithCause(ec.message());
+  for (const std::string& name : names) {
+    SILO_ASSIGN_OR_RETURN(const json::object o, ReadObject(keys_dir + "/" + name, "a key file"));
+    if (Field(o, "tenant") != name || !ValidTenantId(name)) {
+      return DataLoss("a key file has another tenant's name");
+    }
+    auto raw = Base64Decode(Field(o, "wrapped"));
+    if (!raw.ok() || raw->empty()) return DataLoss("a key file is malformed");
+    const std::string fp = Field(o, "master_fingerprint");
+    if (fp == new_fp) {
+      // Rewritten by an interrupted run: it must open under the new key.
+      SILO_RETURN_IF_ERROR(UnwrapWith(name, *raw, new_master).status());
+      continue;
+    }
+    if (fp != old_fp) return DataLoss("a key file is wrapped under a third master key");
+    if (stop_after >= 0 && rewrapped == stop_after) return Unavailable("stopped (test)");
+    SILO_ASSIGN_OR_RETURN(std::string sealed, Rewrap(name, *raw, old_master, new_master));
+    json::object doc{{"format", 2},
+                     {"tenant", name},
+                     {"master_fingerprint", new_fp},
+                     {"wrapped", Base64Encode(sealed)}};
+    SILO_RETURN_IF_ERROR(WriteFileAtomic(keys_dir + "/" + name, json::serialize(doc) + "\n", 0600));
+    ++rewrapped;
+  }
+  SILO_RETURN_IF_ERROR(SyncDir(keys_dir));
+  return rewrapped;
+}
+
+Status Keyring::FinishRotation(const std::string& path, const SecretKey& new_master) {
+  const std::string new_fp = KeyFingerprint(new_master);
+  SILO_ASSIGN_OR_RETURN(RotationState state, ReadRotationState(path));
+  if (state.current == new_fp && state.rotating_to.empty()) return Status::Ok();
+  if (state.rotating_to != new_fp) return FailedPrecondition("no rotation to this key under way");
+  json::object header{{"format", 2}, {"master_fingerprint", new_fp}};
+  return WriteFileAtomic(path, json::serialize(header) + "\n", 0600);
 }
 
 }  // namespace silo::crypto

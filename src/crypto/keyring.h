@@ -58,6 +58,34 @@ class Keyring {
   // This master key's fingerprint (16 hex), as in the keyring file.
   const std::string& master_fingerprint() const { return master_fingerprint_; }
 
+  // --- master-key rotation (silo keys rotate-master) ---
+  // How the keyring at `path` stands against two master keys.
+  struct RotationState {
+    std::string current;      // the header's master fingerprint
+    std::string rotating_to;  // "" unless a rotation was begun and not finished
+  };
+  static Result<RotationState> ReadRotationState(const std::string& path);
+  // Re-wraps every key file at `path` from `old_master` to `new_master`,
+  // resumably: the header first names the rotation (Open refuses the keyring
+  // until it ends, under either key), each key file is rewritten atomically
+  // (one already under the new key is checked and kept), and only
+  // FinishRotation makes the new key the keyring's. A rerun with the same two
+  // keys continues; FailedPrecondition, with nothing changed, for an
+  // `old_master` that is not the keyring's, a rotation begun towards another
+  // key, or the same key twice. `stop_after` (tests): Unavailable after
+  // rewrapping that many keys. Returns how many keys it rewrapped.
+  static Result<int64_t> RotateKeys(const std::string& path, const SecretKey& old_master,
+                                    const SecretKey& new_master, int64_t stop_after = -1);
+  // Ends a rotation RotateKeys completed: the header names `new_master` alone.
+  static Status FinishRotation(const std::string& path, const SecretKey& new_master);
+  // A DEK of `tenant_id` wrapped under `from` (a keyring file's or a
+  // backup's), re-wrapped under `to`. DataLoss when it does not open.
+  static Result<std::string> Rewrap(const std::string& tenant_id, std::string_view wrapped,
+                                    const SecretKey& from, const SecretKey& to);
+  // The same DEK unwrapped under `master` (to check what it protects).
+  static Result<SecretKey> UnwrapWith(const std::string& tenant_id, std::string_view wrapped,
+                                      const SecretKey& master);
+
  private:
   Keyring(std::string path, SecretKey master);
   Status WriteHeader() const;

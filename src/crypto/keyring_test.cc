@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 
 #include "base/file_util.h"
 #include "base/status_matchers.h"
@@ -252,6 +253,51 @@ TEST_F(KeyringTest, Format1IsConvertedAndADestroyedKeyStaysDestroyed) {
   ASSERT_OK(WriteFileAtomic(path_, format1));
   EXPECT_STATUS(StatusCode::kFailedPrecondition, Keyring::Open(path_, SecretKey::Random()));
   EXPECT_NE(ReadFile(path_)->find(R"("format":1)"), std::string::npos);
+}
+
+// silo keys rotate-master at the keyring: interrupted and rerun, every key
+// opens under the new master key alone; the old one is refused; a rerun with
+// another new key, or with a master key that is not the keyring's, changes
+// nothing.
+TEST_F(KeyringTest, ARotationResumesAndLeavesOnlyTheNewKey) {
+  std::map<std::string, std::string> deks;
+  {
+    auto ring = OpenOk();
+    for (const char* id : {"a", "b", "c", "d"}) {
+      auto k = ring->CreateKey(id);
+      ASSERT_OK(k);
+      deks[id] = std::string(reinterpret_cast<const char*>(k->data()), k->size());
+    }
+  }
+  SecretKey next = SecretKey::Random();
+  SecretKey stranger = SecretKey::Random();
+  EXPECT_STATUS(StatusCode::kFailedPrecondition, Keyring::RotateKeys(path_, stranger, next));
+  EXPECT_STATUS(StatusCode::kFailedPrecondition, Keyring::RotateKeys(path_, *master_, *master_));
+  EXPECT_OK(Keyring::Open(path_, master_->Clone()));  // nothing changed
+
+  // Interrupted after two keys: the keyring opens under neither key.
+  EXPECT_STATUS(StatusCode::kUnavailable, Keyring::RotateKeys(path_, *master_, next, 2));
+  EXPECT_STATUS(StatusCode::kFailedPrecondition, Keyring::Open(path_, master_->Clone()));
+  EXPECT_STATUS(StatusCode::kFailedPrecondition, Keyring::Open(path_, next.Clone()));
+  // A rerun towards another key is refused, with nothing changed.
+  EXPECT_STATUS(StatusCode::kFailedPrecondition,
+                Keyring::RotateKeys(path_, *master_, SecretKey::Random()));
+  // The rerun with the same keys completes.
+  auto rest = Keyring::RotateKeys(path_, *master_, next);
+  ASSERT_OK(rest);
+  EXPECT_EQ(*rest, 2);
+  ASSERT_OK(Keyring::FinishRotation(path_, next));
+  EXPECT_STATUS(StatusCode::kFailedPrecondition, Keyring::Open(path_, master_->Clone()));
+  auto ring = Keyring::Open(path_, next.Clone());
+  ASSERT_OK(ring);
+  for (const auto& [id, bytes] : deks) {
+    auto k = (*ring)->GetKey(id);
+    ASSERT_OK(k);
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(k->data()), k->size()), bytes) << id;
+  }
+  // Running it again finds nothing to do.
+  EXPECT_EQ(*Keyring::RotateKeys(path_, *master_, next), 0);
+  EXPECT_OK(Keyring::FinishRotation(path_, next));
 }
 
 }  // namespace
