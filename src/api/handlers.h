@@ -47,6 +47,10 @@ http::Response RebuildTenant(Services& s, RequestContext& ctx);
 http::Response ExportTenant(Services& s, RequestContext& ctx);
 http::Response VerifyTenants(Services& s, RequestContext& ctx);
 
+// incidents_api.cc
+http::Response CreateIncidentReport(Services& s, RequestContext& ctx);
+http::Response VerifyIncidentReport(Services& s, RequestContext& ctx);
+
 // backups_api.cc
 http::Response RunBackup(Services& s, RequestContext& ctx);
 http::Response ListBackups(Services& s, RequestContext& ctx);

@@ -336,6 +336,10 @@ Router BuildOperatorRouter() {
   r.Add(Post("/v1/backups/prune", PruneBackups).Allow(P::Operator()));
   r.Add(Post("/v1/backups/{id}/verify", VerifyBackup).Allow(P::Operator()));
   r.Add(Post("/v1/backups/{id}/restore", RestoreBackup).Allow(P::Operator()).Body(kSmallJson));
+  r.Add(Post("/v1/incidents", CreateIncidentReport).Allow(P::Operator()).Body(kSmallJson));
+  r.Add(Post("/v1/incidents/verify", VerifyIncidentReport)
+            .Allow(P::Operator())
+            .Body(size_t{64} << 20));  // a kept report, timeline and drafts included
   return r;
 }
 

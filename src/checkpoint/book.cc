@@ -128,6 +128,10 @@ Book::Book(std::string dir, crypto::SecretKey seed,
       public_key_(crypto::SigningPublicKey(seed_)),
       databases_(std::move(databases)) {}
 
+std::string Book::SignMessage(std::string_view message) const {
+  return crypto::Sign(seed_, message);
+}
+
 std::string Book::PathOf(const std::string& tenant_id) const {
   return dir_ + "/" + tenant_id + ".json";
 }

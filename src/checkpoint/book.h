@@ -68,6 +68,9 @@ class Book {
 
   const std::string& public_key() const { return public_key_; }  // raw, 32 bytes
   std::string Sign(const Checkpoint& c) const { return Encode(c, seed_); }
+  // The platform key's Ed25519 signature of `message` (incident reports are
+  // signed like checkpoints, platform/incident.h).
+  std::string SignMessage(std::string_view message) const;
 
   // Keeps `c` (signed as `text`) as the tenant's newest unless the kept one
   // saw a later audit entry; a "restore" checkpoint always replaces it.

@@ -2,10 +2,13 @@
 
 #include <boost/json.hpp>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/operator_client.h"
 
 namespace silo::cli {
 namespace {
@@ -125,6 +128,111 @@ void AddAccessCommands(CLI::App& app, bool& as_json, int& code) {
     if (!CheckSlug(o.slug, code) || !CheckId(o.id, code)) return;
     code = Call(as_json, "GET", "/v1/tenants/" + o.slug + "/access-requests/" + o.id, "",
                 [](const json::value& v) { PrintRequest(v); });
+  });
+}
+
+namespace {
+
+struct IncidentOptions {
+  std::string from, to, discovered, tenant, out = ".", file;
+};
+
+IncidentOptions& Incident() {
+  static IncidentOptions* o = new IncidentOptions;
+  return *o;
+}
+
+bool WriteText(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f << text;
+  return static_cast<bool>(f.flush());
+}
+
+int Report(const IncidentOptions& o, bool as_json) {
+  json::object body{{"from", o.from}, {"to", o.to}, {"discovered", o.discovered}};
+  if (!o.tenant.empty()) body["tenant"] = o.tenant;
+  std::string raw;
+  int code = Call(/*as_json=*/false, "POST", "/v1/incidents", json::serialize(body),
+                  [](const json::value&) {}, &raw);
+  if (code != kOk) return code;
+  boost::system::error_code ec;
+  json::value v = json::parse(raw, ec);
+  if (ec || !v.is_object() || !v.as_object().if_contains("report")) {
+    std::fprintf(stderr, "silo: unexpected answer\n");
+    return kRefused;
+  }
+  const json::object& report = v.at("report").as_object();
+  const std::string id = Str(report, "id");
+  const std::string base = o.out + "/incident-" + id;
+  if (!WriteText(base + ".json", raw + "\n") || !WriteText(base + ".md", Str(v, "markdown"))) {
+    std::fprintf(stderr, "silo: cannot write %s.json and .md\n", base.c_str());
+    return kRefused;
+  }
+  if (as_json) {
+    std::printf("%s\n", raw.c_str());
+    return kOk;
+  }
+  std::printf("incident report %s: %s.json (signed) and %s.md\n", id.c_str(), base.c_str(),
+              base.c_str());
+  std::printf("notify by %s (72 hours after discovery)\n", Str(report, "notify_by").c_str());
+  for (const auto& t : report.at("affected_tenants").as_array()) {
+    std::printf("affected: %s (%lld entries)\n", Str(t, "tenant").c_str(),
+                static_cast<long long>(t.at("entries").as_int64()));
+  }
+  return kOk;
+}
+
+}  // namespace
+
+void AddIncidentCommands(CLI::App& app, bool& as_json, int& code) {
+  IncidentOptions& o = Incident();
+  auto* incident = app.add_subcommand("incident", "incident reports from the security records");
+  incident->require_subcommand(1);
+  incident->fallthrough();
+  auto* report = incident->add_subcommand(
+      "report",
+      "a signed timeline of a window, the tenants and users concerned, the 72-hour deadline and "
+      "a notification draft per tenant (Markdown and JSON)");
+  report->add_option("--from", o.from, "start of the window (RFC 3339)")->required();
+  report->add_option("--to", o.to, "end of the window (RFC 3339)")->required();
+  report->add_option("--discovered", o.discovered, "when the incident was discovered (RFC 3339)")
+      ->required();
+  report->add_option("--tenant", o.tenant, "one tenant's slug (default: every tenant)");
+  report->add_option("--out", o.out, "where to write incident-<id>.json and .md (default .)");
+  report->callback([&o, &as_json, &code] {
+    if (!o.tenant.empty() && !SlugIsPathSafe(o.tenant)) {
+      std::fprintf(stderr, "silo: not a valid slug: %s\n", o.tenant.c_str());
+      code = kUsage;
+      return;
+    }
+    code = Report(o, as_json);
+  });
+  auto* verify =
+      incident->add_subcommand("verify", "whether a kept report is the one the platform signed");
+  verify->add_option("file", o.file, "incident-<id>.json")->required();
+  verify->callback([&o, &as_json, &code] {
+    std::ifstream f(o.file, std::ios::binary);
+    std::stringstream text;
+    text << f.rdbuf();
+    if (!f) {
+      std::fprintf(stderr, "silo: cannot read %s\n", o.file.c_str());
+      code = kUsage;
+      return;
+    }
+    std::string raw;
+    code = Call(
+        as_json, "POST", "/v1/incidents/verify", text.str(), [](const json::value&) {}, &raw);
+    boost::system::error_code ec;
+    json::value v = json::parse(raw, ec);
+    if (code == kOk && !as_json) {
+      if (!ec && v.is_object() && v.at("ok") == json::value(true)) {
+        std::printf("%s: signed by this platform, unchanged\n", o.file.c_str());
+      } else {
+        std::printf("%s: NOT VALID: %s\n", o.file.c_str(),
+                    ec ? "unexpected answer" : Str(v, "problem").c_str());
+      }
+    }
+    if (code == kOk && (ec || !v.is_object() || v.at("ok") != json::value(true))) code = kRefused;
   });
 }
 

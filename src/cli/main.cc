@@ -112,6 +112,7 @@ int main(int argc, char** argv) {
   silo::cli::AddTenantCommands(app, as_json, code);
   silo::cli::AddAuditCommands(app, as_json, code);
   silo::cli::AddAccessCommands(app, as_json, code);
+  silo::cli::AddIncidentCommands(app, as_json, code);
   silo::cli::AddBackupCommands(app, as_json, code);
   silo::cli::AddClusterCommands(app, as_json, code);
 

@@ -7,7 +7,9 @@
 #include <ctime>
 #include <fstream>
 
+#include "base/file_util.h"
 #include "base/log.h"
+#include "base/time_util.h"
 #include "crypto/crypto.h"
 
 namespace silo::platform {
@@ -75,6 +77,31 @@ Status SecurityLog::Verify(const std::string& path) {
   uint64_t seq = 0;
   std::string head;
   return Scan(path, &seq, &head);
+}
+
+Result<std::vector<LoggedEvent>> SecurityLog::Read(int64_t from_us, int64_t to_us) const {
+  SILO_RETURN_IF_ERROR(Verify(path_));
+  SILO_ASSIGN_OR_RETURN(std::string text, ReadFile(path_));
+  std::vector<LoggedEvent> out;
+  size_t from = 0;
+  while (from < text.size()) {
+    size_t end = text.find('\n', from);
+    if (end == std::string::npos) break;  // a line being written
+    boost::system::error_code ec;
+    json::value v = json::parse(std::string_view(text).substr(from, end - from), ec);
+    from = end + 1;
+    if (ec || !v.is_object()) return DataLoss("a security log line is not JSON");
+    const json::object& o = v.as_object();
+    auto str = [&](std::string_view k) {
+      const json::value* f = o.if_contains(k);
+      return f != nullptr && f->is_string() ? std::string(f->as_string()) : std::string();
+    };
+    auto at = ParseRfc3339(str("ts"));
+    if (!at.ok()) return DataLoss("a security log line has no time");
+    if (*at < from_us || *at > to_us) continue;
+    out.push_back({*at, {str("type"), str("actor"), str("client"), str("detail")}});
+  }
+  return out;
 }
 
 void SecurityLog::AppendOrLog(const SecurityEvent& event, std::string_view request_id) {

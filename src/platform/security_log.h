@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/mutex.h"
 #include "base/status.h"
@@ -28,6 +29,12 @@ struct SecurityEvent {
   std::string actor;   // "operator" or "anonymous"
   std::string client;  // peer IP
   std::string detail;  // short, no secrets
+};
+
+// One line of the log as read back.
+struct LoggedEvent {
+  int64_t at_us = 0;  // "ts", whole seconds
+  SecurityEvent event;
 };
 
 class SecurityLog {
@@ -42,6 +49,10 @@ class SecurityLog {
   void AppendOrLog(const SecurityEvent& event, std::string_view request_id = {});
   // Ok, or DataLoss naming the first line (1-based) whose hash does not hold.
   static Status Verify(const std::string& path);
+  // The events stamped within [from_us, to_us], in order (an incident's
+  // timeline). DataLoss when the chain does not hold (an edited log is not
+  // evidence).
+  Result<std::vector<LoggedEvent>> Read(int64_t from_us, int64_t to_us) const;
   // Before the log is shared (not thread-safe): told of each event once it
   // is written, under the log's lock (must not block: event_shipper.h).
   void SetObserver(std::function<void(const SecurityEvent&)> observer) {
