@@ -10,11 +10,10 @@
 
 #include "auth/api_tokens.h"
 #include "auth/identity.h"
+#include "auth/test_migrations.h"
 #include "base/status_matchers.h"
 #include "base/time_util.h"
 #include "crypto/crypto.h"
-#include "files/catalog.h"
-#include "records/tenant_store.h"
 #include "storage/test_util.h"
 
 namespace silo::auth {
@@ -27,13 +26,7 @@ class AccessRequestsTest : public storage::testing::TempDirTest {
  protected:
   void SetUp() override {
     TempDirTest::SetUp();
-    for (const auto& m : records::TenantMigrations()) migrations_.push_back(m);
-    for (const auto& m : ApiTokenMigrations()) migrations_.push_back(m);
-    for (const auto& m : IdentityMigrations()) migrations_.push_back(m);
-    for (const auto& m : files::CatalogMigrations()) migrations_.push_back(m);
-    for (const auto& m : SettingsMigrations()) migrations_.push_back(m);
-    for (const auto& m : AccountMigrations()) migrations_.push_back(m);
-    for (const auto& m : AccessRequestMigrations()) migrations_.push_back(m);
+    migrations_ = testing::AllMigrations();
     key_ = crypto::RandomBytes(crypto::SecretKey::kSize);
     dbs_ = std::make_unique<storage::TenantDatabases>(
         [this](const std::string&) { return crypto::SecretKey::FromBytes(key_); },

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "auth/identity.h"
+#include "auth/test_migrations.h"
 #include "base/status_matchers.h"
 #include "crypto/crypto.h"
 #include "files/catalog.h"
@@ -19,14 +20,7 @@ class ApiTokensTest : public storage::testing::TempDirTest {
  protected:
   void SetUp() override {
     TempDirTest::SetUp();
-    for (const auto& m : records::TenantMigrations()) migrations_.push_back(m);
-    for (const auto& m : ApiTokenMigrations()) migrations_.push_back(m);
-    // A user's token notifies its owner by mail (the identity tables).
-    for (const auto& m : IdentityMigrations()) migrations_.push_back(m);
-    for (const auto& m : files::CatalogMigrations()) migrations_.push_back(m);
-    for (const auto& m : SettingsMigrations()) migrations_.push_back(m);
-    for (const auto& m : AccountMigrations()) migrations_.push_back(m);
-    for (const auto& m : AccessRequestMigrations()) migrations_.push_back(m);
+    migrations_ = testing::AllMigrations();  // identity's: a user's token notifies its owner
     keys_["a"] = crypto::RandomBytes(crypto::SecretKey::kSize);
     keys_["b"] = crypto::RandomBytes(crypto::SecretKey::kSize);
     dbs_ = std::make_unique<storage::TenantDatabases>(

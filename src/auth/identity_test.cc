@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "auth/api_tokens.h"
+#include "auth/test_migrations.h"
 #include "auth/totp.h"
 #include "base/status_matchers.h"
 #include "crypto/crypto.h"
@@ -16,17 +17,7 @@ namespace {
 constexpr int64_t kT0 = 1'780'000'000'000'000;  // simulated time
 constexpr int64_t kMin = 60'000'000;
 
-std::vector<storage::Migration> AllMigrations() {
-  std::vector<storage::Migration> all;
-  for (const auto& m : records::TenantMigrations()) all.push_back(m);
-  for (const auto& m : ApiTokenMigrations()) all.push_back(m);
-  for (const auto& m : IdentityMigrations()) all.push_back(m);
-  for (const auto& m : files::CatalogMigrations()) all.push_back(m);
-  for (const auto& m : SettingsMigrations()) all.push_back(m);
-  for (const auto& m : AccountMigrations()) all.push_back(m);
-  for (const auto& m : AccessRequestMigrations()) all.push_back(m);
-  return all;
-}
+using testing::AllMigrations;
 
 class IdentityTest : public storage::testing::TempDirTest {
  protected:

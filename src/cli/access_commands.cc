@@ -38,13 +38,6 @@ void PrintRequest(const json::value& r) {
               until.empty() ? "-" : until.c_str(), scopes.c_str());
 }
 
-bool CheckSlug(const std::string& slug, int& code) {
-  if (SlugIsPathSafe(slug)) return true;
-  std::fprintf(stderr, "silo: not a valid slug: %s\n", slug.c_str());
-  code = kUsage;
-  return false;
-}
-
 // Request ids are [a-z0-9] (crypto::RandomId); anything else would change the
 // path the request means.
 bool CheckId(const std::string& id, int& code) {
@@ -200,11 +193,7 @@ void AddIncidentCommands(CLI::App& app, bool& as_json, int& code) {
   report->add_option("--tenant", o.tenant, "one tenant's slug (default: every tenant)");
   report->add_option("--out", o.out, "where to write incident-<id>.json and .md (default .)");
   report->callback([&o, &as_json, &code] {
-    if (!o.tenant.empty() && !SlugIsPathSafe(o.tenant)) {
-      std::fprintf(stderr, "silo: not a valid slug: %s\n", o.tenant.c_str());
-      code = kUsage;
-      return;
-    }
+    if (!o.tenant.empty() && !CheckSlug(o.tenant, code)) return;
     code = Report(o, as_json);
   });
   auto* verify =

@@ -78,6 +78,13 @@ bool SlugIsPathSafe(const std::string& s) {
          s.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") == std::string::npos;
 }
 
+bool CheckSlug(const std::string& slug, int& code) {
+  if (SlugIsPathSafe(slug)) return true;
+  std::fprintf(stderr, "silo: not a valid slug: %s\n", slug.c_str());
+  code = kUsage;
+  return false;
+}
+
 std::string Str(const json::value& v, const char* key) {
   if (!v.is_object()) return "";
   auto* f = v.as_object().if_contains(key);

@@ -29,6 +29,8 @@ int Call(bool as_json, const std::string& method, const std::string& path, const
 // Slugs go into URL paths: anything outside [a-z0-9-] could change the path
 // or query the request means, so it is a usage error before any request.
 bool SlugIsPathSafe(const std::string& s);
+// SlugIsPathSafe, or a usage error (code = kUsage) saying which slug is not.
+bool CheckSlug(const std::string& slug, int& code);
 
 // The string field `key` of an object, or "".
 std::string Str(const boost::json::value& v, const char* key);

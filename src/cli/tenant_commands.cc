@@ -36,14 +36,6 @@ void PrintTenant(const json::value& t) {
               Str(t, "id").c_str(), Str(t, "name").c_str());
 }
 
-// A slug that is safe in a path, or a usage error (code 2) saying so.
-bool CheckSlug(const std::string& slug, int& code) {
-  if (SlugIsPathSafe(slug)) return true;
-  std::fprintf(stderr, "silo: not a valid slug: %s\n", slug.c_str());
-  code = kUsage;
-  return false;
-}
-
 void AddCreate(CLI::App* tenant, bool& as_json, int& code) {
   TenantOptions& o = Options();
   auto* create = tenant->add_subcommand("create", "create a tenant");
