@@ -634,3 +634,54 @@ test('a real EventSource gets record events live, and none after its access is r
   await ctx.close();
   assert.deepEqual(problems, []);
 });
+
+test('the operator asks for access; an owner approves it with a code and revokes it', async () => {
+  // gamma: an owner whose second factor was set up through the API, so the
+  // only TOTP step it has used is the enrolment's (the next one is free).
+  const made = JSON.parse(silo.cli('--json', 'tenant', 'create', 'gamma', '--owner-email', OWNER));
+  const g = await request.newContext({ ignoreHTTPSErrors: true, baseURL: silo.url + '/t/gamma/' });
+  const { ok } = betaOwner;
+  await ok(await g.post('api/auth/setup', { data: { token: made.owner_setup_token, password: PASSWORD } }));
+  const csrf = (await ok(await g.post('api/auth/login', { data: { email: OWNER, password: PASSWORD } }))).csrf_token;
+  const enrol = await ok(await g.post('api/auth/totp/enroll', { headers: { 'X-CSRF-Token': csrf } }));
+  const confirmed = await ok(await g.post('api/auth/totp/confirm', {
+    headers: { 'X-CSRF-Token': csrf }, data: { code: totp(enrol.secret) },
+  }));
+  await g.dispose();
+  const asked = JSON.parse(silo.cli('--json', 'access', 'request', 'gamma', '--scope', 'records.*.read',
+    '--reason', 'ticket 4711: a slow list', '--duration', '2h'));
+  const state = () => JSON.parse(silo.cli('--json', 'access', 'show', 'gamma', asked.id)).state;
+
+  const ctx = await context(browser, { problems });
+  const page = await ctx.newPage();
+  await page.goto(silo.url + '/t/gamma/console/');
+  await page.getByLabel('E-mail').fill(OWNER);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'Second factor' }).waitFor();
+  await page.getByRole('button', { name: 'Use a recovery code instead' }).click();
+  await page.getByLabel('Recovery code').fill(confirmed.recovery_codes[0]);
+  await page.getByLabel('Recovery code').press('Enter');
+  await page.getByRole('heading', { name: 'Collections' }).waitFor();
+  await page.getByRole('link', { name: 'Operator access' }).click();
+  await page.getByRole('heading', { name: 'Operator access' }).waitFor();
+  await page.getByText('ticket 4711: a slow list').waitFor();
+  await check(page, 'access-pending');
+
+  // A wrong code is refused where it was typed; the request stays pending.
+  const code = page.getByLabel(`Authenticator code for ${asked.id}`);
+  await code.fill('000000');
+  await page.getByRole('button', { name: 'Approve' }).click();
+  await page.getByText('a current TOTP code is needed').waitFor();
+  assert.equal(state(), 'pending');
+  await code.fill(totp(enrol.secret, Date.now() / 1000 + 30));
+  await page.getByRole('button', { name: 'Approve' }).click();
+  await page.getByText(`Request ${asked.id} is approved.`).waitFor();
+  assert.equal(state(), 'approved');
+  await check(page, 'access-approved');
+  await page.getByRole('button', { name: `Revoke ${asked.id}` }).click();
+  await page.getByText(`Request ${asked.id} is revoked.`).waitFor();
+  assert.equal(state(), 'revoked');
+  await ctx.close();
+  assert.deepEqual(problems, []);
+});
