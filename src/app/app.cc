@@ -631,10 +631,11 @@ Status App::Start() {
   }
   p.checkpoint_scheduler = std::make_unique<CheckpointScheduler>(
       *p.checkpoints, *p.registry, *p.security_log, int64_t{c.checkpoint_minutes} * 60'000'000,
-      [m = p.cluster.get()](const std::string& slug) {
-        // On a cluster, a tenant another node leads (or none does) is that
-        // node's to check: its database here is a follower's copy.
-        return m == nullptr || !m->PrimaryElsewhere(slug).has_value();
+      [m = p.cluster.get()](const tenant::TenantInfo& t) {
+        // On a cluster, opening a tenant takes it on: only one this node
+        // already leads and has open is checked here (the others are their
+        // primaries' to check; backups and requests still checkpoint them).
+        return m == nullptr || m->LeadsOpen(t.id);
       });
   return Status::Ok();
 }

@@ -9,12 +9,12 @@ namespace silo::app {
 
 CheckpointScheduler::CheckpointScheduler(checkpoint::Book& book, tenant::TenantRegistry& tenants,
                                          platform::SecurityLog& security_log, int64_t interval_us,
-                                         std::function<bool(const std::string& slug)> leads)
+                                         std::function<bool(const tenant::TenantInfo&)> mine)
     : book_(book),
       tenants_(tenants),
       security_log_(security_log),
       interval_us_(interval_us),
-      leads_(std::move(leads)),
+      mine_(std::move(mine)),
       thread_([this] { Loop(); }) {}
 
 void CheckpointScheduler::Stop() {
@@ -45,7 +45,7 @@ void CheckpointScheduler::Pass(bool at_start) {
       MutexLock lock(mu_);
       if (stop_) return;
     }
-    if (!leads_(t.slug)) continue;
+    if (!mine_(t)) continue;
     ++checked;
     if (at_start) {
       auto v = book_.Check(t.id);

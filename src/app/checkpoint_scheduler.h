@@ -1,5 +1,6 @@
 // Checkpoints inside `silo serve` (issue 22, rollback detection): at start,
-// every tenant this node leads is compared with its newest signed checkpoint
+// every tenant of this node (on a cluster: that it leads and has open) is
+// compared with its newest signed checkpoint
 // (checkpoint/book.h), and one whose log lost entries it once had is named in
 // the log and the platform security log (audit.rollback_detected, an alert);
 // then every SILO_CHECKPOINT_MINUTES each tenant's chain heads are signed into
@@ -22,11 +23,13 @@ namespace silo::app {
 
 class CheckpointScheduler {
  public:
-  // `leads(slug)`: whether this node serves the tenant (always, on a single
-  // node). Starts its thread.
+  // `mine(tenant)`: whether this node may open the tenant to check it
+  // (always, on a single node; on a cluster node only a tenant it already
+  // leads and has open: opening one there would take it on). Starts its
+  // thread.
   CheckpointScheduler(checkpoint::Book& book, tenant::TenantRegistry& tenants,
                       platform::SecurityLog& security_log, int64_t interval_us,
-                      std::function<bool(const std::string& slug)> leads);
+                      std::function<bool(const tenant::TenantInfo&)> mine);
   ~CheckpointScheduler() { Stop(); }
   void Stop();
 
@@ -41,7 +44,7 @@ class CheckpointScheduler {
   tenant::TenantRegistry& tenants_;
   platform::SecurityLog& security_log_;
   const int64_t interval_us_;
-  const std::function<bool(const std::string&)> leads_;
+  const std::function<bool(const tenant::TenantInfo&)> mine_;
   Mutex mu_;
   CondVar cv_;
   bool stop_ GUARDED_BY(mu_) = false;

@@ -284,6 +284,11 @@ std::optional<std::string> ClusterMember::PrimaryElsewhere(const std::string& sl
   return it->second;
 }
 
+bool ClusterMember::LeadsOpen(const std::string& tenant_id) const {
+  MutexLock lock(mu_);
+  return primaries_.count(tenant_id) != 0;
+}
+
 std::shared_ptr<cluster::NodeLease> ClusterMember::Lease() const {
   MutexLock lock(mu_);
   return lease_;

@@ -137,6 +137,9 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   // that is another live node (as of the last loop turn); "" when the slug
   // is the cluster's but no node leads it now; else nullopt.
   std::optional<std::string> PrimaryElsewhere(const std::string& slug) const EXCLUDES(mu_);
+  // Whether this node leads the tenant now: it has it open as its primary
+  // (a tenant is taken on when it is opened, so asking never opens one).
+  bool LeadsOpen(const std::string& tenant_id) const EXCLUDES(mu_);
 
   // The node link's bound address (after Start).
   std::string address() const;
