@@ -423,16 +423,12 @@ http::Response UpdateSettings(Services& s, RequestContext& ctx) {
     }
     if (auto refused = NeedsStepUp(s, ctx)) return *refused;
     // Checked before anything changes (SetOperatorAccess checks again).
-    if (!access->is_string() ||
-        (access->as_string() != "approval" && access->as_string() != "never" &&
-         (access->as_string() != "allowed" || !s.security->operator_access_allowed))) {
-      return Fail(InvalidArgument("invalid settings")
-                      .WithFields({{"operator_access",
-                                    s.security->operator_access_allowed
-                                        ? "must be approval, never or allowed"
-                                        : "must be approval or never (allowed is not permitted on"
-                                          " this platform)"}}),
-                  ctx);
+    const std::string why =
+        access->is_string()
+            ? auth::CheckOperatorAccess(access->as_string(), s.security->operator_access_allowed)
+            : "must be a string";
+    if (!why.empty()) {
+      return Fail(InvalidArgument("invalid settings").WithFields({{"operator_access", why}}), ctx);
     }
   }
   auto settings = ctx.identity->Settings();

@@ -166,6 +166,10 @@ struct TenantSettings {
 // the platform ("allowed" where permitted, else "approval"); "allowed" on a
 // platform that no longer permits it is "approval".
 std::string EffectiveOperatorAccess(const std::string& stored, bool platform_permits);
+// What is wrong with `value` as an owner's operator_access ("" when it is
+// fine): one of approval, never, and allowed only where the platform
+// permits it.
+std::string CheckOperatorAccess(std::string_view value, bool platform_permits);
 
 // The operator's request for access to a tenant's data (the lockbox,
 // access_requests.cc): the permissions it wants, why, and for how long once

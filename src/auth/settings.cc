@@ -70,6 +70,17 @@ std::string EffectiveOperatorAccess(const std::string& stored, bool platform_per
   return stored;
 }
 
+std::string CheckOperatorAccess(std::string_view value, bool platform_permits) {
+  if (value == "allowed" && !platform_permits) {
+    return "must be approval or never (allowed is not permitted on this platform: "
+           "SILO_OPERATOR_ACCESS)";
+  }
+  if (!ValidOperatorAccess(value)) {
+    return platform_permits ? "must be approval, never or allowed" : "must be approval or never";
+  }
+  return "";
+}
+
 Result<std::string> LoadOperatorAccess(Database& db) {
   SILO_ASSIGN_OR_RETURN(TenantSettings settings, Load(db));
   return settings.operator_access;
@@ -153,14 +164,8 @@ Result<TenantSettings> Identity::SetCorsOrigins(const events::Origin& ctx,
 Result<TenantSettings> Identity::SetOperatorAccess(const events::Origin& ctx,
                                                    const std::string& value,
                                                    bool platform_permits) {
-  if (!ValidOperatorAccess(value)) {
-    return InvalidArgument("invalid settings")
-        .WithFields({{"operator_access", "must be approval, never or allowed"}});
-  }
-  if (value == "allowed" && !platform_permits) {
-    return InvalidArgument("invalid settings")
-        .WithFields({{"operator_access",
-                      "allowed is not permitted on this platform (SILO_OPERATOR_ACCESS)"}});
+  if (std::string why = CheckOperatorAccess(value, platform_permits); !why.empty()) {
+    return InvalidArgument("invalid settings").WithFields({{"operator_access", why}});
   }
   TenantSettings out;
   SILO_RETURN_IF_ERROR(AuditedWrite(ctx, [&](Database& db) -> Result<Audited> {

@@ -98,6 +98,13 @@ class Tenant:
         pending = o.call("POST", "/api/users", {"email": PENDING, "roles": ["viewer"]})
         assert pending.status_code == 201
         self.pending_id = pending.json()["user"]["id"]
+        # An operator's access request waiting for this tenant's decision (its
+        # reason carries the marker): the other tenant can neither see nor
+        # decide nor revoke it.
+        asked = silo.cli("--json", "access", "request", slug, "--scope", "records.*.read",
+                         "--reason", self.marker + " access", "--duration", "1h")
+        assert asked.returncode == 0, asked.stderr
+        self.access_request_id = json.loads(asked.stdout)["id"]
         self.setup_token = pending.json()["setup_token"]  # never used before the end
         made = o.call("POST", "/api/tokens", {"name": "ci", "expires_at": TOKEN_EXPIRES,
                                               "permissions": ["records.tickets.read",
@@ -147,6 +154,7 @@ class Tenant:
             "events": len(o.call("GET", "/api/events?limit=1000").json()["items"]),
             "files": o.call("GET", "/api/files/usage").json(),
             "settings": o.call("GET", "/api/settings").json(),
+            "access_requests": o.call("GET", "/api/access-requests").json(),
         }
 
 
@@ -161,6 +169,8 @@ def concrete(route, ids):
         path = path.replace("{id}", ids.session_id)
     elif path.startswith("/api/tokens/"):
         path = path.replace("{id}", ids.token_id)
+    elif path.startswith("/api/access-requests/"):
+        path = path.replace("{id}", ids.access_request_id)
     path = path.replace("{field}", "doc").replace("{file}", ids.file_id)
     path = path.replace("{upload}", ids.upload_id)
     path = path.replace("{link}", ids.link_id)
@@ -212,6 +222,9 @@ OWN_BODIES = {
     "/api/roles/{name}": {"permissions": []},
     "/api/collections/{name}/records/{id}": {"note": "intruder"},
     "/api/collections/{name}/records/{id}/revert": {"version": 1},
+    # A wrong code: were the other's request found, the answer would be 403.
+    "/api/access-requests/{id}/approve": {"code": "000000"},
+    "/api/access-requests/{id}/deny": {"code": "000000"},
 }
 
 
