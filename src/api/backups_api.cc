@@ -96,6 +96,7 @@ http::Response ListBackups(Services& s, RequestContext& ctx) {
   for (const auto& l : *listed) {
     json::object o = ManifestJson(l.manifest);
     o["good"] = l.good;
+    if (l.shredded) o["shredded"] = true;
     if (!l.good) o["problem"] = l.problem;
     out.push_back(std::move(o));
   }

@@ -623,7 +623,12 @@ const std::vector<RouteDoc>& OperatorRouteDocs() {
        "deleteTenant",
        "tenants",
        "Delete a tenant (its key is destroyed)",
-       {{200, "TenantDeleted", "Deleted."}}},
+       {{200, "TenantDeleted", "Deleted."}},
+       "",
+       "application/json",
+       {{"shred", R"({"type": "string", "enum": ["true", "false"]})",
+         "true: also destroy the tenant's backup key in the target first, so that no backup "
+         "of it opens any more (crypto-shredding)."}}},
       {"POST",
        "/v1/tenants/{slug}/tokens",
        "issueTenantToken",

@@ -3,12 +3,14 @@
 #include "api/handlers.h"
 #include "api/json_text.h"
 #include "auth/identity.h"
+#include "backup/service.h"
 #include "base/log.h"
 #include "base/time_util.h"
 #include "checkpoint/book.h"
 #include "platform/security_log.h"
 #include "realtime/hub.h"
 #include "realtime/protocol.h"
+#include "records/query.h"
 #include "records/tenant_store.h"
 
 namespace silo::api {
@@ -134,8 +136,28 @@ http::Response ResumeTenant(Services& s, RequestContext& ctx) {
   return SetState(s, ctx, tenant::TenantState::kActive, "tenant.resumed");
 }
 
+// DELETE /v1/tenants/{slug}[?shred=true]. A shred (issue 22) first
+// destroys the tenant's backup key in the target (backup::Service::Shred);
+// when that fails the tenant is left as it was, so the operator can retry.
 http::Response DeleteTenant(Services& s, RequestContext& ctx) {
   const std::string& slug = ctx.params["slug"];
+  bool shred = false;
+  {
+    auto parsed = records::ParseQueryString(ctx.request.query);
+    if (!parsed.ok()) return http::Problem(400, "malformed query string", ctx.request.request_id);
+    for (const auto& [key, value] : *parsed) {
+      if (key != "shred" || (value != "true" && value != "false")) {
+        return http::Problem(422, "only shred=true|false is accepted", ctx.request.request_id);
+      }
+      shred = value == "true";
+    }
+  }
+  std::optional<backup::ShredReport> shredded;
+  if (auto t = s.tenants->Find(slug); t && shred && s.backups != nullptr) {
+    auto report = s.backups->Shred(t->id, slug);
+    if (!report.ok()) return ErrorResponse(report.status(), ctx.request);
+    shredded = *report;
+  }
   if (auto t = s.tenants->Find(slug)) {
     if (s.realtime != nullptr) {
       s.realtime->CloseTenant(t->id, realtime::kCloseForbidden, "tenant deleted");
@@ -146,10 +168,19 @@ http::Response DeleteTenant(Services& s, RequestContext& ctx) {
   Status st = s.tenants->Delete(slug);
   if (!st.ok()) return ErrorResponse(st, ctx.request);
   if (deleted && s.checkpoints != nullptr) (void)s.checkpoints->Forget(deleted->id);  // best effort
-  Record(s, ctx, "tenant.deleted", slug);
   json::object o;
   o["slug"] = slug;
   o["deleted"] = true;
+  if (shred) {
+    // Without a backup target there is no copy but the one just deleted.
+    const int64_t backups = shredded ? shredded->backups : 0;
+    o["shredded"] = json::object{
+        {"backups", backups},
+        {"target", s.backups != nullptr ? s.backups->target_description() : std::string("none")}};
+    Record(s, ctx, "tenant.shredded", slug);
+  } else {
+    Record(s, ctx, "tenant.deleted", slug);
+  }
   return http::Json(200, JsonText(o));
 }
 

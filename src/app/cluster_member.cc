@@ -29,6 +29,7 @@ constexpr char kNodesPrefix[] = "/silo/nodes/";
 constexpr char kStatusPrefix[] = "/silo/status/";
 constexpr char kTenantsPrefix[] = "/silo/t/";
 constexpr char kSlugsPrefix[] = "/silo/slugs/";
+constexpr char kGonePrefix[] = "/silo/gone/";
 
 constexpr char kKeylessRefusal[] =
     "this node has no master key (SILO_KEYLESS=1): it keeps a sealed copy and cannot take the "
@@ -259,10 +260,44 @@ void ClusterMember::ReleaseSlug(const std::string& slug, const std::string& tena
       StringField(ParseOrNull((*held)->value), "id") != tenant_id) {
     return;  // not ours (or etcd down: the slug stays taken, said in the log)
   }
+  // The followers' copies and keys go too: marked before the slug is
+  // released, so a slug free again always has its old tenant marked.
+  json::object gone{{"at_us", NowMicros()}};
+  if (auto put = etcd_->Put(kGonePrefix + tenant_id, json::serialize(gone), 0); !put.ok()) {
+    log::Warn("cluster.tenant_gone_not_marked",
+              {{"tenant", tenant_id}, {"cause", put.status().message()}});
+  }
   if (Status s = etcd_->DeleteIf(key, (*held)->mod_revision); !s.ok()) {
     log::Warn("cluster.slug_not_released", {{"slug", slug}, {"cause", s.message()}});
   }
-  (void)etcd_->Delete(SyncKey(tenant_id));  // the tenant is gone
+  // The tenant is gone: its primary key (which outlives the tenant's close
+  // on this node's lease) and sync set with it. Marked gone first, so no
+  // follower elects it meanwhile.
+  (void)etcd_->Delete(PrimaryKey(tenant_id));
+  (void)etcd_->Delete(SyncKey(tenant_id));
+}
+
+void ClusterMember::DropDeletedCopies() {
+  auto gone = etcd_->List(kGonePrefix);
+  if (!gone.ok()) return;  // said by RefreshPeers
+  std::set<std::string> mine;
+  if (options_.registry != nullptr) {
+    for (const auto& t : options_.registry->List()) mine.insert(t.id);
+  }
+  const std::string prefix = kGonePrefix;
+  for (const cluster::KeyValue& kv : *gone) {
+    const std::string id = kv.key.substr(prefix.size());
+    if (!replication::Replicas::ValidTenantId(id) || mine.count(id) > 0) continue;
+    if (PathExists(replicas_->Dir(id))) {
+      Status s = replicas_->Drop(id);
+      log::Info("replication.copy_dropped",
+                {{"tenant", id}, {"result", s.ok() ? "ok" : s.ToString()}});
+    }
+    if (options_.keyring != nullptr) {
+      Status s = options_.keyring->DestroyKey(id);
+      if (s.ok()) log::Info("cluster.deleted_tenant_key_destroyed", {{"tenant", id}});
+    }
+  }
 }
 
 void ClusterMember::SetDatabases(std::weak_ptr<storage::TenantDatabases> databases) {
@@ -460,6 +495,7 @@ void ClusterMember::Loop() {
     if (std::chrono::steady_clock::now() >= next_status) {
       RefreshPeers();
       RefreshSlugs();
+      DropDeletedCopies();
       PublishStatus();
       next_status = std::chrono::steady_clock::now() + 1s;
     }
@@ -827,7 +863,16 @@ void ClusterMember::CheckPrimaries() {
                  {"sync_set", JoinNames(sync->second)},
                  {"detail", "this copy may lack acknowledged writes: it waits for a member"}});
     }
-    if (best == me) Promote(id);
+    if (best != me) continue;
+    // A tenant deleted on its primary leaves no primary key either: its
+    // followers must not elect it back (asked once, just before taking it).
+    auto gone = etcd_->Get(kGonePrefix + id);
+    if (!gone.ok()) continue;
+    if (gone->has_value()) {
+      (void)replicas_->Drop(id);
+      continue;
+    }
+    Promote(id);
   }
   // A tenant served here that another node leads now: this node was
   // deposed (cut off past its lease) or restarted after a takeover.

@@ -126,7 +126,9 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   Status Attach(const std::string& tenant_id, const std::string& path);
   void Detach(const std::string& tenant_id, const std::string& path);
   // tenant::SlugReservations: /silo/slugs/<slug> = {"id"} in etcd, kept
-  // until the tenant is deleted (no lease: a slug outlives its node).
+  // until the tenant is deleted (no lease: a slug outlives its node). The
+  // release also writes /silo/gone/<id> (kept for good): every other node
+  // then drops its copy and key (DropDeletedCopies).
   Status ReserveSlug(const std::string& slug, const std::string& tenant_id);
   void ReleaseSlug(const std::string& slug, const std::string& tenant_id);
   // Where snapshots get a tenant's writer. Set once, after the databases
@@ -214,6 +216,10 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   void PublishStatus();
   // Reads /silo/slugs/ into slugs_ (each second).
   void RefreshSlugs();
+  // Removes this node's copy and wrapped key of every tenant deleted on
+  // its primary (/silo/gone/<id>, written by ReleaseSlug; each second, so a
+  // node that was down when the tenant went drops it when it is back).
+  void DropDeletedCopies();
   // The failover election (see the top of the file), each loop turn.
   void CheckPrimaries();
   // Takes over `tenant_id` from this node's copy. False when it could not.

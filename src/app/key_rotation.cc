@@ -80,10 +80,12 @@ int RotateMasterKey(const config::GetEnv& getenv) {
   }
   std::printf(
       "master key rotated to %s: %lld tenant keys re-wrapped, %lld backups re-wrapped "
-      "(%lld were already); the old key (%s) opens nothing here any more%s\n",
+      "(%lld tenant backup keys, %lld format 1 manifests; %lld were already); the old key (%s) "
+      "opens nothing here any more%s\n",
       crypto::KeyFingerprint(new_master).c_str(), static_cast<long long>(*keys),
-      static_cast<long long>(backups->rewrapped), static_cast<long long>(backups->already),
-      crypto::KeyFingerprint(old_master).c_str(),
+      static_cast<long long>(backups->tenant_keys + backups->rewrapped),
+      static_cast<long long>(backups->tenant_keys), static_cast<long long>(backups->rewrapped),
+      static_cast<long long>(backups->already), crypto::KeyFingerprint(old_master).c_str(),
       dev_key ? " (dev/master.key holds the new key)"
               : "; start silo serve with SILO_MASTER_KEY set to the new key");
   return 0;

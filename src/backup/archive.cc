@@ -59,8 +59,12 @@ json::object ManifestObject(const Manifest& m) {
                  {"cipher", "xchacha20poly1305-ietf"},
                  {"sha256", m.sha256},
                  {"key_id", m.key_id},
-                 {"wrapped_key", m.wrapped_key},
-                 {"master_fingerprint", m.master_fingerprint}};
+                 {"wrapped_key", m.wrapped_key}};
+  if (m.format == 1) {
+    o["master_fingerprint"] = m.master_fingerprint;
+  } else {
+    o["tenant_key_id"] = m.tenant_key_id;
+  }
   if (!m.files_list_sha256.empty()) {
     o["files"] = json::object{
         {"count", m.files}, {"bytes", m.files_bytes}, {"list_sha256", m.files_list_sha256}};
@@ -340,7 +344,7 @@ Result<Manifest> ParseManifest(std::string_view text) {
   Manifest m;
   try {
     m.format = static_cast<int>(o.at("format").as_int64());
-    if (m.format != kFormatVersion) {
+    if (m.format != 1 && m.format != kFormatVersion) {
       return DataLoss("backup format " + std::to_string(m.format) + " is not supported");
     }
     m.id = o.at("id").as_string();
@@ -359,7 +363,11 @@ Result<Manifest> ParseManifest(std::string_view text) {
     m.sha256 = o.at("sha256").as_string();
     m.key_id = o.at("key_id").as_string();
     m.wrapped_key = o.at("wrapped_key").as_string();
-    m.master_fingerprint = o.at("master_fingerprint").as_string();
+    if (m.format == 1) {
+      m.master_fingerprint = o.at("master_fingerprint").as_string();
+    } else {
+      m.tenant_key_id = o.at("tenant_key_id").as_string();
+    }
     if (const json::value* f = o.if_contains("files")) {
       const json::object& fo = f->as_object();
       m.files = fo.at("count").as_int64();

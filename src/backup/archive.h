@@ -26,7 +26,10 @@
 
 namespace silo::backup {
 
-inline constexpr int kFormatVersion = 1;
+// Format 2 (issue 22): the data key is wrapped under the tenant's backup key
+// (tenant_key.h), named by tenant_key_id. Format 1 wrapped it under the
+// master key (master_fingerprint); both are read, only 2 is written.
+inline constexpr int kFormatVersion = 2;
 inline constexpr size_t kChunkBytes = size_t{4} << 20;  // image bytes per chunk
 
 struct ChainHead {
@@ -46,10 +49,14 @@ struct Manifest {
   int64_t image_bytes = 0;   // the plaintext database image
   int64_t stored_bytes = 0;  // the .data object
   int64_t chunks = 0;
-  std::string sha256;              // of the .data object, hex
-  std::string key_id;              // identifies the backup sub-key (not secret)
-  std::string wrapped_key;         // the tenant's data key wrapped by the master key (base64)
-  std::string master_fingerprint;  // which master key wrapped it
+  std::string sha256;  // of the .data object, hex
+  std::string key_id;  // identifies the backup sub-key (not secret)
+  // The tenant's data key, wrapped (base64): format 2 under the tenant's
+  // backup key (tenant_key_id), format 1 under the master key
+  // (master_fingerprint). The other field is empty.
+  std::string wrapped_key;
+  std::string master_fingerprint;
+  std::string tenant_key_id;
   // The tenant's file blobs this backup holds: stored once each, as the
   // sealed bytes they are, under FileBlobName and shared by every backup
   // that lists them; the list is the sealed object FilesListName(id). A

@@ -1,6 +1,7 @@
 #include "backup/rewrap.h"
 
 #include "backup/archive.h"
+#include "backup/tenant_key.h"
 #include "crypto/crypto.h"
 #include "crypto/keyring.h"
 
@@ -13,10 +14,33 @@ Result<RewrapReport> RewrapManifests(Target& target, const crypto::SecretKey& ol
   RewrapReport report;
   SILO_ASSIGN_OR_RETURN(auto names, target.List(""));
   for (const std::string& name : names) {
+    if (name.ends_with("/tenant.key")) {
+      SILO_ASSIGN_OR_RETURN(std::string text, target.Get(name));
+      SILO_ASSIGN_OR_RETURN(TenantKeyObject o, DecodeTenantKey(text));
+      if (TenantKeyName(o.tenant_id) != name) {
+        return DataLoss("tenant key " + name + " is not where it says");
+      }
+      if (o.master_fingerprint == new_fp) {
+        ++report.already;
+        continue;
+      }
+      if (o.master_fingerprint != old_fp) {
+        return DataLoss("tenant key " + name + " is wrapped under a third master key (" +
+                        o.master_fingerprint + "); nothing after it was rewritten");
+      }
+      SILO_ASSIGN_OR_RETURN(o.wrapped,
+                            crypto::Keyring::Rewrap(o.tenant_id, o.wrapped, old_master, new_master,
+                                                    crypto::Keyring::Kind::kBackup));
+      o.master_fingerprint = new_fp;
+      SILO_RETURN_IF_ERROR(target.Put(name, EncodeTenantKey(o)));
+      ++report.tenant_keys;
+      continue;
+    }
     if (!name.ends_with(".json")) continue;
     SILO_ASSIGN_OR_RETURN(std::string text, target.Get(name));
     SILO_ASSIGN_OR_RETURN(Manifest m, ParseManifest(text));
     if (ManifestName(m.id) != name) return DataLoss("backup " + name + " is not where it says");
+    if (m.format != 1) continue;  // its key is under the tenant's backup key, rewrapped above
     if (m.master_fingerprint == new_fp) {
       ++report.already;
       continue;

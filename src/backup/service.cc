@@ -10,6 +10,7 @@
 #include <set>
 
 #include "backup/blobs.h"
+#include "backup/tenant_key.h"
 #include "base/data_layout.h"
 #include "base/file_util.h"
 #include "base/time_util.h"
@@ -224,11 +225,12 @@ Result<Manifest> Service::Run(const tenant::TenantInfo& tenant) {
 
 Result<Manifest> Service::RunLocked(const tenant::TenantInfo& tenant) {
   const auto t0 = std::chrono::steady_clock::now();
+  // (Here: the analysis does not see mu_ held inside the lambda.)
+  auto tenant_key = TenantKeyLocked(tenant.id, true);
   auto result = [&]() -> Result<Manifest> {
     auto dek = keyring_->GetKey(tenant.id);
     if (!dek.ok()) return dek.status();
-    auto wrapped = keyring_->Wrapped(tenant.id);
-    if (!wrapped.ok()) return wrapped.status();
+    if (!tenant_key.ok()) return tenant_key.status();
     crypto::SecretKey backup_key = crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kBackups);
     auto db = databases_->Acquire(tenant.id);
     if (!db.ok()) return db.status();
@@ -236,8 +238,8 @@ Result<Manifest> Service::RunLocked(const tenant::TenantInfo& tenant) {
     Manifest m;
     m.tenant_id = tenant.id;
     m.tenant_slug = tenant.slug;
-    m.wrapped_key = crypto::Base64Encode(*wrapped);
-    m.master_fingerprint = keyring_->master_fingerprint();
+    m.wrapped_key = crypto::Base64Encode(WrapDataKey(*tenant_key, tenant.id, *dek));
+    m.tenant_key_id = TenantKeyId(*tenant_key);
     const std::string scratch = layout::BackupScratchDir(data_dir_);
     SILO_RETURN_IF_ERROR(MakeDirs(scratch, 0700));
     // The image goes through an encrypted copy and a sealed scratch object:
@@ -338,6 +340,150 @@ Status Service::AuditLive(const std::string& tenant_id, const records::AuditEntr
   return (*store)->Audit(ctx, entry);
 }
 
+struct Service::TenantKeys {
+  std::map<std::string, Status> failed;
+  std::map<std::string, crypto::SecretKey> opened;
+};
+
+Result<crypto::SecretKey> Service::TenantKeyLocked(const std::string& tenant_id, bool create) {
+  auto shredded = target_->List(ShreddedName(tenant_id));
+  if (!shredded.ok()) return shredded.status();
+  if (!shredded->empty()) {
+    return FailedPrecondition("the tenant's backups were crypto-shredded");
+  }
+  const std::string name = TenantKeyName(tenant_id);
+  auto text = target_->Get(name);
+  if (!text.ok() && text.status().code() == StatusCode::kNotFound && create) {
+    // The tenant's first backup of format 2. One backup runs at a time on a
+    // node, and a tenant is backed up by the node that leads it.
+    crypto::SecretKey fresh = crypto::SecretKey::Random();
+    TenantKeyObject o{tenant_id, keyring_->master_fingerprint(),
+                      keyring_->Wrap(tenant_id, fresh, crypto::Keyring::Kind::kBackup)};
+    SILO_RETURN_IF_ERROR(target_->Put(name, EncodeTenantKey(o)));
+    text = target_->Get(name);  // what is stored is what the backup uses
+  }
+  if (!text.ok()) {
+    if (text.status().code() == StatusCode::kNotFound) {
+      return DataLoss("the tenant's backup key is missing from " + target_->Describe());
+    }
+    return text.status();
+  }
+  SILO_ASSIGN_OR_RETURN(TenantKeyObject o, DecodeTenantKey(*text));
+  if (o.tenant_id != tenant_id) return DataLoss("the tenant's backup key object is another's");
+  if (o.master_fingerprint != keyring_->master_fingerprint()) {
+    return DataLoss("the backup was made under another master key")
+        .WithCause("backup key fingerprint " + o.master_fingerprint + ", this server's " +
+                   keyring_->master_fingerprint());
+  }
+  auto key = keyring_->Unwrap(tenant_id, o.wrapped, crypto::Keyring::Kind::kBackup);
+  if (!key.ok()) {
+    return DataLoss("the tenant's backup key does not open under this master key (altered)");
+  }
+  return key;
+}
+
+Result<crypto::SecretKey> Service::DataKeyLocked(const Manifest& m, TenantKeys* keys) {
+  auto wrapped = crypto::Base64Decode(m.wrapped_key);
+  if (!wrapped.ok()) return DataLoss("the backup's wrapped key is not base64");
+  if (m.format == 1) {
+    if (m.master_fingerprint != keyring_->master_fingerprint()) {
+      return DataLoss("the backup was made under another master key")
+          .WithCause("backup key fingerprint " + m.master_fingerprint + ", this server's " +
+                     keyring_->master_fingerprint());
+    }
+    auto dek = keyring_->Unwrap(m.tenant_id, *wrapped);
+    if (!dek.ok()) {
+      return DataLoss(
+          "the backup's key does not open under this master key (wrong master key, "
+          "or the manifest was altered)");
+    }
+    return dek;
+  }
+  std::optional<crypto::SecretKey> tenant_key;
+  if (keys != nullptr) {
+    if (auto f = keys->failed.find(m.tenant_id); f != keys->failed.end()) return f->second;
+    if (auto k = keys->opened.find(m.tenant_id); k != keys->opened.end()) {
+      tenant_key = k->second.Clone();
+    }
+  }
+  if (!tenant_key) {
+    auto loaded = TenantKeyLocked(m.tenant_id, false);
+    if (!loaded.ok()) {
+      if (keys != nullptr) keys->failed.emplace(m.tenant_id, loaded.status());
+      return loaded.status();
+    }
+    if (keys != nullptr) keys->opened.emplace(m.tenant_id, loaded->Clone());
+    tenant_key = std::move(*loaded);
+  }
+  if (m.tenant_key_id != TenantKeyId(*tenant_key)) {
+    return DataLoss("the backup names another tenant backup key than the target holds");
+  }
+  auto dek = UnwrapDataKey(*tenant_key, m.tenant_id, *wrapped);
+  if (!dek.ok()) return DataLoss("the backup's key does not open (the manifest was altered)");
+  return dek;
+}
+
+Result<ShredReport> Service::Shred(const std::string& tenant_id, const std::string& slug) {
+  MutexLock lock(mu_);
+  ShredReport report;
+  auto names = target_->List(tenant_id + "/");
+  if (!names.ok()) return names.status();
+  auto marker = target_->List(ShreddedName(tenant_id));
+  if (!marker.ok()) return marker.status();
+  // A rerun finds the marker already written; the key may still be there.
+  std::optional<crypto::SecretKey> tenant_key;
+  if (marker->empty()) {
+    auto key = TenantKeyLocked(tenant_id, true);
+    if (key.ok()) {
+      tenant_key = std::move(*key);
+    } else if (key.status().code() != StatusCode::kDataLoss) {
+      return key.status();
+    }  // else a key object nothing opens: deleted below all the same
+  }
+  for (const std::string& name : *names) {
+    if (!name.ends_with(".json")) continue;
+    auto text = target_->Get(name);
+    if (!text.ok()) {
+      if (text.status().code() == StatusCode::kNotFound) continue;  // pruned meanwhile
+      return text.status();
+    }
+    auto m = ParseManifest(*text);
+    if (!m.ok() || ManifestName(m->id) != name) continue;  // not a backup of ours
+    ++report.backups;
+    if (m->format != 1) continue;
+    // Format 1 carries the data key under the master key: move it under the
+    // tenant's key (same MAC key: the backup key derives from the data key).
+    auto dek = DataKeyLocked(*m);
+    Status mac =
+        dek.ok() ? CheckManifestMac(*text, crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kBackups))
+                 : dek.status();
+    if (!mac.ok() || !tenant_key) {
+      // Nothing here opens it; its wrapped key is the one thing to destroy.
+      SILO_RETURN_IF_ERROR(target_->Delete(name));
+      ++report.dropped;
+      continue;
+    }
+    m->format = kFormatVersion;
+    m->master_fingerprint.clear();
+    m->wrapped_key = crypto::Base64Encode(WrapDataKey(*tenant_key, tenant_id, *dek));
+    m->tenant_key_id = TenantKeyId(*tenant_key);
+    SILO_RETURN_IF_ERROR(target_->Put(
+        name, SerializeManifest(*m, crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kBackups))));
+    ++report.rewrapped;
+  }
+  if (marker->empty()) {
+    SILO_RETURN_IF_ERROR(
+        target_->Put(ShreddedName(tenant_id), EncodeShredded(tenant_id, slug, NowMicros())));
+  }
+  SILO_RETURN_IF_ERROR(target_->Delete(TenantKeyName(tenant_id)));
+  auto gone = target_->Get(TenantKeyName(tenant_id));
+  if (gone.ok() || gone.status().code() != StatusCode::kNotFound) {
+    return Internal("the tenant's backup key is still in the target after its delete")
+        .WithCause(gone.ok() ? "present" : gone.status().message());
+  }
+  return report;
+}
+
 Result<Service::Loaded> Service::LoadLocked(const std::string& backup_id, bool open_chunks) {
   auto tenant_id = TenantOfBackupId(backup_id);
   if (!tenant_id.ok()) return InvalidArgument("not a backup id: " + backup_id);
@@ -351,19 +497,8 @@ Result<Service::Loaded> Service::LoadLocked(const std::string& backup_id, bool o
   auto m = ParseManifest(*text);
   if (!m.ok()) return m.status();
   if (m->id != backup_id) return DataLoss("the manifest is another backup's (" + m->id + ")");
-  if (m->master_fingerprint != keyring_->master_fingerprint()) {
-    return DataLoss("the backup was made under another master key")
-        .WithCause("backup key fingerprint " + m->master_fingerprint + ", this server's " +
-                   keyring_->master_fingerprint());
-  }
-  auto wrapped = crypto::Base64Decode(m->wrapped_key);
-  if (!wrapped.ok()) return DataLoss("the backup's wrapped key is not base64");
-  auto dek = keyring_->Unwrap(m->tenant_id, *wrapped);
-  if (!dek.ok()) {
-    return DataLoss(
-        "the backup's key does not open under this master key (wrong master key, "
-        "or the manifest was altered)");
-  }
+  auto dek = DataKeyLocked(*m);
+  if (!dek.ok()) return dek.status();
   crypto::SecretKey backup_key = crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kBackups);
   if (m->key_id != BackupKeyId(backup_key)) {
     return DataLoss("the backup was sealed with another key than the one it carries");
@@ -410,12 +545,9 @@ Status Service::WriteImageOf(const Loaded& loaded, const std::string& path,
 }
 
 Result<std::vector<FileEntry>> Service::FilesListLocked(const Manifest& m) {
-  auto wrapped = crypto::Base64Decode(m.wrapped_key);
-  if (!wrapped.ok()) return DataLoss("the backup's wrapped key is not base64");
-  auto dek = keyring_->Unwrap(m.tenant_id, *wrapped);
-  if (!dek.ok()) return DataLoss("the backup's key does not open under this master key");
+  SILO_ASSIGN_OR_RETURN(crypto::SecretKey dek, DataKeyLocked(m));
   SILO_ASSIGN_OR_RETURN(std::string sealed, target_->Get(FilesListName(m.id)));
-  return OpenFilesList(sealed, crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kBackups), m);
+  return OpenFilesList(sealed, crypto::DeriveSubkey(dek, crypto::KeyPurpose::kBackups), m);
 }
 
 Result<Manifest> Service::Verify(const std::string& backup_id) {
@@ -437,6 +569,7 @@ Result<std::vector<Listed>> Service::ListLocked(const std::optional<std::string>
   auto names = target_->List(tenant_id ? *tenant_id + "/" : "");
   if (!names.ok()) return names.status();
   std::set<std::string> present(names->begin(), names->end());
+  TenantKeys keys;
   std::vector<Listed> out;
   for (const auto& name : *names) {
     constexpr std::string_view kSuffix = ".json";
@@ -450,11 +583,10 @@ Result<std::vector<Listed>> Service::ListLocked(const std::optional<std::string>
     auto m = ParseManifest(*text);
     if (!m.ok()) continue;  // not ours
     l.manifest = std::move(*m);
-    auto wrapped = crypto::Base64Decode(l.manifest.wrapped_key);
-    auto dek = wrapped.ok() ? keyring_->Unwrap(l.manifest.tenant_id, *wrapped)
-                            : Result<crypto::SecretKey>(wrapped.status());
+    auto dek = DataKeyLocked(l.manifest, &keys);
     if (!dek.ok()) {
-      l.problem = "key does not open under this master key";
+      l.shredded = dek.status().code() == StatusCode::kFailedPrecondition;
+      l.problem = l.shredded ? "shredded" : dek.status().message();
     } else if (Status s = CheckManifestMac(
                    *text, crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kBackups));
                !s.ok()) {

@@ -29,8 +29,15 @@ namespace silo::backup {
 
 struct Listed {
   Manifest manifest;
-  bool good = false;    // the manifest authenticates and its data object is there
-  std::string problem;  // why not good
+  bool good = false;      // the manifest authenticates and its data object is there
+  bool shredded = false;  // its tenant's backup key was destroyed (Service::Shred)
+  std::string problem;    // why not good
+};
+
+struct ShredReport {
+  int64_t backups = 0;    // of the tenant in the target, now unreadable
+  int64_t rewrapped = 0;  // format 1 manifests moved under the tenant's backup key first
+  int64_t dropped = 0;    // format 1 manifests under another master key: deleted
 };
 
 struct RestoreRequest {
@@ -133,6 +140,15 @@ class Service {
   // file and an audit entry in the tenant's log. A failed drill is a report
   // with ok == false (the error is for not being able to drill at all).
   Result<DrillReport> Drill(const tenant::TenantInfo& tenant) EXCLUDES(mu_);
+  // Crypto-shreds the tenant's backups (issue 22): every backup's data key
+  // is first wrapped under the tenant's backup key alone (format 1
+  // manifests are rewritten; one that does not open under this master key
+  // loses its manifest), then "<tenant-id>/tenant.shredded" is written and
+  // the key object deleted, and read back to make sure it is gone. From
+  // then on no backup of the tenant opens, under any key, and none is taken.
+  // A rerun after an interruption finishes the job. The objects stay until
+  // retention prunes them; List shows them as shredded.
+  Result<ShredReport> Shred(const std::string& tenant_id, const std::string& slug) EXCLUDES(mu_);
   // Deletes what the retention policy drops as of `now_us`; returns the ids.
   Result<std::vector<std::string>> Prune(int64_t now_us) EXCLUDES(mu_);
 
@@ -151,6 +167,18 @@ class Service {
     std::optional<crypto::SecretKey> files_key;   // the backup's tenant's files sub-key
   };
   Result<Manifest> RunLocked(const tenant::TenantInfo& tenant) REQUIRES(mu_);
+  // The tenant's backup key from the target (tenant_key.h); with `create`,
+  // one is made and stored when there is none. FailedPrecondition when the
+  // tenant was shredded, DataLoss when the object is missing, altered or
+  // under another master key.
+  Result<crypto::SecretKey> TenantKeyLocked(const std::string& tenant_id, bool create)
+      REQUIRES(mu_);
+  // The data key `m` carries, opened (under the master key for format 1,
+  // the tenant's backup key for format 2). `keys` caches tenant keys over
+  // one listing.
+  struct TenantKeys;
+  Result<crypto::SecretKey> DataKeyLocked(const Manifest& m, TenantKeys* keys = nullptr)
+      REQUIRES(mu_);
   // `open_chunks`: also opens every chunk (verify); a restore and a drill
   // open them as they write the image (WriteImageOf).
   Result<Loaded> LoadLocked(const std::string& backup_id, bool open_chunks) REQUIRES(mu_);

@@ -11,6 +11,7 @@
 #include "app/tenant_schema.h"
 #include "auth/identity.h"
 #include "backup/archive.h"
+#include "backup/rewrap.h"
 #include "base/data_layout.h"
 #include "base/status_matchers.h"
 #include "base/time_util.h"
@@ -138,6 +139,17 @@ class BackupServiceTest : public storage::testing::TempDirTest {
     EXPECT_OK(audit);
     for (const auto& e : *audit) types.push_back(e.type);
     return types;
+  }
+  // Rewrites backup `m` as a backup of format 1 was (before issue 22):
+  // its data key wrapped under the master key itself.
+  void MakeFormatOne(Manifest m) {
+    m.format = 1;
+    m.master_fingerprint = silo_->keyring->master_fingerprint();
+    m.tenant_key_id.clear();
+    m.wrapped_key = crypto::Base64Encode(silo_->keyring->Wrapped(m.tenant_id).value());
+    auto dek = silo_->keyring->GetKey(m.tenant_id).value();
+    std::ofstream(ManifestPath(m.id), std::ios::trunc)
+        << SerializeManifest(m, crypto::DeriveSubkey(dek, crypto::KeyPurpose::kBackups));
   }
   std::string DataPath(const std::string& id) { return backups_ + "/" + DataName(id); }
   std::string ManifestPath(const std::string& id) { return backups_ + "/" + ManifestName(id); }
@@ -464,6 +476,107 @@ TEST_F(BackupServiceTest, PruneDeletesWhatThePolicyDropsAndKeepsTheNewest) {
   EXPECT_EQ((*left)[1].manifest.id, ids[3]);
   EXPECT_FALSE(fs::exists(DataPath(ids[0])));
   EXPECT_FALSE(fs::exists(ManifestPath(ids[1])));
+}
+
+// Crypto-shredding (issue 22): after Shred no backup of the tenant opens
+// under any key this installation or a new one with the same master key
+// holds, a backup of format 1 (data key under the master key) included;
+// another tenant's backups are untouched.
+TEST_F(BackupServiceTest, ShredLeavesNoBackupOfTheTenantThatAnyKeyOpens) {
+  auto acme = NewTenant("acme");
+  auto globex = NewTenant("globex");
+  Fill(*Store(acme), NowMicros() - 3'600'000'000, 6);
+  Fill(*Store(globex), NowMicros() - 3'600'000'000, 4);
+  auto first = silo_->service->Run(acme);
+  auto second = silo_->service->Run(acme);
+  auto theirs = silo_->service->Run(globex);
+  ASSERT_OK(first);
+  ASSERT_OK(second);
+  ASSERT_OK(theirs);
+  EXPECT_EQ(second->format, 2);
+  EXPECT_TRUE(second->master_fingerprint.empty());
+  ASSERT_TRUE(fs::exists(backups_ + "/" + acme.id + "/tenant.key"));
+  // `first` made into a backup of format 1, as backups were before: its data
+  // key wrapped under the master key. It still verifies.
+  MakeFormatOne(*first);
+  ASSERT_OK(silo_->service->Verify(first->id));
+
+  auto report = silo_->service->Shred(acme.id, "acme");
+  ASSERT_OK(report) << report.status().ToString();
+  EXPECT_EQ(report->backups, 2);
+  EXPECT_EQ(report->rewrapped, 1);
+  EXPECT_EQ(report->dropped, 0);
+  EXPECT_FALSE(fs::exists(backups_ + "/" + acme.id + "/tenant.key"));
+  EXPECT_TRUE(fs::exists(backups_ + "/" + acme.id + "/tenant.shredded"));
+  // The converted manifest no longer carries a key the master key opens.
+  auto converted = ParseManifest(Slurp(ManifestPath(first->id)));
+  ASSERT_OK(converted);
+  EXPECT_EQ(converted->format, 2);
+  EXPECT_TRUE(converted->master_fingerprint.empty());
+  EXPECT_FALSE(
+      silo_->keyring->Unwrap(acme.id, crypto::Base64Decode(converted->wrapped_key).value()).ok());
+
+  for (const auto& id : {first->id, second->id}) {
+    EXPECT_EQ(silo_->service->Verify(id).status().code(), StatusCode::kFailedPrecondition) << id;
+    EXPECT_FALSE(silo_->service->Restore({id, std::string("acme-back"), std::nullopt, ""}).ok());
+  }
+  EXPECT_EQ(silo_->service->Run(acme).status().code(), StatusCode::kFailedPrecondition);
+  auto listed = silo_->service->List(std::nullopt);
+  ASSERT_OK(listed);
+  ASSERT_EQ(listed->size(), 3u);
+  for (const auto& l : *listed) {
+    const bool ours = l.manifest.tenant_id == acme.id;
+    EXPECT_EQ(l.shredded, ours) << l.manifest.id;
+    EXPECT_EQ(l.good, !ours) << l.manifest.id << " " << l.problem;
+  }
+  // A rerun (an interrupted shred finished) changes nothing more.
+  auto again = silo_->service->Shred(acme.id, "acme");
+  ASSERT_OK(again);
+  EXPECT_EQ(again->rewrapped, 0);
+
+  // A new installation with the same master key and target, and the marker
+  // removed (anyone with the target can): no key is left to open them.
+  ASSERT_OK(silo_->registry->Delete("acme"));
+  ASSERT_TRUE(fs::remove(backups_ + "/" + acme.id + "/tenant.shredded"));
+  Installation fresh(dir_ + "/fresh", Master(), backups_);
+  for (const auto& id : {first->id, second->id}) {
+    auto r = fresh.service->Restore({id, std::string("acme-back"), std::nullopt, ""});
+    EXPECT_EQ(r.status().code(), StatusCode::kDataLoss) << id;
+    EXPECT_FALSE(fresh.service->Verify(id).ok()) << id;
+  }
+  EXPECT_OK(fresh.service->Restore({theirs->id, std::string("globex-back"), std::nullopt, ""}));
+}
+
+// A master-key rotation's part in the target (silo keys rotate-master): the
+// tenant's backup key and a format 1 manifest are re-wrapped; afterwards the
+// new master key alone opens both kinds of backup, and a rerun has nothing
+// left to do.
+TEST_F(BackupServiceTest, RotationRewrapsTenantKeysAndFormatOneManifests) {
+  auto acme = NewTenant("acme");
+  Fill(*Store(acme), NowMicros() - 3'600'000'000, 4);
+  auto old_style = silo_->service->Run(acme);
+  auto current = silo_->service->Run(acme);
+  ASSERT_OK(old_style);
+  ASSERT_OK(current);
+  MakeFormatOne(*old_style);
+  const std::string new_bytes = crypto::RandomBytes(32);
+  auto new_master = [&] { return crypto::SecretKey::FromBytes(new_bytes).value(); };
+  auto target = NewDirectoryTarget(backups_);
+  auto report = RewrapManifests(*target, Master(), new_master());
+  ASSERT_OK(report) << report.status().ToString();
+  EXPECT_EQ(report->tenant_keys, 1);
+  EXPECT_EQ(report->rewrapped, 1);
+  auto rerun = RewrapManifests(*target, Master(), new_master());
+  ASSERT_OK(rerun);
+  EXPECT_EQ(rerun->tenant_keys + rerun->rewrapped, 0);
+  EXPECT_EQ(rerun->already, 2);
+
+  Installation with_new(dir_ + "/new", new_master(), backups_);
+  Installation with_old(dir_ + "/old", Master(), backups_);
+  for (const auto& id : {old_style->id, current->id}) {
+    EXPECT_OK(with_new.service->Verify(id)) << id;
+    EXPECT_EQ(with_old.service->Verify(id).status().code(), StatusCode::kDataLoss) << id;
+  }
 }
 
 // ---- Files in backups (issue 17) -------------------------------------------

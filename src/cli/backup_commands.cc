@@ -212,10 +212,16 @@ void AddList(CLI::App* backup, bool& as_json, int& code) {
                   "STORED", "GOOD");
       for (const auto& b : v.at("items").as_array()) {
         bool good = b.at("good").as_bool();
+        const json::value* shredded = b.as_object().if_contains("shredded");
+        const std::string state =
+            good ? "yes"
+            : shredded != nullptr && shredded->is_bool() && shredded->as_bool()
+                ? "SHREDDED (its tenant's key was destroyed)"
+                : "NO: " + Str(b, "problem");
         std::printf("%-59s %-20s %-27s %10s %10s  %s\n", Str(b, "id").c_str(),
                     Str(b, "tenant").c_str(), Str(b, "taken_at").c_str(),
                     Mib(Int(b, "image_bytes")).c_str(), Mib(Int(b, "stored_bytes")).c_str(),
-                    good ? "yes" : ("NO: " + Str(b, "problem")).c_str());
+                    state.c_str());
       }
     });
   });

@@ -22,6 +22,7 @@ struct TenantOptions {
   std::string slug, name, owner_email, token_name, expires, at, access_request;
   std::vector<std::string> permissions;
   bool yes = false;
+  bool shred = false;
 };
 
 TenantOptions& Options() {
@@ -81,6 +82,8 @@ void AddListAndStates(CLI::App* tenant, bool& as_json, int& code) {
   auto* del = tenant->add_subcommand("delete", "delete a tenant and destroy its key");
   del->add_option("slug", o.slug, "the tenant")->required();
   del->add_flag("--yes", o.yes, "confirm: the tenant's data becomes unrecoverable");
+  del->add_flag("--shred", o.shred,
+                "also destroy the tenant's backup key: no backup of it opens any more");
   del->callback([&o, &as_json, &code] {
     if (!o.yes) {
       std::fprintf(stderr, "silo: deleting a tenant destroys its data for good; add --yes\n");
@@ -88,8 +91,16 @@ void AddListAndStates(CLI::App* tenant, bool& as_json, int& code) {
       return;
     }
     if (!CheckSlug(o.slug, code)) return;
-    code = Call(as_json, "DELETE", "/v1/tenants/" + o.slug, "", [](const json::value& v) {
+    const std::string path = "/v1/tenants/" + o.slug + (o.shred ? "?shred=true" : "");
+    code = Call(as_json, "DELETE", path, "", [](const json::value& v) {
       std::printf("deleted tenant %s\n", Str(v, "slug").c_str());
+      if (!v.is_object()) return;
+      if (const json::value* sh = v.as_object().if_contains("shredded"); sh && sh->is_object()) {
+        const json::value* n = sh->as_object().if_contains("backups");
+        std::printf("shredded: %lld backups in %s no longer open, under any key\n",
+                    static_cast<long long>(n != nullptr && n->is_int64() ? n->as_int64() : 0),
+                    Str(*sh, "target").c_str());
+      }
     });
   });
 }

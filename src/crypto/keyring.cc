@@ -15,7 +15,9 @@ namespace {
 
 namespace json = boost::json;
 
-std::string WrapAd(const std::string& tenant_id) { return "silo-dek-v1:" + tenant_id; }
+std::string WrapAd(const std::string& tenant_id, Keyring::Kind kind = Keyring::Kind::kData) {
+  return (kind == Keyring::Kind::kData ? "silo-dek-v1:" : "silo-backup-key-v1:") + tenant_id;
+}
 
 // Key file names are tenant ids: no path syntax can get in.
 bool ValidTenantId(std::string_view id) {
@@ -200,8 +202,9 @@ Result<std::string> Keyring::Wrapped(const std::string& tenant_id) const {
   return it->second;
 }
 
-Result<SecretKey> Keyring::Unwrap(const std::string& tenant_id, std::string_view wrapped) const {
-  auto raw = crypto::Open(kek_, wrapped, WrapAd(tenant_id));
+Result<SecretKey> Keyring::Unwrap(const std::string& tenant_id, std::string_view wrapped,
+                                  Kind kind) const {
+  auto raw = crypto::Open(kek_, wrapped, WrapAd(tenant_id, kind));
   if (!raw.ok()) return DataLoss("the key does not open under this master key");
   auto key = SecretKey::FromBytes(*raw);
   WipeString(*raw);
@@ -227,18 +230,23 @@ std::vector<std::string> Keyring::TenantIds() const {
   return ids;
 }
 
+std::string Keyring::Wrap(const std::string& tenant_id, const SecretKey& key, Kind kind) const {
+  std::string_view bytes(reinterpret_cast<const char*>(key.data()), key.size());
+  return Seal(kek_, bytes, WrapAd(tenant_id, kind));
+}
+
 Result<std::string> Keyring::Rewrap(const std::string& tenant_id, std::string_view wrapped,
-                                    const SecretKey& from, const SecretKey& to) {
-  auto raw = crypto::Open(DeriveKek(from), wrapped, WrapAd(tenant_id));
+                                    const SecretKey& from, const SecretKey& to, Kind kind) {
+  auto raw = crypto::Open(DeriveKek(from), wrapped, WrapAd(tenant_id, kind));
   if (!raw.ok()) return DataLoss("a tenant key does not open under the current master key");
-  std::string sealed = Seal(DeriveKek(to), *raw, WrapAd(tenant_id));
+  std::string sealed = Seal(DeriveKek(to), *raw, WrapAd(tenant_id, kind));
   WipeString(*raw);
   return sealed;
 }
 
 Result<SecretKey> Keyring::UnwrapWith(const std::string& tenant_id, std::string_view wrapped,
-                                      const SecretKey& master) {
-  auto raw = crypto::Open(DeriveKek(master), wrapped, WrapAd(tenant_id));
+                                      const SecretKey& master, Kind kind) {
+  auto raw = crypto::Open(DeriveKek(master), wrapped, WrapAd(tenant_id, kind));
   if (!raw.ok()) return DataLoss("the key does not open under this master key");
   auto key = SecretKey::FromBytes(*raw);
   WipeString(*raw);

@@ -30,6 +30,14 @@ namespace silo::crypto {
 
 class Keyring {
  public:
+  // What a wrapped key is. The associated data names kind and tenant, so a
+  // tenant's backup key never opens as its data key, nor as another's.
+  //   kData:   the tenant's DEK ("silo-dek-v1:" + id), in the key files
+  //   kBackup: the tenant's backup key ("silo-backup-key-v1:" + id), kept in
+  //            the backup target (backup/tenant_key.h); it wraps the DEK in
+  //            every backup of the tenant, and a crypto-shred destroys it
+  enum class Kind { kData, kBackup };
+
   // Opens the keyring at `path`, creating an empty one if the file is missing.
   // FailedPrecondition when the file was written under another master key
   // ("wrong master key"), DataLoss when it or a key file cannot be parsed.
@@ -54,7 +62,10 @@ class Keyring {
   // Opens a wrapped DEK of `tenant_id` (from a backup) without storing it.
   // DataLoss when it was wrapped under another master key, for another
   // tenant, or altered.
-  Result<SecretKey> Unwrap(const std::string& tenant_id, std::string_view wrapped) const;
+  Result<SecretKey> Unwrap(const std::string& tenant_id, std::string_view wrapped,
+                           Kind kind = Kind::kData) const;
+  // `key` wrapped under this master key as `kind` of `tenant_id`.
+  std::string Wrap(const std::string& tenant_id, const SecretKey& key, Kind kind) const;
   // This master key's fingerprint (16 hex), as in the keyring file.
   const std::string& master_fingerprint() const { return master_fingerprint_; }
 
@@ -81,10 +92,11 @@ class Keyring {
   // A DEK of `tenant_id` wrapped under `from` (a keyring file's or a
   // backup's), re-wrapped under `to`. DataLoss when it does not open.
   static Result<std::string> Rewrap(const std::string& tenant_id, std::string_view wrapped,
-                                    const SecretKey& from, const SecretKey& to);
+                                    const SecretKey& from, const SecretKey& to,
+                                    Kind kind = Kind::kData);
   // The same DEK unwrapped under `master` (to check what it protects).
   static Result<SecretKey> UnwrapWith(const std::string& tenant_id, std::string_view wrapped,
-                                      const SecretKey& master);
+                                      const SecretKey& master, Kind kind = Kind::kData);
 
  private:
   Keyring(std::string path, SecretKey master);

@@ -69,6 +69,15 @@ void Replicas::Close(const std::string& tenant_id) {
   copy.snapshot_next = 0;
 }
 
+Status Replicas::Drop(const std::string& tenant_id) {
+  if (!ValidTenantId(tenant_id)) return InvalidArgument("not a tenant id");
+  Copy& copy = Get(tenant_id);
+  std::lock_guard lock(copy.mu);
+  copy.applier.reset();
+  copy.snapshot_next = 0;
+  return RemoveTree(Dir(tenant_id));
+}
+
 Result<ReplicaPosition> Replicas::Position(const std::string& tenant_id) {
   if (!ValidTenantId(tenant_id)) return InvalidArgument("not a tenant id");
   Copy& copy = Get(tenant_id);

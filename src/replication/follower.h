@@ -46,6 +46,10 @@ class Replicas {
   // Closes the tenant's copy (its files stay), so that they may be moved
   // away: a follower taking the tenant over. The next message reopens it.
   void Close(const std::string& tenant_id);
+  // Removes the tenant's copy, its wrapped key with it (the tenant was
+  // deleted on its primary). A message that arrives later starts a new,
+  // empty copy, which the next Drop removes again. OK when there is none.
+  Status Drop(const std::string& tenant_id);
   // The tenant's metadata and wrapped key as last received (NotFound before).
   Result<TenantFiles> Files(const std::string& tenant_id);
   // The directory of a tenant's copy. REQUIRES: a valid tenant id.

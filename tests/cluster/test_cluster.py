@@ -610,6 +610,51 @@ def test_a_follower_killed_under_load_resumes_where_it_was_without_a_snapshot(cl
                same_files(n3, n1, tenant_id))
 
 
+def test_a_tenant_shredded_on_its_primary_leaves_no_copy_or_key_on_any_node(cluster):
+    """`silo tenant delete --shred` on the primary (issue 22): each other
+    node drops its sealed copy and the wrapped key that came with it, a node
+    that was down meanwhile when it is back, and no follower elects the
+    tenant back."""
+    n1, n2, n3 = started_three(cluster)
+    tenant_id, token = make_tenant(n1, "acme")
+    assert call(n1, "acme", token, "POST", "/api/collections", TICKETS).status_code == 201
+    for i in range(10):
+        assert call(n1, "acme", token, "POST", "/api/collections/tickets/records",
+                    {"id": "r%d" % i, "title": "%s %d" % (NEEDLE, i)}).status_code == 201
+    wait_until("both followers caught up", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))
+    r = n1.cli("backup", "run", "acme")
+    assert r.returncode == 0, r.stderr
+    copies = {n.node_id: os.path.join(n.data_dir, "replicas", tenant_id) for n in (n2, n3)}
+    for path in copies.values():
+        assert os.path.exists(os.path.join(path, "tenant.key"))
+    assert n3.stop() == 0  # down while the tenant goes
+    wait_until("n3's lease ended",
+               lambda: "n3" not in [n["id"] for n in cluster.status()["nodes"]])
+
+    r = n1.cli("tenant", "delete", "acme", "--shred", "--yes")
+    assert r.returncode == 0, r.stderr
+    assert "shredded: 1 backups" in r.stdout, r.stdout
+    wait_until("n2 dropped its copy", lambda: not os.path.exists(copies["n2"]))
+    n3 = cluster.start_node("n3")
+    wait_until("n3 dropped its copy", lambda: not os.path.exists(copies["n3"]))
+    # Nothing of the tenant on any node: no copy, no key, no primary. (n1's
+    # backup target keeps the shredded backups, sealed under keys that are
+    # gone, until retention prunes them; its key object is gone.)
+    kept = os.path.join(n1.data_dir, "backups", tenant_id)
+    assert not os.path.exists(os.path.join(kept, "tenant.key"))
+    assert os.path.exists(os.path.join(kept, "tenant.shredded"))
+    for n in (n1, n2, n3):
+        for root, dirs, files in os.walk(n.data_dir):
+            if root.startswith(kept):
+                continue
+            assert tenant_id not in root and not [f for f in files if tenant_id in f], root
+    wait_until("no node leads the tenant",
+               lambda: tenant_entry(cluster.status(), tenant_id) is None)
+    assert call(n2, "acme", token, "GET", "/api/collections").status_code == 404
+    assert "replication.copy_dropped" in n2.output() and "replication.copy_dropped" in n3.output()
+    assert "replication.promoted" not in n2.output() + n3.output()
+
+
 def test_a_slow_follower_does_not_hold_commits_back_and_both_slow_stall_at_most_the_ack_timeout(
         cluster):
     """SIGSTOP bursts longer than the ack timeout (2 s), shorter than the

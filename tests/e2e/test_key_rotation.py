@@ -1,5 +1,6 @@
 """silo keys rotate-master (issue 22) through the real CLI: every tenant key
-and every backup re-wrapped under the new master key; afterwards the new key
+and every tenant's backup key (which wraps its backups' data keys) re-wrapped
+under the new master key; afterwards the new key
 alone starts the server and restores every backup, and the old key is
 refused. Refusals change nothing: the server running, no new key, a
 malformed one, the new key equal to the old, a current key that is not the
@@ -22,8 +23,21 @@ def b64key():
 
 
 def fingerprints(data_dir):
-    return sorted({json.load(open(p))["master_fingerprint"]
-                   for p in glob.glob(os.path.join(data_dir, "backups", "*", "*.json"))})
+    """The master keys that wrap what the target holds: the tenants' backup
+    keys (format 2 manifests wrap their data keys under those) and any
+    format 1 manifest."""
+    keys = glob.glob(os.path.join(data_dir, "backups", "*", "tenant.key"))
+    manifests = glob.glob(os.path.join(data_dir, "backups", "*", "*.json"))
+    found = {json.load(open(p))["master_fingerprint"] for p in keys}
+    for p in manifests:
+        m = json.load(open(p))
+        assert m["format"] in (1, 2)
+        if m["format"] == 1:
+            found.add(m["master_fingerprint"])
+        else:
+            assert "master_fingerprint" not in m and m["tenant_key_id"]
+    assert len(keys) == 2 and len(manifests) == 2
+    return sorted(found)
 
 
 def test_rotate_master_rewraps_keys_and_backups_and_the_old_key_opens_nothing(make_silo):
@@ -56,7 +70,8 @@ def test_rotate_master_rewraps_keys_and_backups_and_the_old_key_opens_nothing(ma
 
     r = silo.cli(*ROTATE, env={"SILO_NEW_MASTER_KEY": new})
     assert r.returncode == 0, r.stderr
-    assert "2 tenant keys re-wrapped, 2 backups re-wrapped" in r.stdout, r.stdout
+    assert "2 tenant keys re-wrapped, 2 backups re-wrapped (2 tenant backup keys" in r.stdout, \
+        r.stdout
     assert new not in r.stdout and old not in r.stdout
     [new_fp] = fingerprints(silo.data_dir)
     assert new_fp != old_fp and new_fp in r.stdout
