@@ -1083,6 +1083,12 @@ bool ClusterMember::Promote(const std::string& tenant_id) {
   (void)etcd_->Delete(kTenantsPrefix + tenant_id + "/pos/" + me);
   elections_.erase(tenant_id);
   ++promotions_;
+  {
+    // Served here from now on: not "no node leads it" (503) until the next
+    // loop turn recomputes elsewhere_ (a request in between was refused).
+    MutexLock lock(mu_);
+    elsewhere_.erase(slug);
+  }
   log::Info("replication.promoted",
             {{"tenant", tenant_id}, {"slug", slug}, {"term", static_cast<long long>(*term)}});
   // Open it now: the attach finds the primary key under this lease, and the
