@@ -168,6 +168,13 @@ Status ClusterMember::Start(const std::string& public_url) {
     MutexLock lock(mu_);
     lease_ = held;
   }
+  std::error_code ec;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(layout::ReplicasDir(options_.data_dir), ec)) {
+    if (entry.path().filename().string().rfind(".snapshot-", 0) == 0) {
+      (void)RemoveTree(entry.path().string());
+    }
+  }
   // The listener's handler runs until Stop() stops it, before this is gone.
   auto listener = cluster::PeerListener::Start(
       c.listen.ToString(), TlsOf(c), [this](const cluster::Message& m) { return Handle(m); });
@@ -597,6 +604,10 @@ void ClusterMember::RefreshPeers() {
   }
 }
 
+std::string ClusterMember::SnapshotScratch(const std::string& tenant_id) const {
+  return layout::ReplicasDir(options_.data_dir) + "/.snapshot-" + tenant_id;
+}
+
 void ClusterMember::Snapshot(const std::string& tenant_id, const std::shared_ptr<Primary>& p) {
   // A tenant fenced by a lease that ran out (this node may have been
   // deposed) sends nothing; followers refuse a lower term's snapshot anyway.
@@ -630,12 +641,20 @@ void ClusterMember::Snapshot(const std::string& tenant_id, const std::shared_ptr
   if (!db.ok()) return;
   // A TRUNCATE checkpoint empties the WAL, so the database file alone is
   // the tenant; file and chain head are taken under one hold of its changes.
-  std::string bytes;
+  // The file is copied (sealed bytes, by the kernel) rather than read into
+  // memory, which would hold the whole tenant; the copy is sent a chunk at
+  // a time once writes go on.
+  RemoveOnExit copy(SnapshotScratch(tenant_id));
+  int64_t bytes = 0;
   size_t followers = 0;
   Status s = (*db)->Write([&](storage::Database& d) -> Status {
     SILO_RETURN_IF_ERROR(d.Checkpoint());
     return storage::repl::WithChangesHeld(p->path, [&]() -> Status {
-      SILO_ASSIGN_OR_RETURN(bytes, ReadFile(p->path));
+      std::error_code ec;
+      std::filesystem::copy_file(p->path, copy.path(),
+                                 std::filesystem::copy_options::overwrite_existing, ec);
+      if (ec) return Internal("cannot copy the database for a snapshot").WithCause(ec.message());
+      bytes = static_cast<int64_t>(std::filesystem::file_size(copy.path(), ec));
       followers = p->shipper->BeginSnapshot(p->lineage, p->term, p->recorder->head());
       return Status::Ok();
     });
@@ -646,10 +665,10 @@ void ClusterMember::Snapshot(const std::string& tenant_id, const std::shared_ptr
     return;
   }
   if (followers == 0) return;
-  s = p->shipper->SendSnapshot(bytes);
+  s = p->shipper->SendSnapshot(copy.path());
   ++snapshots_;
   log::Info("replication.snapshot_sent", {{"tenant", tenant_id},
-                                          {"bytes", static_cast<long long>(bytes.size())},
+                                          {"bytes", static_cast<long long>(bytes)},
                                           {"followers", static_cast<long long>(followers)},
                                           {"result", s.ok() ? "ok" : s.ToString()}});
 }

@@ -211,6 +211,10 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   void Demote(const std::string& tenant_id, const std::string& node, int64_t term);
   // Links to announced nodes this node has no working link to.
   void RefreshPeers();
+  // Where Snapshot copies a tenant's database file to send it: under
+  // replicas/, named so no tenant id can be it; Start removes what a crash
+  // left there (sealed bytes only).
+  std::string SnapshotScratch(const std::string& tenant_id) const;
   // Ships the tenant's files and a snapshot to its followers that need one.
   void Snapshot(const std::string& tenant_id, const std::shared_ptr<Primary>& primary);
   void PublishStatus();

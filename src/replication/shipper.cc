@@ -1,8 +1,14 @@
 #include "replication/shipper.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <optional>
 
@@ -336,7 +342,29 @@ size_t Shipper::BeginSnapshot(const std::string& lineage, uint64_t term, const C
   return n;
 }
 
-Status Shipper::SendSnapshot(const std::string& database) {
+Status Shipper::SendSnapshot(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Internal("cannot open the snapshot").WithCause(std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return Internal("cannot stat the snapshot");
+  const uint64_t total = static_cast<uint64_t>(st.st_size);
+  // The chunk at `offset` (the last one may be short).
+  auto read_chunk = [&](uint64_t offset, std::string& out) -> Status {
+    out.resize(static_cast<size_t>(std::min<uint64_t>(kSnapshotChunkBytes, total - offset)));
+    size_t done = 0;
+    while (done < out.size()) {
+      ssize_t n =
+          ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return Internal("cannot read the snapshot").WithCause(std::strerror(errno));
+      done += static_cast<size_t>(n);
+    }
+    return Status::Ok();
+  };
   std::vector<size_t> targets;
   SnapshotChunk chunk;
   {
@@ -349,7 +377,7 @@ Status Shipper::SendSnapshot(const std::string& database) {
     chunk.seq = shared_->snapshot_head.seq;
     chunk.hash = shared_->snapshot_head.hash;
   }
-  chunk.total = database.size();
+  chunk.total = total;
   Status result;
   for (size_t i : targets) {
     std::shared_ptr<cluster::PeerClient> link;
@@ -361,7 +389,7 @@ Status Shipper::SendSnapshot(const std::string& database) {
     uint64_t offset = 0;
     do {
       chunk.offset = offset;
-      chunk.bytes = database.substr(offset, kSnapshotChunkBytes);
+      if (s = read_chunk(offset, chunk.bytes); !s.ok()) break;
       auto answer = link->Call(cluster::Message{tenant_, kSnapshotChunk, ++shared_->next_message,
                                                 EncodeSnapshotChunk(chunk)},
                                options_.ack_timeout * 5);
@@ -371,7 +399,7 @@ Status Shipper::SendSnapshot(const std::string& database) {
         s = Unavailable("the follower refused the snapshot").WithCause(answer->payload);
       }
       offset += chunk.bytes.size();
-    } while (s.ok() && offset < database.size());
+    } while (s.ok() && offset < total);
     if (!s.ok()) {
       std::lock_guard lock(shared_->mu);
       shared_->NeedsSnapshot(shared_->followers[i]);

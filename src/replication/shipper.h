@@ -111,10 +111,11 @@ class Shipper {
   // the caller read under the same hold is what SendSnapshot ships.
   // Returns how many followers take it.
   size_t BeginSnapshot(const std::string& lineage, uint64_t term, const ChainHead& head);
-  // Ships `database` (the file read in the same hold as BeginSnapshot) to
-  // those followers, then their backlogs. A follower that fails needs a
-  // snapshot again.
-  Status SendSnapshot(const std::string& database);
+  // Ships the file at `path` (a copy of the database made in the same hold
+  // as BeginSnapshot) to those followers, then their backlogs; read a chunk
+  // (kSnapshotChunkBytes) at a time, so memory does not grow with the
+  // tenant. A follower that fails needs a snapshot again.
+  Status SendSnapshot(const std::string& path);
 
   // The last segment published (0 before the first).
   uint64_t published() const { return published_; }

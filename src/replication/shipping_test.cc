@@ -122,21 +122,22 @@ class ShippingTest : public ::testing::Test {
 
   // A snapshot for the followers that need one: a TRUNCATE checkpoint, then
   // the file and the chain head under one hold of the tenant's changes.
-  // Returns the file for SendSnapshot. (Its own connection: the tenant's
-  // writer may be busy.)
+  // Returns the copy of the file for SendSnapshot. (Its own connection:
+  // the tenant's writer may be busy.)
   std::string CutSnapshot(Shipper& shipper) {
     auto db =
         storage::Database::Open(primary_, *key_, {.vfs = storage::repl::kReplicatedCipherVfs});
     EXPECT_OK(db);
     if (!db.ok()) return "";
     EXPECT_OK((*db)->Checkpoint());
-    std::string bytes;
+    const std::string copy = primary_ + ".snapshot";
     EXPECT_OK(storage::repl::WithChangesHeld(primary_, [&] {
-      SILO_ASSIGN_OR_RETURN(bytes, ReadFile(primary_));
+      SILO_ASSIGN_OR_RETURN(std::string bytes, ReadFile(primary_));
+      SILO_RETURN_IF_ERROR(WriteFileAtomic(copy, bytes, 0600));
       EXPECT_EQ(shipper.BeginSnapshot(lineage_, 1, recorder_->head()), 2u);
       return Status::Ok();
     }));
-    return bytes;
+    return copy;
   }
 
   Status Insert(storage::Database& db, int id) {
@@ -145,12 +146,17 @@ class ShippingTest : public ::testing::Test {
     return stmt->Bind(1, int64_t{id}).Bind(2, std::string(kNeedle) + std::string(500, 'y')).Run();
   }
 
-  // Makes the primary's database, with row 1, before any replication.
-  void CreateUnreplicated() {
+  // Makes the primary's database, with row 1, before any replication; with
+  // `pad_bytes` of random bytes besides (a file of several snapshot chunks).
+  void CreateUnreplicated(int64_t pad_bytes = 0) {
     auto db = storage::Database::Open(primary_, *key_);
     ASSERT_OK(db);
     ASSERT_OK((*db)->Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, body TEXT)"));
     ASSERT_OK(Insert(**db, 1));
+    if (pad_bytes > 0) {
+      ASSERT_OK((*db)->Exec("CREATE TABLE pad(b BLOB); INSERT INTO pad VALUES(randomblob(" +
+                            std::to_string(pad_bytes) + "))"));
+    }
   }
 
   // Waits until every follower acknowledged the chain head.
@@ -183,7 +189,8 @@ class ShippingTest : public ::testing::Test {
 };
 
 TEST_F(ShippingTest, FollowersSnapshotWhileWritesGoOnThenHoldEveryAcknowledgedCommit) {
-  CreateUnreplicated();
+  // Over two snapshot chunks: the copy is sent a chunk at a time.
+  CreateUnreplicated(int64_t{9} << 20);
   Shipper shipper(kTenant, ShipperOptions{}, Links());
   shipper.RequireSnapshot();  // the chain starts over a file that holds data
   auto db = OpenPrimary(shipper);
@@ -192,7 +199,8 @@ TEST_F(ShippingTest, FollowersSnapshotWhileWritesGoOnThenHoldEveryAcknowledgedCo
 
   // The snapshot is cut, and then, before and while it travels, the tenant
   // goes on writing: those segments queue for the followers and follow it.
-  std::string bytes = CutSnapshot(shipper);
+  const std::string snapshot = CutSnapshot(shipper);
+  ASSERT_GT(fs::file_size(snapshot), 2 * kSnapshotChunkBytes);
   for (int id = 2; id <= 100; ++id) ASSERT_OK(Insert(*db, id));
   std::thread writer([&] {
     auto second =
@@ -200,7 +208,7 @@ TEST_F(ShippingTest, FollowersSnapshotWhileWritesGoOnThenHoldEveryAcknowledgedCo
     ASSERT_OK(second);
     for (int id = 101; id <= 150; ++id) ASSERT_OK(Insert(**second, id));
   });
-  ASSERT_OK(shipper.SendSnapshot(bytes));
+  ASSERT_OK(shipper.SendSnapshot(snapshot));
   writer.join();
   EXPECT_TRUE(shipper.NeedingSnapshot().empty());
 
