@@ -11,6 +11,7 @@ import json
 import os
 
 from test_backups import MARKER, assert_no_plaintext, backup_run, everything, fill
+from test_backups import s3rver  # noqa: F401 (a fixture, used by name)
 from test_files import png, upload
 from test_records import Api, make_api, token
 
@@ -87,3 +88,33 @@ def test_shred_leaves_no_backup_that_the_master_key_opens(make_silo, tmp_path):
     assert r.returncode == 0, r.stderr
     assert everything(Api(fresh, "globex-back", token(fresh, "globex-back")))[0] == globex_before
     assert_no_plaintext(target)
+
+
+def test_shred_on_an_s3_target_deletes_the_key_object_from_the_bucket(make_silo, s3rver):
+    """The same against a real S3 server (s3rver): the key object is deleted
+    from the bucket (the S3 target's List, Get, Put and Delete), the
+    backups are listed as shredded and do not restore."""
+    silo = make_silo({"SILO_BACKUP_TARGET": "s3://silo-backups/shred",
+                      "SILO_S3_ENDPOINT": "http://127.0.0.1:%d" % s3rver["port"],
+                      "SILO_S3_REGION": "us-east-1",
+                      "SILO_S3_ACCESS_KEY_ID": "S3RVER",
+                      "SILO_S3_SECRET_ACCESS_KEY": "S3RVER",
+                      "SILO_BACKUP_SCHEDULE": "off"})
+    fill(make_api(silo), 4)
+    first = backup_run(silo, "acme")["id"]
+    acme_id = first.rsplit("-", 2)[0]
+
+    def bucket_objects():
+        return [os.path.relpath(os.path.join(root, n), s3rver["dir"])
+                for root, _, names in os.walk(s3rver["dir"]) for n in names]
+    assert [o for o in bucket_objects() if "tenant.key" in o and acme_id in o], bucket_objects()
+    r = silo.cli("tenant", "delete", "acme", "--shred", "--yes")
+    assert r.returncode == 0, r.stderr
+    assert "shredded: 1 backups in s3://silo-backups/shred/" in r.stdout, r.stdout
+    assert not [o for o in bucket_objects() if "tenant.key" in o and acme_id in o], \
+        bucket_objects()
+    assert [o for o in bucket_objects() if "tenant.shredded" in o and acme_id in o]
+    [listed] = json.loads(silo.cli("--json", "backup", "list").stdout)["items"]
+    assert listed["id"] == first and listed["shredded"] and not listed["good"]
+    r = silo.cli("backup", "restore", first, "--as", "acme-back")
+    assert r.returncode != 0 and "crypto-shredded" in r.stderr, r.stderr
