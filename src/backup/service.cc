@@ -481,6 +481,13 @@ Result<ShredReport> Service::Shred(const std::string& tenant_id, const std::stri
     return Internal("the tenant's backup key is still in the target after its delete")
         .WithCause(gone.ok() ? "present" : gone.status().message());
   }
+  // Its blobs open under no key now either, and no listing shows them:
+  // they go at once (the manifests stay, listed as shredded, until pruned).
+  SILO_ASSIGN_OR_RETURN(auto blobs, StoredBlobNames(*target_, tenant_id));
+  for (const std::string& name : blobs) {
+    SILO_RETURN_IF_ERROR(target_->Delete(name));
+    ++report.blobs_deleted;
+  }
   return report;
 }
 

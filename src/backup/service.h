@@ -35,9 +35,10 @@ struct Listed {
 };
 
 struct ShredReport {
-  int64_t backups = 0;    // of the tenant in the target, now unreadable
-  int64_t rewrapped = 0;  // format 1 manifests moved under the tenant's backup key first
-  int64_t dropped = 0;    // format 1 manifests under another master key: deleted
+  int64_t backups = 0;        // of the tenant in the target, now unreadable
+  int64_t rewrapped = 0;      // format 1 manifests moved under the tenant's backup key first
+  int64_t dropped = 0;        // format 1 manifests under another master key: deleted
+  int64_t blobs_deleted = 0;  // the tenant's file blobs in the target
 };
 
 struct RestoreRequest {
@@ -146,8 +147,9 @@ class Service {
   // loses its manifest), then "<tenant-id>/tenant.shredded" is written and
   // the key object deleted, and read back to make sure it is gone. From
   // then on no backup of the tenant opens, under any key, and none is taken.
-  // A rerun after an interruption finishes the job. The objects stay until
-  // retention prunes them; List shows them as shredded.
+  // Its file blobs are deleted; the backups' other objects stay until
+  // retention prunes them, and List shows them as shredded. A rerun after
+  // an interruption finishes the job.
   Result<ShredReport> Shred(const std::string& tenant_id, const std::string& slug) EXCLUDES(mu_);
   // Deletes what the retention policy drops as of `now_us`; returns the ids.
   Result<std::vector<std::string>> Prune(int64_t now_us) EXCLUDES(mu_);

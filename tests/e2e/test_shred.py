@@ -50,6 +50,7 @@ def test_shred_leaves_no_backup_that_the_master_key_opens(make_silo, tmp_path):
     assert "deleted tenant acme" in r.stdout
     assert "shredded: 2 backups in dir:" in r.stdout, r.stdout
     assert not os.path.exists(os.path.join(target, acme_id, "tenant.key"))
+    assert not glob.glob(os.path.join(target, acme_id, "files", "*.sf"))  # sealed, and gone
     marker = json.load(open(os.path.join(target, acme_id, "tenant.shredded")))
     assert marker["tenant"] == acme_id and marker["slug"] == "acme"
 
