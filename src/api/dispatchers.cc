@@ -437,6 +437,23 @@ http::Response OperatorDispatcher::Handle(const http::Request& req) {
         {"operator.auth_failed", "anonymous", req.client_ip, req.method + " " + m.route->pattern},
         req.request_id);
   }
+  // On a cluster node, a command for a tenant another node leads is for
+  // that node (its operator listener is its own, on its loopback): said so,
+  // rather than "no such tenant", which would read as if the tenant were gone.
+  if (auto slug = m.params.find("slug"); operator_ok && slug != m.params.end() &&
+                                         services_.primary_elsewhere &&
+                                         !services_.tenants->Find(slug->second)) {
+    if (auto url = services_.primary_elsewhere(slug->second)) {
+      auto r = url->empty()
+                   ? http::Problem(503, "the tenant is changing nodes; retry", req.request_id)
+                   : http::Problem(409,
+                                   "another node of the cluster leads this tenant (" + *url +
+                                       "): run the command on that node",
+                                   req.request_id);
+      if (url->empty()) r.headers.emplace_back("retry-after", "1");
+      return Labelled(std::move(r), m, "");
+    }
+  }
   RequestContext ctx{req, m.params, nullptr, req.client_ip};
   return Labelled(RunRoute(services_, m, ctx, operator_ok), m, "");
 }

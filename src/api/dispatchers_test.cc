@@ -213,6 +213,32 @@ TEST_F(DispatcherTest, OperatorTokenRequiredAndFailuresLogged) {
   EXPECT_EQ(d.Handle(Req("GET", "/healthz")).status, 200);
 }
 
+TEST_F(DispatcherTest, AnOperatorCommandForATenantAnotherNodeLeadsSaysWhereNotThatItIsGone) {
+  services().primary_elsewhere = [](const std::string& slug) -> std::optional<std::string> {
+    if (slug == "beta" || slug == "acme") return "https://n2.example:8443";
+    if (slug == "moving") return "";
+    return std::nullopt;
+  };
+  const std::string token(40, 'k');
+  OperatorDispatcher d(services(), token);
+  auto call = [&](const std::string& method, const std::string& path) {
+    auto r = Req(method, path);
+    r.headers.emplace_back("authorization", "Bearer " + token);
+    return d.Handle(r);
+  };
+  auto there = call("DELETE", "/v1/tenants/beta");
+  EXPECT_EQ(there.status, 409);
+  EXPECT_NE(there.body.find("https://n2.example:8443"), std::string::npos);
+  EXPECT_EQ(call("POST", "/v1/tenants/moving/backups").status, 503);
+  EXPECT_EQ(call("POST", "/v1/tenants/nobody/suspend").status, 404);
+  // A tenant this node has is this node's, whatever the hook says.
+  EXPECT_EQ(call("POST", "/v1/tenants/acme/suspend").status, 200);
+  // Without the operator token nothing is told.
+  auto anon = d.Handle(Req("DELETE", "/v1/tenants/beta"));
+  EXPECT_EQ(anon.status, 401);
+  EXPECT_EQ(anon.body.find("n2.example"), std::string::npos);
+}
+
 TEST_F(DispatcherTest, AHoneypotHitABrowserMadeForAnotherSiteIsLoggedButBansNobody) {
   PublicDispatcher d(services(), "", 1 << 20);
   auto hit = [&](std::string ip, std::string path,

@@ -648,6 +648,11 @@ def test_a_tenant_shredded_on_its_primary_leaves_no_copy_or_key_on_any_node(clus
     copies = {n.node_id: os.path.join(n.data_dir, "replicas", tenant_id) for n in (n2, n3)}
     for path in copies.values():
         assert os.path.exists(os.path.join(path, "tenant.key"))
+    # A follower is not where the tenant is deleted: it says which node is.
+    r = n2.cli("tenant", "delete", "acme", "--shred", "--yes")
+    assert r.returncode == 1 and "another node of the cluster leads this tenant (%s)" % n1.url \
+        in r.stderr, r.stderr
+    assert os.path.exists(copies["n2"])
     assert n3.stop() == 0  # down while the tenant goes
     wait_until("n3's lease ended",
                lambda: "n3" not in [n["id"] for n in cluster.status()["nodes"]])
