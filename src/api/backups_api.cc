@@ -169,6 +169,8 @@ http::Response RestoreBackup(Services& s, RequestContext& ctx) {
                  {"files_present", report->files_present},
                  {"files_resealed", report->files_resealed},
                  {"links_dropped", report->links_dropped},
+                 {"secrets_resealed", report->secrets_resealed},
+                 {"recovery_codes_dropped", report->recovery_codes_dropped},
                  {"seconds", report->seconds}};
   if (!report->pre_restore_backup_id.empty()) {
     o["pre_restore_backup_id"] = report->pre_restore_backup_id;

@@ -453,6 +453,7 @@ Result<std::unique_ptr<App>> App::Create(config::Config c) {
       c.data_dir,
       backup::RetentionPolicy{c.backups.daily_days, c.backups.weekly_days, c.backups.weekly_day},
       auth::EndSessionsAndOneTimeTokens);
+  p->backups->SetResealer(auth::ResealSecretFields);
   // Signed checkpoints of the tenants' chains, kept off their disks: in
   // platform/ and beside each backup (rollback detection).
   if (!c.signing_key) return FailedPrecondition("no signing key (SILO_SIGNING_KEY)");

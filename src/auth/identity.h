@@ -29,6 +29,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/status.h"
@@ -65,6 +66,18 @@ std::span<const storage::Migration> AccessRequestMigrations();
 // sessions ended.
 // REQUIRES: db.InTransaction().
 Result<int64_t> EndSessionsAndOneTimeTokens(storage::Database& db);
+
+// A copy of a tenant's database that becomes another tenant (restore --as)
+// holds its TOTP secrets sealed under the original tenant's secret-fields
+// sub-key (KeyPurpose::kSecretFields): each is opened under `from` and
+// sealed again under `to`, the copy's (same AD, "totp:" + user id), so its
+// users pass MFA. Recovery codes are kept only as hashes keyed with `from`
+// and cannot move: they are deleted (the users make new ones). DataLoss when
+// a secret does not open under `from`. Returns (secrets re-sealed, recovery
+// codes deleted). REQUIRES: db.InTransaction().
+Result<std::pair<int64_t, int64_t>> ResealSecretFields(storage::Database& db,
+                                                       const crypto::SecretKey& from,
+                                                       const crypto::SecretKey& to);
 
 struct User {
   std::string id;

@@ -2,6 +2,9 @@
 // (behind identity.h).
 #include <algorithm>
 #include <boost/json.hpp>
+#include <optional>
+#include <utility>
+#include <vector>
 
 #include "auth/identity.h"
 #include "auth/identity_internal.h"
@@ -45,6 +48,63 @@ Result<int64_t> EndSessionsAndOneTimeTokens(Database& db) {
   // back with the copy: every operator access ends, with its tokens.
   SILO_RETURN_IF_ERROR(EndOperatorAccess(db, NowMicros()).status());
   return ended;
+}
+
+Result<std::pair<int64_t, int64_t>> ResealSecretFields(Database& db, const crypto::SecretKey& from,
+                                                       const crypto::SecretKey& to) {
+  if (!db.InTransaction()) return FailedPrecondition("re-sealing secrets needs a transaction");
+  SILO_ASSIGN_OR_RETURN(
+      auto identity,
+      ColumnStrings(db, "SELECT name FROM sqlite_schema WHERE type = 'table' AND name = 'users'"));
+  if (identity.empty()) return std::pair<int64_t, int64_t>{0, 0};  // a copy from before identity
+  struct Row {
+    std::string id;
+    std::optional<std::string> secret, pending;
+  };
+  std::vector<Row> rows;
+  {
+    SILO_ASSIGN_OR_RETURN(auto q, db.Prepare("SELECT id, totp_secret, totp_pending FROM users"
+                                             " WHERE totp_secret IS NOT NULL"
+                                             " OR totp_pending IS NOT NULL"));
+    for (;;) {
+      SILO_ASSIGN_OR_RETURN(bool row, q.Step());
+      if (!row) break;
+      Row r{q.ColumnText(0), std::nullopt, std::nullopt};
+      if (!q.ColumnIsNull(1)) r.secret = q.ColumnBlob(1);
+      if (!q.ColumnIsNull(2)) r.pending = q.ColumnBlob(2);
+      rows.push_back(std::move(r));
+    }
+  }
+  int64_t resealed = 0;
+  auto reseal = [&](const std::string& user_id, std::optional<std::string>& sealed) -> Status {
+    if (!sealed) return Status::Ok();
+    auto secret = crypto::Open(from, *sealed, "totp:" + user_id);
+    if (!secret.ok()) return DataLoss("a TOTP secret of the copy does not open under its key");
+    sealed = crypto::Seal(to, *secret, "totp:" + user_id);
+    crypto::WipeString(*secret);
+    ++resealed;
+    return Status::Ok();
+  };
+  for (Row& r : rows) {
+    SILO_RETURN_IF_ERROR(reseal(r.id, r.secret));
+    SILO_RETURN_IF_ERROR(reseal(r.id, r.pending));
+    SILO_ASSIGN_OR_RETURN(
+        auto update, db.Prepare("UPDATE users SET totp_secret = ?, totp_pending = ? WHERE id = ?"));
+    if (r.secret) {
+      update.BindBlob(1, *r.secret);
+    } else {
+      update.BindNull(1);
+    }
+    if (r.pending) {
+      update.BindBlob(2, *r.pending);
+    } else {
+      update.BindNull(2);
+    }
+    update.Bind(3, r.id);
+    SILO_RETURN_IF_ERROR(update.Run());
+  }
+  SILO_RETURN_IF_ERROR(db.Exec("DELETE FROM recovery_codes"));
+  return std::pair<int64_t, int64_t>{resealed, db.Changes()};
 }
 
 std::string CsrfTokenOf(std::string_view session_token) {

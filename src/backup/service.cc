@@ -519,7 +519,8 @@ Result<Service::Loaded> Service::LoadLocked(const std::string& backup_id, bool o
                 std::make_unique<RemoveOnExit>(ScratchName(scratch, ".data")),
                 backup_key.Clone(),
                 {},
-                crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kFiles)};
+                crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kFiles),
+                crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kSecretFields)};
   if (Status g = target_->GetFile(DataName(backup_id), loaded.data->path()); !g.ok()) {
     if (g.code() == StatusCode::kNotFound) return DataLoss("the backup's data object is missing");
     return g;
@@ -698,6 +699,14 @@ Result<RestoreReport> Service::RestoreLocked(const RestoreRequest& request) {
     if (!tx.ok()) return tx.status();
     // Sessions and one-time links of the past must not come back to life.
     SILO_ASSIGN_OR_RETURN(report.sessions_ended, forget_(**db));
+    // Another tenant's key (restore --as): the copy's secrets move to it.
+    crypto::SecretKey secrets_key = crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kSecretFields);
+    if (reseal_ &&
+        crypto::KeyFingerprint(secrets_key) != crypto::KeyFingerprint(*loaded->secrets_key)) {
+      SILO_ASSIGN_OR_RETURN(auto moved, reseal_(**db, *loaded->secrets_key, secrets_key));
+      report.secrets_resealed = moved.first;
+      report.recovery_codes_dropped = moved.second;
+    }
     // Files follow the records: those they name (at --at, those of the
     // time) are attached, the rest tombstones; links never come back.
     SILO_ASSIGN_OR_RETURN(auto referenced, records::ReferencedFileIds(**db));

@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backup/archive.h"
@@ -66,6 +67,9 @@ struct RestoreReport {
   // never brings a revoked link back).
   int64_t files = 0, files_fetched = 0, files_present = 0, files_resealed = 0;
   int64_t links_dropped = 0;
+  // A copy restored as another tenant: TOTP secrets moved to its key, and
+  // recovery codes dropped (kept only as hashes keyed with the old key).
+  int64_t secrets_resealed = 0, recovery_codes_dropped = 0;
   double seconds = 0;
 };
 
@@ -102,6 +106,13 @@ struct Stats {
 // EndSessionsAndOneTimeTokens here, so a restore's effect on identity is
 // stated in one place.
 using ForgetOnRestore = std::function<Result<int64_t>(storage::Database& copy)>;
+// Re-seals, in a copy restored as another tenant (restore --as), what is
+// sealed under the backup's tenant's secret-fields sub-key
+// (KeyPurpose::kSecretFields, `from`) under the copy's (`to`), inside the
+// restore's transaction. app wires auth's ResealSecretFields here. Returns
+// (secrets re-sealed, values that cannot move and were dropped).
+using ResealOnRestore = std::function<Result<std::pair<int64_t, int64_t>>(
+    storage::Database& copy, const crypto::SecretKey& from, const crypto::SecretKey& to)>;
 // Signs a checkpoint of a backup's chain heads (app wires it to
 // checkpoint::Book, which also keeps it as the tenant's newest where it saw
 // at least as much): the text stored beside the backup.
@@ -119,6 +130,10 @@ class Service {
   // Before the first Run (not thread-safe): every backup from then on stores
   // a signed checkpoint of its chain heads beside it (CheckpointName).
   void SetCheckpointSigner(SignCheckpoint sign) { sign_checkpoint_ = std::move(sign); }
+  // Before the first Restore (not thread-safe): how a copy that becomes
+  // another tenant moves its secrets to that tenant's key. Without it, such
+  // a copy's TOTP secrets stay under the old tenant's key and do not open.
+  void SetResealer(ResealOnRestore reseal) { reseal_ = std::move(reseal); }
 
   // Backs up one tenant; returns its manifest.
   Result<Manifest> Run(const tenant::TenantInfo& tenant) EXCLUDES(mu_);
@@ -163,10 +178,11 @@ class Service {
   // object's size and SHA-256 (it waits in scratch), the files list.
   struct Loaded {
     Manifest manifest;
-    std::unique_ptr<RemoveOnExit> data;           // the .data object, sealed
-    std::optional<crypto::SecretKey> backup_key;  // always set
-    std::vector<FileEntry> files;                 // the authenticated files list
-    std::optional<crypto::SecretKey> files_key;   // the backup's tenant's files sub-key
+    std::unique_ptr<RemoveOnExit> data;            // the .data object, sealed
+    std::optional<crypto::SecretKey> backup_key;   // always set
+    std::vector<FileEntry> files;                  // the authenticated files list
+    std::optional<crypto::SecretKey> files_key;    // the backup's tenant's files sub-key
+    std::optional<crypto::SecretKey> secrets_key;  // and its secret-fields sub-key
   };
   Result<Manifest> RunLocked(const tenant::TenantInfo& tenant) REQUIRES(mu_);
   // The tenant's backup key from the target (tenant_key.h); with `create`,
@@ -202,6 +218,7 @@ class Service {
   const RetentionPolicy retention_;
   const ForgetOnRestore forget_;
   SignCheckpoint sign_checkpoint_;  // may be empty
+  ResealOnRestore reseal_;          // may be empty
 
   Mutex mu_;  // one operation at a time: the *Locked functions hold it
   mutable Mutex stats_mu_;

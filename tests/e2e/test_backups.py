@@ -444,3 +444,32 @@ def test_scheduled_backup_retries_logs_and_drills(make_silo, data_dir):
     security = open(os.path.join(data_dir, "platform", "security.log")).read()
     assert "backup.backup_failed" in security
     assert glob.glob(os.path.join(target, "*", "*.data"))
+
+
+def test_a_copy_restored_as_another_tenant_keeps_its_users_second_factor(make_silo):
+    """A TOTP secret is sealed under its tenant's key: a copy restored as
+    another tenant (with its own key) gets it re-sealed under that key, so
+    its users still pass MFA there (before, the copy answered 500). Recovery
+    codes are hashes keyed with the original's key and cannot move: they are
+    dropped in the copy and still work in the original."""
+    from identity_util import Client
+    from test_identity import MANY, OWNER, owner_session
+    silo = make_silo(MANY)
+    _, secret, codes = owner_session(silo)
+    answer = backup_run(silo, "acme")
+    r = silo.cli("--json", "backup", "restore", answer["id"], "--as", "acme-copy")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["secrets_resealed"] == 1, report
+    assert report["recovery_codes_dropped"] == len(codes) > 0, report
+    copy = Client(silo, "acme-copy")
+    copy.sign_in(OWNER, secret)
+    assert copy.call("GET", "/api/auth/me").status_code == 200
+    # A recovery code: refused in the copy, accepted in the original.
+    for slug, status in (("acme-copy", 401), ("acme", 200)):
+        c = Client(silo, slug)
+        r = c.login(OWNER)
+        assert r.status_code == 200 and r.json()["mfa_required"], r.text
+        m = c.call("POST", "/api/auth/mfa",
+                   {"mfa_token": r.json()["mfa_token"], "recovery_code": codes[0]})
+        assert m.status_code == status, (slug, m.status_code, m.text)
