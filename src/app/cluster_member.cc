@@ -285,8 +285,14 @@ void ClusterMember::ReleaseSlug(const std::string& slug, const std::string& tena
 }
 
 void ClusterMember::DropDeletedCopies() {
-  auto gone = etcd_->List(kGonePrefix);
+  const auto now = std::chrono::steady_clock::now();
+  const bool full = now >= gone_full_at_;
+  auto gone = etcd_->List(kGonePrefix, full ? 0 : gone_next_revision_, /*keys_only=*/true);
   if (!gone.ok()) return;  // said by RefreshPeers
+  if (full) gone_full_at_ = now + std::chrono::minutes(1);
+  for (const cluster::KeyValue& kv : *gone) {
+    gone_next_revision_ = std::max(gone_next_revision_, kv.mod_revision + 1);
+  }
   std::set<std::string> mine;
   if (options_.registry != nullptr) {
     for (const auto& t : options_.registry->List()) mine.insert(t.id);

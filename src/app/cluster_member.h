@@ -224,6 +224,11 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   // its primary (/silo/gone/<id>, written by ReleaseSlug; each second, so a
   // node that was down when the tenant went drops it when it is back).
   void DropDeletedCopies();
+  // DropDeletedCopies' place in /silo/gone/ (loop thread only): keys from
+  // this revision on are read each second; all of them once a minute (a
+  // copy a late message made again goes again).
+  int64_t gone_next_revision_ = 0;
+  std::chrono::steady_clock::time_point gone_full_at_{};
   // The failover election (see the top of the file), each loop turn.
   void CheckPrimaries();
   // Takes over `tenant_id` from this node's copy. False when it could not.

@@ -222,8 +222,12 @@ Result<std::optional<KeyValue>> Etcd::Get(const std::string& key) {
   return std::optional<KeyValue>(ToKeyValue(first.as_object()));
 }
 
-Result<std::vector<KeyValue>> Etcd::List(const std::string& prefix) {
+Result<std::vector<KeyValue>> Etcd::List(const std::string& prefix, int64_t min_mod_revision,
+                                         bool keys_only) {
   json::object range{{"key", B64(prefix)}, {"range_end", B64(PrefixEnd(prefix))}};
+  // The gateway reads int64 fields as JSON strings (protobuf's JSON mapping).
+  if (min_mod_revision > 0) range["min_mod_revision"] = std::to_string(min_mod_revision);
+  if (keys_only) range["keys_only"] = true;
   SILO_ASSIGN_OR_RETURN(std::string text, Call("/v3/kv/range", json::serialize(range)));
   SILO_ASSIGN_OR_RETURN(json::object o, Parse(text));
   std::vector<KeyValue> out;

@@ -66,8 +66,11 @@ class Etcd {
   // Deletes `key` whatever it holds; a key that is not there is OK.
   Status Delete(const std::string& key);
   Result<std::optional<KeyValue>> Get(const std::string& key);
-  // Every key starting with `prefix`, in key order.
-  Result<std::vector<KeyValue>> List(const std::string& prefix);
+  // Every key starting with `prefix`, in key order. `min_mod_revision` (> 0):
+  // only keys changed at or after that revision; `keys_only`: values left
+  // empty (less to send when only the keys matter).
+  Result<std::vector<KeyValue>> List(const std::string& prefix, int64_t min_mod_revision = 0,
+                                     bool keys_only = false);
 
  private:
   // POSTs `body` to `path` on the first endpoint that answers: the answer's

@@ -89,6 +89,24 @@ TEST_F(EtcdTest, ListsAPrefixOnly) {
   EXPECT_EQ(etcd_->List("/silo/nodes")->size(), 1u);  // "/silo/nodesX" stays
 }
 
+TEST_F(EtcdTest, ListsOnlyKeysChangedSinceARevisionAndKeysAlone) {
+  auto first = etcd_->Put("/silo/gone/a", "{}", 0);
+  ASSERT_OK(first);
+  auto second = etcd_->Put("/silo/gone/b", "{}", 0);
+  ASSERT_OK(second);
+  auto all = etcd_->List("/silo/gone/", 0, /*keys_only=*/true);
+  ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].key, "/silo/gone/a");
+  EXPECT_TRUE((*all)[0].value.empty());
+  EXPECT_EQ((*all)[1].mod_revision, *second);  // still there without the value
+  auto since = etcd_->List("/silo/gone/", *second, true);
+  ASSERT_OK(since);
+  ASSERT_EQ(since->size(), 1u);
+  EXPECT_EQ((*since)[0].key, "/silo/gone/b");
+  EXPECT_TRUE(etcd_->List("/silo/gone/", *second + 1, true)->empty());
+}
+
 TEST_F(EtcdTest, AnEndpointThatDoesNotAnswerIsSkippedAndNoneAnsweringIsUnavailable) {
   std::string dead = "http://127.0.0.1:" + std::to_string(testing::FreePort());
   Etcd with_dead_first(EtcdOptions{{dead, etcd_process_.endpoint()}, 2000, "", "", ""});
