@@ -50,9 +50,10 @@ class SecurityLog {
   // Ok, or DataLoss naming the first line (1-based) whose hash does not hold.
   static Status Verify(const std::string& path);
   // The events stamped within [from_us, to_us], in order (an incident's
-  // timeline). DataLoss when the chain does not hold (an edited log is not
-  // evidence).
-  Result<std::vector<LoggedEvent>> Read(int64_t from_us, int64_t to_us) const;
+  // timeline), read in one pass that checks the chain. DataLoss when the
+  // chain does not hold or the file ends before the last event this log
+  // wrote (an edited log is not evidence). Holds off appends meanwhile.
+  Result<std::vector<LoggedEvent>> Read(int64_t from_us, int64_t to_us) EXCLUDES(mutex_);
   // Before the log is shared (not thread-safe): told of each event once it
   // is written, under the log's lock (must not block: event_shipper.h).
   void SetObserver(std::function<void(const SecurityEvent&)> observer) {

@@ -67,5 +67,40 @@ TEST_F(SecurityLogTest, InjectedNewlinesStayInOneLine) {
   EXPECT_OK(SecurityLog::Verify(path_));
 }
 
+// An incident's timeline: the window's events, read only from a log whose
+// chain holds and ends where this log last wrote (cutting the newest lines
+// off leaves a valid chain, which the chain alone cannot tell).
+TEST_F(SecurityLogTest, ReadGivesTheWindowOnlyFromAWholeUneditedLog) {
+  auto log = SecurityLog::Open(path_);
+  ASSERT_OK(log);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_OK((*log)->Append({"x", "operator", "127.0.0.1", "d" + std::to_string(i)}));
+  }
+  auto all = (*log)->Read(0, int64_t{1} << 62);
+  ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_EQ((*all)[2].event.detail, "d2");
+  EXPECT_GT((*all)[0].at_us, 0);
+  auto none = (*log)->Read(0, (*all)[0].at_us - 1'000'000);
+  ASSERT_OK(none);
+  EXPECT_TRUE(none->empty());
+
+  auto text = ReadFile(path_);
+  ASSERT_OK(text);
+  const std::string whole = *text;
+  // The last line cut off: the chain of the rest holds, the log knows better.
+  std::string cut = whole.substr(0, whole.rfind('\n', whole.size() - 2) + 1);
+  ASSERT_OK(WriteFileAtomic(path_, cut));
+  EXPECT_OK(SecurityLog::Verify(path_));
+  EXPECT_STATUS(StatusCode::kDataLoss, (*log)->Read(0, int64_t{1} << 62));
+  // A line edited.
+  std::string edited = whole;
+  edited[edited.find("\"d1\"") + 2] = '9';
+  ASSERT_OK(WriteFileAtomic(path_, edited));
+  EXPECT_STATUS(StatusCode::kDataLoss, (*log)->Read(0, int64_t{1} << 62));
+  ASSERT_OK(WriteFileAtomic(path_, whole));
+  EXPECT_OK((*log)->Read(0, int64_t{1} << 62));
+}
+
 }  // namespace
 }  // namespace silo::platform
