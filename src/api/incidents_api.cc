@@ -122,7 +122,7 @@ http::Response CreateIncidentReport(Services& s, RequestContext& ctx) {
   if (!platform_events.ok()) return ErrorResponse(platform_events.status(), req);
   for (auto& e : *platform_events) {
     // One tenant's report keeps the platform events that name it.
-    if (in.tenant && e.event.detail.find(*in.tenant) == std::string::npos) continue;
+    if (in.tenant && !platform::NamesTenant(e.event.detail, *in.tenant)) continue;
     in.platform.push_back(std::move(e));
   }
   std::map<std::string, std::unique_ptr<records::TenantStore>> stores;

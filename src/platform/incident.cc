@@ -95,6 +95,22 @@ struct Item {
 
 bool SecurityRelevant(std::string_view type) { return CategoryOf(type) != nullptr; }
 
+bool NamesTenant(std::string_view detail, std::string_view slug) {
+  auto slug_char = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+  };
+  if (slug.empty()) return false;
+  for (size_t at = detail.find(slug); at != std::string_view::npos;
+       at = detail.find(slug, at + 1)) {
+    const size_t end = at + slug.size();
+    if ((at == 0 || !slug_char(detail[at - 1])) &&
+        (end == detail.size() || !slug_char(detail[end]))) {
+      return true;
+    }
+  }
+  return false;
+}
+
 std::string IncidentSignedText(const json::object& report, std::string_view markdown) {
   return "silo-incident-1\n" + json::serialize(report) + "\n" + std::string(markdown);
 }

@@ -36,6 +36,10 @@ struct TenantEntry {
 // Whether an audit entry type belongs in an incident's timeline.
 bool SecurityRelevant(std::string_view type);
 
+// Whether a platform security event's detail names the tenant `slug`: as a
+// whole slug, not inside a longer one ("acme" is not named by "acme-eu").
+bool NamesTenant(std::string_view detail, std::string_view slug);
+
 struct IncidentInput {
   std::string id;
   int64_t generated_at_us = 0;

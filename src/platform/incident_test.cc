@@ -56,5 +56,18 @@ TEST(IncidentTest, ATimelineInOrderWithDeadlineCategoriesAndMeasures) {
   EXPECT_NE(IncidentSignedText(o, r.markdown), IncidentSignedText(o, r.markdown + " "));
 }
 
+// A tenant's report keeps the platform events that name it, and not those
+// of a tenant whose slug merely contains its own.
+TEST(IncidentTest, APlatformEventNamesATenantOnlyByItsWholeSlug) {
+  EXPECT_TRUE(NamesTenant("acme", "acme"));
+  EXPECT_TRUE(NamesTenant("acme: restored from acme-20261130", "acme"));
+  EXPECT_TRUE(NamesTenant("POST /t/acme/api/collections", "acme"));
+  EXPECT_FALSE(NamesTenant("acme-eu", "acme"));
+  EXPECT_FALSE(NamesTenant("POST /t/bigacme/api/", "acme"));
+  EXPECT_FALSE(NamesTenant("acme2: token", "acme"));
+  EXPECT_TRUE(NamesTenant("acme2 then acme", "acme"));
+  EXPECT_FALSE(NamesTenant("anything", ""));
+}
+
 }  // namespace
 }  // namespace silo::platform
