@@ -2,11 +2,10 @@
 
 #include <boost/json.hpp>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "base/file_util.h"
 #include "cli/commands.h"
 #include "cli/operator_client.h"
 
@@ -135,12 +134,6 @@ IncidentOptions& Incident() {
   return *o;
 }
 
-bool WriteText(const std::string& path, const std::string& text) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f << text;
-  return static_cast<bool>(f.flush());
-}
-
 int Report(const IncidentOptions& o, bool as_json) {
   json::object body{{"from", o.from}, {"to", o.to}, {"discovered", o.discovered}};
   if (!o.tenant.empty()) body["tenant"] = o.tenant;
@@ -157,7 +150,10 @@ int Report(const IncidentOptions& o, bool as_json) {
   const json::object& report = v.at("report").as_object();
   const std::string id = Str(report, "id");
   const std::string base = o.out + "/incident-" + id;
-  if (!WriteText(base + ".json", raw + "\n") || !WriteText(base + ".md", Str(v, "markdown"))) {
+  // The owner's alone (0600), whole or not at all: a report names users
+  // and client addresses.
+  if (!WriteFileAtomic(base + ".json", raw + "\n").ok() ||
+      !WriteFileAtomic(base + ".md", Str(v, "markdown")).ok()) {
     std::fprintf(stderr, "silo: cannot write %s.json and .md\n", base.c_str());
     return kRefused;
   }
@@ -200,17 +196,15 @@ void AddIncidentCommands(CLI::App& app, bool& as_json, int& code) {
       incident->add_subcommand("verify", "whether a kept report is the one the platform signed");
   verify->add_option("file", o.file, "incident-<id>.json")->required();
   verify->callback([&o, &as_json, &code] {
-    std::ifstream f(o.file, std::ios::binary);
-    std::stringstream text;
-    text << f.rdbuf();
-    if (!f) {
+    auto text = ReadFile(o.file);
+    if (!text.ok()) {
       std::fprintf(stderr, "silo: cannot read %s\n", o.file.c_str());
       code = kUsage;
       return;
     }
     std::string raw;
     code = Call(
-        as_json, "POST", "/v1/incidents/verify", text.str(), [](const json::value&) {}, &raw);
+        as_json, "POST", "/v1/incidents/verify", *text, [](const json::value&) {}, &raw);
     boost::system::error_code ec;
     json::value v = json::parse(raw, ec);
     if (code == kOk && !as_json) {

@@ -32,6 +32,11 @@ def report(silo, *args):
     r = silo.cli("incident", "report", "--out", out, *args)
     assert r.returncode == 0, r.stderr
     [name] = [n for n in os.listdir(out) if n.endswith(".json")]
+    # A report names users and client addresses: the owner's alone, and
+    # nothing half-written beside it.
+    assert sorted(os.listdir(out)) == [name, name[:-5] + ".md"]
+    for n in (name, name[:-5] + ".md"):
+        assert os.stat(os.path.join(out, n)).st_mode & 0o777 == 0o600, n
     with open(os.path.join(out, name)) as f:
         signed = json.load(f)
     with open(os.path.join(out, name[:-5] + ".md")) as f:
