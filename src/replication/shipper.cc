@@ -343,14 +343,25 @@ size_t Shipper::BeginSnapshot(const std::string& lineage, uint64_t term, const C
 }
 
 Status Shipper::SendSnapshot(const std::string& path) {
+  // A snapshot that cannot be read sends nothing; its followers (marked by
+  // BeginSnapshot) need one again rather than wait on a backlog.
+  auto unreadable = [&](Status why) {
+    std::lock_guard lock(shared_->mu);
+    for (auto& f : shared_->followers) {
+      if (f.state == FollowerState::kSnapshotting) shared_->NeedsSnapshot(f);
+    }
+    return why;
+  };
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Internal("cannot open the snapshot").WithCause(std::strerror(errno));
+  if (fd < 0) {
+    return unreadable(Internal("cannot open the snapshot").WithCause(std::strerror(errno)));
+  }
   struct Closer {
     int fd;
     ~Closer() { ::close(fd); }
   } closer{fd};
   struct stat st {};
-  if (::fstat(fd, &st) != 0) return Internal("cannot stat the snapshot");
+  if (::fstat(fd, &st) != 0) return unreadable(Internal("cannot stat the snapshot"));
   const uint64_t total = static_cast<uint64_t>(st.st_size);
   // The chunk at `offset` (the last one may be short).
   auto read_chunk = [&](uint64_t offset, std::string& out) -> Status {

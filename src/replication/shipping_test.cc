@@ -265,6 +265,21 @@ Status ShippingTest::CommitWithStuckFollowers(bool strict, std::vector<std::stri
   return s;
 }
 
+// A snapshot whose copy cannot be read sends nothing, and its followers need
+// one again (they do not wait for it behind a growing backlog).
+TEST_F(ShippingTest, AnUnreadableSnapshotLeavesItsFollowersNeedingOne) {
+  CreateUnreplicated();
+  Shipper shipper(kTenant, ShipperOptions{}, Links());
+  shipper.RequireSnapshot();
+  auto db = OpenPrimary(shipper);
+  ASSERT_NE(db, nullptr);
+  const std::string snapshot = CutSnapshot(shipper);
+  EXPECT_TRUE(shipper.NeedingSnapshot().empty());  // both are taking it
+  ASSERT_TRUE(fs::remove(snapshot));
+  EXPECT_FALSE(shipper.SendSnapshot(snapshot).ok());
+  EXPECT_EQ(shipper.NeedingSnapshot().size(), 2u);
+}
+
 TEST_F(ShippingTest, WithoutStrictACommitNoFollowerAcknowledgedIsAnsweredAndTheSyncSetEmpties) {
   std::vector<std::string> sync_set{"x"};
   EXPECT_OK(CommitWithStuckFollowers(/*strict=*/false, &sync_set));
