@@ -301,16 +301,24 @@ void ClusterMember::DropDeletedCopies() {
   for (const cluster::KeyValue& kv : *gone) {
     const std::string id = kv.key.substr(prefix.size());
     if (!replication::Replicas::ValidTenantId(id) || mine.count(id) > 0) continue;
-    if (PathExists(replicas_->Dir(id))) {
-      Status s = replicas_->Drop(id);
-      log::Info("replication.copy_dropped",
-                {{"tenant", id}, {"result", s.ok() ? "ok" : s.ToString()}});
-    }
-    if (options_.keyring != nullptr) {
-      Status s = options_.keyring->DestroyKey(id);
-      if (s.ok()) log::Info("cluster.deleted_tenant_key_destroyed", {{"tenant", id}});
-    }
+    ForgetDeleted(id);
   }
+}
+
+void ClusterMember::ForgetDeleted(const std::string& tenant_id) {
+  if (PathExists(replicas_->Dir(tenant_id))) {
+    Status s = replicas_->Drop(tenant_id);
+    log::Info("replication.copy_dropped",
+              {{"tenant", tenant_id}, {"result", s.ok() ? "ok" : s.ToString()}});
+  }
+  if (options_.keyring != nullptr && options_.keyring->DestroyKey(tenant_id).ok()) {
+    log::Info("cluster.deleted_tenant_key_destroyed", {{"tenant", tenant_id}});
+  }
+  if (elections_.erase(tenant_id) > 0) {
+    (void)etcd_->Delete(kTenantsPrefix + tenant_id + "/pos/" + options_.cluster.node_id);
+  }
+  refused_.erase(tenant_id);
+  unelectable_.erase(tenant_id);
 }
 
 void ClusterMember::SetDatabases(std::weak_ptr<storage::TenantDatabases> databases) {
@@ -660,7 +668,9 @@ void ClusterMember::Snapshot(const std::string& tenant_id, const std::shared_ptr
       std::filesystem::copy_file(p->path, copy.path(),
                                  std::filesystem::copy_options::overwrite_existing, ec);
       if (ec) return Internal("cannot copy the database for a snapshot").WithCause(ec.message());
-      bytes = static_cast<int64_t>(std::filesystem::file_size(copy.path(), ec));
+      const auto size = std::filesystem::file_size(copy.path(), ec);
+      if (ec) return Internal("cannot read the snapshot's size").WithCause(ec.message());
+      bytes = static_cast<int64_t>(size);
       followers = p->shipper->BeginSnapshot(p->lineage, p->term, p->recorder->head());
       return Status::Ok();
     });
@@ -894,7 +904,7 @@ void ClusterMember::CheckPrimaries() {
     auto gone = etcd_->Get(kGonePrefix + id);
     if (!gone.ok()) continue;
     if (gone->has_value()) {
-      (void)replicas_->Drop(id);
+      ForgetDeleted(id);
       continue;
     }
     Promote(id);

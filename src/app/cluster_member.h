@@ -224,6 +224,10 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   // its primary (/silo/gone/<id>, written by ReleaseSlug; each second, so a
   // node that was down when the tenant went drops it when it is back).
   void DropDeletedCopies();
+  // Forgets a tenant deleted on its primary: this node's copy and the
+  // wrapped key it came with, any key of it in the keyring, and any
+  // election for it (with the position posted for one). Loop thread.
+  void ForgetDeleted(const std::string& tenant_id);
   // DropDeletedCopies' place in /silo/gone/ (loop thread only): keys from
   // this revision on are read each second; all of them once a minute (a
   // copy a late message made again goes again).
