@@ -26,16 +26,25 @@ void PutBe(std::string* out, uint64_t v, int bytes) {
 // magic (8) | format u8 | chunk_log2 u8 | flags u16 | key_epoch u32 |
 // blob id (16 raw bytes) | plaintext size u64 | reserved (24 zero bytes);
 // integers big-endian.
-std::string Header(std::string_view id, uint64_t size) {
+std::string Header(std::string_view id, uint64_t size, uint32_t key_epoch) {
   std::string h(kMagic);
   h.push_back(static_cast<char>(kFormat));
   h.push_back(static_cast<char>(kChunkLog2));
   PutBe(&h, 0, 2);                     // flags
-  PutBe(&h, 0, 4);                     // key epoch
+  PutBe(&h, key_epoch, 4);             // key epoch
   h += crypto::HexDecode(id).value();  // callers checked ValidBlobId(id)
   PutBe(&h, size, 8);
   h.append(24, '\0');
   return h;
+}
+
+// The key epoch in a header read from disk (bytes 12-15); 0 for a short one
+// (which no expected header then equals).
+uint32_t EpochOf(std::string_view header) {
+  if (header.size() < 16) return 0;
+  uint32_t v = 0;
+  for (size_t i = 12; i < 16; ++i) v = (v << 8) | static_cast<unsigned char>(header[i]);
+  return v;
 }
 
 uint64_t ChunkCount(uint64_t size) {
@@ -109,12 +118,12 @@ uint64_t SealedSize(uint64_t size) {
 
 Result<std::unique_ptr<BlobWriter>> BlobWriter::Create(const std::string& path,
                                                        const crypto::SecretKey& files_key,
-                                                       std::string_view id,
-                                                       uint64_t plaintext_size) {
+                                                       std::string_view id, uint64_t plaintext_size,
+                                                       uint32_t key_epoch) {
   if (!ValidBlobId(id)) return InvalidArgument("not a blob id");
   SILO_ASSIGN_OR_RETURN(int fd, OpenBlobFile(path, O_WRONLY | O_CREAT | O_EXCL));
-  std::unique_ptr<BlobWriter> w(
-      new BlobWriter(fd, BlobKey(files_key, id), Header(id, plaintext_size), plaintext_size));
+  std::unique_ptr<BlobWriter> w(new BlobWriter(
+      fd, BlobKey(files_key, id), Header(id, plaintext_size, key_epoch), plaintext_size));
   SILO_RETURN_IF_ERROR(WriteAll(fd, w->header_));
   return w;
 }
@@ -125,9 +134,10 @@ Result<std::unique_ptr<BlobWriter>> BlobWriter::Resume(const std::string& path,
                                                        uint64_t plaintext_size) {
   if (!ValidBlobId(id)) return InvalidArgument("not a blob id");
   SILO_ASSIGN_OR_RETURN(int fd, OpenBlobFile(path, O_RDWR));
-  std::unique_ptr<BlobWriter> w(
-      new BlobWriter(fd, BlobKey(files_key, id), Header(id, plaintext_size), plaintext_size));
   auto header = ReadAt(fd, 0, kHeaderBytes);
+  std::unique_ptr<BlobWriter> w(new BlobWriter(
+      fd, BlobKey(files_key, id), Header(id, plaintext_size, header.ok() ? EpochOf(*header) : 0),
+      plaintext_size));
   if (!header.ok() || *header != w->header_) {
     return DataLoss("blob header does not match").WithCause(path);
   }
@@ -238,11 +248,19 @@ Result<std::unique_ptr<BlobReader>> BlobReader::Open(const std::string& path,
                                                      std::string_view id, uint64_t expected_size) {
   if (!ValidBlobId(id)) return InvalidArgument("not a blob id");
   SILO_ASSIGN_OR_RETURN(int fd, OpenBlobFile(path, O_RDONLY));
-  std::unique_ptr<BlobReader> r(
-      new BlobReader(fd, BlobKey(files_key, id), Header(id, expected_size), expected_size));
+  auto read = ReadAt(fd, 0, kHeaderBytes);
+  if (!read.ok()) {
+    ::close(fd);
+    return read.status();
+  }
+  const std::string header = std::move(*read);
+  // The key epoch is taken from the file (a re-keyed tenant's blobs carry
+  // their key's); it is in every chunk's associated data, so an edited one
+  // fails to open like any other edit of the header.
+  std::unique_ptr<BlobReader> r(new BlobReader(
+      fd, BlobKey(files_key, id), Header(id, expected_size, EpochOf(header)), expected_size));
   struct stat st;
   if (::fstat(fd, &st) != 0) return Internal("cannot stat the blob").WithCause(path);
-  SILO_ASSIGN_OR_RETURN(std::string header, ReadAt(fd, 0, kHeaderBytes));
   // The header names the one blob and size this reader expects; any other
   // header is another blob or an edited one. The chunks' associated data
   // would refuse it too; refusing here says so before any chunk is read.
@@ -251,6 +269,38 @@ Result<std::unique_ptr<BlobReader>> BlobReader::Open(const std::string& path,
     return DataLoss("blob length does not match its size").WithCause(path);
   }
   return r;
+}
+
+uint32_t BlobReader::key_epoch() const { return EpochOf(header_); }
+
+Result<uint32_t> ReadKeyEpoch(const std::string& path) {
+  SILO_ASSIGN_OR_RETURN(int fd, OpenBlobFile(path, O_RDONLY));
+  auto header = ReadAt(fd, 0, kHeaderBytes);
+  ::close(fd);
+  if (!header.ok()) return header.status();
+  if (header->size() != kHeaderBytes || header->substr(0, kMagic.size()) != kMagic) {
+    return DataLoss("not a blob").WithCause(path);
+  }
+  return EpochOf(*header);
+}
+
+Status CopyBlob(const std::string& from, const crypto::SecretKey& from_key, std::string_view id,
+                uint64_t size, const std::string* to, const crypto::SecretKey* to_key,
+                uint32_t to_epoch) {
+  auto reader = BlobReader::Open(from, from_key, id, size);
+  if (!reader.ok()) return DataLoss("does not open: " + reader.status().message());
+  std::unique_ptr<BlobWriter> writer;
+  if (to != nullptr) {
+    SILO_ASSIGN_OR_RETURN(writer, BlobWriter::Create(*to, *to_key, id, size, to_epoch));
+  }
+  for (uint64_t i = 0; i < (*reader)->chunk_count(); ++i) {
+    auto chunk = (*reader)->ReadChunk(i);
+    if (!chunk.ok()) return DataLoss("failed authentication in chunk " + std::to_string(i));
+    Status s = writer ? writer->Append(*chunk) : Status::Ok();
+    crypto::WipeString(*chunk);
+    if (!s.ok()) return s;
+  }
+  return writer ? writer->Finish() : Status::Ok();
 }
 
 BlobReader::BlobReader(int fd, crypto::SecretKey key, std::string header, uint64_t size)

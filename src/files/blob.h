@@ -42,17 +42,35 @@ crypto::SecretKey BlobKey(const crypto::SecretKey& files_key, std::string_view i
 // The size on disk of a blob of `plaintext_size` bytes.
 uint64_t SealedSize(uint64_t plaintext_size);
 
+// The key epoch in the header of the blob at `path`, without a key: what
+// names a blob's object in backups. DataLoss when it is not a blob.
+Result<uint32_t> ReadKeyEpoch(const std::string& path);
+
+// Opens every chunk of the blob `id` of `size` bytes at `from` under
+// `from_key`; with `to`, seals each again into a new blob there under
+// `to_key` and `to_epoch` (finished and synced): a re-key, or a backup's
+// blob restored as another tenant. One chunk's plaintext is in memory at a
+// time, and wiped. DataLoss when the blob does not open.
+Status CopyBlob(const std::string& from, const crypto::SecretKey& from_key, std::string_view id,
+                uint64_t size, const std::string* to = nullptr,
+                const crypto::SecretKey* to_key = nullptr, uint32_t to_epoch = 0);
+
 // Writes a new blob of a size known up front, chunk by chunk.
 class BlobWriter {
  public:
   // Creates `path` (0600; AlreadyExists if it exists) and writes the header.
   // InvalidArgument for an invalid id.
+  // `key_epoch` (header): which of the tenant's data keys sealed it, 0 for
+  // the first; a re-key (silo tenant rekey) seals its blobs again under the
+  // next one, so that one blob id and epoch always name the same bytes.
   static Result<std::unique_ptr<BlobWriter>> Create(const std::string& path,
                                                     const crypto::SecretKey& files_key,
-                                                    std::string_view id, uint64_t plaintext_size);
+                                                    std::string_view id, uint64_t plaintext_size,
+                                                    uint32_t key_epoch = 0);
   // Reopens a blob that a crash or a dropped connection left unfinished
   // (a resumable upload): keeps the whole chunks that open, cuts off the
-  // rest (a torn chunk, a partial write), and goes on from there;
+  // rest (a torn chunk, a partial write), and goes on from there (under the
+  // header's key epoch);
   // appended() is then a multiple of kChunkBytes. DataLoss when the header is
   // not the one `id` and `plaintext_size` make; AlreadyExists when the blob
   // is complete; NotFound without a file.
@@ -100,9 +118,9 @@ class BlobWriter {
 // Reads a blob, any range of it, verifying every chunk it touches.
 class BlobReader {
  public:
-  // Checks the header (magic, version, id, size) and that the file is
-  // exactly as long as a blob of `expected_size` bytes: DataLoss otherwise;
-  // NotFound when there is no file.
+  // Checks the header (magic, version, id, size; any key epoch) and that
+  // the file is exactly as long as a blob of `expected_size` bytes:
+  // DataLoss otherwise; NotFound when there is no file.
   static Result<std::unique_ptr<BlobReader>> Open(const std::string& path,
                                                   const crypto::SecretKey& files_key,
                                                   std::string_view id, uint64_t expected_size);
@@ -112,6 +130,7 @@ class BlobReader {
 
   uint64_t size() const { return size_; }
   uint64_t chunk_count() const { return chunks_; }
+  uint32_t key_epoch() const;
   // Chunk `index`'s plaintext. DataLoss when it fails to open (any change to
   // the blob); InvalidArgument past the last chunk.
   Result<std::string> ReadChunk(uint64_t index);

@@ -285,5 +285,31 @@ TEST(BlobFormatFixture, Version1Reads) {
   EXPECT_EQ(*all, Content(2 * kChunkBytes + 1234));
 }
 
+TEST_F(BlobTest, AKeyEpochIsInTheHeaderAndAnEditedOneDoesNotOpen) {
+  const std::string path = Path("e.sf");
+  const std::string content = Content(3 * kChunkBytes + 5);
+  const crypto::SecretKey next = crypto::SecretKey::Random();
+  // Sealed again under the next key (a re-key), as epoch 7.
+  Write(path, id_, content);
+  const std::string resealed = Path("e.sf.rekey");
+  ASSERT_OK(CopyBlob(path, key_, id_, content.size(), &resealed, &next, 7));
+  EXPECT_EQ(ReadKeyEpoch(path).value(), 0u);
+  EXPECT_EQ(ReadKeyEpoch(resealed).value(), 7u);
+  auto opened = BlobReader::Open(resealed, next, id_, content.size());
+  ASSERT_OK(opened);
+  EXPECT_EQ((*opened)->key_epoch(), 7u);
+  EXPECT_EQ((*opened)->Read(0, content.size()).value(), content);
+  // The old key opens no chunk of it, and the new key none of the original.
+  EXPECT_STATUS(StatusCode::kDataLoss, ReadAll(resealed, id_, content.size()));
+  EXPECT_STATUS(StatusCode::kDataLoss, ReadAll(path, id_, content.size(), &next));
+  // The epoch is authenticated with every chunk: edited, nothing opens.
+  std::string bytes = Bytes(resealed);
+  bytes[15] = 8;
+  Overwrite(resealed, bytes);
+  EXPECT_STATUS(StatusCode::kDataLoss, ReadAll(resealed, id_, content.size(), &next));
+  EXPECT_STATUS(StatusCode::kDataLoss, CopyBlob(resealed, next, id_, content.size()));
+  EXPECT_STATUS(StatusCode::kNotFound, ReadKeyEpoch(Path("none.sf")));
+}
+
 }  // namespace
 }  // namespace silo::files
