@@ -26,6 +26,25 @@ bool ValidTenantId(std::string_view id) {
              std::string_view::npos;
 }
 
+// A staged key's file: "<tenant>.next" (a tenant id has no dot).
+constexpr std::string_view kStagedSuffix = ".next";
+
+// The tenant a key file name is for, staged or not.
+std::string TenantOfKeyFile(std::string_view name) {
+  if (name.size() > kStagedSuffix.size() && name.ends_with(kStagedSuffix)) {
+    name.remove_suffix(kStagedSuffix.size());
+  }
+  return std::string(name);
+}
+
+// A key file's epoch: 0 when absent; -1 when it is not a u32.
+int64_t EpochField(const boost::json::object& o) {
+  const boost::json::value* v = o.if_contains("epoch");
+  if (v == nullptr) return 0;
+  if (!v->is_int64() || v->as_int64() < 0 || v->as_int64() > 0xffffffffLL) return -1;
+  return v->as_int64();
+}
+
 // A temporary file WriteFileAtomic left behind when it was interrupted.
 bool Leftover(std::string_view name) { return name.find(".tmp.") != std::string_view::npos; }
 
@@ -124,16 +143,23 @@ Status Keyring::LoadKeyFiles() {
     }
     SILO_ASSIGN_OR_RETURN(const json::object o, ReadObject(entry.path().string(), "a key file"));
     const json::value* fmt = o.if_contains("format");
-    if (fmt == nullptr || !fmt->is_int64() || fmt->as_int64() != 2 || Field(o, "tenant") != name ||
-        !ValidTenantId(name)) {
+    const std::string tenant = TenantOfKeyFile(name);
+    if (fmt == nullptr || !fmt->is_int64() || fmt->as_int64() != 2 ||
+        Field(o, "tenant") != tenant || !ValidTenantId(tenant)) {
       return DataLoss("a key file has an unknown format or another tenant's name");
     }
     if (!ConstantTimeEquals(Field(o, "master_fingerprint"), master_fingerprint_)) {
       return DataLoss("a key file is wrapped under another master key");
     }
     auto raw = Base64Decode(Field(o, "wrapped"));
-    if (!raw.ok() || raw->empty()) return DataLoss("a key file is malformed");
+    const int64_t epoch = EpochField(o);
+    if (!raw.ok() || raw->empty() || epoch < 0) return DataLoss("a key file is malformed");
+    if (tenant != name) {
+      staged_[tenant] = {std::move(*raw), static_cast<uint32_t>(epoch)};
+      continue;
+    }
     wrapped_[name] = std::move(*raw);
+    if (epoch > 0) epochs_[name] = static_cast<uint32_t>(epoch);
   }
   if (ec) return Internal("cannot list the key directory").WithCause(ec.message());
   return Status::Ok();
@@ -146,13 +172,15 @@ Status Keyring::WriteHeader() const {
   return WriteFileAtomic(path_, json::serialize(doc) + "\n", 0600);
 }
 
-Status Keyring::WriteKeyFile(const std::string& tenant_id, const std::string& wrapped) const {
+Status Keyring::WriteKeyFile(const std::string& tenant_id, const std::string& wrapped,
+                             uint32_t epoch, const std::string& suffix) const {
   json::object doc;
   doc["format"] = 2;
   doc["tenant"] = tenant_id;
   doc["master_fingerprint"] = master_fingerprint_;
   doc["wrapped"] = Base64Encode(wrapped);
-  return WriteFileAtomic(keys_dir_ + "/" + tenant_id, json::serialize(doc) + "\n", 0600);
+  if (epoch > 0) doc["epoch"] = epoch;
+  return WriteFileAtomic(keys_dir_ + "/" + tenant_id + suffix, json::serialize(doc) + "\n", 0600);
 }
 
 Result<SecretKey> Keyring::CreateKey(const std::string& tenant_id) {
@@ -220,6 +248,79 @@ Status Keyring::DestroyKey(const std::string& tenant_id) {
     return Internal("cannot remove the key file").WithCause(std::strerror(errno));
   }
   wrapped_.erase(it);
+  epochs_.erase(tenant_id);
+  if (staged_.erase(tenant_id) > 0) {
+    const std::string next = file + std::string(kStagedSuffix);
+    if (::unlink(next.c_str()) != 0 && errno != ENOENT) {
+      return Internal("cannot remove the staged key file").WithCause(std::strerror(errno));
+    }
+  }
+  return SyncDir(keys_dir_);
+}
+
+Result<uint32_t> Keyring::Epoch(const std::string& tenant_id) const {
+  MutexLock lock(mutex_);
+  if (wrapped_.count(tenant_id) == 0) return NotFound("no key for tenant");
+  auto it = epochs_.find(tenant_id);
+  return it == epochs_.end() ? 0 : it->second;
+}
+
+Result<Keyring::Staged> Keyring::StageKey(const std::string& tenant_id) {
+  MutexLock lock(mutex_);
+  if (wrapped_.count(tenant_id) == 0) return NotFound("no key for tenant");
+  if (staged_.count(tenant_id) != 0) return AlreadyExists("a key is staged for this tenant");
+  auto current = epochs_.find(tenant_id);
+  const uint32_t epoch = (current == epochs_.end() ? 0 : current->second) + 1;
+  SecretKey dek = SecretKey::Random();
+  std::string_view bytes(reinterpret_cast<const char*>(dek.data()), dek.size());
+  std::string sealed = Seal(kek_, bytes, WrapAd(tenant_id));
+  SILO_RETURN_IF_ERROR(WriteKeyFile(tenant_id, sealed, epoch, std::string(kStagedSuffix)));
+  SILO_RETURN_IF_ERROR(SyncDir(keys_dir_));
+  staged_[tenant_id] = {std::move(sealed), epoch};
+  return Staged{std::move(dek), epoch};
+}
+
+Result<Keyring::Staged> Keyring::StagedKey(const std::string& tenant_id) const {
+  MutexLock lock(mutex_);
+  auto it = staged_.find(tenant_id);
+  if (it == staged_.end()) return NotFound("no key is staged for this tenant");
+  auto raw = crypto::Open(kek_, it->second.wrapped, WrapAd(tenant_id));
+  if (!raw.ok()) return DataLoss("the staged tenant key failed authentication");
+  auto key = SecretKey::FromBytes(*raw);
+  WipeString(*raw);
+  if (!key.ok()) return key.status();
+  return Staged{std::move(*key), it->second.epoch};
+}
+
+std::vector<std::string> Keyring::StagedIds() const {
+  MutexLock lock(mutex_);
+  std::vector<std::string> ids;
+  for (const auto& kv : staged_) ids.push_back(kv.first);
+  return ids;
+}
+
+Status Keyring::DiscardStaged(const std::string& tenant_id) {
+  MutexLock lock(mutex_);
+  const std::string file = keys_dir_ + "/" + tenant_id + std::string(kStagedSuffix);
+  if (::unlink(file.c_str()) != 0 && errno != ENOENT) {
+    return Internal("cannot remove the staged key file").WithCause(std::strerror(errno));
+  }
+  staged_.erase(tenant_id);
+  return SyncDir(keys_dir_);
+}
+
+Status Keyring::CommitStaged(const std::string& tenant_id) {
+  MutexLock lock(mutex_);
+  auto it = staged_.find(tenant_id);
+  if (it == staged_.end()) return FailedPrecondition("no key is staged for this tenant");
+  const std::string file = keys_dir_ + "/" + tenant_id;
+  const std::string next = file + std::string(kStagedSuffix);
+  if (std::rename(next.c_str(), file.c_str()) != 0) {
+    return Internal("cannot commit the staged key").WithCause(std::strerror(errno));
+  }
+  wrapped_[tenant_id] = std::move(it->second.wrapped);
+  epochs_[tenant_id] = it->second.epoch;
+  staged_.erase(it);
   return SyncDir(keys_dir_);
 }
 
@@ -291,7 +392,8 @@ Result<int64_t> Keyring::RotateKeys(const std::string& path, const SecretKey& ol
   if (ec) return Internal("cannot list the key directory").WithCause(ec.message());
   for (const std::string& name : names) {
     SILO_ASSIGN_OR_RETURN(const json::object o, ReadObject(keys_dir + "/" + name, "a key file"));
-    if (Field(o, "tenant") != name || !ValidTenantId(name)) {
+    const std::string tenant = TenantOfKeyFile(name);
+    if (Field(o, "tenant") != tenant || !ValidTenantId(tenant)) {
       return DataLoss("a key file has another tenant's name");
     }
     auto raw = Base64Decode(Field(o, "wrapped"));
@@ -299,16 +401,17 @@ Result<int64_t> Keyring::RotateKeys(const std::string& path, const SecretKey& ol
     const std::string fp = Field(o, "master_fingerprint");
     if (fp == new_fp) {
       // Rewritten by an interrupted run: it must open under the new key.
-      SILO_RETURN_IF_ERROR(UnwrapWith(name, *raw, new_master).status());
+      SILO_RETURN_IF_ERROR(UnwrapWith(tenant, *raw, new_master).status());
       continue;
     }
     if (fp != old_fp) return DataLoss("a key file is wrapped under a third master key");
     if (stop_after >= 0 && rewrapped == stop_after) return Unavailable("stopped (test)");
-    SILO_ASSIGN_OR_RETURN(std::string sealed, Rewrap(name, *raw, old_master, new_master));
+    SILO_ASSIGN_OR_RETURN(std::string sealed, Rewrap(tenant, *raw, old_master, new_master));
     json::object doc{{"format", 2},
-                     {"tenant", name},
+                     {"tenant", tenant},
                      {"master_fingerprint", new_fp},
                      {"wrapped", Base64Encode(sealed)}};
+    if (const int64_t epoch = EpochField(o); epoch > 0) doc["epoch"] = epoch;
     SILO_RETURN_IF_ERROR(WriteFileAtomic(keys_dir + "/" + name, json::serialize(doc) + "\n", 0600));
     ++rewrapped;
   }

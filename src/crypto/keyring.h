@@ -3,7 +3,10 @@
 // Files (mode 0600, each replaced atomically; docs/formats.md):
 //   <path>              {"format":2,"master_fingerprint":"<16 hex>"}
 //   <path>.d/<tenant>   {"format":2,"tenant":"<id>","master_fingerprint":"<16 hex>",
-//                        "wrapped":"<base64 of Seal(KEK, dek, AD)>"}
+//                        "wrapped":"<base64 of Seal(KEK, dek, AD)>","epoch":n}
+//   <path>.d/<tenant>.next   the same for a key staged by a re-key
+// `epoch` (absent: 0) counts the tenant's data keys: a re-key's new key has
+// the next one, and the blobs it seals carry it (files/blob.h).
 // KEK = DeriveKek(master); AD = "silo-dek-v1:" + tenant id, so a wrapped key
 // copied to another tenant's file fails to open. One file per key: creating
 // or destroying a key writes that key's file only, whatever the number of
@@ -51,6 +54,29 @@ class Keyring {
   // Removes the wrapped key for good (crypto-shredding the tenant's data).
   Status DestroyKey(const std::string& tenant_id);
   std::vector<std::string> TenantIds() const;
+  // The epoch of the tenant's key (0 for its first). NotFound if absent.
+  Result<uint32_t> Epoch(const std::string& tenant_id) const;
+
+  // --- a tenant's re-key (silo tenant rekey); the key file is the commit
+  // point: until CommitStaged the current key is the tenant's, after it the
+  // staged one, and the current one is gone.
+  struct Staged {
+    SecretKey key;
+    uint32_t epoch = 0;
+  };
+  // Generates the tenant's next key (epoch + 1) and persists it wrapped,
+  // beside the current one. AlreadyExists when one is staged; NotFound
+  // without a current key.
+  Result<Staged> StageKey(const std::string& tenant_id);
+  // The staged key; NotFound when none is.
+  Result<Staged> StagedKey(const std::string& tenant_id) const;
+  // Tenants with a staged key (a re-key that did not reach its commit).
+  std::vector<std::string> StagedIds() const;
+  // Forgets the staged key (file removed, directory synced); OK when none.
+  Status DiscardStaged(const std::string& tenant_id);
+  // Makes the staged key the tenant's: its file renamed over the current
+  // one's, the directory synced. FailedPrecondition when none is staged.
+  Status CommitStaged(const std::string& tenant_id);
 
   // The tenant's DEK as stored (wrapped, bound to the tenant id), for a
   // backup to carry: only this master key opens it. NotFound if absent.
@@ -101,7 +127,8 @@ class Keyring {
  private:
   Keyring(std::string path, SecretKey master);
   Status WriteHeader() const;
-  Status WriteKeyFile(const std::string& tenant_id, const std::string& wrapped) const;
+  Status WriteKeyFile(const std::string& tenant_id, const std::string& wrapped, uint32_t epoch = 0,
+                      const std::string& suffix = "") const;
   Status LoadKeyFiles() REQUIRES(mutex_);
   // Writes format 1's keys (raw sealed bytes by tenant) as key files, then
   // the format 2 header.
@@ -113,6 +140,12 @@ class Keyring {
   const std::string master_fingerprint_;
   mutable Mutex mutex_;
   std::map<std::string, std::string> wrapped_ GUARDED_BY(mutex_);  // raw sealed bytes
+  std::map<std::string, uint32_t> epochs_ GUARDED_BY(mutex_);      // absent: 0
+  struct StagedWrapped {
+    std::string wrapped;
+    uint32_t epoch = 0;
+  };
+  std::map<std::string, StagedWrapped> staged_ GUARDED_BY(mutex_);
 };
 
 }  // namespace silo::crypto

@@ -300,5 +300,80 @@ TEST_F(KeyringTest, ARotationResumesAndLeavesOnlyTheNewKey) {
   EXPECT_OK(Keyring::FinishRotation(path_, next));
 }
 
+TEST_F(KeyringTest, AStagedKeyIsTheTenantsOnlyOnceCommittedAndTheOldOneIsThenGone) {
+  std::string old_fp, old_file;
+  {
+    auto ring = OpenOk();
+    old_fp = KeyFingerprint(ring->CreateKey("t1").value());
+    ASSERT_OK(ring->CreateKey("t2"));
+    old_file = ReadFile(KeyFile("t1")).value();
+    EXPECT_EQ(ring->Epoch("t1").value(), 0u);
+    EXPECT_STATUS(StatusCode::kNotFound, ring->StageKey("nobody"));
+    auto staged = ring->StageKey("t1");
+    ASSERT_OK(staged);
+    EXPECT_EQ(staged->epoch, 1u);
+    EXPECT_NE(KeyFingerprint(staged->key), old_fp);
+    EXPECT_STATUS(StatusCode::kAlreadyExists, ring->StageKey("t1"));
+    // Staged is not committed: the tenant's key is still the old one.
+    EXPECT_EQ(KeyFingerprint(ring->GetKey("t1").value()), old_fp);
+    EXPECT_EQ(ring->StagedIds(), std::vector<std::string>{"t1"});
+  }
+  // A staged key survives a restart (what the start's recovery reads).
+  std::string new_fp;
+  {
+    auto ring = OpenOk();
+    auto staged = ring->StagedKey("t1");
+    ASSERT_OK(staged);
+    new_fp = KeyFingerprint(staged->key);
+    EXPECT_EQ(KeyFingerprint(ring->GetKey("t1").value()), old_fp);
+    ASSERT_OK(ring->CommitStaged("t1"));
+    EXPECT_EQ(KeyFingerprint(ring->GetKey("t1").value()), new_fp);
+    EXPECT_STATUS(StatusCode::kFailedPrecondition, ring->CommitStaged("t1"));
+  }
+  auto ring = OpenOk();
+  EXPECT_EQ(KeyFingerprint(ring->GetKey("t1").value()), new_fp);
+  EXPECT_EQ(ring->Epoch("t1").value(), 1u);
+  EXPECT_EQ(ring->Epoch("t2").value(), 0u);
+  EXPECT_TRUE(ring->StagedIds().empty());
+  EXPECT_FALSE(std::filesystem::exists(KeyFile("t1") + ".next"));
+  // The old wrapped key is in no file of the keyring any more.
+  const std::string old_wrapped = old_file.substr(old_file.find("\"wrapped\""));
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir_)) {
+    if (!e.is_regular_file()) continue;
+    EXPECT_EQ(ReadFile(e.path().string()).value().find(old_wrapped), std::string::npos) << e.path();
+  }
+  // A discarded stage leaves the key as it was; the next one is epoch 2.
+  auto again = ring->StageKey("t1");
+  ASSERT_OK(again);
+  EXPECT_EQ(again->epoch, 2u);
+  ASSERT_OK(ring->DiscardStaged("t1"));
+  EXPECT_EQ(KeyFingerprint(ring->GetKey("t1").value()), new_fp);
+  EXPECT_FALSE(std::filesystem::exists(KeyFile("t1") + ".next"));
+  EXPECT_STATUS(StatusCode::kNotFound, OpenOk()->StagedKey("t1"));
+}
+
+TEST_F(KeyringTest, ARotationRewrapsAStagedKeyAndKeepsEpochs) {
+  const SecretKey new_master = SecretKey::Random();
+  std::string staged_fp;
+  {
+    auto ring = OpenOk();
+    ASSERT_OK(ring->CreateKey("t1"));
+    ASSERT_OK(ring->StageKey("t1"));
+    ASSERT_OK(ring->CommitStaged("t1"));  // epoch 1
+    auto staged = ring->StageKey("t1");   // epoch 2, staged
+    ASSERT_OK(staged);
+    staged_fp = KeyFingerprint(staged->key);
+  }
+  ASSERT_OK(Keyring::RotateKeys(path_, *master_, new_master));
+  ASSERT_OK(Keyring::FinishRotation(path_, new_master));
+  auto ring = Keyring::Open(path_, new_master.Clone());
+  ASSERT_OK(ring);
+  EXPECT_EQ((*ring)->Epoch("t1").value(), 1u);
+  auto staged = (*ring)->StagedKey("t1");
+  ASSERT_OK(staged);
+  EXPECT_EQ(staged->epoch, 2u);
+  EXPECT_EQ(KeyFingerprint(staged->key), staged_fp);
+}
+
 }  // namespace
 }  // namespace silo::crypto
