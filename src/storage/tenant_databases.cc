@@ -33,12 +33,32 @@ Status TenantDatabase::WriteGrouped(const std::function<Status(Database&)>& fn) 
   return Submit(p);
 }
 
+void TenantDatabase::RefuseWrites(Status why) {
+  MutexLock lock(queue_mu_);
+  refused_ = std::move(why);
+}
+
 Status TenantDatabase::Submit(Pending& p) {
   queue_mu_.Lock();
+  if (!refused_.ok()) {
+    Status why = refused_;
+    queue_mu_.Unlock();
+    return why;
+  }
   queue_.push_back(&p);
   while (!p.done) {
     if (leading_) {
       queue_cv_.Wait(queue_mu_);
+      continue;
+    }
+    if (!refused_.ok()) {
+      // Writes refused while these waited: none of them runs.
+      for (Pending* q : queue_) {
+        q->status = refused_;
+        q->done = true;
+      }
+      queue_.clear();
+      queue_cv_.SignalAll();
       continue;
     }
     // Not done and no one leads: `p` is still queued, so the queue is not

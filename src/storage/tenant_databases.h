@@ -55,6 +55,13 @@ class TenantDatabase {
   // `max_group` writes (TenantDatabasesOptions).
   Status WriteGrouped(const std::function<Status(Database&)>& fn);
 
+  // Refuses every write from now on with `why`, those already queued
+  // included, while reads go on: how a re-key holds the tenant still while
+  // it copies the database under a new key (it calls this inside its own
+  // Write, so no write runs after the copy's snapshot). The tenant is then
+  // closed and opened again; this object never writes again.
+  void RefuseWrites(Status why);
+
   // Commits made by WriteGrouped (each made one or more writes durable):
   // for tests and benchmarks.
   int64_t group_commits() const;
@@ -113,6 +120,7 @@ class TenantDatabase {
   CondVar queue_cv_;
   std::vector<Pending*> queue_ GUARDED_BY(queue_mu_);  // front = oldest
   bool leading_ GUARDED_BY(queue_mu_) = false;
+  Status refused_ GUARDED_BY(queue_mu_);  // not OK once RefuseWrites ran
 
   mutable Mutex write_mu_;  // held by the leader while it runs a batch
   std::unique_ptr<Database> writer_ GUARDED_BY(write_mu_);

@@ -163,6 +163,43 @@ TEST_F(TenantDatabasesTest, ReadersReadWhileTheWriterWrites) {
   EXPECT_EQ(Count(*db), 300);
 }
 
+TEST_F(TenantDatabasesTest, RefusedWritesIncludeTheQueuedOnesWhileReadsGoOn) {
+  auto dbs = Make(4);
+  std::shared_ptr<TenantDatabase> db = dbs.Acquire("a").value();
+  ASSERT_OK(Insert(*db, "before"));
+  // A write that holds the writer while two more queue behind it, then
+  // refuses writes from inside (as a re-key does once its copy begins).
+  std::atomic<bool> holding{false}, release{false};
+  std::thread holder([&] {
+    EXPECT_OK(db->Write([&](Database&) -> Status {
+      holding = true;
+      while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      db->RefuseWrites(Unavailable("paused (test)"));
+      return Status::Ok();
+    }));
+  });
+  while (!holding) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  Status queued[2];
+  std::vector<std::thread> writers;
+  for (int i = 0; i < 2; ++i) {
+    writers.emplace_back([&, i] { queued[i] = Insert(*db, "queued"); });
+  }
+  while (db->queued_writes() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_EQ(Count(*db), 1);  // reads go on while the writer is held
+  release = true;
+  holder.join();
+  for (auto& t : writers) t.join();
+  for (const Status& s : queued) EXPECT_STATUS(StatusCode::kUnavailable, s);
+  EXPECT_STATUS(StatusCode::kUnavailable, Insert(*db, "after"));
+  EXPECT_STATUS(StatusCode::kUnavailable, db->WriteGrouped([](Database&) { return Status::Ok(); }));
+  EXPECT_EQ(Count(*db), 1);  // none of them ran
+  // The tenant opened again writes as before.
+  db.reset();
+  dbs.Close("a");
+  ASSERT_OK(Insert(*dbs.Acquire("a").value(), "reopened"));
+  EXPECT_EQ(Count(*dbs.Acquire("a").value()), 2);
+}
+
 TEST_F(TenantDatabasesTest, AFileFromAnotherTenantIsRefused) {
   auto dbs = Make(4);
   ASSERT_OK(dbs.Acquire("a"));
