@@ -276,8 +276,10 @@ std::string CheckpointName(const std::string& id) {
   return (tenant.ok() ? *tenant : std::string("invalid")) + "/" + id + ".checkpoint";
 }
 
-std::string FileBlobName(const std::string& tenant_id, const std::string& blob_id) {
-  return tenant_id + "/files/" + blob_id + ".sf";
+std::string FileBlobName(const std::string& tenant_id, const std::string& blob_id,
+                         uint32_t key_epoch) {
+  return tenant_id + "/files/" + blob_id +
+         (key_epoch == 0 ? std::string() : ".k" + std::to_string(key_epoch)) + ".sf";
 }
 
 namespace {
@@ -292,7 +294,9 @@ std::string SealFilesList(const std::vector<FileEntry>& entries,
   m.files = 0;
   m.files_bytes = 0;
   for (const auto& e : entries) {
-    text += e.blob_id + " " + std::to_string(e.sealed_bytes) + " " + e.sha256 + "\n";
+    text += e.blob_id + " " + std::to_string(e.sealed_bytes) + " " + e.sha256;
+    if (e.key_epoch != 0) text += " " + std::to_string(e.key_epoch);
+    text += "\n";
     ++m.files;
     m.files_bytes += e.sealed_bytes;
   }
@@ -319,6 +323,12 @@ Result<std::vector<FileEntry>> OpenFilesList(std::string_view sealed,
     if (!(fields >> e.blob_id >> e.sealed_bytes >> e.sha256) || e.blob_id.size() != 32 ||
         e.sha256.size() != 64 || e.sealed_bytes < 0) {
       return DataLoss("the backup's files list is malformed");
+    }
+    // A blob re-sealed by a re-key carries its key epoch (absent: 0).
+    if (int64_t epoch = 0; fields >> epoch) {
+      if (epoch <= 0 || epoch > 0xffffffffLL)
+        return DataLoss("the backup's files list is malformed");
+      e.key_epoch = static_cast<uint32_t>(epoch);
     }
     bytes += e.sealed_bytes;
     out.push_back(std::move(e));

@@ -71,7 +71,8 @@ struct Manifest {
 struct FileEntry {
   std::string blob_id;
   int64_t sealed_bytes = 0;
-  std::string sha256;  // of the sealed file, hex
+  std::string sha256;      // of the sealed file, hex
+  uint32_t key_epoch = 0;  // its header's (files/blob.h): which tenant key sealed it
 };
 
 // A new backup id: "<tenant-id>-<YYYYMMDDTHHMMSS>Z-<4 hex>", path-safe and
@@ -89,8 +90,12 @@ std::string FilesListName(const std::string& id);
 // heads (checkpoint/book.h), kept beside it in the target, off the tenant's
 // disk. Backups made before checkpoints have none.
 std::string CheckpointName(const std::string& id);
-// "<tenant-id>/files/<blob-id>.sf": a blob, shared by the backups that list it.
-std::string FileBlobName(const std::string& tenant_id, const std::string& blob_id);
+// "<tenant-id>/files/<blob-id>.sf": a blob, shared by the backups that list
+// it; "<blob-id>.k<epoch>.sf" once a re-key sealed it under the tenant's key
+// of that epoch (the same id then names other bytes, and old backups keep
+// theirs).
+std::string FileBlobName(const std::string& tenant_id, const std::string& blob_id,
+                         uint32_t key_epoch = 0);
 
 // The files list sealed for backup `m.id` (AD binds it to the backup);
 // fills m.files, m.files_bytes and m.files_list_sha256.

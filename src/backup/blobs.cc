@@ -38,30 +38,15 @@ Status FetchChecked(Target& target, const std::string& name, const FileEntry& e,
   return Status::Ok();
 }
 
-// Opens every chunk of the blob at `from` (under `from_key`); with `to`,
-// writes each again as a new blob under `to_key`. The plaintext of one chunk
-// is in memory at a time and wiped.
+// files::CopyBlob, its failure named as the backup's file's.
 Status CopyChunks(const std::string& from, const crypto::SecretKey& from_key, const std::string& id,
-                  uint64_t size, const std::string* to, const crypto::SecretKey* to_key) {
-  auto reader = files::BlobReader::Open(from, from_key, id, size);
-  if (!reader.ok()) {
-    return DataLoss("the backup's file " + id + " does not open: " + reader.status().message());
+                  uint64_t size, const std::string* to, const crypto::SecretKey* to_key,
+                  uint32_t to_epoch = 0) {
+  Status s = files::CopyBlob(from, from_key, id, size, to, to_key, to_epoch);
+  if (s.code() == StatusCode::kDataLoss) {
+    return DataLoss("the backup's file " + id + " " + s.message());
   }
-  std::unique_ptr<files::BlobWriter> writer;
-  if (to != nullptr) {
-    SILO_ASSIGN_OR_RETURN(writer, files::BlobWriter::Create(*to, *to_key, id, size));
-  }
-  for (uint64_t i = 0; i < (*reader)->chunk_count(); ++i) {
-    auto chunk = (*reader)->ReadChunk(i);
-    if (!chunk.ok()) {
-      return DataLoss("the backup's file " + id + " failed authentication in chunk " +
-                      std::to_string(i));
-    }
-    Status s = writer ? writer->Append(*chunk) : Status::Ok();
-    crypto::WipeString(*chunk);
-    if (!s.ok()) return s;
-  }
-  return writer ? writer->Finish() : Status::Ok();
+  return s;
 }
 
 // Moves `from` to the blob path of `id` (directories made; synced).
@@ -83,14 +68,20 @@ Result<std::vector<std::string>> StoredBlobNames(Target& target, const std::stri
 
 Result<std::vector<FileEntry>> StoreBlobs(Target& target, const std::string& data_dir,
                                           const std::string& tenant_id,
-                                          const std::vector<files::KeptFile>& kept) {
+                                          const std::vector<files::KeptFile>& kept,
+                                          uint32_t key_epoch) {
   SILO_ASSIGN_OR_RETURN(auto names, StoredBlobNames(target, tenant_id));
   const std::set<std::string> stored(names.begin(), names.end());
   std::vector<FileEntry> out;
   out.reserve(kept.size());
   for (const auto& k : kept) {
     const std::string path = layout::TenantBlobFile(data_dir, tenant_id, k.id);
-    const std::string name = FileBlobName(tenant_id, k.id);
+    // The object is named by the epoch the blob was sealed under; one lost
+    // from disk can only be the current key's.
+    auto epoch = files::ReadKeyEpoch(path);
+    if (!epoch.ok() && epoch.status().code() != StatusCode::kNotFound) return epoch.status();
+    const uint32_t blob_epoch = epoch.ok() ? *epoch : key_epoch;
+    const std::string name = FileBlobName(tenant_id, k.id, blob_epoch);
     auto digest = DigestFile(path);
     if (!digest.ok() && digest.status().code() == StatusCode::kNotFound && stored.count(name) > 0) {
       // Lost from disk but held by the target (an earlier backup stored it):
@@ -113,7 +104,7 @@ Result<std::vector<FileEntry>> StoreBlobs(Target& target, const std::string& dat
     if (static_cast<uint64_t>(digest->size) != files::SealedSize(k.size)) {
       return DataLoss("file " + k.id + " is not as long as its size says");
     }
-    out.push_back({k.id, digest->size, digest->sha256});
+    out.push_back({k.id, digest->size, digest->sha256, blob_epoch});
   }
   return out;
 }
@@ -127,7 +118,7 @@ Result<BlobCheck> CheckBlobs(Target& target, const std::string& scratch_dir,
   Scratch scratch(scratch_dir);
   for (const auto& e : list) {
     SILO_RETURN_IF_ERROR(
-        FetchChecked(target, FileBlobName(tenant_id, e.blob_id), e, scratch.path()));
+        FetchChecked(target, FileBlobName(tenant_id, e.blob_id, e.key_epoch), e, scratch.path()));
     ++out.checked;
     if (files_key == nullptr) continue;
     auto size = sizes.find(e.blob_id);
@@ -145,14 +136,25 @@ Result<BlobRestoreReport> RestoreBlobs(Target& target, const BlobRestore& r,
                                        const std::vector<FileEntry>& list) {
   std::map<std::string, const FileEntry*> listed;
   for (const auto& e : list) listed[e.blob_id] = &e;
+  // The backup's bytes serve as they are only under the key that sealed
+  // them: the same tenant, not re-keyed since.
   const bool same_tenant = r.from_tenant == r.to_tenant;
+  const bool same_key =
+      same_tenant && crypto::KeyFingerprint(*r.from_key) == crypto::KeyFingerprint(*r.to_key);
   BlobRestoreReport out;
   const std::string scratch_dir = layout::TenantUploadsDir(r.data_dir, r.to_tenant);
   if (!r.kept.empty()) SILO_RETURN_IF_ERROR(MakeDirs(scratch_dir, 0700));
   for (const auto& [id, size] : r.kept) {
     const std::string path = layout::TenantBlobFile(r.data_dir, r.to_tenant, id);
     auto entry = listed.find(id);
-    if (same_tenant && PathExists(path)) {
+    if (!same_key && PathExists(path) &&
+        CopyChunks(path, *r.to_key, id, size, nullptr, nullptr).ok()) {
+      // Sealed under the live key already (re-keyed since the backup): a
+      // blob's bytes never change, only the key they are sealed under.
+      ++out.present;
+      continue;
+    }
+    if (same_key && PathExists(path)) {
       // Blobs never change; one on disk is kept when it has the listed bytes
       // (or, for a backup that does not list it, when it opens).
       if (entry != listed.end()) {
@@ -172,16 +174,29 @@ Result<BlobRestoreReport> RestoreBlobs(Target& target, const BlobRestore& r,
       return DataLoss("the backup does not hold file " + id + ", which its records name");
     }
     Scratch fetched(scratch_dir);
-    SILO_RETURN_IF_ERROR(
-        FetchChecked(target, FileBlobName(r.from_tenant, id), *entry->second, fetched.path()));
-    if (same_tenant) {
+    if (same_tenant && !same_key) {
+      // An earlier backup may hold this blob under the live key: one id and
+      // epoch name one byte string, so that object is the one to put back
+      // (the blob is then sealed anew only when no backup has it).
+      const std::string live_name = FileBlobName(r.to_tenant, id, r.to_epoch);
+      if (target.GetFile(live_name, fetched.path()).ok() &&
+          CopyChunks(fetched.path(), *r.to_key, id, size, nullptr, nullptr).ok()) {
+        SILO_RETURN_IF_ERROR(Install(fetched.path(), r.data_dir, r.to_tenant, id));
+        ++out.fetched;
+        continue;
+      }
+    }
+    SILO_RETURN_IF_ERROR(FetchChecked(target,
+                                      FileBlobName(r.from_tenant, id, entry->second->key_epoch),
+                                      *entry->second, fetched.path()));
+    if (same_key) {
       SILO_RETURN_IF_ERROR(Install(fetched.path(), r.data_dir, r.to_tenant, id));
       ++out.fetched;
       continue;
     }
     Scratch resealed(scratch_dir);
     SILO_RETURN_IF_ERROR(
-        CopyChunks(fetched.path(), *r.from_key, id, size, &resealed.path(), r.to_key));
+        CopyChunks(fetched.path(), *r.from_key, id, size, &resealed.path(), r.to_key, r.to_epoch));
     SILO_RETURN_IF_ERROR(Install(resealed.path(), r.data_dir, r.to_tenant, id));
     ++out.fetched;
     ++out.resealed;

@@ -29,11 +29,14 @@
 namespace silo::backup {
 
 // Stores the blobs `kept` of tenant `tenant_id` that the target does not hold
-// yet and returns the files list of a backup holding all of them. DataLoss
-// naming the file when a kept file's blob is not on disk.
+// yet and returns the files list of a backup holding all of them. Each is
+// named by the key epoch in its header (FileBlobName); `key_epoch`, the
+// tenant key's, names one lost from disk. DataLoss naming the file when a
+// kept file's blob is neither on disk nor in the target.
 Result<std::vector<FileEntry>> StoreBlobs(Target& target, const std::string& data_dir,
                                           const std::string& tenant_id,
-                                          const std::vector<files::KeptFile>& kept);
+                                          const std::vector<files::KeptFile>& kept,
+                                          uint32_t key_epoch);
 
 // What checking a backup's blobs found.
 struct BlobCheck {
@@ -57,18 +60,20 @@ struct BlobRestore {
   const crypto::SecretKey* from_key;     // its files sub-key
   std::string to_tenant;                 // the tenant restored into
   const crypto::SecretKey* to_key;       // its files sub-key
+  uint32_t to_epoch = 0;                 // and that key's epoch (what a re-seal carries)
   std::map<std::string, uint64_t> kept;  // the restored copy's kept files: id -> size
 };
 struct BlobRestoreReport {
   int64_t fetched = 0;   // copied from the target
   int64_t present = 0;   // already on disk with the listed bytes (in place)
-  int64_t resealed = 0;  // re-sealed under another tenant's key (restore --as)
+  int64_t resealed = 0;  // re-sealed under another key (restore --as, or re-keyed since)
 };
 
 // Puts on disk, for `r.to_tenant`, every kept file of the restored copy:
 // listed blobs are fetched and checked against the list (and, for another
-// tenant, opened and sealed again under its key, chunk by chunk); a blob
-// already on disk with the listed bytes is kept. DataLoss when a kept file is
+// tenant or a tenant re-keyed since the backup, opened and sealed again
+// under the live key, chunk by chunk); a blob already on disk with the
+// listed bytes, or sealed under the live key, is kept. DataLoss when a kept file is
 // neither listed nor (in place) on disk, or a fetched blob differs.
 Result<BlobRestoreReport> RestoreBlobs(Target& target, const BlobRestore& r,
                                        const std::vector<FileEntry>& list);

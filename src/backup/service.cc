@@ -283,7 +283,8 @@ Result<Manifest> Service::RunLocked(const tenant::TenantInfo& tenant) {
     // without its data, its list or a file the list names.
     std::string list;
     if (!kept.empty()) {
-      SILO_ASSIGN_OR_RETURN(auto entries, StoreBlobs(*target_, data_dir_, tenant.id, kept));
+      SILO_ASSIGN_OR_RETURN(uint32_t epoch, keyring_->Epoch(tenant.id));
+      SILO_ASSIGN_OR_RETURN(auto entries, StoreBlobs(*target_, data_dir_, tenant.id, kept, epoch));
       list = SealFilesList(entries, backup_key, m);
     }
     auto undo = [&] {
@@ -730,9 +731,12 @@ Result<RestoreReport> Service::RestoreLocked(const RestoreRequest& request) {
   // The blobs the copy's files need, on disk before the copy goes live.
   if (s.ok()) {
     crypto::SecretKey files_key = crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kFiles);
-    auto blobs = RestoreBlobs(
-        *target_, {data_dir_, m.tenant_id, &*loaded->files_key, dest.id, &files_key, kept},
-        loaded->files);
+    auto epoch = keyring_->Epoch(dest.id);
+    auto blobs = epoch.ok() ? RestoreBlobs(*target_,
+                                           {data_dir_, m.tenant_id, &*loaded->files_key, dest.id,
+                                            &files_key, *epoch, kept},
+                                           loaded->files)
+                            : Result<BlobRestoreReport>(epoch.status());
     if (blobs.ok()) {
       report.files_fetched = blobs->fetched;
       report.files_present = blobs->present;

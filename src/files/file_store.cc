@@ -63,8 +63,15 @@ FileStores::FileStores(std::shared_ptr<storage::TenantDatabases> databases, KeyF
 
 Result<std::unique_ptr<FileStore>> FileStores::Open(const std::string& tenant_id) {
   SILO_ASSIGN_OR_RETURN(auto db, databases_->Acquire(tenant_id));
+  // Both read while `db` is held: a re-key commits only once no one holds
+  // the tenant's database, so key and epoch are those `db` was made under.
   SILO_ASSIGN_OR_RETURN(auto key, files_key_(tenant_id));
-  return std::unique_ptr<FileStore>(new FileStore(this, tenant_id, std::move(db), std::move(key)));
+  uint32_t epoch = 0;
+  if (key_epoch_) {
+    SILO_ASSIGN_OR_RETURN(epoch, key_epoch_(tenant_id));
+  }
+  return std::unique_ptr<FileStore>(
+      new FileStore(this, tenant_id, std::move(db), std::move(key), epoch));
 }
 
 size_t FileStores::uploads_in_progress() const {
@@ -142,11 +149,13 @@ void FileStores::Release(const std::string& tenant_id, uint64_t bytes) {
 }
 
 FileStore::FileStore(FileStores* stores, std::string tenant_id,
-                     std::shared_ptr<storage::TenantDatabase> db, crypto::SecretKey files_key)
+                     std::shared_ptr<storage::TenantDatabase> db, crypto::SecretKey files_key,
+                     uint32_t key_epoch)
     : stores_(stores),
       tenant_id_(std::move(tenant_id)),
       db_(std::move(db)),
-      files_key_(std::move(files_key)) {}
+      files_key_(std::move(files_key)),
+      key_epoch_(key_epoch) {}
 
 Result<FileRow> FileStore::Upload(const events::Origin& ctx, const UploadSpec& spec,
                                   const ReadFn& read) {
@@ -215,7 +224,8 @@ Result<FileRow> FileStore::WriteBlob(const events::Origin& ctx, const UploadSpec
 
   SILO_RETURN_IF_ERROR(MakeDirs(layout::TenantUploadsDir(stores_->data_dir_, tenant_id_), 0700));
   const std::string part = PartPath(row.id);
-  SILO_ASSIGN_OR_RETURN(auto writer, BlobWriter::Create(part, files_key_, row.id, spec.size));
+  SILO_ASSIGN_OR_RETURN(auto writer,
+                        BlobWriter::Create(part, files_key_, row.id, spec.size, key_epoch_));
   RemoveUnlessKept part_guard(part);
   crypto::Sha256Stream digest;
   ActiveContentScanner scanner;
@@ -291,7 +301,8 @@ Result<UploadRow> FileStore::CreateUpload(const events::Origin& ctx, const Uploa
   row.expires_at_us = ctx.now_us + stores_->options().upload_expire_us;
   SILO_RETURN_IF_ERROR(MakeDirs(layout::TenantUploadsDir(stores_->data_dir_, tenant_id_), 0700));
   const std::string part = PartPath(row.id);
-  SILO_ASSIGN_OR_RETURN(auto writer, BlobWriter::Create(part, files_key_, row.id, spec.size));
+  SILO_ASSIGN_OR_RETURN(auto writer,
+                        BlobWriter::Create(part, files_key_, row.id, spec.size, key_epoch_));
   RemoveUnlessKept part_guard(part);
   SILO_RETURN_IF_ERROR(writer->Sync());
   writer.reset();

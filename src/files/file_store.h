@@ -177,7 +177,7 @@ class FileStore {
   Status Commit(const events::Origin& ctx, const FileRow& row, const std::string& part,
                 std::optional<std::string_view> upload_id);
   FileStore(FileStores* stores, std::string tenant_id, std::shared_ptr<storage::TenantDatabase> db,
-            crypto::SecretKey files_key);
+            crypto::SecretKey files_key, uint32_t key_epoch);
   // Seals the upload into its part file (finished and synced); returns its
   // row, not yet in the database. Commit moves it into place or removes it.
   Result<FileRow> WriteBlob(const events::Origin& ctx, const UploadSpec& spec, const ReadFn& read);
@@ -186,6 +186,7 @@ class FileStore {
   const std::string tenant_id_;
   const std::shared_ptr<storage::TenantDatabase> db_;
   const crypto::SecretKey files_key_;
+  const uint32_t key_epoch_;  // of the tenant key files_key_ comes from; new blobs carry it
 };
 
 class FileStores {
@@ -194,6 +195,11 @@ class FileStores {
   using KeyFn = std::function<Result<crypto::SecretKey>(const std::string& tenant_id)>;
   FileStores(std::shared_ptr<storage::TenantDatabases> databases, KeyFn files_key,
              std::string data_dir, FileOptions options);
+
+  // The epoch of the tenant's data key (crypto::Keyring::Epoch), which new
+  // blobs carry in their header; unset: 0. Before the first Open.
+  using EpochFn = std::function<Result<uint32_t>(const std::string& tenant_id)>;
+  void SetKeyEpochFn(EpochFn fn) { key_epoch_ = std::move(fn); }
 
   Result<std::unique_ptr<FileStore>> Open(const std::string& tenant_id);
   const FileOptions& options() const { return options_; }
@@ -247,6 +253,7 @@ class FileStores {
 
   const std::shared_ptr<storage::TenantDatabases> databases_;
   const KeyFn files_key_;
+  EpochFn key_epoch_;  // set before use; may be empty
   const std::string data_dir_;
   const FileOptions options_;
   mutable Mutex mu_;
