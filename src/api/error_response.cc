@@ -43,6 +43,9 @@ http::Response ErrorResponse(const Status& status, const http::Request& req) {
       body["errors"] = std::move(errors);
       r.body = JsonText(body);
     }
+    // Unavailable is a moment (a re-key's pause, a restore's swap, a tenant
+    // moving between nodes): the client is told when to try again.
+    if (code == 503) r.headers.emplace_back("Retry-After", "1");
     return r;
   }
   // Internals go to the log with the request id, never to the caller.

@@ -57,6 +57,7 @@ http::Response ListBackups(Services& s, RequestContext& ctx);
 http::Response VerifyBackup(Services& s, RequestContext& ctx);
 http::Response RestoreBackup(Services& s, RequestContext& ctx);
 http::Response DrillBackup(Services& s, RequestContext& ctx);
+http::Response RekeyTenant(Services& s, RequestContext& ctx);
 http::Response PruneBackups(Services& s, RequestContext& ctx);
 
 // Tenant data (records_api.cc); ctx.store and ctx.principal are set.

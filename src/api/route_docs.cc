@@ -642,6 +642,13 @@ const std::vector<RouteDoc>& OperatorRouteDocs() {
        "tenants",
        "Rebuild a tenant's tables from its event log and compare",
        {{200, "RebuildReport", "The comparison."}}},
+      {"POST",
+       "/v1/tenants/{slug}/rekey",
+       "rekeyTenant",
+       "tenants",
+       "Give a tenant a new data key: its database, files, TOTP secrets and metadata sealed "
+       "again under it, writes refused meanwhile (reads go on), the old key destroyed",
+       {{200, "RekeyReport", "Re-keyed; the pause is pause_seconds."}}},
       {"GET",
        "/v1/tenants/{slug}/export",
        "exportTenant",

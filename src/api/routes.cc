@@ -321,6 +321,7 @@ Router BuildOperatorRouter() {
   r.Add(Delete("/v1/tenants/{slug}", DeleteTenant).Allow(P::Operator()));
   r.Add(Post("/v1/tenants/{slug}/tokens", IssueToken).Allow(P::Operator()).Body(kSmallJson));
   r.Add(Post("/v1/tenants/{slug}/rebuild", RebuildTenant).Allow(P::Operator()));
+  r.Add(Post("/v1/tenants/{slug}/rekey", RekeyTenant).Allow(P::Operator()));
   r.Add(Get("/v1/tenants/{slug}/export", ExportTenant).Allow(P::Operator()));
   r.Add(Post("/v1/tenants/{slug}/access-requests", CreateAccessRequest)
             .Allow(P::Operator())

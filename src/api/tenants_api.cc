@@ -184,4 +184,36 @@ http::Response DeleteTenant(Services& s, RequestContext& ctx) {
   return http::Json(200, JsonText(o));
 }
 
+// POST /v1/tenants/{slug}/rekey (issue 22): the tenant's new data key
+// (backup::Service::Rekey). Not on a cluster node: the file is replaced
+// outside the replication shim, and the followers hold the old key.
+http::Response RekeyTenant(Services& s, RequestContext& ctx) {
+  const std::string& slug = ctx.params["slug"];
+  if (s.primary_elsewhere) {
+    return http::Problem(501,
+                         "re-keying a tenant on a cluster node is not built yet (the followers' "
+                         "copies and wrapped keys would have to follow)",
+                         ctx.request.request_id);
+  }
+  auto t = s.tenants->Find(slug);
+  if (!t) return http::Problem(404, "no such tenant", ctx.request.request_id);
+  auto report = s.backups->Rekey(*t, ctx.request.request_id);
+  if (!report.ok()) {
+    Record(s, ctx, "tenant.rekey_failed", slug + ": " + report.status().message());
+    return ErrorResponse(report.status(), ctx.request);
+  }
+  Record(s, ctx, "tenant.rekeyed", slug + " key_epoch=" + std::to_string(report->key_epoch));
+  json::object o{{"tenant", report->tenant_slug},
+                 {"tenant_id", report->tenant_id},
+                 {"key_epoch", static_cast<int64_t>(report->key_epoch)},
+                 {"database_bytes", report->database_bytes},
+                 {"files", report->files},
+                 {"files_missing", report->files_missing},
+                 {"secrets_resealed", report->secrets_resealed},
+                 {"recovery_codes_dropped", report->recovery_codes_dropped},
+                 {"pause_seconds", report->pause_seconds},
+                 {"seconds", report->seconds}};
+  return http::Json(200, JsonText(o));
+}
+
 }  // namespace silo::api

@@ -45,6 +45,7 @@
 #include "records/tenant_store.h"
 #include "storage/repl_vfs.h"
 #include "tenant/registry.h"
+#include "tenant/rekey_files.h"
 
 namespace silo::app {
 namespace {
@@ -371,6 +372,14 @@ Result<std::unique_ptr<App>> App::Create(config::Config c) {
   auto keyring = crypto::Keyring::Open(layout::KeyringFile(c.data_dir), std::move(*c.master_key));
   c.master_key.reset();
   SILO_ASSIGN_OR_RETURN(p->keyring, std::move(keyring));
+  // A re-key a crash interrupted is finished or undone before anything
+  // reads a tenant's files (the registry reads tenant.meta under the key).
+  SILO_ASSIGN_OR_RETURN(auto recovered, tenant::RecoverRekeys(c.data_dir, *p->keyring));
+  if (recovered.rolled_back + recovered.rolled_forward > 0) {
+    log::Warn("tenant.rekey_recovered",
+              {{"rolled_back", std::to_string(recovered.rolled_back)},
+               {"rolled_forward", std::to_string(recovered.rolled_forward)}});
+  }
   SILO_ASSIGN_OR_RETURN(p->registry, tenant::TenantRegistry::Open(c.data_dir, p->keyring.get()));
   storage::TenantDatabasesOptions database_options{
       .max_open_tenants = c.limits.max_open_tenants,
@@ -419,6 +428,8 @@ Result<std::unique_ptr<App>> App::Create(config::Config c) {
       files::FileOptions{c.files.max_file_bytes, c.files.tenant_quota_bytes,
                          int64_t{c.files.upload_expire_hours} * 3600 * 1'000'000,
                          c.files.uploads_per_tenant, c.files.uploads_total});
+  p->files->SetKeyEpochFn(
+      [ring = p->keyring.get()](const std::string& id) { return ring->Epoch(id); });
   realtime::Limits realtime_limits;
   realtime_limits.max_connections = c.realtime.max_connections;
   realtime_limits.max_tenant_connections = c.realtime.tenant_connections;

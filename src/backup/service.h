@@ -42,6 +42,20 @@ struct ShredReport {
   int64_t blobs_deleted = 0;  // the tenant's file blobs in the target
 };
 
+// What a re-key did (Service::Rekey).
+struct RekeyReport {
+  std::string tenant_id, tenant_slug;
+  uint32_t key_epoch = 0;      // the new key's (crypto::Keyring::Epoch)
+  int64_t database_bytes = 0;  // the database file, re-encrypted
+  int64_t files = 0;           // blobs sealed again under the new key
+  int64_t files_missing = 0;   // files whose blob was not on disk (nothing to seal)
+  // TOTP secrets moved to the new key, and recovery codes dropped (kept
+  // only as hashes keyed with the old key): their users make new ones.
+  int64_t secrets_resealed = 0, recovery_codes_dropped = 0;
+  double pause_seconds = 0;  // writes refused: the copy, the sealing of late blobs, the swap
+  double seconds = 0;
+};
+
 struct RestoreRequest {
   std::string backup_id;
   std::optional<std::string> as_slug;  // a new tenant; else the backup's tenant, in place
@@ -166,6 +180,28 @@ class Service {
   // retention prunes them, and List shows them as shredded. A rerun after
   // an interruption finishes the job.
   Result<ShredReport> Shred(const std::string& tenant_id, const std::string& slug) EXCLUDES(mu_);
+  // Gives the tenant a new data key (silo tenant rekey; docs/architecture.md
+  // "Tenant rekey"): the next key is staged in the keyring; the blobs are
+  // sealed again under it beside the originals while the tenant runs; then
+  // writes are refused (reads go on) while the database is copied under it
+  // (VACUUM INTO), the blobs uploaded meanwhile sealed, and, in the copy,
+  // the TOTP secrets moved to it and `tenant.rekeyed` appended to the audit
+  // log; then, with the tenant closed (TenantDatabases::Exclusive), the key
+  // is committed and every file renamed over its original. The old key is
+  // gone from the keyring; backups taken before keep it (they are the old
+  // data). Any failure before the commit leaves the tenant as it was.
+  // FailedPrecondition while resumable uploads are in progress;
+  // Unavailable when the tenant stayed in use past the swap's wait.
+  Result<RekeyReport> Rekey(const tenant::TenantInfo& tenant, const std::string& request_id)
+      EXCLUDES(mu_);
+  // Tests: the next re-keys stop at `step` ("staged", "blobs", "copied",
+  // "committed") with Internal; `as_crash` leaves everything as a crash
+  // there would (no roll back), for the start's recovery to meet.
+  void SetRekeyStopForTest(std::string step, bool as_crash) {
+    rekey_stop_ = std::move(step);
+    rekey_stop_as_crash_ = as_crash;
+  }
+
   // Deletes what the retention policy drops as of `now_us`; returns the ids.
   Result<std::vector<std::string>> Prune(int64_t now_us) EXCLUDES(mu_);
 
@@ -207,6 +243,8 @@ class Service {
   Result<std::vector<Listed>> ListLocked(const std::optional<std::string>& tenant_id) REQUIRES(mu_);
   Result<RestoreReport> RestoreLocked(const RestoreRequest& request) REQUIRES(mu_);
   Result<DrillReport> DrillLocked(const tenant::TenantInfo& tenant) REQUIRES(mu_);
+  Result<RekeyReport> RekeyLocked(const tenant::TenantInfo& tenant, const std::string& request_id)
+      REQUIRES(mu_);
   Status AuditLive(const std::string& tenant_id, const records::AuditEntry& entry);
 
   const std::unique_ptr<Target> target_;
@@ -219,6 +257,8 @@ class Service {
   const ForgetOnRestore forget_;
   SignCheckpoint sign_checkpoint_;  // may be empty
   ResealOnRestore reseal_;          // may be empty
+  std::string rekey_stop_;          // tests; empty: none
+  bool rekey_stop_as_crash_ = false;
 
   Mutex mu_;  // one operation at a time: the *Locked functions hold it
   mutable Mutex stats_mu_;

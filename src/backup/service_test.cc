@@ -20,6 +20,7 @@
 #include "files/catalog.h"
 #include "records/schema.h"
 #include "storage/test_util.h"
+#include "tenant/rekey_files.h"
 
 namespace silo::backup {
 namespace {
@@ -38,6 +39,7 @@ struct Installation {
     fs::create_directories(dir + "/platform");
     keyring =
         std::move(crypto::Keyring::Open(dir + "/platform/keyring", std::move(master))).value();
+    recovered = tenant::RecoverRekeys(dir, *keyring).value();  // as App::Create does
     registry = std::move(tenant::TenantRegistry::Open(dir, keyring.get())).value();
     crypto::Keyring* ring = keyring.get();
     databases = std::make_shared<storage::TenantDatabases>(
@@ -58,6 +60,7 @@ struct Installation {
   }
   std::string dir;
   std::unique_ptr<crypto::Keyring> keyring;
+  tenant::RekeyRecovery recovered;
   std::unique_ptr<tenant::TenantRegistry> registry;
   std::shared_ptr<storage::TenantDatabases> databases;
   std::unique_ptr<records::TenantStores> stores;
@@ -820,6 +823,177 @@ TEST_F(BackupFilesTest, RestoreNeverBringsBackALinkAndPruneDropsBlobsNoBackupLis
   EXPECT_FALSE(fs::exists(stray));
   EXPECT_TRUE(fs::exists(BlobObject(acme, f1)));  // the newest backup lists it
   for (const auto& id : *pruned) EXPECT_FALSE(fs::exists(backups_ + "/" + FilesListName(id)));
+}
+
+// ---- Tenant rekey (issue 22) ------------------------------------------------
+
+class RekeyTest : public BackupFilesTest {
+ protected:
+  struct Before {
+    tenant::TenantInfo t;
+    std::string f1, dump, key_fp;
+    std::string db_bytes, blob_bytes, meta;
+  };
+  Before Prepare() {
+    Before b;
+    b.t = NewTenant("acme");
+    auto store = Store(b.t);
+    const int64_t t0 = NowMicros();
+    Fill(*store, t0, 12);
+    DocsCollection(*store, t0 + 100'000);
+    b.f1 = Upload(b.t, Content(1), t0 + 100'010);
+    EXPECT_OK(store->CreateRecord(Ctx(t0 + 100'020), "docs", {{"title", "one"}, {"doc", b.f1}}));
+    b.dump = Dump(*store);
+    store.reset();
+    b.key_fp = KeyFp(b.t);
+    silo_->databases->Close(b.t.id);
+    b.db_bytes = Slurp(layout::TenantDatabaseFile(silo_->dir, b.t.id));
+    b.blob_bytes = Slurp(BlobPath(b.t, b.f1));
+    b.meta = Slurp(layout::TenantMetaFile(silo_->dir, b.t.id));
+    return b;
+  }
+  std::string KeyFp(const tenant::TenantInfo& t) {
+    return crypto::KeyFingerprint(silo_->keyring->GetKey(t.id).value());
+  }
+  // Whatever the re-key left beside the tenant's files and keys.
+  std::vector<std::string> Leftovers() {
+    std::vector<std::string> out;
+    for (const auto& e : fs::recursive_directory_iterator(silo_->dir)) {
+      const std::string p = e.path().string();
+      if (p.ends_with(".rekey") || p.ends_with(".next") || p.find(".rekey-") != std::string::npos) {
+        out.push_back(p);
+      }
+    }
+    return out;
+  }
+  // The tenant as it is now: its records, events and audit entries (the
+  // last one dropped when it is the re-key's), and its file.
+  void ExpectIntact(const Before& b, bool rekeyed) {
+    auto store = Store(b.t);
+    std::string dump = Dump(*store);
+    auto types = AuditTypes(*store);
+    ASSERT_FALSE(types.empty());
+    EXPECT_EQ(types.back() == "tenant.rekeyed", rekeyed);
+    if (rekeyed) dump = dump.substr(0, dump.rfind("A "));  // the entry the re-key added
+    EXPECT_EQ(dump, rekeyed ? b.dump.substr(0, dump.size()) : b.dump);
+    EXPECT_EQ(Read(b.t, b.f1, Content(1).size()), Content(1));
+    EXPECT_EQ(KeyFp(b.t) != b.key_fp, rekeyed);
+    EXPECT_EQ(silo_->registry->Find("acme")->id, b.t.id);  // tenant.meta opens
+    EXPECT_TRUE(Leftovers().empty()) << Leftovers().front();
+  }
+};
+
+TEST_F(RekeyTest, EveryFileIsSealedAgainUnderTheNewKeyAndTheOldKeyOpensNothing) {
+  Before b = Prepare();
+  const crypto::SecretKey old_dek = silo_->keyring->GetKey(b.t.id).value();
+  auto report = silo_->service->Rekey(b.t, "req");
+  ASSERT_OK(report) << report.status().ToString();
+  EXPECT_EQ(report->key_epoch, 1u);
+  EXPECT_EQ(report->files, 1);
+  EXPECT_GT(report->database_bytes, 0);
+  ExpectIntact(b, true);
+  silo_->databases->Close(b.t.id);
+  // Every page, the blob and tenant.meta changed; none opens under the old key.
+  const std::string db_path = layout::TenantDatabaseFile(silo_->dir, b.t.id);
+  const std::string now = Slurp(db_path);
+  for (size_t at = 0; at + 4096 <= now.size(); at += 4096) {
+    ASSERT_EQ(b.db_bytes.find(now.substr(at, 4096)), std::string::npos) << "page at " << at;
+  }
+  EXPECT_STATUS(StatusCode::kDataLoss,
+                storage::Database::Open(
+                    db_path, crypto::DeriveSubkey(old_dek, crypto::KeyPurpose::kDatabasePages),
+                    {.create = false}));
+  EXPECT_NE(Slurp(BlobPath(b.t, b.f1)), b.blob_bytes);
+  EXPECT_EQ(files::ReadKeyEpoch(BlobPath(b.t, b.f1)).value(), 1u);
+  auto old_reader = files::BlobReader::Open(
+      BlobPath(b.t, b.f1), crypto::DeriveSubkey(old_dek, crypto::KeyPurpose::kFiles), b.f1,
+      Content(1).size());
+  ASSERT_OK(old_reader);
+  EXPECT_STATUS(StatusCode::kDataLoss, (*old_reader)->ReadChunk(0));
+  EXPECT_NE(Slurp(layout::TenantMetaFile(silo_->dir, b.t.id)), b.meta);
+  EXPECT_TRUE(FilesContaining(silo_->dir, kMarker).empty());
+  EXPECT_TRUE(FilesContaining(silo_->dir, kFileMarker).empty());
+  // A new installation on the directory (a restart) opens it all.
+  silo_ = std::make_unique<Installation>(dir_ + "/data", Master(), backups_);
+  EXPECT_EQ(silo_->recovered.rolled_back + silo_->recovered.rolled_forward, 0);
+  ExpectIntact(b, true);
+}
+
+TEST_F(RekeyTest, AReKeyStoppedBeforeItsCommitLeavesTheTenantAsItWas) {
+  Before b = Prepare();
+  for (const char* step : {"staged", "blobs", "copied"}) {
+    SCOPED_TRACE(step);
+    silo_->service->SetRekeyStopForTest(step, false);
+    auto report = silo_->service->Rekey(b.t, "req");
+    EXPECT_STATUS(StatusCode::kInternal, report);
+    ExpectIntact(b, false);
+    EXPECT_TRUE(silo_->keyring->StagedIds().empty());
+    // Writes refused in the pause are taken again.
+    auto store = Store(b.t);
+    ASSERT_OK(store->Audit(Ctx(NowMicros()), {"test.after", "test", step, {}}));
+    b.dump = Dump(*store);
+  }
+}
+
+TEST_F(RekeyTest, ACrashAtAnyStepIsUndoneOrFinishedAtTheNextStart) {
+  for (const char* step : {"staged", "blobs", "copied", "committed"}) {
+    SCOPED_TRACE(step);
+    silo_ = std::make_unique<Installation>(dir_ + "/" + step, Master(), backups_);
+    Before b = Prepare();
+    silo_->service->SetRekeyStopForTest(step, true);
+    EXPECT_STATUS(StatusCode::kInternal, silo_->service->Rekey(b.t, "req"));
+    EXPECT_FALSE(Leftovers().empty());  // as the crash left it
+    const bool committed = std::string(step) == "committed";
+    silo_ = std::make_unique<Installation>(dir_ + "/" + step, Master(), backups_);
+    EXPECT_EQ(silo_->recovered.rolled_back, committed ? 0 : 1);
+    EXPECT_EQ(silo_->recovered.rolled_forward, committed ? 1 : 0);
+    ExpectIntact(b, committed);
+    EXPECT_EQ(silo_->keyring->Epoch(b.t.id).value(), committed ? 1u : 0u);
+  }
+}
+
+TEST_F(RekeyTest, BackupsFromBeforeARekeyRestoreInPlaceUnderTheLiveKey) {
+  Before b = Prepare();
+  auto before = silo_->service->Run(b.t);
+  ASSERT_OK(before);
+  ASSERT_OK(silo_->service->Rekey(b.t, "req"));
+  // A backup after the re-key stores the blob again, named by its epoch;
+  // the first object stays for the backup that lists it.
+  auto after = silo_->service->Run(b.t);
+  ASSERT_OK(after);
+  EXPECT_TRUE(fs::exists(backups_ + "/" + FileBlobName(b.t.id, b.f1, 1)));
+  EXPECT_EQ(Slurp(backups_ + "/" + FileBlobName(b.t.id, b.f1)), b.blob_bytes);
+  ASSERT_OK(silo_->service->Verify(before->id));
+  ASSERT_OK(silo_->service->Verify(after->id));
+  // In place, the blob on disk (live key) is kept; lost, the live key's
+  // object comes back; with none stored (re-keyed again), it is sealed anew.
+  auto kept = silo_->service->Restore({before->id, std::nullopt, std::nullopt, "req"});
+  ASSERT_OK(kept) << kept.status().ToString();
+  EXPECT_EQ(kept->files_present, 1);
+  EXPECT_EQ(Read(b.t, b.f1, Content(1).size()), Content(1));
+  fs::remove(BlobPath(b.t, b.f1));
+  auto fetched = silo_->service->Restore({before->id, std::nullopt, std::nullopt, "req"});
+  ASSERT_OK(fetched) << fetched.status().ToString();
+  EXPECT_EQ(fetched->files_fetched, 1);
+  EXPECT_EQ(Slurp(BlobPath(b.t, b.f1)), Slurp(backups_ + "/" + FileBlobName(b.t.id, b.f1, 1)));
+  EXPECT_EQ(Read(b.t, b.f1, Content(1).size()), Content(1));
+  // Re-keyed again, then the file purged from the live tenant (row and
+  // blob): the old backup brings it back, sealed anew under epoch 2.
+  ASSERT_OK(silo_->service->Rekey(b.t, "req"));
+  fs::remove(BlobPath(b.t, b.f1));
+  {
+    auto db = silo_->databases->Acquire(b.t.id);
+    ASSERT_OK(db);
+    ASSERT_OK((*db)->Write([](storage::Database& d) { return d.Exec("DELETE FROM files"); }));
+  }
+  auto resealed = silo_->service->Restore({before->id, std::nullopt, std::nullopt, "req"});
+  ASSERT_OK(resealed) << resealed.status().ToString();
+  EXPECT_EQ(resealed->files_resealed, 1);
+  EXPECT_EQ(files::ReadKeyEpoch(BlobPath(b.t, b.f1)).value(), 2u);
+  EXPECT_EQ(Read(b.t, b.f1, Content(1).size()), Content(1));
+  auto last = silo_->service->Run(b.t);
+  ASSERT_OK(last);
+  ASSERT_OK(silo_->service->Verify(last->id));
 }
 
 }  // namespace

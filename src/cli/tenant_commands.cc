@@ -137,6 +137,27 @@ void AddTokenAndRebuild(CLI::App* tenant, bool& as_json, int& code) {
                       Str(v, "checksum_after").c_str());
         });
   });
+  auto* rekey = tenant->add_subcommand(
+      "rekey", "give a tenant a new data key (database, files, secrets); the old key is destroyed");
+  rekey->add_option("slug", o.slug, "the tenant")->required();
+  rekey->callback([&o, &as_json, &code] {
+    if (!CheckSlug(o.slug, code)) return;
+    constexpr long kRekeyCall = 3600;  // seconds: a large tenant's copy
+    code = Call(
+        as_json, "POST", "/v1/tenants/" + o.slug + "/rekey", "",
+        [](const json::value& v) {
+          const auto& r = v.as_object();
+          auto n = [&](const char* k) { return static_cast<long long>(r.at(k).as_int64()); };
+          std::printf(
+              "rekeyed %s: key epoch %lld, %lld database bytes and %lld files sealed under the new "
+              "key, %lld TOTP secrets moved, %lld recovery codes dropped; writes paused %.3f s "
+              "of %.3f s; the old key is destroyed\n",
+              Str(v, "tenant").c_str(), n("key_epoch"), n("database_bytes"), n("files"),
+              n("secrets_resealed"), n("recovery_codes_dropped"),
+              r.at("pause_seconds").to_number<double>(), r.at("seconds").to_number<double>());
+        },
+        nullptr, kRekeyCall);
+  });
 }
 
 // Prints the operator API's answer as it comes (JSON lines), not through

@@ -395,6 +395,25 @@ Result<std::vector<KeptFile>> FilesToKeep(Database& db) {
   return out;
 }
 
+Result<std::vector<KeptFile>> FilesWithBytes(Database& db) {
+  auto st = db.Prepare("SELECT id, size FROM files ORDER BY id");
+  if (!st.ok()) return st.status();
+  std::vector<KeptFile> out;
+  for (;;) {
+    SILO_ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) break;
+    out.push_back({st->ColumnText(0), static_cast<uint64_t>(st->ColumnInt(1))});
+  }
+  return out;
+}
+
+Result<int64_t> UploadsInProgress(Database& db) {
+  auto st = db.Prepare("SELECT count(*) FROM uploads");
+  if (!st.ok()) return st.status();
+  SILO_ASSIGN_OR_RETURN(bool row, st->Step());
+  return row ? st->ColumnInt(0) : 0;
+}
+
 Result<RestoredFiles> ResetForRestore(Database& db, const std::vector<std::string>& referenced,
                                       int64_t now_us) {
   if (!db.InTransaction()) return FailedPrecondition("ResetForRestore outside a transaction");

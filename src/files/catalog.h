@@ -159,6 +159,12 @@ struct KeptFile {
   uint64_t size = 0;  // plaintext
 };
 Result<std::vector<KeptFile>> FilesToKeep(storage::Database& db);
+// Every file that has a blob on disk, pending ones included: what a re-key
+// seals again.
+Result<std::vector<KeptFile>> FilesWithBytes(storage::Database& db);
+// Resumable uploads not finished (their partial blobs are under the key
+// they began with): a re-key waits until there are none.
+Result<int64_t> UploadsInProgress(storage::Database& db);
 
 // On a restored copy, before it goes live (REQUIRES: db.InTransaction()):
 // forgets what must not come back from the past (every link, revoked or not,

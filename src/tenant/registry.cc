@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <boost/json.hpp>
 #include <chrono>
+#include <cstdio>
 #include <ctime>
 #include <filesystem>
 
@@ -10,6 +11,7 @@
 #include "base/file_util.h"
 #include "base/log.h"
 #include "crypto/crypto.h"
+#include "tenant/rekey_files.h"
 #include "tenant/slug.h"
 
 namespace silo::tenant {
@@ -149,9 +151,15 @@ Result<TenantInfo> TenantRegistry::Adopt(const std::string& id) {
   return info;
 }
 
-Status TenantRegistry::WriteMetaLocked(const TenantInfo& info) {
-  auto dek = keyring_->GetKey(info.id);
-  if (!dek.ok()) return dek.status();
+Status TenantRegistry::WriteMetaLocked(const TenantInfo& info, const crypto::SecretKey* dek,
+                                       const std::string* path) {
+  std::optional<crypto::SecretKey> current;
+  if (dek == nullptr) {
+    auto got = keyring_->GetKey(info.id);
+    if (!got.ok()) return got.status();
+    current.emplace(std::move(*got));
+    dek = &*current;
+  }
   auto meta_key = crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kMetadata);
   json::object inner;
   inner["name"] = info.name;
@@ -166,8 +174,31 @@ Status TenantRegistry::WriteMetaLocked(const TenantInfo& info) {
   doc["state"] = TenantStateName(info.state);
   doc["created_at"] = info.created_at;
   doc["sealed"] = crypto::Base64Encode(sealed);
-  return WriteFileAtomic(layout::TenantMetaFile(data_dir_, info.id), json::serialize(doc) + "\n",
-                         0600);
+  return WriteFileAtomic(path != nullptr ? *path : layout::TenantMetaFile(data_dir_, info.id),
+                         json::serialize(doc) + "\n", 0600);
+}
+
+Status TenantRegistry::CommitRekey(const std::string& id, const crypto::SecretKey& new_dek,
+                                   const std::function<Status()>& commit_key) {
+  MutexLock lock(mutex_);
+  const TenantInfo* info = nullptr;
+  for (const auto& [slug, t] : by_slug_) {
+    if (t.id == id) info = &t;
+  }
+  if (info == nullptr) return NotFound("no such tenant");
+  const std::string meta = layout::TenantMetaFile(data_dir_, id);
+  const std::string sibling = meta + std::string(kRekeySuffix);
+  SILO_RETURN_IF_ERROR(WriteMetaLocked(*info, &new_dek, &sibling));
+  if (Status s = commit_key(); !s.ok()) {
+    std::remove(sibling.c_str());
+    return s;
+  }
+  if (std::rename(sibling.c_str(), meta.c_str()) != 0) {
+    // The key is committed: the sibling is put in place at the next start
+    // (RecoverRekeys) if not by the caller's InstallRekeySiblings.
+    return Internal("cannot put the re-keyed tenant.meta in place").WithCause(sibling);
+  }
+  return SyncDir(layout::TenantDir(data_dir_, id));
 }
 
 Result<TenantInfo> TenantRegistry::Create(const std::string& slug, const std::string& name,

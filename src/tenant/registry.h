@@ -82,6 +82,14 @@ class TenantRegistry {
   // Only an active tenant: what request routing uses.
   std::optional<TenantInfo> FindActive(const std::string& slug) const;
   Status SetState(const std::string& slug, TenantState state);
+  // The commit of a re-key (tenant/rekey_files.h): writes the tenant's
+  // tenant.meta sealed under `new_dek` beside the current one, runs
+  // `commit_key` (which makes `new_dek` the tenant's key in the keyring),
+  // then puts it in place; under the registry's lock, so no state change
+  // falls between. When `commit_key` fails the sibling is removed and the
+  // tenant is as it was. NotFound for an unknown id.
+  Status CommitRekey(const std::string& id, const crypto::SecretKey& new_dek,
+                     const std::function<Status()>& commit_key);
   // Removes the directory and destroys the wrapped key. NotFound if absent.
   Status Delete(const std::string& slug);
   size_t size() const;
@@ -95,7 +103,9 @@ class TenantRegistry {
   Result<TenantInfo> CreateReserved(const std::string& slug, const std::string& id,
                                     const std::string& name, const std::string& owner_email,
                                     TenantState state);
-  Status WriteMetaLocked(const TenantInfo& info) REQUIRES(mutex_);
+  // tenant.meta (or `path`) under the tenant's key (or `dek`).
+  Status WriteMetaLocked(const TenantInfo& info, const crypto::SecretKey* dek = nullptr,
+                         const std::string* path = nullptr) REQUIRES(mutex_);
   std::string TenantDir(const std::string& id) const;
 
   const std::string data_dir_;

@@ -7,6 +7,7 @@ acknowledged write lost, round after round; a primary paused past its lease
 acknowledges nothing after it and comes back as a follower; a damaged copy
 is never promoted."""
 import base64
+import glob
 import json
 import os
 import random
@@ -648,6 +649,10 @@ def test_a_tenant_shredded_on_its_primary_leaves_no_copy_or_key_on_any_node(clus
     copies = {n.node_id: os.path.join(n.data_dir, "replicas", tenant_id) for n in (n2, n3)}
     for path in copies.values():
         assert os.path.exists(os.path.join(path, "tenant.key"))
+    # A re-key is not built on a cluster node: refused, nothing changed.
+    r = n1.cli("tenant", "rekey", "acme")
+    assert r.returncode == 1 and "(501)" in r.stderr and "cluster node" in r.stderr, r.stderr
+    assert not glob.glob(os.path.join(n1.data_dir, "platform", "keyring*.d", "*.next"))
     # A follower is not where the tenant is deleted: it says which node is.
     r = n2.cli("tenant", "delete", "acme", "--shred", "--yes")
     assert r.returncode == 1 and "another node of the cluster leads this tenant (%s)" % n1.url \
