@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -187,6 +188,61 @@ Status ImageCopy::Stream(size_t piece_bytes,
     }
     SILO_RETURN_IF_ERROR(sink(std::string_view(plain.data(), n * kPageSize)));
   }
+  return Status::Ok();
+}
+
+// ---- LiveCopy ---------------------------------------------------------------
+
+LiveCopy::LiveCopy(std::string path, sqlite3* target, sqlite3_backup* backup)
+    : path_(std::move(path)), target_(target), backup_(backup) {}
+
+Result<std::unique_ptr<LiveCopy>> LiveCopy::Start(Database& source, const std::string& path,
+                                                  const crypto::SecretKey& key) {
+  if (source.InTransaction()) return FailedPrecondition("live copy inside a transaction");
+  if (PathExists(path)) return AlreadyExists("the copy exists").WithCause(path);
+  SILO_ASSIGN_OR_RETURN(sqlite3 * target, OpenCopyTarget(path, key));
+  sqlite3_backup* backup = sqlite3_backup_init(target, "main", source.handle(), "main");
+  if (backup == nullptr) {
+    Status s = SqliteStatus(sqlite3_extended_errcode(target), sqlite3_errmsg(target));
+    if (sqlite3_close(target) != SQLITE_OK) sqlite3_close_v2(target);
+    RemoveDatabaseFiles(path);
+    return s;
+  }
+  return std::unique_ptr<LiveCopy>(new LiveCopy(path, target, backup));
+}
+
+LiveCopy::~LiveCopy() {
+  if (backup_ != nullptr) sqlite3_backup_finish(backup_);
+  if (sqlite3_close(target_) != SQLITE_OK) sqlite3_close_v2(target_);
+  if (!finished_) RemoveDatabaseFiles(path_);
+}
+
+Result<int64_t> LiveCopy::Step(int64_t pages, int64_t leave) {
+  if (backup_ == nullptr) return FailedPrecondition("the copy is finished");
+  if (leave < 1) leave = 1;
+  // The counts are known after a first step; one page tells them.
+  int64_t n = sqlite3_backup_pagecount(backup_) == 0
+                  ? 1
+                  : std::min<int64_t>(pages, sqlite3_backup_remaining(backup_) - leave);
+  if (n <= 0) return sqlite3_backup_remaining(backup_);
+  int rc = sqlite3_backup_step(backup_, static_cast<int>(n));
+  if (rc == SQLITE_DONE) return FailedPrecondition("the copy ended early");  // a one-page source
+  if (rc != SQLITE_OK) return SqliteStatus(rc, "live copy");
+  return sqlite3_backup_remaining(backup_);
+}
+
+Status LiveCopy::Finish() {
+  if (backup_ == nullptr) return FailedPrecondition("the copy is finished");
+  int rc = sqlite3_backup_step(backup_, -1);
+  int finish = sqlite3_backup_finish(backup_);
+  backup_ = nullptr;
+  if (rc != SQLITE_DONE) return SqliteStatus(rc, "live copy");
+  SILO_RETURN_IF_ERROR(SqliteStatus(finish, "live copy"));
+  if (sqlite3_close(target_) != SQLITE_OK) return Internal("cannot close the copy");
+  target_ = nullptr;
+  SILO_RETURN_IF_ERROR(SyncFile(path_));
+  SILO_RETURN_IF_ERROR(SyncDir(std::filesystem::path(path_).parent_path().string()));
+  finished_ = true;
   return Status::Ok();
 }
 

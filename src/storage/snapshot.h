@@ -20,6 +20,8 @@
 #include "storage/database.h"
 #include "storage/page_cipher.h"
 
+struct sqlite3_backup;
+
 namespace silo::storage {
 
 // A consistent copy of one database, taken for an image: a database file at
@@ -57,6 +59,42 @@ class ImageCopy {
 // REQUIRES: `db` is not in a transaction (use a reader connection).
 Result<ImageCopy> TakeImageCopy(Database& db, const std::function<Status(Database&)>& inside,
                                 const std::string& path);
+
+// A copy of a live database into a new database file under another key
+// (a re-key), made a step at a time by SQLite's online backup API while the
+// source goes on writing between the steps. The API applies what the
+// source's own connection writes to the pages already copied, as it writes
+// them, so the copy never starts over; once the last step ran, the copy is
+// the source as of that step. Memory: SQLite's page caches.
+// REQUIRES: every write to the source database goes through `source` (the
+// tenant's one writer connection), `source` outlives this, and every call
+// (the destructor too) runs where `source` is otherwise idle (the writer
+// held, no transaction open): the connection has no mutex of its own.
+// Thread-compatible.
+class LiveCopy {
+ public:
+  // AlreadyExists when `path` exists.
+  static Result<std::unique_ptr<LiveCopy>> Start(Database& source, const std::string& path,
+                                                 const crypto::SecretKey& key);
+  ~LiveCopy();  // unfinished: the copy is removed
+  LiveCopy(const LiveCopy&) = delete;
+  LiveCopy& operator=(const LiveCopy&) = delete;
+
+  // Copies up to `pages` pages, leaving at least `leave` (>= 1) uncopied:
+  // the step that copies the last page ends the copy (the API then follows
+  // the source no more), which is Finish's. Returns the pages still to copy.
+  Result<int64_t> Step(int64_t pages, int64_t leave);
+  // Copies the rest, and syncs the file: the source as of now, under `key`.
+  // The file is then the caller's (no longer removed).
+  Status Finish();
+
+ private:
+  LiveCopy(std::string path, sqlite3* target, sqlite3_backup* backup);
+  std::string path_;
+  sqlite3* target_;
+  sqlite3_backup* backup_;
+  bool finished_ = false;
+};
 
 // Writes an image arriving in pieces as a new database at `path`, encrypted
 // under `key`, each page sealed as it arrives; after Finish, a database that

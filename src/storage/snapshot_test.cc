@@ -156,5 +156,61 @@ TEST_F(SnapshotTest, WriteImageRefusesWhatIsNotAnImageAndLeavesNothing) {
   EXPECT_EQ(*MustOpen(Path("c.db"), key)->IntegrityCheck(), "ok");
 }
 
+TEST_F(SnapshotTest, ALiveCopyFollowsTheWritesMadeBetweenItsSteps) {
+  auto key = Key();
+  auto next = Key();
+  auto writer = MustOpen(Path("live.db"), key);
+  ASSERT_OK(writer->Exec("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT);"));
+  auto insert = [&](int n) {
+    ASSERT_OK(writer->Exec("BEGIN IMMEDIATE"));
+    for (int i = 0; i < n; ++i) {
+      ASSERT_OK(writer->Exec("INSERT INTO t (body) VALUES (hex(randomblob(300)))"));
+    }
+    ASSERT_OK(writer->Exec("COMMIT"));
+  };
+  insert(3000);  // about 2 MB: hundreds of pages
+  auto copy = LiveCopy::Start(*writer, Path("copy.db"), next);
+  ASSERT_OK(copy);
+  EXPECT_STATUS(StatusCode::kAlreadyExists, LiveCopy::Start(*writer, Path("copy.db"), next));
+  // Steps of 16 pages; between them the writer rewrites pages already copied
+  // (updates, deletes from the start of the table) and adds new ones.
+  int64_t left = 0;
+  int round = 0;
+  do {
+    auto r = (*copy)->Step(16, 8);
+    ASSERT_OK(r);
+    left = *r;
+    ASSERT_OK(writer->Exec("UPDATE t SET body = 'changed " + std::to_string(round) +
+                           "' WHERE id % 97 = " + std::to_string(round % 97)));
+    ASSERT_OK(writer->Exec("DELETE FROM t WHERE id = " + std::to_string(round + 1)));
+    if (round % 10 == 0) insert(20);
+    ++round;
+  } while (left > 8);
+  EXPECT_GT(round, 20);  // it took many steps, with writes between them
+  insert(5);
+  ASSERT_OK((*copy)->Finish());
+  copy->reset();
+  auto dump = [](Database& db) {
+    std::string out;
+    auto st = db.Prepare("SELECT id, body FROM t ORDER BY id");
+    EXPECT_OK(st);
+    while (st->Step().value()) out += std::to_string(st->ColumnInt(0)) + st->ColumnText(1) + ";";
+    return out;
+  };
+  auto copied = MustOpen(Path("copy.db"), next);
+  EXPECT_EQ(dump(*copied), dump(*writer));
+  EXPECT_EQ(copied->IntegrityCheck().value(), "ok");
+  copied.reset();
+  // Under the new key only.
+  EXPECT_STATUS(StatusCode::kDataLoss, Database::Open(Path("copy.db"), key, {.create = false}));
+  // An unfinished copy leaves nothing behind.
+  {
+    auto dropped = LiveCopy::Start(*writer, Path("dropped.db"), next);
+    ASSERT_OK(dropped);
+    ASSERT_OK((*dropped)->Step(16, 8));
+  }
+  EXPECT_FALSE(fs::exists(Path("dropped.db")));
+}
+
 }  // namespace
 }  // namespace silo::storage
