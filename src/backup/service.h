@@ -182,11 +182,12 @@ class Service {
   Result<ShredReport> Shred(const std::string& tenant_id, const std::string& slug) EXCLUDES(mu_);
   // Gives the tenant a new data key (silo tenant rekey; docs/architecture.md
   // "Tenant rekey"): the next key is staged in the keyring; the blobs are
-  // sealed again under it beside the originals while the tenant runs; then
-  // writes are refused (reads go on) while the database is copied under it
-  // (VACUUM INTO), the blobs uploaded meanwhile sealed, and, in the copy,
-  // the TOTP secrets moved to it and `tenant.rekeyed` appended to the audit
-  // log; then, with the tenant closed (TenantDatabases::Exclusive), the key
+  // sealed again under it beside the originals and the database copied
+  // under it (storage::LiveCopy) while the tenant runs; then writes are
+  // refused (reads go on) while the copy's last pages are copied, the blobs
+  // uploaded meanwhile sealed, and, in the copy, the TOTP secrets moved to
+  // it and `tenant.rekeyed` appended to the audit log; then, with the
+  // tenant closed (TenantDatabases::Exclusive), the key
   // is committed and every file renamed over its original. The old key is
   // gone from the keyring; backups taken before keep it (they are the old
   // data). Any failure before the commit leaves the tenant as it was.

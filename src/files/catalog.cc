@@ -382,9 +382,11 @@ Status Reconcile(Database& db, const Holder& holder, const std::string& actor,
   return Status::Ok();
 }
 
-Result<std::vector<KeptFile>> FilesToKeep(Database& db) {
-  auto st =
-      db.Prepare("SELECT id, size FROM files WHERE state IN ('attached', 'deleted') ORDER BY id");
+namespace {
+
+// The (id, size) rows `sql` selects.
+Result<std::vector<KeptFile>> SelectKept(Database& db, std::string_view sql) {
+  auto st = db.Prepare(sql);
   if (!st.ok()) return st.status();
   std::vector<KeptFile> out;
   for (;;) {
@@ -395,16 +397,15 @@ Result<std::vector<KeptFile>> FilesToKeep(Database& db) {
   return out;
 }
 
+}  // namespace
+
+Result<std::vector<KeptFile>> FilesToKeep(Database& db) {
+  return SelectKept(
+      db, "SELECT id, size FROM files WHERE state IN ('attached', 'deleted') ORDER BY id");
+}
+
 Result<std::vector<KeptFile>> FilesWithBytes(Database& db) {
-  auto st = db.Prepare("SELECT id, size FROM files ORDER BY id");
-  if (!st.ok()) return st.status();
-  std::vector<KeptFile> out;
-  for (;;) {
-    SILO_ASSIGN_OR_RETURN(bool row, st->Step());
-    if (!row) break;
-    out.push_back({st->ColumnText(0), static_cast<uint64_t>(st->ColumnInt(1))});
-  }
-  return out;
+  return SelectKept(db, "SELECT id, size FROM files ORDER BY id");
 }
 
 Result<int64_t> UploadsInProgress(Database& db) {

@@ -17,14 +17,19 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The tenant's siblings: the database's and tenant.meta's when present, and
-// every blob's under files/b/.
-Result<std::vector<std::string>> Siblings(const std::string& data_dir,
-                                          const std::string& tenant_id) {
+// The tenant's files whose names end in `suffix`: the database's and
+// tenant.meta's siblings when present, and every blob's under files/b/.
+Result<std::vector<std::string>> Siblings(const std::string& data_dir, const std::string& tenant_id,
+                                          std::string_view suffix = kRekeySuffix) {
   std::vector<std::string> out;
-  for (const std::string& file : {layout::TenantDatabaseFile(data_dir, tenant_id),
-                                  layout::TenantMetaFile(data_dir, tenant_id)}) {
-    const std::string sibling = file + std::string(kRekeySuffix);
+  const std::string db = layout::TenantDatabaseFile(data_dir, tenant_id);
+  std::vector<std::string> files = {db, layout::TenantMetaFile(data_dir, tenant_id)};
+  if (suffix == kOldSuffix) {  // the old database's log is set aside too
+    files.push_back(db + "-wal");
+    files.push_back(db + "-journal");
+  }
+  for (const std::string& file : files) {
+    const std::string sibling = file + std::string(suffix);
     if (PathExists(sibling)) out.push_back(sibling);
   }
   const fs::path blobs = layout::TenantFilesDir(data_dir, tenant_id) + "/b";
@@ -33,7 +38,7 @@ Result<std::vector<std::string>> Siblings(const std::string& data_dir,
   for (auto it = fs::recursive_directory_iterator(blobs, ec);
        !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    if (it->is_regular_file() && name.ends_with(kRekeySuffix)) out.push_back(it->path().string());
+    if (it->is_regular_file() && name.ends_with(suffix)) out.push_back(it->path().string());
   }
   if (ec) return Internal("cannot list the tenant's files").WithCause(ec.message());
   return out;
@@ -62,9 +67,29 @@ Status RemoveRekeySiblings(const std::string& data_dir, const std::string& tenan
   return Status::Ok();
 }
 
-Result<int64_t> InstallRekeySiblings(const std::string& data_dir, const std::string& tenant_id) {
+Result<int64_t> InstallRekeySiblings(const std::string& data_dir, const std::string& tenant_id,
+                                     std::vector<std::string>* unsynced,
+                                     std::vector<std::string>* kept_old) {
   SILO_ASSIGN_OR_RETURN(auto siblings, Siblings(data_dir, tenant_id));
   const std::string db = layout::TenantDatabaseFile(data_dir, tenant_id);
+  const std::string tenant_dir = layout::TenantDir(data_dir, tenant_id);
+  // With `kept_old`, an original is first linked aside: the rename then
+  // frees no blocks (freeing a GiB takes a good part of a second), the
+  // caller's unlink does, later.
+  auto set_aside = [&](const std::string& original, bool move) -> Status {
+    if (kept_old == nullptr) return Unlink(original);
+    const std::string old = original + std::string(kOldSuffix);
+    SILO_RETURN_IF_ERROR(Unlink(old));
+    int rc =
+        move ? std::rename(original.c_str(), old.c_str()) : ::link(original.c_str(), old.c_str());
+    if (rc != 0) {
+      if (errno == ENOENT) return Status::Ok();
+      return Internal("cannot set a re-keyed file's original aside")
+          .WithCause(original + ": " + std::strerror(errno));
+    }
+    kept_old->push_back(old);
+    return Status::Ok();
+  };
   std::set<std::string> dirs;
   int64_t installed = 0;
   for (const auto& sibling : siblings) {
@@ -72,8 +97,11 @@ Result<int64_t> InstallRekeySiblings(const std::string& data_dir, const std::str
     if (original == db) {
       // The old file's log would be replayed into the new one (and fail
       // under its key): it goes first.
-      for (const char* suffix : {"-wal", "-journal"}) SILO_RETURN_IF_ERROR(Unlink(db + suffix));
+      for (const char* suffix : {"-wal", "-journal"}) {
+        SILO_RETURN_IF_ERROR(set_aside(db + suffix, true));
+      }
     }
+    if (PathExists(original)) SILO_RETURN_IF_ERROR(set_aside(original, false));
     if (std::rename(sibling.c_str(), original.c_str()) != 0) {
       return Internal("cannot put a re-keyed file in place")
           .WithCause(sibling + ": " + std::strerror(errno));
@@ -81,7 +109,13 @@ Result<int64_t> InstallRekeySiblings(const std::string& data_dir, const std::str
     dirs.insert(fs::path(original).parent_path().string());
     ++installed;
   }
-  for (const auto& dir : dirs) SILO_RETURN_IF_ERROR(SyncDir(dir));
+  for (const auto& dir : dirs) {
+    if (unsynced != nullptr && dir != tenant_dir) {
+      unsynced->push_back(dir);
+    } else {
+      SILO_RETURN_IF_ERROR(SyncDir(dir));
+    }
+  }
   return installed;
 }
 
@@ -96,6 +130,10 @@ Result<RekeyRecovery> RecoverRekeys(const std::string& data_dir, crypto::Keyring
     if (!PathExists(layout::TenantDir(data_dir, id))) continue;
     SILO_ASSIGN_OR_RETURN(int64_t installed, InstallRekeySiblings(data_dir, id));
     if (installed > 0) ++out.rolled_forward;
+    // Originals a re-key set aside and a crash kept: sealed under a key
+    // that is gone.
+    SILO_ASSIGN_OR_RETURN(auto old, Siblings(data_dir, id, kOldSuffix));
+    for (const auto& path : old) SILO_RETURN_IF_ERROR(Unlink(path));
   }
   return out;
 }

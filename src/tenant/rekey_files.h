@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/status.h"
 #include "crypto/keyring.h"
@@ -23,6 +24,10 @@
 namespace silo::tenant {
 
 inline constexpr std::string_view kRekeySuffix = ".rekey";
+// An original a re-key set aside after its commit, removed once the tenant
+// is open again (or at the next start): its blocks are freed outside the
+// pause.
+inline constexpr std::string_view kOldSuffix = ".rekey-old";
 
 // Removes every sibling of the tenant's files (and a sibling database's
 // -wal and -journal). OK when there is none.
@@ -31,15 +36,22 @@ Status RemoveRekeySiblings(const std::string& data_dir, const std::string& tenan
 // Puts every sibling in place of its original: the database's old -wal and
 // -journal go first (they belong to the old file), then each rename, then
 // the directories are synced. Returns how many files it put in place;
-// running it again does nothing more.
-Result<int64_t> InstallRekeySiblings(const std::string& data_dir, const std::string& tenant_id);
+// running it again does nothing more. With `unsynced`, the blob
+// directories are not synced but added there, for the caller to sync once
+// the tenant is open again (a crash before that leaves siblings, which the
+// next start renames again: blobs are not written after). With `kept_old`,
+// each original is kept aside as "<file>.rekey-old" (listed there) for the
+// caller to remove then.
+Result<int64_t> InstallRekeySiblings(const std::string& data_dir, const std::string& tenant_id,
+                                     std::vector<std::string>* unsynced = nullptr,
+                                     std::vector<std::string>* kept_old = nullptr);
 
 struct RekeyRecovery {
   int64_t rolled_back = 0;     // tenants whose re-key had not reached its commit
   int64_t rolled_forward = 0;  // tenants whose re-key had, with files still to rename
 };
 // At start, before the registry reads tenant.meta: finishes or undoes every
-// re-key a crash interrupted.
+// re-key a crash interrupted, and removes the originals one set aside.
 Result<RekeyRecovery> RecoverRekeys(const std::string& data_dir, crypto::Keyring& keyring);
 
 }  // namespace silo::tenant

@@ -101,7 +101,7 @@ def test_a_rekey_seals_everything_anew_loses_nothing_and_destroys_the_old_key(
     assert json.loads(new_key_file)["wrapped"] != json.loads(old_key_file)["wrapped"]
     assert json.loads(new_key_file)["epoch"] == 1
     assert not glob.glob(os.path.join(silo.data_dir, "platform", "keyring*.d", "*.next"))
-    assert not glob.glob(os.path.join(tdir, "**", "*.rekey"), recursive=True)
+    assert not glob.glob(os.path.join(tdir, "**", "*.rekey*"), recursive=True)
     assert not pages(os.path.join(tdir, "tenant.db")) & old_pages
     new_blob = open(blob, "rb").read()
     assert new_blob != old_blob and len(new_blob) == len(old_blob)
@@ -173,7 +173,7 @@ def test_a_rekey_waits_for_resumable_uploads_and_refuses_bad_input(make_silo, tm
     r = silo.cli("tenant", "rekey", "acme")
     assert r.returncode != 0 and "(409)" in r.stderr and "resumable uploads" in r.stderr, r.stderr
     assert not glob.glob(os.path.join(silo.data_dir, "platform", "keyring*.d", "*.next"))
-    assert not glob.glob(os.path.join(silo.data_dir, "tenants", "**", "*.rekey"), recursive=True)
+    assert not glob.glob(os.path.join(silo.data_dir, "tenants", "**", "*.rekey*"), recursive=True)
     assert api.call("DELETE", upload_path, headers=tus).status_code == 204
     r = silo.cli("--json", "tenant", "rekey", "acme")
     assert r.returncode == 0, r.stderr
