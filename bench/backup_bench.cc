@@ -16,18 +16,29 @@
 // (every file opened). Prints medians; MB/s are database bytes (the image)
 // per second. Memory: the process's peak RSS (VmHWM, reset through
 // /proc/self/clear_refs before each step) minus its RSS just before.
+//
+// Then `silo tenant rekey` of the same tenant (backup::Service::Rekey: its
+// files and database sealed again under a new key), --rekeys times, each
+// after a `cp` of the database file and while one writer writes records the
+// way the API does (a store opened per request; a write refused during the
+// pause is retried every millisecond until acknowledged): the writes' p99,
+// from the first attempt to the acknowledgement, against the same writer's
+// p99 for as long with no re-key, in the same run.
 #include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/json.hpp>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "app/tenant_schema.h"
@@ -108,6 +119,7 @@ int main(int argc, char** argv) {
   int64_t mib = 1024;
   int64_t files_mib = -1;  // as --mib
   int runs = 5;
+  int rekeys = 3;
   std::string base = "/tmp";
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
@@ -115,6 +127,7 @@ int main(int argc, char** argv) {
     if (a == "--runs") runs = std::atoi(argv[i + 1]);
     if (a == "--files-mib") files_mib = std::atoll(argv[i + 1]);
     if (a == "--dir") base = argv[i + 1];
+    if (a == "--rekeys") rekeys = std::atoi(argv[i + 1]);
   }
   if (files_mib < 0) files_mib = mib;
   std::string dir = base + "/silo-backup-bench-" + crypto::HexEncode(crypto::RandomBytes(4));
@@ -273,6 +286,83 @@ int main(int argc, char** argv) {
         drill_s.back(), drill_rss.back());
     std::fflush(stdout);
   }
+  // Re-keys, each against a cp of the database and with a writer running.
+  std::vector<double> rekey_cp_s, rekey_s, pause_s, p99_during, p99_idle, max_during, max_idle;
+  std::vector<double> refused;
+  auto write_for = [&](const std::function<bool()>& go_on, std::vector<double>& latencies_ms,
+                       int64_t& refusals) {
+    std::mt19937_64 rng(7);
+    for (int64_t i = 0; go_on(); ++i) {
+      const auto t0 = Clock::now();
+      for (;;) {
+        auto store = stores->Open(t.id);
+        auto r = store.ok() ? (*store)->CreateRecord({{"system", "bench"}, "", "", NowMicros()},
+                                                     "docs", {{"body", Text(rng, 200)}, {"n", i}})
+                            : Result<records::Record>(store.status());
+        if (r.ok()) break;
+        if (r.status().code() != StatusCode::kUnavailable) {
+          std::fprintf(stderr, "write: %s\n", r.status().ToString().c_str());
+          std::exit(1);
+        }
+        ++refusals;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      latencies_ms.push_back(Seconds(t0) * 1000);
+    }
+  };
+  auto p99 = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0.0 : v[std::min(v.size() - 1, v.size() * 99 / 100)];
+  };
+  for (int run = 0; run < rekeys; ++run) {
+    std::string copy = dir + "/cp-copy.db";
+    auto t0 = Clock::now();
+    std::string cmd = "cp '" + db_path + "' '" + copy + "'";
+    if (std::system(cmd.c_str()) != 0) return 1;
+    rekey_cp_s.push_back(Seconds(t0));
+    fs::remove(copy);
+
+    std::atomic<bool> done{false};
+    std::vector<double> during;
+    int64_t refusals = 0;
+    std::thread writer([&] { write_for([&] { return !done.load(); }, during, refusals); });
+    t0 = Clock::now();
+    auto r = service.Rekey(t, "bench");
+    const double took = Seconds(t0);
+    done = true;
+    writer.join();
+    if (!r.ok()) {
+      std::fprintf(stderr, "rekey: %s\n", r.status().ToString().c_str());
+      return 1;
+    }
+    rekey_s.push_back(took);
+    pause_s.push_back(r->pause_seconds);
+    p99_during.push_back(p99(during));
+    max_during.push_back(during.empty() ? 0 : *std::max_element(during.begin(), during.end()));
+    refused.push_back(static_cast<double>(refusals));
+    // The same writer alone, for as long: the baseline of this run.
+    std::vector<double> idle;
+    int64_t none = 0;
+    const auto until = Clock::now() + std::chrono::duration<double>(took);
+    write_for([&] { return Clock::now() < until; }, idle, none);
+    p99_idle.push_back(p99(idle));
+    max_idle.push_back(idle.empty() ? 0 : *std::max_element(idle.begin(), idle.end()));
+    std::printf(
+        "rekey %d: cp %.2f s, rekey %.2f s (writes paused %.2f s; %zu writes, p99 %.1f ms, max "
+        "%.0f ms, %lld refused attempts; alone p99 %.1f ms, max %.0f ms)\n",
+        run, rekey_cp_s.back(), took, r->pause_seconds, during.size(), p99_during.back(),
+        max_during.back(), static_cast<long long>(refusals), p99_idle.back(), max_idle.back());
+    std::fflush(stdout);
+  }
+  if (rekeys > 0) {
+    std::printf(
+        "rekey, medians of %d: %.2f s (cp of the database %.2f s, %.2fx), writes paused %.2f s, "
+        "write p99 %.1f ms during (%.1f ms alone), longest write %.0f ms (%.0f ms alone)\n",
+        rekeys, Median(rekey_s), Median(rekey_cp_s), Median(rekey_s) / Median(rekey_cp_s),
+        Median(pause_s), Median(p99_during), Median(p99_idle), Median(max_during),
+        Median(max_idle));
+  }
+
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
   const double cp_mbs = db_mb / Median(cp_s);
@@ -297,9 +387,14 @@ int main(int argc, char** argv) {
   std::printf(
       "RESULT db_mb=%.1f files_mib=%lld cp_mbs=%.1f backup_mbs=%.1f restore_mbs=%.1f "
       "drill_s=%.2f backup_rss_over_idle_mib=%.1f restore_rss_over_idle_mib=%.1f "
-      "drill_rss_over_idle_mib=%.1f\n",
+      "drill_rss_over_idle_mib=%.1f rekey_s=%.2f rekey_cp_s=%.2f rekey_pause_s=%.2f "
+      "rekey_write_p99_ms=%.1f rekey_write_idle_p99_ms=%.1f rekey_write_max_ms=%.0f "
+      "rekey_write_idle_max_ms=%.0f\n",
       db_mb, static_cast<long long>(files_mib), cp_mbs, backup_mbs, restore_mbs, Median(drill_s),
-      max(backup_rss), max(restore_rss), max(drill_rss));
+      max(backup_rss), max(restore_rss), max(drill_rss), rekeys > 0 ? Median(rekey_s) : 0.0,
+      rekeys > 0 ? Median(rekey_cp_s) : 0.0, rekeys > 0 ? Median(pause_s) : 0.0,
+      rekeys > 0 ? Median(p99_during) : 0.0, rekeys > 0 ? Median(p99_idle) : 0.0,
+      rekeys > 0 ? Median(max_during) : 0.0, rekeys > 0 ? Median(max_idle) : 0.0);
   fs::remove_all(dir);
   return 0;
 }
