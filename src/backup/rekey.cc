@@ -160,6 +160,7 @@ Result<RekeyReport> Service::RekeyLocked(const tenant::TenantInfo& tenant,
       SILO_ASSIGN_OR_RETURN(copy, storage::LiveCopy::Start(d, copy_path, new_pages));
       return Status::Ok();
     }));
+    SILO_RETURN_IF_ERROR(step("copying"));
     for (int64_t left = kLeavePages + 1; left > kLeavePages;) {
       SILO_RETURN_IF_ERROR(db->Write([&](Database&) -> Status {
         SILO_ASSIGN_OR_RETURN(left, copy->Step(kStepPages, kLeavePages));

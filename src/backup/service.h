@@ -195,8 +195,8 @@ class Service {
   // Unavailable when the tenant stayed in use past the swap's wait.
   Result<RekeyReport> Rekey(const tenant::TenantInfo& tenant, const std::string& request_id)
       EXCLUDES(mu_);
-  // Tests: the next re-keys stop at `step` ("staged", "blobs", "copied",
-  // "committed") with Internal; `as_crash` leaves everything as a crash
+  // Tests: the next re-keys stop at `step` ("staged", "blobs", "copying",
+  // "copied", "committed") with Internal; `as_crash` leaves everything as a crash
   // there would (no roll back), for the start's recovery to meet.
   void SetRekeyStopForTest(std::string step, bool as_crash) {
     rekey_stop_ = std::move(step);

@@ -921,7 +921,7 @@ TEST_F(RekeyTest, EveryFileIsSealedAgainUnderTheNewKeyAndTheOldKeyOpensNothing) 
 
 TEST_F(RekeyTest, AReKeyStoppedBeforeItsCommitLeavesTheTenantAsItWas) {
   Before b = Prepare();
-  for (const char* step : {"staged", "blobs", "copied"}) {
+  for (const char* step : {"staged", "blobs", "copying", "copied"}) {
     SCOPED_TRACE(step);
     silo_->service->SetRekeyStopForTest(step, false);
     auto report = silo_->service->Rekey(b.t, "req");
@@ -936,7 +936,7 @@ TEST_F(RekeyTest, AReKeyStoppedBeforeItsCommitLeavesTheTenantAsItWas) {
 }
 
 TEST_F(RekeyTest, ACrashAtAnyStepIsUndoneOrFinishedAtTheNextStart) {
-  for (const char* step : {"staged", "blobs", "copied", "committed"}) {
+  for (const char* step : {"staged", "blobs", "copying", "copied", "committed"}) {
     SCOPED_TRACE(step);
     silo_ = std::make_unique<Installation>(dir_ + "/" + step, Master(), backups_);
     Before b = Prepare();
