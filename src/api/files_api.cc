@@ -83,6 +83,17 @@ class BlobSource : public http::BodySource {
       : reader_(std::move(reader)), next_(first) {}
   ~BlobSource() override { crypto::WipeString(chunk_); }
 
+  // Opens the first chunk to send before any byte of the answer goes out:
+  // a blob that fails authentication there (altered, another blob, another
+  // key) is an error answer, not a 200 cut short.
+  Status Prime() {
+    const uint64_t index = next_ / files::kChunkBytes;
+    SILO_ASSIGN_OR_RETURN(chunk_, reader_->ReadChunk(index));
+    chunk_index_ = index;
+    chunk_loaded_ = true;
+    return Status::Ok();
+  }
+
   Status Read(std::span<char> out) override {
     size_t filled = 0;
     while (filled < out.size()) {
@@ -175,7 +186,9 @@ http::Response ServeFile(files::FileStore& store, const files::FileRow& row,
                                                   std::to_string(first + length - 1) + "/" +
                                                   std::to_string(row.size));
   }
-  res.source = std::make_shared<BlobSource>(std::move(*reader), first);
+  auto source = std::make_shared<BlobSource>(std::move(*reader), first);
+  if (Status primed = source->Prime(); !primed.ok()) return ErrorResponse(primed, req);
+  res.source = std::move(source);
   res.source_size = length;
   return res;
 }

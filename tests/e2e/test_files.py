@@ -41,6 +41,42 @@ def blobs(silo):
     return out
 
 
+def test_a_blob_that_fails_authentication_is_an_error_not_a_200(make_silo):
+    """A blob altered on disk, or another file's blob put in its place, fails
+    authentication in its first chunk to send: the answer is a 500 (logged
+    with the request id), never a 200 whose body stops short or a byte of
+    the wrong file."""
+    silo = make_silo(ENV)
+    tenant(silo, "acme")
+    api = Api(silo, "acme", token(silo, "acme"))
+    assert api.call("POST", "/api/collections", DOCS).status_code == 201
+    data, other = png(150_000, b"ONE"), png(150_000, b"TWO")
+    ids = []
+    for i, body in enumerate((data, other)):
+        fid = upload(api, body).json()["id"]
+        assert api.call("POST", "/api/collections/docs/records",
+                        {"id": "d%d" % i, "scan": fid}).status_code == 201
+        ids.append(fid)
+    url = "/api/collections/docs/records/d0/files/scan/" + ids[0]
+    [path] = [b for b in blobs(silo) if b.endswith(ids[0] + ".sf")]
+    [other_path] = [b for b in blobs(silo) if b.endswith(ids[1] + ".sf")]
+    original = open(path, "rb").read()
+    flipped = bytearray(original)
+    flipped[64 + 100] ^= 1  # in the first chunk's ciphertext
+    second = bytearray(original)
+    second[64 + 65_576 + 100] ^= 1  # in the second chunk's
+    for bad, ranged in ((bytes(flipped), None), (open(other_path, "rb").read(), None),
+                        (bytes(second), "bytes=70000-70010")):
+        open(path, "wb").write(bad)
+        headers = {"Range": ranged} if ranged else None
+        r = api.call("GET", url, headers=headers)
+        assert r.status_code == 500, (r.status_code, r.content[:40])
+        assert b"ONE" not in r.content and b"TWO" not in r.content
+    open(path, "wb").write(original)
+    r = api.call("GET", url)
+    assert r.status_code == 200 and r.content == data
+
+
 def test_an_upload_round_trips_with_file_headers_and_ranges(make_silo):
     silo = make_silo(ENV)
     tenant(silo, "acme")
