@@ -64,7 +64,7 @@ bool IsMeasure(std::string_view type) {
   for (std::string_view t :
        {"session.revoked", "session.revoked_all", "token.revoked", "access.revoked",
         "access.denied", "user.disabled", "password.reset", "password.changed", "backup.restored",
-        "honeypot.hit", "rate.throttled", "client.banned", "access.refused"}) {
+        "honeypot.hit", "rate.throttled", "client.banned", "access.refused", "tenant.rekeyed"}) {
     if (type == t) return true;
   }
   return false;

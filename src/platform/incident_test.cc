@@ -25,6 +25,7 @@ IncidentInput Input() {
       {kT0 + 7 * kS, "tenant.exported", "operator:operator", "127.0.0.1", "tenant acme"},
       {kT0 + 8 * kS, "record.created", "user:u2", "10.0.0.1", "record r1"},  // not security
       {kT0 + 9 * kS, "session.revoked_all", "user:u1", "10.0.0.2", "user u1"},
+      {kT0 + 10 * kS, "tenant.rekeyed", "operator:operator", "", "tenant acme"},
   };
   in.tenants["globex"] = {};
   return in;
@@ -35,18 +36,20 @@ TEST(IncidentTest, ATimelineInOrderWithDeadlineCategoriesAndMeasures) {
   const json::object& o = r.report;
   EXPECT_EQ(o.at("notify_by").as_string(), "2026-12-03T01:53:20.000000Z");  // discovery + 72 h
   const auto& timeline = o.at("timeline").as_array();
-  ASSERT_EQ(timeline.size(), 4u);  // record.created is not security-relevant
+  ASSERT_EQ(timeline.size(), 5u);  // record.created is not security-relevant
   EXPECT_EQ(timeline[0].at("type").as_string(), "login.failed");
   EXPECT_EQ(timeline[1].at("source").as_string(), "platform");
   EXPECT_EQ(timeline[3].at("type").as_string(), "session.revoked_all");
+  EXPECT_EQ(timeline[4].at("type").as_string(), "tenant.rekeyed");
   const auto& affected = o.at("affected_tenants").as_array();
   ASSERT_EQ(affected.size(), 1u);  // globex recorded nothing
   EXPECT_EQ(affected[0].at("tenant").as_string(), "acme");
   EXPECT_EQ(affected[0].at("users").as_array(), json::array({"u1"}));
-  EXPECT_EQ(affected[0].at("measures").as_array().size(), 1u);
+  EXPECT_EQ(affected[0].at("measures").as_array().size(), 2u);  // a re-key is one
   const std::string draft(o.at("drafts").at("acme").as_string());
   EXPECT_NE(draft.find("exports of records: 1"), std::string::npos) << draft;
   EXPECT_NE(draft.find("session.revoked_all (1)"), std::string::npos) << draft;
+  EXPECT_NE(draft.find("tenant.rekeyed (1)"), std::string::npos) << draft;
   EXPECT_NE(draft.find("due by 2026-12-03T01:53:20.000000Z"), std::string::npos) << draft;
   // A detail with a pipe and a line break stays in its table cell.
   EXPECT_NE(r.markdown.find("| /.env \\| x new |"), std::string::npos) << r.markdown;
