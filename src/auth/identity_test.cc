@@ -98,6 +98,22 @@ TEST_F(IdentityTest, ChecksThatKeepTheIdleClockDoNotExtendASession) {
   EXPECT_OK(id_->AuthenticateSession(s2->token, kT0 + 45 * kMin, IdleClock::kKeep));
 }
 
+// A re-key's pause refuses the tenant's writes: a signed-in user's reads go
+// on, the idle clock simply not moved by them.
+TEST_F(IdentityTest, ASessionStillAuthenticatesWhileTheTenantRefusesWrites) {
+  User ann = Active("ann@example.com", {"viewer"});
+  auto s = id_->CreateSession(Ctx(kT0), ann.id, MfaPassed::kNo, "");
+  ASSERT_OK(s);
+  auto db = dbs_->Acquire("t");
+  ASSERT_OK(db);
+  (*db)->RefuseWrites(Unavailable("paused (test)"));
+  auto a = id_->AuthenticateSession(s->token, kT0 + 20 * kMin);  // a refresh is due
+  ASSERT_OK(a) << a.status().ToString();
+  EXPECT_EQ(a->ends_at_us, kT0 + 30 * kMin);  // not moved
+  EXPECT_STATUS(StatusCode::kUnavailable,
+                id_->CreateSession(Ctx(kT0 + 20 * kMin), ann.id, MfaPassed::kNo, ""));
+}
+
 TEST_F(IdentityTest, SessionsTimeOutAndAreRevoked) {
   User ann = Active("ann@example.com", {"viewer"});
   auto s = id_->CreateSession(Ctx(kT0), ann.id, MfaPassed::kNo, "test agent");

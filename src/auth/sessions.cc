@@ -187,11 +187,18 @@ Result<SessionAuth> Identity::AuthenticateSession(const std::string& token, int6
     return Status::Ok();
   }));
   if (idle == IdleClock::kRefresh && out->session.last_seen_us + kIdleRefreshUs <= now_us) {
-    SILO_RETURN_IF_ERROR(db_->Write([&](Database& db) {
+    Status touched = db_->Write([&](Database& db) {
       return ExecBound(db, "UPDATE sessions SET last_seen_us = ? WHERE id = ?",
                        [&](storage::Statement& q) { q.Bind(1, now_us).Bind(2, out->session.id); });
-    }));
-    out->session.last_seen_us = now_us;
+    });
+    // A tenant that takes no write this moment (a re-key's pause) still
+    // serves reads: the idle clock then stays where it was, and the next
+    // request moves it.
+    if (touched.ok()) {
+      out->session.last_seen_us = now_us;
+    } else if (touched.code() != StatusCode::kUnavailable) {
+      return touched;
+    }
   }
   out->ends_at_us =
       std::min(out->session.expires_at_us, out->session.last_seen_us + timeouts_.session_idle_us);
