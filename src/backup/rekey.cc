@@ -91,12 +91,9 @@ Result<RekeyReport> Service::RekeyLocked(const tenant::TenantInfo& tenant,
     crashed = rekey_stop_as_crash_;
     return Internal("re-key stopped at " + std::string(name) + " (test)");
   };
-  // A re-key of this tenant that failed here and could not undo itself:
-  // undone first (siblings, then the staged key, as at start).
-  if (keyring_->StagedKey(tenant.id).ok()) {
-    SILO_RETURN_IF_ERROR(tenant::RemoveRekeySiblings(data_dir_, tenant.id));
-    SILO_RETURN_IF_ERROR(keyring_->DiscardStaged(tenant.id));
-  }
+  // A re-key of this tenant that failed here and could not end itself:
+  // ended first, as at start.
+  SILO_RETURN_IF_ERROR(tenant::ResolveRekey(data_dir_, *keyring_, tenant.id).status());
   SILO_ASSIGN_OR_RETURN(const crypto::SecretKey old_dek, keyring_->GetKey(tenant.id));
   SILO_ASSIGN_OR_RETURN(auto db, databases_->Acquire(tenant.id));
   std::vector<files::KeptFile> blobs;
@@ -106,7 +103,13 @@ Result<RekeyReport> Service::RekeyLocked(const tenant::TenantInfo& tenant,
     return Status::Ok();
   }));
 
-  SILO_ASSIGN_OR_RETURN(const crypto::Keyring::Staged staged, keyring_->StageKey(tenant.id));
+  SILO_RETURN_IF_ERROR(tenant::MarkRekey(data_dir_, tenant.id));
+  auto staging = keyring_->StageKey(tenant.id);
+  if (!staging.ok()) {
+    (void)tenant::UnmarkRekey(data_dir_, tenant.id);
+    return staging.status();
+  }
+  const crypto::Keyring::Staged staged = std::move(*staging);
   report.key_epoch = staged.epoch;
   const crypto::SecretKey old_files = crypto::DeriveSubkey(old_dek, crypto::KeyPurpose::kFiles);
   const crypto::SecretKey new_files = crypto::DeriveSubkey(staged.key, crypto::KeyPurpose::kFiles);
@@ -235,8 +238,7 @@ Result<RekeyReport> Service::RekeyLocked(const tenant::TenantInfo& tenant,
     // request opens it afresh.
     db.reset();
     databases_->Close(tenant.id);
-    Status undone = tenant::RemoveRekeySiblings(data_dir_, tenant.id);
-    if (undone.ok()) undone = keyring_->DiscardStaged(tenant.id);
+    Status undone = tenant::ResolveRekey(data_dir_, *keyring_, tenant.id).status();
     if (!undone.ok())
       return s.Rephrase(s.message() + " (and undoing it: " + undone.message() + ")");
     return s;
@@ -248,6 +250,10 @@ Result<RekeyReport> Service::RekeyLocked(const tenant::TenantInfo& tenant,
     if (Status synced = SyncDir(dir); !synced.ok()) {
       log::Warn("tenant.rekey_sync_failed", {{"dir", dir}, {"cause", synced.ToString()}});
     }
+  }
+  if (Status unmarked = tenant::UnmarkRekey(data_dir_, tenant.id); !unmarked.ok()) {
+    // Done; the next start finds nothing left to do and removes the mark.
+    log::Warn("tenant.rekey_unmark_failed", {{"cause", unmarked.ToString()}});
   }
   report.seconds = SecondsSince(t0);
   return report;

@@ -860,7 +860,8 @@ class RekeyTest : public BackupFilesTest {
     std::vector<std::string> out;
     for (const auto& e : fs::recursive_directory_iterator(silo_->dir)) {
       const std::string p = e.path().string();
-      if (p.ends_with(".rekey") || p.ends_with(".next") || p.find(".rekey-") != std::string::npos) {
+      if (p.ends_with(".rekey") || p.ends_with(".next") || p.ends_with("/rekey.pending") ||
+          p.find(".rekey-") != std::string::npos) {
         out.push_back(p);
       }
     }

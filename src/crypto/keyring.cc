@@ -280,18 +280,6 @@ Result<Keyring::Staged> Keyring::StageKey(const std::string& tenant_id) {
   return Staged{std::move(dek), epoch};
 }
 
-Result<Keyring::Staged> Keyring::StagedKey(const std::string& tenant_id) const {
-  MutexLock lock(mutex_);
-  auto it = staged_.find(tenant_id);
-  if (it == staged_.end()) return NotFound("no key is staged for this tenant");
-  auto raw = crypto::Open(kek_, it->second.wrapped, WrapAd(tenant_id));
-  if (!raw.ok()) return DataLoss("the staged tenant key failed authentication");
-  auto key = SecretKey::FromBytes(*raw);
-  WipeString(*raw);
-  if (!key.ok()) return key.status();
-  return Staged{std::move(*key), it->second.epoch};
-}
-
 std::vector<std::string> Keyring::StagedIds() const {
   MutexLock lock(mutex_);
   std::vector<std::string> ids;

@@ -68,8 +68,6 @@ class Keyring {
   // beside the current one. AlreadyExists when one is staged; NotFound
   // without a current key.
   Result<Staged> StageKey(const std::string& tenant_id);
-  // The staged key; NotFound when none is.
-  Result<Staged> StagedKey(const std::string& tenant_id) const;
   // Tenants with a staged key (a re-key that did not reach its commit).
   std::vector<std::string> StagedIds() const;
   // Forgets the staged key (file removed, directory synced); OK when none.

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -42,6 +43,10 @@ Result<std::vector<std::string>> Siblings(const std::string& data_dir, const std
   }
   if (ec) return Internal("cannot list the tenant's files").WithCause(ec.message());
   return out;
+}
+
+std::string MarkFile(const std::string& data_dir, const std::string& tenant_id) {
+  return layout::TenantDir(data_dir, tenant_id) + "/rekey.pending";
 }
 
 Status Unlink(const std::string& path) {
@@ -119,21 +124,46 @@ Result<int64_t> InstallRekeySiblings(const std::string& data_dir, const std::str
   return installed;
 }
 
+Status MarkRekey(const std::string& data_dir, const std::string& tenant_id) {
+  return WriteFileAtomic(MarkFile(data_dir, tenant_id), "", 0600);
+}
+
+Status UnmarkRekey(const std::string& data_dir, const std::string& tenant_id) {
+  SILO_RETURN_IF_ERROR(Unlink(MarkFile(data_dir, tenant_id)));
+  const std::string dir = layout::TenantDir(data_dir, tenant_id);
+  return PathExists(dir) ? SyncDir(dir) : Status::Ok();
+}
+
+Result<RekeyResolution> ResolveRekey(const std::string& data_dir, crypto::Keyring& keyring,
+                                     const std::string& tenant_id) {
+  const std::vector<std::string> staged = keyring.StagedIds();
+  if (std::find(staged.begin(), staged.end(), tenant_id) != staged.end()) {
+    SILO_RETURN_IF_ERROR(RemoveRekeySiblings(data_dir, tenant_id));
+    SILO_RETURN_IF_ERROR(keyring.DiscardStaged(tenant_id));
+    SILO_RETURN_IF_ERROR(UnmarkRekey(data_dir, tenant_id));
+    return RekeyResolution::kRolledBack;
+  }
+  if (!PathExists(MarkFile(data_dir, tenant_id))) return RekeyResolution::kNone;
+  SILO_ASSIGN_OR_RETURN(int64_t installed, InstallRekeySiblings(data_dir, tenant_id));
+  // Originals a re-key set aside and a crash kept: sealed under a key that
+  // is gone.
+  SILO_ASSIGN_OR_RETURN(auto old, Siblings(data_dir, tenant_id, kOldSuffix));
+  for (const auto& path : old) SILO_RETURN_IF_ERROR(Unlink(path));
+  SILO_RETURN_IF_ERROR(UnmarkRekey(data_dir, tenant_id));
+  return installed > 0 ? RekeyResolution::kRolledForward : RekeyResolution::kNone;
+}
+
 Result<RekeyRecovery> RecoverRekeys(const std::string& data_dir, crypto::Keyring& keyring) {
   RekeyRecovery out;
-  for (const auto& id : keyring.StagedIds()) {
-    SILO_RETURN_IF_ERROR(RemoveRekeySiblings(data_dir, id));
-    SILO_RETURN_IF_ERROR(keyring.DiscardStaged(id));
-    ++out.rolled_back;
-  }
+  const std::vector<std::string> staged = keyring.StagedIds();
   for (const auto& id : keyring.TenantIds()) {
-    if (!PathExists(layout::TenantDir(data_dir, id))) continue;
-    SILO_ASSIGN_OR_RETURN(int64_t installed, InstallRekeySiblings(data_dir, id));
-    if (installed > 0) ++out.rolled_forward;
-    // Originals a re-key set aside and a crash kept: sealed under a key
-    // that is gone.
-    SILO_ASSIGN_OR_RETURN(auto old, Siblings(data_dir, id, kOldSuffix));
-    for (const auto& path : old) SILO_RETURN_IF_ERROR(Unlink(path));
+    if (!PathExists(MarkFile(data_dir, id)) &&
+        std::find(staged.begin(), staged.end(), id) == staged.end()) {
+      continue;  // no re-key of this tenant under way: its files are not read
+    }
+    SILO_ASSIGN_OR_RETURN(RekeyResolution r, ResolveRekey(data_dir, keyring, id));
+    if (r == RekeyResolution::kRolledBack) ++out.rolled_back;
+    if (r == RekeyResolution::kRolledForward) ++out.rolled_forward;
   }
   return out;
 }

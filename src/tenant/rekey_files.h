@@ -46,12 +46,28 @@ Result<int64_t> InstallRekeySiblings(const std::string& data_dir, const std::str
                                      std::vector<std::string>* unsynced = nullptr,
                                      std::vector<std::string>* kept_old = nullptr);
 
+// "<tenant dir>/rekey.pending": written (synced) before a re-key stages its
+// key, removed once all its files are in place, or removed. A start looks
+// for this one name per tenant, and reads a tenant's files only when it is
+// there.
+Status MarkRekey(const std::string& data_dir, const std::string& tenant_id);
+Status UnmarkRekey(const std::string& data_dir, const std::string& tenant_id);
+
+enum class RekeyResolution { kNone, kRolledBack, kRolledForward };
+// Ends a re-key of `tenant_id` that began (MarkRekey) and did not end: a
+// key still staged means the commit was not made (siblings removed, then
+// the key); otherwise the siblings are put in place and the originals set
+// aside removed. Then the mark goes. kNone when no re-key was pending, or
+// one past its commit had nothing left to rename.
+Result<RekeyResolution> ResolveRekey(const std::string& data_dir, crypto::Keyring& keyring,
+                                     const std::string& tenant_id);
+
 struct RekeyRecovery {
   int64_t rolled_back = 0;     // tenants whose re-key had not reached its commit
   int64_t rolled_forward = 0;  // tenants whose re-key had, with files still to rename
 };
-// At start, before the registry reads tenant.meta: finishes or undoes every
-// re-key a crash interrupted, and removes the originals one set aside.
+// At start, before the registry reads tenant.meta: ResolveRekey for every
+// tenant marked or with a staged key.
 Result<RekeyRecovery> RecoverRekeys(const std::string& data_dir, crypto::Keyring& keyring);
 
 }  // namespace silo::tenant
