@@ -10,6 +10,8 @@ import json
 import os
 import threading
 
+import requests
+
 from identity_util import Client
 from test_backups import MARKER, assert_no_plaintext, backup_run, everything, fill
 from test_files import png, upload
@@ -178,6 +180,20 @@ def test_a_rekey_waits_for_resumable_uploads_and_refuses_bad_input(make_silo, tm
     r = silo.cli("--json", "tenant", "rekey", "acme")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["key_epoch"] == 1
+    # The route is the operator's alone: a tenant's own API token, another
+    # tenant's, or none reach nothing, on either listener, and stage no key.
+    from test_records import tenant as new_tenant
+    new_tenant(silo, "beta")
+    for tok in (api.h["Authorization"].split()[1], token(silo, "beta"), None):
+        h = {"Authorization": "Bearer " + tok} if tok else {}
+        r = requests.post(silo.operator_url + "/v1/tenants/acme/rekey", headers=h, timeout=10)
+        assert r.status_code == 401, r.text
+        for path in ("/v1/tenants/acme/rekey", "/t/beta/v1/tenants/acme/rekey",
+                     "/t/acme/v1/tenants/acme/rekey"):
+            r = requests.post(silo.url + path, headers=h, timeout=10, verify=False)
+            assert r.status_code == 404, (path, r.status_code, r.text)  # no such route there
+    assert not glob.glob(os.path.join(silo.data_dir, "platform", "keyring*.d", "*.next"))
+    assert json.loads(silo.cli("--json", "tenant", "rekey", "acme").stdout)["key_epoch"] == 2
     r = silo.cli("tenant", "rekey", "nosuch")
     assert r.returncode != 0 and "no such tenant" in r.stderr, r.stderr
     r = silo.cli("tenant", "rekey", "../acme")
