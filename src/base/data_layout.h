@@ -62,14 +62,21 @@ inline std::string TenantFilesDir(const std::string& data, const std::string& te
   return TenantDir(data, tenant_id) + "/files";
 }
 // A sealed blob: files/b/<first two hex digits of its id>/<id>.sf. The id is
-// random (files/blob.h): no user byte is ever part of a path.
+// random (files/blob.h): no user byte is ever part of a path. The same
+// layout under a follower's copy (replicas/<tenant-id>/files/).
+inline std::string BlobDirIn(const std::string& files_dir, const std::string& blob_id) {
+  return files_dir + "/b/" + blob_id.substr(0, 2);
+}
+inline std::string BlobFileIn(const std::string& files_dir, const std::string& blob_id) {
+  return BlobDirIn(files_dir, blob_id) + "/" + blob_id + ".sf";
+}
 inline std::string TenantBlobDir(const std::string& data, const std::string& tenant_id,
                                  const std::string& blob_id) {
-  return TenantFilesDir(data, tenant_id) + "/b/" + blob_id.substr(0, 2);
+  return BlobDirIn(TenantFilesDir(data, tenant_id), blob_id);
 }
 inline std::string TenantBlobFile(const std::string& data, const std::string& tenant_id,
                                   const std::string& blob_id) {
-  return TenantBlobDir(data, tenant_id, blob_id) + "/" + blob_id + ".sf";
+  return BlobFileIn(TenantFilesDir(data, tenant_id), blob_id);
 }
 // Uploads in progress, sealed like blobs: files/u/<upload-id>.part.
 inline std::string TenantUploadsDir(const std::string& data, const std::string& tenant_id) {

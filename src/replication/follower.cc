@@ -5,7 +5,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
+#include "base/data_layout.h"
 #include "base/file_util.h"
 #include "base/log.h"
 #include "replication/disk_internal.h"
@@ -100,6 +102,13 @@ cluster::Message Replicas::Handle(const cluster::Message& m) {
     case kSnapshotChunk: return Answer(m, &copy, ApplySnapshotChunk(m.tenant, copy, m.payload));
     case kTenantFiles: return Answer(m, &copy, WriteTenantFiles(m.tenant, m.payload));
     case kProbe: return Answer(m, &copy, Status::Ok());  // the ack says where it stands
+    case kBlobChunk: return Answer(m, &copy, WriteBlobChunk(m.tenant, m.payload));
+    case kBlobRemove: return Answer(m, &copy, RemoveBlob(m.tenant, copy, m.payload));
+    case kBlobList: {
+      auto wanted = WantedBlobs(m.tenant, m.payload);
+      if (!wanted.ok()) return Answer(m, &copy, wanted.status());
+      return cluster::Message{m.tenant, kBlobWant, m.seq, EncodeBlobIds(*wanted)};
+    }
     default: return Answer(m, &copy, InvalidArgument("unknown message kind"));
   }
 }
@@ -109,6 +118,61 @@ Status Replicas::WriteTenantFiles(const std::string& tenant, std::string_view pa
   const std::string dir = Dir(tenant);
   SILO_RETURN_IF_ERROR(WriteFileAtomic(dir + "/" + kKeyName, f.wrapped_key));
   return WriteFileAtomic(dir + "/" + kMetaName, f.meta);
+}
+
+std::string Replicas::BlobPath(const std::string& tenant_id, const std::string& blob_id) const {
+  return layout::BlobFileIn(Dir(tenant_id) + "/files", blob_id);
+}
+
+Status Replicas::WriteBlobChunk(const std::string& tenant, std::string_view payload) {
+  SILO_ASSIGN_OR_RETURN(BlobChunk c, DecodeBlobChunk(payload));
+  const std::string path = BlobPath(tenant, c.id);
+  // Blobs never change once written (an id is one upload's), so a blob
+  // already here whole was sent twice (a ship and a snapshot's list that
+  // crossed): taken as it is.
+  std::error_code ec;
+  const auto held = std::filesystem::file_size(path, ec);
+  if (!ec && held == c.total) return Status::Ok();
+  const std::string partial = path + ".partial";
+  if (c.offset == 0) {
+    SILO_RETURN_IF_ERROR(MakeDirs(layout::BlobDirIn(Dir(tenant) + "/files", c.id), 0700));
+  } else {
+    // Pieces come in order; one that does not continue what is here (a
+    // sender that restarted the blob) is refused and the sender resyncs.
+    const auto have = std::filesystem::file_size(partial, ec);
+    if (ec || have < c.offset) return FailedPrecondition("a blob chunk out of order");
+  }
+  SILO_RETURN_IF_ERROR(WriteAt(partial, c.offset, c.bytes, /*fresh=*/c.offset == 0));
+  if (c.offset + c.bytes.size() < c.total) return Status::Ok();
+  // The last piece: the blob is durable before it is acknowledged, and so
+  // before any commit that names it is sent here (shipper.h).
+  SILO_RETURN_IF_ERROR(SyncFile(partial));
+  if (::rename(partial.c_str(), path.c_str()) != 0) return DiskError("rename blob");
+  return SyncDir(layout::BlobDirIn(Dir(tenant) + "/files", c.id));
+}
+
+Status Replicas::RemoveBlob(const std::string& tenant, const Copy& copy, std::string_view payload) {
+  SILO_ASSIGN_OR_RETURN(BlobRemove r, DecodeBlobRemove(payload));
+  if (copy.applier && r.term < copy.applier->position().term) {
+    return PermissionDenied("a blob removal of a stale term: a deposed primary");
+  }
+  const std::string path = BlobPath(tenant, r.id);
+  for (const std::string& p : {path, path + ".partial"}) {
+    if (::unlink(p.c_str()) != 0 && errno != ENOENT) return DiskError("unlink blob");
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<std::string>> Replicas::WantedBlobs(const std::string& tenant,
+                                                       std::string_view payload) {
+  SILO_ASSIGN_OR_RETURN(std::vector<BlobEntry> list, DecodeBlobList(payload));
+  std::vector<std::string> wanted;
+  for (const BlobEntry& e : list) {
+    std::error_code ec;
+    const auto held = std::filesystem::file_size(BlobPath(tenant, e.id), ec);
+    if (ec || held != e.size) wanted.push_back(e.id);
+  }
+  return wanted;
 }
 
 Result<TenantFiles> Replicas::Files(const std::string& tenant_id) {

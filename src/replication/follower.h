@@ -8,6 +8,12 @@
 //  - a segment goes to the tenant's Applier (applier.h);
 //  - the tenant's files (protocol.h, TenantFiles) replace `tenant.meta` and
 //    `tenant.key` beside the copy (each written whole, then renamed);
+//  - a file blob (protocol.h, BlobChunk) is written piece by piece to
+//    files/b/<aa>/<id>.sf.partial beside the copy and, with its last piece,
+//    made durable and renamed to <id>.sf (what the primary's disk holds, so
+//    a promoted copy's files are where the tenant's own are); a removal
+//    unlinks it; a blob list is answered with the ids this copy lacks (or
+//    holds at another size);
 //  - each is answered with kAck and the position the copy now holds, or
 //    kNeedSnapshot when the copy cannot continue this chain (empty, another
 //    lineage, a gap, diverged), or kRefused (damaged, a stale term, a tenant
@@ -23,6 +29,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 #include "cluster/peer_link.h"
@@ -68,6 +75,10 @@ class Replicas {
   // The answer to `m` after `s`; `copy` (locked) is null for a bad id.
   cluster::Message Answer(const cluster::Message& m, const Copy* copy, Status s);
   Status WriteTenantFiles(const std::string& tenant, std::string_view payload);
+  std::string BlobPath(const std::string& tenant_id, const std::string& blob_id) const;
+  Status WriteBlobChunk(const std::string& tenant, std::string_view payload);
+  Status RemoveBlob(const std::string& tenant, const Copy& copy, std::string_view payload);
+  Result<std::vector<std::string>> WantedBlobs(const std::string& tenant, std::string_view payload);
   Status ApplySnapshotChunk(const std::string& tenant, Copy& copy, std::string_view payload);
   Copy& Get(const std::string& tenant);  // made on first use; never removed
   // Opens the copy's Applier if it is not. REQUIRES: copy.mu held.

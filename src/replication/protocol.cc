@@ -73,6 +73,96 @@ Result<TenantFiles> DecodeTenantFiles(std::string_view in) {
   return TenantFiles{std::string(in.substr(0, meta)), std::string(in.substr(meta))};
 }
 
+bool ValidBlobId(std::string_view id) {
+  return id.size() == kBlobIdSize &&
+         id.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+}
+
+std::string EncodeBlobChunk(const BlobChunk& c) {
+  std::string out;
+  out.reserve(kBlobIdSize + 16 + c.bytes.size());
+  out.append(c.id);
+  PutU64(out, c.offset);
+  PutU64(out, c.total);
+  out.append(c.bytes);
+  return out;
+}
+
+Result<BlobChunk> DecodeBlobChunk(std::string_view in) {
+  if (in.size() < kBlobIdSize + 16) return InvalidArgument("a blob chunk shorter than its header");
+  BlobChunk c;
+  c.id.assign(in.substr(0, kBlobIdSize));
+  c.offset = GetU64(in.substr(kBlobIdSize));
+  c.total = GetU64(in.substr(kBlobIdSize + 8));
+  c.bytes.assign(in.substr(kBlobIdSize + 16));
+  if (!ValidBlobId(c.id)) return InvalidArgument("not a blob id");
+  if (c.total > static_cast<uint64_t>(kMaxOffset) || c.offset > c.total ||
+      c.bytes.size() > c.total - c.offset || c.bytes.size() > kBlobChunkBytes ||
+      (c.bytes.empty() && c.total != 0)) {
+    return InvalidArgument("a blob chunk outside its file");
+  }
+  return c;
+}
+
+std::string EncodeBlobRemove(const BlobRemove& r) {
+  std::string out;
+  PutU64(out, r.term);
+  out.append(r.id);
+  return out;
+}
+
+Result<BlobRemove> DecodeBlobRemove(std::string_view in) {
+  if (in.size() != 8 + kBlobIdSize || !ValidBlobId(in.substr(8))) {
+    return InvalidArgument("not a blob removal");
+  }
+  return BlobRemove{GetU64(in), std::string(in.substr(8))};
+}
+
+std::string EncodeBlobList(const std::vector<BlobEntry>& entries) {
+  std::string out;
+  out.reserve(entries.size() * (kBlobIdSize + 8));
+  for (const BlobEntry& e : entries) {
+    out.append(e.id);
+    PutU64(out, e.size);
+  }
+  return out;
+}
+
+Result<std::vector<BlobEntry>> DecodeBlobList(std::string_view in) {
+  constexpr size_t kEntry = kBlobIdSize + 8;
+  if (in.size() % kEntry != 0 || in.size() / kEntry > kMaxBlobListEntries) {
+    return InvalidArgument("not a blob list");
+  }
+  std::vector<BlobEntry> out;
+  out.reserve(in.size() / kEntry);
+  for (size_t at = 0; at < in.size(); at += kEntry) {
+    BlobEntry e{std::string(in.substr(at, kBlobIdSize)), GetU64(in.substr(at + kBlobIdSize))};
+    if (!ValidBlobId(e.id) || e.size > static_cast<uint64_t>(kMaxOffset)) {
+      return InvalidArgument("not a blob list");
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+std::string EncodeBlobIds(const std::vector<std::string>& ids) {
+  std::string out;
+  for (const std::string& id : ids) out.append(id);
+  return out;
+}
+
+Result<std::vector<std::string>> DecodeBlobIds(std::string_view in) {
+  if (in.size() % kBlobIdSize != 0 || in.size() / kBlobIdSize > kMaxBlobListEntries) {
+    return InvalidArgument("not a list of blob ids");
+  }
+  std::vector<std::string> out;
+  for (size_t at = 0; at < in.size(); at += kBlobIdSize) {
+    out.emplace_back(in.substr(at, kBlobIdSize));
+    if (!ValidBlobId(out.back())) return InvalidArgument("not a list of blob ids");
+  }
+  return out;
+}
+
 std::string EncodeAck(uint64_t seq, const std::string& hash) {
   std::string out;
   PutU64(out, seq);

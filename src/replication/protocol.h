@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/status.h"
 
@@ -18,10 +19,14 @@ enum MessageKind : uint8_t {
   kSegment = 2,        // payload: an encoded segment (segment.h)
   kTenantFiles = 6,    // payload: TenantFiles, before each snapshot
   kProbe = 7,          // empty: where does the copy stand? (answered kAck)
+  kBlobChunk = 8,      // payload: BlobChunk (answered kAck once written; the last, once durable)
+  kBlobRemove = 9,     // payload: BlobRemove (answered kAck)
+  kBlobList = 10,      // payload: a blob list (answered kBlobWant)
   // follower -> primary
   kAck = 3,           // payload: seq (8 bytes) and hash (32) the copy now holds
   kNeedSnapshot = 4,  // payload: why (the copy cannot take segments of this chain)
   kRefused = 5,       // payload: why (damaged, stale term, bad tenant id)
+  kBlobWant = 11,     // payload: the ids of a kBlobList's blobs the copy lacks
 };
 
 // A piece of a snapshot: the database file (sealed bytes, as on the
@@ -57,6 +62,46 @@ std::string EncodeTenantFiles(const TenantFiles& files);
 // InvalidArgument for anything that is not one (either part over
 // kMaxTenantFileBytes, or empty).
 Result<TenantFiles> DecodeTenantFiles(std::string_view payload);
+
+// A tenant's file blobs (files/blob.h) travel as the sealed files they are
+// on the primary's disk: a follower stores them beside its copy
+// (files/b/<aa>/<id>.sf) and can read none of them. A blob id is 32
+// lowercase hex digits (files::ValidBlobId), so it names no other path.
+inline constexpr size_t kBlobIdSize = 32;
+inline constexpr size_t kBlobChunkBytes = size_t{1} << 20;
+bool ValidBlobId(std::string_view id);
+
+// A piece of blob `id`: `bytes` at `offset` of a file of `total` bytes.
+struct BlobChunk {
+  std::string id;
+  uint64_t offset = 0;
+  uint64_t total = 0;
+  std::string bytes;
+};
+std::string EncodeBlobChunk(const BlobChunk& chunk);
+// InvalidArgument for anything that is not one.
+Result<BlobChunk> DecodeBlobChunk(std::string_view payload);
+
+// Blob `id` is gone from the primary (purged, collected) under `term`: a
+// copy that has seen a higher term refuses it (a deposed primary).
+struct BlobRemove {
+  uint64_t term = 0;
+  std::string id;
+};
+std::string EncodeBlobRemove(const BlobRemove& remove);
+Result<BlobRemove> DecodeBlobRemove(std::string_view payload);
+
+// A blob list (id and size each; at most kMaxBlobListEntries) and the
+// answer's ids.
+struct BlobEntry {
+  std::string id;
+  uint64_t size = 0;
+};
+inline constexpr size_t kMaxBlobListEntries = 50'000;
+std::string EncodeBlobList(const std::vector<BlobEntry>& entries);
+Result<std::vector<BlobEntry>> DecodeBlobList(std::string_view payload);
+std::string EncodeBlobIds(const std::vector<std::string>& ids);
+Result<std::vector<std::string>> DecodeBlobIds(std::string_view payload);
 
 std::string EncodeAck(uint64_t seq, const std::string& hash);
 Result<std::pair<uint64_t, std::string>> DecodeAck(std::string_view payload);
