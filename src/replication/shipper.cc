@@ -10,8 +10,10 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <optional>
 
+#include "base/data_layout.h"
 #include "base/log.h"
 #include "replication/protocol.h"
 #include "replication/segment.h"
@@ -35,6 +37,9 @@ struct Shipper::Shared {
     std::chrono::steady_clock::time_point behind_since{};
     std::deque<std::pair<uint64_t, std::string>> backlog;  // while kSnapshotting
     size_t backlog_bytes = 0;
+    // A blob did not reach it: Resume sends it to a snapshot, whose blob
+    // list clears this.
+    bool files_missing = false;
   };
 
   std::mutex mu;
@@ -43,6 +48,9 @@ struct Shipper::Shared {
   std::string snapshot_lineage;
   uint64_t snapshot_term = 0;
   ChainHead snapshot_head;
+  // ShipBlob calls under way: a follower given a new link meanwhile may
+  // miss the blob on the old one.
+  int blob_ships = 0;
   // Link message ids: a random start, so a new Shipper on an old link never
   // reuses an id still in flight.
   std::atomic<uint64_t> next_message{0};
@@ -232,6 +240,7 @@ void Shipper::SetFollower(FollowerLink link) {
     if (f.link.node != link.node) continue;
     f.link = std::move(link);
     shared_->Ask(f);
+    if (shared_->blob_ships > 0) f.files_missing = true;
     return;
   }
   Shared::Follower f;
@@ -286,7 +295,7 @@ size_t Shipper::Resume() {
       std::lock_guard lock(shared_->mu);
       Shared::Follower& f = shared_->followers[i];
       if (f.state != FollowerState::kAsking || f.link.link != link) continue;  // changed meanwhile
-      if (from > retained_.size()) {
+      if (from > retained_.size() || f.files_missing) {
         shared_->NeedsSnapshot(f);
         continue;
       }
@@ -396,24 +405,31 @@ Status Shipper::SendSnapshot(const std::string& path) {
       std::lock_guard lock(shared_->mu);
       link = shared_->followers[i].link.link;
     }
-    Status s;
+    // Its blobs first, so that the copy never holds a commit naming a
+    // blob it lacks; a blob shipped from here on reaches it or marks it.
+    {
+      std::lock_guard lock(shared_->mu);
+      shared_->followers[i].files_missing = false;
+    }
+    Status s = SyncBlobs(i, link);
     uint64_t offset = 0;
-    do {
-      chunk.offset = offset;
-      if (s = read_chunk(offset, chunk.bytes); !s.ok()) break;
-      auto answer = link->Call(cluster::Message{tenant_, kSnapshotChunk, ++shared_->next_message,
-                                                EncodeSnapshotChunk(chunk)},
-                               options_.ack_timeout * 5);
-      if (!answer.ok()) {
-        s = answer.status();
-      } else if (answer->kind != kAck) {
-        s = Unavailable("the follower refused the snapshot").WithCause(answer->payload);
-      }
-      offset += chunk.bytes.size();
-    } while (s.ok() && offset < total);
+    if (s.ok()) do {
+        chunk.offset = offset;
+        if (s = read_chunk(offset, chunk.bytes); !s.ok()) break;
+        auto answer = link->Call(cluster::Message{tenant_, kSnapshotChunk, ++shared_->next_message,
+                                                  EncodeSnapshotChunk(chunk)},
+                                 options_.ack_timeout * 5);
+        if (!answer.ok()) {
+          s = answer.status();
+        } else if (answer->kind != kAck) {
+          s = Unavailable("the follower refused the snapshot").WithCause(answer->payload);
+        }
+        offset += chunk.bytes.size();
+      } while (s.ok() && offset < total);
     if (!s.ok()) {
       std::lock_guard lock(shared_->mu);
       shared_->NeedsSnapshot(shared_->followers[i]);
+      shared_->followers[i].files_missing = true;  // its blobs may be short too
       result = s;
       continue;
     }
@@ -424,7 +440,8 @@ Status Shipper::SendSnapshot(const std::string& path) {
     {
       std::lock_guard lock(shared_->mu);
       Shared::Follower& f = shared_->followers[i];
-      if (f.state != FollowerState::kSnapshotting) continue;  // the backlog overflowed
+      // The backlog overflowed, or a blob missed it (MissedBlob).
+      if (f.state != FollowerState::kSnapshotting) continue;
       backlog.swap(f.backlog);
       f.backlog_bytes = 0;
       f.state = FollowerState::kStreaming;
@@ -433,6 +450,206 @@ Status Shipper::SendSnapshot(const std::string& path) {
     for (auto& [seq, encoded] : backlog) SendSegment(i, seq, encoded);
   }
   return result;
+}
+
+namespace {
+
+// Reads all of `out` from `fd` at `offset`.
+Status ReadAt(int fd, uint64_t offset, std::string& out) {
+  size_t done = 0;
+  while (done < out.size()) {
+    ssize_t n =
+        ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Internal("cannot read a blob to ship").WithCause(std::strerror(errno));
+    done += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::vector<size_t> Shipper::SendBlob(const std::vector<size_t>& targets, const std::string& id,
+                                      Status* unreadable) {
+  if (targets.empty()) return {};
+  const std::string path = layout::BlobFileIn(options_.files_dir, id);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return {};  // removed meanwhile: so is its row
+    *unreadable = Internal("cannot open a blob to ship").WithCause(std::strerror(errno));
+    return targets;
+  }
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    *unreadable = Internal("cannot stat a blob to ship");
+    return targets;
+  }
+  // What the answers (on the links' threads) report; outlives this call,
+  // since an answer may come after the wait gave up on it.
+  struct Answers {
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t outstanding = 0;       // pieces sent and not answered, in all
+    std::vector<size_t> waiting;  // the same, per target
+    std::vector<bool> failed;
+  };
+  auto answers = std::make_shared<Answers>();
+  answers->failed.assign(targets.size(), false);
+  answers->waiting.assign(targets.size(), 0);
+  std::vector<std::shared_ptr<cluster::PeerClient>> links;
+  {
+    std::lock_guard lock(shared_->mu);
+    for (size_t i : targets) links.push_back(shared_->followers[i].link.link);
+  }
+  const uint64_t total = static_cast<uint64_t>(st.st_size);
+  BlobChunk chunk{id, 0, total, {}};
+  do {
+    chunk.bytes.resize(
+        static_cast<size_t>(std::min<uint64_t>(kBlobChunkBytes, total - chunk.offset)));
+    if (Status s = ReadAt(fd, chunk.offset, chunk.bytes); !s.ok()) {
+      *unreadable = s;
+      std::lock_guard lock(answers->mu);
+      answers->failed.assign(targets.size(), true);
+      break;
+    }
+    const std::string payload = EncodeBlobChunk(chunk);
+    for (size_t j = 0; j < targets.size(); ++j) {
+      {
+        std::lock_guard lock(answers->mu);
+        if (answers->failed[j] || !links[j]) {
+          answers->failed[j] = true;
+          continue;
+        }
+        ++answers->outstanding;
+        ++answers->waiting[j];
+      }
+      // The link's window paces the pieces: at most kWindowBytes of this
+      // tenant in flight to a follower.
+      Status sent =
+          links[j]->Send(cluster::Message{tenant_, kBlobChunk, ++shared_->next_message, payload},
+                         options_.ack_timeout, [answers, j](Result<cluster::Message> answer) {
+                           std::lock_guard lock(answers->mu);
+                           if (!answer.ok() || answer->kind != kAck) answers->failed[j] = true;
+                           --answers->outstanding;
+                           --answers->waiting[j];
+                           answers->cv.notify_all();
+                         });
+      if (!sent.ok()) {
+        std::lock_guard lock(answers->mu);
+        answers->failed[j] = true;
+        --answers->outstanding;
+        --answers->waiting[j];
+      }
+    }
+    chunk.offset += chunk.bytes.size();
+  } while (chunk.offset < total);
+  std::unique_lock lock(answers->mu);
+  answers->cv.wait_for(lock, options_.ack_timeout, [&] { return answers->outstanding == 0; });
+  std::vector<size_t> failed;
+  for (size_t j = 0; j < targets.size(); ++j) {
+    // Unanswered by now counts as not taken (a late answer changes nothing).
+    if (answers->failed[j] || answers->waiting[j] > 0) failed.push_back(targets[j]);
+  }
+  return failed;
+}
+
+void Shipper::MissedBlob(size_t i, const std::string& id, const std::string& why) {
+  std::lock_guard lock(shared_->mu);
+  Shared::Follower& f = shared_->followers[i];
+  f.files_missing = true;
+  if (f.state == FollowerState::kGone) return;
+  log::Warn("replication.blob_not_shipped",
+            {{"tenant", tenant_}, {"node", f.link.node}, {"blob", id}, {"reason", why}});
+  shared_->NeedsSnapshot(f);
+  shared_->acked_cv.notify_all();  // a sync commit waiting on it waits no more
+}
+
+Status Shipper::ShipBlob(const std::string& id) {
+  if (options_.files_dir.empty()) return Status::Ok();
+  std::vector<size_t> targets;
+  {
+    std::lock_guard lock(shared_->mu);
+    ++shared_->blob_ships;
+    for (size_t i = 0; i < shared_->followers.size(); ++i) {
+      Shared::Follower& f = shared_->followers[i];
+      if (f.state == FollowerState::kGone || !f.link.link) {
+        f.files_missing = true;  // away: a snapshot when it is back
+      } else {
+        targets.push_back(i);
+      }
+    }
+  }
+  Status unreadable;
+  std::vector<size_t> failed = SendBlob(targets, id, &unreadable);
+  for (size_t i : failed) {
+    MissedBlob(i, id, unreadable.ok() ? "not acknowledged" : unreadable.ToString());
+  }
+  std::lock_guard lock(shared_->mu);
+  --shared_->blob_ships;
+  return unreadable;
+}
+
+void Shipper::RemoveBlob(const std::string& id, uint64_t term) {
+  if (options_.files_dir.empty()) return;
+  std::vector<std::shared_ptr<cluster::PeerClient>> links;
+  {
+    std::lock_guard lock(shared_->mu);
+    for (const Shared::Follower& f : shared_->followers) {
+      if (f.state != FollowerState::kGone && f.link.link) links.push_back(f.link.link);
+    }
+  }
+  const std::string payload = EncodeBlobRemove({term, id});
+  for (const auto& link : links) {
+    (void)link->Send(cluster::Message{tenant_, kBlobRemove, ++shared_->next_message, payload},
+                     std::chrono::milliseconds(100), [](Result<cluster::Message>) {});
+  }
+}
+
+Status Shipper::SyncBlobs(size_t i, const std::shared_ptr<cluster::PeerClient>& link) {
+  if (options_.files_dir.empty()) return Status::Ok();
+  namespace fs = std::filesystem;
+  std::vector<BlobEntry> entries;
+  std::error_code ec;
+  const fs::path root = options_.files_dir + "/b";
+  if (!fs::exists(root, ec)) return Status::Ok();  // no file was ever stored
+  // Sends one list (at most kMaxBlobListEntries) and the blobs it wants.
+  auto flush = [&]() -> Status {
+    auto answer = link->Call(
+        cluster::Message{tenant_, kBlobList, ++shared_->next_message, EncodeBlobList(entries)},
+        options_.ack_timeout * 5);
+    entries.clear();
+    if (!answer.ok()) return answer.status();
+    if (answer->kind != kBlobWant) {
+      return Unavailable("the follower refused the blob list").WithCause(answer->payload);
+    }
+    SILO_ASSIGN_OR_RETURN(std::vector<std::string> wanted, DecodeBlobIds(answer->payload));
+    for (const std::string& id : wanted) {
+      Status unreadable;
+      if (!SendBlob({i}, id, &unreadable).empty()) {
+        return Unavailable("a blob did not reach the follower")
+            .WithCause(unreadable.ok() ? id : unreadable.ToString());
+      }
+    }
+    return Status::Ok();
+  };
+  for (auto it = fs::recursive_directory_iterator(root, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    const fs::path& path = it->path();
+    if (path.extension() != ".sf" || !ValidBlobId(path.stem().string())) continue;
+    const auto size = fs::file_size(path, ec);
+    if (ec) {
+      ec.clear();  // removed meanwhile
+      continue;
+    }
+    entries.push_back({path.stem().string(), static_cast<uint64_t>(size)});
+    if (entries.size() == kMaxBlobListEntries) SILO_RETURN_IF_ERROR(flush());
+  }
+  if (ec) return Internal("cannot list the tenant's blobs").WithCause(ec.message());
+  return entries.empty() ? Status::Ok() : flush();
 }
 
 std::vector<std::string> Shipper::SyncSet() const {

@@ -18,6 +18,13 @@
 // they need a new snapshot); SendSnapshot then ships the file in chunks
 // while writes go on, and the backlog after it.
 //
+// A tenant's file blobs go beside the segments: ShipBlob sends a new blob
+// to every follower before the commit that names it, and a snapshot first
+// gives its follower every blob it lacks. A follower that misses a blob
+// (its link broke, it was away, it refused) needs a snapshot before it
+// streams again, even where the retained segments would let it resume, so
+// no copy holds a commit that names a blob it lacks.
+//
 // Thread-safe. Publish calls come one at a time (the shim serialises a
 // database's syncs).
 #ifndef SILO_REPLICATION_SHIPPER_H_
@@ -57,6 +64,10 @@ struct ShipperOptions {
   // members that stopped streaming go and adds followers that caught up.
   // A failure to record fails the commit. Empty: the set is kept here only.
   std::function<Status(const std::vector<std::string>& nodes)> record_sync_set = nullptr;
+  // The tenant's files directory (tenants/<id>/files): its blobs go to
+  // followers with each snapshot (the ones a copy lacks) and by ShipBlob.
+  // Empty: no blobs are shipped.
+  std::string files_dir = std::string();
   // Where each streamed segment's acknowledgement time goes: seconds from
   // its send (at the commit) to the follower's answer that it is durable
   // there, i.e. the replica's lag behind this copy. Null: not measured.
@@ -117,6 +128,20 @@ class Shipper {
   // tenant. A follower that fails needs a snapshot again.
   Status SendSnapshot(const std::string& path);
 
+  // Sends blob `id` (files_dir's files/b/<aa>/<id>.sf, complete and
+  // synced) to every follower and waits for each to make it durable, at
+  // most the ack timeout past the last piece sent. One that does not (or
+  // that is away) needs a snapshot before it streams again. Call it before
+  // the commit that records the blob: whether the commit is answered is
+  // then the sync rule's (Publish), since a follower that lacks the blob
+  // gets no later segment. Fails only when the blob cannot be read.
+  Status ShipBlob(const std::string& id);
+  // Tells the followers that blob `id` is gone, under `term` (a copy that
+  // has seen a higher one refuses). Best effort: a copy that misses it
+  // keeps the blob as an orphan, which a promoted copy's file collection
+  // (files::FileStore::CollectExpired) removes.
+  void RemoveBlob(const std::string& id, uint64_t term);
+
   // The last segment published (0 before the first).
   uint64_t published() const { return published_; }
   // The sync set (ShipperOptions::record_sync_set), sorted. Starts empty.
@@ -146,6 +171,17 @@ class Shipper {
   // Sends one segment to follower `i`; its answer updates the state.
   // REQUIRES: send_mu_ held (a follower's segments go in order).
   void SendSegment(size_t i, uint64_t seq, const std::string& encoded);
+  // Sends blob `id` to followers `targets` (indices), each piece to all of
+  // them, and waits for their answers; returns those that did not take it
+  // whole. A blob that is no longer there (removed meanwhile) is nobody's
+  // failure; one that cannot be read sets `*unreadable`.
+  std::vector<size_t> SendBlob(const std::vector<size_t>& targets, const std::string& id,
+                               Status* unreadable);
+  // Gives follower `i` (over `link`) every blob under files_dir that its
+  // copy lacks (kBlobList, then SendBlob).
+  Status SyncBlobs(size_t i, const std::shared_ptr<cluster::PeerClient>& link);
+  // Follower `i` lacks a blob: it needs a snapshot before it streams again.
+  void MissedBlob(size_t i, const std::string& id, const std::string& why);
   // Records `nodes` (sorted) as the sync set, then keeps it.
   // REQUIRES: send_mu_ held.
   Status RecordSyncSet(std::vector<std::string> nodes);

@@ -11,6 +11,7 @@
 #include <memory>
 #include <thread>
 
+#include "base/data_layout.h"
 #include "base/file_util.h"
 #include "base/status_matchers.h"
 #include "cluster/peer_link.h"
@@ -124,7 +125,7 @@ class ShippingTest : public ::testing::Test {
   // the file and the chain head under one hold of the tenant's changes.
   // Returns the copy of the file for SendSnapshot. (Its own connection:
   // the tenant's writer may be busy.)
-  std::string CutSnapshot(Shipper& shipper) {
+  std::string CutSnapshot(Shipper& shipper, size_t followers = 2) {
     auto db =
         storage::Database::Open(primary_, *key_, {.vfs = storage::repl::kReplicatedCipherVfs});
     EXPECT_OK(db);
@@ -134,7 +135,7 @@ class ShippingTest : public ::testing::Test {
     EXPECT_OK(storage::repl::WithChangesHeld(primary_, [&] {
       SILO_ASSIGN_OR_RETURN(std::string bytes, ReadFile(primary_));
       SILO_RETURN_IF_ERROR(WriteFileAtomic(copy, bytes, 0600));
-      EXPECT_EQ(shipper.BeginSnapshot(lineage_, 1, recorder_->head()), 2u);
+      EXPECT_EQ(shipper.BeginSnapshot(lineage_, 1, recorder_->head()), followers);
       return Status::Ok();
     }));
     return copy;
@@ -414,6 +415,152 @@ TEST_F(ShippingTest, AKeylessFollowersAcknowledgementAnswersNoSyncCommit) {
     std::this_thread::sleep_for(5ms);
   }
   EXPECT_GT(FollowerSeq(0), before) << "the keyless copy was not sent the commit";
+}
+
+// A sealed blob as the primary's disk holds it (random bytes: the shipper
+// never reads inside one).
+std::string PutBlob(const std::string& files_dir, const std::string& id, size_t size) {
+  std::string bytes = crypto::RandomBytes(size);
+  EXPECT_OK(MakeDirs(layout::BlobDirIn(files_dir, id)));
+  EXPECT_OK(WriteFileAtomic(layout::BlobFileIn(files_dir, id), bytes, 0600));
+  return bytes;
+}
+
+TEST_F(ShippingTest, ABlobReachesEveryFollowerAndOneThatMissedItTakesASnapshotNotTheSegments) {
+  const std::string files = dir_ + "/primary/files";
+  Shipper shipper(kTenant, ShipperOptions{.files_dir = files}, Links());
+  auto db = OpenPrimary(shipper);
+  ASSERT_NE(db, nullptr);
+  for (int id = 1; id <= 10; ++id) ASSERT_OK(Insert(*db, id));
+  WaitForFollowers(shipper);
+  auto held = [&](int i, const std::string& id) -> std::string {
+    auto bytes = ReadFile(layout::BlobFileIn(followers_[i]->replicas->Dir(kTenant) + "/files", id));
+    return bytes.ok() ? *bytes : "";
+  };
+
+  // Several pieces: both copies hold it, byte for byte, before ShipBlob
+  // returns (the commit that names it comes after).
+  const std::string first_id(32, 'a');
+  const std::string first = PutBlob(files, first_id, 2 * kBlobChunkBytes + 1000);
+  ASSERT_OK(shipper.ShipBlob(first_id));
+  EXPECT_EQ(held(0, first_id), first);
+  EXPECT_EQ(held(1, first_id), first);
+  EXPECT_FALSE(fs::exists(
+      layout::BlobFileIn(followers_[0]->replicas->Dir(kTenant) + "/files", first_id) + ".partial"));
+
+  // node-2 is away when the next blob is stored and its commit made.
+  shipper.RemoveFollower("node-2");
+  const std::string second_id = "0b" + std::string(30, '1');
+  const std::string second = PutBlob(files, second_id, 5000);
+  ASSERT_OK(shipper.ShipBlob(second_id));
+  ASSERT_OK(Insert(*db, 11));
+  EXPECT_EQ(held(1, second_id), second);
+  EXPECT_EQ(held(0, second_id), "");
+  // Back on a new link, the retained segments would continue its chain (as
+  // in the test above), but they name a blob it lacks: it takes a snapshot,
+  // which gives it the blob first.
+  shipper.SetFollower(NewLink(0));
+  EXPECT_EQ(shipper.Resume(), 0u);
+  EXPECT_EQ(StateOf(shipper, "node-2"), "needs_snapshot");
+  const std::string snapshot = CutSnapshot(shipper, 1);
+  ASSERT_OK(shipper.SendSnapshot(snapshot));
+  EXPECT_EQ(StateOf(shipper, "node-2"), "streaming");
+  EXPECT_EQ(held(0, second_id), second);
+  EXPECT_EQ(held(0, first_id), first);
+
+  // A removal reaches the copies (best effort, so waited for).
+  shipper.RemoveBlob(first_id, 1);
+  for (int wait = 0; wait < 400 && (!held(0, first_id).empty() || !held(1, first_id).empty());
+       ++wait) {
+    std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_EQ(held(0, first_id), "");
+  EXPECT_EQ(held(1, first_id), "");
+  EXPECT_EQ(held(1, second_id), second);
+}
+
+TEST_F(ShippingTest, AFollowerThatRefusesABlobGetsNoLaterSegmentUntilItsSnapshot) {
+  const std::string files = dir_ + "/primary/files";
+  Shipper shipper(kTenant, ShipperOptions{.ack_timeout = 500ms, .files_dir = files}, Links());
+  auto db = OpenPrimary(shipper);
+  ASSERT_NE(db, nullptr);
+  ASSERT_OK(Insert(*db, 1));
+  WaitForFollowers(shipper);
+  // node-2 cannot write it (its blob directory is taken by a file).
+  const std::string id = "cc" + std::string(30, '2');
+  ASSERT_OK(MakeDirs(followers_[0]->replicas->Dir(kTenant) + "/files/b"));
+  ASSERT_OK(WriteFileAtomic(followers_[0]->replicas->Dir(kTenant) + "/files/b/cc", "x", 0600));
+  PutBlob(files, id, 3000);
+  ASSERT_OK(shipper.ShipBlob(id));
+  EXPECT_EQ(StateOf(shipper, "node-2"), "needs_snapshot");
+  const uint64_t before = FollowerSeq(0);
+  ASSERT_OK(Insert(*db, 2));  // the commit that names it: node-3 answers it
+  for (int wait = 0; wait < 4000 && FollowerSeq(1) < recorder_->head().seq; ++wait) {
+    std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_EQ(FollowerSeq(0), before);
+  EXPECT_EQ(FollowerSeq(1), recorder_->head().seq);
+}
+
+TEST(ReplicasTest, ABlobIsKeptOnlyWhenItsPiecesArriveWholeAndInOrder) {
+  char tmpl[] = "/tmp/silo-replicas-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  Replicas replicas(dir + "/replicas");
+  const std::string id(32, 'e');
+  const std::string blob = crypto::RandomBytes(3000);
+  const std::string path = layout::BlobFileIn(replicas.Dir("t1") + "/files", id);
+  auto piece = [&](const std::string& blob_id, uint64_t offset, size_t n) {
+    BlobChunk c{blob_id, offset, blob.size(), blob.substr(offset, n)};
+    return replicas.Handle(cluster::Message{"t1", kBlobChunk, offset + 1, EncodeBlobChunk(c)});
+  };
+  // An id that is not one names no path.
+  for (const std::string& bad : {std::string("../../../../../../../../../../etc/x"),
+                                 std::string(32, 'E'), std::string(31, 'e')}) {
+    EXPECT_EQ(piece(bad, 0, 1000).kind, kRefused) << bad;
+  }
+  EXPECT_FALSE(fs::exists(dir + "/etc"));
+  // A piece that does not follow what is there: start again, nothing kept.
+  EXPECT_EQ(piece(id, 1000, 1000).kind, kNeedSnapshot);
+  EXPECT_FALSE(fs::exists(path));
+  EXPECT_EQ(piece(id, 0, 1000).kind, kAck);
+  EXPECT_FALSE(fs::exists(path));  // not whole yet
+  // A piece past the blob's end is not one.
+  BlobChunk past{id, 2900, blob.size(), std::string(200, 'x')};
+  EXPECT_EQ(replicas.Handle(cluster::Message{"t1", kBlobChunk, 50, EncodeBlobChunk(past)}).kind,
+            kRefused);
+  EXPECT_EQ(piece(id, 1000, 1000).kind, kAck);
+  EXPECT_EQ(piece(id, 2000, 1000).kind, kAck);
+  EXPECT_EQ(*ReadFile(path), blob);
+  EXPECT_FALSE(fs::exists(path + ".partial"));
+  // Sent again (a ship and a snapshot's list that crossed): kept as it is.
+  EXPECT_EQ(piece(id, 0, 1000).kind, kAck);
+  EXPECT_EQ(*ReadFile(path), blob);
+
+  // A list is answered with what the copy lacks or holds at another size.
+  const std::string other(32, '7');
+  auto want = [&](std::vector<BlobEntry> list) {
+    cluster::Message answer =
+        replicas.Handle(cluster::Message{"t1", kBlobList, 70, EncodeBlobList(list)});
+    EXPECT_EQ(answer.kind, kBlobWant);
+    return DecodeBlobIds(answer.payload).value();
+  };
+  EXPECT_EQ(want({{id, blob.size()}, {other, 10}}), std::vector<std::string>{other});
+  EXPECT_EQ(want({{id, blob.size() + 1}}), std::vector<std::string>{id});
+  EXPECT_EQ(replicas.Handle(cluster::Message{"t1", kBlobList, 71, "not a list"}).kind, kRefused);
+
+  // A removal from a deposed primary (a term below the copy's) is refused.
+  ASSERT_OK(Applier::Install(
+      replicas.Dir("t1"), {std::string(kLineageSize, 'L'), 4, 0, std::string(kHashSize, '\0'), 0}));
+  replicas.Close("t1");
+  EXPECT_EQ(
+      replicas.Handle(cluster::Message{"t1", kBlobRemove, 80, EncodeBlobRemove({3, id})}).kind,
+      kRefused);
+  EXPECT_TRUE(fs::exists(path));
+  EXPECT_EQ(
+      replicas.Handle(cluster::Message{"t1", kBlobRemove, 81, EncodeBlobRemove({4, id})}).kind,
+      kAck);
+  EXPECT_FALSE(fs::exists(path));
+  fs::remove_all(dir);
 }
 
 TEST(ReplicasTest, ATenantIdThatIsNotOneIsRefusedAndNamesNoPath) {
