@@ -430,6 +430,17 @@ Result<std::unique_ptr<App>> App::Create(config::Config c) {
                          c.files.uploads_per_tenant, c.files.uploads_total});
   p->files->SetKeyEpochFn(
       [ring = p->keyring.get()](const std::string& id) { return ring->Epoch(id); });
+  if (p->cluster) {
+    std::weak_ptr<ClusterMember> member = p->cluster;
+    p->files->SetBlobReplication(files::FileStores::BlobReplication{
+        [member](const std::string& tenant, const std::string& blob) {
+          auto m = member.lock();
+          return m ? m->ShipBlob(tenant, blob) : Unavailable("the node is stopping");
+        },
+        [member](const std::string& tenant, const std::string& blob) {
+          if (auto m = member.lock()) m->RemoveBlob(tenant, blob);
+        }});
+  }
   realtime::Limits realtime_limits;
   realtime_limits.max_connections = c.realtime.max_connections;
   realtime_limits.max_tenant_connections = c.realtime.tenant_connections;

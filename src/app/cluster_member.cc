@@ -120,6 +120,31 @@ json::value ParseOrNull(const std::string& text) {
 // The tenant's own audit log says that `node` took it over, under `term`,
 // its copy at segment `seq`: written into the copy (its files in place,
 // nothing serving it yet), so the snapshot the followers get next holds it.
+// Moves a promoted copy's blobs (`from`: replicas/<id>/files) to the
+// tenant's files directory `to`, leaving out pieces of blobs still arriving
+// (.partial). Renames within one file system: the bytes do not move.
+Status MoveReplicaFiles(const std::string& from, const std::string& to) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(from, ec)) return Status::Ok();  // no blob was ever shipped
+  std::set<std::string> dirs;
+  for (auto it = fs::recursive_directory_iterator(from, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (!it->is_regular_file() || it->path().extension() != ".sf") continue;
+    const std::string target = to + "/" + fs::relative(it->path(), from, ec).string();
+    if (ec) break;
+    const std::string dir = fs::path(target).parent_path().string();
+    SILO_RETURN_IF_ERROR(MakeDirs(dir, 0700));
+    if (std::rename(it->path().c_str(), target.c_str()) != 0) {
+      return Internal("cannot move the copy's files into place").WithCause(target);
+    }
+    dirs.insert(dir);
+  }
+  if (ec) return Internal("cannot list the copy's files").WithCause(ec.message());
+  for (const std::string& dir : dirs) SILO_RETURN_IF_ERROR(SyncDir(dir));
+  return Status::Ok();
+}
+
 Status AuditPromotion(const std::string& database, const crypto::SecretKey& dek,
                       const std::string& node, uint64_t term, uint64_t seq) {
   SILO_ASSIGN_OR_RETURN(auto db,
@@ -419,10 +444,12 @@ Status ClusterMember::Attach(const std::string& tenant_id, const std::string& pa
     }
     primary->lineage = crypto::RandomBytes(replication::kLineageSize);
     const bool sync = c.replication == config::ReplicationMode::kSync;
-    replication::ShipperOptions shipping{.sync = sync,
-                                         .ack_timeout = c.ack_timeout,
-                                         .strict = c.strict,
-                                         .ack_seconds = ack_seconds_};
+    replication::ShipperOptions shipping{
+        .sync = sync,
+        .ack_timeout = c.ack_timeout,
+        .strict = c.strict,
+        .files_dir = layout::TenantFilesDir(options_.data_dir, tenant_id),
+        .ack_seconds = ack_seconds_};
     // Sync mode: the followers that may be elected are recorded in etcd
     // (/silo/t/<id>/sync, on no lease: it must outlive this node), starting
     // empty under this term. Async mode elects among all followers.
@@ -482,6 +509,27 @@ Status ClusterMember::Attach(const std::string& tenant_id, const std::string& pa
   }
   for (auto& link : late) primary->shipper->SetFollower(std::move(link));
   return Status::Ok();
+}
+
+Status ClusterMember::ShipBlob(const std::string& tenant_id, const std::string& blob_id) {
+  std::shared_ptr<Primary> primary;
+  {
+    MutexLock lock(mu_);
+    auto it = primaries_.find(tenant_id);
+    if (it != primaries_.end()) primary = it->second;
+  }
+  if (!primary || !primary->shipper) return Status::Ok();
+  return primary->shipper->ShipBlob(blob_id);
+}
+
+void ClusterMember::RemoveBlob(const std::string& tenant_id, const std::string& blob_id) {
+  std::shared_ptr<Primary> primary;
+  {
+    MutexLock lock(mu_);
+    auto it = primaries_.find(tenant_id);
+    if (it != primaries_.end()) primary = it->second;
+  }
+  if (primary && primary->shipper) primary->shipper->RemoveBlob(blob_id, primary->term);
 }
 
 // Detaches by path: a newer open of the same tenant made before this one's
@@ -1103,6 +1151,9 @@ bool ClusterMember::Promote(const std::string& tenant_id) {
       s = Internal("cannot move the copy into place").WithCause(to);
     }
   }
+  // The blobs come too; a piece of one still arriving is no blob.
+  if (s.ok())
+    s = MoveReplicaFiles(copy + "/files", layout::TenantFilesDir(options_.data_dir, tenant_id));
   if (s.ok())
     s = WriteFileAtomic(layout::TenantMetaFile(options_.data_dir, tenant_id), files->meta);
   if (s.ok()) s = SyncDir(dir);

@@ -42,6 +42,10 @@
 //    <data>/deposed/<id>.<term> (kept for the operator, never served) and
 //    the node follows the new primary like any other. A node that restarts
 //    after such a takeover does the same.
+//  - A tenant's file blobs replicate as the sealed files they are
+//    (ShipBlob before the commit that records one; each snapshot first
+//    gives a copy the blobs it lacks) into <data>/replicas/<id>/files/,
+//    which a promotion moves into place with the database.
 //  - A request for a tenant another node leads is answered 307 to that
 //    node's public URL (api::Services::primary_elsewhere): each loop turn
 //    refreshes slug -> primary URL from etcd, so a request costs no etcd
@@ -64,8 +68,9 @@
 //  - Every second it writes what it leads and where each follower stands to
 //    /silo/status/<node> (on the lease), which `silo cluster status` reads.
 //
-// Not built yet (issue 21 stays open): replicating a tenant's files
-// (uploads); keeping a tenant's chain when its primary reopens it.
+// Not built yet (issue 21 stays open): keeping a tenant's chain when its
+// primary reopens it; resumable uploads in progress are not replicated (a
+// failover loses them: the client starts again).
 //
 // Thread-safe.
 #ifndef SILO_APP_CLUSTER_MEMBER_H_
@@ -131,6 +136,12 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   // then drops its copy and key (DropDeletedCopies).
   Status ReserveSlug(const std::string& slug, const std::string& tenant_id);
   void ReleaseSlug(const std::string& slug, const std::string& tenant_id);
+  // files::FileStores::BlobReplication: a new blob of a tenant led here
+  // goes to its followers before the commit that records it, and a removed
+  // one is removed there (replication::Shipper::ShipBlob, RemoveBlob). OK
+  // and nothing sent when replication is off or the tenant is not led here.
+  Status ShipBlob(const std::string& tenant_id, const std::string& blob_id) EXCLUDES(mu_);
+  void RemoveBlob(const std::string& tenant_id, const std::string& blob_id) EXCLUDES(mu_);
   // Where snapshots get a tenant's writer. Set once, after the databases
   // are made (they hold this member's hooks).
   void SetDatabases(std::weak_ptr<storage::TenantDatabases> databases);

@@ -179,6 +179,10 @@ Status FileStore::Commit(const events::Origin& ctx, const FileRow& row, const st
   RemoveUnlessKept blob_guard(blob);
   SILO_RETURN_IF_ERROR(SyncDir(dir));
   SILO_RETURN_IF_ERROR(SyncDir(layout::TenantUploadsDir(data, tenant_id_)));
+  // On the followers before the commit that names it.
+  if (stores_->replication_.stored) {
+    SILO_RETURN_IF_ERROR(stores_->replication_.stored(tenant_id_, row.id));
+  }
   SILO_RETURN_IF_ERROR(db_->Write([&](Database& db) -> Status {
     SILO_ASSIGN_OR_RETURN(auto tx, storage::Transaction::Begin(db));
     if (upload_id) SILO_RETURN_IF_ERROR(DeleteUpload(db, *upload_id));
@@ -530,7 +534,7 @@ Result<FileStore::Collected> FileStore::CollectExpired(int64_t now_us, int64_t s
             now_us, "file.collected",
             [&](Database& db) { return ExpiredPending(db, now_us, kBatch); }, &DeletePendingFile));
     for (const auto& id : ids) {
-      ::unlink(layout::TenantBlobFile(stores_->data_dir_, tenant_id_, id).c_str());
+      UnlinkBlob(id);
     }
     out.pending_files += static_cast<int64_t>(ids.size());
     if (ids.size() < kBatch) break;
@@ -570,7 +574,7 @@ Result<FileStore::Collected> FileStore::CollectExpired(int64_t now_us, int64_t s
       SILO_ASSIGN_OR_RETURN(known, IdKnown(db, id));
       return Status::Ok();
     }));
-    if (!known && ::unlink(it->path().c_str()) == 0) ++out.orphans;
+    if (!known && UnlinkBlob(id, it->path().string())) ++out.orphans;
   }
   return out;
 }
@@ -609,12 +613,23 @@ Result<int64_t> FileStore::PurgeTombstones(int64_t now_us, int64_t cutoff_us) {
     // The rows are gone first: a crash here leaves blobs without a row,
     // which CollectExpired removes.
     for (const auto& id : ids) {
-      ::unlink(layout::TenantBlobFile(stores_->data_dir_, tenant_id_, id).c_str());
+      UnlinkBlob(id);
     }
     purged += static_cast<int64_t>(ids.size());
     if (ids.size() < kBatch) break;
   }
   return purged;
+}
+
+bool FileStore::UnlinkBlob(std::string_view id, const std::string& path) {
+  const std::string file =
+      path.empty() ? layout::TenantBlobFile(stores_->data_dir_, tenant_id_, std::string(id)) : path;
+  if (::unlink(file.c_str()) != 0) return false;
+  // An upload's part (files/u/) never left this disk.
+  if (stores_->replication_.removed && file.ends_with(".sf")) {
+    stores_->replication_.removed(tenant_id_, std::string(id));
+  }
+  return true;
 }
 
 Status FileStore::TerminateUpload(const events::Origin& ctx, std::string_view id) {

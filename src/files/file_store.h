@@ -167,6 +167,10 @@ class FileStore {
   Result<Opened> OpenClaimedUpload(const events::Origin& ctx, std::string_view id);
   // Removes an upload's row and part.
   Status RemoveUpload(std::string_view id);
+  // Unlinks blob `id` (the file `path`, when given: an orphan, perhaps an
+  // upload's part), then tells BlobReplication::removed of a blob. True when
+  // it was there.
+  bool UnlinkBlob(std::string_view id, const std::string& path = "");
   // Checks a complete part (type, SVG, digest), moves it into place and
   // records it as a pending file, in place of the upload.
   Result<FileRow> CompleteUpload(const events::Origin& ctx, const UploadRow& row,
@@ -200,6 +204,17 @@ class FileStores {
   // blobs carry in their header; unset: 0. Before the first Open.
   using EpochFn = std::function<Result<uint32_t>(const std::string& tenant_id)>;
   void SetKeyEpochFn(EpochFn fn) { key_epoch_ = std::move(fn); }
+
+  // Where a tenant's blobs go besides this disk: a cluster node's followers
+  // (replication::Shipper::ShipBlob, RemoveBlob). `stored` runs once a new
+  // blob is in place and synced, before the commit that records it; its
+  // failure fails the upload (the blob is removed). `removed` runs after a
+  // blob is unlinked. Either may be empty. Before the first Open.
+  struct BlobReplication {
+    std::function<Status(const std::string& tenant_id, const std::string& blob_id)> stored;
+    std::function<void(const std::string& tenant_id, const std::string& blob_id)> removed;
+  };
+  void SetBlobReplication(BlobReplication replication) { replication_ = std::move(replication); }
 
   Result<std::unique_ptr<FileStore>> Open(const std::string& tenant_id);
   const FileOptions& options() const { return options_; }
@@ -254,6 +269,7 @@ class FileStores {
   const std::shared_ptr<storage::TenantDatabases> databases_;
   const KeyFn files_key_;
   EpochFn key_epoch_;  // set before use; may be empty
+  BlobReplication replication_;
   const std::string data_dir_;
   const FileOptions options_;
   mutable Mutex mu_;
