@@ -117,6 +117,8 @@ def main():
          cl["lag_async_p99_ms"], "ms", "p50", cl["lag_async_p50_ms"]),
         ("replica lag p99, sync, open loop %.0f creates/s over 10 tenants" % cl["lag_rate"],
          cl["lag_sync_p99_ms"], "ms", "p50", cl["lag_sync_p50_ms"]),
+        ("upload of a %d MiB file, 3 nodes, sync (blob on both followers)" % cl["upload_mib"],
+         cl["upload_sync_s"], "s", "replication off", cl["upload_off_s"]),
         ("login (Argon2id 19 MiB, t=2)", lg["login_per_s"], "/s", "", None),
         ("read p99 under a login flood, default limits", lg["b_flood_p99_ms"], "ms",
          "read p99 idle", lg["b_idle_p99_ms"]),

@@ -9,6 +9,10 @@ loopback, started by the cluster test harness (tests/cluster/conftest.py).
     machine's noise falls on all three alike); medians, and ratios against
     "off" from the same rounds.
   - Bytes shipped per create (silo_repl_bytes_total over the creates, sync).
+  - Upload time of a file of UPLOAD_MIB (default 64) MiB, random bytes, in
+    the same rounds and modes (UPLOADS, default 3, per round; medians): with
+    replication on, its sealed blob reaches both followers before the
+    upload is answered.
   - Failover time: KILLS (default 5) SIGKILLs of the primary under writes,
     with the default 5 s lease; the time from the kill to the first write
     the new primary accepts. p50 and max.
@@ -59,6 +63,8 @@ CTX.verify_mode = ssl.CERT_NONE  # the development certificates of the nodes thi
 TTL = {"SILO_LEASE_TTL_S": "5"}
 
 
+UPLOAD_MIB = int(os.environ.get("UPLOAD_MIB", "64"))
+UPLOADS = int(os.environ.get("UPLOADS", "3"))
 LAG_RATE = float(os.environ.get("LAG_RATE", "500"))
 LAG_TENANTS = int(os.environ.get("LAG_TENANTS", "10"))
 LAG_SECONDS = float(os.environ.get("LAG_SECONDS", "10"))
@@ -138,11 +144,31 @@ def load(node, token, method, seconds, make_path, make_body=None):
     return len(done) / (time.monotonic() - t0), done
 
 
+def upload_seconds(node, token, data):
+    """Median seconds of UPLOADS uploads of `data` to `node`, each on a new
+    connection, timed from the request's start to its answer."""
+    times = []
+    for _ in range(UPLOADS):
+        conn = http.client.HTTPSConnection("127.0.0.1", node.port, context=CTX, timeout=300)
+        t0 = time.monotonic()
+        conn.request("POST", "/t/acme/api/files?collection=tickets&field=doc&name=b.bin",
+                     body=data, headers={"Authorization": "Bearer " + token,
+                                         "Content-Type": "application/octet-stream"})
+        r = conn.getresponse()
+        r.read()
+        times.append(time.monotonic() - t0)
+        conn.close()
+        assert r.status == 201, r.status
+    return statistics.median(times)
+
+
 def throughput_round(mode):
     extra = dict(TTL, SILO_REPLICATION=mode)
     c, (n1, n2, n3) = new_cluster(("n1", "n2", "n3"), extra)
     try:
-        tenant_id, token = make_tenant(n1, [{"name": "title", "type": "string", "max": 200}])
+        tenant_id, token = make_tenant(n1, [{"name": "title", "type": "string", "max": 200},
+                                            {"name": "doc", "type": "file",
+                                             "max_bytes": UPLOAD_MIB << 20}])
         if mode != "off":
             harness.wait_until("followers caught up",
                                lambda: harness.caught_up(c, tenant_id, ["n2", "n3"]))
@@ -156,7 +182,8 @@ def throughput_round(mode):
         rng = random.Random(SEED)
         reads, _ = load(n1, token, "GET", SECONDS,
                         lambda w, i: "/api/collections/tickets/records/" + rng.choice(ids))
-        return creates, reads, (shipped / len(made) if made else 0.0)
+        upload = upload_seconds(n1, token, random.Random(SEED).randbytes(UPLOAD_MIB << 20))
+        return creates, reads, (shipped / len(made) if made else 0.0), upload
     finally:
         close_cluster(c)
 
@@ -321,9 +348,10 @@ def main():
     for r in range(RUNS):
         for m in modes:
             results[m].append(throughput_round(m))
-            print("round %d %s: %.0f creates/s, %.0f reads/s, %.0f bytes/create" %
-                  ((r + 1, m) + results[m][-1]), flush=True)
-    med = {m: [statistics.median(x[i] for x in results[m]) for i in range(3)] for m in modes}
+            print("round %d %s: %.0f creates/s, %.0f reads/s, %.0f bytes/create, "
+                  "%d MiB upload %.2f s" % ((r + 1, m) + results[m][-1][:3] + (UPLOAD_MIB,) +
+                                            results[m][-1][3:]), flush=True)
+    med = {m: [statistics.median(x[i] for x in results[m]) for i in range(4)] for m in modes}
     lag_runs = {m: [] for m in ("async", "sync")}
     for r in range(RUNS):
         for m in lag_runs:
@@ -341,11 +369,13 @@ def main():
     print("RESULT off_cps=%.1f async_cps=%.1f sync_cps=%.1f off_rps=%.1f sync_rps=%.1f "
           "bytes_per_create=%.0f failover_p50_s=%.2f failover_max_s=%.2f catchup_s=%.1f "
           "catchup_mib=%.0f lag_async_p50_ms=%.2f lag_async_p99_ms=%.2f lag_sync_p50_ms=%.2f "
-          "lag_sync_p99_ms=%.2f lag_rate=%.0f lag_answered_cps=%.0f" %
+          "lag_sync_p99_ms=%.2f lag_rate=%.0f lag_answered_cps=%.0f upload_mib=%d "
+          "upload_off_s=%.2f upload_async_s=%.2f upload_sync_s=%.2f" %
           (med["off"][0], med["async"][0], med["sync"][0], med["off"][1], med["sync"][1],
            med["sync"][2], statistics.median(times), max(times), seconds, mib,
            lag["async"][0] * 1e3, lag["async"][1] * 1e3, lag["sync"][0] * 1e3,
-           lag["sync"][1] * 1e3, LAG_RATE, lag["async"][3]))
+           lag["sync"][1] * 1e3, LAG_RATE, lag["async"][3], UPLOAD_MIB, med["off"][3],
+           med["async"][3], med["sync"][3]))
 
 
 if __name__ == "__main__":
