@@ -1,5 +1,7 @@
 #include "app/cluster_member.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <atomic>
 #include <boost/json.hpp>
@@ -257,6 +259,8 @@ void ClusterMember::Stop() {
   {
     MutexLock lock(mu_);
     peers_.clear();
+    closed_.clear();
+    closed_order_.clear();
   }
   // Revoked: the node's key and its tenants' primary keys go now, not after
   // the TTL. The lease object itself stays: commits made while the
@@ -307,6 +311,8 @@ void ClusterMember::ReleaseSlug(const std::string& slug, const std::string& tena
   // follower elects it meanwhile.
   (void)etcd_->Delete(PrimaryKey(tenant_id));
   (void)etcd_->Delete(SyncKey(tenant_id));
+  MutexLock lock(mu_);
+  closed_.erase(tenant_id);
 }
 
 void ClusterMember::DropDeletedCopies() {
@@ -432,6 +438,35 @@ Status ClusterMember::Attach(const std::string& tenant_id, const std::string& pa
   }
   if (!term.ok()) return Unavailable("etcd did not answer").WithCause(term.status().message());
 
+  // Closed here under this lease and term, over the files as they were
+  // closed: the chain goes on (the shipper's followers were kept linked by
+  // RefreshPeers meanwhile).
+  std::shared_ptr<Primary> reopened;
+  {
+    MutexLock lock(mu_);
+    auto it = closed_.find(tenant_id);
+    if (it != closed_.end()) {
+      const Closed& c = it->second;
+      if (c.primary->lease == lease && c.primary->term == static_cast<uint64_t>(*term) &&
+          c.primary->path == path && IdentityOf(path) == c.database &&
+          IdentityOf(path + "-wal") == c.wal) {
+        reopened = c.primary;
+      }
+      closed_.erase(it);
+    }
+    if (reopened) {
+      storage::repl::Attach(path, reopened->recorder);
+      primaries_[tenant_id] = reopened;
+      wake_.SignalAll();
+    }
+  }
+  if (reopened) {
+    log::Info(
+        "replication.chain_continued",
+        {{"tenant", tenant_id}, {"seq", static_cast<long long>(reopened->recorder->head().seq)}});
+    return Status::Ok();
+  }
+
   auto primary = std::make_shared<Primary>();
   primary->path = path;
   primary->term = static_cast<uint64_t>(*term);
@@ -539,7 +574,31 @@ void ClusterMember::RemoveBlob(const std::string& tenant_id, const std::string& 
 void ClusterMember::Detach(const std::string& tenant_id, const std::string& path) {
   storage::repl::Detach(path);
   MutexLock lock(mu_);
-  primaries_.erase(tenant_id);
+  auto it = primaries_.find(tenant_id);
+  if (it == primaries_.end()) return;
+  std::shared_ptr<Primary> primary = std::move(it->second);
+  primaries_.erase(it);
+  // Every change the close made (its checkpoint, the WAL's removal) was
+  // published: the chain's head is the files as they are now.
+  if (!primary->shipper || primary->path != path) return;
+  primary->shipper->TrimRetained();
+  closed_[tenant_id] = Closed{primary, IdentityOf(path), IdentityOf(path + "-wal")};
+  closed_order_.push_back(tenant_id);
+  while (closed_.size() > kMaxClosed && !closed_order_.empty()) {
+    closed_.erase(closed_order_.front());
+    closed_order_.pop_front();
+  }
+  if (closed_order_.size() > 2 * kMaxClosed) {  // names of reopened ones pile up
+    std::erase_if(closed_order_, [&](const std::string& id) { return closed_.count(id) == 0; });
+  }
+}
+
+ClusterMember::FileIdentity ClusterMember::IdentityOf(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return {};
+  return {true, static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
+          static_cast<uint64_t>(st.st_size),
+          int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec};
 }
 
 cluster::Message ClusterMember::Handle(const cluster::Message& message) {
@@ -572,12 +631,19 @@ void ClusterMember::Loop() {
     // step are asked where they stand and resume from the segments kept;
     // those that cannot take a snapshot.
     std::vector<std::pair<std::string, std::shared_ptr<Primary>>> led;
+    std::vector<std::pair<std::string, std::shared_ptr<replication::Shipper>>> closed;
     {
       MutexLock lock(mu_);
       for (const auto& [id, p] : primaries_) {
         if (p->shipper && p->lease->Held()) led.emplace_back(id, p);
       }
+      // Closed ones too: a follower back on a new link resumes at the
+      // chain's head now (a handover waits for it), not at the next open.
+      for (const auto& [id, c] : closed_) {
+        if (c.primary->lease->Held()) closed.emplace_back(id, c.primary->shipper);
+      }
     }
+    for (const auto& [id, shipper] : closed) shipper->Resume();
     for (const auto& [id, p] : led) {
       p->shipper->Resume();
       if (Status s = p->shipper->MaintainSyncSet(); !s.ok()) {
@@ -589,6 +655,11 @@ void ClusterMember::Loop() {
       if (!p->shipper->NeedingSnapshot().empty()) waiting.emplace_back(id, p);
     }
     for (const auto& [id, p] : waiting) Snapshot(id, p);
+    // A closed one whose follower needs a snapshot is opened for it (its
+    // chain goes on; a snapshot is cut through its writer).
+    for (const auto& [id, shipper] : closed) {
+      if (!shipper->NeedingSnapshot().empty()) SnapshotClosed(id);
+    }
     CheckPrimaries();
     MutexLock lock(mu_);
     if (stop_) return;
@@ -620,6 +691,7 @@ void ClusterMember::RefreshPeers() {
     }
     if (!gone.empty()) {
       for (const auto& [id, p] : primaries_) led.push_back(p);
+      for (const auto& [id, c] : closed_) led.push_back(c.primary);
     }
   }
   for (const std::string& node : gone) {
@@ -658,6 +730,7 @@ void ClusterMember::RefreshPeers() {
       MutexLock lock(mu_);
       peers_[node] = Peer{address, kv.lease, promotable, shared};
       for (const auto& [id, p] : primaries_) led.push_back(p);
+      for (const auto& [id, c] : closed_) led.push_back(c.primary);
     }
     log::Info("cluster.peer_linked", {{"node", node}, {"address", address}});
     for (const auto& p : led) {
@@ -737,6 +810,24 @@ void ClusterMember::Snapshot(const std::string& tenant_id, const std::shared_ptr
                                           {"result", s.ok() ? "ok" : s.ToString()}});
 }
 
+void ClusterMember::SnapshotClosed(const std::string& tenant_id) {
+  std::shared_ptr<storage::TenantDatabases> databases;
+  {
+    MutexLock lock(mu_);
+    databases = databases_.lock();
+  }
+  if (!databases) return;
+  auto db = databases->Acquire(tenant_id);  // attaches it again
+  if (!db.ok()) return;
+  std::shared_ptr<Primary> primary;
+  {
+    MutexLock lock(mu_);
+    auto it = primaries_.find(tenant_id);
+    if (it != primaries_.end()) primary = it->second;
+  }
+  if (primary && primary->shipper) Snapshot(tenant_id, primary);
+}
+
 void ClusterMember::RefreshSlugs() {
   auto slugs = etcd_->List(kSlugsPrefix);
   if (!slugs.ok()) return;  // said by RefreshPeers
@@ -752,7 +843,10 @@ void ClusterMember::PublishStatus() {
   json::array tenants;
   {
     MutexLock lock(mu_);
-    for (const auto& [id, p] : primaries_) {
+    // Open ones, and closed ones this node still leads (their chain waits).
+    std::map<std::string, std::shared_ptr<Primary>> led = primaries_;
+    for (const auto& [id, c] : closed_) led.emplace(id, c.primary);
+    for (const auto& [id, p] : led) {
       json::array followers;
       uint64_t published = 0;
       if (p->shipper) {
@@ -974,6 +1068,9 @@ void ClusterMember::HandOver(const std::string& tenant_id, const Handover& h) {
     databases = databases_.lock();
     auto it = primaries_.find(tenant_id);
     if (it != primaries_.end()) primary = it->second;
+    // Closed here (idle): its shipper still knows where the followers stand.
+    if (auto c = closed_.find(tenant_id); !primary && c != closed_.end())
+      primary = c->second.primary;
   }
   if (!databases || !primary) return;
   auto refuse = [&](const std::string& why) {
@@ -1028,6 +1125,10 @@ void ClusterMember::HandOver(const std::string& tenant_id, const Handover& h) {
     return options_.registry->Relinquish(tenant_id, kept);
   });
   if (!s.ok()) return refuse(s.ToString());
+  {
+    MutexLock lock(mu_);
+    closed_.erase(tenant_id);  // led elsewhere now: its chain is not this node's
+  }
   log::Info("replication.handed_over", {{"tenant", tenant_id},
                                         {"to", h.to},
                                         {"taken", target_url.empty() ? "not yet" : "yes"},
@@ -1049,6 +1150,10 @@ void ClusterMember::Demote(const std::string& tenant_id, const std::string& node
   if (!s.ok()) {
     log::Warn("replication.demotion_delayed", {{"tenant", tenant_id}, {"cause", s.ToString()}});
     return;  // tried again next turn
+  }
+  {
+    MutexLock lock(mu_);
+    closed_.erase(tenant_id);
   }
   log::Warn("replication.deposed", {{"tenant", tenant_id},
                                     {"primary", node},
@@ -1089,6 +1194,8 @@ void ClusterMember::ReopenFenced() {
     for (const auto& [id, p] : primaries_) {
       if (p->lease != lease_) fenced.push_back(id);
     }
+    // Closed under the old lease: their next open starts a new chain.
+    std::erase_if(closed_, [&](const auto& c) { return c.second.primary->lease != lease_; });
   }
   if (!databases) return;
   for (const std::string& id : fenced) {

@@ -68,9 +68,13 @@
 //  - Every second it writes what it leads and where each follower stands to
 //    /silo/status/<node> (on the lease), which `silo cluster status` reads.
 //
-// Not built yet (issue 21 stays open): keeping a tenant's chain when its
-// primary reopens it; resumable uploads in progress are not replicated (a
-// failover loses them: the client starts again).
+//  - A tenant closed here (idle, evicted) keeps its chain: its recorder and
+//    shipper wait (Closed), and the next open under the same lease and
+//    term, over the same files, continues the chain, so its followers
+//    stream on without a snapshot.
+//
+// Not built yet (issue 21 stays open): resumable uploads in progress are
+// not replicated (a failover loses them: the client starts again).
 //
 // Thread-safe.
 #ifndef SILO_APP_CLUSTER_MEMBER_H_
@@ -78,6 +82,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -191,6 +196,24 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
     std::shared_ptr<replication::Shipper> shipper;  // null when SILO_REPLICATION=off
     std::shared_ptr<replication::SegmentRecorder> recorder;
   };
+  // What a tenant's file was when it was closed: a reopen continues the
+  // chain only over the same files (a restore renames another one in).
+  struct FileIdentity {
+    bool exists = false;
+    uint64_t device = 0, inode = 0, size = 0;
+    int64_t modified_ns = 0;
+    bool operator==(const FileIdentity&) const = default;
+  };
+  static FileIdentity IdentityOf(const std::string& path);
+  // A tenant this node still leads (its primary key stays on the lease)
+  // but has closed (idle, evicted): its recorder and shipper, kept so that
+  // the next open continues the chain and the followers stream on, no
+  // snapshot, when the lease, the term and the files are the same.
+  struct Closed {
+    std::shared_ptr<Primary> primary;
+    FileIdentity database, wal;
+  };
+  static constexpr size_t kMaxClosed = 4096;  // past it, the oldest reopen with a snapshot
   struct Peer {
     std::string address;
     int64_t lease = 0;       // the incarnation announced (a rejoined node is linked anew)
@@ -228,6 +251,8 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   std::string SnapshotScratch(const std::string& tenant_id) const;
   // Ships the tenant's files and a snapshot to its followers that need one.
   void Snapshot(const std::string& tenant_id, const std::shared_ptr<Primary>& primary);
+  // The same for a tenant led here but closed: opened for it.
+  void SnapshotClosed(const std::string& tenant_id);
   void PublishStatus();
   // Reads /silo/slugs/ into slugs_ (each second).
   void RefreshSlugs();
@@ -266,6 +291,8 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   std::shared_ptr<cluster::NodeLease> lease_ GUARDED_BY(mu_);  // replaced by Rejoin
   std::map<std::string, Peer> peers_ GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<Primary>> primaries_ GUARDED_BY(mu_);
+  std::map<std::string, Closed> closed_ GUARDED_BY(mu_);
+  std::deque<std::string> closed_order_ GUARDED_BY(mu_);  // oldest first; may name reopened ones
   // The loop thread's own: when this node posted its position for a
   // tenant without a primary, and copies refused promotion.
   std::map<std::string, std::chrono::steady_clock::time_point> elections_;

@@ -328,6 +328,14 @@ void Shipper::RemoveFollower(const std::string& node) {
   shared_->acked_cv.notify_all();  // a sync commit waiting on it waits no more
 }
 
+void Shipper::TrimRetained() {
+  std::lock_guard send(send_mu_);
+  while (retained_.size() > 1) {
+    retained_bytes_ -= retained_.front().second.size();
+    retained_.pop_front();
+  }
+}
+
 void Shipper::RequireSnapshot() {
   std::lock_guard lock(shared_->mu);
   for (Shared::Follower& f : shared_->followers) {

@@ -109,6 +109,11 @@ class Shipper {
   // back. Not listed by Followers(), SyncSet() or AckedSeqs() meanwhile.
   void RemoveFollower(const std::string& node);
 
+  // Drops the retained segments but the newest: what the owner does when
+  // it keeps this shipper while the tenant is closed (a follower asked
+  // later resumes if it holds the newest, or takes a snapshot).
+  void TrimRetained();
+
   // Every follower needs a snapshot before it can follow: what the owner
   // says when it starts a chain over files that already hold data.
   void RequireSnapshot();

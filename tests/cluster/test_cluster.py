@@ -701,6 +701,48 @@ def test_a_tenants_files_reach_every_follower_sealed_and_survive_the_loss_of_the
     assert r.status_code == 200 and r.content == second[:1000]
 
 
+def test_a_tenant_closed_and_reopened_on_its_primary_keeps_its_chain_and_needs_no_snapshot(
+        cluster):
+    """With one tenant open at a time on n1, each write to one tenant closes
+    the other: every reopen continues the tenant's chain, its followers
+    stream on, and no snapshot is sent. A file changed while its tenant was
+    closed (here only its time) starts a new chain, with a snapshot."""
+    n1 = cluster.start_node("n1", {"SILO_MAX_OPEN_TENANTS": "1"})
+    n2, n3 = cluster.start_node("n2"), cluster.start_node("n3")
+    tenants = {}
+    for slug in ("acme", "beta"):
+        tenants[slug] = make_tenant(n1, slug)
+        assert call(n1, slug, tenants[slug][1], "POST", "/api/collections",
+                    TICKETS).status_code == 201
+    for tenant_id, _ in tenants.values():
+        wait_until("both followers caught up", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))
+    snapshots = metric(n1, "silo_repl_snapshots_total")
+    for i in range(5):
+        for slug, (_, token) in tenants.items():
+            r = call(n1, slug, token, "POST", "/api/collections/tickets/records",
+                     {"id": "r%d" % i, "title": "%s %d" % (NEEDLE, i)})
+            assert r.status_code == 201, r.text
+    assert n1.output().count("replication.chain_continued") >= 8
+    for tenant_id, _ in tenants.values():
+        wait_until("the followers hold every write, byte for byte",
+                   lambda: caught_up(cluster, tenant_id, ["n2", "n3"]) and
+                   same_files(n2, n1, tenant_id) and same_files(n3, n1, tenant_id))
+    assert metric(n1, "silo_repl_snapshots_total") == snapshots
+
+    # acme is closed now (beta was written last); its file changes.
+    acme_id, acme_token = tenants["acme"]
+    db = os.path.join(n1.data_dir, "tenants", acme_id, "tenant.db")
+    os.utime(db, (time.time() + 60, time.time() + 60))
+    r = call(n1, "acme", acme_token, "POST", "/api/collections/tickets/records",
+             {"id": "after", "title": "after the change"})
+    assert r.status_code == 201, r.text
+    wait_until("a snapshot of acme's new chain",
+               lambda: metric(n1, "silo_repl_snapshots_total") > snapshots)
+    wait_until("the followers hold acme's new chain",
+               lambda: caught_up(cluster, acme_id, ["n2", "n3"]) and
+               same_files(n2, n1, acme_id) and same_files(n3, n1, acme_id))
+
+
 def test_a_follower_killed_under_load_resumes_where_it_was_without_a_snapshot(cluster):
     n1, n2, n3 = started_three(cluster)
     tenant_id, token = make_tenant(n1, "acme")
