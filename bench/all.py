@@ -119,6 +119,9 @@ def main():
          cl["lag_sync_p99_ms"], "ms", "p50", cl["lag_sync_p50_ms"]),
         ("upload of a %d MiB file, 3 nodes, sync (blob on both followers)" % cl["upload_mib"],
          cl["upload_sync_s"], "s", "replication off", cl["upload_off_s"]),
+        ("write that reopens a closed %.0f MiB tenant, sync (snapshots: %d)" %
+         (cl["reopen_mib"], cl["reopen_snapshots"]), cl["reopen_ms"], "ms", "tenant open",
+         cl["reopen_open_ms"]),
         ("login (Argon2id 19 MiB, t=2)", lg["login_per_s"], "/s", "", None),
         ("read p99 under a login flood, default limits", lg["b_flood_p99_ms"], "ms",
          "read p99 idle", lg["b_idle_p99_ms"]),

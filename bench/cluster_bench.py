@@ -18,6 +18,11 @@ loopback, started by the cluster test harness (tests/cluster/conftest.py).
     the new primary accepts. p50 and max.
   - Catch-up of a tenant of CATCHUP_MIB (default 100) MiB: the time from a
     third node's start to its copy streaming with no lag.
+  - Reopen: with SILO_MAX_OPEN_TENANTS=1 on the primary, REOPENS (default
+    20) writes to a tenant of REOPEN_MIB (default 20) MiB each right after a
+    write to another tenant closed it (the write reopens it), against the
+    same writes while it stays open; medians, and the snapshots sent
+    meanwhile (a reopen keeps the tenant's chain: none).
   - Replica lag: LAG_RATE (default 500) creates/s, open loop (each sent at
     its scheduled time, whatever the answers before it), spread over
     LAG_TENANTS (default 10) tenants for LAG_SECONDS (default 10), async
@@ -63,6 +68,8 @@ CTX.verify_mode = ssl.CERT_NONE  # the development certificates of the nodes thi
 TTL = {"SILO_LEASE_TTL_S": "5"}
 
 
+REOPENS = int(os.environ.get("REOPENS", "20"))
+REOPEN_MIB = int(os.environ.get("REOPEN_MIB", "20"))
 UPLOAD_MIB = int(os.environ.get("UPLOAD_MIB", "64"))
 UPLOADS = int(os.environ.get("UPLOADS", "3"))
 LAG_RATE = float(os.environ.get("LAG_RATE", "500"))
@@ -120,14 +127,14 @@ def make_tenant(node, fields, slug="acme"):
     return tenant_id, token
 
 
-def load(node, token, method, seconds, make_path, make_body=None):
+def load(node, token, method, seconds, make_path, make_body=None, slug="acme"):
     """WRITERS threads for `seconds`: the requests answered 2xx per second,
     and the ids created (for creates)."""
     done = []
     stop = time.monotonic() + seconds
 
     def worker(w):
-        client = Client(node, token)
+        client = Client(node, token, slug)
         i = 0
         while time.monotonic() < stop:
             status = client.call(method, make_path(w, i),
@@ -315,24 +322,69 @@ def failover_times():
     return times
 
 
+def fill(node, token, tenant_id, mib, slug="acme"):
+    """Records of 60 KB in tenant `slug` (WRITERS at a time) until its
+    database and WAL hold `mib` MiB; their size."""
+    db = os.path.join(node.data_dir, "tenants", tenant_id, "tenant.db")
+    rng = random.Random(SEED)
+    body = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz ") for _ in range(60000))
+
+    def size():
+        return sum(os.path.getsize(p) for p in (db, db + "-wal") if os.path.exists(p))
+    k = 0
+    while size() < mib << 20:
+        load(node, token, "POST", 2, lambda w, i: "/api/collections/tickets/records",
+             lambda w, i: {"id": "f%d-%d-%d" % (k, w, i), "title": "fill", "body": body}, slug)
+        k += 1
+    return size() / (1 << 20)
+
+
+def reopen_round():
+    """Median seconds of a write that reopens a REOPEN_MIB MiB tenant, of
+    the same write to it open, and the snapshots sent during the reopens."""
+    c = None
+    try:
+        root = tempfile.mkdtemp(prefix="silo-bench-cluster-")
+        c = harness.Cluster(root)
+        c.etcd.start()
+        n1 = c.start_node("n1", dict(TTL, SILO_MAX_OPEN_TENANTS="1"))
+        c.start_node("n2", TTL)
+        c.start_node("n3", TTL)
+        fields = [{"name": "title", "type": "string", "max": 200}, {"name": "body", "type": "text"}]
+        acme_id, acme = make_tenant(n1, fields, "acme")
+        beta_id, beta = make_tenant(n1, fields, "beta")
+        mib = fill(n1, acme, acme_id, REOPEN_MIB)
+        for tid in (acme_id, beta_id):
+            harness.wait_until("followers caught up",
+                               lambda: harness.caught_up(c, tid, ["n2", "n3"]), timeout=300)
+        a, b = Client(n1, acme, "acme"), Client(n1, beta, "beta")
+        snapshots = harness.e2e.metric(n1, "silo_repl_snapshots_total")
+        reopened, open_ = [], []
+        for i in range(REOPENS):
+            assert b.call("POST", "/api/collections/tickets/records",
+                          {"id": "b%d" % i, "title": "x"}) == 201
+            t0 = time.monotonic()
+            assert a.call("POST", "/api/collections/tickets/records",
+                          {"id": "r%d" % i, "title": "x"}) == 201
+            reopened.append(time.monotonic() - t0)
+            t0 = time.monotonic()
+            assert a.call("POST", "/api/collections/tickets/records",
+                          {"id": "o%d" % i, "title": "x"}) == 201
+            open_.append(time.monotonic() - t0)
+        sent = harness.e2e.metric(n1, "silo_repl_snapshots_total") - snapshots
+        return statistics.median(reopened), statistics.median(open_), sent, mib
+    finally:
+        if c:
+            close_cluster(c)
+
+
 def catch_up_seconds():
     c, (n1, n2) = new_cluster(("n1", "n2"), TTL)
     try:
         tenant_id, token = make_tenant(n1, [{"name": "title", "type": "string", "max": 200},
                                             {"name": "body", "type": "text"}])
         harness.wait_until("n2 caught up", lambda: harness.caught_up(c, tenant_id, ["n2"]))
-        db = os.path.join(n1.data_dir, "tenants", tenant_id, "tenant.db")
-        rng = random.Random(SEED)
-        body = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz ") for _ in range(60000))
-
-        def size():
-            return sum(os.path.getsize(p) for p in (db, db + "-wal") if os.path.exists(p))
-        k = 0
-        while size() < CATCHUP_MIB << 20:
-            load(n1, token, "POST", 2, lambda w, i: "/api/collections/tickets/records",
-                 lambda w, i: {"id": "f%d-%d-%d" % (k, w, i), "title": "fill", "body": body})
-            k += 1
-        mib = size() / (1 << 20)
+        mib = fill(n1, token, tenant_id, CATCHUP_MIB)
         t0 = time.monotonic()
         c.start_node("n3", TTL)
         harness.wait_until("n3 caught up", lambda: harness.caught_up(c, tenant_id, ["n2", "n3"]),
@@ -366,16 +418,21 @@ def main():
     print("failover times: " + ", ".join("%.2f s" % t for t in times), flush=True)
     seconds, mib = catch_up_seconds()
     print("catch-up of a %.0f MiB tenant: %.1f s" % (mib, seconds), flush=True)
+    reopen_s, open_s, reopen_snapshots, reopen_mib = reopen_round()
+    print("write reopening a %.0f MiB tenant: %.1f ms (open: %.1f ms), %d snapshots in %d reopens"
+          % (reopen_mib, reopen_s * 1e3, open_s * 1e3, reopen_snapshots, REOPENS), flush=True)
     print("RESULT off_cps=%.1f async_cps=%.1f sync_cps=%.1f off_rps=%.1f sync_rps=%.1f "
           "bytes_per_create=%.0f failover_p50_s=%.2f failover_max_s=%.2f catchup_s=%.1f "
           "catchup_mib=%.0f lag_async_p50_ms=%.2f lag_async_p99_ms=%.2f lag_sync_p50_ms=%.2f "
           "lag_sync_p99_ms=%.2f lag_rate=%.0f lag_answered_cps=%.0f upload_mib=%d "
-          "upload_off_s=%.2f upload_async_s=%.2f upload_sync_s=%.2f" %
+          "upload_off_s=%.2f upload_async_s=%.2f upload_sync_s=%.2f reopen_ms=%.1f "
+          "reopen_open_ms=%.1f reopen_snapshots=%d reopen_mib=%.0f" %
           (med["off"][0], med["async"][0], med["sync"][0], med["off"][1], med["sync"][1],
            med["sync"][2], statistics.median(times), max(times), seconds, mib,
            lag["async"][0] * 1e3, lag["async"][1] * 1e3, lag["sync"][0] * 1e3,
            lag["sync"][1] * 1e3, LAG_RATE, lag["async"][3], UPLOAD_MIB, med["off"][3],
-           med["async"][3], med["sync"][3]))
+           med["async"][3], med["sync"][3], reopen_s * 1e3, open_s * 1e3, reopen_snapshots,
+           reopen_mib))
 
 
 if __name__ == "__main__":
