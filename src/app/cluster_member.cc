@@ -589,7 +589,11 @@ void ClusterMember::Detach(const std::string& tenant_id, const std::string& path
     closed_order_.pop_front();
   }
   if (closed_order_.size() > 2 * kMaxClosed) {  // names of reopened ones pile up
-    std::erase_if(closed_order_, [&](const std::string& id) { return closed_.count(id) == 0; });
+    std::deque<std::string> kept;
+    for (std::string& id : closed_order_) {
+      if (closed_.count(id) != 0) kept.push_back(std::move(id));
+    }
+    closed_order_.swap(kept);
   }
 }
 
@@ -1195,7 +1199,9 @@ void ClusterMember::ReopenFenced() {
       if (p->lease != lease_) fenced.push_back(id);
     }
     // Closed under the old lease: their next open starts a new chain.
-    std::erase_if(closed_, [&](const auto& c) { return c.second.primary->lease != lease_; });
+    for (auto it = closed_.begin(); it != closed_.end();) {
+      it = it->second.primary->lease != lease_ ? closed_.erase(it) : std::next(it);
+    }
   }
   if (!databases) return;
   for (const std::string& id : fenced) {
