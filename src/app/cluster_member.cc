@@ -647,7 +647,14 @@ void ClusterMember::Loop() {
         if (c.primary->lease->Held()) closed.emplace_back(id, c.primary->shipper);
       }
     }
-    for (const auto& [id, shipper] : closed) shipper->Resume();
+    for (const auto& [id, shipper] : closed) {
+      shipper->Resume();
+      // A follower that caught up joins the sync set while the tenant is
+      // closed too (else only the members of its last open could take it).
+      if (Status s = shipper->MaintainSyncSet(); !s.ok()) {
+        log::Warn("replication.sync_set_not_grown", {{"tenant", id}, {"cause", s.ToString()}});
+      }
+    }
     for (const auto& [id, p] : led) {
       p->shipper->Resume();
       if (Status s = p->shipper->MaintainSyncSet(); !s.ok()) {
