@@ -20,6 +20,24 @@
 
 namespace silo::replication {
 
+namespace {
+
+// Reads all of `out` from `fd` at `offset` (a snapshot's or a blob's piece
+// to ship).
+Status ReadAt(int fd, uint64_t offset, std::string& out) {
+  size_t done = 0;
+  while (done < out.size()) {
+    ssize_t n =
+        ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Internal("cannot read a file to ship").WithCause(std::strerror(errno));
+    done += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 // kAsking: to be asked where it stands (Resume). kGone: removed (its node
 // left the cluster); kept in place so that indices held by answers in
 // flight stay valid, and revived by SetFollower.
@@ -383,15 +401,7 @@ Status Shipper::SendSnapshot(const std::string& path) {
   // The chunk at `offset` (the last one may be short).
   auto read_chunk = [&](uint64_t offset, std::string& out) -> Status {
     out.resize(static_cast<size_t>(std::min<uint64_t>(kSnapshotChunkBytes, total - offset)));
-    size_t done = 0;
-    while (done < out.size()) {
-      ssize_t n =
-          ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return Internal("cannot read the snapshot").WithCause(std::strerror(errno));
-      done += static_cast<size_t>(n);
-    }
-    return Status::Ok();
+    return ReadAt(fd, offset, out);
   };
   std::vector<size_t> targets;
   SnapshotChunk chunk;
@@ -459,23 +469,6 @@ Status Shipper::SendSnapshot(const std::string& path) {
   }
   return result;
 }
-
-namespace {
-
-// Reads all of `out` from `fd` at `offset`.
-Status ReadAt(int fd, uint64_t offset, std::string& out) {
-  size_t done = 0;
-  while (done < out.size()) {
-    ssize_t n =
-        ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return Internal("cannot read a blob to ship").WithCause(std::strerror(errno));
-    done += static_cast<size_t>(n);
-  }
-  return Status::Ok();
-}
-
-}  // namespace
 
 std::vector<size_t> Shipper::SendBlob(const std::vector<size_t>& targets, const std::string& id,
                                       Status* unreadable) {
