@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <boost/json.hpp>
+#include <cstdlib>
 #include <filesystem>
 #include <set>
 
@@ -44,6 +45,12 @@ std::string PrimaryKey(const std::string& tenant_id) {
 // The sync set of a tenant's current term (replication::ShipperOptions::
 // record_sync_set): the followers an election may choose from.
 std::string SyncKey(const std::string& tenant_id) { return kTenantsPrefix + tenant_id + "/sync"; }
+
+// The latest term under which any node led the tenant: {"term","node"}, on
+// no lease (it must outlive every node). See ClusterMember::CheckNotBehind.
+std::string TermKey(const std::string& tenant_id) { return kTenantsPrefix + tenant_id + "/term"; }
+// Beside a tenant's database: the term this node last led it under.
+constexpr char kTermFile[] = "primary.term";
 
 std::string SyncSetValue(int64_t term, const std::vector<std::string>& nodes) {
   json::array list;
@@ -311,6 +318,7 @@ void ClusterMember::ReleaseSlug(const std::string& slug, const std::string& tena
   // follower elects it meanwhile.
   (void)etcd_->Delete(PrimaryKey(tenant_id));
   (void)etcd_->Delete(SyncKey(tenant_id));
+  (void)etcd_->Delete(TermKey(tenant_id));
   MutexLock lock(mu_);
   closed_.erase(tenant_id);
 }
@@ -421,6 +429,8 @@ Status ClusterMember::Attach(const std::string& tenant_id, const std::string& pa
   if (!lease->Held()) return Unavailable("this node's cluster lease has lapsed");
   const config::Cluster& c = options_.cluster;
   json::object value{{"node", c.node_id}, {"url", public_url_}};
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  SILO_ASSIGN_OR_RETURN(const int64_t last_term, CheckNotBehind(tenant_id, dir));
   const std::string key = PrimaryKey(tenant_id);
   auto term = etcd_->CreateIfAbsent(key, json::serialize(value), lease->id());
   if (term.status().code() == StatusCode::kAlreadyExists) {
@@ -437,6 +447,7 @@ Status ClusterMember::Attach(const std::string& tenant_id, const std::string& pa
     }
   }
   if (!term.ok()) return Unavailable("etcd did not answer").WithCause(term.status().message());
+  if (*term != last_term) SILO_RETURN_IF_ERROR(RecordTerm(tenant_id, dir, *term));
 
   // Closed here under this lease and term, over the files as they were
   // closed: the chain goes on (the shipper's followers were kept linked by
@@ -543,6 +554,41 @@ Status ClusterMember::Attach(const std::string& tenant_id, const std::string& pa
     wake_.SignalAll();  // its followers need a snapshot
   }
   for (auto& link : late) primary->shipper->SetFollower(std::move(link));
+  return Status::Ok();
+}
+
+Result<int64_t> ClusterMember::CheckNotBehind(const std::string& tenant_id,
+                                              const std::string& dir) {
+  auto latest = etcd_->Get(TermKey(tenant_id));
+  if (!latest.ok()) return Unavailable("etcd did not answer").WithCause(latest.status().message());
+  if (!latest->has_value()) return 0;  // never led under a recorded term (or before this check)
+  const json::value v = ParseOrNull((*latest)->value);
+  const int64_t last = NumberField(v, "term");
+  int64_t mine = 0;
+  if (auto text = ReadFile(dir + "/" + kTermFile); text.ok()) {
+    mine = std::strtoll(text->c_str(), nullptr, 10);
+  }
+  if (last > mine) {
+    log::Error("replication.copy_behind", {{"tenant", tenant_id},
+                                           {"led_by", StringField(v, "node")},
+                                           {"term", static_cast<long long>(last)},
+                                           {"this_copy_term", static_cast<long long>(mine)}});
+    return Unavailable("node " + StringField(v, "node") +
+                       " led this tenant after this node (term " + std::to_string(last) +
+                       "): this node's copy may lack writes acknowledged there, so it does not "
+                       "lead the tenant; a follower of that term takes it over");
+  }
+  return last;
+}
+
+Status ClusterMember::RecordTerm(const std::string& tenant_id, const std::string& dir,
+                                 int64_t term) {
+  // Here first: a crash between the two leaves this copy's term ahead of
+  // etcd's, which lets it lead again, never the other way round.
+  SILO_RETURN_IF_ERROR(WriteFileAtomic(dir + "/" + kTermFile, std::to_string(term)));
+  json::object value{{"term", term}, {"node", options_.cluster.node_id}};
+  auto put = etcd_->Put(TermKey(tenant_id), json::serialize(value), 0);
+  if (!put.ok()) return Unavailable("etcd did not answer").WithCause(put.status().message());
   return Status::Ok();
 }
 
@@ -1276,6 +1322,8 @@ bool ClusterMember::Promote(const std::string& tenant_id) {
     s = MoveReplicaFiles(copy + "/files", layout::TenantFilesDir(options_.data_dir, tenant_id));
   if (s.ok())
     s = WriteFileAtomic(layout::TenantMetaFile(options_.data_dir, tenant_id), files->meta);
+  // The copy is the one led under this term now (CheckNotBehind).
+  if (s.ok()) s = RecordTerm(tenant_id, dir, *term);
   if (s.ok()) s = SyncDir(dir);
   if (s.ok()) s = RemoveTree(copy);
   if (s.ok()) s = AuditPromotion(database, *dek, me, *term, position->seq);

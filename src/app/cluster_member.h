@@ -239,6 +239,14 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
     int64_t lease = 0;     // the command's
     int64_t revision = 0;  // of the key
   };
+  // A node whose copy of a tenant is older than a later primary's must not
+  // lead it on that copy (it would lose what that primary acknowledged):
+  // Unavailable when /silo/t/<id>/term (the latest term any node led it
+  // under) is above the term in `dir`/primary.term (the one this node last
+  // led it under, or took it over at); else that latest term (0: none).
+  Result<int64_t> CheckNotBehind(const std::string& tenant_id, const std::string& dir);
+  // Records `term` as the tenant's latest: in `dir` (synced), then in etcd.
+  Status RecordTerm(const std::string& tenant_id, const std::string& dir, int64_t term);
   // The primary's half: hands `tenant_id` to h.to, or logs why not.
   void HandOver(const std::string& tenant_id, const Handover& h);
   // Gives up a tenant this node serves that `node` leads now (see above).

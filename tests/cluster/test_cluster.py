@@ -920,6 +920,48 @@ def test_a_follower_that_missed_acknowledged_writes_is_never_elected(cluster):
     assert metric(n3, "silo_repl_promotions_total") == 0
 
 
+def test_a_restarted_primary_never_leads_again_on_a_copy_older_than_a_later_primarys(cluster):
+    """n1 leads; it is killed, a follower takes the tenant over and
+    acknowledges a write; that node dies too while the third is stopped, so
+    no node leads. n1 comes back on its own data, which lacks that write:
+    asked to open the tenant (a backup), it refuses rather than lead on its
+    older copy. Once the third node runs again it takes the tenant over,
+    with the write."""
+    n1, n2, n3 = started_three(cluster)
+    tenant_id, token = make_tenant(n1, "acme")
+    assert call(n1, "acme", token, "POST", "/api/collections", TICKETS).status_code == 201
+    wait_until("both followers caught up", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))
+    n1.proc.kill()
+    n1.proc.wait()
+    entry = wait_until("a follower leads the tenant", serving(cluster, token, lambda: (
+        lambda e: e if e and e["primary"] in ("n2", "n3") else None)(
+            tenant_entry(cluster.status(), tenant_id))), timeout=30)
+    leader, other = (n2, n3) if entry["primary"] == "n2" else (n3, n2)
+    r = call(leader, "acme", token, "POST", "/api/collections/tickets/records",
+             {"id": "late", "title": "acknowledged by the second primary"})
+    assert r.status_code == 201, r.text
+    wait_until("the third node holds it", lambda: caught_up(cluster, tenant_id, [other.node_id]))
+    os.kill(other.proc.pid, signal.SIGSTOP)
+    try:
+        leader.proc.kill()
+        leader.proc.wait()
+        wait_until("no node leads the tenant",
+                   lambda: tenant_entry(cluster.status(), tenant_id) is None)
+        n1 = cluster.start_node("n1", data=n1.data_dir)
+        backup = n1.cli("backup", "run", "acme")
+        assert backup.returncode != 0, backup.stdout
+        assert tenant_entry(cluster.status(), tenant_id) is None
+    finally:
+        os.kill(other.proc.pid, signal.SIGCONT)
+    wait_until("the third node leads the tenant", serving(cluster, token, lambda: (
+        lambda e: e if e and e["primary"] == other.node_id else None)(
+            tenant_entry(cluster.status(), tenant_id))), timeout=60)
+    r = call(other, "acme", token, "GET", "/api/collections/tickets/records/late")
+    assert r.status_code == 200, r.text
+    # n1 gives its older copy up and follows.
+    wait_until("n1 follows", lambda: caught_up(cluster, tenant_id, ["n1"]), timeout=60)
+
+
 def test_a_follower_whose_copy_was_damaged_is_not_promoted_and_resyncs(cluster):
     n1, n2, n3 = started_three(cluster)
     tenant_id, token = make_tenant(n1, "acme")
