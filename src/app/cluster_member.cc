@@ -126,9 +126,6 @@ json::value ParseOrNull(const std::string& text) {
   return ec ? json::value() : v;
 }
 
-// The tenant's own audit log says that `node` took it over, under `term`,
-// its copy at segment `seq`: written into the copy (its files in place,
-// nothing serving it yet), so the snapshot the followers get next holds it.
 // Moves a promoted copy's blobs (`from`: replicas/<id>/files) to the
 // tenant's files directory `to`, leaving out pieces of blobs still arriving
 // (.partial). Renames within one file system: the bytes do not move.
@@ -154,6 +151,9 @@ Status MoveReplicaFiles(const std::string& from, const std::string& to) {
   return Status::Ok();
 }
 
+// The tenant's own audit log says that `node` took it over, under `term`,
+// its copy at segment `seq`: written into the copy (its files in place,
+// nothing serving it yet), so the snapshot the followers get next holds it.
 Status AuditPromotion(const std::string& database, const crypto::SecretKey& dek,
                       const std::string& node, uint64_t term, uint64_t seq) {
   SILO_ASSIGN_OR_RETURN(auto db,
@@ -267,7 +267,6 @@ void ClusterMember::Stop() {
     MutexLock lock(mu_);
     peers_.clear();
     closed_.clear();
-    closed_order_.clear();
   }
   // Revoked: the node's key and its tenants' primary keys go now, not after
   // the TTL. The lease object itself stays: commits made while the
@@ -592,24 +591,20 @@ Status ClusterMember::RecordTerm(const std::string& tenant_id, const std::string
   return Status::Ok();
 }
 
+std::shared_ptr<ClusterMember::Primary> ClusterMember::OpenPrimary(const std::string& tenant_id) {
+  MutexLock lock(mu_);
+  auto it = primaries_.find(tenant_id);
+  return it == primaries_.end() ? nullptr : it->second;
+}
+
 Status ClusterMember::ShipBlob(const std::string& tenant_id, const std::string& blob_id) {
-  std::shared_ptr<Primary> primary;
-  {
-    MutexLock lock(mu_);
-    auto it = primaries_.find(tenant_id);
-    if (it != primaries_.end()) primary = it->second;
-  }
+  std::shared_ptr<Primary> primary = OpenPrimary(tenant_id);
   if (!primary || !primary->shipper) return Status::Ok();
   return primary->shipper->ShipBlob(blob_id);
 }
 
 void ClusterMember::RemoveBlob(const std::string& tenant_id, const std::string& blob_id) {
-  std::shared_ptr<Primary> primary;
-  {
-    MutexLock lock(mu_);
-    auto it = primaries_.find(tenant_id);
-    if (it != primaries_.end()) primary = it->second;
-  }
+  std::shared_ptr<Primary> primary = OpenPrimary(tenant_id);
   if (primary && primary->shipper) primary->shipper->RemoveBlob(blob_id, primary->term);
 }
 
@@ -628,18 +623,11 @@ void ClusterMember::Detach(const std::string& tenant_id, const std::string& path
   // published: the chain's head is the files as they are now.
   if (!primary->shipper || primary->path != path) return;
   primary->shipper->TrimRetained();
-  closed_[tenant_id] = Closed{primary, IdentityOf(path), IdentityOf(path + "-wal")};
-  closed_order_.push_back(tenant_id);
-  while (closed_.size() > kMaxClosed && !closed_order_.empty()) {
-    closed_.erase(closed_order_.front());
-    closed_order_.pop_front();
-  }
-  if (closed_order_.size() > 2 * kMaxClosed) {  // names of reopened ones pile up
-    std::deque<std::string> kept;
-    for (std::string& id : closed_order_) {
-      if (closed_.count(id) != 0) kept.push_back(std::move(id));
-    }
-    closed_order_.swap(kept);
+  closed_[tenant_id] = Closed{primary, IdentityOf(path), IdentityOf(path + "-wal"), ++closes_};
+  if (closed_.size() > kMaxClosed) {  // the one closed longest ago goes
+    closed_.erase(std::min_element(
+        closed_.begin(), closed_.end(),
+        [](const auto& a, const auto& b) { return a.second.closed_at < b.second.closed_at; }));
   }
 }
 
@@ -876,12 +864,7 @@ void ClusterMember::SnapshotClosed(const std::string& tenant_id) {
   if (!databases) return;
   auto db = databases->Acquire(tenant_id);  // attaches it again
   if (!db.ok()) return;
-  std::shared_ptr<Primary> primary;
-  {
-    MutexLock lock(mu_);
-    auto it = primaries_.find(tenant_id);
-    if (it != primaries_.end()) primary = it->second;
-  }
+  std::shared_ptr<Primary> primary = OpenPrimary(tenant_id);
   if (primary && primary->shipper) Snapshot(tenant_id, primary);
 }
 

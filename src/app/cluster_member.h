@@ -82,7 +82,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -212,6 +211,7 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   struct Closed {
     std::shared_ptr<Primary> primary;
     FileIdentity database, wal;
+    uint64_t closed_at = 0;  // closes_ when it closed: the oldest goes first
   };
   static constexpr size_t kMaxClosed = 4096;  // past it, the oldest reopen with a snapshot
   struct Peer {
@@ -245,6 +245,8 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   // under) is above the term in `dir`/primary.term (the one this node last
   // led it under, or took it over at); else that latest term (0: none).
   Result<int64_t> CheckNotBehind(const std::string& tenant_id, const std::string& dir);
+  // The tenant's Primary when it is open here; else null.
+  std::shared_ptr<Primary> OpenPrimary(const std::string& tenant_id) EXCLUDES(mu_);
   // Records `term` as the tenant's latest: in `dir` (synced), then in etcd.
   Status RecordTerm(const std::string& tenant_id, const std::string& dir, int64_t term);
   // The primary's half: hands `tenant_id` to h.to, or logs why not.
@@ -300,7 +302,7 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   std::map<std::string, Peer> peers_ GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<Primary>> primaries_ GUARDED_BY(mu_);
   std::map<std::string, Closed> closed_ GUARDED_BY(mu_);
-  std::deque<std::string> closed_order_ GUARDED_BY(mu_);  // oldest first; may name reopened ones
+  uint64_t closes_ GUARDED_BY(mu_) = 0;
   // The loop thread's own: when this node posted its position for a
   // tenant without a primary, and copies refused promotion.
   std::map<std::string, std::chrono::steady_clock::time_point> elections_;

@@ -5,6 +5,7 @@
 #define SILO_BASE_DATA_LAYOUT_H_
 
 #include <string>
+#include <string_view>
 
 namespace silo::layout {
 
@@ -60,6 +61,11 @@ inline std::string TenantMetaFile(const std::string& data, const std::string& te
 }
 inline std::string TenantFilesDir(const std::string& data, const std::string& tenant_id) {
   return TenantDir(data, tenant_id) + "/files";
+}
+// A blob id is 32 lowercase hex digits (random: files/blob.h), so it names
+// no path but its own; checked before one is made into a path.
+inline bool ValidBlobId(std::string_view id) {
+  return id.size() == 32 && id.find_first_not_of("0123456789abcdef") == std::string_view::npos;
 }
 // A sealed blob: files/b/<first two hex digits of its id>/<id>.sf. The id is
 // random (files/blob.h): no user byte is ever part of a path. The same

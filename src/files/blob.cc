@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/data_layout.h"
 #include "crypto/crypto.h"
 
 namespace silo::files {
@@ -96,9 +97,7 @@ Result<int> OpenBlobFile(const std::string& path, int flags) {
 
 std::string NewBlobId() { return crypto::HexEncode(crypto::RandomBytes(16)); }
 
-bool ValidBlobId(std::string_view id) {
-  return id.size() == 32 && id.find_first_not_of("0123456789abcdef") == std::string_view::npos;
-}
+bool ValidBlobId(std::string_view id) { return layout::ValidBlobId(id); }
 
 crypto::SecretKey BlobKey(const crypto::SecretKey& files_key, std::string_view id) {
   std::string raw =

@@ -31,7 +31,8 @@ inline constexpr size_t kSealedChunkBytes = kChunkBytes + 40;
 
 // A fresh random blob id.
 std::string NewBlobId();
-// 32 lowercase hex characters.
+// 32 lowercase hex characters (layout::ValidBlobId, as a function the
+// route table can name).
 bool ValidBlobId(std::string_view id);
 
 // The blob's own key: keyed BLAKE2b of the tenant's files sub-key

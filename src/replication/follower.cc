@@ -124,6 +124,10 @@ std::string Replicas::BlobPath(const std::string& tenant_id, const std::string& 
   return layout::BlobFileIn(Dir(tenant_id) + "/files", blob_id);
 }
 
+std::string Replicas::BlobDir(const std::string& tenant_id, const std::string& blob_id) const {
+  return layout::BlobDirIn(Dir(tenant_id) + "/files", blob_id);
+}
+
 Status Replicas::WriteBlobChunk(const std::string& tenant, std::string_view payload) {
   SILO_ASSIGN_OR_RETURN(BlobChunk c, DecodeBlobChunk(payload));
   const std::string path = BlobPath(tenant, c.id);
@@ -135,7 +139,7 @@ Status Replicas::WriteBlobChunk(const std::string& tenant, std::string_view payl
   if (!ec && held == c.total) return Status::Ok();
   const std::string partial = path + ".partial";
   if (c.offset == 0) {
-    SILO_RETURN_IF_ERROR(MakeDirs(layout::BlobDirIn(Dir(tenant) + "/files", c.id), 0700));
+    SILO_RETURN_IF_ERROR(MakeDirs(BlobDir(tenant, c.id), 0700));
   } else {
     // Pieces come in order; one that does not continue what is here (a
     // sender that restarted the blob) is refused and the sender resyncs.
@@ -148,7 +152,7 @@ Status Replicas::WriteBlobChunk(const std::string& tenant, std::string_view payl
   // before any commit that names it is sent here (shipper.h).
   SILO_RETURN_IF_ERROR(SyncFile(partial));
   if (::rename(partial.c_str(), path.c_str()) != 0) return DiskError("rename blob");
-  return SyncDir(layout::BlobDirIn(Dir(tenant) + "/files", c.id));
+  return SyncDir(BlobDir(tenant, c.id));
 }
 
 Status Replicas::RemoveBlob(const std::string& tenant, const Copy& copy, std::string_view payload) {

@@ -75,7 +75,9 @@ class Replicas {
   // The answer to `m` after `s`; `copy` (locked) is null for a bad id.
   cluster::Message Answer(const cluster::Message& m, const Copy* copy, Status s);
   Status WriteTenantFiles(const std::string& tenant, std::string_view payload);
+  // Where blob `blob_id` of a tenant's copy goes, and its directory.
   std::string BlobPath(const std::string& tenant_id, const std::string& blob_id) const;
+  std::string BlobDir(const std::string& tenant_id, const std::string& blob_id) const;
   Status WriteBlobChunk(const std::string& tenant, std::string_view payload);
   Status RemoveBlob(const std::string& tenant, const Copy& copy, std::string_view payload);
   Result<std::vector<std::string>> WantedBlobs(const std::string& tenant, std::string_view payload);

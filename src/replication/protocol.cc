@@ -1,5 +1,6 @@
 #include "replication/protocol.h"
 
+#include "base/data_layout.h"
 #include "replication/segment.h"
 
 namespace silo::replication {
@@ -73,11 +74,6 @@ Result<TenantFiles> DecodeTenantFiles(std::string_view in) {
   return TenantFiles{std::string(in.substr(0, meta)), std::string(in.substr(meta))};
 }
 
-bool ValidBlobId(std::string_view id) {
-  return id.size() == kBlobIdSize &&
-         id.find_first_not_of("0123456789abcdef") == std::string_view::npos;
-}
-
 std::string EncodeBlobChunk(const BlobChunk& c) {
   std::string out;
   out.reserve(kBlobIdSize + 16 + c.bytes.size());
@@ -95,7 +91,7 @@ Result<BlobChunk> DecodeBlobChunk(std::string_view in) {
   c.offset = GetU64(in.substr(kBlobIdSize));
   c.total = GetU64(in.substr(kBlobIdSize + 8));
   c.bytes.assign(in.substr(kBlobIdSize + 16));
-  if (!ValidBlobId(c.id)) return InvalidArgument("not a blob id");
+  if (!layout::ValidBlobId(c.id)) return InvalidArgument("not a blob id");
   if (c.total > static_cast<uint64_t>(kMaxOffset) || c.offset > c.total ||
       c.bytes.size() > c.total - c.offset || c.bytes.size() > kBlobChunkBytes ||
       (c.bytes.empty() && c.total != 0)) {
@@ -112,7 +108,7 @@ std::string EncodeBlobRemove(const BlobRemove& r) {
 }
 
 Result<BlobRemove> DecodeBlobRemove(std::string_view in) {
-  if (in.size() != 8 + kBlobIdSize || !ValidBlobId(in.substr(8))) {
+  if (in.size() != 8 + kBlobIdSize || !layout::ValidBlobId(in.substr(8))) {
     return InvalidArgument("not a blob removal");
   }
   return BlobRemove{GetU64(in), std::string(in.substr(8))};
@@ -137,7 +133,7 @@ Result<std::vector<BlobEntry>> DecodeBlobList(std::string_view in) {
   out.reserve(in.size() / kEntry);
   for (size_t at = 0; at < in.size(); at += kEntry) {
     BlobEntry e{std::string(in.substr(at, kBlobIdSize)), GetU64(in.substr(at + kBlobIdSize))};
-    if (!ValidBlobId(e.id) || e.size > static_cast<uint64_t>(kMaxOffset)) {
+    if (!layout::ValidBlobId(e.id) || e.size > static_cast<uint64_t>(kMaxOffset)) {
       return InvalidArgument("not a blob list");
     }
     out.push_back(std::move(e));
@@ -158,7 +154,7 @@ Result<std::vector<std::string>> DecodeBlobIds(std::string_view in) {
   std::vector<std::string> out;
   for (size_t at = 0; at < in.size(); at += kBlobIdSize) {
     out.emplace_back(in.substr(at, kBlobIdSize));
-    if (!ValidBlobId(out.back())) return InvalidArgument("not a list of blob ids");
+    if (!layout::ValidBlobId(out.back())) return InvalidArgument("not a list of blob ids");
   }
   return out;
 }

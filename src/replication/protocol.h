@@ -66,10 +66,9 @@ Result<TenantFiles> DecodeTenantFiles(std::string_view payload);
 // A tenant's file blobs (files/blob.h) travel as the sealed files they are
 // on the primary's disk: a follower stores them beside its copy
 // (files/b/<aa>/<id>.sf) and can read none of them. A blob id is 32
-// lowercase hex digits (files::ValidBlobId), so it names no other path.
+// lowercase hex digits (layout::ValidBlobId), so it names no other path.
 inline constexpr size_t kBlobIdSize = 32;
 inline constexpr size_t kBlobChunkBytes = size_t{1} << 20;
-bool ValidBlobId(std::string_view id);
 
 // A piece of blob `id`: `bytes` at `offset` of a file of `total` bytes.
 struct BlobChunk {

@@ -640,7 +640,7 @@ Status Shipper::SyncBlobs(size_t i, const std::shared_ptr<cluster::PeerClient>& 
   for (auto it = fs::recursive_directory_iterator(root, ec);
        !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
     const fs::path& path = it->path();
-    if (path.extension() != ".sf" || !ValidBlobId(path.stem().string())) continue;
+    if (path.extension() != ".sf" || !layout::ValidBlobId(path.stem().string())) continue;
     const auto size = fs::file_size(path, ec);
     if (ec) {
       ec.clear();  // removed meanwhile
