@@ -669,7 +669,7 @@ void ClusterMember::Loop() {
     // step are asked where they stand and resume from the segments kept;
     // those that cannot take a snapshot.
     std::vector<std::pair<std::string, std::shared_ptr<Primary>>> led;
-    std::vector<std::pair<std::string, std::shared_ptr<replication::Shipper>>> closed;
+    std::vector<std::pair<std::string, std::shared_ptr<Primary>>> closed;
     {
       MutexLock lock(mu_);
       for (const auto& [id, p] : primaries_) {
@@ -678,21 +678,19 @@ void ClusterMember::Loop() {
       // Closed ones too: a follower back on a new link resumes at the
       // chain's head now (a handover waits for it), not at the next open.
       for (const auto& [id, c] : closed_) {
-        if (c.primary->lease->Held()) closed.emplace_back(id, c.primary->shipper);
+        if (c.primary->lease->Held()) closed.emplace_back(id, c.primary);
       }
     }
-    for (const auto& [id, shipper] : closed) {
-      shipper->Resume();
-      // A follower that caught up joins the sync set while the tenant is
-      // closed too (else only the members of its last open could take it).
-      if (Status s = shipper->MaintainSyncSet(); !s.ok()) {
-        log::Warn("replication.sync_set_not_grown", {{"tenant", id}, {"cause", s.ToString()}});
-      }
-    }
-    for (const auto& [id, p] : led) {
-      p->shipper->Resume();
-      if (Status s = p->shipper->MaintainSyncSet(); !s.ok()) {
-        log::Warn("replication.sync_set_not_grown", {{"tenant", id}, {"cause", s.ToString()}});
+    // A follower that caught up joins the sync set while the tenant is
+    // closed too (else only the members of its last open could take it),
+    // and one that may hold blobs removed here loses them.
+    for (const auto* primaries : {&closed, &led}) {
+      for (const auto& [id, p] : *primaries) {
+        p->shipper->Resume();
+        if (Status s = p->shipper->MaintainSyncSet(); !s.ok()) {
+          log::Warn("replication.sync_set_not_grown", {{"tenant", id}, {"cause", s.ToString()}});
+        }
+        p->shipper->ReconcileBlobs(p->term);
       }
     }
     std::vector<std::pair<std::string, std::shared_ptr<Primary>>> waiting;
@@ -702,8 +700,8 @@ void ClusterMember::Loop() {
     for (const auto& [id, p] : waiting) Snapshot(id, p);
     // A closed one whose follower needs a snapshot is opened for it (its
     // chain goes on; a snapshot is cut through its writer).
-    for (const auto& [id, shipper] : closed) {
-      if (!shipper->NeedingSnapshot().empty()) SnapshotClosed(id);
+    for (const auto& [id, p] : closed) {
+      if (!p->shipper->NeedingSnapshot().empty()) SnapshotClosed(id);
     }
     CheckPrimaries();
     MutexLock lock(mu_);

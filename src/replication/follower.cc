@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -109,6 +110,11 @@ cluster::Message Replicas::Handle(const cluster::Message& m) {
       if (!wanted.ok()) return Answer(m, &copy, wanted.status());
       return cluster::Message{m.tenant, kBlobWant, m.seq, EncodeBlobIds(*wanted)};
     }
+    case kBlobHeld: {
+      auto held = HeldBlobs(m.tenant, m.payload);
+      if (!held.ok()) return Answer(m, &copy, held.status());
+      return cluster::Message{m.tenant, kBlobHeldIds, m.seq, EncodeBlobIds(*held)};
+    }
     default: return Answer(m, &copy, InvalidArgument("unknown message kind"));
   }
 }
@@ -177,6 +183,54 @@ Result<std::vector<std::string>> Replicas::WantedBlobs(const std::string& tenant
     if (ec || held != e.size) wanted.push_back(e.id);
   }
   return wanted;
+}
+
+Result<std::vector<std::string>> Replicas::HeldBlobs(const std::string& tenant,
+                                                     std::string_view payload) {
+  SILO_ASSIGN_OR_RETURN(std::vector<std::string> cursor, DecodeBlobIds(payload));
+  if (cursor.size() > 1) return InvalidArgument("a blob cursor names one id at most");
+  const std::string after = cursor.empty() ? std::string() : cursor[0];
+  namespace fs = std::filesystem;
+  const fs::path root = Dir(tenant) + "/files/b";
+  // An id's directory is its first two digits (layout::BlobDirIn), so the
+  // directories in order, each listed in order, list the ids in order.
+  std::vector<std::string> shards;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(root, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() == 2 && layout::ValidBlobId(name + std::string(kBlobIdSize - 2, '0')) &&
+        name >= after.substr(0, std::min<size_t>(2, after.size()))) {
+      shards.push_back(name);
+    }
+  }
+  if (ec && ec != std::errc::no_such_file_or_directory) {
+    return Internal("cannot list the copy's blobs").WithCause(ec.message());
+  }
+  std::sort(shards.begin(), shards.end());
+  std::vector<std::string> held;
+  for (const std::string& shard : shards) {
+    std::vector<std::string> ids;
+    for (auto it = fs::directory_iterator(root / shard, ec); !ec && it != fs::directory_iterator();
+         it.increment(ec)) {
+      std::string name = it->path().filename().string();
+      for (std::string_view suffix : {".sf", ".sf.partial"}) {
+        if (name.size() > suffix.size() && name.ends_with(suffix)) {
+          name.resize(name.size() - suffix.size());
+          break;
+        }
+      }
+      if (layout::ValidBlobId(name) && name > after) ids.push_back(std::move(name));
+    }
+    if (ec) return Internal("cannot list the copy's blobs").WithCause(ec.message());
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    for (std::string& id : ids) {
+      held.push_back(std::move(id));
+      if (held.size() == kMaxBlobListEntries) return held;
+    }
+  }
+  return held;
 }
 
 Result<TenantFiles> Replicas::Files(const std::string& tenant_id) {

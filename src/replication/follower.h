@@ -81,6 +81,9 @@ class Replicas {
   Status WriteBlobChunk(const std::string& tenant, std::string_view payload);
   Status RemoveBlob(const std::string& tenant, const Copy& copy, std::string_view payload);
   Result<std::vector<std::string>> WantedBlobs(const std::string& tenant, std::string_view payload);
+  // The ids of the blobs the copy holds, whole or in part, after the
+  // cursor `payload` (protocol.h, kBlobHeld).
+  Result<std::vector<std::string>> HeldBlobs(const std::string& tenant, std::string_view payload);
   Status ApplySnapshotChunk(const std::string& tenant, Copy& copy, std::string_view payload);
   Copy& Get(const std::string& tenant);  // made on first use; never removed
   // Opens the copy's Applier if it is not. REQUIRES: copy.mu held.

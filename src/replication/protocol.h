@@ -22,11 +22,13 @@ enum MessageKind : uint8_t {
   kBlobChunk = 8,      // payload: BlobChunk (answered kAck once written; the last, once durable)
   kBlobRemove = 9,     // payload: BlobRemove (answered kAck)
   kBlobList = 10,      // payload: a blob list (answered kBlobWant)
+  kBlobHeld = 12,      // payload: a blob cursor (answered kBlobHeldIds)
   // follower -> primary
   kAck = 3,           // payload: seq (8 bytes) and hash (32) the copy now holds
   kNeedSnapshot = 4,  // payload: why (the copy cannot take segments of this chain)
   kRefused = 5,       // payload: why (damaged, stale term, bad tenant id)
   kBlobWant = 11,     // payload: the ids of a kBlobList's blobs the copy lacks
+  kBlobHeldIds = 13,  // payload: the ids of the blobs the copy holds after the cursor
 };
 
 // A piece of a snapshot: the database file (sealed bytes, as on the
@@ -101,6 +103,9 @@ std::string EncodeBlobList(const std::vector<BlobEntry>& entries);
 Result<std::vector<BlobEntry>> DecodeBlobList(std::string_view payload);
 std::string EncodeBlobIds(const std::vector<std::string>& ids);
 Result<std::vector<std::string>> DecodeBlobIds(std::string_view payload);
+// A kBlobHeld cursor is blob ids too: none (from the first) or one, the
+// last id of the answer before. The answer lists the ids after it, in
+// increasing order, at most kMaxBlobListEntries: fewer means the end.
 
 std::string EncodeAck(uint64_t seq, const std::string& hash);
 Result<std::pair<uint64_t, std::string>> DecodeAck(std::string_view payload);

@@ -58,6 +58,11 @@ struct Shipper::Shared {
     // A blob did not reach it: Resume sends it to a snapshot, whose blob
     // list clears this.
     bool files_missing = false;
+    // It may hold blobs removed here (it was away, or a removal did not
+    // reach it): ReconcileBlobs asks it. `removal_misses` counts the times
+    // it became so, so that a reconcile does not clear a newer miss.
+    bool removals_unsure = true;
+    uint64_t removal_misses = 0;
   };
 
   std::mutex mu;
@@ -73,6 +78,10 @@ struct Shipper::Shared {
   // reuses an id still in flight.
   std::atomic<uint64_t> next_message{0};
 
+  void RemovalMissed(Follower& f) {
+    f.removals_unsure = true;
+    ++f.removal_misses;
+  }
   // A follower that cannot continue the chain waits for a snapshot.
   void NeedsSnapshot(Follower& f) {
     f.state = FollowerState::kNeedsSnapshot;
@@ -258,6 +267,7 @@ void Shipper::SetFollower(FollowerLink link) {
     if (f.link.node != link.node) continue;
     f.link = std::move(link);
     shared_->Ask(f);
+    shared_->RemovalMissed(f);  // removals made while it was away went nowhere
     if (shared_->blob_ships > 0) f.files_missing = true;
     return;
   }
@@ -596,17 +606,108 @@ Status Shipper::ShipBlob(const std::string& id) {
 
 void Shipper::RemoveBlob(const std::string& id, uint64_t term) {
   if (options_.files_dir.empty()) return;
-  std::vector<std::shared_ptr<cluster::PeerClient>> links;
+  std::vector<std::pair<size_t, std::shared_ptr<cluster::PeerClient>>> links;
   {
     std::lock_guard lock(shared_->mu);
-    for (const Shared::Follower& f : shared_->followers) {
-      if (f.state != FollowerState::kGone && f.link.link) links.push_back(f.link.link);
+    for (size_t i = 0; i < shared_->followers.size(); ++i) {
+      Shared::Follower& f = shared_->followers[i];
+      if (f.state == FollowerState::kGone) continue;
+      if (f.link.link) {
+        links.emplace_back(i, f.link.link);
+      } else {
+        shared_->RemovalMissed(f);
+      }
     }
   }
   const std::string payload = EncodeBlobRemove({term, id});
-  for (const auto& link : links) {
-    (void)link->Send(cluster::Message{tenant_, kBlobRemove, ++shared_->next_message, payload},
-                     std::chrono::milliseconds(100), [](Result<cluster::Message>) {});
+  std::weak_ptr<Shared> weak = shared_;
+  for (const auto& [i, link] : links) {
+    // Not acknowledged (a broken link, a refusal, no answer in time): the
+    // next ReconcileBlobs asks that follower what it holds.
+    auto missed = [weak, i = i](Result<cluster::Message> answer) {
+      if (answer.ok() && answer->kind == kAck) return;
+      if (auto shared = weak.lock()) {
+        std::lock_guard lock(shared->mu);
+        shared->RemovalMissed(shared->followers[i]);
+      }
+    };
+    Status sent =
+        link->Send(cluster::Message{tenant_, kBlobRemove, ++shared_->next_message, payload},
+                   std::chrono::milliseconds(100), missed);
+    if (!sent.ok()) missed(sent);
+  }
+}
+
+size_t Shipper::ReconcileBlobs(uint64_t term) {
+  if (options_.files_dir.empty()) return 0;
+  struct Unsure {
+    size_t i;
+    std::string node;
+    std::shared_ptr<cluster::PeerClient> link;
+    uint64_t misses;
+  };
+  std::vector<Unsure> unsure;
+  {
+    std::lock_guard lock(shared_->mu);
+    for (size_t i = 0; i < shared_->followers.size(); ++i) {
+      const Shared::Follower& f = shared_->followers[i];
+      if (f.state == FollowerState::kStreaming && f.removals_unsure && f.link.link) {
+        unsure.push_back({i, f.link.node, f.link.link, f.removal_misses});
+      }
+    }
+  }
+  size_t total = 0;
+  for (const Unsure& u : unsure) {
+    auto removed = RemoveExtraBlobs(u.link, term);
+    if (!removed.ok()) {
+      log::Warn("replication.blob_reconcile_failed",
+                {{"tenant", tenant_}, {"node", u.node}, {"cause", removed.status().ToString()}});
+      continue;  // asked again next time
+    }
+    total += *removed;
+    if (*removed > 0) {
+      log::Info(
+          "replication.orphan_blobs_removed",
+          {{"tenant", tenant_}, {"node", u.node}, {"blobs", static_cast<long long>(*removed)}});
+    }
+    std::lock_guard lock(shared_->mu);
+    Shared::Follower& f = shared_->followers[u.i];
+    if (f.link.link == u.link && f.removal_misses == u.misses) f.removals_unsure = false;
+  }
+  return total;
+}
+
+Result<size_t> Shipper::RemoveExtraBlobs(const std::shared_ptr<cluster::PeerClient>& link,
+                                         uint64_t term) {
+  std::string cursor;
+  size_t removed = 0;
+  for (;;) {
+    auto answer = link->Call(cluster::Message{tenant_, kBlobHeld, ++shared_->next_message,
+                                              cursor.empty() ? "" : EncodeBlobIds({cursor})},
+                             options_.ack_timeout);
+    if (!answer.ok()) return answer.status();
+    if (answer->kind != kBlobHeldIds) {
+      return Unavailable("the follower did not list its blobs").WithCause(answer->payload);
+    }
+    SILO_ASSIGN_OR_RETURN(std::vector<std::string> ids, DecodeBlobIds(answer->payload));
+    for (const std::string& id : ids) {
+      // In order, after the cursor: else a follower could keep this asking.
+      if (id <= cursor) return Unavailable("the follower listed its blobs out of order");
+      cursor = id;
+      struct stat st {};
+      if (::stat(layout::BlobFileIn(options_.files_dir, id).c_str(), &st) == 0) continue;
+      if (errno != ENOENT)
+        return Internal("cannot look for a blob").WithCause(std::strerror(errno));
+      auto gone = link->Call(cluster::Message{tenant_, kBlobRemove, ++shared_->next_message,
+                                              EncodeBlobRemove({term, id})},
+                             options_.ack_timeout);
+      if (!gone.ok()) return gone.status();
+      if (gone->kind != kAck) {
+        return Unavailable("the follower refused a blob removal").WithCause(gone->payload);
+      }
+      ++removed;
+    }
+    if (ids.size() < kMaxBlobListEntries) return removed;
   }
 }
 

@@ -146,6 +146,17 @@ class Shipper {
   // keeps the blob as an orphan, which a promoted copy's file collection
   // (files::FileStore::CollectExpired) removes.
   void RemoveBlob(const std::string& id, uint64_t term);
+  // Removes, under `term`, the blobs a follower holds that this copy no
+  // longer does, from each streaming follower that may have missed a
+  // removal: one new or back on a new link (it was away), or one a
+  // RemoveBlob did not reach. Without it, a file purged here would stay on
+  // such a copy, sealed but whole, until that copy is promoted. A blob is
+  // always here before it is on a follower (ShipBlob), so one held there
+  // and not here was removed here, never one on its way. Called by the
+  // owner now and then (a cluster node: each loop turn); a follower that
+  // does not answer is tried again on the next call. Returns how many
+  // blobs went.
+  size_t ReconcileBlobs(uint64_t term);
 
   // The last segment published (0 before the first).
   uint64_t published() const { return published_; }
@@ -185,6 +196,9 @@ class Shipper {
   // Gives follower `i` (over `link`) every blob under files_dir that its
   // copy lacks (kBlobList, then SendBlob).
   Status SyncBlobs(size_t i, const std::shared_ptr<cluster::PeerClient>& link);
+  // Removes from the follower on `link` the blobs it holds that files_dir
+  // does not (kBlobHeld, page by page; kBlobRemove). Returns how many.
+  Result<size_t> RemoveExtraBlobs(const std::shared_ptr<cluster::PeerClient>& link, uint64_t term);
   // Follower `i` lacks a blob: it needs a snapshot before it streams again.
   void MissedBlob(size_t i, const std::string& id, const std::string& why);
   // Records `nodes` (sorted) as the sync set, then keeps it.

@@ -479,6 +479,61 @@ TEST_F(ShippingTest, ABlobReachesEveryFollowerAndOneThatMissedItTakesASnapshotNo
   EXPECT_EQ(held(1, second_id), second);
 }
 
+TEST_F(ShippingTest, ABlobRemovedWhileAFollowerWasAwayLeavesItsCopyWhenItIsBack) {
+  const std::string files = dir_ + "/primary/files";
+  Shipper shipper(kTenant, ShipperOptions{.files_dir = files}, Links());
+  auto db = OpenPrimary(shipper);
+  ASSERT_NE(db, nullptr);
+  ASSERT_OK(Insert(*db, 1));
+  WaitForFollowers(shipper);
+  auto copy_files = [&](int i) { return followers_[i]->replicas->Dir(kTenant) + "/files"; };
+  auto held = [&](int i, const std::string& id) {
+    return fs::exists(layout::BlobFileIn(copy_files(i), id)) ||
+           fs::exists(layout::BlobFileIn(copy_files(i), id) + ".partial");
+  };
+  const std::string kept_id = "1a" + std::string(30, '3');
+  const std::string purged_id = "f0" + std::string(30, '4');
+  PutBlob(files, kept_id, 4000);
+  PutBlob(files, purged_id, 6000);
+  ASSERT_OK(shipper.ShipBlob(kept_id));
+  ASSERT_OK(shipper.ShipBlob(purged_id));
+  // A new follower's copy may hold blobs from before it followed this
+  // chain: node-3's stale blob goes at the first reconcile, with no other.
+  const std::string stale_id = "7e" + std::string(30, '5');
+  ASSERT_OK(MakeDirs(layout::BlobDirIn(copy_files(1), stale_id)));
+  ASSERT_OK(WriteFileAtomic(layout::BlobFileIn(copy_files(1), stale_id), "sealed", 0600));
+  EXPECT_EQ(shipper.ReconcileBlobs(1), 1u);
+  EXPECT_FALSE(held(1, stale_id));
+  EXPECT_TRUE(held(0, kept_id) && held(0, purged_id) && held(1, kept_id) && held(1, purged_id));
+
+  // node-2 is away when a file is purged here: the removal reaches node-3
+  // only. It also holds a piece of a blob this copy collected meanwhile.
+  shipper.RemoveFollower("node-2");
+  ASSERT_OK(Insert(*db, 2));
+  fs::remove(layout::BlobFileIn(files, purged_id));
+  shipper.RemoveBlob(purged_id, 1);
+  for (int wait = 0; wait < 400 && held(1, purged_id); ++wait) std::this_thread::sleep_for(5ms);
+  EXPECT_FALSE(held(1, purged_id));
+  const std::string partial_id = "f0" + std::string(30, '6');
+  ASSERT_OK(WriteFileAtomic(layout::BlobFileIn(copy_files(0), partial_id) + ".partial", "x", 0600));
+  // node-3 was reconciled and missed nothing since: it is not asked again
+  // (what it holds beyond this copy's blobs stays until it misses one).
+  ASSERT_OK(WriteFileAtomic(layout::BlobFileIn(copy_files(1), stale_id), "sealed", 0600));
+  EXPECT_EQ(shipper.ReconcileBlobs(1), 0u);
+  EXPECT_TRUE(held(0, purged_id));  // away: not asked either
+
+  // Back on a new link, resumed from the retained segments: the purged
+  // blob and the collected piece leave its copy; the live blob stays.
+  shipper.SetFollower(NewLink(0));
+  EXPECT_EQ(shipper.Resume(), 1u);
+  EXPECT_EQ(shipper.ReconcileBlobs(1), 2u);
+  EXPECT_FALSE(held(0, purged_id));
+  EXPECT_FALSE(held(0, partial_id));
+  EXPECT_TRUE(held(0, kept_id));
+  EXPECT_TRUE(held(1, kept_id));
+  EXPECT_EQ(shipper.ReconcileBlobs(1), 0u);
+}
+
 TEST_F(ShippingTest, AFollowerThatRefusesABlobGetsNoLaterSegmentUntilItsSnapshot) {
   const std::string files = dir_ + "/primary/files";
   Shipper shipper(kTenant, ShipperOptions{.ack_timeout = 500ms, .files_dir = files}, Links());
@@ -560,6 +615,49 @@ TEST(ReplicasTest, ABlobIsKeptOnlyWhenItsPiecesArriveWholeAndInOrder) {
       replicas.Handle(cluster::Message{"t1", kBlobRemove, 81, EncodeBlobRemove({4, id})}).kind,
       kAck);
   EXPECT_FALSE(fs::exists(path));
+  fs::remove_all(dir);
+}
+
+TEST(ReplicasTest, AHeldBlobListNamesEachBlobOnceInOrderAfterItsCursor) {
+  char tmpl[] = "/tmp/silo-replicas-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  Replicas replicas(dir + "/replicas");
+  auto held = [&](const std::vector<std::string>& cursor) -> std::vector<std::string> {
+    cluster::Message answer =
+        replicas.Handle(cluster::Message{"t1", kBlobHeld, 80, EncodeBlobIds(cursor)});
+    EXPECT_EQ(answer.kind, kBlobHeldIds) << answer.payload;
+    auto ids = DecodeBlobIds(answer.payload);
+    return ids.ok() ? *ids : std::vector<std::string>{"undecodable"};
+  };
+  EXPECT_TRUE(held({}).empty());  // no blob was ever stored
+  const std::string files = replicas.Dir("t1") + "/files";
+  const std::vector<std::string> ids = {"0a" + std::string(30, '1'), "0a" + std::string(30, '2'),
+                                        "c3" + std::string(30, '0'), "ff" + std::string(30, 'f')};
+  for (const std::string& id : ids) {
+    ASSERT_OK(MakeDirs(layout::BlobDirIn(files, id)));
+  }
+  ASSERT_OK(WriteFileAtomic(layout::BlobFileIn(files, ids[3]), "whole", 0600));
+  ASSERT_OK(WriteFileAtomic(layout::BlobFileIn(files, ids[0]), "whole", 0600));
+  ASSERT_OK(WriteFileAtomic(layout::BlobFileIn(files, ids[0]) + ".partial", "again", 0600));
+  ASSERT_OK(WriteFileAtomic(layout::BlobFileIn(files, ids[2]) + ".partial", "part", 0600));
+  ASSERT_OK(WriteFileAtomic(layout::BlobFileIn(files, ids[1]), "whole", 0600));
+  // Names that are not blobs are not listed.
+  ASSERT_OK(WriteFileAtomic(layout::BlobDirIn(files, ids[1]) + "/notes.txt", "x", 0600));
+  ASSERT_OK(WriteFileAtomic(layout::BlobDirIn(files, ids[1]) + "/0A" + std::string(30, '1') + ".sf",
+                            "x", 0600));
+  ASSERT_OK(MakeDirs(files + "/b/zz"));
+  ASSERT_OK(WriteFileAtomic(files + "/b/zz/zz" + std::string(30, '0') + ".sf", "x", 0600));
+  EXPECT_EQ(held({}), ids);
+  EXPECT_EQ(held({ids[0]}), std::vector<std::string>(ids.begin() + 1, ids.end()));
+  EXPECT_EQ(held({"0b" + std::string(30, '0')}),
+            std::vector<std::string>(ids.begin() + 2, ids.end()));
+  EXPECT_TRUE(held({ids[3]}).empty());
+  // A cursor that is not one id is refused.
+  EXPECT_EQ(
+      replicas.Handle(cluster::Message{"t1", kBlobHeld, 81, EncodeBlobIds({ids[0], ids[1]})}).kind,
+      kRefused);
+  EXPECT_EQ(replicas.Handle(cluster::Message{"t1", kBlobHeld, 82, "../../etc/passwd"}).kind,
+            kRefused);
   fs::remove_all(dir);
 }
 
