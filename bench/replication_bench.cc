@@ -163,9 +163,9 @@ int main() {
     std::string name = "follower-" + std::to_string(i);
     followers.replicas.push_back(std::make_unique<repl::Replicas>(dir + "/" + name));
     repl::Replicas* r = followers.replicas.back().get();
-    auto listener = silo::cluster::PeerListener::Start(
+    auto listener = silo::cluster::PeerListener::StartForRuns(
         "127.0.0.1:0", silo::cluster::testing::MakeNode(dir, "ca", name),
-        [r](const silo::cluster::Message& m) { return r->Handle(m); });
+        [r](const std::vector<silo::cluster::Message>& run) { return r->HandleRun(run); });
     if (!listener.ok()) Die(listener.status(), "listen");
     followers.listeners.push_back(std::move(listener).value());
   }

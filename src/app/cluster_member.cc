@@ -210,8 +210,9 @@ Status ClusterMember::Start(const std::string& public_url) {
     }
   }
   // The listener's handler runs until Stop() stops it, before this is gone.
-  auto listener = cluster::PeerListener::Start(
-      c.listen.ToString(), TlsOf(c), [this](const cluster::Message& m) { return Handle(m); });
+  auto listener = cluster::PeerListener::StartForRuns(
+      c.listen.ToString(), TlsOf(c),
+      [this](const std::vector<cluster::Message>& run) { return Handle(run); });
   if (!listener.ok()) {
     MutexLock lock(mu_);
     lease_.reset();
@@ -639,8 +640,8 @@ ClusterMember::FileIdentity ClusterMember::IdentityOf(const std::string& path) {
           int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec};
 }
 
-cluster::Message ClusterMember::Handle(const cluster::Message& message) {
-  return replicas_->Handle(message);
+std::vector<cluster::Message> ClusterMember::Handle(const std::vector<cluster::Message>& run) {
+  return replicas_->HandleRun(run);
 }
 
 void ClusterMember::Loop() {

@@ -283,7 +283,7 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   void CheckPrimaries();
   // Takes over `tenant_id` from this node's copy. False when it could not.
   bool Promote(const std::string& tenant_id);
-  cluster::Message Handle(const cluster::Message& message);
+  std::vector<cluster::Message> Handle(const std::vector<cluster::Message>& run);
 
   const ClusterOptions options_;
   std::unique_ptr<cluster::Etcd> etcd_;

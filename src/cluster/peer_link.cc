@@ -266,11 +266,17 @@ void ReadMessages(Link& link, uint8_t type, OnMessage on_message) {
   }
 }
 
-// Runs each tenant's messages in order, one tenant per worker at a time.
+// Runs each tenant's messages in order, one tenant per worker at a time: a
+// worker takes the tenant's messages queued by then (at most kMaxRun) as one
+// run, and writes each answer to the link its message came on.
 class TenantPool {
  public:
-  using Task = std::function<void()>;
-  explicit TenantPool(int workers) {
+  static constexpr size_t kMaxRun = 64;
+  struct Item {
+    std::shared_ptr<Link> link;
+    Message message;
+  };
+  TenantPool(int workers, RunHandler handler) : handler_(std::move(handler)) {
     for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { Work(); });
   }
   ~TenantPool() {
@@ -281,12 +287,13 @@ class TenantPool {
     cv_.notify_all();
     for (auto& t : threads_) t.join();
   }
-  void Post(const std::string& tenant, Task task) {
+  void Post(std::shared_ptr<Link> link, Message m) {
     std::lock_guard lock(mu_);
+    std::string tenant = m.tenant;
     auto& q = queues_[tenant];
-    q.push_back(std::move(task));
+    q.push_back(Item{std::move(link), std::move(m)});
     if (q.size() == 1 && busy_.count(tenant) == 0) {
-      ready_.push_back(tenant);
+      ready_.push_back(std::move(tenant));
       cv_.notify_one();
     }
   }
@@ -300,10 +307,14 @@ class TenantPool {
       std::string tenant = std::move(ready_.front());
       ready_.pop_front();
       busy_.insert(tenant);
-      Task task = std::move(queues_[tenant].front());
-      queues_[tenant].pop_front();
+      std::deque<Item>& q = queues_[tenant];
+      std::vector<Item> items;
+      while (!q.empty() && items.size() < kMaxRun) {
+        items.push_back(std::move(q.front()));
+        q.pop_front();
+      }
       lock.unlock();
-      task();
+      Run(items);
       lock.lock();
       busy_.erase(tenant);
       if (queues_[tenant].empty()) {
@@ -315,9 +326,26 @@ class TenantPool {
     }
   }
 
+  void Run(const std::vector<Item>& items) {
+    std::vector<Message> run;
+    run.reserve(items.size());
+    for (const Item& item : items) run.push_back(item.message);
+    std::vector<Message> answers = handler_(run);
+    for (size_t i = 0; i < items.size(); ++i) {
+      const Message& m = items[i].message;
+      Message answer =
+          i < answers.size() ? std::move(answers[i]) : Message{m.tenant, 0, m.seq, "no answer"};
+      answer.tenant = m.tenant;
+      answer.seq = m.seq;
+      if (answer.payload.size() > kMaxPayload) answer = Message{m.tenant, 0, m.seq, "too large"};
+      if (!items[i].link->WriteMessage(kReply, answer)) items[i].link->Shutdown();
+    }
+  }
+
+  const RunHandler handler_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::map<std::string, std::deque<Task>> queues_;
+  std::map<std::string, std::deque<Item>> queues_;
   std::deque<std::string> ready_;
   std::set<std::string> busy_;
   bool stop_ = false;
@@ -326,8 +354,8 @@ class TenantPool {
 
 class Listener : public PeerListener {
  public:
-  Listener(int fd, int port, std::shared_ptr<SSL_CTX> ctx, Handler handler, int workers)
-      : fd_(fd), port_(port), ctx_(std::move(ctx)), handler_(std::move(handler)), pool_(workers) {
+  Listener(int fd, int port, std::shared_ptr<SSL_CTX> ctx, RunHandler handler, int workers)
+      : fd_(fd), port_(port), ctx_(std::move(ctx)), pool_(workers, std::move(handler)) {
     accept_thread_ = std::thread([this] { Accept(); });
   }
   ~Listener() override { Stop(); }
@@ -403,22 +431,12 @@ class Listener : public PeerListener {
   }
 
   void Read(const std::shared_ptr<Link>& link) {
-    ReadMessages(*link, kRequest, [&](Message m) {
-      std::string tenant = m.tenant;
-      pool_.Post(tenant, [this, link, m = std::move(m)] {
-        Message answer = handler_(m);
-        answer.tenant = m.tenant;
-        answer.seq = m.seq;
-        if (answer.payload.size() > kMaxPayload) answer = Message{m.tenant, 0, m.seq, "too large"};
-        if (!link->WriteMessage(kReply, answer)) link->Shutdown();
-      });
-    });
+    ReadMessages(*link, kRequest, [&](Message m) { pool_.Post(link, std::move(m)); });
   }
 
   const int fd_;
   const int port_;
   std::shared_ptr<SSL_CTX> ctx_;
-  Handler handler_;
   std::atomic<bool> stopped_{false};
   std::thread accept_thread_;
   std::mutex mu_;
@@ -558,6 +576,20 @@ uint64_t RandomFirstSeq() {
 Result<std::unique_ptr<PeerListener>> PeerListener::Start(const std::string& listen,
                                                           const PeerTls& tls, Handler handler,
                                                           int workers) {
+  return StartForRuns(
+      listen, tls,
+      [handler = std::move(handler)](const std::vector<Message>& run) {
+        std::vector<Message> answers;
+        answers.reserve(run.size());
+        for (const Message& m : run) answers.push_back(handler(m));
+        return answers;
+      },
+      workers);
+}
+
+Result<std::unique_ptr<PeerListener>> PeerListener::StartForRuns(const std::string& listen,
+                                                                 const PeerTls& tls,
+                                                                 RunHandler handler, int workers) {
   SILO_ASSIGN_OR_RETURN(std::shared_ptr<SSL_CTX> ctx, MakeContext(tls, /*server=*/true));
   std::string host, port;
   if (!SplitAddress(listen, &host, &port)) {

@@ -21,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 
@@ -46,6 +47,11 @@ inline constexpr size_t kMaxPayload = size_t{64} << 20;
 // Answers one message; runs on a worker of the listener's pool. The answer
 // goes back to the sender as the reply to that message (same tenant, seq).
 using Handler = std::function<Message(const Message&)>;
+// Answers a run of one tenant's messages, in the order they came (those
+// queued when a worker took the tenant, at most 64): one answer per message,
+// in the same order. Lets a handler do once for a run what each message
+// would need (a follower's fsync: several segments made durable together).
+using RunHandler = std::function<std::vector<Message>(const std::vector<Message>&)>;
 
 // A random first message number for a sender that shares a link with
 // others (its numbers then count up from it), so that no two senders' (tenant,
@@ -58,6 +64,10 @@ class PeerListener {
   // that completes the mutual TLS handshake. `workers` threads run handlers.
   static Result<std::unique_ptr<PeerListener>> Start(const std::string& listen, const PeerTls& tls,
                                                      Handler handler, int workers = 4);
+  // The same, with a handler that answers runs.
+  static Result<std::unique_ptr<PeerListener>> StartForRuns(const std::string& listen,
+                                                            const PeerTls& tls, RunHandler handler,
+                                                            int workers = 4);
   virtual ~PeerListener() = default;
   virtual int port() const = 0;
   // Stops accepting, closes every link, joins every thread.

@@ -25,7 +25,10 @@ constexpr int64_t kWalHeaderSize = 32;
 constexpr int64_t kFrameHeaderSize = 24;
 constexpr int64_t kFrameSize = kFrameHeaderSize + kPageSize;
 
-// replica.pos: two slots of kSlotSize bytes; a position goes to slot seq % 2.
+// replica.pos: two slots of kSlotSize bytes; a position goes to slot seq % 2,
+// or to the other one when that slot holds the newest position (a run of
+// segments made durable together skips seqs), so a torn write never takes
+// the only intact newest position with it.
 constexpr std::string_view kSlotMagic = "SLRP";
 constexpr uint8_t kSlotVersion = 1;
 constexpr int64_t kSlotSize = 128;
@@ -84,6 +87,7 @@ struct Applier::Files {
   int fd[2] = {-1, -1};  // by FileId
   bool dirty[2] = {false, false};
   int position_fd = -1;
+  int newest_slot = -1;  // the slot holding the newest position; -1: none
 
   ~Files() {
     for (int f : fd) {
@@ -148,9 +152,11 @@ struct Applier::Files {
       SILO_RETURN_IF_ERROR(SyncDir(dir));
     }
     std::string slot = EncodeSlot(p);
-    int64_t offset = static_cast<int64_t>(p.seq % 2) * kSlotSize;
-    SILO_RETURN_IF_ERROR(PwriteAll(position_fd, slot, offset));
+    int index = static_cast<int>(p.seq % 2);
+    if (index == newest_slot) index = 1 - index;
+    SILO_RETURN_IF_ERROR(PwriteAll(position_fd, slot, int64_t{index} * kSlotSize));
     if (::fdatasync(position_fd) != 0) return DiskError("fdatasync position");
+    newest_slot = index;
     return Status::Ok();
   }
 };
@@ -158,6 +164,7 @@ struct Applier::Files {
 Result<std::unique_ptr<Applier>> Applier::Open(const std::string& dir) {
   SILO_RETURN_IF_ERROR(MakeDirs(dir));
   ReplicaPosition position;
+  int newest_slot = -1;
   std::string path = dir + "/" + kReplicaPositionName;
   if (PathExists(path)) {
     SILO_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
@@ -168,10 +175,13 @@ Result<std::unique_ptr<Applier>> Applier::Open(const std::string& dir) {
     if (!a && !b) {
       return DataLoss("the replica's position is damaged: it needs a new snapshot");
     }
-    position = (a && (!b || a->seq > b->seq)) ? *a : *b;
+    bool first = a && (!b || a->seq > b->seq);
+    position = first ? *a : *b;
+    newest_slot = first ? 0 : 1;
   }
   auto files = std::make_unique<Files>();
   files->dir = dir;
+  files->newest_slot = newest_slot;
   return std::unique_ptr<Applier>(new Applier(std::move(position), std::move(files)));
 }
 
@@ -186,7 +196,35 @@ Applier::Applier(ReplicaPosition position, std::unique_ptr<Files> files)
 
 Applier::~Applier() = default;
 
-Status Applier::Apply(std::string_view encoded) {
+namespace {
+
+// A segment that only appends WAL frames (a commit's): its sync may wait, as
+// SQLite's own synchronous=NORMAL lets a commit's. Frames past the last
+// synced ones that do not all reach the disk end the log at the first one
+// missing (its checksum chain breaks), so the copy is still a committed
+// prefix; a checkpoint or a new log (a header) keeps every sync.
+bool OnlyAppendsFrames(const Segment& segment) {
+  for (const Op& op : segment.ops) {
+    if (op.file != FileId::kWal) return false;
+    if (op.kind == OpKind::kSync) continue;
+    if (op.kind != OpKind::kWrite || op.offset < kWalHeaderSize) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Status Applier::Flush() {
+  if (!deferred_) return Status::Ok();
+  for (FileId id : {FileId::kDatabase, FileId::kWal}) {
+    if (files_->dirty[static_cast<int>(id)]) SILO_RETURN_IF_ERROR(files_->Sync(id));
+  }
+  SILO_RETURN_IF_ERROR(files_->WritePosition(position_));
+  deferred_ = false;
+  return Status::Ok();
+}
+
+Status Applier::Apply(std::string_view encoded, bool may_defer) {
   SILO_ASSIGN_OR_RETURN(Segment segment, DecodeSegment(encoded));
   const SegmentHeader& h = segment.header;
   ReplicaPosition& p = position_;
@@ -207,8 +245,17 @@ Status Applier::Apply(std::string_view encoded) {
     }
   }
 
+  const bool defer = may_defer && OnlyAppendsFrames(segment);
+  if (!defer && deferred_) {
+    // The frames of the segments deferred before this one are durable
+    // before any change of this one (a checkpoint copies them).
+    for (FileId id : {FileId::kDatabase, FileId::kWal}) {
+      if (files_->dirty[static_cast<int>(id)]) SILO_RETURN_IF_ERROR(files_->Sync(id));
+    }
+  }
   ReplicaPosition next = p;
   for (const Op& op : segment.ops) {
+    if (defer && op.kind == OpKind::kSync) continue;
     SILO_RETURN_IF_ERROR(files_->Apply(op));
     if (op.file != FileId::kWal) continue;
     // Follow the WAL's last commit frame: a header written at the start (a
@@ -226,16 +273,22 @@ Status Applier::Apply(std::string_view encoded) {
       next.wal_commit_frame = static_cast<uint32_t>((op.offset - kWalHeaderSize) / kFrameSize + 1);
     }
   }
-  // Whatever the segment changed is durable before the position says so.
-  for (FileId id : {FileId::kDatabase, FileId::kWal}) {
-    if (files_->dirty[static_cast<int>(id)]) SILO_RETURN_IF_ERROR(files_->Sync(id));
-  }
   next.lineage = h.lineage;
   next.term = h.term;
   next.seq = h.seq;
   next.hash = segment.hash;
+  if (defer) {
+    position_ = std::move(next);
+    deferred_ = true;
+    return Status::Ok();
+  }
+  // Whatever the segment changed is durable before the position says so.
+  for (FileId id : {FileId::kDatabase, FileId::kWal}) {
+    if (files_->dirty[static_cast<int>(id)]) SILO_RETURN_IF_ERROR(files_->Sync(id));
+  }
   SILO_RETURN_IF_ERROR(files_->WritePosition(next));
   position_ = std::move(next);
+  deferred_ = false;
   return Status::Ok();
 }
 

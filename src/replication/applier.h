@@ -10,7 +10,9 @@
 // `replica.pos`, two alternating checksummed slots overwritten in place, so
 // a torn write of one leaves the other. A follower killed mid-segment
 // restarts from its position and applies that segment again: writes and
-// truncates are absolute, so doing them twice changes nothing.
+// truncates are absolute, so doing them twice changes nothing. A run of
+// segments that only append WAL frames may be made durable together (Apply's
+// `may_defer`, then Flush): two fsyncs for the run instead of two each.
 //
 // Thread-compatible: one Applier per directory, used by one thread at a time.
 #ifndef SILO_REPLICATION_APPLIER_H_
@@ -59,8 +61,19 @@ class Applier {
   // FailedPrecondition (another lineage, a gap, or behind: the copy needs a
   // snapshot), PermissionDenied (a term lower than one already seen: the
   // sender was deposed), Internal (the disk failed; reopen the copy).
-  Status Apply(std::string_view encoded);
+  //
+  // With `may_defer`, a segment that only appends WAL frames is written but
+  // not made durable, nor its position recorded: deferred() until the next
+  // Apply without it, or Flush, does both (a segment of any other kind
+  // first makes the deferred ones durable). Whoever acknowledges a deferred
+  // segment must Flush first.
+  Status Apply(std::string_view encoded, bool may_defer = false);
+  // Makes what deferred Applies wrote durable and records the position.
+  // Internal when the disk failed (reopen the copy).
+  Status Flush();
+  bool deferred() const { return deferred_; }
 
+  // The position of the last segment applied (durable unless deferred()).
   const ReplicaPosition& position() const { return position_; }
 
   // Sets the position of the copy in `dir` (after a snapshot replaced its
@@ -73,6 +86,7 @@ class Applier {
 
   ReplicaPosition position_;
   std::unique_ptr<Files> files_;
+  bool deferred_ = false;
 };
 
 }  // namespace silo::replication

@@ -89,15 +89,53 @@ Result<ReplicaPosition> Replicas::Position(const std::string& tenant_id) {
   return copy.applier->position();
 }
 
-cluster::Message Replicas::Handle(const cluster::Message& m) {
-  if (!ValidTenantId(m.tenant)) return Answer(m, nullptr, InvalidArgument("not a tenant id"));
-  Copy& copy = Get(m.tenant);
+cluster::Message Replicas::Handle(const cluster::Message& m) { return HandleRun({m}).front(); }
+
+std::vector<cluster::Message> Replicas::HandleRun(const std::vector<cluster::Message>& run) {
+  std::vector<cluster::Message> answers;
+  answers.reserve(run.size());
+  if (run.empty()) return answers;
+  const std::string& tenant = run.front().tenant;
+  if (!ValidTenantId(tenant)) {
+    for (const cluster::Message& m : run) {
+      answers.push_back(Answer(m, nullptr, InvalidArgument("not a tenant id")));
+    }
+    return answers;
+  }
+  Copy& copy = Get(tenant);
+  // Held across the run: nothing reads a position that is not durable yet.
   std::lock_guard lock(copy.mu);
+  std::vector<size_t> deferred;  // answers to make once the copy is durable
+  auto flush = [&] {
+    if (deferred.empty()) return;
+    // The last segment applied may have made the others durable (one of
+    // another kind does): Flush then does nothing.
+    Status s = copy.applier ? copy.applier->Flush()
+                            : Internal("the replica was reopened before a segment was durable");
+    if (s.code() == StatusCode::kInternal) copy.applier.reset();  // reopened next time
+    for (size_t i : deferred) answers[i] = Answer(run[i], &copy, s);
+    deferred.clear();
+  };
+  for (size_t i = 0; i < run.size(); ++i) {
+    // Segments may leave their fsync to the run's end; a message of another
+    // kind sees (and reports) a durable copy.
+    const bool segment = run[i].kind == kSegment;
+    if (!segment) flush();
+    answers.push_back(HandleLocked(run[i], copy, segment));
+    if (answers.back().kind == kAck && copy.applier && copy.applier->deferred()) {
+      deferred.push_back(i);  // its answer names a position that is not durable yet
+    }
+  }
+  flush();
+  return answers;
+}
+
+cluster::Message Replicas::HandleLocked(const cluster::Message& m, Copy& copy, bool may_defer) {
   Status s = EnsureOpen(m.tenant, copy);
   if (!s.ok()) return Answer(m, &copy, s);
   switch (m.kind) {
     case kSegment:
-      s = copy.applier->Apply(m.payload);
+      s = copy.applier->Apply(m.payload, may_defer);
       if (s.code() == StatusCode::kInternal) copy.applier.reset();  // reopened next time
       return Answer(m, &copy, std::move(s));
     case kSnapshotChunk: return Answer(m, &copy, ApplySnapshotChunk(m.tenant, copy, m.payload));

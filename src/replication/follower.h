@@ -44,6 +44,10 @@ class Replicas {
 
   // The node link handler.
   cluster::Message Handle(const cluster::Message& message);
+  // The same for a run of one tenant's messages (cluster::RunHandler): a
+  // run of segments that only append WAL frames is made durable with one
+  // fsync (and one position write), and each is answered once it is.
+  std::vector<cluster::Message> HandleRun(const std::vector<cluster::Message>& run);
 
   // Where a tenant's copy stands (seq 0 when it has none).
   Result<ReplicaPosition> Position(const std::string& tenant_id);
@@ -72,6 +76,8 @@ class Replicas {
     std::unique_ptr<Applier> applier;  // null while a snapshot replaces the files
     uint64_t snapshot_next = 0;        // the offset the next snapshot chunk must have
   };
+  // Handles `m` for its copy (locked); see Applier::Apply for `may_defer`.
+  cluster::Message HandleLocked(const cluster::Message& m, Copy& copy, bool may_defer);
   // The answer to `m` after `s`; `copy` (locked) is null for a bad id.
   cluster::Message Answer(const cluster::Message& m, const Copy* copy, Status s);
   Status WriteTenantFiles(const std::string& tenant, std::string_view payload);

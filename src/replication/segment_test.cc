@@ -103,6 +103,28 @@ class ApplierTest : public ::testing::Test {
     return out;
   }
   std::string Db() const { return *ReadFile(dir_ + "/" + kReplicaDatabaseName); }
+  // A chain of `n` commits that each append one WAL frame (after the
+  // header the first one writes) and sync the WAL, as SQLite's do.
+  std::vector<std::string> FrameChain(int n) {
+    std::vector<std::string> out;
+    SegmentRecorder recorder(std::string(kLineageSize, 'w'), 1, ChainHead{},
+                             [&](uint64_t, const std::string& encoded) {
+                               out.push_back(encoded);
+                               return Status::Ok();
+                             });
+    for (int i = 1; i <= n; ++i) {
+      if (i == 1) recorder.Write(File::kWal, 0, std::string(32, 'h'));
+      recorder.Write(File::kWal, 32 + (i - 1) * (24 + 4096),
+                     std::string(24, static_cast<char>(i)) + std::string(4096, 'p'));
+      EXPECT_OK(recorder.Sync(File::kWal));
+    }
+    return out;
+  }
+  // The seq recorded in `replica.pos`, as a follower restarting now reads it.
+  uint64_t DurableSeq() const {
+    auto reopened = Applier::Open(dir_);
+    return reopened.ok() ? (*reopened)->position().seq : ~uint64_t{0};
+  }
 
   std::string dir_;
 };
@@ -174,6 +196,54 @@ TEST_F(ApplierTest, ThePositionSurvivesAReopenAndATornSlot) {
   bytes[128 + 20] ^= 0xff;
   ASSERT_OK(WriteFileAtomic(pos_path, bytes));
   EXPECT_EQ(Applier::Open(dir_).status().code(), StatusCode::kDataLoss);
+}
+
+TEST_F(ApplierTest, ARunOfFrameAppendsIsMadeDurableTogetherAndNeverOverTheNewestSlot) {
+  std::vector<std::string> chain = FrameChain(4);
+  auto opened = Applier::Open(dir_);
+  ASSERT_OK(opened);
+  Applier& a = **opened;
+  // The first writes the WAL header (a new log): never deferred.
+  ASSERT_OK(a.Apply(chain[0], /*may_defer=*/true));
+  EXPECT_FALSE(a.deferred());
+  EXPECT_EQ(DurableSeq(), 1u);
+
+  ASSERT_OK(a.Apply(chain[1], /*may_defer=*/true));
+  ASSERT_OK(a.Apply(chain[2], /*may_defer=*/true));
+  EXPECT_TRUE(a.deferred());
+  EXPECT_EQ(a.position().seq, 3u);
+  EXPECT_EQ(DurableSeq(), 1u) << "a deferred segment's position was recorded before its sync";
+  ASSERT_OK(a.Flush());
+  EXPECT_FALSE(a.deferred());
+  EXPECT_EQ(DurableSeq(), 3u);
+  EXPECT_EQ(a.position().wal_commit_frame, 3u);
+
+  // Seq 3 skipped seq 2, so it went to the slot that did not hold seq 1
+  // (slot 0, not seq % 2): tearing it leaves seq 1, whose segments after it
+  // apply again.
+  const std::string pos_path = dir_ + "/" + kReplicaPositionName;
+  std::string bytes = *ReadFile(pos_path);
+  bytes[20] ^= 0xff;
+  ASSERT_OK(WriteFileAtomic(pos_path, bytes));
+  EXPECT_EQ(DurableSeq(), 1u);
+  {
+    auto again = Applier::Open(dir_);
+    ASSERT_OK(again);
+    ASSERT_OK((*again)->Apply(chain[1], /*may_defer=*/true));
+    ASSERT_OK((*again)->Apply(chain[2]));  // without: durable, with the one before
+    EXPECT_FALSE((*again)->deferred());
+    EXPECT_EQ(DurableSeq(), 3u);
+  }
+
+  // A segment that changes the database is never deferred, and makes the
+  // deferred ones before it durable first.
+  std::vector<std::string> db_chain = Chain(2, std::string(kLineageSize, 'd'), 1);
+  fs::remove_all(dir_);
+  auto fresh = Applier::Open(dir_);
+  ASSERT_OK(fresh);
+  ASSERT_OK((*fresh)->Apply(db_chain[0], /*may_defer=*/true));
+  EXPECT_FALSE((*fresh)->deferred());
+  EXPECT_EQ(DurableSeq(), 1u);
 }
 
 }  // namespace

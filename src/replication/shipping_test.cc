@@ -60,10 +60,13 @@ class ShippingTest : public ::testing::Test {
       node->replicas = std::make_unique<Replicas>(dir_ + "/" + name + "/replicas");
       cluster::PeerTls tls = cluster::testing::MakeNode(dir_, "ca", name);
       FollowerNode* raw = node.get();
-      auto listener = cluster::PeerListener::Start("127.0.0.1:0", tls, [raw](const auto& m) {
-        if (raw->stuck) raw->unstuck.wait();
-        return raw->replicas->Handle(m);
-      });
+      // As a node's: a run of segments queued behind a stuck one is made
+      // durable together.
+      auto listener = cluster::PeerListener::StartForRuns(
+          "127.0.0.1:0", tls, [raw](const std::vector<cluster::Message>& run) {
+            if (raw->stuck) raw->unstuck.wait();
+            return raw->replicas->HandleRun(run);
+          });
       ASSERT_OK(listener);
       node->listener = std::move(listener).value();
       followers_.push_back(std::move(node));
@@ -555,6 +558,55 @@ TEST_F(ShippingTest, AFollowerThatRefusesABlobGetsNoLaterSegmentUntilItsSnapshot
   }
   EXPECT_EQ(FollowerSeq(0), before);
   EXPECT_EQ(FollowerSeq(1), recorder_->head().seq);
+}
+
+TEST(ReplicasTest, ARunOfSegmentsIsAcknowledgedOnlyAsFarAsItIsDurable) {
+  char tmpl[] = "/tmp/silo-replicas-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  std::vector<std::string> chain;
+  SegmentRecorder recorder(std::string(kLineageSize, 'r'), 1, ChainHead{},
+                           [&](uint64_t, const std::string& encoded) {
+                             chain.push_back(encoded);
+                             return Status::Ok();
+                           });
+  recorder.Write(storage::repl::File::kWal, 0, std::string(32, 'h'));
+  for (int i = 0; i < 5; ++i) {
+    recorder.Write(storage::repl::File::kWal, 32 + i * (24 + 4096), std::string(4120, 'f'));
+    ASSERT_OK(recorder.Sync(storage::repl::File::kWal));
+  }
+  std::string damaged = chain[4];
+  damaged[damaged.size() / 2] ^= 1;
+  auto segment = [&](uint64_t n, const std::string& payload) {
+    return cluster::Message{"t1", kSegment, n, payload};
+  };
+  auto acked = [](const cluster::Message& m) -> uint64_t {
+    if (m.kind != kAck) return 0;
+    auto ack = DecodeAck(m.payload);
+    return ack.ok() ? ack->first : 0;
+  };
+  {
+    Replicas replicas(dir + "/replicas");
+    // Deferred segments, a probe between them, then a damaged one: every
+    // answer names a position that is durable by the time it goes, and the
+    // damaged one does not undo the others.
+    std::vector<cluster::Message> answers = replicas.HandleRun(
+        {segment(1, chain[0]), segment(2, chain[1]), segment(3, chain[2]),
+         cluster::Message{"t1", kProbe, 4, ""}, segment(5, chain[3]), segment(6, damaged)});
+    ASSERT_EQ(answers.size(), 6u);
+    EXPECT_EQ(acked(answers[0]), 1u);  // it starts the log: never deferred
+    EXPECT_EQ(acked(answers[1]), 3u);
+    EXPECT_EQ(acked(answers[2]), 3u);
+    EXPECT_EQ(acked(answers[3]), 3u);
+    EXPECT_EQ(acked(answers[4]), 4u);
+    EXPECT_EQ(answers[5].kind, kRefused);
+    for (size_t i = 0; i < answers.size(); ++i) EXPECT_EQ(answers[i].seq, i + 1);
+  }
+  // A restarted follower finds what it acknowledged.
+  auto reopened = Applier::Open(dir + "/replicas/t1");
+  ASSERT_OK(reopened);
+  EXPECT_EQ((*reopened)->position().seq, 4u);
+  EXPECT_EQ((*reopened)->position().wal_commit_frame, 4u);
+  fs::remove_all(dir);
 }
 
 TEST(ReplicasTest, ABlobIsKeptOnlyWhenItsPiecesArriveWholeAndInOrder) {
