@@ -279,13 +279,18 @@ class TenantPool {
   TenantPool(int workers, RunHandler handler) : handler_(std::move(handler)) {
     for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { Work(); });
   }
-  ~TenantPool() {
+  ~TenantPool() { Stop(); }
+  // Waits for the runs being handled; the queued ones are dropped unanswered
+  // (their links are closed by then). Nothing is handled once it returns.
+  void Stop() {
     {
       std::lock_guard lock(mu_);
       stop_ = true;
     }
     cv_.notify_all();
-    for (auto& t : threads_) t.join();
+    for (auto& t : threads_) {
+      if (t.joinable()) t.join();
+    }
   }
   void Post(std::shared_ptr<Link> link, Message m) {
     std::lock_guard lock(mu_);
@@ -374,6 +379,9 @@ class Listener : public PeerListener {
       threads = std::move(threads_);
     }
     for (auto& t : threads) t.second.join();
+    // No link posts any more: the handler's last run ends here, so a caller
+    // may remove what the handler writes once Stop returns.
+    pool_.Stop();
   }
 
  private:

@@ -70,7 +70,8 @@ class PeerListener {
                                                             int workers = 4);
   virtual ~PeerListener() = default;
   virtual int port() const = 0;
-  // Stops accepting, closes every link, joins every thread.
+  // Stops accepting, closes every link, joins every thread: no handler runs
+  // once it returns (messages still queued are dropped unanswered).
   virtual void Stop() = 0;
 };
 

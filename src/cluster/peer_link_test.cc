@@ -210,5 +210,38 @@ TEST_F(PeerLinkTest, ACallWithoutAnAnswerTimesOutAndALostLinkFailsEveryCall) {
   EXPECT_STATUS(StatusCode::kUnavailable, (*client)->Call(Message{"t", 1, 3, "z"}, 10s));
 }
 
+// What the handler writes may be removed once Stop returns: Stop waits for
+// the run being handled (it used to return while a worker still wrote, and a
+// test's clean-up raced the follower's files).
+TEST_F(PeerLinkTest, StopReturnsOnlyOnceNoHandlerRuns) {
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<bool> entered{false};
+  std::atomic<bool> finished{false};
+  auto listener = Listen([&](const Message& m) {
+    entered = true;
+    released.wait();
+    finished = true;
+    return m;
+  });
+  ASSERT_NE(listener, nullptr);
+  auto client = PeerClient::Connect(Address(*listener), client_tls_);
+  ASSERT_OK(client);
+  auto pending = std::async(std::launch::async, [&] {
+    return (*client)->Call(Message{"t", 1, 1, "x"}, 120s);
+  });
+  while (!entered) std::this_thread::yield();
+  auto stopped = std::async(std::launch::async, [&] {
+    listener->Stop();
+    return finished.load();
+  });
+  // Stop cannot return while the handler is held; give a Stop that does not
+  // wait time to show it (this only bounds how soon a wrong Stop is caught).
+  EXPECT_EQ(stopped.wait_for(1s), std::future_status::timeout);
+  release.set_value();
+  EXPECT_TRUE(stopped.get()) << "Stop returned while a handler still ran";
+  (void)pending.get();
+}
+
 }  // namespace
 }  // namespace silo::cluster
