@@ -186,6 +186,7 @@ ClusterMember::ClusterMember(ClusterOptions options)
     : options_(std::move(options)),
       etcd_(std::make_unique<cluster::Etcd>(
           cluster::EtcdOptions{options_.cluster.etcd_endpoints, 1000, "", "", ""})),
+      tenant_keys_(*etcd_, kTenantsPrefix),
       replicas_(std::make_unique<replication::Replicas>(layout::ReplicasDir(options_.data_dir))) {}
 
 ClusterMember::~ClusterMember() { Stop(); }
@@ -911,7 +912,9 @@ void ClusterMember::PublishStatus() {
 }
 
 void ClusterMember::CheckPrimaries() {
-  auto keys = etcd_->List(kTenantsPrefix);
+  // What changed since the last turn (a full list only after a deletion):
+  // the same view as listing them all now.
+  auto keys = tenant_keys_.Read();
   if (!keys.ok()) return;  // said by RefreshPeers
   std::shared_ptr<cluster::NodeLease> lease = Lease();
   const std::string& me = options_.cluster.node_id;

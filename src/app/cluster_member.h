@@ -95,6 +95,7 @@
 #include "cluster/etcd.h"
 #include "cluster/node_lease.h"
 #include "cluster/peer_link.h"
+#include "cluster/prefix_cache.h"
 #include "config/config.h"
 #include "crypto/keyring.h"
 #include "replication/follower.h"
@@ -287,6 +288,8 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
 
   const ClusterOptions options_;
   std::unique_ptr<cluster::Etcd> etcd_;
+  // Every tenant's keys, as of CheckPrimaries' last read (the loop's only).
+  cluster::PrefixCache tenant_keys_;
   std::unique_ptr<replication::Replicas> replicas_;
   std::unique_ptr<cluster::PeerListener> listener_;
   std::string address_;

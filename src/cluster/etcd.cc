@@ -224,17 +224,30 @@ Result<std::optional<KeyValue>> Etcd::Get(const std::string& key) {
 
 Result<std::vector<KeyValue>> Etcd::List(const std::string& prefix, int64_t min_mod_revision,
                                          bool keys_only) {
+  SILO_ASSIGN_OR_RETURN(Range range, ListRange(prefix, min_mod_revision, keys_only));
+  return std::move(range.kvs);
+}
+
+Result<Etcd::Range> Etcd::ListRange(const std::string& prefix, int64_t min_mod_revision,
+                                    bool keys_only) {
   json::object range{{"key", B64(prefix)}, {"range_end", B64(PrefixEnd(prefix))}};
   // The gateway reads int64 fields as JSON strings (protobuf's JSON mapping).
   if (min_mod_revision > 0) range["min_mod_revision"] = std::to_string(min_mod_revision);
   if (keys_only) range["keys_only"] = true;
   SILO_ASSIGN_OR_RETURN(std::string text, Call("/v3/kv/range", json::serialize(range)));
   SILO_ASSIGN_OR_RETURN(json::object o, Parse(text));
-  std::vector<KeyValue> out;
+  Range out;
+  // etcd counts the keys in the range before it drops those older than
+  // min_mod_revision: the count is the prefix's, whatever was left out.
+  out.count = Int(o, "count");
+  if (const json::value* header = o.if_contains("header"); header && header->is_object()) {
+    out.revision = Int(header->as_object(), "revision");
+  }
+  if (out.revision == 0) return Unavailable("etcd answered a range without its revision");
   const json::value* kvs = o.if_contains("kvs");
   if (kvs == nullptr || !kvs->is_array()) return out;
   for (const json::value& kv : kvs->as_array()) {
-    if (kv.is_object()) out.push_back(ToKeyValue(kv.as_object()));
+    if (kv.is_object()) out.kvs.push_back(ToKeyValue(kv.as_object()));
   }
   return out;
 }

@@ -71,6 +71,15 @@ class Etcd {
   // empty (less to send when only the keys matter).
   Result<std::vector<KeyValue>> List(const std::string& prefix, int64_t min_mod_revision = 0,
                                      bool keys_only = false);
+  // List's keys with the revision they were read at and how many keys the
+  // prefix holds in all (those `min_mod_revision` left out too).
+  struct Range {
+    int64_t revision = 0;
+    int64_t count = 0;
+    std::vector<KeyValue> kvs;
+  };
+  Result<Range> ListRange(const std::string& prefix, int64_t min_mod_revision = 0,
+                          bool keys_only = false);
 
  private:
   // POSTs `body` to `path` on the first endpoint that answers: the answer's

@@ -8,6 +8,7 @@
 
 #include "base/status_matchers.h"
 #include "cluster/node_lease.h"
+#include "cluster/prefix_cache.h"
 #include "cluster/test_etcd.h"
 
 namespace silo::cluster {
@@ -105,6 +106,68 @@ TEST_F(EtcdTest, ListsOnlyKeysChangedSinceARevisionAndKeysAlone) {
   ASSERT_EQ(since->size(), 1u);
   EXPECT_EQ((*since)[0].key, "/silo/gone/b");
   EXPECT_TRUE(etcd_->List("/silo/gone/", *second + 1, true)->empty());
+}
+
+// The cache's view after each read is what a full list says then: keys
+// put, changed, deleted, deleted and made again; a full list only when a
+// deletion has to be found.
+TEST_F(EtcdTest, APrefixCacheReadsWhatAFullListWouldWithoutListingAgain) {
+  const std::string prefix = "/silo/t/";
+  PrefixCache cache(*etcd_, prefix);
+  auto same_as_list = [&] {
+    auto view = cache.Read();
+    auto list = etcd_->List(prefix);
+    if (!view.ok() || !list.ok()) return ::testing::AssertionFailure() << "etcd did not answer";
+    auto text = [](const std::vector<KeyValue>& kvs) {
+      std::string out;
+      for (const KeyValue& kv : kvs) {
+        out += kv.key + "=" + kv.value + "@" + std::to_string(kv.mod_revision) + " ";
+      }
+      return out;
+    };
+    if (text(*view) != text(*list)) {
+      return ::testing::AssertionFailure() << "view: " << text(*view) << "\nlist: " << text(*list);
+    }
+    return ::testing::AssertionSuccess();
+  };
+  ASSERT_OK(etcd_->Put(prefix + "a/primary", "n1", 0));
+  ASSERT_OK(etcd_->Put(prefix + "b/primary", "n1", 0));
+  ASSERT_OK(etcd_->Put("/silo/nodes/n1", "outside", 0));
+  EXPECT_TRUE(same_as_list());
+  EXPECT_EQ(cache.full_lists(), 1);
+
+  // Changed and new keys come with the changes alone.
+  ASSERT_OK(etcd_->Put(prefix + "b/primary", "n2", 0));
+  ASSERT_OK(etcd_->Put(prefix + "c/pos/n3", "{\"seq\":4}", 0));
+  EXPECT_TRUE(same_as_list());
+  EXPECT_TRUE(same_as_list());  // nothing changed
+  // Deleted and made again in between: changed, not missing.
+  ASSERT_OK(etcd_->Delete(prefix + "a/primary"));
+  ASSERT_OK(etcd_->Put(prefix + "a/primary", "n3", 0));
+  EXPECT_TRUE(same_as_list());
+  EXPECT_EQ(cache.full_lists(), 1);
+
+  // A deletion, even with a new key beside it that keeps nothing from
+  // looking changed but the count, is found by a full list.
+  ASSERT_OK(etcd_->Delete(prefix + "b/primary"));
+  EXPECT_TRUE(same_as_list());
+  EXPECT_EQ(cache.full_lists(), 2);
+  ASSERT_OK(etcd_->Delete(prefix + "c/pos/n3"));
+  ASSERT_OK(etcd_->Put(prefix + "d/primary", "n1", 0));
+  EXPECT_TRUE(same_as_list());
+  EXPECT_EQ(cache.full_lists(), 3);
+
+  // A lease that ends takes its keys with it.
+  auto lease = etcd_->GrantLease(30);
+  ASSERT_OK(lease);
+  ASSERT_OK(etcd_->Put(prefix + "e/primary", "n2", *lease));
+  EXPECT_TRUE(same_as_list());
+  ASSERT_OK(etcd_->Revoke(*lease));
+  EXPECT_TRUE(same_as_list());
+
+  // etcd gone: an error, never the old view.
+  etcd_process_.Kill();
+  EXPECT_STATUS(StatusCode::kUnavailable, cache.Read());
 }
 
 TEST_F(EtcdTest, AnEndpointThatDoesNotAnswerIsSkippedAndNoneAnsweringIsUnavailable) {
