@@ -187,7 +187,8 @@ bench-replication: bench-build
 # Three nodes and etcd on loopback (issue 21): record creates and reads with
 # replication off, async and sync (RUNS rounds, interleaved), bytes shipped
 # per create, failover time over KILLS kills, catch-up of a CATCHUP_MIB tenant,
-# replica lag under an open loop of LAG_RATE creates/s over LAG_TENANTS tenants.
+# replica lag under an open loop of LAG_RATE creates/s over LAG_TENANTS tenants,
+# etcd's CPU on an idle cluster with ETCD_TENANTS other tenants.
 bench-cluster: bench-build
 	$(PYTHON) bench/cluster_bench.py $(BUILD_DIR)/silo
 

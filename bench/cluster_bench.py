@@ -8,6 +8,9 @@ loopback, started by the cluster test harness (tests/cluster/conftest.py).
     rounds, each mode once per round in turn (interleaved, so that the
     machine's noise falls on all three alike); medians, and ratios against
     "off" from the same rounds.
+  - Where the CPU went while creating: milliseconds of CPU per create of the
+    primary, the followers, etcd and this client (they share the machine's
+    cores: a follower's work here is work the primary cannot do).
   - Bytes shipped per create (silo_repl_bytes_total over the creates, sync).
   - Upload time of a file of UPLOAD_MIB (default 64) MiB, random bytes, in
     the same rounds and modes (UPLOADS, default 3, per round; medians): with
@@ -31,7 +34,17 @@ loopback, started by the cluster test harness (tests/cluster/conftest.py).
     acknowledgement that it is durable there), read off the histogram's
     buckets before and after.
 
+  - etcd's load from an idle cluster: with ETCD_TENANTS (default 2000)
+    other tenants' keys in etcd (a primary key, two positions, a sync set
+    and a slug each, written straight to etcd), the CPU etcd spends per
+    second of an idle 3-node cluster over IDLE_SECONDS (default 10), RUNS
+    rounds (medians); beside it, measured in the same round, the etcd CPU
+    of one full list of /silo/t/ (what each node asked for every 250 ms
+    before it read only the changes). With BASE_SILO set to another
+    binary, the same rounds run it too, interleaved.
+
 Prints RESULT lines for bench/all.py. Usage: cluster_bench.py <silo binary>"""
+import base64
 import http.client
 import importlib.util
 import json
@@ -45,6 +58,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 import requests
 
@@ -169,6 +183,19 @@ def upload_seconds(node, token, data):
     return statistics.median(times)
 
 
+def cpu_seconds(pid):
+    """User plus system CPU seconds `pid` has used (all its threads)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_use(c, nodes):
+    """CPU seconds so far of: the first node, the others, etcd, this client."""
+    return (cpu_seconds(nodes[0].proc.pid), sum(cpu_seconds(n.proc.pid) for n in nodes[1:]),
+            sum(cpu_seconds(p.pid) for p in c.etcd.procs), time.process_time())
+
+
 def throughput_round(mode):
     extra = dict(TTL, SILO_REPLICATION=mode)
     c, (n1, n2, n3) = new_cluster(("n1", "n2", "n3"), extra)
@@ -180,9 +207,14 @@ def throughput_round(mode):
             harness.wait_until("followers caught up",
                                lambda: harness.caught_up(c, tenant_id, ["n2", "n3"]))
         before = harness.e2e.metric(n1, "silo_repl_bytes_total") if mode != "off" else 0
+        cpu_before = cpu_use(c, (n1, n2, n3))
         creates, made = load(n1, token, "POST", SECONDS,
                              lambda w, i: "/api/collections/tickets/records",
                              lambda w, i: {"id": "w%d-%d" % (w, i), "title": "bench %d" % i})
+        # Where the machine's CPU went while creating: milliseconds per create
+        # (the three nodes, etcd and this client share its cores).
+        cpu = tuple((b - a) * 1e3 / max(len(made), 1)
+                    for a, b in zip(cpu_before, cpu_use(c, (n1, n2, n3))))
         shipped = (harness.e2e.metric(n1, "silo_repl_bytes_total") - before
                    if mode != "off" else 0)
         ids = ["w%d-%d" % m for m in made]
@@ -190,7 +222,7 @@ def throughput_round(mode):
         reads, _ = load(n1, token, "GET", SECONDS,
                         lambda w, i: "/api/collections/tickets/records/" + rng.choice(ids))
         upload = upload_seconds(n1, token, random.Random(SEED).randbytes(UPLOAD_MIB << 20))
-        return creates, reads, (shipped / len(made) if made else 0.0), upload
+        return creates, reads, (shipped / len(made) if made else 0.0), upload, cpu
     finally:
         close_cluster(c)
 
@@ -394,6 +426,56 @@ def catch_up_seconds():
         close_cluster(c)
 
 
+ETCD_TENANTS = int(os.environ.get("ETCD_TENANTS", "2000"))
+IDLE_SECONDS = float(os.environ.get("IDLE_SECONDS", "10"))
+
+
+def etcd_load_round(binary):
+    """(etcd CPU % of a core over IDLE_SECONDS of an idle cluster of
+    `binary` with ETCD_TENANTS other tenants, etcd CPU ms of one full list
+    of /silo/t/ then)."""
+    harness.SILO_BIN = harness.e2e.SILO_BIN = binary
+    c, nodes = new_cluster(("n1", "n2", "n3"), dict(TTL, SILO_REPLICATION="sync"))
+    try:
+        tenant_id, token = make_tenant(nodes[0], [{"name": "title", "type": "string",
+                                                   "max": 200}])
+        harness.wait_until("followers caught up",
+                           lambda: harness.caught_up(c, tenant_id, ["n2", "n3"]))
+
+        def etcd(path, body):
+            req = urllib.request.Request(c.etcd.clients[0] + path, data=json.dumps(body).encode())
+            with urllib.request.urlopen(req, timeout=60) as r:
+                return r.read()
+        b64 = lambda text: base64.b64encode(text.encode()).decode()
+        ops = []
+        for i in range(ETCD_TENANTS):
+            other = "%032x" % (i + 1)
+            for key, value in (("/silo/t/%s/primary" % other, '{"node":"n9","url":"https://x"}'),
+                               ("/silo/t/%s/pos/n2" % other, '{"seq":123456}'),
+                               ("/silo/t/%s/pos/n3" % other, '{"seq":123456}'),
+                               ("/silo/t/%s/sync" % other, '{"term":1,"nodes":["n2","n3"]}'),
+                               ("/silo/slugs/other%d" % i, '{"id":"%s"}' % other)):
+                ops.append({"request_put": {"key": b64(key), "value": b64(value)}})
+        for k in range(0, len(ops), 100):
+            etcd("/v3/kv/txn", {"success": ops[k:k + 100]})
+        time.sleep(3)  # every node has read them
+        etcd_cpu = lambda: sum(cpu_seconds(p.pid) for p in c.etcd.procs)
+        before = etcd_cpu()
+        time.sleep(IDLE_SECONDS)
+        idle = (etcd_cpu() - before) * 100 / IDLE_SECONDS
+        lists = 5
+        before = etcd_cpu()
+        for _ in range(lists):
+            etcd("/v3/kv/range", {"key": b64("/silo/t/"), "range_end": b64("/silo/t0")})
+        full_ms = (etcd_cpu() - before) * 1e3 / lists
+        status = Client(nodes[0], token).call("POST", "/api/collections/tickets/records",
+                                              {"id": "after", "title": "still writable"})
+        assert status == 201, status
+        return idle, full_ms
+    finally:
+        close_cluster(c)
+
+
 def main():
     modes = ("off", "async", "sync")
     results = {m: [] for m in modes}
@@ -401,8 +483,9 @@ def main():
         for m in modes:
             results[m].append(throughput_round(m))
             print("round %d %s: %.0f creates/s, %.0f reads/s, %.0f bytes/create, "
-                  "%d MiB upload %.2f s" % ((r + 1, m) + results[m][-1][:3] + (UPLOAD_MIB,) +
-                                            results[m][-1][3:]), flush=True)
+                  "%d MiB upload %.2f s; CPU ms per create: primary %.2f, followers %.2f, "
+                  "etcd %.2f, client %.2f" % ((r + 1, m) + results[m][-1][:3] + (UPLOAD_MIB,) +
+                                             results[m][-1][3:4] + results[m][-1][4]), flush=True)
     med = {m: [statistics.median(x[i] for x in results[m]) for i in range(4)] for m in modes}
     lag_runs = {m: [] for m in ("async", "sync")}
     for r in range(RUNS):
@@ -414,6 +497,24 @@ def main():
                   "%.1f ms)" % (r + 1, m, LAG_RATE, LAG_TENANTS, x[0] * 1e3, x[1] * 1e3, x[2],
                                 x[3], x[4] * 1e3), flush=True)
     lag = {m: [statistics.median(x[i] for x in v) for i in range(5)] for m, v in lag_runs.items()}
+    binaries = [("new", os.environ["SILO_BIN"])]
+    if os.environ.get("BASE_SILO"):
+        binaries.insert(0, ("base", os.path.abspath(os.environ["BASE_SILO"])))
+    etcd_runs = {name: [] for name, _ in binaries}
+    for r in range(RUNS):
+        for name, binary in binaries:
+            etcd_runs[name].append(etcd_load_round(binary))
+            idle, full_ms = etcd_runs[name][-1]
+            print("round %d etcd load, %s binary, idle cluster, %d other tenants: etcd %.1f %% of a "
+                  "core; one full list of /silo/t/ %.1f ms of etcd CPU (4 a second on each of 3 "
+                  "nodes: %.0f %% of a core)" % (r + 1, name, ETCD_TENANTS, idle, full_ms,
+                                                  full_ms * 12 / 10), flush=True)
+    harness.SILO_BIN = harness.e2e.SILO_BIN = os.environ["SILO_BIN"]
+    etcd_med = {n: [statistics.median(x[i] for x in v) for i in range(2)]
+                for n, v in etcd_runs.items()}
+    if "base" in etcd_med:
+        print("etcd load, medians: new %.1f %%, base %.1f %% of a core (%d other tenants)" %
+              (etcd_med["new"][0], etcd_med["base"][0], ETCD_TENANTS), flush=True)
     times = failover_times()
     print("failover times: " + ", ".join("%.2f s" % t for t in times), flush=True)
     seconds, mib = catch_up_seconds()
@@ -426,13 +527,14 @@ def main():
           "catchup_mib=%.0f lag_async_p50_ms=%.2f lag_async_p99_ms=%.2f lag_sync_p50_ms=%.2f "
           "lag_sync_p99_ms=%.2f lag_rate=%.0f lag_answered_cps=%.0f upload_mib=%d "
           "upload_off_s=%.2f upload_async_s=%.2f upload_sync_s=%.2f reopen_ms=%.1f "
-          "reopen_open_ms=%.1f reopen_snapshots=%d reopen_mib=%.0f" %
+          "reopen_open_ms=%.1f reopen_snapshots=%d reopen_mib=%.0f etcd_tenants=%d "
+          "etcd_idle_pct=%.1f etcd_full_list_ms=%.1f" %
           (med["off"][0], med["async"][0], med["sync"][0], med["off"][1], med["sync"][1],
            med["sync"][2], statistics.median(times), max(times), seconds, mib,
            lag["async"][0] * 1e3, lag["async"][1] * 1e3, lag["sync"][0] * 1e3,
            lag["sync"][1] * 1e3, LAG_RATE, lag["async"][3], UPLOAD_MIB, med["off"][3],
            med["async"][3], med["sync"][3], reopen_s * 1e3, open_s * 1e3, reopen_snapshots,
-           reopen_mib))
+           reopen_mib, ETCD_TENANTS, etcd_med["new"][0], etcd_med["new"][1]))
 
 
 if __name__ == "__main__":
