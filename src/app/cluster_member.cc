@@ -914,8 +914,7 @@ void ClusterMember::PublishStatus() {
 void ClusterMember::CheckPrimaries() {
   // What changed since the last turn (a full list only after a deletion):
   // the same view as listing them all now.
-  auto keys = tenant_keys_.Read();
-  if (!keys.ok()) return;  // said by RefreshPeers
+  if (!tenant_keys_.Refresh().ok()) return;  // said by RefreshPeers
   std::shared_ptr<cluster::NodeLease> lease = Lease();
   const std::string& me = options_.cluster.node_id;
   struct Led {
@@ -934,8 +933,8 @@ void ClusterMember::CheckPrimaries() {
   std::map<std::string, Handover> handovers;
   std::map<std::string, std::set<std::string>> sync_sets;  // tenant id -> who may be elected
   bool unknown_slug = false;
-  for (const cluster::KeyValue& kv : *keys) {
-    auto split = SplitTenantKey(kv.key);
+  for (const auto& [key, kv] : tenant_keys_.view()) {
+    auto split = SplitTenantKey(key);
     if (!split) continue;
     const std::string& id = split->id;
     const std::string& tail = split->tail;

@@ -115,18 +115,20 @@ TEST_F(EtcdTest, APrefixCacheReadsWhatAFullListWouldWithoutListingAgain) {
   const std::string prefix = "/silo/t/";
   PrefixCache cache(*etcd_, prefix);
   auto same_as_list = [&] {
-    auto view = cache.Read();
+    Status refreshed = cache.Refresh();
     auto list = etcd_->List(prefix);
-    if (!view.ok() || !list.ok()) return ::testing::AssertionFailure() << "etcd did not answer";
-    auto text = [](const std::vector<KeyValue>& kvs) {
-      std::string out;
-      for (const KeyValue& kv : kvs) {
-        out += kv.key + "=" + kv.value + "@" + std::to_string(kv.mod_revision) + " ";
-      }
-      return out;
+    if (!refreshed.ok() || !list.ok()) {
+      return ::testing::AssertionFailure() << "etcd did not answer";
+    }
+    auto text = [](const KeyValue& kv) {
+      return kv.key + "=" + kv.value + "@" + std::to_string(kv.mod_revision) + " ";
     };
-    if (text(*view) != text(*list)) {
-      return ::testing::AssertionFailure() << "view: " << text(*view) << "\nlist: " << text(*list);
+    std::string view_text;
+    std::string list_text;
+    for (const auto& [key, kv] : cache.view()) view_text += (key == kv.key ? "" : "!") + text(kv);
+    for (const KeyValue& kv : *list) list_text += text(kv);
+    if (view_text != list_text) {
+      return ::testing::AssertionFailure() << "view: " << view_text << "\nlist: " << list_text;
     }
     return ::testing::AssertionSuccess();
   };
@@ -167,7 +169,7 @@ TEST_F(EtcdTest, APrefixCacheReadsWhatAFullListWouldWithoutListingAgain) {
 
   // etcd gone: an error, never the old view.
   etcd_process_.Kill();
-  EXPECT_STATUS(StatusCode::kUnavailable, cache.Read());
+  EXPECT_STATUS(StatusCode::kUnavailable, cache.Refresh());
 }
 
 TEST_F(EtcdTest, AnEndpointThatDoesNotAnswerIsSkippedAndNoneAnsweringIsUnavailable) {

@@ -16,27 +16,19 @@ Status PrefixCache::ListAll() {
   return Status::Ok();
 }
 
-Result<std::vector<KeyValue>> PrefixCache::Read() {
-  if (revision_ == 0) {
-    SILO_RETURN_IF_ERROR(ListAll());
-  } else {
-    SILO_ASSIGN_OR_RETURN(Etcd::Range changed, etcd_.ListRange(prefix_, revision_ + 1));
-    for (KeyValue& kv : changed.kvs) {
-      std::string key = kv.key;
-      view_.insert_or_assign(std::move(key), std::move(kv));
-    }
-    revision_ = changed.revision;
-    // The view holds every key etcd holds (a key not changed since the last
-    // read is as it was then); a surplus is what was deleted meanwhile.
-    if (static_cast<int64_t>(view_.size()) != changed.count) {
-      revision_ = 0;  // a failed list leaves no view to build on
-      SILO_RETURN_IF_ERROR(ListAll());
-    }
+Status PrefixCache::Refresh() {
+  if (revision_ == 0) return ListAll();
+  SILO_ASSIGN_OR_RETURN(Etcd::Range changed, etcd_.ListRange(prefix_, revision_ + 1));
+  for (KeyValue& kv : changed.kvs) {
+    std::string key = kv.key;
+    view_.insert_or_assign(std::move(key), std::move(kv));
   }
-  std::vector<KeyValue> out;
-  out.reserve(view_.size());
-  for (const auto& [key, kv] : view_) out.push_back(kv);
-  return out;
+  revision_ = changed.revision;
+  // The view holds every key etcd holds (a key not changed since the last
+  // read is as it was then); a surplus is what was deleted meanwhile.
+  if (static_cast<int64_t>(view_.size()) == changed.count) return Status::Ok();
+  revision_ = 0;  // a failed list leaves no view to build on
+  return ListAll();
 }
 
 }  // namespace silo::cluster

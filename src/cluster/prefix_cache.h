@@ -4,13 +4,13 @@
 // etcd's CPU; the changes since the last turn take 30 ms, and 0.3 KB when
 // nothing changed: bench/results/cluster_2026-12-04.md).
 //
-// Each Read is one linearizable range of the keys changed since the last
-// one; the view it returns is etcd's at that read's revision, exactly as a
+// Each Refresh is one linearizable range of the keys changed since the last
+// one; the view it leaves is etcd's at that read's revision, exactly as a
 // full list then would be. etcd does not say which keys went away, but it
 // counts the prefix's keys: every key that is there either changed (and
 // came back) or is as the view holds it, so the view holds exactly etcd's
 // keys when the counts agree, and only then. When they do not (a key was
-// deleted: a lease expired, an election ended), Read lists it all again.
+// deleted: a lease expired, an election ended), Refresh lists it all again.
 //
 // Not thread-safe: one caller (the node's cluster loop).
 #ifndef SILO_CLUSTER_PREFIX_CACHE_H_
@@ -19,7 +19,6 @@
 #include <cstdint>
 #include <map>
 #include <string>
-#include <vector>
 
 #include "base/status.h"
 #include "cluster/etcd.h"
@@ -30,10 +29,13 @@ class PrefixCache {
  public:
   PrefixCache(Etcd& etcd, std::string prefix) : etcd_(etcd), prefix_(std::move(prefix)) {}
 
-  // Every key under the prefix now, in key order, as List returns them.
-  // An error when etcd does not answer (the view is kept for the next
-  // Read, which asks for what changed since it).
-  Result<std::vector<KeyValue>> Read();
+  // Brings the view up to what etcd holds now. An error when etcd does not
+  // answer; the next Refresh then asks for what changed since the last one
+  // that succeeded (or lists it all, when a deletion was being found).
+  Status Refresh();
+  // Every key under the prefix by key, as of the last Refresh; read it only
+  // after one that succeeded. (Kept, not copied: each turn reads it all.)
+  const std::map<std::string, KeyValue>& view() const { return view_; }
 
   // Full lists made so far (the first, and one after each deletion seen).
   int64_t full_lists() const { return full_lists_; }
