@@ -88,12 +88,34 @@ struct Applier::Files {
   bool dirty[2] = {false, false};
   int position_fd = -1;
   int newest_slot = -1;  // the slot holding the newest position; -1: none
+  int journal_fd = -1;
+  int64_t journal_size = 0;  // bytes journaled since the last position write
 
   ~Files() {
     for (int f : fd) {
       if (f >= 0) ::close(f);
     }
     if (position_fd >= 0) ::close(position_fd);
+    if (journal_fd >= 0) ::close(journal_fd);
+  }
+
+  std::string JournalPath() const { return dir + "/" + kReplicaJournalName; }
+
+  // Appends one segment to the journal: its length (4 bytes, little-endian),
+  // then its bytes. Not synced (applier.h).
+  Status Journal(std::string_view encoded) {
+    if (journal_fd < 0) {
+      journal_fd = ::open(JournalPath().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+      if (journal_fd < 0) return DiskError("open journal");
+      if (::ftruncate(journal_fd, 0) != 0) return DiskError("ftruncate journal");
+      journal_size = 0;
+    }
+    std::string length;
+    PutUint(length, encoded.size(), 4);
+    SILO_RETURN_IF_ERROR(PwriteAll(journal_fd, length, journal_size));
+    SILO_RETURN_IF_ERROR(PwriteAll(journal_fd, encoded, journal_size + 4));
+    journal_size += 4 + static_cast<int64_t>(encoded.size());
+    return Status::Ok();
   }
 
   std::string Path(FileId id) const {
@@ -157,38 +179,88 @@ struct Applier::Files {
     SILO_RETURN_IF_ERROR(PwriteAll(position_fd, slot, int64_t{index} * kSlotSize));
     if (::fdatasync(position_fd) != 0) return DiskError("fdatasync position");
     newest_slot = index;
+    // Recorded: what the journal holds is behind the position now.
+    if (journal_size > 0) {
+      if (::ftruncate(journal_fd, 0) != 0) return DiskError("ftruncate journal");
+      journal_size = 0;
+    }
     return Status::Ok();
   }
 };
 
+namespace {
+
+// The position `replica.pos` in `dir` records (none: an empty copy), and in
+// `newest_slot` the slot holding it (-1: none).
+Result<ReplicaPosition> ReadSlots(const std::string& dir, int& newest_slot) {
+  ReplicaPosition position;
+  newest_slot = -1;
+  std::string path = dir + "/" + kReplicaPositionName;
+  if (!PathExists(path)) return position;
+  SILO_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
+  std::optional<ReplicaPosition> a = DecodeSlot(std::string_view(bytes).substr(0, kSlotSize));
+  std::optional<ReplicaPosition> b = bytes.size() > kSlotSize
+                                         ? DecodeSlot(std::string_view(bytes).substr(kSlotSize))
+                                         : std::nullopt;
+  if (!a && !b) {
+    return DataLoss("the replica's position is damaged: it needs a new snapshot");
+  }
+  bool first = a && (!b || a->seq > b->seq);
+  newest_slot = first ? 0 : 1;
+  return first ? *a : *b;
+}
+
+}  // namespace
+
+Result<ReplicaPosition> Applier::RecordedPosition(const std::string& dir) {
+  int newest_slot = -1;
+  return ReadSlots(dir, newest_slot);
+}
+
 Result<std::unique_ptr<Applier>> Applier::Open(const std::string& dir) {
   SILO_RETURN_IF_ERROR(MakeDirs(dir));
-  ReplicaPosition position;
   int newest_slot = -1;
-  std::string path = dir + "/" + kReplicaPositionName;
-  if (PathExists(path)) {
-    SILO_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
-    std::optional<ReplicaPosition> a = DecodeSlot(std::string_view(bytes).substr(0, kSlotSize));
-    std::optional<ReplicaPosition> b = bytes.size() > kSlotSize
-                                           ? DecodeSlot(std::string_view(bytes).substr(kSlotSize))
-                                           : std::nullopt;
-    if (!a && !b) {
-      return DataLoss("the replica's position is damaged: it needs a new snapshot");
-    }
-    bool first = a && (!b || a->seq > b->seq);
-    position = first ? *a : *b;
-    newest_slot = first ? 0 : 1;
-  }
+  SILO_ASSIGN_OR_RETURN(ReplicaPosition position, ReadSlots(dir, newest_slot));
   auto files = std::make_unique<Files>();
   files->dir = dir;
   files->newest_slot = newest_slot;
-  return std::unique_ptr<Applier>(new Applier(std::move(position), std::move(files)));
+  std::unique_ptr<Applier> applier(new Applier(std::move(position), std::move(files)));
+  SILO_RETURN_IF_ERROR(applier->RollForward());
+  return applier;
+}
+
+Status Applier::RollForward() {
+  const std::string path = files_->JournalPath();
+  if (!PathExists(path)) return Status::Ok();
+  SILO_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
+  std::string_view rest = bytes;
+  while (rest.size() >= 4) {
+    const uint64_t length = GetUint(rest.data(), 4);
+    if (length > rest.size() - 4) break;  // torn: the process died writing it
+    std::string_view encoded = rest.substr(4, length);
+    rest.remove_prefix(4 + length);
+    Result<Segment> segment = DecodeSegment(encoded);
+    if (!segment.ok()) break;
+    if (segment->header.seq <= position_.seq) continue;  // recorded before the journal emptied
+    Status s = ApplyDecoded(*segment, encoded, /*may_defer=*/true, /*journal=*/false);
+    // One that does not continue the chain ends the roll forward (nothing of
+    // it was written); a disk that fails fails the open.
+    if (s.code() == StatusCode::kInternal) return s;
+    if (!s.ok()) break;
+  }
+  SILO_RETURN_IF_ERROR(Flush());
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return DiskError("unlink journal");
+  return Status::Ok();
 }
 
 Status Applier::Install(const std::string& dir, const ReplicaPosition& position) {
   std::string slots(2 * kSlotSize, '\0');
   slots.replace(static_cast<size_t>(position.seq % 2) * kSlotSize, kSlotSize, EncodeSlot(position));
-  return WriteFileAtomic(dir + "/" + kReplicaPositionName, slots);
+  SILO_RETURN_IF_ERROR(WriteFileAtomic(dir + "/" + kReplicaPositionName, slots));
+  // Segments journaled before the snapshot precede it.
+  const std::string journal = dir + "/" + kReplicaJournalName;
+  if (::unlink(journal.c_str()) != 0 && errno != ENOENT) return DiskError("unlink journal");
+  return Status::Ok();
 }
 
 Applier::Applier(ReplicaPosition position, std::unique_ptr<Files> files)
@@ -226,6 +298,11 @@ Status Applier::Flush() {
 
 Status Applier::Apply(std::string_view encoded, bool may_defer) {
   SILO_ASSIGN_OR_RETURN(Segment segment, DecodeSegment(encoded));
+  return ApplyDecoded(segment, encoded, may_defer, /*journal=*/true);
+}
+
+Status Applier::ApplyDecoded(const Segment& segment, std::string_view encoded, bool may_defer,
+                             bool journal) {
   const SegmentHeader& h = segment.header;
   ReplicaPosition& p = position_;
   if (p.lineage.empty()) {
@@ -245,6 +322,9 @@ Status Applier::Apply(std::string_view encoded, bool may_defer) {
     }
   }
 
+  // Journaled before any of it reaches the files (a process that dies
+  // mid-segment leaves it whole there).
+  if (journal) SILO_RETURN_IF_ERROR(files_->Journal(encoded));
   const bool defer = may_defer && OnlyAppendsFrames(segment);
   if (!defer && deferred_) {
     // The frames of the segments deferred before this one are durable

@@ -14,6 +14,16 @@
 // segments that only append WAL frames may be made durable together (Apply's
 // `may_defer`, then Flush): two fsyncs for the run instead of two each.
 //
+// Each segment taken is first appended to `replica.next`, the journal of
+// what is applied but not yet recorded, emptied at each position write. A
+// copy opened after its process died mid-segment, mid-run or between a
+// sync and the position write rolls forward: the journal's segments that
+// continue its chain are applied again whole and recorded, so the copy
+// matches its position (and can be promoted) without its primary resending
+// them. The journal is not synced (that would double the follower's
+// fsyncs): it covers a process crash, whose writes the kernel keeps, not a
+// power loss, after which a copy past its position is refused at promotion.
+//
 // Thread-compatible: one Applier per directory, used by one thread at a time.
 #ifndef SILO_REPLICATION_APPLIER_H_
 #define SILO_REPLICATION_APPLIER_H_
@@ -27,9 +37,12 @@
 
 namespace silo::replication {
 
+struct Segment;  // segment.h
+
 inline constexpr char kReplicaDatabaseName[] = "tenant.db";
 inline constexpr char kReplicaWalName[] = "tenant.db-wal";
 inline constexpr char kReplicaPositionName[] = "replica.pos";
+inline constexpr char kReplicaJournalName[] = "replica.next";
 
 struct ReplicaPosition {
   std::string lineage;  // empty before the first segment or snapshot
@@ -45,8 +58,9 @@ struct ReplicaPosition {
 
 class Applier {
  public:
-  // Opens the copy in `dir` (created 0700 if missing) and reads its
-  // position. DataLoss if `replica.pos` exists but neither slot is intact.
+  // Opens the copy in `dir` (created 0700 if missing), reads its position
+  // and rolls it forward through its journal. DataLoss if `replica.pos`
+  // exists but neither slot is intact; Internal if the disk failed.
   static Result<std::unique_ptr<Applier>> Open(const std::string& dir);
   ~Applier();
   Applier(const Applier&) = delete;
@@ -76,13 +90,24 @@ class Applier {
   // The position of the last segment applied (durable unless deferred()).
   const ReplicaPosition& position() const { return position_; }
 
+  // The position `replica.pos` in `dir` records, without rolling the copy
+  // forward (what a power loss now would leave). DataLoss as Open.
+  static Result<ReplicaPosition> RecordedPosition(const std::string& dir);
+
   // Sets the position of the copy in `dir` (after a snapshot replaced its
-  // files), durably. REQUIRES: no Applier open on `dir`.
+  // files), durably, and empties its journal. REQUIRES: no Applier open on
+  // `dir`.
   static Status Install(const std::string& dir, const ReplicaPosition& position);
 
  private:
   struct Files;
   Applier(ReplicaPosition position, std::unique_ptr<Files> files);
+  // Apply after decoding; `journal`: append the segment to the journal
+  // first (not when it comes from the journal).
+  Status ApplyDecoded(const Segment& segment, std::string_view encoded, bool may_defer,
+                      bool journal);
+  // Applies the journal's segments that continue the chain, then empties it.
+  Status RollForward();
 
   ReplicaPosition position_;
   std::unique_ptr<Files> files_;

@@ -203,6 +203,94 @@ TEST_F(ReplicationTest, AFollowerStoppedMidSegmentResumesFromItsPosition) {
   }
 }
 
+TEST_F(ReplicationTest, AFollowerKilledMidRunRollsForwardAndCanBePromotedWithoutAResend) {
+  std::vector<std::string> chain;
+  Record([&](uint64_t, const std::string& encoded) {
+    chain.push_back(encoded);
+    return Status::Ok();
+  });
+  {
+    auto db = OpenPrimary();
+    ASSERT_NE(db, nullptr);
+    for (int id = 1; id <= 60; ++id) ASSERT_OK(Insert(*db, id));
+  }
+  const std::string primary_bytes = *ReadFile(primary_);
+  // Runs of 4 commits that only append frames (a follower defers their
+  // syncs and position): where one may start.
+  auto appends_frames = [](const std::string& encoded) {
+    auto segment = DecodeSegment(encoded);
+    if (!segment.ok()) return false;
+    bool writes = false;
+    for (const Op& op : segment->ops) {
+      if (op.file != FileId::kWal || op.kind == OpKind::kTruncate || op.kind == OpKind::kDelete ||
+          (op.kind == OpKind::kWrite && op.offset < 32)) {
+        return false;
+      }
+      writes = writes || op.kind == OpKind::kWrite;
+    }
+    return writes;
+  };
+  constexpr size_t kRun = 4;
+  std::vector<size_t> starts;
+  for (size_t i = 1; i + kRun <= chain.size(); ++i) {
+    bool all = true;
+    for (size_t j = i; j < i + kRun; ++j) all = all && appends_frames(chain[j]);
+    if (all) starts.push_back(i);
+  }
+  ASSERT_GE(starts.size(), 3u) << "the chain has too few runs of commits";
+
+  const unsigned seed = std::random_device{}();
+  std::printf("seed %u\n", seed);  // rerun a failure with this seed
+  std::mt19937 rng(seed);
+  for (int round = 0; round < 4; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round) + ", seed " + std::to_string(seed));
+    fs::remove_all(follower_);
+    const size_t start = starts[std::uniform_int_distribution<size_t>(0, starts.size() - 1)(rng)];
+    {
+      auto a = Applier::Open(follower_);
+      ASSERT_OK(a);
+      for (size_t i = 0; i < start; ++i) ASSERT_OK((*a)->Apply(chain[i]));
+      for (size_t i = start; i < start + kRun; ++i) {
+        ASSERT_OK((*a)->Apply(chain[i], /*may_defer=*/true));
+      }
+      ASSERT_TRUE((*a)->deferred());
+    }
+    // Killed mid-run, inside its last segment: the run's frames written but
+    // not synced, its position not recorded, the last write half done.
+    auto last = DecodeSegment(chain[start + kRun - 1]);
+    ASSERT_OK(last);
+    const Op* write = nullptr;
+    for (const Op& op : last->ops) {
+      if (op.kind == OpKind::kWrite) write = &op;
+    }
+    ASSERT_NE(write, nullptr);
+    {
+      std::fstream out(follower_ + "/" + kReplicaWalName,
+                       std::ios::binary | std::ios::in | std::ios::out);
+      const size_t half = write->bytes.size() / 2;
+      out.seekp(write->offset + static_cast<std::streamoff>(half));
+      const std::string zeros(write->bytes.size() - half, '\0');
+      out.write(zeros.data(), static_cast<std::streamsize>(zeros.size()));
+    }
+    auto recorded = Applier::RecordedPosition(follower_);
+    ASSERT_OK(recorded);
+    ASSERT_EQ(recorded->seq, start);
+    {
+      auto a = Applier::Open(follower_);
+      ASSERT_OK(a);
+      EXPECT_EQ((*a)->position().seq, start + kRun) << "the run was not rolled forward";
+    }
+    // Promotable as it is, with the run: no resend from its primary needed.
+    EXPECT_OK(CheckPromotable(CopyFollower("rolled-" + std::to_string(round)), *key_));
+    {
+      auto a = Applier::Open(follower_);
+      ASSERT_OK(a);
+      for (size_t i = start + kRun; i < chain.size(); ++i) ASSERT_OK((*a)->Apply(chain[i]));
+    }
+    EXPECT_EQ(*ReadFile(follower_ + "/" + kReplicaDatabaseName), primary_bytes);
+  }
+}
+
 TEST_F(ReplicationTest, AFlippedByteInTheFollowersWalRefusesPromotion) {
   auto applier = Applier::Open(follower_);
   ASSERT_OK(applier);

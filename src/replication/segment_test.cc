@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <fstream>
 #include <memory>
 
 #include "base/file_util.h"
@@ -120,10 +121,18 @@ class ApplierTest : public ::testing::Test {
     }
     return out;
   }
-  // The seq recorded in `replica.pos`, as a follower restarting now reads it.
+  // The seq recorded in `replica.pos`, as a follower restarting after a
+  // power loss now reads it (its journal gone with the kernel's cache).
   uint64_t DurableSeq() const {
-    auto reopened = Applier::Open(dir_);
-    return reopened.ok() ? (*reopened)->position().seq : ~uint64_t{0};
+    auto recorded = Applier::RecordedPosition(dir_);
+    return recorded.ok() ? recorded->seq : ~uint64_t{0};
+  }
+
+  // A segment as `replica.next` records it (docs/formats.md).
+  static std::string JournalRecord(const std::string& encoded) {
+    std::string out;
+    for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>(encoded.size() >> (8 * i)));
+    return out + encoded;
   }
 
   std::string dir_;
@@ -244,6 +253,55 @@ TEST_F(ApplierTest, ARunOfFrameAppendsIsMadeDurableTogetherAndNeverOverTheNewest
   ASSERT_OK((*fresh)->Apply(db_chain[0], /*may_defer=*/true));
   EXPECT_FALSE((*fresh)->deferred());
   EXPECT_EQ(DurableSeq(), 1u);
+}
+
+TEST_F(ApplierTest, AProcessKilledMidRunRollsItsJournalForwardAndNothingElse) {
+  std::vector<std::string> chain = FrameChain(5);
+  {
+    auto a = Applier::Open(dir_);
+    ASSERT_OK(a);
+    ASSERT_OK((*a)->Apply(chain[0]));
+    ASSERT_OK((*a)->Apply(chain[1], /*may_defer=*/true));
+    ASSERT_OK((*a)->Apply(chain[2], /*may_defer=*/true));
+    // Killed here: the frames are written, their sync and position not.
+  }
+  EXPECT_EQ(DurableSeq(), 1u);
+  // The next segment's record torn in the journal (the process died writing
+  // it), then one of another chain: neither is applied.
+  const std::string journal = dir_ + "/" + kReplicaJournalName;
+  {
+    std::ofstream out(journal, std::ios::binary | std::ios::app);
+    const std::string record = JournalRecord(chain[3]);
+    out.write(record.data(), static_cast<std::streamsize>(record.size() - chain[3].size() / 2));
+  }
+  const std::string wal_before = *ReadFile(dir_ + "/" + kReplicaWalName);
+  {
+    auto a = Applier::Open(dir_);
+    ASSERT_OK(a);
+    EXPECT_EQ((*a)->position().seq, 3u) << "the journaled run was not rolled forward";
+    EXPECT_EQ((*a)->position().wal_commit_frame, 3u);
+    EXPECT_FALSE((*a)->deferred());
+  }
+  EXPECT_EQ(DurableSeq(), 3u);
+  EXPECT_FALSE(fs::exists(journal));
+  EXPECT_EQ(*ReadFile(dir_ + "/" + kReplicaWalName), wal_before)
+      << "a torn journal record reached the copy";
+
+  std::vector<std::string> other = Chain(4, std::string(kLineageSize, 'o'), 1);
+  {
+    std::ofstream out(journal, std::ios::binary);
+    const std::string record = JournalRecord(other[3]);
+    out.write(record.data(), static_cast<std::streamsize>(record.size()));
+  }
+  {
+    auto a = Applier::Open(dir_);
+    ASSERT_OK(a);
+    EXPECT_EQ((*a)->position().seq, 3u);
+    ASSERT_OK((*a)->Apply(chain[3]));  // the chain goes on from its position
+  }
+  EXPECT_FALSE(PathExists(dir_ + "/" + kReplicaDatabaseName))
+      << "a journaled segment of another chain reached the copy";
+  EXPECT_EQ(DurableSeq(), 4u);
 }
 
 }  // namespace
