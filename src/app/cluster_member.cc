@@ -1092,6 +1092,16 @@ void ClusterMember::CheckPrimaries() {
     }
     Promote(id);
   }
+  // A tenant of this node's own that nobody leads or elects: led here again.
+  std::set<std::string> busy;
+  for (const auto& [id, l] : led) busy.insert(id);
+  for (const auto& [id, h] : handovers) busy.insert(id);
+  for (const auto& [id, list] : positions) {
+    for (const Position& p : list) {
+      if (p.node != me && !p.refused) busy.insert(id);
+    }
+  }
+  ClaimUnled(busy);
   // A tenant served here that another node leads now: this node was
   // deposed (cut off past its lease) or restarted after a takeover.
   for (const tenant::TenantInfo& t :
@@ -1099,6 +1109,54 @@ void ClusterMember::CheckPrimaries() {
     auto it = led.find(t.id);
     if (it != led.end() && it->second.node != me) Demote(t.id, it->second.node, it->second.term);
   }
+}
+
+void ClusterMember::ClaimUnled(const std::set<std::string>& busy) {
+  if (options_.registry == nullptr) return;
+  const auto now = std::chrono::steady_clock::now();
+  std::map<std::string, std::chrono::steady_clock::time_point> unled;
+  std::vector<std::string> due;
+  for (const tenant::TenantInfo& t : options_.registry->List()) {
+    // Not a suspended one: a restore fills it in before it resumes.
+    if (busy.count(t.id) != 0 || t.state != tenant::TenantState::kActive) continue;
+    auto it = claim_at_.find(t.id);
+    const auto at = it != claim_at_.end() ? it->second : now + 2s;
+    unled[t.id] = at;
+    if (now >= at) due.push_back(t.id);
+  }
+  claim_at_ = std::move(unled);
+  // A few each turn (an open costs milliseconds; the loop has other work).
+  constexpr size_t kClaimsPerTurn = 16;
+  for (size_t i = 0; i < due.size() && i < kClaimsPerTurn; ++i) {
+    if (!Claim(due[i])) claim_at_[due[i]] = now + 30s;
+  }
+}
+
+bool ClusterMember::Claim(const std::string& tenant_id) {
+  std::shared_ptr<storage::TenantDatabases> databases;
+  {
+    MutexLock lock(mu_);
+    databases = databases_.lock();
+  }
+  if (!databases || !Lease()->Held()) return false;
+  // Being deleted (marked gone before its keys go): not again.
+  auto gone = etcd_->Get(kGonePrefix + tenant_id);
+  if (!gone.ok() || gone->has_value()) return false;
+  // Opened as a request would open it: Attach checks the term (a copy
+  // behind a later primary's is refused, logged there) and creates the
+  // primary key; its followers take a snapshot of the new chain, and it
+  // stays led here when it closes (Closed).
+  auto opened = databases->Acquire(tenant_id);
+  if (!opened.ok()) {
+    log::Warn("replication.claim_failed",
+              {{"tenant", tenant_id}, {"cause", opened.status().ToString()}});
+    return false;
+  }
+  std::shared_ptr<Primary> primary = OpenPrimary(tenant_id);
+  log::Info(
+      "replication.claimed",
+      {{"tenant", tenant_id}, {"term", primary ? static_cast<long long>(primary->term) : 0LL}});
+  return true;
 }
 
 void ClusterMember::HandOver(const std::string& tenant_id, const Handover& h) {

@@ -31,6 +31,14 @@
 //    moves the copy into <data>/tenants/<id>, adopts it into its registry
 //    and opens it: its followers (the others) take a snapshot. A copy that
 //    fails the check is not promoted ("needs a resync").
+//  - An active tenant of this node's own (in its registry) that no node
+//    leads and for which no follower that could take it posts a position,
+//    for 2 s (its followers are keyless, refused, down or none, or every
+//    node restarted), is claimed: opened (Claim), which makes this node its
+//    primary (Attach, with its term check), so that the other nodes send
+//    its requests here rather than answer 503 until one reaches this node,
+//    and its followers stream it. Followers that are electing it are left
+//    to finish (one may hold commits this copy lacks).
 //  - Slugs are reserved cluster-wide (tenant::SlugReservations): a tenant
 //    created on one node takes its slug on every node. Start reserves the
 //    slugs of the tenants already here.
@@ -284,6 +292,13 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   void CheckPrimaries();
   // Takes over `tenant_id` from this node's copy. False when it could not.
   bool Promote(const std::string& tenant_id);
+  // Claims every active tenant of this node's registry not in `busy` (led,
+  // handed over, or with a position posted by a follower that could take
+  // it) and has not been for 2 s (see the top of the file). Loop thread.
+  void ClaimUnled(const std::set<std::string>& busy);
+  // Opens the tenant, which makes this node its primary (Attach). False
+  // when it did not (logged).
+  bool Claim(const std::string& tenant_id);
   std::vector<cluster::Message> Handle(const std::vector<cluster::Message>& run);
 
   const ClusterOptions options_;
@@ -312,6 +327,9 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   std::set<std::string> refused_;
   std::set<int64_t> handovers_tried_;  // handover keys' revisions, once each
   std::set<std::string> unelectable_;  // tenants whose sync set this node is not in (said once)
+  // Tenants of this node's own that no node leads: when each may be
+  // claimed (ClaimUnled; a refused claim is tried again 30 s later).
+  std::map<std::string, std::chrono::steady_clock::time_point> claim_at_;
   std::map<std::string, std::string> slugs_;  // tenant id -> slug, cluster-wide
   // slug -> public URL of its primary, for tenants another node leads.
   std::map<std::string, std::string> elsewhere_ GUARDED_BY(mu_);

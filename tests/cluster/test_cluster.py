@@ -962,6 +962,39 @@ def test_a_restarted_primary_never_leads_again_on_a_copy_older_than_a_later_prim
     wait_until("n1 follows", lambda: caught_up(cluster, tenant_id, ["n1"]), timeout=60)
 
 
+def test_a_whole_cluster_restarted_leads_each_tenant_where_it_was_before_any_request(cluster):
+    """Every node stops, the followers first; the primary comes back alone.
+    No follower can take the tenant, and no request has opened it: the node
+    claims it on its own (its primary key, a new term), so another node
+    would send its requests there, and its followers, back, stream it
+    (no request has reached it yet): it is handed to one with its data."""
+    n1, n2, n3 = started_three(cluster)
+    tenant_id, token = make_tenant(n1, "acme")
+    assert call(n1, "acme", token, "POST", "/api/collections", TICKETS).status_code == 201
+    wait_until("both followers caught up", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))
+    term = tenant_entry(cluster.status(), tenant_id)["term"]
+    for node in (n2, n3, n1):
+        assert node.stop() == 0
+    assert tenant_entry(cluster.status(), tenant_id) is None
+    n1 = cluster.start_node("n1", data=n1.data_dir)
+    entry = wait_until("n1 leads the tenant again, unasked",
+                       lambda: tenant_entry(cluster.status(), tenant_id), timeout=20)
+    assert entry["primary"] == "n1" and entry["term"] > term, entry
+    assert "replication.claimed" in n1.output()
+    n2 = cluster.start_node("n2", data=n2.data_dir)
+    cluster.start_node("n3", data=n3.data_dir)
+    wait_until("n2 and n3 follow n1", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]),
+               timeout=60)
+    r = promote(cluster, "acme", "--node", "n2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert tenant_entry(cluster.status(), tenant_id)["primary"] == "n2"
+    r = call(n2, "acme", token, "POST", "/api/collections/tickets/records",
+             {"id": "after", "title": "written after the restart"})
+    assert r.status_code == 201, r.text
+    wait_until("n1 and n3 follow n2", lambda: caught_up(cluster, tenant_id, ["n1", "n3"]),
+               timeout=60)
+
+
 def test_a_follower_whose_copy_was_damaged_is_not_promoted_and_resyncs(cluster):
     n1, n2, n3 = started_three(cluster)
     tenant_id, token = make_tenant(n1, "acme")
