@@ -869,10 +869,14 @@ void ClusterMember::SnapshotClosed(const std::string& tenant_id) {
 }
 
 void ClusterMember::RefreshSlugs() {
-  auto slugs = etcd_->List(kSlugsPrefix);
+  // Nothing changed in etcd between the last read of the slugs and the
+  // loop's last read of the tenant keys: the slugs are still etcd's.
+  if (slugs_revision_ != 0 && tenant_keys_.revision() == slugs_revision_) return;
+  auto slugs = etcd_->ListRange(kSlugsPrefix);
   if (!slugs.ok()) return;  // said by RefreshPeers
+  slugs_revision_ = slugs->revision;
   slugs_.clear();
-  for (const cluster::KeyValue& kv : *slugs) {
+  for (const cluster::KeyValue& kv : slugs->kvs) {
     slugs_[StringField(ParseOrNull(kv.value), "id")] =
         kv.key.substr(std::string(kSlugsPrefix).size());
   }
@@ -906,9 +910,19 @@ void ClusterMember::PublishStatus() {
                       {"replication", config::ReplicationModeName(options_.cluster.replication)},
                       {"lease_held", lease->Held()},
                       {"tenants", std::move(tenants)}};
-  auto put =
-      etcd_->Put(kStatusPrefix + options_.cluster.node_id, json::serialize(status), lease->id());
-  if (!put.ok()) log::Warn("cluster.status_not_written", {{"cause", put.status().message()}});
+  // Written only when it says something new (or every 30 s): each write
+  // moves etcd's revision, which every node's next read then follows.
+  std::string value = json::serialize(status);
+  const auto now = std::chrono::steady_clock::now();
+  if (value == status_written_ && lease->id() == status_lease_ && now < status_rewrite_at_) return;
+  auto put = etcd_->Put(kStatusPrefix + options_.cluster.node_id, value, lease->id());
+  if (!put.ok()) {
+    log::Warn("cluster.status_not_written", {{"cause", put.status().message()}});
+    return;
+  }
+  status_written_ = std::move(value);
+  status_lease_ = lease->id();
+  status_rewrite_at_ = now + 30s;
 }
 
 void ClusterMember::CheckPrimaries() {

@@ -272,8 +272,9 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   void Snapshot(const std::string& tenant_id, const std::shared_ptr<Primary>& primary);
   // The same for a tenant led here but closed: opened for it.
   void SnapshotClosed(const std::string& tenant_id);
+  // Writes /silo/status/<node> when it changed (or every 30 s).
   void PublishStatus();
-  // Reads /silo/slugs/ into slugs_ (each second).
+  // Reads /silo/slugs/ into slugs_ (each second, when etcd changed).
   void RefreshSlugs();
   // Removes this node's copy and wrapped key of every tenant deleted on
   // its primary (/silo/gone/<id>, written by ReleaseSlug; each second, so a
@@ -331,6 +332,12 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   // claimed (ClaimUnled; a refused claim is tried again 30 s later).
   std::map<std::string, std::chrono::steady_clock::time_point> claim_at_;
   std::map<std::string, std::string> slugs_;  // tenant id -> slug, cluster-wide
+  int64_t slugs_revision_ = 0;                // etcd's revision slugs_ was read at
+  // What PublishStatus last wrote, under which lease, and when it writes it
+  // again even unchanged.
+  std::string status_written_;
+  int64_t status_lease_ = 0;
+  std::chrono::steady_clock::time_point status_rewrite_at_{};
   // slug -> public URL of its primary, for tenants another node leads.
   std::map<std::string, std::string> elsewhere_ GUARDED_BY(mu_);
   std::atomic<uint64_t> next_message_{cluster::RandomFirstSeq()};  // link message ids

@@ -252,4 +252,16 @@ Result<Etcd::Range> Etcd::ListRange(const std::string& prefix, int64_t min_mod_r
   return out;
 }
 
+Result<int64_t> Etcd::Revision() {
+  json::object range{{"key", B64("/")}, {"count_only", true}};
+  SILO_ASSIGN_OR_RETURN(std::string text, Call("/v3/kv/range", json::serialize(range)));
+  SILO_ASSIGN_OR_RETURN(json::object o, Parse(text));
+  int64_t revision = 0;
+  if (const json::value* header = o.if_contains("header"); header && header->is_object()) {
+    revision = Int(header->as_object(), "revision");
+  }
+  if (revision == 0) return Unavailable("etcd answered a range without its revision");
+  return revision;
+}
+
 }  // namespace silo::cluster

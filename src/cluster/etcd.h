@@ -80,6 +80,10 @@ class Etcd {
   };
   Result<Range> ListRange(const std::string& prefix, int64_t min_mod_revision = 0,
                           bool keys_only = false);
+  // etcd's revision now (a linearizable read of one key, counted, not
+  // sent): it grows with every change to any key, deletions by an expired
+  // lease too, so a view read at this revision is still etcd's.
+  Result<int64_t> Revision();
 
  private:
   // POSTs `body` to `path` on the first endpoint that answers: the answer's

@@ -142,7 +142,14 @@ TEST_F(EtcdTest, APrefixCacheReadsWhatAFullListWouldWithoutListingAgain) {
   ASSERT_OK(etcd_->Put(prefix + "b/primary", "n2", 0));
   ASSERT_OK(etcd_->Put(prefix + "c/pos/n3", "{\"seq\":4}", 0));
   EXPECT_TRUE(same_as_list());
-  EXPECT_TRUE(same_as_list());  // nothing changed
+  // Nothing changed in etcd: not even a range (etcd's revision is the view's).
+  const int64_t ranges = cache.ranges();
+  EXPECT_TRUE(same_as_list());
+  EXPECT_EQ(cache.ranges(), ranges);
+  // A change elsewhere in etcd: a range, which finds nothing of the prefix.
+  ASSERT_OK(etcd_->Put("/silo/status/n1", "{}", 0));
+  EXPECT_TRUE(same_as_list());
+  EXPECT_EQ(cache.ranges(), ranges + 1);
   // Deleted and made again in between: changed, not missing.
   ASSERT_OK(etcd_->Delete(prefix + "a/primary"));
   ASSERT_OK(etcd_->Put(prefix + "a/primary", "n3", 0));

@@ -18,6 +18,12 @@ Status PrefixCache::ListAll() {
 
 Status PrefixCache::Refresh() {
   if (revision_ == 0) return ListAll();
+  // Nothing changed anywhere since the last read: the view is etcd's now,
+  // for the price of one key's lookup (a range, however few keys changed,
+  // makes etcd read every key of the prefix).
+  SILO_ASSIGN_OR_RETURN(const int64_t now, etcd_.Revision());
+  if (now == revision_) return Status::Ok();
+  ++ranges_;
   SILO_ASSIGN_OR_RETURN(Etcd::Range changed, etcd_.ListRange(prefix_, revision_ + 1));
   for (KeyValue& kv : changed.kvs) {
     std::string key = kv.key;

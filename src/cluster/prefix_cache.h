@@ -11,6 +11,9 @@
 // came back) or is as the view holds it, so the view holds exactly etcd's
 // keys when the counts agree, and only then. When they do not (a key was
 // deleted: a lease expired, an election ended), Refresh lists it all again.
+// Before that range, one lookup of etcd's revision: when nothing at all
+// changed since the last read (an idle cluster), the view is etcd's still,
+// and etcd reads no key of the prefix.
 //
 // Not thread-safe: one caller (the node's cluster loop).
 #ifndef SILO_CLUSTER_PREFIX_CACHE_H_
@@ -39,6 +42,11 @@ class PrefixCache {
 
   // Full lists made so far (the first, and one after each deletion seen).
   int64_t full_lists() const { return full_lists_; }
+  // Ranges of the keys changed since a revision made so far (none in a
+  // Refresh that found etcd's revision as the view's).
+  int64_t ranges() const { return ranges_; }
+  // The revision the view is etcd's at (0 before the first Refresh).
+  int64_t revision() const { return revision_; }
 
  private:
   Status ListAll();
@@ -48,6 +56,7 @@ class PrefixCache {
   std::map<std::string, KeyValue> view_;
   int64_t revision_ = 0;  // the view is etcd's at this revision; 0: none yet
   int64_t full_lists_ = 0;
+  int64_t ranges_ = 0;
 };
 
 }  // namespace silo::cluster
