@@ -261,10 +261,12 @@ Status Shipper::RecordSyncSet(std::vector<std::string> nodes) {
 }
 
 void Shipper::SetFollower(FollowerLink link) {
-  std::lock_guard send(send_mu_);  // not while a segment goes out on the old link
+  std::shared_ptr<cluster::PeerClient> old;  // let go of after the locks (RemoveFollower)
+  std::lock_guard send(send_mu_);            // not while a segment goes out on the old link
   std::lock_guard lock(shared_->mu);
   for (Shared::Follower& f : shared_->followers) {
     if (f.link.node != link.node) continue;
+    old = std::move(f.link.link);
     f.link = std::move(link);
     shared_->Ask(f);
     shared_->RemovalMissed(f);  // removals made while it was away went nowhere
@@ -345,13 +347,17 @@ size_t Shipper::Resume() {
 }
 
 void Shipper::RemoveFollower(const std::string& node) {
+  // Let go of after the locks: the last reference's destructor joins the
+  // link's reader thread, which may be in an answer callback waiting for
+  // shared_->mu (a follower that stopped answering, then left).
+  std::vector<std::shared_ptr<cluster::PeerClient>> dropped;
   std::lock_guard send(send_mu_);
   std::lock_guard lock(shared_->mu);
   for (Shared::Follower& f : shared_->followers) {
     if (f.link.node != node) continue;
     shared_->NeedsSnapshot(f);
     f.state = FollowerState::kGone;
-    f.link.link.reset();
+    dropped.push_back(std::move(f.link.link));
   }
   shared_->acked_cv.notify_all();  // a sync commit waiting on it waits no more
 }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <filesystem>
 #include <future>
 #include <memory>
@@ -322,6 +323,28 @@ TEST_F(ShippingTest, AFollowerBackOnANewLinkResumesFromTheRetainedSegmentsWithou
   EXPECT_EQ(FollowerSeq(0), recorder_->head().seq);
   EXPECT_EQ(*ReadFile(followers_[0]->replicas->Dir(kTenant) + "/" + kReplicaDatabaseName),
             *ReadFile(primary_));
+}
+
+TEST_F(ShippingTest, AFollowerThatStoppedAnsweringAndLeftIsLetGoWithoutHangingTheShipper) {
+  Shipper shipper(kTenant, ShipperOptions{.sync = false}, Links());
+  auto db = OpenPrimary(shipper);
+  ASSERT_NE(db, nullptr);
+  for (int id = 1; id <= 5; ++id) ASSERT_OK(Insert(*db, id));
+  WaitForFollowers(shipper);
+  // node-2 stops answering (a frozen machine) with a segment in flight,
+  // then leaves (its lease ran out). The shipper holds the link's last
+  // reference: letting it go breaks the link, whose reader answers the
+  // segment's callback, which takes the shipper's lock.
+  followers_[0]->stuck = true;
+  ASSERT_OK(Insert(*db, 6));
+  auto removed = std::async(std::launch::async, [&] { shipper.RemoveFollower("node-2"); });
+  if (removed.wait_for(30s) != std::future_status::ready) {
+    std::fprintf(stderr, "RemoveFollower did not return in 30 s: the shipper is deadlocked\n");
+    std::abort();  // the stuck threads cannot be joined
+  }
+  EXPECT_EQ(StateOf(shipper, "node-2"), "absent");
+  EXPECT_EQ(StateOf(shipper, "node-3"), "streaming");
+  ASSERT_OK(Insert(*db, 7));  // the tenant goes on
 }
 
 TEST_F(ShippingTest, EachStreamedSegmentsAcknowledgementTimeIsMeasuredOncePerFollower) {
