@@ -264,6 +264,7 @@ void ClusterMember::Stop() {
     wake_.SignalAll();
   }
   if (loop_.joinable()) loop_.join();
+  JoinHandOvers(/*all=*/true);
   if (listener_) listener_->Stop();
   {
     MutexLock lock(mu_);
@@ -403,6 +404,7 @@ ClusterMember::Stats ClusterMember::stats() const {
   st.bytes = bytes_;
   st.snapshots = snapshots_;
   st.promotions = promotions_;
+  st.loop_turns = loop_turns_;
   st.copies = replicas_->open_count();
   MutexLock lock(mu_);
   st.tenants_led = primaries_.size();
@@ -674,13 +676,16 @@ void ClusterMember::Loop() {
     std::vector<std::pair<std::string, std::shared_ptr<Primary>>> closed;
     {
       MutexLock lock(mu_);
+      // Not one being handed over: HandOver holds it closed and decides.
       for (const auto& [id, p] : primaries_) {
-        if (p->shipper && p->lease->Held()) led.emplace_back(id, p);
+        if (p->shipper && p->lease->Held() && handing_over_.count(id) == 0) led.emplace_back(id, p);
       }
       // Closed ones too: a follower back on a new link resumes at the
       // chain's head now (a handover waits for it), not at the next open.
       for (const auto& [id, c] : closed_) {
-        if (c.primary->lease->Held()) closed.emplace_back(id, c.primary);
+        if (c.primary->lease->Held() && handing_over_.count(id) == 0) {
+          closed.emplace_back(id, c.primary);
+        }
       }
     }
     // A follower that caught up joins the sync set while the tenant is
@@ -705,7 +710,9 @@ void ClusterMember::Loop() {
     for (const auto& [id, p] : closed) {
       if (!p->shipper->NeedingSnapshot().empty()) SnapshotClosed(id);
     }
+    JoinHandOvers(/*all=*/false);
     CheckPrimaries();
+    ++loop_turns_;
     MutexLock lock(mu_);
     if (stop_) return;
     wake_.WaitUntil(mu_, std::chrono::steady_clock::now() + 250ms);
@@ -1007,7 +1014,7 @@ void ClusterMember::CheckPrimaries() {
         it->second.term != h.term || !handovers_tried_.insert(h.revision).second) {
       continue;
     }
-    HandOver(id, h);
+    StartHandOver(id, h);
   }
   std::error_code ec;
   for (const auto& entry :
@@ -1121,7 +1128,10 @@ void ClusterMember::CheckPrimaries() {
   for (const tenant::TenantInfo& t :
        options_.registry ? options_.registry->List() : std::vector<tenant::TenantInfo>{}) {
     auto it = led.find(t.id);
-    if (it != led.end() && it->second.node != me) Demote(t.id, it->second.node, it->second.term);
+    // (One being handed over gives itself up when its target leads.)
+    if (it != led.end() && it->second.node != me && !HandingOver(t.id)) {
+      Demote(t.id, it->second.node, it->second.term);
+    }
   }
 }
 
@@ -1173,7 +1183,50 @@ bool ClusterMember::Claim(const std::string& tenant_id) {
   return true;
 }
 
-void ClusterMember::HandOver(const std::string& tenant_id, const Handover& h) {
+void ClusterMember::StartHandOver(const std::string& tenant_id, const Handover& h) {
+  if (handover_threads_.count(tenant_id) != 0) {
+    handovers_tried_.erase(h.revision);  // the one before is not done: next turn
+    return;
+  }
+  auto slug = slugs_.find(tenant_id);
+  {
+    MutexLock lock(mu_);
+    handing_over_.insert(tenant_id);
+  }
+  log::Info("replication.handing_over", {{"tenant", tenant_id}, {"to", h.to}});
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  // Joined by the loop once done, or by Stop (after the loop), before this
+  // object goes.
+  std::thread thread(
+      [this, tenant_id, h, slug = slug == slugs_.end() ? std::string() : slug->second, done] {
+        HandOver(tenant_id, h, slug);
+        {
+          MutexLock lock(mu_);
+          handing_over_.erase(tenant_id);
+        }
+        done->store(true);
+      });
+  handover_threads_[tenant_id] = {std::move(thread), std::move(done)};
+}
+
+void ClusterMember::JoinHandOvers(bool all) {
+  for (auto it = handover_threads_.begin(); it != handover_threads_.end();) {
+    if (!all && !it->second.done->load()) {
+      ++it;
+      continue;
+    }
+    it->second.thread.join();
+    it = handover_threads_.erase(it);
+  }
+}
+
+bool ClusterMember::HandingOver(const std::string& tenant_id) const {
+  MutexLock lock(mu_);
+  return handing_over_.count(tenant_id) != 0;
+}
+
+void ClusterMember::HandOver(const std::string& tenant_id, const Handover& h,
+                             const std::string& slug) {
   std::shared_ptr<storage::TenantDatabases> databases;
   std::shared_ptr<Primary> primary;
   {
@@ -1229,11 +1282,9 @@ void ClusterMember::HandOver(const std::string& tenant_id, const Handover& h) {
         break;
       }
     }
-    if (!target_url.empty()) {
-      if (auto info = slugs_.find(tenant_id); info != slugs_.end()) {
-        MutexLock lock(mu_);
-        elsewhere_[info->second] = target_url;
-      }
+    if (!target_url.empty() && !slug.empty()) {
+      MutexLock lock(mu_);
+      elsewhere_[slug] = target_url;
     }
     return options_.registry->Relinquish(tenant_id, kept);
   });
@@ -1305,7 +1356,7 @@ void ClusterMember::ReopenFenced() {
     MutexLock lock(mu_);
     databases = databases_.lock();
     for (const auto& [id, p] : primaries_) {
-      if (p->lease != lease_) fenced.push_back(id);
+      if (p->lease != lease_ && handing_over_.count(id) == 0) fenced.push_back(id);
     }
     // Closed under the old lease: their next open starts a new chain.
     for (auto it = closed_.begin(); it != closed_.end();) {

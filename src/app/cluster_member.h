@@ -60,7 +60,8 @@
 //    call.
 //  - Switchover (`silo tenant promote <slug> --node <id>`, PromoteTenant):
 //    the command puts /silo/t/<id>/handover = {"to","from","term"} on a
-//    lease of its own. The primary closes the tenant and holds it closed
+//    lease of its own. The primary (on a thread of its own, StartHandOver,
+//    so its loop goes on) closes the tenant and holds it closed
 //    (requests get 503, retry), waits until the target's copy holds every
 //    segment it published, adds that "seq" to the key and deletes its
 //    primary key; the target takes the tenant over at once if its copy is
@@ -182,6 +183,7 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
     uint64_t bytes = 0;             // their bytes
     uint64_t snapshots = 0;         // snapshots sent (to one or more followers)
     uint64_t promotions = 0;        // tenants taken over
+    uint64_t loop_turns = 0;        // the cluster loop's turns since start (it is alive)
   };
   Stats stats() const;
   // Seconds from a segment's send to a follower's acknowledgement, over
@@ -258,8 +260,17 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   std::shared_ptr<Primary> OpenPrimary(const std::string& tenant_id) EXCLUDES(mu_);
   // Records `term` as the tenant's latest: in `dir` (synced), then in etcd.
   Status RecordTerm(const std::string& tenant_id, const std::string& dir, int64_t term);
-  // The primary's half: hands `tenant_id` to h.to, or logs why not.
-  void HandOver(const std::string& tenant_id, const Handover& h);
+  // The primary's half: hands `tenant_id` (`slug`) to h.to, or logs why
+  // not. Up to 15 s: on a thread of its own (StartHandOver).
+  void HandOver(const std::string& tenant_id, const Handover& h, const std::string& slug);
+  // Runs HandOver on its own thread, so that the loop (other tenants'
+  // elections, snapshots, claims) goes on meanwhile; the loop leaves the
+  // tenant alone until it is done (handing_over_). One at a time per
+  // tenant: another request for it waits for the next turn. Loop thread.
+  void StartHandOver(const std::string& tenant_id, const Handover& h);
+  // Joins the switchover threads that are done (all of them: `all`).
+  void JoinHandOvers(bool all);
+  bool HandingOver(const std::string& tenant_id) const EXCLUDES(mu_);
   // Gives up a tenant this node serves that `node` leads now (see above).
   void Demote(const std::string& tenant_id, const std::string& node, int64_t term);
   // Links to announced nodes this node has no working link to.
@@ -321,12 +332,18 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   std::map<std::string, Peer> peers_ GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<Primary>> primaries_ GUARDED_BY(mu_);
   std::map<std::string, Closed> closed_ GUARDED_BY(mu_);
+  std::set<std::string> handing_over_ GUARDED_BY(mu_);  // tenants HandOver runs for
   uint64_t closes_ GUARDED_BY(mu_) = 0;
   // The loop thread's own: when this node posted its position for a
   // tenant without a primary, and copies refused promotion.
   std::map<std::string, std::chrono::steady_clock::time_point> elections_;
   std::set<std::string> refused_;
   std::set<int64_t> handovers_tried_;  // handover keys' revisions, once each
+  struct HandOverThread {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::map<std::string, HandOverThread> handover_threads_;  // loop thread; Stop after it
   std::set<std::string> unelectable_;  // tenants whose sync set this node is not in (said once)
   // Tenants of this node's own that no node leads: when each may be
   // claimed (ClaimUnled; a refused claim is tried again 30 s later).
@@ -345,6 +362,7 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   std::atomic<uint64_t> bytes_{0};
   std::atomic<uint64_t> snapshots_{0};
   std::atomic<uint64_t> promotions_{0};
+  std::atomic<uint64_t> loop_turns_{0};
   std::thread loop_;
 };
 

@@ -493,6 +493,41 @@ def test_silo_tenant_promote_hands_a_tenant_over_under_load_with_no_write_lost(c
     assert metric(n2, "silo_repl_promotions_total") == 0
 
 
+def test_a_switchover_waiting_for_its_target_holds_nothing_else_up_on_its_node(cluster):
+    """A switchover to a follower that stopped answering waits (5 s) for
+    it on its own thread: meanwhile the node's cluster loop turns on (its
+    other tenants' elections and snapshots go on), and afterwards the
+    tenant, never given up, is still led and writable there."""
+    n1, n2, n3 = started_three(cluster)
+    tenant_id, token = make_tenant(n1, "acme")
+    assert call(n1, "acme", token, "POST", "/api/collections", TICKETS).status_code == 201
+    wait_until("both followers caught up", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))
+    os.kill(n3.proc.pid, signal.SIGSTOP)
+    command = subprocess.Popen([SILO_BIN, "tenant", "promote", "acme", "--node", "n3"],
+                               env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                                    "SILO_ETCD_ENDPOINTS": cluster.etcd.endpoint},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until("n1 starts the switchover", lambda: "replication.handing_over" in n1.output())
+        before = metric(n1, "silo_cluster_loop_turns_total")
+        time.sleep(1.5)
+        after = metric(n1, "silo_cluster_loop_turns_total")
+        # Still inside the 5 s wait for n3: what was measured is the loop
+        # while a switchover waited.
+        assert "replication.handover_failed" not in n1.output(), "the sample came too late"
+        assert after > before, "the cluster loop stood still while a switchover waited"
+        wait_until("the switchover gives up on n3",
+                   lambda: "replication.handover_failed" in n1.output(), timeout=20)
+    finally:
+        os.kill(n3.proc.pid, signal.SIGCONT)
+        command.kill()
+        command.wait()
+    assert tenant_entry(cluster.status(), tenant_id)["primary"] == "n1"
+    r = call(n1, "acme", token, "POST", "/api/collections/tickets/records",
+             {"id": "still", "title": "n1 still leads"})
+    assert r.status_code == 201, r.text
+
+
 def assert_audited_promotion(node, token, term):
     """Tenant acme's own audit log (the tenant's view, GET /api/audit) says
     that `node` took it over under `term`."""
