@@ -96,6 +96,32 @@ class ReplicationTest : public ::testing::Test {
     return (row.ok() && *row) ? stmt->ColumnInt(0) : -1;
   }
 
+  // The segments of 60 single-row commits on the primary (with checkpoints
+  // and WAL restarts every few), closed at the end; empty on a failure.
+  std::vector<std::string> ChainOf60Commits() {
+    std::vector<std::string> chain;
+    Record([&](uint64_t, const std::string& encoded) {
+      chain.push_back(encoded);
+      return Status::Ok();
+    });
+    auto db = OpenPrimary();
+    if (db == nullptr) {
+      storage::repl::Detach(primary_);
+      return {};
+    }
+    for (int id = 1; id <= 60; ++id) {
+      if (Status s = Insert(*db, id); !s.ok()) {
+        ADD_FAILURE() << s.ToString();
+        db.reset();
+        storage::repl::Detach(primary_);
+        return {};
+      }
+    }
+    db.reset();
+    storage::repl::Detach(primary_);  // its publish refers to `chain`
+    return chain;
+  }
+
   std::string dir_;
   std::string primary_;
   std::string follower_;
@@ -148,16 +174,8 @@ TEST_F(ReplicationTest, TheFollowerIsAlwaysACommittedPrefixAndHoldsNoPlaintext) 
 }
 
 TEST_F(ReplicationTest, AFollowerStoppedMidSegmentResumesFromItsPosition) {
-  std::vector<std::string> chain;
-  Record([&](uint64_t, const std::string& encoded) {
-    chain.push_back(encoded);
-    return Status::Ok();
-  });
-  {
-    auto db = OpenPrimary();
-    ASSERT_NE(db, nullptr);
-    for (int id = 1; id <= 60; ++id) ASSERT_OK(Insert(*db, id));
-  }
+  const std::vector<std::string> chain = ChainOf60Commits();
+  ASSERT_FALSE(chain.empty());
   const std::string primary_bytes = *ReadFile(primary_);
   ASSERT_GT(chain.size(), 20u);
 
@@ -204,16 +222,8 @@ TEST_F(ReplicationTest, AFollowerStoppedMidSegmentResumesFromItsPosition) {
 }
 
 TEST_F(ReplicationTest, AFollowerKilledMidRunRollsForwardAndCanBePromotedWithoutAResend) {
-  std::vector<std::string> chain;
-  Record([&](uint64_t, const std::string& encoded) {
-    chain.push_back(encoded);
-    return Status::Ok();
-  });
-  {
-    auto db = OpenPrimary();
-    ASSERT_NE(db, nullptr);
-    for (int id = 1; id <= 60; ++id) ASSERT_OK(Insert(*db, id));
-  }
+  const std::vector<std::string> chain = ChainOf60Commits();
+  ASSERT_FALSE(chain.empty());
   const std::string primary_bytes = *ReadFile(primary_);
   // Runs of 4 commits that only append frames (a follower defers their
   // syncs and position): where one may start.
