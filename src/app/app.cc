@@ -1,6 +1,7 @@
 #include "app/app.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -708,6 +709,20 @@ namespace {
 // SILO_KEYLESS=1: no keyring, no tenants of its own, no HTTP; the cluster
 // member alone, keeping copies (app/cluster_member.h), until SIGTERM or
 // SIGINT.
+// A server keeps a descriptor or three per SQLite connection (up to five
+// per open tenant) and per follower copy: the soft limit of open files goes
+// up to the hard one (often 1,024 against 524,288), as a server should ask.
+void RaiseOpenFilesLimit() {
+  struct rlimit limit {};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  if (limit.rlim_cur < limit.rlim_max) {
+    const rlim_t was = limit.rlim_cur;
+    limit.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) limit.rlim_cur = was;
+  }
+  log::Info("open_files_limit", {{"limit", static_cast<long long>(limit.rlim_cur)}});
+}
+
 int ServeKeyless(const config::Config& c) {
   if (c.env == config::Environment::kDevelopment) {
     if (Status s = MakeDirs(c.data_dir, 0700); !s.ok()) return Refuse(s);
@@ -743,6 +758,7 @@ int Serve(const config::GetEnv& getenv) {
     for (const auto& p : loaded.problems) std::fprintf(stderr, "  - %s\n", p.c_str());
     return 1;
   }
+  RaiseOpenFilesLimit();
   if (loaded.config.cluster.keyless) return ServeKeyless(loaded.config);
   auto app = App::Create(std::move(loaded.config));
   if (!app.ok()) return Refuse(app.status());

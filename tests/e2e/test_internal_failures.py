@@ -146,3 +146,21 @@ def test_a_full_disk_is_a_bare_5xx_writes_nothing_half_and_the_log_has_why(make_
     listed = api.call("GET", "/api/collections/notes/records?limit=100")
     assert listed.status_code == 200, listed.text
     assert sorted(x["id"] for x in listed.json()["items"]) == sorted(stored)
+
+
+def limit_open_files(soft, hard):
+    def apply():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return apply
+
+
+def test_the_server_raises_its_open_files_limit_to_the_hard_one(make_silo):
+    """Started with a soft limit of 256 open files (a shell's is often
+    1,024) under a hard one of 4,096, the server asks for the hard one: a
+    node with many open tenants and copies needs the descriptors."""
+    silo = make_silo(preexec=limit_open_files(256, 4096))
+    with open("/proc/%d/limits" % silo.proc.pid) as f:
+        line = [l for l in f if l.startswith("Max open files")][0]
+    assert line.split()[3:5] == ["4096", "4096"], line
+    assert '"msg":"open_files_limit","limit":4096' in silo.output()
+
