@@ -706,9 +706,6 @@ api::Services& App::services() { return p_->services; }
 
 namespace {
 
-// SILO_KEYLESS=1: no keyring, no tenants of its own, no HTTP; the cluster
-// member alone, keeping copies (app/cluster_member.h), until SIGTERM or
-// SIGINT.
 // A server keeps a descriptor or three per SQLite connection (up to five
 // per open tenant) and per follower copy: the soft limit of open files goes
 // up to the hard one (often 1,024 against 524,288), as a server should ask.
@@ -723,6 +720,9 @@ void RaiseOpenFilesLimit() {
   log::Info("open_files_limit", {{"limit", static_cast<long long>(limit.rlim_cur)}});
 }
 
+// SILO_KEYLESS=1: no keyring, no tenants of its own, no HTTP; the cluster
+// member alone, keeping copies (app/cluster_member.h), until SIGTERM or
+// SIGINT.
 int ServeKeyless(const config::Config& c) {
   if (c.env == config::Environment::kDevelopment) {
     if (Status s = MakeDirs(c.data_dir, 0700); !s.ok()) return Refuse(s);

@@ -41,6 +41,17 @@ std::string Bytes(const json::object& o, std::string_view field) {
   return decoded.ok() ? *decoded : "";
 }
 
+// The store's revision an answer was read at (its header's), which every
+// range answer carries.
+Result<int64_t> HeaderRevision(const json::object& o) {
+  int64_t revision = 0;
+  if (const json::value* header = o.if_contains("header"); header && header->is_object()) {
+    revision = Int(header->as_object(), "revision");
+  }
+  if (revision == 0) return Unavailable("etcd answered a range without its revision");
+  return revision;
+}
+
 Result<json::object> Parse(const std::string& text) {
   boost::system::error_code ec;
   json::value v = json::parse(text, ec);
@@ -240,10 +251,7 @@ Result<Etcd::Range> Etcd::ListRange(const std::string& prefix, int64_t min_mod_r
   // etcd counts the keys in the range before it drops those older than
   // min_mod_revision: the count is the prefix's, whatever was left out.
   out.count = Int(o, "count");
-  if (const json::value* header = o.if_contains("header"); header && header->is_object()) {
-    out.revision = Int(header->as_object(), "revision");
-  }
-  if (out.revision == 0) return Unavailable("etcd answered a range without its revision");
+  SILO_ASSIGN_OR_RETURN(out.revision, HeaderRevision(o));
   const json::value* kvs = o.if_contains("kvs");
   if (kvs == nullptr || !kvs->is_array()) return out;
   for (const json::value& kv : kvs->as_array()) {
@@ -256,12 +264,7 @@ Result<int64_t> Etcd::Revision() {
   json::object range{{"key", B64("/")}, {"count_only", true}};
   SILO_ASSIGN_OR_RETURN(std::string text, Call("/v3/kv/range", json::serialize(range)));
   SILO_ASSIGN_OR_RETURN(json::object o, Parse(text));
-  int64_t revision = 0;
-  if (const json::value* header = o.if_contains("header"); header && header->is_object()) {
-    revision = Int(header->as_object(), "revision");
-  }
-  if (revision == 0) return Unavailable("etcd answered a range without its revision");
-  return revision;
+  return HeaderRevision(o);
 }
 
 }  // namespace silo::cluster

@@ -99,27 +99,22 @@ class ReplicationTest : public ::testing::Test {
   // The segments of 60 single-row commits on the primary (with checkpoints
   // and WAL restarts every few), closed at the end; empty on a failure.
   std::vector<std::string> ChainOf60Commits() {
-    std::vector<std::string> chain;
-    Record([&](uint64_t, const std::string& encoded) {
-      chain.push_back(encoded);
+    // Held by the publish too, which stays attached until TearDown.
+    auto chain = std::make_shared<std::vector<std::string>>();
+    Record([chain](uint64_t, const std::string& encoded) {
+      chain->push_back(encoded);
       return Status::Ok();
     });
     auto db = OpenPrimary();
-    if (db == nullptr) {
-      storage::repl::Detach(primary_);
-      return {};
-    }
+    if (db == nullptr) return {};
     for (int id = 1; id <= 60; ++id) {
       if (Status s = Insert(*db, id); !s.ok()) {
         ADD_FAILURE() << s.ToString();
-        db.reset();
-        storage::repl::Detach(primary_);
         return {};
       }
     }
     db.reset();
-    storage::repl::Detach(primary_);  // its publish refers to `chain`
-    return chain;
+    return *chain;
   }
 
   std::string dir_;

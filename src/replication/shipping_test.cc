@@ -345,6 +345,18 @@ TEST_F(ShippingTest, AFollowerThatStoppedAnsweringAndLeftIsLetGoWithoutHangingTh
   EXPECT_EQ(StateOf(shipper, "node-2"), "absent");
   EXPECT_EQ(StateOf(shipper, "node-3"), "streaming");
   ASSERT_OK(Insert(*db, 7));  // the tenant goes on
+  // The same when a link with an answer outstanding is replaced (the node
+  // came back under a new incarnation).
+  followers_[1]->stuck = true;
+  ASSERT_OK(Insert(*db, 8));
+  FollowerLink fresh = NewLink(1);
+  ASSERT_NE(fresh.link, nullptr);
+  auto replaced = std::async(std::launch::async, [&] { shipper.SetFollower(std::move(fresh)); });
+  if (replaced.wait_for(30s) != std::future_status::ready) {
+    std::fprintf(stderr, "SetFollower did not return in 30 s: the shipper is deadlocked\n");
+    std::abort();
+  }
+  EXPECT_EQ(StateOf(shipper, "node-3"), "asking");
 }
 
 TEST_F(ShippingTest, EachStreamedSegmentsAcknowledgementTimeIsMeasuredOncePerFollower) {
