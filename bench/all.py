@@ -93,6 +93,9 @@ def main():
          "one COMMIT per write", gc["single16_wps"]),
         ("durable writes of one tenant, 1 writer, group commit", gc["grouped1_wps"], "/s",
          "one COMMIT per write", gc["single1_wps"]),
+        ("sync-replicated writes, 16 writers, %.1f ms acknowledgement awaited after the write "
+         "lock" % gc["ack_ms"], gc["ack_after_lock_wps"], "/s", "awaited under the lock",
+         gc["ack_in_lock_wps"]),
         ("silo keys rotate-master, keyring of %d keys" % ky["rotate_keys"], ky["rotate_s"], "s",
          "as many atomic file writes", ky["rotate_write_s"]),
         ("checkpoint of an open tenant (sign, keep)", ky["checkpoint_ms"], "ms",

@@ -6,9 +6,19 @@
 // database is on the cipher VFS with the production settings
 // (synchronous=FULL: every COMMIT is a WAL fsync), on a real disk.
 // Measured with 16 concurrent writers and with one (where grouping cannot
-// help and must not cost). Prints a table and, last,
+// help and must not cost).
+//
+// Then, for a replicated tenant in sync mode: the same 16 writers, grouped,
+// on the replication shim with a recorder whose every sync takes ACK_MS
+// (default 2) milliseconds to be "acknowledged" (a stand-in for a follower
+// on another machine: its round trip and fsync; this machine's loopback
+// followers are CPU-bound instead, bench/cluster_bench.py), awaited either
+// in the sync, under the write lock (as before storage::repl::CommitWaits),
+// or after the writer let go of it (CommitWaits, as a cluster node does).
+// Prints a table and, last,
 //   RESULT grouped16_wps=<n> single16_wps=<n> group16_ratio=<x>
 //          grouped1_wps=<n> single1_wps=<n> writes_per_commit16=<n>
+//          ack_ms=<n> ack_in_lock_wps=<n> ack_after_lock_wps=<n> ack_ratio=<x>
 //
 // BENCH_DIR (default /tmp) holds the scratch databases, removed afterwards.
 #include <stdlib.h>
@@ -18,6 +28,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -25,6 +36,7 @@
 #include "crypto/secret_key.h"
 #include "median.h"
 #include "storage/database.h"
+#include "storage/repl_vfs.h"
 #include "storage/tenant_databases.h"
 
 namespace {
@@ -49,11 +61,44 @@ void Die(const Status& s, const char* what) {
   std::exit(1);
 }
 
+// A replica that acknowledges each sync after `ack`: in the sync (under the
+// write lock), or, when `after_lock` and the writer installed CommitWaits,
+// once the writer has let go of the lock.
+class SlowReplica : public silo::storage::repl::Recorder {
+ public:
+  SlowReplica(std::chrono::microseconds ack, bool after_lock)
+      : ack_(ack), after_lock_(after_lock) {}
+  void Write(silo::storage::repl::File, int64_t, std::string_view) override {}
+  void Truncate(silo::storage::repl::File, int64_t) override {}
+  void Delete(silo::storage::repl::File) override {}
+  Status Sync(silo::storage::repl::File) override {
+    auto wait = [ack = ack_]() -> Status {
+      std::this_thread::sleep_for(ack);
+      return Status::Ok();
+    };
+    auto* waits = silo::storage::repl::CommitWaits::Current();
+    if (!after_lock_ || waits == nullptr) return wait();
+    waits->Add(wait);
+    return Status::Ok();
+  }
+
+ private:
+  const std::chrono::microseconds ack_;
+  const bool after_lock_;
+};
+
+// `replica`: the database is attached to the replication shim with it.
 Outcome Run(const std::string& dir, const silo::crypto::SecretKey& key, int writers,
-            size_t max_group) {
+            size_t max_group, std::shared_ptr<SlowReplica> replica = nullptr) {
   std::string path = dir + "/gc.db";
   for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(path + suffix);
-  auto writer = Database::Open(path, key, {});
+  silo::storage::OpenOptions options;
+  if (replica) {
+    silo::storage::repl::EnsureReplicationVfs();
+    silo::storage::repl::Attach(path, replica);
+    options.vfs = silo::storage::repl::kReplicatedCipherVfs;
+  }
+  auto writer = Database::Open(path, key, options);
   if (!writer.ok()) Die(writer.status(), "open");
   if (Status s = (*writer)->Exec("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)"); !s.ok())
     Die(s, "create");
@@ -80,7 +125,9 @@ Outcome Run(const std::string& dir, const silo::crypto::SecretKey& key, int writ
   for (auto& t : threads) t.join();
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   int total = kWritesPerRun / writers * writers;
-  return {total / seconds, static_cast<double>(total) / static_cast<double>(db.group_commits())};
+  Outcome o{total / seconds, static_cast<double>(total) / static_cast<double>(db.group_commits())};
+  if (replica) silo::storage::repl::Detach(path);
+  return o;
 }
 
 }  // namespace
@@ -97,8 +144,12 @@ int main() {
   const std::string dir = tmpl;
   silo::crypto::SecretKey key = silo::crypto::SecretKey::Random();
 
-  // [writers][grouped] -> per-run figures
-  std::vector<double> wps[2][2], per_commit16;
+  const char* ack_env = std::getenv("ACK_MS");
+  const double ack_ms = ack_env != nullptr ? std::max(0.0, std::atof(ack_env)) : 2.0;
+  const auto ack = std::chrono::microseconds(static_cast<int64_t>(ack_ms * 1000));
+
+  // [writers][grouped] -> per-run figures; [after the lock] with a replica
+  std::vector<double> wps[2][2], per_commit16, acked_wps[2], acked_per_commit[2];
   const int kWriters[2] = {16, 1};
   for (int r = 0; r < runs; ++r) {
     for (int w = 0; w < 2; ++w) {
@@ -107,6 +158,11 @@ int main() {
         wps[w][g].push_back(o.writes_per_s);
         if (w == 0 && g == 1) per_commit16.push_back(o.writes_per_commit);
       }
+    }
+    for (int after = 0; after < 2; ++after) {
+      Outcome o = Run(dir, key, 16, 64, std::make_shared<SlowReplica>(ack, after == 1));
+      acked_wps[after].push_back(o.writes_per_s);
+      acked_per_commit[after].push_back(o.writes_per_commit);
     }
     std::fprintf(stderr, "run %d/%d done\n", r + 1, runs);
   }
@@ -120,11 +176,20 @@ int main() {
                 (std::to_string(kWriters[w]) + (kWriters[w] == 1 ? " writer" : " writers")).c_str(),
                 single, grouped, grouped / single);
   }
-  std::printf("writes per COMMIT, 16 writers: %.1f\nruns=%d\n", Median(per_commit16), runs);
+  std::printf("writes per COMMIT, 16 writers: %.1f\n", Median(per_commit16));
+  std::printf("\n%-34s %14s %14s %7s\n",
+              ("16 writers, replica ack " + std::to_string(ack_ms).substr(0, 4) + " ms").c_str(),
+              "under the lock", "after the lock", "ratio");
+  std::printf("%-34s %14.0f %14.0f %7.2f\n", "durable, acknowledged writes/s", Median(acked_wps[0]),
+              Median(acked_wps[1]), Median(acked_wps[1]) / Median(acked_wps[0]));
+  std::printf("%-34s %14.1f %14.1f\nruns=%d\n", "writes per COMMIT", Median(acked_per_commit[0]),
+              Median(acked_per_commit[1]), runs);
   std::printf(
       "RESULT grouped16_wps=%.0f single16_wps=%.0f group16_ratio=%.2f grouped1_wps=%.0f "
-      "single1_wps=%.0f writes_per_commit16=%.1f\n",
+      "single1_wps=%.0f writes_per_commit16=%.1f ack_ms=%.1f ack_in_lock_wps=%.0f "
+      "ack_after_lock_wps=%.0f ack_ratio=%.2f\n",
       Median(wps[0][1]), Median(wps[0][0]), Median(wps[0][1]) / Median(wps[0][0]),
-      Median(wps[1][1]), Median(wps[1][0]), Median(per_commit16));
+      Median(wps[1][1]), Median(wps[1][0]), Median(per_commit16), ack_ms, Median(acked_wps[0]),
+      Median(acked_wps[1]), Median(acked_wps[1]) / Median(acked_wps[0]));
   return 0;
 }

@@ -526,8 +526,8 @@ Status ClusterMember::Attach(const std::string& tenant_id, const std::string& pa
     std::weak_ptr<ClusterMember> self = weak_from_this();
     primary->recorder = std::make_shared<replication::SegmentRecorder>(
         primary->lineage, primary->term, head,
-        [self, lease, shipper = primary->shipper](uint64_t seq,
-                                                  const std::string& segment) -> Status {
+        [self, lease, strict = c.strict, shipper = primary->shipper](
+            uint64_t seq, const std::string& segment) -> Status {
           // Self-fencing: past the lease deadline etcd may have given the
           // tenant to another node, so no commit may be answered here.
           auto me = self.lock();
@@ -536,7 +536,19 @@ Status ClusterMember::Attach(const std::string& tenant_id, const std::string& pa
           }
           me->segments_ += 1;
           me->bytes_ += segment.size();
-          return shipper->Publish(seq, segment);
+          // Sync, not strict: awaited once the writer has let go of the
+          // tenant's write lock, so the next commit goes on meanwhile; the
+          // lease is checked again then (no commit is answered past its
+          // deadline). Strict waits in the sync, so a write it fails is not
+          // committed here either.
+          auto* waits = storage::repl::CommitWaits::Current();
+          if (!waits || !shipper->sync() || strict) return shipper->Publish(seq, segment);
+          waits->Add([shipper, lease, sent = shipper->Send(seq, segment)]() -> Status {
+            SILO_RETURN_IF_ERROR(shipper->AwaitAck(sent));
+            if (!lease->Held()) return Unavailable("this node's cluster lease has lapsed");
+            return Status::Ok();
+          });
+          return Status::Ok();
         });
     storage::repl::Attach(path, primary->recorder);
   }

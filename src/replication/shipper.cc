@@ -169,6 +169,10 @@ void Shipper::SendSegment(size_t i, uint64_t seq, const std::string& encoded) {
 }
 
 Status Shipper::Publish(uint64_t seq, const std::string& encoded) {
+  return AwaitAck(Send(seq, encoded));
+}
+
+Shipper::Sent Shipper::Send(uint64_t seq, const std::string& encoded) {
   std::lock_guard send(send_mu_);
   published_ = seq;
   if (!retained_.empty() && retained_.back().first + 1 != seq) {
@@ -181,13 +185,13 @@ Status Shipper::Publish(uint64_t seq, const std::string& encoded) {
     retained_bytes_ -= retained_.front().second.size();
     retained_.pop_front();
   }
-  std::vector<size_t> targets;
+  Sent sent{seq, {}};
   {
     std::lock_guard lock(shared_->mu);
     for (size_t i = 0; i < shared_->followers.size(); ++i) {
       Shared::Follower& f = shared_->followers[i];
       if (f.state == FollowerState::kStreaming) {
-        targets.push_back(i);
+        sent.targets.push_back(i);
       } else if (f.state == FollowerState::kSnapshotting) {
         f.backlog.emplace_back(seq, encoded);
         f.backlog_bytes += encoded.size();
@@ -195,9 +199,17 @@ Status Shipper::Publish(uint64_t seq, const std::string& encoded) {
       }
     }
   }
-  for (size_t i : targets) SendSegment(i, seq, encoded);
-  if (!options_.sync || shared_->followers.empty()) return Status::Ok();
+  for (size_t i : sent.targets) SendSegment(i, seq, encoded);
+  return sent;
+}
 
+Status Shipper::AwaitAck(const Sent& sent) {
+  const uint64_t seq = sent.seq;
+  std::vector<size_t> targets = sent.targets;
+  {
+    std::lock_guard lock(shared_->mu);
+    if (!options_.sync || shared_->followers.empty()) return Status::Ok();
+  }
   // Sync: a durable copy besides ours on a member of the sync set (on any
   // promotable follower while the set is empty) before the commit is
   // answered. Copies are prefixes of the chain, so a member that holds
@@ -218,16 +230,29 @@ Status Shipper::Publish(uint64_t seq, const std::string& encoded) {
     return !waiting;
   };
   shared_->acked_cv.wait_for(lock, options_.ack_timeout, done);
+  lock.unlock();
+
+  // Decided in seq order: a later segment's decision (made by a wait that
+  // overtook this one) left a set with a member holding that segment, and
+  // so this one; deciding again from this one's holders could put back a
+  // follower that lacks the later commit, which was answered.
+  std::lock_guard decide(sync_mu_);
+  if (decided_ >= seq) return Status::Ok();
   bool held = false;
   std::vector<std::string> holders;  // promotable followers that hold it
+  lock.lock();
   for (const Shared::Follower& f : shared_->followers) {
     if (!f.link.promotable || f.state == FollowerState::kGone || f.acked < seq) continue;
     held = held || counts(f);
     holders.push_back(f.link.node);
   }
   std::sort(holders.begin(), holders.end());
+  const bool set_empty = sync_set_.empty();
   lock.unlock();
-  if (held && !sync_set_.empty()) return Status::Ok();
+  if (held && !set_empty) {
+    decided_ = seq;
+    return Status::Ok();
+  }
   // No member holds it (or there are none yet): the followers that do
   // become the set, or, when none does and the commit is answered all the
   // same (not strict), the set empties. Recorded before the answer.
@@ -239,6 +264,7 @@ Status Shipper::Publish(uint64_t seq, const std::string& encoded) {
   if (holders != sync_set_) {
     SILO_RETURN_IF_ERROR(RecordSyncSet(holders));
   }
+  decided_ = seq;
   if (holders.empty() && !targets.empty()) {
     log::Warn("replication.no_follower_acknowledged",
               {{"tenant", tenant_}, {"seq", static_cast<long long>(seq)}});
@@ -767,7 +793,8 @@ std::vector<std::string> Shipper::SyncSet() const {
 
 Status Shipper::MaintainSyncSet() {
   if (!options_.sync) return Status::Ok();
-  std::lock_guard send(send_mu_);  // no commit answered meanwhile
+  std::lock_guard send(send_mu_);    // nothing published meanwhile
+  std::lock_guard decide(sync_mu_);  // no commit answered meanwhile
   std::vector<std::string> next;
   {
     std::lock_guard lock(shared_->mu);

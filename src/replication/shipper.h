@@ -25,8 +25,8 @@
 // streams again, even where the retained segments would let it resume, so
 // no copy holds a commit that names a blob it lacks.
 //
-// Thread-safe. Publish calls come one at a time (the shim serialises a
-// database's syncs).
+// Thread-safe. Publish and Send calls come one at a time (the shim
+// serialises a database's syncs); AwaitAck calls may overlap them.
 #ifndef SILO_REPLICATION_SHIPPER_H_
 #define SILO_REPLICATION_SHIPPER_H_
 
@@ -118,8 +118,26 @@ class Shipper {
   // says when it starts a chain over files that already hold data.
   void RequireSnapshot();
 
-  // SegmentRecorder's Publish.
+  // SegmentRecorder's Publish: Send, then AwaitAck.
   Status Publish(uint64_t seq, const std::string& encoded);
+
+  // A segment sent, to the followers at these indices.
+  struct Sent {
+    uint64_t seq = 0;
+    std::vector<size_t> targets;
+  };
+  // Publish's first half: keeps segment `seq` for resuming followers and
+  // sends it to the streaming ones (queues it for those being given a
+  // snapshot). Calls come one at a time, in seq order.
+  Sent Send(uint64_t seq, const std::string& encoded);
+  // Publish's second half: whether the commit of `sent` may be answered
+  // (the sync rule above; always OK in async mode). Thread-safe, and may
+  // run after later segments were sent, concurrently with their waits (a
+  // commit waiting outside the write lock, storage::repl::CommitWaits):
+  // sync-set decisions are made in seq order, a wait whose segment a later
+  // decision already covered returning OK.
+  Status AwaitAck(const Sent& sent);
+  bool sync() const { return options_.sync; }
 
   // Marks every follower that needs a snapshot as receiving one at chain
   // head `head` of `lineage`; later segments queue for them. REQUIRES: the
@@ -202,7 +220,7 @@ class Shipper {
   // Follower `i` lacks a blob: it needs a snapshot before it streams again.
   void MissedBlob(size_t i, const std::string& id, const std::string& why);
   // Records `nodes` (sorted) as the sync set, then keeps it.
-  // REQUIRES: send_mu_ held.
+  // REQUIRES: sync_mu_ held.
   Status RecordSyncSet(std::vector<std::string> nodes);
 
   const std::string tenant_;
@@ -212,7 +230,14 @@ class Shipper {
   // The newest segments, oldest first, contiguous seqs (under send_mu_).
   std::deque<std::pair<uint64_t, std::string>> retained_;
   size_t retained_bytes_ = 0;
-  std::vector<std::string> sync_set_;  // sorted; written under send_mu_, read under shared_->mu
+  // Held while the sync set is decided and recorded (AwaitAck,
+  // MaintainSyncSet); taken after send_mu_, before shared_->mu.
+  std::mutex sync_mu_;
+  std::vector<std::string> sync_set_;  // sorted; written under sync_mu_ and shared_->mu
+  // The highest seq a sync-set decision covered: the set then recorded (or
+  // kept) has a member holding it, so it holds every seq below too; a wait
+  // for one of those needs no decision of its own. Under sync_mu_.
+  uint64_t decided_ = 0;
   std::shared_ptr<Shared> shared_;
 };
 

@@ -270,6 +270,54 @@ Status ShippingTest::CommitWithStuckFollowers(bool strict, std::vector<std::stri
   return s;
 }
 
+// Commits that wait outside the write lock (storage::repl::CommitWaits) may
+// end their waits out of order. Here the later commit's wait ends first,
+// with no follower holding it: the sync set empties (not strict) and it is
+// answered. The earlier one's wait then finds a follower holding it; making
+// that follower the set would confine the election to a copy that lacks
+// the later, answered commit. It is answered and the set stays empty.
+TEST_F(ShippingTest, AnEarlierCommitsWaitEndingLastDoesNotTakeTheSyncSetBack) {
+  std::vector<std::vector<std::string>> recorded;
+  ShipperOptions options{.sync = true, .ack_timeout = 300ms};
+  options.record_sync_set = [&](const std::vector<std::string>& nodes) -> Status {
+    recorded.push_back(nodes);
+    return Status::Ok();
+  };
+  Shipper shipper(kTenant, options, Links());
+  bool defer = false;
+  std::vector<Shipper::Sent> sent;
+  recorder_ = std::make_shared<SegmentRecorder>(lineage_, 1, ChainHead{},
+                                                [&](uint64_t seq, const std::string& s) -> Status {
+                                                  if (!defer) return shipper.Publish(seq, s);
+                                                  sent.push_back(shipper.Send(seq, s));
+                                                  return Status::Ok();
+                                                });
+  storage::repl::Attach(primary_, recorder_);
+  followers_[0]->stuck = true;  // node-2 answers nothing from here on
+  auto db = storage::Database::Open(primary_, *key_, {.vfs = storage::repl::kReplicatedCipherVfs});
+  ASSERT_OK(db);
+  ASSERT_OK((*db)->Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, body TEXT)"));
+  ASSERT_EQ(shipper.SyncSet(), std::vector<std::string>{"node-3"});
+  defer = true;
+  ASSERT_OK(Insert(**db, 1));
+  ASSERT_FALSE(sent.empty());
+  const Shipper::Sent earlier = sent.back();
+  for (int wait = 0; wait < 4000 && shipper.AckedSeqs()[1] < earlier.seq; ++wait) {
+    std::this_thread::sleep_for(5ms);
+  }
+  ASSERT_GE(shipper.AckedSeqs()[1], earlier.seq) << "node-3 did not acknowledge in 20 s";
+  followers_[1]->stuck = true;
+  ASSERT_OK(Insert(**db, 2));
+  const Shipper::Sent later = sent.back();
+  ASSERT_GT(later.seq, earlier.seq);
+  EXPECT_OK(shipper.AwaitAck(later));
+  EXPECT_TRUE(shipper.SyncSet().empty());
+  const size_t records = recorded.size();
+  EXPECT_OK(shipper.AwaitAck(earlier));
+  EXPECT_TRUE(shipper.SyncSet().empty()) << "the set went back to a copy without the later commit";
+  EXPECT_EQ(recorded.size(), records);
+}
+
 // A snapshot whose copy cannot be read sends nothing, and its followers need
 // one again (they do not wait for it behind a growing backlog).
 TEST_F(ShippingTest, AnUnreadableSnapshotLeavesItsFollowersNeedingOne) {

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <utility>
 
 #include "storage/cipher_vfs.h"
 #include "storage/vfs_shim.h"
@@ -36,6 +37,8 @@ Registry& R() {
 }
 
 sqlite3_vfs* g_lower = nullptr;
+
+thread_local CommitWaits* t_commit_waits = nullptr;
 
 struct ReplFile {
   sqlite3_file base;
@@ -155,6 +158,23 @@ std::string FullPath(const std::string& path) {
 }
 
 }  // namespace
+
+CommitWaits::CommitWaits() : outer_(t_commit_waits) { t_commit_waits = this; }
+
+CommitWaits::~CommitWaits() { t_commit_waits = outer_; }
+
+CommitWaits* CommitWaits::Current() { return t_commit_waits; }
+
+void CommitWaits::Add(std::function<Status()> wait) { waits_.push_back(std::move(wait)); }
+
+Status CommitWaits::Wait() {
+  Status first = Status::Ok();
+  for (auto& wait : std::exchange(waits_, {})) {
+    Status s = wait();
+    if (!s.ok() && first.ok()) first = std::move(s);
+  }
+  return first;
+}
 
 void EnsureReplicationVfs() {
   static const bool registered = [] {

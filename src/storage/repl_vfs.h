@@ -23,6 +23,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/status.h"
 
@@ -44,8 +45,40 @@ class Recorder {
   virtual void Delete(File file) = 0;
   // The file is durable on this disk. A non-ok answer fails the sync
   // (SQLITE_IOERR_FSYNC), so the commit that asked for it is not reported
-  // as done: this is where a synchronous replica's acknowledgement is awaited.
+  // as done: this is where a synchronous replica's acknowledgement is
+  // awaited, or, when the thread has a CommitWaits, handed to it.
   virtual Status Sync(File file) = 0;
+};
+
+// What a commit must still wait for before it is answered, taken out of
+// the database's write lock: the writer of a database (TenantDatabase)
+// installs one on its thread for the span of a batch of writes, a recorder
+// that would wait in Sync for a replica's acknowledgement adds that wait
+// here instead and lets the commit finish, and the writer, once it has let
+// go of the write lock (so the next batch commits meanwhile), waits before
+// it answers. The commit is then visible to readers on this node before it
+// is acknowledged, never answered before.
+//
+// One per thread at a time (a nested one stands in for the outer until it
+// is destroyed). Not thread-safe: used by the thread that installed it.
+class CommitWaits {
+ public:
+  CommitWaits();
+  ~CommitWaits();
+  CommitWaits(const CommitWaits&) = delete;
+  CommitWaits& operator=(const CommitWaits&) = delete;
+
+  // The one this thread installed, or null (wait in place).
+  static CommitWaits* Current();
+
+  void Add(std::function<Status()> wait);
+  // Runs every wait added, in order, each once (the rest too after one
+  // failed); returns the first failure. Afterwards none is left.
+  Status Wait();
+
+ private:
+  CommitWaits* outer_;
+  std::vector<std::function<Status()>> waits_;
 };
 
 // Registers the shim and the cipher VFS over it (thread-safe, idempotent).

@@ -6,6 +6,7 @@
 
 #include "base/file_util.h"
 #include "base/log.h"
+#include "storage/repl_vfs.h"
 #include "storage/snapshot.h"
 
 namespace silo::storage {
@@ -47,7 +48,7 @@ Status TenantDatabase::Submit(Pending& p) {
   }
   queue_.push_back(&p);
   while (!p.done) {
-    if (leading_) {
+    if (leading_ || p.taken) {
       queue_cv_.Wait(queue_mu_);
       continue;
     }
@@ -71,12 +72,21 @@ Status TenantDatabase::Submit(Pending& p) {
       while (n < queue_.size() && n < max_group_ && queue_[n]->grouped) ++n;
     }
     std::vector<Pending*> batch(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(n));
+    for (Pending* q : batch) q->taken = true;
     queue_.erase(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(n));
     queue_mu_.Unlock();
+    repl::CommitWaits waits;  // a synchronous replica's acknowledgements
     RunBatch(batch);
     queue_mu_.Lock();
     leading_ = false;
-    for (Pending* q : batch) q->done = true;
+    queue_cv_.SignalAll();  // the next batch commits while this one waits
+    queue_mu_.Unlock();
+    Status acked = waits.Wait();
+    queue_mu_.Lock();
+    for (Pending* q : batch) {
+      if (!acked.ok() && q->status.ok()) q->status = acked;
+      q->done = true;
+    }
     queue_cv_.SignalAll();
   }
   queue_mu_.Unlock();

@@ -106,10 +106,14 @@ class TenantDatabase {
     const std::function<Status(Database&)>* fn;
     bool grouped;
     Status status;
+    bool taken = false;  // in a batch: its leader answers it
     bool done = false;
   };
   // Queues `p` and waits until a leader (the first waiting caller while no
-  // one leads; possibly this one) has run it.
+  // one leads; possibly this one) has run it and the batch's commits are
+  // acknowledged by the replicas they wait for (repl::CommitWaits): the
+  // leader waits for those after it stops leading, so the next batch
+  // commits meanwhile.
   Status Submit(Pending& p);
   // Runs `batch` on the writer: one exclusive write, or grouped writes in
   // one transaction. Sets each one's status.

@@ -10,6 +10,7 @@
 #include "base/file_util.h"
 #include "base/status_matchers.h"
 #include "crypto/crypto.h"
+#include "storage/repl_vfs.h"
 #include "storage/test_util.h"
 
 namespace silo::storage {
@@ -411,6 +412,50 @@ TEST_F(TenantDatabasesTest, WritesQueuedBehindTheWriterShareOneCommit) {
     EXPECT_EQ((*a)->group_commits(), static_cast<int64_t>((16 + limit - 1) / limit));
     EXPECT_EQ((*a)->queued_writes(), 0u);
   }
+}
+
+// A replica's acknowledgement a commit waits for (storage/repl_vfs.h
+// CommitWaits) is awaited after the writer lets go of the write lock: the
+// next write commits meanwhile, the first is answered only once its wait
+// ends, and a failed wait fails it although its row is committed here.
+TEST_F(TenantDatabasesTest, AReplicaWaitHoldsItsWritesAnswerButNotTheNextWrite) {
+  auto dbs = Make(4);
+  auto a = dbs.Acquire("a");
+  ASSERT_OK(a);
+  std::promise<void> waiting;
+  std::promise<Status> acked;
+  std::shared_future<Status> ack = acked.get_future().share();
+  auto first = std::async(std::launch::async, [&] {
+    return (*a)->WriteGrouped([&](Database& d) -> Status {
+      SILO_RETURN_IF_ERROR(InsertTx("first")(d));
+      auto wait = [&]() -> Status {
+        waiting.set_value();
+        return ack.get();
+      };
+      // As a replicated tenant's recorder does at the COMMIT's sync; with
+      // no CommitWaits on the thread it would wait here, under the lock.
+      if (auto* waits = repl::CommitWaits::Current()) {
+        waits->Add(wait);
+        return Status::Ok();
+      }
+      return wait();
+    });
+  });
+  waiting.get_future().wait();
+  auto second = std::async(std::launch::async, [&] { return Insert(**a, "second"); });
+  if (second.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
+    acked.set_value(Status::Ok());  // let both finish, then fail
+    FAIL() << "the next write waited for the first one's replica";
+  }
+  EXPECT_OK(second.get());
+  EXPECT_EQ(first.wait_for(std::chrono::seconds(0)), std::future_status::timeout)
+      << "answered before its replica acknowledged it";
+  EXPECT_EQ(Count(**a), 2);  // committed here, visible to readers
+  acked.set_value(Unavailable("no follower acknowledged the commit in time"));
+  Status answered = first.get();
+  EXPECT_EQ(answered.code(), StatusCode::kUnavailable) << answered.ToString();
+  EXPECT_OK(Insert(**a, "third"));
+  EXPECT_EQ(repl::CommitWaits::Current(), nullptr) << "left installed after its batch";
 }
 
 // In one group: a write that fails undoes its own Transaction and nothing
