@@ -590,8 +590,16 @@ std::vector<size_t> Shipper::SendBlob(const std::vector<size_t>& targets, const 
     }
     chunk.offset += chunk.bytes.size();
   } while (chunk.offset < total);
+  // Waits for the targets still in the running: one already given up (a
+  // refused piece, a window that stayed shut) is not waited for again, its
+  // pieces in flight notwithstanding (a link's answers have no deadline).
   std::unique_lock lock(answers->mu);
-  answers->cv.wait_for(lock, options_.ack_timeout, [&] { return answers->outstanding == 0; });
+  answers->cv.wait_for(lock, options_.ack_timeout, [&] {
+    for (size_t j = 0; j < targets.size(); ++j) {
+      if (!answers->failed[j] && answers->waiting[j] > 0) return false;
+    }
+    return true;
+  });
   std::vector<size_t> failed;
   for (size_t j = 0; j < targets.size(); ++j) {
     // Unanswered by now counts as not taken (a late answer changes nothing).

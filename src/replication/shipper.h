@@ -153,8 +153,10 @@ class Shipper {
 
   // Sends blob `id` (files_dir's files/b/<aa>/<id>.sf, complete and
   // synced) to every follower and waits for each to make it durable, at
-  // most the ack timeout past the last piece sent. One that does not (or
-  // that is away) needs a snapshot before it streams again. Call it before
+  // most the ack timeout past the last piece sent (one that refused a
+  // piece, or whose window stayed shut for the ack timeout, is given up
+  // then and not waited for again). One that does not (or that is away)
+  // needs a snapshot before it streams again. Call it before
   // the commit that records the blob: whether the commit is answered is
   // then the sync rule's (Publish), since a follower that lacks the blob
   // gets no later segment. Fails only when the blob cannot be read.

@@ -643,6 +643,50 @@ TEST_F(ShippingTest, AFollowerThatRefusesABlobGetsNoLaterSegmentUntilItsSnapshot
   EXPECT_EQ(FollowerSeq(1), recorder_->head().seq);
 }
 
+// A follower that refused a piece of a blob is given up at once: the
+// pieces it still holds unanswered (a link's answers have no deadline) do
+// not hold the upload up. Before, ShipBlob waited for them until the ack
+// timeout: here an hour, so the upload would wait until they are answered.
+TEST_F(ShippingTest, AFollowerThatRefusedABlobPieceIsNotWaitedForAnyLonger) {
+  const std::string files = dir_ + "/primary/files";
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<bool> first_run{true};
+  // node-4 refuses the first run of pieces it is handed (at least the
+  // first piece) and holds every later one unanswered. Seven pieces fit
+  // the link's window, so none waits to be sent.
+  auto listener = cluster::PeerListener::StartForRuns(
+      "127.0.0.1:0", cluster::testing::MakeNode(dir_, "ca", "node-4"),
+      [&](const std::vector<cluster::Message>& run) {
+        const bool first = first_run.exchange(false);
+        if (!first) released.wait();
+        std::vector<cluster::Message> answers;
+        for (const auto& m : run) answers.push_back({m.tenant, first ? kRefused : kAck, m.seq, ""});
+        return answers;
+      });
+  ASSERT_OK(listener);
+  auto client = cluster::PeerClient::Connect("127.0.0.1:" + std::to_string((*listener)->port()),
+                                             primary_tls_);
+  ASSERT_OK(client);
+  std::vector<FollowerLink> links = Links();
+  links.push_back({"node-4", std::move(client).value()});
+  Shipper shipper(kTenant, ShipperOptions{.ack_timeout = std::chrono::hours(1), .files_dir = files},
+                  std::move(links));
+  const std::string id = "dd" + std::string(30, '4');
+  const std::string bytes = PutBlob(files, id, 7 * kBlobChunkBytes);
+  auto shipped = std::async(std::launch::async, [&] { return shipper.ShipBlob(id); });
+  const bool answered = shipped.wait_for(std::chrono::seconds(60)) == std::future_status::ready;
+  release.set_value();  // the held pieces are answered, whichever way it went
+  EXPECT_TRUE(answered) << "the upload waited on a follower that had refused the blob";
+  ASSERT_OK(shipped.get());
+  EXPECT_EQ(StateOf(shipper, "node-4"), "needs_snapshot");
+  EXPECT_EQ(StateOf(shipper, "node-2"), "streaming");
+  auto held = ReadFile(layout::BlobFileIn(followers_[0]->replicas->Dir(kTenant) + "/files", id));
+  ASSERT_OK(held);
+  EXPECT_EQ(*held, bytes);
+  (*listener)->Stop();
+}
+
 TEST(ReplicasTest, ARunOfSegmentsIsAcknowledgedOnlyAsFarAsItIsDurable) {
   char tmpl[] = "/tmp/silo-replicas-XXXXXX";
   std::string dir = mkdtemp(tmpl);
