@@ -679,6 +679,11 @@ void ClusterMember::Loop() {
       RefreshSlugs();
       DropDeletedCopies();
       PublishStatus();
+      // Copies no primary wrote to for a minute give their descriptors
+      // back; the next segment reopens one.
+      if (size_t closed = replicas_->CloseIdle(60s); closed > 0) {
+        log::Info("replication.idle_copies_closed", {{"copies", static_cast<long long>(closed)}});
+      }
       next_status = std::chrono::steady_clock::now() + 1s;
     }
     // Followers on a new link (a restart, a broken connection) or out of

@@ -72,6 +72,26 @@ void Replicas::Close(const std::string& tenant_id) {
   copy.snapshot_next = 0;
 }
 
+size_t Replicas::CloseIdle(std::chrono::milliseconds idle) {
+  std::vector<Copy*> copies;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, copy] : copies_) copies.push_back(copy.get());  // never removed
+  }
+  const auto now = std::chrono::steady_clock::now();
+  size_t closed = 0;
+  for (Copy* copy : copies) {
+    std::unique_lock lock(copy->mu, std::try_to_lock);
+    if (!lock.owns_lock() || !copy->applier || copy->snapshot_next != 0 ||
+        now - copy->used < idle) {
+      continue;
+    }
+    copy->applier.reset();  // nothing deferred between runs (HandleRun flushed)
+    ++closed;
+  }
+  return closed;
+}
+
 Status Replicas::Drop(const std::string& tenant_id) {
   if (!ValidTenantId(tenant_id)) return InvalidArgument("not a tenant id");
   Copy& copy = Get(tenant_id);
@@ -105,6 +125,7 @@ std::vector<cluster::Message> Replicas::HandleRun(const std::vector<cluster::Mes
   Copy& copy = Get(tenant);
   // Held across the run: nothing reads a position that is not durable yet.
   std::lock_guard lock(copy.mu);
+  copy.used = std::chrono::steady_clock::now();
   std::vector<size_t> deferred;  // answers to make once the copy is durable
   auto flush = [&] {
     if (deferred.empty()) return;

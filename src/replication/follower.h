@@ -25,6 +25,7 @@
 #ifndef SILO_REPLICATION_FOLLOWER_H_
 #define SILO_REPLICATION_FOLLOWER_H_
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -57,6 +58,12 @@ class Replicas {
   // Closes the tenant's copy (its files stay), so that they may be moved
   // away: a follower taking the tenant over. The next message reopens it.
   void Close(const std::string& tenant_id);
+  // Closes the copies no message reached for `idle` or longer (their files
+  // stay; the next message or Position reopens one, rolling its journal
+  // forward as at a restart): an open copy holds up to four descriptors,
+  // and a node follows every tenant it does not lead. Skips a copy busy
+  // now or taking a snapshot. Returns how many it closed.
+  size_t CloseIdle(std::chrono::milliseconds idle);
   // Removes the tenant's copy, its wrapped key with it (the tenant was
   // deleted on its primary). A message that arrives later starts a new,
   // empty copy, which the next Drop removes again. OK when there is none.
@@ -75,6 +82,7 @@ class Replicas {
     std::mutex mu;                     // held while a message changes the copy, and by Position
     std::unique_ptr<Applier> applier;  // null while a snapshot replaces the files
     uint64_t snapshot_next = 0;        // the offset the next snapshot chunk must have
+    std::chrono::steady_clock::time_point used;  // the last message's (CloseIdle)
   };
   // Handles `m` for its copy (locked); see Applier::Apply for `may_defer`.
   cluster::Message HandleLocked(const cluster::Message& m, Copy& copy, bool may_defer);

@@ -373,6 +373,42 @@ TEST_F(ShippingTest, AFollowerBackOnANewLinkResumesFromTheRetainedSegmentsWithou
             *ReadFile(primary_));
 }
 
+// Descriptors this process holds open on files under `dir`.
+int OpenFilesUnder(const std::string& dir) {
+  int n = 0;
+  for (const auto& fd : fs::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    const std::string target = fs::read_symlink(fd.path(), ec).string();
+    if (!ec && target.starts_with(dir + "/")) ++n;
+  }
+  return n;
+}
+
+// A copy no message reached for the idle time gives its descriptors back
+// and reopens with the next segment, nothing lost.
+TEST_F(ShippingTest, AnIdleCopyIsClosedAndReopensWithTheNextSegment) {
+  Shipper shipper(kTenant, ShipperOptions{}, Links());
+  auto db = OpenPrimary(shipper);
+  ASSERT_NE(db, nullptr);
+  for (int id = 1; id <= 10; ++id) ASSERT_OK(Insert(*db, id));
+  WaitForFollowers(shipper);
+  Replicas& replicas = *followers_[0]->replicas;
+  const std::string copy = replicas.Dir(kTenant);
+  ASSERT_GT(OpenFilesUnder(copy), 0);
+  EXPECT_EQ(replicas.CloseIdle(std::chrono::hours(1)), 0u);  // used just now
+  EXPECT_GT(OpenFilesUnder(copy), 0);
+  EXPECT_EQ(replicas.CloseIdle(0ms), 1u);
+  EXPECT_EQ(OpenFilesUnder(copy), 0) << "a closed copy still holds descriptors";
+  EXPECT_GT(OpenFilesUnder(followers_[1]->replicas->Dir(kTenant)), 0);  // only that node's
+  for (int id = 11; id <= 20; ++id) ASSERT_OK(Insert(*db, id));
+  WaitForFollowers(shipper);
+  EXPECT_GT(OpenFilesUnder(copy), 0);
+  EXPECT_EQ(StateOf(shipper, "node-2"), "streaming");
+  db.reset();
+  WaitForFollowers(shipper);
+  EXPECT_EQ(*ReadFile(copy + "/" + kReplicaDatabaseName), *ReadFile(primary_));
+}
+
 TEST_F(ShippingTest, AFollowerThatStoppedAnsweringAndLeftIsLetGoWithoutHangingTheShipper) {
   Shipper shipper(kTenant, ShipperOptions{.sync = false}, Links());
   auto db = OpenPrimary(shipper);
