@@ -629,6 +629,12 @@ Status Shipper::ShipBlob(const std::string& id) {
       Shared::Follower& f = shared_->followers[i];
       if (f.state == FollowerState::kGone || !f.link.link) {
         f.files_missing = true;  // away: a snapshot when it is back
+      } else if (f.state == FollowerState::kNeedsSnapshot) {
+        // Its snapshot gives it every blob it lacks, this one included (in
+        // place before this call). Not sent now: a follower that stopped
+        // answering would hold this upload up for the ack timeout again,
+        // its link's window still full of the last blob's pieces.
+        f.files_missing = true;
       } else {
         targets.push_back(i);
       }

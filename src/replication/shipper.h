@@ -152,7 +152,8 @@ class Shipper {
   Status SendSnapshot(const std::string& path);
 
   // Sends blob `id` (files_dir's files/b/<aa>/<id>.sf, complete and
-  // synced) to every follower and waits for each to make it durable, at
+  // synced) to every follower (one that needs a snapshot gets it with
+  // its snapshot) and waits for each to make it durable, at
   // most the ack timeout past the last piece sent (one that refused a
   // piece, or whose window stayed shut for the ack timeout, is given up
   // then and not waited for again). One that does not (or that is away)

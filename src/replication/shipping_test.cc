@@ -723,6 +723,57 @@ TEST_F(ShippingTest, AFollowerThatRefusedABlobPieceIsNotWaitedForAnyLonger) {
   (*listener)->Stop();
 }
 
+// A follower that needs a snapshot is sent no new blob (its snapshot gives
+// it every blob it lacks): one that stopped answering, its link's window
+// still full of an earlier blob's pieces, would otherwise hold each later
+// upload up for the ack timeout (here an hour).
+TEST_F(ShippingTest, ABlobIsNotSentToAFollowerThatNeedsASnapshot) {
+  const std::string files = dir_ + "/primary/files";
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<bool> first_run{true};
+  const std::string id = "ef" + std::string(30, '6');
+  std::atomic<bool> handed{false};  // a piece of blob `id`
+  // node-4 refuses the first run of pieces and holds every later one.
+  auto listener = cluster::PeerListener::StartForRuns(
+      "127.0.0.1:0", cluster::testing::MakeNode(dir_, "ca", "node-4"),
+      [&](const std::vector<cluster::Message>& run) {
+        for (const auto& m : run) {
+          auto chunk = DecodeBlobChunk(m.payload);
+          if (chunk.ok() && chunk->id == id) handed = true;
+        }
+        const bool first = first_run.exchange(false);
+        if (!first) released.wait();
+        std::vector<cluster::Message> answers;
+        for (const auto& m : run) answers.push_back({m.tenant, first ? kRefused : kAck, m.seq, ""});
+        return answers;
+      });
+  ASSERT_OK(listener);
+  auto client = cluster::PeerClient::Connect("127.0.0.1:" + std::to_string((*listener)->port()),
+                                             primary_tls_);
+  ASSERT_OK(client);
+  std::vector<FollowerLink> links = Links();
+  links.push_back({"node-4", std::move(client).value()});
+  Shipper shipper(kTenant, ShipperOptions{.ack_timeout = std::chrono::hours(1), .files_dir = files},
+                  std::move(links));
+  const std::string first_id = "ee" + std::string(30, '5');
+  PutBlob(files, first_id, 7 * kBlobChunkBytes);
+  ASSERT_OK(shipper.ShipBlob(first_id));  // answered: the test above
+  ASSERT_EQ(StateOf(shipper, "node-4"), "needs_snapshot");
+  const std::string bytes = PutBlob(files, id, 8 * kBlobChunkBytes);
+  auto shipped = std::async(std::launch::async, [&] { return shipper.ShipBlob(id); });
+  const bool answered = shipped.wait_for(std::chrono::seconds(60)) == std::future_status::ready;
+  release.set_value();
+  EXPECT_TRUE(answered) << "the upload waited on a follower that needs a snapshot";
+  ASSERT_OK(shipped.get());
+  EXPECT_FALSE(handed) << "node-4 was handed pieces of the second blob";
+  auto held = ReadFile(layout::BlobFileIn(followers_[0]->replicas->Dir(kTenant) + "/files", id));
+  ASSERT_OK(held);
+  EXPECT_EQ(*held, bytes);
+  EXPECT_EQ(StateOf(shipper, "node-4"), "needs_snapshot");
+  (*listener)->Stop();
+}
+
 TEST(ReplicasTest, ARunOfSegmentsIsAcknowledgedOnlyAsFarAsItIsDurable) {
   char tmpl[] = "/tmp/silo-replicas-XXXXXX";
   std::string dir = mkdtemp(tmpl);
