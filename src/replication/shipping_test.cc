@@ -10,7 +10,10 @@
 #include <filesystem>
 #include <future>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <thread>
+#include <utility>
 
 #include "base/data_layout.h"
 #include "base/file_util.h"
@@ -687,40 +690,76 @@ TEST_F(ShippingTest, AFollowerThatRefusesABlobGetsNoLaterSegmentUntilItsSnapshot
   EXPECT_EQ(FollowerSeq(1), recorder_->head().seq);
 }
 
+// node-4: refuses the first run of messages it is handed (at least a
+// blob's first piece) and holds every later run unanswered until Release
+// (or its end); notes the blobs it was handed pieces of.
+struct RefusingNode {
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  bool was_released = false;
+  std::atomic<bool> first_run{true};
+  std::mutex mu;
+  std::set<std::string> handed;  // blob ids
+  std::unique_ptr<cluster::PeerListener> listener;
+
+  void Release() {
+    if (!std::exchange(was_released, true)) release.set_value();
+  }
+  bool Handed(const std::string& id) {
+    std::lock_guard lock(mu);
+    return handed.count(id) > 0;
+  }
+  ~RefusingNode() {
+    Release();
+    if (listener) listener->Stop();
+  }
+};
+
+// Starts `node` and links the primary to it, as "node-4".
+FollowerLink LinkRefusing(RefusingNode& node, const std::string& dir,
+                          const cluster::PeerTls& primary_tls) {
+  auto listener = cluster::PeerListener::StartForRuns(
+      "127.0.0.1:0", cluster::testing::MakeNode(dir, "ca", "node-4"),
+      [&node](const std::vector<cluster::Message>& run) {
+        for (const auto& m : run) {
+          auto chunk = DecodeBlobChunk(m.payload);
+          std::lock_guard lock(node.mu);
+          if (chunk.ok()) node.handed.insert(chunk->id);
+        }
+        const bool first = node.first_run.exchange(false);
+        if (!first) node.released.wait();
+        std::vector<cluster::Message> answers;
+        for (const auto& m : run) answers.push_back({m.tenant, first ? kRefused : kAck, m.seq, ""});
+        return answers;
+      });
+  EXPECT_OK(listener);
+  if (!listener.ok()) return {};
+  node.listener = std::move(listener).value();
+  auto client = cluster::PeerClient::Connect("127.0.0.1:" + std::to_string(node.listener->port()),
+                                             primary_tls);
+  EXPECT_OK(client);
+  if (!client.ok()) return {};
+  return {"node-4", std::move(client).value()};
+}
+
 // A follower that refused a piece of a blob is given up at once: the
 // pieces it still holds unanswered (a link's answers have no deadline) do
 // not hold the upload up. Before, ShipBlob waited for them until the ack
 // timeout: here an hour, so the upload would wait until they are answered.
 TEST_F(ShippingTest, AFollowerThatRefusedABlobPieceIsNotWaitedForAnyLonger) {
   const std::string files = dir_ + "/primary/files";
-  std::promise<void> release;
-  std::shared_future<void> released = release.get_future().share();
-  std::atomic<bool> first_run{true};
-  // node-4 refuses the first run of pieces it is handed (at least the
-  // first piece) and holds every later one unanswered. Seven pieces fit
-  // the link's window, so none waits to be sent.
-  auto listener = cluster::PeerListener::StartForRuns(
-      "127.0.0.1:0", cluster::testing::MakeNode(dir_, "ca", "node-4"),
-      [&](const std::vector<cluster::Message>& run) {
-        const bool first = first_run.exchange(false);
-        if (!first) released.wait();
-        std::vector<cluster::Message> answers;
-        for (const auto& m : run) answers.push_back({m.tenant, first ? kRefused : kAck, m.seq, ""});
-        return answers;
-      });
-  ASSERT_OK(listener);
-  auto client = cluster::PeerClient::Connect("127.0.0.1:" + std::to_string((*listener)->port()),
-                                             primary_tls_);
-  ASSERT_OK(client);
+  RefusingNode node4;
   std::vector<FollowerLink> links = Links();
-  links.push_back({"node-4", std::move(client).value()});
+  links.push_back(LinkRefusing(node4, dir_, primary_tls_));
+  ASSERT_TRUE(links.back().link);
   Shipper shipper(kTenant, ShipperOptions{.ack_timeout = std::chrono::hours(1), .files_dir = files},
                   std::move(links));
+  // Seven pieces fit the link's window, so none waits to be sent.
   const std::string id = "dd" + std::string(30, '4');
   const std::string bytes = PutBlob(files, id, 7 * kBlobChunkBytes);
   auto shipped = std::async(std::launch::async, [&] { return shipper.ShipBlob(id); });
   const bool answered = shipped.wait_for(std::chrono::seconds(60)) == std::future_status::ready;
-  release.set_value();  // the held pieces are answered, whichever way it went
+  node4.Release();  // the held pieces are answered, whichever way it went
   EXPECT_TRUE(answered) << "the upload waited on a follower that had refused the blob";
   ASSERT_OK(shipped.get());
   EXPECT_EQ(StateOf(shipper, "node-4"), "needs_snapshot");
@@ -728,7 +767,6 @@ TEST_F(ShippingTest, AFollowerThatRefusedABlobPieceIsNotWaitedForAnyLonger) {
   auto held = ReadFile(layout::BlobFileIn(followers_[0]->replicas->Dir(kTenant) + "/files", id));
   ASSERT_OK(held);
   EXPECT_EQ(*held, bytes);
-  (*listener)->Stop();
 }
 
 // A follower that needs a snapshot is sent no new blob (its snapshot gives
@@ -737,49 +775,28 @@ TEST_F(ShippingTest, AFollowerThatRefusedABlobPieceIsNotWaitedForAnyLonger) {
 // upload up for the ack timeout (here an hour).
 TEST_F(ShippingTest, ABlobIsNotSentToAFollowerThatNeedsASnapshot) {
   const std::string files = dir_ + "/primary/files";
-  std::promise<void> release;
-  std::shared_future<void> released = release.get_future().share();
-  std::atomic<bool> first_run{true};
-  const std::string id = "ef" + std::string(30, '6');
-  std::atomic<bool> handed{false};  // a piece of blob `id`
-  // node-4 refuses the first run of pieces and holds every later one.
-  auto listener = cluster::PeerListener::StartForRuns(
-      "127.0.0.1:0", cluster::testing::MakeNode(dir_, "ca", "node-4"),
-      [&](const std::vector<cluster::Message>& run) {
-        for (const auto& m : run) {
-          auto chunk = DecodeBlobChunk(m.payload);
-          if (chunk.ok() && chunk->id == id) handed = true;
-        }
-        const bool first = first_run.exchange(false);
-        if (!first) released.wait();
-        std::vector<cluster::Message> answers;
-        for (const auto& m : run) answers.push_back({m.tenant, first ? kRefused : kAck, m.seq, ""});
-        return answers;
-      });
-  ASSERT_OK(listener);
-  auto client = cluster::PeerClient::Connect("127.0.0.1:" + std::to_string((*listener)->port()),
-                                             primary_tls_);
-  ASSERT_OK(client);
+  RefusingNode node4;
   std::vector<FollowerLink> links = Links();
-  links.push_back({"node-4", std::move(client).value()});
+  links.push_back(LinkRefusing(node4, dir_, primary_tls_));
+  ASSERT_TRUE(links.back().link);
   Shipper shipper(kTenant, ShipperOptions{.ack_timeout = std::chrono::hours(1), .files_dir = files},
                   std::move(links));
   const std::string first_id = "ee" + std::string(30, '5');
   PutBlob(files, first_id, 7 * kBlobChunkBytes);
   ASSERT_OK(shipper.ShipBlob(first_id));  // answered: the test above
   ASSERT_EQ(StateOf(shipper, "node-4"), "needs_snapshot");
+  const std::string id = "ef" + std::string(30, '6');
   const std::string bytes = PutBlob(files, id, 8 * kBlobChunkBytes);
   auto shipped = std::async(std::launch::async, [&] { return shipper.ShipBlob(id); });
   const bool answered = shipped.wait_for(std::chrono::seconds(60)) == std::future_status::ready;
-  release.set_value();
+  node4.Release();
   EXPECT_TRUE(answered) << "the upload waited on a follower that needs a snapshot";
   ASSERT_OK(shipped.get());
-  EXPECT_FALSE(handed) << "node-4 was handed pieces of the second blob";
+  EXPECT_FALSE(node4.Handed(id)) << "node-4 was handed pieces of the second blob";
   auto held = ReadFile(layout::BlobFileIn(followers_[0]->replicas->Dir(kTenant) + "/files", id));
   ASSERT_OK(held);
   EXPECT_EQ(*held, bytes);
   EXPECT_EQ(StateOf(shipper, "node-4"), "needs_snapshot");
-  (*listener)->Stop();
 }
 
 TEST(ReplicasTest, ARunOfSegmentsIsAcknowledgedOnlyAsFarAsItIsDurable) {
