@@ -3,9 +3,12 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <optional>
+#include <utility>
+#include <vector>
 
 #include "base/file_util.h"
 #include "crypto/crypto.h"
@@ -89,7 +92,8 @@ struct Applier::Files {
   int position_fd = -1;
   int newest_slot = -1;  // the slot holding the newest position; -1: none
   int journal_fd = -1;
-  int64_t journal_size = 0;  // bytes journaled since the last position write
+  int64_t journal_size = 0;    // bytes journaled since the last position write
+  bool journal_synced = true;  // nothing journaled since its last fdatasync
 
   ~Files() {
     for (int f : fd) {
@@ -102,19 +106,31 @@ struct Applier::Files {
   std::string JournalPath() const { return dir + "/" + kReplicaJournalName; }
 
   // Appends one segment to the journal: its length (4 bytes, little-endian),
-  // then its bytes. Not synced (applier.h).
+  // then its bytes. Durable at the next SyncJournal (applier.h).
   Status Journal(std::string_view encoded) {
     if (journal_fd < 0) {
+      const bool existed = PathExists(JournalPath());
       journal_fd = ::open(JournalPath().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
       if (journal_fd < 0) return DiskError("open journal");
       if (::ftruncate(journal_fd, 0) != 0) return DiskError("ftruncate journal");
       journal_size = 0;
+      journal_synced = true;
+      if (!existed) SILO_RETURN_IF_ERROR(SyncDir(dir));  // its name survives a power loss
     }
     std::string length;
     PutUint(length, encoded.size(), 4);
     SILO_RETURN_IF_ERROR(PwriteAll(journal_fd, length, journal_size));
     SILO_RETURN_IF_ERROR(PwriteAll(journal_fd, encoded, journal_size + 4));
     journal_size += 4 + static_cast<int64_t>(encoded.size());
+    journal_synced = false;
+    return Status::Ok();
+  }
+
+  // Makes the journal's records durable.
+  Status SyncJournal() {
+    if (journal_fd < 0 || journal_synced) return Status::Ok();
+    if (::fdatasync(journal_fd) != 0) return DiskError("fdatasync journal");
+    journal_synced = true;
     return Status::Ok();
   }
 
@@ -232,6 +248,15 @@ Result<std::unique_ptr<Applier>> Applier::Open(const std::string& dir) {
 Status Applier::RollForward() {
   const std::string path = files_->JournalPath();
   if (!PathExists(path)) return Status::Ok();
+  {
+    // What a process that died left in the kernel's cache is made durable
+    // before any of it reaches the files.
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return DiskError("open journal");
+    const int rc = ::fdatasync(fd);
+    ::close(fd);
+    if (rc != 0) return DiskError("fdatasync journal");
+  }
   SILO_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
   std::string_view rest = bytes;
   while (rest.size() >= 4) {
@@ -242,13 +267,14 @@ Status Applier::RollForward() {
     Result<Segment> segment = DecodeSegment(encoded);
     if (!segment.ok()) break;
     if (segment->header.seq <= position_.seq) continue;  // recorded before the journal emptied
-    Status s = ApplyDecoded(*segment, encoded, /*may_defer=*/true, /*journal=*/false);
+    Status s = ApplyDecoded(*std::move(segment), encoded, /*may_defer=*/true, /*journal=*/false);
     // One that does not continue the chain ends the roll forward (nothing of
     // it was written); a disk that fails fails the open.
     if (s.code() == StatusCode::kInternal) return s;
     if (!s.ok()) break;
   }
-  SILO_RETURN_IF_ERROR(Flush());
+  // Recorded before the journal goes.
+  if (deferred_) SILO_RETURN_IF_ERROR(Record());
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) return DiskError("unlink journal");
   return Status::Ok();
 }
@@ -271,10 +297,8 @@ Applier::~Applier() = default;
 namespace {
 
 // A segment that only appends WAL frames (a commit's): its sync may wait, as
-// SQLite's own synchronous=NORMAL lets a commit's. Frames past the last
-// synced ones that do not all reach the disk end the log at the first one
-// missing (its checksum chain breaks), so the copy is still a committed
-// prefix; a checkpoint or a new log (a header) keeps every sync.
+// SQLite's own synchronous=NORMAL lets a commit's, since the journal holds
+// it. A checkpoint or a new log (a header) is recorded at once.
 bool OnlyAppendsFrames(const Segment& segment) {
   for (const Op& op : segment.ops) {
     if (op.file != FileId::kWal) return false;
@@ -284,24 +308,95 @@ bool OnlyAppendsFrames(const Segment& segment) {
   return true;
 }
 
+size_t WrittenBytes(const Segment& segment) {
+  size_t n = 0;
+  for (const Op& op : segment.ops) n += op.bytes.size();
+  return n;
+}
+
+// The position after `segment`, from `p`: it follows the WAL's last commit
+// frame. A header written at the start (a restart) or a delete begins a new
+// log; a truncate that cuts the frame off leaves none; a frame header whose
+// commit size (in the clear) is not 0 is a commit. A write may hold several
+// whole frames (the primary's contiguous writes, coalesced).
+ReplicaPosition NextPosition(const ReplicaPosition& p, const Segment& segment) {
+  ReplicaPosition next = p;
+  for (const Op& op : segment.ops) {
+    if (op.file != FileId::kWal) continue;
+    if ((op.kind == OpKind::kWrite && op.offset == 0) || op.kind == OpKind::kDelete ||
+        (op.kind == OpKind::kTruncate &&
+         op.offset < kWalHeaderSize + int64_t{next.wal_commit_frame} * kFrameSize)) {
+      next.wal_commit_frame = 0;
+    }
+    if (op.kind != OpKind::kWrite) continue;
+    const int64_t end = op.offset + static_cast<int64_t>(op.bytes.size());
+    // The first frame boundary at or after the write's start.
+    int64_t frame = std::max(op.offset, kWalHeaderSize);
+    const int64_t into = (frame - kWalHeaderSize) % kFrameSize;
+    if (into != 0) frame += kFrameSize - into;
+    for (; frame + kFrameHeaderSize <= end; frame += kFrameSize) {
+      if (GetBigEndian32(op.bytes.data() + (frame - op.offset) + 4) != 0) {
+        next.wal_commit_frame = static_cast<uint32_t>((frame - kWalHeaderSize) / kFrameSize + 1);
+      }
+    }
+  }
+  const SegmentHeader& h = segment.header;
+  next.lineage = h.lineage;
+  next.term = h.term;
+  next.seq = h.seq;
+  next.hash = segment.hash;
+  return next;
+}
+
+// A journal's records at most, between two position writes: a follower
+// reopened rolls forward through at most this much.
+constexpr int64_t kJournalCap = int64_t{16} << 20;
+// Deferred bytes held in memory at most: more are written out at once.
+constexpr size_t kMaxUnappliedBytes = size_t{8} << 20;
+
 }  // namespace
 
-Status Applier::Flush() {
-  if (!deferred_) return Status::Ok();
+Status Applier::WriteUnapplied() {
+  if (unapplied_.empty()) return Status::Ok();
+  // The journal holds them durably before any of their bytes reach the
+  // files (applier.h): a power loss never leaves a file past its journal.
+  SILO_RETURN_IF_ERROR(files_->SyncJournal());
+  for (const Segment& segment : unapplied_) {
+    for (const Op& op : segment.ops) {
+      if (op.kind != OpKind::kSync) SILO_RETURN_IF_ERROR(files_->Apply(op));
+    }
+  }
+  unapplied_.clear();
+  unapplied_bytes_ = 0;
+  return Status::Ok();
+}
+
+Status Applier::Record() {
+  SILO_RETURN_IF_ERROR(WriteUnapplied());
   for (FileId id : {FileId::kDatabase, FileId::kWal}) {
     if (files_->dirty[static_cast<int>(id)]) SILO_RETURN_IF_ERROR(files_->Sync(id));
   }
+  // Whatever the files hold is durable before the position says so; the
+  // position write empties the journal.
   SILO_RETURN_IF_ERROR(files_->WritePosition(position_));
+  deferred_ = false;
+  return Status::Ok();
+}
+
+Status Applier::Flush() {
+  if (!deferred_) return Status::Ok();
+  SILO_RETURN_IF_ERROR(WriteUnapplied());
+  if (files_->journal_size >= kJournalCap) return Record();
   deferred_ = false;
   return Status::Ok();
 }
 
 Status Applier::Apply(std::string_view encoded, bool may_defer) {
   SILO_ASSIGN_OR_RETURN(Segment segment, DecodeSegment(encoded));
-  return ApplyDecoded(segment, encoded, may_defer, /*journal=*/true);
+  return ApplyDecoded(std::move(segment), encoded, may_defer, /*journal=*/true);
 }
 
-Status Applier::ApplyDecoded(const Segment& segment, std::string_view encoded, bool may_defer,
+Status Applier::ApplyDecoded(Segment segment, std::string_view encoded, bool may_defer,
                              bool journal) {
   const SegmentHeader& h = segment.header;
   ReplicaPosition& p = position_;
@@ -322,54 +417,28 @@ Status Applier::ApplyDecoded(const Segment& segment, std::string_view encoded, b
     }
   }
 
-  // Journaled before any of it reaches the files (a process that dies
-  // mid-segment leaves it whole there).
   if (journal) SILO_RETURN_IF_ERROR(files_->Journal(encoded));
-  const bool defer = may_defer && OnlyAppendsFrames(segment);
-  if (!defer && deferred_) {
-    // The frames of the segments deferred before this one are durable
-    // before any change of this one (a checkpoint copies them).
-    for (FileId id : {FileId::kDatabase, FileId::kWal}) {
-      if (files_->dirty[static_cast<int>(id)]) SILO_RETURN_IF_ERROR(files_->Sync(id));
-    }
-  }
-  ReplicaPosition next = p;
-  for (const Op& op : segment.ops) {
-    if (defer && op.kind == OpKind::kSync) continue;
-    SILO_RETURN_IF_ERROR(files_->Apply(op));
-    if (op.file != FileId::kWal) continue;
-    // Follow the WAL's last commit frame: a header written at the start (a
-    // restart) or a delete begins a new log; a truncate that cuts the frame
-    // off leaves none.
-    if ((op.kind == OpKind::kWrite && op.offset == 0) || op.kind == OpKind::kDelete ||
-        (op.kind == OpKind::kTruncate &&
-         op.offset < kWalHeaderSize + int64_t{next.wal_commit_frame} * kFrameSize)) {
-      next.wal_commit_frame = 0;
-    }
-    if (op.kind == OpKind::kWrite && op.offset >= kWalHeaderSize &&
-        (op.offset - kWalHeaderSize) % kFrameSize == 0 &&
-        op.bytes.size() >= static_cast<size_t>(kFrameHeaderSize) &&
-        GetBigEndian32(op.bytes.data() + 4) != 0) {  // commit size, in the clear
-      next.wal_commit_frame = static_cast<uint32_t>((op.offset - kWalHeaderSize) / kFrameSize + 1);
-    }
-  }
-  next.lineage = h.lineage;
-  next.term = h.term;
-  next.seq = h.seq;
-  next.hash = segment.hash;
-  if (defer) {
+  ReplicaPosition next = NextPosition(p, segment);
+  if (may_defer && OnlyAppendsFrames(segment)) {
+    // Its bytes wait in memory until the journal is synced (Flush).
+    unapplied_bytes_ += WrittenBytes(segment);
+    unapplied_.push_back(std::move(segment));
     position_ = std::move(next);
     deferred_ = true;
+    if (unapplied_bytes_ >= kMaxUnappliedBytes) return Flush();
     return Status::Ok();
   }
-  // Whatever the segment changed is durable before the position says so.
+  // The deferred segments before it, then it, each durable in the journal
+  // before its bytes reach the files; the frames it may copy (a checkpoint)
+  // durable in the WAL before it changes anything.
+  SILO_RETURN_IF_ERROR(WriteUnapplied());
   for (FileId id : {FileId::kDatabase, FileId::kWal}) {
     if (files_->dirty[static_cast<int>(id)]) SILO_RETURN_IF_ERROR(files_->Sync(id));
   }
-  SILO_RETURN_IF_ERROR(files_->WritePosition(next));
+  SILO_RETURN_IF_ERROR(files_->SyncJournal());
+  for (const Op& op : segment.ops) SILO_RETURN_IF_ERROR(files_->Apply(op));
   position_ = std::move(next);
-  deferred_ = false;
-  return Status::Ok();
+  return Record();
 }
 
 }  // namespace silo::replication

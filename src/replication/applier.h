@@ -1,28 +1,29 @@
 // The follower's side of a tenant's replication: applies segments
 // (segment.h) to a keyless copy of the tenant's `tenant.db` and
 // `tenant.db-wal` in one directory, byte for byte and in order, making a
-// file durable wherever the primary made it durable. It uses no key and
+// change durable (in its journal or its files) wherever the primary made it
+// durable. It uses no key and
 // never opens SQLite: the copy is ciphertext, readable only by a node that
 // holds the tenant's key (at promotion, promotion.h).
 //
-// After each segment the applier makes every file it changed durable and
-// records its position (lineage, term, seq, hash, last commit frame) in
-// `replica.pos`, two alternating checksummed slots overwritten in place, so
-// a torn write of one leaves the other. A follower killed mid-segment
-// restarts from its position and applies that segment again: writes and
-// truncates are absolute, so doing them twice changes nothing. A run of
-// segments that only append WAL frames may be made durable together (Apply's
-// `may_defer`, then Flush): two fsyncs for the run instead of two each.
-//
 // Each segment taken is first appended to `replica.next`, the journal of
-// what is applied but not yet recorded, emptied at each position write. A
-// copy opened after its process died mid-segment, mid-run or between a
-// sync and the position write rolls forward: the journal's segments that
-// continue its chain are applied again whole and recorded, so the copy
-// matches its position (and can be promoted) without its primary resending
-// them. The journal is not synced (that would double the follower's
-// fsyncs): it covers a process crash, whose writes the kernel keeps, not a
-// power loss, after which a copy past its position is refused at promotion.
+// what is not yet recorded, and no byte of a segment reaches the files
+// before its journal record is durable. The position (lineage, term, seq,
+// hash, last commit frame) is recorded in `replica.pos`, two alternating
+// checksummed slots overwritten in place (a torn write of one leaves the
+// other), after every segment that changes the database or starts a WAL,
+// and whenever the journal passes 16 MiB; then the files are made durable
+// first and the journal emptied.
+//
+// A run of segments that only append WAL frames is made durable by one
+// fsync of the journal (Apply's `may_defer`, then Flush); their frames then
+// go to the WAL unsynced. A copy opened after its process died or its
+// machine lost power rolls forward: the journal's segments that continue
+// its chain are applied again whole (writes and truncates are absolute, so
+// doing them twice changes nothing) and recorded. Since its files never
+// hold a byte the journal did not hold durably, the copy then matches its
+// position exactly (and can be promoted) without its primary resending
+// anything.
 //
 // Thread-compatible: one Applier per directory, used by one thread at a time.
 #ifndef SILO_REPLICATION_APPLIER_H_
@@ -32,6 +33,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/status.h"
 
@@ -76,14 +78,15 @@ class Applier {
   // snapshot), PermissionDenied (a term lower than one already seen: the
   // sender was deposed), Internal (the disk failed; reopen the copy).
   //
-  // With `may_defer`, a segment that only appends WAL frames is written but
-  // not made durable, nor its position recorded: deferred() until the next
-  // Apply without it, or Flush, does both (a segment of any other kind
-  // first makes the deferred ones durable). Whoever acknowledges a deferred
-  // segment must Flush first.
+  // With `may_defer`, a segment that only appends WAL frames is journaled
+  // but not made durable, and its bytes are held back from the files:
+  // deferred() until the next Apply without it, or Flush, makes it durable
+  // (a segment of any other kind first makes the deferred ones durable).
+  // Whoever acknowledges a deferred segment must Flush first.
   Status Apply(std::string_view encoded, bool may_defer = false);
-  // Makes what deferred Applies wrote durable and records the position.
-  // Internal when the disk failed (reopen the copy).
+  // Makes what deferred Applies took durable (one journal fsync) and writes
+  // their bytes to the files. Internal when the disk failed (reopen the
+  // copy).
   Status Flush();
   bool deferred() const { return deferred_; }
 
@@ -91,7 +94,7 @@ class Applier {
   const ReplicaPosition& position() const { return position_; }
 
   // The position `replica.pos` in `dir` records, without rolling the copy
-  // forward (what a power loss now would leave). DataLoss as Open.
+  // forward through its journal. DataLoss as Open.
   static Result<ReplicaPosition> RecordedPosition(const std::string& dir);
 
   // Sets the position of the copy in `dir` (after a snapshot replaced its
@@ -104,14 +107,21 @@ class Applier {
   Applier(ReplicaPosition position, std::unique_ptr<Files> files);
   // Apply after decoding; `journal`: append the segment to the journal
   // first (not when it comes from the journal).
-  Status ApplyDecoded(const Segment& segment, std::string_view encoded, bool may_defer,
-                      bool journal);
+  Status ApplyDecoded(Segment segment, std::string_view encoded, bool may_defer, bool journal);
+  // Makes the journal durable, then writes the deferred segments' bytes to
+  // the files (not synced).
+  Status WriteUnapplied();
+  // WriteUnapplied, then makes the files durable and records position_ in
+  // `replica.pos`, which empties the journal.
+  Status Record();
   // Applies the journal's segments that continue the chain, then empties it.
   Status RollForward();
 
   ReplicaPosition position_;
   std::unique_ptr<Files> files_;
   bool deferred_ = false;
+  std::vector<Segment> unapplied_;  // deferred, journaled, not in the files yet
+  size_t unapplied_bytes_ = 0;
 };
 
 }  // namespace silo::replication

@@ -19,7 +19,17 @@ SegmentRecorder::SegmentRecorder(std::string lineage, uint64_t term, ChainHead h
       publish_(std::move(publish)) {}
 
 void SegmentRecorder::Write(storage::repl::File file, int64_t offset, std::string_view bytes) {
-  pending_.push_back(Op{OpKind::kWrite, Id(file), offset, std::string(bytes)});
+  // A write that continues the one before it (a commit's frames, one after
+  // the other) joins it: the same bytes at the same places, in one op that
+  // a follower writes with one call.
+  Op* last = pending_.empty() ? nullptr : &pending_.back();
+  if (last != nullptr && last->kind == OpKind::kWrite && last->file == Id(file) &&
+      last->offset + static_cast<int64_t>(last->bytes.size()) == offset &&
+      last->bytes.size() + bytes.size() <= kMaxWriteBytes) {
+    last->bytes.append(bytes);
+  } else {
+    pending_.push_back(Op{OpKind::kWrite, Id(file), offset, std::string(bytes)});
+  }
   pending_bytes_ += bytes.size();
   if (pending_bytes_ >= kCutBytes) {
     // A long transaction: ship what it wrote so far. Any prefix of the

@@ -73,7 +73,8 @@ class ReplicationTest : public ::testing::Test {
     std::string copy = dir_ + "/" + name;
     fs::remove_all(copy);
     fs::create_directories(copy);
-    for (const char* f : {kReplicaDatabaseName, kReplicaWalName, kReplicaPositionName}) {
+    for (const char* f :
+         {kReplicaDatabaseName, kReplicaWalName, kReplicaPositionName, kReplicaJournalName}) {
       if (fs::exists(follower_ + "/" + f)) fs::copy_file(follower_ + "/" + f, copy + "/" + f);
     }
     return copy;
@@ -115,6 +116,51 @@ class ReplicationTest : public ::testing::Test {
     }
     db.reset();
     return *chain;
+  }
+
+  // Runs of kRun commits that only append frames (a follower defers their
+  // syncs and position): where one may start in `chain`.
+  static constexpr size_t kRun = 4;
+  static std::vector<size_t> RunStarts(const std::vector<std::string>& chain) {
+    auto appends_frames = [](const std::string& encoded) {
+      auto segment = DecodeSegment(encoded);
+      if (!segment.ok()) return false;
+      bool writes = false;
+      for (const Op& op : segment->ops) {
+        if (op.file != FileId::kWal || op.kind == OpKind::kTruncate || op.kind == OpKind::kDelete ||
+            (op.kind == OpKind::kWrite && op.offset < 32)) {
+          return false;
+        }
+        writes = writes || op.kind == OpKind::kWrite;
+      }
+      return writes;
+    };
+    std::vector<size_t> starts;
+    for (size_t i = 1; i + kRun <= chain.size(); ++i) {
+      bool all = true;
+      for (size_t j = i; j < i + kRun; ++j) all = all && appends_frames(chain[j]);
+      if (all) starts.push_back(i);
+    }
+    return starts;
+  }
+
+  // ChainOf60Commits with the primary's final bytes, its RunStarts (empty
+  // on a failure) and a seed to choose runs with (printed).
+  struct ChainWithRuns {
+    std::vector<std::string> chain;
+    std::string primary_bytes;
+    std::vector<size_t> starts;
+    unsigned seed = 0;
+  };
+  ChainWithRuns MakeChainWithRuns() {
+    ChainWithRuns out;
+    out.chain = ChainOf60Commits();
+    if (out.chain.empty()) return out;
+    out.primary_bytes = *ReadFile(primary_);
+    out.starts = RunStarts(out.chain);
+    out.seed = std::random_device{}();
+    std::printf("seed %u\n", out.seed);  // rerun a failure with this seed
+    return out;
   }
 
   std::string dir_;
@@ -217,52 +263,26 @@ TEST_F(ReplicationTest, AFollowerStoppedMidSegmentResumesFromItsPosition) {
 }
 
 TEST_F(ReplicationTest, AFollowerKilledMidRunRollsForwardAndCanBePromotedWithoutAResend) {
-  const std::vector<std::string> chain = ChainOf60Commits();
-  ASSERT_FALSE(chain.empty());
-  const std::string primary_bytes = *ReadFile(primary_);
-  // Runs of 4 commits that only append frames (a follower defers their
-  // syncs and position): where one may start.
-  auto appends_frames = [](const std::string& encoded) {
-    auto segment = DecodeSegment(encoded);
-    if (!segment.ok()) return false;
-    bool writes = false;
-    for (const Op& op : segment->ops) {
-      if (op.file != FileId::kWal || op.kind == OpKind::kTruncate || op.kind == OpKind::kDelete ||
-          (op.kind == OpKind::kWrite && op.offset < 32)) {
-        return false;
-      }
-      writes = writes || op.kind == OpKind::kWrite;
-    }
-    return writes;
-  };
-  constexpr size_t kRun = 4;
-  std::vector<size_t> starts;
-  for (size_t i = 1; i + kRun <= chain.size(); ++i) {
-    bool all = true;
-    for (size_t j = i; j < i + kRun; ++j) all = all && appends_frames(chain[j]);
-    if (all) starts.push_back(i);
-  }
-  ASSERT_GE(starts.size(), 3u) << "the chain has too few runs of commits";
-
-  const unsigned seed = std::random_device{}();
-  std::printf("seed %u\n", seed);  // rerun a failure with this seed
-  std::mt19937 rng(seed);
+  const ChainWithRuns runs = MakeChainWithRuns();
+  ASSERT_GE(runs.starts.size(), 3u) << "the chain has too few runs of commits";
+  std::mt19937 rng(runs.seed);
   for (int round = 0; round < 4; ++round) {
-    SCOPED_TRACE("round " + std::to_string(round) + ", seed " + std::to_string(seed));
+    SCOPED_TRACE("round " + std::to_string(round) + ", seed " + std::to_string(runs.seed));
     fs::remove_all(follower_);
-    const size_t start = starts[std::uniform_int_distribution<size_t>(0, starts.size() - 1)(rng)];
+    const size_t start =
+        runs.starts[std::uniform_int_distribution<size_t>(0, runs.starts.size() - 1)(rng)];
     {
       auto a = Applier::Open(follower_);
       ASSERT_OK(a);
-      for (size_t i = 0; i < start; ++i) ASSERT_OK((*a)->Apply(chain[i]));
+      for (size_t i = 0; i < start; ++i) ASSERT_OK((*a)->Apply(runs.chain[i]));
       for (size_t i = start; i < start + kRun; ++i) {
-        ASSERT_OK((*a)->Apply(chain[i], /*may_defer=*/true));
+        ASSERT_OK((*a)->Apply(runs.chain[i], /*may_defer=*/true));
       }
       ASSERT_TRUE((*a)->deferred());
     }
     // Killed mid-run, inside its last segment: the run's frames written but
     // not synced, its position not recorded, the last write half done.
-    auto last = DecodeSegment(chain[start + kRun - 1]);
+    auto last = DecodeSegment(runs.chain[start + kRun - 1]);
     ASSERT_OK(last);
     const Op* write = nullptr;
     for (const Op& op : last->ops) {
@@ -290,9 +310,61 @@ TEST_F(ReplicationTest, AFollowerKilledMidRunRollsForwardAndCanBePromotedWithout
     {
       auto a = Applier::Open(follower_);
       ASSERT_OK(a);
-      for (size_t i = start + kRun; i < chain.size(); ++i) ASSERT_OK((*a)->Apply(chain[i]));
+      for (size_t i = start + kRun; i < runs.chain.size(); ++i)
+        ASSERT_OK((*a)->Apply(runs.chain[i]));
     }
-    EXPECT_EQ(*ReadFile(follower_ + "/" + kReplicaDatabaseName), primary_bytes);
+    EXPECT_EQ(*ReadFile(follower_ + "/" + kReplicaDatabaseName), runs.primary_bytes);
+  }
+}
+
+// A power loss keeps what was synced and any part of what was not. The
+// worst cases: before a run's journal sync, the journal's records lost and
+// every byte written to the files kept; after it, the journal kept and the
+// WAL back at its last sync.
+TEST_F(ReplicationTest, AFollowerThatLostPowerMidRunIsPromotableWithWhatItAcknowledged) {
+  const ChainWithRuns runs = MakeChainWithRuns();
+  ASSERT_GE(runs.starts.size(), 3u) << "the chain has too few runs of commits";
+  std::mt19937 rng(runs.seed);
+  const std::string wal = follower_ + "/" + kReplicaWalName;
+  const std::string journal = follower_ + "/" + kReplicaJournalName;
+  for (int round = 0; round < 4; ++round) {
+    const bool synced = round % 2 == 1;
+    SCOPED_TRACE("round " + std::to_string(round) + ", seed " + std::to_string(runs.seed));
+    fs::remove_all(follower_);
+    const size_t start =
+        runs.starts[std::uniform_int_distribution<size_t>(0, runs.starts.size() - 1)(rng)];
+    std::string wal_at_last_sync;
+    {
+      auto a = Applier::Open(follower_);
+      ASSERT_OK(a);
+      for (size_t i = 0; i < start; ++i) ASSERT_OK((*a)->Apply(runs.chain[i]));
+      wal_at_last_sync = *ReadFile(wal);  // segment `start - 1` was recorded: all synced
+      for (size_t i = start; i < start + kRun; ++i) {
+        ASSERT_OK((*a)->Apply(runs.chain[i], /*may_defer=*/true));
+      }
+      if (synced) {
+        ASSERT_OK((*a)->Flush());  // acknowledged from here
+      }
+    }
+    if (synced) {
+      ASSERT_OK(WriteFileAtomic(wal, wal_at_last_sync));
+    } else {
+      ASSERT_OK(WriteFileAtomic(journal, ""));
+    }
+    const size_t expected = synced ? start + kRun : start;
+    {
+      auto a = Applier::Open(follower_);
+      ASSERT_OK(a);
+      EXPECT_EQ((*a)->position().seq, expected);
+    }
+    EXPECT_OK(CheckPromotable(CopyFollower("power-" + std::to_string(round)), *key_))
+        << "a WAL frame its journal did not hold survived";
+    {
+      auto a = Applier::Open(follower_);
+      ASSERT_OK(a);
+      for (size_t i = expected; i < runs.chain.size(); ++i) ASSERT_OK((*a)->Apply(runs.chain[i]));
+    }
+    EXPECT_EQ(*ReadFile(follower_ + "/" + kReplicaDatabaseName), runs.primary_bytes);
   }
 }
 

@@ -81,6 +81,40 @@ TEST(SegmentTest, AWellHashedSegmentWithImpossibleContentIsRefused) {
   }
 }
 
+TEST(SegmentRecorderTest, AWriteContinuingTheOneBeforeItJoinsItAndNoOtherDoes) {
+  std::vector<Segment> cut;
+  SegmentRecorder recorder(std::string(kLineageSize, 'r'), 1, ChainHead{},
+                           [&](uint64_t, const std::string& encoded) {
+                             auto segment = DecodeSegment(encoded);
+                             EXPECT_OK(segment);
+                             if (segment.ok()) cut.push_back(*std::move(segment));
+                             return Status::Ok();
+                           });
+  recorder.Write(File::kWal, 0, "aaaa");
+  recorder.Write(File::kWal, 4, "bbbb");  // joins
+  recorder.Write(File::kWal, 20, "cc");   // a gap
+  recorder.Write(File::kDatabase, 22, "dd");
+  recorder.Write(File::kWal, 22, "ee");  // continues a WAL write, but not the last op
+  recorder.Write(File::kWal, 100, std::string(kMaxWriteBytes - 10, 'f'));
+  recorder.Write(File::kWal, 100 + kMaxWriteBytes - 10, std::string(20, 'g'));  // too long
+  recorder.Truncate(File::kDatabase, 50);
+  recorder.Write(File::kDatabase, 50, "hh");  // after a truncate: an op of its own
+  ASSERT_OK(recorder.Sync(File::kWal));
+  ASSERT_EQ(cut.size(), 1u);
+  const std::vector<Op> expected = {
+      {OpKind::kWrite, FileId::kWal, 0, "aaaabbbb"},
+      {OpKind::kWrite, FileId::kWal, 20, "cc"},
+      {OpKind::kWrite, FileId::kDatabase, 22, "dd"},
+      {OpKind::kWrite, FileId::kWal, 22, "ee"},
+      {OpKind::kWrite, FileId::kWal, 100, std::string(kMaxWriteBytes - 10, 'f')},
+      {OpKind::kWrite, FileId::kWal, 100 + int64_t{kMaxWriteBytes} - 10, std::string(20, 'g')},
+      {OpKind::kTruncate, FileId::kDatabase, 50, ""},
+      {OpKind::kWrite, FileId::kDatabase, 50, "hh"},
+      {OpKind::kSync, FileId::kWal, 0, ""},
+  };
+  EXPECT_TRUE(cut[0].ops == expected);
+}
+
 class ApplierTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -207,8 +241,10 @@ TEST_F(ApplierTest, ThePositionSurvivesAReopenAndATornSlot) {
   EXPECT_EQ(Applier::Open(dir_).status().code(), StatusCode::kDataLoss);
 }
 
-TEST_F(ApplierTest, ARunOfFrameAppendsIsMadeDurableTogetherAndNeverOverTheNewestSlot) {
+TEST_F(ApplierTest, ARunOfFrameAppendsIsMadeDurableByItsJournalBeforeItReachesTheWal) {
   std::vector<std::string> chain = FrameChain(4);
+  const std::string wal_path = dir_ + "/" + kReplicaWalName;
+  const std::string journal = dir_ + "/" + kReplicaJournalName;
   auto opened = Applier::Open(dir_);
   ASSERT_OK(opened);
   Applier& a = **opened;
@@ -216,16 +252,31 @@ TEST_F(ApplierTest, ARunOfFrameAppendsIsMadeDurableTogetherAndNeverOverTheNewest
   ASSERT_OK(a.Apply(chain[0], /*may_defer=*/true));
   EXPECT_FALSE(a.deferred());
   EXPECT_EQ(DurableSeq(), 1u);
+  const std::string wal_after_one = *ReadFile(wal_path);
 
   ASSERT_OK(a.Apply(chain[1], /*may_defer=*/true));
   ASSERT_OK(a.Apply(chain[2], /*may_defer=*/true));
   EXPECT_TRUE(a.deferred());
   EXPECT_EQ(a.position().seq, 3u);
-  EXPECT_EQ(DurableSeq(), 1u) << "a deferred segment's position was recorded before its sync";
+  // Until its journal record is durable, nothing of a segment is in the
+  // files: a power loss now leaves no WAL frame its journal lost.
+  EXPECT_EQ(*ReadFile(wal_path), wal_after_one) << "a deferred segment reached the WAL unjournaled";
+  EXPECT_EQ(*ReadFile(journal), JournalRecord(chain[1]) + JournalRecord(chain[2]));
   ASSERT_OK(a.Flush());
   EXPECT_FALSE(a.deferred());
-  EXPECT_EQ(DurableSeq(), 3u);
   EXPECT_EQ(a.position().wal_commit_frame, 3u);
+  EXPECT_GT(ReadFile(wal_path)->size(), wal_after_one.size());
+  // One fsync (the journal's) made the run durable; the position is
+  // recorded when the copy is next opened, or by a segment of another kind.
+  EXPECT_EQ(DurableSeq(), 1u);
+  {
+    opened->reset();
+    auto again = Applier::Open(dir_);
+    ASSERT_OK(again);
+    EXPECT_EQ((*again)->position().seq, 3u);
+  }
+  EXPECT_EQ(DurableSeq(), 3u);
+  EXPECT_FALSE(fs::exists(journal));
 
   // Seq 3 skipped seq 2, so it went to the slot that did not hold seq 1
   // (slot 0, not seq % 2): tearing it leaves seq 1, whose segments after it
@@ -239,13 +290,12 @@ TEST_F(ApplierTest, ARunOfFrameAppendsIsMadeDurableTogetherAndNeverOverTheNewest
     auto again = Applier::Open(dir_);
     ASSERT_OK(again);
     ASSERT_OK((*again)->Apply(chain[1], /*may_defer=*/true));
-    ASSERT_OK((*again)->Apply(chain[2]));  // without: durable, with the one before
+    ASSERT_OK((*again)->Apply(chain[2]));  // without: recorded, with the one before
     EXPECT_FALSE((*again)->deferred());
     EXPECT_EQ(DurableSeq(), 3u);
   }
 
-  // A segment that changes the database is never deferred, and makes the
-  // deferred ones before it durable first.
+  // A segment that changes the database is never deferred, and is recorded.
   std::vector<std::string> db_chain = Chain(2, std::string(kLineageSize, 'd'), 1);
   fs::remove_all(dir_);
   auto fresh = Applier::Open(dir_);
@@ -257,13 +307,23 @@ TEST_F(ApplierTest, ARunOfFrameAppendsIsMadeDurableTogetherAndNeverOverTheNewest
 
 TEST_F(ApplierTest, AProcessKilledMidRunRollsItsJournalForwardAndNothingElse) {
   std::vector<std::string> chain = FrameChain(5);
+  std::string wal_through_three;
+  {
+    const std::string other_dir = dir_ + "-through-three";
+    fs::remove_all(other_dir);
+    auto a = Applier::Open(other_dir);
+    ASSERT_OK(a);
+    for (int i = 0; i < 3; ++i) ASSERT_OK((*a)->Apply(chain[i]));
+    wal_through_three = *ReadFile(other_dir + "/" + kReplicaWalName);
+    fs::remove_all(other_dir);
+  }
   {
     auto a = Applier::Open(dir_);
     ASSERT_OK(a);
     ASSERT_OK((*a)->Apply(chain[0]));
     ASSERT_OK((*a)->Apply(chain[1], /*may_defer=*/true));
     ASSERT_OK((*a)->Apply(chain[2], /*may_defer=*/true));
-    // Killed here: the frames are written, their sync and position not.
+    // Killed here: the run journaled (in the kernel's cache), not synced.
   }
   EXPECT_EQ(DurableSeq(), 1u);
   // The next segment's record torn in the journal (the process died writing
@@ -274,7 +334,6 @@ TEST_F(ApplierTest, AProcessKilledMidRunRollsItsJournalForwardAndNothingElse) {
     const std::string record = JournalRecord(chain[3]);
     out.write(record.data(), static_cast<std::streamsize>(record.size() - chain[3].size() / 2));
   }
-  const std::string wal_before = *ReadFile(dir_ + "/" + kReplicaWalName);
   {
     auto a = Applier::Open(dir_);
     ASSERT_OK(a);
@@ -284,8 +343,8 @@ TEST_F(ApplierTest, AProcessKilledMidRunRollsItsJournalForwardAndNothingElse) {
   }
   EXPECT_EQ(DurableSeq(), 3u);
   EXPECT_FALSE(fs::exists(journal));
-  EXPECT_EQ(*ReadFile(dir_ + "/" + kReplicaWalName), wal_before)
-      << "a torn journal record reached the copy";
+  EXPECT_EQ(*ReadFile(dir_ + "/" + kReplicaWalName), wal_through_three)
+      << "the copy is not the run's, or a torn journal record reached it";
 
   std::vector<std::string> other = Chain(4, std::string(kLineageSize, 'o'), 1);
   {
@@ -302,6 +361,40 @@ TEST_F(ApplierTest, AProcessKilledMidRunRollsItsJournalForwardAndNothingElse) {
   EXPECT_FALSE(PathExists(dir_ + "/" + kReplicaDatabaseName))
       << "a journaled segment of another chain reached the copy";
   EXPECT_EQ(DurableSeq(), 4u);
+}
+
+TEST_F(ApplierTest, AWriteHoldingSeveralFramesFindsItsLastCommit) {
+  // Frames 1-3 in one write (a commit of three pages, coalesced): only the
+  // third's header names a commit size.
+  std::string frames;
+  for (int i = 1; i <= 3; ++i) {
+    std::string header(24, static_cast<char>(i));
+    for (int b = 4; b < 8; ++b) header[b] = '\0';
+    if (i == 3) header[7] = 5;
+    frames += header + std::string(4096, 'p');
+  }
+  std::vector<std::string> chain;
+  SegmentRecorder recorder(std::string(kLineageSize, 'c'), 1, ChainHead{},
+                           [&](uint64_t, const std::string& encoded) {
+                             chain.push_back(encoded);
+                             return Status::Ok();
+                           });
+  recorder.Write(File::kWal, 0, std::string(32, 'h') + frames);
+  ASSERT_OK(recorder.Sync(File::kWal));
+  // Frames 4-5 from the middle of frame 4's page (a write need not start
+  // at a frame): frame 5 commits.
+  std::string more = std::string(100, 'q');
+  std::string header5(24, '\0');
+  header5[7] = 6;
+  more += header5 + std::string(4096, 'p');
+  recorder.Write(File::kWal, 32 + 3 * (24 + 4096) + 24 + 3996, more);
+  ASSERT_OK(recorder.Sync(File::kWal));
+  auto a = Applier::Open(dir_);
+  ASSERT_OK(a);
+  ASSERT_OK((*a)->Apply(chain[0]));
+  EXPECT_EQ((*a)->position().wal_commit_frame, 3u);
+  ASSERT_OK((*a)->Apply(chain[1]));
+  EXPECT_EQ((*a)->position().wal_commit_frame, 5u);
 }
 
 }  // namespace

@@ -1050,12 +1050,28 @@ def test_a_follower_whose_copy_was_damaged_is_not_promoted_and_resyncs(cluster):
         acked.append("d%d" % i)
     wait_until("both followers caught up again",
                lambda: caught_up(cluster, tenant_id, ["n2", "n3"], first["seq"]))
+    # n2 restarts: reopening its copy (the next segment does) rolls its
+    # journal forward and records its position, so the frames are no longer
+    # in the journal (a damaged byte the journal still holds is written
+    # again from it at promotion).
+    copy = os.path.join(n2.data_dir, "replicas", tenant_id)
+    journal = os.path.join(copy, "replica.next")
+    journaled = os.path.getsize(journal)
+    assert n2.stop() == 0
+    n2 = cluster.start_node("n2", data=n2.data_dir)
+    r = call(n1, "acme", token, "POST", "/api/collections/tickets/records",
+             {"id": "d30", "title": "%s 30" % NEEDLE})
+    assert r.status_code == 201, r.text
+    acked.append("d30")
+    wait_until("n2's journal rolled forward", lambda: not os.path.exists(journal) or
+               os.path.getsize(journal) < journaled)
+    wait_until("n2 follows again", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))
 
     # One byte of n2's copy flips (a bad disk): inside the first WAL frame's
     # page, which SQLite would take as the end of the log, silently dropping
     # every later commit. Both copies stand at the same position, so n2 (the
     # lower id) is the first choice; its check must refuse it.
-    wal = os.path.join(n2.data_dir, "replicas", tenant_id, "tenant.db-wal")
+    wal = os.path.join(copy, "tenant.db-wal")
     data = bytearray(read(wal))
     assert len(data) > 32 + 24 + 100
     data[32 + 24 + 100] ^= 0x01
