@@ -122,6 +122,9 @@ def main():
          cl["lag_sync_p99_ms"], "ms", "p50", cl["lag_sync_p50_ms"]),
         ("upload of a %d MiB file, 3 nodes, sync (blob on both followers)" % cl["upload_mib"],
          cl["upload_sync_s"], "s", "replication off", cl["upload_off_s"]),
+        ("resumable upload of a %d MiB file in PATCHes, 3 nodes, sync (each PATCH on both "
+         "followers)" % cl["upload_mib"], cl["tus_sync_s"], "s", "replication off",
+         cl["tus_off_s"]),
         ("write that reopens a closed %.0f MiB tenant, sync (snapshots: %d)" %
          (cl["reopen_mib"], cl["reopen_snapshots"]), cl["reopen_ms"], "ms", "tenant open",
          cl["reopen_open_ms"]),

@@ -15,7 +15,10 @@ loopback, started by the cluster test harness (tests/cluster/conftest.py).
   - Upload time of a file of UPLOAD_MIB (default 64) MiB, random bytes, in
     the same rounds and modes (UPLOADS, default 3, per round; medians): with
     replication on, its sealed blob reaches both followers before the
-    upload is answered.
+    upload is answered. And the same file as a resumable (tus) upload in
+    PATCHes of TUS_PATCH_MIB (default 4) MiB, timed from its creation to the
+    last PATCH's answer: with replication on, each PATCH's bytes reach the
+    followers before it is answered.
   - Failover time: KILLS (default 5) SIGKILLs of the primary under writes,
     with the default 5 s lease; the time from the kill to the first write
     the new primary accepts. p50 and max.
@@ -85,6 +88,7 @@ TTL = {"SILO_LEASE_TTL_S": "5"}
 REOPENS = int(os.environ.get("REOPENS", "20"))
 REOPEN_MIB = int(os.environ.get("REOPEN_MIB", "20"))
 UPLOAD_MIB = int(os.environ.get("UPLOAD_MIB", "64"))
+TUS_PATCH_MIB = int(os.environ.get("TUS_PATCH_MIB", "4"))
 UPLOADS = int(os.environ.get("UPLOADS", "3"))
 LAG_RATE = float(os.environ.get("LAG_RATE", "500"))
 LAG_TENANTS = int(os.environ.get("LAG_TENANTS", "10"))
@@ -183,6 +187,34 @@ def upload_seconds(node, token, data):
     return statistics.median(times)
 
 
+def tus_seconds(node, token, data):
+    """Median seconds of UPLOADS resumable uploads of `data` to `node`, in
+    PATCHes of TUS_PATCH_MIB, each upload on a new connection, timed from
+    its creation to the last PATCH's answer."""
+    times = []
+    step = TUS_PATCH_MIB << 20
+    for _ in range(UPLOADS):
+        conn = http.client.HTTPSConnection("127.0.0.1", node.port, context=CTX, timeout=300)
+        head = {"Authorization": "Bearer " + token, "Tus-Resumable": "1.0.0"}
+        t0 = time.monotonic()
+        conn.request("POST", "/t/acme/api/uploads?collection=tickets&field=doc",
+                     headers=dict(head, **{"Upload-Length": str(len(data))}))
+        r = conn.getresponse()
+        r.read()
+        assert r.status == 201, r.status
+        url = r.getheader("Location")
+        for offset in range(0, len(data), step):
+            conn.request("PATCH", url, body=data[offset:offset + step],
+                         headers=dict(head, **{"Upload-Offset": str(offset),
+                                               "Content-Type": "application/offset+octet-stream"}))
+            r = conn.getresponse()
+            r.read()
+            assert r.status == 204, r.status
+        times.append(time.monotonic() - t0)
+        conn.close()
+    return statistics.median(times)
+
+
 def cpu_seconds(pid):
     """User plus system CPU seconds `pid` has used (all its threads)."""
     with open("/proc/%d/stat" % pid) as f:
@@ -221,8 +253,10 @@ def throughput_round(mode):
         rng = random.Random(SEED)
         reads, _ = load(n1, token, "GET", SECONDS,
                         lambda w, i: "/api/collections/tickets/records/" + rng.choice(ids))
-        upload = upload_seconds(n1, token, random.Random(SEED).randbytes(UPLOAD_MIB << 20))
-        return creates, reads, (shipped / len(made) if made else 0.0), upload, cpu
+        data = random.Random(SEED).randbytes(UPLOAD_MIB << 20)
+        upload = upload_seconds(n1, token, data)
+        resumable = tus_seconds(n1, token, data)
+        return creates, reads, (shipped / len(made) if made else 0.0), upload, resumable, cpu
     finally:
         close_cluster(c)
 
@@ -483,10 +517,11 @@ def main():
         for m in modes:
             results[m].append(throughput_round(m))
             print("round %d %s: %.0f creates/s, %.0f reads/s, %.0f bytes/create, "
-                  "%d MiB upload %.2f s; CPU ms per create: primary %.2f, followers %.2f, "
-                  "etcd %.2f, client %.2f" % ((r + 1, m) + results[m][-1][:3] + (UPLOAD_MIB,) +
-                                             results[m][-1][3:4] + results[m][-1][4]), flush=True)
-    med = {m: [statistics.median(x[i] for x in results[m]) for i in range(4)] for m in modes}
+                  "%d MiB upload %.2f s (resumable, %d MiB PATCHes: %.2f s); CPU ms per create: "
+                  "primary %.2f, followers %.2f, etcd %.2f, client %.2f" %
+                  ((r + 1, m) + results[m][-1][:3] + (UPLOAD_MIB,) + results[m][-1][3:4] +
+                   (TUS_PATCH_MIB,) + results[m][-1][4:5] + results[m][-1][5]), flush=True)
+    med = {m: [statistics.median(x[i] for x in results[m]) for i in range(5)] for m in modes}
     lag_runs = {m: [] for m in ("async", "sync")}
     for r in range(RUNS):
         for m in lag_runs:
@@ -526,14 +561,16 @@ def main():
           "bytes_per_create=%.0f failover_p50_s=%.2f failover_max_s=%.2f catchup_s=%.1f "
           "catchup_mib=%.0f lag_async_p50_ms=%.2f lag_async_p99_ms=%.2f lag_sync_p50_ms=%.2f "
           "lag_sync_p99_ms=%.2f lag_rate=%.0f lag_answered_cps=%.0f upload_mib=%d "
-          "upload_off_s=%.2f upload_async_s=%.2f upload_sync_s=%.2f reopen_ms=%.1f "
+          "upload_off_s=%.2f upload_async_s=%.2f upload_sync_s=%.2f tus_off_s=%.2f "
+          "tus_async_s=%.2f tus_sync_s=%.2f reopen_ms=%.1f "
           "reopen_open_ms=%.1f reopen_snapshots=%d reopen_mib=%.0f etcd_tenants=%d "
           "etcd_idle_pct=%.1f etcd_full_list_ms=%.1f" %
           (med["off"][0], med["async"][0], med["sync"][0], med["off"][1], med["sync"][1],
            med["sync"][2], statistics.median(times), max(times), seconds, mib,
            lag["async"][0] * 1e3, lag["async"][1] * 1e3, lag["sync"][0] * 1e3,
            lag["sync"][1] * 1e3, LAG_RATE, lag["async"][3], UPLOAD_MIB, med["off"][3],
-           med["async"][3], med["sync"][3], reopen_s * 1e3, open_s * 1e3, reopen_snapshots,
+           med["async"][3], med["sync"][3], med["off"][4], med["async"][4], med["sync"][4],
+           reopen_s * 1e3, open_s * 1e3, reopen_snapshots,
            reopen_mib, ETCD_TENANTS, etcd_med["new"][0], etcd_med["new"][1]))
 
 

@@ -434,12 +434,18 @@ Result<std::unique_ptr<App>> App::Create(config::Config c) {
   if (p->cluster) {
     std::weak_ptr<ClusterMember> member = p->cluster;
     p->files->SetBlobReplication(files::FileStores::BlobReplication{
-        [member](const std::string& tenant, const std::string& blob) {
+        [member](const std::string& tenant, const std::string& blob, bool from_part) {
           auto m = member.lock();
-          return m ? m->ShipBlob(tenant, blob) : Unavailable("the node is stopping");
+          return m ? m->ShipBlob(tenant, blob, from_part) : Unavailable("the node is stopping");
         },
         [member](const std::string& tenant, const std::string& blob) {
           if (auto m = member.lock()) m->RemoveBlob(tenant, blob);
+        },
+        [member](const std::string& tenant, const std::string& upload, uint64_t from) {
+          if (auto m = member.lock()) m->ShipUploadPart(tenant, upload, from);
+        },
+        [member](const std::string& tenant, const std::string& upload) {
+          if (auto m = member.lock()) m->RemoveUploadPart(tenant, upload);
         }});
   }
   realtime::Limits realtime_limits;

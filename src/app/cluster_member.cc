@@ -126,9 +126,9 @@ json::value ParseOrNull(const std::string& text) {
   return ec ? json::value() : v;
 }
 
-// Moves a promoted copy's blobs (`from`: replicas/<id>/files) to the
-// tenant's files directory `to`, leaving out pieces of blobs still arriving
-// (.partial). Renames within one file system: the bytes do not move.
+// Moves a promoted copy's blobs and upload parts (`from`:
+// replicas/<id>/files) to the tenant's files directory `to`, leaving out
+// pieces of blobs still arriving (.partial). Renames within one file system: the bytes do not move.
 Status MoveReplicaFiles(const std::string& from, const std::string& to) {
   namespace fs = std::filesystem;
   std::error_code ec;
@@ -136,7 +136,12 @@ Status MoveReplicaFiles(const std::string& from, const std::string& to) {
   std::set<std::string> dirs;
   for (auto it = fs::recursive_directory_iterator(from, ec);
        !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    if (!it->is_regular_file() || it->path().extension() != ".sf") continue;
+    // Blobs (.sf) and resumable uploads' parts (.part), whose upload rows
+    // the copy holds: their clients resume from what is here.
+    if (!it->is_regular_file() ||
+        (it->path().extension() != ".sf" && it->path().extension() != ".part")) {
+      continue;
+    }
     const std::string target = to + "/" + fs::relative(it->path(), from, ec).string();
     if (ec) break;
     const std::string dir = fs::path(target).parent_path().string();
@@ -613,15 +618,31 @@ std::shared_ptr<ClusterMember::Primary> ClusterMember::OpenPrimary(const std::st
   return it == primaries_.end() ? nullptr : it->second;
 }
 
-Status ClusterMember::ShipBlob(const std::string& tenant_id, const std::string& blob_id) {
+Status ClusterMember::ShipBlob(const std::string& tenant_id, const std::string& blob_id,
+                               bool from_part) {
   std::shared_ptr<Primary> primary = OpenPrimary(tenant_id);
   if (!primary || !primary->shipper) return Status::Ok();
-  return primary->shipper->ShipBlob(blob_id);
+  return primary->shipper->ShipBlob(blob_id, from_part);
 }
 
 void ClusterMember::RemoveBlob(const std::string& tenant_id, const std::string& blob_id) {
   std::shared_ptr<Primary> primary = OpenPrimary(tenant_id);
   if (primary && primary->shipper) primary->shipper->RemoveBlob(blob_id, primary->term);
+}
+
+void ClusterMember::ShipUploadPart(const std::string& tenant_id, const std::string& upload_id,
+                                   uint64_t from) {
+  std::shared_ptr<Primary> primary = OpenPrimary(tenant_id);
+  if (!primary || !primary->shipper) return;
+  if (Status s = primary->shipper->ShipUploadPart(upload_id, from); !s.ok()) {
+    log::Warn("replication.upload_part_unreadable",
+              {{"tenant", tenant_id}, {"cause", s.ToString()}});
+  }
+}
+
+void ClusterMember::RemoveUploadPart(const std::string& tenant_id, const std::string& upload_id) {
+  std::shared_ptr<Primary> primary = OpenPrimary(tenant_id);
+  if (primary && primary->shipper) primary->shipper->RemoveUploadPart(upload_id, primary->term);
 }
 
 // Detaches by path: a newer open of the same tenant made before this one's

@@ -154,8 +154,14 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   // goes to its followers before the commit that records it, and a removed
   // one is removed there (replication::Shipper::ShipBlob, RemoveBlob). OK
   // and nothing sent when replication is off or the tenant is not led here.
-  Status ShipBlob(const std::string& tenant_id, const std::string& blob_id) EXCLUDES(mu_);
+  Status ShipBlob(const std::string& tenant_id, const std::string& blob_id, bool from_part)
+      EXCLUDES(mu_);
   void RemoveBlob(const std::string& tenant_id, const std::string& blob_id) EXCLUDES(mu_);
+  // The same for a resumable upload's part (Shipper::ShipUploadPart,
+  // RemoveUploadPart); best effort, so nothing is returned.
+  void ShipUploadPart(const std::string& tenant_id, const std::string& upload_id, uint64_t from)
+      EXCLUDES(mu_);
+  void RemoveUploadPart(const std::string& tenant_id, const std::string& upload_id) EXCLUDES(mu_);
   // Where snapshots get a tenant's writer. Set once, after the databases
   // are made (they hold this member's hooks).
   void SetDatabases(std::weak_ptr<storage::TenantDatabases> databases);

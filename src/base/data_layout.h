@@ -88,9 +88,12 @@ inline std::string TenantBlobFile(const std::string& data, const std::string& te
 inline std::string TenantUploadsDir(const std::string& data, const std::string& tenant_id) {
   return TenantFilesDir(data, tenant_id) + "/u";
 }
+inline std::string UploadFileIn(const std::string& files_dir, const std::string& upload_id) {
+  return files_dir + "/u/" + upload_id + ".part";
+}
 inline std::string TenantUploadFile(const std::string& data, const std::string& tenant_id,
                                     const std::string& upload_id) {
-  return TenantUploadsDir(data, tenant_id) + "/" + upload_id + ".part";
+  return UploadFileIn(TenantFilesDir(data, tenant_id), upload_id);
 }
 
 }  // namespace silo::layout

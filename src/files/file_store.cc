@@ -181,7 +181,7 @@ Status FileStore::Commit(const events::Origin& ctx, const FileRow& row, const st
   SILO_RETURN_IF_ERROR(SyncDir(layout::TenantUploadsDir(data, tenant_id_)));
   // On the followers before the commit that names it.
   if (stores_->replication_.stored) {
-    SILO_RETURN_IF_ERROR(stores_->replication_.stored(tenant_id_, row.id));
+    SILO_RETURN_IF_ERROR(stores_->replication_.stored(tenant_id_, row.id, upload_id.has_value()));
   }
   SILO_RETURN_IF_ERROR(db_->Write([&](Database& db) -> Status {
     SILO_ASSIGN_OR_RETURN(auto tx, storage::Transaction::Begin(db));
@@ -310,6 +310,7 @@ Result<UploadRow> FileStore::CreateUpload(const events::Origin& ctx, const Uploa
   RemoveUnlessKept part_guard(part);
   SILO_RETURN_IF_ERROR(writer->Sync());
   writer.reset();
+  PartWritten(row.id, 0);  // on the followers before the row that names it
   SILO_RETURN_IF_ERROR(db_->Write([&](Database& db) { return InsertUpload(db, row); }));
   part_guard.Keep();
   return row;
@@ -317,8 +318,16 @@ Result<UploadRow> FileStore::CreateUpload(const events::Origin& ctx, const Uploa
 
 Status FileStore::RemoveUpload(std::string_view id) {
   SILO_RETURN_IF_ERROR(db_->Write([&](Database& db) { return DeleteUpload(db, id); }));
-  ::unlink(PartPath(id).c_str());
+  if (::unlink(PartPath(id).c_str()) == 0 && stores_->replication_.part_removed) {
+    stores_->replication_.part_removed(tenant_id_, std::string(id));
+  }
   return Status::Ok();
+}
+
+void FileStore::PartWritten(std::string_view id, uint64_t from) {
+  if (stores_->replication_.part_written) {
+    stores_->replication_.part_written(tenant_id_, std::string(id), from);
+  }
 }
 
 Result<UploadRow> FileStore::FindUpload(const events::Origin& ctx, std::string_view id) {
@@ -421,14 +430,19 @@ Result<FileStore::AppendResult> FileStore::AppendUpload(const events::Origin& ct
     if (!failed.ok()) return failed;
     return DataLoss("the bytes do not match Upload-Checksum");
   }
+  // This request's bytes go to the followers once durable (whole chunks;
+  // for the last request, everything), before it is answered.
+  const uint64_t from = kHeaderBytes + (offset / kChunkBytes) * kSealedChunkBytes;
   if (failed.ok() && writer->appended() == state.row.length) {
     SILO_RETURN_IF_ERROR(writer->Finish());
     writer.reset();
+    PartWritten(id, from);  // then the blob is made of the part there
     SILO_ASSIGN_OR_RETURN(FileRow file, CompleteUpload(ctx, state.row, limits));
     return AppendResult{file.size, std::move(file)};
   }
   writer->DiscardPartialChunk();
   SILO_RETURN_IF_ERROR(writer->Sync());
+  PartWritten(id, from);  // even a failed request's: its client resumes from them
   if (!failed.ok()) return failed;
   return AppendResult{writer->durable_bytes(), std::nullopt};
 }
@@ -625,9 +639,10 @@ bool FileStore::UnlinkBlob(std::string_view id, const std::string& path) {
   const std::string file =
       path.empty() ? layout::TenantBlobFile(stores_->data_dir_, tenant_id_, std::string(id)) : path;
   if (::unlink(file.c_str()) != 0) return false;
-  // An upload's part (files/u/) never left this disk.
   if (stores_->replication_.removed && file.ends_with(".sf")) {
     stores_->replication_.removed(tenant_id_, std::string(id));
+  } else if (stores_->replication_.part_removed && file.ends_with(".part")) {
+    stores_->replication_.part_removed(tenant_id_, std::string(id));
   }
   return true;
 }

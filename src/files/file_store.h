@@ -149,6 +149,8 @@ class FileStore {
  private:
   friend class FileStores;
   std::string PartPath(std::string_view id) const;
+  // FileStores::BlobReplication::part_written, when set.
+  void PartWritten(std::string_view id, uint64_t from);
   // Rows removed in batches of kBatch, one transaction each.
   static constexpr int kBatch = 500;
   // In one transaction: removes each id `select` returns with `remove`, each
@@ -208,11 +210,21 @@ class FileStores {
   // Where a tenant's blobs go besides this disk: a cluster node's followers
   // (replication::Shipper::ShipBlob, RemoveBlob). `stored` runs once a new
   // blob is in place and synced, before the commit that records it; its
-  // failure fails the upload (the blob is removed). `removed` runs after a
-  // blob is unlinked. Either may be empty. Before the first Open.
+  // failure fails the upload (the blob is removed). `from_part`: the blob
+  // is a resumable upload's part, every byte of which went through
+  // `part_written` first. `removed` runs after a
+  // blob is unlinked. `part_written` runs once a resumable upload's part
+  // (files/u/<id>.part) is durable from byte `from` of that file on, before
+  // the request is answered (best effort: nothing fails with it);
+  // `part_removed` after a part is unlinked. Any may be empty. Before the
+  // first Open.
   struct BlobReplication {
-    std::function<Status(const std::string& tenant_id, const std::string& blob_id)> stored;
+    std::function<Status(const std::string& tenant_id, const std::string& blob_id, bool from_part)>
+        stored;
     std::function<void(const std::string& tenant_id, const std::string& blob_id)> removed;
+    std::function<void(const std::string& tenant_id, const std::string& upload_id, uint64_t from)>
+        part_written;
+    std::function<void(const std::string& tenant_id, const std::string& upload_id)> part_removed;
   };
   void SetBlobReplication(BlobReplication replication) { replication_ = std::move(replication); }
 

@@ -391,6 +391,11 @@ Status Applier::Flush() {
   return Status::Ok();
 }
 
+Status Applier::Settle() {
+  if (files_->journal_size == 0 && !deferred_) return Status::Ok();
+  return Record();
+}
+
 Status Applier::Apply(std::string_view encoded, bool may_defer) {
   SILO_ASSIGN_OR_RETURN(Segment segment, DecodeSegment(encoded));
   return ApplyDecoded(std::move(segment), encoded, may_defer, /*journal=*/true);

@@ -88,6 +88,11 @@ class Applier {
   // their bytes to the files. Internal when the disk failed (reopen the
   // copy).
   Status Flush();
+  // Records the position now: the files made durable, `replica.pos`
+  // written and the journal emptied. For a copy about to be closed for a
+  // while (Replicas::CloseIdle): it then keeps no journal on disk (up to
+  // kJournalCap otherwise). Internal when the disk failed.
+  Status Settle();
   bool deferred() const { return deferred_; }
 
   // The position of the last segment applied (durable unless deferred()).

@@ -86,7 +86,13 @@ size_t Replicas::CloseIdle(std::chrono::milliseconds idle) {
         now - copy->used < idle) {
       continue;
     }
-    copy->applier.reset();  // nothing deferred between runs (HandleRun flushed)
+    // Nothing is deferred between runs (HandleRun flushed); what the
+    // journal holds is recorded, so a closed copy keeps none. Should that
+    // fail, the journal stays and is rolled forward at the next open.
+    if (Status s = copy->applier->Settle(); !s.ok()) {
+      log::Warn("replication.settle_failed", {{"cause", s.ToString()}});
+    }
+    copy->applier.reset();
     ++closed;
   }
   return closed;
@@ -164,6 +170,9 @@ cluster::Message Replicas::HandleLocked(const cluster::Message& m, Copy& copy, b
     case kProbe: return Answer(m, &copy, Status::Ok());  // the ack says where it stands
     case kBlobChunk: return Answer(m, &copy, WriteBlobChunk(m.tenant, m.payload));
     case kBlobRemove: return Answer(m, &copy, RemoveBlob(m.tenant, copy, m.payload));
+    case kUploadPart: return Answer(m, &copy, WriteUploadPart(m.tenant, m.payload));
+    case kUploadRemove: return Answer(m, &copy, RemoveUploadPart(m.tenant, copy, m.payload));
+    case kBlobFromPart: return Answer(m, &copy, BlobFromUploadPart(m.tenant, m.payload));
     case kBlobList: {
       auto wanted = WantedBlobs(m.tenant, m.payload);
       if (!wanted.ok()) return Answer(m, &copy, wanted.status());
@@ -217,7 +226,74 @@ Status Replicas::WriteBlobChunk(const std::string& tenant, std::string_view payl
   // before any commit that names it is sent here (shipper.h).
   SILO_RETURN_IF_ERROR(SyncFile(partial));
   if (::rename(partial.c_str(), path.c_str()) != 0) return DiskError("rename blob");
-  return SyncDir(BlobDir(tenant, c.id));
+  SILO_RETURN_IF_ERROR(SyncDir(BlobDir(tenant, c.id)));
+  // A resumable upload's blob: its part (WriteUploadPart) is done with.
+  if (::unlink(UploadPath(tenant, c.id).c_str()) != 0 && errno != ENOENT) {
+    return DiskError("unlink upload part");
+  }
+  return Status::Ok();
+}
+
+std::string Replicas::UploadPath(const std::string& tenant_id, const std::string& upload_id) const {
+  return layout::UploadFileIn(Dir(tenant_id) + "/files", upload_id);
+}
+
+Status Replicas::WriteUploadPart(const std::string& tenant, std::string_view payload) {
+  SILO_ASSIGN_OR_RETURN(BlobChunk c, DecodeBlobChunk(payload));
+  // Completed meanwhile (its blob came after these pieces): nothing to do.
+  if (PathExists(BlobPath(tenant, c.id))) return Status::Ok();
+  const std::string path = UploadPath(tenant, c.id);
+  std::error_code ec;
+  const auto have = std::filesystem::file_size(path, ec);
+  if (c.offset != 0 && (ec || have < c.offset)) {
+    // What came before these bytes never reached this copy: the sender
+    // sends the part whole.
+    return FailedPrecondition("an upload part past what this copy holds");
+  }
+  if (c.offset == 0) {
+    SILO_RETURN_IF_ERROR(MakeDirs(std::filesystem::path(path).parent_path().string(), 0700));
+  }
+  SILO_RETURN_IF_ERROR(WriteAt(path, c.offset, c.bytes, /*fresh=*/c.offset == 0));
+  if (c.offset + c.bytes.size() < c.total) return Status::Ok();
+  // The last piece: the part is the primary's, durable before the request
+  // that wrote it is answered there.
+  if (::truncate(path.c_str(), static_cast<off_t>(c.total)) != 0) return DiskError("truncate part");
+  SILO_RETURN_IF_ERROR(SyncFile(path));
+  return c.offset == 0 ? SyncDir(std::filesystem::path(path).parent_path().string()) : Status::Ok();
+}
+
+Status Replicas::BlobFromUploadPart(const std::string& tenant, std::string_view payload) {
+  SILO_ASSIGN_OR_RETURN(BlobFromPart b, DecodeBlobFromPart(payload));
+  const std::string blob = BlobPath(tenant, b.id);
+  std::error_code ec;
+  const auto held = std::filesystem::file_size(blob, ec);
+  if (!ec && held == b.total) return Status::Ok();  // as WriteBlobChunk
+  const std::string part = UploadPath(tenant, b.id);
+  const auto have = std::filesystem::file_size(part, ec);
+  if (ec || have != b.total) return FailedPrecondition("the copy's upload part is not the blob");
+  auto digest = FileSha256(part);
+  if (!digest.ok() && digest.status().code() != StatusCode::kNotFound) return digest.status();
+  if (!digest.ok() || *digest != b.sha256) {
+    return FailedPrecondition("the copy's upload part is not the blob");
+  }
+  // Its last piece made the part durable; the rename is made so too.
+  SILO_RETURN_IF_ERROR(SyncFile(part));
+  SILO_RETURN_IF_ERROR(MakeDirs(BlobDir(tenant, b.id), 0700));
+  if (::rename(part.c_str(), blob.c_str()) != 0) return DiskError("rename part");
+  SILO_RETURN_IF_ERROR(SyncDir(BlobDir(tenant, b.id)));
+  return SyncDir(std::filesystem::path(part).parent_path().string());
+}
+
+Status Replicas::RemoveUploadPart(const std::string& tenant, const Copy& copy,
+                                  std::string_view payload) {
+  SILO_ASSIGN_OR_RETURN(BlobRemove r, DecodeBlobRemove(payload));
+  if (copy.applier && r.term < copy.applier->position().term) {
+    return PermissionDenied("an upload removal of a stale term: a deposed primary");
+  }
+  if (::unlink(UploadPath(tenant, r.id).c_str()) != 0 && errno != ENOENT) {
+    return DiskError("unlink upload part");
+  }
+  return Status::Ok();
 }
 
 Status Replicas::RemoveBlob(const std::string& tenant, const Copy& copy, std::string_view payload) {

@@ -14,6 +14,10 @@
 //    a promoted copy's files are where the tenant's own are); a removal
 //    unlinks it; a blob list is answered with the ids this copy lacks (or
 //    holds at another size);
+//  - a resumable upload's part (kUploadPart) is written in place at
+//    files/u/<id>.part, durable with its last piece; it goes when removed
+//    (kUploadRemove) or when the blob of the same id is in place, and it
+//    becomes that blob (kBlobFromPart) when its SHA-256 is the blob's;
 //  - each is answered with kAck and the position the copy now holds, or
 //    kNeedSnapshot when the copy cannot continue this chain (empty, another
 //    lineage, a gap, diverged), or kRefused (damaged, a stale term, a tenant
@@ -94,6 +98,15 @@ class Replicas {
   std::string BlobDir(const std::string& tenant_id, const std::string& blob_id) const;
   Status WriteBlobChunk(const std::string& tenant, std::string_view payload);
   Status RemoveBlob(const std::string& tenant, const Copy& copy, std::string_view payload);
+  // A resumable upload in progress: its part (files/u/<id>.part), written
+  // piece by piece in place (a piece past what is here is refused: the
+  // sender sends it whole), made durable at its last piece; and removed.
+  std::string UploadPath(const std::string& tenant_id, const std::string& upload_id) const;
+  Status WriteUploadPart(const std::string& tenant, std::string_view payload);
+  Status RemoveUploadPart(const std::string& tenant, const Copy& copy, std::string_view payload);
+  // A completed upload's blob made of its part (kBlobFromPart), when the
+  // part is that blob (size and SHA-256); FailedPrecondition when not.
+  Status BlobFromUploadPart(const std::string& tenant, std::string_view payload);
   Result<std::vector<std::string>> WantedBlobs(const std::string& tenant, std::string_view payload);
   // The ids of the blobs the copy holds, whole or in part, after the
   // cursor `payload` (protocol.h, kBlobHeld).

@@ -1,6 +1,13 @@
 #include "replication/protocol.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include "base/data_layout.h"
+#include "crypto/crypto.h"
 #include "replication/segment.h"
 
 namespace silo::replication {
@@ -94,10 +101,48 @@ Result<BlobChunk> DecodeBlobChunk(std::string_view in) {
   if (!layout::ValidBlobId(c.id)) return InvalidArgument("not a blob id");
   if (c.total > static_cast<uint64_t>(kMaxOffset) || c.offset > c.total ||
       c.bytes.size() > c.total - c.offset || c.bytes.size() > kBlobChunkBytes ||
-      (c.bytes.empty() && c.total != 0)) {
+      (c.bytes.empty() && c.offset != c.total)) {
     return InvalidArgument("a blob chunk outside its file");
   }
   return c;
+}
+
+std::string EncodeBlobFromPart(const BlobFromPart& m) {
+  std::string out = m.id;
+  PutU64(out, m.total);
+  out.append(m.sha256);
+  return out;
+}
+
+Result<BlobFromPart> DecodeBlobFromPart(std::string_view in) {
+  if (in.size() != kBlobIdSize + 8 + 32 || !layout::ValidBlobId(in.substr(0, kBlobIdSize))) {
+    return InvalidArgument("not a blob from a part");
+  }
+  BlobFromPart m{std::string(in.substr(0, kBlobIdSize)), GetU64(in.substr(kBlobIdSize)),
+                 std::string(in.substr(kBlobIdSize + 8))};
+  if (m.total > static_cast<uint64_t>(kMaxOffset)) return InvalidArgument("a blob too large");
+  return m;
+}
+
+Result<std::string> FileSha256(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return NotFound("no such file");
+    return Internal("cannot open a file to hash").WithCause(std::strerror(errno));
+  }
+  crypto::Sha256Stream digest;
+  std::string piece(size_t{1} << 20, '\0');
+  Status s;
+  for (;;) {
+    const ssize_t n = ::read(fd, piece.data(), piece.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) s = Internal("cannot read a file to hash").WithCause(std::strerror(errno));
+    if (n <= 0) break;
+    digest.Update(std::string_view(piece.data(), static_cast<size_t>(n)));
+  }
+  ::close(fd);
+  SILO_RETURN_IF_ERROR(s);
+  return crypto::HexDecode(digest.FinishHex());
 }
 
 std::string EncodeBlobRemove(const BlobRemove& r) {

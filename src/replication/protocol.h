@@ -23,6 +23,9 @@ enum MessageKind : uint8_t {
   kBlobRemove = 9,     // payload: BlobRemove (answered kAck)
   kBlobList = 10,      // payload: a blob list (answered kBlobWant)
   kBlobHeld = 12,      // payload: a blob cursor (answered kBlobHeldIds)
+  kUploadPart = 14,    // payload: BlobChunk of an upload's part (answered as kBlobChunk)
+  kUploadRemove = 15,  // payload: BlobRemove of an upload's part (answered kAck)
+  kBlobFromPart = 16,  // payload: BlobFromPart (answered kAck once the blob is durable)
   // follower -> primary
   kAck = 3,           // payload: seq (8 bytes) and hash (32) the copy now holds
   kNeedSnapshot = 4,  // payload: why (the copy cannot take segments of this chain)
@@ -106,6 +109,22 @@ Result<std::vector<std::string>> DecodeBlobIds(std::string_view payload);
 // A kBlobHeld cursor is blob ids too: none (from the first) or one, the
 // last id of the answer before. The answer lists the ids after it, in
 // increasing order, at most kMaxBlobListEntries: fewer means the end.
+
+// A resumable upload is complete on the primary: its blob `id` is the part
+// the copy was sent as it grew (kUploadPart), `total` bytes whose SHA-256
+// (32 raw bytes) is `sha256`. A copy whose part is that makes it the blob
+// (a rename: its bytes do not travel twice); one whose part is not
+// answers kNeedSnapshot and is sent the blob whole (kBlobChunk).
+struct BlobFromPart {
+  std::string id;
+  uint64_t total = 0;
+  std::string sha256;
+};
+std::string EncodeBlobFromPart(const BlobFromPart& m);
+Result<BlobFromPart> DecodeBlobFromPart(std::string_view payload);
+// The SHA-256 (32 raw bytes) of the file at `path`, as on disk; NotFound
+// when there is none, Internal when it cannot be read.
+Result<std::string> FileSha256(const std::string& path);
 
 std::string EncodeAck(uint64_t seq, const std::string& hash);
 Result<std::pair<uint64_t, std::string>> DecodeAck(std::string_view payload);

@@ -514,8 +514,14 @@ Status Shipper::SendSnapshot(const std::string& path) {
 
 std::vector<size_t> Shipper::SendBlob(const std::vector<size_t>& targets, const std::string& id,
                                       Status* unreadable) {
+  return SendFile(targets, kBlobChunk, layout::BlobFileIn(options_.files_dir, id), id, 0,
+                  unreadable, nullptr);
+}
+
+std::vector<size_t> Shipper::SendFile(const std::vector<size_t>& targets, MessageKind kind,
+                                      const std::string& path, const std::string& id, uint64_t from,
+                                      Status* unreadable, std::vector<size_t>* short_copies) {
   if (targets.empty()) return {};
-  const std::string path = layout::BlobFileIn(options_.files_dir, id);
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) return {};  // removed meanwhile: so is its row
@@ -539,9 +545,11 @@ std::vector<size_t> Shipper::SendBlob(const std::vector<size_t>& targets, const 
     size_t outstanding = 0;       // pieces sent and not answered, in all
     std::vector<size_t> waiting;  // the same, per target
     std::vector<bool> failed;
+    std::vector<bool> short_copy;  // answered kNeedSnapshot
   };
   auto answers = std::make_shared<Answers>();
   answers->failed.assign(targets.size(), false);
+  answers->short_copy.assign(targets.size(), false);
   answers->waiting.assign(targets.size(), 0);
   std::vector<std::shared_ptr<cluster::PeerClient>> links;
   {
@@ -549,7 +557,7 @@ std::vector<size_t> Shipper::SendBlob(const std::vector<size_t>& targets, const 
     for (size_t i : targets) links.push_back(shared_->followers[i].link.link);
   }
   const uint64_t total = static_cast<uint64_t>(st.st_size);
-  BlobChunk chunk{id, 0, total, {}};
+  BlobChunk chunk{id, std::min(from, total), total, {}};
   do {
     chunk.bytes.resize(
         static_cast<size_t>(std::min<uint64_t>(kBlobChunkBytes, total - chunk.offset)));
@@ -573,10 +581,13 @@ std::vector<size_t> Shipper::SendBlob(const std::vector<size_t>& targets, const 
       // The link's window paces the pieces: at most kWindowBytes of this
       // tenant in flight to a follower.
       Status sent =
-          links[j]->Send(cluster::Message{tenant_, kBlobChunk, ++shared_->next_message, payload},
+          links[j]->Send(cluster::Message{tenant_, kind, ++shared_->next_message, payload},
                          options_.ack_timeout, [answers, j](Result<cluster::Message> answer) {
                            std::lock_guard lock(answers->mu);
                            if (!answer.ok() || answer->kind != kAck) answers->failed[j] = true;
+                           if (answer.ok() && answer->kind == kNeedSnapshot) {
+                             answers->short_copy[j] = true;
+                           }
                            --answers->outstanding;
                            --answers->waiting[j];
                            answers->cv.notify_all();
@@ -604,6 +615,7 @@ std::vector<size_t> Shipper::SendBlob(const std::vector<size_t>& targets, const 
   for (size_t j = 0; j < targets.size(); ++j) {
     // Unanswered by now counts as not taken (a late answer changes nothing).
     if (answers->failed[j] || answers->waiting[j] > 0) failed.push_back(targets[j]);
+    if (short_copies != nullptr && answers->short_copy[j]) short_copies->push_back(targets[j]);
   }
   return failed;
 }
@@ -619,7 +631,7 @@ void Shipper::MissedBlob(size_t i, const std::string& id, const std::string& why
   shared_->acked_cv.notify_all();  // a sync commit waiting on it waits no more
 }
 
-Status Shipper::ShipBlob(const std::string& id) {
+Status Shipper::ShipBlob(const std::string& id, bool from_part) {
   if (options_.files_dir.empty()) return Status::Ok();
   std::vector<size_t> targets;
   {
@@ -641,13 +653,127 @@ Status Shipper::ShipBlob(const std::string& id) {
     }
   }
   Status unreadable;
-  std::vector<size_t> failed = SendBlob(targets, id, &unreadable);
+  std::vector<size_t> failed;
+  if (from_part) targets = BlobFromParts(targets, id, &failed);
+  std::vector<size_t> missed = SendBlob(targets, id, &unreadable);
+  failed.insert(failed.end(), missed.begin(), missed.end());
   for (size_t i : failed) {
     MissedBlob(i, id, unreadable.ok() ? "not acknowledged" : unreadable.ToString());
   }
   std::lock_guard lock(shared_->mu);
   --shared_->blob_ships;
   return unreadable;
+}
+
+std::vector<size_t> Shipper::BlobFromParts(const std::vector<size_t>& targets,
+                                           const std::string& id, std::vector<size_t>* failed) {
+  if (targets.empty()) return {};
+  const std::string path = layout::BlobFileIn(options_.files_dir, id);
+  auto digest = FileSha256(path);
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  if (!digest.ok() || ec) return targets;  // SendBlob tells why
+  const std::string payload = EncodeBlobFromPart({id, size, *digest});
+  enum Answer { kWaiting, kTaken, kWhole, kFailed };
+  struct Answers {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<Answer> of;
+  };
+  auto answers = std::make_shared<Answers>();
+  answers->of.assign(targets.size(), kWaiting);
+  std::vector<std::shared_ptr<cluster::PeerClient>> links;
+  {
+    std::lock_guard lock(shared_->mu);
+    for (size_t i : targets) links.push_back(shared_->followers[i].link.link);
+  }
+  for (size_t j = 0; j < targets.size(); ++j) {
+    auto answered = [answers, j](Result<cluster::Message> answer) {
+      std::lock_guard lock(answers->mu);
+      answers->of[j] = !answer.ok()                    ? kFailed
+                       : answer->kind == kAck          ? kTaken
+                       : answer->kind == kNeedSnapshot ? kWhole
+                                                       : kFailed;
+      answers->cv.notify_all();
+    };
+    Status sent = links[j] ? links[j]->Send(cluster::Message{tenant_, kBlobFromPart,
+                                                             ++shared_->next_message, payload},
+                                            options_.ack_timeout, answered)
+                           : Unavailable("no link");
+    if (!sent.ok()) answered(sent);
+  }
+  std::unique_lock lock(answers->mu);
+  answers->cv.wait_for(lock, options_.ack_timeout, [&] {
+    return std::find(answers->of.begin(), answers->of.end(), kWaiting) == answers->of.end();
+  });
+  std::vector<size_t> whole;
+  for (size_t j = 0; j < targets.size(); ++j) {
+    if (answers->of[j] == kWhole) whole.push_back(targets[j]);
+    // Unanswered by now counts as not taken (a late answer changes nothing).
+    if (answers->of[j] == kWaiting || answers->of[j] == kFailed) failed->push_back(targets[j]);
+  }
+  return whole;
+}
+
+Status Shipper::ShipUploadPart(const std::string& id, uint64_t from) {
+  if (options_.files_dir.empty()) return Status::Ok();
+  std::vector<size_t> targets;
+  {
+    std::lock_guard lock(shared_->mu);
+    for (size_t i = 0; i < shared_->followers.size(); ++i) {
+      const Shared::Follower& f = shared_->followers[i];
+      if (f.state != FollowerState::kGone && f.state != FollowerState::kNeedsSnapshot &&
+          f.link.link) {
+        targets.push_back(i);
+      }
+    }
+  }
+  const std::string path = layout::UploadFileIn(options_.files_dir, id);
+  Status unreadable;
+  std::vector<size_t> short_copies;
+  std::vector<size_t> failed =
+      SendFile(targets, kUploadPart, path, id, from, &unreadable, &short_copies);
+  if (from > 0 && !short_copies.empty() && unreadable.ok()) {
+    // Copies that missed an earlier request's bytes (away then, or given
+    // up on): the part whole.
+    std::vector<size_t> again =
+        SendFile(short_copies, kUploadPart, path, id, 0, &unreadable, nullptr);
+    std::erase_if(failed, [&](size_t i) {
+      return std::find(short_copies.begin(), short_copies.end(), i) != short_copies.end() &&
+             std::find(again.begin(), again.end(), i) == again.end();
+    });
+  }
+  for (size_t i : failed) {
+    std::string node;
+    {
+      std::lock_guard lock(shared_->mu);
+      node = shared_->followers[i].link.node;
+    }
+    log::Warn("replication.upload_part_not_shipped",
+              {{"tenant", tenant_},
+               {"node", node},
+               {"upload", id},
+               {"reason", unreadable.ok() ? "not acknowledged" : unreadable.ToString()}});
+  }
+  return unreadable;
+}
+
+void Shipper::RemoveUploadPart(const std::string& id, uint64_t term) {
+  if (options_.files_dir.empty()) return;
+  std::vector<std::shared_ptr<cluster::PeerClient>> links;
+  {
+    std::lock_guard lock(shared_->mu);
+    for (const Shared::Follower& f : shared_->followers) {
+      if (f.state != FollowerState::kGone && f.link.link) links.push_back(f.link.link);
+    }
+  }
+  const std::string payload = EncodeBlobRemove({term, id});
+  for (const auto& link : links) {
+    // Not waited for: a copy that misses it keeps a part no row names,
+    // which a promoted copy's file collection removes.
+    (void)link->Send(cluster::Message{tenant_, kUploadRemove, ++shared_->next_message, payload},
+                     std::chrono::milliseconds(100), [](Result<cluster::Message>) {});
+  }
 }
 
 void Shipper::RemoveBlob(const std::string& id, uint64_t term) {

@@ -23,7 +23,10 @@
 // gives its follower every blob it lacks. A follower that misses a blob
 // (its link broke, it was away, it refused) needs a snapshot before it
 // streams again, even where the retained segments would let it resume, so
-// no copy holds a commit that names a blob it lacks.
+// no copy holds a commit that names a blob it lacks. A resumable upload's
+// part goes too, each request's bytes before it is answered
+// (ShipUploadPart), but a copy that misses some needs no snapshot: its
+// part is only shorter, and a client resumes from what it holds.
 //
 // Thread-safe. Publish and Send calls come one at a time (the shim
 // serialises a database's syncs); AwaitAck calls may overlap them.
@@ -43,6 +46,7 @@
 #include "base/histogram.h"
 #include "base/status.h"
 #include "cluster/peer_link.h"
+#include "replication/protocol.h"
 #include "replication/recorder.h"
 
 namespace silo::replication {
@@ -161,12 +165,30 @@ class Shipper {
   // the commit that records the blob: whether the commit is answered is
   // then the sync rule's (Publish), since a follower that lacks the blob
   // gets no later segment. Fails only when the blob cannot be read.
-  Status ShipBlob(const std::string& id);
+  //
+  // With `from_part`, the blob is a completed resumable upload: a follower
+  // whose part (ShipUploadPart) is the blob, byte for byte (size and
+  // SHA-256), makes it the blob in place, and only the others are sent it.
+  Status ShipBlob(const std::string& id, bool from_part = false);
   // Tells the followers that blob `id` is gone, under `term` (a copy that
   // has seen a higher one refuses). Best effort: a copy that misses it
   // keeps the blob as an orphan, which a promoted copy's file collection
   // (files::FileStore::CollectExpired) removes.
   void RemoveBlob(const std::string& id, uint64_t term);
+  // A resumable upload in progress (files_dir/u/<id>.part, made durable
+  // here first): its bytes from `from` (a byte offset of that file) go to
+  // every streaming follower, which makes them durable, before the request
+  // that wrote them is answered; a copy that missed earlier bytes (it was
+  // away or needed a snapshot) is sent the part whole. So a client that
+  // resumes the upload on a promoted copy goes on from what that copy
+  // holds (tus: HEAD names the offset). Best effort: a follower that does
+  // not take it is logged and costs only bytes sent again after a
+  // failover; it may hold the request up to the ack timeout. Fails only
+  // when the part cannot be read.
+  Status ShipUploadPart(const std::string& id, uint64_t from);
+  // Tells the followers that upload `id`'s part is gone (terminated,
+  // expired, or removed), under `term`. Best effort, not waited for.
+  void RemoveUploadPart(const std::string& id, uint64_t term);
   // Removes, under `term`, the blobs a follower holds that this copy no
   // longer does, from each streaming follower that may have missed a
   // removal: one new or back on a new link (it was away), or one a
@@ -214,12 +236,25 @@ class Shipper {
   // failure; one that cannot be read sets `*unreadable`.
   std::vector<size_t> SendBlob(const std::vector<size_t>& targets, const std::string& id,
                                Status* unreadable);
+  // The same for any file at `path` named `id`, as messages of `kind`,
+  // from byte `from` on (a follower cuts its copy to the file's size with
+  // the last piece); `short_copies`, when given, gets the targets that
+  // answered that their copy is short of `from` (kNeedSnapshot).
+  std::vector<size_t> SendFile(const std::vector<size_t>& targets, MessageKind kind,
+                               const std::string& path, const std::string& id, uint64_t from,
+                               Status* unreadable, std::vector<size_t>* short_copies);
   // Gives follower `i` (over `link`) every blob under files_dir that its
   // copy lacks (kBlobList, then SendBlob).
   Status SyncBlobs(size_t i, const std::shared_ptr<cluster::PeerClient>& link);
   // Removes from the follower on `link` the blobs it holds that files_dir
   // does not (kBlobHeld, page by page; kBlobRemove). Returns how many.
   Result<size_t> RemoveExtraBlobs(const std::shared_ptr<cluster::PeerClient>& link, uint64_t term);
+  // Asks followers `targets` to make blob `id` of their upload part
+  // (kBlobFromPart) and waits for their answers; returns those whose part
+  // is not it (to be sent the blob), and adds to `failed` those that did
+  // not answer in the ack timeout, or refused.
+  std::vector<size_t> BlobFromParts(const std::vector<size_t>& targets, const std::string& id,
+                                    std::vector<size_t>* failed);
   // Follower `i` lacks a blob: it needs a snapshot before it streams again.
   void MissedBlob(size_t i, const std::string& id, const std::string& why);
   // Records `nodes` (sorted) as the sync set, then keeps it.

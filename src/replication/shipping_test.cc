@@ -3,6 +3,7 @@
 // acknowledgement.
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <atomic>
@@ -400,8 +401,14 @@ TEST_F(ShippingTest, AnIdleCopyIsClosedAndReopensWithTheNextSegment) {
   ASSERT_GT(OpenFilesUnder(copy), 0);
   EXPECT_EQ(replicas.CloseIdle(std::chrono::hours(1)), 0u);  // used just now
   EXPECT_GT(OpenFilesUnder(copy), 0);
+  const std::string journal = copy + "/" + kReplicaJournalName;
+  ASSERT_GT(fs::file_size(journal), 0u);  // the inserts' runs, journaled
   EXPECT_EQ(replicas.CloseIdle(0ms), 1u);
   EXPECT_EQ(OpenFilesUnder(copy), 0) << "a closed copy still holds descriptors";
+  EXPECT_EQ(fs::file_size(journal), 0u) << "a closed copy kept its journal";
+  auto recorded = Applier::RecordedPosition(copy);
+  ASSERT_OK(recorded);
+  EXPECT_EQ(recorded->seq, recorder_->head().seq);
   EXPECT_GT(OpenFilesUnder(followers_[1]->replicas->Dir(kTenant)), 0);  // only that node's
   for (int id = 11; id <= 20; ++id) ASSERT_OK(Insert(*db, id));
   WaitForFollowers(shipper);
@@ -799,6 +806,112 @@ TEST_F(ShippingTest, ABlobIsNotSentToAFollowerThatNeedsASnapshot) {
   EXPECT_EQ(StateOf(shipper, "node-4"), "needs_snapshot");
 }
 
+// A resumable upload's part (files/u/<id>.part) as the primary's disk holds
+// it after each request: the shipper sends what a request added, and a copy
+// that missed some of it gets it whole, so every copy holds the part a
+// client would resume from on it.
+TEST_F(ShippingTest, AnUploadsPartReachesEveryFollowerAndACopyThatMissedSomeGetsItWhole) {
+  const std::string files = dir_ + "/primary/files";
+  Shipper shipper(kTenant, ShipperOptions{.files_dir = files}, Links());
+  auto db = OpenPrimary(shipper);
+  ASSERT_NE(db, nullptr);
+  ASSERT_OK(Insert(*db, 1));
+  WaitForFollowers(shipper);
+  const std::string id = "5c" + std::string(30, '7');
+  const std::string path = layout::UploadFileIn(files, id);
+  ASSERT_OK(MakeDirs(files + "/u"));
+  std::string part;
+  // The primary's part grows to `size` (or is cut back to it), then the
+  // bytes from `from` are shipped.
+  auto write = [&](size_t size, uint64_t from) {
+    if (size > part.size()) {
+      part += crypto::RandomBytes(size - part.size());
+    } else {
+      part.resize(size);
+    }
+    EXPECT_OK(WriteFileAtomic(path, part, 0600));
+    EXPECT_OK(shipper.ShipUploadPart(id, from));
+  };
+  auto held = [&](int i) -> std::string {
+    auto bytes =
+        ReadFile(layout::UploadFileIn(followers_[i]->replicas->Dir(kTenant) + "/files", id));
+    return bytes.ok() ? *bytes : "<none>";
+  };
+
+  write(64, 0);  // the header, when the upload is made
+  EXPECT_EQ(held(0), part);
+  EXPECT_EQ(held(1), part);
+  write(64 + 2 * kBlobChunkBytes + 500, 64);  // several pieces on the link
+  EXPECT_EQ(held(0), part);
+  EXPECT_EQ(held(1), part);
+
+  // node-2 is away for one request; back, it is sent the next one's bytes
+  // on a copy that lacks the one before: it is sent the part whole.
+  shipper.RemoveFollower("node-2");
+  write(part.size() + 3000, part.size());
+  EXPECT_EQ(held(1), part);
+  EXPECT_NE(held(0), part);
+  shipper.SetFollower(NewLink(0));
+  EXPECT_EQ(shipper.Resume(), 1u);  // from the retained segments: no snapshot
+  ASSERT_EQ(StateOf(shipper, "node-2"), "streaming");
+  write(part.size() + 4000, part.size());
+  EXPECT_EQ(held(0), part) << "the copy that missed a request's bytes was not sent the part whole";
+  EXPECT_EQ(held(1), part);
+
+  // A request whose bytes failed their checksum is cut back here; the next
+  // one's bytes follow from there, and each copy ends where this one does.
+  const size_t cut = part.size() - 5000;
+  write(cut, cut);
+  write(cut + 100, cut);
+  EXPECT_EQ(held(0), part);
+  EXPECT_EQ(held(1), part);
+
+  // The upload completes: the part is its blob. node-2's part is made the
+  // blob where it is (the same file: its bytes did not travel again);
+  // node-3's part was damaged, so it is sent the blob whole.
+  auto copy_blob = [&](int i) {
+    return layout::BlobFileIn(followers_[i]->replicas->Dir(kTenant) + "/files", id);
+  };
+  auto copy_part = [&](int i) {
+    return layout::UploadFileIn(followers_[i]->replicas->Dir(kTenant) + "/files", id);
+  };
+  std::string damaged = part;
+  damaged[damaged.size() / 2] ^= 1;
+  ASSERT_OK(WriteFileAtomic(copy_part(1), damaged, 0600));
+  struct stat before {};
+  ASSERT_EQ(::stat(copy_part(0).c_str(), &before), 0);
+  ASSERT_OK(MakeDirs(layout::BlobDirIn(files, id)));
+  ASSERT_EQ(::rename(path.c_str(), layout::BlobFileIn(files, id).c_str()), 0);
+  ASSERT_OK(shipper.ShipBlob(id, /*from_part=*/true));
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(held(i), "<none>") << "a completed upload's part stayed on copy " << i;
+    auto bytes = ReadFile(copy_blob(i));
+    ASSERT_OK(bytes);
+    EXPECT_EQ(*bytes, part) << "copy " << i;
+  }
+  struct stat after {};
+  ASSERT_EQ(::stat(copy_blob(0).c_str(), &after), 0);
+  EXPECT_EQ(after.st_ino, before.st_ino) << "the blob was sent again, not made of the part";
+  EXPECT_EQ(StateOf(shipper, "node-2"), "streaming");
+  EXPECT_EQ(StateOf(shipper, "node-3"), "streaming");
+  // A part shipped late for a completed upload does not come back.
+  ASSERT_OK(WriteFileAtomic(path, part.substr(0, 64), 0600));
+  ASSERT_OK(shipper.ShipUploadPart(id, 0));
+  EXPECT_EQ(held(0), "<none>");
+
+  // Another upload is terminated here: its part leaves the copies (best
+  // effort, so waited for).
+  const std::string other = "5d" + std::string(30, '8');
+  ASSERT_OK(WriteFileAtomic(layout::UploadFileIn(files, other), crypto::RandomBytes(64), 0600));
+  ASSERT_OK(shipper.ShipUploadPart(other, 0));
+  const std::string other_copy =
+      layout::UploadFileIn(followers_[0]->replicas->Dir(kTenant) + "/files", other);
+  EXPECT_TRUE(fs::exists(other_copy));
+  shipper.RemoveUploadPart(other, 1);
+  for (int wait = 0; wait < 400 && fs::exists(other_copy); ++wait) std::this_thread::sleep_for(5ms);
+  EXPECT_FALSE(fs::exists(other_copy));
+}
+
 TEST(ReplicasTest, ARunOfSegmentsIsAcknowledgedOnlyAsFarAsItIsDurable) {
   char tmpl[] = "/tmp/silo-replicas-XXXXXX";
   std::string dir = mkdtemp(tmpl);
@@ -845,6 +958,31 @@ TEST(ReplicasTest, ARunOfSegmentsIsAcknowledgedOnlyAsFarAsItIsDurable) {
   ASSERT_OK(reopened);
   EXPECT_EQ((*reopened)->position().seq, 4u);
   EXPECT_EQ((*reopened)->position().wal_commit_frame, 4u);
+  fs::remove_all(dir);
+}
+
+TEST(ReplicasTest, AnUploadPartIsWrittenOnlyWhereItsIdSaysAndOnlyAfterWhatIsHeld) {
+  char tmpl[] = "/tmp/silo-replicas-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  Replicas replicas(dir + "/replicas");
+  const std::string part = crypto::RandomBytes(3000);
+  auto piece = [&](const std::string& id, uint64_t offset, size_t n) {
+    BlobChunk c{id, offset, part.size(), part.substr(offset, n)};
+    return replicas.Handle(cluster::Message{"t1", kUploadPart, offset + 1, EncodeBlobChunk(c)});
+  };
+  for (const std::string& bad : {std::string("../../../../../../../../../../etc/x"),
+                                 std::string(32, 'E'), std::string(31, 'e')}) {
+    EXPECT_EQ(piece(bad, 0, 1000).kind, kRefused) << bad;
+  }
+  EXPECT_FALSE(fs::exists(dir + "/etc"));
+  const std::string id(32, 'c');
+  const std::string path = layout::UploadFileIn(replicas.Dir("t1") + "/files", id);
+  EXPECT_EQ(piece(id, 1000, 2000).kind, kNeedSnapshot);  // the sender sends it whole
+  EXPECT_FALSE(fs::exists(path));
+  EXPECT_EQ(piece(id, 0, 1000).kind, kAck);
+  EXPECT_EQ(piece(id, 2000, 1000).kind, kNeedSnapshot);
+  EXPECT_EQ(piece(id, 1000, 2000).kind, kAck);
+  EXPECT_EQ(*ReadFile(path), part);
   fs::remove_all(dir);
 }
 

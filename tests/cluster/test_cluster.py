@@ -736,6 +736,80 @@ def test_a_tenants_files_reach_every_follower_sealed_and_survive_the_loss_of_the
     assert r.status_code == 200 and r.content == second[:1000]
 
 
+TUS_CHUNK = 65536  # an upload's offset is acknowledged in whole chunks of this
+
+
+def tus(node, token, method, path, body=None, **headers):
+    h = {"Authorization": "Bearer " + token, "Tus-Resumable": "1.0.0"}
+    h.update({k.replace("_", "-"): v for k, v in headers.items()})
+    return requests.request(method, node.url + path, data=body, headers=h, verify=False,
+                            timeout=30, allow_redirects=False)
+
+
+def test_a_resumable_upload_in_progress_resumes_on_the_follower_that_takes_the_tenant_over(
+        cluster):
+    """Each PATCH's bytes of a resumable upload are on every follower,
+    sealed, before it is answered: when the primary is lost mid-upload, the
+    client asks the new primary where the upload stands, gets the offset the
+    old one acknowledged and sends only the rest; the file arrives whole and
+    no follower is left holding the part."""
+    seed = int.from_bytes(os.urandom(4), "big")
+    print("seed", seed)
+    n1, n2, n3 = started_three(cluster)
+    tenant_id, token = make_tenant(n1, "acme")
+    assert call(n1, "acme", token, "POST", "/api/collections", DOCS).status_code == 201
+    wait_until("both followers caught up", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))
+    data = file_bytes(9 * TUS_CHUNK + 1234, seed)
+    r = tus(n1, token, "POST", "/t/acme/api/uploads?collection=docs&field=doc",
+            Upload_Length=str(len(data)))
+    assert r.status_code == 201, r.text
+    url = r.headers["Location"]  # /t/acme/api/uploads/<id>?collection=docs&field=doc
+    upload_id = url.split("/")[-1].split("?")[0]
+    sent = 5 * TUS_CHUNK
+    r = tus(n1, token, "PATCH", url, data[:sent], Upload_Offset="0",
+            Content_Type="application/offset+octet-stream")
+    assert r.status_code == 204 and r.headers["Upload-Offset"] == str(sent), r.text
+
+    def part(node, copy):
+        where = ("replicas", tenant_id) if copy else ("tenants", tenant_id)
+        return os.path.join(node.data_dir, *where, "files", "u", upload_id + ".part")
+    sealed = read(part(n1, copy=False))
+    for follower in (n2, n3):
+        held = read(part(follower, copy=True))
+        assert held == sealed, follower.node_id
+        assert FILE_NEEDLE not in held
+
+    n1.proc.kill()
+    n1.proc.wait()
+
+    def new_primary():
+        entry = tenant_entry(cluster.status(), tenant_id)
+        return entry if entry and entry["primary"] in ("n2", "n3") else None
+    entry = wait_until("a follower leads the tenant", serving(cluster, token, new_primary),
+                       timeout=30)
+    leader, other = (n2, n3) if entry["primary"] == "n2" else (n3, n2)
+    head = tus(leader, token, "HEAD", url)
+    assert head.status_code == 200, (head.status_code, head.text[:200])
+    assert head.headers["Upload-Offset"] == str(sent)
+    r = tus(leader, token, "PATCH", url, data[sent:], Upload_Offset=str(sent),
+            Content_Type="application/offset+octet-stream")
+    assert r.status_code == 204 and r.headers["Upload-Offset"] == str(len(data)), r.text
+    r = call(leader, "acme", token, "POST", "/api/collections/docs/records",
+             {"id": "d1", "title": "t", "doc": upload_id})
+    assert r.status_code == 201, r.text
+    r = call(leader, "acme", token, "GET", "/api/collections/docs/records/d1/files/doc/" + upload_id)
+    assert r.status_code == 200 and r.content == data
+    # The remaining follower (a new primary's chain: a snapshot, which
+    # gives it the blobs it lacks) holds the blob, and the part no more.
+    wait_until("the other follower follows the new primary and holds the blob",
+               lambda: caught_up(cluster, tenant_id, [other.node_id]) and
+               os.path.exists(blob_path(other, tenant_id, upload_id, copy=True)), timeout=30)
+    assert read(blob_path(other, tenant_id, upload_id, copy=True)) == \
+        read(blob_path(leader, tenant_id, upload_id, copy=False))
+    assert not os.path.exists(part(other, copy=True))
+    assert not os.path.exists(part(leader, copy=False))
+
+
 def test_a_tenant_closed_and_reopened_on_its_primary_keeps_its_chain_and_needs_no_snapshot(
         cluster):
     """With one tenant open at a time on n1, each write to one tenant closes
