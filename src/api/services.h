@@ -100,6 +100,11 @@ struct Services {
   // leads it this moment (503, retry: a failover or handover under way),
   // else nullopt. Empty on a single node.
   std::function<std::optional<std::string>(const std::string& slug)> primary_elsewhere;
+  // On a cluster node: after a re-key, opens the tenant again (a new
+  // replication chain) and waits a while for every follower's copy of it;
+  // returns how many followers there are and how many hold it. Empty on a
+  // single node.
+  std::function<std::pair<int64_t, int64_t>(const std::string& tenant_id)> await_copies;
   // After anything that may have queued mail (a reset, or a security notice
   // to the user: identity_internal.h NotifyUser). Cheap; may be spurious.
   void MailQueued(const std::string& tenant_id) const {

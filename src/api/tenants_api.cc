@@ -185,16 +185,12 @@ http::Response DeleteTenant(Services& s, RequestContext& ctx) {
 }
 
 // POST /v1/tenants/{slug}/rekey (issue 22): the tenant's new data key
-// (backup::Service::Rekey). Not on a cluster node: the file is replaced
-// outside the replication shim, and the followers hold the old key.
+// (backup::Service::Rekey). On a cluster node the tenant's chain ends with
+// the swap (no copy under the old key may be elected after it) and the
+// followers take a snapshot of the re-keyed tenant, which the answer waits
+// for a while (`followers`, `followers_copied`).
 http::Response RekeyTenant(Services& s, RequestContext& ctx) {
   const std::string& slug = ctx.params["slug"];
-  if (s.primary_elsewhere) {
-    return http::Problem(501,
-                         "re-keying a tenant on a cluster node is not built yet (the followers' "
-                         "copies and wrapped keys would have to follow)",
-                         ctx.request.request_id);
-  }
   auto t = s.tenants->Find(slug);
   if (!t) return http::Problem(404, "no such tenant", ctx.request.request_id);
   auto report = s.backups->Rekey(*t, ctx.request.request_id);
@@ -213,6 +209,11 @@ http::Response RekeyTenant(Services& s, RequestContext& ctx) {
                  {"recovery_codes_dropped", report->recovery_codes_dropped},
                  {"pause_seconds", report->pause_seconds},
                  {"seconds", report->seconds}};
+  if (s.await_copies) {
+    const auto [followers, copied] = s.await_copies(report->tenant_id);
+    o["followers"] = followers;
+    o["followers_copied"] = copied;
+  }
   return http::Json(200, JsonText(o));
 }
 

@@ -51,6 +51,10 @@
 namespace silo::app {
 namespace {
 
+// How long a re-key on a cluster node waits for the followers' new copies
+// before it answers (with how many it got).
+constexpr std::chrono::seconds kAwaitCopies{60};
+
 int Refuse(const std::string& why) {
   std::fprintf(stderr, "silo: refusing to start: %s\n", why.c_str());
   return 1;
@@ -483,6 +487,13 @@ Result<std::unique_ptr<App>> App::Create(config::Config c) {
       backup::RetentionPolicy{c.backups.daily_days, c.backups.weekly_days, c.backups.weekly_day},
       auth::EndSessionsAndOneTimeTokens);
   p->backups->SetResealer(auth::ResealSecretFields);
+  if (p->cluster) {
+    std::weak_ptr<ClusterMember> member = p->cluster;
+    p->backups->SetBeforeRekeyCommit([member](const std::string& tenant_id) -> Status {
+      auto m = member.lock();
+      return m ? m->EndChain(tenant_id) : Unavailable("the node is stopping");
+    });
+  }
   // Signed checkpoints of the tenants' chains, kept off their disks: in
   // platform/ and beside each backup (rollback detection).
   if (!c.signing_key) return FailedPrecondition("no signing key (SILO_SIGNING_KEY)");
@@ -551,6 +562,13 @@ Status App::Start() {
   if (p.cluster) {
     p.services.primary_elsewhere = [m = p.cluster.get()](const std::string& slug) {
       return m->PrimaryElsewhere(slug);
+    };
+    p.services.await_copies = [m = p.cluster.get(), dbs = p.databases](const std::string& id) {
+      // Opened again (its new chain: a snapshot for every follower) and
+      // kept open while the copies are made.
+      auto db = dbs->Acquire(id);
+      if (!db.ok()) return std::pair<int64_t, int64_t>{0, 0};
+      return m->AwaitCopies(id, kAwaitCopies);
     };
   }
   p.public_server = std::make_unique<http::Server>(OptionsFor(c, "public", c.listen, true),

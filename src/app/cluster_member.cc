@@ -630,6 +630,48 @@ void ClusterMember::RemoveBlob(const std::string& tenant_id, const std::string& 
   if (primary && primary->shipper) primary->shipper->RemoveBlob(blob_id, primary->term);
 }
 
+Status ClusterMember::EndChain(const std::string& tenant_id) {
+  std::shared_ptr<Primary> primary;
+  {
+    MutexLock lock(mu_);
+    if (auto it = primaries_.find(tenant_id); it != primaries_.end()) primary = it->second;
+    if (auto it = closed_.find(tenant_id); it != closed_.end()) {
+      if (!primary) primary = it->second.primary;
+      closed_.erase(it);  // its next open starts a new chain
+    }
+  }
+  if (!primary) {
+    return FailedPrecondition("this node does not hold the tenant's replication chain; retry");
+  }
+  if (!primary->shipper) return Status::Ok();  // SILO_REPLICATION=off
+  return primary->shipper->Retire();
+}
+
+std::pair<int64_t, int64_t> ClusterMember::AwaitCopies(const std::string& tenant_id,
+                                                       std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    std::shared_ptr<Primary> primary;
+    {
+      MutexLock lock(mu_);
+      if (auto it = primaries_.find(tenant_id); it != primaries_.end()) primary = it->second;
+    }
+    if (!primary || !primary->shipper) return {0, 0};
+    const auto followers = primary->shipper->Followers();
+    const uint64_t published = primary->shipper->published();
+    int64_t done = 0;
+    for (const auto& f : followers) {
+      if (std::string_view(f.state) == "streaming" && f.acked >= published) ++done;
+    }
+    const auto total = static_cast<int64_t>(followers.size());
+    // In sync mode those that may be elected join its set now, not at the
+    // next loop turn: until they do, no copy may take the tenant over.
+    if (done == total && primary->shipper->MaintainSyncSet().ok()) return {total, done};
+    if (std::chrono::steady_clock::now() >= deadline) return {total, done};
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
 void ClusterMember::ShipUploadPart(const std::string& tenant_id, const std::string& upload_id,
                                    uint64_t from) {
   std::shared_ptr<Primary> primary = OpenPrimary(tenant_id);

@@ -162,6 +162,21 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   void ShipUploadPart(const std::string& tenant_id, const std::string& upload_id, uint64_t from)
       EXCLUDES(mu_);
   void RemoveUploadPart(const std::string& tenant_id, const std::string& upload_id) EXCLUDES(mu_);
+  // A re-key's swap (backup::Service::SetBeforeRekeyCommit), the tenant
+  // closed here: its chain is ended (Shipper::Retire: the sync set recorded
+  // empty, so no follower's copy of the old files may be elected) and its
+  // next open starts a new one, which every follower takes a snapshot of.
+  // FailedPrecondition when this node does not hold the tenant's chain;
+  // Unavailable when etcd did not take the empty set.
+  Status EndChain(const std::string& tenant_id) EXCLUDES(mu_);
+  // Waits, at most `timeout`, until every follower of a tenant open and led
+  // here streams its chain holding everything published (a new chain:
+  // each took a snapshot of the tenant as it is now) and, in sync mode,
+  // the promotable ones are in its sync set. Returns how many followers
+  // there are and how many of them stream; {0, 0} when replication is off
+  // or the tenant is not open and led here.
+  std::pair<int64_t, int64_t> AwaitCopies(const std::string& tenant_id,
+                                          std::chrono::milliseconds timeout) EXCLUDES(mu_);
   // Where snapshots get a tenant's writer. Set once, after the databases
   // are made (they hold this member's hooks).
   void SetDatabases(std::weak_ptr<storage::TenantDatabases> databases);

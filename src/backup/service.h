@@ -148,6 +148,13 @@ class Service {
   // another tenant moves its secrets to that tenant's key. Without it, such
   // a copy's TOTP secrets stay under the old tenant's key and do not open.
   void SetResealer(ResealOnRestore reseal) { reseal_ = std::move(reseal); }
+  // Before the first Rekey (not thread-safe): runs inside a re-key's swap,
+  // the tenant closed, before the new key is committed; its failure
+  // refuses the re-key (nothing changed). A cluster node ends the tenant's
+  // replication chain there (app::ClusterMember::EndChain): the followers'
+  // copies are under the old key, and none may be elected from then on.
+  using BeforeRekeyCommit = std::function<Status(const std::string& tenant_id)>;
+  void SetBeforeRekeyCommit(BeforeRekeyCommit hook) { before_rekey_commit_ = std::move(hook); }
 
   // Backs up one tenant; returns its manifest.
   Result<Manifest> Run(const tenant::TenantInfo& tenant) EXCLUDES(mu_);
@@ -256,9 +263,10 @@ class Service {
   const std::string data_dir_;
   const RetentionPolicy retention_;
   const ForgetOnRestore forget_;
-  SignCheckpoint sign_checkpoint_;  // may be empty
-  ResealOnRestore reseal_;          // may be empty
-  std::string rekey_stop_;          // tests; empty: none
+  SignCheckpoint sign_checkpoint_;         // may be empty
+  ResealOnRestore reseal_;                 // may be empty
+  BeforeRekeyCommit before_rekey_commit_;  // may be empty
+  std::string rekey_stop_;                 // tests; empty: none
   bool rekey_stop_as_crash_ = false;
 
   Mutex mu_;  // one operation at a time: the *Locked functions hold it

@@ -34,6 +34,18 @@ Status WriteAt(const std::string& path, uint64_t offset, std::string_view bytes,
   return s;
 }
 
+// The first `n` bytes of `path` (fewer when it is shorter).
+Result<std::string> ReadStart(const std::string& path, size_t n) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return DiskError("open");
+  std::string out(n, '\0');
+  const ssize_t got = ::pread(fd, out.data(), n, 0);
+  ::close(fd);
+  if (got < 0) return DiskError("pread");
+  out.resize(static_cast<size_t>(got));
+  return out;
+}
+
 }  // namespace
 
 Replicas::Replicas(std::string root) : root_(std::move(root)) {}
@@ -205,19 +217,26 @@ std::string Replicas::BlobDir(const std::string& tenant_id, const std::string& b
 Status Replicas::WriteBlobChunk(const std::string& tenant, std::string_view payload) {
   SILO_ASSIGN_OR_RETURN(BlobChunk c, DecodeBlobChunk(payload));
   const std::string path = BlobPath(tenant, c.id);
-  // Blobs never change once written (an id is one upload's), so a blob
-  // already here whole was sent twice (a ship and a snapshot's list that
-  // crossed): taken as it is.
+  // A blob's bytes change only when a re-key seals it again, which changes
+  // its header (the key epoch): a blob already here whole under the same
+  // header was sent twice (a ship and a snapshot's list that crossed) and
+  // is taken as it is. One under another header is written anew beside it
+  // and renamed over it.
   std::error_code ec;
   const auto held = std::filesystem::file_size(path, ec);
-  if (!ec && held == c.total) return Status::Ok();
+  const bool whole = !ec && held == c.total;
   const std::string partial = path + ".partial";
   if (c.offset == 0) {
+    if (whole) {
+      auto start = ReadStart(path, std::min(c.bytes.size(), kBlobHeaderBytes));
+      if (start.ok() && c.bytes.starts_with(*start)) return Status::Ok();
+    }
     SILO_RETURN_IF_ERROR(MakeDirs(BlobDir(tenant, c.id), 0700));
   } else {
     // Pieces come in order; one that does not continue what is here (a
     // sender that restarted the blob) is refused and the sender resyncs.
     const auto have = std::filesystem::file_size(partial, ec);
+    if (ec && whole) return Status::Ok();  // the rest of a crossing resend
     if (ec || have < c.offset) return FailedPrecondition("a blob chunk out of order");
   }
   SILO_RETURN_IF_ERROR(WriteAt(partial, c.offset, c.bytes, /*fresh=*/c.offset == 0));
@@ -314,8 +333,15 @@ Result<std::vector<std::string>> Replicas::WantedBlobs(const std::string& tenant
   std::vector<std::string> wanted;
   for (const BlobEntry& e : list) {
     std::error_code ec;
-    const auto held = std::filesystem::file_size(BlobPath(tenant, e.id), ec);
-    if (ec || held != e.size) wanted.push_back(e.id);
+    const std::string path = BlobPath(tenant, e.id);
+    const auto held = std::filesystem::file_size(path, ec);
+    if (ec || held != e.size) {
+      wanted.push_back(e.id);
+      continue;
+    }
+    // Sealed again under another key (a re-key on the primary): wanted.
+    auto epoch = BlobKeyEpoch(path);
+    if (!epoch.ok() || *epoch != e.epoch) wanted.push_back(e.id);
   }
   return wanted;
 }

@@ -24,6 +24,14 @@ uint64_t GetU64(std::string_view in) {
   for (int i = 0; i < 8; ++i) v |= uint64_t{static_cast<uint8_t>(in[i])} << (8 * i);
   return v;
 }
+void PutU32(std::string& out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
+}
+uint32_t GetU32(std::string_view in) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v |= uint32_t{static_cast<uint8_t>(in[i])} << (8 * i);
+  return v;
+}
 
 }  // namespace
 
@@ -159,25 +167,42 @@ Result<BlobRemove> DecodeBlobRemove(std::string_view in) {
   return BlobRemove{GetU64(in), std::string(in.substr(8))};
 }
 
+Result<uint32_t> BlobKeyEpoch(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return NotFound("no such blob");
+    return Internal("cannot open a blob").WithCause(std::strerror(errno));
+  }
+  unsigned char b[4] = {};
+  const ssize_t n = ::pread(fd, b, sizeof b, 12);
+  const int err = errno;
+  ::close(fd);
+  if (n < 0) return Internal("cannot read a blob").WithCause(std::strerror(err));
+  if (n != sizeof b) return 0u;
+  return (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | uint32_t{b[3]};
+}
+
 std::string EncodeBlobList(const std::vector<BlobEntry>& entries) {
   std::string out;
-  out.reserve(entries.size() * (kBlobIdSize + 8));
+  out.reserve(entries.size() * (kBlobIdSize + 12));
   for (const BlobEntry& e : entries) {
     out.append(e.id);
     PutU64(out, e.size);
+    PutU32(out, e.epoch);
   }
   return out;
 }
 
 Result<std::vector<BlobEntry>> DecodeBlobList(std::string_view in) {
-  constexpr size_t kEntry = kBlobIdSize + 8;
+  constexpr size_t kEntry = kBlobIdSize + 12;
   if (in.size() % kEntry != 0 || in.size() / kEntry > kMaxBlobListEntries) {
     return InvalidArgument("not a blob list");
   }
   std::vector<BlobEntry> out;
   out.reserve(in.size() / kEntry);
   for (size_t at = 0; at < in.size(); at += kEntry) {
-    BlobEntry e{std::string(in.substr(at, kBlobIdSize)), GetU64(in.substr(at + kBlobIdSize))};
+    BlobEntry e{std::string(in.substr(at, kBlobIdSize)), GetU64(in.substr(at + kBlobIdSize)),
+                GetU32(in.substr(at + kBlobIdSize + 8))};
     if (!layout::ValidBlobId(e.id) || e.size > static_cast<uint64_t>(kMaxOffset)) {
       return InvalidArgument("not a blob list");
     }

@@ -74,6 +74,8 @@ Result<TenantFiles> DecodeTenantFiles(std::string_view payload);
 // lowercase hex digits (layout::ValidBlobId), so it names no other path.
 inline constexpr size_t kBlobIdSize = 32;
 inline constexpr size_t kBlobChunkBytes = size_t{1} << 20;
+// A sealed blob's header (files/blob.h): its first bytes.
+inline constexpr size_t kBlobHeaderBytes = 64;
 
 // A piece of blob `id`: `bytes` at `offset` of a file of `total` bytes.
 struct BlobChunk {
@@ -95,12 +97,18 @@ struct BlobRemove {
 std::string EncodeBlobRemove(const BlobRemove& remove);
 Result<BlobRemove> DecodeBlobRemove(std::string_view payload);
 
-// A blob list (id and size each; at most kMaxBlobListEntries) and the
-// answer's ids.
+// A blob list (id, size and key epoch each; at most kMaxBlobListEntries)
+// and the answer's ids. A blob sealed again by a re-key keeps its id and
+// size: its epoch tells the copies apart.
 struct BlobEntry {
   std::string id;
   uint64_t size = 0;
+  uint32_t epoch = 0;
 };
+// The key epoch a sealed blob's header names (files/blob.h: big-endian, at
+// byte 12), read from `path`; 0 for a file too short to have one.
+// NotFound when there is no file.
+Result<uint32_t> BlobKeyEpoch(const std::string& path);
 inline constexpr size_t kMaxBlobListEntries = 50'000;
 std::string EncodeBlobList(const std::vector<BlobEntry>& entries);
 Result<std::vector<BlobEntry>> DecodeBlobList(std::string_view payload);

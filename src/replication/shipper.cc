@@ -273,6 +273,7 @@ Status Shipper::AwaitAck(const Sent& sent) {
 }
 
 Status Shipper::RecordSyncSet(std::vector<std::string> nodes) {
+  if (retired_ && !nodes.empty()) return Status::Ok();  // stays empty
   if (options_.record_sync_set) {
     if (Status s = options_.record_sync_set(nodes); !s.ok()) {
       return Unavailable("the sync set could not be recorded; retry").WithCause(s.ToString());
@@ -919,7 +920,9 @@ Status Shipper::SyncBlobs(size_t i, const std::shared_ptr<cluster::PeerClient>& 
       ec.clear();  // removed meanwhile
       continue;
     }
-    entries.push_back({path.stem().string(), static_cast<uint64_t>(size)});
+    auto epoch = BlobKeyEpoch(path.string());
+    if (!epoch.ok()) continue;  // removed meanwhile, or unreadable: SendBlob would say
+    entries.push_back({path.stem().string(), static_cast<uint64_t>(size), *epoch});
     if (entries.size() == kMaxBlobListEntries) SILO_RETURN_IF_ERROR(flush());
   }
   if (ec) return Internal("cannot list the tenant's blobs").WithCause(ec.message());
@@ -931,10 +934,18 @@ std::vector<std::string> Shipper::SyncSet() const {
   return sync_set_;
 }
 
+Status Shipper::Retire() {
+  std::lock_guard decide(sync_mu_);
+  if (options_.sync) SILO_RETURN_IF_ERROR(RecordSyncSet({}));
+  retired_ = true;
+  return Status::Ok();
+}
+
 Status Shipper::MaintainSyncSet() {
   if (!options_.sync) return Status::Ok();
   std::lock_guard send(send_mu_);    // nothing published meanwhile
   std::lock_guard decide(sync_mu_);  // no commit answered meanwhile
+  if (retired_) return Status::Ok();
   std::vector<std::string> next;
   {
     std::lock_guard lock(shared_->mu);

@@ -210,6 +210,13 @@ class Shipper {
   // hold everything published, recording the new set first. Called by the
   // owner now and then (a cluster node: each loop turn).
   Status MaintainSyncSet();
+  // Ends this chain as a source of promotable copies: the sync set is
+  // recorded empty (sync mode) and stays so, whatever MaintainSyncSet or a
+  // commit's wait would add. For a tenant whose files are about to be
+  // replaced under it (a re-key): the followers' copies of this chain are
+  // of the old files, and none may be elected from now on. Unavailable
+  // when the empty set cannot be recorded (then nothing changed).
+  Status Retire();
   // Followers that need a snapshot before they can follow.
   std::vector<std::string> NeedingSnapshot() const;
   // The highest seq each follower acknowledged (same order as given, those
@@ -276,6 +283,7 @@ class Shipper {
   // kept) has a member holding it, so it holds every seq below too; a wait
   // for one of those needs no decision of its own. Under sync_mu_.
   uint64_t decided_ = 0;
+  bool retired_ = false;  // Retire: no member joins again. Under sync_mu_.
   std::shared_ptr<Shared> shared_;
 };
 

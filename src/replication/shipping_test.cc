@@ -534,6 +534,42 @@ TEST_F(ShippingTest, TheRecordedSyncSetAlwaysHoldsACopyOfEveryAnsweredCommit) {
   EXPECT_EQ(shipper.SyncSet(), std::vector<std::string>{"node-2"});
 }
 
+// A re-key replaces the tenant's files under its chain: Retire records the
+// sync set empty (no copy of the old files may be elected) and nothing
+// adds a member again, neither the maintenance nor a commit's decision.
+TEST_F(ShippingTest, ARetiredChainsSyncSetStaysEmpty) {
+  std::vector<std::vector<std::string>> recorded;
+  bool etcd_up = true;
+  ShipperOptions options{.sync = true, .ack_timeout = 300ms};
+  options.record_sync_set = [&](const std::vector<std::string>& nodes) -> Status {
+    if (!etcd_up) return Unavailable("etcd down");
+    recorded.push_back(nodes);
+    return Status::Ok();
+  };
+  Shipper shipper(kTenant, options, Links());
+  auto db = OpenPrimary(shipper);
+  ASSERT_NE(db, nullptr);
+  ASSERT_OK(Insert(*db, 1));
+  WaitForFollowers(shipper);
+  ASSERT_OK(shipper.MaintainSyncSet());
+  ASSERT_EQ(shipper.SyncSet(), (std::vector<std::string>{"node-2", "node-3"}));
+  // etcd does not take the empty set: not retired, nothing changed.
+  etcd_up = false;
+  EXPECT_FALSE(shipper.Retire().ok());
+  EXPECT_EQ(shipper.SyncSet(), (std::vector<std::string>{"node-2", "node-3"}));
+  etcd_up = true;
+  ASSERT_OK(shipper.Retire());
+  EXPECT_EQ(recorded.back(), std::vector<std::string>{});
+  EXPECT_EQ(shipper.SyncSet(), std::vector<std::string>{});
+  const size_t records = recorded.size();
+  ASSERT_OK(shipper.MaintainSyncSet());
+  ASSERT_OK(Insert(*db, 2));  // every follower holds it; none joins
+  WaitForFollowers(shipper);
+  ASSERT_OK(shipper.MaintainSyncSet());
+  EXPECT_EQ(shipper.SyncSet(), std::vector<std::string>{});
+  EXPECT_EQ(recorded.size(), records) << "a member was recorded after the chain was retired";
+}
+
 TEST_F(ShippingTest, AKeylessFollowersAcknowledgementAnswersNoSyncCommit) {
   std::vector<FollowerLink> links = Links();
   ASSERT_EQ(links.size(), 2u);
@@ -991,7 +1027,9 @@ TEST(ReplicasTest, ABlobIsKeptOnlyWhenItsPiecesArriveWholeAndInOrder) {
   std::string dir = mkdtemp(tmpl);
   Replicas replicas(dir + "/replicas");
   const std::string id(32, 'e');
-  const std::string blob = crypto::RandomBytes(3000);
+  // Its header (files/blob.h) names key epoch 0 (bytes 12 to 15).
+  std::string blob = crypto::RandomBytes(3000);
+  blob.replace(12, 4, std::string(4, '\0'));
   const std::string path = layout::BlobFileIn(replicas.Dir("t1") + "/files", id);
   auto piece = [&](const std::string& blob_id, uint64_t offset, size_t n) {
     BlobChunk c{blob_id, offset, blob.size(), blob.substr(offset, n)};
@@ -1030,7 +1068,26 @@ TEST(ReplicasTest, ABlobIsKeptOnlyWhenItsPiecesArriveWholeAndInOrder) {
   };
   EXPECT_EQ(want({{id, blob.size()}, {other, 10}}), std::vector<std::string>{other});
   EXPECT_EQ(want({{id, blob.size() + 1}}), std::vector<std::string>{id});
+  EXPECT_EQ(want({{id, blob.size(), 1}}), std::vector<std::string>{id});  // sealed again
   EXPECT_EQ(replicas.Handle(cluster::Message{"t1", kBlobList, 71, "not a list"}).kind, kRefused);
+
+  // Sealed again under key epoch 1 (a re-key on the primary): the same id
+  // and size, another header. Written anew over the blob held, piece by
+  // piece (the later pieces are not taken for the rest of a resend).
+  std::string resealed = crypto::RandomBytes(blob.size());
+  resealed.replace(12, 4, std::string("\0\0\0\1", 4));
+  for (uint64_t at = 0; at < resealed.size(); at += 1000) {
+    BlobChunk c{id, at, resealed.size(), resealed.substr(at, 1000)};
+    EXPECT_EQ(replicas.Handle(cluster::Message{"t1", kBlobChunk, 90 + at, EncodeBlobChunk(c)}).kind,
+              kAck);
+    if (at == 0) {
+      EXPECT_EQ(*ReadFile(path), blob) << "the blob held went before the new one was whole";
+    }
+  }
+  EXPECT_EQ(*ReadFile(path), resealed);
+  EXPECT_FALSE(fs::exists(path + ".partial"));
+  EXPECT_EQ(want({{id, blob.size(), 1}}), std::vector<std::string>{});
+  EXPECT_EQ(want({{id, blob.size(), 0}}), std::vector<std::string>{id});
 
   // A removal from a deposed primary (a term below the copy's) is refused.
   ASSERT_OK(Applier::Install(

@@ -810,6 +810,74 @@ def test_a_resumable_upload_in_progress_resumes_on_the_follower_that_takes_the_t
     assert not os.path.exists(part(leader, copy=False))
 
 
+def test_a_tenant_rekeyed_on_its_primary_is_copied_anew_to_every_follower(cluster):
+    """`silo tenant rekey` on a cluster node: the swap ends the tenant's
+    chain and every follower takes a new copy, sealed under the new key: its
+    database, its wrapped key and each blob (sealed again: the same id and
+    size, another key epoch, so a copy that compared sizes only would keep
+    the old one); a follower that takes the tenant over then serves every
+    record and file."""
+    seed = int.from_bytes(os.urandom(4), "big")
+    print("seed", seed)
+    n1, n2, n3 = started_three(cluster)
+    tenant_id, token = make_tenant(n1, "acme")
+    assert call(n1, "acme", token, "POST", "/api/collections", TICKETS).status_code == 201
+    assert call(n1, "acme", token, "POST", "/api/collections", DOCS).status_code == 201
+    for i in range(20):
+        r = call(n1, "acme", token, "POST", "/api/collections/tickets/records",
+                 {"id": "r%d" % i, "title": NEEDLE})
+        assert r.status_code == 201, r.text
+    data = file_bytes(300_000, seed)
+    fid = store_file(n1, token, "d1", data)
+    wait_until("both followers caught up", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))
+
+    def copy_file(node, name):
+        return read(os.path.join(node.data_dir, "replicas", tenant_id, name))
+    old_key = {f.node_id: copy_file(f, "tenant.key") for f in (n2, n3)}
+    old_blob = read(blob_path(n1, tenant_id, fid, copy=False))
+    r = n1.cli("--json", "tenant", "rekey", "acme")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["key_epoch"] == 1 and report["files"] == 1 and report["followers"] == 2, report
+    new_blob = read(blob_path(n1, tenant_id, fid, copy=False))
+    assert len(new_blob) == len(old_blob) and new_blob != old_blob
+    own_key = read(os.path.join(n1.data_dir, "tenants", tenant_id, "tenant.key")) \
+        if os.path.exists(os.path.join(n1.data_dir, "tenants", tenant_id, "tenant.key")) else None
+
+    def copied_anew(f):
+        return (copy_file(f, "tenant.key") != old_key[f.node_id] and
+                read(blob_path(f, tenant_id, fid, copy=True)) == new_blob and
+                same_files(f, n1, tenant_id))
+    wait_until("both followers hold the re-keyed copy",
+               lambda: all(copied_anew(f) for f in (n2, n3)), timeout=60)
+    if own_key is not None:
+        for f in (n2, n3):
+            assert copy_file(f, "tenant.key") == own_key
+    # Keyless copies still: no record's text in the clear.
+    for f in (n2, n3):
+        for root, _, names in os.walk(os.path.join(f.data_dir, "replicas", tenant_id)):
+            for name in names:
+                assert NEEDLE.encode() not in read(os.path.join(root, name)), (root, name)
+
+    n1.proc.kill()
+    n1.proc.wait()
+
+    def new_primary():
+        entry = tenant_entry(cluster.status(), tenant_id)
+        return entry if entry and entry["primary"] in ("n2", "n3") else None
+    entry = wait_until("a follower leads the tenant", serving(cluster, token, new_primary),
+                       timeout=30)
+    leader = n2 if entry["primary"] == "n2" else n3
+    for i in range(20):
+        r = call(leader, "acme", token, "GET", "/api/collections/tickets/records/r%d" % i)
+        assert r.status_code == 200 and r.json()["title"] == NEEDLE, (i, r.status_code)
+    r = call(leader, "acme", token, "GET", "/api/collections/docs/records/d1/files/doc/" + fid)
+    assert r.status_code == 200 and r.content == data, r.status_code
+    r = call(leader, "acme", token, "POST", "/api/collections/tickets/records",
+             {"id": "after", "title": "t"})
+    assert r.status_code == 201, r.text
+
+
 def test_a_tenant_closed_and_reopened_on_its_primary_keeps_its_chain_and_needs_no_snapshot(
         cluster):
     """With one tenant open at a time on n1, each write to one tenant closes
@@ -898,10 +966,12 @@ def test_a_tenant_shredded_on_its_primary_leaves_no_copy_or_key_on_any_node(clus
     copies = {n.node_id: os.path.join(n.data_dir, "replicas", tenant_id) for n in (n2, n3)}
     for path in copies.values():
         assert os.path.exists(os.path.join(path, "tenant.key"))
-    # A re-key is not built on a cluster node: refused, nothing changed.
-    r = n1.cli("tenant", "rekey", "acme")
-    assert r.returncode == 1 and "(501)" in r.stderr and "cluster node" in r.stderr, r.stderr
-    assert not glob.glob(os.path.join(n1.data_dir, "platform", "keyring*.d", "*.next"))
+    # A re-key is for the node that leads the tenant: a follower says which
+    # one, and stages no key.
+    r = n2.cli("tenant", "rekey", "acme")
+    assert r.returncode == 1 and "another node of the cluster leads this tenant (%s)" % n1.url \
+        in r.stderr, r.stderr
+    assert not glob.glob(os.path.join(n2.data_dir, "platform", "keyring*.d", "*.next"))
     # A follower is not where the tenant is deleted: it says which node is.
     r = n2.cli("tenant", "delete", "acme", "--shred", "--yes")
     assert r.returncode == 1 and "another node of the cluster leads this tenant (%s)" % n1.url \
