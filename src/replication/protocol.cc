@@ -16,22 +16,21 @@ namespace {
 // lineage, term, seq, hash, offset, total
 constexpr size_t kChunkHeader = kLineageSize + 8 + 8 + kHashSize + 8 + 8;
 
-void PutU64(std::string& out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
+// Little-endian unsigned integers of T's width.
+template <typename T>
+void PutLe(std::string& out, T v) {
+  for (size_t i = 0; i < sizeof(T); ++i) out.push_back(static_cast<char>(v >> (8 * i)));
 }
-uint64_t GetU64(std::string_view in) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= uint64_t{static_cast<uint8_t>(in[i])} << (8 * i);
+template <typename T>
+T GetLe(std::string_view in) {
+  T v = 0;
+  for (size_t i = 0; i < sizeof(T); ++i) v |= T{static_cast<uint8_t>(in[i])} << (8 * i);
   return v;
 }
-void PutU32(std::string& out, uint32_t v) {
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
-}
-uint32_t GetU32(std::string_view in) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= uint32_t{static_cast<uint8_t>(in[i])} << (8 * i);
-  return v;
-}
+void PutU64(std::string& out, uint64_t v) { PutLe(out, v); }
+uint64_t GetU64(std::string_view in) { return GetLe<uint64_t>(in); }
+void PutU32(std::string& out, uint32_t v) { PutLe(out, v); }
+uint32_t GetU32(std::string_view in) { return GetLe<uint32_t>(in); }
 
 }  // namespace
 

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -166,6 +167,20 @@ class ShippingTest : public ::testing::Test {
       ASSERT_OK((*db)->Exec("CREATE TABLE pad(b BLOB); INSERT INTO pad VALUES(randomblob(" +
                             std::to_string(pad_bytes) + "))"));
     }
+  }
+
+  // Sync mode, an ack timeout of 300 ms, each sync set recorded goes to
+  // `recorded` (refused, as with etcd down, while `etcd_up` is false).
+  static ShipperOptions RecordingSyncSets(std::vector<std::vector<std::string>>& recorded,
+                                          bool& etcd_up) {
+    ShipperOptions options{.sync = true, .ack_timeout = 300ms};
+    options.record_sync_set = [&recorded,
+                               &etcd_up](const std::vector<std::string>& nodes) -> Status {
+      if (!etcd_up) return Unavailable("etcd down");
+      recorded.push_back(nodes);
+      return Status::Ok();
+    };
+    return options;
   }
 
   // Waits until every follower acknowledged the chain head.
@@ -496,12 +511,7 @@ TEST_F(ShippingTest, AFollowerThatMissedMoreThanIsRetainedTakesASnapshot) {
 TEST_F(ShippingTest, TheRecordedSyncSetAlwaysHoldsACopyOfEveryAnsweredCommit) {
   std::vector<std::vector<std::string>> recorded;
   bool etcd_up = true;
-  ShipperOptions options{.sync = true, .ack_timeout = 300ms};
-  options.record_sync_set = [&](const std::vector<std::string>& nodes) -> Status {
-    if (!etcd_up) return Unavailable("etcd down");
-    recorded.push_back(nodes);
-    return Status::Ok();
-  };
+  const ShipperOptions options = RecordingSyncSets(recorded, etcd_up);
   Shipper shipper(kTenant, options, Links());
   auto db = OpenPrimary(shipper);
   ASSERT_NE(db, nullptr);
@@ -540,12 +550,7 @@ TEST_F(ShippingTest, TheRecordedSyncSetAlwaysHoldsACopyOfEveryAnsweredCommit) {
 TEST_F(ShippingTest, ARetiredChainsSyncSetStaysEmpty) {
   std::vector<std::vector<std::string>> recorded;
   bool etcd_up = true;
-  ShipperOptions options{.sync = true, .ack_timeout = 300ms};
-  options.record_sync_set = [&](const std::vector<std::string>& nodes) -> Status {
-    if (!etcd_up) return Unavailable("etcd down");
-    recorded.push_back(nodes);
-    return Status::Ok();
-  };
+  const ShipperOptions options = RecordingSyncSets(recorded, etcd_up);
   Shipper shipper(kTenant, options, Links());
   auto db = OpenPrimary(shipper);
   ASSERT_NE(db, nullptr);
@@ -997,6 +1002,17 @@ TEST(ReplicasTest, ARunOfSegmentsIsAcknowledgedOnlyAsFarAsItIsDurable) {
   fs::remove_all(dir);
 }
 
+// Ids that are not blob ids (a path, upper case, one digit short) are
+// refused by `send` and name no path under `dir`.
+void ExpectBadIdsRefused(const std::function<cluster::Message(const std::string& id)>& send,
+                         const std::string& dir) {
+  for (const std::string& bad : {std::string("../../../../../../../../../../etc/x"),
+                                 std::string(32, 'E'), std::string(31, 'e')}) {
+    EXPECT_EQ(send(bad).kind, kRefused) << bad;
+  }
+  EXPECT_FALSE(fs::exists(dir + "/etc"));
+}
+
 TEST(ReplicasTest, AnUploadPartIsWrittenOnlyWhereItsIdSaysAndOnlyAfterWhatIsHeld) {
   char tmpl[] = "/tmp/silo-replicas-XXXXXX";
   std::string dir = mkdtemp(tmpl);
@@ -1006,11 +1022,7 @@ TEST(ReplicasTest, AnUploadPartIsWrittenOnlyWhereItsIdSaysAndOnlyAfterWhatIsHeld
     BlobChunk c{id, offset, part.size(), part.substr(offset, n)};
     return replicas.Handle(cluster::Message{"t1", kUploadPart, offset + 1, EncodeBlobChunk(c)});
   };
-  for (const std::string& bad : {std::string("../../../../../../../../../../etc/x"),
-                                 std::string(32, 'E'), std::string(31, 'e')}) {
-    EXPECT_EQ(piece(bad, 0, 1000).kind, kRefused) << bad;
-  }
-  EXPECT_FALSE(fs::exists(dir + "/etc"));
+  ExpectBadIdsRefused([&](const std::string& bad) { return piece(bad, 0, 1000); }, dir);
   const std::string id(32, 'c');
   const std::string path = layout::UploadFileIn(replicas.Dir("t1") + "/files", id);
   EXPECT_EQ(piece(id, 1000, 2000).kind, kNeedSnapshot);  // the sender sends it whole
@@ -1035,12 +1047,7 @@ TEST(ReplicasTest, ABlobIsKeptOnlyWhenItsPiecesArriveWholeAndInOrder) {
     BlobChunk c{blob_id, offset, blob.size(), blob.substr(offset, n)};
     return replicas.Handle(cluster::Message{"t1", kBlobChunk, offset + 1, EncodeBlobChunk(c)});
   };
-  // An id that is not one names no path.
-  for (const std::string& bad : {std::string("../../../../../../../../../../etc/x"),
-                                 std::string(32, 'E'), std::string(31, 'e')}) {
-    EXPECT_EQ(piece(bad, 0, 1000).kind, kRefused) << bad;
-  }
-  EXPECT_FALSE(fs::exists(dir + "/etc"));
+  ExpectBadIdsRefused([&](const std::string& bad) { return piece(bad, 0, 1000); }, dir);
   // A piece that does not follow what is there: start again, nothing kept.
   EXPECT_EQ(piece(id, 1000, 1000).kind, kNeedSnapshot);
   EXPECT_FALSE(fs::exists(path));

@@ -52,6 +52,17 @@ def serving(cluster, token, pick):
     return check
 
 
+def taken_over(cluster, token, tenant_id, n2, n3):
+    """Waits until n2 or n3 leads the tenant and answers for it (after n1,
+    its primary, was killed); returns the leader and the other one."""
+    def new_primary():
+        entry = tenant_entry(cluster.status(), tenant_id)
+        return entry if entry and entry["primary"] in ("n2", "n3") else None
+    entry = wait_until("a follower leads the tenant", serving(cluster, token, new_primary),
+                       timeout=30)
+    return (n2, n3) if entry["primary"] == "n2" else (n3, n2)
+
+
 def started_three(cluster):
     return tuple(cluster.start_node(n) for n in ("n1", "n2", "n3"))
 
@@ -717,13 +728,7 @@ def test_a_tenants_files_reach_every_follower_sealed_and_survive_the_loss_of_the
     # The primary goes; the new one serves both files, whole.
     n1.proc.kill()
     n1.proc.wait()
-
-    def new_primary():
-        entry = tenant_entry(cluster.status(), tenant_id)
-        return entry if entry and entry["primary"] in ("n2", "n3") else None
-    entry = wait_until("a follower leads the tenant", serving(cluster, token, new_primary),
-                       timeout=30)
-    leader = n2 if entry["primary"] == "n2" else n3
+    leader, _ = taken_over(cluster, token, tenant_id, n2, n3)
     for record_id, fid, data in (("d1", fid1, first), ("d2", fid2, second)):
         r = call(leader, "acme", token, "GET",
                  "/api/collections/docs/records/%s/files/doc/%s" % (record_id, fid))
@@ -781,13 +786,7 @@ def test_a_resumable_upload_in_progress_resumes_on_the_follower_that_takes_the_t
 
     n1.proc.kill()
     n1.proc.wait()
-
-    def new_primary():
-        entry = tenant_entry(cluster.status(), tenant_id)
-        return entry if entry and entry["primary"] in ("n2", "n3") else None
-    entry = wait_until("a follower leads the tenant", serving(cluster, token, new_primary),
-                       timeout=30)
-    leader, other = (n2, n3) if entry["primary"] == "n2" else (n3, n2)
+    leader, other = taken_over(cluster, token, tenant_id, n2, n3)
     head = tus(leader, token, "HEAD", url)
     assert head.status_code == 200, (head.status_code, head.text[:200])
     assert head.headers["Upload-Offset"] == str(sent)
@@ -861,13 +860,7 @@ def test_a_tenant_rekeyed_on_its_primary_is_copied_anew_to_every_follower(cluste
 
     n1.proc.kill()
     n1.proc.wait()
-
-    def new_primary():
-        entry = tenant_entry(cluster.status(), tenant_id)
-        return entry if entry and entry["primary"] in ("n2", "n3") else None
-    entry = wait_until("a follower leads the tenant", serving(cluster, token, new_primary),
-                       timeout=30)
-    leader = n2 if entry["primary"] == "n2" else n3
+    leader, _ = taken_over(cluster, token, tenant_id, n2, n3)
     for i in range(20):
         r = call(leader, "acme", token, "GET", "/api/collections/tickets/records/r%d" % i)
         assert r.status_code == 200 and r.json()["title"] == NEEDLE, (i, r.status_code)
