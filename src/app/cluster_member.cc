@@ -631,6 +631,8 @@ void ClusterMember::RemoveBlob(const std::string& tenant_id, const std::string& 
 }
 
 Status ClusterMember::EndChain(const std::string& tenant_id) {
+  // No chain, no copies: nothing to end (a closed tenant leaves no entry).
+  if (options_.cluster.replication == config::ReplicationMode::kOff) return Status::Ok();
   std::shared_ptr<Primary> primary;
   {
     MutexLock lock(mu_);
@@ -643,8 +645,7 @@ Status ClusterMember::EndChain(const std::string& tenant_id) {
   if (!primary) {
     return FailedPrecondition("this node does not hold the tenant's replication chain; retry");
   }
-  if (!primary->shipper) return Status::Ok();  // SILO_REPLICATION=off
-  return primary->shipper->Retire();
+  return primary->shipper ? primary->shipper->Retire() : Status::Ok();
 }
 
 std::pair<int64_t, int64_t> ClusterMember::AwaitCopies(const std::string& tenant_id,

@@ -871,6 +871,17 @@ def test_a_tenant_rekeyed_on_its_primary_is_copied_anew_to_every_follower(cluste
     assert r.status_code == 201, r.text
 
 
+def test_a_rekey_on_a_cluster_node_without_replication_has_no_chain_to_end(cluster):
+    """With SILO_REPLICATION=off a cluster node keeps no chain for a tenant:
+    its re-key has none to end and goes through, with no follower."""
+    n1 = cluster.start_node("n1", {"SILO_REPLICATION": "off"})
+    make_tenant(n1, "acme")
+    r = n1.cli("--json", "tenant", "rekey", "acme")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["key_epoch"] == 1 and report["followers"] == 0, report
+
+
 def test_a_tenant_closed_and_reopened_on_its_primary_keeps_its_chain_and_needs_no_snapshot(
         cluster):
     """With one tenant open at a time on n1, each write to one tenant closes
