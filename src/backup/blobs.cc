@@ -30,7 +30,7 @@ Status FetchChecked(Target& target, const std::string& name, const FileEntry& e,
     }
     return s;
   }
-  SILO_ASSIGN_OR_RETURN(FileDigest d, DigestFile(scratch));
+  SILO_ASSIGN_OR_RETURN(crypto::FileDigest d, crypto::DigestFile(scratch));
   if (d.size != e.sealed_bytes || !crypto::ConstantTimeEquals(d.sha256, e.sha256)) {
     return DataLoss("the backup's file " + e.blob_id +
                     " was altered: its SHA-256 differs from the list's");
@@ -82,7 +82,7 @@ Result<std::vector<FileEntry>> StoreBlobs(Target& target, const std::string& dat
     if (!epoch.ok() && epoch.status().code() != StatusCode::kNotFound) return epoch.status();
     const uint32_t blob_epoch = epoch.ok() ? *epoch : key_epoch;
     const std::string name = FileBlobName(tenant_id, k.id, blob_epoch);
-    auto digest = DigestFile(path);
+    auto digest = crypto::DigestFile(path);
     if (!digest.ok() && digest.status().code() == StatusCode::kNotFound && stored.count(name) > 0) {
       // Lost from disk but held by the target (an earlier backup stored it):
       // the new backup lists the target's copy, so that losing a file does
@@ -91,7 +91,7 @@ Result<std::vector<FileEntry>> StoreBlobs(Target& target, const std::string& dat
       SILO_RETURN_IF_ERROR(MakeDirs(layout::TenantUploadsDir(data_dir, tenant_id), 0700));
       Scratch fetched(layout::TenantUploadsDir(data_dir, tenant_id));
       SILO_RETURN_IF_ERROR(target.GetFile(name, fetched.path()));
-      digest = DigestFile(fetched.path());
+      digest = crypto::DigestFile(fetched.path());
     } else if (digest.ok() && stored.count(name) == 0) {
       if (Status s = target.PutFile(name, path); !s.ok()) return s;
     }
@@ -158,7 +158,7 @@ Result<BlobRestoreReport> RestoreBlobs(Target& target, const BlobRestore& r,
       // Blobs never change; one on disk is kept when it has the listed bytes
       // (or, for a backup that does not list it, when it opens).
       if (entry != listed.end()) {
-        auto d = DigestFile(path);
+        auto d = crypto::DigestFile(path);
         if (d.ok() && d->size == entry->second->sealed_bytes &&
             crypto::ConstantTimeEquals(d->sha256, entry->second->sha256)) {
           ++out.present;

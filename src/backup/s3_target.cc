@@ -152,7 +152,7 @@ class S3Target : public Target {
   Status PutFile(const std::string& name, const std::string& path) override {
     if (!SafeKeyText(name)) return InvalidArgument("bad object name");
     // The payload's hash is signed, so it is read twice: hashed, then sent.
-    SILO_ASSIGN_OR_RETURN(FileDigest digest, DigestFile(path));
+    SILO_ASSIGN_OR_RETURN(crypto::FileDigest digest, crypto::DigestFile(path));
     std::unique_ptr<FILE, decltype(&std::fclose)> f(std::fopen(path.c_str(), "rb"), std::fclose);
     if (!f) return Unavailable("cannot read " + path);
     Stream stream{f.get(), static_cast<curl_off_t>(digest.size), digest.sha256, nullptr};

@@ -526,7 +526,7 @@ Result<Service::Loaded> Service::LoadLocked(const std::string& backup_id, bool o
     if (g.code() == StatusCode::kNotFound) return DataLoss("the backup's data object is missing");
     return g;
   }
-  SILO_ASSIGN_OR_RETURN(FileDigest digest, DigestFile(loaded.data->path()));
+  SILO_ASSIGN_OR_RETURN(crypto::FileDigest digest, crypto::DigestFile(loaded.data->path()));
   SILO_RETURN_IF_ERROR(CheckData(digest.size, digest.sha256, loaded.manifest));
   if (open_chunks) {
     SILO_RETURN_IF_ERROR(OpenDataFile(loaded.data->path(), backup_key, loaded.manifest,

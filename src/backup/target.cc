@@ -147,25 +147,6 @@ class DirectoryTarget : public Target {
 
 }  // namespace
 
-Result<FileDigest> DigestFile(const std::string& path) {
-  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!f) {
-    if (errno == ENOENT) return NotFound("no file to hash").WithCause(path);
-    return Unavailable("cannot read the file").WithCause(path + ": " + std::strerror(errno));
-  }
-  crypto::Sha256Stream digest;
-  std::vector<char> piece(size_t{1} << 20);
-  FileDigest out;
-  size_t n;
-  while ((n = std::fread(piece.data(), 1, piece.size(), f.get())) > 0) {
-    digest.Update(std::string_view(piece.data(), n));
-    out.size += static_cast<int64_t>(n);
-  }
-  if (std::ferror(f.get())) return Unavailable("cannot read the file").WithCause(path);
-  out.sha256 = digest.FinishHex();
-  return out;
-}
-
 std::unique_ptr<Target> NewDirectoryTarget(std::string dir) {
   return std::make_unique<DirectoryTarget>(std::move(dir));
 }

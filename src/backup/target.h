@@ -37,13 +37,6 @@ class Target {
   virtual std::string Describe() const = 0;
 };
 
-// The SHA-256 (hex) and size of a file, read in 1 MiB pieces.
-struct FileDigest {
-  std::string sha256;
-  int64_t size = 0;
-};
-Result<FileDigest> DigestFile(const std::string& path);
-
 // Files under `dir` (created 0700 on first Put); Put writes a temp file,
 // fsyncs and renames it.
 std::unique_ptr<Target> NewDirectoryTarget(std::string dir);

@@ -3,9 +3,13 @@
 #include <openssl/evp.h>
 #include <sodium.h>
 
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
+#include <vector>
 
 #include "crypto/sodium_init.h"
 
@@ -243,6 +247,25 @@ Result<std::string> HexDecode(std::string_view hex) {
 
 void WipeString(std::string& s) {
   if (!s.empty()) sodium_memzero(s.data(), s.size());
+}
+
+Result<FileDigest> DigestFile(const std::string& path) {
+  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!f) {
+    if (errno == ENOENT) return NotFound("no file to hash").WithCause(path);
+    return Unavailable("cannot read the file").WithCause(path + ": " + std::strerror(errno));
+  }
+  Sha256Stream digest;
+  std::vector<char> piece(size_t{1} << 20);
+  FileDigest out;
+  size_t n;
+  while ((n = std::fread(piece.data(), 1, piece.size(), f.get())) > 0) {
+    digest.Update(std::string_view(piece.data(), n));
+    out.size += static_cast<int64_t>(n);
+  }
+  if (std::ferror(f.get())) return Unavailable("cannot read the file").WithCause(path);
+  out.sha256 = digest.FinishHex();
+  return out;
 }
 
 }  // namespace silo::crypto

@@ -86,6 +86,14 @@ class Sha256Stream {
   void* ctx_;  // EVP_MD_CTX
 };
 
+// The SHA-256 (hex) and size of a file, read in 1 MiB pieces. NotFound when
+// there is no file, Unavailable when it cannot be read.
+struct FileDigest {
+  std::string sha256;
+  int64_t size = 0;
+};
+Result<FileDigest> DigestFile(const std::string& path);
+
 // Ed25519 signatures (libsodium's crypto_sign), from a 32-byte seed held as a
 // SecretKey: the key pair is derived from the seed for each call and its
 // secret half wiped. Signed checkpoints and reports (issue 22).

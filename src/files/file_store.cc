@@ -392,6 +392,9 @@ Result<FileStore::AppendResult> FileStore::AppendUpload(const events::Origin& ct
   }
   SILO_ASSIGN_OR_RETURN(auto slot, stores_->Reserve(tenant_id_, *db_, 0, false));
   const std::string part = PartPath(id);
+  // Where this request's bytes begin in the part: a chunk boundary, since
+  // offsets are acknowledged in whole chunks.
+  const uint64_t start = kHeaderBytes + (offset / kChunkBytes) * kSealedChunkBytes;
   std::unique_ptr<BlobWriter> writer = std::move(opened.writer);
   crypto::Sha256Stream digest;
   std::vector<char> piece(kChunkBytes);
@@ -421,28 +424,26 @@ Result<FileStore::AppendResult> FileStore::AppendUpload(const events::Origin& ct
   const std::string received = crypto::HexDecode(digest.FinishHex()).value();
   if (sha256 && (!failed.ok() || !crypto::ConstantTimeEquals(received, *sha256))) {
     // None of this request's bytes is kept (bytes that did not all arrive
-    // cannot be checked either): back to where it started, a chunk
-    // boundary, since offsets are acknowledged in whole chunks.
+    // cannot be checked either): back to where it started.
     writer.reset();
-    const off_t keep =
-        static_cast<off_t>(kHeaderBytes + (offset / kChunkBytes) * kSealedChunkBytes);
-    if (::truncate(part.c_str(), keep) != 0) return Internal("cannot cut the upload back");
+    if (::truncate(part.c_str(), static_cast<off_t>(start)) != 0) {
+      return Internal("cannot cut the upload back");
+    }
     if (!failed.ok()) return failed;
     return DataLoss("the bytes do not match Upload-Checksum");
   }
   // This request's bytes go to the followers once durable (whole chunks;
   // for the last request, everything), before it is answered.
-  const uint64_t from = kHeaderBytes + (offset / kChunkBytes) * kSealedChunkBytes;
   if (failed.ok() && writer->appended() == state.row.length) {
     SILO_RETURN_IF_ERROR(writer->Finish());
     writer.reset();
-    PartWritten(id, from);  // then the blob is made of the part there
+    PartWritten(id, start);  // then the blob is made of the part there
     SILO_ASSIGN_OR_RETURN(FileRow file, CompleteUpload(ctx, state.row, limits));
     return AppendResult{file.size, std::move(file)};
   }
   writer->DiscardPartialChunk();
   SILO_RETURN_IF_ERROR(writer->Sync());
-  PartWritten(id, from);  // even a failed request's: its client resumes from them
+  PartWritten(id, start);  // even a failed request's: its client resumes from them
   if (!failed.ok()) return failed;
   return AppendResult{writer->durable_bytes(), std::nullopt};
 }

@@ -4,6 +4,7 @@
 #ifndef SILO_REPLICATION_DISK_INTERNAL_H_
 #define SILO_REPLICATION_DISK_INTERNAL_H_
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -33,6 +34,20 @@ inline Status PwriteAll(int fd, std::string_view bytes, int64_t offset) {
     done += static_cast<size_t>(n);
   }
   return Status::Ok();
+}
+
+// The first `n` bytes of `path` (fewer when it is shorter).
+inline Result<std::string> ReadStart(const std::string& path, size_t n) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return DiskError("open");
+  std::string out(n, '\0');
+  const ssize_t got = ::pread(fd, out.data(), n, 0);
+  const int err = errno;
+  ::close(fd);
+  errno = err;
+  if (got < 0) return DiskError("pread");
+  out.resize(static_cast<size_t>(got));
+  return out;
 }
 
 }  // namespace silo::replication::internal

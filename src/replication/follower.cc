@@ -11,6 +11,7 @@
 #include "base/data_layout.h"
 #include "base/file_util.h"
 #include "base/log.h"
+#include "crypto/crypto.h"
 #include "replication/disk_internal.h"
 #include "replication/protocol.h"
 #include "replication/segment.h"
@@ -32,18 +33,6 @@ Status WriteAt(const std::string& path, uint64_t offset, std::string_view bytes,
   Status s = internal::PwriteAll(fd, bytes, static_cast<int64_t>(offset));
   ::close(fd);
   return s;
-}
-
-// The first `n` bytes of `path` (fewer when it is shorter).
-Result<std::string> ReadStart(const std::string& path, size_t n) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return DiskError("open");
-  std::string out(n, '\0');
-  const ssize_t got = ::pread(fd, out.data(), n, 0);
-  ::close(fd);
-  if (got < 0) return DiskError("pread");
-  out.resize(static_cast<size_t>(got));
-  return out;
 }
 
 }  // namespace
@@ -228,7 +217,7 @@ Status Replicas::WriteBlobChunk(const std::string& tenant, std::string_view payl
   const std::string partial = path + ".partial";
   if (c.offset == 0) {
     if (whole) {
-      auto start = ReadStart(path, std::min(c.bytes.size(), kBlobHeaderBytes));
+      auto start = internal::ReadStart(path, std::min(c.bytes.size(), kBlobHeaderBytes));
       if (start.ok() && c.bytes.starts_with(*start)) return Status::Ok();
     }
     SILO_RETURN_IF_ERROR(MakeDirs(BlobDir(tenant, c.id), 0700));
@@ -288,11 +277,10 @@ Status Replicas::BlobFromUploadPart(const std::string& tenant, std::string_view 
   const auto held = std::filesystem::file_size(blob, ec);
   if (!ec && held == b.total) return Status::Ok();  // as WriteBlobChunk
   const std::string part = UploadPath(tenant, b.id);
-  const auto have = std::filesystem::file_size(part, ec);
-  if (ec || have != b.total) return FailedPrecondition("the copy's upload part is not the blob");
-  auto digest = FileSha256(part);
+  auto digest = crypto::DigestFile(part);
   if (!digest.ok() && digest.status().code() != StatusCode::kNotFound) return digest.status();
-  if (!digest.ok() || *digest != b.sha256) {
+  if (!digest.ok() || static_cast<uint64_t>(digest->size) != b.total ||
+      digest->sha256 != crypto::HexEncode(b.sha256)) {
     return FailedPrecondition("the copy's upload part is not the blob");
   }
   // Its last piece made the part durable; the rename is made so too.

@@ -1,13 +1,7 @@
 #include "replication/protocol.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
-
 #include "base/data_layout.h"
-#include "crypto/crypto.h"
+#include "replication/disk_internal.h"
 #include "replication/segment.h"
 
 namespace silo::replication {
@@ -131,27 +125,6 @@ Result<BlobFromPart> DecodeBlobFromPart(std::string_view in) {
   return m;
 }
 
-Result<std::string> FileSha256(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return NotFound("no such file");
-    return Internal("cannot open a file to hash").WithCause(std::strerror(errno));
-  }
-  crypto::Sha256Stream digest;
-  std::string piece(size_t{1} << 20, '\0');
-  Status s;
-  for (;;) {
-    const ssize_t n = ::read(fd, piece.data(), piece.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) s = Internal("cannot read a file to hash").WithCause(std::strerror(errno));
-    if (n <= 0) break;
-    digest.Update(std::string_view(piece.data(), static_cast<size_t>(n)));
-  }
-  ::close(fd);
-  SILO_RETURN_IF_ERROR(s);
-  return crypto::HexDecode(digest.FinishHex());
-}
-
 std::string EncodeBlobRemove(const BlobRemove& r) {
   std::string out;
   PutU64(out, r.term);
@@ -167,18 +140,10 @@ Result<BlobRemove> DecodeBlobRemove(std::string_view in) {
 }
 
 Result<uint32_t> BlobKeyEpoch(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return NotFound("no such blob");
-    return Internal("cannot open a blob").WithCause(std::strerror(errno));
-  }
-  unsigned char b[4] = {};
-  const ssize_t n = ::pread(fd, b, sizeof b, 12);
-  const int err = errno;
-  ::close(fd);
-  if (n < 0) return Internal("cannot read a blob").WithCause(std::strerror(err));
-  if (n != sizeof b) return 0u;
-  return (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | uint32_t{b[3]};
+  SILO_ASSIGN_OR_RETURN(std::string start, internal::ReadStart(path, 16));
+  if (start.size() < 16) return 0u;
+  const auto b = [&](size_t i) { return uint32_t{static_cast<uint8_t>(start[i])}; };
+  return (b(12) << 24) | (b(13) << 16) | (b(14) << 8) | b(15);
 }
 
 std::string EncodeBlobList(const std::vector<BlobEntry>& entries) {

@@ -106,8 +106,8 @@ struct BlobEntry {
   uint32_t epoch = 0;
 };
 // The key epoch a sealed blob's header names (files/blob.h: big-endian, at
-// byte 12), read from `path`; 0 for a file too short to have one.
-// NotFound when there is no file.
+// byte 12), read from `path`; 0 for a file too short to have one. Internal
+// when there is no file or it cannot be read.
 Result<uint32_t> BlobKeyEpoch(const std::string& path);
 inline constexpr size_t kMaxBlobListEntries = 50'000;
 std::string EncodeBlobList(const std::vector<BlobEntry>& entries);
@@ -130,9 +130,6 @@ struct BlobFromPart {
 };
 std::string EncodeBlobFromPart(const BlobFromPart& m);
 Result<BlobFromPart> DecodeBlobFromPart(std::string_view payload);
-// The SHA-256 (32 raw bytes) of the file at `path`, as on disk; NotFound
-// when there is none, Internal when it cannot be read.
-Result<std::string> FileSha256(const std::string& path);
 
 std::string EncodeAck(uint64_t seq, const std::string& hash);
 Result<std::pair<uint64_t, std::string>> DecodeAck(std::string_view payload);

@@ -15,6 +15,7 @@
 
 #include "base/data_layout.h"
 #include "base/log.h"
+#include "crypto/crypto.h"
 #include "replication/protocol.h"
 #include "replication/segment.h"
 
@@ -670,11 +671,10 @@ std::vector<size_t> Shipper::BlobFromParts(const std::vector<size_t>& targets,
                                            const std::string& id, std::vector<size_t>* failed) {
   if (targets.empty()) return {};
   const std::string path = layout::BlobFileIn(options_.files_dir, id);
-  auto digest = FileSha256(path);
-  std::error_code ec;
-  const auto size = std::filesystem::file_size(path, ec);
-  if (!digest.ok() || ec) return targets;  // SendBlob tells why
-  const std::string payload = EncodeBlobFromPart({id, size, *digest});
+  auto digest = crypto::DigestFile(path);
+  if (!digest.ok()) return targets;  // SendBlob tells why
+  const std::string payload = EncodeBlobFromPart(
+      {id, static_cast<uint64_t>(digest->size), crypto::HexDecode(digest->sha256).value()});
   enum Answer { kWaiting, kTaken, kWhole, kFailed };
   struct Answers {
     std::mutex mu;
