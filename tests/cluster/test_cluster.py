@@ -1160,7 +1160,10 @@ def test_a_whole_cluster_restarted_leads_each_tenant_where_it_was_before_any_req
     entry = wait_until("n1 leads the tenant again, unasked",
                        lambda: tenant_entry(cluster.status(), tenant_id), timeout=20)
     assert entry["primary"] == "n1" and entry["term"] > term, entry
-    assert "replication.claimed" in n1.output()
+    # Logged once the open that created the primary key is done: a moment
+    # after etcd shows it.
+    wait_until("n1 says it claimed the tenant", lambda: "replication.claimed" in n1.output(),
+               timeout=10)
     n2 = cluster.start_node("n2", data=n2.data_dir)
     cluster.start_node("n3", data=n3.data_dir)
     wait_until("n2 and n3 follow n1", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]),
