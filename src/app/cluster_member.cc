@@ -7,6 +7,7 @@
 #include <boost/json.hpp>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <set>
 
 #include "base/data_layout.h"
@@ -158,13 +159,16 @@ Status MoveReplicaFiles(const std::string& from, const std::string& to) {
 
 // The tenant's own audit log says that `node` took it over, under `term`,
 // its copy at segment `seq`: written into the copy (its files in place,
-// nothing serving it yet), so the snapshot the followers get next holds it.
+// nothing serving it yet) through `vfs`, the replicated cipher VFS when
+// the copy's chain goes on, so the followers get it with the chain (or a
+// snapshot).
 Status AuditPromotion(const std::string& database, const crypto::SecretKey& dek,
-                      const std::string& node, uint64_t term, uint64_t seq) {
+                      const std::string& node, uint64_t term, uint64_t seq,
+                      const std::string& vfs) {
   SILO_ASSIGN_OR_RETURN(auto db,
                         storage::Database::Open(
                             database, crypto::DeriveSubkey(dek, crypto::KeyPurpose::kDatabasePages),
-                            {.create = false}));
+                            {.create = false, .vfs = vfs}));
   SILO_ASSIGN_OR_RETURN(auto tx, storage::Transaction::Begin(*db));
   const events::Origin origin{
       .actor = {"system", "replication"}, .request_id = "", .client = "", .now_us = NowMicros()};
@@ -486,95 +490,128 @@ Status ClusterMember::Attach(const std::string& tenant_id, const std::string& pa
     return Status::Ok();
   }
 
-  auto primary = std::make_shared<Primary>();
-  primary->path = path;
-  primary->term = static_cast<uint64_t>(*term);
-  primary->lease = lease;
-  if (c.replication != config::ReplicationMode::kOff) {
-    std::vector<replication::FollowerLink> links;
-    {
-      MutexLock lock(mu_);
-      for (const auto& [node, peer] : peers_) links.push_back({node, peer.link, peer.promotable});
-    }
-    primary->lineage = crypto::RandomBytes(replication::kLineageSize);
-    const bool sync = c.replication == config::ReplicationMode::kSync;
-    replication::ShipperOptions shipping{
-        .sync = sync,
-        .ack_timeout = c.ack_timeout,
-        .strict = c.strict,
-        .files_dir = layout::TenantFilesDir(options_.data_dir, tenant_id),
-        .ack_seconds = ack_seconds_};
-    // Sync mode: the followers that may be elected are recorded in etcd
-    // (/silo/t/<id>/sync, on no lease: it must outlive this node), starting
-    // empty under this term. Async mode elects among all followers.
-    const std::string sync_key = SyncKey(tenant_id);
-    Status recorded =
-        sync ? etcd_->Put(sync_key, SyncSetValue(*term, {}), 0).status() : etcd_->Delete(sync_key);
-    if (!recorded.ok()) {
-      return Unavailable("etcd did not answer").WithCause(recorded.message());
-    }
-    if (sync) {
-      shipping.record_sync_set = [self = weak_from_this(), sync_key,
-                                  t = *term](const std::vector<std::string>& nodes) -> Status {
-        auto me = self.lock();
-        if (!me) return Unavailable("the node is stopping");
-        return me->etcd_->Put(sync_key, SyncSetValue(t, nodes), 0).status();
-      };
-    }
-    primary->shipper =
-        std::make_shared<replication::Shipper>(tenant_id, std::move(shipping), std::move(links));
-    // The file holds data (a template at least), so the chain starts from a
-    // random head and every follower needs a snapshot first.
-    primary->shipper->RequireSnapshot();
-    replication::ChainHead head;
-    head.hash = crypto::RandomBytes(replication::kHashSize);
-    std::weak_ptr<ClusterMember> self = weak_from_this();
-    primary->recorder = std::make_shared<replication::SegmentRecorder>(
-        primary->lineage, primary->term, head,
-        [self, lease, strict = c.strict, shipper = primary->shipper](
-            uint64_t seq, const std::string& segment) -> Status {
-          // Self-fencing: past the lease deadline etcd may have given the
-          // tenant to another node, so no commit may be answered here.
-          auto me = self.lock();
-          if (!me || !lease->Held()) {
-            return Unavailable("this node's cluster lease has lapsed");
-          }
-          me->segments_ += 1;
-          me->bytes_ += segment.size();
-          // Sync, not strict: awaited once the writer has let go of the
-          // tenant's write lock, so the next commit goes on meanwhile; the
-          // lease is checked again then (no commit is answered past its
-          // deadline). Strict waits in the sync, so a write it fails is not
-          // committed here either.
-          auto* waits = storage::repl::CommitWaits::Current();
-          if (!waits || !shipper->sync() || strict) return shipper->Publish(seq, segment);
-          waits->Add([shipper, lease, sent = shipper->Send(seq, segment)]() -> Status {
-            SILO_RETURN_IF_ERROR(shipper->AwaitAck(sent));
-            if (!lease->Held()) return Unavailable("this node's cluster lease has lapsed");
-            return Status::Ok();
-          });
-          return Status::Ok();
-        });
-    storage::repl::Attach(path, primary->recorder);
-  }
-  // A peer linked since the links above were taken: RefreshPeers adds a
-  // peer and reads primaries_ in one hold of mu_, so either it sees this
-  // primary or this sees the peer.
+  SILO_RETURN_IF_ERROR(ClearSyncSet(tenant_id, static_cast<uint64_t>(*term)));
+  std::shared_ptr<Primary> primary =
+      StartChain(tenant_id, path, static_cast<uint64_t>(*term), lease, nullptr);
+  if (primary->recorder) storage::repl::Attach(path, primary->recorder);
   std::vector<replication::FollowerLink> late;
   {
     MutexLock lock(mu_);
-    if (primary->shipper) {
-      std::set<std::string> known;
-      for (const auto& f : primary->shipper->Followers()) known.insert(f.node);
-      for (const auto& [node, peer] : peers_) {
-        if (known.count(node) == 0) late.push_back({node, peer.link, peer.promotable});
-      }
-    }
+    late = LatePeers(*primary);
     primaries_[tenant_id] = primary;
     wake_.SignalAll();  // its followers need a snapshot
   }
   for (auto& link : late) primary->shipper->SetFollower(std::move(link));
   return Status::Ok();
+}
+
+std::shared_ptr<ClusterMember::Primary> ClusterMember::StartChain(
+    const std::string& tenant_id, const std::string& path, uint64_t term,
+    std::shared_ptr<cluster::NodeLease> lease, const replication::ReplicaPosition* from) {
+  const config::Cluster& c = options_.cluster;
+  auto primary = std::make_shared<Primary>();
+  primary->path = path;
+  primary->term = term;
+  primary->lease = lease;
+  if (c.replication == config::ReplicationMode::kOff) return primary;
+  std::vector<replication::FollowerLink> links;
+  {
+    MutexLock lock(mu_);
+    for (const auto& [node, peer] : peers_) links.push_back({node, peer.link, peer.promotable});
+  }
+  primary->lineage = from ? from->lineage : crypto::RandomBytes(replication::kLineageSize);
+  const bool sync = c.replication == config::ReplicationMode::kSync;
+  replication::ShipperOptions shipping{
+      .sync = sync,
+      .ack_timeout = c.ack_timeout,
+      .strict = c.strict,
+      .files_dir = layout::TenantFilesDir(options_.data_dir, tenant_id),
+      .ack_seconds = ack_seconds_};
+  // Sync mode: the followers that may be elected are recorded in etcd
+  // (/silo/t/<id>/sync, on no lease: it must outlive this node), starting
+  // empty under this term (ClearSyncSet). Async mode elects among all
+  // followers.
+  const std::string sync_key = SyncKey(tenant_id);
+  if (sync) {
+    shipping.record_sync_set = [self = weak_from_this(), sync_key,
+                                t = term](const std::vector<std::string>& nodes) -> Status {
+      auto me = self.lock();
+      if (!me) return Unavailable("the node is stopping");
+      return me->etcd_->Put(sync_key, SyncSetValue(t, nodes), 0).status();
+    };
+  }
+  primary->shipper =
+      std::make_shared<replication::Shipper>(tenant_id, std::move(shipping), std::move(links));
+  replication::ChainHead head;
+  if (from) {
+    // A promoted copy's chain goes on: a follower that holds the same
+    // position streams on, any other takes a snapshot.
+    head.seq = from->seq;
+    head.hash = from->hash;
+    primary->shipper->ContinueFrom(head);
+  } else {
+    // The file holds data (a template at least), so the chain starts from a
+    // random head and every follower needs a snapshot first.
+    primary->shipper->RequireSnapshot();
+    head.hash = crypto::RandomBytes(replication::kHashSize);
+  }
+  std::weak_ptr<ClusterMember> self = weak_from_this();
+  primary->recorder = std::make_shared<replication::SegmentRecorder>(
+      primary->lineage, primary->term, head,
+      [self, lease, strict = c.strict, shipper = primary->shipper,
+       unanswered = primary->unanswered](uint64_t seq, const std::string& segment) -> Status {
+        // Self-fencing: past the lease deadline etcd may have given the
+        // tenant to another node, so no commit may be answered here.
+        auto me = self.lock();
+        if (!me || !lease->Held()) {
+          return Unavailable("this node's cluster lease has lapsed");
+        }
+        me->segments_ += 1;
+        me->bytes_ += segment.size();
+        if (unanswered->load()) {
+          shipper->Send(seq, segment);
+          return Status::Ok();
+        }
+        // Sync, not strict: awaited once the writer has let go of the
+        // tenant's write lock, so the next commit goes on meanwhile; the
+        // lease is checked again then (no commit is answered past its
+        // deadline). Strict waits in the sync, so a write it fails is not
+        // committed here either.
+        auto* waits = storage::repl::CommitWaits::Current();
+        if (!waits || !shipper->sync() || strict) return shipper->Publish(seq, segment);
+        waits->Add([shipper, lease, sent = shipper->Send(seq, segment)]() -> Status {
+          SILO_RETURN_IF_ERROR(shipper->AwaitAck(sent));
+          if (!lease->Held()) return Unavailable("this node's cluster lease has lapsed");
+          return Status::Ok();
+        });
+        return Status::Ok();
+      });
+  return primary;
+}
+
+Status ClusterMember::ClearSyncSet(const std::string& tenant_id, uint64_t term) {
+  const config::Cluster& c = options_.cluster;
+  if (c.replication == config::ReplicationMode::kOff) return Status::Ok();
+  const std::string sync_key = SyncKey(tenant_id);
+  Status recorded = c.replication == config::ReplicationMode::kSync
+                        ? etcd_->Put(sync_key, SyncSetValue(term, {}), 0).status()
+                        : etcd_->Delete(sync_key);
+  if (!recorded.ok()) return Unavailable("etcd did not answer").WithCause(recorded.message());
+  return Status::Ok();
+}
+
+std::vector<replication::FollowerLink> ClusterMember::LatePeers(const Primary& primary) {
+  // A peer linked since StartChain took the links: RefreshPeers adds a
+  // peer and reads primaries_ and closed_ in one hold of mu_, so either it
+  // sees this primary or this sees the peer.
+  std::vector<replication::FollowerLink> late;
+  if (!primary.shipper) return late;
+  std::set<std::string> known;
+  for (const auto& f : primary.shipper->Followers()) known.insert(f.node);
+  for (const auto& [node, peer] : peers_) {
+    if (known.count(node) == 0) late.push_back({node, peer.link, peer.promotable});
+  }
+  return late;
 }
 
 Result<int64_t> ClusterMember::CheckNotBehind(const std::string& tenant_id,
@@ -1485,18 +1522,62 @@ bool ClusterMember::Promote(const std::string& tenant_id) {
   const std::string copy = replicas_->Dir(tenant_id);
   auto position = replicas_->Position(tenant_id);
   if (!position.ok()) return refuse(position.status().ToString());
+  // Closed with its journal recorded, the files are the position's state:
+  // the chain goes on from there, and a follower holding the same
+  // position streams on with no snapshot. A journal left (its record
+  // failed) would be rolled forward by the check below, outside the
+  // chain: then a new chain starts, as over any other file.
   replicas_->Close(tenant_id);
-  if (Status s = replication::CheckPromotable(
-          copy, crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kDatabasePages));
-      !s.ok()) {
-    return refuse(s.ToString());
-  }
+  auto recorded = replication::Applier::RecordedPosition(copy);
+  const bool settled = recorded.ok() && recorded->lineage == position->lineage &&
+                       recorded->seq == position->seq && recorded->hash == position->hash;
+  std::shared_ptr<cluster::NodeLease> lease = Lease();
   json::object value{{"node", me}, {"url", public_url_}};
-  auto term = etcd_->CreateIfAbsent(PrimaryKey(tenant_id), json::serialize(value), Lease()->id());
+  auto term = etcd_->CreateIfAbsent(PrimaryKey(tenant_id), json::serialize(value), lease->id());
   if (!term.ok()) return false;  // another node took it first
-  // The copy becomes the tenant's own directory, then the registry's.
+  // The primary key is ours but the tenant is not served: a refusal gives
+  // it up so that another follower can try (its lease-bound key goes with
+  // ours), and empties the copy, which the check may have changed (SQLite
+  // opens it): it takes a snapshot of the next primary's chain.
+  auto give_up = [&](const std::string& why) {
+    (void)etcd_->DeleteIf(PrimaryKey(tenant_id), *term);
+    if (Status r = replicas_->Reset(tenant_id); !r.ok()) {
+      log::Error("replication.copy_not_emptied", {{"tenant", tenant_id}, {"cause", r.ToString()}});
+    }
+    return refuse(why);
+  };
   const std::string dir = layout::TenantDir(options_.data_dir, tenant_id);
   const std::string database = layout::TenantDatabaseFile(options_.data_dir, tenant_id);
+  std::shared_ptr<Primary> primary = StartChain(tenant_id, database, static_cast<uint64_t>(*term),
+                                                lease, settled ? &*position : nullptr);
+  // What the promotion writes (the check's checkpoint, the audit entry)
+  // goes into the chain, sent but awaited by nothing: no request is
+  // answered by it.
+  primary->unanswered->store(true);
+  auto in_chain = [&](const std::string& path, const std::function<Status()>& fn) {
+    if (!primary->recorder) return fn();
+    storage::repl::Attach(path, primary->recorder);
+    Status s = fn();
+    storage::repl::Detach(path);
+    return s;
+  };
+  const std::string vfs =
+      primary->recorder ? storage::repl::kReplicatedCipherVfs : storage::kCipherVfsName;
+  if (Status s =
+          in_chain(copy + "/" + replication::kReplicaDatabaseName,
+                   [&] {
+                     return replication::CheckPromotable(
+                         copy, crypto::DeriveSubkey(*dek, crypto::KeyPurpose::kDatabasePages), vfs);
+                   });
+      !s.ok()) {
+    return give_up(s.ToString());
+  }
+  // Only now: a set recorded by a copy that is then refused would leave the
+  // tenant with an empty set under its term, which elects nobody.
+  if (Status s = ClearSyncSet(tenant_id, static_cast<uint64_t>(*term)); !s.ok()) {
+    return give_up(s.ToString());
+  }
+  // The copy becomes the tenant's own directory, then the registry's.
   Status s = MakeDirs(dir, 0700);
   for (const auto& [from, to] :
        {std::pair{copy + "/" + replication::kReplicaDatabaseName, database},
@@ -1514,14 +1595,23 @@ bool ClusterMember::Promote(const std::string& tenant_id) {
   if (s.ok()) s = RecordTerm(tenant_id, dir, *term);
   if (s.ok()) s = SyncDir(dir);
   if (s.ok()) s = RemoveTree(copy);
-  if (s.ok()) s = AuditPromotion(database, *dek, me, *term, position->seq);
-  if (s.ok()) s = options_.registry->Adopt(tenant_id).status();
-  if (!s.ok()) {
-    // The primary key is ours but the tenant is not served: give it up so
-    // that another follower can try (its lease-bound key goes with ours).
-    (void)etcd_->DeleteIf(PrimaryKey(tenant_id), *term);
-    return refuse(s.ToString());
+  if (s.ok()) {
+    s = in_chain(database,
+                 [&] { return AuditPromotion(database, *dek, me, *term, position->seq, vfs); });
   }
+  if (s.ok()) s = options_.registry->Adopt(tenant_id).status();
+  if (!s.ok()) return give_up(s.ToString());
+  primary->unanswered->store(false);
+  // Kept as closed here, over the files as the promotion left them: the
+  // open below (Attach) continues the chain.
+  std::vector<replication::FollowerLink> late;
+  if (primary->shipper) {
+    MutexLock lock(mu_);
+    late = LatePeers(*primary);
+    closed_[tenant_id] =
+        Closed{primary, IdentityOf(database), IdentityOf(database + "-wal"), ++closes_};
+  }
+  for (auto& link : late) primary->shipper->SetFollower(std::move(link));
   (void)etcd_->Delete(kTenantsPrefix + tenant_id + "/pos/" + me);
   elections_.erase(tenant_id);
   ++promotions_;
@@ -1533,8 +1623,9 @@ bool ClusterMember::Promote(const std::string& tenant_id) {
   }
   log::Info("replication.promoted",
             {{"tenant", tenant_id}, {"slug", slug}, {"term", static_cast<long long>(*term)}});
-  // Open it now: the attach finds the primary key under this lease, and the
-  // other followers get a snapshot of the new chain.
+  // Open it now: the attach finds the primary key under this lease and the
+  // chain kept closed above, and goes on with it; the other followers
+  // stream on from where they are, or take a snapshot.
   std::shared_ptr<storage::TenantDatabases> databases;
   {
     MutexLock lock(mu_);

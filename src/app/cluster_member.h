@@ -226,6 +226,10 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
     std::string lineage;
     std::shared_ptr<replication::Shipper> shipper;  // null when SILO_REPLICATION=off
     std::shared_ptr<replication::SegmentRecorder> recorder;
+    // Set while a promotion changes the files before any request is served
+    // (its check, its audit entry): their segments are sent, and no commit
+    // waits for them (none is answered to anyone).
+    std::shared_ptr<std::atomic<bool>> unanswered = std::make_shared<std::atomic<bool>>(false);
   };
   // What a tenant's file was when it was closed: a reopen continues the
   // chain only over the same files (a restore renames another one in).
@@ -279,6 +283,25 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   Result<int64_t> CheckNotBehind(const std::string& tenant_id, const std::string& dir);
   // The tenant's Primary when it is open here; else null.
   std::shared_ptr<Primary> OpenPrimary(const std::string& tenant_id) EXCLUDES(mu_);
+  // The recorder and shipper of a chain this node starts as the tenant's
+  // primary (not attached yet), for the database at `path`, under `term`
+  // and `lease` (ClearSyncSet first). With `from` null, a new lineage from
+  // a random head, whose followers each need a snapshot; else the chain of
+  // a promoted copy, going on from its position (followers that hold
+  // exactly it stream on). Neither when SILO_REPLICATION=off.
+  std::shared_ptr<Primary> StartChain(const std::string& tenant_id, const std::string& path,
+                                      uint64_t term, std::shared_ptr<cluster::NodeLease> lease,
+                                      const replication::ReplicaPosition* from) EXCLUDES(mu_);
+  // Before a chain's first answered commit under `term`: sync mode records
+  // the tenant's sync set empty under it (an empty set elects nobody until
+  // a follower holds the new chain), async mode deletes it. After anything
+  // that may still refuse the tenant (a promotion's check): an empty set
+  // left by a refused copy would elect nobody. Unavailable when etcd does
+  // not take it.
+  Status ClearSyncSet(const std::string& tenant_id, uint64_t term);
+  // The peers `primary`'s shipper does not know (linked since its links
+  // were taken): to be given to it once mu_ is let go.
+  std::vector<replication::FollowerLink> LatePeers(const Primary& primary) REQUIRES(mu_);
   // Records `term` as the tenant's latest: in `dir` (synced), then in etcd.
   Status RecordTerm(const std::string& tenant_id, const std::string& dir, int64_t term);
   // The primary's half: hands `tenant_id` (`slug`) to h.to, or logs why

@@ -69,8 +69,38 @@ void Replicas::Close(const std::string& tenant_id) {
   if (!ValidTenantId(tenant_id)) return;
   Copy& copy = Get(tenant_id);
   std::lock_guard lock(copy.mu);
+  if (copy.applier) {
+    if (Status s = copy.applier->Settle(); !s.ok()) {
+      // Rolled forward when the copy is next opened instead.
+      log::Warn("replication.settle_failed", {{"cause", s.ToString()}});
+    }
+  }
   copy.applier.reset();
   copy.snapshot_next = 0;
+}
+
+Status Replicas::Reset(const std::string& tenant_id) {
+  if (!ValidTenantId(tenant_id)) return InvalidArgument("not a tenant id");
+  Copy& copy = Get(tenant_id);
+  std::lock_guard lock(copy.mu);
+  copy.applier.reset();
+  copy.snapshot_next = 0;
+  const std::string dir = Dir(tenant_id);
+  if (!PathExists(dir)) return Status::Ok();
+  auto remove = [&](const char* name) -> Status {
+    const std::string path = dir + "/" + name;
+    if (::unlink(path.c_str()) == 0 || errno == ENOENT) return Status::Ok();
+    return Internal("cannot empty the copy").WithCause(path + ": " + std::strerror(errno));
+  };
+  // The position first: without it the copy holds nothing, whatever else
+  // a crash in between leaves (Close recorded its journal).
+  SILO_RETURN_IF_ERROR(remove(kReplicaPositionName));
+  SILO_RETURN_IF_ERROR(SyncDir(dir));
+  for (const char* name :
+       {kReplicaJournalName, kReplicaDatabaseName, kReplicaWalName, "tenant.db-shm"}) {
+    SILO_RETURN_IF_ERROR(remove(name));
+  }
+  return SyncDir(dir);
 }
 
 size_t Replicas::CloseIdle(std::chrono::milliseconds idle) {

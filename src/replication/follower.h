@@ -59,9 +59,16 @@ class Replicas {
   // Copies this object has opened (or received a message for) since it was
   // made.
   size_t open_count() const;
-  // Closes the tenant's copy (its files stay), so that they may be moved
-  // away: a follower taking the tenant over. The next message reopens it.
+  // Closes the tenant's copy (its files stay, its journal recorded, so
+  // they are its position's state), so that they may be moved away: a
+  // follower taking the tenant over. The next message reopens it.
   void Close(const std::string& tenant_id);
+  // Empties the tenant's copy: its position, journal, database and WAL go
+  // (its wrapped key, metadata and blobs stay), so it takes a snapshot
+  // before it follows again. For a copy that a promotion check refused,
+  // or may have changed (SQLite, opening it, may checkpoint it): its
+  // position no longer names its files.
+  Status Reset(const std::string& tenant_id);
   // Closes the copies no message reached for `idle` or longer (their files
   // stay; the next message or Position reopens one, rolling its journal
   // forward as at a restart): an open copy holds up to four descriptors,

@@ -15,12 +15,14 @@ Status Mismatch(std::string cause) {
 
 }  // namespace
 
-Status CheckPromotable(const std::string& dir, const crypto::SecretKey& database_key) {
+Status CheckPromotable(const std::string& dir, const crypto::SecretKey& database_key,
+                       const std::string& vfs) {
   SILO_ASSIGN_OR_RETURN(std::unique_ptr<Applier> applier, Applier::Open(dir));
   const ReplicaPosition& position = applier->position();
   if (position.seq == 0) return Mismatch("the replica holds no segment");
   storage::OpenOptions options;
   options.create = false;
+  options.vfs = vfs;
   auto db = storage::Database::Open(dir + "/" + kReplicaDatabaseName, database_key, options);
   if (!db.ok()) return Mismatch("open: " + db.status().ToString());
   Result<int64_t> frames = (*db)->WalFrames();

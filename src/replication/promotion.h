@@ -14,6 +14,7 @@
 
 #include "base/status.h"
 #include "crypto/secret_key.h"
+#include "storage/database.h"
 
 namespace silo::replication {
 
@@ -22,8 +23,11 @@ namespace silo::replication {
 // passes quick_check. DataLoss "the replica does not match its recorded
 // position: it needs a resync" otherwise (the cause says what differed).
 // Opening recovers the WAL and may checkpoint it: call it only on a copy
-// that is about to be promoted or discarded.
-Status CheckPromotable(const std::string& dir, const crypto::SecretKey& database_key);
+// that is about to be promoted or discarded. `vfs` is the cipher VFS it
+// is opened through: the replicated one (storage/repl_vfs.h) when the
+// copy's chain goes on, so that what the check writes is recorded too.
+Status CheckPromotable(const std::string& dir, const crypto::SecretKey& database_key,
+                       const std::string& vfs = storage::kCipherVfsName);
 
 }  // namespace silo::replication
 

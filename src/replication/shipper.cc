@@ -348,6 +348,9 @@ size_t Shipper::Resume() {
                  newest.ok() && newest->hash == at->second) {
         from = retained_.size();
       }
+    } else if (at && retained_.empty() && base_.seq != 0 && at->first == base_.seq &&
+               at->second == base_.hash) {
+      from = 0;  // holds where the chain went on from, and nothing followed yet
     }
     {
       std::lock_guard lock(shared_->mu);
@@ -402,6 +405,16 @@ void Shipper::RequireSnapshot() {
   std::lock_guard lock(shared_->mu);
   for (Shared::Follower& f : shared_->followers) {
     if (f.state != FollowerState::kGone) shared_->NeedsSnapshot(f);
+  }
+}
+
+void Shipper::ContinueFrom(const ChainHead& head) {
+  std::lock_guard send(send_mu_);
+  base_ = head;
+  published_ = head.seq;
+  std::lock_guard lock(shared_->mu);
+  for (Shared::Follower& f : shared_->followers) {
+    if (f.state != FollowerState::kGone) shared_->Ask(f);
   }
 }
 

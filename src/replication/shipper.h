@@ -122,6 +122,14 @@ class Shipper {
   // says when it starts a chain over files that already hold data.
   void RequireSnapshot();
 
+  // The chain goes on from `head`, where this node's files stand: a
+  // promoted copy's position, which other followers of the same lineage
+  // may hold too. A follower asked where it stands (Resume) that holds
+  // exactly `head` streams on from there, with no snapshot; any other
+  // needs one; every follower is asked first. REQUIRES: called before the
+  // first Send.
+  void ContinueFrom(const ChainHead& head);
+
   // SegmentRecorder's Publish: Send, then AwaitAck.
   Status Publish(uint64_t seq, const std::string& encoded);
 
@@ -275,6 +283,9 @@ class Shipper {
   // The newest segments, oldest first, contiguous seqs (under send_mu_).
   std::deque<std::pair<uint64_t, std::string>> retained_;
   size_t retained_bytes_ = 0;
+  // ContinueFrom's head: what a follower must hold to resume before any
+  // segment was retained (under send_mu_).
+  ChainHead base_;
   // Held while the sync set is decided and recorded (AwaitAck,
   // MaintainSyncSet); taken after send_mu_, before shared_->mu.
   std::mutex sync_mu_;

@@ -392,6 +392,75 @@ TEST_F(ShippingTest, AFollowerBackOnANewLinkResumesFromTheRetainedSegmentsWithou
             *ReadFile(primary_));
 }
 
+// A follower's copy taken over (as ClusterMember::Promote does): its chain
+// goes on under a new term, with what the promotion check writes recorded
+// in it, and a follower that holds the same position streams on with no
+// snapshot, ending byte for byte the promoted copy. A copy emptied (as a
+// refused one is) needs a snapshot.
+TEST_F(ShippingTest, APromotedCopysChainGoesOnAndAFollowerAtItsPositionNeedsNoSnapshot) {
+  {
+    Shipper shipper(kTenant, ShipperOptions{}, Links());
+    auto db = OpenPrimary(shipper);
+    ASSERT_NE(db, nullptr);
+    for (int id = 1; id <= 30; ++id) ASSERT_OK(Insert(*db, id));
+    WaitForFollowers(shipper);
+    storage::repl::Detach(primary_);  // the primary dies: its close is not recorded
+  }
+  Replicas& promoted = *followers_[0]->replicas;
+  auto position = promoted.Position(kTenant);
+  ASSERT_OK(position);
+  promoted.Close(kTenant);
+  auto recorded = Applier::RecordedPosition(promoted.Dir(kTenant));
+  ASSERT_OK(recorded);
+  ASSERT_EQ(recorded->seq, position->seq);
+  ASSERT_EQ(FollowerSeq(1), position->seq);
+
+  Shipper next(kTenant, ShipperOptions{.sync = false}, {NewLink(1)});
+  const ChainHead from{position->seq, position->hash};
+  next.ContinueFrom(from);
+  // Asked before anything was written: it holds where the chain goes on.
+  EXPECT_EQ(next.Resume(), 1u);
+  EXPECT_EQ(StateOf(next, "node-3"), "streaming");
+  recorder_ = std::make_shared<SegmentRecorder>(
+      position->lineage, 2, from,
+      [&next](uint64_t seq, const std::string& s) { return next.Publish(seq, s); });
+  const std::string copy = promoted.Dir(kTenant) + "/" + kReplicaDatabaseName;
+  storage::repl::Attach(copy, recorder_);
+  ASSERT_OK(CheckPromotable(promoted.Dir(kTenant), *key_, storage::repl::kReplicatedCipherVfs));
+  {
+    auto db = storage::Database::Open(
+        copy, *key_, {.create = false, .vfs = storage::repl::kReplicatedCipherVfs});
+    ASSERT_OK(db);
+    for (int id = 31; id <= 40; ++id) ASSERT_OK(Insert(**db, id));
+  }  // closed: checkpointed, its WAL gone, all of it recorded
+  EXPECT_GT(recorder_->head().seq, position->seq);
+  WaitForFollowers(next);
+  EXPECT_TRUE(next.NeedingSnapshot().empty());
+  const std::string held = followers_[1]->replicas->Dir(kTenant) + "/" + kReplicaDatabaseName;
+  EXPECT_TRUE(*ReadFile(held) == *ReadFile(copy)) << "the follower's copy is not the promoted one";
+  EXPECT_FALSE(fs::exists(held + "-wal"));
+  {
+    auto rows = storage::Database::Open(held, *key_, {.create = false});
+    ASSERT_OK(rows);
+    auto count = (*rows)->Prepare("SELECT count(*) FROM t");
+    ASSERT_OK(count);
+    ASSERT_OK(count->Step());
+    EXPECT_EQ(count->ColumnInt(0), 40);
+  }
+
+  // Emptied, as a copy refused at promotion is: its key stays, its
+  // position goes, and it is sent no segment until a snapshot.
+  ASSERT_OK(followers_[1]->replicas->Reset(kTenant));
+  auto emptied = followers_[1]->replicas->Position(kTenant);
+  ASSERT_OK(emptied);
+  EXPECT_EQ(emptied->seq, 0u);
+  EXPECT_TRUE(emptied->lineage.empty());
+  EXPECT_FALSE(fs::exists(held));
+  next.SetFollower(NewLink(1));
+  EXPECT_EQ(next.Resume(), 0u);
+  EXPECT_EQ(next.NeedingSnapshot(), std::vector<std::string>{"node-3"});
+}
+
 // Descriptors this process holds open on files under `dir`.
 int OpenFilesUnder(const std::string& dir) {
   int n = 0;

@@ -67,6 +67,18 @@ def started_three(cluster):
     return tuple(cluster.start_node(n) for n in ("n1", "n2", "n3"))
 
 
+def tenant_with_records(node, prefix, count):
+    """Tenant acme on `node`, its tickets collection holding records
+    <prefix>0 .. <prefix><count - 1>; (tenant id, token)."""
+    tenant_id, token = make_tenant(node, "acme")
+    assert call(node, "acme", token, "POST", "/api/collections", TICKETS).status_code == 201
+    for i in range(count):
+        r = call(node, "acme", token, "POST", "/api/collections/tickets/records",
+                 {"id": "%s%d" % (prefix, i), "title": "%s %d" % (NEEDLE, i)})
+        assert r.status_code == 201, r.text
+    return tenant_id, token
+
+
 def read(path):
     with open(path, "rb") as f:
         return f.read()
@@ -557,12 +569,7 @@ def test_a_keyless_node_keeps_a_sealed_copy_and_is_never_promoted(cluster):
     tenant over, and `silo tenant promote` refuses it."""
     n1, n2 = cluster.start_node("n1"), cluster.start_node("n2")
     n3 = cluster.start_node("n3", keyless=True)
-    tenant_id, token = make_tenant(n1, "acme")
-    assert call(n1, "acme", token, "POST", "/api/collections", TICKETS).status_code == 201
-    for i in range(30):
-        r = call(n1, "acme", token, "POST", "/api/collections/tickets/records",
-                 {"id": "c%d" % i, "title": "%s %d" % (NEEDLE, i)})
-        assert r.status_code == 201, r.text
+    tenant_id, token = tenant_with_records(n1, "c", 30)
     wait_until("both followers caught up", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))
     nodes = {n["id"]: n for n in cluster.status()["nodes"]}
     assert nodes["n3"]["keyless"] is True and nodes["n2"]["keyless"] is False
@@ -1245,6 +1252,39 @@ def test_a_follower_whose_copy_was_damaged_is_not_promoted_and_resyncs(cluster):
     assert r.status_code == 201, r.text
     wait_until("n2's copy equals n3's files",
                lambda: caught_up(cluster, tenant_id, ["n2"]) and same_files(n2, n3, tenant_id))
+    # Its refused copy was emptied: it could not stream on from where it
+    # was, though its position is where n3's chain went on from.
+    assert metric(n3, "silo_repl_snapshots_total") >= 1
+    assert "replication.chain_continued" in n3.output()
+
+
+def test_a_follower_at_the_promoted_copys_position_streams_on_without_a_snapshot(cluster):
+    """The tenant's chain goes on across a failover: the follower that is
+    not promoted holds what the promoted copy holds, so it streams on from
+    the new primary, takes no snapshot, and ends byte for byte its files,
+    the promotion's own changes (its audit entry) included."""
+    n1, n2, n3 = started_three(cluster)
+    tenant_id, token = tenant_with_records(n1, "c", 20)
+    wait_until("both followers caught up", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))
+    n1.proc.kill()
+    n1.proc.wait()
+
+    leader, other = taken_over(cluster, token, tenant_id, n2, n3)
+    term = tenant_entry(cluster.status(), tenant_id)["term"]
+    for i in range(20):
+        r = call(leader, "acme", token, "GET", "/api/collections/tickets/records/c%d" % i)
+        assert r.status_code == 200, (i, r.status_code)
+    r = call(leader, "acme", token, "POST", "/api/collections/tickets/records",
+             {"id": "after", "title": "after the failover"})
+    assert r.status_code == 201, r.text
+    wait_until("the other follower streams the new primary's chain, byte for byte",
+               lambda: caught_up(cluster, tenant_id, [other.node_id]) and
+               same_files(other, leader, tenant_id))
+    out = leader.output()
+    assert "replication.chain_continued" in out
+    assert "replication.follower_resumed" in out
+    assert metric(leader, "silo_repl_snapshots_total") == 0
+    assert_audited_promotion(leader, token, term)
 
 
 # Rounds of the kill test: 30 as issue 21 asks; `make check-asan` runs fewer
