@@ -116,6 +116,9 @@ def main():
          "p50", cl["failover_p50_s"]),
         ("catch-up of a new follower, %.0f MiB tenant" % cl["catchup_mib"], cl["catchup_s"], "s",
          "", None),
+        ("failover of a %.0f MiB tenant: first write on the new primary to the other follower "
+         "holding its chain (snapshots: %d)" % (cl["takeover_mib"], cl["takeover_snapshots"]), cl["takeover_s"],
+         "s", "", None),
         ("replica lag p99, async, open loop %.0f creates/s over 10 tenants" % cl["lag_rate"],
          cl["lag_async_p99_ms"], "ms", "p50", cl["lag_async_p50_ms"]),
         ("replica lag p99, sync, open loop %.0f creates/s over 10 tenants" % cl["lag_rate"],

@@ -24,6 +24,13 @@ loopback, started by the cluster test harness (tests/cluster/conftest.py).
     the new primary accepts. p50 and max.
   - Catch-up of a tenant of CATCHUP_MIB (default 100) MiB: the time from a
     third node's start to its copy streaming with no lag.
+  - Takeover: a tenant of TAKEOVER_MIB (default 64) MiB, its followers
+    caught up, its primary killed: the time from the first write the new
+    primary accepts to the other follower holding its chain (that write
+    included), and the snapshots the new primary sent (its chain goes on
+    from the promoted copy's position: none), RUNS rounds (medians); with
+    BASE_SILO, that binary's rounds interleaved. ONLY=takeover runs this
+    part alone.
   - Reopen: with SILO_MAX_OPEN_TENANTS=1 on the primary, REOPENS (default
     20) writes to a tenant of REOPEN_MIB (default 20) MiB each right after a
     write to another tenant closed it (the write reopens it), against the
@@ -460,6 +467,65 @@ def catch_up_seconds():
         close_cluster(c)
 
 
+TAKEOVER_MIB = int(os.environ.get("TAKEOVER_MIB", "64"))
+
+
+def takeover_round(binary):
+    """A TAKEOVER_MIB MiB tenant's primary is killed: (seconds from the
+    first write the new primary accepted until the follower that was not
+    promoted holds its chain, that write included; snapshots the new
+    primary sent; the tenant's MiB), with `binary`."""
+    harness.SILO_BIN = harness.e2e.SILO_BIN = binary
+    c, nodes = new_cluster(("n1", "n2", "n3"), dict(TTL, SILO_REPLICATION="sync"))
+    by_id = {n.node_id: n for n in nodes}
+    try:
+        fields = [{"name": "title", "type": "string", "max": 200}, {"name": "body", "type": "text"}]
+        tenant_id, token = make_tenant(by_id["n1"], fields)
+        mib = fill(by_id["n1"], token, tenant_id, TAKEOVER_MIB)
+        harness.wait_until("followers caught up",
+                           lambda: harness.caught_up(c, tenant_id, ["n2", "n3"]), timeout=300)
+        killed = time.monotonic()
+        by_id["n1"].proc.kill()
+        by_id["n1"].proc.wait()
+        while True:
+            entry = harness.tenant_entry(c.status(), tenant_id)
+            if entry and entry["primary"] in ("n2", "n3"):
+                leader = by_id[entry["primary"]]
+                if Client(leader, token).call("POST", "/api/collections/tickets/records",
+                                              {"id": "after", "title": "x"}) == 201:
+                    break
+            if time.monotonic() - killed > 120:
+                sys.exit("no takeover within 120 s")
+            time.sleep(0.05)
+        taken = time.monotonic()
+        other = "n3" if leader.node_id == "n2" else "n2"
+        harness.wait_until("the other follower holds the new chain",
+                           lambda: harness.caught_up(c, tenant_id, [other]), timeout=600,
+                           every=0.02)
+        seconds = time.monotonic() - taken
+        return seconds, harness.e2e.metric(leader, "silo_repl_snapshots_total"), mib
+    finally:
+        close_cluster(c)
+
+
+def takeover_rounds():
+    """takeover_round for the new binary (and BASE_SILO's, interleaved),
+    RUNS rounds; {name: [(seconds, snapshots, mib), ...]}."""
+    binaries = [("new", os.environ["SILO_BIN"])]
+    if os.environ.get("BASE_SILO"):
+        binaries.insert(0, ("base", os.path.abspath(os.environ["BASE_SILO"])))
+    runs = {name: [] for name, _ in binaries}
+    for r in range(RUNS):
+        for name, binary in binaries:
+            runs[name].append(takeover_round(binary))
+            seconds, snapshots, mib = runs[name][-1]
+            print("round %d takeover, %s binary, %.0f MiB tenant: the other follower holds the "
+                  "new primary's chain %.2f s after its first write (%d snapshots sent)" %
+                  (r + 1, name, mib, seconds, snapshots), flush=True)
+    harness.SILO_BIN = harness.e2e.SILO_BIN = os.environ["SILO_BIN"]
+    return runs
+
+
 ETCD_TENANTS = int(os.environ.get("ETCD_TENANTS", "2000"))
 IDLE_SECONDS = float(os.environ.get("IDLE_SECONDS", "10"))
 
@@ -510,7 +576,21 @@ def etcd_load_round(binary):
         close_cluster(c)
 
 
+def takeover_result(runs):
+    new = runs["new"]
+    line = ("takeover_mib=%.0f takeover_s=%.2f takeover_snapshots=%d" %
+            (new[0][2], statistics.median(x[0] for x in new), max(x[1] for x in new)))
+    if "base" in runs:
+        print("takeover, medians: new %.2f s, base %.2f s" %
+              (statistics.median(x[0] for x in new),
+               statistics.median(x[0] for x in runs["base"])), flush=True)
+    return line
+
+
 def main():
+    if os.environ.get("ONLY") == "takeover":  # this part alone
+        print("RESULT " + takeover_result(takeover_rounds()))
+        return
     modes = ("off", "async", "sync")
     results = {m: [] for m in modes}
     for r in range(RUNS):
@@ -554,6 +634,7 @@ def main():
     print("failover times: " + ", ".join("%.2f s" % t for t in times), flush=True)
     seconds, mib = catch_up_seconds()
     print("catch-up of a %.0f MiB tenant: %.1f s" % (mib, seconds), flush=True)
+    takeover = takeover_result(takeover_rounds())
     reopen_s, open_s, reopen_snapshots, reopen_mib = reopen_round()
     print("write reopening a %.0f MiB tenant: %.1f ms (open: %.1f ms), %d snapshots in %d reopens"
           % (reopen_mib, reopen_s * 1e3, open_s * 1e3, reopen_snapshots, REOPENS), flush=True)
@@ -564,14 +645,14 @@ def main():
           "upload_off_s=%.2f upload_async_s=%.2f upload_sync_s=%.2f tus_off_s=%.2f "
           "tus_async_s=%.2f tus_sync_s=%.2f reopen_ms=%.1f "
           "reopen_open_ms=%.1f reopen_snapshots=%d reopen_mib=%.0f etcd_tenants=%d "
-          "etcd_idle_pct=%.1f etcd_full_list_ms=%.1f" %
+          "etcd_idle_pct=%.1f etcd_full_list_ms=%.1f %s" %
           (med["off"][0], med["async"][0], med["sync"][0], med["off"][1], med["sync"][1],
            med["sync"][2], statistics.median(times), max(times), seconds, mib,
            lag["async"][0] * 1e3, lag["async"][1] * 1e3, lag["sync"][0] * 1e3,
            lag["sync"][1] * 1e3, LAG_RATE, lag["async"][3], UPLOAD_MIB, med["off"][3],
            med["async"][3], med["sync"][3], med["off"][4], med["async"][4], med["sync"][4],
            reopen_s * 1e3, open_s * 1e3, reopen_snapshots,
-           reopen_mib, ETCD_TENANTS, etcd_med["new"][0], etcd_med["new"][1]))
+           reopen_mib, ETCD_TENANTS, etcd_med["new"][0], etcd_med["new"][1], takeover))
 
 
 if __name__ == "__main__":
