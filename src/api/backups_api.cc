@@ -172,6 +172,13 @@ http::Response RestoreBackup(Services& s, RequestContext& ctx) {
                  {"secrets_resealed", report->secrets_resealed},
                  {"recovery_codes_dropped", report->recovery_codes_dropped},
                  {"seconds", report->seconds}};
+  // In place on a cluster node: the swap ended the tenant's chain, and the
+  // followers copy the restored tenant anew (as after a re-key).
+  if (s.await_copies && !report->new_tenant) {
+    const auto [followers, copied] = s.await_copies(report->tenant_id);
+    o["followers"] = followers;
+    o["followers_copied"] = copied;
+  }
   if (!report->pre_restore_backup_id.empty()) {
     o["pre_restore_backup_id"] = report->pre_restore_backup_id;
   }

@@ -100,8 +100,9 @@ struct Services {
   // leads it this moment (503, retry: a failover or handover under way),
   // else nullopt. Empty on a single node.
   std::function<std::optional<std::string>(const std::string& slug)> primary_elsewhere;
-  // On a cluster node: after a re-key, opens the tenant again (a new
-  // replication chain) and waits a while for every follower's copy of it;
+  // On a cluster node: after a re-key or a restore in place, opens the
+  // tenant again (a new replication chain) and waits a while for every
+  // follower's copy of it;
   // returns how many followers there are and how many hold it. Empty on a
   // single node.
   std::function<std::pair<int64_t, int64_t>(const std::string& tenant_id)> await_copies;

@@ -489,7 +489,7 @@ Result<std::unique_ptr<App>> App::Create(config::Config c) {
   p->backups->SetResealer(auth::ResealSecretFields);
   if (p->cluster) {
     std::weak_ptr<ClusterMember> member = p->cluster;
-    p->backups->SetBeforeRekeyCommit([member](const std::string& tenant_id) -> Status {
+    p->backups->SetBeforeSwap([member](const std::string& tenant_id) -> Status {
       auto m = member.lock();
       return m ? m->EndChain(tenant_id) : Unavailable("the node is stopping");
     });

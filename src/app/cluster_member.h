@@ -162,7 +162,7 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   void ShipUploadPart(const std::string& tenant_id, const std::string& upload_id, uint64_t from)
       EXCLUDES(mu_);
   void RemoveUploadPart(const std::string& tenant_id, const std::string& upload_id) EXCLUDES(mu_);
-  // A re-key's swap (backup::Service::SetBeforeRekeyCommit), the tenant
+  // A re-key's or in-place restore's swap (backup::Service::SetBeforeSwap), the tenant
   // closed here: its chain is ended (Shipper::Retire: the sync set recorded
   // empty, so no follower's copy of the old files may be elected) and its
   // next open starts a new one, which every follower takes a snapshot of.

@@ -216,7 +216,7 @@ Result<RekeyReport> Service::RekeyLocked(const tenant::TenantInfo& tenant,
     SILO_RETURN_IF_ERROR(step("copied"));
     db.reset();
     return databases_->Exclusive(tenant.id, kRekeySwapWait, [&]() -> Status {
-      if (before_rekey_commit_) SILO_RETURN_IF_ERROR(before_rekey_commit_(tenant.id));
+      if (before_swap_) SILO_RETURN_IF_ERROR(before_swap_(tenant.id));
       SILO_RETURN_IF_ERROR(tenants_->CommitRekey(
           tenant.id, staged.key, [&] { return keyring_->CommitStaged(tenant.id); }));
       committed = true;  // from here on, forward only

@@ -772,6 +772,7 @@ Result<RestoreReport> Service::RestoreLocked(const RestoreRequest& request) {
         }();
         if (!kept.ok()) return kept;
         if (Status f = SyncFile(scratch); !f.ok()) return f;
+        if (before_swap_) SILO_RETURN_IF_ERROR(before_swap_(dest.id));
       }
       // A WAL left beside the old file would be replayed into the new one.
       std::remove((live_path + "-wal").c_str());

@@ -148,13 +148,15 @@ class Service {
   // another tenant moves its secrets to that tenant's key. Without it, such
   // a copy's TOTP secrets stay under the old tenant's key and do not open.
   void SetResealer(ResealOnRestore reseal) { reseal_ = std::move(reseal); }
-  // Before the first Rekey (not thread-safe): runs inside a re-key's swap,
-  // the tenant closed, before the new key is committed; its failure
-  // refuses the re-key (nothing changed). A cluster node ends the tenant's
-  // replication chain there (app::ClusterMember::EndChain): the followers'
-  // copies are under the old key, and none may be elected from then on.
-  using BeforeRekeyCommit = std::function<Status(const std::string& tenant_id)>;
-  void SetBeforeRekeyCommit(BeforeRekeyCommit hook) { before_rekey_commit_ = std::move(hook); }
+  // Before the first Rekey or Restore (not thread-safe): runs inside the
+  // swap of a re-key (before the new key is committed) and of a restore in
+  // place (before the file is replaced), the tenant closed; its failure
+  // refuses the re-key or restore (nothing changed). A cluster node ends
+  // the tenant's replication chain there (app::ClusterMember::EndChain):
+  // the followers' copies are of the files being replaced, and none may be
+  // elected from then on.
+  using BeforeSwap = std::function<Status(const std::string& tenant_id)>;
+  void SetBeforeSwap(BeforeSwap hook) { before_swap_ = std::move(hook); }
 
   // Backs up one tenant; returns its manifest.
   Result<Manifest> Run(const tenant::TenantInfo& tenant) EXCLUDES(mu_);
@@ -263,10 +265,10 @@ class Service {
   const std::string data_dir_;
   const RetentionPolicy retention_;
   const ForgetOnRestore forget_;
-  SignCheckpoint sign_checkpoint_;         // may be empty
-  ResealOnRestore reseal_;                 // may be empty
-  BeforeRekeyCommit before_rekey_commit_;  // may be empty
-  std::string rekey_stop_;                 // tests; empty: none
+  SignCheckpoint sign_checkpoint_;  // may be empty
+  ResealOnRestore reseal_;          // may be empty
+  BeforeSwap before_swap_;          // may be empty
+  std::string rekey_stop_;          // tests; empty: none
   bool rekey_stop_as_crash_ = false;
 
   Mutex mu_;  // one operation at a time: the *Locked functions hold it

@@ -875,6 +875,45 @@ def test_a_tenant_rekeyed_on_its_primary_is_copied_anew_to_every_follower(cluste
     assert r.status_code == 201, r.text
 
 
+def test_a_tenant_restored_in_place_on_its_primary_is_copied_anew_and_survives_a_failover(
+        cluster):
+    """`silo backup restore` in place on a cluster node replaces the tenant's
+    file under its replication chain: the swap ends the chain (no copy of
+    the replaced file may be elected), the answer waits for both followers
+    to copy the restored tenant, and a follower that takes it over serves
+    the restored state, not the one the restore replaced."""
+    n1, n2, n3 = started_three(cluster)
+    tenant_id, token = tenant_with_records(n1, "r", 10)
+    r = n1.cli("--json", "backup", "run", "acme")
+    assert r.returncode == 0, r.stderr
+    [answer] = json.loads(r.stdout)
+    backup_id = answer["id"]
+    for i in range(5):
+        r = call(n1, "acme", token, "POST", "/api/collections/tickets/records",
+                 {"id": "late%d" % i, "title": "after the backup"})
+        assert r.status_code == 201, r.text
+    wait_until("both followers caught up", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))
+
+    r = n1.cli("--json", "backup", "restore", backup_id, "--yes")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["new_tenant"] is False, report
+    assert report["followers"] == 2 and report["followers_copied"] == 2, report
+    n1.proc.kill()
+    n1.proc.wait()
+
+    leader, _ = taken_over(cluster, token, tenant_id, n2, n3)
+    for i in range(10):
+        r = call(leader, "acme", token, "GET", "/api/collections/tickets/records/r%d" % i)
+        assert r.status_code == 200, (i, r.status_code)
+    for i in range(5):
+        r = call(leader, "acme", token, "GET", "/api/collections/tickets/records/late%d" % i)
+        assert r.status_code == 404, ("the restore was undone", i, r.status_code)
+    r = call(leader, "acme", token, "POST", "/api/collections/tickets/records",
+             {"id": "after", "title": "after the failover"})
+    assert r.status_code == 201, r.text
+
+
 def test_a_rekey_on_a_cluster_node_without_replication_has_no_chain_to_end(cluster):
     """With SILO_REPLICATION=off a cluster node keeps no chain for a tenant:
     its re-key has none to end and goes through, with no follower."""
