@@ -508,12 +508,18 @@ def takeover_round(binary):
         close_cluster(c)
 
 
-def takeover_rounds():
-    """takeover_round for the new binary (and BASE_SILO's, interleaved),
-    RUNS rounds; {name: [(seconds, snapshots, mib), ...]}."""
+def compared_binaries():
+    """[(name, path)]: BASE_SILO's as "base" first when given, then the new."""
     binaries = [("new", os.environ["SILO_BIN"])]
     if os.environ.get("BASE_SILO"):
         binaries.insert(0, ("base", os.path.abspath(os.environ["BASE_SILO"])))
+    return binaries
+
+
+def takeover_rounds():
+    """takeover_round for the new binary (and BASE_SILO's, interleaved),
+    RUNS rounds; {name: [(seconds, snapshots, mib), ...]}."""
+    binaries = compared_binaries()
     runs = {name: [] for name, _ in binaries}
     for r in range(RUNS):
         for name, binary in binaries:
@@ -612,9 +618,7 @@ def main():
                   "%.1f ms)" % (r + 1, m, LAG_RATE, LAG_TENANTS, x[0] * 1e3, x[1] * 1e3, x[2],
                                 x[3], x[4] * 1e3), flush=True)
     lag = {m: [statistics.median(x[i] for x in v) for i in range(5)] for m, v in lag_runs.items()}
-    binaries = [("new", os.environ["SILO_BIN"])]
-    if os.environ.get("BASE_SILO"):
-        binaries.insert(0, ("base", os.path.abspath(os.environ["BASE_SILO"])))
+    binaries = compared_binaries()
     etcd_runs = {name: [] for name, _ in binaries}
     for r in range(RUNS):
         for name, binary in binaries:
