@@ -389,6 +389,49 @@ TEST_F(BackupServiceTest, BackupsTakenWhileWritesContinueAreConsistent) {
   EXPECT_LT(taken.front().events.seq, taken.back().events.seq);
 }
 
+// A restore in place runs the swap hook (a cluster node ends the tenant's
+// replication chain there) before it replaces the file, and a refusal
+// there leaves the live tenant as it was; a restore as a new tenant
+// replaces nothing and does not run it.
+TEST_F(BackupServiceTest, ARestoreInPlaceRunsTheSwapHookFirstAndItsRefusalChangesNothing) {
+  auto acme = NewTenant("acme");
+  Fill(*Store(acme), NowMicros() - 3'600'000'000, 10);
+  const std::string before = Dump(*Store(acme), false);
+  auto m = silo_->service->Run(acme);
+  ASSERT_OK(m) << m.status().ToString();
+  {
+    auto s = Store(acme);
+    auto page = s->ListRecords("notes", {});
+    ASSERT_OK(page);
+    for (const auto& r : page->records)
+      ASSERT_OK(s->DeleteRecord(Ctx(NowMicros()), "notes", r.id, std::nullopt));
+  }
+  const std::string damaged = Dump(*Store(acme), false);
+  ASSERT_NE(damaged, before);
+
+  std::vector<std::string> swapped;
+  bool refuse = true;
+  silo_->service->SetBeforeSwap([&](const std::string& tenant_id) -> Status {
+    swapped.push_back(tenant_id);
+    return refuse ? Unavailable("etcd did not answer") : Status::Ok();
+  });
+  auto refused = silo_->service->Restore({m->id, std::nullopt, std::nullopt, "req-1"});
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(swapped, std::vector<std::string>{acme.id});
+  EXPECT_EQ(Dump(*Store(acme), false), damaged);
+
+  refuse = false;
+  auto restored = silo_->service->Restore({m->id, std::nullopt, std::nullopt, "req-2"});
+  ASSERT_OK(restored) << restored.status().ToString();
+  EXPECT_EQ(swapped, (std::vector<std::string>{acme.id, acme.id}));
+  EXPECT_EQ(Dump(*Store(acme), false), before);
+
+  auto copy = silo_->service->Restore({m->id, std::string("acme-copy"), std::nullopt, "req-3"});
+  ASSERT_OK(copy) << copy.status().ToString();
+  EXPECT_TRUE(copy->new_tenant);
+  EXPECT_EQ(swapped.size(), 2u);
+}
+
 TEST_F(BackupServiceTest, RestoreAtATimeDropsLaterEventsAndRebuildsProjections) {
   auto acme = NewTenant("acme");
   const int64_t t0 = NowMicros() - 10'000'000'000;

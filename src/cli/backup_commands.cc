@@ -306,14 +306,7 @@ void AddRestore(CLI::App* backup, bool& as_json, int& code) {
             std::printf("the state before the restore is backup %s (restore it to undo)\n",
                         before.c_str());
           }
-          if (Int(v, "followers") > 0) {
-            std::printf("%lld of %lld followers hold a copy of the restored tenant%s\n",
-                        static_cast<long long>(Int(v, "followers_copied")),
-                        static_cast<long long>(Int(v, "followers")),
-                        Int(v, "followers_copied") < Int(v, "followers")
-                            ? " (the others take theirs later)"
-                            : "");
-          }
+          PrintFollowerCopies(v, "of the restored tenant");
         },
         nullptr, kLongCall);
   });

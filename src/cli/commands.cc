@@ -91,4 +91,15 @@ std::string Str(const json::value& v, const char* key) {
   return f && f->is_string() ? std::string(f->as_string()) : "";
 }
 
+void PrintFollowerCopies(const json::value& v, const char* what) {
+  auto n = [&](const char* key) -> long long {
+    auto* f = v.is_object() ? v.as_object().if_contains(key) : nullptr;
+    return f && f->is_int64() ? f->as_int64() : 0;
+  };
+  if (n("followers") <= 0) return;
+  std::printf("%lld of %lld followers hold a copy %s%s\n", n("followers_copied"), n("followers"),
+              what,
+              n("followers_copied") < n("followers") ? " (the others take theirs later)" : "");
+}
+
 }  // namespace silo::cli

@@ -35,6 +35,11 @@ bool CheckSlug(const std::string& slug, int& code);
 // The string field `key` of an object, or "".
 std::string Str(const boost::json::value& v, const char* key);
 
+// A cluster node's answer to a re-key or a restore in place: when it names
+// followers, prints "N of M followers hold a copy <what>" (and that the
+// others take theirs later when not all do).
+void PrintFollowerCopies(const boost::json::value& v, const char* what);
+
 }  // namespace silo::cli
 
 #endif  // SILO_CLI_COMMANDS_H_

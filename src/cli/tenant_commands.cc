@@ -155,12 +155,7 @@ void AddTokenAndRebuild(CLI::App* tenant, bool& as_json, int& code) {
               Str(v, "tenant").c_str(), n("key_epoch"), n("database_bytes"), n("files"),
               n("secrets_resealed"), n("recovery_codes_dropped"),
               r.at("pause_seconds").to_number<double>(), r.at("seconds").to_number<double>());
-          if (r.contains("followers") && n("followers") > 0) {
-            std::printf(
-                "%lld of %lld followers hold a copy under the new key%s\n", n("followers_copied"),
-                n("followers"),
-                n("followers_copied") < n("followers") ? " (the others take theirs later)" : "");
-          }
+          PrintFollowerCopies(v, "under the new key");
         },
         nullptr, kRekeyCall);
   });
