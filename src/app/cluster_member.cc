@@ -47,6 +47,13 @@ std::string PrimaryKey(const std::string& tenant_id) {
 // record_sync_set): the followers an election may choose from.
 std::string SyncKey(const std::string& tenant_id) { return kTenantsPrefix + tenant_id + "/sync"; }
 
+// The tenant's current replication chain: {"term","lineage"} (the lineage
+// in hex), on no lease, written by each primary before its chain answers a
+// commit (ClusterMember::RecordChain). A copy of another lineage (of a
+// chain a restart, re-key or restore in place ended, which may lack
+// everything since) is never elected, however far it went.
+std::string ChainKey(const std::string& tenant_id) { return kTenantsPrefix + tenant_id + "/chain"; }
+
 // The latest term under which any node led the tenant: {"term","node"}, on
 // no lease (it must outlive every node). See ClusterMember::CheckNotBehind.
 std::string TermKey(const std::string& tenant_id) { return kTenantsPrefix + tenant_id + "/term"; }
@@ -329,6 +336,7 @@ void ClusterMember::ReleaseSlug(const std::string& slug, const std::string& tena
   // follower elects it meanwhile.
   (void)etcd_->Delete(PrimaryKey(tenant_id));
   (void)etcd_->Delete(SyncKey(tenant_id));
+  (void)etcd_->Delete(ChainKey(tenant_id));
   (void)etcd_->Delete(TermKey(tenant_id));
   MutexLock lock(mu_);
   closed_.erase(tenant_id);
@@ -490,9 +498,9 @@ Status ClusterMember::Attach(const std::string& tenant_id, const std::string& pa
     return Status::Ok();
   }
 
-  SILO_RETURN_IF_ERROR(ClearSyncSet(tenant_id, static_cast<uint64_t>(*term)));
   std::shared_ptr<Primary> primary =
       StartChain(tenant_id, path, static_cast<uint64_t>(*term), lease, nullptr);
+  SILO_RETURN_IF_ERROR(RecordChain(tenant_id, static_cast<uint64_t>(*term), primary->lineage));
   if (primary->recorder) storage::repl::Attach(path, primary->recorder);
   std::vector<replication::FollowerLink> late;
   {
@@ -529,7 +537,7 @@ std::shared_ptr<ClusterMember::Primary> ClusterMember::StartChain(
       .ack_seconds = ack_seconds_};
   // Sync mode: the followers that may be elected are recorded in etcd
   // (/silo/t/<id>/sync, on no lease: it must outlive this node), starting
-  // empty under this term (ClearSyncSet). Async mode elects among all
+  // empty under this term (RecordChain). Async mode elects among all
   // followers.
   const std::string sync_key = SyncKey(tenant_id);
   if (sync) {
@@ -589,13 +597,18 @@ std::shared_ptr<ClusterMember::Primary> ClusterMember::StartChain(
   return primary;
 }
 
-Status ClusterMember::ClearSyncSet(const std::string& tenant_id, uint64_t term) {
+Status ClusterMember::RecordChain(const std::string& tenant_id, uint64_t term,
+                                  const std::string& lineage) {
   const config::Cluster& c = options_.cluster;
   if (c.replication == config::ReplicationMode::kOff) return Status::Ok();
-  const std::string sync_key = SyncKey(tenant_id);
-  Status recorded = c.replication == config::ReplicationMode::kSync
-                        ? etcd_->Put(sync_key, SyncSetValue(term, {}), 0).status()
-                        : etcd_->Delete(sync_key);
+  json::object chain{{"term", static_cast<int64_t>(term)}, {"lineage", crypto::HexEncode(lineage)}};
+  Status recorded = etcd_->Put(ChainKey(tenant_id), json::serialize(chain), 0).status();
+  if (recorded.ok()) {
+    const std::string sync_key = SyncKey(tenant_id);
+    recorded = c.replication == config::ReplicationMode::kSync
+                   ? etcd_->Put(sync_key, SyncSetValue(term, {}), 0).status()
+                   : etcd_->Delete(sync_key);
+  }
   if (!recorded.ok()) return Unavailable("etcd did not answer").WithCause(recorded.message());
   return Status::Ok();
 }
@@ -682,7 +695,15 @@ Status ClusterMember::EndChain(const std::string& tenant_id) {
   if (!primary) {
     return FailedPrecondition("this node does not hold the tenant's replication chain; retry");
   }
-  return primary->shipper ? primary->shipper->Retire() : Status::Ok();
+  if (!primary->shipper) return Status::Ok();
+  SILO_RETURN_IF_ERROR(primary->shipper->Retire());
+  // Async mode keeps no sync set to empty: the chain key names no lineage
+  // until the next open records its new chain, so that no copy is elected
+  // meanwhile (an ended chain's copies hold the files the swap replaces).
+  json::object ended{{"term", static_cast<int64_t>(primary->term)}, {"ended", true}};
+  auto put = etcd_->Put(ChainKey(tenant_id), json::serialize(ended), 0);
+  if (!put.ok()) return Unavailable("etcd did not answer").WithCause(put.status().message());
+  return Status::Ok();
 }
 
 std::pair<int64_t, int64_t> ClusterMember::AwaitCopies(const std::string& tenant_id,
@@ -1065,12 +1086,14 @@ void ClusterMember::CheckPrimaries() {
   struct Position {
     std::string node;
     int64_t seq = 0;
+    std::string lineage;   // hex; "" from a node that does not say
     bool refused = false;  // its copy failed the check: heard, but no candidate
   };
   std::map<std::string, std::vector<Position>> positions;
   std::map<std::string, cluster::KeyValue> mine;  // this node's posted positions
   std::map<std::string, Handover> handovers;
   std::map<std::string, std::set<std::string>> sync_sets;  // tenant id -> who may be elected
+  std::map<std::string, std::string> chains;  // tenant id -> its current chain's lineage (hex)
   bool unknown_slug = false;
   for (const auto& [key, kv] : tenant_keys_.view()) {
     auto split = SplitTenantKey(key);
@@ -1084,11 +1107,16 @@ void ClusterMember::CheckPrimaries() {
     } else if (tail.rfind("/pos/", 0) == 0) {
       std::string node = tail.substr(5);
       json::value v = ParseOrNull(kv.value);
-      positions[id].push_back({node, NumberField(v, "seq"), BoolField(v, "refused")});
+      positions[id].push_back(
+          {node, NumberField(v, "seq"), StringField(v, "lineage"), BoolField(v, "refused")});
       if (node == me) mine[id] = kv;
     } else if (tail == "/sync") {
       std::vector<std::string> members = SyncMembers(ParseOrNull(kv.value));
       sync_sets[id] = std::set<std::string>(members.begin(), members.end());
+    } else if (tail == "/chain") {
+      // Ended (EndChain): no copy's lineage is "-".
+      json::value v = ParseOrNull(kv.value);
+      chains[id] = BoolField(v, "ended") ? "-" : StringField(v, "lineage");
     } else if (tail == "/handover") {
       json::value v = ParseOrNull(kv.value);
       handovers[id] = {StringField(v, "to"),
@@ -1134,6 +1162,12 @@ void ClusterMember::CheckPrimaries() {
     }
     StartHandOver(id, h);
   }
+  // A copy of the tenant's current chain (any copy while no chain is
+  // recorded: a tenant led by a node that did not record one).
+  auto of_chain = [&chains](const std::string& id, const std::string& lineage) {
+    auto c = chains.find(id);
+    return c == chains.end() || c->second.empty() || c->second == lineage;
+  };
   std::error_code ec;
   for (const auto& entry :
        std::filesystem::directory_iterator(layout::ReplicasDir(options_.data_dir), ec)) {
@@ -1158,15 +1192,17 @@ void ClusterMember::CheckPrimaries() {
     }
     auto position = replicas_->Position(id);
     if (!position.ok() || position->seq == 0 || !replicas_->Files(id).ok()) continue;
+    const std::string lineage = crypto::HexEncode(position->lineage);
     if (auto h = handovers.find(id); h != handovers.end()) {
       // A switchover: only its target takes the tenant, and only with
       // every segment the primary published; the others wait (until the
       // key goes with the command's lease, then they elect as usual).
       if (h->second.to != me || h->second.seq == 0) continue;
-      if (static_cast<int64_t>(position->seq) != h->second.seq) {
+      if (static_cast<int64_t>(position->seq) != h->second.seq || !of_chain(id, lineage)) {
         log::Error("replication.handover_refused",
                    {{"tenant", id},
                     {"cause", "this copy is at segment " + std::to_string(position->seq) +
+                                  (of_chain(id, lineage) ? "" : " of an ended chain") +
                                   ", the primary published " + std::to_string(h->second.seq)}});
         continue;
       }
@@ -1175,7 +1211,7 @@ void ClusterMember::CheckPrimaries() {
     }
     const auto now = std::chrono::steady_clock::now();
     if (mine.count(id) == 0) {
-      json::object pos{{"seq", position->seq}};
+      json::object pos{{"seq", position->seq}, {"lineage", lineage}};
       auto put = etcd_->Put(kTenantsPrefix + id + "/pos/" + me, json::serialize(pos), lease->id());
       if (put.ok()) {
         elections_[id] = now;
@@ -1193,7 +1229,11 @@ void ClusterMember::CheckPrimaries() {
     // posted (one that refused counts as heard), then takes the most
     // advanced that did not refuse. An empty set elects nobody (what was
     // answered is on the primary alone, or its followers have not caught up
-    // with a new term). Without a set (async mode), the most advanced.
+    // with a new term). Without a set (async mode), the most advanced. In
+    // both, only a copy of the tenant's current chain: one of a chain that
+    // ended (its primary restarted, re-keyed or restored the tenant in
+    // place) may lack everything since, and its segment numbers count
+    // another lineage's, so "most advanced" means nothing across the two.
     auto sync = sync_sets.find(id);
     const bool restricted = sync != sync_sets.end();
     auto eligible = [&](const std::string& node) {
@@ -1204,7 +1244,7 @@ void ClusterMember::CheckPrimaries() {
     int64_t best_seq = -1;
     for (const Position& p : positions[id]) {
       heard.insert(p.node);
-      if (p.refused || !eligible(p.node)) continue;
+      if (p.refused || !eligible(p.node) || !of_chain(id, p.lineage)) continue;
       if (p.seq > best_seq || (p.seq == best_seq && p.node < best)) {
         best = p.node;
         best_seq = p.seq;
@@ -1214,7 +1254,14 @@ void ClusterMember::CheckPrimaries() {
         !std::includes(heard.begin(), heard.end(), sync->second.begin(), sync->second.end())) {
       best.clear();  // a member has not been heard: it may hold more
     }
-    if (!eligible(me) && unelectable_.insert(id).second) {
+    if (!of_chain(id, lineage) && unelectable_.insert(id).second) {
+      log::Warn("replication.copy_of_ended_chain",
+                {{"tenant", id},
+                 {"detail",
+                  "this copy is of a chain the tenant's primary ended (a restart, a re-key or a "
+                  "restore in place) and may lack everything since: it waits for a copy of the "
+                  "current chain or for the primary"}});
+    } else if (!eligible(me) && unelectable_.insert(id).second) {
       log::Warn("replication.not_in_sync_set",
                 {{"tenant", id},
                  {"sync_set", JoinNames(sync->second)},
@@ -1237,7 +1284,7 @@ void ClusterMember::CheckPrimaries() {
   for (const auto& [id, h] : handovers) busy.insert(id);
   for (const auto& [id, list] : positions) {
     for (const Position& p : list) {
-      if (p.node != me && !p.refused) busy.insert(id);
+      if (p.node != me && !p.refused && of_chain(id, p.lineage)) busy.insert(id);
     }
   }
   ClaimUnled(busy);
@@ -1535,11 +1582,25 @@ bool ClusterMember::Promote(const std::string& tenant_id) {
   json::object value{{"node", me}, {"url", public_url_}};
   auto term = etcd_->CreateIfAbsent(PrimaryKey(tenant_id), json::serialize(value), lease->id());
   if (!term.ok()) return false;  // another node took it first
+  // The chain the election read (what a refusal puts back once this
+  // copy's is recorded: a new lineage no other copy holds would elect
+  // nobody).
+  auto chain_before = etcd_->Get(ChainKey(tenant_id));
+  if (!chain_before.ok()) {
+    (void)etcd_->DeleteIf(PrimaryKey(tenant_id), *term);
+    return false;  // etcd did not answer: the next loop turn tries again
+  }
+  bool chain_recorded = false;
   // The primary key is ours but the tenant is not served: a refusal gives
   // it up so that another follower can try (its lease-bound key goes with
   // ours), and empties the copy, which the check may have changed (SQLite
   // opens it): it takes a snapshot of the next primary's chain.
   auto give_up = [&](const std::string& why) {
+    if (chain_recorded) {
+      (void)(chain_before->has_value()
+                 ? etcd_->Put(ChainKey(tenant_id), (*chain_before)->value, 0).status()
+                 : etcd_->Delete(ChainKey(tenant_id)));
+    }
     (void)etcd_->DeleteIf(PrimaryKey(tenant_id), *term);
     if (Status r = replicas_->Reset(tenant_id); !r.ok()) {
       log::Error("replication.copy_not_emptied", {{"tenant", tenant_id}, {"cause", r.ToString()}});
@@ -1574,7 +1635,8 @@ bool ClusterMember::Promote(const std::string& tenant_id) {
   }
   // Only now: a set recorded by a copy that is then refused would leave the
   // tenant with an empty set under its term, which elects nobody.
-  if (Status s = ClearSyncSet(tenant_id, static_cast<uint64_t>(*term)); !s.ok()) {
+  chain_recorded = true;  // (or part of it: put back on a refusal either way)
+  if (Status s = RecordChain(tenant_id, static_cast<uint64_t>(*term), primary->lineage); !s.ok()) {
     return give_up(s.ToString());
   }
   // The copy becomes the tenant's own directory, then the registry's.

@@ -23,14 +23,16 @@
 //    waits for every member and takes the most advanced.
 //  - Failover: when a tenant it copies has no primary key (the primary's
 //    lease ran out or was revoked), every follower posts its copy's
-//    position under /silo/t/<id>/pos/<node>; after a short wait the most
-//    advanced member of the sync set once all are heard (then the lowest
-//    node id) imports the wrapped key, checks
+//    position and lineage under /silo/t/<id>/pos/<node>; after a short
+//    wait the most advanced member of the sync set once all are heard
+//    (then the lowest node id), of the tenant's current chain
+//    (/silo/t/<id>/chain, RecordChain), imports the wrapped key, checks
 //    its copy (replication/promotion.h: SQLite must recover exactly the
 //    recorded commit frame), creates the primary key on its own lease,
 //    moves the copy into <data>/tenants/<id>, adopts it into its registry
-//    and opens it: its followers (the others) take a snapshot. A copy that
-//    fails the check is not promoted ("needs a resync").
+//    and opens it, its chain going on from the copy's position: the other
+//    followers at that position stream on, the rest take a snapshot. A
+//    copy that fails the check is not promoted ("needs a resync").
 //  - An active tenant of this node's own (in its registry) that no node
 //    leads and for which no follower that could take it posts a position,
 //    for 2 s (its followers are keyless, refused, down or none, or every
@@ -81,9 +83,6 @@
 //    shipper wait (Closed), and the next open under the same lease and
 //    term, over the same files, continues the chain, so its followers
 //    stream on without a snapshot.
-//
-// Not built yet (issue 21 stays open): resumable uploads in progress are
-// not replicated (a failover loses them: the client starts again).
 //
 // Thread-safe.
 #ifndef SILO_APP_CLUSTER_MEMBER_H_
@@ -164,10 +163,11 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   void RemoveUploadPart(const std::string& tenant_id, const std::string& upload_id) EXCLUDES(mu_);
   // A re-key's or in-place restore's swap (backup::Service::SetBeforeSwap), the tenant
   // closed here: its chain is ended (Shipper::Retire: the sync set recorded
-  // empty, so no follower's copy of the old files may be elected) and its
-  // next open starts a new one, which every follower takes a snapshot of.
+  // empty; and the chain key recorded as ended, which async mode needs: so
+  // no follower's copy of the old files may be elected) and its next open
+  // starts a new one, which every follower takes a snapshot of.
   // FailedPrecondition when this node does not hold the tenant's chain;
-  // Unavailable when etcd did not take the empty set.
+  // Unavailable when etcd did not take the empty set or the ended chain.
   Status EndChain(const std::string& tenant_id) EXCLUDES(mu_);
   // Waits, at most `timeout`, until every follower of a tenant open and led
   // here streams its chain holding everything published (a new chain:
@@ -285,20 +285,22 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   std::shared_ptr<Primary> OpenPrimary(const std::string& tenant_id) EXCLUDES(mu_);
   // The recorder and shipper of a chain this node starts as the tenant's
   // primary (not attached yet), for the database at `path`, under `term`
-  // and `lease` (ClearSyncSet first). With `from` null, a new lineage from
+  // and `lease` (RecordChain next). With `from` null, a new lineage from
   // a random head, whose followers each need a snapshot; else the chain of
   // a promoted copy, going on from its position (followers that hold
   // exactly it stream on). Neither when SILO_REPLICATION=off.
   std::shared_ptr<Primary> StartChain(const std::string& tenant_id, const std::string& path,
                                       uint64_t term, std::shared_ptr<cluster::NodeLease> lease,
                                       const replication::ReplicaPosition* from) EXCLUDES(mu_);
-  // Before a chain's first answered commit under `term`: sync mode records
-  // the tenant's sync set empty under it (an empty set elects nobody until
-  // a follower holds the new chain), async mode deletes it. After anything
-  // that may still refuse the tenant (a promotion's check): an empty set
-  // left by a refused copy would elect nobody. Unavailable when etcd does
-  // not take it.
-  Status ClearSyncSet(const std::string& tenant_id, uint64_t term);
+  // Before a chain's first answered commit under `term`: records it as the
+  // tenant's current chain (/silo/t/<id>/chain = {"term","lineage"}, on no
+  // lease: an election reads it once this node is gone, and elects only a
+  // copy of that lineage); then sync mode records the tenant's sync set
+  // empty under `term` (an empty set elects nobody until a follower holds
+  // the new chain), async mode deletes it. After anything that may still
+  // refuse the tenant (a promotion's check): an empty set left by a refused
+  // copy would elect nobody. Unavailable when etcd does not take it.
+  Status RecordChain(const std::string& tenant_id, uint64_t term, const std::string& lineage);
   // The peers `primary`'s shipper does not know (linked since its links
   // were taken): to be given to it once mu_ is let go.
   std::vector<replication::FollowerLink> LatePeers(const Primary& primary) REQUIRES(mu_);
@@ -388,7 +390,9 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
     std::shared_ptr<std::atomic<bool>> done;
   };
   std::map<std::string, HandOverThread> handover_threads_;  // loop thread; Stop after it
-  std::set<std::string> unelectable_;  // tenants whose sync set this node is not in (said once)
+  // Tenants whose sync set this node is not in, or whose current chain its
+  // copy is not of (said once each).
+  std::set<std::string> unelectable_;
   // Tenants of this node's own that no node leads: when each may be
   // claimed (ClaimUnled; a refused claim is tried again 30 s later).
   std::map<std::string, std::chrono::steady_clock::time_point> claim_at_;

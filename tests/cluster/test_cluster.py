@@ -18,7 +18,8 @@ import time
 
 import requests
 
-from conftest import SILO_BIN, TTL_S, caught_up, e2e, make_tenant, tenant_entry, wait_until
+from conftest import (SILO_BIN, TTL_S, caught_up, e2e, etcd_call, make_tenant, tenant_entry,
+                      wait_until)
 
 metric = e2e.metric
 
@@ -912,6 +913,85 @@ def test_a_tenant_restored_in_place_on_its_primary_is_copied_anew_and_survives_a
     r = call(leader, "acme", token, "POST", "/api/collections/tickets/records",
              {"id": "after", "title": "after the failover"})
     assert r.status_code == 201, r.text
+
+
+def chain_history(cluster, tenant_id):
+    """Every value /silo/t/<id>/chain had, newest first (read back through
+    etcd's revisions: nothing here compacts them)."""
+    key = base64.b64encode(("/silo/t/%s/chain" % tenant_id).encode()).decode()
+    endpoint = cluster.etcd.endpoint.split(",")[0]
+    values, revision = [], 0
+    while True:
+        body = {"key": key}
+        if revision:
+            body["revision"] = revision
+        kvs = (etcd_call(endpoint, "/v3/kv/range", body) or {}).get("kvs")
+        if not kvs:
+            return values
+        values.append(json.loads(base64.b64decode(kvs[0]["value"])))
+        revision = int(kvs[0]["mod_revision"]) - 1
+
+
+def test_async_mode_never_elects_a_copy_of_a_chain_the_primary_ended(cluster):
+    """SILO_REPLICATION=async elects the most advanced follower, but only
+    among copies of the tenant's current chain. n3, stopped before a
+    re-key, holds a long run of the chain the re-key ended (under the old
+    key, without what came after); n2 a short run of the new one, with
+    every write since. n3 alone must not take the tenant over, whatever its
+    segment count: it waits, and n2, once back, does. The re-key's swap
+    records the chain ended before the new chain is recorded, so that no
+    copy is a candidate in between."""
+    env = {"SILO_REPLICATION": "async"}
+    n1, n2, n3 = (cluster.start_node(n, env) for n in ("n1", "n2", "n3"))
+    tenant_id, token = tenant_with_records(n1, "old", 40)
+    old_seq = wait_until("both followers caught up",
+                         lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))["seq"]
+    n3.proc.kill()
+    n3.proc.wait()
+    wait_until("n1 follows n3 no more", lambda: caught_up(cluster, tenant_id, ["n2"]))
+    r = n1.cli("--json", "tenant", "rekey", "acme")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["followers"] == 1, r.stdout
+    # The swap recorded the chain ended before the new one was recorded: no
+    # copy is a candidate in between.
+    history = chain_history(cluster, tenant_id)
+    assert len(history) >= 3 and history[1].get("ended") is True, history
+    assert history[0]["lineage"] and history[2]["lineage"], history
+    assert history[0]["lineage"] != history[2]["lineage"], history
+    # The new chain counts its segments from 0 again: fewer than n3 holds of
+    # the old one (what a count-only election would get wrong).
+    rekeyed_seq = wait_until(
+        "n1 reports the new chain, n2 on it",
+        lambda: (lambda t: t if t and t["seq"] < old_seq else None)(
+            caught_up(cluster, tenant_id, ["n2"])))["seq"]
+    for i in range(3):
+        r = call(n1, "acme", token, "POST", "/api/collections/tickets/records",
+                 {"id": "new%d" % i, "title": "after the re-key"})
+        assert r.status_code == 201, r.text
+    new_seq = wait_until("n2 holds every write since the re-key",
+                         lambda: caught_up(cluster, tenant_id, ["n2"], after_seq=rekeyed_seq))["seq"]
+    print("n3 holds segment %d of the ended chain, n2 segment %d of the new one" %
+          (old_seq, new_seq))
+    assert new_seq < old_seq
+    for node in (n1, n2):
+        node.proc.kill()
+        node.proc.wait()
+
+    n3 = cluster.start_node("n3", env, data=n3.data_dir)
+    wait_until("n3 says its copy is of an ended chain, or takes the tenant",
+               lambda: "replication.copy_of_ended_chain" in n3.output() or
+               "replication.promoted" in n3.output())
+    assert "replication.promoted" not in n3.output(), "a copy of the ended chain took over"
+    assert tenant_entry(cluster.status(), tenant_id) is None  # no node leads it
+
+    n2 = cluster.start_node("n2", env, data=n2.data_dir)
+    leader, other = taken_over(cluster, token, tenant_id, n2, n3)
+    assert leader is n2
+    for record_id in ["old%d" % i for i in range(40)] + ["new%d" % i for i in range(3)]:
+        r = call(n2, "acme", token, "GET", "/api/collections/tickets/records/" + record_id)
+        assert r.status_code == 200, (record_id, r.status_code)
+    wait_until("n3 follows n2 on a new copy, byte for byte",
+               lambda: caught_up(cluster, tenant_id, ["n3"]) and same_files(n3, n2, tenant_id))
 
 
 def test_a_rekey_on_a_cluster_node_without_replication_has_no_chain_to_end(cluster):
