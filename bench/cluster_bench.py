@@ -45,8 +45,8 @@ loopback, started by the cluster test harness (tests/cluster/conftest.py).
     buckets before and after.
 
   - etcd's load from an idle cluster: with ETCD_TENANTS (default 2000)
-    other tenants' keys in etcd (a primary key, two positions, a sync set
-    and a slug each, written straight to etcd), the CPU etcd spends per
+    other tenants' keys in etcd (a primary key, two positions, a sync set,
+    a chain and a slug each, written straight to etcd), the CPU etcd spends per
     second of an idle 3-node cluster over IDLE_SECONDS (default 10), RUNS
     rounds (medians); beside it, measured in the same round, the etcd CPU
     of one full list of /silo/t/ (what each node asked for every 250 ms
@@ -557,9 +557,13 @@ def etcd_load_round(binary):
         for i in range(ETCD_TENANTS):
             other = "%032x" % (i + 1)
             for key, value in (("/silo/t/%s/primary" % other, '{"node":"n9","url":"https://x"}'),
-                               ("/silo/t/%s/pos/n2" % other, '{"seq":123456}'),
-                               ("/silo/t/%s/pos/n3" % other, '{"seq":123456}'),
+                               ("/silo/t/%s/pos/n2" % other,
+                                '{"seq":123456,"lineage":"%s"}' % (other * 2)),
+                               ("/silo/t/%s/pos/n3" % other,
+                                '{"seq":123456,"lineage":"%s"}' % (other * 2)),
                                ("/silo/t/%s/sync" % other, '{"term":1,"nodes":["n2","n3"]}'),
+                               ("/silo/t/%s/chain" % other, '{"term":1,"lineage":"%s"}' % (
+                                   other * 2)),
                                ("/silo/slugs/other%d" % i, '{"id":"%s"}' % other)):
                 ops.append({"request_put": {"key": b64(key), "value": b64(value)}})
         for k in range(0, len(ops), 100):
