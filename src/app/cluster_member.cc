@@ -1582,13 +1582,12 @@ bool ClusterMember::Promote(const std::string& tenant_id) {
   json::object value{{"node", me}, {"url", public_url_}};
   auto term = etcd_->CreateIfAbsent(PrimaryKey(tenant_id), json::serialize(value), lease->id());
   if (!term.ok()) return false;  // another node took it first
-  // The chain the election read (what a refusal puts back once this
-  // copy's is recorded: a new lineage no other copy holds would elect
-  // nobody).
-  auto chain_before = etcd_->Get(ChainKey(tenant_id));
-  if (!chain_before.ok()) {
-    (void)etcd_->DeleteIf(PrimaryKey(tenant_id), *term);
-    return false;  // etcd did not answer: the next loop turn tries again
+  // The chain the election read (the loop's view of this turn: no primary
+  // has written it since), which a refusal puts back once this copy's is
+  // recorded: a new lineage no other copy holds would elect nobody.
+  std::optional<std::string> chain_before;
+  if (auto it = tenant_keys_.view().find(ChainKey(tenant_id)); it != tenant_keys_.view().end()) {
+    chain_before = it->second.value;
   }
   bool chain_recorded = false;
   // The primary key is ours but the tenant is not served: a refusal gives
@@ -1597,9 +1596,8 @@ bool ClusterMember::Promote(const std::string& tenant_id) {
   // opens it): it takes a snapshot of the next primary's chain.
   auto give_up = [&](const std::string& why) {
     if (chain_recorded) {
-      (void)(chain_before->has_value()
-                 ? etcd_->Put(ChainKey(tenant_id), (*chain_before)->value, 0).status()
-                 : etcd_->Delete(ChainKey(tenant_id)));
+      (void)(chain_before ? etcd_->Put(ChainKey(tenant_id), *chain_before, 0).status()
+                          : etcd_->Delete(ChainKey(tenant_id)));
     }
     (void)etcd_->DeleteIf(PrimaryKey(tenant_id), *term);
     if (Status r = replicas_->Reset(tenant_id); !r.ok()) {

@@ -349,6 +349,7 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   // The failover election (see the top of the file), each loop turn.
   void CheckPrimaries();
   // Takes over `tenant_id` from this node's copy. False when it could not.
+  // On the loop thread only (it reads tenant_keys_, as CheckPrimaries left it).
   bool Promote(const std::string& tenant_id);
   // Claims every active tenant of this node's registry not in `busy` (led,
   // handed over, or with a position posted by a follower that could take
