@@ -226,6 +226,16 @@ Status ClusterMember::Start(const std::string& public_url) {
       (void)RemoveTree(entry.path().string());
     }
   }
+  // A copy of a tenant served here is no copy: a handover that stopped
+  // half-way (KeepAsCopy) left one sharing the tenant's own files, which
+  // change as it is served; any other is stale. Gone before any peer asks.
+  for (const tenant::TenantInfo& t :
+       options_.registry ? options_.registry->List() : std::vector<tenant::TenantInfo>{}) {
+    if (!PathExists(replicas_->Dir(t.id))) continue;
+    Status s = replicas_->Drop(t.id);
+    log::Info("replication.copy_dropped",
+              {{"tenant", t.id}, {"why", "led here"}, {"result", s.ok() ? "ok" : s.ToString()}});
+  }
   // The listener's handler runs until Stop() stops it, before this is gone.
   auto listener = cluster::PeerListener::StartForRuns(
       c.listen.ToString(), TlsOf(c),
@@ -1412,6 +1422,7 @@ void ClusterMember::HandOver(const std::string& tenant_id, const Handover& h,
   std::shared_ptr<replication::Shipper> shipper = primary->shipper;
   const std::string kept = layout::DeposedTenantDir(options_.data_dir, tenant_id, h.term);
   std::string target_url;
+  bool as_copy = false;
   // Closed and held closed: no write can start (503, retry), and the last
   // one's segments (the close's checkpoint too) are published.
   Status s = databases->Exclusive(tenant_id, 5s, [&]() -> Status {
@@ -1429,6 +1440,10 @@ void ClusterMember::HandOver(const std::string& tenant_id, const Handover& h,
       }
       std::this_thread::sleep_for(20ms);
     }
+    // The files here are the chain's state at `published` too: kept as
+    // this node's copy before the target can ask where it stands, undone
+    // should the handover not happen.
+    as_copy = KeepAsCopy(tenant_id, *primary, published);
     json::object value{
         {"to", h.to}, {"from", h.from}, {"term", h.term}, {"seq", static_cast<int64_t>(published)}};
     SILO_RETURN_IF_ERROR(etcd_
@@ -1453,15 +1468,56 @@ void ClusterMember::HandOver(const std::string& tenant_id, const Handover& h,
     }
     return options_.registry->Relinquish(tenant_id, kept);
   });
-  if (!s.ok()) return refuse(s.ToString());
+  if (!s.ok()) {
+    // Served here still (or given up by Demote later): the copy shares its
+    // files, which may change now.
+    if (as_copy) (void)replicas_->Drop(tenant_id);
+    return refuse(s.ToString());
+  }
   {
     MutexLock lock(mu_);
     closed_.erase(tenant_id);  // led elsewhere now: its chain is not this node's
   }
-  log::Info("replication.handed_over", {{"tenant", tenant_id},
-                                        {"to", h.to},
-                                        {"taken", target_url.empty() ? "not yet" : "yes"},
-                                        {"kept", kept}});
+  // The copy holds the files now (links): the set-aside directory would
+  // only name the same bytes, changing as the copy follows.
+  if (as_copy) {
+    if (Status r = RemoveTree(kept); !r.ok()) {
+      log::Warn("replication.deposed_dir_not_removed",
+                {{"tenant", tenant_id}, {"cause", r.ToString()}});
+    }
+  }
+  log::Info("replication.handed_over",
+            {{"tenant", tenant_id},
+             {"to", h.to},
+             {"taken", target_url.empty() ? "not yet" : "yes"},
+             {"kept", as_copy ? std::string("as this node's copy") : kept}});
+}
+
+bool ClusterMember::KeepAsCopy(const std::string& tenant_id, const Primary& primary,
+                               uint64_t published) {
+  if (!primary.recorder || options_.keyring == nullptr) return false;
+  // Held closed: the close's delete of the WAL was the last change, and a
+  // publish point, so nothing is buffered past the head.
+  const replication::ChainHead head = primary.recorder->head();
+  if (head.seq != published) return false;
+  auto meta = ReadFile(layout::TenantMetaFile(options_.data_dir, tenant_id));
+  auto wrapped = options_.keyring->Wrapped(tenant_id);
+  Status s = !meta.ok() ? meta.status() : wrapped.status();
+  if (s.ok()) {
+    replication::ReplicaPosition at{.lineage = primary.lineage,
+                                    .term = primary.term,
+                                    .seq = head.seq,
+                                    .hash = head.hash,
+                                    .wal_commit_frame = 0};
+    s = replicas_->AdoptLed(tenant_id, layout::TenantDatabaseFile(options_.data_dir, tenant_id),
+                            layout::TenantFilesDir(options_.data_dir, tenant_id),
+                            replication::EncodeTenantFiles({*meta, *wrapped}), at);
+  }
+  if (!s.ok()) {
+    // It takes a snapshot of the target's chain instead.
+    log::Warn("replication.copy_not_kept", {{"tenant", tenant_id}, {"cause", s.ToString()}});
+  }
+  return s.ok();
 }
 
 void ClusterMember::Demote(const std::string& tenant_id, const std::string& node, int64_t term) {

@@ -67,8 +67,10 @@
 //    (requests get 503, retry), waits until the target's copy holds every
 //    segment it published, adds that "seq" to the key and deletes its
 //    primary key; the target takes the tenant over at once if its copy is
-//    at exactly that seq (no election); the old primary gives the tenant up
-//    as a deposed one would and follows. Other followers wait while a
+//    at exactly that seq (no election); the old primary keeps the files it
+//    served, at that seq, as its copy (KeepAsCopy, before the key changes)
+//    and follows from there with no snapshot, or, when they cannot be kept,
+//    gives the tenant up as a deposed one would. Other followers wait while a
 //    handover names another node; if the target fails, the key goes with
 //    the command's lease and the usual election runs.
 //  - A keyless node (SILO_KEYLESS=1, no master key) announces itself as
@@ -317,6 +319,11 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   // Joins the switchover threads that are done (all of them: `all`).
   void JoinHandOvers(bool all);
   bool HandingOver(const std::string& tenant_id) const EXCLUDES(mu_);
+  // HandOver's: makes the tenant's files, held closed at segment
+  // `published` of its chain, this node's copy (Replicas::AdoptLed), so
+  // that it follows the target with no snapshot. False (logged) when they
+  // cannot be: a snapshot then.
+  bool KeepAsCopy(const std::string& tenant_id, const Primary& primary, uint64_t published);
   // Gives up a tenant this node serves that `node` leads now (see above).
   void Demote(const std::string& tenant_id, const std::string& node, int64_t term);
   // Links to announced nodes this node has no working link to.

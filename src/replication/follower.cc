@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <set>
 
 #include "base/data_layout.h"
 #include "base/file_util.h"
@@ -136,6 +137,57 @@ Status Replicas::Drop(const std::string& tenant_id) {
   copy.applier.reset();
   copy.snapshot_next = 0;
   return RemoveTree(Dir(tenant_id));
+}
+
+Status Replicas::AdoptLed(const std::string& tenant_id, const std::string& database,
+                          const std::string& files_dir, std::string_view tenant_files,
+                          const ReplicaPosition& position) {
+  if (!ValidTenantId(tenant_id)) return InvalidArgument("not a tenant id");
+  namespace fs = std::filesystem;
+  Copy& copy = Get(tenant_id);
+  std::lock_guard lock(copy.mu);
+  copy.applier.reset();
+  copy.snapshot_next = 0;
+  std::error_code ec;
+  const std::string wal = database + "-wal";
+  if (fs::exists(wal, ec) && fs::file_size(wal, ec) != 0) {
+    return FailedPrecondition("the database's WAL holds frames");
+  }
+  const std::string dir = Dir(tenant_id);
+  auto adopt = [&]() -> Status {
+    SILO_RETURN_IF_ERROR(RemoveTree(dir));
+    SILO_RETURN_IF_ERROR(MakeDirs(dir, 0700));
+    auto link = [](const std::string& from, const std::string& to) -> Status {
+      if (::link(from.c_str(), to.c_str()) == 0) return Status::Ok();
+      return FailedPrecondition("cannot link the tenant's files into its copy")
+          .WithCause(to + ": " + std::strerror(errno));
+    };
+    SILO_RETURN_IF_ERROR(link(database, dir + "/" + kReplicaDatabaseName));
+    // Blobs only: a resumable upload's part may still be written by a
+    // request that opened it; the new primary sends it whole when it is
+    // not here (WriteUploadPart).
+    std::set<std::string> dirs{dir};
+    if (fs::exists(files_dir, ec)) {
+      for (auto it = fs::recursive_directory_iterator(files_dir, ec);
+           !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        if (!it->is_regular_file() || it->path().extension() != ".sf") continue;
+        const std::string to = dir + "/files/" + fs::relative(it->path(), files_dir, ec).string();
+        if (ec) break;
+        const std::string parent = fs::path(to).parent_path().string();
+        SILO_RETURN_IF_ERROR(MakeDirs(parent, 0700));
+        SILO_RETURN_IF_ERROR(link(it->path().string(), to));
+        dirs.insert(parent);
+      }
+      if (ec) return Internal("cannot list the tenant's files").WithCause(ec.message());
+    }
+    SILO_RETURN_IF_ERROR(WriteTenantFiles(tenant_id, tenant_files));
+    for (const std::string& d : dirs) SILO_RETURN_IF_ERROR(SyncDir(d));
+    // Last: without it the directory is no copy (an empty one, after a crash).
+    return Applier::Install(dir, position);
+  };
+  Status s = adopt();
+  if (!s.ok()) (void)RemoveTree(dir);
+  return s;
 }
 
 Result<ReplicaPosition> Replicas::Position(const std::string& tenant_id) {

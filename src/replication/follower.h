@@ -75,6 +75,19 @@ class Replicas {
   // and a node follows every tenant it does not lead. Skips a copy busy
   // now or taking a snapshot. Returns how many it closed.
   size_t CloseIdle(std::chrono::milliseconds idle);
+  // Makes the files of a tenant this node led until now its copy at
+  // `position`: what a planned handover leaves behind, whose target goes on
+  // with the chain from that very position, so that this node follows it
+  // with no snapshot. Whatever copy was here is replaced; `database` and
+  // the blobs under `files_dir` are hard-linked in (the caller holds them
+  // closed and unchanged, and moves the originals away), `tenant_files`
+  // (protocol.h, TenantFiles) written and `position` recorded last.
+  // REQUIRES: `database` closed at `position` by its last connection, so
+  // no WAL beside it holds a byte (FailedPrecondition otherwise, as for a
+  // link across file systems; nothing is left then).
+  Status AdoptLed(const std::string& tenant_id, const std::string& database,
+                  const std::string& files_dir, std::string_view tenant_files,
+                  const ReplicaPosition& position);
   // Removes the tenant's copy, its wrapped key with it (the tenant was
   // deleted on its primary). A message that arrives later starts a new,
   // empty copy, which the next Drop removes again. OK when there is none.

@@ -10,11 +10,14 @@
 #include <memory>
 #include <random>
 
+#include "base/data_layout.h"
 #include "base/file_util.h"
 #include "base/status_matchers.h"
 #include "crypto/crypto.h"
 #include "replication/applier.h"
+#include "replication/follower.h"
 #include "replication/promotion.h"
+#include "replication/protocol.h"
 #include "replication/recorder.h"
 #include "replication/segment.h"
 #include "storage/database.h"
@@ -389,6 +392,87 @@ TEST_F(ReplicationTest, AFlippedByteInTheFollowersWalRefusesPromotion) {
   Status s = CheckPromotable(copy, *key_);
   EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
   EXPECT_NE(s.message().find("needs a resync"), std::string::npos);
+}
+
+TEST_F(ReplicationTest, AClosedPrimarysFilesBecomeACopyAtItsHeadThatTheChainGoesOnFrom) {
+  const std::string lineage = crypto::RandomBytes(kLineageSize);
+  std::vector<std::string> chain;
+  storage::repl::Attach(
+      primary_, std::make_shared<SegmentRecorder>(lineage, 1, ChainHead{},
+                                                  [&chain](uint64_t, const std::string& encoded) {
+                                                    chain.push_back(encoded);
+                                                    return Status::Ok();
+                                                  }));
+  const std::string files = dir_ + "/primary/files";
+  ASSERT_OK(MakeDirs(fs::path(layout::BlobFileIn(files, "b0b")).parent_path().string()));
+  ASSERT_OK(WriteFileAtomic(layout::BlobFileIn(files, "b0b"), "sealed blob"));
+  ASSERT_OK(MakeDirs(fs::path(layout::UploadFileIn(files, "up1")).parent_path().string()));
+  ASSERT_OK(WriteFileAtomic(layout::UploadFileIn(files, "up1"), "part of an upload"));
+  const std::string tenant_files = EncodeTenantFiles({"the meta", "the wrapped key"});
+  Replicas replicas(dir_ + "/replicas");
+  auto db = OpenPrimary();
+  ASSERT_NE(db, nullptr);
+  for (int id = 1; id <= 30; ++id) ASSERT_OK(Insert(*db, id));
+
+  // Open, its WAL holds frames: no copy, nothing left.
+  ReplicaPosition at{.lineage = lineage, .term = 1, .seq = 1, .hash = std::string(kHashSize, 'h')};
+  EXPECT_EQ(replicas.AdoptLed("t1", primary_, files, tenant_files, at).code(),
+            StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(fs::exists(replicas.Dir("t1")));
+
+  // Closed (the WAL removed): a copy at the head, of the very files.
+  db.reset();
+  ASSERT_FALSE(chain.empty());
+  auto last = DecodeSegment(chain.back());
+  ASSERT_OK(last);
+  at = {.lineage = lineage, .term = 1, .seq = chain.size(), .hash = last->hash};
+  ASSERT_OK(replicas.AdoptLed("t1", primary_, files, tenant_files, at));
+  const std::string copy = replicas.Dir("t1");
+  auto recorded = Applier::RecordedPosition(copy);
+  ASSERT_OK(recorded);
+  EXPECT_EQ(recorded->lineage, lineage);
+  EXPECT_EQ(recorded->seq, chain.size());
+  EXPECT_EQ(recorded->hash, last->hash);
+  EXPECT_EQ(recorded->wal_commit_frame, 0u);
+  EXPECT_EQ(fs::status(copy + "/" + kReplicaDatabaseName).type(), fs::file_type::regular);
+  EXPECT_TRUE(fs::equivalent(copy + "/" + kReplicaDatabaseName, primary_));
+  EXPECT_TRUE(
+      fs::equivalent(layout::BlobFileIn(copy + "/files", "b0b"), layout::BlobFileIn(files, "b0b")));
+  EXPECT_FALSE(fs::exists(layout::UploadFileIn(copy + "/files", "up1")))
+      << "an upload's part may still be written by its request: never shared";
+  auto kept = replicas.Files("t1");
+  ASSERT_OK(kept);
+  EXPECT_EQ(kept->meta, "the meta");
+  EXPECT_EQ(kept->wrapped_key, "the wrapped key");
+
+  // The primary's directory goes (a handover moves it away); a node that
+  // held the same files goes on with the chain under a new term, and the
+  // copy takes each segment, ending byte for byte its files.
+  const std::string target = dir_ + "/target/tenant.db";
+  ASSERT_OK(MakeDirs(dir_ + "/target"));
+  fs::copy_file(primary_, target);
+  storage::repl::Detach(primary_);
+  fs::remove_all(dir_ + "/primary");
+  auto applier = Applier::Open(copy);
+  ASSERT_OK(applier);
+  int applied = 0;
+  storage::repl::Attach(
+      target, std::make_shared<SegmentRecorder>(lineage, 2, ChainHead{at.seq, at.hash},
+                                                [&](uint64_t, const std::string& encoded) {
+                                                  ++applied;
+                                                  return (*applier)->Apply(encoded);
+                                                }));
+  {
+    auto next =
+        storage::Database::Open(target, *key_, {.vfs = storage::repl::kReplicatedCipherVfs});
+    ASSERT_OK(next);
+    for (int id = 31; id <= 40; ++id) ASSERT_OK(Insert(**next, id));
+  }
+  storage::repl::Detach(target);
+  EXPECT_GE(applied, 10);
+  EXPECT_EQ((*applier)->position().seq, at.seq + static_cast<uint64_t>(applied));
+  EXPECT_EQ(*ReadFile(copy + "/" + kReplicaDatabaseName), *ReadFile(target));
+  EXPECT_EQ(*ReadFile(layout::BlobFileIn(copy + "/files", "b0b")), "sealed blob");
 }
 
 }  // namespace

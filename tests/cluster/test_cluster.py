@@ -102,6 +102,18 @@ def same_files(follower, primary, tenant_id):
             read_wal(os.path.join(own, "tenant.db-wal")))
 
 
+def events(node, msg):
+    """The lines of `node`'s log that say `msg`, as dicts."""
+    found = []
+    for line in node.output().splitlines():
+        if '"msg":"%s"' % msg in line:
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                pass  # a line cut short by a kill
+    return found
+
+
 def test_a_tenant_is_copied_sealed_and_byte_for_byte_to_every_other_node(cluster):
     n1, n2, n3 = started_three(cluster)
 
@@ -449,6 +461,7 @@ def test_silo_tenant_promote_hands_a_tenant_over_under_load_with_no_write_lost(c
     assert call(n1, "acme", token, "POST", "/api/collections", TICKETS).status_code == 201
     wait_until("both followers caught up", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))
     term = tenant_entry(cluster.status(), tenant_id)["term"]
+    served = os.stat(os.path.join(n1.data_dir, "tenants", tenant_id, "tenant.db")).st_ino
 
     # What cannot be done is refused, and says why.
     r = promote(cluster, "nobody", "--node", "n2")
@@ -509,10 +522,24 @@ def test_silo_tenant_promote_hands_a_tenant_over_under_load_with_no_write_lost(c
     verify = n3.cli("audit", "verify", "acme")
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert_audited_promotion(n3, token, entry["term"])
-    # The old primary handed it over (its directory set aside) and follows.
-    assert "replication.handed_over" in n1.output()
+    # The old primary handed it over: the files it served, at the position
+    # n3 went on from, are its copy now (the very file: no snapshot
+    # replaced it), nothing set aside; it streams on from there.
+    [handed] = events(n1, "replication.handed_over")
+    assert handed["kept"] == "as this node's copy", handed
     assert not os.path.exists(os.path.join(n1.data_dir, "tenants", tenant_id))
+    deposed = os.path.join(n1.data_dir, "deposed")
+    assert not os.path.exists(deposed) or not os.listdir(deposed), os.listdir(deposed)
     wait_until("n1 and n2 follow n3", lambda: caught_up(cluster, tenant_id, ["n1", "n2"]))
+    copy = os.path.join(n1.data_dir, "replicas", tenant_id)
+    assert os.stat(os.path.join(copy, "tenant.db")).st_ino == served
+    assert any(e["tenant"] == tenant_id and e["node"] == "n1"
+               for e in events(n3, "replication.follower_resumed"))
+    r = call(n3, "acme", token, "POST", "/api/collections/tickets/records",
+             {"id": "after", "title": "after the switchover"})
+    assert r.status_code == 201, r.text
+    wait_until("n1's copy is n3's files, byte for byte",
+               lambda: caught_up(cluster, tenant_id, ["n1", "n2"]) and same_files(n1, n3, tenant_id))
     assert metric(n3, "silo_repl_promotions_total") == 1
     assert metric(n2, "silo_repl_promotions_total") == 0
 
@@ -1282,6 +1309,15 @@ def test_a_whole_cluster_restarted_leads_each_tenant_where_it_was_before_any_req
     for node in (n2, n3, n1):
         assert node.stop() == 0
     assert tenant_entry(cluster.status(), tenant_id) is None
+    # What a switchover that stopped half-way leaves on n1 (its files kept
+    # as its copy, the tenant still its own): dropped when n1 starts, since
+    # a copy that shares the files it serves would change with them.
+    own = os.path.join(n1.data_dir, "tenants", tenant_id)
+    half = os.path.join(n1.data_dir, "replicas", tenant_id)
+    os.makedirs(half)
+    os.link(os.path.join(own, "tenant.db"), os.path.join(half, "tenant.db"))
+    with open(os.path.join(half, "replica.pos"), "wb") as f:
+        f.write(b"\0" * 128)
     n1 = cluster.start_node("n1", data=n1.data_dir)
     entry = wait_until("n1 leads the tenant again, unasked",
                        lambda: tenant_entry(cluster.status(), tenant_id), timeout=20)
@@ -1290,6 +1326,9 @@ def test_a_whole_cluster_restarted_leads_each_tenant_where_it_was_before_any_req
     # after etcd shows it.
     wait_until("n1 says it claimed the tenant", lambda: "replication.claimed" in n1.output(),
                timeout=10)
+    assert not os.path.exists(half)
+    assert any(e["tenant"] == tenant_id and e["why"] == "led here"
+               for e in events(n1, "replication.copy_dropped"))
     n2 = cluster.start_node("n2", data=n2.data_dir)
     cluster.start_node("n3", data=n3.data_dir)
     wait_until("n2 and n3 follow n1", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]),
