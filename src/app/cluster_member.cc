@@ -48,11 +48,37 @@ std::string PrimaryKey(const std::string& tenant_id) {
 std::string SyncKey(const std::string& tenant_id) { return kTenantsPrefix + tenant_id + "/sync"; }
 
 // The tenant's current replication chain: {"term","lineage"} (the lineage
-// in hex), on no lease, written by each primary before its chain answers a
-// commit (ClusterMember::RecordChain). A copy of another lineage (of a
-// chain a restart, re-key or restore in place ended, which may lack
-// everything since) is never elected, however far it went.
+// in hex), and {"from","from_hash"} when a promoted copy took the lineage
+// on from its position, on no lease, written by each primary before its
+// chain answers a commit (ClusterMember::RecordChain). A copy of another
+// lineage (of a chain a restart, re-key or restore in place ended, which
+// may lack everything since) is never elected, however far it went; nor is
+// one that went past where the current primary took the chain on (OnChain).
 std::string ChainKey(const std::string& tenant_id) { return kTenantsPrefix + tenant_id + "/chain"; }
+
+// Whether a copy (lineage and last segment's hash in hex, its term and
+// seq) holds a prefix of the chain `c` records. A copy of another lineage
+// does not. One that took a segment (or a snapshot) of the current term
+// holds the current primary's chain. One of an earlier term does only
+// when it stands exactly where the current primary took the lineage on
+// (from, from_hash): past it (an async follower ahead of the promoted
+// copy, or a deposed primary) it holds segments no current copy holds,
+// and behind it on a chain taken on twice it cannot tell which history it
+// holds. Its segment numbers compare with the current copies' only then.
+struct Chain {
+  std::string lineage;  // hex; "-" when ended (EndChain), "" when not said
+  int64_t term = 0;
+  int64_t from = 0;       // 0: a new lineage (no copy of it predates its term)
+  std::string from_hash;  // hex
+};
+
+bool OnChain(const Chain& c, const std::string& lineage, int64_t term, int64_t seq,
+             const std::string& hash) {
+  if (c.lineage.empty()) return true;  // recorded by a node that did not say
+  if (c.lineage != lineage) return false;
+  if (term >= c.term) return true;
+  return c.from != 0 && seq == c.from && hash == c.from_hash;
+}
 
 // The latest term under which any node led the tenant: {"term","node"}, on
 // no lease (it must outlive every node). See ClusterMember::CheckNotBehind.
@@ -608,10 +634,14 @@ std::shared_ptr<ClusterMember::Primary> ClusterMember::StartChain(
 }
 
 Status ClusterMember::RecordChain(const std::string& tenant_id, uint64_t term,
-                                  const std::string& lineage) {
+                                  const std::string& lineage, const replication::ChainHead* from) {
   const config::Cluster& c = options_.cluster;
   if (c.replication == config::ReplicationMode::kOff) return Status::Ok();
   json::object chain{{"term", static_cast<int64_t>(term)}, {"lineage", crypto::HexEncode(lineage)}};
+  if (from != nullptr) {
+    chain["from"] = static_cast<int64_t>(from->seq);
+    chain["from_hash"] = crypto::HexEncode(from->hash);
+  }
   Status recorded = etcd_->Put(ChainKey(tenant_id), json::serialize(chain), 0).status();
   if (recorded.ok()) {
     const std::string sync_key = SyncKey(tenant_id);
@@ -1097,13 +1127,15 @@ void ClusterMember::CheckPrimaries() {
     std::string node;
     int64_t seq = 0;
     std::string lineage;   // hex; "" from a node that does not say
+    int64_t term = 0;      // of the copy's last segment (or snapshot); 0 when not said
+    std::string hash;      // hex, of the copy's last segment; "" when not said
     bool refused = false;  // its copy failed the check: heard, but no candidate
   };
   std::map<std::string, std::vector<Position>> positions;
   std::map<std::string, cluster::KeyValue> mine;  // this node's posted positions
   std::map<std::string, Handover> handovers;
   std::map<std::string, std::set<std::string>> sync_sets;  // tenant id -> who may be elected
-  std::map<std::string, std::string> chains;  // tenant id -> its current chain's lineage (hex)
+  std::map<std::string, Chain> chains;                     // tenant id -> its current chain
   bool unknown_slug = false;
   for (const auto& [key, kv] : tenant_keys_.view()) {
     auto split = SplitTenantKey(key);
@@ -1117,8 +1149,9 @@ void ClusterMember::CheckPrimaries() {
     } else if (tail.rfind("/pos/", 0) == 0) {
       std::string node = tail.substr(5);
       json::value v = ParseOrNull(kv.value);
-      positions[id].push_back(
-          {node, NumberField(v, "seq"), StringField(v, "lineage"), BoolField(v, "refused")});
+      positions[id].push_back({node, NumberField(v, "seq"), StringField(v, "lineage"),
+                               NumberField(v, "term"), StringField(v, "hash"),
+                               BoolField(v, "refused")});
       if (node == me) mine[id] = kv;
     } else if (tail == "/sync") {
       std::vector<std::string> members = SyncMembers(ParseOrNull(kv.value));
@@ -1126,7 +1159,8 @@ void ClusterMember::CheckPrimaries() {
     } else if (tail == "/chain") {
       // Ended (EndChain): no copy's lineage is "-".
       json::value v = ParseOrNull(kv.value);
-      chains[id] = BoolField(v, "ended") ? "-" : StringField(v, "lineage");
+      chains[id] = {BoolField(v, "ended") ? "-" : StringField(v, "lineage"), NumberField(v, "term"),
+                    NumberField(v, "from"), StringField(v, "from_hash")};
     } else if (tail == "/handover") {
       json::value v = ParseOrNull(kv.value);
       handovers[id] = {StringField(v, "to"),
@@ -1174,9 +1208,9 @@ void ClusterMember::CheckPrimaries() {
   }
   // A copy of the tenant's current chain (any copy while no chain is
   // recorded: a tenant led by a node that did not record one).
-  auto of_chain = [&chains](const std::string& id, const std::string& lineage) {
+  auto of_chain = [&chains](const std::string& id, const Position& p) {
     auto c = chains.find(id);
-    return c == chains.end() || c->second.empty() || c->second == lineage;
+    return c == chains.end() || OnChain(c->second, p.lineage, p.term, p.seq, p.hash);
   };
   std::error_code ec;
   for (const auto& entry :
@@ -1203,16 +1237,19 @@ void ClusterMember::CheckPrimaries() {
     auto position = replicas_->Position(id);
     if (!position.ok() || position->seq == 0 || !replicas_->Files(id).ok()) continue;
     const std::string lineage = crypto::HexEncode(position->lineage);
+    const std::string hash = crypto::HexEncode(position->hash);
+    const Position here{me, static_cast<int64_t>(position->seq), lineage,
+                        static_cast<int64_t>(position->term), hash};
     if (auto h = handovers.find(id); h != handovers.end()) {
       // A switchover: only its target takes the tenant, and only with
       // every segment the primary published; the others wait (until the
       // key goes with the command's lease, then they elect as usual).
       if (h->second.to != me || h->second.seq == 0) continue;
-      if (static_cast<int64_t>(position->seq) != h->second.seq || !of_chain(id, lineage)) {
+      if (static_cast<int64_t>(position->seq) != h->second.seq || !of_chain(id, here)) {
         log::Error("replication.handover_refused",
                    {{"tenant", id},
                     {"cause", "this copy is at segment " + std::to_string(position->seq) +
-                                  (of_chain(id, lineage) ? "" : " of an ended chain") +
+                                  (of_chain(id, here) ? "" : " off the current chain") +
                                   ", the primary published " + std::to_string(h->second.seq)}});
         continue;
       }
@@ -1221,7 +1258,8 @@ void ClusterMember::CheckPrimaries() {
     }
     const auto now = std::chrono::steady_clock::now();
     if (mine.count(id) == 0) {
-      json::object pos{{"seq", position->seq}, {"lineage", lineage}};
+      json::object pos{
+          {"seq", position->seq}, {"lineage", lineage}, {"term", position->term}, {"hash", hash}};
       auto put = etcd_->Put(kTenantsPrefix + id + "/pos/" + me, json::serialize(pos), lease->id());
       if (put.ok()) {
         elections_[id] = now;
@@ -1254,7 +1292,7 @@ void ClusterMember::CheckPrimaries() {
     int64_t best_seq = -1;
     for (const Position& p : positions[id]) {
       heard.insert(p.node);
-      if (p.refused || !eligible(p.node) || !of_chain(id, p.lineage)) continue;
+      if (p.refused || !eligible(p.node) || !of_chain(id, p)) continue;
       if (p.seq > best_seq || (p.seq == best_seq && p.node < best)) {
         best = p.node;
         best_seq = p.seq;
@@ -1264,13 +1302,25 @@ void ClusterMember::CheckPrimaries() {
         !std::includes(heard.begin(), heard.end(), sync->second.begin(), sync->second.end())) {
       best.clear();  // a member has not been heard: it may hold more
     }
-    if (!of_chain(id, lineage) && unelectable_.insert(id).second) {
+    auto chain = chains.find(id);
+    if (!of_chain(id, here) && chain->second.lineage != lineage && unelectable_.insert(id).second) {
       log::Warn("replication.copy_of_ended_chain",
                 {{"tenant", id},
                  {"detail",
                   "this copy is of a chain the tenant's primary ended (a restart, a re-key or a "
                   "restore in place) and may lack everything since: it waits for a copy of the "
                   "current chain or for the primary"}});
+    } else if (!of_chain(id, here) && unelectable_.insert(id).second) {
+      log::Warn("replication.copy_off_chain",
+                {{"tenant", id},
+                 {"seq", static_cast<long long>(position->seq)},
+                 {"term", static_cast<long long>(position->term)},
+                 {"taken_on_from", static_cast<long long>(chain->second.from)},
+                 {"detail",
+                  "this copy holds segments of an earlier term than the tenant's current primary "
+                  "and is not at the segment that primary took the chain on from: what it holds "
+                  "past that is in no current copy, and it may lack everything since; it waits "
+                  "for a copy of the current chain or for the primary"}});
     } else if (!eligible(me) && unelectable_.insert(id).second) {
       log::Warn("replication.not_in_sync_set",
                 {{"tenant", id},
@@ -1294,7 +1344,7 @@ void ClusterMember::CheckPrimaries() {
   for (const auto& [id, h] : handovers) busy.insert(id);
   for (const auto& [id, list] : positions) {
     for (const Position& p : list) {
-      if (p.node != me && !p.refused && of_chain(id, p.lineage)) busy.insert(id);
+      if (p.node != me && !p.refused && of_chain(id, p)) busy.insert(id);
     }
   }
   ClaimUnled(busy);
@@ -1690,7 +1740,10 @@ bool ClusterMember::Promote(const std::string& tenant_id) {
   // Only now: a set recorded by a copy that is then refused would leave the
   // tenant with an empty set under its term, which elects nobody.
   chain_recorded = true;  // (or part of it: put back on a refusal either way)
-  if (Status s = RecordChain(tenant_id, static_cast<uint64_t>(*term), primary->lineage); !s.ok()) {
+  const replication::ChainHead taken_from{position->seq, position->hash};
+  if (Status s = RecordChain(tenant_id, static_cast<uint64_t>(*term), primary->lineage,
+                             settled ? &taken_from : nullptr);
+      !s.ok()) {
     return give_up(s.ToString());
   }
   // The copy becomes the tenant's own directory, then the registry's.

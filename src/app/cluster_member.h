@@ -23,10 +23,11 @@
 //    waits for every member and takes the most advanced.
 //  - Failover: when a tenant it copies has no primary key (the primary's
 //    lease ran out or was revoked), every follower posts its copy's
-//    position and lineage under /silo/t/<id>/pos/<node>; after a short
-//    wait the most advanced member of the sync set once all are heard
-//    (then the lowest node id), of the tenant's current chain
-//    (/silo/t/<id>/chain, RecordChain), imports the wrapped key, checks
+//    position, lineage, last term and hash under /silo/t/<id>/pos/<node>;
+//    after a short wait the most advanced member of the sync set once all
+//    are heard (then the lowest node id), of the tenant's current chain
+//    (/silo/t/<id>/chain, RecordChain: its lineage, and of its term or
+//    exactly where a promotion took it on), imports the wrapped key, checks
 //    its copy (replication/promotion.h: SQLite must recover exactly the
 //    recorded commit frame), creates the primary key on its own lease,
 //    moves the copy into <data>/tenants/<id>, adopts it into its registry
@@ -302,7 +303,11 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   // the new chain), async mode deletes it. After anything that may still
   // refuse the tenant (a promotion's check): an empty set left by a refused
   // copy would elect nobody. Unavailable when etcd does not take it.
-  Status RecordChain(const std::string& tenant_id, uint64_t term, const std::string& lineage);
+  // `from`: where a promoted copy takes the lineage on (recorded as
+  // "from","from_hash"; null for a new lineage, whose copies all start
+  // from a snapshot of this term).
+  Status RecordChain(const std::string& tenant_id, uint64_t term, const std::string& lineage,
+                     const replication::ChainHead* from = nullptr);
   // The peers `primary`'s shipper does not know (linked since its links
   // were taken): to be given to it once mu_ is let go.
   std::vector<replication::FollowerLink> LatePeers(const Primary& primary) REQUIRES(mu_);

@@ -959,6 +959,19 @@ def chain_history(cluster, tenant_id):
         revision = int(kvs[0]["mod_revision"]) - 1
 
 
+def n2_takes_it_back(cluster, token, tenant_id, n2, n3, record_ids):
+    """n2, back, leads the tenant and serves every one of `record_ids`; n3,
+    whose copy could not be elected, follows it on a new copy, byte for
+    byte."""
+    leader, _ = taken_over(cluster, token, tenant_id, n2, n3)
+    assert leader is n2
+    for record_id in record_ids:
+        r = call(n2, "acme", token, "GET", "/api/collections/tickets/records/" + record_id)
+        assert r.status_code == 200, (record_id, r.status_code)
+    wait_until("n3 follows n2 on a new copy, byte for byte",
+               lambda: caught_up(cluster, tenant_id, ["n3"]) and same_files(n3, n2, tenant_id))
+
+
 def test_async_mode_never_elects_a_copy_of_a_chain_the_primary_ended(cluster):
     """SILO_REPLICATION=async elects the most advanced follower, but only
     among copies of the tenant's current chain. n3, stopped before a
@@ -1012,13 +1025,82 @@ def test_async_mode_never_elects_a_copy_of_a_chain_the_primary_ended(cluster):
     assert tenant_entry(cluster.status(), tenant_id) is None  # no node leads it
 
     n2 = cluster.start_node("n2", env, data=n2.data_dir)
-    leader, other = taken_over(cluster, token, tenant_id, n2, n3)
-    assert leader is n2
-    for record_id in ["old%d" % i for i in range(40)] + ["new%d" % i for i in range(3)]:
-        r = call(n2, "acme", token, "GET", "/api/collections/tickets/records/" + record_id)
-        assert r.status_code == 200, (record_id, r.status_code)
-    wait_until("n3 follows n2 on a new copy, byte for byte",
-               lambda: caught_up(cluster, tenant_id, ["n3"]) and same_files(n3, n2, tenant_id))
+    n2_takes_it_back(cluster, token, tenant_id, n2, n3,
+                     ["old%d" % i for i in range(40)] + ["new%d" % i for i in range(3)])
+
+
+def restarted(cluster, node, env):
+    """`node`, killed, started again on its data once etcd let its lease
+    go (until then its id is a live node's, and it refuses to start)."""
+    wait_until("etcd lets %s's lease go" % node.node_id,
+               lambda: node.node_id not in [n["id"] for n in cluster.status()["nodes"]],
+               timeout=20)
+    return cluster.start_node(node.node_id, env, data=node.data_dir)
+
+
+def test_async_mode_never_elects_a_copy_past_where_the_new_primary_took_the_chain_on(cluster):
+    """An async follower may hold segments the follower promoted in a
+    failover lacks: n3 ran ahead while n2 was paused, then n1 and n3 went
+    down and n2 took the chain on from where it stood, under a new term.
+    n3's copy is of the same lineage, with more segments than n2 has
+    written since, but what it holds past n2's starting point is in no
+    current copy, and it lacks n2's writes: alone, it must not take the
+    tenant over. n2, back, does, with every write it acknowledged."""
+    env = {"SILO_REPLICATION": "async"}
+    n1, n2, n3 = (cluster.start_node(n, env) for n in ("n1", "n2", "n3"))
+    tenant_id, token = tenant_with_records(n1, "old", 10)
+    behind = wait_until("both followers caught up",
+                        lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))["seq"]
+
+    def n3_streams_all():
+        t = tenant_entry(cluster.status(), tenant_id)
+        f = {f["node"]: f for f in t["followers"]} if t else {}
+        return (t if t and t["seq"] > behind and "n3" in f and f["n3"]["state"] == "streaming"
+                and f["n3"]["lag"] == 0 else None)
+
+    # (Killed, not paused: a paused node's socket would still take in what
+    # it is sent, and apply it when resumed.)
+    n2.proc.kill()
+    n2.proc.wait()
+    for i in range(20):
+        r = call(n1, "acme", token, "POST", "/api/collections/tickets/records",
+                 {"id": "ahead%d" % i, "title": "n2 never gets this"})
+        assert r.status_code == 201, r.text
+    ahead = wait_until("n3 holds every segment", n3_streams_all)["seq"]
+    for node in (n1, n3):
+        node.proc.kill()
+        node.proc.wait()
+    n2 = restarted(cluster, n2, env)
+    wait_until("n2 leads the tenant",
+               lambda: (tenant_entry(cluster.status(), tenant_id) or {}).get("primary") == "n2",
+               timeout=30)
+    chain = chain_history(cluster, tenant_id)[0]
+    assert behind <= chain["from"] < ahead and chain["from_hash"], chain
+    for i in range(3):
+        r = call(n2, "acme", token, "POST", "/api/collections/tickets/records",
+                 {"id": "new%d" % i, "title": "after the failover"})
+        assert r.status_code == 201, r.text
+    now = wait_until("n2 reports its writes",
+                     lambda: (lambda t: t["seq"] if t and t["seq"] > chain["from"] else None)(
+                         tenant_entry(cluster.status(), tenant_id)))
+    print("n3 holds segment %d (term of n1), n2 took the chain on from %d and is at %d" %
+          (ahead, chain["from"], now))
+    assert now < ahead  # what a count-only election gets wrong
+    n2.proc.kill()
+    n2.proc.wait()
+
+    n3 = restarted(cluster, n3, env)
+    wait_until("n3 says its copy is off the current chain, or takes the tenant",
+               lambda: "replication.copy_off_chain" in n3.output() or
+               "replication.promoted" in n3.output())
+    assert "replication.promoted" not in n3.output(), "a copy past the chain's new start took over"
+    [said] = events(n3, "replication.copy_off_chain")
+    assert said["seq"] == ahead and said["taken_on_from"] == chain["from"], said
+    assert tenant_entry(cluster.status(), tenant_id) is None  # no node leads it
+
+    n2 = restarted(cluster, n2, env)
+    n2_takes_it_back(cluster, token, tenant_id, n2, n3,
+                     ["old%d" % i for i in range(10)] + ["new%d" % i for i in range(3)])
 
 
 def test_a_rekey_on_a_cluster_node_without_replication_has_no_chain_to_end(cluster):
