@@ -85,6 +85,14 @@ bool OnChain(const Chain& c, const std::string& lineage, int64_t term, int64_t s
 std::string TermKey(const std::string& tenant_id) { return kTenantsPrefix + tenant_id + "/term"; }
 // Beside a tenant's database: the term this node last led it under.
 constexpr char kTermFile[] = "primary.term";
+// Beside a tenant's database, written when the node stops with the tenant
+// closed (ClusterMember::Stop) and removed by the next open (Attach): the
+// position of the tenant's chain its files stand at and what tenant.db was
+// then (ClusterMember::ChainHeadFile). A restarted node goes on from there
+// while the files are still that: as the tenant's primary, its chain goes
+// on (followers at that position stream on), or, when another node took
+// the tenant over meanwhile, they are its copy (KeepAsCopy).
+constexpr char kChainHeadFile[] = "chain.head";
 
 std::string SyncSetValue(int64_t term, const std::vector<std::string>& nodes) {
   json::array list;
@@ -307,6 +315,98 @@ Status ClusterMember::Start(const std::string& public_url) {
   return Status::Ok();
 }
 
+void ClusterMember::RecordChainHeads() {
+  std::shared_ptr<storage::TenantDatabases> databases;
+  std::vector<std::string> open;
+  {
+    MutexLock lock(mu_);
+    databases = databases_.lock();
+    for (const auto& [id, p] : primaries_) open.push_back(id);
+  }
+  // Closed while the links and the lease still hold: the close's
+  // checkpoint and the WAL's removal reach the followers (in sync mode, one
+  // of the sync set at least, which the election then takes), so that a
+  // follower taking over stands where these files do.
+  if (databases) {
+    for (const std::string& id : open) {
+      (void)databases->Exclusive(id, 5s, [] { return Status::Ok(); });
+    }
+  }
+  std::map<std::string, Closed> closed;
+  {
+    MutexLock lock(mu_);
+    closed = closed_;
+  }
+  // Async mode awaits no acknowledgement: the followers that stream get up
+  // to the ack timeout to take what was sent (a follower at the recorded
+  // head streams on from this node or from whichever takes over).
+  const auto deadline = std::chrono::steady_clock::now() + options_.cluster.ack_timeout;
+  for (const auto& [id, c] : closed) {
+    if (!c.primary->shipper) continue;
+    for (;;) {
+      const uint64_t published = c.primary->shipper->published();
+      bool behind = false;
+      for (const auto& f : c.primary->shipper->Followers()) {
+        behind = behind || (std::string_view(f.state) == "streaming" && f.acked < published);
+      }
+      if (!behind || std::chrono::steady_clock::now() >= deadline) break;
+      std::this_thread::sleep_for(10ms);
+    }
+  }
+  size_t recorded = 0;
+  for (const auto& [id, c] : closed) {
+    if (!c.primary->recorder || c.wal.exists || IdentityOf(c.primary->path) != c.database) continue;
+    const replication::ChainHead head = c.primary->recorder->head();
+    json::object value{{"lineage", crypto::HexEncode(c.primary->lineage)},
+                       {"term", static_cast<int64_t>(c.primary->term)},
+                       {"seq", static_cast<int64_t>(head.seq)},
+                       {"hash", crypto::HexEncode(head.hash)},
+                       {"device", static_cast<int64_t>(c.database.device)},
+                       {"inode", static_cast<int64_t>(c.database.inode)},
+                       {"size", static_cast<int64_t>(c.database.size)},
+                       {"modified_ns", c.database.modified_ns}};
+    const std::string file = ChainHeadFile(c.primary->path);
+    if (Status s = WriteFileAtomic(file, json::serialize(value)); !s.ok()) {
+      log::Warn("replication.chain_head_not_recorded", {{"tenant", id}, {"cause", s.ToString()}});
+      continue;
+    }
+    ++recorded;
+  }
+  if (recorded > 0) {
+    log::Info("replication.chain_heads_recorded", {{"tenants", static_cast<long long>(recorded)}});
+  }
+}
+
+std::string ClusterMember::ChainHeadFile(const std::string& database) {
+  return std::filesystem::path(database).parent_path().string() + "/" + kChainHeadFile;
+}
+
+std::optional<replication::ReplicaPosition> ClusterMember::RecordedChainHead(
+    const std::string& database) {
+  auto text = ReadFile(ChainHeadFile(database));
+  if (!text.ok()) return std::nullopt;
+  const json::value v = ParseOrNull(*text);
+  const FileIdentity now = IdentityOf(database);
+  const FileIdentity then{true, static_cast<uint64_t>(NumberField(v, "device")),
+                          static_cast<uint64_t>(NumberField(v, "inode")),
+                          static_cast<uint64_t>(NumberField(v, "size")),
+                          NumberField(v, "modified_ns")};
+  // Changed since (opened, restored, touched), or a WAL beside it: not
+  // that position's files.
+  if (now != then || IdentityOf(database + "-wal").exists) return std::nullopt;
+  auto lineage = crypto::HexDecode(StringField(v, "lineage"));
+  auto hash = crypto::HexDecode(StringField(v, "hash"));
+  if (!lineage.ok() || lineage->size() != replication::kLineageSize || !hash.ok() ||
+      hash->size() != replication::kHashSize || NumberField(v, "seq") <= 0) {
+    return std::nullopt;
+  }
+  return replication::ReplicaPosition{.lineage = *lineage,
+                                      .term = static_cast<uint64_t>(NumberField(v, "term")),
+                                      .seq = static_cast<uint64_t>(NumberField(v, "seq")),
+                                      .hash = *hash,
+                                      .wal_commit_frame = 0};
+}
+
 void ClusterMember::Stop() {
   {
     MutexLock lock(mu_);
@@ -317,6 +417,7 @@ void ClusterMember::Stop() {
   }
   if (loop_.joinable()) loop_.join();
   JoinHandOvers(/*all=*/true);
+  RecordChainHeads();
   if (listener_) listener_->Stop();
   {
     MutexLock lock(mu_);
@@ -534,9 +635,25 @@ Status ClusterMember::Attach(const std::string& tenant_id, const std::string& pa
     return Status::Ok();
   }
 
-  std::shared_ptr<Primary> primary =
-      StartChain(tenant_id, path, static_cast<uint64_t>(*term), lease, nullptr);
-  SILO_RETURN_IF_ERROR(RecordChain(tenant_id, static_cast<uint64_t>(*term), primary->lineage));
+  // Stopped with the files at a position of the chain this node led last
+  // (CheckNotBehind: no other node led it since): the chain goes on from
+  // there under the new term. Read once: the open that follows changes
+  // the files.
+  const std::optional<replication::ReplicaPosition> stopped_at = RecordedChainHead(path);
+  if (::unlink(ChainHeadFile(path).c_str()) != 0 && errno != ENOENT) {
+    return Internal("cannot remove the recorded chain head").WithCause(ChainHeadFile(path));
+  }
+  std::shared_ptr<Primary> primary = StartChain(tenant_id, path, static_cast<uint64_t>(*term),
+                                                lease, stopped_at ? &*stopped_at : nullptr);
+  const replication::ChainHead taken_from{stopped_at ? stopped_at->seq : 0,
+                                          stopped_at ? stopped_at->hash : std::string()};
+  SILO_RETURN_IF_ERROR(RecordChain(tenant_id, static_cast<uint64_t>(*term), primary->lineage,
+                                   stopped_at && primary->recorder ? &taken_from : nullptr));
+  if (stopped_at && primary->recorder) {
+    log::Info("replication.chain_continued", {{"tenant", tenant_id},
+                                              {"seq", static_cast<long long>(stopped_at->seq)},
+                                              {"after", "a restart"}});
+  }
   if (primary->recorder) storage::repl::Attach(path, primary->recorder);
   std::vector<replication::FollowerLink> late;
   {
@@ -1545,20 +1662,25 @@ void ClusterMember::HandOver(const std::string& tenant_id, const Handover& h,
 
 bool ClusterMember::KeepAsCopy(const std::string& tenant_id, const Primary& primary,
                                uint64_t published) {
-  if (!primary.recorder || options_.keyring == nullptr) return false;
+  if (!primary.recorder) return false;
   // Held closed: the close's delete of the WAL was the last change, and a
   // publish point, so nothing is buffered past the head.
   const replication::ChainHead head = primary.recorder->head();
   if (head.seq != published) return false;
+  return KeepAsCopy(tenant_id, replication::ReplicaPosition{.lineage = primary.lineage,
+                                                            .term = primary.term,
+                                                            .seq = head.seq,
+                                                            .hash = head.hash,
+                                                            .wal_commit_frame = 0});
+}
+
+bool ClusterMember::KeepAsCopy(const std::string& tenant_id,
+                               const replication::ReplicaPosition& at) {
+  if (options_.keyring == nullptr) return false;
   auto meta = ReadFile(layout::TenantMetaFile(options_.data_dir, tenant_id));
   auto wrapped = options_.keyring->Wrapped(tenant_id);
   Status s = !meta.ok() ? meta.status() : wrapped.status();
   if (s.ok()) {
-    replication::ReplicaPosition at{.lineage = primary.lineage,
-                                    .term = primary.term,
-                                    .seq = head.seq,
-                                    .hash = head.hash,
-                                    .wal_commit_frame = 0};
     s = replicas_->AdoptLed(tenant_id, layout::TenantDatabaseFile(options_.data_dir, tenant_id),
                             layout::TenantFilesDir(options_.data_dir, tenant_id),
                             replication::EncodeTenantFiles({*meta, *wrapped}), at);
@@ -1580,11 +1702,27 @@ void ClusterMember::Demote(const std::string& tenant_id, const std::string& node
   const std::string kept = layout::DeposedTenantDir(options_.data_dir, tenant_id, term);
   // Closed first and held closed while it moves: its requests finish (a
   // write among them is refused by the fence), later ones find no tenant.
-  Status s = databases->Exclusive(
-      tenant_id, 5s, [&]() -> Status { return options_.registry->Relinquish(tenant_id, kept); });
+  // Files this node stopped with, unchanged since (a restart after a
+  // takeover), stand at a known position of the chain: its copy, which
+  // streams on if the new primary took the chain on from there (a snapshot
+  // replaces it otherwise, and it is no candidate meanwhile: OnChain).
+  bool as_copy = false;
+  Status s = databases->Exclusive(tenant_id, 5s, [&]() -> Status {
+    const std::string database = layout::TenantDatabaseFile(options_.data_dir, tenant_id);
+    if (auto at = RecordedChainHead(database)) as_copy = KeepAsCopy(tenant_id, *at);
+    Status r = options_.registry->Relinquish(tenant_id, kept);
+    if (!r.ok() && as_copy) (void)replicas_->Drop(tenant_id);
+    return r;
+  });
   if (!s.ok()) {
     log::Warn("replication.demotion_delayed", {{"tenant", tenant_id}, {"cause", s.ToString()}});
     return;  // tried again next turn
+  }
+  if (as_copy) {
+    if (Status r = RemoveTree(kept); !r.ok()) {
+      log::Warn("replication.deposed_dir_not_removed",
+                {{"tenant", tenant_id}, {"cause", r.ToString()}});
+    }
   }
   {
     MutexLock lock(mu_);
@@ -1593,7 +1731,7 @@ void ClusterMember::Demote(const std::string& tenant_id, const std::string& node
   log::Warn("replication.deposed", {{"tenant", tenant_id},
                                     {"primary", node},
                                     {"term", static_cast<long long>(term)},
-                                    {"kept", kept}});
+                                    {"kept", as_copy ? std::string("as this node's copy") : kept}});
 }
 
 bool ClusterMember::Rejoin() {

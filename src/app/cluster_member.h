@@ -53,6 +53,13 @@
 //    <data>/deposed/<id>.<term> (kept for the operator, never served) and
 //    the node follows the new primary like any other. A node that restarts
 //    after such a takeover does the same.
+//  - Stop closes the tenants open here while the links and the lease hold
+//    (their close shipped), and records beside each closed tenant's
+//    database where its chain stands (chain.head, RecordChainHeads). After
+//    a restart, while the file is still what was recorded, the tenant's
+//    chain goes on from there (Attach), or, led elsewhere meanwhile, the
+//    files are kept as this node's copy at that position (Demote,
+//    KeepAsCopy): no snapshot either way when the others stand there too.
 //  - A tenant's file blobs replicate as the sealed files they are
 //    (ShipBlob before the commit that records one; each snapshot first
 //    gives a copy the blobs it lacks) into <data>/replicas/<id>/files/,
@@ -329,6 +336,17 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   // that it follows the target with no snapshot. False (logged) when they
   // cannot be: a snapshot then.
   bool KeepAsCopy(const std::string& tenant_id, const Primary& primary, uint64_t published);
+  // The same for files at `at` (a recorded chain head).
+  bool KeepAsCopy(const std::string& tenant_id, const replication::ReplicaPosition& at);
+  // Stop's first step: closes the tenants open here (their close's
+  // segments shipped while the links and the lease hold), then records
+  // beside each closed one's database where its chain stands (chain.head,
+  // with what tenant.db is now).
+  void RecordChainHeads() EXCLUDES(mu_);
+  static std::string ChainHeadFile(const std::string& database);
+  // The position recorded beside `database` (RecordChainHeads), if the
+  // file is still what it was then and has no WAL beside it.
+  static std::optional<replication::ReplicaPosition> RecordedChainHead(const std::string& database);
   // Gives up a tenant this node serves that `node` leads now (see above).
   void Demote(const std::string& tenant_id, const std::string& node, int64_t term);
   // Links to announced nodes this node has no working link to.

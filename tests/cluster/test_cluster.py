@@ -1156,6 +1156,104 @@ def test_a_tenant_closed_and_reopened_on_its_primary_keeps_its_chain_and_needs_n
                same_files(n2, n1, acme_id) and same_files(n3, n1, acme_id))
 
 
+def closed_and_copied(cluster, n1, followers):
+    """Tenants acme (20 records) and beta on n1, which keeps one tenant open
+    (SILO_MAX_OPEN_TENANTS=1): a write to beta closes acme, whose close
+    (its checkpoint, the WAL's removal) `followers` then hold, so that n1
+    stops with acme's files where the followers' copies stand. Returns
+    acme's id, its token, the inode of n1's tenant.db, and beta's id and
+    token."""
+    tenant_id, token = tenant_with_records(n1, "r", 20)
+    wait_until("acme's copies made", lambda: caught_up(cluster, tenant_id, followers))
+    beta_id, beta = make_tenant(n1, "beta")
+    # A 503 while acme is still in use (its copies' snapshot, the close)
+    # says to try again, which a client does.
+    wait_until("beta's collection made", lambda: call(
+        n1, "beta", beta, "POST", "/api/collections", TICKETS).status_code in (201, 409))
+    wait_until("acme's close reached its followers",
+               lambda: caught_up(cluster, tenant_id, followers) and
+               all(same_files(f, n1, tenant_id) for f in cluster.nodes
+                   if f.node_id in followers and f.proc.poll() is None))
+    served = os.stat(os.path.join(n1.data_dir, "tenants", tenant_id, "tenant.db")).st_ino
+    return tenant_id, token, served, beta_id, beta
+
+
+def test_a_primary_restarted_after_a_takeover_follows_on_the_files_it_stopped_with(cluster):
+    """A primary stopped (SIGTERM) records where its closed tenants' chains
+    stand beside their files (chain.head); a follower takes the tenant over
+    from that very position; the restarted node finds it led elsewhere and
+    keeps its files, unchanged since, as its copy: the new primary resumes
+    it, no snapshot, and it ends byte for byte the new primary's files."""
+    n1 = cluster.start_node("n1", {"SILO_MAX_OPEN_TENANTS": "1"})
+    n2, n3 = cluster.start_node("n2"), cluster.start_node("n3")
+    tenant_id, token, served, _, _ = closed_and_copied(cluster, n1, ["n2", "n3"])
+    assert n1.stop() == 0
+    head = json.loads(read(os.path.join(n1.data_dir, "tenants", tenant_id, "chain.head")))
+    leader, other = taken_over(cluster, token, tenant_id, n2, n3)
+    chain = chain_history(cluster, tenant_id)[0]
+    assert (chain["from"], chain["from_hash"]) == (head["seq"], head["hash"]), (chain, head)
+
+    n1 = cluster.start_node("n1", {"SILO_MAX_OPEN_TENANTS": "1"}, data=n1.data_dir)
+    deposed = wait_until("n1 gives acme up", lambda: [
+        e for e in events(n1, "replication.deposed") if e["tenant"] == tenant_id])
+    assert deposed[0]["kept"] == "as this node's copy", deposed
+    wait_until("the new primary streams acme to n1",
+               lambda: caught_up(cluster, tenant_id, ["n1", other.node_id]))
+    copy = os.path.join(n1.data_dir, "replicas", tenant_id)
+    assert os.stat(os.path.join(copy, "tenant.db")).st_ino == served
+    assert any(e["tenant"] == tenant_id and e["node"] == "n1" and e["from"] == head["seq"]
+               for e in events(leader, "replication.follower_resumed"))
+    r = call(leader, "acme", token, "POST", "/api/collections/tickets/records",
+             {"id": "after", "title": "after the restart"})
+    assert r.status_code == 201, r.text
+    wait_until("n1's copy is the new primary's files, byte for byte",
+               lambda: caught_up(cluster, tenant_id, ["n1", other.node_id]) and
+               same_files(n1, leader, tenant_id))
+
+
+def test_a_primary_restarted_with_no_follower_to_take_over_goes_on_with_its_chain(cluster):
+    """Keyless followers cannot take a tenant over: the primary, stopped and
+    started again, claims its tenant back, and its chain goes on from the
+    head it recorded at the stop (same lineage, a new term): both copies
+    stream on from where they stood, no snapshot, byte for byte. A
+    recorded head whose file changed since is not used."""
+    env = {"SILO_REPLICATION": "async", "SILO_MAX_OPEN_TENANTS": "1"}
+    n1 = cluster.start_node("n1", env)
+    n2 = cluster.start_node("n2", {"SILO_REPLICATION": "async"}, keyless=True)
+    n3 = cluster.start_node("n3", {"SILO_REPLICATION": "async"}, keyless=True)
+    tenant_id, token, _, beta_id, beta = closed_and_copied(cluster, n1, ["n2", "n3"])
+    lineage = chain_history(cluster, tenant_id)[0]["lineage"]
+    assert n1.stop() == 0
+    own = os.path.join(n1.data_dir, "tenants")
+    head = json.loads(read(os.path.join(own, tenant_id, "chain.head")))
+    # beta's file "changed" after the stop: its head is not to be trusted.
+    os.utime(os.path.join(own, beta_id, "tenant.db"))
+
+    n1 = cluster.start_node("n1", env, data=n1.data_dir)
+    wait_until("n1 leads acme again", lambda: (
+        tenant_entry(cluster.status(), tenant_id) or {}).get("primary") == "n1", timeout=20)
+    chain = chain_history(cluster, tenant_id)[0]
+    assert chain["lineage"] == lineage and chain["from"] == head["seq"], (chain, head)
+    r = call(n1, "acme", token, "POST", "/api/collections/tickets/records",
+             {"id": "after", "title": "after the restart"})
+    assert r.status_code == 201, r.text
+    wait_until("both copies stream acme on, byte for byte",
+               lambda: caught_up(cluster, tenant_id, ["n2", "n3"]) and
+               same_files(n2, n1, tenant_id) and same_files(n3, n1, tenant_id))
+    resumed = {e["node"] for e in events(n1, "replication.follower_resumed")
+               if e["tenant"] == tenant_id and e["from"] == head["seq"]}
+    assert resumed == {"n2", "n3"}, resumed
+    assert not [e for e in events(n1, "replication.snapshot_sent") if e["tenant"] == tenant_id]
+    # beta starts a new chain: a snapshot for each copy.
+    r = call(n1, "beta", beta, "POST", "/api/collections/tickets/records",
+             {"id": "b", "title": "beta after the restart"})
+    assert r.status_code == 201, r.text
+    wait_until("beta's copies take a snapshot of its new chain",
+               lambda: [e for e in events(n1, "replication.snapshot_sent")
+                        if e["tenant"] == beta_id])
+    assert chain_history(cluster, beta_id)[0].get("from") is None
+
+
 def test_a_follower_killed_under_load_resumes_where_it_was_without_a_snapshot(cluster):
     n1, n2, n3 = started_three(cluster)
     tenant_id, token = make_tenant(n1, "acme")
