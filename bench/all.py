@@ -119,6 +119,10 @@ def main():
         ("failover of a %.0f MiB tenant: first write on the new primary to the other follower "
          "holding its chain (snapshots: %d)" % (cl["takeover_mib"], cl["takeover_snapshots"]), cl["takeover_s"],
          "s", "", None),
+        ("a %.0f MiB tenant's old primary restarted after a failover, SIGTERM: start to holding "
+         "the new primary's chain (snapshots: %d)" % (cl["restart_mib"], cl["restart_term_snapshots"]),
+         cl["restart_term_s"], "s", "SIGKILL (snapshots: %d)" % cl["restart_kill_snapshots"],
+         cl["restart_kill_s"]),
         ("replica lag p99, async, open loop %.0f creates/s over 10 tenants" % cl["lag_rate"],
          cl["lag_async_p99_ms"], "ms", "p50", cl["lag_async_p50_ms"]),
         ("replica lag p99, sync, open loop %.0f creates/s over 10 tenants" % cl["lag_rate"],

@@ -31,6 +31,13 @@ loopback, started by the cluster test harness (tests/cluster/conftest.py).
     from the promoted copy's position: none), RUNS rounds (medians); with
     BASE_SILO, that binary's rounds interleaved. ONLY=takeover runs this
     part alone.
+  - Restart: a tenant of TAKEOVER_MIB MiB, its followers caught up, its
+    primary stopped, a follower takes it over, and the old primary starts
+    again on its data: the time from its start until it holds the new
+    primary's chain, and the snapshots the new primary sent. Stopped with
+    SIGTERM (it records its chain's head and follows on its own files)
+    against SIGKILL (it records nothing: a whole snapshot) in the same
+    round, RUNS rounds (medians). ONLY=restart runs this part alone.
   - Reopen: with SILO_MAX_OPEN_TENANTS=1 on the primary, REOPENS (default
     20) writes to a tenant of REOPEN_MIB (default 20) MiB each right after a
     write to another tenant closed it (the write reopens it), against the
@@ -508,6 +515,68 @@ def takeover_round(binary):
         close_cluster(c)
 
 
+def restart_round(how):
+    """A TAKEOVER_MIB MiB tenant's primary n1 is stopped (`how`: "term",
+    SIGTERM; "kill", SIGKILL), a follower takes it over, n1 starts again on
+    its data: (seconds from that start until n1 streams the new primary's
+    chain with nothing outstanding, snapshots the new primary sent, MiB)."""
+    c, nodes = new_cluster(("n1", "n2", "n3"), dict(TTL, SILO_REPLICATION="sync"))
+    by_id = {n.node_id: n for n in nodes}
+    n1 = by_id["n1"]
+    try:
+        fields = [{"name": "title", "type": "string", "max": 200}, {"name": "body", "type": "text"}]
+        tenant_id, token = make_tenant(n1, fields)
+        mib = fill(n1, token, tenant_id, TAKEOVER_MIB)
+        harness.wait_until("followers caught up",
+                           lambda: harness.caught_up(c, tenant_id, ["n2", "n3"]), timeout=300)
+        if how == "term":
+            n1.stop()
+        else:
+            n1.proc.kill()
+            n1.proc.wait()
+        stopped = time.monotonic()
+        while True:
+            entry = harness.tenant_entry(c.status(), tenant_id)
+            if entry and entry["primary"] in ("n2", "n3"):
+                leader = by_id[entry["primary"]]
+                if Client(leader, token).call("POST", "/api/collections/tickets/records",
+                                              {"id": "after", "title": "x"}) == 201:
+                    break
+            if time.monotonic() - stopped > 120:
+                sys.exit("no takeover within 120 s")
+            time.sleep(0.05)
+        other = "n3" if leader.node_id == "n2" else "n2"
+        harness.wait_until("n1's lease gone", lambda: "n1" not in [
+            n["id"] for n in c.status()["nodes"]], timeout=30)
+        started = time.monotonic()
+        c.start_node("n1", dict(TTL, SILO_REPLICATION="sync"), data=n1.data_dir)
+        harness.wait_until("n1 holds the new primary's chain",
+                           lambda: harness.caught_up(c, tenant_id, ["n1", other]), timeout=600,
+                           every=0.02)
+        seconds = time.monotonic() - started
+        return seconds, harness.e2e.metric(leader, "silo_repl_snapshots_total"), mib
+    finally:
+        close_cluster(c)
+
+
+def restart_result():
+    runs = {"term": [], "kill": []}
+    for r in range(RUNS):
+        for how in runs:
+            runs[how].append(restart_round(how))
+            seconds, snapshots, mib = runs[how][-1]
+            print("round %d restart after SIG%s, %.0f MiB tenant: the old primary holds the new "
+                  "primary's chain %.2f s after its start (%d snapshots sent)" %
+                  (r + 1, how.upper(), mib, seconds, snapshots), flush=True)
+    med = {how: statistics.median(x[0] for x in v) for how, v in runs.items()}
+    print("restart, medians: SIGTERM %.2f s, SIGKILL %.2f s" % (med["term"], med["kill"]),
+          flush=True)
+    return ("restart_mib=%.0f restart_term_s=%.2f restart_term_snapshots=%d restart_kill_s=%.2f "
+            "restart_kill_snapshots=%d" %
+            (runs["term"][0][2], med["term"], max(x[1] for x in runs["term"]), med["kill"],
+             min(x[1] for x in runs["kill"])))
+
+
 def compared_binaries():
     """[(name, path)]: BASE_SILO's as "base" first when given, then the new."""
     binaries = [("new", os.environ["SILO_BIN"])]
@@ -601,6 +670,9 @@ def main():
     if os.environ.get("ONLY") == "takeover":  # this part alone
         print("RESULT " + takeover_result(takeover_rounds()))
         return
+    if os.environ.get("ONLY") == "restart":  # this part alone
+        print("RESULT " + restart_result())
+        return
     modes = ("off", "async", "sync")
     results = {m: [] for m in modes}
     for r in range(RUNS):
@@ -643,6 +715,7 @@ def main():
     seconds, mib = catch_up_seconds()
     print("catch-up of a %.0f MiB tenant: %.1f s" % (mib, seconds), flush=True)
     takeover = takeover_result(takeover_rounds())
+    restart = restart_result()
     reopen_s, open_s, reopen_snapshots, reopen_mib = reopen_round()
     print("write reopening a %.0f MiB tenant: %.1f ms (open: %.1f ms), %d snapshots in %d reopens"
           % (reopen_mib, reopen_s * 1e3, open_s * 1e3, reopen_snapshots, REOPENS), flush=True)
@@ -653,14 +726,14 @@ def main():
           "upload_off_s=%.2f upload_async_s=%.2f upload_sync_s=%.2f tus_off_s=%.2f "
           "tus_async_s=%.2f tus_sync_s=%.2f reopen_ms=%.1f "
           "reopen_open_ms=%.1f reopen_snapshots=%d reopen_mib=%.0f etcd_tenants=%d "
-          "etcd_idle_pct=%.1f etcd_full_list_ms=%.1f %s" %
+          "etcd_idle_pct=%.1f etcd_full_list_ms=%.1f %s %s" %
           (med["off"][0], med["async"][0], med["sync"][0], med["off"][1], med["sync"][1],
            med["sync"][2], statistics.median(times), max(times), seconds, mib,
            lag["async"][0] * 1e3, lag["async"][1] * 1e3, lag["sync"][0] * 1e3,
            lag["sync"][1] * 1e3, LAG_RATE, lag["async"][3], UPLOAD_MIB, med["off"][3],
            med["async"][3], med["sync"][3], med["off"][4], med["async"][4], med["sync"][4],
            reopen_s * 1e3, open_s * 1e3, reopen_snapshots,
-           reopen_mib, ETCD_TENANTS, etcd_med["new"][0], etcd_med["new"][1], takeover))
+           reopen_mib, ETCD_TENANTS, etcd_med["new"][0], etcd_med["new"][1], takeover, restart))
 
 
 if __name__ == "__main__":
