@@ -1075,7 +1075,7 @@ def test_async_mode_never_elects_a_copy_past_where_the_new_primary_took_the_chai
                lambda: (tenant_entry(cluster.status(), tenant_id) or {}).get("primary") == "n2",
                timeout=30)
     chain = chain_history(cluster, tenant_id)[0]
-    assert behind <= chain["from"] < ahead and chain["from_hash"], chain
+    assert behind <= chain["from"] and chain["from_hash"], chain
     for i in range(3):
         r = call(n2, "acme", token, "POST", "/api/collections/tickets/records",
                  {"id": "new%d" % i, "title": "after the failover"})
@@ -1085,7 +1085,6 @@ def test_async_mode_never_elects_a_copy_past_where_the_new_primary_took_the_chai
                          tenant_entry(cluster.status(), tenant_id)))
     print("n3 holds segment %d (term of n1), n2 took the chain on from %d and is at %d" %
           (ahead, chain["from"], now))
-    assert now < ahead  # what a count-only election gets wrong
     n2.proc.kill()
     n2.proc.wait()
 
@@ -1095,7 +1094,9 @@ def test_async_mode_never_elects_a_copy_past_where_the_new_primary_took_the_chai
                "replication.promoted" in n3.output())
     assert "replication.promoted" not in n3.output(), "a copy past the chain's new start took over"
     [said] = events(n3, "replication.copy_off_chain")
-    assert said["seq"] == ahead and said["taken_on_from"] == chain["from"], said
+    # (`ahead` is what the status said a moment before: n3 may hold more.)
+    assert said["seq"] >= ahead and said["taken_on_from"] == chain["from"], said
+    assert now < said["seq"], (now, said)  # what a count-only election gets wrong
     assert tenant_entry(cluster.status(), tenant_id) is None  # no node leads it
 
     n2 = restarted(cluster, n2, env)
