@@ -477,6 +477,21 @@ def catch_up_seconds():
 TAKEOVER_MIB = int(os.environ.get("TAKEOVER_MIB", "64"))
 
 
+def taken_over_by(c, by_id, tenant_id, token, since):
+    """The follower (n2 or n3) that leads the tenant once it accepted a
+    write, n1 having gone at `since` (exits after 120 s)."""
+    while True:
+        entry = harness.tenant_entry(c.status(), tenant_id)
+        if entry and entry["primary"] in ("n2", "n3"):
+            leader = by_id[entry["primary"]]
+            if Client(leader, token).call("POST", "/api/collections/tickets/records",
+                                          {"id": "after", "title": "x"}) == 201:
+                return leader
+        if time.monotonic() - since > 120:
+            sys.exit("no takeover within 120 s")
+        time.sleep(0.05)
+
+
 def takeover_round(binary):
     """A TAKEOVER_MIB MiB tenant's primary is killed: (seconds from the
     first write the new primary accepted until the follower that was not
@@ -494,16 +509,7 @@ def takeover_round(binary):
         killed = time.monotonic()
         by_id["n1"].proc.kill()
         by_id["n1"].proc.wait()
-        while True:
-            entry = harness.tenant_entry(c.status(), tenant_id)
-            if entry and entry["primary"] in ("n2", "n3"):
-                leader = by_id[entry["primary"]]
-                if Client(leader, token).call("POST", "/api/collections/tickets/records",
-                                              {"id": "after", "title": "x"}) == 201:
-                    break
-            if time.monotonic() - killed > 120:
-                sys.exit("no takeover within 120 s")
-            time.sleep(0.05)
+        leader = taken_over_by(c, by_id, tenant_id, token, killed)
         taken = time.monotonic()
         other = "n3" if leader.node_id == "n2" else "n2"
         harness.wait_until("the other follower holds the new chain",
@@ -535,16 +541,7 @@ def restart_round(how):
             n1.proc.kill()
             n1.proc.wait()
         stopped = time.monotonic()
-        while True:
-            entry = harness.tenant_entry(c.status(), tenant_id)
-            if entry and entry["primary"] in ("n2", "n3"):
-                leader = by_id[entry["primary"]]
-                if Client(leader, token).call("POST", "/api/collections/tickets/records",
-                                              {"id": "after", "title": "x"}) == 201:
-                    break
-            if time.monotonic() - stopped > 120:
-                sys.exit("no takeover within 120 s")
-            time.sleep(0.05)
+        leader = taken_over_by(c, by_id, tenant_id, token, stopped)
         other = "n3" if leader.node_id == "n2" else "n2"
         harness.wait_until("n1's lease gone", lambda: "n1" not in [
             n["id"] for n in c.status()["nodes"]], timeout=30)
