@@ -668,7 +668,8 @@ Status ClusterMember::Attach(const std::string& tenant_id, const std::string& pa
 
 std::shared_ptr<ClusterMember::Primary> ClusterMember::StartChain(
     const std::string& tenant_id, const std::string& path, uint64_t term,
-    std::shared_ptr<cluster::NodeLease> lease, const replication::ReplicaPosition* from) {
+    std::shared_ptr<cluster::NodeLease> lease, const replication::ReplicaPosition* from,
+    std::vector<std::string> recent) {
   const config::Cluster& c = options_.cluster;
   auto primary = std::make_shared<Primary>();
   primary->path = path;
@@ -706,10 +707,11 @@ std::shared_ptr<ClusterMember::Primary> ClusterMember::StartChain(
   replication::ChainHead head;
   if (from) {
     // A promoted copy's chain goes on: a follower that holds the same
-    // position streams on, any other takes a snapshot.
+    // position, or one the copy's recent segments lead there from, streams
+    // on; any other takes a snapshot.
     head.seq = from->seq;
     head.hash = from->hash;
-    primary->shipper->ContinueFrom(head);
+    primary->shipper->ContinueFrom(head, std::move(recent));
   } else {
     // The file holds data (a template at least), so the chain starts from a
     // random head and every follower needs a snapshot first.
@@ -1815,10 +1817,11 @@ bool ClusterMember::Promote(const std::string& tenant_id) {
   if (!position.ok()) return refuse(position.status().ToString());
   // Closed with its journal recorded, the files are the position's state:
   // the chain goes on from there, and a follower holding the same
-  // position streams on with no snapshot. A journal left (its record
+  // position, or one the segments this copy applied last lead there from,
+  // streams on with no snapshot. A journal left (its record
   // failed) would be rolled forward by the check below, outside the
   // chain: then a new chain starts, as over any other file.
-  replicas_->Close(tenant_id);
+  std::vector<std::string> recent = replicas_->Close(tenant_id);
   auto recorded = replication::Applier::RecordedPosition(copy);
   const bool settled = recorded.ok() && recorded->lineage == position->lineage &&
                        recorded->seq == position->seq && recorded->hash == position->hash;
@@ -1851,8 +1854,9 @@ bool ClusterMember::Promote(const std::string& tenant_id) {
   };
   const std::string dir = layout::TenantDir(options_.data_dir, tenant_id);
   const std::string database = layout::TenantDatabaseFile(options_.data_dir, tenant_id);
-  std::shared_ptr<Primary> primary = StartChain(tenant_id, database, static_cast<uint64_t>(*term),
-                                                lease, settled ? &*position : nullptr);
+  std::shared_ptr<Primary> primary = StartChain(
+      tenant_id, database, static_cast<uint64_t>(*term), lease, settled ? &*position : nullptr,
+      settled ? std::move(recent) : std::vector<std::string>());
   // What the promotion writes (the check's checkpoint, the audit entry)
   // goes into the chain, sent but awaited by nothing: no request is
   // answered by it.

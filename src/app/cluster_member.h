@@ -298,10 +298,13 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   // and `lease` (RecordChain next). With `from` null, a new lineage from
   // a random head, whose followers each need a snapshot; else the chain of
   // a promoted copy, going on from its position (followers that hold
-  // exactly it stream on). Neither when SILO_REPLICATION=off.
+  // exactly it stream on, and those behind it that `recent`, the segments
+  // the copy applied last, continue: Shipper::ContinueFrom). Neither when
+  // SILO_REPLICATION=off.
   std::shared_ptr<Primary> StartChain(const std::string& tenant_id, const std::string& path,
                                       uint64_t term, std::shared_ptr<cluster::NodeLease> lease,
-                                      const replication::ReplicaPosition* from) EXCLUDES(mu_);
+                                      const replication::ReplicaPosition* from,
+                                      std::vector<std::string> recent = {}) EXCLUDES(mu_);
   // Before a chain's first answered commit under `term`: records it as the
   // tenant's current chain (/silo/t/<id>/chain = {"term","lineage"}, on no
   // lease: an election reads it once this node is gone, and elects only a

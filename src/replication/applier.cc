@@ -427,9 +427,11 @@ Status Applier::ApplyDecoded(Segment segment, std::string_view encoded, bool may
   if (may_defer && OnlyAppendsFrames(segment)) {
     // Its bytes wait in memory until the journal is synced (Flush).
     unapplied_bytes_ += WrittenBytes(segment);
+    const uint64_t seq = segment.header.seq;
     unapplied_.push_back(std::move(segment));
     position_ = std::move(next);
     deferred_ = true;
+    Remember(seq, encoded);
     if (unapplied_bytes_ >= kMaxUnappliedBytes) return Flush();
     return Status::Ok();
   }
@@ -443,7 +445,30 @@ Status Applier::ApplyDecoded(Segment segment, std::string_view encoded, bool may
   SILO_RETURN_IF_ERROR(files_->SyncJournal());
   for (const Op& op : segment.ops) SILO_RETURN_IF_ERROR(files_->Apply(op));
   position_ = std::move(next);
+  Remember(h.seq, encoded);
   return Record();
+}
+
+void Applier::Remember(uint64_t seq, std::string_view encoded) {
+  if (!recent_.empty() && recent_.back().first + 1 != seq) {
+    recent_.clear();  // not contiguous (cannot happen: applied in order)
+    recent_bytes_ = 0;
+  }
+  recent_.emplace_back(seq, std::string(encoded));
+  recent_bytes_ += encoded.size();
+  while (recent_.size() > 1 && recent_bytes_ > kRecentBytes) {
+    recent_bytes_ -= recent_.front().second.size();
+    recent_.pop_front();
+  }
+}
+
+std::vector<std::string> Applier::TakeRecent() {
+  std::vector<std::string> taken;
+  taken.reserve(recent_.size());
+  for (auto& [seq, encoded] : recent_) taken.push_back(std::move(encoded));
+  recent_.clear();
+  recent_bytes_ = 0;
+  return taken;
 }
 
 }  // namespace silo::replication

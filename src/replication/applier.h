@@ -30,9 +30,11 @@
 #define SILO_REPLICATION_APPLIER_H_
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/status.h"
@@ -95,6 +97,17 @@ class Applier {
   Status Settle();
   bool deferred() const { return deferred_; }
 
+  // The newest segments this copy applied, oldest first, their seqs
+  // contiguous and the last its position's (at most kRecentBytes of them,
+  // at least the last; empty before one was applied since it was opened);
+  // they are taken, and the copy keeps none after. What a promoted copy
+  // gives its shipper (Shipper::ContinueFrom), so that a follower a few
+  // segments behind it when its primary was lost streams on from where it
+  // is with no snapshot. Held in memory only: a copy reopened starts with
+  // none (those of its journal it rolls forward excepted).
+  static constexpr size_t kRecentBytes = size_t{2} << 20;
+  std::vector<std::string> TakeRecent();
+
   // The position of the last segment applied (durable unless deferred()).
   const ReplicaPosition& position() const { return position_; }
 
@@ -121,12 +134,16 @@ class Applier {
   Status Record();
   // Applies the journal's segments that continue the chain, then empties it.
   Status RollForward();
+  // Keeps segment `seq` (just applied) among the recent ones.
+  void Remember(uint64_t seq, std::string_view encoded);
 
   ReplicaPosition position_;
   std::unique_ptr<Files> files_;
   bool deferred_ = false;
   std::vector<Segment> unapplied_;  // deferred, journaled, not in the files yet
   size_t unapplied_bytes_ = 0;
+  std::deque<std::pair<uint64_t, std::string>> recent_;  // TakeRecent's
+  size_t recent_bytes_ = 0;
 };
 
 }  // namespace silo::replication

@@ -66,18 +66,22 @@ size_t Replicas::open_count() const {
   return copies_.size();
 }
 
-void Replicas::Close(const std::string& tenant_id) {
-  if (!ValidTenantId(tenant_id)) return;
+std::vector<std::string> Replicas::Close(const std::string& tenant_id) {
+  if (!ValidTenantId(tenant_id)) return {};
   Copy& copy = Get(tenant_id);
   std::lock_guard lock(copy.mu);
+  std::vector<std::string> recent;
   if (copy.applier) {
     if (Status s = copy.applier->Settle(); !s.ok()) {
       // Rolled forward when the copy is next opened instead.
       log::Warn("replication.settle_failed", {{"cause", s.ToString()}});
+    } else {
+      recent = copy.applier->TakeRecent();
     }
   }
   copy.applier.reset();
   copy.snapshot_next = 0;
+  return recent;
 }
 
 Status Replicas::Reset(const std::string& tenant_id) {

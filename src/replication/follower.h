@@ -61,8 +61,11 @@ class Replicas {
   size_t open_count() const;
   // Closes the tenant's copy (its files stay, its journal recorded, so
   // they are its position's state), so that they may be moved away: a
-  // follower taking the tenant over. The next message reopens it.
-  void Close(const std::string& tenant_id);
+  // follower taking the tenant over. The next message reopens it. Returns
+  // the newest segments it applied since it was opened (Applier::TakeRecent:
+  // oldest first, the last at its position; empty when none or when its
+  // journal could not be recorded).
+  std::vector<std::string> Close(const std::string& tenant_id);
   // Empties the tenant's copy: its position, journal, database and WAL go
   // (its wrapped key, metadata and blobs stay), so it takes a snapshot
   // before it follows again. For a copy that a promotion check refused,

@@ -333,6 +333,26 @@ size_t Shipper::Resume() {
     if (answer->kind == kAck) {
       if (auto ack = DecodeAck(answer->payload); ack.ok()) at = *ack;
     }
+    // Behind where the chain went on from (ContinueFrom): the segments it
+    // lacks were sent by the old primary, with blobs this follower may have
+    // missed (it then got no later segment, so it stands before the commit
+    // naming one). Its blobs first, as for a snapshot; a blob shipped from
+    // now on reaches it or marks it (files_missing).
+    bool behind_base;
+    {
+      std::lock_guard send(send_mu_);
+      behind_base = at && at->first < base_.seq;
+    }
+    if (behind_base) {
+      if (Status s = SyncBlobs(i, link); !s.ok()) {
+        log::Warn("replication.follower_blobs_not_synced",
+                  {{"tenant", tenant_}, {"node", node}, {"cause", s.ToString()}});
+        std::lock_guard lock(shared_->mu);
+        Shared::Follower& f = shared_->followers[i];
+        if (f.state == FollowerState::kAsking && f.link.link == link) shared_->NeedsSnapshot(f);
+        continue;
+      }
+    }
     // The retained segments after the copy's position, if they continue its
     // chain: the one after it links to its hash (or, when it holds the
     // newest, the newest is its hash).
@@ -408,10 +428,37 @@ void Shipper::RequireSnapshot() {
   }
 }
 
-void Shipper::ContinueFrom(const ChainHead& head) {
+void Shipper::ContinueFrom(const ChainHead& head, std::vector<std::string> recent) {
   std::lock_guard send(send_mu_);
   base_ = head;
   published_ = head.seq;
+  // Retained only as a whole chain ending at `head`: a follower resumed
+  // from them must end up holding exactly this copy's files.
+  std::deque<std::pair<uint64_t, std::string>> chain;
+  std::string last_hash;
+  for (std::string& encoded : recent) {
+    auto segment = DecodeSegment(encoded);
+    if (!segment.ok() || (!chain.empty() && (segment->header.seq != chain.back().first + 1 ||
+                                             segment->header.prev_hash != last_hash))) {
+      chain.clear();
+      break;
+    }
+    last_hash = segment->hash;
+    chain.emplace_back(segment->header.seq, std::move(encoded));
+  }
+  if (!recent.empty() &&
+      (chain.empty() || chain.back().first != head.seq || last_hash != head.hash)) {
+    log::Warn("replication.recent_segments_dropped",
+              {{"tenant", tenant_}, {"seq", static_cast<long long>(head.seq)}});
+    chain.clear();
+  }
+  retained_ = std::move(chain);
+  retained_bytes_ = 0;
+  for (const auto& [seq, encoded] : retained_) retained_bytes_ += encoded.size();
+  while (retained_.size() > 1 && retained_bytes_ > options_.retain_bytes) {
+    retained_bytes_ -= retained_.front().second.size();
+    retained_.pop_front();
+  }
   std::lock_guard lock(shared_->mu);
   for (Shared::Follower& f : shared_->followers) {
     if (f.state != FollowerState::kGone) shared_->Ask(f);

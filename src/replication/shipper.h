@@ -125,10 +125,15 @@ class Shipper {
   // The chain goes on from `head`, where this node's files stand: a
   // promoted copy's position, which other followers of the same lineage
   // may hold too. A follower asked where it stands (Resume) that holds
-  // exactly `head` streams on from there, with no snapshot; any other
-  // needs one; every follower is asked first. REQUIRES: called before the
-  // first Send.
-  void ContinueFrom(const ChainHead& head);
+  // exactly `head` streams on from there, with no snapshot; every follower
+  // is asked first. `recent` (Applier::TakeRecent: the segments the copy
+  // applied last, oldest first, the last at `head`) are retained as if
+  // sent here: a follower behind `head` whose chain they continue is given
+  // every blob it lacks (it may have missed one those segments name), then
+  // them, and streams on. Any other follower needs a snapshot. Segments
+  // that do not form a chain ending at `head` are dropped whole (logged).
+  // REQUIRES: called before the first Send.
+  void ContinueFrom(const ChainHead& head, std::vector<std::string> recent = {});
 
   // SegmentRecorder's Publish: Send, then AwaitAck.
   Status Publish(uint64_t seq, const std::string& encoded);

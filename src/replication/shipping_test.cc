@@ -196,6 +196,36 @@ class ShippingTest : public ::testing::Test {
     ADD_FAILURE() << "the followers did not catch up in 20 s";
   }
 
+  // Takes over the copy `promoted` holds at `position`, as
+  // ClusterMember::Promote does: its chain goes on under term 2 through
+  // `next`, the promotion check's writes in it, then rows `first`..`last`
+  // are inserted there. Returns the copy's database path.
+  std::string WriteOnPromotedCopy(Shipper& next, Replicas& promoted,
+                                  const ReplicaPosition& position, int first, int last) {
+    recorder_ = std::make_shared<SegmentRecorder>(
+        position.lineage, 2, ChainHead{position.seq, position.hash},
+        [&next](uint64_t seq, const std::string& s) { return next.Publish(seq, s); });
+    const std::string copy = promoted.Dir(kTenant) + "/" + kReplicaDatabaseName;
+    storage::repl::Attach(copy, recorder_);
+    EXPECT_OK(CheckPromotable(promoted.Dir(kTenant), *key_, storage::repl::kReplicatedCipherVfs));
+    auto db = storage::Database::Open(
+        copy, *key_, {.create = false, .vfs = storage::repl::kReplicatedCipherVfs});
+    EXPECT_OK(db);
+    if (db.ok()) {
+      for (int id = first; id <= last; ++id) EXPECT_OK(Insert(**db, id));
+    }
+    return copy;  // closed: checkpointed, its WAL gone, all of it recorded
+  }
+
+  // The rows of table t in the database at `path` (-1 when unreadable).
+  int64_t RowsIn(const std::string& path) {
+    auto db = storage::Database::Open(path, *key_, {.create = false});
+    if (!db.ok()) return -1;
+    auto count = (*db)->Prepare("SELECT count(*) FROM t");
+    if (!count.ok() || !count->Step().ok()) return -1;
+    return count->ColumnInt(0);
+  }
+
   uint64_t FollowerSeq(int i) {
     auto p = followers_[i]->replicas->Position(kTenant);
     return p.ok() ? p->seq : 0;
@@ -421,32 +451,14 @@ TEST_F(ShippingTest, APromotedCopysChainGoesOnAndAFollowerAtItsPositionNeedsNoSn
   // Asked before anything was written: it holds where the chain goes on.
   EXPECT_EQ(next.Resume(), 1u);
   EXPECT_EQ(StateOf(next, "node-3"), "streaming");
-  recorder_ = std::make_shared<SegmentRecorder>(
-      position->lineage, 2, from,
-      [&next](uint64_t seq, const std::string& s) { return next.Publish(seq, s); });
-  const std::string copy = promoted.Dir(kTenant) + "/" + kReplicaDatabaseName;
-  storage::repl::Attach(copy, recorder_);
-  ASSERT_OK(CheckPromotable(promoted.Dir(kTenant), *key_, storage::repl::kReplicatedCipherVfs));
-  {
-    auto db = storage::Database::Open(
-        copy, *key_, {.create = false, .vfs = storage::repl::kReplicatedCipherVfs});
-    ASSERT_OK(db);
-    for (int id = 31; id <= 40; ++id) ASSERT_OK(Insert(**db, id));
-  }  // closed: checkpointed, its WAL gone, all of it recorded
+  const std::string copy = WriteOnPromotedCopy(next, promoted, *position, 31, 40);
   EXPECT_GT(recorder_->head().seq, position->seq);
   WaitForFollowers(next);
   EXPECT_TRUE(next.NeedingSnapshot().empty());
   const std::string held = followers_[1]->replicas->Dir(kTenant) + "/" + kReplicaDatabaseName;
   EXPECT_TRUE(*ReadFile(held) == *ReadFile(copy)) << "the follower's copy is not the promoted one";
   EXPECT_FALSE(fs::exists(held + "-wal"));
-  {
-    auto rows = storage::Database::Open(held, *key_, {.create = false});
-    ASSERT_OK(rows);
-    auto count = (*rows)->Prepare("SELECT count(*) FROM t");
-    ASSERT_OK(count);
-    ASSERT_OK(count->Step());
-    EXPECT_EQ(count->ColumnInt(0), 40);
-  }
+  EXPECT_EQ(RowsIn(held), 40);
 
   // Emptied, as a copy refused at promotion is: its key stays, its
   // position goes, and it is sent no segment until a snapshot.
@@ -459,6 +471,81 @@ TEST_F(ShippingTest, APromotedCopysChainGoesOnAndAFollowerAtItsPositionNeedsNoSn
   next.SetFollower(NewLink(1));
   EXPECT_EQ(next.Resume(), 0u);
   EXPECT_EQ(next.NeedingSnapshot(), std::vector<std::string>{"node-3"});
+}
+
+// A sealed blob as the primary's disk holds it (random bytes: the shipper
+// never reads inside one).
+std::string PutBlob(const std::string& files_dir, const std::string& id, size_t size) {
+  std::string bytes = crypto::RandomBytes(size);
+  EXPECT_OK(MakeDirs(layout::BlobDirIn(files_dir, id)));
+  EXPECT_OK(WriteFileAtomic(layout::BlobFileIn(files_dir, id), bytes, 0600));
+  return bytes;
+}
+
+// A follower behind the promoted copy when the primary was lost (it was
+// away for the primary's last commits, one of which stored a blob) streams
+// on from where it is with the segments the promoted copy applied last,
+// given the blob first; without them, or with them not ending at the
+// promoted position, it needs a snapshot.
+TEST_F(ShippingTest, AFollowerBehindAPromotedCopyStreamsOnFromTheSegmentsTheCopyAppliedLast) {
+  const std::string files = dir_ + "/primary/files";
+  {
+    Shipper shipper(kTenant, ShipperOptions{.files_dir = files}, Links());
+    auto db = OpenPrimary(shipper);
+    ASSERT_NE(db, nullptr);
+    for (int id = 1; id <= 20; ++id) ASSERT_OK(Insert(*db, id));
+    WaitForFollowers(shipper);
+    shipper.RemoveFollower("node-3");  // away for what follows
+    PutBlob(files, std::string(32, 'c'), 3000);
+    ASSERT_OK(shipper.ShipBlob(std::string(32, 'c')));
+    for (int id = 21; id <= 40; ++id) ASSERT_OK(Insert(*db, id));
+    WaitForFollowers(shipper);
+    storage::repl::Detach(primary_);  // the primary dies
+  }
+  Replicas& promoted = *followers_[0]->replicas;
+  auto position = promoted.Position(kTenant);
+  ASSERT_OK(position);
+  const uint64_t behind = FollowerSeq(1);
+  ASSERT_LT(behind + 10, position->seq);
+  std::vector<std::string> recent = promoted.Close(kTenant);
+  ASSERT_FALSE(recent.empty());
+  auto newest = DecodeSegment(recent.back());
+  ASSERT_OK(newest);
+  EXPECT_EQ(newest->header.seq, position->seq);
+  EXPECT_EQ(newest->hash, position->hash);
+  EXPECT_TRUE(promoted.Close(kTenant).empty()) << "taken once";
+  const ChainHead from{position->seq, position->hash};
+  const std::string copy_files = promoted.Dir(kTenant) + "/files";
+  const std::string held_blob =
+      layout::BlobFileIn(followers_[1]->replicas->Dir(kTenant) + "/files", std::string(32, 'c'));
+  ASSERT_FALSE(fs::exists(held_blob));
+
+  // Without the recent segments, or with them cut short of the promoted
+  // position: a snapshot (and nothing sent).
+  {
+    Shipper without(kTenant, ShipperOptions{.sync = false, .files_dir = copy_files}, {NewLink(1)});
+    without.ContinueFrom(from);
+    EXPECT_EQ(without.Resume(), 0u);
+    EXPECT_EQ(without.NeedingSnapshot(), std::vector<std::string>{"node-3"});
+    Shipper cut(kTenant, ShipperOptions{.sync = false, .files_dir = copy_files}, {NewLink(1)});
+    cut.ContinueFrom(from, std::vector<std::string>(recent.begin(), recent.end() - 1));
+    EXPECT_EQ(cut.Resume(), 0u);
+    EXPECT_EQ(cut.NeedingSnapshot(), std::vector<std::string>{"node-3"});
+  }
+  EXPECT_EQ(FollowerSeq(1), behind);
+
+  Shipper next(kTenant, ShipperOptions{.sync = false, .files_dir = copy_files}, {NewLink(1)});
+  next.ContinueFrom(from, recent);
+  EXPECT_EQ(next.Resume(), 1u);
+  EXPECT_EQ(StateOf(next, "node-3"), "streaming");
+  EXPECT_TRUE(fs::exists(held_blob)) << "the blob the missed commits name did not come first";
+  const std::string copy = WriteOnPromotedCopy(next, promoted, *position, 41, 50);
+  storage::repl::Detach(copy);
+  WaitForFollowers(next);
+  EXPECT_TRUE(next.NeedingSnapshot().empty());
+  const std::string held = followers_[1]->replicas->Dir(kTenant) + "/" + kReplicaDatabaseName;
+  EXPECT_TRUE(*ReadFile(held) == *ReadFile(copy)) << "the follower's copy is not the promoted one";
+  EXPECT_EQ(RowsIn(held), 50);
 }
 
 // Descriptors this process holds open on files under `dir`.
@@ -665,15 +752,6 @@ TEST_F(ShippingTest, AKeylessFollowersAcknowledgementAnswersNoSyncCommit) {
     std::this_thread::sleep_for(5ms);
   }
   EXPECT_GT(FollowerSeq(0), before) << "the keyless copy was not sent the commit";
-}
-
-// A sealed blob as the primary's disk holds it (random bytes: the shipper
-// never reads inside one).
-std::string PutBlob(const std::string& files_dir, const std::string& id, size_t size) {
-  std::string bytes = crypto::RandomBytes(size);
-  EXPECT_OK(MakeDirs(layout::BlobDirIn(files_dir, id)));
-  EXPECT_OK(WriteFileAtomic(layout::BlobFileIn(files_dir, id), bytes, 0600));
-  return bytes;
 }
 
 TEST_F(ShippingTest, ABlobReachesEveryFollowerAndOneThatMissedItTakesASnapshotNotTheSegments) {
