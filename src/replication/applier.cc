@@ -233,14 +233,16 @@ Result<ReplicaPosition> Applier::RecordedPosition(const std::string& dir) {
   return ReadSlots(dir, newest_slot);
 }
 
-Result<std::unique_ptr<Applier>> Applier::Open(const std::string& dir) {
+Result<std::unique_ptr<Applier>> Applier::Open(const std::string& dir,
+                                               std::shared_ptr<RecentBudget> recent) {
   SILO_RETURN_IF_ERROR(MakeDirs(dir));
   int newest_slot = -1;
   SILO_ASSIGN_OR_RETURN(ReplicaPosition position, ReadSlots(dir, newest_slot));
   auto files = std::make_unique<Files>();
   files->dir = dir;
   files->newest_slot = newest_slot;
-  std::unique_ptr<Applier> applier(new Applier(std::move(position), std::move(files)));
+  std::unique_ptr<Applier> applier(
+      new Applier(std::move(position), std::move(files), std::move(recent)));
   SILO_RETURN_IF_ERROR(applier->RollForward());
   return applier;
 }
@@ -289,10 +291,11 @@ Status Applier::Install(const std::string& dir, const ReplicaPosition& position)
   return Status::Ok();
 }
 
-Applier::Applier(ReplicaPosition position, std::unique_ptr<Files> files)
-    : position_(std::move(position)), files_(std::move(files)) {}
+Applier::Applier(ReplicaPosition position, std::unique_ptr<Files> files,
+                 std::shared_ptr<RecentBudget> recent)
+    : position_(std::move(position)), files_(std::move(files)), budget_(std::move(recent)) {}
 
-Applier::~Applier() = default;
+Applier::~Applier() { TakeRecent(); }
 
 namespace {
 
@@ -450,14 +453,18 @@ Status Applier::ApplyDecoded(Segment segment, std::string_view encoded, bool may
 }
 
 void Applier::Remember(uint64_t seq, std::string_view encoded) {
+  if (!budget_) return;
   if (!recent_.empty() && recent_.back().first + 1 != seq) {
-    recent_.clear();  // not contiguous (cannot happen: applied in order)
-    recent_bytes_ = 0;
+    TakeRecent();  // not contiguous (cannot happen: applied in order)
   }
   recent_.emplace_back(seq, std::string(encoded));
   recent_bytes_ += encoded.size();
-  while (recent_.size() > 1 && recent_bytes_ > kRecentBytes) {
-    recent_bytes_ -= recent_.front().second.size();
+  budget_->held += encoded.size();
+  while (recent_.size() > 1 &&
+         (recent_bytes_ > budget_->per_copy || budget_->held.load() > budget_->total)) {
+    const size_t dropped = recent_.front().second.size();
+    recent_bytes_ -= dropped;
+    budget_->held -= dropped;
     recent_.pop_front();
   }
 }
@@ -467,6 +474,7 @@ std::vector<std::string> Applier::TakeRecent() {
   taken.reserve(recent_.size());
   for (auto& [seq, encoded] : recent_) taken.push_back(std::move(encoded));
   recent_.clear();
+  if (budget_) budget_->held -= recent_bytes_;
   recent_bytes_ = 0;
   return taken;
 }

@@ -29,6 +29,8 @@
 #ifndef SILO_REPLICATION_APPLIER_H_
 #define SILO_REPLICATION_APPLIER_H_
 
+#include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -48,6 +50,19 @@ inline constexpr char kReplicaWalName[] = "tenant.db-wal";
 inline constexpr char kReplicaPositionName[] = "replica.pos";
 inline constexpr char kReplicaJournalName[] = "replica.next";
 
+// Bounds the segments copies keep in memory for a promotion
+// (Applier::TakeRecent): each copy at most `per_copy` bytes, and the copies
+// sharing one budget (a node's: Replicas) at most `total` together, past
+// which a copy that applies another keeps only its newest. `held` is what
+// they keep now. Per copy as much as a primary retains for a follower that
+// was away a moment (ShipperOptions::retain_bytes): a checkpoint's segment
+// alone may be several MiB.
+struct RecentBudget {
+  size_t per_copy = size_t{8} << 20;
+  size_t total = size_t{128} << 20;
+  std::atomic<size_t> held{0};
+};
+
 struct ReplicaPosition {
   std::string lineage;  // empty before the first segment or snapshot
   uint64_t term = 0;
@@ -64,8 +79,11 @@ class Applier {
  public:
   // Opens the copy in `dir` (created 0700 if missing), reads its position
   // and rolls it forward through its journal. DataLoss if `replica.pos`
-  // exists but neither slot is intact; Internal if the disk failed.
-  static Result<std::unique_ptr<Applier>> Open(const std::string& dir);
+  // exists but neither slot is intact; Internal if the disk failed. With
+  // `recent`, the copy keeps its newest segments within it (TakeRecent);
+  // without, none.
+  static Result<std::unique_ptr<Applier>> Open(const std::string& dir,
+                                               std::shared_ptr<RecentBudget> recent = nullptr);
   ~Applier();
   Applier(const Applier&) = delete;
   Applier& operator=(const Applier&) = delete;
@@ -98,14 +116,14 @@ class Applier {
   bool deferred() const { return deferred_; }
 
   // The newest segments this copy applied, oldest first, their seqs
-  // contiguous and the last its position's (at most kRecentBytes of them,
-  // at least the last; empty before one was applied since it was opened);
-  // they are taken, and the copy keeps none after. What a promoted copy
-  // gives its shipper (Shipper::ContinueFrom), so that a follower a few
-  // segments behind it when its primary was lost streams on from where it
-  // is with no snapshot. Held in memory only: a copy reopened starts with
-  // none (those of its journal it rolls forward excepted).
-  static constexpr size_t kRecentBytes = size_t{2} << 20;
+  // contiguous and the last its position's (within the RecentBudget given
+  // to Open, at least the last; empty before one was applied since it was
+  // opened, or without a budget); they are taken, and the copy keeps none
+  // after. What a promoted copy gives its shipper (Shipper::ContinueFrom),
+  // so that a follower a little behind it when its primary was lost
+  // streams on from where it is with no snapshot. Held in memory only: a
+  // copy reopened starts with none (those of its journal it rolls forward
+  // excepted).
   std::vector<std::string> TakeRecent();
 
   // The position of the last segment applied (durable unless deferred()).
@@ -122,7 +140,8 @@ class Applier {
 
  private:
   struct Files;
-  Applier(ReplicaPosition position, std::unique_ptr<Files> files);
+  Applier(ReplicaPosition position, std::unique_ptr<Files> files,
+          std::shared_ptr<RecentBudget> recent);
   // Apply after decoding; `journal`: append the segment to the journal
   // first (not when it comes from the journal).
   Status ApplyDecoded(Segment segment, std::string_view encoded, bool may_defer, bool journal);
@@ -142,8 +161,9 @@ class Applier {
   bool deferred_ = false;
   std::vector<Segment> unapplied_;  // deferred, journaled, not in the files yet
   size_t unapplied_bytes_ = 0;
+  const std::shared_ptr<RecentBudget> budget_;           // null: keeps none
   std::deque<std::pair<uint64_t, std::string>> recent_;  // TakeRecent's
-  size_t recent_bytes_ = 0;
+  size_t recent_bytes_ = 0;                              // counted in budget_->held too
 };
 
 }  // namespace silo::replication

@@ -38,7 +38,8 @@ Status WriteAt(const std::string& path, uint64_t offset, std::string_view bytes,
 
 }  // namespace
 
-Replicas::Replicas(std::string root) : root_(std::move(root)) {}
+Replicas::Replicas(std::string root, std::shared_ptr<RecentBudget> recent)
+    : root_(std::move(root)), recent_(std::move(recent)) {}
 
 bool Replicas::ValidTenantId(const std::string& id) {
   if (id.empty() || id.size() > 64) return false;
@@ -57,7 +58,7 @@ Replicas::Copy& Replicas::Get(const std::string& tenant) {
 
 Status Replicas::EnsureOpen(const std::string& tenant, Copy& copy) {
   if (copy.applier) return Status::Ok();
-  SILO_ASSIGN_OR_RETURN(copy.applier, Applier::Open(Dir(tenant)));
+  SILO_ASSIGN_OR_RETURN(copy.applier, Applier::Open(Dir(tenant), recent_));
   return Status::Ok();
 }
 
@@ -509,7 +510,7 @@ Status Replicas::ApplySnapshotChunk(const std::string& tenant, Copy& copy,
   SILO_RETURN_IF_ERROR(SyncDir(dir));
   ReplicaPosition position{c.lineage, c.term, c.seq, c.hash, 0};
   SILO_RETURN_IF_ERROR(Applier::Install(dir, position));
-  SILO_ASSIGN_OR_RETURN(copy.applier, Applier::Open(dir));
+  SILO_ASSIGN_OR_RETURN(copy.applier, Applier::Open(dir, recent_));
   return Status::Ok();
 }
 

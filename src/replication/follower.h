@@ -45,7 +45,9 @@ namespace silo::replication {
 
 class Replicas {
  public:
-  explicit Replicas(std::string root);
+  // `recent` bounds the segments the copies keep for a promotion (Close).
+  explicit Replicas(std::string root,
+                    std::shared_ptr<RecentBudget> recent = std::make_shared<RecentBudget>());
 
   // The node link handler.
   cluster::Message Handle(const cluster::Message& message);
@@ -140,6 +142,7 @@ class Replicas {
   Status EnsureOpen(const std::string& tenant, Copy& copy);
 
   const std::string root_;
+  const std::shared_ptr<RecentBudget> recent_;
   mutable std::mutex mu_;  // guards the map, not the copies (one tenant at a time)
   std::map<std::string, std::unique_ptr<Copy>> copies_;
 };

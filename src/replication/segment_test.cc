@@ -305,6 +305,55 @@ TEST_F(ApplierTest, ARunOfFrameAppendsIsMadeDurableByItsJournalBeforeItReachesTh
   EXPECT_EQ(DurableSeq(), 1u);
 }
 
+// The segments copies keep for a promotion (TakeRecent): the newest,
+// ending at the copy's position, each copy within its own bound and all of
+// them within their shared one (a copy over it keeps fewer, at least its
+// newest); taken once; none without a budget; given back when a copy goes.
+TEST_F(ApplierTest, TheSegmentsKeptForAPromotionAreTheNewestWithinTheirBounds) {
+  const std::vector<std::string> chain = FrameChain(12);
+  const size_t each = chain[5].size();  // all but the first (it writes the header too)
+  auto budget = std::make_shared<RecentBudget>();
+  budget->per_copy = 4 * each + each / 2;
+  budget->total = 6 * each + each / 2;
+  const std::string other_dir = dir_ + "-other";
+  fs::remove_all(other_dir);
+  {
+    auto a = Applier::Open(dir_, budget);
+    auto b = Applier::Open(other_dir, budget);
+    auto none = Applier::Open(dir_ + "-none");
+    ASSERT_OK(a);
+    ASSERT_OK(b);
+    ASSERT_OK(none);
+    for (const std::string& segment : chain) {
+      ASSERT_OK((*a)->Apply(segment, /*may_defer=*/true));
+      ASSERT_OK((*none)->Apply(segment, /*may_defer=*/true));
+    }
+    ASSERT_OK((*a)->Flush());
+    EXPECT_EQ(budget->held.load(), 4 * each);
+    EXPECT_TRUE((*none)->TakeRecent().empty()) << "kept without a budget";
+    // b's third would pass the shared bound: it keeps its newest two.
+    for (int i = 0; i < 3; ++i) ASSERT_OK((*b)->Apply(chain[i]));
+    EXPECT_LE(budget->held.load(), budget->total);
+    std::vector<std::string> kept_b = (*b)->TakeRecent();
+    EXPECT_EQ(kept_b, (std::vector<std::string>{chain[1], chain[2]}));
+    EXPECT_EQ(budget->held.load(), 4 * each);
+
+    std::vector<std::string> kept_a = (*a)->TakeRecent();
+    EXPECT_EQ(kept_a, (std::vector<std::string>(chain.end() - 4, chain.end())));
+    auto newest = DecodeSegment(kept_a.back());
+    ASSERT_OK(newest);
+    EXPECT_EQ(newest->header.seq, (*a)->position().seq);
+    EXPECT_EQ(newest->hash, (*a)->position().hash);
+    EXPECT_TRUE((*a)->TakeRecent().empty()) << "taken twice";
+    EXPECT_EQ(budget->held.load(), 0u);
+    ASSERT_OK((*b)->Apply(chain[3]));
+    EXPECT_EQ(budget->held.load(), each);
+  }
+  EXPECT_EQ(budget->held.load(), 0u) << "a closed copy's segments still counted";
+  fs::remove_all(other_dir);
+  fs::remove_all(dir_ + "-none");
+}
+
 TEST_F(ApplierTest, AProcessKilledMidRunRollsItsJournalForwardAndNothingElse) {
   std::vector<std::string> chain = FrameChain(5);
   std::string wal_through_three;

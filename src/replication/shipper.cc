@@ -179,11 +179,16 @@ Shipper::Sent Shipper::Send(uint64_t seq, const std::string& encoded) {
   if (!retained_.empty() && retained_.back().first + 1 != seq) {
     retained_.clear();  // not the next one (a new chain): what was kept does not lead here
     retained_bytes_ = 0;
+    seeded_bytes_ = 0;
   }
   retained_.emplace_back(seq, encoded);
   retained_bytes_ += encoded.size();
-  while (retained_.size() > 1 && retained_bytes_ > options_.retain_bytes) {
-    retained_bytes_ -= retained_.front().second.size();
+  // A promoted copy's segments (ContinueFrom) go only once retain_bytes of
+  // this chain's follow them: the promotion's own checkpoint may be MiBs.
+  while (retained_.size() > 1 && retained_bytes_ - seeded_bytes_ > options_.retain_bytes) {
+    const size_t dropped = retained_.front().second.size();
+    retained_bytes_ -= dropped;
+    seeded_bytes_ -= std::min(seeded_bytes_, dropped);
     retained_.pop_front();
   }
   Sent sent{seq, {}};
@@ -416,7 +421,9 @@ void Shipper::RemoveFollower(const std::string& node) {
 void Shipper::TrimRetained() {
   std::lock_guard send(send_mu_);
   while (retained_.size() > 1) {
-    retained_bytes_ -= retained_.front().second.size();
+    const size_t dropped = retained_.front().second.size();
+    retained_bytes_ -= dropped;
+    seeded_bytes_ -= std::min(seeded_bytes_, dropped);
     retained_.pop_front();
   }
 }
@@ -459,6 +466,7 @@ void Shipper::ContinueFrom(const ChainHead& head, std::vector<std::string> recen
     retained_bytes_ -= retained_.front().second.size();
     retained_.pop_front();
   }
+  seeded_bytes_ = retained_bytes_;
   std::lock_guard lock(shared_->mu);
   for (Shared::Follower& f : shared_->followers) {
     if (f.state != FollowerState::kGone) shared_->Ask(f);

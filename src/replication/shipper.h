@@ -55,8 +55,10 @@ struct ShipperOptions {
   bool sync = true;
   std::chrono::milliseconds ack_timeout{2000};
   bool strict = false;
-  // The newest segments kept (at most this many bytes, at least the last)
-  // so that a follower that was away a moment resumes without a snapshot.
+  // The newest segments kept (at most this many bytes, at least the last;
+  // those ContinueFrom was given kept on top until this many of the chain
+  // follow them) so that a follower that was away a moment resumes without
+  // a snapshot.
   size_t retain_bytes = size_t{8} << 20;
   // Sync mode: records a new sync set durably where an election reads it
   // (etcd). The sync set is the promotable followers of which at least one
@@ -288,6 +290,9 @@ class Shipper {
   // The newest segments, oldest first, contiguous seqs (under send_mu_).
   std::deque<std::pair<uint64_t, std::string>> retained_;
   size_t retained_bytes_ = 0;
+  // Of retained_bytes_, those of the promoted copy's segments that
+  // ContinueFrom retained (the oldest ones), under send_mu_.
+  size_t seeded_bytes_ = 0;
   // ContinueFrom's head: what a follower must hold to resume before any
   // segment was retained (under send_mu_).
   ChainHead base_;
