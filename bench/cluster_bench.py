@@ -30,7 +30,11 @@ loopback, started by the cluster test harness (tests/cluster/conftest.py).
     included), and the snapshots the new primary sent (its chain goes on
     from the promoted copy's position: none), RUNS rounds (medians); with
     BASE_SILO, that binary's rounds interleaved. ONLY=takeover runs this
-    part alone.
+    part alone. TAKEOVER_CASE picks what the follower not promoted holds:
+    "caught_up" (the default: what the promoted one holds); "under_writes"
+    (the primary killed while WRITERS clients create records); "away" (it
+    was down while AWAY_CREATES (default 50) records were created, and is
+    started again once the other took over: timed from its start).
   - Restart: a tenant of TAKEOVER_MIB MiB, its followers caught up, its
     primary stopped, a follower takes it over, and the old primary starts
     again on its data: the time from its start until it holds the new
@@ -494,7 +498,8 @@ def taken_over_by(c, by_id, tenant_id, token, since):
 
 def takeover_round(binary):
     """A TAKEOVER_MIB MiB tenant's primary is killed: (seconds from the
-    first write the new primary accepted until the follower that was not
+    first write the new primary accepted (TAKEOVER_CASE=away: from the
+    start of the follower that was away) until the follower that was not
     promoted holds its chain, that write included; snapshots the new
     primary sent; the tenant's MiB), with `binary`."""
     harness.SILO_BIN = harness.e2e.SILO_BIN = binary
@@ -506,12 +511,41 @@ def takeover_round(binary):
         mib = fill(by_id["n1"], token, tenant_id, TAKEOVER_MIB)
         harness.wait_until("followers caught up",
                            lambda: harness.caught_up(c, tenant_id, ["n2", "n3"]), timeout=300)
+        writers = []
+        if TAKEOVER_CASE == "under_writes":
+            def write(w):
+                client = Client(by_id["n1"], token)
+                for i in range(1 << 30):
+                    if client.call("POST", "/api/collections/tickets/records",
+                                   {"id": "w%d-%d" % (w, i), "title": "x"}) is None:
+                        return  # n1 is gone
+            writers = [threading.Thread(target=write, args=(w,)) for w in range(WRITERS)]
+            for t in writers:
+                t.start()
+            time.sleep(1)
+        elif TAKEOVER_CASE == "away":
+            by_id["n3"].proc.kill()
+            by_id["n3"].proc.wait()
+            harness.wait_until("n3's lease gone", lambda: "n3" not in [
+                n["id"] for n in c.status()["nodes"]], timeout=30)
+            client = Client(by_id["n1"], token)
+            for i in range(AWAY_CREATES):
+                client.call("POST", "/api/collections/tickets/records",
+                            {"id": "a%d" % i, "title": "x"})
+            harness.wait_until("n2 alone in the sync set, caught up", lambda: (
+                harness.tenant_entry(c.status(), tenant_id)["sync"] == ["n2"] and
+                harness.caught_up(c, tenant_id, ["n2"])), timeout=60)
         killed = time.monotonic()
         by_id["n1"].proc.kill()
         by_id["n1"].proc.wait()
+        for t in writers:
+            t.join()
         leader = taken_over_by(c, by_id, tenant_id, token, killed)
         taken = time.monotonic()
         other = "n3" if leader.node_id == "n2" else "n2"
+        if TAKEOVER_CASE == "away":
+            c.start_node("n3", dict(TTL, SILO_REPLICATION="sync"), data=by_id["n3"].data_dir)
+            taken = time.monotonic()
         harness.wait_until("the other follower holds the new chain",
                            lambda: harness.caught_up(c, tenant_id, [other]), timeout=600,
                            every=0.02)
@@ -591,13 +625,17 @@ def takeover_rounds():
         for name, binary in binaries:
             runs[name].append(takeover_round(binary))
             seconds, snapshots, mib = runs[name][-1]
-            print("round %d takeover, %s binary, %.0f MiB tenant: the other follower holds the "
-                  "new primary's chain %.2f s after its first write (%d snapshots sent)" %
-                  (r + 1, name, mib, seconds, snapshots), flush=True)
+            print("round %d takeover (%s), %s binary, %.0f MiB tenant: the other follower holds "
+                  "the new primary's chain %.2f s after %s (%d snapshots sent)" %
+                  (r + 1, TAKEOVER_CASE, name, mib, seconds,
+                   "its own start" if TAKEOVER_CASE == "away" else "the first write", snapshots),
+                  flush=True)
     harness.SILO_BIN = harness.e2e.SILO_BIN = os.environ["SILO_BIN"]
     return runs
 
 
+TAKEOVER_CASE = os.environ.get("TAKEOVER_CASE", "caught_up")
+AWAY_CREATES = int(os.environ.get("AWAY_CREATES", "50"))
 ETCD_TENANTS = int(os.environ.get("ETCD_TENANTS", "2000"))
 IDLE_SECONDS = float(os.environ.get("IDLE_SECONDS", "10"))
 

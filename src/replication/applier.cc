@@ -457,16 +457,23 @@ void Applier::Remember(uint64_t seq, std::string_view encoded) {
   if (!recent_.empty() && recent_.back().first + 1 != seq) {
     TakeRecent();  // not contiguous (cannot happen: applied in order)
   }
-  recent_.emplace_back(seq, std::string(encoded));
-  recent_bytes_ += encoded.size();
-  budget_->held += encoded.size();
-  while (recent_.size() > 1 &&
-         (recent_bytes_ > budget_->per_copy || budget_->held.load() > budget_->total)) {
-    const size_t dropped = recent_.front().second.size();
-    recent_bytes_ -= dropped;
-    budget_->held -= dropped;
+  // The oldest go while this one would pass a bound (all of them, when it
+  // alone does). The last to go lends its buffer when about the right size:
+  // a busy copy then allocates nothing and faults in no fresh pages per
+  // segment, and holds no buffer much larger than what it counts.
+  std::string buffer;
+  while (!recent_.empty() && (recent_bytes_ + encoded.size() > budget_->per_copy ||
+                              budget_->held.load() + encoded.size() > budget_->total)) {
+    buffer = std::move(recent_.front().second);
+    recent_bytes_ -= buffer.size();
+    budget_->held -= buffer.size();
     recent_.pop_front();
   }
+  if (buffer.capacity() > 2 * encoded.size()) buffer = std::string();
+  buffer.assign(encoded);
+  recent_bytes_ += encoded.size();
+  budget_->held += encoded.size();
+  recent_.emplace_back(seq, std::move(buffer));
 }
 
 std::vector<std::string> Applier::TakeRecent() {
