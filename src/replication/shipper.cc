@@ -186,10 +186,7 @@ Shipper::Sent Shipper::Send(uint64_t seq, const std::string& encoded) {
   // A promoted copy's segments (ContinueFrom) go only once retain_bytes of
   // this chain's follow them: the promotion's own checkpoint may be MiBs.
   while (retained_.size() > 1 && retained_bytes_ - seeded_bytes_ > options_.retain_bytes) {
-    const size_t dropped = retained_.front().second.size();
-    retained_bytes_ -= dropped;
-    seeded_bytes_ -= std::min(seeded_bytes_, dropped);
-    retained_.pop_front();
+    DropOldestRetained();
   }
   Sent sent{seq, {}};
   {
@@ -312,6 +309,33 @@ void Shipper::SetFollower(FollowerLink link) {
   shared_->followers.push_back(std::move(f));
 }
 
+size_t Shipper::ResumeIndex(const std::pair<uint64_t, std::string>& at) const {
+  // The retained segments after the copy's position, if they continue its
+  // chain: the one after it links to its hash (or, when it holds the
+  // newest, the newest is its hash).
+  if (!retained_.empty() && at.first + 1 >= retained_.front().first && at.first <= published_) {
+    const size_t next = static_cast<size_t>(at.first + 1 - retained_.front().first);
+    if (next < retained_.size()) {
+      auto segment = DecodeSegment(retained_[next].second);
+      if (segment.ok() && segment->header.prev_hash == at.second) return next;
+    } else if (auto newest = DecodeSegment(retained_.back().second);
+               newest.ok() && newest->hash == at.second) {
+      return retained_.size();
+    }
+  } else if (retained_.empty() && base_.seq != 0 && at.first == base_.seq &&
+             at.second == base_.hash) {
+    return 0;  // holds where the chain went on from, and nothing followed yet
+  }
+  return retained_.size() + 1;
+}
+
+void Shipper::DropOldestRetained() {
+  const size_t dropped = retained_.front().second.size();
+  retained_bytes_ -= dropped;
+  seeded_bytes_ -= std::min(seeded_bytes_, dropped);  // the seeded ones are the oldest
+  retained_.pop_front();
+}
+
 size_t Shipper::Resume() {
   struct Asked {
     size_t i;
@@ -338,17 +362,19 @@ size_t Shipper::Resume() {
     if (answer->kind == kAck) {
       if (auto ack = DecodeAck(answer->payload); ack.ok()) at = *ack;
     }
-    // Behind where the chain went on from (ContinueFrom): the segments it
-    // lacks were sent by the old primary, with blobs this follower may have
-    // missed (it then got no later segment, so it stands before the commit
-    // naming one). Its blobs first, as for a snapshot; a blob shipped from
-    // now on reaches it or marks it (files_missing).
-    bool behind_base;
+    // Behind where the chain went on from (ContinueFrom) and resumable from
+    // the promoted copy's segments: the old primary sent those, with blobs
+    // this follower may have missed (it then got no later segment, so it
+    // stands before the commit naming one). Its blobs first, as for a
+    // snapshot; a blob shipped from now on reaches it or marks it
+    // (files_missing). One that is not resumable gets them with its
+    // snapshot instead.
+    bool blobs_first;
     {
       std::lock_guard send(send_mu_);
-      behind_base = at && at->first < base_.seq;
+      blobs_first = at && at->first < base_.seq && ResumeIndex(*at) <= retained_.size();
     }
-    if (behind_base) {
+    if (blobs_first) {
       if (Status s = SyncBlobs(i, link); !s.ok()) {
         log::Warn("replication.follower_blobs_not_synced",
                   {{"tenant", tenant_}, {"node", node}, {"cause", s.ToString()}});
@@ -358,25 +384,8 @@ size_t Shipper::Resume() {
         continue;
       }
     }
-    // The retained segments after the copy's position, if they continue its
-    // chain: the one after it links to its hash (or, when it holds the
-    // newest, the newest is its hash).
     std::lock_guard send(send_mu_);
-    size_t from = retained_.size() + 1;  // none
-    if (at && !retained_.empty() && at->first + 1 >= retained_.front().first &&
-        at->first <= published_) {
-      const size_t next = static_cast<size_t>(at->first + 1 - retained_.front().first);
-      if (next < retained_.size()) {
-        auto segment = DecodeSegment(retained_[next].second);
-        if (segment.ok() && segment->header.prev_hash == at->second) from = next;
-      } else if (auto newest = DecodeSegment(retained_.back().second);
-                 newest.ok() && newest->hash == at->second) {
-        from = retained_.size();
-      }
-    } else if (at && retained_.empty() && base_.seq != 0 && at->first == base_.seq &&
-               at->second == base_.hash) {
-      from = 0;  // holds where the chain went on from, and nothing followed yet
-    }
+    const size_t from = at ? ResumeIndex(*at) : retained_.size() + 1;
     {
       std::lock_guard lock(shared_->mu);
       Shared::Follower& f = shared_->followers[i];
@@ -420,12 +429,7 @@ void Shipper::RemoveFollower(const std::string& node) {
 
 void Shipper::TrimRetained() {
   std::lock_guard send(send_mu_);
-  while (retained_.size() > 1) {
-    const size_t dropped = retained_.front().second.size();
-    retained_bytes_ -= dropped;
-    seeded_bytes_ -= std::min(seeded_bytes_, dropped);
-    retained_.pop_front();
-  }
+  while (retained_.size() > 1) DropOldestRetained();
 }
 
 void Shipper::RequireSnapshot() {
@@ -462,11 +466,8 @@ void Shipper::ContinueFrom(const ChainHead& head, std::vector<std::string> recen
   retained_ = std::move(chain);
   retained_bytes_ = 0;
   for (const auto& [seq, encoded] : retained_) retained_bytes_ += encoded.size();
-  while (retained_.size() > 1 && retained_bytes_ > options_.retain_bytes) {
-    retained_bytes_ -= retained_.front().second.size();
-    retained_.pop_front();
-  }
   seeded_bytes_ = retained_bytes_;
+  while (retained_.size() > 1 && retained_bytes_ > options_.retain_bytes) DropOldestRetained();
   std::lock_guard lock(shared_->mu);
   for (Shared::Follower& f : shared_->followers) {
     if (f.state != FollowerState::kGone) shared_->Ask(f);

@@ -249,6 +249,13 @@ class Shipper {
 
  private:
   struct Shared;  // what answers (on the links' threads) update; outlives this
+  // Where a follower at `at` (seq, hash) resumes: the index in retained_
+  // of the first segment to send it (retained_.size(): none, it holds the
+  // newest), or retained_.size() + 1 when it cannot (a snapshot).
+  // REQUIRES: send_mu_ held.
+  size_t ResumeIndex(const std::pair<uint64_t, std::string>& at) const;
+  // Drops the oldest retained segment. REQUIRES: send_mu_ held, one retained.
+  void DropOldestRetained();
   // Sends one segment to follower `i`; its answer updates the state.
   // REQUIRES: send_mu_ held (a follower's segments go in order).
   void SendSegment(size_t i, uint64_t seq, const std::string& encoded);

@@ -521,7 +521,7 @@ TEST_F(ShippingTest, AFollowerBehindAPromotedCopyStreamsOnFromTheSegmentsTheCopy
   ASSERT_FALSE(fs::exists(held_blob));
 
   // Without the recent segments, or with them cut short of the promoted
-  // position: a snapshot (and nothing sent).
+  // position: a snapshot (and nothing sent meanwhile).
   {
     Shipper without(kTenant, ShipperOptions{.sync = false, .files_dir = copy_files}, {NewLink(1)});
     without.ContinueFrom(from);
@@ -533,6 +533,9 @@ TEST_F(ShippingTest, AFollowerBehindAPromotedCopyStreamsOnFromTheSegmentsTheCopy
     EXPECT_EQ(cut.NeedingSnapshot(), std::vector<std::string>{"node-3"});
   }
   EXPECT_EQ(FollowerSeq(1), behind);
+  // Its snapshot gives it the blobs: none were sent ahead of it (so the
+  // blob found below came with the resume).
+  EXPECT_FALSE(fs::exists(held_blob)) << "a follower bound for a snapshot was sent blobs first";
 
   Shipper next(kTenant, ShipperOptions{.sync = false, .files_dir = copy_files}, {NewLink(1)});
   next.ContinueFrom(from, recent);
