@@ -47,7 +47,7 @@ class Server:
             os.remove(info)
         env = dict(os.environ, SILO_DATA_DIR=self.data, SILO_LISTEN="127.0.0.1:0",
                    SILO_OPERATOR_LISTEN="127.0.0.1:0", SILO_API_RATE_PER_MINUTE="1000000",
-                   SILO_OPERATOR_ACCESS="allowed")
+                   SILO_OPERATOR_ACCESS="allowed", SILO_BACKUP_SCHEDULE="off")
         self.log = open(os.path.join(os.path.dirname(self.data), "server.log"), "ab")
         self.proc = subprocess.Popen([SILO, "serve"], env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT)

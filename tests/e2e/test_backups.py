@@ -420,7 +420,7 @@ def test_scheduled_backup_retries_logs_and_drills(make_silo, data_dir):
     open(target, "w").write("not a directory")  # the first attempt fails
     for offset in (4, 8, 16, 32):
         at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=offset)
-        silo = make_silo({"SILO_BACKUP_TARGET": target,
+        silo = make_silo({"SILO_BACKUP_SCHEDULE": "on", "SILO_BACKUP_TARGET": target,
                           "SILO_BACKUP_TIME": at.strftime("%H:%M:%S"),
                           "SILO_BACKUP_WEEKLY_DAY": at.strftime("%A").lower(),
                           "SILO_BACKUP_RETRY_SECONDS": "3"})

@@ -21,6 +21,9 @@ export async function startSilo(extraEnv = {}) {
     SILO_OPERATOR_ACCESS: 'allowed',
     SILO_OPERATOR_LISTEN: '127.0.0.1:0',
     SILO_LOGIN_RATE_PER_MINUTE: '1000',
+    // The daily backup at 02:00 UTC would otherwise run in whichever test
+    // runs then; no browser test is about the schedule.
+    SILO_BACKUP_SCHEDULE: 'off',
     ...extraEnv,
   };
   const log = openSync(join(dir, 'server.log'), 'w');
