@@ -329,7 +329,7 @@ void ClusterMember::RecordChainHeads() {
   // follower taking over stands where these files do.
   if (databases) {
     for (const std::string& id : open) {
-      (void)databases->Exclusive(id, 5s, [] { return Status::Ok(); });
+      (void)databases->Exclusive(id, "the node is stopping", 5s, [] { return Status::Ok(); });
     }
   }
   std::map<std::string, Closed> closed;
@@ -1594,7 +1594,8 @@ void ClusterMember::HandOver(const std::string& tenant_id, const Handover& h,
   bool as_copy = false;
   // Closed and held closed: no write can start (503, retry), and the last
   // one's segments (the close's checkpoint too) are published.
-  Status s = databases->Exclusive(tenant_id, 5s, [&]() -> Status {
+  const std::string why = "the tenant is being handed over";  // told meanwhile
+  Status s = databases->Exclusive(tenant_id, why, 5s, [&]() -> Status {
     const uint64_t published = shipper->published();
     const auto deadline = std::chrono::steady_clock::now() + 5s;
     for (;;) {
@@ -1709,7 +1710,8 @@ void ClusterMember::Demote(const std::string& tenant_id, const std::string& node
   // streams on if the new primary took the chain on from there (a snapshot
   // replaces it otherwise, and it is no candidate meanwhile: OnChain).
   bool as_copy = false;
-  Status s = databases->Exclusive(tenant_id, 5s, [&]() -> Status {
+  const std::string why = "the tenant is moving to another node";  // told meanwhile
+  Status s = databases->Exclusive(tenant_id, why, 5s, [&]() -> Status {
     const std::string database = layout::TenantDatabaseFile(options_.data_dir, tenant_id);
     if (auto at = RecordedChainHead(database)) as_copy = KeepAsCopy(tenant_id, *at);
     Status r = options_.registry->Relinquish(tenant_id, kept);
@@ -1778,7 +1780,8 @@ void ClusterMember::ReopenFenced() {
   for (const std::string& id : fenced) {
     // Its close detaches it (primaries_ loses it); the next Acquire
     // attaches it under the current lease, or finds another node leads it.
-    Status s = databases->Exclusive(id, 5s, [] { return Status::Ok(); });
+    Status s = databases->Exclusive(id, "the tenant is reopening under a new lease", 5s,
+                                    [] { return Status::Ok(); });
     if (!s.ok()) log::Warn("cluster.reopen_delayed", {{"tenant", id}, {"cause", s.ToString()}});
   }
 }

@@ -28,6 +28,8 @@ using storage::Database;
 
 // How long the swap waits for requests still holding the tenant.
 constexpr auto kRekeySwapWait = std::chrono::seconds(30);
+// What a write is told from the pause to the swap's end (then "; retry ...").
+constexpr char kRekeyRefusal[] = "the tenant's data key is being changed";
 // The live copy: pages per step (1 MiB: a write waits at most that long),
 // and what is left for the pause (1 MiB).
 constexpr int64_t kStepPages = 256;
@@ -176,7 +178,7 @@ Result<RekeyReport> Service::RekeyLocked(const tenant::TenantInfo& tenant,
     // The pause: from here this open database takes no write (reads go on),
     // and the next one opened is the re-keyed copy.
     SILO_RETURN_IF_ERROR(db->Write([&](Database& d) -> Status {
-      db->RefuseWrites(Unavailable("the tenant's data key is being changed; retry in a moment"));
+      db->RefuseWrites(Unavailable(std::string(kRekeyRefusal) + "; retry in a moment"));
       pause_start = std::chrono::steady_clock::now();
       Status paused = [&]() -> Status {
         SILO_RETURN_IF_ERROR(NoUploadsInProgress(d));
@@ -215,7 +217,7 @@ Result<RekeyReport> Service::RekeyLocked(const tenant::TenantInfo& tenant,
     report.database_bytes = static_cast<int64_t>(std::filesystem::file_size(copy_path, ec));
     SILO_RETURN_IF_ERROR(step("copied"));
     db.reset();
-    return databases_->Exclusive(tenant.id, kRekeySwapWait, [&]() -> Status {
+    return databases_->Exclusive(tenant.id, kRekeyRefusal, kRekeySwapWait, [&]() -> Status {
       if (before_swap_) SILO_RETURN_IF_ERROR(before_swap_(tenant.id));
       SILO_RETURN_IF_ERROR(tenants_->CommitRekey(
           tenant.id, staged.key, [&] { return keyring_->CommitStaged(tenant.id); }));

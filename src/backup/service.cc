@@ -783,7 +783,9 @@ Result<RestoreReport> Service::RestoreLocked(const RestoreRequest& request) {
       }
       return SyncDir(dir);
     };
-    s = report.new_tenant ? swap() : databases_->Exclusive(dest.id, kSwapWait, swap);
+    s = report.new_tenant
+            ? swap()
+            : databases_->Exclusive(dest.id, "the tenant is being restored", kSwapWait, swap);
   }
   if (s.ok() && report.new_tenant) s = tenants_->SetState(dest.slug, tenant::TenantState::kActive);
   if (!s.ok()) {

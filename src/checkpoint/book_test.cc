@@ -86,7 +86,7 @@ TEST_F(BookTest, ACheckpointVerifiesOnlyUnchangedAndUnderItsKey) {
 TEST_F(BookTest, AnOlderCopyOfATenantIsNamedAndNotCheckpointed) {
   Append("t1", 3);
   // Copied and swapped back while no connection has the file open.
-  ASSERT_OK(databases_->Exclusive("t1", std::chrono::seconds(10), [&] {
+  ASSERT_OK(databases_->Exclusive("t1", "held", std::chrono::seconds(10), [&] {
     std::filesystem::copy_file(Path("t1.db"), Path("old.db"));
     return Status::Ok();
   }));
@@ -97,7 +97,7 @@ TEST_F(BookTest, AnOlderCopyOfATenantIsNamedAndNotCheckpointed) {
   EXPECT_TRUE(v->ok) << v->problem;
   EXPECT_EQ(v->newest->audit.seq, 7);
 
-  ASSERT_OK(databases_->Exclusive("t1", std::chrono::seconds(10), [&] {
+  ASSERT_OK(databases_->Exclusive("t1", "held", std::chrono::seconds(10), [&] {
     std::filesystem::remove(Path("t1.db-wal"));
     std::filesystem::rename(Path("old.db"), Path("t1.db"));
     return Status::Ok();

@@ -324,8 +324,8 @@ bool TenantDatabases::MakeRoomLocked() {
 Result<std::shared_ptr<TenantDatabase>> TenantDatabases::Acquire(const std::string& tenant_id) {
   {
     MutexLock lock(mu_);
-    if (exclusive_.count(tenant_id) != 0)
-      return Unavailable("tenant is being restored; retry shortly");
+    if (auto held = exclusive_.find(tenant_id); held != exclusive_.end())
+      return Unavailable(held->second + "; retry shortly");
     auto it = open_.find(tenant_id);
     if (it != open_.end()) {
       lru_.splice(lru_.begin(), lru_, it->second.lru);
@@ -346,8 +346,8 @@ Result<std::shared_ptr<TenantDatabase>> TenantDatabases::Acquire(const std::stri
   }
   {
     MutexLock lock(mu_);
-    if (exclusive_.count(tenant_id) != 0)
-      return Unavailable("tenant is being restored; retry shortly");
+    if (auto held = exclusive_.find(tenant_id); held != exclusive_.end())
+      return Unavailable(held->second + "; retry shortly");
     auto it = open_.find(tenant_id);  // opened while we waited
     if (it != open_.end()) return it->second.db;
     if (!MakeRoomLocked()) {
@@ -406,13 +406,13 @@ void TenantDatabases::Close(const std::string& tenant_id) {
   open_.erase(it);
 }
 
-Status TenantDatabases::Exclusive(const std::string& tenant_id, std::chrono::milliseconds wait,
+Status TenantDatabases::Exclusive(const std::string& tenant_id, std::string why,
+                                  std::chrono::milliseconds wait,
                                   const std::function<Status()>& fn) {
   {
     MutexLock lock(mu_);
-    if (!exclusive_.insert(tenant_id).second) {
-      return Unavailable("another restore of this tenant is running");
-    }
+    auto [held, inserted] = exclusive_.emplace(tenant_id, std::move(why));
+    if (!inserted) return Unavailable(held->second + "; retry shortly");
   }
   auto release = [&] {
     MutexLock lock(mu_);

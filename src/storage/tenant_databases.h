@@ -177,10 +177,13 @@ class TenantDatabases {
 
   // Runs `fn` while nothing has the tenant's database open: closes it, waits
   // up to `wait` for callers still holding it to finish, and refuses every
-  // Acquire (Unavailable) until `fn` returns. For replacing the file (a
-  // restore). Unavailable when the holders do not finish in time or another
-  // Exclusive runs for the tenant; otherwise what `fn` returns.
-  Status Exclusive(const std::string& tenant_id, std::chrono::milliseconds wait,
+  // Acquire until `fn` returns, with Unavailable("<why>; retry shortly"):
+  // `why` is what a client is told ("the tenant is being restored"), so it
+  // names this caller's reason. For replacing the file (a restore, a rekey)
+  // or holding it closed. Unavailable when the holders do not finish in
+  // time or another Exclusive runs for the tenant (its `why`); otherwise
+  // what `fn` returns.
+  Status Exclusive(const std::string& tenant_id, std::string why, std::chrono::milliseconds wait,
                    const std::function<Status()>& fn);
 
   size_t open_count() const;
@@ -215,8 +218,9 @@ class TenantDatabases {
   // SQLite sees them (schema only: no tenant's data, no key).
   std::string template_ GUARDED_BY(open_mu_);
   std::map<std::string, Entry> open_ GUARDED_BY(mu_);
-  std::list<std::string> lru_ GUARDED_BY(mu_);       // front = most recent
-  std::set<std::string> exclusive_ GUARDED_BY(mu_);  // tenants in Exclusive()
+  std::list<std::string> lru_ GUARDED_BY(mu_);  // front = most recent
+  // Tenants in Exclusive(), each with its `why`.
+  std::map<std::string, std::string> exclusive_ GUARDED_BY(mu_);
   // How many TenantDatabase objects of each tenant are not yet closed (a
   // holder's last reference goes before the connections close): what
   // Exclusive waits for. Shared with each object's close callback, which

@@ -222,7 +222,7 @@ TEST_F(TenantDatabasesTest, ExclusiveWaitsForHoldersAndRefusesAcquireMeanwhile) 
   ASSERT_OK(Insert(**held, "before"));
   // A holder that does not let go in time: Unavailable, nothing ran.
   bool ran = false;
-  Status s = dbs.Exclusive("a", std::chrono::milliseconds(50), [&] {
+  Status s = dbs.Exclusive("a", "held", std::chrono::milliseconds(50), [&] {
     ran = true;
     return Status::Ok();
   });
@@ -233,10 +233,17 @@ TEST_F(TenantDatabasesTest, ExclusiveWaitsForHoldersAndRefusesAcquireMeanwhile) 
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     db.reset();  // the last holder finishes
   });
-  s = dbs.Exclusive("a", std::chrono::seconds(5), [&] {
+  s = dbs.Exclusive("a", "the tenant is being restored", std::chrono::seconds(5), [&] {
     ran = true;
-    // Nobody gets the tenant meanwhile; other tenants are unaffected.
-    EXPECT_EQ(dbs.Acquire("a").status().code(), StatusCode::kUnavailable);
+    // Nobody gets the tenant meanwhile, and each is told why (the holder's
+    // reason, not another's); other tenants are unaffected.
+    auto refused = dbs.Acquire("a");
+    EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable);
+    EXPECT_EQ(refused.status().message(), "the tenant is being restored; retry shortly");
+    Status nested = dbs.Exclusive("a", "the tenant's data key is being changed",
+                                  std::chrono::seconds(1), [] { return Status::Ok(); });
+    EXPECT_EQ(nested.code(), StatusCode::kUnavailable);
+    EXPECT_EQ(nested.message(), "the tenant is being restored; retry shortly");
     EXPECT_OK(dbs.Acquire("b"));
     // The file is closed: it can be replaced.
     fs::remove(Path("a.db"));
@@ -286,7 +293,7 @@ TEST_F(TenantDatabasesTest, EachTenantsCacheIsEmptiedByItsOwnWrites) {
 
   put(**a, "a");
   a->reset();
-  ASSERT_OK(dbs.Exclusive("a", std::chrono::seconds(5), [] { return Status::Ok(); }));
+  ASSERT_OK(dbs.Exclusive("a", "held", std::chrono::seconds(5), [] { return Status::Ok(); }));
   auto again = dbs.Acquire("a");
   ASSERT_OK(again);
   EXPECT_EQ((*again)->cache().Get(kDerived, "k"), nullptr);  // a restore starts empty
@@ -663,7 +670,7 @@ TEST_F(TenantDatabasesTest, ExclusiveWaitsUntilTheLastHoldersConnectionsHaveClos
     db.reset();  // closes on this thread
   });
   bool ran = false;
-  ASSERT_OK(dbs.Exclusive("a", std::chrono::seconds(10), [&] {
+  ASSERT_OK(dbs.Exclusive("a", "held", std::chrono::seconds(10), [&] {
     EXPECT_TRUE(detached) << "ran while the last connection was still closing";
     ran = true;
     return Status::Ok();
