@@ -49,6 +49,15 @@ struct FollowerNode {
   std::shared_future<void> unstuck = unstick.get_future().share();
 };
 
+// A sealed blob as the primary's disk holds it (random bytes: the shipper
+// never reads inside one).
+std::string PutBlob(const std::string& files_dir, const std::string& id, size_t size) {
+  std::string bytes = crypto::RandomBytes(size);
+  EXPECT_OK(MakeDirs(layout::BlobDirIn(files_dir, id)));
+  EXPECT_OK(WriteFileAtomic(layout::BlobFileIn(files_dir, id), bytes, 0600));
+  return bytes;
+}
+
 class ShippingTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -200,11 +209,16 @@ class ShippingTest : public ::testing::Test {
   // ClusterMember::Promote does: its chain goes on under term 2 through
   // `next`, the promotion check's writes in it, then rows `first`..`last`
   // are inserted there. Returns the copy's database path.
+  // With `bytes`, adds up the size of each segment of the new chain.
   std::string WriteOnPromotedCopy(Shipper& next, Replicas& promoted,
-                                  const ReplicaPosition& position, int first, int last) {
+                                  const ReplicaPosition& position, int first, int last,
+                                  size_t* bytes = nullptr) {
     recorder_ = std::make_shared<SegmentRecorder>(
         position.lineage, 2, ChainHead{position.seq, position.hash},
-        [&next](uint64_t seq, const std::string& s) { return next.Publish(seq, s); });
+        [&next, bytes](uint64_t seq, const std::string& s) {
+          if (bytes) *bytes += s.size();
+          return next.Publish(seq, s);
+        });
     const std::string copy = promoted.Dir(kTenant) + "/" + kReplicaDatabaseName;
     storage::repl::Attach(copy, recorder_);
     EXPECT_OK(CheckPromotable(promoted.Dir(kTenant), *key_, storage::repl::kReplicatedCipherVfs));
@@ -215,6 +229,41 @@ class ShippingTest : public ::testing::Test {
       for (int id = first; id <= last; ++id) EXPECT_OK(Insert(**db, id));
     }
     return copy;  // closed: checkpointed, its WAL gone, all of it recorded
+  }
+
+  // The primary commits rows 1..20 with both followers, then (with `blob`,
+  // stores a blob first) rows 21..40 with node-3 away, and is lost; node-2's
+  // copy is closed for promotion. Where the copy stands, the segments it
+  // applied last, and where node-3 stands.
+  struct Lost {
+    ReplicaPosition position;
+    std::vector<std::string> recent;
+    uint64_t behind = 0;
+  };
+  Lost LoseThePrimaryWithNode3Away(bool blob) {
+    {
+      Shipper shipper(kTenant, ShipperOptions{.files_dir = dir_ + "/primary/files"}, Links());
+      auto db = OpenPrimary(shipper);
+      if (!db) return {};
+      for (int id = 1; id <= 20; ++id) EXPECT_OK(Insert(*db, id));
+      WaitForFollowers(shipper);
+      shipper.RemoveFollower("node-3");  // away for what follows
+      if (blob) {
+        PutBlob(dir_ + "/primary/files", std::string(32, 'c'), 3000);
+        EXPECT_OK(shipper.ShipBlob(std::string(32, 'c')));
+      }
+      for (int id = 21; id <= 40; ++id) EXPECT_OK(Insert(*db, id));
+      WaitForFollowers(shipper);
+      storage::repl::Detach(primary_);  // the primary dies
+    }
+    Lost lost;
+    auto position = followers_[0]->replicas->Position(kTenant);
+    EXPECT_OK(position);
+    if (position.ok()) lost.position = *position;
+    lost.behind = FollowerSeq(1);
+    EXPECT_LT(lost.behind + 10, lost.position.seq);
+    lost.recent = followers_[0]->replicas->Close(kTenant);
+    return lost;
   }
 
   // The rows of table t in the database at `path` (-1 when unreadable).
@@ -473,48 +522,25 @@ TEST_F(ShippingTest, APromotedCopysChainGoesOnAndAFollowerAtItsPositionNeedsNoSn
   EXPECT_EQ(next.NeedingSnapshot(), std::vector<std::string>{"node-3"});
 }
 
-// A sealed blob as the primary's disk holds it (random bytes: the shipper
-// never reads inside one).
-std::string PutBlob(const std::string& files_dir, const std::string& id, size_t size) {
-  std::string bytes = crypto::RandomBytes(size);
-  EXPECT_OK(MakeDirs(layout::BlobDirIn(files_dir, id)));
-  EXPECT_OK(WriteFileAtomic(layout::BlobFileIn(files_dir, id), bytes, 0600));
-  return bytes;
-}
-
 // A follower behind the promoted copy when the primary was lost (it was
 // away for the primary's last commits, one of which stored a blob) streams
 // on from where it is with the segments the promoted copy applied last,
 // given the blob first; without them, or with them not ending at the
 // promoted position, it needs a snapshot.
 TEST_F(ShippingTest, AFollowerBehindAPromotedCopyStreamsOnFromTheSegmentsTheCopyAppliedLast) {
-  const std::string files = dir_ + "/primary/files";
-  {
-    Shipper shipper(kTenant, ShipperOptions{.files_dir = files}, Links());
-    auto db = OpenPrimary(shipper);
-    ASSERT_NE(db, nullptr);
-    for (int id = 1; id <= 20; ++id) ASSERT_OK(Insert(*db, id));
-    WaitForFollowers(shipper);
-    shipper.RemoveFollower("node-3");  // away for what follows
-    PutBlob(files, std::string(32, 'c'), 3000);
-    ASSERT_OK(shipper.ShipBlob(std::string(32, 'c')));
-    for (int id = 21; id <= 40; ++id) ASSERT_OK(Insert(*db, id));
-    WaitForFollowers(shipper);
-    storage::repl::Detach(primary_);  // the primary dies
-  }
+  Lost lost = LoseThePrimaryWithNode3Away(/*blob=*/true);
+  ASSERT_FALSE(HasFailure());
   Replicas& promoted = *followers_[0]->replicas;
-  auto position = promoted.Position(kTenant);
-  ASSERT_OK(position);
-  const uint64_t behind = FollowerSeq(1);
-  ASSERT_LT(behind + 10, position->seq);
-  std::vector<std::string> recent = promoted.Close(kTenant);
+  const ReplicaPosition& position = lost.position;
+  const uint64_t behind = lost.behind;
+  std::vector<std::string>& recent = lost.recent;
   ASSERT_FALSE(recent.empty());
   auto newest = DecodeSegment(recent.back());
   ASSERT_OK(newest);
-  EXPECT_EQ(newest->header.seq, position->seq);
-  EXPECT_EQ(newest->hash, position->hash);
+  EXPECT_EQ(newest->header.seq, position.seq);
+  EXPECT_EQ(newest->hash, position.hash);
   EXPECT_TRUE(promoted.Close(kTenant).empty()) << "taken once";
-  const ChainHead from{position->seq, position->hash};
+  const ChainHead from{position.seq, position.hash};
   const std::string copy_files = promoted.Dir(kTenant) + "/files";
   const std::string held_blob =
       layout::BlobFileIn(followers_[1]->replicas->Dir(kTenant) + "/files", std::string(32, 'c'));
@@ -542,13 +568,66 @@ TEST_F(ShippingTest, AFollowerBehindAPromotedCopyStreamsOnFromTheSegmentsTheCopy
   EXPECT_EQ(next.Resume(), 1u);
   EXPECT_EQ(StateOf(next, "node-3"), "streaming");
   EXPECT_TRUE(fs::exists(held_blob)) << "the blob the missed commits name did not come first";
-  const std::string copy = WriteOnPromotedCopy(next, promoted, *position, 41, 50);
+  const std::string copy = WriteOnPromotedCopy(next, promoted, position, 41, 50);
   storage::repl::Detach(copy);
   WaitForFollowers(next);
   EXPECT_TRUE(next.NeedingSnapshot().empty());
   const std::string held = followers_[1]->replicas->Dir(kTenant) + "/" + kReplicaDatabaseName;
   EXPECT_TRUE(*ReadFile(held) == *ReadFile(copy)) << "the follower's copy is not the promoted one";
   EXPECT_EQ(RowsIn(held), 50);
+}
+
+// The promoted copy's segments are kept beyond retain_bytes until that
+// many bytes of the new chain follow them (the promotion's own checkpoint
+// may be MiBs): here retain_bytes is just what node-3 needs of them.
+// Within it, node-3 (away when the primary was lost) still resumes after
+// the new primary's first writes; past it, they go, and it needs a snapshot.
+class SeededRetentionTest : public ShippingTest {
+ protected:
+  // Promotes node-2's copy under a shipper retaining only the bytes of the
+  // segments node-3 lacks, writes rows 41..`last` there (their segments'
+  // bytes to `written`), then links node-3 and asks it where it stands.
+  // Returns how many resumed, or -1 when the setup failed.
+  int PromoteWriteAndResume(int last, size_t* written, size_t* retained) {
+    Lost lost = LoseThePrimaryWithNode3Away(/*blob=*/false);
+    if (HasFailure() || lost.recent.empty()) return -1;
+    *retained = 0;
+    for (const std::string& encoded : lost.recent) {
+      auto segment = DecodeSegment(encoded);
+      if (segment.ok() && segment->header.seq > lost.behind) *retained += encoded.size();
+    }
+    next_ = std::make_unique<Shipper>(
+        kTenant, ShipperOptions{.sync = false, .retain_bytes = *retained}, NoLinks());
+    next_->ContinueFrom({lost.position.seq, lost.position.hash}, lost.recent);
+    copy_ = WriteOnPromotedCopy(*next_, *followers_[0]->replicas, lost.position, 41, last, written);
+    storage::repl::Detach(copy_);
+    next_->SetFollower(NewLink(1));
+    return static_cast<int>(next_->Resume());
+  }
+  static std::vector<FollowerLink> NoLinks() { return {}; }
+
+  std::unique_ptr<Shipper> next_;
+  std::string copy_;
+};
+
+TEST_F(SeededRetentionTest, AFollowerResumesFromThemWhileLessThanRetainBytesFollowThem) {
+  size_t written = 0, retained = 0;
+  ASSERT_EQ(PromoteWriteAndResume(42, &written, &retained), 1);
+  // Together over the bound (the oldest would have gone), the new chain's
+  // alone within it.
+  EXPECT_LE(written, retained);
+  EXPECT_EQ(StateOf(*next_, "node-3"), "streaming");
+  WaitForFollowers(*next_);
+  const std::string held = followers_[1]->replicas->Dir(kTenant) + "/" + kReplicaDatabaseName;
+  EXPECT_TRUE(*ReadFile(held) == *ReadFile(copy_)) << "the follower's copy is not the promoted one";
+  EXPECT_EQ(RowsIn(held), 42);
+}
+
+TEST_F(SeededRetentionTest, TheyGoOnceRetainBytesOfTheNewChainFollowThem) {
+  size_t written = 0, retained = 0;
+  ASSERT_EQ(PromoteWriteAndResume(100, &written, &retained), 0);
+  EXPECT_GT(written, retained);
+  EXPECT_EQ(next_->NeedingSnapshot(), std::vector<std::string>{"node-3"});
 }
 
 // Descriptors this process holds open on files under `dir`.
