@@ -476,6 +476,18 @@ void Applier::Remember(uint64_t seq, std::string_view encoded) {
   recent_.emplace_back(seq, std::move(buffer));
 }
 
+void Applier::Seed(std::vector<std::string> segments) {
+  if (!budget_ || segments.empty() || !recent_.empty() || segments.size() > position_.seq) {
+    return;
+  }
+  auto last = DecodeSegment(segments.back());
+  if (!last.ok() || last->header.seq != position_.seq || last->hash != position_.hash) return;
+  // Contiguous, as TakeRecent gave them (a chain: Shipper::ContinueFrom
+  // checks the links again before it retains any).
+  uint64_t seq = position_.seq - segments.size() + 1;
+  for (const std::string& encoded : segments) Remember(seq++, encoded);
+}
+
 std::vector<std::string> Applier::TakeRecent() {
   std::vector<std::string> taken;
   taken.reserve(recent_.size());

@@ -57,9 +57,16 @@ inline constexpr char kReplicaJournalName[] = "replica.next";
 // they keep now. Per copy as much as a primary retains for a follower that
 // was away a moment (ShipperOptions::retain_bytes): a checkpoint's segment
 // alone may be several MiB.
+//
+// A copy closed while idle (Replicas::CloseIdle) gives its segments to
+// Replicas, which keeps those of such copies, `closed_total` bytes at most
+// together (the least recently closed go first; not counted in `held`), for
+// the copy's next open (Applier::Seed) or a promotion: a tenant idle for a
+// minute is still promoted with them.
 struct RecentBudget {
   size_t per_copy = size_t{8} << 20;
   size_t total = size_t{128} << 20;
+  size_t closed_total = size_t{64} << 20;
   std::atomic<size_t> held{0};
 };
 
@@ -123,8 +130,13 @@ class Applier {
   // so that a follower a little behind it when its primary was lost
   // streams on from where it is with no snapshot. Held in memory only: a
   // copy reopened starts with none (those of its journal it rolls forward
-  // excepted).
+  // excepted) unless given back with Seed.
   std::vector<std::string> TakeRecent();
+  // Gives back what TakeRecent took from this copy's last open (the copy
+  // closed, then opened again): kept as if applied here, within the
+  // budget, when they end at this copy's position and it keeps none yet;
+  // dropped otherwise.
+  void Seed(std::vector<std::string> segments);
 
   // The position of the last segment applied (durable unless deferred()).
   const ReplicaPosition& position() const { return position_; }

@@ -59,7 +59,35 @@ Replicas::Copy& Replicas::Get(const std::string& tenant) {
 Status Replicas::EnsureOpen(const std::string& tenant, Copy& copy) {
   if (copy.applier) return Status::Ok();
   SILO_ASSIGN_OR_RETURN(copy.applier, Applier::Open(Dir(tenant), recent_));
+  copy.applier->Seed(Unpark(tenant));
   return Status::Ok();
+}
+
+void Replicas::Park(const std::string& tenant, std::vector<std::string> segments) {
+  std::vector<std::string> dropped = Unpark(tenant);
+  size_t bytes = 0;
+  for (const std::string& s : segments) bytes += s.size();
+  std::list<Parked> gone;  // freed outside the lock
+  std::lock_guard lock(parked_mu_);
+  if (segments.empty() || !recent_ || bytes > recent_->closed_total) return;
+  parked_.push_back({tenant, std::move(segments), bytes});
+  parked_bytes_ += bytes;
+  while (parked_bytes_ > recent_->closed_total) {
+    parked_bytes_ -= parked_.front().bytes;
+    gone.splice(gone.end(), parked_, parked_.begin());
+  }
+}
+
+std::vector<std::string> Replicas::Unpark(const std::string& tenant) {
+  std::lock_guard lock(parked_mu_);
+  for (auto it = parked_.begin(); it != parked_.end(); ++it) {
+    if (it->tenant != tenant) continue;
+    parked_bytes_ -= it->bytes;
+    std::vector<std::string> segments = std::move(it->segments);
+    parked_.erase(it);
+    return segments;
+  }
+  return {};
 }
 
 size_t Replicas::open_count() const {
@@ -79,6 +107,8 @@ std::vector<std::string> Replicas::Close(const std::string& tenant_id) {
     } else {
       recent = copy.applier->TakeRecent();
     }
+  } else {
+    recent = Unpark(tenant_id);  // closed while idle: unchanged since
   }
   copy.applier.reset();
   copy.snapshot_next = 0;
@@ -91,6 +121,7 @@ Status Replicas::Reset(const std::string& tenant_id) {
   std::lock_guard lock(copy.mu);
   copy.applier.reset();
   copy.snapshot_next = 0;
+  (void)Unpark(tenant_id);
   const std::string dir = Dir(tenant_id);
   if (!PathExists(dir)) return Status::Ok();
   auto remove = [&](const char* name) -> Status {
@@ -110,14 +141,14 @@ Status Replicas::Reset(const std::string& tenant_id) {
 }
 
 size_t Replicas::CloseIdle(std::chrono::milliseconds idle) {
-  std::vector<Copy*> copies;
+  std::vector<std::pair<std::string, Copy*>> copies;
   {
     std::lock_guard lock(mu_);
-    for (auto& [id, copy] : copies_) copies.push_back(copy.get());  // never removed
+    for (auto& [id, copy] : copies_) copies.emplace_back(id, copy.get());  // never removed
   }
   const auto now = std::chrono::steady_clock::now();
   size_t closed = 0;
-  for (Copy* copy : copies) {
+  for (const auto& [tenant, copy] : copies) {
     std::unique_lock lock(copy->mu, std::try_to_lock);
     if (!lock.owns_lock() || !copy->applier || copy->snapshot_next != 0 ||
         now - copy->used < idle) {
@@ -128,6 +159,8 @@ size_t Replicas::CloseIdle(std::chrono::milliseconds idle) {
     // fail, the journal stays and is rolled forward at the next open.
     if (Status s = copy->applier->Settle(); !s.ok()) {
       log::Warn("replication.settle_failed", {{"cause", s.ToString()}});
+    } else {
+      Park(tenant, copy->applier->TakeRecent());
     }
     copy->applier.reset();
     ++closed;
@@ -141,6 +174,7 @@ Status Replicas::Drop(const std::string& tenant_id) {
   std::lock_guard lock(copy.mu);
   copy.applier.reset();
   copy.snapshot_next = 0;
+  (void)Unpark(tenant_id);
   return RemoveTree(Dir(tenant_id));
 }
 
@@ -153,6 +187,7 @@ Status Replicas::AdoptLed(const std::string& tenant_id, const std::string& datab
   std::lock_guard lock(copy.mu);
   copy.applier.reset();
   copy.snapshot_next = 0;
+  (void)Unpark(tenant_id);
   std::error_code ec;
   const std::string wal = database + "-wal";
   if (fs::exists(wal, ec) && fs::file_size(wal, ec) != 0) {
@@ -500,6 +535,7 @@ Status Replicas::ApplySnapshotChunk(const std::string& tenant, Copy& copy,
   // The whole file is here: make it the copy.
   copy.snapshot_next = 0;
   copy.applier.reset();
+  (void)Unpark(tenant);
   SILO_RETURN_IF_ERROR(SyncFile(partial));
   if (::unlink((dir + "/" + kReplicaWalName).c_str()) != 0 && errno != ENOENT) {
     return DiskError("unlink wal");

@@ -30,6 +30,7 @@
 #define SILO_REPLICATION_FOLLOWER_H_
 
 #include <chrono>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -64,9 +65,10 @@ class Replicas {
   // Closes the tenant's copy (its files stay, its journal recorded, so
   // they are its position's state), so that they may be moved away: a
   // follower taking the tenant over. The next message reopens it. Returns
-  // the newest segments it applied since it was opened (Applier::TakeRecent:
-  // oldest first, the last at its position; empty when none or when its
-  // journal could not be recorded).
+  // the newest segments it applied (Applier::TakeRecent: oldest first, the
+  // last at its position; those kept from before it was closed while idle
+  // too, as RecentBudget bounds them; empty when none or when its journal
+  // could not be recorded).
   std::vector<std::string> Close(const std::string& tenant_id);
   // Empties the tenant's copy: its position, journal, database and WAL go
   // (its wrapped key, metadata and blobs stay), so it takes a snapshot
@@ -78,7 +80,8 @@ class Replicas {
   // stay; the next message or Position reopens one, rolling its journal
   // forward as at a restart): an open copy holds up to four descriptors,
   // and a node follows every tenant it does not lead. Skips a copy busy
-  // now or taking a snapshot. Returns how many it closed.
+  // now or taking a snapshot. Its recent segments are kept (RecentBudget::
+  // closed_total). Returns how many it closed.
   size_t CloseIdle(std::chrono::milliseconds idle);
   // Makes the files of a tenant this node led until now its copy at
   // `position`: what a planned handover leaves behind, whose target goes on
@@ -138,13 +141,28 @@ class Replicas {
   Result<std::vector<std::string>> HeldBlobs(const std::string& tenant, std::string_view payload);
   Status ApplySnapshotChunk(const std::string& tenant, Copy& copy, std::string_view payload);
   Copy& Get(const std::string& tenant);  // made on first use; never removed
-  // Opens the copy's Applier if it is not. REQUIRES: copy.mu held.
+  // Opens the copy's Applier if it is not, with the segments kept since it
+  // was closed while idle (Seed). REQUIRES: copy.mu held.
   Status EnsureOpen(const std::string& tenant, Copy& copy);
+  // The recent segments of copies closed while idle, least recently closed
+  // first, within recent_->closed_total: Park keeps a tenant's (replacing
+  // what it had), Unpark takes them (empty when none). parked_mu_ is taken
+  // last: under a copy's mu, never the other way round.
+  void Park(const std::string& tenant, std::vector<std::string> segments);
+  std::vector<std::string> Unpark(const std::string& tenant);
 
   const std::string root_;
   const std::shared_ptr<RecentBudget> recent_;
   mutable std::mutex mu_;  // guards the map, not the copies (one tenant at a time)
   std::map<std::string, std::unique_ptr<Copy>> copies_;
+  struct Parked {
+    std::string tenant;
+    std::vector<std::string> segments;
+    size_t bytes = 0;
+  };
+  std::mutex parked_mu_;  // guards parked_ and parked_bytes_
+  std::list<Parked> parked_;
+  size_t parked_bytes_ = 0;
 };
 
 }  // namespace silo::replication

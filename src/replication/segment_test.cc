@@ -12,6 +12,8 @@
 #include "base/status_matchers.h"
 #include "crypto/crypto.h"
 #include "replication/applier.h"
+#include "replication/follower.h"
+#include "replication/protocol.h"
 #include "replication/recorder.h"
 
 namespace silo::replication {
@@ -352,6 +354,62 @@ TEST_F(ApplierTest, TheSegmentsKeptForAPromotionAreTheNewestWithinTheirBounds) {
   EXPECT_EQ(budget->held.load(), 0u) << "a closed copy's segments still counted";
   fs::remove_all(other_dir);
   fs::remove_all(dir_ + "-none");
+}
+
+// A copy closed while idle keeps its recent segments in Replicas: given
+// back when it opens again, or to a promotion (Close); those of the least
+// recently closed copies go past RecentBudget::closed_total, and a copy
+// whose files change (Reset, a snapshot) loses them. Seed keeps only
+// segments that end at the copy's position.
+TEST_F(ApplierTest, TheSegmentsOfACopyClosedWhileIdleOutliveItsCloseWithinTheirBound) {
+  const std::vector<std::string> chain = FrameChain(4);
+  size_t bytes = 0;
+  for (const std::string& s : chain) bytes += s.size();
+  auto budget = std::make_shared<RecentBudget>();
+  budget->closed_total = 2 * bytes;  // two copies' worth
+  const std::string root = dir_ + "-replicas";
+  fs::remove_all(root);
+  {
+    Replicas replicas(root, budget);
+    const std::vector<std::string> tenants{"t1", "t2", "t3", "t4"};
+    for (const std::string& t : tenants) {
+      for (size_t i = 0; i < chain.size(); ++i) {
+        cluster::Message answer = replicas.Handle({t, kSegment, i + 1, chain[i]});
+        ASSERT_EQ(answer.kind, kAck) << answer.payload;
+      }
+    }
+    EXPECT_EQ(budget->held.load(), 4 * bytes);
+    // Closed in id order: t1 is the least recently closed, and goes when
+    // t3's come (t4's with it).
+    EXPECT_EQ(replicas.CloseIdle(std::chrono::milliseconds(0)), 4u);
+    EXPECT_EQ(budget->held.load(), 0u) << "a closed copy's segments counted as an open one's";
+    EXPECT_TRUE(replicas.Close("t1").empty()) << "past closed_total, the oldest stayed";
+    EXPECT_TRUE(replicas.Close("t2").empty()) << "past closed_total, the oldest stayed";
+    // Opened again (a message, or Position): they are the copy's again, and
+    // outlive the next close too.
+    ASSERT_OK(replicas.Position("t3"));
+    EXPECT_EQ(budget->held.load(), bytes);
+    EXPECT_EQ(replicas.CloseIdle(std::chrono::milliseconds(0)), 1u);
+    EXPECT_EQ(replicas.Close("t3"), chain);
+    EXPECT_TRUE(replicas.Close("t3").empty()) << "taken twice";
+    // A copy emptied loses them.
+    ASSERT_OK(replicas.Reset("t4"));
+    EXPECT_TRUE(replicas.Close("t4").empty()) << "an emptied copy's segments were kept";
+  }
+  fs::remove_all(root);
+  // Seed: only what ends at the copy's position, into a copy keeping none.
+  {
+    auto a = Applier::Open(dir_, budget);
+    ASSERT_OK(a);
+    for (int i = 0; i < 3; ++i) ASSERT_OK((*a)->Apply(chain[i]));
+    (void)(*a)->TakeRecent();
+    (*a)->Seed(chain);  // ends past it
+    EXPECT_TRUE((*a)->TakeRecent().empty());
+    (*a)->Seed({chain[1], chain[2]});  // ends at it
+    (*a)->Seed({chain[2]});            // it keeps some already
+    EXPECT_EQ((*a)->TakeRecent(), (std::vector<std::string>{chain[1], chain[2]}));
+    EXPECT_EQ(budget->held.load(), 0u);
+  }
 }
 
 TEST_F(ApplierTest, AProcessKilledMidRunRollsItsJournalForwardAndNothingElse) {

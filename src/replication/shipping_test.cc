@@ -233,14 +233,15 @@ class ShippingTest : public ::testing::Test {
 
   // The primary commits rows 1..20 with both followers, then (with `blob`,
   // stores a blob first) rows 21..40 with node-3 away, and is lost; node-2's
-  // copy is closed for promotion. Where the copy stands, the segments it
-  // applied last, and where node-3 stands.
+  // copy is closed for promotion (with `idle`, closed while idle first,
+  // opened again and closed while idle again). Where the copy stands, the
+  // segments it applied last, and where node-3 stands.
   struct Lost {
     ReplicaPosition position;
     std::vector<std::string> recent;
     uint64_t behind = 0;
   };
-  Lost LoseThePrimaryWithNode3Away(bool blob) {
+  Lost LoseThePrimaryWithNode3Away(bool blob, bool idle = false) {
     {
       Shipper shipper(kTenant, ShipperOptions{.files_dir = dir_ + "/primary/files"}, Links());
       auto db = OpenPrimary(shipper);
@@ -262,6 +263,12 @@ class ShippingTest : public ::testing::Test {
     if (position.ok()) lost.position = *position;
     lost.behind = FollowerSeq(1);
     EXPECT_LT(lost.behind + 10, lost.position.seq);
+    if (idle) {
+      Replicas& replicas = *followers_[0]->replicas;
+      EXPECT_EQ(replicas.CloseIdle(0ms), 1u);
+      EXPECT_OK(replicas.Position(kTenant));  // opened again
+      EXPECT_EQ(replicas.CloseIdle(0ms), 1u);
+    }
     lost.recent = followers_[0]->replicas->Close(kTenant);
     return lost;
   }
@@ -575,6 +582,26 @@ TEST_F(ShippingTest, AFollowerBehindAPromotedCopyStreamsOnFromTheSegmentsTheCopy
   const std::string held = followers_[1]->replicas->Dir(kTenant) + "/" + kReplicaDatabaseName;
   EXPECT_TRUE(*ReadFile(held) == *ReadFile(copy)) << "the follower's copy is not the promoted one";
   EXPECT_EQ(RowsIn(held), 50);
+}
+
+// A tenant idle for a while before its primary was lost: its copies were
+// closed meanwhile (CloseIdle), and the promoted one still has the segments
+// a follower away for the last commits needs to stream on.
+TEST_F(ShippingTest, ACopyClosedWhileIdleIsPromotedWithTheSegmentsItAppliedLast) {
+  Lost lost = LoseThePrimaryWithNode3Away(/*blob=*/false, /*idle=*/true);
+  ASSERT_FALSE(HasFailure());
+  ASSERT_FALSE(lost.recent.empty()) << "the idle copy's segments were not kept";
+  Replicas& promoted = *followers_[0]->replicas;
+  Shipper next(kTenant, ShipperOptions{.sync = false}, {NewLink(1)});
+  next.ContinueFrom({lost.position.seq, lost.position.hash}, lost.recent);
+  EXPECT_EQ(next.Resume(), 1u);
+  const std::string copy = WriteOnPromotedCopy(next, promoted, lost.position, 41, 45);
+  storage::repl::Detach(copy);
+  WaitForFollowers(next);
+  EXPECT_TRUE(next.NeedingSnapshot().empty());
+  const std::string held = followers_[1]->replicas->Dir(kTenant) + "/" + kReplicaDatabaseName;
+  EXPECT_TRUE(*ReadFile(held) == *ReadFile(copy)) << "the follower's copy is not the promoted one";
+  EXPECT_EQ(RowsIn(held), 45);
 }
 
 // The promoted copy's segments are kept beyond retain_bytes until that
