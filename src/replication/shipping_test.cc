@@ -273,6 +273,20 @@ class ShippingTest : public ::testing::Test {
     return lost;
   }
 
+  // Rows 41..`last` written on the promoted copy through `next` reach
+  // node-3, streaming: with no snapshot, it ends byte for byte that copy.
+  void ExpectNode3StreamsOnTo(Shipper& next, const Lost& lost, int last) {
+    const std::string copy =
+        WriteOnPromotedCopy(next, *followers_[0]->replicas, lost.position, 41, last);
+    storage::repl::Detach(copy);
+    WaitForFollowers(next);
+    EXPECT_TRUE(next.NeedingSnapshot().empty());
+    const std::string held = followers_[1]->replicas->Dir(kTenant) + "/" + kReplicaDatabaseName;
+    EXPECT_TRUE(*ReadFile(held) == *ReadFile(copy))
+        << "the follower's copy is not the promoted one";
+    EXPECT_EQ(RowsIn(held), last);
+  }
+
   // The rows of table t in the database at `path` (-1 when unreadable).
   int64_t RowsIn(const std::string& path) {
     auto db = storage::Database::Open(path, *key_, {.create = false});
@@ -575,13 +589,7 @@ TEST_F(ShippingTest, AFollowerBehindAPromotedCopyStreamsOnFromTheSegmentsTheCopy
   EXPECT_EQ(next.Resume(), 1u);
   EXPECT_EQ(StateOf(next, "node-3"), "streaming");
   EXPECT_TRUE(fs::exists(held_blob)) << "the blob the missed commits name did not come first";
-  const std::string copy = WriteOnPromotedCopy(next, promoted, position, 41, 50);
-  storage::repl::Detach(copy);
-  WaitForFollowers(next);
-  EXPECT_TRUE(next.NeedingSnapshot().empty());
-  const std::string held = followers_[1]->replicas->Dir(kTenant) + "/" + kReplicaDatabaseName;
-  EXPECT_TRUE(*ReadFile(held) == *ReadFile(copy)) << "the follower's copy is not the promoted one";
-  EXPECT_EQ(RowsIn(held), 50);
+  ExpectNode3StreamsOnTo(next, lost, 50);
 }
 
 // A tenant idle for a while before its primary was lost: its copies were
@@ -591,17 +599,10 @@ TEST_F(ShippingTest, ACopyClosedWhileIdleIsPromotedWithTheSegmentsItAppliedLast)
   Lost lost = LoseThePrimaryWithNode3Away(/*blob=*/false, /*idle=*/true);
   ASSERT_FALSE(HasFailure());
   ASSERT_FALSE(lost.recent.empty()) << "the idle copy's segments were not kept";
-  Replicas& promoted = *followers_[0]->replicas;
   Shipper next(kTenant, ShipperOptions{.sync = false}, {NewLink(1)});
   next.ContinueFrom({lost.position.seq, lost.position.hash}, lost.recent);
   EXPECT_EQ(next.Resume(), 1u);
-  const std::string copy = WriteOnPromotedCopy(next, promoted, lost.position, 41, 45);
-  storage::repl::Detach(copy);
-  WaitForFollowers(next);
-  EXPECT_TRUE(next.NeedingSnapshot().empty());
-  const std::string held = followers_[1]->replicas->Dir(kTenant) + "/" + kReplicaDatabaseName;
-  EXPECT_TRUE(*ReadFile(held) == *ReadFile(copy)) << "the follower's copy is not the promoted one";
-  EXPECT_EQ(RowsIn(held), 45);
+  ExpectNode3StreamsOnTo(next, lost, 45);
 }
 
 // The promoted copy's segments are kept beyond retain_bytes until that
