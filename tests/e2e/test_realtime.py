@@ -79,8 +79,14 @@ async def connect(silo, slug, cookie=None, token=None, ticket=None, origin=None,
         h["Authorization"] = "Bearer " + token
     query = "?ticket=" + ticket if ticket else ""
     uri = "wss://%s/t/%s/api/realtime%s" % (silo.url.split("://", 1)[1], slug, query)
+    # No WebSocket keepalive pings from the client (websockets pings every
+    # 20 s and gives up 20 s later): a client that stopped reading (the
+    # stalled consumer) never sees the pong, and past 40 s (an ASan run)
+    # its own keepalive ended the connection (1006) before the server's
+    # close arrived. Each test's own waits bound it instead.
     return await websockets.connect(uri, ssl=insecure_client_context(), extra_headers=h,
-                                    origin=origin, max_size=1 << 20, open_timeout=10)
+                                    origin=origin, max_size=1 << 20, open_timeout=10,
+                                    ping_interval=None)
 
 
 async def refused(silo, slug, **kw):
