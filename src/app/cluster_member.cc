@@ -560,6 +560,7 @@ ClusterMember::Stats ClusterMember::stats() const {
   st.promotions = promotions_;
   st.loop_turns = loop_turns_;
   st.copies = replicas_->open_count();
+  st.recent_bytes = replicas_->recent_bytes();
   MutexLock lock(mu_);
   st.tenants_led = primaries_.size();
   for (const auto& [id, p] : primaries_) {

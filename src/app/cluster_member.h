@@ -207,6 +207,7 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
     bool lease_held = false;
     size_t tenants_led = 0;
     size_t copies = 0;              // tenants this node follows (copies opened since start)
+    uint64_t recent_bytes = 0;      // segments its copies keep for a promotion (RecentBudget)
     uint64_t lag_segments = 0;      // the most any follower of a tenant led here is behind
     uint64_t followers_behind = 0;  // followers waiting for or receiving a snapshot
     uint64_t term_max = 0;          // the highest term among the tenants led here

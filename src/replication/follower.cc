@@ -95,6 +95,11 @@ size_t Replicas::open_count() const {
   return copies_.size();
 }
 
+size_t Replicas::recent_bytes() const {
+  std::lock_guard lock(parked_mu_);
+  return parked_bytes_ + (recent_ ? recent_->held.load() : 0);
+}
+
 std::vector<std::string> Replicas::Close(const std::string& tenant_id) {
   if (!ValidTenantId(tenant_id)) return {};
   Copy& copy = Get(tenant_id);

@@ -62,6 +62,9 @@ class Replicas {
   // Copies this object has opened (or received a message for) since it was
   // made.
   size_t open_count() const;
+  // The bytes of segments its copies keep for a promotion, open ones' and
+  // those kept for copies closed while idle (RecentBudget bounds both).
+  size_t recent_bytes() const;
   // Closes the tenant's copy (its files stay, its journal recorded, so
   // they are its position's state), so that they may be moved away: a
   // follower taking the tenant over. The next message reopens it. Returns
@@ -160,7 +163,7 @@ class Replicas {
     std::vector<std::string> segments;
     size_t bytes = 0;
   };
-  std::mutex parked_mu_;  // guards parked_ and parked_bytes_
+  mutable std::mutex parked_mu_;  // guards parked_ and parked_bytes_
   std::list<Parked> parked_;
   size_t parked_bytes_ = 0;
 };

@@ -379,10 +379,12 @@ TEST_F(ApplierTest, TheSegmentsOfACopyClosedWhileIdleOutliveItsCloseWithinTheirB
       }
     }
     EXPECT_EQ(budget->held.load(), 4 * bytes);
+    EXPECT_EQ(replicas.recent_bytes(), 4 * bytes);
     // Closed in id order: t1 is the least recently closed, and goes when
     // t3's come (t4's with it).
     EXPECT_EQ(replicas.CloseIdle(std::chrono::milliseconds(0)), 4u);
     EXPECT_EQ(budget->held.load(), 0u) << "a closed copy's segments counted as an open one's";
+    EXPECT_EQ(replicas.recent_bytes(), 2 * bytes);
     EXPECT_TRUE(replicas.Close("t1").empty()) << "past closed_total, the oldest stayed";
     EXPECT_TRUE(replicas.Close("t2").empty()) << "past closed_total, the oldest stayed";
     // Opened again (a message, or Position): they are the copy's again, and
@@ -395,6 +397,7 @@ TEST_F(ApplierTest, TheSegmentsOfACopyClosedWhileIdleOutliveItsCloseWithinTheirB
     // A copy emptied loses them.
     ASSERT_OK(replicas.Reset("t4"));
     EXPECT_TRUE(replicas.Close("t4").empty()) << "an emptied copy's segments were kept";
+    EXPECT_EQ(replicas.recent_bytes(), 0u);
   }
   fs::remove_all(root);
   // Seed: only what ends at the copy's position, into a copy keeping none.

@@ -202,9 +202,12 @@ def test_a_tenant_is_copied_sealed_and_byte_for_byte_to_every_other_node(cluster
     assert metric(n1, "silo_repl_bytes_total") > 0
     assert metric(n1, "silo_repl_snapshots_total") >= 1
     assert metric(n1, "silo_repl_followers_behind") == 0
+    assert metric(n1, "silo_repl_recent_bytes") == 0  # it holds no copy
     for follower in (n2, n3):
         assert metric(follower, "silo_repl_copies") == 1
         assert metric(follower, "silo_repl_tenants_led") == 0
+        # The segments it applied since its snapshot, kept for a promotion.
+        assert 0 < metric(follower, "silo_repl_recent_bytes") <= 192 << 20
 
 
 def test_a_second_node_with_a_live_node_id_is_refused(cluster):
