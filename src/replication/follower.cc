@@ -64,30 +64,33 @@ Status Replicas::EnsureOpen(const std::string& tenant, Copy& copy) {
 }
 
 void Replicas::Park(const std::string& tenant, std::vector<std::string> segments) {
-  std::vector<std::string> dropped = Unpark(tenant);
   size_t bytes = 0;
   for (const std::string& s : segments) bytes += s.size();
-  std::list<Parked> gone;  // freed outside the lock
+  std::list<Parked> gone;  // replaced or dropped: freed outside the lock
   std::lock_guard lock(parked_mu_);
+  auto take = [&](std::list<Parked>::iterator it) {
+    parked_bytes_ -= it->bytes;
+    parked_by_tenant_.erase(it->tenant);
+    gone.splice(gone.end(), parked_, it);
+  };
+  if (auto old = parked_by_tenant_.find(tenant); old != parked_by_tenant_.end()) take(old->second);
   if (segments.empty() || !recent_ || bytes > recent_->closed_total) return;
   parked_.push_back({tenant, std::move(segments), bytes});
+  parked_by_tenant_[tenant] = std::prev(parked_.end());
   parked_bytes_ += bytes;
-  while (parked_bytes_ > recent_->closed_total) {
-    parked_bytes_ -= parked_.front().bytes;
-    gone.splice(gone.end(), parked_, parked_.begin());
-  }
+  while (parked_bytes_ > recent_->closed_total) take(parked_.begin());
 }
 
 std::vector<std::string> Replicas::Unpark(const std::string& tenant) {
   std::lock_guard lock(parked_mu_);
-  for (auto it = parked_.begin(); it != parked_.end(); ++it) {
-    if (it->tenant != tenant) continue;
-    parked_bytes_ -= it->bytes;
-    std::vector<std::string> segments = std::move(it->segments);
-    parked_.erase(it);
-    return segments;
-  }
-  return {};
+  auto found = parked_by_tenant_.find(tenant);
+  if (found == parked_by_tenant_.end()) return {};
+  auto it = found->second;
+  parked_by_tenant_.erase(found);
+  parked_bytes_ -= it->bytes;
+  std::vector<std::string> segments = std::move(it->segments);
+  parked_.erase(it);
+  return segments;
 }
 
 size_t Replicas::open_count() const {

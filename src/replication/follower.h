@@ -163,8 +163,9 @@ class Replicas {
     std::vector<std::string> segments;
     size_t bytes = 0;
   };
-  mutable std::mutex parked_mu_;  // guards parked_ and parked_bytes_
-  std::list<Parked> parked_;
+  mutable std::mutex parked_mu_;  // guards the three below
+  std::list<Parked> parked_;      // least recently closed first
+  std::map<std::string, std::list<Parked>::iterator> parked_by_tenant_;
   size_t parked_bytes_ = 0;
 };
 
