@@ -7,10 +7,17 @@ loopback, started by the cluster test harness (tests/cluster/conftest.py).
     (default 5), then reading them by id for as long. RUNS (default 3)
     rounds, each mode once per round in turn (interleaved, so that the
     machine's noise falls on all three alike); medians, and ratios against
-    "off" from the same rounds.
+    "off" from the same rounds. With FOLLOWER_DIRS, the same rounds again
+    with the followers' data directories under each of those directories
+    (another filesystem: on one machine the followers otherwise share the
+    primary's disk), interleaved with the others. ONLY=throughput runs this
+    part alone.
   - Where the CPU went while creating: milliseconds of CPU per create of the
     primary, the followers, etcd and this client (they share the machine's
-    cores: a follower's work here is work the primary cannot do).
+    cores: a follower's work here is work the primary cannot do), and the
+    primary's CPU per create off over async's and sync's: the share of
+    "off"'s creates a primary with cores of its own would keep if its CPU
+    were what bounds it.
   - Bytes shipped per create (silo_repl_bytes_total over the creates, sync).
   - Upload time of a file of UPLOAD_MIB (default 64) MiB, random bytes, in
     the same rounds and modes (UPLOADS, default 3, per round; medians): with
@@ -111,6 +118,11 @@ UPLOADS = int(os.environ.get("UPLOADS", "3"))
 LAG_RATE = float(os.environ.get("LAG_RATE", "500"))
 LAG_TENANTS = int(os.environ.get("LAG_TENANTS", "10"))
 LAG_SECONDS = float(os.environ.get("LAG_SECONDS", "10"))
+# Other places for the followers' data directories (comma-separated; e.g.
+# /dev/shm): the throughput rounds run once per place too, interleaved,
+# each against its own "off". On this one machine the followers otherwise
+# share the primary's disk (and its flushes) besides its cores.
+FOLLOWER_DIRS = [d for d in os.environ.get("FOLLOWER_DIRS", "").split(",") if d]
 
 
 class Client:
@@ -141,17 +153,24 @@ class Client:
             return None
 
 
-def new_cluster(names, extra):
+def new_cluster(names, extra, follower_dir=None):
+    """A cluster of `names`; with `follower_dir`, every node but the first
+    keeps its data directory under it (another filesystem: see
+    FOLLOWER_DIRS)."""
     root = tempfile.mkdtemp(prefix="silo-bench-cluster-")
     c = harness.Cluster(root)
+    c.elsewhere = tempfile.mkdtemp(prefix="silo-bench-", dir=follower_dir) if follower_dir else None
     c.etcd.start()
-    nodes = [c.start_node(n, extra) for n in names]
+    nodes = [c.start_node(n, extra, data=os.path.join(c.elsewhere, n) if c.elsewhere and i else None)
+             for i, n in enumerate(names)]
     return c, nodes
 
 
 def close_cluster(c):
     c.stop()
     shutil.rmtree(c.root, ignore_errors=True)
+    if getattr(c, "elsewhere", None):
+        shutil.rmtree(c.elsewhere, ignore_errors=True)
 
 
 def make_tenant(node, fields, slug="acme"):
@@ -246,9 +265,9 @@ def cpu_use(c, nodes):
             sum(cpu_seconds(p.pid) for p in c.etcd.procs), time.process_time())
 
 
-def throughput_round(mode):
+def throughput_round(mode, follower_dir=None):
     extra = dict(TTL, SILO_REPLICATION=mode)
-    c, (n1, n2, n3) = new_cluster(("n1", "n2", "n3"), extra)
+    c, (n1, n2, n3) = new_cluster(("n1", "n2", "n3"), extra, follower_dir)
     try:
         tenant_id, token = make_tenant(n1, [{"name": "title", "type": "string", "max": 200},
                                             {"name": "doc", "type": "file",
@@ -701,24 +720,52 @@ def takeover_result(runs):
     return line
 
 
+def throughput_rounds():
+    """RUNS rounds of each mode, in each placement of the followers' data
+    (None: beside the primary's; then each of FOLLOWER_DIRS), interleaved.
+    Per placement, per mode: the medians of throughput_round's figures."""
+    modes = ("off", "async", "sync")
+    placements = [None] + FOLLOWER_DIRS
+    results = {p: {m: [] for m in modes} for p in placements}
+    for r in range(RUNS):
+        for p in placements:
+            for m in modes:
+                results[p][m].append(throughput_round(m, p))
+                print("round %d %s%s: %.0f creates/s, %.0f reads/s, %.0f bytes/create, "
+                      "%d MiB upload %.2f s (resumable, %d MiB PATCHes: %.2f s); CPU ms per "
+                      "create: primary %.2f, followers %.2f, etcd %.2f, client %.2f" %
+                      ((r + 1, m, " (followers' data under %s)" % p if p else "") +
+                       results[p][m][-1][:3] + (UPLOAD_MIB,) + results[p][m][-1][3:4] +
+                       (TUS_PATCH_MIB,) + results[p][m][-1][4:5] + results[p][m][-1][5]),
+                      flush=True)
+    med = {}
+    for p in placements:
+        med[p] = {m: [statistics.median(x[i] for x in results[p][m]) for i in range(5)] +
+                  [statistics.median(x[5][0] for x in results[p][m])] for m in modes}
+        off = med[p]["off"]
+        print("medians%s: creates/s off %.0f, async %.0f (%.2f of off), sync %.0f (%.2f); "
+              "primary CPU ms per create off %.2f, async %.2f, sync %.2f (off's over async's: "
+              "%.2f, over sync's: %.2f)" %
+              (" (followers' data under %s)" % p if p else "", off[0], med[p]["async"][0],
+               med[p]["async"][0] / off[0], med[p]["sync"][0], med[p]["sync"][0] / off[0], off[5],
+               med[p]["async"][5], med[p]["sync"][5], off[5] / med[p]["async"][5],
+               off[5] / med[p]["sync"][5]), flush=True)
+    return med
+
+
 def main():
+    if os.environ.get("ONLY") == "throughput":  # this part alone
+        med = throughput_rounds()[None]
+        print("RESULT off_cps=%.1f async_cps=%.1f sync_cps=%.1f" %
+              (med["off"][0], med["async"][0], med["sync"][0]))
+        return
     if os.environ.get("ONLY") == "takeover":  # this part alone
         print("RESULT " + takeover_result(takeover_rounds()))
         return
     if os.environ.get("ONLY") == "restart":  # this part alone
         print("RESULT " + restart_result())
         return
-    modes = ("off", "async", "sync")
-    results = {m: [] for m in modes}
-    for r in range(RUNS):
-        for m in modes:
-            results[m].append(throughput_round(m))
-            print("round %d %s: %.0f creates/s, %.0f reads/s, %.0f bytes/create, "
-                  "%d MiB upload %.2f s (resumable, %d MiB PATCHes: %.2f s); CPU ms per create: "
-                  "primary %.2f, followers %.2f, etcd %.2f, client %.2f" %
-                  ((r + 1, m) + results[m][-1][:3] + (UPLOAD_MIB,) + results[m][-1][3:4] +
-                   (TUS_PATCH_MIB,) + results[m][-1][4:5] + results[m][-1][5]), flush=True)
-    med = {m: [statistics.median(x[i] for x in results[m]) for i in range(5)] for m in modes}
+    med = throughput_rounds()[None]
     lag_runs = {m: [] for m in ("async", "sync")}
     for r in range(RUNS):
         for m in lag_runs:
