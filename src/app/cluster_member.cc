@@ -38,6 +38,9 @@ constexpr char kGonePrefix[] = "/silo/gone/";
 constexpr char kKeylessRefusal[] =
     "this node has no master key (SILO_KEYLESS=1): it keeps a sealed copy and cannot take the "
     "tenant over";
+constexpr char kOwnDirectoryRefusal[] =
+    "this node still holds the tenant's own directory (tenants/<id>), where a promotion would "
+    "move its copy: it cannot take the tenant over until that directory is moved away";
 
 std::string PrimaryKey(const std::string& tenant_id) {
   return kTenantsPrefix + tenant_id + "/primary";
@@ -1347,7 +1350,15 @@ void ClusterMember::CheckPrimaries() {
       }
       continue;
     }
-    if (refused_.count(id) != 0 || PathExists(layout::TenantDir(options_.data_dir, id))) continue;
+    if (refused_.count(id) != 0) continue;
+    if (PathExists(layout::TenantDir(options_.data_dir, id))) {
+      // The tenant's own directory is still here beside the copy (a deposed
+      // primary's that could not be moved away): a promotion would move the
+      // copy onto it. Silent, this node would hold up an election that
+      // waits for every sync set member, for good.
+      RefuseCandidacy(id, kOwnDirectoryRefusal);
+      continue;
+    }
     if (options_.cluster.keyless) {
       // Never a candidate: says so once per tenant left without a primary.
       log::Error("replication.promotion_refused", {{"tenant", id}, {"cause", kKeylessRefusal}});
@@ -1787,20 +1798,24 @@ void ClusterMember::ReopenFenced() {
   }
 }
 
+void ClusterMember::RefuseCandidacy(const std::string& tenant_id, const std::string& why) {
+  log::Error("replication.promotion_refused", {{"tenant", tenant_id}, {"cause", why}});
+  refused_.insert(tenant_id);
+  // Heard, but no candidate (the others wait for every sync set member).
+  auto position = replicas_->Position(tenant_id);
+  json::object pos{{"seq", position.ok() ? static_cast<int64_t>(position->seq) : 0},
+                   {"refused", true}};
+  (void)etcd_->Put(kTenantsPrefix + tenant_id + "/pos/" + options_.cluster.node_id,
+                   json::serialize(pos), Lease()->id());
+}
+
 bool ClusterMember::Promote(const std::string& tenant_id) {
   const std::string& me = options_.cluster.node_id;
   // A copy that cannot be promoted steps out of the election (its position
   // key goes), so that the next best follower takes the tenant; it is tried
   // again only once the tenant is led again (and its copy resynced).
   auto refuse = [&](const std::string& why) {
-    log::Error("replication.promotion_refused", {{"tenant", tenant_id}, {"cause", why}});
-    refused_.insert(tenant_id);
-    // Heard, but no candidate (the others wait for every sync set member).
-    auto position = replicas_->Position(tenant_id);
-    json::object pos{{"seq", position.ok() ? static_cast<int64_t>(position->seq) : 0},
-                     {"refused", true}};
-    (void)etcd_->Put(kTenantsPrefix + tenant_id + "/pos/" + me, json::serialize(pos),
-                     Lease()->id());
+    RefuseCandidacy(tenant_id, why);
     return false;
   };
   if (options_.keyring == nullptr) return refuse(kKeylessRefusal);

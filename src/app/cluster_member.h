@@ -385,6 +385,11 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   // Takes over `tenant_id` from this node's copy. False when it could not.
   // On the loop thread only (it reads tenant_keys_, as CheckPrimaries left it).
   bool Promote(const std::string& tenant_id);
+  // This node's copy of `tenant_id` is no candidate, for `why` (logged):
+  // it posts its position as refused, which an election waiting for every
+  // sync set member counts as heard, and is not tried again until the
+  // tenant is led again. Loop thread.
+  void RefuseCandidacy(const std::string& tenant_id, const std::string& why);
   // Claims every active tenant of this node's registry not in `busy` (led,
   // handed over, or with a position posted by a follower that could take
   // it) and has not been for 2 s (see the top of the file). Loop thread.

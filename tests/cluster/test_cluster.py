@@ -11,6 +11,7 @@ import glob
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import threading
@@ -1598,6 +1599,58 @@ def test_a_follower_whose_copy_was_damaged_is_not_promoted_and_resyncs(cluster):
     # was, though its position is where n3's chain went on from.
     assert metric(n3, "silo_repl_snapshots_total") >= 1
     assert "replication.chain_continued" in n3.output()
+
+
+def test_a_follower_still_holding_the_tenants_own_directory_steps_aside_in_the_election(cluster):
+    """A follower whose node still has the tenant's own directory (a deposed
+    primary's it could not move away) cannot take the tenant over: its copy
+    would be moved onto it. It says so and posts its position as refused,
+    so that the election, which in sync mode waits for every member of the
+    sync set, goes on to the other follower. (It used to skip the election
+    without a word: no follower ever took the tenant over.) No acknowledged
+    write is lost, and its copy, untouched, streams on from the new
+    primary."""
+    n1, n2, n3 = started_three(cluster)
+    tenant_id, token = make_tenant(n1, "acme")
+    assert call(n1, "acme", token, "POST", "/api/collections", TICKETS).status_code == 201
+    acked = []
+    for i in range(20):
+        r = call(n1, "acme", token, "POST", "/api/collections/tickets/records",
+                 {"id": "g%d" % i, "title": "%s %d" % (NEEDLE, i)})
+        assert r.status_code == 201, r.text
+        acked.append("g%d" % i)
+    at = wait_until("both followers caught up", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))
+    assert sorted(at["sync"]) == ["n2", "n3"]
+    # Both copies stand at the same position, so n2 (the lower id) would be
+    # the first choice.
+    left = os.path.join(n2.data_dir, "tenants", tenant_id)
+    assert not os.path.exists(left)
+    os.makedirs(os.path.join(left, "files"))
+    n1.proc.kill()
+    n1.proc.wait()
+
+    entry = wait_until("a follower leads the tenant",
+                       serving(cluster, token,
+                               lambda: (tenant_entry(cluster.status(), tenant_id) or {}).get(
+                                   "primary") in ("n2", "n3") and
+                               tenant_entry(cluster.status(), tenant_id)))
+    assert entry["primary"] == "n3"
+    refused = [e for e in events(n2, "replication.promotion_refused")
+               if e["tenant"] == tenant_id]
+    assert len(refused) == 1 and "own directory" in refused[0]["cause"], refused
+    assert metric(n2, "silo_repl_promotions_total") == 0
+    assert os.listdir(left) == ["files"]  # left as it was
+    for record_id in acked:
+        r = call(n3, "acme", token, "GET", "/api/collections/tickets/records/" + record_id)
+        assert r.status_code == 200, (record_id, r.status_code)
+    # n2's copy was not touched: it streams on from n3, with no snapshot.
+    r = call(n3, "acme", token, "POST", "/api/collections/tickets/records",
+             {"id": "after", "title": "x"})
+    assert r.status_code == 201, r.text
+    wait_until("n2's copy equals n3's files",
+               lambda: caught_up(cluster, tenant_id, ["n2"]) and same_files(n2, n3, tenant_id))
+    assert metric(n3, "silo_repl_snapshots_total") == 0
+    shutil.rmtree(left)
 
 
 def test_a_follower_at_the_promoted_copys_position_streams_on_without_a_snapshot(cluster):
