@@ -81,6 +81,13 @@ def tenant_with_records(node, prefix, count):
     return tenant_id, token
 
 
+def assert_served(node, token, record_ids):
+    """`node` answers for every one of the tenant acme's `record_ids`."""
+    for record_id in record_ids:
+        r = call(node, "acme", token, "GET", "/api/collections/tickets/records/" + record_id)
+        assert r.status_code == 200, (record_id, r.status_code)
+
+
 def read(path):
     with open(path, "rb") as f:
         return f.read()
@@ -1530,14 +1537,8 @@ def test_a_whole_cluster_restarted_leads_each_tenant_where_it_was_before_any_req
 
 def test_a_follower_whose_copy_was_damaged_is_not_promoted_and_resyncs(cluster):
     n1, n2, n3 = started_three(cluster)
-    tenant_id, token = make_tenant(n1, "acme")
-    assert call(n1, "acme", token, "POST", "/api/collections", TICKETS).status_code == 201
-    acked = []
-    for i in range(20):
-        r = call(n1, "acme", token, "POST", "/api/collections/tickets/records",
-                 {"id": "d%d" % i, "title": "%s %d" % (NEEDLE, i)})
-        assert r.status_code == 201, r.text
-        acked.append("d%d" % i)
+    tenant_id, token = tenant_with_records(n1, "d", 20)
+    acked = ["d%d" % i for i in range(20)]
     first = wait_until("both followers caught up",
                        lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))
     # More commits after the followers' snapshot, so that their WAL has frames.
@@ -1586,9 +1587,7 @@ def test_a_follower_whose_copy_was_damaged_is_not_promoted_and_resyncs(cluster):
     assert entry["primary"] == "n3"
     out = n2.output()
     assert "replication.promotion_refused" in out and "needs a resync" in out
-    for record_id in acked:
-        r = call(n3, "acme", token, "GET", "/api/collections/tickets/records/" + record_id)
-        assert r.status_code == 200, (record_id, r.status_code)
+    assert_served(n3, token, acked)
     # n2 takes a snapshot of n3's chain and follows it: byte-identical again.
     r = call(n3, "acme", token, "POST", "/api/collections/tickets/records",
              {"id": "after", "title": "x"})
@@ -1611,14 +1610,7 @@ def test_a_follower_still_holding_the_tenants_own_directory_steps_aside_in_the_e
     write is lost, and its copy, untouched, streams on from the new
     primary."""
     n1, n2, n3 = started_three(cluster)
-    tenant_id, token = make_tenant(n1, "acme")
-    assert call(n1, "acme", token, "POST", "/api/collections", TICKETS).status_code == 201
-    acked = []
-    for i in range(20):
-        r = call(n1, "acme", token, "POST", "/api/collections/tickets/records",
-                 {"id": "g%d" % i, "title": "%s %d" % (NEEDLE, i)})
-        assert r.status_code == 201, r.text
-        acked.append("g%d" % i)
+    tenant_id, token = tenant_with_records(n1, "g", 20)
     at = wait_until("both followers caught up", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))
     assert sorted(at["sync"]) == ["n2", "n3"]
     # Both copies stand at the same position, so n2 (the lower id) would be
@@ -1629,20 +1621,14 @@ def test_a_follower_still_holding_the_tenants_own_directory_steps_aside_in_the_e
     n1.proc.kill()
     n1.proc.wait()
 
-    entry = wait_until("a follower leads the tenant",
-                       serving(cluster, token,
-                               lambda: (tenant_entry(cluster.status(), tenant_id) or {}).get(
-                                   "primary") in ("n2", "n3") and
-                               tenant_entry(cluster.status(), tenant_id)))
-    assert entry["primary"] == "n3"
+    leader, _ = taken_over(cluster, token, tenant_id, n2, n3)
+    assert leader is n3
     refused = [e for e in events(n2, "replication.promotion_refused")
                if e["tenant"] == tenant_id]
     assert len(refused) == 1 and "own directory" in refused[0]["cause"], refused
     assert metric(n2, "silo_repl_promotions_total") == 0
     assert os.listdir(left) == ["files"]  # left as it was
-    for record_id in acked:
-        r = call(n3, "acme", token, "GET", "/api/collections/tickets/records/" + record_id)
-        assert r.status_code == 200, (record_id, r.status_code)
+    assert_served(n3, token, ["g%d" % i for i in range(20)])
     # n2's copy was not touched: it streams on from n3, with no snapshot.
     r = call(n3, "acme", token, "POST", "/api/collections/tickets/records",
              {"id": "after", "title": "x"})
