@@ -19,14 +19,9 @@ namespace silo::replication {
 namespace {
 
 using internal::DiskError;
+using internal::GetUint;
+using internal::PutUint;
 using internal::PwriteAll;
-
-// The storage format's page and WAL geometry (docs/storage_format.md): the
-// cipher VFS refuses any other page size, so a replica may rely on it.
-constexpr int64_t kPageSize = 4096;
-constexpr int64_t kWalHeaderSize = 32;
-constexpr int64_t kFrameHeaderSize = 24;
-constexpr int64_t kFrameSize = kFrameHeaderSize + kPageSize;
 
 // replica.pos: two slots of kSlotSize bytes; a position goes to slot seq % 2,
 // or to the other one when that slot holds the newest position (a run of
@@ -37,20 +32,6 @@ constexpr uint8_t kSlotVersion = 1;
 constexpr int64_t kSlotSize = 128;
 // magic, version + 3 zero bytes, seq, term, commit frame, lineage, hash
 constexpr size_t kSlotBody = 4 + 4 + 8 + 8 + 4 + kLineageSize + kHashSize;
-
-void PutUint(std::string& out, uint64_t v, int width) {
-  for (int i = 0; i < width; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
-}
-uint64_t GetUint(const char* p, int width) {
-  uint64_t v = 0;
-  for (int i = 0; i < width; ++i) v |= uint64_t{static_cast<uint8_t>(p[i])} << (8 * i);
-  return v;
-}
-uint32_t GetBigEndian32(const char* p) {
-  return (uint32_t{static_cast<uint8_t>(p[0])} << 24) |
-         (uint32_t{static_cast<uint8_t>(p[1])} << 16) |
-         (uint32_t{static_cast<uint8_t>(p[2])} << 8) | uint32_t{static_cast<uint8_t>(p[3])};
-}
 
 std::string EncodeSlot(const ReplicaPosition& p) {
   std::string out(kSlotMagic);
@@ -317,40 +298,6 @@ size_t WrittenBytes(const Segment& segment) {
   return n;
 }
 
-// The position after `segment`, from `p`: it follows the WAL's last commit
-// frame. A header written at the start (a restart) or a delete begins a new
-// log; a truncate that cuts the frame off leaves none; a frame header whose
-// commit size (in the clear) is not 0 is a commit. A write may hold several
-// whole frames (the primary's contiguous writes, coalesced).
-ReplicaPosition NextPosition(const ReplicaPosition& p, const Segment& segment) {
-  ReplicaPosition next = p;
-  for (const Op& op : segment.ops) {
-    if (op.file != FileId::kWal) continue;
-    if ((op.kind == OpKind::kWrite && op.offset == 0) || op.kind == OpKind::kDelete ||
-        (op.kind == OpKind::kTruncate &&
-         op.offset < kWalHeaderSize + int64_t{next.wal_commit_frame} * kFrameSize)) {
-      next.wal_commit_frame = 0;
-    }
-    if (op.kind != OpKind::kWrite) continue;
-    const int64_t end = op.offset + static_cast<int64_t>(op.bytes.size());
-    // The first frame boundary at or after the write's start.
-    int64_t frame = std::max(op.offset, kWalHeaderSize);
-    const int64_t into = (frame - kWalHeaderSize) % kFrameSize;
-    if (into != 0) frame += kFrameSize - into;
-    for (; frame + kFrameHeaderSize <= end; frame += kFrameSize) {
-      if (GetBigEndian32(op.bytes.data() + (frame - op.offset) + 4) != 0) {
-        next.wal_commit_frame = static_cast<uint32_t>((frame - kWalHeaderSize) / kFrameSize + 1);
-      }
-    }
-  }
-  const SegmentHeader& h = segment.header;
-  next.lineage = h.lineage;
-  next.term = h.term;
-  next.seq = h.seq;
-  next.hash = segment.hash;
-  return next;
-}
-
 // A journal's records at most, between two position writes: a follower
 // reopened rolls forward through at most this much.
 constexpr int64_t kJournalCap = int64_t{16} << 20;
@@ -426,7 +373,7 @@ Status Applier::ApplyDecoded(Segment segment, std::string_view encoded, bool may
   }
 
   if (journal) SILO_RETURN_IF_ERROR(files_->Journal(encoded));
-  ReplicaPosition next = NextPosition(p, segment);
+  ReplicaPosition next = NextPosition(p, segment.header, segment.ops, segment.hash);
   if (may_defer && OnlyAppendsFrames(segment)) {
     // Its bytes wait in memory until the journal is synced (Flush).
     unapplied_bytes_ += WrittenBytes(segment);

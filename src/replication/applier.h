@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "replication/segment.h"
 
 namespace silo::replication {
 
@@ -68,18 +69,6 @@ struct RecentBudget {
   size_t total = size_t{128} << 20;
   size_t closed_total = size_t{64} << 20;
   std::atomic<size_t> held{0};
-};
-
-struct ReplicaPosition {
-  std::string lineage;  // empty before the first segment or snapshot
-  uint64_t term = 0;
-  uint64_t seq = 0;  // 0: a snapshot taken before the lineage's first segment
-  std::string hash;  // of segment `seq` (zeros for 0)
-  // The WAL frame (from 1) of the last commit written since the WAL last
-  // started; 0 when it holds none. What SQLite must recover at promotion:
-  // fewer means the log ends early (a damaged frame), and the follower
-  // refuses to be promoted.
-  uint32_t wal_commit_frame = 0;
 };
 
 class Applier {

@@ -23,6 +23,16 @@ inline Status DiskError(std::string_view what) {
       .WithCause(std::string(what) + ": " + std::strerror(errno));
 }
 
+// Little-endian unsigned integers of `width` bytes (the copy's own records).
+inline void PutUint(std::string& out, uint64_t v, int width) {
+  for (int i = 0; i < width; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
+}
+inline uint64_t GetUint(const char* p, int width) {
+  uint64_t v = 0;
+  for (int i = 0; i < width; ++i) v |= uint64_t{static_cast<uint8_t>(p[i])} << (8 * i);
+  return v;
+}
+
 // Writes all of `bytes` at `offset` of `fd`.
 inline Status PwriteAll(int fd, std::string_view bytes, int64_t offset) {
   size_t done = 0;

@@ -1,5 +1,6 @@
 #include "replication/segment.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "crypto/crypto.h"
@@ -58,6 +59,12 @@ class Reader {
 
 Status Broken(std::string why) {
   return DataLoss("not an intact replication segment").WithCause(std::move(why));
+}
+
+uint32_t GetBigEndian32(const char* p) {
+  return (uint32_t{static_cast<uint8_t>(p[0])} << 24) |
+         (uint32_t{static_cast<uint8_t>(p[1])} << 16) |
+         (uint32_t{static_cast<uint8_t>(p[2])} << 8) | uint32_t{static_cast<uint8_t>(p[3])};
 }
 
 }  // namespace
@@ -143,6 +150,39 @@ Result<Segment> DecodeSegment(std::string_view encoded) {
   }
   if (in.left() != 0) return Broken("bytes after the last op");
   return segment;
+}
+
+ReplicaPosition NextPosition(const ReplicaPosition& p, const SegmentHeader& header,
+                             const std::vector<Op>& ops, const std::string& hash,
+                             bool* wal_restarted) {
+  ReplicaPosition next = p;
+  for (const Op& op : ops) {
+    if (op.file != FileId::kWal) continue;
+    const bool restart = (op.kind == OpKind::kWrite && op.offset == 0) ||
+                         op.kind == OpKind::kDelete ||
+                         (op.kind == OpKind::kTruncate && op.offset <= kWalHeaderSize);
+    if (restart && wal_restarted != nullptr) *wal_restarted = true;
+    if (restart || (op.kind == OpKind::kTruncate &&
+                    op.offset < kWalHeaderSize + int64_t{next.wal_commit_frame} * kFrameSize)) {
+      next.wal_commit_frame = 0;
+    }
+    if (op.kind != OpKind::kWrite) continue;
+    const int64_t end = op.offset + static_cast<int64_t>(op.bytes.size());
+    // The first frame boundary at or after the write's start.
+    int64_t frame = std::max(op.offset, kWalHeaderSize);
+    const int64_t into = (frame - kWalHeaderSize) % kFrameSize;
+    if (into != 0) frame += kFrameSize - into;
+    for (; frame + kFrameHeaderSize <= end; frame += kFrameSize) {
+      if (GetBigEndian32(op.bytes.data() + (frame - op.offset) + 4) != 0) {
+        next.wal_commit_frame = static_cast<uint32_t>((frame - kWalHeaderSize) / kFrameSize + 1);
+      }
+    }
+  }
+  next.lineage = header.lineage;
+  next.term = header.term;
+  next.seq = header.seq;
+  next.hash = hash;
+  return next;
 }
 
 }  // namespace silo::replication

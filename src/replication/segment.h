@@ -62,6 +62,38 @@ struct Segment {
   std::string hash;  // kHashSize bytes
 };
 
+// The storage format's page and WAL geometry (docs/storage_format.md): the
+// cipher VFS refuses any other page size, so a copy may rely on it.
+inline constexpr int64_t kPageSize = 4096;
+inline constexpr int64_t kWalHeaderSize = 32;
+inline constexpr int64_t kFrameHeaderSize = 24;
+inline constexpr int64_t kFrameSize = kFrameHeaderSize + kPageSize;
+
+// Where a copy of a chain stands (a follower's, or the primary's own files
+// at a cut: LiveHead).
+struct ReplicaPosition {
+  std::string lineage;  // empty before the first segment or snapshot
+  uint64_t term = 0;
+  uint64_t seq = 0;  // 0: a snapshot taken before the lineage's first segment
+  std::string hash;  // of segment `seq` (zeros for 0)
+  // The WAL frame (from 1) of the last commit written since the WAL last
+  // started; 0 when it holds none. What SQLite must recover at promotion:
+  // fewer means the log ends early (a damaged frame), and the follower
+  // refuses to be promoted.
+  uint32_t wal_commit_frame = 0;
+};
+
+// The position after a segment of `ops` (its `header` and `hash`) from `p`:
+// it follows the WAL's last commit frame. A header written at the start (a
+// restart) or a delete begins a new log; a truncate that cuts the frame off
+// leaves none; a frame header whose commit size (in the clear) is not 0 is a
+// commit. A write may hold several whole frames (contiguous writes,
+// coalesced). `*wal_restarted`, when not null, is set when the WAL began
+// anew or went in these ops (its commit frame is then known from them alone).
+ReplicaPosition NextPosition(const ReplicaPosition& p, const SegmentHeader& header,
+                             const std::vector<Op>& ops, const std::string& hash,
+                             bool* wal_restarted = nullptr);
+
 // Encodes a segment and computes its hash (returned in `hash` when not null).
 // REQUIRES: lineage and prev_hash of the right sizes, seq >= 1, ops within
 // the bounds above (a primary's own changes always are).
