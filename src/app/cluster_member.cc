@@ -17,6 +17,7 @@
 #include "crypto/crypto.h"
 #include "events/event_log.h"
 #include "replication/applier.h"
+#include "replication/live_head.h"
 #include "replication/promotion.h"
 #include "replication/protocol.h"
 #include "replication/segment.h"
@@ -387,7 +388,9 @@ std::string ClusterMember::ChainHeadFile(const std::string& database) {
 std::optional<replication::ReplicaPosition> ClusterMember::RecordedChainHead(
     const std::string& database) {
   auto text = ReadFile(ChainHeadFile(database));
-  if (!text.ok()) return std::nullopt;
+  // A process that died recorded none: where it kept its files, if they
+  // are still that.
+  if (!text.ok()) return replication::LiveHead::Read(database);
   const json::value v = ParseOrNull(*text);
   const FileIdentity now = IdentityOf(database);
   const FileIdentity then{true, static_cast<uint64_t>(NumberField(v, "device")),
@@ -396,7 +399,8 @@ std::optional<replication::ReplicaPosition> ClusterMember::RecordedChainHead(
                           NumberField(v, "modified_ns")};
   // Changed since (opened, restored, touched), or a WAL beside it: not
   // that position's files.
-  if (now != then || IdentityOf(database + "-wal").exists) return std::nullopt;
+  if (now != then || IdentityOf(database + "-wal").exists)
+    return replication::LiveHead::Read(database);
   auto lineage = crypto::HexDecode(StringField(v, "lineage"));
   auto hash = crypto::HexDecode(StringField(v, "hash"));
   if (!lineage.ok() || lineage->size() != replication::kLineageSize || !hash.ok() ||
@@ -627,6 +631,7 @@ Status ClusterMember::Attach(const std::string& tenant_id, const std::string& pa
       closed_.erase(it);
     }
     if (reopened) {
+      KeepLiveHead(tenant_id, *reopened);
       storage::repl::Attach(path, reopened->recorder);
       primaries_[tenant_id] = reopened;
       wake_.SignalAll();
@@ -658,7 +663,10 @@ Status ClusterMember::Attach(const std::string& tenant_id, const std::string& pa
                                               {"seq", static_cast<long long>(stopped_at->seq)},
                                               {"after", "a restart"}});
   }
-  if (primary->recorder) storage::repl::Attach(path, primary->recorder);
+  if (primary->recorder) {
+    KeepLiveHead(tenant_id, *primary);
+    storage::repl::Attach(path, primary->recorder);
+  }
   std::vector<replication::FollowerLink> late;
   {
     MutexLock lock(mu_);
@@ -753,7 +761,29 @@ std::shared_ptr<ClusterMember::Primary> ClusterMember::StartChain(
         });
         return Status::Ok();
       });
+  // Where the WAL's commit frame stands (LiveHead): that of the position
+  // the chain goes on from, none without a WAL; unknown otherwise.
+  std::optional<uint32_t> frame;
+  if (from != nullptr) {
+    frame = from->wal_commit_frame;
+  } else if (const FileIdentity wal = IdentityOf(path + "-wal"); !wal.exists || wal.size == 0) {
+    frame = 0;
+  }
+  primary->recorder->SetCommitFrame(frame);
   return primary;
+}
+
+void ClusterMember::KeepLiveHead(const std::string& tenant_id, const Primary& primary) {
+  if (!primary.recorder || primary.recorder->keeps_live_head()) return;
+  auto live = replication::LiveHead::Open(primary.path);
+  if (!live.ok()) {
+    // Only a restart after a crash of this process needs it: a snapshot
+    // then, as without it.
+    log::Warn("replication.live_head_not_kept",
+              {{"tenant", tenant_id}, {"cause", live.status().ToString()}});
+    return;
+  }
+  primary.recorder->KeepLiveHead(std::move(live).value());
 }
 
 Status ClusterMember::RecordChain(const std::string& tenant_id, uint64_t term,
@@ -1876,6 +1906,8 @@ bool ClusterMember::Promote(const std::string& tenant_id) {
   std::shared_ptr<Primary> primary = StartChain(
       tenant_id, database, static_cast<uint64_t>(*term), lease, settled ? &*position : nullptr,
       settled ? std::move(recent) : std::vector<std::string>());
+  // The copy's files come with their commit frame, settled or not.
+  if (primary->recorder) primary->recorder->SetCommitFrame(position->wal_commit_frame);
   // What the promotion writes (the check's checkpoint, the audit entry)
   // goes into the chain, sent but awaited by nothing: no request is
   // answered by it.

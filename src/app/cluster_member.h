@@ -60,6 +60,9 @@
 //    chain goes on from there (Attach), or, led elsewhere meanwhile, the
 //    files are kept as this node's copy at that position (Demote,
 //    KeepAsCopy): no snapshot either way when the others stand there too.
+//    A process that died stopped nothing: its recorders' chain.live
+//    (replication::LiveHead, kept from the first open, KeepLiveHead) stands
+//    in for chain.head when it names the files as they still are.
 //  - A tenant's file blobs replicate as the sealed files they are
 //    (ShipBlob before the commit that records one; each snapshot first
 //    gives a copy the blobs it lacks) into <data>/replicas/<id>/files/,
@@ -348,8 +351,14 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   // with what tenant.db is now).
   void RecordChainHeads() EXCLUDES(mu_);
   static std::string ChainHeadFile(const std::string& database);
-  // The position recorded beside `database` (RecordChainHeads), if the
-  // file is still what it was then and has no WAL beside it.
+  // Has the primary's recorder keep its chain.live beside the files
+  // (replication::LiveHead), before they are attached; logged when it
+  // cannot.
+  void KeepLiveHead(const std::string& tenant_id, const Primary& primary);
+  // The position recorded beside `database`: by a stop (RecordChainHeads),
+  // if the file is still what it was then and has no WAL beside it;
+  // otherwise by a process that died (chain.live, replication::LiveHead),
+  // if it was clean and the files are still what they were then.
   static std::optional<replication::ReplicaPosition> RecordedChainHead(const std::string& database);
   // Gives up a tenant this node serves that `node` leads now (see above).
   void Demote(const std::string& tenant_id, const std::string& node, int64_t term);

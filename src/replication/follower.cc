@@ -198,9 +198,7 @@ Status Replicas::AdoptLed(const std::string& tenant_id, const std::string& datab
   (void)Unpark(tenant_id);
   std::error_code ec;
   const std::string wal = database + "-wal";
-  if (fs::exists(wal, ec) && fs::file_size(wal, ec) != 0) {
-    return FailedPrecondition("the database's WAL holds frames");
-  }
+  const bool has_wal = fs::exists(wal, ec);
   const std::string dir = Dir(tenant_id);
   auto adopt = [&]() -> Status {
     SILO_RETURN_IF_ERROR(RemoveTree(dir));
@@ -211,6 +209,11 @@ Status Replicas::AdoptLed(const std::string& tenant_id, const std::string& datab
           .WithCause(to + ": " + std::strerror(errno));
     };
     SILO_RETURN_IF_ERROR(link(database, dir + "/" + kReplicaDatabaseName));
+    if (has_wal) SILO_RETURN_IF_ERROR(link(wal, dir + "/" + kReplicaWalName));
+    // Durable before the position names them: a process that died left
+    // what it wrote last in the kernel's cache only.
+    SILO_RETURN_IF_ERROR(SyncFile(database));
+    if (has_wal) SILO_RETURN_IF_ERROR(SyncFile(wal));
     // Blobs only: a resumable upload's part may still be written by a
     // request that opened it; the new primary sends it whole when it is
     // not here (WriteUploadPart).

@@ -89,13 +89,14 @@ class Replicas {
   // Makes the files of a tenant this node led until now its copy at
   // `position`: what a planned handover leaves behind, whose target goes on
   // with the chain from that very position, so that this node follows it
-  // with no snapshot. Whatever copy was here is replaced; `database` and
-  // the blobs under `files_dir` are hard-linked in (the caller holds them
-  // closed and unchanged, and moves the originals away), `tenant_files`
-  // (protocol.h, TenantFiles) written and `position` recorded last.
-  // REQUIRES: `database` closed at `position` by its last connection, so
-  // no WAL beside it holds a byte (FailedPrecondition otherwise, as for a
-  // link across file systems; nothing is left then).
+  // with no snapshot, or what a process that died leaves (LiveHead).
+  // Whatever copy was here is replaced; `database`, its WAL if any and
+  // the blobs under `files_dir` are hard-linked in and made durable (the
+  // caller holds them closed and unchanged, and moves the originals away),
+  // `tenant_files` (protocol.h, TenantFiles) written and `position`
+  // recorded last. REQUIRES: the files stand at `position`, its commit
+  // frame included. FailedPrecondition for a link across file systems;
+  // nothing is left then.
   Status AdoptLed(const std::string& tenant_id, const std::string& database,
                   const std::string& files_dir, std::string_view tenant_files,
                   const ReplicaPosition& position);

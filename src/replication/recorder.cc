@@ -18,6 +18,19 @@ SegmentRecorder::SegmentRecorder(std::string lineage, uint64_t term, ChainHead h
       head_(std::move(head)),
       publish_(std::move(publish)) {}
 
+void SegmentRecorder::SetCommitFrame(std::optional<uint32_t> wal_commit_frame) {
+  position_.wal_commit_frame = wal_commit_frame.value_or(0);
+  frame_known_ = wal_commit_frame.has_value();
+}
+
+void SegmentRecorder::KeepLiveHead(std::unique_ptr<LiveHead> live) {
+  if (!live_) live_ = std::move(live);
+}
+
+void SegmentRecorder::BeforeChange() {
+  if (live_) live_->MarkDirty();
+}
+
 void SegmentRecorder::Write(storage::repl::File file, int64_t offset, std::string_view bytes) {
   // A write that continues the one before it (a commit's frames, one after
   // the other) joins it: the same bytes at the same places, in one op that
@@ -61,6 +74,12 @@ Status SegmentRecorder::Cut() {
   SegmentHeader header{lineage_, term_, head_.seq + 1, head_.hash};
   std::string hash;
   std::string encoded = EncodeSegment(header, pending_, &hash);
+  bool restarted = false;
+  position_ = NextPosition(position_, header, pending_, hash, &restarted);
+  frame_known_ = frame_known_ || restarted;
+  // Before the publish, which may wait: a process that dies meanwhile has
+  // its files at this head, whether or not a follower got it.
+  if (live_ && frame_known_) live_->MarkClean(position_);
   pending_.clear();
   pending_bytes_ = 0;
   head_ = ChainHead{header.seq, std::move(hash)};

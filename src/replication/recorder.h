@@ -16,10 +16,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "base/status.h"
+#include "replication/live_head.h"
 #include "replication/segment.h"
 #include "storage/repl_vfs.h"
 
@@ -49,6 +52,19 @@ class SegmentRecorder : public storage::repl::Recorder {
   // as a whole history: such a follower needs a snapshot first.
   SegmentRecorder(std::string lineage, uint64_t term, ChainHead head, Publish publish);
 
+  // The WAL's last commit frame at the head this recorder continues from,
+  // when known (a promoted copy's, a recorded head's; 0 with no WAL);
+  // unknown (files of another history) until the WAL begins anew. Before
+  // the first change.
+  void SetCommitFrame(std::optional<uint32_t> wal_commit_frame);
+  // Keeps `live` (beside the files) dirty before the first change after a
+  // cut and clean at the position of each cut whose commit frame is known.
+  // Between changes, with the files attached (or about to be) where `live`
+  // lies; ignored when one is kept already.
+  void KeepLiveHead(std::unique_ptr<LiveHead> live);
+  bool keeps_live_head() const { return live_ != nullptr; }
+
+  void BeforeChange() override;
   void Write(storage::repl::File file, int64_t offset, std::string_view bytes) override;
   void Truncate(storage::repl::File file, int64_t size) override;
   void Delete(storage::repl::File file) override;
@@ -70,6 +86,9 @@ class SegmentRecorder : public storage::repl::Recorder {
   std::vector<Op> pending_;
   size_t pending_bytes_ = 0;
   Status deferred_;  // a failed publish of a cut that no sync has answered yet
+  std::unique_ptr<LiveHead> live_;
+  ReplicaPosition position_;  // the head's, with its commit frame
+  bool frame_known_ = false;  // position_.wal_commit_frame is the files'
 };
 
 }  // namespace silo::replication

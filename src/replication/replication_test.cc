@@ -16,6 +16,7 @@
 #include "crypto/crypto.h"
 #include "replication/applier.h"
 #include "replication/follower.h"
+#include "replication/live_head.h"
 #include "replication/promotion.h"
 #include "replication/protocol.h"
 #include "replication/recorder.h"
@@ -394,6 +395,53 @@ TEST_F(ReplicationTest, AFlippedByteInTheFollowersWalRefusesPromotion) {
   EXPECT_NE(s.message().find("needs a resync"), std::string::npos);
 }
 
+TEST_F(ReplicationTest, APrimarysLiveHeadIsCleanAtEachCutOnlyWhileItsFilesAreThat) {
+  auto applier = Applier::Open(follower_);
+  ASSERT_OK(applier);
+  auto recorder = std::make_shared<SegmentRecorder>(
+      crypto::RandomBytes(kLineageSize), 1, ChainHead{},
+      [&](uint64_t, const std::string& encoded) { return (*applier)->Apply(encoded); });
+  recorder->SetCommitFrame(0);  // no WAL yet
+  auto live = LiveHead::Open(primary_);
+  ASSERT_OK(live);
+  recorder->KeepLiveHead(std::move(live).value());
+  EXPECT_FALSE(LiveHead::Read(primary_).has_value()) << "nothing is known before the first cut";
+  storage::repl::Attach(primary_, recorder);
+  auto db = OpenPrimary();
+  ASSERT_NE(db, nullptr);
+  for (int id = 1; id <= 20; ++id) {
+    ASSERT_OK(Insert(*db, id));
+    // What a process killed now leaves: its files at the follower's
+    // position, commit frame included (checkpoints and WAL restarts among).
+    auto at = LiveHead::Read(primary_);
+    ASSERT_TRUE(at.has_value()) << id;
+    const ReplicaPosition& copy = (*applier)->position();
+    EXPECT_EQ(at->lineage, copy.lineage);
+    EXPECT_EQ(at->seq, copy.seq);
+    EXPECT_EQ(at->hash, copy.hash);
+    EXPECT_EQ(at->wal_commit_frame, copy.wal_commit_frame) << id;
+  }
+  // A change under way (the next write is about to reach the disk).
+  recorder->BeforeChange();
+  EXPECT_FALSE(LiveHead::Read(primary_).has_value()) << "dirty is not a position";
+  ASSERT_OK(Insert(*db, 21));
+  ASSERT_TRUE(LiveHead::Read(primary_).has_value());
+  // A file changed behind the recorder's back (another program, a restore).
+  ASSERT_GT(fs::file_size(primary_ + "-wal"), 0u);
+  {
+    std::ofstream wal(primary_ + "-wal", std::ios::app | std::ios::binary);
+    wal << '\0';
+  }
+  EXPECT_FALSE(LiveHead::Read(primary_).has_value()) << "a changed WAL";
+  ASSERT_OK(Insert(*db, 22));  // SQLite overwrites from the last commit on
+  ASSERT_TRUE(LiveHead::Read(primary_).has_value());
+  // A damaged record.
+  std::string record = *ReadFile(LiveHead::FileOf(primary_));
+  record[60] ^= 0x01;
+  ASSERT_OK(WriteFileAtomic(LiveHead::FileOf(primary_), record));
+  EXPECT_FALSE(LiveHead::Read(primary_).has_value()) << "a damaged record";
+}
+
 TEST_F(ReplicationTest, AClosedPrimarysFilesBecomeACopyAtItsHeadThatTheChainGoesOnFrom) {
   const std::string lineage = crypto::RandomBytes(kLineageSize);
   std::vector<std::string> chain;
@@ -414,11 +462,21 @@ TEST_F(ReplicationTest, AClosedPrimarysFilesBecomeACopyAtItsHeadThatTheChainGoes
   ASSERT_NE(db, nullptr);
   for (int id = 1; id <= 30; ++id) ASSERT_OK(Insert(*db, id));
 
-  // Open, its WAL holds frames: no copy, nothing left.
-  ReplicaPosition at{.lineage = lineage, .term = 1, .seq = 1, .hash = std::string(kHashSize, 'h')};
-  EXPECT_EQ(replicas.AdoptLed("t1", primary_, files, tenant_files, at).code(),
-            StatusCode::kFailedPrecondition);
-  EXPECT_FALSE(fs::exists(replicas.Dir("t1")));
+  // With a WAL that holds frames (files a process that died left): the WAL
+  // comes too, and the position with its commit frame.
+  ASSERT_GT(fs::file_size(primary_ + "-wal"), 0u);
+  ReplicaPosition at{.lineage = lineage,
+                     .term = 1,
+                     .seq = 1,
+                     .hash = std::string(kHashSize, 'h'),
+                     .wal_commit_frame = 7};
+  ASSERT_OK(replicas.AdoptLed("t1", primary_, files, tenant_files, at));
+  EXPECT_TRUE(fs::equivalent(replicas.Dir("t1") + "/" + kReplicaWalName, primary_ + "-wal"));
+  auto with_wal = Applier::RecordedPosition(replicas.Dir("t1"));
+  ASSERT_OK(with_wal);
+  EXPECT_EQ(with_wal->wal_commit_frame, 7u);
+  ASSERT_OK(replicas.Drop("t1"));
+  ASSERT_TRUE(fs::exists(primary_ + "-wal")) << "a dropped copy removes its links only";
 
   // Closed (the WAL removed): a copy at the head, of the very files.
   db.reset();

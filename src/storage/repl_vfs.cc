@@ -75,6 +75,7 @@ int XWrite(sqlite3_file* file, const void* buf, int amount, sqlite3_int64 offset
   ReplFile* f = AsRepl(file);
   Attachment& a = **f->attachment;
   std::lock_guard lock(a.mu);
+  a.recorder->BeforeChange();
   int rc = f->lower->pMethods->xWrite(f->lower, buf, amount, offset);
   if (rc == SQLITE_OK) {
     a.recorder->Write(f->file, offset, std::string_view(static_cast<const char*>(buf), amount));
@@ -85,6 +86,7 @@ int XTruncate(sqlite3_file* file, sqlite3_int64 size) {
   ReplFile* f = AsRepl(file);
   Attachment& a = **f->attachment;
   std::lock_guard lock(a.mu);
+  a.recorder->BeforeChange();
   int rc = f->lower->pMethods->xTruncate(f->lower, size);
   if (rc == SQLITE_OK) a.recorder->Truncate(f->file, size);
   return rc;
@@ -142,6 +144,7 @@ int XDelete(sqlite3_vfs*, const char* name, int sync_dir) {
   std::shared_ptr<Attachment> attachment = Find(name, &kind);
   if (attachment == nullptr) return g_lower->xDelete(g_lower, name, sync_dir);
   std::lock_guard lock(attachment->mu);
+  attachment->recorder->BeforeChange();
   int rc = g_lower->xDelete(g_lower, name, sync_dir);
   if (rc == SQLITE_OK) attachment->recorder->Delete(kind);
   return rc;

@@ -40,6 +40,9 @@ enum class File : uint8_t { kDatabase = 0, kWal = 1 };
 class Recorder {
  public:
   virtual ~Recorder() = default;
+  // A write, truncate or delete is about to reach the disk (it may fail;
+  // the call after it follows only if it did not).
+  virtual void BeforeChange() {}
   virtual void Write(File file, int64_t offset, std::string_view bytes) = 0;
   virtual void Truncate(File file, int64_t size) = 0;
   virtual void Delete(File file) = 0;
