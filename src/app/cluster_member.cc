@@ -1881,10 +1881,16 @@ bool ClusterMember::Promote(const std::string& tenant_id) {
   // The chain the election read (the loop's view of this turn: no primary
   // has written it since), which a refusal puts back once this copy's is
   // recorded: a new lineage no other copy holds would elect nobody.
-  std::optional<std::string> chain_before;
-  if (auto it = tenant_keys_.view().find(ChainKey(tenant_id)); it != tenant_keys_.view().end()) {
-    chain_before = it->second.value;
-  }
+  // With it the sync set RecordChain replaces (empty under this term): put
+  // back too, or the other followers, members of the old one, would wait
+  // for a member of an empty set.
+  auto before = [&](const std::string& key) -> std::optional<std::string> {
+    auto it = tenant_keys_.view().find(key);
+    if (it == tenant_keys_.view().end()) return std::nullopt;
+    return it->second.value;
+  };
+  const std::optional<std::string> chain_before = before(ChainKey(tenant_id));
+  const std::optional<std::string> sync_before = before(SyncKey(tenant_id));
   bool chain_recorded = false;
   // The primary key is ours but the tenant is not served: a refusal gives
   // it up so that another follower can try (its lease-bound key goes with
@@ -1892,8 +1898,10 @@ bool ClusterMember::Promote(const std::string& tenant_id) {
   // opens it): it takes a snapshot of the next primary's chain.
   auto give_up = [&](const std::string& why) {
     if (chain_recorded) {
-      (void)(chain_before ? etcd_->Put(ChainKey(tenant_id), *chain_before, 0).status()
-                          : etcd_->Delete(ChainKey(tenant_id)));
+      for (const auto& [key, value] : {std::pair{ChainKey(tenant_id), chain_before},
+                                       std::pair{SyncKey(tenant_id), sync_before}}) {
+        (void)(value ? etcd_->Put(key, *value, 0).status() : etcd_->Delete(key));
+      }
     }
     (void)etcd_->DeleteIf(PrimaryKey(tenant_id), *term);
     if (Status r = replicas_->Reset(tenant_id); !r.ok()) {

@@ -1735,6 +1735,56 @@ def test_a_follower_still_holding_the_tenants_own_directory_steps_aside_in_the_e
     shutil.rmtree(left)
 
 
+def test_a_promotion_that_fails_after_recording_its_chain_puts_it_back_for_the_next_follower(
+        cluster):
+    """A promotion can fail after it recorded the tenant's chain under its
+    term (here: n2 cannot make the tenant's directory, its tenants/ being a
+    file). It gives up: the chain and the sync set it replaced are put
+    back and its primary key deleted, so that the other follower, whose
+    copy stands on that chain and which the set names, takes the tenant
+    over and carries it on; no acknowledged write is lost. (The sync set
+    was left empty under the failed term: the other follower waited for a
+    member forever.) Its own copy, which the check may have changed, is emptied: it
+    follows after a snapshot, byte for byte."""
+    n1, n2, n3 = started_three(cluster)
+    tenant_id, token = tenant_with_records(n1, "h", 20)
+    at = wait_until("both followers caught up", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))
+    assert sorted(at["sync"]) == ["n2", "n3"]
+    original = chain_history(cluster, tenant_id)[0]
+    # Both copies at the same position: n2, the lower id, tries first.
+    tenants = os.path.join(n2.data_dir, "tenants")
+    os.rename(tenants, tenants + ".aside")
+    with open(tenants, "w") as f:
+        f.write("not a directory\n")
+    n1.proc.kill()
+    n1.proc.wait()
+
+    leader, _ = taken_over(cluster, token, tenant_id, n2, n3)
+    assert leader is n3
+    refused = [e for e in events(n2, "replication.promotion_refused") if e["tenant"] == tenant_id]
+    assert len(refused) == 1 and "mkdir" in refused[0]["cause"], refused
+    assert metric(n2, "silo_repl_promotions_total") == 0
+    # The chain's values, newest first: n3's, going on from where the copies
+    # stood on the original lineage; the original put back; n2's, recorded
+    # under its own term; the original.
+    history = chain_history(cluster, tenant_id)
+    assert history[3] == original and history[1] == original, history
+    assert history[2]["term"] not in (original["term"], history[0]["term"]), history
+    assert history[0]["lineage"] == original["lineage"] and history[0]["from"] == at["seq"], \
+        history
+    assert_served(n3, token, ["h%d" % i for i in range(20)])
+
+    os.remove(tenants)
+    os.rename(tenants + ".aside", tenants)
+    r = call(n3, "acme", token, "POST", "/api/collections/tickets/records",
+             {"id": "after", "title": "x"})
+    assert r.status_code == 201, r.text
+    wait_until("n2's copy equals n3's files",
+               lambda: caught_up(cluster, tenant_id, ["n2"]) and same_files(n2, n3, tenant_id))
+    assert [e for e in events(n3, "replication.snapshot_sent") if e["tenant"] == tenant_id], \
+        "n2's emptied copy took no snapshot"
+
+
 def test_a_follower_at_the_promoted_copys_position_streams_on_without_a_snapshot(cluster):
     """The tenant's chain goes on across a failover: the follower that is
     not promoted holds what the promoted copy holds, so it streams on from
