@@ -1,7 +1,5 @@
 #include "app/cluster_member.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <atomic>
 #include <boost/json.hpp>
@@ -960,14 +958,6 @@ void ClusterMember::Detach(const std::string& tenant_id, const std::string& path
         closed_.begin(), closed_.end(),
         [](const auto& a, const auto& b) { return a.second.closed_at < b.second.closed_at; }));
   }
-}
-
-ClusterMember::FileIdentity ClusterMember::IdentityOf(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return {};
-  return {true, static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
-          static_cast<uint64_t>(st.st_size),
-          int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec};
 }
 
 std::vector<cluster::Message> ClusterMember::Handle(const std::vector<cluster::Message>& run) {

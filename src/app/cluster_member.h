@@ -110,6 +110,7 @@
 #include <string>
 #include <thread>
 
+#include "base/file_util.h"
 #include "base/histogram.h"
 #include "base/mutex.h"
 #include "base/status.h"
@@ -245,15 +246,6 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
     // waits for them (none is answered to anyone).
     std::shared_ptr<std::atomic<bool>> unanswered = std::make_shared<std::atomic<bool>>(false);
   };
-  // What a tenant's file was when it was closed: a reopen continues the
-  // chain only over the same files (a restore renames another one in).
-  struct FileIdentity {
-    bool exists = false;
-    uint64_t device = 0, inode = 0, size = 0;
-    int64_t modified_ns = 0;
-    bool operator==(const FileIdentity&) const = default;
-  };
-  static FileIdentity IdentityOf(const std::string& path);
   // A tenant this node still leads (its primary key stays on the lease)
   // but has closed (idle, evicted): its recorder and shipper, kept so that
   // the next open continues the chain and the followers stream on, no

@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -32,6 +33,18 @@ Status SyncFile(const std::string& path);
 Status RemoveTree(const std::string& path);
 
 bool PathExists(const std::string& path);
+
+// A file as stat() sees it: device, inode, size and modification time, what
+// a rename, a write or a truncate after the moment it was taken would alter.
+// Compared to tell "the same files as then" (a closed tenant reopened, a
+// killed node's record of its files); `exists` is false when stat() fails.
+struct FileIdentity {
+  bool exists = false;
+  uint64_t device = 0, inode = 0, size = 0;
+  int64_t modified_ns = 0;
+  bool operator==(const FileIdentity&) const = default;
+};
+FileIdentity IdentityOf(const std::string& path);
 
 // A scratch file's path; the file (if any) is removed when this goes out of
 // scope.

@@ -1,7 +1,6 @@
 #include "replication/live_head.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <utility>
@@ -24,22 +23,6 @@ constexpr uint8_t kDirty = 0;
 constexpr uint8_t kClean = 1;
 constexpr size_t kBootIdSize = 36;  // the kernel's text form of a UUID
 
-// A file as stat() sees it: what a change to it after the cut would alter.
-struct Identity {
-  bool exists = false;
-  uint64_t device = 0, inode = 0, size = 0;
-  int64_t modified_ns = 0;
-  bool operator==(const Identity&) const = default;
-};
-
-Identity IdentityOf(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return {};
-  return {true, static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
-          static_cast<uint64_t>(st.st_size),
-          static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec};
-}
-
 // This boot's id, read once; empty when the kernel does not say (then no
 // record is ever trusted).
 const std::string& BootId() {
@@ -51,7 +34,7 @@ const std::string& BootId() {
   return id;
 }
 
-void PutIdentity(std::string& out, const Identity& id) {
+void PutIdentity(std::string& out, const FileIdentity& id) {
   PutUint(out, id.exists ? 1 : 0, 1);
   PutUint(out, id.device, 8);
   PutUint(out, id.inode, 8);
@@ -59,7 +42,7 @@ void PutIdentity(std::string& out, const Identity& id) {
   PutUint(out, static_cast<uint64_t>(id.modified_ns), 8);
 }
 constexpr size_t kIdentitySize = 1 + 4 * 8;
-Identity GetIdentity(const char* p) {
+FileIdentity GetIdentity(const char* p) {
   return {GetUint(p, 1) == 1, GetUint(p + 1, 8), GetUint(p + 9, 8), GetUint(p + 17, 8),
           static_cast<int64_t>(GetUint(p + 25, 8))};
 }
@@ -84,8 +67,8 @@ std::string Encode(uint8_t state, const ReplicaPosition& at, const std::string& 
   hash.resize(kHashSize, '\0');
   out.append(lineage);
   out.append(hash);
-  PutIdentity(out, state == kClean ? IdentityOf(database) : Identity{});
-  PutIdentity(out, state == kClean ? IdentityOf(database + "-wal") : Identity{});
+  PutIdentity(out, state == kClean ? IdentityOf(database) : FileIdentity{});
+  PutIdentity(out, state == kClean ? IdentityOf(database + "-wal") : FileIdentity{});
   out.append(crypto::Blake2b256({out}));
   out.resize(LiveHead::kRecordSize, '\0');
   return out;
