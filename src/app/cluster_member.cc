@@ -1882,10 +1882,15 @@ bool ClusterMember::Promote(const std::string& tenant_id) {
   const std::optional<std::string> chain_before = before(ChainKey(tenant_id));
   const std::optional<std::string> sync_before = before(SyncKey(tenant_id));
   bool chain_recorded = false;
+  const std::string dir = layout::TenantDir(options_.data_dir, tenant_id);
+  bool made_dir = false;
   // The primary key is ours but the tenant is not served: a refusal gives
   // it up so that another follower can try (its lease-bound key goes with
   // ours), and empties the copy, which the check may have changed (SQLite
-  // opens it): it takes a snapshot of the next primary's chain.
+  // opens it): it takes a snapshot of the next primary's chain. The
+  // tenant's own directory, if this promotion made it, goes too, with what
+  // was moved into it: left, this node would step aside in every election
+  // for the tenant (kOwnDirectoryRefusal) until an operator removed it.
   auto give_up = [&](const std::string& why) {
     if (chain_recorded) {
       for (const auto& [key, value] : {std::pair{ChainKey(tenant_id), chain_before},
@@ -1894,12 +1899,17 @@ bool ClusterMember::Promote(const std::string& tenant_id) {
       }
     }
     (void)etcd_->DeleteIf(PrimaryKey(tenant_id), *term);
+    if (made_dir && PathExists(dir)) {
+      if (Status r = RemoveTree(dir); !r.ok()) {
+        log::Error("replication.promotion_not_undone",
+                   {{"tenant", tenant_id}, {"cause", r.ToString()}});
+      }
+    }
     if (Status r = replicas_->Reset(tenant_id); !r.ok()) {
       log::Error("replication.copy_not_emptied", {{"tenant", tenant_id}, {"cause", r.ToString()}});
     }
     return refuse(why);
   };
-  const std::string dir = layout::TenantDir(options_.data_dir, tenant_id);
   const std::string database = layout::TenantDatabaseFile(options_.data_dir, tenant_id);
   std::shared_ptr<Primary> primary = StartChain(
       tenant_id, database, static_cast<uint64_t>(*term), lease, settled ? &*position : nullptr,
@@ -1937,7 +1947,12 @@ bool ClusterMember::Promote(const std::string& tenant_id) {
       !s.ok()) {
     return give_up(s.ToString());
   }
-  // The copy becomes the tenant's own directory, then the registry's.
+  // The copy becomes the tenant's own directory, then the registry's. The
+  // directory is new (a node that holds it beside its copy is no
+  // candidate), so a refusal may remove it: never one this promotion did
+  // not make.
+  if (PathExists(dir)) return give_up(kOwnDirectoryRefusal);
+  made_dir = true;
   Status s = MakeDirs(dir, 0700);
   for (const auto& [from, to] :
        {std::pair{copy + "/" + replication::kReplicaDatabaseName, database},

@@ -1785,6 +1785,50 @@ def test_a_promotion_that_fails_after_recording_its_chain_puts_it_back_for_the_n
         "n2's emptied copy took no snapshot"
 
 
+def test_a_promotion_that_fails_after_making_the_tenants_directory_removes_it(cluster):
+    """A promotion can fail after it made the tenant's own directory and
+    moved the copy's database into it (here: n2's copy's files/ is a regular
+    file, so its blobs cannot be listed). It gives up and removes that
+    directory with what it moved, so n2 stays a candidate: once n3, which
+    took the tenant over instead, is lost in turn, n2 takes it over with
+    every acknowledged write. (Left behind, the directory made n2 step
+    aside in every election for the tenant, kOwnDirectoryRefusal, until an
+    operator removed it: nobody took the tenant over.)"""
+    n1, n2, n3 = started_three(cluster)
+    tenant_id, token = tenant_with_records(n1, "m", 20)
+    wait_until("both followers caught up", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))
+    # Both copies at the same position: n2, the lower id, tries first.
+    files = os.path.join(n2.data_dir, "replicas", tenant_id, "files")
+    shutil.rmtree(files, ignore_errors=True)
+    with open(files, "w") as f:
+        f.write("not a directory\n")
+    n1.proc.kill()
+    n1.proc.wait()
+
+    leader, _ = taken_over(cluster, token, tenant_id, n2, n3)
+    assert leader is n3
+    refused = [e for e in events(n2, "replication.promotion_refused") if e["tenant"] == tenant_id]
+    assert len(refused) == 1 and "cannot list the copy's files" in refused[0]["cause"], refused
+    assert not os.path.exists(os.path.join(n2.data_dir, "tenants", tenant_id))
+    assert not events(n2, "replication.promotion_not_undone")
+
+    os.remove(files)
+    r = call(n3, "acme", token, "POST", "/api/collections/tickets/records",
+             {"id": "after", "title": "x"})
+    assert r.status_code == 201, r.text
+    wait_until("n2's copy equals n3's files",
+               lambda: caught_up(cluster, tenant_id, ["n2"]) and same_files(n2, n3, tenant_id))
+    n3.proc.kill()
+    n3.proc.wait()
+
+    def n2_leads():
+        entry = tenant_entry(cluster.status(), tenant_id)
+        return entry if entry and entry["primary"] == "n2" else None
+    wait_until("n2 leads the tenant", serving(cluster, token, n2_leads), timeout=30)
+    assert_served(n2, token, ["m%d" % i for i in range(20)] + ["after"])
+    assert metric(n2, "silo_repl_promotions_total") == 1
+
+
 def test_a_follower_at_the_promoted_copys_position_streams_on_without_a_snapshot(cluster):
     """The tenant's chain goes on across a failover: the follower that is
     not promoted holds what the promoted copy holds, so it streams on from
