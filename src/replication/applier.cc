@@ -65,6 +65,14 @@ std::optional<ReplicaPosition> DecodeSlot(std::string_view slot) {
 
 }  // namespace
 
+// The journal becomes the copy's history (`replica.prev`, replacing the one
+// before) at the first position write once it holds this much, all of it
+// recorded then: the copy keeps on disk at least this much of the segments
+// it applied last (History; as much as a copy keeps in memory,
+// RecentBudget::per_copy), and at most about twice as much plus what is
+// not recorded yet (kJournalCap).
+constexpr int64_t kHistoryBytes = int64_t{8} << 20;
+
 // The copy's open files. A descriptor is -1 until first needed.
 struct Applier::Files {
   std::string dir;
@@ -73,8 +81,9 @@ struct Applier::Files {
   int position_fd = -1;
   int newest_slot = -1;  // the slot holding the newest position; -1: none
   int journal_fd = -1;
-  int64_t journal_size = 0;    // bytes journaled since the last position write
-  bool journal_synced = true;  // nothing journaled since its last fdatasync
+  int64_t journal_size = 0;      // the journal's records, in bytes
+  int64_t journal_recorded = 0;  // of which behind the recorded position
+  bool journal_synced = true;    // nothing journaled since its last fdatasync
 
   ~Files() {
     for (int f : fd) {
@@ -85,6 +94,22 @@ struct Applier::Files {
   }
 
   std::string JournalPath() const { return dir + "/" + kReplicaJournalName; }
+  std::string HistoryPath() const { return dir + "/" + kReplicaHistoryName; }
+  int64_t Unrecorded() const { return journal_size - journal_recorded; }
+
+  // The journal, all of it recorded, becomes the history, replacing the one
+  // before; the next segment starts a new journal, whose creation makes the
+  // rename durable (until then a crash leaves the old names: the same
+  // records, all behind the position).
+  Status RetireJournal() {
+    ::close(journal_fd);
+    journal_fd = -1;
+    journal_size = journal_recorded = 0;
+    if (::rename(JournalPath().c_str(), HistoryPath().c_str()) != 0) {
+      return DiskError("rename journal");
+    }
+    return Status::Ok();
+  }
 
   // Appends one segment to the journal: its length (4 bytes, little-endian),
   // then its bytes. Durable at the next SyncJournal (applier.h).
@@ -94,7 +119,7 @@ struct Applier::Files {
       journal_fd = ::open(JournalPath().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
       if (journal_fd < 0) return DiskError("open journal");
       if (::ftruncate(journal_fd, 0) != 0) return DiskError("ftruncate journal");
-      journal_size = 0;
+      journal_size = journal_recorded = 0;
       journal_synced = true;
       if (!existed) SILO_RETURN_IF_ERROR(SyncDir(dir));  // its name survives a power loss
     }
@@ -176,11 +201,10 @@ struct Applier::Files {
     SILO_RETURN_IF_ERROR(PwriteAll(position_fd, slot, int64_t{index} * kSlotSize));
     if (::fdatasync(position_fd) != 0) return DiskError("fdatasync position");
     newest_slot = index;
-    // Recorded: what the journal holds is behind the position now.
-    if (journal_size > 0) {
-      if (::ftruncate(journal_fd, 0) != 0) return DiskError("ftruncate journal");
-      journal_size = 0;
-    }
+    // Recorded: what the journal holds is behind the position now, the
+    // copy's history, retired once there is enough of it.
+    journal_recorded = journal_size;
+    if (journal_size >= kHistoryBytes) return RetireJournal();
     return Status::Ok();
   }
 };
@@ -242,24 +266,79 @@ Status Applier::RollForward() {
   }
   SILO_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
   std::string_view rest = bytes;
+  size_t kept = 0;  // the journal's bytes up to the last record kept
   while (rest.size() >= 4) {
     const uint64_t length = GetUint(rest.data(), 4);
     if (length > rest.size() - 4) break;  // torn: the process died writing it
     std::string_view encoded = rest.substr(4, length);
     rest.remove_prefix(4 + length);
-    Result<Segment> segment = DecodeSegment(encoded);
-    if (!segment.ok()) break;
-    if (segment->header.seq <= position_.seq) continue;  // recorded before the journal emptied
-    Status s = ApplyDecoded(*std::move(segment), encoded, /*may_defer=*/true, /*journal=*/false);
-    // One that does not continue the chain ends the roll forward (nothing of
-    // it was written); a disk that fails fails the open.
-    if (s.code() == StatusCode::kInternal) return s;
-    if (!s.ok()) break;
+    // Recorded before: history, only skipped (History checks it whole).
+    const uint64_t seq = PeekSegmentSeq(encoded);
+    if (seq == 0) break;
+    if (seq > position_.seq) {
+      Result<Segment> segment = DecodeSegment(encoded);
+      if (!segment.ok()) break;
+      Status s = ApplyDecoded(*std::move(segment), encoded, /*may_defer=*/true, /*journal=*/false);
+      // One that does not continue the chain ends the roll forward (nothing
+      // of it was written); a disk that fails fails the open.
+      if (s.code() == StatusCode::kInternal) return s;
+      if (!s.ok()) break;
+    }
+    kept = bytes.size() - rest.size();
   }
-  // Recorded before the journal goes.
+  // Recorded before the journal goes on (journal_fd is not open yet: the
+  // position write leaves the file alone).
   if (deferred_) SILO_RETURN_IF_ERROR(Record());
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return DiskError("unlink journal");
+  // It goes on, all of it history now, without what ended the roll forward.
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return DiskError("open journal");
+  files_->journal_fd = fd;
+  if (::ftruncate(fd, static_cast<off_t>(kept)) != 0) return DiskError("ftruncate journal");
+  files_->journal_size = files_->journal_recorded = static_cast<int64_t>(kept);
+  if (files_->journal_size >= kHistoryBytes) return files_->RetireJournal();
   return Status::Ok();
+}
+
+std::vector<std::string> Applier::History(const std::string& dir, size_t max_bytes) {
+  int newest_slot = -1;
+  auto position = ReadSlots(dir, newest_slot);
+  if (!position.ok() || position->seq == 0) return {};
+  // The records of the history, then of the journal, oldest first.
+  std::vector<std::string> files;
+  files.reserve(2);  // never moved: `records` points into them
+  std::vector<std::string_view> records;
+  for (const char* name : {kReplicaHistoryName, kReplicaJournalName}) {
+    auto bytes = ReadFile(dir + "/" + name);
+    if (!bytes.ok()) continue;
+    files.push_back(*std::move(bytes));
+    std::string_view rest = files.back();
+    while (rest.size() >= 4) {
+      const uint64_t length = GetUint(rest.data(), 4);
+      if (length > rest.size() - 4) break;
+      records.push_back(rest.substr(4, length));
+      rest.remove_prefix(4 + length);
+    }
+  }
+  // From the position back, each the one its successor names.
+  std::vector<std::string> kept;
+  uint64_t seq = position->seq;
+  std::string hash = position->hash;
+  size_t bytes = 0;
+  for (auto it = records.rbegin(); it != records.rend() && seq > 0; ++it) {
+    if (PeekSegmentSeq(*it) > seq) continue;  // past the position (not recorded)
+    if (!kept.empty() && bytes + it->size() > max_bytes) break;
+    Result<Segment> segment = DecodeSegment(*it);
+    if (!segment.ok() || segment->header.seq != seq || segment->hash != hash ||
+        segment->header.lineage != position->lineage) {
+      break;
+    }
+    kept.emplace_back(*it);
+    bytes += it->size();
+    hash = segment->header.prev_hash;
+    --seq;
+  }
+  std::reverse(kept.begin(), kept.end());
+  return kept;
 }
 
 Status Applier::Install(const std::string& dir, const ReplicaPosition& position) {
@@ -267,8 +346,10 @@ Status Applier::Install(const std::string& dir, const ReplicaPosition& position)
   slots.replace(static_cast<size_t>(position.seq % 2) * kSlotSize, kSlotSize, EncodeSlot(position));
   SILO_RETURN_IF_ERROR(WriteFileAtomic(dir + "/" + kReplicaPositionName, slots));
   // Segments journaled before the snapshot precede it.
-  const std::string journal = dir + "/" + kReplicaJournalName;
-  if (::unlink(journal.c_str()) != 0 && errno != ENOENT) return DiskError("unlink journal");
+  for (const char* name : {kReplicaJournalName, kReplicaHistoryName}) {
+    const std::string path = dir + "/" + name;
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return DiskError("unlink journal");
+  }
   return Status::Ok();
 }
 
@@ -336,13 +417,13 @@ Status Applier::Record() {
 Status Applier::Flush() {
   if (!deferred_) return Status::Ok();
   SILO_RETURN_IF_ERROR(WriteUnapplied());
-  if (files_->journal_size >= kJournalCap) return Record();
+  if (files_->Unrecorded() >= kJournalCap) return Record();
   deferred_ = false;
   return Status::Ok();
 }
 
 Status Applier::Settle() {
-  if (files_->journal_size == 0 && !deferred_) return Status::Ok();
+  if (files_->Unrecorded() == 0 && !deferred_) return Status::Ok();
   return Record();
 }
 

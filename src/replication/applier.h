@@ -12,8 +12,13 @@
 // hash, last commit frame) is recorded in `replica.pos`, two alternating
 // checksummed slots overwritten in place (a torn write of one leaves the
 // other), after every segment that changes the database or starts a WAL,
-// and whenever the journal passes 16 MiB; then the files are made durable
-// first and the journal emptied.
+// and whenever the journal's records not yet recorded pass 16 MiB; then the
+// files are made durable first. Recorded records stay in the journal as the
+// copy's history; once it holds 8 MiB it becomes `replica.prev` (replacing
+// the one before) at a position write and a new journal starts, so the copy
+// keeps on disk at least the last 8 MiB of segments it applied (History):
+// what a promoted copy resumes a follower behind it from, also after the
+// copy's node restarted.
 //
 // A run of segments that only append WAL frames is made durable by one
 // fsync of the journal (Apply's `may_defer`, then Flush); their frames then
@@ -50,6 +55,7 @@ inline constexpr char kReplicaDatabaseName[] = "tenant.db";
 inline constexpr char kReplicaWalName[] = "tenant.db-wal";
 inline constexpr char kReplicaPositionName[] = "replica.pos";
 inline constexpr char kReplicaJournalName[] = "replica.next";
+inline constexpr char kReplicaHistoryName[] = "replica.prev";
 
 // Bounds the segments copies keep in memory for a promotion
 // (Applier::TakeRecent): each copy at most `per_copy` bytes, and the copies
@@ -104,10 +110,10 @@ class Applier {
   // their bytes to the files. Internal when the disk failed (reopen the
   // copy).
   Status Flush();
-  // Records the position now: the files made durable, `replica.pos`
-  // written and the journal emptied. For a copy about to be closed for a
-  // while (Replicas::CloseIdle): it then keeps no journal on disk (up to
-  // kJournalCap otherwise). Internal when the disk failed.
+  // Records the position now: the files made durable and `replica.pos`
+  // written. For a copy about to be closed for a while
+  // (Replicas::CloseIdle): nothing is then left to roll forward at its
+  // next open. Internal when the disk failed.
   Status Settle();
   bool deferred() const { return deferred_; }
 
@@ -117,9 +123,9 @@ class Applier {
   // opened, or without a budget); they are taken, and the copy keeps none
   // after. What a promoted copy gives its shipper (Shipper::ContinueFrom),
   // so that a follower a little behind it when its primary was lost
-  // streams on from where it is with no snapshot. Held in memory only: a
-  // copy reopened starts with none (those of its journal it rolls forward
-  // excepted) unless given back with Seed.
+  // streams on from where it is with no snapshot. Held in memory: a copy
+  // reopened starts with none (those of its journal it rolls forward
+  // excepted) unless given back with Seed; History reads them from disk.
   std::vector<std::string> TakeRecent();
   // Gives back what TakeRecent took from this copy's last open (the copy
   // closed, then opened again): kept as if applied here, within the
@@ -134,9 +140,19 @@ class Applier {
   // forward through its journal. DataLoss as Open.
   static Result<ReplicaPosition> RecordedPosition(const std::string& dir);
 
+  // The newest segments the copy in `dir` applied up to its recorded
+  // position, oldest first, as TakeRecent gives them: what its history and
+  // journal still hold that links to that position, each checked whole
+  // (DecodeSegment), at most `max_bytes` together (at least the last).
+  // Empty when none does or the files cannot be read. What a promotion
+  // resumes followers from when the copy's memory holds fewer (its node
+  // restarted since). REQUIRES: no Applier open on `dir` that has not
+  // settled.
+  static std::vector<std::string> History(const std::string& dir, size_t max_bytes);
+
   // Sets the position of the copy in `dir` (after a snapshot replaced its
-  // files), durably, and empties its journal. REQUIRES: no Applier open on
-  // `dir`.
+  // files), durably, and removes its journal and history. REQUIRES: no
+  // Applier open on `dir`.
   static Status Install(const std::string& dir, const ReplicaPosition& position);
 
  private:
@@ -150,9 +166,11 @@ class Applier {
   // the files (not synced).
   Status WriteUnapplied();
   // WriteUnapplied, then makes the files durable and records position_ in
-  // `replica.pos`, which empties the journal.
+  // `replica.pos`: the journal is history from then on.
   Status Record();
-  // Applies the journal's segments that continue the chain, then empties it.
+  // Applies the journal's segments past the recorded position that continue
+  // the chain and records them; the journal goes on from its last record
+  // kept (what ended the roll forward is cut off).
   Status RollForward();
   // Keeps segment `seq` (just applied) among the recent ones.
   void Remember(uint64_t seq, std::string_view encoded);

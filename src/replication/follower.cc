@@ -112,14 +112,24 @@ std::vector<std::string> Replicas::Close(const std::string& tenant_id) {
     if (Status s = copy.applier->Settle(); !s.ok()) {
       // Rolled forward when the copy is next opened instead.
       log::Warn("replication.settle_failed", {{"cause", s.ToString()}});
-    } else {
-      recent = copy.applier->TakeRecent();
+      copy.applier.reset();
+      copy.snapshot_next = 0;
+      return {};
     }
+    recent = copy.applier->TakeRecent();
   } else {
     recent = Unpark(tenant_id);  // closed while idle: unchanged since
   }
   copy.applier.reset();
   copy.snapshot_next = 0;
+  // Memory holds fewer than the disk when the node restarted since (or the
+  // budget was short): the disk's go further back, to the same position.
+  if (recent_) {
+    if (std::vector<std::string> kept = Applier::History(Dir(tenant_id), recent_->per_copy);
+        kept.size() > recent.size()) {
+      recent = std::move(kept);
+    }
+  }
   return recent;
 }
 
@@ -141,8 +151,8 @@ Status Replicas::Reset(const std::string& tenant_id) {
   // a crash in between leaves (Close recorded its journal).
   SILO_RETURN_IF_ERROR(remove(kReplicaPositionName));
   SILO_RETURN_IF_ERROR(SyncDir(dir));
-  for (const char* name :
-       {kReplicaJournalName, kReplicaDatabaseName, kReplicaWalName, "tenant.db-shm"}) {
+  for (const char* name : {kReplicaJournalName, kReplicaHistoryName, kReplicaDatabaseName,
+                           kReplicaWalName, "tenant.db-shm"}) {
     SILO_RETURN_IF_ERROR(remove(name));
   }
   return SyncDir(dir);

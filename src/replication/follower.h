@@ -70,10 +70,11 @@ class Replicas {
   // follower taking the tenant over. The next message reopens it. Returns
   // the newest segments it applied (Applier::TakeRecent: oldest first, the
   // last at its position; those kept from before it was closed while idle
-  // too, as RecentBudget bounds them; empty when none or when its journal
-  // could not be recorded).
+  // too, as RecentBudget bounds them; or those its files keep
+  // (Applier::History) when they go further back: the node restarted
+  // since; empty when none or when its journal could not be recorded).
   std::vector<std::string> Close(const std::string& tenant_id);
-  // Empties the tenant's copy: its position, journal, database and WAL go
+  // Empties the tenant's copy: its position, journal, history, database and WAL go
   // (its wrapped key, metadata and blobs stay), so it takes a snapshot
   // before it follows again. For a copy that a promotion check refused,
   // or may have changed (SQLite, opening it, may checkpoint it): its

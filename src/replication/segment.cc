@@ -101,6 +101,19 @@ std::string EncodeSegment(const SegmentHeader& header, const std::vector<Op>& op
   return out;
 }
 
+uint64_t PeekSegmentSeq(std::string_view encoded) {
+  if (encoded.size() < kHeaderSize + kHashSize) return 0;
+  Reader in(encoded);
+  std::string magic, lineage;
+  uint8_t version = 0;
+  uint64_t term = 0, seq = 0;
+  if (!in.Bytes(kMagic.size(), magic) || magic != kMagic || !in.U8(version) ||
+      version != kVersion || !in.Bytes(kLineageSize, lineage) || !in.U64(term) || !in.U64(seq)) {
+    return 0;
+  }
+  return seq;
+}
+
 Result<Segment> DecodeSegment(std::string_view encoded) {
   if (encoded.size() < kHeaderSize + kHashSize) return Broken("shorter than a header");
   if (encoded.size() > kMaxSegmentBytes) return Broken("over the size limit");

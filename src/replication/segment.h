@@ -104,6 +104,11 @@ std::string EncodeSegment(const SegmentHeader& header, const std::vector<Op>& op
 // its own hash. DataLoss for anything that is not a whole, intact segment.
 Result<Segment> DecodeSegment(std::string_view encoded);
 
+// The seq an encoded segment's header names, read without checking anything
+// else (not its hash): for records only skipped or counted, never applied or
+// sent on unchecked. 0 when it is shorter than a header or of another format.
+uint64_t PeekSegmentSeq(std::string_view encoded);
+
 }  // namespace silo::replication
 
 #endif  // SILO_REPLICATION_SEGMENT_H_

@@ -224,10 +224,12 @@ TEST_F(ApplierTest, ThePositionSurvivesAReopenAndATornSlot) {
     EXPECT_EQ((*a)->position().seq, 3u);
   }
   // Seq 3 lives in slot 1 (seq % 2). Tear it: the copy falls back to seq 2,
-  // and segment 3 applies again (its writes are absolute).
+  // and segment 3 applies again (its writes are absolute). (Without its
+  // journal: the segments it holds past seq 2 would be rolled forward.)
   std::string bytes = *ReadFile(pos_path);
   bytes[128 + 20] ^= 0xff;
   ASSERT_OK(WriteFileAtomic(pos_path, bytes));
+  fs::remove(dir_ + "/" + kReplicaJournalName);
   {
     auto a = Applier::Open(dir_);
     ASSERT_OK(a);
@@ -263,7 +265,9 @@ TEST_F(ApplierTest, ARunOfFrameAppendsIsMadeDurableByItsJournalBeforeItReachesTh
   // Until its journal record is durable, nothing of a segment is in the
   // files: a power loss now leaves no WAL frame its journal lost.
   EXPECT_EQ(*ReadFile(wal_path), wal_after_one) << "a deferred segment reached the WAL unjournaled";
-  EXPECT_EQ(*ReadFile(journal), JournalRecord(chain[1]) + JournalRecord(chain[2]));
+  // (Segment 1, recorded, stays in it as history.)
+  EXPECT_EQ(*ReadFile(journal),
+            JournalRecord(chain[0]) + JournalRecord(chain[1]) + JournalRecord(chain[2]));
   ASSERT_OK(a.Flush());
   EXPECT_FALSE(a.deferred());
   EXPECT_EQ(a.position().wal_commit_frame, 3u);
@@ -278,16 +282,19 @@ TEST_F(ApplierTest, ARunOfFrameAppendsIsMadeDurableByItsJournalBeforeItReachesTh
     EXPECT_EQ((*again)->position().seq, 3u);
   }
   EXPECT_EQ(DurableSeq(), 3u);
-  EXPECT_FALSE(fs::exists(journal));
+  // All of it history now, which a later open only skips.
+  EXPECT_EQ(*ReadFile(journal),
+            JournalRecord(chain[0]) + JournalRecord(chain[1]) + JournalRecord(chain[2]));
 
   // Seq 3 skipped seq 2, so it went to the slot that did not hold seq 1
   // (slot 0, not seq % 2): tearing it leaves seq 1, whose segments after it
-  // apply again.
+  // apply again (the journal, which would roll them forward, gone too).
   const std::string pos_path = dir_ + "/" + kReplicaPositionName;
   std::string bytes = *ReadFile(pos_path);
   bytes[20] ^= 0xff;
   ASSERT_OK(WriteFileAtomic(pos_path, bytes));
   EXPECT_EQ(DurableSeq(), 1u);
+  fs::remove(journal);
   {
     auto again = Applier::Open(dir_);
     ASSERT_OK(again);
@@ -385,6 +392,12 @@ TEST_F(ApplierTest, TheSegmentsOfACopyClosedWhileIdleOutliveItsCloseWithinTheirB
     EXPECT_EQ(replicas.CloseIdle(std::chrono::milliseconds(0)), 4u);
     EXPECT_EQ(budget->held.load(), 0u) << "a closed copy's segments counted as an open one's";
     EXPECT_EQ(replicas.recent_bytes(), 2 * bytes);
+    // What memory keeps, without what the files keep (Applier::History).
+    for (const std::string& t : tenants) {
+      for (const char* name : {kReplicaJournalName, kReplicaHistoryName}) {
+        fs::remove(replicas.Dir(t) + "/" + name);
+      }
+    }
     EXPECT_TRUE(replicas.Close("t1").empty()) << "past closed_total, the oldest stayed";
     EXPECT_TRUE(replicas.Close("t2").empty()) << "past closed_total, the oldest stayed";
     // Opened again (a message, or Position): they are the copy's again, and
@@ -452,7 +465,9 @@ TEST_F(ApplierTest, AProcessKilledMidRunRollsItsJournalForwardAndNothingElse) {
     EXPECT_FALSE((*a)->deferred());
   }
   EXPECT_EQ(DurableSeq(), 3u);
-  EXPECT_FALSE(fs::exists(journal));
+  EXPECT_EQ(*ReadFile(journal),
+            JournalRecord(chain[0]) + JournalRecord(chain[1]) + JournalRecord(chain[2]))
+      << "the journal does not go on from its last record kept";
   EXPECT_EQ(*ReadFile(dir_ + "/" + kReplicaWalName), wal_through_three)
       << "the copy is not the run's, or a torn journal record reached it";
 
@@ -471,6 +486,74 @@ TEST_F(ApplierTest, AProcessKilledMidRunRollsItsJournalForwardAndNothingElse) {
   EXPECT_FALSE(PathExists(dir_ + "/" + kReplicaDatabaseName))
       << "a journaled segment of another chain reached the copy";
   EXPECT_EQ(DurableSeq(), 4u);
+}
+
+// The segments a copy applied last stay in its files (its journal's
+// recorded records, then `replica.prev`) for a promotion after its node
+// restarted: History gives them back linked to the recorded position,
+// within the bytes asked for, across reopens and once the journal was
+// retired; a damaged record ends them; a snapshot removes them.
+TEST_F(ApplierTest, TheSegmentsACopyAppliedLastStayInItsFilesLinkedToItsPosition) {
+  // Twelve segments of 1 MiB each (database writes: each recorded at once),
+  // past the 8 MiB after which the journal is retired.
+  std::vector<std::string> chain;
+  SegmentRecorder recorder(std::string(kLineageSize, 'h'), 1, ChainHead{},
+                           [&](uint64_t, const std::string& encoded) {
+                             chain.push_back(encoded);
+                             return Status::Ok();
+                           });
+  for (int i = 0; i < 12; ++i) {
+    recorder.Write(File::kDatabase, int64_t{i} * kMaxWriteBytes,
+                   std::string(kMaxWriteBytes, static_cast<char>('a' + i)));
+    ASSERT_OK(recorder.Sync(File::kDatabase));
+  }
+  ASSERT_EQ(chain.size(), 12u);
+  constexpr size_t kAll = size_t{64} << 20;
+  auto tail = [&](size_t n) { return std::vector<std::string>(chain.end() - n, chain.end()); };
+  EXPECT_TRUE(Applier::History(dir_, kAll).empty());  // no copy yet
+  {
+    auto a = Applier::Open(dir_);
+    ASSERT_OK(a);
+    for (int i = 0; i < 5; ++i) ASSERT_OK((*a)->Apply(chain[i]));
+  }
+  EXPECT_EQ(Applier::History(dir_, kAll),
+            (std::vector<std::string>(chain.begin(), chain.begin() + 5)));
+  {
+    auto a = Applier::Open(dir_);  // the node restarted
+    ASSERT_OK(a);
+    for (int i = 5; i < 12; ++i) ASSERT_OK((*a)->Apply(chain[i]));
+  }
+  const std::string history = dir_ + "/" + kReplicaHistoryName;
+  const std::string journal = dir_ + "/" + kReplicaJournalName;
+  ASSERT_TRUE(fs::exists(history)) << "the journal was never retired";
+  EXPECT_LT(fs::file_size(journal), fs::file_size(history));
+  // At least 8 MiB of them, the newest, contiguous up to the position.
+  std::vector<std::string> kept = Applier::History(dir_, kAll);
+  ASSERT_GE(kept.size(), 8u);
+  EXPECT_EQ(kept, tail(kept.size()));
+  EXPECT_EQ(Applier::History(dir_, 3 * chain[11].size()), tail(3));
+  EXPECT_EQ(Applier::History(dir_, 1), tail(1)) << "not even the last";
+  {
+    auto a = Applier::Open(dir_);  // skips them, changes nothing
+    ASSERT_OK(a);
+    EXPECT_EQ((*a)->position().seq, 12u);
+  }
+  EXPECT_EQ(Applier::History(dir_, kAll), kept);
+
+  // One byte of segment 11's record flipped: only the one after it links.
+  std::string bytes = *ReadFile(journal);
+  const size_t at = bytes.find(chain[10]);
+  ASSERT_NE(at, std::string::npos) << "segment 11 is not in the journal";
+  bytes[at + chain[10].size() / 2] ^= 1;
+  ASSERT_OK(WriteFileAtomic(journal, bytes));
+  EXPECT_EQ(Applier::History(dir_, kAll), tail(1));
+
+  // A snapshot's position: what the files kept precedes it.
+  ASSERT_OK(Applier::Install(
+      dir_, ReplicaPosition{std::string(kLineageSize, 's'), 2, 3, std::string(kHashSize, 'x'), 0}));
+  EXPECT_FALSE(fs::exists(history));
+  EXPECT_FALSE(fs::exists(journal));
+  EXPECT_TRUE(Applier::History(dir_, kAll).empty());
 }
 
 TEST_F(ApplierTest, AWriteHoldingSeveralFramesFindsItsLastCommit) {

@@ -8,6 +8,7 @@ acknowledges nothing after it and comes back as a follower; a damaged copy
 is never promoted."""
 import base64
 import glob
+import hashlib
 import json
 import os
 import random
@@ -108,6 +109,20 @@ def same_files(follower, primary, tenant_id):
     return (read(os.path.join(copy, "tenant.db")) == read(os.path.join(own, "tenant.db")) and
             read_wal(os.path.join(copy, "tenant.db-wal")) ==
             read_wal(os.path.join(own, "tenant.db-wal")))
+
+
+def recorded_seq(copy):
+    """The seq a copy's replica.pos records (docs/formats.md: two 128-byte
+    slots, magic SLRP, version, seq; the intact one with the higher seq)."""
+    data = read(os.path.join(copy, "replica.pos"))
+    seqs = [0]
+    for at in (0, 128):
+        slot = data[at:at + 128]
+        body = slot[:76]
+        if len(slot) == 128 and body[:4] == b"SLRP" and \
+                hashlib.blake2b(body, digest_size=32).digest() == slot[76:108]:
+            seqs.append(int.from_bytes(body[8:16], "little"))
+    return max(seqs)
 
 
 def events(node, msg):
@@ -1646,20 +1661,18 @@ def test_a_follower_whose_copy_was_damaged_is_not_promoted_and_resyncs(cluster):
     wait_until("both followers caught up again",
                lambda: caught_up(cluster, tenant_id, ["n2", "n3"], first["seq"]))
     # n2 restarts: reopening its copy (the next segment does) rolls its
-    # journal forward and records its position, so the frames are no longer
-    # in the journal (a damaged byte the journal still holds is written
-    # again from it at promotion).
+    # journal forward and records its position, so the frames are behind
+    # it (a damaged byte in a frame the journal holds past the recorded
+    # position is written again from it at promotion).
     copy = os.path.join(n2.data_dir, "replicas", tenant_id)
-    journal = os.path.join(copy, "replica.next")
-    journaled = os.path.getsize(journal)
+    caught = tenant_entry(cluster.status(), tenant_id)["seq"]
     assert n2.stop() == 0
     n2 = cluster.start_node("n2", data=n2.data_dir)
     r = call(n1, "acme", token, "POST", "/api/collections/tickets/records",
              {"id": "d30", "title": "%s 30" % NEEDLE})
     assert r.status_code == 201, r.text
     acked.append("d30")
-    wait_until("n2's journal rolled forward", lambda: not os.path.exists(journal) or
-               os.path.getsize(journal) < journaled)
+    wait_until("n2's journal rolled forward", lambda: recorded_seq(copy) >= caught)
     wait_until("n2 follows again", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))
 
     # One byte of n2's copy flips (a bad disk): inside the first WAL frame's
@@ -1865,6 +1878,20 @@ def test_a_follower_behind_the_promoted_copy_streams_on_from_the_segments_the_co
     behind where n2 took the chain on: n2 gives it the blob it missed, then
     the segments its own copy applied last, and n3 streams on with no
     snapshot, ending byte for byte n2's files."""
+    behind_the_promoted_copy(cluster, restart_n2=False)
+
+
+def test_a_follower_behind_a_promoted_copy_whose_node_restarted_streams_on_from_its_files(
+        cluster):
+    """As above, but n2 restarts (SIGTERM) after n3 fell behind and before
+    n1 is killed: the segments its copy applied last are no longer in its
+    memory, only in its files (the journal's history, Applier::History).
+    n3 still streams on from where it is with no snapshot. (Until
+    2026-12-06 it took a whole snapshot.)"""
+    behind_the_promoted_copy(cluster, restart_n2=True)
+
+
+def behind_the_promoted_copy(cluster, restart_n2):
     seed = 2124
     print("seed", seed)
     n1, n2, n3 = started_three(cluster)
@@ -1885,6 +1912,13 @@ def test_a_follower_behind_the_promoted_copy_streams_on_from_the_segments_the_co
     wait_until("n2 alone in the sync set, caught up",
                lambda: tenant_entry(cluster.status(), tenant_id)["sync"] == ["n2"] and
                caught_up(cluster, tenant_id, ["n2"]))
+    if restart_n2:
+        seq = tenant_entry(cluster.status(), tenant_id)["seq"]
+        assert n2.stop() == 0
+        n2 = cluster.start_node("n2", data=n2.data_dir)
+        wait_until("n2 back in the sync set, caught up",
+                   lambda: tenant_entry(cluster.status(), tenant_id)["sync"] == ["n2"] and
+                   caught_up(cluster, tenant_id, ["n2"], seq - 1))
     n1.proc.kill()
     n1.proc.wait()
     leader, _ = taken_over(cluster, token, tenant_id, n2, n3)
