@@ -204,10 +204,11 @@ Status MoveReplicaFiles(const std::string& from, const std::string& to) {
 // its copy at segment `seq`: written into the copy (its files in place,
 // nothing serving it yet) through `vfs`, the replicated cipher VFS when
 // the copy's chain goes on, so the followers get it with the chain (or a
-// snapshot).
+// snapshot). `forced`, when not null: the members of the sync set an
+// operator's --accept-loss replaced (ForceElection).
 Status AuditPromotion(const std::string& database, const crypto::SecretKey& dek,
-                      const std::string& node, uint64_t term, uint64_t seq,
-                      const std::string& vfs) {
+                      const std::string& node, uint64_t term, uint64_t seq, const std::string& vfs,
+                      const json::value* forced) {
   SILO_ASSIGN_OR_RETURN(auto db,
                         storage::Database::Open(
                             database, crypto::DeriveSubkey(dek, crypto::KeyPurpose::kDatabasePages),
@@ -215,10 +216,12 @@ Status AuditPromotion(const std::string& database, const crypto::SecretKey& dek,
   SILO_ASSIGN_OR_RETURN(auto tx, storage::Transaction::Begin(*db));
   const events::Origin origin{
       .actor = {"system", "replication"}, .request_id = "", .client = "", .now_us = NowMicros()};
-  SILO_RETURN_IF_ERROR(
-      events::AppendAudit(*db, origin, "replication.promoted", "node", node,
-                          events::DetailChanges(json::object{{"term", static_cast<int64_t>(term)},
-                                                             {"seq", static_cast<int64_t>(seq)}})));
+  json::object detail{{"term", static_cast<int64_t>(term)}, {"seq", static_cast<int64_t>(seq)}};
+  // An operator's --accept-loss: the sync set it replaced, whose members
+  // may have held acknowledged writes this copy lacks.
+  if (forced != nullptr) detail["forced_over_sync_set"] = *forced;
+  SILO_RETURN_IF_ERROR(events::AppendAudit(*db, origin, "replication.promoted", "node", node,
+                                           events::DetailChanges(std::move(detail))));
   return tx.Commit();
 }
 
@@ -1881,6 +1884,15 @@ bool ClusterMember::Promote(const std::string& tenant_id) {
   };
   const std::optional<std::string> chain_before = before(ChainKey(tenant_id));
   const std::optional<std::string> sync_before = before(SyncKey(tenant_id));
+  // A set an operator forced (ForceElection): the members it replaced.
+  json::value forced;
+  if (sync_before) {
+    json::value v = ParseOrNull(*sync_before);
+    if (BoolField(v, "forced")) {
+      const json::value* replaced = v.as_object().if_contains("replaced");
+      forced = replaced != nullptr ? *replaced : json::array{};
+    }
+  }
   bool chain_recorded = false;
   const std::string dir = layout::TenantDir(options_.data_dir, tenant_id);
   bool made_dir = false;
@@ -1971,8 +1983,10 @@ bool ClusterMember::Promote(const std::string& tenant_id) {
   if (s.ok()) s = SyncDir(dir);
   if (s.ok()) s = RemoveTree(copy);
   if (s.ok()) {
-    s = in_chain(database,
-                 [&] { return AuditPromotion(database, *dek, me, *term, position->seq, vfs); });
+    s = in_chain(database, [&] {
+      return AuditPromotion(database, *dek, me, *term, position->seq, vfs,
+                            forced.is_null() ? nullptr : &forced);
+    });
   }
   if (s.ok()) s = options_.registry->Adopt(tenant_id).status();
   if (!s.ok()) return give_up(s.ToString());
@@ -1998,6 +2012,14 @@ bool ClusterMember::Promote(const std::string& tenant_id) {
   }
   log::Info("replication.promoted",
             {{"tenant", tenant_id}, {"slug", slug}, {"term", static_cast<long long>(*term)}});
+  if (!forced.is_null()) {
+    log::Warn("replication.promoted_accepting_loss",
+              {{"tenant", tenant_id},
+               {"replaced_sync_set", json::serialize(forced)},
+               {"detail",
+                "an operator forced this election (--accept-loss): writes only the "
+                "replaced set's members acknowledged are lost"}});
+  }
   // Open it now: the attach finds the primary key under this lease and the
   // chain kept closed above, and goes on with it; the other followers
   // stream on from where they are, or take a snapshot.
@@ -2118,8 +2140,10 @@ Result<std::string> PromoteTenant(const std::vector<std::string>& etcd_endpoints
   if (!replication::Replicas::ValidTenantId(id)) return NotFound("no tenant " + slug);
   SILO_ASSIGN_OR_RETURN(auto primary, etcd.Get(PrimaryKey(id)));
   if (!primary.has_value()) {
-    return FailedPrecondition("no node leads " + slug +
-                              " now (it is not open anywhere, or a failover is under way)");
+    return FailedPrecondition(
+        "no node leads " + slug +
+        " now (it is not open anywhere, or a failover is under way; one that waits for sync "
+        "set members lost for good goes on with --accept-loss: see docs/cluster_runbook.md)");
   }
   const std::string from = StringField(ParseOrNull(primary->value), "node");
   if (from == node)
@@ -2176,6 +2200,76 @@ Result<std::string> PromoteTenant(const std::vector<std::string>& etcd_endpoints
   }
   (void)etcd.Revoke(lease);  // the request goes
   return outcome;
+}
+
+Result<std::string> ForceElection(const std::vector<std::string>& etcd_endpoints,
+                                  const std::string& slug, const std::string& node) {
+  cluster::Etcd etcd(cluster::EtcdOptions{etcd_endpoints, 2000, "", "", ""});
+  SILO_ASSIGN_OR_RETURN(auto reserved, etcd.Get(kSlugsPrefix + slug));
+  if (!reserved.has_value()) return NotFound("no tenant " + slug + " in the cluster");
+  const std::string id = StringField(ParseOrNull(reserved->value), "id");
+  if (!replication::Replicas::ValidTenantId(id)) return NotFound("no tenant " + slug);
+  SILO_ASSIGN_OR_RETURN(auto primary, etcd.Get(PrimaryKey(id)));
+  if (primary.has_value()) {
+    return FailedPrecondition(StringField(ParseOrNull(primary->value), "node") + " leads " + slug +
+                              ": --accept-loss is only for a tenant no node leads (hand " +
+                              "it over without it, which loses nothing)");
+  }
+  SILO_ASSIGN_OR_RETURN(auto announced, etcd.Get(kNodesPrefix + node));
+  if (!announced.has_value()) return NotFound("no live node " + node + " in the cluster");
+  if (BoolField(ParseOrNull(announced->value), "keyless")) {
+    return FailedPrecondition("node " + node +
+                              " has no master key (SILO_KEYLESS=1): it cannot lead " + slug);
+  }
+  SILO_ASSIGN_OR_RETURN(auto set, etcd.Get(SyncKey(id)));
+  if (!set.has_value()) {
+    return FailedPrecondition("the election of " + slug +
+                              " waits for no sync set (async mode): the most advanced follower "
+                              "takes it over by itself");
+  }
+  SILO_ASSIGN_OR_RETURN(auto posted, etcd.Get(kTenantsPrefix + id + "/pos/" + node));
+  if (!posted.has_value()) {
+    return FailedPrecondition("node " + node + " offers no copy of " + slug +
+                              " (it posted no position: it does not follow the tenant, or has not "
+                              "noticed that no node leads it yet)");
+  }
+  if (BoolField(ParseOrNull(posted->value), "refused")) {
+    return FailedPrecondition("node " + node + " refused to take " + slug +
+                              " over (its log says why: replication.promotion_refused)");
+  }
+  // The set replaced by `node` alone, under the same term, on no lease
+  // (as RecordChain's); only if no node changed it meanwhile.
+  const json::value was = ParseOrNull(set->value);
+  const std::vector<std::string> members = SyncMembers(was);
+  json::array replaced;
+  for (const std::string& m : members) replaced.push_back(json::value(m));
+  json::object forced{{"term", NumberField(was, "term")},
+                      {"nodes", json::array{json::value(node)}},
+                      {"forced", true},
+                      {"replaced", replaced}};
+  auto put = etcd.PutIf(SyncKey(id), json::serialize(forced), set->mod_revision, 0);
+  if (!put.ok()) {
+    if (put.status().code() == StatusCode::kVersionMismatch) {
+      return FailedPrecondition("the sync set of " + slug + " changed meanwhile: run it again");
+    }
+    return put.status();
+  }
+  for (auto until = std::chrono::steady_clock::now() + 30s;
+       std::chrono::steady_clock::now() < until; std::this_thread::sleep_for(100ms)) {
+    auto now_led = etcd.Get(PrimaryKey(id));
+    if (!now_led.ok() || !now_led->has_value()) continue;
+    const std::string leader = StringField(ParseOrNull((*now_led)->value), "node");
+    if (leader != node) {
+      return FailedPrecondition(leader + " took " + slug + " over instead (term " +
+                                std::to_string((*now_led)->mod_revision) + ")");
+    }
+    return node + " leads " + slug + " now (term " + std::to_string((*now_led)->mod_revision) +
+           "); the sync set it replaced was [" + JoinNames(members) +
+           "]: writes only its members acknowledged are lost\n";
+  }
+  return DeadlineExceeded("node " + node + " did not take " + slug +
+                          " over in 30 s (its log says why: replication.promotion_refused, "
+                          "replication.copy_off_chain)");
 }
 
 }  // namespace silo::app

@@ -472,6 +472,22 @@ Result<std::string> ClusterStatus(const std::vector<std::string>& etcd_endpoints
 Result<std::string> PromoteTenant(const std::vector<std::string>& etcd_endpoints,
                                   const std::string& slug, const std::string& node);
 
+// `silo tenant promote <slug> --node <node> --accept-loss`: for a tenant
+// no node leads whose election waits for sync set members that are gone
+// for good (in sync mode only a member may hold every acknowledged write,
+// so the election waits to hear from each). Replaces the set with `node`
+// alone, marked forced, so that `node` takes the tenant over with what its
+// copy holds, and waits up to 30 s for it. Writes that only the lost
+// members had acknowledged are lost; the promotion's audit entry says it
+// was forced and names the set it replaced. `node` must be live, hold the
+// master key and have posted its copy's position (a candidate).
+// FailedPrecondition (a node leads the tenant: hand it over without
+// --accept-loss; no sync set: async mode elects by itself; `node` posted
+// no position or refused), NotFound, DeadlineExceeded (its log says why),
+// Unavailable (etcd).
+Result<std::string> ForceElection(const std::vector<std::string>& etcd_endpoints,
+                                  const std::string& slug, const std::string& node);
+
 }  // namespace silo::app
 
 #endif  // SILO_APP_CLUSTER_MEMBER_H_

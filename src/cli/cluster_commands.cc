@@ -42,8 +42,13 @@ void AddClusterCommands(CLI::App& app, bool& as_json, int& code) {
       "promote", "hand a tenant to another node of the cluster with no write lost (from etcd)");
   static std::string* slug = new std::string;
   static std::string* node = new std::string;
+  static bool* accept_loss = new bool(false);
   promote->add_option("slug", *slug, "the tenant")->required();
   promote->add_option("--node", *node, "the node that is to lead it (SILO_NODE_ID)")->required();
+  promote->add_flag("--accept-loss", *accept_loss,
+                    "for a tenant no node leads whose election waits for sync set members lost "
+                    "for good: the node takes it over with what its copy holds (writes only they "
+                    "acknowledged are lost)");
   promote->callback([out] {
     config::LoadResult loaded = config::Load([](const char* name) { return std::getenv(name); });
     const auto& endpoints = loaded.config.cluster.etcd_endpoints;
@@ -52,7 +57,8 @@ void AddClusterCommands(CLI::App& app, bool& as_json, int& code) {
       *out = kUsage;
       return;
     }
-    auto done = app::PromoteTenant(endpoints, *slug, *node);
+    auto done = *accept_loss ? app::ForceElection(endpoints, *slug, *node)
+                             : app::PromoteTenant(endpoints, *slug, *node);
     if (!done.ok()) {
       std::fprintf(stderr, "silo: %s\n", done.status().ToString().c_str());
       *out = kRefused;

@@ -645,6 +645,70 @@ def assert_audited_promotion(node, token, term):
     assert any(t.get("term") == term for t in taken), (node.node_id, term, r.json()["items"])
 
 
+def etcd_value(cluster, key):
+    """The JSON value of etcd key `key` now, or None."""
+    body = {"key": base64.b64encode(key.encode()).decode()}
+    kvs = (etcd_call(cluster.etcd.endpoint.split(",")[0], "/v3/kv/range", body) or {}).get("kvs")
+    return json.loads(base64.b64decode(kvs[0]["value"])) if kvs else None
+
+
+def test_an_election_waiting_for_a_lost_sync_set_member_goes_on_only_with_accept_loss(cluster):
+    """Sync mode: n2 and n3 both in the tenant's sync set; n2 is lost, then
+    n1, its primary. n3 may not take the tenant over alone (n2 might have
+    held an acknowledged write it lacks), so the election waits for n2.
+    `silo tenant promote --node n3` refuses (no node leads it) and points
+    at --accept-loss; with it, and only for a live candidate, the set
+    becomes n3 alone and n3 takes the tenant over, its audit log saying the
+    election was forced over [n2, n3]. With a primary again, --accept-loss
+    refuses."""
+    n1, n2, n3 = started_three(cluster)
+    tenant_id, token = tenant_with_records(n1, "f", 20)
+    wait_until("both followers caught up", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))
+    assert sorted(tenant_entry(cluster.status(), tenant_id)["sync"]) == ["n2", "n3"]
+    # n1 stopped first, so that it cannot record a set without n2 when n2's
+    # link drops; no election starts before n1's lease runs out.
+    n1.proc.send_signal(signal.SIGSTOP)
+    n2.proc.kill()
+    n2.proc.wait()
+    n1.proc.kill()
+    n1.proc.wait()
+    pos = "/silo/t/%s/pos/n3" % tenant_id
+    wait_until("n3 posted its position", lambda: etcd_value(cluster, pos))
+    # Past three loop turns of n3's own (it chooses after 750 ms), and still
+    # nobody: the set's other member was not heard.
+    time.sleep(2)
+    assert etcd_value(cluster, "/silo/t/%s/primary" % tenant_id) is None
+    assert metric(n3, "silo_repl_promotions_total") == 0
+
+    r = promote(cluster, "acme", "--node", "n3")
+    assert r.returncode != 0 and "no node leads acme" in r.stderr and \
+        "--accept-loss" in r.stderr, r
+    r = promote(cluster, "acme", "--node", "n2", "--accept-loss")
+    assert r.returncode != 0 and "no live node n2" in r.stderr, r
+    assert sorted(etcd_value(cluster, "/silo/t/%s/sync" % tenant_id)["nodes"]) == ["n2", "n3"]
+
+    r = promote(cluster, "acme", "--node", "n3", "--accept-loss")
+    assert r.returncode == 0, r
+    assert "n3 leads acme now" in r.stdout and "[n2,n3]" in r.stdout, r.stdout
+    def n3_leads():
+        entry = tenant_entry(cluster.status(), tenant_id)
+        return entry if entry and entry["primary"] == "n3" else None
+    wait_until("n3 answers for the tenant", serving(cluster, token, n3_leads))
+    assert_served(n3, token, ["f%d" % i for i in range(20)])
+    term = tenant_entry(cluster.status(), tenant_id)["term"]
+    r = call(n3, "acme", token, "GET", "/api/audit?type=replication.promoted&limit=1000")
+    assert r.status_code == 200, r.text
+    taken = [{c["field"]: c.get("new") for c in e["changes"]} for e in r.json()["items"]
+             if e["subject"] == {"kind": "node", "id": "n3"}]
+    assert [t for t in taken if t.get("term") == term and
+            sorted(t.get("forced_over_sync_set") or []) == ["n2", "n3"]], taken
+    assert [e for e in events(n3, "replication.promoted_accepting_loss")
+            if e["tenant"] == tenant_id]
+
+    r = promote(cluster, "acme", "--node", "n3", "--accept-loss")
+    assert r.returncode != 0 and "n3 leads acme" in r.stderr, r
+
+
 def test_a_keyless_node_keeps_a_sealed_copy_and_is_never_promoted(cluster):
     """SILO_KEYLESS=1, no master key: an off-site copy. It follows every
     tenant like any node (byte for byte, nothing readable in its files), but
