@@ -2131,13 +2131,33 @@ Result<std::string> ClusterStatus(const std::vector<std::string>& etcd_endpoints
   return out;
 }
 
-Result<std::string> PromoteTenant(const std::vector<std::string>& etcd_endpoints,
-                                  const std::string& slug, const std::string& node) {
-  cluster::Etcd etcd(cluster::EtcdOptions{etcd_endpoints, 2000, "", "", ""});
+namespace {
+
+// What the promote commands check first: the tenant `slug` names in the
+// cluster (its id) and that `node` is live and holds the master key (it
+// could lead a tenant). NotFound, FailedPrecondition (keyless),
+// Unavailable (etcd).
+Result<std::string> TenantToLead(cluster::Etcd& etcd, const std::string& slug,
+                                 const std::string& node) {
   SILO_ASSIGN_OR_RETURN(auto reserved, etcd.Get(kSlugsPrefix + slug));
   if (!reserved.has_value()) return NotFound("no tenant " + slug + " in the cluster");
   const std::string id = StringField(ParseOrNull(reserved->value), "id");
   if (!replication::Replicas::ValidTenantId(id)) return NotFound("no tenant " + slug);
+  SILO_ASSIGN_OR_RETURN(auto announced, etcd.Get(kNodesPrefix + node));
+  if (!announced.has_value()) return NotFound("no live node " + node + " in the cluster");
+  if (BoolField(ParseOrNull(announced->value), "keyless")) {
+    return FailedPrecondition("node " + node +
+                              " has no master key (SILO_KEYLESS=1): it cannot lead " + slug);
+  }
+  return id;
+}
+
+}  // namespace
+
+Result<std::string> PromoteTenant(const std::vector<std::string>& etcd_endpoints,
+                                  const std::string& slug, const std::string& node) {
+  cluster::Etcd etcd(cluster::EtcdOptions{etcd_endpoints, 2000, "", "", ""});
+  SILO_ASSIGN_OR_RETURN(const std::string id, TenantToLead(etcd, slug, node));
   SILO_ASSIGN_OR_RETURN(auto primary, etcd.Get(PrimaryKey(id)));
   if (!primary.has_value()) {
     return FailedPrecondition(
@@ -2149,12 +2169,6 @@ Result<std::string> PromoteTenant(const std::vector<std::string>& etcd_endpoints
   if (from == node)
     return node + " leads " + slug + " already (term " + std::to_string(primary->mod_revision) +
            ")\n";
-  SILO_ASSIGN_OR_RETURN(auto announced, etcd.Get(kNodesPrefix + node));
-  if (!announced.has_value()) return NotFound("no live node " + node + " in the cluster");
-  if (BoolField(ParseOrNull(announced->value), "keyless")) {
-    return FailedPrecondition("node " + node +
-                              " has no master key (SILO_KEYLESS=1): it cannot lead " + slug);
-  }
   // The target must stream the tenant now, as its primary last reported.
   SILO_ASSIGN_OR_RETURN(auto status, etcd.Get(kStatusPrefix + from));
   std::string state = "not a follower";
@@ -2205,21 +2219,12 @@ Result<std::string> PromoteTenant(const std::vector<std::string>& etcd_endpoints
 Result<std::string> ForceElection(const std::vector<std::string>& etcd_endpoints,
                                   const std::string& slug, const std::string& node) {
   cluster::Etcd etcd(cluster::EtcdOptions{etcd_endpoints, 2000, "", "", ""});
-  SILO_ASSIGN_OR_RETURN(auto reserved, etcd.Get(kSlugsPrefix + slug));
-  if (!reserved.has_value()) return NotFound("no tenant " + slug + " in the cluster");
-  const std::string id = StringField(ParseOrNull(reserved->value), "id");
-  if (!replication::Replicas::ValidTenantId(id)) return NotFound("no tenant " + slug);
+  SILO_ASSIGN_OR_RETURN(const std::string id, TenantToLead(etcd, slug, node));
   SILO_ASSIGN_OR_RETURN(auto primary, etcd.Get(PrimaryKey(id)));
   if (primary.has_value()) {
     return FailedPrecondition(StringField(ParseOrNull(primary->value), "node") + " leads " + slug +
                               ": --accept-loss is only for a tenant no node leads (hand " +
                               "it over without it, which loses nothing)");
-  }
-  SILO_ASSIGN_OR_RETURN(auto announced, etcd.Get(kNodesPrefix + node));
-  if (!announced.has_value()) return NotFound("no live node " + node + " in the cluster");
-  if (BoolField(ParseOrNull(announced->value), "keyless")) {
-    return FailedPrecondition("node " + node +
-                              " has no master key (SILO_KEYLESS=1): it cannot lead " + slug);
   }
   SILO_ASSIGN_OR_RETURN(auto set, etcd.Get(SyncKey(id)));
   if (!set.has_value()) {

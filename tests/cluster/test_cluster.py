@@ -1842,6 +1842,21 @@ def test_a_follower_still_holding_the_tenants_own_directory_steps_aside_in_the_e
     shutil.rmtree(left)
 
 
+def n3_takes_over_from_n2_refused(cluster, token, tenant_id, n1, n2, n3, path, cause):
+    """A regular file at `path` on n2 makes its promotion fail; n1, the
+    primary, is killed. With both copies at the same position n2, the lower
+    id, tries first and refuses once, saying `cause`; n3 takes over."""
+    with open(path, "w") as f:
+        f.write("not a directory\n")
+    n1.proc.kill()
+    n1.proc.wait()
+    leader, _ = taken_over(cluster, token, tenant_id, n2, n3)
+    assert leader is n3
+    refused = [e for e in events(n2, "replication.promotion_refused") if e["tenant"] == tenant_id]
+    assert len(refused) == 1 and cause in refused[0]["cause"], refused
+    assert metric(n2, "silo_repl_promotions_total") == 0
+
+
 def test_a_promotion_that_fails_after_recording_its_chain_puts_it_back_for_the_next_follower(
         cluster):
     """A promotion can fail after it recorded the tenant's chain under its
@@ -1858,19 +1873,9 @@ def test_a_promotion_that_fails_after_recording_its_chain_puts_it_back_for_the_n
     at = wait_until("both followers caught up", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))
     assert sorted(at["sync"]) == ["n2", "n3"]
     original = chain_history(cluster, tenant_id)[0]
-    # Both copies at the same position: n2, the lower id, tries first.
     tenants = os.path.join(n2.data_dir, "tenants")
     os.rename(tenants, tenants + ".aside")
-    with open(tenants, "w") as f:
-        f.write("not a directory\n")
-    n1.proc.kill()
-    n1.proc.wait()
-
-    leader, _ = taken_over(cluster, token, tenant_id, n2, n3)
-    assert leader is n3
-    refused = [e for e in events(n2, "replication.promotion_refused") if e["tenant"] == tenant_id]
-    assert len(refused) == 1 and "mkdir" in refused[0]["cause"], refused
-    assert metric(n2, "silo_repl_promotions_total") == 0
+    n3_takes_over_from_n2_refused(cluster, token, tenant_id, n1, n2, n3, tenants, "mkdir")
     # The chain's values, newest first: n3's, going on from where the copies
     # stood on the original lineage; the original put back; n2's, recorded
     # under its own term; the original.
@@ -1904,18 +1909,10 @@ def test_a_promotion_that_fails_after_making_the_tenants_directory_removes_it(cl
     n1, n2, n3 = started_three(cluster)
     tenant_id, token = tenant_with_records(n1, "m", 20)
     wait_until("both followers caught up", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))
-    # Both copies at the same position: n2, the lower id, tries first.
     files = os.path.join(n2.data_dir, "replicas", tenant_id, "files")
     shutil.rmtree(files, ignore_errors=True)
-    with open(files, "w") as f:
-        f.write("not a directory\n")
-    n1.proc.kill()
-    n1.proc.wait()
-
-    leader, _ = taken_over(cluster, token, tenant_id, n2, n3)
-    assert leader is n3
-    refused = [e for e in events(n2, "replication.promotion_refused") if e["tenant"] == tenant_id]
-    assert len(refused) == 1 and "cannot list the copy's files" in refused[0]["cause"], refused
+    n3_takes_over_from_n2_refused(cluster, token, tenant_id, n1, n2, n3, files,
+                                  "cannot list the copy's files")
     assert not os.path.exists(os.path.join(n2.data_dir, "tenants", tenant_id))
     assert not events(n2, "replication.promotion_not_undone")
 
