@@ -2270,7 +2270,7 @@ Result<std::string> ForceElection(const std::vector<std::string>& etcd_endpoints
     }
     return node + " leads " + slug + " now (term " + std::to_string((*now_led)->mod_revision) +
            "); the sync set it replaced was [" + JoinNames(members) +
-           "]: writes only its members acknowledged are lost\n";
+           "]: writes that only its other members held are lost\n";
   }
   return DeadlineExceeded("node " + node + " did not take " + slug +
                           " over in 30 s (its log says why: replication.promotion_refused, "
