@@ -2017,8 +2017,8 @@ bool ClusterMember::Promote(const std::string& tenant_id) {
               {{"tenant", tenant_id},
                {"replaced_sync_set", json::serialize(forced)},
                {"detail",
-                "an operator forced this election (--accept-loss): writes only the "
-                "replaced set's members acknowledged are lost"}});
+                "an operator forced this election (--accept-loss): writes that only the "
+                "replaced set's other members held are lost"}});
   }
   // Open it now: the attach finds the primary key under this lease and the
   // chain kept closed above, and goes on with it; the other followers

@@ -211,6 +211,20 @@ struct Applier::Files {
 
 namespace {
 
+// The whole records of a journal's `bytes` (docs/formats.md), in order,
+// each a view of its encoded segment; the first torn one (the process died
+// writing it) ends them.
+std::vector<std::string_view> JournalRecords(std::string_view bytes) {
+  std::vector<std::string_view> records;
+  while (bytes.size() >= 4) {
+    const uint64_t length = GetUint(bytes.data(), 4);
+    if (length > bytes.size() - 4) break;
+    records.push_back(bytes.substr(4, length));
+    bytes.remove_prefix(4 + length);
+  }
+  return records;
+}
+
 // The position `replica.pos` in `dir` records (none: an empty copy), and in
 // `newest_slot` the slot holding it (-1: none).
 Result<ReplicaPosition> ReadSlots(const std::string& dir, int& newest_slot) {
@@ -265,13 +279,8 @@ Status Applier::RollForward() {
     if (rc != 0) return DiskError("fdatasync journal");
   }
   SILO_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
-  std::string_view rest = bytes;
   size_t kept = 0;  // the journal's bytes up to the last record kept
-  while (rest.size() >= 4) {
-    const uint64_t length = GetUint(rest.data(), 4);
-    if (length > rest.size() - 4) break;  // torn: the process died writing it
-    std::string_view encoded = rest.substr(4, length);
-    rest.remove_prefix(4 + length);
+  for (std::string_view encoded : JournalRecords(bytes)) {
     // Recorded before: history, only skipped (History checks it whole).
     const uint64_t seq = PeekSegmentSeq(encoded);
     if (seq == 0) break;
@@ -284,7 +293,7 @@ Status Applier::RollForward() {
       if (s.code() == StatusCode::kInternal) return s;
       if (!s.ok()) break;
     }
-    kept = bytes.size() - rest.size();
+    kept = static_cast<size_t>(encoded.data() + encoded.size() - bytes.data());
   }
   // Recorded before the journal goes on (journal_fd is not open yet: the
   // position write leaves the file alone).
@@ -311,13 +320,7 @@ std::vector<std::string> Applier::History(const std::string& dir, size_t max_byt
     auto bytes = ReadFile(dir + "/" + name);
     if (!bytes.ok()) continue;
     files.push_back(*std::move(bytes));
-    std::string_view rest = files.back();
-    while (rest.size() >= 4) {
-      const uint64_t length = GetUint(rest.data(), 4);
-      if (length > rest.size() - 4) break;
-      records.push_back(rest.substr(4, length));
-      rest.remove_prefix(4 + length);
-    }
+    for (std::string_view r : JournalRecords(files.back())) records.push_back(r);
   }
   // From the position back, each the one its successor names.
   std::vector<std::string> kept;
