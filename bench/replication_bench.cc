@@ -16,7 +16,9 @@
 // first follower's ack) p50/p99 in sync mode. Prints a table and, last,
 //   RESULT off_cps=<n> shim_cps=<n> async_cps=<n> sync_cps=<n>
 //          async_ratio=<x> sync_ratio=<x> bytes_per_commit=<n> live_cps=<n>
-//          live_vs_shim=<x>
+//          live_vs_shim=<x> decode64k_format1_us=<x> decode64k_format2_us=<x>
+// (the last two: what checking a 64 KiB segment costs a follower in each
+// segment format, docs/formats.md).
 //
 // BENCH_DIR (default /tmp) holds the scratch files, removed afterwards. The
 // node certificates are made with the openssl tool (as in the tests).
@@ -39,6 +41,7 @@
 #include "replication/follower.h"
 #include "replication/live_head.h"
 #include "replication/recorder.h"
+#include "replication/segment.h"
 #include "replication/shipper.h"
 #include "storage/database.h"
 #include "storage/repl_vfs.h"
@@ -150,6 +153,40 @@ double Percentile(std::vector<double> v, double p) {
   return v[static_cast<size_t>(p * (v.size() - 1))];
 }
 
+// What checking a segment costs a follower (DecodeSegment) in format 2
+// (SHA-256) against format 1 (BLAKE2b-256), the same bytes but for the
+// version and the hash, alternated within each run: microseconds per
+// segment of `bytes` in frame writes, medians of `runs`.
+struct DecodeCost {
+  double format1_us = 0;
+  double format2_us = 0;
+};
+DecodeCost SegmentDecodeCost(size_t bytes, int runs) {
+  std::vector<repl::Op> ops = {
+      repl::Op{repl::OpKind::kWrite, repl::FileId::kWal, 32, std::string(bytes, '\x5a')},
+      repl::Op{repl::OpKind::kSync, repl::FileId::kWal, 0, {}}};
+  const repl::SegmentHeader header{std::string(repl::kLineageSize, 'L'), 3, 9,
+                                   std::string(repl::kHashSize, 'h')};
+  const std::string format2 = repl::EncodeSegment(header, ops);
+  std::string body = format2.substr(0, format2.size() - repl::kHashSize);
+  body[4] = 1;  // the version byte (docs/formats.md)
+  const std::string format1 = body + silo::crypto::Blake2b256({body});
+  auto time = [](const std::string& encoded) {
+    constexpr int kIterations = 400;
+    const auto start = Clock::now();
+    for (int i = 0; i < kIterations; ++i) {
+      if (!repl::DecodeSegment(encoded).ok()) std::abort();
+    }
+    return std::chrono::duration<double, std::micro>(Clock::now() - start).count() / kIterations;
+  };
+  std::vector<double> one, two;
+  for (int run = 0; run < runs; ++run) {
+    one.push_back(time(format1));
+    two.push_back(time(format2));
+  }
+  return {Median(one), Median(two)};
+}
+
 }  // namespace
 
 int main() {
@@ -216,10 +253,20 @@ int main() {
   std::vector<double> live_vs_shim;
   for (int run = 0; run < runs; ++run) live_vs_shim.push_back(cps[2][run] / cps[1][run]);
   std::printf("live / shim, median of the runs' ratios: %.3f\n", Median(live_vs_shim));
+  // 64 KiB: about a cluster create's segment (bench/results/cluster_*.md);
+  // 4 KiB: one page's commit.
+  const DecodeCost small = SegmentDecodeCost(4 << 10, runs);
+  const DecodeCost large = SegmentDecodeCost(64 << 10, runs);
+  std::printf(
+      "checking a segment (DecodeSegment), us: 4 KiB format 1 (BLAKE2b) %.1f, format 2 "
+      "(SHA-256) %.1f; 64 KiB format 1 %.1f, format 2 %.1f\n",
+      small.format1_us, small.format2_us, large.format1_us, large.format2_us);
   std::printf(
       "RESULT off_cps=%.0f shim_cps=%.0f async_cps=%.0f sync_cps=%.0f async_ratio=%.2f "
-      "sync_ratio=%.2f bytes_per_commit=%.0f live_cps=%.0f live_vs_shim=%.3f\n",
+      "sync_ratio=%.2f bytes_per_commit=%.0f live_cps=%.0f live_vs_shim=%.3f "
+      "decode64k_format1_us=%.1f decode64k_format2_us=%.1f\n",
       off, Median(cps[1]), Median(cps[3]), Median(cps[4]), Median(cps[3]) / off,
-      Median(cps[4]) / off, Median(bytes[4]), Median(cps[2]), Median(live_vs_shim));
+      Median(cps[4]) / off, Median(bytes[4]), Median(cps[2]), Median(live_vs_shim),
+      large.format1_us, large.format2_us);
   return 0;
 }

@@ -170,6 +170,22 @@ std::string Sha256Hex(std::string_view data) {
   return HexEncode(std::string_view(reinterpret_cast<char*>(out), sizeof out));
 }
 
+std::string Sha256(std::string_view data) {
+  // Fetched once: EVP_sha256() makes OpenSSL 3 look the implementation up
+  // in its provider store on every digest (0.9 µs against 0.3 for 100
+  // bytes here), under the store's lock. Kept for the process's life.
+  static EVP_MD* const kSha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  std::string out(32, '\0');
+  unsigned int n = 0;
+  if (kSha256 == nullptr ||
+      EVP_Digest(data.data(), data.size(), reinterpret_cast<unsigned char*>(out.data()), &n,
+                 kSha256, nullptr) != 1 ||
+      n != out.size()) {
+    throw std::runtime_error("SHA-256 unavailable");
+  }
+  return out;
+}
+
 Sha256Stream::Sha256Stream() : ctx_(EVP_MD_CTX_new()) {
   if (ctx_ == nullptr ||
       EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), EVP_sha256(), nullptr) != 1) {

@@ -67,8 +67,15 @@ std::string RandomId(size_t n);
 std::string Sha256Hex(std::string_view data);
 
 // Unkeyed BLAKE2b-256 (32 raw bytes) of the concatenation of `parts`: the
-// links of hash chains (replication segments).
+// links of hash chains (replica positions; segments of format 1).
 std::string Blake2b256(std::initializer_list<std::string_view> parts);
+
+// SHA-256 (32 raw bytes) of `data`, by OpenSSL, which uses the CPU's SHA
+// extensions: 1.3 GB/s here on a 67 KB buffer against BLAKE2b's 0.78
+// (libsodium) and libsodium's SHA-256 0.25. Replication segments of format 2
+// are chained with it, since every segment is hashed on its primary and on
+// each follower.
+std::string Sha256(std::string_view data);
 
 // SHA-256 of a stream fed in pieces (file contents): OpenSSL's, which uses
 // the CPU's SHA extensions (1.7 GB/s here against libsodium's 0.3-0.4).

@@ -75,6 +75,17 @@ TEST(EncodingTest, Base64RoundTripAndRejectsGarbage) {
   }
 }
 
+TEST(Sha256Test, MatchesTheStandardsVectorsAndTheHexForm) {
+  // FIPS 180-2, appendix B.1 and B.2.
+  EXPECT_EQ(HexEncode(Sha256("abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(HexEncode(Sha256("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  const std::string long_input(100000, 'q');
+  EXPECT_EQ(HexEncode(Sha256(long_input)), Sha256Hex(long_input));
+  EXPECT_EQ(Sha256("").size(), 32u);
+}
+
 TEST(ConstantTimeEqualsTest, ComparesContentAndLength) {
   EXPECT_TRUE(ConstantTimeEquals("abc", "abc"));
   EXPECT_FALSE(ConstantTimeEquals("abc", "abd"));

@@ -9,7 +9,12 @@ namespace silo::replication {
 namespace {
 
 constexpr std::string_view kMagic = "SLSG";
-constexpr uint8_t kVersion = 1;
+// What a primary writes. Format 1 differs only in its hash (BLAKE2b-256); a
+// decoder still takes it, from the journals and histories of copies written
+// before format 2 and from a primary not yet upgraded. A segment's hash
+// function is its version's, so a hash of the other kind is a mismatch.
+constexpr uint8_t kVersion = 2;
+constexpr uint8_t kBlake2bVersion = 1;
 // magic, version, lineage, term, seq, prev_hash, op count
 constexpr size_t kHeaderSize = 4 + 1 + kLineageSize + 8 + 8 + kHashSize + 4;
 
@@ -61,6 +66,12 @@ Status Broken(std::string why) {
   return DataLoss("not an intact replication segment").WithCause(std::move(why));
 }
 
+bool KnownVersion(uint8_t version) { return version == kVersion || version == kBlake2bVersion; }
+
+std::string HashOf(uint8_t version, std::string_view body) {
+  return version == kBlake2bVersion ? crypto::Blake2b256({body}) : crypto::Sha256(body);
+}
+
 uint32_t GetBigEndian32(const char* p) {
   return (uint32_t{static_cast<uint8_t>(p[0])} << 24) |
          (uint32_t{static_cast<uint8_t>(p[1])} << 16) |
@@ -95,7 +106,7 @@ std::string EncodeSegment(const SegmentHeader& header, const std::vector<Op>& op
       out.append(op.bytes);
     }
   }
-  std::string digest = crypto::Blake2b256({out});
+  std::string digest = HashOf(kVersion, out);
   out.append(digest);
   if (hash != nullptr) *hash = std::move(digest);
   return out;
@@ -108,7 +119,7 @@ uint64_t PeekSegmentSeq(std::string_view encoded) {
   uint8_t version = 0;
   uint64_t term = 0, seq = 0;
   if (!in.Bytes(kMagic.size(), magic) || magic != kMagic || !in.U8(version) ||
-      version != kVersion || !in.Bytes(kLineageSize, lineage) || !in.U64(term) || !in.U64(seq)) {
+      !KnownVersion(version) || !in.Bytes(kLineageSize, lineage) || !in.U64(term) || !in.U64(seq)) {
     return 0;
   }
   return seq;
@@ -118,20 +129,23 @@ Result<Segment> DecodeSegment(std::string_view encoded) {
   if (encoded.size() < kHeaderSize + kHashSize) return Broken("shorter than a header");
   if (encoded.size() > kMaxSegmentBytes) return Broken("over the size limit");
   std::string_view body = encoded.substr(0, encoded.size() - kHashSize);
-  Segment segment;
-  segment.hash.assign(encoded.substr(body.size()));
-  if (!crypto::ConstantTimeEquals(crypto::Blake2b256({body}), segment.hash)) {
-    return Broken("hash mismatch");
-  }
   Reader in(body);
   std::string magic;
   uint8_t version = 0;
   uint32_t count = 0;
-  SegmentHeader& h = segment.header;
+  // The version names the hash function, so it is read before the hash is
+  // checked; a flipped version byte still fails, as an unknown version or a
+  // hash of the other function that does not match.
   if (!in.Bytes(kMagic.size(), magic) || magic != kMagic || !in.U8(version) ||
-      version != kVersion) {
+      !KnownVersion(version)) {
     return Broken("unknown magic or version");
   }
+  Segment segment;
+  segment.hash.assign(encoded.substr(body.size()));
+  if (!crypto::ConstantTimeEquals(HashOf(version, body), segment.hash)) {
+    return Broken("hash mismatch");
+  }
+  SegmentHeader& h = segment.header;
   if (!in.Bytes(kLineageSize, h.lineage) || !in.U64(h.term) || !in.U64(h.seq) ||
       !in.Bytes(kHashSize, h.prev_hash) || !in.U32(count)) {
     return Broken("truncated header");

@@ -6,8 +6,9 @@
 // truncate or delete). The bytes are the sealed bytes on the primary's disk:
 // a follower applies them without any key and never sees plaintext.
 //
-// Segments form a hash chain per lineage: `hash` = BLAKE2b-256 of every
-// encoded byte before it, and each header names the previous segment's hash.
+// Segments form a hash chain per lineage: `hash` = SHA-256 of every encoded
+// byte before it (BLAKE2b-256 in format 1, still read), and each header
+// names the previous segment's hash.
 // A follower cannot check the masked WAL checksums (no key), so the chain is
 // what tells it that it holds exactly the primary's sequence of changes.
 // The encoding is in docs/formats.md ("Replication segment").

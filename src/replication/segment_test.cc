@@ -57,7 +57,7 @@ TEST(SegmentTest, RoundTripsAndRefusesEveryDamagedOrShortenedSegment) {
 TEST(SegmentTest, AWellHashedSegmentWithImpossibleContentIsRefused) {
   // The hash proves only that nothing changed on the way; the decoder still
   // checks every field, since a sender may be buggy or hostile.
-  auto rehash = [](std::string body) { return body + crypto::Blake2b256({body}); };
+  auto rehash = [](std::string body) { return body + crypto::Sha256(body); };
   std::string good = EncodeSegment(Header(1, std::string(kHashSize, '\0')), SomeOps());
   std::string body = good.substr(0, good.size() - kHashSize);
   ASSERT_OK(DecodeSegment(rehash(body)));
@@ -80,6 +80,38 @@ TEST(SegmentTest, AWellHashedSegmentWithImpossibleContentIsRefused) {
                                                         {"seq", seq_zero},
                                                         {"offset", far_offset}}) {
     EXPECT_EQ(DecodeSegment(rehash(bad)).status().code(), StatusCode::kDataLoss) << name;
+  }
+}
+
+TEST(SegmentTest, AFormatOneSegmentIsReadWithItsOwnHashAndNoSegmentWithTheOthers) {
+  // Format 1 (BLAKE2b-256) is what copies written before format 2 hold in
+  // their journals and histories; each version is checked with its own hash
+  // function only.
+  std::string hash;
+  std::string current = EncodeSegment(Header(3, std::string(kHashSize, 'p')), SomeOps(), &hash);
+  ASSERT_EQ(current[4], '\x02');
+  std::string body = current.substr(0, current.size() - kHashSize);
+  EXPECT_EQ(hash, crypto::Sha256(body));
+  std::string v1_body = body;
+  v1_body[4] = '\x01';
+  const std::string v1 = v1_body + crypto::Blake2b256({v1_body});
+  auto decoded = DecodeSegment(v1);
+  ASSERT_OK(decoded);
+  EXPECT_EQ(decoded->ops, SomeOps());
+  EXPECT_EQ(decoded->header.seq, 3u);
+  EXPECT_EQ(decoded->hash, crypto::Blake2b256({v1_body}));
+  EXPECT_EQ(PeekSegmentSeq(v1), 3u);
+  EXPECT_EQ(PeekSegmentSeq(current), 3u);
+
+  EXPECT_EQ(DecodeSegment(v1_body + crypto::Sha256(v1_body)).status().code(),
+            StatusCode::kDataLoss);
+  EXPECT_EQ(DecodeSegment(body + crypto::Blake2b256({body})).status().code(),
+            StatusCode::kDataLoss);
+  for (char unknown : {'\x00', '\x03'}) {
+    std::string other = body;
+    other[4] = unknown;
+    EXPECT_EQ(DecodeSegment(other + crypto::Sha256(other)).status().code(), StatusCode::kDataLoss);
+    EXPECT_EQ(PeekSegmentSeq(other + crypto::Sha256(other)), 0u);
   }
 }
 
