@@ -157,6 +157,13 @@ std::vector<std::string> SyncMembers(const json::value& v) {
   return nodes == nullptr ? std::vector<std::string>{} : StringsOf(*nodes);
 }
 
+// The chain a "/chain" value records (ChainKey); an ended one (EndChain)
+// has lineage "-", which no copy's is.
+Chain ChainOf(const json::value& v) {
+  return {BoolField(v, "ended") ? "-" : StringField(v, "lineage"), NumberField(v, "term"),
+          NumberField(v, "from"), StringField(v, "from_hash")};
+}
+
 template <class Names>
 std::string JoinNames(const Names& names) {
   std::string out;
@@ -1303,10 +1310,7 @@ void ClusterMember::CheckPrimaries() {
       std::vector<std::string> members = SyncMembers(ParseOrNull(kv.value));
       sync_sets[id] = std::set<std::string>(members.begin(), members.end());
     } else if (tail == "/chain") {
-      // Ended (EndChain): no copy's lineage is "-".
-      json::value v = ParseOrNull(kv.value);
-      chains[id] = {BoolField(v, "ended") ? "-" : StringField(v, "lineage"), NumberField(v, "term"),
-                    NumberField(v, "from"), StringField(v, "from_hash")};
+      chains[id] = ChainOf(ParseOrNull(kv.value));
     } else if (tail == "/handover") {
       json::value v = ParseOrNull(kv.value);
       handovers[id] = {StringField(v, "to"),
@@ -2238,9 +2242,28 @@ Result<std::string> ForceElection(const std::vector<std::string>& etcd_endpoints
                               " (it posted no position: it does not follow the tenant, or has not "
                               "noticed that no node leads it yet)");
   }
-  if (BoolField(ParseOrNull(posted->value), "refused")) {
+  const json::value offered = ParseOrNull(posted->value);
+  if (BoolField(offered, "refused")) {
     return FailedPrecondition("node " + node + " refused to take " + slug +
                               " over (its log says why: replication.promotion_refused)");
+  }
+  // The node's election takes only a copy of the current chain; forced
+  // onto one that is not, the set would name a node that never takes the
+  // tenant over, and the copies that could would be out of it.
+  SILO_ASSIGN_OR_RETURN(auto chain_kv, etcd.Get(ChainKey(id)));
+  if (chain_kv.has_value()) {
+    const Chain chain = ChainOf(ParseOrNull(chain_kv->value));
+    if (!OnChain(chain, StringField(offered, "lineage"), NumberField(offered, "term"),
+                 NumberField(offered, "seq"), StringField(offered, "hash"))) {
+      return FailedPrecondition(
+          "node " + node + "'s copy of " + slug + " is not of the tenant's current chain (" +
+          (chain.lineage == "-" ? std::string("that chain ended: a restart, re-key or restore "
+                                              "in place")
+                                : "it is of another lineage, or went past where the current "
+                                  "primary took the chain on") +
+          "): it may lack every write since and cannot take the tenant over; name a node whose "
+          "copy is");
+    }
   }
   // The set replaced by `node` alone, under the same term, on no lease
   // (as RecordChain's); only if no node changed it meanwhile.

@@ -480,11 +480,13 @@ Result<std::string> PromoteTenant(const std::vector<std::string>& etcd_endpoints
 // copy holds, and waits up to 30 s for it. Writes that only the lost
 // members had acknowledged are lost; the promotion's audit entry says it
 // was forced and names the set it replaced. `node` must be live, hold the
-// master key and have posted its copy's position (a candidate).
+// master key and have posted the position of a copy of the tenant's
+// current chain (a candidate its own election would take).
 // FailedPrecondition (a node leads the tenant: hand it over without
 // --accept-loss; no sync set: async mode elects by itself; `node` posted
-// no position or refused), NotFound, DeadlineExceeded (its log says why),
-// Unavailable (etcd).
+// no position, refused, or holds a copy of an ended chain or one past
+// where the current primary took the chain on), NotFound,
+// DeadlineExceeded (its log says why), Unavailable (etcd).
 Result<std::string> ForceElection(const std::vector<std::string>& etcd_endpoints,
                                   const std::string& slug, const std::string& node);
 
