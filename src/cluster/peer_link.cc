@@ -145,6 +145,9 @@ class Link {
   // Writes a message as chunks, taking the lock per chunk so that other
   // senders' chunks go in between.
   bool WriteMessage(uint8_t type, const Message& m) {
+    return WriteMessage(type, MessageRef{m.tenant, m.kind, m.seq, m.payload});
+  }
+  bool WriteMessage(uint8_t type, const MessageRef& m) {
     size_t offset = 0;
     do {
       size_t n = std::min(kChunkBytes, m.payload.size() - offset);
@@ -158,7 +161,7 @@ class Link {
       PutU64(frame, m.seq);
       PutU32(frame, static_cast<uint32_t>(m.payload.size()));
       frame.append(m.tenant);
-      frame.append(m.payload, offset, n);
+      frame.append(m.payload.substr(offset, n));
       {
         std::lock_guard lock(write_mu_);
         if (!WriteAll(frame)) return false;
@@ -331,10 +334,15 @@ class TenantPool {
     }
   }
 
-  void Run(const std::vector<Item>& items) {
+  void Run(std::vector<Item>& items) {
+    // The messages move into the run (a segment's bytes are not copied);
+    // each item keeps its tenant and seq for the answer.
     std::vector<Message> run;
     run.reserve(items.size());
-    for (const Item& item : items) run.push_back(item.message);
+    for (Item& item : items) {
+      run.push_back(Message{item.message.tenant, item.message.kind, item.message.seq,
+                            std::move(item.message.payload)});
+    }
     std::vector<Message> answers = handler_(run);
     for (size_t i = 0; i < items.size(); ++i) {
       const Message& m = items[i].message;
@@ -472,19 +480,21 @@ class Client : public PeerClient {
     }
   }
 
-  Status Send(const Message& message, std::chrono::milliseconds window_wait, Done done) override {
+  using PeerClient::Send;
+  Status Send(const MessageRef& message, std::chrono::milliseconds window_wait,
+              Done done) override {
     if (message.tenant.size() > kMaxTenant || message.payload.size() > kMaxPayload) {
       return InvalidArgument("a message over the link's limits");
     }
     const Clock::time_point deadline = Clock::now() + window_wait;
-    const auto key = std::make_pair(message.tenant, message.seq);
+    const std::string tenant(message.tenant);
+    const auto key = std::make_pair(tenant, message.seq);
     const size_t size = message.payload.size();
     {
       std::unique_lock lock(mu_);
       // The tenant's window: wait while it has other bytes in flight that
       // would put it over (one message alone always may go).
-      while (!broken_ && in_flight_[message.tenant] > 0 &&
-             in_flight_[message.tenant] + size > kWindowBytes) {
+      while (!broken_ && in_flight_[tenant] > 0 && in_flight_[tenant] + size > kWindowBytes) {
         if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
           return DeadlineExceeded("the peer did not take this tenant's messages in time");
         }
@@ -494,7 +504,7 @@ class Client : public PeerClient {
         return InvalidArgument("a message with this sequence number is already in flight");
       }
       waiting_.emplace(key, Waiter{size, std::move(done)});
-      in_flight_[message.tenant] += size;
+      in_flight_[tenant] += size;
     }
     if (!link_->WriteMessage(kRequest, message)) {
       link_->Shutdown();  // the reader fails every waiter, this one included

@@ -21,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/status.h"
@@ -38,6 +39,16 @@ struct Message {
   uint8_t kind = 0;    // the caller's; 0 is the link's own (an error answer)
   uint64_t seq = 0;
   std::string payload;  // at most kMaxPayload
+};
+
+// A message to send, its bytes the caller's until Send returns (Send
+// writes it before it returns): a segment shipped to several followers is
+// not copied into a Message for each.
+struct MessageRef {
+  std::string_view tenant;
+  uint8_t kind = 0;
+  uint64_t seq = 0;
+  std::string_view payload;
 };
 
 inline constexpr size_t kChunkBytes = size_t{256} << 10;
@@ -94,7 +105,12 @@ class PeerClient {
   // Thread-safe: many tenants' calls share the link. Unavailable once the
   // link is broken (for good: connect again); InvalidArgument for a message
   // over the limits or a (tenant, seq) already in flight.
-  virtual Status Send(const Message& message, std::chrono::milliseconds window_wait, Done done) = 0;
+  virtual Status Send(const MessageRef& message, std::chrono::milliseconds window_wait,
+                      Done done) = 0;
+  Status Send(const Message& message, std::chrono::milliseconds window_wait, Done done) {
+    return Send(MessageRef{message.tenant, message.kind, message.seq, message.payload}, window_wait,
+                std::move(done));
+  }
   // Sends `message` and waits for its answer, at most `timeout` in all.
   // DeadlineExceeded on timeout (the message may still arrive; its answer
   // is then dropped).

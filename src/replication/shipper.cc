@@ -160,7 +160,7 @@ void Shipper::SendSegment(size_t i, uint64_t seq, const std::string& encoded) {
   std::string tenant = tenant_;
   std::shared_ptr<Histogram> lag = options_.ack_seconds;
   const auto sent_at = std::chrono::steady_clock::now();
-  Status sent = link->Send(cluster::Message{tenant_, kSegment, ++shared_->next_message, encoded},
+  Status sent = link->Send(cluster::MessageRef{tenant_, kSegment, ++shared_->next_message, encoded},
                            options_.ack_timeout,
                            [weak, i, seq, tenant, lag, sent_at](Result<cluster::Message> answer) {
                              if (auto shared = weak.lock())
