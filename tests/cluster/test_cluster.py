@@ -645,11 +645,22 @@ def assert_audited_promotion(node, token, term):
     assert any(t.get("term") == term for t in taken), (node.node_id, term, r.json()["items"])
 
 
+def etcd_kv(cluster, key, revision=0):
+    """etcd key `key` as of `revision` (0: now): (its JSON value, the
+    revision that wrote it), or None."""
+    body = {"key": base64.b64encode(key.encode()).decode()}
+    if revision:
+        body["revision"] = revision
+    kvs = (etcd_call(cluster.etcd.endpoint.split(",")[0], "/v3/kv/range", body) or {}).get("kvs")
+    if not kvs:
+        return None
+    return json.loads(base64.b64decode(kvs[0]["value"])), int(kvs[0]["mod_revision"])
+
+
 def etcd_value(cluster, key):
     """The JSON value of etcd key `key` now, or None."""
-    body = {"key": base64.b64encode(key.encode()).decode()}
-    kvs = (etcd_call(cluster.etcd.endpoint.split(",")[0], "/v3/kv/range", body) or {}).get("kvs")
-    return json.loads(base64.b64decode(kvs[0]["value"])) if kvs else None
+    kv = etcd_kv(cluster, key)
+    return kv[0] if kv else None
 
 
 def test_an_election_waiting_for_a_lost_sync_set_member_goes_on_only_with_accept_loss(cluster):
@@ -1066,18 +1077,13 @@ def test_a_tenant_restored_in_place_on_its_primary_is_copied_anew_and_survives_a
 def chain_history(cluster, tenant_id):
     """Every value /silo/t/<id>/chain had, newest first (read back through
     etcd's revisions: nothing here compacts them)."""
-    key = base64.b64encode(("/silo/t/%s/chain" % tenant_id).encode()).decode()
-    endpoint = cluster.etcd.endpoint.split(",")[0]
     values, revision = [], 0
     while True:
-        body = {"key": key}
-        if revision:
-            body["revision"] = revision
-        kvs = (etcd_call(endpoint, "/v3/kv/range", body) or {}).get("kvs")
-        if not kvs:
+        kv = etcd_kv(cluster, "/silo/t/%s/chain" % tenant_id, revision)
+        if kv is None:
             return values
-        values.append(json.loads(base64.b64decode(kvs[0]["value"])))
-        revision = int(kvs[0]["mod_revision"]) - 1
+        values.append(kv[0])
+        revision = kv[1] - 1
 
 
 def n2_takes_it_back(cluster, token, tenant_id, n2, n3, record_ids):
