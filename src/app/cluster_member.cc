@@ -95,6 +95,10 @@ constexpr char kTermFile[] = "primary.term";
 // on (followers at that position stream on), or, when another node took
 // the tenant over meanwhile, they are its copy (KeepAsCopy).
 constexpr char kChainHeadFile[] = "chain.head";
+// Beside chain.head, written just before it and removed with it: the
+// segments that ended at that position, as the primary's shipper kept them
+// (replication::SegmentRecords), for the chain to go on from with them.
+constexpr char kChainRecentFile[] = "chain.recent";
 
 std::string SyncSetValue(int64_t term, const std::vector<std::string>& nodes) {
   json::array list;
@@ -366,9 +370,28 @@ void ClusterMember::RecordChainHeads() {
     }
   }
   size_t recorded = 0;
+  size_t recent_bytes = 0;
   for (const auto& [id, c] : closed) {
     if (!c.primary->recorder || c.wal.exists || IdentityOf(c.primary->path) != c.database) continue;
     const replication::ChainHead head = c.primary->recorder->head();
+    // The segments kept (Detach keeps them whole while the node stops),
+    // for a follower behind this position. Only of use when they end
+    // there; not recorded (a snapshot for such a follower) past the bound.
+    std::vector<std::string> kept = c.primary->shipper->Retained();
+    size_t bytes = 0;
+    for (const std::string& segment : kept) bytes += segment.size();
+    if (kept.size() > 1 && replication::PeekSegmentSeq(kept.back()) == head.seq &&
+        recent_bytes + bytes <= kRecentKeptBytes) {
+      std::string records;
+      records.reserve(bytes + 4 * kept.size());
+      for (const std::string& segment : kept) replication::AppendSegmentRecord(records, segment);
+      if (Status s = WriteFileAtomic(ChainRecentFile(c.primary->path), records); !s.ok()) {
+        log::Warn("replication.recent_segments_not_kept",
+                  {{"tenant", id}, {"cause", s.ToString()}});
+      } else {
+        recent_bytes += bytes;
+      }
+    }
     json::object value{{"lineage", crypto::HexEncode(c.primary->lineage)},
                        {"term", static_cast<int64_t>(c.primary->term)},
                        {"seq", static_cast<int64_t>(head.seq)},
@@ -391,6 +414,24 @@ void ClusterMember::RecordChainHeads() {
 
 std::string ClusterMember::ChainHeadFile(const std::string& database) {
   return std::filesystem::path(database).parent_path().string() + "/" + kChainHeadFile;
+}
+
+std::string ClusterMember::ChainRecentFile(const std::string& database) {
+  return std::filesystem::path(database).parent_path().string() + "/" + kChainRecentFile;
+}
+
+Result<std::vector<std::string>> ClusterMember::TakeRecordedRecent(const std::string& database) {
+  const std::string file = ChainRecentFile(database);
+  std::vector<std::string> segments;
+  if (auto bytes = ReadFile(file); bytes.ok()) {
+    for (std::string_view record : replication::SegmentRecords(*bytes)) {
+      segments.emplace_back(record);
+    }
+  }
+  if (::unlink(file.c_str()) != 0 && errno != ENOENT) {
+    return Internal("cannot remove the recorded segments").WithCause(file);
+  }
+  return segments;
 }
 
 std::optional<replication::ReplicaPosition> ClusterMember::RecordedChainHead(
@@ -657,19 +698,24 @@ Status ClusterMember::Attach(const std::string& tenant_id, const std::string& pa
   // there under the new term. Read once: the open that follows changes
   // the files.
   const std::optional<replication::ReplicaPosition> stopped_at = RecordedChainHead(path);
+  SILO_ASSIGN_OR_RETURN(std::vector<std::string> recent, TakeRecordedRecent(path));
   if (::unlink(ChainHeadFile(path).c_str()) != 0 && errno != ENOENT) {
     return Internal("cannot remove the recorded chain head").WithCause(ChainHeadFile(path));
   }
-  std::shared_ptr<Primary> primary = StartChain(tenant_id, path, static_cast<uint64_t>(*term),
-                                                lease, stopped_at ? &*stopped_at : nullptr);
+  const size_t recent_count = stopped_at ? recent.size() : 0;
+  std::shared_ptr<Primary> primary = StartChain(
+      tenant_id, path, static_cast<uint64_t>(*term), lease, stopped_at ? &*stopped_at : nullptr,
+      stopped_at ? std::move(recent) : std::vector<std::string>());
   const replication::ChainHead taken_from{stopped_at ? stopped_at->seq : 0,
                                           stopped_at ? stopped_at->hash : std::string()};
   SILO_RETURN_IF_ERROR(RecordChain(tenant_id, static_cast<uint64_t>(*term), primary->lineage,
                                    stopped_at && primary->recorder ? &taken_from : nullptr));
   if (stopped_at && primary->recorder) {
-    log::Info("replication.chain_continued", {{"tenant", tenant_id},
-                                              {"seq", static_cast<long long>(stopped_at->seq)},
-                                              {"after", "a restart"}});
+    log::Info("replication.chain_continued",
+              {{"tenant", tenant_id},
+               {"seq", static_cast<long long>(stopped_at->seq)},
+               {"after", "a restart"},
+               {"kept_segments", static_cast<long long>(recent_count)}});
   }
   if (primary->recorder) {
     KeepLiveHead(tenant_id, *primary);
@@ -961,7 +1007,8 @@ void ClusterMember::Detach(const std::string& tenant_id, const std::string& path
   // Every change the close made (its checkpoint, the WAL's removal) was
   // published: the chain's head is the files as they are now.
   if (!primary->shipper || primary->path != path) return;
-  primary->shipper->TrimRetained();
+  // Kept whole while the node stops: RecordChainHeads records them.
+  if (!stop_) primary->shipper->TrimRetained();
   closed_[tenant_id] = Closed{primary, IdentityOf(path), IdentityOf(path + "-wal"), ++closes_};
   if (closed_.size() > kMaxClosed) {  // the one closed longest ago goes
     closed_.erase(std::min_element(

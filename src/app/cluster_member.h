@@ -55,9 +55,11 @@
 //    after such a takeover does the same.
 //  - Stop closes the tenants open here while the links and the lease hold
 //    (their close shipped), and records beside each closed tenant's
-//    database where its chain stands (chain.head, RecordChainHeads). After
-//    a restart, while the file is still what was recorded, the tenant's
-//    chain goes on from there (Attach), or, led elsewhere meanwhile, the
+//    database where its chain stands (chain.head, RecordChainHeads), and
+//    the segments its shipper kept (chain.recent). After a restart, while
+//    the file is still what was recorded, the tenant's chain goes on from
+//    there (Attach), resuming from those segments a follower that was
+//    behind (away meanwhile), or, led elsewhere meanwhile, the
 //    files are kept as this node's copy at that position (Demote,
 //    KeepAsCopy): no snapshot either way when the others stand there too.
 //    A process that died stopped nothing: its recorders' chain.live
@@ -340,9 +342,17 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   // Stop's first step: closes the tenants open here (their close's
   // segments shipped while the links and the lease hold), then records
   // beside each closed one's database where its chain stands (chain.head,
-  // with what tenant.db is now).
+  // with what tenant.db is now) and, first, the segments its shipper kept
+  // (chain.recent, at most kRecentKeptBytes for all tenants together).
   void RecordChainHeads() EXCLUDES(mu_);
+  static constexpr size_t kRecentKeptBytes = size_t{256} << 20;
   static std::string ChainHeadFile(const std::string& database);
+  static std::string ChainRecentFile(const std::string& database);
+  // The segments chain.recent beside `database` holds, oldest first (none
+  // when it is missing or unreadable), and the file removed: read once, by
+  // the open that follows a restart (Attach), which checks that they end
+  // where the chain goes on (Shipper::ContinueFrom).
+  static Result<std::vector<std::string>> TakeRecordedRecent(const std::string& database);
   // Has the primary's recorder keep its chain.live beside the files
   // (replication::LiveHead), before they are attached; logged when it
   // cannot.

@@ -111,8 +111,8 @@ struct Applier::Files {
     return Status::Ok();
   }
 
-  // Appends one segment to the journal: its length (4 bytes, little-endian),
-  // then its bytes. Durable at the next SyncJournal (applier.h).
+  // Appends one segment to the journal, as a record (AppendSegmentRecord:
+  // its length, then its bytes, written in place). Durable at the next SyncJournal (applier.h).
   Status Journal(std::string_view encoded) {
     if (journal_fd < 0) {
       const bool existed = PathExists(JournalPath());
@@ -211,20 +211,6 @@ struct Applier::Files {
 
 namespace {
 
-// The whole records of a journal's `bytes` (docs/formats.md), in order,
-// each a view of its encoded segment; the first torn one (the process died
-// writing it) ends them.
-std::vector<std::string_view> JournalRecords(std::string_view bytes) {
-  std::vector<std::string_view> records;
-  while (bytes.size() >= 4) {
-    const uint64_t length = GetUint(bytes.data(), 4);
-    if (length > bytes.size() - 4) break;
-    records.push_back(bytes.substr(4, length));
-    bytes.remove_prefix(4 + length);
-  }
-  return records;
-}
-
 // The position `replica.pos` in `dir` records (none: an empty copy), and in
 // `newest_slot` the slot holding it (-1: none).
 Result<ReplicaPosition> ReadSlots(const std::string& dir, int& newest_slot) {
@@ -280,7 +266,7 @@ Status Applier::RollForward() {
   }
   SILO_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
   size_t kept = 0;  // the journal's bytes up to the last record kept
-  for (std::string_view encoded : JournalRecords(bytes)) {
+  for (std::string_view encoded : SegmentRecords(bytes)) {
     // Recorded before: history, only skipped (History checks it whole).
     const uint64_t seq = PeekSegmentSeq(encoded);
     if (seq == 0) break;
@@ -320,7 +306,7 @@ std::vector<std::string> Applier::History(const std::string& dir, size_t max_byt
     auto bytes = ReadFile(dir + "/" + name);
     if (!bytes.ok()) continue;
     files.push_back(*std::move(bytes));
-    for (std::string_view r : JournalRecords(files.back())) records.push_back(r);
+    for (std::string_view r : SegmentRecords(files.back())) records.push_back(r);
   }
   // From the position back, each the one its successor names.
   std::vector<std::string> kept;

@@ -212,4 +212,21 @@ ReplicaPosition NextPosition(const ReplicaPosition& p, const SegmentHeader& head
   return next;
 }
 
+void AppendSegmentRecord(std::string& out, std::string_view encoded) {
+  PutU32(out, static_cast<uint32_t>(encoded.size()));
+  out.append(encoded);
+}
+
+std::vector<std::string_view> SegmentRecords(std::string_view bytes) {
+  std::vector<std::string_view> records;
+  while (bytes.size() >= 4) {
+    uint32_t length = 0;
+    Reader(bytes).U32(length);
+    if (length > bytes.size() - 4) break;
+    records.push_back(bytes.substr(4, length));
+    bytes.remove_prefix(4 + size_t{length});
+  }
+  return records;
+}
+
 }  // namespace silo::replication

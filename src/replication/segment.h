@@ -110,6 +110,15 @@ Result<Segment> DecodeSegment(std::string_view encoded);
 // sent on unchecked. 0 when it is shorter than a header or of another format.
 uint64_t PeekSegmentSeq(std::string_view encoded);
 
+// A run of encoded segments as a file holds them (a follower's journal and
+// history, a stopped primary's chain.recent; docs/formats.md): each as its
+// length (4 bytes, little-endian), then its bytes.
+void AppendSegmentRecord(std::string& out, std::string_view encoded);
+// The whole records of `bytes`, in order, each a view of its encoded segment
+// (not checked: DecodeSegment before use); the first torn one (the process
+// died writing it) ends them.
+std::vector<std::string_view> SegmentRecords(std::string_view bytes);
+
 }  // namespace silo::replication
 
 #endif  // SILO_REPLICATION_SEGMENT_H_

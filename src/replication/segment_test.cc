@@ -54,6 +54,33 @@ TEST(SegmentTest, RoundTripsAndRefusesEveryDamagedOrShortenedSegment) {
   EXPECT_FALSE(DecodeSegment(encoded + "x").ok());
 }
 
+TEST(SegmentTest, RecordsGiveBackEachWholeSegmentInOrderAndStopAtATornOne) {
+  std::string first_hash;
+  const std::string first =
+      EncodeSegment(Header(1, std::string(kHashSize, '\0')), SomeOps(), &first_hash);
+  const std::string second = EncodeSegment(Header(2, first_hash), SomeOps());
+  std::string records;
+  AppendSegmentRecord(records, first);
+  AppendSegmentRecord(records, second);
+  ASSERT_EQ(records.size(), 8 + first.size() + second.size());
+  const auto n = static_cast<uint32_t>(first.size());  // little-endian, 4 bytes
+  EXPECT_EQ(records.substr(0, 4),
+            (std::string{static_cast<char>(n), static_cast<char>(n >> 8),
+                         static_cast<char>(n >> 16), static_cast<char>(n >> 24)}));
+  EXPECT_EQ(SegmentRecords(records), (std::vector<std::string_view>{first, second}));
+  // Cut anywhere inside the second record: the first alone is whole.
+  for (size_t cut = 4 + first.size(); cut < records.size(); cut += 97) {
+    EXPECT_EQ(SegmentRecords(std::string_view(records).substr(0, cut)),
+              (std::vector<std::string_view>{first}))
+        << "cut at " << cut;
+  }
+  EXPECT_TRUE(SegmentRecords("").empty());
+  EXPECT_TRUE(SegmentRecords(std::string("\xff\xff\xff\xff"
+                                         "abc",
+                                         7))
+                  .empty());
+}
+
 TEST(SegmentTest, AWellHashedSegmentWithImpossibleContentIsRefused) {
   // The hash proves only that nothing changed on the way; the decoder still
   // checks every field, since a sender may be buggy or hostile.

@@ -432,6 +432,14 @@ void Shipper::TrimRetained() {
   while (retained_.size() > 1) DropOldestRetained();
 }
 
+std::vector<std::string> Shipper::Retained() {
+  std::lock_guard send(send_mu_);
+  std::vector<std::string> copies;
+  copies.reserve(retained_.size());
+  for (const auto& [seq, encoded] : retained_) copies.push_back(encoded);
+  return copies;
+}
+
 void Shipper::RequireSnapshot() {
   std::lock_guard lock(shared_->mu);
   for (Shared::Follower& f : shared_->followers) {

@@ -119,6 +119,12 @@ class Shipper {
   // it keeps this shipper while the tenant is closed (a follower asked
   // later resumes if it holds the newest, or takes a snapshot).
   void TrimRetained();
+  // The retained segments, oldest first, the last the newest published
+  // (empty before the first): copies. What a node stopping keeps beside a
+  // tenant's files (ClusterMember's chain.recent), so that its chain, going
+  // on from there after a restart (ContinueFrom), resumes a follower that
+  // was behind with no snapshot.
+  std::vector<std::string> Retained();
 
   // Every follower needs a snapshot before it can follow: what the owner
   // says when it starts a chain over files that already hold data.

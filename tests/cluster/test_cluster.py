@@ -1474,6 +1474,61 @@ def test_a_primary_killed_with_no_follower_to_take_over_goes_on_with_its_chain(c
     its_chain_goes_on(cluster, n1, n2, n3, tenant_id, token, lineage, at_least=entry["seq"])
 
 
+def test_a_follower_behind_a_restarted_primary_streams_on_from_the_segments_it_kept(cluster):
+    """Keyless followers cannot take a tenant over, so n1, stopped and
+    started again, goes on with its chain. n3 was away meanwhile: it missed
+    a file and writes before the stop. n1 kept the segments it shipped
+    last beside the files (chain.recent): n3, back, is given the blob it
+    lacks, then them, and streams on with no snapshot, ending byte for
+    byte n1's files. (Until 2026-12-07 it took a whole snapshot.)"""
+    seed = 2126
+    print("seed", seed)
+    env = {"SILO_REPLICATION": "async"}
+    n1 = cluster.start_node("n1", env)
+    n2 = cluster.start_node("n2", env, keyless=True)
+    n3 = cluster.start_node("n3", env, keyless=True)
+    tenant_id, token = tenant_with_records(n1, "c", 5)
+    assert call(n1, "acme", token, "POST", "/api/collections", DOCS).status_code == 201
+    wait_until("both copies caught up", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))
+    n3.proc.kill()
+    n3.proc.wait()
+    wait_until("n3's lease ran out",
+               lambda: "n3" not in [n["id"] for n in cluster.status()["nodes"]])
+    behind = recorded_seq(os.path.join(n3.data_dir, "replicas", tenant_id))
+    fid = store_file(n1, token, "d1", file_bytes(300_000, seed))
+    missed = ["m%d" % i for i in range(10)]
+    for record_id in missed:
+        r = call(n1, "acme", token, "POST", "/api/collections/tickets/records",
+                 {"id": record_id, "title": NEEDLE})
+        assert r.status_code == 201, r.text
+    wait_until("n2 holds every write", lambda: caught_up(cluster, tenant_id, ["n2"]))
+    assert n1.stop() == 0
+    own = os.path.join(n1.data_dir, "tenants", tenant_id)
+    head = json.loads(read(os.path.join(own, "chain.head")))
+    assert os.path.exists(os.path.join(own, "chain.recent"))
+    assert NEEDLE.encode() not in read(os.path.join(own, "chain.recent"))
+
+    n1 = cluster.start_node("n1", env, data=n1.data_dir)
+    n3 = cluster.start_node("n3", env, keyless=True, data=n3.data_dir)
+    r = call(n1, "acme", token, "POST", "/api/collections/tickets/records",
+             {"id": "after", "title": "after the restart"})
+    assert r.status_code == 201, r.text
+    wait_until("both copies stream acme on, byte for byte",
+               lambda: caught_up(cluster, tenant_id, ["n2", "n3"]) and
+               same_files(n2, n1, tenant_id) and same_files(n3, n1, tenant_id))
+    continued = [e for e in events(n1, "replication.chain_continued")
+                 if e["tenant"] == tenant_id and e.get("after") == "a restart"]
+    assert continued and continued[0]["seq"] == head["seq"], continued
+    assert continued[0]["kept_segments"] > 1, continued
+    assert not os.path.exists(os.path.join(own, "chain.recent"))  # read once, by the open
+    resumed = [e for e in events(n1, "replication.follower_resumed")
+               if e["tenant"] == tenant_id and e["node"] == "n3"]
+    assert resumed and behind <= resumed[0]["from"] < head["seq"], (resumed, behind, head)
+    assert not [e for e in events(n1, "replication.snapshot_sent") if e["tenant"] == tenant_id]
+    assert read(blob_path(n3, tenant_id, fid, copy=True)) == \
+        read(blob_path(n1, tenant_id, fid, copy=False))
+
+
 def test_a_follower_killed_under_load_resumes_where_it_was_without_a_snapshot(cluster):
     n1, n2, n3 = started_three(cluster)
     tenant_id, token = make_tenant(n1, "acme")
