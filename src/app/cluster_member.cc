@@ -1007,13 +1007,31 @@ void ClusterMember::Detach(const std::string& tenant_id, const std::string& path
   // Every change the close made (its checkpoint, the WAL's removal) was
   // published: the chain's head is the files as they are now.
   if (!primary->shipper || primary->path != path) return;
-  // Kept whole while the node stops: RecordChainHeads records them.
-  if (!stop_) primary->shipper->TrimRetained();
   closed_[tenant_id] = Closed{primary, IdentityOf(path), IdentityOf(path + "-wal"), ++closes_};
   if (closed_.size() > kMaxClosed) {  // the one closed longest ago goes
     closed_.erase(std::min_element(
         closed_.begin(), closed_.end(),
         [](const auto& a, const auto& b) { return a.second.closed_at < b.second.closed_at; }));
+  }
+  // Kept whole while the node stops: RecordChainHeads records them.
+  if (!stop_) TrimClosed();
+}
+
+void ClusterMember::TrimClosed() {
+  std::vector<const Closed*> newest_first;
+  newest_first.reserve(closed_.size());
+  for (const auto& [id, c] : closed_) newest_first.push_back(&c);
+  std::sort(newest_first.begin(), newest_first.end(),
+            [](const Closed* a, const Closed* b) { return a->closed_at > b->closed_at; });
+  size_t kept = 0;
+  for (const Closed* c : newest_first) {
+    const size_t bytes = c->primary->shipper->RetainedBytes();
+    if (kept + bytes > kClosedRetainedBytes) {
+      c->primary->shipper->TrimRetained();
+      kept += c->primary->shipper->RetainedBytes();
+    } else {
+      kept += bytes;
+    }
   }
 }
 

@@ -251,13 +251,20 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   // A tenant this node still leads (its primary key stays on the lease)
   // but has closed (idle, evicted): its recorder and shipper, kept so that
   // the next open continues the chain and the followers stream on, no
-  // snapshot, when the lease, the term and the files are the same.
+  // snapshot, when the lease, the term and the files are the same. Its
+  // shipper keeps its segments for a follower that was away (within
+  // kClosedRetainedBytes), which it resumes while the tenant is closed.
   struct Closed {
     std::shared_ptr<Primary> primary;
     FileIdentity database, wal;
     uint64_t closed_at = 0;  // closes_ when it closed: the oldest goes first
   };
   static constexpr size_t kMaxClosed = 4096;  // past it, the oldest reopen with a snapshot
+  // The segments closed tenants' shippers keep for followers a little
+  // behind, together (past it, those closed longest ago keep only their
+  // newest: TrimClosed). As much as copies closed while idle keep on a
+  // follower (replication::RecentBudget::closed_total).
+  static constexpr size_t kClosedRetainedBytes = size_t{64} << 20;
   struct Peer {
     std::string address;
     int64_t lease = 0;       // the incarnation announced (a rejoined node is linked anew)
@@ -345,6 +352,9 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   // with what tenant.db is now) and, first, the segments its shipper kept
   // (chain.recent, at most kRecentKeptBytes for all tenants together).
   void RecordChainHeads() EXCLUDES(mu_);
+  // Keeps the closed tenants' retained segments within kClosedRetainedBytes,
+  // the most recently closed first.
+  void TrimClosed() REQUIRES(mu_);
   static constexpr size_t kRecentKeptBytes = size_t{256} << 20;
   static std::string ChainHeadFile(const std::string& database);
   static std::string ChainRecentFile(const std::string& database);

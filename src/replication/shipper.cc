@@ -440,6 +440,11 @@ std::vector<std::string> Shipper::Retained() {
   return copies;
 }
 
+size_t Shipper::RetainedBytes() {
+  std::lock_guard send(send_mu_);
+  return retained_bytes_;
+}
+
 void Shipper::RequireSnapshot() {
   std::lock_guard lock(shared_->mu);
   for (Shared::Follower& f : shared_->followers) {

@@ -115,9 +115,10 @@ class Shipper {
   // back. Not listed by Followers(), SyncSet() or AckedSeqs() meanwhile.
   void RemoveFollower(const std::string& node);
 
-  // Drops the retained segments but the newest: what the owner does when
-  // it keeps this shipper while the tenant is closed (a follower asked
-  // later resumes if it holds the newest, or takes a snapshot).
+  // Drops the retained segments but the newest: what the owner does to a
+  // shipper it keeps while the tenant is closed, once the closed ones keep
+  // too much (a follower asked later resumes if it holds the newest, or
+  // takes a snapshot).
   void TrimRetained();
   // The retained segments, oldest first, the last the newest published
   // (empty before the first): copies. What a node stopping keeps beside a
@@ -125,6 +126,8 @@ class Shipper {
   // on from there after a restart (ContinueFrom), resumes a follower that
   // was behind with no snapshot.
   std::vector<std::string> Retained();
+  // Their size in bytes.
+  size_t RetainedBytes();
 
   // Every follower needs a snapshot before it can follow: what the owner
   // says when it starts a chain over files that already hold data.

@@ -1284,6 +1284,49 @@ def test_a_tenant_closed_and_reopened_on_its_primary_keeps_its_chain_and_needs_n
                same_files(n2, n1, acme_id) and same_files(n3, n1, acme_id))
 
 
+def test_a_follower_away_while_its_tenant_closed_resumes_from_the_segments_kept_for_it(cluster):
+    """With one tenant open at a time on n1, a write to beta closes acme.
+    n3 is away for acme's last writes and its close: n1 keeps a closed
+    tenant's segments (within 64 MiB for all of them), so n3, back,
+    resumes acme from them while it is still closed, with no snapshot,
+    and holds its files byte for byte. (Until 2026-12-07 a close kept only
+    the newest segment, and n3 took a whole snapshot.)"""
+    n1 = cluster.start_node("n1", {"SILO_MAX_OPEN_TENANTS": "1"})
+    n2, n3 = cluster.start_node("n2"), cluster.start_node("n3")
+    tenants = {}
+    for slug in ("acme", "beta"):
+        tenants[slug] = make_tenant(n1, slug)
+        assert call(n1, slug, tenants[slug][1], "POST", "/api/collections",
+                    TICKETS).status_code == 201
+    acme_id, acme_token = tenants["acme"]
+    beta_id, beta_token = tenants["beta"]
+    wait_until("acme's followers caught up", lambda: caught_up(cluster, acme_id, ["n2", "n3"]))
+    n3.proc.kill()
+    n3.proc.wait()
+    wait_until("n3's lease ran out",
+               lambda: "n3" not in [n["id"] for n in cluster.status()["nodes"]])
+    behind = recorded_seq(os.path.join(n3.data_dir, "replicas", acme_id))
+    for i in range(10):
+        r = call(n1, "acme", acme_token, "POST", "/api/collections/tickets/records",
+                 {"id": "m%d" % i, "title": NEEDLE})
+        assert r.status_code == 201, r.text
+    r = call(n1, "beta", beta_token, "POST", "/api/collections/tickets/records",
+             {"id": "b", "title": "closes acme"})
+    assert r.status_code == 201, r.text
+    wait_until("n2 holds acme's close", lambda: caught_up(cluster, acme_id, ["n2"]) and
+               same_files(n2, n1, acme_id))
+    snapshots = metric(n1, "silo_repl_snapshots_total")
+
+    n3 = cluster.start_node("n3", data=n3.data_dir)
+    wait_until("n3 holds acme's files, byte for byte",
+               lambda: caught_up(cluster, acme_id, ["n2", "n3"]) and same_files(n3, n1, acme_id))
+    resumed = [e for e in events(n1, "replication.follower_resumed")
+               if e["tenant"] == acme_id and e["node"] == "n3"]
+    assert resumed and behind <= resumed[-1]["from"], (resumed, behind)
+    assert resumed[-1]["segments"] > 10, resumed
+    assert metric(n1, "silo_repl_snapshots_total") == snapshots
+
+
 def closed_and_copied(cluster, n1, followers):
     """Tenants acme (20 records) and beta on n1, which keeps one tenant open
     (SILO_MAX_OPEN_TENANTS=1): a write to beta closes acme, whose close
