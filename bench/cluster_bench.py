@@ -45,10 +45,14 @@ loopback, started by the cluster test harness (tests/cluster/conftest.py).
   - Restart: a tenant of TAKEOVER_MIB MiB, its followers caught up, its
     primary stopped, a follower takes it over, and the old primary starts
     again on its data: the time from its start until it holds the new
-    primary's chain, and the snapshots the new primary sent. Stopped with
-    SIGTERM (it records its chain's head and follows on its own files)
-    against SIGKILL (it records nothing: a whole snapshot) in the same
-    round, RUNS rounds (medians). ONLY=restart runs this part alone.
+    primary's chain, the snapshots the new primary sent and their database
+    bytes. Stopped with SIGTERM (it records its chain's head and follows
+    on its own files), SIGKILL while idle (its chain.live names its files:
+    the same) and SIGKILL while WRITERS clients create records (its files
+    stand at no known position: a snapshot, sent as the pages that differ
+    from them; with BASE_SILO, that binary's rounds of this case
+    interleaved), RUNS rounds (medians). ONLY=restart runs this part
+    alone.
   - Reopen: with SILO_MAX_OPEN_TENANTS=1 on the primary, REOPENS (default
     20) writes to a tenant of REOPEN_MIB (default 20) MiB each right after a
     write to another tenant closed it (the write reopens it), against the
@@ -515,6 +519,33 @@ def taken_over_by(c, by_id, tenant_id, token, since):
         time.sleep(0.05)
 
 
+def writing_until_gone(node, token):
+    """WRITERS threads creating records on `node` until it is gone, started
+    a second ago."""
+    def write(w):
+        client = Client(node, token)
+        for i in range(1 << 30):
+            if client.call("POST", "/api/collections/tickets/records",
+                           {"id": "w%d-%d" % (w, i), "title": "x"}) is None:
+                return  # the node is gone
+    writers = [threading.Thread(target=write, args=(w,)) for w in range(WRITERS)]
+    for t in writers:
+        t.start()
+    time.sleep(1)
+    return writers
+
+
+def snapshot_bytes_sent(node):
+    """The database bytes `node`'s snapshots sent (a binary before
+    silo_repl_snapshot_bytes_total sent each one whole to each follower)."""
+    sent = harness.e2e.metric(node, "silo_repl_snapshot_bytes_total")
+    if sent is not None:
+        return sent
+    return sum(e["bytes"] * e["followers"] for e in
+               (json.loads(line) for line in node.output().splitlines() if line.startswith("{"))
+               if e.get("msg") == "replication.snapshot_sent")
+
+
 def takeover_round(binary):
     """A TAKEOVER_MIB MiB tenant's primary is killed: (seconds from the
     first write the new primary accepted (TAKEOVER_CASE=away: from the
@@ -532,16 +563,7 @@ def takeover_round(binary):
                            lambda: harness.caught_up(c, tenant_id, ["n2", "n3"]), timeout=300)
         writers = []
         if TAKEOVER_CASE == "under_writes":
-            def write(w):
-                client = Client(by_id["n1"], token)
-                for i in range(1 << 30):
-                    if client.call("POST", "/api/collections/tickets/records",
-                                   {"id": "w%d-%d" % (w, i), "title": "x"}) is None:
-                        return  # n1 is gone
-            writers = [threading.Thread(target=write, args=(w,)) for w in range(WRITERS)]
-            for t in writers:
-                t.start()
-            time.sleep(1)
+            writers = writing_until_gone(by_id["n1"], token)
         elif TAKEOVER_CASE == "away":
             by_id["n3"].proc.kill()
             by_id["n3"].proc.wait()
@@ -574,11 +596,14 @@ def takeover_round(binary):
         close_cluster(c)
 
 
-def restart_round(how):
+def restart_round(how, binary):
     """A TAKEOVER_MIB MiB tenant's primary n1 is stopped (`how`: "term",
-    SIGTERM; "kill", SIGKILL), a follower takes it over, n1 starts again on
-    its data: (seconds from that start until n1 streams the new primary's
-    chain with nothing outstanding, snapshots the new primary sent, MiB)."""
+    SIGTERM; "kill", SIGKILL while idle; "kill_writing", SIGKILL while
+    WRITERS clients create records), a follower takes it over, n1 starts
+    again on its data, with `binary`: (seconds from that start until n1
+    streams the new primary's chain with nothing outstanding, snapshots the
+    new primary sent, MiB, snapshot bytes it sent)."""
+    harness.SILO_BIN = harness.e2e.SILO_BIN = binary
     c, nodes = new_cluster(("n1", "n2", "n3"), dict(TTL, SILO_REPLICATION="sync"))
     by_id = {n.node_id: n for n in nodes}
     n1 = by_id["n1"]
@@ -588,12 +613,15 @@ def restart_round(how):
         mib = fill(n1, token, tenant_id, TAKEOVER_MIB)
         harness.wait_until("followers caught up",
                            lambda: harness.caught_up(c, tenant_id, ["n2", "n3"]), timeout=300)
+        writers = writing_until_gone(n1, token) if how == "kill_writing" else []
         if how == "term":
             n1.stop()
         else:
             n1.proc.kill()
             n1.proc.wait()
         stopped = time.monotonic()
+        for t in writers:
+            t.join()
         leader = taken_over_by(c, by_id, tenant_id, token, stopped)
         other = "n3" if leader.node_id == "n2" else "n2"
         harness.wait_until("n1's lease gone", lambda: "n1" not in [
@@ -604,27 +632,46 @@ def restart_round(how):
                            lambda: harness.caught_up(c, tenant_id, ["n1", other]), timeout=600,
                            every=0.02)
         seconds = time.monotonic() - started
-        return seconds, harness.e2e.metric(leader, "silo_repl_snapshots_total"), mib
+        return (seconds, harness.e2e.metric(leader, "silo_repl_snapshots_total"), mib,
+                snapshot_bytes_sent(leader))
     finally:
         close_cluster(c)
 
 
 def restart_result():
-    runs = {"term": [], "kill": []}
+    binaries = compared_binaries()
+    cases = [("term", "new"), ("kill", "new")] + [("kill_writing", n) for n, _ in binaries]
+    path = dict(binaries)
+    runs = {case: [] for case in cases}
     for r in range(RUNS):
-        for how in runs:
-            runs[how].append(restart_round(how))
-            seconds, snapshots, mib = runs[how][-1]
-            print("round %d restart after SIG%s, %.0f MiB tenant: the old primary holds the new "
-                  "primary's chain %.2f s after its start (%d snapshots sent)" %
-                  (r + 1, how.upper(), mib, seconds, snapshots), flush=True)
-    med = {how: statistics.median(x[0] for x in v) for how, v in runs.items()}
-    print("restart, medians: SIGTERM %.2f s, SIGKILL %.2f s" % (med["term"], med["kill"]),
-          flush=True)
-    return ("restart_mib=%.0f restart_term_s=%.2f restart_term_snapshots=%d restart_kill_s=%.2f "
-            "restart_kill_snapshots=%d" %
-            (runs["term"][0][2], med["term"], max(x[1] for x in runs["term"]), med["kill"],
-             min(x[1] for x in runs["kill"])))
+        for case in cases:
+            how, name = case
+            runs[case].append(restart_round(how, path[name]))
+            seconds, snapshots, mib, sent = runs[case][-1]
+            print("round %d restart after %s, %s binary, %.0f MiB tenant: the old primary holds "
+                  "the new primary's chain %.2f s after its start (%d snapshots sent, %.2f MiB of "
+                  "database pages)" % (r + 1, how, name, mib, seconds, snapshots, sent / 2**20),
+                  flush=True)
+    harness.SILO_BIN = harness.e2e.SILO_BIN = os.environ["SILO_BIN"]
+    med = {case: [statistics.median(x[i] for x in v) for i in (0, 3)] for case, v in runs.items()}
+    print("restart, medians: SIGTERM %.2f s, SIGKILL idle %.2f s, SIGKILL under writes %.2f s "
+          "(%.2f MiB sent)" % (med[("term", "new")][0], med[("kill", "new")][0],
+                               med[("kill_writing", "new")][0],
+                               med[("kill_writing", "new")][1] / 2**20), flush=True)
+    result = ("restart_mib=%.0f restart_term_s=%.2f restart_term_snapshots=%d restart_kill_s=%.2f "
+              "restart_kill_snapshots=%d restart_kill_writing_s=%.2f "
+              "restart_kill_writing_sent_mib=%.2f" %
+              (runs[("term", "new")][0][2], med[("term", "new")][0],
+               max(x[1] for x in runs[("term", "new")]), med[("kill", "new")][0],
+               min(x[1] for x in runs[("kill", "new")]), med[("kill_writing", "new")][0],
+               med[("kill_writing", "new")][1] / 2**20))
+    if ("kill_writing", "base") in med:
+        base = med[("kill_writing", "base")]
+        print("restart under writes, base binary: %.2f s (%.2f MiB sent); new/base %.2f" %
+              (base[0], base[1] / 2**20, med[("kill_writing", "new")][0] / base[0]), flush=True)
+        result += (" restart_kill_writing_base_s=%.2f restart_kill_writing_base_sent_mib=%.2f" %
+                   (base[0], base[1] / 2**20))
+    return result
 
 
 def compared_binaries():

@@ -621,6 +621,7 @@ Status App::Start() {
           {"silo_repl_segments_total", static_cast<double>(st.segments)},
           {"silo_repl_bytes_total", static_cast<double>(st.bytes)},
           {"silo_repl_snapshots_total", static_cast<double>(st.snapshots)},
+          {"silo_repl_snapshot_bytes_total", static_cast<double>(st.snapshot_bytes)},
           {"silo_repl_promotions_total", static_cast<double>(st.promotions)},
           {"silo_cluster_loop_turns_total", static_cast<double>(st.loop_turns)},
       };

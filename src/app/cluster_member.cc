@@ -298,6 +298,9 @@ Status ClusterMember::Start(const std::string& public_url) {
   listener_ = std::move(listener).value();
   address_ = c.listen.host + ":" + std::to_string(listener_->port());
   public_url_ = public_url;
+  // Before any peer can know of this node (it finds it by the
+  // announcement): its copies' bases are in place before a snapshot comes.
+  DemoteLedElsewhere();
   auto announced = etcd_->CreateIfAbsent(kNodesPrefix + c.node_id, Announcement(), held->id());
   if (!announced.ok()) {
     listener_->Stop();
@@ -613,6 +616,7 @@ ClusterMember::Stats ClusterMember::stats() const {
   st.segments = segments_;
   st.bytes = bytes_;
   st.snapshots = snapshots_;
+  st.snapshot_bytes = snapshot_bytes_;
   st.promotions = promotions_;
   st.loop_turns = loop_turns_;
   st.copies = replicas_->open_count();
@@ -1251,11 +1255,15 @@ void ClusterMember::Snapshot(const std::string& tenant_id, const std::shared_ptr
     return;
   }
   if (followers == 0) return;
+  const uint64_t sent_before = p->shipper->snapshot_bytes_sent();
   s = p->shipper->SendSnapshot(copy.path());
+  const uint64_t sent = p->shipper->snapshot_bytes_sent() - sent_before;
   ++snapshots_;
+  snapshot_bytes_ += sent;
   log::Info("replication.snapshot_sent", {{"tenant", tenant_id},
                                           {"bytes", static_cast<long long>(bytes)},
                                           {"followers", static_cast<long long>(followers)},
+                                          {"sent", static_cast<long long>(sent)},
                                           {"result", s.ok() ? "ok" : s.ToString()}});
 }
 
@@ -1583,6 +1591,24 @@ void ClusterMember::CheckPrimaries() {
   }
 }
 
+void ClusterMember::DemoteLedElsewhere() {
+  if (options_.registry == nullptr || !tenant_keys_.Refresh().ok()) return;  // the loop will
+  const std::string& me = options_.cluster.node_id;
+  std::map<std::string, std::pair<std::string, int64_t>> led;  // tenant id -> node, term
+  for (const auto& [key, kv] : tenant_keys_.view()) {
+    auto split = SplitTenantKey(key);
+    if (split && split->tail == "/primary") {
+      led[split->id] = {StringField(ParseOrNull(kv.value), "node"), kv.mod_revision};
+    }
+  }
+  for (const tenant::TenantInfo& t : options_.registry->List()) {
+    auto it = led.find(t.id);
+    if (it != led.end() && it->second.first != me) {
+      Demote(t.id, it->second.first, it->second.second);
+    }
+  }
+}
+
 void ClusterMember::ClaimUnled(const std::set<std::string>& busy) {
   if (options_.registry == nullptr) return;
   const auto now = std::chrono::steady_clock::now();
@@ -1825,6 +1851,16 @@ void ClusterMember::Demote(const std::string& tenant_id, const std::string& node
   if (!s.ok()) {
     log::Warn("replication.demotion_delayed", {{"tenant", tenant_id}, {"cause", s.ToString()}});
     return;  // tried again next turn
+  }
+  if (!as_copy) {
+    // Of no position anyone can name, but most of its pages are likely the
+    // new primary's still: the base of the snapshot that replaces it
+    // (sent as the pages that differ), and its blobs are not sent again.
+    if (Status r =
+            replicas_->SeedFrom(tenant_id, layout::DatabaseFileIn(kept), layout::FilesDirIn(kept));
+        !r.ok()) {
+      log::Warn("replication.copy_not_seeded", {{"tenant", tenant_id}, {"cause", r.ToString()}});
+    }
   }
   if (as_copy) {
     if (Status r = RemoveTree(kept); !r.ok()) {

@@ -220,8 +220,11 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
     uint64_t segments = 0;          // segments published since start
     uint64_t bytes = 0;             // their bytes
     uint64_t snapshots = 0;         // snapshots sent (to one or more followers)
-    uint64_t promotions = 0;        // tenants taken over
-    uint64_t loop_turns = 0;        // the cluster loop's turns since start (it is alive)
+    // Their database bytes sent, to all their followers: of a copy sent
+    // only the pages that differ from its own, those pages.
+    uint64_t snapshot_bytes = 0;
+    uint64_t promotions = 0;  // tenants taken over
+    uint64_t loop_turns = 0;  // the cluster loop's turns since start (it is alive)
   };
   Stats stats() const;
   // Seconds from a segment's send to a follower's acknowledgement, over
@@ -352,6 +355,11 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   // with what tenant.db is now) and, first, the segments its shipper kept
   // (chain.recent, at most kRecentKeptBytes for all tenants together).
   void RecordChainHeads() EXCLUDES(mu_);
+  // Start's: gives up the tenants served here that another node leads now
+  // (this node restarted after a takeover), as the loop would (Demote),
+  // before this node announces itself. Before the loop starts (it reads
+  // tenant_keys_); left to the loop when etcd does not answer.
+  void DemoteLedElsewhere();
   // Keeps the closed tenants' retained segments within kClosedRetainedBytes,
   // the most recently closed first.
   void TrimClosed() REQUIRES(mu_);
@@ -470,6 +478,7 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   std::atomic<uint64_t> segments_{0};
   std::atomic<uint64_t> bytes_{0};
   std::atomic<uint64_t> snapshots_{0};
+  std::atomic<uint64_t> snapshot_bytes_{0};
   std::atomic<uint64_t> promotions_{0};
   std::atomic<uint64_t> loop_turns_{0};
   std::thread loop_;

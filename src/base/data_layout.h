@@ -53,14 +53,20 @@ inline std::string DeposedTenantDir(const std::string& data, const std::string& 
 inline std::string TenantDir(const std::string& data, const std::string& tenant_id) {
   return TenantsDir(data) + "/" + tenant_id;
 }
+// A tenant directory's database and files, wherever the directory is (its
+// place under tenants/, or a deposed one).
+inline std::string DatabaseFileIn(const std::string& tenant_dir) {
+  return tenant_dir + "/tenant.db";
+}
+inline std::string FilesDirIn(const std::string& tenant_dir) { return tenant_dir + "/files"; }
 inline std::string TenantDatabaseFile(const std::string& data, const std::string& tenant_id) {
-  return TenantDir(data, tenant_id) + "/tenant.db";
+  return DatabaseFileIn(TenantDir(data, tenant_id));
 }
 inline std::string TenantMetaFile(const std::string& data, const std::string& tenant_id) {
   return TenantDir(data, tenant_id) + "/tenant.meta";
 }
 inline std::string TenantFilesDir(const std::string& data, const std::string& tenant_id) {
-  return TenantDir(data, tenant_id) + "/files";
+  return FilesDirIn(TenantDir(data, tenant_id));
 }
 // A blob id is 32 lowercase hex digits (random: files/blob.h), so it names
 // no path but its own; checked before one is made into a path.

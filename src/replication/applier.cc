@@ -429,6 +429,12 @@ Status Applier::ApplyDecoded(Segment segment, std::string_view encoded, bool may
     if (h.seq != 1 || h.prev_hash != std::string(kHashSize, '\0')) {
       return FailedPrecondition("an empty replica starts at a lineage's first segment");
     }
+    // A database with no position is no copy of any chain (a former
+    // primary's files, Replicas::SeedFrom): only a snapshot replaces it.
+    // (One rolled forward was taken before: its own bytes may be there.)
+    if (journal && PathExists(files_->dir + "/" + kReplicaDatabaseName)) {
+      return FailedPrecondition("a replica holding files of no position needs a snapshot");
+    }
   } else {
     if (h.lineage != p.lineage) {
       return FailedPrecondition("a segment of another lineage: the replica needs a snapshot");

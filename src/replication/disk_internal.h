@@ -46,6 +46,20 @@ inline Status PwriteAll(int fd, std::string_view bytes, int64_t offset) {
   return Status::Ok();
 }
 
+// Fills `out` (its size) from `offset` of `fd`; Internal when the file ends
+// first or cannot be read.
+inline Status PreadAll(int fd, std::string& out, int64_t offset) {
+  size_t done = 0;
+  while (done < out.size()) {
+    ssize_t n = ::pread(fd, out.data() + done, out.size() - done,
+                        static_cast<off_t>(offset + static_cast<int64_t>(done)));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return DiskError("pread");
+    done += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
 // The first `n` bytes of `path` (fewer when it is shorter).
 inline Result<std::string> ReadStart(const std::string& path, size_t n) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

@@ -1,6 +1,7 @@
 #include "replication/follower.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -34,6 +35,54 @@ Status WriteAt(const std::string& path, uint64_t offset, std::string_view bytes,
   Status s = internal::PwriteAll(fd, bytes, static_cast<int64_t>(offset));
   ::close(fd);
   return s;
+}
+
+// Makes `to` (created 0600, cut first) a copy of `from`, or empty when there
+// is no `from`. In the kernel (copy_file_range): no byte comes up here.
+Status CopyWhole(const std::string& from, const std::string& to) {
+  const int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (out < 0) return DiskError("open " + to);
+  const int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
+  Status s;
+  if (in < 0 && errno != ENOENT) s = DiskError("open " + from);
+  while (s.ok() && in >= 0) {
+    const ssize_t n = ::copy_file_range(in, nullptr, out, nullptr, size_t{1} << 30, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) s = DiskError("copy " + from);
+    if (n <= 0) break;
+  }
+  if (in >= 0) ::close(in);
+  ::close(out);
+  return s;
+}
+
+Status LinkTo(const std::string& from, const std::string& to) {
+  if (::link(from.c_str(), to.c_str()) == 0) return Status::Ok();
+  return FailedPrecondition("cannot link the tenant's files into its copy")
+      .WithCause(to + ": " + std::strerror(errno));
+}
+
+// Hard-links every blob under `files_dir` to the same place under the copy
+// `dir`'s files/, adding the directories it made to `dirs`. Blobs only: a
+// resumable upload's part may still be written by a request that opened it;
+// the primary sends it whole when it is not here (WriteUploadPart).
+Status LinkBlobs(const std::string& files_dir, const std::string& dir,
+                 std::set<std::string>& dirs) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(files_dir, ec)) return Status::Ok();
+  for (auto it = fs::recursive_directory_iterator(files_dir, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (!it->is_regular_file() || it->path().extension() != ".sf") continue;
+    const std::string to = dir + "/files/" + fs::relative(it->path(), files_dir, ec).string();
+    if (ec) break;
+    const std::string parent = fs::path(to).parent_path().string();
+    SILO_RETURN_IF_ERROR(MakeDirs(parent, 0700));
+    SILO_RETURN_IF_ERROR(LinkTo(it->path().string(), to));
+    dirs.insert(parent);
+  }
+  if (ec) return Internal("cannot list the tenant's files").WithCause(ec.message());
+  return Status::Ok();
 }
 
 }  // namespace
@@ -213,34 +262,14 @@ Status Replicas::AdoptLed(const std::string& tenant_id, const std::string& datab
   auto adopt = [&]() -> Status {
     SILO_RETURN_IF_ERROR(RemoveTree(dir));
     SILO_RETURN_IF_ERROR(MakeDirs(dir, 0700));
-    auto link = [](const std::string& from, const std::string& to) -> Status {
-      if (::link(from.c_str(), to.c_str()) == 0) return Status::Ok();
-      return FailedPrecondition("cannot link the tenant's files into its copy")
-          .WithCause(to + ": " + std::strerror(errno));
-    };
-    SILO_RETURN_IF_ERROR(link(database, dir + "/" + kReplicaDatabaseName));
-    if (has_wal) SILO_RETURN_IF_ERROR(link(wal, dir + "/" + kReplicaWalName));
+    SILO_RETURN_IF_ERROR(LinkTo(database, dir + "/" + kReplicaDatabaseName));
+    if (has_wal) SILO_RETURN_IF_ERROR(LinkTo(wal, dir + "/" + kReplicaWalName));
     // Durable before the position names them: a process that died left
     // what it wrote last in the kernel's cache only.
     SILO_RETURN_IF_ERROR(SyncFile(database));
     if (has_wal) SILO_RETURN_IF_ERROR(SyncFile(wal));
-    // Blobs only: a resumable upload's part may still be written by a
-    // request that opened it; the new primary sends it whole when it is
-    // not here (WriteUploadPart).
     std::set<std::string> dirs{dir};
-    if (fs::exists(files_dir, ec)) {
-      for (auto it = fs::recursive_directory_iterator(files_dir, ec);
-           !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-        if (!it->is_regular_file() || it->path().extension() != ".sf") continue;
-        const std::string to = dir + "/files/" + fs::relative(it->path(), files_dir, ec).string();
-        if (ec) break;
-        const std::string parent = fs::path(to).parent_path().string();
-        SILO_RETURN_IF_ERROR(MakeDirs(parent, 0700));
-        SILO_RETURN_IF_ERROR(link(it->path().string(), to));
-        dirs.insert(parent);
-      }
-      if (ec) return Internal("cannot list the tenant's files").WithCause(ec.message());
-    }
+    SILO_RETURN_IF_ERROR(LinkBlobs(files_dir, dir, dirs));
     SILO_RETURN_IF_ERROR(WriteTenantFiles(tenant_id, tenant_files));
     for (const std::string& d : dirs) SILO_RETURN_IF_ERROR(SyncDir(d));
     // Last: without it the directory is no copy (an empty one, after a crash).
@@ -249,6 +278,21 @@ Status Replicas::AdoptLed(const std::string& tenant_id, const std::string& datab
   Status s = adopt();
   if (!s.ok()) (void)RemoveTree(dir);
   return s;
+}
+
+Status Replicas::SeedFrom(const std::string& tenant_id, const std::string& database,
+                          const std::string& files_dir) {
+  if (!ValidTenantId(tenant_id)) return InvalidArgument("not a tenant id");
+  Copy& copy = Get(tenant_id);
+  std::lock_guard lock(copy.mu);
+  SILO_RETURN_IF_ERROR(EnsureOpen(tenant_id, copy));
+  const std::string dir = Dir(tenant_id);
+  if (!copy.applier->position().lineage.empty() || PathExists(dir + "/" + kReplicaDatabaseName)) {
+    return Status::Ok();  // a copy of a chain, or one seeded or snapshotted already
+  }
+  SILO_RETURN_IF_ERROR(LinkTo(database, dir + "/" + kReplicaDatabaseName));
+  std::set<std::string> dirs;
+  return LinkBlobs(files_dir, dir, dirs);
 }
 
 Result<ReplicaPosition> Replicas::Position(const std::string& tenant_id) {
@@ -310,6 +354,12 @@ cluster::Message Replicas::HandleLocked(const cluster::Message& m, Copy& copy, b
       if (s.code() == StatusCode::kInternal) copy.applier.reset();  // reopened next time
       return Answer(m, &copy, std::move(s));
     case kSnapshotChunk: return Answer(m, &copy, ApplySnapshotChunk(m.tenant, copy, m.payload));
+    case kSnapshotPages: return Answer(m, &copy, ApplySnapshotPages(m.tenant, copy, m.payload));
+    case kPageSums: {
+      auto sums = PageSumsOf(m.tenant);
+      if (!sums.ok()) return Answer(m, &copy, sums.status());
+      return cluster::Message{m.tenant, kPageSumList, m.seq, EncodePageSums(*sums)};
+    }
     case kTenantFiles: return Answer(m, &copy, WriteTenantFiles(m.tenant, m.payload));
     case kProbe: return Answer(m, &copy, Status::Ok());  // the ack says where it stands
     case kBlobChunk: return Answer(m, &copy, WriteBlobChunk(m.tenant, m.payload));
@@ -539,21 +589,90 @@ Status Replicas::ApplySnapshotChunk(const std::string& tenant, Copy& copy,
                                     std::string_view payload) {
   SILO_ASSIGN_OR_RETURN(SnapshotChunk c, DecodeSnapshotChunk(payload));
   if (c.lineage.size() != kLineageSize) return InvalidArgument("bad lineage");
-  // A snapshot of a lower term than this copy has seen comes from a deposed
-  // primary (segments are fenced the same way, in the applier).
-  if (copy.applier && c.term < copy.applier->position().term) {
-    return PermissionDenied("a snapshot of a stale term: a deposed primary");
-  }
-  if (c.offset != 0 && c.offset != copy.snapshot_next) {
-    return FailedPrecondition("a snapshot chunk out of order: start the snapshot again");
-  }
+  SILO_RETURN_IF_ERROR(CheckSnapshotPiece(copy, c.term, c.offset));
   const std::string dir = Dir(tenant);
   const std::string partial = dir + "/" + kPartialName;
   SILO_RETURN_IF_ERROR(WriteAt(partial, c.offset, c.bytes, /*fresh=*/c.offset == 0));
   copy.snapshot_next = c.offset + c.bytes.size();
   if (copy.snapshot_next < c.total) return Status::Ok();
+  return InstallSnapshot(tenant, copy, ReplicaPosition{c.lineage, c.term, c.seq, c.hash, 0});
+}
 
-  // The whole file is here: make it the copy.
+Status Replicas::CheckSnapshotPiece(const Copy& copy, uint64_t term, uint64_t offset) {
+  // A snapshot of a lower term than this copy has seen comes from a deposed
+  // primary (segments are fenced the same way, in the applier).
+  if (copy.applier && term < copy.applier->position().term) {
+    return PermissionDenied("a snapshot of a stale term: a deposed primary");
+  }
+  if (offset != 0 && offset != copy.snapshot_next) {
+    return FailedPrecondition("a snapshot piece out of order: start the snapshot again");
+  }
+  return Status::Ok();
+}
+
+Result<PageSums> Replicas::PageSumsOf(const std::string& tenant) {
+  PageSums sums;
+  const std::string path = Dir(tenant) + "/" + kReplicaDatabaseName;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return sums;
+    return DiskError("open database");
+  }
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return DiskError("stat database");
+  sums.size = static_cast<uint64_t>(st.st_size);
+  const uint64_t pages = (sums.size + kPageSize - 1) / kPageSize;
+  if (pages > kMaxPageSums) return sums;
+  sums.sums.reserve(pages * kPageSumBytes);
+  std::string piece;
+  for (uint64_t at = 0; at < sums.size; at += piece.size()) {
+    piece.resize(static_cast<size_t>(std::min<uint64_t>(256 * kPageSize, sums.size - at)));
+    SILO_RETURN_IF_ERROR(internal::PreadAll(fd, piece, static_cast<int64_t>(at)));
+    for (size_t p = 0; p < piece.size(); p += kPageSize) {
+      sums.sums.append(PageSum(std::string_view(piece).substr(p, kPageSize)));
+    }
+  }
+  return sums;
+}
+
+Status Replicas::ApplySnapshotPages(const std::string& tenant, Copy& copy,
+                                    std::string_view payload) {
+  SILO_ASSIGN_OR_RETURN(SnapshotPages p, DecodeSnapshotPages(payload));
+  if (p.lineage.size() != kLineageSize || p.hash.size() != kHashSize) {
+    return InvalidArgument("bad lineage or hash");
+  }
+  SILO_RETURN_IF_ERROR(CheckSnapshotPiece(copy, p.term, p.offset));
+  const std::string dir = Dir(tenant);
+  const std::string partial = dir + "/" + kPartialName;
+  if (p.offset == 0) {
+    SILO_RETURN_IF_ERROR(CopyWhole(dir + "/" + kReplicaDatabaseName, partial));
+  }
+  for (const PageRun& run : p.runs) {
+    SILO_RETURN_IF_ERROR(WriteAt(partial, run.offset, run.bytes, /*fresh=*/false));
+  }
+  copy.snapshot_next = p.offset + p.span;
+  if (copy.snapshot_next < p.total) return Status::Ok();
+
+  copy.snapshot_next = 0;
+  if (::truncate(partial.c_str(), static_cast<off_t>(p.total)) != 0) {
+    return DiskError("truncate snapshot");
+  }
+  auto digest = crypto::DigestFile(partial);
+  if (!digest.ok()) return DiskError("read snapshot");
+  if (crypto::HexEncode(p.file_sha256) != digest->sha256) {
+    ::unlink(partial.c_str());
+    return DataLoss("the pages sent do not make the primary's file");
+  }
+  return InstallSnapshot(tenant, copy, ReplicaPosition{p.lineage, p.term, p.seq, p.hash, 0});
+}
+
+Status Replicas::InstallSnapshot(const std::string& tenant, Copy& copy, const ReplicaPosition& at) {
+  const std::string dir = Dir(tenant);
+  const std::string partial = dir + "/" + kPartialName;
   copy.snapshot_next = 0;
   copy.applier.reset();
   (void)Unpark(tenant);
@@ -565,8 +684,7 @@ Status Replicas::ApplySnapshotChunk(const std::string& tenant, Copy& copy,
     return DiskError("rename snapshot");
   }
   SILO_RETURN_IF_ERROR(SyncDir(dir));
-  ReplicaPosition position{c.lineage, c.term, c.seq, c.hash, 0};
-  SILO_RETURN_IF_ERROR(Applier::Install(dir, position));
+  SILO_RETURN_IF_ERROR(Applier::Install(dir, at));
   SILO_ASSIGN_OR_RETURN(copy.applier, Applier::Open(dir, recent_));
   return Status::Ok();
 }

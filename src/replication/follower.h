@@ -101,6 +101,19 @@ class Replicas {
   Status AdoptLed(const std::string& tenant_id, const std::string& database,
                   const std::string& files_dir, std::string_view tenant_files,
                   const ReplicaPosition& position);
+  // Gives the tenant's copy, when it has no position and no database, the
+  // database `database` and the blobs under `files_dir` (hard links): the
+  // files of a tenant this node led until another node took it over, at no
+  // position anyone can name (a process killed in the middle of a write,
+  // files changed while the node was down). Not a copy of any chain (its
+  // Applier applies no segment to it, it is never a candidate): only what
+  // the next snapshot, sent as the pages that differ (PageSumsOf), starts
+  // from, so that of a tenant that changed little since, little travels,
+  // and the blobs it holds are not sent again. Nothing is written through
+  // the links: a snapshot writes a new file and renames it over them.
+  // Not synced (a crash that loses them costs only bytes sent).
+  Status SeedFrom(const std::string& tenant_id, const std::string& database,
+                  const std::string& files_dir);
   // Removes the tenant's copy, its wrapped key with it (the tenant was
   // deleted on its primary). A message that arrives later starts a new,
   // empty copy, which the next Drop removes again. OK when there is none.
@@ -145,6 +158,20 @@ class Replicas {
   // cursor `payload` (protocol.h, kBlobHeld).
   Result<std::vector<std::string>> HeldBlobs(const std::string& tenant, std::string_view payload);
   Status ApplySnapshotChunk(const std::string& tenant, Copy& copy, std::string_view payload);
+  // A snapshot piece of `term` at `offset` may be taken: not from a deposed
+  // primary (PermissionDenied), and the first or the next one
+  // (FailedPrecondition: the snapshot starts again).
+  static Status CheckSnapshotPiece(const Copy& copy, uint64_t term, uint64_t offset);
+  // What the copy's database file holds (kPageSums; none when there is no
+  // file).
+  Result<PageSums> PageSumsOf(const std::string& tenant);
+  // A span of snapshot pages (protocol.h, SnapshotPages): the first starts
+  // the new file as a copy of the copy's own database; the last cuts it to
+  // size and installs it only when its SHA-256 is the one sent (DataLoss
+  // otherwise, and the new file is dropped).
+  Status ApplySnapshotPages(const std::string& tenant, Copy& copy, std::string_view payload);
+  // Makes snapshot.partial, whole and standing at `at`, the copy.
+  Status InstallSnapshot(const std::string& tenant, Copy& copy, const ReplicaPosition& at);
   Copy& Get(const std::string& tenant);  // made on first use; never removed
   // Opens the copy's Applier if it is not, with the segments kept since it
   // was closed while idle (Seed). REQUIRES: copy.mu held.

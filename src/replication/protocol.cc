@@ -1,6 +1,8 @@
 #include "replication/protocol.h"
 
 #include "base/data_layout.h"
+#include "cluster/peer_link.h"
+#include "crypto/crypto.h"
 #include "replication/disk_internal.h"
 #include "replication/segment.h"
 
@@ -26,15 +28,21 @@ uint64_t GetU64(std::string_view in) { return GetLe<uint64_t>(in); }
 void PutU32(std::string& out, uint32_t v) { PutLe(out, v); }
 uint32_t GetU32(std::string_view in) { return GetLe<uint32_t>(in); }
 
+// Where a snapshot stands on its chain: lineage, term, seq, hash.
+void PutSnapshotHead(std::string& out, const std::string& lineage, uint64_t term, uint64_t seq,
+                     const std::string& hash) {
+  out.append(lineage);
+  PutU64(out, term);
+  PutU64(out, seq);
+  out.append(hash);
+}
+
 }  // namespace
 
 std::string EncodeSnapshotChunk(const SnapshotChunk& c) {
   std::string out;
   out.reserve(kChunkHeader + c.bytes.size());
-  out.append(c.lineage);
-  PutU64(out, c.term);
-  PutU64(out, c.seq);
-  out.append(c.hash);
+  PutSnapshotHead(out, c.lineage, c.term, c.seq, c.hash);
   PutU64(out, c.offset);
   PutU64(out, c.total);
   out.append(c.bytes);
@@ -61,6 +69,101 @@ Result<SnapshotChunk> DecodeSnapshotChunk(std::string_view in) {
     return InvalidArgument("a snapshot chunk outside its file");
   }
   return c;
+}
+
+static_assert(8 + kMaxPageSums * kPageSumBytes <= cluster::kMaxPayload,
+              "a copy's page sums must fit in one message");
+
+std::string PageSum(std::string_view page) { return crypto::Sha256(page).substr(0, kPageSumBytes); }
+
+std::string EncodePageSums(const PageSums& p) {
+  std::string out;
+  out.reserve(8 + p.sums.size());
+  PutU64(out, p.size);
+  out.append(p.sums);
+  return out;
+}
+
+Result<PageSums> DecodePageSums(std::string_view in) {
+  if (in.size() < 8) return InvalidArgument("page sums shorter than their header");
+  PageSums p;
+  p.size = GetU64(in);
+  p.sums.assign(in.substr(8));
+  const uint64_t pages = (p.size + kPageSize - 1) / kPageSize;
+  if (p.size > static_cast<uint64_t>(kMaxOffset) ||
+      (!p.sums.empty() && (pages > kMaxPageSums || p.sums.size() != pages * kPageSumBytes))) {
+    return InvalidArgument("page sums not of their file's pages");
+  }
+  return p;
+}
+
+std::string EncodeSnapshotPages(const SnapshotPages& p) {
+  std::string out;
+  PutSnapshotHead(out, p.lineage, p.term, p.seq, p.hash);
+  PutU64(out, p.offset);
+  PutU64(out, p.span);
+  PutU64(out, p.total);
+  out.push_back(p.file_sha256.empty() ? '\0' : '\1');
+  out.append(p.file_sha256);
+  PutU32(out, static_cast<uint32_t>(p.runs.size()));
+  for (const PageRun& r : p.runs) {
+    PutU64(out, r.offset);
+    PutU32(out, static_cast<uint32_t>(r.bytes.size()));
+    out.append(r.bytes);
+  }
+  return out;
+}
+
+Result<SnapshotPages> DecodeSnapshotPages(std::string_view in) {
+  auto bad = [] { return InvalidArgument("not a span of snapshot pages"); };
+  // lineage, term, seq, hash, offset, span, total, has-digest
+  constexpr size_t kHeader = kLineageSize + 8 + 8 + kHashSize + 8 + 8 + 8 + 1;
+  if (in.size() < kHeader) return bad();
+  SnapshotPages p;
+  p.lineage.assign(in.substr(0, kLineageSize));
+  in.remove_prefix(kLineageSize);
+  p.term = GetU64(in);
+  p.seq = GetU64(in.substr(8));
+  in.remove_prefix(16);
+  p.hash.assign(in.substr(0, kHashSize));
+  in.remove_prefix(kHashSize);
+  p.offset = GetU64(in);
+  p.span = GetU64(in.substr(8));
+  p.total = GetU64(in.substr(16));
+  const char digest = in[24];
+  in.remove_prefix(25);
+  if (p.total > static_cast<uint64_t>(kMaxOffset) || p.span > kSnapshotChunkBytes ||
+      p.offset > p.total || p.span > p.total - p.offset || (digest != 0 && digest != 1)) {
+    return bad();
+  }
+  // The digest comes with the span that ends the file, and only with it.
+  if ((digest == 1) != (p.offset + p.span == p.total)) return bad();
+  if (digest == 1) {
+    if (in.size() < kHashSize) return bad();
+    p.file_sha256.assign(in.substr(0, kHashSize));
+    in.remove_prefix(kHashSize);
+  }
+  if (in.size() < 4) return bad();
+  const uint32_t count = GetU32(in);
+  in.remove_prefix(4);
+  uint64_t next = p.offset;  // runs ascend, do not overlap, and stay inside the span
+  for (uint32_t i = 0; i < count; ++i) {
+    if (in.size() < 12) return bad();
+    PageRun r;
+    r.offset = GetU64(in);
+    const uint32_t length = GetU32(in.substr(8));
+    in.remove_prefix(12);
+    if (length == 0 || length > in.size() || r.offset < next || r.offset - p.offset > p.span ||
+        length > p.span - (r.offset - p.offset)) {
+      return bad();
+    }
+    r.bytes.assign(in.substr(0, length));
+    in.remove_prefix(length);
+    next = r.offset + length;
+    p.runs.push_back(std::move(r));
+  }
+  if (!in.empty()) return bad();
+  return p;
 }
 
 std::string EncodeTenantFiles(const TenantFiles& f) {

@@ -15,23 +15,26 @@ namespace silo::replication {
 
 enum MessageKind : uint8_t {
   // primary -> follower
-  kSnapshotChunk = 1,  // payload: SnapshotChunk
-  kSegment = 2,        // payload: an encoded segment (segment.h)
-  kTenantFiles = 6,    // payload: TenantFiles, before each snapshot
-  kProbe = 7,          // empty: where does the copy stand? (answered kAck)
-  kBlobChunk = 8,      // payload: BlobChunk (answered kAck once written; the last, once durable)
-  kBlobRemove = 9,     // payload: BlobRemove (answered kAck)
-  kBlobList = 10,      // payload: a blob list (answered kBlobWant)
-  kBlobHeld = 12,      // payload: a blob cursor (answered kBlobHeldIds)
-  kUploadPart = 14,    // payload: BlobChunk of an upload's part (answered as kBlobChunk)
-  kUploadRemove = 15,  // payload: BlobRemove of an upload's part (answered kAck)
-  kBlobFromPart = 16,  // payload: BlobFromPart (answered kAck once the blob is durable)
+  kSnapshotChunk = 1,   // payload: SnapshotChunk
+  kSegment = 2,         // payload: an encoded segment (segment.h)
+  kTenantFiles = 6,     // payload: TenantFiles, before each snapshot
+  kProbe = 7,           // empty: where does the copy stand? (answered kAck)
+  kBlobChunk = 8,       // payload: BlobChunk (answered kAck once written; the last, once durable)
+  kBlobRemove = 9,      // payload: BlobRemove (answered kAck)
+  kBlobList = 10,       // payload: a blob list (answered kBlobWant)
+  kBlobHeld = 12,       // payload: a blob cursor (answered kBlobHeldIds)
+  kUploadPart = 14,     // payload: BlobChunk of an upload's part (answered as kBlobChunk)
+  kUploadRemove = 15,   // payload: BlobRemove of an upload's part (answered kAck)
+  kBlobFromPart = 16,   // payload: BlobFromPart (answered kAck once the blob is durable)
+  kPageSums = 17,       // empty: what the copy's database holds (answered kPageSumList)
+  kSnapshotPages = 18,  // payload: SnapshotPages (answered as kSnapshotChunk)
   // follower -> primary
   kAck = 3,           // payload: seq (8 bytes) and hash (32) the copy now holds
   kNeedSnapshot = 4,  // payload: why (the copy cannot take segments of this chain)
   kRefused = 5,       // payload: why (damaged, stale term, bad tenant id)
   kBlobWant = 11,     // payload: the ids of a kBlobList's blobs the copy lacks
   kBlobHeldIds = 13,  // payload: the ids of the blobs the copy holds after the cursor
+  kPageSumList = 19,  // payload: PageSums
 };
 
 // A piece of a snapshot: the database file (sealed bytes, as on the
@@ -52,6 +55,54 @@ inline constexpr size_t kSnapshotChunkBytes = size_t{4} << 20;
 std::string EncodeSnapshotChunk(const SnapshotChunk& chunk);
 // InvalidArgument for anything that is not one.
 Result<SnapshotChunk> DecodeSnapshotChunk(std::string_view payload);
+
+// A snapshot sent as the pages that differ from those the follower's copy
+// holds (a copy that left the chain: diverged, ahead of a new primary, too
+// far behind, of an ended term; most of its pages are still the primary's,
+// byte for byte): the follower first says what its database file holds,
+// one sum per page (PageSums, answering kPageSums); the primary then sends
+// each span of its file as the pages whose sums differ (SnapshotPages).
+// The follower makes the new file of its own and those pages, and installs
+// it only when the SHA-256 of the whole, which the last span carries, is
+// the primary's file's.
+inline constexpr size_t kPageSumBytes = 8;
+// Past this many pages (16 GiB) a copy sends no sums, a whole snapshot
+// goes (their answer stays within cluster::kMaxPayload).
+inline constexpr size_t kMaxPageSums = size_t{1} << 22;
+struct PageSums {
+  uint64_t size = 0;  // of the copy's database file
+  // kPageSumBytes per kPageSize bytes of the file from its start (a short
+  // last page summed as it is): PageSum of each. Empty past kMaxPageSums.
+  std::string sums;
+};
+// The first kPageSumBytes of the SHA-256 of `page`.
+std::string PageSum(std::string_view page);
+std::string EncodePageSums(const PageSums& sums);
+// InvalidArgument unless the sums are as many as the size's pages (or none).
+Result<PageSums> DecodePageSums(std::string_view payload);
+
+struct PageRun {
+  uint64_t offset = 0;  // in the file
+  std::string bytes;
+};
+struct SnapshotPages {
+  std::string lineage;  // as SnapshotChunk
+  uint64_t term = 0;
+  uint64_t seq = 0;
+  std::string hash;
+  uint64_t offset = 0;  // the span of the file this covers: [offset, offset + span)
+  uint64_t span = 0;    // at most kSnapshotChunkBytes
+  uint64_t total = 0;   // the file's size
+  // kHashSize bytes: SHA-256 of the whole file, in the span that ends it;
+  // empty in the others.
+  std::string file_sha256 = std::string();
+  // The span's bytes that differ from the copy's, ascending, not
+  // overlapping, inside it.
+  std::vector<PageRun> runs = {};
+};
+std::string EncodeSnapshotPages(const SnapshotPages& pages);
+// InvalidArgument for anything that is not one.
+Result<SnapshotPages> DecodeSnapshotPages(std::string_view payload);
 
 // What a follower keeps beside a tenant's copy so that it can be promoted:
 // the tenant's metadata file (tenant/registry.h; its customer fields are

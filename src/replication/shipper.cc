@@ -16,6 +16,7 @@
 #include "base/data_layout.h"
 #include "base/log.h"
 #include "crypto/crypto.h"
+#include "replication/disk_internal.h"
 #include "replication/protocol.h"
 #include "replication/segment.h"
 
@@ -25,16 +26,37 @@ namespace {
 
 // Reads all of `out` from `fd` at `offset` (a snapshot's or a blob's piece
 // to ship).
-Status ReadAt(int fd, uint64_t offset, std::string& out) {
-  size_t done = 0;
-  while (done < out.size()) {
-    ssize_t n =
-        ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return Internal("cannot read a file to ship").WithCause(std::strerror(errno));
-    done += static_cast<size_t>(n);
+// The pages of `chunk` (a span of a snapshot's file) whose sums are not
+// those of the same pages of a copy's file (`sums`), as runs of adjacent
+// pages.
+SnapshotPages ChangedPages(const SnapshotChunk& chunk, const PageSums& sums) {
+  SnapshotPages p{.lineage = chunk.lineage,
+                  .term = chunk.term,
+                  .seq = chunk.seq,
+                  .hash = chunk.hash,
+                  .offset = chunk.offset,
+                  .span = chunk.bytes.size(),
+                  .total = chunk.total};
+  const std::string_view bytes = chunk.bytes;
+  const std::string_view theirs = sums.sums;
+  for (size_t at = 0; at < bytes.size(); at += kPageSize) {
+    const std::string_view page = bytes.substr(at, kPageSize);
+    const uint64_t offset = chunk.offset + at;
+    const uint64_t sum_at = offset / kPageSize * kPageSumBytes;
+    if (sum_at < theirs.size() && PageSum(page) == theirs.substr(sum_at, kPageSumBytes)) continue;
+    if (!p.runs.empty() && p.runs.back().offset + p.runs.back().bytes.size() == offset) {
+      p.runs.back().bytes.append(page);
+    } else {
+      p.runs.push_back(PageRun{offset, std::string(page)});
+    }
   }
-  return Status::Ok();
+  return p;
+}
+
+Status ReadAt(int fd, uint64_t offset, std::string& out) {
+  Status s = internal::PreadAll(fd, out, static_cast<int64_t>(offset));
+  if (!s.ok()) return Internal("cannot read a file to ship").WithCause(s.ToString());
+  return s;
 }
 
 }  // namespace
@@ -64,6 +86,9 @@ struct Shipper::Shared {
     // it became so, so that a reconcile does not clear a newer miss.
     bool removals_unsure = true;
     uint64_t removal_misses = 0;
+    // Its last snapshot sent as pages failed: the next goes whole (a copy
+    // whose file the pages do not make, or a peer that says not what).
+    bool whole_snapshot = false;
   };
 
   std::mutex mu;
@@ -545,24 +570,46 @@ Status Shipper::SendSnapshot(const std::string& path) {
   Status result;
   for (size_t i : targets) {
     std::shared_ptr<cluster::PeerClient> link;
+    std::string node;
     {
       std::lock_guard lock(shared_->mu);
       link = shared_->followers[i].link.link;
+      node = shared_->followers[i].link.node;
     }
     // Its blobs first, so that the copy never holds a commit naming a
     // blob it lacks; a blob shipped from here on reaches it or marks it.
+    bool whole = false;
     {
       std::lock_guard lock(shared_->mu);
       shared_->followers[i].files_missing = false;
+      whole = shared_->followers[i].whole_snapshot;
     }
     Status s = SyncBlobs(i, link);
-    uint64_t offset = 0;
+    // A copy that holds a database (one that left the chain) is sent only
+    // the pages that differ from its own.
+    std::optional<PageSums> sums;
+    if (s.ok() && !whole) sums = AskPageSums(link);
+    const bool as_pages = sums && !sums->sums.empty();
+    crypto::Sha256Stream digest;
+    uint64_t offset = 0, sent = 0;
     if (s.ok()) do {
         chunk.offset = offset;
         if (s = read_chunk(offset, chunk.bytes); !s.ok()) break;
-        auto answer = link->Call(cluster::Message{tenant_, kSnapshotChunk, ++shared_->next_message,
-                                                  EncodeSnapshotChunk(chunk)},
-                                 options_.ack_timeout * 5);
+        cluster::Message m{tenant_, kSnapshotChunk, ++shared_->next_message, {}};
+        if (as_pages) {
+          digest.Update(chunk.bytes);
+          SnapshotPages pages = ChangedPages(chunk, *sums);
+          if (offset + chunk.bytes.size() == total) {
+            pages.file_sha256 = crypto::HexDecode(digest.FinishHex()).value();
+          }
+          for (const PageRun& run : pages.runs) sent += run.bytes.size();
+          m.kind = kSnapshotPages;
+          m.payload = EncodeSnapshotPages(pages);
+        } else {
+          sent += chunk.bytes.size();
+          m.payload = EncodeSnapshotChunk(chunk);
+        }
+        auto answer = link->Call(m, options_.ack_timeout * 5);
         if (!answer.ok()) {
           s = answer.status();
         } else if (answer->kind != kAck) {
@@ -570,13 +617,20 @@ Status Shipper::SendSnapshot(const std::string& path) {
         }
         offset += chunk.bytes.size();
       } while (s.ok() && offset < total);
+    snapshot_bytes_sent_ += sent;
     if (!s.ok()) {
       std::lock_guard lock(shared_->mu);
       shared_->NeedsSnapshot(shared_->followers[i]);
       shared_->followers[i].files_missing = true;  // its blobs may be short too
+      shared_->followers[i].whole_snapshot = as_pages;
       result = s;
       continue;
     }
+    log::Info("replication.snapshot_to_follower", {{"tenant", tenant_},
+                                                   {"node", node},
+                                                   {"as", as_pages ? "pages" : "whole"},
+                                                   {"bytes", static_cast<long long>(total)},
+                                                   {"sent", static_cast<long long>(sent)}});
     // The copy stands at the snapshot's head: the backlog follows, ahead of
     // any newer segment (Publish waits for send_mu_).
     std::lock_guard send(send_mu_);
@@ -594,6 +648,16 @@ Status Shipper::SendSnapshot(const std::string& path) {
     for (auto& [seq, encoded] : backlog) SendSegment(i, seq, encoded);
   }
   return result;
+}
+
+std::optional<PageSums> Shipper::AskPageSums(const std::shared_ptr<cluster::PeerClient>& link) {
+  // A node built before page sums answers that it does not know the kind.
+  auto answer = link->Call(cluster::Message{tenant_, kPageSums, ++shared_->next_message, {}},
+                           options_.ack_timeout * 5);
+  if (!answer.ok() || answer->kind != kPageSumList) return std::nullopt;
+  auto sums = DecodePageSums(answer->payload);
+  if (!sums.ok()) return std::nullopt;
+  return *std::move(sums);
 }
 
 std::vector<size_t> Shipper::SendBlob(const std::vector<size_t>& targets, const std::string& id,

@@ -16,7 +16,10 @@
 // file and chain head agree, marks the followers that need one and keeps
 // every later segment for them in a backlog (bounded: past kBacklogBytes
 // they need a new snapshot); SendSnapshot then ships the file in chunks
-// while writes go on, and the backlog after it.
+// while writes go on, and the backlog after it. A follower whose copy holds
+// a database (it left the chain: diverged, ahead of a new primary, too far
+// behind) is sent only the pages that differ from its own (protocol.h,
+// SnapshotPages), and installs the result only if it is this file.
 //
 // A tenant's file blobs go beside the segments: ShipBlob sends a new blob
 // to every follower before the commit that names it, and a snapshot first
@@ -40,6 +43,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -227,6 +231,10 @@ class Shipper {
 
   // The last segment published (0 before the first).
   uint64_t published() const { return published_; }
+  // The bytes of database pages every snapshot so far sent, to all its
+  // followers together: a copy given the pages that differ from its own
+  // (SnapshotPages) counts those only.
+  uint64_t snapshot_bytes_sent() const { return snapshot_bytes_sent_; }
   // The sync set (ShipperOptions::record_sync_set), sorted. Starts empty.
   std::vector<std::string> SyncSet() const;
   // Takes out members that stopped streaming (when those that stay hold
@@ -281,6 +289,10 @@ class Shipper {
   std::vector<size_t> SendFile(const std::vector<size_t>& targets, MessageKind kind,
                                const std::string& path, const std::string& id, uint64_t from,
                                Status* unreadable, std::vector<size_t>* short_copies);
+  // What the database file of the copy on `link` holds (kPageSums), for a
+  // snapshot sent as the pages that differ; none when it does not say (a
+  // node built before page sums).
+  std::optional<PageSums> AskPageSums(const std::shared_ptr<cluster::PeerClient>& link);
   // Gives follower `i` (over `link`) every blob under files_dir that its
   // copy lacks (kBlobList, then SendBlob).
   Status SyncBlobs(size_t i, const std::shared_ptr<cluster::PeerClient>& link);
@@ -303,6 +315,7 @@ class Shipper {
   const ShipperOptions options_;
   std::mutex send_mu_;  // held across sends; never taken by answers
   std::atomic<uint64_t> published_{0};
+  std::atomic<uint64_t> snapshot_bytes_sent_{0};
   // The newest segments, oldest first, contiguous seqs (under send_mu_).
   std::deque<std::pair<uint64_t, std::string>> retained_;
   size_t retained_bytes_ = 0;

@@ -47,6 +47,9 @@ struct FollowerNode {
   std::atomic<bool> stuck{false};
   std::promise<void> unstick;
   std::shared_future<void> unstuck = unstick.get_future().share();
+  // When set, what it answers to kPageSums instead of the truth.
+  std::mutex mu;
+  std::string forged_sums;
 };
 
 // A sealed blob as the primary's disk holds it (random bytes: the shipper
@@ -80,7 +83,12 @@ class ShippingTest : public ::testing::Test {
       auto listener = cluster::PeerListener::StartForRuns(
           "127.0.0.1:0", tls, [raw](const std::vector<cluster::Message>& run) {
             if (raw->stuck) raw->unstuck.wait();
-            return raw->replicas->HandleRun(run);
+            std::vector<cluster::Message> answers = raw->replicas->HandleRun(run);
+            std::lock_guard lock(raw->mu);
+            for (cluster::Message& a : answers) {
+              if (a.kind == kPageSumList && !raw->forged_sums.empty()) a.payload = raw->forged_sums;
+            }
+            return answers;
           });
       ASSERT_OK(listener);
       node->listener = std::move(listener).value();
@@ -369,6 +377,133 @@ TEST_F(ShippingTest, FollowersSnapshotWhileWritesGoOnThenHoldEveryAcknowledgedCo
   ASSERT_OK(count);
   ASSERT_TRUE(*count->Step());
   EXPECT_EQ(count->ColumnInt(0), 200);
+}
+
+// A new chain over files the followers' copies already hold most of (as
+// after a restart whose position could not be trusted): each follower is
+// sent only the pages its copy lacks, and ends byte for byte the primary.
+// One whose pages do not make the primary's file (here it says it holds
+// that very file) refuses them, keeps its copy, and is sent the next
+// snapshot whole.
+TEST_F(ShippingTest, ACopyThatLeftTheChainIsSentOnlyThePagesThatDifferFromItsOwn) {
+  CreateUnreplicated(int64_t{9} << 20);
+  {
+    Shipper first(kTenant, ShipperOptions{.sync = false}, Links());
+    first.RequireSnapshot();
+    auto db = OpenPrimary(first);
+    ASSERT_NE(db, nullptr);
+    const std::string snapshot = CutSnapshot(first);
+    ASSERT_OK(first.SendSnapshot(snapshot));
+    // Empty copies: each takes the file whole.
+    EXPECT_EQ(first.snapshot_bytes_sent(), 2 * fs::file_size(snapshot));
+    db.reset();
+    WaitForFollowers(first);
+    storage::repl::Detach(primary_);
+  }
+  lineage_ = crypto::RandomBytes(kLineageSize);
+  Shipper second(kTenant, ShipperOptions{.sync = false}, Links());
+  second.RequireSnapshot();
+  auto db = OpenPrimary(second);
+  ASSERT_NE(db, nullptr);
+  for (int id = 2; id <= 30; ++id) ASSERT_OK(Insert(*db, id));
+  const std::string snapshot = CutSnapshot(second);
+  ASSERT_OK(second.SendSnapshot(snapshot));
+  const uint64_t sent = second.snapshot_bytes_sent();
+  EXPECT_GT(sent, 0u);
+  EXPECT_LT(sent, fs::file_size(snapshot) / 8) << "sent " << sent;
+  for (int id = 31; id <= 40; ++id) ASSERT_OK(Insert(*db, id));
+  WaitForFollowers(second);
+  EXPECT_TRUE(second.NeedingSnapshot().empty());
+  const std::string node3_db = followers_[1]->replicas->Dir(kTenant) + "/" + kReplicaDatabaseName;
+  EXPECT_EQ(RowsIn(node3_db), 40);
+
+  for (int id = 41; id <= 50; ++id) ASSERT_OK(Insert(*db, id));
+  WaitForFollowers(second);
+  second.RequireSnapshot();
+  const std::string again = CutSnapshot(second);
+  PageSums forged{fs::file_size(again), ""};
+  const std::string bytes = *ReadFile(again);
+  for (size_t at = 0; at < bytes.size(); at += kPageSize) {
+    forged.sums += PageSum(std::string_view(bytes).substr(at, kPageSize));
+  }
+  {
+    std::lock_guard lock(followers_[1]->mu);
+    followers_[1]->forged_sums = EncodePageSums(forged);
+  }
+  const std::string held = *ReadFile(node3_db);
+  EXPECT_FALSE(second.SendSnapshot(again).ok());
+  EXPECT_EQ(second.NeedingSnapshot(), std::vector<std::string>{"node-3"});
+  EXPECT_TRUE(*ReadFile(node3_db) == held) << "a copy the pages did not make was installed";
+  {
+    std::lock_guard lock(followers_[1]->mu);
+    followers_[1]->forged_sums.clear();
+  }
+  const uint64_t before = second.snapshot_bytes_sent();
+  const std::string third = CutSnapshot(second, 1);
+  ASSERT_OK(second.SendSnapshot(third));
+  EXPECT_EQ(second.snapshot_bytes_sent() - before, fs::file_size(third)) << "not sent whole";
+  db.reset();
+  WaitForFollowers(second);
+  EXPECT_TRUE(second.NeedingSnapshot().empty());
+  for (int i = 0; i < 2; ++i) {
+    const std::string copy = followers_[i]->replicas->Dir(kTenant) + "/" + kReplicaDatabaseName;
+    EXPECT_TRUE(*ReadFile(copy) == *ReadFile(primary_)) << "follower " << i;
+    EXPECT_EQ(RowsIn(copy), 50);
+  }
+}
+
+// A former primary whose files stand at no position anyone can name (killed
+// in the middle of a write) follows the node that took its tenant over: its
+// files seed its empty copy (Replicas::SeedFrom), which takes no segment,
+// and the snapshot that replaces them sends only the pages that differ,
+// while the blob it holds stays the file it was seeded with. The files it
+// was seeded from stay as they were (the operator's, under deposed/).
+TEST_F(ShippingTest, AFormerPrimarysFilesSeedItsCopysSnapshot) {
+  CreateUnreplicated(int64_t{9} << 20);
+  const std::string files = dir_ + "/primary/files";
+  const std::string blob_id(32, 'a');
+  PutBlob(files, blob_id, 5000);
+  // What the former primary left: its files as they were a few writes ago.
+  const std::string deposed = dir_ + "/deposed";
+  ASSERT_OK(MakeDirs(deposed));
+  fs::copy(files, deposed + "/files", fs::copy_options::recursive);
+  {
+    auto db = storage::Database::Open(primary_, *key_);
+    ASSERT_OK(db);
+    ASSERT_OK((*db)->Checkpoint());
+  }
+  fs::copy_file(primary_, deposed + "/tenant.db");
+  const std::string deposed_bytes = *ReadFile(deposed + "/tenant.db");
+  Replicas& node3 = *followers_[1]->replicas;
+  ASSERT_OK(node3.SeedFrom(kTenant, deposed + "/tenant.db", deposed + "/files"));
+  const std::string copy = node3.Dir(kTenant) + "/" + kReplicaDatabaseName;
+  EXPECT_TRUE(*ReadFile(copy) == deposed_bytes);
+  EXPECT_EQ(node3.Position(kTenant)->seq, 0u);
+  // Not a copy of any chain: a lineage's first segment is refused.
+  const std::string first = EncodeSegment(
+      SegmentHeader{std::string(kLineageSize, 'x'), 1, 1, std::string(kHashSize, '\0')},
+      {Op{OpKind::kWrite, FileId::kWal, 0, std::string(32, 'w')}});
+  EXPECT_EQ(node3.Handle({kTenant, kSegment, 1, first}).kind, kNeedSnapshot);
+
+  Shipper shipper(kTenant, ShipperOptions{.sync = false, .files_dir = files}, Links());
+  shipper.RequireSnapshot();
+  auto db = OpenPrimary(shipper);
+  ASSERT_NE(db, nullptr);
+  for (int id = 2; id <= 20; ++id) ASSERT_OK(Insert(*db, id));
+  const std::string snapshot = CutSnapshot(shipper);
+  ASSERT_OK(shipper.SendSnapshot(snapshot));
+  // node-2 (empty) takes the file whole; node-3 the pages that differ.
+  const uint64_t size = fs::file_size(snapshot);
+  EXPECT_GT(shipper.snapshot_bytes_sent(), size);
+  EXPECT_LT(shipper.snapshot_bytes_sent(), size + size / 8);
+  db.reset();
+  WaitForFollowers(shipper);
+  EXPECT_TRUE(*ReadFile(copy) == *ReadFile(primary_));
+  EXPECT_EQ(RowsIn(copy), 20);
+  EXPECT_TRUE(*ReadFile(deposed + "/tenant.db") == deposed_bytes) << "written through the link";
+  // The blob it held was not sent: still the very file it was seeded with.
+  const std::string held_blob = layout::BlobFileIn(node3.Dir(kTenant) + "/files", blob_id);
+  EXPECT_EQ(fs::hard_link_count(held_blob), 2u);
 }
 
 // A commit while both followers have stopped answering (a pause, a dead
@@ -1489,6 +1624,96 @@ TEST(ReplicasTest, ASnapshotIsInstalledOnlyWhenItsChunksArriveWholeAndInOrder) {
   EXPECT_NE(refused.payload.find("deposed"), std::string::npos) << refused.payload;
   EXPECT_EQ(*ReadFile(db), file);
   EXPECT_EQ(replicas.Position("t1")->term, 4u);
+  fs::remove_all(dir);
+}
+
+TEST(ReplicasTest, ASnapshotSentAsPagesIsInstalledOnlyWhenTheyMakeThePrimarysFile) {
+  char tmpl[] = "/tmp/silo-replicas-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  Replicas replicas(dir + "/replicas");
+  const std::string db = replicas.Dir("t1") + "/" + kReplicaDatabaseName;
+  const std::string lineage(kLineageSize, 'L');
+  // The copy holds 5 pages and a short one (a whole snapshot, at term 4).
+  std::string held;
+  for (char c : std::string("abcde")) held += std::string(kPageSize, c);
+  held += "short";
+  SnapshotChunk whole{lineage, 4, 9, std::string(kHashSize, 'h'), 0, held.size(), held};
+  ASSERT_EQ(replicas.Handle({"t1", kSnapshotChunk, 1, EncodeSnapshotChunk(whole)}).kind, kAck);
+
+  // It says what it holds: one sum per page, the short one too.
+  cluster::Message answer = replicas.Handle({"t1", kPageSums, 2, ""});
+  ASSERT_EQ(answer.kind, kPageSumList);
+  auto sums = DecodePageSums(answer.payload);
+  ASSERT_OK(sums);
+  EXPECT_EQ(sums->size, held.size());
+  ASSERT_EQ(sums->sums.size(), 6 * kPageSumBytes);
+  EXPECT_EQ(sums->sums.substr(kPageSumBytes, kPageSumBytes), PageSum(std::string(kPageSize, 'b')));
+  EXPECT_EQ(sums->sums.substr(5 * kPageSumBytes), PageSum("short"));
+
+  // The primary's file: pages 1 and 3 changed, the short one now whole,
+  // and one more. Sent as two spans, only what differs.
+  std::string file = held.substr(0, 5 * kPageSize);
+  file.replace(kPageSize, kPageSize, std::string(kPageSize, 'B'));
+  file.replace(3 * kPageSize, kPageSize, std::string(kPageSize, 'D'));
+  file += std::string(kPageSize, 'f') + std::string(kPageSize, 'g');
+  auto span = [&](uint64_t offset, uint64_t length, std::vector<uint64_t> pages,
+                  std::string digest) {
+    SnapshotPages p{lineage, 5,      20,          std::string(kHashSize, 'n'),
+                    offset,  length, file.size(), std::move(digest),
+                    {}};
+    for (uint64_t page : pages) {
+      p.runs.push_back(PageRun{page * kPageSize, file.substr(page * kPageSize, kPageSize)});
+    }
+    return EncodeSnapshotPages(p);
+  };
+  const std::string digest = crypto::Sha256(file);
+  const uint64_t half = 3 * kPageSize;
+  auto send = [&](uint64_t seq, std::string payload) {
+    return replicas.Handle({"t1", kSnapshotPages, seq, std::move(payload)});
+  };
+
+  // A run missing (page 5 not sent): the result is not the primary's file.
+  // Refused, the copy as it was, nothing left behind.
+  ASSERT_EQ(send(3, span(0, half, {1}, "")).kind, kAck);
+  answer = send(4, span(half, file.size() - half, {3, 6}, digest));
+  EXPECT_EQ(answer.kind, kRefused);
+  EXPECT_NE(answer.payload.find("do not make"), std::string::npos) << answer.payload;
+  EXPECT_EQ(*ReadFile(db), held);
+  EXPECT_EQ(replicas.Position("t1")->term, 4u);
+  EXPECT_FALSE(fs::exists(replicas.Dir("t1") + "/snapshot.partial"));
+
+  // A span that skips ahead: start again.
+  EXPECT_EQ(send(5, span(half, file.size() - half, {3, 5, 6}, digest)).kind, kNeedSnapshot);
+  // Runs outside their span, overlapping, or a digest before the last span:
+  // not a span of pages.
+  EXPECT_EQ(send(6, span(0, half, {3}, "")).kind, kRefused);
+  EXPECT_EQ(send(7, span(0, half, {1, 1}, "")).kind, kRefused);
+  EXPECT_EQ(send(8, span(0, half, {1}, digest)).kind, kRefused);
+  EXPECT_EQ(*ReadFile(db), held);
+
+  // All that differs, in order: the primary's file, at its chain head.
+  ASSERT_EQ(send(9, span(0, half, {1}, "")).kind, kAck);
+  ASSERT_EQ(send(10, span(half, file.size() - half, {3, 5, 6}, digest)).kind, kAck);
+  EXPECT_EQ(*ReadFile(db), file);
+  auto position = replicas.Position("t1");
+  ASSERT_OK(position);
+  EXPECT_EQ(position->term, 5u);
+  EXPECT_EQ(position->seq, 20u);
+
+  // A deposed primary's pages (a lower term) change nothing.
+  SnapshotPages stale{lineage,
+                      4,
+                      30,
+                      std::string(kHashSize, 'o'),
+                      0,
+                      5,
+                      5,
+                      crypto::Sha256("STALE"),
+                      {PageRun{0, "STALE"}}};
+  answer = send(11, EncodeSnapshotPages(stale));
+  EXPECT_EQ(answer.kind, kRefused);
+  EXPECT_NE(answer.payload.find("deposed"), std::string::npos) << answer.payload;
+  EXPECT_EQ(*ReadFile(db), file);
   fs::remove_all(dir);
 }
 

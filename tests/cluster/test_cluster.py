@@ -1396,7 +1396,10 @@ def test_a_primary_killed_and_restarted_after_a_takeover_follows_on_its_files_un
     unchanged since) finds acme led elsewhere and keeps its files, WAL
     included, as its copy: the new primary streams on to it, no snapshot,
     and it ends byte for byte the new primary's files. beta's WAL changed
-    after the kill: its position is not trusted, a snapshot replaces it."""
+    after the kill: its position is not trusted, a snapshot replaces it,
+    sent as the pages that differ from the files n1 served (they seed its
+    copy before n1 announces itself), and it too ends byte for byte the new
+    primary's files."""
     n1, n2, n3 = started_three(cluster)
     tenant_id, token = tenant_with_records(n1, "r", 20)
     beta_id, beta = make_tenant(n1, "beta")
@@ -1430,9 +1433,11 @@ def test_a_primary_killed_and_restarted_after_a_takeover_follows_on_its_files_un
                for e in events(leader, "replication.follower_resumed"))
     assert not [e for e in events(leader, "replication.snapshot_sent") if e["tenant"] == tenant_id]
     beta_leader = n2 if tenant_entry(cluster.status(), beta_id)["primary"] == "n2" else n3
-    wait_until("beta's copy on n1 is a snapshot", lambda: [
-        e for e in events(beta_leader, "replication.snapshot_sent")
-        if e["tenant"] == beta_id])
+    sent = wait_until("beta's copy on n1 is a snapshot", lambda: [
+        e for e in events(beta_leader, "replication.snapshot_to_follower")
+        if e["tenant"] == beta_id and e["node"] == "n1"])
+    assert sent[0]["as"] == "pages" and sent[0]["sent"] * 4 < sent[0]["bytes"], sent
+    wait_until("n1's copy of beta is its primary's files", lambda: same_files(n1, beta_leader, beta_id))
 
 
 def its_chain_goes_on(cluster, n1, n2, n3, tenant_id, token, lineage, seq=None, at_least=0):
