@@ -671,6 +671,15 @@ def restart_result():
               (base[0], base[1] / 2**20, med[("kill_writing", "new")][0] / base[0]), flush=True)
         result += (" restart_kill_writing_base_s=%.2f restart_kill_writing_base_sent_mib=%.2f" %
                    (base[0], base[1] / 2**20))
+    # A kill between two writes leaves files at a known position (no
+    # snapshot): the rounds that took one, alone.
+    for name, _ in binaries:
+        taken = [x for x in runs[("kill_writing", name)] if x[1] > 0]
+        if taken:
+            print("restart under writes, %s binary, the %d rounds that sent a snapshot: %.2f s, "
+                  "%.2f MiB sent (medians)" %
+                  (name, len(taken), statistics.median(x[0] for x in taken),
+                   statistics.median(x[3] for x in taken) / 2**20), flush=True)
     return result
 
 
