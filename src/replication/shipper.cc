@@ -24,8 +24,6 @@ namespace silo::replication {
 
 namespace {
 
-// Reads all of `out` from `fd` at `offset` (a snapshot's or a blob's piece
-// to ship).
 // The pages of `chunk` (a span of a snapshot's file) whose sums are not
 // those of the same pages of a copy's file (`sums`), as runs of adjacent
 // pages.
@@ -53,6 +51,8 @@ SnapshotPages ChangedPages(const SnapshotChunk& chunk, const PageSums& sums) {
   return p;
 }
 
+// Reads all of `out` from `fd` at `offset` (a snapshot's or a blob's piece
+// to ship).
 Status ReadAt(int fd, uint64_t offset, std::string& out) {
   Status s = internal::PreadAll(fd, out, static_cast<int64_t>(offset));
   if (!s.ok()) return Internal("cannot read a file to ship").WithCause(s.ToString());
@@ -86,8 +86,8 @@ struct Shipper::Shared {
     // it became so, so that a reconcile does not clear a newer miss.
     bool removals_unsure = true;
     uint64_t removal_misses = 0;
-    // Its last snapshot sent as pages failed: the next goes whole (a copy
-    // whose file the pages do not make, or a peer that says not what).
+    // Its last snapshot sent as pages failed (the pages did not make this
+    // file there, or the link broke): the next one goes whole.
     bool whole_snapshot = false;
   };
 
