@@ -870,10 +870,7 @@ def test_a_tenants_files_reach_every_follower_sealed_and_survive_the_loss_of_the
     # n3 is down while the second file is stored. Back, it gets the blob it
     # missed before it streams (the retained segments alone would have let
     # it resume without it).
-    n3.proc.kill()
-    n3.proc.wait()
-    wait_until("n3's lease ran out",
-               lambda: "n3" not in [n["id"] for n in cluster.status()["nodes"]])
+    kill_node(cluster, n3)
     second = file_bytes(300_000, seed + 1)
     fid2 = store_file(n1, token, "d2", second)
     assert not os.path.exists(blob_path(n3, tenant_id, fid2, copy=True))
@@ -1156,12 +1153,25 @@ def test_async_mode_never_elects_a_copy_of_a_chain_the_primary_ended(cluster):
                      ["old%d" % i for i in range(40)] + ["new%d" % i for i in range(3)])
 
 
-def restarted(cluster, node, env):
-    """`node`, killed, started again on its data once etcd let its lease
-    go (until then its id is a live node's, and it refuses to start)."""
+def lease_gone(cluster, node, timeout=30):
+    """Waits until etcd let `node`'s lease go (it no longer lists the node;
+    until then its id is a live node's, and a new process refuses it)."""
     wait_until("etcd lets %s's lease go" % node.node_id,
                lambda: node.node_id not in [n["id"] for n in cluster.status()["nodes"]],
-               timeout=20)
+               timeout=timeout)
+
+
+def kill_node(cluster, node):
+    """Kills `node` (SIGKILL) and waits until etcd let its lease go."""
+    node.proc.kill()
+    node.proc.wait()
+    lease_gone(cluster, node)
+
+
+def restarted(cluster, node, env):
+    """`node`, killed, started again on its data once etcd let its lease
+    go."""
+    lease_gone(cluster, node, timeout=20)
     return cluster.start_node(node.node_id, env, data=node.data_dir)
 
 
@@ -1242,12 +1252,10 @@ def test_a_rekey_on_a_cluster_node_without_replication_has_no_chain_to_end(clust
     assert report["key_epoch"] == 1 and report["followers"] == 0, report
 
 
-def test_a_tenant_closed_and_reopened_on_its_primary_keeps_its_chain_and_needs_no_snapshot(
-        cluster):
-    """With one tenant open at a time on n1, each write to one tenant closes
-    the other: every reopen continues the tenant's chain, its followers
-    stream on, and no snapshot is sent. A file changed while its tenant was
-    closed (here only its time) starts a new chain, with a snapshot."""
+def one_tenant_open_at_a_time(cluster):
+    """n1, which keeps one tenant open (SILO_MAX_OPEN_TENANTS=1), n2 and n3,
+    and tenants acme and beta on n1, each with a tickets collection, both
+    followers caught up: {slug: (tenant id, token)}."""
     n1 = cluster.start_node("n1", {"SILO_MAX_OPEN_TENANTS": "1"})
     n2, n3 = cluster.start_node("n2"), cluster.start_node("n3")
     tenants = {}
@@ -1257,6 +1265,16 @@ def test_a_tenant_closed_and_reopened_on_its_primary_keeps_its_chain_and_needs_n
                     TICKETS).status_code == 201
     for tenant_id, _ in tenants.values():
         wait_until("both followers caught up", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))
+    return n1, n2, n3, tenants
+
+
+def test_a_tenant_closed_and_reopened_on_its_primary_keeps_its_chain_and_needs_no_snapshot(
+        cluster):
+    """With one tenant open at a time on n1, each write to one tenant closes
+    the other: every reopen continues the tenant's chain, its followers
+    stream on, and no snapshot is sent. A file changed while its tenant was
+    closed (here only its time) starts a new chain, with a snapshot."""
+    n1, n2, n3, tenants = one_tenant_open_at_a_time(cluster)
     snapshots = metric(n1, "silo_repl_snapshots_total")
     for i in range(5):
         for slug, (_, token) in tenants.items():
@@ -1291,20 +1309,10 @@ def test_a_follower_away_while_its_tenant_closed_resumes_from_the_segments_kept_
     resumes acme from them while it is still closed, with no snapshot,
     and holds its files byte for byte. (Until 2026-12-07 a close kept only
     the newest segment, and n3 took a whole snapshot.)"""
-    n1 = cluster.start_node("n1", {"SILO_MAX_OPEN_TENANTS": "1"})
-    n2, n3 = cluster.start_node("n2"), cluster.start_node("n3")
-    tenants = {}
-    for slug in ("acme", "beta"):
-        tenants[slug] = make_tenant(n1, slug)
-        assert call(n1, slug, tenants[slug][1], "POST", "/api/collections",
-                    TICKETS).status_code == 201
+    n1, n2, n3, tenants = one_tenant_open_at_a_time(cluster)
     acme_id, acme_token = tenants["acme"]
     beta_id, beta_token = tenants["beta"]
-    wait_until("acme's followers caught up", lambda: caught_up(cluster, acme_id, ["n2", "n3"]))
-    n3.proc.kill()
-    n3.proc.wait()
-    wait_until("n3's lease ran out",
-               lambda: "n3" not in [n["id"] for n in cluster.status()["nodes"]])
+    kill_node(cluster, n3)
     behind = recorded_seq(os.path.join(n3.data_dir, "replicas", acme_id))
     for i in range(10):
         r = call(n1, "acme", acme_token, "POST", "/api/collections/tickets/records",
@@ -1440,6 +1448,17 @@ def test_a_primary_killed_and_restarted_after_a_takeover_follows_on_its_files_un
     wait_until("n1's copy of beta is its primary's files", lambda: same_files(n1, beta_leader, beta_id))
 
 
+def written_after_the_restart(cluster, n1, n2, n3, tenant_id, token):
+    """A write to acme on n1 reaches both copies, which then hold n1's
+    files byte for byte."""
+    r = call(n1, "acme", token, "POST", "/api/collections/tickets/records",
+             {"id": "after", "title": "after the restart"})
+    assert r.status_code == 201, r.text
+    wait_until("both copies stream acme on, byte for byte",
+               lambda: caught_up(cluster, tenant_id, ["n2", "n3"]) and
+               same_files(n2, n1, tenant_id) and same_files(n3, n1, tenant_id))
+
+
 def its_chain_goes_on(cluster, n1, n2, n3, tenant_id, token, lineage, seq=None, at_least=0):
     """n1, started again, leads acme again, its chain going on from `seq`
     of `lineage` (with no `seq`: from one not before `at_least`); a write on
@@ -1455,12 +1474,7 @@ def its_chain_goes_on(cluster, n1, n2, n3, tenant_id, token, lineage, seq=None, 
     if seq is None:
         seq = chain["from"]
     assert chain["lineage"] == lineage and chain["from"] == seq >= at_least, (chain, seq)
-    r = call(n1, "acme", token, "POST", "/api/collections/tickets/records",
-             {"id": "after", "title": "after the restart"})
-    assert r.status_code == 201, r.text
-    wait_until("both copies stream acme on, byte for byte",
-               lambda: caught_up(cluster, tenant_id, ["n2", "n3"]) and
-               same_files(n2, n1, tenant_id) and same_files(n3, n1, tenant_id))
+    written_after_the_restart(cluster, n1, n2, n3, tenant_id, token)
     resumed = {e["node"] for e in events(n1, "replication.follower_resumed")
                if e["tenant"] == tenant_id and e["from"] == seq}
     assert resumed == {"n2", "n3"}, resumed
@@ -1515,8 +1529,7 @@ def test_a_primary_killed_with_no_follower_to_take_over_goes_on_with_its_chain(c
     n1.proc.wait()
     assert os.path.exists(os.path.join(n1.data_dir, "tenants", tenant_id, "chain.live"))
     assert not os.path.exists(os.path.join(n1.data_dir, "tenants", tenant_id, "chain.head"))
-    wait_until("n1's lease ran out",
-               lambda: "n1" not in [n["id"] for n in cluster.status()["nodes"]])
+    lease_gone(cluster, n1)
 
     n1 = cluster.start_node("n1", {"SILO_REPLICATION": "async"}, data=n1.data_dir)
     its_chain_goes_on(cluster, n1, n2, n3, tenant_id, token, lineage, at_least=entry["seq"])
@@ -1538,10 +1551,7 @@ def test_a_follower_behind_a_restarted_primary_streams_on_from_the_segments_it_k
     tenant_id, token = tenant_with_records(n1, "c", 5)
     assert call(n1, "acme", token, "POST", "/api/collections", DOCS).status_code == 201
     wait_until("both copies caught up", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))
-    n3.proc.kill()
-    n3.proc.wait()
-    wait_until("n3's lease ran out",
-               lambda: "n3" not in [n["id"] for n in cluster.status()["nodes"]])
+    kill_node(cluster, n3)
     behind = recorded_seq(os.path.join(n3.data_dir, "replicas", tenant_id))
     fid = store_file(n1, token, "d1", file_bytes(300_000, seed))
     missed = ["m%d" % i for i in range(10)]
@@ -1558,12 +1568,7 @@ def test_a_follower_behind_a_restarted_primary_streams_on_from_the_segments_it_k
 
     n1 = cluster.start_node("n1", env, data=n1.data_dir)
     n3 = cluster.start_node("n3", env, keyless=True, data=n3.data_dir)
-    r = call(n1, "acme", token, "POST", "/api/collections/tickets/records",
-             {"id": "after", "title": "after the restart"})
-    assert r.status_code == 201, r.text
-    wait_until("both copies stream acme on, byte for byte",
-               lambda: caught_up(cluster, tenant_id, ["n2", "n3"]) and
-               same_files(n2, n1, tenant_id) and same_files(n3, n1, tenant_id))
+    written_after_the_restart(cluster, n1, n2, n3, tenant_id, token)
     continued = [e for e in events(n1, "replication.chain_continued")
                  if e["tenant"] == tenant_id and e.get("after") == "a restart"]
     assert continued and continued[0]["seq"] == head["seq"], continued
@@ -1589,11 +1594,9 @@ def test_a_follower_killed_under_load_resumes_where_it_was_without_a_snapshot(cl
     w = Writer(n1, token, "f", pace=0.04)
     try:
         w.wait_for(20)
-        n3.proc.kill()  # wherever it was in applying a segment
-        n3.proc.wait()
-        # Its node key goes with its lease; then it comes back, on its data.
-        wait_until("n3's lease ran out",
-                   lambda: "n3" not in [n["id"] for n in cluster.status()["nodes"]])
+        # Wherever it was in applying a segment; its node key goes with its
+        # lease, then it comes back, on its data.
+        kill_node(cluster, n3)
         w.wait_for(20)
         n3 = cluster.start_node("n3")
         seq = tenant_entry(cluster.status(), tenant_id)["seq"]
@@ -2098,10 +2101,7 @@ def behind_the_promoted_copy(cluster, restart_n2):
     tenant_id, token = tenant_with_records(n1, "c", 5)
     assert call(n1, "acme", token, "POST", "/api/collections", DOCS).status_code == 201
     wait_until("both followers caught up", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))
-    n3.proc.kill()
-    n3.proc.wait()
-    wait_until("n3's lease ran out",
-               lambda: "n3" not in [n["id"] for n in cluster.status()["nodes"]])
+    kill_node(cluster, n3)
     data = file_bytes(300_000, seed)
     fid = store_file(n1, token, "d1", data)
     missed = ["m%d" % i for i in range(10)]
