@@ -53,6 +53,13 @@ loopback, started by the cluster test harness (tests/cluster/conftest.py).
     from them; with BASE_SILO, that binary's rounds of this case
     interleaved), RUNS rounds (medians). ONLY=restart runs this part
     alone.
+  - Retained: RETAIN_TENANTS (default 40) tenants led by n1 (async), each
+    sent RETAIN_CREATES (default 100) creates of 60 KB records: n1's
+    resident memory growth over the creates and the segments its led
+    tenants keep for their followers (silo_repl_retained_bytes, at most
+    192 MiB together; before, 8 MiB each); with BASE_SILO, that binary's
+    rounds interleaved, RUNS rounds (medians). ONLY=retained runs this
+    part alone.
   - Reopen: with SILO_MAX_OPEN_TENANTS=1 on the primary, REOPENS (default
     20) writes to a tenant of REOPEN_MIB (default 20) MiB each right after a
     write to another tenant closed it (the write reopens it), against the
@@ -683,6 +690,73 @@ def restart_result():
     return result
 
 
+RETAIN_TENANTS = int(os.environ.get("RETAIN_TENANTS", "40"))
+RETAIN_CREATES = int(os.environ.get("RETAIN_CREATES", "100"))
+
+
+def rss_mib(node):
+    with open("/proc/%d/status" % node.proc.pid) as f:
+        return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1)) / 1024
+
+
+def retained_round(binary):
+    """RETAIN_TENANTS tenants led by n1 (async), each sent RETAIN_CREATES
+    creates of 60 KB records (WRITERS at a time), with `binary`: (n1's RSS
+    growth over the creates in MiB, its silo_repl_retained_bytes in MiB or
+    None, MiB of segments sent per tenant)."""
+    harness.SILO_BIN = harness.e2e.SILO_BIN = binary
+    c, (n1, _, _) = new_cluster(("n1", "n2", "n3"), dict(TTL, SILO_REPLICATION="async"))
+    try:
+        fields = [{"name": "title", "type": "string", "max": 200}, {"name": "body", "type": "text"}]
+        tenants = [make_tenant(n1, fields, "keep%d" % k) + ("keep%d" % k,)
+                   for k in range(RETAIN_TENANTS)]
+        body = "".join(random.Random(SEED).choice("abcdefghijklmnopqrstuvwxyz ")
+                       for _ in range(60000))
+        for tenant_id, _, _ in tenants:
+            harness.wait_until("followers caught up",
+                               lambda: harness.caught_up(c, tenant_id, ["n2", "n3"]))
+        before = rss_mib(n1)
+        sent_before = harness.e2e.metric(n1, "silo_repl_bytes_total")
+        for _, token, slug in tenants:
+            def worker(w):
+                client = Client(n1, token, slug)
+                for i in range(w, RETAIN_CREATES, WRITERS):
+                    status = client.call("POST", "/api/collections/tickets/records",
+                                         {"id": "k%d" % i, "title": "keep", "body": body})
+                    assert status == 201, status
+            threads = [threading.Thread(target=worker, args=(w,)) for w in range(WRITERS)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        held = harness.e2e.metric(n1, "silo_repl_retained_bytes")
+        sent = harness.e2e.metric(n1, "silo_repl_bytes_total") - sent_before
+        return (rss_mib(n1) - before, held / 2**20 if held is not None else None,
+                sent / 2**20 / RETAIN_TENANTS)
+    finally:
+        close_cluster(c)
+
+
+def retained_result():
+    """retained_round for the new binary (and BASE_SILO's, interleaved),
+    RUNS rounds; the RESULT fields."""
+    def say(r, name, result):
+        grown, held, sent = result
+        return ("round %d retained segments, %s binary, %d tenants led by one node, %.1f MiB of "
+                "segments sent for each: its RSS grew %.0f MiB; segments kept %s" %
+                (r + 1, name, RETAIN_TENANTS, sent, grown,
+                 "%.0f MiB" % held if held is not None else "(not reported)"))
+    runs = interleaved_rounds(retained_round, say)
+    med = {n: statistics.median(x[0] for x in v) for n, v in runs.items()}
+    result = "retain_tenants=%d retain_rss_growth_mib=%.0f retain_kept_mib=%.0f" % (
+        RETAIN_TENANTS, med["new"], statistics.median(x[1] for x in runs["new"]))
+    if "base" in med:
+        print("retained segments, medians: RSS growth new %.0f MiB, base %.0f MiB" %
+              (med["new"], med["base"]), flush=True)
+        result += " retain_rss_growth_base_mib=%.0f" % med["base"]
+    return result
+
+
 def compared_binaries():
     """[(name, path)]: BASE_SILO's as "base" first when given, then the new."""
     binaries = [("new", os.environ["SILO_BIN"])]
@@ -694,17 +768,25 @@ def compared_binaries():
 def takeover_rounds():
     """takeover_round for the new binary (and BASE_SILO's, interleaved),
     RUNS rounds; {name: [(seconds, snapshots, mib), ...]}."""
+    def say(r, name, result):
+        seconds, snapshots, mib = result
+        return ("round %d takeover (%s), %s binary, %.0f MiB tenant: the other follower holds "
+                "the new primary's chain %.2f s after %s (%d snapshots sent)" %
+                (r + 1, TAKEOVER_CASE, name, mib, seconds,
+                 "its own start" if TAKEOVER_CASE == "away" else "the first write", snapshots))
+    return interleaved_rounds(takeover_round, say)
+
+
+def interleaved_rounds(round_of, say):
+    """RUNS rounds of round_of(binary) for the new binary and BASE_SILO's,
+    alternating, each result printed as say(round, name, result) says;
+    {name: [result, ...]}."""
     binaries = compared_binaries()
     runs = {name: [] for name, _ in binaries}
     for r in range(RUNS):
         for name, binary in binaries:
-            runs[name].append(takeover_round(binary))
-            seconds, snapshots, mib = runs[name][-1]
-            print("round %d takeover (%s), %s binary, %.0f MiB tenant: the other follower holds "
-                  "the new primary's chain %.2f s after %s (%d snapshots sent)" %
-                  (r + 1, TAKEOVER_CASE, name, mib, seconds,
-                   "its own start" if TAKEOVER_CASE == "away" else "the first write", snapshots),
-                  flush=True)
+            runs[name].append(round_of(binary))
+            print(say(r, name, runs[name][-1]), flush=True)
     harness.SILO_BIN = harness.e2e.SILO_BIN = os.environ["SILO_BIN"]
     return runs
 
@@ -821,6 +903,9 @@ def main():
     if os.environ.get("ONLY") == "restart":  # this part alone
         print("RESULT " + restart_result())
         return
+    if os.environ.get("ONLY") == "retained":  # this part alone
+        print("RESULT " + retained_result())
+        return
     med = throughput_rounds()[None]
     lag_runs = {m: [] for m in ("async", "sync")}
     for r in range(RUNS):
@@ -854,6 +939,7 @@ def main():
     print("catch-up of a %.0f MiB tenant: %.1f s" % (mib, seconds), flush=True)
     takeover = takeover_result(takeover_rounds())
     restart = restart_result()
+    retained = retained_result()
     reopen_s, open_s, reopen_snapshots, reopen_mib = reopen_round()
     print("write reopening a %.0f MiB tenant: %.1f ms (open: %.1f ms), %d snapshots in %d reopens"
           % (reopen_mib, reopen_s * 1e3, open_s * 1e3, reopen_snapshots, REOPENS), flush=True)
@@ -864,14 +950,15 @@ def main():
           "upload_off_s=%.2f upload_async_s=%.2f upload_sync_s=%.2f tus_off_s=%.2f "
           "tus_async_s=%.2f tus_sync_s=%.2f reopen_ms=%.1f "
           "reopen_open_ms=%.1f reopen_snapshots=%d reopen_mib=%.0f etcd_tenants=%d "
-          "etcd_idle_pct=%.1f etcd_full_list_ms=%.1f %s %s" %
+          "etcd_idle_pct=%.1f etcd_full_list_ms=%.1f %s %s %s" %
           (med["off"][0], med["async"][0], med["sync"][0], med["off"][1], med["sync"][1],
            med["sync"][2], statistics.median(times), max(times), seconds, mib,
            lag["async"][0] * 1e3, lag["async"][1] * 1e3, lag["sync"][0] * 1e3,
            lag["sync"][1] * 1e3, LAG_RATE, lag["async"][3], UPLOAD_MIB, med["off"][3],
            med["async"][3], med["sync"][3], med["off"][4], med["async"][4], med["sync"][4],
            reopen_s * 1e3, open_s * 1e3, reopen_snapshots,
-           reopen_mib, ETCD_TENANTS, etcd_med["new"][0], etcd_med["new"][1], takeover, restart))
+           reopen_mib, ETCD_TENANTS, etcd_med["new"][0], etcd_med["new"][1], takeover, restart,
+           retained))
 
 
 if __name__ == "__main__":

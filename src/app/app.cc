@@ -615,6 +615,7 @@ Status App::Start() {
           {"silo_repl_tenants_led", static_cast<double>(st.tenants_led)},
           {"silo_repl_copies", static_cast<double>(st.copies)},
           {"silo_repl_recent_bytes", static_cast<double>(st.recent_bytes)},
+          {"silo_repl_retained_bytes", static_cast<double>(st.retained_bytes)},
           {"silo_repl_lag_segments", static_cast<double>(st.lag_segments)},
           {"silo_repl_followers_behind", static_cast<double>(st.followers_behind)},
           {"silo_repl_term_max", static_cast<double>(st.term_max)},

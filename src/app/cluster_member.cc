@@ -621,6 +621,7 @@ ClusterMember::Stats ClusterMember::stats() const {
   st.loop_turns = loop_turns_;
   st.copies = replicas_->open_count();
   st.recent_bytes = replicas_->recent_bytes();
+  st.retained_bytes = retained_->held.load();
   MutexLock lock(mu_);
   st.tenants_led = primaries_.size();
   for (const auto& [id, p] : primaries_) {
@@ -759,6 +760,7 @@ std::shared_ptr<ClusterMember::Primary> ClusterMember::StartChain(
       .strict = c.strict,
       .files_dir = layout::TenantFilesDir(options_.data_dir, tenant_id),
       .ack_seconds = ack_seconds_};
+  shipping.budget = retained_;
   // Sync mode: the followers that may be elected are recorded in etcd
   // (/silo/t/<id>/sync, on no lease: it must outlive this node), starting
   // empty under this term (RecordChain). Async mode elects among all

@@ -214,6 +214,7 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
     size_t tenants_led = 0;
     size_t copies = 0;              // tenants this node follows (copies opened since start)
     uint64_t recent_bytes = 0;      // segments its copies keep for a promotion (RecentBudget)
+    uint64_t retained_bytes = 0;    // segments its led tenants keep for followers (RetainBudget)
     uint64_t lag_segments = 0;      // the most any follower of a tenant led here is behind
     uint64_t followers_behind = 0;  // followers waiting for or receiving a snapshot
     uint64_t term_max = 0;          // the highest term among the tenants led here
@@ -265,9 +266,14 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   static constexpr size_t kMaxClosed = 4096;  // past it, the oldest reopen with a snapshot
   // The segments closed tenants' shippers keep for followers a little
   // behind, together (past it, those closed longest ago keep only their
-  // newest: TrimClosed). As much as copies closed while idle keep on a
-  // follower (replication::RecentBudget::closed_total).
+  // newest one's position, no bytes: TrimClosed). As much as copies closed
+  // while idle keep on a follower (replication::RecentBudget::closed_total).
   static constexpr size_t kClosedRetainedBytes = size_t{64} << 20;
+  // The segments all led tenants' shippers keep (replication::RetainBudget):
+  // as much as a follower's copies keep, open and closed together
+  // (replication::RecentBudget). Past it, one that sends another keeps only
+  // its newest.
+  static constexpr size_t kLedRetainedBytes = size_t{192} << 20;
   struct Peer {
     std::string address;
     int64_t lease = 0;       // the incarnation announced (a rejoined node is linked anew)
@@ -438,6 +444,10 @@ class ClusterMember : public std::enable_shared_from_this<ClusterMember> {
   std::string public_url_;
 
   const std::shared_ptr<Histogram> ack_seconds_ = std::make_shared<Histogram>(AckBounds());
+  // What the shippers of the tenants led here keep, together (open and
+  // closed: those closed at most kClosedRetainedBytes of it).
+  const std::shared_ptr<replication::RetainBudget> retained_ =
+      std::make_shared<replication::RetainBudget>(kLedRetainedBytes);
   mutable Mutex mu_;
   CondVar wake_;
   bool started_ GUARDED_BY(mu_) = false;

@@ -169,6 +169,8 @@ Shipper::~Shipper() {
     std::lock_guard lock(shared_->mu);
     for (Shared::Follower& f : shared_->followers) links.push_back(std::move(f.link.link));
   }
+  std::lock_guard send(send_mu_);
+  ForgetRetained();
 }
 
 void Shipper::SendSegment(size_t i, uint64_t seq, const std::string& encoded) {
@@ -202,16 +204,19 @@ Shipper::Sent Shipper::Send(uint64_t seq, const std::string& encoded) {
   std::lock_guard send(send_mu_);
   published_ = seq;
   if (!retained_.empty() && retained_.back().first + 1 != seq) {
-    retained_.clear();  // not the next one (a new chain): what was kept does not lead here
-    retained_bytes_ = 0;
-    seeded_bytes_ = 0;
+    ForgetRetained();  // not the next one (a new chain): what was kept does not lead here
   }
   retained_.emplace_back(seq, encoded);
-  retained_bytes_ += encoded.size();
+  AddRetained(encoded.size());
   // A promoted copy's segments (ContinueFrom) go only once retain_bytes of
   // this chain's follow them: the promotion's own checkpoint may be MiBs.
   while (retained_.size() > 1 && retained_bytes_ - seeded_bytes_ > options_.retain_bytes) {
     DropOldestRetained();
+  }
+  // Past the node's budget, the newest alone: it still resumes a follower
+  // that missed only it.
+  if (options_.budget && options_.budget->held.load() > options_.budget->total) {
+    while (retained_.size() > 1) DropOldestRetained();
   }
   Sent sent{seq, {}};
   {
@@ -347,9 +352,9 @@ size_t Shipper::ResumeIndex(const std::pair<uint64_t, std::string>& at) const {
                newest.ok() && newest->hash == at.second) {
       return retained_.size();
     }
-  } else if (retained_.empty() && base_.seq != 0 && at.first == base_.seq &&
-             at.second == base_.hash) {
-    return 0;  // holds where the chain went on from, and nothing followed yet
+  } else if (retained_.empty() && empty_head_.seq != 0 && at.first == empty_head_.seq &&
+             at.second == empty_head_.hash) {
+    return 0;  // holds where the chain went on from, or the newest, and nothing followed
   }
   return retained_.size() + 1;
 }
@@ -357,8 +362,21 @@ size_t Shipper::ResumeIndex(const std::pair<uint64_t, std::string>& at) const {
 void Shipper::DropOldestRetained() {
   const size_t dropped = retained_.front().second.size();
   retained_bytes_ -= dropped;
+  if (options_.budget) options_.budget->held -= dropped;
   seeded_bytes_ -= std::min(seeded_bytes_, dropped);  // the seeded ones are the oldest
   retained_.pop_front();
+}
+
+void Shipper::AddRetained(size_t bytes) {
+  retained_bytes_ += bytes;
+  if (options_.budget) options_.budget->held += bytes;
+}
+
+void Shipper::ForgetRetained() {
+  if (options_.budget) options_.budget->held -= retained_bytes_;
+  retained_.clear();
+  retained_bytes_ = 0;
+  seeded_bytes_ = 0;
 }
 
 size_t Shipper::Resume() {
@@ -454,7 +472,12 @@ void Shipper::RemoveFollower(const std::string& node) {
 
 void Shipper::TrimRetained() {
   std::lock_guard send(send_mu_);
-  while (retained_.size() > 1) DropOldestRetained();
+  if (retained_.empty()) return;
+  // Only its position (checked: it was sent as it is kept) is needed to
+  // resume a follower that holds it.
+  auto newest = DecodeSegment(retained_.back().second);
+  empty_head_ = newest.ok() ? ChainHead{newest->header.seq, newest->hash} : ChainHead{};
+  ForgetRetained();
 }
 
 std::vector<std::string> Shipper::Retained() {
@@ -480,6 +503,7 @@ void Shipper::RequireSnapshot() {
 void Shipper::ContinueFrom(const ChainHead& head, std::vector<std::string> recent) {
   std::lock_guard send(send_mu_);
   base_ = head;
+  empty_head_ = head;
   published_ = head.seq;
   // Retained only as a whole chain ending at `head`: a follower resumed
   // from them must end up holding exactly this copy's files.
@@ -501,9 +525,9 @@ void Shipper::ContinueFrom(const ChainHead& head, std::vector<std::string> recen
               {{"tenant", tenant_}, {"seq", static_cast<long long>(head.seq)}});
     chain.clear();
   }
+  ForgetRetained();
   retained_ = std::move(chain);
-  retained_bytes_ = 0;
-  for (const auto& [seq, encoded] : retained_) retained_bytes_ += encoded.size();
+  for (const auto& [seq, encoded] : retained_) AddRetained(encoded.size());
   seeded_bytes_ = retained_bytes_;
   while (retained_.size() > 1 && retained_bytes_ > options_.retain_bytes) DropOldestRetained();
   std::lock_guard lock(shared_->mu);

@@ -55,6 +55,17 @@
 
 namespace silo::replication {
 
+// Bounds the segments the shippers of one node's led tenants keep together
+// (each within its ShipperOptions::retain_bytes): past `total`, a shipper
+// that sends another keeps only its newest. `held` is what they keep now.
+// Without it, a node leading many busy tenants would keep retain_bytes for
+// each (8 MiB times SILO_MAX_OPEN_TENANTS, 2 GiB by default).
+struct RetainBudget {
+  explicit RetainBudget(size_t total_bytes = size_t{128} << 20) : total(total_bytes) {}
+  const size_t total;
+  std::atomic<size_t> held{0};
+};
+
 struct ShipperOptions {
   bool sync = true;
   std::chrono::milliseconds ack_timeout{2000};
@@ -64,6 +75,8 @@ struct ShipperOptions {
   // follow them) so that a follower that was away a moment resumes without
   // a snapshot.
   size_t retain_bytes = size_t{8} << 20;
+  // Shared with the node's other led tenants' shippers; null: unbounded.
+  std::shared_ptr<RetainBudget> budget = nullptr;
   // Sync mode: records a new sync set durably where an election reads it
   // (etcd). The sync set is the promotable followers of which at least one
   // holds every commit answered so far (copies are prefixes, so the most
@@ -119,10 +132,10 @@ class Shipper {
   // back. Not listed by Followers(), SyncSet() or AckedSeqs() meanwhile.
   void RemoveFollower(const std::string& node);
 
-  // Drops the retained segments but the newest: what the owner does to a
-  // shipper it keeps while the tenant is closed, once the closed ones keep
-  // too much (a follower asked later resumes if it holds the newest, or
-  // takes a snapshot).
+  // Drops every retained segment, keeping only the newest one's position:
+  // what the owner does to a shipper it keeps while the tenant is closed,
+  // once the closed ones keep too much (a follower asked later resumes if
+  // it holds the newest, else takes a snapshot).
   void TrimRetained();
   // The retained segments, oldest first, the last the newest published
   // (empty before the first): copies. What a node stopping keeps beside a
@@ -273,6 +286,12 @@ class Shipper {
   size_t ResumeIndex(const std::pair<uint64_t, std::string>& at) const;
   // Drops the oldest retained segment. REQUIRES: send_mu_ held, one retained.
   void DropOldestRetained();
+  // Adds `bytes` to retained_bytes_ and to the budget's `held`.
+  // REQUIRES: send_mu_ held.
+  void AddRetained(size_t bytes);
+  // Drops every retained segment (and their bytes from the budget).
+  // REQUIRES: send_mu_ held.
+  void ForgetRetained();
   // Sends one segment to follower `i`; its answer updates the state.
   // REQUIRES: send_mu_ held (a follower's segments go in order).
   void SendSegment(size_t i, uint64_t seq, const std::string& encoded);
@@ -322,9 +341,12 @@ class Shipper {
   // Of retained_bytes_, those of the promoted copy's segments that
   // ContinueFrom retained (the oldest ones), under send_mu_.
   size_t seeded_bytes_ = 0;
-  // ContinueFrom's head: what a follower must hold to resume before any
-  // segment was retained (under send_mu_).
+  // ContinueFrom's head: where this chain went on from (under send_mu_).
   ChainHead base_;
+  // What a follower must hold to resume while no segment is retained:
+  // ContinueFrom's head before the first Send, or the newest segment's
+  // position once TrimRetained dropped them all (under send_mu_).
+  ChainHead empty_head_;
   // Held while the sync set is decided and recorded (AwaitAck,
   // MaintainSyncSet); taken after send_mu_, before shared_->mu.
   std::mutex sync_mu_;

@@ -924,6 +924,81 @@ TEST_F(ShippingTest, AFollowerThatMissedMoreThanIsRetainedTakesASnapshot) {
   EXPECT_EQ(StateOf(shipper, "node-3"), "streaming");
 }
 
+// The tenants a node leads share one budget for the segments their
+// shippers keep: past it, a shipper that sends another keeps only its
+// newest, and what a shipper lets go of (dropped, or the shipper gone) is
+// the budget's again.
+TEST_F(ShippingTest, LedTenantsKeepTheirSegmentsWithinOneBudget) {
+  auto budget = std::make_shared<RetainBudget>(size_t{1} << 20);
+  // Another tenant's shipper holds all of it.
+  auto other = std::make_unique<Shipper>("other", ShipperOptions{.sync = false, .budget = budget},
+                                         std::vector<FollowerLink>{});
+  other->Send(1, std::string(budget->total, 'x'));
+  ASSERT_EQ(budget->held.load(), budget->total);
+
+  Shipper shipper(kTenant, ShipperOptions{.budget = budget}, Links());
+  auto db = OpenPrimary(shipper);
+  ASSERT_NE(db, nullptr);
+  for (int id = 1; id <= 5; ++id) ASSERT_OK(Insert(*db, id));
+  WaitForFollowers(shipper);
+  EXPECT_EQ(shipper.Retained().size(), 1u) << "kept more than its newest past the budget";
+  EXPECT_EQ(budget->held.load(), budget->total + shipper.RetainedBytes());
+  // node-2 misses two commits: only the newest is kept, so a snapshot.
+  shipper.RemoveFollower("node-2");
+  ASSERT_OK(Insert(*db, 6));
+  ASSERT_OK(Insert(*db, 7));
+  shipper.SetFollower(NewLink(0));
+  EXPECT_EQ(shipper.Resume(), 0u);
+  EXPECT_EQ(shipper.NeedingSnapshot(), std::vector<std::string>{"node-2"});
+
+  // The other tenant's shipper goes, and its bytes with it: this one keeps
+  // its segments again, and node-3, away for two commits, resumes.
+  other.reset();
+  EXPECT_EQ(budget->held.load(), shipper.RetainedBytes());
+  shipper.RemoveFollower("node-3");
+  ASSERT_OK(Insert(*db, 8));
+  ASSERT_OK(Insert(*db, 9));
+  EXPECT_GT(shipper.Retained().size(), 2u);
+  EXPECT_EQ(budget->held.load(), shipper.RetainedBytes());
+  shipper.SetFollower(NewLink(1));
+  EXPECT_EQ(shipper.Resume(), 1u);
+  EXPECT_EQ(StateOf(shipper, "node-3"), "streaming");
+}
+
+// A closed tenant's shipper trimmed (once the closed ones keep too much)
+// keeps no segment, only the newest one's position: a follower that holds
+// it still resumes and streams on; one behind it takes a snapshot.
+TEST_F(ShippingTest, AShipperThatKeepsNoSegmentStillResumesAFollowerHoldingItsNewest) {
+  auto budget = std::make_shared<RetainBudget>();
+  Shipper shipper(kTenant, ShipperOptions{.budget = budget}, Links());
+  auto db = OpenPrimary(shipper);
+  ASSERT_NE(db, nullptr);
+  for (int id = 1; id <= 5; ++id) ASSERT_OK(Insert(*db, id));
+  WaitForFollowers(shipper);
+  shipper.RemoveFollower("node-2");
+  ASSERT_OK(Insert(*db, 6));
+  shipper.TrimRetained();
+  EXPECT_EQ(shipper.RetainedBytes(), 0u);
+  EXPECT_TRUE(shipper.Retained().empty());
+  EXPECT_EQ(budget->held.load(), 0u);
+
+  shipper.RemoveFollower("node-3");  // as after a broken link: asked again
+  shipper.SetFollower(NewLink(1));
+  shipper.SetFollower(NewLink(0));
+  EXPECT_EQ(shipper.Resume(), 1u);
+  EXPECT_EQ(StateOf(shipper, "node-3"), "streaming");
+  EXPECT_EQ(shipper.NeedingSnapshot(), std::vector<std::string>{"node-2"});
+  ASSERT_OK(Insert(*db, 7));
+  for (int wait = 0; wait < 4000 && FollowerSeq(1) < recorder_->head().seq; ++wait) {
+    std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_EQ(FollowerSeq(1), recorder_->head().seq);
+  db.reset();
+  const std::string held = followers_[1]->replicas->Dir(kTenant) + "/" + kReplicaDatabaseName;
+  EXPECT_EQ(RowsIn(held), RowsIn(primary_));
+  EXPECT_EQ(RowsIn(held), 7);
+}
+
 TEST_F(ShippingTest, TheRecordedSyncSetAlwaysHoldsACopyOfEveryAnsweredCommit) {
   std::vector<std::vector<std::string>> recorded;
   bool etcd_up = true;

@@ -247,9 +247,13 @@ def test_a_tenant_is_copied_sealed_and_byte_for_byte_to_every_other_node(cluster
     assert metric(n1, "silo_repl_snapshots_total") >= 1
     assert metric(n1, "silo_repl_followers_behind") == 0
     assert metric(n1, "silo_repl_recent_bytes") == 0  # it holds no copy
+    # The segments it sent since the snapshots, kept for a follower away a
+    # moment (within 192 MiB for all the tenants it leads).
+    assert 0 < metric(n1, "silo_repl_retained_bytes") <= 192 << 20
     for follower in (n2, n3):
         assert metric(follower, "silo_repl_copies") == 1
         assert metric(follower, "silo_repl_tenants_led") == 0
+        assert metric(follower, "silo_repl_retained_bytes") == 0  # it leads none
         # The segments it applied since its snapshot, kept for a promotion.
         assert 0 < metric(follower, "silo_repl_recent_bytes") <= 192 << 20
 
