@@ -84,6 +84,14 @@ TEST(Sha256Test, MatchesTheStandardsVectorsAndTheHexForm) {
   const std::string long_input(100000, 'q');
   EXPECT_EQ(HexEncode(Sha256(long_input)), Sha256Hex(long_input));
   EXPECT_EQ(Sha256("").size(), 32u);
+  // The hex form, which event chains and stored token hashes hold: the same
+  // digests whichever library computes them.
+  EXPECT_EQ(Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(Sha256Hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  Sha256Stream stream;
+  stream.Update(long_input.substr(0, 12345));
+  stream.Update(long_input.substr(12345));
+  EXPECT_EQ(stream.FinishHex(), Sha256Hex(long_input));
 }
 
 TEST(ConstantTimeEqualsTest, ComparesContentAndLength) {
