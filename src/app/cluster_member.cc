@@ -1863,12 +1863,9 @@ void ClusterMember::Demote(const std::string& tenant_id, const std::string& node
         !r.ok()) {
       log::Warn("replication.copy_not_seeded", {{"tenant", tenant_id}, {"cause", r.ToString()}});
     }
-  }
-  if (as_copy) {
-    if (Status r = RemoveTree(kept); !r.ok()) {
-      log::Warn("replication.deposed_dir_not_removed",
-                {{"tenant", tenant_id}, {"cause", r.ToString()}});
-    }
+  } else if (Status r = RemoveTree(kept); !r.ok()) {
+    log::Warn("replication.deposed_dir_not_removed",
+              {{"tenant", tenant_id}, {"cause", r.ToString()}});
   }
   {
     MutexLock lock(mu_);

@@ -37,6 +37,19 @@ void PutSnapshotHead(std::string& out, const std::string& lineage, uint64_t term
   out.append(hash);
 }
 
+// Reads what PutSnapshotHead wrote off the front of `in`.
+// REQUIRES: `in` holds at least that many bytes.
+void TakeSnapshotHead(std::string_view& in, std::string& lineage, uint64_t& term, uint64_t& seq,
+                      std::string& hash) {
+  lineage.assign(in.substr(0, kLineageSize));
+  in.remove_prefix(kLineageSize);
+  term = GetU64(in);
+  seq = GetU64(in.substr(8));
+  in.remove_prefix(16);
+  hash.assign(in.substr(0, kHashSize));
+  in.remove_prefix(kHashSize);
+}
+
 }  // namespace
 
 std::string EncodeSnapshotChunk(const SnapshotChunk& c) {
@@ -52,18 +65,10 @@ std::string EncodeSnapshotChunk(const SnapshotChunk& c) {
 Result<SnapshotChunk> DecodeSnapshotChunk(std::string_view in) {
   if (in.size() < kChunkHeader) return InvalidArgument("a snapshot chunk shorter than its header");
   SnapshotChunk c;
-  size_t at = 0;
-  c.lineage.assign(in.substr(at, kLineageSize));
-  at += kLineageSize;
-  c.term = GetU64(in.substr(at));
-  c.seq = GetU64(in.substr(at + 8));
-  at += 16;
-  c.hash.assign(in.substr(at, kHashSize));
-  at += kHashSize;
-  c.offset = GetU64(in.substr(at));
-  c.total = GetU64(in.substr(at + 8));
-  at += 16;
-  c.bytes.assign(in.substr(at));
+  TakeSnapshotHead(in, c.lineage, c.term, c.seq, c.hash);
+  c.offset = GetU64(in);
+  c.total = GetU64(in.substr(8));
+  c.bytes.assign(in.substr(16));
   if (c.total > static_cast<uint64_t>(kMaxOffset) || c.offset > c.total ||
       c.bytes.size() > c.total - c.offset || c.bytes.size() > kSnapshotChunkBytes) {
     return InvalidArgument("a snapshot chunk outside its file");
@@ -120,13 +125,7 @@ Result<SnapshotPages> DecodeSnapshotPages(std::string_view in) {
   constexpr size_t kHeader = kLineageSize + 8 + 8 + kHashSize + 8 + 8 + 8 + 1;
   if (in.size() < kHeader) return bad();
   SnapshotPages p;
-  p.lineage.assign(in.substr(0, kLineageSize));
-  in.remove_prefix(kLineageSize);
-  p.term = GetU64(in);
-  p.seq = GetU64(in.substr(8));
-  in.remove_prefix(16);
-  p.hash.assign(in.substr(0, kHashSize));
-  in.remove_prefix(kHashSize);
+  TakeSnapshotHead(in, p.lineage, p.term, p.seq, p.hash);
   p.offset = GetU64(in);
   p.span = GetU64(in.substr(8));
   p.total = GetU64(in.substr(16));

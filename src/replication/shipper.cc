@@ -87,7 +87,8 @@ struct Shipper::Shared {
     bool removals_unsure = true;
     uint64_t removal_misses = 0;
     // Its last snapshot sent as pages failed (the pages did not make this
-    // file there, or the link broke): the next one goes whole.
+    // file there, or the link broke): the next one goes whole (only the
+    // next: once it took one, pages again).
     bool whole_snapshot = false;
   };
 
@@ -662,6 +663,7 @@ Status Shipper::SendSnapshot(const std::string& path) {
     {
       std::lock_guard lock(shared_->mu);
       Shared::Follower& f = shared_->followers[i];
+      f.whole_snapshot = false;  // it took one: the next may go as pages again
       // The backlog overflowed, or a blob missed it (MissedBlob).
       if (f.state != FollowerState::kSnapshotting) continue;
       backlog.swap(f.backlog);
