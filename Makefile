@@ -86,15 +86,17 @@ check-openapi: build
 client-test: build
 	cd clients/ts && npx tsc -p tsconfig.json && SILO_BIN=$(CURDIR)/$(BUILD_DIR)/silo node --test test/
 
-# Everything CI runs (.ci/run): the layering, format and thread-safety checks, the release
-# build's unit, black-box and cluster tests, the incremental-build check, the
-# console's build and browser tests, the crash test, then the unit, black-box
-# and cluster tests again under ASan+UBSan, each step's time printed as it
-# ends and all of them at the end ("make test: <step> <seconds> s"). It must
-# stay under 45 minutes on 2 cores from a fresh clone on a new machine (a
-# cold compiler cache: both builds from nothing): see README "Development".
-TEST_STEPS = check-includes check-format build check-console check-openapi check-thread-safety \
-  unit check-incremental e2e cluster-test client-test browser-test crash-test asan-build check-asan
+# Everything CI runs (.ci/run): the layering and format checks, the release
+# build, the ASan build (clang's, which is also the thread-safety check: see
+# CMakeLists.txt; built early so that a compile error shows early), the
+# release build's unit, black-box and cluster tests, the incremental-build
+# check, the console's build and browser tests, the crash test, then the
+# unit, black-box and cluster tests again under ASan+UBSan, each step's time
+# printed as it ends and all of them at the end ("make test: <step> <seconds> s").
+# It must stay under 45 minutes on 2 cores from a fresh clone on a new machine
+# (a cold compiler cache: both builds from nothing): see README "Development".
+TEST_STEPS = check-includes check-format build asan-build check-console check-openapi \
+  unit check-incremental e2e cluster-test client-test browser-test crash-test check-asan
 test:
 	@set -e; times=""; all=$$(date +%s); for step in $(TEST_STEPS); do t0=$$(date +%s); \
 	  $(MAKE) --no-print-directory $$step; line="make test: $$step $$(( $$(date +%s) - t0 )) s"; \
@@ -109,8 +111,10 @@ check-includes: bootstrap
 	@$(PYTHON) scripts/check_includes.py
 
 # Clang's thread-safety analysis (GUARDED_BY, REQUIRES) over every source of
-# the build that reads the annotations, as errors (scripts/check_thread_safety.py;
-# a syntax-only pass).
+# the release build that reads the annotations, as errors
+# (scripts/check_thread_safety.py; a syntax-only pass). Not a step of `make
+# test`: the ASan build there is clang's and compiles every unit with
+# -Wthread-safety as errors. This is the same check without that build.
 check-thread-safety: build
 	@$(PYTHON) scripts/check_thread_safety.py $(BUILD_DIR) $(JOBS)
 

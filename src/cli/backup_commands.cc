@@ -247,7 +247,7 @@ void AddVerifyAndPrune(CLI::App* backup, bool& as_json, int& code) {
   });
 
   auto* prune = backup->add_subcommand("prune", "delete the backups the retention policy drops");
-  prune->callback([&o, &as_json, &code] {
+  prune->callback([&as_json, &code] {
     code = Call(
         as_json, "POST", "/v1/backups/prune", "",
         [](const json::value& v) {
