@@ -1265,8 +1265,10 @@ def one_tenant_open_at_a_time(cluster):
     tenants = {}
     for slug in ("acme", "beta"):
         tenants[slug] = make_tenant(n1, slug)
-        assert call(n1, slug, tenants[slug][1], "POST", "/api/collections",
-                    TICKETS).status_code == 201
+        # A 503 while the other tenant is still open says to try again.
+        wait_until(slug + "'s collection made", lambda: call(
+            n1, slug, tenants[slug][1], "POST", "/api/collections",
+            TICKETS).status_code in (201, 409))
     for tenant_id, _ in tenants.values():
         wait_until("both followers caught up", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))
     return n1, n2, n3, tenants
