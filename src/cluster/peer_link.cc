@@ -150,24 +150,30 @@ class Link {
   bool WriteMessage(uint8_t type, const MessageRef& m) {
     size_t offset = 0;
     do {
-      size_t n = std::min(kChunkBytes, m.payload.size() - offset);
-      std::string frame;
-      frame.reserve(4 + kFixedHeader + m.tenant.size() + n);
-      PutU32(frame, static_cast<uint32_t>(kFixedHeader + m.tenant.size() + n));
-      frame.push_back(static_cast<char>(type));
-      frame.push_back(static_cast<char>(m.kind));
-      frame.push_back(static_cast<char>(offset + n == m.payload.size() ? kLastChunk : 0));
-      frame.push_back(static_cast<char>(m.tenant.size()));
-      PutU64(frame, m.seq);
-      PutU32(frame, static_cast<uint32_t>(m.payload.size()));
-      frame.append(m.tenant);
-      frame.append(m.payload.substr(offset, n));
-      {
-        std::lock_guard lock(write_mu_);
-        if (!WriteAll(frame)) return false;
-      }
-      offset += n;
+      if (!WriteChunk(type, m, &offset)) return false;
     } while (offset < m.payload.size());
+    return true;
+  }
+  // Writes the chunk of `m` that starts at `*offset` and moves `*offset`
+  // past it.
+  bool WriteChunk(uint8_t type, const MessageRef& m, size_t* offset) {
+    size_t n = std::min(kChunkBytes, m.payload.size() - *offset);
+    std::string frame;
+    frame.reserve(4 + kFixedHeader + m.tenant.size() + n);
+    PutU32(frame, static_cast<uint32_t>(kFixedHeader + m.tenant.size() + n));
+    frame.push_back(static_cast<char>(type));
+    frame.push_back(static_cast<char>(m.kind));
+    frame.push_back(static_cast<char>(*offset + n == m.payload.size() ? kLastChunk : 0));
+    frame.push_back(static_cast<char>(m.tenant.size()));
+    PutU64(frame, m.seq);
+    PutU32(frame, static_cast<uint32_t>(m.payload.size()));
+    frame.append(m.tenant);
+    frame.append(m.payload.substr(*offset, n));
+    {
+      std::lock_guard lock(write_mu_);
+      if (!WriteAll(frame)) return false;
+    }
+    *offset += n;
     return true;
   }
 
@@ -467,9 +473,16 @@ class Client : public PeerClient {
   Client(std::shared_ptr<SSL_CTX> ctx, std::shared_ptr<Link> link)
       : ctx_(std::move(ctx)), link_(std::move(link)) {
     reader_ = std::thread([this] { Read(); });
+    writer_ = std::thread([this] { Write(); });
   }
   ~Client() override {
     link_->Shutdown();
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    writer_cv_.notify_all();
+    writer_.join();
     if (reader_.get_id() == std::this_thread::get_id()) {
       // The last owner let go inside an answer callback, on the reader
       // thread: it cannot join itself. It touches no member after the
@@ -494,21 +507,39 @@ class Client : public PeerClient {
       std::unique_lock lock(mu_);
       // The tenant's window: wait while it has other bytes in flight that
       // would put it over (one message alone always may go).
-      while (!broken_ && in_flight_[tenant] > 0 && in_flight_[tenant] + size > kWindowBytes) {
+      while (!broken_ && !write_failed_ && in_flight_[tenant] > 0 &&
+             in_flight_[tenant] + size > kWindowBytes) {
         if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
           return DeadlineExceeded("the peer did not take this tenant's messages in time");
         }
       }
-      if (broken_) return Unavailable("the link to the peer is down");
+      if (broken_ || write_failed_) return Unavailable("the link to the peer is down");
       if (waiting_.count(key) != 0) {
         return InvalidArgument("a message with this sequence number is already in flight");
       }
       waiting_.emplace(key, Waiter{size, std::move(done)});
       in_flight_[tenant] += size;
+      auto outgoing = std::make_shared<Outgoing>();
+      outgoing->tenant = tenant;
+      outgoing->kind = message.kind;
+      outgoing->seq = message.seq;
+      if (size <= kChunkBytes) {
+        outgoing->owned = std::string(message.payload);
+        outgoing->payload = outgoing->owned;
+      } else {
+        outgoing->payload = message.payload;
+      }
+      std::deque<std::shared_ptr<Outgoing>>& queue = outgoing_[tenant];
+      queue.push_back(outgoing);
+      if (queue.size() == 1) turns_.push_back(tenant);
+      writer_cv_.notify_one();
+      if (size > kChunkBytes) {
+        // The caller's bytes: wait until they are written (or never will be).
+        cv_.wait(lock, [&] { return outgoing->finished; });
+      }
     }
-    if (!link_->WriteMessage(kRequest, message)) {
-      link_->Shutdown();  // the reader fails every waiter, this one included
-    }
+    // A write that fails shuts the link down: the reader then fails every
+    // waiter, this one included.
     return Status::Ok();
   }
 
@@ -542,6 +573,64 @@ class Client : public PeerClient {
     size_t size;
     Done done;
   };
+  // A message the writer thread has yet to write (all of, or the rest).
+  struct Outgoing {
+    std::string tenant;
+    uint8_t kind = 0;
+    uint64_t seq = 0;
+    std::string owned;         // a copy of a payload of at most one chunk
+    std::string_view payload;  // `owned`, or the bytes of a Send that waits
+    size_t offset = 0;         // how much of it is written
+    bool finished = false;
+  };
+
+  // The writer thread: writes the queued messages, a chunk at a time, the
+  // tenants that have some taking turns (so one tenant's large message does
+  // not hold up the others'), each tenant's in the order they were sent.
+  void Write() {
+    std::unique_lock lock(mu_);
+    while (true) {
+      writer_cv_.wait(lock,
+                      [&] { return stopping_ || broken_ || write_failed_ || !turns_.empty(); });
+      if (stopping_ || broken_ || write_failed_) {
+        // Down for good (Send queues nothing more): what is queued is not
+        // written, and a Send waiting on its bytes may return.
+        for (auto& [tenant, queue] : outgoing_) {
+          for (auto& m : queue) m->finished = true;
+        }
+        outgoing_.clear();
+        turns_.clear();
+        cv_.notify_all();
+        if (!stopping_) writer_cv_.wait(lock, [&] { return stopping_; });
+        return;
+      }
+      std::string tenant = std::move(turns_.front());
+      turns_.pop_front();
+      std::shared_ptr<Outgoing> next = outgoing_[tenant].front();
+      lock.unlock();
+      size_t offset = next->offset;
+      bool ok = link_->WriteChunk(
+          kRequest, MessageRef{next->tenant, next->kind, next->seq, next->payload}, &offset);
+      lock.lock();
+      if (!ok) {
+        write_failed_ = true;
+        link_->Shutdown();  // the reader fails every waiter
+        continue;
+      }
+      next->offset = offset;
+      std::deque<std::shared_ptr<Outgoing>>& queue = outgoing_[tenant];
+      if (next->offset == next->payload.size()) {
+        next->finished = true;
+        queue.pop_front();
+        cv_.notify_all();
+      }
+      if (queue.empty()) {
+        outgoing_.erase(tenant);
+      } else {
+        turns_.push_back(std::move(tenant));
+      }
+    }
+  }
 
   void Read() {
     ReadMessages(*link_, kReply, [&](Message m) {
@@ -562,6 +651,7 @@ class Client : public PeerClient {
       failed.swap(waiting_);
       in_flight_.clear();
       cv_.notify_all();
+      writer_cv_.notify_all();
     }
     for (auto& [key, waiter] : failed) waiter.done(Unavailable("the link to the peer is down"));
   }
@@ -580,7 +670,15 @@ class Client : public PeerClient {
   std::map<std::pair<std::string, uint64_t>, Waiter> waiting_;
   std::map<std::string, size_t> in_flight_;
   bool broken_ = false;
+  // What the writer thread has to write, per tenant, and the tenants in
+  // the order of their turns.
+  std::map<std::string, std::deque<std::shared_ptr<Outgoing>>> outgoing_;
+  std::deque<std::string> turns_;
+  std::condition_variable writer_cv_;
+  bool write_failed_ = false;
+  bool stopping_ = false;
   std::thread reader_;
+  std::thread writer_;
 };
 
 }  // namespace

@@ -42,8 +42,9 @@ struct Message {
 };
 
 // A message to send, its bytes the caller's until Send returns (Send
-// writes it before it returns): a segment shipped to several followers is
-// not copied into a Message for each.
+// copies a payload of at most kChunkBytes and waits until a larger one is
+// written): a segment shipped to several followers is not copied into a
+// Message for each.
 struct MessageRef {
   std::string_view tenant;
   uint8_t kind = 0;
@@ -99,9 +100,13 @@ class PeerClient {
   // thread running, detached, which crashes a process that exits meanwhile).
   using Done = std::function<void(Result<Message>)>;
 
-  // Sends `message` now (so a tenant's messages go in the order of these
-  // calls) and returns; `done` gets the answer. Waits first while the
-  // tenant's window is full, at most `window_wait` (DeadlineExceeded).
+  // Queues `message` for the link's writer thread (a tenant's messages go
+  // in the order of these calls; the tenants with messages queued take
+  // turns, a chunk each) and returns; `done` gets the answer. A payload of
+  // at most kChunkBytes is copied, so a commit that ships a segment does
+  // not wait for a slow peer's socket; Send with a larger one returns once
+  // it is written. Waits first while the tenant's window (queued or sent,
+  // not answered) is full, at most `window_wait` (DeadlineExceeded).
   // Thread-safe: many tenants' calls share the link. Unavailable once the
   // link is broken (for good: connect again); InvalidArgument for a message
   // over the limits or a (tenant, seq) already in flight.

@@ -9,11 +9,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <filesystem>
 #include <future>
 #include <map>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "base/status_matchers.h"
 #include "cluster/test_certs.h"
@@ -208,6 +210,145 @@ TEST_F(PeerLinkTest, ACallWithoutAnAnswerTimesOutAndALostLinkFailsEveryCall) {
     EXPECT_EQ(after.status().code(), StatusCode::kUnavailable);
   }
   EXPECT_STATUS(StatusCode::kUnavailable, (*client)->Call(Message{"t", 1, 3, "z"}, 10s));
+}
+
+// A TCP relay between a client and a listener that can stop taking bytes
+// from the client: a peer that reads nothing (a stopped or stalled node).
+class Relay {
+ public:
+  explicit Relay(int target_port) : target_port_(target_port) {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    // Small buffers on the client's side, so what the client sends fills
+    // them after a few hundred KiB.
+    int small = 64 << 10;
+    ::setsockopt(listen_fd_, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    sockaddr_in addr = Loopback(0);
+    ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    ::listen(listen_fd_, 1);
+    socklen_t len = sizeof addr;
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    accept_ = std::thread([this] {
+      int client = ::accept(listen_fd_, nullptr, nullptr);
+      if (client < 0) return;
+      int server = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in to = Loopback(target_port_);
+      if (::connect(server, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) {
+        ::close(client);
+        return;
+      }
+      fds_ = {client, server};
+      pumps_.emplace_back([this, client, server] { Pump(client, server, /*pausable=*/true); });
+      pumps_.emplace_back([this, client, server] { Pump(server, client, /*pausable=*/false); });
+    });
+  }
+  ~Relay() {
+    Resume();
+    ::shutdown(listen_fd_, SHUT_RDWR);
+    accept_.join();
+    for (int fd : fds_) ::shutdown(fd, SHUT_RDWR);
+    for (auto& t : pumps_) t.join();
+    for (int fd : fds_) ::close(fd);
+    ::close(listen_fd_);
+  }
+  int port() const { return port_; }
+  void Pause() {
+    std::lock_guard lock(mu_);
+    paused_ = true;
+  }
+  void Resume() {
+    {
+      std::lock_guard lock(mu_);
+      paused_ = false;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  static sockaddr_in Loopback(int port) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return addr;
+  }
+  void Pump(int from, int to, bool pausable) {
+    char buf[16 << 10];
+    while (true) {
+      if (pausable) {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [this] { return !paused_; });
+      }
+      ssize_t n = ::read(from, buf, sizeof buf);
+      if (n <= 0) break;
+      for (ssize_t done = 0; done < n;) {
+        ssize_t w = ::write(to, buf + done, static_cast<size_t>(n - done));
+        if (w <= 0) return;
+        done += w;
+      }
+    }
+    ::shutdown(to, SHUT_WR);
+  }
+
+  const int target_port_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::vector<int> fds_;
+  std::thread accept_;
+  std::vector<std::thread> pumps_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool paused_ = false;
+};
+
+// A primary sends each segment on its commit path: a follower that stops
+// reading must not stop the commits before that follower's window is full
+// (kWindowBytes). Send used to write the message itself, so it blocked
+// once the socket's buffers were full.
+TEST_F(PeerLinkTest, ASendDoesNotWaitForAPeerThatStoppedReading) {
+  Echo echo;
+  auto listener = Listen([&](const Message& m) { return echo(m); });
+  ASSERT_NE(listener, nullptr);
+  Relay relay(listener->port());
+  auto client = PeerClient::Connect("127.0.0.1:" + std::to_string(relay.port()), client_tls_);
+  ASSERT_OK(client);
+  ASSERT_OK((*client)->Call(Message{"t", 1, 1, "hello"}, 30s));  // the link works
+  relay.Pause();
+  // 30 messages of a chunk each: 7.5 MiB, within the tenant's window, far
+  // more than the buffers between here and the relay hold.
+  constexpr int kMessages = 30;
+  std::atomic<int> answered{0};
+  std::atomic<int> failed{0};
+  auto sends = std::async(std::launch::async, [&] {
+    for (uint64_t seq = 2; seq < 2 + kMessages; ++seq) {
+      std::string payload(kChunkBytes, static_cast<char>('a' + seq % 26));
+      Status s =
+          (*client)->Send(Message{"t", 1, seq, payload}, 60s, [&, payload](Result<Message> answer) {
+            if (answer.ok() && answer->payload == crypto::Sha256Hex(payload)) {
+              ++answered;
+            } else {
+              ++failed;
+            }
+          });
+      if (!s.ok()) return s;
+    }
+    return Status::Ok();
+  });
+  // Generous: the sends take milliseconds; the old Send never returned
+  // while the relay was paused (it returns once the relay resumes).
+  const bool returned_while_paused = sends.wait_for(30s) == std::future_status::ready;
+  const int answered_while_paused = answered;
+  relay.Resume();
+  EXPECT_TRUE(returned_while_paused) << "Send waited for a peer that reads nothing";
+  EXPECT_OK(sends.get());
+  EXPECT_EQ(answered_while_paused, 0) << "answered while the relay held every byte";
+  // Then every message arrives, in order, and is answered.
+  for (int i = 0; i < 6000 && answered + failed < kMessages; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(answered, kMessages);
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(echo.out_of_order, 0);
 }
 
 // What the handler writes may be removed once Stop returns: Stop waits for
