@@ -17,12 +17,13 @@ loopback, started by the cluster test harness (tests/cluster/conftest.py).
     cores: a follower's work here is work the primary cannot do), and the
     primary's CPU per create off over async's and sync's: the share of
     "off"'s creates a primary with cores of its own would keep if its CPU
-    were what bounds it.
+    were what bounds it. With BASE_SILO, each round of each mode runs that
+    binary too, right before the new one.
   - Bytes shipped per create (silo_repl_bytes_total over the creates, sync).
   - Upload time of a file of UPLOAD_MIB (default 64) MiB, random bytes, in
-    the same rounds and modes (UPLOADS, default 3, per round; medians): with
-    replication on, its sealed blob reaches both followers before the
-    upload is answered. And the same file as a resumable (tus) upload in
+    the same rounds and modes (UPLOADS, default 3, per round; medians; 0:
+    none): with replication on, its sealed blob reaches both followers
+    before the upload is answered. And the same file as a resumable (tus) upload in
     PATCHes of TUS_PATCH_MIB (default 4) MiB, timed from its creation to the
     last PATCH's answer: with replication on, each PATCH's bytes reach the
     followers before it is answered.
@@ -302,8 +303,8 @@ def throughput_round(mode, follower_dir=None):
         reads, _ = load(n1, token, "GET", SECONDS,
                         lambda w, i: "/api/collections/tickets/records/" + rng.choice(ids))
         data = random.Random(SEED).randbytes(UPLOAD_MIB << 20)
-        upload = upload_seconds(n1, token, data)
-        resumable = tus_seconds(n1, token, data)
+        upload = upload_seconds(n1, token, data) if UPLOADS else 0.0
+        resumable = tus_seconds(n1, token, data) if UPLOADS else 0.0
         return creates, reads, (shipped / len(made) if made else 0.0), upload, resumable, cpu
     finally:
         close_cluster(c)
@@ -860,34 +861,46 @@ def takeover_result(runs):
 
 def throughput_rounds():
     """RUNS rounds of each mode, in each placement of the followers' data
-    (None: beside the primary's; then each of FOLLOWER_DIRS), interleaved.
-    Per placement, per mode: the medians of throughput_round's figures."""
+    (None: beside the primary's; then each of FOLLOWER_DIRS), interleaved,
+    and with BASE_SILO, each of them with that binary too. Per placement,
+    per mode: the medians of throughput_round's figures (the new binary's;
+    BASE_SILO's are printed)."""
     modes = ("off", "async", "sync")
     placements = [None] + FOLLOWER_DIRS
-    results = {p: {m: [] for m in modes} for p in placements}
+    binaries = compared_binaries()
+    results = {(b, p): {m: [] for m in modes} for b, _ in binaries for p in placements}
     for r in range(RUNS):
         for p in placements:
             for m in modes:
-                results[p][m].append(throughput_round(m, p))
-                print("round %d %s%s: %.0f creates/s, %.0f reads/s, %.0f bytes/create, "
-                      "%d MiB upload %.2f s (resumable, %d MiB PATCHes: %.2f s); CPU ms per "
-                      "create: primary %.2f, followers %.2f, etcd %.2f, client %.2f" %
-                      ((r + 1, m, " (followers' data under %s)" % p if p else "") +
-                       results[p][m][-1][:3] + (UPLOAD_MIB,) + results[p][m][-1][3:4] +
-                       (TUS_PATCH_MIB,) + results[p][m][-1][4:5] + results[p][m][-1][5]),
-                      flush=True)
+                for name, binary in binaries:
+                    harness.SILO_BIN = harness.e2e.SILO_BIN = binary
+                    got = throughput_round(m, p)
+                    results[(name, p)][m].append(got)
+                    print("round %d %s%s%s: %.0f creates/s, %.0f reads/s, %.0f bytes/create, "
+                          "%d MiB upload %.2f s (resumable, %d MiB PATCHes: %.2f s); CPU ms per "
+                          "create: primary %.2f, followers %.2f, etcd %.2f, client %.2f" %
+                          ((r + 1, m, " (followers' data under %s)" % p if p else "",
+                            ", %s binary" % name if len(binaries) > 1 else "") + got[:3] +
+                           (UPLOAD_MIB,) + got[3:4] + (TUS_PATCH_MIB,) + got[4:5] + got[5]),
+                          flush=True)
+    harness.SILO_BIN = harness.e2e.SILO_BIN = os.environ["SILO_BIN"]
     med = {}
-    for p in placements:
-        med[p] = {m: [statistics.median(x[i] for x in results[p][m]) for i in range(5)] +
-                  [statistics.median(x[5][0] for x in results[p][m])] for m in modes}
-        off = med[p]["off"]
-        print("medians%s: creates/s off %.0f, async %.0f (%.2f of off), sync %.0f (%.2f); "
-              "primary CPU ms per create off %.2f, async %.2f, sync %.2f (off's over async's: "
-              "%.2f, over sync's: %.2f)" %
-              (" (followers' data under %s)" % p if p else "", off[0], med[p]["async"][0],
-               med[p]["async"][0] / off[0], med[p]["sync"][0], med[p]["sync"][0] / off[0], off[5],
-               med[p]["async"][5], med[p]["sync"][5], off[5] / med[p]["async"][5],
-               off[5] / med[p]["sync"][5]), flush=True)
+    for name, _ in binaries:
+        for p in placements:
+            runs = results[(name, p)]
+            m_ = {m: [statistics.median(x[i] for x in runs[m]) for i in range(5)] +
+                  [statistics.median(x[5][0] for x in runs[m])] for m in modes}
+            off = m_["off"]
+            print("medians%s%s: creates/s off %.0f, async %.0f (%.2f of off), sync %.0f (%.2f); "
+                  "primary CPU ms per create off %.2f, async %.2f, sync %.2f (off's over "
+                  "async's: %.2f, over sync's: %.2f)" %
+                  (" (followers' data under %s)" % p if p else "",
+                   ", %s binary" % name if len(binaries) > 1 else "", off[0], m_["async"][0],
+                   m_["async"][0] / off[0], m_["sync"][0], m_["sync"][0] / off[0], off[5],
+                   m_["async"][5], m_["sync"][5], off[5] / m_["async"][5],
+                   off[5] / m_["sync"][5]), flush=True)
+            if name == "new":
+                med[p] = m_
     return med
 
 
