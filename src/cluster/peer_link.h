@@ -7,8 +7,8 @@
 // large tenant cannot hold up the others:
 //  - a payload over kChunkBytes travels as several chunks, and the link
 //    writes one chunk at a time, so other tenants' frames go in between;
-//  - a sender has at most kWindowBytes of one tenant in flight (sent, not
-//    answered); past that only that tenant's sender waits;
+//  - a sender has at most kWindowBytes of one tenant in flight (queued or
+//    sent, not answered); past that only that tenant's sender waits;
 //  - the receiving end runs each tenant's messages in order on a pool of
 //    workers, one tenant per worker at a time, so a tenant whose handler is
 //    slow (a follower's fsync) delays only itself.
