@@ -888,19 +888,18 @@ def throughput_rounds():
     for name, _ in binaries:
         for p in placements:
             runs = results[(name, p)]
-            m_ = {m: [statistics.median(x[i] for x in runs[m]) for i in range(5)] +
-                  [statistics.median(x[5][0] for x in runs[m])] for m in modes}
-            off = m_["off"]
+            per_mode = {m: [statistics.median(x[i] for x in runs[m]) for i in range(5)] +
+                        [statistics.median(x[5][0] for x in runs[m])] for m in modes}
+            off, on_async, on_sync = (per_mode[m] for m in modes)
             print("medians%s%s: creates/s off %.0f, async %.0f (%.2f of off), sync %.0f (%.2f); "
                   "primary CPU ms per create off %.2f, async %.2f, sync %.2f (off's over "
                   "async's: %.2f, over sync's: %.2f)" %
                   (" (followers' data under %s)" % p if p else "",
-                   ", %s binary" % name if len(binaries) > 1 else "", off[0], m_["async"][0],
-                   m_["async"][0] / off[0], m_["sync"][0], m_["sync"][0] / off[0], off[5],
-                   m_["async"][5], m_["sync"][5], off[5] / m_["async"][5],
-                   off[5] / m_["sync"][5]), flush=True)
+                   ", %s binary" % name if len(binaries) > 1 else "", off[0], on_async[0],
+                   on_async[0] / off[0], on_sync[0], on_sync[0] / off[0], off[5], on_async[5],
+                   on_sync[5], off[5] / on_async[5], off[5] / on_sync[5]), flush=True)
             if name == "new":
-                med[p] = m_
+                med[p] = per_mode
     return med
 
 

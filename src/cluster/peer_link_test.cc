@@ -52,6 +52,14 @@ class PeerLinkTest : public ::testing::Test {
   PeerTls client_tls_;
 };
 
+sockaddr_in Loopback(int port) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return addr;
+}
+
 // Echoes the payload's hash, and checks each tenant's messages come in
 // order.
 struct Echo {
@@ -170,10 +178,7 @@ TEST_F(PeerLinkTest, OnlyPeersWithACertificateFromTheClusterCaGetIn) {
       PeerClient::Connect("127.0.0.1:" + std::to_string((*impostor)->port()), client_tls_));
   // Plain bytes instead of TLS: the link is dropped, the listener goes on.
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(listener->port()));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sockaddr_in addr = Loopback(listener->port());
   ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
   ASSERT_GT(::write(fd, "GET / HTTP/1.1\r\n\r\n", 18), 0);
   char buf[64];
@@ -265,13 +270,6 @@ class Relay {
   }
 
  private:
-  static sockaddr_in Loopback(int port) {
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    return addr;
-  }
   void Pump(int from, int to, bool pausable) {
     char buf[16 << 10];
     while (true) {
