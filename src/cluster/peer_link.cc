@@ -6,6 +6,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -16,6 +17,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -129,6 +131,16 @@ struct Chunk {
 
 // One TLS connection: whole-frame writes under a lock, frame reads by one
 // reader thread.
+//
+// OpenSSL allows one call at a time on an SSL object, and a read may write:
+// a peer's KeyUpdate makes SSL_read queue one of ours (an alert does too).
+// The reader's SSL_read and a writer's SSL_write used to run on the socket
+// at once and corrupt the stream. So once the handshake is done
+// (Established) OpenSSL works on memory buffers, every SSL call runs under
+// ssl_mu_ and never touches the socket, and the socket is read and written
+// outside that lock. (Non-blocking socket calls under the lock would not do:
+// OpenSSL 3.0 fails with "bad length" when a KeyUpdate comes in while a
+// write waits for the socket; seen with the test's key-updating peer.)
 class Link {
  public:
   Link(int fd, SSL* ssl) : fd_(fd), ssl_(ssl) {}
@@ -141,6 +153,24 @@ class Link {
 
   // Ends blocked reads and writes on both sides.
   void Shutdown() { ::shutdown(fd_, SHUT_RDWR); }
+
+  // After the handshake (on the socket, blocking), before a second thread
+  // uses the link: OpenSSL reads from and writes to memory from now on.
+  // Nothing past the handshake is lost: OpenSSL reads the socket a record at
+  // a time and has read none yet (TLS 1.3 without session tickets).
+  bool Established() {
+    BIO* in = BIO_new(BIO_s_mem());
+    BIO* out = BIO_new(BIO_s_mem());
+    if (in == nullptr || out == nullptr) {
+      BIO_free(in);
+      BIO_free(out);
+      return false;
+    }
+    SSL_set_bio(ssl_, in, out);  // frees the socket's BIO
+    in_ = in;
+    out_ = out;
+    return true;
+  }
 
   // Writes a message as chunks, taking the lock per chunk so that other
   // senders' chunks go in between.
@@ -202,30 +232,74 @@ class Link {
   }
 
  private:
+  // Seals `bytes` (into memory: it takes one call) and sends what OpenSSL
+  // has queued, a KeyUpdate the reader queued included. Under write_mu_.
   bool WriteAll(const std::string& bytes) {
-    size_t done = 0;
-    while (done < bytes.size()) {
+    std::string sealed;
+    {
+      std::lock_guard lock(ssl_mu_);
       size_t written = 0;
-      if (SSL_write_ex(ssl_, bytes.data() + done, bytes.size() - done, &written) != 1) {
+      if (SSL_write_ex(ssl_, bytes.data(), bytes.size(), &written) != 1 ||
+          written != bytes.size()) {
         return false;
       }
-      done += written;
+      TakeQueued(&sealed);
+    }
+    // write_mu_ keeps what is taken out of out_ in order on the socket.
+    for (size_t done = 0; done < sealed.size();) {
+      ssize_t n = ::send(fd_, sealed.data() + done, sealed.size() - done, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      done += static_cast<size_t>(n);
     }
     return true;
   }
+  // What the reader makes OpenSSL queue (a KeyUpdate in answer to the
+  // peer's, an alert) waits in out_ for the next write: TLS 1.3 asks for our
+  // KeyUpdate only before our next record, and after an alert the link is
+  // dropped. So the reader never waits for the socket's send buffer.
   bool ReadAll(char* out, size_t n) {
     size_t done = 0;
     while (done < n) {
       size_t got = 0;
-      if (SSL_read_ex(ssl_, out + done, n - done, &got) != 1) return false;
-      done += got;
+      int result = 0;
+      int error = SSL_ERROR_NONE;
+      {
+        std::lock_guard lock(ssl_mu_);
+        result = SSL_read_ex(ssl_, out + done, n - done, &got);
+        if (result != 1) error = SSL_get_error(ssl_, result);
+      }
+      if (result == 1) {
+        done += got;
+        continue;
+      }
+      if (error != SSL_ERROR_WANT_READ) return false;
+      char buf[64 << 10];
+      ssize_t k = ::recv(fd_, buf, sizeof buf, 0);
+      if (k < 0 && errno == EINTR) continue;
+      if (k <= 0) return false;
+      std::lock_guard lock(ssl_mu_);
+      if (BIO_write(in_, buf, static_cast<int>(k)) != k) return false;
     }
     return true;
+  }
+  // Moves what OpenSSL has queued for the peer to `sealed`. Under ssl_mu_.
+  void TakeQueued(std::string* sealed) {
+    size_t pending = BIO_ctrl_pending(out_);
+    sealed->resize(pending);
+    if (pending > 0) {
+      size_t read = 0;
+      BIO_read_ex(out_, sealed->data(), pending, &read);
+      sealed->resize(read);
+    }
   }
 
   int fd_;
   SSL* ssl_;
-  std::mutex write_mu_;
+  BIO* in_ = nullptr;    // owned by ssl_
+  BIO* out_ = nullptr;   // owned by ssl_
+  std::mutex write_mu_;  // a frame's seal and send, in order
+  std::mutex ssl_mu_;    // one SSL call at a time; taken inside write_mu_
 };
 
 // Collects chunks into whole messages, per (tenant, seq).
@@ -440,7 +514,7 @@ class Listener : public PeerListener {
       if (stopped_) return;
       links_.insert(link);
     }
-    if (SSL_accept(ssl) == 1) {
+    if (SSL_accept(ssl) == 1 && link->Established()) {
       timeval none{0, 0};
       ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
       Read(link);
@@ -757,7 +831,7 @@ Result<std::unique_ptr<PeerClient>> PeerClient::Connect(const std::string& addre
   }
   timeval limit{kHandshakeTimeoutS, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
-  if (SSL_connect(ssl) != 1) {
+  if (SSL_connect(ssl) != 1 || !link->Established()) {
     return Unavailable("the peer's TLS handshake failed").WithCause(address + ": " + SslError());
   }
   timeval none{0, 0};

@@ -4,6 +4,8 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -347,6 +349,144 @@ TEST_F(PeerLinkTest, ASendDoesNotWaitForAPeerThatStoppedReading) {
   EXPECT_EQ(answered, kMessages);
   EXPECT_EQ(failed, 0);
   EXPECT_EQ(echo.out_of_order, 0);
+}
+
+// A peer that asks for a TLS key update before every answer, written with
+// OpenSSL directly (the link itself never asks for one): it answers each
+// request with an empty reply, one connection, one thread.
+class KeyUpdatingPeer {
+ public:
+  explicit KeyUpdatingPeer(const PeerTls& tls) {
+    ctx_ = SSL_CTX_new(TLS_server_method());
+    SSL_CTX_set_min_proto_version(ctx_, TLS1_3_VERSION);
+    SSL_CTX_set_num_tickets(ctx_, 0);
+    ok_ = SSL_CTX_use_certificate_chain_file(ctx_, tls.cert_file.c_str()) == 1 &&
+          SSL_CTX_use_PrivateKey_file(ctx_, tls.key_file.c_str(), SSL_FILETYPE_PEM) == 1 &&
+          SSL_CTX_load_verify_locations(ctx_, tls.ca_file.c_str(), nullptr) == 1;
+    SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr = Loopback(0);
+    ok_ = ok_ && ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+          ::listen(listen_fd_, 1) == 0;
+    socklen_t len = sizeof addr;
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~KeyUpdatingPeer() {
+    ::shutdown(listen_fd_, SHUT_RDWR);
+    if (conn_fd_ >= 0) ::shutdown(conn_fd_, SHUT_RDWR);
+    thread_.join();
+    if (conn_fd_ >= 0) ::close(conn_fd_);
+    ::close(listen_fd_);
+    SSL_CTX_free(ctx_);
+  }
+  bool ok() const { return ok_; }
+  int port() const { return port_; }
+  int key_updates() const { return key_updates_; }
+  // Why the peer stopped reading, once the link ended ("" while it runs).
+  std::string ended() {
+    std::lock_guard lock(mu_);
+    return ended_;
+  }
+
+ private:
+  void Serve() {
+    int fd = ::accept(listen_fd_, nullptr, nullptr);
+    if (fd < 0) return;
+    conn_fd_ = fd;
+    SSL* ssl = SSL_new(ctx_);
+    SSL_set_fd(ssl, fd);
+    std::string why = "handshake";
+    if (SSL_accept(ssl) == 1) why = Answer(ssl);
+    {
+      std::lock_guard lock(mu_);
+      ended_ = why;
+    }
+    SSL_free(ssl);
+  }
+  static bool ReadAll(SSL* ssl, char* out, size_t n) {
+    for (size_t done = 0, got = 0; done < n; done += got) {
+      if (SSL_read_ex(ssl, out + done, n - done, &got) != 1) return false;
+    }
+    return true;
+  }
+  // Frames as in docs/formats.md ("Node link frame").
+  std::string Answer(SSL* ssl) {
+    while (true) {
+      unsigned char length[4];
+      if (!ReadAll(ssl, reinterpret_cast<char*>(length), 4)) return "read";
+      size_t n = (size_t{length[0]} << 24) | (length[1] << 16) | (length[2] << 8) | length[3];
+      std::string frame(n, '\0');
+      if (n < 16 || !ReadAll(ssl, frame.data(), n)) return "frame";
+      if ((frame[2] & 1) == 0) continue;  // not the message's last chunk
+      const size_t tenant_size = static_cast<uint8_t>(frame[3]);
+      // A reply (type 2, kind 7, last chunk) with the request's tenant and
+      // seq and an empty payload.
+      std::string reply = {0, 0, 0, static_cast<char>(16 + tenant_size),
+                           2, 7, 1, static_cast<char>(tenant_size)};
+      reply.append(frame, 4, 8);  // seq
+      reply.append(4, '\0');      // total: 0
+      reply.append(frame, 16, tenant_size);
+      if (SSL_key_update(ssl, SSL_KEY_UPDATE_REQUESTED) != 1) return "key update";
+      ++key_updates_;
+      size_t written = 0;
+      if (SSL_write_ex(ssl, reply.data(), reply.size(), &written) != 1) {
+        char why[256];
+        ERR_error_string_n(ERR_get_error(), why, sizeof why);
+        return std::string("write: ") + why;
+      }
+    }
+  }
+
+  SSL_CTX* ctx_ = nullptr;
+  bool ok_ = false;
+  int listen_fd_ = -1;
+  std::atomic<int> conn_fd_{-1};
+  int port_ = 0;
+  std::atomic<int> key_updates_{0};
+  std::mutex mu_;
+  std::string ended_;
+  std::thread thread_;
+};
+
+// A peer's KeyUpdate makes the receiving end's SSL_read write a KeyUpdate
+// of its own, which must not meet the writer thread's SSL_write on the same
+// SSL object (OpenSSL allows one call at a time per object): every message
+// is answered and the link stays up.
+TEST_F(PeerLinkTest, APeerThatUpdatesItsKeysWhileMessagesFlowBreaksNothing) {
+  KeyUpdatingPeer peer(server_tls_);
+  ASSERT_TRUE(peer.ok());
+  auto client = PeerClient::Connect("127.0.0.1:" + std::to_string(peer.port()), client_tls_);
+  ASSERT_OK(client);
+  constexpr int kTenants = 4;
+  constexpr int kMessages = 150;
+  std::atomic<int> answered{0};
+  std::atomic<int> failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kTenants; ++t) {
+    threads.emplace_back([&, t] {
+      std::string tenant = "tenant-" + std::to_string(t);
+      std::string payload(64 << 10, static_cast<char>('a' + t));
+      for (uint64_t seq = 1; seq <= kMessages; ++seq) {
+        Status s =
+            (*client)->Send(Message{tenant, 1, seq, payload}, 60s,
+                            [&](Result<Message> answer) { ++(answer.ok() ? answered : failed); });
+        if (!s.ok()) {
+          ++failed;
+          return;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < 6000 && answered + failed < kTenants * kMessages; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(answered, kTenants * kMessages) << "the peer stopped: " << peer.ended();
+  EXPECT_EQ(failed, 0);
+  EXPECT_FALSE((*client)->broken());
+  EXPECT_EQ(peer.key_updates(), kTenants * kMessages);
 }
 
 // What the handler writes may be removed once Stop returns: Stop waits for
