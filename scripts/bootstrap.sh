@@ -16,6 +16,8 @@ PACKAGES=(
   # black-box tests and benchmarks
   python3 python3-pytest python3-pytest-xdist python3-requests python3-jsonschema python3-aiosmtpd python3-websockets python3-cryptography oathtool openssl
   sqlite3 wrk procps
+  # setpriv: the harnesses' servers die with the test process (--pdeathsig)
+  util-linux
   # the coordination store of a cluster (leases and fencing terms; issue 21),
   # started by the replication tests on loopback
   etcd-server

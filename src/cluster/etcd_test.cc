@@ -1,9 +1,16 @@
 // The etcd client and node leases against a real etcd on loopback.
 #include "cluster/etcd.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
 #include <thread>
 
 #include "base/status_matchers.h"
@@ -234,6 +241,53 @@ TEST_F(EtcdTest, ALeaseEtcdNoLongerHasIsLostForGood) {
   Clock::time_point deadline = (*lease)->deadline();
   std::this_thread::sleep_for(std::chrono::milliseconds(1200));  // a renewal period
   EXPECT_EQ((*lease)->deadline(), deadline);
+}
+
+// True while `pid` runs (a zombie nobody reaped yet counts as gone).
+bool Running(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  size_t end = line.rfind(')');
+  return end != std::string::npos && line.size() > end + 2 && line[end + 2] != 'Z';
+}
+
+// The harness's own promise: the etcd a test started does not outlive the
+// test process, even one killed with no clean-up (it used to run on with
+// parent 1, holding its ports).
+TEST(EtcdProcessTest, DiesWithATestProcessKilledWithoutCleaningUp) {
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);  // etcd must not hold it open
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(fds[0]);
+    testing::EtcdProcess etcd;
+    std::string said = std::to_string(etcd.ok() ? etcd.pid() : -1) + " " + etcd.dir();
+    (void)!::write(fds[1], said.data(), said.size());
+    ::kill(::getpid(), SIGKILL);  // no destructor runs
+    ::_exit(1);
+  }
+  ::close(fds[1]);
+  std::string said;
+  char buf[512];
+  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) said.append(buf, n);
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  const size_t space = said.find(' ');
+  ASSERT_NE(space, std::string::npos) << said;
+  const pid_t etcd = std::stoi(said.substr(0, space));
+  const std::string dir = said.substr(space + 1);
+  ASSERT_GT(etcd, 0) << "etcd did not start (scripts/bootstrap.sh installs it)";
+  for (int i = 0; i < 200 && Running(etcd); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  const bool outlived = Running(etcd);
+  if (outlived) ::kill(etcd, SIGKILL);
+  std::filesystem::remove_all(dir);
+  EXPECT_FALSE(outlived) << "etcd ran on after the test process that started it was killed";
 }
 
 }  // namespace

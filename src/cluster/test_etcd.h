@@ -1,6 +1,7 @@
 // A real etcd for tests (Debian's etcd-server, installed by
 // scripts/bootstrap.sh): one member on 127.0.0.1, its own data directory,
-// started by the test and stopped (that process only) when it ends.
+// started by the test and stopped (that process only) when it ends, or by
+// the kernel when the test process dies without cleaning up.
 #ifndef SILO_CLUSTER_TEST_ETCD_H_
 #define SILO_CLUSTER_TEST_ETCD_H_
 
@@ -9,6 +10,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -56,6 +58,8 @@ class EtcdProcess {
   EtcdProcess& operator=(const EtcdProcess&) = delete;
 
   bool ok() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+  const std::string& dir() const { return dir_; }
   const std::string& endpoint() const { return endpoint_; }
   EtcdOptions Options() const { return EtcdOptions{{endpoint_}, 2000, "", "", ""}; }
 
@@ -73,8 +77,13 @@ class EtcdProcess {
     std::string c = "http://127.0.0.1:" + std::to_string(client);
     std::string p = "http://127.0.0.1:" + std::to_string(peer);
     std::string data = dir_ + "/data-" + std::to_string(client);
+    const pid_t parent = ::getpid();
     pid_t pid = ::fork();
     if (pid == 0) {
+      // Dies with the thread that started it (a test's), even one killed
+      // with no clean-up (SIGKILL, a CI job cancelled).
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(127);  // it died before the line above
       std::string log = dir_ + "/etcd.log";
       FILE* out = std::freopen(log.c_str(), "a", stdout);
       FILE* err = std::freopen(log.c_str(), "a", stderr);

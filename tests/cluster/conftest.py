@@ -78,7 +78,8 @@ class Etcd:
         return self
 
     def _launch(self, i):
-        return subprocess.Popen(self.args[i], stdout=self.log, stderr=subprocess.STDOUT,
+        return subprocess.Popen([*e2e.DIE_WITH_PARENT, *self.args[i]], stdout=self.log,
+                                stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)
 
     def restart(self):

@@ -613,7 +613,8 @@ def test_a_switchover_waiting_for_its_target_holds_nothing_else_up_on_its_node(c
     assert call(n1, "acme", token, "POST", "/api/collections", TICKETS).status_code == 201
     wait_until("both followers caught up", lambda: caught_up(cluster, tenant_id, ["n2", "n3"]))
     os.kill(n3.proc.pid, signal.SIGSTOP)
-    command = subprocess.Popen([SILO_BIN, "tenant", "promote", "acme", "--node", "n3"],
+    command = subprocess.Popen([*e2e.DIE_WITH_PARENT, SILO_BIN, "tenant", "promote", "acme",
+                                "--node", "n3"],
                                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                                     "SILO_ETCD_ENDPOINTS": cluster.etcd.endpoint},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

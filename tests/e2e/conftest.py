@@ -97,6 +97,15 @@ def tls_connect(port, timeout=10):
     return insecure_client_context().wrap_socket(raw)
 
 
+# Every server the harnesses start dies with the process that started it,
+# even one killed with no teardown (SIGKILL, an OOM kill): setpriv(1) sets
+# the parent-death signal, then execs the server under the same pid. The
+# signal comes when the *thread* that started the server ends, so servers
+# are started from a test's own thread (pytest's, which lives as long as
+# the process), never from a helper thread that ends first.
+DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "KILL", "--"]
+
+
 class Silo:
     def __init__(self, data_dir, extra_env=None, preexec=None):
         self.data_dir = data_dir
@@ -128,7 +137,7 @@ class Silo:
 
     def start(self, wait=True):
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([SILO_BIN, "serve"], env=self.env,
+        self.proc = subprocess.Popen([*DIE_WITH_PARENT, SILO_BIN, "serve"], env=self.env,
                                      stdout=self.log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, preexec_fn=self.preexec)
         if wait:

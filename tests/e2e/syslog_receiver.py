@@ -10,6 +10,8 @@ import subprocess
 import tempfile
 import time
 
+from conftest import DIE_WITH_PARENT
+
 
 def free_port():
     with socket.socket() as s:
@@ -48,7 +50,7 @@ template(name="raw" type="string"
 action(type="omfile" file="{out}" template="raw")
 """.format(d=self.dir, cert=self.cert, key=self.key, port=self.port, out=self.out))
         self.proc = subprocess.Popen(
-            ["rsyslogd", "-n", "-f", conf, "-i", os.path.join(self.dir, "pid")],
+            [*DIE_WITH_PARENT, "rsyslogd", "-n", "-f", conf, "-i", os.path.join(self.dir, "pid")],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.time() + 15
         while time.time() < deadline:

@@ -16,7 +16,7 @@ import time
 import pytest
 import requests
 
-from conftest import TOKEN_EXPIRES, metric
+from conftest import DIE_WITH_PARENT, TOKEN_EXPIRES, metric
 from test_records import Api, make_api, token
 
 MARKER = "BACKUP-PLAINTEXT-MARKER-91c2"
@@ -336,7 +336,8 @@ def s3rver():
         pytest.fail("s3rver is not installed: run scripts/bootstrap.sh")
     d = tempfile.mkdtemp(prefix="silo-s3-")
     # -s: no request log (nobody reads the pipe after the port line).
-    p = subprocess.Popen([S3RVER, "-s", "-d", d, "-a", "127.0.0.1", "-p", "0",
+    p = subprocess.Popen([*DIE_WITH_PARENT, S3RVER, "-s", "-d", d, "-a", "127.0.0.1",
+                          "-p", "0",
                           "--configure-bucket", "silo-backups"],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = ""

@@ -4,6 +4,8 @@ import ssl
 
 import pytest
 
+from conftest import DIE_WITH_PARENT
+
 
 def handshake(silo, version, ciphers=None):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -72,8 +74,9 @@ def test_control_client_really_offers_old_tls(tmp_path, version, flag):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    server = subprocess.Popen(["openssl", "s_server", "-accept", "127.0.0.1:%d" % port,
-                               "-cert", str(crt), "-key", str(key), flag,
+    server = subprocess.Popen([*DIE_WITH_PARENT, "openssl", "s_server",
+                               "-accept", "127.0.0.1:%d" % port, "-cert", str(crt),
+                               "-key", str(key), flag,
                                "-cipher", "ALL:@SECLEVEL=0", "-www"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               stdin=subprocess.DEVNULL)

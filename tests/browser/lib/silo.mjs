@@ -10,6 +10,14 @@ import { join, resolve } from 'node:path';
 const root = resolve(import.meta.dirname, '..', '..');
 export const siloBin = process.env.SILO_BIN ?? join(root, 'build', 'silo');
 
+// Spawns a server that dies with this process, even one killed with no
+// clean-up: setpriv(1) sets the parent-death signal, then execs the server
+// under the same pid. (The signal comes when the spawning thread ends: Node
+// spawns from its main thread, which lives as long as the process.)
+export function spawnServer(command, args, options) {
+  return spawn('setpriv', ['--pdeathsig', 'KILL', '--', command, ...args], options);
+}
+
 export async function startSilo(extraEnv = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'silo-browser-'));
   const env = {
@@ -27,7 +35,7 @@ export async function startSilo(extraEnv = {}) {
     ...extraEnv,
   };
   const log = openSync(join(dir, 'server.log'), 'w');
-  const proc = spawn(siloBin, ['serve'], { env, stdio: ['ignore', log, log] });
+  const proc = spawnServer(siloBin, ['serve'], { env, stdio: ['ignore', log, log] });
   const info = join(env.SILO_DATA_DIR, 'platform', 'server.json');
   const deadline = Date.now() + 20000;
   while (!existsSync(info)) {
@@ -46,6 +54,7 @@ export async function startSilo(extraEnv = {}) {
   }
   const cli = (...args) => execFileSync(siloBin, args, { env, encoding: 'utf8' });
   return {
+    pid: proc.pid,
     url: 'https://' + listen,
     operatorUrl: 'http://' + operatorListen,
     operatorToken: () => readFileSync(join(env.SILO_DATA_DIR, 'dev', 'operator.token'), 'utf8').trim(),

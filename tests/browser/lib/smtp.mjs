@@ -1,10 +1,11 @@
 // The SMTP sink of lib/smtp_sink.py: a real mail server on 127.0.0.1 whose
 // messages the test reads.
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 
+import { spawnServer } from './silo.mjs';
+
 export async function startSmtp() {
-  const proc = spawn('/usr/bin/python3', [join(import.meta.dirname, 'smtp_sink.py')], {
+  const proc = spawnServer('/usr/bin/python3', [join(import.meta.dirname, 'smtp_sink.py')], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   const messages = [];
