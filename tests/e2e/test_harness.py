@@ -10,8 +10,6 @@ import tempfile
 import textwrap
 import time
 
-import pytest
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
 
@@ -72,8 +70,6 @@ def test_a_server_started_by_the_python_harness_dies_with_a_killed_pytest():
 
 def test_a_server_started_by_the_browser_harness_dies_with_a_killed_node():
     lib = os.path.abspath(os.path.join(ROOT, "tests", "browser", "lib", "silo.mjs"))
-    if not os.path.exists(lib):
-        pytest.fail("tests/browser/lib/silo.mjs is missing")
     script = NODE_PARENT.format(lib=lib)
     assert not server_outlives_its_killed_parent(
         ["node", "--input-type=module", "-e", script]), \
