@@ -44,6 +44,11 @@ constexpr size_t kMaxTenant = 64;
 constexpr size_t kFixedHeader = 1 + 1 + 1 + 1 + 8 + 4;
 constexpr int kHandshakeTimeoutS = 5;
 constexpr int kMaxLinks = 64;
+// What the peer's records may make OpenSSL queue for it between two of our
+// writes (a KeyUpdate answered is 27 bytes, an alert ends the link): a peer
+// that asks for more, such as a flood of KeyUpdates on a link we write
+// nothing to, is dropped rather than left to grow our memory.
+constexpr size_t kMaxQueuedByReads = 64 << 10;
 
 std::string SslError() {
   unsigned long e = ERR_get_error();
@@ -257,7 +262,8 @@ class Link {
   // What the reader makes OpenSSL queue (a KeyUpdate in answer to the
   // peer's, an alert) waits in out_ for the next write: TLS 1.3 asks for our
   // KeyUpdate only before our next record, and after an alert the link is
-  // dropped. So the reader never waits for the socket's send buffer.
+  // dropped. So the reader never waits for the socket's send buffer, and a
+  // peer that makes it queue more than kMaxQueuedByReads is dropped.
   bool ReadAll(char* out, size_t n) {
     size_t done = 0;
     while (done < n) {
@@ -268,6 +274,12 @@ class Link {
         std::lock_guard lock(ssl_mu_);
         result = SSL_read_ex(ssl_, out + done, n - done, &got);
         if (result != 1) error = SSL_get_error(ssl_, result);
+        if (BIO_ctrl_pending(out_) > kMaxQueuedByReads) {
+          log::Warn("cluster.link_dropped", {{"reason",
+                                              "the peer's records queued over "
+                                              "64 KiB of answers we did not send"}});
+          return false;
+        }
       }
       if (result == 1) {
         done += got;

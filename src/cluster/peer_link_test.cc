@@ -353,10 +353,11 @@ TEST_F(PeerLinkTest, ASendDoesNotWaitForAPeerThatStoppedReading) {
 
 // A peer that asks for a TLS key update before every answer, written with
 // OpenSSL directly (the link itself never asks for one): it answers each
-// request with an empty reply, one connection, one thread.
+// request with an empty reply, one connection, one thread. With `flood`, it
+// first sends that many key updates in a row, reading nothing.
 class KeyUpdatingPeer {
  public:
-  explicit KeyUpdatingPeer(const PeerTls& tls) {
+  explicit KeyUpdatingPeer(const PeerTls& tls, int flood = 0) : flood_(flood) {
     ctx_ = SSL_CTX_new(TLS_server_method());
     SSL_CTX_set_min_proto_version(ctx_, TLS1_3_VERSION);
     SSL_CTX_set_num_tickets(ctx_, 0);
@@ -398,7 +399,8 @@ class KeyUpdatingPeer {
     SSL* ssl = SSL_new(ctx_);
     SSL_set_fd(ssl, fd);
     std::string why = "handshake";
-    if (SSL_accept(ssl) == 1) why = Answer(ssl);
+    if (SSL_accept(ssl) == 1) why = Flood(ssl);
+    if (why.empty()) why = Answer(ssl);
     {
       std::lock_guard lock(mu_);
       ended_ = why;
@@ -410,6 +412,16 @@ class KeyUpdatingPeer {
       if (SSL_read_ex(ssl, out + done, n - done, &got) != 1) return false;
     }
     return true;
+  }
+  // "" once flood_ key updates went out.
+  std::string Flood(SSL* ssl) {
+    for (int i = 0; i < flood_; ++i) {
+      if (SSL_key_update(ssl, SSL_KEY_UPDATE_REQUESTED) != 1 || SSL_do_handshake(ssl) != 1) {
+        return "flood";
+      }
+      ++key_updates_;
+    }
+    return "";
   }
   // Frames as in docs/formats.md ("Node link frame").
   std::string Answer(SSL* ssl) {
@@ -439,6 +451,7 @@ class KeyUpdatingPeer {
     }
   }
 
+  const int flood_;
   SSL_CTX* ctx_ = nullptr;
   bool ok_ = false;
   int listen_fd_ = -1;
@@ -487,6 +500,37 @@ TEST_F(PeerLinkTest, APeerThatUpdatesItsKeysWhileMessagesFlowBreaksNothing) {
   EXPECT_EQ(failed, 0);
   EXPECT_FALSE((*client)->broken());
   EXPECT_EQ(peer.key_updates(), kTenants * kMessages);
+}
+
+// Each key update a peer asks for makes our SSL_read queue one of ours
+// until our next write (27 bytes). A peer that floods them on a link we
+// write nothing to is dropped once they pass 64 KiB (kMaxQueuedByReads),
+// not left to grow our memory; a peer that asks for a thousand (27 KB) is
+// answered as any other, its key updates sent with our next message.
+TEST_F(PeerLinkTest, APeerFloodingKeyUpdatesIsDroppedBeforeOurAnswersToItGrowPast64KiB) {
+  for (const int flood : {1'000, 10'000}) {
+    SCOPED_TRACE("key updates in a row: " + std::to_string(flood));
+    KeyUpdatingPeer peer(server_tls_, flood);
+    ASSERT_TRUE(peer.ok());
+    auto client = PeerClient::Connect("127.0.0.1:" + std::to_string(peer.port()), client_tls_);
+    ASSERT_OK(client);
+    for (int i = 0; i < 3000 && peer.key_updates() < flood && peer.ended().empty(); ++i) {
+      std::this_thread::sleep_for(10ms);
+    }
+    // What the peer sent is read before the reply to the message below.
+    std::promise<Status> answer;
+    Status sent = (*client)->Send(Message{"acme", 1, 1, "after the flood"}, 30s,
+                                  [&](Result<Message> m) { answer.set_value(m.status()); });
+    Status answered = sent.ok() ? answer.get_future().get() : sent;
+    if (flood == 1'000) {
+      EXPECT_OK(answered);
+      EXPECT_EQ(peer.key_updates(), flood + 1);
+      EXPECT_FALSE((*client)->broken());
+    } else {
+      EXPECT_FALSE(answered.ok()) << "the flooding peer's link stayed up";
+      EXPECT_TRUE((*client)->broken());
+    }
+  }
 }
 
 // What the handler writes may be removed once Stop returns: Stop waits for
