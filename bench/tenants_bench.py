@@ -49,7 +49,10 @@ class Server:
                    SILO_OPERATOR_LISTEN="127.0.0.1:0", SILO_API_RATE_PER_MINUTE="1000000",
                    SILO_OPERATOR_ACCESS="allowed", SILO_BACKUP_SCHEDULE="off")
         self.log = open(os.path.join(os.path.dirname(self.data), "server.log"), "ab")
-        self.proc = subprocess.Popen([SILO, "serve"], env=env, stdout=self.log,
+        # setpriv: the server dies with this process, even one killed without
+        # reaching stop() (as tests/e2e/conftest.py's DIE_WITH_PARENT).
+        self.proc = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", "--", SILO, "serve"],
+                                     env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
         deadline = time.time() + 60
         while True:

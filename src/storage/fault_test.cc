@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -72,9 +73,14 @@ class FaultTest : public testing::TempDirTest {
       SCOPED_TRACE("round " + std::to_string(round));
       int fds[2];
       ASSERT_EQ(pipe(fds), 0);
+      const pid_t parent = getpid();
       pid_t pid = fork();
       ASSERT_GE(pid, 0);
       if (pid == 0) {
+        // The writer dies with the test process, even one killed mid-round
+        // (its pipe's SIGPIPE would end it only at its next report).
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(7);
         close(fds[0]);
         child(path, next_id, fds[1]);
         _exit(6);
