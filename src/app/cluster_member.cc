@@ -1000,9 +1000,11 @@ void ClusterMember::RemoveUploadPart(const std::string& tenant_id, const std::st
 }
 
 // Detaches by path: a newer open of the same tenant made before this one's
-// last connection closed would lose its recorder. TenantDatabases evicts
-// only idle tenants and a restore waits for the close; what remains is a
-// tenant suspended and resumed while a request still holds it (known gap).
+// last connection closed would lose its recorder. There is none:
+// TenantDatabases opens a tenant again only once its last open's detach
+// ran (an evicted one's close is waited for; one taken out of the cache
+// under a holder, by a suspend, a delete or an Exclusive that gave up, is
+// refused until the holder lets go).
 void ClusterMember::Detach(const std::string& tenant_id, const std::string& path) {
   storage::repl::Detach(path);
   MutexLock lock(mu_);

@@ -360,6 +360,17 @@ Result<std::shared_ptr<TenantDatabase>> TenantDatabases::Acquire(const std::stri
     MutexLock lock(close_mu_);
     while (closing_.count(tenant_id) != 0) close_cv_.Wait(close_mu_);
   }
+  {
+    // Taken out of the cache while a caller still holds it (Close before a
+    // suspend or a delete, an Exclusive that gave up waiting): not opened a
+    // second time beside it. Its detach, run when that holder lets go,
+    // would follow this open's attach (on a cluster node, the old open's
+    // detach would drop this one from what the node leads).
+    MutexLock lock(live_->mu);
+    if (live_->count.count(tenant_id) != 0) {
+      return Unavailable("the tenant's last open is still in use; retry shortly");
+    }
+  }
   auto key = key_fn_(tenant_id);
   if (!key.ok()) return key.status();
   std::string path = path_fn_(tenant_id);

@@ -166,13 +166,17 @@ class TenantDatabases {
   ~TenantDatabases();
 
   // The tenant's open database, opening (creating, migrating) it on first
-  // use. Unavailable when the cache is full of tenants in use. Opening
-  // waits while this tenant's last open is still closing, and while as many
-  // tenants wait to be closed as the cache holds.
+  // use. Unavailable when the cache is full of tenants in use, and while a
+  // caller still holds the tenant's last open after it left the cache
+  // (Close, an Exclusive that gave up): one set of connections and one
+  // attach per tenant at a time. Opening waits while this tenant's last
+  // open is still closing, and while as many tenants wait to be closed as
+  // the cache holds.
   Result<std::shared_ptr<TenantDatabase>> Acquire(const std::string& tenant_id);
 
   // Drops the tenant from the cache (before suspend or delete). Callers that
-  // still hold it finish their work; the connections close after them.
+  // still hold it finish their work; the connections close after them, and
+  // until then Acquire refuses the tenant.
   void Close(const std::string& tenant_id);
 
   // Runs `fn` while nothing has the tenant's database open: closes it, waits

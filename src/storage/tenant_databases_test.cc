@@ -544,6 +544,46 @@ TEST_F(TenantDatabasesTest, AttachRunsBeforeTheFirstConnectionAndDetachAfterTheL
   EXPECT_EQ(calls, (std::vector<std::string>{"attach a", "attach a", "detach a"}));
 }
 
+// A tenant taken out of the cache while a caller still holds it (Close,
+// before a suspend or a delete; an Exclusive whose holders did not finish
+// in time) is not opened a second time beside it: one file, one set of
+// connections, one attach at a time (a cluster node's attach installs the
+// tenant's recorder, which the old open's detach would take away from the
+// new one). Acquire is refused until the holder lets go.
+TEST_F(TenantDatabasesTest, ATenantTakenOutOfTheCacheUnderAHolderOpensAgainOnlyOnceItLetsGo) {
+  std::vector<std::string> calls;
+  TenantDatabases dbs = MakeWithHooks(
+      [&](const std::string& id, const std::string&) -> Status {
+        calls.push_back("attach " + id);
+        return Status::Ok();
+      },
+      [&](const std::string& id, const std::string&) { calls.push_back("detach " + id); });
+  for (const bool by_exclusive : {false, true}) {
+    SCOPED_TRACE(by_exclusive ? "an Exclusive that gave up" : "Close");
+    calls.clear();
+    auto held = dbs.Acquire("a");
+    ASSERT_OK(held);
+    ASSERT_OK(Insert(**held, "x"));
+    if (by_exclusive) {
+      EXPECT_STATUS(
+          StatusCode::kUnavailable,
+          dbs.Exclusive("a", "held", std::chrono::milliseconds(50), [] { return Status::Ok(); }));
+    } else {
+      dbs.Close("a");
+    }
+    auto refused = dbs.Acquire("a");
+    EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable);
+    EXPECT_EQ(refused.status().message(), "the tenant's last open is still in use; retry shortly");
+    EXPECT_EQ(calls, std::vector<std::string>{"attach a"});
+    held->reset();  // the holder finishes: its connections close, then its detach
+    auto reopened = dbs.Acquire("a");
+    ASSERT_OK(reopened);
+    EXPECT_EQ(Count(**reopened), by_exclusive ? 2 : 1);
+    EXPECT_EQ(calls, (std::vector<std::string>{"attach a", "detach a", "attach a"}));
+    dbs.Close("a");
+  }
+}
+
 // Sets `release` and wakes `cv` when it goes out of scope, also on a failed
 // assertion. Declared after the TenantDatabases whose hooks wait for
 // `release`, so it lets them go before that object's destructor waits for
