@@ -245,23 +245,35 @@ Status Shipper::AwaitAck(const Sent& sent) {
     if (!options_.sync || shared_->followers.empty()) return Status::Ok();
   }
   // Sync: a durable copy besides ours on a member of the sync set (on any
-  // promotable follower while the set is empty) before the commit is
-  // answered. Copies are prefixes of the chain, so a member that holds
-  // this commit holds every one answered before it.
+  // promotable follower while the set is empty or none of its members
+  // streams) before the commit is answered. Copies are prefixes of the chain, so a member that
+  // holds this commit holds every one answered before it.
   std::unique_lock lock(shared_->mu);
   std::erase_if(targets, [&](size_t i) { return !shared_->followers[i].link.promotable; });
   auto counts = [&](const Shared::Follower& f) {
     return sync_set_.empty() || std::binary_search(sync_set_.begin(), sync_set_.end(), f.link.node);
   };
+  // While no member streams (the set's members left, or it never held the
+  // followers that caught up since: MaintainSyncSet), any promotable
+  // follower the segment went to will do: it becomes the set below. Not
+  // waiting for it would answer the commit with no copy at all (strict:
+  // refuse it) while a follower was about to hold it.
   auto done = [&] {
-    bool waiting = false;
+    bool member_streams = false;
     for (size_t i : targets) {
       const Shared::Follower& f = shared_->followers[i];
       if (!counts(f)) continue;
       if (f.acked >= seq) return true;
-      if (f.state == FollowerState::kStreaming) waiting = true;
+      member_streams = member_streams || f.state == FollowerState::kStreaming;
     }
-    return !waiting;
+    if (member_streams) return false;
+    bool streams = false;
+    for (size_t i : targets) {
+      const Shared::Follower& f = shared_->followers[i];
+      if (f.acked >= seq) return true;
+      streams = streams || f.state == FollowerState::kStreaming;
+    }
+    return !streams;
   };
   shared_->acked_cv.wait_for(lock, options_.ack_timeout, done);
   lock.unlock();

@@ -81,7 +81,8 @@ struct ShipperOptions {
   // (etcd). The sync set is the promotable followers of which at least one
   // holds every commit answered so far (copies are prefixes, so the most
   // advanced member holds them all): a commit is answered once a member
-  // holds it; when none does in time, the followers that hold it (or, not
+  // holds it (while no member streams, once any promotable follower
+  // does); when none does in time, the followers that hold it (or, not
   // strict, none) become the set, recorded before the answer. An election
   // hears every member and takes the most advanced. MaintainSyncSet lets
   // members that stopped streaming go and adds followers that caught up.

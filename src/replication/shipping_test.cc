@@ -581,6 +581,40 @@ TEST_F(ShippingTest, AnEarlierCommitsWaitEndingLastDoesNotTakeTheSyncSetBack) {
   EXPECT_EQ(recorded.size(), records);
 }
 
+// The sync set may not hold every follower that streams: one that caught
+// up joins only at the loop's next MaintainSyncSet. When all its members
+// have left, the next commit waits for a follower that streams to hold it,
+// and that follower becomes the set, rather than being answered with no
+// copy anywhere (or refused, when strict). The ack timeout is far beyond
+// node-3's answer: the test's verdict does not rest on it.
+TEST_F(ShippingTest, ACommitAfterTheSyncSetsMembersLeftWaitsForAnotherFollower) {
+  std::vector<std::vector<std::string>> recorded;
+  ShipperOptions options{.sync = true, .ack_timeout = 60s};
+  options.record_sync_set = [&](const std::vector<std::string>& nodes) -> Status {
+    recorded.push_back(nodes);
+    return Status::Ok();
+  };
+  Shipper shipper(kTenant, options, Links());
+  followers_[1]->stuck = true;  // node-3 holds nothing of the first commit
+  auto db = OpenPrimary(shipper);
+  ASSERT_NE(db, nullptr);
+  ASSERT_EQ(shipper.SyncSet(), std::vector<std::string>{"node-2"});
+  followers_[1]->stuck = false;  // node-3 catches up, but is not in the set
+  followers_[1]->unstick.set_value();
+  for (int wait = 0; wait < 4000 && shipper.AckedSeqs()[1] < recorder_->head().seq; ++wait) {
+    std::this_thread::sleep_for(5ms);
+  }
+  ASSERT_EQ(shipper.AckedSeqs()[1], recorder_->head().seq) << "node-3 did not catch up in 20 s";
+  ASSERT_EQ(shipper.SyncSet(), std::vector<std::string>{"node-2"});
+
+  shipper.RemoveFollower("node-2");
+  ASSERT_OK(Insert(*db, 1));
+  EXPECT_EQ(FollowerSeq(1), recorder_->head().seq) << "answered before node-3 held it";
+  EXPECT_EQ(shipper.SyncSet(), std::vector<std::string>{"node-3"});
+  ASSERT_FALSE(recorded.empty());
+  EXPECT_EQ(recorded.back(), std::vector<std::string>{"node-3"});
+}
+
 // A snapshot whose copy cannot be read sends nothing, and its followers need
 // one again (they do not wait for it behind a growing backlog).
 TEST_F(ShippingTest, AnUnreadableSnapshotLeavesItsFollowersNeedingOne) {
