@@ -246,8 +246,9 @@ Status Shipper::AwaitAck(const Sent& sent) {
   }
   // Sync: a durable copy besides ours on a member of the sync set (on any
   // promotable follower while the set is empty or none of its members
-  // streams) before the commit is answered. Copies are prefixes of the chain, so a member that
-  // holds this commit holds every one answered before it.
+  // streams) before the commit is answered. Copies are prefixes of the
+  // chain, so a member that holds this commit holds every one answered
+  // before it.
   std::unique_lock lock(shared_->mu);
   std::erase_if(targets, [&](size_t i) { return !shared_->followers[i].link.promotable; });
   auto counts = [&](const Shared::Follower& f) {
