@@ -589,11 +589,9 @@ TEST_F(ShippingTest, AnEarlierCommitsWaitEndingLastDoesNotTakeTheSyncSetBack) {
 // node-3's answer: the test's verdict does not rest on it.
 TEST_F(ShippingTest, ACommitAfterTheSyncSetsMembersLeftWaitsForAnotherFollower) {
   std::vector<std::vector<std::string>> recorded;
-  ShipperOptions options{.sync = true, .ack_timeout = 60s};
-  options.record_sync_set = [&](const std::vector<std::string>& nodes) -> Status {
-    recorded.push_back(nodes);
-    return Status::Ok();
-  };
+  bool etcd_up = true;
+  ShipperOptions options = RecordingSyncSets(recorded, etcd_up);
+  options.ack_timeout = 60s;
   Shipper shipper(kTenant, options, Links());
   followers_[1]->stuck = true;  // node-3 holds nothing of the first commit
   auto db = OpenPrimary(shipper);
